@@ -1,0 +1,138 @@
+"""The ``hub`` command: a thin typer layer over :mod:`pipelines` and :mod:`hub` functions.
+
+Exit codes: 0 success, 1 at least one export quarantined (or failed), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from hub import runs
+from hub.errors import UsageError
+from hub.runs import RunRecord
+from hub.settings import Settings
+from hub.store import SETTINGS, Store
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="FinOps hub: cost exports in, a FOCUS Parquet lake out.")
+_WIDTH = int(os.environ.get("COLUMNS", "0")) or (None if sys.stdout.isatty() else 200)
+out = Console(width=_WIDTH)
+err = Console(stderr=True, width=_WIDTH)
+
+Root = Annotated[str, typer.Argument(help="Hub root: a local folder or an fsspec URL (abfs://, az://, s3://).")]
+
+
+def _store(root: str) -> Store:
+    try:
+        return Store(root)
+    except (UsageError, ValueError, ImportError) as exc:
+        err.print(f"[red]error:[/red] cannot open hub root {root!r}: {exc}")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def init(root: Root) -> None:
+    """Create msexports/, ingestion/, config/ and config/settings.json (kept if it exists)."""
+    store = _store(root)
+    store.init_layout()
+    if not store.exists(SETTINGS):
+        store.write_bytes(SETTINGS, Settings().to_json().encode())
+    out.print(f"hub initialised at {store.url}")
+
+
+def _run_table(records: list[RunRecord], title: str) -> Table:
+    table = Table(title=title)
+    for col in ("export", "dataset", "month", "scope", "rows", "seconds", "state", "error"):
+        table.add_column(col, overflow="fold", justify="right" if col in ("rows", "seconds") else "left")
+    for r in records:
+        error = f"{r.error.code}: {r.error.message}" if r.error else ""
+        state = {"committed": "[green]committed[/green]", "quarantined": "[red]quarantined[/red]"}.get(r.state, r.state)
+        table.add_row(r.exportName or r.manifest, r.dataset or "", r.month or "", r.scope or "", f"{r.rowsOut or r.rowsIn:,}",
+                      f"{r.seconds:.2f}" if r.seconds is not None else "", state, error)
+    return table
+
+
+@app.command()
+def ingest(
+    root: Root,
+    retry: Annotated[bool, typer.Option("--retry", help="Also re-process quarantined exports.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Re-process every export, committed ones too.")] = False,
+) -> None:
+    """Process every pending manifest under msexports/ once."""
+    from pipelines.msexports_etl import ingest as run_ingest
+
+    store = _store(root)
+    tasks: dict[tuple[str, int], TaskID] = {}
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                  TimeElapsedColumn(), console=err, disable=not err.is_terminal, transient=True) as bar:
+
+        def progress(rec: RunRecord, part: int, parts: int, pct: float) -> None:
+            key = (rec.key, part)
+            if key not in tasks:
+                tasks[key] = bar.add_task(f"{rec.exportName or rec.runId} part {part + 1}/{parts}", total=100)
+            bar.update(tasks[key], completed=pct)
+
+        try:
+            result = run_ingest(store, retry=retry, force=force, progress=progress)
+        except UsageError as exc:
+            err.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2) from None
+    records = result.recovered + result.records
+    if not records:
+        out.print("nothing to ingest")
+        return
+    out.print(_run_table(records, f"hub ingest {store.url}"))
+    for r in records:
+        if r.error:
+            err.print(f"{r.error.code}: {r.error.file or r.manifest}: {r.error.message}")
+    raise typer.Exit(0 if result.ok else 1)
+
+
+@app.command()
+def status(root: Root, as_json: Annotated[bool, typer.Option("--json", help="Print run records as JSON.")] = False) -> None:
+    """Show every run record (newest last)."""
+    records = runs.load_all(_store(root))
+    if as_json:
+        typer.echo(json.dumps([r.model_dump(mode="json") for r in records], indent=2))
+        return
+    if not records:
+        out.print("no runs yet")
+        return
+    out.print(_run_table(records, "runs"))
+
+
+@app.command()
+def demo(root: Annotated[str, typer.Argument(help="Where to create the demo hub.")] = "demo-hub",
+         rows: Annotated[int, typer.Option(help="Cost rows to generate.")] = 5000) -> None:
+    """Generate a realistic FocusCost 1.0 export and price sheet, ingest them, and query the lake."""
+    from hub.demo import run_demo
+
+    try:
+        summary = run_demo(root, rows=rows)
+    except UsageError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    out.print(_run_table(summary.records, f"demo hub at {summary.root}"))
+    for title, header, body in summary.tables:
+        table = Table(title=title)
+        for h in header:
+            table.add_column(h)
+        for row in body:
+            table.add_row(*[str(v) for v in row])
+        out.print(table)
+    out.print(f"Query it yourself:\n  {sys.executable} -c \"import duckdb; print(duckdb.sql(\\\"{summary.example_sql}\\\"))\"")
+    raise typer.Exit(0 if all(r.state == "committed" for r in summary.records) else 1)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,192 @@
+"""Convert one export part (CSV, gzip CSV or Parquet) to typed Parquet with DuckDB, streaming.
+
+DuckDB reads the input in vectors and writes row groups as it goes, so memory stays flat however large
+the file is. DuckDB's errors are mapped to the stable error codes of :mod:`hub.errors`.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import gzip
+import io
+import re
+import threading
+import time
+import zlib
+from collections.abc import Callable
+
+import duckdb
+
+from hub.errors import HubError, InputError
+from hub.export_schemas import ExportSchema
+from transforms.typing import ERROR_TAG, Projection, ident, literal, project
+
+ROW_GROUP_SIZE = 131_072
+MAX_LINE_SIZE = 64 * 1024 * 1024
+#: Fewer shared columns than this fraction of the schema means the file is not what the manifest says.
+MIN_MATCHED = 0.5
+
+
+def file_kind(name: str, *, file: str) -> str:
+    """``csv``, ``csv.gz`` or ``parquet`` from a blob name; anything else is unsupported."""
+    low = name.lower()
+    if low.endswith(".csv"):
+        return "csv"
+    if low.endswith((".csv.gz", ".gz")):
+        return "csv.gz"
+    if low.endswith(".parquet"):
+        return "parquet"
+    raise InputError("parts must be .csv, .csv.gz or .parquet", file=file, code="UnsupportedExportFileType")
+
+
+def connect(threads: int | None = None, memory_limit: str = "1GB", temp_dir: str | None = None) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection set up for streaming conversion in UTC."""
+    config: dict[str, object] = {"preserve_insertion_order": False, "memory_limit": memory_limit}
+    if threads:
+        config["threads"] = threads
+    if temp_dir:
+        config["temp_directory"] = temp_dir
+    con = duckdb.connect(config=config)
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+def csv_header(path: str, kind: str, *, file: str) -> list[str]:
+    """The header row of a local CSV (BOM tolerated, quoted names handled)."""
+    try:
+        raw = gzip.open(path, "rb") if kind == "csv.gz" else open(path, "rb")  # noqa: SIM115
+        with raw:
+            text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+            row = next(csv.reader(text), None)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise InputError(f"cannot read header ({exc})", file=file, code="CorruptFile") from None
+    except (UnicodeDecodeError, codecs.CodecRegistryError) as exc:
+        raise InputError(f"header is not UTF-8 ({exc.reason if hasattr(exc, 'reason') else exc})", file=file,
+                         code="InvalidEncoding") from None
+    if not row or any(not h.strip() for h in row):
+        raise InputError("missing or empty header row", file=file, code="SchemaMismatch")
+    if len({h.lower() for h in row}) != len(row):
+        raise InputError("duplicate column names in header", file=file, code="SchemaMismatch")
+    return row
+
+
+def source_sql(path: str, kind: str, header: list[str] | None) -> str:
+    """The DuckDB table function reading one local part."""
+    if kind == "parquet":
+        return f"read_parquet({literal(path)})"
+    assert header is not None
+    cols = "{" + ", ".join(f"{literal(h)}: 'VARCHAR'" for h in header) + "}"
+    return (f"read_csv({literal(path)}, columns = {cols}, header = true, auto_detect = false, delim = ',', "
+            f"quote = '\"', escape = '\"', nullstr = ['', 'NULL'], strict_mode = true, "
+            f"max_line_size = {MAX_LINE_SIZE}, compression = '{'gzip' if kind == 'csv.gz' else 'none'}')")
+
+
+def source_columns(con: duckdb.DuckDBPyConnection, path: str, kind: str, *, file: str) -> tuple[str, dict[str, str]]:
+    """The source SQL of a part and its columns with DuckDB types."""
+    header = csv_header(path, kind, file=file) if kind != "parquet" else None
+    sql = source_sql(path, kind, header)
+    if header is not None:
+        return sql, dict.fromkeys(header, "VARCHAR")
+    try:
+        rows = con.execute(f"DESCRIBE SELECT * FROM {sql}").fetchall()
+    except duckdb.Error as exc:
+        raise map_error(exc, file=file) from None
+    return sql, {r[0]: r[1] for r in rows}
+
+
+def plan(schema: ExportSchema, columns: dict[str, str], *, file: str) -> Projection:
+    """The typed projection of a part, refusing files that are clearly another dataset or version."""
+    proj = project(schema, columns)
+    if proj.matched < max(1, int(len(schema.columns) * MIN_MATCHED)):
+        raise InputError(f"only {proj.matched} of {len(schema.columns)} columns of {schema.key} found "
+                         f"(first columns: {', '.join(list(columns)[:5])})", file=file, code="SchemaMismatch")
+    return proj
+
+
+def write_parquet(con: duckdb.DuckDBPyConnection, select: list[str], source: str, out: str, *, file: str,
+                  progress: Callable[[float], None] | None = None) -> int:
+    """Stream ``SELECT select FROM source`` into a zstd Parquet file; returns the row count."""
+    sql = (f"COPY (SELECT {', '.join(select)} FROM {source}) TO {literal(out)} "
+           f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP_SIZE})")
+    result: list = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            result.append(con.execute(sql).fetchall()[0][0])
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            failure.append(exc)
+
+    if progress is None:
+        run()
+    else:
+        worker = threading.Thread(target=run, daemon=True)
+        worker.start()
+        while worker.is_alive():
+            worker.join(0.2)
+            try:
+                pct = con.query_progress()
+            except duckdb.Error:
+                pct = -1
+            if pct >= 0:
+                progress(pct)
+        progress(100.0)
+    if failure:
+        exc = failure[0]
+        if isinstance(exc, duckdb.Error):
+            raise map_error(exc, file=file) from None
+        raise exc
+    return int(result[0])
+
+
+_LINE = re.compile(r"Line: (\d+)")
+
+
+def map_error(exc: BaseException, *, file: str) -> HubError:
+    """Turn a DuckDB error into a coded, one-line error naming the file."""
+    text = str(exc)
+    if ERROR_TAG in text:
+        _, col, value, kind = (text.split(ERROR_TAG, 1)[1].split("|") + ["", "", ""])[:4]
+        return InputError(f"column {col}: {value!r}{kind}", file=file, code="InvalidValue")
+    line = _LINE.search(text)
+    where = f" at line {line.group(1)}" if line else ""
+    if "Invalid unicode" in text or "not utf-8" in text:
+        return InputError(f"not UTF-8{where}", file=file, code="InvalidEncoding")
+    if re.search(r"gzip|zlib|magic bytes|too small to be a Parquet|Corrupt|truncated", text, re.IGNORECASE):
+        return InputError(text.splitlines()[0], file=file, code="CorruptFile")
+    if "Expected Number of Columns" in text:
+        m = re.search(r"Expected Number of Columns: (\d+) Found: (\d+)", text)
+        detail = f"expected {m.group(1)} fields, found {m.group(2)}" if m else "wrong number of fields"
+        return InputError(f"{detail}{where}", file=file, code="MalformedCsv")
+    if "CSV Error" in text or "quote" in text.lower():
+        return InputError(f"{text.splitlines()[0]}{where}", file=file, code="MalformedCsv")
+    if isinstance(exc, duckdb.ConversionException):
+        return InputError(text.splitlines()[0], file=file, code="InvalidValue")
+    return HubError(text.splitlines()[0], file=file, code="InternalError")
+
+
+def count_rows(con: duckdb.DuckDBPyConnection, files: list[str]) -> int:
+    """Rows in Parquet files, read from their footers."""
+    if not files:
+        return 0
+    listing = "[" + ", ".join(literal(f) for f in files) + "]"
+    return int(con.execute(f"SELECT coalesce(sum(num_rows), 0) FROM parquet_file_metadata({listing})").fetchall()[0][0])
+
+
+def totals(con: duckdb.DuckDBPyConnection, files: list[str], currency: str | None,
+           amounts: tuple[str, ...]) -> dict[str, dict[str, str]]:
+    """Sum of each amount column per currency over Parquet files, as decimal strings."""
+    if not files or not currency or not amounts:
+        return {}
+    listing = "[" + ", ".join(literal(f) for f in files) + "]"
+    sums = ", ".join(f"CAST(sum({ident(a)}) AS VARCHAR)" for a in amounts)
+    rows = con.execute(f"SELECT coalesce({ident(currency)}, ''), {sums} FROM read_parquet({listing}) "
+                       f"GROUP BY 1 ORDER BY 1").fetchall()
+    return {r[0]: {a: (v if v is not None else "0") for a, v in zip(amounts, r[1:], strict=True)} for r in rows}
+
+
+def timed(fn: Callable[[], object]) -> tuple[object, float]:
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start

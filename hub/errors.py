@@ -1,0 +1,68 @@
+"""Stable error codes. Every failure the pipeline reports carries one code, the file, and a one-line cause."""
+
+from __future__ import annotations
+
+#: code -> (family, what it means, how to recover). Rendered in the README's error table.
+CODES: dict[str, tuple[str, str, str]] = {
+    "ManifestReadFailed": ("manifest", "manifest.json is not valid JSON or cannot be read",
+                           "re-deliver the export (re-run it in Cost Management) or fix the JSON"),
+    "ManifestInvalid": ("manifest", "a required manifest field is missing or has a bad value",
+                        "fix the manifest; see the minimal manifest in the README"),
+    "PathEscapesStore": ("manifest", "a blobName or scope would read or write outside the hub root",
+                         "fix blobName/resourceId; the export is never read"),
+    "IngestionFilesNotFound": ("manifest", "a blob listed in the manifest does not exist",
+                               "upload the missing part, then `hub ingest --retry`"),
+    "ByteCountMismatch": ("manifest", "a blob's size differs from the manifest's byteCount (upload incomplete?)",
+                          "re-upload the part, then `hub ingest --retry`"),
+    "SchemaNotFound": ("schema", "no schema for this exportConfig.type + dataVersion",
+                       "export a supported version (README) or add a mapping file under schemas/msexports/"),
+    "SchemaLoadFailed": ("schema", "a schema mapping file is broken", "fix the file under schemas/msexports/"),
+    "SchemaMismatch": ("schema", "the file's columns do not match its declared type/version (schema drift)",
+                       "check the export's type/version; add a mapping for the new layout"),
+    "UnsupportedExportFileType": ("input", "a part is not .csv, .csv.gz or .parquet",
+                                  "export as CSV, gzip CSV or Parquet"),
+    "MalformedCsv": ("input", "a CSV row has the wrong number of fields or broken quoting",
+                     "re-export; the line number is in the message"),
+    "InvalidEncoding": ("input", "the file is not UTF-8", "re-export as UTF-8"),
+    "CorruptFile": ("input", "the file is truncated or not what its extension says (e.g. a cut gzip)",
+                    "re-upload the part, then `hub ingest --retry`"),
+    "InvalidValue": ("input", "a cell cannot be converted to its column type (number, date, boolean)",
+                     "the message names the column and value; fix the export or its schema mapping"),
+    "RowCountMismatch": ("input", "rows read differ from the manifest's dataRowCount",
+                         "a part is incomplete: re-upload it, then `hub ingest --retry`"),
+    "InternalError": ("internal", "an unexpected error; the export is quarantined, nothing is lost",
+                      "report it with the run record (`hub status --json`)"),
+}
+
+
+class HubError(Exception):
+    """A failure with a stable code; ``file`` names the input it concerns."""
+
+    code = "InternalError"
+
+    def __init__(self, message: str, *, file: str | None = None, code: str | None = None) -> None:
+        if code is not None:
+            self.code = code
+        assert self.code in CODES, self.code
+        self.file = file
+        self.message = " ".join(str(message).split())[:500]
+        super().__init__(self.one_line())
+
+    def one_line(self) -> str:
+        return f"{self.code}: {self.file}: {self.message}" if self.file else f"{self.code}: {self.message}"
+
+
+class ManifestError(HubError):
+    code = "ManifestInvalid"
+
+
+class SchemaError(HubError):
+    code = "SchemaNotFound"
+
+
+class InputError(HubError):
+    code = "MalformedCsv"
+
+
+class UsageError(Exception):
+    """A caller mistake (bad root, bad option): CLI exit code 2."""

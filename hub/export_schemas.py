@@ -1,0 +1,103 @@
+"""Input schemas of Cost Management exports: mapping files under ``schemas/msexports/``.
+
+One file per ``<type>_<dataVersion>[_ea|_mca].json`` lists the export's columns in order with their type
+(``string``, ``decimal``, ``timestamp``, ``boolean``) and, when the lake uses another name, ``as``.
+``datasets.json`` maps an export type to its lake dataset, how EA/MCA is told apart and which amounts a
+run reconciles.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Literal
+
+from hub.errors import SchemaError
+
+ColumnType = Literal["string", "decimal", "timestamp", "boolean"]
+TYPES = ("string", "decimal", "timestamp", "boolean")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: ColumnType
+    target: str
+
+
+@dataclass(frozen=True)
+class ExportSchema:
+    export_type: str
+    data_version: str
+    agreement: str | None
+    dataset: str
+    columns: tuple[Column, ...]
+    totals_currency: str | None = None
+    totals_amounts: tuple[str, ...] = field(default=())
+
+    @property
+    def key(self) -> str:
+        suffix = f"_{self.agreement.lower()}" if self.agreement else ""
+        return f"{self.export_type.lower()}_{self.data_version}{suffix}"
+
+
+def _dir():  # noqa: ANN202 - importlib Traversable
+    return resources.files("schemas") / "msexports"
+
+
+@cache
+def datasets() -> dict[str, dict]:
+    """``datasets.json``, keyed by lower-cased export type."""
+    data = json.loads((_dir() / "datasets.json").read_text())
+    return {k.lower(): v for k, v in data.items() if not k.startswith("_")}
+
+
+def normalize_version(version: str | None) -> str:
+    return (version or "").strip().replace(" ", "").lower()
+
+
+@cache
+def _load(key: str) -> ExportSchema | None:
+    path = _dir() / f"{key}.json"
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        meta = datasets()[data["type"].lower()]
+        cols = tuple(Column(c["name"], c["type"], c.get("as", c["name"])) for c in data["columns"])
+        if any(c.type not in TYPES for c in cols):
+            raise ValueError(f"unknown column type in {sorted({c.type for c in cols} - set(TYPES))}")
+        totals = meta.get("totals") or {}
+        return ExportSchema(data["type"], data["dataVersion"], data.get("agreement"), meta["dataset"], cols,
+                            totals.get("currency"), tuple(totals.get("amounts", ())))
+    except (KeyError, ValueError, TypeError) as exc:
+        raise SchemaError(f"broken mapping file: {exc}", file=f"schemas/msexports/{key}.json",
+                          code="SchemaLoadFailed") from None
+
+
+def supported() -> list[str]:
+    """Every ``<type>_<version>[_agreement]`` with a mapping file."""
+    return sorted(p.name[:-5] for p in _dir().iterdir() if p.name.endswith(".json") and p.name != "datasets.json")
+
+
+def find_schema(export_type: str, data_version: str | None, header: list[str], *, file: str) -> ExportSchema:
+    """Pick the schema for a type + version, telling EA from MCA by a header column where needed."""
+    meta = datasets().get(export_type.strip().lower())
+    if meta is None:
+        raise SchemaError(f"unknown export type {export_type!r}", file=file)
+    base = f"{export_type.strip().lower()}_{normalize_version(data_version)}"
+    agreement_col = meta.get("agreementColumn")
+    if agreement_col:
+        agreement = "mca" if agreement_col.lower() in {h.lower() for h in header} else "ea"
+        candidates = [f"{base}_{agreement}"]
+    else:
+        candidates = [base]
+    for key in candidates:
+        schema = _load(key)
+        if schema is not None:
+            return schema
+    known = ", ".join(k for k in supported() if k.startswith(export_type.strip().lower())) or "none"
+    raise SchemaError(f"no schema for {export_type} version {data_version!r} ({candidates[0]}); known: {known}",
+                      file=file)

@@ -1,0 +1,109 @@
+"""The Cost Management export manifest (`manifest.json`), validated with pydantic.
+
+Field names are matched case-insensitively; unknown fields are ignored, so hand-made minimal manifests
+(`{blobCount, dataRowCount, exportConfig{...}, runInfo{runId, startDate}, blobs[{blobName}]}`) work.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+
+from hub.errors import ManifestError
+
+
+def _canonical_keys(model: type[BaseModel], data: Any) -> Any:
+    """Rename keys of ``data`` to the model's field names, ignoring case."""
+    if not isinstance(data, dict):
+        return data
+    names = {name.lower(): name for name in model.model_fields}
+    return {names.get(str(k).lower(), k): v for k, v in data.items()}
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keys(cls, data: Any) -> Any:
+        return _canonical_keys(cls, data)
+
+
+class Blob(_Part):
+    blobName: str
+    byteCount: int | None = None
+    dataRowCount: int | None = None
+
+
+class ExportConfig(_Part):
+    type: str
+    dataVersion: str | None = None
+    resourceId: str
+    exportName: str | None = None
+    apiVersion: str | None = None
+
+
+class RunInfo(_Part):
+    runId: str
+    startDate: datetime
+    endDate: datetime | None = None
+    submittedTime: datetime | None = None
+
+    @field_validator("startDate", "endDate", "submittedTime", mode="before")
+    @classmethod
+    def _dates(cls, v: Any) -> Any:
+        if isinstance(v, str) and len(v) >= 10 and v[2] == "/" and v[5] == "/":  # MM/DD/YYYY
+            return datetime.strptime(v[:10], "%m/%d/%Y")
+        if isinstance(v, date) and not isinstance(v, datetime):
+            return datetime(v.year, v.month, v.day)
+        return v
+
+    @field_validator("runId")
+    @classmethod
+    def _run_id(cls, v: str) -> str:
+        v = v.strip()
+        if not v or any(c in v for c in "/\\:\x00") or v in (".", ".."):
+            raise ValueError("runId must be a plain name (no '/', '\\', ':')")
+        return v
+
+
+class DeliveryConfig(_Part):
+    compressionMode: str | None = None
+    fileFormat: str | None = None
+
+
+class Manifest(_Part):
+    manifestVersion: str | None = None
+    byteCount: int | None = None
+    blobCount: int | None = None
+    dataRowCount: int | None = None
+    exportConfig: ExportConfig
+    runInfo: RunInfo
+    deliveryConfig: DeliveryConfig | None = None
+    blobs: list[Blob] = []
+
+    @property
+    def year_month(self) -> tuple[int, int]:
+        return self.runInfo.startDate.year, self.runInfo.startDate.month
+
+
+def parse_manifest(raw: bytes, *, file: str) -> Manifest:
+    """Parse manifest bytes; broken JSON -> ``ManifestReadFailed``, missing/bad fields -> ``ManifestInvalid``."""
+    try:
+        data = json.loads(raw.decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ManifestError(f"not valid JSON ({exc})", file=file, code="ManifestReadFailed") from None
+    if not isinstance(data, dict):
+        raise ManifestError("manifest must be a JSON object", file=file, code="ManifestReadFailed")
+    try:
+        manifest = Manifest.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ManifestError(f"{where}: {first['msg']}", file=file) from None
+    if manifest.blobCount is not None and manifest.blobCount != len(manifest.blobs):
+        raise ManifestError(f"blobCount is {manifest.blobCount} but {len(manifest.blobs)} blobs are listed", file=file)
+    return manifest

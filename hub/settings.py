@@ -1,0 +1,55 @@
+"""Hub settings (`config/settings.json`), in the reference's format. Read and validated, never rewritten."""
+
+from __future__ import annotations
+
+import json
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from hub.errors import UsageError
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class DaysRetention(_Model):
+    days: int = Field(0, ge=0)
+
+
+class MonthsRetention(_Model):
+    months: int = Field(13, ge=0)
+
+
+class Retention(_Model):
+    msexports: DaysRetention = DaysRetention(days=0)
+    ingestion: MonthsRetention = MonthsRetention(months=13)
+    raw: DaysRetention = DaysRetention(days=0)
+    final: MonthsRetention = MonthsRetention(months=13)
+
+
+class Scope(_Model):
+    scope: str
+
+
+class Settings(_Model):
+    """The settings file. Unknown fields are kept (the reference adds fields over time)."""
+
+    schema_: str = Field("https://aka.ms/finops/hubs/settings-schema", alias="$schema")
+    type: str = "HubInstance"
+    version: str = "0.1.0"
+    scopes: list[Scope] = []
+    retention: Retention = Retention()
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(by_alias=True), indent=2) + "\n"
+
+
+def parse_settings(text: str, *, file: str = "config/settings.json") -> Settings:
+    """Validate settings text; a bad file is a usage error naming the file and the field."""
+    try:
+        return Settings.model_validate_json(text or "{}")
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(root)"
+        raise UsageError(f"{file}: invalid settings at {where}: {first['msg']}") from None

@@ -1,0 +1,190 @@
+"""The hub store: one root (local folder or fsspec URL) and the only module that knows its layout.
+
+Layout under the root::
+
+    msexports/...                      raw Cost Management exports (parts + manifest.json)
+    ingestion/<Dataset>/<yyyy>/<mm>/<scope-path>/<runId>__<part>.parquet     the lake
+    config/settings.json               hub settings
+    config/runs/<key>.json             one run record per export delivery
+    config/staging/<key>/...           Parquet being written; never visible to lake readers
+
+Every other module passes *relative* paths (``ingestion/Costs/...``) and asks this one to act on them,
+so the same code serves local folders, Azure Blob/ADLS (``abfs://``, ``az://``) and S3 (``s3://``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import re
+import uuid
+from collections.abc import Iterator
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from hub.errors import HubError, UsageError
+
+MSEXPORTS = "msexports"
+INGESTION = "ingestion"
+CONFIG = "config"
+SETTINGS = f"{CONFIG}/settings.json"
+RUNS = f"{CONFIG}/runs"
+STAGING = f"{CONFIG}/staging"
+
+_EXPORT_SUFFIX = re.compile(r"/providers/microsoft\.costmanagement/exports/[^/]+/?$")
+
+
+def safe_relpath(path: str, *, what: str, file: str | None = None) -> str:
+    """Normalize a store-relative path; refuse anything that could leave the directory it is joined to."""
+    bad = (
+        not path
+        or "\\" in path
+        or "\x00" in path
+        or "://" in path
+        or path.startswith(("/", "~"))
+        or re.match(r"^[A-Za-z]:", path) is not None
+    )
+    norm = posixpath.normpath(path) if not bad else ""
+    if bad or norm in (".", "") or norm.startswith("../") or norm == ".." or "/../" in f"/{norm}/":
+        raise HubError(f"{what} {path!r} escapes the store", file=file, code="PathEscapesStore")
+    return norm
+
+
+def scope_path(resource_id: str, *, file: str | None = None) -> str:
+    """``exportConfig.resourceId`` -> folder: lower-cased, export suffix removed, no leading ``/``."""
+    scope = _EXPORT_SUFFIX.sub("", resource_id.strip().lower()).strip("/")
+    return safe_relpath(scope, what="scope", file=file)
+
+
+def dataset_folder(dataset: str, year: int, month: int, scope: str) -> str:
+    """Destination folder of one export: ``ingestion/<Dataset>/<yyyy>/<mm>/<scope-path>``."""
+    return f"{INGESTION}/{dataset}/{year:04d}/{month:02d}/{scope}"
+
+
+def part_file_name(run_id: str, blob_name: str) -> str:
+    """``<runId>__<part>.parquet``: the blob's file name without ``.gz``, ``.csv`` -> ``.parquet``."""
+    name = posixpath.basename(blob_name)
+    if name.lower().endswith(".gz"):
+        name = name[:-3]
+    if name.lower().endswith(".csv"):
+        name = name[:-4] + ".parquet"
+    return f"{run_id}__{name}"
+
+
+class Store:
+    """A hub root. ``root`` is a local path or an fsspec URL; credentials come from fsspec's usual sources."""
+
+    def __init__(self, root: str, **storage_options: object) -> None:
+        if not root:
+            raise UsageError("a hub root is required")
+        self.url = root
+        self.fs, path = fsspec.core.url_to_fs(root, **storage_options)
+        self.is_local = isinstance(self.fs, LocalFileSystem)
+        self.root = os.path.abspath(path) if self.is_local else path.rstrip("/")
+
+    def __repr__(self) -> str:
+        return f"Store({self.url!r})"
+
+    # paths ---------------------------------------------------------------------------------------
+    def full(self, rel: str) -> str:
+        """The filesystem path of a store-relative path."""
+        return f"{self.root}/{rel}" if rel else self.root
+
+    def rel(self, full: str) -> str:
+        """The store-relative path of a filesystem path returned by a listing."""
+        full = self.fs._strip_protocol(full) if not self.is_local else os.path.abspath(full)
+        prefix = self.root.rstrip("/") + "/"
+        return full[len(prefix):] if full.startswith(prefix) else full
+
+    def local_path(self, rel: str) -> str | None:
+        """The OS path when the store is a local folder (lets DuckDB read/write directly), else None."""
+        return self.full(rel) if self.is_local else None
+
+    # layout --------------------------------------------------------------------------------------
+    def init_layout(self) -> None:
+        for area in (MSEXPORTS, INGESTION, CONFIG, RUNS):
+            self.fs.makedirs(self.full(area), exist_ok=True)
+
+    def manifests(self, area: str = MSEXPORTS) -> list[str]:
+        """Relative paths of every ``manifest.json`` under an area, sorted."""
+        base = self.full(area)
+        if not self.fs.exists(base):
+            return []
+        found = self.fs.glob(f"{base}/**/manifest.json")
+        return sorted(self.rel(p) for p in found)
+
+    def parquet_files(self, folder: str) -> list[str]:
+        """Parquet files directly in ``folder`` (not recursive): what a run of that folder owns."""
+        if not self.fs.isdir(self.full(folder)):
+            return []
+        out = []
+        for info in self.fs.ls(self.full(folder), detail=True):
+            if info["type"] == "file" and info["name"].endswith(".parquet"):
+                out.append(f"{folder}/{posixpath.basename(info['name'])}")
+        return sorted(out)
+
+    def walk_files(self, area: str) -> Iterator[str]:
+        base = self.full(area)
+        if self.fs.exists(base):
+            for p in self.fs.find(base):
+                yield self.rel(p)
+
+    # file operations -----------------------------------------------------------------------------
+    def exists(self, rel: str) -> bool:
+        return self.fs.exists(self.full(rel))
+
+    def size(self, rel: str) -> int:
+        return int(self.fs.size(self.full(rel)))
+
+    def read_bytes(self, rel: str) -> bytes:
+        return self.fs.cat_file(self.full(rel))
+
+    def read_text(self, rel: str) -> str:
+        return self.read_bytes(rel).decode("utf-8-sig")
+
+    def open(self, rel: str, mode: str = "rb"):  # noqa: ANN201 - fsspec file object
+        return self.fs.open(self.full(rel), mode)
+
+    def write_bytes(self, rel: str, data: bytes) -> None:
+        """Write a small file so readers see the old or the new content, never a partial one."""
+        full = self.full(rel)
+        self.fs.makedirs(posixpath.dirname(full), exist_ok=True)
+        if self.is_local:
+            tmp = f"{full}.{uuid.uuid4().hex}.tmp"
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, full)
+        else:  # one PUT is atomic on blob stores
+            self.fs.pipe_file(full, data)
+
+    def write_json(self, rel: str, obj: object) -> None:
+        self.write_bytes(rel, (json.dumps(obj, indent=2, default=str) + "\n").encode())
+
+    def put_file(self, local: str, rel: str) -> None:
+        full = self.full(rel)
+        self.fs.makedirs(posixpath.dirname(full), exist_ok=True)
+        self.fs.put_file(local, full)
+
+    def get_file(self, rel: str, local: str) -> None:
+        self.fs.get_file(self.full(rel), local)
+
+    def move(self, src: str, dst: str) -> None:
+        """Rename a file (atomic on local folders; copy + delete on blob stores)."""
+        full = self.full(dst)
+        self.fs.makedirs(posixpath.dirname(full), exist_ok=True)
+        if self.is_local:
+            os.replace(self.full(src), full)
+        else:
+            self.fs.mv(self.full(src), full)
+
+    def delete(self, rel: str) -> None:
+        if self.fs.exists(self.full(rel)):
+            self.fs.rm(self.full(rel))
+
+    def delete_tree(self, rel: str) -> None:
+        if self.fs.exists(self.full(rel)):
+            self.fs.rm(self.full(rel), recursive=True)
