@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 at least one export quarantined (or failed), 2 usage er
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Annotated
 

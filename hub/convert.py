@@ -6,7 +6,6 @@ the file is. DuckDB's errors are mapped to the stable error codes of :mod:`hub.e
 
 from __future__ import annotations
 
-import codecs
 import csv
 import gzip
 import io
@@ -23,7 +22,7 @@ from hub.export_schemas import ExportSchema
 from transforms.typing import ERROR_TAG, Projection, ident, literal, project
 
 ROW_GROUP_SIZE = 131_072
-MAX_LINE_SIZE = 64 * 1024 * 1024
+MAX_LINE_SIZE = 8 * 1024 * 1024
 #: Fewer shared columns than this fraction of the schema means the file is not what the manifest says.
 MIN_MATCHED = 0.5
 
@@ -55,15 +54,14 @@ def connect(threads: int | None = None, memory_limit: str = "1GB", temp_dir: str
 def csv_header(path: str, kind: str, *, file: str) -> list[str]:
     """The header row of a local CSV (BOM tolerated, quoted names handled)."""
     try:
-        raw = gzip.open(path, "rb") if kind == "csv.gz" else open(path, "rb")  # noqa: SIM115
-        with raw:
-            text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
-            row = next(csv.reader(text), None)
+        with gzip.open(path, "rb") if kind == "csv.gz" else open(path, "rb") as raw:  # noqa: SIM115
+            first = raw.readline(MAX_LINE_SIZE)
     except (OSError, EOFError, zlib.error) as exc:
         raise InputError(f"cannot read header ({exc})", file=file, code="CorruptFile") from None
-    except (UnicodeDecodeError, codecs.CodecRegistryError) as exc:
-        raise InputError(f"header is not UTF-8 ({exc.reason if hasattr(exc, 'reason') else exc})", file=file,
-                         code="InvalidEncoding") from None
+    try:
+        row = next(csv.reader(io.StringIO(first.decode("utf-8-sig"))), None)
+    except UnicodeDecodeError as exc:
+        raise InputError(f"header is not UTF-8 ({exc.reason} at byte {exc.start})", file=file, code="InvalidEncoding") from None
     if not row or any(not h.strip() for h in row):
         raise InputError("missing or empty header row", file=file, code="SchemaMismatch")
     if len({h.lower() for h in row}) != len(row):

@@ -18,6 +18,7 @@ import os
 import posixpath
 import uuid
 
+from hub.faults import checkpoint
 from hub.store import Store
 
 _AT_FDCWD = -100
@@ -58,6 +59,7 @@ def swap(store: Store, staging: str, destination: str, new_files: list[str], tok
         return old  # the previous files went away with the staging folder
     for path in old:  # old first: a reader may briefly see fewer rows, never the same rows twice
         store.delete(path)
+    checkpoint("mid-swap")
     for name in new_files:
         if store.exists(f"{staging}/{name}"):
             store.move(f"{staging}/{name}", f"{destination}/{name}")
@@ -82,6 +84,7 @@ def _swap_local(store: Store, staging: str, destination: str, marker: str) -> bo
             return False
     else:
         os.rename(stage, dest)
+    checkpoint("mid-swap")
     _finish(store, staging, os.path.join(dest, marker))
     return True
 

@@ -22,6 +22,7 @@ import duckdb
 from hub import convert, runs, swap
 from hub.errors import HubError, ManifestError
 from hub.export_schemas import ExportSchema, find_schema
+from hub.faults import checkpoint
 from hub.manifest import Manifest, parse_manifest
 from hub.runs import RunError, RunRecord
 from hub.settings import Settings, parse_settings
@@ -103,7 +104,11 @@ def recover(store: Store) -> list[RunRecord]:
     done = []
     for rec in runs.load_all(store):
         if rec.state == "swapping" and rec.staging and rec.destination:
-            _swap_and_commit(store, rec, load_settings(store))
+            try:
+                _swap_and_commit(store, rec, load_settings(store))
+            except HubError as exc:  # stays "swapping": tried again next time, never half-applied
+                rec.error = RunError(code=exc.code, message=exc.message, file=exc.file)
+                runs.save(store, rec)
             done.append(rec)
     return done
 
@@ -134,6 +139,7 @@ def process(store: Store, rel: str, raw: bytes, settings: Settings, *, existing:
             return _no_rows(store, rec, started)
         rec.state = "swapping"
         runs.save(store, rec)
+        checkpoint("before-swap")
         _swap_and_commit(store, rec, settings, manifest=manifest, blobs=blobs)
     except HubError as exc:
         _quarantine(store, rec, exc)
@@ -220,6 +226,7 @@ def _convert_all(store: Store, rec: RunRecord, m: Manifest, blobs: list[str], pr
                     outputs.append(out)
                 rec.parts.append(runs.PartResult(blob=blob, output=f"{rec.destination}/{name}", rows=rows, bytes=size))
                 rec.rowsIn += rows
+                checkpoint(f"after-part-{i + 1}")
                 if fail_after_parts is not None and i + 1 >= fail_after_parts:
                     raise RuntimeError(f"injected failure after part {i + 1}")
             assert schema is not None
@@ -240,6 +247,7 @@ def _swap_and_commit(store: Store, rec: RunRecord, settings: Settings, *, manife
     if store.exists(rec.staging):
         swap.place_marker(store, rec.staging, token)
     rec.replaced = sorted(set(rec.replaced) | set(swap.swap(store, rec.staging, rec.destination, names, token)))
+    checkpoint("before-commit")
     visible = [p.output for p in rec.parts]
     con = convert.connect(threads=2)
     try:

@@ -1,0 +1,79 @@
+"""Shared test helpers: hand-made exports written into a real (local) hub store."""
+
+from __future__ import annotations
+
+import gzip as gz
+import json
+from pathlib import Path
+
+import pytest
+
+from hub.export_schemas import _load
+from hub.settings import Settings
+from hub.store import SETTINGS, Store
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+SAMPLE_VALUES = {"string": "s{i}", "decimal": "{i}.25", "timestamp": "2024-05-0{d}T00:00:00Z", "boolean": "true"}
+RESOURCE = "/subscriptions/00000000-0000-0000-0000-000000000001/providers/Microsoft.CostManagement/exports/e1"
+SCOPE = "subscriptions/00000000-0000-0000-0000-000000000001"
+
+
+@pytest.fixture
+def hub_root(tmp_path: Path) -> Path:
+    """An initialised local hub whose settings keep source exports (msexports.days = 7)."""
+    root = tmp_path / "hub"
+    store = Store(str(root))
+    store.init_layout()
+    settings = Settings()
+    settings.retention.msexports.days = 7
+    store.write_bytes(SETTINGS, settings.to_json().encode())
+    return root
+
+
+def schema_csv(key: str, rows: int, *, start: int = 0) -> str:
+    """CSV text with a schema's header and ``rows`` rows of type-appropriate values."""
+    schema = _load(key)
+    assert schema is not None, key
+    lines = [",".join(f'"{c.name}"' if " " in c.name else c.name for c in schema.columns)]
+    for i in range(start, start + rows):
+        cells = [SAMPLE_VALUES[c.type].format(i=i, d=1 + i % 9) for c in schema.columns]
+        lines.append(",".join(cells))
+    return "\n".join(lines) + "\n"
+
+
+def write_export(root: Path, parts: dict[str, bytes | str], *, export_type: str = "FocusCost",
+                 data_version: str | None = "1.0", run_id: str = "run1", start_date: str = "2024-05-01T00:00:00",
+                 resource_id: str = RESOURCE, rows: int | None = None, folder: str | None = None,
+                 byte_counts: bool = True, manifest_extra: dict | None = None) -> str:
+    """Write parts + manifest.json (last) under msexports/<folder>/; returns the manifest's relative path."""
+    folder = folder or f"e1/20240501-20240531/{run_id}"
+    base = root / "msexports" / folder
+    base.mkdir(parents=True, exist_ok=True)
+    blobs = []
+    for name, data in parts.items():
+        payload = data.encode() if isinstance(data, str) else data
+        if name.endswith(".gz") and isinstance(data, str):
+            payload = gz.compress(payload)
+        (base / name).write_bytes(payload)
+        blob = {"blobName": f"{folder}/{name}"}
+        if byte_counts:
+            blob["byteCount"] = len(payload)
+        blobs.append(blob)
+    manifest = {
+        "manifestVersion": "2024-04-01", "blobCount": len(blobs),
+        "exportConfig": {"exportName": "e1", "type": export_type, "resourceId": resource_id},
+        "runInfo": {"runId": run_id, "startDate": start_date},
+        "blobs": blobs,
+    }
+    if data_version is not None:
+        manifest["exportConfig"]["dataVersion"] = data_version
+    if rows is not None:
+        manifest["dataRowCount"] = rows
+    manifest.update(manifest_extra or {})
+    (base / "manifest.json").write_text(json.dumps(manifest))
+    return f"msexports/{folder}/manifest.json"
+
+
+def parquet_in(root: Path, dataset: str = "Costs") -> list[str]:
+    """Every Parquet file a lake reader would see for a dataset, relative to the root."""
+    return sorted(str(p.relative_to(root)) for p in (root / "ingestion" / dataset).rglob("*.parquet"))
