@@ -1,0 +1,31 @@
+"""The README documents what the code does: every error code, command and supported export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hub.cli import app
+from hub.errors import CODES
+from hub.export_schemas import _load, supported
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+
+
+def test_every_error_code_is_in_the_readme_table() -> None:
+    for code, (family, meaning, _) in CODES.items():
+        assert f"| `{code}` | {family} | {meaning} |" in README, code
+
+
+def test_every_command_is_documented() -> None:
+    for command in app.registered_commands:
+        assert f"`hub {command.name or command.callback.__name__}" in README
+
+
+def test_every_supported_version_is_listed() -> None:
+    for key in supported():
+        schema = _load(key)
+        assert schema.export_type in README and f"`{schema.data_version}`" in README, key
+
+
+def test_quick_start() -> None:
+    assert "make demo" in README and "make test" in README
