@@ -109,6 +109,33 @@ def status(root: Root, as_json: Annotated[bool, typer.Option("--json", help="Pri
 
 
 @app.command()
+def validate(
+    path: Annotated[str, typer.Argument(help="A FOCUS .csv/.parquet file, a folder of Parquet files, or a hub root.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    tolerance: Annotated[float, typer.Option(help="Relative tolerance of cost = unit price x quantity checks.")] = 0.0001,
+) -> None:
+    """Check every row against FOCUS 1.0; exit 1 on violations."""
+    from hub.validate import validate as run_validate
+
+    try:
+        report = run_validate(path, tolerance=tolerance)
+    except (ValueError, OSError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        table = Table(title=f"FOCUS 1.0 validation of {report.source}: {report.rows:,} rows, {report.checked} checks")
+        for col in ("rule", "column", "violations", "sample rows"):
+            table.add_column(col, overflow="fold", justify="right" if col == "violations" else "left")
+        for r in report.results:
+            samples = "; ".join(", ".join(f"{k}={v}" for k, v in s.items()) for s in r.samples)
+            table.add_row(r.rule, r.column, f"{r.violations:,}", samples or r.text)
+        out.print(table if report.results else f"{report.source}: {report.rows:,} rows, {report.checked} checks, no violations")
+    raise typer.Exit(0 if report.ok else 1)
+
+
+@app.command()
 def demo(root: Annotated[str, typer.Argument(help="Where to create the demo hub.")] = "demo-hub",
          rows: Annotated[int, typer.Option(help="Cost rows to generate.")] = 5000) -> None:
     """Generate a realistic FocusCost 1.0 export and price sheet, ingest them, and query the lake."""

@@ -1,0 +1,126 @@
+"""`hub validate`: every rule fires on a row that breaks it and only there; the dirty FOCUS sample's defects are found."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import pytest
+from conftest import SHARED
+from typer.testing import CliRunner
+
+from hub.cli import app
+from hub.validate import validate
+
+# A valid FOCUS 1.0 Usage row (typed), the base every case mutates.
+BASE = {
+    "AvailabilityZone": None, "BilledCost": "10", "BillingAccountId": "acct", "BillingAccountName": "Acct", "BillingCurrency": "USD",
+    "BillingPeriodEnd": "2024-06-01T00:00:00Z", "BillingPeriodStart": "2024-05-01T00:00:00Z", "ChargeCategory": "Usage",
+    "ChargeClass": None, "ChargeDescription": "d", "ChargeFrequency": "Usage-Based", "ChargePeriodEnd": "2024-05-02T00:00:00Z",
+    "ChargePeriodStart": "2024-05-01T00:00:00Z", "CommitmentDiscountCategory": None, "CommitmentDiscountId": None,
+    "CommitmentDiscountName": None, "CommitmentDiscountStatus": None, "CommitmentDiscountType": None, "ConsumedQuantity": "4",
+    "ConsumedUnit": "Hours", "ContractedCost": "10", "ContractedUnitPrice": "2.5", "EffectiveCost": "10", "InvoiceIssuerName": "Microsoft",
+    "ListCost": "12", "ListUnitPrice": "3", "PricingCategory": "Standard", "PricingQuantity": "4", "PricingUnit": "Hours",
+    "ProviderName": "Microsoft", "PublisherName": "Microsoft", "RegionId": "eastus", "RegionName": "East US", "ResourceId": "/r/1",
+    "ResourceName": "r1", "ResourceType": "Virtual machine", "ServiceCategory": "Compute", "ServiceName": "Virtual Machines",
+    "SkuId": "sku", "SkuPriceId": "skuprice", "SubAccountId": "sub", "SubAccountName": "Sub", "Tags": '{"env": "prod"}',
+    "x_Custom": "ok",
+}
+DECIMALS = {"BilledCost", "ConsumedQuantity", "ContractedCost", "ContractedUnitPrice", "EffectiveCost", "ListCost", "ListUnitPrice",
+            "PricingQuantity"}
+DATES = {"BillingPeriodEnd", "BillingPeriodStart", "ChargePeriodEnd", "ChargePeriodStart"}
+
+
+def write_rows(path: Path, rows: list[dict]) -> str:
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    cols = list(rows[0])
+    selects = []
+    for row in rows:
+        exprs = []
+        for c in cols:
+            v = row[c]
+            lit = "NULL" if v is None else "'" + str(v).replace("'", "''") + "'"
+            typ = "DECIMAL(38,18)" if c in DECIMALS else "TIMESTAMPTZ" if c in DATES else "VARCHAR"
+            exprs.append(f'CAST({lit} AS {typ}) AS "{c}"')
+        selects.append("SELECT " + ", ".join(exprs))
+    con.execute(f"COPY ({' UNION ALL '.join(selects)}) TO '{path}' (FORMAT parquet)")
+    return str(path)
+
+
+CASES = {
+    # name: (changes to BASE, the rule:column expected to fire)
+    "mandatory null": ({"BillingAccountId": None}, "NotNull:BillingAccountId"),
+    "empty string": ({"SubAccountName": ""}, "EmptyString:SubAccountName"),
+    "bad enum casing": ({"ChargeFrequency": "Usage-based"}, "AllowedValues:ChargeFrequency"),
+    "bad charge class": ({"ChargeClass": "Refund"}, "AllowedValues:ChargeClass"),
+    "purchase usage-based": ({"ChargeCategory": "Purchase", "ConsumedQuantity": None, "ConsumedUnit": None}, "PurchaseNotUsageBased:ChargeCategory"),
+    "cd category without id": ({"CommitmentDiscountCategory": "Spend"}, "CommitmentDiscountCategoryNullIffIdNull:CommitmentDiscountId"),
+    "cd usage without status": ({"CommitmentDiscountId": "/ri/1", "CommitmentDiscountCategory": "Usage", "CommitmentDiscountType": "Reservation",
+                                 "PricingCategory": "Committed"}, "CommitmentDiscountStatusForUsage:CommitmentDiscountId"),
+    "committed pricing": ({"CommitmentDiscountId": "/ri/1", "CommitmentDiscountCategory": "Usage", "CommitmentDiscountType": "Reservation",
+                           "CommitmentDiscountStatus": "Used"}, "PricingCategoryCommitted:PricingCategory"),
+    "usage without consumed quantity": ({"ConsumedQuantity": None}, "ConsumedQuantityForUsage:ConsumedQuantity"),
+    "tax with consumed quantity": ({"ChargeCategory": "Tax", "ChargeFrequency": "One-Time", "ContractedUnitPrice": None, "ListUnitPrice": None,
+                                    "PricingQuantity": None, "PricingUnit": None, "PricingCategory": None, "SkuId": None, "SkuPriceId": None,
+                                    "ConsumedUnit": None}, "ConsumedQuantityOnlyForUsage:ConsumedQuantity"),
+    "usage without unit price": ({"ContractedUnitPrice": None}, "ContractedUnitPriceForUsagePurchase:ContractedUnitPrice"),
+    "negative list price": ({"ListUnitPrice": "-3", "ListCost": "-12"}, "ListUnitPriceNotNegative:ListUnitPrice"),
+    "list cost mismatch": ({"ListCost": "12.5"}, "ListCostIsUnitPriceTimesQuantity:ListCost"),
+    "contracted cost mismatch": ({"ContractedCost": "9"}, "ContractedCostIsUnitPriceTimesQuantity:ContractedCost"),
+    "effective cost on commitment purchase": ({"ChargeCategory": "Purchase", "ChargeFrequency": "One-Time", "CommitmentDiscountId": "/ri/1",
+                                               "CommitmentDiscountCategory": "Usage", "CommitmentDiscountType": "Reservation",
+                                               "PricingCategory": "Committed", "ConsumedQuantity": None, "ConsumedUnit": None},
+                                              "EffectiveCostZeroOnCommitmentPurchase:EffectiveCost"),
+    "inclusive period end": ({"ChargePeriodEnd": "2024-05-01T23:59:59Z"}, "ChargePeriodEndExclusive:ChargePeriodStart"),
+    "billing period end before start": ({"BillingPeriodEnd": "2024-05-01T00:00:00Z"}, "BillingPeriodEndExclusive:BillingPeriodStart"),
+    "currency": ({"BillingCurrency": "usd"}, "BillingCurrencyIso4217:BillingCurrency"),
+    "tags not object": ({"Tags": '"env": "prod"'}, "TagsJsonObject:Tags"),
+    "tags array": ({"Tags": "[1]"}, "TagsJsonObject:Tags"),
+    "resource type without id": ({"ResourceId": None}, "ResourceTypeWithResourceId:ResourceType"),
+}
+
+
+def test_valid_row_passes(tmp_path: Path) -> None:
+    report = validate(write_rows(tmp_path / "ok.parquet", [BASE, BASE]))
+    assert report.ok, report.summary()
+    assert report.rows == 2 and report.checked > 60
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_each_rule_fires_on_every_violating_row(tmp_path: Path, name: str) -> None:
+    changes, expected = CASES[name]
+    bad = {**BASE, **changes}
+    report = validate(write_rows(tmp_path / "x.parquet", [BASE, bad, BASE, bad, bad]))
+    assert report.summary() == {expected: 3}, report.summary()
+    (result,) = report.results
+    assert [s["row"] for s in result.samples] == ["1", "3", "4"]
+
+
+def test_schema_level_checks(tmp_path: Path) -> None:
+    row = {k: v for k, v in BASE.items() if k != "InvoiceIssuerName"}
+    row["Id"] = "1"
+    report = validate(write_rows(tmp_path / "x.parquet", [row]))
+    assert report.summary() == {"ColumnPresent:InvoiceIssuerName": 1, "CustomColumnPrefix:Id": 1}
+
+
+def test_focus_sample_defects_are_found() -> None:
+    report = validate(str(SHARED / "samples/focus/focus_sample_1000.csv"))
+    s = report.summary()
+    assert report.rows == 1000
+    assert s["AllowedValues:ChargeFrequency"] == 7  # 'Usage-based'
+    assert s["NullAsString:ChargeClass"] == 1000  # literal NULL strings
+    assert s["Type:ChargePeriodStart"] == 1000 and s["Type:BillingPeriodEnd"] == 1000  # dates without T/Z
+    assert s["CustomColumnPrefix:Id"] == 1000
+
+
+def test_cli_json_and_exit_codes(tmp_path: Path) -> None:
+    runner = CliRunner()
+    ok = runner.invoke(app, ["validate", write_rows(tmp_path / "ok.parquet", [BASE])])
+    assert ok.exit_code == 0 and "no violations" in ok.output
+    bad = runner.invoke(app, ["validate", str(SHARED / "samples/focus/focus_sample_1000.csv"), "--json"])
+    assert bad.exit_code == 1
+    data = json.loads(bad.output)
+    assert data["rows"] == 1000 and data["violations"] > 0
+    assert runner.invoke(app, ["validate", str(tmp_path / "nope.txt")]).exit_code == 2

@@ -1,0 +1,129 @@
+"""FOCUS 1.0 conformance checks as SQL predicates: a pure function from the columns a dataset has to the
+list of checks ``hub validate`` runs on every row.
+
+Generic checks come from ``schemas/focus_1_0/columns.csv`` (presence of mandatory columns, types,
+nullability, allowed values, ``x_`` prefix of custom columns); conditional rules from
+``schemas/focus_1_0/rules.json``. Each check is a predicate that is TRUE for a violating row.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+from transforms.typing import ident, literal
+
+#: ISO 8601 UTC as FOCUS requires in text formats: ``YYYY-MM-DDTHH:mm:ssZ`` (fractions allowed).
+ISO_UTC = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z"
+DEFAULT_TOLERANCE = 0.0001
+
+
+@dataclass(frozen=True)
+class FocusColumn:
+    name: str
+    type: str
+    feature_level: str
+    allows_nulls: bool
+    allowed_values: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Check:
+    rule: str
+    column: str
+    text: str
+    violation: str
+    #: True when the check concerns the schema, not rows (every row counts as violating).
+    schema_level: bool = False
+
+
+@cache
+def focus_columns() -> dict[str, FocusColumn]:
+    text = (resources.files("schemas") / "focus_1_0" / "columns.csv").read_text()
+    out = {}
+    for row in csv.DictReader(io.StringIO(text)):
+        allowed = tuple(v for v in row["AllowedValues"].split(";") if v)
+        out[row["Name"]] = FocusColumn(row["Name"], row["Type"], row["FeatureLevel"], row["AllowsNulls"] == "True", allowed)
+    return out
+
+
+@cache
+def _rules() -> list[dict]:
+    return json.loads((resources.files("schemas") / "focus_1_0" / "rules.json").read_text())["rules"]
+
+
+def _type_ok(focus_type: str, duck_type: str) -> bool:
+    t = duck_type.upper()
+    if focus_type == "Decimal":
+        return t.startswith(("DECIMAL", "DOUBLE", "FLOAT", "REAL", "BIGINT", "INTEGER", "HUGEINT", "SMALLINT"))
+    if focus_type == "DateTime":
+        return t.startswith("TIMESTAMP")
+    return t == "VARCHAR"
+
+
+def checks(columns: dict[str, str], *, text_source: bool, tolerance: float = DEFAULT_TOLERANCE) -> list[Check]:
+    """Every check that applies to a dataset with ``columns`` (name -> DuckDB type).
+
+    ``text_source``: the data is raw text (a CSV read as strings), so types and date formats are checked
+    per value, and the literal string ``NULL`` is a defect; otherwise types are checked on the schema.
+    Predicates refer to typed columns by name and, for text sources, to raw text as ``"raw:<name>"``.
+    """
+    out: list[Check] = []
+    focus = focus_columns()
+    for col in focus.values():
+        if col.name not in columns:
+            if col.feature_level == "Mandatory":
+                out.append(Check("ColumnPresent", col.name, f"mandatory column {col.name} is present", "true", True))
+            continue
+        c = ident(col.name)
+        raw = ident(f"raw:{col.name}")
+        if text_source:
+            out.append(Check("NullAsString", col.name, "nulls are nulls, not the string 'NULL'", f"{raw} = 'NULL'"))
+            if col.type == "Decimal":
+                out.append(Check("Type", col.name, "a decimal number",
+                                 f"{raw} IS NOT NULL AND {raw} <> 'NULL' AND TRY_CAST({raw} AS DOUBLE) IS NULL"))
+            elif col.type == "DateTime":
+                out.append(Check("Type", col.name, "an ISO 8601 UTC date-time (YYYY-MM-DDTHH:mm:ssZ)",
+                                 f"{raw} IS NOT NULL AND {raw} <> 'NULL' AND NOT regexp_full_match({raw}, {literal(ISO_UTC)})"))
+        elif not _type_ok(col.type, columns[col.name]):
+            out.append(Check("Type", col.name, f"type {col.type} (found {columns[col.name]})", "true", True))
+        if not text_source and col.type not in ("Decimal", "DateTime"):
+            out.append(Check("EmptyString", col.name, "nulls are nulls, never empty strings", f"{c} = ''"))
+        if not col.allows_nulls:
+            out.append(Check("NotNull", col.name, f"{col.name} is never null", f"{c} IS NULL"))
+        if col.allowed_values:
+            values = ", ".join(literal(v) for v in col.allowed_values)
+            out.append(Check("AllowedValues", col.name, f"one of: {', '.join(col.allowed_values)}",
+                             f"{c} IS NOT NULL AND {c} NOT IN ({values})"))
+    for name in columns:
+        if name not in focus and not name.startswith("x_"):
+            out.append(Check("CustomColumnPrefix", name, "custom columns start with x_", "true", True))
+    for rule in _rules():
+        if all(col in columns for col in rule["columns"]):
+            out.append(Check(rule["id"], rule["columns"][0], rule["text"],
+                             rule["violation"].replace("{tolerance}", repr(tolerance))))
+    return out
+
+
+def typed_projection(columns: list[str]) -> list[str]:
+    """For a text source: every column typed as FOCUS says, plus its raw text as ``"raw:<name>"``.
+
+    The literal string ``NULL`` stays a (bad) value in the raw column and becomes null in the typed one,
+    so the conditional rules still see through it while ``NullAsString`` reports it.
+    """
+    focus = focus_columns()
+    out = []
+    for name in columns:
+        src = ident(name)
+        value = f"nullif({src}, 'NULL')"
+        kind = focus[name].type if name in focus else "String"
+        if kind == "Decimal":
+            value = f"TRY_CAST({value} AS DECIMAL(38,18))"
+        elif kind == "DateTime":
+            value = f"TRY_CAST({value} AS TIMESTAMPTZ)"
+        out += [f"{value} AS {src}", f"{src} AS {ident('raw:' + name)}"]
+    return out
