@@ -11,7 +11,6 @@ import gzip
 import io
 import re
 import threading
-import time
 import zlib
 from collections.abc import Callable
 
@@ -19,7 +18,7 @@ import duckdb
 
 from hub.errors import HubError, InputError
 from hub.export_schemas import ExportSchema
-from transforms.typing import ERROR_TAG, Projection, ident, literal, project
+from transforms.typing import ERROR_TAG, Projection, literal, project
 
 ROW_GROUP_SIZE = 131_072
 MAX_LINE_SIZE = 8 * 1024 * 1024
@@ -103,9 +102,11 @@ def plan(schema: ExportSchema, columns: dict[str, str], *, file: str) -> Project
 
 
 def write_parquet(con: duckdb.DuckDBPyConnection, select: list[str], source: str, out: str, *, file: str,
-                  progress: Callable[[float], None] | None = None) -> int:
-    """Stream ``SELECT select FROM source`` into a zstd Parquet file; returns the row count."""
-    sql = (f"COPY (SELECT {', '.join(select)} FROM {source}) TO {literal(out)} "
+                  progress: Callable[[float], None] | None = None, select_only: bool = False) -> int:
+    """Stream ``SELECT select FROM source`` into a zstd Parquet file; returns the row count.
+    With ``select_only`` the select list already holds a whole query tail (``* FROM (...)``)."""
+    query = f"SELECT {', '.join(select)}" + ("" if select_only else f" FROM {source}")
+    sql = (f"COPY ({query}) TO {literal(out)} "
            f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP_SIZE})")
     result: list = []
     failure: list[BaseException] = []
@@ -172,19 +173,17 @@ def count_rows(con: duckdb.DuckDBPyConnection, files: list[str]) -> int:
     return int(con.execute(f"SELECT coalesce(sum(num_rows), 0) FROM parquet_file_metadata({listing})").fetchall()[0][0])
 
 
-def totals(con: duckdb.DuckDBPyConnection, files: list[str], currency: str | None,
-           amounts: tuple[str, ...]) -> dict[str, dict[str, str]]:
-    """Sum of each amount column per currency over Parquet files, as decimal strings."""
-    if not files or not currency or not amounts:
+def totals(con: duckdb.DuckDBPyConnection, source: str, currency: str, amounts: dict[str, str],
+           where: str = "true") -> dict[str, dict[str, str]]:
+    """``{currency: {name: sum}}`` over a relation; sums as decimal strings."""
+    if not amounts:
         return {}
+    sums = ", ".join(f"CAST(coalesce(sum({expr}), 0) AS VARCHAR)" for expr in amounts.values())
+    rows = con.execute(f"SELECT coalesce(CAST({currency} AS VARCHAR), ''), {sums} FROM {source} WHERE {where} "
+                       "GROUP BY 1 ORDER BY 1").fetchall()
+    return {r[0]: dict(zip(amounts, r[1:], strict=True)) for r in rows}
+
+
+def parquet_source(files: list[str], *, filename: bool = False) -> str:
     listing = "[" + ", ".join(literal(f) for f in files) + "]"
-    sums = ", ".join(f"CAST(sum({ident(a)}) AS VARCHAR)" for a in amounts)
-    rows = con.execute(f"SELECT coalesce({ident(currency)}, ''), {sums} FROM read_parquet({listing}) "
-                       f"GROUP BY 1 ORDER BY 1").fetchall()
-    return {r[0]: {a: (v if v is not None else "0") for a, v in zip(amounts, r[1:], strict=True)} for r in rows}
-
-
-def timed(fn: Callable[[], object]) -> tuple[object, float]:
-    start = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - start
+    return f"read_parquet({listing}, union_by_name = true{', filename = true' if filename else ''})"

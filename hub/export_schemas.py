@@ -34,8 +34,9 @@ class ExportSchema:
     agreement: str | None
     dataset: str
     columns: tuple[Column, ...]
-    totals_currency: str | None = None
-    totals_amounts: tuple[str, ...] = field(default=())
+    #: input currency column, output currency column, {output amount: input amount column}
+    totals: dict = field(default_factory=dict)
+    subfolder: str | None = None
 
     @property
     def key(self) -> str:
@@ -69,9 +70,8 @@ def _load(key: str) -> ExportSchema | None:
         cols = tuple(Column(c["name"], c["type"], c.get("as", c["name"])) for c in data["columns"])
         if any(c.type not in TYPES for c in cols):
             raise ValueError(f"unknown column type in {sorted({c.type for c in cols} - set(TYPES))}")
-        totals = meta.get("totals") or {}
         return ExportSchema(data["type"], data["dataVersion"], data.get("agreement"), meta["dataset"], cols,
-                            totals.get("currency"), tuple(totals.get("amounts", ())))
+                            meta.get("totals") or {}, meta.get("subfolder"))
     except (KeyError, ValueError, TypeError) as exc:
         raise SchemaError(f"broken mapping file: {exc}", file=f"schemas/msexports/{key}.json",
                           code="SchemaLoadFailed") from None

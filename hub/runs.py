@@ -52,8 +52,14 @@ class RunRecord(BaseModel):
     manifestRows: int | None = None
     rowsIn: int = 0
     rowsOut: int = 0
+    #: rows a dataset rule leaves out on purpose (legacy actual-cost rows other than commitment purchases)
+    rowsFiltered: int = 0
     totalsIn: dict[str, dict[str, str]] = {}
     totalsOut: dict[str, dict[str, str]] = {}
+    #: written totals with every changed amount taken at its original value: equals totalsIn
+    totalsIngested: dict[str, dict[str, str]] = {}
+    #: FOCUS 1.0 validation of a Costs run: rows, checks, violations, {rule:column: count}
+    validation: dict | None = None
     reconciled: bool | None = None
     parts: list[PartResult] = []
     staging: str | None = None

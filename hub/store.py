@@ -58,9 +58,13 @@ def scope_path(resource_id: str, *, file: str | None = None) -> str:
     return safe_relpath(scope, what="scope", file=file)
 
 
-def dataset_folder(dataset: str, year: int, month: int, scope: str) -> str:
-    """Destination folder of one export: ``ingestion/<Dataset>/<yyyy>/<mm>/<scope-path>``."""
-    return f"{INGESTION}/{dataset}/{year:04d}/{month:02d}/{scope}"
+def dataset_folder(dataset: str, year: int, month: int, scope: str, subfolder: str | None = None) -> str:
+    """Destination folder of one export: ``ingestion/<Dataset>/<yyyy>/<mm>/<scope-path>[/<subfolder>]``."""
+    return f"{INGESTION}/{dataset}/{year:04d}/{month:02d}/{scope}" + (f"/{subfolder}" if subfolder else "")
+
+
+def month_folder(dataset: str, year: int, month: int) -> str:
+    return f"{INGESTION}/{dataset}/{year:04d}/{month:02d}"
 
 
 def part_file_name(run_id: str, blob_name: str) -> str:

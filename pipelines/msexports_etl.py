@@ -16,10 +16,11 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 import duckdb
 
-from hub import convert, runs, swap
+from hub import convert, lookups, normalize, runs, swap
 from hub.errors import HubError, ManifestError
 from hub.export_schemas import ExportSchema, find_schema
 from hub.faults import checkpoint
@@ -36,9 +37,14 @@ from hub.store import (
     safe_relpath,
     scope_path,
 )
+from hub.validate import validate_files
+from transforms.costs import Lineage
+from transforms.typing import literal
 
 #: Called with (record, part index, part count, percent) while a large part converts.
 Progress = Callable[[RunRecord, int, int, float], None]
+#: Manifest field of run records that re-normalize a lake folder (no source files).
+RENORMALIZE = "renormalize:"
 #: Parts at least this large report progress.
 PROGRESS_MIN_BYTES = 8 * 1024 * 1024
 
@@ -140,7 +146,7 @@ def process(store: Store, rel: str, raw: bytes, settings: Settings, *, existing:
         rec.state = "swapping"
         runs.save(store, rec)
         checkpoint("before-swap")
-        _swap_and_commit(store, rec, settings, manifest=manifest, blobs=blobs)
+        _swap_and_commit(store, rec, settings)
     except HubError as exc:
         _quarantine(store, rec, exc)
     except Exception as exc:  # noqa: BLE001 - any bug quarantines one export, never the whole run
@@ -186,11 +192,13 @@ def _check_blobs(store: Store, m: Manifest, rel: str) -> list[str]:
 
 def _convert_all(store: Store, rec: RunRecord, m: Manifest, blobs: list[str], progress: Progress | None,
                  fail_after_parts: int | None) -> None:
+    """Pass 1 types every part (local temporary Parquet); pass 2 normalizes each part into staging."""
     with tempfile.TemporaryDirectory(prefix="hub-") as tmp:
         con = convert.connect(temp_dir=os.path.join(tmp, "spill"))
         try:
+            lookups.register(con)
             schema: ExportSchema | None = None
-            outputs: list[str] = []
+            typed: list[tuple[str, str]] = []
             for i, blob in enumerate(blobs):
                 kind = convert.file_kind(blob, file=blob)
                 src = store.local_path(blob)
@@ -202,29 +210,19 @@ def _convert_all(store: Store, rec: RunRecord, m: Manifest, blobs: list[str], pr
                     schema = find_schema(m.exportConfig.type, m.exportConfig.dataVersion, list(columns), file=blob)
                     rec.schemaKey, rec.dataset = schema.key, schema.dataset
                     year, month = m.year_month
-                    rec.destination = dataset_folder(schema.dataset, year, month, rec.scope or "")
+                    rec.destination = dataset_folder(schema.dataset, year, month, rec.scope or "", schema.subfolder)
                 proj = convert.plan(schema, columns, file=blob)
                 rec.missingColumns = sorted(set(rec.missingColumns) | set(proj.missing))
                 rec.extraColumns = sorted(set(rec.extraColumns) | set(proj.extra))
-                name = part_file_name(m.runInfo.runId, blob)
-                staged = f"{rec.staging}/{name}"
-                out = store.local_path(staged)
-                if out is None:
-                    out = os.path.join(tmp, name)
-                else:
-                    os.makedirs(os.path.dirname(out), exist_ok=True)
                 size = os.path.getsize(src)
                 cb = None
                 if progress is not None and size >= PROGRESS_MIN_BYTES:
                     def cb(pct: float, i: int = i) -> None:
                         progress(rec, i, len(blobs), pct)
+                out = os.path.join(tmp, f"typed-{i}.parquet")
                 rows = convert.write_parquet(con, proj.select, sql, out, file=blob, progress=cb)
-                if store.local_path(staged) is None:
-                    store.put_file(out, staged)
-                    outputs.append(out)
-                else:
-                    outputs.append(out)
-                rec.parts.append(runs.PartResult(blob=blob, output=f"{rec.destination}/{name}", rows=rows, bytes=size))
+                typed.append((blob, out))
+                rec.parts.append(runs.PartResult(blob=blob, output="", rows=rows, bytes=size))
                 rec.rowsIn += rows
                 checkpoint(f"after-part-{i + 1}")
                 if fail_after_parts is not None and i + 1 >= fail_after_parts:
@@ -233,14 +231,48 @@ def _convert_all(store: Store, rec: RunRecord, m: Manifest, blobs: list[str], pr
             if m.dataRowCount is not None and m.dataRowCount != rec.rowsIn:
                 raise HubError(f"read {rec.rowsIn} rows, manifest dataRowCount is {m.dataRowCount}",
                                file=rec.manifest, code="RowCountMismatch")
-            rec.totalsIn = convert.totals(con, outputs, schema.totals_currency, schema.totals_amounts)
+            _normalize(store, con, rec, m, schema, typed, tmp)
         finally:
             con.close()
 
 
-def _swap_and_commit(store: Store, rec: RunRecord, settings: Settings, *, manifest: Manifest | None = None,
-                     blobs: list[str] | None = None) -> None:
-    """Swap the staged run in (idempotent), re-read what is visible, commit, apply source retention."""
+def _normalize(store: Store, con: duckdb.DuckDBPyConnection, rec: RunRecord, m: Manifest, schema: ExportSchema,
+               typed: list[tuple[str, str]], tmp: str) -> None:
+    all_typed = convert.parquet_source([t for _, t in typed])
+    rec.totalsIn, rec.rowsFiltered = normalize.input_totals(con, schema, all_typed)
+    year, month = m.year_month
+    price_table = normalize.load_prices(con, store, year, month, tmp) if schema.dataset == "Costs" else None
+    lineage = Lineage("Cost Management", "Microsoft", schema.export_type, m.exportConfig.dataVersion or schema.data_version,
+                      datetime.now(timezone.utc).isoformat())
+    outputs = []
+    for (blob, path), part in zip(typed, rec.parts, strict=True):
+        name = part_file_name(m.runInfo.runId, blob)
+        staged = f"{rec.staging}/{name}"
+        out = store.local_path(staged) or os.path.join(tmp, name)
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        sql = normalize.transform_sql(con, schema, f"read_parquet({literal(path)})", lineage, price_table)
+        part.rows = convert.write_parquet(con, [f"* FROM ({sql})"], "", out, file=blob, select_only=True)
+        if store.local_path(staged) is None:
+            store.put_file(out, staged)
+        part.output = f"{rec.destination}/{name}"
+        outputs.append(out)
+    written = convert.parquet_source(outputs)
+    rec.rowsOut = sum(p.rows for p in rec.parts)
+    if rec.rowsOut != rec.rowsIn - rec.rowsFiltered:
+        raise HubError(f"rows {rec.rowsIn} in, {rec.rowsFiltered} left out by rule, {rec.rowsOut} written",
+                       file=rec.manifest, code="InternalError")
+    rec.totalsOut, rec.totalsIngested = normalize.output_totals(con, schema, written)
+    if rec.totalsIngested != rec.totalsIn:
+        raise HubError(f"totals do not reconcile: in {rec.totalsIn}, written as ingested {rec.totalsIngested}",
+                       file=rec.manifest, code="InternalError")
+    if schema.dataset == "Costs":
+        report = validate_files(con, outputs, label=rec.destination or "")
+        rec.validation = {"rows": report.rows, "checks": report.checked, "violations": report.violations,
+                          "rules": report.summary()}
+
+
+def _swap_and_commit(store: Store, rec: RunRecord, settings: Settings) -> None:
+    """Swap the staged run in (idempotent), re-read what readers now see, commit, apply source retention."""
     assert rec.staging and rec.destination
     token = hashlib.sha1(rec.key.encode()).hexdigest()
     names = [posixpath.basename(p.output) for p in rec.parts]
@@ -248,35 +280,22 @@ def _swap_and_commit(store: Store, rec: RunRecord, settings: Settings, *, manife
         swap.place_marker(store, rec.staging, token)
     rec.replaced = sorted(set(rec.replaced) | set(swap.swap(store, rec.staging, rec.destination, names, token)))
     checkpoint("before-commit")
-    visible = [p.output for p in rec.parts]
     con = convert.connect(threads=2)
     try:
-        files = _duck_paths(con, store, visible)
-        rec.rowsOut = convert.count_rows(con, files)
-        schema_totals = _totals_spec(rec)
-        rec.totalsOut = convert.totals(con, files, *schema_totals)
+        visible = convert.count_rows(con, _duck_paths(con, store, [p.output for p in rec.parts]))
     finally:
         con.close()
-    rec.reconciled = rec.rowsOut == rec.rowsIn and rec.totalsOut == rec.totalsIn
+    rec.reconciled = visible == rec.rowsOut
     if not rec.reconciled:
-        raise HubError(f"written data does not reconcile: rows {rec.rowsIn} -> {rec.rowsOut}, "
-                       f"totals {rec.totalsIn} -> {rec.totalsOut}", file=rec.destination, code="InternalError")
+        raise HubError(f"{visible} rows visible after the swap, {rec.rowsOut} written", file=rec.destination,
+                       code="InternalError")
     rec.state = "committed"
     rec.error = None
     runs.save(store, rec)
-    if settings.retention.msexports.days == 0:
+    if settings.retention.msexports.days == 0 and not rec.manifest.startswith(RENORMALIZE):
         for blob in [p.blob for p in rec.parts] + [rec.manifest]:
             store.delete(blob)
         rec.sourceDeleted = True
-
-
-def _totals_spec(rec: RunRecord) -> tuple[str | None, tuple[str, ...]]:
-    if not rec.schemaKey or not rec.exportType:
-        return None, ()
-    from hub.export_schemas import datasets
-
-    spec = datasets().get(rec.exportType.lower(), {}).get("totals") or {}
-    return spec.get("currency"), tuple(spec.get("amounts", ()))
 
 
 def _duck_paths(con: duckdb.DuckDBPyConnection, store: Store, rels: list[str]) -> list[str]:

@@ -52,8 +52,17 @@ def focus_columns() -> dict[str, FocusColumn]:
 
 
 @cache
+def _rules_file() -> dict:
+    return json.loads((resources.files("schemas") / "focus_1_0" / "rules.json").read_text())
+
+
 def _rules() -> list[dict]:
-    return json.loads((resources.files("schemas") / "focus_1_0" / "rules.json").read_text())["rules"]
+    return _rules_file()["rules"]
+
+
+def later_columns() -> set[str]:
+    """Columns of later FOCUS versions: allowed without the x_ prefix."""
+    return set(_rules_file()["laterVersionColumns"])
 
 
 def _type_ok(focus_type: str, duck_type: str) -> bool:
@@ -100,7 +109,7 @@ def checks(columns: dict[str, str], *, text_source: bool, tolerance: float = DEF
             out.append(Check("AllowedValues", col.name, f"one of: {', '.join(col.allowed_values)}",
                              f"{c} IS NOT NULL AND {c} NOT IN ({values})"))
     for name in columns:
-        if name not in focus and not name.startswith("x_"):
+        if name not in focus and not name.startswith("x_") and name not in later_columns():
             out.append(Check("CustomColumnPrefix", name, "custom columns start with x_", "true", True))
     for rule in _rules():
         if all(col in columns for col in rule["columns"]):

@@ -1,0 +1,149 @@
+"""The price layer of the Costs normalization: list/contracted price backfill from the price sheet,
+the ContractedCost consistency fix, and savings. Pure SQL building.
+
+The same layer runs when costs are ingested (prices already in the lake) and when a month's prices
+arrive after its costs (:func:`renormalize_sql` re-applies it to the lake's rows), so the result never
+depends on arrival order. Prices are reduced to one row per key before the join, so the join cannot
+change the number of cost rows.
+"""
+
+from __future__ import annotations
+
+from transforms.sqlchain import DEC, Chain, dec, div, empty, mul, nz, zero
+from transforms.typing import SQL_TYPES, ident, literal
+
+#: Columns this layer may change (their originals go to x_SourceValues).
+TRACKED = ("ContractedUnitPrice", "ListUnitPrice", "ContractedCost", "ListCost")
+#: x_SourceChanges codes this layer adds (removed and recomputed on re-normalization).
+CODES = (
+    "ContractedUnitPriceFromPriceSheet", "ListUnitPriceFromPriceSheet", "ContractedUnitPriceFromEffectiveUnitPrice",
+    "ListUnitPriceFromContractedUnitPrice", "ContractedCostBackfilled", "ListCostBackfilled", "ContractedCostCorrected",
+)
+#: Codes that mark a row whose prices the price sheet may still fill.
+MISSING = ("MissingContractedUnitPrice", "MissingListUnitPrice")
+EPSILON = "0.0001"
+#: ContractedCost is recomputed when it differs from ContractedUnitPrice x PricingQuantity by more than this (relative).
+CORRECTION_TOLERANCE = "0.00001"
+MONTH_OF_PATH = r"/(\d{4})/(\d{2})/"
+
+
+def cost_key() -> str:
+    """Join key of a cost row: billing profile | charge month | meter | offer (EA only; MCA prices have none)."""
+    return ("lower(coalesce(x_BillingProfileId, '')) || '|' || strftime(ChargePeriodStart, '%Y-%m') || '|' || "
+            "lower(coalesce(x_SkuMeterId, '')) || '|' || CASE WHEN x_BillingAccountAgreement = 'EA' "
+            "THEN lower(coalesce(x_SkuOfferId, '')) ELSE '' END")
+
+
+def price_keys_sql(source: str) -> str:
+    """One row per key from normalized Prices read with ``filename = true`` (the month comes from the
+    ``Prices/<yyyy>/<mm>/`` folder): on-demand prices, lowest tier first, then lowest price."""
+    month = f"regexp_extract(filename, '{MONTH_OF_PATH}', 1) || '-' || regexp_extract(filename, '{MONTH_OF_PATH}', 2)"
+    key = (f"lower(coalesce(x_BillingProfileId, '')) || '|' || {month} || '|' || lower(coalesce(x_SkuMeterId, '')) || '|' || "
+           "CASE WHEN x_BillingAccountAgreement = 'EA' THEN lower(coalesce(x_SkuOfferId, '')) ELSE '' END")
+    return (f"SELECT key, c, l, block, unit FROM (SELECT {key} AS key, ContractedUnitPrice AS c, ListUnitPrice AS l, "
+            "x_PricingBlockSize AS block, PricingUnit AS unit, row_number() OVER (PARTITION BY key ORDER BY "
+            "coalesce(x_SkuTier, 0), ContractedUnitPrice, ListUnitPrice) AS rn "
+            f"FROM {source} WHERE x_SkuPriceType = 'Consumption') WHERE rn = 1")
+
+
+def price_layer(chain: Chain, prices: str | None) -> None:
+    """Backfill, ContractedCost fix and savings on a chain holding normalized cost columns."""
+    selected = (f"ProviderName = 'Microsoft' AND ({zero('ListUnitPrice')} OR {zero('ContractedUnitPrice')}) "
+                f"AND {nz('x_EffectiveUnitPrice')} AND NOT (CommitmentDiscountCategory = 'Spend' AND "
+                f"CommitmentDiscountStatus = 'Unused') AND NOT {empty('x_SkuMeterId')}")
+    if prices:
+        chain.step(f"t.*, {selected} AS _sel, p.c AS _pc, p.l AS _pl, p.block AS _pb, p.unit AS _pu, "
+                   "(p.key IS NOT NULL AND (p.unit IS NULL OR t.PricingUnit IS NULL OR p.unit = t.PricingUnit)) AS _found",
+                   f"LEFT JOIN {prices} AS p ON p.key = {cost_key()}", ["_sel", "_pc", "_pl", "_pb", "_pu", "_found"])
+    else:
+        chain.replace({}, {"_sel": selected, "_pc": f"CAST(NULL AS {DEC})", "_pl": f"CAST(NULL AS {DEC})",
+                           "_pb": f"CAST(NULL AS {DEC})", "_pu": "CAST(NULL AS VARCHAR)", "_found": "false"})
+    both_zero = f"({zero('EffectiveCost')} AND {zero('BilledCost')})"
+    priced = "ChargeCategory IN ('Usage', 'Purchase')"  # unit prices stay null on Tax (and others) rows
+
+    def keep(col: str, unit_price: bool) -> str:
+        # a present value is kept unless it is a 0 the price sheet should fill; a missing one is always filled
+        kept = f"({col} IS NOT NULL AND ({col} <> 0 OR NOT _sel OR {both_zero}))"
+        return f"({kept} OR NOT {priced})" if unit_price else kept
+
+    def from_sheet(p: str) -> str:  # price per cost block, in billing currency
+        rate = "coalesce(x_BillingExchangeRate, 1)"
+        return mul(mul(p, rate), "coalesce(x_PricingBlockSize, 1) / coalesce(nullif(_pb, 0), coalesce(x_PricingBlockSize, 1))")
+
+    chain.replace({
+        "ContractedUnitPrice": f"CASE WHEN {keep('ContractedUnitPrice', True)} THEN ContractedUnitPrice "
+                               f"WHEN _sel AND _found AND _pc IS NOT NULL THEN {from_sheet('_pc')} ELSE x_EffectiveUnitPrice END",
+    }, {
+        "_cup_src": f"CASE WHEN {keep('ContractedUnitPrice', True)} THEN NULL WHEN _sel AND _found AND _pc IS NOT NULL "
+                    "THEN 'ContractedUnitPriceFromPriceSheet' WHEN x_EffectiveUnitPrice IS NOT NULL "
+                    "THEN 'ContractedUnitPriceFromEffectiveUnitPrice' END",
+    })
+    chain.replace({
+        "ListUnitPrice": f"CASE WHEN {keep('ListUnitPrice', True)} THEN ListUnitPrice "
+                         f"WHEN _sel AND _found AND _pl IS NOT NULL THEN {from_sheet('_pl')} ELSE ContractedUnitPrice END",
+    }, {
+        "_lup_src": f"CASE WHEN {keep('ListUnitPrice', True)} THEN NULL WHEN _sel AND _found AND _pl IS NOT NULL "
+                    "THEN 'ListUnitPriceFromPriceSheet' WHEN ContractedUnitPrice IS NOT NULL THEN 'ListUnitPriceFromContractedUnitPrice' END",
+    })
+    chain.replace({
+        "ContractedCost": f"CASE WHEN {keep('ContractedCost', False)} THEN ContractedCost "
+                          f"WHEN {nz('BilledCost')} AND ContractedUnitPrice = x_BilledUnitPrice THEN BilledCost "
+                          f"WHEN {nz('EffectiveCost')} AND ContractedUnitPrice = x_EffectiveUnitPrice THEN EffectiveCost "
+                          f"WHEN {nz('ContractedUnitPrice')} AND PricingQuantity IS NOT NULL THEN {mul('ContractedUnitPrice', 'PricingQuantity')} "
+                          "ELSE coalesce(EffectiveCost, BilledCost) END",
+    })
+    chain.replace({
+        "ListCost": f"CASE WHEN {keep('ListCost', False)} THEN ListCost "
+                    f"WHEN {nz('ContractedCost')} AND ListUnitPrice = ContractedUnitPrice THEN ContractedCost "
+                    f"WHEN {nz('ListUnitPrice')} AND PricingQuantity IS NOT NULL THEN {mul('ListUnitPrice', 'PricingQuantity')} "
+                    "ELSE coalesce(ContractedCost, BilledCost) END",
+    })
+    product = mul("ContractedUnitPrice", "PricingQuantity")
+    fix = (f"ProviderName = 'Microsoft' AND ChargeClass IS NULL AND ContractedUnitPrice IS NOT NULL AND PricingQuantity IS NOT NULL "
+           f"AND (ContractedCost IS NULL OR abs(ContractedCost - {product}) > {CORRECTION_TOLERANCE} * greatest(1, abs(ContractedCost)))")
+    chain.replace({"ContractedCost": f"CASE WHEN {fix} THEN {product} ELSE ContractedCost END"}, {"_fixed": fix})
+
+    def saving(a: str, b: str) -> str:
+        return f"CASE WHEN {zero(a)} OR {a} - {b} < {EPSILON} THEN CAST(0 AS {DEC}) ELSE {dec(f'{a} - {b}')} END"
+
+    def percent(a: str, b: str) -> str:
+        return f"CASE WHEN {zero(a)} OR {a} - {b} < {EPSILON} THEN CAST(0 AS {DEC}) ELSE {div(f'{a} - {b}', a)} END"
+
+    codes = ", ".join([
+        "_cup_src", "_lup_src",
+        "CASE WHEN _o_ContractedCost IS DISTINCT FROM ContractedCost AND NOT coalesce(_fixed, false) THEN 'ContractedCostBackfilled' END",
+        "CASE WHEN _o_ListCost IS DISTINCT FROM ListCost THEN 'ListCostBackfilled' END",
+        "CASE WHEN coalesce(_fixed, false) THEN 'ContractedCostCorrected' END",
+    ])
+    chain.replace({}, {
+        "x_CommitmentDiscountSavings": saving("ContractedCost", "EffectiveCost"),
+        "x_NegotiatedDiscountSavings": saving("ListCost", "ContractedCost"),
+        "x_TotalSavings": saving("ListCost", "EffectiveCost"),
+        "x_CommitmentDiscountPercent": percent("ContractedUnitPrice", "x_EffectiveUnitPrice"),
+        "x_NegotiatedDiscountPercent": percent("ListUnitPrice", "ContractedUnitPrice"),
+        "x_TotalDiscountPercent": percent("ListUnitPrice", "x_EffectiveUnitPrice"),
+        "_price_codes": f"list_filter([{codes}], lambda c: c IS NOT NULL)",
+    })
+
+
+def _original(col: str, typ: str) -> str:
+    path = literal(f"$.{col}")
+    return (f"CASE WHEN x_SourceValues IS NOT NULL AND json_exists(x_SourceValues, {path}) "
+            f"THEN CAST(json_extract_string(x_SourceValues, {path}) AS {typ}) ELSE {ident(col)} END")
+
+
+def restore_sql(chain: Chain, row_tracked: tuple[str, ...], types: dict[str, str]) -> None:
+    """For lake rows: put back the original prices, and the originals of row-rule columns as ``_o_*``,
+    and the row-rule codes as ``_codes``, so the price layer and :func:`transforms.costs.finish` can run again."""
+    codes = ", ".join(literal(c) for c in CODES)
+    chain.replace({c: _original(c, SQL_TYPES[types[c]]) for c in TRACKED}, {
+        **{f"_o_{c}": _original(c, SQL_TYPES[types[c]]) for c in (*row_tracked, *TRACKED)},
+        "_codes": f"list_filter(coalesce(string_split(x_SourceChanges, ','), []), lambda c: c NOT IN ({codes}))",
+    })
+
+
+def needs_prices_sql() -> str:
+    """Predicate of lake rows the price sheet may still improve."""
+    have = " OR ".join(f"contains(coalesce(x_SourceChanges, ''), {literal(c)})" for c in MISSING)
+    done = "contains(coalesce(x_SourceChanges, ''), 'FromPriceSheet')"
+    return f"({have}) AND NOT {done}"

@@ -1,0 +1,301 @@
+"""Costs normalization to FOCUS 1.0: the rules of the reference's ``Costs_transform_v1_2`` as DuckDB SQL,
+in its order, with its known bugs fixed. Pure functions: a source relation in, a SQL query out.
+
+Order: harmonize versions -> lineage -> data-quality codes (on original values) -> ProviderName ->
+quantities -> 1.0-preview -> 1.0 -> export bug fixes -> lower-casing and resource columns -> agreement ->
+enumerations, tags, period ends -> price layer (:mod:`transforms.backfill`: backfill, ContractedCost fix,
+savings) -> ``x_SourceValues`` (original value of every changed column) and the output column list.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+from hub.export_schemas import datasets
+from transforms import backfill
+from transforms.focus_validate import focus_columns
+from transforms.legacy_costs import ZERO_BILLED
+from transforms.sqlchain import DEC, Chain, div, empty, lit, mul, nz, zero
+from transforms.typing import SQL_TYPES, ident, literal
+
+#: FOCUS 1.0-preview / 1.0 names that the lake stores under their FOCUS 1.2 or 1.0 name (pure renames).
+RENAMES = {
+    "UsageQuantity": "ConsumedQuantity", "UsageUnit": "ConsumedUnit", "x_OnDemandCost": "ContractedCost",
+    "x_OnDemandUnitPrice": "ContractedUnitPrice", "x_OnDemandCostInUsd": "x_ContractedCostInUsd",
+    "x_InvoiceId": "InvoiceId", "x_PricingCurrency": "PricingCurrency", "x_SkuMeterName": "SkuMeter",
+}
+#: Columns whose original value is kept in x_SourceValues when a rule changes them (row rules).
+TRACKED = (
+    "BilledCost", "BillingAccountId", "BillingPeriodEnd", "ChargeCategory", "ChargeClass", "ChargeFrequency", "ChargePeriodEnd",
+    "CommitmentDiscountCategory", "CommitmentDiscountId", "CommitmentDiscountStatus", "ConsumedQuantity", "ConsumedUnit",
+    "EffectiveCost", "PricingCategory", "PricingQuantity", "ProviderName", "PublisherName", "ResourceName", "ServiceCategory",
+    "Tags", "x_EffectiveCostInUsd", "x_ResourceGroupName", "x_ResourceType", "ResourceType",
+)
+LEGACY_VERSIONS = ("1.0-preview", "1.0-preview(v1)")
+
+
+@cache
+def output_columns() -> list[tuple[str, str]]:
+    """The Costs dataset's columns and types (``schemas/costs/columns.json``)."""
+    data = json.loads((resources.files("schemas") / "costs" / "columns.json").read_text())
+    return [(c["name"], c["type"]) for c in data["columns"]]
+
+
+@cache
+def input_columns() -> dict[str, str]:
+    """Every column any FocusCost version can bring, with its type (from the mapping files)."""
+    out: dict[str, str] = {}
+    base = resources.files("schemas") / "msexports"
+    for path in sorted(p.name for p in base.iterdir() if p.name.startswith("focuscost_")):
+        for c in json.loads((base / path).read_text())["columns"]:
+            out.setdefault(c.get("as", c["name"]), c["type"])
+    out.update({"x_PartnerCreditApplied": "string", "x_PartnerCreditRate": "string"})
+    for name, typ in output_columns():
+        out.setdefault(name, typ)
+    return out
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """Where rows come from; ``None`` values are inferred from the data."""
+
+    source_name: str | None = None
+    provider: str | None = None
+    source_type: str | None = None
+    version: str | None = None
+    ingestion_time: str | None = None  # ISO timestamp of the run
+
+
+def _harmonize(chain: Chain, present: dict[str, str], extras: list[str]) -> None:
+    """Every input column of every version, typed; 1.0-preview names folded into their 1.0/1.2 names;
+    then a copy ``_o_<col>`` of each tracked column (its original value, for x_SourceValues)."""
+    exprs = []
+    for name, typ in input_columns().items():
+        candidates = [n for n in [name, *(s for s, t in RENAMES.items() if t == name)] if n in present]
+        cast = [f"CAST({ident(c)} AS {SQL_TYPES[typ]})" for c in candidates] or [f"CAST(NULL AS {SQL_TYPES[typ]})"]
+        value = cast[0] if len(cast) == 1 else "coalesce(" + ", ".join(cast) + ")"
+        if name == "RegionId" and "Region" in present:  # 1.0-preview Region -> RegionId / RegionName
+            value = f"coalesce({value}, replace(lower(Region), ' ', ''))"
+        elif name == "RegionName" and "Region" in present:
+            value = f"coalesce({value}, Region)"
+        exprs.append(f"{value} AS {ident(name)}")
+    if ZERO_BILLED in present:
+        exprs.append(ident(ZERO_BILLED))
+    exprs += [f"{ident(e)} AS {ident(extra_name(e))}" for e in extras]
+    chain.step(", ".join(exprs), columns=[*input_columns(), *map(extra_name, extras)], reset=True)
+    chain.replace({}, {f"_o_{c}": ident(c) for c in (*TRACKED, *backfill.TRACKED)})
+    if ZERO_BILLED in present:  # legacy amortized exports: usage covered by a commitment is not billed again
+        chain.replace({"BilledCost": f"CASE WHEN {ZERO_BILLED} THEN CAST(0 AS {DEC}) ELSE BilledCost END"})
+
+
+def _lineage(chain: Chain, lineage: Lineage) -> None:
+    version_guess = (
+        "CASE WHEN ChargeSubcategory IS NOT NULL OR Region IS NOT NULL THEN '1.0-preview' "
+        "WHEN InvoiceId IS NOT NULL OR SkuMeter IS NOT NULL OR SkuPriceDetails IS NOT NULL THEN '1.2' "
+        "WHEN ChargeClass IS NOT NULL OR CommitmentDiscountStatus IS NOT NULL OR ConsumedQuantity IS NOT NULL "
+        "OR ContractedUnitPrice IS NOT NULL OR RegionId IS NOT NULL THEN '1.0' END"
+    )
+    provider = (
+        "coalesce(ProviderName, CASE WHEN x_BillingProfileId IS NOT NULL OR x_InvoiceSectionId IS NOT NULL "
+        "THEN 'Microsoft' END)"
+    )
+    time = f"CAST({lit(lineage.ingestion_time)} AS TIMESTAMPTZ)" if lineage.ingestion_time else "current_timestamp"
+    chain.replace({}, {
+        "x_IngestionTime": time,
+        "x_SourceName": f"coalesce({lit(lineage.source_name)}, CASE WHEN x_BillingProfileId IS NOT NULL THEN 'Cost Management' "
+                        f"END, {provider})",
+        "x_SourceProvider": f"coalesce({lit(lineage.provider)}, {provider})",
+        "x_SourceType": f"coalesce({lit(lineage.source_type)}, CASE WHEN x_BillingProfileId IS NOT NULL THEN 'FocusCost' END)",
+        "x_SourceVersion": f"coalesce({lit(lineage.version)}, {version_guess})",
+    })
+
+
+def quality_codes() -> list[tuple[str, str]]:
+    """``x_SourceChanges`` codes and their conditions, evaluated on the original values, in order."""
+    cd_purchase = "ChargeCategory = 'Purchase' AND CommitmentDiscountId IS NOT NULL"
+    any_cost = f"({nz('EffectiveCost')} OR {nz('BilledCost')})"
+    return [
+        ("InvalidChargeFrequency", f"{cd_purchase} AND ChargeFrequency = 'Usage-Based'"),
+        ("InvalidEffectiveCost", f"{cd_purchase} AND {nz('EffectiveCost')}"),
+        ("MissingContractedCost", f"{zero('ContractedCost')} AND {nz('EffectiveCost')}"),
+        ("MissingContractedUnitPrice", f"{zero('ContractedUnitPrice')} AND {nz('x_EffectiveUnitPrice')}"),
+        ("ListCostLessThanContractedCost", "ListCost < ContractedCost"),
+        ("ContractedCostLessThanEffectiveCost", "ContractedCost < EffectiveCost"),
+        ("MissingListCost", f"{zero('ListCost')} AND ({nz('ContractedCost')} OR {nz('EffectiveCost')})"),
+        ("MissingListUnitPrice", f"{zero('ListUnitPrice')} AND ({nz('ContractedUnitPrice')} OR {nz('x_EffectiveUnitPrice')})"),
+        ("MissingConsumedQuantity", f"ChargeCategory = 'Usage' AND {zero('ConsumedQuantity')} AND {any_cost}"),
+        ("MissingPricingQuantity", f"{zero('PricingQuantity')} AND {any_cost}"),
+        ("MissingProviderName", empty("ProviderName")),
+        ("MissingPublisherName", empty("PublisherName")),
+        ("PricingCategoryShouldBeCommitted", "PricingCategory = 'Standard' AND CommitmentDiscountId IS NOT NULL "
+                                             "AND ChargeCategory = 'Usage'"),
+        ("LegacyFocusVersion", f"x_SourceVersion IN ({', '.join(literal(v) for v in LEGACY_VERSIONS)})"),
+        ("UnknownFocusVersion", "x_SourceVersion IS NULL"),
+    ]
+
+
+def _codes(chain: Chain) -> None:
+    items = ", ".join(f"CASE WHEN coalesce(({cond}), false) THEN {literal(code)} END" for code, cond in quality_codes())
+    chain.replace({}, {"_codes": f"list_filter([{items}], lambda c: c IS NOT NULL)"})
+
+
+def _provider_and_quantities(chain: Chain) -> None:
+    aws = ["x_CostCategories", "x_Discount", "x_Operation", "x_ServiceCode", "x_UsageType"]
+    gcp = ["x_Cost", "x_Credits", "x_CostType", "x_CurrencyConversionRate", "x_ExportTime", "x_Project", "x_ServiceId"]
+    cols = input_columns()
+
+    def any_of(names: list[str]) -> str:
+        present = [f"{ident(n)} IS NOT NULL" for n in names if n in cols]
+        return " OR ".join(present) or "false"
+
+    chain.replace({
+        "ProviderName": f"coalesce(ProviderName, CASE WHEN {any_of(aws)} THEN 'AWS' WHEN {any_of(gcp)} THEN 'GCP' "
+                        "WHEN x_BillingProfileId IS NOT NULL OR x_InvoiceSectionId IS NOT NULL THEN 'Microsoft' END)",
+        "PricingQuantity": f"CASE WHEN {zero('PricingQuantity')} AND ({nz('EffectiveCost')} OR {nz('BilledCost')}) THEN "
+                           f"CASE WHEN {nz('BilledCost')} AND {nz('x_BilledUnitPrice')} THEN {div('BilledCost', 'x_BilledUnitPrice')} "
+                           f"WHEN {nz('EffectiveCost')} AND {nz('x_EffectiveUnitPrice')} THEN {div('EffectiveCost', 'x_EffectiveUnitPrice')} "
+                           "ELSE PricingQuantity END ELSE PricingQuantity END",
+    })
+    # ConsumedQuantity is in consumed units: pricing blocks x block size (the reference divides, bug B7).
+    chain.replace({
+        "ConsumedQuantity": f"CASE WHEN ChargeCategory = 'Usage' AND {zero('ConsumedQuantity')} AND PricingQuantity IS NOT NULL "
+                            f"THEN {mul('PricingQuantity', 'coalesce(x_PricingBlockSize, 1)')} ELSE ConsumedQuantity END",
+    })
+
+
+def _preview_to_1_0(chain: Chain) -> None:
+    chain.replace({
+        "ChargeCategory": "CASE ChargeSubcategory WHEN 'Credit' THEN 'Credit' WHEN 'Refund' THEN 'Purchase' ELSE ChargeCategory END",
+        "ChargeClass": "CASE WHEN ChargeSubcategory = 'Refund' THEN 'Correction' ELSE ChargeClass END",
+        "CommitmentDiscountStatus": "coalesce(CommitmentDiscountStatus, CASE ChargeSubcategory WHEN 'Used Commitment' THEN 'Used' "
+                                    "WHEN 'Unused Commitment' THEN 'Unused' END)",
+        # the reference's remap is unreachable (bug B3): apply it
+        "PricingCategory": "CASE PricingCategory WHEN 'On-Demand' THEN 'Standard' WHEN 'Commitment-Based' THEN 'Committed' "
+                           "ELSE PricingCategory END",
+    })
+
+
+def _bug_fixes(chain: Chain) -> None:
+    cd_purchase = "ChargeCategory = 'Purchase' AND CommitmentDiscountId IS NOT NULL"
+    chain.replace({
+        # for every version (the reference skips rows it misclassifies as 1.2-preview, bug B6)
+        "ChargeFrequency": f"CASE WHEN {cd_purchase} AND ChargeFrequency = 'Usage-Based' THEN 'Recurring' ELSE ChargeFrequency END",
+        "EffectiveCost": f"CASE WHEN {cd_purchase} THEN CAST(0 AS {DEC}) ELSE EffectiveCost END",
+        "x_EffectiveCostInUsd": f"CASE WHEN {cd_purchase} AND x_EffectiveCostInUsd IS NOT NULL THEN CAST(0 AS {DEC}) "
+                                "ELSE x_EffectiveCostInUsd END",
+        "PricingCategory": "CASE WHEN CommitmentDiscountId IS NOT NULL THEN 'Committed' ELSE PricingCategory END",
+        "ConsumedQuantity": "CASE WHEN ChargeCategory = 'Usage' THEN ConsumedQuantity END",
+        "ConsumedUnit": "CASE WHEN ChargeCategory = 'Usage' AND ConsumedQuantity IS NOT NULL THEN coalesce(ConsumedUnit, PricingUnit, "
+                        "'Units') END",
+    })
+
+
+def _resource_name_sql(resource_id: str) -> str:
+    """Name segments of an ARM id after its last ``/providers/<namespace>``, joined with ``/``."""
+    tail = f"regexp_extract(lower({resource_id}), '.*/providers/[^/]+/(.*)$', 1)"
+    return (f"nullif(array_to_string(list_filter(string_split({tail}, '/'), lambda s, i: i % 2 = 0), '/'), '')")
+
+
+def _resource_type_sql(resource_id: str) -> str:
+    """``namespace/type[/subtype...]`` of an ARM id (``microsoft.sql/servers/databases``)."""
+    ns = f"regexp_extract(lower({resource_id}), '.*/providers/([^/]+)/', 1)"
+    tail = f"regexp_extract(lower({resource_id}), '.*/providers/[^/]+/(.*)$', 1)"
+    types = f"array_to_string(list_filter(string_split({tail}, '/'), lambda s, i: i % 2 = 1), '/')"
+    return f"CASE WHEN {ns} <> '' THEN {ns} || '/' || {types} END"
+
+
+def _names_and_resources(chain: Chain, has_lookups: bool) -> None:
+    cd_purchase = "ChargeCategory = 'Purchase' AND CommitmentDiscountId IS NOT NULL"
+    chain.replace({
+        "BillingAccountId": "lower(BillingAccountId)",
+        "CommitmentDiscountId": "lower(CommitmentDiscountId)",
+        "x_ResourceGroupName": "lower(x_ResourceGroupName)",
+        "PublisherName": "coalesce(CASE WHEN PublisherName = 'Microsoft Corporation' THEN 'Microsoft' ELSE PublisherName END, "
+                         "ProviderName)",
+        "ResourceId": f"coalesce(ResourceId, CASE WHEN {cd_purchase} THEN lower(CommitmentDiscountId) END)",
+    })
+    chain.replace({
+        "ResourceName": f"lower(coalesce(ResourceName, CASE WHEN {cd_purchase} THEN CommitmentDiscountName END, "
+                        f"{_resource_name_sql('ResourceId')}))",
+        "x_ResourceType": f"coalesce(x_ResourceType, {_resource_type_sql('ResourceId')})",
+    })
+    display = ("(SELECT any_value(SingularDisplayName) FROM hub_resource_types rt WHERE rt.ResourceType = lower(x_ResourceType))"
+               if has_lookups else "NULL")
+    chain.replace({
+        "ResourceType": f"CASE WHEN ResourceId IS NULL THEN NULL WHEN ResourceType IS NOT NULL AND strpos(ResourceType, '/') = 0 "
+                        f"THEN ResourceType ELSE coalesce({display}, ResourceType, x_ResourceType) END",
+    })
+
+
+def _enumerations_tags_periods(chain: Chain) -> None:
+    exprs = {}
+    for col in focus_columns().values():
+        if col.allowed_values:
+            cases = " ".join(f"WHEN {literal(v.lower())} THEN {literal(v)}" for v in col.allowed_values)
+            exprs[col.name] = f"CASE lower({ident(col.name)}) {cases} ELSE {ident(col.name)} END"
+    exprs["Tags"] = ("CASE WHEN Tags IS NULL OR trim(Tags) = '' THEN '{}' WHEN starts_with(ltrim(Tags), '{') THEN Tags "
+                     "ELSE '{' || Tags || '}' END")
+    for end in ("ChargePeriodEnd", "BillingPeriodEnd"):  # inclusive ends (...23:59:59) become exclusive
+        exprs[end] = f"CASE WHEN strftime({end}, '%H:%M:%S') = '23:59:59' THEN {end} + INTERVAL 1 SECOND ELSE {end} END"
+    exprs["x_BillingAccountAgreement"] = ("CASE WHEN ProviderName = 'Microsoft' THEN CASE WHEN x_BillingAccountId IS NOT DISTINCT "
+                                          "FROM x_BillingProfileId THEN 'EA' ELSE 'MCA' END ELSE ProviderName END")
+    chain.replace({k: v for k, v in exprs.items() if k != "x_BillingAccountAgreement"},
+                  {"x_BillingAccountAgreement": exprs["x_BillingAccountAgreement"]})
+
+
+def source_values_sql(columns: list[str]) -> str:
+    """JSON object of the original value of every column whose value changed (null-safe), or NULL."""
+    entries = ", ".join(
+        f"{{'key': {literal(c)}, 'value': CAST({ident('_o_' + c)} AS VARCHAR), "
+        f"'changed': {ident('_o_' + c)} IS DISTINCT FROM {ident(c)}}}" for c in columns
+    )
+    kept = f"list_filter([{entries}], lambda e: e.changed)"
+    return (f"CASE WHEN len({kept}) > 0 THEN CAST(to_json(map_from_entries(list_transform({kept}, "
+            f"lambda e: {{'key': e.key, 'value': e.value}}))) AS VARCHAR) END")
+
+
+def extra_name(column: str) -> str:
+    """Lake name of a column the mapping does not know: kept, with the x_ prefix FOCUS requires."""
+    return column if column.startswith("x_") else f"x_{column}"
+
+
+def finish(chain: Chain, extras: list[str] = ()) -> str:
+    """Final projection: x_SourceChanges, x_SourceValues and the Costs columns in order, typed."""
+    tracked = list(TRACKED) + list(backfill.TRACKED)
+    chain.replace({}, {
+        "x_SourceChanges": "nullif(array_to_string(list_concat(_codes, _price_codes), ','), '')",
+        "x_SourceValues": source_values_sql(tracked),
+    })
+    known = {n for n, _ in output_columns()}
+    final = ", ".join([f"CAST({ident(n)} AS {SQL_TYPES[t]}) AS {ident(n)}" for n, t in output_columns()]
+                      + [ident(extra_name(e)) for e in extras if extra_name(e) not in known])
+    return chain.sql(final)
+
+
+def costs_sql(source: str, present: dict[str, str], lineage: Lineage, *, prices: str | None = None,
+              lookups: bool = True, extras: list[str] = ()) -> str:
+    """The FOCUS 1.0 normalization of a typed FocusCost relation ``source`` with columns ``present``.
+
+    ``prices``: a relation of price-sheet keys (:func:`transforms.backfill.price_keys_sql`) to backfill
+    missing list/contracted prices from; ``lookups``: the open-data tables are registered (hub.lookups).
+    """
+    chain = Chain(source)
+    known = set(input_columns()) | set(RENAMES)
+    extras = [e for e in extras if e in present and e not in known and extra_name(e) not in known]
+    _harmonize(chain, present, extras)
+    _lineage(chain, lineage)
+    _codes(chain)
+    _provider_and_quantities(chain)
+    _preview_to_1_0(chain)
+    _bug_fixes(chain)
+    _names_and_resources(chain, lookups)
+    _enumerations_tags_periods(chain)
+    backfill.price_layer(chain, prices)
+    return finish(chain, extras)
+
+
+def reconcile_amounts() -> tuple[str, ...]:
+    return tuple(datasets()["focuscost"]["totals"]["amounts"])

@@ -1,0 +1,174 @@
+"""Legacy Cost Management exports (ActualCost / AmortizedCost, EA and MCA layouts) -> FocusCost 1.0 columns.
+
+Follows Microsoft's documented conversion: the amortized export gives every row (``EffectiveCost`` = cost,
+``BilledCost`` = 0 for usage covered by a commitment), the actual export gives only the commitment
+purchases and refunds (``BilledCost`` = cost, ``EffectiveCost`` = 0), so together they reconcile to the
+invoice (BilledCost) and to amortized cost (EffectiveCost) without double counting. The result then goes
+through the regular Costs normalization (:mod:`transforms.costs`). Pure SQL building.
+
+Quantities: the legacy ``Quantity`` is in pricing blocks (cost = Quantity x EffectivePrice), so
+PricingQuantity = Quantity and ConsumedQuantity = Quantity x block size.
+"""
+
+from __future__ import annotations
+
+from transforms.sqlchain import DEC, mul
+from transforms.typing import ident
+
+ACTUAL, AMORTIZED = "actualcost", "amortizedcost"
+#: Marker column: BilledCost of this row is 0 (usage paid for by a commitment purchase billed elsewhere).
+ZERO_BILLED = "_zero_billed"
+
+
+def _col(present: set[str], *names: str, cast: str | None = None) -> str:
+    """The first of ``names`` the source ``t`` has (case-insensitive), else NULL."""
+    lower = {n.lower(): n for n in present}
+    found = [f"t.{ident(lower[n.lower()])}" for n in names if n.lower() in lower]
+    expr = found[0] if len(found) == 1 else f"coalesce({', '.join(found)})" if found else "NULL"
+    return f"CAST({expr} AS {cast})" if cast else expr
+
+
+def row_filter(export_type: str, present: set[str]) -> str:
+    """Rows of the export that belong in Costs (the actual export only contributes commitment purchases)."""
+    if export_type.lower() != ACTUAL:
+        return "true"
+    return f"{_col(present, 'ChargeType')} IN ('Purchase', 'Refund') AND ({_commitment(present)})"
+
+
+def _commitment(present: set[str]) -> str:
+    return (f"{_col(present, 'ReservationId')} IS NOT NULL OR {_col(present, 'benefitId', 'BenefitId')} IS NOT NULL "
+            f"OR {_col(present, 'PricingModel')} IN ('Reservation', 'SavingsPlan')")
+
+
+def legacy_sql(source: str, present: set[str], export_type: str) -> str:
+    """FocusCost 1.0 input columns from a typed legacy export relation (lookup tables registered)."""
+    c = lambda *n, cast=None: _col(present, *n, cast=cast)  # noqa: E731
+    charge_type, model = c("ChargeType"), c("PricingModel")
+    commit = f"({_commitment(present)})"
+    cd_id = (f"lower(coalesce({c('benefitId', 'BenefitId')}, CASE WHEN {c('ReservationId')} IS NOT NULL THEN "
+             f"'/providers/microsoft.capacity/reservationorders/' || coalesce({c('ProductOrderId')}, '') || '/reservations/' "
+             f"|| {c('ReservationId')} END))")
+    is_sp = (f"(contains(coalesce({cd_id}, ''), '/microsoft.billingbenefits/') OR {model} = 'SavingsPlan' "
+             f"OR {charge_type} = 'UnusedSavingsPlan')")
+    principal = f"({charge_type} IN ('Purchase', 'Refund') AND {commit})"
+    covered = f"({charge_type} IN ('Usage', 'UnusedReservation', 'UnusedSavingsPlan') AND {commit})"
+    cost = c("CostInBillingCurrency", "Cost")
+    ea = f"({c('BillingProfileId')} IS NULL OR {c('BillingProfileId')} = {c('BillingAccountId')})"
+    block = "CAST(coalesce(pu.PricingBlockSize, pu2.PricingBlockSize) AS DOUBLE)"
+    unit = "coalesce(pu.DistinctUnits, pu2.DistinctUnits)"
+    rtype = (f"CASE WHEN {c('ResourceId')} LIKE '%/providers/%' THEN regexp_extract(lower({c('ResourceId')}), "
+             "'.*/providers/([^/]+/[^/]+)', 1) END")
+    paygo = c("PayGPrice", cast=DEC)
+    select = {
+        "BilledCost": cost,  # zeroed for covered usage by the Costs chain (ZERO_BILLED), so the original is kept
+        ZERO_BILLED: f"{export_type.lower() == AMORTIZED} AND {covered}",
+        "EffectiveCost": f"CASE WHEN {principal} THEN CAST(0 AS {DEC}) ELSE {cost} END",
+        "BillingAccountId": f"'/providers/microsoft.billing/billingaccounts/' || {c('BillingAccountId')} || CASE WHEN {ea} THEN '' "
+                            f"ELSE '/billingprofiles/' || {c('BillingProfileId')} END",
+        "BillingAccountName": f"coalesce({c('BillingProfileName')}, {c('BillingAccountName')})",
+        "BillingAccountType": f"CASE WHEN {ea} THEN 'Billing Account' ELSE 'Billing Profile' END",
+        "BillingCurrency": c("BillingCurrency", "BillingCurrencyCode"),
+        "BillingPeriodStart": f"date_trunc('month', {c('BillingPeriodStartDate')})",
+        "BillingPeriodEnd": f"date_trunc('month', {c('BillingPeriodEndDate')}) + INTERVAL 1 MONTH",
+        "ChargeCategory": f"CASE WHEN {charge_type} IN ('Usage', 'Purchase', 'Credit', 'Tax') THEN {charge_type} "
+                          f"WHEN {charge_type} IN ('UnusedReservation', 'UnusedSavingsPlan') THEN 'Usage' "
+                          f"WHEN {charge_type} = 'Refund' THEN 'Purchase' WHEN {charge_type} IS NULL THEN 'Usage' ELSE 'Adjustment' END",
+        "ChargeClass": f"CASE WHEN {charge_type} = 'Refund' THEN 'Correction' END",
+        "ChargeDescription": c("ProductName", "Product"),
+        "ChargeFrequency": f"CASE {c('Frequency')} WHEN 'OneTime' THEN 'One-Time' WHEN 'Recurring' THEN 'Recurring' "
+                           "ELSE 'Usage-Based' END",
+        "ChargePeriodStart": c("Date", "UsageDate"),
+        "ChargePeriodEnd": f"{c('Date', 'UsageDate')} + INTERVAL 1 DAY",
+        "CommitmentDiscountId": cd_id,
+        "CommitmentDiscountName": f"CASE WHEN {cd_id} IS NOT NULL THEN coalesce({c('benefitName', 'BenefitName')}, {c('ReservationName')}) END",
+        "CommitmentDiscountCategory": f"CASE WHEN {cd_id} IS NOT NULL THEN CASE WHEN {is_sp} THEN 'Spend' ELSE 'Usage' END END",
+        "CommitmentDiscountType": f"CASE WHEN {cd_id} IS NOT NULL THEN CASE WHEN {is_sp} THEN 'Savings Plan' ELSE 'Reservation' END END",
+        "CommitmentDiscountStatus": f"CASE WHEN {cd_id} IS NULL THEN NULL WHEN starts_with({charge_type}, 'Unused') THEN 'Unused' "
+                                    f"WHEN {charge_type} = 'Usage' THEN 'Used' END",
+        "PricingCategory": f"CASE {model} WHEN 'OnDemand' THEN 'Standard' WHEN 'Spot' THEN 'Dynamic' WHEN 'Reservation' THEN 'Committed' "
+                           f"WHEN 'SavingsPlan' THEN 'Committed' ELSE CASE WHEN {cd_id} IS NOT NULL AND {charge_type} = 'Usage' "
+                           f"THEN 'Committed' WHEN {charge_type} IN ('Usage', 'Purchase') THEN 'Standard' END END",
+        "PricingQuantity": c("Quantity", cast=DEC),
+        "PricingUnit": unit,
+        "x_PricingBlockSize": f"CAST({block} AS {DEC})",
+        "x_PricingUnitDescription": c("UnitOfMeasure"),
+        "ConsumedQuantity": f"CASE WHEN {charge_type} IN ('Usage', 'UnusedReservation', 'UnusedSavingsPlan') OR {charge_type} IS NULL "
+                            f"THEN {mul(c('Quantity'), f'coalesce({block}, 1)')} END",
+        "ConsumedUnit": unit,
+        "x_EffectiveUnitPrice": c("EffectivePrice", cast=DEC),
+        "x_BilledUnitPrice": f"CASE WHEN {export_type.lower() == AMORTIZED} AND {covered} THEN CAST(0 AS {DEC}) "
+                             f"ELSE {c('EffectivePrice', cast=DEC)} END",
+        "ContractedUnitPrice": c("UnitPrice", cast=DEC),
+        "ContractedCost": mul(c("UnitPrice"), c("Quantity")),
+        "ListUnitPrice": f"CASE WHEN {paygo} > 0 THEN {paygo} END",
+        "ListCost": f"CASE WHEN {paygo} > 0 THEN {mul(paygo, c('Quantity'))} END",
+        "x_BillingExchangeRate": c("ExchangeRatePricingToBilling", "ExchangeRate", cast=DEC),
+        "PricingCurrency": c("PricingCurrency", "BillingCurrency", "BillingCurrencyCode"),
+        "InvoiceId": c("InvoiceId"),
+        "InvoiceIssuerName": f"coalesce({c('PartnerName')}, 'Microsoft')",
+        "ProviderName": "'Microsoft'",
+        "PublisherName": f"CASE WHEN {c('PublisherType')} = 'Marketplace' THEN {c('PublisherName')} ELSE 'Microsoft' END",
+        "x_PublisherCategory": f"CASE WHEN {c('PublisherType')} = 'Marketplace' THEN 'Vendor' ELSE 'Cloud Provider' END",
+        "RegionId": "rg.RegionId",
+        "RegionName": "rg.RegionName",
+        "AvailabilityZone": c("AvailabilityZone"),
+        "ResourceId": c("ResourceId", "InstanceName"),
+        "ResourceName": c("ResourceName"),
+        "x_ResourceGroupName": c("ResourceGroup", "ResourceGroupName"),
+        "ServiceName": f"coalesce(sv.ServiceName, sv2.ServiceName, {c('MeterCategory')}, {c('ConsumedService')})",
+        "ServiceCategory": "coalesce(sv.ServiceCategory, sv2.ServiceCategory, 'Other')",
+        "ServiceSubcategory": "coalesce(sv.ServiceSubcategory, sv2.ServiceSubcategory)",
+        "x_ServiceModel": "coalesce(sv.ServiceModel, sv2.ServiceModel)",
+        "SkuId": c("ProductId", "PartNumber"),
+        "SkuPriceId": c("MeterId"),
+        "SkuMeter": c("MeterName"),
+        "SubAccountId": f"CASE WHEN {c('SubscriptionId', 'SubscriptionGuid')} IS NOT NULL THEN '/subscriptions/' || "
+                        f"{c('SubscriptionId', 'SubscriptionGuid')} END",
+        "SubAccountName": c("SubscriptionName"),
+        "SubAccountType": f"CASE WHEN {c('SubscriptionId', 'SubscriptionGuid')} IS NOT NULL THEN 'Subscription' END",
+        "Tags": c("Tags"),
+        "x_AccountName": c("AccountName"),
+        "x_AccountOwnerId": c("AccountOwnerId"),
+        "x_BillingAccountId": c("BillingAccountId"),
+        "x_BillingAccountName": c("BillingAccountName"),
+        "x_BillingProfileId": f"coalesce({c('BillingProfileId')}, {c('BillingAccountId')})",
+        "x_BillingProfileName": c("BillingProfileName"),
+        "x_CostAllocationRuleName": c("CostAllocationRuleName"),
+        "x_CostCenter": c("CostCenter"),
+        "x_InvoiceSectionId": c("InvoiceSectionId"),
+        "x_InvoiceSectionName": c("InvoiceSection", "InvoiceSectionName", "DepartmentName"),
+        "x_SkuDescription": c("Product", "ProductName"),
+        "x_SkuDetails": f"CASE WHEN {c('AdditionalInfo')} IS NULL THEN NULL WHEN starts_with({c('AdditionalInfo')}, '{{') "
+                        f"THEN {c('AdditionalInfo')} ELSE '{{' || {c('AdditionalInfo')} || '}}' END",
+        "x_SkuIsCreditEligible": c("IsAzureCreditEligible", cast="BOOLEAN"),
+        "x_SkuMeterCategory": c("MeterCategory"),
+        "x_SkuMeterId": c("MeterId"),
+        "x_SkuMeterSubcategory": c("MeterSubCategory", "MeterSubcategory"),
+        "x_SkuOfferId": c("OfferId"),
+        "x_SkuOrderId": c("ProductOrderId"),
+        "x_SkuOrderName": c("ProductOrderName"),
+        "x_SkuPartNumber": c("PartNumber"),
+        "x_SkuPlanName": c("PlanName"),
+        "x_SkuRegion": c("MeterRegion"),
+        "x_SkuServiceFamily": c("ServiceFamily"),
+        "x_SkuTerm": c("Term"),
+    }
+    cols = ", ".join(f"{expr} AS {ident(name)}" for name, expr in select.items())
+    location = c("ResourceLocation")
+    services = "(SELECT lower(ResourceType) AS rt, any_value(ServiceName) AS ServiceName, any_value(ServiceCategory) AS ServiceCategory, " \
+               "any_value(ServiceSubcategory) AS ServiceSubcategory, any_value(ServiceModel) AS ServiceModel FROM hub_services GROUP BY 1)"
+    by_consumed = "(SELECT lower(ConsumedService) AS cs, any_value(ServiceName) AS ServiceName, any_value(ServiceCategory) AS ServiceCategory, " \
+                  "any_value(ServiceSubcategory) AS ServiceSubcategory, any_value(ServiceModel) AS ServiceModel FROM hub_services " \
+                  "WHERE ConsumedService IS NOT NULL GROUP BY 1)"
+    units = "(SELECT UnitOfMeasure, any_value(PricingBlockSize) AS PricingBlockSize, any_value(DistinctUnits) AS DistinctUnits " \
+            "FROM hub_pricing_units GROUP BY 1)"
+    units_ci = "(SELECT lower(trim(UnitOfMeasure)) AS u, any_value(PricingBlockSize) AS PricingBlockSize, " \
+               "any_value(DistinctUnits) AS DistinctUnits FROM hub_pricing_units GROUP BY 1)"
+    regions = "(SELECT OriginalValue, any_value(RegionId) AS RegionId, any_value(RegionName) AS RegionName FROM hub_regions GROUP BY 1)"
+    return (f"SELECT {cols} FROM {source} AS t "
+            f"LEFT JOIN {units} AS pu ON pu.UnitOfMeasure = {c('UnitOfMeasure')} "
+            f"LEFT JOIN {units_ci} AS pu2 ON pu2.u = lower(trim({c('UnitOfMeasure')})) "
+            f"LEFT JOIN {regions} AS rg ON rg.OriginalValue = lower({location}) "
+            f"LEFT JOIN {services} AS sv ON sv.rt = {rtype} "
+            f"LEFT JOIN {by_consumed} AS sv2 ON sv2.cs = lower({c('ConsumedService')}) "
+            f"WHERE {row_filter(export_type, present)}")

@@ -1,0 +1,80 @@
+"""Small helpers to build a transform as a chain of DuckDB SELECT steps (pure string building)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transforms.typing import ident, literal
+
+DEC = "DECIMAL(38,18)"
+
+
+def dec(expr: str) -> str:
+    """Arithmetic result back to money precision. Products and ratios are computed in double precision
+    (DECIMAL(38,18) x DECIMAL(38,18) would overflow DuckDB's 38 digits) and stored as DECIMAL(38,18)."""
+    return f"CAST(round(CAST({expr} AS DOUBLE), 18) AS {DEC})"
+
+
+def mul(a: str, b: str) -> str:
+    return dec(f"CAST({a} AS DOUBLE) * CAST({b} AS DOUBLE)")
+
+
+def div(a: str, b: str) -> str:
+    return dec(f"CAST({a} AS DOUBLE) / CAST({b} AS DOUBLE)")
+
+
+def nz(expr: str) -> str:
+    """TRUE when a number is present and not zero."""
+    return f"coalesce({expr}, 0) <> 0"
+
+
+def zero(expr: str) -> str:
+    """TRUE when a number is missing or zero."""
+    return f"coalesce({expr}, 0) = 0"
+
+
+def empty(expr: str) -> str:
+    """TRUE when a string is missing or empty."""
+    return f"coalesce({expr}, '') = ''"
+
+
+def lit(value: str | None) -> str:
+    return "NULL" if value is None else literal(value)
+
+
+@dataclass
+class Chain:
+    """``WITH s0 AS (...), s1 AS (SELECT ... FROM s0), ... SELECT ... FROM sN``."""
+
+    source: str
+    steps: list[str] = field(default_factory=list)
+    #: Column names of the last step, when known; ``replace`` turns additions of known names into replacements.
+    cols: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.steps.append(f"SELECT * FROM {self.source}")
+
+    @property
+    def last(self) -> str:
+        return f"s{len(self.steps) - 1}"
+
+    def step(self, select: str, tail: str = "", columns: list[str] | None = None, *, reset: bool = False) -> Chain:
+        """Add ``SELECT <select> FROM <previous step> <tail>``; ``columns``: names it adds (or all, with ``reset``)."""
+        self.steps.append(f"SELECT {select} FROM {self.last} AS t {tail}".rstrip())
+        self.cols = set(columns or ()) if reset else self.cols | set(columns or ())
+        return self
+
+    def replace(self, columns: dict[str, str], add: dict[str, str] | None = None) -> Chain:
+        """Replace existing columns by expressions (each sees the previous step), optionally adding new ones."""
+        add = dict(add or {})
+        columns = {**columns, **{k: v for k, v in add.items() if k in self.cols}}
+        add = {k: v for k, v in add.items() if k not in self.cols}
+        parts = ["*"]
+        if columns:
+            parts = ["* REPLACE (" + ", ".join(f"{expr} AS {ident(name)}" for name, expr in columns.items()) + ")"]
+        parts += [f"{expr} AS {ident(name)}" for name, expr in add.items()]
+        return self.step(", ".join(parts), columns=list(add))
+
+    def sql(self, final: str = "*") -> str:
+        ctes = ",\n".join(f"s{i} AS ({sql})" for i, sql in enumerate(self.steps))
+        return f"WITH {ctes}\nSELECT {final} FROM {self.last}"
