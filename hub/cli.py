@@ -84,7 +84,7 @@ def ingest(
         except UsageError as exc:
             err.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(2) from None
-    records = result.recovered + result.records
+    records = result.all
     if not records:
         out.print("nothing to ingest")
         return

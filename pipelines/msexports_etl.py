@@ -38,13 +38,12 @@ from hub.store import (
     scope_path,
 )
 from hub.validate import validate_files
+from pipelines.prices_backfill import RENORMALIZE, renormalize_month
 from transforms.costs import Lineage
 from transforms.typing import literal
 
 #: Called with (record, part index, part count, percent) while a large part converts.
 Progress = Callable[[RunRecord, int, int, float], None]
-#: Manifest field of run records that re-normalize a lake folder (no source files).
-RENORMALIZE = "renormalize:"
 #: Parts at least this large report progress.
 PROGRESS_MIN_BYTES = 8 * 1024 * 1024
 
@@ -55,10 +54,16 @@ class IngestResult:
 
     records: list[RunRecord] = field(default_factory=list)
     recovered: list[RunRecord] = field(default_factory=list)
+    #: Costs folders re-normalized because their month's prices arrived after them
+    renormalized: list[RunRecord] = field(default_factory=list)
+
+    @property
+    def all(self) -> list[RunRecord]:
+        return self.recovered + self.records + self.renormalized
 
     @property
     def ok(self) -> bool:
-        return all(r.state == "committed" for r in self.records + self.recovered)
+        return all(r.state == "committed" for r in self.all)
 
 
 def load_settings(store: Store) -> Settings:
@@ -86,8 +91,11 @@ def ingest(store: Store, *, retry: bool = False, force: bool = False, progress: 
                 continue
         pending.append((_order(raw, rel), rel, raw))
     for _, rel, raw in sorted(pending, key=lambda p: p[0]):
-        result.records.append(process(store, rel, raw, settings, existing=known.get(rel), progress=progress,
-                                      fail_after_parts=fail_after_parts))
+        rec = process(store, rel, raw, settings, existing=known.get(rel), progress=progress, fail_after_parts=fail_after_parts)
+        result.records.append(rec)
+        if rec.state == "committed" and rec.dataset == "Prices" and rec.month:
+            year, month = map(int, rec.month.split("-"))
+            result.renormalized += renormalize_month(store, year, month, rec.runId or rec.key)
     return result
 
 

@@ -77,3 +77,34 @@ def write_export(root: Path, parts: dict[str, bytes | str], *, export_type: str 
 def parquet_in(root: Path, dataset: str = "Costs") -> list[str]:
     """Every Parquet file a lake reader would see for a dataset, relative to the root."""
     return sorted(str(p.relative_to(root)) for p in (root / "ingestion" / dataset).rglob("*.parquet"))
+
+
+def rows_csv(key: str, rows: list[dict]) -> str:
+    """CSV text with a schema's header and the given cells (missing cells empty), quoted as needed."""
+    schema = _load(key)
+    assert schema is not None, key
+    names = [c.name for c in schema.columns]
+    unknown = {k for row in rows for k in row} - set(names)
+    assert not unknown, unknown
+
+    def cell(v: object) -> str:
+        s = "" if v is None else str(v)
+        return '"' + s.replace('"', '""') + '"' if any(ch in s for ch in ',"\n ') else s
+
+    lines = [",".join(cell(n) for n in names)]
+    lines += [",".join(cell(row.get(n)) for n in names) for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def lake_rows(root: Path, dataset: str = "Costs") -> list[dict]:
+    """Every row of a dataset in the lake, as dicts (UTC, decimals as Decimal)."""
+    import duckdb
+
+    files = parquet_in(root, dataset)
+    if not files:
+        return []
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    listing = ", ".join(f"'{root / f}'" for f in files)
+    rel = con.sql(f"SELECT * FROM read_parquet([{listing}], union_by_name = true)")
+    return [dict(zip(rel.columns, r, strict=True)) for r in rel.fetchall()]

@@ -1,0 +1,134 @@
+"""Prices arrived after their month's costs: re-normalize the affected Costs folders from the lake.
+
+Triggered when a Prices run commits. Every Costs folder of that month holding rows whose price the
+sheet may fill (``x_SourceChanges`` says a price was missing and no price-sheet value was used yet) is
+rewritten through the same price layer as ingestion (originals restored from ``x_SourceValues``), via
+the same staging + all-or-nothing swap and a run record, so the result equals costs ingested after prices.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import tempfile
+import time
+
+import duckdb
+
+from hub import convert, lookups, normalize, runs, swap
+from hub.errors import HubError
+from hub.runs import RunError, RunRecord
+from hub.store import STAGING, Store
+from hub.validate import validate_files
+from transforms import backfill, costs
+from transforms.sqlchain import Chain
+from transforms.typing import literal
+
+RENORMALIZE = "renormalize:"
+
+
+def renormalize_sql(source: str, columns: list[str], price_table: str) -> str:
+    """Lake Costs rows with the price layer applied again from their original values."""
+    types = dict(costs.output_columns())
+    chain = Chain(source, cols=set(columns))
+    backfill.restore_sql(chain, costs.TRACKED, {**costs.input_columns(), **types})
+    backfill.price_layer(chain, price_table)
+    extras = [c for c in columns if c not in types]
+    return costs.finish(chain, extras)
+
+
+def renormalize_month(store: Store, year: int, month: int, trigger: str) -> list[RunRecord]:
+    """Re-normalize every Costs folder of a month that the month's prices can improve."""
+    files = normalize.month_files(store, "Costs", year, month)
+    folders: dict[str, list[str]] = {}
+    for rel in files:
+        folders.setdefault(posixpath.dirname(rel), []).append(rel)
+    done = []
+    with tempfile.TemporaryDirectory(prefix="hub-renorm-") as tmp:
+        con = convert.connect(temp_dir=os.path.join(tmp, "spill"))
+        try:
+            lookups.register(con)
+            price_table = normalize.load_prices(con, store, year, month, tmp)
+            if price_table is None:
+                return []
+            for folder, rels in sorted(folders.items()):
+                local = [_local(store, rel, tmp) for rel in rels]
+                need = con.execute(f"SELECT count(*) FROM {convert.parquet_source(local)} "
+                                   f"WHERE {backfill.needs_prices_sql()}").fetchall()[0][0]
+                if need:
+                    done.append(_rewrite(store, con, folder, rels, local, price_table, trigger, tmp))
+        finally:
+            con.close()
+    return done
+
+
+def _local(store: Store, rel: str, tmp: str) -> str:
+    path = store.local_path(rel)
+    if path is None:
+        path = os.path.join(tmp, "in", rel.replace("/", "_"))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        store.get_file(rel, path)
+    return path
+
+
+def _rewrite(store: Store, con: duckdb.DuckDBPyConnection, folder: str, rels: list[str], local: list[str],
+             price_table: str, trigger: str, tmp: str) -> RunRecord:
+    started = time.perf_counter()
+    digest = hashlib.sha1(f"{folder}|{trigger}".encode()).hexdigest()
+    rec = RunRecord(key=f"renorm-{digest[:16]}", manifest=f"{RENORMALIZE}{folder}", manifestSha256=digest, runId=trigger,
+                    exportType="Renormalize", dataset="Costs", destination=folder, staging=f"{STAGING}/renorm-{digest[:16]}",
+                    month=folder.split("/")[2] + "-" + folder.split("/")[3], attempts=1)
+    rec.state = "converting"
+    runs.save(store, rec)
+    try:
+        store.delete_tree(rec.staging)
+        before = convert.parquet_source(local)
+        schema_like = _costs_totals()
+        _, rec.totalsIn = normalize.output_totals(con, schema_like, before)
+        outputs = []
+        for rel, path in zip(rels, local, strict=True):
+            name = posixpath.basename(rel)
+            staged = f"{rec.staging}/{name}"
+            out = store.local_path(staged) or os.path.join(tmp, "out", name)
+            os.makedirs(os.path.dirname(out), exist_ok=True)
+            source = f"read_parquet({literal(path)})"
+            columns = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()]
+            rows = convert.write_parquet(con, [f"* FROM ({renormalize_sql(source, columns, price_table)})"], "", out,
+                                         file=rel, select_only=True)
+            if store.local_path(staged) is None:
+                store.put_file(out, staged)
+            rec.parts.append(runs.PartResult(blob=rel, output=rel, rows=rows))
+            outputs.append(out)
+        rec.rowsIn = convert.count_rows(con, local)
+        rec.rowsOut = sum(p.rows for p in rec.parts)
+        rec.totalsOut, rec.totalsIngested = normalize.output_totals(con, schema_like, convert.parquet_source(outputs))
+        if rec.rowsOut != rec.rowsIn or rec.totalsIngested != rec.totalsIn:
+            raise HubError(f"re-normalization changed rows or ingested totals ({rec.rowsIn} -> {rec.rowsOut})",
+                           file=folder, code="InternalError")
+        report = validate_files(con, outputs, label=folder)
+        rec.validation = {"rows": report.rows, "checks": report.checked, "violations": report.violations,
+                          "rules": report.summary()}
+        rec.state = "swapping"
+        runs.save(store, rec)
+        token = hashlib.sha1(rec.key.encode()).hexdigest()
+        swap.place_marker(store, rec.staging, token)
+        swap.swap(store, rec.staging, folder, [posixpath.basename(r) for r in rels], token)
+        rec.reconciled = True
+        rec.state = "committed"
+    except HubError as exc:
+        rec.error = RunError(code=exc.code, message=exc.message, file=exc.file)
+        if rec.state != "swapping":
+            store.delete_tree(rec.staging)
+            rec.state = "quarantined"
+    rec.seconds = round(time.perf_counter() - started, 3)
+    runs.save(store, rec)
+    return rec
+
+
+def _costs_totals():  # noqa: ANN202 - an ExportSchema-like object carrying the Costs totals spec
+    from hub.export_schemas import _load
+
+    schema = _load("focuscost_1.0")
+    assert schema is not None
+    return schema

@@ -1,0 +1,204 @@
+"""Costs normalization rules, one test each, with hand-computed expected values (through the real pipeline)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from conftest import lake_rows, rows_csv, write_export
+
+from hub.store import Store
+from hub.validate import validate
+from pipelines.msexports_etl import ingest
+
+D = Decimal
+UTC = timezone.utc
+RID = "/subscriptions/S1/resourceGroups/RG1/providers/Microsoft.Compute/virtualMachines/VM1"
+BASE = {
+    "BilledCost": "10", "EffectiveCost": "10", "ContractedCost": "10", "ContractedUnitPrice": "2.5", "ListCost": "12",
+    "ListUnitPrice": "3", "PricingQuantity": "4", "ConsumedQuantity": "4", "x_PricingBlockSize": "1", "PricingUnit": "Hours",
+    "ConsumedUnit": "Hours", "x_EffectiveUnitPrice": "2.5", "x_BilledUnitPrice": "2.5", "ChargeCategory": "Usage",
+    "ChargeFrequency": "Usage-Based", "PricingCategory": "Standard", "ChargePeriodStart": "2024-05-01T00:00:00Z",
+    "ChargePeriodEnd": "2024-05-02T00:00:00Z", "BillingPeriodStart": "2024-05-01T00:00:00Z", "BillingPeriodEnd": "2024-06-01T00:00:00Z",
+    "BillingAccountId": "/providers/microsoft.billing/billingaccounts/8611537", "BillingAccountName": "Contoso",
+    "BillingCurrency": "USD", "x_BillingAccountId": "8611537", "x_BillingProfileId": "8611537", "x_BillingExchangeRate": "1",
+    "InvoiceIssuerName": "Microsoft", "ProviderName": "Microsoft", "PublisherName": "Microsoft", "ServiceName": "Virtual Machines",
+    "ServiceCategory": "Compute", "ResourceId": RID, "ResourceName": "vm1", "ResourceType": "Virtual machine",
+    "x_ResourceType": "microsoft.compute/virtualmachines", "x_ResourceGroupName": "rg1", "SubAccountId": "/subscriptions/s1",
+    "SubAccountName": "Sub1", "SkuId": "sku1", "SkuPriceId": "skup1", "x_SkuMeterId": "METER-1", "x_SkuOfferId": "MS-AZR-0017P",
+    "RegionId": "eastus", "RegionName": "East US", "Tags": '{"env": "prod"}', "ChargeDescription": "VM usage",
+}
+CD = "/providers/Microsoft.Capacity/reservationOrders/O1/reservations/R1"
+
+
+def run(hub_root: Path, *rows: dict, version: str = "1.0", key: str = "focuscost_1.0") -> list[dict]:
+    write_export(hub_root, {"part_0_0001.csv": rows_csv(key, list(rows))}, data_version=version, rows=len(rows))
+    result = ingest(Store(str(hub_root)))
+    assert result.ok, [r.error for r in result.all]
+    return lake_rows(hub_root)
+
+
+def codes(row: dict) -> list[str]:
+    return (row["x_SourceChanges"] or "").split(",") if row["x_SourceChanges"] else []
+
+
+def originals(row: dict) -> dict:
+    return json.loads(row["x_SourceValues"]) if row["x_SourceValues"] else {}
+
+
+def test_clean_row_unchanged_lineage_and_valid(hub_root: Path) -> None:
+    (row,) = run(hub_root, BASE, version="1.0r2")
+    assert (row["x_SourceName"], row["x_SourceProvider"], row["x_SourceType"], row["x_SourceVersion"]) == (
+        "Cost Management", "Microsoft", "FocusCost", "1.0r2")
+    assert row["x_IngestionTime"] is not None
+    assert row["x_SourceChanges"] is None and row["x_SourceValues"] is None
+    assert (row["BilledCost"], row["ContractedCost"], row["ListCost"]) == (D(10), D(10), D(12))
+    assert row["x_BillingAccountAgreement"] == "EA"
+    assert validate(str(hub_root)).ok
+
+
+def test_missing_list_price_falls_back_to_contracted(hub_root: Path) -> None:
+    (row,) = run(hub_root, {**BASE, "ListUnitPrice": None, "ListCost": None})
+    assert (row["ListUnitPrice"], row["ListCost"]) == (D("2.5"), D(10))  # ListCost = ContractedCost when prices equal
+    assert codes(row) == ["MissingListCost", "MissingListUnitPrice", "ListUnitPriceFromContractedUnitPrice", "ListCostBackfilled"]
+    assert originals(row) == {"ListUnitPrice": None, "ListCost": None}
+
+
+def test_pricing_quantity_from_cost_and_unit_price(hub_root: Path) -> None:
+    (row,) = run(hub_root, {**BASE, "PricingQuantity": "0"})
+    assert row["PricingQuantity"] == D(4)  # 10 / 2.5
+    assert "MissingPricingQuantity" in codes(row)
+    assert D(originals(row)["PricingQuantity"]) == 0
+
+
+@pytest.mark.parametrize(("block", "expected"), [("1", D(4)), ("100", D(400)), ("10000", D(40000))])
+def test_consumed_quantity_is_pricing_quantity_times_block(hub_root: Path, block: str, expected: Decimal) -> None:
+    (row,) = run(hub_root, {**BASE, "ConsumedQuantity": None, "x_PricingBlockSize": block})
+    assert row["ConsumedQuantity"] == expected
+    assert "MissingConsumedQuantity" in codes(row)
+
+
+def test_commitment_purchase_fixes(hub_root: Path) -> None:
+    purchase = {**BASE, "ChargeCategory": "Purchase", "CommitmentDiscountId": CD, "CommitmentDiscountCategory": "Usage",
+                "CommitmentDiscountType": "Reservation", "CommitmentDiscountName": "ri", "ConsumedQuantity": None, "ConsumedUnit": None,
+                "x_EffectiveCostInUsd": "10"}
+    (row,) = run(hub_root, purchase)
+    assert row["ChargeFrequency"] == "Recurring"
+    assert (row["EffectiveCost"], row["x_EffectiveCostInUsd"], row["BilledCost"]) == (D(0), D(0), D(10))
+    assert row["CommitmentDiscountId"] == CD.lower() and row["PricingCategory"] == "Committed"
+    assert codes(row)[:2] == ["InvalidChargeFrequency", "InvalidEffectiveCost"]
+    o = originals(row)
+    assert (o["ChargeFrequency"], D(o["EffectiveCost"]), o["CommitmentDiscountId"]) == ("Usage-Based", D(10), CD)
+    assert validate(str(hub_root)).ok
+
+
+def test_committed_usage_pricing_category(hub_root: Path) -> None:
+    used = {**BASE, "CommitmentDiscountId": CD, "CommitmentDiscountCategory": "Usage", "CommitmentDiscountType": "Reservation",
+            "CommitmentDiscountStatus": "Used", "CommitmentDiscountName": "ri"}
+    (row,) = run(hub_root, used)
+    assert row["PricingCategory"] == "Committed" and "PricingCategoryShouldBeCommitted" in codes(row)
+    assert originals(row)["PricingCategory"] == "Standard"
+
+
+def test_focus_1_0_preview_to_1_0(hub_root: Path) -> None:
+    preview = {k: v for k, v in BASE.items() if k not in {"ChargeClass", "ConsumedQuantity", "ConsumedUnit", "ContractedCost",
+                                                          "ContractedUnitPrice", "RegionId", "RegionName", "CommitmentDiscountStatus"}}
+    preview.update({"ChargeSubcategory": "Refund", "ChargeCategory": "Adjustment", "UsageQuantity": "4", "UsageUnit": "Hours",
+                    "Region": "East US 2", "x_OnDemandCost": "10", "x_OnDemandUnitPrice": "2.5", "PricingCategory": "On-Demand",
+                    "ChargeFrequency": "One-Time"})
+    used = {**preview, "ChargeSubcategory": "Used Commitment", "ChargeCategory": "Usage", "CommitmentDiscountId": CD,
+            "CommitmentDiscountCategory": "Usage", "CommitmentDiscountType": "Reservation", "PricingCategory": "Commitment-Based",
+            "ChargeFrequency": "Usage-Based"}
+    refund, usage = sorted(run(hub_root, preview, used, version="1.0-preview(v1)", key="focuscost_1.0-preview(v1)"),
+                           key=lambda r: r["ChargeClass"] or "")[::-1]
+    assert (refund["ChargeCategory"], refund["ChargeClass"], refund["PricingCategory"]) == ("Purchase", "Correction", "Standard")
+    assert (usage["CommitmentDiscountStatus"], usage["PricingCategory"]) == ("Used", "Committed")
+    assert (usage["ConsumedQuantity"], usage["ConsumedUnit"], usage["ContractedCost"], usage["ContractedUnitPrice"]) == (
+        D(4), "Hours", D(10), D("2.5"))
+    assert (usage["RegionId"], usage["RegionName"]) == ("eastus2", "East US 2")
+    assert refund["ConsumedQuantity"] is None  # not a Usage row
+    assert "LegacyFocusVersion" in codes(usage) and usage["x_SourceVersion"] == "1.0-preview(v1)"
+
+
+@pytest.mark.parametrize("version", ["1.0", "1.0r2", "1.2-preview", "1.2"])
+def test_no_legacy_flag_for_1_0_and_later(hub_root: Path, version: str) -> None:
+    key = {"1.0": "focuscost_1.0", "1.0r2": "focuscost_1.0r2", "1.2-preview": "focuscost_1.2-preview", "1.2": "focuscost_1.2"}[version]
+    row = {k: v for k, v in BASE.items() if k != "x_SkuMeterName"}
+    (out,) = run(hub_root, row, version=version, key=key)
+    assert "LegacyFocusVersion" not in codes(out) and out["x_SourceVersion"] == version
+
+
+def test_names_lower_cased_and_derived(hub_root: Path) -> None:
+    (row,) = run(hub_root, {**BASE, "ResourceName": None, "x_ResourceGroupName": "RG1", "PublisherName": "Microsoft Corporation",
+                            "BillingAccountId": "/providers/Microsoft.Billing/billingAccounts/8611537"})
+    assert (row["ResourceName"], row["x_ResourceGroupName"], row["PublisherName"]) == ("vm1", "rg1", "Microsoft")
+    assert row["BillingAccountId"] == "/providers/microsoft.billing/billingaccounts/8611537"
+    assert originals(row) == {"BillingAccountId": "/providers/Microsoft.Billing/billingAccounts/8611537", "PublisherName":
+                              "Microsoft Corporation", "ResourceName": None, "x_ResourceGroupName": "RG1"}
+
+
+def test_resource_name_of_nested_resource(hub_root: Path) -> None:
+    rid = "/subscriptions/S1/resourceGroups/RG1/providers/Microsoft.Sql/servers/SRV/databases/DB1"
+    (row,) = run(hub_root, {**BASE, "ResourceId": rid, "ResourceName": None, "x_ResourceType": None, "ResourceType": None})
+    assert (row["ResourceName"], row["x_ResourceType"], row["ResourceType"]) == ("srv/db1", "microsoft.sql/servers/databases", "SQL database")
+
+
+def test_billing_account_agreement(hub_root: Path) -> None:
+    mca = {**BASE, "x_BillingAccountId": "acct:1_2019", "x_BillingProfileId": "BP1", "ResourceName": "mca"}
+    rows = {r["ResourceName"]: r for r in run(hub_root, BASE, mca)}
+    assert (rows["vm1"]["x_BillingAccountAgreement"], rows["mca"]["x_BillingAccountAgreement"]) == ("EA", "MCA")
+
+
+def test_savings_are_fractions(hub_root: Path) -> None:
+    (row,) = run(hub_root, {**BASE, "x_EffectiveUnitPrice": "2", "EffectiveCost": "8", "BilledCost": "8", "x_BilledUnitPrice": "2"})
+    assert (row["x_CommitmentDiscountSavings"], row["x_NegotiatedDiscountSavings"], row["x_TotalSavings"]) == (D(2), D(2), D(4))
+    assert row["x_CommitmentDiscountPercent"] == D("0.2")  # (2.5 - 2) / 2.5
+    assert abs(row["x_NegotiatedDiscountPercent"] - D(1) / D(6)) < D("1e-15")  # (3 - 2.5) / 3
+    assert abs(row["x_TotalDiscountPercent"] - D(1) / D(3)) < D("1e-15")  # (3 - 2) / 3
+
+
+def test_tags_always_json_object(hub_root: Path) -> None:
+    a = {**BASE, "Tags": '"env": "prod","team": "data"', "ResourceName": "a"}
+    b = {**BASE, "Tags": None, "ResourceName": "b"}
+    rows = {r["ResourceName"]: r for r in run(hub_root, a, b)}
+    assert json.loads(rows["a"]["Tags"]) == {"env": "prod", "team": "data"}
+    assert rows["b"]["Tags"] == "{}"
+    assert originals(rows["a"])["Tags"] == '"env": "prod","team": "data"'
+
+
+def test_enumerations_spelled_as_focus(hub_root: Path) -> None:
+    (row,) = run(hub_root, {**BASE, "ChargeFrequency": "usage-based", "ChargeCategory": "usage", "ServiceCategory": "compute"})
+    assert (row["ChargeFrequency"], row["ChargeCategory"], row["ServiceCategory"]) == ("Usage-Based", "Usage", "Compute")
+
+
+def test_contracted_cost_corrected(hub_root: Path) -> None:
+    (row,) = run(hub_root, {**BASE, "ContractedCost": "9"})
+    assert row["ContractedCost"] == D(10)  # 2.5 x 4
+    assert "ContractedCostCorrected" in codes(row) and D(originals(row)["ContractedCost"]) == D(9)
+
+
+def test_inclusive_period_end_made_exclusive(hub_root: Path) -> None:
+    (row,) = run(hub_root, {**BASE, "ChargePeriodEnd": "2024-05-01T23:59:59Z"})
+    assert row["ChargePeriodEnd"] == datetime(2024, 5, 2, tzinfo=UTC)
+
+
+def test_nulls_are_nulls(hub_root: Path) -> None:
+    (row,) = run(hub_root, {**BASE, "ChargeDescription": "", "x_CostCenter": "NULL"})
+    assert row["ChargeDescription"] is None and row["x_CostCenter"] is None
+    assert all(v != "" for v in row.values())
+
+
+def test_reconciliation_recorded(hub_root: Path) -> None:
+    purchase = {**BASE, "ChargeCategory": "Purchase", "CommitmentDiscountId": CD, "CommitmentDiscountCategory": "Usage",
+                "CommitmentDiscountType": "Reservation", "ConsumedQuantity": None, "ConsumedUnit": None, "ResourceName": "p"}
+    run(hub_root, BASE, purchase)
+    from hub import runs
+
+    (rec,) = runs.load_all(Store(str(hub_root)))
+    assert rec.totalsIn == {"USD": {"BilledCost": "20.000000000000000000", "EffectiveCost": "20.000000000000000000"}}
+    assert rec.totalsOut == {"USD": {"BilledCost": "20.000000000000000000", "EffectiveCost": "10.000000000000000000"}}
+    assert rec.totalsIngested == rec.totalsIn  # the 10 taken off EffectiveCost is explained by x_SourceValues
+    assert rec.validation["violations"] == 0
