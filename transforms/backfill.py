@@ -49,8 +49,8 @@ def price_keys_sql(source: str) -> str:
 def price_layer(chain: Chain, prices: str | None) -> None:
     """Backfill, ContractedCost fix and savings on a chain holding normalized cost columns."""
     selected = (f"ProviderName = 'Microsoft' AND ({zero('ListUnitPrice')} OR {zero('ContractedUnitPrice')}) "
-                f"AND {nz('x_EffectiveUnitPrice')} AND NOT (CommitmentDiscountCategory = 'Spend' AND "
-                f"CommitmentDiscountStatus = 'Unused') AND NOT {empty('x_SkuMeterId')}")
+                f"AND {nz('x_EffectiveUnitPrice')} AND NOT coalesce(CommitmentDiscountCategory = 'Spend' AND "
+                f"CommitmentDiscountStatus = 'Unused', false) AND NOT {empty('x_SkuMeterId')}")
     if prices:
         chain.step(f"t.*, {selected} AS _sel, p.c AS _pc, p.l AS _pl, p.block AS _pb, p.unit AS _pu, "
                    "(p.key IS NOT NULL AND (p.unit IS NULL OR t.PricingUnit IS NULL OR p.unit = t.PricingUnit)) AS _found",
@@ -67,8 +67,8 @@ def price_layer(chain: Chain, prices: str | None) -> None:
         return f"({kept} OR NOT {priced})" if unit_price else kept
 
     def from_sheet(p: str) -> str:  # price per cost block, in billing currency
-        rate = "coalesce(x_BillingExchangeRate, 1)"
-        return mul(mul(p, rate), "coalesce(x_PricingBlockSize, 1) / coalesce(nullif(_pb, 0), coalesce(x_PricingBlockSize, 1))")
+        return dec(f"CAST({p} AS DOUBLE) * CAST(coalesce(x_BillingExchangeRate, 1) AS DOUBLE) * CAST(coalesce(x_PricingBlockSize, 1) "
+                   "AS DOUBLE) / CAST(coalesce(nullif(_pb, 0), coalesce(x_PricingBlockSize, 1)) AS DOUBLE)")
 
     chain.replace({
         "ContractedUnitPrice": f"CASE WHEN {keep('ContractedUnitPrice', True)} THEN ContractedUnitPrice "

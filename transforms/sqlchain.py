@@ -11,8 +11,11 @@ DEC = "DECIMAL(38,18)"
 
 def dec(expr: str) -> str:
     """Arithmetic result back to money precision. Products and ratios are computed in double precision
-    (DECIMAL(38,18) x DECIMAL(38,18) would overflow DuckDB's 38 digits) and stored as DECIMAL(38,18)."""
-    return f"CAST(round(CAST({expr} AS DOUBLE), 18) AS {DEC})"
+    (DECIMAL(38,18) x DECIMAL(38,18) would overflow DuckDB's 38 digits), rounded to the 15 significant
+    digits a double holds exactly (so 25000 x 0.0001 is 2.5, not 2.4999999999999995), stored as DECIMAL(38,18)."""
+    x = f"CAST({expr} AS DOUBLE)"
+    return (f"CAST(CASE WHEN {x} = 0 OR NOT isfinite({x}) THEN {x} "
+            f"ELSE round({x}, 14 - CAST(floor(log10(abs({x}))) AS INTEGER)) END AS {DEC})")
 
 
 def mul(a: str, b: str) -> str:
