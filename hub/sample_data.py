@@ -177,7 +177,7 @@ def _dimensions(con: duckdb.DuckDBPyConnection, seed: int, billing_account_id: s
         WITH b AS (
             SELECT m, m % {len(SERVICES)} AS svc, m // {len(SERVICES)} AS v, ({_struct_list(SERVICES, svc_fields)})[m % {len(SERVICES)} + 1] AS s,
                    ({regions})[(m // {len(SERVICES)}) % {len(REGIONS)} + 1] AS r, md5('meter-{s}-' || m) AS h, md5('ri-{s}-' || m) AS rh,
-                   (hash(m, {s}, 'price') % 800) / 1000.0 AS pj, (hash(m, {s}, 'disc') % 21) / 100.0 AS disc
+                   (rnd(m, 'price', 800)) / 1000.0 AS pj, (rnd(m, 'disc', 21)) / 100.0 AS disc
             FROM range({N_METERS}) t(m)
         ), c AS (
             SELECT *, s.units[v % len(s.units) + 1] AS uom, svc = 0 AND v >= 10 AS spot,
@@ -194,8 +194,8 @@ def _dimensions(con: duckdb.DuckDBPyConnection, seed: int, billing_account_id: s
                mname || CASE WHEN spot THEN ' Spot' ELSE '' END AS meter_name, subcat || CASE WHEN spot THEN ' Windows Spot' ELSE '' END AS subcategory,
                s.meter_category || ' ' || subcat || ' - ' || mname || CASE WHEN spot THEN ' Spot' ELSE '' END || ' - ' || r.meter AS description,
                NULLIF(replace(s.sku_details, '{{meter}}', replace(mname, ' ', '_')), '') AS sku_details, spot,
-               'DZH318Z0' || upper(substr(h, 30, 3)) || chr(CAST(65 + hash(m, {s}, 'pl') % 26 AS INTEGER)) AS product_id,
-               '00' || upper(substr(h, 27, 2)) AS sku_code, 'AAA-' || lpad(CAST(10000 + hash(m, {s}, 'pn') % 90000 AS VARCHAR), 5, '0') AS part_number,
+               'DZH318Z0' || upper(substr(h, 30, 3)) || chr(CAST(65 + rnd(m, 'pl', 26) AS INTEGER)) AS product_id,
+               '00' || upper(substr(h, 27, 2)) AS sku_code, 'AAA-' || lpad(CAST(10000 + rnd(m, 'pn', 90000) AS VARCHAR), 5, '0') AS part_number,
                uom, block, unit, CAST(1.0 / block AS DECIMAL(18, 4)) AS per_unit, list_price,
                CAST(round(list_price * CASE WHEN spot THEN 1 ELSE 1 - disc END, 6) AS DECIMAL(18, 6)) AS contracted_price,
                CASE WHEN m % 2 = 0 THEN 12 ELSE 36 END AS ri_term,
@@ -240,7 +240,7 @@ def _cost_query(lo: int, hi: int, *, month: str, seed: int, billing_account_id: 
         "BillingAccountType": "'Billing Account'", "BillingCurrency": "'USD'", "BillingPeriodEnd": _lit(f"{end}T00:00:00Z"),
         "BillingPeriodStart": _lit(f"{start}T00:00:00Z"), "ChargeCategory": "CASE WHEN purchase THEN 'Purchase' ELSE 'Usage' END",
         "ChargeClass": "CASE WHEN correction THEN 'Correction' END",
-        "ChargeDescription": "CASE WHEN purchase THEN 'Reservation purchase: ' || description || ', ' || ri_term // 12 || ' year' "
+        "ChargeDescription": "CASE WHEN purchase THEN 'Reservation purchase: ' || description || ', ' || CAST(ri_term // 12 AS VARCHAR) || ' year' "
                              "ELSE description END",
         "ChargeFrequency": "CASE WHEN NOT purchase THEN 'Usage-Based' WHEN recurring THEN 'Recurring' ELSE 'One-Time' END",
         "ChargePeriodEnd": "ts(day + 1)", "ChargePeriodStart": "ts(day)",
@@ -256,7 +256,7 @@ def _cost_query(lo: int, hi: int, *, month: str, seed: int, billing_account_id: 
         "ResourceId": "CASE WHEN NOT purchase THEN sub_id || '/resourceGroups/' || rg || '/providers/' || replace(id_tail, '{n}', rn) END",
         "ResourceName": "CASE WHEN NOT purchase THEN replace(resource_name, '{n}', rn) END",
         "ResourceType": "CASE WHEN NOT purchase THEN display_type END", "ServiceCategory": "category", "ServiceName": "service",
-        "SkuId": "product_id", "SkuPriceId": "product_id || '_' || sku_code || '_' || CASE WHEN purchase THEN 'P' || ri_term // 12 || 'Y' ELSE 'Consumption' END",
+        "SkuId": "product_id", "SkuPriceId": "product_id || '_' || sku_code || '_' || CASE WHEN purchase THEN 'P' || CAST(ri_term // 12 AS VARCHAR) || 'Y' ELSE 'Consumption' END",
         "SubAccountId": "sub_id", "SubAccountName": "sub_name", "SubAccountType": "'Subscription'", "Tags": "tags",
         "x_AccountId": "account_id", "x_AccountName": "account_name", "x_AccountOwnerId": "account_owner",
         "x_BilledCostInUsd": "num(billed)", "x_BilledUnitPrice": "num(CASE WHEN committed THEN 0.0 ELSE contracted_unit END)",
@@ -279,24 +279,24 @@ def _cost_query(lo: int, hi: int, *, month: str, seed: int, billing_account_id: 
     select = ", ".join(f"{fill.get(c, 'NULL')} AS \"{c}\"" for c in schema_columns(FOCUS_SCHEMA))
     return f"""
         WITH g AS (
-            SELECT i, hash(i, {s}, 'res') % {N_RESOURCES} AS res, DATE '{start}' + CAST(hash(i, {s}, 'day') % {days} AS INTEGER) AS day,
-                   hash(i, {s}, 'kind') % 1000 AS u, (hash(i, {s}, 'qty') % 1000000 + 1) / 1000000.0 AS qf, hash(i, {s}, 'meter') % 2 AS mj
+            SELECT i, rnd(i, 'res', {N_RESOURCES}) AS res, DATE '{start}' + CAST(rnd(i, 'day', {days}) AS INTEGER) AS day,
+                   rnd(i, 'kind', 1000) AS u, (rnd(i, 'qty', 1000000) + 1) / 1000000.0 AS qf, rnd(i, 'meter', 2) AS mj
             FROM range({lo}, {hi}) t(i)
         ), r AS (
-            SELECT *, hash(res, {s}, 'sub') % {N_SUBSCRIPTIONS} AS k,
-                   {_lit(SERVICE_WEIGHTS)}[hash(res, {s}, 'svc') % {len(SERVICE_WEIGHTS)} + 1] AS rsvc,
-                   {_lit(REGION_WEIGHTS)}[hash(res, {s}, 'reg') % {len(REGION_WEIGHTS)} + 1] AS rreg,
-                   hash(res, {s}, 'tags') % 20 AS tk, {envs}[hash(res, {s}, 'env') % 4 + 1] AS env,
-                   {teams}[hash(res, {s}, 'team') % {len(TEAMS)} + 1] AS team, CAST(1000 + hash(res, {s}, 'cc') % 9000 AS VARCHAR) AS cc,
-                   hash(res, {s}, 'ri') % 3 = 0 AS covered, lpad(CAST(res AS VARCHAR), 4, '0') AS rn
+            SELECT *, rnd(res, 'sub', {N_SUBSCRIPTIONS}) AS k,
+                   {_lit(SERVICE_WEIGHTS)}[rnd(res, 'svc', {len(SERVICE_WEIGHTS)}) + 1] AS rsvc,
+                   {_lit(REGION_WEIGHTS)}[rnd(res, 'reg', {len(REGION_WEIGHTS)}) + 1] AS rreg,
+                   rnd(res, 'tags', 20) AS tk, {envs}[rnd(res, 'env', 4) + 1] AS env,
+                   {teams}[rnd(res, 'team', {len(TEAMS)}) + 1] AS team, CAST(1000 + rnd(res, 'cc', 9000) AS VARCHAR) AS cc,
+                   rnd(res, 'ri', 3) = 0 AS covered, lpad(CAST(res AS VARCHAR), 4, '0') AS rn
             FROM g
         ), j AS (
             SELECT r.*, CASE WHEN rsvc + {nsvc} * (rreg + {nreg} * mj) < {N_METERS} THEN rsvc + {nsvc} * (rreg + {nreg} * mj)
                              ELSE rsvc + {nsvc} * rreg END AS m
             FROM r
         ), x AS (
-            SELECT j.*, meters.*, subs.*,
-                   meters.reservable AND u BETWEEN 960 AND 989 AS purchase, NOT (meters.reservable AND u BETWEEN 960 AND 989) AND u BETWEEN 990 AND 992 AS correction,
+            SELECT *,
+                   reservable AND u BETWEEN 960 AND 989 AS purchase, NOT (reservable AND u BETWEEN 960 AND 989) AND u BETWEEN 990 AND 992 AS correction,
                    u % 2 = 0 AS recurring, 'rg-' || team || '-' || env AS rg,
                    CASE WHEN tk = 0 THEN NULL WHEN tk < 3 THEN '{{}}'
                         ELSE '{{"env":"' || env || '","team":"' || team || '","cost-center":"' || cc || '"'
@@ -376,14 +376,14 @@ def _price_query(*, month: str, enrollment: str, lo: int | None = None, hi: int 
         "IncludedQuantity": "'0'", "OfferID": _lit(OFFER_ID), "Term": "term", "PriceType": "ptype",
     }
     select = ", ".join(f"{fill.get(c, 'NULL')} AS \"{c}\"" for c in schema_columns(PRICE_SHEET_SCHEMA))
-    where = f"WHERE n >= {lo} AND n < {hi}" if lo is not None and hi is not None else ""
+    where = f"WHERE rn >= {lo} AND rn < {hi}" if lo is not None and hi is not None else ""
     return f"""
         WITH sheet AS (
             SELECT m AS n, 'Consumption' AS mtype, uom, contracted_price AS price, list_price AS market, NULL AS term,
                    'Consumption' AS ptype, * EXCLUDE (uom) FROM meters
             UNION ALL {terms}
-        ), numbered AS (SELECT row_number() OVER (ORDER BY n) - 1 AS rn, * EXCLUDE (n) FROM sheet)
-        SELECT {select} FROM (SELECT rn AS n, * EXCLUDE (rn) FROM numbered) {where} ORDER BY n
+        ), numbered AS (SELECT row_number() OVER (ORDER BY n) - 1 AS rn, * FROM sheet)
+        SELECT {select} FROM numbered {where} ORDER BY rn
     """
 
 

@@ -117,7 +117,12 @@ def recover(store: Store) -> list[RunRecord]:
     """Finish swaps that a crash interrupted (roll forward); staged-but-unswapped runs are redone later."""
     done = []
     for rec in runs.load_all(store):
-        if rec.state == "swapping" and rec.staging and rec.destination:
+        if rec.state == "converting" and rec.manifest.startswith(RENORMALIZE) and rec.month:
+            year, month = map(int, rec.month.split("-"))  # a crash mid re-normalization: redo it
+            store.delete_tree(rec.staging or "")
+            store.delete(runs.record_path(rec.key))
+            done += renormalize_month(store, year, month, rec.runId or rec.key)
+        elif rec.state == "swapping" and rec.staging and rec.destination:
             try:
                 _swap_and_commit(store, rec, load_settings(store))
             except HubError as exc:  # stays "swapping": tried again next time, never half-applied

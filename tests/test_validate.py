@@ -124,3 +124,20 @@ def test_cli_json_and_exit_codes(tmp_path: Path) -> None:
     data = json.loads(bad.output)
     assert data["rows"] == 1000 and data["violations"] > 0
     assert runner.invoke(app, ["validate", str(tmp_path / "nope.txt")]).exit_code == 2
+
+
+def test_pipeline_output_from_the_samples_is_valid(hub_root: Path) -> None:
+    from conftest import write_export
+
+    from hub.store import Store
+    from pipelines.msexports_etl import ingest
+
+    for name, export_type in (("EA_ActualCost_Small.csv", "ActualCost"), ("EA_AmortizedCost_Small.csv", "AmortizedCost")):
+        write_export(hub_root, {"part_0_0001.csv": (SHARED / "samples/azure" / name).read_bytes()}, export_type=export_type,
+                     data_version="2021-10-01", run_id=export_type, folder=f"{export_type}/x", start_date="2023-09-01",
+                     resource_id="/providers/Microsoft.Billing/billingAccounts/8611537")
+    result = ingest(Store(str(hub_root)))
+    assert result.ok and all(r.validation["violations"] == 0 for r in result.records)
+    report = validate(str(hub_root))
+    assert report.ok, report.summary()
+    assert report.rows == 29  # 28 amortized rows + the 1 reservation purchase of the actual export

@@ -1,0 +1,99 @@
+"""Prices, CommitmentDiscountUsage, Recommendations and Transactions transforms, with hand-computed values."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+
+from conftest import lake_rows, rows_csv, write_export
+from test_backfill import EA_PRICE, MCA_PRICE
+
+from hub.store import Store
+from pipelines.msexports_etl import ingest
+
+D = Decimal
+UTC = timezone.utc
+
+
+def run(root: Path, key: str, export_type: str, version: str, dataset: str, *rows: dict) -> list[dict]:
+    write_export(root, {"part_0_0001.csv": rows_csv(key, list(rows))}, export_type=export_type, data_version=version,
+                 rows=len(rows), resource_id="/providers/Microsoft.Billing/billingAccounts/8611537")
+    result = ingest(Store(str(root)))
+    assert result.ok, [r.error for r in result.all]
+    return lake_rows(root, dataset)
+
+
+def test_ea_price_sheet(hub_root: Path) -> None:
+    ri = {**EA_PRICE, "PriceType": "ReservedInstance", "Term": "P3Y", "UnitPrice": "1000", "MarketPrice": "1000", "MeterID": "meter-2"}
+    rows = {r["x_SkuPriceType"]: r for r in run(hub_root, "pricesheet_2023-05-01_ea", "PriceSheet", "2023-05-01", "Prices",
+                                                  EA_PRICE, ri)}
+    od = rows["Consumption"]
+    assert (od["ContractedUnitPrice"], od["ListUnitPrice"], od["PricingUnit"], od["x_PricingBlockSize"]) == (D("2.5"), D(3), "Hours", D(1))
+    assert (od["ChargeCategory"], od["PricingCategory"], od["x_BillingAccountAgreement"]) == ("Usage", "Standard", "EA")
+    assert od["BillingAccountId"] == "/providers/microsoft.billing/billingaccounts/8611537"
+    assert od["x_ContractedUnitPriceDiscount"] == D("0.5")
+    assert abs(od["x_ContractedUnitPriceDiscountPercent"] - D(1) / D(6)) < D("1e-15")  # (3 - 2.5) / 3, a 0-1 fraction
+    assert od["SkuPriceIdv2"] == "ODU_DZH318Z0BQ4L_0001_1 Hour_MS-AZR-0017P"
+    assert od["x_EffectivePeriodEnd"] == datetime(2024, 6, 1, tzinfo=UTC)  # inclusive ...-31T23:59:59 -> next month start
+    res = rows["ReservedInstance"]
+    assert (res["x_SkuTerm"], res["ChargeCategory"], res["CommitmentDiscountCategory"], res["CommitmentDiscountType"]) == (
+        36, "Purchase", "Usage", "Reservation")
+    assert od["x_CommitmentDiscountUsageEligibility"] == "Not Eligible"  # meter-1 has no reservation price
+
+
+def test_mca_savings_plan_takes_on_demand_prices(hub_root: Path) -> None:
+    sp = {**MCA_PRICE, "PriceType": "SavingsPlan", "UnitPrice": "2", "MarketPrice": None, "Term": "P1Y"}
+    rows = {r["x_SkuPriceType"]: r for r in run(hub_root, "pricesheet_2023-05-01_mca", "PriceSheet", "2023-05-01", "Prices",
+                                                  MCA_PRICE, sp, {**MCA_PRICE, "TierMinimumUnits": "100", "UnitPrice": "2.2"})}
+    plan = rows["SavingsPlan"]
+    # list/contracted from the on-demand row with the same meter/product/sku/tier (tier 0), effective = plan price
+    assert (plan["ListUnitPrice"], plan["ContractedUnitPrice"], plan["x_EffectiveUnitPrice"]) == (D(3), D("2.5"), D(2))
+    assert plan["x_EffectiveUnitPriceDiscountPercent"] == D("0.2")  # (2.5 - 2) / 2.5
+    assert (plan["x_SkuTerm"], plan["CommitmentDiscountCategory"], plan["x_BillingAccountAgreement"]) == (12, "Spend", "MCA")
+    assert rows["Consumption"]["x_CommitmentDiscountSpendEligibility"] == "Eligible"
+    assert len(lake_rows(hub_root, "Prices")) == 3  # never duplicated
+
+
+DETAILS = {"InstanceFlexibilityGroup": "DSv3 Series", "InstanceFlexibilityRatio": "2", "Kind": "Reservation",
+           "InstanceId": "/subscriptions/S1/resourceGroups/RG/providers/Microsoft.Compute/virtualMachines/VM1",
+           "ReservationOrderId": "O1", "ReservationId": "R1", "ReservedHours": "24", "SkuName": "Standard_D2s_v3",
+           "TotalReservedQuantity": "1", "UsageDate": "2024-05-03T00:00:00Z", "UsedHours": "20"}
+
+
+def test_commitment_discount_usage(hub_root: Path) -> None:
+    (row,) = run(hub_root, "reservationdetails_2023-03-01", "ReservationDetails", "2023-03-01", "CommitmentDiscountUsage", DETAILS)
+    assert row["CommitmentDiscountId"] == "/providers/microsoft.capacity/reservationorders/o1/reservations/r1"
+    assert (row["CommitmentDiscountQuantity"], row["CommitmentDiscountUnit"], row["ConsumedQuantity"]) == (D(40), "Normalized Hours", D(20))
+    assert (row["ChargePeriodStart"], row["ChargePeriodEnd"]) == (datetime(2024, 5, 3, tzinfo=UTC), datetime(2024, 5, 4, tzinfo=UTC))
+    assert (row["ResourceName"], row["x_ResourceType"], row["SubAccountId"]) == ("vm1", "microsoft.compute/virtualmachines", "/subscriptions/s1")
+    assert row["ServiceName"] == "Virtual Machines" and row["x_SourceVersion"] == "2023-03-01"
+
+
+MCA_RECO = {"Cost With No ReservedInstances": '{"value":120.5,"currency":"USD"}', "First UsageDate": "2024-04-01T00:00:00Z",
+            "Instance Flexibility Ratio": "1", "Instance Flexibility Group": "DSv3", "Location": "eastus", "LookBackPeriod": "Last7Days",
+            "MeterID": "meter-1", "Net Savings": '{"value":-1.5e1,"currency":"USD"}', "Normalized Size": "Standard_D2s_v3",
+            "Recommended Quantity": "2", "Recommended Quantity Normalized": "2", "ResourceType": "virtualmachines", "scope": "Shared",
+            "SkuName": "Standard_D2s_v3", "Sku Properties": "[]", "Term": "P1Y", "Total Cost With ReservedInstances": '{"value":100,"currency":"USD"}'}
+
+
+def test_mca_recommendations_json_in_cells(hub_root: Path) -> None:
+    (row,) = run(hub_root, "reservationrecommendations_2023-05-01_mca", "ReservationRecommendations", "2023-05-01", "Recommendations",
+                 MCA_RECO)
+    assert (row["x_EffectiveCostBefore"], row["x_EffectiveCostAfter"], row["x_EffectiveCostSavings"]) == (D("120.5"), D(100), D(-15))
+    details = json.loads(row["x_RecommendationDetails"])
+    assert (details["LookbackPeriodDuration"], details["SkuTerm"], details["RegionName"]) == ("P7D", 12, "East US")
+    assert row["x_RecommendationDate"] == datetime(2024, 4, 8, tzinfo=UTC)  # first usage + 7 days
+
+
+def test_transactions(hub_root: Path) -> None:
+    ea = {"AccountName": "acct", "AccountOwnerEmail": "a@b", "Amount": "1200", "ArmSkuName": "Standard_D2s_v3", "BillingFrequency": "OneTime",
+          "BillingMonth": "20240501", "Currency": "USD", "CurrentEnrollmentId": "8611537", "Description": "RI", "EventDate": "2024-05-03T00:00:00Z",
+          "EventType": "Refund", "PurchasingSubscriptionGuid": "S1", "PurchasingSubscriptionName": "Sub", "Quantity": "1", "Region": "East US",
+          "ReservationOrderId": "O1", "ReservationOrderName": "ri", "Term": "P3Y"}
+    (row,) = run(hub_root, "reservationtransactions_2023-05-01_ea", "ReservationTransactions", "2023-05-01", "Transactions", ea)
+    assert (row["BilledCost"], row["ChargeCategory"], row["ChargeClass"], row["ChargeFrequency"]) == (D(1200), "Purchase", "Correction", "One-Time")
+    assert (row["BillingPeriodStart"], row["BillingPeriodEnd"]) == (datetime(2024, 5, 1, tzinfo=UTC), datetime(2024, 6, 1, tzinfo=UTC))
+    assert (row["x_SkuTerm"], row["SubAccountId"], row["RegionId"]) == (36, "/subscriptions/S1", "eastus")
+    assert row["BillingAccountId"] == "/providers/microsoft.billing/billingaccounts/8611537"
