@@ -50,7 +50,6 @@ def legacy_sql(source: str, present: set[str], export_type: str) -> str:
              f"|| {c('ReservationId')} END))")
     is_sp = (f"(contains(coalesce({cd_id}, ''), '/microsoft.billingbenefits/') OR {model} = 'SavingsPlan' "
              f"OR {charge_type} = 'UnusedSavingsPlan')")
-    principal = f"({charge_type} IN ('Purchase', 'Refund') AND {commit})"
     covered = f"({charge_type} IN ('Usage', 'UnusedReservation', 'UnusedSavingsPlan') AND {commit})"
     cost = c("CostInBillingCurrency", "Cost")
     ea = f"({c('BillingProfileId')} IS NULL OR {c('BillingProfileId')} = {c('BillingAccountId')})"
@@ -62,7 +61,7 @@ def legacy_sql(source: str, present: set[str], export_type: str) -> str:
     select = {
         "BilledCost": cost,  # zeroed for covered usage by the Costs chain (ZERO_BILLED), so the original is kept
         ZERO_BILLED: f"{export_type.lower() == AMORTIZED} AND {covered}",
-        "EffectiveCost": f"CASE WHEN {principal} THEN CAST(0 AS {DEC}) ELSE {cost} END",
+        "EffectiveCost": cost,  # 0 on commitment purchases: set by the Costs chain, which keeps the original
         "BillingAccountId": f"'/providers/microsoft.billing/billingaccounts/' || {c('BillingAccountId')} || CASE WHEN {ea} THEN '' "
                             f"ELSE '/billingprofiles/' || {c('BillingProfileId')} END",
         "BillingAccountName": f"coalesce({c('BillingProfileName')}, {c('BillingAccountName')})",
