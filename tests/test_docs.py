@@ -29,3 +29,11 @@ def test_every_supported_version_is_listed() -> None:
 
 def test_quick_start() -> None:
     assert "make demo" in README and "make test" in README
+
+
+def test_every_source_change_code_is_documented() -> None:
+    from transforms import backfill
+    from transforms.costs import quality_codes
+
+    for code in [c for c, _ in quality_codes()] + list(backfill.CODES):
+        assert f"`{code}`" in README, code
