@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import os
 import re
 import threading
 import zlib
@@ -21,6 +22,8 @@ from hub.export_schemas import ExportSchema
 from transforms.typing import ERROR_TAG, Projection, literal, project
 
 ROW_GROUP_SIZE = 131_072
+#: ... or fewer rows when a row group reaches this size in memory (keeps wide Costs rows from piling up).
+ROW_GROUP_BYTES = "256MB"
 MAX_LINE_SIZE = 8 * 1024 * 1024
 #: Fewer shared columns than this fraction of the schema means the file is not what the manifest says.
 MIN_MATCHED = 0.5
@@ -38,9 +41,15 @@ def file_kind(name: str, *, file: str) -> str:
     raise InputError("parts must be .csv, .csv.gz or .parquet", file=file, code="UnsupportedExportFileType")
 
 
-def connect(threads: int | None = None, memory_limit: str = "1GB", temp_dir: str | None = None) -> duckdb.DuckDBPyConnection:
+#: DuckDB's memory limit for conversions (``HUB_MEMORY_LIMIT``); with row groups capped by bytes the Parquet writer of wide
+#: Costs rows stays well under it and peak RSS does not grow with the file size.
+MEMORY_LIMIT = os.environ.get("HUB_MEMORY_LIMIT", "1.5GB")
+
+
+def connect(threads: int | None = None, memory_limit: str | None = None,
+            temp_dir: str | None = None) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection set up for streaming conversion in UTC."""
-    config: dict[str, object] = {"preserve_insertion_order": False, "memory_limit": memory_limit}
+    config: dict[str, object] = {"preserve_insertion_order": False, "memory_limit": memory_limit or MEMORY_LIMIT}
     if threads:
         config["threads"] = threads
     if temp_dir:
@@ -76,7 +85,7 @@ def source_sql(path: str, kind: str, header: list[str] | None) -> str:
     cols = "{" + ", ".join(f"{literal(h)}: 'VARCHAR'" for h in header) + "}"
     return (f"read_csv({literal(path)}, columns = {cols}, header = true, auto_detect = false, delim = ',', "
             f"quote = '\"', escape = '\"', nullstr = ['', 'NULL'], strict_mode = true, "
-            f"max_line_size = {MAX_LINE_SIZE}, compression = '{'gzip' if kind == 'csv.gz' else 'none'}')")
+            f"compression = '{'gzip' if kind == 'csv.gz' else 'none'}')")
 
 
 def source_columns(con: duckdb.DuckDBPyConnection, path: str, kind: str, *, file: str) -> tuple[str, dict[str, str]]:
@@ -102,12 +111,14 @@ def plan(schema: ExportSchema, columns: dict[str, str], *, file: str) -> Project
 
 
 def write_parquet(con: duckdb.DuckDBPyConnection, select: list[str], source: str, out: str, *, file: str,
-                  progress: Callable[[float], None] | None = None, select_only: bool = False) -> int:
+                  progress: Callable[[float], None] | None = None, select_only: bool = False,
+                  compression: str = "zstd") -> int:
     """Stream ``SELECT select FROM source`` into a zstd Parquet file; returns the row count.
     With ``select_only`` the select list already holds a whole query tail (``* FROM (...)``)."""
     query = f"SELECT {', '.join(select)}" + ("" if select_only else f" FROM {source}")
     sql = (f"COPY ({query}) TO {literal(out)} "
-           f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP_SIZE})")
+           f"(FORMAT parquet, COMPRESSION {compression}, ROW_GROUP_SIZE {ROW_GROUP_SIZE}, "
+           f"ROW_GROUP_SIZE_BYTES '{ROW_GROUP_BYTES}')")
     result: list = []
     failure: list[BaseException] = []
 

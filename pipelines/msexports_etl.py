@@ -233,7 +233,7 @@ def _convert_all(store: Store, rec: RunRecord, m: Manifest, blobs: list[str], pr
                     def cb(pct: float, i: int = i) -> None:
                         progress(rec, i, len(blobs), pct)
                 out = os.path.join(tmp, f"typed-{i}.parquet")
-                rows = convert.write_parquet(con, proj.select, sql, out, file=blob, progress=cb)
+                rows = convert.write_parquet(con, proj.select, sql, out, file=blob, progress=cb, compression="snappy")
                 typed.append((blob, out))
                 rec.parts.append(runs.PartResult(blob=blob, output="", rows=rows, bytes=size))
                 rec.rowsIn += rows
