@@ -60,3 +60,16 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     result = runner.invoke(app, ["ingest", str(root)])
     assert result.exit_code == 2
     assert "settings.json" in result.output and "retention.msexports.days" in result.output
+
+
+def test_demo_builds_a_valid_lake(tmp_path: Path) -> None:
+    from hub.validate import validate
+
+    root = tmp_path / "demo"
+    result = runner.invoke(app, ["demo", str(root), "--rows", "3000"])
+    assert result.exit_code == 0, result.output
+    assert "demo-costs" in result.output and "demo-prices" in result.output and "top 5 services" in result.output
+    report = validate(str(root))
+    assert report.rows == 3000 and report.ok, report.summary()
+    assert runner.invoke(app, ["demo", str(root), "--rows", "3000"]).exit_code == 0  # running it again is harmless
+    assert validate(str(root)).rows == 3000

@@ -1,0 +1,185 @@
+"""Benchmark: ``hub ingest`` against a raw DuckDB CSV -> Parquet copy of the same FocusCost 1.0 export.
+
+Usage: ``python bench/run.py [--rows 1000000] [--out bench/RESULTS.md] [--keep DIR]``
+
+Each step runs in its own child process; its wall time and peak RSS (``os.wait4`` resource usage of that
+child) are reported side by side, and a dated section is added to (or replaced in) ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import date
+from importlib import metadata
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RAW_COPY = (
+    "import sys, duckdb\n"
+    "con = duckdb.connect()\n"
+    "src, out = (p.replace(\"'\", \"''\") for p in sys.argv[1:3])\n"
+    "con.execute(f\"COPY (SELECT * FROM read_csv('{src}')) TO '{out}' (FORMAT parquet)\")\n"
+)
+
+
+@dataclass
+class Step:
+    name: str
+    rows: int
+    seconds: float
+    peak_mib: float
+    exit_code: int
+    log: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+def run_child(name: str, cmd: list[str], rows: int, log_dir: Path) -> Step:
+    """Run ``cmd`` as a child process; wall time and the child's own peak RSS come from ``os.wait4``."""
+    log = log_dir / f"{re.sub(r'[^a-z0-9]+', '-', name.lower())}.log"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
+    with open(log, "wb") as out:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4; tell Popen so it does not wait again
+    peak_kib = usage.ru_maxrss if sys.platform != "darwin" else usage.ru_maxrss / 1024
+    return Step(name, rows, seconds, peak_kib / 1024, proc.returncode, log.read_text(errors="replace")[-2000:])
+
+
+def machine() -> str:
+    """One line describing the machine and library versions."""
+    try:
+        mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError, AttributeError):
+        mem = float("nan")
+    versions = []
+    for dist in ("duckdb", "pyarrow"):
+        try:
+            versions.append(f"{dist} {metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            versions.append(f"{dist} ?")
+    return (f"{os.cpu_count()} CPUs (nproc), {mem:.1f} GiB RAM, {platform.system()} {platform.machine()}, "
+            f"Python {platform.python_version()}, " + ", ".join(versions))
+
+
+def table(steps: list[Step]) -> list[str]:
+    """Markdown table of the steps, plus the pipeline/raw ratios when both ran."""
+    lines = ["| step | rows | seconds | rows/s | peak RSS MiB | exit |", "|---|---:|---:|---:|---:|---:|"]
+    for s in steps:
+        rate = f"{s.rows / s.seconds:,.0f}" if s.ok and s.seconds > 0 else "-"
+        lines.append(f"| {s.name} | {s.rows:,} | {s.seconds:.2f} | {rate} | {s.peak_mib:,.0f} | {s.exit_code} |")
+    by = {s.name: s for s in steps}
+    pipe, raw = by.get("hub ingest"), by.get("raw DuckDB copy")
+    if pipe and raw and pipe.ok and raw.ok:
+        time_ratio, mem_ratio = pipe.seconds / raw.seconds, pipe.peak_mib / raw.peak_mib
+        lines.append(f"| **pipeline / raw** | | **{time_ratio:.2f}x** | | **{mem_ratio:.2f}x** | |")
+    return lines
+
+
+def update_results(out: Path, title: str, body: list[str]) -> None:
+    """Replace the ``## title`` section of ``out`` (or append it), keeping every other section."""
+    text = out.read_text(encoding="utf-8") if out.exists() else "# Benchmark results\n\nWritten by `bench/run.py`.\n"
+    section = f"## {title}\n\n" + "\n".join(body) + "\n"
+    pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section + "\n", text).rstrip("\n") + "\n"
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    out.write_text(text, encoding="utf-8")
+
+
+def count_lake_rows(root: Path) -> int:
+    """Rows the lake readers see under ``ingestion/Costs``."""
+    import duckdb
+
+    files = sorted(root.glob("ingestion/Costs/**/*.parquet"))
+    if not files:
+        return 0
+    row = duckdb.connect().execute(f"SELECT count(*) FROM read_parquet({[str(f) for f in files]!r})").fetchone()
+    return int(row[0]) if row else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000, help="FocusCost rows to generate (default 1,000,000)")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "RESULTS.md", help="results file to update")
+    parser.add_argument("--keep", type=Path, default=None, help="build the hub in DIR and keep it (default: temporary)")
+    args = parser.parse_args(argv)
+
+    sys.path.insert(0, str(REPO))
+    from hub.sample_data import write_export
+
+    work = Path(tempfile.mkdtemp(prefix="hub-bench-"))
+    root = args.keep.resolve() if args.keep else work / "hub"
+    try:
+        if root.exists() and any(root.iterdir()):
+            parser.error(f"--keep {root} must be empty or absent")
+        root.mkdir(parents=True, exist_ok=True)
+        print(f"generating {args.rows:,} FocusCost 1.0 rows into {root} ...", flush=True)
+        start = time.perf_counter()
+        manifest = Path(write_export(str(root), rows=args.rows, parts=1))
+        generate_s = time.perf_counter() - start
+        csv = next(manifest.parent.glob("part_*.csv"))
+        csv_mib = csv.stat().st_size / 2**20
+        print(f"  {csv_mib:,.0f} MiB CSV in {generate_s:.1f} s", flush=True)
+
+        # The raw copy runs first: the pipeline may delete source exports after ingesting them (retention).
+        load_before = os.getloadavg()[0]
+        raw = run_child("raw DuckDB copy", [sys.executable, "-c", RAW_COPY, str(csv), str(work / "raw.parquet")],
+                        args.rows, work)
+        print(f"  raw DuckDB copy: {raw.seconds:.2f} s, {raw.peak_mib:,.0f} MiB, exit {raw.exit_code}", flush=True)
+        pipe = run_child("hub ingest", [sys.executable, "-m", "hub.cli", "ingest", str(root)], args.rows, work)
+        print(f"  hub ingest: {pipe.seconds:.2f} s, {pipe.peak_mib:,.0f} MiB, exit {pipe.exit_code}", flush=True)
+
+        load_after = os.getloadavg()[0]
+        notes = []
+        for step in (raw, pipe):
+            if not step.ok:
+                print(f"{step.name} failed (exit {step.exit_code}):\n{step.log}", file=sys.stderr)
+        if not pipe.ok and "No module named hub.cli" in pipe.log:
+            notes.append("Pipeline numbers pending: `python -m hub.cli` is not available yet.")
+        elif not pipe.ok:
+            notes.append(f"`hub ingest` failed (exit {pipe.exit_code}); its numbers are not comparable.")
+        else:
+            lake = count_lake_rows(root)
+            if lake != args.rows:
+                notes.append(f"Warning: the lake holds {lake:,} rows, expected {args.rows:,}.")
+        steps = [raw, pipe] if pipe.ok or "No module named hub.cli" not in pipe.log else [raw]
+        body = [
+            f"- machine: {machine()}; 1-minute load average {load_before:.2f} before, {load_after:.2f} after "
+            "(above the CPU count means other processes competed)",
+            f"- input: one FocusCost 1.0 CSV part, {args.rows:,} rows x 96 columns, {csv_mib:,.1f} MiB "
+            f"(generated by `hub.sample_data.write_export` in {generate_s:.1f} s)",
+            f"- raw: `COPY (SELECT * FROM read_csv(part)) TO raw.parquet (FORMAT parquet)` in a child Python; "
+            f"pipeline: `{Path(sys.executable).name} -m hub.cli ingest ROOT`; peak RSS is each child's own (`os.wait4`)",
+            "",
+            *table(steps),
+        ]
+        if notes:
+            body += ["", *notes]
+        print()
+        print("\n".join(table(steps)))
+        for note in notes:
+            print(note)
+        update_results(args.out, f"{date.today().isoformat()} · {args.rows:,} rows", body)
+        print(f"\nresults written to {args.out}")
+        return 0 if raw.ok and pipe.ok else 1
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
