@@ -84,6 +84,9 @@ def ingest(
         except UsageError as exc:
             err.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(2) from None
+    if result.busy:
+        err.print("another process holds this hub's ingestion lease; nothing done (try again later)")
+        raise typer.Exit(1)
     records = result.all
     if not records:
         out.print("nothing to ingest")
@@ -133,6 +136,31 @@ def validate(
             table.add_row(r.rule, r.column, f"{r.violations:,}", samples or r.text)
         out.print(table if report.results else f"{report.source}: {report.rows:,} rows, {report.checked} checks, no violations")
     raise typer.Exit(0 if report.ok else 1)
+
+
+@app.command()
+def retention(
+    root: Root,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be deleted, with sizes; delete nothing.")] = False,
+) -> None:
+    """Apply retention.msexports.days and retention.ingestion.months from config/settings.json."""
+    from pipelines.msexports_etl import load_settings
+    from pipelines.retention import apply
+
+    store = _store(root)
+    try:
+        result = apply(store, load_settings(store), dry_run=dry_run)
+    except UsageError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    table = Table(title=f"retention {'(dry run) ' if dry_run else ''}{store.url}")
+    for col in ("path", "bytes", "reason"):
+        table.add_column(col, overflow="fold", justify="right" if col == "bytes" else "left")
+    for d in result.deletions:
+        table.add_row(d.path, f"{d.bytes:,}", d.reason)
+    out.print(table if result.deletions else "nothing to delete")
+    verb = "would free" if dry_run else "freed"
+    out.print(f"{len(result.deletions)} item(s), {verb} {result.bytes:,} bytes")
 
 
 @app.command()

@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 
 import duckdb
 
-from hub import convert, lookups, normalize, runs, swap
+from hub import convert, lease, lookups, normalize, runs, swap
 from hub.errors import HubError, ManifestError
 from hub.export_schemas import ExportSchema, find_schema
 from hub.faults import checkpoint
@@ -56,6 +56,10 @@ class IngestResult:
     recovered: list[RunRecord] = field(default_factory=list)
     #: Costs folders re-normalized because their month's prices arrived after them
     renormalized: list[RunRecord] = field(default_factory=list)
+    #: another process held the ingestion lease for the whole wait: nothing was done
+    busy: bool = False
+    #: manifests whose blobs are still arriving (watcher grace period): left pending
+    waiting: list[str] = field(default_factory=list)
 
     @property
     def all(self) -> list[RunRecord]:
@@ -71,12 +75,32 @@ def load_settings(store: Store) -> Settings:
 
 
 def ingest(store: Store, *, retry: bool = False, force: bool = False, progress: Progress | None = None,
-           fail_after_parts: int | None = None) -> IngestResult:
-    """Process every pending manifest under ``msexports/`` once.
+           fail_after_parts: int | None = None, wait: float = 600.0, lease_ttl: float = lease.DEFAULT_TTL,
+           blob_grace: dict[str, float] | None = None) -> IngestResult:
+    """Process every pending manifest under ``msexports/`` once, holding the root's ingestion lease.
 
-    ``retry`` re-processes quarantined exports, ``force`` committed ones too. ``fail_after_parts`` is a
-    fault-injection hook for tests: raise after converting that many parts of an export.
+    ``retry`` re-processes quarantined exports, ``force`` committed ones too. Another process holding the
+    lease is waited for up to ``wait`` seconds (then ``busy`` is set and nothing is done).
+    ``blob_grace`` (the watcher's): manifest -> deadline (epoch seconds) until which missing blobs mean
+    "still uploading" rather than an error. ``fail_after_parts`` is a fault-injection hook for tests.
     """
+    deadline = time.monotonic() + wait
+    held = lease.try_acquire(store, "ingest", ttl=lease_ttl)
+    while held is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+        held = lease.try_acquire(store, "ingest", ttl=lease_ttl)
+    if held is None:
+        return IngestResult(busy=True)
+    try:
+        with lease.Renewer(held):
+            return _ingest(store, retry=retry, force=force, progress=progress, fail_after_parts=fail_after_parts,
+                           blob_grace=blob_grace)
+    finally:
+        held.release()
+
+
+def _ingest(store: Store, *, retry: bool, force: bool, progress: Progress | None, fail_after_parts: int | None,
+            blob_grace: dict[str, float] | None) -> IngestResult:
     settings = load_settings(store)
     result = IngestResult(recovered=recover(store))
     known = runs.by_manifest(store)
@@ -91,12 +115,24 @@ def ingest(store: Store, *, retry: bool = False, force: bool = False, progress: 
                 continue
         pending.append((_order(raw, rel), rel, raw))
     for _, rel, raw in sorted(pending, key=lambda p: p[0]):
+        if blob_grace is not None and blob_grace.get(rel, float("inf")) > time.time() and _blobs_missing(store, rel, raw):
+            result.waiting.append(rel)
+            continue
         rec = process(store, rel, raw, settings, existing=known.get(rel), progress=progress, fail_after_parts=fail_after_parts)
         result.records.append(rec)
         if rec.state == "committed" and rec.dataset == "Prices" and rec.month:
             year, month = map(int, rec.month.split("-"))
             result.renormalized += renormalize_month(store, year, month, rec.runId or rec.key)
     return result
+
+
+def _blobs_missing(store: Store, rel: str, raw: bytes) -> bool:
+    """True when the manifest parses but some blob is not there yet (or not at its full size)."""
+    try:
+        _check_blobs(store, parse_manifest(raw, file=rel), rel)
+    except HubError as exc:
+        return exc.code in ("IngestionFilesNotFound", "ByteCountMismatch")
+    return False
 
 
 def _sha(raw: bytes) -> str:

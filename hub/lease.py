@@ -1,0 +1,126 @@
+"""A lease in the store, so several watchers (or a watcher and ``hub ingest``) on one root never process
+the same export twice.
+
+Safe on blob stores with nothing but an exclusive create: the lease is a series of files
+``config/leases/<name>.<generation>.json``. The holder of the newest generation owns the lease until it
+expires; it renews by rewriting its own file. Taking over an expired lease means creating the next
+generation, which only one contender can do (local ``O_EXCL``; ``If-None-Match: *`` on Azure Blob and S3).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+
+from hub.store import CONFIG, Store
+
+LEASES = f"{CONFIG}/leases"
+DEFAULT_TTL = 120.0
+
+
+@dataclass
+class Lease:
+    store: Store
+    name: str
+    owner: str
+    generation: int
+    ttl: float
+
+    @property
+    def path(self) -> str:
+        return f"{LEASES}/{self.name}.{self.generation:012d}.json"
+
+    def renew(self) -> None:
+        self.store.write_bytes(self.path, _body(self.owner, self.ttl))
+
+    def release(self) -> None:
+        """Expire the lease now (the file stays: generations only grow)."""
+        self.store.write_bytes(self.path, _body(self.owner, -1))
+
+
+def _body(owner: str, ttl: float) -> bytes:
+    return json.dumps({"owner": owner, "expires": time.time() + ttl}).encode()
+
+
+def _create_exclusive(store: Store, rel: str, data: bytes) -> bool:
+    """Create a file only if it does not exist; False if another process created it first."""
+    full = store.full(rel)
+    store.fs.makedirs(os.path.dirname(full) if store.is_local else full.rsplit("/", 1)[0], exist_ok=True)
+    try:
+        if store.is_local:
+            fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            return True
+        with store.fs.open(full, "xb") as fh:
+            fh.write(data)
+        return True
+    except (FileExistsError, OSError) as exc:
+        if isinstance(exc, FileExistsError) or "exist" in str(exc).lower() or "precondition" in str(exc).lower() \
+                or "412" in str(exc) or "409" in str(exc):
+            return False
+        raise
+
+
+def _generations(store: Store, name: str) -> list[int]:
+    base = store.full(LEASES)
+    if not store.fs.exists(base):
+        return []
+    pattern = re.compile(rf"^{re.escape(name)}\.(\d{{12}})\.json$")
+    out = []
+    for path in store.fs.ls(base, detail=False):
+        m = pattern.match(path.rstrip("/").rsplit("/", 1)[-1])
+        if m:
+            out.append(int(m.group(1)))
+    return sorted(out)
+
+
+def try_acquire(store: Store, name: str, *, ttl: float = DEFAULT_TTL, owner: str | None = None) -> Lease | None:
+    """The lease if it is free or expired (taken over), else None."""
+    owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    gens = _generations(store, name)
+    if gens:
+        current = gens[-1]
+        try:
+            info = json.loads(store.read_bytes(f"{LEASES}/{name}.{current:012d}.json") or b"{}")
+        except (json.JSONDecodeError, FileNotFoundError):
+            info = {}
+        if info.get("expires", 0) > time.time():
+            return None
+        nxt = current + 1
+    else:
+        nxt = 1
+    lease = Lease(store, name, owner, nxt, ttl)
+    if not _create_exclusive(store, lease.path, _body(owner, ttl)):
+        return None
+    return lease
+
+
+class Renewer:
+    """Renews a lease in the background while long work runs."""
+
+    def __init__(self, lease: Lease, every: float | None = None) -> None:
+        self.lease = lease
+        self.every = every or lease.ttl / 3
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            with contextlib.suppress(Exception):  # a failed renewal only shortens the lease
+                self.lease.renew()
+
+    def __enter__(self) -> Renewer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()

@@ -1,0 +1,92 @@
+"""Retention: delete what ``config/settings.json`` says the hub no longer keeps (``hub retention``, daily in
+``hub watch``).
+
+- ``retention.msexports.days``: raw export files (parts + manifest) of exports committed more than N days
+  ago. Unprocessed or quarantined exports are never deleted.
+- ``retention.ingestion.months``: ``ingestion/<Dataset>/<yyyy>/<mm>`` folders outside the last N months
+  (the current month counts; 0 keeps everything). The reference never enforced this on storage.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from hub import runs
+from hub.settings import Settings
+from hub.store import INGESTION, Store
+
+_MONTH = re.compile(rf"^{INGESTION}/([^/_][^/]*)/(\d{{4}})/(\d{{2}})$")
+
+
+@dataclass
+class Deletion:
+    path: str
+    bytes: int
+    reason: str
+
+
+@dataclass
+class RetentionResult:
+    deletions: list[Deletion] = field(default_factory=list)
+    dry_run: bool = False
+
+    @property
+    def bytes(self) -> int:
+        return sum(d.bytes for d in self.deletions)
+
+
+def _size(store: Store, rel: str) -> int:
+    full = store.full(rel)
+    if not store.fs.exists(full):
+        return 0
+    if store.fs.isdir(full):
+        return sum(int(info.get("size") or 0) for info in store.fs.find(full, detail=True).values())
+    return store.size(rel)
+
+
+def plan(store: Store, settings: Settings, now: datetime | None = None) -> list[Deletion]:
+    """What retention would delete now."""
+    now = now or datetime.now(timezone.utc)
+    out: list[Deletion] = []
+    days = settings.retention.msexports.days
+    for rec in runs.load_all(store):
+        if rec.state != "committed" or rec.sourceDeleted or rec.manifest.startswith("renormalize:"):
+            continue
+        if now - rec.updatedAt >= timedelta(days=days):
+            for path in [p.blob for p in rec.parts] + [rec.manifest]:
+                if store.exists(path):
+                    reason = f"msexports: committed {rec.updatedAt:%Y-%m-%d}, keep {days} days"
+                    out.append(Deletion(path, _size(store, path), reason))
+    months = settings.retention.ingestion.months
+    oldest = now.year * 12 + now.month - 1 - (months - 1)  # kept: the current month and the N - 1 before it
+    base = store.full(INGESTION)
+    if months > 0 and store.fs.exists(base):
+        for dataset in store.fs.ls(base, detail=False):
+            for year in store.fs.ls(dataset, detail=False) if store.fs.isdir(dataset) else []:
+                for month in store.fs.ls(year, detail=False) if store.fs.isdir(year) else []:
+                    rel = store.rel(month)
+                    m = _MONTH.match(rel)
+                    if m and int(m.group(2)) * 12 + int(m.group(3)) - 1 < oldest:
+                        out.append(Deletion(rel, _size(store, rel), f"ingestion: older than {months} months"))
+    return out
+
+
+def apply(store: Store, settings: Settings, *, dry_run: bool = False, now: datetime | None = None) -> RetentionResult:
+    """Delete (or, with ``dry_run``, list) what retention says to."""
+    result = RetentionResult(plan(store, settings, now), dry_run)
+    if dry_run:
+        return result
+    done_records = set()
+    for d in result.deletions:
+        if d.path.startswith(INGESTION):
+            store.delete_tree(d.path)
+        else:
+            store.delete(d.path)
+            done_records.add(d.path)
+    for rec in runs.load_all(store):
+        if rec.state == "committed" and not rec.sourceDeleted and rec.manifest in done_records:
+            rec.sourceDeleted = True
+            runs.save(store, rec)
+    return result
