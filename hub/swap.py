@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import posixpath
 import uuid
 
@@ -79,6 +80,9 @@ def _swap_local(store: Store, staging: str, destination: str, marker: str) -> bo
         return False
     os.makedirs(os.path.dirname(dest), exist_ok=True)
     if os.path.isdir(dest):
+        for entry in os.scandir(dest):  # other files of the folder (a custom-data manifest) stay in place
+            if entry.is_file() and not entry.name.endswith(".parquet") and not os.path.exists(os.path.join(stage, entry.name)):
+                shutil.copy2(entry.path, os.path.join(stage, entry.name))
         if not _exchange(stage, dest):
             os.remove(os.path.join(stage, marker))
             return False

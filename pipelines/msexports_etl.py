@@ -38,6 +38,7 @@ from hub.store import (
     scope_path,
 )
 from hub.validate import validate_files
+from pipelines.ingestion_etl import ingest_custom
 from pipelines.prices_backfill import RENORMALIZE, renormalize_month
 from transforms.costs import Lineage
 from transforms.typing import literal
@@ -123,6 +124,7 @@ def _ingest(store: Store, *, retry: bool, force: bool, progress: Progress | None
         if rec.state == "committed" and rec.dataset == "Prices" and rec.month:
             year, month = map(int, rec.month.split("-"))
             result.renormalized += renormalize_month(store, year, month, rec.runId or rec.key)
+    result.records += ingest_custom(store)
     return result
 
 

@@ -1,0 +1,128 @@
+"""ingestion -> ingestion: custom data announced by an empty (or ``{}``) ``manifest.json``.
+
+A producer writes FOCUS-aligned Parquet into ``ingestion/<Dataset>/<yyyy>/<mm>/<scope>/`` (AWS, GCP, OCI
+FOCUS files included), then an empty manifest. The folder's Parquet files are validated and normalized in
+place (Costs through the same FOCUS 1.0 normalization as exports), all-or-nothing through staging and the
+swap; a folder whose files cannot be read is quarantined with its error and left as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import tempfile
+import time
+
+from hub import convert, lookups, runs, swap
+from hub.errors import HubError
+from hub.runs import RunError, RunRecord
+from hub.store import INGESTION, STAGING, Store
+from hub.validate import validate_files
+from transforms import costs
+from transforms.costs import Lineage
+from transforms.typing import literal
+
+CUSTOM = "custom:"
+
+
+def pending(store: Store) -> list[tuple[str, bytes]]:
+    """Folder manifests under ``ingestion/`` not processed yet in their current content."""
+    known = runs.by_manifest(store)
+    out = []
+    for rel in store.manifests(INGESTION):
+        raw = store.read_bytes(rel)
+        rec = known.get(f"{CUSTOM}{rel}")
+        if rec is None or rec.manifestSha256 != _sha(rel, raw, store) or rec.state not in ("committed", "quarantined"):
+            out.append((rel, raw))
+    return out
+
+
+def _sha(rel: str, raw: bytes, store: Store) -> str:
+    """A manifest's identity: its content and the folder's file names (a new delivery has a new ingestion id;
+    normalizing in place keeps the names, so a processed folder is not processed again)."""
+    folder = posixpath.dirname(rel)
+    names = ",".join(store.parquet_files(folder))
+    return hashlib.sha256(raw + names.encode()).hexdigest()
+
+
+def process_folder(store: Store, rel: str, raw: bytes) -> RunRecord:
+    """Normalize one custom-data folder in place."""
+    started = time.perf_counter()
+    folder = posixpath.dirname(rel)
+    parts = folder.split("/")
+    digest = hashlib.sha1(rel.encode()).hexdigest()[:16]
+    rec = RunRecord(key=f"custom-{digest}", manifest=f"{CUSTOM}{rel}", manifestSha256=_sha(rel, raw, store),
+                    exportType="Custom", dataset=parts[1] if len(parts) > 1 else None, destination=folder,
+                    month=f"{parts[2]}-{parts[3]}" if len(parts) > 3 else None, scope="/".join(parts[4:]) or None,
+                    staging=f"{STAGING}/custom-{digest}")
+    try:
+        if raw.strip() not in (b"", b"{}"):
+            raise HubError("a custom-data manifest must be empty or {}", file=rel, code="ManifestInvalid")
+        files = store.parquet_files(folder)
+        if not files:
+            raise HubError("no Parquet files next to the manifest", file=rel, code="IngestionFilesNotFound")
+        rec.state = "converting"
+        runs.save(store, rec)
+        store.delete_tree(rec.staging)
+        _normalize_files(store, rec, files)
+        rec.state = "swapping"
+        runs.save(store, rec)
+        token = hashlib.sha1(rec.key.encode()).hexdigest()
+        swap.place_marker(store, rec.staging, token)
+        swap.swap(store, rec.staging, folder, [posixpath.basename(f) for f in files], token)
+        rec.state, rec.reconciled, rec.error = "committed", True, None
+    except HubError as exc:
+        rec.error = RunError(code=exc.code, message=exc.message, file=exc.file)
+        if rec.state != "swapping":
+            store.delete_tree(rec.staging)
+            rec.state = "quarantined"
+    rec.seconds = round(time.perf_counter() - started, 3)
+    runs.save(store, rec)
+    return rec
+
+
+def _normalize_files(store: Store, rec: RunRecord, files: list[str]) -> None:
+    with tempfile.TemporaryDirectory(prefix="hub-custom-") as tmp:
+        con = convert.connect(temp_dir=os.path.join(tmp, "spill"))
+        try:
+            lookups.register(con)
+            outputs = []
+            for i, rel in enumerate(files):
+                path = store.local_path(rel)
+                if path is None:
+                    path = os.path.join(tmp, f"in-{i}.parquet")
+                    store.get_file(rel, path)
+                source = f"read_parquet({literal(path)})"
+                try:
+                    present = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+                    if rec.dataset == "Costs":
+                        known = set(costs.input_columns())
+                        sql = costs.costs_sql(source, present, Lineage(), extras=[c for c in present if c not in known])
+                    else:
+                        sql = f"SELECT * FROM {source}"
+                    name = posixpath.basename(rel)
+                    staged = f"{rec.staging}/{name}"
+                    out = store.local_path(staged) or os.path.join(tmp, "out", name)
+                    os.makedirs(os.path.dirname(out), exist_ok=True)
+                    rows = convert.write_parquet(con, [f"* FROM ({sql})"], "", out, file=rel, select_only=True)
+                except HubError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - unreadable or ill-typed custom data quarantines the folder
+                    raise convert.map_error(exc, file=rel) from None
+                if store.local_path(staged) is None:
+                    store.put_file(out, staged)
+                rec.parts.append(runs.PartResult(blob=rel, output=rel, rows=rows))
+                outputs.append(out)
+            rec.rowsIn = rec.rowsOut = sum(p.rows for p in rec.parts)
+            if rec.dataset == "Costs":
+                report = validate_files(con, outputs, label=rec.destination or "")
+                rec.validation = {"rows": report.rows, "checks": report.checked, "violations": report.violations,
+                                  "rules": report.summary()}
+        finally:
+            con.close()
+
+
+def ingest_custom(store: Store) -> list[RunRecord]:
+    """Process every pending custom-data folder."""
+    return [process_folder(store, rel, raw) for rel, raw in pending(store)]
