@@ -139,6 +139,36 @@ def validate(
 
 
 @app.command()
+def watch(
+    root: Root,
+    interval: Annotated[float, typer.Option(help="Seconds between full scans (remote roots: between polls).")] = 60.0,
+    blob_timeout: Annotated[float, typer.Option(help="Seconds to wait for a manifest's blobs before quarantining it.")] = 600.0,
+    json_logs: Annotated[bool, typer.Option("--json-logs", help="One JSON object per log line.")] = False,
+) -> None:
+    """Ingest exports as they land, until SIGINT/SIGTERM; applies retention daily."""
+    import signal
+    import threading
+
+    from pipelines.watch import json_log, text_log
+    from pipelines.watch import watch as run_watch
+
+    store = _store(root)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    fmt = json_log if json_logs else text_log
+
+    def log(line: dict) -> None:
+        print(fmt(line), flush=True)
+
+    try:
+        run_watch(store, stop=stop, log=log, interval=interval, blob_timeout=blob_timeout)
+    except UsageError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+@app.command()
 def retention(
     root: Root,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be deleted, with sizes; delete nothing.")] = False,

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from hub.store import CONFIG, Store
 
 LEASES = f"{CONFIG}/leases"
-DEFAULT_TTL = 120.0
+#: Seconds a lease lives without renewal (``HUB_LEASE_TTL``): how long a crashed holder blocks the others.
+DEFAULT_TTL = float(os.environ.get("HUB_LEASE_TTL", "120"))
 
 
 @dataclass

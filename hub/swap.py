@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import ctypes
 import os
-import shutil
 import posixpath
+import shutil
 import uuid
 
 from hub.faults import checkpoint

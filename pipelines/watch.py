@@ -1,0 +1,114 @@
+"""``hub watch``: an always-on loop that ingests every export as it lands and never loses one.
+
+It starts by catching up on everything pending, then follows new arrivals: on local roots ``watchdog``
+events on any ``manifest.json`` wake it at once, and a periodic full scan catches whatever events missed;
+remote roots are polled. A manifest whose blobs are not all there yet is waited for (re-checked on every
+event and every second) until ``blob_timeout``, then quarantined. Retention runs once a day. One
+structured log line per run. ``stop`` (SIGINT/SIGTERM) ends the loop between runs, so a run is never cut.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+from hub.runs import RunRecord
+from hub.store import INGESTION, MSEXPORTS, Store
+from pipelines import retention
+from pipelines.msexports_etl import IngestResult, ingest, load_settings
+
+Log = Callable[[dict], None]
+DAY = 86400.0
+
+
+def run_line(rec: RunRecord) -> dict:
+    """The log line of one run: export, dataset, month, scope, rows, seconds, outcome."""
+    line = {"event": "run", "export": rec.exportName or rec.manifest, "dataset": rec.dataset, "month": rec.month,
+            "scope": rec.scope, "rows": rec.rowsOut, "seconds": rec.seconds, "outcome": rec.state}
+    if rec.error:
+        line.update(code=rec.error.code, error=rec.error.message, file=rec.error.file)
+    return line
+
+
+def text_log(line: dict) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    rest = " ".join(f"{k}={v}" for k, v in line.items() if k != "event" and v is not None)
+    return f"{stamp} {line['event']} {rest}"
+
+
+def json_log(line: dict) -> str:
+    return json.dumps({"time": datetime.now(timezone.utc).isoformat(), **line}, default=str)
+
+
+class _Wakeup:
+    """Wakes the loop on manifest events (local roots)."""
+
+    def __init__(self, store: Store) -> None:
+        self.event = threading.Event()
+        self.observer = None
+        if not store.is_local:
+            return
+        from watchdog.events import FileSystemEventHandler
+        from watchdog.observers import Observer
+
+        wake = self.event
+
+        class Handler(FileSystemEventHandler):
+            def on_any_event(self, event) -> None:  # noqa: ANN001 - watchdog event
+                if event.event_type not in ("created", "modified", "moved", "closed"):
+                    return  # reads ("opened", "closed_no_write") are our own scans
+                paths = [getattr(event, "src_path", ""), getattr(event, "dest_path", "")]
+                if any(str(p).endswith("manifest.json") or "/msexports/" in str(p) for p in paths):
+                    wake.set()
+
+        self.observer = Observer()
+        for area in (MSEXPORTS, INGESTION):
+            path = store.full(area)
+            store.fs.makedirs(path, exist_ok=True)
+            self.observer.schedule(Handler(), path, recursive=True)
+        self.observer.daemon = True
+        self.observer.start()
+
+    def wait(self, timeout: float) -> None:
+        self.event.wait(timeout)
+        self.event.clear()
+
+    def close(self) -> None:
+        if self.observer is not None:
+            self.observer.stop()
+            self.observer.join(timeout=5)
+
+
+def watch(store: Store, *, stop: threading.Event, log: Log, interval: float = 60.0, blob_timeout: float = 600.0,
+          retention_every: float = DAY, cycles: int | None = None) -> None:
+    """Ingest pending exports until ``stop`` is set (or ``cycles`` loops have run)."""
+    wake = _Wakeup(store)
+    grace: dict[str, float] = {}
+    last_retention = 0.0
+    log({"event": "start", "root": store.url, "interval": interval, "local_events": wake.observer is not None})
+    try:
+        n = 0
+        while not stop.is_set() and (cycles is None or n < cycles):
+            n += 1
+            now = time.time()
+            for rel in store.manifests(MSEXPORTS):
+                grace.setdefault(rel, now + blob_timeout)
+            result: IngestResult = ingest(store, blob_grace=grace, wait=min(interval, 30.0))
+            if result.busy:
+                log({"event": "busy", "detail": "another process holds the ingestion lease"})
+            for rec in result.all:
+                log(run_line(rec))
+            if time.time() - last_retention >= retention_every:
+                last_retention = time.time()
+                done = retention.apply(store, load_settings(store))
+                if done.deletions:
+                    log({"event": "retention", "deleted": len(done.deletions), "bytes": done.bytes})
+            if stop.is_set() or (cycles is not None and n >= cycles):
+                break
+            wake.wait(1.0 if result.waiting else interval)
+    finally:
+        wake.close()
+        log({"event": "stop", "root": store.url})

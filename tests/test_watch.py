@@ -1,0 +1,125 @@
+"""hub watch: catch-up, new arrivals by events, waiting for blobs, clean stop, and kill -9 at random moments."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import duckdb
+from conftest import parquet_in, schema_csv, write_export
+
+from hub import runs
+from hub.store import Store
+from pipelines.watch import watch
+
+
+def _states(root: Path) -> dict[str, str]:
+    return {r.runId or r.key: r.state for r in runs.load_all(Store(str(root)))}
+
+
+def _until(cond, timeout: float = 60.0) -> None:  # noqa: ANN001
+    end = time.time() + timeout
+    while time.time() < end:
+        if cond():
+            return
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+def test_catch_up_then_follow_new_arrivals(hub_root: Path) -> None:
+    write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 3)}, rows=3, run_id="early", folder="e/early")
+    stop, lines = threading.Event(), []
+    t = threading.Thread(target=watch, kwargs={"store": Store(str(hub_root)), "stop": stop, "log": lines.append,
+                                               "interval": 300, "blob_timeout": 60})
+    t.start()
+    try:
+        _until(lambda: _states(hub_root).get("early") == "committed")
+        write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 2)}, rows=2, run_id="late", folder="e/late",
+                     resource_id="/subscriptions/00000000-0000-0000-0000-000000000009")
+        _until(lambda: _states(hub_root).get("late") == "committed", timeout=30)  # an event, not the 300 s scan
+    finally:
+        stop.set()
+        t.join(timeout=60)
+    runs_logged = [line for line in lines if line["event"] == "run"]
+    assert [line["outcome"] for line in runs_logged] == ["committed", "committed"]
+    assert {"export", "dataset", "month", "scope", "rows", "seconds", "outcome"} <= set(runs_logged[0])
+
+
+def test_waits_for_blobs_then_gives_up(hub_root: Path) -> None:
+    manifest = write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 3)}, rows=3)
+    part = (hub_root / manifest).with_name("part_0_0001.csv")
+    data = part.read_bytes()
+    part.unlink()  # the manifest came first; the part is still uploading
+    stop, lines = threading.Event(), []
+    t = threading.Thread(target=watch, kwargs={"store": Store(str(hub_root)), "stop": stop, "log": lines.append,
+                                               "interval": 300, "blob_timeout": 30})
+    t.start()
+    try:
+        time.sleep(1.5)
+        assert _states(hub_root) == {}  # not quarantined while within the grace period
+        part.write_bytes(data)
+        _until(lambda: _states(hub_root).get("run1") == "committed", timeout=30)
+    finally:
+        stop.set()
+        t.join(timeout=60)
+    missing = write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 1)}, rows=1, run_id="never", folder="e/never")
+    (hub_root / missing).with_name("part_0_0001.csv").unlink()
+    watch(Store(str(hub_root)), stop=threading.Event(), log=lines.append, interval=0.2, blob_timeout=0.5, cycles=8)
+    assert _states(hub_root)["never"] == "quarantined"
+
+
+def test_sigterm_stops_cleanly(hub_root: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "hub.cli", "watch", str(hub_root), "--json-logs", "--interval", "0.5"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    events = [json.loads(line)["event"] for line in out.splitlines()]
+    assert events[0] == "start" and events[-1] == "stop"
+
+
+def test_kill_9_watcher_at_random_moments(hub_root: Path, tmp_path: Path) -> None:
+    for i in range(3):
+        write_export(hub_root, {f"part_{j}_0001.csv": schema_csv("focuscost_1.0", 2000) for j in range(2)}, rows=4000,
+                     run_id=f"r{i}", folder=f"e/{i}", resource_id=f"/subscriptions/00000000-0000-0000-0000-00000000000{i}")
+    (hub_root / "config/settings.json").write_text('{"retention": {"msexports": {"days": 7}, "ingestion": {"months": 0}}}')
+    template = tmp_path / "template"
+    shutil.copytree(hub_root, template)
+    cmd = [sys.executable, "-m", "hub.cli", "watch", "--interval", "0.5"]
+    env = {**os.environ, "HUB_LEASE_TTL": "3"}  # a killed watcher's lease expires in 3 s
+
+    def run_until_done(root: Path) -> None:
+        proc = subprocess.Popen([*cmd, str(root)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        try:
+            _until(lambda: list(_states(root).values()) == ["committed"] * 3, timeout=240)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+
+    def lake(root: Path) -> tuple:
+        return duckdb.sql(f"SELECT count(*), sum(BilledCost), sum(EffectiveCost) FROM '{root}/ingestion/Costs/**/*.parquet'").fetchall()[0]
+
+    clean = tmp_path / "clean"
+    shutil.copytree(template, clean)
+    run_until_done(clean)
+    expected = lake(clean)
+    rng = random.Random(7)
+    for k in range(4):
+        root = tmp_path / f"kill{k}"
+        shutil.copytree(template, root)
+        proc = subprocess.Popen([*cmd, str(root)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        time.sleep(rng.uniform(0.5, 4.0))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert len(parquet_in(root)) in range(0, 7) and all("/staging/" not in p for p in parquet_in(root))
+        run_until_done(root)  # the restarted watcher takes over the dead one's lease (ttl) and finishes
+        assert lake(root) == expected and len(parquet_in(root)) == 6
