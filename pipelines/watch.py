@@ -72,8 +72,11 @@ class _Wakeup:
         self.observer.daemon = True
         self.observer.start()
 
-    def wait(self, timeout: float) -> None:
-        self.event.wait(timeout)
+    def wait(self, timeout: float, stop: threading.Event) -> None:
+        """Until an event, ``stop``, or ``timeout`` seconds."""
+        end = time.monotonic() + timeout
+        while not stop.is_set() and not self.event.is_set() and time.monotonic() < end:
+            self.event.wait(min(0.25, max(0.0, end - time.monotonic())))
         self.event.clear()
 
     def close(self) -> None:
@@ -108,7 +111,7 @@ def watch(store: Store, *, stop: threading.Event, log: Log, interval: float = 60
                     log({"event": "retention", "deleted": len(done.deletions), "bytes": done.bytes})
             if stop.is_set() or (cycles is not None and n >= cycles):
                 break
-            wake.wait(1.0 if result.waiting else interval)
+            wake.wait(1.0 if result.waiting else interval, stop)
     finally:
         wake.close()
         log({"event": "stop", "root": store.url})
