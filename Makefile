@@ -4,6 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ROWS ?= 1000000
 
+AZURITE := .tools/node_modules/.bin/azurite-blob
+
 .PHONY: demo test lint bench clean
 
 $(VENV)/.installed: pyproject.toml
@@ -18,11 +20,15 @@ demo: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 
-test: lint
+# Azurite (npm package) is the real Azure Blob server the storage tests start on 127.0.0.1.
+$(AZURITE):
+	npm install --prefix .tools --no-audit --no-fund --loglevel=error azurite@3
+
+test: lint $(AZURITE)
 	$(PY) -m pytest -q
 
 bench: $(VENV)/.installed
 	$(PY) bench/run.py --rows $(ROWS)
 
 clean:
-	rm -rf $(VENV) demo-hub .pytest_cache .ruff_cache
+	rm -rf $(VENV) .tools demo-hub .pytest_cache .ruff_cache
