@@ -58,6 +58,10 @@ def _copy(template: Path, tmp_path: Path) -> Path:
     return root
 
 
+#: a killed process's ingestion lease expires after 1 s, so the restart does not wait for it
+ENV = {**os.environ, "HUB_LEASE_TTL": "1"}
+
+
 def _ingest_cmd(root: Path) -> list[str]:
     return [sys.executable, "-m", "hub.cli", "ingest", str(root)]
 
@@ -81,7 +85,7 @@ def _assert_clean_result(root: Path, expected: tuple) -> None:
 @pytest.fixture(scope="module")
 def clean_result(template: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple:
     root = _copy(template, tmp_path_factory.mktemp("clean"))
-    assert subprocess.run(_ingest_cmd(root), capture_output=True).returncode == 0
+    assert subprocess.run(_ingest_cmd(root), capture_output=True, env=ENV).returncode == 0
     assert parquet_in(root) == NEW
     return _lake_sum(root)
 
@@ -89,7 +93,7 @@ def clean_result(template: Path, tmp_path_factory: pytest.TempPathFactory) -> tu
 @pytest.mark.parametrize("point", ["after-part-1", "after-part-3", "after-part-4", "before-swap", "mid-swap", "before-commit"])
 def test_crash_at_each_step_then_restart(template: Path, tmp_path: Path, clean_result: tuple, point: str) -> None:
     root = _copy(template, tmp_path)
-    proc = subprocess.run(_ingest_cmd(root), capture_output=True, env={**os.environ, "HUB_CRASH_AT": point})
+    proc = subprocess.run(_ingest_cmd(root), capture_output=True, env={**ENV, "HUB_CRASH_AT": point})
     assert proc.returncode == 137, proc.stderr.decode()[-2000:]
     assert parquet_in(root) in (OLD, NEW)  # never both, never a mix
     _assert_clean_result(root, clean_result)
@@ -97,12 +101,12 @@ def test_crash_at_each_step_then_restart(template: Path, tmp_path: Path, clean_r
 
 def test_kill_at_random_moments(template: Path, tmp_path: Path, clean_result: tuple) -> None:
     start = time.perf_counter()
-    subprocess.run(_ingest_cmd(_copy(template, tmp_path / "timing")), check=True, capture_output=True)
+    subprocess.run(_ingest_cmd(_copy(template, tmp_path / "timing")), check=True, capture_output=True, env=ENV)
     duration = time.perf_counter() - start
     rng = random.Random(20241123)
     for i in range(6):
         root = _copy(template, tmp_path / f"kill{i}")
-        proc = subprocess.Popen(_ingest_cmd(root), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(_ingest_cmd(root), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
         time.sleep(rng.uniform(0.2, duration))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -116,7 +120,7 @@ def test_crash_mid_swap_with_nested_scope_folder_is_repaired(template: Path, tmp
     nested = root / DEST / "nested"
     nested.mkdir()
     (nested / "other.parquet").write_bytes((root / OLD[0]).read_bytes())
-    proc = subprocess.run(_ingest_cmd(root), capture_output=True, env={**os.environ, "HUB_CRASH_AT": "mid-swap"})
+    proc = subprocess.run(_ingest_cmd(root), capture_output=True, env={**ENV, "HUB_CRASH_AT": "mid-swap"})
     assert proc.returncode == 137
     assert not set(parquet_in(root)) & set(OLD)  # old rows gone first: never counted twice
     result = ingest(Store(str(root)))
