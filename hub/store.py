@@ -119,6 +119,20 @@ class Store:
         found = self.fs.glob(f"{base}/**/manifest.json")
         return sorted(self.rel(p) for p in found)
 
+    def manifest_listing(self, area: str = MSEXPORTS) -> dict[str, str]:
+        """``{manifest: signature}`` from one listing (size and modification time or etag): what changed
+        since a checkpoint can be told without reading any file."""
+        base = self.full(area)
+        if not self.fs.exists(base):
+            return {}
+        out = {}
+        for path, info in self.fs.find(base, detail=True).items():
+            if path.endswith("/manifest.json") or path == "manifest.json":
+                keys = ("mtime", "last_modified", "LastModified", "ETag", "etag")
+                stamp = next((str(info[k]) for k in keys if info.get(k)), "")
+                out[self.rel(path)] = f"{info.get('size')}|{stamp}"
+        return dict(sorted(out.items()))
+
     def parquet_files(self, folder: str) -> list[str]:
         """Parquet files directly in ``folder`` (not recursive): what a run of that folder owns."""
         if not self.fs.isdir(self.full(folder)):

@@ -77,13 +77,15 @@ def load_settings(store: Store) -> Settings:
 
 def ingest(store: Store, *, retry: bool = False, force: bool = False, progress: Progress | None = None,
            fail_after_parts: int | None = None, wait: float = 600.0, lease_ttl: float = lease.DEFAULT_TTL,
-           blob_grace: dict[str, float] | None = None) -> IngestResult:
+           blob_grace: dict[str, float] | None = None, checkpoint: dict[str, str] | None = None) -> IngestResult:
     """Process every pending manifest under ``msexports/`` once, holding the root's ingestion lease.
 
     ``retry`` re-processes quarantined exports, ``force`` committed ones too. Another process holding the
     lease is waited for up to ``wait`` seconds (then ``busy`` is set and nothing is done).
     ``blob_grace`` (the watcher's): manifest -> deadline (epoch seconds) until which missing blobs mean
-    "still uploading" rather than an error. ``fail_after_parts`` is a fault-injection hook for tests.
+    "still uploading" rather than an error. ``checkpoint`` (the watcher's listing checkpoint, updated in
+    place): manifest -> listing signature of manifests already final, which are then not read again.
+    ``fail_after_parts`` is a fault-injection hook for tests.
     """
     deadline = time.monotonic() + wait
     held = lease.try_acquire(store, "ingest", ttl=lease_ttl)
@@ -95,24 +97,30 @@ def ingest(store: Store, *, retry: bool = False, force: bool = False, progress: 
     try:
         with lease.Renewer(held):
             return _ingest(store, retry=retry, force=force, progress=progress, fail_after_parts=fail_after_parts,
-                           blob_grace=blob_grace)
+                           blob_grace=blob_grace, checkpoint=checkpoint)
     finally:
         held.release()
 
 
 def _ingest(store: Store, *, retry: bool, force: bool, progress: Progress | None, fail_after_parts: int | None,
-            blob_grace: dict[str, float] | None) -> IngestResult:
+            blob_grace: dict[str, float] | None, checkpoint: dict[str, str] | None) -> IngestResult:
     settings = load_settings(store)
     result = IngestResult(recovered=recover(store))
     known = runs.by_manifest(store)
     pending: list[tuple[tuple, str, bytes]] = []
-    for rel in store.manifests(MSEXPORTS):
+    listing = store.manifest_listing(MSEXPORTS)
+    final = {}
+    for rel, signature in listing.items():
+        if checkpoint is not None and checkpoint.get(rel) == signature and not (retry or force):
+            continue  # unchanged since it was last found committed or quarantined
         raw = store.read_bytes(rel)
         rec = known.get(rel)
         if rec is not None and rec.manifestSha256 == _sha(raw):
             if rec.state == "committed" and not force:
+                final[rel] = signature
                 continue
             if rec.state == "quarantined" and not (retry or force):
+                final[rel] = signature
                 continue
         pending.append((_order(raw, rel), rel, raw))
     for _, rel, raw in sorted(pending, key=lambda p: p[0]):
@@ -125,6 +133,12 @@ def _ingest(store: Store, *, retry: bool, force: bool, progress: Progress | None
             year, month = map(int, rec.month.split("-"))
             result.renormalized += renormalize_month(store, year, month, rec.runId or rec.key)
     result.records += ingest_custom(store)
+    if checkpoint is not None:
+        final.update({r.manifest: listing[r.manifest] for r in result.records
+                      if r.state in ("committed", "quarantined") and r.manifest in listing})
+        for rel in [k for k in checkpoint if k not in listing]:
+            del checkpoint[rel]  # deleted by retention: forget it
+        checkpoint.update(final)
     return result
 
 

@@ -2,9 +2,11 @@
 
 It starts by catching up on everything pending, then follows new arrivals: on local roots ``watchdog``
 events on any ``manifest.json`` wake it at once, and a periodic full scan catches whatever events missed;
-remote roots are polled. A manifest whose blobs are not all there yet is waited for (re-checked on every
-event and every second) until ``blob_timeout``, then quarantined. Retention runs once a day. One
-structured log line per run. ``stop`` (SIGINT/SIGTERM) ends the loop between runs, so a run is never cut.
+remote roots are polled, with a listing checkpoint (``config/checkpoints/msexports.json``) so
+manifests already committed or quarantined are not read again. A manifest whose blobs are not all there
+yet is waited for (re-checked on every event and every second) until ``blob_timeout``, then quarantined.
+Retention runs once a day. One structured log line per run.
+``stop`` (SIGINT/SIGTERM) ends the loop between runs, so a run is never cut.
 """
 
 from __future__ import annotations
@@ -16,12 +18,22 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 
 from hub.runs import RunRecord
-from hub.store import INGESTION, MSEXPORTS, Store
+from hub.store import CONFIG, INGESTION, MSEXPORTS, Store
 from pipelines import retention
 from pipelines.msexports_etl import IngestResult, ingest, load_settings
 
 Log = Callable[[dict], None]
 DAY = 86400.0
+#: The listing checkpoint: manifests already final, with their listing signature (not read again).
+CHECKPOINT = f"{CONFIG}/checkpoints/msexports.json"
+
+
+def _load_checkpoint(store: Store) -> dict[str, str]:
+    try:
+        data = json.loads(store.read_bytes(CHECKPOINT)) if store.exists(CHECKPOINT) else {}
+    except (json.JSONDecodeError, OSError):
+        data = {}
+    return data if isinstance(data, dict) else {}
 
 
 def run_line(rec: RunRecord) -> dict:
@@ -90,6 +102,7 @@ def watch(store: Store, *, stop: threading.Event, log: Log, interval: float = 60
     """Ingest pending exports until ``stop`` is set (or ``cycles`` loops have run)."""
     wake = _Wakeup(store)
     grace: dict[str, float] = {}
+    checkpoint = _load_checkpoint(store)
     last_retention = 0.0
     log({"event": "start", "root": store.url, "interval": interval, "local_events": wake.observer is not None})
     try:
@@ -99,7 +112,8 @@ def watch(store: Store, *, stop: threading.Event, log: Log, interval: float = 60
             now = time.time()
             for rel in store.manifests(MSEXPORTS):
                 grace.setdefault(rel, now + blob_timeout)
-            result: IngestResult = ingest(store, blob_grace=grace, wait=min(interval, 30.0))
+            result: IngestResult = ingest(store, blob_grace=grace, wait=min(interval, 30.0), checkpoint=checkpoint)
+            store.write_json(CHECKPOINT, checkpoint)
             if result.busy:
                 log({"event": "busy", "detail": "another process holds the ingestion lease"})
             for rec in result.all:

@@ -123,3 +123,23 @@ def test_kill_9_watcher_at_random_moments(hub_root: Path, tmp_path: Path) -> Non
         assert len(parquet_in(root)) in range(0, 7) and all("/staging/" not in p for p in parquet_in(root))
         run_until_done(root)  # the restarted watcher takes over the dead one's lease (ttl) and finishes
         assert lake(root) == expected and len(parquet_in(root)) == 6
+
+
+def test_listing_checkpoint_skips_final_manifests(hub_root: Path) -> None:
+    from pipelines.msexports_etl import ingest
+
+    write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 2)}, rows=2)
+    store = Store(str(hub_root))
+    checkpoint: dict[str, str] = {}
+    assert ingest(store, checkpoint=checkpoint).ok
+    (rel,) = checkpoint
+    (hub_root / rel).write_text("{broken")  # an unchanged listing signature would hide this; a change is seen
+    assert ingest(store, checkpoint=checkpoint).records[0].error.code == "ManifestReadFailed"
+    reads = []
+    original = Store.read_bytes
+    Store.read_bytes = lambda self, r: reads.append(r) or original(self, r)  # type: ignore[method-assign]
+    try:
+        assert ingest(store, checkpoint=checkpoint).records == []
+    finally:
+        Store.read_bytes = original  # type: ignore[method-assign]
+    assert rel not in reads  # final and unchanged: not read again
