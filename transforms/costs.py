@@ -222,8 +222,10 @@ def _names_and_resources(chain: Chain, has_lookups: bool) -> None:
                         f"{_resource_name_sql('ResourceId')}))",
         "x_ResourceType": f"coalesce(x_ResourceType, {_resource_type_sql('ResourceId')})",
     })
-    display = ("(SELECT any_value(SingularDisplayName) FROM hub_resource_types rt WHERE rt.ResourceType = lower(x_ResourceType))"
-               if has_lookups else "NULL")
+    if has_lookups:  # display names: one hash join on a de-duplicated lookup (never multiplies rows)
+        types = "(SELECT ResourceType AS _rt_key, any_value(SingularDisplayName) AS _rt_name FROM hub_resource_types GROUP BY 1)"
+        chain.step("t.*, rt._rt_name", f"LEFT JOIN {types} AS rt ON rt._rt_key = lower(t.x_ResourceType)", ["_rt_name"])
+    display = "_rt_name" if has_lookups else "NULL"
     chain.replace({
         "ResourceType": f"CASE WHEN ResourceId IS NULL THEN NULL WHEN ResourceType IS NOT NULL AND strpos(ResourceType, '/') = 0 "
                         f"THEN ResourceType ELSE coalesce({display}, ResourceType, x_ResourceType) END",
