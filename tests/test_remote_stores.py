@@ -144,3 +144,13 @@ def test_credentials_never_printed(servers: dict, tmp_path: Path) -> None:
     for p in (proc, proc2):
         assert stores.AZURITE_KEY not in p.stdout + p.stderr
     assert json.loads(proc.stdout or "[]") == []
+
+
+def test_abfs_scheme_is_the_same_store(servers: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    for k, v in servers["azurite"].items():
+        monkeypatch.setenv(k, v)
+    name = f"hub{uuid.uuid4().hex[:12]}"
+    fsspec.filesystem("abfs", skip_instance_cache=True).mkdir(name)
+    write_export(f"abfs://{name}/finops", rows=50, export_name="costs")
+    assert ingest(Store(f"abfs://{name}/finops")).ok
+    assert lake(f"az://{name}/finops")[:2] == (1, 50)
