@@ -74,6 +74,17 @@ class RunRecord(BaseModel):
     seconds: float | None = None
 
 
+def fail(store: Store, rec: RunRecord, code: str, message: str, file: str | None) -> None:
+    """Record an error. Before the swap the run is quarantined and its staging removed; during the swap
+    the staged data is complete, so the record stays ``swapping`` and the next run rolls it forward."""
+    rec.error = RunError(code=code, message=message, file=file)
+    if rec.state == "swapping":
+        return
+    if rec.staging:
+        store.delete_tree(rec.staging)
+    rec.state = "quarantined"
+
+
 def run_key(manifest_rel: str, run_id: str | None) -> str:
     """Stable record name for one manifest file: ``<runId>-<hash of its path>``."""
     digest = hashlib.sha1(manifest_rel.encode()).hexdigest()[:10]

@@ -14,6 +14,7 @@ the new files visible and the previous run's files disappear:
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import os
 import posixpath
 import shutil
@@ -40,6 +41,14 @@ def _exchange(a: str, b: str) -> bool:
 
 def new_token() -> str:
     return uuid.uuid4().hex
+
+
+def commit_staged(store: Store, key: str, staging: str, destination: str, names: list[str]) -> list[str]:
+    """Swap a run's staged files into ``destination`` (marker first, so a crash mid-way is finished later)."""
+    token = hashlib.sha1(key.encode()).hexdigest()
+    if store.exists(staging):
+        place_marker(store, staging, token)
+    return swap(store, staging, destination, names, token)
 
 
 def place_marker(store: Store, staging: str, token: str) -> None:

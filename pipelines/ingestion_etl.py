@@ -16,7 +16,7 @@ import time
 
 from hub import convert, lookups, runs, swap
 from hub.errors import HubError
-from hub.runs import RunError, RunRecord
+from hub.runs import RunRecord
 from hub.store import INGESTION, STAGING, Store
 from hub.validate import validate_files
 from transforms import costs
@@ -68,15 +68,10 @@ def process_folder(store: Store, rel: str, raw: bytes) -> RunRecord:
         _normalize_files(store, rec, files)
         rec.state = "swapping"
         runs.save(store, rec)
-        token = hashlib.sha1(rec.key.encode()).hexdigest()
-        swap.place_marker(store, rec.staging, token)
-        swap.swap(store, rec.staging, folder, [posixpath.basename(f) for f in files], token)
+        swap.commit_staged(store, rec.key, rec.staging, folder, [posixpath.basename(f) for f in files])
         rec.state, rec.reconciled, rec.error = "committed", True, None
     except HubError as exc:
-        rec.error = RunError(code=exc.code, message=exc.message, file=exc.file)
-        if rec.state != "swapping":
-            store.delete_tree(rec.staging)
-            rec.state = "quarantined"
+        runs.fail(store, rec, exc.code, exc.message, exc.file)
     rec.seconds = round(time.perf_counter() - started, 3)
     runs.save(store, rec)
     return rec

@@ -339,11 +339,8 @@ def _normalize(store: Store, con: duckdb.DuckDBPyConnection, rec: RunRecord, m: 
 def _swap_and_commit(store: Store, rec: RunRecord, settings: Settings) -> None:
     """Swap the staged run in (idempotent), re-read what readers now see, commit, apply source retention."""
     assert rec.staging and rec.destination
-    token = hashlib.sha1(rec.key.encode()).hexdigest()
     names = [posixpath.basename(p.output) for p in rec.parts]
-    if store.exists(rec.staging):
-        swap.place_marker(store, rec.staging, token)
-    rec.replaced = sorted(set(rec.replaced) | set(swap.swap(store, rec.staging, rec.destination, names, token)))
+    rec.replaced = sorted(set(rec.replaced) | set(swap.commit_staged(store, rec.key, rec.staging, rec.destination, names)))
     checkpoint("before-commit")
     con = convert.connect(threads=2)
     try:
@@ -382,9 +379,4 @@ def _no_rows(store: Store, rec: RunRecord, started: float) -> RunRecord:
 
 
 def _quarantine(store: Store, rec: RunRecord, exc: HubError) -> None:
-    rec.error = RunError(code=exc.code, message=exc.message, file=exc.file)
-    if rec.state == "swapping":  # staged data is complete: keep it, the next run rolls the swap forward
-        return
-    if rec.staging:
-        store.delete_tree(rec.staging)
-    rec.state = "quarantined"
+    runs.fail(store, rec, exc.code, exc.message, exc.file)

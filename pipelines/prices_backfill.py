@@ -18,7 +18,7 @@ import duckdb
 
 from hub import convert, lookups, normalize, runs, swap
 from hub.errors import HubError
-from hub.runs import RunError, RunRecord
+from hub.runs import RunRecord
 from hub.store import STAGING, Store
 from hub.validate import validate_files
 from transforms import backfill, costs
@@ -111,16 +111,11 @@ def _rewrite(store: Store, con: duckdb.DuckDBPyConnection, folder: str, rels: li
                           "rules": report.summary()}
         rec.state = "swapping"
         runs.save(store, rec)
-        token = hashlib.sha1(rec.key.encode()).hexdigest()
-        swap.place_marker(store, rec.staging, token)
-        swap.swap(store, rec.staging, folder, [posixpath.basename(r) for r in rels], token)
+        swap.commit_staged(store, rec.key, rec.staging, folder, [posixpath.basename(r) for r in rels])
         rec.reconciled = True
         rec.state = "committed"
     except HubError as exc:
-        rec.error = RunError(code=exc.code, message=exc.message, file=exc.file)
-        if rec.state != "swapping":
-            store.delete_tree(rec.staging)
-            rec.state = "quarantined"
+        runs.fail(store, rec, exc.code, exc.message, exc.file)
     rec.seconds = round(time.perf_counter() - started, 3)
     runs.save(store, rec)
     return rec
