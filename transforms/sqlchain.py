@@ -12,10 +12,10 @@ DEC = "DECIMAL(38,18)"
 def dec(expr: str) -> str:
     """Arithmetic result back to money precision. Products and ratios are computed in double precision
     (DECIMAL(38,18) x DECIMAL(38,18) would overflow DuckDB's 38 digits), rounded to the 15 significant
-    digits a double holds exactly (so 25000 x 0.0001 is 2.5, not 2.4999999999999995), stored as DECIMAL(38,18)."""
-    x = f"CAST({expr} AS DOUBLE)"
-    return (f"CAST(CASE WHEN {x} = 0 OR NOT isfinite({x}) THEN {x} "
-            f"ELSE round({x}, 14 - CAST(floor(log10(abs({x}))) AS INTEGER)) END AS {DEC})")
+    digits a double holds exactly (so 25000 x 0.0001 is 2.5, not 2.4999999999999995), stored as
+    DECIMAL(38,18). The expression is referenced once (formatting with ``%.15g``), so nested products
+    do not repeat work; a non-finite result (division by zero) is NULL."""
+    return f"TRY_CAST(printf('%.15g', CAST({expr} AS DOUBLE)) AS {DEC})"
 
 
 def mul(a: str, b: str) -> str:
