@@ -21,7 +21,11 @@ SCOPE = "subscriptions/00000000-0000-0000-0000-000000000001"
 @pytest.fixture
 def hub_root(tmp_path: Path) -> Path:
     """An initialised local hub whose settings keep source exports (msexports.days = 7)."""
-    root = tmp_path / "hub"
+    return make_hub(tmp_path / "hub")
+
+
+def make_hub(root: Path) -> Path:
+    """Initialise a local hub at ``root`` that keeps source exports (msexports.days = 7)."""
     store = Store(str(root))
     store.init_layout()
     settings = Settings()

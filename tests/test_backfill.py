@@ -6,7 +6,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from conftest import lake_rows, rows_csv, write_export
+from conftest import lake_rows, make_hub, rows_csv, write_export
 from test_costs_transform import BASE
 
 from hub.store import Store
@@ -131,17 +131,7 @@ def test_prices_after_costs_gives_the_same_lake(hub_root: Path, tmp_path: Path) 
     assert [r.state for r in renormalized] == ["committed"]
     late = _comparable(lake_rows(hub_root))
 
-    from conftest import Store as _S  # noqa: F401 - same helpers, second hub: prices first
-
-    root2 = tmp_path / "hub2"
-    from hub.settings import Settings
-    from hub.store import SETTINGS
-
-    store2 = Store(str(root2))
-    store2.init_layout()
-    settings = Settings()
-    settings.retention.msexports.days = 7
-    store2.write_bytes(SETTINGS, settings.to_json().encode())
+    root2 = make_hub(tmp_path / "hub2")  # a second hub where prices come first
     ingest_prices(root2, EA_PRICE)
     ingest_costs(root2, MISSING, other)
     assert late == _comparable(lake_rows(root2))
