@@ -19,7 +19,6 @@ import os
 import posixpath
 import re
 import uuid
-from collections.abc import Iterator
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
@@ -142,12 +141,6 @@ class Store:
             if info["type"] == "file" and info["name"].endswith(".parquet"):
                 out.append(f"{folder}/{posixpath.basename(info['name'])}")
         return sorted(out)
-
-    def walk_files(self, area: str) -> Iterator[str]:
-        base = self.full(area)
-        if self.fs.exists(base):
-            for p in self.fs.find(base):
-                yield self.rel(p)
 
     # file operations -----------------------------------------------------------------------------
     def exists(self, rel: str) -> bool:

@@ -18,6 +18,7 @@ import duckdb
 
 from hub import convert, lookups, normalize, runs, swap
 from hub.errors import HubError
+from hub.export_schemas import _load
 from hub.runs import RunRecord
 from hub.store import STAGING, Store
 from hub.validate import validate_files
@@ -84,7 +85,8 @@ def _rewrite(store: Store, con: duckdb.DuckDBPyConnection, folder: str, rels: li
     try:
         store.delete_tree(rec.staging)
         before = convert.parquet_source(local)
-        schema_like = _costs_totals()
+        schema_like = _load("focuscost_1.0")  # the Costs totals spec: BilledCost, EffectiveCost per currency
+        assert schema_like is not None
         _, rec.totalsIn = normalize.output_totals(con, schema_like, before)
         outputs = []
         for rel, path in zip(rels, local, strict=True):
@@ -120,10 +122,3 @@ def _rewrite(store: Store, con: duckdb.DuckDBPyConnection, folder: str, rels: li
     runs.save(store, rec)
     return rec
 
-
-def _costs_totals():  # noqa: ANN202 - an ExportSchema-like object carrying the Costs totals spec
-    from hub.export_schemas import _load
-
-    schema = _load("focuscost_1.0")
-    assert schema is not None
-    return schema

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-from hub.export_schemas import datasets
 from transforms import backfill
 from transforms.focus_validate import focus_columns
 from transforms.legacy_costs import ZERO_BILLED
@@ -298,6 +297,3 @@ def costs_sql(source: str, present: dict[str, str], lineage: Lineage, *, prices:
     backfill.price_layer(chain, prices)
     return finish(chain, extras)
 
-
-def reconcile_amounts() -> tuple[str, ...]:
-    return tuple(datasets()["focuscost"]["totals"]["amounts"])
