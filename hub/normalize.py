@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
+from decimal import Context, Decimal
 
 import duckdb
 
@@ -14,6 +16,8 @@ from transforms.costs import Lineage
 from transforms.typing import ident, literal
 
 LEGACY = ("actualcost", "amortizedcost")
+#: Enough digits to add DECIMAL(38,18) sums exactly.
+EXACT = Context(prec=80)
 
 
 def row_filter(schema: ExportSchema, present: set[str]) -> str:
@@ -49,17 +53,41 @@ def _columns(con: duckdb.DuckDBPyConnection, source: str) -> dict[str, str]:
     return {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
 
 
-def input_totals(con: duckdb.DuckDBPyConnection, schema: ExportSchema, source: str) -> tuple[dict, int]:
-    """Totals of the typed input per currency (as output amount names) and the rows the dataset leaves out."""
-    present = set(_columns(con, source))
-    keep = row_filter(schema, present)
-    spec = schema.totals
-    source = f"{source} AS t"
-    dropped = con.execute(f"SELECT count(*) FROM {source} WHERE NOT ({keep})").fetchall()[0][0]
-    if not spec:
-        return {}, int(dropped)
-    amounts = {out: ident(col) for out, col in spec["amounts"].items() if col in present}
-    return convert.totals(con, source, ident(spec["currency"]), amounts, where=keep), int(dropped)
+@dataclass
+class InputSummary:
+    """What one typed input part holds: rows, rows the dataset leaves out, totals of the kept rows per currency."""
+
+    rows: int = 0
+    dropped: int = 0
+    totals: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def add(self, other: InputSummary) -> None:
+        self.rows += other.rows
+        self.dropped += other.dropped
+        for cur, sums in other.totals.items():
+            mine = self.totals.setdefault(cur, {})
+            for name, value in sums.items():
+                mine[name] = format(EXACT.add(Decimal(mine.get(name, "0")), Decimal(value)), "f")
+
+
+def input_summary(con: duckdb.DuckDBPyConnection, schema: ExportSchema, source: str, *, file: str) -> InputSummary:
+    """Rows, left-out rows and totals (as output amount names) of a typed part, in one scan."""
+    try:
+        present = set(_columns(con, source))
+        keep = row_filter(schema, present)
+        spec = schema.totals
+        amounts = {out: ident(col) for out, col in spec["amounts"].items() if col in present} if spec else {}
+        currency = f"CAST({ident(spec['currency'])} AS VARCHAR)" if spec else "NULL"
+        sums = "".join(f", CAST(coalesce(sum({e}) FILTER (WHERE _keep), 0) AS VARCHAR)" for e in amounts.values())
+        rows = con.execute(f"SELECT coalesce({currency}, ''), count(*), count(*) FILTER (WHERE NOT _keep), "
+                           f"count(*) FILTER (WHERE _keep){sums} FROM (SELECT *, coalesce(({keep}), false) AS _keep "
+                           f"FROM {source} AS t) GROUP BY 1 ORDER BY 1").fetchall()
+    except duckdb.Error as exc:
+        raise convert.map_error(exc, file=file) from None
+    out = InputSummary(sum(r[1] for r in rows), sum(r[2] for r in rows))
+    if amounts:
+        out.totals = {r[0]: {name: format(Decimal(v), "f") for name, v in zip(amounts, r[4:], strict=True)} for r in rows if r[3]}
+    return out
 
 
 def output_totals(con: duckdb.DuckDBPyConnection, schema: ExportSchema, source: str) -> tuple[dict, dict]:

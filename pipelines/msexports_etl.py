@@ -257,13 +257,18 @@ def _check_blobs(store: Store, m: Manifest, rel: str) -> list[str]:
 
 def _convert_all(store: Store, rec: RunRecord, m: Manifest, blobs: list[str], progress: Progress | None,
                  fail_after_parts: int | None) -> None:
-    """Pass 1 types every part (local temporary Parquet); pass 2 normalizes each part into staging."""
+    """Check every part (schema, rows, totals), then type and normalize each part into staging in one pass.
+
+    Parts are read twice: once for the input summary (a cheap scan of the few columns it needs), once by
+    the normalization. A gzip part is typed into a local Parquet file first, so it is decompressed once.
+    """
     with tempfile.TemporaryDirectory(prefix="hub-") as tmp:
         con = convert.connect(temp_dir=os.path.join(tmp, "spill"))
         try:
             lookups.register(con)
             schema: ExportSchema | None = None
             typed: list[tuple[str, str]] = []
+            summary = normalize.InputSummary()
             for i, blob in enumerate(blobs):
                 kind = convert.file_kind(blob, file=blob)
                 src = store.local_path(blob)
@@ -279,48 +284,54 @@ def _convert_all(store: Store, rec: RunRecord, m: Manifest, blobs: list[str], pr
                 proj = convert.plan(schema, columns, file=blob)
                 rec.missingColumns = sorted(set(rec.missingColumns) | set(proj.missing))
                 rec.extraColumns = sorted(set(rec.extraColumns) | set(proj.extra))
-                size = os.path.getsize(src)
-                cb = None
-                if progress is not None and size >= PROGRESS_MIN_BYTES:
-                    def cb(pct: float, i: int = i) -> None:
-                        progress(rec, i, len(blobs), pct)
-                out = os.path.join(tmp, f"typed-{i}.parquet")
-                rows = convert.write_parquet(con, proj.select, sql, out, file=blob, progress=cb, compression="snappy")
-                typed.append((blob, out))
-                rec.parts.append(runs.PartResult(blob=blob, output="", rows=rows, bytes=size))
-                rec.rowsIn += rows
-                checkpoint(f"after-part-{i + 1}")
-                if fail_after_parts is not None and i + 1 >= fail_after_parts:
-                    raise RuntimeError(f"injected failure after part {i + 1}")
+                source = f"(SELECT {', '.join(proj.select)} FROM {sql})"
+                if kind == "csv.gz":
+                    out = os.path.join(tmp, f"typed-{i}.parquet")
+                    convert.write_parquet(con, proj.select, sql, out, file=blob, compression="snappy")
+                    source = f"read_parquet({literal(out)})"
+                part = normalize.input_summary(con, schema, source, file=blob)
+                summary.add(part)
+                typed.append((blob, source))
+                rec.parts.append(runs.PartResult(blob=blob, output="", rows=part.rows, bytes=os.path.getsize(src)))
             assert schema is not None
+            rec.rowsIn, rec.rowsFiltered, rec.totalsIn = summary.rows, summary.dropped, summary.totals
             if m.dataRowCount is not None and m.dataRowCount != rec.rowsIn:
                 raise HubError(f"read {rec.rowsIn} rows, manifest dataRowCount is {m.dataRowCount}",
                                file=rec.manifest, code="RowCountMismatch")
-            _normalize(store, con, rec, m, schema, typed, tmp)
+            if rec.rowsIn:
+                _normalize(store, con, rec, m, schema, typed, tmp, progress, fail_after_parts)
         finally:
             con.close()
 
 
 def _normalize(store: Store, con: duckdb.DuckDBPyConnection, rec: RunRecord, m: Manifest, schema: ExportSchema,
-               typed: list[tuple[str, str]], tmp: str) -> None:
-    all_typed = convert.parquet_source([t for _, t in typed])
-    rec.totalsIn, rec.rowsFiltered = normalize.input_totals(con, schema, all_typed)
+               typed: list[tuple[str, str]], tmp: str, progress: Progress | None, fail_after_parts: int | None) -> None:
     year, month = m.year_month
     price_table = normalize.load_prices(con, store, year, month, tmp) if schema.dataset == "Costs" else None
     lineage = Lineage("Cost Management", "Microsoft", schema.export_type, m.exportConfig.dataVersion or schema.data_version,
                       datetime.now(timezone.utc).isoformat())
     outputs = []
-    for (blob, path), part in zip(typed, rec.parts, strict=True):
+    for i, ((blob, source), part) in enumerate(zip(typed, rec.parts, strict=True)):
         name = part_file_name(m.runInfo.runId, blob)
         staged = f"{rec.staging}/{name}"
         out = store.local_path(staged) or os.path.join(tmp, name)
         os.makedirs(os.path.dirname(out), exist_ok=True)
-        sql = normalize.transform_sql(con, schema, f"read_parquet({literal(path)})", lineage, price_table)
-        part.rows = convert.write_parquet(con, [f"* FROM ({sql})"], "", out, file=blob, select_only=True)
+        try:
+            sql = normalize.transform_sql(con, schema, source, lineage, price_table)
+        except duckdb.Error as exc:
+            raise convert.map_error(exc, file=blob) from None
+        cb = None
+        if progress is not None and part.bytes >= PROGRESS_MIN_BYTES:
+            def cb(pct: float, i: int = i) -> None:
+                progress(rec, i, len(typed), pct)
+        part.rows = convert.write_parquet(con, [f"* FROM ({sql})"], "", out, file=blob, select_only=True, progress=cb)
         if store.local_path(staged) is None:
             store.put_file(out, staged)
         part.output = f"{rec.destination}/{name}"
         outputs.append(out)
+        checkpoint(f"after-part-{i + 1}")
+        if fail_after_parts is not None and i + 1 >= fail_after_parts:
+            raise RuntimeError(f"injected failure after part {i + 1}")
     written = convert.parquet_source(outputs)
     rec.rowsOut = sum(p.rows for p in rec.parts)
     if rec.rowsOut != rec.rowsIn - rec.rowsFiltered:

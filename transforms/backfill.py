@@ -9,7 +9,7 @@ change the number of cost rows.
 
 from __future__ import annotations
 
-from transforms.sqlchain import DEC, Chain, dec, div, empty, mul, nz, zero
+from transforms.sqlchain import DEC, Chain, dec, empty, fraction, mul, nz, zero
 from transforms.typing import SQL_TYPES, ident, literal
 
 #: Columns this layer may change (their originals go to x_SourceValues).
@@ -100,14 +100,15 @@ def price_layer(chain: Chain, prices: str | None) -> None:
     })
     product = mul("ContractedUnitPrice", "PricingQuantity")
     fix = (f"ProviderName = 'Microsoft' AND ChargeClass IS NULL AND ContractedUnitPrice IS NOT NULL AND PricingQuantity IS NOT NULL "
-           f"AND (ContractedCost IS NULL OR abs(ContractedCost - {product}) > {CORRECTION_TOLERANCE} * greatest(1, abs(ContractedCost)))")
+           "AND (ContractedCost IS NULL OR abs(CAST(ContractedCost AS DOUBLE) - CAST(ContractedUnitPrice AS DOUBLE) * "
+           f"CAST(PricingQuantity AS DOUBLE)) > {CORRECTION_TOLERANCE} * greatest(1, abs(CAST(ContractedCost AS DOUBLE))))")
     chain.replace({"ContractedCost": f"CASE WHEN {fix} THEN {product} ELSE ContractedCost END"}, {"_fixed": fix})
 
     def saving(a: str, b: str) -> str:
-        return f"CASE WHEN {zero(a)} OR {a} - {b} < {EPSILON} THEN CAST(0 AS {DEC}) ELSE {dec(f'{a} - {b}')} END"
+        return f"CASE WHEN {zero(a)} OR {a} - {b} < {EPSILON} THEN CAST(0 AS {DEC}) ELSE CAST({a} - {b} AS {DEC}) END"  # exact
 
     def percent(a: str, b: str) -> str:
-        return f"CASE WHEN {zero(a)} OR {a} - {b} < {EPSILON} THEN CAST(0 AS {DEC}) ELSE {div(f'{a} - {b}', a)} END"
+        return f"CASE WHEN {zero(a)} OR {a} - {b} < {EPSILON} THEN CAST(0 AS {DEC}) ELSE {fraction(f'{a} - {b}', a)} END"
 
     codes = ", ".join([
         "_cup_src", "_lup_src",
@@ -122,7 +123,7 @@ def price_layer(chain: Chain, prices: str | None) -> None:
         "x_CommitmentDiscountPercent": percent("ContractedUnitPrice", "x_EffectiveUnitPrice"),
         "x_NegotiatedDiscountPercent": percent("ListUnitPrice", "ContractedUnitPrice"),
         "x_TotalDiscountPercent": percent("ListUnitPrice", "x_EffectiveUnitPrice"),
-        "_price_codes": f"list_filter([{codes}], lambda c: c IS NOT NULL)",
+        "_price_codes": f"nullif(concat_ws(',', {codes}), '')",
     })
 
 
@@ -138,7 +139,7 @@ def restore_sql(chain: Chain, row_tracked: tuple[str, ...], types: dict[str, str
     codes = ", ".join(literal(c) for c in CODES)
     chain.replace({c: _original(c, SQL_TYPES[types[c]]) for c in TRACKED}, {
         **{f"_o_{c}": _original(c, SQL_TYPES[types[c]]) for c in (*row_tracked, *TRACKED)},
-        "_codes": f"list_filter(coalesce(string_split(x_SourceChanges, ','), []), lambda c: c NOT IN ({codes}))",
+        "_codes": f"nullif(array_to_string(list_filter(string_split(x_SourceChanges, ','), lambda c: c NOT IN ({codes})), ','), '')",
     })
 
 
