@@ -216,6 +216,159 @@ def demo(root: Annotated[str, typer.Argument(help="Where to create the demo hub.
     raise typer.Exit(0 if all(r.state == "committed" for r in summary.records) else 1)
 
 
+@app.command()
+def query(root: Root, sql: Annotated[str, typer.Argument(help="SQL over the views Costs, Prices, Costs_v1_0, ...")],
+          fmt: Annotated[str, typer.Option("--format", help="table, csv, json (JSON Lines) or parquet.")] = "table",
+          output: Annotated[str | None, typer.Option(help="Write to this file instead of printing.")] = None,
+          max_rows: Annotated[int, typer.Option(help="Rows shown by --format table.")] = 100) -> None:
+    """Run SQL on the lake's DuckDB views."""
+    from hub import catalog
+    from hub import query as query_mod
+
+    con = catalog.connect(_store(root))
+    try:
+        text = query_mod.run(con, sql, fmt, output, max_rows)
+    except UsageError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    finally:
+        con.close()
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+@app.command("catalog")
+def catalog_cmd(root: Root,
+                write: Annotated[str, typer.Option("--write", help="DuckDB database file to create.")] = "hub.duckdb") -> None:
+    """Write a DuckDB database file with the lake's views, for tools that open a database file."""
+    from hub import catalog
+
+    try:
+        views = catalog.write(_store(root), write)
+    except UsageError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    out.print(f"{write}: {len(views)} views ({', '.join(views)})")
+
+
+def _period(value: str, granularity: str, *, end: bool) -> str:
+    """CLI dates: YYYY-MM-DD or YYYY-MM for either granularity."""
+    import calendar
+
+    if granularity == "month":
+        return value[:7]
+    if len(value) == 7 and value[4] == "-":
+        year, month = int(value[:4]), int(value[5:])
+        return f"{value}-{calendar.monthrange(year, month)[1]:02d}" if end else f"{value}-01"
+    return value
+
+
+def _filters(items: list[str], operator: int) -> list[dict]:
+    out_ = []
+    for item in items:
+        key, sep, values = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"filters are KEY=V1,V2 (got {item!r})")
+        out_.append({"operator": operator, "filter_factor": {"key": key, "value": values.split(",")}})
+    return out_
+
+
+@app.command()
+def costs(root: Root,
+          group_by: Annotated[list[str] | None,
+                              typer.Option("--group-by", help="A column, an API dimension key or tag:<key> (up to 2).")] = None,
+          granularity: Annotated[str, typer.Option(help="day or month.")] = "month",
+          begin: Annotated[str, typer.Option(help="First day or month (YYYY-MM-DD or YYYY-MM), inclusive.")] = "",
+          end: Annotated[str, typer.Option(help="Last day or month, inclusive (default: begin).")] = "",
+          cost_type: Annotated[str, typer.Option(help="BilledCost, EffectiveCost, ListCost, ContractedCost.")] = "EffectiveCost",
+          filter_: Annotated[list[str] | None, typer.Option("--filter", help="KEY=V1,V2: keep only these values.")] = None,
+          exclude: Annotated[list[str] | None, typer.Option(help="KEY=V1,V2: leave these values out.")] = None,
+          limit: Annotated[int, typer.Option(help="Groups returned (1-1000), largest first.")] = 1000,
+          offset: Annotated[int, typer.Option(help="Groups skipped.")] = 0,
+          fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table") -> None:
+    """Costs per day or month, grouped by up to two dimensions or tags (the cost-analysis API)."""
+    import csv as csv_mod
+    import io
+
+    from pydantic import ValidationError
+
+    from hub import catalog
+    from hub.cost_analysis import CostQuery, CostQueryError, query_costs
+
+    types = {"billedcost": "ORIGINAL_COST", "effectivecost": "AMORTIZED_COST", "listcost": "LIST_COST",
+             "contractedcost": "CONTRACTED_COST"}
+    try:
+        if granularity not in ("day", "month"):
+            raise UsageError("--granularity is day or month")
+        if cost_type.lower() not in types:
+            raise UsageError("--cost-type is BilledCost, EffectiveCost, ListCost or ContractedCost")
+        if fmt not in ("table", "csv", "json"):
+            raise UsageError("--format is table, csv or json")
+        if not begin:
+            raise UsageError("--begin is required (YYYY-MM-DD or YYYY-MM)")
+        groups = [{"type": "tag", "key": g[4:]} if g.lower().startswith("tag:") else {"type": "dimension", "key": g}
+                  for g in group_by or []]
+        req = CostQuery.model_validate({
+            "time_condition": {"time_measure_id": 1 if granularity == "day" else 2,
+                               "begin_time": _period(begin, granularity, end=False),
+                               "end_time": _period(end or begin, granularity, end=True)},
+            "groupby": groups, "cost_type": types[cost_type.lower()],
+            "filters": _filters(filter_ or [], 0) + _filters(exclude or [], 1), "limit": limit, "offset": offset})
+        con = catalog.connect(_store(root))
+        try:
+            result = query_costs(con, req)
+        finally:
+            con.close()
+    except (UsageError, CostQueryError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        err.print(f"[red]error:[/red] {'.'.join(map(str, first['loc']))}: {first['msg']}")
+        raise typer.Exit(2) from None
+    if fmt == "json":
+        sys.stdout.write(result.model_dump_json(indent=2) + "\n")
+        return
+    keys = [g["key"] for g in groups]
+    header = [*keys, "period", cost_type, "ListCost", "currency"]
+    rows = [[*(d.value for d in row.dimensions), p.time_dimension_value, p.amount, p.official_amount, result.currency or ""]
+            for row in result.cost_data for p in row.costs]
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv_mod.writer(buf)
+        writer.writerow(header)
+        writer.writerows(rows)
+        sys.stdout.write(buf.getvalue())
+        return
+    table = Table(title=f"{cost_type} per {granularity} ({result.total_count} groups, currency {result.currency or '-'})")
+    for h in header:
+        table.add_column(h, justify="right" if h in (cost_type, "ListCost") else "left")
+    for r in rows:
+        table.add_row(*r)
+    out.print(table)
+
+
+@app.command()
+def serve(root: Root, host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+          port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080) -> None:
+    """Serve the cost-analysis API over HTTP (OpenAPI docs at /docs)."""
+    from hub import server
+
+    server.serve(_store(root), host=host, port=port)
+
+
+@app.command()
+def report(root: Root, out_file: Annotated[str, typer.Option("--out", help="HTML file to write.")] = "report.html") -> None:
+    """Write a self-contained HTML cost report (no network needed to view it)."""
+    from hub import report as report_mod
+
+    try:
+        report_mod.write_report(_store(root), out_file)
+    except UsageError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    out.print(f"report written to {out_file}")
+
+
 def main() -> None:
     app()
 

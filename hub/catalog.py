@@ -1,0 +1,107 @@
+"""A DuckDB catalog over the lake: one view per dataset plus versioned views whose columns never change.
+
+``Costs``, ``Prices``, ``CommitmentDiscountUsage``, ``Recommendations`` and ``Transactions`` read every
+Parquet file of ``ingestion/<Dataset>/`` (sub-folders included) with the columns as stored. The versioned
+views (``Costs_v1_0``, ``Costs_v1_2``, ``Prices_v1_0``, ...) select, rename and type the columns listed in
+``schemas/catalog/views.json``. Every view has ``x_Month`` (``yyyy-mm``), the month folder a row lives in:
+DuckDB evaluates a filter on it against file names, so a month-filtered query opens only that month's files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import cache
+from importlib import resources
+
+import duckdb
+
+from hub.errors import UsageError
+from hub.store import INGESTION, Store
+from transforms.typing import ident, literal
+
+DATASETS = ("Costs", "Prices", "CommitmentDiscountUsage", "Recommendations", "Transactions")
+MONTH = "x_Month"
+
+
+@cache
+def view_specs() -> dict[str, dict]:
+    """``schemas/catalog/views.json``: versioned view -> dataset and columns (name, type, optional ``from``)."""
+    data = json.loads((resources.files("schemas") / "catalog" / "views.json").read_text())
+    return {k: v for k, v in data.items() if not k.startswith("_")}
+
+
+def _store(root: str | Store) -> Store:
+    return root if isinstance(root, Store) else Store(root)
+
+
+def dataset_glob(store: Store, dataset: str) -> str:
+    """The path DuckDB reads a dataset from (an fsspec URL for remote roots)."""
+    base = store.full(f"{INGESTION}/{dataset}")
+    if not store.is_local:
+        protocol = store.fs.protocol if isinstance(store.fs.protocol, str) else store.fs.protocol[0]
+        base = f"{protocol}://{base}"
+    return f"{base}/**/*.parquet"
+
+
+def _has_files(store: Store, dataset: str) -> bool:
+    base = store.full(f"{INGESTION}/{dataset}")
+    return store.fs.isdir(base) and bool(store.fs.glob(f"{base}/**/*.parquet"))
+
+
+def _month_sql(dataset: str) -> str:
+    pattern = literal(f"/{dataset}/(\\d{{4}})/(\\d{{2}})/")
+    return f"regexp_extract(filename, {pattern}, 1) || '-' || regexp_extract(filename, {pattern}, 2)"
+
+
+def create_views(con: duckdb.DuckDBPyConnection, root: str | Store) -> list[str]:
+    """Create (or replace) every view on ``con``; returns the view names."""
+    store = _store(root)
+    if not store.is_local:
+        con.register_filesystem(store.fs)
+    specs = view_specs()
+    made = []
+    for dataset in DATASETS:
+        if _has_files(store, dataset):
+            source = f"read_parquet({literal(dataset_glob(store, dataset))}, union_by_name = true, filename = true)"
+            con.execute(f"CREATE OR REPLACE VIEW {ident(dataset)} AS SELECT * EXCLUDE (filename), "
+                        f"{_month_sql(dataset)} AS {MONTH} FROM {source}")
+        else:  # no data yet: the latest versioned view's columns, no rows
+            spec = max((s for s in specs.values() if s["dataset"] == dataset), key=lambda s: len(s["columns"]))
+            cols = ", ".join(f"CAST(NULL AS {c['type']}) AS {ident(c.get('from', c['name']))}" for c in spec["columns"])
+            con.execute(f"CREATE OR REPLACE VIEW {ident(dataset)} AS SELECT {cols}, CAST(NULL AS VARCHAR) AS {MONTH} WHERE false")
+        made.append(dataset)
+    for name, spec in specs.items():
+        present = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {ident(spec['dataset'])}").fetchall()}
+        cols = []
+        for c in spec["columns"]:
+            src = c.get("from", c["name"])
+            value = ident(src) if src in present else "NULL"
+            cols.append(f"CAST({value} AS {c['type']}) AS {ident(c['name'])}")
+        con.execute(f"CREATE OR REPLACE VIEW {ident(name)} AS SELECT {', '.join(cols)}, {MONTH} FROM {ident(spec['dataset'])}")
+        made.append(name)
+    return made
+
+
+def connect(root: str | Store, *, database: str = ":memory:", threads: int | None = None) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection (UTC) with the lake's views."""
+    config: dict[str, object] = {"threads": threads} if threads else {}
+    con = duckdb.connect(database, config=config)
+    con.execute("SET TimeZone = 'UTC'")
+    create_views(con, root)
+    return con
+
+
+def write(root: str | Store, path: str) -> list[str]:
+    """Write a DuckDB database file holding the views (local roots: remote roots need an fsspec filesystem
+    registered in the reading process, which a database file cannot carry)."""
+    store = _store(root)
+    if not store.is_local:
+        raise UsageError("hub catalog --write needs a local root; for remote roots use hub query or hub.catalog.connect")
+    if os.path.exists(path):
+        os.remove(path)
+    con = connect(store, database=path)
+    try:
+        return [r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal ORDER BY 1").fetchall()]
+    finally:
+        con.close()

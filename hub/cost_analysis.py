@@ -1,0 +1,262 @@
+"""The cost-analysis query: costs per day or month grouped by up to two dimensions or tags.
+
+Request and response follow Huawei Cloud's "Querying Cost Data" API (``POST
+/v4/costs/cost-analysed-bills/query``) so its clients work against the hub. Keys are resolved against an
+allowlist (the API's dimension keys in ``schemas/catalog/cost_dimensions.json`` and the Costs view's columns)
+and written as quoted identifiers; every value, tag key and date is a bound parameter. Amounts are decimal
+strings; rows of different billing currencies are never summed together.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import date
+from decimal import Decimal
+from functools import cache
+from importlib import resources
+from typing import Literal
+
+import duckdb
+from pydantic import BaseModel, ConfigDict, Field
+
+from transforms.typing import ident
+
+UNTAGGED = "(untagged)"
+NONE = "(none)"
+DAY, MONTH = 1, 2
+_TAG_KEY = re.compile(r'^[^"\\\x00-\x1f]{1,256}$')
+
+
+class CostQueryError(ValueError):
+    """An invalid request: HTTP 400 with ``error_code`` (Huawei's ``CBC.0100``: invalid parameter)."""
+
+    def __init__(self, message: str, code: str = "CBC.0100") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class TimeCondition(_Model):
+    time_measure_id: Literal[1, 2] = Field(description="1: per day (dates YYYY-MM-DD), 2: per month (YYYY-MM)")
+    begin_time: str = Field(max_length=10, description="first day or month, inclusive")
+    end_time: str = Field(max_length=10, description="last day or month, inclusive")
+
+
+class GroupBy(_Model):
+    type: Literal["dimension", "tag", "cost_unit"] = "dimension"
+    key: str = Field(min_length=1, max_length=256, description="a dimension key or Costs column; a tag key for tag/cost_unit")
+
+
+class FilterFactor(_Model):
+    key: str = Field(min_length=1, max_length=260, description="a dimension key, a Costs column, RESOURCE_TAG or tag:<key>")
+    value: list[str] = Field(max_length=100)
+
+
+class Filter(_Model):
+    operator: Literal[0, 1] = Field(0, description="0: include only these values, 1: exclude them")
+    filter_factor: FilterFactor
+
+
+class CostQuery(_Model):
+    """The request body."""
+
+    time_condition: TimeCondition
+    groupby: list[GroupBy] = Field(default_factory=list, max_length=2)
+    cost_type: Literal["ORIGINAL_COST", "AMORTIZED_COST", "LIST_COST", "CONTRACTED_COST"] = "ORIGINAL_COST"
+    amount_type: Literal["PAYMENT_AMOUNT", "NET_AMOUNT"] = "PAYMENT_AMOUNT"
+    filters: list[Filter] | None = Field(None, max_length=100)
+    offset: int = Field(0, ge=0, le=200000)
+    limit: int = Field(10, ge=1, le=1000)
+
+
+class Dimension(_Model):
+    key: str
+    value: str
+
+
+class CostPoint(_Model):
+    time_dimension_value: str
+    time_measure_id: int
+    amount: str
+    official_amount: str
+
+
+class CostRow(_Model):
+    dimensions: list[Dimension]
+    costs: list[CostPoint]
+    amount_by_costs: str
+    official_amount_by_costs: str
+
+
+class CostResult(_Model):
+    """The response body."""
+
+    currency: str | None
+    total_count: int
+    cost_data: list[CostRow]
+
+
+class ErrorBody(_Model):
+    error_code: str
+    error_msg: str
+
+
+@cache
+def _config() -> dict:
+    return json.loads((resources.files("schemas") / "catalog" / "cost_dimensions.json").read_text())
+
+
+def dimension_keys() -> dict[str, str]:
+    """API dimension key -> Costs column."""
+    return dict(_config()["dimensions"])
+
+
+def _period(tc: TimeCondition) -> tuple[date, date, str]:
+    """First day included, first day excluded, strftime format of the time dimension."""
+    try:
+        if tc.time_measure_id == DAY:
+            begin, end = date.fromisoformat(tc.begin_time), date.fromisoformat(tc.end_time)
+            if len(tc.begin_time) != 10 or len(tc.end_time) != 10:
+                raise ValueError
+            stop = date.fromordinal(end.toordinal() + 1)
+            fmt = "%Y-%m-%d"
+        else:
+            if not (re.fullmatch(r"\d{4}-\d{2}", tc.begin_time) and re.fullmatch(r"\d{4}-\d{2}", tc.end_time)):
+                raise ValueError
+            begin = date(int(tc.begin_time[:4]), int(tc.begin_time[5:]), 1)
+            end = date(int(tc.end_time[:4]), int(tc.end_time[5:]), 1)
+            stop = date(end.year + end.month // 12, end.month % 12 + 1, 1)
+            fmt = "%Y-%m"
+    except ValueError:
+        form = "YYYY-MM-DD" if tc.time_measure_id == DAY else "YYYY-MM"
+        raise CostQueryError(f"begin_time and end_time must be {form} for time_measure_id {tc.time_measure_id}") from None
+    if end < begin:
+        raise CostQueryError("end_time is before begin_time")
+    return begin, stop, fmt
+
+
+def _months(begin: date, stop: date) -> list[str]:
+    out, y, m = [], begin.year, begin.month
+    while date(y, m, 1) < stop:
+        out.append(f"{y:04d}-{m:02d}")
+        y, m = y + m // 12, m % 12 + 1
+    return out
+
+
+class _Sql:
+    """Collects bound parameters while SQL text is assembled."""
+
+    def __init__(self) -> None:
+        self.params: list[object] = []
+
+    def bind(self, value: object) -> str:
+        self.params.append(value)
+        return "?"
+
+
+def _column(key: str, columns: dict[str, str]) -> str:
+    name = dimension_keys().get(key.upper(), key) if key.upper() in dimension_keys() else key
+    if name not in columns or name == "x_Month":
+        raise CostQueryError(f"unknown dimension {key!r}: use one of {', '.join(dimension_keys())} or a Costs column")
+    return name
+
+
+def _tag_expr(sql: _Sql, key: str) -> str:
+    if not _TAG_KEY.match(key):
+        raise CostQueryError("a tag key is 1-256 characters without quotes, backslashes or control characters")
+    path = '$."' + key + '"'
+    return f"coalesce(json_extract_string(Tags, {sql.bind(path)}), {sql.bind(UNTAGGED)})"
+
+
+def _dim_expr(sql: _Sql, kind: str, key: str, columns: dict[str, str]) -> str:
+    if kind in ("tag", "cost_unit"):
+        return _tag_expr(sql, key)
+    return f"coalesce(CAST({ident(_column(key, columns))} AS VARCHAR), {sql.bind(NONE)})"
+
+
+def _filter_expr(sql: _Sql, f: Filter, columns: dict[str, str]) -> str:
+    key, values = f.filter_factor.key, f.filter_factor.value
+    if key.upper() == "RESOURCE_TAG":  # values "key=value"
+        parts = []
+        for v in values:
+            k, sep, val = v.partition("=")
+            if not sep:
+                raise CostQueryError("RESOURCE_TAG values are key=value")
+            parts.append(f"{_tag_expr(sql, k)} = {sql.bind(val)}")
+        cond = "(" + (" OR ".join(parts) or "false") + ")"
+    else:
+        expr = _tag_expr(sql, key[4:]) if key.lower().startswith("tag:") else _dim_expr(sql, "dimension", key, columns)
+        cond = f"{expr} IN ({', '.join(sql.bind(v) for v in values)})" if values else "false"
+    return f"NOT {cond}" if f.operator == 1 else cond
+
+
+def amount(value: object) -> str:
+    """A decimal as a plain string without trailing zeros (``12.5``, ``0``)."""
+    d = Decimal(str(value if value is not None else 0))
+    text = format(d, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def query_costs(con: duckdb.DuckDBPyConnection, req: CostQuery, *, view: str = "Costs") -> CostResult:
+    """Run a cost-analysis request on a catalog connection (:func:`hub.catalog.connect`)."""
+    columns = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {ident(view)}").fetchall()}
+    if sum(g.type in ("tag", "cost_unit") for g in req.groupby) > 1:
+        raise CostQueryError("group by at most one tag")
+    begin, stop, fmt = _period(req.time_condition)
+    sql = _Sql()
+    dims = [_dim_expr(sql, g.type, g.key, columns) for g in req.groupby]
+    bucket = f"strftime(ChargePeriodStart, {sql.bind(fmt)})"  # binds in SQL text order
+    metric = ident(_config()["costTypes"][req.cost_type])
+    official = ident(_config()["officialAmount"])
+    months = _months(begin, stop)
+    where = [f"x_Month IN ({', '.join(sql.bind(m) for m in months)})",  # reads only those month folders
+             f"ChargePeriodStart >= CAST({sql.bind(begin.isoformat())} AS TIMESTAMPTZ)",
+             f"ChargePeriodStart < CAST({sql.bind(stop.isoformat())} AS TIMESTAMPTZ)"]
+    where += [_filter_expr(sql, f, columns) for f in req.filters or []]
+    dim_cols = ", ".join(f"{d} AS d{i}" for i, d in enumerate(dims))
+    base = (f"SELECT {dim_cols + ', ' if dims else ''}{bucket} AS t, "
+            f"BillingCurrency AS cur, {metric} AS a, {official} AS o FROM {ident(view)} WHERE {' AND '.join(where)}")
+    keys = [f"d{i}" for i in range(len(dims))]
+    group = ", ".join([*keys, "t"])
+    con.execute(f"CREATE OR REPLACE TEMP TABLE hub_cost_points AS SELECT {group}, list_distinct(list(cur)) AS curs, "
+                f"sum(a) AS a, sum(o) AS o FROM ({base}) GROUP BY {group}", sql.params)
+    try:
+        currencies = sorted({c for row in con.execute("SELECT DISTINCT unnest(curs) FROM hub_cost_points").fetchall()
+                             for c in row if c is not None})
+        if len(currencies) > 1:
+            raise CostQueryError(f"costs are in several currencies ({', '.join(currencies)}): filter on BillingCurrency "
+                                 "to query one at a time")
+        order = ", ".join(["ta DESC NULLS LAST", *keys]) if keys else "ta"
+        key_list = ", ".join(keys)
+        page = (f"SELECT {key_list + ', ' if keys else ''}sum(a) AS ta, sum(o) AS tota, count(*) OVER () AS n "
+                f"FROM hub_cost_points {'GROUP BY ' + key_list if keys else ''} ORDER BY {order} LIMIT ? OFFSET ?")
+        rows = con.execute(page, [req.limit, req.offset]).fetchall()
+        total = rows[0][-1] if rows else con.execute(
+            f"SELECT count(*) FROM (SELECT DISTINCT {key_list or '1'} FROM hub_cost_points)").fetchall()[0][0]
+        if not con.execute("SELECT count(*) FROM hub_cost_points").fetchall()[0][0]:
+            total = 0
+        points: dict[tuple, list[tuple]] = {}
+        if rows:
+            wanted = [tuple(r[:len(keys)]) for r in rows]
+            match = " OR ".join("(" + " AND ".join(f"{k} = ?" for k in keys) + ")" for _ in wanted) if keys else "true"
+            series = con.execute(f"SELECT {key_list + ', ' if keys else ''}t, a, o FROM hub_cost_points WHERE {match} ORDER BY t",
+                                 [v for w in wanted for v in w]).fetchall()
+            for r in series:
+                points.setdefault(tuple(r[:len(keys)]), []).append(r[len(keys):])
+    finally:
+        con.execute("DROP TABLE IF EXISTS hub_cost_points")
+    measure = req.time_condition.time_measure_id
+    labels = [g.key for g in req.groupby]
+    data = [CostRow(
+        dimensions=[Dimension(key=labels[i], value=str(v)) for i, v in enumerate(r[:len(keys)])],
+        costs=[CostPoint(time_dimension_value=t, time_measure_id=measure, amount=amount(a), official_amount=amount(o))
+               for t, a, o in points.get(tuple(r[:len(keys)]), [])],
+        amount_by_costs=amount(r[len(keys)]), official_amount_by_costs=amount(r[len(keys) + 1]),
+    ) for r in rows]
+    return CostResult(currency=currencies[0] if currencies else None, total_count=int(total), cost_data=data)
