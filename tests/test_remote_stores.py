@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import uuid
+from decimal import Decimal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +18,8 @@ import pytest
 import stores
 from conftest import SHARED
 
-from hub import runs
+from hub import catalog, runs
+from hub.cost_analysis import CostQuery, query_costs
 from hub.sample_data import write_export
 from hub.store import Store
 from pipelines.msexports_etl import ingest
@@ -154,3 +156,14 @@ def test_abfs_scheme_is_the_same_store(servers: dict, monkeypatch: pytest.Monkey
     write_export(f"abfs://{name}/finops", rows=50, export_name="costs")
     assert ingest(Store(f"abfs://{name}/finops")).ok
     assert lake(f"az://{name}/finops")[:2] == (1, 50)
+
+
+def test_catalog_reads_the_store(root: str) -> None:
+    write_export(root, rows=300, parts=2, export_name="costs")
+    assert ingest(Store(root)).ok
+    con = catalog.connect(root)
+    billed = con.execute("SELECT count(*), sum(BilledCost) FROM Costs WHERE x_Month = '2024-05'").fetchall()[0]
+    assert billed[0] == 300 and billed[1] == lake(root)[2]
+    assert con.execute("SELECT count(*) FROM Costs_v1_0").fetchall()[0][0] == 300
+    req = CostQuery.model_validate({"time_condition": {"time_measure_id": 2, "begin_time": "2024-05", "end_time": "2024-05"}})
+    assert Decimal(query_costs(con, req).cost_data[0].amount_by_costs) == billed[1]

@@ -1,0 +1,188 @@
+"""The DuckDB catalog (views, versioned views, month pruning), `hub query`, `hub catalog` and `hub costs`."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from hub import catalog
+from hub.cost_analysis import CostQuery, CostQueryError, amount, query_costs
+from hub.demo import run_demo
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Two ingested months (2024-05, 2024-06) of demo costs and prices."""
+    root = str(tmp_path_factory.mktemp("catalog") / "hub")
+    for month in ("2024-05", "2024-06"):
+        summary = run_demo(root, rows=1500, month=month)
+        assert all(r.state == "committed" for r in summary.records)
+    return root
+
+
+def hub(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hub.cli", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_views_and_rows(lake: str) -> None:
+    con = catalog.connect(lake)
+    views = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+    assert set(catalog.DATASETS) | set(catalog.view_specs()) <= views
+    files = os.path.join(lake, "ingestion", "Costs", "**", "*.parquet")
+    raw = duckdb.sql(f"SELECT count(*), sum(BilledCost) FROM read_parquet('{files}')").fetchall()[0]
+    assert con.execute("SELECT count(*), sum(BilledCost) FROM Costs").fetchall()[0] == raw == (3000, raw[1])
+    assert con.execute("SELECT x_Month, count(*) FROM Costs GROUP BY 1 ORDER BY 1").fetchall() == [("2024-05", 1500), ("2024-06", 1500)]
+    assert con.execute("SELECT count(*) FROM Prices").fetchall()[0][0] > 0
+    assert con.execute("SELECT count(*) FROM Recommendations_v1_0").fetchall()[0][0] == 0  # no data yet: typed, empty
+
+
+def test_versioned_views_have_their_released_columns(lake: str) -> None:
+    con = catalog.connect(lake)
+    for name, spec in catalog.view_specs().items():
+        described = con.execute(f'DESCRIBE "{name}"').fetchall()
+        assert [(r[0], r[1]) for r in described] == [(c["name"], c["type"]) for c in spec["columns"]] + [("x_Month", "VARCHAR")], name
+    v10 = {r[0] for r in con.execute('DESCRIBE "Costs_v1_0"').fetchall()}
+    assert {"x_InvoiceId", "x_PricingCurrency", "x_SkuMeterName"} <= v10 and not {"InvoiceId", "SkuMeter", "SkuPriceDetails"} & v10
+    v12 = {r[0] for r in con.execute('DESCRIBE "Costs_v1_2"').fetchall()}
+    assert {"InvoiceId", "PricingCurrency", "SkuMeter"} <= v12
+    # the 1.0 view reads the 1.2 column under its 1.0 name
+    same = con.execute("SELECT count(*) FROM Costs_v1_0 a JOIN Costs_v1_2 b USING (x_Month) WHERE false").fetchall()
+    assert same == [(0,)]
+    assert con.execute("SELECT count(*) FILTER (WHERE x_SkuMeterName IS DISTINCT FROM SkuMeter) FROM "
+                       "(SELECT x_SkuMeterName, row_number() OVER () r FROM Costs_v1_0) JOIN "
+                       "(SELECT SkuMeter, row_number() OVER () r FROM Costs_v1_2) USING (r)").fetchall()[0][0] == 0
+
+
+def _files_read(con: duckdb.DuckDBPyConnection, sql: str, tmp: Path) -> int:
+    out = tmp / "profile.json"
+    con.execute("PRAGMA enable_profiling = 'json'")
+    con.execute(f"PRAGMA profiling_output = '{out}'")
+    con.execute(sql).fetchall()
+    con.execute("PRAGMA disable_profiling")
+    found = []
+
+    def walk(node: dict) -> None:
+        if "Total Files Read" in node.get("extra_info", {}):
+            found.append(int(node["extra_info"]["Total Files Read"]))
+        for child in node.get("children", []):
+            walk(child)
+
+    for node in json.loads(out.read_text())["operator"]:
+        walk(node)
+    return sum(found)
+
+
+def test_month_filter_reads_only_that_months_files(lake: str, tmp_path: Path) -> None:
+    con = catalog.connect(lake)
+    may = len(list(Path(lake, "ingestion", "Costs", "2024", "05").rglob("*.parquet")))
+    everything = len(list(Path(lake, "ingestion", "Costs").rglob("*.parquet")))
+    assert 0 < may < everything
+    assert _files_read(con, "SELECT sum(EffectiveCost) FROM Costs WHERE x_Month = '2024-05'", tmp_path) == may
+    assert _files_read(con, "SELECT sum(EffectiveCost) FROM Costs_v1_0 WHERE x_Month = '2024-05'", tmp_path) == may
+    assert _files_read(con, "SELECT sum(EffectiveCost) FROM Costs", tmp_path) == everything
+
+
+def test_sub_folders_are_read(lake: str, tmp_path: Path) -> None:
+    """Legacy actual/amortized exports live in <scope>/actualcost and <scope>/amortizedcost."""
+    root = tmp_path / "hub"
+    src = next(Path(lake, "ingestion", "Costs", "2024", "05").rglob("*.parquet"))
+    dest = root / "ingestion" / "Costs" / "2024" / "05" / "billingAccounts" / "1" / "amortizedcost"
+    dest.mkdir(parents=True)
+    duckdb.execute(f"COPY (SELECT * FROM read_parquet('{src}')) TO '{dest / 'r__p.parquet'}' (FORMAT parquet)")
+    con = catalog.connect(str(root))
+    assert con.execute("SELECT count(*) FROM Costs").fetchall()[0][0] == duckdb.sql(f"SELECT count(*) FROM '{src}'").fetchall()[0][0]
+
+
+def test_query_command_formats(lake: str, tmp_path: Path) -> None:
+    sql = "SELECT ServiceName, sum(BilledCost) AS cost FROM Costs GROUP BY 1 ORDER BY 2 DESC"
+    expected = catalog.connect(lake).execute(sql).fetchall()
+    as_csv = hub("query", lake, sql, "--format", "csv")
+    assert as_csv.returncode == 0, as_csv.stderr
+    assert [(r["ServiceName"], Decimal(r["cost"])) for r in csv.DictReader(io.StringIO(as_csv.stdout))] == expected
+    as_json = hub("query", lake, sql, "--format", "json")
+    assert [(r["ServiceName"], Decimal(r["cost"])) for r in map(json.loads, as_json.stdout.splitlines())] == expected
+    out = tmp_path / "q.parquet"
+    assert hub("query", lake, sql, "--format", "parquet", "--output", str(out)).returncode == 0
+    assert duckdb.sql(f"SELECT * FROM '{out}'").fetchall() == expected
+    table = hub("query", lake, sql)
+    assert table.returncode == 0 and expected[0][0] in table.stdout
+    bad = hub("query", lake, "SELEC 1")
+    assert bad.returncode == 2 and "syntax error" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_catalog_file(lake: str, tmp_path: Path) -> None:
+    db = tmp_path / "hub.duckdb"
+    proc = hub("catalog", lake, "--write", str(db))
+    assert proc.returncode == 0, proc.stderr
+    con = duckdb.connect(str(db), read_only=True)
+    assert con.execute("SELECT count(*) FROM Costs_v1_0").fetchall()[0][0] == 3000
+
+
+def test_costs_command_matches_duckdb(lake: str) -> None:
+    proc = hub("costs", lake, "--group-by", "ServiceName", "--granularity", "month", "--begin", "2024-05", "--end", "2024-06",
+               "--cost-type", "EffectiveCost", "--format", "csv")
+    assert proc.returncode == 0, proc.stderr
+    got: dict[tuple, Decimal] = {(r["ServiceName"], r["period"]): Decimal(r["EffectiveCost"]) for r in csv.DictReader(io.StringIO(proc.stdout))}
+    rows = catalog.connect(lake).execute("SELECT ServiceName, x_Month, sum(EffectiveCost) FROM Costs GROUP BY 1, 2").fetchall()
+    assert got == {(s, m): Decimal(amount(v)) for s, m, v in rows}
+
+
+def test_costs_tags_filters_days(lake: str) -> None:
+    con = catalog.connect(lake)
+    req = CostQuery.model_validate({
+        "time_condition": {"time_measure_id": 1, "begin_time": "2024-05-01", "end_time": "2024-05-10"},
+        "groupby": [{"type": "tag", "key": "env"}], "cost_type": "ORIGINAL_COST", "limit": 1000,
+        "filters": [{"operator": 1, "filter_factor": {"key": "CLOUD_SERVICE_TYPE", "value": ["Virtual Machines"]}}]})
+    result = query_costs(con, req)
+    expected = dict(con.execute(
+        "SELECT coalesce(json_extract_string(Tags, '$.env'), '(untagged)'), sum(BilledCost) FROM Costs "
+        "WHERE ChargePeriodStart >= '2024-05-01' AND ChargePeriodStart < '2024-05-11' AND ServiceName <> 'Virtual Machines' "
+        "GROUP BY 1").fetchall())
+    assert {r.dimensions[0].value: Decimal(r.amount_by_costs) for r in result.cost_data} == {k: Decimal(amount(v)) for k, v in expected.items()}
+    assert "(untagged)" in expected
+    for row in result.cost_data:
+        assert {p.time_dimension_value for p in row.costs} <= {f"2024-05-{d:02d}" for d in range(1, 11)}
+        assert sum(Decimal(p.amount) for p in row.costs) == Decimal(row.amount_by_costs)
+    assert result.total_count == len(expected)
+    page = query_costs(con, req.model_copy(update={"limit": 1, "offset": 1}))
+    assert page.total_count == len(expected) and page.cost_data[0] == result.cost_data[1]
+
+
+@pytest.mark.parametrize("bad", [
+    {"groupby": [{"type": "dimension", "key": "ServiceName; DROP VIEW Costs; --"}]},
+    {"groupby": [{"type": "dimension", "key": "x_Month"}]},
+    {"groupby": [{"type": "tag", "key": 'env"]; DROP VIEW Costs; --'}]},
+    {"groupby": [{"type": "tag", "key": "a"}, {"type": "tag", "key": "b"}]},
+    {"filters": [{"operator": 0, "filter_factor": {"key": "1=1 OR ServiceName", "value": ["x"]}}]},
+    {"time_condition": {"time_measure_id": 1, "begin_time": "2024-05", "end_time": "2024-05"}},
+    {"time_condition": {"time_measure_id": 2, "begin_time": "2024-06", "end_time": "2024-05"}},
+])
+def test_costs_rejects_bad_keys(lake: str, bad: dict) -> None:
+    body = {"time_condition": {"time_measure_id": 2, "begin_time": "2024-05", "end_time": "2024-05"}, **bad}
+    con = catalog.connect(lake)
+    with pytest.raises(CostQueryError):
+        query_costs(con, CostQuery.model_validate(body))
+    assert con.execute("SELECT count(*) FROM Costs").fetchall()[0][0] == 3000
+
+
+def test_costs_hostile_values_are_data(lake: str) -> None:
+    con = catalog.connect(lake)
+    body = {"time_condition": {"time_measure_id": 2, "begin_time": "2024-05", "end_time": "2024-05"},
+            "filters": [{"operator": 0, "filter_factor": {"key": "ServiceName", "value": ["x' OR '1'='1", "'); DROP VIEW Costs; --"]}}]}
+    assert query_costs(con, CostQuery.model_validate(body)).total_count == 0
+    assert con.execute("SELECT count(*) FROM Costs").fetchall()[0][0] == 3000
+
+
+def test_costs_command_usage_errors(lake: str) -> None:
+    proc = hub("costs", lake, "--group-by", "NoSuchColumn", "--begin", "2024-05")
+    assert proc.returncode == 2 and "unknown dimension" in proc.stderr
+    assert hub("costs", lake, "--begin", "2024-05", "--granularity", "week").returncode == 2
