@@ -35,13 +35,19 @@ def _store(root: str | Store) -> Store:
     return root if isinstance(root, Store) else Store(root)
 
 
+def duck_path(store: Store, rel: str) -> str:
+    """The path DuckDB reads a store path from: an fsspec URL for remote roots (their filesystem is
+    registered on the connection)."""
+    path = store.full(rel)
+    if store.is_local:
+        return path
+    protocol = store.fs.protocol if isinstance(store.fs.protocol, str) else store.fs.protocol[0]
+    return f"{protocol}://{path}"
+
+
 def dataset_glob(store: Store, dataset: str) -> str:
-    """The path DuckDB reads a dataset from (an fsspec URL for remote roots)."""
-    base = store.full(f"{INGESTION}/{dataset}")
-    if not store.is_local:
-        protocol = store.fs.protocol if isinstance(store.fs.protocol, str) else store.fs.protocol[0]
-        base = f"{protocol}://{base}"
-    return f"{base}/**/*.parquet"
+    """The path DuckDB reads a dataset from."""
+    return duck_path(store, f"{INGESTION}/{dataset}") + "/**/*.parquet"
 
 
 def _has_files(store: Store, dataset: str) -> bool:

@@ -369,6 +369,23 @@ def report(root: Root, out_file: Annotated[str, typer.Option("--out", help="HTML
     out.print(f"report written to {out_file}")
 
 
+@app.command()
+def powerbi(root: Root,
+            out_url: Annotated[str, typer.Option("--out", help="Folder or storage URL the reports read.")],
+            statistics: Annotated[str, typer.Option(help="none (Power BI safe) or int64 (ChargePeriodStart).")] = "none",
+            ) -> None:
+    """Publish Costs for the FinOps toolkit's storage Power BI reports (their columns and file layout)."""
+    from hub import powerbi as powerbi_mod
+
+    try:
+        result = powerbi_mod.publish(_store(root), _store(out_url), statistics=statistics)
+    except UsageError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    out.print(f"{len(result.folders)} Costs folders, {result.rows:,} rows published to {out_url}"
+              + (f"; {len(result.removed)} stale files removed" if result.removed else ""))
+
+
 def main() -> None:
     app()
 

@@ -1,0 +1,122 @@
+"""``hub powerbi``: publish the lake's Costs in the layout and columns the FinOps toolkit's storage Power BI
+reports read, to a local folder or a storage URL (their ``Storage URL`` is that container).
+
+The reports list ``<container>/Costs/<yyyy>/<mm>/...`` recursively, read every ``.parquet`` file and pick
+months from the ``yyyy/mm`` folders. Their ``ftk_Metadata`` step then drops a Costs file unless its minimum
+``ChargePeriodStart`` statistic, decoded as a 12-byte Impala INT96 value, falls in the selected months: the
+INT64 timestamp statistic every current writer produces decodes to nothing and the file is silently left
+out (pyarrow writes no statistics for INT96 columns, so INT96 is no way out). Files are therefore written
+without a ``ChargePeriodStart`` statistic (``statistics="none"``, the default): the report keeps them and
+filters rows itself. ``statistics="int64"`` keeps it, for other readers. Columns follow
+``schemas/catalog/powerbi.json``; snappy compression.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import tempfile
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from hub import catalog
+from hub.errors import UsageError
+from hub.store import INGESTION, Store
+from transforms.typing import ident, literal
+
+STATISTICS = ("none", "int64")
+FILE_NAME = "costs.parquet"
+BATCH_ROWS = 65_536
+
+
+@cache
+def contract() -> dict:
+    """``schemas/catalog/powerbi.json``: the Costs columns of the storage reports."""
+    return json.loads((resources.files("schemas") / "catalog" / "powerbi.json").read_text())["Costs"]
+
+
+@dataclass
+class Published:
+    folders: list[str] = field(default_factory=list)
+    rows: int = 0
+    removed: list[str] = field(default_factory=list)
+
+
+def _select(present: set[str]) -> str:
+    spec = contract()
+    cols = []
+    for c in spec["columns"]:
+        src = c.get("from", c["name"])
+        value = ident(src) if src in present else "NULL"
+        if "type" in c:
+            value = f"TRY_CAST({value} AS {c['type']})"
+        elif src not in present:
+            value = "CAST(NULL AS VARCHAR)"
+        cols.append(f"{value} AS {ident(c['name'])}")
+    cols += [ident(k) for k in spec["keep"] if k in present]
+    return ", ".join(cols)
+
+
+def _folders(store: Store) -> dict[str, list[str]]:
+    """Lake Costs folder (relative to ``ingestion/Costs``) -> its Parquet files (DuckDB paths)."""
+    base = store.full(f"{INGESTION}/Costs")
+    out: dict[str, list[str]] = {}
+    if not store.fs.isdir(base):
+        return out
+    for path in sorted(store.fs.glob(f"{base}/**/*.parquet")):
+        rel = store.rel(path)[len(f"{INGESTION}/Costs/"):]
+        out.setdefault(posixpath.dirname(rel), []).append(catalog.duck_path(store, store.rel(path)))
+    return out
+
+
+def publish(root: str | Store, dest: str | Store, *, statistics: str = "none") -> Published:
+    """Write one Power BI Costs file per lake folder to ``dest/Costs/<same folder>/costs.parquet``; remove
+    Parquet files in ``dest/Costs`` that no lake folder produces any more (the report reads every file)."""
+    if statistics not in STATISTICS:
+        raise UsageError(f"--statistics must be one of {', '.join(STATISTICS)}")
+    store = root if isinstance(root, Store) else Store(root)
+    target = dest if isinstance(dest, Store) else Store(dest)
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    if not store.is_local:
+        con.register_filesystem(store.fs)
+    result = Published()
+    keep: set[str] = set()
+    with tempfile.TemporaryDirectory(prefix="hub-powerbi-") as tmp:
+        for folder, files in _folders(store).items():
+            listing = "[" + ", ".join(literal(f) for f in files) + "]"
+            source = f"read_parquet({listing}, union_by_name = true)"
+            present = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+            local = os.path.join(tmp, "costs.parquet")
+            reader = con.sql(f"SELECT {_select(present)} FROM {source}").to_arrow_reader(BATCH_ROWS)
+            result.rows += _write(reader, local, statistics)
+            rel = f"Costs/{folder}/{FILE_NAME}"
+            target.put_file(local, rel + ".tmp")  # readers list *.parquet only: never see a partial file
+            target.move(rel + ".tmp", rel)  # one stable name per folder: a re-publish replaces it
+            keep.add(rel)
+            result.folders.append(folder)
+        base = target.full("Costs")
+        if target.fs.isdir(base):
+            for path in target.fs.glob(f"{base}/**/*.parquet"):
+                rel = target.rel(path)
+                if rel not in keep:
+                    target.delete(rel)
+                    result.removed.append(rel)
+    return result
+
+
+def _write(reader: pa.RecordBatchReader, path: str, statistics: str) -> int:
+    names = reader.schema.names
+    stats: bool | list[str] = True if statistics == "int64" else [n for n in names if n != "ChargePeriodStart"]
+    rows = 0
+    with pq.ParquetWriter(path, reader.schema, compression="snappy", write_statistics=stats) as writer:
+        for batch in reader:
+            writer.write_batch(batch)
+            rows += batch.num_rows
+    return rows
