@@ -24,7 +24,13 @@ lint: $(VENV)/.installed
 $(AZURITE):
 	npm install --prefix .tools --no-audit --no-fund --loglevel=error azurite@3
 
-test: lint $(AZURITE)
+# Debian's chromium renders the HTML report in its test (installed with apt-get when missing).
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium
+
+test: lint $(AZURITE) $(CHROMIUM)
 	$(PY) -m pytest -q
 
 bench: $(VENV)/.installed

@@ -9,6 +9,7 @@ child) are reported side by side, and a dated section is added to (or replaced i
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import re
@@ -29,6 +30,44 @@ RAW_COPY = (
     "src, out = (p.replace(\"'\", \"''\") for p in sys.argv[1:3])\n"
     "con.execute(f\"COPY (SELECT * FROM read_csv('{src}')) TO '{out}' (FORMAT parquet)\")\n"
 )
+
+#: The cost-analysis query of the benchmark: ServiceName per day over one month.
+QUERY = {"time_condition": {"time_measure_id": 1, "begin_time": "2024-05-01", "end_time": "2024-05-31"},
+         "groupby": [{"type": "dimension", "key": "ServiceName"}], "cost_type": "ORIGINAL_COST", "limit": 1000}
+#: The same aggregation over the raw CSV export with DuckDB (auto-detected types, as a user would write it).
+RAW_QUERY = (
+    "import sys, time, json, duckdb\n"
+    "con = duckdb.connect()\n"
+    "src = sys.argv[1].replace(\"'\", \"''\")\n"
+    "start = time.perf_counter()\n"
+    "rows = con.execute(f\"SELECT ServiceName, strftime(ChargePeriodStart, '%Y-%m-%d') AS day, sum(BilledCost), sum(ListCost) "
+    "FROM read_csv('{src}') WHERE ChargePeriodStart >= '2024-05-01' AND ChargePeriodStart < '2024-06-01' \"\n"
+    "                   \"GROUP BY ALL\").fetchall()\n"
+    "print(json.dumps({'seconds': time.perf_counter() - start, 'groups': len(rows)}))\n"
+)
+LAKE_QUERY = (
+    "import sys, time, json, statistics\n"
+    "from hub import catalog\n"
+    "from hub.cost_analysis import CostQuery, query_costs\n"
+    "req = CostQuery.model_validate(json.loads(sys.argv[2]))\n"
+    "start = time.perf_counter()\n"
+    "con = catalog.connect(sys.argv[1])\n"
+    "connect = time.perf_counter() - start\n"
+    "times = []\n"
+    "for _ in range(5):\n"
+    "    t = time.perf_counter(); result = query_costs(con, req); times.append(time.perf_counter() - t)\n"
+    "print(json.dumps({'connect': connect, 'first': times[0], 'median': statistics.median(times), "
+    "'groups': result.total_count, 'points': sum(len(r.costs) for r in result.cost_data)}))\n"
+)
+
+
+def run_json(cmd: list[str]) -> dict:
+    """Run a child Python that prints one JSON line; its parsed output."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env)
+    if proc.returncode != 0:
+        return {"error": proc.stderr[-1000:]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 @dataclass
@@ -89,6 +128,25 @@ def table(steps: list[Step]) -> list[str]:
     return lines
 
 
+def query_table(lake: dict, raw: dict) -> list[str]:
+    """Markdown table: the cost-analysis query on the lake against the same aggregation over the raw CSV."""
+    if "error" in lake or "error" in raw:
+        return [f"Cost-analysis query failed: {lake.get('error') or raw.get('error')}"]
+    speedup = raw["seconds"] / lake["median"] if lake["median"] else float("inf")
+    return [
+        "Cost-analysis query (ServiceName per day, one month; `hub.cost_analysis.query_costs` on `hub.catalog`), "
+        "against the same aggregation with DuckDB over the raw CSV export:",
+        "",
+        "| query | seconds | (service, day) values |",
+        "|---|---:|---:|",
+        f"| lake: open the catalog | {lake['connect']:.3f} | |",
+        f"| lake: query, first run | {lake['first']:.3f} | {lake['points']} |",
+        f"| lake: query, median of 5 | {lake['median']:.3f} | {lake['points']} |",
+        f"| raw CSV: DuckDB `read_csv` aggregation | {raw['seconds']:.3f} | {raw['groups']} |",
+        f"| **raw / lake** | **{speedup:.0f}x** | |",
+    ]
+
+
 def update_results(out: Path, title: str, body: list[str]) -> None:
     """Replace the ``## title`` section of ``out`` (or append it), keeping every other section."""
     text = out.read_text(encoding="utf-8") if out.exists() else "# Benchmark results\n\nWritten by `bench/run.py`.\n"
@@ -138,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
 
         # The raw copy runs first: the pipeline may delete source exports after ingesting them (retention).
         load_before = os.getloadavg()[0]
+        raw_query = run_json([sys.executable, "-c", RAW_QUERY, str(csv)])
+        print(f"  raw CSV aggregation: {raw_query}", flush=True)
         raw = run_child("raw DuckDB copy", [sys.executable, "-c", RAW_COPY, str(csv), str(work / "raw.parquet")],
                         args.rows, work)
         print(f"  raw DuckDB copy: {raw.seconds:.2f} s, {raw.peak_mib:,.0f} MiB, exit {raw.exit_code}", flush=True)
@@ -157,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
             lake = count_lake_rows(root)
             if lake != args.rows:
                 notes.append(f"Warning: the lake holds {lake:,} rows, expected {args.rows:,}.")
+            lake_query = run_json([sys.executable, "-c", LAKE_QUERY, str(root), json.dumps(QUERY)])
+            print(f"  cost-analysis query on the lake: {lake_query}", flush=True)
+            notes += query_table(lake_query, raw_query)
         steps = [raw, pipe] if pipe.ok or "No module named hub.cli" not in pipe.log else [raw]
         body = [
             f"- machine: {machine()}; 1-minute load average {load_before:.2f} before, {load_after:.2f} after "
