@@ -42,6 +42,8 @@ def test_views_and_rows(lake: str) -> None:
     assert con.execute("SELECT count(*), sum(BilledCost) FROM Costs").fetchall()[0] == raw == (3000, raw[1])
     assert con.execute("SELECT x_Month, count(*) FROM Costs GROUP BY 1 ORDER BY 1").fetchall() == [("2024-05", 1500), ("2024-06", 1500)]
     assert con.execute("SELECT count(*) FROM Prices").fetchall()[0][0] > 0
+    # FOCUS 1.1 columns of the 1.0 export are kept (the Power BI reports need them)
+    assert con.execute("SELECT DISTINCT BillingAccountType, SubAccountType FROM Costs").fetchall() == [("Billing Account", "Subscription")]
     assert con.execute("SELECT count(*) FROM Recommendations_v1_0").fetchall()[0][0] == 0  # no data yet: typed, empty
 
 
