@@ -25,6 +25,8 @@ from transforms.typing import ident
 UNTAGGED = "(untagged)"
 NONE = "(none)"
 DAY, MONTH = 1, 2
+#: Longest period a request may cover (the API's clients page by period).
+MAX_MONTHS = 120
 _TAG_KEY = re.compile(r'^[^"\\\x00-\x1f]{1,256}$')
 
 
@@ -129,19 +131,25 @@ def _period(tc: TimeCondition) -> tuple[date, date, str]:
                 raise ValueError
             begin = date(int(tc.begin_time[:4]), int(tc.begin_time[5:]), 1)
             end = date(int(tc.end_time[:4]), int(tc.end_time[5:]), 1)
-            stop = date(end.year + end.month // 12, end.month % 12 + 1, 1)
+            stop = date(end.year + end.month // 12, end.month % 12 + 1, 1) if end.year < 9999 or end.month < 12 else date.max
             fmt = "%Y-%m"
     except ValueError:
         form = "YYYY-MM-DD" if tc.time_measure_id == DAY else "YYYY-MM"
         raise CostQueryError(f"begin_time and end_time must be {form} for time_measure_id {tc.time_measure_id}") from None
+    except OverflowError:  # the day after 9999-12-31
+        raise CostQueryError("end_time is out of range") from None
     if end < begin:
         raise CostQueryError("end_time is before begin_time")
+    if (end.year - begin.year) * 12 + end.month - begin.month >= MAX_MONTHS:
+        raise CostQueryError(f"the period spans more than {MAX_MONTHS} months")
     return begin, stop, fmt
 
 
 def _months(begin: date, stop: date) -> list[str]:
+    """``yyyy-mm`` of every month from ``begin`` to the day before ``stop``."""
+    last = date.fromordinal(stop.toordinal() - 1)
     out, y, m = [], begin.year, begin.month
-    while date(y, m, 1) < stop:
+    while (y, m) <= (last.year, last.month):
         out.append(f"{y:04d}-{m:02d}")
         y, m = y + m // 12, m % 12 + 1
     return out
@@ -159,7 +167,7 @@ class _Sql:
 
 
 def _column(key: str, columns: dict[str, str]) -> str:
-    name = dimension_keys().get(key.upper(), key) if key.upper() in dimension_keys() else key
+    name = dimension_keys().get(key.upper(), key)
     if name not in columns or name == "x_Month":
         raise CostQueryError(f"unknown dimension {key!r}: use one of {', '.join(dimension_keys())} or a Costs column")
     return name
@@ -205,6 +213,10 @@ def amount(value: object) -> str:
 
 def query_costs(con: duckdb.DuckDBPyConnection, req: CostQuery, *, view: str = "Costs") -> CostResult:
     """Run a cost-analysis request on a catalog connection (:func:`hub.catalog.connect`)."""
+    try:
+        req.model_dump_json().encode("utf-8")
+    except UnicodeEncodeError:
+        raise CostQueryError("strings must be valid Unicode (an unpaired surrogate was sent)") from None
     columns = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {ident(view)}").fetchall()}
     if sum(g.type in ("tag", "cost_unit") for g in req.groupby) > 1:
         raise CostQueryError("group by at most one tag")
@@ -232,6 +244,8 @@ def query_costs(con: duckdb.DuckDBPyConnection, req: CostQuery, *, view: str = "
         if len(currencies) > 1:
             raise CostQueryError(f"costs are in several currencies ({', '.join(currencies)}): filter on BillingCurrency "
                                  "to query one at a time")
+        if not con.execute("SELECT count(*) FROM hub_cost_points").fetchall()[0][0]:
+            return CostResult(currency=None, total_count=0, cost_data=[])
         order = ", ".join(["ta DESC NULLS LAST", *keys]) if keys else "ta"
         key_list = ", ".join(keys)
         page = (f"SELECT {key_list + ', ' if keys else ''}sum(a) AS ta, sum(o) AS tota, count(*) OVER () AS n "
@@ -239,8 +253,6 @@ def query_costs(con: duckdb.DuckDBPyConnection, req: CostQuery, *, view: str = "
         rows = con.execute(page, [req.limit, req.offset]).fetchall()
         total = rows[0][-1] if rows else con.execute(
             f"SELECT count(*) FROM (SELECT DISTINCT {key_list or '1'} FROM hub_cost_points)").fetchall()[0][0]
-        if not con.execute("SELECT count(*) FROM hub_cost_points").fetchall()[0][0]:
-            total = 0
         points: dict[tuple, list[tuple]] = {}
         if rows:
             wanted = [tuple(r[:len(keys)]) for r in rows]

@@ -1,0 +1,187 @@
+"""``hub serve``: the cost-analysis query over HTTP, wire-compatible with Huawei Cloud's "Querying Cost Data" API.
+
+``POST /v4/costs/cost-analysed-bills/query`` takes and returns the bodies of :mod:`hub.cost_analysis`. One
+catalog connection is opened at startup; each request runs on its own cursor (its own temp tables, shared
+views). Invalid requests answer 400 ``{"error_code": "CBC.0100", "error_msg": ...}``, anything unexpected 500
+``CBC.0999`` (logged, never sent). OpenAPI at ``/openapi.json``, docs at ``/docs``, liveness at ``/healthz``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+import duckdb
+from fastapi import FastAPI, Header, Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+from hub import catalog
+from hub.cost_analysis import CostQuery, CostQueryError, CostResult, ErrorBody, query_costs
+from hub.store import Store
+
+log = logging.getLogger(__name__)
+
+INVALID = "CBC.0100"
+INTERNAL = "CBC.0999"
+QUERY_PATH = "/v4/costs/cost-analysed-bills/query"
+_MAX_MSG = 500
+_SPACE = re.compile(r"\s+")
+
+
+class Health(BaseModel):
+    status: str
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    text = _SPACE.sub(" ", "".join(c if c.isprintable() else " " for c in message)).strip()
+    text = text if len(text) <= _MAX_MSG else text[:_MAX_MSG - 3] + "..."
+    return JSONResponse(status_code=status, content=ErrorBody(error_code=code, error_msg=text or "invalid request").model_dump())
+
+
+def _field(loc: Sequence[Any]) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] == "body":
+        parts = parts[1:]
+    return ".".join(parts) or "body"
+
+
+def validation_message(exc: RequestValidationError) -> str:
+    """One line naming the first invalid field (``time_condition.begin_time: Field required``)."""
+    errors = list(exc.errors())
+    if not errors:
+        return "invalid request"
+    first = errors[0]
+    if first.get("type") == "json_invalid":
+        why = (first.get("ctx") or {}).get("error")
+        text = f"request body is not valid JSON{f' ({why})' if why else ''}"
+    else:
+        text = f"{_field(first.get('loc', ()))}: {first.get('msg', 'invalid value')}"
+    return text + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else "")
+
+
+def _unpaired_surrogate(value: object, path: str = "") -> str | None:
+    """The field holding text that is not valid Unicode (a lone ``\\ud800`` escape in the JSON), if any."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path or "body"
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            if found := _unpaired_surrogate(v, f"{path}.{k}" if path else str(k)):
+                return found
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            if found := _unpaired_surrogate(v, f"{path}.{i}"):
+                return found
+    return None
+
+
+def create_app(root: str | Store) -> FastAPI:
+    """The API over the lake at ``root``."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.con = catalog.connect(root)
+        try:
+            yield
+        finally:
+            app.state.con.close()
+
+    app = FastAPI(
+        title="FinOps hub cost analysis",
+        version="1.0",
+        description="Cost data of the FinOps hub lake, queried through an API wire-compatible with Huawei Cloud's "
+                    "BSS \"Querying Cost Data\" (`POST /v4/costs/cost-analysed-bills/query`): same request and "
+                    "response bodies, errors as `{error_code, error_msg}` (`CBC.0100`: invalid parameter, "
+                    "`CBC.0999`: internal error). Amounts are decimal strings in one billing currency.",
+        lifespan=lifespan,
+    )
+    cursor_lock = threading.Lock()
+
+    def cursor() -> duckdb.DuckDBPyConnection:
+        with cursor_lock:
+            return app.state.con.cursor()
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error(400, INVALID, validation_message(exc))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        if exc.status_code == 400:  # a body FastAPI cannot read (not UTF-8, broken form data)
+            return _error(400, INVALID, f"body: {exc.detail}")
+        return await http_exception_handler(request, exc)  # 404, 405, 413, ... as FastAPI answers them
+
+    @app.exception_handler(CostQueryError)
+    async def invalid_query(request: Request, exc: CostQueryError) -> JSONResponse:
+        return _error(400, exc.code, str(exc))
+
+    @app.exception_handler(Exception)
+    async def internal(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return _error(500, INTERNAL, "internal error")
+
+    @app.post(
+        QUERY_PATH,
+        response_model=CostResult,
+        summary="Query cost data (Huawei Cloud compatible)",
+        description="Costs per day or month over an inclusive period, grouped by up to two dimensions or one tag "
+                    "plus one dimension, filtered and paged, as in Huawei Cloud's \"Querying Cost Data\" API.",
+        responses={400: {"model": ErrorBody, "description": "Invalid parameter (`CBC.0100`)"},
+                   500: {"model": ErrorBody, "description": "Internal error (`CBC.0999`)"}},
+        tags=["costs"],
+    )
+    def query(body: CostQuery,
+              x_language: Annotated[str | None, Header(alias="X-Language",
+                                                       description="Huawei's response language; ignored")] = None,
+              ) -> CostResult | JSONResponse:
+        if bad := _unpaired_surrogate(body.model_dump()):
+            raise CostQueryError(f"{bad}: text is not valid Unicode (unpaired surrogate)")
+        cur = cursor()
+        try:
+            return query_costs(cur, body)
+        except CostQueryError:
+            raise
+        except Exception:
+            log.exception("cost query failed: %r", body.model_dump())
+            return _error(500, INTERNAL, "internal error")
+        finally:
+            cur.close()
+
+    @app.get("/healthz", response_model=Health, tags=["meta"], summary="Liveness")
+    def healthz() -> Health:
+        return Health(status="ok")
+
+    def openapi() -> dict[str, Any]:
+        """FastAPI's schema without its 422 responses: validation errors answer 400 ``ErrorBody`` here."""
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            for item in schema.get("paths", {}).values():
+                for operation in item.values():
+                    operation.get("responses", {}).pop("422", None)
+            components = schema.get("components", {}).get("schemas", {})
+            for name in ("HTTPValidationError", "ValidationError"):
+                components.pop(name, None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def serve(root: str | Store, host: str = "127.0.0.1", port: int = 8080) -> None:
+    """Run the API with uvicorn until interrupted."""
+    import uvicorn
+
+    uvicorn.run(create_app(root), host=host, port=port, log_level="info")
