@@ -8,8 +8,8 @@ import os
 import subprocess
 import sys
 import uuid
-from decimal import Decimal
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import duckdb
