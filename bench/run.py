@@ -37,7 +37,7 @@ QUERY = {"time_condition": {"time_measure_id": 1, "begin_time": "2024-05-01", "e
 #: The same aggregation over the raw CSV export with DuckDB (auto-detected types, as a user would write it).
 RAW_QUERY = (
     "import sys, time, json, duckdb\n"
-    "con = duckdb.connect()\n"
+    "con = duckdb.connect(config={'enable_progress_bar': False})\n"
     "src = sys.argv[1].replace(\"'\", \"''\")\n"
     "start = time.perf_counter()\n"
     "rows = con.execute(f\"SELECT ServiceName, strftime(ChargePeriodStart, '%Y-%m-%d') AS day, sum(BilledCost), sum(ListCost) "
@@ -52,6 +52,7 @@ LAKE_QUERY = (
     "req = CostQuery.model_validate(json.loads(sys.argv[2]))\n"
     "start = time.perf_counter()\n"
     "con = catalog.connect(sys.argv[1])\n"
+    "con.execute('SET enable_progress_bar = false')\n"
     "connect = time.perf_counter() - start\n"
     "times = []\n"
     "for _ in range(5):\n"
@@ -65,9 +66,10 @@ def run_json(cmd: list[str]) -> dict:
     """Run a child Python that prints one JSON line; its parsed output."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env)
-    if proc.returncode != 0:
-        return {"error": proc.stderr[-1000:]}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        return {"error": (proc.stderr or proc.stdout)[-1000:]}
+    return json.loads(lines[-1])
 
 
 @dataclass

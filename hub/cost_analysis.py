@@ -219,7 +219,8 @@ def query_costs(con: duckdb.DuckDBPyConnection, req: CostQuery, *, view: str = "
     begin, stop, fmt = _period(req.time_condition)
     sql = _Sql()
     dims = [_dim_expr(sql, g.type, g.key, columns) for g in req.groupby]
-    bucket = f"strftime(ChargePeriodStart, {sql.bind(fmt)})"  # binds in SQL text order
+    unit = "day" if req.time_condition.time_measure_id == DAY else "month"
+    bucket = f"date_trunc('{unit}', ChargePeriodStart)"  # formatted after aggregation (a handful of values)
     metric = ident(_config()["costTypes"][req.cost_type])
     official = ident(_config()["officialAmount"])
     months = _months(begin, stop)
@@ -227,44 +228,43 @@ def query_costs(con: duckdb.DuckDBPyConnection, req: CostQuery, *, view: str = "
              f"ChargePeriodStart >= CAST({sql.bind(begin.isoformat())} AS TIMESTAMPTZ)",
              f"ChargePeriodStart < CAST({sql.bind(stop.isoformat())} AS TIMESTAMPTZ)"]
     where += [_filter_expr(sql, f, columns) for f in req.filters or []]
-    dim_cols = ", ".join(f"{d} AS d{i}" for i, d in enumerate(dims))
-    base = (f"SELECT {dim_cols + ', ' if dims else ''}{bucket} AS t, "
-            f"BillingCurrency AS cur, {metric} AS a, {official} AS o FROM {ident(view)} WHERE {' AND '.join(where)}")
     keys = [f"d{i}" for i in range(len(dims))]
-    group = ", ".join([*keys, "t"])
-    con.execute(f"CREATE OR REPLACE TEMP TABLE hub_cost_points AS SELECT {group}, list_distinct(list(cur)) AS curs, "
-                f"sum(a) AS a, sum(o) AS o FROM ({base}) GROUP BY {group}", sql.params)
+    select = ", ".join([*(f"{d} AS d{i}" for i, d in enumerate(dims)), f"{bucket} AS t", "BillingCurrency AS cur",
+                        f"sum({metric}) AS a", f"sum({official}) AS o"])
+    con.execute(f"CREATE OR REPLACE TEMP TABLE hub_cost_points AS SELECT {select} FROM {ident(view)} "
+                f"WHERE {' AND '.join(where)} GROUP BY ALL", sql.params)
     try:
-        currencies = sorted({c for row in con.execute("SELECT DISTINCT unnest(curs) FROM hub_cost_points").fetchall()
-                             for c in row if c is not None})
-        if len(currencies) > 1:
-            raise CostQueryError(f"costs are in several currencies ({', '.join(currencies)}): filter on BillingCurrency "
-                                 "to query one at a time")
-        if not con.execute("SELECT count(*) FROM hub_cost_points").fetchall()[0][0]:
+        currencies = sorted(r[0] for r in con.execute("SELECT DISTINCT cur FROM hub_cost_points").fetchall())
+        if not currencies:
             return CostResult(currency=None, total_count=0, cost_data=[])
-        order = ", ".join(["ta DESC NULLS LAST", *keys]) if keys else "ta"
-        key_list = ", ".join(keys)
-        page = (f"SELECT {key_list + ', ' if keys else ''}sum(a) AS ta, sum(o) AS tota, count(*) OVER () AS n "
-                f"FROM hub_cost_points {'GROUP BY ' + key_list if keys else ''} ORDER BY {order} LIMIT ? OFFSET ?")
-        rows = con.execute(page, [req.limit, req.offset]).fetchall()
-        total = rows[0][-1] if rows else con.execute(
-            f"SELECT count(*) FROM (SELECT DISTINCT {key_list or '1'} FROM hub_cost_points)").fetchall()[0][0]
-        points: dict[tuple, list[tuple]] = {}
-        if rows:
-            wanted = [tuple(r[:len(keys)]) for r in rows]
-            match = " OR ".join("(" + " AND ".join(f"{k} = ?" for k in keys) + ")" for _ in wanted) if keys else "true"
-            series = con.execute(f"SELECT {key_list + ', ' if keys else ''}t, a, o FROM hub_cost_points WHERE {match} ORDER BY t",
-                                 [v for w in wanted for v in w]).fetchall()
-            for r in series:
-                points.setdefault(tuple(r[:len(keys)]), []).append(r[len(keys):])
+        named = [c for c in currencies if c is not None]
+        if len(named) > 1:
+            raise CostQueryError(f"costs are in several currencies ({', '.join(named)}): filter on BillingCurrency "
+                                 "to query one at a time")
+        key_list = "".join(f"{k}, " for k in keys)
+        order = ", ".join(["ta DESC NULLS LAST", *keys])
+        join = " AND ".join(f"p.{k} = s.{k}" for k in keys) or "true"
+        rows = con.execute(
+            f"WITH g AS (SELECT {key_list}sum(a) AS ta, sum(o) AS tota FROM hub_cost_points GROUP BY ALL), "
+            f"page AS (SELECT *, count(*) OVER () AS n, row_number() OVER (ORDER BY {order}) AS r FROM g "
+            f"ORDER BY r LIMIT ? OFFSET ?), "
+            f"s AS (SELECT {key_list}t, sum(a) AS a, sum(o) AS o FROM hub_cost_points GROUP BY ALL) "
+            f"SELECT {''.join(f'p.{k}, ' for k in keys)}p.ta, p.tota, p.n, p.r, strftime(s.t, ?), s.a, s.o "
+            f"FROM page p JOIN s ON {join} ORDER BY p.r, s.t", [req.limit, req.offset, fmt]).fetchall()
+        total = rows[0][len(keys) + 2] if rows else con.execute(
+            f"SELECT count(*) FROM (SELECT DISTINCT {key_list or '1, '}1 FROM hub_cost_points)").fetchall()[0][0]
     finally:
         con.execute("DROP TABLE IF EXISTS hub_cost_points")
     measure = req.time_condition.time_measure_id
     labels = [g.key for g in req.groupby]
-    data = [CostRow(
-        dimensions=[Dimension(key=labels[i], value=str(v)) for i, v in enumerate(r[:len(keys)])],
-        costs=[CostPoint(time_dimension_value=t, time_measure_id=measure, amount=amount(a), official_amount=amount(o))
-               for t, a, o in points.get(tuple(r[:len(keys)]), [])],
-        amount_by_costs=amount(r[len(keys)]), official_amount_by_costs=amount(r[len(keys) + 1]),
-    ) for r in rows]
-    return CostResult(currency=currencies[0] if currencies else None, total_count=int(total), cost_data=data)
+    data: list[CostRow] = []
+    rank = None
+    n = len(keys)
+    for r in rows:  # one row per (group, period), groups in page order
+        if r[n + 3] != rank:
+            rank = r[n + 3]
+            data.append(CostRow(dimensions=[Dimension(key=labels[i], value=str(v)) for i, v in enumerate(r[:n])], costs=[],
+                                amount_by_costs=amount(r[n]), official_amount_by_costs=amount(r[n + 1])))
+        data[-1].costs.append(CostPoint(time_dimension_value=r[n + 4], time_measure_id=measure,
+                                        amount=amount(r[n + 5]), official_amount=amount(r[n + 6])))
+    return CostResult(currency=named[0] if named else None, total_count=int(total), cost_data=data)
