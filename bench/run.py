@@ -37,7 +37,8 @@ QUERY = {"time_condition": {"time_measure_id": 1, "begin_time": "2024-05-01", "e
 #: The same aggregation over the raw CSV export with DuckDB (auto-detected types, as a user would write it).
 RAW_QUERY = (
     "import sys, time, json, duckdb\n"
-    "con = duckdb.connect(config={'enable_progress_bar': False})\n"
+    "con = duckdb.connect()\n"
+    "con.execute('SET enable_progress_bar = false')\n"
     "src = sys.argv[1].replace(\"'\", \"''\")\n"
     "start = time.perf_counter()\n"
     "rows = con.execute(f\"SELECT ServiceName, strftime(ChargePeriodStart, '%Y-%m-%d') AS day, sum(BilledCost), sum(ListCost) "
