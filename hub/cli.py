@@ -374,7 +374,7 @@ def powerbi(root: Root,
             out_url: Annotated[str, typer.Option("--out", help="Folder or storage URL the reports read.")],
             statistics: Annotated[str, typer.Option(help="none (Power BI safe) or int64 (ChargePeriodStart).")] = "none",
             ) -> None:
-    """Publish Costs for the FinOps toolkit's storage Power BI reports (their columns and file layout)."""
+    """Publish the lake for the FinOps toolkit's storage Power BI reports (their columns and file layout)."""
     from hub import powerbi as powerbi_mod
 
     try:
@@ -382,7 +382,7 @@ def powerbi(root: Root,
     except UsageError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
-    out.print(f"{len(result.folders)} Costs folders, {result.rows:,} rows published to {out_url}"
+    out.print(f"{len(result.folders)} folders ({result.rows:,} Costs rows) published to {out_url}"
               + (f"; {len(result.removed)} stale files removed" if result.removed else ""))
 
 

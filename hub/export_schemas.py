@@ -37,6 +37,8 @@ class ExportSchema:
     #: input currency column, output currency column, {output amount: input amount column}
     totals: dict = field(default_factory=dict)
     subfolder: str | None = None
+    #: also keep the typed, not normalized export in ``raw/`` (datasets.json ``keepRaw``)
+    keep_raw: bool = False
 
     @property
     def key(self) -> str:
@@ -71,10 +73,15 @@ def _load(key: str) -> ExportSchema | None:
         if any(c.type not in TYPES for c in cols):
             raise ValueError(f"unknown column type in {sorted({c.type for c in cols} - set(TYPES))}")
         return ExportSchema(data["type"], data["dataVersion"], data.get("agreement"), meta["dataset"], cols,
-                            meta.get("totals") or {}, meta.get("subfolder"))
+                            meta.get("totals") or {}, meta.get("subfolder"), bool(meta.get("keepRaw")))
     except (KeyError, ValueError, TypeError) as exc:
         raise SchemaError(f"broken mapping file: {exc}", file=f"schemas/msexports/{key}.json",
                           code="SchemaLoadFailed") from None
+
+
+def raw_datasets() -> list[str]:
+    """Lake datasets whose typed exports are also kept in ``raw/``."""
+    return sorted({m["dataset"] for m in datasets().values() if m.get("keepRaw")})
 
 
 def supported() -> list[str]:

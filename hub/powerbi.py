@@ -9,6 +9,10 @@ out (pyarrow writes no statistics for INT96 columns, so INT96 is no way out). Fi
 without a ``ChargePeriodStart`` statistic (``statistics="none"``, the default): the report keeps them and
 filters rows itself. ``statistics="int64"`` keeps it, for other readers. Columns follow
 ``schemas/catalog/powerbi.json``; snappy compression.
+
+The reports' Prices, CommitmentDiscountUsage, Recommendations and Transactions queries expect the Cost
+Management export's own columns (``EffectiveStartDate``, ``UnitPrice``, ``Term`` as ``P1Y``, ...) and rename
+them themselves: the typed exports kept in ``raw/`` are published for them.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ import pyarrow.parquet as pq
 
 from hub import catalog
 from hub.errors import UsageError
-from hub.store import INGESTION, Store
+from hub.export_schemas import raw_datasets
+from hub.store import INGESTION, RAW, Store
 from transforms.typing import ident, literal
 
 STATISTICS = ("none", "int64")
@@ -63,21 +68,28 @@ def _select(present: set[str]) -> str:
     return ", ".join(cols)
 
 
-def _folders(store: Store) -> dict[str, list[str]]:
-    """Lake Costs folder (relative to ``ingestion/Costs``) -> its Parquet files (DuckDB paths)."""
-    base = store.full(f"{INGESTION}/Costs")
+def _folders(store: Store, base: str) -> dict[str, list[str]]:
+    """Folder under ``base`` (relative to it) -> its Parquet files (store-relative)."""
     out: dict[str, list[str]] = {}
-    if not store.fs.isdir(base):
+    full = store.full(base)
+    if not store.fs.isdir(full):
         return out
-    for path in sorted(store.fs.glob(f"{base}/**/*.parquet")):
-        rel = store.rel(path)[len(f"{INGESTION}/Costs/"):]
-        out.setdefault(posixpath.dirname(rel), []).append(catalog.duck_path(store, store.rel(path)))
+    for path in sorted(store.fs.glob(f"{full}/**/*.parquet")):
+        rel = store.rel(path)
+        out.setdefault(posixpath.dirname(rel[len(base) + 1:]), []).append(rel)
     return out
 
 
+def _put(target: Store, local: str, rel: str) -> None:
+    target.put_file(local, rel + ".tmp")  # readers list *.parquet only: never see a partial file
+    target.move(rel + ".tmp", rel)
+
+
 def publish(root: str | Store, dest: str | Store, *, statistics: str = "none") -> Published:
-    """Write one Power BI Costs file per lake folder to ``dest/Costs/<same folder>/costs.parquet``; remove
-    Parquet files in ``dest/Costs`` that no lake folder produces any more (the report reads every file)."""
+    """Write one Power BI Costs file per lake folder to ``dest/Costs/<same folder>/costs.parquet``, copy the
+    typed exports of the other datasets (``raw/<Dataset>/...``, the columns their queries expect) to
+    ``dest/<Dataset>/...``, and remove Parquet files of those datasets in ``dest`` that the lake no longer
+    has (the reports read every file)."""
     if statistics not in STATISTICS:
         raise UsageError(f"--statistics must be one of {', '.join(STATISTICS)}")
     store = root if isinstance(root, Store) else Store(root)
@@ -89,25 +101,33 @@ def publish(root: str | Store, dest: str | Store, *, statistics: str = "none") -
     result = Published()
     keep: set[str] = set()
     with tempfile.TemporaryDirectory(prefix="hub-powerbi-") as tmp:
-        for folder, files in _folders(store).items():
-            listing = "[" + ", ".join(literal(f) for f in files) + "]"
+        local = os.path.join(tmp, "file.parquet")
+        for folder, files in _folders(store, f"{INGESTION}/Costs").items():
+            listing = "[" + ", ".join(literal(catalog.duck_path(store, f)) for f in files) + "]"
             source = f"read_parquet({listing}, union_by_name = true)"
             present = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
-            local = os.path.join(tmp, "costs.parquet")
             reader = con.sql(f"SELECT {_select(present)} FROM {source}").to_arrow_reader(BATCH_ROWS)
             result.rows += _write(reader, local, statistics)
-            rel = f"Costs/{folder}/{FILE_NAME}"
-            target.put_file(local, rel + ".tmp")  # readers list *.parquet only: never see a partial file
-            target.move(rel + ".tmp", rel)  # one stable name per folder: a re-publish replaces it
+            rel = f"Costs/{folder}/{FILE_NAME}"  # one stable name per folder: a re-publish replaces it
+            _put(target, local, rel)
             keep.add(rel)
-            result.folders.append(folder)
-        base = target.full("Costs")
-        if target.fs.isdir(base):
-            for path in target.fs.glob(f"{base}/**/*.parquet"):
-                rel = target.rel(path)
-                if rel not in keep:
-                    target.delete(rel)
-                    result.removed.append(rel)
+            result.folders.append(f"Costs/{folder}")
+        for dataset in raw_datasets():
+            for folder, files in _folders(store, f"{RAW}/{dataset}").items():
+                for f in files:
+                    store.get_file(f, local)
+                    rel = f"{dataset}/{folder}/{posixpath.basename(f)}"
+                    _put(target, local, rel)
+                    keep.add(rel)
+                result.folders.append(f"{dataset}/{folder}")
+        for dataset in ("Costs", *raw_datasets()):
+            base = target.full(dataset)
+            if target.fs.isdir(base):
+                for path in target.fs.glob(f"{base}/**/*.parquet"):
+                    rel = target.rel(path)
+                    if rel not in keep:
+                        target.delete(rel)
+                        result.removed.append(rel)
     return result
 
 

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from hub.store import RUNS, Store
+from hub.store import RUNS, Store, raw_staging
 
 State = Literal["pending", "converting", "swapping", "committed", "quarantined"]
 
@@ -82,6 +82,7 @@ def fail(store: Store, rec: RunRecord, code: str, message: str, file: str | None
         return
     if rec.staging:
         store.delete_tree(rec.staging)
+        store.delete_tree(raw_staging(rec.staging))
     rec.state = "quarantined"
 
 

@@ -27,6 +27,8 @@ from hub.errors import HubError, UsageError
 
 MSEXPORTS = "msexports"
 INGESTION = "ingestion"
+#: Typed but not normalized copies of non-Costs exports (what the toolkit's Power BI reports read).
+RAW = "raw"
 CONFIG = "config"
 SETTINGS = f"{CONFIG}/settings.json"
 RUNS = f"{CONFIG}/runs"
@@ -60,6 +62,17 @@ def scope_path(resource_id: str, *, file: str | None = None) -> str:
 def dataset_folder(dataset: str, year: int, month: int, scope: str, subfolder: str | None = None) -> str:
     """Destination folder of one export: ``ingestion/<Dataset>/<yyyy>/<mm>/<scope-path>[/<subfolder>]``."""
     return f"{INGESTION}/{dataset}/{year:04d}/{month:02d}/{scope}" + (f"/{subfolder}" if subfolder else "")
+
+
+def raw_folder(destination: str) -> str:
+    """The ``raw/`` twin of an ``ingestion/`` folder."""
+    assert destination.startswith(f"{INGESTION}/"), destination
+    return RAW + destination[len(INGESTION):]
+
+
+def raw_staging(staging: str) -> str:
+    """Where a run stages its ``raw/`` files, beside its lake files."""
+    return f"{staging}-raw"
 
 
 def month_folder(dataset: str, year: int, month: int) -> str:

@@ -22,18 +22,21 @@ import duckdb
 
 from hub import convert, lease, lookups, normalize, runs, swap
 from hub.errors import HubError, ManifestError
-from hub.export_schemas import ExportSchema, find_schema
+from hub.export_schemas import ExportSchema, find_schema, raw_datasets
 from hub.faults import checkpoint
 from hub.manifest import Manifest, parse_manifest
 from hub.runs import RunError, RunRecord
 from hub.settings import Settings, parse_settings
 from hub.store import (
+    INGESTION,
     MSEXPORTS,
     SETTINGS,
     STAGING,
     Store,
     dataset_folder,
     part_file_name,
+    raw_folder,
+    raw_staging,
     safe_relpath,
     scope_path,
 )
@@ -202,11 +205,13 @@ def process(store: Store, rel: str, raw: bytes, settings: Settings, *, existing:
             return _no_rows(store, rec, started)
         rec.staging = f"{STAGING}/{rec.key}"
         store.delete_tree(rec.staging)
+        store.delete_tree(raw_staging(rec.staging))
         rec.state = "converting"
         runs.save(store, rec)
         _convert_all(store, rec, manifest, blobs, progress, fail_after_parts)
         if rec.rowsIn == 0 and manifest.dataRowCount is None:
             store.delete_tree(rec.staging)
+            store.delete_tree(raw_staging(rec.staging))
             return _no_rows(store, rec, started)
         rec.state = "swapping"
         runs.save(store, rec)
@@ -327,6 +332,13 @@ def _normalize(store: Store, con: duckdb.DuckDBPyConnection, rec: RunRecord, m: 
         part.rows = convert.write_parquet(con, [f"* FROM ({sql})"], "", out, file=blob, select_only=True, progress=cb)
         if store.local_path(staged) is None:
             store.put_file(out, staged)
+        if schema.keep_raw:  # the typed export as delivered, for readers that expect its columns
+            raw = f"{raw_staging(rec.staging)}/{name}"
+            raw_out = store.local_path(raw) or os.path.join(tmp, f"raw-{name}")
+            os.makedirs(os.path.dirname(raw_out), exist_ok=True)
+            convert.write_parquet(con, ["*"], source, raw_out, file=blob)
+            if store.local_path(raw) is None:
+                store.put_file(raw_out, raw)
         part.output = f"{rec.destination}/{name}"
         outputs.append(out)
         checkpoint(f"after-part-{i + 1}")
@@ -351,6 +363,8 @@ def _swap_and_commit(store: Store, rec: RunRecord, settings: Settings) -> None:
     """Swap the staged run in (idempotent), re-read what readers now see, commit, apply source retention."""
     assert rec.staging and rec.destination
     names = [posixpath.basename(p.output) for p in rec.parts]
+    if rec.dataset in raw_datasets() and rec.destination.startswith(f"{INGESTION}/"):  # idempotent, like the lake swap
+        swap.commit_staged(store, f"{rec.key}-raw", raw_staging(rec.staging), raw_folder(rec.destination), names)
     rec.replaced = sorted(set(rec.replaced) | set(swap.commit_staged(store, rec.key, rec.staging, rec.destination, names)))
     checkpoint("before-commit")
     con = convert.connect(threads=2)

@@ -3,8 +3,9 @@
 
 - ``retention.msexports.days``: raw export files (parts + manifest) of exports committed more than N days
   ago. Unprocessed or quarantined exports are never deleted.
-- ``retention.ingestion.months``: ``ingestion/<Dataset>/<yyyy>/<mm>`` folders outside the last N months
-  (the current month counts; 0 keeps everything). The reference never enforced this on storage.
+- ``retention.ingestion.months``: ``ingestion/<Dataset>/<yyyy>/<mm>`` folders (and their ``raw/`` twins)
+  outside the last N months (the current month counts; 0 keeps everything). The reference never enforced
+  this on storage.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from datetime import datetime, timedelta, timezone
 
 from hub import runs
 from hub.settings import Settings
-from hub.store import INGESTION, Store
+from hub.store import INGESTION, RAW, Store
 
-_MONTH = re.compile(rf"^{INGESTION}/([^/_][^/]*)/(\d{{4}})/(\d{{2}})$")
+_MONTH = re.compile(rf"^(?:{INGESTION}|{RAW})/([^/_][^/]*)/(\d{{4}})/(\d{{2}})$")
 
 
 @dataclass
@@ -61,15 +62,17 @@ def plan(store: Store, settings: Settings, now: datetime | None = None) -> list[
                     out.append(Deletion(path, _size(store, path), reason))
     months = settings.retention.ingestion.months
     oldest = now.year * 12 + now.month - 1 - (months - 1)  # kept: the current month and the N - 1 before it
-    base = store.full(INGESTION)
-    if months > 0 and store.fs.exists(base):
+    for area in (INGESTION, RAW):  # raw/ keeps the same months as the lake
+        base = store.full(area)
+        if months <= 0 or not store.fs.exists(base):
+            continue
         for dataset in store.fs.ls(base, detail=False):
             for year in store.fs.ls(dataset, detail=False) if store.fs.isdir(dataset) else []:
                 for month in store.fs.ls(year, detail=False) if store.fs.isdir(year) else []:
                     rel = store.rel(month)
                     m = _MONTH.match(rel)
                     if m and int(m.group(2)) * 12 + int(m.group(3)) - 1 < oldest:
-                        out.append(Deletion(rel, _size(store, rel), f"ingestion: older than {months} months"))
+                        out.append(Deletion(rel, _size(store, rel), f"{area}: older than {months} months"))
     return out
 
 
@@ -80,7 +83,7 @@ def apply(store: Store, settings: Settings, *, dry_run: bool = False, now: datet
         return result
     done_records = set()
     for d in result.deletions:
-        if d.path.startswith(INGESTION):
+        if d.path.startswith((f"{INGESTION}/", f"{RAW}/")):
             store.delete_tree(d.path)
         else:
             store.delete(d.path)

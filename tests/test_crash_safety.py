@@ -127,3 +127,23 @@ def test_crash_mid_swap_with_nested_scope_folder_is_repaired(template: Path, tmp
     assert result.ok and [r.runId for r in result.recovered] == ["run2"]
     assert [p for p in parquet_in(root) if "nested" not in p] == NEW
     assert (nested / "other.parquet").exists()
+
+
+@pytest.mark.parametrize("point", ["mid-swap", "before-commit"])
+def test_crash_during_the_raw_copy_swap(tmp_path: Path, point: str) -> None:
+    """Non-Costs exports also swap a raw/ copy: a crash between the two swaps is finished on restart."""
+    from conftest import make_hub, rows_csv
+    from test_other_datasets import DETAILS
+
+    root = make_hub(tmp_path / "hub")
+    for run in ("run1", "run2"):
+        write_export(root, {"part_0_0001.csv": rows_csv("reservationdetails_2023-03-01", [DETAILS])}, export_type="ReservationDetails",
+                     data_version="2023-03-01", rows=1, run_id=run)
+        env = {**ENV, "HUB_CRASH_AT": point} if run == "run2" else ENV
+        proc = subprocess.run(_ingest_cmd(root), capture_output=True, env=env)
+        assert proc.returncode == (137 if run == "run2" else 0), proc.stderr.decode()[-2000:]
+    assert ingest(Store(str(root))).ok
+    for area in ("ingestion", "raw"):
+        files = sorted(p.name for p in (root / area / "CommitmentDiscountUsage").rglob("*.parquet"))
+        assert files == ["run2__part_0_0001.parquet"], area
+    assert not list((root / "config" / "staging").iterdir())

@@ -14,10 +14,19 @@ import fsspec
 import pyarrow.parquet as pq
 import pytest
 import stores
+from conftest import make_hub, rows_csv, write_export
+from test_other_datasets import DETAILS, MCA_RECO
 
 from hub import catalog, powerbi
 from hub.demo import run_demo
 from hub.store import Store
+from pipelines.msexports_etl import ingest
+
+TRANSACTION = {"AccountName": "acct", "AccountOwnerEmail": "a@b", "Amount": "1200", "ArmSkuName": "Standard_D2s_v3",
+               "BillingFrequency": "OneTime", "BillingMonth": "20240501", "Currency": "USD", "CurrentEnrollmentId": "8611537",
+               "Description": "RI", "EventDate": "2024-05-03T00:00:00Z", "EventType": "Purchase", "MonetaryCommitment": "0",
+               "Overage": "1200", "PurchasingEnrollment": "8611537", "PurchasingSubscriptionGuid": "S1", "Quantity": "1",
+               "Region": "East US", "ReservationOrderId": "O1", "ReservationOrderName": "ri", "Term": "P3Y"}
 
 #: The columns of the FOCUS 1.0 Cost Management export (the storage reports' Costs query needs every one).
 EXPORT_1_0 = [c["name"] for c in json.loads((Path(__file__).parents[1] / "schemas/msexports/focuscost_1.0.json").read_text())["columns"]]
@@ -31,8 +40,8 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> str:
     return root
 
 
-def _files(dest: Path) -> list[Path]:
-    return sorted(dest.rglob("*.parquet"))
+def _files(dest: Path, dataset: str = "Costs") -> list[Path]:
+    return sorted((dest / dataset).rglob("*.parquet"))
 
 
 def test_columns_layout_and_statistics(lake: str, tmp_path: Path) -> None:
@@ -40,7 +49,7 @@ def test_columns_layout_and_statistics(lake: str, tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "hub.cli", "powerbi", lake, "--out", str(dest)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     files = _files(dest)
-    assert len(files) == 2
+    assert len(files) == 2 and _files(dest, "Prices")
     for f in files:
         rel = f.relative_to(dest).as_posix()
         assert re.fullmatch(r"Costs/\d{4}/\d{2}/.+/costs\.parquet", rel), rel  # exact, case-sensitive dataset folder
@@ -77,6 +86,7 @@ def test_republish_replaces_and_removes_stale_files(lake: str, tmp_path: Path) -
     again = powerbi.publish(lake, str(dest))
     assert [Path(r).as_posix() for r in again.removed] == ["Costs/2023/01/old/costs.parquet"]
     assert len(_files(dest)) == 2 and not list(dest.rglob("*.tmp"))
+    assert len(_files(dest, "Prices")) == 2  # one price sheet per month, replaced in place
 
 
 def test_statistics_option(lake: str, tmp_path: Path) -> None:
@@ -96,7 +106,70 @@ def test_publish_to_blob_storage(lake: str) -> None:
         fs.mkdir(container)
         dest = Store(f"az://{container}", connection_string=env["AZURE_STORAGE_CONNECTION_STRING"])
         result = powerbi.publish(lake, dest)
-        assert len(result.folders) == 2
+        assert len(result.folders) == 4  # Costs and Prices, two months each
         names = sorted(p.split("/", 1)[1] for p in fs.glob(f"{container}/Costs/**/*.parquet"))
+        assert fs.glob(f"{container}/Prices/**/*.parquet")
         assert len(names) == 2 and all(n.endswith("/costs.parquet") for n in names)
         assert not fs.glob(f"{container}/**/*.tmp")
+
+
+#: Columns the reports' queries read (and rename themselves) in each non-Costs dataset.
+RAW_NEEDS = {
+    "Prices": {"EffectiveStartDate", "EffectiveEndDate", "BasePrice", "MarketPrice", "UnitPrice", "Term", "UnitOfMeasure", "MeterId"},
+    "CommitmentDiscountUsage": {"UsageDate", "InstanceFlexibilityRatio", "ReservedHours", "TotalReservedQuantity", "UsedHours",
+                                "ReservationId", "ReservationOrderId", "InstanceFlexibilityGroup", "SkuName"},
+    "Transactions": {"BillingMonth", "EventDate", "Amount", "MonetaryCommitment", "Overage", "Quantity", "Term", "CurrentEnrollmentId",
+                     "PurchasingEnrollment", "BillingFrequency"},
+    "Recommendations": {"LookBackPeriod", "Term", "FirstUsageDate", "RecommendedQuantity", "CostWithNoReservedInstancesJson",
+                        "NetSavingsJson", "TotalCostWithReservedInstancesJson"},
+}
+
+
+def test_other_datasets_keep_their_export_columns(lake: str, tmp_path: Path) -> None:
+    """The reports' Prices, CommitmentDiscountUsage, Transactions and Recommendations queries rename the export's own
+    columns: the typed export is kept in raw/ (swapped with the lake folder) and published as it is."""
+    root = tmp_path / "hub"
+    make_hub(root)
+    rid = "/providers/Microsoft.Billing/billingAccounts/8611537"
+    exports = [("reservationdetails_2023-03-01", "ReservationDetails", "2023-03-01", DETAILS),
+               ("reservationtransactions_2023-05-01_ea", "ReservationTransactions", "2023-05-01", TRANSACTION),
+               ("reservationrecommendations_2023-05-01_mca", "ReservationRecommendations", "2023-05-01", MCA_RECO)]
+    for i, (key, kind, version, row) in enumerate(exports):
+        write_export(root, {"part_0_0001.csv": rows_csv(key, [row])}, export_type=kind, data_version=version, rows=1,
+                     resource_id=rid, run_id=f"run{i}", folder=f"e{i}/20240501-20240531/run{i}")
+    assert ingest(Store(str(root))).ok
+    assert ingest(Store(str(root)), force=True).ok  # a replay replaces the raw copy too
+    for dataset in ("CommitmentDiscountUsage", "Transactions", "Recommendations"):
+        (raw,) = (root / "raw" / dataset).rglob("*.parquet")
+        assert raw.parent.relative_to(root / "raw") == Path(dataset, "2024", "05", "providers/microsoft.billing/billingaccounts/8611537")
+        assert {n.lower() for n in RAW_NEEDS[dataset]} <= {n.lower() for n in pq.read_schema(raw).names}, dataset
+    dest = tmp_path / "pbi"
+    powerbi.publish(str(root), str(dest))
+    powerbi.publish(lake, str(tmp_path / "pbi2"))
+    for dataset, base in (("CommitmentDiscountUsage", dest), ("Transactions", dest), ("Recommendations", dest), ("Prices", tmp_path / "pbi2")):
+        files = _files(base, dataset)
+        assert files, dataset
+        names = {n.lower() for n in pq.read_schema(files[0]).names}  # the reports accept MeterId and MeterID
+        assert {n.lower() for n in RAW_NEEDS[dataset]} <= names and not {"contractedunitprice", "x_sourcetype"} & names, dataset
+    typed = duckdb.sql(f"SELECT typeof(EventDate), typeof(Amount), BillingMonth FROM '{_files(dest, 'Transactions')[0]}'").fetchall()
+    assert typed == [("TIMESTAMP WITH TIME ZONE", "DECIMAL(38,18)", "20240501")]
+    prices = duckdb.sql(f"SELECT count(*) FROM read_parquet('{tmp_path}/pbi2/Prices/**/*.parquet')").fetchall()[0][0]
+    assert prices == catalog.connect(lake).execute("SELECT count(*) FROM Prices").fetchall()[0][0]
+
+
+def test_raw_copies_follow_retention(tmp_path: Path) -> None:
+    from datetime import datetime, timezone
+
+    from hub.settings import Settings
+    from pipelines.retention import apply
+
+    root = tmp_path / "hub"
+    make_hub(root)
+    write_export(root, {"part_0_0001.csv": rows_csv("reservationdetails_2023-03-01", [DETAILS])}, export_type="ReservationDetails",
+                 data_version="2023-03-01", rows=1)
+    assert ingest(Store(str(root))).ok
+    settings = Settings()
+    settings.retention.ingestion.months = 2
+    deleted = {d.path for d in apply(Store(str(root)), settings, now=datetime(2025, 1, 1, tzinfo=timezone.utc)).deletions}
+    assert {"ingestion/CommitmentDiscountUsage/2024/05", "raw/CommitmentDiscountUsage/2024/05"} <= deleted
+    assert not list((root / "raw").rglob("*.parquet"))
