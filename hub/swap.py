@@ -18,7 +18,6 @@ import hashlib
 import os
 import posixpath
 import shutil
-import uuid
 
 from hub.faults import checkpoint
 from hub.store import Store
@@ -37,10 +36,6 @@ def _exchange(a: str, b: str) -> bool:
         return False
     fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
     return fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0
-
-
-def new_token() -> str:
-    return uuid.uuid4().hex
 
 
 def commit_staged(store: Store, key: str, staging: str, destination: str, names: list[str]) -> list[str]:
