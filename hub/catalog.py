@@ -100,14 +100,19 @@ def connect(root: str | Store, *, database: str = ":memory:", threads: int | Non
 
 def write(root: str | Store, path: str) -> list[str]:
     """Write a DuckDB database file holding the views (local roots: remote roots need an fsspec filesystem
-    registered in the reading process, which a database file cannot carry)."""
+    registered in the reading process, which a database file cannot carry). The views read the lake's files
+    when queried, but which datasets have data and which columns they have are fixed when it is written."""
     store = _store(root)
     if not store.is_local:
         raise UsageError("hub catalog --write needs a local root; for remote roots use hub query or hub.catalog.connect")
-    if os.path.exists(path):
-        os.remove(path)
-    con = connect(store, database=path)
+    tmp = f"{path}.tmp"
+    for stale in (tmp, f"{tmp}.wal"):
+        if os.path.exists(stale):
+            os.remove(stale)
+    con = connect(store, database=tmp)
     try:
-        return [r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal ORDER BY 1").fetchall()]
+        views = [r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal ORDER BY 1").fetchall()]
     finally:
         con.close()
+    os.replace(tmp, path)  # an existing file is only replaced by a complete one
+    return views

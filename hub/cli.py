@@ -257,8 +257,11 @@ def _period(value: str, granularity: str, *, end: bool) -> str:
     if granularity == "month":
         return value[:7]
     if len(value) == 7 and value[4] == "-":
-        year, month = int(value[:4]), int(value[5:])
-        return f"{value}-{calendar.monthrange(year, month)[1]:02d}" if end else f"{value}-01"
+        try:
+            year, month = int(value[:4]), int(value[5:])
+            return f"{value}-{calendar.monthrange(year, month)[1]:02d}" if end else f"{value}-01"
+        except ValueError:  # calendar's IllegalMonthError is a ValueError
+            raise UsageError(f"{value!r} is not a month (YYYY-MM)") from None
     return value
 
 

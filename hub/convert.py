@@ -119,9 +119,7 @@ def write_parquet(con: duckdb.DuckDBPyConnection, select: list[str], source: str
                   compression: str | None = None) -> int:
     """Stream ``SELECT select FROM source`` into a Parquet file (:data:`COMPRESSION`); returns the row count.
     With ``select_only`` the select list already holds a whole query tail (``* FROM (...)``)."""
-    codec = compression or COMPRESSION
-    if codec not in CODECS:
-        raise UsageError(f"HUB_PARQUET_COMPRESSION must be one of {', '.join(CODECS)}, not {codec!r}")
+    codec = compression or check_codec()
     query = nullable(con, f"SELECT {', '.join(select)}" + ("" if select_only else f" FROM {source}"), file=file)
     sql = (f"COPY ({query}) TO {literal(out)} "
            f"(FORMAT parquet, COMPRESSION {codec}, ROW_GROUP_SIZE {ROW_GROUP_SIZE}, "
@@ -155,6 +153,13 @@ def write_parquet(con: duckdb.DuckDBPyConnection, select: list[str], source: str
             raise map_error(exc, file=file) from None
         raise exc
     return int(result[0])
+
+
+def check_codec() -> str:
+    """The lake's Parquet codec (``HUB_PARQUET_COMPRESSION``); a usage error when unknown."""
+    if COMPRESSION not in CODECS:
+        raise UsageError(f"HUB_PARQUET_COMPRESSION must be one of {', '.join(CODECS)}, not {COMPRESSION!r}")
+    return COMPRESSION
 
 
 def nullable(con: duckdb.DuckDBPyConnection, query: str, *, file: str) -> str:

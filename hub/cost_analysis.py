@@ -27,6 +27,7 @@ NONE = "(none)"
 DAY, MONTH = 1, 2
 #: Longest period a request may cover (the API's clients page by period).
 MAX_MONTHS = 120
+EPOCH = date(1970, 1, 1)
 _TAG_KEY = re.compile(r'^[^"\\\x00-\x1f]{1,256}$')
 
 
@@ -147,6 +148,10 @@ def _period(tc: TimeCondition) -> tuple[date, date, str]:
     return begin, stop, fmt
 
 
+def _epoch_us(day: date) -> int:
+    return (day.toordinal() - EPOCH.toordinal()) * 86_400_000_000
+
+
 def _months(begin: date, stop: date) -> list[str]:
     """``yyyy-mm`` of every month from ``begin`` to the day before ``stop``."""
     last = date.fromordinal(stop.toordinal() - 1)
@@ -179,7 +184,8 @@ def _tag_expr(sql: _Sql, key: str) -> str:
     if not _TAG_KEY.match(key):
         raise CostQueryError("a tag key is 1-256 characters without quotes, backslashes or control characters")
     path = '$."' + key + '"'
-    return f"coalesce(json_extract_string(Tags, {sql.bind(path)}), {sql.bind(UNTAGGED)})"
+    # a Tags value that is not JSON reads as untagged instead of failing the query
+    return f"coalesce(CASE WHEN json_valid(Tags) THEN json_extract_string(Tags, {sql.bind(path)}) END, {sql.bind(UNTAGGED)})"
 
 
 def _dim_expr(sql: _Sql, kind: str, key: str, columns: dict[str, str]) -> str:
@@ -228,8 +234,9 @@ def query_costs(con: duckdb.DuckDBPyConnection, req: CostQuery, *, view: str = "
     official = ident(_config()["officialAmount"])
     months = _months(begin, stop)
     where = [f"x_Month IN ({', '.join(sql.bind(m) for m in months)})",  # reads only those month folders
-             f"ChargePeriodStart >= CAST({sql.bind(begin.isoformat())} AS TIMESTAMPTZ)",
-             f"ChargePeriodStart < CAST({sql.bind(stop.isoformat())} AS TIMESTAMPTZ)"]
+             # UTC bounds as epoch microseconds: independent of the session's time zone
+             f"epoch_us(ChargePeriodStart) >= {sql.bind(_epoch_us(begin))}",
+             f"epoch_us(ChargePeriodStart) < {sql.bind(_epoch_us(stop))}"]
     where += [_filter_expr(sql, f, columns) for f in req.filters or []]
     keys = [f"d{i}" for i in range(len(dims))]
     select = ", ".join([*(f"{d} AS d{i}" for i, d in enumerate(dims)), f"{bucket} AS t", "BillingCurrency AS cur",
@@ -241,9 +248,9 @@ def query_costs(con: duckdb.DuckDBPyConnection, req: CostQuery, *, view: str = "
         if not currencies:
             return CostResult(currency=None, total_count=0, cost_data=[])
         named = [c for c in currencies if c is not None]
-        if len(named) > 1:
-            raise CostQueryError(f"costs are in several currencies ({', '.join(named)}): filter on BillingCurrency "
-                                 "to query one at a time")
+        if len(currencies) > 1:  # a missing currency counts as one of its own
+            shown = ", ".join(c if c is not None else "(none)" for c in currencies)
+            raise CostQueryError(f"costs are in several currencies ({shown}): filter on BillingCurrency to query one at a time")
         key_list = "".join(f"{k}, " for k in keys)
         order = ", ".join(["ta DESC NULLS LAST", *keys])
         join = " AND ".join(f"p.{k} = s.{k}" for k in keys) or "true"

@@ -79,6 +79,11 @@ def _load(key: str) -> ExportSchema | None:
                           code="SchemaLoadFailed") from None
 
 
+def schema_by_key(key: str) -> ExportSchema | None:
+    """The schema of a run record's ``schemaKey`` (None when no mapping file has it)."""
+    return _load(key)
+
+
 def raw_datasets() -> list[str]:
     """Lake datasets whose typed exports are also kept in ``raw/``."""
     return sorted({m["dataset"] for m in datasets().values() if m.get("keepRaw")})

@@ -80,6 +80,14 @@ def _folders(store: Store, base: str) -> dict[str, list[str]]:
     return out
 
 
+def _overlaps(store: Store, target: Store) -> bool:
+    """The target is the hub root, inside it or above it (on the same filesystem)."""
+    if type(store.fs) is not type(target.fs):
+        return False
+    a, b = store.root.rstrip("/") + "/", target.root.rstrip("/") + "/"
+    return a.startswith(b) or b.startswith(a)
+
+
 def _put(target: Store, local: str, rel: str) -> None:
     target.put_file(local, rel + ".tmp")  # readers list *.parquet only: never see a partial file
     target.move(rel + ".tmp", rel)
@@ -94,6 +102,8 @@ def publish(root: str | Store, dest: str | Store, *, statistics: str = "none") -
         raise UsageError(f"--statistics must be one of {', '.join(STATISTICS)}")
     store = root if isinstance(root, Store) else Store(root)
     target = dest if isinstance(dest, Store) else Store(dest)
+    if _overlaps(store, target):
+        raise UsageError(f"--out {target.url} overlaps the hub root {store.url}: publish to another folder or container")
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     if not store.is_local:
@@ -114,11 +124,15 @@ def publish(root: str | Store, dest: str | Store, *, statistics: str = "none") -
             result.folders.append(f"Costs/{folder}")
         for dataset in raw_datasets():
             for folder, files in _folders(store, f"{RAW}/{dataset}").items():
+                names = {f"{dataset}/{folder}/{posixpath.basename(f)}" for f in files}
                 for f in files:
                     store.get_file(f, local)
-                    rel = f"{dataset}/{folder}/{posixpath.basename(f)}"
-                    _put(target, local, rel)
-                    keep.add(rel)
+                    _put(target, local, f"{dataset}/{folder}/{posixpath.basename(f)}")
+                for old in target.parquet_files(f"{dataset}/{folder}"):  # the previous run's files, right away
+                    if old not in names:
+                        target.delete(old)
+                        result.removed.append(old)
+                keep |= names
                 result.folders.append(f"{dataset}/{folder}")
         for dataset in ("Costs", *raw_datasets()):
             base = target.full(dataset)

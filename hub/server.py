@@ -111,7 +111,9 @@ def create_app(root: str | Store) -> FastAPI:
 
     def cursor() -> duckdb.DuckDBPyConnection:
         with cursor_lock:
-            return app.state.con.cursor()
+            cur = app.state.con.cursor()
+        cur.execute("SET TimeZone = 'UTC'")  # settings are per connection: a cursor starts with the machine's zone
+        return cur
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:

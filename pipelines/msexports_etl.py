@@ -22,7 +22,7 @@ import duckdb
 
 from hub import convert, lease, lookups, normalize, runs, swap
 from hub.errors import HubError, ManifestError
-from hub.export_schemas import ExportSchema, find_schema, raw_datasets
+from hub.export_schemas import ExportSchema, find_schema, schema_by_key
 from hub.faults import checkpoint
 from hub.manifest import Manifest, parse_manifest
 from hub.runs import RunError, RunRecord
@@ -90,6 +90,7 @@ def ingest(store: Store, *, retry: bool = False, force: bool = False, progress: 
     place): manifest -> listing signature of manifests already final, which are then not read again.
     ``fail_after_parts`` is a fault-injection hook for tests.
     """
+    convert.check_codec()  # a bad setting is a usage error, not a quarantine of every export
     deadline = time.monotonic() + wait
     held = lease.try_acquire(store, "ingest", ttl=lease_ttl)
     while held is None and time.monotonic() < deadline:
@@ -336,7 +337,7 @@ def _normalize(store: Store, con: duckdb.DuckDBPyConnection, rec: RunRecord, m: 
             raw = f"{raw_staging(rec.staging)}/{name}"
             raw_out = store.local_path(raw) or os.path.join(tmp, f"raw-{name}")
             os.makedirs(os.path.dirname(raw_out), exist_ok=True)
-            convert.write_parquet(con, ["*"], source, raw_out, file=blob)
+            convert.write_parquet(con, ["*"], source, raw_out, file=blob, compression="snappy")  # published as is
             if store.local_path(raw) is None:
                 store.put_file(raw_out, raw)
         part.output = f"{rec.destination}/{name}"
@@ -363,7 +364,7 @@ def _swap_and_commit(store: Store, rec: RunRecord, settings: Settings) -> None:
     """Swap the staged run in (idempotent), re-read what readers now see, commit, apply source retention."""
     assert rec.staging and rec.destination
     names = [posixpath.basename(p.output) for p in rec.parts]
-    if rec.dataset in raw_datasets() and rec.destination.startswith(f"{INGESTION}/"):  # idempotent, like the lake swap
+    if _keeps_raw(rec) and rec.destination.startswith(f"{INGESTION}/"):  # idempotent, like the lake swap
         swap.commit_staged(store, f"{rec.key}-raw", raw_staging(rec.staging), raw_folder(rec.destination), names)
     rec.replaced = sorted(set(rec.replaced) | set(swap.commit_staged(store, rec.key, rec.staging, rec.destination, names)))
     checkpoint("before-commit")
@@ -383,6 +384,12 @@ def _swap_and_commit(store: Store, rec: RunRecord, settings: Settings) -> None:
         for blob in [p.blob for p in rec.parts] + [rec.manifest]:
             store.delete(blob)
         rec.sourceDeleted = True
+
+
+def _keeps_raw(rec: RunRecord) -> bool:
+    """The run's export type keeps a raw/ copy (from its schema, as when the copy was written)."""
+    schema = schema_by_key(rec.schemaKey) if rec.schemaKey else None
+    return bool(schema and schema.keep_raw)
 
 
 def _duck_paths(con: duckdb.DuckDBPyConnection, store: Store, rels: list[str]) -> list[str]:

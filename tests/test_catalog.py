@@ -188,3 +188,16 @@ def test_costs_command_usage_errors(lake: str) -> None:
     proc = hub("costs", lake, "--group-by", "NoSuchColumn", "--begin", "2024-05")
     assert proc.returncode == 2 and "unknown dimension" in proc.stderr
     assert hub("costs", lake, "--begin", "2024-05", "--granularity", "week").returncode == 2
+    bad_month = hub("costs", lake, "--begin", "2024-13", "--granularity", "day")
+    assert bad_month.returncode == 2 and "Traceback" not in bad_month.stderr
+
+
+def test_tags_that_are_not_json_read_as_untagged(lake: str, tmp_path: Path) -> None:
+    root = tmp_path / "hub"
+    src = next(Path(lake, "ingestion", "Costs", "2024", "05").rglob("*.parquet"))
+    dest = root / "ingestion" / "Costs" / "2024" / "05" / "custom"
+    dest.mkdir(parents=True)
+    duckdb.execute(f"COPY (SELECT * REPLACE ('not json' AS Tags) FROM read_parquet('{src}')) TO '{dest / 'r__p.parquet'}' (FORMAT parquet)")
+    body = {"time_condition": {"time_measure_id": 2, "begin_time": "2024-05", "end_time": "2024-05"}, "groupby": [{"type": "tag", "key": "env"}]}
+    result = query_costs(catalog.connect(str(root)), CostQuery.model_validate(body))
+    assert [r.dimensions[0].value for r in result.cost_data] == ["(untagged)"]

@@ -19,6 +19,7 @@ from test_other_datasets import DETAILS, MCA_RECO
 
 from hub import catalog, powerbi
 from hub.demo import run_demo
+from hub.errors import UsageError
 from hub.store import Store
 from pipelines.msexports_etl import ingest
 
@@ -173,3 +174,11 @@ def test_raw_copies_follow_retention(tmp_path: Path) -> None:
     deleted = {d.path for d in apply(Store(str(root)), settings, now=datetime(2025, 1, 1, tzinfo=timezone.utc)).deletions}
     assert {"ingestion/CommitmentDiscountUsage/2024/05", "raw/CommitmentDiscountUsage/2024/05"} <= deleted
     assert not list((root / "raw").rglob("*.parquet"))
+
+
+def test_refuses_to_publish_into_the_hub(lake: str) -> None:
+    before = sorted(Path(lake).rglob("*"))
+    for out in (lake, f"{lake}/ingestion", str(Path(lake).parent)):
+        with pytest.raises(UsageError, match="overlaps the hub root"):
+            powerbi.publish(lake, out)
+    assert sorted(Path(lake).rglob("*")) == before  # untouched

@@ -61,7 +61,8 @@ def server(lake: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
     log_path = tmp_path_factory.mktemp("srvlog") / "serve.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "hub.cli", "serve", lake, "--host", "127.0.0.1", "--port", str(port)],
-                                cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1",
+                                                                                  "TZ": "America/New_York"})  # days stay UTC
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30

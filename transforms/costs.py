@@ -203,7 +203,7 @@ def _bug_fixes(chain: Chain) -> None:
 def _resource_name_sql(resource_id: str) -> str:
     """Name segments of an ARM id after its last ``/providers/<namespace>``, joined with ``/``."""
     tail = f"regexp_extract({resource_id}, '(?i).*/providers/[^/]+/(.*)$', 1)"
-    return f"lower(regexp_replace({tail}, '(^|/)[^/]*/([^/]*)', '\\1\\2', 'g'))"
+    return f"lower(rtrim(regexp_replace({tail}, '(^|/)[^/]*(/([^/]*))?', '\\1\\3', 'g'), '/'))"
 
 
 def _resource_type_sql(resource_id: str) -> str:

@@ -29,7 +29,7 @@ def div(a: str, b: str) -> str:
 def fraction(a: str, b: str) -> str:
     """``a / b`` for a ratio such as a discount percent (0-1): rounded to 15 decimal places, which is cheaper
     than :func:`dec` and as exact for values below 1; NULL when it does not fit or is not finite."""
-    return f"CAST(TRY_CAST(CAST({a} AS DOUBLE) / CAST({b} AS DOUBLE) AS DECIMAL(38,15)) AS {DEC})"
+    return f"TRY_CAST(TRY_CAST(CAST({a} AS DOUBLE) / CAST({b} AS DOUBLE) AS DECIMAL(38,15)) AS {DEC})"
 
 
 def nz(expr: str) -> str:
