@@ -60,11 +60,8 @@ def _month_sql(dataset: str) -> str:
     return f"regexp_extract(filename, {pattern}, 1) || '-' || regexp_extract(filename, {pattern}, 2)"
 
 
-def create_views(con: duckdb.DuckDBPyConnection, root: str | Store) -> list[str]:
-    """Create (or replace) every view on ``con``; returns the view names."""
-    store = _store(root)
-    if not store.is_local:
-        con.register_filesystem(store.fs)
+def create_views(con: duckdb.DuckDBPyConnection, store: Store) -> list[str]:
+    """Create (or replace) every view on a :func:`store_connection`; returns the view names."""
     specs = view_specs()
     made = []
     for dataset in DATASETS:
@@ -89,12 +86,22 @@ def create_views(con: duckdb.DuckDBPyConnection, root: str | Store) -> list[str]
     return made
 
 
-def connect(root: str | Store, *, database: str = ":memory:", threads: int | None = None) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection (UTC) with the lake's views."""
+def store_connection(store: Store, *, database: str = ":memory:", threads: int | None = None) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection in UTC that reads the store's paths (:func:`duck_path`): remote roots register
+    their fsspec filesystem."""
     config: dict[str, object] = {"threads": threads} if threads else {}
     con = duckdb.connect(database, config=config)
     con.execute("SET TimeZone = 'UTC'")
-    create_views(con, root)
+    if not store.is_local:
+        con.register_filesystem(store.fs)
+    return con
+
+
+def connect(root: str | Store, *, database: str = ":memory:", threads: int | None = None) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection (UTC) with the lake's views."""
+    store = _store(root)
+    con = store_connection(store, database=database, threads=threads)
+    create_views(con, store)
     return con
 
 

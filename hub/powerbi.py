@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -104,10 +103,7 @@ def publish(root: str | Store, dest: str | Store, *, statistics: str = "none") -
     target = dest if isinstance(dest, Store) else Store(dest)
     if _overlaps(store, target):
         raise UsageError(f"--out {target.url} overlaps the hub root {store.url}: publish to another folder or container")
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    if not store.is_local:
-        con.register_filesystem(store.fs)
+    con = catalog.store_connection(store)
     result = Published()
     keep: set[str] = set()
     with tempfile.TemporaryDirectory(prefix="hub-powerbi-") as tmp:
