@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass, field
 from decimal import Context, Decimal
 
 import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+from duckdb.sqltypes import BOOLEAN, VARCHAR, DuckDBPyType
 
 from hub import convert
 from hub.export_schemas import ExportSchema
 from hub.store import Store, month_folder
 from transforms import backfill, commitments, costs, legacy_costs, prices
 from transforms.costs import Lineage
-from transforms.typing import ident, literal
+from transforms.typing import DECIMAL, DOUBLE_PREFIX, ident, literal
 
 LEGACY = ("actualcost", "amortizedcost")
 #: Enough digits to add DECIMAL(38,18) sums exactly.
 EXACT = Context(prec=80)
+SCALE = Decimal(1).scaleb(-18)
 
 
 def row_filter(schema: ExportSchema, present: set[str]) -> str:
@@ -27,20 +32,26 @@ def row_filter(schema: ExportSchema, present: set[str]) -> str:
     return "true"
 
 
+def doubles(schema: ExportSchema) -> tuple[str, ...]:
+    """Decimal columns the dataset's transform does double-precision arithmetic on (typed twice, see
+    :func:`transforms.typing.project`)."""
+    return backfill.DOUBLES if schema.export_type.lower() == "focuscost" else ()
+
+
 def transform_sql(con: duckdb.DuckDBPyConnection, schema: ExportSchema, source: str, lineage: Lineage,
-                  price_table: str | None) -> str:
+                  price_table: str | None, *, filtered: bool = False) -> str:
     """The normalization query of one typed part for its dataset. Columns the mapping does not know are
-    kept (in Costs with an ``x_`` prefix)."""
-    present = _columns(con, source)
+    kept (in Costs with an ``x_`` prefix). ``filtered``: the source already applies :func:`row_filter`."""
+    present = columns(con, source)
     mapped = {c.target.lower() for c in schema.columns}
-    extras = [c for c in present if c.lower() not in mapped]
+    extras = [c for c in present if c.lower() not in mapped and not c.startswith(DOUBLE_PREFIX)]
     kind = schema.export_type.lower()
     version, time = lineage.version, lineage.ingestion_time
     if kind == "focuscost":
         return costs.costs_sql(source, present, lineage, prices=price_table, extras=extras)
     if kind in LEGACY:
-        legacy = f"({legacy_costs.legacy_sql(source, set(present), schema.export_type)})"
-        return costs.costs_sql(legacy, _columns(con, legacy), lineage, prices=price_table)
+        legacy = f"({legacy_costs.legacy_sql(source, set(present), schema.export_type, filter_rows=not filtered)})"
+        return costs.costs_sql(legacy, columns(con, legacy), lineage, prices=price_table)
     builders = {"pricesheet": prices.prices_sql, "reservationdetails": commitments.commitment_usage_sql,
                 "reservationrecommendations": commitments.recommendations_sql,
                 "reservationtransactions": commitments.transactions_sql}
@@ -49,7 +60,7 @@ def transform_sql(con: duckdb.DuckDBPyConnection, schema: ExportSchema, source: 
     return builders[kind](source, set(present), ingestion_time=time, version=version, extras=extras)
 
 
-def _columns(con: duckdb.DuckDBPyConnection, source: str) -> dict[str, str]:
+def columns(con: duckdb.DuckDBPyConnection, source: str) -> dict[str, str]:
     return {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
 
 
@@ -70,24 +81,57 @@ class InputSummary:
                 mine[name] = format(EXACT.add(Decimal(mine.get(name, "0")), Decimal(value)), "f")
 
 
-def input_summary(con: duckdb.DuckDBPyConnection, schema: ExportSchema, source: str, *, file: str) -> InputSummary:
-    """Rows, left-out rows and totals (as output amount names) of a typed part, in one scan."""
-    try:
-        present = set(_columns(con, source))
-        keep = row_filter(schema, present)
+class InputTap:
+    """Rows, left-out rows and totals of a typed part, taken while the normalization query reads it.
+
+    :meth:`wrap` puts a side-effect function in the WHERE clause right above the typed input: DuckDB hands it
+    each vector of rows (as Arrow arrays, about 2,000 rows) before any rule runs; it counts and sums them and
+    returns the dataset's row filter (:func:`row_filter`), so it is the only filter there and sees every row
+    (the transform must not filter again: ``transform_sql(..., filtered=True)``). So the input is counted from
+    the typed values themselves, independently of the transform, and a CSV part is parsed once, not twice.
+    """
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, schema: ExportSchema, present: set[str], name: str) -> None:
         spec = schema.totals
-        amounts = {out: ident(col) for out, col in spec["amounts"].items() if col in present} if spec else {}
-        currency = f"CAST({ident(spec['currency'])} AS VARCHAR)" if spec else "NULL"
-        sums = "".join(f", CAST(coalesce(sum({e}) FILTER (WHERE _keep), 0) AS VARCHAR)" for e in amounts.values())
-        rows = con.execute(f"SELECT coalesce({currency}, ''), count(*), count(*) FILTER (WHERE NOT _keep), "
-                           f"count(*) FILTER (WHERE _keep){sums} FROM (SELECT *, coalesce(({keep}), false) AS _keep "
-                           f"FROM {source} AS t) GROUP BY 1 ORDER BY 1").fetchall()
-    except duckdb.Error as exc:
-        raise convert.map_error(exc, file=file) from None
-    out = InputSummary(sum(r[1] for r in rows), sum(r[2] for r in rows))
-    if amounts:
-        out.totals = {r[0]: {name: format(Decimal(v), "f") for name, v in zip(amounts, r[4:], strict=True)} for r in rows if r[3]}
-    return out
+        self.name = name
+        self.amounts = {out: col for out, col in spec["amounts"].items() if col in present} if spec else {}
+        self.currency = f"CAST({ident(spec['currency'])} AS VARCHAR)" if spec else "CAST(NULL AS VARCHAR)"
+        self.keep = f"coalesce(({row_filter(schema, present)}), false)"
+        self.summary = InputSummary()
+        self._lock = threading.Lock()
+        fields = [f"a{i}" for i in range(len(self.amounts))] or ["a0"]
+        amounts = DuckDBPyType("STRUCT(" + ", ".join(f"{f} {DECIMAL}" for f in fields) + ")")
+        con.create_function(name, self._take, [VARCHAR, BOOLEAN, amounts], BOOLEAN, type="arrow", null_handling="special",
+                            side_effects=True)
+
+    def wrap(self, source: str) -> str:
+        """``source`` with this tap in its path: the rows the dataset keeps."""
+        values = [ident(c) for c in self.amounts.values()] or ["NULL"]
+        amounts = "struct_pack(" + ", ".join(f"a{i} := {v}" for i, v in enumerate(values)) + ")"
+        return f"(SELECT * FROM {source} AS t WHERE {self.name}({self.currency}, {self.keep}, {amounts}))"
+
+    def _take(self, currency: pa.ChunkedArray, keep: pa.ChunkedArray, amounts: pa.ChunkedArray) -> pa.ChunkedArray:
+        n = len(keep)
+        kept = pc.sum(keep).as_py() or 0
+        part = InputSummary(n, n - kept)
+        names = list(self.amounts)
+        if kept and names:
+            values = [pc.struct_field(amounts, [i]) for i in range(len(names))]
+            first = currency[0].as_py()
+            if kept == n and first is not None and pc.all(pc.equal(currency, first)).as_py():  # the usual vector
+                part.totals[first] = {name: _money(pc.sum(v).as_py()) for name, v in zip(names, values, strict=True)}
+            else:
+                table = pa.table({"c": pc.fill_null(currency, ""), **{f"a{i}": v for i, v in enumerate(values)}}).filter(keep)
+                for row in table.group_by("c").aggregate([(f"a{i}", "sum") for i in range(len(names))]).to_pylist():
+                    part.totals[row["c"]] = {name: _money(row[f"a{i}_sum"]) for i, name in enumerate(names)}
+        with self._lock:
+            self.summary.add(part)
+        return keep
+
+
+def _money(value: Decimal | None) -> str:
+    """A sum as DuckDB prints a DECIMAL(38,18) (an empty sum is 0)."""
+    return format((value or Decimal(0)).quantize(SCALE, context=EXACT), "f")
 
 
 def output_totals(con: duckdb.DuckDBPyConnection, schema: ExportSchema, source: str) -> tuple[dict, dict]:
@@ -96,7 +140,7 @@ def output_totals(con: duckdb.DuckDBPyConnection, schema: ExportSchema, source: 
     spec = schema.totals
     if not spec:
         return {}, {}
-    present = set(_columns(con, source))
+    present = set(columns(con, source))
     cur = ident(spec["outCurrency"])
     written = convert.totals(con, source, cur, {a: ident(a) for a in spec["amounts"]})
     if "x_SourceValues" not in present:

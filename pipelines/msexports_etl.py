@@ -263,10 +263,10 @@ def _check_blobs(store: Store, m: Manifest, rel: str) -> list[str]:
 
 def _convert_all(store: Store, rec: RunRecord, m: Manifest, blobs: list[str], progress: Progress | None,
                  fail_after_parts: int | None) -> None:
-    """Check every part (schema, rows, totals), then type and normalize each part into staging in one pass.
+    """Check every part's schema, then type and normalize each part into staging in one pass; rows and
+    totals of the input are taken on the way (:class:`hub.normalize.InputTap`) and reconciled with the output.
 
-    Parts are read twice: once for the input summary (a cheap scan of the few columns it needs), once by
-    the normalization. A gzip part is typed into a local Parquet file first, so it is decompressed once.
+    A gzip part is typed into a local Parquet file first, so it is decompressed once.
     """
     with tempfile.TemporaryDirectory(prefix="hub-") as tmp:
         con = convert.connect(temp_dir=os.path.join(tmp, "spill"))
@@ -274,7 +274,6 @@ def _convert_all(store: Store, rec: RunRecord, m: Manifest, blobs: list[str], pr
             lookups.register(con)
             schema: ExportSchema | None = None
             typed: list[tuple[str, str]] = []
-            summary = normalize.InputSummary()
             for i, blob in enumerate(blobs):
                 kind = convert.file_kind(blob, file=blob)
                 src = store.local_path(blob)
@@ -287,7 +286,7 @@ def _convert_all(store: Store, rec: RunRecord, m: Manifest, blobs: list[str], pr
                     rec.schemaKey, rec.dataset = schema.key, schema.dataset
                     year, month = m.year_month
                     rec.destination = dataset_folder(schema.dataset, year, month, rec.scope or "", schema.subfolder)
-                proj = convert.plan(schema, columns, file=blob)
+                proj = convert.plan(schema, columns, file=blob, doubles=normalize.doubles(schema))
                 rec.missingColumns = sorted(set(rec.missingColumns) | set(proj.missing))
                 rec.extraColumns = sorted(set(rec.extraColumns) | set(proj.extra))
                 source = f"(SELECT {', '.join(proj.select)} FROM {sql})"
@@ -295,17 +294,10 @@ def _convert_all(store: Store, rec: RunRecord, m: Manifest, blobs: list[str], pr
                     out = os.path.join(tmp, f"typed-{i}.parquet")
                     convert.write_parquet(con, proj.select, sql, out, file=blob, compression="snappy")
                     source = f"read_parquet({literal(out)})"
-                part = normalize.input_summary(con, schema, source, file=blob)
-                summary.add(part)
                 typed.append((blob, source))
-                rec.parts.append(runs.PartResult(blob=blob, output="", rows=part.rows, bytes=os.path.getsize(src)))
+                rec.parts.append(runs.PartResult(blob=blob, output="", rows=0, bytes=os.path.getsize(src)))
             assert schema is not None
-            rec.rowsIn, rec.rowsFiltered, rec.totalsIn = summary.rows, summary.dropped, summary.totals
-            if m.dataRowCount is not None and m.dataRowCount != rec.rowsIn:
-                raise HubError(f"read {rec.rowsIn} rows, manifest dataRowCount is {m.dataRowCount}",
-                               file=rec.manifest, code="RowCountMismatch")
-            if rec.rowsIn:
-                _normalize(store, con, rec, m, schema, typed, tmp, progress, fail_after_parts)
+            _normalize(store, con, rec, m, schema, typed, tmp, progress, fail_after_parts)
         finally:
             con.close()
 
@@ -317,20 +309,23 @@ def _normalize(store: Store, con: duckdb.DuckDBPyConnection, rec: RunRecord, m: 
     lineage = Lineage("Cost Management", "Microsoft", schema.export_type, m.exportConfig.dataVersion or schema.data_version,
                       datetime.now(timezone.utc).isoformat())
     outputs = []
+    summary = normalize.InputSummary()
     for i, ((blob, source), part) in enumerate(zip(typed, rec.parts, strict=True)):
         name = part_file_name(m.runInfo.runId, blob)
         staged = f"{rec.staging}/{name}"
         out = store.local_path(staged) or os.path.join(tmp, name)
         os.makedirs(os.path.dirname(out), exist_ok=True)
         try:
-            sql = normalize.transform_sql(con, schema, source, lineage, price_table)
+            tap = normalize.InputTap(con, schema, set(normalize.columns(con, source)), f"hub_input_{i}")
+            sql = normalize.transform_sql(con, schema, tap.wrap(source), lineage, price_table, filtered=True)
         except duckdb.Error as exc:
             raise convert.map_error(exc, file=blob) from None
         cb = None
         if progress is not None and part.bytes >= PROGRESS_MIN_BYTES:
             def cb(pct: float, i: int = i) -> None:
                 progress(rec, i, len(typed), pct)
-        part.rows = convert.write_parquet(con, [f"* FROM ({sql})"], "", out, file=blob, select_only=True, progress=cb)
+        written = convert.write_parquet(con, [f"* FROM ({sql})"], "", out, file=blob, select_only=True, progress=cb)
+        summary.add(tap.summary)
         if store.local_path(staged) is None:
             store.put_file(out, staged)
         if schema.keep_raw:  # the typed export as delivered, for readers that expect its columns
@@ -340,17 +335,22 @@ def _normalize(store: Store, con: duckdb.DuckDBPyConnection, rec: RunRecord, m: 
             convert.write_parquet(con, ["*"], source, raw_out, file=blob, compression="snappy")  # published as is
             if store.local_path(raw) is None:
                 store.put_file(raw_out, raw)
-        part.output = f"{rec.destination}/{name}"
+        part.rows, part.output = written, f"{rec.destination}/{name}"
         outputs.append(out)
         checkpoint(f"after-part-{i + 1}")
         if fail_after_parts is not None and i + 1 >= fail_after_parts:
             raise RuntimeError(f"injected failure after part {i + 1}")
-    written = convert.parquet_source(outputs)
+    rec.rowsIn, rec.rowsFiltered, rec.totalsIn = summary.rows, summary.dropped, summary.totals
+    if m.dataRowCount is not None and m.dataRowCount != rec.rowsIn:
+        raise HubError(f"read {rec.rowsIn} rows, manifest dataRowCount is {m.dataRowCount}",
+                       file=rec.manifest, code="RowCountMismatch")
     rec.rowsOut = sum(p.rows for p in rec.parts)
     if rec.rowsOut != rec.rowsIn - rec.rowsFiltered:
         raise HubError(f"rows {rec.rowsIn} in, {rec.rowsFiltered} left out by rule, {rec.rowsOut} written",
                        file=rec.manifest, code="InternalError")
-    rec.totalsOut, rec.totalsIngested = normalize.output_totals(con, schema, written)
+    if not rec.rowsIn:
+        return
+    rec.totalsOut, rec.totalsIngested = normalize.output_totals(con, schema, convert.parquet_source(outputs))
     if rec.totalsIngested != rec.totalsIn:
         raise HubError(f"totals do not reconcile: in {rec.totalsIn}, written as ingested {rec.totalsIngested}",
                        file=rec.manifest, code="InternalError")

@@ -10,7 +10,7 @@ change the number of cost rows.
 from __future__ import annotations
 
 from transforms.sqlchain import DEC, Chain, dec, empty, fraction, mul, nz, zero
-from transforms.typing import SQL_TYPES, ident, literal
+from transforms.typing import DOUBLE_PREFIX, SQL_TYPES, ident, literal
 
 #: Columns this layer may change (their originals go to x_SourceValues).
 TRACKED = ("ContractedUnitPrice", "ListUnitPrice", "ContractedCost", "ListCost")
@@ -25,6 +25,10 @@ EPSILON = "0.0001"
 #: ContractedCost is recomputed when it differs from ContractedUnitPrice x PricingQuantity by more than this (relative).
 CORRECTION_TOLERANCE = "0.00001"
 MONTH_OF_PATH = r"/(\d{4})/(\d{2})/"
+#: Decimal columns this layer does double-precision arithmetic on: the typing step also parses them as DOUBLE
+#: (``_dbl_<col>``), and ``_dv_<col>`` keeps the decimal that copy stands for (see :func:`dbl`).
+DOUBLES = ("ContractedCost", "ContractedUnitPrice", "ListUnitPrice", "PricingQuantity", "x_EffectiveUnitPrice")
+SHADOWED = "_dv_"
 
 
 def cost_key() -> str:
@@ -44,6 +48,17 @@ def price_keys_sql(source: str) -> str:
             "x_PricingBlockSize AS block, PricingUnit AS unit, row_number() OVER (PARTITION BY key ORDER BY "
             "coalesce(x_SkuTier, 0), ContractedUnitPrice, ListUnitPrice) AS rn "
             f"FROM {source} WHERE x_SkuPriceType = 'Consumption') WHERE rn = 1")
+
+
+def dbl(chain: Chain, col: str) -> str:
+    """``col`` as DOUBLE: its copy parsed from the export's text (:func:`transforms.typing.exact_double`) while
+    the column still holds the decimal that text stands for (a cheap comparison), else a cast (DECIMAL(38,18) ->
+    DOUBLE costs ~100 ns a value). Both give the same double, so re-normalizing from the lake gives the same result."""
+    if DOUBLE_PREFIX + col not in chain.cols:
+        return f"CAST({ident(col)} AS DOUBLE)"
+    copy = ident(DOUBLE_PREFIX + col)
+    return (f"CASE WHEN {copy} IS NOT NULL AND {ident(col)} = {ident(SHADOWED + col)} THEN {copy} "
+            f"ELSE CAST({ident(col)} AS DOUBLE) END")
 
 
 def price_layer(chain: Chain, prices: str | None) -> None:
@@ -99,16 +114,18 @@ def price_layer(chain: Chain, prices: str | None) -> None:
                     "ELSE coalesce(ContractedCost, BilledCost) END",
     })
     product = mul("ContractedUnitPrice", "PricingQuantity")
+    cc, cup, qty = dbl(chain, "ContractedCost"), dbl(chain, "ContractedUnitPrice"), dbl(chain, "PricingQuantity")
     fix = (f"ProviderName = 'Microsoft' AND ChargeClass IS NULL AND ContractedUnitPrice IS NOT NULL AND PricingQuantity IS NOT NULL "
-           "AND (ContractedCost IS NULL OR abs(CAST(ContractedCost AS DOUBLE) - CAST(ContractedUnitPrice AS DOUBLE) * "
-           f"CAST(PricingQuantity AS DOUBLE)) > {CORRECTION_TOLERANCE} * greatest(1, abs(CAST(ContractedCost AS DOUBLE))))")
-    chain.replace({"ContractedCost": f"CASE WHEN {fix} THEN {product} ELSE ContractedCost END"}, {"_fixed": fix})
+           f"AND (ContractedCost IS NULL OR abs({cc} - {cup} * {qty}) > {CORRECTION_TOLERANCE} * greatest(1, abs({cc})))")
+    chain.replace({}, {"_fixed": fix})
+    chain.replace({"ContractedCost": f"CASE WHEN _fixed THEN {product} ELSE ContractedCost END"})
 
     def saving(a: str, b: str) -> str:
         return f"CASE WHEN {zero(a)} OR {a} - {b} < {EPSILON} THEN CAST(0 AS {DEC}) ELSE CAST({a} - {b} AS {DEC}) END"  # exact
 
     def percent(a: str, b: str) -> str:
-        return f"CASE WHEN {zero(a)} OR {a} - {b} < {EPSILON} THEN CAST(0 AS {DEC}) ELSE {fraction(f'{a} - {b}', a)} END"
+        da = dbl(chain, a)
+        return f"CASE WHEN {zero(a)} OR {a} - {b} < {EPSILON} THEN CAST(0 AS {DEC}) ELSE {fraction(f'{da} - {dbl(chain, b)}', da)} END"
 
     codes = ", ".join([
         "_cup_src", "_lup_src",

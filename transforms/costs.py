@@ -18,7 +18,7 @@ from transforms import backfill
 from transforms.focus_validate import focus_columns
 from transforms.legacy_costs import ZERO_BILLED
 from transforms.sqlchain import DEC, Chain, div, empty, lit, mul, nz, zero
-from transforms.typing import SQL_TYPES, ident, literal
+from transforms.typing import DOUBLE_PREFIX, SQL_TYPES, ident, literal
 
 #: FOCUS 1.0-preview / 1.0 names that the lake stores under their FOCUS 1.2 or 1.0 name (pure renames).
 RENAMES = {
@@ -84,7 +84,11 @@ def _harmonize(chain: Chain, present: dict[str, str], extras: list[str]) -> None
     if ZERO_BILLED in present:
         exprs.append(ident(ZERO_BILLED))
     exprs += [f"{ident(e)} AS {ident(extra_name(e))}" for e in extras]
-    chain.step(", ".join(exprs), columns=[*input_columns(), *map(extra_name, extras)], reset=True)
+    # double copies parsed from the export's text, with the decimal they stand for (backfill.dbl)
+    shadows = [c for c in backfill.DOUBLES if DOUBLE_PREFIX + c in present]
+    exprs += [f"{ident(DOUBLE_PREFIX + c)}, {ident(c)} AS {ident(backfill.SHADOWED + c)}" for c in shadows]
+    added = [*(DOUBLE_PREFIX + c for c in shadows), *(backfill.SHADOWED + c for c in shadows)]
+    chain.step(", ".join(exprs), columns=[*input_columns(), *map(extra_name, extras), *added], reset=True)
     chain.replace({}, {f"_o_{c}": ident(c) for c in (*TRACKED, *backfill.TRACKED)})
     if ZERO_BILLED in present:  # legacy amortized exports: usage covered by a commitment is not billed again
         chain.replace({"BilledCost": f"CASE WHEN {ZERO_BILLED} THEN CAST(0 AS {DEC}) ELSE BilledCost END"})

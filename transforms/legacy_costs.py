@@ -40,8 +40,9 @@ def _commitment(present: set[str]) -> str:
             f"OR {_col(present, 'PricingModel')} IN ('Reservation', 'SavingsPlan')")
 
 
-def legacy_sql(source: str, present: set[str], export_type: str) -> str:
-    """FocusCost 1.0 input columns from a typed legacy export relation (lookup tables registered)."""
+def legacy_sql(source: str, present: set[str], export_type: str, *, filter_rows: bool = True) -> str:
+    """FocusCost 1.0 input columns from a typed legacy export relation (lookup tables registered).
+    ``filter_rows=False``: the source already holds only the rows :func:`row_filter` keeps."""
     c = lambda *n, cast=None: _col(present, *n, cast=cast)  # noqa: E731
     charge_type, model = c("ChargeType"), c("PricingModel")
     commit = f"({_commitment(present)})"
@@ -170,4 +171,4 @@ def legacy_sql(source: str, present: set[str], export_type: str) -> str:
             f"LEFT JOIN {regions} AS rg ON rg.OriginalValue = lower({location}) "
             f"LEFT JOIN {services} AS sv ON sv.rt = {rtype} "
             f"LEFT JOIN {by_consumed} AS sv2 ON sv2.cs = lower({c('ConsumedService')}) "
-            f"WHERE {row_filter(export_type, present)}")
+            f"WHERE {row_filter(export_type, present) if filter_rows else 'true'}")

@@ -45,6 +45,14 @@ def cast_text(col: Column, src: str) -> str:
             f"CASE WHEN {src} IS NOT NULL THEN {_fail(col, src, 'date')} END)")
 
 
+def exact_double(src: str) -> str:
+    """The text ``src`` as DOUBLE when it is a plain number with at most 18 decimals, else NULL. Such text is
+    exactly its DECIMAL(38,18) value, so this equals casting that decimal to DOUBLE (both round correctly):
+    arithmetic on it gives the same result however the decimal was obtained (order independence)."""
+    plain = f"NOT contains({src}, 'e') AND NOT contains({src}, 'E') AND (strpos({src}, '.') = 0 OR length({src}) - strpos({src}, '.') <= 18)"
+    return f"CASE WHEN {plain} THEN TRY_CAST({src} AS DOUBLE) END"
+
+
 @dataclass(frozen=True)
 class Projection:
     """What the typed output is made of, and how the input's columns differed from the schema."""
@@ -55,12 +63,18 @@ class Projection:
     matched: int
 
 
-def project(schema: ExportSchema, source: dict[str, str]) -> Projection:
+#: Prefix of the double-precision copies :func:`project` adds for arithmetic (never written to the lake).
+DOUBLE_PREFIX = "_dbl_"
+
+
+def project(schema: ExportSchema, source: dict[str, str], doubles: tuple[str, ...] = ()) -> Projection:
     """Build the typed SELECT list for a source with columns ``{name: duckdb type}``.
 
     Schema columns come first in schema order (absent ones as typed nulls, so every file of a dataset
     has the same columns and types); columns the schema does not know are kept after them, unchanged.
     Names are matched case-insensitively, as Cost Management changes casing between versions.
+    ``doubles``: decimal targets that also get a ``_dbl_<target>`` DOUBLE copy parsed from the same text
+    (parsing text is cheap; converting a DECIMAL(38,18) to DOUBLE later costs about 100 ns a value).
     """
     by_lower = {name.lower(): name for name in source}
     select, missing, used = [], [], set()
@@ -75,6 +89,8 @@ def project(schema: ExportSchema, source: dict[str, str]) -> Projection:
         src = ident(name)
         if source[name] == "VARCHAR":
             select.append(f"{cast_text(col, src)} AS {out}")
+            if col.target in doubles and col.type == "decimal":
+                select.append(f"{exact_double(src)} AS {ident(DOUBLE_PREFIX + col.target)}")
         elif col.type == "string":
             select.append(f"CAST({src} AS VARCHAR) AS {out}")
         else:
