@@ -121,11 +121,12 @@ def plan(schema: ExportSchema, columns: dict[str, str], *, file: str, doubles: t
 
 def write_parquet(con: duckdb.DuckDBPyConnection, select: list[str], source: str, out: str, *, file: str,
                   progress: Callable[[float], None] | None = None, select_only: bool = False,
-                  compression: str | None = None) -> int:
+                  compression: str | None = None, columns: dict[str, str] | None = None) -> int:
     """Stream ``SELECT select FROM source`` into a Parquet file (:data:`COMPRESSION`); returns the row count.
-    With ``select_only`` the select list already holds a whole query tail (``* FROM (...)``)."""
+    With ``select_only`` the select list already holds a whole query tail (``* FROM (...)``); ``columns``: the
+    query's columns and types when already known (saves planning it once more)."""
     codec = compression or check_codec()
-    query = nullable(con, f"SELECT {', '.join(select)}" + ("" if select_only else f" FROM {source}"), file=file)
+    query = nullable(con, f"SELECT {', '.join(select)}" + ("" if select_only else f" FROM {source}"), file=file, columns=columns)
     sql = (f"COPY ({query}) TO {literal(out)} "
            f"(FORMAT parquet, COMPRESSION {codec}, ROW_GROUP_SIZE {ROW_GROUP_SIZE}, "
            f"ROW_GROUP_SIZE_BYTES '{ROW_GROUP_BYTES}')")
@@ -167,16 +168,17 @@ def check_codec() -> str:
     return COMPRESSION
 
 
-def nullable(con: duckdb.DuckDBPyConnection, query: str, *, file: str) -> str:
+def nullable(con: duckdb.DuckDBPyConnection, query: str, *, file: str, columns: dict[str, str] | None = None) -> str:
     """``query`` with every column nullable. DuckDB marks a Parquet column REQUIRED when its statistics
     prove it has no nulls (for example when read from Parquet with no nulls), so two files of one dataset
     could differ in schema; a union with a row that never exists (its filter is volatile, so it is not
     optimized away) makes every column optional."""
-    try:
-        described = con.execute(f"DESCRIBE {query}").fetchall()
-    except duckdb.Error as exc:
-        raise map_error(exc, file=file) from None
-    nulls = ", ".join(f"CAST(NULL AS {r[1]}) AS {ident(r[0])}" for r in described)
+    if columns is None:
+        try:
+            columns = {r[0]: r[1] for r in con.execute(f"DESCRIBE {query}").fetchall()}
+        except duckdb.Error as exc:
+            raise map_error(exc, file=file) from None
+    nulls = ", ".join(f"CAST(NULL AS {typ}) AS {ident(name)}" for name, typ in columns.items())
     return f"{query} UNION ALL SELECT {nulls} WHERE random() < 0"
 
 

@@ -39,19 +39,20 @@ def doubles(schema: ExportSchema) -> tuple[str, ...]:
 
 
 def transform_sql(con: duckdb.DuckDBPyConnection, schema: ExportSchema, source: str, lineage: Lineage,
-                  price_table: str | None, *, filtered: bool = False) -> str:
+                  price_table: str | None, *, filtered: bool = False, check: costs.Check | None = None) -> str:
     """The normalization query of one typed part for its dataset. Columns the mapping does not know are
-    kept (in Costs with an ``x_`` prefix). ``filtered``: the source already applies :func:`row_filter`."""
+    kept (in Costs with an ``x_`` prefix). ``filtered``: the source already applies :func:`row_filter`;
+    ``check``: a condition on the finished Costs rows (:func:`transforms.costs.finish`)."""
     present = columns(con, source)
     mapped = {c.target.lower() for c in schema.columns}
     extras = [c for c in present if c.lower() not in mapped and not c.startswith(DOUBLE_PREFIX)]
     kind = schema.export_type.lower()
     version, time = lineage.version, lineage.ingestion_time
     if kind == "focuscost":
-        return costs.costs_sql(source, present, lineage, prices=price_table, extras=extras)
+        return costs.costs_sql(source, present, lineage, prices=price_table, extras=extras, check=check)
     if kind in LEGACY:
         legacy = f"({legacy_costs.legacy_sql(source, set(present), schema.export_type, filter_rows=not filtered)})"
-        return costs.costs_sql(legacy, columns(con, legacy), lineage, prices=price_table)
+        return costs.costs_sql(legacy, columns(con, legacy), lineage, prices=price_table, check=check)
     builders = {"pricesheet": prices.prices_sql, "reservationdetails": commitments.commitment_usage_sql,
                 "reservationrecommendations": commitments.recommendations_sql,
                 "reservationtransactions": commitments.transactions_sql}
@@ -99,29 +100,28 @@ class InputTap:
         self.keep = f"coalesce(({row_filter(schema, present)}), false)"
         self.summary = InputSummary()
         self._lock = threading.Lock()
-        fields = [f"a{i}" for i in range(len(self.amounts))] or ["a0"]
-        amounts = DuckDBPyType("STRUCT(" + ", ".join(f"{f} {DECIMAL}" for f in fields) + ")")
-        con.create_function(name, self._take, [VARCHAR, BOOLEAN, amounts], BOOLEAN, type="arrow", null_handling="special",
-                            side_effects=True)
+        # DuckDB reads the arity from the function's signature: one parameter per amount
+        take = {0: lambda c, k: self._take(c, k), 1: lambda c, k, a: self._take(c, k, a),
+                2: lambda c, k, a, b: self._take(c, k, a, b)}[len(self.amounts)]
+        con.create_function(name, take, [VARCHAR, BOOLEAN] + [DuckDBPyType(DECIMAL)] * len(self.amounts), BOOLEAN,
+                            type="arrow", null_handling="special", side_effects=True)
 
     def wrap(self, source: str) -> str:
         """``source`` with this tap in its path: the rows the dataset keeps."""
-        values = [ident(c) for c in self.amounts.values()] or ["NULL"]
-        amounts = "struct_pack(" + ", ".join(f"a{i} := {v}" for i, v in enumerate(values)) + ")"
-        return f"(SELECT * FROM {source} AS t WHERE {self.name}({self.currency}, {self.keep}, {amounts}))"
+        args = ", ".join([self.currency, self.keep, *(ident(c) for c in self.amounts.values())])
+        return f"(SELECT * FROM {source} AS t WHERE {self.name}({args}))"
 
-    def _take(self, currency: pa.ChunkedArray, keep: pa.ChunkedArray, amounts: pa.ChunkedArray) -> pa.ChunkedArray:
+    def _take(self, currency: pa.ChunkedArray, keep: pa.ChunkedArray, *amounts: pa.ChunkedArray) -> pa.ChunkedArray:
         n = len(keep)
         kept = pc.sum(keep).as_py() or 0
         part = InputSummary(n, n - kept)
         names = list(self.amounts)
         if kept and names:
-            values = [pc.struct_field(amounts, [i]) for i in range(len(names))]
             first = currency[0].as_py()
             if kept == n and first is not None and pc.all(pc.equal(currency, first)).as_py():  # the usual vector
-                part.totals[first] = {name: _money(pc.sum(v).as_py()) for name, v in zip(names, values, strict=True)}
+                part.totals[first] = {name: _money(pc.sum(v).as_py()) for name, v in zip(names, amounts, strict=True)}
             else:
-                table = pa.table({"c": pc.fill_null(currency, ""), **{f"a{i}": v for i, v in enumerate(values)}}).filter(keep)
+                table = pa.table({"c": pc.fill_null(currency, ""), **{f"a{i}": v for i, v in enumerate(amounts)}}).filter(keep)
                 for row in table.group_by("c").aggregate([(f"a{i}", "sum") for i in range(len(names))]).to_pylist():
                     part.totals[row["c"]] = {name: _money(row[f"a{i}_sum"]) for i, name in enumerate(names)}
         with self._lock:

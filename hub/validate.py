@@ -1,18 +1,24 @@
 """``hub validate``: check a FOCUS file, folder or hub root against FOCUS 1.0, every row of it.
 
 Runs all checks of :mod:`transforms.focus_validate` in one scan (one ``count(*) FILTER`` per check),
-then fetches a few sample rows for each failing check.
+then fetches a few sample rows for each failing check. During ingestion the same checks are counted
+while the rows are written (:class:`CheckTap`), so the output is not read back.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import duckdb
+import numpy as np
+import pyarrow as pa
+from duckdb.sqltypes import BIGINT, BOOLEAN, DuckDBPyType
 
 from hub.convert import connect
-from transforms.focus_validate import DEFAULT_TOLERANCE, Check, checks, typed_projection
+from transforms.focus_validate import DEFAULT_TOLERANCE, Check, cast_double, checks, typed_projection
 from transforms.typing import ident, literal
 
 SAMPLES = 3
@@ -115,3 +121,70 @@ def _samples(con: duckdb.DuckDBPyConnection, view: str, check: Check, columns: d
     cols = ", ".join(['file_row_number AS "row"', *names])
     rel = con.sql(f"SELECT {cols} FROM {view} WHERE coalesce(({check.violation}), false) LIMIT {SAMPLES}")
     return [{k: (None if v is None else str(v)) for k, v in zip(rel.columns, row, strict=True)} for row in rel.fetchall()]
+
+
+#: Checks per BIGINT bit mask handed to the tap (bit 63 is left alone: it is the sign).
+MASK_BITS = 62
+
+
+class CheckTap:
+    """The row checks of a Costs normalization query, counted as its rows are written.
+
+    :meth:`where` is a condition for the query's last step (:func:`transforms.costs.finish`): it packs the
+    checks' results into bit masks and hands them, a vector of rows at a time (as Arrow arrays), to a
+    side-effect function that adds them up and keeps every row. The predicates are those of ``hub validate``;
+    only the decimal arithmetic reads the DOUBLE copies parsed from the export (same values, no slow casts).
+    """
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, columns: dict[str, str], name: str,
+                 tolerance: float = DEFAULT_TOLERANCE) -> None:
+        self.columns, self.name, self.tolerance = columns, name, tolerance
+        self.checks = checks(columns, text_source=False, tolerance=tolerance)
+        self.row_checks = [c for c in self.checks if not c.schema_level]
+        self.rows = 0
+        self.counts = np.zeros(len(self.row_checks), dtype=np.int64)
+        self._lock = threading.Lock()
+        con.create_function(name, self._take, [DuckDBPyType("BIGINT[]")], BOOLEAN, type="arrow",
+                            null_handling="special", side_effects=True)
+
+    def where(self, double: Callable[[str], str] = cast_double) -> str:
+        todo = [c for c in checks(self.columns, text_source=False, tolerance=self.tolerance, double=double) if not c.schema_level]
+        assert [(c.rule, c.column) for c in todo] == [(c.rule, c.column) for c in self.row_checks]
+        masks = []
+        for start in range(0, len(todo), MASK_BITS):
+            bits = [f"(CAST(coalesce(({c.violation}), false) AS {BIGINT}) << {i})"
+                    for i, c in enumerate(todo[start:start + MASK_BITS])]
+            masks.append(" | ".join(bits))
+        return f"{self.name}([{', '.join(masks) or '0'}])"
+
+    def _take(self, masks: pa.ChunkedArray) -> pa.Array:
+        n = len(masks)
+        values = np.asarray(pa.concat_arrays([c.flatten() for c in masks.chunks]), dtype=np.int64).reshape(n, -1)
+        bits = np.unpackbits(values.view(np.uint8), axis=1, bitorder="little").reshape(n, -1, 64)[:, :, :MASK_BITS]
+        counts = bits.reshape(n, -1).sum(axis=0, dtype=np.int64)[: len(self.row_checks)]
+        with self._lock:
+            self.rows += n
+            self.counts += counts
+        return pa.array(np.ones(n, dtype=bool))
+
+
+def tap_report(con: duckdb.DuckDBPyConnection, taps: list[CheckTap], files: list[str], *, label: str) -> Report:
+    """The report of rows counted by ``taps`` (one per written file); samples of failing checks are read from ``files``."""
+    rows = sum(t.rows for t in taps)
+    found: dict[tuple[str, str], int] = {}
+    for tap in taps:
+        for check in tap.checks:
+            key = (check.rule, check.column)
+            found[key] = found.get(key, 0)
+        for check in tap.checks:
+            if check.schema_level:
+                found[(check.rule, check.column)] += tap.rows
+        for check, n in zip(tap.row_checks, tap.counts, strict=True):
+            found[(check.rule, check.column)] += int(n)
+    by_key = {(c.rule, c.column): c for t in taps for c in t.checks}
+    listing = "[" + ", ".join(literal(f) for f in files) + "]"
+    view = f"(SELECT * FROM read_parquet({listing}, union_by_name = true, filename = true, file_row_number = true))"
+    columns = {k: v for t in taps for k, v in t.columns.items()}
+    results = [CheckResult(by_key[k].rule, by_key[k].column, by_key[k].text, n, _samples(con, view, by_key[k], columns, False))
+               for k, n in found.items() if n]
+    return Report(label, rows, len(found), results)

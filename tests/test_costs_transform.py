@@ -202,3 +202,27 @@ def test_reconciliation_recorded(hub_root: Path) -> None:
     assert rec.totalsOut == {"USD": {"BilledCost": "20.000000000000000000", "EffectiveCost": "10.000000000000000000"}}
     assert rec.totalsIngested == rec.totalsIn  # the 10 taken off EffectiveCost is explained by x_SourceValues
     assert rec.validation["violations"] == 0
+
+
+def test_run_validation_counted_while_writing_equals_hub_validate(hub_root: Path) -> None:
+    """The run record's FOCUS checks are counted as rows are written (hub.validate.CheckTap, arithmetic on the DOUBLE
+    copies parsed from the text); they must find exactly what `hub validate` finds reading the written file back."""
+    rows = [
+        BASE,
+        {**BASE, "ListCost": "13"},  # ListCost 13 <> 3 x 4 (present costs are kept): ListCostIsUnitPriceTimesQuantity
+        {**BASE, "ListCost": "1.2E1"},  # 12 in scientific notation: the cast path, no violation
+        {**BASE, "BillingCurrency": "usd"},  # BillingCurrencyIso4217
+        {**BASE, "ChargeCategory": "Tax", "ConsumedQuantity": None, "ConsumedUnit": None},  # unit prices on a Tax row
+        {**BASE, "SubAccountName": "NULL", "SkuId": None},  # SkuIdForUsagePurchase
+    ]
+    write_export(hub_root, {"part_0_0001.csv": rows_csv("focuscost_1.0", rows)}, rows=len(rows))
+    (rec,) = ingest(Store(str(hub_root))).records
+    assert rec.state == "committed", rec.error
+    report = validate(str(hub_root))
+    assert rec.validation["rows"] == report.rows == 6
+    assert rec.validation["rules"] == report.summary()
+    assert rec.validation["violations"] == report.violations > 0
+    assert rec.validation["rules"]["ListCostIsUnitPriceTimesQuantity:ListCost"] == 1
+    assert rec.validation["rules"]["BillingCurrencyIso4217:BillingCurrency"] == 1
+    assert rec.validation["rules"]["SkuIdForUsagePurchase:SkuId"] == 1
+    assert rec.validation["rules"]["ListUnitPriceNullForTax:ListUnitPrice"] == 1

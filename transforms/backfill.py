@@ -27,7 +27,7 @@ CORRECTION_TOLERANCE = "0.00001"
 MONTH_OF_PATH = r"/(\d{4})/(\d{2})/"
 #: Decimal columns this layer does double-precision arithmetic on: the typing step also parses them as DOUBLE
 #: (``_dbl_<col>``), and ``_dv_<col>`` keeps the decimal that copy stands for (see :func:`dbl`).
-DOUBLES = ("ContractedCost", "ContractedUnitPrice", "ListUnitPrice", "PricingQuantity", "x_EffectiveUnitPrice")
+DOUBLES = ("ContractedCost", "ContractedUnitPrice", "ListCost", "ListUnitPrice", "PricingQuantity", "x_EffectiveUnitPrice")
 SHADOWED = "_dv_"
 
 

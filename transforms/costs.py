@@ -10,6 +10,7 @@ savings) -> ``x_SourceValues`` (original value of every changed column) and the 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -274,8 +275,13 @@ def extra_name(column: str) -> str:
     return column if column.startswith("x_") else f"x_{column}"
 
 
-def finish(chain: Chain, extras: list[str] = ()) -> str:
-    """Final projection: x_SourceChanges, x_SourceValues and the Costs columns in order, typed."""
+#: Builds a WHERE condition over the finished rows, given how to read a decimal column as DOUBLE.
+Check = Callable[[Callable[[str], str]], str]
+
+
+def finish(chain: Chain, extras: list[str] = (), check: Check | None = None) -> str:
+    """Final projection: x_SourceChanges, x_SourceValues and the Costs columns in order, typed; ``check``:
+    a condition on the finished rows (the pipeline's FOCUS checks, counted as rows are written)."""
     tracked = list(TRACKED) + list(backfill.TRACKED)
     chain.replace({}, {
         "x_SourceChanges": "nullif(concat_ws(',', _codes, _price_codes), '')",
@@ -284,15 +290,16 @@ def finish(chain: Chain, extras: list[str] = ()) -> str:
     known = {n for n, _ in output_columns()}
     final = ", ".join([f"CAST({ident(n)} AS {SQL_TYPES[t]}) AS {ident(n)}" for n, t in output_columns()]
                       + [ident(extra_name(e)) for e in extras if extra_name(e) not in known])
-    return chain.sql(final)
+    return chain.sql(final, check(lambda col: backfill.dbl(chain, col)) if check else None)
 
 
 def costs_sql(source: str, present: dict[str, str], lineage: Lineage, *, prices: str | None = None,
-              lookups: bool = True, extras: list[str] = ()) -> str:
+              lookups: bool = True, extras: list[str] = (), check: Check | None = None) -> str:
     """The FOCUS 1.0 normalization of a typed FocusCost relation ``source`` with columns ``present``.
 
     ``prices``: a relation of price-sheet keys (:func:`transforms.backfill.price_keys_sql`) to backfill
-    missing list/contracted prices from; ``lookups``: the open-data tables are registered (hub.lookups).
+    missing list/contracted prices from; ``lookups``: the open-data tables are registered (hub.lookups);
+    ``check``: see :func:`finish`.
     """
     chain = Chain(source)
     known = set(input_columns()) | set(RENAMES)
@@ -306,5 +313,5 @@ def costs_sql(source: str, present: dict[str, str], lineage: Lineage, *, prices:
     _names_and_resources(chain, lookups)
     _enumerations_tags_periods(chain)
     backfill.price_layer(chain, prices)
-    return finish(chain, extras)
+    return finish(chain, extras, check)
 

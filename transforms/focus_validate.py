@@ -11,6 +11,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -74,12 +76,18 @@ def _type_ok(focus_type: str, duck_type: str) -> bool:
     return t == "VARCHAR"
 
 
-def checks(columns: dict[str, str], *, text_source: bool, tolerance: float = DEFAULT_TOLERANCE) -> list[Check]:
+def cast_double(column: str) -> str:
+    return f"CAST({ident(column)} AS DOUBLE)"
+
+
+def checks(columns: dict[str, str], *, text_source: bool, tolerance: float = DEFAULT_TOLERANCE,
+           double: Callable[[str], str] = cast_double) -> list[Check]:
     """Every check that applies to a dataset with ``columns`` (name -> DuckDB type).
 
     ``text_source``: the data is raw text (a CSV read as strings), so types and date formats are checked
     per value, and the literal string ``NULL`` is a defect; otherwise types are checked on the schema.
-    Predicates refer to typed columns by name and, for text sources, to raw text as ``"raw:<name>"``.
+    Predicates refer to typed columns by name and, for text sources, to raw text as ``"raw:<name>"``;
+    ``double`` gives the DOUBLE value of a decimal column for the arithmetic rules (``{double:Col}``).
     """
     out: list[Check] = []
     focus = focus_columns()
@@ -113,8 +121,8 @@ def checks(columns: dict[str, str], *, text_source: bool, tolerance: float = DEF
             out.append(Check("CustomColumnPrefix", name, "custom columns start with x_", "true", True))
     for rule in _rules():
         if all(col in columns for col in rule["columns"]):
-            out.append(Check(rule["id"], rule["columns"][0], rule["text"],
-                             rule["violation"].replace("{tolerance}", repr(tolerance))))
+            violation = re.sub(r"\{double:(\w+)\}", lambda m: double(m.group(1)), rule["violation"])
+            out.append(Check(rule["id"], rule["columns"][0], rule["text"], violation.replace("{tolerance}", repr(tolerance))))
     return out
 
 

@@ -84,6 +84,6 @@ class Chain:
         parts += [f"{expr} AS {ident(name)}" for name, expr in add.items()]
         return self.step(", ".join(parts), columns=list(add))
 
-    def sql(self, final: str = "*") -> str:
+    def sql(self, final: str = "*", where: str | None = None) -> str:
         ctes = ",\n".join(f"s{i} AS ({sql})" for i, sql in enumerate(self.steps))
-        return f"WITH {ctes}\nSELECT {final} FROM {self.last}"
+        return f"WITH {ctes}\nSELECT {final} FROM {self.last}" + (f" WHERE {where}" if where else "")
