@@ -125,30 +125,38 @@ def _samples(con: duckdb.DuckDBPyConnection, view: str, check: Check, columns: d
 
 #: Checks per BIGINT bit mask handed to the tap (bit 63 is left alone: it is the sign).
 MASK_BITS = 62
+#: Checks a written file's Parquet statistics answer exactly: null counts, and whether an empty string is a
+#: column chunk's minimum (then, or when statistics are missing, the column is scanned).
+STATS_RULES = ("NotNull", "EmptyString")
 
 
 class CheckTap:
-    """The row checks of a Costs normalization query, counted as its rows are written.
+    """The FOCUS checks of the rows a Costs normalization query writes, without reading them back.
 
-    :meth:`where` is a condition for the query's last step (:func:`transforms.costs.finish`): it packs the
+    :meth:`where` is a condition for the query's last step (:func:`transforms.costs.finish`): it packs the row
     checks' results into bit masks and hands them, a vector of rows at a time (as Arrow arrays), to a
     side-effect function that adds them up and keeps every row. The predicates are those of ``hub validate``;
     only the decimal arithmetic reads the DOUBLE copies parsed from the export (same values, no slow casts).
+    Null and empty-string checks come from the written file's statistics (:func:`stats_counts`).
     """
 
     def __init__(self, con: duckdb.DuckDBPyConnection, columns: dict[str, str], name: str,
                  tolerance: float = DEFAULT_TOLERANCE) -> None:
         self.columns, self.name, self.tolerance = columns, name, tolerance
         self.checks = checks(columns, text_source=False, tolerance=tolerance)
-        self.row_checks = [c for c in self.checks if not c.schema_level]
+        self.row_checks = self._row_checks(self.checks)
         self.rows = 0
         self.counts = np.zeros(len(self.row_checks), dtype=np.int64)
         self._lock = threading.Lock()
         con.create_function(name, self._take, [DuckDBPyType("BIGINT[]")], BOOLEAN, type="arrow",
                             null_handling="special", side_effects=True)
 
+    @staticmethod
+    def _row_checks(todo: list[Check]) -> list[Check]:
+        return [c for c in todo if not c.schema_level and c.rule not in STATS_RULES]
+
     def where(self, double: Callable[[str], str] = cast_double) -> str:
-        todo = [c for c in checks(self.columns, text_source=False, tolerance=self.tolerance, double=double) if not c.schema_level]
+        todo = self._row_checks(checks(self.columns, text_source=False, tolerance=self.tolerance, double=double))
         assert [(c.rule, c.column) for c in todo] == [(c.rule, c.column) for c in self.row_checks]
         masks = []
         for start in range(0, len(todo), MASK_BITS):
@@ -168,17 +176,38 @@ class CheckTap:
         return pa.array(np.ones(n, dtype=bool))
 
 
+def stats_counts(con: duckdb.DuckDBPyConnection, file: str, todo: list[Check]) -> dict[tuple[str, str], int]:
+    """Violations of NotNull / EmptyString checks in a Parquet file: from its column statistics where they
+    are exact (null counts; no chunk whose minimum is ''), else by scanning the column."""
+    meta = {r[0]: r[1:] for r in con.execute(
+        "SELECT path_in_schema, sum(stats_null_count), count(*) FILTER (WHERE stats_null_count IS NULL), "
+        "bool_or(coalesce(stats_min_value = '', num_values > stats_null_count, true)) "
+        f"FROM parquet_metadata({literal(file)}) GROUP BY 1").fetchall()}
+    out, scan = {}, []
+    for check in todo:
+        nulls, unknown, maybe_empty = meta.get(check.column, (None, 1, True))
+        if check.rule == "NotNull" and not unknown:
+            out[(check.rule, check.column)] = int(nulls or 0)
+        elif check.rule == "EmptyString" and maybe_empty is False:
+            out[(check.rule, check.column)] = 0
+        else:
+            scan.append(check)
+    if scan:
+        counts = ", ".join(f"count(*) FILTER (WHERE coalesce(({c.violation}), false))" for c in scan)
+        found = con.execute(f"SELECT {counts} FROM read_parquet({literal(file)})").fetchall()[0]
+        out.update({(c.rule, c.column): int(n) for c, n in zip(scan, found, strict=True)})
+    return out
+
+
 def tap_report(con: duckdb.DuckDBPyConnection, taps: list[CheckTap], files: list[str], *, label: str) -> Report:
-    """The report of rows counted by ``taps`` (one per written file); samples of failing checks are read from ``files``."""
-    rows = sum(t.rows for t in taps)
+    """The report of the rows ``taps`` counted while writing ``files`` (one tap per file); statistics-based
+    checks and samples of failing checks are read from the files."""
     found: dict[tuple[str, str], int] = {}
-    for tap in taps:
+    for tap, file in zip(taps, files, strict=True):
+        from_stats = stats_counts(con, file, [c for c in tap.checks if c.rule in STATS_RULES and not c.schema_level])
         for check in tap.checks:
             key = (check.rule, check.column)
-            found[key] = found.get(key, 0)
-        for check in tap.checks:
-            if check.schema_level:
-                found[(check.rule, check.column)] += tap.rows
+            found[key] = found.get(key, 0) + (tap.rows if check.schema_level else from_stats.get(key, 0))
         for check, n in zip(tap.row_checks, tap.counts, strict=True):
             found[(check.rule, check.column)] += int(n)
     by_key = {(c.rule, c.column): c for t in taps for c in t.checks}
@@ -187,4 +216,4 @@ def tap_report(con: duckdb.DuckDBPyConnection, taps: list[CheckTap], files: list
     columns = {k: v for t in taps for k, v in t.columns.items()}
     results = [CheckResult(by_key[k].rule, by_key[k].column, by_key[k].text, n, _samples(con, view, by_key[k], columns, False))
                for k, n in found.items() if n]
-    return Report(label, rows, len(found), results)
+    return Report(label, sum(t.rows for t in taps), len(found), results)

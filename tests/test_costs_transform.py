@@ -226,3 +226,13 @@ def test_run_validation_counted_while_writing_equals_hub_validate(hub_root: Path
     assert rec.validation["rules"]["BillingCurrencyIso4217:BillingCurrency"] == 1
     assert rec.validation["rules"]["SkuIdForUsagePurchase:SkuId"] == 1
     assert rec.validation["rules"]["ListUnitPriceNullForTax:ListUnitPrice"] == 1
+
+
+def test_null_and_empty_checks_from_statistics_equal_a_scan(hub_root: Path) -> None:
+    """NotNull / EmptyString violations of a run come from the file's Parquet statistics; a scan agrees."""
+    rows = [BASE, {**BASE, "InvoiceIssuerName": None}, {**BASE, "InvoiceIssuerName": None, "ServiceName": None}]
+    write_export(hub_root, {"part_0_0001.csv": rows_csv("focuscost_1.0", rows)}, rows=len(rows))
+    (rec,) = ingest(Store(str(hub_root))).records
+    report = validate(str(hub_root))
+    assert rec.validation["rules"] == report.summary()
+    assert rec.validation["rules"]["NotNull:InvoiceIssuerName"] == 2 and rec.validation["rules"]["NotNull:ServiceName"] == 1

@@ -141,3 +141,21 @@ def test_pipeline_output_from_the_samples_is_valid(hub_root: Path) -> None:
     report = validate(str(hub_root))
     assert report.ok, report.summary()
     assert report.rows == 29  # 28 amortized rows + the 1 reservation purchase of the actual export
+
+
+def test_statistics_counts_equal_a_scan(tmp_path: Path) -> None:
+    """hub.validate.stats_counts: null counts from Parquet statistics; a chunk whose minimum is '' is scanned."""
+    from hub.validate import stats_counts
+    from transforms.focus_validate import checks
+
+    rows = [BASE, {**BASE, "SubAccountName": "", "BillingAccountId": None}, {**BASE, "SubAccountName": None}]
+    path = write_rows(tmp_path / "f.parquet", rows)
+    con = duckdb.connect()
+    columns = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM '{path}'").fetchall()}
+    todo = [c for c in checks(columns, text_source=False) if c.rule in ("NotNull", "EmptyString")]
+    found = stats_counts(con, path, todo)
+    scanned = con.execute("SELECT " + ", ".join(f"count(*) FILTER (WHERE coalesce(({c.violation}), false))" for c in todo)
+                          + f" FROM '{path}'").fetchall()[0]
+    assert found == {(c.rule, c.column): n for c, n in zip(todo, scanned, strict=True)}
+    assert found[("EmptyString", "SubAccountName")] == 1 and found[("NotNull", "BillingAccountId")] == 1
+    assert found[("EmptyString", "BillingAccountName")] == 0
