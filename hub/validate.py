@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import duckdb
 import numpy as np
 import pyarrow as pa
-from duckdb.sqltypes import BIGINT, BOOLEAN, DuckDBPyType
+from duckdb.sqltypes import BIGINT, BOOLEAN
 
 from hub.convert import connect
 from transforms.focus_validate import DEFAULT_TOLERANCE, Check, cast_double, checks, typed_projection
@@ -148,8 +148,10 @@ class CheckTap:
         self.rows = 0
         self.counts = np.zeros(len(self.row_checks), dtype=np.int64)
         self._lock = threading.Lock()
-        con.create_function(name, self._take, [DuckDBPyType("BIGINT[]")], BOOLEAN, type="arrow",
-                            null_handling="special", side_effects=True)
+        masks = max(1, -(-len(self.row_checks) // MASK_BITS))
+        # DuckDB reads the arity from the function's signature: one BIGINT parameter per mask
+        take = {1: lambda a: self._take(a), 2: lambda a, b: self._take(a, b), 3: lambda a, b, c: self._take(a, b, c)}[masks]
+        con.create_function(name, take, [BIGINT] * masks, BOOLEAN, type="arrow", null_handling="special", side_effects=True)
 
     @staticmethod
     def _row_checks(todo: list[Check]) -> list[Check]:
@@ -163,13 +165,13 @@ class CheckTap:
             bits = [f"(CAST(coalesce(({c.violation}), false) AS {BIGINT}) << {i})"
                     for i, c in enumerate(todo[start:start + MASK_BITS])]
             masks.append(" | ".join(bits))
-        return f"{self.name}([{', '.join(masks) or '0'}])"
+        return f"{self.name}({', '.join(masks or ['0'])})"
 
-    def _take(self, masks: pa.ChunkedArray) -> pa.Array:
-        n = len(masks)
-        values = np.asarray(pa.concat_arrays([c.flatten() for c in masks.chunks]), dtype=np.int64).reshape(n, -1)
-        bits = np.unpackbits(values.view(np.uint8), axis=1, bitorder="little").reshape(n, -1, 64)[:, :, :MASK_BITS]
-        counts = bits.reshape(n, -1).sum(axis=0, dtype=np.int64)[: len(self.row_checks)]
+    def _take(self, *masks: pa.ChunkedArray) -> pa.Array:
+        n = len(masks[0])
+        values = np.stack([np.asarray(m, dtype=np.int64) for m in masks], axis=1)
+        bits = np.unpackbits(values.view(np.uint8), axis=1, bitorder="little").sum(axis=0, dtype=np.int64)
+        counts = bits.reshape(-1, 64)[:, :MASK_BITS].ravel()[: len(self.row_checks)]
         with self._lock:
             self.rows += n
             self.counts += counts

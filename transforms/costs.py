@@ -290,7 +290,11 @@ def finish(chain: Chain, extras: list[str] = (), check: Check | None = None) -> 
     known = {n for n, _ in output_columns()}
     final = ", ".join([f"CAST({ident(n)} AS {SQL_TYPES[t]}) AS {ident(n)}" for n, t in output_columns()]
                       + [ident(extra_name(e)) for e in extras if extra_name(e) not in known])
-    return chain.sql(final, check(lambda col: backfill.dbl(chain, col)) if check else None)
+    if check is None:
+        return chain.sql(final)
+    # each DOUBLE value once (a rule may use one twice): the check reads these columns
+    chain.replace({}, {f"_chk_{c}": backfill.dbl(chain, c) for c in backfill.DOUBLES})
+    return chain.sql(final, check(lambda col: ident(f"_chk_{col}") if col in backfill.DOUBLES else f"CAST({ident(col)} AS DOUBLE)"))
 
 
 def costs_sql(source: str, present: dict[str, str], lineage: Lineage, *, prices: str | None = None,
