@@ -146,3 +146,28 @@ def test_renormalization_is_idempotent(hub_root: Path) -> None:
 
     assert renormalize_month(Store(str(hub_root)), 2024, 5, "again") == []  # nothing left to improve
     assert lake_rows(hub_root) == first
+
+
+def test_lookup_joins_build_on_the_lookup(tmp_path: Path) -> None:
+    """Regression (DuckDB 2.0.1): its build_side_probe_side optimizer flipped "export LEFT JOIN lookup" and built the
+    hash table on the export, holding every row in memory (1M rows: 7 s -> 70 s, spilling). The conversion connection
+    disables it: the price-sheet and display-name joins stay LEFT joins probing with the export."""
+    from hub import convert, lookups, normalize
+    from hub.export_schemas import find_schema
+    from transforms import backfill
+    from transforms.costs import Lineage
+
+    path = tmp_path / "part.csv"
+    path.write_text(rows_csv("focuscost_1.0", [MISSING] * 3))
+    con = convert.connect()
+    lookups.register(con)
+    sql, columns = convert.source_columns(con, str(path), "csv", file=str(path))
+    schema = find_schema("FocusCost", "1.0", list(columns), file=str(path))
+    source = f"(SELECT {', '.join(convert.plan(schema, columns, file=str(path)).select)} FROM {sql})"
+    con.execute("CREATE TEMP TABLE prices_src AS SELECT * FROM (VALUES ('/Prices/2024/05/p.parquet', 'meter-1', 'MS-AZR-0017P', "
+                "'8611537', 'EA', 2.5::DECIMAL(38,18), 3::DECIMAL(38,18), 1::DECIMAL(38,18), 'Hours', 0::DECIMAL(38,18), "
+                "'Consumption')) t(filename, x_SkuMeterId, x_SkuOfferId, x_BillingProfileId, x_BillingAccountAgreement, "
+                "ContractedUnitPrice, ListUnitPrice, x_PricingBlockSize, PricingUnit, x_SkuTier, x_SkuPriceType)")
+    con.execute(f"CREATE TEMP TABLE hub_prices AS {backfill.price_keys_sql('prices_src')}")
+    plan = con.execute(f"EXPLAIN {normalize.transform_sql(con, schema, source, Lineage(), 'hub_prices')}").fetchall()[0][1]
+    assert plan.count("Join Type: LEFT") == 2 and "Join Type: RIGHT" not in plan
