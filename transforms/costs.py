@@ -294,7 +294,9 @@ def finish(chain: Chain, extras: list[str] = (), check: Check | None = None) -> 
         return chain.sql(final)
     # each DOUBLE value once (a rule may use one twice): the check reads these columns
     chain.replace({}, {f"_chk_{c}": backfill.dbl(chain, c) for c in backfill.DOUBLES})
-    return chain.sql(final, check(lambda col: ident(f"_chk_{col}") if col in backfill.DOUBLES else f"CAST({ident(col)} AS DOUBLE)"))
+    # in a projection (not the WHERE clause) DuckDB computes the checks' shared parts once per row
+    chain.replace({}, {"_checked": check(lambda col: ident(f"_chk_{col}") if col in backfill.DOUBLES else f"CAST({ident(col)} AS DOUBLE)")})
+    return chain.sql(final, "_checked")
 
 
 def costs_sql(source: str, present: dict[str, str], lineage: Lineage, *, prices: str | None = None,
