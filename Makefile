@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 ROWS ?= 1000000
+REPEAT ?= 3
 
 AZURITE := .tools/node_modules/.bin/azurite-blob
 
@@ -34,7 +35,7 @@ test: lint $(AZURITE) $(CHROMIUM)
 	$(PY) -m pytest -q
 
 bench: $(VENV)/.installed
-	$(PY) bench/run.py --rows $(ROWS)
+	$(PY) bench/run.py --rows $(ROWS) --repeat $(REPEAT)
 
 clean:
 	rm -rf $(VENV) .tools demo-hub .pytest_cache .ruff_cache

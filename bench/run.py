@@ -1,9 +1,10 @@
 """Benchmark: ``hub ingest`` against a raw DuckDB CSV -> Parquet copy of the same FocusCost 1.0 export.
 
-Usage: ``python bench/run.py [--rows 1000000] [--out bench/RESULTS.md] [--keep DIR]``
+Usage: ``python bench/run.py [--rows 1000000] [--repeat 3] [--out bench/RESULTS.md] [--keep DIR]``
 
 Each step runs in its own child process; its wall time and peak RSS (``os.wait4`` resource usage of that
-child) are reported side by side, and a dated section is added to (or replaced in) ``--out``.
+child) are reported side by side, pair after pair (the raw copy, then the pipeline on a fresh copy of the
+export), with the median ratio; a dated section is added to (or replaced in) ``--out``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import platform
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -117,17 +119,23 @@ def machine() -> str:
             f"Python {platform.python_version()}, " + ", ".join(versions))
 
 
-def table(steps: list[Step]) -> list[str]:
-    """Markdown table of the steps, plus the pipeline/raw ratios when both ran."""
+def table(pairs: list[tuple[Step, Step | None]]) -> list[str]:
+    """Markdown table of (raw copy, pipeline) pairs, each pair's ratios, and the median ratio of several pairs."""
     lines = ["| step | rows | seconds | rows/s | peak RSS MiB | exit |", "|---|---:|---:|---:|---:|---:|"]
-    for s in steps:
-        rate = f"{s.rows / s.seconds:,.0f}" if s.ok and s.seconds > 0 else "-"
-        lines.append(f"| {s.name} | {s.rows:,} | {s.seconds:.2f} | {rate} | {s.peak_mib:,.0f} | {s.exit_code} |")
-    by = {s.name: s for s in steps}
-    pipe, raw = by.get("hub ingest"), by.get("raw DuckDB copy")
-    if pipe and raw and pipe.ok and raw.ok:
-        time_ratio, mem_ratio = pipe.seconds / raw.seconds, pipe.peak_mib / raw.peak_mib
-        lines.append(f"| **pipeline / raw** | | **{time_ratio:.2f}x** | | **{mem_ratio:.2f}x** | |")
+    ratios = []
+    for i, (raw, pipe) in enumerate(pairs, 1):
+        tag = f" #{i}" if len(pairs) > 1 else ""
+        for s in (raw, pipe):
+            if s is None:
+                continue
+            rate = f"{s.rows / s.seconds:,.0f}" if s.ok and s.seconds > 0 else "-"
+            lines.append(f"| {s.name}{tag} | {s.rows:,} | {s.seconds:.2f} | {rate} | {s.peak_mib:,.0f} | {s.exit_code} |")
+        if pipe and raw.ok and pipe.ok:
+            ratios.append((pipe.seconds / raw.seconds, pipe.peak_mib / raw.peak_mib))
+            lines.append(f"| **pipeline / raw{tag}** | | **{ratios[-1][0]:.2f}x** | | **{ratios[-1][1]:.2f}x** | |")
+    if len(ratios) > 1:
+        lines.append(f"| **median of {len(ratios)}** | | **{statistics.median(r[0] for r in ratios):.2f}x** | | "
+                     f"**{statistics.median(r[1] for r in ratios):.2f}x** | |")
     return lines
 
 
@@ -178,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=1_000_000, help="FocusCost rows to generate (default 1,000,000)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "RESULTS.md", help="results file to update")
     parser.add_argument("--keep", type=Path, default=None, help="build the hub in DIR and keep it (default: temporary)")
+    parser.add_argument("--repeat", type=int, default=3, help="raw copy / pipeline pairs (default 3; the median ratio counts)")
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(REPO))
@@ -188,24 +197,31 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if root.exists() and any(root.iterdir()):
             parser.error(f"--keep {root} must be empty or absent")
-        root.mkdir(parents=True, exist_ok=True)
-        print(f"generating {args.rows:,} FocusCost 1.0 rows into {root} ...", flush=True)
+        pristine = work / "export"
+        print(f"generating {args.rows:,} FocusCost 1.0 rows into {pristine} ...", flush=True)
         start = time.perf_counter()
-        manifest = Path(write_export(str(root), rows=args.rows, parts=1))
+        manifest = Path(write_export(str(pristine), rows=args.rows, parts=1))
         generate_s = time.perf_counter() - start
         csv = next(manifest.parent.glob("part_*.csv"))
         csv_mib = csv.stat().st_size / 2**20
         print(f"  {csv_mib:,.0f} MiB CSV in {generate_s:.1f} s", flush=True)
 
-        # The raw copy runs first: the pipeline may delete source exports after ingesting them (retention).
         load_before = os.getloadavg()[0]
         raw_query = run_json([sys.executable, "-c", RAW_QUERY, str(csv)])
         print(f"  raw CSV aggregation: {raw_query}", flush=True)
-        raw = run_child("raw DuckDB copy", [sys.executable, "-c", RAW_COPY, str(csv), str(work / "raw.parquet")],
-                        args.rows, work)
-        print(f"  raw DuckDB copy: {raw.seconds:.2f} s, {raw.peak_mib:,.0f} MiB, exit {raw.exit_code}", flush=True)
-        pipe = run_child("hub ingest", [sys.executable, "-m", "hub.cli", "ingest", str(root)], args.rows, work)
-        print(f"  hub ingest: {pipe.seconds:.2f} s, {pipe.peak_mib:,.0f} MiB, exit {pipe.exit_code}", flush=True)
+        pairs: list[tuple[Step, Step | None]] = []
+        for _ in range(args.repeat):  # pairs side by side, so both see the same machine
+            raw = run_child("raw DuckDB copy", [sys.executable, "-c", RAW_COPY, str(csv), str(work / "raw.parquet")],
+                            args.rows, work)
+            print(f"  raw DuckDB copy: {raw.seconds:.2f} s, {raw.peak_mib:,.0f} MiB, exit {raw.exit_code}", flush=True)
+            if root.exists():
+                shutil.rmtree(root)
+            shutil.copytree(pristine, root)  # a fresh hub each time: ingesting deletes the source (retention)
+            pipe = run_child("hub ingest", [sys.executable, "-m", "hub.cli", "ingest", str(root)], args.rows, work)
+            print(f"  hub ingest: {pipe.seconds:.2f} s, {pipe.peak_mib:,.0f} MiB, exit {pipe.exit_code}", flush=True)
+            pairs.append((raw, pipe))
+            if not pipe.ok:
+                break
 
         load_after = os.getloadavg()[0]
         notes = []
@@ -223,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
             lake_query = run_json([sys.executable, "-c", LAKE_QUERY, str(root), json.dumps(QUERY)])
             print(f"  cost-analysis query on the lake: {lake_query}", flush=True)
             notes += query_table(lake_query, raw_query)
-        steps = [raw, pipe] if pipe.ok or "No module named hub.cli" not in pipe.log else [raw]
+        if not pipe.ok and "No module named hub.cli" in pipe.log:
+            pairs = [(raw, None)]
         body = [
             f"- machine: {machine()}; 1-minute load average {load_before:.2f} before, {load_after:.2f} after "
             "(above the CPU count means other processes competed)",
@@ -232,12 +249,12 @@ def main(argv: list[str] | None = None) -> int:
             f"- raw: `COPY (SELECT * FROM read_csv(part)) TO raw.parquet (FORMAT parquet)` in a child Python; "
             f"pipeline: `{Path(sys.executable).name} -m hub.cli ingest ROOT`; peak RSS is each child's own (`os.wait4`)",
             "",
-            *table(steps),
+            *table(pairs),
         ]
         if notes:
             body += ["", *notes]
         print()
-        print("\n".join(table(steps)))
+        print("\n".join(table(pairs)))
         for note in notes:
             print(note)
         update_results(args.out, f"{date.today().isoformat()} · {args.rows:,} rows", body)
