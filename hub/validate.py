@@ -131,13 +131,15 @@ STATS_RULES = ("NotNull", "EmptyString")
 
 
 class CheckTap:
-    """The FOCUS checks of the rows a Costs normalization query writes, without reading them back.
+    """The FOCUS checks of the rows a Costs normalization query writes.
 
-    :meth:`where` is a condition for the query's last step (:func:`transforms.costs.finish`): it packs the row
-    checks' results into bit masks and hands them, a vector of rows at a time (as Arrow arrays), to a
-    side-effect function that adds them up and keeps every row. The predicates are those of ``hub validate``;
-    only the decimal arithmetic reads the DOUBLE copies parsed from the export (same values, no slow casts).
-    Null and empty-string checks come from the written file's statistics (:func:`stats_counts`).
+    The arithmetic checks (price x quantity) are counted while the rows are written: :meth:`where` is a
+    condition for the query's last step (:func:`transforms.costs.finish`) that packs their results into bit
+    masks and hands them, a vector of rows at a time (as Arrow arrays), to a side-effect function that adds
+    them up and keeps every row; there they read the DOUBLE copies parsed from the export's text (same values,
+    no slow DECIMAL -> DOUBLE casts). The other checks are read from the written file afterwards
+    (:func:`file_counts`): from its statistics, or by one scan, which is cheap on its dictionary-encoded
+    columns. The predicates are those of ``hub validate`` in every case.
     """
 
     def __init__(self, con: duckdb.DuckDBPyConnection, columns: dict[str, str], name: str,
@@ -155,7 +157,7 @@ class CheckTap:
 
     @staticmethod
     def _row_checks(todo: list[Check]) -> list[Check]:
-        return [c for c in todo if not c.schema_level and c.rule not in STATS_RULES]
+        return [c for c in todo if c.arithmetic and not c.schema_level]
 
     def where(self, double: Callable[[str], str] = cast_double) -> str:
         todo = self._row_checks(checks(self.columns, text_source=False, tolerance=self.tolerance, double=double))
@@ -178,9 +180,9 @@ class CheckTap:
         return pa.array(np.ones(n, dtype=bool))
 
 
-def stats_counts(con: duckdb.DuckDBPyConnection, file: str, todo: list[Check]) -> dict[tuple[str, str], int]:
-    """Violations of NotNull / EmptyString checks in a Parquet file: from its column statistics where they
-    are exact (null counts; no chunk whose minimum is ''), else by scanning the column."""
+def file_counts(con: duckdb.DuckDBPyConnection, file: str, todo: list[Check]) -> dict[tuple[str, str], int]:
+    """Violations of row checks in a Parquet file: NotNull / EmptyString from its column statistics where they
+    are exact (null counts; no chunk whose minimum is ''), every other check by one scan."""
     meta = {r[0]: r[1:] for r in con.execute(
         "SELECT path_in_schema, sum(stats_null_count), count(*) FILTER (WHERE stats_null_count IS NULL), "
         "bool_or(coalesce(stats_min_value = '', num_values > stats_null_count, true)) "
@@ -202,14 +204,15 @@ def stats_counts(con: duckdb.DuckDBPyConnection, file: str, todo: list[Check]) -
 
 
 def tap_report(con: duckdb.DuckDBPyConnection, taps: list[CheckTap], files: list[str], *, label: str) -> Report:
-    """The report of the rows ``taps`` counted while writing ``files`` (one tap per file); statistics-based
-    checks and samples of failing checks are read from the files."""
+    """The report of the rows written to ``files`` (one :class:`CheckTap` per file): the taps' counts, the
+    other row checks from the files (:func:`file_counts`), samples of failing checks read from the files."""
     found: dict[tuple[str, str], int] = {}
     for tap, file in zip(taps, files, strict=True):
-        from_stats = stats_counts(con, file, [c for c in tap.checks if c.rule in STATS_RULES and not c.schema_level])
+        tapped = {(c.rule, c.column) for c in tap.row_checks}
+        from_file = file_counts(con, file, [c for c in tap.checks if not c.schema_level and (c.rule, c.column) not in tapped])
         for check in tap.checks:
             key = (check.rule, check.column)
-            found[key] = found.get(key, 0) + (tap.rows if check.schema_level else from_stats.get(key, 0))
+            found[key] = found.get(key, 0) + (tap.rows if check.schema_level else from_file.get(key, 0))
         for check, n in zip(tap.row_checks, tap.counts, strict=True):
             found[(check.rule, check.column)] += int(n)
     by_key = {(c.rule, c.column): c for t in taps for c in t.checks}

@@ -144,8 +144,8 @@ def test_pipeline_output_from_the_samples_is_valid(hub_root: Path) -> None:
 
 
 def test_statistics_counts_equal_a_scan(tmp_path: Path) -> None:
-    """hub.validate.stats_counts: null counts from Parquet statistics; a chunk whose minimum is '' is scanned."""
-    from hub.validate import stats_counts
+    """hub.validate.file_counts: null counts from Parquet statistics; a chunk whose minimum is '' is scanned."""
+    from hub.validate import file_counts
     from transforms.focus_validate import checks
 
     rows = [BASE, {**BASE, "SubAccountName": "", "BillingAccountId": None}, {**BASE, "SubAccountName": None}]
@@ -153,7 +153,7 @@ def test_statistics_counts_equal_a_scan(tmp_path: Path) -> None:
     con = duckdb.connect()
     columns = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM '{path}'").fetchall()}
     todo = [c for c in checks(columns, text_source=False) if c.rule in ("NotNull", "EmptyString")]
-    found = stats_counts(con, path, todo)
+    found = file_counts(con, path, todo)
     scanned = con.execute("SELECT " + ", ".join(f"count(*) FILTER (WHERE coalesce(({c.violation}), false))" for c in todo)
                           + f" FROM '{path}'").fetchall()[0]
     assert found == {(c.rule, c.column): n for c, n in zip(todo, scanned, strict=True)}

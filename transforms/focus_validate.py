@@ -41,6 +41,8 @@ class Check:
     violation: str
     #: True when the check concerns the schema, not rows (every row counts as violating).
     schema_level: bool = False
+    #: True when the predicate does decimal arithmetic in double precision (``{double:Col}`` in rules.json).
+    arithmetic: bool = False
 
 
 @cache
@@ -122,7 +124,8 @@ def checks(columns: dict[str, str], *, text_source: bool, tolerance: float = DEF
     for rule in _rules():
         if all(col in columns for col in rule["columns"]):
             violation = re.sub(r"\{double:(\w+)\}", lambda m: double(m.group(1)), rule["violation"])
-            out.append(Check(rule["id"], rule["columns"][0], rule["text"], violation.replace("{tolerance}", repr(tolerance))))
+            out.append(Check(rule["id"], rule["columns"][0], rule["text"], violation.replace("{tolerance}", repr(tolerance)),
+                             arithmetic="{double:" in rule["violation"]))
     return out
 
 
