@@ -236,3 +236,18 @@ def test_null_and_empty_checks_from_statistics_equal_a_scan(hub_root: Path) -> N
     report = validate(str(hub_root))
     assert rec.validation["rules"] == report.summary()
     assert rec.validation["rules"]["NotNull:InvoiceIssuerName"] == 2 and rec.validation["rules"]["NotNull:ServiceName"] == 1
+
+
+@pytest.mark.parametrize("text", ["2.5", "-0.12345678901234567", "1234567890123456789", "1.5E-05", "1e-20",
+                                  "3.3333333333333333333333", "0.000000000000000001"])
+def test_double_copy_equals_the_decimal_as_double(text: str) -> None:
+    """transforms.typing.exact_double: the DOUBLE copy the arithmetic uses is either NULL (then the decimal is cast)
+    or exactly the DECIMAL(38,18) value as DOUBLE, so ingesting and re-normalizing from the lake agree."""
+    import duckdb
+
+    from transforms.typing import exact_double
+
+    copy, cast = duckdb.connect().execute(
+        f"SELECT {exact_double('t')}, CAST(TRY_CAST(t AS DECIMAL(38,18)) AS DOUBLE) FROM (SELECT '{text}' AS t)").fetchone()
+    assert copy is None or copy == cast
+    assert (copy is None) == (len(text) >= 20 or "e" in text.lower())
