@@ -355,7 +355,9 @@ def _normalize(store: Store, con: duckdb.DuckDBPyConnection, rec: RunRecord, m: 
     if rec.rowsOut != rec.rowsIn - rec.rowsFiltered:
         raise HubError(f"rows {rec.rowsIn} in, {rec.rowsFiltered} left out by rule, {rec.rowsOut} written",
                        file=rec.manifest, code="InternalError")
-    if not rec.rowsIn:
+    if not rec.rowsIn:  # header-only parts: nothing will be swapped in (see process)
+        for part in rec.parts:
+            part.output = ""
         return
     rec.totalsOut, rec.totalsIngested = normalize.output_totals(con, schema, convert.parquet_source(outputs))
     if rec.totalsIngested != rec.totalsIn:
