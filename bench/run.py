@@ -188,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=Path, default=None, help="build the hub in DIR and keep it (default: temporary)")
     parser.add_argument("--repeat", type=int, default=3, help="raw copy / pipeline pairs (default 3; the median ratio counts)")
     args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
 
     sys.path.insert(0, str(REPO))
     from hub.sample_data import write_export

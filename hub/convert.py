@@ -189,7 +189,7 @@ def map_error(exc: BaseException, *, file: str) -> HubError:
     """Turn a DuckDB error into a coded, one-line error naming the file."""
     text = str(exc)
     if ERROR_TAG in text:
-        _, col, value, kind = (text.split(ERROR_TAG, 1)[1].split("|") + ["", "", ""])[:4]
+        col, value, kind = (text.split(ERROR_TAG, 1)[1].split("|") + ["", "", ""])[:3]
         return InputError(f"column {col}: {value!r}{kind}", file=file, code="InvalidValue")
     line = _LINE.search(text)
     where = f" at line {line.group(1)}" if line else ""

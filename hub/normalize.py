@@ -23,6 +23,8 @@ LEGACY = ("actualcost", "amortizedcost")
 #: Enough digits to add DECIMAL(38,18) sums exactly.
 EXACT = Context(prec=80)
 SCALE = Decimal(1).scaleb(-18)
+#: The tap sums DECIMAL(38,18) amounts in this type: room for any number of rows, never a silent overflow.
+WIDE = pa.decimal256(76, 18)
 
 
 def row_filter(schema: ExportSchema, present: set[str]) -> str:
@@ -117,8 +119,9 @@ class InputTap:
         part = InputSummary(n, n - kept)
         names = list(self.amounts)
         if kept and names:
+            amounts = [pc.cast(v, WIDE) for v in amounts]  # Arrow's decimal128 sums wrap around silently
             first = currency[0].as_py()
-            if kept == n and first is not None and pc.all(pc.equal(currency, first)).as_py():  # the usual vector
+            if kept == n and currency.null_count == 0 and pc.all(pc.equal(currency, first)).as_py():  # the usual vector
                 part.totals[first] = {name: _money(pc.sum(v).as_py()) for name, v in zip(names, amounts, strict=True)}
             else:
                 table = pa.table({"c": pc.fill_null(currency, ""), **{f"a{i}": v for i, v in enumerate(amounts)}}).filter(keep)

@@ -251,3 +251,40 @@ def test_double_copy_equals_the_decimal_as_double(text: str) -> None:
         f"SELECT {exact_double('t')}, CAST(TRY_CAST(t AS DECIMAL(38,18)) AS DOUBLE) FROM (SELECT '{text}' AS t)").fetchone()
     assert copy is None or copy == cast
     assert (copy is None) == (len(text) >= 20 or "e" in text.lower())
+
+
+def test_rows_without_currency_reconcile_under_their_own_key(hub_root: Path) -> None:
+    """Regression: the input tap's one-currency fast path skipped nulls, so rows without a currency were summed under
+    the vector's currency and the run was refused (totals did not reconcile)."""
+    rows = [BASE, {**BASE, "BillingCurrency": None, "BilledCost": "1", "EffectiveCost": "1"}, BASE]
+    write_export(hub_root, {"part_0_0001.csv": rows_csv("focuscost_1.0", rows)}, rows=len(rows))
+    (rec,) = ingest(Store(str(hub_root))).records
+    assert rec.state == "committed", rec.error
+    assert rec.totalsIn == rec.totalsIngested == {
+        "": {"BilledCost": "1.000000000000000000", "EffectiveCost": "1.000000000000000000"},
+        "USD": {"BilledCost": "20.000000000000000000", "EffectiveCost": "20.000000000000000000"}}
+
+
+def test_discount_percent_from_the_exact_difference(hub_root: Path) -> None:
+    """x_NegotiatedDiscountPercent = (ListUnitPrice - ContractedUnitPrice) / ListUnitPrice, 15 decimals:
+    (1.230352 - 1.221392) / 1.230352 = 0.00728246875690859201... -> 0.007282468756909 (a difference of doubles gives ...908)."""
+    (row,) = run(hub_root, {**BASE, "ListUnitPrice": "1.230352", "ContractedUnitPrice": "1.221392", "ListCost": "4.921408",
+                            "ContractedCost": "4.885568", "x_EffectiveUnitPrice": "1.221392", "EffectiveCost": "4.885568",
+                            "BilledCost": "4.885568", "x_BilledUnitPrice": "1.221392"})
+    assert row["x_NegotiatedDiscountPercent"] == D("0.007282468756909")
+    assert row["x_TotalDiscountPercent"] == D("0.007282468756909")
+
+
+def test_input_tap_sums_never_overflow() -> None:
+    """Arrow sums decimal128(38,18) with silent wrap-around; the tap sums in decimal256."""
+    import duckdb
+    import pyarrow as pa
+
+    from hub import normalize
+    from hub.export_schemas import schema_by_key
+
+    tap = normalize.InputTap(duckdb.connect(), schema_by_key("focuscost_1.0"), {"BilledCost", "EffectiveCost"}, "t")
+    big = D("99999999999999999999.999999999999999999")
+    values = pa.chunked_array([pa.array([big] * 3, pa.decimal128(38, 18))])
+    tap._take(pa.chunked_array([pa.array(["USD"] * 3)]), pa.chunked_array([pa.array([True] * 3)]), values, values)
+    assert tap.summary.totals["USD"]["BilledCost"] == "299999999999999999999.999999999999999997"

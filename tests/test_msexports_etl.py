@@ -165,6 +165,7 @@ def test_all_or_nothing_failure_in_part_3_of_4_keeps_previous_run(hub_root: Path
     rec = ingest(Store(str(hub_root))).records[0]
     assert rec.state == "quarantined" and rec.error.code == "InvalidValue"
     assert "part_2_0001.csv" in rec.error.file and "five" in rec.error.message
+    assert rec.error.message.startswith("column ") and "'five' is not a number" in rec.error.message, rec.error.message
     assert {p: (hub_root / p).read_bytes() for p in parquet_in(hub_root)} == before
     assert not (hub_root / "config/staging").exists() or not any((hub_root / "config/staging").iterdir())
     assert (hub_root / manifest).exists() and len(list((hub_root / manifest).parent.iterdir())) == 5  # nothing deleted

@@ -124,8 +124,8 @@ def price_layer(chain: Chain, prices: str | None) -> None:
         return f"CASE WHEN {zero(a)} OR {a} - {b} < {EPSILON} THEN CAST(0 AS {DEC}) ELSE CAST({a} - {b} AS {DEC}) END"  # exact
 
     def percent(a: str, b: str) -> str:
-        da = dbl(chain, a)
-        return f"CASE WHEN {zero(a)} OR {a} - {b} < {EPSILON} THEN CAST(0 AS {DEC}) ELSE {fraction(f'{da} - {dbl(chain, b)}', da)} END"
+        # the exact decimal difference over the DOUBLE of a (a difference of doubles would round first)
+        return f"CASE WHEN {zero(a)} OR {a} - {b} < {EPSILON} THEN CAST(0 AS {DEC}) ELSE {fraction(f'{a} - {b}', dbl(chain, a))} END"
 
     codes = ", ".join([
         "_cup_src", "_lup_src",
