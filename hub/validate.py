@@ -84,12 +84,20 @@ def validate(path: str, *, tolerance: float = DEFAULT_TOLERANCE, con: duckdb.Duc
             con.close()
 
 
+def _files_source(files: list[str]) -> str:
+    listing = "[" + ", ".join(literal(f) for f in files) + "]"
+    return f"read_parquet({listing}, union_by_name = true, filename = true, file_row_number = true)"
+
+
+def _counts(todo: list[Check]) -> str:
+    """One ``count(*) FILTER`` per row check (NULL is no violation)."""
+    return ", ".join(f"count(*) FILTER (WHERE coalesce(({c.violation}), false))" for c in todo)
+
+
 def validate_files(con: duckdb.DuckDBPyConnection, files: list[str], *, label: str,
                    tolerance: float = DEFAULT_TOLERANCE) -> Report:
     """Validate Parquet files (a run's output)."""
-    listing = "[" + ", ".join(literal(f) for f in files) + "]"
-    return validate_relation(con, f"read_parquet({listing}, union_by_name = true, filename = true, file_row_number = true)",
-                             text_source=False, label=label, tolerance=tolerance)
+    return validate_relation(con, _files_source(files), text_source=False, label=label, tolerance=tolerance)
 
 
 def validate_relation(con: duckdb.DuckDBPyConnection, source: str, *, text_source: bool, label: str,
@@ -101,7 +109,7 @@ def validate_relation(con: duckdb.DuckDBPyConnection, source: str, *, text_sourc
         view = f"(SELECT row_number() OVER () AS file_row_number, {', '.join(typed_projection(list(columns)))} FROM {source})"
     todo = checks(columns, text_source=text_source, tolerance=tolerance)
     row_checks = [c for c in todo if not c.schema_level]
-    counts = ", ".join(f"count(*) FILTER (WHERE coalesce(({c.violation}), false))" for c in row_checks)
+    counts = _counts(row_checks)
     totals = con.execute(f"SELECT count(*){', ' + counts if counts else ''} FROM {view}").fetchall()[0]
     rows = int(totals[0])
     by_check = dict(zip(row_checks, totals[1:], strict=True))
@@ -142,32 +150,36 @@ class CheckTap:
     columns. The predicates are those of ``hub validate`` in every case.
     """
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, columns: dict[str, str], name: str,
-                 tolerance: float = DEFAULT_TOLERANCE) -> None:
-        self.columns, self.name, self.tolerance = columns, name, tolerance
-        self.checks = checks(columns, text_source=False, tolerance=tolerance)
-        self.row_checks = self._row_checks(self.checks)
+    def __init__(self, con: duckdb.DuckDBPyConnection, name: str, tolerance: float = DEFAULT_TOLERANCE) -> None:
+        self.con, self.name, self.tolerance = con, name, tolerance
+        self.columns: dict[str, str] = {}
+        self.checks: list[Check] = []
+        self.row_checks: list[Check] = []
         self.rows = 0
-        self.counts = np.zeros(len(self.row_checks), dtype=np.int64)
+        self.counts = np.zeros(0, dtype=np.int64)
         self._lock = threading.Lock()
-        masks = max(1, -(-len(self.row_checks) // MASK_BITS))
-        # DuckDB reads the arity from the function's signature: one BIGINT parameter per mask
-        take = {1: lambda a: self._take(a), 2: lambda a, b: self._take(a, b), 3: lambda a, b, c: self._take(a, b, c)}[masks]
-        con.create_function(name, take, [BIGINT] * masks, BOOLEAN, type="arrow", null_handling="special", side_effects=True)
 
-    @staticmethod
-    def _row_checks(todo: list[Check]) -> list[Check]:
-        return [c for c in todo if c.arithmetic and not c.schema_level]
-
-    def where(self, double: Callable[[str], str] = cast_double) -> str:
-        todo = self._row_checks(checks(self.columns, text_source=False, tolerance=self.tolerance, double=double))
-        assert [(c.rule, c.column) for c in todo] == [(c.rule, c.column) for c in self.row_checks]
+    def where(self, names: list[str], double: Callable[[str], str] = cast_double) -> str:
+        """The condition for a query whose finished rows have columns ``names``; registers the tap function."""
+        # which arithmetic rules apply depends only on the columns present, not on their types
+        todo = checks(dict.fromkeys(names, "DOUBLE"), text_source=False, tolerance=self.tolerance, double=double)
+        self.row_checks = [c for c in todo if c.arithmetic and not c.schema_level]
+        self.counts = np.zeros(len(self.row_checks), dtype=np.int64)
         masks = []
-        for start in range(0, len(todo), MASK_BITS):
+        for start in range(0, len(self.row_checks), MASK_BITS):
             bits = [f"(CAST(coalesce(({c.violation}), false) AS {BIGINT}) << {i})"
-                    for i, c in enumerate(todo[start:start + MASK_BITS])]
+                    for i, c in enumerate(self.row_checks[start:start + MASK_BITS])]
             masks.append(" | ".join(bits))
-        return f"{self.name}({', '.join(masks or ['0'])})"
+        masks = masks or ["0"]
+        # DuckDB reads the arity from the function's signature: one BIGINT parameter per mask
+        take = {1: lambda a: self._take(a), 2: lambda a, b: self._take(a, b), 3: lambda a, b, c: self._take(a, b, c)}[len(masks)]
+        self.con.create_function(self.name, take, [BIGINT] * len(masks), BOOLEAN, type="arrow", null_handling="special",
+                                 side_effects=True)
+        return f"{self.name}({', '.join(masks)})"
+
+    def describe(self, columns: dict[str, str]) -> None:
+        """The written columns and types: every check of ``hub validate`` that applies to them."""
+        self.columns, self.checks = columns, checks(columns, text_source=False, tolerance=self.tolerance)
 
     def _take(self, *masks: pa.ChunkedArray) -> pa.Array:
         n = len(masks[0])
@@ -197,8 +209,7 @@ def file_counts(con: duckdb.DuckDBPyConnection, file: str, todo: list[Check]) ->
         else:
             scan.append(check)
     if scan:
-        counts = ", ".join(f"count(*) FILTER (WHERE coalesce(({c.violation}), false))" for c in scan)
-        found = con.execute(f"SELECT {counts} FROM read_parquet({literal(file)})").fetchall()[0]
+        found = con.execute(f"SELECT {_counts(scan)} FROM read_parquet({literal(file)})").fetchall()[0]
         out.update({(c.rule, c.column): int(n) for c, n in zip(scan, found, strict=True)})
     return out
 
@@ -216,8 +227,7 @@ def tap_report(con: duckdb.DuckDBPyConnection, taps: list[CheckTap], files: list
         for check, n in zip(tap.row_checks, tap.counts, strict=True):
             found[(check.rule, check.column)] += int(n)
     by_key = {(c.rule, c.column): c for t in taps for c in t.checks}
-    listing = "[" + ", ".join(literal(f) for f in files) + "]"
-    view = f"(SELECT * FROM read_parquet({listing}, union_by_name = true, filename = true, file_row_number = true))"
+    view = f"(SELECT * FROM {_files_source(files)})"
     columns = {k: v for t in taps for k, v in t.columns.items()}
     results = [CheckResult(by_key[k].rule, by_key[k].column, by_key[k].text, n, _samples(con, view, by_key[k], columns, False))
                for k, n in found.items() if n]

@@ -318,12 +318,13 @@ def _normalize(store: Store, con: duckdb.DuckDBPyConnection, rec: RunRecord, m: 
         os.makedirs(os.path.dirname(out), exist_ok=True)
         try:
             tap = normalize.InputTap(con, schema, set(normalize.columns(con, source)), f"hub_input_{i}")
-            sql = normalize.transform_sql(con, schema, tap.wrap(source), lineage, price_table, filtered=True)
+            check = CheckTap(con, f"hub_checks_{i}") if schema.dataset == "Costs" else None  # FOCUS checks of the rows
+            sql = normalize.transform_sql(con, schema, tap.wrap(source), lineage, price_table, filtered=True,
+                                          check=check.where if check else None)
             described = normalize.columns(con, f"({sql})")
-            if schema.dataset == "Costs":  # FOCUS checks counted while the rows are written
-                checks.append(CheckTap(con, described, f"hub_checks_{i}"))
-                sql = normalize.transform_sql(con, schema, tap.wrap(source), lineage, price_table, filtered=True,
-                                              check=checks[-1].where)
+            if check:
+                check.describe(described)
+                checks.append(check)
         except duckdb.Error as exc:
             raise convert.map_error(exc, file=blob) from None
         cb = None

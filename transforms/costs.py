@@ -275,8 +275,8 @@ def extra_name(column: str) -> str:
     return column if column.startswith("x_") else f"x_{column}"
 
 
-#: Builds a WHERE condition over the finished rows, given how to read a decimal column as DOUBLE.
-Check = Callable[[Callable[[str], str]], str]
+#: Builds a WHERE condition over the finished rows, given their column names and how to read a decimal column as DOUBLE.
+Check = Callable[[list[str], Callable[[str], str]], str]
 
 
 def finish(chain: Chain, extras: list[str] = (), check: Check | None = None) -> str:
@@ -288,14 +288,16 @@ def finish(chain: Chain, extras: list[str] = (), check: Check | None = None) -> 
         "x_SourceValues": source_values_sql(tracked),
     })
     known = {n for n, _ in output_columns()}
+    names = [n for n, _ in output_columns()] + [extra_name(e) for e in extras if extra_name(e) not in known]
     final = ", ".join([f"CAST({ident(n)} AS {SQL_TYPES[t]}) AS {ident(n)}" for n, t in output_columns()]
-                      + [ident(extra_name(e)) for e in extras if extra_name(e) not in known])
+                      + [ident(n) for n in names[len(known):]])
     if check is None:
         return chain.sql(final)
     # each DOUBLE value once (a rule may use one twice): the check reads these columns
     chain.replace({}, {f"_chk_{c}": backfill.dbl(chain, c) for c in backfill.DOUBLES})
     # in a projection (not the WHERE clause) DuckDB computes the checks' shared parts once per row
-    chain.replace({}, {"_checked": check(lambda col: ident(f"_chk_{col}") if col in backfill.DOUBLES else f"CAST({ident(col)} AS DOUBLE)")})
+    double = lambda col: ident(f"_chk_{col}") if col in backfill.DOUBLES else f"CAST({ident(col)} AS DOUBLE)"  # noqa: E731
+    chain.replace({}, {"_checked": check(names, double)})
     return chain.sql(final, "_checked")
 
 
