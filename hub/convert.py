@@ -21,7 +21,10 @@ from hub.errors import HubError, InputError, UsageError
 from hub.export_schemas import ExportSchema
 from transforms.typing import ERROR_TAG, Projection, ident, literal, project
 
-ROW_GROUP_SIZE = 131_072
+#: Rows per Parquet row group. Each DuckDB thread encodes its own row groups; at the end of a file the last
+#: ones are encoded while the other threads are idle, so smaller groups shorten that tail (1M Costs rows:
+#: about 0.5 s less than with 131,072) at the same file size and query speed.
+ROW_GROUP_SIZE = 65_536
 #: ... or fewer rows when a row group reaches this size in memory (keeps wide Costs rows from piling up).
 ROW_GROUP_BYTES = "256MB"
 #: Parquet compression of the lake (``HUB_PARQUET_COMPRESSION``): snappy, which every Parquet reader supports
@@ -185,9 +188,20 @@ def nullable(con: duckdb.DuckDBPyConnection, query: str, *, file: str, columns: 
 _LINE = re.compile(r"Line: (\d+)")
 
 
+class EnumMiss(HubError):
+    """A value outside a closed-set column's ENUM (:func:`transforms.costs.finish`): write the part without ENUMs."""
+
+
+def file_types(columns: dict[str, str]) -> dict[str, str]:
+    """Column types as a Parquet file written from ``columns`` has them: an ENUM is written as strings."""
+    return {name: "VARCHAR" if typ.startswith("ENUM(") else typ for name, typ in columns.items()}
+
+
 def map_error(exc: BaseException, *, file: str) -> HubError:
     """Turn a DuckDB error into a coded, one-line error naming the file."""
     text = str(exc)
+    if isinstance(exc, duckdb.ConversionException) and " to ENUM(" in text:
+        return EnumMiss(text.splitlines()[0], file=file)
     if ERROR_TAG in text:
         col, value, kind = (text.split(ERROR_TAG, 1)[1].split("|") + ["", "", ""])[:3]
         return InputError(f"column {col}: {value!r}{kind}", file=file, code="InvalidValue")

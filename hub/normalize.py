@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from dataclasses import dataclass, field
@@ -41,7 +42,8 @@ def doubles(schema: ExportSchema) -> tuple[str, ...]:
 
 
 def transform_sql(con: duckdb.DuckDBPyConnection, schema: ExportSchema, source: str, lineage: Lineage,
-                  price_table: str | None, *, filtered: bool = False, check: costs.Check | None = None) -> str:
+                  price_table: str | None, *, filtered: bool = False, check: costs.Check | None = None,
+                  closed: bool = False) -> str:
     """The normalization query of one typed part for its dataset. Columns the mapping does not know are
     kept (in Costs with an ``x_`` prefix). ``filtered``: the source already applies :func:`row_filter`;
     ``check``: a condition on the finished Costs rows (:func:`transforms.costs.finish`)."""
@@ -51,10 +53,10 @@ def transform_sql(con: duckdb.DuckDBPyConnection, schema: ExportSchema, source: 
     kind = schema.export_type.lower()
     version, time = lineage.version, lineage.ingestion_time
     if kind == "focuscost":
-        return costs.costs_sql(source, present, lineage, prices=price_table, extras=extras, check=check)
+        return costs.costs_sql(source, present, lineage, prices=price_table, extras=extras, check=check, closed=closed)
     if kind in LEGACY:
         legacy = f"({legacy_costs.legacy_sql(source, set(present), schema.export_type, filter_rows=not filtered)})"
-        return costs.costs_sql(legacy, columns(con, legacy), lineage, prices=price_table, check=check)
+        return costs.costs_sql(legacy, columns(con, legacy), lineage, prices=price_table, check=check, closed=closed)
     builders = {"pricesheet": prices.prices_sql, "reservationdetails": commitments.commitment_usage_sql,
                 "reservationrecommendations": commitments.recommendations_sql,
                 "reservationtransactions": commitments.transactions_sql}
@@ -145,13 +147,18 @@ def output_totals(con: duckdb.DuckDBPyConnection, schema: ExportSchema, source: 
         return {}, {}
     present = set(columns(con, source))
     cur = ident(spec["outCurrency"])
-    written = convert.totals(con, source, cur, {a: ident(a) for a in spec["amounts"]})
+    amounts = {a: ident(a) for a in spec["amounts"]}
     if "x_SourceValues" not in present:
+        written = convert.totals(con, source, cur, amounts)
         return written, written
-    original = {a: (f"CASE WHEN x_SourceValues IS NOT NULL AND json_exists(x_SourceValues, {literal('$.' + a)}) THEN "
-                    f"CAST(json_extract_string(x_SourceValues, {literal('$.' + a)}) AS DECIMAL(38,18)) ELSE {ident(a)} END")
-                for a in spec["amounts"]}
-    return written, convert.totals(con, source, cur, original)
+    # a substring test first: most rows' x_SourceValues name other columns, and JSON parsing costs far more
+    original = {f"original:{a}": (f"CASE WHEN contains(x_SourceValues, {literal(json.dumps(a) + ':')}) "
+                                  f"AND json_exists(x_SourceValues, {literal('$.' + a)}) "
+                                  f"THEN CAST(json_extract_string(x_SourceValues, {literal('$.' + a)}) AS DECIMAL(38,18)) "
+                                  f"ELSE {ident(a)} END") for a in spec["amounts"]}
+    both = convert.totals(con, source, cur, {**amounts, **original})  # one scan for both
+    return ({c: {a: v[a] for a in amounts} for c, v in both.items()},
+            {c: {a: v[f"original:{a}"] for a in amounts} for c, v in both.items()})
 
 
 def month_files(store: Store, dataset: str, year: int, month: int) -> list[str]:

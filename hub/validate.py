@@ -17,9 +17,9 @@ import numpy as np
 import pyarrow as pa
 from duckdb.sqltypes import BIGINT, BOOLEAN
 
-from hub.convert import connect
-from transforms.focus_validate import DEFAULT_TOLERANCE, Check, cast_double, checks, typed_projection
-from transforms.typing import ident, literal
+from hub.convert import connect, file_types
+from transforms.focus_validate import DEFAULT_TOLERANCE, Check, cast_double, checks, focus_columns, typed_projection
+from transforms.typing import enum_type, ident, literal
 
 SAMPLES = 3
 
@@ -135,19 +135,18 @@ def _samples(con: duckdb.DuckDBPyConnection, view: str, check: Check, columns: d
 MASK_BITS = 62
 #: Checks a written file's Parquet statistics answer exactly: null counts, and whether an empty string is a
 #: column chunk's minimum (then, or when statistics are missing, the column is scanned).
-STATS_RULES = ("NotNull", "EmptyString")
 
 
 class CheckTap:
     """The FOCUS checks of the rows a Costs normalization query writes.
 
-    The arithmetic checks (price x quantity) are counted while the rows are written: :meth:`where` is a
-    condition for the query's last step (:func:`transforms.costs.finish`) that packs their results into bit
-    masks and hands them, a vector of rows at a time (as Arrow arrays), to a side-effect function that adds
-    them up and keeps every row; there they read the DOUBLE copies parsed from the export's text (same values,
-    no slow DECIMAL -> DOUBLE casts). The other checks are read from the written file afterwards
-    (:func:`file_counts`): from its statistics, or by one scan, which is cheap on its dictionary-encoded
-    columns. The predicates are those of ``hub validate`` in every case.
+    Most row checks (conditional nullability, signs, period ends, price x quantity) are counted while the rows
+    are written: :meth:`where` is a condition for the query's last step (:func:`transforms.costs.finish`) that
+    packs their results into bit masks and hands them, a vector of rows at a time (as Arrow arrays), to a
+    side-effect function that adds them up and keeps every row; the arithmetic reads the DOUBLE copies parsed
+    from the export's text (same values, no slow DECIMAL -> DOUBLE casts). The ``on_file`` checks are read from
+    the written file afterwards (:func:`file_counts`): from its statistics, or by one scan of a few string
+    columns, cheap on their dictionaries. The predicates are those of ``hub validate`` in every case.
     """
 
     def __init__(self, con: duckdb.DuckDBPyConnection, name: str, tolerance: float = DEFAULT_TOLERANCE) -> None:
@@ -155,6 +154,7 @@ class CheckTap:
         self.columns: dict[str, str] = {}
         self.checks: list[Check] = []
         self.row_checks: list[Check] = []
+        self.proven: set[tuple[str, str]] = set()
         self.rows = 0
         self.counts = np.zeros(0, dtype=np.int64)
         self._lock = threading.Lock()
@@ -163,7 +163,7 @@ class CheckTap:
         """The condition for a query whose finished rows have columns ``names``; registers the tap function."""
         # which arithmetic rules apply depends only on the columns present, not on their types
         todo = checks(dict.fromkeys(names, "DOUBLE"), text_source=False, tolerance=self.tolerance, double=double)
-        self.row_checks = [c for c in todo if c.arithmetic and not c.schema_level]
+        self.row_checks = [c for c in todo if not c.on_file and not c.schema_level]
         self.counts = np.zeros(len(self.row_checks), dtype=np.int64)
         masks = []
         for start in range(0, len(self.row_checks), MASK_BITS):
@@ -178,8 +178,14 @@ class CheckTap:
         return f"{self.name}({', '.join(masks)})"
 
     def describe(self, columns: dict[str, str]) -> None:
-        """The written columns and types: every check of ``hub validate`` that applies to them."""
-        self.columns, self.checks = columns, checks(columns, text_source=False, tolerance=self.tolerance)
+        """The query's columns and DuckDB types: every check of ``hub validate`` that applies to the file they are
+        written to. A column of the query that is an ENUM of FOCUS allowed values (the fast path of
+        :func:`transforms.costs.finish`) cannot break its AllowedValues check: that one is not counted on the file."""
+        self.columns = file_types(columns)
+        self.checks = checks(self.columns, text_source=False, tolerance=self.tolerance)
+        focus = focus_columns()
+        self.proven = {("AllowedValues", name) for name, typ in columns.items()
+                       if name in focus and focus[name].allowed_values and typ == enum_type(focus[name].allowed_values)}
 
     def _take(self, *masks: pa.ChunkedArray) -> pa.Array:
         n = len(masks[0])
@@ -219,7 +225,7 @@ def tap_report(con: duckdb.DuckDBPyConnection, taps: list[CheckTap], files: list
     other row checks from the files (:func:`file_counts`), samples of failing checks read from the files."""
     found: dict[tuple[str, str], int] = {}
     for tap, file in zip(taps, files, strict=True):
-        tapped = {(c.rule, c.column) for c in tap.row_checks}
+        tapped = {(c.rule, c.column) for c in tap.row_checks} | tap.proven
         from_file = file_counts(con, file, [c for c in tap.checks if not c.schema_level and (c.rule, c.column) not in tapped])
         for check in tap.checks:
             key = (check.rule, check.column)

@@ -316,23 +316,16 @@ def _normalize(store: Store, con: duckdb.DuckDBPyConnection, rec: RunRecord, m: 
         staged = f"{rec.staging}/{name}"
         out = store.local_path(staged) or os.path.join(tmp, name)
         os.makedirs(os.path.dirname(out), exist_ok=True)
-        try:
-            tap = normalize.InputTap(con, schema, set(normalize.columns(con, source)), f"hub_input_{i}")
-            check = CheckTap(con, f"hub_checks_{i}") if schema.dataset == "Costs" else None  # FOCUS checks of the rows
-            sql = normalize.transform_sql(con, schema, tap.wrap(source), lineage, price_table, filtered=True,
-                                          check=check.where if check else None)
-            described = normalize.columns(con, f"({sql})")
-            if check:
-                check.describe(described)
-                checks.append(check)
-        except duckdb.Error as exc:
-            raise convert.map_error(exc, file=blob) from None
         cb = None
         if progress is not None and part.bytes >= PROGRESS_MIN_BYTES:
             def cb(pct: float, i: int = i) -> None:
                 progress(rec, i, len(typed), pct)
-        written = convert.write_parquet(con, [f"* FROM ({sql})"], "", out, file=blob, select_only=True, progress=cb,
-                                        columns=described)
+        try:  # fast path: closed-set columns as ENUMs; a value outside a set writes the part again without
+            tap, check, written = _write_part(con, schema, source, lineage, price_table, out, blob, cb, f"{i}", closed=True)
+        except convert.EnumMiss:
+            tap, check, written = _write_part(con, schema, source, lineage, price_table, out, blob, cb, f"{i}_all")
+        if check:
+            checks.append(check)
         summary.add(tap.summary)
         if store.local_path(staged) is None:
             store.put_file(out, staged)
@@ -368,6 +361,25 @@ def _normalize(store: Store, con: duckdb.DuckDBPyConnection, rec: RunRecord, m: 
         report = tap_report(con, checks, outputs, label=rec.destination or "")
         rec.validation = {"rows": report.rows, "checks": report.checked, "violations": report.violations,
                           "rules": report.summary()}
+
+
+def _write_part(con: duckdb.DuckDBPyConnection, schema: ExportSchema, source: str, lineage: Lineage,
+                price_table: str | None, out: str, blob: str, progress: Callable[[float], None] | None, tag: str, *,
+                closed: bool = False) -> tuple[normalize.InputTap, CheckTap | None, int]:
+    """Normalize one typed part into ``out``: its input tap, its FOCUS check tap (Costs) and the rows written."""
+    try:
+        tap = normalize.InputTap(con, schema, set(normalize.columns(con, source)), f"hub_input_{tag}")
+        check = CheckTap(con, f"hub_checks_{tag}") if schema.dataset == "Costs" else None  # FOCUS checks of the rows
+        sql = normalize.transform_sql(con, schema, tap.wrap(source), lineage, price_table, filtered=True,
+                                      check=check.where if check else None, closed=closed)
+        described = normalize.columns(con, f"({sql})")
+        if check:
+            check.describe(described)
+    except duckdb.Error as exc:
+        raise convert.map_error(exc, file=blob) from None
+    written = convert.write_parquet(con, [f"* FROM ({sql})"], "", out, file=blob, select_only=True, progress=progress,
+                                    columns=described)
+    return tap, check, written
 
 
 def _swap_and_commit(store: Store, rec: RunRecord, settings: Settings) -> None:

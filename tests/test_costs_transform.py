@@ -7,9 +7,11 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 
+import duckdb
 import pytest
-from conftest import lake_rows, rows_csv, write_export
+from conftest import lake_rows, make_hub, parquet_in, rows_csv, write_export
 
+from hub import runs
 from hub.store import Store
 from hub.validate import validate
 from pipelines.msexports_etl import ingest
@@ -195,7 +197,6 @@ def test_reconciliation_recorded(hub_root: Path) -> None:
     purchase = {**BASE, "ChargeCategory": "Purchase", "CommitmentDiscountId": CD, "CommitmentDiscountCategory": "Usage",
                 "CommitmentDiscountType": "Reservation", "ConsumedQuantity": None, "ConsumedUnit": None, "ResourceName": "p"}
     run(hub_root, BASE, purchase)
-    from hub import runs
 
     (rec,) = runs.load_all(Store(str(hub_root)))
     assert rec.totalsIn == {"USD": {"BilledCost": "20.000000000000000000", "EffectiveCost": "20.000000000000000000"}}
@@ -288,3 +289,27 @@ def test_input_tap_sums_never_overflow() -> None:
     values = pa.chunked_array([pa.array([big] * 3, pa.decimal128(38, 18))])
     tap._take(pa.chunked_array([pa.array(["USD"] * 3)]), pa.chunked_array([pa.array([True] * 3)]), values, values)
     assert tap.summary.totals["USD"]["BilledCost"] == "299999999999999999999.999999999999999997"
+
+
+def _file_schema(hub_root: Path) -> list[tuple]:
+    (path,) = parquet_in(hub_root)
+    return duckdb.connect().execute(f"SELECT name, type, converted_type, logical_type, repetition_type "
+                                    f"FROM parquet_schema('{hub_root / path}')").fetchall()
+
+
+def test_closed_set_columns_written_as_strings_with_fallback_for_unknown_values(hub_root: Path, tmp_path: Path) -> None:
+    """FOCUS enumerations and run lineage are written from DuckDB ENUMs (fast path); a value outside an enumeration
+    writes the part again as plain strings. Both give the same file schema, the unknown value is kept as delivered
+    and the run record reports it."""
+    other = make_hub(tmp_path / "other")
+    (row,) = run(hub_root, BASE)
+    (odd,) = run(other, {**BASE, "ChargeCategory": "Refund", "ServiceCategory": "Quantum"})
+    assert (row["ChargeCategory"], row["ServiceCategory"], row["x_SourceName"]) == ("Usage", "Compute", "Cost Management")
+    assert (odd["ChargeCategory"], odd["ServiceCategory"], odd["x_SourceName"]) == ("Refund", "Quantum", "Cost Management")
+    assert _file_schema(hub_root) == _file_schema(other)
+    assert dict(s[:2] for s in _file_schema(hub_root))["ChargeCategory"] == "BYTE_ARRAY"
+    (rec,) = runs.load_all(Store(str(other)))
+    assert rec.state == "committed" and rec.rowsOut == 1
+    assert rec.validation["rules"]["AllowedValues:ChargeCategory"] == 1
+    assert rec.validation["rules"]["AllowedValues:ServiceCategory"] == 1
+    assert rec.validation["rules"] == validate(str(other)).summary()

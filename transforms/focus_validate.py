@@ -43,6 +43,10 @@ class Check:
     schema_level: bool = False
     #: True when the predicate does decimal arithmetic in double precision (``{double:Col}`` in rules.json).
     arithmetic: bool = False
+    #: True when ingestion counts the check on the written file rather than while writing: Parquet statistics
+    #: answer it (NotNull, EmptyString), or it applies string functions that cost less per distinct value of a
+    #: dictionary-encoded column than per row (allowed values, ``onFile`` rules).
+    on_file: bool = False
 
 
 @cache
@@ -111,13 +115,13 @@ def checks(columns: dict[str, str], *, text_source: bool, tolerance: float = DEF
         elif not _type_ok(col.type, columns[col.name]):
             out.append(Check("Type", col.name, f"type {col.type} (found {columns[col.name]})", "true", True))
         if not text_source and col.type not in ("Decimal", "DateTime"):
-            out.append(Check("EmptyString", col.name, "nulls are nulls, never empty strings", f"{c} = ''"))
+            out.append(Check("EmptyString", col.name, "nulls are nulls, never empty strings", f"{c} = ''", on_file=True))
         if not col.allows_nulls:
-            out.append(Check("NotNull", col.name, f"{col.name} is never null", f"{c} IS NULL"))
+            out.append(Check("NotNull", col.name, f"{col.name} is never null", f"{c} IS NULL", on_file=True))
         if col.allowed_values:
             values = ", ".join(literal(v) for v in col.allowed_values)
             out.append(Check("AllowedValues", col.name, f"one of: {', '.join(col.allowed_values)}",
-                             f"{c} IS NOT NULL AND {c} NOT IN ({values})"))
+                             f"{c} IS NOT NULL AND {c} NOT IN ({values})", on_file=True))
     for name in columns:
         if name not in focus and not name.startswith("x_") and name not in later_columns():
             out.append(Check("CustomColumnPrefix", name, "custom columns start with x_", "true", True))
@@ -125,7 +129,7 @@ def checks(columns: dict[str, str], *, text_source: bool, tolerance: float = DEF
         if all(col in columns for col in rule["columns"]):
             violation = re.sub(r"\{double:(\w+)\}", lambda m: double(m.group(1)), rule["violation"])
             out.append(Check(rule["id"], rule["columns"][0], rule["text"], violation.replace("{tolerance}", repr(tolerance)),
-                             arithmetic="{double:" in rule["violation"]))
+                             arithmetic="{double:" in rule["violation"], on_file=rule.get("onFile", False)))
     return out
 
 

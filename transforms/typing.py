@@ -28,6 +28,11 @@ def literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def enum_type(values: tuple[str, ...]) -> str:
+    """The DuckDB ENUM type of ``values``, spelled as DuckDB describes it."""
+    return "ENUM(" + ", ".join(literal(v) for v in values) + ")"
+
+
 def _fail(col: Column, src: str, kind: str) -> str:
     return f"error({literal(ERROR_TAG + col.name + '|')} || left({src}, 80) || {literal('| is not a ' + kind)})"
 
