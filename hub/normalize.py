@@ -43,11 +43,13 @@ def doubles(schema: ExportSchema) -> tuple[str, ...]:
 
 def transform_sql(con: duckdb.DuckDBPyConnection, schema: ExportSchema, source: str, lineage: Lineage,
                   price_table: str | None, *, filtered: bool = False, check: costs.Check | None = None,
-                  closed: bool = False) -> str:
-    """The normalization query of one typed part for its dataset. Columns the mapping does not know are
-    kept (in Costs with an ``x_`` prefix). ``filtered``: the source already applies :func:`row_filter`;
-    ``check``: a condition on the finished Costs rows (:func:`transforms.costs.finish`)."""
-    present = columns(con, source)
+                  closed: bool = False, present: dict[str, str] | None = None) -> str:
+    """The normalization query of one typed part for its dataset (for Costs a :class:`transforms.sqlchain.Query`
+    that knows its columns). Columns the mapping does not know are kept (in Costs with an ``x_`` prefix).
+    ``filtered``: the source already applies :func:`row_filter`; ``check``: a condition on the finished Costs
+    rows (:func:`transforms.costs.finish`); ``closed``: see :func:`transforms.costs.finish`; ``present``: the
+    source's columns when already known."""
+    present = present or columns(con, source)
     mapped = {c.target.lower() for c in schema.columns}
     extras = [c for c in present if c.lower() not in mapped and not c.startswith(DOUBLE_PREFIX)]
     kind = schema.export_type.lower()

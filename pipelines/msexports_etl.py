@@ -368,11 +368,12 @@ def _write_part(con: duckdb.DuckDBPyConnection, schema: ExportSchema, source: st
                 closed: bool = False) -> tuple[normalize.InputTap, CheckTap | None, int]:
     """Normalize one typed part into ``out``: its input tap, its FOCUS check tap (Costs) and the rows written."""
     try:
-        tap = normalize.InputTap(con, schema, set(normalize.columns(con, source)), f"hub_input_{tag}")
+        present = normalize.columns(con, source)
+        tap = normalize.InputTap(con, schema, set(present), f"hub_input_{tag}")
         check = CheckTap(con, f"hub_checks_{tag}") if schema.dataset == "Costs" else None  # FOCUS checks of the rows
         sql = normalize.transform_sql(con, schema, tap.wrap(source), lineage, price_table, filtered=True,
-                                      check=check.where if check else None, closed=closed)
-        described = normalize.columns(con, f"({sql})")
+                                      check=check.where if check else None, closed=closed, present=present)
+        described = getattr(sql, "columns", None) or normalize.columns(con, f"({sql})")  # Costs: known without planning
         if check:
             check.describe(described)
     except duckdb.Error as exc:

@@ -313,3 +313,29 @@ def test_closed_set_columns_written_as_strings_with_fallback_for_unknown_values(
     assert rec.validation["rules"]["AllowedValues:ChargeCategory"] == 1
     assert rec.validation["rules"]["AllowedValues:ServiceCategory"] == 1
     assert rec.validation["rules"] == validate(str(other)).summary()
+
+
+@pytest.mark.parametrize("key", ["focuscost_1.0", "focuscost_1.0-preview(v1)", "focuscost_1.2", "amortizedcost_2021-10-01"])
+@pytest.mark.parametrize("closed", [True, False])
+def test_known_output_columns_equal_describe(tmp_path: Path, key: str, closed: bool) -> None:
+    """The Costs query knows its columns and types without a DESCRIBE (transforms.sqlchain.Query): they must be
+    exactly what DuckDB describes, extra columns included."""
+    from conftest import schema_csv
+
+    from hub import convert, lookups, normalize
+    from hub.export_schemas import _load
+    from transforms.costs import Lineage
+
+    schema = _load(key)
+    path = tmp_path / "part.csv"
+    text = schema_csv(key, 2).splitlines()
+    path.write_text("\n".join([text[0] + ",MyTeam,x_Owner"] + [line + ",data,me" for line in text[1:]]) + "\n")
+    con = convert.connect()
+    lookups.register(con)
+    sql, columns = convert.source_columns(con, str(path), "csv", file=str(path))
+    source = f"(SELECT {', '.join(convert.plan(schema, columns, file=str(path), doubles=normalize.doubles(schema)).select)} FROM {sql})"
+    query = normalize.transform_sql(con, schema, source, Lineage("Cost Management", "Microsoft", "FocusCost", "1.0"), None,
+                                    closed=closed)
+    assert query.columns == normalize.columns(con, f"({query})")
+    if key.startswith("focuscost"):  # unknown columns are kept (legacy exports are converted column by column)
+        assert {"x_MyTeam", "x_Owner"} <= set(query.columns)

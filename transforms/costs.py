@@ -18,7 +18,7 @@ from importlib import resources
 from transforms import backfill
 from transforms.focus_validate import focus_columns
 from transforms.legacy_costs import ZERO_BILLED
-from transforms.sqlchain import DEC, Chain, div, empty, lit, mul, nz, zero
+from transforms.sqlchain import DEC, Chain, Query, div, empty, lit, mul, nz, zero
 from transforms.typing import DOUBLE_PREFIX, SQL_TYPES, enum_type, ident, literal
 
 #: FOCUS 1.0-preview / 1.0 names that the lake stores under their FOCUS 1.2 or 1.0 name (pure renames).
@@ -35,6 +35,8 @@ TRACKED = (
     "Tags", "x_EffectiveCostInUsd", "x_ResourceGroupName", "x_ResourceType", "ResourceType",
 )
 LEGACY_VERSIONS = ("1.0-preview", "1.0-preview(v1)")
+#: How DuckDB describes the types it spells otherwise in SQL.
+DESCRIBED = {"TIMESTAMPTZ": "TIMESTAMP WITH TIME ZONE"}
 
 
 @cache
@@ -291,15 +293,16 @@ def closed_sets(lineage: Lineage) -> dict[str, tuple[str, ...]]:
 
 
 def finish(chain: Chain, extras: list[str] = (), check: Check | None = None,
-           closed: dict[str, tuple[str, ...]] | None = None) -> str:
+           closed: dict[str, tuple[str, ...]] | None = None, extra_types: dict[str, str] | None = None) -> Query:
     """Final projection: x_SourceChanges, x_SourceValues and the Costs columns in order, typed; ``check``:
     a condition on the finished rows (the pipeline's FOCUS checks, counted as rows are written).
 
     ``closed`` (:func:`closed_sets`): string columns emitted as DuckDB ENUMs of these values. The Parquet file is
     the same (UTF-8 strings, dictionary-encoded), but DuckDB writes an ENUM about ten times faster than a
     string it must look up in the column's dictionary. A value outside the set fails the query with a
-    conversion error naming the ENUM (:data:`hub.convert.ENUM_MISS`); the caller then writes the part again
-    without ``closed``."""
+    conversion error naming the ENUM (:class:`hub.convert.EnumMiss`); the caller then writes the part again
+    without ``closed``. ``extra_types``: the DuckDB types of ``extras``; when given, the query's ``columns`` are
+    known (:class:`transforms.sqlchain.Query`)."""
     tracked = list(TRACKED) + list(backfill.TRACKED)
     chain.replace({}, {
         "x_SourceChanges": "nullif(concat_ws(',', _codes, _price_codes), '')",
@@ -308,21 +311,25 @@ def finish(chain: Chain, extras: list[str] = (), check: Check | None = None,
     known = {n for n, _ in output_columns()}
     names = [n for n, _ in output_columns()] + [extra_name(e) for e in extras if extra_name(e) not in known]
     closed = closed or {}
-    final = ", ".join([f"CAST({ident(n)} AS {enum_type(closed[n]) if n in closed and t == 'string' else SQL_TYPES[t]}) "
-                       f"AS {ident(n)}" for n, t in output_columns()]
+    types = {n: enum_type(closed[n]) if n in closed and t == "string" else SQL_TYPES[t] for n, t in output_columns()}
+    final = ", ".join([f"CAST({ident(n)} AS {t}) AS {ident(n)}" for n, t in types.items()]
                       + [ident(n) for n in names[len(known):]])
+    columns = None
+    if extra_types is not None:  # as DuckDB describes them
+        by_name = {extra_name(e): extra_types[e] for e in extras}
+        columns = {n: DESCRIBED.get(t, t) for n, t in types.items()} | {n: by_name[n] for n in names[len(known):]}
     if check is None:
-        return chain.sql(final)
+        return Query.of(chain.sql(final), columns)
     # each DOUBLE value once (a rule may use one twice): the check reads these columns
     chain.replace({}, {f"_chk_{c}": backfill.dbl(chain, c) for c in backfill.DOUBLES})
     # in a projection (not the WHERE clause) DuckDB computes the checks' shared parts once per row
     double = lambda col: ident(f"_chk_{col}") if col in backfill.DOUBLES else f"CAST({ident(col)} AS DOUBLE)"  # noqa: E731
     chain.replace({}, {"_checked": check(names, double)})
-    return chain.sql(final, "_checked")
+    return Query.of(chain.sql(final, "_checked"), columns)
 
 
 def costs_sql(source: str, present: dict[str, str], lineage: Lineage, *, prices: str | None = None,
-              lookups: bool = True, extras: list[str] = (), check: Check | None = None, closed: bool = False) -> str:
+              lookups: bool = True, extras: list[str] = (), check: Check | None = None, closed: bool = False) -> Query:
     """The FOCUS 1.0 normalization of a typed FocusCost relation ``source`` with columns ``present``.
 
     ``prices``: a relation of price-sheet keys (:func:`transforms.backfill.price_keys_sql`) to backfill
@@ -341,5 +348,5 @@ def costs_sql(source: str, present: dict[str, str], lineage: Lineage, *, prices:
     _names_and_resources(chain, lookups)
     _enumerations_tags_periods(chain)
     backfill.price_layer(chain, prices)
-    return finish(chain, extras, check, closed_sets(lineage) if closed else None)
+    return finish(chain, extras, check, closed_sets(lineage) if closed else None, {e: present[e] for e in extras})
 

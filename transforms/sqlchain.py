@@ -51,6 +51,19 @@ def lit(value: str | None) -> str:
     return "NULL" if value is None else literal(value)
 
 
+class Query(str):
+    """SQL text that may also know its result columns and their DuckDB types (``columns``; None when unknown),
+    so that callers need not plan the query once more to DESCRIBE it."""
+
+    columns: dict[str, str] | None = None
+
+    @classmethod
+    def of(cls, sql: str, columns: dict[str, str] | None) -> Query:
+        query = cls(sql)
+        query.columns = columns
+        return query
+
+
 @dataclass
 class Chain:
     """``WITH s0 AS (...), s1 AS (SELECT ... FROM s0), ... SELECT ... FROM sN``."""
