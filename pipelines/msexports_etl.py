@@ -320,7 +320,7 @@ def _normalize(store: Store, con: duckdb.DuckDBPyConnection, rec: RunRecord, m: 
         if progress is not None and part.bytes >= PROGRESS_MIN_BYTES:
             def cb(pct: float, i: int = i) -> None:
                 progress(rec, i, len(typed), pct)
-        try:  # fast path: closed-set columns as ENUMs; a value outside a set writes the part again without
+        try:  # fast path: closed-set columns as ENUMs; a value outside a set writes the part again without them
             tap, check, written = _write_part(con, schema, source, lineage, price_table, out, blob, cb, f"{i}", closed=True)
         except convert.EnumMiss:
             tap, check, written = _write_part(con, schema, source, lineage, price_table, out, blob, cb, f"{i}_all")
