@@ -133,8 +133,6 @@ def _samples(con: duckdb.DuckDBPyConnection, view: str, check: Check, columns: d
 
 #: Checks per BIGINT bit mask handed to the tap (bit 63 is left alone: it is the sign).
 MASK_BITS = 62
-#: Checks a written file's Parquet statistics answer exactly: null counts, and whether an empty string is a
-#: column chunk's minimum (then, or when statistics are missing, the column is scanned).
 
 
 class CheckTap:
@@ -161,7 +159,7 @@ class CheckTap:
 
     def where(self, names: list[str], double: Callable[[str], str] = cast_double) -> str:
         """The condition for a query whose finished rows have columns ``names``; registers the tap function."""
-        # which arithmetic rules apply depends only on the columns present, not on their types
+        # which row rules apply depends only on the columns present, not on their types
         todo = checks(dict.fromkeys(names, "DOUBLE"), text_source=False, tolerance=self.tolerance, double=double)
         self.row_checks = [c for c in todo if not c.on_file and not c.schema_level]
         self.counts = np.zeros(len(self.row_checks), dtype=np.int64)

@@ -41,8 +41,6 @@ class Check:
     violation: str
     #: True when the check concerns the schema, not rows (every row counts as violating).
     schema_level: bool = False
-    #: True when the predicate does decimal arithmetic in double precision (``{double:Col}`` in rules.json).
-    arithmetic: bool = False
     #: True when ingestion counts the check on the written file rather than while writing: Parquet statistics
     #: answer it (NotNull, EmptyString), or it applies string functions that cost less per distinct value of a
     #: dictionary-encoded column than per row (allowed values, ``onFile`` rules).
@@ -129,7 +127,7 @@ def checks(columns: dict[str, str], *, text_source: bool, tolerance: float = DEF
         if all(col in columns for col in rule["columns"]):
             violation = re.sub(r"\{double:(\w+)\}", lambda m: double(m.group(1)), rule["violation"])
             out.append(Check(rule["id"], rule["columns"][0], rule["text"], violation.replace("{tolerance}", repr(tolerance)),
-                             arithmetic="{double:" in rule["violation"], on_file=rule.get("onFile", False)))
+                             on_file=rule.get("onFile", False)))
     return out
 
 
