@@ -12,7 +12,8 @@ from hub.export_schemas import _load
 from hub.settings import Settings
 from hub.store import SETTINGS, Store
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+#: Fixture files copied into the repository (licences beside them): tests never read outside it.
+DATA = Path(__file__).resolve().parent / "data"
 SAMPLE_VALUES = {"string": "s{i}", "decimal": "{i}.25", "timestamp": "2024-05-0{d}T00:00:00Z", "boolean": "true"}
 RESOURCE = "/subscriptions/00000000-0000-0000-0000-000000000001/providers/Microsoft.CostManagement/exports/e1"
 SCOPE = "subscriptions/00000000-0000-0000-0000-000000000001"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
-from conftest import SHARED, lake_rows
+from conftest import DATA, lake_rows
 
 from hub import runs
 from hub.store import Store
@@ -18,7 +18,7 @@ FOLDER = "ingestion/Costs/2024/09/aws/123456789012"
 def _drop_focus_sample(root: Path, name: str = "ing1__part0.parquet") -> Path:
     folder = root / FOLDER
     folder.mkdir(parents=True)
-    src = SHARED / "samples/focus/focus_sample_1000.csv"
+    src = DATA / "focus/focus_sample_1000.csv"
     # the producer's Parquet: FOCUS columns typed, dates fixed to ISO UTC, literal NULLs as nulls
     duckdb.sql(f"""COPY (SELECT * REPLACE (CAST(BilledCost AS DECIMAL(38,18)) AS BilledCost,
         CAST(EffectiveCost AS DECIMAL(38,18)) AS EffectiveCost, CAST(ListCost AS DECIMAL(38,18)) AS ListCost,

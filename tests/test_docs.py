@@ -37,3 +37,15 @@ def test_every_source_change_code_is_documented() -> None:
 
     for code in [c for c, _ in quality_codes()] + list(backfill.CODES):
         assert f"`{code}`" in README, code
+
+
+def test_fresh_clone_needs_nothing_outside_the_repository() -> None:
+    """Tests and code read fixtures from tests/data/ (licences beside them), never from a folder beside the clone."""
+    repo = Path(__file__).resolve().parents[1]
+    for path in [*repo.glob("tests/*.py"), *repo.glob("hub/**/*.py"), *repo.glob("pipelines/**/*.py"),
+                 *repo.glob("transforms/**/*.py"), *repo.glob("bench/*.py"), repo / "Makefile", repo / ".ci/run"]:
+        text = path.read_text()
+        assert "../" + "shared" not in text and "parents" + "[2]" not in text, path
+    for folder in (repo / "tests/data").iterdir():
+        if folder.is_dir():
+            assert any(p.name.upper().startswith("LICENSE") for p in folder.iterdir()), folder

@@ -12,7 +12,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import SCOPE, SHARED, parquet_in, schema_csv, write_export
+from conftest import DATA, SCOPE, parquet_in, schema_csv, write_export
 
 from hub import runs
 from hub.export_schemas import _load, supported
@@ -102,7 +102,7 @@ def test_every_supported_version(hub_root: Path, key: str) -> None:
 
 
 def test_ea_sample_bom_us_dates(hub_root: Path) -> None:
-    sample = (SHARED / "samples/azure/EA_AmortizedCost_Small.csv").read_bytes()
+    sample = (DATA / "azure/EA_AmortizedCost_Small.csv").read_bytes()
     assert sample.startswith(b"\xef\xbb\xbf")
     write_export(hub_root, {"part_0_0001.csv": sample}, export_type="AmortizedCost", data_version="2021-10-01",
                  resource_id="/providers/Microsoft.Billing/billingAccounts/8611537", rows=28, start_date="2023-09-01")
@@ -126,7 +126,7 @@ def test_header_only_export_changes_nothing(hub_root: Path) -> None:
     write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 3)}, rows=3)
     assert ingest(Store(str(hub_root))).ok
     before = parquet_in(hub_root)
-    empty = (SHARED / "samples/azure/EA_NoRows.csv").read_bytes()
+    empty = (DATA / "azure/EA_NoRows.csv").read_bytes()
     write_export(hub_root, {"part_0_0001.csv": empty}, export_type="ActualCost", data_version="2021-10-01", run_id="run2")
     rec = ingest(Store(str(hub_root))).records[0]
     assert rec.state == "committed" and rec.rowsIn == 0

@@ -16,7 +16,7 @@ import duckdb
 import fsspec
 import pytest
 import stores
-from conftest import SHARED
+from conftest import DATA
 
 from hub import catalog, runs
 from hub.cost_analysis import CostQuery, query_costs
@@ -121,7 +121,7 @@ def test_retention_and_custom_data(root: str) -> None:
     assert not store.fs.exists(manifest)
     # custom FOCUS data from another provider, announced by an empty manifest
     local = _tmp_copy(b"")
-    duckdb.sql(f"COPY (SELECT * FROM read_csv('{SHARED / 'samples/focus/focus_sample_1000.csv'}', nullstr = 'NULL') LIMIT 50) "
+    duckdb.sql(f"COPY (SELECT * FROM read_csv('{DATA / 'focus/focus_sample_1000.csv'}', nullstr = 'NULL') LIMIT 50) "
                f"TO '{local}' (FORMAT parquet)")
     folder = "ingestion/Costs/2024/09/aws/123456789012"
     store.put_file(local, f"{folder}/ing1__part0.parquet")

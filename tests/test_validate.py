@@ -7,7 +7,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from conftest import SHARED
+from conftest import DATA
 from typer.testing import CliRunner
 
 from hub.cli import app
@@ -106,7 +106,7 @@ def test_schema_level_checks(tmp_path: Path) -> None:
 
 
 def test_focus_sample_defects_are_found() -> None:
-    report = validate(str(SHARED / "samples/focus/focus_sample_1000.csv"))
+    report = validate(str(DATA / "focus/focus_sample_1000.csv"))
     s = report.summary()
     assert report.rows == 1000
     assert s["AllowedValues:ChargeFrequency"] == 7  # 'Usage-based'
@@ -119,7 +119,7 @@ def test_cli_json_and_exit_codes(tmp_path: Path) -> None:
     runner = CliRunner()
     ok = runner.invoke(app, ["validate", write_rows(tmp_path / "ok.parquet", [BASE])])
     assert ok.exit_code == 0 and "no violations" in ok.output
-    bad = runner.invoke(app, ["validate", str(SHARED / "samples/focus/focus_sample_1000.csv"), "--json"])
+    bad = runner.invoke(app, ["validate", str(DATA / "focus/focus_sample_1000.csv"), "--json"])
     assert bad.exit_code == 1
     data = json.loads(bad.output)
     assert data["rows"] == 1000 and data["violations"] > 0
@@ -133,7 +133,7 @@ def test_pipeline_output_from_the_samples_is_valid(hub_root: Path) -> None:
     from pipelines.msexports_etl import ingest
 
     for name, export_type in (("EA_ActualCost_Small.csv", "ActualCost"), ("EA_AmortizedCost_Small.csv", "AmortizedCost")):
-        write_export(hub_root, {"part_0_0001.csv": (SHARED / "samples/azure" / name).read_bytes()}, export_type=export_type,
+        write_export(hub_root, {"part_0_0001.csv": (DATA / "azure" / name).read_bytes()}, export_type=export_type,
                      data_version="2021-10-01", run_id=export_type, folder=f"{export_type}/x", start_date="2023-09-01",
                      resource_id="/providers/Microsoft.Billing/billingAccounts/8611537")
     result = ingest(Store(str(hub_root)))
