@@ -18,8 +18,8 @@ from collections.abc import Callable
 import duckdb
 
 from hub.errors import HubError, InputError, UsageError
-from hub.export_schemas import ExportSchema
-from transforms.typing import ERROR_TAG, Projection, ident, literal, project
+from hub.export_schemas import Column, ExportSchema
+from transforms.typing import ERROR_TAG, IncompatibleType, Projection, header_key, ident, literal, project, try_text
 
 #: Rows per Parquet row group. Each DuckDB thread encodes its own row groups; at the end of a file the last
 #: ones are encoded while the other threads are idle, so smaller groups shorten that tail (1M Costs rows:
@@ -83,8 +83,9 @@ def csv_header(path: str, kind: str, *, file: str) -> list[str]:
         raise InputError(f"header is not UTF-8 ({exc.reason} at byte {exc.start})", file=file, code="InvalidEncoding") from None
     if not row or any(not h.strip() for h in row):
         raise InputError("missing or empty header row", file=file, code="SchemaMismatch")
-    if len({h.lower() for h in row}) != len(row):
-        raise InputError("duplicate column names in header", file=file, code="SchemaMismatch")
+    if len({header_key(h) for h in row}) != len(row):
+        raise InputError("duplicate column names in header (compared without case and surrounding spaces)", file=file,
+                         code="SchemaMismatch")
     return row
 
 
@@ -114,11 +115,20 @@ def source_columns(con: duckdb.DuckDBPyConnection, path: str, kind: str, *, file
 
 def plan(schema: ExportSchema, columns: dict[str, str], *, file: str, doubles: tuple[str, ...] = ()) -> Projection:
     """The typed projection of a part (``doubles``: see :func:`transforms.typing.project`), refusing files
-    that are clearly another dataset or version."""
-    proj = project(schema, columns, doubles)
-    if proj.matched < max(1, int(len(schema.columns) * MIN_MATCHED)):
-        raise InputError(f"only {proj.matched} of {len(schema.columns)} columns of {schema.key} found "
-                         f"(first columns: {', '.join(list(columns)[:5])})", file=file, code="SchemaMismatch")
+    that are clearly another dataset or version, lack a column the conversion needs, or bring a column of a type
+    that cannot feed its schema column (a BOOLEAN money column)."""
+    try:
+        proj = project(schema, columns, doubles)
+    except IncompatibleType as exc:
+        raise InputError(str(exc), file=file, code="SchemaMismatch") from None
+    expected = len([c for c in schema.columns if not c.optional])
+    if proj.matched < max(1, int(expected * MIN_MATCHED)):
+        raise InputError(f"only {proj.matched} of the {expected} columns of {schema.key} found: not a "
+                         f"{schema.export_type} {schema.data_version} file?", file=file, code="SchemaMismatch")
+    if proj.missing_required:
+        by_name = {c.name: c for c in schema.columns}
+        names = [" or ".join([n, *by_name[n].aliases[:2]]) for n in proj.missing_required]
+        raise InputError(f"missing column(s) the conversion needs: {'; '.join(names)}", file=file, code="SchemaMismatch")
     return proj
 
 
@@ -197,33 +207,58 @@ def file_types(columns: dict[str, str]) -> dict[str, str]:
     return {name: "VARCHAR" if typ.startswith("ENUM(") else typ for name, typ in columns.items()}
 
 
+#: Quoted text in DuckDB's messages: values and lines of the input, never repeated in ours.
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+
+
+def scrub(text: str) -> str:
+    """The first line of an error text with every quoted part (file content DuckDB may cite) left out."""
+    first = text.splitlines()[0] if text else ""
+    return _QUOTED.sub("'…'", first)[:300]
+
+
 def map_error(exc: BaseException, *, file: str) -> HubError:
-    """Turn a DuckDB error into a coded, one-line error naming the file."""
+    """Turn a DuckDB error into a coded, one-line error naming the file; it never repeats the file's content."""
     text = str(exc)
     if isinstance(exc, duckdb.ConversionException) and " to ENUM(" in text:
-        return EnumMiss(text.splitlines()[0], file=file)
+        return EnumMiss("a value outside a closed set", file=file)
     if ERROR_TAG in text:
-        col, value, kind = (text.split(ERROR_TAG, 1)[1].split("|") + ["", "", ""])[:3]
-        return InputError(f"column {col}: {value!r}{kind}", file=file, code="InvalidValue")
+        col, what = (text.split(ERROR_TAG, 1)[1].split("|") + ["", ""])[:2]
+        err = InputError(f"column {col}: a value {what.strip()}", file=file, code="InvalidValue")
+        err.column = col
+        return err
     line = _LINE.search(text)
     where = f" at line {line.group(1)}" if line else ""
     if "Invalid unicode" in text or "not utf-8" in text:
         return InputError(f"not UTF-8{where}", file=file, code="InvalidEncoding")
     if re.search(r"gzip|zlib|magic bytes|too small to be a Parquet|Corrupt|truncated", text, re.IGNORECASE):
-        return InputError(text.splitlines()[0], file=file, code="CorruptFile")
+        return InputError(f"truncated or not the file its name says ({scrub(text)})", file=file, code="CorruptFile")
     if "Expected Number of Columns" in text:
         m = re.search(r"Expected Number of Columns: (\d+) Found: (\d+)", text)
         detail = f"expected {m.group(1)} fields, found {m.group(2)}" if m else "wrong number of fields"
         return InputError(f"{detail}{where}", file=file, code="MalformedCsv")
     if "CSV Error" in text or "quote" in text.lower():
-        return InputError(f"{text.splitlines()[0]}{where}", file=file, code="MalformedCsv")
+        return InputError(f"broken quoting or field count{where}", file=file, code="MalformedCsv")
     if isinstance(exc, duckdb.ConversionException):
-        return InputError(text.splitlines()[0], file=file, code="InvalidValue")
-    return HubError(text.splitlines()[0], file=file, code="InternalError")
+        return InputError(f"a value cannot be converted ({scrub(text)})", file=file, code="InvalidValue")
+    return HubError(scrub(text), file=file, code="InternalError")
+
+
+def first_bad_row(con: duckdb.DuckDBPyConnection, source: str, name: str, column: Column) -> int | None:
+    """The 1-based data row of the first value of source column ``name`` that cannot become ``column``'s type
+    (the failure path of :class:`InvalidValue`: one more scan, to tell the user where to look)."""
+    value = ident(name)
+    try:
+        rows = con.execute(f"SELECT n FROM (SELECT row_number() OVER () AS n, {value} FROM {source}) "
+                           f"WHERE {value} IS NOT NULL AND {try_text(column, value)} IS NULL ORDER BY n LIMIT 1").fetchall()
+    except duckdb.Error:
+        return None
+    return int(rows[0][0]) if rows else None
 
 
 def count_rows(con: duckdb.DuckDBPyConnection, files: list[str]) -> int:
-    """Rows in Parquet files, read from their footers."""
+    """Rows in Parquet files (each file counted once), read from their footers."""
+    files = list(dict.fromkeys(files))
     if not files:
         return 0
     listing = "[" + ", ".join(literal(f) for f in files) + "]"

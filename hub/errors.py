@@ -17,8 +17,10 @@ CODES: dict[str, tuple[str, str, str]] = {
     "SchemaNotFound": ("schema", "no schema for this exportConfig.type + dataVersion",
                        "export a supported version (README) or add a mapping file under schemas/msexports/"),
     "SchemaLoadFailed": ("schema", "a schema mapping file is broken", "fix the file under schemas/msexports/"),
-    "SchemaMismatch": ("schema", "the file's columns do not match its declared type/version (schema drift)",
-                       "check the export's type/version; add a mapping for the new layout"),
+    "SchemaMismatch": ("schema", "the file's columns do not match its declared type/version: too few known columns, a "
+                                 "column the conversion needs is missing, of a type that cannot feed it, or empty on every row",
+                       "the message names the columns; check the export's type/version, or add a spelling (aliases) or "
+                       "a mapping for the new layout"),
     "UnsupportedExportFileType": ("input", "a part is not .csv, .csv.gz or .parquet",
                                   "export as CSV, gzip CSV or Parquet"),
     "MalformedCsv": ("input", "a CSV row has the wrong number of fields or broken quoting",
@@ -27,18 +29,21 @@ CODES: dict[str, tuple[str, str, str]] = {
     "CorruptFile": ("input", "the file is truncated or not what its extension says (e.g. a cut gzip)",
                     "re-upload the part, then `hub ingest --retry`"),
     "InvalidValue": ("input", "a cell cannot be converted to its column type (number, date, boolean)",
-                     "the message names the column and value; fix the export or its schema mapping"),
+                     "the message names the column and the data row (never the value); fix the export or its mapping"),
     "RowCountMismatch": ("input", "rows read differ from the manifest's dataRowCount",
                          "a part is incomplete: re-upload it, then `hub ingest --retry`"),
+    "PeriodMismatch": ("input", "the rows' ChargePeriodStart lie far outside the manifest's period (startDate to endDate)",
+                       "fix runInfo.startDate/endDate (or export the right period), then `hub ingest --retry`"),
     "InternalError": ("internal", "an unexpected error; the export is quarantined, nothing is lost",
                       "report it with the run record (`hub status --json`)"),
 }
 
 
 class HubError(Exception):
-    """A failure with a stable code; ``file`` names the input it concerns."""
+    """A failure with a stable code; ``file`` names the input it concerns; ``column``, when known, the column."""
 
     code = "InternalError"
+    column: str | None = None
 
     def __init__(self, message: str, *, file: str | None = None, code: str | None = None) -> None:
         if code is not None:

@@ -1,7 +1,12 @@
 """Input schemas of Cost Management exports: mapping files under ``schemas/msexports/``.
 
 One file per ``<type>_<dataVersion>[_ea|_mca].json`` lists the export's columns in order with their type
-(``string``, ``decimal``, ``timestamp``, ``boolean``) and, when the lake uses another name, ``as``.
+(``string``, ``decimal``, ``timestamp``, ``boolean``) and, when the lake uses another name, ``as``; ``aliases``:
+other header spellings of the same field (older layouts, MCA camelCase), matched like the name without regard to
+case or surrounding whitespace; ``required``: the conversion needs it (a file without it is ``SchemaMismatch``);
+``optional``: a field only some layouts have (not reported as missing); ``preferred``: spellings taken before
+the name when a file has both. ``datasets.json`` ``sameAs`` lists other ``dataVersion`` values an export type
+delivers in a layout one mapping file covers (headers are matched by name, so column order does not matter).
 ``datasets.json`` maps an export type to its lake dataset, how EA/MCA is told apart and which amounts a
 run reconciles.
 """
@@ -25,6 +30,22 @@ class Column:
     name: str
     type: ColumnType
     target: str
+    aliases: tuple[str, ...] = ()
+    required: bool = False
+    optional: bool = False
+    #: spellings taken before the name when a file has both (``SubscriptionGuid`` over an old numeric ``SubscriptionId``)
+    preferred: tuple[str, ...] = ()
+
+    @property
+    def spellings(self) -> tuple[str, ...]:
+        """Every header spelling of the column, in the order a file's headers are tried."""
+        return (*self.preferred, self.name, *self.aliases)
+
+
+def destination(export_type: str) -> tuple[str, str | None] | None:
+    """The lake dataset and sub-folder of an export type, known from the manifest alone (None when unknown)."""
+    meta = datasets().get(export_type.strip().lower())
+    return (meta["dataset"], meta.get("subfolder")) if meta else None
 
 
 @dataclass(frozen=True)
@@ -69,7 +90,8 @@ def _load(key: str) -> ExportSchema | None:
     try:
         data = json.loads(path.read_text())
         meta = datasets()[data["type"].lower()]
-        cols = tuple(Column(c["name"], c["type"], c.get("as", c["name"])) for c in data["columns"])
+        cols = tuple(Column(c["name"], c["type"], c.get("as", c["name"]), tuple(c.get("aliases", ())), bool(c.get("required")),
+                            bool(c.get("optional")), tuple(c.get("preferred", ()))) for c in data["columns"])
         if any(c.type not in TYPES for c in cols):
             raise ValueError(f"unknown column type in {sorted({c.type for c in cols} - set(TYPES))}")
         return ExportSchema(data["type"], data["dataVersion"], data.get("agreement"), meta["dataset"], cols,
@@ -99,7 +121,9 @@ def find_schema(export_type: str, data_version: str | None, header: list[str], *
     meta = datasets().get(export_type.strip().lower())
     if meta is None:
         raise SchemaError(f"unknown export type {export_type!r}", file=file)
-    base = f"{export_type.strip().lower()}_{normalize_version(data_version)}"
+    version = normalize_version(data_version)
+    version = {normalize_version(k): v for k, v in meta.get("sameAs", {}).items()}.get(version, version)
+    base = f"{export_type.strip().lower()}_{version}"
     agreement_col = meta.get("agreementColumn")
     if agreement_col:
         agreement = "mca" if agreement_col.lower() in {h.lower() for h in header} else "ea"

@@ -5,6 +5,11 @@ Safe on blob stores with nothing but an exclusive create: the lease is a series 
 ``config/leases/<name>.<generation>.json``. The holder of the newest generation owns the lease until it
 expires; it renews by rewriting its own file. Taking over an expired lease means creating the next
 generation, which only one contender can do (local ``O_EXCL``; ``If-None-Match: *`` on Azure Blob and S3).
+
+Fencing: a holder that stalls past the TTL (a paused VM, SIGSTOP) may resume after another process took over.
+:meth:`Lease.check` (called before every run-record write and every swap, see ``Store.fence``) sees the newer
+generation and raises :class:`LeaseLost`, so a stale holder stops instead of overwriting the new holder's work.
+Older generations' files are removed when a generation is taken, so the folder holds one or two files.
 """
 
 from __future__ import annotations
@@ -26,6 +31,10 @@ LEASES = f"{CONFIG}/leases"
 DEFAULT_TTL = float(os.environ.get("HUB_LEASE_TTL", "120"))
 
 
+class LeaseLost(BaseException):  # noqa: N818 - like KeyboardInterrupt: stops the work, never handled as an input error
+    """Another process took the lease over while this one was stalled: stop, write nothing more."""
+
+
 @dataclass
 class Lease:
     store: Store
@@ -42,8 +51,25 @@ class Lease:
         self.store.write_bytes(self.path, _body(self.owner, self.ttl))
 
     def release(self) -> None:
-        """Expire the lease now (the file stays: generations only grow)."""
-        self.store.write_bytes(self.path, _body(self.owner, -1))
+        """Expire the lease now (the newest file stays: generations only grow). Nothing is written when another
+        process already holds a newer generation."""
+        if self.held():
+            self.store.write_bytes(self.path, _body(self.owner, -1))
+
+    def held(self) -> bool:
+        """True while no newer generation exists and this generation's file still names this owner."""
+        gens = _generations(self.store, self.name)
+        if not gens or gens[-1] != self.generation:
+            return False
+        try:
+            return json.loads(self.store.read_bytes(self.path)).get("owner") == self.owner
+        except (OSError, ValueError):
+            return False
+
+    def check(self) -> None:
+        """Raise :class:`LeaseLost` when this process no longer holds the lease."""
+        if not self.held():
+            raise LeaseLost(f"the {self.name} lease of {self.store.url} was taken over by another process")
 
 
 def _body(owner: str, ttl: float) -> bytes:
@@ -101,6 +127,9 @@ def try_acquire(store: Store, name: str, *, ttl: float = DEFAULT_TTL, owner: str
     lease = Lease(store, name, owner, nxt, ttl)
     if not _create_exclusive(store, lease.path, _body(owner, ttl)):
         return None
+    for old in gens:  # older generations are history: keep one file per lease, not one per cycle
+        with contextlib.suppress(OSError):
+            store.delete(f"{LEASES}/{name}.{old:012d}.json")
     return lease
 
 
@@ -116,6 +145,8 @@ class Renewer:
     def _run(self) -> None:
         while not self._stop.wait(self.every):
             with contextlib.suppress(Exception):  # a failed renewal only shortens the lease
+                if not self.lease.held():
+                    return  # taken over while this process stalled: never write into the new holder's lease
                 self.lease.renew()
 
     def __enter__(self) -> Renewer:

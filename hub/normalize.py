@@ -18,7 +18,7 @@ from hub.export_schemas import ExportSchema
 from hub.store import Store, month_folder
 from transforms import backfill, commitments, costs, legacy_costs, prices
 from transforms.costs import Lineage
-from transforms.typing import DECIMAL, DOUBLE_PREFIX, ident, literal
+from transforms.typing import DECIMAL, DOUBLE_PREFIX, ROUNDED, ident, literal
 
 LEGACY = ("actualcost", "amortizedcost")
 #: Enough digits to add DECIMAL(38,18) sums exactly.
@@ -28,10 +28,11 @@ SCALE = Decimal(1).scaleb(-18)
 WIDE = pa.decimal256(76, 18)
 
 
-def row_filter(schema: ExportSchema, present: set[str]) -> str:
-    """Rows of the typed input that the dataset keeps (all, except in the legacy actual-cost export)."""
+def row_filter(schema: ExportSchema, present: set[str], paired: bool | None = None) -> str:
+    """Rows of the typed input that the dataset keeps (all, except in a legacy actual-cost export whose month has
+    amortized-cost data: ``paired``, see :mod:`pipelines.legacy_pairing`)."""
     if schema.export_type.lower() in LEGACY:
-        return legacy_costs.row_filter(schema.export_type, present)
+        return legacy_costs.row_filter(schema.export_type, present, paired=bool(paired))
     return "true"
 
 
@@ -43,22 +44,26 @@ def doubles(schema: ExportSchema) -> tuple[str, ...]:
 
 def transform_sql(con: duckdb.DuckDBPyConnection, schema: ExportSchema, source: str, lineage: Lineage,
                   price_table: str | None, *, filtered: bool = False, check: costs.Check | None = None,
-                  closed: bool = False, present: dict[str, str] | None = None) -> str:
+                  closed: bool = False, present: dict[str, str] | None = None, paired: bool | None = None) -> str:
     """The normalization query of one typed part for its dataset (for Costs a :class:`transforms.sqlchain.Query`
     that knows its columns). Columns the mapping does not know are kept (in Costs with an ``x_`` prefix).
     ``filtered``: the source already applies :func:`row_filter`; ``check``: a condition on the finished Costs
     rows (:func:`transforms.costs.finish`); ``closed``: see :func:`transforms.costs.finish`; ``present``: the
-    source's columns when already known."""
+    source's columns when already known; ``paired``: a legacy actual-cost export's month has amortized-cost data."""
     present = present or columns(con, source)
     mapped = {c.target.lower() for c in schema.columns}
-    extras = [c for c in present if c.lower() not in mapped and not c.startswith(DOUBLE_PREFIX)]
+    extras = [c for c in present if c.lower() not in mapped and not c.startswith(DOUBLE_PREFIX) and c != ROUNDED]
     kind = schema.export_type.lower()
     version, time = lineage.version, lineage.ingestion_time
     if kind == "focuscost":
         return costs.costs_sql(source, present, lineage, prices=price_table, extras=extras, check=check, closed=closed)
     if kind in LEGACY:
-        legacy = f"({legacy_costs.legacy_sql(source, set(present), schema.export_type, filter_rows=not filtered)})"
-        return costs.costs_sql(legacy, columns(con, legacy), lineage, prices=price_table, check=check, closed=closed)
+        legacy = legacy_costs.legacy_sql(source, set(present), schema.export_type, filter_rows=not filtered, paired=bool(paired),
+                                         extras=extras)
+        return costs.costs_sql(f"({legacy})", columns(con, f"({legacy})"), lineage, prices=price_table, check=check,
+                               closed=closed, extras=extras)
+    if ROUNDED in present:
+        source = f"(SELECT * EXCLUDE ({ident(ROUNDED)}) FROM {source})"
     builders = {"pricesheet": prices.prices_sql, "reservationdetails": commitments.commitment_usage_sql,
                 "reservationrecommendations": commitments.recommendations_sql,
                 "reservationtransactions": commitments.transactions_sql}
@@ -78,10 +83,13 @@ class InputSummary:
     rows: int = 0
     dropped: int = 0
     totals: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: rows with a number rounded to 18 decimals (:data:`transforms.typing.ROUNDED`)
+    rounded: int = 0
 
     def add(self, other: InputSummary) -> None:
         self.rows += other.rows
         self.dropped += other.dropped
+        self.rounded += other.rounded
         for cur, sums in other.totals.items():
             mine = self.totals.setdefault(cur, {})
             for name, value in sums.items():
@@ -98,29 +106,32 @@ class InputTap:
     the typed values themselves, independently of the transform, and a CSV part is parsed once, not twice.
     """
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, schema: ExportSchema, present: set[str], name: str) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, schema: ExportSchema, present: set[str], name: str, *,
+                 paired: bool | None = None) -> None:
         spec = schema.totals
         self.name = name
         self.amounts = {out: col for out, col in spec["amounts"].items() if col in present} if spec else {}
         self.currency = f"CAST({ident(spec['currency'])} AS VARCHAR)" if spec else "CAST(NULL AS VARCHAR)"
-        self.keep = f"coalesce(({row_filter(schema, present)}), false)"
+        self.keep = f"coalesce(({row_filter(schema, present, paired)}), false)"
+        self.rounded = ident(ROUNDED) if ROUNDED in present else "false"
         self.summary = InputSummary()
         self._lock = threading.Lock()
         # DuckDB reads the arity from the function's signature: one parameter per amount
-        take = {0: lambda c, k: self._take(c, k), 1: lambda c, k, a: self._take(c, k, a),
-                2: lambda c, k, a, b: self._take(c, k, a, b)}[len(self.amounts)]
-        con.create_function(name, take, [VARCHAR, BOOLEAN] + [DuckDBPyType(DECIMAL)] * len(self.amounts), BOOLEAN,
+        take = {0: lambda c, k, r: self._take(c, k, r), 1: lambda c, k, r, a: self._take(c, k, r, a),
+                2: lambda c, k, r, a, b: self._take(c, k, r, a, b)}[len(self.amounts)]
+        con.create_function(name, take, [VARCHAR, BOOLEAN, BOOLEAN] + [DuckDBPyType(DECIMAL)] * len(self.amounts), BOOLEAN,
                             type="arrow", null_handling="special", side_effects=True)
 
     def wrap(self, source: str) -> str:
         """``source`` with this tap in its path: the rows the dataset keeps."""
-        args = ", ".join([self.currency, self.keep, *(ident(c) for c in self.amounts.values())])
+        args = ", ".join([self.currency, self.keep, self.rounded, *(ident(c) for c in self.amounts.values())])
         return f"(SELECT * FROM {source} AS t WHERE {self.name}({args}))"
 
-    def _take(self, currency: pa.ChunkedArray, keep: pa.ChunkedArray, *amounts: pa.ChunkedArray) -> pa.ChunkedArray:
+    def _take(self, currency: pa.ChunkedArray, keep: pa.ChunkedArray, rounded: pa.ChunkedArray,
+              *amounts: pa.ChunkedArray) -> pa.ChunkedArray:
         n = len(keep)
         kept = pc.sum(keep).as_py() or 0
-        part = InputSummary(n, n - kept)
+        part = InputSummary(n, n - kept, rounded=pc.sum(rounded).as_py() or 0)
         names = list(self.amounts)
         if kept and names:
             amounts = [pc.cast(v, WIDE) for v in amounts]  # Arrow's decimal128 sums wrap around silently

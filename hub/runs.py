@@ -2,20 +2,25 @@
 ``hub status`` and crash recovery.
 
 States: ``pending`` -> ``converting`` -> ``swapping`` -> ``committed``; or ``quarantined`` (with an error
-code and message). A record left in ``converting`` or ``swapping`` by a crash is finished on the next run.
+code and message); or ``superseded`` (a newer delivery of the same folder was committed first, so this older one
+is recorded and never swapped in). A record left in ``converting`` or ``swapping`` by a crash is finished on the
+next run. Record file names are bounded whatever the ``runId`` (long ids are shortened with a hash).
 """
 
 from __future__ import annotations
 
 import hashlib
+import posixpath
 from datetime import datetime, timezone
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
-from hub.store import RUNS, Store, raw_staging
+from hub.store import RUNS, Store, bounded_name, raw_staging
 
-State = Literal["pending", "converting", "swapping", "committed", "quarantined"]
+State = Literal["pending", "converting", "swapping", "committed", "quarantined", "superseded"]
+#: States after which a delivery is never processed again unless its manifest changes (or --retry / --force).
+FINAL = ("committed", "quarantined", "superseded")
 
 
 def now() -> datetime:
@@ -54,6 +59,8 @@ class RunRecord(BaseModel):
     rowsOut: int = 0
     #: rows a dataset rule leaves out on purpose (legacy actual-cost rows other than commitment purchases)
     rowsFiltered: int = 0
+    #: rows with a number of more than 18 decimals, rounded to 18 (flagged ``RoundedTo18Decimals`` in Costs)
+    rowsRounded: int = 0
     totalsIn: dict[str, dict[str, str]] = {}
     totalsOut: dict[str, dict[str, str]] = {}
     #: written totals with every changed amount taken at its original value: equals totalsIn
@@ -67,6 +74,10 @@ class RunRecord(BaseModel):
     missingColumns: list[str] = []
     extraColumns: list[str] = []
     sourceDeleted: bool = False
+    #: when this delivery was made (``runInfo.submittedTime``, else the manifest's modification time), UTC
+    deliveredAt: datetime | None = None
+    #: the record key of the newer delivery of the same folder that made this one ``superseded``
+    supersededBy: str | None = None
     error: RunError | None = None
     attempts: int = 0
     createdAt: datetime = Field(default_factory=now)
@@ -86,10 +97,15 @@ def fail(store: Store, rec: RunRecord, code: str, message: str, file: str | None
     rec.state = "quarantined"
 
 
+def sha256(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
+
+
 def run_key(manifest_rel: str, run_id: str | None) -> str:
-    """Stable record name for one manifest file: ``<runId>-<hash of its path>``."""
+    """Stable record name for one manifest file: ``<runId>-<hash of its path>``, bounded in length and made of
+    file-name-safe characters whatever the runId holds."""
     digest = hashlib.sha1(manifest_rel.encode()).hexdigest()[:10]
-    return f"{run_id}-{digest}" if run_id else f"unparsed-{digest}"
+    return f"{bounded_name(run_id, 80)}-{digest}" if run_id else f"unparsed-{digest}"
 
 
 def record_path(key: str) -> str:
@@ -97,24 +113,38 @@ def record_path(key: str) -> str:
 
 
 def save(store: Store, record: RunRecord) -> None:
+    """Write a record (after checking that this process still holds the store's lease, when it holds one)."""
+    store.check_fence()
     record.updatedAt = now()
     store.write_bytes(record_path(record.key), record.model_dump_json(indent=2).encode() + b"\n")
 
 
-def load_all(store: Store) -> list[RunRecord]:
-    """Every run record, oldest first."""
+def load_all(store: Store, unreadable: list[str] | None = None) -> list[RunRecord]:
+    """Every run record, oldest first. A file under ``config/runs/`` that is not a run record (unreadable, not
+    JSON, not a record, or named after another key) is skipped and, when ``unreadable`` is given, listed there as
+    ``<file>: <why>``: one foreign file never stops status, ingestion, retention or the watcher."""
     base = store.full(RUNS)
     if not store.fs.exists(base):
         return []
     out = []
     for path in store.fs.glob(f"{base}/*.json"):
-        out.append(RunRecord.model_validate_json(store.fs.cat_file(path)))
+        name = posixpath.basename(path)
+        try:
+            rec = RunRecord.model_validate_json(store.fs.cat_file(path))
+            if f"{rec.key}.json" != name:
+                raise ValueError(f"holds the record of {rec.key!r}")
+        except (ValidationError, ValueError, OSError) as exc:
+            if unreadable is not None:
+                why = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) and exc.errors() else str(exc)
+                unreadable.append(f"{RUNS}/{name}: not a run record ({' '.join(why.split())[:200]})")
+            continue
+        out.append(rec)
     return sorted(out, key=lambda r: (r.createdAt, r.key))
 
 
-def by_manifest(store: Store) -> dict[str, RunRecord]:
+def by_manifest(store: Store, unreadable: list[str] | None = None) -> dict[str, RunRecord]:
     """The newest record of each manifest path."""
     out: dict[str, RunRecord] = {}
-    for rec in load_all(store):
+    for rec in load_all(store, unreadable):
         out[rec.manifest] = rec
     return out

@@ -14,11 +14,15 @@ so the same code serves local folders, Azure Blob/ADLS (``abfs://``, ``az://``) 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import posixpath
 import re
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
@@ -79,14 +83,48 @@ def month_folder(dataset: str, year: int, month: int) -> str:
     return f"{INGESTION}/{dataset}/{year:04d}/{month:02d}"
 
 
+_UNSAFE = re.compile(r"[^A-Za-z0-9._=+-]")
+
+
+def bounded_name(text: str, limit: int) -> str:
+    """``text`` as one file-name-safe path segment of at most ``limit`` characters: unsafe characters become
+    ``_``; a longer (or altered) text keeps a readable head and gets a hash of the whole, so distinct texts stay
+    distinct and no name ever exceeds the file system's limit (255 bytes)."""
+    safe = _UNSAFE.sub("_", text)
+    if safe == text and len(text) <= limit and text not in (".", ".."):
+        return text
+    digest = hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{safe[: max(0, limit - 17)]}~{digest}"
+
+
 def part_file_name(run_id: str, blob_name: str) -> str:
-    """``<runId>__<part>.parquet``: the blob's file name without ``.gz``, ``.csv`` -> ``.parquet``."""
+    """``<runId>__<part>.parquet``: the blob's file name without ``.gz``, ``.csv`` -> ``.parquet`` (a long runId or
+    part name is shortened with a hash, so the name stays within the file system's limit)."""
     name = posixpath.basename(blob_name)
     if name.lower().endswith(".gz"):
         name = name[:-3]
     if name.lower().endswith(".csv"):
         name = name[:-4] + ".parquet"
-    return f"{run_id}__{name}"
+    stem = name[:-8] if name.lower().endswith(".parquet") else name
+    return f"{bounded_name(run_id, 100)}__{bounded_name(stem, 100)}.parquet"
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A listed file: a signature that changes with its content (size and time or etag) and when it was written."""
+
+    signature: str
+    modified: datetime | None
+
+
+def _modified(info: dict) -> datetime | None:
+    """A listing entry's modification time (local ``mtime``, Azure ``last_modified``, S3 ``LastModified``), UTC."""
+    value = info.get("mtime") or info.get("last_modified") or info.get("LastModified")
+    if isinstance(value, (int, float)):
+        return datetime.fromtimestamp(value, timezone.utc)
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return None
 
 
 class Store:
@@ -99,9 +137,16 @@ class Store:
         self.fs, path = fsspec.core.url_to_fs(root, **storage_options)
         self.is_local = isinstance(self.fs, LocalFileSystem)
         self.root = os.path.abspath(path) if self.is_local else path.rstrip("/")
+        #: set while this process holds the store's ingestion lease: raises when another process took it over
+        self.fence: Callable[[], None] | None = None
 
     def __repr__(self) -> str:
         return f"Store({self.url!r})"
+
+    def check_fence(self) -> None:
+        """Before a write that must not come from a stale lease holder (run records, swaps)."""
+        if self.fence is not None:
+            self.fence()
 
     # paths ---------------------------------------------------------------------------------------
     def full(self, rel: str) -> str:
@@ -134,6 +179,10 @@ class Store:
     def manifest_listing(self, area: str = MSEXPORTS) -> dict[str, str]:
         """``{manifest: signature}`` from one listing (size and modification time or etag): what changed
         since a checkpoint can be told without reading any file."""
+        return {rel: listed.signature for rel, listed in self.listing(area).items()}
+
+    def listing(self, area: str = MSEXPORTS) -> dict[str, Listed]:
+        """Every ``manifest.json`` under an area with its listing signature and modification time, sorted."""
         base = self.full(area)
         if not self.fs.exists(base):
             return {}
@@ -142,8 +191,15 @@ class Store:
             if path.endswith("/manifest.json") or path == "manifest.json":
                 keys = ("mtime", "last_modified", "LastModified", "ETag", "etag")
                 stamp = next((str(info[k]) for k in keys if info.get(k)), "")
-                out[self.rel(path)] = f"{info.get('size')}|{stamp}"
+                out[self.rel(path)] = Listed(f"{info.get('size')}|{stamp}", _modified(info))
         return dict(sorted(out.items()))
+
+    def inside(self, rel: str) -> bool:
+        """False when a local path is (or runs through) a link leading out of the root; remote stores have no links."""
+        if not self.is_local:
+            return True
+        root = os.path.realpath(self.root)
+        return os.path.realpath(self.full(rel)).startswith(root + os.sep)
 
     def parquet_files(self, folder: str) -> list[str]:
         """Parquet files directly in ``folder`` (not recursive): what a run of that folder owns."""

@@ -40,6 +40,7 @@ def _exchange(a: str, b: str) -> bool:
 
 def commit_staged(store: Store, key: str, staging: str, destination: str, names: list[str]) -> list[str]:
     """Swap a run's staged files into ``destination`` (marker first, so a crash mid-way is finished later)."""
+    store.check_fence()
     token = hashlib.sha1(key.encode()).hexdigest()
     if store.exists(staging):
         place_marker(store, staging, token)

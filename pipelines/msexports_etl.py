@@ -9,20 +9,21 @@ other exports keep flowing.
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import os
 import posixpath
 import tempfile
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import duckdb
 
-from hub import convert, lease, lookups, normalize, runs, swap
-from hub.errors import HubError, ManifestError
-from hub.export_schemas import ExportSchema, find_schema, schema_by_key
+from hub import convert, deliveries, lease, lookups, normalize, runs, swap
+from hub.errors import HubError
+from hub.export_schemas import ExportSchema, destination, find_schema, schema_by_key
 from hub.faults import checkpoint
 from hub.manifest import Manifest, parse_manifest
 from hub.runs import RunError, RunRecord
@@ -37,19 +38,25 @@ from hub.store import (
     part_file_name,
     raw_folder,
     raw_staging,
-    safe_relpath,
     scope_path,
 )
 from hub.validate import CheckTap, tap_report
+from pipelines import legacy_pairing as pairing
+from pipelines import retention
 from pipelines.ingestion_etl import ingest_custom
 from pipelines.prices_backfill import RENORMALIZE, renormalize_month
+from transforms import legacy_costs
 from transforms.costs import Lineage
-from transforms.typing import literal
+from transforms.typing import ROUNDED, Projection, ident, literal
 
 #: Called with (record, part index, part count, percent) while a large part converts.
 Progress = Callable[[RunRecord, int, int, float], None]
 #: Parts at least this large report progress.
 PROGRESS_MIN_BYTES = 8 * 1024 * 1024
+#: Mandatory FOCUS money columns that may never be empty on every row of a Costs export.
+MONEY = ("BilledCost", "EffectiveCost")
+#: How far from the manifest's period (runInfo.startDate .. endDate) rows may be charged.
+PERIOD_SLACK = timedelta(days=31)
 
 
 @dataclass
@@ -62,8 +69,12 @@ class IngestResult:
     renormalized: list[RunRecord] = field(default_factory=list)
     #: another process held the ingestion lease for the whole wait: nothing was done
     busy: bool = False
+    #: another process took the lease over while this one was stalled: it stopped (why, else None)
+    lost: str | None = None
     #: manifests whose blobs are still arriving (watcher grace period): left pending
     waiting: list[str] = field(default_factory=list)
+    #: files under config/runs/ that are not run records (skipped): ``<file>: <why>``
+    unreadable: list[str] = field(default_factory=list)
 
     @property
     def all(self) -> list[RunRecord]:
@@ -71,7 +82,7 @@ class IngestResult:
 
     @property
     def ok(self) -> bool:
-        return all(r.state == "committed" for r in self.all)
+        return self.lost is None and all(r.state in ("committed", "superseded") for r in self.all)
 
 
 def load_settings(store: Store) -> Settings:
@@ -84,7 +95,9 @@ def ingest(store: Store, *, retry: bool = False, force: bool = False, progress: 
     """Process every pending manifest under ``msexports/`` once, holding the root's ingestion lease.
 
     ``retry`` re-processes quarantined exports, ``force`` committed ones too. Another process holding the
-    lease is waited for up to ``wait`` seconds (then ``busy`` is set and nothing is done).
+    lease is waited for up to ``wait`` seconds (then ``busy`` is set and nothing is done). While the lease is
+    held, every record write and swap first checks it is still held (``Store.fence``): a process that stalled
+    past the lease's TTL and was taken over stops there (``lost``) and writes nothing more.
     ``blob_grace`` (the watcher's): manifest -> deadline (epoch seconds) until which missing blobs mean
     "still uploading" rather than an error. ``checkpoint`` (the watcher's listing checkpoint, updated in
     place): manifest -> listing signature of manifests already final, which are then not read again.
@@ -98,11 +111,15 @@ def ingest(store: Store, *, retry: bool = False, force: bool = False, progress: 
         held = lease.try_acquire(store, "ingest", ttl=lease_ttl)
     if held is None:
         return IngestResult(busy=True)
+    store.fence = held.check
     try:
         with lease.Renewer(held):
             return _ingest(store, retry=retry, force=force, progress=progress, fail_after_parts=fail_after_parts,
                            blob_grace=blob_grace, checkpoint=checkpoint)
+    except lease.LeaseLost as exc:
+        return IngestResult(lost=str(exc))
     finally:
+        store.fence = None
         held.release()
 
 
@@ -110,69 +127,89 @@ def _ingest(store: Store, *, retry: bool, force: bool, progress: Progress | None
             blob_grace: dict[str, float] | None, checkpoint: dict[str, str] | None) -> IngestResult:
     settings = load_settings(store)
     result = IngestResult(recovered=recover(store))
-    known = runs.by_manifest(store)
-    pending: list[tuple[tuple, str, bytes]] = []
-    listing = store.manifest_listing(MSEXPORTS)
+    known = runs.by_manifest(store, result.unreadable)
+    pending: list[tuple[datetime, str, bytes | None]] = []
+    listing = store.listing(MSEXPORTS)
     final = {}
-    for rel, signature in listing.items():
-        if checkpoint is not None and checkpoint.get(rel) == signature and not (retry or force):
-            continue  # unchanged since it was last found committed or quarantined
-        raw = store.read_bytes(rel)
+    for rel, listed in listing.items():
+        if checkpoint is not None and checkpoint.get(rel) == listed.signature and not (retry or force):
+            continue  # unchanged since it was last found final
+        raw = _read_manifest(store, rel)
         rec = known.get(rel)
-        if rec is not None and rec.manifestSha256 == _sha(raw):
-            if rec.state == "committed" and not force:
-                final[rel] = signature
+        if rec is not None and raw is not None and rec.manifestSha256 == runs.sha256(raw):
+            done = rec.state in ("committed", "superseded") and not force
+            if done or rec.state == "quarantined" and not (retry or force):
+                final[rel] = listed.signature
                 continue
-            if rec.state == "quarantined" and not (retry or force):
-                final[rel] = signature
-                continue
-        pending.append((_order(raw, rel), rel, raw))
-    for _, rel, raw in sorted(pending, key=lambda p: p[0]):
+        pending.append((_delivered(raw, rel, listed.modified), rel, raw))
+    for instant, rel, raw in sorted(pending, key=lambda p: (p[0], p[1])):  # older deliveries first: the newest stays visible
         if blob_grace is not None and blob_grace.get(rel, float("inf")) > time.time() and _blobs_missing(store, rel, raw):
             result.waiting.append(rel)
             continue
-        rec = process(store, rel, raw, settings, existing=known.get(rel), progress=progress, fail_after_parts=fail_after_parts)
+        rec = _isolated(store, rel, raw, lambda rel=rel, raw=raw, instant=instant: process(
+            store, rel, raw, settings, existing=known.get(rel), progress=progress, fail_after_parts=fail_after_parts,
+            delivered=instant))
         result.records.append(rec)
         if rec.state == "committed" and rec.dataset == "Prices" and rec.month:
             year, month = map(int, rec.month.split("-"))
             result.renormalized += renormalize_month(store, year, month, rec.runId or rec.key)
     result.records += ingest_custom(store)
     if checkpoint is not None:
-        final.update({r.manifest: listing[r.manifest] for r in result.records
-                      if r.state in ("committed", "quarantined") and r.manifest in listing})
+        final.update({r.manifest: listing[r.manifest].signature for r in result.records
+                      if r.state in runs.FINAL and r.manifest in listing})
         for rel in [k for k in checkpoint if k not in listing]:
             del checkpoint[rel]  # deleted by retention: forget it
         checkpoint.update(final)
     return result
 
 
-def _blobs_missing(store: Store, rel: str, raw: bytes) -> bool:
+def _read_manifest(store: Store, rel: str) -> bytes | None:
+    """A manifest's bytes; None when it cannot be read, or is a link leading out of the hub root (never read)."""
+    if not store.inside(rel):
+        return None
+    try:
+        return store.read_bytes(rel)
+    except OSError:
+        return None
+
+
+def _delivered(raw: bytes | None, rel: str, modified: datetime | None) -> datetime:
+    try:
+        manifest = parse_manifest(raw, file=rel) if raw is not None else None
+    except HubError:
+        manifest = None
+    return deliveries.delivered_at(manifest, modified)
+
+
+def _isolated(store: Store, rel: str, raw: bytes | None, work: Callable[[], RunRecord]) -> RunRecord:
+    """Run one manifest's work so that nothing it raises stops the others (a lost lease still stops everything)."""
+    try:
+        return work()
+    except lease.LeaseLost:
+        raise
+    except Exception as exc:  # noqa: BLE001 - even a failure to write its record must not stop the other exports
+        rec = RunRecord(key=runs.run_key(rel, None), manifest=rel, manifestSha256=runs.sha256(raw or b""), state="quarantined",
+                        error=RunError(code="InternalError", message=convert.scrub(f"{type(exc).__name__}: {exc}"), file=rel))
+        with contextlib.suppress(Exception):
+            runs.save(store, rec)
+        return rec
+
+
+def _blobs_missing(store: Store, rel: str, raw: bytes | None) -> bool:
     """True when the manifest parses but some blob is not there yet (or not at its full size)."""
     try:
-        _check_blobs(store, parse_manifest(raw, file=rel), rel)
+        deliveries.check_blobs(store, parse_manifest(raw or b"", file=rel), rel)
     except HubError as exc:
         return exc.code in ("IngestionFilesNotFound", "ByteCountMismatch")
     return False
 
 
-def _sha(raw: bytes) -> str:
-    return hashlib.sha256(raw).hexdigest()
-
-
-def _order(raw: bytes, rel: str) -> tuple:
-    """Older deliveries first, so the newest run of a folder is the one left visible."""
-    try:
-        m = parse_manifest(raw, file=rel)
-    except HubError:
-        return ("", rel)
-    stamp = m.runInfo.submittedTime or m.runInfo.startDate
-    return (stamp.isoformat(), rel)
-
-
 def recover(store: Store) -> list[RunRecord]:
-    """Finish swaps that a crash interrupted (roll forward); staged-but-unswapped runs are redone later."""
+    """Finish swaps that a crash interrupted (roll forward); staged-but-unswapped runs are redone later, and
+    staging folders no record will swap (a crash, a stale lease holder) are removed."""
     done = []
-    for rec in runs.load_all(store):
+    records = runs.load_all(store)
+    for rec in records:
         if rec.state == "converting" and rec.manifest.startswith(RENORMALIZE) and rec.month:
             year, month = map(int, rec.month.split("-"))  # a crash mid re-normalization: redo it
             store.delete_tree(rec.staging or "")
@@ -185,32 +222,46 @@ def recover(store: Store) -> list[RunRecord]:
                 rec.error = RunError(code=exc.code, message=exc.message, file=exc.file)
                 runs.save(store, rec)
             done.append(rec)
+    swapping = {s for r in runs.load_all(store) if r.state == "swapping" and r.staging
+                for s in (r.staging, raw_staging(r.staging))}
+    base = store.full(STAGING)
+    if store.fs.isdir(base):
+        for path in store.fs.ls(base, detail=False):
+            rel = f"{STAGING}/{posixpath.basename(path.rstrip('/'))}"
+            if rel not in swapping:
+                store.delete_tree(rel)
     return done
 
 
-def process(store: Store, rel: str, raw: bytes, settings: Settings, *, existing: RunRecord | None = None,
-            progress: Progress | None = None, fail_after_parts: int | None = None) -> RunRecord:
+def process(store: Store, rel: str, raw: bytes | None, settings: Settings, *, existing: RunRecord | None = None,
+            progress: Progress | None = None, fail_after_parts: int | None = None,
+            delivered: datetime | None = None) -> RunRecord:
     """Ingest one export; never raises for bad input (the record says what happened)."""
     started = time.perf_counter()
-    rec = RunRecord(key=existing.key if existing else runs.run_key(rel, None), manifest=rel, manifestSha256=_sha(raw),
-                    attempts=(existing.attempts if existing else 0) + 1)
+    rec = RunRecord(key=existing.key if existing else runs.run_key(rel, None), manifest=rel,
+                    manifestSha256=runs.sha256(raw or b""), attempts=(existing.attempts if existing else 0) + 1)
     try:
+        if raw is None:
+            code = "ManifestReadFailed" if store.inside(rel) else "PathEscapesStore"
+            raise HubError("cannot be read" if code == "ManifestReadFailed" else "is a link leading out of the hub root",
+                           file=rel, code=code)
         manifest = parse_manifest(raw, file=rel)
         _describe(rec, manifest, rel)
+        rec.deliveredAt = delivered or deliveries.delivered_at(manifest, None)
         if existing is None or existing.key.startswith("unparsed-"):
             if existing is not None:
                 store.delete(runs.record_path(existing.key))
             rec.key = runs.run_key(rel, manifest.runInfo.runId)
-        blobs = _check_blobs(store, manifest, rel)
-        if manifest.dataRowCount == 0:
+        if (newer := deliveries.newer_delivery(store, rec)) is not None:
+            return _superseded(store, rec, newer, manifest, settings, started)
+        blobs = deliveries.check_blobs(store, manifest, rel)
+        if not blobs:
             return _no_rows(store, rec, started)
-        rec.staging = f"{STAGING}/{rec.key}"
-        store.delete_tree(rec.staging)
-        store.delete_tree(raw_staging(rec.staging))
+        rec.staging = f"{STAGING}/{rec.key}.{uuid.uuid4().hex[:8]}"  # one per attempt: a stale holder never shares it
         rec.state = "converting"
         runs.save(store, rec)
         _convert_all(store, rec, manifest, blobs, progress, fail_after_parts)
-        if rec.rowsIn == 0 and manifest.dataRowCount is None:
+        if rec.rowsIn == 0:
             store.delete_tree(rec.staging)
             store.delete_tree(raw_staging(rec.staging))
             return _no_rows(store, rec, started)
@@ -220,8 +271,10 @@ def process(store: Store, rel: str, raw: bytes, settings: Settings, *, existing:
         _swap_and_commit(store, rec, settings)
     except HubError as exc:
         _quarantine(store, rec, exc)
+    except lease.LeaseLost:
+        raise
     except Exception as exc:  # noqa: BLE001 - any bug quarantines one export, never the whole run
-        _quarantine(store, rec, HubError(f"{type(exc).__name__}: {exc}", file=rel, code="InternalError"))
+        _quarantine(store, rec, HubError(convert.scrub(f"{type(exc).__name__}: {exc}"), file=rel, code="InternalError"))
     rec.seconds = round(time.perf_counter() - started, 3)
     runs.save(store, rec)
     return rec
@@ -234,31 +287,23 @@ def _describe(rec: RunRecord, m: Manifest, rel: str) -> None:
     rec.month = f"{year:04d}-{month:02d}"
     rec.scope = scope_path(cfg.resourceId, file=rel)
     rec.manifestRows = m.dataRowCount
+    if (target := destination(cfg.type)) is not None:  # known from the manifest: which delivery it competes with
+        rec.dataset = target[0]
+        rec.destination = dataset_folder(target[0], year, month, rec.scope, target[1])
 
 
-def _check_blobs(store: Store, m: Manifest, rel: str) -> list[str]:
-    """Resolve every blob to a path under ``msexports/``; all must exist with the declared size."""
-    if not m.blobs and m.dataRowCount != 0:
-        raise ManifestError("no blobs listed", file=rel)
-    folder = posixpath.dirname(rel)
-    paths = []
-    for blob in m.blobs:
-        name = blob.blobName.strip()
-        if name.lower().startswith(f"{MSEXPORTS}/"):
-            name = name[len(MSEXPORTS) + 1:]
-        inner = safe_relpath(name, what="blobName", file=rel)
-        candidates = [f"{MSEXPORTS}/{inner}"]
-        if "/" not in inner:  # hand-made manifests may name parts relative to themselves
-            candidates.append(f"{folder}/{inner}")
-        path = next((c for c in candidates if store.exists(c)), None)
-        if path is None:
-            raise ManifestError(f"blob {blob.blobName!r} not found", file=rel, code="IngestionFilesNotFound")
-        if blob.byteCount is not None and store.size(path) != blob.byteCount:
-            raise ManifestError(f"{path} has {store.size(path)} bytes, manifest says {blob.byteCount}",
-                                file=rel, code="ByteCountMismatch")
-        convert.file_kind(path, file=path)
-        paths.append(path)
-    return paths
+def _superseded(store: Store, rec: RunRecord, newer: RunRecord, manifest: Manifest, settings: Settings,
+                started: float) -> RunRecord:
+    """An older delivery of a folder whose newer delivery is committed: recorded, never swapped in."""
+    rec.state, rec.supersededBy = "superseded", newer.key
+    with contextlib.suppress(HubError):  # its parts, so that retention knows which files are its own
+        rec.parts = [runs.PartResult(blob=b, output="", bytes=store.size(b))
+                     for b in deliveries.check_blobs(store, manifest, rec.manifest)]
+    rec.seconds = round(time.perf_counter() - started, 3)
+    runs.save(store, rec)
+    if settings.retention.msexports.days == 0:
+        _delete_source(store, rec)
+    return rec
 
 
 def _convert_all(store: Store, rec: RunRecord, m: Manifest, blobs: list[str], progress: Progress | None,
@@ -273,7 +318,7 @@ def _convert_all(store: Store, rec: RunRecord, m: Manifest, blobs: list[str], pr
         try:
             lookups.register(con)
             schema: ExportSchema | None = None
-            typed: list[tuple[str, str]] = []
+            parts: list[Part] = []
             for i, blob in enumerate(blobs):
                 kind = convert.file_kind(blob, file=blob)
                 src = store.local_path(blob)
@@ -289,21 +334,54 @@ def _convert_all(store: Store, rec: RunRecord, m: Manifest, blobs: list[str], pr
                 proj = convert.plan(schema, columns, file=blob, doubles=normalize.doubles(schema))
                 rec.missingColumns = sorted(set(rec.missingColumns) | set(proj.missing))
                 rec.extraColumns = sorted(set(rec.extraColumns) | set(proj.extra))
-                source = f"(SELECT {', '.join(proj.select)} FROM {sql})"
+                part = Part(blob, f"(SELECT {', '.join(proj.select)} FROM {sql})", sql, proj)
                 if kind == "csv.gz":
                     out = os.path.join(tmp, f"typed-{i}.parquet")
-                    convert.write_parquet(con, proj.select, sql, out, file=blob, compression="snappy")
-                    source = f"read_parquet({literal(out)})"
-                typed.append((blob, source))
+                    with located(part, schema):
+                        convert.write_parquet(con, proj.select, sql, out, file=blob, compression="snappy")
+                    part.source = f"read_parquet({literal(out)})"
+                parts.append(part)
                 rec.parts.append(runs.PartResult(blob=blob, output="", rows=0, bytes=os.path.getsize(src)))
             assert schema is not None
-            _normalize(store, con, rec, m, schema, typed, tmp, progress, fail_after_parts)
+            paired = pairing.amortized_present(store, rec) if schema.export_type.lower() == legacy_costs.ACTUAL else None
+            _normalize(store, con, rec, m, schema, parts, tmp, progress, fail_after_parts, paired)
         finally:
             con.close()
 
 
+@dataclass
+class Part:
+    """One part on its way: its blob, the typed relation, the raw source and how its columns were matched."""
+
+    blob: str
+    source: str
+    raw: str
+    projection: Projection
+
+
+@contextlib.contextmanager
+def located(part: Part, schema: ExportSchema) -> Iterator[None]:
+    """An ``InvalidValue`` raised inside names the data row of the first bad value (one more scan of the part)."""
+    try:
+        yield
+    except HubError as exc:
+        column = getattr(exc, "column", None)
+        name = part.projection.sources.get(column or "")
+        col = next((c for c in schema.columns if c.name == column), None)
+        if exc.code == "InvalidValue" and name and col is not None:
+            con = duckdb.connect()  # insertion order kept: row numbers are the file's
+            try:
+                row = convert.first_bad_row(con, part.raw, name, col)
+            finally:
+                con.close()
+            if row is not None:
+                exc.message = f"{exc.message} (data row {row:,})"
+        raise
+
+
 def _normalize(store: Store, con: duckdb.DuckDBPyConnection, rec: RunRecord, m: Manifest, schema: ExportSchema,
-               typed: list[tuple[str, str]], tmp: str, progress: Progress | None, fail_after_parts: int | None) -> None:
+               parts: list[Part], tmp: str, progress: Progress | None, fail_after_parts: int | None,
+               paired: bool | None) -> None:
     year, month = m.year_month
     price_table = normalize.load_prices(con, store, year, month, tmp) if schema.dataset == "Costs" else None
     lineage = Lineage("Cost Management", "Microsoft", schema.export_type, m.exportConfig.dataVersion or schema.data_version,
@@ -311,19 +389,20 @@ def _normalize(store: Store, con: duckdb.DuckDBPyConnection, rec: RunRecord, m: 
     outputs = []
     summary = normalize.InputSummary()
     checks: list[CheckTap] = []
-    for i, ((blob, source), part) in enumerate(zip(typed, rec.parts, strict=True)):
-        name = part_file_name(m.runInfo.runId, blob)
+    for i, (part, result) in enumerate(zip(parts, rec.parts, strict=True)):
+        name = part_file_name(m.runInfo.runId, part.blob)
         staged = f"{rec.staging}/{name}"
         out = store.local_path(staged) or os.path.join(tmp, name)
         os.makedirs(os.path.dirname(out), exist_ok=True)
         cb = None
-        if progress is not None and part.bytes >= PROGRESS_MIN_BYTES:
+        if progress is not None and result.bytes >= PROGRESS_MIN_BYTES:
             def cb(pct: float, i: int = i) -> None:
-                progress(rec, i, len(typed), pct)
-        try:  # fast path: closed-set columns as ENUMs; a value outside a set writes the part again without them
-            tap, check, written = _write_part(con, schema, source, lineage, price_table, out, blob, cb, f"{i}", closed=True)
-        except convert.EnumMiss:
-            tap, check, written = _write_part(con, schema, source, lineage, price_table, out, blob, cb, f"{i}_all")
+                progress(rec, i, len(parts), pct)
+        with located(part, schema):
+            try:  # fast path: closed-set columns as ENUMs; a value outside a set writes the part again without them
+                tap, check, written = _write_part(con, schema, part, lineage, price_table, out, cb, f"{i}", paired, closed=True)
+            except convert.EnumMiss:
+                tap, check, written = _write_part(con, schema, part, lineage, price_table, out, cb, f"{i}_all", paired)
         if check:
             checks.append(check)
         summary.add(tap.summary)
@@ -333,15 +412,17 @@ def _normalize(store: Store, con: duckdb.DuckDBPyConnection, rec: RunRecord, m: 
             raw = f"{raw_staging(rec.staging)}/{name}"
             raw_out = store.local_path(raw) or os.path.join(tmp, f"raw-{name}")
             os.makedirs(os.path.dirname(raw_out), exist_ok=True)
-            convert.write_parquet(con, ["*"], source, raw_out, file=blob, compression="snappy")  # published as is
+            convert.write_parquet(con, [f"* EXCLUDE ({ident(ROUNDED)})" if ROUNDED in part.source else "*"], part.source,
+                                  raw_out, file=part.blob, compression="snappy")  # published as is
             if store.local_path(raw) is None:
                 store.put_file(raw_out, raw)
-        part.rows, part.output = written, f"{rec.destination}/{name}"
+        result.rows, result.output = written, f"{rec.destination}/{name}"
         outputs.append(out)
         checkpoint(f"after-part-{i + 1}")
         if fail_after_parts is not None and i + 1 >= fail_after_parts:
             raise RuntimeError(f"injected failure after part {i + 1}")
     rec.rowsIn, rec.rowsFiltered, rec.totalsIn = summary.rows, summary.dropped, summary.totals
+    rec.rowsRounded = summary.rounded
     if m.dataRowCount is not None and m.dataRowCount != rec.rowsIn:
         raise HubError(f"read {rec.rowsIn} rows, manifest dataRowCount is {m.dataRowCount}",
                        file=rec.manifest, code="RowCountMismatch")
@@ -350,8 +431,8 @@ def _normalize(store: Store, con: duckdb.DuckDBPyConnection, rec: RunRecord, m: 
         raise HubError(f"rows {rec.rowsIn} in, {rec.rowsFiltered} left out by rule, {rec.rowsOut} written",
                        file=rec.manifest, code="InternalError")
     if not rec.rowsIn:  # header-only parts: nothing will be swapped in (see process)
-        for part in rec.parts:
-            part.output = ""
+        for result in rec.parts:
+            result.output = ""
         return
     rec.totalsOut, rec.totalsIngested = normalize.output_totals(con, schema, convert.parquet_source(outputs))
     if rec.totalsIngested != rec.totalsIn:
@@ -361,31 +442,59 @@ def _normalize(store: Store, con: duckdb.DuckDBPyConnection, rec: RunRecord, m: 
         report = tap_report(con, checks, outputs, label=rec.destination or "")
         rec.validation = {"rows": report.rows, "checks": report.checked, "violations": report.violations,
                           "rules": report.summary()}
+        check_costs(con, rec, outputs, m)
 
 
-def _write_part(con: duckdb.DuckDBPyConnection, schema: ExportSchema, source: str, lineage: Lineage,
-                price_table: str | None, out: str, blob: str, progress: Callable[[float], None] | None, tag: str, *,
+def check_costs(con: duckdb.DuckDBPyConnection, rec: RunRecord, outputs: list[str], m: Manifest) -> None:
+    """Refuse Costs that cannot be right: a mandatory money column empty on every row (a header spelled otherwise),
+    or rows whose ChargePeriodStart lies far from the manifest's period (they would be filed under a wrong month)."""
+    rules = (rec.validation or {}).get("rules", {})
+    for column in MONEY:
+        if rec.rowsOut and rules.get(f"NotNull:{column}", 0) >= rec.rowsOut:
+            raise HubError(f"{column} is empty on every row (a column header spelled differently?)", file=rec.parts[0].blob,
+                           code="SchemaMismatch")
+    first, last = con.execute(f"SELECT min(ChargePeriodStart), max(ChargePeriodStart) FROM {convert.parquet_source(outputs)}"
+                              ).fetchall()[0]
+    start = deliveries.utc(m.runInfo.startDate)
+    end = deliveries.utc(m.runInfo.endDate) if m.runInfo.endDate else _month_end(start)
+    if first is not None and (first < start - PERIOD_SLACK or last >= end + PERIOD_SLACK):
+        raise HubError(f"rows are charged from {first:%Y-%m-%d} to {last:%Y-%m-%d}, far from the manifest's period "
+                       f"{start:%Y-%m-%d} to {end:%Y-%m-%d} (runInfo.startDate/endDate)", file=rec.manifest,
+                       code="PeriodMismatch")
+
+
+def _month_end(start: datetime) -> datetime:
+    return start.replace(day=1, hour=0, minute=0, second=0, microsecond=0) + timedelta(days=32)
+
+
+def _write_part(con: duckdb.DuckDBPyConnection, schema: ExportSchema, part: Part, lineage: Lineage, price_table: str | None,
+                out: str, progress: Callable[[float], None] | None, tag: str, paired: bool | None, *,
                 closed: bool = False) -> tuple[normalize.InputTap, CheckTap | None, int]:
     """Normalize one typed part into ``out``: its input tap, its FOCUS check tap (Costs) and the rows written."""
     try:
-        present = normalize.columns(con, source)
-        tap = normalize.InputTap(con, schema, set(present), f"hub_input_{tag}")
+        present = normalize.columns(con, part.source)
+        tap = normalize.InputTap(con, schema, set(present), f"hub_input_{tag}", paired=paired)
         check = CheckTap(con, f"hub_checks_{tag}") if schema.dataset == "Costs" else None  # FOCUS checks of the rows
-        sql = normalize.transform_sql(con, schema, tap.wrap(source), lineage, price_table, filtered=True,
-                                      check=check.where if check else None, closed=closed, present=present)
+        sql = normalize.transform_sql(con, schema, tap.wrap(part.source), lineage, price_table, filtered=True,
+                                      check=check.where if check else None, closed=closed, present=present, paired=paired)
         described = getattr(sql, "columns", None) or normalize.columns(con, f"({sql})")  # Costs: known without planning
         if check:
             check.describe(described)
     except duckdb.Error as exc:
-        raise convert.map_error(exc, file=blob) from None
-    written = convert.write_parquet(con, [f"* FROM ({sql})"], "", out, file=blob, select_only=True, progress=progress,
+        raise convert.map_error(exc, file=part.blob) from None
+    written = convert.write_parquet(con, [f"* FROM ({sql})"], "", out, file=part.blob, select_only=True, progress=progress,
                                     columns=described)
     return tap, check, written
 
 
 def _swap_and_commit(store: Store, rec: RunRecord, settings: Settings) -> None:
-    """Swap the staged run in (idempotent), re-read what readers now see, commit, apply source retention."""
+    """Swap the staged run in (idempotent), re-read what readers now see, commit, apply source retention.
+    An amortized-cost export first takes the usage rows out of its month's actual-cost export (pairing), so
+    readers may briefly see fewer rows, never the same cost twice."""
     assert rec.staging and rec.destination
+    store.check_fence()
+    if (rec.exportType or "").lower() == legacy_costs.AMORTIZED and rec.dataset == "Costs":
+        pairing.pair_actual(store, rec)
     names = [posixpath.basename(p.output) for p in rec.parts]
     if _keeps_raw(rec) and rec.destination.startswith(f"{INGESTION}/"):  # idempotent, like the lake swap
         swap.commit_staged(store, f"{rec.key}-raw", raw_staging(rec.staging), raw_folder(rec.destination), names)
@@ -403,10 +512,18 @@ def _swap_and_commit(store: Store, rec: RunRecord, settings: Settings) -> None:
     rec.state = "committed"
     rec.error = None
     runs.save(store, rec)
-    if settings.retention.msexports.days == 0 and not rec.manifest.startswith(RENORMALIZE):
-        for blob in [p.blob for p in rec.parts] + [rec.manifest]:
-            store.delete(blob)
-        rec.sourceDeleted = True
+    if rec.manifest.startswith(f"{MSEXPORTS}/"):
+        deliveries.supersede_older(store, rec)
+        if settings.retention.msexports.days == 0:
+            _delete_source(store, rec)
+
+
+def _delete_source(store: Store, rec: RunRecord) -> None:
+    """Delete a final delivery's own files (``retention.msexports.days: 0``, the reference's behaviour)."""
+    for path in retention.source_files(rec):
+        store.delete(path)
+    rec.sourceDeleted = True
+    runs.save(store, rec)
 
 
 def _keeps_raw(rec: RunRecord) -> bool:

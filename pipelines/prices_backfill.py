@@ -16,7 +16,7 @@ import time
 
 import duckdb
 
-from hub import convert, lookups, normalize, runs, swap
+from hub import convert, lookups, normalize, rewrite, runs, swap
 from hub.errors import HubError
 from hub.export_schemas import _load
 from hub.runs import RunRecord
@@ -24,7 +24,6 @@ from hub.store import STAGING, Store
 from hub.validate import validate_files
 from transforms import backfill, costs
 from transforms.sqlchain import Chain
-from transforms.typing import literal
 
 RENORMALIZE = "renormalize:"
 
@@ -54,7 +53,7 @@ def renormalize_month(store: Store, year: int, month: int, trigger: str) -> list
             if price_table is None:
                 return []
             for folder, rels in sorted(folders.items()):
-                local = [_local(store, rel, tmp) for rel in rels]
+                local = [rewrite.local_copy(store, rel, tmp) for rel in rels]
                 need = con.execute(f"SELECT count(*) FROM {convert.parquet_source(local)} "
                                    f"WHERE {backfill.needs_prices_sql()}").fetchall()[0][0]
                 if need:
@@ -62,15 +61,6 @@ def renormalize_month(store: Store, year: int, month: int, trigger: str) -> list
         finally:
             con.close()
     return done
-
-
-def _local(store: Store, rel: str, tmp: str) -> str:
-    path = store.local_path(rel)
-    if path is None:
-        path = os.path.join(tmp, "in", rel.replace("/", "_"))
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        store.get_file(rel, path)
-    return path
 
 
 def _rewrite(store: Store, con: duckdb.DuckDBPyConnection, folder: str, rels: list[str], local: list[str],
@@ -83,25 +73,12 @@ def _rewrite(store: Store, con: duckdb.DuckDBPyConnection, folder: str, rels: li
     rec.state = "converting"
     runs.save(store, rec)
     try:
-        store.delete_tree(rec.staging)
         before = convert.parquet_source(local)
         schema_like = _load("focuscost_1.0")  # the Costs totals spec: BilledCost, EffectiveCost per currency
         assert schema_like is not None
         _, rec.totalsIn = normalize.output_totals(con, schema_like, before)
-        outputs = []
-        for rel, path in zip(rels, local, strict=True):
-            name = posixpath.basename(rel)
-            staged = f"{rec.staging}/{name}"
-            out = store.local_path(staged) or os.path.join(tmp, "out", name)
-            os.makedirs(os.path.dirname(out), exist_ok=True)
-            source = f"read_parquet({literal(path)})"
-            columns = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()]
-            rows = convert.write_parquet(con, [f"* FROM ({renormalize_sql(source, columns, price_table)})"], "", out,
-                                         file=rel, select_only=True)
-            if store.local_path(staged) is None:
-                store.put_file(out, staged)
-            rec.parts.append(runs.PartResult(blob=rel, output=rel, rows=rows))
-            outputs.append(out)
+        outputs = rewrite.rewrite_files(store, con, rec, rels, local,
+                                        lambda source, columns: renormalize_sql(source, columns, price_table), tmp)
         rec.rowsIn = convert.count_rows(con, local)
         rec.rowsOut = sum(p.rows for p in rec.parts)
         rec.totalsOut, rec.totalsIngested = normalize.output_totals(con, schema_like, convert.parquet_source(outputs))

@@ -1,8 +1,9 @@
 """Retention: delete what ``config/settings.json`` says the hub no longer keeps (``hub retention``, daily in
 ``hub watch``).
 
-- ``retention.msexports.days``: raw export files (parts + manifest) of exports committed more than N days
-  ago. Unprocessed or quarantined exports are never deleted.
+- ``retention.msexports.days``: raw export files (parts + manifest) under ``msexports/`` of exports committed (or
+  superseded by a newer delivery) more than N days ago. Unprocessed or quarantined exports, re-delivered ones
+  not ingested yet, and anything outside ``msexports/`` (custom data in the lake) are never deleted.
 - ``retention.ingestion.months``: ``ingestion/<Dataset>/<yyyy>/<mm>`` folders (and their ``raw/`` twins)
   outside the last N months (the current month counts; 0 keeps everything). The reference never enforced
   this on storage.
@@ -16,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 
 from hub import runs
 from hub.settings import Settings
-from hub.store import INGESTION, RAW, Store
+from hub.store import INGESTION, MSEXPORTS, RAW, Store
 
 _MONTH = re.compile(rf"^(?:{INGESTION}|{RAW})/([^/_][^/]*)/(\d{{4}})/(\d{{2}})$")
 
@@ -47,19 +48,37 @@ def _size(store: Store, rel: str) -> int:
     return store.size(rel)
 
 
+def source_files(rec: runs.RunRecord) -> list[str]:
+    """The raw export files of an msexports run (its parts and manifest); nothing for other kinds of runs
+    (custom data, re-normalizations), whose "parts" are lake files."""
+    if not rec.manifest.startswith(f"{MSEXPORTS}/"):
+        return []
+    return [p for p in dict.fromkeys([*(part.blob for part in rec.parts), rec.manifest]) if p.startswith(f"{MSEXPORTS}/")]
+
+
+def source_deletable(store: Store, rec: runs.RunRecord) -> bool:
+    """True when an msexports run's source may go: it is final (committed, or superseded by a newer delivery of
+    its folder) and its files are still the ones it ingested. A manifest whose content changed since (a
+    re-delivery at the same path, not ingested yet) or a part whose size changed keeps every file."""
+    if rec.state not in ("committed", "superseded") or rec.sourceDeleted or not source_files(rec):
+        return False
+    try:
+        if store.exists(rec.manifest) and runs.sha256(store.read_bytes(rec.manifest)) != rec.manifestSha256:
+            return False
+        return all(not store.exists(p.blob) or not p.bytes or store.size(p.blob) == p.bytes for p in rec.parts)
+    except OSError:
+        return False
+
+
 def plan(store: Store, settings: Settings, now: datetime | None = None) -> list[Deletion]:
     """What retention would delete now."""
     now = now or datetime.now(timezone.utc)
     out: list[Deletion] = []
     days = settings.retention.msexports.days
     for rec in runs.load_all(store):
-        if rec.state != "committed" or rec.sourceDeleted or rec.manifest.startswith("renormalize:"):
-            continue
-        if now - rec.updatedAt >= timedelta(days=days):
-            for path in [p.blob for p in rec.parts] + [rec.manifest]:
-                if store.exists(path):
-                    reason = f"msexports: committed {rec.updatedAt:%Y-%m-%d}, keep {days} days"
-                    out.append(Deletion(path, _size(store, path), reason))
+        if now - rec.updatedAt >= timedelta(days=days) and source_deletable(store, rec):
+            reason = f"msexports: {rec.state} {rec.updatedAt:%Y-%m-%d}, keep {days} days"
+            out += [Deletion(path, _size(store, path), reason) for path in source_files(rec) if store.exists(path)]
     months = settings.retention.ingestion.months
     oldest = now.year * 12 + now.month - 1 - (months - 1)  # kept: the current month and the N - 1 before it
     for area in (INGESTION, RAW):  # raw/ keeps the same months as the lake

@@ -287,7 +287,8 @@ def test_input_tap_sums_never_overflow() -> None:
     tap = normalize.InputTap(duckdb.connect(), schema_by_key("focuscost_1.0"), {"BilledCost", "EffectiveCost"}, "t")
     big = D("99999999999999999999.999999999999999999")
     values = pa.chunked_array([pa.array([big] * 3, pa.decimal128(38, 18))])
-    tap._take(pa.chunked_array([pa.array(["USD"] * 3)]), pa.chunked_array([pa.array([True] * 3)]), values, values)
+    flags = pa.chunked_array([pa.array([True] * 3)])
+    tap._take(pa.chunked_array([pa.array(["USD"] * 3)]), flags, flags, values, values)
     assert tap.summary.totals["USD"]["BilledCost"] == "299999999999999999999.999999999999999997"
 
 

@@ -41,8 +41,8 @@ def test_msexports_kept_n_days_after_commit_never_when_quarantined(hub_root: Pat
 def test_ingestion_months(hub_root: Path) -> None:
     for month in ("2024-05", "2024-06", "2025-07"):
         y, m = month.split("-")
-        write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 1)}, rows=1, run_id=f"r{y}{m}",
-                     start_date=f"{month}-01", folder=f"e/{month}")
+        rows = schema_csv("focuscost_1.0", 1).replace("2024-05-", f"{month}-")  # charged in the month the manifest says
+        write_export(hub_root, {"part_0_0001.csv": rows}, rows=1, run_id=f"r{y}{m}", start_date=f"{month}-01", folder=f"e/{month}")
     store = Store(str(hub_root))
     assert ingest(store).ok
     (hub_root / "config/settings.json").write_text('{"retention": {"msexports": {"days": 7}, "ingestion": {"months": 13}}}')

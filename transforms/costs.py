@@ -17,9 +17,9 @@ from importlib import resources
 
 from transforms import backfill
 from transforms.focus_validate import focus_columns
-from transforms.legacy_costs import ZERO_BILLED
+from transforms.legacy_costs import ACTUAL_ONLY, ZERO_BILLED
 from transforms.sqlchain import DEC, Chain, Query, div, empty, lit, mul, nz, zero
-from transforms.typing import DOUBLE_PREFIX, SQL_TYPES, enum_type, ident, literal
+from transforms.typing import DOUBLE_PREFIX, ROUNDED, SQL_TYPES, enum_type, ident, literal
 
 #: FOCUS 1.0-preview / 1.0 names that the lake stores under their FOCUS 1.2 or 1.0 name (pure renames).
 RENAMES = {
@@ -35,6 +35,11 @@ TRACKED = (
     "Tags", "x_EffectiveCostInUsd", "x_ResourceGroupName", "x_ResourceType", "ResourceType",
 )
 LEGACY_VERSIONS = ("1.0-preview", "1.0-preview(v1)")
+#: x_SourceChanges codes raised by a boolean marker column of the typed input, when the input has it.
+MARKER_CODES = (
+    ("RoundedTo18Decimals", ROUNDED),  # a number had more than 18 decimals (transforms.typing)
+    ("EffectiveCostFromActualCost", ACTUAL_ONLY),  # an actual-cost row without amortized data (legacy_costs)
+)
 #: How DuckDB describes the types it spells otherwise in SQL.
 DESCRIBED = {"TIMESTAMPTZ": "TIMESTAMP WITH TIME ZONE"}
 
@@ -84,14 +89,14 @@ def _harmonize(chain: Chain, present: dict[str, str], extras: list[str]) -> None
         elif name == "RegionName" and "Region" in present:
             value = f"coalesce({value}, Region)"
         exprs.append(f"{value} AS {ident(name)}")
-    if ZERO_BILLED in present:
-        exprs.append(ident(ZERO_BILLED))
+    markers = [m for m in (ZERO_BILLED, *(col for _, col in MARKER_CODES)) if m in present]
+    exprs += [ident(m) for m in markers]
     exprs += [f"{ident(e)} AS {ident(extra_name(e))}" for e in extras]
     # double copies parsed from the export's text, with the decimal they stand for (backfill.dbl)
     shadows = [c for c in backfill.DOUBLES if DOUBLE_PREFIX + c in present]
     exprs += [f"{ident(DOUBLE_PREFIX + c)}, {ident(c)} AS {ident(backfill.SHADOWED + c)}" for c in shadows]
     added = [*(DOUBLE_PREFIX + c for c in shadows), *(backfill.SHADOWED + c for c in shadows)]
-    chain.step(", ".join(exprs), columns=[*input_columns(), *map(extra_name, extras), *added], reset=True)
+    chain.step(", ".join(exprs), columns=[*input_columns(), *map(extra_name, extras), *added, *markers], reset=True)
     chain.replace({}, {f"_o_{c}": ident(c) for c in (*TRACKED, *backfill.TRACKED)})
     if ZERO_BILLED in present:  # legacy amortized exports: usage covered by a commitment is not billed again
         chain.replace({"BilledCost": f"CASE WHEN {ZERO_BILLED} THEN CAST(0 AS {DEC}) ELSE BilledCost END"})
@@ -144,7 +149,8 @@ def quality_codes() -> list[tuple[str, str]]:
 
 
 def _codes(chain: Chain) -> None:
-    chain.replace({}, {"_codes": codes_sql(quality_codes())})
+    markers = [(code, f"coalesce({ident(col)}, false)") for code, col in MARKER_CODES if col in chain.cols]
+    chain.replace({}, {"_codes": codes_sql(quality_codes() + markers)})
 
 
 def codes_sql(codes: list[tuple[str, str]]) -> str:
@@ -338,7 +344,8 @@ def costs_sql(source: str, present: dict[str, str], lineage: Lineage, *, prices:
     """
     chain = Chain(source)
     known = set(input_columns()) | set(RENAMES)
-    extras = [e for e in extras if e in present and e not in known and extra_name(e) not in known]
+    markers = {ZERO_BILLED, *(col for _, col in MARKER_CODES)}
+    extras = [e for e in extras if e in present and e not in known and extra_name(e) not in known and e not in markers]
     _harmonize(chain, present, extras)
     _lineage(chain, lineage)
     _codes(chain)

@@ -1,10 +1,14 @@
 """Legacy Cost Management exports (ActualCost / AmortizedCost, EA and MCA layouts) -> FocusCost 1.0 columns.
 
 Follows Microsoft's documented conversion: the amortized export gives every row (``EffectiveCost`` = cost,
-``BilledCost`` = 0 for usage covered by a commitment), the actual export gives only the commitment
-purchases and refunds (``BilledCost`` = cost, ``EffectiveCost`` = 0), so together they reconcile to the
-invoice (BilledCost) and to amortized cost (EffectiveCost) without double counting. The result then goes
-through the regular Costs normalization (:mod:`transforms.costs`). Pure SQL building.
+``BilledCost`` = 0 for usage covered by a commitment), the actual export gives the commitment purchases and
+refunds (``BilledCost`` = cost, ``EffectiveCost`` = 0), so together they reconcile to the invoice (BilledCost)
+and to amortized cost (EffectiveCost) without double counting. An actual export whose month has no amortized
+data (``paired`` false) gives every row: usage rows take EffectiveCost from the actual cost, flagged by the
+:data:`ACTUAL_ONLY` marker (``EffectiveCostFromActualCost``); they are taken out again when the month's
+amortized export arrives (:mod:`pipelines.legacy_pairing`). The result then goes through the regular Costs
+normalization (:mod:`transforms.costs`). Pure SQL building over the typed export, whose columns carry the
+mapping files' names whatever spelling the file used (``CostInBillingCurrency`` arrives as ``Cost``).
 
 Quantities: the legacy ``Quantity`` is in pricing blocks (cost = Quantity x EffectivePrice), so
 PricingQuantity = Quantity and ConsumedQuantity = Quantity x block size.
@@ -13,26 +17,35 @@ PricingQuantity = Quantity and ConsumedQuantity = Quantity x block size.
 from __future__ import annotations
 
 from transforms.sqlchain import DEC, mul
-from transforms.typing import ident
+from transforms.typing import ROUNDED, ident
 
 ACTUAL, AMORTIZED = "actualcost", "amortizedcost"
 #: Marker column: BilledCost of this row is 0 (usage paid for by a commitment purchase billed elsewhere).
 ZERO_BILLED = "_zero_billed"
+#: Marker column: an actual-cost row that an amortized export of the month would replace (EffectiveCost = cost).
+ACTUAL_ONLY = "_actual_only"
 
 
 def _col(present: set[str], *names: str, cast: str | None = None) -> str:
-    """The first of ``names`` the source ``t`` has (case-insensitive), else NULL."""
+    """The typed columns ``names`` of the source ``t`` (mapping-file names, case-insensitive), the first non-null."""
     lower = {n.lower(): n for n in present}
     found = [f"t.{ident(lower[n.lower()])}" for n in names if n.lower() in lower]
     expr = found[0] if len(found) == 1 else f"coalesce({', '.join(found)})" if found else "NULL"
     return f"CAST({expr} AS {cast})" if cast else expr
 
 
-def row_filter(export_type: str, present: set[str]) -> str:
-    """Rows of the export that belong in Costs (the actual export only contributes commitment purchases)."""
-    if export_type.lower() != ACTUAL:
-        return "true"
+def paired_rows(present: set[str]) -> str:
+    """The actual export's rows that an amortized export of the same month does not carry: commitment purchases
+    and refunds."""
     return f"{_col(present, 'ChargeType')} IN ('Purchase', 'Refund') AND ({_commitment(present)})"
+
+
+def row_filter(export_type: str, present: set[str], *, paired: bool = True) -> str:
+    """Rows of the export that belong in Costs: all, but the actual export of a month with amortized data only
+    contributes commitment purchases and refunds."""
+    if export_type.lower() != ACTUAL or not paired:
+        return "true"
+    return paired_rows(present)
 
 
 def _commitment(present: set[str]) -> str:
@@ -40,52 +53,64 @@ def _commitment(present: set[str]) -> str:
             f"OR {_col(present, 'PricingModel')} IN ('Reservation', 'SavingsPlan')")
 
 
-def legacy_sql(source: str, present: set[str], export_type: str, *, filter_rows: bool = True) -> str:
+def legacy_sql(source: str, present: set[str], export_type: str, *, filter_rows: bool = True, paired: bool = True,
+               extras: list[str] = ()) -> str:
     """FocusCost 1.0 input columns from a typed legacy export relation (lookup tables registered).
-    ``filter_rows=False``: the source already holds only the rows :func:`row_filter` keeps."""
+    ``filter_rows=False``: the source already holds only the rows :func:`row_filter` keeps; ``paired``: the
+    month has amortized data (an actual export then keeps only commitment purchases and refunds); ``extras``:
+    columns the mapping does not know, passed through (the Costs normalization keeps them with an ``x_`` prefix)."""
     c = lambda *n, cast=None: _col(present, *n, cast=cast)  # noqa: E731
     charge_type, model = c("ChargeType"), c("PricingModel")
     commit = f"({_commitment(present)})"
-    cd_id = (f"lower(coalesce({c('benefitId', 'BenefitId')}, CASE WHEN {c('ReservationId')} IS NOT NULL THEN "
+    cd_id = (f"lower(coalesce({c('benefitId')}, CASE WHEN {c('ReservationId')} IS NOT NULL THEN "
              f"'/providers/microsoft.capacity/reservationorders/' || coalesce({c('ProductOrderId')}, '') || '/reservations/' "
              f"|| {c('ReservationId')} END))")
     is_sp = (f"(contains(coalesce({cd_id}, ''), '/microsoft.billingbenefits/') OR {model} = 'SavingsPlan' "
              f"OR {charge_type} = 'UnusedSavingsPlan')")
     covered = f"({charge_type} IN ('Usage', 'UnusedReservation', 'UnusedSavingsPlan') AND {commit})"
-    cost = c("CostInBillingCurrency", "Cost")
+    cost = c("Cost")
     ea = f"({c('BillingProfileId')} IS NULL OR {c('BillingProfileId')} = {c('BillingAccountId')})"
     block = "CAST(coalesce(pu.PricingBlockSize, pu2.PricingBlockSize) AS DOUBLE)"
     unit = "coalesce(pu.DistinctUnits, pu2.DistinctUnits)"
     rtype = (f"CASE WHEN {c('ResourceId')} LIKE '%/providers/%' THEN regexp_extract(lower({c('ResourceId')}), "
              "'.*/providers/([^/]+/[^/]+)', 1) END")
-    paygo = c("PayGPrice", cast=DEC)
+    # MCA prices are in the pricing currency (often USD) while costs are in the billing currency: FOCUS unit
+    # prices are in the billing currency, so they are converted with the export's exchange rate
+    rate = c("ExchangeRatePricingToBilling")
+    foreign = f"({c('PricingCurrency')} IS DISTINCT FROM {c('BillingCurrency')} AND {c('PricingCurrency')} IS NOT NULL AND {rate} IS NOT NULL)"
+
+    def billed(col: str) -> str:
+        return f"CASE WHEN {foreign} THEN {mul(c(col), rate)} ELSE {c(col, cast=DEC)} END"
+
+    paygo, unit_price, effective = billed("PayGPrice"), billed("UnitPrice"), billed("EffectivePrice")
     select = {
         "BilledCost": cost,  # zeroed for covered usage by the Costs chain (ZERO_BILLED), so the original is kept
         ZERO_BILLED: f"{export_type.lower() == AMORTIZED} AND {covered}",
+        ACTUAL_ONLY: f"{export_type.lower() == ACTUAL and not paired} AND NOT coalesce({paired_rows(present)}, false)",
         "EffectiveCost": cost,  # 0 on commitment purchases: set by the Costs chain, which keeps the original
         "BillingAccountId": f"'/providers/microsoft.billing/billingaccounts/' || {c('BillingAccountId')} || CASE WHEN {ea} THEN '' "
                             f"ELSE '/billingprofiles/' || {c('BillingProfileId')} END",
         "BillingAccountName": f"coalesce({c('BillingProfileName')}, {c('BillingAccountName')})",
         "BillingAccountType": f"CASE WHEN {ea} THEN 'Billing Account' ELSE 'Billing Profile' END",
-        "BillingCurrency": c("BillingCurrency", "BillingCurrencyCode"),
+        "BillingCurrency": c("BillingCurrency"),
         "BillingPeriodStart": f"date_trunc('month', {c('BillingPeriodStartDate')})",
         "BillingPeriodEnd": f"date_trunc('month', {c('BillingPeriodEndDate')}) + INTERVAL 1 MONTH",
         "ChargeCategory": f"CASE WHEN {charge_type} IN ('Usage', 'Purchase', 'Credit', 'Tax') THEN {charge_type} "
                           f"WHEN {charge_type} IN ('UnusedReservation', 'UnusedSavingsPlan') THEN 'Usage' "
                           f"WHEN {charge_type} = 'Refund' THEN 'Purchase' WHEN {charge_type} IS NULL THEN 'Usage' ELSE 'Adjustment' END",
         "ChargeClass": f"CASE WHEN {charge_type} = 'Refund' THEN 'Correction' END",
-        "ChargeDescription": c("ProductName", "Product"),
+        "ChargeDescription": c("Product"),
         "ChargeFrequency": f"CASE {c('Frequency')} WHEN 'OneTime' THEN 'One-Time' WHEN 'Recurring' THEN 'Recurring' "
                            "ELSE 'Usage-Based' END",
-        "ChargePeriodStart": c("Date", "UsageDate"),
-        "ChargePeriodEnd": f"{c('Date', 'UsageDate')} + INTERVAL 1 DAY",
+        "ChargePeriodStart": c("Date"),
+        "ChargePeriodEnd": f"{c('Date')} + INTERVAL 1 DAY",
         "CommitmentDiscountId": cd_id,
-        "CommitmentDiscountName": f"CASE WHEN {cd_id} IS NOT NULL THEN coalesce({c('benefitName', 'BenefitName')}, {c('ReservationName')}) END",
+        "CommitmentDiscountName": f"CASE WHEN {cd_id} IS NOT NULL THEN coalesce({c('benefitName')}, {c('ReservationName')}) END",
         "CommitmentDiscountCategory": f"CASE WHEN {cd_id} IS NOT NULL THEN CASE WHEN {is_sp} THEN 'Spend' ELSE 'Usage' END END",
         "CommitmentDiscountType": f"CASE WHEN {cd_id} IS NOT NULL THEN CASE WHEN {is_sp} THEN 'Savings Plan' ELSE 'Reservation' END END",
         "CommitmentDiscountStatus": f"CASE WHEN {cd_id} IS NULL THEN NULL WHEN starts_with({charge_type}, 'Unused') THEN 'Unused' "
                                     f"WHEN {charge_type} = 'Usage' THEN 'Used' END",
-        "PricingCategory": f"CASE {model} WHEN 'OnDemand' THEN 'Standard' WHEN 'Spot' THEN 'Dynamic' WHEN 'Reservation' THEN 'Committed' "
+        "PricingCategory": f"CASE {model} WHEN 'OnDemand' THEN 'Standard' WHEN 'On Demand' THEN 'Standard' WHEN 'Spot' THEN 'Dynamic' WHEN 'Reservation' THEN 'Committed' "
                            f"WHEN 'SavingsPlan' THEN 'Committed' ELSE CASE WHEN {cd_id} IS NOT NULL AND {charge_type} = 'Usage' "
                            f"THEN 'Committed' WHEN {charge_type} IN ('Usage', 'Purchase') THEN 'Standard' END END",
         "PricingQuantity": c("Quantity", cast=DEC),
@@ -95,15 +120,14 @@ def legacy_sql(source: str, present: set[str], export_type: str, *, filter_rows:
         "ConsumedQuantity": f"CASE WHEN {charge_type} IN ('Usage', 'UnusedReservation', 'UnusedSavingsPlan') OR {charge_type} IS NULL "
                             f"THEN {mul(c('Quantity'), f'coalesce({block}, 1)')} END",
         "ConsumedUnit": unit,
-        "x_EffectiveUnitPrice": c("EffectivePrice", cast=DEC),
-        "x_BilledUnitPrice": f"CASE WHEN {export_type.lower() == AMORTIZED} AND {covered} THEN CAST(0 AS {DEC}) "
-                             f"ELSE {c('EffectivePrice', cast=DEC)} END",
-        "ContractedUnitPrice": c("UnitPrice", cast=DEC),
-        "ContractedCost": mul(c("UnitPrice"), c("Quantity")),
+        "x_EffectiveUnitPrice": effective,
+        "x_BilledUnitPrice": f"CASE WHEN {export_type.lower() == AMORTIZED} AND {covered} THEN CAST(0 AS {DEC}) ELSE {effective} END",
+        "ContractedUnitPrice": unit_price,
+        "ContractedCost": mul(unit_price, c("Quantity")),
         "ListUnitPrice": f"CASE WHEN {paygo} > 0 THEN {paygo} END",
         "ListCost": f"CASE WHEN {paygo} > 0 THEN {mul(paygo, c('Quantity'))} END",
-        "x_BillingExchangeRate": c("ExchangeRatePricingToBilling", "ExchangeRate", cast=DEC),
-        "PricingCurrency": c("PricingCurrency", "BillingCurrency", "BillingCurrencyCode"),
+        "x_BillingExchangeRate": c("ExchangeRatePricingToBilling", cast=DEC),
+        "PricingCurrency": c("PricingCurrency", "BillingCurrency"),
         "InvoiceId": c("InvoiceId"),
         "InvoiceIssuerName": f"coalesce({c('PartnerName')}, 'Microsoft')",
         "ProviderName": "'Microsoft'",
@@ -112,9 +136,9 @@ def legacy_sql(source: str, present: set[str], export_type: str, *, filter_rows:
         "RegionId": "rg.RegionId",
         "RegionName": "rg.RegionName",
         "AvailabilityZone": c("AvailabilityZone"),
-        "ResourceId": c("ResourceId", "InstanceName"),
+        "ResourceId": c("ResourceId"),
         "ResourceName": c("ResourceName"),
-        "x_ResourceGroupName": c("ResourceGroup", "ResourceGroupName"),
+        "x_ResourceGroupName": c("ResourceGroup"),
         "ServiceName": f"coalesce(sv.ServiceName, sv2.ServiceName, {c('MeterCategory')}, {c('ConsumedService')})",
         "ServiceCategory": "coalesce(sv.ServiceCategory, sv2.ServiceCategory, 'Other')",
         "ServiceSubcategory": "coalesce(sv.ServiceSubcategory, sv2.ServiceSubcategory)",
@@ -122,10 +146,10 @@ def legacy_sql(source: str, present: set[str], export_type: str, *, filter_rows:
         "SkuId": c("ProductId", "PartNumber"),
         "SkuPriceId": c("MeterId"),
         "SkuMeter": c("MeterName"),
-        "SubAccountId": f"CASE WHEN {c('SubscriptionId', 'SubscriptionGuid')} IS NOT NULL THEN '/subscriptions/' || "
-                        f"{c('SubscriptionId', 'SubscriptionGuid')} END",
+        "SubAccountId": f"CASE WHEN {c('SubscriptionId')} IS NOT NULL THEN '/subscriptions/' || "
+                        f"{c('SubscriptionId')} END",
         "SubAccountName": c("SubscriptionName"),
-        "SubAccountType": f"CASE WHEN {c('SubscriptionId', 'SubscriptionGuid')} IS NOT NULL THEN 'Subscription' END",
+        "SubAccountType": f"CASE WHEN {c('SubscriptionId')} IS NOT NULL THEN 'Subscription' END",
         "Tags": c("Tags"),
         "x_AccountName": c("AccountName"),
         "x_AccountOwnerId": c("AccountOwnerId"),
@@ -136,14 +160,14 @@ def legacy_sql(source: str, present: set[str], export_type: str, *, filter_rows:
         "x_CostAllocationRuleName": c("CostAllocationRuleName"),
         "x_CostCenter": c("CostCenter"),
         "x_InvoiceSectionId": c("InvoiceSectionId"),
-        "x_InvoiceSectionName": c("InvoiceSection", "InvoiceSectionName", "DepartmentName"),
-        "x_SkuDescription": c("Product", "ProductName"),
+        "x_InvoiceSectionName": c("InvoiceSection"),
+        "x_SkuDescription": c("Product"),
         "x_SkuDetails": f"CASE WHEN {c('AdditionalInfo')} IS NULL THEN NULL WHEN starts_with({c('AdditionalInfo')}, '{{') "
                         f"THEN {c('AdditionalInfo')} ELSE '{{' || {c('AdditionalInfo')} || '}}' END",
         "x_SkuIsCreditEligible": c("IsAzureCreditEligible", cast="BOOLEAN"),
         "x_SkuMeterCategory": c("MeterCategory"),
         "x_SkuMeterId": c("MeterId"),
-        "x_SkuMeterSubcategory": c("MeterSubCategory", "MeterSubcategory"),
+        "x_SkuMeterSubcategory": c("MeterSubCategory"),
         "x_SkuOfferId": c("OfferId"),
         "x_SkuOrderId": c("ProductOrderId"),
         "x_SkuOrderName": c("ProductOrderName"),
@@ -153,6 +177,10 @@ def legacy_sql(source: str, present: set[str], export_type: str, *, filter_rows:
         "x_SkuServiceFamily": c("ServiceFamily"),
         "x_SkuTerm": c("Term"),
     }
+    if ROUNDED in present:
+        select[ROUNDED] = f"t.{ident(ROUNDED)}"
+    taken = {k.lower() for k in select}
+    select.update({e: f"t.{ident(e)}" for e in extras if e.lower() not in taken})
     cols = ", ".join(f"{expr} AS {ident(name)}" for name, expr in select.items())
     location = c("ResourceLocation")
     services = "(SELECT lower(ResourceType) AS rt, any_value(ServiceName) AS ServiceName, any_value(ServiceCategory) AS ServiceCategory, " \
@@ -171,4 +199,4 @@ def legacy_sql(source: str, present: set[str], export_type: str, *, filter_rows:
             f"LEFT JOIN {regions} AS rg ON rg.OriginalValue = lower({location}) "
             f"LEFT JOIN {services} AS sv ON sv.rt = {rtype} "
             f"LEFT JOIN {by_consumed} AS sv2 ON sv2.cs = lower({c('ConsumedService')}) "
-            f"WHERE {row_filter(export_type, present) if filter_rows else 'true'}")
+            f"WHERE {row_filter(export_type, present, paired=paired) if filter_rows else 'true'}")

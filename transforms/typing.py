@@ -3,7 +3,13 @@
 CSV cells arrive as text (or null for empty cells and literal ``NULL``). Strings stay strings (``8611537``
 is an ID, not a number), money and quantities become ``DECIMAL(38,18)``, dates in every format seen in
 exports become UTC timestamps, booleans are parsed. A cell that cannot be converted raises an error whose
-text starts with ``InvalidValue|<column>|`` so the pipeline can name the column and the value.
+text starts with ``InvalidValue|<column>|`` so the pipeline can name the column (never the value: messages do
+not echo file content). Headers are matched without regard to case or surrounding whitespace, under the
+column's name or any of its aliases (``CostInBillingCurrency`` for ``Cost``). Only text and numbers feed a
+number column, only text, dates and timestamps a date column, only text and booleans a boolean column.
+
+A number with more than 18 decimals is rounded to 18 (DECIMAL(38,18), far below any currency's minor unit);
+the row is flagged (column :data:`ROUNDED`, ``RoundedTo18Decimals`` in Costs' ``x_SourceChanges``).
 """
 
 from __future__ import annotations
@@ -17,6 +23,18 @@ SQL_TYPES = {"string": "VARCHAR", "decimal": DECIMAL, "timestamp": "TIMESTAMPTZ"
 #: Non-ISO date formats seen in exports; ISO 8601 forms (``...Z``, ``...0000000Z``, ``2024-05-01``) cast directly.
 US_DATE_FORMATS = ("%m/%d/%Y", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %H:%M")
 ERROR_TAG = "InvalidValue|"
+#: Text cells that mean "no value" (what the CSV reader turns into NULL: ``nullstr``).
+NULL_TEXTS = ("", "NULL")
+#: Boolean column of the typed relation: a number of the row had more than 18 decimals and was rounded.
+ROUNDED = "_rounded"
+#: DuckDB types (by prefix) that may feed each column type besides VARCHAR.
+_FEEDS = {
+    "decimal": ("DECIMAL", "DOUBLE", "FLOAT", "REAL", "BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT", "UBIGINT",
+                "UINTEGER", "USMALLINT", "UTINYINT", "UHUGEINT"),
+    "timestamp": ("TIMESTAMP", "DATE"),
+    "boolean": ("BOOLEAN",),
+}
+_KIND = {"decimal": "number", "timestamp": "date", "boolean": "boolean"}
 
 
 def ident(name: str) -> str:
@@ -33,21 +51,45 @@ def enum_type(values: tuple[str, ...]) -> str:
     return "ENUM(" + ", ".join(literal(v) for v in values) + ")"
 
 
-def _fail(col: Column, src: str, kind: str) -> str:
-    return f"error({literal(ERROR_TAG + col.name + '|')} || left({src}, 80) || {literal('| is not a ' + kind)})"
+def header_key(name: str) -> str:
+    """How headers are compared: without regard to case or surrounding whitespace."""
+    return name.strip().lower()
+
+
+class IncompatibleType(ValueError):
+    """A source column whose type cannot feed its schema column (a BOOLEAN money column, say)."""
+
+    def __init__(self, column: str, source_type: str, target: str) -> None:
+        super().__init__(f"column {column} is {source_type}, which cannot become a {_KIND.get(target, target)}")
+        self.column = column
+
+
+def try_text(col: Column, src: str) -> str:
+    """SQL converting the text expression ``src`` to the column's type; NULL where it cannot."""
+    if col.type == "string":
+        return src
+    if col.type in ("decimal", "boolean"):
+        return f"TRY_CAST({src} AS {SQL_TYPES[col.type]})"
+    formats = "[" + ", ".join(literal(f) for f in US_DATE_FORMATS) + "]"
+    return f"coalesce(TRY_CAST({src} AS TIMESTAMPTZ), CAST(try_strptime({src}, {formats}) AS TIMESTAMPTZ))"
 
 
 def cast_text(col: Column, src: str) -> str:
-    """SQL converting the text expression ``src`` to the column's type; bad values raise."""
+    """SQL converting the text expression ``src`` to the column's type; bad values raise (naming the column)."""
     if col.type == "string":
         return src
-    if col.type == "decimal":
-        return f"coalesce(TRY_CAST({src} AS {DECIMAL}), CASE WHEN {src} IS NOT NULL THEN {_fail(col, src, 'number')} END)"
-    if col.type == "boolean":
-        return f"coalesce(TRY_CAST({src} AS BOOLEAN), CASE WHEN {src} IS NOT NULL THEN {_fail(col, src, 'boolean')} END)"
-    formats = "[" + ", ".join(literal(f) for f in US_DATE_FORMATS) + "]"
-    return (f"coalesce(TRY_CAST({src} AS TIMESTAMPTZ), CAST(try_strptime({src}, {formats}) AS TIMESTAMPTZ), "
-            f"CASE WHEN {src} IS NOT NULL THEN {_fail(col, src, 'date')} END)")
+    fail = f"error({literal(ERROR_TAG + col.name + '|is not a ' + _KIND[col.type])})"
+    return f"coalesce({try_text(col, src)}, CASE WHEN {src} IS NOT NULL THEN {fail} END)"
+
+
+def too_precise(src: str) -> str:
+    """TRUE when the number in the text ``src`` has more than 18 significant decimals (``0.1234567890123456789``,
+    ``1.2345678901234E-06``): its DECIMAL(38,18) is rounded. The exact test (fraction digits without trailing zeros,
+    minus the exponent) only runs on text that is long or has an exponent."""
+    low = f"lower({src})"
+    exact = (f"length(rtrim(split_part(split_part({low}, 'e', 1), '.', 2), '0')) "
+             f"- coalesce(TRY_CAST(nullif(split_part({low}, 'e', 2), '') AS INTEGER), 0) > 18")
+    return f"((length({src}) > 19 OR strpos({src}, 'E') > 0 OR strpos({src}, 'e') > 0) AND {exact})"
 
 
 def exact_double(src: str) -> str:
@@ -58,6 +100,17 @@ def exact_double(src: str) -> str:
     return f"CASE WHEN length({src}) < 20 AND NOT contains({src}, 'e') AND NOT contains({src}, 'E') THEN TRY_CAST({src} AS DOUBLE) END"
 
 
+def typed_value(col: Column, src: str, source_type: str) -> str:
+    """SQL of one source column (expression ``src`` of DuckDB type ``source_type``) as the column's type."""
+    if source_type == "VARCHAR":
+        return cast_text(col, src)
+    if col.type == "string":
+        return f"CAST({src} AS VARCHAR)"
+    if not source_type.upper().startswith(_FEEDS[col.type]):
+        raise IncompatibleType(col.name, source_type, col.type)
+    return f"CAST({src} AS {SQL_TYPES[col.type]})"
+
+
 @dataclass(frozen=True)
 class Projection:
     """What the typed output is made of, and how the input's columns differed from the schema."""
@@ -66,6 +119,10 @@ class Projection:
     missing: list[str]
     extra: list[str]
     matched: int
+    #: schema column name -> the source header it was read from
+    sources: dict[str, str]
+    #: required schema columns the source lacks (under every spelling)
+    missing_required: list[str]
 
 
 #: Prefix of the double-precision copies :func:`project` adds for arithmetic (never written to the lake).
@@ -77,30 +134,43 @@ def project(schema: ExportSchema, source: dict[str, str], doubles: tuple[str, ..
 
     Schema columns come first in schema order (absent ones as typed nulls, so every file of a dataset
     has the same columns and types); columns the schema does not know are kept after them, unchanged.
-    Names are matched case-insensitively, as Cost Management changes casing between versions.
-    ``doubles``: decimal targets that also get a ``_dbl_<target>`` DOUBLE copy parsed from the same text
-    (parsing text is cheap; converting a DECIMAL(38,18) to DOUBLE later costs about 100 ns a value).
+    Names are matched case-insensitively and without surrounding whitespace, under the column's name or an
+    alias (``aliases`` in the mapping file), as Cost Management changes spellings between versions and
+    agreements. ``doubles``: decimal targets that also get a ``_dbl_<target>`` DOUBLE copy parsed from the same
+    text (parsing text is cheap; converting a DECIMAL(38,18) to DOUBLE later costs about 100 ns a value).
+    Adds :data:`ROUNDED` when a text number column can hold more than 18 decimals. Raises
+    :class:`IncompatibleType` for a column of a type that cannot feed its schema column.
     """
-    by_lower = {name.lower(): name for name in source}
-    select, missing, used = [], [], set()
+    by_key: dict[str, str] = {}
+    for name in source:
+        by_key.setdefault(header_key(name), name)
+    select, missing, required, used, sources, rounded = [], [], [], set(), {}, []
     for col in schema.columns:
-        name = by_lower.get(col.name.lower())
+        name = next((by_key[k] for k in map(header_key, col.spellings) if k in by_key and by_key[k] not in used), None)
         out = ident(col.target)
         if name is None:
-            missing.append(col.name)
+            if col.required:
+                required.append(col.name)
+            if not col.optional:
+                missing.append(col.name)
             select.append(f"CAST(NULL AS {SQL_TYPES[col.type]}) AS {out}")
             continue
         used.add(name)
+        sources[col.name] = name
         src = ident(name)
-        if source[name] == "VARCHAR":
-            select.append(f"{cast_text(col, src)} AS {out}")
-            if col.target in doubles and col.type == "decimal":
+        select.append(f"{typed_value(col, src, source[name])} AS {out}")
+        if source[name] == "VARCHAR" and col.type == "decimal":
+            rounded.append(too_precise(src))
+            if col.target in doubles:
                 select.append(f"{exact_double(src)} AS {ident(DOUBLE_PREFIX + col.target)}")
-        elif col.type == "string":
-            select.append(f"CAST({src} AS VARCHAR) AS {out}")
-        else:
-            select.append(f"CAST({src} AS {SQL_TYPES[col.type]}) AS {out}")
-    targets = {c.target.lower() for c in schema.columns}
-    extra = [n for n in source if n not in used and n.lower() not in targets]
+    targets = {header_key(c.target) for c in schema.columns}
+    extra = [n for n in source if n not in used and header_key(n) not in targets]
     select += [ident(n) for n in extra]
-    return Projection(select, missing, extra, len(used))
+    if rounded:
+        select.append(f"coalesce({' OR '.join(rounded)}, false) AS {ident(ROUNDED)}")
+    return Projection(select, missing, extra, len(used), sources, required)
+
+
+def text_nulls(src: str) -> str:
+    """A text column with the cells that mean "no value" (``''``, ``NULL``) as NULL, as the CSV reader does."""
+    return f"CASE WHEN {src} IN ({', '.join(literal(v) for v in NULL_TEXTS)}) THEN NULL ELSE {src} END"

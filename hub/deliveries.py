@@ -1,0 +1,99 @@
+"""What a manifest delivers: its parts, checked before anything is read, and when it was delivered.
+
+- :func:`check_blobs`: every listed blob must lie in the manifest's own delivery folder (so one export can never
+  name, read or, through retention, delete another's files), be listed once, exist at its declared size, and on
+  local roots not be a link leading out of the hub root.
+- :func:`delivered_at`: the instant a delivery was made, ``runInfo.submittedTime`` (any UTC offset), else the
+  manifest's modification time in the store; instants, never text, decide which delivery of a folder is newer.
+- :func:`newer_delivery`: the committed delivery of the same lake folder that is newer than a given one: an older
+  delivery arriving late is recorded as ``superseded`` instead of replacing it.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from datetime import datetime, timezone
+
+from hub import convert, runs
+from hub.errors import HubError, ManifestError
+from hub.manifest import Manifest
+from hub.runs import RunRecord
+from hub.store import MSEXPORTS, Store, safe_relpath
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def utc(moment: datetime) -> datetime:
+    """An aware UTC instant (a naive time is taken as UTC, as Cost Management writes them)."""
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+
+
+def delivered_at(manifest: Manifest | None, modified: datetime | None) -> datetime:
+    """When a delivery was made: its ``submittedTime``, else when its manifest was written, else the epoch."""
+    if manifest is not None and manifest.runInfo.submittedTime is not None:
+        return utc(manifest.runInfo.submittedTime)
+    return utc(modified) if modified is not None else EPOCH
+
+
+def check_blobs(store: Store, m: Manifest, rel: str) -> list[str]:
+    """Resolve every blob to a store path inside the manifest's folder; all must exist with the declared size."""
+    if not m.blobs and m.dataRowCount != 0:
+        raise ManifestError("no blobs listed", file=rel)
+    folder = posixpath.dirname(rel)
+    paths: list[str] = []
+    for blob in m.blobs:
+        name = blob.blobName.strip()
+        if name.lower().startswith(f"{MSEXPORTS}/"):
+            name = name[len(MSEXPORTS) + 1:]
+        inner = safe_relpath(name, what="blobName", file=rel)
+        candidates = [f"{MSEXPORTS}/{inner}"]
+        if "/" not in inner:  # hand-made manifests may name parts relative to themselves
+            candidates.append(f"{folder}/{inner}")
+        own = [c for c in candidates if c.startswith(f"{folder}/")]
+        if not own:
+            raise ManifestError(f"blob {blob.blobName!r} lies outside the manifest's folder {folder}/ (an export may only "
+                                "list its own parts)", file=rel)
+        path = next((c for c in own if store.exists(c)), None)
+        if path is None:
+            raise ManifestError(f"blob {blob.blobName!r} not found", file=rel, code="IngestionFilesNotFound")
+        if path in paths:
+            raise ManifestError(f"blob {blob.blobName!r} is listed twice", file=rel)
+        if not store.inside(path):
+            raise HubError(f"blob {blob.blobName!r} is a link leading out of the hub root", file=rel, code="PathEscapesStore")
+        if blob.byteCount is not None and store.size(path) != blob.byteCount:
+            raise ManifestError(f"{path} has {store.size(path)} bytes, manifest says {blob.byteCount}",
+                                file=rel, code="ByteCountMismatch")
+        convert.file_kind(path, file=path)
+        paths.append(path)
+    return paths
+
+
+def deliveries(records: list[RunRecord], destination: str) -> list[RunRecord]:
+    """Committed msexports deliveries of a lake folder (not re-normalizations or pairings), oldest first."""
+    out = [r for r in records if r.destination == destination and r.state == "committed" and r.manifest.startswith(f"{MSEXPORTS}/")]
+    return sorted(out, key=instant)
+
+
+def instant(rec: RunRecord) -> datetime:
+    """A record's delivery instant (records written before instants were kept: when they were created)."""
+    return utc(rec.deliveredAt or rec.createdAt)
+
+
+def newer_delivery(store: Store, rec: RunRecord) -> RunRecord | None:
+    """The committed delivery of ``rec``'s lake folder that is strictly newer than ``rec`` (another manifest)."""
+    if not rec.destination or rec.deliveredAt is None:
+        return None
+    newest = [r for r in deliveries(runs.load_all(store), rec.destination) if r.manifest != rec.manifest]
+    return newest[-1] if newest and instant(newest[-1]) > utc(rec.deliveredAt) else None
+
+
+def supersede_older(store: Store, rec: RunRecord) -> list[str]:
+    """After ``rec`` committed: the older committed deliveries of its folder become ``superseded`` (their files were
+    replaced by the swap). Returns their keys."""
+    done = []
+    for old in deliveries(runs.load_all(store), rec.destination or ""):
+        if old.key != rec.key and old.manifest != rec.manifest:
+            old.state, old.supersededBy = "superseded", rec.key
+            runs.save(store, old)
+            done.append(old.key)
+    return done

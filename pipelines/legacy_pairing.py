@@ -1,0 +1,113 @@
+"""An amortized-cost export commits: take the usage rows out of its month's actual-cost export.
+
+Microsoft's legacy cost exports come in two flavours of the same month (:mod:`transforms.legacy_costs`). Alone, an
+ActualCost export gives every row (EffectiveCost taken from the actual cost, flagged ``EffectiveCostFromActualCost``),
+so users who export only actual cost get all their costs. Once the AmortizedCost export of the same scope and month
+is in the lake it carries those usage rows (with amortized EffectiveCost), so the actual export keeps only its
+commitment purchases and refunds: BilledCost then totals the actual export's cost and EffectiveCost the amortized
+export's, and nothing is counted twice, whichever export arrives first.
+
+- Actual after amortized: the actual export's conversion leaves the usage rows out (``paired``).
+- Amortized after actual: before the amortized export is swapped in, :func:`pair_actual` rewrites the actual folder
+  without its flagged rows (through staging and the swap, with its own run record), so readers may briefly see fewer
+  rows, never the same cost twice. A crash in between is finished by the next run (the amortized run is still
+  ``swapping`` and pairs again; pairing an already paired folder does nothing).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import tempfile
+import time
+
+from hub import catalog, convert, normalize, rewrite, runs, swap
+from hub.errors import HubError
+from hub.export_schemas import schema_by_key
+from hub.runs import RunRecord
+from hub.store import STAGING, Store, dataset_folder
+from transforms import legacy_costs
+from transforms.typing import literal
+
+PAIR = "pair:"
+#: The x_SourceChanges code of actual-cost rows an amortized export replaces.
+FLAG = "EffectiveCostFromActualCost"
+
+
+def _folder(rec: RunRecord, subfolder: str) -> str | None:
+    if not (rec.month and rec.scope is not None):
+        return None
+    year, month = map(int, rec.month.split("-"))
+    return dataset_folder("Costs", year, month, rec.scope, subfolder)
+
+
+def amortized_present(store: Store, rec: RunRecord) -> bool:
+    """True when the amortized-cost export of ``rec``'s scope and month is in the lake."""
+    folder = _folder(rec, legacy_costs.AMORTIZED)
+    return bool(folder and store.parquet_files(folder))
+
+
+def flagged(column_sql: str = "x_SourceChanges") -> str:
+    return f"contains(coalesce({column_sql}, ''), {literal(FLAG)})"
+
+
+def pair_actual(store: Store, amortized: RunRecord) -> RunRecord | None:
+    """Rewrite the actual-cost folder of ``amortized``'s scope and month without the rows the amortized export
+    replaces; None when there is nothing to take out. Raises :class:`HubError` when the rewrite fails."""
+    folder = _folder(amortized, legacy_costs.ACTUAL)
+    if folder is None:
+        return None
+    key = "pair-" + hashlib.sha1(folder.encode()).hexdigest()[:16]
+    previous = next((r for r in runs.load_all(store) if r.key == key), None)
+    if previous is not None and previous.state == "swapping":  # a crash mid-swap: finish it first
+        _commit(store, previous)
+    files = store.parquet_files(folder)
+    if not files:
+        return None
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="hub-pair-") as tmp:
+        con = convert.connect(temp_dir=os.path.join(tmp, "spill"))
+        try:
+            local = [rewrite.local_copy(store, rel, tmp) for rel in files]
+            source = convert.parquet_source(local)
+            if not con.execute(f"SELECT count(*) FROM {source} WHERE {flagged()}").fetchall()[0][0]:
+                return None
+            rec = RunRecord(key=key, manifest=f"{PAIR}{folder}", manifestSha256=hashlib.sha256(folder.encode()).hexdigest(),
+                            runId=amortized.runId, exportType="Pairing", dataset="Costs", destination=folder,
+                            staging=f"{STAGING}/{key}", month=amortized.month, scope=amortized.scope,
+                            attempts=(previous.attempts if previous else 0) + 1, state="converting")
+            runs.save(store, rec)
+            spec = schema_by_key("actualcost_2021-10-01")
+            assert spec is not None
+            rec.totalsIn, _ = normalize.output_totals(con, spec, source)
+            rec.rowsIn = convert.count_rows(con, local)
+            outputs = rewrite.rewrite_files(store, con, rec, files, local,
+                                            lambda src, _cols: f"SELECT * FROM {src} WHERE NOT {flagged()}", tmp, drop_empty=True)
+            rec.rowsOut = sum(p.rows for p in rec.parts)
+            rec.rowsFiltered = rec.rowsIn - rec.rowsOut
+            rec.totalsOut = normalize.output_totals(con, spec, convert.parquet_source(outputs))[0] if outputs else {}
+        finally:
+            con.close()
+    rec.state = "swapping"
+    runs.save(store, rec)
+    _commit(store, rec)
+    rec.seconds = round(time.perf_counter() - started, 3)
+    runs.save(store, rec)
+    return rec
+
+
+def _commit(store: Store, rec: RunRecord) -> None:
+    """Swap a staged pairing in (idempotent) and check what readers see."""
+    assert rec.staging and rec.destination
+    names = [posixpath.basename(p.output) for p in rec.parts]
+    swap.commit_staged(store, rec.key, rec.staging, rec.destination, names)
+    con = catalog.store_connection(store)
+    try:
+        visible = convert.count_rows(con, [catalog.duck_path(store, r) for r in store.parquet_files(rec.destination)])
+    finally:
+        con.close()
+    if visible != rec.rowsOut:
+        raise HubError(f"{visible} rows visible after pairing, {rec.rowsOut} written", file=rec.destination, code="InternalError")
+    rec.state, rec.reconciled, rec.error = "committed", True, None
+    runs.save(store, rec)
