@@ -55,9 +55,11 @@ def _has_files(store: Store, dataset: str) -> bool:
     return store.fs.isdir(base) and bool(store.fs.glob(f"{base}/**/*.parquet"))
 
 
-def _month_sql(dataset: str) -> str:
-    pattern = literal(f"/{dataset}/(\\d{{4}})/(\\d{{2}})/")
-    return f"regexp_extract(filename, {pattern}, 1) || '-' || regexp_extract(filename, {pattern}, 2)"
+def _month_sql(prefix: str) -> str:
+    """``yyyy-mm`` from the ``<yyyy>/<mm>/`` right after the dataset folder ``prefix`` (the path DuckDB reads it
+    from), so a hub root whose own path looks like ``.../Costs/2024/05/...`` cannot change a row's month."""
+    start = len(prefix) + 2  # 1-based, after the prefix and its "/"
+    return f"substr(filename, {start}, 4) || '-' || substr(filename, {start + 5}, 2)"
 
 
 def create_views(con: duckdb.DuckDBPyConnection, store: Store) -> list[str]:
@@ -68,7 +70,7 @@ def create_views(con: duckdb.DuckDBPyConnection, store: Store) -> list[str]:
         if _has_files(store, dataset):
             source = f"read_parquet({literal(dataset_glob(store, dataset))}, union_by_name = true, filename = true)"
             con.execute(f"CREATE OR REPLACE VIEW {ident(dataset)} AS SELECT * EXCLUDE (filename), "
-                        f"{_month_sql(dataset)} AS {MONTH} FROM {source}")
+                        f"{_month_sql(duck_path(store, f'{INGESTION}/{dataset}'))} AS {MONTH} FROM {source}")
         else:  # no data yet: the latest versioned view's columns, no rows
             spec = max((s for s in specs.values() if s["dataset"] == dataset), key=lambda s: len(s["columns"]))
             cols = ", ".join(f"CAST(NULL AS {c['type']}) AS {ident(c.get('from', c['name']))}" for c in spec["columns"])
@@ -86,10 +88,13 @@ def create_views(con: duckdb.DuckDBPyConnection, store: Store) -> list[str]:
     return made
 
 
-def store_connection(store: Store, *, database: str = ":memory:", threads: int | None = None) -> duckdb.DuckDBPyConnection:
+def store_connection(store: Store, *, database: str = ":memory:", threads: int | None = None,
+                     memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection in UTC that reads the store's paths (:func:`duck_path`): remote roots register
     their fsspec filesystem."""
     config: dict[str, object] = {"threads": threads} if threads else {}
+    if memory_limit:
+        config["memory_limit"] = memory_limit
     con = duckdb.connect(database, config=config)
     con.execute("SET TimeZone = 'UTC'")
     if not store.is_local:
@@ -97,10 +102,11 @@ def store_connection(store: Store, *, database: str = ":memory:", threads: int |
     return con
 
 
-def connect(root: str | Store, *, database: str = ":memory:", threads: int | None = None) -> duckdb.DuckDBPyConnection:
+def connect(root: str | Store, *, database: str = ":memory:", threads: int | None = None,
+            memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection (UTC) with the lake's views."""
     store = _store(root)
-    con = store_connection(store, database=database, threads=threads)
+    con = store_connection(store, database=database, threads=threads, memory_limit=memory_limit)
     create_views(con, store)
     return con
 

@@ -12,16 +12,20 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from hub import runs
 from hub.errors import UsageError
 from hub.runs import RunRecord
 from hub.settings import Settings
-from hub.store import SETTINGS, Store
+from hub.store import SETTINGS, Store, StoreUnreachable, describe
+from hub.terminal import printable
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="FinOps hub: cost exports in, a FOCUS Parquet lake out.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="FinOps hub: cost exports in, a FOCUS Parquet lake out.")
 _WIDTH = int(os.environ.get("COLUMNS", "0")) or (None if sys.stdout.isatty() else 200)
 out = Console(width=_WIDTH)
 err = Console(stderr=True, width=_WIDTH)
@@ -29,11 +33,28 @@ err = Console(stderr=True, width=_WIDTH)
 Root = Annotated[str, typer.Argument(help="Hub root: a local folder or an fsspec URL (abfs://, az://, s3://).")]
 
 
-def _store(root: str) -> Store:
+def _error(message: object) -> None:
+    """One ``error:`` line on stderr; the message is shown as text (no markup, control characters escaped)."""
+    err.print(Text.assemble(("error: ", "red"), printable(message)))
+
+
+def _plain(value: object) -> Text:
+    """A table cell or line from data: never read as markup, control characters escaped."""
+    return Text(printable(value))
+
+
+def _store(root: str, *, probe: bool = True) -> Store:
+    """The hub root, checked to answer (remote roots): a bad or unreachable root is one line and exit code 2."""
     try:
-        return Store(root)
-    except (UsageError, ValueError, ImportError) as exc:
-        err.print(f"[red]error:[/red] cannot open hub root {root!r}: {exc}")
+        store = Store(root)
+        if probe:
+            store.probe()
+        return store
+    except StoreUnreachable as exc:
+        _error(exc)
+        raise typer.Exit(2) from None
+    except (UsageError, ValueError, ImportError, OSError) as exc:
+        _error(f"cannot open hub root {root!r}: {describe(exc)}")
         raise typer.Exit(2) from None
 
 
@@ -44,18 +65,18 @@ def init(root: Root) -> None:
     store.init_layout()
     if not store.exists(SETTINGS):
         store.write_bytes(SETTINGS, Settings().to_json().encode())
-    out.print(f"hub initialised at {store.url}")
+    out.print(_plain(f"hub initialised at {store.url}"))
 
 
 def _run_table(records: list[RunRecord], title: str) -> Table:
-    table = Table(title=title)
+    table = Table(title=_plain(title))
     for col in ("export", "dataset", "month", "scope", "rows", "seconds", "state", "error"):
         table.add_column(col, overflow="fold", justify="right" if col in ("rows", "seconds") else "left")
     for r in records:
         error = f"{r.error.code}: {r.error.message}" if r.error else ""
-        state = {"committed": "[green]committed[/green]", "quarantined": "[red]quarantined[/red]"}.get(r.state, r.state)
-        table.add_row(r.exportName or r.manifest, r.dataset or "", r.month or "", r.scope or "", f"{r.rowsOut or r.rowsIn:,}",
-                      f"{r.seconds:.2f}" if r.seconds is not None else "", state, error)
+        state = Text(r.state, style={"committed": "green", "quarantined": "red", "superseded": "yellow"}.get(r.state, ""))
+        table.add_row(_plain(r.exportName or r.manifest), _plain(r.dataset or ""), _plain(r.month or ""), _plain(r.scope or ""),
+                      f"{r.rowsOut or r.rowsIn:,}", f"{r.seconds:.2f}" if r.seconds is not None else "", state, _plain(error))
     return table
 
 
@@ -76,16 +97,21 @@ def ingest(
         def progress(rec: RunRecord, part: int, parts: int, pct: float) -> None:
             key = (rec.key, part)
             if key not in tasks:
-                tasks[key] = bar.add_task(f"{rec.exportName or rec.runId} part {part + 1}/{parts}", total=100)
+                tasks[key] = bar.add_task(escape(printable(f"{rec.exportName or rec.runId} part {part + 1}/{parts}")), total=100)
             bar.update(tasks[key], completed=pct)
 
         try:
             result = run_ingest(store, retry=retry, force=force, progress=progress)
         except UsageError as exc:
-            err.print(f"[red]error:[/red] {exc}")
+            _error(exc)
             raise typer.Exit(2) from None
     if result.busy:
         err.print("another process holds this hub's ingestion lease; nothing done (try again later)")
+        raise typer.Exit(1)
+    for problem in result.unreadable:
+        err.print(_plain(f"warning: skipped {problem}"))
+    if result.lost:
+        _error(f"{result.lost}; this process stopped without writing more (the other process carries on)")
         raise typer.Exit(1)
     records = result.all
     if not records:
@@ -94,14 +120,17 @@ def ingest(
     out.print(_run_table(records, f"hub ingest {store.url}"))
     for r in records:
         if r.error:
-            err.print(f"{r.error.code}: {r.error.file or r.manifest}: {r.error.message}")
+            err.print(_plain(f"{r.error.code}: {r.error.file or r.manifest}: {r.error.message}"))
     raise typer.Exit(0 if result.ok else 1)
 
 
 @app.command()
 def status(root: Root, as_json: Annotated[bool, typer.Option("--json", help="Print run records as JSON.")] = False) -> None:
-    """Show every run record (newest last)."""
-    records = runs.load_all(_store(root))
+    """Show every run record (newest last); files under config/runs/ that are not records are skipped and named."""
+    unreadable: list[str] = []
+    records = runs.load_all(_store(root), unreadable)
+    for problem in unreadable:
+        err.print(_plain(f"warning: skipped {problem}"))
     if as_json:
         typer.echo(json.dumps([r.model_dump(mode="json") for r in records], indent=2))
         return
@@ -123,17 +152,17 @@ def validate(
     try:
         report = run_validate(path, tolerance=tolerance)
     except (ValueError, OSError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        _error(exc)
         raise typer.Exit(2) from None
     if as_json:
         typer.echo(json.dumps(report.to_json(), indent=2))
     else:
-        table = Table(title=f"FOCUS 1.0 validation of {report.source}: {report.rows:,} rows, {report.checked} checks")
+        table = Table(title=_plain(f"FOCUS 1.0 validation of {report.source}: {report.rows:,} rows, {report.checked} checks"))
         for col in ("rule", "column", "violations", "sample rows"):
             table.add_column(col, overflow="fold", justify="right" if col == "violations" else "left")
         for r in report.results:
             samples = "; ".join(", ".join(f"{k}={v}" for k, v in s.items()) for s in r.samples)
-            table.add_row(r.rule, r.column, f"{r.violations:,}", samples or r.text)
+            table.add_row(r.rule, _plain(r.column), f"{r.violations:,}", _plain(samples or r.text))
         out.print(table if report.results else f"{report.source}: {report.rows:,} rows, {report.checked} checks, no violations")
     raise typer.Exit(0 if report.ok else 1)
 
@@ -152,7 +181,7 @@ def watch(
     from pipelines.watch import json_log, text_log
     from pipelines.watch import watch as run_watch
 
-    store = _store(root)
+    store = _store(root, probe=False)  # an unreachable store is retried by the watcher, with backoff
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -164,7 +193,7 @@ def watch(
     try:
         run_watch(store, stop=stop, log=log, interval=interval, blob_timeout=blob_timeout)
     except UsageError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        _error(exc)
         raise typer.Exit(2) from None
 
 
@@ -181,13 +210,13 @@ def retention(
     try:
         result = apply(store, load_settings(store), dry_run=dry_run)
     except UsageError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        _error(exc)
         raise typer.Exit(2) from None
-    table = Table(title=f"retention {'(dry run) ' if dry_run else ''}{store.url}")
+    table = Table(title=_plain(f"retention {'(dry run) ' if dry_run else ''}{store.url}"))
     for col in ("path", "bytes", "reason"):
         table.add_column(col, overflow="fold", justify="right" if col == "bytes" else "left")
     for d in result.deletions:
-        table.add_row(d.path, f"{d.bytes:,}", d.reason)
+        table.add_row(_plain(d.path), f"{d.bytes:,}", _plain(d.reason))
     out.print(table if result.deletions else "nothing to delete")
     verb = "would free" if dry_run else "freed"
     out.print(f"{len(result.deletions)} item(s), {verb} {result.bytes:,} bytes")
@@ -202,15 +231,15 @@ def demo(root: Annotated[str, typer.Argument(help="Where to create the demo hub.
     try:
         summary = run_demo(root, rows=rows)
     except UsageError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        _error(exc)
         raise typer.Exit(2) from None
     out.print(_run_table(summary.records, f"demo hub at {summary.root}"))
     for title, header, body in summary.tables:
-        table = Table(title=title)
+        table = Table(title=_plain(title))
         for h in header:
             table.add_column(h)
         for row in body:
-            table.add_row(*[str(v) for v in row])
+            table.add_row(*[_plain(v) for v in row])
         out.print(table)
     out.print(f"Query it yourself:\n  {sys.executable} -c \"import duckdb; print(duckdb.sql(\\\"{summary.example_sql}\\\"))\"")
     raise typer.Exit(0 if all(r.state == "committed" for r in summary.records) else 1)
@@ -229,7 +258,7 @@ def query(root: Root, sql: Annotated[str, typer.Argument(help="SQL over the view
     try:
         text = query_mod.run(con, sql, fmt, output, max_rows)
     except UsageError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        _error(exc)
         raise typer.Exit(2) from None
     finally:
         con.close()
@@ -245,9 +274,9 @@ def catalog_cmd(root: Root,
     try:
         views = catalog.write(_store(root), write)
     except UsageError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        _error(exc)
         raise typer.Exit(2) from None
-    out.print(f"{write}: {len(views)} views ({', '.join(views)})")
+    out.print(_plain(f"{write}: {len(views)} views ({', '.join(views)})"))
 
 
 def _period(value: str, granularity: str, *, end: bool) -> str:
@@ -322,11 +351,11 @@ def costs(root: Root,
         finally:
             con.close()
     except (UsageError, CostQueryError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        _error(exc)
         raise typer.Exit(2) from None
     except ValidationError as exc:
         first = exc.errors()[0]
-        err.print(f"[red]error:[/red] {'.'.join(map(str, first['loc']))}: {first['msg']}")
+        _error(f"{'.'.join(map(str, first['loc']))}: {first['msg']}")
         raise typer.Exit(2) from None
     if fmt == "json":
         sys.stdout.write(result.model_dump_json(indent=2) + "\n")
@@ -342,21 +371,27 @@ def costs(root: Root,
         writer.writerows(rows)
         sys.stdout.write(buf.getvalue())
         return
-    table = Table(title=f"{cost_type} per {granularity} ({result.total_count} groups, currency {result.currency or '-'})")
+    table = Table(title=_plain(f"{cost_type} per {granularity} ({result.total_count} groups, currency {result.currency or '-'})"))
     for h in header:
         table.add_column(h, justify="right" if h in (cost_type, "ListCost") else "left")
     for r in rows:
-        table.add_row(*r)
+        table.add_row(*[_plain(v) for v in r])
     out.print(table)
 
 
 @app.command()
 def serve(root: Root, host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
           port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080) -> None:
-    """Serve the cost-analysis API over HTTP (OpenAPI docs at /docs)."""
+    """Serve the cost-analysis API over HTTP (OpenAPI docs at /docs); beyond 127.0.0.1 it needs HUB_API_TOKEN."""
     from hub import server
 
-    server.serve(_store(root), host=host, port=port)
+    store = _store(root)
+    try:
+        server.token_required(host)
+    except UsageError as exc:
+        _error(exc)
+        raise typer.Exit(2) from None
+    server.serve(store, host=host, port=port)
 
 
 @app.command()
@@ -367,9 +402,9 @@ def report(root: Root, out_file: Annotated[str, typer.Option("--out", help="HTML
     try:
         report_mod.write_report(_store(root), out_file)
     except UsageError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        _error(exc)
         raise typer.Exit(2) from None
-    out.print(f"report written to {out_file}")
+    out.print(_plain(f"report written to {out_file}"))
 
 
 @app.command()
@@ -383,14 +418,31 @@ def powerbi(root: Root,
     try:
         result = powerbi_mod.publish(_store(root), _store(out_url), statistics=statistics)
     except UsageError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        _error(exc)
         raise typer.Exit(2) from None
-    out.print(f"{len(result.folders)} folders ({result.rows:,} Costs rows) published to {out_url}"
-              + (f"; {len(result.removed)} stale files removed" if result.removed else ""))
+    out.print(_plain(f"{len(result.folders)} folders ({result.rows:,} Costs rows) published to {out_url}"
+              + (f"; {len(result.removed)} stale files removed" if result.removed else "")))
+
+
+#: Packages whose exceptions mean a store went away or refuses us mid-command (network, permissions, throttling).
+STORAGE_PACKAGES = {"botocore", "aiobotocore", "aiohttp", "azure", "s3fs", "adlfs", "fsspec"}
+
+
+def _storage_error(exc: BaseException) -> bool:
+    names = {c.__module__.split(".")[0] for c in type(exc).__mro__}
+    return isinstance(exc, (OSError, TimeoutError, ConnectionError)) or bool(names & STORAGE_PACKAGES)
 
 
 def main() -> None:
-    app()
+    """The ``hub`` command: an error a command did not handle is one line (credentials removed), never a traceback
+    (``HUB_DEBUG=1`` shows it); exit code 2 for storage and usage errors, 1 otherwise."""
+    try:
+        app()
+    except Exception as exc:  # noqa: BLE001 - the last line of defence of the command line
+        if os.environ.get("HUB_DEBUG"):
+            raise
+        _error(describe(exc))
+        sys.exit(2 if _storage_error(exc) else 1)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,9 @@ DAY, MONTH = 1, 2
 #: Longest period a request may cover (the API's clients page by period).
 MAX_MONTHS = 120
 EPOCH = date(1970, 1, 1)
+#: Dates of a request: exactly YYYY-MM-DD or YYYY-MM in ASCII digits.
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
+_MONTH = re.compile(r"[0-9]{4}-[0-9]{2}", re.ASCII)
 _TAG_KEY = re.compile(r'^[^"\\\x00-\x1f]{1,256}$')
 
 
@@ -56,7 +59,7 @@ class GroupBy(_Model):
 
 class FilterFactor(_Model):
     key: str = Field(min_length=1, max_length=260, description="a dimension key, a Costs column, RESOURCE_TAG or tag:<key>")
-    value: list[str] = Field(max_length=100)
+    value: list[str] = Field(min_length=1, max_length=100)
 
 
 class Filter(_Model):
@@ -122,13 +125,13 @@ def _period(tc: TimeCondition) -> tuple[date, date, str]:
     """First day included, first day excluded, strftime format of the time dimension."""
     try:
         if tc.time_measure_id == DAY:
+            if not (_DAY.fullmatch(tc.begin_time) and _DAY.fullmatch(tc.end_time)):
+                raise ValueError  # ISO week dates (2024-W18-1), ordinal dates, non-ASCII digits are refused
             begin, end = date.fromisoformat(tc.begin_time), date.fromisoformat(tc.end_time)
-            if len(tc.begin_time) != 10 or len(tc.end_time) != 10:
-                raise ValueError
             stop = date.fromordinal(end.toordinal() + 1)
             fmt = "%Y-%m-%d"
         else:
-            if not (re.fullmatch(r"\d{4}-\d{2}", tc.begin_time) and re.fullmatch(r"\d{4}-\d{2}", tc.end_time)):
+            if not (_MONTH.fullmatch(tc.begin_time) and _MONTH.fullmatch(tc.end_time)):
                 raise ValueError
             begin = date(int(tc.begin_time[:4]), int(tc.begin_time[5:]), 1)
             end = date(int(tc.end_time[:4]), int(tc.end_time[5:]), 1)
@@ -163,14 +166,30 @@ def _months(begin: date, stop: date) -> list[str]:
 
 
 class _Sql:
-    """Collects bound parameters while SQL text is assembled."""
+    """Collects named parameters while SQL text is assembled, and the tag keys the query reads: Tags is parsed once
+    per row (one ``json_extract_string`` for every key, as the list ``_tags``), whatever the number of tag filters."""
 
     def __init__(self) -> None:
-        self.params: list[object] = []
+        self.params: dict[str, object] = {}
+        self.tag_keys: list[str] = []
 
     def bind(self, value: object) -> str:
-        self.params.append(value)
-        return "?"
+        name = f"p{len(self.params)}"
+        self.params[name] = value
+        return f"${name}"
+
+    def tag(self, key: str, row: str = "_tags") -> str:
+        """The value of tag ``key`` in the parsed list ``row`` (missing: ``(untagged)``)."""
+        if not _TAG_KEY.match(key):
+            raise CostQueryError("a tag key is 1-256 characters without quotes, backslashes or control characters")
+        if key not in self.tag_keys:
+            self.tag_keys.append(key)
+        return f"coalesce({row}[{self.tag_keys.index(key) + 1}], {self.bind(UNTAGGED)})"
+
+    def tags_column(self) -> str:
+        """The parsed tag values (a Tags cell that is not JSON reads as untagged, never fails the query)."""
+        paths = [f'$."{k}"' for k in self.tag_keys]
+        return f"TRY(json_extract_string(Tags, CAST({self.bind(paths)} AS VARCHAR[]))) AS _tags"
 
 
 def _column(key: str, columns: dict[str, str]) -> str:
@@ -180,34 +199,32 @@ def _column(key: str, columns: dict[str, str]) -> str:
     return name
 
 
-def _tag_expr(sql: _Sql, key: str) -> str:
-    if not _TAG_KEY.match(key):
-        raise CostQueryError("a tag key is 1-256 characters without quotes, backslashes or control characters")
-    path = '$."' + key + '"'
-    # a Tags value that is not JSON reads as untagged instead of failing the query
-    return f"coalesce(CASE WHEN json_valid(Tags) THEN json_extract_string(Tags, {sql.bind(path)}) END, {sql.bind(UNTAGGED)})"
-
-
 def _dim_expr(sql: _Sql, kind: str, key: str, columns: dict[str, str]) -> str:
     if kind in ("tag", "cost_unit"):
-        return _tag_expr(sql, key)
+        return sql.tag(key)
     return f"coalesce(CAST({ident(_column(key, columns))} AS VARCHAR), {sql.bind(NONE)})"
 
 
-def _filter_expr(sql: _Sql, f: Filter, columns: dict[str, str]) -> str:
+def _in(sql: _Sql, expr: str, values: list[str]) -> str:
+    return f"{expr} IN ({', '.join(sql.bind(v) for v in dict.fromkeys(values))})"
+
+
+def _filter_expr(sql: _Sql, f: Filter, columns: dict[str, str]) -> tuple[str, bool]:
+    """One filter's condition, and whether it reads tags (then it refers to the parsed list as ``_t``)."""
     key, values = f.filter_factor.key, f.filter_factor.value
-    if key.upper() == "RESOURCE_TAG":  # values "key=value"
-        parts = []
+    if key.upper() == "RESOURCE_TAG":  # values "key=value": one IN list per tag key
+        by_key: dict[str, list[str]] = {}
         for v in values:
             k, sep, val = v.partition("=")
             if not sep:
                 raise CostQueryError("RESOURCE_TAG values are key=value")
-            parts.append(f"{_tag_expr(sql, k)} = {sql.bind(val)}")
-        cond = "(" + (" OR ".join(parts) or "false") + ")"
+            by_key.setdefault(k, []).append(val)
+        cond, tags = "(" + " OR ".join(_in(sql, sql.tag(k, "_t"), vals) for k, vals in by_key.items()) + ")", True
+    elif key.lower().startswith("tag:"):
+        cond, tags = _in(sql, sql.tag(key[4:], "_t"), values), True
     else:
-        expr = _tag_expr(sql, key[4:]) if key.lower().startswith("tag:") else _dim_expr(sql, "dimension", key, columns)
-        cond = f"{expr} IN ({', '.join(sql.bind(v) for v in values)})" if values else "false"
-    return f"NOT {cond}" if f.operator == 1 else cond
+        cond, tags = _in(sql, _dim_expr(sql, "dimension", key, columns), values), False
+    return (f"NOT {cond}" if f.operator == 1 else cond), tags
 
 
 def amount(value: object) -> str:
@@ -237,11 +254,18 @@ def query_costs(con: duckdb.DuckDBPyConnection, req: CostQuery, *, view: str = "
              # UTC bounds as epoch microseconds: independent of the session's time zone
              f"epoch_us(ChargePeriodStart) >= {sql.bind(_epoch_us(begin))}",
              f"epoch_us(ChargePeriodStart) < {sql.bind(_epoch_us(stop))}"]
-    where += [_filter_expr(sql, f, columns) for f in req.filters or []]
+    filters = [_filter_expr(sql, f, columns) for f in req.filters or []]
+    where += [cond for cond, tags in filters if not tags]
+    tag_conds = [cond for cond, tags in filters if tags]
+    if tag_conds:  # one lambda over the parsed list: the list (so Tags) is evaluated once per row, not once per filter
+        where.append(f"list_transform([_tags], lambda _t: {' AND '.join(f'({c})' for c in tag_conds)})[1]")
     keys = [f"d{i}" for i in range(len(dims))]
     select = ", ".join([*(f"{d} AS d{i}" for i, d in enumerate(dims)), f"{bucket} AS t", "BillingCurrency AS cur",
                         f"sum({metric}) AS a", f"sum({official}) AS o"])
-    con.execute(f"CREATE OR REPLACE TEMP TABLE hub_cost_points AS SELECT {select} FROM {ident(view)} "
+    source = ident(view)
+    if sql.tag_keys:
+        source = f"(SELECT *, {sql.tags_column()} FROM {ident(view)} WHERE {where[0]})"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE hub_cost_points AS SELECT {select} FROM {source} "
                 f"WHERE {' AND '.join(where)} GROUP BY ALL", sql.params)
     try:
         currencies = sorted(r[0] for r in con.execute("SELECT DISTINCT cur FROM hub_cost_points").fetchall())

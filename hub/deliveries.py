@@ -70,7 +70,8 @@ def check_blobs(store: Store, m: Manifest, rel: str) -> list[str]:
 
 def deliveries(records: list[RunRecord], destination: str) -> list[RunRecord]:
     """Committed msexports deliveries of a lake folder (not re-normalizations or pairings), oldest first."""
-    out = [r for r in records if r.destination == destination and r.state == "committed" and r.manifest.startswith(f"{MSEXPORTS}/")]
+    out = [r for r in records
+           if r.destination == destination and r.state == "committed" and r.manifest.startswith(f"{MSEXPORTS}/")]
     return sorted(out, key=instant)
 
 

@@ -8,10 +8,12 @@ views). Invalid requests answer 400 ``{"error_code": "CBC.0100", "error_msg": ..
 
 from __future__ import annotations
 
+import hmac
 import logging
+import os
 import re
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -24,15 +26,27 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hub import catalog
 from hub.cost_analysis import CostQuery, CostQueryError, CostResult, ErrorBody, query_costs
+from hub.errors import UsageError
 from hub.store import Store
 
 log = logging.getLogger(__name__)
 
 INVALID = "CBC.0100"
 INTERNAL = "CBC.0999"
+TOO_SLOW = "CBC.0998"
+UNAUTHORIZED = "CBC.0401"
+#: Largest request body accepted (a full request of 100 filters x 100 values fits many times over).
+MAX_BODY = int(os.environ.get("HUB_API_MAX_BODY", str(256 * 1024)))
+#: Seconds a query may run before it is interrupted (``HUB_API_TIMEOUT``).
+QUERY_TIMEOUT = float(os.environ.get("HUB_API_TIMEOUT", "30"))
+#: DuckDB memory limit and threads of the server's connection (``HUB_API_MEMORY_LIMIT``, ``HUB_API_THREADS``).
+MEMORY_LIMIT = os.environ.get("HUB_API_MEMORY_LIMIT", "1GB")
+THREADS = int(os.environ.get("HUB_API_THREADS", "2"))
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
 QUERY_PATH = "/v4/costs/cost-analysed-bills/query"
 _MAX_MSG = 500
 _SPACE = re.compile(r"\s+")
@@ -87,12 +101,53 @@ def _unpaired_surrogate(value: object, path: str = "") -> str | None:
     return None
 
 
-def create_app(root: str | Store) -> FastAPI:
-    """The API over the lake at ``root``."""
+class BodyLimit:
+    """ASGI middleware: a request body larger than ``limit`` bytes is answered 413 before it is read whole."""
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            return await _error(413, INVALID, f"request body over {self.limit} bytes")(scope, receive, send)
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await _error(413, INVALID, f"request body over {self.limit} bytes")(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def token_required(host: str) -> str | None:
+    """The API token (``HUB_API_TOKEN``); a usage error when the server would listen beyond loopback without one."""
+    token = os.environ.get("HUB_API_TOKEN") or None
+    if token is None and host not in LOOPBACK:
+        raise UsageError(f"--host {host} listens beyond this machine: set HUB_API_TOKEN (clients then send "
+                         "'Authorization: Bearer <token>' or 'X-Auth-Token: <token>')")
+    return token
+
+
+def create_app(root: str | Store, *, token: str | None = None) -> FastAPI:
+    """The API over the lake at ``root``; with ``token``, every request but /healthz must carry it."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.con = catalog.connect(root)
+        app.state.con = catalog.connect(root, threads=THREADS, memory_limit=MEMORY_LIMIT)
         try:
             yield
         finally:
@@ -107,7 +162,21 @@ def create_app(root: str | Store) -> FastAPI:
                     "`CBC.0999`: internal error). Amounts are decimal strings in one billing currency.",
         lifespan=lifespan,
     )
+    app.add_middleware(BodyLimit)
     cursor_lock = threading.Lock()
+
+    if token is not None:
+        @app.middleware("http")
+        async def authenticate(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+            if request.url.path == "/healthz":
+                return await call_next(request)
+            given = request.headers.get("x-auth-token") or ""
+            bearer = request.headers.get("authorization") or ""
+            if bearer.lower().startswith("bearer "):
+                given = bearer[7:].strip()
+            if not hmac.compare_digest(given.encode(), token.encode()):
+                return _error(401, UNAUTHORIZED, "a valid token is required (Authorization: Bearer <token> or X-Auth-Token)")
+            return await call_next(request)
 
     def cursor() -> duckdb.DuckDBPyConnection:
         with cursor_lock:
@@ -141,7 +210,10 @@ def create_app(root: str | Store) -> FastAPI:
         description="Costs per day or month over an inclusive period, grouped by up to two dimensions or one tag "
                     "plus one dimension, filtered and paged, as in Huawei Cloud's \"Querying Cost Data\" API.",
         responses={400: {"model": ErrorBody, "description": "Invalid parameter (`CBC.0100`)"},
-                   500: {"model": ErrorBody, "description": "Internal error (`CBC.0999`)"}},
+                   401: {"model": ErrorBody, "description": "Token missing or wrong (`CBC.0401`), when the server has one"},
+                   413: {"model": ErrorBody, "description": "Request body too large (`CBC.0100`)"},
+                   500: {"model": ErrorBody, "description": "Internal error (`CBC.0999`)"},
+                   503: {"model": ErrorBody, "description": "Query over the time limit (`CBC.0998`)"}},
         tags=["costs"],
     )
     def query(body: CostQuery,
@@ -151,14 +223,19 @@ def create_app(root: str | Store) -> FastAPI:
         if bad := _unpaired_surrogate(body.model_dump()):
             raise CostQueryError(f"{bad}: text is not valid Unicode (unpaired surrogate)")
         cur = cursor()
+        timer = threading.Timer(QUERY_TIMEOUT, cur.interrupt)  # a query over the limit is stopped, not left running
+        timer.start()
         try:
             return query_costs(cur, body)
         except CostQueryError:
             raise
+        except duckdb.InterruptException:
+            return _error(503, TOO_SLOW, f"the query ran longer than {QUERY_TIMEOUT:g} s: narrow the period or the filters")
         except Exception:
-            log.exception("cost query failed: %r", body.model_dump())
+            log.exception("cost query failed (%d groupby, %d filters)", len(body.groupby), len(body.filters or []))
             return _error(500, INTERNAL, "internal error")
         finally:
+            timer.cancel()
             cur.close()
 
     @app.get("/healthz", response_model=Health, tags=["meta"], summary="Liveness")
@@ -183,7 +260,8 @@ def create_app(root: str | Store) -> FastAPI:
 
 
 def serve(root: str | Store, host: str = "127.0.0.1", port: int = 8080) -> None:
-    """Run the API with uvicorn until interrupted."""
+    """Run the API with uvicorn until interrupted (a token is required beyond loopback: :func:`token_required`)."""
     import uvicorn
 
-    uvicorn.run(create_app(root), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(root, token=token_required(host)), host=host, port=port, log_level="info",
+                h11_max_incomplete_event_size=64 * 1024)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from hub.errors import UsageError
 
@@ -13,12 +13,17 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
 
+#: Longest retention a setting may ask for: 100 years (a larger number is a typo, not a policy).
+MAX_DAYS = 36_500
+MAX_MONTHS = 1_200
+
+
 class DaysRetention(_Model):
-    days: int = Field(0, ge=0)
+    days: StrictInt = Field(0, ge=0, le=MAX_DAYS)  # strict: true/false or "7" are refused, not read as numbers
 
 
 class MonthsRetention(_Model):
-    months: int = Field(13, ge=0)
+    months: StrictInt = Field(13, ge=0, le=MAX_MONTHS)
 
 
 class Retention(_Model):

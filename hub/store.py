@@ -19,6 +19,7 @@ import json
 import os
 import posixpath
 import re
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -109,6 +110,48 @@ def part_file_name(run_id: str, blob_name: str) -> str:
     return f"{bounded_name(run_id, 100)}__{bounded_name(stem, 100)}.parquet"
 
 
+#: Seconds a remote store gets to answer the first request of a command (``HUB_STORE_TIMEOUT``).
+STORE_TIMEOUT = float(os.environ.get("HUB_STORE_TIMEOUT", "20"))
+
+
+class StoreUnreachable(UsageError):
+    """The store does not answer, or refuses the credentials: the command cannot start (exit code 2)."""
+
+
+def _timeouts(root: str) -> dict[str, object]:
+    """Bounded connect and read times, and few retries, for the remote filesystems (their defaults can wait minutes)."""
+    scheme = root.split("://", 1)[0].lower() if "://" in root else ""
+    if scheme in ("s3", "s3a"):
+        return {"config_kwargs": {"connect_timeout": 10, "read_timeout": 60, "retries": {"max_attempts": 3, "mode": "standard"}}}
+    if scheme in ("az", "abfs", "abfss"):
+        return {"connection_timeout": 10, "read_timeout": 60}
+    return {}
+
+
+#: Environment variables whose values are credentials: never shown in a message.
+SECRET_VARIABLES = ("AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_KEY", "AZURE_STORAGE_ACCOUNT_KEY",
+                    "AZURE_STORAGE_SAS_TOKEN", "AZURE_CLIENT_SECRET", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                    "AWS_ACCESS_KEY_ID", "HUB_API_TOKEN")
+_SECRET_PARTS = re.compile(r"((?:AccountKey|SharedAccessSignature|sig|X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token)=)"
+                           r"[^;&\s'\"]+", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """``text`` without credentials: the values of the credential variables, keys and signatures in URLs and
+    connection strings."""
+    for name in SECRET_VARIABLES:
+        value = os.environ.get(name)
+        if value and len(value) >= 4:
+            text = text.replace(value, "***")
+    return _SECRET_PARTS.sub(r"\1***", text)
+
+
+def describe(exc: BaseException) -> str:
+    """One line about a storage error: its type and first line, credentials removed."""
+    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    return redact(f"{type(exc).__name__}: {first}"[:300])
+
+
 @dataclass(frozen=True)
 class Listed:
     """A listed file: a signature that changes with its content (size and time or etag) and when it was written."""
@@ -134,7 +177,7 @@ class Store:
         if not root:
             raise UsageError("a hub root is required")
         self.url = root
-        self.fs, path = fsspec.core.url_to_fs(root, **storage_options)
+        self.fs, path = fsspec.core.url_to_fs(root, **{**_timeouts(root), **storage_options})
         self.is_local = isinstance(self.fs, LocalFileSystem)
         self.root = os.path.abspath(path) if self.is_local else path.rstrip("/")
         #: set while this process holds the store's ingestion lease: raises when another process took it over
@@ -142,6 +185,30 @@ class Store:
 
     def __repr__(self) -> str:
         return f"Store({self.url!r})"
+
+    def probe(self, timeout: float | None = None) -> None:
+        """Check that the root answers within ``timeout`` seconds (``HUB_STORE_TIMEOUT``, default 20): an unreachable
+        or misconfigured store is one :class:`StoreUnreachable` line, not a silent wait or a traceback."""
+        if self.is_local:
+            return
+        limit = timeout if timeout is not None else STORE_TIMEOUT
+        outcome: list[BaseException | None] = []
+
+        def attempt() -> None:
+            try:
+                self.fs.invalidate_cache()
+                self.fs.exists(self.root)
+                outcome.append(None)
+            except BaseException as exc:  # noqa: BLE001 - reported in the caller's thread
+                outcome.append(exc)
+
+        worker = threading.Thread(target=attempt, daemon=True)
+        worker.start()
+        worker.join(limit)
+        if not outcome:
+            raise StoreUnreachable(f"cannot reach {self.url}: no answer in {limit:g} s")
+        if outcome[0] is not None:
+            raise StoreUnreachable(f"cannot reach {self.url}: {describe(outcome[0])}")
 
     def check_fence(self) -> None:
         """Before a write that must not come from a stale lease holder (run records, swaps)."""

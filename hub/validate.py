@@ -184,6 +184,7 @@ class CheckTap:
         focus = focus_columns()
         self.proven = {("AllowedValues", name) for name, typ in columns.items()
                        if name in focus and focus[name].allowed_values and typ == enum_type(focus[name].allowed_values)}
+        self.proven |= {(c.rule, c.column) for c in self.checks if c.guaranteed}  # the normalization's own guarantees
 
     def _take(self, *masks: pa.ChunkedArray) -> pa.Array:
         n = len(masks[0])

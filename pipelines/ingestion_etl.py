@@ -8,20 +8,27 @@ swap; a folder whose files cannot be read is quarantined with its error and left
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import posixpath
 import tempfile
 import time
+from datetime import datetime, timezone
+from functools import cache
+
+import duckdb
 
 from hub import convert, lookups, runs, swap
+from hub.checks import check_costs, month_end
 from hub.errors import HubError
-from hub.runs import RunRecord
+from hub.export_schemas import Column, ExportSchema
+from hub.runs import RunError, RunRecord
 from hub.store import INGESTION, STAGING, Store
 from hub.validate import validate_files
 from transforms import costs
 from transforms.costs import Lineage
-from transforms.typing import literal
+from transforms.typing import IncompatibleType, ident, literal, project, text_nulls
 
 CUSTOM = "custom:"
 
@@ -72,9 +79,18 @@ def process_folder(store: Store, rel: str, raw: bytes) -> RunRecord:
         rec.state, rec.reconciled, rec.error = "committed", True, None
     except HubError as exc:
         runs.fail(store, rec, exc.code, exc.message, exc.file)
+    except duckdb.Error as exc:
+        runs.fail(store, rec, "InternalError", convert.scrub(str(exc)), rel)
     rec.seconds = round(time.perf_counter() - started, 3)
     runs.save(store, rec)
     return rec
+
+
+@cache
+def focus_schema() -> ExportSchema:
+    """Custom Costs files are typed like a FocusCost export: every column the Costs normalization knows, by name."""
+    return ExportSchema("Custom", "focus", None, "Costs",
+                        tuple(Column(n, t, n, optional=True) for n, t in costs.input_columns().items()))
 
 
 def _normalize_files(store: Store, rec: RunRecord, files: list[str]) -> None:
@@ -88,19 +104,13 @@ def _normalize_files(store: Store, rec: RunRecord, files: list[str]) -> None:
                 if path is None:
                     path = os.path.join(tmp, f"in-{i}.parquet")
                     store.get_file(rel, path)
-                source = f"read_parquet({literal(path)})"
+                name = posixpath.basename(rel)
+                staged = f"{rec.staging}/{name}"
+                out = store.local_path(staged) or os.path.join(tmp, "out", name)
+                os.makedirs(os.path.dirname(out), exist_ok=True)
                 try:
-                    present = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
-                    if rec.dataset == "Costs":
-                        known = set(costs.input_columns())
-                        sql = costs.costs_sql(source, present, Lineage(), extras=[c for c in present if c not in known])
-                    else:
-                        sql = f"SELECT * FROM {source}"
-                    name = posixpath.basename(rel)
-                    staged = f"{rec.staging}/{name}"
-                    out = store.local_path(staged) or os.path.join(tmp, "out", name)
-                    os.makedirs(os.path.dirname(out), exist_ok=True)
-                    rows = convert.write_parquet(con, [f"* FROM ({sql})"], "", out, file=rel, select_only=True)
+                    rows = convert.write_parquet(con, [f"* FROM ({_query(con, rec, path, rel)})"], "", out, file=rel,
+                                                 select_only=True)
                 except HubError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - unreadable or ill-typed custom data quarantines the folder
@@ -110,14 +120,47 @@ def _normalize_files(store: Store, rec: RunRecord, files: list[str]) -> None:
                 rec.parts.append(runs.PartResult(blob=rel, output=rel, rows=rows))
                 outputs.append(out)
             rec.rowsIn = rec.rowsOut = sum(p.rows for p in rec.parts)
-            if rec.dataset == "Costs":
+            if rec.dataset == "Costs" and rec.rowsOut:
                 report = validate_files(con, outputs, label=rec.destination or "")
                 rec.validation = {"rows": report.rows, "checks": report.checked, "violations": report.violations,
                                   "rules": report.summary()}
+                if rec.month:
+                    start = datetime.strptime(rec.month, "%Y-%m").replace(tzinfo=timezone.utc)
+                    check_costs(con, rec, outputs, start, month_end(start))
         finally:
             con.close()
 
 
+def _query(con: duckdb.DuckDBPyConnection, rec: RunRecord, path: str, rel: str) -> str:
+    """The normalization query of one custom file. Text columns are typed as CSV input is (``''`` and ``NULL`` are
+    nulls, numbers, dates and booleans parsed), so FOCUS files converted to all-text Parquet load as they are."""
+    source = f"read_parquet({literal(path)})"
+    present = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+    if rec.dataset != "Costs":
+        proj = [f"{text_nulls(ident(c))} AS {ident(c)}" if t == "VARCHAR" else ident(c) for c, t in present.items()]
+        return f"SELECT {', '.join(proj)} FROM {source}"
+    try:
+        proj = project(focus_schema(), present, null_texts=True)
+    except IncompatibleType as exc:
+        raise HubError(str(exc), file=rel, code="SchemaMismatch") from None
+    typed = f"(SELECT {', '.join(proj.select)} FROM {source})"
+    columns = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {typed}").fetchall()}
+    return costs.costs_sql(typed, columns, Lineage(), extras=proj.extra)
+
+
 def ingest_custom(store: Store) -> list[RunRecord]:
-    """Process every pending custom-data folder."""
-    return [process_folder(store, rel, raw) for rel, raw in pending(store)]
+    """Process every pending custom-data folder (one failing folder never stops the others)."""
+    return [_isolated(store, rel, raw) for rel, raw in pending(store)]
+
+
+def _isolated(store: Store, rel: str, raw: bytes) -> RunRecord:
+    try:
+        return process_folder(store, rel, raw)
+    except Exception as exc:  # noqa: BLE001 - even a failure to write its record must not stop the other folders
+        digest = hashlib.sha1(rel.encode()).hexdigest()[:16]
+        rec = RunRecord(key=f"custom-{digest}", manifest=f"{CUSTOM}{rel}", manifestSha256=_sha(rel, raw, store),
+                        exportType="Custom", state="quarantined",
+                        error=RunError(code="InternalError", message=convert.scrub(f"{type(exc).__name__}: {exc}"), file=rel))
+        with contextlib.suppress(Exception):
+            runs.save(store, rec)
+        return rec

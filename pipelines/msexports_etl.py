@@ -17,11 +17,12 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import duckdb
 
 from hub import convert, deliveries, lease, lookups, normalize, runs, swap
+from hub.checks import check_costs, month_end
 from hub.errors import HubError
 from hub.export_schemas import ExportSchema, destination, find_schema, schema_by_key
 from hub.faults import checkpoint
@@ -53,10 +54,6 @@ from transforms.typing import ROUNDED, Projection, ident, literal
 Progress = Callable[[RunRecord, int, int, float], None]
 #: Parts at least this large report progress.
 PROGRESS_MIN_BYTES = 8 * 1024 * 1024
-#: Mandatory FOCUS money columns that may never be empty on every row of a Costs export.
-MONEY = ("BilledCost", "EffectiveCost")
-#: How far from the manifest's period (runInfo.startDate .. endDate) rows may be charged.
-PERIOD_SLACK = timedelta(days=31)
 
 
 @dataclass
@@ -442,29 +439,8 @@ def _normalize(store: Store, con: duckdb.DuckDBPyConnection, rec: RunRecord, m: 
         report = tap_report(con, checks, outputs, label=rec.destination or "")
         rec.validation = {"rows": report.rows, "checks": report.checked, "violations": report.violations,
                           "rules": report.summary()}
-        check_costs(con, rec, outputs, m)
-
-
-def check_costs(con: duckdb.DuckDBPyConnection, rec: RunRecord, outputs: list[str], m: Manifest) -> None:
-    """Refuse Costs that cannot be right: a mandatory money column empty on every row (a header spelled otherwise),
-    or rows whose ChargePeriodStart lies far from the manifest's period (they would be filed under a wrong month)."""
-    rules = (rec.validation or {}).get("rules", {})
-    for column in MONEY:
-        if rec.rowsOut and rules.get(f"NotNull:{column}", 0) >= rec.rowsOut:
-            raise HubError(f"{column} is empty on every row (a column header spelled differently?)", file=rec.parts[0].blob,
-                           code="SchemaMismatch")
-    first, last = con.execute(f"SELECT min(ChargePeriodStart), max(ChargePeriodStart) FROM {convert.parquet_source(outputs)}"
-                              ).fetchall()[0]
-    start = deliveries.utc(m.runInfo.startDate)
-    end = deliveries.utc(m.runInfo.endDate) if m.runInfo.endDate else _month_end(start)
-    if first is not None and (first < start - PERIOD_SLACK or last >= end + PERIOD_SLACK):
-        raise HubError(f"rows are charged from {first:%Y-%m-%d} to {last:%Y-%m-%d}, far from the manifest's period "
-                       f"{start:%Y-%m-%d} to {end:%Y-%m-%d} (runInfo.startDate/endDate)", file=rec.manifest,
-                       code="PeriodMismatch")
-
-
-def _month_end(start: datetime) -> datetime:
-    return start.replace(day=1, hour=0, minute=0, second=0, microsecond=0) + timedelta(days=32)
+        start = deliveries.utc(m.runInfo.startDate)
+        check_costs(con, rec, outputs, start, deliveries.utc(m.runInfo.endDate) if m.runInfo.endDate else month_end(start))
 
 
 def _write_part(con: duckdb.DuckDBPyConnection, schema: ExportSchema, part: Part, lineage: Lineage, price_table: str | None,

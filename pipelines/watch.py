@@ -17,13 +17,18 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 
+from hub.errors import UsageError
 from hub.runs import RunRecord
-from hub.store import CONFIG, INGESTION, MSEXPORTS, Store
+from hub.store import CONFIG, INGESTION, MSEXPORTS, Store, StoreUnreachable, describe
+from hub.terminal import log_value
 from pipelines import retention
 from pipelines.msexports_etl import IngestResult, ingest, load_settings
 
 Log = Callable[[dict], None]
 DAY = 86400.0
+#: Seconds before the first retry after a failed cycle (an unreachable store), doubling up to MAX_BACKOFF.
+RETRY_BASE = 5.0
+MAX_BACKOFF = 300.0
 #: The listing checkpoint: manifests already final, with their listing signature (not read again).
 CHECKPOINT = f"{CONFIG}/checkpoints/msexports.json"
 
@@ -31,7 +36,7 @@ CHECKPOINT = f"{CONFIG}/checkpoints/msexports.json"
 def _load_checkpoint(store: Store) -> dict[str, str]:
     try:
         data = json.loads(store.read_bytes(CHECKPOINT)) if store.exists(CHECKPOINT) else {}
-    except (json.JSONDecodeError, OSError):
+    except Exception:  # noqa: BLE001 - unreadable or unreachable: start without it (manifests are then read again)
         data = {}
     return data if isinstance(data, dict) else {}
 
@@ -46,8 +51,9 @@ def run_line(rec: RunRecord) -> dict:
 
 
 def text_log(line: dict) -> str:
+    """``<time> <event> key=value ...``: values escaped and quoted where needed, so one line is always one event."""
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    rest = " ".join(f"{k}={v}" for k, v in line.items() if k != "event" and v is not None)
+    rest = " ".join(f"{k}={log_value(v)}" for k, v in line.items() if k != "event" and v is not None)
     return f"{stamp} {line['event']} {rest}"
 
 
@@ -97,6 +103,25 @@ class _Wakeup:
             self.observer.join(timeout=5)
 
 
+def _cycle(store: Store, grace: dict[str, float], checkpoint: dict[str, str], interval: float, blob_timeout: float,
+           log: Log) -> IngestResult:
+    """One pass: note new manifests' blob deadlines, ingest, log every run."""
+    now = time.time()
+    for rel in store.manifests(MSEXPORTS):
+        grace.setdefault(rel, now + blob_timeout)
+    result = ingest(store, blob_grace=grace, wait=min(interval, 30.0), checkpoint=checkpoint)
+    store.write_json(CHECKPOINT, checkpoint)
+    if result.busy:
+        log({"event": "busy", "detail": "another process holds the ingestion lease"})
+    if result.lost:
+        log({"event": "lease-lost", "detail": result.lost})
+    for problem in result.unreadable:
+        log({"event": "skipped", "detail": problem})
+    for rec in result.all:
+        log(run_line(rec))
+    return result
+
+
 def watch(store: Store, *, stop: threading.Event, log: Log, interval: float = 60.0, blob_timeout: float = 600.0,
           retention_every: float = DAY, cycles: int | None = None) -> None:
     """Ingest pending exports until ``stop`` is set (or ``cycles`` loops have run)."""
@@ -107,25 +132,31 @@ def watch(store: Store, *, stop: threading.Event, log: Log, interval: float = 60
     log({"event": "start", "root": store.url, "interval": interval, "local_events": wake.observer is not None})
     try:
         n = 0
+        failures = 0
         while not stop.is_set() and (cycles is None or n < cycles):
             n += 1
-            now = time.time()
-            for rel in store.manifests(MSEXPORTS):
-                grace.setdefault(rel, now + blob_timeout)
-            result: IngestResult = ingest(store, blob_grace=grace, wait=min(interval, 30.0), checkpoint=checkpoint)
-            store.write_json(CHECKPOINT, checkpoint)
-            if result.busy:
-                log({"event": "busy", "detail": "another process holds the ingestion lease"})
-            for rec in result.all:
-                log(run_line(rec))
-            if time.time() - last_retention >= retention_every:
-                last_retention = time.time()
-                done = retention.apply(store, load_settings(store))
-                if done.deletions:
-                    log({"event": "retention", "deleted": len(done.deletions), "bytes": done.bytes})
+            try:
+                result = _cycle(store, grace, checkpoint, interval, blob_timeout, log)
+                if time.time() - last_retention >= retention_every:
+                    last_retention = time.time()
+                    done = retention.apply(store, load_settings(store))
+                    if done.deletions:
+                        log({"event": "retention", "deleted": len(done.deletions), "bytes": done.bytes})
+                failures = 0
+                pause = 1.0 if result.waiting else interval
+            except UsageError as exc:
+                if not isinstance(exc, StoreUnreachable):
+                    raise  # invalid settings: the operator must fix them
+                failures += 1
+                pause = min(MAX_BACKOFF, RETRY_BASE * 2 ** (failures - 1))
+                log({"event": "error", "error": str(exc), "retry_in": pause})
+            except Exception as exc:  # noqa: BLE001 - an unreachable store (or any failure) is retried, never the end
+                failures += 1
+                pause = min(MAX_BACKOFF, RETRY_BASE * 2 ** (failures - 1))
+                log({"event": "error", "error": describe(exc), "retry_in": pause})
             if stop.is_set() or (cycles is not None and n >= cycles):
                 break
-            wake.wait(1.0 if result.waiting else interval, stop)
+            wake.wait(pause, stop)
     finally:
         wake.close()
         log({"event": "stop", "root": store.url})

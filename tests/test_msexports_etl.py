@@ -57,7 +57,7 @@ def test_values_ids_dates_nulls(hub_root: Path) -> None:
     row = dict.fromkeys(cols, "")
     row.update(BillingAccountId="8611537", BilledCost="1E-05", EffectiveCost="12345678901234567890.123456789",
                ChargePeriodStart="2024-05-01T00:00:00.0000000Z", ChargePeriodEnd="05/02/2024", BillingPeriodStart="2024-05-01",
-               BillingPeriodEnd="2024-06-01T02:00:00+02:00", ResourceName="NULL", Tags='{"a": "x,y", "b": "say ""hi"""}',
+               BillingPeriodEnd="2024-06-01T02:00:00+02:00", ResourceName="NULL", Tags='{"a": "x,y", "b": "say \\"hi\\""}',
                ChargeDescription="line1\nline2, with comma")
 
     def cell(v: str) -> str:

@@ -133,7 +133,7 @@ def test_health_openapi_and_defaults(client: httpx.Client) -> None:
     spec = client.get("/openapi.json").json()
     op = spec["paths"][QUERY]["post"]
     assert "Huawei" in spec["info"]["description"] and "Huawei" in op["summary"]
-    assert set(op["responses"]) == {"200", "400", "500"}
+    assert set(op["responses"]) == {"200", "400", "401", "413", "500", "503"}
     for status in ("400", "500"):
         assert op["responses"][status]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
     assert any(p["name"] == "X-Language" and p["in"] == "header" for p in op["parameters"])

@@ -258,7 +258,7 @@ def _enumerations_tags_periods(chain: Chain) -> None:
             cases = " ".join(f"WHEN {literal(v.lower())} THEN {literal(v)}" for v in col.allowed_values)
             exprs[col.name] = f"CASE lower({ident(col.name)}) {cases} ELSE {ident(col.name)} END"
     exprs["Tags"] = ("CASE WHEN Tags IS NULL OR trim(Tags) = '' THEN '{}' WHEN starts_with(ltrim(Tags), '{') THEN Tags "
-                     "ELSE '{' || Tags || '}' END")
+                     "ELSE '{' || Tags || '}' END")  # legacy tags lack braces; checked as JSON in _tags
     for end in ("ChargePeriodEnd", "BillingPeriodEnd"):  # inclusive ends (...23:59:59 UTC) become exclusive
         # second of the UTC day by integer arithmetic: strftime on a TIMESTAMPTZ costs more than the rest of the rule
         exprs[end] = f"CASE WHEN epoch_us({end}) % 86400000000 // 1000000 = 86399 THEN {end} + INTERVAL 1 SECOND ELSE {end} END"
@@ -266,6 +266,26 @@ def _enumerations_tags_periods(chain: Chain) -> None:
                                           "FROM x_BillingProfileId THEN 'EA' ELSE 'MCA' END ELSE ProviderName END")
     chain.replace({k: v for k, v in exprs.items() if k != "x_BillingAccountAgreement"},
                   {"x_BillingAccountAgreement": exprs["x_BillingAccountAgreement"]})
+
+
+#: x_SourceChanges codes of the Tags rule (:func:`_tags`).
+TAG_CODES = ("TagsFromText", "InvalidTags")
+
+
+def _tags(chain: Chain) -> None:
+    """Tags always a JSON object, or NULL: text that is not JSON in the ``key=value;...`` or ``key:value,...`` forms
+    becomes a JSON object (``TagsFromText``); anything else is nulled (``InvalidTags``); the original stays in
+    x_SourceValues. Text starting with ``{`` that is valid JSON is an object, so one ``json_valid`` decides."""
+    text = "trim(Tags, ' {}')"
+    sep = f"CASE WHEN contains({text}, ';') THEN ';' ELSE ',' END"
+    delim = f"CASE WHEN contains({text}, '=') THEN '=' ELSE ':' END"
+    items = f"list_filter(string_split({text}, {sep}), lambda x: trim(x) <> '')"
+    pairs = f"list_bool_and(list_transform({items}, lambda x: strpos(x, {delim}) > 1))"
+    entry = f"to_json(trim(split_part(x, {delim}, 1))) || ':' || to_json(trim(substr(x, strpos(x, {delim}) + 1)))"
+    parsed = f"'{{' || array_to_string(list_transform({items}, lambda x: {entry}), ',') || '}}'"
+    chain.replace({}, {"_tags_ok": "coalesce(json_valid(Tags), false)"})
+    chain.replace({"Tags": f"CASE WHEN _tags_ok THEN Tags WHEN coalesce({pairs}, false) THEN {parsed} END"},
+                  {"_tag_code": f"CASE WHEN _tags_ok THEN NULL WHEN coalesce({pairs}, false) THEN 'TagsFromText' ELSE 'InvalidTags' END"})
 
 
 def source_values_sql(columns: list[str]) -> str:
@@ -311,7 +331,7 @@ def finish(chain: Chain, extras: list[str] = (), check: Check | None = None,
     known (:class:`transforms.sqlchain.Query`)."""
     tracked = list(TRACKED) + list(backfill.TRACKED)
     chain.replace({}, {
-        "x_SourceChanges": "nullif(concat_ws(',', _codes, _price_codes), '')",
+        "x_SourceChanges": f"nullif(concat_ws(',', _codes, {'_tag_code, ' if '_tag_code' in chain.cols else ''}_price_codes), '')",
         "x_SourceValues": source_values_sql(tracked),
     })
     known = {n for n, _ in output_columns()}
@@ -354,6 +374,7 @@ def costs_sql(source: str, present: dict[str, str], lineage: Lineage, *, prices:
     _bug_fixes(chain)
     _names_and_resources(chain, lookups)
     _enumerations_tags_periods(chain)
+    _tags(chain)
     backfill.price_layer(chain, prices)
     return finish(chain, extras, check, closed_sets(lineage) if closed else None, {e: present[e] for e in extras})
 

@@ -129,7 +129,7 @@ class Projection:
 DOUBLE_PREFIX = "_dbl_"
 
 
-def project(schema: ExportSchema, source: dict[str, str], doubles: tuple[str, ...] = ()) -> Projection:
+def project(schema: ExportSchema, source: dict[str, str], doubles: tuple[str, ...] = (), *, null_texts: bool = False) -> Projection:
     """Build the typed SELECT list for a source with columns ``{name: duckdb type}``.
 
     Schema columns come first in schema order (absent ones as typed nulls, so every file of a dataset
@@ -139,7 +139,8 @@ def project(schema: ExportSchema, source: dict[str, str], doubles: tuple[str, ..
     agreements. ``doubles``: decimal targets that also get a ``_dbl_<target>`` DOUBLE copy parsed from the same
     text (parsing text is cheap; converting a DECIMAL(38,18) to DOUBLE later costs about 100 ns a value).
     Adds :data:`ROUNDED` when a text number column can hold more than 18 decimals. Raises
-    :class:`IncompatibleType` for a column of a type that cannot feed its schema column.
+    :class:`IncompatibleType` for a column of a type that cannot feed its schema column. ``null_texts``: text cells
+    ``''`` and ``NULL`` become nulls (Parquet text columns; the CSV reader already does it).
     """
     by_key: dict[str, str] = {}
     for name in source:
@@ -157,7 +158,7 @@ def project(schema: ExportSchema, source: dict[str, str], doubles: tuple[str, ..
             continue
         used.add(name)
         sources[col.name] = name
-        src = ident(name)
+        src = text_nulls(ident(name)) if null_texts and source[name] == "VARCHAR" else ident(name)
         select.append(f"{typed_value(col, src, source[name])} AS {out}")
         if source[name] == "VARCHAR" and col.type == "decimal":
             rounded.append(too_precise(src))
@@ -165,7 +166,7 @@ def project(schema: ExportSchema, source: dict[str, str], doubles: tuple[str, ..
                 select.append(f"{exact_double(src)} AS {ident(DOUBLE_PREFIX + col.target)}")
     targets = {header_key(c.target) for c in schema.columns}
     extra = [n for n in source if n not in used and header_key(n) not in targets]
-    select += [ident(n) for n in extra]
+    select += [f"{text_nulls(ident(n))} AS {ident(n)}" if null_texts and source[n] == "VARCHAR" else ident(n) for n in extra]
     if rounded:
         select.append(f"coalesce({' OR '.join(rounded)}, false) AS {ident(ROUNDED)}")
     return Projection(select, missing, extra, len(used), sources, required)

@@ -1,0 +1,43 @@
+"""Checks that refuse Costs which cannot be right, whatever their source (exports, custom data).
+
+- A mandatory money column (BilledCost, EffectiveCost) empty on every row while rows were written: the file's
+  header spelled it in a way no mapping knows, so committing would report zero cost (``SchemaMismatch``).
+- Rows charged far from the period the delivery says it covers (a manifest's startDate/endDate, a custom folder's
+  month): they would be filed under the wrong month (``PeriodMismatch``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import duckdb
+
+from hub import convert
+from hub.errors import HubError
+from hub.runs import RunRecord
+
+#: Mandatory FOCUS money columns that may never be empty on every row of a Costs delivery.
+MONEY = ("BilledCost", "EffectiveCost")
+#: How far from the delivery's period rows may be charged (late usage, inclusive ends).
+PERIOD_SLACK = timedelta(days=31)
+
+
+def month_end(start: datetime) -> datetime:
+    """The first instant of the month after ``start``'s month."""
+    first = start.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return (first + timedelta(days=32)).replace(day=1)
+
+
+def check_costs(con: duckdb.DuckDBPyConnection, rec: RunRecord, outputs: list[str], start: datetime, end: datetime) -> None:
+    """Raise when the written Costs files ``outputs`` cannot be committed (see the module docstring). ``rec`` holds
+    the run's validation (null counts per column) and rows written."""
+    rules = (rec.validation or {}).get("rules", {})
+    for column in MONEY:
+        if rec.rowsOut and rules.get(f"NotNull:{column}", 0) >= rec.rowsOut:
+            raise HubError(f"{column} is empty on every row (a column header spelled differently?)",
+                           file=rec.parts[0].blob if rec.parts else rec.manifest, code="SchemaMismatch")
+    first, last = con.execute(f"SELECT min(ChargePeriodStart), max(ChargePeriodStart) FROM {convert.parquet_source(outputs)}"
+                              ).fetchall()[0]
+    if first is not None and (first < start - PERIOD_SLACK or last >= end + PERIOD_SLACK):
+        raise HubError(f"rows are charged from {first:%Y-%m-%d} to {last:%Y-%m-%d}, far from the delivery's period "
+                       f"{start:%Y-%m-%d} to {end:%Y-%m-%d}", file=rec.manifest, code="PeriodMismatch")
