@@ -1,4 +1,5 @@
-"""Crash points for crash-safety tests: ``HUB_CRASH_AT=<point>`` kills the process there (like kill -9).
+"""Fault points for crash-safety tests: ``HUB_CRASH_AT=<point>`` kills the process there (like kill -9);
+``HUB_STOP_AT=<point>`` stops it there (SIGSTOP, every thread frozen, like a paused VM) until it gets SIGCONT.
 
 Points: ``after-part-<n>``, ``before-swap``, ``mid-swap``, ``before-commit``. Unset in normal use.
 """
@@ -6,8 +7,11 @@ Points: ``after-part-<n>``, ``before-swap``, ``mid-swap``, ``before-commit``. Un
 from __future__ import annotations
 
 import os
+import signal
 
 
 def checkpoint(point: str) -> None:
     if os.environ.get("HUB_CRASH_AT") == point:
         os._exit(137)
+    if os.environ.get("HUB_STOP_AT") == point:
+        os.kill(os.getpid(), signal.SIGSTOP)

@@ -85,3 +85,115 @@ def test_two_processes_ingest_each_export_exactly_once(hub_root: Path) -> None:
     records = runs.load_all(Store(str(hub_root)))
     assert len(records) == 6 and all(r.state == "committed" and r.attempts == 1 for r in records)
     assert len(parquet_in(hub_root)) == 6
+
+
+def test_retention_never_deletes_custom_data_lake_files(hub_root: Path) -> None:
+    """Defect C1 (critical): with msexports.days 0, retention treated a committed custom-data folder as an export
+    and deleted its Parquet files."""
+    import duckdb
+
+    folder = hub_root / "ingestion/Costs/2024/05/aws/123456789012"
+    folder.mkdir(parents=True)
+    duckdb.sql(f"COPY (SELECT 'AWS' AS ProviderName, 1.5::DECIMAL(38,18) AS BilledCost, 1.5::DECIMAL(38,18) AS EffectiveCost, "
+               f"'USD' AS BillingCurrency, TIMESTAMPTZ '2024-05-03' AS ChargePeriodStart, 'Usage' AS ChargeCategory) "
+               f"TO '{folder / 'c1__part0.parquet'}' (FORMAT parquet)")
+    (folder / "manifest.json").write_text("{}")
+    store = Store(str(hub_root))
+    assert ingest(store).ok
+    (hub_root / "config/settings.json").write_text('{"retention": {"msexports": {"days": 0}, "ingestion": {"months": 0}}}')
+    assert apply(store, load_settings(store), now=NOW).deletions == []
+    assert sorted(p.name for p in folder.iterdir()) == ["c1__part0.parquet", "manifest.json"]
+    assert ingest(store).records == []  # still committed, not quarantined
+
+
+def test_retention_keeps_a_redelivered_export_not_ingested_yet(hub_root: Path) -> None:
+    """Defect C5: retention deleted a re-delivered export at a committed export's path (new manifestSha256)."""
+    manifest = write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 2)}, rows=2)
+    store = Store(str(hub_root))
+    assert ingest(store).ok
+    write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 3)}, rows=3)  # same path, new content
+    (hub_root / "config/settings.json").write_text('{"retention": {"msexports": {"days": 0}, "ingestion": {"months": 0}}}')
+    assert apply(store, load_settings(store), now=NOW).deletions == []
+    assert (hub_root / manifest).exists() and (hub_root / manifest.replace("manifest.json", "part_0_0001.csv")).exists()
+    (rec,) = ingest(store).records  # then ingested, and its own source goes
+    assert rec.state == "committed" and rec.rowsOut == 3 and not (hub_root / manifest).exists()
+
+
+def test_settings_strict_integers_with_sane_bounds(hub_root: Path) -> None:
+    """Defect C13: days 10000000000 passed validation then crashed retention; months: true was read as 1."""
+    import pytest
+
+    from hub.errors import UsageError
+
+    store = Store(str(hub_root))
+    for bad, field in (('{"retention": {"msexports": {"days": 10000000000}}}', "retention.msexports.days"),
+                       ('{"retention": {"ingestion": {"months": true}}}', "retention.ingestion.months"),
+                       ('{"retention": {"msexports": {"days": "7"}}}', "retention.msexports.days"),
+                       ('{"retention": {"msexports": {"days": -1}}}', "retention.msexports.days")):
+        (hub_root / "config/settings.json").write_text(bad)
+        with pytest.raises(UsageError, match=field.replace(".", r"\.")):
+            load_settings(store)
+    result = CliRunner().invoke(app, ["retention", str(hub_root)])
+    assert result.exit_code == 2 and "retention.msexports.days" in result.output
+    (hub_root / "config/settings.json").write_text('{"retention": {"msexports": {"days": 36500}, "ingestion": {"months": 1200}}}')
+    assert load_settings(store).retention.ingestion.months == 1200
+
+
+def test_lease_files_do_not_pile_up(hub_root: Path) -> None:
+    """Defect C14: one lease file per cycle (about 1,440 a day) was never removed."""
+    store = Store(str(hub_root))
+    for _ in range(5):
+        ingest(store)
+    assert len(list((hub_root / "config/leases").iterdir())) == 1
+
+
+def test_foreign_file_in_runs_is_skipped_and_reported(hub_root: Path) -> None:
+    """Defect C19: one foreign {} file in config/runs/ made status, ingest, retention and watch crash."""
+    import threading
+
+    from pipelines.watch import watch
+
+    (hub_root / "config/settings.json").write_text('{"retention": {"msexports": {"days": 7}, "ingestion": {"months": 0}}}')
+    (hub_root / "config/runs/foreign.json").write_text("{}")
+    (hub_root / "config/runs/garbage.json").write_bytes(b"\x00\xff not json")
+    write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 2)}, rows=2)
+    store = Store(str(hub_root))
+    result = ingest(store)
+    assert result.ok and len(result.records) == 1
+    assert sorted(p.split(":")[0] for p in result.unreadable) == ["config/runs/foreign.json", "config/runs/garbage.json"]
+    status = CliRunner().invoke(app, ["status", str(hub_root)])
+    assert status.exit_code == 0 and "committed" in status.output and "skipped config/runs/foreign.json" in status.output
+    assert apply(store, load_settings(store)).deletions == []
+    lines: list[dict] = []
+    watch(store, stop=threading.Event(), log=lines.append, interval=0.1, cycles=1)
+    assert [line["event"] for line in lines] == ["start", "skipped", "skipped", "stop"]
+
+
+def test_stale_lease_holder_stops_instead_of_overwriting(hub_root: Path) -> None:
+    """Defect C8: a process stalled past HUB_LEASE_TTL resumed and overwrote another process's committed records."""
+    import os
+    import signal
+
+    write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 40)}, rows=40)
+    env = {**os.environ, "HUB_STOP_AT": "before-swap", "HUB_LEASE_TTL": "2"}
+    stalled = subprocess.Popen([sys.executable, "-m", "hub.cli", "ingest", str(hub_root)], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while open(f"/proc/{stalled.pid}/stat").read().split(")")[1].split()[0] != "T":  # stopped at before-swap
+            assert stalled.poll() is None and time.monotonic() < deadline, stalled.stderr.read().decode()
+            time.sleep(0.1)
+        time.sleep(2.5)  # its lease expires: nothing renews it while every thread is stopped
+        store = Store(str(hub_root))
+        taken = ingest(store, lease_ttl=60)  # takes over: rolls the complete staged run forward
+        assert taken.ok and [r.state for r in taken.recovered] == ["committed"]
+        before = {p.name: p.read_bytes() for p in (hub_root / "config/runs").iterdir()}
+        os.kill(stalled.pid, signal.SIGCONT)
+        out, err = stalled.communicate(timeout=120)
+    finally:
+        if stalled.poll() is None:
+            stalled.kill()
+    assert stalled.returncode == 1 and b"taken over by another process" in err, err.decode()
+    assert {p.name: p.read_bytes() for p in (hub_root / "config/runs").iterdir()} == before  # nothing overwritten
+    assert len(parquet_in(hub_root)) == 1 and runs.load_all(store)[0].rowsOut == 40
+    assert not list((hub_root / "config/staging").iterdir())

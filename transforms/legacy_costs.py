@@ -22,6 +22,8 @@ from transforms.typing import ROUNDED, ident
 ACTUAL, AMORTIZED = "actualcost", "amortizedcost"
 #: Marker column: BilledCost of this row is 0 (usage paid for by a commitment purchase billed elsewhere).
 ZERO_BILLED = "_zero_billed"
+#: Mapped fields without a FOCUS or x_ column of their own: kept as they are (the Costs normalization adds x_).
+PASSED = ("CostInPricingCurrency", "PaygCostInBillingCurrency", "PreviousInvoiceId", "ResourceLocationNormalized", "Provider")
 #: Marker column: an actual-cost row that an amortized export of the month would replace (EffectiveCost = cost).
 ACTUAL_ONLY = "_actual_only"
 
@@ -176,6 +178,23 @@ def legacy_sql(source: str, present: set[str], export_type: str, *, filter_rows:
         "x_SkuRegion": c("MeterRegion"),
         "x_SkuServiceFamily": c("ServiceFamily"),
         "x_SkuTerm": c("Term"),
+        # fields of MCA / MPA / newer EA files (typed nulls in files without them)
+        "x_AccountId": c("AccountId"),
+        "x_BilledCostInUsd": c("CostInUsd"),
+        "x_EffectiveCostInUsd": c("CostInUsd"),
+        "x_ListCostInUsd": c("PaygCostInUsd"),
+        "x_BillingExchangeRateDate": c("ExchangeRateDate"),
+        "x_CustomerId": c("CustomerTenantId"),
+        "x_CustomerName": c("CustomerName"),
+        "x_InvoiceIssuerId": c("PartnerTenantId"),
+        "x_PartnerCreditApplied": c("PartnerEarnedCreditApplied"),
+        "x_PartnerCreditRate": c("PartnerEarnedCreditRate"),
+        "x_PublisherId": c("PublisherId"),
+        "x_ResellerId": c("ResellerMpnId"),
+        "x_ResellerName": c("ResellerName"),
+        "x_ServicePeriodStart": c("ServicePeriodStartDate"),
+        "x_ServicePeriodEnd": c("ServicePeriodEndDate"),
+        **{name: c(name) for name in PASSED if name.lower() in {p.lower() for p in present}},
     }
     if ROUNDED in present:
         select[ROUNDED] = f"t.{ident(ROUNDED)}"

@@ -1,0 +1,190 @@
+"""What a manifest delivers and when: newest delivery wins whatever the arrival order, blobs stay inside their own
+delivery folder, are listed once and never lead out of the hub root, and a bad delivery never stops the others."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from conftest import parquet_in, schema_csv, write_export
+
+from hub import runs
+from hub.store import Store
+from pipelines.msexports_etl import ingest
+
+DEST = "ingestion/Costs/2024/05/subscriptions/00000000-0000-0000-0000-000000000001"
+
+
+def _run(run_id: str, submitted: str | None, start: str = "2024-05-01") -> dict:
+    info = {"runId": run_id, "startDate": start}
+    if submitted is not None:
+        info["submittedTime"] = submitted
+    return {"runInfo": info}
+
+
+def _by_run(root: Path) -> dict[str, runs.RunRecord]:
+    return {r.runId: r for r in runs.load_all(Store(str(root)))}
+
+
+def test_late_older_export_is_superseded_not_swapped_in(hub_root: Path) -> None:
+    """Defect C2: an export of the month with an earlier submittedTime that arrives after a newer one committed
+    used to become the visible run."""
+    (hub_root / "config/settings.json").write_text('{"retention": {"msexports": {"days": 0}}}')  # the newer source goes
+    write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 2)}, rows=2, run_id="new", folder="e1/new",
+                 manifest_extra=_run("new", "2024-06-02T00:00:00Z"))
+    assert ingest(Store(str(hub_root))).ok
+    old = write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 5)}, rows=5, run_id="old", folder="e1/old",
+                       manifest_extra=_run("old", "2024-06-01T00:00:00Z"))
+    result = ingest(Store(str(hub_root)))
+    assert result.ok  # superseded is a normal outcome, exit code 0
+    records = _by_run(hub_root)
+    assert records["old"].state == "superseded" and records["old"].supersededBy == records["new"].key
+    assert records["new"].state == "committed"
+    assert parquet_in(hub_root) == [f"{DEST}/new__part_0_0001.parquet"]  # the newer run stays visible
+    assert not (hub_root / old).exists() and records["old"].sourceDeleted  # final: its source goes like a committed one's
+    assert ingest(Store(str(hub_root))).records == []  # and it is not processed again
+
+
+def test_newest_wins_in_one_run_and_older_committed_become_superseded(hub_root: Path) -> None:
+    write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 1)}, rows=1, run_id="b", folder="e1/b",
+                 manifest_extra=_run("b", "2024-06-03T00:00:00Z"))
+    write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 3)}, rows=3, run_id="a", folder="e1/a",
+                 manifest_extra=_run("a", "2024-06-02T00:00:00Z"))
+    assert ingest(Store(str(hub_root))).ok  # processed oldest first: a commits, then b replaces it
+    records = _by_run(hub_root)
+    assert (records["a"].state, records["a"].supersededBy, records["b"].state) == ("superseded", records["b"].key, "committed")
+    assert parquet_in(hub_root) == [f"{DEST}/b__part_0_0001.parquet"]
+
+
+def test_submitted_time_compared_as_instants(hub_root: Path) -> None:
+    """Defect C6: submittedTime was compared as text, so other UTC offsets picked the wrong winner."""
+    # 10:00+02:00 is 08:00Z: earlier than 09:00Z although its text sorts after it
+    write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 1)}, rows=1, run_id="z", folder="e1/z",
+                 manifest_extra=_run("z", "2024-06-02T09:00:00Z"))
+    write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 2)}, rows=2, run_id="y", folder="e1/y",
+                 manifest_extra=_run("y", "2024-06-02T10:00:00+02:00"))
+    assert ingest(Store(str(hub_root))).ok
+    records = _by_run(hub_root)
+    assert records["z"].state == "committed" and records["y"].state == "superseded"
+    assert parquet_in(hub_root) == [f"{DEST}/z__part_0_0001.parquet"]
+    assert records["y"].deliveredAt.isoformat() == "2024-06-02T08:00:00+00:00"
+
+
+def test_missing_submitted_time_uses_when_the_manifest_was_written(hub_root: Path) -> None:
+    """Defect C6: a delivery without submittedTime is dated by its manifest's modification time, an instant."""
+    first = write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 1)}, rows=1, run_id="first", folder="e1/1")
+    second = write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 2)}, rows=2, run_id="second", folder="e1/2")
+    now = time.time()
+    os.utime(hub_root / first, (now - 3600, now - 3600))  # written an hour before the second
+    assert ingest(Store(str(hub_root))).ok
+    assert _by_run(hub_root)["first"].state == "superseded"
+    assert parquet_in(hub_root) == [f"{DEST}/second__part_0_0001.parquet"]
+    # re-delivering the first one later (new content, written now) makes it the newest
+    (hub_root / first).write_text((hub_root / first).read_text().replace('"e1"', '"e1 again"'))
+    assert ingest(Store(str(hub_root))).ok
+    assert parquet_in(hub_root) == [f"{DEST}/first__part_0_0001.parquet"]
+    assert _by_run(hub_root)["second"].state == "superseded" and (hub_root / second).exists()  # days = 7: kept
+
+
+def test_long_run_id_does_not_stop_the_hub(hub_root: Path) -> None:
+    """Defect C4: a runId of ~240+ characters made a record file name over the file system's limit; every later
+    ingest crashed there."""
+    long_id = "r" * 300
+    write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 2)}, rows=2, run_id=long_id, folder="e1/long")
+    write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 3)}, rows=3, run_id="other", folder="e2/o",
+                 resource_id="/subscriptions/00000000-0000-0000-0000-000000000002")
+    result = ingest(Store(str(hub_root)))
+    assert result.ok, [r.error for r in result.all]
+    assert {r.runId: r.rowsOut for r in runs.load_all(Store(str(hub_root)))} == {long_id: 2, "other": 3}
+    names = [p.name for p in (hub_root / "config/runs").iterdir()] + [Path(p).name for p in parquet_in(hub_root)]
+    assert max(len(n.encode()) for n in names) <= 255
+    assert ingest(Store(str(hub_root))).records == []  # and the next run is not stopped either
+
+
+def test_one_failing_export_never_stops_the_others(hub_root: Path, monkeypatch) -> None:  # noqa: ANN001
+    """Defect C4: an error escaping one export (here: its record cannot be written) must not stop the others."""
+    write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 2)}, rows=2, run_id="bad", folder="e1/bad")
+    write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 3)}, rows=3, run_id="good", folder="e2/good",
+                 resource_id="/subscriptions/00000000-0000-0000-0000-000000000002")
+    real = runs.save
+
+    def flaky(store: Store, rec: runs.RunRecord) -> None:
+        if rec.runId == "bad":
+            raise OSError(36, "File name too long")
+        real(store, rec)
+
+    monkeypatch.setattr(runs, "save", flaky)
+    result = ingest(Store(str(hub_root)))
+    states = {r.runId or "bad": r.state for r in result.records}
+    assert states == {"bad": "quarantined", "good": "committed"}
+
+
+def test_blob_listed_twice_is_refused(hub_root: Path) -> None:
+    """Defect C9: a blob listed twice made the record claim double rows and totals with reconciled: true."""
+    folder = "e1/twice"
+    blob = {"blobName": f"{folder}/part_0_0001.csv"}
+    write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 2)}, rows=4, run_id="twice", folder=folder,
+                 manifest_extra={"blobCount": 2, "blobs": [blob, blob]})
+    (rec,) = ingest(Store(str(hub_root))).records
+    assert rec.state == "quarantined" and rec.error.code == "ManifestInvalid" and "listed twice" in rec.error.message
+    assert parquet_in(hub_root) == []
+
+
+def test_manifest_listing_another_exports_blob_is_refused(hub_root: Path) -> None:
+    """Defect C24: a manifest could list another export's blob and, with days: 0, delete it on commit."""
+    (hub_root / "config/settings.json").write_text('{"retention": {"msexports": {"days": 0}}}')
+    victim = write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 2)}, rows=2, run_id="victim",
+                          folder="e2/victim")
+    victim_part = victim.replace("manifest.json", "part_0_0001.csv")
+    (hub_root / victim).unlink()  # the victim's manifest is not there yet (still uploading)
+    write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 1)}, rows=2, run_id="thief", folder="e1/thief",
+                 manifest_extra={"blobs": [{"blobName": victim_part.removeprefix("msexports/")}]})
+    (rec,) = ingest(Store(str(hub_root))).records
+    assert rec.state == "quarantined" and rec.error.code == "ManifestInvalid" and "outside the manifest's folder" in rec.error.message
+    assert (hub_root / victim_part).exists()
+
+
+def test_symlinked_part_leaving_the_root_is_refused_and_never_echoed(hub_root: Path, tmp_path: Path) -> None:
+    """Defect C10: a symlinked part was followed outside the hub root and its first line echoed in errors."""
+    secret = tmp_path / "outside.csv"
+    secret.write_text("TOP-SECRET-LINE,x\n1,2\n")
+    manifest = write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 1)}, rows=1, byte_counts=False)
+    part = hub_root / manifest.replace("manifest.json", "part_0_0001.csv")
+    part.unlink()
+    part.symlink_to(secret)
+    (rec,) = ingest(Store(str(hub_root))).records
+    assert rec.state == "quarantined" and rec.error.code == "PathEscapesStore"
+    assert "TOP-SECRET" not in json.dumps(rec.model_dump(mode="json"))
+    assert secret.exists()
+
+
+def test_schema_mismatch_message_does_not_echo_the_header(hub_root: Path) -> None:
+    """Defect C10: the first line of a file (its header) was echoed in SchemaMismatch messages."""
+    write_export(hub_root, {"part_0_0001.csv": "TOP-SECRET-COLUMN,other\n1,2\n"}, rows=1)
+    (rec,) = ingest(Store(str(hub_root))).records
+    assert rec.error.code == "SchemaMismatch" and "TOP-SECRET" not in rec.error.message
+
+
+def test_start_date_far_from_the_rows_is_refused(hub_root: Path) -> None:
+    """Defect C11: a startDate of 2099 filed May 2024 rows under 2099/01."""
+    write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 2)}, rows=2, start_date="2099-01-01")
+    (rec,) = ingest(Store(str(hub_root))).records
+    assert rec.state == "quarantined" and rec.error.code == "PeriodMismatch"
+    assert "2024-05-02" in rec.error.message and "2099-01-01" in rec.error.message
+    assert parquet_in(hub_root) == []
+
+
+def test_rows_near_the_period_are_accepted(hub_root: Path) -> None:
+    """Late usage of the previous month (within 31 days of the period) is not a mismatch."""
+    rows = schema_csv("focuscost_1.0", 2).replace("2024-05-02", "2024-04-20")
+    write_export(hub_root, {"part_0_0001.csv": rows}, rows=2)
+    assert ingest(Store(str(hub_root))).ok
+
+
+def test_data_row_count_zero_with_rows_is_a_row_count_mismatch(hub_root: Path) -> None:
+    """Defect C15: dataRowCount 0 with a non-empty part committed 0 rows without reading it."""
+    write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 3)}, rows=0)
+    (rec,) = ingest(Store(str(hub_root))).records
+    assert rec.state == "quarantined" and rec.error.code == "RowCountMismatch" and "read 3 rows" in rec.error.message

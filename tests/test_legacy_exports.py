@@ -1,0 +1,190 @@
+"""Legacy ActualCost / AmortizedCost exports as real enrollments deliver them: every spelling of Microsoft's cost
+details fields (older EA layouts, MCA camelCase), and actual-only, amortized-only or both in either order without
+counting anything twice. Expected values are computed by hand in the comments."""
+
+from __future__ import annotations
+
+import csv
+import io
+from decimal import Decimal as D
+from pathlib import Path
+
+import pytest
+from conftest import DATA, lake_rows, write_export
+
+from hub import runs
+from hub.store import Store
+from pipelines.msexports_etl import ingest
+
+#: An older EA layout (cost details version 2021-01-01 column order): CostInBillingCurrency, BillingCurrencyCode,
+#: ProductName, InvoiceSectionName instead of Cost, BillingCurrency, Product, InvoiceSection.
+EA_OLD = ("InvoiceSectionName,AccountName,AccountOwnerId,SubscriptionId,SubscriptionName,ResourceGroup,ResourceLocation,Date,"
+          "ProductName,MeterCategory,MeterSubCategory,MeterId,MeterName,MeterRegion,UnitOfMeasure,Quantity,EffectivePrice,"
+          "CostInBillingCurrency,CostCenter,ConsumedService,ResourceId,Tags,OfferId,AdditionalInfo,ServiceInfo1,ServiceInfo2,"
+          "ResourceName,ReservationId,ReservationName,UnitPrice,ProductOrderId,ProductOrderName,Term,PublisherType,"
+          "PublisherName,ChargeType,Frequency,PricingModel,AvailabilityZone,BillingAccountId,BillingAccountName,"
+          "BillingCurrencyCode,BillingPeriodStartDate,BillingPeriodEndDate,BillingProfileId,BillingProfileName,"
+          "InvoiceSectionId,IsAzureCreditEligible,PartNumber,PayGPrice,PlanName,ServiceFamily,CostAllocationRuleName").split(",")
+#: An MCA export in camelCase (cost details 2021-10-01).
+MCA = ("invoiceId,previousInvoiceId,billingAccountId,billingAccountName,billingProfileId,billingProfileName,invoiceSectionId,"
+       "invoiceSectionName,resellerName,resellerMpnId,costCenter,billingPeriodEndDate,billingPeriodStartDate,"
+       "servicePeriodEndDate,servicePeriodStartDate,date,serviceFamily,productOrderId,productOrderName,consumedService,meterId,"
+       "meterName,meterCategory,meterSubCategory,meterRegion,ProductId,ProductName,SubscriptionId,subscriptionName,"
+       "publisherType,publisherId,publisherName,resourceGroupName,ResourceId,resourceLocation,location,effectivePrice,quantity,"
+       "unitOfMeasure,chargeType,billingCurrency,pricingCurrency,costInBillingCurrency,costInPricingCurrency,costInUsd,"
+       "paygCostInBillingCurrency,paygCostInUsd,exchangeRatePricingToBilling,exchangeRateDate,isAzureCreditEligible,"
+       "serviceInfo1,serviceInfo2,additionalInfo,tags,PayGPrice,frequency,term,reservationId,reservationName,pricingModel,"
+       "unitPrice,costAllocationRuleName,benefitId,benefitName,provider").split(",")
+SUB = "9ec51cfd-5ca7-4d76-8101-dd0a4abc5674"
+RES = "/subscriptions/" + SUB + "/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm1"
+RI = "49ed0e4d-8e0c-4f1f-af2c-67c865056615"
+EA_BASE = {"InvoiceSectionName": "ACM", "AccountName": "ACM Team", "SubscriptionId": SUB, "SubscriptionName": "Corp",
+           "ResourceGroup": "rg", "ResourceLocation": "EastUS", "Date": "9/3/2023", "ProductName": "Virtual Machines D2 v2",
+           "MeterCategory": "Virtual Machines", "MeterId": "m1", "MeterName": "D2 v2", "UnitOfMeasure": "1 Hour",
+           "Quantity": "2", "EffectivePrice": "0.5", "ResourceId": RES, "Tags": '"env": "prod"', "OfferId": "MS-AZR-0017P",
+           "UnitPrice": "0.5", "PublisherType": "Azure", "ChargeType": "Usage", "Frequency": "UsageBased",
+           "PricingModel": "OnDemand", "BillingAccountId": "8611537", "BillingAccountName": "Trey", "BillingCurrencyCode": "USD",
+           "BillingPeriodStartDate": "9/1/2023", "BillingPeriodEndDate": "9/30/2023", "BillingProfileId": "8611537",
+           "IsAzureCreditEligible": "True", "PayGPrice": "0.6", "ConsumedService": "Microsoft.Compute"}
+COVERED = {"ReservationId": RI, "ReservationName": "ri", "ProductOrderId": RI, "PricingModel": "Reservation"}
+#: Actual cost: usage 1, usage 5.64902E-05 (E-notation), a reservation purchase 100, usage covered by it (actual cost 0).
+ACTUAL = [
+    {**EA_BASE, "CostInBillingCurrency": "1"},
+    {**EA_BASE, "CostInBillingCurrency": "5.64902E-05", "Quantity": "1.12980E-04", "Date": "9/13/2023"},
+    {**EA_BASE, **COVERED, "ChargeType": "Purchase", "Frequency": "OneTime", "CostInBillingCurrency": "100", "Quantity": "1",
+     "EffectivePrice": "100", "UnitPrice": "100", "ResourceId": "", "Date": "9/1/2023"},
+    {**EA_BASE, **COVERED, "CostInBillingCurrency": "0", "EffectivePrice": "0"},
+]
+#: Amortized cost of the same month: the same two usage rows, the covered usage at its amortized cost 3.25, the
+#: reservation's unused hours 0.75; no purchase row.
+AMORTIZED = [
+    {**EA_BASE, "CostInBillingCurrency": "1"},
+    {**EA_BASE, "CostInBillingCurrency": "5.64902E-05", "Quantity": "1.12980E-04", "Date": "9/13/2023"},
+    {**EA_BASE, **COVERED, "CostInBillingCurrency": "3.25", "EffectivePrice": "1.625"},
+    {**EA_BASE, **COVERED, "ChargeType": "UnusedReservation", "CostInBillingCurrency": "0.75", "EffectivePrice": "1.625",
+     "Quantity": "0.4615384615", "ResourceId": ""},
+]
+ACTUAL_TOTAL = D("101.0000564902")  # 1 + 0.0000564902 + 100 + 0
+AMORTIZED_TOTAL = D("5.0000564902")  # 1 + 0.0000564902 + 3.25 + 0.75
+
+
+def _csv(header: list[str], rows: list[dict]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\r\n")
+    writer.writerow(header)
+    writer.writerows([[row.get(h, "") for h in header] for row in rows])
+    return "\ufeff" + buf.getvalue()
+
+
+def _deliver(root: Path, kind: str, rows: list[dict], header: list[str] = EA_OLD, run: str | None = None) -> str:
+    run = run or kind.lower()
+    return write_export(root, {"part_0_0001.csv": _csv(header, rows)}, export_type=kind, data_version="2021-10-01",
+                        run_id=run, rows=len(rows), folder=f"{kind}/202309/{run}", start_date="2023-09-01")
+
+
+def _totals(root: Path) -> tuple[int, D, D]:
+    rows = lake_rows(root)
+    return len(rows), sum(r["BilledCost"] for r in rows), sum(r["EffectiveCost"] for r in rows)
+
+
+def test_older_ea_layout_with_aliases_e_notation_and_us_dates(hub_root: Path) -> None:
+    """Defect B1: CostInBillingCurrency & co. crashed with a Binder Error (InternalError)."""
+    _deliver(hub_root, "AmortizedCost", AMORTIZED)
+    (rec,) = ingest(Store(str(hub_root))).records
+    assert rec.state == "committed", rec.error
+    assert rec.totalsIn == {"USD": {"BilledCost": "5.000056490200000000", "EffectiveCost": "5.000056490200000000"}}
+    rows = sorted(lake_rows(hub_root), key=lambda r: r["EffectiveCost"])
+    assert [r["EffectiveCost"] for r in rows] == [D("0.0000564902"), D("0.75"), D(1), D("3.25")]
+    assert rows[0]["ChargePeriodStart"].isoformat() == "2023-09-13T00:00:00+00:00"  # M/D/YYYY
+    assert rows[0]["PricingQuantity"] == D("0.00011298")  # E-notation quantity
+    usage = rows[2]
+    assert (usage["BillingCurrency"], usage["ChargeDescription"], usage["x_InvoiceSectionName"]) == ("USD", "Virtual Machines D2 v2", "ACM")
+    assert usage["SubAccountId"] == f"/subscriptions/{SUB}" and usage["Tags"] == '{"env": "prod"}'
+    assert rec.missingColumns and "Cost" not in rec.missingColumns and "BillingCurrency" not in rec.missingColumns
+
+
+def test_headers_match_without_case_or_surrounding_spaces(hub_root: Path) -> None:
+    header = [f" {h.upper()} " if h in ("CostInBillingCurrency", "BillingCurrencyCode") else h.lower() for h in EA_OLD]
+    rows = [{h2: row.get(h) for h, h2 in zip(EA_OLD, header, strict=True)} for row in AMORTIZED]
+    _deliver(hub_root, "AmortizedCost", rows, header)
+    (rec,) = ingest(Store(str(hub_root))).records
+    assert rec.state == "committed", rec.error
+    assert _totals(hub_root) == (4, D("1.0000564902"), AMORTIZED_TOTAL)
+
+
+def test_mca_camel_case_export_prices_in_billing_currency(hub_root: Path) -> None:
+    """MCA files spell the fields in camelCase and price in the pricing currency (USD here, billed in EUR at 0.9)."""
+    row = {"billingAccountId": "acc", "billingProfileId": "XXXX-XXXX-XXX-PGB", "billingProfileName": "Profile",
+           "invoiceSectionId": "is1", "invoiceSectionName": "Section", "date": "09/05/2023", "meterId": "m1",
+           "meterCategory": "Virtual Machines", "ProductName": "VM D2", "SubscriptionId": SUB, "ResourceId": RES,
+           "resourceLocation": "westeurope", "effectivePrice": "2", "quantity": "3", "unitOfMeasure": "1 Hour",
+           "chargeType": "Usage", "billingCurrency": "EUR", "pricingCurrency": "USD", "costInBillingCurrency": "5.4",
+           "costInUsd": "6", "exchangeRatePricingToBilling": "0.9", "unitPrice": "2", "PayGPrice": "2.5",
+           "pricingModel": "On Demand", "frequency": "UsageBased", "tags": '{"team": "web"}', "provider": "Azure",
+           "billingPeriodStartDate": "09/01/2023", "billingPeriodEndDate": "09/30/2023", "resellerName": "Contoso"}
+    _deliver(hub_root, "ActualCost", [row], MCA)
+    (rec,) = ingest(Store(str(hub_root))).records
+    assert rec.state == "committed", rec.error
+    (out,) = lake_rows(hub_root)
+    assert (out["BilledCost"], out["EffectiveCost"], out["BillingCurrency"]) == (D("5.4"), D("5.4"), "EUR")
+    assert (out["x_EffectiveUnitPrice"], out["ContractedUnitPrice"], out["ContractedCost"]) == (D("1.8"), D("1.8"), D("5.4"))
+    assert (out["ListUnitPrice"], out["ListCost"]) == (D("2.25"), D("6.75"))  # 2.5 USD x 0.9
+    assert out["BillingAccountId"] == "/providers/microsoft.billing/billingaccounts/acc/billingprofiles/xxxx-xxxx-xxx-pgb"
+    assert (out["x_BillingAccountAgreement"], out["PricingCategory"], out["x_BilledCostInUsd"]) == ("MCA", "Standard", D(6))
+    assert (out["x_ResellerName"], out["x_Provider"], out["x_InvoiceSectionName"]) == ("Contoso", "Azure", "Section")
+
+
+def test_missing_cost_column_is_schema_mismatch_naming_it(hub_root: Path) -> None:
+    header = [h for h in EA_OLD if h != "CostInBillingCurrency"]
+    _deliver(hub_root, "ActualCost", ACTUAL, header)
+    (rec,) = ingest(Store(str(hub_root))).records
+    assert rec.state == "quarantined" and rec.error.code == "SchemaMismatch"
+    assert "Cost" in rec.error.message and "CostInBillingCurrency" in rec.error.message
+
+
+def test_actual_only_gets_every_row_flagged(hub_root: Path) -> None:
+    """Defect B2: an ActualCost export alone lost every usage row."""
+    _deliver(hub_root, "ActualCost", ACTUAL)
+    (rec,) = ingest(Store(str(hub_root))).records
+    assert rec.state == "committed" and (rec.rowsIn, rec.rowsFiltered, rec.rowsOut) == (4, 0, 4)
+    assert _totals(hub_root) == (4, ACTUAL_TOTAL, D("1.0000564902"))  # the purchase's EffectiveCost is 0 (FOCUS)
+    flagged = [r for r in lake_rows(hub_root) if "EffectiveCostFromActualCost" in (r["x_SourceChanges"] or "")]
+    assert len(flagged) == 3 and all(r["ChargeCategory"] == "Usage" for r in flagged)
+
+
+def test_amortized_only(hub_root: Path) -> None:
+    _deliver(hub_root, "AmortizedCost", AMORTIZED)
+    assert ingest(Store(str(hub_root))).ok
+    assert _totals(hub_root) == (4, D("1.0000564902"), AMORTIZED_TOTAL)  # covered usage is not billed again
+
+
+@pytest.mark.parametrize("order", [("ActualCost", "AmortizedCost"), ("AmortizedCost", "ActualCost")])
+def test_actual_and_amortized_in_either_order_count_nothing_twice(hub_root: Path, order: tuple[str, str]) -> None:
+    data = {"ActualCost": ACTUAL, "AmortizedCost": AMORTIZED}
+    for kind in order:
+        _deliver(hub_root, kind, data[kind])
+        assert ingest(Store(str(hub_root))).ok
+    # BilledCost totals the actual export's cost, EffectiveCost the amortized export's: 4 amortized rows + the purchase
+    assert _totals(hub_root) == (5, ACTUAL_TOTAL, AMORTIZED_TOTAL)
+    assert not [r for r in lake_rows(hub_root) if "EffectiveCostFromActualCost" in (r["x_SourceChanges"] or "")]
+    records = {r.exportType: r for r in runs.load_all(Store(str(hub_root)))}
+    if order[0] == "ActualCost":  # the amortized export took the usage rows out of the actual folder first
+        assert (records["Pairing"].rowsIn, records["Pairing"].rowsOut, records["Pairing"].state) == (4, 1, "committed")
+    else:
+        assert (records["ActualCost"].rowsIn, records["ActualCost"].rowsFiltered, records["ActualCost"].rowsOut) == (4, 3, 1)
+    # a re-delivered amortized export changes nothing more
+    _deliver(hub_root, "AmortizedCost", AMORTIZED, run="amortized2")
+    assert ingest(Store(str(hub_root))).ok and _totals(hub_root) == (5, ACTUAL_TOTAL, AMORTIZED_TOTAL)
+
+
+def test_real_ea_samples_actual_alone_and_with_amortized(hub_root: Path) -> None:
+    for kind, name in (("ActualCost", "EA_ActualCost_Small.csv"), ("AmortizedCost", "EA_AmortizedCost_Small.csv")):
+        write_export(hub_root, {"part_0_0001.csv": (DATA / "azure" / name).read_bytes()}, export_type=kind,
+                     data_version="2021-10-01", run_id=kind, folder=f"{kind}/x", start_date="2023-09-01")
+        result = ingest(Store(str(hub_root)))
+        assert result.ok, [r.error for r in result.all]
+        if kind == "ActualCost":
+            assert _totals(hub_root)[0] == 11  # every row of the actual export alone
+    rows, _, _ = _totals(hub_root)
+    purchases = [r for r in lake_rows(hub_root) if r["ChargeCategory"] == "Purchase" and r["CommitmentDiscountId"]]
+    assert rows == 28 + len(purchases)
