@@ -201,3 +201,12 @@ def test_tags_that_are_not_json_read_as_untagged(lake: str, tmp_path: Path) -> N
     body = {"time_condition": {"time_measure_id": 2, "begin_time": "2024-05", "end_time": "2024-05"}, "groupby": [{"type": "tag", "key": "env"}]}
     result = query_costs(catalog.connect(str(root)), CostQuery.model_validate(body))
     assert [r.dimensions[0].value for r in result.cost_data] == ["(untagged)"]
+
+
+def test_root_path_that_looks_like_a_month_folder(tmp_path: Path) -> None:
+    """Defect C20: a hub root whose path contains /Costs/<yyyy>/<mm>/ corrupted x_Month (matched on the absolute path)."""
+    root = str(tmp_path / "ingestion" / "Costs" / "2023" / "01" / "hub")
+    run_demo(root, rows=200)
+    con = catalog.connect(root)
+    assert con.execute("SELECT DISTINCT x_Month FROM Costs").fetchall() == [("2024-05",)]
+    assert con.execute("SELECT DISTINCT x_Month FROM Prices_v1_0").fetchall() == [("2024-05",)]

@@ -73,3 +73,61 @@ def test_demo_builds_a_valid_lake(tmp_path: Path) -> None:
     assert report.rows == 3000 and report.ok, report.summary()
     assert runner.invoke(app, ["demo", str(root), "--rows", "3000"]).exit_code == 0  # running it again is harmless
     assert validate(str(root)).rows == 3000
+
+
+def test_control_characters_are_escaped_in_tables_and_logs(hub_root: Path) -> None:
+    """Defect C18: ANSI/OSC escapes in exportName reached the terminal; a newline forged a hub watch log line."""
+    from hub.runs import RunRecord
+    from pipelines.watch import run_line, text_log
+
+    name = "evil\x1b[31mRED\x1b]0;owned\x07 [bold]markup[/bold]\n2026-01-01T00:00:00Z run export=forged outcome=committed"
+    write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 2)}, rows=2,
+                 manifest_extra={"exportConfig": {"exportName": name, "type": "FocusCost", "dataVersion": "1.0",
+                                                  "resourceId": "/subscriptions/00000000-0000-0000-0000-000000000001"}})
+    result = runner.invoke(app, ["ingest", str(hub_root)], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    for text in (result.output, runner.invoke(app, ["status", str(hub_root)], env={"COLUMNS": "400"}).output):
+        assert "\x1b" not in text and "\x07" not in text
+        assert "\\x1b[31mRED" in text and "[bold]markup[/bold]" in text  # shown escaped, never interpreted
+    line = text_log(run_line(RunRecord(key="k", manifest="m", manifestSha256="s", exportName=name, state="committed")))
+    assert "\n" not in line and "\x1b" not in line
+    head, quoted, tail = line.split('"', 1)[0], line.split('"', 1)[1].rsplit('"', 1)[0], line.rsplit('"', 1)[1]
+    assert head.endswith(" run export=") and tail == " rows=0 outcome=committed"  # one event, the name is one quoted value
+    assert quoted.startswith("evil\\\\x1b[31mRED")
+
+
+def test_unreachable_s3_store_is_one_line_exit_2(tmp_path: Path) -> None:
+    """Defect C23: s3:// commands printed a 35 KB traceback with exit code 1."""
+    import os
+    import subprocess
+    import sys
+
+    from stores import free_port
+
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "AKIAFAKEFORTESTS0001", "AWS_SECRET_ACCESS_KEY": "fake-secret-must-not-print",
+           "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}", "AWS_DEFAULT_REGION": "us-east-1"}
+    for command in (["status"], ["ingest"], ["retention"], ["query", "--", "SELECT 1"]):
+        argv = [command[0], "s3://bucket/hub", *command[1:]]
+        proc = subprocess.run([sys.executable, "-m", "hub.cli", *argv], env=env, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2, (argv, proc.stderr)
+        assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert "cannot reach s3://bucket/hub" in proc.stderr and "fake-secret" not in proc.stderr + proc.stdout
+
+
+def test_unreachable_azure_store_answers_within_the_timeout(tmp_path: Path) -> None:
+    """Defect C23: az:// commands hung silently."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from stores import AZURITE_KEY, free_port
+
+    conn = (f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={AZURITE_KEY};"
+            f"BlobEndpoint=http://127.0.0.1:{free_port()}/devstoreaccount1;")
+    env = {**os.environ, "AZURE_STORAGE_CONNECTION_STRING": conn, "HUB_STORE_TIMEOUT": "3"}
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "hub.cli", "status", "az://finops/hub"], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2 and time.monotonic() - started < 60
+    assert proc.stderr.strip() == "error: cannot reach az://finops/hub: no answer in 3 s"

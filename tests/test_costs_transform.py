@@ -340,3 +340,58 @@ def test_known_output_columns_equal_describe(tmp_path: Path, key: str, closed: b
     assert query.columns == normalize.columns(con, f"({query})")
     if key.startswith("focuscost"):  # unknown columns are kept (legacy exports are converted column by column)
         assert {"x_MyTeam", "x_Owner"} <= set(query.columns)
+
+
+def test_more_than_18_decimals_are_rounded_and_flagged(hub_root: Path) -> None:
+    """Defect C17: money with more than 18 decimals was silently rounded. It is rounded to DECIMAL(38,18) (below any
+    currency's minor unit) and the row flagged; numbers that fit are never flagged."""
+    long_cost = {**BASE, "BilledCost": "10.0000000000000000004", "EffectiveCost": "10"}  # 19 decimals: rounds down
+    e_notation = {**BASE, "x_EffectiveUnitPrice": "2.5000000000000E-19", "ChargeDescription": "tiny"}  # 1.3 + 19 decimals
+    fits = {**BASE, "BilledCost": "10.000000000000000000000", "x_EffectiveUnitPrice": "2.5E-05", "ChargeDescription": "fits"}
+    rows = {r["ChargeDescription"]: r for r in run(hub_root, long_cost, e_notation, fits)}
+    assert rows["VM usage"]["BilledCost"] == D(10) and "RoundedTo18Decimals" in codes(rows["VM usage"])
+    assert rows["tiny"]["x_EffectiveUnitPrice"] == D(0) and "RoundedTo18Decimals" in codes(rows["tiny"])
+    assert rows["fits"]["x_EffectiveUnitPrice"] == D("0.000025") and "RoundedTo18Decimals" not in codes(rows["fits"])
+    (rec,) = runs.load_all(Store(str(hub_root)))
+    assert rec.rowsRounded == 2 and rec.reconciled
+
+
+@pytest.mark.parametrize(("tags", "expected", "code"), [
+    ('{"env": "prod"}', '{"env": "prod"}', None),
+    ('"env": "prod","team": "web"', '{"env": "prod","team": "web"}', None),  # legacy tags without braces
+    ("env=prod;team=web", '{"env":"prod","team":"web"}', "TagsFromText"),
+    ("env:prod, team : web", '{"env":"prod","team":"web"}', "TagsFromText"),
+    ("{env=prod;url=a=b}", '{"env":"prod","url":"a=b"}', "TagsFromText"),
+    ("just some words", None, "InvalidTags"),
+    ('{"env": }', None, "InvalidTags"),
+    ("", "{}", None),
+])
+def test_tags_are_a_json_object_or_null(hub_root: Path, tags: str, expected: str | None, code: str | None) -> None:
+    """Defect C25: a Tags cell that is not JSON (env=prod;team=web) became another invalid string."""
+    (row,) = run(hub_root, {**BASE, "Tags": tags})
+    assert row["Tags"] == expected
+    assert ("TagsFromText" in codes(row), "InvalidTags" in codes(row)) == (code == "TagsFromText", code == "InvalidTags")
+    if code:
+        assert originals(row)["Tags"] == tags  # the original stays in x_SourceValues
+    assert "TagsJsonObject:Tags" not in runs.load_all(Store(str(hub_root)))[0].validation["rules"]
+
+
+def test_header_with_stray_whitespace_still_maps(hub_root: Path) -> None:
+    """Defect C7: a header "BilledCost " nulled BilledCost on every row and the run committed (totals 0 = 0)."""
+    text = rows_csv("focuscost_1.0", [BASE]).replace("BilledCost,", " BilledCost ,", 1)
+    write_export(hub_root, {"part_0_0001.csv": text}, rows=1)
+    assert ingest(Store(str(hub_root))).ok
+    assert lake_rows(hub_root)[0]["BilledCost"] == D(10)
+
+
+def test_money_column_empty_on_every_row_quarantines(hub_root: Path) -> None:
+    """Defect C7: a mandatory money column missing or all-null while the source has values must not commit."""
+    text = rows_csv("focuscost_1.0", [BASE, BASE]).replace("BilledCost,", "Billed_Cost,", 1)  # a spelling no mapping knows
+    write_export(hub_root, {"part_0_0001.csv": text}, rows=2)
+    (rec,) = ingest(Store(str(hub_root))).records
+    assert rec.state == "quarantined" and rec.error.code == "SchemaMismatch" and "BilledCost" in rec.error.message
+    assert parquet_in(hub_root) == []
+    write_export(hub_root, {"part_0_0001.csv": rows_csv("focuscost_1.0", [{**BASE, "EffectiveCost": None}] * 2)}, rows=2,
+                 run_id="run2", folder="e1/run2")
+    (rec,) = ingest(Store(str(hub_root))).records
+    assert rec.state == "quarantined" and rec.error.code == "SchemaMismatch" and "EffectiveCost" in rec.error.message

@@ -54,3 +54,46 @@ def test_bad_custom_file_is_quarantined_and_left_alone(hub_root: Path) -> None:
     assert rec.state == "quarantined" and rec.error.code == "CorruptFile" and "ing1__part0.parquet" in rec.error.file
     assert (folder / "ing1__part0.parquet").read_bytes() == b"PAR1 this is not parquet"
     assert [r.state for r in runs.load_all(Store(str(hub_root)))] == ["quarantined"]
+
+
+def test_native_focus_file_with_every_column_as_text(hub_root: Path) -> None:
+    """Defect B3: FOCUS exports converted to Parquet with every column as text (literal NULLs, dates without T/Z,
+    Usage-based casing) were quarantined with InvalidValue."""
+    folder = hub_root / FOLDER
+    folder.mkdir(parents=True)
+    src = DATA / "focus/focus_sample_1000.csv"
+    duckdb.sql(f"COPY (SELECT * FROM read_csv('{src}', all_varchar = true, nullstr = '__never__')) "
+               f"TO '{folder / 'ing1__part0.parquet'}' (FORMAT parquet)")  # "NULL" and "" kept as text, as such tools write
+    (folder / "manifest.json").write_text("{}")
+    (rec,) = ingest(Store(str(hub_root))).records
+    assert rec.state == "committed", rec.error
+    rows = lake_rows(hub_root)
+    expected = duckdb.sql(f"SELECT count(*), sum(CAST(BilledCost AS DECIMAL(38,18))), count(*) FILTER (WHERE ResourceName = 'NULL') "
+                          f"FROM read_csv('{src}', all_varchar = true, nullstr = '__never__')").fetchall()[0]
+    assert (len(rows), sum(r["BilledCost"] for r in rows)) == expected[:2] and expected[2] > 0
+    assert not [r for r in rows if r["ResourceName"] in ("NULL", "")]  # nulls are nulls
+    assert {r["ChargeFrequency"] for r in rows} <= {"Usage-Based", "One-Time", "Recurring"}
+    assert min(r["ChargePeriodStart"] for r in rows).isoformat() == "2024-09-01T00:00:00+00:00"
+    assert "AllowedValues:ChargeFrequency" not in validate(str(hub_root)).summary()
+
+
+def test_boolean_money_column_is_refused(hub_root: Path) -> None:
+    """Defect C16: a BOOLEAN money column was accepted (true -> 1.0); only numbers and text feed numbers."""
+    folder = hub_root / FOLDER
+    folder.mkdir(parents=True)
+    duckdb.sql(f"COPY (SELECT true AS BilledCost, 1.5 AS EffectiveCost, 'USD' AS BillingCurrency, "
+               f"TIMESTAMP '2024-09-01' AS ChargePeriodStart) TO '{folder / 'ing1__part0.parquet'}' (FORMAT parquet)")
+    (folder / "manifest.json").write_text("{}")
+    (rec,) = ingest(Store(str(hub_root))).records
+    assert rec.state == "quarantined" and rec.error.code == "SchemaMismatch" and "BilledCost is BOOLEAN" in rec.error.message
+
+
+def test_boolean_money_column_in_an_export_is_refused(hub_root: Path) -> None:
+    from conftest import write_export
+
+    part = hub_root / "bool.parquet"
+    duckdb.sql(f"COPY (SELECT true AS BilledCost, 1.5 AS EffectiveCost, 'USD' AS BillingCurrency, "
+               f"TIMESTAMP '2024-05-01' AS ChargePeriodStart, DATE '2024-05-01' AS ChargePeriodEnd) TO '{part}' (FORMAT parquet)")
+    write_export(hub_root, {"part_0_0001.parquet": part.read_bytes()}, rows=1)
+    (rec,) = ingest(Store(str(hub_root))).records
+    assert rec.state == "quarantined" and rec.error.code == "SchemaMismatch" and "BilledCost is BOOLEAN" in rec.error.message

@@ -16,17 +16,22 @@ from hub import runs
 from hub.store import Store
 from pipelines.msexports_etl import ingest
 
+
+def _names(header: str) -> list[str]:
+    return header.split(",")
+
+
 #: An older EA layout (cost details version 2021-01-01 column order): CostInBillingCurrency, BillingCurrencyCode,
 #: ProductName, InvoiceSectionName instead of Cost, BillingCurrency, Product, InvoiceSection.
-EA_OLD = ("InvoiceSectionName,AccountName,AccountOwnerId,SubscriptionId,SubscriptionName,ResourceGroup,ResourceLocation,Date,"
+EA_OLD = _names("InvoiceSectionName,AccountName,AccountOwnerId,SubscriptionId,SubscriptionName,ResourceGroup,ResourceLocation,Date,"
           "ProductName,MeterCategory,MeterSubCategory,MeterId,MeterName,MeterRegion,UnitOfMeasure,Quantity,EffectivePrice,"
           "CostInBillingCurrency,CostCenter,ConsumedService,ResourceId,Tags,OfferId,AdditionalInfo,ServiceInfo1,ServiceInfo2,"
           "ResourceName,ReservationId,ReservationName,UnitPrice,ProductOrderId,ProductOrderName,Term,PublisherType,"
           "PublisherName,ChargeType,Frequency,PricingModel,AvailabilityZone,BillingAccountId,BillingAccountName,"
           "BillingCurrencyCode,BillingPeriodStartDate,BillingPeriodEndDate,BillingProfileId,BillingProfileName,"
-          "InvoiceSectionId,IsAzureCreditEligible,PartNumber,PayGPrice,PlanName,ServiceFamily,CostAllocationRuleName").split(",")
+          "InvoiceSectionId,IsAzureCreditEligible,PartNumber,PayGPrice,PlanName,ServiceFamily,CostAllocationRuleName")
 #: An MCA export in camelCase (cost details 2021-10-01).
-MCA = ("invoiceId,previousInvoiceId,billingAccountId,billingAccountName,billingProfileId,billingProfileName,invoiceSectionId,"
+MCA = _names("invoiceId,previousInvoiceId,billingAccountId,billingAccountName,billingProfileId,billingProfileName,invoiceSectionId,"
        "invoiceSectionName,resellerName,resellerMpnId,costCenter,billingPeriodEndDate,billingPeriodStartDate,"
        "servicePeriodEndDate,servicePeriodStartDate,date,serviceFamily,productOrderId,productOrderName,consumedService,meterId,"
        "meterName,meterCategory,meterSubCategory,meterRegion,ProductId,ProductName,SubscriptionId,subscriptionName,"
@@ -34,7 +39,7 @@ MCA = ("invoiceId,previousInvoiceId,billingAccountId,billingAccountName,billingP
        "unitOfMeasure,chargeType,billingCurrency,pricingCurrency,costInBillingCurrency,costInPricingCurrency,costInUsd,"
        "paygCostInBillingCurrency,paygCostInUsd,exchangeRatePricingToBilling,exchangeRateDate,isAzureCreditEligible,"
        "serviceInfo1,serviceInfo2,additionalInfo,tags,PayGPrice,frequency,term,reservationId,reservationName,pricingModel,"
-       "unitPrice,costAllocationRuleName,benefitId,benefitName,provider").split(",")
+       "unitPrice,costAllocationRuleName,benefitId,benefitName,provider")
 SUB = "9ec51cfd-5ca7-4d76-8101-dd0a4abc5674"
 RES = "/subscriptions/" + SUB + "/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm1"
 RI = "49ed0e4d-8e0c-4f1f-af2c-67c865056615"

@@ -167,3 +167,46 @@ def test_catalog_reads_the_store(root: str) -> None:
     assert con.execute("SELECT count(*) FROM Costs_v1_0").fetchall()[0][0] == 300
     req = CostQuery.model_validate({"time_condition": {"time_measure_id": 2, "begin_time": "2024-05", "end_time": "2024-05"}})
     assert Decimal(query_costs(con, req).cost_data[0].amount_by_costs) == billed[1]
+
+
+def test_watch_retries_an_unreachable_store_until_it_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defect C23: hub watch on S3 exited when the store did not answer; it must retry with backoff."""
+    import threading
+    import time
+
+    from moto.server import ThreadedMotoServer
+
+    from pipelines import watch as watch_mod
+
+    port = stores.free_port()
+    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing-secret-not-for-logs",
+                 "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setattr(watch_mod, "RETRY_BASE", 0.2)
+    store = Store("s3://later/finops")
+    lines: list[dict] = []
+    stop = threading.Event()
+    worker = threading.Thread(target=watch_mod.watch, kwargs={"store": store, "stop": stop, "log": lines.append, "interval": 0.5})
+    worker.start()
+    server = None
+    try:
+        deadline = time.monotonic() + 120
+        while sum(line["event"] == "error" for line in lines) < 2:  # the store is down: errors, and the watcher goes on
+            assert worker.is_alive() and time.monotonic() < deadline, lines
+            time.sleep(0.1)
+        errors = [line for line in lines if line["event"] == "error"]
+        assert errors[1]["retry_in"] > errors[0]["retry_in"] and "testing-secret" not in json.dumps(lines)
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        server.start()
+        fsspec.filesystem("s3", skip_instance_cache=True).mkdir("later")
+        store.fs.invalidate_cache()
+        write_export("s3://later/finops", rows=50, export_name="late")
+        while not any(line.get("outcome") == "committed" for line in lines):  # it answers now: the export flows
+            assert worker.is_alive() and time.monotonic() < deadline, lines
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        worker.join(timeout=60)
+        if server is not None:
+            server.stop()
+    assert not worker.is_alive() and lines[-1]["event"] == "stop"

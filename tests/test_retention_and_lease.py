@@ -180,7 +180,7 @@ def test_stale_lease_holder_stops_instead_of_overwriting(hub_root: Path) -> None
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 120
-        while open(f"/proc/{stalled.pid}/stat").read().split(")")[1].split()[0] != "T":  # stopped at before-swap
+        while Path(f"/proc/{stalled.pid}/stat").read_text().split(")")[1].split()[0] != "T":  # stopped at before-swap
             assert stalled.poll() is None and time.monotonic() < deadline, stalled.stderr.read().decode()
             time.sleep(0.1)
         time.sleep(2.5)  # its lease expires: nothing renews it while every thread is stopped

@@ -298,6 +298,13 @@ INVALID_BODIES = [
     ({"time_condition": MAY, "filters": [{"filter_factor": {"key": "RESOURCE_TAG", "value": ["env"]}}]}, "key=value"),
     ({"time_condition": MAY, "groupby": [{"type": "project", "key": "x"}]}, "type"),
     ({"time_condition": MAY, "groupby": [{"key": ""}]}, "key"),
+    # defect C12: an empty value list used to be a 500 (parameter count mismatch)
+    ({"time_condition": MAY, "filters": [{"filter_factor": {"key": "ServiceName", "value": []}}]}, "value"),
+    ({"time_condition": MAY, "filters": [{"filter_factor": {"key": "RESOURCE_TAG", "value": []}}]}, "value"),
+    # defect C22: ISO week dates and non-ASCII digits were accepted
+    ({"time_condition": {**MAY_DAYS, "begin_time": "2024-W18-1"}}, "YYYY-MM-DD"),
+    ({"time_condition": {**MAY_DAYS, "begin_time": "2024-05-０１"}}, "YYYY-MM-DD"),
+    ({"time_condition": {**MAY, "begin_time": "２０２４-05"}}, "YYYY-MM"),
     ([MAY], "body"),
     ("time_condition", "body"),
     (None, "body"),
@@ -352,6 +359,7 @@ def test_internal_error_is_500_without_details(lake: str, tmp_path: Path, caplog
     assert before == 200
     assert status == 500 and body == {"error_code": "CBC.0999", "error_msg": "internal error"}
     assert "cost query failed" in caplog.text and "Traceback" in caplog.text and "parquet" in caplog.text.lower()
+    assert "2024-05" not in caplog.text  # defect C3: request bodies stay out of the log
 
 
 def test_empty_result_without_groupby_has_no_rows(client: httpx.Client) -> None:
@@ -418,3 +426,93 @@ def test_fuzz_against_openapi(case: schemathesis.Case, server: str, client: http
         else:
             assert ErrorBody.model_validate(response.json()).error_code == "CBC.0100"
             assert "Traceback" not in response.text
+
+
+class _Recording:
+    """A catalog connection that records the SQL it runs."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con, self.sql = con, []
+
+    def execute(self, sql: str, params: object = None):  # noqa: ANN201 - DuckDB's result
+        self.sql.append(sql)
+        return self.con.execute(sql, params) if params is not None else self.con.execute(sql)
+
+
+def test_many_tag_filters_parse_tags_once(client: httpx.Client, con: duckdb.DuckDBPyConnection) -> None:
+    """Defect C3: 20 RESOURCE_TAG filters x 100 values took 18 s and 8 GB (Tags parsed per filter and value)."""
+    values = [f"env=v{i}" for i in range(99)] + ["env=prod"]
+    filters = [{"operator": 1, "filter_factor": {"key": "RESOURCE_TAG", "value": [f"k{j}={i}" for i in range(100)]}}
+               for j in range(19)] + [{"operator": 0, "filter_factor": {"key": "RESOURCE_TAG", "value": values}}]
+    body = {"time_condition": MAY, "groupby": [{"type": "tag", "key": "team"}], "filters": filters, "limit": 1000}
+    got = post(client, body)
+    expected = duck(con, "SELECT coalesce(json_extract_string(Tags, '$.team'), '(untagged)'), CAST(sum(BilledCost) AS VARCHAR) "
+                         "FROM Costs WHERE json_extract_string(Tags, '$.env') = 'prod' GROUP BY 1")
+    assert by_value(got) == expected and expected
+    recording = _Recording(con)
+    query_costs(recording, CostQuery.model_validate(body))
+    points = next(sql for sql in recording.sql if "hub_cost_points AS" in sql)
+    assert points.count("json_extract_string") == 1 and points.count("Tags") == 1  # one parse per row, whatever the filters
+
+
+def test_body_over_the_limit_is_413(client: httpx.Client) -> None:
+    """Defects C3/C21: no request-body size limit."""
+    big = {"time_condition": MAY, "filters": [{"filter_factor": {"key": "ServiceName", "value": ["x" * 3000] * 100}}]}
+    r = client.post(QUERY, json=big)
+    assert r.status_code == 413 and ErrorBody.model_validate(r.json()).error_code == "CBC.0100"
+    r = client.post(QUERY, content=b"{" * 300_000, headers={"content-type": "application/json", "transfer-encoding": "chunked"})
+    assert r.status_code in (400, 413)
+    assert client.get("/healthz").status_code == 200
+
+
+def test_query_over_the_time_limit_is_interrupted(lake: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defect C3: a per-request time limit; the query is interrupted (503 CBC.0998), the server keeps answering."""
+    from hub import server
+
+    def slow(cur: duckdb.DuckDBPyConnection, body: CostQuery) -> CostResult:
+        cur.execute("SELECT count(*) FROM range(100000000000) a, range(10) b").fetchall()
+        raise AssertionError("not interrupted")
+
+    monkeypatch.setattr(server, "QUERY_TIMEOUT", 0.5)
+    monkeypatch.setattr(server, "query_costs", slow)
+    app = create_app(lake)
+
+    async def run() -> tuple[httpx.Response, str, str]:
+        async with app.router.lifespan_context(app), httpx.AsyncClient(
+                transport=httpx.ASGITransport(app), base_url="http://hub") as ac:
+            r = await ac.post(QUERY, json={"time_condition": MAY})
+            limits = app.state.con.execute("SELECT current_setting('memory_limit'), current_setting('threads')").fetchone()
+            return r, *limits
+
+    started = time.monotonic()
+    r, memory, threads = asyncio.run(run())
+    assert r.status_code == 503 and r.json()["error_code"] == "CBC.0998" and time.monotonic() - started < 30
+    assert (memory, threads) == ("953.6 MiB", 2)  # defect C3: the server's DuckDB memory and threads are bounded
+
+
+def test_token_required_beyond_loopback(lake: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from hub.cli import app as cli
+    from hub.errors import UsageError
+    from hub.server import token_required
+
+    monkeypatch.delenv("HUB_API_TOKEN", raising=False)
+    with pytest.raises(UsageError, match="HUB_API_TOKEN"):
+        token_required("0.0.0.0")
+    assert token_required("127.0.0.1") is None
+    result = CliRunner().invoke(cli, ["serve", lake, "--host", "0.0.0.0"])
+    assert result.exit_code == 2 and "HUB_API_TOKEN" in result.output
+    app = create_app(lake, token="s3cret-token")
+
+    async def run() -> list[int]:
+        async with app.router.lifespan_context(app), httpx.AsyncClient(
+                transport=httpx.ASGITransport(app), base_url="http://hub") as ac:
+            body = {"time_condition": MAY}
+            return [(await ac.post(QUERY, json=body)).status_code,
+                    (await ac.post(QUERY, json=body, headers={"Authorization": "Bearer wrong"})).status_code,
+                    (await ac.post(QUERY, json=body, headers={"Authorization": "Bearer s3cret-token"})).status_code,
+                    (await ac.post(QUERY, json=body, headers={"X-Auth-Token": "s3cret-token"})).status_code,
+                    (await ac.get("/healthz")).status_code, (await ac.get("/openapi.json")).status_code]
+
+    assert asyncio.run(run()) == [401, 401, 200, 200, 200, 401]

@@ -274,13 +274,13 @@ TAG_CODES = ("TagsFromText", "InvalidTags")
 
 def _tags(chain: Chain) -> None:
     """Tags always a JSON object, or NULL: text that is not JSON in the ``key=value;...`` or ``key:value,...`` forms
-    becomes a JSON object (``TagsFromText``); anything else is nulled (``InvalidTags``); the original stays in
-    x_SourceValues. Text starting with ``{`` that is valid JSON is an object, so one ``json_valid`` decides."""
+    (no double quotes: broken JSON is not guessed at) becomes a JSON object (``TagsFromText``); anything else is
+    nulled (``InvalidTags``); the original stays in x_SourceValues. Text starting with ``{`` that is valid JSON is an object, so one ``json_valid`` decides."""
     text = "trim(Tags, ' {}')"
     sep = f"CASE WHEN contains({text}, ';') THEN ';' ELSE ',' END"
     delim = f"CASE WHEN contains({text}, '=') THEN '=' ELSE ':' END"
     items = f"list_filter(string_split({text}, {sep}), lambda x: trim(x) <> '')"
-    pairs = f"list_bool_and(list_transform({items}, lambda x: strpos(x, {delim}) > 1))"
+    pairs = f"NOT contains({text}, '\"') AND list_bool_and(list_transform({items}, lambda x: strpos(x, {delim}) > 1))"
     entry = f"to_json(trim(split_part(x, {delim}, 1))) || ':' || to_json(trim(substr(x, strpos(x, {delim}) + 1)))"
     parsed = f"'{{' || array_to_string(list_transform({items}, lambda x: {entry}), ',') || '}}'"
     chain.replace({}, {"_tags_ok": "coalesce(json_valid(Tags), false)"})
