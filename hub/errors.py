@@ -6,10 +6,12 @@ from __future__ import annotations
 CODES: dict[str, tuple[str, str, str]] = {
     "ManifestReadFailed": ("manifest", "manifest.json is not valid JSON or cannot be read",
                            "re-deliver the export (re-run it in Cost Management) or fix the JSON"),
-    "ManifestInvalid": ("manifest", "a required manifest field is missing or has a bad value",
+    "ManifestInvalid": ("manifest", "a required manifest field is missing or has a bad value, or a blob is listed twice "
+                                    "or lies outside the manifest's own folder",
                         "fix the manifest; see the minimal manifest in the README"),
-    "PathEscapesStore": ("manifest", "a blobName or scope would read or write outside the hub root",
-                         "fix blobName/resourceId; the export is never read"),
+    "PathEscapesStore": ("manifest", "a blobName or scope would read or write outside the hub root, or a part is a link "
+                                     "leading out of it",
+                         "fix blobName/resourceId, or copy the part instead of linking it; the export is never read"),
     "IngestionFilesNotFound": ("manifest", "a blob listed in the manifest does not exist",
                                "upload the missing part, then `hub ingest --retry`"),
     "ByteCountMismatch": ("manifest", "a blob's size differs from the manifest's byteCount (upload incomplete?)",

@@ -60,9 +60,8 @@ def transform_sql(con: duckdb.DuckDBPyConnection, schema: ExportSchema, source: 
     if kind in LEGACY:
         legacy = legacy_costs.legacy_sql(source, set(present), schema.export_type, filter_rows=not filtered, paired=bool(paired),
                                          extras=extras)
-        described = columns(con, f"({legacy})")
-        return costs.costs_sql(f"({legacy})", described, lineage, prices=price_table, check=check, closed=closed,
-                               extras=[*extras, *(p for p in legacy_costs.PASSED if p in described)])
+        return costs.costs_sql(f"({legacy})", columns(con, f"({legacy})"), lineage, prices=price_table, check=check,
+                               closed=closed, extras=extras)
     if ROUNDED in present:
         source = f"(SELECT * EXCLUDE ({ident(ROUNDED)}) FROM {source})"
     builders = {"pricesheet": prices.prices_sql, "reservationdetails": commitments.commitment_usage_sql,

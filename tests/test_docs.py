@@ -33,9 +33,9 @@ def test_quick_start() -> None:
 
 def test_every_source_change_code_is_documented() -> None:
     from transforms import backfill
-    from transforms.costs import quality_codes
+    from transforms.costs import MARKER_CODES, TAG_CODES, quality_codes
 
-    for code in [c for c, _ in quality_codes()] + list(backfill.CODES):
+    for code in [c for c, _ in quality_codes()] + list(backfill.CODES) + [c for c, _ in MARKER_CODES] + list(TAG_CODES):
         assert f"`{code}`" in README, code
 
 

@@ -136,7 +136,7 @@ def test_mca_camel_case_export_prices_in_billing_currency(hub_root: Path) -> Non
     assert (out["ListUnitPrice"], out["ListCost"]) == (D("2.25"), D("6.75"))  # 2.5 USD x 0.9
     assert out["BillingAccountId"] == "/providers/microsoft.billing/billingaccounts/acc/billingprofiles/xxxx-xxxx-xxx-pgb"
     assert (out["x_BillingAccountAgreement"], out["PricingCategory"], out["x_BilledCostInUsd"]) == ("MCA", "Standard", D(6))
-    assert (out["x_ResellerName"], out["x_Provider"], out["x_InvoiceSectionName"]) == ("Contoso", "Azure", "Section")
+    assert (out["x_ResellerName"], out["x_InvoiceSectionName"]) == ("Contoso", "Section")
 
 
 def test_missing_cost_column_is_schema_mismatch_naming_it(hub_root: Path) -> None:

@@ -169,7 +169,7 @@ def test_catalog_reads_the_store(root: str) -> None:
     assert Decimal(query_costs(con, req).cost_data[0].amount_by_costs) == billed[1]
 
 
-def test_watch_retries_an_unreachable_store_until_it_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_watch_retries_an_unreachable_store_until_it_answers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Defect C23: hub watch on S3 exited when the store did not answer; it must retry with backoff."""
     import threading
     import time
@@ -183,7 +183,7 @@ def test_watch_retries_an_unreachable_store_until_it_answers(monkeypatch: pytest
                  "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_DEFAULT_REGION": "us-east-1"}.items():
         monkeypatch.setenv(k, v)
     monkeypatch.setattr(watch_mod, "RETRY_BASE", 0.2)
-    store = Store("s3://later/finops")
+    store = Store("s3://later/finops", skip_instance_cache=True)  # not an instance cached for another test's endpoint
     lines: list[dict] = []
     stop = threading.Event()
     worker = threading.Thread(target=watch_mod.watch, kwargs={"store": store, "stop": stop, "log": lines.append, "interval": 0.5})
@@ -198,9 +198,14 @@ def test_watch_retries_an_unreachable_store_until_it_answers(monkeypatch: pytest
         assert errors[1]["retry_in"] > errors[0]["retry_in"] and "testing-secret" not in json.dumps(lines)
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         server.start()
-        fsspec.filesystem("s3", skip_instance_cache=True).mkdir("later")
-        store.fs.invalidate_cache()
-        write_export("s3://later/finops", rows=50, export_name="late")
+        fs = fsspec.filesystem("s3", skip_instance_cache=True)
+        fs.mkdir("later")
+        local = tmp_path / "hub"
+        manifest = write_export(str(local), rows=50, export_name="late")
+        for path in sorted(local.rglob("*"), key=lambda p: p.name == "manifest.json"):  # the manifest last
+            if path.is_file():
+                fs.put_file(str(path), f"later/finops/{path.relative_to(local)}")
+        assert manifest.endswith("manifest.json")
         while not any(line.get("outcome") == "committed" for line in lines):  # it answers now: the export flows
             assert worker.is_alive() and time.monotonic() < deadline, lines
             time.sleep(0.2)

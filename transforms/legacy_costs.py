@@ -22,8 +22,6 @@ from transforms.typing import ROUNDED, ident
 ACTUAL, AMORTIZED = "actualcost", "amortizedcost"
 #: Marker column: BilledCost of this row is 0 (usage paid for by a commitment purchase billed elsewhere).
 ZERO_BILLED = "_zero_billed"
-#: Mapped fields without a FOCUS or x_ column of their own: kept as they are (the Costs normalization adds x_).
-PASSED = ("CostInPricingCurrency", "PaygCostInBillingCurrency", "PreviousInvoiceId", "ResourceLocationNormalized", "Provider")
 #: Marker column: an actual-cost row that an amortized export of the month would replace (EffectiveCost = cost).
 ACTUAL_ONLY = "_actual_only"
 
@@ -194,7 +192,6 @@ def legacy_sql(source: str, present: set[str], export_type: str, *, filter_rows:
         "x_ResellerName": c("ResellerName"),
         "x_ServicePeriodStart": c("ServicePeriodStartDate"),
         "x_ServicePeriodEnd": c("ServicePeriodEndDate"),
-        **{name: c(name) for name in PASSED if name.lower() in {p.lower() for p in present}},
     }
     if ROUNDED in present:
         select[ROUNDED] = f"t.{ident(ROUNDED)}"
