@@ -80,19 +80,20 @@ def instant(rec: RunRecord) -> datetime:
     return utc(rec.deliveredAt or rec.createdAt)
 
 
-def newer_delivery(store: Store, rec: RunRecord) -> RunRecord | None:
-    """The committed delivery of ``rec``'s lake folder that is strictly newer than ``rec`` (another manifest)."""
+def newer_delivery(records: list[RunRecord], rec: RunRecord) -> RunRecord | None:
+    """The committed delivery of ``rec``'s lake folder that is strictly newer than ``rec`` (another manifest), among
+    the store's ``records`` (loaded once per ingestion, not per delivery)."""
     if not rec.destination or rec.deliveredAt is None:
         return None
-    newest = [r for r in deliveries(runs.load_all(store), rec.destination) if r.manifest != rec.manifest]
+    newest = [r for r in deliveries(records, rec.destination) if r.manifest != rec.manifest]
     return newest[-1] if newest and instant(newest[-1]) > utc(rec.deliveredAt) else None
 
 
-def supersede_older(store: Store, rec: RunRecord) -> list[str]:
-    """After ``rec`` committed: the older committed deliveries of its folder become ``superseded`` (their files were
-    replaced by the swap). Returns their keys."""
+def supersede_older(store: Store, rec: RunRecord, records: list[RunRecord]) -> list[str]:
+    """After ``rec`` committed: the older committed deliveries of its folder among ``records`` become ``superseded``
+    (their files were replaced by the swap; the records are updated in place and saved). Returns their keys."""
     done = []
-    for old in deliveries(runs.load_all(store), rec.destination or ""):
+    for old in deliveries(records, rec.destination or ""):
         if old.key != rec.key and old.manifest != rec.manifest:
             old.state, old.supersededBy = "superseded", rec.key
             runs.save(store, old)

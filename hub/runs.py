@@ -119,6 +119,14 @@ def save(store: Store, record: RunRecord) -> None:
     store.write_bytes(record_path(record.key), record.model_dump_json(indent=2).encode() + b"\n")
 
 
+def load(store: Store, key: str) -> RunRecord | None:
+    """One record by key (None when there is none, or it is not readable)."""
+    try:
+        return RunRecord.model_validate_json(store.read_bytes(record_path(key))) if store.exists(record_path(key)) else None
+    except (ValidationError, OSError):
+        return None
+
+
 def load_all(store: Store, unreadable: list[str] | None = None) -> list[RunRecord]:
     """Every run record, oldest first. A file under ``config/runs/`` that is not a run record (unreadable, not
     JSON, not a record, or named after another key) is skipped and, when ``unreadable`` is given, listed there as

@@ -59,7 +59,7 @@ def pair_actual(store: Store, amortized: RunRecord) -> RunRecord | None:
     if folder is None:
         return None
     key = "pair-" + hashlib.sha1(folder.encode()).hexdigest()[:16]
-    previous = next((r for r in runs.load_all(store) if r.key == key), None)
+    previous = runs.load(store, key)
     if previous is not None and previous.state == "swapping":  # a crash mid-swap: finish it first
         _commit(store, previous)
     files = store.parquet_files(folder)

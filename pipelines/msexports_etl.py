@@ -124,7 +124,8 @@ def _ingest(store: Store, *, retry: bool, force: bool, progress: Progress | None
             blob_grace: dict[str, float] | None, checkpoint: dict[str, str] | None) -> IngestResult:
     settings = load_settings(store)
     result = IngestResult(recovered=recover(store))
-    known = runs.by_manifest(store, result.unreadable)
+    records = runs.load_all(store, result.unreadable)  # once per ingestion; kept current below
+    known = {r.manifest: r for r in records}
     pending: list[tuple[datetime, str, bytes | None]] = []
     listing = store.listing(MSEXPORTS)
     final = {}
@@ -145,11 +146,12 @@ def _ingest(store: Store, *, retry: bool, force: bool, progress: Progress | None
             continue
         rec = _isolated(store, rel, raw, lambda rel=rel, raw=raw, instant=instant: process(
             store, rel, raw, settings, existing=known.get(rel), progress=progress, fail_after_parts=fail_after_parts,
-            delivered=instant))
+            delivered=instant, records=records))
         result.records.append(rec)
+        records[:] = [r for r in records if r.key != rec.key] + [rec]
         if rec.state == "committed" and rec.dataset == "Prices" and rec.month:
             year, month = map(int, rec.month.split("-"))
-            result.renormalized += renormalize_month(store, year, month, rec.runId or rec.key)
+            result.renormalized += _renormalize(store, year, month, rec)
     result.records += ingest_custom(store)
     if checkpoint is not None:
         final.update({r.manifest: listing[r.manifest].signature for r in result.records
@@ -158,6 +160,23 @@ def _ingest(store: Store, *, retry: bool, force: bool, progress: Progress | None
             del checkpoint[rel]  # deleted by retention: forget it
         checkpoint.update(final)
     return result
+
+
+def _renormalize(store: Store, year: int, month: int, prices: RunRecord) -> list[RunRecord]:
+    """Costs folders of a month re-normalized after its prices committed; a failure there is recorded, never stops
+    the other exports (the folders keep their previous, valid files)."""
+    try:
+        return renormalize_month(store, year, month, prices.runId or prices.key)
+    except lease.LeaseLost:
+        raise
+    except Exception as exc:  # noqa: BLE001 - recorded like any failure
+        rec = RunRecord(key=f"renorm-failed-{prices.key}"[:120], manifest=f"{RENORMALIZE}{year:04d}-{month:02d}",
+                        manifestSha256=prices.manifestSha256, runId=prices.runId, exportType="Renormalize", dataset="Costs",
+                        month=f"{year:04d}-{month:02d}", state="quarantined",
+                        error=RunError(code="InternalError", message=convert.scrub(f"{type(exc).__name__}: {exc}")))
+        with contextlib.suppress(Exception):
+            runs.save(store, rec)
+        return [rec]
 
 
 def _read_manifest(store: Store, rel: str) -> bytes | None:
@@ -214,7 +233,7 @@ def recover(store: Store) -> list[RunRecord]:
             done += renormalize_month(store, year, month, rec.runId or rec.key)
         elif rec.state == "swapping" and rec.staging and rec.destination:
             try:
-                _swap_and_commit(store, rec, load_settings(store))
+                _swap_and_commit(store, rec, load_settings(store), records)
             except HubError as exc:  # stays "swapping": tried again next time, never half-applied
                 rec.error = RunError(code=exc.code, message=exc.message, file=exc.file)
                 runs.save(store, rec)
@@ -232,8 +251,10 @@ def recover(store: Store) -> list[RunRecord]:
 
 def process(store: Store, rel: str, raw: bytes | None, settings: Settings, *, existing: RunRecord | None = None,
             progress: Progress | None = None, fail_after_parts: int | None = None,
-            delivered: datetime | None = None) -> RunRecord:
-    """Ingest one export; never raises for bad input (the record says what happened)."""
+            delivered: datetime | None = None, records: list[RunRecord] | None = None) -> RunRecord:
+    """Ingest one export; never raises for bad input (the record says what happened). ``records``: the store's run
+    records when the caller already holds them (else they are read)."""
+    records = runs.load_all(store) if records is None else records
     started = time.perf_counter()
     rec = RunRecord(key=existing.key if existing else runs.run_key(rel, None), manifest=rel,
                     manifestSha256=runs.sha256(raw or b""), attempts=(existing.attempts if existing else 0) + 1)
@@ -249,7 +270,7 @@ def process(store: Store, rel: str, raw: bytes | None, settings: Settings, *, ex
             if existing is not None:
                 store.delete(runs.record_path(existing.key))
             rec.key = runs.run_key(rel, manifest.runInfo.runId)
-        if (newer := deliveries.newer_delivery(store, rec)) is not None:
+        if (newer := deliveries.newer_delivery(records, rec)) is not None:
             return _superseded(store, rec, newer, manifest, settings, started)
         blobs = deliveries.check_blobs(store, manifest, rel)
         if not blobs:
@@ -265,7 +286,7 @@ def process(store: Store, rel: str, raw: bytes | None, settings: Settings, *, ex
         rec.state = "swapping"
         runs.save(store, rec)
         checkpoint("before-swap")
-        _swap_and_commit(store, rec, settings)
+        _swap_and_commit(store, rec, settings, records)
     except HubError as exc:
         _quarantine(store, rec, exc)
     except lease.LeaseLost:
@@ -463,7 +484,7 @@ def _write_part(con: duckdb.DuckDBPyConnection, schema: ExportSchema, part: Part
     return tap, check, written
 
 
-def _swap_and_commit(store: Store, rec: RunRecord, settings: Settings) -> None:
+def _swap_and_commit(store: Store, rec: RunRecord, settings: Settings, records: list[RunRecord]) -> None:
     """Swap the staged run in (idempotent), re-read what readers now see, commit, apply source retention.
     An amortized-cost export first takes the usage rows out of its month's actual-cost export (pairing), so
     readers may briefly see fewer rows, never the same cost twice."""
@@ -489,7 +510,7 @@ def _swap_and_commit(store: Store, rec: RunRecord, settings: Settings) -> None:
     rec.error = None
     runs.save(store, rec)
     if rec.manifest.startswith(f"{MSEXPORTS}/"):
-        deliveries.supersede_older(store, rec)
+        deliveries.supersede_older(store, rec, records)
         if settings.retention.msexports.days == 0:
             _delete_source(store, rec)
 
