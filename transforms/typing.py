@@ -82,14 +82,22 @@ def cast_text(col: Column, src: str) -> str:
     return f"coalesce({try_text(col, src)}, CASE WHEN {src} IS NOT NULL THEN {fail} END)"
 
 
-def too_precise(src: str) -> str:
-    """TRUE when the number in the text ``src`` has more than 18 significant decimals (``0.1234567890123456789``,
-    ``1.2345678901234E-06``): its DECIMAL(38,18) is rounded. The exact test (fraction digits without trailing zeros,
-    minus the exponent) only runs on text that is long or has an exponent."""
-    low = f"lower({src})"
-    exact = (f"length(rtrim(split_part(split_part({low}, 'e', 1), '.', 2), '0')) "
-             f"- coalesce(TRY_CAST(nullif(split_part({low}, 'e', 2), '') AS INTEGER), 0) > 18")
-    return f"((length({src}) > 19 OR strpos({src}, 'E') > 0 OR strpos({src}, 'e') > 0) AND {exact})"
+def too_precise(sources: list[str]) -> str:
+    """TRUE when a number in one of the text expressions ``sources`` has more than 18 significant decimals
+    (``0.1234567890123456789``, ``1.2345678901234E-06``): its DECIMAL(38,18) is rounded. Only a row with a long
+    number (over 19 characters) or an exponent anywhere is tested exactly (fraction digits without trailing zeros,
+    minus the exponent): one length and one text search per row, not per column."""
+    if not sources:
+        return "false"
+    joined = f"concat({', '.join(sources)})"
+    gate = f"greatest({', '.join(f'strlen({s})' for s in sources)}) > 19 OR contains({joined}, 'E') OR contains({joined}, 'e')"
+
+    def exact(src: str) -> str:
+        low = f"lower({src})"
+        return (f"coalesce(length(rtrim(split_part(split_part({low}, 'e', 1), '.', 2), '0')) "
+                f"- coalesce(TRY_CAST(nullif(split_part({low}, 'e', 2), '') AS INTEGER), 0) > 18, false)")
+
+    return f"CASE WHEN {gate} THEN {' OR '.join(exact(s) for s in sources)} ELSE false END"
 
 
 def exact_double(src: str) -> str:
@@ -161,14 +169,14 @@ def project(schema: ExportSchema, source: dict[str, str], doubles: tuple[str, ..
         src = text_nulls(ident(name)) if null_texts and source[name] == "VARCHAR" else ident(name)
         select.append(f"{typed_value(col, src, source[name])} AS {out}")
         if source[name] == "VARCHAR" and col.type == "decimal":
-            rounded.append(too_precise(src))
+            rounded.append(src)
             if col.target in doubles:
                 select.append(f"{exact_double(src)} AS {ident(DOUBLE_PREFIX + col.target)}")
     targets = {header_key(c.target) for c in schema.columns}
     extra = [n for n in source if n not in used and header_key(n) not in targets]
     select += [f"{text_nulls(ident(n))} AS {ident(n)}" if null_texts and source[n] == "VARCHAR" else ident(n) for n in extra]
     if rounded:
-        select.append(f"coalesce({' OR '.join(rounded)}, false) AS {ident(ROUNDED)}")
+        select.append(f"coalesce({too_precise(rounded)}, false) AS {ident(ROUNDED)}")
     return Projection(select, missing, extra, len(used), sources, required)
 
 
