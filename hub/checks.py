@@ -2,8 +2,9 @@
 
 - A mandatory money column (BilledCost, EffectiveCost) empty on every row while rows were written: the file's
   header spelled it in a way no mapping knows, so committing would report zero cost (``SchemaMismatch``).
-- Rows charged far from the period the delivery says it covers (a manifest's startDate/endDate, a custom folder's
-  month): they would be filed under the wrong month (``PeriodMismatch``).
+- Rows charged outside the period the delivery says it covers (a manifest's startDate/endDate, a custom folder's
+  month): none of them inside it, or some more than 31 days away. They would be filed under the wrong month
+  (``PeriodMismatch``); late rows of the previous month beside the period's own rows are fine.
 """
 
 from __future__ import annotations
@@ -36,8 +37,9 @@ def check_costs(con: duckdb.DuckDBPyConnection, rec: RunRecord, outputs: list[st
         if rec.rowsOut and rules.get(f"NotNull:{column}", 0) >= rec.rowsOut:
             raise HubError(f"{column} is empty on every row (a column header spelled differently?)",
                            file=rec.parts[0].blob if rec.parts else rec.manifest, code="SchemaMismatch")
-    first, last = con.execute(f"SELECT min(ChargePeriodStart), max(ChargePeriodStart) FROM {convert.parquet_source(outputs)}"
-                              ).fetchall()[0]
-    if first is not None and (first < start - PERIOD_SLACK or last >= end + PERIOD_SLACK):
-        raise HubError(f"rows are charged from {first:%Y-%m-%d} to {last:%Y-%m-%d}, far from the delivery's period "
-                       f"{start:%Y-%m-%d} to {end:%Y-%m-%d}", file=rec.manifest, code="PeriodMismatch")
+    first, last, inside = con.execute(
+        f"SELECT min(ChargePeriodStart), max(ChargePeriodStart), count(*) FILTER (WHERE ChargePeriodStart >= ? AND "
+        f"ChargePeriodStart < ?) FROM {convert.parquet_source(outputs)}", [start, end]).fetchall()[0]
+    if first is not None and (not inside or first < start - PERIOD_SLACK or last >= end + PERIOD_SLACK):
+        raise HubError(f"rows are charged from {first:%Y-%m-%d} to {last:%Y-%m-%d}, {inside} of them in the delivery's "
+                       f"period {start:%Y-%m-%d} to {end:%Y-%m-%d}", file=rec.manifest, code="PeriodMismatch")

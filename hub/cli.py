@@ -212,6 +212,9 @@ def retention(
     except UsageError as exc:
         _error(exc)
         raise typer.Exit(2) from None
+    if result.busy or result.lost:
+        _error(result.lost or "another process holds this hub's ingestion lease; nothing deleted (try again later)")
+        raise typer.Exit(1)
     table = Table(title=_plain(f"retention {'(dry run) ' if dry_run else ''}{store.url}"))
     for col in ("path", "bytes", "reason"):
         table.add_column(col, overflow="fold", justify="right" if col == "bytes" else "left")

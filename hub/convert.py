@@ -19,6 +19,7 @@ import duckdb
 
 from hub.errors import HubError, InputError, UsageError
 from hub.export_schemas import Column, ExportSchema
+from hub.store import redact
 from transforms.typing import ERROR_TAG, IncompatibleType, Projection, header_key, ident, literal, project, try_text
 
 #: Rows per Parquet row group. Each DuckDB thread encodes its own row groups; at the end of a file the last
@@ -212,9 +213,10 @@ _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 
 
 def scrub(text: str) -> str:
-    """The first line of an error text with every quoted part (file content DuckDB may cite) left out."""
+    """The first line of an error text with every quoted part (file content DuckDB may cite) and every credential
+    left out."""
     first = text.splitlines()[0] if text else ""
-    return _QUOTED.sub("'…'", first)[:300]
+    return redact(_QUOTED.sub("'…'", first))[:300]
 
 
 def map_error(exc: BaseException, *, file: str) -> HubError:

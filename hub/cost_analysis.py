@@ -27,6 +27,8 @@ NONE = "(none)"
 DAY, MONTH = 1, 2
 #: Longest period a request may cover (the API's clients page by period).
 MAX_MONTHS = 120
+#: Most (group, period) points one answer may hold: ``limit`` x days or months of the period.
+MAX_POINTS = 100_000
 EPOCH = date(1970, 1, 1)
 #: Dates of a request: exactly YYYY-MM-DD or YYYY-MM in ASCII digits.
 _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
@@ -242,6 +244,10 @@ def query_costs(con: duckdb.DuckDBPyConnection, req: CostQuery, *, view: str = "
     if sum(g.type in ("tag", "cost_unit") for g in req.groupby) > 1:
         raise CostQueryError("group by at most one tag")
     begin, stop, fmt = _period(req.time_condition)
+    periods = (stop - begin).days if req.time_condition.time_measure_id == DAY else len(_months(begin, stop))
+    if periods * req.limit > MAX_POINTS:
+        raise CostQueryError(f"limit x periods is {periods * req.limit:,}, over {MAX_POINTS:,} points: lower the limit or "
+                             "shorten the period (page by period)")
     sql = _Sql()
     dims = [_dim_expr(sql, g.type, g.key, columns) for g in req.groupby]
     # the UTC day number: integer arithmetic (date_trunc on a TIMESTAMPTZ goes through time-zone calendars,

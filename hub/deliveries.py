@@ -1,8 +1,9 @@
 """What a manifest delivers: its parts, checked before anything is read, and when it was delivered.
 
-- :func:`check_blobs`: every listed blob must lie in the manifest's own delivery folder (so one export can never
-  name, read or, through retention, delete another's files), be listed once, exist at its declared size, and on
-  local roots not be a link leading out of the hub root.
+- :func:`check_blobs`: every listed blob must lie in the manifest's own delivery folder and not in a sub-folder
+  holding another manifest (so one export can never name, read or, through retention, delete another's files), be
+  listed once, not share its file name with another part, exist at its declared size, and on local roots not be a
+  link leading out of the hub root.
 - :func:`delivered_at`: the instant a delivery was made, ``runInfo.submittedTime`` (any UTC offset), else the
   manifest's modification time in the store; instants, never text, decide which delivery of a folder is newer.
 - :func:`newer_delivery`: the committed delivery of the same lake folder that is newer than a given one: an older
@@ -18,7 +19,7 @@ from hub import convert, runs
 from hub.errors import HubError, ManifestError
 from hub.manifest import Manifest
 from hub.runs import RunRecord
-from hub.store import MSEXPORTS, Store, safe_relpath
+from hub.store import MSEXPORTS, Store, part_file_name, safe_relpath
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -58,6 +59,10 @@ def check_blobs(store: Store, m: Manifest, rel: str) -> list[str]:
             raise ManifestError(f"blob {blob.blobName!r} not found", file=rel, code="IngestionFilesNotFound")
         if path in paths:
             raise ManifestError(f"blob {blob.blobName!r} is listed twice", file=rel)
+        if (other := _nested_delivery(store, folder, path)) is not None:
+            raise ManifestError(f"blob {blob.blobName!r} belongs to the delivery of {other}", file=rel)
+        if part_file_name(m.runInfo.runId, path) in {part_file_name(m.runInfo.runId, p) for p in paths}:
+            raise ManifestError(f"blob {blob.blobName!r} has the same file name as another part of the export", file=rel)
         if not store.inside(path):
             raise HubError(f"blob {blob.blobName!r} is a link leading out of the hub root", file=rel, code="PathEscapesStore")
         if blob.byteCount is not None and store.size(path) != blob.byteCount:
@@ -68,7 +73,17 @@ def check_blobs(store: Store, m: Manifest, rel: str) -> list[str]:
     return paths
 
 
-def deliveries(records: list[RunRecord], destination: str) -> list[RunRecord]:
+def _nested_delivery(store: Store, folder: str, path: str) -> str | None:
+    """The manifest of a sub-folder of ``folder`` holding ``path``: another delivery's files, never this one's."""
+    parent = posixpath.dirname(path)
+    while parent != folder and parent.startswith(f"{folder}/"):
+        if store.exists(f"{parent}/manifest.json"):
+            return f"{parent}/manifest.json"
+        parent = posixpath.dirname(parent)
+    return None
+
+
+def committed_deliveries(records: list[RunRecord], destination: str) -> list[RunRecord]:
     """Committed msexports deliveries of a lake folder (not re-normalizations or pairings), oldest first."""
     out = [r for r in records
            if r.destination == destination and r.state == "committed" and r.manifest.startswith(f"{MSEXPORTS}/")]
@@ -85,7 +100,7 @@ def newer_delivery(records: list[RunRecord], rec: RunRecord) -> RunRecord | None
     the store's ``records`` (loaded once per ingestion, not per delivery)."""
     if not rec.destination or rec.deliveredAt is None:
         return None
-    newest = [r for r in deliveries(records, rec.destination) if r.manifest != rec.manifest]
+    newest = [r for r in committed_deliveries(records, rec.destination) if r.manifest != rec.manifest]
     return newest[-1] if newest and instant(newest[-1]) > utc(rec.deliveredAt) else None
 
 
@@ -93,7 +108,7 @@ def supersede_older(store: Store, rec: RunRecord, records: list[RunRecord]) -> l
     """After ``rec`` committed: the older committed deliveries of its folder among ``records`` become ``superseded``
     (their files were replaced by the swap; the records are updated in place and saved). Returns their keys."""
     done = []
-    for old in deliveries(records, rec.destination or ""):
+    for old in committed_deliveries(records, rec.destination or ""):
         if old.key != rec.key and old.manifest != rec.manifest:
             old.state, old.supersededBy = "superseded", rec.key
             runs.save(store, old)

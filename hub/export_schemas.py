@@ -42,6 +42,11 @@ class Column:
         return (*self.preferred, self.name, *self.aliases)
 
 
+def totals_spec(export_type: str) -> dict:
+    """What runs of an export type reconcile (``totals`` in ``datasets.json``; empty when nothing)."""
+    return datasets().get(export_type.strip().lower(), {}).get("totals") or {}
+
+
 def destination(export_type: str) -> tuple[str, str | None] | None:
     """The lake dataset and sub-folder of an export type, known from the manifest alone (None when unknown)."""
     meta = datasets().get(export_type.strip().lower())

@@ -22,6 +22,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from hub.store import CONFIG, Store
@@ -131,6 +132,28 @@ def try_acquire(store: Store, name: str, *, ttl: float = DEFAULT_TTL, owner: str
         with contextlib.suppress(OSError):
             store.delete(f"{LEASES}/{name}.{old:012d}.json")
     return lease
+
+
+@contextlib.contextmanager
+def holding(store: Store, name: str = "ingest", *, wait: float = 600.0, ttl: float = DEFAULT_TTL) -> Iterator[Lease | None]:
+    """Hold the lease (waiting up to ``wait`` seconds; None when another process kept it) for a block of work: it is
+    renewed in the background, every record write and swap in the block is fenced (``Store.fence``), and it is
+    released afterwards."""
+    deadline = time.monotonic() + wait
+    held = try_acquire(store, name, ttl=ttl)
+    while held is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+        held = try_acquire(store, name, ttl=ttl)
+    if held is None:
+        yield None
+        return
+    store.fence = held.check
+    try:
+        with Renewer(held):
+            yield held
+    finally:
+        store.fence = None
+        held.release()
 
 
 class Renewer:

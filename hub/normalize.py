@@ -152,10 +152,10 @@ def _money(value: Decimal | None) -> str:
     return format((value or Decimal(0)).quantize(SCALE, context=EXACT), "f")
 
 
-def output_totals(con: duckdb.DuckDBPyConnection, schema: ExportSchema, source: str) -> tuple[dict, dict]:
-    """Totals of written rows per currency: as written, and as ingested (changed values taken at their
-    original value from ``x_SourceValues``), which must equal the input totals."""
-    spec = schema.totals
+def output_totals(con: duckdb.DuckDBPyConnection, spec: dict, source: str) -> tuple[dict, dict]:
+    """Totals of written rows per currency (``spec``: an export type's ``totals`` in ``datasets.json``): as written,
+    and as ingested (changed values taken at their original value from ``x_SourceValues``), which must equal the
+    input totals."""
     if not spec:
         return {}, {}
     present = set(columns(con, source))

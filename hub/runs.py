@@ -9,6 +9,7 @@ next run. Record file names are bounded whatever the ``runId`` (long ids are sho
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import posixpath
 from datetime import datetime, timezone
@@ -16,6 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
+from hub.convert import scrub
 from hub.store import RUNS, Store, bounded_name, raw_staging
 
 State = Literal["pending", "converting", "swapping", "committed", "quarantined", "superseded"]
@@ -106,6 +108,18 @@ def run_key(manifest_rel: str, run_id: str | None) -> str:
     file-name-safe characters whatever the runId holds."""
     digest = hashlib.sha1(manifest_rel.encode()).hexdigest()[:10]
     return f"{bounded_name(run_id, 80)}-{digest}" if run_id else f"unparsed-{digest}"
+
+
+def failed(store: Store, key: str, manifest: str, exc: BaseException, **fields: object) -> RunRecord:
+    """The record of work that failed in an unexpected way (a bug, a store error): quarantined with
+    ``InternalError`` and a one-line message without file content or credentials, saved when possible (a failure
+    to save it is not raised: one failing delivery never stops the others)."""
+    message = scrub(f"{type(exc).__name__}: {exc}")
+    rec = RunRecord(key=key, manifest=manifest, manifestSha256=str(fields.pop("manifestSha256", "")), state="quarantined",
+                    error=RunError(code="InternalError", message=message, file=manifest.split(":", 1)[-1]), **fields)
+    with contextlib.suppress(Exception):  # best effort (a LeaseLost, a BaseException, still propagates)
+        save(store, rec)
+    return rec
 
 
 def record_path(key: str) -> str:

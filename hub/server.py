@@ -102,7 +102,8 @@ def _unpaired_surrogate(value: object, path: str = "") -> str | None:
 
 
 class BodyLimit:
-    """ASGI middleware: a request body larger than ``limit`` bytes is answered 413 before it is read whole."""
+    """ASGI middleware: a request body larger than ``limit`` bytes is answered 413, whether it announces its length or
+    is sent in chunks (read here up to the limit, then handed to the app)."""
 
     def __init__(self, app: ASGIApp, limit: int = MAX_BODY) -> None:
         self.app, self.limit = app, limit
@@ -110,27 +111,24 @@ class BodyLimit:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        too_large = _error(413, INVALID, f"request body over {self.limit} bytes")
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.limit):
-            return await _error(413, INVALID, f"request body over {self.limit} bytes")(scope, receive, send)
-        seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
+            return await too_large(scope, receive, send)
+        messages: list[Message] = []
+        size, more = 0, True
+        while more:
             message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise _TooLarge
-            return message
+            messages.append(message)
+            size += len(message.get("body", b""))
+            more = message["type"] == "http.request" and message.get("more_body", False)
+            if size > self.limit:
+                return await too_large(scope, receive, send)
 
-        try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
-            await _error(413, INVALID, f"request body over {self.limit} bytes")(scope, receive, send)
+        async def replay() -> Message:
+            return messages.pop(0) if messages else await receive()
 
-
-class _TooLarge(Exception):
-    pass
+        await self.app(scope, replay, send)
 
 
 def token_required(host: str) -> str | None:

@@ -243,13 +243,9 @@ class Store:
         found = self.fs.glob(f"{base}/**/manifest.json")
         return sorted(self.rel(p) for p in found)
 
-    def manifest_listing(self, area: str = MSEXPORTS) -> dict[str, str]:
-        """``{manifest: signature}`` from one listing (size and modification time or etag): what changed
-        since a checkpoint can be told without reading any file."""
-        return {rel: listed.signature for rel, listed in self.listing(area).items()}
-
     def listing(self, area: str = MSEXPORTS) -> dict[str, Listed]:
-        """Every ``manifest.json`` under an area with its listing signature and modification time, sorted."""
+        """Every ``manifest.json`` under an area with its listing signature (size and modification time or etag: what
+        changed since a checkpoint can be told without reading any file) and modification time, sorted."""
         base = self.full(area)
         if not self.fs.exists(base):
             return {}

@@ -8,12 +8,12 @@ swap; a folder whose files cannot be read is quarantined with its error and left
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import posixpath
 import tempfile
 import time
+import uuid
 from datetime import datetime, timezone
 from functools import cache
 
@@ -23,7 +23,7 @@ from hub import convert, lookups, runs, swap
 from hub.checks import check_costs, month_end
 from hub.errors import HubError
 from hub.export_schemas import Column, ExportSchema
-from hub.runs import RunError, RunRecord
+from hub.runs import RunRecord
 from hub.store import INGESTION, STAGING, Store
 from hub.validate import validate_files
 from transforms import costs
@@ -33,27 +33,30 @@ from transforms.typing import IncompatibleType, ident, literal, project, text_nu
 CUSTOM = "custom:"
 
 
-def pending(store: Store) -> list[tuple[str, bytes]]:
+def pending(store: Store) -> list[tuple[str, bytes | None]]:
     """Folder manifests under ``ingestion/`` not processed yet in their current content."""
     known = runs.by_manifest(store)
     out = []
     for rel in store.manifests(INGESTION):
-        raw = store.read_bytes(rel)
+        try:
+            raw: bytes | None = store.read_bytes(rel) if store.inside(rel) else None
+        except OSError:  # a dangling link, a permission: process_folder records it, the other folders flow
+            raw = None
         rec = known.get(f"{CUSTOM}{rel}")
         if rec is None or rec.manifestSha256 != _sha(rel, raw, store) or rec.state not in ("committed", "quarantined"):
             out.append((rel, raw))
     return out
 
 
-def _sha(rel: str, raw: bytes, store: Store) -> str:
+def _sha(rel: str, raw: bytes | None, store: Store) -> str:
     """A manifest's identity: its content and the folder's file names (a new delivery has a new ingestion id;
     normalizing in place keeps the names, so a processed folder is not processed again)."""
     folder = posixpath.dirname(rel)
     names = ",".join(store.parquet_files(folder))
-    return hashlib.sha256(raw + names.encode()).hexdigest()
+    return hashlib.sha256((raw or b"") + names.encode()).hexdigest()
 
 
-def process_folder(store: Store, rel: str, raw: bytes) -> RunRecord:
+def process_folder(store: Store, rel: str, raw: bytes | None) -> RunRecord:
     """Normalize one custom-data folder in place."""
     started = time.perf_counter()
     folder = posixpath.dirname(rel)
@@ -62,8 +65,11 @@ def process_folder(store: Store, rel: str, raw: bytes) -> RunRecord:
     rec = RunRecord(key=f"custom-{digest}", manifest=f"{CUSTOM}{rel}", manifestSha256=_sha(rel, raw, store),
                     exportType="Custom", dataset=parts[1] if len(parts) > 1 else None, destination=folder,
                     month=f"{parts[2]}-{parts[3]}" if len(parts) > 3 else None, scope="/".join(parts[4:]) or None,
-                    staging=f"{STAGING}/custom-{digest}")
+                    staging=f"{STAGING}/custom-{digest}.{uuid.uuid4().hex[:8]}")  # one per attempt
     try:
+        if raw is None:
+            raise HubError("cannot be read (a dangling link, or one leading out of the hub root?)", file=rel,
+                           code="ManifestReadFailed")
         if raw.strip() not in (b"", b"{}"):
             raise HubError("a custom-data manifest must be empty or {}", file=rel, code="ManifestInvalid")
         files = store.parquet_files(folder)
@@ -153,14 +159,9 @@ def ingest_custom(store: Store) -> list[RunRecord]:
     return [_isolated(store, rel, raw) for rel, raw in pending(store)]
 
 
-def _isolated(store: Store, rel: str, raw: bytes) -> RunRecord:
+def _isolated(store: Store, rel: str, raw: bytes | None) -> RunRecord:
     try:
         return process_folder(store, rel, raw)
     except Exception as exc:  # noqa: BLE001 - even a failure to write its record must not stop the other folders
         digest = hashlib.sha1(rel.encode()).hexdigest()[:16]
-        rec = RunRecord(key=f"custom-{digest}", manifest=f"{CUSTOM}{rel}", manifestSha256=_sha(rel, raw, store),
-                        exportType="Custom", state="quarantined",
-                        error=RunError(code="InternalError", message=convert.scrub(f"{type(exc).__name__}: {exc}"), file=rel))
-        with contextlib.suppress(Exception):
-            runs.save(store, rec)
-        return rec
+        return runs.failed(store, f"custom-{digest}", f"{CUSTOM}{rel}", exc, exportType="Custom")

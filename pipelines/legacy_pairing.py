@@ -21,10 +21,11 @@ import os
 import posixpath
 import tempfile
 import time
+import uuid
 
 from hub import catalog, convert, normalize, rewrite, runs, swap
 from hub.errors import HubError
-from hub.export_schemas import schema_by_key
+from hub.export_schemas import totals_spec
 from hub.runs import RunRecord
 from hub.store import STAGING, Store, dataset_folder
 from transforms import legacy_costs
@@ -75,11 +76,10 @@ def pair_actual(store: Store, amortized: RunRecord) -> RunRecord | None:
                 return None
             rec = RunRecord(key=key, manifest=f"{PAIR}{folder}", manifestSha256=hashlib.sha256(folder.encode()).hexdigest(),
                             runId=amortized.runId, exportType="Pairing", dataset="Costs", destination=folder,
-                            staging=f"{STAGING}/{key}", month=amortized.month, scope=amortized.scope,
+                            staging=f"{STAGING}/{key}.{uuid.uuid4().hex[:8]}", month=amortized.month, scope=amortized.scope,
                             attempts=(previous.attempts if previous else 0) + 1, state="converting")
             runs.save(store, rec)
-            spec = schema_by_key("actualcost_2021-10-01")
-            assert spec is not None
+            spec = totals_spec("ActualCost")
             rec.totalsIn, _ = normalize.output_totals(con, spec, source)
             rec.rowsIn = convert.count_rows(con, local)
             outputs = rewrite.rewrite_files(store, con, rec, files, local,

@@ -10,21 +10,17 @@ other exports keep flowing.
 from __future__ import annotations
 
 import contextlib
-import os
 import posixpath
-import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 
-import duckdb
-
-from hub import convert, deliveries, lease, lookups, normalize, runs, swap
-from hub.checks import check_costs, month_end
+from hub import catalog, conversion, convert, deliveries, lease, runs, swap
+from hub.conversion import Progress
 from hub.errors import HubError
-from hub.export_schemas import ExportSchema, destination, find_schema, schema_by_key
+from hub.export_schemas import destination, schema_by_key
 from hub.faults import checkpoint
 from hub.manifest import Manifest, parse_manifest
 from hub.runs import RunError, RunRecord
@@ -36,24 +32,15 @@ from hub.store import (
     STAGING,
     Store,
     dataset_folder,
-    part_file_name,
     raw_folder,
     raw_staging,
     scope_path,
 )
-from hub.validate import CheckTap, tap_report
 from pipelines import legacy_pairing as pairing
 from pipelines import retention
 from pipelines.ingestion_etl import ingest_custom
 from pipelines.prices_backfill import RENORMALIZE, renormalize_month
 from transforms import legacy_costs
-from transforms.costs import Lineage
-from transforms.typing import ROUNDED, Projection, ident, literal
-
-#: Called with (record, part index, part count, percent) while a large part converts.
-Progress = Callable[[RunRecord, int, int, float], None]
-#: Parts at least this large report progress.
-PROGRESS_MIN_BYTES = 8 * 1024 * 1024
 
 
 @dataclass
@@ -101,23 +88,14 @@ def ingest(store: Store, *, retry: bool = False, force: bool = False, progress: 
     ``fail_after_parts`` is a fault-injection hook for tests.
     """
     convert.check_codec()  # a bad setting is a usage error, not a quarantine of every export
-    deadline = time.monotonic() + wait
-    held = lease.try_acquire(store, "ingest", ttl=lease_ttl)
-    while held is None and time.monotonic() < deadline:
-        time.sleep(0.5)
-        held = lease.try_acquire(store, "ingest", ttl=lease_ttl)
-    if held is None:
-        return IngestResult(busy=True)
-    store.fence = held.check
     try:
-        with lease.Renewer(held):
+        with lease.holding(store, "ingest", wait=wait, ttl=lease_ttl) as held:
+            if held is None:
+                return IngestResult(busy=True)
             return _ingest(store, retry=retry, force=force, progress=progress, fail_after_parts=fail_after_parts,
                            blob_grace=blob_grace, checkpoint=checkpoint)
     except lease.LeaseLost as exc:
         return IngestResult(lost=str(exc))
-    finally:
-        store.fence = None
-        held.release()
 
 
 def _ingest(store: Store, *, retry: bool, force: bool, progress: Progress | None, fail_after_parts: int | None,
@@ -167,16 +145,9 @@ def _renormalize(store: Store, year: int, month: int, prices: RunRecord) -> list
     the other exports (the folders keep their previous, valid files)."""
     try:
         return renormalize_month(store, year, month, prices.runId or prices.key)
-    except lease.LeaseLost:
-        raise
     except Exception as exc:  # noqa: BLE001 - recorded like any failure
-        rec = RunRecord(key=f"renorm-failed-{prices.key}"[:120], manifest=f"{RENORMALIZE}{year:04d}-{month:02d}",
-                        manifestSha256=prices.manifestSha256, runId=prices.runId, exportType="Renormalize", dataset="Costs",
-                        month=f"{year:04d}-{month:02d}", state="quarantined",
-                        error=RunError(code="InternalError", message=convert.scrub(f"{type(exc).__name__}: {exc}")))
-        with contextlib.suppress(Exception):
-            runs.save(store, rec)
-        return [rec]
+        return [runs.failed(store, f"renorm-failed-{prices.key}"[:120], f"{RENORMALIZE}{year:04d}-{month:02d}", exc,
+                            runId=prices.runId, exportType="Renormalize", dataset="Costs", month=f"{year:04d}-{month:02d}")]
 
 
 def _read_manifest(store: Store, rel: str) -> bytes | None:
@@ -201,14 +172,8 @@ def _isolated(store: Store, rel: str, raw: bytes | None, work: Callable[[], RunR
     """Run one manifest's work so that nothing it raises stops the others (a lost lease still stops everything)."""
     try:
         return work()
-    except lease.LeaseLost:
-        raise
     except Exception as exc:  # noqa: BLE001 - even a failure to write its record must not stop the other exports
-        rec = RunRecord(key=runs.run_key(rel, None), manifest=rel, manifestSha256=runs.sha256(raw or b""), state="quarantined",
-                        error=RunError(code="InternalError", message=convert.scrub(f"{type(exc).__name__}: {exc}"), file=rel))
-        with contextlib.suppress(Exception):
-            runs.save(store, rec)
-        return rec
+        return runs.failed(store, runs.run_key(rel, None), rel, exc, manifestSha256=runs.sha256(raw or b""))
 
 
 def _blobs_missing(store: Store, rel: str, raw: bytes | None) -> bool:
@@ -230,13 +195,17 @@ def recover(store: Store) -> list[RunRecord]:
             year, month = map(int, rec.month.split("-"))  # a crash mid re-normalization: redo it
             store.delete_tree(rec.staging or "")
             store.delete(runs.record_path(rec.key))
-            done += renormalize_month(store, year, month, rec.runId or rec.key)
+            done += _renormalize(store, year, month, rec)
         elif rec.state == "swapping" and rec.staging and rec.destination:
             try:
                 _swap_and_commit(store, rec, load_settings(store), records)
-            except HubError as exc:  # stays "swapping": tried again next time, never half-applied
-                rec.error = RunError(code=exc.code, message=exc.message, file=exc.file)
-                runs.save(store, rec)
+            except Exception as exc:  # noqa: BLE001 - stays "swapping": tried again next time, never half-applied,
+                # and never stops the other exports
+                error = exc if isinstance(exc, HubError) else HubError(convert.scrub(f"{type(exc).__name__}: {exc}"),
+                                                                       file=rec.destination)
+                rec.error = RunError(code=error.code, message=error.message, file=error.file)
+                with contextlib.suppress(Exception):
+                    runs.save(store, rec)
             done.append(rec)
     swapping = {s for r in runs.load_all(store) if r.state == "swapping" and r.staging
                 for s in (r.staging, raw_staging(r.staging))}
@@ -278,7 +247,8 @@ def process(store: Store, rel: str, raw: bytes | None, settings: Settings, *, ex
         rec.staging = f"{STAGING}/{rec.key}.{uuid.uuid4().hex[:8]}"  # one per attempt: a stale holder never shares it
         rec.state = "converting"
         runs.save(store, rec)
-        _convert_all(store, rec, manifest, blobs, progress, fail_after_parts)
+        paired = pairing.amortized_present(store, rec) if (rec.exportType or "").lower() == legacy_costs.ACTUAL else None
+        conversion.convert_delivery(store, rec, manifest, blobs, progress, fail_after_parts, paired)
         if rec.rowsIn == 0:
             store.delete_tree(rec.staging)
             store.delete_tree(raw_staging(rec.staging))
@@ -324,166 +294,6 @@ def _superseded(store: Store, rec: RunRecord, newer: RunRecord, manifest: Manife
     return rec
 
 
-def _convert_all(store: Store, rec: RunRecord, m: Manifest, blobs: list[str], progress: Progress | None,
-                 fail_after_parts: int | None) -> None:
-    """Check every part's schema, then type and normalize each part into staging in one pass; rows and
-    totals of the input are taken on the way (:class:`hub.normalize.InputTap`) and reconciled with the output.
-
-    A gzip part is typed into a local Parquet file first, so it is decompressed once.
-    """
-    with tempfile.TemporaryDirectory(prefix="hub-") as tmp:
-        con = convert.connect(temp_dir=os.path.join(tmp, "spill"))
-        try:
-            lookups.register(con)
-            schema: ExportSchema | None = None
-            parts: list[Part] = []
-            for i, blob in enumerate(blobs):
-                kind = convert.file_kind(blob, file=blob)
-                src = store.local_path(blob)
-                if src is None:
-                    src = os.path.join(tmp, f"in-{i}-{posixpath.basename(blob)}")
-                    store.get_file(blob, src)
-                sql, columns = convert.source_columns(con, src, kind, file=blob)
-                if schema is None:
-                    schema = find_schema(m.exportConfig.type, m.exportConfig.dataVersion, list(columns), file=blob)
-                    rec.schemaKey, rec.dataset = schema.key, schema.dataset
-                    year, month = m.year_month
-                    rec.destination = dataset_folder(schema.dataset, year, month, rec.scope or "", schema.subfolder)
-                proj = convert.plan(schema, columns, file=blob, doubles=normalize.doubles(schema))
-                rec.missingColumns = sorted(set(rec.missingColumns) | set(proj.missing))
-                rec.extraColumns = sorted(set(rec.extraColumns) | set(proj.extra))
-                part = Part(blob, f"(SELECT {', '.join(proj.select)} FROM {sql})", sql, proj)
-                if kind == "csv.gz":
-                    out = os.path.join(tmp, f"typed-{i}.parquet")
-                    with located(part, schema):
-                        convert.write_parquet(con, proj.select, sql, out, file=blob, compression="snappy")
-                    part.source = f"read_parquet({literal(out)})"
-                parts.append(part)
-                rec.parts.append(runs.PartResult(blob=blob, output="", rows=0, bytes=os.path.getsize(src)))
-            assert schema is not None
-            paired = pairing.amortized_present(store, rec) if schema.export_type.lower() == legacy_costs.ACTUAL else None
-            _normalize(store, con, rec, m, schema, parts, tmp, progress, fail_after_parts, paired)
-        finally:
-            con.close()
-
-
-@dataclass
-class Part:
-    """One part on its way: its blob, the typed relation, the raw source and how its columns were matched."""
-
-    blob: str
-    source: str
-    raw: str
-    projection: Projection
-
-
-@contextlib.contextmanager
-def located(part: Part, schema: ExportSchema) -> Iterator[None]:
-    """An ``InvalidValue`` raised inside names the data row of the first bad value (one more scan of the part)."""
-    try:
-        yield
-    except HubError as exc:
-        column = getattr(exc, "column", None)
-        name = part.projection.sources.get(column or "")
-        col = next((c for c in schema.columns if c.name == column), None)
-        if exc.code == "InvalidValue" and name and col is not None:
-            con = duckdb.connect()  # insertion order kept: row numbers are the file's
-            try:
-                row = convert.first_bad_row(con, part.raw, name, col)
-            finally:
-                con.close()
-            if row is not None:
-                exc.message = f"{exc.message} (data row {row:,})"
-        raise
-
-
-def _normalize(store: Store, con: duckdb.DuckDBPyConnection, rec: RunRecord, m: Manifest, schema: ExportSchema,
-               parts: list[Part], tmp: str, progress: Progress | None, fail_after_parts: int | None,
-               paired: bool | None) -> None:
-    year, month = m.year_month
-    price_table = normalize.load_prices(con, store, year, month, tmp) if schema.dataset == "Costs" else None
-    lineage = Lineage("Cost Management", "Microsoft", schema.export_type, m.exportConfig.dataVersion or schema.data_version,
-                      datetime.now(timezone.utc).isoformat())
-    outputs = []
-    summary = normalize.InputSummary()
-    checks: list[CheckTap] = []
-    for i, (part, result) in enumerate(zip(parts, rec.parts, strict=True)):
-        name = part_file_name(m.runInfo.runId, part.blob)
-        staged = f"{rec.staging}/{name}"
-        out = store.local_path(staged) or os.path.join(tmp, name)
-        os.makedirs(os.path.dirname(out), exist_ok=True)
-        cb = None
-        if progress is not None and result.bytes >= PROGRESS_MIN_BYTES:
-            def cb(pct: float, i: int = i) -> None:
-                progress(rec, i, len(parts), pct)
-        with located(part, schema):
-            try:  # fast path: closed-set columns as ENUMs; a value outside a set writes the part again without them
-                tap, check, written = _write_part(con, schema, part, lineage, price_table, out, cb, f"{i}", paired, closed=True)
-            except convert.EnumMiss:
-                tap, check, written = _write_part(con, schema, part, lineage, price_table, out, cb, f"{i}_all", paired)
-        if check:
-            checks.append(check)
-        summary.add(tap.summary)
-        if store.local_path(staged) is None:
-            store.put_file(out, staged)
-        if schema.keep_raw:  # the typed export as delivered, for readers that expect its columns
-            raw = f"{raw_staging(rec.staging)}/{name}"
-            raw_out = store.local_path(raw) or os.path.join(tmp, f"raw-{name}")
-            os.makedirs(os.path.dirname(raw_out), exist_ok=True)
-            convert.write_parquet(con, [f"* EXCLUDE ({ident(ROUNDED)})" if ROUNDED in part.source else "*"], part.source,
-                                  raw_out, file=part.blob, compression="snappy")  # published as is
-            if store.local_path(raw) is None:
-                store.put_file(raw_out, raw)
-        result.rows, result.output = written, f"{rec.destination}/{name}"
-        outputs.append(out)
-        checkpoint(f"after-part-{i + 1}")
-        if fail_after_parts is not None and i + 1 >= fail_after_parts:
-            raise RuntimeError(f"injected failure after part {i + 1}")
-    rec.rowsIn, rec.rowsFiltered, rec.totalsIn = summary.rows, summary.dropped, summary.totals
-    rec.rowsRounded = summary.rounded
-    if m.dataRowCount is not None and m.dataRowCount != rec.rowsIn:
-        raise HubError(f"read {rec.rowsIn} rows, manifest dataRowCount is {m.dataRowCount}",
-                       file=rec.manifest, code="RowCountMismatch")
-    rec.rowsOut = sum(p.rows for p in rec.parts)
-    if rec.rowsOut != rec.rowsIn - rec.rowsFiltered:
-        raise HubError(f"rows {rec.rowsIn} in, {rec.rowsFiltered} left out by rule, {rec.rowsOut} written",
-                       file=rec.manifest, code="InternalError")
-    if not rec.rowsIn:  # header-only parts: nothing will be swapped in (see process)
-        for result in rec.parts:
-            result.output = ""
-        return
-    rec.totalsOut, rec.totalsIngested = normalize.output_totals(con, schema, convert.parquet_source(outputs))
-    if rec.totalsIngested != rec.totalsIn:
-        raise HubError(f"totals do not reconcile: in {rec.totalsIn}, written as ingested {rec.totalsIngested}",
-                       file=rec.manifest, code="InternalError")
-    if schema.dataset == "Costs":
-        report = tap_report(con, checks, outputs, label=rec.destination or "")
-        rec.validation = {"rows": report.rows, "checks": report.checked, "violations": report.violations,
-                          "rules": report.summary()}
-        start = deliveries.utc(m.runInfo.startDate)
-        check_costs(con, rec, outputs, start, deliveries.utc(m.runInfo.endDate) if m.runInfo.endDate else month_end(start))
-
-
-def _write_part(con: duckdb.DuckDBPyConnection, schema: ExportSchema, part: Part, lineage: Lineage, price_table: str | None,
-                out: str, progress: Callable[[float], None] | None, tag: str, paired: bool | None, *,
-                closed: bool = False) -> tuple[normalize.InputTap, CheckTap | None, int]:
-    """Normalize one typed part into ``out``: its input tap, its FOCUS check tap (Costs) and the rows written."""
-    try:
-        present = normalize.columns(con, part.source)
-        tap = normalize.InputTap(con, schema, set(present), f"hub_input_{tag}", paired=paired)
-        check = CheckTap(con, f"hub_checks_{tag}") if schema.dataset == "Costs" else None  # FOCUS checks of the rows
-        sql = normalize.transform_sql(con, schema, tap.wrap(part.source), lineage, price_table, filtered=True,
-                                      check=check.where if check else None, closed=closed, present=present, paired=paired)
-        described = getattr(sql, "columns", None) or normalize.columns(con, f"({sql})")  # Costs: known without planning
-        if check:
-            check.describe(described)
-    except duckdb.Error as exc:
-        raise convert.map_error(exc, file=part.blob) from None
-    written = convert.write_parquet(con, [f"* FROM ({sql})"], "", out, file=part.blob, select_only=True, progress=progress,
-                                    columns=described)
-    return tap, check, written
-
-
 def _swap_and_commit(store: Store, rec: RunRecord, settings: Settings, records: list[RunRecord]) -> None:
     """Swap the staged run in (idempotent), re-read what readers now see, commit, apply source retention.
     An amortized-cost export first takes the usage rows out of its month's actual-cost export (pairing), so
@@ -492,14 +302,15 @@ def _swap_and_commit(store: Store, rec: RunRecord, settings: Settings, records: 
     store.check_fence()
     if (rec.exportType or "").lower() == legacy_costs.AMORTIZED and rec.dataset == "Costs":
         pairing.pair_actual(store, rec)
+        checkpoint("after-pairing")
     names = [posixpath.basename(p.output) for p in rec.parts]
     if _keeps_raw(rec) and rec.destination.startswith(f"{INGESTION}/"):  # idempotent, like the lake swap
         swap.commit_staged(store, f"{rec.key}-raw", raw_staging(rec.staging), raw_folder(rec.destination), names)
     rec.replaced = sorted(set(rec.replaced) | set(swap.commit_staged(store, rec.key, rec.staging, rec.destination, names)))
     checkpoint("before-commit")
-    con = convert.connect(threads=2)
+    con = catalog.store_connection(store, threads=2)
     try:
-        visible = convert.count_rows(con, _duck_paths(con, store, [p.output for p in rec.parts]))
+        visible = convert.count_rows(con, [catalog.duck_path(store, p.output) for p in rec.parts])
     finally:
         con.close()
     rec.reconciled = visible == rec.rowsOut
@@ -516,7 +327,10 @@ def _swap_and_commit(store: Store, rec: RunRecord, settings: Settings, records: 
 
 
 def _delete_source(store: Store, rec: RunRecord) -> None:
-    """Delete a final delivery's own files (``retention.msexports.days: 0``, the reference's behaviour)."""
+    """Delete a final delivery's own files (``retention.msexports.days: 0``, the reference's behaviour), unless they
+    changed since it was ingested (Cost Management re-delivered into the same folder meanwhile)."""
+    if not retention.source_deletable(store, rec):
+        return
     for path in retention.source_files(rec):
         store.delete(path)
     rec.sourceDeleted = True
@@ -527,15 +341,6 @@ def _keeps_raw(rec: RunRecord) -> bool:
     """The run's export type keeps a raw/ copy (from its schema, as when the copy was written)."""
     schema = schema_by_key(rec.schemaKey) if rec.schemaKey else None
     return bool(schema and schema.keep_raw)
-
-
-def _duck_paths(con: duckdb.DuckDBPyConnection, store: Store, rels: list[str]) -> list[str]:
-    """Paths DuckDB can open: local paths, or fsspec URLs through a registered filesystem."""
-    if store.is_local:
-        return [store.full(r) for r in rels]
-    con.register_filesystem(store.fs)
-    proto = store.fs.protocol if isinstance(store.fs.protocol, str) else store.fs.protocol[0]
-    return [f"{proto}://{store.full(r)}" for r in rels]
 
 
 def _no_rows(store: Store, rec: RunRecord, started: float) -> RunRecord:

@@ -13,12 +13,13 @@ import os
 import posixpath
 import tempfile
 import time
+import uuid
 
 import duckdb
 
 from hub import convert, lookups, normalize, rewrite, runs, swap
 from hub.errors import HubError
-from hub.export_schemas import _load
+from hub.export_schemas import totals_spec
 from hub.runs import RunRecord
 from hub.store import STAGING, Store
 from hub.validate import validate_files
@@ -68,20 +69,20 @@ def _rewrite(store: Store, con: duckdb.DuckDBPyConnection, folder: str, rels: li
     started = time.perf_counter()
     digest = hashlib.sha1(f"{folder}|{trigger}".encode()).hexdigest()
     rec = RunRecord(key=f"renorm-{digest[:16]}", manifest=f"{RENORMALIZE}{folder}", manifestSha256=digest, runId=trigger,
-                    exportType="Renormalize", dataset="Costs", destination=folder, staging=f"{STAGING}/renorm-{digest[:16]}",
+                    exportType="Renormalize", dataset="Costs", destination=folder,
+                    staging=f"{STAGING}/renorm-{digest[:16]}.{uuid.uuid4().hex[:8]}",
                     month=folder.split("/")[2] + "-" + folder.split("/")[3], attempts=1)
     rec.state = "converting"
     runs.save(store, rec)
     try:
         before = convert.parquet_source(local)
-        schema_like = _load("focuscost_1.0")  # the Costs totals spec: BilledCost, EffectiveCost per currency
-        assert schema_like is not None
-        _, rec.totalsIn = normalize.output_totals(con, schema_like, before)
+        spec = totals_spec("FocusCost")  # BilledCost, EffectiveCost per currency
+        _, rec.totalsIn = normalize.output_totals(con, spec, before)
         outputs = rewrite.rewrite_files(store, con, rec, rels, local,
                                         lambda source, columns: renormalize_sql(source, columns, price_table), tmp)
         rec.rowsIn = convert.count_rows(con, local)
         rec.rowsOut = sum(p.rows for p in rec.parts)
-        rec.totalsOut, rec.totalsIngested = normalize.output_totals(con, schema_like, convert.parquet_source(outputs))
+        rec.totalsOut, rec.totalsIngested = normalize.output_totals(con, spec, convert.parquet_source(outputs))
         if rec.rowsOut != rec.rowsIn or rec.totalsIngested != rec.totalsIn:
             raise HubError(f"re-normalization changed rows or ingested totals ({rec.rowsIn} -> {rec.rowsOut})",
                            file=folder, code="InternalError")

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from hub import runs
+from hub import lease, runs
 from hub.settings import Settings
 from hub.store import INGESTION, MSEXPORTS, RAW, Store
 
@@ -33,6 +33,10 @@ class Deletion:
 class RetentionResult:
     deletions: list[Deletion] = field(default_factory=list)
     dry_run: bool = False
+    #: another process held the ingestion lease for the whole wait: nothing was deleted
+    busy: bool = False
+    #: another process took the lease over while this one was stalled: it stopped (why, else None)
+    lost: str | None = None
 
     @property
     def bytes(self) -> int:
@@ -95,20 +99,34 @@ def plan(store: Store, settings: Settings, now: datetime | None = None) -> list[
     return out
 
 
-def apply(store: Store, settings: Settings, *, dry_run: bool = False, now: datetime | None = None) -> RetentionResult:
-    """Delete (or, with ``dry_run``, list) what retention says to."""
-    result = RetentionResult(plan(store, settings, now), dry_run)
+def apply(store: Store, settings: Settings, *, dry_run: bool = False, now: datetime | None = None,
+          wait: float = 60.0) -> RetentionResult:
+    """Delete (or, with ``dry_run``, list) what retention says to. Deleting holds the ingestion lease, so it never
+    races an ingestion (records are read and written under it, fenced); ``busy`` when another process kept it for
+    ``wait`` seconds."""
     if dry_run:
-        return result
+        return RetentionResult(plan(store, settings, now), dry_run)
+    try:
+        with lease.holding(store, "ingest", wait=wait) as held:
+            if held is None:
+                return RetentionResult(busy=True)
+            return _apply(store, settings, now)
+    except lease.LeaseLost as exc:
+        return RetentionResult(lost=str(exc))
+
+
+def _apply(store: Store, settings: Settings, now: datetime | None) -> RetentionResult:
+    result = RetentionResult(plan(store, settings, now))
     done_records = set()
     for d in result.deletions:
+        store.check_fence()
         if d.path.startswith((f"{INGESTION}/", f"{RAW}/")):
             store.delete_tree(d.path)
         else:
             store.delete(d.path)
             done_records.add(d.path)
     for rec in runs.load_all(store):
-        if rec.state == "committed" and not rec.sourceDeleted and rec.manifest in done_records:
+        if rec.state in ("committed", "superseded") and not rec.sourceDeleted and rec.manifest in done_records:
             rec.sourceDeleted = True
             runs.save(store, rec)
     return result

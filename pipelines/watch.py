@@ -139,7 +139,9 @@ def watch(store: Store, *, stop: threading.Event, log: Log, interval: float = 60
                 result = _cycle(store, grace, checkpoint, interval, blob_timeout, log)
                 if time.time() - last_retention >= retention_every:
                     last_retention = time.time()
-                    done = retention.apply(store, load_settings(store))
+                    done = retention.apply(store, load_settings(store), wait=min(interval, 30.0))
+                    if done.busy or done.lost:
+                        last_retention = 0.0  # another process holds the lease: next cycle
                     if done.deletions:
                         log({"event": "retention", "deleted": len(done.deletions), "bytes": done.bytes})
                 failures = 0

@@ -356,6 +356,19 @@ def test_more_than_18_decimals_are_rounded_and_flagged(hub_root: Path) -> None:
     assert rec.rowsRounded == 2 and rec.reconciled
 
 
+def test_a_parquet_decimal_of_a_larger_scale_is_rounded_and_flagged(hub_root: Path) -> None:
+    """Review of C17: a Parquet DECIMAL(38,20) BilledCost was rounded without a flag."""
+    text = hub_root / "part.csv"
+    text.write_text(rows_csv("focuscost_1.0", [{**BASE, "BilledCost": "10.00000000000000000001"}, {**BASE, "BilledCost": "10.5"}]))
+    part = hub_root / "part.parquet"
+    duckdb.sql(f"COPY (SELECT * REPLACE (CAST(BilledCost AS DECIMAL(38,20)) AS BilledCost) FROM read_csv('{text}', "
+               f"all_varchar = true)) TO '{part}' (FORMAT parquet)")
+    write_export(hub_root, {"part_0_0001.parquet": part.read_bytes()}, rows=2)
+    assert ingest(Store(str(hub_root))).ok
+    rows = sorted(lake_rows(hub_root), key=lambda r: r["BilledCost"])
+    assert [(r["BilledCost"], "RoundedTo18Decimals" in codes(r)) for r in rows] == [(D(10), True), (D("10.5"), False)]
+
+
 @pytest.mark.parametrize(("tags", "expected", "code"), [
     ('{"env": "prod"}', '{"env": "prod"}', None),
     ('"env": "prod","team": "web"', '{"env": "prod","team": "web"}', None),  # legacy tags without braces

@@ -177,14 +177,54 @@ def test_start_date_far_from_the_rows_is_refused(hub_root: Path) -> None:
 
 
 def test_rows_near_the_period_are_accepted(hub_root: Path) -> None:
-    """Late usage of the previous month (within 31 days of the period) is not a mismatch."""
-    rows = schema_csv("focuscost_1.0", 2).replace("2024-05-02", "2024-04-20")
+    """Late usage of the previous month (within 31 days of the period) beside the period's rows is not a mismatch."""
+    rows = schema_csv("focuscost_1.0", 2).replace("2024-05-02", "2024-04-20")  # one row of April 20, one of May 3
     write_export(hub_root, {"part_0_0001.csv": rows}, rows=2)
     assert ingest(Store(str(hub_root))).ok
 
 
-def test_data_row_count_zero_with_rows_is_a_row_count_mismatch(hub_root: Path) -> None:
-    """Defect C15: dataRowCount 0 with a non-empty part committed 0 rows without reading it."""
-    write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 3)}, rows=0)
+def test_a_whole_month_under_the_next_month_is_refused(hub_root: Path) -> None:
+    """Review of C11: May rows with startDate 2024-06-01 were within 31 days, so they were filed under June."""
+    write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 3)}, rows=3, start_date="2024-06-01")
     (rec,) = ingest(Store(str(hub_root))).records
-    assert rec.state == "quarantined" and rec.error.code == "RowCountMismatch" and "read 3 rows" in rec.error.message
+    assert rec.state == "quarantined" and rec.error.code == "PeriodMismatch" and "0 of them in" in rec.error.message
+
+
+def test_days_0_never_deletes_a_delivery_rewritten_while_it_converted(hub_root: Path, monkeypatch) -> None:  # noqa: ANN001
+    """Review of C5: with days 0, a delivery re-written into the same folder while the previous one converted was
+    deleted right after the commit, never ingested."""
+    from hub import conversion
+
+    (hub_root / "config/settings.json").write_text('{"retention": {"msexports": {"days": 0}}}')
+    manifest = write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 5)}, rows=5)
+    real = conversion.convert_delivery
+
+    def redelivered_meanwhile(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        real(*args, **kwargs)
+        write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 7)}, rows=7, run_id="run2",
+                     folder="e1/20240501-20240531/run1")  # Cost Management writes the same folder again
+
+    monkeypatch.setattr(conversion, "convert_delivery", redelivered_meanwhile)
+    assert ingest(Store(str(hub_root))).ok
+    monkeypatch.setattr(conversion, "convert_delivery", real)
+    assert (hub_root / manifest).exists()  # kept: not what was ingested
+    (rec,) = ingest(Store(str(hub_root))).records
+    assert rec.runId == "run2" and rec.rowsOut == 7 and rec.sourceDeleted and not (hub_root / manifest).exists()
+
+
+def test_blobs_of_a_nested_delivery_or_with_the_same_name_are_refused(hub_root: Path) -> None:
+    """Review of C24 and of part names: a manifest listing a sub-folder's delivery, or two parts of one name."""
+    write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 2)}, rows=2, run_id="victim", folder="e1/x/victim")
+    parent = {"blobs": [{"blobName": "e1/x/victim/part_0_0001.csv"}], "blobCount": 1}
+    write_export(hub_root, {"own.csv": schema_csv("focuscost_1.0", 1)}, rows=2, run_id="thief", folder="e1", manifest_extra=parent)
+    twins = hub_root / "msexports/e2/t"
+    for sub in ("a", "b"):
+        (twins / sub).mkdir(parents=True)
+        (twins / sub / "part_0_0001.csv").write_text(schema_csv("focuscost_1.0", 1))
+    blobs = [{"blobName": f"e2/t/{sub}/part_0_0001.csv"} for sub in ("a", "b")]
+    write_export(hub_root, {}, rows=2, run_id="twins", folder="e2/t", manifest_extra={"blobs": blobs, "blobCount": 2},
+                 resource_id="/subscriptions/00000000-0000-0000-0000-000000000002")
+    records = {r.runId: r for r in ingest(Store(str(hub_root))).records}
+    assert records["thief"].error.code == "ManifestInvalid" and "belongs to the delivery of" in records["thief"].error.message
+    assert records["twins"].error.code == "ManifestInvalid" and "same file name" in records["twins"].error.message
+    assert records["victim"].state == "committed" and records["victim"].rowsOut == 2

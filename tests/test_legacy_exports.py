@@ -193,3 +193,26 @@ def test_real_ea_samples_actual_alone_and_with_amortized(hub_root: Path) -> None
     rows, _, _ = _totals(hub_root)
     purchases = [r for r in lake_rows(hub_root) if r["ChargeCategory"] == "Purchase" and r["CommitmentDiscountId"]]
     assert rows == 28 + len(purchases)
+
+
+@pytest.mark.parametrize("point", ["mid-swap", "after-pairing", "before-commit"])
+def test_crash_while_pairing_then_restart(hub_root: Path, point: str) -> None:
+    """An amortized export arriving after the actual one: a process killed while it pairs (mid-swap is the pairing's own
+    swap) or before its own commit, then restarted, leaves exactly the lake of a clean run."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    _deliver(hub_root, "ActualCost", ACTUAL)
+    assert ingest(Store(str(hub_root))).ok
+    _deliver(hub_root, "AmortizedCost", AMORTIZED)
+    env = {**os.environ, "HUB_CRASH_AT": point, "HUB_LEASE_TTL": "1"}  # the killed process's lease expires at once
+    proc = subprocess.run([sys.executable, "-m", "hub.cli", "ingest", str(hub_root)], env=env, capture_output=True, timeout=300)
+    assert proc.returncode == 137, proc.stderr.decode()[-2000:]
+    count, billed, _ = _totals(hub_root)
+    assert billed <= ACTUAL_TOTAL  # readers may see fewer rows in between, never the same cost twice
+    time.sleep(1.1)
+    assert ingest(Store(str(hub_root))).ok
+    assert _totals(hub_root) == (5, ACTUAL_TOTAL, AMORTIZED_TOTAL)
+    assert not list((hub_root / "config/staging").iterdir())

@@ -8,8 +8,9 @@ not echo file content). Headers are matched without regard to case or surroundin
 column's name or any of its aliases (``CostInBillingCurrency`` for ``Cost``). Only text and numbers feed a
 number column, only text, dates and timestamps a date column, only text and booleans a boolean column.
 
-A number with more than 18 decimals is rounded to 18 (DECIMAL(38,18), far below any currency's minor unit);
-the row is flagged (column :data:`ROUNDED`, ``RoundedTo18Decimals`` in Costs' ``x_SourceChanges``).
+A number with more than 18 decimals (in text, or a DECIMAL of a larger scale) is rounded to 18 (DECIMAL(38,18), far
+below any currency's minor unit); the row is flagged (column :data:`ROUNDED`, ``RoundedTo18Decimals`` in Costs'
+``x_SourceChanges``). A DOUBLE source is converted as it is (a binary fraction has no exact decimal to keep).
 """
 
 from __future__ import annotations
@@ -108,6 +109,13 @@ def exact_double(src: str) -> str:
     return f"CASE WHEN length({src}) < 20 AND NOT contains({src}, 'e') AND NOT contains({src}, 'E') THEN TRY_CAST({src} AS DOUBLE) END"
 
 
+def _scale(duck_type: str) -> int:
+    """The scale of a DuckDB ``DECIMAL(p,s)`` type (0 for other types)."""
+    if not duck_type.upper().startswith("DECIMAL("):
+        return 0
+    return int(duck_type.rstrip(")").split(",")[-1])
+
+
 def typed_value(col: Column, src: str, source_type: str) -> str:
     """SQL of one source column (expression ``src`` of DuckDB type ``source_type``) as the column's type."""
     if source_type == "VARCHAR":
@@ -153,7 +161,7 @@ def project(schema: ExportSchema, source: dict[str, str], doubles: tuple[str, ..
     by_key: dict[str, str] = {}
     for name in source:
         by_key.setdefault(header_key(name), name)
-    select, missing, required, used, sources, rounded = [], [], [], set(), {}, []
+    select, missing, required, used, sources, rounded, wider = [], [], [], set(), {}, [], []
     for col in schema.columns:
         name = next((by_key[k] for k in map(header_key, col.spellings) if k in by_key and by_key[k] not in used), None)
         out = ident(col.target)
@@ -170,13 +178,16 @@ def project(schema: ExportSchema, source: dict[str, str], doubles: tuple[str, ..
         select.append(f"{typed_value(col, src, source[name])} AS {out}")
         if source[name] == "VARCHAR" and col.type == "decimal":
             rounded.append(src)
+        elif col.type == "decimal" and _scale(source[name]) > 18:  # a Parquet DECIMAL(p, s > 18)
+            wider.append(f"CAST(CAST({src} AS {DECIMAL}) AS {source[name]}) <> {src}")
             if col.target in doubles:
                 select.append(f"{exact_double(src)} AS {ident(DOUBLE_PREFIX + col.target)}")
     targets = {header_key(c.target) for c in schema.columns}
     extra = [n for n in source if n not in used and header_key(n) not in targets]
     select += [f"{text_nulls(ident(n))} AS {ident(n)}" if null_texts and source[n] == "VARCHAR" else ident(n) for n in extra]
-    if rounded:
-        select.append(f"coalesce({too_precise(rounded)}, false) AS {ident(ROUNDED)}")
+    checks = ([too_precise(rounded)] if rounded else []) + wider
+    if checks:
+        select.append(f"coalesce({' OR '.join(checks)}, false) AS {ident(ROUNDED)}")
     return Projection(select, missing, extra, len(used), sources, required)
 
 
