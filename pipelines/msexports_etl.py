@@ -104,7 +104,7 @@ def _ingest(store: Store, *, retry: bool, force: bool, progress: Progress | None
     result = IngestResult(recovered=recover(store))
     records = runs.load_all(store, result.unreadable)  # once per ingestion; kept current below
     known = {r.manifest: r for r in records}
-    pending: list[tuple[datetime, str, bytes | None]] = []
+    pending: list[tuple[int, datetime, str, bytes | None]] = []
     listing = store.listing(MSEXPORTS)
     final = {}
     for rel, listed in listing.items():
@@ -117,8 +117,10 @@ def _ingest(store: Store, *, retry: bool, force: bool, progress: Progress | None
             if done or rec.state == "quarantined" and not (retry or force):
                 final[rel] = listed.signature
                 continue
-        pending.append((_delivered(raw, rel, listed.modified), rel, raw))
-    for instant, rel, raw in sorted(pending, key=lambda p: (p[0], p[1])):  # older deliveries first: the newest stays visible
+        pending.append((*_order(raw, rel, listed.modified), rel, raw))
+    # price sheets first (the month's costs then take their prices on the way in, no re-normalization afterwards),
+    # then older deliveries first: the newest of a folder stays visible
+    for _, instant, rel, raw in sorted(pending, key=lambda p: (p[0], p[1], p[2])):
         if blob_grace is not None and blob_grace.get(rel, float("inf")) > time.time() and _blobs_missing(store, rel, raw):
             result.waiting.append(rel)
             continue
@@ -160,12 +162,14 @@ def _read_manifest(store: Store, rel: str) -> bytes | None:
         return None
 
 
-def _delivered(raw: bytes | None, rel: str, modified: datetime | None) -> datetime:
+def _order(raw: bytes | None, rel: str, modified: datetime | None) -> tuple[int, datetime]:
+    """How a pending manifest sorts: price sheets before the rest, then by delivery instant."""
     try:
         manifest = parse_manifest(raw, file=rel) if raw is not None else None
     except HubError:
         manifest = None
-    return deliveries.delivered_at(manifest, modified)
+    prices = manifest is not None and destination(manifest.exportConfig.type) == ("Prices", None)
+    return (0 if prices else 1), deliveries.delivered_at(manifest, modified)
 
 
 def _isolated(store: Store, rel: str, raw: bytes | None, work: Callable[[], RunRecord]) -> RunRecord:

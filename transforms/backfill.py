@@ -33,8 +33,9 @@ SHADOWED = "_dv_"
 
 def cost_key() -> str:
     """Join key of a cost row: billing profile | charge month | meter | offer (EA only; MCA prices have none)."""
-    return ("lower(coalesce(x_BillingProfileId, '')) || '|' || strftime(ChargePeriodStart, '%Y-%m') || '|' || "
-            "lower(coalesce(x_SkuMeterId, '')) || '|' || CASE WHEN x_BillingAccountAgreement = 'EA' "
+    # the UTC month from the epoch (strftime on a TIMESTAMPTZ goes through the ICU calendar: several times dearer)
+    return ("lower(coalesce(x_BillingProfileId, '')) || '|' || strftime(make_timestamp(epoch_us(ChargePeriodStart)), '%Y-%m') "
+            "|| '|' || lower(coalesce(x_SkuMeterId, '')) || '|' || CASE WHEN x_BillingAccountAgreement = 'EA' "
             "THEN lower(coalesce(x_SkuOfferId, '')) ELSE '' END")
 
 
@@ -66,10 +67,12 @@ def price_layer(chain: Chain, prices: str | None) -> None:
     selected = (f"ProviderName = 'Microsoft' AND ({zero('ListUnitPrice')} OR {zero('ContractedUnitPrice')}) "
                 f"AND {nz('x_EffectiveUnitPrice')} AND NOT coalesce(CommitmentDiscountCategory = 'Spend' AND "
                 f"CommitmentDiscountStatus = 'Unused', false) AND NOT {empty('x_SkuMeterId')}")
-    if prices:
-        chain.step(f"t.*, {selected} AS _sel, p.c AS _pc, p.l AS _pl, p.block AS _pb, p.unit AS _pu, "
+    if prices:  # only rows the sheet may fill look a price up: the others probe with a NULL key (no key built)
+        chain.replace({}, {"_sel": selected})
+        chain.step("t.*, p.c AS _pc, p.l AS _pl, p.block AS _pb, p.unit AS _pu, "
                    "(p.key IS NOT NULL AND (p.unit IS NULL OR t.PricingUnit IS NULL OR p.unit = t.PricingUnit)) AS _found",
-                   f"LEFT JOIN {prices} AS p ON p.key = {cost_key()}", ["_sel", "_pc", "_pl", "_pb", "_pu", "_found"])
+                   f"LEFT JOIN {prices} AS p ON p.key = CASE WHEN t._sel THEN {cost_key()} END",
+                   ["_pc", "_pl", "_pb", "_pu", "_found"])
     else:
         chain.replace({}, {"_sel": selected, "_pc": f"CAST(NULL AS {DEC})", "_pl": f"CAST(NULL AS {DEC})",
                            "_pb": f"CAST(NULL AS {DEC})", "_pu": "CAST(NULL AS VARCHAR)", "_found": "false"})
@@ -82,8 +85,13 @@ def price_layer(chain: Chain, prices: str | None) -> None:
         return f"({kept} OR NOT {priced})" if unit_price else kept
 
     def from_sheet(p: str) -> str:  # price per cost block, in billing currency
-        return dec(f"CAST({p} AS DOUBLE) * CAST(coalesce(x_BillingExchangeRate, 1) AS DOUBLE) * CAST(coalesce(x_PricingBlockSize, 1) "
-                   "AS DOUBLE) / CAST(coalesce(nullif(_pb, 0), coalesce(x_PricingBlockSize, 1)) AS DOUBLE)")
+        converted = dec(f"CAST({p} AS DOUBLE) * CAST(coalesce(x_BillingExchangeRate, 1) AS DOUBLE) * CAST(coalesce(x_PricingBlockSize, 1) "
+                        "AS DOUBLE) / CAST(coalesce(nullif(_pb, 0), coalesce(x_PricingBlockSize, 1)) AS DOUBLE)")
+        # same block, rate 1 and at most 15 significant digits: the double arithmetic and its 15-digit rounding give the
+        # sheet price back exactly, so it is taken as it is (no printf per row)
+        same = (f"coalesce(x_BillingExchangeRate, 1) = 1 AND coalesce(nullif(_pb, 0), coalesce(x_PricingBlockSize, 1)) "
+                f"= coalesce(x_PricingBlockSize, 1) AND abs({p}) < 1000 AND {p} = round({p}, 12)")
+        return f"CASE WHEN {same} THEN {p} ELSE {converted} END"
 
     chain.replace({
         "ContractedUnitPrice": f"CASE WHEN {keep('ContractedUnitPrice', True)} THEN ContractedUnitPrice "

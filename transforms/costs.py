@@ -257,8 +257,10 @@ def _enumerations_tags_periods(chain: Chain) -> None:
         if col.allowed_values:
             cases = " ".join(f"WHEN {literal(v.lower())} THEN {literal(v)}" for v in col.allowed_values)
             exprs[col.name] = f"CASE lower({ident(col.name)}) {cases} ELSE {ident(col.name)} END"
-    exprs["Tags"] = ("CASE WHEN Tags IS NULL OR trim(Tags) = '' THEN '{}' WHEN starts_with(ltrim(Tags), '{') THEN Tags "
-                     "ELSE '{' || Tags || '}' END")  # legacy tags lack braces; checked as JSON in _tags
+    # legacy tags lack braces; checked as JSON in _tags. Most tags start with '{': tested first, so long strings are
+    # not trimmed for nothing
+    exprs["Tags"] = ("CASE WHEN starts_with(Tags, '{') THEN Tags WHEN Tags IS NULL OR trim(Tags) = '' THEN '{}' "
+                     "WHEN starts_with(ltrim(Tags), '{') THEN Tags ELSE '{' || Tags || '}' END")
     for end in ("ChargePeriodEnd", "BillingPeriodEnd"):  # inclusive ends (...23:59:59 UTC) become exclusive
         # second of the UTC day by integer arithmetic: strftime on a TIMESTAMPTZ costs more than the rest of the rule
         exprs[end] = f"CASE WHEN epoch_us({end}) % 86400000000 // 1000000 = 86399 THEN {end} + INTERVAL 1 SECOND ELSE {end} END"
