@@ -36,6 +36,7 @@ test: lint $(AZURITE) $(CHROMIUM)
 
 bench: $(VENV)/.installed
 	$(PY) bench/run.py --rows $(ROWS) --repeat $(REPEAT)
+	$(PY) bench/run.py --rows $(ROWS) --repeat $(REPEAT) --shape independent
 
 clean:
 	rm -rf $(VENV) .tools demo-hub .pytest_cache .ruff_cache

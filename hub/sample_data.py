@@ -454,12 +454,21 @@ def default_run_id(export_name: str, month: str, seed: int) -> str:
 def write_export(root: str, *, export_type: str = "FocusCost", data_version: str = "1.0", rows: int = 2000,
                  month: str = "2024-05", parts: int = 1, gzip: bool = False, export_name: str = "demo-costs",
                  resource_id: str = "/providers/Microsoft.Billing/billingAccounts/8611537", run_id: str | None = None,
-                 seed: int = 1) -> str:
+                 seed: int = 1, shape: object = "default") -> str:
     """Deliver one Cost Management export run under ``<root>/msexports/``: the parts, then ``manifest.json``.
 
     ``root`` is a local folder or an fsspec URL. ``export_type`` is ``FocusCost`` (``rows`` split across ``parts``)
-    or ``PriceSheet`` (the meter pool's prices; ``rows`` is ignored). Returns the manifest's path, ``root`` + relative.
+    or ``PriceSheet`` (the meter pool's prices; ``rows`` is ignored). ``shape``: ``"default"`` (this module's data),
+    ``"independent"`` or a :class:`hub.sample_independent.Shape` (the other generator's data, see that module).
+    Returns the manifest's path, ``root`` + relative.
     """
+    other = None
+    if shape != "default":
+        from hub import sample_independent as ind
+
+        other = ind.Shape() if shape == "independent" else shape
+        if not isinstance(other, ind.Shape):
+            raise ValueError(f"shape must be 'default', 'independent' or a Shape, not {shape!r}")
     kind = export_type.lower()
     if kind not in ("focuscost", "pricesheet"):
         raise ValueError(f"export_type must be FocusCost or PriceSheet, not {export_type!r}")
@@ -471,7 +480,9 @@ def write_export(root: str, *, export_type: str = "FocusCost", data_version: str
     submitted = datetime(start.year, start.month, start.day, 12) + timedelta(days=1)
     folder = f"{export_name}/{start:%Y%m%d}-{last:%Y%m%d}/{submitted:%Y%m%d%H%M}/{run_id}"
     account = resource_id.rstrip("/").rsplit("/", 1)[-1]
-    total = price_sheet_rows(seed) if kind == "pricesheet" else rows
+    total = rows
+    if kind == "pricesheet":
+        total = price_sheet_rows(seed) if other is None else ind.price_sheet_rows(seed, other)
     fs, base = fsspec.core.url_to_fs(root)
     target = f"{base.rstrip('/')}/msexports/{folder}"
     fs.makedirs(target, exist_ok=True)
@@ -483,8 +494,12 @@ def write_export(root: str, *, export_type: str = "FocusCost", data_version: str
             name = f"part_{i}_0001.csv" + (".gz" if gzip else "")
             local = os.path.join(tmp, name)
             lo, hi = i * total // parts, (i + 1) * total // parts
-            if kind == "pricesheet":
+            if kind == "pricesheet" and other is not None:
+                count = ind.write_prices(local, month=month, seed=seed, enrollment=account, gzip=gzip, shape=other, lo=lo, hi=hi)
+            elif kind == "pricesheet":
                 count = _write_prices(local, month=month, seed=seed, enrollment=account, gzip=gzip, lo=lo, hi=hi)
+            elif other is not None:
+                count = ind.write_costs(local, lo, hi, month=month, seed=seed, billing_account_id=account, gzip=gzip, shape=other)
             else:
                 count = _write_costs(local, lo, hi, month=month, seed=seed, billing_account_id=account, gzip=gzip)
             fs.put_file(local, f"{target}/{name}")

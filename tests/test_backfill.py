@@ -138,6 +138,29 @@ def test_prices_after_costs_gives_the_same_lake(hub_root: Path, tmp_path: Path) 
     assert late[1]["ContractedUnitPrice"] == D("2.5") and late[1]["ContractedCost"] == D(10)
 
 
+def test_prices_pending_with_costs_go_first(hub_root: Path, tmp_path: Path) -> None:
+    """Costs and their month's price sheet pending in one ingest: the sheet is processed first (whatever the folder
+    names and delivery times), so the costs are backfilled on the way in, not written then re-normalized."""
+    other = {**BASE, "ResourceName": "complete"}
+    write_export(hub_root, {"part_0_0001.csv": rows_csv("focuscost_1.0", [MISSING, other])}, rows=2, run_id="costs1",
+                 folder="a-costs/20240501-20240531/costs1", manifest_extra={"runInfo": {
+                     "runId": "costs1", "startDate": "2024-05-01T00:00:00", "submittedTime": "2024-05-02T00:00:00Z"}})
+    write_export(hub_root, {"part_0_0001.csv": rows_csv("pricesheet_2023-05-01_ea", [EA_PRICE])}, export_type="PriceSheet",
+                 data_version="2023-05-01", rows=1, run_id="prices1", folder="z-prices/20240501-20240531/prices1",
+                 resource_id=EA_ACCOUNT, manifest_extra={"runInfo": {
+                     "runId": "prices1", "startDate": "2024-05-01T00:00:00", "submittedTime": "2024-05-03T00:00:00Z"}})
+    result = ingest(Store(str(hub_root)))
+    assert result.ok, [r.error for r in result.all]
+    assert [r.dataset for r in result.records] == ["Prices", "Costs"] and result.renormalized == []
+    together = _comparable(lake_rows(hub_root))
+    assert together[1]["ContractedUnitPrice"] == D("2.5") and "FromPriceSheet" in together[1]["x_SourceChanges"]
+
+    root2 = make_hub(tmp_path / "hub2")  # the same exports, one ingest each, prices first
+    ingest_prices(root2, EA_PRICE)
+    ingest_costs(root2, MISSING, other)
+    assert together == _comparable(lake_rows(root2))
+
+
 def test_renormalization_is_idempotent(hub_root: Path) -> None:
     ingest_costs(hub_root, MISSING)
     ingest_prices(hub_root, EA_PRICE)

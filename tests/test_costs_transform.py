@@ -165,10 +165,14 @@ def test_savings_are_fractions(hub_root: Path) -> None:
 def test_tags_always_json_object(hub_root: Path) -> None:
     a = {**BASE, "Tags": '"env": "prod","team": "data"', "ResourceName": "a"}
     b = {**BASE, "Tags": None, "ResourceName": "b"}
-    rows = {r["ResourceName"]: r for r in run(hub_root, a, b)}
+    c = {**BASE, "Tags": '  {"env": "prod"}', "ResourceName": "c"}  # an object after spaces is kept as it is
+    d = {**BASE, "Tags": '   ', "ResourceName": "d"}  # blank: quoted so the cell is not empty
+    rows = {r["ResourceName"]: r for r in run(hub_root, a, b, c, d)}
     assert json.loads(rows["a"]["Tags"]) == {"env": "prod", "team": "data"}
     assert rows["b"]["Tags"] == "{}"
     assert originals(rows["a"])["Tags"] == '"env": "prod","team": "data"'
+    assert rows["c"]["Tags"] == '  {"env": "prod"}' and "Tags" not in originals(rows["c"])
+    assert rows["d"]["Tags"] == "{}"
 
 
 def test_enumerations_spelled_as_focus(hub_root: Path) -> None:
@@ -408,3 +412,42 @@ def test_money_column_empty_on_every_row_quarantines(hub_root: Path) -> None:
                  run_id="run2", folder="e1/run2")
     (rec,) = ingest(Store(str(hub_root))).records
     assert rec.state == "quarantined" and rec.error.code == "SchemaMismatch" and "EffectiveCost" in rec.error.message
+
+
+def test_price_arithmetic_reads_double_copies_of_text_numbers() -> None:
+    """Speed regression (issue 11 D): the typed projection of a text export adds a DOUBLE copy (parsed from the text)
+    of every price column the price layer computes with; without it each value took a DECIMAL -> DOUBLE cast."""
+    from hub import normalize
+    from hub.export_schemas import _load
+    from transforms.typing import DOUBLE_PREFIX, project
+
+    schema = _load("focuscost_1.0")
+    text = project(schema, {c.name: "VARCHAR" for c in schema.columns}, normalize.doubles(schema))
+    parquet = project(schema, {c.name: ("DOUBLE" if c.type == "decimal" else "VARCHAR") for c in schema.columns},
+                      normalize.doubles(schema))
+    copies = {s.rsplit(" AS ", 1)[1].strip('"') for s in text.select if f'"{DOUBLE_PREFIX}' in s.rsplit(" AS ", 1)[1]}
+    assert copies == {DOUBLE_PREFIX + c for c in normalize.doubles(schema)} and copies
+    assert not any(f'"{DOUBLE_PREFIX}' in s for s in parquet.select)  # a DOUBLE source is used as it is
+
+
+@pytest.mark.parametrize(("text", "rounded"), [
+    ("0.1234567890123456789", True),  # 19 decimals
+    ("-0.1234567890123456789", True),
+    ("0.123456789012345678", False),  # 18 decimals, 20 characters
+    ("148775.000000000000000000", False),  # 18 trailing zeros after 148775. are 18 decimals; the long text is exact
+    ("148775.0000000000000000000", False),  # 19 decimals, all zeros: nothing is rounded
+    ("1234567890123456789.5", False),
+    ("12345678901234567890", False),
+    ("1.5e-18", True),  # 0.0000000000000000015: 19 decimals
+    ("1.5E-17", False),
+    ("1E-19", True),
+    ("1E+5", False),
+    ("0.00513000000", False),
+    (None, False),
+])
+def test_too_precise_counts_decimals_by_hand(text: str | None, rounded: bool) -> None:
+    """Defect C17's flag, one value at a time (with a short number beside it, as in a row)."""
+    from transforms.typing import too_precise
+
+    sql = f"SELECT {too_precise(['a', 'b'])} FROM (SELECT ?::VARCHAR AS a, '2.5' AS b)"
+    assert duckdb.connect().execute(sql, [text]).fetchall() == [(rounded,)]

@@ -178,3 +178,45 @@ def test_price_sheet_export_on_an_fsspec_store() -> None:
 def test_write_export_rejects_unknown_types(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         write_export(str(tmp_path), export_type="ActualCost")
+
+
+def test_independent_shape(tmp_path: Path) -> None:
+    """The benchmark's second shape: a quarter of the usage rows without list prices, their meters in a price sheet of
+    tens of thousands of rows (tiers, reservations, savings plans, two offers), wide tags; it ingests cleanly."""
+    from hub.sample_independent import Shape
+    from hub.store import Store
+    from pipelines.msexports_etl import ingest
+
+    root = tmp_path / "hub"
+    shape = Shape(meters=600, resources=2000, subscriptions=20)
+    prices = Path(write_export(str(root), export_type="PriceSheet", data_version="2023-05-01", export_name="prices",
+                               shape=shape))
+    sheet = Path(tmp_path / "sheet.csv")
+    sheet.write_bytes(next(prices.parent.glob("*.csv")).read_bytes())  # ingesting deletes the export
+    assert ingest(Store(str(root))).ok  # prices first, as bench/run.py does: the costs are backfilled on the way in
+    costs = Path(write_export(str(root), rows=4000, shape=shape))
+    con = duckdb.connect()
+    con.execute(f"CREATE TABLE v AS SELECT * FROM read_csv('{next(costs.parent.glob('*.csv'))}', all_varchar = true)")
+    con.execute(f"CREATE TABLE p AS SELECT * FROM read_csv('{sheet}', all_varchar = true)")
+    assert [r[0] for r in con.execute("DESCRIBE v").fetchall()] == schema_columns(FOCUS_SCHEMA)
+    missing = _one(con, "SELECT count(*) FILTER (WHERE coalesce(TRY_CAST(ListUnitPrice AS DOUBLE), 0) = 0) / count(*) "
+                        "FROM v WHERE ChargeCategory = 'Usage'")
+    assert 0.2 < missing < 0.3
+    assert _one(con, "SELECT count(*) FROM v WHERE coalesce(TRY_CAST(x_EffectiveUnitPrice AS DOUBLE), 0) = 0 "
+                     "AND ChargeCategory = 'Usage'") == 0
+    assert _one(con, "SELECT count(*) FROM v WHERE (x_SkuMeterId, x_SkuOfferId) NOT IN "
+                     "(SELECT (MeterID, OfferID) FROM p WHERE PriceType = 'Consumption')") == 0
+    assert {r[0] for r in con.execute("SELECT DISTINCT PriceType FROM p").fetchall()} == {"Consumption", "ReservedInstance",
+                                                                                          "SavingsPlan"}
+    assert _one(con, "SELECT max(n) FROM (SELECT count(*) AS n FROM p WHERE PriceType = 'Consumption' GROUP BY MeterID, OfferID)") == 3
+    assert _one(con, "SELECT count(*) FROM v WHERE Tags IS NOT NULL AND NOT (json_valid(Tags) AND json_type(Tags) = 'OBJECT')") == 0
+    assert _one(con, "SELECT avg(length(Tags)) FROM v WHERE Tags <> '{}'") > 200
+
+    result = ingest(Store(str(root)))
+    assert result.ok and not result.renormalized, [r.error for r in result.all]
+    lake = f"{root}/ingestion/Costs/**/*.parquet"
+    assert _one(con, f"SELECT count(*) FROM '{lake}'") == 4000
+    assert _one(con, f"SELECT count(*) FROM '{lake}' WHERE contains(x_SourceChanges, 'ListUnitPriceFromPriceSheet')") \
+        == _one(con, "SELECT count(*) FROM v WHERE coalesce(TRY_CAST(ListUnitPrice AS DOUBLE), 0) = 0 AND ChargeCategory = 'Usage'")
+    costs_run = next(r for r in result.records if r.dataset == "Costs")
+    assert costs_run.validation["violations"] == 0

@@ -78,6 +78,7 @@ CASES = {
     "currency": ({"BillingCurrency": "usd"}, "BillingCurrencyIso4217:BillingCurrency"),
     "tags not object": ({"Tags": '"env": "prod"'}, "TagsJsonObject:Tags"),
     "tags array": ({"Tags": "[1]"}, "TagsJsonObject:Tags"),
+    "tags broken object": ({"Tags": '{"env": "prod"'}, "TagsJsonObject:Tags"),
     "resource type without id": ({"ResourceId": None}, "ResourceTypeWithResourceId:ResourceType"),
 }
 

@@ -85,9 +85,10 @@ def cast_text(col: Column, src: str) -> str:
 
 def too_precise(sources: list[str]) -> str:
     """TRUE when a number in one of the text expressions ``sources`` has more than 18 significant decimals
-    (``0.1234567890123456789``, ``1.2345678901234E-06``): its DECIMAL(38,18) is rounded. Only a row with a long
-    number (over 19 characters) or an exponent anywhere is tested exactly (fraction digits without trailing zeros,
-    minus the exponent): one length and one text search per row, not per column."""
+    (``0.1234567890123456789``, ``1.2345678901234E-06``): its DECIMAL(38,18) is rounded. Plain text of at most 19
+    characters cannot have more, so only a row with a longer number or an exponent somewhere (one length test and
+    one text search per row, not per column) is tested column by column: a plain number by the length of its
+    fraction without trailing zeros, a number with an exponent by that length minus the exponent."""
     if not sources:
         return "false"
     joined = f"concat({', '.join(sources)})"
@@ -95,10 +96,12 @@ def too_precise(sources: list[str]) -> str:
 
     def exact(src: str) -> str:
         low = f"lower({src})"
-        return (f"coalesce(length(rtrim(split_part(split_part({low}, 'e', 1), '.', 2), '0')) "
-                f"- coalesce(TRY_CAST(nullif(split_part({low}, 'e', 2), '') AS INTEGER), 0) > 18, false)")
+        exponent = (f"coalesce(length(rtrim(split_part(split_part({low}, 'e', 1), '.', 2), '0')) "
+                    f"- coalesce(TRY_CAST(nullif(split_part({low}, 'e', 2), '') AS INTEGER), 0) > 18, false)")
+        plain = f"strlen({src}) > 19 AND strpos({src}, '.') > 0 AND strlen(rtrim({src}, '0')) - strpos({src}, '.') > 18"
+        return f"CASE WHEN contains({src}, 'E') OR contains({src}, 'e') THEN {exponent} ELSE {plain} END"
 
-    return f"CASE WHEN {gate} THEN {' OR '.join(exact(s) for s in sources)} ELSE false END"
+    return f"CASE WHEN {gate} THEN coalesce({' OR '.join(exact(s) for s in sources)}, false) ELSE false END"
 
 
 def exact_double(src: str) -> str:
@@ -178,10 +181,10 @@ def project(schema: ExportSchema, source: dict[str, str], doubles: tuple[str, ..
         select.append(f"{typed_value(col, src, source[name])} AS {out}")
         if source[name] == "VARCHAR" and col.type == "decimal":
             rounded.append(src)
-        elif col.type == "decimal" and _scale(source[name]) > 18:  # a Parquet DECIMAL(p, s > 18)
-            wider.append(f"CAST(CAST({src} AS {DECIMAL}) AS {source[name]}) <> {src}")
             if col.target in doubles:
                 select.append(f"{exact_double(src)} AS {ident(DOUBLE_PREFIX + col.target)}")
+        elif col.type == "decimal" and _scale(source[name]) > 18:  # a Parquet DECIMAL(p, s > 18)
+            wider.append(f"CAST(CAST({src} AS {DECIMAL}) AS {source[name]}) <> {src}")
     targets = {header_key(c.target) for c in schema.columns}
     extra = [n for n in source if n not in used and header_key(n) not in targets]
     select += [f"{text_nulls(ident(n))} AS {ident(n)}" if null_texts and source[n] == "VARCHAR" else ident(n) for n in extra]

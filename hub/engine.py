@@ -1,0 +1,124 @@
+"""The load engine every source shares: a run's staging folder, the swap into the lake, the re-count of what
+readers see, the commit, quarantine, and recovery after a crash.
+
+A source (:mod:`hub.sources`) knows its deliveries and converts them into a run's staging folder (typed, normalized,
+reconciled, validated); the engine takes it from there. Record states: ``converting`` (staging being written: a
+crash means redo) -> ``swapping`` (staging complete: a crash means finish the swap) -> ``committed``; or
+``quarantined`` with an error code. What is source-specific around the swap (Azure's pairing of actual and
+amortized cost before it, superseding older deliveries and source retention after it) comes from the source's
+hooks (:func:`hub.sources.hooks`), so a restarted process finishes a swap exactly as the interrupted one would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import posixpath
+import time
+import uuid
+from collections.abc import Callable
+
+from hub import catalog, convert, runs, swap
+from hub.errors import HubError
+from hub.export_schemas import schema_by_key
+from hub.faults import checkpoint
+from hub.runs import RunError, RunRecord
+from hub.settings import Settings, load_settings
+from hub.store import INGESTION, STAGING, Store, raw_folder, raw_staging
+
+
+def new_staging(key: str) -> str:
+    """A staging folder for one attempt of a run: a stale lease holder never shares it with its successor."""
+    return f"{STAGING}/{key}.{uuid.uuid4().hex[:8]}"
+
+
+def commit(store: Store, rec: RunRecord, settings: Settings, records: list[RunRecord]) -> None:
+    """Swap a staged run in (idempotent), re-read what readers now see, commit, then the source's after-commit work.
+    Raises :class:`HubError` when the lake does not show the rows written (the record stays ``swapping``)."""
+    from hub import sources
+
+    assert rec.staging and rec.destination
+    hooks = sources.hooks(rec)
+    store.check_fence()
+    hooks.before_swap(store, rec)
+    names = [posixpath.basename(p.output) for p in rec.parts]
+    if _keeps_raw(rec) and rec.destination.startswith(f"{INGESTION}/"):  # idempotent, like the lake swap
+        swap.commit_staged(store, f"{rec.key}-raw", raw_staging(rec.staging), raw_folder(rec.destination), names)
+    rec.replaced = sorted(set(rec.replaced) | set(swap.commit_staged(store, rec.key, rec.staging, rec.destination, names)))
+    checkpoint("before-commit")
+    con = catalog.store_connection(store, threads=2)
+    try:
+        visible = convert.count_rows(con, [catalog.duck_path(store, p.output) for p in rec.parts])
+    finally:
+        con.close()
+    rec.reconciled = visible == rec.rowsOut
+    if not rec.reconciled:
+        raise HubError(f"{visible} rows visible after the swap, {rec.rowsOut} written", file=rec.destination,
+                       code="InternalError")
+    rec.state = "committed"
+    rec.error = None
+    runs.save(store, rec)
+    hooks.after_commit(store, rec, settings, records)
+
+
+def _keeps_raw(rec: RunRecord) -> bool:
+    """The run's export type keeps a raw/ copy (from its schema, as when the copy was written)."""
+    schema = schema_by_key(rec.schemaKey) if rec.schemaKey and not rec.schemaKey.startswith("native:") else None
+    return bool(schema and schema.keep_raw)
+
+
+def no_rows(store: Store, rec: RunRecord, started: float) -> RunRecord:
+    """A delivery without rows changes nothing in the lake (the previous run stays)."""
+    rec.state = "committed"
+    rec.reconciled = True
+    rec.seconds = round(time.perf_counter() - started, 3)
+    runs.save(store, rec)
+    return rec
+
+
+def quarantine(store: Store, rec: RunRecord, exc: HubError) -> None:
+    runs.fail(store, rec, exc.code, exc.message, exc.file)
+
+
+def unexpected(exc: Exception, file: str) -> HubError:
+    """A bug or store failure as an ``InternalError`` with a one-line message (no file content, no credentials)."""
+    return HubError(convert.scrub(f"{type(exc).__name__}: {exc}"), file=file, code="InternalError")
+
+
+def isolated(store: Store, key: str, manifest: str, raw: bytes | None, work: Callable[[], RunRecord]) -> RunRecord:
+    """Run one delivery's work so that nothing it raises stops the others (a lost lease still stops everything)."""
+    try:
+        return work()
+    except Exception as exc:  # noqa: BLE001 - even a failure to write its record must not stop the other deliveries
+        return runs.failed(store, key, manifest, exc, manifestSha256=runs.sha256(raw or b""))
+
+
+def recover(store: Store, redo: Callable[[RunRecord], list[RunRecord]]) -> list[RunRecord]:
+    """Finish swaps that a crash interrupted (roll forward); staged-but-unswapped runs are redone later, and
+    staging folders no record will swap (a crash, a stale lease holder) are removed. ``redo``: what to do with a
+    run interrupted while converting that must be redone now rather than on its next delivery (re-normalizations),
+    returning the records it made."""
+    done = []
+    records = runs.load_all(store)
+    settings = load_settings(store)
+    for rec in records:
+        if rec.state == "converting" and (again := redo(rec)):
+            done += again
+        elif rec.state == "swapping" and rec.staging and rec.destination:
+            try:
+                commit(store, rec, settings, records)
+            except Exception as exc:  # noqa: BLE001 - stays "swapping": tried again next time, never half-applied,
+                # and never stops the other deliveries
+                error = exc if isinstance(exc, HubError) else unexpected(exc, rec.destination)
+                rec.error = RunError(code=error.code, message=error.message, file=error.file)
+                with contextlib.suppress(Exception):
+                    runs.save(store, rec)
+            done.append(rec)
+    swapping = {s for r in runs.load_all(store) if r.state == "swapping" and r.staging
+                for s in (r.staging, raw_staging(r.staging))}
+    base = store.full(STAGING)
+    if store.fs.isdir(base):
+        for path in store.fs.ls(base, detail=False):
+            rel = f"{STAGING}/{posixpath.basename(path.rstrip('/'))}"
+            if rel not in swapping:
+                store.delete_tree(rel)
+    return done
