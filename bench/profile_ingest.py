@@ -4,7 +4,7 @@ with each projection named after the transform step (``transforms.sqlchain.Chain
 Usage: ``python bench/profile_ingest.py ROOT [--json OUT] [--top N]``
 
 ROOT is a hub root with pending exports (a copy: ingesting deletes the sources). The ingest runs in this
-process, exactly as ``hub ingest ROOT`` (``pipelines.msexports_etl.ingest``), with profiling switched on only
+process, exactly as ``hub ingest ROOT`` (``pipelines.ingest.ingest``), with profiling switched on only
 around the Costs ``COPY ... TO parquet`` query. Operator times are DuckDB's (summed over its threads, so they
 add up to about the query's CPU time); the process's own CPU seconds (``getrusage``) are printed too.
 """
@@ -23,10 +23,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from hub import conversion, convert, normalize  # noqa: E402
+from hub import (  # noqa: E402
+    conversion,
+    convert,
+    engine,  # noqa: E402
+    normalize,
+)
 from hub.store import Store  # noqa: E402
-from pipelines import msexports_etl  # noqa: E402
-from pipelines.msexports_etl import ingest  # noqa: E402
+from pipelines.ingest import ingest  # noqa: E402
 
 PROFILES: list[str] = []
 #: Buckets of the Costs query's operators, bottom-up: an operator whose added column (projections; ``*`` at the end
@@ -89,7 +93,7 @@ def _time_phases() -> None:
     _timed(conversion, "_write_part", "normalize + write (COPY, incl. planning)")
     _timed(normalize, "output_totals", "output totals (scan of the written file)")
     _timed(conversion, "tap_report", "FOCUS checks on the file (statistics, one scan)")
-    _timed(msexports_etl, "_swap_and_commit", "swap and commit (re-count)")
+    _timed(engine, "commit", "swap and commit (re-count)")
 
 
 def _profile_copies(folder: str) -> None:

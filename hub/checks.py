@@ -29,17 +29,20 @@ def month_end(start: datetime) -> datetime:
     return (first + timedelta(days=32)).replace(day=1)
 
 
-def check_costs(con: duckdb.DuckDBPyConnection, rec: RunRecord, outputs: list[str], start: datetime, end: datetime) -> None:
+def check_costs(con: duckdb.DuckDBPyConnection, rec: RunRecord, outputs: list[str], start: datetime, end: datetime, *,
+                inside: bool = True) -> None:
     """Raise when the written Costs files ``outputs`` cannot be committed (see the module docstring). ``rec`` holds
-    the run's validation (null counts per column) and rows written."""
+    the run's validation (null counts per column) and rows written. ``inside=False``: the period comes from the rows'
+    own billing period (native FOCUS files), whose charges may all lie just before it (late usage billed next month):
+    only rows far from it are refused."""
     rules = (rec.validation or {}).get("rules", {})
     for column in MONEY:
         if rec.rowsOut and rules.get(f"NotNull:{column}", 0) >= rec.rowsOut:
             raise HubError(f"{column} is empty on every row (a column header spelled differently?)",
                            file=rec.parts[0].blob if rec.parts else rec.manifest, code="SchemaMismatch")
-    first, last, inside = con.execute(
+    first, last, found = con.execute(
         f"SELECT min(ChargePeriodStart), max(ChargePeriodStart), count(*) FILTER (WHERE ChargePeriodStart >= ? AND "
         f"ChargePeriodStart < ?) FROM {convert.parquet_source(outputs)}", [start, end]).fetchall()[0]
-    if first is not None and (not inside or first < start - PERIOD_SLACK or last >= end + PERIOD_SLACK):
-        raise HubError(f"rows are charged from {first:%Y-%m-%d} to {last:%Y-%m-%d}, {inside} of them in the delivery's "
+    if first is not None and (not (found or not inside) or first < start - PERIOD_SLACK or last >= end + PERIOD_SLACK):
+        raise HubError(f"rows are charged from {first:%Y-%m-%d} to {last:%Y-%m-%d}, {found} of them in the delivery's "
                        f"period {start:%Y-%m-%d} to {end:%Y-%m-%d}", file=rec.manifest, code="PeriodMismatch")

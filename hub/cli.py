@@ -87,7 +87,7 @@ def ingest(
     force: Annotated[bool, typer.Option("--force", help="Re-process every export, committed ones too.")] = False,
 ) -> None:
     """Process every pending manifest under msexports/ once."""
-    from pipelines.msexports_etl import ingest as run_ingest
+    from pipelines.ingest import ingest as run_ingest
 
     store = _store(root)
     tasks: dict[tuple[str, int], TaskID] = {}
@@ -203,7 +203,7 @@ def retention(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be deleted, with sizes; delete nothing.")] = False,
 ) -> None:
     """Apply retention.msexports.days and retention.ingestion.months from config/settings.json."""
-    from pipelines.msexports_etl import load_settings
+    from hub.settings import load_settings
     from pipelines.retention import apply
 
     store = _store(root)

@@ -1,6 +1,6 @@
 """Conversion of one export delivery into staging: every part typed and normalized in one streaming DuckDB pass,
 its input counted by a tap, its FOCUS checks counted while written, rows and totals reconciled, Costs checked
-(:mod:`hub.checks`). What is staged is swapped in by the caller (:mod:`pipelines.msexports_etl`).
+(:mod:`hub.checks`). What is staged is swapped in by the caller (:mod:`hub.engine`).
 """
 
 from __future__ import annotations

@@ -114,3 +114,25 @@ def supersede_older(store: Store, rec: RunRecord, records: list[RunRecord]) -> l
             runs.save(store, old)
             done.append(old.key)
     return done
+
+
+def source_files(rec: RunRecord) -> list[str]:
+    """The raw export files of an msexports run (its parts and manifest); nothing for other kinds of runs
+    (custom data, re-normalizations), whose "parts" are lake files."""
+    if not rec.manifest.startswith(f"{MSEXPORTS}/"):
+        return []
+    return [p for p in dict.fromkeys([*(part.blob for part in rec.parts), rec.manifest]) if p.startswith(f"{MSEXPORTS}/")]
+
+
+def source_deletable(store: Store, rec: RunRecord) -> bool:
+    """True when an msexports run's source may go: it is final (committed, or superseded by a newer delivery of
+    its folder) and its files are still the ones it ingested. A manifest whose content changed since (a
+    re-delivery at the same path, not ingested yet) or a part whose size changed keeps every file."""
+    if rec.state not in ("committed", "superseded") or rec.sourceDeleted or not source_files(rec):
+        return False
+    try:
+        if store.exists(rec.manifest) and runs.sha256(store.read_bytes(rec.manifest)) != rec.manifestSha256:
+            return False
+        return all(not store.exists(p.blob) or not p.bytes or store.size(p.blob) == p.bytes for p in rec.parts)
+    except OSError:
+        return False

@@ -31,8 +31,9 @@ def new_staging(key: str) -> str:
     return f"{STAGING}/{key}.{uuid.uuid4().hex[:8]}"
 
 
-def commit(store: Store, rec: RunRecord, settings: Settings, records: list[RunRecord]) -> None:
-    """Swap a staged run in (idempotent), re-read what readers now see, commit, then the source's after-commit work.
+def commit(store: Store, rec: RunRecord, settings: Settings | None = None, records: list[RunRecord] | None = None) -> None:
+    """Swap a staged run in (idempotent), re-read what readers now see, commit, then the source's after-commit work
+    (``settings`` and ``records``: what that work needs; read when not given).
     Raises :class:`HubError` when the lake does not show the rows written (the record stays ``swapping``)."""
     from hub import sources
 
@@ -57,7 +58,8 @@ def commit(store: Store, rec: RunRecord, settings: Settings, records: list[RunRe
     rec.state = "committed"
     rec.error = None
     runs.save(store, rec)
-    hooks.after_commit(store, rec, settings, records)
+    if hooks is not sources.NONE:
+        hooks.after_commit(store, rec, settings or load_settings(store), runs.load_all(store) if records is None else records)
 
 
 def _keeps_raw(rec: RunRecord) -> bool:

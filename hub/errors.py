@@ -16,8 +16,10 @@ CODES: dict[str, tuple[str, str, str]] = {
                                "upload the missing part, then `hub ingest --retry`"),
     "ByteCountMismatch": ("manifest", "a blob's size differs from the manifest's byteCount (upload incomplete?)",
                           "re-upload the part, then `hub ingest --retry`"),
-    "SchemaNotFound": ("schema", "no schema for this exportConfig.type + dataVersion",
-                       "export a supported version (README) or add a mapping file under schemas/msexports/"),
+    "SchemaNotFound": ("schema", "no schema for this exportConfig.type + dataVersion, or a delivery under exports/ "
+                                 "outside a known provider's folder",
+                       "export a supported version (README) or add a mapping file under schemas/msexports/; put other "
+                       "clouds' deliveries under exports/<provider>/"),
     "SchemaLoadFailed": ("schema", "a schema mapping file is broken", "fix the file under schemas/msexports/"),
     "SchemaMismatch": ("schema", "the file's columns do not match its declared type/version: too few known columns, a "
                                  "column the conversion needs is missing, of a type that cannot feed it, or empty on every row",

@@ -30,7 +30,7 @@ WIDE = pa.decimal256(76, 18)
 
 def row_filter(schema: ExportSchema, present: set[str], paired: bool | None = None) -> str:
     """Rows of the typed input that the dataset keeps (all, except in a legacy actual-cost export whose month has
-    amortized-cost data: ``paired``, see :mod:`pipelines.legacy_pairing`)."""
+    amortized-cost data: ``paired``, see :mod:`hub.sources.msexports_pairing`)."""
     if schema.export_type.lower() in LEGACY:
         return legacy_costs.row_filter(schema.export_type, present, paired=bool(paired))
     return "true"

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from hub.errors import UsageError
+
+if TYPE_CHECKING:
+    from hub.store import Store
 
 
 class _Model(BaseModel):
@@ -58,3 +62,10 @@ def parse_settings(text: str, *, file: str = "config/settings.json") -> Settings
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(root)"
         raise UsageError(f"{file}: invalid settings at {where}: {first['msg']}") from None
+
+
+def load_settings(store: Store) -> Settings:
+    """The store's ``config/settings.json``, or the defaults when there is none."""
+    from hub.store import SETTINGS
+
+    return parse_settings(store.read_text(SETTINGS), file=store.full(SETTINGS)) if store.exists(SETTINGS) else Settings()

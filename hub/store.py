@@ -31,6 +31,8 @@ from fsspec.implementations.local import LocalFileSystem
 from hub.errors import HubError, UsageError
 
 MSEXPORTS = "msexports"
+#: Other clouds' deliveries, one folder per provider (``exports/<provider>/``)
+EXPORTS = "exports"
 INGESTION = "ingestion"
 #: Typed but not normalized copies of non-Costs exports (what the toolkit's Power BI reports read).
 RAW = "raw"

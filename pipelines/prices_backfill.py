@@ -13,15 +13,14 @@ import os
 import posixpath
 import tempfile
 import time
-import uuid
 
 import duckdb
 
-from hub import convert, lookups, normalize, rewrite, runs, swap
+from hub import convert, engine, lookups, normalize, rewrite, runs
 from hub.errors import HubError
 from hub.export_schemas import totals_spec
 from hub.runs import RunRecord
-from hub.store import STAGING, Store
+from hub.store import Store
 from hub.validate import validate_files
 from transforms import backfill, costs
 from transforms.sqlchain import Chain
@@ -70,7 +69,7 @@ def _rewrite(store: Store, con: duckdb.DuckDBPyConnection, folder: str, rels: li
     digest = hashlib.sha1(f"{folder}|{trigger}".encode()).hexdigest()
     rec = RunRecord(key=f"renorm-{digest[:16]}", manifest=f"{RENORMALIZE}{folder}", manifestSha256=digest, runId=trigger,
                     exportType="Renormalize", dataset="Costs", destination=folder,
-                    staging=f"{STAGING}/renorm-{digest[:16]}.{uuid.uuid4().hex[:8]}",
+                    staging=engine.new_staging(f"renorm-{digest[:16]}"),
                     month=folder.split("/")[2] + "-" + folder.split("/")[3], attempts=1)
     rec.state = "converting"
     runs.save(store, rec)
@@ -91,9 +90,7 @@ def _rewrite(store: Store, con: duckdb.DuckDBPyConnection, folder: str, rels: li
                           "rules": report.summary()}
         rec.state = "swapping"
         runs.save(store, rec)
-        swap.commit_staged(store, rec.key, rec.staging, folder, [posixpath.basename(r) for r in rels])
-        rec.reconciled = True
-        rec.state = "committed"
+        engine.commit(store, rec)
     except HubError as exc:
         runs.fail(store, rec, exc.code, exc.message, exc.file)
     rec.seconds = round(time.perf_counter() - started, 3)

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from hub import lease, runs
+from hub.deliveries import source_deletable, source_files
 from hub.settings import Settings
-from hub.store import INGESTION, MSEXPORTS, RAW, Store
+from hub.store import INGESTION, RAW, Store
 
 _MONTH = re.compile(rf"^(?:{INGESTION}|{RAW})/([^/_][^/]*)/(\d{{4}})/(\d{{2}})$")
 
@@ -50,28 +51,6 @@ def _size(store: Store, rel: str) -> int:
     if store.fs.isdir(full):
         return sum(int(info.get("size") or 0) for info in store.fs.find(full, detail=True).values())
     return store.size(rel)
-
-
-def source_files(rec: runs.RunRecord) -> list[str]:
-    """The raw export files of an msexports run (its parts and manifest); nothing for other kinds of runs
-    (custom data, re-normalizations), whose "parts" are lake files."""
-    if not rec.manifest.startswith(f"{MSEXPORTS}/"):
-        return []
-    return [p for p in dict.fromkeys([*(part.blob for part in rec.parts), rec.manifest]) if p.startswith(f"{MSEXPORTS}/")]
-
-
-def source_deletable(store: Store, rec: runs.RunRecord) -> bool:
-    """True when an msexports run's source may go: it is final (committed, or superseded by a newer delivery of
-    its folder) and its files are still the ones it ingested. A manifest whose content changed since (a
-    re-delivery at the same path, not ingested yet) or a part whose size changed keeps every file."""
-    if rec.state not in ("committed", "superseded") or rec.sourceDeleted or not source_files(rec):
-        return False
-    try:
-        if store.exists(rec.manifest) and runs.sha256(store.read_bytes(rec.manifest)) != rec.manifestSha256:
-            return False
-        return all(not store.exists(p.blob) or not p.bytes or store.size(p.blob) == p.bytes for p in rec.parts)
-    except OSError:
-        return False
 
 
 def plan(store: Store, settings: Settings, now: datetime | None = None) -> list[Deletion]:

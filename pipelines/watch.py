@@ -19,10 +19,10 @@ from datetime import datetime, timezone
 
 from hub.errors import UsageError
 from hub.runs import RunRecord
-from hub.store import CONFIG, INGESTION, MSEXPORTS, Store, StoreUnreachable, describe
+from hub.store import CONFIG, EXPORTS, INGESTION, MSEXPORTS, Store, StoreUnreachable, describe
 from hub.terminal import log_value
 from pipelines import retention
-from pipelines.msexports_etl import IngestResult, ingest, load_settings
+from pipelines.ingest import IngestResult, ingest, load_settings
 
 Log = Callable[[dict], None]
 DAY = 86400.0
@@ -83,7 +83,7 @@ class _Wakeup:
                     wake.set()
 
         self.observer = Observer()
-        for area in (MSEXPORTS, INGESTION):
+        for area in (MSEXPORTS, EXPORTS, INGESTION):
             path = store.full(area)
             store.fs.makedirs(path, exist_ok=True)
             self.observer.schedule(Handler(), path, recursive=True)

@@ -11,7 +11,7 @@ from test_costs_transform import BASE
 
 from hub.store import Store
 from hub.validate import validate
-from pipelines.msexports_etl import ingest
+from pipelines.ingest import ingest
 
 D = Decimal
 EA_ACCOUNT = "/providers/Microsoft.Billing/billingAccounts/8611537"

@@ -10,7 +10,7 @@ import pytest
 from conftest import parquet_in, schema_csv, write_export
 
 from hub.store import Store
-from pipelines.msexports_etl import ingest
+from pipelines.ingest import ingest
 
 GOOD = schema_csv("focuscost_1.0", 3)
 

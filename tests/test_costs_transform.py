@@ -14,7 +14,7 @@ from conftest import lake_rows, make_hub, parquet_in, rows_csv, write_export
 from hub import runs
 from hub.store import Store
 from hub.validate import validate
-from pipelines.msexports_etl import ingest
+from pipelines.ingest import ingest
 
 D = Decimal
 UTC = timezone.utc
@@ -167,7 +167,14 @@ def test_tags_always_json_object(hub_root: Path) -> None:
     b = {**BASE, "Tags": None, "ResourceName": "b"}
     c = {**BASE, "Tags": '  {"env": "prod"}', "ResourceName": "c"}  # an object after spaces is kept as it is
     d = {**BASE, "Tags": '   ', "ResourceName": "d"}  # blank: quoted so the cell is not empty
-    rows = {r["ResourceName"]: r for r in run(hub_root, a, b, c, d)}
+    e = {**BASE, "Tags": '[{"key": "env", "value": "prod"}, {"key": "n", "value": 3}]', "ResourceName": "e"}  # labels
+    f = {**BASE, "Tags": '[1, 2]', "ResourceName": "f"}  # an array of something else
+    g = {**BASE, "Tags": '[]', "ResourceName": "g"}
+    rows = {r["ResourceName"]: r for r in run(hub_root, a, b, c, d, e, f, g)}
+    assert json.loads(rows["e"]["Tags"]) == {"env": "prod", "n": "3"} and "TagsFromArray" in rows["e"]["x_SourceChanges"]
+    assert rows["f"]["Tags"] is None and "InvalidTags" in rows["f"]["x_SourceChanges"]
+    assert originals(rows["f"])["Tags"] == "[1, 2]"
+    assert rows["g"]["Tags"] == "{}"
     assert json.loads(rows["a"]["Tags"]) == {"env": "prod", "team": "data"}
     assert rows["b"]["Tags"] == "{}"
     assert originals(rows["a"])["Tags"] == '"env": "prod","team": "data"'

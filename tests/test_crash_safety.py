@@ -18,7 +18,7 @@ from conftest import SCOPE, parquet_in, schema_csv, write_export
 
 from hub import runs
 from hub.store import Store
-from pipelines.msexports_etl import ingest
+from pipelines.ingest import ingest
 
 DEST = f"ingestion/Costs/2024/05/{SCOPE}"
 OLD = [f"{DEST}/run1__part_{i}_0001.parquet" for i in range(2)]

@@ -10,7 +10,7 @@ from conftest import DATA, lake_rows
 from hub import runs
 from hub.store import Store
 from hub.validate import validate
-from pipelines.msexports_etl import ingest
+from pipelines.ingest import ingest
 
 FOLDER = "ingestion/Costs/2024/09/aws/123456789012"
 

@@ -12,7 +12,7 @@ from conftest import parquet_in, schema_csv, write_export
 
 from hub import runs
 from hub.store import Store
-from pipelines.msexports_etl import ingest
+from pipelines.ingest import ingest
 
 DEST = "ingestion/Costs/2024/05/subscriptions/00000000-0000-0000-0000-000000000001"
 

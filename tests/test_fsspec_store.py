@@ -11,7 +11,7 @@ import pytest
 from conftest import schema_csv
 
 from hub.store import Store
-from pipelines.msexports_etl import ingest
+from pipelines.ingest import ingest
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from conftest import DATA, lake_rows, write_export
 
 from hub import runs
 from hub.store import Store
-from pipelines.msexports_etl import ingest
+from pipelines.ingest import ingest
 
 
 def _names(header: str) -> list[str]:

@@ -17,7 +17,7 @@ from conftest import DATA, SCOPE, parquet_in, schema_csv, write_export
 from hub import runs
 from hub.export_schemas import _load, supported
 from hub.store import Store
-from pipelines.msexports_etl import ingest
+from pipelines.ingest import ingest
 from transforms.costs import output_columns
 
 DEST = f"ingestion/Costs/2024/05/{SCOPE}"

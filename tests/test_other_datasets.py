@@ -11,7 +11,7 @@ from conftest import lake_rows, rows_csv, write_export
 from test_backfill import EA_PRICE, MCA_PRICE
 
 from hub.store import Store
-from pipelines.msexports_etl import ingest
+from pipelines.ingest import ingest
 
 D = Decimal
 UTC = timezone.utc

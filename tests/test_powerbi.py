@@ -21,7 +21,7 @@ from hub import catalog, powerbi
 from hub.demo import run_demo
 from hub.errors import UsageError
 from hub.store import Store
-from pipelines.msexports_etl import ingest
+from pipelines.ingest import ingest
 
 TRANSACTION = {"AccountName": "acct", "AccountOwnerEmail": "a@b", "Amount": "1200", "ArmSkuName": "Standard_D2s_v3",
                "BillingFrequency": "OneTime", "BillingMonth": "20240501", "Currency": "USD", "CurrentEnrollmentId": "8611537",

@@ -22,7 +22,7 @@ from hub import catalog, runs
 from hub.cost_analysis import CostQuery, query_costs
 from hub.sample_data import write_export
 from hub.store import Store
-from pipelines.msexports_etl import ingest
+from pipelines.ingest import ingest
 from pipelines.retention import apply
 
 
@@ -132,7 +132,7 @@ def test_retention_and_custom_data(root: str) -> None:
 
 
 def store_settings(store: Store):  # noqa: ANN201
-    from pipelines.msexports_etl import load_settings
+    from hub.settings import load_settings
 
     return load_settings(store)
 
@@ -215,3 +215,18 @@ def test_watch_retries_an_unreachable_store_until_it_answers(monkeypatch: pytest
         if server is not None:
             server.stop()
     assert not worker.is_alive() and lines[-1]["event"] == "stop"
+
+
+def test_native_focus_delivery(root: str) -> None:
+    """Another cloud's FOCUS delivery (gzip CSV, two billing months) under exports/oci/ on every store: one committed
+    run per month, replay does nothing, the lake holds every row once."""
+    import gzip
+
+    store = Store(root)
+    base = "exports/oci/FOCUS Reports/2024/10/01"
+    store.write_bytes(f"{base}/0001.csv.gz", gzip.compress((DATA / "oci/oci-focus10-7rows.csv").read_bytes()))
+    store.write_bytes(f"{base}/manifest.json", b"")
+    result = ingest(store)
+    assert result.ok and sorted(r.month for r in result.records) == ["2024-09", "2024-10"], [r.error for r in result.all]
+    assert lake(root)[:2] == (2, 7)
+    assert ingest(store).records == []

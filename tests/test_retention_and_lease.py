@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from hub import lease, runs
 from hub.cli import app
 from hub.store import Store
-from pipelines.msexports_etl import ingest, load_settings
+from pipelines.ingest import ingest, load_settings
 from pipelines.retention import apply
 
 NOW = datetime(2025, 7, 15, tzinfo=timezone.utc)

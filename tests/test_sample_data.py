@@ -185,7 +185,7 @@ def test_independent_shape(tmp_path: Path) -> None:
     tens of thousands of rows (tiers, reservations, savings plans, two offers), wide tags; it ingests cleanly."""
     from hub.sample_independent import Shape
     from hub.store import Store
-    from pipelines.msexports_etl import ingest
+    from pipelines.ingest import ingest
 
     root = tmp_path / "hub"
     shape = Shape(meters=600, resources=2000, subscriptions=20)

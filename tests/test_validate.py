@@ -131,7 +131,7 @@ def test_pipeline_output_from_the_samples_is_valid(hub_root: Path) -> None:
     from conftest import write_export
 
     from hub.store import Store
-    from pipelines.msexports_etl import ingest
+    from pipelines.ingest import ingest
 
     for name, export_type in (("EA_ActualCost_Small.csv", "ActualCost"), ("EA_AmortizedCost_Small.csv", "AmortizedCost")):
         write_export(hub_root, {"part_0_0001.csv": (DATA / "azure" / name).read_bytes()}, export_type=export_type,

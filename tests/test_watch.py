@@ -127,7 +127,7 @@ def test_kill_9_watcher_at_random_moments(hub_root: Path, tmp_path: Path) -> Non
 
 
 def test_listing_checkpoint_skips_final_manifests(hub_root: Path) -> None:
-    from pipelines.msexports_etl import ingest
+    from pipelines.ingest import ingest
 
     write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 2)}, rows=2)
     store = Store(str(hub_root))
@@ -144,3 +144,25 @@ def test_listing_checkpoint_skips_final_manifests(hub_root: Path) -> None:
     finally:
         Store.read_bytes = original  # type: ignore[method-assign]
     assert rel not in reads  # final and unchanged: not read again
+
+
+def test_native_focus_delivery_is_picked_up_by_an_event(hub_root: Path) -> None:
+    """A delivery written under exports/<provider>/ while the watcher waits: the manifest's event wakes it (not the
+    300 s scan) and its month is committed."""
+    from conftest import DATA
+
+    stop, lines = threading.Event(), []
+    t = threading.Thread(target=watch, kwargs={"store": Store(str(hub_root)), "stop": stop, "log": lines.append,
+                                               "interval": 300, "blob_timeout": 60})
+    t.start()
+    try:
+        time.sleep(1)
+        base = hub_root / "exports" / "oci" / "FOCUS Reports" / "2024" / "09"
+        base.mkdir(parents=True)
+        (base / "0001.csv").write_bytes((DATA / "oci" / "oci-focus10-7rows.csv").read_bytes())
+        (base / "manifest.json").write_bytes(b"")
+        _until(lambda: sorted(_states(hub_root).values()) == ["committed", "committed"], timeout=30)
+    finally:
+        stop.set()
+        t.join(timeout=60)
+    assert sorted(line["month"] for line in lines if line["event"] == "run") == ["2024-09", "2024-10"]

@@ -18,6 +18,7 @@ TRACKED = ("ContractedUnitPrice", "ListUnitPrice", "ContractedCost", "ListCost")
 CODES = (
     "ContractedUnitPriceFromPriceSheet", "ListUnitPriceFromPriceSheet", "ContractedUnitPriceFromEffectiveUnitPrice",
     "ListUnitPriceFromContractedUnitPrice", "ContractedCostBackfilled", "ListCostBackfilled", "ContractedCostCorrected",
+    "NegativeUnitPriceNulled", "ContractedUnitPriceFromListUnitPrice",
 )
 #: Codes that mark a row whose prices the price sheet may still fill.
 MISSING = ("MissingContractedUnitPrice", "MissingListUnitPrice")
@@ -93,13 +94,20 @@ def price_layer(chain: Chain, prices: str | None) -> None:
                 f"= coalesce(x_PricingBlockSize, 1) AND abs({p}) < 1000 AND {p} = round({p}, 12)")
         return f"CASE WHEN {same} THEN {p} ELSE {converted} END"
 
+    # a unit price is never negative: on a credit, tax or adjustment row (where FOCUS lets it be null) a negative one is
+    # nulled (the amount stays in the cost columns)
+    negative = f"NOT {priced} AND (ContractedUnitPrice < 0 OR ListUnitPrice < 0)"
+    chain.replace({"ContractedUnitPrice": f"CASE WHEN {negative} THEN NULL ELSE ContractedUnitPrice END",
+                   "ListUnitPrice": f"CASE WHEN {negative} THEN NULL ELSE ListUnitPrice END"},
+                  {"_neg_price": f"coalesce({negative}, false)"})
     chain.replace({
         "ContractedUnitPrice": f"CASE WHEN {keep('ContractedUnitPrice', True)} THEN ContractedUnitPrice "
-                               f"WHEN _sel AND _found AND _pc IS NOT NULL THEN {from_sheet('_pc')} ELSE x_EffectiveUnitPrice END",
+                               f"WHEN _sel AND _found AND _pc IS NOT NULL THEN {from_sheet('_pc')} ELSE coalesce(x_EffectiveUnitPrice, ListUnitPrice) END",
     }, {
         "_cup_src": f"CASE WHEN {keep('ContractedUnitPrice', True)} THEN NULL WHEN _sel AND _found AND _pc IS NOT NULL "
                     "THEN 'ContractedUnitPriceFromPriceSheet' WHEN x_EffectiveUnitPrice IS NOT NULL "
-                    "THEN 'ContractedUnitPriceFromEffectiveUnitPrice' END",
+                    "THEN 'ContractedUnitPriceFromEffectiveUnitPrice' WHEN ListUnitPrice IS NOT NULL "
+                    "THEN 'ContractedUnitPriceFromListUnitPrice' END",
     })
     chain.replace({
         "ListUnitPrice": f"CASE WHEN {keep('ListUnitPrice', True)} THEN ListUnitPrice "
@@ -123,7 +131,7 @@ def price_layer(chain: Chain, prices: str | None) -> None:
     })
     product = mul("ContractedUnitPrice", "PricingQuantity")
     cc, cup, qty = dbl(chain, "ContractedCost"), dbl(chain, "ContractedUnitPrice"), dbl(chain, "PricingQuantity")
-    fix = (f"ProviderName = 'Microsoft' AND ChargeClass IS NULL AND ContractedUnitPrice IS NOT NULL AND PricingQuantity IS NOT NULL "
+    fix = (f"ChargeClass IS NULL AND ContractedUnitPrice IS NOT NULL AND PricingQuantity IS NOT NULL "
            f"AND (ContractedCost IS NULL OR abs({cc} - {cup} * {qty}) > {CORRECTION_TOLERANCE} * greatest(1, abs({cc})))")
     chain.replace({}, {"_fixed": fix})
     chain.replace({"ContractedCost": f"CASE WHEN _fixed THEN {product} ELSE ContractedCost END"})
@@ -140,6 +148,7 @@ def price_layer(chain: Chain, prices: str | None) -> None:
         "CASE WHEN _o_ContractedCost IS DISTINCT FROM ContractedCost AND NOT coalesce(_fixed, false) THEN 'ContractedCostBackfilled' END",
         "CASE WHEN _o_ListCost IS DISTINCT FROM ListCost THEN 'ListCostBackfilled' END",
         "CASE WHEN coalesce(_fixed, false) THEN 'ContractedCostCorrected' END",
+        "CASE WHEN _neg_price THEN 'NegativeUnitPriceNulled' END",
     ])
     chain.replace({}, {
         "x_CommitmentDiscountSavings": saving("ContractedCost", "EffectiveCost"),
@@ -172,4 +181,4 @@ def needs_prices_sql() -> str:
     """Predicate of lake rows the price sheet may still improve."""
     have = " OR ".join(f"contains(coalesce(x_SourceChanges, ''), {literal(c)})" for c in MISSING)
     done = "contains(coalesce(x_SourceChanges, ''), 'FromPriceSheet')"
-    return f"({have}) AND NOT {done}"
+    return f"ProviderName = 'Microsoft' AND ({have}) AND NOT {done}"  # the only rows the price layer fills

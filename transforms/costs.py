@@ -35,6 +35,8 @@ TRACKED = (
     "Tags", "x_EffectiveCostInUsd", "x_ResourceGroupName", "x_ResourceType", "ResourceType",
 )
 LEGACY_VERSIONS = ("1.0-preview", "1.0-preview(v1)")
+#: Rows FOCUS requires prices, a pricing category and a SKU price id on: usage and purchases that are not corrections.
+PRICED = "ChargeCategory IN ('Usage', 'Purchase') AND ChargeClass IS NULL"
 #: x_SourceChanges codes raised by a boolean marker column of the typed input, when the input has it.
 MARKER_CODES = (
     ("RoundedTo18Decimals", ROUNDED),  # a number had more than 18 decimals (transforms.typing)
@@ -128,6 +130,7 @@ def quality_codes() -> list[tuple[str, str]]:
     """``x_SourceChanges`` codes and their conditions, evaluated on the original values, in order."""
     cd_purchase = "ChargeCategory = 'Purchase' AND CommitmentDiscountId IS NOT NULL"
     any_cost = f"({nz('EffectiveCost')} OR {nz('BilledCost')})"
+    priced = PRICED
     return [
         ("InvalidChargeFrequency", f"{cd_purchase} AND ChargeFrequency = 'Usage-Based'"),
         ("InvalidEffectiveCost", f"{cd_purchase} AND {nz('EffectiveCost')}"),
@@ -139,6 +142,9 @@ def quality_codes() -> list[tuple[str, str]]:
         ("MissingListUnitPrice", f"{zero('ListUnitPrice')} AND ({nz('ContractedUnitPrice')} OR {nz('x_EffectiveUnitPrice')})"),
         ("MissingConsumedQuantity", f"ChargeCategory = 'Usage' AND {zero('ConsumedQuantity')} AND {any_cost}"),
         ("MissingPricingQuantity", f"{zero('PricingQuantity')} AND {any_cost}"),
+        ("MissingPricingCategory", f"PricingCategory IS NULL AND {priced}"),
+        ("MissingSkuPriceId", f"SkuPriceId IS NULL AND SkuId IS NOT NULL AND {priced}"),
+        ("MissingResourceType", "ResourceType IS NULL AND ResourceId IS NOT NULL"),
         ("MissingProviderName", empty("ProviderName")),
         ("MissingPublisherName", empty("PublisherName")),
         ("PricingCategoryShouldBeCommitted", "PricingCategory = 'Standard' AND CommitmentDiscountId IS NOT NULL "
@@ -203,7 +209,10 @@ def _bug_fixes(chain: Chain) -> None:
         "EffectiveCost": f"CASE WHEN {cd_purchase} THEN CAST(0 AS {DEC}) ELSE EffectiveCost END",
         "x_EffectiveCostInUsd": f"CASE WHEN {cd_purchase} AND x_EffectiveCostInUsd IS NOT NULL THEN CAST(0 AS {DEC}) "
                                 "ELSE x_EffectiveCostInUsd END",
-        "PricingCategory": "CASE WHEN CommitmentDiscountId IS NOT NULL THEN 'Committed' ELSE PricingCategory END",
+        "PricingCategory": "CASE WHEN CommitmentDiscountId IS NOT NULL THEN 'Committed' "
+                           f"WHEN PricingCategory IS NULL AND {PRICED} THEN 'Standard' ELSE PricingCategory END",
+        # a provider without SKU price ids (OCI): the SKU is its own price id
+        "SkuPriceId": f"CASE WHEN SkuPriceId IS NULL AND {PRICED} THEN SkuId ELSE SkuPriceId END",
         "ConsumedQuantity": "CASE WHEN ChargeCategory = 'Usage' THEN ConsumedQuantity END",
         "ConsumedUnit": "CASE WHEN ChargeCategory = 'Usage' AND ConsumedQuantity IS NOT NULL THEN coalesce(ConsumedUnit, PricingUnit, "
                         "'Units') END",
@@ -225,6 +234,16 @@ def _resource_type_sql(resource_id: str) -> str:
     return f"lower(regexp_replace({tail}, '/([^/]*)(/[^/]*)?', '/\\1', 'g'))"
 
 
+def _arn_type_sql(resource_id: str) -> str:
+    """The resource type of an AWS ARN (``arn:partition:service:region:account:resource``): the resource part's
+    ``type/...`` or ``type:...`` prefix (``instance`` of ``...:instance/i-1``, ``function`` of ``...:function:f``),
+    else the service (``sqs`` of ``...:123456789012:queue-name``, ``s3`` of ``arn:aws:s3:::bucket``)."""
+    rest = f"array_to_string(list_slice(string_split({resource_id}, ':'), 6, NULL), ':')"
+    return (f"CASE WHEN contains({rest}, '/') THEN split_part({rest}, '/', 1) "
+            f"WHEN len(string_split({resource_id}, ':')) >= 7 THEN split_part({resource_id}, ':', 6) "
+            f"ELSE split_part({resource_id}, ':', 3) END")
+
+
 def _names_and_resources(chain: Chain, has_lookups: bool) -> None:
     cd_purchase = "ChargeCategory = 'Purchase' AND CommitmentDiscountId IS NOT NULL"
     chain.replace({
@@ -238,7 +257,9 @@ def _names_and_resources(chain: Chain, has_lookups: bool) -> None:
     chain.replace({
         "ResourceName": f"lower(coalesce(ResourceName, CASE WHEN {cd_purchase} THEN CommitmentDiscountName END, "
                         f"{_resource_name_sql('ResourceId')}))",
-        "x_ResourceType": f"coalesce(x_ResourceType, {_resource_type_sql('ResourceId')})",
+        "x_ResourceType": f"coalesce(x_ResourceType, CASE WHEN starts_with(ResourceId, 'arn:') THEN {_arn_type_sql('ResourceId')} "
+                          f"WHEN starts_with(ResourceId, 'ocid1.') THEN split_part(ResourceId, '.', 2) "
+                          f"ELSE {_resource_type_sql('ResourceId')} END)",
     })
     chain.replace({"ResourceName": "nullif(ResourceName, '')", "x_ResourceType": "nullif(x_ResourceType, '')"})
     if has_lookups:  # display names: one hash join on a de-duplicated lookup (never multiplies rows)
@@ -247,23 +268,36 @@ def _names_and_resources(chain: Chain, has_lookups: bool) -> None:
     display = "_rt_name" if has_lookups else "NULL"
     chain.replace({
         "ResourceType": f"CASE WHEN ResourceId IS NULL THEN NULL WHEN ResourceType IS NOT NULL AND strpos(ResourceType, '/') = 0 "
-                        f"THEN ResourceType ELSE coalesce({display}, ResourceType, x_ResourceType) END",
+                        f"THEN ResourceType ELSE coalesce({display}, ResourceType, x_ResourceType, ServiceName) END",
     })
 
 
-def _enumerations_tags_periods(chain: Chain) -> None:
+def _enumerations(chain: Chain) -> None:
+    """FOCUS enumerations spelled as FOCUS does (``usage-based`` -> ``Usage-Based``), before any rule reads them."""
     exprs = {}
     for col in focus_columns().values():
         if col.allowed_values:
             cases = " ".join(f"WHEN {literal(v.lower())} THEN {literal(v)}" for v in col.allowed_values)
             exprs[col.name] = f"CASE lower({ident(col.name)}) {cases} ELSE {ident(col.name)} END"
+    chain.replace(exprs)
+
+
+def _tags_periods(chain: Chain) -> None:
+    exprs = {}
     # legacy tags lack braces; checked as JSON in _tags. Most tags start with '{': tested first, so long strings are
     # not trimmed for nothing
     exprs["Tags"] = ("CASE WHEN starts_with(Tags, '{') THEN Tags WHEN Tags IS NULL OR trim(Tags) = '' THEN '{}' "
-                     "WHEN starts_with(ltrim(Tags), '{') THEN Tags ELSE '{' || Tags || '}' END")
+                     "WHEN starts_with(ltrim(Tags), '{') OR starts_with(ltrim(Tags), '[') THEN Tags ELSE '{' || Tags || '}' END")
     for end in ("ChargePeriodEnd", "BillingPeriodEnd"):  # inclusive ends (...23:59:59 UTC) become exclusive
         # second of the UTC day by integer arithmetic: strftime on a TIMESTAMPTZ costs more than the rest of the rule
         exprs[end] = f"CASE WHEN epoch_us({end}) % 86400000000 // 1000000 = 86399 THEN {end} + INTERVAL 1 SECOND ELSE {end} END"
+    # a billing period ending on its last day at midnight (Google's FOCUS view): the next day is the exclusive end. An
+    # exclusive end is the first of a month, so the day after it is never the first: the rule cannot misfire
+    day = "86400000000"
+    exprs["BillingPeriodEnd"] = (f"CASE WHEN epoch_us(BillingPeriodEnd) % {day} // 1000000 = 86399 THEN BillingPeriodEnd + INTERVAL 1 SECOND "
+                                 f"WHEN epoch_us(BillingPeriodEnd) % {day} = 0 AND BillingPeriodEnd > BillingPeriodStart "
+                                 f"AND day(make_timestamp(epoch_us(BillingPeriodEnd) + {day})) = 1 "
+                                 "THEN BillingPeriodEnd + INTERVAL 1 DAY ELSE BillingPeriodEnd END")
     exprs["x_BillingAccountAgreement"] = ("CASE WHEN ProviderName = 'Microsoft' THEN CASE WHEN x_BillingAccountId IS NOT DISTINCT "
                                           "FROM x_BillingProfileId THEN 'EA' ELSE 'MCA' END ELSE ProviderName END")
     chain.replace({k: v for k, v in exprs.items() if k != "x_BillingAccountAgreement"},
@@ -271,13 +305,15 @@ def _enumerations_tags_periods(chain: Chain) -> None:
 
 
 #: x_SourceChanges codes of the Tags rule (:func:`_tags`).
-TAG_CODES = ("TagsFromText", "InvalidTags")
+TAG_CODES = ("TagsFromText", "TagsFromArray", "InvalidTags")
 
 
 def _tags(chain: Chain) -> None:
-    """Tags always a JSON object, or NULL: text that is not JSON in the ``key=value;...`` or ``key:value,...`` forms
-    (no double quotes: broken JSON is not guessed at) becomes a JSON object (``TagsFromText``); anything else is
-    nulled (``InvalidTags``); the original stays in x_SourceValues. Text starting with ``{`` that is valid JSON is an object, so one ``json_valid`` decides."""
+    """Tags always a JSON object, or NULL: a JSON array of ``{"key": ..., "value": ...}`` objects (Google Cloud's
+    labels) becomes the object of those pairs (``TagsFromArray``); text that is not JSON in the ``key=value;...`` or
+    ``key:value,...`` forms (no double quotes: broken JSON is not guessed at) becomes a JSON object
+    (``TagsFromText``); anything else is nulled (``InvalidTags``); the original stays in x_SourceValues. Text starting
+    with ``{`` that is valid JSON is an object, so one ``json_valid`` decides."""
     text = "trim(Tags, ' {}')"
     sep = f"CASE WHEN contains({text}, ';') THEN ';' ELSE ',' END"
     delim = f"CASE WHEN contains({text}, '=') THEN '=' ELSE ':' END"
@@ -285,9 +321,20 @@ def _tags(chain: Chain) -> None:
     pairs = f"NOT contains({text}, '\"') AND list_bool_and(list_transform({items}, lambda x: strpos(x, {delim}) > 1))"
     entry = f"to_json(trim(split_part(x, {delim}, 1))) || ':' || to_json(trim(substr(x, strpos(x, {delim}) + 1)))"
     parsed = f"'{{' || array_to_string(list_transform({items}, lambda x: {entry}), ',') || '}}'"
-    chain.replace({}, {"_tags_ok": "coalesce(json_valid(Tags), false)"})
-    chain.replace({"Tags": f"CASE WHEN _tags_ok THEN Tags WHEN coalesce({pairs}, false) THEN {parsed} END"},
-                  {"_tag_code": f"CASE WHEN _tags_ok THEN NULL WHEN coalesce({pairs}, false) THEN 'TagsFromText' ELSE 'InvalidTags' END"})
+    elements = "CAST(json_extract(Tags, '$[*]') AS VARCHAR[])"
+    keyed = (f"json_type(Tags) = 'ARRAY' AND coalesce(list_bool_and(list_transform({elements}, lambda x: json_type(x) = 'OBJECT' "
+             "AND json_extract_string(x, '$.key') IS NOT NULL)), true)")
+    from_array = (f"'{{' || array_to_string(list_transform({elements}, lambda x: to_json(json_extract_string(x, '$.key')) || ':' "
+                  "|| coalesce(to_json(json_extract_string(x, '$.value')), 'null')), ',') || '}'")
+    array = "NOT starts_with(Tags, '{') AND starts_with(ltrim(Tags), '[')"
+    chain.replace({}, {"_tags_json": "coalesce(json_valid(Tags), false)"})
+    # under a CASE: JSON functions raise on text that is not JSON, and AND terms may be evaluated in any order
+    chain.replace({}, {"_tags_array": f"CASE WHEN _tags_json AND {array} THEN coalesce({keyed}, false) ELSE false END",
+                       "_tags_ok": f"_tags_json AND NOT coalesce({array}, false)"})
+    chain.replace({"Tags": f"CASE WHEN _tags_array THEN CASE WHEN json_array_length(Tags) = 0 THEN '{{}}' ELSE {from_array} END "
+                           f"WHEN _tags_ok THEN Tags WHEN NOT _tags_json AND coalesce({pairs}, false) THEN {parsed} END"},
+                  {"_tag_code": "CASE WHEN _tags_array THEN 'TagsFromArray' WHEN _tags_ok THEN NULL "
+                                f"WHEN NOT _tags_json AND coalesce({pairs}, false) THEN 'TagsFromText' ELSE 'InvalidTags' END"})
 
 
 def source_values_sql(columns: list[str]) -> str:
@@ -311,7 +358,7 @@ Check = Callable[[list[str], Callable[[str], str]], str]
 
 def closed_sets(lineage: Lineage) -> dict[str, tuple[str, ...]]:
     """Output columns whose values are known before the rows are read: FOCUS enumerations (after
-    :func:`_enumerations_tags_periods` an export's values are spelled as FOCUS does, unless they are unknown)
+    `_enumerations` an export's values are spelled as FOCUS does, unless they are unknown)
     and lineage given by the run."""
     out = {c.name: c.allowed_values for c in focus_columns().values() if c.allowed_values}
     given = {"x_SourceName": lineage.source_name, "x_SourceProvider": lineage.provider,
@@ -370,12 +417,13 @@ def costs_sql(source: str, present: dict[str, str], lineage: Lineage, *, prices:
     extras = [e for e in extras if e in present and e not in known and extra_name(e) not in known and e not in markers]
     _harmonize(chain, present, extras)
     _lineage(chain, lineage)
+    _enumerations(chain)
     _codes(chain)
     _provider_and_quantities(chain)
     _preview_to_1_0(chain)
     _bug_fixes(chain)
     _names_and_resources(chain, lookups)
-    _enumerations_tags_periods(chain)
+    _tags_periods(chain)
     _tags(chain)
     backfill.price_layer(chain, prices)
     return finish(chain, extras, check, closed_sets(lineage) if closed else None, {e: present[e] for e in extras})

@@ -6,7 +6,7 @@ refunds (``BilledCost`` = cost, ``EffectiveCost`` = 0), so together they reconci
 and to amortized cost (EffectiveCost) without double counting. An actual export whose month has no amortized
 data (``paired`` false) gives every row: usage rows take EffectiveCost from the actual cost, flagged by the
 :data:`ACTUAL_ONLY` marker (``EffectiveCostFromActualCost``); they are taken out again when the month's
-amortized export arrives (:mod:`pipelines.legacy_pairing`). The result then goes through the regular Costs
+amortized export arrives (:mod:`hub.sources.msexports_pairing`). The result then goes through the regular Costs
 normalization (:mod:`transforms.costs`). Pure SQL building over the typed export, whose columns carry the
 mapping files' names whatever spelling the file used (``CostInBillingCurrency`` arrives as ``Cost``).
 

@@ -1,4 +1,4 @@
-"""ingestion -> ingestion: custom data announced by an empty (or ``{}``) ``manifest.json``.
+"""Custom data (``ingestion/``): FOCUS-aligned files announced by an empty (or ``{}``) ``manifest.json``.
 
 A producer writes FOCUS-aligned Parquet into ``ingestion/<Dataset>/<yyyy>/<mm>/<scope>/`` (AWS, GCP, OCI
 FOCUS files included), then an empty manifest. The folder's Parquet files are validated and normalized in
@@ -13,18 +13,17 @@ import os
 import posixpath
 import tempfile
 import time
-import uuid
 from datetime import datetime, timezone
 from functools import cache
 
 import duckdb
 
-from hub import convert, lookups, runs, swap
+from hub import convert, engine, lookups, runs
 from hub.checks import check_costs, month_end
 from hub.errors import HubError
 from hub.export_schemas import Column, ExportSchema
 from hub.runs import RunRecord
-from hub.store import INGESTION, STAGING, Store
+from hub.store import INGESTION, Store
 from hub.validate import validate_files
 from transforms import costs
 from transforms.costs import Lineage
@@ -65,7 +64,7 @@ def process_folder(store: Store, rel: str, raw: bytes | None) -> RunRecord:
     rec = RunRecord(key=f"custom-{digest}", manifest=f"{CUSTOM}{rel}", manifestSha256=_sha(rel, raw, store),
                     exportType="Custom", dataset=parts[1] if len(parts) > 1 else None, destination=folder,
                     month=f"{parts[2]}-{parts[3]}" if len(parts) > 3 else None, scope="/".join(parts[4:]) or None,
-                    staging=f"{STAGING}/custom-{digest}.{uuid.uuid4().hex[:8]}")  # one per attempt
+                    staging=engine.new_staging(f"custom-{digest}"))  # one per attempt
     try:
         if raw is None:
             raise HubError("cannot be read (a dangling link, or one leading out of the hub root?)", file=rel,
@@ -81,8 +80,7 @@ def process_folder(store: Store, rel: str, raw: bytes | None) -> RunRecord:
         _normalize_files(store, rec, files)
         rec.state = "swapping"
         runs.save(store, rec)
-        swap.commit_staged(store, rec.key, rec.staging, folder, [posixpath.basename(f) for f in files])
-        rec.state, rec.reconciled, rec.error = "committed", True, None
+        engine.commit(store, rec)
     except HubError as exc:
         runs.fail(store, rec, exc.code, exc.message, exc.file)
     except duckdb.Error as exc:

@@ -1,0 +1,43 @@
+"""Sources: one module per provider family, each knowing where its deliveries land, when one is complete, what it
+covers and how its files map to FOCUS. They all hand their staged runs to one load engine (:mod:`hub.engine`).
+
+``source -> transform -> load engine -> lake -> readers``:
+
+- :mod:`hub.sources.msexports`: Azure Cost Management exports under ``msexports/`` (manifest written last);
+- :mod:`hub.sources.native`: other clouds' native FOCUS exports under ``exports/<provider>/`` (an empty
+  ``manifest.json`` written last), mapped by ``schemas/<provider>/focus.json``;
+- :mod:`hub.sources.custom`: FOCUS-aligned Parquet a producer writes into ``ingestion/`` itself (empty manifest).
+
+Transforms (:mod:`transforms`) are pure SQL builders; the lake layout is :mod:`hub.store`'s; readers are
+:mod:`hub.catalog`, :mod:`hub.query`, :mod:`hub.cost_analysis`, :mod:`hub.server`, :mod:`hub.powerbi`, :mod:`hub.report`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from hub.runs import RunRecord
+from hub.settings import Settings
+from hub.store import MSEXPORTS, Store
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """What a source does around the engine's swap: before it (still undone when it fails: the run stays
+    ``swapping`` and is finished on restart), and after the commit."""
+
+    before_swap: Callable[[Store, RunRecord], None]
+    after_commit: Callable[[Store, RunRecord, Settings, list[RunRecord]], None]
+
+
+NONE = Hooks(lambda store, rec: None, lambda store, rec, settings, records: None)
+
+
+def hooks(rec: RunRecord) -> Hooks:
+    """The hooks of the source a run record belongs to (told by where its delivery lies)."""
+    if rec.manifest.startswith(f"{MSEXPORTS}/"):
+        from hub.sources import msexports
+
+        return msexports.HOOKS
+    return NONE

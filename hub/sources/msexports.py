@@ -1,0 +1,219 @@
+"""Azure Cost Management exports (``msexports/``): a ``manifest.json`` written last announces a delivery.
+
+Each delivery is one run into ``ingestion/<Dataset>/<yyyy>/<mm>/<scope-path>/`` (:func:`hub.store.dataset_folder`):
+its parts are checked (:mod:`hub.deliveries`), converted into staging (:mod:`hub.conversion`), then handed to the
+load engine (:mod:`hub.engine`). What only Azure has lives here: ordering by ``runInfo.submittedTime`` (price sheets
+first, then the oldest delivery, so the newest of a folder stays visible; an older delivery arriving late is
+``superseded``), the pairing of legacy actual and amortized cost before an amortized swap
+(:mod:`hub.sources.msexports_pairing`), and ``retention.msexports.days: 0`` deleting a delivery once final.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+from hub import conversion, deliveries, engine, lease, runs
+from hub.conversion import Progress
+from hub.errors import HubError
+from hub.export_schemas import destination
+from hub.faults import checkpoint
+from hub.manifest import Manifest, parse_manifest
+from hub.runs import RunRecord
+from hub.settings import Settings
+from hub.sources import Hooks
+from hub.sources import msexports_pairing as pairing
+from hub.store import MSEXPORTS, Store, dataset_folder, raw_staging, scope_path
+from transforms import legacy_costs
+
+AREA = MSEXPORTS
+#: Called with each committed Prices run (the month's Costs may need re-normalizing); returns the records it made.
+PricesCommitted = Callable[[RunRecord], list[RunRecord]]
+
+
+def pending(store: Store, records: list[RunRecord], *, retry: bool, force: bool,
+            checkpoint: dict[str, str] | None) -> tuple[list[tuple[datetime, str, bytes | None]], dict[str, str], dict]:
+    """Manifests to process, in order (price sheets first, then by delivery instant), the listing signatures of
+    those already final (for the watcher's checkpoint), and the listing."""
+    known = {r.manifest: r for r in records}
+    found: list[tuple[int, datetime, str, bytes | None]] = []
+    listing = store.listing(MSEXPORTS)
+    final = {}
+    for rel, listed in listing.items():
+        if checkpoint is not None and checkpoint.get(rel) == listed.signature and not (retry or force):
+            continue  # unchanged since it was last found final
+        raw = _read_manifest(store, rel)
+        rec = known.get(rel)
+        if rec is not None and raw is not None and rec.manifestSha256 == runs.sha256(raw):
+            done = rec.state in ("committed", "superseded") and not force
+            if done or rec.state == "quarantined" and not (retry or force):
+                final[rel] = listed.signature
+                continue
+        found.append((*_order(raw, rel, listed.modified), rel, raw))
+    return [(instant, rel, raw) for _, instant, rel, raw in sorted(found, key=lambda p: (p[0], p[1], p[2]))], final, listing
+
+
+def ingest_pending(store: Store, records: list[RunRecord], settings: Settings, *, retry: bool, force: bool,
+                   progress: Progress | None, fail_after_parts: int | None, blob_grace: dict[str, float] | None,
+                   checkpoint: dict[str, str] | None, waiting: list[str],
+                   prices_committed: PricesCommitted) -> tuple[list[RunRecord], list[RunRecord]]:
+    """Process every pending manifest (one failing delivery never stops the others); ``records`` is kept current.
+    Returns the runs made, and those ``prices_committed`` made."""
+    made: list[RunRecord] = []
+    extra: list[RunRecord] = []
+    known = {r.manifest: r for r in records}
+    todo, final, listing = pending(store, records, retry=retry, force=force, checkpoint=checkpoint)
+    for instant, rel, raw in todo:
+        if blob_grace is not None and blob_grace.get(rel, float("inf")) > time.time() and _blobs_missing(store, rel, raw):
+            waiting.append(rel)
+            continue
+        rec = engine.isolated(store, runs.run_key(rel, None), rel, raw, lambda rel=rel, raw=raw, instant=instant: process(
+            store, rel, raw, settings, existing=known.get(rel), progress=progress, fail_after_parts=fail_after_parts,
+            delivered=instant, records=records))
+        made.append(rec)
+        records[:] = [r for r in records if r.key != rec.key] + [rec]
+        if rec.state == "committed" and rec.dataset == "Prices" and rec.month:
+            extra += prices_committed(rec)
+    if checkpoint is not None:
+        final.update({r.manifest: listing[r.manifest].signature for r in made
+                      if r.state in runs.FINAL and r.manifest in listing})
+        for rel in [k for k in checkpoint if k not in listing]:
+            del checkpoint[rel]  # deleted by retention: forget it
+        checkpoint.update(final)
+    return made, extra
+
+
+def _read_manifest(store: Store, rel: str) -> bytes | None:
+    """A manifest's bytes; None when it cannot be read, or is a link leading out of the hub root (never read)."""
+    if not store.inside(rel):
+        return None
+    try:
+        return store.read_bytes(rel)
+    except OSError:
+        return None
+
+
+def _order(raw: bytes | None, rel: str, modified: datetime | None) -> tuple[int, datetime]:
+    """How a pending manifest sorts: price sheets before the rest, then by delivery instant."""
+    try:
+        manifest = parse_manifest(raw, file=rel) if raw is not None else None
+    except HubError:
+        manifest = None
+    prices = manifest is not None and destination(manifest.exportConfig.type) == ("Prices", None)
+    return (0 if prices else 1), deliveries.delivered_at(manifest, modified)
+
+
+def _blobs_missing(store: Store, rel: str, raw: bytes | None) -> bool:
+    """True when the manifest parses but some blob is not there yet (or not at its full size)."""
+    try:
+        deliveries.check_blobs(store, parse_manifest(raw or b"", file=rel), rel)
+    except HubError as exc:
+        return exc.code in ("IngestionFilesNotFound", "ByteCountMismatch")
+    return False
+
+
+def process(store: Store, rel: str, raw: bytes | None, settings: Settings, *, existing: RunRecord | None = None,
+            progress: Progress | None = None, fail_after_parts: int | None = None,
+            delivered: datetime | None = None, records: list[RunRecord] | None = None) -> RunRecord:
+    """Ingest one export; never raises for bad input (the record says what happened). ``records``: the store's run
+    records when the caller already holds them (else they are read)."""
+    records = runs.load_all(store) if records is None else records
+    started = time.perf_counter()
+    rec = RunRecord(key=existing.key if existing else runs.run_key(rel, None), manifest=rel,
+                    manifestSha256=runs.sha256(raw or b""), attempts=(existing.attempts if existing else 0) + 1)
+    try:
+        if raw is None:
+            code = "ManifestReadFailed" if store.inside(rel) else "PathEscapesStore"
+            raise HubError("cannot be read" if code == "ManifestReadFailed" else "is a link leading out of the hub root",
+                           file=rel, code=code)
+        manifest = parse_manifest(raw, file=rel)
+        _describe(rec, manifest, rel)
+        rec.deliveredAt = delivered or deliveries.delivered_at(manifest, None)
+        if existing is None or existing.key.startswith("unparsed-"):
+            if existing is not None:
+                store.delete(runs.record_path(existing.key))
+            rec.key = runs.run_key(rel, manifest.runInfo.runId)
+        if (newer := deliveries.newer_delivery(records, rec)) is not None:
+            return _superseded(store, rec, newer, manifest, settings, started)
+        blobs = deliveries.check_blobs(store, manifest, rel)
+        if not blobs:
+            return engine.no_rows(store, rec, started)
+        rec.staging = engine.new_staging(rec.key)  # one per attempt: a stale holder never shares it
+        rec.state = "converting"
+        runs.save(store, rec)
+        paired = pairing.amortized_present(store, rec) if (rec.exportType or "").lower() == legacy_costs.ACTUAL else None
+        conversion.convert_delivery(store, rec, manifest, blobs, progress, fail_after_parts, paired)
+        if rec.rowsIn == 0:
+            store.delete_tree(rec.staging)
+            store.delete_tree(raw_staging(rec.staging))
+            return engine.no_rows(store, rec, started)
+        rec.state = "swapping"
+        runs.save(store, rec)
+        checkpoint("before-swap")
+        engine.commit(store, rec, settings, records)
+    except HubError as exc:
+        engine.quarantine(store, rec, exc)
+    except lease.LeaseLost:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any bug quarantines one export, never the whole run
+        engine.quarantine(store, rec, engine.unexpected(exc, rel))
+    rec.seconds = round(time.perf_counter() - started, 3)
+    runs.save(store, rec)
+    return rec
+
+
+def _describe(rec: RunRecord, m: Manifest, rel: str) -> None:
+    cfg = m.exportConfig
+    year, month = m.year_month
+    rec.runId, rec.exportName, rec.exportType, rec.dataVersion = m.runInfo.runId, cfg.exportName, cfg.type, cfg.dataVersion
+    rec.month = f"{year:04d}-{month:02d}"
+    rec.scope = scope_path(cfg.resourceId, file=rel)
+    rec.manifestRows = m.dataRowCount
+    if (target := destination(cfg.type)) is not None:  # known from the manifest: which delivery it competes with
+        rec.dataset = target[0]
+        rec.destination = dataset_folder(target[0], year, month, rec.scope, target[1])
+
+
+def _superseded(store: Store, rec: RunRecord, newer: RunRecord, manifest: Manifest, settings: Settings,
+                started: float) -> RunRecord:
+    """An older delivery of a folder whose newer delivery is committed: recorded, never swapped in."""
+    rec.state, rec.supersededBy = "superseded", newer.key
+    with contextlib.suppress(HubError):  # its parts, so that retention knows which files are its own
+        rec.parts = [runs.PartResult(blob=b, output="", bytes=store.size(b))
+                     for b in deliveries.check_blobs(store, manifest, rec.manifest)]
+    rec.seconds = round(time.perf_counter() - started, 3)
+    runs.save(store, rec)
+    if settings.retention.msexports.days == 0:
+        _delete_source(store, rec)
+    return rec
+
+
+def before_swap(store: Store, rec: RunRecord) -> None:
+    """An amortized-cost export first takes the usage rows out of its month's actual-cost export (pairing), so
+    readers may briefly see fewer rows, never the same cost twice."""
+    if (rec.exportType or "").lower() == legacy_costs.AMORTIZED and rec.dataset == "Costs":
+        pairing.pair_actual(store, rec)
+        checkpoint("after-pairing")
+
+
+def after_commit(store: Store, rec: RunRecord, settings: Settings, records: list[RunRecord]) -> None:
+    """Older deliveries of the folder become ``superseded``; with ``retention.msexports.days: 0`` the source goes."""
+    deliveries.supersede_older(store, rec, records)
+    if settings.retention.msexports.days == 0:
+        _delete_source(store, rec)
+
+
+HOOKS = Hooks(before_swap, after_commit)
+
+
+def _delete_source(store: Store, rec: RunRecord) -> None:
+    """Delete a final delivery's own files (``retention.msexports.days: 0``, the reference's behaviour), unless they
+    changed since it was ingested (Cost Management re-delivered into the same folder meanwhile)."""
+    if not deliveries.source_deletable(store, rec):
+        return
+    for path in deliveries.source_files(rec):
+        store.delete(path)
+    rec.sourceDeleted = True
+    runs.save(store, rec)

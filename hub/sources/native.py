@@ -1,0 +1,331 @@
+"""Other clouds' native FOCUS exports (``exports/<provider>/``): AWS, Google Cloud, OCI, Alibaba, Huawei, Tencent.
+
+A user syncs the provider's delivery into ``exports/<provider>/`` as the provider lays it out, then writes an empty
+``manifest.json`` (or ``{}``) in the delivery's folder, last. The delivery is every ``.csv``, ``.csv.gz`` and
+``.parquet`` file below that folder (not in a sub-folder holding its own manifest). Its files are typed like CSV
+exports (headers matched without regard to case or surrounding whitespace, the provider's other spellings as
+aliases from ``schemas/<provider>/focus.json``), normalized by the same FOCUS 1.0 rules as Azure's exports
+(:func:`transforms.costs.costs_sql`: pre-1.0 names, enumeration casing, inclusive period ends, Tags forms, ...),
+and split by billing period and billing account: each (month, account) becomes one run into
+``ingestion/Costs/<yyyy>/<mm>/<provider>/<billing-account>/``, replacing what an earlier delivery put there.
+
+All-or-nothing per delivery: every file is converted, counted and checked before any folder is swapped; the runs
+then go to the load engine together (a crash between two swaps is finished by :func:`hub.engine.recover`).
+Reconciliation: rows in = rows out, and BilledCost and EffectiveCost per currency as delivered = as ingested.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal
+from functools import cache
+from importlib import resources
+
+import duckdb
+from pydantic import BaseModel, ConfigDict
+
+from hub import convert, engine, lease, lookups, normalize, runs
+from hub.checks import check_costs, month_end
+from hub.errors import HubError
+from hub.export_schemas import Column, ExportSchema, totals_spec
+from hub.runs import RunRecord
+from hub.store import EXPORTS, Store, bounded_name, dataset_folder
+from hub.validate import validate_files
+from transforms import costs
+from transforms.costs import Lineage
+from transforms.typing import IncompatibleType, ident, literal, project
+
+AREA = EXPORTS
+NATIVE = "native:"
+#: Data files of a delivery (by name).
+SUFFIXES = (".csv", ".csv.gz", ".parquet")
+
+
+class ProviderMapping(BaseModel):
+    """``schemas/<provider>/focus.json``."""
+
+    model_config = ConfigDict(extra="ignore")
+    provider: str
+    sourceName: str
+    sourceType: str = "FOCUS"
+    aliases: dict[str, list[str]] = {}
+
+
+@cache
+def providers() -> dict[str, ProviderMapping]:
+    """Every provider with a native FOCUS mapping, by its folder name under ``exports/``."""
+    base = resources.files("schemas")
+    out = {}
+    for entry in sorted(base.iterdir(), key=lambda e: e.name):
+        path = entry / "focus.json"
+        if entry.is_dir() and path.is_file():
+            out[entry.name] = ProviderMapping.model_validate_json(path.read_text())
+    return out
+
+
+@cache
+def focus_schema(provider: str) -> ExportSchema:
+    """Every column the Costs normalization knows, by name or by one of the provider's spellings."""
+    aliases: dict[str, list[str]] = {}
+    for old, new in costs.RENAMES.items():  # pre-1.0 names (UsageQuantity -> ConsumedQuantity, ...)
+        aliases.setdefault(new, []).append(old)
+    for name, spellings in providers()[provider].aliases.items():
+        aliases.setdefault(name, []).extend(spellings)
+    columns = tuple(Column(n, t, n, tuple(aliases.get(n, ())), optional=True) for n, t in costs.input_columns().items())
+    return ExportSchema("FOCUS", provider, None, "Costs", columns, totals=totals_spec("FocusCost"))
+
+
+@dataclass(frozen=True)
+class Delivery:
+    manifest: str
+    provider: str
+    files: tuple[tuple[str, int], ...]  # (path, size)
+    raw: bytes | None
+
+    @property
+    def sha(self) -> str:
+        """The delivery's identity: its manifest and its files' names and sizes (a re-delivery is new)."""
+        listing = "\n".join(f"{p}\t{s}" for p, s in self.files)
+        return hashlib.sha256((self.raw or b"") + b"\0" + listing.encode()).hexdigest()
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha1(self.manifest.encode()).hexdigest()[:16]
+
+
+def deliveries(store: Store) -> list[Delivery]:
+    """Every delivery under ``exports/<provider>/``, oldest manifest first (the newest of a lake folder wins)."""
+    listing = store.listing(AREA)
+    folders = {posixpath.dirname(rel) for rel in listing}
+    found = []
+    for rel, listed in listing.items():
+        provider = rel.split("/")[1] if rel.count("/") >= 2 else ""
+        folder = posixpath.dirname(rel)
+        try:
+            raw: bytes | None = store.read_bytes(rel) if store.inside(rel) else None
+        except OSError:
+            raw = None
+        files: list[tuple[str, int]] = []
+        if provider in providers():
+            for path, info in sorted(store.fs.find(store.full(folder), detail=True).items()):
+                sub = store.rel(path)
+                name = posixpath.basename(sub)
+                owner = posixpath.dirname(sub)
+                while owner != folder and owner not in folders:  # the nearest folder with a manifest owns a file
+                    owner = posixpath.dirname(owner)
+                if owner == folder and not name.startswith(".") and name.lower().endswith(SUFFIXES):
+                    files.append((sub, int(info.get("size") or 0)))
+        found.append((listed.modified or datetime.min.replace(tzinfo=timezone.utc), rel,
+                      Delivery(rel, provider, tuple(files), raw)))
+    return [d for _, _, d in sorted(found, key=lambda f: (f[0], f[1]))]
+
+
+def pending(store: Store, records: list[RunRecord], *, retry: bool = False, force: bool = False) -> list[Delivery]:
+    """Deliveries not processed yet in their current content (``retry``: quarantined ones too; ``force``: all)."""
+    out = []
+    for d in deliveries(store):
+        mine = [r for r in records if r.manifest == d.manifest and r.manifestSha256 == d.sha]
+        final = mine and all(r.state in ("committed", "quarantined") for r in mine)
+        if force or not final or retry and any(r.state == "quarantined" for r in mine):
+            out.append(d)
+    return out
+
+
+def ingest_pending(store: Store, records: list[RunRecord], *, retry: bool = False, force: bool = False) -> list[RunRecord]:
+    """Process every pending delivery (one failing delivery never stops the others); ``records`` is kept current."""
+    made: list[RunRecord] = []
+    for d in pending(store, records, retry=retry, force=force):
+        key = f"native-{d.digest}"
+        done = engine.isolated(store, key, d.manifest, d.raw, lambda d=d: process(store, d, records))
+        out = done if isinstance(done, list) else [done]
+        made += out
+        records[:] = [r for r in records if r.key not in {o.key for o in out}] + out
+    return made
+
+
+def process(store: Store, d: Delivery, records: list[RunRecord]) -> list[RunRecord]:
+    """Convert one delivery into one run per (month, billing account) and commit them; on bad input one quarantined
+    record names the file and the error (nothing in the lake changes)."""
+    started = time.perf_counter()
+    failure = RunRecord(key=f"native-{d.digest}", manifest=d.manifest, manifestSha256=d.sha, exportType="FOCUS",
+                        dataset="Costs", exportName=d.provider)
+    made: list[RunRecord] = []
+    try:
+        _check(store, d)
+        made = _convert(store, d, failure)
+        for rec in made:
+            rec.state = "swapping"
+            runs.save(store, rec)
+        for rec in made:
+            engine.commit(store, rec, records=records)
+        if store.exists(runs.record_path(failure.key)):
+            store.delete(runs.record_path(failure.key))  # an earlier failure of this delivery is over
+        for rec in made:
+            rec.seconds = round(time.perf_counter() - started, 3)
+            runs.save(store, rec)
+        return made
+    except lease.LeaseLost:
+        raise
+    except Exception as exc:  # noqa: BLE001 - bad input (or a bug) quarantines this delivery, never the others
+        error = exc if isinstance(exc, HubError) else engine.unexpected(exc, d.manifest)
+        swapping = [r for r in made if r.state == "swapping"]
+        if swapping:  # staged completely: the next run finishes the swaps (engine.recover)
+            for rec in swapping:
+                engine.quarantine(store, rec, error)
+                runs.save(store, rec)
+            return swapping
+        for rec in made:
+            store.delete_tree(rec.staging or "")
+        engine.quarantine(store, failure, error)
+        failure.seconds = round(time.perf_counter() - started, 3)
+        runs.save(store, failure)
+        return [failure]
+
+
+def _check(store: Store, d: Delivery) -> None:
+    if d.raw is None:
+        raise HubError("cannot be read (a dangling link, or one leading out of the hub root?)", file=d.manifest,
+                       code="ManifestReadFailed")
+    if d.provider not in providers():
+        known = ", ".join(f"{AREA}/{p}/" for p in providers())
+        raise HubError(f"not under a provider's folder ({known})", file=d.manifest, code="SchemaNotFound")
+    if d.raw.strip() not in (b"", b"{}"):
+        raise HubError("the manifest of a native FOCUS delivery must be empty or {}", file=d.manifest, code="ManifestInvalid")
+    if not d.files:
+        raise HubError("no .csv, .csv.gz or .parquet files in the delivery's folder", file=d.manifest,
+                       code="IngestionFilesNotFound")
+    for path, _ in d.files:
+        if not store.inside(path):
+            raise HubError("is a link leading out of the hub root", file=path, code="PathEscapesStore")
+
+
+def _convert(store: Store, d: Delivery, failure: RunRecord) -> list[RunRecord]:
+    """Every file typed and normalized into one local Parquet file each, reconciled, then split into the runs of
+    its (month, billing account) folders, each staged, validated and period-checked."""
+    mapping = providers()[d.provider]
+    lineage = Lineage(mapping.sourceName, mapping.provider, mapping.sourceType, None,
+                      datetime.now(timezone.utc).isoformat())
+    spec = totals_spec("FocusCost")
+    with tempfile.TemporaryDirectory(prefix="hub-native-") as tmp:
+        con = convert.connect(temp_dir=os.path.join(tmp, "spill"))
+        try:
+            lookups.register(con)
+            written, rows_in, totals_in = [], 0, {}
+            for i, (path, _) in enumerate(d.files):
+                kind = convert.file_kind(path, file=path)
+                src = store.local_path(path)
+                if src is None:
+                    src = os.path.join(tmp, f"in-{i}-{posixpath.basename(path)}")
+                    store.get_file(path, src)
+                typed, n, sums = _typed(con, d.provider, src, kind, path, os.path.join(tmp, f"typed-{i}.parquet"))
+                rows_in += n
+                _add(totals_in, sums)
+                out = os.path.join(tmp, f"out-{i}.parquet")
+                try:
+                    query = costs.costs_sql(typed[0], typed[1], lineage, extras=typed[2])
+                    convert.write_parquet(con, [f"* FROM ({query})"], "", out, file=path, select_only=True)
+                except HubError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - ill-typed input quarantines the delivery, naming the file
+                    raise convert.map_error(exc, file=path) from None
+                written.append(out)
+            failure.rowsIn = rows_in
+            failure.totalsIn = totals_in
+            whole = convert.parquet_source(written)
+            rows_out = convert.count_rows(con, written)
+            _, ingested = normalize.output_totals(con, spec, whole)
+            if rows_out != rows_in or _norm(ingested) != _norm(totals_in):
+                raise HubError(f"{rows_in} rows and totals {totals_in} delivered, {rows_out} rows and {ingested} converted",
+                               file=d.manifest, code="InternalError")
+            return _split(store, con, d, whole, tmp)
+        finally:
+            con.close()
+
+
+def _typed(con: duckdb.DuckDBPyConnection, provider: str, src: str, kind: str, path: str,
+           local: str) -> tuple[tuple, int, dict]:
+    """The typed relation of one file (source SQL, columns, extra columns), its row count and its totals per currency.
+    A gzip file is decompressed once into ``local`` (a Parquet copy of its text)."""
+    sql, columns = convert.source_columns(con, src, kind, file=path)
+    if kind == "csv.gz":  # decompressed once: the typed relation is read twice (totals, conversion)
+        try:
+            con.execute(f"COPY (SELECT * FROM {sql}) TO {literal(local)} (FORMAT parquet)")
+        except duckdb.Error as exc:
+            raise convert.map_error(exc, file=path) from None
+        sql = f"read_parquet({literal(local)})"
+    present = dict(columns)
+    for name, typ in list(present.items()):
+        if typ.startswith(("MAP(", "STRUCT(")) or typ.endswith("[]"):  # nested values (Parquet Tags maps) as JSON text
+            present[name] = "VARCHAR"
+            sql = f"(SELECT * REPLACE (CAST(to_json({ident(name)}) AS VARCHAR) AS {ident(name)}) FROM {sql})"
+    try:
+        proj = project(focus_schema(provider), present, null_texts=kind == "parquet")
+    except IncompatibleType as exc:
+        raise HubError(str(exc), file=path, code="SchemaMismatch") from None
+    needed = ("BilledCost", "BillingCurrency", "BillingPeriodStart", "BillingAccountId")
+    if lacking := [c for c in needed if c not in proj.sources]:
+        raise HubError(f"not a FOCUS file: no {', '.join(lacking)} column", file=path, code="SchemaMismatch")
+    typed = f"(SELECT {', '.join(proj.select)} FROM {sql})"
+    described = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {typed}").fetchall()}
+    try:
+        rows = con.execute(f"SELECT coalesce(CAST(BillingCurrency AS VARCHAR), ''), count(*), CAST(coalesce(sum(BilledCost), 0) "
+                           f"AS VARCHAR), CAST(coalesce(sum(EffectiveCost), 0) AS VARCHAR) FROM {typed} GROUP BY 1").fetchall()
+    except duckdb.Error as exc:
+        raise convert.map_error(exc, file=path) from None
+    sums = {cur: {"BilledCost": billed, "EffectiveCost": effective} for cur, _, billed, effective in rows}
+    return (typed, described, proj.extra), sum(r[1] for r in rows), sums
+
+
+def _add(into: dict, sums: dict) -> None:
+    for cur, amounts in sums.items():
+        have = into.setdefault(cur, {})
+        for k, v in amounts.items():
+            have[k] = str(Decimal(have.get(k, "0")) + Decimal(v))
+
+
+def _norm(totals: dict) -> dict:
+    """Totals compared as numbers (``1.50`` = ``1.5``)."""
+    return {c: {k: Decimal(v).normalize() for k, v in a.items()} for c, a in totals.items()}
+
+
+def _split(store: Store, con: duckdb.DuckDBPyConnection, d: Delivery, whole: str, tmp: str) -> list[RunRecord]:
+    """One staged, validated run per (billing month, billing account) of the converted rows."""
+    month = "strftime(make_timestamp(epoch_us(BillingPeriodStart)), '%Y-%m')"
+    account = "coalesce(BillingAccountId, '')"
+    groups = con.execute(f"SELECT {month} AS m, {account} AS a, count(*) FROM {whole} GROUP BY ALL ORDER BY ALL").fetchall()
+    if any(m is None for m, _, _ in groups):
+        raise HubError("rows without BillingPeriodStart: their month is unknown", file=d.manifest, code="PeriodMismatch")
+    made = []
+    for m, acct, _ in groups:
+        year, mon = map(int, m.split("-"))
+        folder = bounded_name(acct.lower(), 100) if acct else "unknown-account"
+        key = f"native-{d.digest}-{year:04d}{mon:02d}-{hashlib.sha1(acct.encode()).hexdigest()[:8]}"
+        rec = RunRecord(key=key, manifest=d.manifest, manifestSha256=d.sha, state="converting", exportType="FOCUS",
+                        exportName=d.provider, dataset="Costs", schemaKey=f"{NATIVE}{d.provider}", month=m,
+                        scope=f"{d.provider}/{folder}",
+                        destination=dataset_folder("Costs", year, mon, f"{d.provider}/{folder}"), staging=engine.new_staging(key))
+        name = f"{d.digest}__{year:04d}{mon:02d}.parquet"
+        staged = f"{rec.staging}/{name}"
+        out = store.local_path(staged) or os.path.join(tmp, "parts", name)
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        where = f"{month} = {literal(m)} AND {account} = {literal(acct)}"
+        rec.rowsIn = rec.rowsOut = convert.write_parquet(con, [f"* FROM {whole} WHERE {where}"], "", out, file=d.manifest,
+                                                         select_only=True)
+        rec.totalsOut, rec.totalsIngested = normalize.output_totals(con, totals_spec("FocusCost"), convert.parquet_source([out]))
+        rec.totalsIn = rec.totalsIngested
+        rec.parts = [runs.PartResult(blob=d.manifest, output=f"{rec.destination}/{name}", rows=rec.rowsOut)]
+        report = validate_files(con, [out], label=rec.destination or "")
+        rec.validation = {"rows": report.rows, "checks": report.checked, "violations": report.violations,
+                          "rules": report.summary()}
+        start = datetime(year, mon, 1, tzinfo=timezone.utc)
+        check_costs(con, rec, [out], start, month_end(start), inside=False)
+        if store.local_path(staged) is None:
+            store.put_file(out, staged)
+        made.append(rec)
+    return made

@@ -1,0 +1,110 @@
+"""``hub ingest`` (and each pass of ``hub watch``): every source's pending deliveries, once, under the root's lease.
+
+Order: recover what a crash interrupted (:func:`hub.engine.recover`), then Azure exports (price sheets first), then
+other clouds' native FOCUS exports, then custom data. One failing delivery never stops the others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hub import convert, engine, lease, runs
+from hub.conversion import Progress
+from hub.runs import RunRecord
+from hub.settings import load_settings
+from hub.sources import custom, msexports, native
+from hub.store import Store
+from pipelines.prices_backfill import RENORMALIZE, renormalize_month
+
+__all__ = ["IngestResult", "ingest", "load_settings"]
+
+
+@dataclass
+class IngestResult:
+    """What one ``ingest`` call did."""
+
+    records: list[RunRecord] = field(default_factory=list)
+    recovered: list[RunRecord] = field(default_factory=list)
+    #: Costs folders re-normalized because their month's prices arrived after them
+    renormalized: list[RunRecord] = field(default_factory=list)
+    #: another process held the ingestion lease for the whole wait: nothing was done
+    busy: bool = False
+    #: another process took the lease over while this one was stalled: it stopped (why, else None)
+    lost: str | None = None
+    #: manifests whose blobs are still arriving (watcher grace period): left pending
+    waiting: list[str] = field(default_factory=list)
+    #: files under config/runs/ that are not run records (skipped): ``<file>: <why>``
+    unreadable: list[str] = field(default_factory=list)
+
+    @property
+    def all(self) -> list[RunRecord]:
+        return self.recovered + self.records + self.renormalized
+
+    @property
+    def ok(self) -> bool:
+        return self.lost is None and all(r.state in ("committed", "superseded") for r in self.all)
+
+
+def ingest(store: Store, *, retry: bool = False, force: bool = False, progress: Progress | None = None,
+           fail_after_parts: int | None = None, wait: float = 600.0, lease_ttl: float = lease.DEFAULT_TTL,
+           blob_grace: dict[str, float] | None = None, checkpoint: dict[str, str] | None = None) -> IngestResult:
+    """Process every pending delivery of every source once, holding the root's ingestion lease.
+
+    ``retry`` re-processes quarantined deliveries, ``force`` committed ones too. Another process holding the
+    lease is waited for up to ``wait`` seconds (then ``busy`` is set and nothing is done). While the lease is
+    held, every record write and swap first checks it is still held (``Store.fence``): a process that stalled
+    past the lease's TTL and was taken over stops there (``lost``) and writes nothing more.
+    ``blob_grace`` (the watcher's): manifest -> deadline (epoch seconds) until which missing blobs mean
+    "still uploading" rather than an error. ``checkpoint`` (the watcher's listing checkpoint of ``msexports/``,
+    updated in place): manifest -> listing signature of manifests already final, which are then not read again.
+    ``fail_after_parts`` is a fault-injection hook for tests.
+    """
+    convert.check_codec()  # a bad setting is a usage error, not a quarantine of every export
+    try:
+        with lease.holding(store, "ingest", wait=wait, ttl=lease_ttl) as held:
+            if held is None:
+                return IngestResult(busy=True)
+            return _ingest(store, retry=retry, force=force, progress=progress, fail_after_parts=fail_after_parts,
+                           blob_grace=blob_grace, checkpoint=checkpoint)
+    except lease.LeaseLost as exc:
+        return IngestResult(lost=str(exc))
+
+
+def _ingest(store: Store, *, retry: bool, force: bool, progress: Progress | None, fail_after_parts: int | None,
+            blob_grace: dict[str, float] | None, checkpoint: dict[str, str] | None) -> IngestResult:
+    settings = load_settings(store)
+    result = IngestResult(recovered=recover(store))
+    records = runs.load_all(store, result.unreadable)  # once per ingestion; kept current by each source
+    made, result.renormalized = msexports.ingest_pending(
+        store, records, settings, retry=retry, force=force, progress=progress, fail_after_parts=fail_after_parts,
+        blob_grace=blob_grace, checkpoint=checkpoint, waiting=result.waiting,
+        prices_committed=lambda prices: _renormalize(store, prices))
+    result.records += made
+    result.records += native.ingest_pending(store, records, retry=retry, force=force)
+    result.records += custom.ingest_custom(store)
+    return result
+
+
+def recover(store: Store) -> list[RunRecord]:
+    """Finish swaps a crash interrupted, redo an interrupted re-normalization, sweep stale staging."""
+
+    def redo(rec: RunRecord) -> list[RunRecord]:
+        if not (rec.manifest.startswith(RENORMALIZE) and rec.month):
+            return []  # an interrupted conversion is redone with its delivery
+        store.delete_tree(rec.staging or "")
+        store.delete(runs.record_path(rec.key))
+        return _renormalize(store, rec)
+
+    return engine.recover(store, redo)
+
+
+def _renormalize(store: Store, prices: RunRecord) -> list[RunRecord]:
+    """Costs folders of a month re-normalized after its prices committed (or redone after a crash); a failure there
+    is recorded, never stops the other deliveries (the folders keep their previous, valid files)."""
+    assert prices.month
+    year, month = map(int, prices.month.split("-"))
+    try:
+        return renormalize_month(store, year, month, prices.runId or prices.key)
+    except Exception as exc:  # noqa: BLE001 - recorded like any failure
+        return [runs.failed(store, f"renorm-failed-{prices.key}"[:120], f"{RENORMALIZE}{year:04d}-{month:02d}", exc,
+                            runId=prices.runId, exportType="Renormalize", dataset="Costs", month=f"{year:04d}-{month:02d}")]

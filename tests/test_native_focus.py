@@ -1,0 +1,233 @@
+"""Other clouds' native FOCUS exports under exports/<provider>/ (hub.sources.native), on real samples and hand rows."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import os
+import subprocess
+import sys
+from decimal import Decimal as D
+from pathlib import Path
+
+import duckdb
+from conftest import DATA, make_hub
+
+from hub import runs
+from hub.store import Store
+from hub.validate import validate
+from pipelines.ingest import ingest
+
+AWS = DATA / "aws" / "aws-focus10-942rows.csv"
+OCI = DATA / "oci" / "oci-focus10-7rows.csv"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def deliver(root: Path, provider: str, folder: str, files: dict[str, bytes | str], manifest: bytes = b"") -> Path:
+    """Write a delivery's files, then its (empty) manifest.json last."""
+    base = root / "exports" / provider / folder
+    for name, data in files.items():
+        path = base / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data.encode() if isinstance(data, str) else data)
+    base.mkdir(parents=True, exist_ok=True)
+    (base / "manifest.json").write_bytes(manifest)
+    return base
+
+
+def one(sql: str, *params: object) -> object:
+    return duckdb.connect().execute(sql, list(params)).fetchall()[0][0]
+
+
+def lake(root: Path, provider: str | None = None) -> str:
+    where = f"/{provider}" if provider else ""
+    return f"read_parquet('{root}/ingestion/Costs/*/*{where}/**/*.parquet', union_by_name = true)"
+
+
+def csv_sum(path: Path, column: str) -> D:
+    """A column's exact sum, from the text of the file (hand-checkable, independent of the pipeline)."""
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        return sum((D(r[column]) for r in csv.DictReader(fh) if r[column] not in ("", "NULL")), D(0))
+
+
+def test_aws_focus_export_lands_in_its_month_and_account(tmp_path: Path) -> None:
+    """An AWS Data Exports FOCUS 1.0 delivery as AWS lays it out (data/BILLING_PERIOD=..., metadata/): one run into
+    ingestion/Costs/2024/09/aws/<payer>/, every row, BilledCost and EffectiveCost totals as in the file."""
+    root = make_hub(tmp_path / "hub")
+    deliver(root, "aws", "focus/my-export", {
+        "data/BILLING_PERIOD=2024-09/my-export-00001.csv.gz": gzip.compress(AWS.read_bytes()),
+        "metadata/BILLING_PERIOD=2024-09/my-export-Manifest.json": json.dumps({"dataFiles": ["..."]}),
+    })
+    result = ingest(Store(str(root)))
+    assert result.ok, [r.error for r in result.all]
+    (rec,) = result.records
+    assert rec.destination == "ingestion/Costs/2024/09/aws/1234567890123" and rec.month == "2024-09"
+    assert rec.rowsIn == rec.rowsOut == 942 and rec.reconciled
+    billed = csv_sum(AWS, "BilledCost")
+    assert D(rec.totalsIn["USD"]["BilledCost"]) == billed == D(rec.totalsIngested["USD"]["BilledCost"])
+    assert one(f"SELECT sum(BilledCost) FROM {lake(root)}") == billed
+    assert one(f"SELECT sum(EffectiveCost) FROM {lake(root)}") == csv_sum(AWS, "EffectiveCost")
+    assert one(f"SELECT list(DISTINCT x_SourceProvider || '|' || x_SourceName || '|' || x_SourceType) FROM {lake(root)}") \
+        == ["AWS|AWS Data Exports|FOCUS"]
+    assert one(f"SELECT count(*) FROM {lake(root)} WHERE ProviderName <> 'AWS'") == 0
+    assert ingest(Store(str(root))).records == []  # replay: nothing to do
+    report = validate(str(root))
+    assert report.violations == 0, report.summary()
+
+
+def test_oci_rows_of_two_months_go_to_two_folders(tmp_path: Path) -> None:
+    """One delivery whose rows belong to two billing periods: one run (and folder) per month, committed together."""
+    root = make_hub(tmp_path / "hub")
+    deliver(root, "oci", "FOCUS Reports/2024/10/01", {"0001.csv.gz": gzip.compress(OCI.read_bytes())})
+    result = ingest(Store(str(root)))
+    assert result.ok, [r.error for r in result.all]
+    assert sorted((r.month, r.destination, r.rowsOut) for r in result.records) == [
+        ("2024-09", "ingestion/Costs/2024/09/oci/20209880", 6), ("2024-10", "ingestion/Costs/2024/10/oci/20209880", 1)]
+    assert one(f"SELECT sum(BilledCost) FROM {lake(root)}") == csv_sum(OCI, "BilledCost")
+    assert one(f"SELECT count(*) FROM {lake(root)} WHERE ChargeFrequency = 'Usage-Based'") == 7  # 'Usage-based' fixed
+    report = validate(str(root))
+    assert report.violations == 0, report.summary()
+
+
+OCI_PRE_1_0 = (
+    "BillingAccountId,BillingCurrency,BillingPeriodStart,BillingPeriodEnd,ChargePeriodStart,ChargePeriodEnd,BilledCost,"
+    "EffectiveCost,ListCost,ListUnitPrice,PricingQuantity,PricingUnit,ChargeCategory,ChargeFrequency,Provider,Publisher,"
+    "InvoiceIssuer,Region,UsageQuantity,UsageUnit,ServiceName,ServiceCategory,SubAccountId,ResourceId,SkuId,Tags,"
+    "oci_CompartmentName,ChargeSubcategory\n"
+    "T1,USD,2024-09-01T00:00Z,2024-10-01T00:00Z,2024-09-21T17:00Z,2024-09-21T18:00Z,0.012,0.012,0.024,0.0015,16,GB Hours,"
+    "usage,usage-based,Oracle,Oracle,Oracle,us-sanjose-1,8,GB Hours,COMPUTE,Compute,ocid1.tenancy,ocid1.instance.x,B92307,"
+    '"{""team"": ""db""}",prod,\n'
+    "T1,USD,2024-09-01T00:00Z,2024-10-01T00:00Z,2024-09-22T00:00Z,2024-09-23T00:00Z,-5,-5,,,,,"
+    "Usage,One-Time,Oracle,Oracle,Oracle,us-sanjose-1,,,COMPUTE,Compute,ocid1.tenancy,,,,prod,Credit\n"
+)
+
+
+def test_oci_pre_1_0_headers_are_renamed_and_fixed(tmp_path: Path) -> None:
+    """OCI's FOCUS reports use pre-1.0 headers: Provider/Publisher/InvoiceIssuer -> *Name, Region -> RegionId and
+    RegionName, UsageQuantity/UsageUnit -> ConsumedQuantity/ConsumedUnit, ChargeSubcategory Credit -> ChargeCategory
+    Credit; lower-case enumerations are spelled as FOCUS does; oci_* columns kept as x_oci_*."""
+    root = make_hub(tmp_path / "hub")
+    deliver(root, "oci", "FOCUS Reports/2024/09/22", {"focus.csv": OCI_PRE_1_0})
+    result = ingest(Store(str(root)))
+    assert result.ok, [r.error for r in result.all]
+    con = duckdb.connect()
+    rows = con.execute(f"SELECT ProviderName, PublisherName, InvoiceIssuerName, RegionId, RegionName, ConsumedQuantity, "
+                       f"ConsumedUnit, ChargeCategory, ChargeFrequency, x_oci_CompartmentName, BilledCost, x_SourceVersion "
+                       f"FROM {lake(root)} ORDER BY ChargePeriodStart").fetchall()
+    assert rows == [("Oracle", "Oracle", "Oracle", "us-sanjose-1", "us-sanjose-1", D(8), "GB Hours", "Usage", "Usage-Based",
+                     "prod", D("0.012"), "1.0-preview"),
+                    ("Oracle", "Oracle", "Oracle", "us-sanjose-1", "us-sanjose-1", None, None, "Credit", "One-Time",
+                     "prod", D(-5), "1.0-preview")]
+
+
+GCP_VIEW = (
+    "BillingAccountId,BillingAccountName,BillingCurrency,BillingPeriodStart,BillingPeriodEnd,ChargePeriodStart,ChargePeriodEnd,"
+    "BilledCost,EffectiveCost,ListCost,ContractedCost,ChargeCategory,ChargeClass,ChargeFrequency,PricingCategory,ProviderName,"
+    "PublisherName,InvoiceIssuerName,ServiceName,ServiceCategory,SubAccountId,RegionId,RegionName,Tags,x_Credits,x_Project\n"
+    "01ABCD-234567-89EFGH,Main,EUR,2024-09-01 07:00:00,2024-09-30 00:00:00,2024-09-05 00:00:00,2024-09-05 23:59:59,"
+    "10.50,9.50,12,10.50,usage,,usage-based,standard,Google Cloud,Google Cloud,Google Cloud,Compute Engine,Compute,"
+    'proj-1,europe-west1,Belgium,"[{""key"": ""env"", ""value"": ""prod""}, {""key"": ""team"", ""value"": ""data""}]",'
+    '"[{""amount"": -1.0}]",proj-1\n'
+)
+
+
+def test_google_view_deviations_are_fixed_and_flagged(tmp_path: Path) -> None:
+    """Google's FOCUS view: lower-case enumerations, Tags as an array of {key, value} (-> object, TagsFromArray, the
+    array kept in x_SourceValues), BillingPeriodEnd on the month's last day (-> first of the next month), an
+    inclusive ChargePeriodEnd 23:59:59 (-> next midnight)."""
+    root = make_hub(tmp_path / "hub")
+    deliver(root, "gcp", "focus-extract/2024-09", {"part-000.csv": GCP_VIEW})
+    result = ingest(Store(str(root)))
+    assert result.ok, [r.error for r in result.all]
+    (rec,) = result.records
+    assert rec.destination == "ingestion/Costs/2024/09/gcp/01abcd-234567-89efgh"
+    row = duckdb.connect().execute(
+        f"SELECT ChargeCategory, ChargeFrequency, PricingCategory, Tags, CAST(BillingPeriodEnd AS VARCHAR), "
+        f"CAST(ChargePeriodEnd AS VARCHAR), x_SourceChanges, x_SourceValues FROM {lake(root)}").fetchall()[0]
+    assert row[:3] == ("Usage", "Usage-Based", "Standard")
+    assert json.loads(row[3]) == {"env": "prod", "team": "data"}
+    assert row[4] == "2024-10-01 00:00:00+00" and row[5] == "2024-09-06 00:00:00+00"
+    assert "TagsFromArray" in row[6].split(",")
+    originals = json.loads(row[7])
+    assert json.loads(originals["Tags"]) == [{"key": "env", "value": "prod"}, {"key": "team", "value": "data"}]
+    assert originals["BillingPeriodEnd"].startswith("2024-09-30")
+
+
+def test_a_redelivery_replaces_the_folder(tmp_path: Path) -> None:
+    """AWS re-delivers a month in full: the new files replace the old ones in the month's folder (no double count)."""
+    root = make_hub(tmp_path / "hub")
+    base = deliver(root, "aws", "focus/my-export", {"data/BILLING_PERIOD=2024-09/part-1.csv": AWS.read_text()})
+    assert ingest(Store(str(root))).ok
+    lines = AWS.read_text().splitlines(keepends=True)
+    (base / "data/BILLING_PERIOD=2024-09/part-1.csv").write_text("".join(lines[:101]))  # header + 100 rows
+    (base / "manifest.json").write_bytes(b"{}")
+    result = ingest(Store(str(root)))
+    assert result.ok and [r.rowsOut for r in result.records] == [100]
+    assert one(f"SELECT count(*) FROM {lake(root)}") == 100
+
+
+def test_bad_deliveries_are_quarantined_and_the_others_flow(tmp_path: Path) -> None:
+    """A cut gzip, a CUR file (not FOCUS), a manifest with content and a folder of an unknown provider each quarantine
+    their own delivery with a stable code naming the file; sources stay; a good delivery beside them commits."""
+    root = make_hub(tmp_path / "hub")
+    cut = gzip.compress(AWS.read_bytes())[:5000]
+    deliver(root, "aws", "cut", {"part.csv.gz": cut})
+    deliver(root, "aws", "cur", {"part.csv": "identity/LineItemId,lineItem/UnblendedCost,lineItem/CurrencyCode\nx,1,USD\n"})
+    deliver(root, "oci", "content", {"a.csv": OCI.read_text()}, manifest=b'{"runId": "x"}')
+    deliver(root, "ibm", "bills", {"a.csv": OCI.read_text()})
+    deliver(root, "oci", "good", {"a.csv": OCI.read_text()})
+    result = ingest(Store(str(root)))
+    by = {r.manifest.split("/")[2]: r for r in result.records}
+    assert {k: (r.state, r.error.code if r.error else None) for k, r in by.items() if k != "good"} == {
+        "cut": ("quarantined", "CorruptFile"), "cur": ("quarantined", "SchemaMismatch"),
+        "content": ("quarantined", "ManifestInvalid"), "bills": ("quarantined", "SchemaNotFound")}
+    assert by["cut"].error.file == "exports/aws/cut/part.csv.gz"
+    assert "BilledCost" in by["cur"].error.message and by["cur"].error.file == "exports/aws/cur/part.csv"
+    assert [r.state for r in result.records if r.manifest.startswith("exports/oci/good")] == ["committed", "committed"]
+    assert (root / "exports/aws/cut/part.csv.gz").exists()
+    again = ingest(Store(str(root)))
+    assert again.records == []  # quarantined deliveries wait for a change (or --retry)
+    (root / "exports/aws/cut/part.csv.gz").write_bytes(gzip.compress(AWS.read_bytes()))  # re-uploaded
+    fixed = ingest(Store(str(root)))
+    assert [(r.state, r.rowsOut) for r in fixed.records] == [("committed", 942)]
+    assert not (root / "config" / "runs" / f"{by['cut'].key}.json").exists()  # the failure record is gone
+
+
+def test_kill_between_the_swaps_of_one_delivery_is_finished_on_restart(tmp_path: Path) -> None:
+    """A delivery of two months killed after its first folder's swap: the restart finishes the second one, and the
+    lake equals an uninterrupted ingest."""
+    root = make_hub(tmp_path / "hub")
+    deliver(root, "oci", "FOCUS Reports/2024/10/01", {"0001.csv": OCI.read_text()})
+    env = {**os.environ, "HUB_CRASH_AT": "before-commit", "HUB_LEASE_TTL": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-m", "hub.cli", "ingest", str(root)], capture_output=True, env=env, cwd=REPO)
+    assert proc.returncode == 137
+    states = sorted(r.state for r in runs.load_all(Store(str(root))))
+    assert states == ["swapping", "swapping"]
+    result = ingest(Store(str(root)), lease_ttl=1)
+    assert sorted(r.state for r in result.recovered) == ["committed", "committed"] and result.records == []
+    assert one(f"SELECT count(*) FROM {lake(root)}") == 7
+    assert one(f"SELECT sum(BilledCost) FROM {lake(root)}") == csv_sum(OCI, "BilledCost")
+
+
+def test_readers_show_every_provider(tmp_path: Path) -> None:
+    """A lake of AWS and OCI rows beside Azure's: the catalog's Costs view and ``hub costs`` grouped by provider give
+    the totals of the source files."""
+    from hub import catalog
+
+    root = make_hub(tmp_path / "hub")
+    deliver(root, "aws", "e1", {"a.csv": AWS.read_text()})
+    deliver(root, "oci", "r1", {"a.csv": OCI.read_text()})
+    assert ingest(Store(str(root))).ok
+    expected = {"AWS": csv_sum(AWS, "BilledCost"), "Oracle": csv_sum(OCI, "BilledCost")}
+    view = dict(catalog.connect(str(root)).execute("SELECT ProviderName, sum(BilledCost) FROM Costs GROUP BY 1").fetchall())
+    assert view == expected
+    proc = subprocess.run([sys.executable, "-m", "hub.cli", "costs", str(root), "--group-by", "ProviderName", "--granularity",
+                           "month", "--begin", "2024-09", "--end", "2024-10", "--cost-type", "BilledCost", "--format", "csv"],
+                          capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr
+    got: dict[str, D] = {}
+    for r in csv.DictReader(io.StringIO(proc.stdout)):
+        got[r["ProviderName"]] = got.get(r["ProviderName"], D(0)) + D(r["BilledCost"])
+    assert got == expected
