@@ -6,12 +6,12 @@ import os
 from dataclasses import dataclass, field
 
 import duckdb
-from pipelines.ingest import ingest
 
 from hub.runs import RunRecord
 from hub.sample_data import write_export
 from hub.settings import Settings
 from hub.store import SETTINGS, Store
+from pipelines.ingest import ingest
 
 
 @dataclass

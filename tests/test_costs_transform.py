@@ -458,3 +458,18 @@ def test_too_precise_counts_decimals_by_hand(text: str | None, rounded: bool) ->
 
     sql = f"SELECT {too_precise(['a', 'b'])} FROM (SELECT ?::VARCHAR AS a, '2.5' AS b)"
     assert duckdb.connect().execute(sql, [text]).fetchall() == [(rounded,)]
+
+
+def test_negative_unit_prices_on_credits_are_nulled(hub_root: Path) -> None:
+    """FOCUS unit prices are never negative; a credit (AWS writes its amount into the unit prices) keeps the amount in
+    the cost columns, its unit prices are nulled and flagged once, the originals kept."""
+    credit = {**BASE, "ChargeCategory": "Credit", "ChargeFrequency": "One-Time", "ContractedUnitPrice": "-3",
+              "ListUnitPrice": "-3", "BilledCost": "-3", "EffectiveCost": "-3", "ContractedCost": "-3", "ListCost": "-3",
+              "PricingQuantity": "0", "ChargeDescription": "credit"}
+    only_list = {**credit, "ContractedUnitPrice": "0", "ChargeDescription": "list"}
+    rows = {r["ChargeDescription"]: r for r in run(hub_root, credit, only_list)}
+    assert (rows["credit"]["ContractedUnitPrice"], rows["credit"]["ListUnitPrice"], rows["credit"]["BilledCost"]) == (None, None, D(-3))
+    assert codes(rows["credit"]).count("NegativeUnitPriceNulled") == 1
+    assert originals(rows["credit"])["ContractedUnitPrice"] == "-3.000000000000000000"
+    assert rows["list"]["ListUnitPrice"] is None and rows["list"]["ContractedUnitPrice"] == D(0)
+    assert codes(rows["list"]).count("NegativeUnitPriceNulled") == 1

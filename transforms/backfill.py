@@ -96,24 +96,27 @@ def price_layer(chain: Chain, prices: str | None) -> None:
 
     # a unit price is never negative: on a credit, tax or adjustment row (where FOCUS lets it be null) a negative one is
     # nulled (the amount stays in the cost columns)
-    negative = f"NOT {priced} AND (ContractedUnitPrice < 0 OR ListUnitPrice < 0)"
-    chain.replace({"ContractedUnitPrice": f"CASE WHEN {negative} THEN NULL ELSE ContractedUnitPrice END",
-                   "ListUnitPrice": f"CASE WHEN {negative} THEN NULL ELSE ListUnitPrice END"},
-                  {"_neg_price": f"coalesce({negative}, false)"})
+    def negative(col: str) -> str:
+        return f"NOT {priced} AND {col} < 0"
+
     chain.replace({
-        "ContractedUnitPrice": f"CASE WHEN {keep('ContractedUnitPrice', True)} THEN ContractedUnitPrice "
+        "ContractedUnitPrice": f"CASE WHEN {negative('ContractedUnitPrice')} THEN NULL "
+                               f"WHEN {keep('ContractedUnitPrice', True)} THEN ContractedUnitPrice "
                                f"WHEN _sel AND _found AND _pc IS NOT NULL THEN {from_sheet('_pc')} ELSE coalesce(x_EffectiveUnitPrice, ListUnitPrice) END",
     }, {
-        "_cup_src": f"CASE WHEN {keep('ContractedUnitPrice', True)} THEN NULL WHEN _sel AND _found AND _pc IS NOT NULL "
+        "_cup_src": f"CASE WHEN {negative('ContractedUnitPrice')} THEN 'NegativeUnitPriceNulled' "
+                    f"WHEN {keep('ContractedUnitPrice', True)} THEN NULL WHEN _sel AND _found AND _pc IS NOT NULL "
                     "THEN 'ContractedUnitPriceFromPriceSheet' WHEN x_EffectiveUnitPrice IS NOT NULL "
                     "THEN 'ContractedUnitPriceFromEffectiveUnitPrice' WHEN ListUnitPrice IS NOT NULL "
                     "THEN 'ContractedUnitPriceFromListUnitPrice' END",
     })
     chain.replace({
-        "ListUnitPrice": f"CASE WHEN {keep('ListUnitPrice', True)} THEN ListUnitPrice "
+        "ListUnitPrice": f"CASE WHEN {negative('ListUnitPrice')} THEN NULL WHEN {keep('ListUnitPrice', True)} THEN ListUnitPrice "
                          f"WHEN _sel AND _found AND _pl IS NOT NULL THEN {from_sheet('_pl')} ELSE ContractedUnitPrice END",
     }, {
-        "_lup_src": f"CASE WHEN {keep('ListUnitPrice', True)} THEN NULL WHEN _sel AND _found AND _pl IS NOT NULL "
+        "_lup_src": f"CASE WHEN {negative('ListUnitPrice')} THEN CASE WHEN _o_ContractedUnitPrice < 0 THEN NULL "
+                    "ELSE 'NegativeUnitPriceNulled' END "
+                    f"WHEN {keep('ListUnitPrice', True)} THEN NULL WHEN _sel AND _found AND _pl IS NOT NULL "
                     "THEN 'ListUnitPriceFromPriceSheet' WHEN ContractedUnitPrice IS NOT NULL THEN 'ListUnitPriceFromContractedUnitPrice' END",
     })
     chain.replace({
@@ -148,7 +151,6 @@ def price_layer(chain: Chain, prices: str | None) -> None:
         "CASE WHEN _o_ContractedCost IS DISTINCT FROM ContractedCost AND NOT coalesce(_fixed, false) THEN 'ContractedCostBackfilled' END",
         "CASE WHEN _o_ListCost IS DISTINCT FROM ListCost THEN 'ListCostBackfilled' END",
         "CASE WHEN coalesce(_fixed, false) THEN 'ContractedCostCorrected' END",
-        "CASE WHEN _neg_price THEN 'NegativeUnitPriceNulled' END",
     ])
     chain.replace({}, {
         "x_CommitmentDiscountSavings": saving("ContractedCost", "EffectiveCost"),

@@ -116,7 +116,7 @@ def _lineage(chain: Chain, lineage: Lineage) -> None:
         "THEN 'Microsoft' END)"
     )
     time = f"CAST({lit(lineage.ingestion_time)} AS TIMESTAMPTZ)" if lineage.ingestion_time else "current_timestamp"
-    chain.replace({}, {
+    chain.replace(_enumerations(), {
         "x_IngestionTime": time,
         "x_SourceName": f"coalesce({lit(lineage.source_name)}, CASE WHEN x_BillingProfileId IS NOT NULL THEN 'Cost Management' "
                         f"END, {provider})",
@@ -272,14 +272,15 @@ def _names_and_resources(chain: Chain, has_lookups: bool) -> None:
     })
 
 
-def _enumerations(chain: Chain) -> None:
-    """FOCUS enumerations spelled as FOCUS does (``usage-based`` -> ``Usage-Based``), before any rule reads them."""
+def _enumerations() -> dict[str, str]:
+    """FOCUS enumerations spelled as FOCUS does (``usage-based`` -> ``Usage-Based``): applied with the lineage, before
+    any rule reads them."""
     exprs = {}
     for col in focus_columns().values():
         if col.allowed_values:
             cases = " ".join(f"WHEN {literal(v.lower())} THEN {literal(v)}" for v in col.allowed_values)
             exprs[col.name] = f"CASE lower({ident(col.name)}) {cases} ELSE {ident(col.name)} END"
-    chain.replace(exprs)
+    return exprs
 
 
 def _tags_periods(chain: Chain) -> None:
@@ -326,15 +327,18 @@ def _tags(chain: Chain) -> None:
              "AND json_extract_string(x, '$.key') IS NOT NULL)), true)")
     from_array = (f"'{{' || array_to_string(list_transform({elements}, lambda x: to_json(json_extract_string(x, '$.key')) || ':' "
                   "|| coalesce(to_json(json_extract_string(x, '$.value')), 'null')), ',') || '}'")
-    array = "NOT starts_with(Tags, '{') AND starts_with(ltrim(Tags), '[')"
-    chain.replace({}, {"_tags_json": "coalesce(json_valid(Tags), false)"})
-    # under a CASE: JSON functions raise on text that is not JSON, and AND terms may be evaluated in any order
-    chain.replace({}, {"_tags_array": f"CASE WHEN _tags_json AND {array} THEN coalesce({keyed}, false) ELSE false END",
-                       "_tags_ok": f"_tags_json AND NOT coalesce({array}, false)"})
+    # an array is tested only on text starting with '[' (after spaces), under a CASE: JSON functions raise on text that
+    # is not JSON, and AND terms may be evaluated in any order
+    array = "CASE WHEN starts_with(Tags, '{') THEN false ELSE starts_with(ltrim(Tags), '[') END"
+    chain.replace({}, {
+        "_tags_ok": f"coalesce(json_valid(Tags), false) AND NOT coalesce({array}, false)",
+        "_tags_array": f"CASE WHEN coalesce({array}, false) AND coalesce(json_valid(Tags), false) THEN coalesce({keyed}, false) "
+                       "ELSE false END",
+    })
     chain.replace({"Tags": f"CASE WHEN _tags_array THEN CASE WHEN json_array_length(Tags) = 0 THEN '{{}}' ELSE {from_array} END "
-                           f"WHEN _tags_ok THEN Tags WHEN NOT _tags_json AND coalesce({pairs}, false) THEN {parsed} END"},
+                           f"WHEN _tags_ok THEN Tags WHEN coalesce({pairs}, false) THEN {parsed} END"},
                   {"_tag_code": "CASE WHEN _tags_array THEN 'TagsFromArray' WHEN _tags_ok THEN NULL "
-                                f"WHEN NOT _tags_json AND coalesce({pairs}, false) THEN 'TagsFromText' ELSE 'InvalidTags' END"})
+                                f"WHEN coalesce({pairs}, false) THEN 'TagsFromText' ELSE 'InvalidTags' END"})
 
 
 def source_values_sql(columns: list[str]) -> str:
@@ -417,7 +421,6 @@ def costs_sql(source: str, present: dict[str, str], lineage: Lineage, *, prices:
     extras = [e for e in extras if e in present and e not in known and extra_name(e) not in known and e not in markers]
     _harmonize(chain, present, extras)
     _lineage(chain, lineage)
-    _enumerations(chain)
     _codes(chain)
     _provider_and_quantities(chain)
     _preview_to_1_0(chain)
