@@ -13,6 +13,7 @@ from decimal import Decimal as D
 from pathlib import Path
 
 import duckdb
+import pytest
 from conftest import DATA, make_hub
 
 from hub import runs
@@ -231,3 +232,102 @@ def test_readers_show_every_provider(tmp_path: Path) -> None:
     for r in csv.DictReader(io.StringIO(proc.stdout)):
         got[r["ProviderName"]] = got.get(r["ProviderName"], D(0)) + D(r["BilledCost"])
     assert got == expected
+
+
+CUR = DATA / "aws" / "cur-legacy-1281rows.csv"
+CUR2 = DATA / "aws" / "cur2-synthetic-4rows.csv"
+
+
+def test_aws_legacy_cur_is_converted(tmp_path: Path) -> None:
+    """A real legacy CUR (CSV, lineItem/... columns) in its assembly folder: mapped to FOCUS by schemas/aws/cur.json,
+    every row, BilledCost per currency equal to the report's own lineItem/UnblendedCost total, 0 FOCUS violations."""
+    root = make_hub(tmp_path / "hub")
+    deliver(root, "aws", "cur/my-report/20231101-20231201/abc-123", {"my-report-00001.csv.gz": gzip.compress(CUR.read_bytes())})
+    result = ingest(Store(str(root)))
+    assert result.ok, [r.error for r in result.all]
+    (rec,) = result.records
+    unblended = csv_sum(CUR, "lineItem/UnblendedCost")
+    assert rec.rowsOut == 1281 and D(rec.totalsIn["USD"]["BilledCost"]) == unblended
+    assert one(f"SELECT sum(BilledCost) FROM {lake(root)}") == unblended
+    rows = dict(duckdb.connect().execute(f"SELECT ChargeCategory, count(*) FROM {lake(root)} GROUP BY 1").fetchall())
+    assert rows == {"Usage": 1269, "Tax": 12}
+    assert one(f"SELECT list(DISTINCT x_SourceType) FROM {lake(root)}") == ["AWS CUR"]
+    assert one(f"SELECT count(*) FROM {lake(root)} WHERE ServiceCategory IS NULL OR ProviderName <> 'AWS'") == 0
+    report = validate(str(root))
+    assert report.violations == 0, report.summary()
+
+
+CUR_ROWS = (
+    "identity/LineItemId,bill/PayerAccountId,bill/BillingPeriodStartDate,bill/BillingPeriodEndDate,bill/InvoicingEntity,"
+    "lineItem/UsageAccountId,lineItem/LineItemType,lineItem/UsageStartDate,lineItem/UsageEndDate,lineItem/ProductCode,"
+    "lineItem/UsageType,lineItem/UsageAmount,lineItem/CurrencyCode,lineItem/UnblendedCost,lineItem/NetUnblendedCost,"
+    "lineItem/ResourceId,lineItem/LineItemDescription,product/ProductName,product/regionCode,product/sku,pricing/unit,"
+    "pricing/publicOnDemandRate,pricing/publicOnDemandCost,pricing/RateCode,savingsPlan/SavingsPlanARN,"
+    "savingsPlan/SavingsPlanEffectiveCost,resourceTags/user:Env,resourceTags/aws:createdBy\n"
+    # on-demand usage with an EDP discount in the net cost
+    "a,111122223333,2024-03-01T00:00:00Z,2024-04-01T00:00:00Z,AWS Inc.,444455556666,Usage,2024-03-05T10:00:00Z,"
+    "2024-03-05T11:00:00Z,AmazonEC2,BoxUsage:m5.large,2,USD,0.192,0.1728,"
+    "arn:aws:ec2:us-east-1:444455556666:instance/i-0abc,m5.large,Amazon Elastic Compute Cloud,us-east-1,SKU1,Hrs,"
+    "0.096,0.192,SKU1.RATE,,,prod,\n"
+    # usage covered by a savings plan: unblended 0.192, negated below, effective 0.12
+    "b,111122223333,2024-03-01T00:00:00Z,2024-04-01T00:00:00Z,AWS Inc.,444455556666,SavingsPlanCoveredUsage,"
+    "2024-03-05T10:00:00Z,2024-03-05T11:00:00Z,AmazonEC2,BoxUsage:m5.large,2,USD,0.192,,"
+    "arn:aws:ec2:us-east-1:444455556666:instance/i-0def,m5.large,Amazon Elastic Compute Cloud,us-east-1,SKU1,Hrs,"
+    "0.096,0.192,SKU1.RATE,arn:aws:savingsplans::111122223333:savingsplan/sp-1,0.12,,user1\n"
+    "c,111122223333,2024-03-01T00:00:00Z,2024-04-01T00:00:00Z,AWS Inc.,444455556666,SavingsPlanNegation,"
+    "2024-03-05T10:00:00Z,2024-03-05T11:00:00Z,AmazonEC2,BoxUsage:m5.large,2,USD,-0.192,,"
+    "arn:aws:ec2:us-east-1:444455556666:instance/i-0def,SP negation,Amazon Elastic Compute Cloud,us-east-1,SKU1,Hrs,"
+    ",,,arn:aws:savingsplans::111122223333:savingsplan/sp-1,,,\n"
+    "d,111122223333,2024-03-01T00:00:00Z,2024-04-01T00:00:00Z,AWS Inc.,444455556666,Tax,2024-03-01T00:00:00Z,"
+    "2024-04-01T00:00:00Z,AmazonEC2,,1,USD,0.05,,,Tax,Amazon Elastic Compute Cloud,,,,,,,,,,\n"
+)
+
+
+def test_cur_line_item_types_map_to_focus_by_hand(tmp_path: Path) -> None:
+    """Hand-computed FOCUS values of a legacy CUR: BilledCost is the net unblended cost where there is one (0.1728),
+    EffectiveCost of covered usage is the savings plan's effective cost (0.12) and of the negation 0; ChargeCategory,
+    frequency, commitment columns, ResourceType from the ARN, tags without user:, ServiceCategory from the lookup."""
+    root = make_hub(tmp_path / "hub")
+    deliver(root, "aws", "cur/r/20240301-20240401/x", {"r-00001.csv": CUR_ROWS})
+    result = ingest(Store(str(root)))
+    assert result.ok, [r.error for r in result.all]
+    con = duckdb.connect()
+    rows = {r[0]: r[1:] for r in con.execute(
+        f"SELECT x_LineItemType, BilledCost, EffectiveCost, ChargeCategory, ChargeFrequency, CommitmentDiscountStatus, "
+        f"CommitmentDiscountType, PricingCategory, ResourceType, Tags, ServiceCategory, ListUnitPrice, SkuPriceId FROM {lake(root)}").fetchall()}
+    assert rows["Usage"][:8] == (D("0.1728"), D("0.1728"), "Usage", "Usage-Based", None, None, "Standard", "instance")
+    assert json.loads(rows["Usage"][8]) == {"Env": "prod"} and rows["Usage"][9:] == ("Compute", D("0.096"), "SKU1.RATE")
+    assert rows["SavingsPlanCoveredUsage"][:7] == (D("0.192"), D("0.12"), "Usage", "Usage-Based", "Used", "Savings Plan", "Committed")
+    assert json.loads(rows["SavingsPlanCoveredUsage"][8]) == {"aws:createdBy": "user1"}
+    assert rows["SavingsPlanNegation"][:3] == (D("-0.192"), D(0), "Usage")
+    assert rows["Tax"][:4] == (D("0.05"), D("0.05"), "Tax", "One-Time")
+    (rec,) = result.records
+    assert D(rec.totalsIn["USD"]["BilledCost"]) == D("0.1728") + D("0.192") - D("0.192") + D("0.05")
+
+
+def test_cur_2_0_columns_are_recognised(tmp_path: Path) -> None:
+    """CUR 2.0's snake_case columns use the same mapping: the synthetic sample's rows land with their costs."""
+    root = make_hub(tmp_path / "hub")
+    body = CUR2.read_text().replace("line_item_usage_start_date,", "bill_billing_period_start_date,line_item_currency_code,"
+                                    "line_item_line_item_type,line_item_usage_start_date,", 1)
+    lines = body.splitlines()
+    lines[1:] = [f"2025-01-01T00:00:00Z,USD,Usage,{line}" for line in lines[1:]]
+    deliver(root, "aws", "cur2/data/BILLING_PERIOD=2025-01", {"part-0.csv": "\n".join(lines) + "\n"})
+    result = ingest(Store(str(root)))
+    assert result.ok, [r.error for r in result.all]
+    (rec,) = result.records
+    assert rec.rowsOut == 4 and rec.destination == "ingestion/Costs/2025/01/aws/123456789012"
+    assert one(f"SELECT sum(BilledCost) FROM {lake(root)}") == csv_sum(CUR2, "line_item_unblended_cost")
+
+
+@pytest.mark.parametrize(("arn", "kind"), [
+    ("arn:aws:ec2:us-east-1:123456789012:instance/i-0abc", "instance"),
+    ("arn:aws:lambda:us-east-1:123456789012:function:my-fn", "function"),
+    ("arn:aws:sqs:us-east-1:123456789012:my-queue", "sqs"),
+    ("arn:aws:s3:::my-bucket", "s3"),
+    ("arn:aws:elasticloadbalancing:eu-west-1:123456789012:loadbalancer/app/web/50dc6c495c0c9188", "loadbalancer"),
+])
+def test_resource_type_of_an_arn(arn: str, kind: str) -> None:
+    from transforms.costs import _arn_type_sql
+
+    assert duckdb.connect().execute(f"SELECT {_arn_type_sql('r')} FROM (SELECT ? AS r)", [arn]).fetchall() == [(kind,)]

@@ -238,7 +238,7 @@ def _arn_type_sql(resource_id: str) -> str:
     """The resource type of an AWS ARN (``arn:partition:service:region:account:resource``): the resource part's
     ``type/...`` or ``type:...`` prefix (``instance`` of ``...:instance/i-1``, ``function`` of ``...:function:f``),
     else the service (``sqs`` of ``...:123456789012:queue-name``, ``s3`` of ``arn:aws:s3:::bucket``)."""
-    rest = f"array_to_string(list_slice(string_split({resource_id}, ':'), 6, NULL), ':')"
+    rest = f"array_to_string(string_split({resource_id}, ':')[6:], ':')"
     return (f"CASE WHEN contains({rest}, '/') THEN split_part({rest}, '/', 1) "
             f"WHEN len(string_split({resource_id}, ':')) >= 7 THEN split_part({resource_id}, ':', 6) "
             f"ELSE split_part({resource_id}, ':', 3) END")

@@ -17,6 +17,7 @@ Reconciliation: rows in = rows out, and BilledCost and EffectiveCost per currenc
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import posixpath
 import tempfile
@@ -37,9 +38,9 @@ from hub.export_schemas import Column, ExportSchema, totals_spec
 from hub.runs import RunRecord
 from hub.store import EXPORTS, Store, bounded_name, dataset_folder
 from hub.validate import validate_files
-from transforms import costs
+from transforms import costs, mapped
 from transforms.costs import Lineage
-from transforms.typing import IncompatibleType, ident, literal, project
+from transforms.typing import IncompatibleType, header_key, ident, literal, project
 
 AREA = EXPORTS
 NATIVE = "native:"
@@ -209,8 +210,7 @@ def _convert(store: Store, d: Delivery, failure: RunRecord) -> list[RunRecord]:
     """Every file typed and normalized into one local Parquet file each, reconciled, then split into the runs of
     its (month, billing account) folders, each staged, validated and period-checked."""
     mapping = providers()[d.provider]
-    lineage = Lineage(mapping.sourceName, mapping.provider, mapping.sourceType, None,
-                      datetime.now(timezone.utc).isoformat())
+    now = datetime.now(timezone.utc).isoformat()
     spec = totals_spec("FocusCost")
     with tempfile.TemporaryDirectory(prefix="hub-native-") as tmp:
         con = convert.connect(temp_dir=os.path.join(tmp, "spill"))
@@ -223,12 +223,13 @@ def _convert(store: Store, d: Delivery, failure: RunRecord) -> list[RunRecord]:
                 if src is None:
                     src = os.path.join(tmp, f"in-{i}-{posixpath.basename(path)}")
                     store.get_file(path, src)
-                typed, n, sums = _typed(con, d.provider, src, kind, path, os.path.join(tmp, f"typed-{i}.parquet"))
-                rows_in += n
-                _add(totals_in, sums)
+                typed = _typed(con, d.provider, src, kind, path, os.path.join(tmp, f"typed-{i}.parquet"))
+                rows_in += typed.rows
+                _add(totals_in, typed.totals)
                 out = os.path.join(tmp, f"out-{i}.parquet")
+                lineage = Lineage(typed.source_name or mapping.sourceName, mapping.provider, typed.source_type, None, now)
                 try:
-                    query = costs.costs_sql(typed[0], typed[1], lineage, extras=typed[2])
+                    query = costs.costs_sql(typed.sql, typed.columns, lineage, extras=typed.extras)
                     convert.write_parquet(con, [f"* FROM ({query})"], "", out, file=path, select_only=True)
                 except HubError:
                     raise
@@ -248,10 +249,24 @@ def _convert(store: Store, d: Delivery, failure: RunRecord) -> list[RunRecord]:
             con.close()
 
 
-def _typed(con: duckdb.DuckDBPyConnection, provider: str, src: str, kind: str, path: str,
-           local: str) -> tuple[tuple, int, dict]:
-    """The typed relation of one file (source SQL, columns, extra columns), its row count and its totals per currency.
-    A gzip file is decompressed once into ``local`` (a Parquet copy of its text)."""
+@dataclass(frozen=True)
+class Typed:
+    """One file typed as FOCUS: its relation, columns and extra columns, what it is, its rows and totals per currency."""
+
+    sql: str
+    columns: dict[str, str]
+    extras: list[str]
+    source_type: str
+    source_name: str | None
+    rows: int
+    totals: dict
+
+
+def _typed(con: duckdb.DuckDBPyConnection, provider: str, src: str, kind: str, path: str, local: str) -> Typed:
+    """One file as a typed FOCUS relation: a FOCUS file directly, a report of the provider's own (AWS CUR) through its
+    mapping (:mod:`transforms.mapped`). A gzip file is decompressed once into ``local`` (a Parquet copy of its text).
+    Totals: BilledCost and EffectiveCost per currency as delivered (for a mapped report, BilledCost is the report's own
+    total, e.g. CUR's unblended cost)."""
     sql, columns = convert.source_columns(con, src, kind, file=path)
     if kind == "csv.gz":  # decompressed once: the typed relation is read twice (totals, conversion)
         try:
@@ -264,22 +279,62 @@ def _typed(con: duckdb.DuckDBPyConnection, provider: str, src: str, kind: str, p
         if typ.startswith(("MAP(", "STRUCT(")) or typ.endswith("[]"):  # nested values (Parquet Tags maps) as JSON text
             present[name] = "VARCHAR"
             sql = f"(SELECT * REPLACE (CAST(to_json({ident(name)}) AS VARCHAR) AS {ident(name)}) FROM {sql})"
+    mapping = providers()[provider]
+    source_type, source_name, provider_totals = mapping.sourceType, None, None
+    needed = ("BilledCost", "BillingCurrency", "BillingPeriodStart", "BillingAccountId")
+    if not _has(provider, present, needed):
+        spec = next((r for r in reports(provider) if mapped.detects(r, present)), None)
+        if spec is None:
+            known = ", ".join(r["format"] for r in reports(provider)) or "none"
+            raise HubError(f"not a FOCUS file (no {', '.join(c for c in needed if not _has(provider, present, (c,)))} column) "
+                           f"and not a report this provider's mappings know ({known})", file=path, code="SchemaMismatch")
+        m = mapped.project(spec, present, _lookup_files(provider, spec))
+        provider_totals = m.totals
+        raw = sql
+        sql = f"(SELECT {', '.join(m.select)} FROM {raw})"
+        present = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {sql}").fetchall()}
+        source_type, source_name = spec["format"], spec.get("sourceName")
     try:
         proj = project(focus_schema(provider), present, null_texts=kind == "parquet")
     except IncompatibleType as exc:
         raise HubError(str(exc), file=path, code="SchemaMismatch") from None
-    needed = ("BilledCost", "BillingCurrency", "BillingPeriodStart", "BillingAccountId")
-    if lacking := [c for c in needed if c not in proj.sources]:
-        raise HubError(f"not a FOCUS file: no {', '.join(lacking)} column", file=path, code="SchemaMismatch")
     typed = f"(SELECT {', '.join(proj.select)} FROM {sql})"
     described = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {typed}").fetchall()}
     try:
         rows = con.execute(f"SELECT coalesce(CAST(BillingCurrency AS VARCHAR), ''), count(*), CAST(coalesce(sum(BilledCost), 0) "
                            f"AS VARCHAR), CAST(coalesce(sum(EffectiveCost), 0) AS VARCHAR) FROM {typed} GROUP BY 1").fetchall()
+        sums = {cur: {"BilledCost": billed, "EffectiveCost": effective} for cur, _, billed, effective in rows}
+        if provider_totals is not None:  # the report's own total, computed from its columns, not from the mapping's output
+            currency, amounts = provider_totals
+            for cur, billed in con.execute(f"SELECT coalesce(CAST({currency} AS VARCHAR), ''), CAST(coalesce(sum("
+                                           f"{amounts['BilledCost']}), 0) AS VARCHAR) FROM {raw} GROUP BY 1").fetchall():
+                sums.setdefault(cur, {"EffectiveCost": "0"})["BilledCost"] = billed
     except duckdb.Error as exc:
         raise convert.map_error(exc, file=path) from None
-    sums = {cur: {"BilledCost": billed, "EffectiveCost": effective} for cur, _, billed, effective in rows}
-    return (typed, described, proj.extra), sum(r[1] for r in rows), sums
+    return Typed(typed, described, proj.extra, source_type, source_name, sum(r[1] for r in rows), sums)
+
+
+def _has(provider: str, present: dict[str, str], names: tuple[str, ...]) -> bool:
+    """The file has each of ``names`` under one of its spellings."""
+    have = {header_key(c) for c in present}
+    columns = {c.name: c for c in focus_schema(provider).columns}
+    return all(any(header_key(s) in have for s in columns[n].spellings) for n in names)
+
+
+@cache
+def reports(provider: str) -> tuple[dict, ...]:
+    """The provider's own report formats with a mapping (``schemas/<provider>/*.json`` other than ``focus.json``)."""
+    base = resources.files("schemas") / provider
+    out = []
+    for entry in sorted(base.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".json") and entry.name != "focus.json":
+            out.append(json.loads(entry.read_text()))
+    return tuple(out)
+
+
+def _lookup_files(provider: str, spec: dict) -> dict[str, str]:
+    base = resources.files("schemas") / provider
+    return {name: (base / name).read_text() for name in spec.get("lookups", {})}
 
 
 def _add(into: dict, sums: dict) -> None:

@@ -1,0 +1,103 @@
+"""A provider's own report mapped to FOCUS columns by a mapping file (``schemas/<provider>/<report>.json``): a pure
+function from the mapping and the report's columns to a DuckDB projection. One engine for every mapped report.
+
+A mapping gives each FOCUS column a SQL expression over the report's columns, written ``{name}``. Names are matched
+without regard to case, ``/``, ``_``, ``:`` and spaces, so one mapping serves a report's CSV and Parquet spellings
+(AWS ``lineItem/UsageStartDate`` and ``line_item_usage_start_date``); a column the report lacks is NULL (reports
+whose column set changes from month to month). ``num({name})`` is the column as a decimal (text that is not a number
+raises ``InvalidValue`` naming the column). ``tagColumns`` builds Tags from one column per tag key (a ``prefix``,
+with ``strip`` prefixes removed from the keys) or takes a map column (``map``) as JSON. ``lookups`` maps a key
+expression through a CSV of the provider's folder (``key``, ``value`` columns, a ``default``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from dataclasses import dataclass
+
+from hub.export_schemas import Column
+from transforms.typing import cast_text, ident, literal
+
+_PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_/:. -]+)\}")
+_NUM = re.compile(r"num\(\{([A-Za-z0-9_/:. -]+)\}\)")
+
+
+def key(name: str) -> str:
+    """How report column names are compared: lower case, letters and digits only."""
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def detects(spec: dict, columns: dict[str, str]) -> bool:
+    """True when the report has every column the mapping's ``detect`` lists."""
+    have = {key(c) for c in columns}
+    return bool(spec.get("detect")) and all(key(d) in have for d in spec["detect"])
+
+
+@dataclass(frozen=True)
+class Mapped:
+    select: list[str]
+    #: SQL of the report's own totals per currency: (currency expression, {amount name: expression})
+    totals: tuple[str, dict[str, str]]
+
+
+def project(spec: dict, columns: dict[str, str], lookup_files: dict[str, str]) -> Mapped:
+    """The SELECT list turning a report with ``columns`` ({name: DuckDB type}) into FOCUS-named columns.
+    ``lookup_files``: the text of each CSV the mapping's ``lookups`` name."""
+    by_key: dict[str, str] = {}
+    for name in columns:
+        by_key.setdefault(key(name), name)
+
+    def resolve(expr: str) -> str:
+        def number(m: re.Match) -> str:
+            found = by_key.get(key(m.group(1)))
+            if found is None:
+                return "CAST(NULL AS DECIMAL(38,18))"
+            src = ident(found)
+            if columns[found] != "VARCHAR":
+                return f"CAST({src} AS DECIMAL(38,18))"
+            return cast_text(Column(found, "decimal", found), f"nullif(trim({src}), '')")
+
+        expr = _NUM.sub(number, expr)
+        return _PLACEHOLDER.sub(lambda m: ident(by_key[key(m.group(1))]) if key(m.group(1)) in by_key else "CAST(NULL AS VARCHAR)",
+                                expr)
+
+    select = [f"{resolve(expr)} AS {ident(col)}" for col, expr in spec["columns"].items()]
+    for target, lk in spec.get("lookups", {}).items():
+        rows = list(csv.DictReader(io.StringIO(lookup_files[target])))
+        first = next(iter(rows[0])) if rows else "key"
+        cases = " ".join(f"WHEN {literal(r[first])} THEN {literal(r[lk['value']])}" for r in rows)
+        select.append(f"coalesce(CASE {resolve(lk['key'])} {cases} END, {literal(lk.get('default', ''))}) AS {ident(lk['value'])}"
+                      if cases else f"{literal(lk.get('default', ''))} AS {ident(lk['value'])}")
+    if tags := _tags(spec.get("tagColumns"), columns):
+        select.append(f"{tags} AS \"Tags\"")
+    totals = spec.get("totals", {})
+    currency = resolve(totals.get("currency", "NULL"))
+    return Mapped(select, (currency, {k: resolve(v) for k, v in totals.items() if k != "currency"}))
+
+
+def _tags(spec: dict | None, columns: dict[str, str]) -> str | None:
+    """Tags as a JSON object from one column per tag key, or from a map column; None when the report has neither."""
+    if not spec:
+        return None
+    mapped = next((c for c in columns if key(c) == key(spec.get("map", "")) and spec.get("map")), None)
+    if mapped is not None:
+        src = ident(mapped)
+        return f"CAST(to_json({src}) AS VARCHAR)" if columns[mapped] != "VARCHAR" else f"nullif(trim({src}), '')"
+    prefix = key(spec.get("prefix", ""))
+    tagged = [c for c in columns if prefix and key(c).startswith(prefix) and key(c) != prefix]
+    if not tagged:
+        return None
+    entries = []
+    for c in tagged:
+        name = re.split(r"[/]", c, maxsplit=1)[-1] if "/" in c else c[len(spec.get("prefix", "")):]
+        for strip in spec.get("strip", []):
+            if name.startswith(strip):
+                name = name[len(strip):]
+                break
+        entries.append(f"CASE WHEN nullif(trim({ident(c)}), '') IS NOT NULL THEN {literal(json.dumps(name))} || ':' || "
+                       f"CAST(to_json({ident(c)}) AS VARCHAR) END")
+    return f"'{{' || concat_ws(',', {', '.join(entries)}) || '}}'"
+
