@@ -331,3 +331,25 @@ def test_resource_type_of_an_arn(arn: str, kind: str) -> None:
     from transforms.costs import _arn_type_sql
 
     assert duckdb.connect().execute(f"SELECT {_arn_type_sql('r')} FROM (SELECT ? AS r)", [arn]).fetchall() == [(kind,)]
+
+
+OCI_REPORT = DATA / "oci" / "oci-cost-report-506rows.csv"
+
+
+def test_oci_cost_report_is_converted(tmp_path: Path) -> None:
+    """OCI's own cost report (reports/cost-csv/...): mapped by schemas/oci/cost_report.json, BilledCost per currency
+    equal to the report's cost/myCost total, times without seconds completed, tags/<namespace>.<key> columns made one
+    Tags object, 0 FOCUS violations."""
+    root = make_hub(tmp_path / "hub")
+    deliver(root, "oci", "reports/cost-csv/2023-11", {"0000000030000269.csv.gz": gzip.compress(OCI_REPORT.read_bytes())})
+    result = ingest(Store(str(root)))
+    assert result.ok, [r.error for r in result.all]
+    (rec,) = result.records
+    assert rec.rowsOut == 506 and rec.month == "2023-11"
+    assert D(rec.totalsIn["USD"]["BilledCost"]) == csv_sum(OCI_REPORT, "cost/myCost")
+    assert one(f"SELECT sum(BilledCost) FROM {lake(root)}") == csv_sum(OCI_REPORT, "cost/myCost")
+    assert one(f"SELECT min(ChargePeriodStart) FROM {lake(root)}").isoformat() == "2023-11-13T05:00:00+00:00"
+    tagged = one(f"SELECT Tags FROM {lake(root)} WHERE Tags LIKE '%Oracle-Tags.CreatedBy%' LIMIT 1")
+    assert "Oracle-Tags.CreatedBy" in json.loads(tagged)
+    report = validate(str(root))
+    assert report.violations == 0, report.summary()
