@@ -227,12 +227,14 @@ def retention(
 
 @app.command()
 def demo(root: Annotated[str, typer.Argument(help="Where to create the demo hub.")] = "demo-hub",
-         rows: Annotated[int, typer.Option(help="Cost rows to generate.")] = 5000) -> None:
-    """Generate a realistic FocusCost 1.0 export and price sheet, ingest them, and query the lake."""
+         rows: Annotated[int, typer.Option(help="Azure cost rows to generate.")] = 5000,
+         other_clouds: Annotated[bool, typer.Option("--other-clouds/--azure-only",
+                                                    help="Also an AWS CUR and an OCI FOCUS report.")] = True) -> None:
+    """Generate a realistic FocusCost 1.0 export and price sheet (and AWS and OCI bills), ingest them, and query the lake."""
     from hub.demo import run_demo
 
     try:
-        summary = run_demo(root, rows=rows)
+        summary = run_demo(root, rows=rows, other_clouds=other_clouds)
     except UsageError as exc:
         _error(exc)
         raise typer.Exit(2) from None

@@ -1,4 +1,5 @@
-"""``hub demo``: a realistic export and price sheet, ingested, summarised and queried with DuckDB."""
+"""``hub demo``: a realistic Azure export and price sheet, and (by default) an AWS Cost and Usage Report and an OCI FOCUS
+report, ingested, summarised per provider and queried with DuckDB."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import duckdb
 
 from hub.runs import RunRecord
 from hub.sample_data import write_export
+from hub.sample_native import write_aws_cur, write_oci_focus
 from hub.settings import Settings
 from hub.store import SETTINGS, Store
 from pipelines.ingest import ingest
@@ -22,8 +24,9 @@ class DemoSummary:
     example_sql: str = ""
 
 
-def run_demo(root: str, *, rows: int = 5000, month: str = "2024-05") -> DemoSummary:
-    """Create (or refresh) a demo hub at ``root`` and ingest one month of costs and prices."""
+def run_demo(root: str, *, rows: int = 5000, month: str = "2024-05", other_clouds: bool = False) -> DemoSummary:
+    """Create (or refresh) a demo hub at ``root`` and ingest one month of Azure costs and prices (``other_clouds``: and
+    an AWS CUR of half as many rows and an OCI FOCUS report of a fifth)."""
     store = Store(root)
     store.init_layout()
     if not store.exists(SETTINGS):
@@ -31,18 +34,22 @@ def run_demo(root: str, *, rows: int = 5000, month: str = "2024-05") -> DemoSumm
     write_export(store.url, export_type="FocusCost", data_version="1.0", rows=rows, month=month, parts=2,
                  export_name="demo-costs")
     write_export(store.url, export_type="PriceSheet", data_version="2023-05-01", month=month, export_name="demo-prices")
+    if other_clouds:
+        write_aws_cur(store.url, month=month, rows=max(1, rows // 2))
+        write_oci_focus(store.url, month=month, rows=max(1, rows // 5))
     result = ingest(store)
-    costs = os.path.join(store.root, "ingestion", "Costs", "**", "*.parquet")
-    by_month = (f"SELECT strftime(ChargePeriodStart, '%Y-%m') AS month, BillingCurrency AS currency, count(*) AS rows, "
+    costs = f"read_parquet('{os.path.join(store.root, 'ingestion', 'Costs', '**', '*.parquet')}', union_by_name = true)"
+    by_month = (f"SELECT ProviderName AS provider, strftime(ChargePeriodStart, '%Y-%m') AS month, BillingCurrency AS currency, "
+                f"count(*) AS rows, "
                 f"CAST(round(sum(BilledCost), 2) AS VARCHAR) AS billed, "
                 f"CAST(round(sum(EffectiveCost), 2) AS VARCHAR) AS effective "
-                f"FROM read_parquet('{costs}') GROUP BY ALL ORDER BY ALL")
+                f"FROM {costs} GROUP BY ALL ORDER BY ALL")
     top = (f"SELECT ServiceName, CAST(round(sum(EffectiveCost), 2) AS VARCHAR) AS EffectiveCost "
-           f"FROM read_parquet('{costs}') GROUP BY ServiceName ORDER BY sum(EffectiveCost) DESC LIMIT 5")
+           f"FROM {costs} GROUP BY ServiceName ORDER BY sum(EffectiveCost) DESC LIMIT 5")
     summary = DemoSummary(store.url, result.recovered + result.records, example_sql=top)
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    for title, sql in (("cost per month", by_month), ("DuckDB: top 5 services by EffectiveCost", top)):
+    for title, sql in (("cost per provider and month", by_month), ("DuckDB: top 5 services by EffectiveCost", top)):
         rel = con.sql(sql)
         summary.tables.append((title, rel.columns, rel.fetchall()))
     return summary

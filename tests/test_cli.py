@@ -69,10 +69,12 @@ def test_demo_builds_a_valid_lake(tmp_path: Path) -> None:
     result = runner.invoke(app, ["demo", str(root), "--rows", "3000"])
     assert result.exit_code == 0, result.output
     assert "demo-costs" in result.output and "demo-prices" in result.output and "top 5 services" in result.output
+    assert "aws" in result.output and "oci" in result.output and "Oracle" in result.output  # a multi-cloud hub
     report = validate(str(root))
-    assert report.rows == 3000 and report.ok, report.summary()
+    # 3,000 Azure rows, an AWS CUR of 1,500 usage rows and a tax row for each of its 4 accounts, 600 OCI rows
+    assert report.rows == 3000 + 1500 + 4 + 600 and report.ok, report.summary()
     assert runner.invoke(app, ["demo", str(root), "--rows", "3000"]).exit_code == 0  # running it again is harmless
-    assert validate(str(root)).rows == 3000
+    assert validate(str(root)).rows == 5104
 
 
 def test_control_characters_are_escaped_in_tables_and_logs(hub_root: Path) -> None:

@@ -1,0 +1,141 @@
+"""Realistic deliveries of other clouds for the demo, tests and benchmarks, generated column by column with DuckDB:
+an AWS legacy Cost and Usage Report (``lineItem/...`` CSV in its assembly folder) and an OCI FOCUS report (Oracle's
+pre-1.0 headers ``Provider``, ``Region``, ``UsageQuantity``, ``Usage-based``). Each is written as the provider lays
+it out under ``exports/<provider>/``, with an empty ``manifest.json`` last. Deterministic: row ``i`` is a function
+of ``i`` (hashes pick services, accounts, resources and amounts).
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import tempfile
+from datetime import date
+
+import duckdb
+
+from hub.store import EXPORTS, Store
+
+#: (AWS product code, product name, usage type, unit, on-demand rate, resource ARN kind)
+AWS_SERVICES = (
+    ("AmazonEC2", "Amazon Elastic Compute Cloud", "BoxUsage:m5.large", "Hrs", "0.096", "ec2:{region}:{acct}:instance/i-0{rid}"),
+    ("AmazonS3", "Amazon Simple Storage Service", "TimedStorage-ByteHrs", "GB-Mo", "0.023", "s3:::bucket-{rid}"),
+    ("AmazonRDS", "Amazon Relational Database Service", "InstanceUsage:db.t3.medium", "Hrs", "0.068",
+     "rds:{region}:{acct}:db:db-{rid}"),
+    ("AWSLambda", "AWS Lambda", "Request", "Requests", "0.0000002", "lambda:{region}:{acct}:function:fn-{rid}"),
+    ("AmazonCloudWatch", "AmazonCloudWatch", "CW:MetricMonitorUsage", "Metrics", "0.30", ""),
+)
+OCI_SERVICES = (
+    ("COMPUTE", "Compute", "Standard - E4 - OCPU", "OCPU Hours", "0.025", "instance"),
+    ("BLOCK_STORAGE", "Storage", "Block Volume - Storage", "GB Months", "0.0255", "bootvolume"),
+    ("OBJECT_STORAGE", "Storage", "Object Storage - Storage", "GB Months", "0.0255", "bucket"),
+    ("DATABASE", "Databases", "Autonomous Database - OCPU", "OCPU Hours", "1.3441", "autonomousdatabase"),
+)
+
+
+def _values(rows: list[tuple]) -> str:
+    body = ", ".join("(" + ", ".join(f"'{v}'" for v in r) + ", " + str(i) + ")" for i, r in enumerate(rows))
+    return f"(VALUES {body})"
+
+
+def _write(store: Store, rel: str, con: duckdb.DuckDBPyConnection, sql: str) -> None:
+    """COPY a query to CSV (gzip), then into the store."""
+    with tempfile.TemporaryDirectory(prefix="hub-sample-") as tmp:
+        csv_path = os.path.join(tmp, "part.csv")
+        con.execute(f"COPY ({sql}) TO '{csv_path}' (HEADER, DELIMITER ',')")
+        with open(csv_path, "rb") as src:
+            data = gzip.compress(src.read()) if rel.endswith(".gz") else src.read()
+        store.write_bytes(rel, data)
+
+
+def write_aws_cur(root: str, *, month: str = "2024-05", rows: int = 2000, payer: str = "111122223333",
+                  report: str = "demo-cur") -> str:
+    """A legacy CUR for one month: usage of five services over 4 linked accounts and 3 regions, tags, one tax row
+    per account. Returns the manifest's path relative to the root."""
+    store = Store(root)
+    start = date.fromisoformat(f"{month}-01")
+    end = date(start.year + start.month // 12, start.month % 12 + 1, 1)
+    folder = f"{EXPORTS}/aws/cur/{report}/{start:%Y%m%d}-{end:%Y%m%d}/assembly-1"
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    services = _values(AWS_SERVICES)
+    days = (end - start).days
+    usage = f"""
+        SELECT i, s.*, ['us-east-1', 'eu-west-1', 'ap-southeast-2'][CAST(1 + hash(i, 'r') % 3 AS BIGINT)] AS region,
+               '4444' || lpad(CAST(hash(i, 'a') % 4 AS VARCHAR), 8, '0') AS acct,
+               lpad(printf('%x', hash(i, 'id') % 400), 8, '0') AS rid,
+               TIMESTAMP '{start}' + INTERVAL (hash(i, 'h') % ({days} * 24)) HOUR AS t,
+               round(1 + (hash(i, 'q') % 1000) / 100.0, 2) AS qty
+        FROM range({rows}) r(i)
+        JOIN {services} s(code, name, usage_type, unit, rate, arn, k) ON s.k = CAST(hash(i, 's') % 5 AS BIGINT)"""
+    sql = f"""
+        SELECT 'li-' || i AS "identity/LineItemId", '{payer}' AS "bill/PayerAccountId",
+               '{start}T00:00:00Z' AS "bill/BillingPeriodStartDate", '{end}T00:00:00Z' AS "bill/BillingPeriodEndDate",
+               'Amazon Web Services, Inc.' AS "bill/InvoicingEntity", 'Anniversary' AS "bill/BillType",
+               acct AS "lineItem/UsageAccountId", 'Usage' AS "lineItem/LineItemType",
+               strftime(t, '%Y-%m-%dT%H:%M:%SZ') AS "lineItem/UsageStartDate",
+               strftime(t + INTERVAL 1 HOUR, '%Y-%m-%dT%H:%M:%SZ') AS "lineItem/UsageEndDate",
+               code AS "lineItem/ProductCode", usage_type AS "lineItem/UsageType", 'Run' AS "lineItem/Operation",
+               region || 'a' AS "lineItem/AvailabilityZone",
+               CASE WHEN arn <> '' THEN 'arn:aws:' || replace(replace(replace(arn, '{{region}}', region), '{{acct}}', acct),
+                    '{{rid}}', rid) END AS "lineItem/ResourceId",
+               CAST(qty AS VARCHAR) AS "lineItem/UsageAmount", 'USD' AS "lineItem/CurrencyCode", rate AS "lineItem/UnblendedRate",
+               CAST(CAST(qty AS DECIMAL(18,6)) * CAST(rate AS DECIMAL(18,10)) AS VARCHAR) AS "lineItem/UnblendedCost",
+               usage_type || ' usage' AS "lineItem/LineItemDescription", name AS "product/ProductName",
+               region AS "product/regionCode", 'SKU' || k AS "product/sku", unit AS "pricing/unit",
+               rate AS "pricing/publicOnDemandRate",
+               CAST(CAST(qty AS DECIMAL(18,6)) * CAST(rate AS DECIMAL(18,10)) AS VARCHAR) AS "pricing/publicOnDemandCost",
+               'SKU' || k || '.RATE' AS "pricing/RateCode",
+               ['web', 'data', 'platform', NULL][CAST(1 + hash(i, 't') % 4 AS BIGINT)] AS "resourceTags/user:team",
+               ['prod', 'dev'][CAST(1 + hash(i, 'e') % 2 AS BIGINT)] AS "resourceTags/user:env"
+        FROM ({usage})
+        UNION ALL
+        SELECT 'tax-' || acct, '{payer}', '{start}T00:00:00Z', '{end}T00:00:00Z', 'Amazon Web Services, Inc.', 'Anniversary',
+               acct, 'Tax', '{start}T00:00:00Z', '{end}T00:00:00Z', 'AmazonEC2', NULL, NULL, NULL, NULL, '1', 'USD', NULL,
+               '1.25', 'Tax for product code AmazonEC2', 'Amazon Elastic Compute Cloud', NULL, NULL, NULL, NULL, NULL, NULL,
+               NULL, NULL
+        FROM (SELECT DISTINCT acct FROM ({usage}))
+        ORDER BY 1"""
+    _write(store, f"{folder}/{report}-00001.csv.gz", con, sql)
+    store.write_bytes(f"{folder}/manifest.json", b"")
+    return f"{folder}/manifest.json"
+
+
+def write_oci_focus(root: str, *, month: str = "2024-05", rows: int = 1000, account: str = "20209880") -> str:
+    """An OCI FOCUS report for one month, with Oracle's pre-1.0 headers and ``Usage-based`` casing. Returns the
+    manifest's path relative to the root."""
+    store = Store(root)
+    start = date.fromisoformat(f"{month}-01")
+    end = date(start.year + start.month // 12, start.month % 12 + 1, 1)
+    folder = f"{EXPORTS}/oci/FOCUS Reports/{start:%Y/%m}"
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    services = _values(OCI_SERVICES)
+    days = (end - start).days
+    sql = f"""
+        SELECT '' AS AvailabilityZone,
+               CAST(CAST(qty AS DECIMAL(18,6)) * CAST(price AS DECIMAL(18,10)) AS VARCHAR) AS BilledCost,
+               '{account}' AS BillingAccountId, 'demo' AS BillingAccountName, 'USD' AS BillingCurrency,
+               '{end}T00:00:00Z' AS BillingPeriodEnd, '{start}T00:00:00Z' AS BillingPeriodStart, 'Usage' AS ChargeCategory,
+               sku_name AS ChargeDescription, 'Usage-based' AS ChargeFrequency,
+               strftime(t + INTERVAL 1 HOUR, '%Y-%m-%dT%H:%M:%SZ') AS ChargePeriodEnd,
+               strftime(t, '%Y-%m-%dT%H:%M:%SZ') AS ChargePeriodStart,
+               CAST(CAST(qty AS DECIMAL(18,6)) * CAST(price AS DECIMAL(18,10)) AS VARCHAR) AS EffectiveCost,
+               'Oracle' AS InvoiceIssuer,
+               CAST(CAST(qty AS DECIMAL(18,6)) * CAST(price AS DECIMAL(18,10)) AS VARCHAR) AS ListCost,
+               price AS ListUnitPrice, '' AS PricingCategory, CAST(qty AS VARCHAR) AS PricingQuantity, unit AS PricingUnit,
+               'Oracle' AS Provider, 'Oracle' AS Publisher, region AS Region,
+               'ocid1.' || kind || '.oc1.' || region || '.' || lpad(printf('%x', hash(i, 'id') % 300), 12, '0') AS ResourceId,
+               kind AS ResourceType, category AS ServiceCategory, service AS ServiceName, 'B9' || k AS SkuId,
+               'ocid1.tenancy.oc1..demo' AS SubAccountId, 'demo' AS SubAccountName,
+               '{{"team": "' || ['web', 'data', 'platform'][CAST(1 + hash(i, 't') % 3 AS BIGINT)] || '"}}' AS Tags,
+               CAST(qty AS VARCHAR) AS UsageQuantity, unit AS UsageUnit, 'compartment-' || hash(i, 'c') % 5 AS oci_CompartmentName
+        FROM (SELECT i, s.*, ['us-ashburn-1', 'eu-frankfurt-1'][CAST(1 + hash(i, 'r') % 2 AS BIGINT)] AS region,
+                     TIMESTAMP '{start}' + INTERVAL (hash(i, 'h') % ({days} * 24)) HOUR AS t,
+                     round(1 + (hash(i, 'q') % 800) / 100.0, 2) AS qty
+              FROM range({rows}) r(i)
+              JOIN {services} s(service, category, sku_name, unit, price, kind, k) ON s.k = CAST(hash(i, 's') % 4 AS BIGINT))
+        ORDER BY ChargePeriodStart"""
+    _write(store, f"{folder}/0001.csv.gz", con, sql)
+    store.write_bytes(f"{folder}/manifest.json", b"")
+    return f"{folder}/manifest.json"
