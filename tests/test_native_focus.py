@@ -353,3 +353,54 @@ def test_oci_cost_report_is_converted(tmp_path: Path) -> None:
     assert "Oracle-Tags.CreatedBy" in json.loads(tagged)
     report = validate(str(root))
     assert report.violations == 0, report.summary()
+
+
+GCP_ROWS = [
+    {"billing_account_id": "01ABCD-234567-89EFGH", "service": {"id": "6F81-5844-456A", "description": "Compute Engine"},
+     "sku": {"id": "CP-1", "description": "N2 Instance Core"}, "usage_start_time": "2024-05-12 22:00:00 UTC",
+     "usage_end_time": "2024-05-12 23:00:00 UTC", "project": {"id": "proj-1", "name": "Project One", "labels": []},
+     "labels": [{"key": "env", "value": "prod"}], "location": {"location": "europe-west4", "region": "europe-west4",
+                                                                "zone": "europe-west4-a"},
+     "resource": {"name": "vm-1", "global_name": "//compute.googleapis.com/projects/1/zones/europe-west4-a/instances/vm-1"},
+     "price": {"effective_price": 0.031611, "tier_start_amount": 0, "unit": "hour", "pricing_unit_quantity": 2},
+     "cost": 0.063222, "cost_at_list": 0.07, "currency": "EUR", "currency_conversion_rate": 0.93,
+     "usage": {"amount": 7200, "unit": "seconds", "amount_in_pricing_units": 2, "pricing_unit": "hour"},
+     "credits": [{"name": "Sustained use discount", "amount": -0.012644, "type": "SUSTAINED_USAGE_DISCOUNT"}],
+     "invoice": {"month": "202405"}, "cost_type": "regular", "transaction_type": "GOOGLE"},
+    {"billing_account_id": "01ABCD-234567-89EFGH", "service": {"id": "TAX", "description": "Invoice"},
+     "sku": {"id": "TX", "description": "Tax"}, "usage_start_time": "2024-05-31 00:00:00 UTC",
+     "usage_end_time": "2024-06-01 00:00:00 UTC", "project": {"id": None, "name": None, "labels": []}, "labels": [],
+     "location": {"location": None, "region": None, "zone": None}, "resource": {"name": None, "global_name": None},
+     "price": {"effective_price": None, "tier_start_amount": None, "unit": None, "pricing_unit_quantity": None},
+     "cost": 0.01, "cost_at_list": None, "currency": "EUR", "currency_conversion_rate": 0.93,
+     "usage": {"amount": None, "unit": None, "amount_in_pricing_units": None, "pricing_unit": None},
+     "credits": [], "invoice": {"month": "202405"}, "cost_type": "tax", "transaction_type": "GOOGLE"},
+]
+
+
+def test_google_detailed_export_by_hand(tmp_path: Path) -> None:
+    """Google Cloud's detailed BigQuery export as newline JSON (records and repeated fields): BilledCost = cost +
+    credits (0.063222 - 0.012644 = 0.050578), ContractedCost = cost, ListUnitPrice = cost_at_list / quantity (0.035),
+    the invoice month in Pacific time (2024-05-01 07:00 UTC to 2024-06-01 07:00 UTC), labels as Tags, tax rows; the
+    export's own total (cost + credits) reconciled; 0 FOCUS violations."""
+    root = make_hub(tmp_path / "hub")
+    text = "\n".join(json.dumps(r) for r in GCP_ROWS) + "\n"
+    deliver(root, "gcp", "billing/2024-05", {"export-000000000000.json.gz": gzip.compress(text.encode())})
+    result = ingest(Store(str(root)))
+    assert result.ok, [r.error for r in result.all]
+    (rec,) = result.records
+    assert rec.destination == "ingestion/Costs/2024/05/gcp/01abcd-234567-89efgh"
+    assert D(rec.totalsIn["EUR"]["BilledCost"]) == D("0.060578")
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    rows = {r[0]: r[1:] for r in con.execute(
+        f"SELECT ChargeCategory, BilledCost, EffectiveCost, ContractedCost, ListCost, ListUnitPrice, PricingQuantity, "
+        f"ConsumedQuantity, Tags, CAST(BillingPeriodStart AS VARCHAR), CAST(BillingPeriodEnd AS VARCHAR), ChargeFrequency, "
+        f"ServiceCategory, SubAccountId, x_ServiceId FROM {lake(root)}").fetchall()}
+    usage = rows["Usage"]
+    assert usage[:7] == (D("0.050578"), D("0.050578"), D("0.063222"), D("0.07"), D("0.035"), D(2), D(7200))
+    assert json.loads(usage[7]) == {"env": "prod"}
+    assert usage[8:] == ("2024-05-01 07:00:00+00", "2024-06-01 07:00:00+00", "Usage-Based", "Compute", "proj-1", "6F81-5844-456A")
+    assert rows["Tax"][:1] == (D("0.01"),) and rows["Tax"][10] == "One-Time"
+    report = validate(str(root))
+    assert report.violations == 0, report.summary()

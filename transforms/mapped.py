@@ -56,6 +56,8 @@ def project(spec: dict, columns: dict[str, str], lookup_files: dict[str, str]) -
             if found is None:
                 return "CAST(NULL AS DECIMAL(38,18))"
             src = ident(found)
+            if columns[found] in ("DOUBLE", "FLOAT"):  # the shortest text of the double, not its binary expansion
+                return f"CAST(CAST({src} AS VARCHAR) AS DECIMAL(38,18))"
             if columns[found] != "VARCHAR":
                 return f"CAST({src} AS DECIMAL(38,18))"
             return cast_text(Column(found, "decimal", found), f"nullif(trim({src}), '')")

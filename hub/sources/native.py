@@ -45,7 +45,7 @@ from transforms.typing import IncompatibleType, header_key, ident, literal, proj
 AREA = EXPORTS
 NATIVE = "native:"
 #: Data files of a delivery (by name).
-SUFFIXES = (".csv", ".csv.gz", ".parquet")
+SUFFIXES = (".csv", ".csv.gz", ".parquet", ".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")
 
 
 class ProviderMapping(BaseModel):
@@ -120,7 +120,8 @@ def deliveries(store: Store) -> list[Delivery]:
                 owner = posixpath.dirname(sub)
                 while owner != folder and owner not in folders:  # the nearest folder with a manifest owns a file
                     owner = posixpath.dirname(owner)
-                if owner == folder and not name.startswith(".") and name.lower().endswith(SUFFIXES):
+                if owner == folder and not name.startswith(".") and name.lower().endswith(SUFFIXES) \
+                        and not name.lower().endswith("manifest.json"):
                     files.append((sub, int(info.get("size") or 0)))
         found.append((listed.modified or datetime.min.replace(tzinfo=timezone.utc), rel,
                       Delivery(rel, provider, tuple(files), raw)))
@@ -189,6 +190,14 @@ def process(store: Store, d: Delivery, records: list[RunRecord]) -> list[RunReco
         return [failure]
 
 
+def _kind(path: str) -> str:
+    """``csv``, ``csv.gz``, ``parquet``, or ``json`` (newline-delimited, optionally gzip: BigQuery extracts)."""
+    low = path.lower()
+    if low.endswith((".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")):
+        return "json"
+    return convert.file_kind(path, file=path)
+
+
 def _check(store: Store, d: Delivery) -> None:
     if d.raw is None:
         raise HubError("cannot be read (a dangling link, or one leading out of the hub root?)", file=d.manifest,
@@ -218,7 +227,7 @@ def _convert(store: Store, d: Delivery, failure: RunRecord) -> list[RunRecord]:
             lookups.register(con)
             written, rows_in, totals_in = [], 0, {}
             for i, (path, _) in enumerate(d.files):
-                kind = convert.file_kind(path, file=path)
+                kind = _kind(path)
                 src = store.local_path(path)
                 if src is None:
                     src = os.path.join(tmp, f"in-{i}-{posixpath.basename(path)}")
@@ -267,18 +276,21 @@ def _typed(con: duckdb.DuckDBPyConnection, provider: str, src: str, kind: str, p
     mapping (:mod:`transforms.mapped`). A gzip file is decompressed once into ``local`` (a Parquet copy of its text).
     Totals: BilledCost and EffectiveCost per currency as delivered (for a mapped report, BilledCost is the report's own
     total, e.g. CUR's unblended cost)."""
-    sql, columns = convert.source_columns(con, src, kind, file=path)
-    if kind == "csv.gz":  # decompressed once: the typed relation is read twice (totals, conversion)
+    if kind == "json":
+        sql = f"read_json({literal(src)}, format = 'newline_delimited', records = true)"
+        try:
+            columns = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {sql}").fetchall()}
+        except duckdb.Error as exc:
+            raise convert.map_error(exc, file=path) from None
+    else:
+        sql, columns = convert.source_columns(con, src, kind, file=path)
+    if kind in ("csv.gz", "json"):  # decompressed / parsed once: the typed relation is read twice (totals, conversion)
         try:
             con.execute(f"COPY (SELECT * FROM {sql}) TO {literal(local)} (FORMAT parquet)")
         except duckdb.Error as exc:
             raise convert.map_error(exc, file=path) from None
         sql = f"read_parquet({literal(local)})"
-    present = dict(columns)
-    for name, typ in list(present.items()):
-        if typ.startswith(("MAP(", "STRUCT(")) or typ.endswith("[]"):  # nested values (Parquet Tags maps) as JSON text
-            present[name] = "VARCHAR"
-            sql = f"(SELECT * REPLACE (CAST(to_json({ident(name)}) AS VARCHAR) AS {ident(name)}) FROM {sql})"
+    sql, present = _flat(sql, dict(columns))
     mapping = providers()[provider]
     source_type, source_name, provider_totals = mapping.sourceType, None, None
     needed = ("BilledCost", "BillingCurrency", "BillingPeriodStart", "BillingAccountId")
@@ -312,6 +324,52 @@ def _typed(con: duckdb.DuckDBPyConnection, provider: str, src: str, kind: str, p
     except duckdb.Error as exc:
         raise convert.map_error(exc, file=path) from None
     return Typed(typed, described, proj.extra, source_type, source_name, sum(r[1] for r in rows), sums)
+
+
+def _flat(sql: str, columns: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """Nested columns made flat: a struct's fields become ``parent.field`` columns (BigQuery records: ``service.id``),
+    lists and maps become JSON text (Parquet Tags maps, ``credits``, ``labels``)."""
+    select, out = [], {}
+    for name, typ in columns.items():
+        if typ.startswith("STRUCT(") and typ.endswith(")"):
+            for field, ftyp in _fields(typ[len("STRUCT("):-1]):
+                flat = f"{name}.{field}"
+                nested = ftyp.startswith(("MAP(", "STRUCT(")) or ftyp.endswith("]")
+                value = f"struct_extract({ident(name)}, {literal(field)})"
+                select.append(f"{f'CAST(to_json({value}) AS VARCHAR)' if nested else value} AS {ident(flat)}")
+                out[flat] = "VARCHAR" if nested else ftyp
+        elif typ.startswith("MAP(") or typ.endswith("]"):
+            select.append(f"CAST(to_json({ident(name)}) AS VARCHAR) AS {ident(name)}")
+            out[name] = "VARCHAR"
+        else:
+            select.append(ident(name))
+            out[name] = typ
+    if out == columns:
+        return sql, columns
+    return f"(SELECT {', '.join(select)} FROM {sql})", out
+
+
+def _fields(inner: str) -> list[tuple[str, str]]:
+    """``id VARCHAR, labels STRUCT(key VARCHAR, "value" VARCHAR)[]`` -> [(name, type)], split at top-level commas."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(inner):
+        if ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(inner[start:i])
+            start = i + 1
+    parts.append(inner[start:])
+    out = []
+    for part in (p.strip() for p in parts if p.strip()):
+        if part.startswith('"'):
+            end = part.index('"', 1)
+            out.append((part[1:end], part[end + 1:].strip()))
+        else:
+            name, _, typ = part.partition(" ")
+            out.append((name, typ.strip()))
+    return out
 
 
 def _has(provider: str, present: dict[str, str], names: tuple[str, ...]) -> bool:
