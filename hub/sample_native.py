@@ -139,3 +139,52 @@ def write_oci_focus(root: str, *, month: str = "2024-05", rows: int = 1000, acco
     _write(store, f"{folder}/0001.csv.gz", con, sql)
     store.write_bytes(f"{folder}/manifest.json", b"")
     return f"{folder}/manifest.json"
+
+
+#: (ProductCode, ProductName, billing item, unit, list price per unit)
+ALIBABA_SERVICES = (
+    ("ecs", "Elastic Compute Service", "Instance", "Hour", "0.85"),
+    ("oss", "Object Storage Service", "Storage", "GB", "0.12"),
+    ("rds", "ApsaraDB RDS", "Instance", "Hour", "1.20"),
+    ("slb", "Server Load Balancer", "Traffic", "GB", "0.80"),
+    ("cdn", "Alibaba Cloud CDN", "Traffic", "GB", "0.24"),
+)
+
+
+def write_alibaba_bill(root: str, *, month: str = "2024-05", rows: int = 1000, account: str = "1234567890") -> str:
+    """An Alibaba Cloud bill detail file as the OSS bill subscription writes it (BillingItemDetailForBillingPeriod field
+    names, times in UTC+8 without an offset, CNY), pay-as-you-go rows with an invoice discount, coupons and vouchers
+    (PretaxAmount = PretaxGrossAmount - InvoiceDiscount - DeductedByCoupons; PaymentAmount = PretaxAmount -
+    DeductedByCashCoupons), both Tag forms. Returns the manifest's path relative to the root."""
+    store = Store(root)
+    start = date.fromisoformat(f"{month}-01")
+    days = (date(start.year + start.month // 12, start.month % 12 + 1, 1) - start).days
+    folder = f"{EXPORTS}/alibaba/bill-subscription/{month}"
+    con = duckdb.connect()
+    services = _values(ALIBABA_SERVICES)
+    sql = f"""
+        SELECT '{month}' AS BillingCycle, '{account}' AS AccountID, 'payer' AS AccountName,
+               CAST(5678 + hash(i, 'o') % 3 AS VARCHAR) AS OwnerID, 'member' AS OwnerAccountName,
+               'PayAsYouGo' AS SubscriptionType,
+               code AS ProductCode, name AS ProductName, strftime(t, '%Y-%m-%d %H:%M:%S') AS UsageStartTime,
+               strftime(t + INTERVAL 1 HOUR, '%Y-%m-%d %H:%M:%S') AS UsageEndTime, 'r' || i AS RecordID, 'PayAsYouGoBill' AS Item,
+               code || '-' || lpad(printf('%x', hash(i, 'id') % 200), 6, '0') AS InstanceID,
+               ['key:env value:prod; key:team value:web', 'env:dev;team:data', ''][CAST(1 + hash(i, 't') % 3 AS BIGINT)] AS Tag,
+               ['China (Hangzhou)', 'China (Shanghai)', 'Singapore'][CAST(1 + hash(i, 'r') % 3 AS BIGINT)] AS Region,
+               'CNY' AS Currency, CAST(gross AS VARCHAR) AS PretaxGrossAmount, CAST(disc AS VARCHAR) AS InvoiceDiscount,
+               CAST(coupon AS VARCHAR) AS DeductedByCoupons, CAST(gross - disc - coupon AS VARCHAR) AS PretaxAmount,
+               CAST(voucher AS VARCHAR) AS DeductedByCashCoupons, '0.00' AS DeductedByPrepaidCard,
+               CAST(gross - disc - coupon - voucher AS VARCHAR) AS PaymentAmount, '0.00' AS OutstandingAmount,
+               CAST(qty AS VARCHAR) AS Usage, unit AS UsageUnit, price AS ListPrice, code AS CommodityCode, item AS BillingItem
+        FROM (SELECT i, s.*, TIMESTAMP '{start}' + INTERVAL (hash(i, 'h') % ({days} * 24)) HOUR AS t, qty,
+                     CAST(round(qty * CAST(price AS DECIMAL(18,4)), 2) AS DECIMAL(18,2)) AS gross,
+                     CAST(round(qty * CAST(price AS DECIMAL(18,4)) * 0.1, 2) AS DECIMAL(18,2)) AS disc,
+                     CAST(CASE WHEN hash(i, 'c') % 10 = 0 THEN 0.05 ELSE 0 END AS DECIMAL(18,2)) AS coupon,
+                     CAST(CASE WHEN hash(i, 'v') % 5 = 0 THEN round(qty * CAST(price AS DECIMAL(18,4)) * 0.2, 2) ELSE 0 END
+                          AS DECIMAL(18,2)) AS voucher
+              FROM (SELECT i, CAST(1 + hash(i, 'q') % 20 AS DECIMAL(18,2)) AS qty FROM range({rows}) r(i)) u
+              JOIN {services} s(code, name, item, unit, price, k) ON s.k = CAST(hash(i, 's') % 5 AS BIGINT))
+        ORDER BY i"""
+    _write(store, f"{folder}/{account}-{month}-BillingItemDetailForBillingPeriod.csv", con, sql)
+    store.write_bytes(f"{folder}/manifest.json", b"")
+    return f"{folder}/manifest.json"

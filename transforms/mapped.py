@@ -71,8 +71,9 @@ def project(spec: dict, columns: dict[str, str], lookup_files: dict[str, str]) -
         rows = list(csv.DictReader(io.StringIO(lookup_files[target])))
         first = next(iter(rows[0])) if rows else "key"
         cases = " ".join(f"WHEN {literal(r[first])} THEN {literal(r[lk['value']])}" for r in rows)
-        select.append(f"coalesce(CASE {resolve(lk['key'])} {cases} END, {literal(lk.get('default', ''))}) AS {ident(lk['value'])}"
-                      if cases else f"{literal(lk.get('default', ''))} AS {ident(lk['value'])}")
+        default = "NULL" if lk.get("default") is None else literal(lk["default"])
+        select.append(f"coalesce(CASE {resolve(lk['key'])} {cases} END, {default}) AS {ident(lk['value'])}"
+                      if cases else f"{default} AS {ident(lk['value'])}")
     if tags := _tags(spec.get("tagColumns"), columns):
         select.append(f"{tags} AS \"Tags\"")
     totals = spec.get("totals", {})

@@ -409,7 +409,9 @@ def _norm(totals: dict) -> dict:
 
 def _split(store: Store, con: duckdb.DuckDBPyConnection, d: Delivery, whole: str, tmp: str) -> list[RunRecord]:
     """One staged, validated run per (billing month, billing account) of the converted rows."""
-    month = "strftime(make_timestamp(epoch_us(BillingPeriodStart)), '%Y-%m')"
+    # the billing period's own month: its start is a local midnight on the 1st (UTC+8 for the Chinese clouds, Pacific for
+    # Google), between 12 h before and 14 h after 00:00 UTC; 14 h later it is always in the right UTC month
+    month = "strftime(make_timestamp(epoch_us(BillingPeriodStart) + 14 * 3600000000), '%Y-%m')"
     account = "coalesce(BillingAccountId, '')"
     groups = con.execute(f"SELECT {month} AS m, {account} AS a, count(*) FROM {whole} GROUP BY ALL ORDER BY ALL").fetchall()
     if any(m is None for m, _, _ in groups):
