@@ -188,3 +188,98 @@ def write_alibaba_bill(root: str, *, month: str = "2024-05", rows: int = 1000, a
     _write(store, f"{folder}/{account}-{month}-BillingItemDetailForBillingPeriod.csv", con, sql)
     store.write_bytes(f"{folder}/manifest.json", b"")
     return f"{folder}/manifest.json"
+
+
+HUAWEI_SERVICES = (
+    ("hws.service.type.ec2", "Elastic Cloud Server", "hws.resource.type.vm", "ECS", "Hour", "0.60"),
+    ("hws.service.type.obs", "Object Storage Service", "hws.resource.type.obs", "OBS", "GB", "0.10"),
+    ("hws.service.type.rds", "Relational Database Service", "hws.resource.type.rds", "RDS", "Hour", "0.90"),
+    ("hws.service.type.elb", "Elastic Load Balance", "hws.resource.type.elb", "ELB", "Hour", "0.15"),
+)
+
+
+def write_huawei_bill(root: str, *, month: str = "2024-05", rows: int = 1000, payer: str = "0a1b2c3d4e") -> str:
+    """Huawei Cloud resource bill details by day (ListCustomerselfResourceRecordDetails fields, statistic_type 2: ``cycle``
+    and ``bill_date`` in UTC+8), on-demand use with discounts, paid by cash, vouchers and credit so that consume_amount =
+    cash + credit + coupon. Returns the manifest's path relative to the root."""
+    store = Store(root)
+    start = date.fromisoformat(f"{month}-01")
+    days = (date(start.year + start.month // 12, start.month % 12 + 1, 1) - start).days
+    folder = f"{EXPORTS}/huawei/cost-center/{month}"
+    con = duckdb.connect()
+    services = _values(HUAWEI_SERVICES)
+    sql = f"""
+        SELECT '{month}' AS cycle, strftime(DATE '{start}' + CAST(hash(i, 'd') % {days} AS INTEGER), '%Y-%m-%d') AS bill_date,
+               5 AS bill_type, 'c' || hash(i, 'c') % 3 AS customer_id, '{payer}' AS payer_account_id,
+               ['cn-north-4', 'ap-southeast-1'][CAST(1 + hash(i, 'r') % 2 AS BIGINT)] AS region, st AS cloud_service_type,
+               sn AS cloud_service_type_name, rt AS resource_type_code, rn AS resource_type_name,
+               lower(rn) || '-' || lpad(printf('%x', hash(i, 'id') % 150), 6, '0') AS res_instance_id,
+               rn || '.standard' AS sku_code,
+               ['env=prod;team=web', 'env=dev', NULL][CAST(1 + hash(i, 't') % 3 AS BIGINT)] AS resource_tag, 3 AS charge_mode,
+               CAST(official - disc AS VARCHAR) AS consume_amount,
+               CAST(official - disc - coupon - credit AS VARCHAR) AS cash_amount,
+               CAST(credit AS VARCHAR) AS credit_amount, CAST(coupon AS VARCHAR) AS coupon_amount,
+               '0' AS flexipurchase_coupon_amount,
+               '0' AS stored_card_amount, '0' AS bonus_amount, '0' AS debt_amount, '0' AS adjustment_amount,
+               CAST(official AS VARCHAR) AS official_amount, CAST(disc AS VARCHAR) AS discount_amount,
+               CAST(qty AS VARCHAR) AS usage,
+               unit, 'CNY' AS currency
+        FROM (SELECT i, s.*, qty, CAST(round(qty * CAST(price AS DECIMAL(18,4)), 2) AS DECIMAL(18,2)) AS official,
+                     CAST(round(qty * CAST(price AS DECIMAL(18,4)) * 0.15, 2) AS DECIMAL(18,2)) AS disc,
+                     CAST(CASE WHEN hash(i, 'v') % 4 = 0 THEN round(qty * CAST(price AS DECIMAL(18,4)) * 0.3, 2) ELSE 0 END
+                          AS DECIMAL(18,2)) AS coupon,
+                     CAST(CASE WHEN hash(i, 'k') % 7 = 0 THEN round(qty * CAST(price AS DECIMAL(18,4)) * 0.1, 2) ELSE 0 END
+                          AS DECIMAL(18,2)) AS credit
+              FROM (SELECT i, CAST(1 + hash(i, 'q') % 24 AS DECIMAL(18,2)) AS qty FROM range({rows}) r(i)) u
+              JOIN {services} s(st, sn, rt, rn, unit, price, k) ON s.k = CAST(hash(i, 's') % 4 AS BIGINT))
+        ORDER BY i"""
+    _write(store, f"{folder}/resource-records-{month}.csv", con, sql)
+    store.write_bytes(f"{folder}/manifest.json", b"")
+    return f"{folder}/manifest.json"
+
+
+TENCENT_SERVICES = (
+    ("p_cvm", "Cloud Virtual Machine", "CVM Standard S5", "CPU", "sv_cvm_cpu", "0.05", "USD/core/hour", "core"),
+    ("p_cbs", "Cloud Block Storage", "CBS Premium", "Disk", "sv_cbs_premium", "0.0001", "USD/GB/hour", "GB"),
+    ("p_cos", "Cloud Object Storage", "COS Standard", "Storage", "sv_cos_std", "0.00003", "USD/GB/hour", "GB"),
+    ("p_clb", "Cloud Load Balancer", "CLB", "Instance", "sv_clb", "0.02", "USD/instance/hour", "instance"),
+)
+
+
+def write_tencent_bill(root: str, *, month: str = "2024-05", rows: int = 1000, payer: str = "100001") -> str:
+    """Tencent Cloud component-level bill details as bill storage writes them (DescribeBillDetail field names, Beijing
+    times with inclusive ``...:59:59`` ends), hourly settlements at a contract discount paid by vouchers and cash
+    (RealCost = VoucherPayAmount + CashPayAmount). Returns the manifest's path relative to the root."""
+    store = Store(root)
+    start = date.fromisoformat(f"{month}-01")
+    days = (date(start.year + start.month // 12, start.month % 12 + 1, 1) - start).days
+    folder = f"{EXPORTS}/tencent/bill-storage/{month}"
+    con = duckdb.connect()
+    services = _values(TENCENT_SERVICES)
+    sql = f"""
+        SELECT '{month}' AS BillMonth, '{payer}' AS PayerUin, CAST(100002 + hash(i, 'o') % 2 AS VARCHAR) AS OwnerUin,
+               name AS BusinessCodeName, code AS BusinessCode, sub AS ProductCodeName, 'postPay' AS PayMode,
+               'Default' AS ProjectName,
+               '1' AS RegionId, 'South China (Guangzhou)' AS RegionName, 'Guangzhou Zone 3' AS ZoneName,
+               'ins-' || lpad(printf('%x', hash(i, 'id') % 150), 8, '0') AS ResourceId, 'Hourly settlement' AS ActionTypeName,
+               strftime(t, '%Y-%m-%d %H:%M:%S') AS FeeBeginTime, strftime(t + INTERVAL 3599 SECOND,
+               '%Y-%m-%d %H:%M:%S') AS FeeEndTime,
+               comp AS ComponentCodeName, comp || ' usage' AS ItemCodeName, item AS ItemCode, price AS SinglePrice,
+               CAST(CAST(price AS DECIMAL(18,8)) * 0.8 AS VARCHAR) AS ContractPrice, unit_price AS PriceUnit,
+               CAST(qty AS VARCHAR) AS UsedAmount,
+               unit AS UsedAmountUnit, '1' AS TimeSpan, CAST(list AS VARCHAR) AS Cost, '0.8' AS Discount,
+               CAST(real AS VARCHAR) AS RealCost,
+               CAST(voucher AS VARCHAR) AS VoucherPayAmount, CAST(real - voucher AS VARCHAR) AS CashPayAmount,
+               '0' AS IncentivePayAmount,
+               '0' AS TransferPayAmount, '0' AS TaxAmount, 'USD' AS Currency,
+               ['[{{"TagKey": "env", "TagValue": "prod"}}]', '[]'][CAST(1 + hash(i, 't') % 2 AS BIGINT)] AS Tags
+        FROM (SELECT i, s.*, qty, TIMESTAMP '{start}' + INTERVAL (hash(i, 'h') % ({days} * 24)) HOUR AS t,
+                     qty * CAST(price AS DECIMAL(18,8)) AS list, qty * CAST(price AS DECIMAL(18,8)) * 0.8 AS real,
+                     CASE WHEN hash(i, 'v') % 3 = 0 THEN qty * CAST(price AS DECIMAL(18,8)) * 0.8 ELSE 0 END AS voucher
+              FROM (SELECT i, CAST(1 + hash(i, 'q') % 100 AS DECIMAL(18,2)) AS qty FROM range({rows}) r(i)) u
+              JOIN {services} s(code, name, sub, comp, item, price, unit_price, unit, k) ON s.k = CAST(hash(i,
+              's') % 4 AS BIGINT))
+        ORDER BY i"""
+    _write(store, f"{folder}/{payer}-{month.replace('-', '')}-by_used_time-bill_details.csv", con, sql)
+    store.write_bytes(f"{folder}/manifest.json", b"")
+    return f"{folder}/manifest.json"
