@@ -59,7 +59,8 @@ def test_aws_focus_export_lands_in_its_month_and_account(tmp_path: Path) -> None
     root = make_hub(tmp_path / "hub")
     deliver(root, "aws", "focus/my-export", {
         "data/BILLING_PERIOD=2024-09/my-export-00001.csv.gz": gzip.compress(AWS.read_bytes()),
-        "metadata/BILLING_PERIOD=2024-09/my-export-Manifest.json": json.dumps({"dataFiles": ["..."]}),
+        "metadata/BILLING_PERIOD=2024-09/my-export-Manifest.json": json.dumps({"dataFiles": [
+            "s3://bucket/focus/my-export/data/BILLING_PERIOD=2024-09/my-export-00001.csv.gz"]}),
     })
     result = ingest(Store(str(root)))
     assert result.ok, [r.error for r in result.all]
@@ -563,3 +564,22 @@ def test_generated_chinese_cloud_bills_reconcile(tmp_path: Path, provider: str, 
     assert one(f"SELECT count(*) FROM {lake(root)} WHERE BilledCost <> {' + '.join(parts)}") == 0
     report = validate(str(root))
     assert report.violations == 0, report.summary()
+
+
+def test_an_aws_manifest_listing_a_missing_file_quarantines_the_delivery(tmp_path: Path) -> None:
+    """A legacy CUR's own <report>-Manifest.json lists its report files: a delivery without one of them is
+    IngestionFilesNotFound, naming the manifest and the file, and nothing lands; once the file arrives it commits."""
+    root = make_hub(tmp_path / "hub")
+    keys = ["cur/r/20240301-20240401/x/r-00001.csv.gz", "cur/r/20240301-20240401/x/r-00002.csv.gz"]
+    half = CUR_ROWS.splitlines(keepends=True)
+    base = deliver(root, "aws", "cur/r/20240301-20240401/x", {
+        "r-00001.csv.gz": gzip.compress("".join(half[:3]).encode()),
+        "r-Manifest.json": json.dumps({"assemblyId": "x", "reportKeys": keys}),
+    })
+    (rec,) = ingest(Store(str(root))).records
+    assert (rec.state, rec.error.code) == ("quarantined", "IngestionFilesNotFound")
+    assert rec.error.file == "exports/aws/cur/r/20240301-20240401/x/r-Manifest.json" and "r-00002.csv.gz" in rec.error.message
+    assert not list((root / "ingestion").rglob("*.parquet"))
+    (base / "r-00002.csv.gz").write_bytes(gzip.compress((half[0] + "".join(half[3:])).encode()))
+    result = ingest(Store(str(root)))
+    assert result.ok and sum(r.rowsOut for r in result.records) == 4, [r.error for r in result.all]

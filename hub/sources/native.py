@@ -88,11 +88,13 @@ class Delivery:
     provider: str
     files: tuple[tuple[str, int], ...]  # (path, size)
     raw: bytes | None
+    #: the provider's own manifests in the delivery (AWS ``<report>-Manifest.json``): the files they list must be there
+    listings: tuple[str, ...] = ()
 
     @property
     def sha(self) -> str:
         """The delivery's identity: its manifest and its files' names and sizes (a re-delivery is new)."""
-        listing = "\n".join(f"{p}\t{s}" for p, s in self.files)
+        listing = "\n".join([*(f"{p}\t{s}" for p, s in self.files), *self.listings])
         return hashlib.sha256((self.raw or b"") + b"\0" + listing.encode()).hexdigest()
 
     @property
@@ -113,6 +115,7 @@ def deliveries(store: Store) -> list[Delivery]:
         except OSError:
             raw = None
         files: list[tuple[str, int]] = []
+        listings: list[str] = []
         if provider in providers():
             for path, info in sorted(store.fs.find(store.full(folder), detail=True).items()):
                 sub = store.rel(path)
@@ -120,11 +123,14 @@ def deliveries(store: Store) -> list[Delivery]:
                 owner = posixpath.dirname(sub)
                 while owner != folder and owner not in folders:  # the nearest folder with a manifest owns a file
                     owner = posixpath.dirname(owner)
-                if owner == folder and not name.startswith(".") and name.lower().endswith(SUFFIXES) \
-                        and not name.lower().endswith("manifest.json"):
+                if owner != folder or name.startswith("."):
+                    continue
+                if name.lower().endswith("-manifest.json"):
+                    listings.append(sub)
+                elif name.lower().endswith(SUFFIXES) and name.lower() != "manifest.json":
                     files.append((sub, int(info.get("size") or 0)))
         found.append((listed.modified or datetime.min.replace(tzinfo=timezone.utc), rel,
-                      Delivery(rel, provider, tuple(files), raw)))
+                      Delivery(rel, provider, tuple(files), raw, tuple(listings))))
     return [d for _, _, d in sorted(found, key=lambda f: (f[0], f[1]))]
 
 
@@ -213,6 +219,25 @@ def _check(store: Store, d: Delivery) -> None:
     for path, _ in d.files:
         if not store.inside(path):
             raise HubError("is a link leading out of the hub root", file=path, code="PathEscapesStore")
+    names = {posixpath.basename(p) for p, _ in d.files}
+    for listing in d.listings:
+        missing = sorted(set(_listed(store, listing)) - names)
+        if missing:
+            shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+            raise HubError(f"lists {len(missing)} file(s) not in the delivery: {shown}", file=listing,
+                           code="IngestionFilesNotFound")
+
+
+def _listed(store: Store, listing: str) -> list[str]:
+    """File names an AWS manifest lists: legacy CUR ``reportKeys`` (S3 keys), Data Exports ``dataFiles`` (S3 URIs)."""
+    try:
+        data = json.loads(store.read_bytes(listing))
+    except (OSError, ValueError):
+        raise HubError("is not valid JSON", file=listing, code="ManifestInvalid") from None
+    keys = data.get("reportKeys") or data.get("dataFiles") or [] if isinstance(data, dict) else []
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        raise HubError("reportKeys / dataFiles is not a list of file names", file=listing, code="ManifestInvalid")
+    return [posixpath.basename(k) for k in keys]
 
 
 def _convert(store: Store, d: Delivery, failure: RunRecord) -> list[RunRecord]:
