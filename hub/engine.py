@@ -64,7 +64,7 @@ def commit(store: Store, rec: RunRecord, settings: Settings | None = None, recor
 
 def _keeps_raw(rec: RunRecord) -> bool:
     """The run's export type keeps a raw/ copy (from its schema, as when the copy was written)."""
-    schema = schema_by_key(rec.schemaKey) if rec.schemaKey and not rec.schemaKey.startswith("native:") else None
+    schema = schema_by_key(rec.schemaKey) if rec.schemaKey else None
     return bool(schema and schema.keep_raw)
 
 

@@ -38,6 +38,19 @@ def _values(rows: list[tuple]) -> str:
     return f"(VALUES {body})"
 
 
+def _month(month: str) -> tuple[date, date, int]:
+    """First day of ``month`` (``YYYY-MM``), first day of the next month, and its number of days."""
+    start = date.fromisoformat(f"{month}-01")
+    end = date(start.year + start.month // 12, start.month % 12 + 1, 1)
+    return start, end, (end - start).days
+
+
+def _connect() -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
 def _write(store: Store, rel: str, con: duckdb.DuckDBPyConnection, sql: str) -> None:
     """COPY a query to CSV (gzip), then into the store."""
     with tempfile.TemporaryDirectory(prefix="hub-sample-") as tmp:
@@ -53,13 +66,10 @@ def write_aws_cur(root: str, *, month: str = "2024-05", rows: int = 2000, payer:
     """A legacy CUR for one month: usage of five services over 4 linked accounts and 3 regions, tags, one tax row
     per account. Returns the manifest's path relative to the root."""
     store = Store(root)
-    start = date.fromisoformat(f"{month}-01")
-    end = date(start.year + start.month // 12, start.month % 12 + 1, 1)
+    start, end, days = _month(month)
     folder = f"{EXPORTS}/aws/cur/{report}/{start:%Y%m%d}-{end:%Y%m%d}/assembly-1"
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
+    con = _connect()
     services = _values(AWS_SERVICES)
-    days = (end - start).days
     usage = f"""
         SELECT i, s.*, ['us-east-1', 'eu-west-1', 'ap-southeast-2'][CAST(1 + hash(i, 'r') % 3 AS BIGINT)] AS region,
                '4444' || lpad(CAST(hash(i, 'a') % 4 AS VARCHAR), 8, '0') AS acct,
@@ -105,13 +115,10 @@ def write_oci_focus(root: str, *, month: str = "2024-05", rows: int = 1000, acco
     """An OCI FOCUS report for one month, with Oracle's pre-1.0 headers and ``Usage-based`` casing. Returns the
     manifest's path relative to the root."""
     store = Store(root)
-    start = date.fromisoformat(f"{month}-01")
-    end = date(start.year + start.month // 12, start.month % 12 + 1, 1)
+    start, end, days = _month(month)
     folder = f"{EXPORTS}/oci/FOCUS Reports/{start:%Y/%m}"
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
+    con = _connect()
     services = _values(OCI_SERVICES)
-    days = (end - start).days
     sql = f"""
         SELECT '' AS AvailabilityZone,
                CAST(CAST(qty AS DECIMAL(18,6)) * CAST(price AS DECIMAL(18,10)) AS VARCHAR) AS BilledCost,
@@ -157,10 +164,9 @@ def write_alibaba_bill(root: str, *, month: str = "2024-05", rows: int = 1000, a
     (PretaxAmount = PretaxGrossAmount - InvoiceDiscount - DeductedByCoupons; PaymentAmount = PretaxAmount -
     DeductedByCashCoupons), both Tag forms. Returns the manifest's path relative to the root."""
     store = Store(root)
-    start = date.fromisoformat(f"{month}-01")
-    days = (date(start.year + start.month // 12, start.month % 12 + 1, 1) - start).days
+    start, _, days = _month(month)
     folder = f"{EXPORTS}/alibaba/bill-subscription/{month}"
-    con = duckdb.connect()
+    con = _connect()
     services = _values(ALIBABA_SERVICES)
     sql = f"""
         SELECT '{month}' AS BillingCycle, '{account}' AS AccountID, 'payer' AS AccountName,
@@ -203,10 +209,9 @@ def write_huawei_bill(root: str, *, month: str = "2024-05", rows: int = 1000, pa
     and ``bill_date`` in UTC+8), on-demand use with discounts, paid by cash, vouchers and credit so that consume_amount =
     cash + credit + coupon. Returns the manifest's path relative to the root."""
     store = Store(root)
-    start = date.fromisoformat(f"{month}-01")
-    days = (date(start.year + start.month // 12, start.month % 12 + 1, 1) - start).days
+    start, _, days = _month(month)
     folder = f"{EXPORTS}/huawei/cost-center/{month}"
-    con = duckdb.connect()
+    con = _connect()
     services = _values(HUAWEI_SERVICES)
     sql = f"""
         SELECT '{month}' AS cycle, strftime(DATE '{start}' + CAST(hash(i, 'd') % {days} AS INTEGER), '%Y-%m-%d') AS bill_date,
@@ -251,10 +256,9 @@ def write_tencent_bill(root: str, *, month: str = "2024-05", rows: int = 1000, p
     times with inclusive ``...:59:59`` ends), hourly settlements at a contract discount paid by vouchers and cash
     (RealCost = VoucherPayAmount + CashPayAmount). Returns the manifest's path relative to the root."""
     store = Store(root)
-    start = date.fromisoformat(f"{month}-01")
-    days = (date(start.year + start.month // 12, start.month % 12 + 1, 1) - start).days
+    start, _, days = _month(month)
     folder = f"{EXPORTS}/tencent/bill-storage/{month}"
-    con = duckdb.connect()
+    con = _connect()
     services = _values(TENCENT_SERVICES)
     sql = f"""
         SELECT '{month}' AS BillMonth, '{payer}' AS PayerUin, CAST(100002 + hash(i, 'o') % 2 AS VARCHAR) AS OwnerUin,
