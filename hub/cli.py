@@ -172,6 +172,8 @@ def watch(
     root: Root,
     interval: Annotated[float, typer.Option(help="Seconds between full scans (remote roots: between polls).")] = 60.0,
     blob_timeout: Annotated[float, typer.Option(help="Seconds to wait for a manifest's blobs before quarantining it.")] = 600.0,
+    settle: Annotated[float, typer.Option(help="Seconds an OCI report file (no manifest) must stay unchanged before "
+                                                "it is taken.")] = 60.0,
     json_logs: Annotated[bool, typer.Option("--json-logs", help="One JSON object per log line.")] = False,
 ) -> None:
     """Ingest exports as they land, until SIGINT/SIGTERM; applies retention daily."""
@@ -191,7 +193,7 @@ def watch(
         print(fmt(line), flush=True)
 
     try:
-        run_watch(store, stop=stop, log=log, interval=interval, blob_timeout=blob_timeout)
+        run_watch(store, stop=stop, log=log, interval=interval, blob_timeout=blob_timeout, settle=settle)
     except UsageError as exc:
         _error(exc)
         raise typer.Exit(2) from None

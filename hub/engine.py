@@ -41,7 +41,7 @@ def commit(store: Store, rec: RunRecord, settings: Settings | None = None, recor
     hooks = sources.hooks(rec)
     store.check_fence()
     hooks.before_swap(store, rec)
-    names = [posixpath.basename(p.output) for p in rec.parts]
+    names = [posixpath.basename(p.output) for p in rec.parts] + rec.kept
     if _keeps_raw(rec) and rec.destination.startswith(f"{INGESTION}/"):  # idempotent, like the lake swap
         swap.commit_staged(store, f"{rec.key}-raw", raw_staging(rec.staging), raw_folder(rec.destination), names)
     rec.replaced = sorted(set(rec.replaced) | set(swap.commit_staged(store, rec.key, rec.staging, rec.destination, names)))

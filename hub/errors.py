@@ -38,6 +38,9 @@ CODES: dict[str, tuple[str, str, str]] = {
                          "a part is incomplete: re-upload it, then `hub ingest --retry`"),
     "PeriodMismatch": ("input", "the rows' ChargePeriodStart lie far outside the manifest's period (startDate to endDate)",
                        "fix runInfo.startDate/endDate (or export the right period), then `hub ingest --retry`"),
+    "SourceConflict": ("input", "another kind of report of the same provider already put this sub-account's month in the "
+                                "lake (a CUR and a FOCUS export, an OCI cost report and a FOCUS report): both would count "
+                                "the same costs", "deliver one kind of report per account; the lake keeps the first kind"),
     "InternalError": ("internal", "an unexpected error; the export is quarantined, nothing is lost",
                       "report it with the run record (`hub status --json`)"),
 }

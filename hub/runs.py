@@ -73,6 +73,10 @@ class RunRecord(BaseModel):
     parts: list[PartResult] = []
     staging: str | None = None
     replaced: list[str] = []
+    #: lake files of the destination carried over unchanged by the swap (an OCI report file replaces only its own)
+    kept: list[str] = []
+    #: the delivery's own files (other clouds' exports) with their sizes: what retention may delete once committed
+    sourceFiles: dict[str, int] = {}
     missingColumns: list[str] = []
     extraColumns: list[str] = []
     sourceDeleted: bool = False

@@ -26,12 +26,18 @@ class DaysRetention(_Model):
     days: StrictInt = Field(0, ge=0, le=MAX_DAYS)  # strict: true/false or "7" are refused, not read as numbers
 
 
+class ExportsRetention(_Model):
+    #: None: other clouds' delivered files are kept (a sync tool would bring deleted files back)
+    days: StrictInt | None = Field(None, ge=0, le=MAX_DAYS)
+
+
 class MonthsRetention(_Model):
     months: StrictInt = Field(13, ge=0, le=MAX_MONTHS)
 
 
 class Retention(_Model):
     msexports: DaysRetention = DaysRetention(days=0)
+    exports: ExportsRetention = ExportsRetention()
     ingestion: MonthsRetention = MonthsRetention(months=13)
     raw: DaysRetention = DaysRetention(days=0)
     final: MonthsRetention = MonthsRetention(months=13)

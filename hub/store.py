@@ -19,6 +19,7 @@ import json
 import os
 import posixpath
 import re
+import shutil
 import threading
 import uuid
 from collections.abc import Callable
@@ -162,6 +163,13 @@ class Listed:
     modified: datetime | None
 
 
+def listed(info: dict) -> Listed:
+    """A listing entry's signature and modification time."""
+    keys = ("mtime", "last_modified", "LastModified", "ETag", "etag")
+    stamp = next((str(info[k]) for k in keys if info.get(k)), "")
+    return Listed(f"{info.get('size')}|{stamp}", _modified(info))
+
+
 def _modified(info: dict) -> datetime | None:
     """A listing entry's modification time (local ``mtime``, Azure ``last_modified``, S3 ``LastModified``), UTC."""
     value = info.get("mtime") or info.get("last_modified") or info.get("LastModified")
@@ -254,9 +262,7 @@ class Store:
         out = {}
         for path, info in self.fs.find(base, detail=True).items():
             if path.endswith("/manifest.json") or path == "manifest.json":
-                keys = ("mtime", "last_modified", "LastModified", "ETag", "etag")
-                stamp = next((str(info[k]) for k in keys if info.get(k)), "")
-                out[self.rel(path)] = Listed(f"{info.get('size')}|{stamp}", _modified(info))
+                out[self.rel(path)] = listed(info)
         return dict(sorted(out.items()))
 
     def inside(self, rel: str) -> bool:
@@ -325,6 +331,18 @@ class Store:
             os.replace(self.full(src), full)
         else:
             self.fs.mv(self.full(src), full)
+
+    def copy(self, src: str, dst: str) -> None:
+        """Copy a file (a hard link on local folders: lake files are never changed in place, only replaced)."""
+        full = self.full(dst)
+        self.fs.makedirs(posixpath.dirname(full), exist_ok=True)
+        if self.is_local:
+            try:
+                os.link(self.full(src), full)
+            except OSError:
+                shutil.copyfile(self.full(src), full)
+        else:
+            self.fs.copy(self.full(src), full)
 
     def delete(self, rel: str) -> None:
         if self.fs.exists(self.full(rel)):

@@ -47,7 +47,8 @@ class IngestResult:
 
 def ingest(store: Store, *, retry: bool = False, force: bool = False, progress: Progress | None = None,
            fail_after_parts: int | None = None, wait: float = 600.0, lease_ttl: float = lease.DEFAULT_TTL,
-           blob_grace: dict[str, float] | None = None, checkpoint: dict[str, str] | None = None) -> IngestResult:
+           blob_grace: dict[str, float] | None = None, checkpoint: dict[str, str] | None = None,
+           settle: float = 0) -> IngestResult:
     """Process every pending delivery of every source once, holding the root's ingestion lease.
 
     ``retry`` re-processes quarantined deliveries, ``force`` committed ones too. Another process holding the
@@ -55,7 +56,8 @@ def ingest(store: Store, *, retry: bool = False, force: bool = False, progress: 
     held, every record write and swap first checks it is still held (``Store.fence``): a process that stalled
     past the lease's TTL and was taken over stops there (``lost``) and writes nothing more.
     ``blob_grace`` (the watcher's): manifest -> deadline (epoch seconds) until which missing blobs mean
-    "still uploading" rather than an error. ``checkpoint`` (the watcher's listing checkpoint of ``msexports/``,
+    "still uploading" rather than an error; ``settle`` (the watcher's): seconds an incremental report file (OCI) must
+    have stayed unchanged before it is taken. ``checkpoint`` (the watcher's listing checkpoint of ``msexports/``,
     updated in place): manifest -> listing signature of manifests already final, which are then not read again.
     ``fail_after_parts`` is a fault-injection hook for tests.
     """
@@ -65,13 +67,13 @@ def ingest(store: Store, *, retry: bool = False, force: bool = False, progress: 
             if held is None:
                 return IngestResult(busy=True)
             return _ingest(store, retry=retry, force=force, progress=progress, fail_after_parts=fail_after_parts,
-                           blob_grace=blob_grace, checkpoint=checkpoint)
+                           blob_grace=blob_grace, checkpoint=checkpoint, settle=settle)
     except lease.LeaseLost as exc:
         return IngestResult(lost=str(exc))
 
 
 def _ingest(store: Store, *, retry: bool, force: bool, progress: Progress | None, fail_after_parts: int | None,
-            blob_grace: dict[str, float] | None, checkpoint: dict[str, str] | None) -> IngestResult:
+            blob_grace: dict[str, float] | None, checkpoint: dict[str, str] | None, settle: float) -> IngestResult:
     settings = load_settings(store)
     result = IngestResult(recovered=recover(store))
     records = runs.load_all(store, result.unreadable)  # once per ingestion; kept current by each source
@@ -80,7 +82,7 @@ def _ingest(store: Store, *, retry: bool, force: bool, progress: Progress | None
         blob_grace=blob_grace, checkpoint=checkpoint, waiting=result.waiting,
         prices_committed=lambda prices: _renormalize(store, prices))
     result.records += made
-    result.records += native.ingest_pending(store, records, retry=retry, force=force)
+    result.records += native.ingest_pending(store, records, retry=retry, force=force, settle=settle, waiting=result.waiting)
     result.records += custom.ingest_custom(store)
     return result
 

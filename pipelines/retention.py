@@ -4,6 +4,9 @@
 - ``retention.msexports.days``: raw export files (parts + manifest) under ``msexports/`` of exports committed (or
   superseded by a newer delivery) more than N days ago. Unprocessed or quarantined exports, re-delivered ones
   not ingested yet, and anything outside ``msexports/`` (custom data in the lake) are never deleted.
+- ``retention.exports.days`` (default: none, keep): other clouds' delivered files under ``exports/<provider>/`` (the
+  delivery's data files, AWS manifests and ``manifest.json``; an OCI report file itself) of deliveries committed more
+  than N days ago and unchanged since. Other files of a delivery's folder stay.
 - ``retention.ingestion.months``: ``ingestion/<Dataset>/<yyyy>/<mm>`` folders (and their ``raw/`` twins)
   outside the last N months (the current month counts; 0 keeps everything). The reference never enforced
   this on storage.
@@ -17,8 +20,10 @@ from datetime import datetime, timedelta, timezone
 
 from hub import lease, runs
 from hub.deliveries import source_deletable, source_files
+from hub.runs import RunRecord
 from hub.settings import Settings
-from hub.store import INGESTION, RAW, Store
+from hub.sources import native
+from hub.store import EXPORTS, INGESTION, RAW, Store
 
 _MONTH = re.compile(rf"^(?:{INGESTION}|{RAW})/([^/_][^/]*)/(\d{{4}})/(\d{{2}})$")
 
@@ -58,10 +63,13 @@ def plan(store: Store, settings: Settings, now: datetime | None = None) -> list[
     now = now or datetime.now(timezone.utc)
     out: list[Deletion] = []
     days = settings.retention.msexports.days
-    for rec in runs.load_all(store):
+    records = runs.load_all(store)
+    for rec in records:
         if now - rec.updatedAt >= timedelta(days=days) and source_deletable(store, rec):
             reason = f"msexports: {rec.state} {rec.updatedAt:%Y-%m-%d}, keep {days} days"
             out += [Deletion(path, _size(store, path), reason) for path in source_files(rec) if store.exists(path)]
+    if settings.retention.exports.days is not None:
+        out += _exports(store, records, now, settings.retention.exports.days)
     months = settings.retention.ingestion.months
     oldest = now.year * 12 + now.month - 1 - (months - 1)  # kept: the current month and the N - 1 before it
     for area in (INGESTION, RAW):  # raw/ keeps the same months as the lake
@@ -75,6 +83,26 @@ def plan(store: Store, settings: Settings, now: datetime | None = None) -> list[
                     m = _MONTH.match(rel)
                     if m and int(m.group(2)) * 12 + int(m.group(3)) - 1 < oldest:
                         out.append(Deletion(rel, _size(store, rel), f"{area}: older than {months} months"))
+    return out
+
+
+def _exports(store: Store, records: list[RunRecord], now: datetime, days: int) -> list[Deletion]:
+    """Files of other clouds' deliveries whose every run committed ``days`` or more ago, when the delivery is still the
+    one ingested (a changed or grown delivery is pending again and keeps everything)."""
+    current = {d.manifest: d.sha for d in native.deliveries(store)}
+    by_delivery: dict[tuple[str, str], list[RunRecord]] = {}
+    for rec in records:
+        if rec.manifest.startswith(f"{EXPORTS}/") and rec.sourceFiles:
+            by_delivery.setdefault((rec.manifest, rec.manifestSha256), []).append(rec)
+    out = []
+    for (manifest, sha), recs in sorted(by_delivery.items()):
+        last = max(r.updatedAt for r in recs)
+        if (current.get(manifest) != sha or any(r.sourceDeleted or r.state != "committed" for r in recs)
+                or now - last < timedelta(days=days)):
+            continue
+        reason = f"exports: committed {last:%Y-%m-%d}, keep {days} days"
+        paths = dict.fromkeys([*sorted(recs[0].sourceFiles), manifest])
+        out += [Deletion(path, _size(store, path), reason) for path in paths if store.exists(path)]
     return out
 
 

@@ -5,6 +5,8 @@ events on any ``manifest.json`` wake it at once, and a periodic full scan catche
 remote roots are polled, with a listing checkpoint (``config/checkpoints/msexports.json``) so
 manifests already committed or quarantined are not read again. A manifest whose blobs are not all there
 yet is waited for (re-checked on every event and every second) until ``blob_timeout``, then quarantined.
+Other clouds' deliveries under ``exports/`` are taken when their ``manifest.json`` lands; OCI's report files, which
+come without one, once they have not changed for ``settle`` seconds.
 Retention runs once a day. One structured log line per run.
 ``stop`` (SIGINT/SIGTERM) ends the loop between runs, so a run is never cut.
 """
@@ -29,6 +31,8 @@ DAY = 86400.0
 #: Seconds before the first retry after a failed cycle (an unreachable store), doubling up to MAX_BACKOFF.
 RETRY_BASE = 5.0
 MAX_BACKOFF = 300.0
+#: Seconds an incremental report file (OCI, no manifest) must stay unchanged before it is taken.
+SETTLE = 60.0
 #: The listing checkpoint: manifests already final, with their listing signature (not read again).
 CHECKPOINT = f"{CONFIG}/checkpoints/msexports.json"
 
@@ -79,7 +83,8 @@ class _Wakeup:
                 if event.event_type not in ("created", "modified", "moved", "closed"):
                     return  # reads ("opened", "closed_no_write") are our own scans
                 paths = [getattr(event, "src_path", ""), getattr(event, "dest_path", "")]
-                if any(str(p).endswith("manifest.json") or "/msexports/" in str(p) for p in paths):
+                if any(str(p).endswith("manifest.json") or f"/{MSEXPORTS}/" in str(p) or f"/{EXPORTS}/" in str(p)
+                       for p in paths):
                     wake.set()
 
         self.observer = Observer()
@@ -104,12 +109,12 @@ class _Wakeup:
 
 
 def _cycle(store: Store, grace: dict[str, float], checkpoint: dict[str, str], interval: float, blob_timeout: float,
-           log: Log) -> IngestResult:
+           log: Log, settle: float = SETTLE) -> IngestResult:
     """One pass: note new manifests' blob deadlines, ingest, log every run."""
     now = time.time()
     for rel in store.manifests(MSEXPORTS):
         grace.setdefault(rel, now + blob_timeout)
-    result = ingest(store, blob_grace=grace, wait=min(interval, 30.0), checkpoint=checkpoint)
+    result = ingest(store, blob_grace=grace, wait=min(interval, 30.0), checkpoint=checkpoint, settle=settle)
     store.write_json(CHECKPOINT, checkpoint)
     if result.busy:
         log({"event": "busy", "detail": "another process holds the ingestion lease"})
@@ -123,7 +128,7 @@ def _cycle(store: Store, grace: dict[str, float], checkpoint: dict[str, str], in
 
 
 def watch(store: Store, *, stop: threading.Event, log: Log, interval: float = 60.0, blob_timeout: float = 600.0,
-          retention_every: float = DAY, cycles: int | None = None) -> None:
+          retention_every: float = DAY, cycles: int | None = None, settle: float = SETTLE) -> None:
     """Ingest pending exports until ``stop`` is set (or ``cycles`` loops have run)."""
     wake = _Wakeup(store)
     grace: dict[str, float] = {}
@@ -136,7 +141,7 @@ def watch(store: Store, *, stop: threading.Event, log: Log, interval: float = 60
         while not stop.is_set() and (cycles is None or n < cycles):
             n += 1
             try:
-                result = _cycle(store, grace, checkpoint, interval, blob_timeout, log)
+                result = _cycle(store, grace, checkpoint, interval, blob_timeout, log, settle)
                 if time.time() - last_retention >= retention_every:
                     last_retention = time.time()
                     done = retention.apply(store, load_settings(store), wait=min(interval, 30.0))

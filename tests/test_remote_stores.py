@@ -219,7 +219,7 @@ def test_watch_retries_an_unreachable_store_until_it_answers(monkeypatch: pytest
 
 def test_native_focus_delivery(root: str) -> None:
     """Another cloud's FOCUS delivery (gzip CSV, two billing months) under exports/oci/ on every store: one committed
-    run per month, replay does nothing, the lake holds every row once."""
+    run per month, replay does nothing, the lake holds every row once; then a report file on its own joins them."""
     import gzip
 
     store = Store(root)
@@ -229,4 +229,12 @@ def test_native_focus_delivery(root: str) -> None:
     result = ingest(store)
     assert result.ok and sorted(r.month for r in result.records) == ["2024-09", "2024-10"], [r.error for r in result.all]
     assert lake(root)[:2] == (2, 7)
+    assert ingest(store).records == []
+    # an OCI report file without a manifest (Oracle writes one every few hours): taken alone, its months' folders keep
+    # the first delivery's files beside its own
+    store.write_bytes("exports/oci/FOCUS Reports/2024/10/02/0002.csv.gz", gzip.compress((DATA / "oci/oci-focus10-7rows.csv")
+                                                                                        .read_bytes()))
+    result = ingest(store)
+    assert result.ok and sorted(len(r.kept) for r in result.records) == [1, 1], [r.error for r in result.all]
+    assert lake(root)[:2] == (4, 14)
     assert ingest(store).records == []

@@ -16,6 +16,7 @@ Reconciliation: rows in = rows out, and BilledCost and EffectiveCost per currenc
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -31,12 +32,12 @@ from importlib import resources
 import duckdb
 from pydantic import BaseModel, ConfigDict
 
-from hub import convert, engine, lease, lookups, normalize, runs
+from hub import catalog, convert, engine, lease, lookups, normalize, runs
 from hub.checks import check_costs, month_end
 from hub.errors import HubError
 from hub.export_schemas import Column, ExportSchema, totals_spec
 from hub.runs import RunRecord
-from hub.store import EXPORTS, Store, bounded_name, dataset_folder
+from hub.store import EXPORTS, Store, bounded_name, dataset_folder, listed
 from hub.validate import validate_files
 from transforms import costs, mapped
 from transforms.costs import Lineage
@@ -56,6 +57,8 @@ class ProviderMapping(BaseModel):
     sourceName: str
     sourceType: str = "FOCUS"
     aliases: dict[str, list[str]] = {}
+    #: reports arrive file by file without a manifest (OCI): each file is taken once it has stopped changing
+    incrementalFiles: bool = False
 
 
 @cache
@@ -90,11 +93,16 @@ class Delivery:
     raw: bytes | None
     #: the provider's own manifests in the delivery (AWS ``<report>-Manifest.json``): the files they list must be there
     listings: tuple[str, ...] = ()
+    #: one incremental report file of its own (OCI): ``manifest`` is the file; it replaces only its own rows
+    incremental: bool = False
+    #: the file's listing signature (incremental files: a change of content is a new delivery)
+    stamp: str = ""
+    modified: datetime | None = None
 
     @property
     def sha(self) -> str:
         """The delivery's identity: its manifest and its files' names and sizes (a re-delivery is new)."""
-        listing = "\n".join([*(f"{p}\t{s}" for p, s in self.files), *self.listings])
+        listing = "\n".join([*(f"{p}\t{s}" for p, s in self.files), *self.listings, self.stamp])
         return hashlib.sha256((self.raw or b"") + b"\0" + listing.encode()).hexdigest()
 
     @property
@@ -103,52 +111,77 @@ class Delivery:
 
 
 def deliveries(store: Store) -> list[Delivery]:
-    """Every delivery under ``exports/<provider>/``, oldest manifest first (the newest of a lake folder wins)."""
-    listing = store.listing(AREA)
-    folders = {posixpath.dirname(rel) for rel in listing}
-    found = []
-    for rel, listed in listing.items():
-        provider = rel.split("/")[1] if rel.count("/") >= 2 else ""
-        folder = posixpath.dirname(rel)
-        try:
-            raw: bytes | None = store.read_bytes(rel) if store.inside(rel) else None
-        except OSError:
-            raw = None
-        files: list[tuple[str, int]] = []
-        listings: list[str] = []
-        if provider in providers():
-            for path, info in sorted(store.fs.find(store.full(folder), detail=True).items()):
-                sub = store.rel(path)
-                name = posixpath.basename(sub)
-                owner = posixpath.dirname(sub)
-                while owner != folder and owner not in folders:  # the nearest folder with a manifest owns a file
-                    owner = posixpath.dirname(owner)
-                if owner != folder or name.startswith("."):
-                    continue
-                if name.lower().endswith("-manifest.json"):
-                    listings.append(sub)
-                elif name.lower().endswith(SUFFIXES) and name.lower() != "manifest.json":
-                    files.append((sub, int(info.get("size") or 0)))
-        found.append((listed.modified or datetime.min.replace(tzinfo=timezone.utc), rel,
-                      Delivery(rel, provider, tuple(files), raw, tuple(listings))))
-    return [d for _, _, d in sorted(found, key=lambda f: (f[0], f[1]))]
-
-
-def pending(store: Store, records: list[RunRecord], *, retry: bool = False, force: bool = False) -> list[Delivery]:
-    """Deliveries not processed yet in their current content (``retry``: quarantined ones too; ``force``: all)."""
+    """Every delivery under ``exports/<provider>/``, oldest first (the newest of a lake folder wins): each folder with a
+    ``manifest.json`` owns the data files below it (not those of a sub-folder with its own manifest); for a provider
+    whose reports arrive file by file (``incrementalFiles``: OCI), each data file no manifest owns is a delivery."""
+    base = store.full(AREA)
+    if not store.fs.exists(base):
+        return []
+    found = {store.rel(path): info for path, info in store.fs.find(base, detail=True).items()}
+    manifests = {rel for rel in found if posixpath.basename(rel) == "manifest.json"}
+    folders = {posixpath.dirname(rel): rel for rel in manifests}
+    owned: dict[str, list[str]] = {folder: [] for folder in folders}
+    loose: list[str] = []
+    for rel in sorted(found):
+        name = posixpath.basename(rel)
+        if rel in manifests or name.startswith("."):
+            continue
+        owner = posixpath.dirname(rel)
+        while owner not in folders and "/" in owner:  # the nearest folder with a manifest owns a file
+            owner = posixpath.dirname(owner)
+        (owned[owner] if owner in folders else loose).append(rel)
     out = []
+    for folder, rel in folders.items():
+        provider = _provider(rel)
+        raw: bytes | None = None
+        with contextlib.suppress(OSError):
+            raw = store.read_bytes(rel) if store.inside(rel) else None
+        files, listings = [], []
+        for sub in owned[folder] if provider in providers() else []:
+            name = posixpath.basename(sub).lower()
+            if name.endswith("-manifest.json"):
+                listings.append(sub)
+            elif name.endswith(SUFFIXES):
+                files.append((sub, int(found[sub].get("size") or 0)))
+        out.append(Delivery(rel, provider, tuple(files), raw, tuple(listings), modified=listed(found[rel]).modified))
+    for rel in loose:
+        provider = _provider(rel)
+        if provider in providers() and providers()[provider].incrementalFiles and rel.lower().endswith(SUFFIXES):
+            seen = listed(found[rel])
+            out.append(Delivery(rel, provider, ((rel, int(found[rel].get("size") or 0)),), b"", incremental=True,
+                                stamp=seen.signature, modified=seen.modified))
+    oldest = datetime.min.replace(tzinfo=timezone.utc)
+    return sorted(out, key=lambda d: (d.modified or oldest, d.manifest))
+
+
+def _provider(rel: str) -> str:
+    """``exports/<provider>/...`` -> provider."""
+    return rel.split("/")[1] if rel.count("/") >= 2 else ""
+
+
+def pending(store: Store, records: list[RunRecord], *, retry: bool = False, force: bool = False, settle: float = 0,
+            waiting: list[str] | None = None) -> list[Delivery]:
+    """Deliveries not processed yet in their current content (``retry``: quarantined ones too; ``force``: all).
+    An incremental file changed less than ``settle`` seconds ago may still be written: it waits (in ``waiting``)."""
+    out = []
+    now = datetime.now(timezone.utc)
     for d in deliveries(store):
         mine = [r for r in records if r.manifest == d.manifest and r.manifestSha256 == d.sha]
         final = mine and all(r.state in ("committed", "quarantined") for r in mine)
         if force or not final or retry and any(r.state == "quarantined" for r in mine):
+            if d.incremental and settle > 0 and d.modified and (now - d.modified).total_seconds() < settle:
+                if waiting is not None:
+                    waiting.append(d.manifest)
+                continue
             out.append(d)
     return out
 
 
-def ingest_pending(store: Store, records: list[RunRecord], *, retry: bool = False, force: bool = False) -> list[RunRecord]:
+def ingest_pending(store: Store, records: list[RunRecord], *, retry: bool = False, force: bool = False, settle: float = 0,
+                   waiting: list[str] | None = None) -> list[RunRecord]:
     """Process every pending delivery (one failing delivery never stops the others); ``records`` is kept current."""
     made: list[RunRecord] = []
-    for d in pending(store, records, retry=retry, force=force):
+    for d in pending(store, records, retry=retry, force=force, settle=settle, waiting=waiting):
         key = f"native-{d.digest}"
         done = engine.isolated(store, key, d.manifest, d.raw, lambda d=d: process(store, d, records))
         out = done if isinstance(done, list) else [done]
@@ -166,7 +199,7 @@ def process(store: Store, d: Delivery, records: list[RunRecord]) -> list[RunReco
     made: list[RunRecord] = []
     try:
         _check(store, d)
-        made = _convert(store, d, failure)
+        made = _convert(store, d, failure, records)
         for rec in made:
             rec.state = "swapping"
             runs.save(store, rec)
@@ -240,7 +273,7 @@ def _listed(store: Store, listing: str) -> list[str]:
     return [posixpath.basename(k) for k in keys]
 
 
-def _convert(store: Store, d: Delivery, failure: RunRecord) -> list[RunRecord]:
+def _convert(store: Store, d: Delivery, failure: RunRecord, records: list[RunRecord]) -> list[RunRecord]:
     """Every file typed and normalized into one local Parquet file each, reconciled, then split into the runs of
     its (month, billing account) folders, each staged, validated and period-checked."""
     mapping = providers()[d.provider]
@@ -250,7 +283,7 @@ def _convert(store: Store, d: Delivery, failure: RunRecord) -> list[RunRecord]:
         con = convert.connect(temp_dir=os.path.join(tmp, "spill"))
         try:
             lookups.register(con)
-            written, rows_in, totals_in = [], 0, {}
+            written, rows_in, totals_in, kinds = [], 0, {}, set()
             for i, (path, _) in enumerate(d.files):
                 kind = _kind(path)
                 src = store.local_path(path)
@@ -259,6 +292,7 @@ def _convert(store: Store, d: Delivery, failure: RunRecord) -> list[RunRecord]:
                     store.get_file(path, src)
                 typed = _typed(con, d.provider, src, kind, path, os.path.join(tmp, f"typed-{i}.parquet"))
                 rows_in += typed.rows
+                kinds.add(typed.source_type)
                 _add(totals_in, typed.totals)
                 out = os.path.join(tmp, f"out-{i}.parquet")
                 lineage = Lineage(typed.source_name or mapping.sourceName, mapping.provider, typed.source_type, None, now)
@@ -278,7 +312,7 @@ def _convert(store: Store, d: Delivery, failure: RunRecord) -> list[RunRecord]:
             if rows_out != rows_in or _norm(ingested) != _norm(totals_in):
                 raise HubError(f"{rows_in} rows and totals {totals_in} delivered, {rows_out} rows and {ingested} converted",
                                file=d.manifest, code="InternalError")
-            return _split(store, con, d, whole, tmp)
+            return _split(store, con, d, whole, tmp, ", ".join(sorted(kinds)), records)
         finally:
             con.close()
 
@@ -432,8 +466,10 @@ def _norm(totals: dict) -> dict:
     return {c: {k: Decimal(v).normalize() for k, v in a.items()} for c, a in totals.items()}
 
 
-def _split(store: Store, con: duckdb.DuckDBPyConnection, d: Delivery, whole: str, tmp: str) -> list[RunRecord]:
-    """One staged, validated run per (billing month, billing account) of the converted rows."""
+def _split(store: Store, con: duckdb.DuckDBPyConnection, d: Delivery, whole: str, tmp: str, kind: str,
+           records: list[RunRecord]) -> list[RunRecord]:
+    """One staged, validated run per (billing month, billing account) of the converted rows (``kind``: what the
+    delivery's files are, e.g. ``FOCUS``). An incremental file's run carries the folder's other files over unchanged."""
     # the billing period's own month: its start is a local midnight on the 1st (UTC+8 for the Chinese clouds, Pacific for
     # Google), between 12 h before and 14 h after 00:00 UTC; 14 h later it is always in the right UTC month
     month = "strftime(make_timestamp(epoch_us(BillingPeriodStart) + 14 * 3600000000), '%Y-%m')"
@@ -446,7 +482,7 @@ def _split(store: Store, con: duckdb.DuckDBPyConnection, d: Delivery, whole: str
         year, mon = map(int, m.split("-"))
         folder = bounded_name(acct.lower(), 100) if acct else "unknown-account"
         key = f"native-{d.digest}-{year:04d}{mon:02d}-{hashlib.sha1(acct.encode()).hexdigest()[:8]}"
-        rec = RunRecord(key=key, manifest=d.manifest, manifestSha256=d.sha, state="converting", exportType="FOCUS",
+        rec = RunRecord(key=key, manifest=d.manifest, manifestSha256=d.sha, state="converting", exportType=kind,
                         exportName=d.provider, dataset="Costs", schemaKey=f"{NATIVE}{d.provider}", month=m,
                         scope=f"{d.provider}/{folder}",
                         destination=dataset_folder("Costs", year, mon, f"{d.provider}/{folder}"), staging=engine.new_staging(key))
@@ -460,6 +496,10 @@ def _split(store: Store, con: duckdb.DuckDBPyConnection, d: Delivery, whole: str
         rec.totalsOut, rec.totalsIngested = normalize.output_totals(con, totals_spec("FocusCost"), convert.parquet_source([out]))
         rec.totalsIn = rec.totalsIngested
         rec.parts = [runs.PartResult(blob=d.manifest, output=f"{rec.destination}/{name}", rows=rec.rowsOut)]
+        rec.sourceFiles = {**dict(d.files), **{listing: 0 for listing in d.listings}}
+        _conflict(store, con, rec, convert.parquet_source([out]), records)
+        if d.incremental:
+            rec.kept = _carry_over(store, rec, name)
         report = validate_files(con, [out], label=rec.destination or "")
         rec.validation = {"rows": report.rows, "checks": report.checked, "violations": report.violations,
                           "rules": report.summary()}
@@ -469,3 +509,37 @@ def _split(store: Store, con: duckdb.DuckDBPyConnection, d: Delivery, whole: str
             store.put_file(out, staged)
         made.append(rec)
     return made
+
+
+def _carry_over(store: Store, rec: RunRecord, name: str) -> list[str]:
+    """The lake files of ``rec``'s folder other than ``name``, linked into its staging folder (the swap keeps them):
+    a month of incremental report files is the union of its files."""
+    assert rec.destination and rec.staging
+    kept = [p for p in store.parquet_files(rec.destination) if posixpath.basename(p) != name]
+    for path in kept:
+        store.copy(path, f"{rec.staging}/{posixpath.basename(path)}")
+    return [posixpath.basename(p) for p in kept]
+
+
+def _conflict(store: Store, con: duckdb.DuckDBPyConnection, rec: RunRecord, rows: str, records: list[RunRecord]) -> None:
+    """Two kinds of report of the same provider (a CUR and a FOCUS export, an OCI cost report and a FOCUS report)
+    describe the same costs: a month's rows of a sub-account already in the lake from the other kind are refused
+    (``SourceConflict``) rather than counted twice. A delivery of the same kind replaces its folder as usual."""
+    others = [r for r in records if r.state == "committed" and r.exportName == rec.exportName and r.month == rec.month
+              and r.exportType != rec.exportType and r.dataset == "Costs" and r.manifest != rec.manifest]
+    files = [p.output for r in others for p in r.parts if store.exists(p.output)]
+    if not files:
+        return
+    mine = {a for (a,) in con.execute(f"SELECT DISTINCT SubAccountId FROM {rows}").fetchall()}
+    lake = catalog.store_connection(store, threads=2)
+    try:
+        sources = ", ".join(literal(catalog.duck_path(store, f)) for f in files)
+        theirs = {a for (a,) in lake.execute(f"SELECT DISTINCT SubAccountId FROM read_parquet([{sources}], "
+                                             "union_by_name = true)").fetchall()}
+    finally:
+        lake.close()
+    if both := sorted(a or "(none)" for a in mine & theirs):
+        other = next(r for r in others if any(p.output in files for p in r.parts))
+        raise HubError(f"the lake holds {other.exportType} rows of {rec.month} for sub-account {both[0]} (from "
+                       f"{other.manifest}); {rec.exportType} rows of the same costs would count them twice: deliver one "
+                       "kind of report per account", file=rec.manifest, code="SourceConflict")

@@ -1,0 +1,166 @@
+"""OCI report files taken one by one (no manifest): a month is the union of its files, a re-delivered file replaces only
+its own rows, a file still being written waits, and two kinds of report of the same costs are never both counted."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import os
+import subprocess
+import sys
+from decimal import Decimal as D
+from pathlib import Path
+
+from conftest import DATA, make_hub
+from test_native_focus import REPO, deliver, lake, one
+
+from hub import runs
+from hub.store import Store
+from pipelines.ingest import ingest
+
+OCI = DATA / "oci" / "oci-focus10-7rows.csv"
+COST_REPORT = DATA / "oci" / "oci-cost-report-506rows.csv"
+FOCUS = "exports/oci/FOCUS Reports/2024/09"
+
+
+def rows(path: Path) -> tuple[list[str], list[list[str]]]:
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh)
+        header = next(reader)
+        return header, list(reader)
+
+
+def gz(header: list[str], body: list[list[str]]) -> bytes:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows([header, *body])
+    return gzip.compress(out.getvalue().encode())
+
+
+def billed(body: list[list[str]], header: list[str]) -> D:
+    i = header.index("BilledCost")
+    return sum((D(r[i]) for r in body), D(0))
+
+
+def put(root: Path, rel: str, data: bytes) -> None:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def test_a_month_is_the_union_of_its_files_and_a_redelivered_file_replaces_only_itself(tmp_path: Path) -> None:
+    """Two report files of September (3 + 4 rows, the second also holds an October row), no manifest: each is its
+    own run; September's folder holds both files' rows; a re-delivery of the first file with one row less changes only
+    its rows; a replay changes nothing."""
+    root = make_hub(tmp_path / "hub")
+    header, body = rows(OCI)
+    first, second = body[:3], body[3:]
+    put(root, f"{FOCUS}/01/0001.csv.gz", gz(header, first))
+    put(root, f"{FOCUS}/02/0002.csv.gz", gz(header, second))
+    result = ingest(Store(str(root)))
+    assert result.ok, [r.error for r in result.all]
+    assert sorted((r.manifest.rsplit("/", 1)[1], r.month) for r in result.records) == [
+        ("0001.csv.gz", "2024-09"), ("0002.csv.gz", "2024-09"), ("0002.csv.gz", "2024-10")]
+    assert one(f"SELECT count(*) FROM {lake(root)}") == 7
+    assert one(f"SELECT sum(BilledCost) FROM {lake(root)}") == billed(body, header)
+    september = root / "ingestion/Costs/2024/09/oci/20209880"
+    assert len(list(september.glob("*.parquet"))) == 2
+    untouched = {p.name: p.stat().st_ino for p in september.glob("*.parquet")}
+
+    put(root, f"{FOCUS}/01/0001.csv.gz", gz(header, first[:2]))  # Oracle re-writes the file: one row less
+    again = ingest(Store(str(root)))
+    assert again.ok and [r.manifest.rsplit("/", 1)[1] for r in again.records] == ["0001.csv.gz"]
+    assert again.records[0].kept and again.records[0].rowsOut == 2
+    assert one(f"SELECT count(*) FROM {lake(root)}") == 6
+    assert one(f"SELECT sum(BilledCost) FROM {lake(root)}") == billed(first[:2] + second, header)
+    (kept,) = again.records[0].kept  # the second file's September rows: carried over, the very same file
+    assert {p.name: p.stat().st_ino for p in september.glob("*.parquet")}[kept] == untouched[kept]
+    assert ingest(Store(str(root))).records == []
+
+
+def test_a_file_still_changing_waits_for_the_watcher(tmp_path: Path) -> None:
+    """With a settle time (``hub watch``), a report file written a moment ago is left waiting; ``hub ingest`` (no
+    settle time) takes it."""
+    root = make_hub(tmp_path / "hub")
+    header, body = rows(OCI)
+    put(root, f"{FOCUS}/01/0001.csv.gz", gz(header, body))
+    waiting = ingest(Store(str(root)), settle=3600)
+    assert waiting.records == [] and waiting.waiting == [f"{FOCUS}/01/0001.csv.gz"]
+    assert ingest(Store(str(root))).ok and one(f"SELECT count(*) FROM {lake(root)}") == 7
+
+
+def test_a_cost_report_of_a_tenancy_already_in_the_lake_from_focus_reports_is_refused(tmp_path: Path) -> None:
+    """OCI's cost report and FOCUS report of one tenancy and month describe the same costs: the second kind to arrive
+    is quarantined (SourceConflict, naming the file), the lake keeps the first kind's rows, other deliveries flow."""
+    root = make_hub(tmp_path / "hub")
+    header, body = rows(OCI)
+    put(root, f"{FOCUS}/01/0001.csv.gz", gz(header, body))
+    assert ingest(Store(str(root))).ok
+    before = one(f"SELECT sum(BilledCost) FROM {lake(root)}")
+    tenancy = body[0][header.index("SubAccountId")]
+    text = COST_REPORT.read_text(encoding="utf-8-sig").replace("2023-11-", "2024-09-")
+    report_header, report_body = next(csv.reader(io.StringIO(text))), list(csv.reader(io.StringIO(text)))[1:]
+    t = report_header.index("lineItem/tenantId")
+    for r in report_body:
+        r[t] = tenancy
+    put(root, "exports/oci/reports/cost-csv/0000000030000269.csv.gz", gz(report_header, report_body))
+    deliver(root, "aws", "e1", {"a.csv": (DATA / "aws" / "aws-focus10-942rows.csv").read_text()})
+    result = ingest(Store(str(root)))
+    bad = [r for r in result.records if r.state == "quarantined"]
+    assert len(bad) == 1 and bad[0].error and bad[0].error.code == "SourceConflict"
+    assert bad[0].error.file == "exports/oci/reports/cost-csv/0000000030000269.csv.gz"
+    assert tenancy in bad[0].error.message and "OCI cost report" in bad[0].error.message
+    assert one(f"SELECT sum(BilledCost) FROM {lake(root, 'oci')}") == before
+    assert one(f"SELECT count(*) FROM {lake(root, 'aws')}") == 942
+
+
+def test_kill_before_the_commit_of_a_second_file_is_finished_on_restart(tmp_path: Path) -> None:
+    """The second file of a month killed after its swap, before its commit: the restart finishes it and the month holds
+    both files' rows once."""
+    root = make_hub(tmp_path / "hub")
+    header, body = rows(OCI)
+    put(root, f"{FOCUS}/01/0001.csv.gz", gz(header, body[:3]))
+    assert ingest(Store(str(root))).ok
+    put(root, f"{FOCUS}/02/0002.csv.gz", gz(header, body[3:6]))
+    env = {**os.environ, "HUB_CRASH_AT": "before-commit", "HUB_LEASE_TTL": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-m", "hub.cli", "ingest", str(root)], capture_output=True, env=env, cwd=REPO)
+    assert proc.returncode == 137
+    states = sorted(r.state for r in runs.load_all(Store(str(root))))
+    assert states[0] == "committed" and set(states[1:]) == {"swapping"}  # the second file's runs (one per month)
+    result = ingest(Store(str(root)), lease_ttl=1)
+    assert {r.state for r in result.recovered} == {"committed"} and result.records == []
+    assert one(f"SELECT count(*) FROM {lake(root)}") == 6
+    assert one(f"SELECT sum(BilledCost) FROM {lake(root)}") == billed(body[:6], header)
+
+
+def test_retention_of_exports_deletes_only_committed_unchanged_deliveries(tmp_path: Path) -> None:
+    """``retention.exports.days``: unset keeps every delivered file; 0 deletes the files of committed deliveries (data
+    files, manifest, an OCI report file) and nothing else: not a quarantined delivery, not one that changed since it
+    was ingested, not a file of the folder that is not the delivery's. The lake is unchanged and nothing re-ingests."""
+    from hub.settings import parse_settings
+    from pipelines.retention import apply
+
+    root = make_hub(tmp_path / "hub")
+    header, body = rows(OCI)
+    put(root, f"{FOCUS}/01/0001.csv.gz", gz(header, body))
+    aws = deliver(root, "aws", "e1", {"a.csv": (DATA / "aws" / "aws-focus10-942rows.csv").read_text(), "notes.txt": "mine"})
+    grown = deliver(root, "aws", "e2", {"a.csv": (DATA / "aws" / "aws-focus10-942rows.csv").read_text()})
+    bad = deliver(root, "gcp", "x", {"a.csv": "not,a,bill\n1,2,3\n"})
+    store = Store(str(root))
+    assert sorted(r.state for r in ingest(store).records).count("quarantined") == 1
+    (grown / "b.csv").write_text("BilledCost\n1\n")  # a file added after the ingestion: the delivery is pending again
+    before = one(f"SELECT sum(BilledCost) FROM {lake(root)}")
+    keep = '"ingestion": {"months": 0}'  # the 2024 months stay in the lake
+    assert apply(store, parse_settings(f'{{"retention": {{{keep}}}}}')).deletions == []
+
+    delete = parse_settings(f'{{"retention": {{"exports": {{"days": 0}}, {keep}}}}}')
+    done = apply(store, delete)
+    assert sorted(d.path for d in done.deletions) == sorted([
+        f"{FOCUS}/01/0001.csv.gz", "exports/aws/e1/a.csv", "exports/aws/e1/manifest.json"])
+    assert not (aws / "a.csv").exists() and (aws / "notes.txt").read_text() == "mine"
+    assert (grown / "a.csv").exists() and (bad / "a.csv").exists() and (bad / "manifest.json").exists()
+    assert one(f"SELECT sum(BilledCost) FROM {lake(root)}") == before
+    assert all(r.sourceDeleted for r in runs.load_all(store) if r.manifest in (f"{FOCUS}/01/0001.csv.gz",
+                                                                                 "exports/aws/e1/manifest.json"))
+    assert apply(store, delete).deletions == []
+    assert {r.manifest for r in ingest(store).records} == {"exports/aws/e2/manifest.json"}  # only the grown one
