@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import date
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from functools import cache
 from importlib import resources
@@ -20,6 +20,7 @@ from typing import Literal
 import duckdb
 from pydantic import BaseModel, ConfigDict, Field
 
+from hub.checks import PERIOD_SLACK
 from transforms.typing import ident
 
 UNTAGGED = "(untagged)"
@@ -157,6 +158,18 @@ def _epoch_us(day: date) -> int:
     return (day.toordinal() - EPOCH.toordinal()) * 86_400_000_000
 
 
+def _folder_months(begin: date, stop: date) -> list[str]:
+    """The month folders that may hold rows charged from ``begin`` to the day before ``stop``: ingestion files a row
+    under its billing period's month (other clouds: late usage billed the next month, Google's Pacific invoice month)
+    and refuses rows charged more than ``PERIOD_SLACK`` outside it, so the folders within that slack of the period."""
+    far = date.max - PERIOD_SLACK
+    return _months(begin - PERIOD_SLACK, stop + PERIOD_SLACK if stop <= far else date.max)
+
+
+def _utc(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+
+
 def _months(begin: date, stop: date) -> list[str]:
     """``yyyy-mm`` of every month from ``begin`` to the day before ``stop``."""
     last = date.fromordinal(stop.toordinal() - 1)
@@ -255,8 +268,12 @@ def query_costs(con: duckdb.DuckDBPyConnection, req: CostQuery, *, view: str = "
     bucket = "epoch_us(ChargePeriodStart) // 86400000000"
     metric = ident(_config()["costTypes"][req.cost_type])
     official = ident(_config()["officialAmount"])
-    months = _months(begin, stop)
-    where = [f"x_Month IN ({', '.join(sql.bind(m) for m in months)})",  # reads only those month folders
+    # reads only the month folders that may hold the period's rows (its own and, for late rows, its neighbours')
+    where = [f"x_Month IN ({', '.join(sql.bind(m) for m in _folder_months(begin, stop))})",
+             # a day wider than the period, as timestamps: pushed down to the Parquet row-group statistics, so the
+             # neighbouring months' files are opened, not scanned
+             f"ChargePeriodStart >= {sql.bind(_utc(begin) - timedelta(days=1))}",
+             f"ChargePeriodStart < {sql.bind(_utc(stop) + timedelta(days=1) if stop < date.max else _utc(stop))}",
              # UTC bounds as epoch microseconds: independent of the session's time zone
              f"epoch_us(ChargePeriodStart) >= {sql.bind(_epoch_us(begin))}",
              f"epoch_us(ChargePeriodStart) < {sql.bind(_epoch_us(stop))}"]

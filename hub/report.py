@@ -1,8 +1,8 @@
 """``hub report``: one self-contained HTML page (inline CSS, inline SVG charts, no network) about the lake.
 
-Sections (stable element ids): ``by-month``, ``by-service``, ``by-subaccount``, ``top-resources``, ``top-tags``,
-``data-quality`` and ``runs``. Every aggregate comes from DuckDB SQL over the catalog views; amounts are never
-added across currencies. Each number in a table carries ``data-value`` (DuckDB's exact decimal text) and
+Sections (stable element ids): ``by-month``, ``by-provider``, ``by-service``, ``by-subaccount``, ``top-resources``,
+``top-tags``, ``data-quality`` and ``runs``. Every aggregate comes from DuckDB SQL over the catalog views; amounts are
+never added across currencies. Each number in a table carries ``data-value`` (DuckDB's exact decimal text) and
 ``data-col``; table rows carry ``data-currency`` and ``data-key`` (the raw group value, absent for NULL).
 """
 
@@ -32,8 +32,8 @@ NONE_LABEL = "(none)"
 #: Costs columns the report reads -> type used when a lake lacks the column.
 _COLUMNS = {
     "x_Month": "VARCHAR", "BillingCurrency": "VARCHAR", "EffectiveCost": "DECIMAL(38,18)", "BilledCost": "DECIMAL(38,18)",
-    "ServiceName": "VARCHAR", "SubAccountId": "VARCHAR", "SubAccountName": "VARCHAR", "ResourceId": "VARCHAR",
-    "ResourceName": "VARCHAR", "Tags": "VARCHAR", "x_SourceChanges": "VARCHAR",
+    "ProviderName": "VARCHAR", "ServiceName": "VARCHAR", "SubAccountId": "VARCHAR", "SubAccountName": "VARCHAR",
+    "ResourceId": "VARCHAR", "ResourceName": "VARCHAR", "Tags": "VARCHAR", "x_SourceChanges": "VARCHAR",
 }
 
 
@@ -90,6 +90,7 @@ class ReportData:
     rows_unchanged: int = 0
     totals: list[MonthRow] = field(default_factory=list)
     by_month: list[MonthRow] = field(default_factory=list)
+    by_provider: list[GroupRow] = field(default_factory=list)
     by_service: list[GroupRow] = field(default_factory=list)
     by_subaccount: list[GroupRow] = field(default_factory=list)
     top_resources: list[ResourceRow] = field(default_factory=list)
@@ -140,6 +141,7 @@ def _collect(con: duckdb.DuckDBPyConnection, data: ReportData) -> None:
                  f"count(*) FROM c GROUP BY ALL ORDER BY ALL")
     data.totals = [MonthRow(None, *r[1:]) for r in con.execute(month_sql.format(key="NULL")).fetchall()]
     data.by_month = [MonthRow(*r) for r in con.execute(month_sql.format(key="x_Month")).fetchall()]
+    data.by_provider = _ranked(con, base, "ProviderName", "NULL::VARCHAR")
     data.by_service = _ranked(con, base, "ServiceName", "NULL::VARCHAR")
     data.by_subaccount = _ranked(con, base, "SubAccountId", "SubAccountName")
     data.top_resources = [ResourceRow(*r) for r in con.execute(f"""{base},
@@ -414,8 +416,9 @@ dd{margin:0;font-size:18px;font-weight:600}
 footer{color:#9aa5b1;font-size:12px;text-align:center;padding:0 0 24px}
 """
 
-_NAV = [("by-month", "By month"), ("by-service", "By service"), ("by-subaccount", "By sub-account"),
-        ("top-resources", "Top resources"), ("top-tags", "Top tags"), ("data-quality", "Data quality"), ("runs", "Run history")]
+_NAV = [("by-month", "By month"), ("by-provider", "By provider"), ("by-service", "By service"),
+        ("by-subaccount", "By sub-account"), ("top-resources", "Top resources"), ("top-tags", "Top tags"),
+        ("data-quality", "Data quality"), ("runs", "Run history")]
 
 
 def render_html(data: ReportData) -> str:
@@ -424,6 +427,7 @@ def render_html(data: ReportData) -> str:
     nav = "".join(f'<a href="#{sid}">{_e(label)}</a>' for sid, label in _NAV)
     sections = [
         _month_section(data),
+        _group_section("by-provider", "Cost by provider", "ProviderName", data.by_provider, empty, None),
         _group_section("by-service", "Cost by service", "ServiceName", data.by_service, empty, None),
         _group_section("by-subaccount", "Cost by sub-account", "SubAccountName", data.by_subaccount, empty, "SubAccountId"),
         _resources_section(data), _tags_section(data), _quality_section(data), _runs_section(data),
