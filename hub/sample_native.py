@@ -8,6 +8,7 @@ of ``i`` (hashes pick services, accounts, resources and amounts).
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import tempfile
 from datetime import date
@@ -287,3 +288,62 @@ def write_tencent_bill(root: str, *, month: str = "2024-05", rows: int = 1000, p
     _write(store, f"{folder}/{payer}-{month.replace('-', '')}-by_used_time-bill_details.csv", con, sql)
     store.write_bytes(f"{folder}/manifest.json", b"")
     return f"{folder}/manifest.json"
+
+
+#: (AWS region code, display name)
+AWS_REGIONS = (("us-east-1", "US East (N. Virginia)"), ("eu-west-1", "EU (Ireland)"), ("ap-southeast-2", "Asia Pacific (Sydney)"))
+#: ServiceCategory of AWS_SERVICES, in order
+AWS_CATEGORIES = ("Compute", "Storage", "Databases", "Compute", "Management and Governance")
+
+
+def write_aws_focus(root: str, *, month: str = "2024-05", rows: int = 2000, payer: str = "111122223333",
+                    export: str = "focus-export") -> str:
+    """An AWS Data Exports FOCUS 1.0 export for one month as AWS lays it out (``<export>/data/BILLING_PERIOD=…/``,
+    its ``metadata/…-Manifest.json`` listing the data file) with AWS's columns: the 43 FOCUS columns (``NULL`` text
+    for nulls, ResourceType empty, Tags as JSON text) and ``x_CostCategories``, ``x_Discounts``, ``x_Operation``,
+    ``x_ServiceCode``, ``x_UsageType``; usage of the services of :func:`write_aws_cur`. Returns the manifest's path."""
+    store = Store(root)
+    start, end, days = _month(month)
+    base = f"{EXPORTS}/aws/focus/{export}"
+    data = f"{base}/data/BILLING_PERIOD={month}/{export}-00001.csv.gz"
+    con = _connect()
+    services = _values([(*s, c) for s, c in zip(AWS_SERVICES, AWS_CATEGORIES, strict=True)])
+    regions = _values(list(AWS_REGIONS))
+    cost = "CAST(CAST(qty AS DECIMAL(18,6)) * CAST(rate AS DECIMAL(18,10)) AS VARCHAR)"
+    sql = f"""
+        SELECT region || 'a' AS AvailabilityZone, {cost} AS BilledCost, '{payer}' AS BillingAccountId,
+               'demo-payer' AS BillingAccountName, 'USD' AS BillingCurrency, '{end} 00:00:00' AS BillingPeriodEnd,
+               '{start} 00:00:00' AS BillingPeriodStart, 'Usage' AS ChargeCategory, 'NULL' AS ChargeClass,
+               '$' || rate || ' per ' || unit || ' of ' || usage_type AS ChargeDescription, 'Usage-Based' AS ChargeFrequency,
+               strftime(t + INTERVAL 1 HOUR, '%Y-%m-%d %H:%M:%S') AS ChargePeriodEnd,
+               strftime(t, '%Y-%m-%d %H:%M:%S') AS ChargePeriodStart, 'NULL' AS CommitmentDiscountCategory,
+               'NULL' AS CommitmentDiscountId, 'NULL' AS CommitmentDiscountName, 'NULL' AS CommitmentDiscountStatus,
+               'NULL' AS CommitmentDiscountType, CAST(qty AS VARCHAR) AS ConsumedQuantity, unit AS ConsumedUnit,
+               {cost} AS ContractedCost, rate AS ContractedUnitPrice, {cost} AS EffectiveCost,
+               'Amazon Web Services, Inc.' AS InvoiceIssuerName, {cost} AS ListCost, rate AS ListUnitPrice,
+               'Standard' AS PricingCategory, CAST(qty AS VARCHAR) AS PricingQuantity, unit AS PricingUnit, 'AWS' AS ProviderName,
+               'Amazon Web Services, Inc.' AS PublisherName, region AS RegionId, region_name AS RegionName,
+               CASE WHEN arn <> '' THEN 'arn:aws:' || replace(replace(replace(arn, '{{region}}', region), '{{acct}}', acct),
+                    '{{rid}}', rid) ELSE 'NULL' END AS ResourceId,
+               'NULL' AS ResourceName, 'NULL' AS ResourceType, category AS ServiceCategory, name AS ServiceName,
+               'SKU' || k AS SkuId, 'SKU' || k || '.RATE' AS SkuPriceId, acct AS SubAccountId,
+               'account-' || right(acct, 1) AS SubAccountName,
+               '{{"user:team": "' || ['web', 'data', 'platform'][CAST(1 + hash(i, 't') % 3 AS BIGINT)] || '", "user:env": "'
+                   || ['prod', 'dev'][CAST(1 + hash(i, 'e') % 2 AS BIGINT)] || '"}}' AS Tags,
+               '{{}}' AS x_CostCategories, '{{}}' AS x_Discounts, 'Run' AS x_Operation, code AS x_ServiceCode,
+               usage_type AS x_UsageType
+        FROM (SELECT i, s.*, g.region, g.region_name,
+                     '4444' || lpad(CAST(hash(i, 'a') % 4 AS BIGINT)::VARCHAR, 8, '0') AS acct,
+                     lpad(printf('%x', hash(i, 'id') % 400), 8, '0') AS rid,
+                     TIMESTAMP '{start}' + INTERVAL (hash(i, 'h') % ({days} * 24)) HOUR AS t,
+                     round(1 + (hash(i, 'q') % 1000) / 100.0, 2) AS qty
+              FROM range({rows}) r(i)
+              JOIN {services} s(code, name, usage_type, unit, rate, arn, category, k) ON s.k = CAST(hash(i, 's') % 5 AS BIGINT)
+              JOIN {regions} g(region, region_name, gk) ON g.gk = CAST(hash(i, 'r') % 3 AS BIGINT))
+        ORDER BY ChargePeriodStart"""
+    _write(store, data, con, sql)
+    listing = {"executionId": f"{export}-{month}", "billingPeriod": {"start": f"{start}T00:00:00.000Z"},
+               "dataFiles": [f"s3://demo-bucket/{base[len(EXPORTS) + 5:]}/{data[len(base) + 1:]}"]}
+    store.write_bytes(f"{base}/metadata/BILLING_PERIOD={month}/{export}-Manifest.json", json.dumps(listing).encode())
+    store.write_bytes(f"{base}/manifest.json", b"")
+    return f"{base}/manifest.json"
