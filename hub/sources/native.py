@@ -38,8 +38,8 @@ from hub.errors import HubError
 from hub.export_schemas import Column, ExportSchema, totals_spec
 from hub.runs import RunRecord
 from hub.store import EXPORTS, Store, bounded_name, dataset_folder, listed
-from hub.validate import validate_files
-from transforms import costs, mapped
+from hub.validate import CheckTap, tap_report, validate_files
+from transforms import backfill, costs, mapped
 from transforms.costs import Lineage
 from transforms.typing import IncompatibleType, header_key, ident, literal, project
 
@@ -273,68 +273,106 @@ def _listed(store: Store, listing: str) -> list[str]:
     return [posixpath.basename(k) for k in keys]
 
 
+#: Columns a typed file carries for its input tap only (the report's own total and currency), dropped before the rules.
+HIDDEN_CURRENCY, HIDDEN_BILLED = "__hub_currency", "__hub_billed"
+
+
+@dataclass
+class Written:
+    """One delivered file converted: its Parquet output, its rows per (billing month, account), its check tap."""
+
+    path: str
+    file: str
+    groups: dict[tuple[str, str], int]
+    check: CheckTap
+
+
 def _convert(store: Store, d: Delivery, failure: RunRecord, records: list[RunRecord]) -> list[RunRecord]:
-    """Every file typed and normalized into one local Parquet file each, reconciled, then split into the runs of
-    its (month, billing account) folders, each staged, validated and period-checked."""
+    """Every file typed, normalized and written in one pass (its rows and totals counted by an input tap, its FOCUS
+    checks by a check tap, as for Azure's exports), reconciled, then grouped into the runs of its (month, billing
+    account) folders, each staged, validated and period-checked."""
     mapping = providers()[d.provider]
     now = datetime.now(timezone.utc).isoformat()
-    spec = totals_spec("FocusCost")
     with tempfile.TemporaryDirectory(prefix="hub-native-") as tmp:
         con = convert.connect(temp_dir=os.path.join(tmp, "spill"))
         try:
             lookups.register(con)
-            written, rows_in, totals_in, kinds = [], 0, {}, set()
+            summary, kinds, written = normalize.InputSummary(), set(), []
             for i, (path, _) in enumerate(d.files):
                 kind = _kind(path)
                 src = store.local_path(path)
                 if src is None:
                     src = os.path.join(tmp, f"in-{i}-{posixpath.basename(path)}")
                     store.get_file(path, src)
-                typed = _typed(con, d.provider, src, kind, path, os.path.join(tmp, f"typed-{i}.parquet"))
-                rows_in += typed.rows
+                typed = _typed(con, d.provider, src, kind, path)
                 kinds.add(typed.source_type)
-                _add(totals_in, typed.totals)
-                out = os.path.join(tmp, f"out-{i}.parquet")
                 lineage = Lineage(typed.source_name or mapping.sourceName, mapping.provider, typed.source_type, None, now)
-                try:
-                    query = costs.costs_sql(typed.sql, typed.columns, lineage, extras=typed.extras)
-                    convert.write_parquet(con, [f"* FROM ({query})"], "", out, file=path, select_only=True)
-                except HubError:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - ill-typed input quarantines the delivery, naming the file
-                    raise convert.map_error(exc, file=path) from None
-                written.append(out)
-            failure.rowsIn = rows_in
-            failure.totalsIn = totals_in
-            whole = convert.parquet_source(written)
-            rows_out = convert.count_rows(con, written)
-            _, ingested = normalize.output_totals(con, spec, whole)
-            if rows_out != rows_in or _norm(ingested) != _norm(totals_in):
-                raise HubError(f"{rows_in} rows and totals {totals_in} delivered, {rows_out} rows and {ingested} converted",
-                               file=d.manifest, code="InternalError")
-            return _split(store, con, d, whole, tmp, ", ".join(sorted(kinds)), records)
+                out = os.path.join(tmp, f"out-{i}.parquet")
+                try:  # fast path: closed-set columns as ENUMs; a value outside a set writes the file again without them
+                    tap, check, rows = _write(con, typed, lineage, out, f"{i}", path, closed=True)
+                except convert.EnumMiss:
+                    tap, check, rows = _write(con, typed, lineage, out, f"{i}_all", path)
+                summary.add(tap.summary)
+                groups = {(m, a): n for m, a, n in con.execute(
+                    f"SELECT {MONTH} AS m, {ACCOUNT} AS a, count(*) FROM read_parquet({literal(out)}) GROUP BY ALL").fetchall()}
+                if any(m is None for m, _ in groups):
+                    raise HubError("rows without BillingPeriodStart: their month is unknown", file=path, code="PeriodMismatch")
+                if sum(groups.values()) != rows:
+                    raise HubError(f"{rows} rows written, {sum(groups.values())} read back", file=path, code="InternalError")
+                written.append(Written(out, path, groups, check))
+            failure.rowsIn, failure.totalsIn = summary.rows, summary.totals
+            made = _split(store, con, d, written, tmp, ", ".join(sorted(kinds)), records)
+            rows_out, ingested = sum(r.rowsOut for r in made), {}
+            for rec in made:
+                _add(ingested, rec.totalsIngested)
+            if rows_out != summary.rows or _norm(ingested) != _norm(summary.totals):
+                raise HubError(f"{summary.rows} rows and totals {summary.totals} delivered, {rows_out} rows and {ingested} "
+                               "converted", file=d.manifest, code="InternalError")
+            return made
         finally:
             con.close()
 
 
+def _write(con: duckdb.DuckDBPyConnection, typed: Typed, lineage: Lineage, out: str, tag: str, path: str, *,
+           closed: bool = False) -> tuple[normalize.InputTap, CheckTap, int]:
+    """Normalize one typed file into ``out``: its input tap, its check tap, the rows written."""
+    try:
+        tap = normalize.InputTap(con, typed.tap_schema, set(typed.present), f"hub_native_in_{tag}")
+        check = CheckTap(con, f"hub_native_checks_{tag}")
+        hidden = [ident(c) for c in (HIDDEN_CURRENCY, HIDDEN_BILLED) if c in typed.present]
+        source = tap.wrap(typed.sql)
+        if hidden:
+            source = f"(SELECT * EXCLUDE ({', '.join(hidden)}) FROM {source})"
+        query = costs.costs_sql(source, typed.columns, lineage, extras=typed.extras, check=check.where, closed=closed)
+        described = query.columns
+        check.describe(described)
+        rows = convert.write_parquet(con, [f"* FROM ({query})"], "", out, file=path, select_only=True, columns=described)
+    except HubError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - ill-typed input quarantines the delivery, naming the file
+        raise convert.map_error(exc, file=path) from None
+    return tap, check, rows
+
+
 @dataclass(frozen=True)
 class Typed:
-    """One file typed as FOCUS: its relation, columns and extra columns, what it is, its rows and totals per currency."""
+    """One file typed as FOCUS: its relation (with the input tap's hidden columns, if any), the FOCUS columns and
+    extra columns, every column of the relation, what it is, and what its input tap sums."""
 
     sql: str
     columns: dict[str, str]
     extras: list[str]
+    present: dict[str, str]
     source_type: str
     source_name: str | None
-    rows: int
-    totals: dict
+    tap_schema: ExportSchema
 
 
-def _typed(con: duckdb.DuckDBPyConnection, provider: str, src: str, kind: str, path: str, local: str) -> Typed:
+def _typed(con: duckdb.DuckDBPyConnection, provider: str, src: str, kind: str, path: str) -> Typed:
     """One file as a typed FOCUS relation: a FOCUS file directly, a report of the provider's own (AWS CUR) through its
-    mapping (:mod:`transforms.mapped`). A gzip file is decompressed once into ``local`` (a Parquet copy of its text).
-    Totals: BilledCost and EffectiveCost per currency as delivered (for a mapped report, BilledCost is the report's own
-    total, e.g. CUR's unblended cost)."""
+    mapping (:mod:`transforms.mapped`). Its input tap sums BilledCost and EffectiveCost per currency as delivered; for
+    a mapped report BilledCost is the report's own total (e.g. CUR's unblended cost), computed from its columns in
+    hidden columns, not from the mapping's output."""
     if kind == "json":
         sql = f"read_json({literal(src)}, format = 'newline_delimited', records = true)"
         try:
@@ -343,15 +381,9 @@ def _typed(con: duckdb.DuckDBPyConnection, provider: str, src: str, kind: str, p
             raise convert.map_error(exc, file=path) from None
     else:
         sql, columns = convert.source_columns(con, src, kind, file=path)
-    if kind in ("csv.gz", "json"):  # decompressed / parsed once: the typed relation is read twice (totals, conversion)
-        try:
-            con.execute(f"COPY (SELECT * FROM {sql}) TO {literal(local)} (FORMAT parquet)")
-        except duckdb.Error as exc:
-            raise convert.map_error(exc, file=path) from None
-        sql = f"read_parquet({literal(local)})"
     sql, present = _flat(sql, dict(columns))
     mapping = providers()[provider]
-    source_type, source_name, provider_totals = mapping.sourceType, None, None
+    source_type, source_name, hidden = mapping.sourceType, None, []
     needed = ("BilledCost", "BillingCurrency", "BillingPeriodStart", "BillingAccountId")
     if not _has(provider, present, needed):
         spec = next((r for r in reports(provider) if mapped.detects(r, present)), None)
@@ -360,29 +392,31 @@ def _typed(con: duckdb.DuckDBPyConnection, provider: str, src: str, kind: str, p
             raise HubError(f"not a FOCUS file (no {', '.join(c for c in needed if not _has(provider, present, (c,)))} column) "
                            f"and not a report this provider's mappings know ({known})", file=path, code="SchemaMismatch")
         m = mapped.project(spec, present, _lookup_files(provider, spec))
-        provider_totals = m.totals
-        raw = sql
-        sql = f"(SELECT {', '.join(m.select)} FROM {raw})"
-        present = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {sql}").fetchall()}
+        currency, amounts = m.totals  # the report's own total, from its columns
+        hidden = [f"CAST({currency} AS VARCHAR) AS {ident(HIDDEN_CURRENCY)}",
+                  f"CAST({amounts['BilledCost']} AS DECIMAL(38,18)) AS {ident(HIDDEN_BILLED)}"]
+        sql = f"(SELECT {', '.join(m.select + hidden)} FROM {sql})"
+        try:
+            present = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {sql}").fetchall()}
+        except duckdb.Error as exc:
+            raise convert.map_error(exc, file=path) from None
         source_type, source_name = spec["format"], spec.get("sourceName")
+    shown = {k: v for k, v in present.items() if k not in (HIDDEN_CURRENCY, HIDDEN_BILLED)}
     try:
-        proj = project(focus_schema(provider), present, null_texts=kind == "parquet")
+        proj = project(focus_schema(provider), shown, backfill.DOUBLES, null_texts=kind == "parquet")
     except IncompatibleType as exc:
         raise HubError(str(exc), file=path, code="SchemaMismatch") from None
-    typed = f"(SELECT {', '.join(proj.select)} FROM {sql})"
-    described = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {typed}").fetchall()}
+    keep = [ident(HIDDEN_CURRENCY), ident(HIDDEN_BILLED)] if hidden else []
+    typed = f"(SELECT {', '.join(proj.select + keep)} FROM {sql})"
     try:
-        rows = con.execute(f"SELECT coalesce(CAST(BillingCurrency AS VARCHAR), ''), count(*), CAST(coalesce(sum(BilledCost), 0) "
-                           f"AS VARCHAR), CAST(coalesce(sum(EffectiveCost), 0) AS VARCHAR) FROM {typed} GROUP BY 1").fetchall()
-        sums = {cur: {"BilledCost": billed, "EffectiveCost": effective} for cur, _, billed, effective in rows}
-        if provider_totals is not None:  # the report's own total, computed from its columns, not from the mapping's output
-            currency, amounts = provider_totals
-            for cur, billed in con.execute(f"SELECT coalesce(CAST({currency} AS VARCHAR), ''), CAST(coalesce(sum("
-                                           f"{amounts['BilledCost']}), 0) AS VARCHAR) FROM {raw} GROUP BY 1").fetchall():
-                sums.setdefault(cur, {"EffectiveCost": "0"})["BilledCost"] = billed
+        described = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {typed}").fetchall()}
     except duckdb.Error as exc:
         raise convert.map_error(exc, file=path) from None
-    return Typed(typed, described, proj.extra, source_type, source_name, sum(r[1] for r in rows), sums)
+    totals = {"currency": HIDDEN_CURRENCY if hidden else "BillingCurrency", "outCurrency": "BillingCurrency",
+              "amounts": {"BilledCost": HIDDEN_BILLED if hidden else "BilledCost", "EffectiveCost": "EffectiveCost"}}
+    tap_schema = ExportSchema("FOCUS", provider, None, "Costs", (), totals=totals)
+    columns = {k: v for k, v in described.items() if k not in (HIDDEN_CURRENCY, HIDDEN_BILLED)}
+    return Typed(typed, columns, proj.extra, described, source_type, source_name, tap_schema)
 
 
 def _flat(sql: str, columns: dict[str, str]) -> tuple[str, dict[str, str]]:
@@ -466,19 +500,20 @@ def _norm(totals: dict) -> dict:
     return {c: {k: Decimal(v).normalize() for k, v in a.items()} for c, a in totals.items()}
 
 
-def _split(store: Store, con: duckdb.DuckDBPyConnection, d: Delivery, whole: str, tmp: str, kind: str,
+#: The billing period's own month: its start is a local midnight on the 1st (UTC+8 for the Chinese clouds, Pacific for
+#: Google), between 12 h before and 14 h after 00:00 UTC; 14 h later it is always in the right UTC month.
+MONTH = "strftime(make_timestamp(epoch_us(BillingPeriodStart) + 14 * 3600000000), '%Y-%m')"
+ACCOUNT = "coalesce(BillingAccountId, '')"
+
+
+def _split(store: Store, con: duckdb.DuckDBPyConnection, d: Delivery, written: list[Written], tmp: str, kind: str,
            records: list[RunRecord]) -> list[RunRecord]:
-    """One staged, validated run per (billing month, billing account) of the converted rows (``kind``: what the
-    delivery's files are, e.g. ``FOCUS``). An incremental file's run carries the folder's other files over unchanged."""
-    # the billing period's own month: its start is a local midnight on the 1st (UTC+8 for the Chinese clouds, Pacific for
-    # Google), between 12 h before and 14 h after 00:00 UTC; 14 h later it is always in the right UTC month
-    month = "strftime(make_timestamp(epoch_us(BillingPeriodStart) + 14 * 3600000000), '%Y-%m')"
-    account = "coalesce(BillingAccountId, '')"
-    groups = con.execute(f"SELECT {month} AS m, {account} AS a, count(*) FROM {whole} GROUP BY ALL ORDER BY ALL").fetchall()
-    if any(m is None for m, _, _ in groups):
-        raise HubError("rows without BillingPeriodStart: their month is unknown", file=d.manifest, code="PeriodMismatch")
+    """One staged, validated run per (billing month, billing account) of the converted files (``kind``: what the
+    delivery's files are, e.g. ``FOCUS``). A file of one group goes to its run as written (its check tap counted its
+    rows); a file of several is cut into one file per group. An incremental file's run carries the folder's other
+    files over unchanged."""
     made = []
-    for m, acct, _ in groups:
+    for m, acct in sorted({g for w in written for g in w.groups}):
         year, mon = map(int, m.split("-"))
         folder = bounded_name(acct.lower(), 100) if acct else "unknown-account"
         key = f"native-{d.digest}-{year:04d}{mon:02d}-{hashlib.sha1(acct.encode()).hexdigest()[:8]}"
@@ -486,36 +521,51 @@ def _split(store: Store, con: duckdb.DuckDBPyConnection, d: Delivery, whole: str
                         exportName=d.provider, dataset="Costs", schemaKey=f"{NATIVE}{d.provider}", month=m,
                         scope=f"{d.provider}/{folder}",
                         destination=dataset_folder("Costs", year, mon, f"{d.provider}/{folder}"), staging=engine.new_staging(key))
-        name = f"{d.digest}__{year:04d}{mon:02d}.parquet"
-        staged = f"{rec.staging}/{name}"
-        out = store.local_path(staged) or os.path.join(tmp, "parts", name)
-        os.makedirs(os.path.dirname(out), exist_ok=True)
-        where = f"{month} = {literal(m)} AND {account} = {literal(acct)}"
-        rec.rowsIn = rec.rowsOut = convert.write_parquet(con, [f"* FROM {whole} WHERE {where}"], "", out, file=d.manifest,
-                                                         select_only=True)
-        rec.totalsOut, rec.totalsIngested = normalize.output_totals(con, totals_spec("FocusCost"), convert.parquet_source([out]))
+        files, taps, whole = [], [], True
+        for i, w in enumerate(written):
+            if (m, acct) not in w.groups:
+                continue
+            name = f"{d.digest}__{year:04d}{mon:02d}_{i:04d}.parquet"
+            staged = f"{rec.staging}/{name}"
+            out = store.local_path(staged) or os.path.join(tmp, "parts", name)
+            os.makedirs(os.path.dirname(out), exist_ok=True)
+            if len(w.groups) == 1:
+                os.replace(w.path, out)
+                taps.append(w.check)
+            else:
+                where = f"{MONTH} = {literal(m)} AND {ACCOUNT} = {literal(acct)}"
+                convert.write_parquet(con, [f"* FROM read_parquet({literal(w.path)}) WHERE {where}"], "", out, file=w.file,
+                                      select_only=True)
+                whole = False
+            rows = w.groups[(m, acct)]
+            rec.parts.append(runs.PartResult(blob=w.file, output=f"{rec.destination}/{name}", rows=rows))
+            files.append((out, staged))
+        outs = [out for out, _ in files]
+        rec.rowsIn = rec.rowsOut = sum(p.rows for p in rec.parts)
+        rec.totalsOut, rec.totalsIngested = normalize.output_totals(con, totals_spec("FocusCost"), convert.parquet_source(outs))
         rec.totalsIn = rec.totalsIngested
-        rec.parts = [runs.PartResult(blob=d.manifest, output=f"{rec.destination}/{name}", rows=rec.rowsOut)]
         rec.sourceFiles = {**dict(d.files), **{listing: 0 for listing in d.listings}}
-        _conflict(store, con, rec, convert.parquet_source([out]), records)
+        _conflict(store, con, rec, convert.parquet_source(outs), records)
         if d.incremental:
-            rec.kept = _carry_over(store, rec, name)
-        report = validate_files(con, [out], label=rec.destination or "")
+            rec.kept = _carry_over(store, rec, {posixpath.basename(s) for _, s in files})
+        label = rec.destination or ""
+        report = tap_report(con, taps, outs, label=label) if whole else validate_files(con, outs, label=label)
         rec.validation = {"rows": report.rows, "checks": report.checked, "violations": report.violations,
                           "rules": report.summary()}
         start = datetime(year, mon, 1, tzinfo=timezone.utc)
-        check_costs(con, rec, [out], start, month_end(start), inside=False)
-        if store.local_path(staged) is None:
-            store.put_file(out, staged)
+        check_costs(con, rec, outs, start, month_end(start), inside=False)
+        for out, staged in files:
+            if store.local_path(staged) is None:
+                store.put_file(out, staged)
         made.append(rec)
     return made
 
 
-def _carry_over(store: Store, rec: RunRecord, name: str) -> list[str]:
-    """The lake files of ``rec``'s folder other than ``name``, linked into its staging folder (the swap keeps them):
-    a month of incremental report files is the union of its files."""
+def _carry_over(store: Store, rec: RunRecord, names: set[str]) -> list[str]:
+    """The lake files of ``rec``'s folder other than its own ``names``, linked into its staging folder (the swap keeps
+    them): a month of incremental report files is the union of its files."""
     assert rec.destination and rec.staging
-    kept = [p for p in store.parquet_files(rec.destination) if posixpath.basename(p) != name]
+    kept = [p for p in store.parquet_files(rec.destination) if posixpath.basename(p) not in names]
     for path in kept:
         store.copy(path, f"{rec.staging}/{posixpath.basename(path)}")
     return [posixpath.basename(p) for p in kept]
