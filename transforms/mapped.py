@@ -6,8 +6,9 @@ without regard to case, ``/``, ``_``, ``:`` and spaces, so one mapping serves a 
 (AWS ``lineItem/UsageStartDate`` and ``line_item_usage_start_date``); a column the report lacks is NULL (reports
 whose column set changes from month to month). ``num({name})`` is the column as a decimal (text that is not a number
 raises ``InvalidValue`` naming the column). ``tagColumns`` builds Tags from one column per tag key (a ``prefix``,
-with ``strip`` prefixes removed from the keys) or takes a map column (``map``) as JSON. ``lookups`` maps a key
-expression through a CSV of the provider's folder (``key``, ``value`` columns, a ``default``).
+with ``strip`` prefixes removed from the keys) or takes a map column (``map``) as JSON, its keys without those prefixes
+too. ``lookups`` maps a key expression through a CSV of the provider's folder (``key``, ``value`` columns, a
+``default``).
 """
 
 from __future__ import annotations
@@ -88,7 +89,8 @@ def _tags(spec: dict | None, columns: dict[str, str]) -> str | None:
     mapped = next((c for c in columns if key(c) == key(spec.get("map", "")) and spec.get("map")), None)
     if mapped is not None:
         src = ident(mapped)
-        return f"CAST(to_json({src}) AS VARCHAR)" if columns[mapped] != "VARCHAR" else f"nullif(trim({src}), '')"
+        text = f"CAST(to_json({src}) AS VARCHAR)" if columns[mapped] != "VARCHAR" else f"nullif(trim({src}), '')"
+        return _stripped_keys(text, spec.get("strip", []))
     prefix = key(spec.get("prefix", ""))
     tagged = [c for c in columns if prefix and key(c).startswith(prefix) and key(c) != prefix]
     if not tagged:
@@ -104,3 +106,18 @@ def _tags(spec: dict | None, columns: dict[str, str]) -> str | None:
                        f"CAST(to_json({ident(c)}) AS VARCHAR) END")
     return f"'{{' || concat_ws(',', {', '.join(entries)}) || '}}'"
 
+
+def _stripped_keys(text: str, strip: list[str]) -> str:
+    """The JSON object ``text`` with each key's first ``strip`` prefix removed (``user_env`` -> ``env``; kept when the
+    object already has the shorter key) and entries without a value dropped; text that is not a JSON object as it is."""
+    if not strip:
+        return text
+    name = "e.key"
+    for prefix in reversed(strip):
+        short = f"e.key[{len(prefix) + 1}:]"
+        name = (f"CASE WHEN starts_with(e.key, {literal(prefix)}) AND NOT list_contains(json_keys({text}), {short}) "
+                f"THEN {short} ELSE {name} END")
+    entries = (f"list_filter(map_entries(json_transform({text}, '\"MAP(VARCHAR, JSON)\"')), "
+               "lambda e: coalesce(CAST(e.value AS VARCHAR), 'null') NOT IN ('null', '\"\"'))")
+    pairs = f"list_transform({entries}, lambda e: CAST(to_json({name}) AS VARCHAR) || ':' || CAST(e.value AS VARCHAR))"
+    return f"CASE WHEN json_valid({text}) AND json_type({text}) = 'OBJECT' THEN '{{' || array_to_string({pairs}, ',') || '}}' ELSE {text} END"

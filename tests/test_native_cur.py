@@ -1,0 +1,465 @@
+"""AWS Cost and Usage Reports through schemas/aws/cur.json: the legacy CUR as AWS writes it in Parquet, CUR 2.0's map
+columns (Parquet maps and CSV JSON text), every line item type with reservations and savings plans amortized, and
+resource tags; expected values computed by hand."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Mapping, Sequence
+from decimal import Decimal as D
+from pathlib import Path
+
+import duckdb
+import pytest
+from conftest import DATA, make_hub
+
+from hub.runs import RunRecord
+from hub.store import Store
+from hub.validate import validate
+from pipelines.ingest import ingest
+from transforms.typing import ident, literal
+
+CUR = DATA / "aws" / "cur-legacy-1281rows.csv"
+#: Legacy CUR columns AWS types as timestamps in its Parquet reports; money, rates and quantities are doubles.
+TIMESTAMPS = ("bill_billing_period_start_date", "bill_billing_period_end_date", "line_item_usage_start_date",
+              "line_item_usage_end_date")
+DOUBLE = re.compile(r"^(line_item|pricing|reservation|savings_plan)_.*_(cost|rate|amount|factor|fee|units|quantity|value|"
+                    r"commitment|to_date|for_usage|billing_period)$")
+
+
+def parquet_name(header: str) -> str:
+    """AWS's Parquet spelling of a legacy CUR CSV header: ``lineItem/UsageStartDate`` -> ``line_item_usage_start_date``,
+    ``reservation/ReservationARN`` -> ``reservation_reservation_a_r_n``, ``resourceTags/aws:createdBy`` ->
+    ``resource_tags_aws_created_by``."""
+    return re.sub(r"[^a-z0-9]+", "_", re.sub(r"([A-Z])", r"_\1", header).lower()).strip("_")
+
+
+def to_parquet(csv_path: Path, out: Path) -> None:
+    """A legacy CUR CSV rewritten as AWS writes it in Parquet: snake_case names, timestamps and doubles."""
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    source = f"read_csv({literal(str(csv_path))}, all_varchar = true, header = true)"
+    headers = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()]
+    select = []
+    for header in headers:
+        name = parquet_name(header)
+        typ = "TIMESTAMP" if name in TIMESTAMPS else "DOUBLE" if DOUBLE.match(name) else "VARCHAR"
+        value = f"CAST({ident(header)} AS TIMESTAMPTZ)" if typ == "TIMESTAMP" else ident(header)
+        select.append(f"CAST({value} AS {typ}) AS {ident(name)}")
+    con.execute(f"COPY (SELECT {', '.join(select)} FROM {source}) TO {literal(str(out))} (FORMAT parquet)")
+
+
+def deliver(root: Path, folder: str, files: dict[str, bytes | str]) -> None:
+    """A delivery under exports/aws/<folder>/: its files, then its empty manifest.json."""
+    base = root / "exports" / "aws" / folder
+    base.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (base / name).write_bytes(data.encode() if isinstance(data, str) else data)
+    (base / "manifest.json").write_bytes(b"")
+
+
+def lake(root: Path) -> str:
+    return f"read_parquet('{root}/ingestion/Costs/**/*.parquet', union_by_name = true)"
+
+
+def one(sql: str) -> object:
+    return duckdb.connect().execute(sql).fetchall()[0][0]
+
+
+def csv_text(common: Mapping[str, object], rows: Sequence[Mapping[str, object]]) -> str:
+    """CSV text of ``rows`` (each over ``common``), every column any row has; a column a row lacks is empty."""
+    names = list(dict.fromkeys(k for r in [common, *rows] for k in r))
+    out = io.StringIO()
+    writer = csv.DictWriter(out, names, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({**common, **r} for r in rows)
+    return out.getvalue()
+
+
+def ingested(root: Path) -> list[RunRecord]:
+    """Ingest the hub's deliveries; the run records (all committed)."""
+    result = ingest(Store(str(root)))
+    assert result.ok, [r.error for r in result.all]
+    return result.records
+
+
+# --- 1. legacy CUR in Parquet ---------------------------------------------------------------------------------------
+
+
+def tagged_cur(out: Path) -> None:
+    """The real legacy CUR with three activated tags added (the sample has none): user:env on usage, user:team and
+    aws:createdBy on Amazon S3."""
+    con = duckdb.connect()
+    con.execute(f"""COPY (SELECT *, CASE WHEN "lineItem/LineItemType" = 'Usage' THEN 'prod' END AS "resourceTags/user:env",
+                        CASE WHEN "lineItem/ProductCode" = 'AmazonS3' THEN 'data' END AS "resourceTags/user:team",
+                        CASE WHEN "lineItem/ProductCode" = 'AmazonS3' THEN 'alice' END AS "resourceTags/aws:createdBy"
+                        FROM read_csv({literal(str(CUR))}, all_varchar = true, header = true))
+                    TO {literal(str(out))} (HEADER, DELIMITER ',')""")
+
+
+def test_legacy_cur_in_parquet_lands_like_its_csv(tmp_path: Path) -> None:
+    """The real legacy CUR as AWS writes it in Parquet (line_item_unblended_cost, bill_payer_account_id,
+    resource_tags_user_env; timestamps and doubles): every row, BilledCost = the CSV's lineItem/UnblendedCost total,
+    0 FOCUS violations, and row for row the FOCUS columns the CSV gives, Tags included (AWS's Parquet names drop the
+    case and colons of aws: tag keys: aws:createdBy is aws_created_by)."""
+    tagged = tmp_path / "tagged.csv"
+    tagged_cur(tagged)
+    parquet = tmp_path / "cur.snappy.parquet"
+    to_parquet(tagged, parquet)
+    roots = {kind: make_hub(tmp_path / kind) for kind in ("csv", "parquet")}
+    folder = "cur/my-report/20231101-20231201/abc-123"
+    deliver(roots["csv"], folder, {"my-report-00001.csv": tagged.read_bytes()})
+    deliver(roots["parquet"], folder, {"my-report-00001.snappy.parquet": parquet.read_bytes()})
+    records = {kind: ingested(root) for kind, root in roots.items()}
+
+    with open(CUR, newline="", encoding="utf-8") as fh:
+        source = list(csv.DictReader(fh))
+    unblended = sum((D(r["lineItem/UnblendedCost"]) for r in source), D(0))
+    assert unblended == D("1.68230869740")  # the report's own total, summed from its text
+    (rec,) = records["parquet"]
+    assert rec.rowsIn == rec.rowsOut == len(source) == 1281
+    assert D(rec.totalsIn["USD"]["BilledCost"]) == unblended and list(rec.totalsIn) == ["USD"]
+    assert one(f"SELECT sum(BilledCost) FROM {lake(roots['parquet'])} WHERE BillingCurrency = 'USD'") == unblended
+    report = validate(str(roots["parquet"]))
+    assert report.violations == 0, report.summary()
+
+    # 1269 usage rows (798 of them Amazon S3) and 12 tax rows (1 of them Amazon S3)
+    assert sum(r["lineItem/LineItemType"] == "Usage" for r in source) == 1269
+    assert sum(r["lineItem/ProductCode"] == "AmazonS3" and r["lineItem/LineItemType"] == "Usage" for r in source) == 798
+    tags = dict(duckdb.connect().execute(f"SELECT Tags, count(*) FROM {lake(roots['parquet'])} GROUP BY 1").fetchall())
+    assert tags == {'{"env":"prod"}': 1269 - 798, '{"env":"prod","team":"data","aws_created_by":"alice"}': 798,
+                    '{"team":"data","aws_created_by":"alice"}': 1, "{}": 12 - 1}
+
+    skip = {"x_IngestionTime"}
+    names = [r[0] for r in duckdb.connect().execute(f"DESCRIBE SELECT * FROM {lake(roots['parquet'])}").fetchall()
+             if r[0] not in skip]
+    cols = ", ".join(ident(n) for n in names)
+    from_csv = f"SELECT * REPLACE (replace(Tags, '\"aws:createdBy\"', '\"aws_created_by\"') AS Tags) FROM {lake(roots['csv'])}"
+    for a, b in ((f"SELECT {cols} FROM ({from_csv})", f"SELECT {cols} FROM {lake(roots['parquet'])}"),
+                 (f"SELECT {cols} FROM {lake(roots['parquet'])}", f"SELECT {cols} FROM ({from_csv})")):
+        assert one(f"SELECT count(*) FROM ({a} EXCEPT ALL {b})") == 0
+
+
+# --- 2. CUR 2.0 map columns -----------------------------------------------------------------------------------------
+
+CUR2_TYPES = {"product": "MAP(VARCHAR, VARCHAR)", "resource_tags": "MAP(VARCHAR, VARCHAR)",
+              "cost_category": "MAP(VARCHAR, VARCHAR)", "discount": "MAP(VARCHAR, DOUBLE)"}
+CUR2_COMMON: dict[str, object] = {
+    "bill_bill_type": "Anniversary", "bill_billing_entity": "AWS", "bill_invoice_id": "EUINGB25-123456",
+    "bill_invoicing_entity": "Amazon Web Services EMEA SARL", "bill_payer_account_id": "210987654321",
+    "bill_payer_account_name": "Acme Payer", "bill_billing_period_start_date": "2025-02-01T00:00:00Z",
+    "bill_billing_period_end_date": "2025-03-01T00:00:00Z", "line_item_usage_account_id": "012345678901",
+    "line_item_usage_account_name": "acme-prod", "line_item_currency_code": "USD",
+    "line_item_legal_entity": "Amazon Web Services EMEA SARL", "line_item_usage_start_date": "2025-02-03T00:00:00Z",
+    "line_item_usage_end_date": "2025-02-04T00:00:00Z", "line_item_net_unblended_cost": None, "product_region_code": None,
+    "savings_plan_savings_plan_a_r_n": None, "savings_plan_savings_plan_effective_cost": None,
+    "resource_tags": {}, "cost_category": {}, "discount": {},
+}
+CUR2_ROWS: list[dict[str, object]] = [
+    # on-demand EC2, an EDP discount in the net cost and the discount map; tags, a cost category
+    {"line_item_line_item_type": "Usage", "line_item_product_code": "AmazonEC2", "line_item_usage_type": "BoxUsage:m5.large",
+     "line_item_operation": "RunInstances", "line_item_resource_id": "i-0123456789abcdef0", "line_item_usage_amount": "24",
+     "line_item_unblended_rate": "0.096", "line_item_unblended_cost": "2.304", "line_item_net_unblended_cost": "2.0736",
+     "line_item_line_item_description": "ec2", "pricing_public_on_demand_rate": "0.096",
+     "pricing_public_on_demand_cost": "2.304", "pricing_unit": "Hrs", "pricing_rate_code": "ABCD.JRTCKXETXF.6YS6EN2CT7",
+     "pricing_purchase_option": "OnDemand", "product_region_code": "us-east-1", "product_location": "US East (N. Virginia)",
+     "product_sku": "ABCD", "product_servicecode": "AmazonEC2",
+     "product": {"product_name": "Amazon Elastic Compute Cloud", "region": "us-east-1", "instance_type": "m5.large"},
+     "resource_tags": {"user_env": "prod", "user_cost_center": "cc-42", "aws_created_by": "AssumedRole:AROAEXAMPLE:alice"},
+     "cost_category": {"team": "platform"}, "discount": {"edp_discount": -0.2304}},
+    # S3 storage: the region only in the product map, no tags
+    {"line_item_line_item_type": "Usage", "line_item_product_code": "AmazonS3", "line_item_usage_type": "EUW1-TimedStorage-ByteHrs",
+     "line_item_operation": "StandardStorage", "line_item_resource_id": "acme-logs", "line_item_usage_amount": "20",
+     "line_item_unblended_rate": "0.023", "line_item_unblended_cost": "0.46", "line_item_line_item_description": "s3",
+     "pricing_public_on_demand_rate": "0.023", "pricing_public_on_demand_cost": "0.46", "pricing_unit": "GB-Mo",
+     "pricing_rate_code": "EFGH.JRTCKXETXF.PGHJ3S3EYE", "pricing_purchase_option": "OnDemand", "product_location": "EU (Ireland)",
+     "product_sku": "EFGH", "product_servicecode": "AmazonS3",
+     "product": {"product_name": "Amazon Simple Storage Service", "region": "eu-west-1"}},
+    # Lambda covered by a savings plan: the service's name only as servicename; an empty tag value is no tag
+    {"line_item_line_item_type": "SavingsPlanCoveredUsage", "line_item_product_code": "AWSLambda",
+     "line_item_usage_type": "Lambda-GB-Second", "line_item_operation": "Invoke",
+     "line_item_resource_id": "arn:aws:lambda:us-east-1:123456789012:function:thumbnailer", "line_item_usage_amount": "1000",
+     "line_item_unblended_rate": "0.00001", "line_item_unblended_cost": "0.01", "line_item_net_unblended_cost": "0.01",
+     "line_item_line_item_description": "lambda", "pricing_public_on_demand_rate": "0.00001",
+     "pricing_public_on_demand_cost": "0.01", "pricing_unit": "Lambda-GB-Second", "pricing_rate_code": "IJKL.SP",
+     "pricing_purchase_option": "OnDemand", "product_region_code": "us-east-1", "product_location": "US East (N. Virginia)",
+     "product_sku": "IJKL", "product_servicecode": "AWSLambda", "product": {"servicename": "AWS Lambda", "region": "us-east-1"},
+     "resource_tags": {"user_env": "dev", "user_team": ""},
+     "savings_plan_savings_plan_a_r_n": "arn:aws:savingsplans::210987654321:savingsplan/sp-0002",
+     "savings_plan_savings_plan_effective_cost": "0.0083"},
+    # tax for the month: an empty product map, so the service is its product code
+    {"line_item_line_item_type": "Tax", "line_item_product_code": "AmazonEC2", "line_item_usage_amount": "1",
+     "line_item_unblended_cost": "0.15", "line_item_net_unblended_cost": "0.15", "line_item_line_item_description": "tax",
+     "line_item_tax_type": "VAT", "line_item_usage_start_date": "2025-02-01T00:00:00Z",
+     "line_item_usage_end_date": "2025-03-01T00:00:00Z", "product": {}},
+]
+#: description -> BilledCost, EffectiveCost, RegionId, ServiceName, ServiceCategory, Tags, x_CostCategories, x_Discounts
+CUR2_EXPECTED = {
+    "ec2": (D("2.0736"), D("2.0736"), "us-east-1", "Amazon Elastic Compute Cloud", "Compute",
+            {"env": "prod", "cost_center": "cc-42", "aws_created_by": "AssumedRole:AROAEXAMPLE:alice"}, {"team": "platform"},
+            {"edp_discount": D("-0.2304")}),
+    "s3": (D("0.46"), D("0.46"), "eu-west-1", "Amazon Simple Storage Service", "Storage", {}, {}, {}),
+    "lambda": (D("0.01"), D("0.0083"), "us-east-1", "AWS Lambda", "Compute", {"env": "dev"}, {}, {}),
+    "tax": (D("0.15"), D("0.15"), None, "AmazonEC2", "Compute", {}, {}, {}),
+}
+
+
+def cur2_parquet(out: Path) -> None:
+    """CUR 2.0 rows as Data Exports writes them in Parquet: timestamps, doubles and MAP columns."""
+    names = list(dict.fromkeys(k for r in [CUR2_COMMON, *CUR2_ROWS] for k in r))
+
+    def value(name: str, v: object) -> str:
+        typ = CUR2_TYPES.get(name) or ("TIMESTAMP" if name in TIMESTAMPS else "DOUBLE" if DOUBLE.match(name) else "VARCHAR")
+        if v is None:
+            return f"CAST(NULL AS {typ})"
+        if isinstance(v, dict):
+            entries = ", ".join(f"{literal(k)}: {literal(x) if isinstance(x, str) else repr(x)}" for k, x in v.items())
+            return f"CAST(MAP {{{entries}}} AS {typ})"
+        text = literal(str(v))
+        return f"CAST(CAST({text} AS TIMESTAMPTZ) AS TIMESTAMP)" if typ == "TIMESTAMP" else f"CAST({text} AS {typ})"
+
+    selects = [", ".join(f"{value(n, {**CUR2_COMMON, **r}.get(n))} AS {ident(n)}" for n in names) for r in CUR2_ROWS]
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(f"COPY ({' UNION ALL '.join(f'SELECT {s}' for s in selects)}) TO {literal(str(out))} (FORMAT parquet)")
+
+
+def cur2_csv() -> str:
+    """The same rows as a CUR 2.0 CSV export: map columns as JSON text."""
+    rows = [{k: json.dumps(v) if isinstance(v, dict) else v for k, v in {**CUR2_COMMON, **r}.items()} for r in CUR2_ROWS]
+    return csv_text({}, rows)
+
+
+@pytest.mark.parametrize("kind", ["parquet", "csv"])
+def test_cur_2_0_map_columns_by_hand(tmp_path: Path, kind: str) -> None:
+    """CUR 2.0's map columns, as Parquet maps or CSV JSON text: resource_tags -> Tags with user_ removed (as the legacy
+    Parquet resource_tags_user_* columns; aws_ keys kept, empty values dropped), product['region'] where
+    product_region_code is empty, product['product_name'] else product['servicename'] else the product code as
+    ServiceName, cost_category -> x_CostCategories and discount -> x_Discounts as JSON; BilledCost the net unblended
+    cost where there is one, the savings plan's effective cost as EffectiveCost; names of payer and account, the account id
+    with its leading zero."""
+    root = make_hub(tmp_path / "hub")
+    folder = "cur2/acme-cur2/data/BILLING_PERIOD=2025-02"
+    if kind == "parquet":
+        cur2_parquet(tmp_path / "part.parquet")
+        deliver(root, folder, {"acme-cur2-00001.snappy.parquet": (tmp_path / "part.parquet").read_bytes()})
+    else:
+        deliver(root, folder, {"acme-cur2-00001.csv": cur2_csv()})
+    (rec,) = ingested(root)
+    assert rec.destination == "ingestion/Costs/2025/02/aws/210987654321" and rec.rowsOut == 4
+    assert D(rec.totalsIn["USD"]["BilledCost"]) == D("2.0736") + D("0.46") + D("0.01") + D("0.15")
+    con = duckdb.connect()
+    rows = {r[0]: r[1:] for r in con.execute(
+        f"SELECT ChargeDescription, BilledCost, EffectiveCost, RegionId, ServiceName, ServiceCategory, Tags, x_CostCategories, "
+        f"x_Discounts FROM {lake(root)}").fetchall()}
+    got = {k: (*v[:5], *(json.loads(j, parse_float=D) for j in v[5:])) for k, v in rows.items()}
+    assert got == CUR2_EXPECTED
+    assert con.execute(f"SELECT DISTINCT BillingAccountName, SubAccountId, SubAccountName, InvoiceId, InvoiceIssuerName "
+                       f"FROM {lake(root)}").fetchall() == [
+        ("Acme Payer", "012345678901", "acme-prod", "EUINGB25-123456", "Amazon Web Services EMEA SARL")]
+    assert con.execute(f"SELECT CommitmentDiscountStatus, CommitmentDiscountType, PricingCategory FROM {lake(root)} "
+                       f"WHERE ChargeDescription = 'lambda'").fetchall() == [("Used", "Savings Plan", "Committed")]
+    report = validate(str(root))
+    assert report.violations == 0, report.summary()
+
+
+# --- 3. every line item type: reservations and savings plans amortized ---------------------------------------------
+
+RI = "arn:aws:ec2:us-east-1:111122223333:reserved-instances/11112222-aaaa-bbbb-cccc-333344445555"
+SP = "arn:aws:savingsplans::111122223333:savingsplan/sp-0001"
+#: One month (March 2024, 744 hours) of a legacy CUR with a 1-year partial-upfront reservation (0.03 / h upfront,
+#: 0.03 / h recurring, used 100 of 744 hours) and a 1-year partial-upfront compute savings plan (0.05 / h upfront,
+#: 0.05 / h recurring: 74.40 for the month, 6.00 of it used).
+LINES_COMMON = {
+    "bill/PayerAccountId": "111122223333", "bill/BillingPeriodStartDate": "2024-03-01T00:00:00Z",
+    "bill/BillingPeriodEndDate": "2024-04-01T00:00:00Z", "bill/BillType": "Anniversary",
+    "bill/InvoicingEntity": "Amazon Web Services, Inc.", "lineItem/LegalEntity": "Amazon Web Services, Inc.",
+    "lineItem/UsageAccountId": "444455556666", "lineItem/CurrencyCode": "USD", "lineItem/UsageStartDate": "2024-03-01T00:00:00Z",
+    "lineItem/UsageEndDate": "2024-04-01T00:00:00Z", "lineItem/ProductCode": "AmazonEC2",
+    "product/ProductName": "Amazon Elastic Compute Cloud", "product/regionCode": "us-east-1",
+}
+LINES = [
+    {"lineItem/LineItemDescription": "on-demand", "lineItem/LineItemType": "Usage", "lineItem/UsageType": "BoxUsage:m5.large",
+     "lineItem/UsageAmount": "10", "lineItem/UnblendedRate": "0.096", "lineItem/UnblendedCost": "0.96",
+     "lineItem/ResourceId": "arn:aws:ec2:us-east-1:444455556666:instance/i-01", "product/sku": "SKU1", "pricing/unit": "Hrs",
+     "pricing/publicOnDemandRate": "0.096", "pricing/publicOnDemandCost": "0.96", "pricing/RateCode": "SKU1.OD"},
+    {"lineItem/LineItemDescription": "ri usage", "lineItem/LineItemType": "DiscountedUsage", "lineItem/UsageType": "BoxUsage:m5.large",
+     "lineItem/UsageAmount": "100", "lineItem/UnblendedRate": "0", "lineItem/UnblendedCost": "0",
+     "lineItem/ResourceId": "arn:aws:ec2:us-east-1:444455556666:instance/i-02", "product/sku": "SKU1", "pricing/unit": "Hrs",
+     "pricing/publicOnDemandRate": "0.096", "pricing/publicOnDemandCost": "9.6", "pricing/RateCode": "SKU1.RI",
+     "reservation/ReservationARN": RI, "reservation/EffectiveCost": "6"},  # 100 h x (0.03 + 0.03)
+    {"lineItem/LineItemDescription": "ri fee", "lineItem/LineItemType": "RIFee", "lineItem/UsageType": "HeavyUsage:m5.large",
+     "lineItem/UsageAmount": "744", "lineItem/UnblendedRate": "0.03", "lineItem/UnblendedCost": "22.32", "product/sku": "SKU1",
+     "pricing/unit": "Hrs", "pricing/RateCode": "SKU1.RIFEE", "reservation/ReservationARN": RI,
+     "reservation/UnusedAmortizedUpfrontFeeForBillingPeriod": "19.32", "reservation/UnusedRecurringFee": "19.32"},  # 644 h
+    {"lineItem/LineItemDescription": "ri upfront", "bill/BillType": "Purchase", "lineItem/LineItemType": "Fee",
+     "lineItem/UsageType": "HeavyUsage:m5.large", "lineItem/UsageStartDate": "2024-03-10T00:00:00Z",
+     "lineItem/UsageEndDate": "2024-03-10T01:00:00Z", "lineItem/UsageAmount": "1", "lineItem/UnblendedRate": "262.8",
+     "lineItem/UnblendedCost": "262.8", "product/sku": "SKU1", "pricing/unit": "Quantity", "pricing/RateCode": "SKU1.UPFRONT",
+     "reservation/ReservationARN": RI},
+    {"lineItem/LineItemDescription": "sp usage", "lineItem/LineItemType": "SavingsPlanCoveredUsage",
+     "lineItem/UsageType": "BoxUsage:m5.xlarge", "lineItem/UsageAmount": "50", "lineItem/UnblendedRate": "0.192",
+     "lineItem/UnblendedCost": "9.6", "lineItem/ResourceId": "arn:aws:ec2:us-east-1:444455556666:instance/i-03",
+     "product/sku": "SKU2", "pricing/unit": "Hrs", "pricing/publicOnDemandRate": "0.192", "pricing/publicOnDemandCost": "9.6",
+     "pricing/RateCode": "SKU2.OD", "savingsPlan/SavingsPlanARN": SP, "savingsPlan/SavingsPlanEffectiveCost": "6"},
+    {"lineItem/LineItemDescription": "sp negation", "lineItem/LineItemType": "SavingsPlanNegation",
+     "lineItem/UsageType": "BoxUsage:m5.xlarge", "lineItem/UsageAmount": "50", "lineItem/UnblendedRate": "-0.192",
+     "lineItem/UnblendedCost": "-9.6", "lineItem/ResourceId": "arn:aws:ec2:us-east-1:444455556666:instance/i-03",
+     "product/sku": "SKU2", "pricing/unit": "Hrs", "pricing/RateCode": "SKU2.OD", "savingsPlan/SavingsPlanARN": SP},
+    {"lineItem/LineItemDescription": "sp fee", "lineItem/LineItemType": "SavingsPlanRecurringFee",
+     "lineItem/ProductCode": "ComputeSavingsPlans", "product/ProductName": "Savings Plans for AWS Compute usage",
+     "lineItem/UsageType": "ComputeSP:1yrPartialUpfront", "lineItem/UsageAmount": "744", "lineItem/UnblendedRate": "0.05",
+     "lineItem/UnblendedCost": "37.2", "product/sku": "SKU3", "pricing/unit": "Hrs", "pricing/RateCode": "SKU3.RECURRING",
+     "savingsPlan/SavingsPlanARN": SP, "savingsPlan/TotalCommitmentToDate": "74.4", "savingsPlan/UsedCommitment": "6"},
+    {"lineItem/LineItemDescription": "sp upfront", "bill/BillType": "Purchase", "lineItem/LineItemType": "SavingsPlanUpfrontFee",
+     "lineItem/ProductCode": "ComputeSavingsPlans", "product/ProductName": "Savings Plans for AWS Compute usage",
+     "lineItem/UsageType": "ComputeSP:1yrPartialUpfront", "lineItem/UsageStartDate": "2024-03-10T00:00:00Z",
+     "lineItem/UsageEndDate": "2024-03-10T01:00:00Z", "lineItem/UsageAmount": "1", "lineItem/UnblendedRate": "438",
+     "lineItem/UnblendedCost": "438", "product/sku": "SKU3", "pricing/unit": "Quantity", "pricing/RateCode": "SKU3.UPFRONT",
+     "savingsPlan/SavingsPlanARN": SP},
+    {"lineItem/LineItemDescription": "credit", "lineItem/LineItemType": "Credit", "lineItem/UsageAmount": "0",
+     "lineItem/UnblendedCost": "-5"},
+    {"lineItem/LineItemDescription": "refund", "bill/BillType": "Refund", "lineItem/LineItemType": "Refund",
+     "lineItem/UsageAmount": "0", "lineItem/UnblendedCost": "-2"},
+    {"lineItem/LineItemDescription": "tax", "lineItem/LineItemType": "Tax", "lineItem/UsageAmount": "1",
+     "lineItem/UnblendedCost": "3", "product/regionCode": ""},
+    {"lineItem/LineItemDescription": "support", "lineItem/LineItemType": "Fee", "lineItem/ProductCode": "AWSSupportBusiness",
+     "product/ProductName": "AWS Support (Business)", "product/regionCode": "", "lineItem/UsageType": "Dollar",
+     "lineItem/UsageAmount": "1", "lineItem/UnblendedRate": "100", "lineItem/UnblendedCost": "100", "product/sku": "SKU4",
+     "pricing/unit": "Dollar", "pricing/RateCode": "SKU4.FEE"},
+    {"lineItem/LineItemDescription": "edp", "lineItem/LineItemType": "EdpDiscount", "lineItem/UsageType": "BoxUsage:m5.large",
+     "lineItem/UsageAmount": "0", "lineItem/UnblendedCost": "-0.096", "product/sku": "SKU1", "pricing/unit": "Hrs",
+     "pricing/RateCode": "SKU1.EDP"},
+]
+RI_, SP_ = ("Reserved Instance", "Usage"), ("Savings Plan", "Spend")
+#: description -> ChargeCategory, ChargeClass, ChargeFrequency, CommitmentDiscountId, CommitmentDiscountType, -Category,
+#: -Status, PricingCategory, BilledCost (the unblended cost), EffectiveCost (amortized)
+LINES_EXPECTED = {
+    "on-demand": ("Usage", None, "Usage-Based", None, None, None, None, "Standard", D("0.96"), D("0.96")),
+    "ri usage": ("Usage", None, "Usage-Based", RI, *RI_, "Used", "Committed", D("0"), D("6")),
+    # the recurring fee billed; its unused hours amortized: 644 h x (0.03 upfront + 0.03 recurring)
+    "ri fee": ("Usage", None, "Recurring", RI, *RI_, "Unused", "Committed", D("22.32"), D("38.64")),
+    "ri upfront": ("Purchase", None, "One-Time", RI, *RI_, None, "Committed", D("262.8"), D("0")),
+    "sp usage": ("Usage", None, "Usage-Based", SP, *SP_, "Used", "Committed", D("9.6"), D("6")),
+    "sp negation": ("Usage", None, "Usage-Based", SP, *SP_, "Used", "Committed", D("-9.6"), D("0")),
+    # the recurring fee billed; the month's commitment (74.40, upfront share included) less what was used (6.00)
+    "sp fee": ("Usage", None, "Recurring", SP, *SP_, "Unused", "Committed", D("37.2"), D("68.4")),
+    "sp upfront": ("Purchase", None, "One-Time", SP, *SP_, None, "Committed", D("438"), D("0")),
+    "credit": ("Credit", None, "One-Time", None, None, None, None, "Other", D("-5"), D("-5")),
+    "refund": ("Usage", "Correction", "One-Time", None, None, None, None, None, D("-2"), D("-2")),
+    "tax": ("Tax", None, "One-Time", None, None, None, None, None, D("3"), D("3")),
+    "support": ("Purchase", None, "One-Time", None, None, None, None, "Standard", D("100"), D("100")),
+    "edp": ("Usage", None, "Usage-Based", None, None, None, None, "Standard", D("-0.096"), D("-0.096")),
+}
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
+def test_line_item_types_and_amortization_by_hand(tmp_path: Path, kind: str) -> None:
+    """Every line item type of a month with a reservation and a savings plan, as CSV and as AWS's Parquet: FOCUS
+    categories, classes, frequencies, commitment columns and pricing categories row by row; BilledCost sums to the
+    report's unblended total (857.184) and EffectiveCost to the amortized total (215.904: on-demand 0.96, reservation
+    6.00 used + 38.64 unused = 744 h x 0.06, savings plan 6.00 used + 68.40 unused = 744 h x 0.10, credit -5, refund -2,
+    tax 3, support 100, EDP discount -0.096; upfront fees and the negation 0); 0 FOCUS violations. Recurring commitment
+    fees are Usage rows with CommitmentDiscountStatus Unused: FOCUS 1.0 wants EffectiveCost 0 on commitment purchases,
+    and a CUR row is both the fee and the unused commitment. Discounts and negations have no list price (0)."""
+    root = make_hub(tmp_path / "hub")
+    text = tmp_path / "r-00001.csv"
+    text.write_text(csv_text(LINES_COMMON, LINES))
+    name = "r-00001.csv"
+    if kind == "parquet":
+        to_parquet(text, tmp_path / "r-00001.snappy.parquet")
+        name, text = "r-00001.snappy.parquet", tmp_path / "r-00001.snappy.parquet"
+    deliver(root, "cur/r/20240301-20240401/x", {name: text.read_bytes()})
+    (rec,) = ingested(root)
+    con = duckdb.connect()
+    rows = {r[0]: r[1:] for r in con.execute(
+        f"SELECT ChargeDescription, ChargeCategory, ChargeClass, ChargeFrequency, CommitmentDiscountId, CommitmentDiscountType, "
+        f"CommitmentDiscountCategory, CommitmentDiscountStatus, PricingCategory, BilledCost, EffectiveCost FROM {lake(root)}").fetchall()}
+    assert rows == LINES_EXPECTED
+    unblended = sum((D(str(r["lineItem/UnblendedCost"])) for r in LINES), D(0))
+    assert unblended == D("857.184") and D(rec.totalsIn["USD"]["BilledCost"]) == unblended
+    assert one(f"SELECT sum(BilledCost) FROM {lake(root)}") == unblended
+    assert one(f"SELECT sum(EffectiveCost) FROM {lake(root)}") == D("215.904")
+    prices = {r[0]: r[1:] for r in con.execute(f"SELECT ChargeDescription, ListUnitPrice, ListCost FROM {lake(root)} "
+                                               f"WHERE ChargeDescription IN ('ri fee', 'sp upfront', 'sp negation', 'edp')").fetchall()}
+    assert prices == {"ri fee": (D("0.03"), D("22.32")), "sp upfront": (D("438"), D("438")), "sp negation": (D(0), D(0)),
+                      "edp": (D(0), D(0))}
+    report = validate(str(root))
+    assert report.violations == 0, report.summary()
+
+
+# --- 4. resource tags ------------------------------------------------------------------------------------------------
+
+TAGGED = [
+    {"lineItem/LineItemDescription": "all", "resourceTags/user:Env": "prod", "resourceTags/user:cost-center": "cc 42",
+     "resourceTags/aws:createdBy": "AssumedRole:AROAEXAMPLE:alice", "resourceTags/aws:cloudformation:stack-name": "web",
+     "resourceTags/user:Name": 'say "hi", équipe'},
+    {"lineItem/LineItemDescription": "one", "resourceTags/user:Env": "dev"},
+    {"lineItem/LineItemDescription": "none"},
+]
+TAGGED_MAPS = [
+    {"line_item_line_item_description": "clash", "resource_tags": {"user_env": "prod", "env": "old"}},
+    {"line_item_line_item_type": "Usage", "line_item_line_item_description": "colon", "resource_tags": {"user:team": "web"}},
+]
+
+
+def test_resource_tags_by_hand(tmp_path: Path) -> None:
+    """Legacy resourceTags/user:* columns -> Tags keys without user: (the key's own spelling kept), resourceTags/aws:*
+    keys as they are, empty cells no tag, values JSON-escaped, a row without tags {}; CUR 2.0's resource_tags map keeps a
+    user_ key whose short form is already a key, and drops user: too."""
+    root = make_hub(tmp_path / "hub")
+    usage = {"lineItem/LineItemType": "Usage", "lineItem/UsageAmount": "1", "lineItem/UnblendedCost": "1",
+             "pricing/publicOnDemandRate": "1", "pricing/publicOnDemandCost": "1", "pricing/unit": "Hrs",
+             "product/sku": "SKU1", "lineItem/ResourceId": "arn:aws:ec2:us-east-1:444455556666:instance/i-01"}
+    deliver(root, "cur/r/20240301-20240401/x", {"r-00001.csv": csv_text({**LINES_COMMON, **usage}, TAGGED)})
+    cur2 = [{k: json.dumps(v) if isinstance(v, dict) else v for k, v in {**CUR2_COMMON, **CUR2_ROWS[1], **r}.items()}
+            for r in TAGGED_MAPS]
+    deliver(root, "cur2/x/data/BILLING_PERIOD=2025-02", {"x-00001.csv": csv_text({}, cur2)})
+    assert len(ingested(root)) == 2
+    tags = {r[0]: json.loads(r[1]) for r in duckdb.connect().execute(f"SELECT ChargeDescription, Tags FROM {lake(root)}").fetchall()}
+    assert tags == {
+        "all": {"Env": "prod", "cost-center": "cc 42", "aws:createdBy": "AssumedRole:AROAEXAMPLE:alice",
+                "aws:cloudformation:stack-name": "web", "Name": 'say "hi", équipe'},
+        "one": {"Env": "dev"},
+        "none": {},
+        "clash": {"user_env": "prod", "env": "old"},
+        "colon": {"team": "web"},
+    }
+    report = validate(str(root))
+    assert report.violations == 0, report.summary()
+
+
+NET = [
+    {"lineItem/LineItemDescription": "on-demand", "lineItem/LineItemType": "Usage", "lineItem/UnblendedCost": "1",
+     "lineItem/NetUnblendedCost": "0.9"},
+    {"lineItem/LineItemDescription": "ri usage", "lineItem/LineItemType": "DiscountedUsage", "lineItem/UnblendedCost": "0",
+     "lineItem/NetUnblendedCost": "0", "reservation/ReservationARN": RI, "reservation/EffectiveCost": "0.6",
+     "reservation/NetEffectiveCost": "0.54"},
+    {"lineItem/LineItemDescription": "ri fee", "lineItem/LineItemType": "RIFee", "lineItem/UnblendedCost": "2",
+     "lineItem/NetUnblendedCost": "1.8", "reservation/ReservationARN": RI,
+     "reservation/UnusedAmortizedUpfrontFeeForBillingPeriod": "0.5", "reservation/NetUnusedAmortizedUpfrontFeeForBillingPeriod": "0.45",
+     "reservation/UnusedRecurringFee": "0.7", "reservation/NetUnusedRecurringFee": "0.63"},
+    {"lineItem/LineItemDescription": "sp usage", "lineItem/LineItemType": "SavingsPlanCoveredUsage", "lineItem/UnblendedCost": "1",
+     "lineItem/NetUnblendedCost": "1", "savingsPlan/SavingsPlanARN": SP, "savingsPlan/SavingsPlanEffectiveCost": "0.7",
+     "savingsPlan/NetSavingsPlanEffectiveCost": "0.63"},
+    {"lineItem/LineItemDescription": "sp negation", "lineItem/LineItemType": "SavingsPlanNegation", "lineItem/UnblendedCost": "-1",
+     "lineItem/NetUnblendedCost": "-1", "savingsPlan/SavingsPlanARN": SP},
+]
+
+
+def test_net_columns_are_used_where_the_report_has_them(tmp_path: Path) -> None:
+    """With a negotiated discount (EDP) the CUR has net columns, and the lake takes them: BilledCost the net unblended
+    cost, EffectiveCost the reservation's and savings plan's net effective cost and the reservation's net unused fees:
+    billed 0.9 + 0 + 1.8 + 1 - 1 = 2.7, effective 0.9 + 0.54 + (0.45 + 0.63) + 0.63 + 0 = 3.15."""
+    root = make_hub(tmp_path / "hub")
+    common = {**LINES_COMMON, "lineItem/UsageAmount": "1", "product/sku": "SKU1", "pricing/unit": "Hrs",
+              "pricing/publicOnDemandRate": "1", "pricing/publicOnDemandCost": "1"}
+    deliver(root, "cur/r/20240301-20240401/x", {"r-00001.csv": csv_text(common, NET)})
+    (rec,) = ingested(root)
+    rows = dict(duckdb.connect().execute(f"SELECT ChargeDescription, [BilledCost, EffectiveCost] FROM {lake(root)}").fetchall())
+    assert rows == {"on-demand": [D("0.9"), D("0.9")], "ri usage": [D(0), D("0.54")], "ri fee": [D("1.8"), D("1.08")],
+                    "sp usage": [D(1), D("0.63")], "sp negation": [D(-1), D(0)]}
+    assert D(rec.totalsIn["USD"]["BilledCost"]) == D("2.7") and D(rec.totalsIn["USD"]["EffectiveCost"]) == D("3.15")
