@@ -8,7 +8,8 @@ whose column set changes from month to month). ``num({name})`` is the column as 
 raises ``InvalidValue`` naming the column). ``tagColumns`` builds Tags from one column per tag key (a ``prefix``,
 with ``strip`` prefixes removed from the keys) or takes a map column (``map``) as JSON, its keys without those prefixes
 too. ``lookups`` maps a key expression through a CSV of the provider's folder (``key``, ``value`` columns, a
-``default``).
+``default``). ``let`` names sub-expressions a mapping uses more than once: ``{@name}`` stands for ``let[name]`` (in
+parentheses; a ``let`` may use another).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from transforms.typing import cast_text, ident, literal
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_/:. -]+)\}")
 _NUM = re.compile(r"num\(\{([A-Za-z0-9_/:. -]+)\}\)")
+_LET = re.compile(r"\{@([A-Za-z0-9_]+)\}")
 
 
 def key(name: str) -> str:
@@ -52,6 +54,8 @@ def project(spec: dict, columns: dict[str, str], lookup_files: dict[str, str]) -
         by_key.setdefault(key(name), name)
 
     def resolve(expr: str) -> str:
+        expr = _expand(expr, spec.get("let", {}))
+
         def number(m: re.Match) -> str:
             found = by_key.get(key(m.group(1)))
             if found is None:
@@ -80,6 +84,11 @@ def project(spec: dict, columns: dict[str, str], lookup_files: dict[str, str]) -
     totals = spec.get("totals", {})
     currency = resolve(totals.get("currency", "NULL"))
     return Mapped(select, (currency, {k: resolve(v) for k, v in totals.items() if k != "currency"}))
+
+
+def _expand(expr: str, lets: dict[str, str]) -> str:
+    """``{@name}`` replaced by the mapping's ``let`` expression of that name, in parentheses."""
+    return _LET.sub(lambda m: f"({_expand(lets[m.group(1)], lets)})", expr)
 
 
 def _tags(spec: dict | None, columns: dict[str, str]) -> str | None:
