@@ -463,3 +463,18 @@ def test_net_columns_are_used_where_the_report_has_them(tmp_path: Path) -> None:
     assert rows == {"on-demand": [D("0.9"), D("0.9")], "ri usage": [D(0), D("0.54")], "ri fee": [D("1.8"), D("1.08")],
                     "sp usage": [D(1), D("0.63")], "sp negation": [D(-1), D(0)]}
     assert D(rec.totalsIn["USD"]["BilledCost"]) == D("2.7") and D(rec.totalsIn["USD"]["EffectiveCost"]) == D("3.15")
+
+
+def test_a_mapped_report_states_the_focus_version_it_is_mapped_to(tmp_path: Path) -> None:
+    """Rows of a provider's own report carry the mapping's FOCUS version (1.0) in x_SourceVersion, also a tax row that
+    has none of the columns the version is otherwise told by: no UnknownFocusVersion flag."""
+    from hub.sample_native import write_aws_cur
+
+    root = make_hub(tmp_path / "hub")
+    write_aws_cur(str(root), rows=40)
+    assert ingest(Store(str(root))).ok
+    got = duckdb.connect().execute(
+        f"SELECT x_SourceVersion, count(*), count(*) FILTER (WHERE x_SourceChanges LIKE '%UnknownFocusVersion%'), "
+        f"count(*) FILTER (WHERE ChargeCategory = 'Tax') FROM read_parquet('{root}/ingestion/Costs/**/*.parquet') "
+        "GROUP BY 1").fetchall()
+    assert [(v, n, unknown) for v, n, unknown, _ in got] == [("1.0", 44, 0)] and got[0][3] == 4

@@ -306,7 +306,8 @@ def _convert(store: Store, d: Delivery, failure: RunRecord, records: list[RunRec
                     store.get_file(path, src)
                 typed = _typed(con, d.provider, src, kind, path)
                 kinds.add(typed.source_type)
-                lineage = Lineage(typed.source_name or mapping.sourceName, mapping.provider, typed.source_type, None, now)
+                name = typed.source_name or mapping.sourceName
+                lineage = Lineage(name, mapping.provider, typed.source_type, typed.version, now)
                 out = os.path.join(tmp, f"out-{i}.parquet")
                 try:  # fast path: closed-set columns as ENUMs; a value outside a set writes the file again without them
                     tap, check, rows = _write(con, typed, lineage, out, f"{i}", path, closed=True)
@@ -366,6 +367,8 @@ class Typed:
     source_type: str
     source_name: str | None
     tap_schema: ExportSchema
+    #: the FOCUS version a report mapping writes (its ``version``); None: told per row from the columns present
+    version: str | None = None
 
 
 def _typed(con: duckdb.DuckDBPyConnection, provider: str, src: str, kind: str, path: str) -> Typed:
@@ -383,7 +386,7 @@ def _typed(con: duckdb.DuckDBPyConnection, provider: str, src: str, kind: str, p
         sql, columns = convert.source_columns(con, src, kind, file=path)
     sql, present = _flat(sql, dict(columns))
     mapping = providers()[provider]
-    source_type, source_name, hidden = mapping.sourceType, None, []
+    source_type, source_name, hidden, version = mapping.sourceType, None, [], None
     needed = ("BilledCost", "BillingCurrency", "BillingPeriodStart", "BillingAccountId")
     if not _has(provider, present, needed):
         spec = next((r for r in reports(provider) if mapped.detects(r, present)), None)
@@ -400,7 +403,7 @@ def _typed(con: duckdb.DuckDBPyConnection, provider: str, src: str, kind: str, p
             present = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {sql}").fetchall()}
         except duckdb.Error as exc:
             raise convert.map_error(exc, file=path) from None
-        source_type, source_name = spec["format"], spec.get("sourceName")
+        source_type, source_name, version = spec["format"], spec.get("sourceName"), spec.get("version")
     shown = {k: v for k, v in present.items() if k not in (HIDDEN_CURRENCY, HIDDEN_BILLED)}
     try:
         proj = project(focus_schema(provider), shown, backfill.DOUBLES, null_texts=kind == "parquet")
@@ -416,7 +419,7 @@ def _typed(con: duckdb.DuckDBPyConnection, provider: str, src: str, kind: str, p
               "amounts": {"BilledCost": HIDDEN_BILLED if hidden else "BilledCost", "EffectiveCost": "EffectiveCost"}}
     tap_schema = ExportSchema("FOCUS", provider, None, "Costs", (), totals=totals)
     columns = {k: v for k, v in described.items() if k not in (HIDDEN_CURRENCY, HIDDEN_BILLED)}
-    return Typed(typed, columns, proj.extra, described, source_type, source_name, tap_schema)
+    return Typed(typed, columns, proj.extra, described, source_type, source_name, tap_schema, version)
 
 
 def _flat(sql: str, columns: dict[str, str]) -> tuple[str, dict[str, str]]:
