@@ -467,7 +467,8 @@ def test_net_columns_are_used_where_the_report_has_them(tmp_path: Path) -> None:
 
 def test_a_mapped_report_states_the_focus_version_it_is_mapped_to(tmp_path: Path) -> None:
     """Rows of a provider's own report carry the mapping's FOCUS version (1.0) in x_SourceVersion, also a tax row that
-    has none of the columns the version is otherwise told by: no UnknownFocusVersion flag."""
+    has none of the columns the version is otherwise told by: no UnknownFocusVersion flag; and a tax row, which FOCUS
+    gives no quantity, is not flagged MissingPricingQuantity."""
     from hub.sample_native import write_aws_cur
 
     root = make_hub(tmp_path / "hub")
@@ -475,6 +476,7 @@ def test_a_mapped_report_states_the_focus_version_it_is_mapped_to(tmp_path: Path
     assert ingest(Store(str(root))).ok
     got = duckdb.connect().execute(
         f"SELECT x_SourceVersion, count(*), count(*) FILTER (WHERE x_SourceChanges LIKE '%UnknownFocusVersion%'), "
-        f"count(*) FILTER (WHERE ChargeCategory = 'Tax') FROM read_parquet('{root}/ingestion/Costs/**/*.parquet') "
-        "GROUP BY 1").fetchall()
-    assert [(v, n, unknown) for v, n, unknown, _ in got] == [("1.0", 44, 0)] and got[0][3] == 4
+        f"count(*) FILTER (WHERE ChargeCategory = 'Tax'), count(*) FILTER (WHERE ChargeCategory = 'Tax' AND PricingQuantity "
+        f"IS NULL AND coalesce(x_SourceChanges, '') NOT LIKE '%MissingPricingQuantity%') "
+        f"FROM read_parquet('{root}/ingestion/Costs/**/*.parquet') GROUP BY 1").fetchall()
+    assert [(v, n, unknown) for v, n, unknown, _, _ in got] == [("1.0", 44, 0)] and got[0][3] == got[0][4] == 4

@@ -141,7 +141,7 @@ def quality_codes() -> list[tuple[str, str]]:
         ("MissingListCost", f"{zero('ListCost')} AND ({nz('ContractedCost')} OR {nz('EffectiveCost')})"),
         ("MissingListUnitPrice", f"{zero('ListUnitPrice')} AND ({nz('ContractedUnitPrice')} OR {nz('x_EffectiveUnitPrice')})"),
         ("MissingConsumedQuantity", f"ChargeCategory = 'Usage' AND {zero('ConsumedQuantity')} AND {any_cost}"),
-        ("MissingPricingQuantity", f"{zero('PricingQuantity')} AND {any_cost}"),
+        ("MissingPricingQuantity", f"{zero('PricingQuantity')} AND {any_cost} AND {priced}"),  # tax: none, per FOCUS
         ("MissingPricingCategory", f"PricingCategory IS NULL AND {priced}"),
         ("MissingSkuPriceId", f"SkuPriceId IS NULL AND SkuId IS NOT NULL AND {priced}"),
         ("MissingResourceType", "ResourceType IS NULL AND ResourceId IS NOT NULL"),
