@@ -37,6 +37,7 @@ test: lint $(AZURITE) $(CHROMIUM)
 bench: $(VENV)/.installed
 	$(PY) bench/run.py --rows $(ROWS) --repeat $(REPEAT)
 	$(PY) bench/run.py --rows $(ROWS) --repeat $(REPEAT) --shape independent
+	$(PY) bench/providers.py --rows $(ROWS) --repeat $(REPEAT)
 
 clean:
 	rm -rf $(VENV) .tools demo-hub .pytest_cache .ruff_cache

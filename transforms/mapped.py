@@ -8,7 +8,7 @@ whose column set changes from month to month). ``num({name})`` is the column as 
 raises ``InvalidValue`` naming the column). ``tagColumns`` builds Tags from one column per tag key (a ``prefix``,
 with ``strip`` prefixes removed from the keys) or takes a map column (``map``) as JSON, its keys without those prefixes
 too. ``lookups`` maps a key expression through a CSV of the provider's folder (``key``, ``value`` columns, a
-``default``). ``let`` names sub-expressions a mapping uses more than once: ``{@name}`` stands for ``let[name]`` (in
+``default``). ``defaults`` gives a column the report lacks an expression instead of NULL. ``let`` names sub-expressions a mapping uses more than once: ``{@name}`` stands for ``let[name]`` (in
 parentheses; a ``let`` may use another).
 """
 
@@ -52,6 +52,7 @@ def project(spec: dict, columns: dict[str, str], lookup_files: dict[str, str]) -
     by_key: dict[str, str] = {}
     for name in columns:
         by_key.setdefault(key(name), name)
+    defaults = {key(k): v for k, v in spec.get("defaults", {}).items()}
 
     def resolve(expr: str) -> str:
         expr = _expand(expr, spec.get("let", {}))
@@ -59,7 +60,8 @@ def project(spec: dict, columns: dict[str, str], lookup_files: dict[str, str]) -
         def number(m: re.Match) -> str:
             found = by_key.get(key(m.group(1)))
             if found is None:
-                return "CAST(NULL AS DECIMAL(38,18))"
+                default = defaults.get(key(m.group(1)))
+                return f"CAST(({resolve(default)}) AS DECIMAL(38,18))" if default else "CAST(NULL AS DECIMAL(38,18))"
             src = ident(found)
             if columns[found] in ("DOUBLE", "FLOAT"):  # the shortest text of the double, not its binary expansion
                 return f"CAST(CAST({src} AS VARCHAR) AS DECIMAL(38,18))"
@@ -67,9 +69,15 @@ def project(spec: dict, columns: dict[str, str], lookup_files: dict[str, str]) -
                 return f"CAST({src} AS DECIMAL(38,18))"
             return cast_text(Column(found, "decimal", found), f"nullif(trim({src}), '')")
 
+        def column(m: re.Match) -> str:
+            found = by_key.get(key(m.group(1)))
+            if found is not None:
+                return ident(found)
+            default = defaults.get(key(m.group(1)))
+            return f"({resolve(default)})" if default else "CAST(NULL AS VARCHAR)"
+
         expr = _NUM.sub(number, expr)
-        return _PLACEHOLDER.sub(lambda m: ident(by_key[key(m.group(1))]) if key(m.group(1)) in by_key else "CAST(NULL AS VARCHAR)",
-                                expr)
+        return _PLACEHOLDER.sub(column, expr)
 
     select = [f"{resolve(expr)} AS {ident(col)}" for col, expr in spec["columns"].items()]
     for target, lk in spec.get("lookups", {}).items():
