@@ -49,6 +49,7 @@ def _month(month: str) -> tuple[date, date, int]:
 def _connect() -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET enable_progress_bar = false")
     return con
 
 
@@ -80,12 +81,15 @@ def write_aws_cur(root: str, *, month: str = "2024-05", rows: int = 2000, payer:
         FROM range({rows}) r(i)
         JOIN {services} s(code, name, usage_type, unit, rate, arn, k) ON s.k = CAST(hash(i, 's') % 5 AS BIGINT)"""
     sql = f"""
-        SELECT 'li-' || i AS "identity/LineItemId", '{payer}' AS "bill/PayerAccountId",
-               '{start}T00:00:00Z' AS "bill/BillingPeriodStartDate", '{end}T00:00:00Z' AS "bill/BillingPeriodEndDate",
+        SELECT 'li-' || i AS "identity/LineItemId",
+               strftime(t, '%Y-%m-%dT%H:%M:%SZ') || '/' || strftime(t + INTERVAL 1 HOUR, '%Y-%m-%dT%H:%M:%SZ')
+                   AS "identity/TimeInterval", '{payer}' AS "bill/PayerAccountId",
+               '{start}T00:00:00.000Z' AS "bill/BillingPeriodStartDate", '{end}T00:00:00.000Z' AS "bill/BillingPeriodEndDate",
                'Amazon Web Services, Inc.' AS "bill/InvoicingEntity", 'Anniversary' AS "bill/BillType",
-               acct AS "lineItem/UsageAccountId", 'Usage' AS "lineItem/LineItemType",
-               strftime(t, '%Y-%m-%dT%H:%M:%SZ') AS "lineItem/UsageStartDate",
-               strftime(t + INTERVAL 1 HOUR, '%Y-%m-%dT%H:%M:%SZ') AS "lineItem/UsageEndDate",
+               'AWS' AS "bill/BillingEntity", acct AS "lineItem/UsageAccountId", 'Usage' AS "lineItem/LineItemType",
+               'Amazon Web Services, Inc.' AS "lineItem/LegalEntity",
+               strftime(t, '%Y-%m-%dT%H:%M:%S.000Z') AS "lineItem/UsageStartDate",
+               strftime(t + INTERVAL 1 HOUR, '%Y-%m-%dT%H:%M:%S.000Z') AS "lineItem/UsageEndDate",
                code AS "lineItem/ProductCode", usage_type AS "lineItem/UsageType", 'Run' AS "lineItem/Operation",
                region || 'a' AS "lineItem/AvailabilityZone",
                CASE WHEN arn <> '' THEN 'arn:aws:' || replace(replace(replace(arn, '{{region}}', region), '{{acct}}', acct),
@@ -93,18 +97,19 @@ def write_aws_cur(root: str, *, month: str = "2024-05", rows: int = 2000, payer:
                CAST(qty AS VARCHAR) AS "lineItem/UsageAmount", 'USD' AS "lineItem/CurrencyCode", rate AS "lineItem/UnblendedRate",
                CAST(CAST(qty AS DECIMAL(18,6)) * CAST(rate AS DECIMAL(18,10)) AS VARCHAR) AS "lineItem/UnblendedCost",
                usage_type || ' usage' AS "lineItem/LineItemDescription", name AS "product/ProductName",
-               region AS "product/regionCode", 'SKU' || k AS "product/sku", unit AS "pricing/unit",
+               region AS "product/regionCode", region AS "product/region", 'SKU' || k AS "product/sku", unit AS "pricing/unit",
                rate AS "pricing/publicOnDemandRate",
                CAST(CAST(qty AS DECIMAL(18,6)) * CAST(rate AS DECIMAL(18,10)) AS VARCHAR) AS "pricing/publicOnDemandCost",
-               'SKU' || k || '.RATE' AS "pricing/RateCode",
+               'SKU' || k || '.RATE' AS "pricing/RateCode", CAST(1000 + k AS VARCHAR) AS "pricing/RateId",
                ['web', 'data', 'platform', NULL][CAST(1 + hash(i, 't') % 4 AS BIGINT)] AS "resourceTags/user:team",
                ['prod', 'dev'][CAST(1 + hash(i, 'e') % 2 AS BIGINT)] AS "resourceTags/user:env"
         FROM ({usage})
         UNION ALL
-        SELECT 'tax-' || acct, '{payer}', '{start}T00:00:00Z', '{end}T00:00:00Z', 'Amazon Web Services, Inc.', 'Anniversary',
-               acct, 'Tax', '{start}T00:00:00Z', '{end}T00:00:00Z', 'AmazonEC2', NULL, NULL, NULL, NULL, '1', 'USD', NULL,
-               '1.25', 'Tax for product code AmazonEC2', 'Amazon Elastic Compute Cloud', NULL, NULL, NULL, NULL, NULL, NULL,
-               NULL, NULL
+        SELECT 'tax-' || acct, '{start}T00:00:00Z/{end}T00:00:00Z', '{payer}', '{start}T00:00:00.000Z',
+               '{end}T00:00:00.000Z', 'Amazon Web Services, Inc.', 'Anniversary', 'AWS', acct, 'Tax', 'Amazon Web Services, Inc.',
+               '{start}T00:00:00.000Z', '{end}T00:00:00.000Z', 'AmazonEC2', NULL, NULL, NULL, NULL, '1', 'USD', NULL,
+               '1.25', 'Tax for product code AmazonEC2', 'Amazon Elastic Compute Cloud', NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+               NULL, NULL, NULL
         FROM (SELECT DISTINCT acct FROM ({usage}))
         ORDER BY 1"""
     _write(store, f"{folder}/{report}-00001.csv.gz", con, sql)
