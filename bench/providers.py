@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -36,10 +37,11 @@ FORMATS = {"cur": ("AWS legacy CUR", "write_aws_cur"), "aws-focus": ("AWS Data E
 
 
 def generate(fmt: str, rows: int, root: Path) -> Path:
-    """A hub with one delivery of ``fmt`` holding ``rows`` rows; its data file."""
-    from hub import sample_native
-
-    getattr(sample_native, FORMATS[fmt][1])(str(root), rows=rows)
+    """A hub with one delivery of ``fmt`` holding ``rows`` rows (written by a child process: a child forked from a
+    parent holding the generator's memory would count it in its own peak RSS); its data file."""
+    code = f"from hub import sample_native; sample_native.{FORMATS[fmt][1]}({str(root)!r}, rows={rows})"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=HERE.parent,
+                   env={**os.environ, "PYTHONPATH": str(HERE.parent)})
     return next(root.glob("exports/**/*.csv.gz"))
 
 
@@ -52,9 +54,10 @@ def pair(fmt: str, rows: int, pristine: Path, data: Path, work: Path) -> tuple[S
         shutil.rmtree(root)
     shutil.copytree(pristine, root)
     pipe = run_child(f"hub ingest ({fmt})", [sys.executable, "-m", "hub.cli", "ingest", str(root)], rows, work)
-    if pipe.ok:
+    if pipe.ok:  # every run committed and reconciled (a CUR has a tax row per account beside the generated rows)
         runs = [json.loads(p.read_text()) for p in root.glob("config/runs/*.json")]
-        if sum(r.get("rowsOut") or 0 for r in runs) != rows or not all(r.get("state") == "committed" for r in runs):
+        pipe.rows = raw.rows = sum(r.get("rowsOut") or 0 for r in runs)
+        if pipe.rows < rows or not all(r.get("state") == "committed" and r.get("reconciled") for r in runs):
             pipe.exit_code = 99
             pipe.log = f"runs: {[(r.get('state'), r.get('rowsOut'), r.get('error')) for r in runs]}"
     print(f"  {fmt} {rows:,}: raw {raw.seconds:.2f} s / {raw.peak_mib:,.0f} MiB, hub ingest {pipe.seconds:.2f} s / "
@@ -62,7 +65,7 @@ def pair(fmt: str, rows: int, pristine: Path, data: Path, work: Path) -> tuple[S
     return raw, pipe
 
 
-def converter_rows(fmt_rows: int, pristine: Path, work: Path) -> list[str]:
+def converter_rows(fmt_rows: int, pristine: Path, work: Path, venv: Path | None) -> list[str]:
     """focus-converter on the CUR, decompressed (it reads plain CSV)."""
     try:
         import focus_converter as fc  # bench/focus_converter.py
@@ -71,7 +74,7 @@ def converter_rows(fmt_rows: int, pristine: Path, work: Path) -> list[str]:
     plain = work / "cur.csv"
     with gzip.open(next(pristine.glob("exports/**/*.csv.gz")), "rb") as src, open(plain, "wb") as out:
         shutil.copyfileobj(src, out)
-    result = fc.measure(plain, work / "focus-converter")
+    result = fc.measure(plain, work / "focus-converter", venv=venv)
     print(f"  focus-converter: {json.dumps(result)[:400]}", flush=True)
     if not result.get("installed", True) or result.get("error"):
         return [f"focus-converter ({result.get('version') or 'not installed'}) on the same CUR: "
@@ -100,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--format", action="append", choices=tuple(FORMATS), help="default: every format")
     parser.add_argument("--converter", action=argparse.BooleanOptionalAction, default=True,
                         help="also measure focus-converter on the CUR")
+    parser.add_argument("--converter-venv", type=Path, default=None,
+                        help="focus-converter's virtual environment (made there once, then reused; default: a temporary one)")
     parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     args = parser.parse_args(argv)
     formats = args.format or list(FORMATS)
@@ -132,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
                              f"{pairs[0][1].peak_mib:,.0f} MiB ({pairs[0][1].peak_mib / peak:.2f}x for {rows / args.rows:.0f}x "
                              "the rows).", ""]
                 if fmt == "cur" and n == 0 and args.converter:
-                    body += [*converter_rows(rows, pristine, work), ""]
+                    body += [*converter_rows(rows, pristine, work, args.converter_venv), ""]
                 if n > 0:
                     shutil.rmtree(pristine, ignore_errors=True)
             if ratios:

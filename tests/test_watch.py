@@ -166,3 +166,29 @@ def test_native_focus_delivery_is_picked_up_by_an_event(hub_root: Path) -> None:
         stop.set()
         t.join(timeout=60)
     assert sorted(line["month"] for line in lines if line["event"] == "run") == ["2024-09", "2024-10"]
+
+
+def test_an_oci_report_file_is_taken_once_it_has_stopped_changing(hub_root: Path) -> None:
+    """An OCI report file (no manifest) written while the watcher runs: it waits while the file is newer than the
+    settle time, then its months are committed without a manifest or a full scan."""
+    import gzip
+
+    from conftest import DATA
+
+    stop, lines = threading.Event(), []
+    t = threading.Thread(target=watch, kwargs={"store": Store(str(hub_root)), "stop": stop, "log": lines.append,
+                                               "interval": 300, "blob_timeout": 60, "settle": 2})
+    t.start()
+    try:
+        time.sleep(1)
+        base = hub_root / "exports" / "oci" / "FOCUS Reports" / "2024" / "09" / "30"
+        base.mkdir(parents=True)
+        written = time.monotonic()
+        (base / "0001.csv.gz").write_bytes(gzip.compress((DATA / "oci" / "oci-focus10-7rows.csv").read_bytes()))
+        _until(lambda: sorted(_states(hub_root).values()) == ["committed", "committed"], timeout=30)
+        waited = time.monotonic() - written
+    finally:
+        stop.set()
+        t.join(timeout=60)
+    assert waited >= 2  # not before the file had stayed unchanged for the settle time
+    assert sorted(line["month"] for line in lines if line["event"] == "run") == ["2024-09", "2024-10"]
