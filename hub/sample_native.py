@@ -10,7 +10,9 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import posixpath
 import tempfile
+import zipfile
 from datetime import date
 
 import duckdb
@@ -54,10 +56,15 @@ def _connect() -> duckdb.DuckDBPyConnection:
 
 
 def _write(store: Store, rel: str, con: duckdb.DuckDBPyConnection, sql: str) -> None:
-    """COPY a query to CSV (gzip), then into the store."""
+    """COPY a query to CSV (gzip for ``.gz``; for ``.zip`` an archive holding ``<name>.csv``), then into the store."""
     with tempfile.TemporaryDirectory(prefix="hub-sample-") as tmp:
         csv_path = os.path.join(tmp, "part.csv")
         con.execute(f"COPY ({sql}) TO '{csv_path}' (HEADER, DELIMITER ',')")
+        if rel.endswith(".zip"):
+            packed = os.path.join(tmp, "part.zip")
+            with zipfile.ZipFile(packed, "w", zipfile.ZIP_DEFLATED) as archive:
+                archive.write(csv_path, posixpath.basename(rel)[: -len(".zip")] + ".csv")
+            csv_path = packed
         with open(csv_path, "rb") as src:
             data = gzip.compress(src.read()) if rel.endswith(".gz") else src.read()
         store.write_bytes(rel, data)
@@ -290,7 +297,7 @@ def write_tencent_bill(root: str, *, month: str = "2024-05", rows: int = 1000, p
               JOIN {services} s(code, name, sub, comp, item, price, unit_price, unit, k) ON s.k = CAST(hash(i,
               's') % 4 AS BIGINT))
         ORDER BY i"""
-    _write(store, f"{folder}/{payer}-{month.replace('-', '')}-by_used_time-bill_details.csv", con, sql)
+    _write(store, f"{folder}/{payer}-{month.replace('-', '')}-by_used_time-bill_details.zip", con, sql)  # as bill storage
     store.write_bytes(f"{folder}/manifest.json", b"")
     return f"{folder}/manifest.json"
 

@@ -164,3 +164,25 @@ def test_retention_of_exports_deletes_only_committed_unchanged_deliveries(tmp_pa
                                                                                  "exports/aws/e1/manifest.json"))
     assert apply(store, delete).deletions == []
     assert {r.manifest for r in ingest(store).records} == {"exports/aws/e2/manifest.json"}  # only the grown one
+
+
+def test_zip_archives_are_read_member_by_member(tmp_path: Path) -> None:
+    """Tencent's bill storage delivers zip archives: each data file inside is read (a FOCUS file named ``….CSV`` too),
+    totals as unzipped; a cut archive quarantines its delivery with CorruptFile naming it, the others flow."""
+    import zipfile
+
+    root = make_hub(tmp_path / "hub")
+    header, body = rows(OCI)
+    packed = io.BytesIO()
+    with zipfile.ZipFile(packed, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("FOCUS-bill_details-200020002001-202409.CSV", OCI.read_text())
+        archive.writestr("readme.txt", "not data")
+    deliver(root, "oci", "zipped", {"bill.zip": packed.getvalue()})
+    deliver(root, "tencent", "cut", {"bill.zip": packed.getvalue()[:200]})
+    result = ingest(Store(str(root)))
+    bad = [r for r in result.records if r.state == "quarantined"]
+    assert [(r.error.code, r.error.file) for r in bad if r.error] == [("CorruptFile", "exports/tencent/cut/bill.zip")]
+    good = [r for r in result.records if r.state == "committed"]
+    assert {p.blob for r in good for p in r.parts} == {"exports/oci/zipped/bill.zip!FOCUS-bill_details-200020002001-202409.CSV"}
+    assert one(f"SELECT count(*) FROM {lake(root)}") == 7
+    assert one(f"SELECT sum(BilledCost) FROM {lake(root)}") == billed(body, header)

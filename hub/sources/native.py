@@ -21,8 +21,12 @@ import hashlib
 import json
 import os
 import posixpath
+import shutil
 import tempfile
 import time
+import zipfile
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -46,7 +50,9 @@ from transforms.typing import IncompatibleType, header_key, ident, literal, proj
 AREA = EXPORTS
 NATIVE = "native:"
 #: Data files of a delivery (by name).
-SUFFIXES = (".csv", ".csv.gz", ".parquet", ".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")
+SUFFIXES = (".csv", ".csv.gz", ".parquet", ".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz", ".zip")
+#: Data files read inside a zip archive.
+ZIPPED = (".csv.gz", ".csv", ".parquet")
 
 
 class ProviderMapping(BaseModel):
@@ -229,6 +235,34 @@ def process(store: Store, d: Delivery, records: list[RunRecord]) -> list[RunReco
         return [failure]
 
 
+def _inputs(store: Store, d: Delivery, tmp: str) -> Iterator[tuple[str, str, str]]:
+    """Each data file of a delivery as (name in messages, local path, kind); a ``.zip`` (Tencent's bill storage) gives
+    each data file inside it, named ``<zip>!<member>``."""
+    for i, (path, _) in enumerate(d.files):
+        src = store.local_path(path)
+        if src is None:
+            src = os.path.join(tmp, f"in-{i}-{posixpath.basename(path)}")
+            store.get_file(path, src)
+        if not path.lower().endswith(".zip"):
+            yield path, src, _kind(path)
+            continue
+        try:
+            with zipfile.ZipFile(src) as archive:
+                members = [m for m in archive.infolist() if not m.is_dir() and m.filename.lower().endswith(ZIPPED)]
+                if not members:
+                    raise HubError("holds no .csv, .csv.gz or .parquet file", file=path, code="IngestionFilesNotFound")
+                for j, member in enumerate(members):
+                    label = f"{path}!{member.filename}"
+                    suffix = next(x for x in ZIPPED if member.filename.lower().endswith(x))
+                    out = os.path.join(tmp, f"zip-{i}-{j}{suffix}")
+                    with archive.open(member) as data, open(out, "wb") as fh:
+                        shutil.copyfileobj(data, fh)
+                    yield label, out, _kind(member.filename)
+                    os.remove(out)
+        except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
+            raise HubError(f"is not a readable zip archive ({type(exc).__name__})", file=path, code="CorruptFile") from None
+
+
 def _kind(path: str) -> str:
     """``csv``, ``csv.gz``, ``parquet``, or ``json`` (newline-delimited, optionally gzip: BigQuery extracts)."""
     low = path.lower()
@@ -247,7 +281,7 @@ def _check(store: Store, d: Delivery) -> None:
     if d.raw.strip() not in (b"", b"{}"):
         raise HubError("the manifest of a native FOCUS delivery must be empty or {}", file=d.manifest, code="ManifestInvalid")
     if not d.files:
-        raise HubError("no .csv, .csv.gz or .parquet files in the delivery's folder", file=d.manifest,
+        raise HubError("no .csv, .csv.gz, .parquet, newline JSON or .zip files in the delivery's folder", file=d.manifest,
                        code="IngestionFilesNotFound")
     for path, _ in d.files:
         if not store.inside(path):
@@ -298,12 +332,7 @@ def _convert(store: Store, d: Delivery, failure: RunRecord, records: list[RunRec
         try:
             lookups.register(con)
             summary, kinds, written = normalize.InputSummary(), set(), []
-            for i, (path, _) in enumerate(d.files):
-                kind = _kind(path)
-                src = store.local_path(path)
-                if src is None:
-                    src = os.path.join(tmp, f"in-{i}-{posixpath.basename(path)}")
-                    store.get_file(path, src)
+            for i, (path, src, kind) in enumerate(_inputs(store, d, tmp)):
                 typed = _typed(con, d.provider, src, kind, path)
                 kinds.add(typed.source_type)
                 name = typed.source_name or mapping.sourceName
