@@ -196,6 +196,19 @@ def count_lake_rows(root: Path) -> int:
     return int(row[0]) if row else 0
 
 
+def generate(root: Path, *, shape: str | None, **kwargs: object) -> str:
+    """``hub.sample_data.write_export(root, **kwargs)`` in a child process (a child forked from a parent holding the
+    generator's memory would count it in its own peak RSS); ``shape``: the independent shape's options, or None for
+    the default shape. Returns the manifest's path."""
+    args = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+    shaped = "" if shape is None else f", shape=Shape.parse({shape!r})"
+    code = ("from hub.sample_data import write_export; from hub.sample_independent import Shape; "
+            f"print(write_export({str(root)!r}, {args}{shaped}))")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=env, check=True)
+    return proc.stdout.strip().splitlines()[-1]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="FocusCost rows to generate (default 1,000,000)")
@@ -213,7 +226,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--shape-options needs --shape independent")
 
     sys.path.insert(0, str(REPO))
-    from hub.sample_data import write_export
     from hub.sample_independent import Shape
 
     shape: object = "default"
@@ -232,8 +244,8 @@ def main(argv: list[str] | None = None) -> int:
         sheet = ""
         if shape != "default":  # the month's price sheet goes into the lake first (not timed), as a hub would have it
             start = time.perf_counter()
-            write_export(str(pristine), export_type="PriceSheet", data_version="2023-05-01", export_name="bench-prices",
-                         shape=shape)
+            generate(pristine, export_type="PriceSheet", data_version="2023-05-01", export_name="bench-prices",
+                     shape=args.shape_options)
             prices = run_child("hub ingest (price sheet)", [sys.executable, "-m", "hub.cli", "ingest", str(pristine)], 0, work)
             if not prices.ok:
                 print(f"price sheet ingest failed:\n{prices.log}", file=sys.stderr)
@@ -243,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  price sheet: {sheet_rows:,} rows ingested in {prices.seconds:.1f} s", flush=True)
         print(f"generating {args.rows:,} FocusCost 1.0 rows ({args.shape} shape) into {pristine} ...", flush=True)
         start = time.perf_counter()
-        manifest = Path(write_export(str(pristine), rows=args.rows, parts=1, shape=shape))
+        manifest = Path(generate(pristine, rows=args.rows, parts=1, shape=args.shape_options if shape != "default" else None))
         generate_s = time.perf_counter() - start
         csv = next(manifest.parent.glob("part_*.csv"))
         options = f", {args.shape_options}" if args.shape_options else ""
