@@ -223,11 +223,12 @@ def _bug_fixes(chain: Chain) -> None:
 # writes its argument twice) is hoisted by DuckDB and evaluated for every row; callers therefore compute
 # these only under a CASE for the rows that need them, and turn '' into NULL in a later step.
 def _resource_name_sql(resource_id: str) -> str:
-    """Name segments of an ARM id after its last ``/providers/<namespace>``, joined with ``/`` (other ids: none; the
-    cheap test first spares them the regular expressions, most of the cost for an AWS ARN)."""
+    """Name segments of an ARM id after its last ``/providers/<namespace>``, joined with ``/`` (AWS ARNs and OCI OCIDs:
+    none, told by their prefix first: the regular expressions are most of the cost of an ARN row, and a test that scans
+    the whole id would cost every ARM id as much)."""
     tail = f"regexp_extract({resource_id}, '(?i).*/providers/[^/]+/(.*)$', 1)"
-    return (f"CASE WHEN {resource_id} ILIKE '%/providers/%' "
-            f"THEN lower(rtrim(regexp_replace({tail}, '(^|/)[^/]*(/([^/]*))?', '\\1\\3', 'g'), '/')) END")
+    return (f"CASE WHEN starts_with({resource_id}, 'arn:') OR starts_with({resource_id}, 'ocid1.') THEN NULL "
+            f"ELSE lower(rtrim(regexp_replace({tail}, '(^|/)[^/]*(/([^/]*))?', '\\1\\3', 'g'), '/')) END")
 
 
 def _resource_type_sql(resource_id: str) -> str:
