@@ -186,3 +186,40 @@ def test_zip_archives_are_read_member_by_member(tmp_path: Path) -> None:
     assert {p.blob for r in good for p in r.parts} == {"exports/oci/zipped/bill.zip!FOCUS-bill_details-200020002001-202409.CSV"}
     assert one(f"SELECT count(*) FROM {lake(root)}") == 7
     assert one(f"SELECT sum(BilledCost) FROM {lake(root)}") == billed(body, header)
+
+
+def test_a_redelivered_file_without_a_month_takes_its_rows_out_of_that_month(tmp_path: Path) -> None:
+    """A report file first holding September and October rows, re-delivered with September's only: October's folder
+    loses that file's rows (the other files' stay), the lake equals a first ingest of the new version."""
+    root = make_hub(tmp_path / "hub")
+    header, body = rows(OCI)
+    month = header.index("BillingPeriodStart")
+    september = [r for r in body if r[month].startswith("2024-09")]
+    october = [r for r in body if r[month].startswith("2024-10")]
+    assert len(september) == 6 and len(october) == 1
+    put(root, f"{FOCUS}/01/0001.csv.gz", gz(header, september[:3] + october))
+    put(root, f"{FOCUS}/02/0002.csv.gz", gz(header, september[3:] + october))
+    assert ingest(Store(str(root))).ok
+    assert one(f"SELECT count(*) FROM {lake(root)} WHERE BillingPeriodStart >= '2024-10-01'") == 2
+    put(root, f"{FOCUS}/01/0001.csv.gz", gz(header, september[:3]))
+    result = ingest(Store(str(root)))
+    assert result.ok, [r.error for r in result.all]
+    withdrawn = [r for r in result.records if r.month == "2024-10"]
+    assert len(withdrawn) == 1 and withdrawn[0].rowsOut == 0 and len(withdrawn[0].kept) == 1
+    assert one(f"SELECT count(*) FROM {lake(root)} WHERE BillingPeriodStart >= '2024-10-01'") == 1
+    assert one(f"SELECT sum(BilledCost) FROM {lake(root)}") == billed(september + october, header)
+    assert ingest(Store(str(root))).records == []
+
+
+def test_a_redelivery_without_a_month_empties_that_month(tmp_path: Path) -> None:
+    """A delivery (with its manifest) of September and October re-delivered with September only: October's folder no
+    longer shows its rows."""
+    root = make_hub(tmp_path / "hub")
+    header, body = rows(OCI)
+    month = header.index("BillingPeriodStart")
+    deliver(root, "oci", "d1", {"a.csv.gz": gz(header, body)})
+    assert ingest(Store(str(root))).ok and one(f"SELECT count(*) FROM {lake(root)}") == 7
+    deliver(root, "oci", "d1", {"a.csv.gz": gz(header, [r for r in body if r[month].startswith("2024-09")])})
+    assert ingest(Store(str(root))).ok
+    assert one(f"SELECT count(*) FROM {lake(root)}") == 6
+    assert not list((root / "ingestion/Costs/2024/10").rglob("*.parquet"))

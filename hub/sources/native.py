@@ -206,6 +206,7 @@ def process(store: Store, d: Delivery, records: list[RunRecord]) -> list[RunReco
     try:
         _check(store, d)
         made = _convert(store, d, failure, records)
+        made += _withdrawals(store, d, made, records)
         for rec in made:
             rec.state = "swapping"
             runs.save(store, rec)
@@ -591,6 +592,29 @@ def _split(store: Store, con: duckdb.DuckDBPyConnection, d: Delivery, written: l
                 store.put_file(out, staged)
         made.append(rec)
     return made
+
+
+def _withdrawals(store: Store, d: Delivery, made: list[RunRecord], records: list[RunRecord]) -> list[RunRecord]:
+    """Runs taking an earlier version of this delivery out of the folders the new version no longer covers (a file
+    re-delivered without the rows of a month it used to hold): each keeps the folder's other files and drops the earlier
+    version's, under the earlier run's key (its record then says 0 rows from the new version)."""
+    covered = {r.destination for r in made}
+    out = []
+    for old in records:
+        if (old.manifest != d.manifest or old.manifestSha256 == d.sha or old.state != "committed" or not old.destination
+                or old.destination in covered):
+            continue
+        gone = {posixpath.basename(p.output) for p in old.parts if store.exists(p.output)}
+        if not gone:
+            continue
+        rec = RunRecord(key=old.key, manifest=d.manifest, manifestSha256=d.sha, state="converting", exportType=old.exportType,
+                        exportName=old.exportName, dataset=old.dataset, schemaKey=old.schemaKey, month=old.month,
+                        scope=old.scope, destination=old.destination, staging=engine.new_staging(old.key))
+        rec.sourceFiles = {**dict(d.files), **{listing: 0 for listing in d.listings}}
+        rec.kept = _carry_over(store, rec, gone)
+        rec.reconciled = True
+        out.append(rec)
+    return out
 
 
 def _carry_over(store: Store, rec: RunRecord, names: set[str]) -> list[str]:
