@@ -140,8 +140,9 @@ def deliveries(store: Store) -> list[Delivery]:
     for folder, rel in folders.items():
         provider = _provider(rel)
         raw: bytes | None = None
-        with contextlib.suppress(OSError):
-            raw = store.read_bytes(rel) if store.inside(rel) else None
+        with contextlib.suppress(OSError):  # an empty manifest (the usual one) is known from the listing: no read
+            empty = found[rel].get("size") == 0 and found[rel].get("type", "file") == "file"
+            raw = (b"" if empty else store.read_bytes(rel)) if store.inside(rel) else None
         files, listings = [], []
         for sub in owned[folder] if provider in providers() else []:
             name = posixpath.basename(sub).lower()
