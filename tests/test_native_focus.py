@@ -328,6 +328,8 @@ def test_cur_2_0_columns_are_recognised(tmp_path: Path) -> None:
     ("arn:aws:sqs:us-east-1:123456789012:my-queue", "sqs"),
     ("arn:aws:s3:::my-bucket", "s3"),
     ("arn:aws:elasticloadbalancing:eu-west-1:123456789012:loadbalancer/app/web/50dc6c495c0c9188", "loadbalancer"),
+    ("arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/my-fn", "log-group"),
+    ("arn:aws:rds:us-east-1:123456789012:db:my-db", "db"),
 ])
 def test_resource_type_of_an_arn(arn: str, kind: str) -> None:
     from transforms.costs import _arn_type_sql

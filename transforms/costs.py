@@ -239,11 +239,12 @@ def _resource_type_sql(resource_id: str) -> str:
 
 def _arn_type_sql(resource_id: str) -> str:
     """The resource type of an AWS ARN (``arn:partition:service:region:account:resource``): the resource part's
-    ``type/...`` or ``type:...`` prefix (``instance`` of ``...:instance/i-1``, ``function`` of ``...:function:f``),
-    else the service (``sqs`` of ``...:123456789012:queue-name``, ``s3`` of ``arn:aws:s3:::bucket``)."""
-    rest = f"array_to_string(string_split({resource_id}, ':')[6:], ':')"
-    return (f"CASE WHEN contains({rest}, '/') THEN split_part({rest}, '/', 1) "
-            f"WHEN len(string_split({resource_id}, ':')) >= 7 THEN split_part({resource_id}, ':', 6) "
+    ``type/...`` or ``type:...`` prefix (``instance`` of ``...:instance/i-1``, ``function`` of ``...:function:f``,
+    ``log-group`` of ``...:log-group:/aws/x``), else the service (``sqs`` of ``...:123456789012:queue-name``, ``s3`` of
+    ``arn:aws:s3:::bucket``)."""
+    part = f"split_part({resource_id}, ':', 6)"
+    return (f"CASE WHEN contains({part}, '/') THEN split_part({part}, '/', 1) "
+            f"WHEN split_part({resource_id}, ':', 7) <> '' THEN {part} "
             f"ELSE split_part({resource_id}, ':', 3) END")
 
 
