@@ -223,3 +223,23 @@ def test_a_redelivery_without_a_month_empties_that_month(tmp_path: Path) -> None
     assert ingest(Store(str(root))).ok
     assert one(f"SELECT count(*) FROM {lake(root)}") == 6
     assert not list((root / "ingestion/Costs/2024/10").rglob("*.parquet"))
+
+
+def test_temporary_files_on_another_filesystem_than_the_hub(tmp_path: Path) -> None:
+    """The conversion's temporary folder (TMPDIR) on another filesystem than the hub, as /dev/shm (tmpfs) is here: the
+    converted files still reach the lake (moved across filesystems, not renamed)."""
+    root = make_hub(tmp_path / "hub")
+    deliver(root, "aws", "d1", {"a.csv": (DATA / "aws" / "aws-focus10-942rows.csv").read_text()})  # one month: moved as written
+    shm = Path("/dev/shm")
+    other = shm / f"hub-test-{os.getpid()}" if shm.is_dir() and os.access(shm, os.W_OK) else tmp_path / "tmp"
+    other.mkdir()
+    try:
+        env = {**os.environ, "TMPDIR": str(other), "PYTHONPATH": str(REPO)}
+        proc = subprocess.run([sys.executable, "-m", "hub.cli", "ingest", str(root)], capture_output=True, text=True,
+                              env=env, cwd=REPO)
+    finally:
+        for leftover in sorted(other.rglob("*"), reverse=True):
+            leftover.rmdir() if leftover.is_dir() else leftover.unlink()
+        other.rmdir()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert one(f"SELECT count(*) FROM {lake(root)}") == 942

@@ -564,7 +564,7 @@ def _split(store: Store, con: duckdb.DuckDBPyConnection, d: Delivery, written: l
             out = store.local_path(staged) or os.path.join(tmp, "parts", name)
             os.makedirs(os.path.dirname(out), exist_ok=True)
             if len(w.groups) == 1:
-                os.replace(w.path, out)
+                shutil.move(w.path, out)  # the temporary folder may be on another filesystem than the hub
                 taps.append(w.check)
             else:
                 where = f"{MONTH} = {literal(m)} AND {ACCOUNT} = {literal(acct)}"
