@@ -75,6 +75,10 @@ class RunRecord(BaseModel):
     replaced: list[str] = []
     #: lake files of the destination carried over unchanged by the swap (an OCI report file replaces only its own)
     kept: list[str] = []
+    #: the swap keeps the destination's files of other deliveries (told at swap time: ``kept``)
+    carryOver: bool = False
+    #: keys of every run of the same delivery version: it is final only when all of them are
+    siblings: list[str] = []
     #: the delivery's own files (other clouds' exports) with their sizes: what retention may delete once committed
     sourceFiles: dict[str, int] = {}
     missingColumns: list[str] = []

@@ -177,6 +177,7 @@ def test_zip_archives_are_read_member_by_member(tmp_path: Path) -> None:
     with zipfile.ZipFile(packed, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("FOCUS-bill_details-200020002001-202409.CSV", OCI.read_text())
         archive.writestr("readme.txt", "not data")
+        archive.writestr("__MACOSX/._FOCUS-bill_details-200020002001-202409.CSV", "\x00\x05resource fork")  # macOS zips
     deliver(root, "oci", "zipped", {"bill.zip": packed.getvalue()})
     deliver(root, "tencent", "cut", {"bill.zip": packed.getvalue()[:200]})
     result = ingest(Store(str(root)))
@@ -243,3 +244,78 @@ def test_temporary_files_on_another_filesystem_than_the_hub(tmp_path: Path) -> N
         other.rmdir()
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert one(f"SELECT count(*) FROM {lake(root)}") == 942
+
+
+def _staged(root: Path, rel: str) -> list:
+    """A delivery converted and staged, its runs saved as ``swapping`` but not swapped (a commit that failed)."""
+    from hub.sources import native
+
+    store = Store(str(root))
+    (d,) = [x for x in native.deliveries(store) if x.manifest == rel]
+    failure = runs.RunRecord(key=f"native-{d.digest}", manifest=d.manifest, manifestSha256=d.sha)
+    made = native._convert(store, d, failure, runs.load_all(store))
+    for rec in made:
+        rec.siblings = [r.key for r in made]
+        rec.state = "swapping"
+    return made
+
+
+def test_a_staged_file_swapped_after_another_file_committed_keeps_that_file(tmp_path: Path) -> None:
+    """File F staged but not swapped (its commit failed), file G of the same month committed meanwhile: when F's swap is
+    finished on the next pass, the month holds both files' rows (what to keep is told at swap time)."""
+    from hub.sources import native
+
+    root = make_hub(tmp_path / "hub")
+    header, body = rows(OCI)
+    put(root, f"{FOCUS}/01/0001.csv.gz", gz(header, body[:3]))
+    for rec in _staged(root, f"{FOCUS}/01/0001.csv.gz"):
+        runs.save(Store(str(root)), rec)
+    put(root, f"{FOCUS}/02/0002.csv.gz", gz(header, body[3:6]))
+    store = Store(str(root))
+    (g,) = [x for x in native.deliveries(store) if x.manifest.endswith("0002.csv.gz")]
+    assert all(r.state == "committed" for r in native.process(store, g, runs.load_all(store)))
+    result = ingest(Store(str(root)))
+    assert {r.state for r in result.recovered} == {"committed"}, [r.error for r in result.all]
+    assert one(f"SELECT count(*) FROM {lake(root)}") == 6
+    assert one(f"SELECT sum(BilledCost) FROM {lake(root)}") == billed(body[:6], header)
+
+
+def test_a_crash_between_the_saves_of_a_deliverys_runs_redoes_the_delivery(tmp_path: Path) -> None:
+    """A delivery of two months killed after its first run was saved and before the second was: the first is finished,
+    and the delivery, missing a run, is done again: both months land."""
+    root = make_hub(tmp_path / "hub")
+    deliver(root, "oci", "d1", {"a.csv": OCI.read_text()})
+    first, _second = _staged(root, "exports/oci/d1/manifest.json")
+    runs.save(Store(str(root)), first)
+    result = ingest(Store(str(root)))
+    assert [r.state for r in result.recovered] == ["committed"] and {r.month for r in result.records} == {"2024-09", "2024-10"}
+    assert one(f"SELECT count(*) FROM {lake(root)}") == 7
+    assert ingest(Store(str(root))).records == []
+
+
+def test_a_file_without_rows_is_recorded_once(tmp_path: Path) -> None:
+    """A report file with a header and no rows (OCI writes them) changes nothing and is not read again."""
+    root = make_hub(tmp_path / "hub")
+    header, _ = rows(OCI)
+    put(root, f"{FOCUS}/01/0001.csv.gz", gz(header, []))
+    (rec,) = ingest(Store(str(root))).records
+    assert rec.state == "committed" and rec.rowsOut == 0
+    assert ingest(Store(str(root))).records == []
+
+
+def test_two_kinds_of_report_of_one_tenancy_in_one_delivery_are_refused(tmp_path: Path) -> None:
+    """One delivery holding an OCI FOCUS report and a cost report of the same tenancy and month: SourceConflict naming a
+    file, nothing lands."""
+    root = make_hub(tmp_path / "hub")
+    header, body = rows(OCI)
+    tenancy = body[0][header.index("SubAccountId")]
+    text = COST_REPORT.read_text(encoding="utf-8-sig").replace("2023-11-", "2024-09-")
+    report = list(csv.reader(io.StringIO(text)))
+    t = report[0].index("lineItem/tenantId")
+    for r in report[1:]:
+        r[t] = tenancy
+    deliver(root, "oci", "both", {"focus.csv.gz": gz(header, body), "cost.csv.gz": gz(report[0], report[1:])})
+    (rec,) = ingest(Store(str(root))).records
+    assert rec.state == "quarantined" and rec.error and rec.error.code == "SourceConflict"
+    assert rec.error.file in ("exports/oci/both/focus.csv.gz", "exports/oci/both/cost.csv.gz")
+    assert not list((root / "ingestion").rglob("*.parquet"))

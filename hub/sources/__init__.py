@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from hub.runs import RunRecord
 from hub.settings import Settings
-from hub.store import MSEXPORTS, Store
+from hub.store import EXPORTS, MSEXPORTS, Store
 
 
 @dataclass(frozen=True)
@@ -40,4 +40,8 @@ def hooks(rec: RunRecord) -> Hooks:
         from hub.sources import msexports
 
         return msexports.HOOKS
+    if rec.manifest.startswith(f"{EXPORTS}/"):
+        from hub.sources import native
+
+        return native.HOOKS
     return NONE

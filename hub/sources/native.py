@@ -36,11 +36,12 @@ from importlib import resources
 import duckdb
 from pydantic import BaseModel, ConfigDict
 
-from hub import catalog, convert, engine, lease, lookups, normalize, runs
+from hub import catalog, convert, engine, lease, lookups, normalize, runs, swap
 from hub.checks import check_costs, month_end
 from hub.errors import HubError
 from hub.export_schemas import Column, ExportSchema, totals_spec
 from hub.runs import RunRecord
+from hub.sources import Hooks
 from hub.store import EXPORTS, Store, bounded_name, dataset_folder, listed
 from hub.validate import CheckTap, tap_report, validate_files
 from transforms import backfill, costs, mapped
@@ -174,7 +175,8 @@ def pending(store: Store, records: list[RunRecord], *, retry: bool = False, forc
     now = datetime.now(timezone.utc)
     for d in deliveries(store):
         mine = [r for r in records if r.manifest == d.manifest and r.manifestSha256 == d.sha]
-        final = mine and all(r.state in ("committed", "quarantined") for r in mine)
+        whole = {k for r in mine for k in r.siblings} <= {r.key for r in mine}  # no run lost to a crash before its save
+        final = mine and whole and all(r.state in ("committed", "quarantined") for r in mine)
         if force or not final or retry and any(r.state == "quarantined" for r in mine):
             if d.incremental and settle > 0 and d.modified and (now - d.modified).total_seconds() < settle:
                 if waiting is not None:
@@ -208,6 +210,11 @@ def process(store: Store, d: Delivery, records: list[RunRecord]) -> list[RunReco
         _check(store, d)
         made = _convert(store, d, failure, records)
         made += _withdrawals(store, d, made, records)
+        if not made:  # no rows: nothing changes in the lake, and the delivery is not read again
+            failure.sourceFiles = {**dict(d.files), **{listing: 0 for listing in d.listings}}
+            return [engine.no_rows(store, failure, started)]
+        for rec in made:
+            rec.siblings = [r.key for r in made]
         for rec in made:
             rec.state = "swapping"
             runs.save(store, rec)
@@ -250,7 +257,8 @@ def _inputs(store: Store, d: Delivery, tmp: str) -> Iterator[tuple[str, str, str
             continue
         try:
             with zipfile.ZipFile(src) as archive:
-                members = [m for m in archive.infolist() if not m.is_dir() and m.filename.lower().endswith(ZIPPED)]
+                members = [m for m in archive.infolist() if not m.is_dir() and m.filename.lower().endswith(ZIPPED)
+                           and not posixpath.basename(m.filename).startswith(".") and "__MACOSX/" not in m.filename]
                 if not members:
                     raise HubError("holds no .csv, .csv.gz or .parquet file", file=path, code="IngestionFilesNotFound")
                 for j, member in enumerate(members):
@@ -261,7 +269,8 @@ def _inputs(store: Store, d: Delivery, tmp: str) -> Iterator[tuple[str, str, str
                         shutil.copyfileobj(data, fh)
                     yield label, out, _kind(member.filename)
                     os.remove(out)
-        except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error, RuntimeError, NotImplementedError) as exc:
+            # cut, encrypted (RuntimeError) or compressed with a method Python cannot read (Deflate64: NotImplementedError)
             raise HubError(f"is not a readable zip archive ({type(exc).__name__})", file=path, code="CorruptFile") from None
 
 
@@ -321,6 +330,7 @@ class Written:
     file: str
     groups: dict[tuple[str, str], int]
     check: CheckTap
+    kind: str = "FOCUS"
 
 
 def _convert(store: Store, d: Delivery, failure: RunRecord, records: list[RunRecord]) -> list[RunRecord]:
@@ -351,8 +361,10 @@ def _convert(store: Store, d: Delivery, failure: RunRecord, records: list[RunRec
                     raise HubError("rows without BillingPeriodStart: their month is unknown", file=path, code="PeriodMismatch")
                 if sum(groups.values()) != rows:
                     raise HubError(f"{rows} rows written, {sum(groups.values())} read back", file=path, code="InternalError")
-                written.append(Written(out, path, groups, check))
+                written.append(Written(out, path, groups, check, typed.source_type))
             failure.rowsIn, failure.totalsIn = summary.rows, summary.totals
+            if len(kinds) > 1:
+                _one_kind(con, written)
             made = _split(store, con, d, written, tmp, ", ".join(sorted(kinds)), records)
             rows_out, ingested = sum(r.rowsOut for r in made), {}
             for rec in made:
@@ -363,6 +375,19 @@ def _convert(store: Store, d: Delivery, failure: RunRecord, records: list[RunRec
             return made
         finally:
             con.close()
+
+
+def _one_kind(con: duckdb.DuckDBPyConnection, written: list[Written]) -> None:
+    """A delivery holding two kinds of report (an OCI FOCUS report and a cost report) of the same sub-account and
+    month would count its costs twice: ``SourceConflict`` naming the later file."""
+    seen: dict[tuple[str, str], str] = {}  # (month, sub-account) -> kind
+    for w in written:
+        query = f"SELECT DISTINCT {MONTH}, coalesce(SubAccountId, '') FROM read_parquet({literal(w.path)})"
+        for pair in con.execute(query).fetchall():
+            if seen.setdefault(pair, w.kind) != w.kind:
+                raise HubError(f"holds {w.kind} rows of {pair[0]} for sub-account {pair[1] or '(none)'}, which another file of "
+                               f"the delivery has as {seen[pair]} rows: both would count the same costs; deliver one kind of "
+                               "report per account", file=w.file, code="SourceConflict")
 
 
 def _write(con: duckdb.DuckDBPyConnection, typed: Typed, lineage: Lineage, out: str, tag: str, path: str, *,
@@ -580,8 +605,7 @@ def _split(store: Store, con: duckdb.DuckDBPyConnection, d: Delivery, written: l
         rec.totalsIn = rec.totalsIngested
         rec.sourceFiles = {**dict(d.files), **{listing: 0 for listing in d.listings}}
         _conflict(store, con, rec, convert.parquet_source(outs), records)
-        if d.incremental:
-            rec.kept = _carry_over(store, rec, {posixpath.basename(s) for _, s in files})
+        rec.carryOver = d.incremental  # the folder's other files stay (told at swap time: keep_others)
         label = rec.destination or ""
         report = tap_report(con, taps, outs, label=label) if whole else validate_files(con, outs, label=label)
         rec.validation = {"rows": report.rows, "checks": report.checked, "violations": report.violations,
@@ -612,20 +636,40 @@ def _withdrawals(store: Store, d: Delivery, made: list[RunRecord], records: list
                         exportName=old.exportName, dataset=old.dataset, schemaKey=old.schemaKey, month=old.month,
                         scope=old.scope, destination=old.destination, staging=engine.new_staging(old.key))
         rec.sourceFiles = {**dict(d.files), **{listing: 0 for listing in d.listings}}
-        rec.kept = _carry_over(store, rec, gone)
+        rec.carryOver = True
         rec.reconciled = True
         out.append(rec)
     return out
 
 
-def _carry_over(store: Store, rec: RunRecord, names: set[str]) -> list[str]:
-    """The lake files of ``rec``'s folder other than its own ``names``, linked into its staging folder (the swap keeps
-    them): a month of incremental report files is the union of its files."""
-    assert rec.destination and rec.staging
-    kept = [p for p in store.parquet_files(rec.destination) if posixpath.basename(p) not in names]
-    for path in kept:
-        store.copy(path, f"{rec.staging}/{posixpath.basename(path)}")
-    return [posixpath.basename(p) for p in kept]
+def keep_others(store: Store, rec: RunRecord) -> None:
+    """Before a carry-over run's swap (an OCI report file, a withdrawal): the destination's files of other deliveries,
+    as they are now, are the run's ``kept`` names (the swap leaves them), linked into its staging folder on local roots
+    (the folder exchange must hold them). Files of this delivery other than the run's own go. Told at swap time, under
+    the lease: a file another delivery committed after this run was staged is kept too. Idempotent."""
+    if not (rec.carryOver and rec.destination and rec.staging):
+        return
+    token = hashlib.sha1(rec.key.encode()).hexdigest()
+    if store.exists(f"{rec.destination}/{swap.MARKER_PREFIX}{token}"):
+        return  # exchanged before a crash: the swap only has to finish
+    mine = f"{hashlib.sha1(rec.manifest.encode()).hexdigest()[:16]}__"
+    own = {posixpath.basename(p.output) for p in rec.parts}
+    rec.kept = sorted(n for n in (posixpath.basename(p) for p in store.parquet_files(rec.destination))
+                      if not n.startswith(mine) and n not in own)
+    if not store.is_local:
+        return  # the file-by-file swap leaves kept names in place
+    staged = {posixpath.basename(p): p for p in store.parquet_files(rec.staging)}
+    if not own <= set(staged):
+        return  # the swap already took the run's files: only its end is left
+    for name, path in staged.items():
+        if name not in own:
+            store.delete(path)  # a link made by an interrupted attempt: made again from the current files
+    for name in rec.kept:
+        store.copy(f"{rec.destination}/{name}", f"{rec.staging}/{name}")
+
+
+#: What the load engine does around a native run's swap (:func:`hub.sources.hooks`).
+HOOKS = Hooks(keep_others, lambda store, rec, settings, records: None)
 
 
 def _conflict(store: Store, con: duckdb.DuckDBPyConnection, rec: RunRecord, rows: str, records: list[RunRecord]) -> None:
