@@ -65,6 +65,16 @@ def json_log(line: dict) -> str:
     return json.dumps({"time": datetime.now(timezone.utc).isoformat(), **line}, default=str)
 
 
+def _pause(waiting: list[str], interval: float, settle: float) -> float:
+    """Seconds until the next pass: 1 while a manifest's blobs are arriving; while only OCI report files settle, a
+    quarter of the settle time (a pass per second would re-list everything for a minute); else ``interval``."""
+    if not waiting:
+        return interval
+    if all(w.startswith(f"{EXPORTS}/") for w in waiting):
+        return min(interval, max(1.0, settle / 4))
+    return 1.0
+
+
 class _Wakeup:
     """Wakes the loop on manifest events (local roots)."""
 
@@ -150,7 +160,7 @@ def watch(store: Store, *, stop: threading.Event, log: Log, interval: float = 60
                     if done.deletions:
                         log({"event": "retention", "deleted": len(done.deletions), "bytes": done.bytes})
                 failures = 0
-                pause = 1.0 if result.waiting else interval
+                pause = _pause(result.waiting, interval, settle)
             except UsageError as exc:
                 if not isinstance(exc, StoreUnreachable):
                     raise  # invalid settings: the operator must fix them

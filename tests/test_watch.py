@@ -192,3 +192,15 @@ def test_an_oci_report_file_is_taken_once_it_has_stopped_changing(hub_root: Path
         t.join(timeout=60)
     assert waited >= 2  # not before the file had stayed unchanged for the settle time
     assert sorted(line["month"] for line in lines if line["event"] == "run") == ["2024-09", "2024-10"]
+
+
+def test_the_pause_between_passes() -> None:
+    """1 s while an Azure manifest's blobs arrive; a quarter of the settle time while only OCI files settle (at least
+    1 s, at most the interval); the interval when nothing waits."""
+    from pipelines.watch import _pause
+
+    assert _pause([], 60, 60) == 60
+    assert _pause(["msexports/a/manifest.json", "exports/oci/r/1.csv.gz"], 60, 60) == 1.0
+    assert _pause(["exports/oci/r/1.csv.gz"], 60, 60) == 15.0
+    assert _pause(["exports/oci/r/1.csv.gz"], 10, 60) == 10
+    assert _pause(["exports/oci/r/1.csv.gz"], 60, 2) == 1.0
