@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -71,3 +72,39 @@ def moto() -> Iterator[dict[str, str]]:
                "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_DEFAULT_REGION": "us-east-1"}
     finally:
         server.stop()
+
+
+@contextmanager
+def hub_serve(root: str, log_path: Path, env: dict[str, str] | None = None, timeout: float = 60.0) -> Iterator[str]:
+    """``hub serve ROOT`` in a subprocess on 127.0.0.1 and a free port (``env`` added to the environment), its output in
+    ``log_path``; yields its base URL once ``/healthz`` answers, and stops it."""
+    import urllib.request
+
+    port = free_port()
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "hub.cli", "serve", root, "--host", "127.0.0.1", "--port", str(port)],
+                                cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"hub serve exited with {proc.returncode}:\n{log_path.read_text()}")
+            try:
+                with urllib.request.urlopen(f"{base}/healthz", timeout=1) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:  # not listening yet
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"hub serve did not answer /healthz within {timeout:.0f} s:\n{log_path.read_text()}")
+            time.sleep(0.1)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

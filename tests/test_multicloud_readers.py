@@ -7,10 +7,8 @@ import csv
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -21,6 +19,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+import stores
 from conftest import DATA, make_hub
 
 from hub import catalog
@@ -184,11 +183,6 @@ def test_costs_command(lake: tuple[Path, Totals], expected: Totals) -> None:
         assert got[provider] >= Decimal(late)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def post(base: str, body: dict) -> tuple[int, dict]:
     """POST a JSON body with urllib; the status and the decoded answer (errors too)."""
@@ -205,34 +199,9 @@ def post(base: str, body: dict) -> tuple[int, dict]:
 def server(lake: tuple[Path, Totals], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``hub serve`` on 127.0.0.1 and a free port, in a subprocess (in Pacific time: months stay UTC); yields its base URL
     and stops it."""
-    port = _free_port()
-    log_path = tmp_path_factory.mktemp("serve") / "serve.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "hub.cli", "serve", str(lake[0]), "--host", "127.0.0.1", "--port", str(port)],
-                                cwd=REPO, env={**ENV, "TZ": "America/Los_Angeles"}, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"hub serve exited with {proc.returncode}:\n{log_path.read_text()}")
-            try:
-                with urllib.request.urlopen(f"{base}/healthz", timeout=1) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:  # not listening yet
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"hub serve did not answer /healthz:\n{log_path.read_text()}")
-            time.sleep(0.1)
+    with stores.hub_serve(str(lake[0]), tmp_path_factory.mktemp("serve") / "serve.log",
+                          {**ENV, "TZ": "America/Los_Angeles"}) as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def test_serve(lake: tuple[Path, Totals], expected: Totals, server: str) -> None:

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +15,7 @@ import duckdb
 import httpx
 import pytest
 import schemathesis
+import stores
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import (
     content_type_conformance,
@@ -40,12 +37,6 @@ MAY = {"time_measure_id": 2, "begin_time": "2024-05", "end_time": "2024-05"}
 BY_SERVICE = [{"type": "dimension", "key": "CLOUD_SERVICE_TYPE"}]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A demo hub with 3,000 cost rows of May 2024 in USD."""
@@ -57,34 +48,8 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture(scope="module")
 def server(lake: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``hub serve`` in a subprocess; yields its base URL."""
-    port = _free_port()
-    log_path = tmp_path_factory.mktemp("srvlog") / "serve.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "hub.cli", "serve", lake, "--host", "127.0.0.1", "--port", str(port)],
-                                cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1",
-                                                                                  "TZ": "America/New_York"})  # days stay UTC
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"hub serve exited with {proc.returncode}:\n{log_path.read_text()}")
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"hub serve did not answer /healthz within 30 s:\n{log_path.read_text()}")
-            time.sleep(0.2)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with stores.hub_serve(lake, tmp_path_factory.mktemp("srvlog") / "serve.log", {"TZ": "America/New_York"}) as base:
+        yield base  # TZ: days stay UTC
 
 
 @pytest.fixture(scope="module")
