@@ -70,6 +70,13 @@ def _write(store: Store, rel: str, con: duckdb.DuckDBPyConnection, sql: str) -> 
         store.write_bytes(rel, data)
 
 
+def _deliver(store: Store, folder: str, name: str, con: duckdb.DuckDBPyConnection, sql: str) -> str:
+    """One data file of a delivery (:func:`_write`), then its empty ``manifest.json``, last; the manifest's path."""
+    _write(store, f"{folder}/{name}", con, sql)
+    store.write_bytes(f"{folder}/manifest.json", b"")
+    return f"{folder}/manifest.json"
+
+
 def write_aws_cur(root: str, *, month: str = "2024-05", rows: int = 2000, payer: str = "111122223333",
                   report: str = "demo-cur") -> str:
     """A legacy CUR for one month: usage of five services over 4 linked accounts and 3 regions, tags, one tax row
@@ -119,9 +126,7 @@ def write_aws_cur(root: str, *, month: str = "2024-05", rows: int = 2000, payer:
                NULL, NULL, NULL
         FROM (SELECT DISTINCT acct FROM ({usage}))
         ORDER BY 1"""
-    _write(store, f"{folder}/{report}-00001.csv.gz", con, sql)
-    store.write_bytes(f"{folder}/manifest.json", b"")
-    return f"{folder}/manifest.json"
+    return _deliver(store, folder, f"{report}-00001.csv.gz", con, sql)
 
 
 def write_oci_focus(root: str, *, month: str = "2024-05", rows: int = 1000, account: str = "20209880") -> str:
@@ -156,9 +161,7 @@ def write_oci_focus(root: str, *, month: str = "2024-05", rows: int = 1000, acco
               FROM range({rows}) r(i)
               JOIN {services} s(service, category, sku_name, unit, price, kind, k) ON s.k = CAST(hash(i, 's') % 4 AS BIGINT))
         ORDER BY ChargePeriodStart"""
-    _write(store, f"{folder}/0001.csv.gz", con, sql)
-    store.write_bytes(f"{folder}/manifest.json", b"")
-    return f"{folder}/manifest.json"
+    return _deliver(store, folder, "0001.csv.gz", con, sql)
 
 
 #: (ProductCode, ProductName, billing item, unit, list price per unit)
@@ -204,9 +207,7 @@ def write_alibaba_bill(root: str, *, month: str = "2024-05", rows: int = 1000, a
               FROM (SELECT i, CAST(1 + hash(i, 'q') % 20 AS DECIMAL(18,2)) AS qty FROM range({rows}) r(i)) u
               JOIN {services} s(code, name, item, unit, price, k) ON s.k = CAST(hash(i, 's') % 5 AS BIGINT))
         ORDER BY i"""
-    _write(store, f"{folder}/{account}-{month}-BillingItemDetailForBillingPeriod.csv", con, sql)
-    store.write_bytes(f"{folder}/manifest.json", b"")
-    return f"{folder}/manifest.json"
+    return _deliver(store, folder, f"{account}-{month}-BillingItemDetailForBillingPeriod.csv", con, sql)
 
 
 HUAWEI_SERVICES = (
@@ -251,9 +252,7 @@ def write_huawei_bill(root: str, *, month: str = "2024-05", rows: int = 1000, pa
               FROM (SELECT i, CAST(1 + hash(i, 'q') % 24 AS DECIMAL(18,2)) AS qty FROM range({rows}) r(i)) u
               JOIN {services} s(st, sn, rt, rn, unit, price, k) ON s.k = CAST(hash(i, 's') % 4 AS BIGINT))
         ORDER BY i"""
-    _write(store, f"{folder}/resource-records-{month}.csv", con, sql)
-    store.write_bytes(f"{folder}/manifest.json", b"")
-    return f"{folder}/manifest.json"
+    return _deliver(store, folder, f"resource-records-{month}.csv", con, sql)
 
 
 TENCENT_SERVICES = (
@@ -297,9 +296,7 @@ def write_tencent_bill(root: str, *, month: str = "2024-05", rows: int = 1000, p
               JOIN {services} s(code, name, sub, comp, item, price, unit_price, unit, k) ON s.k = CAST(hash(i,
               's') % 4 AS BIGINT))
         ORDER BY i"""
-    _write(store, f"{folder}/{payer}-{month.replace('-', '')}-by_used_time-bill_details.zip", con, sql)  # as bill storage
-    store.write_bytes(f"{folder}/manifest.json", b"")
-    return f"{folder}/manifest.json"
+    return _deliver(store, folder, f"{payer}-{month.replace('-', '')}-by_used_time-bill_details.zip", con, sql)  # as bill storage
 
 
 #: (AWS region code, display name)
