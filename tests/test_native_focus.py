@@ -48,6 +48,13 @@ def lake(root: Path, provider: str | None = None) -> str:
     return f"read_parquet('{root}/ingestion/Costs/*/*{where}/**/*.parquet', union_by_name = true)"
 
 
+def keyed(root: Path, columns: str) -> dict:
+    """The lake's rows as {first column: the other columns}, ``columns`` a SELECT list, in UTC."""
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    return {r[0]: r[1:] for r in con.execute(f"SELECT {columns} FROM {lake(root)}").fetchall()}
+
+
 def csv_sum(path: Path, column: str) -> D:
     """A column's exact sum, from the text of the file (hand-checkable, independent of the pipeline)."""
     with open(path, newline="", encoding="utf-8-sig") as fh:
@@ -395,12 +402,10 @@ def test_google_detailed_export_by_hand(tmp_path: Path) -> None:
     (rec,) = result.records
     assert rec.destination == "ingestion/Costs/2024/05/gcp/01abcd-234567-89efgh"
     assert D(rec.totalsIn["EUR"]["BilledCost"]) == D("0.060578")
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    rows = {r[0]: r[1:] for r in con.execute(
-        f"SELECT ChargeCategory, BilledCost, EffectiveCost, ContractedCost, ListCost, ListUnitPrice, PricingQuantity, "
-        f"ConsumedQuantity, Tags, CAST(BillingPeriodStart AS VARCHAR), CAST(BillingPeriodEnd AS VARCHAR), ChargeFrequency, "
-        f"ServiceCategory, SubAccountId, x_ServiceId FROM {lake(root)}").fetchall()}
+    rows = keyed(root,
+                 "ChargeCategory, BilledCost, EffectiveCost, ContractedCost, ListCost, ListUnitPrice, PricingQuantity, "
+                 "ConsumedQuantity, Tags, CAST(BillingPeriodStart AS VARCHAR), CAST(BillingPeriodEnd AS VARCHAR), ChargeFrequency, "
+                 "ServiceCategory, SubAccountId, x_ServiceId")
     usage = rows["Usage"]
     assert usage[:7] == (D("0.050578"), D("0.050578"), D("0.063222"), D("0.07"), D("0.035"), D(2), D(7200))
     assert json.loads(usage[7]) == {"env": "prod"}
@@ -436,12 +441,10 @@ def test_alibaba_bill_by_hand(tmp_path: Path) -> None:
     (rec,) = result.records
     assert rec.month == "2024-05" and rec.destination == "ingestion/Costs/2024/05/alibaba/1234567890"
     assert D(rec.totalsIn["CNY"]["BilledCost"]) == D("278.50")
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    rows = {r[0]: r[1:] for r in con.execute(
-        f"SELECT x_Item, BilledCost, EffectiveCost, ListCost, ContractedCost, ChargeCategory, ChargeFrequency, "
-        f"CAST(ChargePeriodStart AS VARCHAR), CAST(BillingPeriodStart AS VARCHAR), RegionId, Tags, x_DeductedByCashCoupons, "
-        f"x_PaymentAmount, ServiceCategory, SubAccountId FROM {lake(root)}").fetchall()}
+    rows = keyed(root,
+                 "x_Item, BilledCost, EffectiveCost, ListCost, ContractedCost, ChargeCategory, ChargeFrequency, "
+                 "CAST(ChargePeriodStart AS VARCHAR), CAST(BillingPeriodStart AS VARCHAR), RegionId, Tags, x_DeductedByCashCoupons, "
+                 "x_PaymentAmount, ServiceCategory, SubAccountId")
     usage = rows["PayAsYouGoBill"]
     assert usage[:6] == (D("8.5"), D("8.5"), D(10), D(9), "Usage", "Usage-Based")
     assert usage[6:9] == ("2024-05-10 00:00:00+00", "2024-04-30 16:00:00+00", "cn-hangzhou")
@@ -492,12 +495,10 @@ def test_huawei_resource_bill_by_hand(tmp_path: Path) -> None:
     assert result.ok, [r.error for r in result.all]
     (rec,) = result.records
     assert rec.month == "2024-05" and D(rec.totalsIn["CNY"]["BilledCost"]) == D("101.80")
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    rows = {r[0]: r[1:] for r in con.execute(
-        f"SELECT x_BillType, BilledCost, EffectiveCost, ListCost, ContractedCost, ChargeCategory, ChargeFrequency, "
-        f"CAST(ChargePeriodStart AS VARCHAR), CAST(ChargePeriodEnd AS VARCHAR), ContractedUnitPrice, x_CouponAmount, "
-        f"ServiceCategory, Tags FROM {lake(root)}").fetchall()}
+    rows = keyed(root,
+                 "x_BillType, BilledCost, EffectiveCost, ListCost, ContractedCost, ChargeCategory, ChargeFrequency, "
+                 "CAST(ChargePeriodStart AS VARCHAR), CAST(ChargePeriodEnd AS VARCHAR), ContractedUnitPrice, x_CouponAmount, "
+                 "ServiceCategory, Tags")
     use = rows["5"]
     assert use[:7] == (D("1.8"), D("1.8"), D(2), D("1.8"), "Usage", "Usage-Based", "2024-05-19 16:00:00+00")
     assert use[7:11] == ("2024-05-20 16:00:00+00", D("0.9"), D("0.8"), "Compute")
@@ -532,12 +533,10 @@ def test_tencent_bill_by_hand(tmp_path: Path) -> None:
     assert result.ok, [r.error for r in result.all]
     (rec,) = result.records
     assert rec.month == "2024-05" and D(rec.totalsIn["USD"]["BilledCost"]) == D("9.08")
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    rows = {r[0]: r[1:] for r in con.execute(
-        f"SELECT x_ActionType, BilledCost, EffectiveCost, ListCost, ContractedCost, ChargeCategory, ChargeFrequency, "
-        f"CAST(ChargePeriodStart AS VARCHAR), CAST(ChargePeriodEnd AS VARCHAR), PricingQuantity, x_VoucherPayAmount, "
-        f"ServiceCategory, Tags FROM {lake(root)}").fetchall()}
+    rows = keyed(root,
+                 "x_ActionType, BilledCost, EffectiveCost, ListCost, ContractedCost, ChargeCategory, ChargeFrequency, "
+                 "CAST(ChargePeriodStart AS VARCHAR), CAST(ChargePeriodEnd AS VARCHAR), PricingQuantity, x_VoucherPayAmount, "
+                 "ServiceCategory, Tags")
     use = rows["Hourly settlement"]
     assert use[:7] == (D("0.08"), D("0.08"), D("0.1"), D("0.08"), "Usage", "Usage-Based", "2024-05-10 00:00:00+00")
     assert use[7:11] == ("2024-05-10 01:00:00+00", D(2), D("0.03"), "Compute")
