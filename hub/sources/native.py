@@ -113,6 +113,11 @@ class Delivery:
         return hashlib.sha256((self.raw or b"") + b"\0" + listing.encode()).hexdigest()
 
     @property
+    def source_files(self) -> dict[str, int]:
+        """The delivery's own files and their sizes (its AWS manifests as 0: not size-checked), for retention."""
+        return {**dict(self.files), **dict.fromkeys(self.listings, 0)}
+
+    @property
     def digest(self) -> str:
         return hashlib.sha1(self.manifest.encode()).hexdigest()[:16]
 
@@ -211,7 +216,7 @@ def process(store: Store, d: Delivery, records: list[RunRecord]) -> list[RunReco
         made = _convert(store, d, failure, records)
         made += _withdrawals(store, d, made, records)
         if not made:  # no rows: nothing changes in the lake, and the delivery is not read again
-            failure.sourceFiles = {**dict(d.files), **{listing: 0 for listing in d.listings}}
+            failure.sourceFiles = d.source_files
             return [engine.no_rows(store, failure, started)]
         for rec in made:
             rec.siblings = [r.key for r in made]
@@ -603,7 +608,7 @@ def _split(store: Store, con: duckdb.DuckDBPyConnection, d: Delivery, written: l
         rec.rowsIn = rec.rowsOut = sum(p.rows for p in rec.parts)
         rec.totalsOut, rec.totalsIngested = normalize.output_totals(con, totals_spec("FocusCost"), convert.parquet_source(outs))
         rec.totalsIn = rec.totalsIngested
-        rec.sourceFiles = {**dict(d.files), **{listing: 0 for listing in d.listings}}
+        rec.sourceFiles = d.source_files
         _conflict(store, con, rec, convert.parquet_source(outs), records)
         rec.carryOver = d.incremental  # the folder's other files stay (told at swap time: keep_others)
         label = rec.destination or ""
@@ -635,7 +640,7 @@ def _withdrawals(store: Store, d: Delivery, made: list[RunRecord], records: list
         rec = RunRecord(key=old.key, manifest=d.manifest, manifestSha256=d.sha, state="converting", exportType=old.exportType,
                         exportName=old.exportName, dataset=old.dataset, schemaKey=old.schemaKey, month=old.month,
                         scope=old.scope, destination=old.destination, staging=engine.new_staging(old.key))
-        rec.sourceFiles = {**dict(d.files), **{listing: 0 for listing in d.listings}}
+        rec.sourceFiles = d.source_files
         rec.carryOver = True
         rec.reconciled = True
         out.append(rec)
