@@ -124,6 +124,39 @@ def ingest(
     raise typer.Exit(0 if result.ok else 1)
 
 
+@app.command("pull")
+def pull_cmd(
+    root: Root,
+    provider: Annotated[str, typer.Option(help="alibaba, huawei or tencent.")],
+    day: Annotated[str | None, typer.Option("--date", help="The provider's day to pull (YYYY-MM-DD, UTC+8).")] = None,
+    month: Annotated[str | None, typer.Option(help="Every day of this month (YYYY-MM).")] = None,
+    then_ingest: Annotated[bool, typer.Option("--ingest/--no-ingest", help="Ingest what was pulled at once.")] = True,
+) -> None:
+    """Pull a day (default: yesterday, provider's time) or a month of a provider's bill from its API into exports/."""
+    from pipelines import pull as pulling
+
+    store = _store(root)
+    try:
+        done = pulling.run(store, provider, pulling.days_asked(provider, day, month), then_ingest=then_ingest)
+    except UsageError as exc:
+        _error(exc)
+        raise typer.Exit(2) from None
+    records = [r for p in done.pulls for r in p.records]
+    if any(p.busy for p in done.pulls):
+        err.print(f"another process is pulling {provider} for this hub; nothing done (try again later)")
+    if records:
+        out.print(_run_table(records, f"hub pull {provider}"))
+    for r in records + (done.ingested.all if done.ingested else []):
+        if r.error:
+            err.print(_plain(f"{r.error.code}: {r.error.file or r.manifest}: {r.error.message}"))
+    if done.ingested and done.ingested.all:
+        out.print(_run_table(done.ingested.all, f"hub ingest {store.url}"))
+    for sent in done.published:
+        for problem in sent.errors:
+            err.print(_plain(f"warning: events: {problem}"))
+    raise typer.Exit(0 if done.ok else 1)
+
+
 @app.command()
 def status(root: Root, as_json: Annotated[bool, typer.Option("--json", help="Print run records as JSON.")] = False) -> None:
     """Show every run record (newest last); files under config/runs/ that are not records are skipped and named."""

@@ -41,6 +41,20 @@ CODES: dict[str, tuple[str, str, str]] = {
     "SourceConflict": ("input", "another kind of report of the same provider already put this sub-account's month in the "
                                 "lake (a CUR and a FOCUS export, an OCI cost report and a FOCUS report): both would count "
                                 "the same costs", "deliver one kind of report per account; the lake keeps the first kind"),
+    "PullAuthFailed": ("pull", "the bill API refused the credentials (unknown key, bad signature, no permission)",
+                       "check the key and its permissions (README: `hub pull`), then pull again"),
+    "PullThrottled": ("pull", "the bill API kept throttling the requests after every retry",
+                      "nothing was written; the day is pulled again on the next schedule (or raise `retries`)"),
+    "PullServerError": ("pull", "the bill API kept failing (HTTP 5xx, network) after every retry",
+                        "nothing was written; the day is pulled again on the next schedule"),
+    "PullMalformedResponse": ("pull", "the bill API answered something that is not its documented response",
+                              "nothing was written; report it with the run record if it persists"),
+    "PullRequestInvalid": ("pull", "the bill API refused a request's parameters (a day outside the API's range?)",
+                           "check the day or month asked for; the message has the API's own code"),
+    "PullTimeBudget": ("pull", "the pull's time budget ran out before the day was complete",
+                       "nothing of that day was written; it is pulled on the next run (or raise `time_budget_seconds`)"),
+    "PullNoData": ("pull", "the bill API has no bill lines for the day (yet)",
+                   "nothing is written and the lake keeps what it had; the day is pulled again with the next refresh"),
     "InternalError": ("internal", "an unexpected error; the export is quarantined, nothing is lost",
                       "report it with the run record (`hub status --json`)"),
 }

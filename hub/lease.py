@@ -82,10 +82,14 @@ def _create_exclusive(store: Store, rel: str, data: bytes) -> bool:
     full = store.full(rel)
     store.fs.makedirs(os.path.dirname(full) if store.is_local else full.rsplit("/", 1)[0], exist_ok=True)
     try:
-        if store.is_local:
-            fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            with os.fdopen(fd, "wb") as fh:
+        if store.is_local:  # written aside, then linked: a reader never sees the file without its content
+            tmp = f"{full}.{uuid.uuid4().hex}.tmp"
+            with open(tmp, "wb") as fh:
                 fh.write(data)
+            try:
+                os.link(tmp, full)
+            finally:
+                os.remove(tmp)
             return True
         with store.fs.open(full, "xb") as fh:
             fh.write(data)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, model_validator
 
 from hub.errors import UsageError
 
@@ -43,6 +43,81 @@ class Retention(_Model):
     final: MonthsRetention = MonthsRetention(months=13)
 
 
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt key of a new section is an error, not silently ignored
+
+
+class PullProvider(_Strict):
+    """How ``hub watch`` pulls one provider's bill API (``hub pull`` uses the endpoint, paging and retry settings too)."""
+
+    #: ``hub watch`` pulls only enabled providers (``hub pull`` works either way)
+    enabled: StrictBool = False
+    #: hour of the day, in the provider's time zone (UTC+8), from which yesterday's bill is pulled
+    pull_hour: StrictInt = Field(2, ge=0, le=23)
+    #: days back that a watcher started after downtime catches up on (days never pulled)
+    catchup_days: StrictInt = Field(35, ge=0, le=400)
+    #: each daily pull also re-pulls this many days before yesterday (late usage), until their month is closed
+    refresh_days: StrictInt = Field(2, ge=0, le=31)
+    #: API host (``host`` or ``http(s)://host:port``); None: the provider's public endpoint
+    endpoint: str | None = None
+    #: Huawei: ``international`` (``bssintl``) or ``china`` (``bss``); ignored by the others
+    site: Literal["international", "china"] = "international"
+    #: records per API page (each provider's maximum when None)
+    page_size: StrictInt | None = Field(None, ge=1, le=1000)
+    #: attempts of one API call on throttling, 5xx or network errors, with exponential backoff
+    retries: StrictInt = Field(6, ge=0, le=20)
+    #: first backoff in seconds (doubled each attempt, with jitter, at most 60 s)
+    backoff_seconds: float = Field(1.0, ge=0, le=60)
+    #: wall-clock seconds one pull may take before it stops (what was not pulled is pulled next time)
+    time_budget_seconds: float = Field(1800.0, gt=0, le=86400)
+    #: seconds one HTTP request may take
+    request_timeout_seconds: float = Field(60.0, gt=0, le=600)
+
+
+class Pull(_Strict):
+    """``pull``: scheduled bill-API pulls, one entry per provider."""
+
+    alibaba: PullProvider = PullProvider()
+    huawei: PullProvider = PullProvider()
+    tencent: PullProvider = PullProvider()
+
+
+class EventSink(_Strict):
+    """One place CloudEvents go."""
+
+    type: Literal["http", "file", "stdout"]
+    #: http: the target URL
+    url: str | None = None
+    #: http: CloudEvents HTTP binary mode (data as the body, attributes as ``ce-`` headers) or structured mode
+    mode: Literal["binary", "structured"] = "binary"
+    #: http: retries of a failed attempt (0: one attempt) before the event goes to the dead-letter folder (re-sent later)
+    retries: StrictInt = Field(3, ge=0, le=20)
+    #: http: seconds one request may take
+    timeout_seconds: float = Field(10.0, gt=0, le=300)
+    #: http: name of an environment variable holding a bearer token for the target (never written anywhere)
+    token_env: str | None = None
+    #: file: JSON-lines file (a local path, relative to the current directory)
+    path: str | None = None
+
+    @model_validator(mode="after")
+    def _target(self) -> EventSink:
+        if self.type == "http" and not (self.url or "").startswith(("http://", "https://")):
+            raise ValueError("an http sink needs a url starting with http:// or https://")
+        if self.type == "file" and not self.path:
+            raise ValueError("a file sink needs a path")
+        return self
+
+
+class Events(_Strict):
+    """``events``: where CloudEvents about deliveries and pulled bills go (none by default)."""
+
+    sinks: list[EventSink] = []
+    #: the CloudEvents ``source`` of the hub's own events
+    source: str = "finops-hub"
+    #: pulled bills: also one ``<provider>.account_billing.daily`` event per product per day
+    billing_records: StrictBool = True
+
+
 class Scope(_Model):
     scope: str
 
@@ -55,6 +130,8 @@ class Settings(_Model):
     version: str = "0.1.0"
     scopes: list[Scope] = []
     retention: Retention = Retention()
+    pull: Pull = Pull()
+    events: Events = Events()
 
     def to_json(self) -> str:
         return json.dumps(self.model_dump(by_alias=True), indent=2) + "\n"

@@ -134,17 +134,21 @@ def _timeouts(root: str) -> dict[str, object]:
 #: Environment variables whose values are credentials: never shown in a message.
 SECRET_VARIABLES = ("AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_KEY", "AZURE_STORAGE_ACCOUNT_KEY",
                     "AZURE_STORAGE_SAS_TOKEN", "AZURE_CLIENT_SECRET", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-                    "AWS_ACCESS_KEY_ID", "HUB_API_TOKEN")
-_SECRET_PARTS = re.compile(r"((?:AccountKey|SharedAccessSignature|sig|X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token)=)"
+                    "AWS_ACCESS_KEY_ID", "HUB_API_TOKEN", "ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+                    "HUAWEICLOUD_SDK_AK", "HUAWEICLOUD_SDK_SK", "TENCENTCLOUD_SECRET_ID", "TENCENTCLOUD_SECRET_KEY")
+#: Other credential values this process holds (a secret file's, an event target's token): left out of messages too.
+SECRETS: set[str] = set()
+_SECRET_PARTS = re.compile(r"((?:AccountKey|SharedAccessSignature|sig|X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token|"
+                           r"Signature|Credential|Access)=)"
                            r"[^;&\s'\"]+", re.IGNORECASE)
 
 
 def redact(text: str) -> str:
     """``text`` without credentials: the values of the credential variables, keys and signatures in URLs and
     connection strings."""
-    for name in SECRET_VARIABLES:
-        value = os.environ.get(name)
-        if value and len(value) >= 4:
+    values = {os.environ.get(name) or "" for name in SECRET_VARIABLES} | SECRETS
+    for value in sorted(values, key=len, reverse=True):
+        if len(value) >= 4:
             text = text.replace(value, "***")
     return _SECRET_PARTS.sub(r"\1***", text)
 

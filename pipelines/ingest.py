@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hub import convert, engine, lease, runs
+from hub import convert, engine, events, lease, runs
 from hub.conversion import Progress
 from hub.runs import RunRecord
 from hub.settings import load_settings
@@ -35,6 +35,8 @@ class IngestResult:
     waiting: list[str] = field(default_factory=list)
     #: files under config/runs/ that are not run records (skipped): ``<file>: <why>``
     unreadable: list[str] = field(default_factory=list)
+    #: what the ``events`` sinks were sent (None: no sink configured)
+    published: events.PublishResult | None = None
 
     @property
     def all(self) -> list[RunRecord]:
@@ -66,10 +68,20 @@ def ingest(store: Store, *, retry: bool = False, force: bool = False, progress: 
         with lease.holding(store, "ingest", wait=wait, ttl=lease_ttl) as held:
             if held is None:
                 return IngestResult(busy=True)
-            return _ingest(store, retry=retry, force=force, progress=progress, fail_after_parts=fail_after_parts,
-                           blob_grace=blob_grace, checkpoint=checkpoint, settle=settle)
+            result = _ingest(store, retry=retry, force=force, progress=progress, fail_after_parts=fail_after_parts,
+                             blob_grace=blob_grace, checkpoint=checkpoint, settle=settle)
     except lease.LeaseLost as exc:
         return IngestResult(lost=str(exc))
+    result.published = publish_runs(store, result.all)
+    return result
+
+
+def publish_runs(store: Store, records: list[RunRecord]) -> events.PublishResult | None:
+    """Each committed or quarantined delivery as a CloudEvent to the ``events`` sinks (none configured: nothing)."""
+    settings = load_settings(store).events
+    if not settings.sinks:
+        return None
+    return events.publish(store, settings, events.delivery_events(records, settings.source))
 
 
 def _ingest(store: Store, *, retry: bool, force: bool, progress: Progress | None, fail_after_parts: int | None,

@@ -7,7 +7,8 @@ manifests already committed or quarantined are not read again. A manifest whose 
 yet is waited for (re-checked on every event and every second) until ``blob_timeout``, then quarantined.
 Other clouds' deliveries under ``exports/`` are taken when their ``manifest.json`` lands; OCI's report files, which
 come without one, once they have not changed for ``settle`` seconds.
-Retention runs once a day. One structured log line per run.
+Bill APIs (``pull`` settings) are pulled on their schedule before each pass (:func:`hub.pull.due`), and the event
+sinks' dead letters re-sent. Retention runs once a day. One structured log line per run.
 ``stop`` (SIGINT/SIGTERM) ends the loop between runs, so a run is never cut.
 """
 
@@ -23,6 +24,7 @@ from hub.errors import UsageError
 from hub.runs import RunRecord
 from hub.store import CONFIG, EXPORTS, INGESTION, MSEXPORTS, Store, StoreUnreachable, describe
 from hub.terminal import log_value
+from pipelines import pull as pulling
 from pipelines import retention
 from pipelines.ingest import IngestResult, ingest, load_settings
 
@@ -118,9 +120,39 @@ class _Wakeup:
             self.observer.join(timeout=5)
 
 
+def _pulls(store: Store, log: Log) -> None:
+    """The scheduled bill-API pulls (``pull`` settings) and the event sinks' dead letters; a failure is logged, never
+    stops the ingestion."""
+    try:
+        done = pulling.scheduled(store)
+    except UsageError as exc:
+        if isinstance(exc, StoreUnreachable):
+            raise
+        log({"event": "pull-error", "error": str(exc)})
+        return
+    except Exception as exc:  # noqa: BLE001 - the ingestion goes on; the next cycle tries again
+        log({"event": "pull-error", "error": describe(exc)})
+        return
+    for p in done.pulls:
+        if p.busy:
+            log({"event": "busy", "detail": "another process is pulling"})
+        for rec in p.records:
+            line = {"event": "pull", "provider": rec.exportName, "day": rec.scope, "rows": rec.rowsOut,
+                    "seconds": rec.seconds, "outcome": rec.state, "final": (rec.pull or {}).get("final")}
+            if rec.error:
+                line.update(code=rec.error.code, error=rec.error.message)
+            log(line)
+    for sent in done.published:
+        if sent.sent or sent.resent or sent.dead_lettered:
+            log({"event": "events", "sent": sent.sent, "resent": sent.resent, "dead_lettered": sent.dead_lettered})
+        for problem in sent.errors:
+            log({"event": "events-error", "error": problem})
+
+
 def _cycle(store: Store, grace: dict[str, float], checkpoint: dict[str, str], interval: float, blob_timeout: float,
            log: Log, settle: float = SETTLE) -> IngestResult:
-    """One pass: note new manifests' blob deadlines, ingest, log every run."""
+    """One pass: the due bill-API pulls, note new manifests' blob deadlines, ingest, log every run."""
+    _pulls(store, log)
     now = time.time()
     for rel in store.manifests(MSEXPORTS):
         grace.setdefault(rel, now + blob_timeout)
@@ -134,6 +166,9 @@ def _cycle(store: Store, grace: dict[str, float], checkpoint: dict[str, str], in
         log({"event": "skipped", "detail": problem})
     for rec in result.all:
         log(run_line(rec))
+    if result.published:
+        for problem in result.published.errors:
+            log({"event": "events-error", "error": problem})
     return result
 
 

@@ -17,6 +17,7 @@ Reconciliation: rows in = rows out, and BilledCost and EffectiveCost per currenc
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -105,6 +106,8 @@ class Delivery:
     #: the file's listing signature (incremental files: a change of content is a new delivery)
     stamp: str = ""
     modified: datetime | None = None
+    #: a day pulled from the provider's bill API (``hub pull``): it replaces only its own rows in its month folder
+    pulled: bool = False
 
     @property
     def sha(self) -> str:
@@ -156,7 +159,8 @@ def deliveries(store: Store) -> list[Delivery]:
                 listings.append(sub)
             elif name.endswith(SUFFIXES):
                 files.append((sub, int(found[sub].get("size") or 0)))
-        out.append(Delivery(rel, provider, tuple(files), raw, tuple(listings), modified=listed(found[rel]).modified))
+        out.append(Delivery(rel, provider, tuple(files), raw, tuple(listings), modified=listed(found[rel]).modified,
+                            pulled=_pull_manifest(raw)))
     for rel in loose:
         provider = _provider(rel)
         if provider in providers() and providers()[provider].incrementalFiles and rel.lower().endswith(SUFFIXES):
@@ -165,6 +169,16 @@ def deliveries(store: Store) -> list[Delivery]:
                                 stamp=seen.signature, modified=seen.modified))
     oldest = datetime.min.replace(tzinfo=timezone.utc)
     return sorted(out, key=lambda d: (d.modified or oldest, d.manifest))
+
+
+def _pull_manifest(raw: bytes | None) -> bool:
+    """A manifest written by ``hub pull`` (``{"pull": {...}}``)."""
+    if not raw or b'"pull"' not in raw[:64]:
+        return False
+    try:
+        return isinstance(json.loads(raw).get("pull"), dict)
+    except ValueError:
+        return False
 
 
 def _provider(rel: str) -> str:
@@ -294,7 +308,7 @@ def _check(store: Store, d: Delivery) -> None:
     if d.provider not in providers():
         known = ", ".join(f"{AREA}/{p}/" for p in providers())
         raise HubError(f"not under a provider's folder ({known})", file=d.manifest, code="SchemaNotFound")
-    if d.raw.strip() not in (b"", b"{}"):
+    if d.raw.strip() not in (b"", b"{}") and not d.pulled:
         raise HubError("the manifest of a native FOCUS delivery must be empty or {}", file=d.manifest, code="ManifestInvalid")
     if not d.files:
         raise HubError("no .csv, .csv.gz, .parquet, newline JSON or .zip files in the delivery's folder", file=d.manifest,
@@ -351,6 +365,8 @@ def _convert(store: Store, d: Delivery, failure: RunRecord, records: list[RunRec
             summary, kinds, written = normalize.InputSummary(), set(), []
             for i, (path, src, kind) in enumerate(_inputs(store, d, tmp)):
                 typed = _typed(con, d.provider, src, kind, path)
+                if d.pulled:  # another kind than the provider's files of the same bill: never both for one account
+                    typed = dataclasses.replace(typed, source_type=f"{typed.source_type} (API)")
                 kinds.add(typed.source_type)
                 name = typed.source_name or mapping.sourceName
                 lineage = Lineage(name, mapping.provider, typed.source_type, typed.version, now)
@@ -610,7 +626,7 @@ def _split(store: Store, con: duckdb.DuckDBPyConnection, d: Delivery, written: l
         rec.totalsIn = rec.totalsIngested
         rec.sourceFiles = d.source_files
         _conflict(store, con, rec, convert.parquet_source(outs), records)
-        rec.carryOver = d.incremental  # the folder's other files stay (told at swap time: keep_others)
+        rec.carryOver = d.incremental or d.pulled  # the folder's other files stay (told at swap time: keep_others)
         label = rec.destination or ""
         report = tap_report(con, taps, outs, label=label) if whole else validate_files(con, outs, label=label)
         rec.validation = {"rows": report.rows, "checks": report.checked, "violations": report.violations,

@@ -1,0 +1,391 @@
+"""Bill APIs (Alibaba, Huawei, Tencent) pulled day by day into ``exports/<provider>/api/``, as deliveries.
+
+A pulled day is one delivery: ``exports/<provider>/api/<yyyy-mm>/<yyyy-mm-dd>/<provider>-bill-<day>.csv.gz`` (the API's
+bill lines, flattened, with the API's own field names, which the provider's report mapping under ``schemas/<provider>/``
+reads) and its ``manifest.json`` (``{"pull": {...}}``), written last. The native source (:mod:`hub.sources.native`)
+ingests it like any other delivery, except that a pulled day replaces only its own rows in its month folder: re-pulling
+a day (or a month: each of its days) replaces it and never double-counts. Days are the provider's (UTC+8); the lake
+stores UTC.
+
+Each pull of a day leaves a run record (``config/runs/pull-<provider>-<yyyymmdd>.json``): ``committed`` with the day's
+counts, or ``quarantined`` with a code (``PullAuthFailed``, ``PullThrottled``, ``PullServerError``,
+``PullMalformedResponse``, ``PullRequestInvalid``, ``PullTimeBudget``, ``PullNoData``). A failed pull writes nothing:
+the lake keeps what it had. Records are also the schedule's memory (:func:`due`): what was pulled, when, and whether
+the month was closed then (``final``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from functools import cache
+from importlib import resources
+from types import ModuleType
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import duckdb
+
+from hub import convert, faults, lease, runs
+from hub.errors import HubError, UsageError
+from hub.pull import alibaba, credentials, huawei, retry, tencent
+from hub.runs import RunError, RunRecord
+from hub.settings import PullProvider, Settings
+from hub.store import EXPORTS, Store
+from transforms.typing import ident, literal
+
+PROVIDERS: dict[str, ModuleType] = {"alibaba": alibaba, "huawei": huawei, "tencent": tencent}
+#: A failed day is tried again by the schedule after this many seconds.
+RETRY_FAILED_AFTER = 3600.0
+#: Codes after which a day counts as pulled for the schedule (nothing to retry before the next refresh).
+SETTLED = ("PullNoData",)
+
+
+@cache
+def spec(provider: str) -> dict:
+    """``schemas/pull/providers.json``'s entry for ``provider``."""
+    return json.loads((resources.files("schemas") / "pull" / "providers.json").read_text())[provider]
+
+
+def check_provider(provider: str) -> None:
+    if provider not in PROVIDERS:
+        raise UsageError(f"--provider must be one of {', '.join(PROVIDERS)}, not {provider!r}")
+
+
+@dataclass(frozen=True)
+class Period:
+    """What one pull asks the API for: a day, or (a provider whose API answers whole months) a month to date."""
+
+    first: date
+    whole_month: bool = False
+
+    @property
+    def last(self) -> date:
+        return (self.first.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1) if self.whole_month \
+            else self.first
+
+    @property
+    def label(self) -> str:
+        return f"{self.first:%Y-%m}" if self.whole_month else self.first.isoformat()
+
+
+def periods(provider: str, days: list[date]) -> list[Period]:
+    """The pulls that cover ``days``: one per day, or one per month for a month-unit API; in order, once each."""
+    whole = spec(provider)["unit"] == "month"
+    out = sorted({Period(d.replace(day=1) if whole else d, whole) for d in days}, key=lambda p: p.first)
+    return out
+
+
+def folder(provider: str, period: Period) -> str:
+    return f"{EXPORTS}/{provider}/api/{period.first:%Y-%m}/{'month' if period.whole_month else period.label}"
+
+
+def record_key(provider: str, period: Period) -> str:
+    return f"pull-{provider}-{period.label.replace('-', '')}"
+
+
+def local_now(provider: str, now: datetime | None = None) -> datetime:
+    """``now`` (UTC) in the provider's time zone."""
+    return (now or datetime.now(timezone.utc)).astimezone(ZoneInfo(spec(provider)["timeZone"]))
+
+
+def yesterday(provider: str, now: datetime | None = None) -> date:
+    return local_now(provider, now).date() - timedelta(days=1)
+
+
+def closes(provider: str, day: date) -> datetime:
+    """When the month of ``day`` is final at the provider (UTC): the close day and hour of the next month, local."""
+    close = spec(provider)["close"]
+    first = (day.replace(day=28) + timedelta(days=4)).replace(day=1)
+    local = datetime(first.year, first.month, close["day"], close["hour"], tzinfo=ZoneInfo(spec(provider)["timeZone"]))
+    return local.astimezone(timezone.utc)
+
+
+def month_days(month: str) -> list[date]:
+    """Every day of ``YYYY-MM``."""
+    try:
+        first = datetime.strptime(month, "%Y-%m").date()
+    except ValueError:
+        raise UsageError(f"--month must be YYYY-MM, not {month!r}") from None
+    nxt = (first.replace(day=28) + timedelta(days=4)).replace(day=1)
+    return [first + timedelta(days=i) for i in range((nxt - first).days)]
+
+
+@dataclass
+class PullResult:
+    """What one pull did: a record per day tried, the CloudEvents to publish, days another process was pulling."""
+
+    records: list[RunRecord] = field(default_factory=list)
+    events: list[Any] = field(default_factory=list)
+    busy: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.busy and all(r.state == "committed" or (r.error and r.error.code in SETTLED) for r in self.records)
+
+
+def pull(store: Store, provider: str, days: list[date], settings: Settings, *, now: datetime | None = None,
+         wait: float = 60.0, only_due: bool = False) -> PullResult:
+    """Pull ``days`` of ``provider``'s bill (each a delivery and a run record), holding the provider's pull lease so
+    that two processes never pull at once (``busy`` when another kept it for ``wait`` seconds). ``only_due``: pull
+    only the days :func:`due` still wants once the lease is held (a scheduled pull, so that two watchers never pull
+    the same day twice). Stops at the time budget; a day's failure never stops the next day."""
+    check_provider(provider)
+    cfg: PullProvider = getattr(settings.pull, provider)
+    result = PullResult()
+    if not days:
+        return result
+    with lease.holding(store, f"pull-{provider}", wait=wait) as held:
+        if held is None:
+            result.busy = True
+            return result
+        if only_due:
+            days = [d for d in days if d in set(due(store, provider, cfg, now=now))]
+        if not days:
+            return result
+        creds = credentials.load(store, provider, spec(provider)["credentials"])
+        try:
+            api = PROVIDERS[provider].client(cfg, creds, _endpoint(provider, cfg))
+        except ImportError:
+            raise UsageError(f"hub pull needs {provider}'s SDK: pip install 'finops-hub[pull]'") from None
+        deadline = time.monotonic() + cfg.time_budget_seconds
+        for period in periods(provider, days):
+            rec, events = _pull_one(store, provider, api, period, cfg, settings, deadline, now)
+            result.records.append(rec)
+            result.events += events
+            if rec.error and rec.error.code == "PullTimeBudget":
+                break  # the remaining days wait for the next pull
+    return result
+
+
+def _endpoint(provider: str, cfg: PullProvider) -> str:
+    info = spec(provider)
+    return info.get("endpointChina", info["endpoint"]) if cfg.site == "china" else info["endpoint"]
+
+
+def _pull_one(store: Store, provider: str, api: Any, period: Period, cfg: PullProvider, settings: Settings,
+              deadline: float, now: datetime | None) -> tuple[RunRecord, list[Any]]:
+    """One day (or month): fetched, flattened, written as a delivery (data, then manifest), recorded; or a coded
+    failure."""
+    started = time.perf_counter()
+    base = folder(provider, period)
+    rec = RunRecord(key=record_key(provider, period), manifest=f"{base}/manifest.json", manifestSha256="",
+                    state="converting", exportType="Pull", exportName=provider, month=f"{period.first:%Y-%m}",
+                    scope=period.label, dataVersion=spec(provider)["api"])
+    pulled_at = now or datetime.now(timezone.utc)
+    info: dict[str, Any] = {"day": period.label, "api": spec(provider)["api"], "pulledAt": pulled_at.isoformat(),
+                            "final": pulled_at >= closes(provider, period.first)}
+    events: list[Any] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="hub-pull-") as tmp:
+            pages, constants, records = _fetch(provider, api, period, cfg, deadline, tmp)
+            info.update(pages=len(pages), records=records)
+            if records == 0:
+                raise HubError(f"{spec(provider)['api']}: no bill lines for {period.label}", file=rec.manifest,
+                               code="PullNoData")
+            con = convert.connect(threads=2, temp_dir=os.path.join(tmp, "spill"))
+            try:
+                flat = _flatten(con, provider, pages, constants)
+                data = os.path.join(tmp, f"{provider}-bill-{period.label}.csv.gz")
+                rows = con.execute(f"COPY ({flat}) TO {literal(data)} (FORMAT csv, HEADER true, COMPRESSION gzip)").fetchone()
+                info["rows"] = int(rows[0]) if rows else 0
+                daily = _daily(con, provider, flat) if settings.events.billing_records else []
+            except duckdb.Error as exc:
+                raise HubError(f"{spec(provider)['api']}: the bill lines cannot be read ({convert.scrub(str(exc))})",
+                               file=rec.manifest, code="PullMalformedResponse") from None
+            finally:
+                con.close()
+            info["file"] = f"{base}/{os.path.basename(data)}"
+            _deliver(store, rec.manifest, data, info)
+        rec.state, rec.rowsIn, rec.rowsOut, rec.manifestRows = "committed", records, info["rows"], records
+        events = _events(provider, rec, info, daily, settings)
+    except HubError as exc:
+        rec.state, rec.error = "quarantined", RunError(code=exc.code, message=exc.message, file=exc.file)
+    rec.pull, rec.deliveredAt = info, pulled_at
+    rec.seconds = round(time.perf_counter() - started, 3)
+    runs.save(store, rec)
+    return rec, events
+
+
+def _fetch(provider: str, api: Any, period: Period, cfg: PullProvider, deadline: float,
+           tmp: str) -> tuple[list[str], dict, int]:
+    """Every page of the day written as a JSON array file (numbers kept as text): the files, the response's
+    constants (first page), the record count."""
+    module = PROVIDERS[provider]
+    size = min(cfg.page_size or spec(provider)["pageMax"], spec(provider)["pageMax"])
+
+    def call(fn: Any, what: str) -> Any:
+        return retry.call(fn, module.classify, what=f"{what} {period.label}", retries=cfg.retries,
+                          backoff=cfg.backoff_seconds, deadline=deadline)
+
+    files: list[str] = []
+    constants: dict = {}
+    count = 0
+    try:
+        for records, page_constants in _guarded(module.pages(api, period, size, call), module):
+            constants = constants or page_constants
+            if records:
+                path = os.path.join(tmp, f"page-{len(files):05d}.json")
+                with open(path, "w", encoding="utf-8") as fh:
+                    json.dump(records, fh)
+                files.append(path)
+                count += len(records)
+            if time.monotonic() >= deadline:
+                raise HubError(f"{spec(provider)['api']} {period.label}: the pull's time budget ran out after "
+                               f"{len(files)} pages", file=spec(provider)["api"], code="PullTimeBudget")
+    except retry.Failure as failure:
+        raise HubError(f"{spec(provider)['api']} {period.label}: {failure.detail}", file=spec(provider)["api"],
+                       code=retry.CODES[failure.kind]) from None
+    return files, constants, count
+
+
+def _guarded(pages: Iterator, module: ModuleType) -> Iterator:
+    """The provider's pages; an SDK error raised while reading a page (not by a call) is classified too."""
+    while True:
+        try:
+            yield next(pages)
+        except StopIteration:
+            return
+        except (HubError, retry.Failure):
+            raise
+        except Exception as exc:  # noqa: BLE001 - an SDK model refusing a request or a response
+            raise module.classify(exc) from None
+
+
+def _flatten(con: duckdb.DuckDBPyConnection, provider: str, pages: list[str], constants: dict) -> str:
+    """The query giving one flat row per bill line: the provider's ``flatten`` over the pages, plus the response's
+    constants the lines do not carry themselves."""
+    files = ", ".join(literal(p) for p in pages)
+    con.execute(f"CREATE OR REPLACE TEMP VIEW pulled AS SELECT * FROM read_json([{files}], format = 'array', "
+                "union_by_name = true, sample_size = -1, maximum_object_size = 268435456)")
+    flat = spec(provider)["flatten"].format(records="pulled")
+    have = {r[0].lower() for r in con.execute(f"DESCRIBE {flat}").fetchall()}
+    extra = [f"{literal(v)} AS {ident(k)}" for k, v in constants.items() if v is not None and k.lower() not in have]
+    return f"SELECT {', '.join([*extra, 'f.*'])} FROM ({flat}) f"
+
+
+def _daily(con: duckdb.DuckDBPyConnection, provider: str, flat: str) -> list[dict]:
+    """The lines per day and product (the provider's ``daily`` date and keys) with the sums of their amount fields:
+    exact decimals, as text."""
+    rule = spec(provider)["daily"]
+    have = {r[0].lower(): r[0] for r in con.execute(f"DESCRIBE {flat}").fetchall()}
+    keys = {"BillingDate": rule["date"]}
+    keys |= {name: ident(have[col.lower()]) if col.lower() in have else "NULL" for name, col in rule["keys"].items()}
+    sums = {col: f"sum(CAST({ident(have[col.lower()])} AS DECIMAL(38,18)))" for col in rule["sums"] if col.lower() in have}
+    select = [f"CAST({expr} AS VARCHAR) AS {ident(name)}" for name, expr in keys.items()]
+    select += [f"CAST({expr} AS VARCHAR) AS {ident(col)}" for col, expr in sums.items()]
+    select.append("count(*) AS Lines")
+    query = f"SELECT {', '.join(select)} FROM ({flat}) GROUP BY ALL ORDER BY ALL"
+    cursor = con.execute(query)
+    names = [d[0] for d in cursor.description]
+    out = []
+    for row in cursor.fetchall():  # one row per product and day: a handful
+        item = {}
+        for name, value in zip(names, row, strict=True):
+            item[name] = _amount(value) if name in sums else value
+        out.append(item)
+    return out
+
+
+def _amount(value: str | None) -> str | None:
+    """A decimal sum as plain text without trailing zeros (``1.230000`` -> ``1.23``)."""
+    if value is None:
+        return None
+    text = format(Decimal(value).normalize(), "f")
+    return "0" if text in ("-0", "0") else text
+
+
+def _deliver(store: Store, manifest: str, data: str, info: dict) -> None:
+    """The day's delivery: the previous version's manifest first goes (no reader sees the new data under the old
+    manifest), then the data file, then the new manifest, last. A crash in between leaves a folder without a manifest
+    (not a delivery): the lake keeps the previous version, and the day is pulled again."""
+    base = manifest.rsplit("/", 1)[0]
+    with contextlib.suppress(FileNotFoundError):
+        if store.exists(manifest):
+            store.delete(manifest)
+    faults.checkpoint("pull-before-data")
+    store.put_file(data, info["file"])
+    for rel in store.fs.find(store.full(base)):
+        name = store.rel(rel)
+        if name not in (info["file"], manifest):
+            store.delete(name)  # a file of an earlier, differently named version
+    faults.checkpoint("pull-before-manifest")
+    store.write_bytes(manifest, json.dumps({"pull": info}, indent=2).encode())
+
+
+def _events(provider: str, rec: RunRecord, info: dict, daily: list[dict], settings: Settings) -> list[Any]:
+    """The pulled delivery's event, and one ``<provider>.account_billing.daily`` event per product of the day."""
+    if not settings.events.sinks:
+        return []
+    from hub import events
+
+    out = [events.make_event("finops-hub.delivery.pulled", settings.events.source, rec.manifest,
+                             {"provider": provider, **{k: info.get(k) for k in ("day", "api", "final", "pages", "records",
+                                                                                 "rows", "file")}},
+                             identity=f"{rec.key}:{info.get('records')}:{info.get('rows')}:{info.get('final')}")]
+    kind = spec(provider)["event"]
+    for item in daily:
+        subject = f"{item.get('BillingDate')}/{item.get('ProductCode') or 'unknown'}"
+        out.append(events.make_event(kind["type"], kind["source"], subject, item))
+    return out
+
+
+def due(store: Store, provider: str, cfg: PullProvider, *, now: datetime | None = None,
+        records: list[RunRecord] | None = None) -> list[date]:
+    """Days the schedule pulls now, oldest first. A day is due from ``pull_hour`` (provider's time) of the next day;
+    back to ``catchup_days`` days ago, each day is pulled once; the ``refresh_days`` days before the latest due day
+    again at each day's pull hour; every day of a month pulled before the month closed once more after it closed
+    (then ``final``); a failed day again after :data:`RETRY_FAILED_AFTER` seconds."""
+    now = now or datetime.now(timezone.utc)
+    local = local_now(provider, now)
+    cutoff = local.replace(hour=cfg.pull_hour, minute=0, second=0, microsecond=0)
+    latest = local.date() - timedelta(days=1 if local >= cutoff else 2)
+    todays_pull = (cutoff if local >= cutoff else cutoff - timedelta(days=1)).astimezone(timezone.utc)
+    mine = {r.key: r for r in (records if records is not None else runs.load_all(store)) if r.key.startswith(f"pull-{provider}-")}
+    out = []
+    for back in range(max(cfg.catchup_days, 1) - 1, -1, -1):
+        day = latest - timedelta(days=back)
+        rec = mine.get(record_key(provider, periods(provider, [day])[0]))
+        info = rec.pull or {} if rec else {}
+        pulled = datetime.fromisoformat(info["pulledAt"]) if info.get("pulledAt") else None
+        done = rec is not None and (rec.state == "committed" or (rec.error is not None and rec.error.code in SETTLED))
+        if rec is None or pulled is None or pulled < _day_due(provider, cfg, day):
+            out.append(day)  # never pulled, or (a month-unit API) pulled before this day was over
+        elif not done:
+            if (now - pulled).total_seconds() >= RETRY_FAILED_AFTER:
+                out.append(day)
+        elif info.get("final"):
+            continue
+        elif now >= closes(provider, day) > pulled:
+            out.append(day)  # the month closed since: its final pull
+        elif day >= latest - timedelta(days=cfg.refresh_days) and pulled < todays_pull:
+            out.append(day)
+    return out
+
+
+def _day_due(provider: str, cfg: PullProvider, day: date) -> datetime:
+    """When the schedule first pulls ``day``: ``pull_hour`` of the next day, provider's time (UTC)."""
+    nxt = day + timedelta(days=1)
+    return datetime(nxt.year, nxt.month, nxt.day, cfg.pull_hour, tzinfo=ZoneInfo(spec(provider)["timeZone"])).astimezone(
+        timezone.utc)
+
+
+def scheduled(store: Store, settings: Settings, *, now: datetime | None = None) -> list[PullResult]:
+    """``hub watch``'s pulls: each enabled provider's due days (:func:`due`), under its lease, skipped when another
+    watcher is pulling it."""
+    out = []
+    for provider in PROVIDERS:
+        cfg: PullProvider = getattr(settings.pull, provider)
+        if not cfg.enabled:
+            continue
+        days = due(store, provider, cfg, now=now)
+        if days:
+            out.append(pull(store, provider, days, settings, now=now, wait=0, only_due=True))
+    return out

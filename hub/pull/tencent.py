@@ -1,0 +1,99 @@
+"""Tencent Cloud: ``DescribeBillDetail`` (Billing 2018-07-09) through ``tencentcloud-sdk-python-billing``.
+
+The API answers whole months (a ``BeginTime``/``EndTime`` query returns the month's data, per its reference), so a
+pull is a month to date (``Month``), paged by ``Offset``/``Limit`` against ``Total`` with the ``Context`` cursor passed
+on. The response is read as JSON (``call_json``: every field, including
+those the SDK's models do not know yet, such as the components' ``Currency`` and ``TaxAmount``); amounts are strings.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from hub.pull.retry import Failure
+from hub.pull.retry import detail as describe
+from hub.settings import PullProvider
+
+if TYPE_CHECKING:
+    from hub.pull import Period
+
+Call = Callable[[Callable[[], Any], str], Any]
+
+
+def client(cfg: PullProvider, creds: dict[str, str], endpoint: str) -> Any:
+    from tencentcloud.billing.v20180709 import billing_client
+    from tencentcloud.common import credential
+    from tencentcloud.common.profile.client_profile import ClientProfile
+    from tencentcloud.common.profile.http_profile import HttpProfile
+
+    url = cfg.endpoint or endpoint
+    protocol = "http" if url.startswith("http://") else "https"
+    host = url.split("://", 1)[-1].rstrip("/")
+    http = HttpProfile(protocol=protocol, endpoint=host, reqTimeout=int(cfg.request_timeout_seconds))
+    return billing_client.BillingClient(credential.Credential(creds["secret_id"], creds["secret_key"]), "",
+                                        ClientProfile(httpProfile=http))
+
+
+def pages(api: Any, period: Period, size: int, call: Call) -> Iterator[tuple[list[dict], dict]]:
+    """The month's bill details (one per resource transaction, each with its components), a page at a time."""
+    offset, context = 0, None
+    while True:
+        params: dict[str, Any] = {"Offset": offset, "Limit": size, "Month": f"{period.first:%Y-%m}", "NeedRecordNum": 1}
+        if context:
+            params["Context"] = context
+        raw = call(lambda p=params: api.call("DescribeBillDetail", p), "DescribeBillDetail")
+        response = _parse(raw)
+        details = response.get("DetailSet") or []
+        if not isinstance(details, list) or not all(isinstance(d, dict) for d in details):
+            raise Failure("malformed", "Response.DetailSet is not a list of bill details")
+        yield details, {}
+        offset += len(details)
+        context = response.get("Context") or None
+        total = response.get("Total")
+        if not details or total is None or offset >= int(total):
+            return
+
+
+def _parse(raw: Any) -> dict:
+    """``Response`` of a body; an error body raises the SDK's own exception type through :func:`classify`."""
+    try:
+        parsed = json.loads(raw, parse_float=str) if isinstance(raw, (bytes, str)) else None
+    except ValueError:
+        parsed = None
+    response = parsed.get("Response") if isinstance(parsed, dict) else None
+    if not isinstance(response, dict):
+        raise Failure("malformed", "the response is not JSON with a Response object")
+    if isinstance(response.get("Error"), dict):
+        error = response["Error"]
+        raise _kind(str(error.get("Code") or ""), f"{error.get('Code')}: {error.get('Message')}")
+    if "Total" in response and not str(response["Total"]).isdigit():
+        raise Failure("malformed", "Response.Total is not a count")
+    if "DetailSet" not in response:
+        raise Failure("malformed", "the response has no DetailSet")
+    return response
+
+
+def _kind(code: str, detail: str) -> Failure:
+    if code.startswith(("AuthFailure", "UnauthorizedOperation")):
+        return Failure("auth", detail)
+    if code.startswith(("RequestLimitExceeded", "LimitExceeded")):
+        return Failure("throttled", detail)
+    if code.startswith(("InternalError", "ServiceUnavailable", "ResourceUnavailable", "ServerNetworkError",
+                        "ClientNetworkError")):
+        return Failure("server", detail)
+    return Failure("invalid", detail)
+
+
+def classify(exc: BaseException) -> Failure:
+    """An SDK exception (``TencentCloudSDKException``, whose ``code`` is Tencent's error code) as a :class:`Failure`."""
+    if isinstance(exc, Failure):
+        return exc
+    code = str(getattr(exc, "code", "") or "")
+    detail = describe(exc, code)
+    if code:
+        return _kind(code, detail)
+    if isinstance(exc, (ConnectionError, TimeoutError, OSError)):
+        return Failure("network", detail)
+    return Failure("malformed", detail)

@@ -1,0 +1,268 @@
+"""CloudEvents publishing: a real local HTTP receiver, real files, the real store; no mocks."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from cloudevents.http import from_http, from_json
+
+from hub import events
+from hub.events import DELIVERY_INGESTED, DELIVERY_QUARANTINED, delivery_events, flush, make_event, publish, sinks
+from hub.runs import RunError, RunRecord
+from hub.settings import Events, EventSink
+from hub.store import Store
+
+SECRET = "fake-Bearer-S3CRET-7f3a9c"
+
+
+class Receiver:
+    """A CloudEvents HTTP endpoint on 127.0.0.1: decodes every request with the SDK, answers ``statuses`` in turn
+    (then 200)."""
+
+    def __init__(self, port: int = 0, statuses: list[int] | None = None) -> None:
+        self.events: list = []
+        self.requests: list[dict[str, str]] = []
+        self.statuses = list(statuses or [])
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                headers = dict(self.headers.items())
+                receiver.requests.append(headers)
+                status = receiver.statuses.pop(0) if receiver.statuses else 200
+                if status < 300:
+                    receiver.events.append(from_http(headers, body))
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/events"
+
+    @contextmanager
+    def running(self) -> Iterator[Receiver]:
+        thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            self.server.shutdown()
+            self.server.server_close()
+            thread.join()
+
+
+def closed_port() -> int:
+    """A port where nothing listens (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(str(tmp_path / "hub"))
+
+
+@pytest.fixture(autouse=True)
+def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sinks, "BACKOFF_SECONDS", 0.001)
+
+
+def sample(n: int, kind: str = "test.sample") -> list:
+    return [make_event(kind, "finops-hub/tests", f"item/{i}",
+                       {"n": i, "amount": Decimal(f"{i}.123456789012345678901"), "day": datetime(2024, 5, i + 1, tzinfo=timezone.utc)})
+            for i in range(n)]
+
+
+def http(url: str, **kw: object) -> Events:
+    return Events(sinks=[EventSink(type="http", url=url, **kw)])
+
+
+def letters(store: Store, conf: EventSink) -> list[str]:
+    return sinks.dead_letters(store, conf)
+
+
+# ids and event shape --------------------------------------------------------------------------------------------------
+def test_stable_ids() -> None:
+    when = datetime(2024, 5, 1, tzinfo=timezone.utc)
+    a = make_event("t", "s", "sub", {"x": Decimal("1.50"), "y": [1, 2]}, time=when)
+    b = make_event("t", "s", "sub", {"y": [1, 2], "x": Decimal("1.50")})  # another key order, another time
+    assert a["id"] == b["id"] and len(a["id"]) == 32
+    assert make_event("t", "s", "sub", {"x": Decimal("1.5"), "y": [1, 2]})["id"] != a["id"]
+    assert make_event("t", "s", "other", {"x": Decimal("1.50"), "y": [1, 2]})["id"] != a["id"]
+    assert make_event("t", "s", "sub", {}, identity="k1")["id"] == make_event("t", "s", "sub", {"z": 1}, identity="k1")["id"]
+    assert make_event("t", "s", "sub", {}, identity="k1")["id"] != make_event("t", "s", "sub", {}, identity="k2")["id"]
+    assert a["time"] == "2024-05-01T00:00:00Z" and a["specversion"] == "1.0" and a["datacontenttype"] == "application/json"
+    assert a.data == {"x": "1.50", "y": [1, 2]}
+    assert make_event("t", "s", None, {})["time"].endswith("Z")
+
+
+def test_data_must_be_json() -> None:
+    with pytest.raises(TypeError):
+        make_event("t", "s", None, {"x": object()})
+    with pytest.raises(ValueError):
+        make_event("t", "s", None, {"x": float("nan")})
+
+
+def record(state: str, **fields: object) -> RunRecord:
+    return RunRecord(key="run1-abc", manifest="msexports/e1/20240501-20240531/run1/manifest.json", manifestSha256="f" * 64,
+                     state=state, exportName="e1", exportType="FocusCost", dataset="Costs", month="2024-05",
+                     scope="subscriptions/1", destination="ingestion/Costs/2024/05/subscriptions/1", rowsIn=10, rowsOut=10,
+                     totalsOut={"USD": {"BilledCost": "12.50"}}, reconciled=True, **fields)
+
+
+def test_delivery_events() -> None:
+    done = record("committed")
+    bad = record("quarantined", error=RunError(code="MalformedCsv", message="broken quoting at line 3", file="part0.csv"))
+    evs = delivery_events([done, bad, record("pending"), record("superseded")], "finops-hub")
+    assert [e["type"] for e in evs] == [DELIVERY_INGESTED, DELIVERY_QUARANTINED]
+    assert all(e["subject"] == done.manifest and e["source"] == "finops-hub" for e in evs)
+    ok, q = (e.data for e in evs)
+    assert ok == {"runKey": "run1-abc", "manifest": done.manifest, "provider": "azure", "export": "e1", "exportType": "FocusCost", "dataset": "Costs",
+                  "month": "2024-05", "scope": "subscriptions/1", "destination": "ingestion/Costs/2024/05/subscriptions/1",
+                  "rowsIn": 10, "rowsOut": 10, "totals": {"USD": {"BilledCost": "12.50"}}, "reconciled": True}
+    assert q["error"] == {"code": "MalformedCsv", "message": "broken quoting at line 3", "file": "part0.csv"}
+    assert delivery_events([done], "finops-hub")[0]["id"] == evs[0]["id"]  # a re-run of the same delivery: the same id
+    assert evs[0]["id"] != evs[1]["id"]
+
+
+# http -----------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["binary", "structured"])
+def test_http_delivers(store: Store, mode: str) -> None:
+    sent = sample(3)
+    with Receiver().running() as rx:
+        result = publish(store, http(rx.url, mode=mode), sent)
+    assert (result.sent, result.dead_lettered, result.errors) == (3, 0, [])
+    for got, want in zip(rx.events, sent, strict=True):
+        for attr in ("id", "type", "source", "subject", "time"):
+            assert got[attr] == want[attr]
+        assert got.data == want.data
+    assert rx.events[1].data == {"n": 1, "amount": "1.123456789012345678901", "day": "2024-05-02T00:00:00Z"}
+    kind = rx.requests[0]["Content-Type"]
+    assert kind == ("application/cloudevents+json" if mode == "structured" else "application/json")
+    assert ("ce-id" in {k.lower() for k in rx.requests[0]}) == (mode == "binary")
+
+
+def test_target_down_then_flush(store: Store) -> None:
+    port = closed_port()
+    settings = http(f"http://127.0.0.1:{port}/events", retries=1)
+    sent = sample(5)
+    result = publish(store, settings, sent)
+    assert (result.sent, result.dead_lettered) == (0, 5) and result.errors
+    queued = letters(store, settings.sinks[0])
+    assert len(queued) == 5 and all(q.startswith("config/events/dead-letter/") for q in queued)
+    assert from_json(store.read_bytes(queued[0]))["id"] == sent[0]["id"]
+    with Receiver(port).running() as rx:
+        result = flush(store, settings)
+        assert (result.resent, result.sent, result.errors) == (5, 0, [])
+        assert flush(store, settings).resent == 0
+    assert [e["id"] for e in rx.events] == [e["id"] for e in sent]
+    assert letters(store, settings.sinks[0]) == []
+
+
+def test_down_target_is_not_waited_on_per_event(store: Store) -> None:
+    with Receiver(statuses=[503] * 50).running() as rx:
+        result = publish(store, http(rx.url, retries=2), sample(5))
+    assert len(rx.requests) == 3  # the first event's attempts only
+    assert result.dead_lettered == 5
+
+
+def test_retry_then_success(store: Store) -> None:
+    with Receiver(statuses=[503, 429]).running() as rx:
+        result = publish(store, http(rx.url, retries=2), sample(2))
+    assert (result.sent, result.dead_lettered, len(rx.requests)) == (2, 0, 4)
+
+
+def test_400_not_retried(store: Store) -> None:
+    with Receiver(statuses=[400, 400, 400]).running() as rx:
+        settings = http(rx.url, retries=3)
+        result = publish(store, settings, sample(3))
+    assert len(rx.requests) == 3 and rx.events == []
+    assert (result.sent, result.dead_lettered) == (0, 3)
+    assert len(letters(store, settings.sinks[0])) == 3
+    assert any("HTTP 400" in e for e in result.errors)
+
+
+def test_new_events_wait_behind_dead_letters(store: Store) -> None:
+    port = closed_port()
+    settings = http(f"http://127.0.0.1:{port}/events", retries=0)
+    first, second = sample(2), sample(4)[2:]
+    publish(store, settings, first)
+    with Receiver(port).running() as rx:
+        result = publish(store, settings, second)
+    assert (result.resent, result.sent) == (2, 2)
+    assert [e["id"] for e in rx.events] == [e["id"] for e in first + second]
+
+
+def test_token(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FINOPS_TEST_EVENTS_TOKEN", SECRET)
+    with Receiver().running() as rx:
+        publish(store, http(rx.url, token_env="FINOPS_TEST_EVENTS_TOKEN"), sample(1))
+    assert rx.requests[0]["Authorization"] == f"Bearer {SECRET}"
+    down = http(f"http://127.0.0.1:{closed_port()}/events?code=abc", retries=1, token_env="FINOPS_TEST_EVENTS_TOKEN")
+    result = publish(store, down, sample(2))
+    assert result.dead_lettered == 2 and result.errors
+    assert not any(SECRET in e or "code=abc" in e for e in result.errors)
+    for path in Path(store.root).rglob("*"):
+        assert not path.is_file() or SECRET.encode() not in path.read_bytes()
+
+
+def test_unset_token_env_is_reported(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FINOPS_TEST_UNSET", raising=False)
+    with Receiver().running() as rx:
+        result = publish(store, http(rx.url, token_env="FINOPS_TEST_UNSET"), sample(1))
+    assert result.sent == 1 and "Authorization" not in rx.requests[0]
+    assert any("FINOPS_TEST_UNSET" in e for e in result.errors)
+
+
+def test_sinks_keep_separate_queues() -> None:
+    a = EventSink(type="http", url="http://h/x", mode="binary")
+    b = EventSink(type="http", url="http://h/x", mode="structured")
+    assert sinks.sink_id(a) != sinks.sink_id(b) and sinks.sink_id(a) == sinks.sink_id(a.model_copy())
+
+
+# file and stdout ------------------------------------------------------------------------------------------------------
+def test_file_sink(store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = Events(sinks=[EventSink(type="file", path="out/events.jsonl")])
+    sent = sample(3)
+    assert publish(store, settings, sent).sent == 3
+    assert publish(store, settings, sent[:1]).sent == 1
+    lines = (tmp_path / "out/events.jsonl").read_text().splitlines()
+    got = [from_json(line) for line in lines]
+    assert [e["id"] for e in got] == [e["id"] for e in sent + sent[:1]]
+    assert got[0].data == sent[0].data and got[0]["subject"] == "item/0"
+
+
+def test_file_sink_failure_is_dead_lettered(store: Store, tmp_path: Path) -> None:
+    blocker = tmp_path / "blocked"
+    blocker.write_text("a file where a folder should be")
+    settings = Events(sinks=[EventSink(type="file", path=str(blocker / "events.jsonl"))])
+    result = publish(store, settings, sample(2))
+    assert (result.sent, result.dead_lettered) == (0, 2) and result.errors
+    blocker.unlink()
+    assert flush(store, settings).resent == 2
+    assert len((blocker / "events.jsonl").read_text().splitlines()) == 2
+
+
+def test_stdout_sink(store: Store, capsys: pytest.CaptureFixture[str]) -> None:
+    sent = sample(2)
+    assert publish(store, Events(sinks=[EventSink(type="stdout")]), sent).sent == 2
+    got = [from_json(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(e["id"], e.data) for e in got] == [(e["id"], e.data) for e in sent]
+
+
+def test_no_sinks(store: Store) -> None:
+    assert events.publish(store, Events(), sample(1)) == events.PublishResult()
