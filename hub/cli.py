@@ -144,6 +144,9 @@ def pull_cmd(
     records = [r for p in done.pulls for r in p.records]
     if any(p.busy for p in done.pulls):
         err.print(f"another process is pulling {provider} for this hub; nothing done (try again later)")
+    for p in done.pulls:
+        if p.error:
+            _error(p.error)
     if records:
         out.print(_run_table(records, f"hub pull {provider}"))
     for r in records + (done.ingested.all if done.ingested else []):

@@ -88,6 +88,12 @@ def _create_exclusive(store: Store, rel: str, data: bytes) -> bool:
                 fh.write(data)
             try:
                 os.link(tmp, full)
+            except FileExistsError:
+                raise
+            except OSError:  # a filesystem without hard links (SMB, blobfuse, exFAT): exclusive create, then write
+                fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
             finally:
                 os.remove(tmp)
             return True

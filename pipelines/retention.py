@@ -123,7 +123,34 @@ def apply(store: Store, settings: Settings, *, dry_run: bool = False, now: datet
 
 
 def _apply(store: Store, settings: Settings, now: datetime | None) -> RetentionResult:
-    result = RetentionResult(plan(store, settings, now))
+    pulls = _pull_leases(store)  # a pull never replaces a day while its older files are being deleted
+    try:
+        planned = plan(store, settings, now)
+        result = RetentionResult([d for d in planned if _pulled_provider(d.path) in (None, *pulls)])
+        return _delete(store, result)
+    finally:
+        for held in pulls.values():
+            held.release()
+
+
+def _pulled_provider(path: str) -> str | None:
+    """``exports/<provider>/api/...`` (a day pulled by ``hub pull``) -> provider."""
+    parts = path.split("/")
+    return parts[1] if len(parts) > 3 and parts[0] == EXPORTS and parts[2] == "api" else None
+
+
+def _pull_leases(store: Store) -> dict[str, lease.Lease]:
+    """The pull leases of every provider with pulled days that no pull holds now (the others' days wait)."""
+    base = store.full(EXPORTS)
+    out = {}
+    for path in store.fs.ls(base, detail=False) if store.fs.exists(base) else []:
+        provider = path.rstrip("/").rsplit("/", 1)[-1]
+        if store.exists(f"{EXPORTS}/{provider}/api") and (held := lease.try_acquire(store, f"pull-{provider}")):
+            out[provider] = held
+    return out
+
+
+def _delete(store: Store, result: RetentionResult) -> RetentionResult:
     done_records = set()
     for d in result.deletions:
         store.check_fence()

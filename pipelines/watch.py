@@ -135,7 +135,9 @@ def _pulls(store: Store, log: Log) -> None:
         return
     for p in done.pulls:
         if p.busy:
-            log({"event": "busy", "detail": "another process is pulling"})
+            log({"event": "busy", "detail": f"another process is pulling {p.provider}"})
+        if p.error:
+            log({"event": "pull-error", "provider": p.provider, "error": p.error})
         for rec in p.records:
             line = {"event": "pull", "provider": rec.exportName, "day": rec.scope, "rows": rec.rowsOut,
                     "seconds": rec.seconds, "outcome": rec.state, "final": (rec.pull or {}).get("final")}

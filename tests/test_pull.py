@@ -431,3 +431,113 @@ def test_bill_files_and_api_pulls_of_one_account_are_never_both_counted(tmp_path
     assert run.state == "quarantined" and run.error.code == "SourceConflict"
     assert "Alibaba Cloud bill (API)" in run.error.message or "Alibaba Cloud bill" in run.error.message
     assert lake(tmp_path, "SELECT sum(BilledCost), count(*) FROM LAKE") == before
+
+
+def test_one_providers_missing_key_never_stops_the_others(tmp_path, monkeypatch, server_for):
+    day = pull.yesterday("huawei")
+    server = server_for("huawei", {day.isoformat(): [hw(1, day.isoformat(), "hws.service.type.ec2", "1.00", "0")]})
+    store = make_hub(tmp_path, "huawei", server, monkeypatch, enabled=True, pull_hour=0, catchup_days=1)
+    settings = json.loads((tmp_path / "config/settings.json").read_text())
+    settings["pull"]["alibaba"] = {"enabled": True, "pull_hour": 0, "catchup_days": 1}  # no Alibaba key anywhere
+    (tmp_path / "config/settings.json").write_text(json.dumps(settings))
+    monkeypatch.delenv("ALIBABA_CLOUD_ACCESS_KEY_ID", raising=False)
+    done = pulling.scheduled(store)
+    by = {p.provider: p for p in done.pulls}
+    assert "ALIBABA_CLOUD_ACCESS_KEY_ID" in (by["alibaba"].error or "")
+    assert [r.state for r in by["huawei"].records] == ["committed"]
+
+
+def test_an_empty_re_pull_takes_the_days_rows_out(tmp_path, monkeypatch, server_for):
+    server = server_for("alibaba")
+    store = make_hub(tmp_path, "alibaba", server, monkeypatch)
+    assert pulling.run(store, "alibaba", [MAY1, MAY2]).ok
+    server.data["2024-05-01"] = []  # the provider moved the day's lines elsewhere
+    done = pulling.run(store, "alibaba", [MAY1])
+    (rec,) = done.pulls[0].records
+    assert rec.state == "committed" and rec.pull["emptied"] and done.ok
+    assert lake(tmp_path, "SELECT sum(BilledCost), count(*) FROM LAKE") == [(Decimal("5.000000000"), 2)]  # May 2 only
+
+
+def test_optional_fields_missing_from_every_line(tmp_path, monkeypatch, server_for):
+    lines = [{k: v for k, v in hw(1, "2024-05-01", "hws.service.type.obs", "1.00", "0").items() if k != "az_code_infos"}]
+    server = server_for("huawei", {"2024-05-01": lines})
+    assert pulling.run(make_hub(tmp_path / "hw", "huawei", server, monkeypatch), "huawei", [MAY1]).ok
+    details = [{k: v for k, v in tc(1, "2024-05-01", [("CPU", "0.5")]).items() if k != "Tags"}]
+    server = server_for("tencent", {"2024-05-01": details})
+    assert pulling.run(make_hub(tmp_path / "tc", "tencent", server, monkeypatch), "tencent", [MAY1]).ok
+    assert lake(tmp_path / "tc", "SELECT sum(BilledCost) FROM LAKE") == [(Decimal("0.5"),)]
+
+
+def test_the_final_pull_reaches_beyond_the_catch_up_window(tmp_path):
+    store = Store(str(tmp_path))
+    when = datetime(2024, 4, 2, 3, tzinfo=ZoneInfo("Asia/Shanghai")).astimezone(timezone.utc)
+    april_1 = runs.RunRecord(key=pull.record_key("alibaba", pull.Period(date(2024, 4, 1))), manifest="m", manifestSha256="",
+                             state="committed", scope="2024-04-01", pull={"pulledAt": when.isoformat(), "final": False})
+    after_close = datetime(2024, 5, 3, 13, tzinfo=ZoneInfo("Asia/Shanghai")).astimezone(timezone.utc)
+    cfg = PullProvider(catchup_days=7)
+    assert date(2024, 4, 1) in pull.due(store, "alibaba", cfg, now=after_close, records=[april_1])
+    assert date(2024, 4, 1) not in pull.due(store, "alibaba", cfg, now=after_close - (after_close - when) / 2,
+                                            records=[april_1])
+
+
+def test_a_month_to_date_pull_sends_events_for_complete_days_only(tmp_path, monkeypatch, server_for):
+    server = server_for("tencent")
+    events_file = tmp_path / "events.jsonl"
+    store = make_hub(tmp_path / "hub", "tencent", server, monkeypatch)
+    settings = json.loads((tmp_path / "hub/config/settings.json").read_text())
+    settings["events"] = {"sinks": [{"type": "file", "path": str(events_file)}]}
+    (tmp_path / "hub/config/settings.json").write_text(json.dumps(settings))
+    now = datetime(2024, 5, 2, 9, tzinfo=ZoneInfo("Asia/Shanghai")).astimezone(timezone.utc)  # May 2 is not over
+    assert pulling.run(store, "tencent", [MAY1], now=now).ok
+    daily = [json.loads(line) for line in events_file.read_text().splitlines() if "account_billing" in line]
+    assert [(e["subject"], e["data"]["RealCost"], e["data"]["Lines"]) for e in daily] == [("2024-05-01/p_cvm", "0.60000001", 4)]
+
+
+def test_a_stalled_pull_taken_over_writes_nothing_more(tmp_path, monkeypatch, server_for):
+    """A pull stopped (SIGSTOP) before its manifest past its lease's TTL; another pull takes the lease and the day;
+    the first, resumed, stops without writing: the day is the second pull's."""
+    import signal
+
+    server = server_for("alibaba")
+    store = make_hub(tmp_path, "alibaba", server, monkeypatch)
+    code = ("from datetime import date; from hub.store import Store; from pipelines import pull; "
+            f"r = pull.run(Store({str(tmp_path)!r}), 'alibaba', [date(2024, 5, 1)], then_ingest=False); "
+            "print('ERROR', r.pulls[0].error)")
+    env = {**os.environ, "HUB_STOP_AT": "pull-before-manifest", "HUB_LEASE_TTL": "1"}
+    child = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=Path(__file__).parents[1],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        for _ in range(300):
+            state = Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            if state == "T":
+                break
+            time.sleep(0.05)
+        assert state == "T"
+        time.sleep(1.5)  # its lease expires
+        server.data["2024-05-01"] = [ali(1, "2024-05-01", "ecs", "10.00", "0")]
+        assert pulling.run(store, "alibaba", [MAY1], then_ingest=False).ok
+    finally:
+        os.kill(child.pid, signal.SIGCONT)
+    out, _ = child.communicate(timeout=60)
+    assert "lease" in out.split("ERROR", 1)[1]
+    assert pulling.run(store, "alibaba", [], then_ingest=True).ok
+    assert lake(tmp_path, "SELECT sum(BilledCost) FROM LAKE") == [(Decimal("10.00"),)]
+
+
+def test_retention_leaves_a_day_alone_while_it_is_being_pulled(tmp_path, monkeypatch, server_for):
+    from hub import lease
+    from pipelines import retention
+
+    server = server_for("alibaba")
+    store = make_hub(tmp_path, "alibaba", server, monkeypatch)
+    settings = json.loads((tmp_path / "config/settings.json").read_text())
+    settings["retention"] = {"exports": {"days": 0}, "ingestion": {"months": 0}}  # 2024 is long ago
+    (tmp_path / "config/settings.json").write_text(json.dumps(settings))
+    assert pulling.run(store, "alibaba", [MAY1]).ok
+    day = tmp_path / "exports/alibaba/api/2024-05/2024-05-01"
+    held = lease.try_acquire(store, "pull-alibaba")
+    retention.apply(store, load_settings(store))
+    assert (day / "manifest.json").exists()  # a pull holds the provider: its days wait
+    held.release()
+    retention.apply(store, load_settings(store))
+    assert not (day / "manifest.json").exists() and lake(tmp_path, "SELECT count(*) FROM LAKE") == [(5,)]

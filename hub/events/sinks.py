@@ -30,7 +30,7 @@ from cloudevents.http import CloudEvent, from_json
 
 from hub.convert import scrub
 from hub.settings import EventSink
-from hub.store import CONFIG, Store, bounded_name, describe
+from hub.store import CONFIG, SECRETS, Store, bounded_name, describe
 
 #: Dead-letter queues, one folder per sink (the sink id: a short hash of what the sink is).
 DEAD_LETTER = f"{CONFIG}/events/dead-letter"
@@ -100,6 +100,8 @@ class HttpSink:
         self.label = f"http {public_url(self.url)}"
         self.token = (os.environ.get(conf.token_env) or "").strip() or None if conf.token_env else None
         self.notes: list[str] = []
+        if self.token:
+            SECRETS.add(self.token)  # never in a message, a log line or a record (hub.store.redact)
         if conf.token_env and not self.token:
             self.notes.append(f"{self.label}: environment variable {conf.token_env} (token_env) is not set: sent without a token")
         self._opener = urllib.request.build_opener(_NoRedirect)

@@ -55,14 +55,14 @@ def pages(api: Any, period: Period, size: int, call: Call) -> Iterator[tuple[lis
                                                      next_token=token)
         request.validate()
         query = utils_models.OpenApiRequest(query=Utils.query(request.to_map()))
-        raw = call(lambda q=query: api.call_api(params, q, RuntimeOptions(autoretry=False)), "DescribeInstanceBill")
-        data = _data(raw)
+        data = call(lambda q=query: _data(api.call_api(params, q, RuntimeOptions(autoretry=False))), "DescribeInstanceBill")
         items = data.get("Items")
         if items is None:
             items = []
         if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
             raise Failure("malformed", "Data.Items is not a list of bill lines")
         constants = {k: data.get(k) for k in ("BillingCycle", "AccountID", "AccountName")}
+        constants["_total"] = data.get("TotalCount")
         yield items, constants
         token = data.get("NextToken") or None
         if not token or not items:
@@ -79,17 +79,21 @@ def _data(raw: Any) -> dict:
     if not isinstance(parsed, dict) or not isinstance(parsed.get("Data"), dict):
         raise Failure("malformed", "the response is not JSON with a Data object")
     if str(parsed.get("Success", "true")).lower() == "false":
-        raise Failure("invalid", f"{parsed.get('Code')}: {parsed.get('Message')}")
+        code = str(parsed.get("Code") or "")
+        raise _kind(code, None, f"{code}: {parsed.get('Message')}")
     return parsed["Data"]
 
 
 def classify(exc: BaseException) -> Failure:
     """An SDK exception as a :class:`Failure`: by HTTP status and Alibaba's error code."""
-    status = getattr(exc, "status_code", None) or getattr(exc, "statusCode", None)
-    code = str(getattr(exc, "code", "") or "")
     if isinstance(exc, Failure):
         return exc
-    detail = describe(exc, code)
+    status = getattr(exc, "status_code", None) or getattr(exc, "statusCode", None)
+    code = str(getattr(exc, "code", "") or "")
+    return _kind(code, status, describe(exc, code))
+
+
+def _kind(code: str, status: object, detail: str) -> Failure:
     if code.startswith(("InvalidAccessKeyId", "SignatureDoesNotMatch", "Forbidden", "IncompleteSignature", "NoPermission",
                         "InvalidSecurityToken")) or status in (401, 403):
         return Failure("auth", detail)

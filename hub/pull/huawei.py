@@ -49,13 +49,12 @@ def pages(api: Any, period: Period, size: int, call: Call) -> Iterator[tuple[lis
                                                bill_cycle_begin=day.isoformat(), bill_cycle_end=day.isoformat(),
                                                include_zero_record=True, offset=offset, limit=size)
         request = models.ListCustomerselfResourceRecordDetailsRequest(body=body)
-        response = call(lambda r=request: api.list_customerself_resource_record_details(r),
-                        "ListCustomerselfResourceRecordDetails")
-        parsed = _parse(getattr(response, "raw_content", None))
+        parsed = call(lambda r=request: _parse(getattr(api.list_customerself_resource_record_details(r), "raw_content", None)),
+                      "ListCustomerselfResourceRecordDetails")
         records = parsed.get("monthly_records") or []
         if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
             raise Failure("malformed", "monthly_records is not a list of records")
-        yield records, {"currency": parsed.get("currency")}
+        yield records, {"currency": parsed.get("currency"), "_total": parsed.get("total_count")}
         offset += len(records)
         total = parsed.get("total_count")
         if not records or total is None or offset >= int(total):

@@ -32,7 +32,7 @@ def detail(exc: BaseException, code: object = None) -> str:
     """One line about an SDK exception: the provider's error code and the first line of its message."""
     text = str(getattr(exc, "message", None) or getattr(exc, "error_msg", None) or exc or "")
     first = next((line.strip() for line in text.splitlines() if line.strip()), "")
-    return redact(f"{code or type(exc).__name__}: {first}"[:300])
+    return redact(f"{code or type(exc).__name__}: {first}")[:300]
 
 
 def call(fn: Callable[[], T], classify: Callable[[BaseException], Failure], *, what: str, retries: int, backoff: float,

@@ -43,12 +43,11 @@ def pages(api: Any, period: Period, size: int, call: Call) -> Iterator[tuple[lis
         params: dict[str, Any] = {"Offset": offset, "Limit": size, "Month": f"{period.first:%Y-%m}", "NeedRecordNum": 1}
         if context:
             params["Context"] = context
-        raw = call(lambda p=params: api.call("DescribeBillDetail", p), "DescribeBillDetail")
-        response = _parse(raw)
+        response = call(lambda p=params: _parse(api.call("DescribeBillDetail", p)), "DescribeBillDetail")
         details = response.get("DetailSet") or []
         if not isinstance(details, list) or not all(isinstance(d, dict) for d in details):
             raise Failure("malformed", "Response.DetailSet is not a list of bill details")
-        yield details, {}
+        yield details, {"_total": response.get("Total")}
         offset += len(details)
         context = response.get("Context") or None
         total = response.get("Total")
