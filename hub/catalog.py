@@ -20,7 +20,7 @@ from hub.errors import UsageError
 from hub.store import INGESTION, Store
 from transforms.typing import ident, literal
 
-DATASETS = ("Costs", "Prices", "CommitmentDiscountUsage", "Recommendations", "Transactions")
+DATASETS = ("Costs", "Prices", "CommitmentDiscountUsage", "Recommendations", "Transactions", "Allocation")
 MONTH = "x_Month"
 
 

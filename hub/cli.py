@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from typing import Annotated
 
@@ -158,6 +159,37 @@ def pull_cmd(
         for problem in sent.errors:
             err.print(_plain(f"warning: events: {problem}"))
     raise typer.Exit(0 if done.ok else 1)
+
+
+@app.command("allocate")
+def allocate_cmd(
+    root: Root,
+    month: Annotated[list[str] | None, typer.Option(help="A month (YYYY-MM), repeatable; default: every month.")] = None,
+) -> None:
+    """Allocate the lake's costs to cost centers and products by config/allocation.json (the Allocation dataset)."""
+    from hub import allocation
+    from hub.allocation import rules as allocation_rules
+
+    store = _store(root)
+    try:
+        for m in month or []:
+            if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", m):
+                raise UsageError(f"--month must be YYYY-MM, not {m!r}")
+        rules = allocation_rules.load(store)
+        if rules is None:
+            raise UsageError(f"{store.full(allocation_rules.RULES)} does not exist: write the allocation rules first (README)")
+        records = allocation.allocate(store, month or None, rules=rules)
+    except UsageError as exc:
+        _error(exc)
+        raise typer.Exit(2) from None
+    if not records:
+        out.print("nothing to allocate")
+        return
+    out.print(_run_table(records, f"hub allocate {store.url}"))
+    for r in records:
+        if r.error:
+            err.print(_plain(f"{r.error.code}: {r.error.file or r.manifest}: {r.error.message}"))
+    raise typer.Exit(0 if all(r.state == "committed" for r in records) else 1)
 
 
 @app.command()

@@ -55,6 +55,11 @@ CODES: dict[str, tuple[str, str, str]] = {
                        "nothing of that day was written; it is pulled on the next run (or raise `time_budget_seconds`)"),
     "PullNoData": ("pull", "the bill API has no bill lines for the day (yet)",
                    "nothing is written and the lake keeps what it had; the day is pulled again with the next refresh"),
+    "AllocationConflict": ("allocation", "a rule set to `error` was hit: two same-priority tag keys with different values "
+                                         "(conflict: error), or a pool without any weighted target (on_zero_weight: error)",
+                           "fix the tags or the rules (config/allocation.json), then `hub allocate`"),
+    "AllocationMismatch": ("allocation", "an allocation would not add up to its input (I1-I3), or its month has no Costs",
+                           "nothing was written; report it with the run record (`hub status --json`)"),
     "InternalError": ("internal", "an unexpected error; the export is quarantined, nothing is lost",
                       "report it with the run record (`hub status --json`)"),
 }

@@ -88,6 +88,8 @@ class RunRecord(BaseModel):
     deliveredAt: datetime | None = None
     #: the record key of the newer delivery of the same folder that made this one ``superseded``
     supersededBy: str | None = None
+    #: an allocation run (``hub allocate``): invariants, config version, metric, status totals, pooled rows
+    allocation: dict | None = None
     #: a bill-API pull (``hub pull``): day, final, pulledAt, api, pages, records, rows, file
     pull: dict | None = None
     error: RunError | None = None

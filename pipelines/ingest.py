@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hub import convert, engine, events, lease, runs
+from hub import allocation, convert, engine, events, lease, runs
 from hub.conversion import Progress
+from hub.errors import UsageError
 from hub.runs import RunRecord
 from hub.settings import load_settings
 from hub.sources import custom, msexports, native
@@ -35,12 +36,14 @@ class IngestResult:
     waiting: list[str] = field(default_factory=list)
     #: files under config/runs/ that are not run records (skipped): ``<file>: <why>``
     unreadable: list[str] = field(default_factory=list)
+    #: allocation runs of the months whose Costs this ingestion changed (``config/allocation.json``)
+    allocated: list[RunRecord] = field(default_factory=list)
     #: what the ``events`` sinks were sent (None: no sink configured)
     published: events.PublishResult | None = None
 
     @property
     def all(self) -> list[RunRecord]:
-        return self.recovered + self.records + self.renormalized
+        return self.recovered + self.records + self.renormalized + self.allocated
 
     @property
     def ok(self) -> bool:
@@ -96,7 +99,20 @@ def _ingest(store: Store, *, retry: bool, force: bool, progress: Progress | None
     result.records += made
     result.records += native.ingest_pending(store, records, retry=retry, force=force, settle=settle, waiting=result.waiting)
     result.records += custom.ingest_custom(store)
+    result.allocated = _allocate(store, result)
     return result
+
+
+def _allocate(store: Store, result: IngestResult) -> list[RunRecord]:
+    """The months whose Costs changed, allocated again (``config/allocation.json``; none: nothing). A failure is the
+    allocation run's record; it never undoes the ingestion."""
+    changed = sorted({r.month for r in result.all if r.state == "committed" and r.dataset == "Costs" and r.month})
+    if not changed:
+        return []
+    try:
+        return allocation.allocate(store, changed)
+    except UsageError as exc:  # unreadable rules: the ingestion stands, the allocation is reported
+        return [runs.failed(store, "allocate-rules", "allocation:rules", exc, exportType="Allocation", dataset="Allocation")]
 
 
 def recover(store: Store) -> list[RunRecord]:

@@ -1,0 +1,302 @@
+"""Cost allocation: every Costs row of a month to a value of each dimension (cost center, product), shared costs
+split, written as the ``Allocation`` dataset (``ingestion/Allocation/<yyyy>/<mm>/<metric>/``), all-or-nothing per
+month through the load engine, with a run record (``config/runs/allocate-<yyyymm>-<metric>.json``).
+
+Stage 1 (:mod:`hub.allocation.resolve`) gives each source row its values; stage 2 (here) takes the rows of each pool
+out of direct allocation and splits each pool's amount per month and currency over its targets with the
+largest-remainder method (:mod:`hub.allocation.split`). Every run checks, before it commits, that (I1) every
+non-pooled row appears once with its amount, (I2) each pool's shares add up to its members exactly, (I3) the month's
+output equals its input per currency and period; a run where one does not hold is quarantined (``AllocationMismatch``)
+and the previous allocation stays.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from decimal import Decimal
+
+import duckdb
+import pyarrow as pa
+
+from hub import catalog, engine, runs
+from hub.allocation import resolve
+from hub.allocation.rules import MATCH_COLUMNS, UNALLOCATED, Pool, Rules, load
+from hub.allocation.split import split
+from hub.errors import HubError
+from hub.runs import RunRecord
+from hub.store import INGESTION, Store, dataset_folder
+from transforms.typing import ident, literal
+
+DATASET = "Allocation"
+MANIFEST = "allocation:"
+#: Source columns carried onto direct rows (context for reports).
+CONTEXT = ("ProviderName", "BillingAccountId", "SubAccountId", "SubAccountName", "x_ResourceGroupName", "ServiceName",
+           "ServiceCategory", "ResourceId", "ResourceName", "ChargeCategory", "ChargeClass", "BillingPeriodStart")
+
+
+def months(store: Store) -> list[str]:
+    """Every ``yyyy-mm`` with Costs in the lake."""
+    base = store.full(f"{INGESTION}/Costs")
+    out = []
+    for year in sorted(store.fs.ls(base, detail=False)) if store.fs.exists(base) else []:
+        for month in sorted(store.fs.ls(year, detail=False)) if store.fs.isdir(year) else []:
+            y, m = year.rstrip("/").rsplit("/", 1)[-1], month.rstrip("/").rsplit("/", 1)[-1]
+            if y.isdigit() and m.isdigit():
+                out.append(f"{y}-{m}")
+    return out
+
+
+def record_key(month: str, rules: Rules) -> str:
+    return f"allocate-{month.replace('-', '')}-{rules.cost_metric.lower()}"
+
+
+def allocate(store: Store, only: list[str] | None = None, *, rules: Rules | None = None) -> list[RunRecord]:
+    """Allocate ``only`` these months (default: every Costs month): one run each, replacing the month's allocation;
+    a locked month that has one keeps it. Nothing when the hub has no rules."""
+    rules = rules or load(store)
+    if rules is None:
+        return []
+    records = {r.key: r for r in runs.load_all(store) if r.manifest.startswith(MANIFEST)}
+    out = []
+    for month in only if only is not None else months(store):
+        key = record_key(month, rules)
+        earlier = records.get(key)
+        if rules.lock_before and f"{month}-01" < rules.lock_before.isoformat() and earlier and earlier.state == "committed":
+            continue  # locked: the allocation written before the lock stays as it is
+        out.append(_run(store, month, rules))
+    return out
+
+
+def _run(store: Store, month: str, rules: Rules) -> RunRecord:
+    started = time.perf_counter()
+    year, mon = map(int, month.split("-"))
+    key = record_key(month, rules)
+    rec = RunRecord(key=key, manifest=f"{MANIFEST}{month}", manifestSha256=rules.version_hash(), state="converting",
+                    exportType="Allocation", exportName=rules.cost_metric, dataset=DATASET, month=month,
+                    scope=rules.cost_metric.lower(), destination=dataset_folder(DATASET, year, mon, rules.cost_metric.lower()),
+                    staging=engine.new_staging(key), runId=f"{key}-{int(time.time())}")
+    try:
+        month_folder = store.full(f"{INGESTION}/Costs/{year:04d}/{mon:02d}")
+        files = sorted(store.rel(p) for p in store.fs.find(month_folder) if p.endswith(".parquet")) \
+            if store.fs.isdir(month_folder) else []
+        with tempfile.TemporaryDirectory(prefix="hub-allocate-") as tmp:
+            con = catalog.store_connection(store, threads=2)
+            try:
+                out = os.path.join(tmp, f"allocation-{month}.parquet")
+                summary = _allocate(con, store, files, rules, rec, out)
+            finally:
+                con.close()
+            name = os.path.basename(out)
+            staged = f"{rec.staging}/{name}"
+            store.put_file(out, staged)
+        rec.parts = [runs.PartResult(blob=f"{INGESTION}/Costs/{year:04d}/{mon:02d}", output=f"{rec.destination}/{name}",
+                                     rows=summary["rows"])]
+        rec.rowsIn, rec.rowsOut = summary["rowsIn"], summary["rows"]
+        rec.totalsIn, rec.totalsOut = summary["totalsIn"], summary["totalsOut"]
+        rec.allocation = summary["allocation"]
+        rec.state = "swapping"
+        runs.save(store, rec)
+        engine.commit(store, rec)
+    except HubError as exc:
+        store.delete_tree(rec.staging or "")
+        engine.quarantine(store, rec, exc)
+    except Exception as exc:  # noqa: BLE001 - recorded; the previous allocation of the month stays
+        store.delete_tree(rec.staging or "")
+        engine.quarantine(store, rec, engine.unexpected(exc, rec.manifest))
+    rec.seconds = round(time.perf_counter() - started, 3)
+    runs.save(store, rec)
+    return rec
+
+
+def _source(con: duckdb.DuckDBPyConnection, store: Store, files: list[str], rules: Rules) -> str:
+    """The month's Costs rows with their row id, the metric as ``x_Amount`` (rounded half-even to the scale), and
+    every column stage 1 and the pools read (null where no file has it)."""
+    if not files:
+        con.execute("CREATE OR REPLACE TEMP VIEW src AS SELECT NULL::VARCHAR AS x_SourceRowId WHERE false")
+        raise HubError("no Costs rows in this month", file="ingestion/Costs", code="AllocationMismatch")
+    paths = [catalog.duck_path(store, f) for f in files]
+    base = catalog.duck_path(store, INGESTION)
+    raw = (f"read_parquet([{', '.join(literal(p) for p in paths)}], union_by_name = true, filename = true, "
+           "file_row_number = true)")
+    have = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {raw}").fetchall()}
+    needed = {*MATCH_COLUMNS, *CONTEXT, *resolve.signature_columns(rules), "Tags", "ChargePeriodStart", "BillingCurrency",
+              rules.cost_metric}
+    missing = [f"CAST(NULL AS VARCHAR) AS {ident(c)}" for c in sorted(needed - have)]
+    # the lake's own columns of the same names (Azure's x_CostCenter) give way to the allocation's
+    ours = sorted(have & {f"{rules.column(d)}{s}" for d in rules.dimensions for s in resolve.SUFFIXES})
+    scale = rules.amount_scale
+    con.execute(f"""CREATE OR REPLACE TEMP VIEW src AS SELECT
+        replace(filename, {literal(base + '/')}, '') || ':' || file_row_number AS x_SourceRowId,
+        round_even(CAST({ident(rules.cost_metric)} AS DECIMAL(38,18)), {scale}) AS x_Amount,
+        CAST({ident(rules.cost_metric)} AS DECIMAL(38,18)) AS _exact,
+        strftime(ChargePeriodStart, '%Y-%m') AS x_Period,
+        *{f" EXCLUDE ({', '.join(ident(c) for c in ours)})" if ours else ''}{''.join(', ' + m for m in missing)} FROM {raw}""")
+    return "src"
+
+
+def _allocate(con: duckdb.DuckDBPyConnection, store: Store, files: list[str], rules: Rules, rec: RunRecord,
+              out: str) -> dict:
+    src = _source(con, store, files, rules)
+    joined = resolve.resolve(con, rules, src)
+    dims = [rules.column(d) for d in rules.dimensions]
+    resolved = [f"{c}{s}" for c in dims for s in resolve.SUFFIXES]
+    pool_case = " ".join(f"WHEN {resolve.match_sql(_columns(p.match, rules))} THEN {literal(p.id)}" for p in rules.pools)
+    pool_sql = f"CASE {pool_case} END" if pool_case else "CAST(NULL AS VARCHAR)"
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE rows AS SELECT x_SourceRowId, x_Amount, _exact, x_Period,
+        ChargePeriodStart, BillingCurrency, {', '.join(ident(c) for c in CONTEXT)}, {', '.join(ident(c) for c in resolved)},
+        {pool_sql} AS _pool FROM {joined}""")
+    shared = _pools(con, rules)
+    run_id, version = rec.runId, rules.version_hash()
+    common = (f"{literal(run_id)} AS x_AllocationRunId, {literal(version)} AS x_ConfigVersion, "
+              f"{literal(rules.cost_metric)} AS x_CostMetric")
+    method = " ".join(f"WHEN {ident(dims[0] + 'Source')} = {literal(s)} THEN {literal(m)}" for s, m in (
+        ("tag", "direct:tag"), ("resource_group_tag", "direct:inherited"), ("subscription_tag", "direct:inherited"),
+        ("mapping", "direct:mapping"), ("default", "direct:default")))
+    direct = f"""SELECT {common}, 'direct' AS x_AllocationKind, x_SourceRowId, CAST(NULL AS VARCHAR) AS x_PoolPeriodId,
+        ChargePeriodStart, x_Period, BillingCurrency, CAST(x_Amount AS DECIMAL(38,{rules.amount_scale})) AS x_Amount,
+        {', '.join(ident(c) for c in resolved)}, CASE {method} ELSE 'direct:unallocated' END AS AllocatedMethodId,
+        CAST(NULL AS VARCHAR) AS AllocatedMethodDetails, {', '.join(ident(c) for c in CONTEXT)}
+        FROM rows WHERE _pool IS NULL"""
+    _table_from(con, "shared", shared, rules, dims, common)
+    order = ", ".join(["x_Period", "x_AllocationKind", "x_SourceRowId", "x_PoolPeriodId", *(ident(c) for c in dims)])
+    con.execute(f"COPY (SELECT * FROM ({direct}) UNION ALL BY NAME SELECT * FROM shared ORDER BY {order}) "
+                f"TO {literal(out)} (FORMAT parquet, COMPRESSION snappy)")
+    return _check(con, out, rules, dims)
+
+
+def _columns(match: dict, rules: Rules) -> dict:
+    """A pool's match with its dimension names as their output columns."""
+    return {rules.column(k) if k in rules.dimensions else k: v for k, v in match.items()}
+
+
+def _pools(con: duckdb.DuckDBPyConnection, rules: Rules) -> list[dict]:
+    """Each pool's amount per period and currency split over its targets: one shared row per target with a share."""
+    out: list[dict] = []
+    quantum = Decimal(1).scaleb(-rules.amount_scale)
+    for pool in rules.pools:
+        target = rules.column(pool.targets.dimension)
+        others = [rules.column(d) for d in rules.dimensions if rules.column(d) != target]
+        amounts = con.execute(f"""SELECT x_Period, BillingCurrency, CAST(sum(x_Amount) AS VARCHAR), count(*),
+            {', '.join(f"CASE WHEN count(DISTINCT {ident(o)}) = 1 THEN min({ident(o)}) END" for o in others) or 'NULL'}
+            FROM rows WHERE _pool = {literal(pool.id)} GROUP BY ALL ORDER BY ALL""").fetchall()
+        for period, currency, total, members, *other_values in amounts:
+            amount = Decimal(total)
+            weights = _weights(con, pool, target, period, currency)
+            reason = None
+            if not weights or sum(weights.values()) <= 0:
+                if pool.on_zero_weight == "error":
+                    raise HubError(f"pool {pool.id}: no target has a weight in {period} ({currency})",
+                                   file="config/allocation.json", code="AllocationConflict")
+                explicit = pool.targets.values if isinstance(pool.targets.values, list) else []
+                weights = {t: Decimal(1) for t in explicit} if pool.on_zero_weight == "even" and explicit else {}
+                if not weights:
+                    weights, reason = {UNALLOCATED: Decimal(1)}, "zero_weight"
+            total_w = sum(weights.values())
+            shares = split(amount, weights, quantum)
+            for value, share in sorted(shares.items()):
+                if weights[value] == 0:
+                    continue  # a target without weight gets no row
+                ratio = weights[value] / total_w
+                out.append({"pool": pool, "period": period, "currency": currency, "target": value, "amount": share,
+                            "others": dict(zip(others, other_values, strict=True)), "reason": reason, "members": members,
+                            "details": json.dumps({"Elements": [{"AllocatedRatio": format(ratio.normalize(), "f"),
+                                                                 "UsageUnit": f"{currency} {rules.cost_metric}",
+                                                                 "UsageQuantity": format(weights[value].normalize(), "f")}],
+                                                   "x_PoolId": pool.id, "x_Weight": format(weights[value].normalize(), "f"),
+                                                   "x_PoolAmount": format(amount.normalize(), "f")}, sort_keys=True)})
+    return out
+
+
+def _weights(con: duckdb.DuckDBPyConnection, pool: Pool, target: str, period: str, currency: str) -> dict[str, Decimal]:
+    """Target value -> weight in one period and currency (negative weights count as 0)."""
+    if pool.method == "fixed":
+        return {k: Decimal(v) for k, v in pool.targets.split.items()}
+    explicit = pool.targets.values if isinstance(pool.targets.values, list) else None
+    cats = ", ".join(literal(c) for c in pool.weight.charge_categories)
+    costs = dict(con.execute(f"""SELECT {ident(target)}, CAST(sum(x_Amount) AS VARCHAR) FROM rows
+        WHERE _pool IS NULL AND {ident(target + 'Status')} = 'allocated' AND x_Period = {literal(period)}
+          AND BillingCurrency = {literal(currency)} AND ChargeCategory IN ({cats}) GROUP BY ALL""").fetchall())
+    costs = {k: max(Decimal(v), Decimal(0)) for k, v in costs.items()}
+    if pool.method == "even":
+        chosen = explicit if explicit is not None else [k for k, v in costs.items() if v > 0]
+        return {k: Decimal(1) for k in chosen}
+    if explicit is not None:
+        return {k: costs.get(k, Decimal(0)) for k in explicit}
+    return {k: v for k, v in costs.items() if v > 0}
+
+
+def _table_from(con: duckdb.DuckDBPyConnection, name: str, shared: list[dict], rules: Rules, dims: list[str],
+                common: str) -> None:
+    """The shared rows as a table with the direct rows' columns."""
+    scale = rules.amount_scale
+    cols: dict[str, list] = {k: [] for k in ("x_PoolPeriodId", "x_Period", "BillingCurrency", "x_Amount", "AllocatedMethodId",
+                                             "AllocatedMethodDetails")}
+    for c in dims:
+        for s in resolve.SUFFIXES:
+            cols[f"{c}{s}"] = []
+    for row in shared:
+        pool: Pool = row["pool"]
+        target = rules.column(pool.targets.dimension)
+        cols["x_PoolPeriodId"].append(f"{pool.id}/{row['period']}/{row['currency']}")
+        cols["x_Period"].append(row["period"])
+        cols["BillingCurrency"].append(row["currency"])
+        cols["x_Amount"].append(row["amount"])
+        cols["AllocatedMethodId"].append(f"pool:{pool.id}:{pool.method}")
+        cols["AllocatedMethodDetails"].append(row["details"])
+        for c in dims:
+            value = row["target"] if c == target else (row["others"].get(c) or UNALLOCATED)
+            unallocated = value == UNALLOCATED
+            cols[c].append(value)
+            cols[f"{c}Status"].append("unallocated" if unallocated else "allocated")
+            cols[f"{c}Reason"].append((row["reason"] or "pool") if unallocated else None)
+            cols[f"{c}Source"].append("pool" if c == target else "pool_members")
+            cols[f"{c}TagKey"].append(None)
+            cols[f"{c}RawValue"].append(None)
+    types = {k: pa.string() for k in cols} | {"x_Amount": pa.decimal128(38, scale)}
+    table = pa.table({k: pa.array(v, type=types[k]) for k, v in cols.items()})
+    con.register("shared_arrow", table)
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE {name} AS SELECT {common}, 'shared' AS x_AllocationKind,
+        CAST(NULL AS VARCHAR) AS x_SourceRowId, CAST(strptime(x_Period || '-01', '%Y-%m-%d') AS TIMESTAMPTZ) AS ChargePeriodStart,
+        * FROM shared_arrow""")
+    con.unregister("shared_arrow")
+
+
+def _check(con: duckdb.DuckDBPyConnection, out: str, rules: Rules, dims: list[str]) -> dict:
+    """I1-I3 on the written file against the source; raises ``AllocationMismatch`` when one does not hold."""
+    written = f"read_parquet({literal(out)})"
+    i1 = con.execute(f"""SELECT count(*) FILTER (WHERE o.x_SourceRowId IS NULL OR o.x_Amount <> r.x_Amount),
+        (SELECT count(*) FROM rows WHERE _pool IS NULL), (SELECT count(*) FROM {written} WHERE x_AllocationKind = 'direct')
+        FROM rows r LEFT JOIN {written} o USING (x_SourceRowId) WHERE r._pool IS NULL""").fetchone()
+    i2 = con.execute(f"""SELECT count(*) FROM (SELECT _pool || '/' || x_Period || '/' || BillingCurrency AS id, sum(x_Amount) AS a
+        FROM rows WHERE _pool IS NOT NULL GROUP BY ALL) m FULL JOIN (SELECT x_PoolPeriodId AS id, sum(x_Amount) AS a
+        FROM {written} WHERE x_AllocationKind = 'shared' GROUP BY ALL) s USING (id)
+        WHERE m.a IS DISTINCT FROM s.a""").fetchone()[0]
+    i3 = con.execute(f"""SELECT count(*) FROM (SELECT BillingCurrency, x_Period, sum(x_Amount) AS a FROM rows GROUP BY ALL) i
+        FULL JOIN (SELECT BillingCurrency, x_Period, sum(x_Amount) AS a FROM {written} GROUP BY ALL) o
+        USING (BillingCurrency, x_Period) WHERE i.a IS DISTINCT FROM o.a""").fetchone()[0]
+    ok = {"I1": i1[0] == 0 and i1[1] == i1[2], "I2": i2 == 0, "I3": i3 == 0}
+    if not all(ok.values()):
+        bad = ", ".join(k for k, v in ok.items() if not v)
+        raise HubError(f"allocation does not add up ({bad}); nothing was written", file="config/allocation.json",
+                       code="AllocationMismatch")
+    totals_in = _totals(con, "rows")
+    totals_out = _totals(con, written)
+    rows_in = con.execute("SELECT count(*) FROM rows").fetchone()[0]
+    rows = con.execute(f"SELECT count(*) FROM {written}").fetchone()[0]
+    delta = con.execute("SELECT CAST(coalesce(sum(abs(x_Amount - _exact)), 0) AS VARCHAR) FROM rows").fetchone()[0]
+    status = {}
+    for c in dims:
+        status[c] = {s: v for s, v in con.execute(f"SELECT {ident(c + 'Status')}, CAST(sum(x_Amount) AS VARCHAR) "
+                                                  f"FROM {written} GROUP BY ALL ORDER BY ALL").fetchall()}
+    pools = dict(con.execute("SELECT _pool, count(*) FROM rows WHERE _pool IS NOT NULL GROUP BY ALL").fetchall())
+    return {"rows": rows, "rowsIn": rows_in, "totalsIn": totals_in, "totalsOut": totals_out,
+            "allocation": {"invariants": ok, "configVersion": rules.version_hash(), "costMetric": rules.cost_metric,
+                           "quantizationDelta": delta, "statusTotals": status, "pooledRows": pools}}
+
+
+def _totals(con: duckdb.DuckDBPyConnection, relation: str) -> dict[str, dict[str, str]]:
+    return {c: {"x_Amount": a} for c, a in con.execute(
+        f"SELECT BillingCurrency, CAST(sum(x_Amount) AS VARCHAR) FROM {relation} GROUP BY ALL ORDER BY ALL").fetchall()}

@@ -1,0 +1,193 @@
+"""Stage 1: each Costs row's value of every dimension (cost center, product), from its tags, its resource group's or
+subscription's tags, or the ordered mappings, checked against the allowlists at the row's date.
+
+Columnar: the rows' distinct (Tags, scope, matched columns, day) combinations are resolved once in SQL, then joined
+back; only the distinct tag keys and values (a few thousand) are normalised in Python (case folding, aliases)."""
+
+from __future__ import annotations
+
+import unicodedata
+from datetime import date
+
+import duckdb
+import pyarrow as pa
+
+from hub.allocation.rules import NOT_ALLOWLISTED, UNALLOCATED, Dimension, Rules, norm_key
+from hub.errors import HubError
+from transforms.typing import ident, literal
+
+#: Columns of the resolution of one dimension, after its output column's name (``x_CostCenter`` + suffix).
+SUFFIXES = ("", "Status", "Reason", "Source", "TagKey", "RawValue")
+#: Sources of a value, by chain step.
+SOURCES = {"tag": "tag", "resource_group": "resource_group_tag", "subscription": "subscription_tag", "mapping": "mapping",
+           "default": "default"}
+
+
+def casefold(text: str) -> str:
+    return unicodedata.normalize("NFC", text).strip().casefold()
+
+
+def signature_columns(rules: Rules) -> list[str]:
+    """The columns stage 1 depends on (besides the row's day)."""
+    cols = ["Tags", "SubAccountId", "x_ResourceGroupName"]
+    for m in rules.mappings:
+        cols += [c for c in m.match if c not in cols]
+    return cols
+
+
+def resolve(con: duckdb.DuckDBPyConnection, rules: Rules, src: str) -> str:
+    """Create ``sig`` (distinct signatures of ``src``, numbered ``_sig``) and one ``res_<dimension>`` table per dimension
+    (``_sig`` and the :data:`SUFFIXES` columns); returns the SQL joining them back to ``src`` rows."""
+    cols = signature_columns(rules)
+    listed = ", ".join(ident(c) for c in cols)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE sig AS SELECT row_number() OVER () AS _sig, * FROM "
+                f"(SELECT DISTINCT {listed}, CAST(ChargePeriodStart AS DATE) AS _day FROM {src})")
+    con.execute("CREATE OR REPLACE TEMP TABLE pairs AS SELECT s._sig, t.key AS _key, t.type AS _type, "
+                "json_extract_string(t.value, '$') AS _raw FROM sig s, "
+                "json_each(CASE WHEN json_valid(s.Tags) AND json_type(s.Tags) = 'OBJECT' THEN s.Tags ELSE '{}' END) t")
+    keys = [k for (k,) in con.execute("SELECT DISTINCT _key FROM pairs").fetchall()]
+    for name, dim in rules.dimensions.items():
+        _resolve_dimension(con, rules, name, dim, keys)
+    joins = " ".join(f"JOIN res_{name} USING (_sig)" for name in rules.dimensions)
+    on = " AND ".join(f"s.{ident(c)} IS NOT DISTINCT FROM sig.{ident(c)}" for c in cols)
+    return f"(SELECT s.*, sig._sig FROM {src} s JOIN sig ON {on} AND CAST(s.ChargePeriodStart AS DATE) = sig._day) r {joins}"
+
+
+def _value_row(raw: str | None, kind: str, dim: Dimension) -> tuple[str | None, str | None, str | None]:
+    """(value, its case-folded form, reason when unusable) of a raw tag value."""
+    if kind == "BOOLEAN" or raw is None or not raw.strip():
+        return None, None, "empty_value"
+    value = raw.strip()
+    folded = casefold(value)
+    for canonical, spellings in dim.value_aliases.items():
+        if folded in {casefold(canonical), *(casefold(s) for s in spellings)}:
+            return canonical, casefold(canonical), None
+    return value, folded, None
+
+
+def _scope_value(tags: dict[str, str], dim: Dimension) -> tuple[str | None, str | None]:
+    """A scope's value for a dimension: its highest-priority key with a usable value (first spelling on a tie)."""
+    wanted = [norm_key(k, dim.key_normalization) for k in dim.tag_keys]
+    best = None
+    for key in sorted(tags):
+        normed = norm_key(key, dim.key_normalization)
+        if normed in wanted:
+            value, folded, why = _value_row(tags[key], "VARCHAR", dim)
+            rank = wanted.index(normed)
+            if why is None and (best is None or rank < best[0]):
+                best = (rank, value, folded)
+    return (best[1], best[2]) if best else (None, None)
+
+
+def _table(con: duckdb.DuckDBPyConnection, name: str, columns: dict[str, pa.DataType], rows: list[tuple]) -> None:
+    arrays = [pa.array([r[i] for r in rows], type=t) for i, t in enumerate(columns.values())]
+    con.register(f"{name}_arrow", pa.table(arrays, names=list(columns)))
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {name}_arrow")
+    con.unregister(f"{name}_arrow")
+
+
+def _resolve_dimension(con: duckdb.DuckDBPyConnection, rules: Rules, name: str, dim: Dimension, keys: list[str]) -> None:
+    wanted = [norm_key(k, dim.key_normalization) for k in dim.tag_keys]
+    keymap = [(k, wanted.index(norm_key(k, dim.key_normalization)), ("0" if k in dim.tag_keys else "1") + k) for k in keys
+              if norm_key(k, dim.key_normalization) in wanted]  # _rank: a configured spelling first, then key order
+    _table(con, f"keys_{name}", {"_key": pa.string(), "_prio": pa.int32(), "_rank": pa.string()}, keymap)
+    raws = con.execute(f"SELECT DISTINCT p._raw, p._type FROM pairs p JOIN keys_{name} k USING (_key)").fetchall()
+    _table(con, f"vals_{name}", {"_raw": pa.string(), "_type": pa.string(), "_value": pa.string(), "_cf": pa.string(),
+                                 "_why": pa.string()}, [(r, t, *_value_row(r, t, dim)) for r, t in raws])
+    # the row's own tags: the best-priority keys; two of them with different values are a conflict
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE tag_{name} AS
+        WITH t AS (SELECT p._sig, k._prio, k._rank, p._key, p._raw, v._value, v._cf, v._why FROM pairs p
+                   JOIN keys_{name} k USING (_key)
+                   JOIN vals_{name} v ON v._raw IS NOT DISTINCT FROM p._raw AND v._type = p._type),
+             b AS (SELECT _sig, min(_prio) AS _prio FROM t GROUP BY _sig)
+        SELECT _sig, count(DISTINCT _cf) AS _n, arg_min(_value, _rank) FILTER (WHERE _value IS NOT NULL) AS _first,
+               arg_min(_cf, _rank) FILTER (WHERE _value IS NOT NULL) AS _first_cf,
+               arg_min(_key, _rank) FILTER (WHERE _value IS NOT NULL) AS _first_key,
+               arg_min(_key, _rank) AS _any_key, arg_min(_raw, _rank) AS _any_raw
+        FROM t JOIN b USING (_sig, _prio) GROUP BY _sig""")
+    if dim.conflict == "error":
+        bad = con.execute(f"SELECT count(*) FROM tag_{name} WHERE _n > 1").fetchone()[0]
+        if bad:
+            raise HubError(f"{bad} tag combinations give two different {name} values under keys of the same priority "
+                           f"(conflict: error)", file="config/allocation.json", code="AllocationConflict")
+    # candidates in chain order: (_sig, _ord, _src, value, folded value, key, raw)
+    chain = (["resource_group", "subscription"] if dim.inheritance_mode == "scope_wins" else []) + ["tag"]
+    chain += [f for f in dim.fallback if f not in chain]
+    parts = []
+    for order, step in enumerate(chain):
+        src = literal(SOURCES[step])
+        if step == "tag":
+            pick = "_first" if dim.conflict == "first_alias" else "CASE WHEN _n = 1 THEN _first END"
+            pick_cf = "_first_cf" if dim.conflict == "first_alias" else "CASE WHEN _n = 1 THEN _first_cf END"
+            parts.append(f"SELECT _sig, {order} AS _ord, {src} AS _src, {pick} AS _v, {pick_cf} AS _cf, _first_key AS _k, "
+                         f"_any_raw AS _raw FROM tag_{name}")
+        elif step in ("resource_group", "subscription") and step in dim.fallback:
+            rows = []
+            for s in rules.scope_tags:
+                value, folded = _scope_value(s.tags, dim)
+                if s.scope == step and value is not None:
+                    rows.append((s.subscription, s.resource_group, value, folded, s.valid_from, s.valid_to))
+            _table(con, f"scope_{name}_{step}", {"_sub": pa.string(), "_rg": pa.string(), "_v": pa.string(), "_cf": pa.string(),
+                                                 "_from": pa.date32(), "_to": pa.date32()}, rows)
+            rg = " AND s._rg IS NOT DISTINCT FROM sig.x_ResourceGroupName AND sig.x_ResourceGroupName IS NOT NULL" \
+                if step == "resource_group" else ""
+            parts.append(f"SELECT sig._sig, {order} AS _ord, {src} AS _src, s._v, s._cf, NULL AS _k, NULL AS _raw "
+                         f"FROM sig JOIN scope_{name}_{step} s ON s._sub = sig.SubAccountId{rg} "
+                         "AND (s._from IS NULL OR sig._day >= s._from) AND (s._to IS NULL OR sig._day < s._to)")
+        elif step == "mapping":
+            cases = []
+            for m in rules.mappings:
+                if name in m.set:
+                    cases.append(f"WHEN {_match_sql(m.match, 'sig.', m.valid_from, m.valid_to)} THEN {literal(m.set[name])}")
+            if cases:
+                value = f"CASE {' '.join(cases)} END"
+                parts.append(f"SELECT _sig, {order} AS _ord, {src} AS _src, _v, NULL AS _cf, NULL AS _k, NULL AS _raw FROM "
+                             f"(SELECT sig._sig, {value} AS _v FROM sig) WHERE _v IS NOT NULL")
+    if dim.default is not None:
+        parts.append(f"SELECT _sig, 99 AS _ord, 'default' AS _src, {literal(dim.default)} AS _v, NULL AS _cf, NULL AS _k, "
+                     "NULL AS _raw FROM sig")
+    allow = rules.allowlists.get(dim.allowlist or "", [])
+    _table(con, f"allow_{name}", {"_cf": pa.string(), "_canonical": pa.string(), "_from": pa.date32(), "_to": pa.date32()},
+           [(casefold(spelling), e.value, e.valid_from, e.valid_to) for e in allow for spelling in (e.value, *e.aliases)])
+    na_falls = "not_allowlisted" in dim.fallback_on
+    ok = "a._canonical IS NOT NULL" if dim.allowlist else "true"
+    column = rules.column(name)
+    cands = " UNION ALL ".join(parts)
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE res_{name} AS
+        WITH c AS (SELECT c.*, coalesce(c._cf, lower(trim(c._v))) AS _fold FROM ({cands}) c WHERE c._v IS NOT NULL),
+             j AS (SELECT c._sig, c._ord, c._src, c._v, c._k, c._raw, {ok} AS _ok, a._canonical FROM c
+                   JOIN sig USING (_sig)
+                   LEFT JOIN allow_{name} a ON a._cf = c._fold AND (a._from IS NULL OR sig._day >= a._from)
+                                               AND (a._to IS NULL OR sig._day < a._to)),
+             best AS (SELECT _sig, arg_min(struct_pack(_src, _v, _k, _raw, _ok, _canonical),
+                                           CASE WHEN _ok OR NOT {str(na_falls).lower()} THEN _ord ELSE 1000 + _ord END) AS b
+                      FROM j GROUP BY _sig)
+        SELECT sig._sig,
+               CASE WHEN best.b IS NULL THEN {literal(UNALLOCATED)} WHEN best.b._ok THEN coalesce(best.b._canonical, best.b._v)
+                    ELSE {literal(NOT_ALLOWLISTED)} END AS {ident(f"{column}")},
+               CASE WHEN best.b IS NULL THEN 'unallocated' WHEN best.b._ok THEN 'allocated' ELSE 'not_allowlisted' END
+                   AS {ident(f"{column}Status")},
+               CASE WHEN best.b IS NOT NULL THEN NULL WHEN t._n > 1 THEN 'conflict'
+                    WHEN t._sig IS NOT NULL THEN 'empty_value' ELSE 'missing' END AS {ident(f"{column}Reason")},
+               best.b._src AS {ident(f"{column}Source")},
+               coalesce(best.b._k, t._any_key) AS {ident(f"{column}TagKey")},
+               coalesce(best.b._raw, CASE WHEN best.b IS NULL THEN t._any_raw END) AS {ident(f"{column}RawValue")}
+        FROM sig LEFT JOIN best USING (_sig) LEFT JOIN tag_{name} t USING (_sig)""")
+
+
+def _match_sql(match: dict, prefix: str, valid_from: date | None = None, valid_to: date | None = None) -> str:
+    """SQL true when every column of ``match`` has its value (or one of its values); within the dates, if given."""
+    conds = []
+    for column, wanted in match.items():
+        values = [wanted] if isinstance(wanted, str) else list(wanted)
+        conds.append(f"{prefix}{ident(column)} IN ({', '.join(literal(v) for v in values)})")
+    if valid_from:
+        conds.append(f"{prefix}_day >= DATE {literal(valid_from.isoformat())}")
+    if valid_to:
+        conds.append(f"{prefix}_day < DATE {literal(valid_to.isoformat())}")
+    return "(" + " AND ".join(conds) + ")"
+
+
+def match_sql(match: dict, prefix: str = "") -> str:
+    """A pool's or mapping's condition over a row (columns and resolved dimension values)."""
+    return _match_sql(match, prefix)

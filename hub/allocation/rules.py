@@ -1,0 +1,231 @@
+"""Allocation rules: ``config/allocation.json``, validated with pydantic. A bad file is a usage error naming the file
+and the field. What each rule means is in the README ("Cost allocation")."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import unicodedata
+from datetime import date
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
+
+from hub.errors import UsageError
+from hub.store import CONFIG, Store
+
+RULES = f"{CONFIG}/allocation.json"
+METRICS = ("EffectiveCost", "BilledCost", "ListCost", "ContractedCost")
+#: Columns a mapping or a pool may match on (besides the dimensions' resolved values).
+MATCH_COLUMNS = ("ProviderName", "BillingAccountId", "SubAccountId", "SubAccountName", "x_ResourceGroupName", "ServiceName",
+                 "ServiceCategory", "ChargeCategory", "ChargeClass", "ChargeFrequency", "RegionId", "ResourceId",
+                 "ResourceType", "PublisherName", "CommitmentDiscountStatus", "PricingCategory", "SkuId", "BillingCurrency")
+UNALLOCATED, NOT_ALLOWLISTED = "__unallocated__", "__not_allowlisted__"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class KeyNormalization(_Strict):
+    casefold: bool = True
+    strip: bool = True
+    remove_chars: str = " -_.:"
+
+
+class Dimension(_Strict):
+    """One allocation dimension (cost center, product): where its value comes from, how it is cleaned."""
+
+    #: output column (default ``x_`` + the dimension's name in PascalCase)
+    column: str | None = None
+    #: tag keys, highest priority first; compared after ``key_normalization``
+    tag_keys: list[str] = Field(min_length=1)
+    key_normalization: KeyNormalization = KeyNormalization()
+    #: canonical value -> other spellings (matched case-insensitively)
+    value_aliases: dict[str, list[str]] = {}
+    #: two keys of the same priority with different values: unallocated (reason conflict), the first key, or an error
+    conflict: Literal["unallocated", "first_alias", "error"] = "unallocated"
+    #: where a missing value is looked for next, in order
+    fallback: list[Literal["resource_group", "subscription", "mapping"]] = []
+    #: what sends a row down the fallback chain
+    fallback_on: list[Literal["missing", "not_allowlisted"]] = ["missing"]
+    #: resource_wins: the row's own tag first; scope_wins: resource group, then subscription tags first
+    inheritance_mode: Literal["resource_wins", "scope_wins"] = "resource_wins"
+    #: name of an allowlist; None accepts any value
+    allowlist: str | None = None
+    #: value of rows where nothing matched (None: ``__unallocated__``)
+    default: str | None = None
+
+
+class AllowlistEntry(_Strict):
+    value: str = Field(min_length=1)
+    aliases: list[str] = []
+    valid_from: date | None = None
+    valid_to: date | None = None
+
+    @model_validator(mode="after")
+    def _dates(self) -> AllowlistEntry:
+        if self.valid_from and self.valid_to and self.valid_to <= self.valid_from:
+            raise ValueError("valid_to must be after valid_from")
+        return self
+
+
+class ScopeTags(_Strict):
+    """Tags of a subscription / account / project, or of a resource group, effective-dated (rows carry only theirs)."""
+
+    scope: Literal["subscription", "resource_group"]
+    #: the SubAccountId
+    subscription: str
+    #: the resource group (x_ResourceGroupName), for scope resource_group
+    resource_group: str | None = None
+    tags: dict[str, str]
+    valid_from: date | None = None
+    valid_to: date | None = None
+
+    @model_validator(mode="after")
+    def _group(self) -> ScopeTags:
+        if (self.scope == "resource_group") != (self.resource_group is not None):
+            raise ValueError("resource_group is required with scope resource_group, and only then")
+        return self
+
+
+Match = dict[str, str | list[str]]
+
+
+def _check_match(match: Match, dimensions: set[str], *, pools: bool) -> None:
+    for column in match:
+        if column not in MATCH_COLUMNS and not (pools and column in dimensions):
+            allowed = ", ".join([*MATCH_COLUMNS, *(sorted(dimensions) if pools else [])])
+            raise ValueError(f"cannot match on {column!r} (one of: {allowed})")
+
+
+class Mapping(_Strict):
+    """A static rule: rows matching every ``match`` column (a value or a list of values) get ``set``; first wins."""
+
+    id: str
+    match: Match = Field(min_length=1)
+    set: dict[str, str] = Field(min_length=1)
+    valid_from: date | None = None
+    valid_to: date | None = None
+
+
+class Weight(_Strict):
+    metric: Literal["cost"] = "cost"
+    charge_categories: list[str] = ["Usage"]
+
+
+class Targets(_Strict):
+    dimension: str
+    #: "*": every value (allowlisted, if the dimension has an allowlist) with a weight in the period; or a list
+    values: Literal["*"] | list[str] = "*"
+    #: fixed method: value -> percentage (decimal text), summing to exactly 100
+    split: dict[str, Decimal] = {}
+
+
+class Pool(_Strict):
+    """Shared costs: rows matching ``match`` (first pool wins) are split each month and currency over targets."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    match: Match = Field(min_length=1)
+    method: Literal["even", "fixed", "proportional"]
+    weight: Weight = Weight()
+    targets: Targets
+    on_zero_weight: Literal["unallocated", "even", "error"] = "unallocated"
+
+
+class Rules(_Strict):
+    version: StrictInt = 1
+    cost_metric: Literal["EffectiveCost", "BilledCost", "ListCost", "ContractedCost"] = "EffectiveCost"
+    #: decimal places of allocated amounts (inputs rounded half-even to them; splits in quanta of 10^-scale)
+    amount_scale: StrictInt = Field(10, ge=0, le=18)
+    dimensions: dict[str, Dimension] = Field(min_length=1)
+    allowlists: dict[str, list[AllowlistEntry]] = {}
+    scope_tags: list[ScopeTags] = []
+    mappings: list[Mapping] = []
+    pools: list[Pool] = []
+    #: months starting before this date keep their allocation once written
+    lock_before: date | None = None
+
+    @field_validator("dimensions")
+    @classmethod
+    def _names(cls, dims: dict[str, Dimension]) -> dict[str, Dimension]:
+        for name in dims:
+            if not re.fullmatch(r"[a-z][a-z0-9_]{0,40}", name):
+                raise ValueError(f"dimension name {name!r}: lower case letters, digits and _")
+        return dims
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Rules:
+        dims = set(self.dimensions)
+        for name, dim in self.dimensions.items():
+            if dim.allowlist and dim.allowlist not in self.allowlists:
+                raise ValueError(f"dimensions.{name}.allowlist: no allowlist named {dim.allowlist!r}")
+        for m in self.mappings:
+            _check_match(m.match, dims, pools=False)
+            if unknown := set(m.set) - dims:
+                raise ValueError(f"mapping {m.id}: sets unknown dimension {sorted(unknown)[0]!r}")
+        ids = [p.id for p in self.pools]
+        if len(set(ids)) != len(ids):
+            raise ValueError("pool ids must be unique")
+        for p in self.pools:
+            _check_match(p.match, dims, pools=True)
+            if p.targets.dimension not in dims:
+                raise ValueError(f"pool {p.id}: targets.dimension {p.targets.dimension!r} is not a dimension")
+            if p.method == "fixed":
+                if not p.targets.split or sum(p.targets.split.values(), Decimal(0)) != 100:
+                    raise ValueError(f"pool {p.id}: a fixed split must give percentages summing to exactly 100")
+                if any(v < 0 for v in p.targets.split.values()):
+                    raise ValueError(f"pool {p.id}: negative percentage")
+            targets = list(p.targets.split) if p.method == "fixed" else (
+                p.targets.values if isinstance(p.targets.values, list) else [])
+            if len(set(targets)) != len(targets):
+                raise ValueError(f"pool {p.id}: a target is listed twice")
+            for other in self.pools:  # a pool's targets must not be what selects a pool (no cycles)
+                selector = other.match.get(p.targets.dimension)
+                chosen = {selector} if isinstance(selector, str) else set(selector or [])
+                if chosen & set(targets):
+                    raise ValueError(f"pool {p.id}: target {sorted(chosen & set(targets))[0]!r} selects pool {other.id}")
+        return self
+
+    def column(self, dimension: str) -> str:
+        dim = self.dimensions[dimension]
+        return dim.column or "x_" + "".join(part.capitalize() for part in dimension.split("_"))
+
+    def version_hash(self) -> str:
+        """Hash of the rules as given (x_ConfigVersion): any change makes a new version."""
+        text = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def norm_key(key: str, how: KeyNormalization) -> str:
+    """A tag key as compared: stripped, case-folded (``ß`` is ``ss``), without the separator characters."""
+    out = unicodedata.normalize("NFC", key)
+    if how.strip:
+        out = out.strip()
+    if how.casefold:
+        out = out.casefold()
+    return "".join(c for c in out if c not in how.remove_chars)
+
+
+def parse(text: str, *, file: str = RULES) -> Rules:
+    try:
+        return Rules.model_validate_json(text)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(root)"
+        raise UsageError(f"{file}: invalid allocation rules at {where}: {first['msg']}") from None
+
+
+def load(store: Store, path: str | None = None) -> Rules | None:
+    """The hub's rules (``config/allocation.json``), or those of ``path`` (a local file); None when the hub has none."""
+    if path is not None:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                return parse(fh.read(), file=path)
+        except OSError as exc:
+            raise UsageError(f"{path}: cannot be read ({exc.strerror})") from None
+    if not store.exists(RULES):
+        return None
+    return parse(store.read_text(RULES), file=store.full(RULES))

@@ -1,0 +1,327 @@
+"""Cost allocation (hub/allocation): the largest-remainder split, tag resolution, allowlists, fallbacks, shared-cost
+pools, the invariants, locking and re-runs; every expected value computed by hand in the comments."""
+
+from __future__ import annotations
+
+import json
+import random
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from hub import allocation, runs
+from hub.allocation import rules as R
+from hub.allocation.split import split
+from hub.cli import app
+from hub.errors import UsageError
+from hub.store import Store
+
+D = Decimal
+Q = D("0.01")
+
+
+# --- the split ------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("amount, weights, expected", [
+    ("100.00", {"a": 1, "b": 1, "c": 1}, {"a": "33.34", "b": "33.33", "c": "33.33"}),  # tie: key order
+    ("-100.00", {"a": 1, "b": 1, "c": 1}, {"a": "-33.34", "b": "-33.33", "c": "-33.33"}),
+    ("0.03", {"a": 75, "b": 25}, {"a": "0.02", "b": "0.01"}),
+    ("0.05", {"a": 70, "b": 30}, {"a": "0.04", "b": "0.01"}),  # remainders tie (0.5): the larger weight
+    ("10.00", {"a": 0, "b": 1, "c": 2}, {"a": "0.00", "b": "3.33", "c": "6.67"}),
+    ("1000.03", {"a": 50, "b": 50}, {"a": "500.02", "b": "500.01"}),
+])
+def test_the_worked_rounding_examples(amount, weights, expected):
+    got = split(D(amount), {k: D(v) for k, v in weights.items()}, Q)
+    assert got == {k: D(v) for k, v in expected.items()}
+    assert sum(got.values()) == D(amount)
+
+
+def test_ten_decimals_add_up_exactly():
+    got = split(D("123.4567891234"), {"a": D(3), "b": D(7), "c": D(11), "d": D(13)}, D("1e-10"))
+    assert sum(got.values()) == D("123.4567891234")
+    assert got["a"] == D("10.8932460991")  # 123.4567891234 x 3/34 = 10.89324609912..., floor in quanta
+
+
+amounts = st.integers(min_value=-10**14, max_value=10**14).map(lambda u: D(u).scaleb(-10))
+weight_maps = st.dictionaries(st.text("abcdefgh", min_size=1, max_size=3), st.integers(0, 10**6).map(D), min_size=1,
+                              max_size=8).filter(lambda w: sum(w.values()) > 0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(amounts, weight_maps)
+def test_split_properties(amount, weights):
+    """I7: shares add up exactly, each within one quantum of its exact share, with the amount's sign (or 0), zero
+    weights get 0, and the order the targets come in changes nothing."""
+    quantum = D("1e-10")
+    got = split(amount, weights, quantum)
+    assert sum(got.values()) == amount
+    total = sum(weights.values())
+    for t, share in got.items():
+        assert abs(share - amount * weights[t] / total) < quantum
+        assert share == 0 or (share > 0) == (amount > 0)
+        if weights[t] == 0:
+            assert share == 0
+    shuffled = dict(random.Random(1).sample(list(weights.items()), len(weights)))
+    assert split(amount, shuffled, quantum) == got
+
+
+# --- a lake month written by hand -------------------------------------------------------------------------------------
+
+COLUMNS = ("Tags", "EffectiveCost", "BillingCurrency", "ChargePeriodStart", "ChargeCategory", "SubAccountId",
+           "x_ResourceGroupName", "ServiceName", "ServiceCategory", "ProviderName")
+
+
+def lake(root: Path, rows: list[tuple], month: str = "2024-05", scope: str = "test") -> Store:
+    """Costs rows (``COLUMNS``) written as one lake file of ``month``."""
+    folder = root / "ingestion/Costs" / month[:4] / month[5:] / scope
+    folder.mkdir(parents=True, exist_ok=True)
+    values = ", ".join("(" + ", ".join("NULL" if v is None else "'" + str(v).replace("'", "''") + "'" for v in r) + ")"
+                       for r in rows)
+    duckdb.sql(f"""COPY (SELECT Tags, CAST(EffectiveCost AS DECIMAL(38,18)) AS EffectiveCost, BillingCurrency,
+        CAST(ChargePeriodStart AS TIMESTAMPTZ) AS ChargePeriodStart, ChargeCategory, SubAccountId, x_ResourceGroupName,
+        ServiceName, ServiceCategory, ProviderName FROM (VALUES {values}) v({', '.join(COLUMNS)}))
+        TO '{folder}/part.parquet' (FORMAT parquet)""")
+    return Store(str(root))
+
+
+def row(tags: dict | str | None, cost: str, *, day: str = "2024-05-10", currency: str = "USD", category: str = "Usage",
+        sub: str = "sub-1", rg: str | None = "rg-1", service: str = "Compute", scat: str = "Compute") -> tuple:
+    text = tags if isinstance(tags, str) or tags is None else json.dumps(tags)
+    return (text, cost, currency, f"{day} 00:00:00+00", category, sub, rg, service, scat, "Microsoft")
+
+
+def rules(**overrides) -> R.Rules:
+    base = {"amount_scale": 2, "dimensions": {"cost_center": {"tag_keys": ["CostCenter", "cost-center", "kostenstelle"]},
+                                               "product": {"tag_keys": ["product", "app"]}}}
+    return R.Rules.model_validate({**base, **overrides})
+
+
+def allocated(store: Store, r: R.Rules, month: str = "2024-05") -> list[dict]:
+    (rec,) = allocation.allocate(store, [month], rules=r)
+    assert rec.state == "committed", rec.error
+    path = Path(store.root) / rec.parts[0].output
+    cur = duckdb.sql(f"SELECT * FROM read_parquet('{path}') ORDER BY x_AllocationKind, x_SourceRowId, x_CostCenter")
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, v, strict=True)) for v in cur.fetchall()]
+
+
+# --- stage 1 ----------------------------------------------------------------------------------------------------------
+
+def test_tag_keys_aliases_case_and_separators(tmp_path):
+    store = lake(tmp_path, [row({"CostCenter": "FIN-001"}, "1.00"), row({"cost_center": "ENG"}, "2.00"),
+                            row({"COST-CENTER ": " OPS "}, "3.00"), row({"Kostenstelle": "HR"}, "4.00"),
+                            row({"owner": "x"}, "5.00"), row(None, "6.00"), row("{}", "7.00")])
+    out = allocated(store, rules())
+    got = [(r["x_CostCenter"], r["x_CostCenterStatus"], r["x_CostCenterReason"], r["x_CostCenterTagKey"]) for r in out]
+    assert got == [("FIN-001", "allocated", None, "CostCenter"), ("ENG", "allocated", None, "cost_center"),
+                   ("OPS", "allocated", None, "COST-CENTER "), ("HR", "allocated", None, "Kostenstelle"),
+                   ("__unallocated__", "unallocated", "missing", None), ("__unallocated__", "unallocated", "missing", None),
+                   ("__unallocated__", "unallocated", "missing", None)]
+
+
+def test_priority_conflicts_and_empty_values(tmp_path):
+    store = lake(tmp_path, [
+        row({"CostCenter": "A", "kostenstelle": "B"}, "1.00"),  # CostCenter has priority 0: A; kostenstelle (2) shadowed
+        row({"CostCenter": "A", "costcenter": "B"}, "2.00"),  # same priority, different values: conflict
+        row({"CostCenter": "A", "COSTCENTER": "a"}, "3.00"),  # same priority, same value but for case: one value
+        row({"CostCenter": True}, "4.00"),  # a valueless tag
+        row({"CostCenter": "   "}, "5.00"),
+    ])
+    out = allocated(store, rules())
+    assert [(r["x_CostCenter"], r["x_CostCenterReason"]) for r in out] == [
+        ("A", None), ("__unallocated__", "conflict"), ("A", None), ("__unallocated__", "empty_value"),
+        ("__unallocated__", "empty_value")]
+    first = rules(dimensions={"cost_center": {"tag_keys": ["CostCenter"], "conflict": "first_alias"}})
+    assert allocated(store, first)[1]["x_CostCenter"] == "A"  # the configured spelling "CostCenter" first
+    strict = rules(dimensions={"cost_center": {"tag_keys": ["CostCenter"], "conflict": "error"}})
+    (rec,) = allocation.allocate(store, ["2024-05"], rules=strict)
+    assert rec.state == "quarantined" and rec.error.code == "AllocationConflict"
+
+
+def test_value_aliases_unicode_and_allowlist_dates(tmp_path):
+    store = lake(tmp_path, [row({"CostCenter": "fin001"}, "1.00", day="2024-05-01"),
+                            row({"CostCenter": "Finance 001"}, "2.00", day="2024-05-20"),
+                            row({"kostenstelle": "STRASSE"}, "3.00", day="2024-05-01"),
+                            row({"CostCenter": "new-team"}, "4.00", day="2024-05-14"),
+                            row({"CostCenter": "new-team"}, "5.00", day="2024-05-15"),
+                            row({"CostCenter": "gone"}, "6.00", day="2024-05-20")])
+    r = rules(dimensions={"cost_center": {"tag_keys": ["CostCenter", "KOSTENSTELLE"], "allowlist": "cc",
+                                          "value_aliases": {"FIN-001": ["fin001", "Finance 001"]}}},
+              allowlists={"cc": [{"value": "FIN-001"}, {"value": "Straße"}, {"value": "New-Team", "valid_from": "2024-05-15"},
+                                 {"value": "gone", "valid_to": "2024-05-20"}]})
+    out = allocated(store, r)
+    assert [(r["x_CostCenter"], r["x_CostCenterStatus"], r["x_CostCenterRawValue"]) for r in out] == [
+        ("FIN-001", "allocated", "fin001"), ("FIN-001", "allocated", "Finance 001"),
+        ("Straße", "allocated", "STRASSE"),  # casefold: ß is ss; the allowlist's spelling comes out
+        ("__not_allowlisted__", "not_allowlisted", "new-team"),  # before valid_from: not retroactive
+        ("New-Team", "allocated", "new-team"), ("__not_allowlisted__", "not_allowlisted", "gone")]  # valid_to excluded
+
+
+def test_fallbacks_scope_tags_mappings_and_scope_wins(tmp_path):
+    store = lake(tmp_path, [row({"CostCenter": "ROW"}, "1.00", sub="s1", rg="rg1"),
+                            row({}, "2.00", sub="s1", rg="rg1"),
+                            row({}, "3.00", sub="s1", rg="rg2"),
+                            row({}, "4.00", sub="s2", rg=None, scat="Networking"),
+                            row({}, "5.00", sub="s3", rg=None)])
+    scopes = [{"scope": "resource_group", "subscription": "s1", "resource_group": "rg1", "tags": {"cost-center": "RG"}},
+              {"scope": "subscription", "subscription": "s1", "tags": {"CostCenter": "SUB"}}]
+    mappings = [{"id": "net", "match": {"ServiceCategory": "Networking"}, "set": {"cost_center": "NET"}}]
+    dims = {"tag_keys": ["CostCenter", "cost-center"], "fallback": ["resource_group", "subscription", "mapping"]}
+    out = allocated(store, rules(dimensions={"cost_center": dims}, scope_tags=scopes, mappings=mappings))
+    assert [(r["x_CostCenter"], r["x_CostCenterSource"], r["AllocatedMethodId"]) for r in out] == [
+        ("ROW", "tag", "direct:tag"), ("RG", "resource_group_tag", "direct:inherited"),
+        ("SUB", "subscription_tag", "direct:inherited"), ("NET", "mapping", "direct:mapping"),
+        ("__unallocated__", None, "direct:unallocated")]
+    wins = rules(dimensions={"cost_center": {**dims, "inheritance_mode": "scope_wins"}}, scope_tags=scopes, mappings=mappings)
+    assert allocated(store, wins)[0]["x_CostCenter"] == "RG"  # the resource group's tag before the row's
+
+
+def test_not_allowlisted_values_can_fall_back(tmp_path):
+    store = lake(tmp_path, [row({"CostCenter": "typo"}, "1.00", sub="s1")])
+    scopes = [{"scope": "subscription", "subscription": "s1", "tags": {"CostCenter": "FIN"}}]
+    base = {"tag_keys": ["CostCenter"], "fallback": ["subscription"], "allowlist": "cc"}
+    lists = {"cc": [{"value": "FIN"}]}
+    stay = allocated(tmp_path and store, rules(dimensions={"cost_center": base}, scope_tags=scopes, allowlists=lists))
+    assert stay[0]["x_CostCenter"] == "__not_allowlisted__"
+    fall = rules(dimensions={"cost_center": {**base, "fallback_on": ["missing", "not_allowlisted"]}}, scope_tags=scopes,
+                 allowlists=lists)
+    assert allocated(store, fall)[0]["x_CostCenter"] == "FIN"
+
+
+# --- stage 2 ----------------------------------------------------------------------------------------------------------
+
+def pool_lake(tmp_path: Path) -> Store:
+    return lake(tmp_path, [
+        row({"CostCenter": "A"}, "60.00"), row({"CostCenter": "B"}, "30.00"), row({"CostCenter": "C"}, "10.00"),
+        row({"CostCenter": "C"}, "-50.00", category="Credit"),  # not a Usage weight
+        row({}, "10.00", service="Support"), row({}, "0.01", service="Support"),  # the pool: 10.01
+        row({"CostCenter": "A"}, "7.00", currency="EUR"), row({}, "3.00", currency="EUR", service="Support"),
+    ])
+
+
+def shared(out: list[dict]) -> list[tuple]:
+    return sorted((r["x_PoolPeriodId"], r["x_CostCenter"], r["x_Amount"]) for r in out if r["x_AllocationKind"] == "shared")
+
+
+def test_proportional_pool(tmp_path):
+    store = pool_lake(tmp_path)
+    pool = {"id": "support", "match": {"ServiceName": "Support"}, "method": "proportional",
+            "targets": {"dimension": "cost_center"}}
+    out = allocated(store, rules(pools=[pool]))
+    # USD 10.01 by Usage cost A 60 : B 30 : C 10 = 6.006 / 3.003 / 1.001 -> 1001 cents: 600, 300, 100 + 1 to the largest
+    # remainder (A: 0.6); EUR 3.00 all to A (the only EUR target)
+    assert shared(out) == [("support/2024-05/EUR", "A", D("3.00")), ("support/2024-05/USD", "A", D("6.01")),
+                           ("support/2024-05/USD", "B", D("3.00")), ("support/2024-05/USD", "C", D("1.00"))]
+    assert sum(1 for r in out if r["x_AllocationKind"] == "direct") == 5  # the 3 pooled rows leave direct allocation
+    rec = runs.load_all(store)[-1]
+    assert rec.allocation["invariants"] == {"I1": True, "I2": True, "I3": True}
+    assert rec.totalsIn == rec.totalsOut == {"EUR": {"x_Amount": "10.00"}, "USD": {"x_Amount": "60.01"}}
+
+
+def test_even_fixed_and_zero_weight_pools(tmp_path):
+    store = pool_lake(tmp_path)
+    even = {"id": "support", "match": {"ServiceName": "Support"}, "method": "even",
+            "targets": {"dimension": "cost_center", "values": ["A", "B", "C"]}}
+    # USD 10.01 / 3 = 3.3366..: 1001 cents = 333 each + 2 to the ties in key order: A, B (EUR 3.00: 1.00 each)
+    assert shared(allocated(store, rules(pools=[even])))[3:] == [
+        ("support/2024-05/USD", "A", D("3.34")), ("support/2024-05/USD", "B", D("3.34")), ("support/2024-05/USD", "C", D("3.33"))]
+    fixed = {"id": "support", "match": {"ServiceName": "Support"}, "method": "fixed",
+             "targets": {"dimension": "cost_center", "split": {"A": "40", "B": "35.5", "C": "24.5"}}}
+    # EUR 3.00: 120 / 106.5 / 73.5 cents -> 1.20, 1.07, 0.73 (the .5 tie to the larger weight, B)
+    # USD 1001 cents x 40% = 400.4, x 35.5% = 355.355, x 24.5% = 245.245 -> 400, 355, 245 + 1 cent to the largest
+    # remainder, A (.4 > .355 > .245)
+    assert shared(allocated(store, rules(pools=[fixed]))) == [
+        ("support/2024-05/EUR", "A", D("1.20")), ("support/2024-05/EUR", "B", D("1.07")), ("support/2024-05/EUR", "C", D("0.73")),
+        ("support/2024-05/USD", "A", D("4.01")), ("support/2024-05/USD", "B", D("3.55")), ("support/2024-05/USD", "C", D("2.45"))]
+    nobody = {"id": "support", "match": {"ServiceName": "Support"}, "method": "proportional",
+              "targets": {"dimension": "cost_center", "values": ["Z"]}}
+    out = allocated(store, rules(pools=[nobody]))
+    assert [(r[1], r[2]) for r in shared(out)] == [("__unallocated__", D("3.00")), ("__unallocated__", D("10.01"))]
+    assert {r["x_CostCenterReason"] for r in out if r["x_AllocationKind"] == "shared"} == {"zero_weight"}
+    error = {**nobody, "on_zero_weight": "error"}
+    (rec,) = allocation.allocate(store, ["2024-05"], rules=rules(pools=[error]))
+    assert rec.error.code == "AllocationConflict"
+
+
+def test_negative_pools_keep_their_sign(tmp_path):
+    store = lake(tmp_path, [row({"CostCenter": "A"}, "1.00"), row({"CostCenter": "B"}, "2.00"),
+                            row({}, "-1.00", service="Refund")])
+    pool = {"id": "refund", "match": {"ServiceName": "Refund"}, "method": "proportional",
+            "targets": {"dimension": "cost_center"}}
+    # -1.00 by 1 : 2 = -0.333.. / -0.666..: -100 cents = -33 / -66, 1 more to B (remainder .667 > .333)
+    assert [(r[1], r[2]) for r in shared(allocated(store, rules(pools=[pool])))] == [("A", D("-0.33")), ("B", D("-0.67"))]
+
+
+def test_pool_on_a_resolved_value(tmp_path):
+    store = lake(tmp_path, [row({"CostCenter": "A"}, "3.00"), row({"CostCenter": "B"}, "1.00"),
+                            row({"CostCenter": "SHARED"}, "2.00")])
+    pool = {"id": "platform", "match": {"cost_center": "SHARED"}, "method": "proportional",
+            "targets": {"dimension": "cost_center"}}
+    assert [(r[1], r[2]) for r in shared(allocated(store, rules(pools=[pool])))] == [("A", D("1.50")), ("B", D("0.50"))]
+
+
+# --- runs -------------------------------------------------------------------------------------------------------------
+
+def test_re_running_replaces_and_the_output_is_deterministic(tmp_path):
+    rows = [row({"CostCenter": c}, f"{i}.25") for i, c in enumerate("ABCABC")]
+    first = allocated(lake(tmp_path / "one", rows), rules())
+    again = allocated(lake(tmp_path / "one", rows), rules())  # same month again: replaced, not appended
+    files = list((tmp_path / "one/ingestion/Allocation").rglob("*.parquet"))
+    assert len(files) == 1 and len(again) == len(first) == 6
+    shuffled = allocated(lake(tmp_path / "two", list(reversed(rows))), rules())
+    strip = lambda out: sorted((r["x_CostCenter"], r["x_Amount"]) for r in out)  # noqa: E731
+    assert strip(shuffled) == strip(first)
+
+
+def test_locked_months_keep_their_allocation(tmp_path):
+    store = lake(tmp_path, [row({"CostCenter": "A"}, "1.00")])
+    allocated(store, rules(lock_before="2024-06-01"))
+    lake(tmp_path, [row({"CostCenter": "B"}, "9.00")])  # the month's Costs change
+    assert allocation.allocate(store, ["2024-05"], rules=rules(lock_before="2024-06-01")) == []
+    path = next((tmp_path / "ingestion/Allocation").rglob("*.parquet"))
+    assert duckdb.sql(f"SELECT x_CostCenter, x_Amount FROM read_parquet('{path}')").fetchall() == [("A", D("1.00"))]
+
+
+def test_rounding_to_the_scale_is_half_even_and_reported(tmp_path):
+    store = lake(tmp_path, [row({"CostCenter": "A"}, "0.125"), row({"CostCenter": "A"}, "0.135")])
+    out = allocated(store, rules())
+    assert [r["x_Amount"] for r in out] == [D("0.12"), D("0.14")]
+    assert runs.load_all(store)[-1].allocation["quantizationDelta"] == "0.010000000000000000"
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"pools": [{"id": "p", "match": {"ServiceName": "S"}, "method": "fixed",
+                 "targets": {"dimension": "cost_center", "split": {"A": "50", "B": "49.99"}}}]}, "exactly 100"),
+    ({"pools": [{"id": "p", "match": {"cost_center": "A"}, "method": "even",
+                 "targets": {"dimension": "cost_center", "values": ["A", "B"]}}]}, "selects pool p"),
+    ({"mappings": [{"id": "m", "match": {"ServiceName": "S"}, "set": {"team": "x"}}]}, "unknown dimension"),
+    ({"dimensions": {"cost_center": {"tag_keys": ["CostCenter"], "allowlist": "nope"}}}, "no allowlist named"),
+    ({"dimensions": {"cost_center": {"tag_keys": ["CostCenter"], "fallbak": []}}}, "fallbak"),
+])
+def test_bad_rules_are_usage_errors_naming_the_file_and_field(tmp_path, change, message):
+    text = json.dumps({"dimensions": {"cost_center": {"tag_keys": ["CostCenter"]}}, **change})
+    with pytest.raises(UsageError, match=message) as err:
+        R.parse(text, file="config/allocation.json")
+    assert "config/allocation.json" in str(err.value)
+
+
+def test_cli_and_the_catalog_view(tmp_path):
+    store = lake(tmp_path, [row({"CostCenter": "A"}, "1.50"), row({"product": "web"}, "2.50")])
+    runner = CliRunner()
+    missing = runner.invoke(app, ["allocate", str(tmp_path)])
+    assert missing.exit_code == 2 and "allocation.json" in missing.output
+    (tmp_path / "config").mkdir(exist_ok=True)
+    (tmp_path / "config/allocation.json").write_text(json.dumps({"amount_scale": 2, "dimensions": {
+        "cost_center": {"tag_keys": ["CostCenter"]}, "product": {"tag_keys": ["product"]}}}))
+    done = runner.invoke(app, ["allocate", str(tmp_path), "--month", "2024-05"])
+    assert done.exit_code == 0, done.output
+    from hub import catalog
+
+    con = catalog.connect(store)
+    assert con.execute("SELECT x_CostCenter, x_Product, x_Amount, x_Month FROM Allocation_v1_0 ORDER BY 1").fetchall() == [
+        ("A", "__unallocated__", D("1.50"), "2024-05"), ("__unallocated__", "web", D("2.50"), "2024-05")]
