@@ -85,6 +85,11 @@ def create_views(con: duckdb.DuckDBPyConnection, store: Store) -> list[str]:
             cols.append(f"CAST({value} AS {c['type']}) AS {ident(c['name'])}")
         con.execute(f"CREATE OR REPLACE VIEW {ident(name)} AS SELECT {', '.join(cols)}, {MONTH} FROM {ident(spec['dataset'])}")
         made.append(name)
+    # the allocation as costs (hub.cost_analysis: x_CostCenter / x_Product dimensions): its amount in its metric's column
+    metrics = ", ".join(f"CASE WHEN x_CostMetric = {literal(m)} THEN x_Amount END AS {ident(m)}"
+                        for m in ("BilledCost", "EffectiveCost", "ListCost", "ContractedCost"))
+    con.execute(f"CREATE OR REPLACE VIEW AllocatedCosts AS SELECT *, {metrics}, CAST(NULL AS VARCHAR) AS Tags FROM Allocation")
+    made.append("AllocatedCosts")
     return made
 
 

@@ -165,19 +165,42 @@ def pull_cmd(
 def allocate_cmd(
     root: Root,
     month: Annotated[list[str] | None, typer.Option(help="A month (YYYY-MM), repeatable; default: every month.")] = None,
+    preview: Annotated[str | None, typer.Option(help="Candidate rules file: print the change per value, write nothing.")] = None,
+    chargeback: Annotated[str | None, typer.Option(help="A locked month (YYYY-MM): its chargeback CSV.")] = None,
+    dimension: Annotated[str, typer.Option(help="The chargeback's dimension.")] = "cost_center",
+    out_file: Annotated[str | None, typer.Option("--out", help="Write the chargeback CSV here instead of printing it.")] = None,
 ) -> None:
     """Allocate the lake's costs to cost centers and products by config/allocation.json (the Allocation dataset)."""
     from hub import allocation
+    from hub.allocation import reports
     from hub.allocation import rules as allocation_rules
 
     store = _store(root)
     try:
-        for m in month or []:
+        for m in [*(month or []), *([chargeback] if chargeback else [])]:
             if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", m):
-                raise UsageError(f"--month must be YYYY-MM, not {m!r}")
+                raise UsageError(f"a month must be YYYY-MM, not {m!r}")
         rules = allocation_rules.load(store)
         if rules is None:
             raise UsageError(f"{store.full(allocation_rules.RULES)} does not exist: write the allocation rules first (README)")
+        if preview:
+            deltas = reports.preview(store, rules, allocation_rules.load(store, preview), month or None)
+            table = Table(title=_plain(f"hub allocate --preview {preview}"))
+            for col in ("dimension", "value", "currency", "current", "candidate", "change"):
+                table.add_column(col, justify="right" if col in ("current", "candidate", "change") else "left")
+            for d in deltas:
+                table.add_row(_plain(d.dimension), _plain(d.value), _plain(d.currency), f"{d.current:,.2f}",
+                              f"{d.candidate:,.2f}", f"{d.delta:+,.2f}")
+            out.print(table if deltas else "no change")
+            return
+        if chargeback:
+            text = reports.chargeback(store, rules, chargeback, dimension)
+            if out_file:
+                with open(out_file, "w", encoding="utf-8", newline="") as fh:
+                    fh.write(text)
+            else:
+                typer.echo(text, nl=False)
+            return
         records = allocation.allocate(store, month or None, rules=rules)
     except UsageError as exc:
         _error(exc)

@@ -251,8 +251,28 @@ def amount(value: object) -> str:
     return "0" if text in ("-0", "") else text
 
 
+#: Dimensions of the allocation (hub allocate): a request using one reads the AllocatedCosts view.
+ALLOCATION_DIMENSIONS = ("x_CostCenter", "x_Product")
+
+
+def _allocated(req: CostQuery) -> bool:
+    keys = [g.key for g in req.groupby if g.type == "dimension"] + [f.filter_factor.key for f in req.filters or []]
+    return any(g.type == "cost_unit" for g in req.groupby) or any(k in ALLOCATION_DIMENSIONS for k in keys)
+
+
 def query_costs(con: duckdb.DuckDBPyConnection, req: CostQuery, *, view: str = "Costs") -> CostResult:
-    """Run a cost-analysis request on a catalog connection (:func:`hub.catalog.connect`)."""
+    """Run a cost-analysis request on a catalog connection (:func:`hub.catalog.connect`). A request grouping or
+    filtering by ``x_CostCenter`` / ``x_Product`` (or Huawei's ``COST_UNIT`` group-by: the cost center) reads the
+    allocation (``AllocatedCosts``), in the metric it was allocated in; without an allocation, they are what they were
+    (the Costs column, the tag)."""
+    if view == "Costs" and _allocated(req) and con.execute("SELECT 1 FROM Allocation LIMIT 1").fetchall():
+        view = "AllocatedCosts"
+        req = req.model_copy(update={"groupby": [g.model_copy(update={"type": "dimension", "key": "x_CostCenter"})
+                                                 if g.type == "cost_unit" else g for g in req.groupby]})
+        metric = _config()["costTypes"][req.cost_type]
+        allocated = {m for (m,) in con.execute("SELECT DISTINCT x_CostMetric FROM Allocation").fetchall()}
+        if allocated and metric not in allocated:
+            raise CostQueryError(f"the allocation is of {', '.join(sorted(allocated))}, not {metric}: ask for that cost type")
     columns = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {ident(view)}").fetchall()}
     if sum(g.type in ("tag", "cost_unit") for g in req.groupby) > 1:
         raise CostQueryError("group by at most one tag")

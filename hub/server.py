@@ -236,6 +236,10 @@ def create_app(root: str | Store, *, token: str | None = None) -> FastAPI:
             timer.cancel()
             cur.close()
 
+    from hub.allocation import api as allocation_api
+
+    allocation_api.routes(app, root if isinstance(root, Store) else Store(root), _error)
+
     @app.get("/healthz", response_model=Health, tags=["meta"], summary="Liveness")
     def healthz() -> Health:
         return Health(status="ok")

@@ -113,12 +113,12 @@ def allocated(store: Store, r: R.Rules, month: str = "2024-05") -> list[dict]:
 # --- stage 1 ----------------------------------------------------------------------------------------------------------
 
 def test_tag_keys_aliases_case_and_separators(tmp_path):
-    store = lake(tmp_path, [row({"CostCenter": "FIN-001"}, "1.00"), row({"cost_center": "ENG"}, "2.00"),
+    store = lake(tmp_path, [row({"CostCenter": "FIN-001"}, "1.00"), row({"user:cost_center": "ENG"}, "2.00"),
                             row({"COST-CENTER ": " OPS "}, "3.00"), row({"Kostenstelle": "HR"}, "4.00"),
                             row({"owner": "x"}, "5.00"), row(None, "6.00"), row("{}", "7.00")])
     out = allocated(store, rules())
     got = [(r["x_CostCenter"], r["x_CostCenterStatus"], r["x_CostCenterReason"], r["x_CostCenterTagKey"]) for r in out]
-    assert got == [("FIN-001", "allocated", None, "CostCenter"), ("ENG", "allocated", None, "cost_center"),
+    assert got == [("FIN-001", "allocated", None, "CostCenter"), ("ENG", "allocated", None, "user:cost_center"),
                    ("OPS", "allocated", None, "COST-CENTER "), ("HR", "allocated", None, "Kostenstelle"),
                    ("__unallocated__", "unallocated", "missing", None), ("__unallocated__", "unallocated", "missing", None),
                    ("__unallocated__", "unallocated", "missing", None)]
@@ -325,3 +325,37 @@ def test_cli_and_the_catalog_view(tmp_path):
     con = catalog.connect(store)
     assert con.execute("SELECT x_CostCenter, x_Product, x_Amount, x_Month FROM Allocation_v1_0 ORDER BY 1").fetchall() == [
         ("A", "__unallocated__", D("1.50"), "2024-05"), ("__unallocated__", "web", D("2.50"), "2024-05")]
+
+
+def test_every_clouds_tags_after_each_ingest(tmp_path):
+    """Azure tags, AWS CUR user tags (user: taken off by the CUR mapping) and Google labels, ingested with rules in place: each ingestion allocates the months it changed, and each provider's allocated total
+    is its Costs total."""
+    from hub.sample_data import write_export
+    from hub.sample_gcp import write_gcp_export
+    from hub.sample_native import write_aws_cur
+    from pipelines.ingest import ingest
+
+    root = str(tmp_path)
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config/allocation.json").write_text(json.dumps({"dimensions": {
+        "product": {"tag_keys": ["team", "product"]}, "cost_center": {"tag_keys": ["cost-center", "CostCenter"]}}}))
+    write_export(root, rows=300, month="2024-05")
+    write_aws_cur(root, month="2024-05", rows=300, payer="111122223333")
+    write_gcp_export(root, month="2024-05", rows=200)
+    result = ingest(Store(root))
+    assert result.ok, [(r.key, r.error) for r in result.all if r.error]
+    (rec,) = result.allocated
+    assert rec.state == "committed" and rec.month == "2024-05"
+    from hub import catalog
+
+    con = catalog.connect(root)
+    by_provider = con.execute("""SELECT c.ProviderName, c.total, a.total, a.tagged FROM
+        (SELECT ProviderName, sum(round_even(EffectiveCost, 10)) AS total FROM Costs GROUP BY 1) c JOIN
+        (SELECT ProviderName, sum(x_Amount) AS total, sum(x_Amount) FILTER (WHERE x_ProductSource = 'tag') AS tagged
+         FROM Allocation GROUP BY 1) a USING (ProviderName) ORDER BY 1""").fetchall()
+    assert {p for p, *_ in by_provider} == {"AWS", "Google Cloud", "Microsoft"}
+    for provider, costs, allocated_total, tagged in by_provider:
+        assert costs == allocated_total, provider
+        assert tagged and tagged > 0, provider  # every cloud's tag spelling found
+    products = {v for (v,) in con.execute("SELECT DISTINCT x_Product FROM Allocation").fetchall()}
+    assert {"web", "data"} <= products

@@ -79,16 +79,9 @@ def _run(store: Store, month: str, rules: Rules) -> RunRecord:
                     scope=rules.cost_metric.lower(), destination=dataset_folder(DATASET, year, mon, rules.cost_metric.lower()),
                     staging=engine.new_staging(key), runId=f"{key}-{int(time.time())}")
     try:
-        month_folder = store.full(f"{INGESTION}/Costs/{year:04d}/{mon:02d}")
-        files = sorted(store.rel(p) for p in store.fs.find(month_folder) if p.endswith(".parquet")) \
-            if store.fs.isdir(month_folder) else []
         with tempfile.TemporaryDirectory(prefix="hub-allocate-") as tmp:
-            con = catalog.store_connection(store, threads=2)
-            try:
-                out = os.path.join(tmp, f"allocation-{month}.parquet")
-                summary = _allocate(con, store, files, rules, rec, out)
-            finally:
-                con.close()
+            out = os.path.join(tmp, f"allocation-{month}.parquet")
+            summary = compute(store, month, rules, out, run_id=rec.runId or key)
             name = os.path.basename(out)
             staged = f"{rec.staging}/{name}"
             store.put_file(out, staged)
@@ -109,6 +102,20 @@ def _run(store: Store, month: str, rules: Rules) -> RunRecord:
     rec.seconds = round(time.perf_counter() - started, 3)
     runs.save(store, rec)
     return rec
+
+
+def compute(store: Store, month: str, rules: Rules, out: str, *, run_id: str) -> dict:
+    """One month's allocation written to the local Parquet file ``out`` (checked: I1-I3), nothing else; its summary
+    (rows, totals, invariants, status totals)."""
+    year, mon = map(int, month.split("-"))
+    month_folder = store.full(f"{INGESTION}/Costs/{year:04d}/{mon:02d}")
+    files = sorted(store.rel(p) for p in store.fs.find(month_folder) if p.endswith(".parquet")) \
+        if store.fs.isdir(month_folder) else []
+    con = catalog.store_connection(store, threads=2)
+    try:
+        return _allocate(con, store, files, rules, run_id, out)
+    finally:
+        con.close()
 
 
 def _source(con: duckdb.DuckDBPyConnection, store: Store, files: list[str], rules: Rules) -> str:
@@ -137,7 +144,7 @@ def _source(con: duckdb.DuckDBPyConnection, store: Store, files: list[str], rule
     return "src"
 
 
-def _allocate(con: duckdb.DuckDBPyConnection, store: Store, files: list[str], rules: Rules, rec: RunRecord,
+def _allocate(con: duckdb.DuckDBPyConnection, store: Store, files: list[str], rules: Rules, run_id: str,
               out: str) -> dict:
     src = _source(con, store, files, rules)
     joined = resolve.resolve(con, rules, src)
@@ -149,7 +156,7 @@ def _allocate(con: duckdb.DuckDBPyConnection, store: Store, files: list[str], ru
         ChargePeriodStart, BillingCurrency, {', '.join(ident(c) for c in CONTEXT)}, {', '.join(ident(c) for c in resolved)},
         {pool_sql} AS _pool FROM {joined}""")
     shared = _pools(con, rules)
-    run_id, version = rec.runId, rules.version_hash()
+    version = rules.version_hash()
     common = (f"{literal(run_id)} AS x_AllocationRunId, {literal(version)} AS x_ConfigVersion, "
               f"{literal(rules.cost_metric)} AS x_CostMetric")
     method = " ".join(f"WHEN {ident(dims[0] + 'Source')} = {literal(s)} THEN {literal(m)}" for s, m in (

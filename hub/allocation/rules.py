@@ -33,6 +33,8 @@ class KeyNormalization(_Strict):
     casefold: bool = True
     strip: bool = True
     remove_chars: str = " -_.:"
+    #: prefixes taken off keys before comparing (AWS user-defined tags are ``user:<key>`` in some exports)
+    strip_prefixes: list[str] = ["user:"]
 
 
 class Dimension(_Strict):
@@ -204,6 +206,10 @@ def norm_key(key: str, how: KeyNormalization) -> str:
     out = unicodedata.normalize("NFC", key)
     if how.strip:
         out = out.strip()
+    for prefix in how.strip_prefixes:
+        if out.casefold().startswith(prefix.casefold()):
+            out = out[len(prefix):]
+            break
     if how.casefold:
         out = out.casefold()
     return "".join(c for c in out if c not in how.remove_chars)
@@ -228,4 +234,11 @@ def load(store: Store, path: str | None = None) -> Rules | None:
             raise UsageError(f"{path}: cannot be read ({exc.strerror})") from None
     if not store.exists(RULES):
         return None
-    return parse(store.read_text(RULES), file=store.full(RULES))
+    from hub.allocation import allowlists
+
+    text = store.read_text(RULES)
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return parse(text, file=store.full(RULES))  # names the JSON error
+    return parse(json.dumps(allowlists.merged(store, data)) if isinstance(data, dict) else text, file=store.full(RULES))

@@ -4,7 +4,7 @@ does not depend on the order the targets are given in."""
 
 from __future__ import annotations
 
-from decimal import Decimal, localcontext
+from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, localcontext
 
 
 def split(amount: Decimal, weights: dict[str, Decimal], quantum: Decimal) -> dict[str, Decimal]:
@@ -35,3 +35,17 @@ def _split(amount: Decimal, weights: dict[str, Decimal], quantum: Decimal) -> di
     for target in order[:left]:
         floors[target] += 1
     return {t: sign * floors[t] * quantum for t in weights}
+
+
+def round_lines(amounts: dict[str, Decimal], quantum: Decimal) -> dict[str, Decimal]:
+    """Exact line amounts rounded to ``quantum`` so that they add up to their total rounded half-even: each line is
+    floored, and the quanta still missing go to the largest remainders (ties: larger amount, then key)."""
+    with localcontext() as ctx:
+        ctx.prec = 200
+        total = sum(amounts.values(), Decimal(0)).quantize(quantum, rounding=ROUND_HALF_EVEN)
+        floors = {k: (v / quantum).to_integral_value(rounding=ROUND_FLOOR) for k, v in amounts.items()}
+        remainders = {k: v / quantum - floors[k] for k, v in amounts.items()}
+        left = int(total / quantum - sum(floors.values(), Decimal(0)))
+        for key in sorted(amounts, key=lambda k: (-remainders[k], -amounts[k], k))[:left]:
+            floors[key] += 1
+        return {k: floors[k] * quantum for k in amounts}

@@ -1,0 +1,158 @@
+"""Allowlists managed through the API (``hub serve``): effective-dated entries under ``config/allowlists/<name>.json``,
+merged with the rules file's own, and an append-only audit log (``config/allowlists/audit/``, one file per change:
+who, when, the values before and after, why). A change is never retroactive: a value added today is valid from today,
+a value removed today valid until today; back-dating needs a reason."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+
+from hub.allocation.resolve import casefold
+from hub.allocation.rules import AllowlistEntry, Rules
+from hub.errors import UsageError
+from hub.store import CONFIG, Store
+
+FOLDER = f"{CONFIG}/allowlists"
+AUDIT = f"{FOLDER}/audit"
+
+
+class ChangeRefused(Exception):
+    """A change the API answers 400 (duplicates, back-dating without a reason) or 404 (no such value)."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def path(name: str) -> str:
+    return f"{FOLDER}/{name}.json"
+
+
+def stored(store: Store, name: str) -> list[dict]:
+    """The API-managed entries of an allowlist (with who and why)."""
+    if not store.exists(path(name)):
+        return []
+    try:
+        data = json.loads(store.read_bytes(path(name)))
+    except ValueError:
+        raise UsageError(f"{store.full(path(name))}: not valid JSON") from None
+    if not isinstance(data, list):
+        raise UsageError(f"{store.full(path(name))}: must hold a JSON list of entries")
+    return data
+
+
+def merged(store: Store, data: dict) -> dict:
+    """Rules data (a parsed ``config/allocation.json``) with each allowlist's API-managed entries added."""
+    lists = dict(data.get("allowlists") or {})
+    names = {d.get("allowlist") for d in (data.get("dimensions") or {}).values() if isinstance(d, dict)} - {None}
+    for name in sorted(names | set(lists)):
+        if isinstance(name, str):
+            lists.setdefault(name, [])  # named by a dimension, filled through the API only
+        if isinstance(name, str) and (extra := stored(store, name)):
+            fields = set(AllowlistEntry.model_fields)
+            lists[name] = [*(lists.get(name) or []), *({k: v for k, v in e.items() if k in fields} for e in extra)]
+    return {**data, "allowlists": lists} if lists else data
+
+
+def active(entries: list[dict], day: date) -> list[str]:
+    """Values (canonical spellings) valid on ``day``."""
+    out = []
+    for e in entries:
+        start, end = e.get("valid_from"), e.get("valid_to")
+        if (start is None or date.fromisoformat(str(start)) <= day) and (end is None or day < date.fromisoformat(str(end))):
+            out.append(e["value"])
+    return out
+
+
+@dataclass(frozen=True)
+class Change:
+    who: str
+    reason: str | None = None
+    valid_from: date | None = None  # back-dating (needs a reason)
+
+
+def list_name(rules: Rules, dimension: str) -> str:
+    """The allowlist a dimension is checked against (its ``allowlist``); a dimension without one takes any value."""
+    name = rules.dimensions[dimension].allowlist
+    if name is None:
+        raise ChangeRefused(f"the {dimension} dimension has no allowlist in config/allocation.json", status=404)
+    return name
+
+
+def static(store: Store, name: str) -> list[dict]:
+    """The rules file's own entries of an allowlist (not changed through the API)."""
+    from hub.allocation.rules import RULES
+
+    if not store.exists(RULES):
+        return []
+    try:
+        data = json.loads(store.read_text(RULES))
+    except ValueError:
+        return []
+    entries = (data.get("allowlists") or {}).get(name) if isinstance(data, dict) else None
+    return entries if isinstance(entries, list) else []
+
+
+def values(store: Store, rules: Rules, dimension: str, day: date) -> list[str]:
+    """Every value of the dimension's allowlist valid on ``day`` (rules file and API), sorted."""
+    name = list_name(rules, dimension)
+    return sorted(set(active(static(store, name) + stored(store, name), day)), key=casefold)
+
+
+def change(store: Store, rules: Rules, dimension: str, action: str, keys: list[str], how: Change,
+           today: date | None = None) -> list[str]:
+    """``add`` keys, ``replace`` the list by keys, or ``remove`` keys; returns the values valid after it. Written as
+    a diff of effective-dated entries, then recorded in the audit log."""
+    today = today or datetime.now(timezone.utc).date()
+    start = how.valid_from or today
+    if how.valid_from and how.valid_from < today and not how.reason:
+        raise ChangeRefused("back-dating a change (validFrom in the past) needs a reason")
+    folded = [casefold(k) for k in keys]
+    if len(set(folded)) != len(folded):
+        raise ChangeRefused("the values contain duplicate keys")
+    if any(not k.strip() or len(k) > 256 for k in keys):
+        raise ChangeRefused("a key is 1-256 characters, not only spaces")
+    name = list_name(rules, dimension)
+    fixed = {casefold(e["value"]) for e in static(store, name) if isinstance(e, dict) and e.get("value")}
+    entries = stored(store, name)
+    before = values(store, rules, dimension, today)
+    live = {casefold(v) for v in before}
+    if action == "add" and live & set(folded):
+        raise ChangeRefused("the existing and provided values combined contain duplicate keys")
+    if action == "remove":
+        for key, k in zip(keys, folded, strict=True):
+            if k in fixed:
+                raise ChangeRefused(f"{key!r} is defined in config/allocation.json: change it there")
+            if k not in live:
+                raise ChangeRefused(f"no value {key!r} in the list", status=404)
+    gone = set(folded) if action == "remove" else (live - set(folded) - fixed if action == "replace" else set())
+    stamp = {"created_at": datetime.now(timezone.utc).isoformat(), "created_by": how.who, "reason": how.reason}
+    kept = []
+    for e in entries:
+        ended = e.get("valid_to") is not None and date.fromisoformat(str(e["valid_to"])) <= today
+        if casefold(e["value"]) in gone and not ended:
+            if e.get("valid_from") and date.fromisoformat(str(e["valid_from"])) >= today:
+                continue  # never in force: dropped rather than given an empty period
+            e = {**e, "valid_to": today.isoformat(), "ended_by": how.who, "ended_reason": how.reason}
+        kept.append(e)
+    if action in ("add", "replace"):
+        for key in keys:
+            if casefold(key) not in live:
+                kept.append({"value": key.strip(), "aliases": [], "valid_from": start.isoformat(), "valid_to": None, **stamp})
+    store.write_bytes(path(name), json.dumps(kept, indent=1).encode())
+    after = values(store, rules, dimension, today)
+    record = {"at": stamp["created_at"], "who": how.who, "list": name, "dimension": dimension, "action": action,
+              "old": before, "new": after, "reason": how.reason, "validFrom": start.isoformat()}
+    store.write_bytes(f"{AUDIT}/{datetime.now(timezone.utc):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}.json",
+                      json.dumps(record).encode())
+    return after
+
+
+def audit(store: Store) -> list[dict]:
+    """Every change, newest first."""
+    base = store.full(AUDIT)
+    files = sorted(store.fs.ls(base, detail=False), reverse=True) if store.fs.exists(base) else []
+    return [json.loads(store.fs.cat_file(f)) for f in files if f.endswith(".json")]

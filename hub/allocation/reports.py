@@ -1,0 +1,117 @@
+"""Reading an allocation: the preview of candidate rules, the chargeback export of a locked month, and Dynatrace's
+cost-allocation records."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+import duckdb
+
+from hub import catalog
+from hub.allocation import compute, months
+from hub.allocation.rules import Rules
+from hub.allocation.split import round_lines
+from hub.errors import UsageError
+from hub.store import Store
+from transforms.typing import ident, literal
+
+#: Dynatrace's field names -> dimensions.
+FIELDS = {"COSTCENTER": "cost_center", "PRODUCT": "product"}
+
+
+@dataclass(frozen=True)
+class Delta:
+    dimension: str
+    value: str
+    currency: str
+    current: Decimal
+    candidate: Decimal
+
+    @property
+    def delta(self) -> Decimal:
+        return self.candidate - self.current
+
+
+def _sums(path: str, rules: Rules) -> dict[tuple[str, str, str], Decimal]:
+    out: dict[tuple[str, str, str], Decimal] = {}
+    for dim in rules.dimensions:
+        column = ident(rules.column(dim))
+        for value, currency, amount in duckdb.sql(f"SELECT {column}, BillingCurrency, sum(x_Amount) FROM "
+                                                  f"read_parquet({literal(path)}) GROUP BY ALL").fetchall():
+            out[(dim, value, currency)] = out.get((dim, value, currency), Decimal(0)) + amount
+    return out
+
+
+def preview(store: Store, current: Rules, candidate: Rules, only: list[str] | None = None) -> list[Delta]:
+    """Per dimension, value and currency: the amount under the current rules and under the candidate, for ``only``
+    these months (default: every month), without writing anything. Values whose amount changes, largest change first."""
+    before: dict[tuple[str, str, str], Decimal] = {}
+    after: dict[tuple[str, str, str], Decimal] = {}
+    with tempfile.TemporaryDirectory(prefix="hub-preview-") as tmp:
+        for month in only if only is not None else months(store):
+            for rules, into, name in ((current, before, "current"), (candidate, after, "candidate")):
+                path = os.path.join(tmp, f"{name}-{month}.parquet")
+                compute(store, month, rules, path, run_id=f"preview-{name}")
+                for key, amount in _sums(path, rules).items():
+                    into[key] = into.get(key, Decimal(0)) + amount
+    out = [Delta(d, v, c, before.get((d, v, c), Decimal(0)), after.get((d, v, c), Decimal(0)))
+           for d, v, c in sorted(set(before) | set(after))]
+    return sorted((x for x in out if x.delta != 0), key=lambda x: (-abs(x.delta), x.dimension, x.value, x.currency))
+
+
+def chargeback(store: Store, rules: Rules, month: str, dimension: str = "cost_center") -> str:
+    """The chargeback CSV of a locked month: one line per value and currency, amounts rounded to the cent so that
+    the lines add up to the printed total of each currency (largest remainder), then a TOTAL line per currency."""
+    if dimension not in rules.dimensions:
+        raise UsageError(f"--dimension must be one of {', '.join(rules.dimensions)}, not {dimension!r}")
+    if not rules.lock_before or f"{month}-01" >= rules.lock_before.isoformat():
+        raise UsageError(f"{month} is not locked (lock_before in config/allocation.json): a chargeback is of a closed month")
+    con = catalog.connect(store)
+    try:
+        column = ident(rules.column(dimension))
+        rows = con.execute(f"SELECT {column}, BillingCurrency, sum(x_Amount), min(x_AllocationRunId), min(x_ConfigVersion) "
+                           f"FROM Allocation WHERE x_Month = ? AND x_CostMetric = ? GROUP BY ALL",
+                           [month, rules.cost_metric]).fetchall()
+    finally:
+        con.close()
+    if not rows:
+        raise UsageError(f"no allocation of {month} for {rules.cost_metric}: run `hub allocate --month {month}` first")
+    text = io.StringIO()
+    out = csv.writer(text, lineterminator="\n")
+    out.writerow(["Month", rules.column(dimension), "BillingCurrency", rules.cost_metric, "AllocationRunId", "ConfigVersion"])
+    for currency in sorted({r[1] for r in rows}):
+        lines = {r[0]: r[2] for r in rows if r[1] == currency}
+        rounded = round_lines(lines, Decimal("0.01"))
+        run, version = next((r[3], r[4]) for r in rows if r[1] == currency)
+        for value in sorted(lines):
+            out.writerow([month, value, currency, f"{rounded[value]:.2f}", run, version])
+        out.writerow([month, "TOTAL", currency, f"{sum(rounded.values(), Decimal(0)):.2f}", run, version])
+    return text.getvalue()
+
+
+def records(store: Store, rules: Rules, field: str, start: date, end: date) -> list[dict]:
+    """Dynatrace's cost-allocation records, ``{date, capability, key, costs, usage}``: per day (UTC), service category
+    (shared rows: ``Shared: <pool>``) and value of the field's dimension, the allocated cost and the number of cost
+    lines. ``field``: COSTCENTER or PRODUCT; days ``start`` to ``end`` inclusive."""
+    dimension = FIELDS.get(field.upper())
+    if dimension is None or dimension not in rules.dimensions:
+        known = ", ".join(f for f, d in FIELDS.items() if d in rules.dimensions)
+        raise UsageError(f"field must be one of {known}, not {field!r}")
+    con = catalog.connect(store)
+    try:
+        column = ident(rules.column(dimension))
+        rows = con.execute(f"""SELECT CAST(ChargePeriodStart AS DATE) AS day,
+                   coalesce(ServiceCategory, 'Shared: ' || split_part(x_PoolPeriodId, '/', 1), 'Other') AS capability,
+                   {column} AS key, sum(x_Amount) AS costs, count(*) AS usage
+            FROM Allocation WHERE x_CostMetric = ? AND CAST(ChargePeriodStart AS DATE) BETWEEN ? AND ?
+            GROUP BY ALL ORDER BY ALL""", [rules.cost_metric, start, end]).fetchall()
+    finally:
+        con.close()
+    return [{"date": d.isoformat(), "capability": c, "key": k, "costs": format(a.normalize(), "f"), "usage": n}
+            for d, c, k, a, n in rows]
