@@ -359,3 +359,103 @@ def test_every_clouds_tags_after_each_ingest(tmp_path):
         assert tagged and tagged > 0, provider  # every cloud's tag spelling found
     products = {v for (v,) in con.execute("SELECT DISTINCT x_Product FROM Allocation").fetchall()}
     assert {"web", "data"} <= products
+
+
+# --- reading it -------------------------------------------------------------------------------------------------------
+
+def hub_with_rules(tmp_path: Path, rules_data: dict) -> Store:
+    store = lake(tmp_path, [row({"CostCenter": "A", "product": "web"}, "1.005", day="2024-05-01"),
+                            row({"CostCenter": "A", "product": "web"}, "1.005", day="2024-05-01"),
+                            row({"CostCenter": "B"}, "1.005", day="2024-05-02"),
+                            row({"CostCenter": "zz"}, "2.00", day="2024-05-02", scat="Networking")])
+    (tmp_path / "config").mkdir(exist_ok=True)
+    (tmp_path / "config/allocation.json").write_text(json.dumps(rules_data))
+    return store
+
+
+def test_preview_changes_nothing_and_shows_the_delta(tmp_path):
+    current = {"amount_scale": 3, "dimensions": {"cost_center": {"tag_keys": ["CostCenter"]}}}
+    store = hub_with_rules(tmp_path, current)
+    allocation.allocate(store)
+    before = sorted(p.stat().st_mtime_ns for p in (tmp_path / "ingestion").rglob("*.parquet"))
+    (tmp_path / "candidate.json").write_text(json.dumps({**current, "mappings": [
+        {"id": "net", "match": {"ServiceCategory": "Networking"}, "set": {"cost_center": "NET"}}],
+        "dimensions": {"cost_center": {"tag_keys": ["CostCenter"], "allowlist": "cc"}},
+        "allowlists": {"cc": [{"value": "A"}, {"value": "B"}]}}))
+    out = CliRunner().invoke(app, ["allocate", str(tmp_path), "--preview", str(tmp_path / "candidate.json")])
+    assert out.exit_code == 0, out.output
+    from hub.allocation import reports
+
+    deltas = reports.preview(store, R.load(store), R.load(store, str(tmp_path / "candidate.json")))
+    # zz (2.00) is not on the candidate's allowlist: it moves from "zz" to __not_allowlisted__
+    assert [(d.value, d.current, d.candidate) for d in deltas] == [("__not_allowlisted__", D(0), D("2.000")),
+                                                                   ("zz", D("2.000"), D(0))]
+    assert sorted(p.stat().st_mtime_ns for p in (tmp_path / "ingestion").rglob("*.parquet")) == before
+
+
+def test_chargeback_of_a_locked_month_adds_up_to_the_cent(tmp_path):
+    data = {"amount_scale": 3, "lock_before": "2024-06-01", "dimensions": {"cost_center": {"tag_keys": ["CostCenter"]}}}
+    store = hub_with_rules(tmp_path, data)
+    allocation.allocate(store)
+    runner = CliRunner()
+    out = runner.invoke(app, ["allocate", str(tmp_path), "--chargeback", "2024-05", "--out", str(tmp_path / "cc.csv")])
+    assert out.exit_code == 0, out.output
+    lines = [line.split(",")[:4] for line in (tmp_path / "cc.csv").read_text().splitlines()]
+    # A 2.010, B 1.005, zz 2.000 = 5.015 -> total 5.02 (half-even); floors 2.01, 1.00, 2.00 = 5.01: the cent to B (.5)
+    assert lines == [["Month", "x_CostCenter", "BillingCurrency", "EffectiveCost"], ["2024-05", "A", "USD", "2.01"],
+                     ["2024-05", "B", "USD", "1.01"], ["2024-05", "zz", "USD", "2.00"], ["2024-05", "TOTAL", "USD", "5.02"]]
+    open_month = runner.invoke(app, ["allocate", str(tmp_path), "--chargeback", "2024-06"])
+    assert open_month.exit_code == 2 and "not locked" in open_month.output
+
+
+def test_cost_analysis_by_cost_center_reads_the_allocation(tmp_path):
+    store = hub_with_rules(tmp_path, {"amount_scale": 3, "dimensions": {"cost_center": {"tag_keys": ["CostCenter"]}}})
+    allocation.allocate(store)
+    from hub import catalog
+    from hub.cost_analysis import CostQuery, query_costs
+
+    con = catalog.connect(store)
+    period = {"time_measure_id": 2, "begin_time": "2024-05", "end_time": "2024-05"}
+    ask = {"time_condition": period, "cost_type": "AMORTIZED_COST"}  # the allocation's metric, EffectiveCost
+    by_unit = query_costs(con, CostQuery.model_validate({**ask, "groupby": [{"type": "cost_unit", "key": "cc"}]}))
+    assert {r.dimensions[0].value: r.amount_by_costs for r in by_unit.cost_data} == {"A": "2.01", "zz": "2", "B": "1.005"}
+    with pytest.raises(Exception, match="the allocation is of EffectiveCost"):
+        query_costs(con, CostQuery.model_validate({**ask, "cost_type": "ORIGINAL_COST", "groupby": [{"key": "x_CostCenter"}]}))
+    only_a = query_costs(con, CostQuery.model_validate({**ask, "filters": [
+        {"filter_factor": {"key": "x_CostCenter", "value": ["A"]}, "operator": 0}]}))
+    assert only_a.cost_data[0].amount_by_costs == "2.01"
+
+
+def test_the_allowlist_api_is_dated_audited_and_guarded(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from hub.server import create_app
+
+    store = hub_with_rules(tmp_path, {"amount_scale": 3, "dimensions": {
+        "cost_center": {"tag_keys": ["CostCenter"], "allowlist": "cc"}, "product": {"tag_keys": ["product"]}},
+        "allowlists": {"cc": [{"value": "A"}]}})
+    base = "/v1/accounts/acme/settings/costcenters"
+    with TestClient(create_app(str(tmp_path), token="s3cret")) as c:
+        assert c.get(base).status_code == 401
+        assert c.put(base, json={"values": [{"key": "B"}]}).status_code == 401
+        auth = {"Authorization": "Bearer s3cret", "X-Hub-User": "alice"}
+        assert c.get(base, headers=auth).json() == {"records": [{"key": "A"}], "hasNextPage": False}
+        assert c.post(base, json={"values": [{"key": "B"}, {"key": "zz"}]}, headers=auth).status_code == 204
+        assert c.post(base, json={"values": [{"key": "b"}]}, headers=auth).status_code == 400  # already there
+        page = c.get(f"{base}?page=2&page-size=2", headers=auth).json()
+        assert page == {"records": [{"key": "zz"}], "hasNextPage": False}
+        assert c.put(base, json={"values": [{"key": "A"}, {"key": "B"}], "reason": "zz retired"}, headers=auth).status_code == 204
+        assert c.delete(f"{base}/A", headers=auth).status_code == 400  # the rules file's own value
+        assert c.delete(f"{base}/nope", headers=auth).status_code == 404
+        assert c.put(base, json={"values": [], "validFrom": "2020-01-01"}, headers=auth).status_code == 400  # no reason
+        assert c.get("/v1/accounts/acme/settings/products", headers=auth).status_code == 404  # no allowlist
+        audit = c.get("/v1/allocation/audit", headers=auth).json()["records"]
+        assert [(a["action"], a["who"], a["old"], a["new"], a["reason"]) for a in audit] == [
+            ("replace", "alice", ["A", "B", "zz"], ["A", "B"], "zz retired"), ("add", "alice", ["A"], ["A", "B", "zz"], None)]
+        # added today: not retroactive, May 2024 rows of B stay not allowlisted
+        allocation.allocate(store)
+        records = c.get("/v1/cost-allocation?field=COSTCENTER&from=2024-05-01&to=2024-05-31", headers=auth).json()["records"]
+        assert [(r["date"], r["key"], r["costs"], r["usage"]) for r in records] == [
+            ("2024-05-01", "A", "2.01", 2), ("2024-05-02", "__not_allowlisted__", "1.005", 1),
+            ("2024-05-02", "__not_allowlisted__", "2", 1)]
+        assert c.get("/v1/cost-allocation?field=COSTCENTER&from=2024-05-31&to=2024-05-01", headers=auth).status_code == 400
