@@ -81,6 +81,20 @@ class TagRow:
 
 
 @dataclass
+class AllocRow:
+    """One line of the allocation section: a dimension's value (or a status, or a resource) in a month and currency."""
+
+    dimension: str
+    month: str | None
+    currency: str
+    key: str | None
+    direct: str | None
+    shared: str | None
+    total: str | None
+    share: float | None = None
+
+
+@dataclass
 class ReportData:
     """Everything the page shows, aggregated by DuckDB."""
 
@@ -97,6 +111,11 @@ class ReportData:
     top_tags: list[TagRow] = field(default_factory=list)
     quality: list[tuple[str, int]] = field(default_factory=list)
     runs: list[RunRecord] = field(default_factory=list)
+    #: the Allocation dataset (hub allocate): per dimension value and month, coverage, untagged, not allowlisted
+    allocation: list[AllocRow] = field(default_factory=list)
+    coverage: list[AllocRow] = field(default_factory=list)
+    untagged: list[AllocRow] = field(default_factory=list)
+    not_allowlisted: list[AllocRow] = field(default_factory=list)
 
     @property
     def currencies(self) -> list[str]:
@@ -163,6 +182,37 @@ def _collect(con: duckdb.DuckDBPyConnection, data: ReportData) -> None:
         SELECT code, count(*) FROM codes WHERE code <> '' GROUP BY code ORDER BY count(*) DESC, code""").fetchall()]
 
 
+def _collect_allocation(con: duckdb.DuckDBPyConnection, data: ReportData) -> None:
+    """The allocation section's numbers, for every dimension of the Allocation dataset (its ``<column>Status``)."""
+    present = {r[0] for r in con.execute("DESCRIBE SELECT * FROM Allocation").fetchall()}
+    if not con.execute("SELECT 1 FROM Allocation LIMIT 1").fetchall():
+        return
+    dims = sorted(c[: -len("Status")] for c in present if c.endswith("Status") and c[: -len("Status")] in present)
+    for dim in dims:
+        d, status, raw = ident(dim), ident(f"{dim}Status"), ident(f"{dim}RawValue")
+        sums = ("CAST(sum(x_Amount) FILTER (WHERE x_AllocationKind = 'direct') AS VARCHAR), "
+                "CAST(sum(x_Amount) FILTER (WHERE x_AllocationKind = 'shared') AS VARCHAR), CAST(sum(x_Amount) AS VARCHAR)")
+        data.allocation += [AllocRow(dim, *r) for r in con.execute(f"""SELECT x_Month, BillingCurrency, {d}, {sums}
+            FROM Allocation GROUP BY x_Month, BillingCurrency, {d}
+            QUALIFY row_number() OVER (PARTITION BY x_Month, BillingCurrency ORDER BY sum(x_Amount) DESC, {d}) <= {TOP_GROUPS}
+            ORDER BY x_Month, BillingCurrency, sum(x_Amount) DESC, {d}""").fetchall()]
+        data.coverage += [AllocRow(dim, *r) for r in con.execute(f"""SELECT x_Month, BillingCurrency, {status}, {sums},
+            CAST(sum(x_Amount) / nullif(sum(sum(x_Amount)) OVER (PARTITION BY x_Month, BillingCurrency), 0) AS DOUBLE)
+            FROM Allocation GROUP BY x_Month, BillingCurrency, {status}
+            ORDER BY x_Month, BillingCurrency, {status}""").fetchall()]
+        data.untagged += [AllocRow(dim, None, *r) for r in con.execute(f"""SELECT BillingCurrency, ResourceId,
+            CAST(sum(x_Amount) AS VARCHAR), NULL, CAST(sum(x_Amount) AS VARCHAR) FROM Allocation
+            WHERE {status} = 'unallocated' AND x_AllocationKind = 'direct' AND coalesce(ResourceId, '') <> ''
+            GROUP BY BillingCurrency, ResourceId
+            QUALIFY row_number() OVER (PARTITION BY BillingCurrency ORDER BY sum(x_Amount) DESC, ResourceId)
+            <= {TOP_RESOURCES} ORDER BY BillingCurrency, sum(x_Amount) DESC, ResourceId""").fetchall()]
+        data.not_allowlisted += [AllocRow(dim, None, *r) for r in con.execute(f"""SELECT BillingCurrency, {raw},
+            CAST(sum(x_Amount) AS VARCHAR), NULL, CAST(sum(x_Amount) AS VARCHAR) FROM Allocation
+            WHERE {status} = 'not_allowlisted' GROUP BY BillingCurrency, {raw}
+            QUALIFY row_number() OVER (PARTITION BY BillingCurrency ORDER BY sum(x_Amount) DESC, {raw}) <= {TOP_TAGS}
+            ORDER BY BillingCurrency, sum(x_Amount) DESC, {raw}""").fetchall()]
+
+
 def _store(root: str | Store) -> Store:
     store = root if isinstance(root, Store) else Store(root)
     if store.is_local and not os.path.isdir(store.root):
@@ -177,6 +227,7 @@ def build_report(root: str | Store) -> ReportData:
     con = catalog.connect(store)
     try:
         _collect(con, data)
+        _collect_allocation(con, data)
     finally:
         con.close()
     data.runs = runs.load_all(store)[-RUN_HISTORY:][::-1]
@@ -355,6 +406,38 @@ def _runs_section(d: ReportData) -> str:
             f"{content}</section>")
 
 
+def _allocation_section(d: ReportData) -> str:
+    headers = [("Dimension", False), ("Month", False), ("Currency", False), ("Value", False), ("Direct", True),
+               ("Shared", True), ("Total", True)]
+
+    def lines(rows: list[AllocRow], key: str, *, share: bool = False) -> list[str]:
+        out = []
+        for r in rows:
+            cells = [_txt("dimension", r.dimension), _txt("month", r.month), _txt("currency", r.currency), _txt(key, r.key),
+                     _num("direct", r.direct, _money(r.direct)), _num("shared", r.shared, _money(r.shared)),
+                     _num("total", r.total, _money(r.total))]
+            if share:
+                cells.append(_num("share", r.share, _pct(r.share)))
+            out.append(_row(r.currency, f"{r.dimension}:{r.month}:{r.key}", cells))
+        return out
+
+    if not d.allocation:
+        return ('<section id="allocation"><h2>Allocation</h2><p class="empty">No allocation yet (write '
+                "config/allocation.json, then <code>hub allocate</code>).</p></section>")
+    body = (_table("allocation-table", headers, lines(d.allocation, "value"))
+            + "<h3>Coverage</h3>" + _table("allocation-coverage", [*headers[:3], ("Status", False), *headers[4:],
+                                                                    ("Share", True)], lines(d.coverage, "status", share=True))
+            + "<h3>Top untagged resources</h3>" + _table("allocation-untagged", [*headers[:3], ("ResourceId", False),
+                                                                                 *headers[4:]], lines(d.untagged, "resource"))
+            + "<h3>Top values not on the allowlist</h3>" + _table(
+                "allocation-not-allowlisted", [*headers[:3], ("Raw value", False), *headers[4:]],
+                lines(d.not_allowlisted, "raw")))
+    note = (f"From the Allocation dataset (<code>hub allocate</code>): per dimension and month the top {TOP_GROUPS} "
+            "values, direct and shared (pools); coverage: allocated, unallocated and not-allowlisted cost and its share; "
+            f"the {TOP_RESOURCES} untagged resources and {TOP_TAGS} not-allowlisted values with the most cost.")
+    return _section("allocation", "Allocation", note, body, False)
+
+
 def _cards(d: ReportData) -> str:
     if not d.rows:
         return '<p class="empty" id="no-data">No data: the lake has no cost rows yet.</p>'
@@ -418,7 +501,7 @@ footer{color:#9aa5b1;font-size:12px;text-align:center;padding:0 0 24px}
 
 _NAV = [("by-month", "By month"), ("by-provider", "By provider"), ("by-service", "By service"),
         ("by-subaccount", "By sub-account"), ("top-resources", "Top resources"), ("top-tags", "Top tags"),
-        ("data-quality", "Data quality"), ("runs", "Run history")]
+        ("allocation", "Allocation"), ("data-quality", "Data quality"), ("runs", "Run history")]
 
 
 def render_html(data: ReportData) -> str:
@@ -430,7 +513,8 @@ def render_html(data: ReportData) -> str:
         _group_section("by-provider", "Cost by provider", "ProviderName", data.by_provider, empty, None),
         _group_section("by-service", "Cost by service", "ServiceName", data.by_service, empty, None),
         _group_section("by-subaccount", "Cost by sub-account", "SubAccountName", data.by_subaccount, empty, "SubAccountId"),
-        _resources_section(data), _tags_section(data), _quality_section(data), _runs_section(data),
+        _resources_section(data), _tags_section(data), _allocation_section(data), _quality_section(data),
+        _runs_section(data),
     ]
     generated = data.generated.strftime("%Y-%m-%d %H:%M UTC")
     return (

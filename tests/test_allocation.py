@@ -73,7 +73,7 @@ def test_split_properties(amount, weights):
 # --- a lake month written by hand -------------------------------------------------------------------------------------
 
 COLUMNS = ("Tags", "EffectiveCost", "BillingCurrency", "ChargePeriodStart", "ChargeCategory", "SubAccountId",
-           "x_ResourceGroupName", "ServiceName", "ServiceCategory", "ProviderName")
+           "x_ResourceGroupName", "ServiceName", "ServiceCategory", "ProviderName", "ChargeClass")
 
 
 def lake(root: Path, rows: list[tuple], month: str = "2024-05", scope: str = "test") -> Store:
@@ -84,15 +84,16 @@ def lake(root: Path, rows: list[tuple], month: str = "2024-05", scope: str = "te
                        for r in rows)
     duckdb.sql(f"""COPY (SELECT Tags, CAST(EffectiveCost AS DECIMAL(38,18)) AS EffectiveCost, BillingCurrency,
         CAST(ChargePeriodStart AS TIMESTAMPTZ) AS ChargePeriodStart, ChargeCategory, SubAccountId, x_ResourceGroupName,
-        ServiceName, ServiceCategory, ProviderName FROM (VALUES {values}) v({', '.join(COLUMNS)}))
+        ServiceName, ServiceCategory, ProviderName, ChargeClass FROM (VALUES {values}) v({', '.join(COLUMNS)}))
         TO '{folder}/part.parquet' (FORMAT parquet)""")
     return Store(str(root))
 
 
 def row(tags: dict | str | None, cost: str, *, day: str = "2024-05-10", currency: str = "USD", category: str = "Usage",
-        sub: str = "sub-1", rg: str | None = "rg-1", service: str = "Compute", scat: str = "Compute") -> tuple:
+        sub: str = "sub-1", rg: str | None = "rg-1", service: str = "Compute", scat: str = "Compute",
+        cls: str | None = None) -> tuple:
     text = tags if isinstance(tags, str) or tags is None else json.dumps(tags)
-    return (text, cost, currency, f"{day} 00:00:00+00", category, sub, rg, service, scat, "Microsoft")
+    return (text, cost, currency, f"{day} 00:00:00+00", category, sub, rg, service, scat, "Microsoft", cls)
 
 
 def rules(**overrides) -> R.Rules:
@@ -255,6 +256,29 @@ def test_negative_pools_keep_their_sign(tmp_path):
             "targets": {"dimension": "cost_center"}}
     # -1.00 by 1 : 2 = -0.333.. / -0.666..: -100 cents = -33 / -66, 1 more to B (remainder .667 > .333)
     assert [(r[1], r[2]) for r in shared(allocated(store, rules(pools=[pool])))] == [("A", D("-0.33")), ("B", D("-0.67"))]
+
+
+def test_zero_pools_and_negative_weights(tmp_path):
+    store = lake(tmp_path, [row({"CostCenter": "A"}, "4.00"), row({"CostCenter": "B"}, "-2.00"),
+                            row({}, "5.00", service="Support"), row({}, "-5.00", service="Support"),
+                            row({}, "3.00", service="Net")])
+    zero = {"id": "support", "match": {"ServiceName": "Support"}, "method": "proportional",
+            "targets": {"dimension": "cost_center"}}
+    net = {"id": "net", "match": {"ServiceName": "Net"}, "method": "proportional", "targets": {"dimension": "cost_center"}}
+    out = allocated(store, rules(pools=[zero, net]))
+    # support nets to 0: no shared row (its rows leave direct allocation all the same); B's -2.00 weighs 0: all to A
+    assert shared(out) == [("net/2024-05/USD", "A", D("3.00"))]
+    assert runs.load_all(store)[-1].allocation["invariants"]["I2"]
+
+
+def test_late_corrections_of_a_locked_month(tmp_path):
+    store = lake(tmp_path, [row({"CostCenter": "A"}, "2.00", day="2024-06-03"),
+                            row({"CostCenter": "A"}, "-1.00", day="2024-04-20", cls="Correction")], month="2024-06")
+    base = {"lock_before": "2024-06-01"}
+    own = allocated(store, rules(**base), month="2024-06")
+    assert sorted((r["x_Period"], r["x_Amount"]) for r in own) == [("2024-04", D("-1.00")), ("2024-06", D("2.00"))]
+    posted = allocated(store, rules(**base, late_corrections="current_period"), month="2024-06")
+    assert sorted((r["x_Period"], r["x_Amount"]) for r in posted) == [("2024-06", D("-1.00")), ("2024-06", D("2.00"))]
 
 
 def test_pool_on_a_resolved_value(tmp_path):
@@ -459,3 +483,65 @@ def test_the_allowlist_api_is_dated_audited_and_guarded(tmp_path):
             ("2024-05-01", "A", "2.01", 2), ("2024-05-02", "__not_allowlisted__", "1.005", 1),
             ("2024-05-02", "__not_allowlisted__", "2", 1)]
         assert c.get("/v1/cost-allocation?field=COSTCENTER&from=2024-05-31&to=2024-05-01", headers=auth).status_code == 400
+
+
+def test_the_report_has_the_allocation_section(tmp_path):
+    from hub.report import write_report
+
+    store = hub_with_rules(tmp_path, {"amount_scale": 3, "dimensions": {"cost_center": {"tag_keys": ["CostCenter"],
+                                                                                        "allowlist": "cc"}},
+                                      "allowlists": {"cc": [{"value": "A"}, {"value": "B"}]}})
+    lake(tmp_path, [row({"CostCenter": "<script>x</script>"}, "0.50")], scope="other")
+    allocation.allocate(store)
+    data = write_report(str(tmp_path), str(tmp_path / "r.html"))
+    page = (tmp_path / "r.html").read_text()
+    assert "<script>x</script>" not in page and "&lt;script&gt;x&lt;/script&gt;" in page
+    # A 2.010, B 1.005 allocated (3.015 of 5.515); zz 2.000 and the script value 0.500 not allowlisted
+    coverage = {r.key: (r.total, round(r.share, 4)) for r in data.coverage}
+    assert coverage == {"allocated": ("3.015", 0.5467), "not_allowlisted": ("2.500", 0.4533)}
+    assert [(r.key, r.total) for r in data.not_allowlisted] == [("zz", "2.000"), ("<script>x</script>", "0.500")]
+    assert 'id="allocation-coverage"' in page
+
+
+tag_keys = st.sampled_from(["CostCenter", "cost-center", "COST_CENTER", "user:costcenter", "product", "other"])
+tag_values = st.sampled_from(["A", "a", "B", "C", " A ", "", "SHARED"])
+rows_strategy = st.lists(st.tuples(st.dictionaries(tag_keys, tag_values, max_size=3),
+                                   st.integers(-500, 5000).map(lambda c: D(c).scaleb(-2)),
+                                   st.sampled_from(["USD", "EUR"]), st.sampled_from(["Usage", "Credit", "Purchase"]),
+                                   st.sampled_from(["Compute", "Support", "Network"])), min_size=1, max_size=30)
+pools_strategy = st.lists(st.sampled_from([
+    {"id": "support", "match": {"ServiceName": "Support"}, "method": "proportional", "targets": {"dimension": "cost_center"}},
+    {"id": "shared", "match": {"cost_center": "SHARED"}, "method": "even",
+     "targets": {"dimension": "cost_center", "values": ["A", "B", "C"]}},
+    {"id": "net", "match": {"ServiceName": "Network"}, "method": "fixed",
+     "targets": {"dimension": "cost_center", "split": {"A": "50", "B": "30.5", "C": "19.5"}}}]), max_size=3, unique_by=lambda p: p["id"])
+
+
+def _lake_rows(rows: list[tuple]) -> list[tuple]:
+    return [row(tags, str(cost), currency=cur, category=cat, service=svc) for tags, cost, cur, cat, svc in rows]
+
+
+@settings(max_examples=15, deadline=None)
+@given(rows=rows_strategy, pools=pools_strategy, seed=st.integers(0, 1000))
+def test_invariants_on_random_rows_and_rules(tmp_path_factory, rows, pools, seed):
+    """I1-I3 (the run commits only when they hold, and sums agree), I4 (row order changes nothing), I8 (a key renamed to
+    another alias or case gives the same result)."""
+    r = rules(pools=pools, dimensions={"cost_center": {"tag_keys": ["CostCenter", "kostenstelle"]}})
+    first = tmp_path_factory.mktemp("a")
+    out = allocated(lake(first, _lake_rows(rows)), r)
+    total = {}
+    for _, cost, cur, *_ in rows:
+        total[cur] = total.get(cur, D(0)) + cost
+    got = {}
+    for o in out:
+        got[o["BillingCurrency"]] = got.get(o["BillingCurrency"], D(0)) + o["x_Amount"]
+    assert got == total  # I3
+    assert sum(o["x_AllocationKind"] == "direct" for o in out) <= len(rows)  # I1: at most one direct row per source row
+    shuffled = list(rows)
+    random.Random(seed).shuffle(shuffled)
+    again = allocated(lake(tmp_path_factory.mktemp("b"), _lake_rows(shuffled)), r)
+    key = lambda rs: sorted((o["x_AllocationKind"], o["x_CostCenter"], o["BillingCurrency"], o["x_Amount"]) for o in rs)  # noqa: E731
+    assert key(again) == key(out)  # I4
+    renamed = [({("cost_center " if k == "CostCenter" else k): v for k, v in tags.items()}, *rest) for tags, *rest in rows]
+    alias = allocated(lake(tmp_path_factory.mktemp("c"), _lake_rows(renamed)), r)  # the same key, spelt otherwise
+    assert key(alias) == key(out)  # I8

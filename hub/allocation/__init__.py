@@ -113,12 +113,22 @@ def compute(store: Store, month: str, rules: Rules, out: str, *, run_id: str) ->
         if store.fs.isdir(month_folder) else []
     con = catalog.store_connection(store, threads=2)
     try:
-        return _allocate(con, store, files, rules, run_id, out)
+        return _allocate(con, store, files, rules, run_id, out, month)
     finally:
         con.close()
 
 
-def _source(con: duckdb.DuckDBPyConnection, store: Store, files: list[str], rules: Rules) -> str:
+def _period(rules: Rules, month: str) -> str:
+    """The month a row's cost is allocated in: its ChargePeriodStart's; with ``late_corrections: current_period``, a
+    correction of a locked month counts in the month being allocated."""
+    own = "strftime(ChargePeriodStart, '%Y-%m')"
+    if rules.late_corrections != "current_period" or not rules.lock_before:
+        return own
+    return (f"CASE WHEN ChargeClass = 'Correction' AND ChargePeriodStart < TIMESTAMPTZ {literal(rules.lock_before.isoformat())}"
+            f" THEN {literal(month)} ELSE {own} END")
+
+
+def _source(con: duckdb.DuckDBPyConnection, store: Store, files: list[str], rules: Rules, month: str) -> str:
     """The month's Costs rows with their row id, the metric as ``x_Amount`` (rounded half-even to the scale), and
     every column stage 1 and the pools read (null where no file has it)."""
     if not files:
@@ -139,14 +149,14 @@ def _source(con: duckdb.DuckDBPyConnection, store: Store, files: list[str], rule
         replace(filename, {literal(base + '/')}, '') || ':' || file_row_number AS x_SourceRowId,
         round_even(CAST({ident(rules.cost_metric)} AS DECIMAL(38,18)), {scale}) AS x_Amount,
         CAST({ident(rules.cost_metric)} AS DECIMAL(38,18)) AS _exact,
-        strftime(ChargePeriodStart, '%Y-%m') AS x_Period,
+        {_period(rules, month)} AS x_Period,
         *{f" EXCLUDE ({', '.join(ident(c) for c in ours)})" if ours else ''}{''.join(', ' + m for m in missing)} FROM {raw}""")
     return "src"
 
 
 def _allocate(con: duckdb.DuckDBPyConnection, store: Store, files: list[str], rules: Rules, run_id: str,
-              out: str) -> dict:
-    src = _source(con, store, files, rules)
+              out: str, month: str) -> dict:
+    src = _source(con, store, files, rules, month)
     joined = resolve.resolve(con, rules, src)
     dims = [rules.column(d) for d in rules.dimensions]
     resolved = [f"{c}{s}" for c in dims for s in resolve.SUFFIXES]
@@ -186,8 +196,8 @@ def _pools(con: duckdb.DuckDBPyConnection, rules: Rules) -> list[dict]:
     for pool in rules.pools:
         target = rules.column(pool.targets.dimension)
         others = [rules.column(d) for d in rules.dimensions if rules.column(d) != target]
-        amounts = con.execute(f"""SELECT x_Period, BillingCurrency, CAST(sum(x_Amount) AS VARCHAR), count(*),
-            {', '.join(f"CASE WHEN count(DISTINCT {ident(o)}) = 1 THEN min({ident(o)}) END" for o in others) or 'NULL'}
+        other_sql = "".join(f", CASE WHEN count(DISTINCT {ident(o)}) = 1 THEN min({ident(o)}) END" for o in others)
+        amounts = con.execute(f"""SELECT x_Period, BillingCurrency, CAST(sum(x_Amount) AS VARCHAR), count(*){other_sql}
             FROM rows WHERE _pool = {literal(pool.id)} GROUP BY ALL ORDER BY ALL""").fetchall()
         for period, currency, total, members, *other_values in amounts:
             amount = Decimal(total)
@@ -204,8 +214,8 @@ def _pools(con: duckdb.DuckDBPyConnection, rules: Rules) -> list[dict]:
             total_w = sum(weights.values())
             shares = split(amount, weights, quantum)
             for value, share in sorted(shares.items()):
-                if weights[value] == 0:
-                    continue  # a target without weight gets no row
+                if share == 0:
+                    continue  # a target without weight, or a pool too small to reach it, gets no row
                 ratio = weights[value] / total_w
                 out.append({"pool": pool, "period": period, "currency": currency, "target": value, "amount": share,
                             "others": dict(zip(others, other_values, strict=True)), "reason": reason, "members": members,
@@ -280,7 +290,7 @@ def _check(con: duckdb.DuckDBPyConnection, out: str, rules: Rules, dims: list[st
     i2 = con.execute(f"""SELECT count(*) FROM (SELECT _pool || '/' || x_Period || '/' || BillingCurrency AS id, sum(x_Amount) AS a
         FROM rows WHERE _pool IS NOT NULL GROUP BY ALL) m FULL JOIN (SELECT x_PoolPeriodId AS id, sum(x_Amount) AS a
         FROM {written} WHERE x_AllocationKind = 'shared' GROUP BY ALL) s USING (id)
-        WHERE m.a IS DISTINCT FROM s.a""").fetchone()[0]
+        WHERE coalesce(m.a, 0) <> coalesce(s.a, 0)""").fetchone()[0]
     i3 = con.execute(f"""SELECT count(*) FROM (SELECT BillingCurrency, x_Period, sum(x_Amount) AS a FROM rows GROUP BY ALL) i
         FULL JOIN (SELECT BillingCurrency, x_Period, sum(x_Amount) AS a FROM {written} GROUP BY ALL) o
         USING (BillingCurrency, x_Period) WHERE i.a IS DISTINCT FROM o.a""").fetchone()[0]

@@ -149,6 +149,9 @@ class Rules(_Strict):
     pools: list[Pool] = []
     #: months starting before this date keep their allocation once written
     lock_before: date | None = None
+    #: a correction (ChargeClass Correction) of a locked month: allocated in its own month (original_period) or in the
+    #: month being allocated (current_period, finance's "post it to the open period")
+    late_corrections: Literal["original_period", "current_period"] = "original_period"
 
     @field_validator("dimensions")
     @classmethod
