@@ -38,6 +38,7 @@ bench: $(VENV)/.installed
 	$(PY) bench/run.py --rows $(ROWS) --repeat $(REPEAT)
 	$(PY) bench/run.py --rows $(ROWS) --repeat $(REPEAT) --shape independent
 	$(PY) bench/providers.py --rows $(ROWS) --repeat $(REPEAT)
+	$(PY) bench/allocation.py --rows $(ROWS) --repeat $(REPEAT)
 
 clean:
 	rm -rf $(VENV) .tools demo-hub .pytest_cache .ruff_cache

@@ -21,7 +21,7 @@ from decimal import Decimal
 import duckdb
 import pyarrow as pa
 
-from hub import catalog, engine, runs
+from hub import catalog, convert, engine, runs
 from hub.allocation import resolve
 from hub.allocation.rules import MATCH_COLUMNS, UNALLOCATED, Pool, Rules, load
 from hub.allocation.split import split
@@ -111,11 +111,15 @@ def compute(store: Store, month: str, rules: Rules, out: str, *, run_id: str) ->
     month_folder = store.full(f"{INGESTION}/Costs/{year:04d}/{mon:02d}")
     files = sorted(store.rel(p) for p in store.fs.find(month_folder) if p.endswith(".parquet")) \
         if store.fs.isdir(month_folder) else []
-    con = catalog.store_connection(store, threads=2)
-    try:
-        return _allocate(con, store, files, rules, run_id, out, month)
-    finally:
-        con.close()
+    with tempfile.TemporaryDirectory(prefix="hub-allocate-spill-") as spill:
+        # memory stays flat as the month grows: DuckDB spills its tables and the sort to disk past the limit
+        con = catalog.store_connection(store, threads=2, memory_limit=convert.MEMORY_LIMIT)
+        con.execute(f"SET temp_directory = {literal(spill)}")
+        con.execute("SET preserve_insertion_order = false")
+        try:
+            return _allocate(con, store, files, rules, run_id, out, month)
+        finally:
+            con.close()
 
 
 def _period(rules: Rules, month: str) -> str:
@@ -147,6 +151,7 @@ def _source(con: duckdb.DuckDBPyConnection, store: Store, files: list[str], rule
     scale = rules.amount_scale
     con.execute(f"""CREATE OR REPLACE TEMP VIEW src AS SELECT
         replace(filename, {literal(base + '/')}, '') || ':' || file_row_number AS x_SourceRowId,
+        list_position([{', '.join(literal(p) for p in paths)}], filename) AS _file, file_row_number AS _row,
         round_even(CAST({ident(rules.cost_metric)} AS DECIMAL(38,18)), {scale}) AS x_Amount,
         CAST({ident(rules.cost_metric)} AS DECIMAL(38,18)) AS _exact,
         {_period(rules, month)} AS x_Period,
@@ -162,7 +167,7 @@ def _allocate(con: duckdb.DuckDBPyConnection, store: Store, files: list[str], ru
     resolved = [f"{c}{s}" for c in dims for s in resolve.SUFFIXES]
     pool_case = " ".join(f"WHEN {resolve.match_sql(_columns(p.match, rules))} THEN {literal(p.id)}" for p in rules.pools)
     pool_sql = f"CASE {pool_case} END" if pool_case else "CAST(NULL AS VARCHAR)"
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE rows AS SELECT x_SourceRowId, x_Amount, _exact, x_Period,
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE rows AS SELECT x_SourceRowId, _file, _row, x_Amount, _exact, x_Period,
         ChargePeriodStart, BillingCurrency, {', '.join(ident(c) for c in CONTEXT)}, {', '.join(ident(c) for c in resolved)},
         {pool_sql} AS _pool FROM {joined}""")
     shared = _pools(con, rules)
@@ -175,11 +180,13 @@ def _allocate(con: duckdb.DuckDBPyConnection, store: Store, files: list[str], ru
     direct = f"""SELECT {common}, 'direct' AS x_AllocationKind, x_SourceRowId, CAST(NULL AS VARCHAR) AS x_PoolPeriodId,
         ChargePeriodStart, x_Period, BillingCurrency, CAST(x_Amount AS DECIMAL(38,{rules.amount_scale})) AS x_Amount,
         {', '.join(ident(c) for c in resolved)}, CASE {method} ELSE 'direct:unallocated' END AS AllocatedMethodId,
-        CAST(NULL AS VARCHAR) AS AllocatedMethodDetails, {', '.join(ident(c) for c in CONTEXT)}
+        CAST(NULL AS VARCHAR) AS AllocatedMethodDetails, {', '.join(ident(c) for c in CONTEXT)}, _file, _row
         FROM rows WHERE _pool IS NULL"""
     _table_from(con, "shared", shared, rules, dims, common)
-    order = ", ".join(["x_Period", "x_AllocationKind", "x_SourceRowId", "x_PoolPeriodId", *(ident(c) for c in dims)])
-    con.execute(f"COPY (SELECT * FROM ({direct}) UNION ALL BY NAME SELECT * FROM shared ORDER BY {order}) "
+    # one order whatever the threads did: source rows in lake order (file, row: integers), then the shared rows
+    order = ", ".join(["_kind", "_file", "_row", "x_PoolPeriodId", *(ident(c) for c in dims)])
+    con.execute(f"COPY (SELECT * EXCLUDE (_kind, _file, _row) FROM (SELECT *, 0 AS _kind FROM ({direct}) UNION ALL BY NAME "
+                f"SELECT *, 1 AS _kind, NULL AS _file, NULL AS _row FROM shared) ORDER BY {order}) "
                 f"TO {literal(out)} (FORMAT parquet, COMPRESSION snappy)")
     return _check(con, out, rules, dims)
 

@@ -35,13 +35,30 @@ def signature_columns(rules: Rules) -> list[str]:
     return cols
 
 
+def boundaries(rules: Rules) -> list[date]:
+    """Every date a rule starts or stops counting (allowlist entries, scope tags, mappings), latest first."""
+    dates = {d for entries in rules.allowlists.values() for e in entries for d in (e.valid_from, e.valid_to)}
+    dates |= {d for s in rules.scope_tags for d in (s.valid_from, s.valid_to)}
+    dates |= {d for m in rules.mappings for d in (m.valid_from, m.valid_to)}
+    return sorted((d for d in dates if d is not None), reverse=True)
+
+
+def day_sql(rules: Rules, column: str = "ChargePeriodStart") -> str:
+    """A row's day as the rules see it: the latest rule date on or before it (every day between two rule dates is
+    resolved alike, so they share one signature); ``0001-01-01`` before the first."""
+    day = f"CAST({column} AS DATE)"
+    cases = " ".join(f"WHEN {day} >= DATE {literal(d.isoformat())} THEN DATE {literal(d.isoformat())}"
+                     for d in boundaries(rules))
+    return f"CASE {cases} ELSE DATE '0001-01-01' END" if cases else "DATE '0001-01-01'"
+
+
 def resolve(con: duckdb.DuckDBPyConnection, rules: Rules, src: str) -> str:
     """Create ``sig`` (distinct signatures of ``src``, numbered ``_sig``) and one ``res_<dimension>`` table per dimension
     (``_sig`` and the :data:`SUFFIXES` columns); returns the SQL joining them back to ``src`` rows."""
     cols = signature_columns(rules)
     listed = ", ".join(ident(c) for c in cols)
     con.execute(f"CREATE OR REPLACE TEMP TABLE sig AS SELECT row_number() OVER () AS _sig, * FROM "
-                f"(SELECT DISTINCT {listed}, CAST(ChargePeriodStart AS DATE) AS _day FROM {src})")
+                f"(SELECT DISTINCT {listed}, {day_sql(rules)} AS _day FROM {src})")
     con.execute("CREATE OR REPLACE TEMP TABLE pairs AS SELECT s._sig, t.key AS _key, t.type AS _type, "
                 "json_extract_string(t.value, '$') AS _raw FROM sig s, "
                 "json_each(CASE WHEN json_valid(s.Tags) AND json_type(s.Tags) = 'OBJECT' THEN s.Tags ELSE '{}' END) t")
@@ -50,7 +67,8 @@ def resolve(con: duckdb.DuckDBPyConnection, rules: Rules, src: str) -> str:
         _resolve_dimension(con, rules, name, dim, keys)
     joins = " ".join(f"JOIN res_{name} USING (_sig)" for name in rules.dimensions)
     on = " AND ".join(f"s.{ident(c)} IS NOT DISTINCT FROM sig.{ident(c)}" for c in cols)
-    return f"(SELECT s.*, sig._sig FROM {src} s JOIN sig ON {on} AND CAST(s.ChargePeriodStart AS DATE) = sig._day) r {joins}"
+    day = day_sql(rules, "s.ChargePeriodStart")
+    return f"(SELECT s.*, sig._sig FROM {src} s JOIN sig ON {on} AND {day} = sig._day) r {joins}"
 
 
 def _value_row(raw: str | None, kind: str, dim: Dimension) -> tuple[str | None, str | None, str | None]:
