@@ -118,7 +118,9 @@ def _resolve_dimension(con: duckdb.DuckDBPyConnection, rules: Rules, name: str, 
                    JOIN keys_{name} k USING (_key)
                    JOIN vals_{name} v ON v._raw IS NOT DISTINCT FROM p._raw AND v._type = p._type),
              b AS (SELECT _sig, min(_prio) AS _prio FROM t GROUP BY _sig)
-        SELECT _sig, count(DISTINCT _cf) AS _n, arg_min(_value, _rank) FILTER (WHERE _value IS NOT NULL) AS _first,
+        SELECT _sig, count(DISTINCT _cf) AS _n,
+               CASE WHEN count(DISTINCT _cf) = 1 THEN min(_value) ELSE arg_min(_value, _rank) FILTER (WHERE _value IS NOT NULL)
+               END AS _first,  -- agreeing keys: one spelling whatever the keys are called; else the first key's
                arg_min(_cf, _rank) FILTER (WHERE _value IS NOT NULL) AS _first_cf,
                arg_min(_key, _rank) FILTER (WHERE _value IS NOT NULL) AS _first_key,
                arg_min(_key, _rank) AS _any_key, arg_min(_raw, _rank) AS _any_raw
