@@ -215,6 +215,51 @@ def allocate_cmd(
     raise typer.Exit(0 if all(r.state == "committed" for r in records) else 1)
 
 
+@app.command("inspect")
+def inspect_cmd(
+    root: Root,
+    day: Annotated[str | None, typer.Option("--date", help="Last day inspected (YYYY-MM-DD, UTC); default: yesterday.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the anomalies as JSON.")] = False,
+) -> None:
+    """Find cost anomalies (expected value, band, interval, impact, severity) and their root causes."""
+    from dataclasses import asdict
+    from datetime import date
+
+    from hub import inspection
+    from hub.inspection import rules as inspection_rules
+
+    store = _store(root)
+    try:
+        try:
+            when = date.fromisoformat(day) if day else None
+        except ValueError:
+            raise UsageError(f"--date must be YYYY-MM-DD, not {day!r}") from None
+        result = inspection.inspect(store, when, inspection_rules.load(store))
+    except UsageError as exc:
+        _error(exc)
+        raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(json.dumps({"day": result.day.isoformat(), "series": result.series,
+                               "anomalies": [asdict(a) for a in result.anomalies],
+                               "insufficientHistory": [dict(zip(("monitor", "key", "currency", "days"), i, strict=True))
+                                                       for i in result.insufficient]}, default=str, indent=2))
+        return
+    out.print(f"{result.series:,} series inspected up to {result.day}; {len(result.anomalies)} anomalies; "
+              f"{len(result.insufficient)} series with insufficient history")
+    if result.anomalies:
+        table = Table(title=_plain(f"hub inspect {store.url}"))
+        for col in ("monitor", "key", "currency", "start", "end", "state", "direction", "actual", "expected", "impact",
+                    "impact %", "severity", "top cause"):
+            table.add_column(col, overflow="fold")
+        for a in result.anomalies:
+            cause = a.causes[0] if a.causes else None
+            top = f"{cause.dimension} {cause.value} ({cause.kind}, {cause.share:.0%})" if cause else ""
+            table.add_row(*(_plain(str(v)) for v in (a.monitor, a.key, a.currency, a.start, a.end, a.state, a.direction,
+                                                     f"{a.actual:,.2f}", f"{a.expected:,.2f}", f"{a.impact:+,.2f}",
+                                                     "" if a.impact_pct is None else f"{a.impact_pct:+.0f} %", a.severity, top)))
+        out.print(table)
+
+
 @app.command()
 def status(root: Root, as_json: Annotated[bool, typer.Option("--json", help="Print run records as JSON.")] = False) -> None:
     """Show every run record (newest last); files under config/runs/ that are not records are skipped and named."""

@@ -1,0 +1,202 @@
+"""Cost inspection (``hub inspect``): daily usage-based cost series per monitor (sub-account, service, tag, ...) and
+currency, anomalies with their expected value and band (:mod:`hub.inspection.detect`), as intervals with a state,
+impact and severity, and their root causes ranked by cost delta over the interval (product, region, SKU, instance).
+
+Series are read from the lake's Costs: ``EffectiveCost`` per UTC day of ``ChargePeriodStart``, usage-based charges only
+(recurring and one-time charges, e.g. month-start fees, never look like anomalies), corrections left out. A series with
+less than ``min_history_days`` of history is reported as "insufficient history", not inspected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+
+import duckdb
+import numpy as np
+
+from hub import catalog
+from hub.inspection import detect as detection
+from hub.inspection.rules import Monitor, Rules, load
+from hub.store import Store
+from transforms.typing import ident, literal
+
+#: Dimensions of the root causes: the Costs column, and what it is called.
+CAUSES = (("ServiceName", "product"), ("RegionId", "region"), ("SkuId", "sku"), ("ResourceId", "instance"))
+#: Causes listed per dimension at most (fewer once they explain 80 % of the delta).
+TOP_CAUSES = 5
+
+
+@dataclass
+class Cause:
+    dimension: str
+    value: str | None
+    actual: Decimal
+    expected: Decimal
+    delta: Decimal
+    share: float
+    kind: str  # new | removed | changed
+
+
+@dataclass
+class Anomaly:
+    id: str
+    monitor: str
+    key: str
+    currency: str
+    start: date
+    end: date
+    state: str  # open | resolved
+    direction: str  # up | down
+    actual: Decimal
+    expected: Decimal
+    impact: Decimal
+    max_daily_impact: Decimal
+    impact_pct: float | None
+    severity: str
+    causes: list[Cause] = field(default_factory=list)
+
+
+@dataclass
+class InspectResult:
+    day: date
+    series: int = 0
+    anomalies: list[Anomaly] = field(default_factory=list)
+    #: (monitor, key, currency, days of history) of the series not inspected
+    insufficient: list[tuple[str, str, str, int]] = field(default_factory=list)
+
+
+def _key_sql(monitor: Monitor) -> str:
+    if monitor.dimension.startswith("tag:"):
+        path = '$."' + monitor.dimension[4:].replace('"', '') + '"'
+        return f"coalesce(json_extract_string(Tags, {literal(path)}), '(untagged)')"
+    return f"coalesce(CAST({ident(monitor.dimension)} AS VARCHAR), '(none)')"
+
+
+def _where(monitor: Monitor, first: date, last: date) -> str:
+    months = sorted({f"{d:%Y-%m}" for d in (first + timedelta(days=i) for i in range((last - first).days + 1))})
+    conds = [f"x_Month IN ({', '.join(literal(m) for m in months)})",
+             f"ChargePeriodStart >= TIMESTAMPTZ {literal(first.isoformat())}",
+             f"ChargePeriodStart < TIMESTAMPTZ {literal((last + timedelta(days=1)).isoformat())}",
+             "coalesce(ChargeFrequency, 'Usage-Based') = 'Usage-Based'", "coalesce(ChargeClass, '') <> 'Correction'"]
+    for column, wanted in monitor.filter.items():
+        values = [wanted] if isinstance(wanted, str) else wanted
+        conds.append(f"{ident(column)} IN ({', '.join(literal(v) for v in values)})")
+    return " AND ".join(conds)
+
+
+def inspect(store: Store, day: date | None = None, rules: Rules | None = None) -> InspectResult:
+    """Inspect every monitor's series up to ``day`` (default: yesterday, UTC)."""
+    rules = rules or load(store)
+    day = day or datetime.now(timezone.utc).date() - timedelta(days=1)
+    first = day - timedelta(days=rules.window_days - 1)
+    result = InspectResult(day)
+    con = catalog.connect(store)
+    try:
+        for monitor in rules.monitors:
+            _monitor(con, rules, monitor, first, day, result)
+    finally:
+        con.close()
+    result.anomalies.sort(key=lambda a: (-abs(a.impact), a.monitor, a.key, a.start))
+    return result
+
+
+def _monitor(con: duckdb.DuckDBPyConnection, rules: Rules, monitor: Monitor, first: date, day: date,
+             result: InspectResult) -> None:
+    where = _where(monitor, first, day)
+    data = con.execute(f"""SELECT {_key_sql(monitor)} AS k, coalesce(BillingCurrency, '') AS cur,
+        CAST(ChargePeriodStart AS DATE) AS d, CAST(sum(EffectiveCost) AS DOUBLE) AS c FROM Costs WHERE {where}
+        GROUP BY ALL""").fetchnumpy()
+    if not len(data["k"]):
+        return
+    pairs = np.char.add(np.char.add(data["k"].astype(str), "\x1f"), data["cur"].astype(str))
+    series, index = np.unique(pairs, return_inverse=True)
+    n_days = (day - first).days + 1
+    days = (data["d"].astype("datetime64[D]") - np.datetime64(first)).astype(int)
+    values = np.zeros((len(series), n_days))
+    np.add.at(values, (index, days), data["c"])
+    seen = np.full(len(series), n_days)
+    np.minimum.at(seen, index, days)
+    history = n_days - seen
+    weekdays = (np.arange(n_days) + first.weekday()) % 7
+    keep = history >= rules.min_history_days
+    for i in np.flatnonzero(~keep):
+        key, cur = str(series[i]).split("\x1f")
+        result.insufficient.append((monitor.id, key, cur, int(history[i])))
+    if not keep.any():
+        return
+    found = detection.detect(values[keep], weekdays, rules.test_days, min_impact=monitor.min_impact,
+                             min_impact_pct=monitor.min_impact_pct / 100)
+    result.series += int(keep.sum())
+    names, kept = series[keep], values[keep]
+    for row in np.flatnonzero(found.flag.any(axis=1)):  # the series with an abnormal day: a handful
+        key, cur = str(names[row]).split("\x1f")
+        for iv in detection.intervals(found.flag[row]):
+            span = slice(iv.start, iv.end + 1)
+            actual, expected = kept[row, span], found.expected[row, span]
+            impact = actual - expected
+            start, end = first + timedelta(days=iv.start), first + timedelta(days=iv.end)
+            total_expected = float(expected.sum())
+            pct = float(impact.sum()) / total_expected * 100 if total_expected > 0 else None
+            series_sql = f"{_key_sql(monitor)} = ? AND coalesce(BillingCurrency, '') = ?"
+            exact = Decimal(con.execute(f"SELECT CAST(coalesce(sum(EffectiveCost), 0) AS VARCHAR) FROM Costs WHERE "
+                                        f"{_where(monitor, start, end)} AND {series_sql}", [key, cur]).fetchone()[0])
+            anomaly = Anomaly(
+                id=hashlib.sha256(f"{monitor.id}\x00{key}\x00{cur}\x00{start}".encode()).hexdigest()[:16],
+                monitor=monitor.id, key=key, currency=cur, start=start, end=end, state="open" if iv.open else "resolved",
+                direction="up" if iv.direction > 0 else "down", actual=exact, expected=_dec(expected.sum()),
+                impact=exact - _dec(expected.sum()), max_daily_impact=_dec(impact[np.argmax(np.abs(impact))]), impact_pct=pct,
+                severity=_severity(rules, pct))
+            anomaly.causes = _causes(con, monitor, key, cur, start, end, iv.direction)
+            result.anomalies.append(anomaly)
+
+
+def _dec(value: float) -> Decimal:
+    """A model value (expected cost, impact) as a decimal rounded to 6 places."""
+    return Decimal(repr(round(float(value), 6)))
+
+
+def _severity(rules: Rules, pct: float | None) -> str:
+    size = abs(pct) if pct is not None else float("inf")
+    return "critical" if size >= rules.severity.critical else "major" if size >= rules.severity.major else "minor"
+
+
+def _causes(con: duckdb.DuckDBPyConnection, monitor: Monitor, key: str, currency: str, start: date, end: date,
+            direction: int) -> list[Cause]:
+    """Per cause dimension, the values whose cost moved most over ``start``-``end`` against their expected cost (each
+    day: the median of the same weekday's cost over the 4 weeks before), with their share of the total delta."""
+    where = (f"{_where(monitor, start - timedelta(days=28), end)} AND {_key_sql(monitor)} = {literal(key)} "
+             f"AND coalesce(BillingCurrency, '') = {literal(currency)}")
+    out: list[Cause] = []
+    for column, name in CAUSES:
+        rows = con.execute(f"""
+            WITH r AS (SELECT {ident(column)} AS v, CAST(ChargePeriodStart AS DATE) AS d, sum(EffectiveCost) AS c
+                       FROM Costs WHERE {where} GROUP BY ALL),
+                 days AS (SELECT CAST(unnest(generate_series(DATE {literal(start.isoformat())},
+                                 DATE {literal(end.isoformat())}, INTERVAL 1 DAY)) AS DATE) AS d),
+                 grid AS (SELECT e.v, days.d FROM (SELECT DISTINCT v FROM r) e, days),
+                 x AS (SELECT g.v, coalesce(a.c, 0) AS actual,
+                              list_aggregate([coalesce(l7.c, 0), coalesce(l14.c, 0), coalesce(l21.c, 0), coalesce(l28.c, 0)],
+                                             'median') AS expected
+                       FROM grid g LEFT JOIN r a ON a.v IS NOT DISTINCT FROM g.v AND a.d = g.d
+                       LEFT JOIN r l7 ON l7.v IS NOT DISTINCT FROM g.v AND l7.d = g.d - 7
+                       LEFT JOIN r l14 ON l14.v IS NOT DISTINCT FROM g.v AND l14.d = g.d - 14
+                       LEFT JOIN r l21 ON l21.v IS NOT DISTINCT FROM g.v AND l21.d = g.d - 21
+                       LEFT JOIN r l28 ON l28.v IS NOT DISTINCT FROM g.v AND l28.d = g.d - 28)
+            SELECT v, CAST(sum(actual) AS VARCHAR), CAST(sum(expected) AS VARCHAR) FROM x GROUP BY v""").fetchall()
+        moves = [(v, Decimal(a), Decimal(e)) for v, a, e in rows]
+        total = sum((a - e for _, a, e in moves), Decimal(0))
+        if total == 0:
+            continue
+        ranked = sorted(moves, key=lambda m: (-(m[1] - m[2]) * direction, str(m[0])))
+        explained = Decimal(0)
+        for v, a, e in ranked[:TOP_CAUSES]:
+            delta = a - e
+            if delta * direction <= 0 or explained / total >= Decimal("0.8"):
+                break
+            explained += delta
+            kind = "new" if e == 0 else "removed" if a == 0 else "changed"
+            out.append(Cause(name, v, a, e, delta, float(delta / total), kind))
+    return out

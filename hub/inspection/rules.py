@@ -1,0 +1,80 @@
+"""Inspection settings: ``config/inspection.json``, validated with pydantic (a bad file is a usage error naming the
+file and the field). Without the file, one monitor per sub-account with the defaults below."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
+
+from hub.errors import UsageError
+from hub.store import CONFIG, Store
+
+RULES = f"{CONFIG}/inspection.json"
+#: Costs columns a monitor may split by (``tag:<key>`` splits by a tag's value).
+DIMENSIONS = ("BillingAccountId", "SubAccountId", "ServiceName", "ServiceCategory", "RegionId", "ProviderName",
+              "x_ResourceGroupName")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Monitor(_Strict):
+    """Daily series to watch: one per value of ``dimension`` (and currency)."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    dimension: str = "SubAccountId"
+    #: only rows whose columns have these values (a value or a list)
+    filter: dict[str, str | list[str]] = {}
+    #: an anomaly's impact must reach this much (currency units) ...
+    min_impact: float = Field(1.0, ge=0)
+    #: ... and this share of the expected cost, in percent
+    min_impact_pct: float = Field(10.0, ge=0)
+
+    @model_validator(mode="after")
+    def _dimension(self) -> Monitor:
+        if self.dimension not in DIMENSIONS and not (self.dimension.startswith("tag:") and len(self.dimension) > 4):
+            raise ValueError(f"dimension must be one of {', '.join(DIMENSIONS)} or tag:<key>")
+        for column in self.filter:
+            if column not in DIMENSIONS:
+                raise ValueError(f"filter on {column!r}: one of {', '.join(DIMENSIONS)}")
+        return self
+
+
+class Severity(_Strict):
+    """Impact % (of the expected cost over the interval) from which an anomaly is major, critical; below: minor."""
+
+    major: float = 20.0
+    critical: float = 50.0
+
+
+class Rules(_Strict):
+    monitors: list[Monitor] = Field(default_factory=lambda: [Monitor(id="sub-accounts")], min_length=1)
+    #: days of history a series needs before it is inspected (less: "insufficient history")
+    min_history_days: StrictInt = Field(15, ge=8, le=365)
+    #: days of history read per series (the training window plus the test days)
+    window_days: StrictInt = Field(90, ge=21, le=730)
+    #: the latest days tested at each inspection (earlier ones are training)
+    test_days: StrictInt = Field(7, ge=1, le=31)
+    severity: Severity = Severity()
+
+    @model_validator(mode="after")
+    def _unique(self) -> Rules:
+        ids = [m.id for m in self.monitors]
+        if len(set(ids)) != len(ids):
+            raise ValueError("monitor ids must be unique")
+        if self.test_days + 14 > self.window_days:
+            raise ValueError("window_days must leave at least 14 training days before the test days")
+        return self
+
+
+def parse(text: str, *, file: str = RULES) -> Rules:
+    try:
+        return Rules.model_validate_json(text)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(root)"
+        raise UsageError(f"{file}: invalid inspection settings at {where}: {first['msg']}") from None
+
+
+def load(store: Store) -> Rules:
+    return parse(store.read_text(RULES), file=store.full(RULES)) if store.exists(RULES) else Rules()

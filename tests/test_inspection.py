@@ -1,0 +1,145 @@
+"""Cost inspection (hub/inspection): detection, intervals, severity, root causes, insufficient history; expected values
+computed by hand in the comments."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from hub import inspection
+from hub.cli import app
+from hub.errors import UsageError
+from hub.inspection import detect
+from hub.inspection import rules as R
+from hub.store import Store
+
+D = Decimal
+LAST = date(2024, 5, 31)  # a Friday
+
+
+def test_the_fence_on_a_flat_weekly_series():
+    """14 training days of 10 on weekdays and 4 at weekends: expected = the weekday's median, residuals 0, so the fence
+    is 0 and any material excess is flagged; 10.5 (impact 0.5 < 1) is not."""
+    days = 17
+    weekdays = np.arange(days) % 7  # day 0 a Monday
+    base = np.where(weekdays >= 5, 4.0, 10.0)
+    values = np.vstack([base, base, base])
+    values[0, 14:] = [30, 10, 10]  # a spike on a Monday
+    values[1, 14:] = [10.5, 10, 10]
+    values[2, 14:] = [10, 2, 10]  # a drop
+    found = detect.detect(values, weekdays, 3)
+    assert found.expected[0, 14] == pytest.approx(10)
+    assert found.flag.tolist()[0][14:] == [1, 0, 0]
+    assert found.flag.tolist()[1][14:] == [0, 0, 0]
+    assert found.flag.tolist()[2][14:] == [0, -1, 0]
+
+
+def test_intervals_tolerate_a_one_day_gap_and_close_after_two_normal_days():
+    assert detect.intervals(np.array([0, 1, 0, 1, 1, 0, 0])) == [detect.Interval(1, 4, 1, False)]
+    assert detect.intervals(np.array([0, 1, 0, 0, 1, 0])) == [detect.Interval(1, 1, 1, False), detect.Interval(4, 4, 1, True)]
+    assert detect.intervals(np.array([1, -1, 0])) == [detect.Interval(0, 0, 1, False), detect.Interval(1, 1, -1, True)]
+
+
+def lake(root: Path, rows: list[tuple]) -> Store:
+    cols = ("SubAccountId", "ServiceName", "RegionId", "SkuId", "ResourceId", "EffectiveCost", "BillingCurrency",
+            "ChargePeriodStart", "ChargeFrequency", "ChargeClass")
+    for month in sorted({r[7][:7] for r in rows}):
+        folder = root / "ingestion/Costs" / month[:4] / month[5:] / "test"
+        folder.mkdir(parents=True, exist_ok=True)
+        values = ", ".join("(" + ", ".join("NULL" if v is None else f"'{v}'" for v in r) + ")" for r in rows if r[7][:7] == month)
+        duckdb.sql(f"""COPY (SELECT SubAccountId, ServiceName, RegionId, SkuId, ResourceId,
+            CAST(EffectiveCost AS DECIMAL(38,18)) AS EffectiveCost, BillingCurrency, CAST(ChargePeriodStart AS TIMESTAMPTZ)
+            AS ChargePeriodStart, ChargeFrequency, ChargeClass FROM (VALUES {values}) v({', '.join(cols)}))
+            TO '{folder}/part.parquet' (FORMAT parquet)""")
+    return Store(str(root))
+
+
+def daily(sub: str, day: date, cost: float, *, service: str = "S1", resource: str = "r1", freq: str = "Usage-Based",
+          cls: str | None = None) -> tuple:
+    return (sub, service, "eu-west-1", f"sku-{service}", resource, str(cost), "USD", f"{day} 06:00:00+00", freq, cls)
+
+
+def history(sub: str, days: int, weekday: float, weekend: float, split: tuple[float, float] | None = None) -> list[tuple]:
+    """``days`` days up to LAST: the weekday/weekend cost, on S1 (and S2 when ``split``)."""
+    out = []
+    for i in range(days):
+        d = LAST - timedelta(days=i)
+        cost = weekend if d.weekday() >= 5 else weekday
+        if split:
+            out += [daily(sub, d, cost * split[0], service="S1"), daily(sub, d, cost * split[1], service="S2", resource="r2")]
+        else:
+            out.append(daily(sub, d, cost))
+    return out
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    rows = history("A", 40, 10, 4, split=(0.7, 0.3))
+    rows.append(daily("A", LAST, 20, service="S2", resource="r-new"))  # May 31: +20 on a new instance of S2
+    rows += history("B", 40, 10, 4)
+    rows += [daily("B", date(2024, 5, 1), 500, freq="One-Time"), daily("B", date(2024, 5, 29), 300, cls="Correction")]
+    rows += [r for r in history("D", 40, 20, 20) if r[7] < "2024-05-29"]
+    rows += [daily("D", LAST - timedelta(days=i), 2) for i in range(3)]  # May 29-31: 2 instead of 20
+    rows += history("E", 40, 10, 4) + [daily("E", date(2024, 5, 29), 40)]  # Wednesday May 29: 50, then normal
+    rows += history("C", 5, 10, 4)
+    return lake(tmp_path, rows)
+
+
+def rules(**kw) -> R.Rules:
+    return R.Rules.model_validate({"window_days": 35, "test_days": 3, **kw})
+
+
+def test_anomalies_with_impact_severity_state_and_root_causes(store):
+    result = inspection.inspect(store, LAST, rules())
+    got = {a.key: a for a in result.anomalies}
+    assert set(got) == {"A", "D", "E"}  # B: its one-time fee and its correction are not usage: no anomaly
+    a = got["A"]
+    # May 31 (Friday): expected the Fridays' median, 10; actual 10 + 20; impact 20 = 200 % -> critical, still open
+    assert (a.start, a.end, a.state, a.direction, a.actual, a.expected, a.impact, a.severity) == (
+        LAST, LAST, "open", "up", D("30"), D("10.0"), D("20.0"), "critical")
+    assert a.impact_pct == pytest.approx(200)
+    causes = {(c.dimension, c.value): (c.delta, c.kind, round(c.share, 3)) for c in a.causes}
+    assert causes[("product", "S2")] == (D("20"), "changed", 1.0)  # S2: 3 expected (median of 4 Fridays), 23 actual
+    assert causes[("instance", "r-new")] == (D("20"), "new", 1.0)
+    d = got["D"]
+    # May 29-31: 2 a day against 20: impact 3 x -18 = -54, -90 % -> critical, down, open
+    assert (d.start, d.end, d.direction, d.actual, d.impact, d.severity, d.state) == (
+        date(2024, 5, 29), LAST, "down", D("6"), D("-54.0"), "critical", "open")
+    e = got["E"]
+    # May 29: 50 against 10 (+400 %), May 30 and 31 normal: resolved
+    assert (e.start, e.end, e.state, e.impact) == (date(2024, 5, 29), date(2024, 5, 29), "resolved", D("40.0"))
+    assert result.insufficient == [("sub-accounts", "C", "USD", 5)]  # 5 days < 15
+    assert result.series == 4
+
+
+def test_monitors_by_service_with_a_filter_and_thresholds(store):
+    r = rules(monitors=[{"id": "services", "dimension": "ServiceName", "filter": {"SubAccountId": "A"}},
+                        {"id": "big", "dimension": "SubAccountId", "min_impact": 25}])
+    got = {(a.monitor, a.key) for a in inspection.inspect(store, LAST, r).anomalies}
+    # services of A: S2 (3 -> 23); big: a day's impact must reach 25: only E's 40 (A's 20, D's 18 a day do not)
+    assert got == {("services", "S2"), ("big", "E")}
+
+
+def test_cli_and_bad_settings(store, tmp_path):
+    (tmp_path / "config").mkdir(exist_ok=True)
+    (tmp_path / "config/inspection.json").write_text(json.dumps({"window_days": 35, "test_days": 3}))
+    runner = CliRunner()
+    out = runner.invoke(app, ["inspect", str(tmp_path), "--date", "2024-05-31", "--json"])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.output)
+    assert {a["key"] for a in data["anomalies"]} == {"A", "D", "E"}
+    assert data["insufficientHistory"] == [{"monitor": "sub-accounts", "key": "C", "currency": "USD", "days": 5}]
+    table = runner.invoke(app, ["inspect", str(tmp_path), "--date", "2024-05-31"])
+    assert table.exit_code == 0 and "critical" in table.output
+    (tmp_path / "config/inspection.json").write_text(json.dumps({"monitors": [{"id": "x", "dimension": "Nope"}]}))
+    bad = runner.invoke(app, ["inspect", str(tmp_path)])
+    assert bad.exit_code == 2 and "inspection.json" in bad.output and "monitors.0" in bad.output
+    with pytest.raises(UsageError, match="window_days"):
+        R.parse(json.dumps({"window_days": 21, "test_days": 10}))
