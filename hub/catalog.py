@@ -20,7 +20,8 @@ from hub.errors import UsageError
 from hub.store import INGESTION, Store
 from transforms.typing import ident, literal
 
-DATASETS = ("Costs", "Prices", "CommitmentDiscountUsage", "Recommendations", "Transactions", "Allocation")
+DATASETS = ("Costs", "Prices", "CommitmentDiscountUsage", "Recommendations", "Transactions", "Allocation", "Anomalies",
+            "Budgets")
 MONTH = "x_Month"
 
 

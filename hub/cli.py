@@ -260,6 +260,68 @@ def inspect_cmd(
         out.print(table)
 
 
+@app.command("anomalies")
+def anomalies_cmd(
+    root: Root,
+    feedback: Annotated[tuple[str, str] | None, typer.Option(help="ID VERDICT: yes, no or planned.")] = None,
+) -> None:
+    """List the anomalies found so far (newest first), or record feedback on one."""
+    from hub.inspection import outcome
+
+    store = _store(root)
+    try:
+        if feedback:
+            outcome.feedback(store, *feedback)
+        state = outcome.load_state(store)["anomalies"]
+    except UsageError as exc:
+        _error(exc)
+        raise typer.Exit(2) from None
+    if not state:
+        out.print("no anomalies yet (hub inspect finds them)")
+        return
+    table = Table(title=_plain(f"anomalies {store.url}"))
+    for col in ("id", "monitor", "key", "currency", "start", "end", "state", "impact", "severity", "feedback"):
+        table.add_column(col, overflow="fold")
+    for a in sorted(state.values(), key=lambda a: (a["start"], a["id"]), reverse=True):
+        table.add_row(*(_plain(str(a.get(k) if a.get(k) is not None else "")) for k in (
+            "id", "monitor", "key", "currency", "start", "end", "state", "impact", "severity", "feedback")))
+    out.print(table)
+
+
+@app.command("budgets")
+def budgets_cmd(root: Root,
+                day: Annotated[str | None, typer.Option("--date", help="YYYY-MM-DD; default: yesterday.")] = None) -> None:
+    """Each budget's month so far: actual, month-end forecast with its 80 % interval, consumption (nothing recorded)."""
+    from datetime import date
+
+    from hub import inspection
+    from hub.inspection import rules as inspection_rules
+
+    store = _store(root)
+    try:
+        try:
+            when = date.fromisoformat(day) if day else None
+        except ValueError:
+            raise UsageError(f"--date must be YYYY-MM-DD, not {day!r}") from None
+        rules = inspection_rules.load(store)
+        result = inspection.inspect(store, when, rules.model_copy(update={"monitors": rules.monitors[:1]}), save=False)
+    except UsageError as exc:
+        _error(exc)
+        raise typer.Exit(2) from None
+    if not result.budgets:
+        out.print("no budgets (config/inspection.json)")
+        return
+    table = Table(title=_plain(f"budgets up to {result.day}"))
+    for col in ("budget", "month", "currency", "amount", "actual", "used", "forecast", "80 % interval", "crossed"):
+        table.add_column(col, overflow="fold")
+    for b in result.budgets:
+        interval = f"{b['lower80']} - {b['upper80']}" if b["forecast"] is not None else "insufficient history"
+        crossed = ", ".join(f"{k} {p:g} %" for k, p in b["crossed"])
+        table.add_row(*(_plain(str(v)) for v in (b["id"], b["month"], b["currency"], b["amount"], b["actual"],
+                                                 f"{b['consumptionPct']:.1f} %", b["forecast"] or "", interval, crossed)))
+    out.print(table)
+
+
 @app.command()
 def status(root: Root, as_json: Annotated[bool, typer.Option("--json", help="Print run records as JSON.")] = False) -> None:
     """Show every run record (newest last); files under config/runs/ that are not records are skipped and named."""

@@ -151,8 +151,31 @@ def _pulls(store: Store, log: Log) -> None:
             log({"event": "events-error", "error": problem})
 
 
+def _inspect(store: Store, log: Log, done: set[str]) -> None:
+    """Once a UTC day (with ``config/inspection.json``): inspect up to yesterday, after that pass's ingestion; one
+    watcher at a time (a lease); a failure is logged and tried again next cycle."""
+    from hub import inspection, lease
+    from hub.inspection import rules as inspection_rules
+
+    today = datetime.now(timezone.utc).date().isoformat()
+    if today in done or not store.exists(inspection_rules.RULES):
+        return
+    try:
+        with lease.holding(store, "inspect", wait=0) as held:
+            if held is None:
+                return
+            result = inspection.inspect(store)
+        done.add(today)
+        log({"event": "inspect", "day": result.day.isoformat(), "series": result.series, "anomalies": len(result.anomalies),
+             "budgets": len(result.budgets), "events": len(result.events)})
+    except lease.LeaseLost as exc:
+        log({"event": "lease-lost", "detail": str(exc)})
+    except Exception as exc:  # noqa: BLE001 - the next cycle tries again
+        log({"event": "inspect-error", "error": describe(exc) if not isinstance(exc, UsageError) else str(exc)})
+
+
 def _cycle(store: Store, grace: dict[str, float], checkpoint: dict[str, str], interval: float, blob_timeout: float,
-           log: Log, settle: float = SETTLE) -> IngestResult:
+           log: Log, settle: float = SETTLE, inspected: set[str] | None = None) -> IngestResult:
     """One pass: the due bill-API pulls, note new manifests' blob deadlines, ingest, log every run."""
     _pulls(store, log)
     now = time.time()
@@ -171,6 +194,8 @@ def _cycle(store: Store, grace: dict[str, float], checkpoint: dict[str, str], in
     if result.published:
         for problem in result.published.errors:
             log({"event": "events-error", "error": problem})
+    if inspected is not None:
+        _inspect(store, log, inspected)
     return result
 
 
@@ -180,6 +205,7 @@ def watch(store: Store, *, stop: threading.Event, log: Log, interval: float = 60
     wake = _Wakeup(store)
     grace: dict[str, float] = {}
     checkpoint = _load_checkpoint(store)
+    inspected: set[str] = set()  # UTC days the daily inspection ran
     last_retention = 0.0
     log({"event": "start", "root": store.url, "interval": interval, "local_events": wake.observer is not None})
     try:
@@ -188,7 +214,7 @@ def watch(store: Store, *, stop: threading.Event, log: Log, interval: float = 60
         while not stop.is_set() and (cycles is None or n < cycles):
             n += 1
             try:
-                result = _cycle(store, grace, checkpoint, interval, blob_timeout, log, settle)
+                result = _cycle(store, grace, checkpoint, interval, blob_timeout, log, settle, inspected)
                 if time.time() - last_retention >= retention_every:
                     last_retention = time.time()
                     done = retention.apply(store, load_settings(store), wait=min(interval, 30.0))

@@ -143,3 +143,75 @@ def test_cli_and_bad_settings(store, tmp_path):
     assert bad.exit_code == 2 and "inspection.json" in bad.output and "monitors.0" in bad.output
     with pytest.raises(UsageError, match="window_days"):
         R.parse(json.dumps({"window_days": 21, "test_days": 10}))
+
+
+def test_the_forecast_of_a_flat_weekly_series():
+    """28 days of 10 on weekdays and 4 at weekends, no noise: the rest of the month is the weekdays' 10s and the
+    weekends' 4s, with an interval of 0."""
+    weekdays = np.arange(28) % 7
+    values = np.where(weekdays >= 5, 4.0, 10.0)[None, :]
+    future = np.array([0, 1, 2, 3, 4, 5, 6, 0])  # 8 days left: 6 weekdays, 2 weekend days
+    fc = __import__("hub.inspection.forecast", fromlist=["forecast"]).forecast(values, weekdays, future)
+    assert fc.remaining[0] == pytest.approx(6 * 10 + 2 * 4)
+    assert fc.half80[0] == pytest.approx(0) and fc.half95[0] == pytest.approx(0)
+    noisy = values + np.tile([1.0, -1.0], 14)[None, :]
+    wide = __import__("hub.inspection.forecast", fromlist=["forecast"]).forecast(noisy, weekdays, future)
+    assert wide.half95[0] > wide.half80[0] > 0
+
+
+def test_budgets_fire_each_threshold_once_and_events_never_repeat(store, tmp_path):
+    events_file = tmp_path / "events.jsonl"
+    (tmp_path / "config").mkdir(exist_ok=True)
+    (tmp_path / "config/settings.json").write_text(json.dumps({"events": {"sinks": [{"type": "file", "path": str(events_file)}]}}))
+    # sub-account B: 10 a weekday, 4 a weekend day, plus a 500 one-time fee on May 1 (and a correction left out of usage)
+    r = rules(budgets=[{"id": "b", "amount": "1000", "filter": {"SubAccountId": "B"}, "actual": [50, 80], "forecasted": [100]}])
+    first = inspection.inspect(store, date(2024, 5, 10), r)
+    (b,) = first.budgets
+    # May 1-10: 500 + 8 weekdays x 10 + 2 weekend days x 4 = 588 (58.8 %: 50 % crossed); the rest of May: 15 weekdays
+    # and 6 weekend days = 174 -> forecast 762 (< 1000)
+    assert (b["actual"], b["forecast"], b["crossed"]) == ("588", "762", [("actual", 50.0)])
+    assert b["lower80"] == b["upper80"] == "762"  # no noise: no spread
+    again = inspection.inspect(store, date(2024, 5, 10), r)
+    assert again.events == []  # a re-run of the day: nothing new
+    later = inspection.inspect(store, date(2024, 5, 31), r)
+    # May 31: + the correction of 300 (a charge all the same) -> 588 + 174 + 300 = 1062: 80 % crossed now (50 % was)
+    assert later.budgets[0]["actual"] == "1062" and ("finops-hub.budget.threshold", "b") in later.events
+    lines = [json.loads(line) for line in events_file.read_text().splitlines()]
+    kinds = [(e["type"], e["data"].get("threshold", {}).get("percent")) for e in lines if e["type"] == "finops-hub.budget.threshold"]
+    assert kinds == [("finops-hub.budget.threshold", 50.0), ("finops-hub.budget.threshold", 80.0),
+                     ("finops-hub.budget.threshold", 100.0)]  # forecasted 100 % is crossed by the actual 1062 too
+    opened = [e for e in lines if e["type"] == "finops-hub.anomaly.opened"]
+    assert {e["subject"] for e in opened} == {"sub-accounts/A", "sub-accounts/D"}
+    assert {e["subject"] for e in lines if e["type"] == "finops-hub.anomaly.resolved"} == {"sub-accounts/E"}
+    assert len({e["id"] for e in lines}) == len(lines)
+
+
+def test_feedback_datasets_and_the_anomalies_command(store, tmp_path):
+    result = inspection.inspect(store, LAST, rules())
+    a = next(x for x in result.anomalies if x.key == "A")
+    runner = CliRunner()
+    out = runner.invoke(app, ["anomalies", str(tmp_path), "--feedback", a.id, "planned"])
+    assert out.exit_code == 0 and a.id in out.output and "planned" in out.output
+    assert runner.invoke(app, ["anomalies", str(tmp_path), "--feedback", a.id, "maybe"]).exit_code == 2
+    from hub import catalog
+
+    con = catalog.connect(str(tmp_path))
+    rows = con.execute("SELECT key, state, feedback, impact, start FROM Anomalies_v1_0 ORDER BY key").fetchall()
+    assert rows == [("A", "open", "planned", D("20"), LAST), ("D", "open", None, D("-54"), date(2024, 5, 29)),
+                    ("E", "resolved", None, D("40"), date(2024, 5, 29))]
+    (tmp_path / "config/inspection.json").write_text(json.dumps({"window_days": 35, "test_days": 3, "budgets": [
+        {"id": "all", "amount": "2000"}]}))
+    budgets = runner.invoke(app, ["budgets", str(tmp_path), "--date", "2024-05-31"])
+    assert budgets.exit_code == 0 and "all" in budgets.output
+
+
+def test_the_watcher_inspects_once_a_day(store, tmp_path):
+    import threading
+
+    from pipelines.watch import watch
+
+    (tmp_path / "config").mkdir(exist_ok=True)
+    (tmp_path / "config/inspection.json").write_text(json.dumps({"window_days": 35, "test_days": 3}))
+    lines: list[dict] = []
+    watch(store, stop=threading.Event(), log=lines.append, cycles=2, interval=0.1)
+    assert [line["event"] for line in lines].count("inspect") == 1

@@ -19,7 +19,9 @@ import numpy as np
 
 from hub import catalog
 from hub.inspection import detect as detection
-from hub.inspection.rules import Monitor, Rules, load
+from hub.inspection import forecast as forecasting
+from hub.inspection import outcome
+from hub.inspection.rules import Budget, Monitor, Rules, load
 from hub.store import Store
 from transforms.typing import ident, literal
 
@@ -66,6 +68,10 @@ class InspectResult:
     anomalies: list[Anomaly] = field(default_factory=list)
     #: (monitor, key, currency, days of history) of the series not inspected
     insufficient: list[tuple[str, str, str, int]] = field(default_factory=list)
+    #: each budget's month so far: actual, forecast and its intervals, consumption, thresholds crossed
+    budgets: list[dict] = field(default_factory=list)
+    #: events made (type, subject): anomalies opened / updated / resolved, budget thresholds crossed
+    events: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _key_sql(monitor: Monitor) -> str:
@@ -75,20 +81,22 @@ def _key_sql(monitor: Monitor) -> str:
     return f"coalesce(CAST({ident(monitor.dimension)} AS VARCHAR), '(none)')"
 
 
-def _where(monitor: Monitor, first: date, last: date) -> str:
+def _where(monitor: Monitor, first: date, last: date, *, usage_only: bool = True) -> str:
     months = sorted({f"{d:%Y-%m}" for d in (first + timedelta(days=i) for i in range((last - first).days + 1))})
     conds = [f"x_Month IN ({', '.join(literal(m) for m in months)})",
              f"ChargePeriodStart >= TIMESTAMPTZ {literal(first.isoformat())}",
-             f"ChargePeriodStart < TIMESTAMPTZ {literal((last + timedelta(days=1)).isoformat())}",
-             "coalesce(ChargeFrequency, 'Usage-Based') = 'Usage-Based'", "coalesce(ChargeClass, '') <> 'Correction'"]
+             f"ChargePeriodStart < TIMESTAMPTZ {literal((last + timedelta(days=1)).isoformat())}"]
+    if usage_only:
+        conds += ["coalesce(ChargeFrequency, 'Usage-Based') = 'Usage-Based'", "coalesce(ChargeClass, '') <> 'Correction'"]
     for column, wanted in monitor.filter.items():
         values = [wanted] if isinstance(wanted, str) else wanted
         conds.append(f"{ident(column)} IN ({', '.join(literal(v) for v in values)})")
     return " AND ".join(conds)
 
 
-def inspect(store: Store, day: date | None = None, rules: Rules | None = None) -> InspectResult:
-    """Inspect every monitor's series up to ``day`` (default: yesterday, UTC)."""
+def inspect(store: Store, day: date | None = None, rules: Rules | None = None, *, save: bool = True) -> InspectResult:
+    """Inspect every monitor's series and every budget up to ``day`` (default: yesterday, UTC); with ``save``, record
+    the outcome (state, Anomalies and Budgets datasets) and send its events."""
     rules = rules or load(store)
     day = day or datetime.now(timezone.utc).date() - timedelta(days=1)
     first = day - timedelta(days=rules.window_days - 1)
@@ -97,10 +105,51 @@ def inspect(store: Store, day: date | None = None, rules: Rules | None = None) -
     try:
         for monitor in rules.monitors:
             _monitor(con, rules, monitor, first, day, result)
+        result.budgets = [_budget(con, rules, b, first, day) for b in rules.budgets]
     finally:
         con.close()
     result.anomalies.sort(key=lambda a: (-abs(a.impact), a.monitor, a.key, a.start))
+    if save:
+        made = outcome.record(store, result.anomalies, result.budgets, day)
+        result.events = [(kind, subject) for kind, subject, _, _ in made]
+        outcome.publish(store, made)
     return result
+
+
+def _budget(con: duckdb.DuckDBPyConnection, rules: Rules, budget: Budget, first: date, day: date) -> dict:
+    """A budget's month to ``day``: actual cost (exact), month-end forecast with 80 % and 95 % intervals (usage-based
+    days left, from the budget's own daily series), consumption, and the thresholds crossed."""
+    start = day.replace(day=1)
+    end = (start + timedelta(days=32)).replace(day=1) - timedelta(days=1)
+    scope = Monitor(id=budget.id, filter=budget.filter)
+    currency = f"coalesce(BillingCurrency, '') = {literal(budget.currency)}"
+    month_where = _where(scope, start, day, usage_only=False)  # the month's every charge, fees and purchases too
+    actual = Decimal(con.execute(f"SELECT CAST(coalesce(sum({ident(budget.metric)}), 0) AS VARCHAR) FROM Costs "
+                                 f"WHERE {month_where} AND {currency}").fetchone()[0])
+    data = con.execute(f"SELECT CAST(ChargePeriodStart AS DATE) AS d, CAST(sum({ident(budget.metric)}) AS DOUBLE) AS c "
+                       f"FROM Costs WHERE {_where(scope, first, day)} AND {currency} GROUP BY ALL").fetchnumpy()
+    n_days = (day - first).days + 1
+    values = np.zeros((1, n_days))
+    days = (data["d"].astype("datetime64[D]") - np.datetime64(first)).astype(int)
+    np.add.at(values, (0, days), data["c"])
+    history = n_days - (days.min() if len(days) else n_days)
+    values[0, : n_days - history] = np.nan  # before the first cost: no data, not 0
+    row: dict = {"id": budget.id, "month": f"{start:%Y-%m}", "day": day.isoformat(), "currency": budget.currency,
+                 "metric": budget.metric, "amount": _text(budget.amount), "actual": _text(actual),
+                 "consumptionPct": float(actual / budget.amount * 100)}
+    crossed = [("actual", p) for p in budget.actual if actual >= budget.amount * Decimal(repr(p)) / 100]
+    if history >= rules.min_history_days:
+        future = np.array([(day + timedelta(days=i)).weekday() for i in range(1, (end - day).days + 1)], dtype=int)
+        weekdays = (np.arange(n_days) + first.weekday()) % 7
+        fc = forecasting.forecast(values, weekdays, future)
+        total, h80, h95 = actual + _dec(fc.remaining[0]), _dec(fc.half80[0]), _dec(fc.half95[0])
+        row.update(forecast=_text(total), lower80=_text(max(actual, total - h80)), upper80=_text(total + h80),
+                   lower95=_text(max(actual, total - h95)), upper95=_text(total + h95))
+        crossed += [("forecasted", p) for p in budget.forecasted if total >= budget.amount * Decimal(repr(p)) / 100]
+    else:
+        row.update(forecast=None, lower80=None, upper80=None, lower95=None, upper95=None)
+    row["crossed"] = crossed
+    return row
 
 
 def _monitor(con: duckdb.DuckDBPyConnection, rules: Rules, monitor: Monitor, first: date, day: date,
@@ -120,6 +169,7 @@ def _monitor(con: duckdb.DuckDBPyConnection, rules: Rules, monitor: Monitor, fir
     seen = np.full(len(series), n_days)
     np.minimum.at(seen, index, days)
     history = n_days - seen
+    values[np.arange(n_days)[None, :] < seen[:, None]] = np.nan  # before a series' first cost: no data, not 0
     weekdays = (np.arange(n_days) + first.weekday()) % 7
     keep = history >= rules.min_history_days
     for i in np.flatnonzero(~keep):
@@ -156,6 +206,12 @@ def _monitor(con: duckdb.DuckDBPyConnection, rules: Rules, monitor: Monitor, fir
 def _dec(value: float) -> Decimal:
     """A model value (expected cost, impact) as a decimal rounded to 6 places."""
     return Decimal(repr(round(float(value), 6)))
+
+
+def _text(value: Decimal) -> str:
+    """A decimal as plain text without trailing zeros."""
+    text = format(value.normalize(), "f")
+    return "0" if text in ("-0", "") else text
 
 
 def _severity(rules: Rules, pct: float | None) -> str:

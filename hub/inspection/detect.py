@@ -10,6 +10,7 @@ expected cost."""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,34 +29,49 @@ class Detection:
     flag: np.ndarray
 
 
+def fit(values: np.ndarray, weekdays: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per series: the weekday medians (series x 7) and the least-squares trend (slope, intercept) of what they leave,
+    over the days that are not NaN (a series' days before its first cost)."""
+    n_series, n_days = values.shape
+    seasonal = np.zeros((n_series, 7))
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a weekday without any day yet: its median is 0
+        for wd in range(7):
+            days = weekdays == wd
+            if days.any():
+                seasonal[:, wd] = np.nan_to_num(np.nanmedian(values[:, days], axis=1))
+    rest = values - seasonal[:, weekdays]
+    w = ~np.isnan(rest)
+    r = np.where(w, rest, 0.0)
+    t = np.broadcast_to(np.arange(n_days, dtype=float), values.shape)
+    n = np.maximum(w.sum(axis=1), 1)
+    t_mean = (t * w).sum(axis=1) / n
+    r_mean = r.sum(axis=1) / n
+    dt = (t - t_mean[:, None]) * w
+    denom = (dt ** 2).sum(axis=1)
+    slope = np.where(denom > 0, (dt * (r - r_mean[:, None])).sum(axis=1) / np.where(denom > 0, denom, 1), 0.0)
+    return seasonal, slope, r_mean - slope * t_mean
+
+
 def detect(values: np.ndarray, weekdays: np.ndarray, test_points: int, *, k: float = K, min_impact: float = 1.0,
            min_impact_pct: float = 0.1) -> Detection:
-    """``values``: series x days (NaN-free, 0 for a day without cost); ``weekdays``: each day's weekday (0-6); the last
-    ``test_points`` days are tested against what the days before them say."""
+    """``values``: series x days (0 for a day without cost; NaN before a series' first day); ``weekdays``: each day's
+    weekday (0-6); the last ``test_points`` days are tested against what the days before them say."""
     n_series, n_days = values.shape
     train = n_days - test_points
     if train < 7:
         raise ValueError("at least 7 training days")
-    x = values[:, :train]
-    seasonal = np.zeros((n_series, 7))
-    for wd in range(7):
-        days = weekdays[:train] == wd
-        if days.any():
-            seasonal[:, wd] = np.median(x[:, days], axis=1)
-    season = seasonal[:, weekdays]  # series x days
-    rest = x - season[:, :train]
+    seasonal, slope, intercept = fit(values[:, :train], weekdays[:train])
     t = np.arange(n_days, dtype=float)
-    tt = t[:train]
-    t_mean, r_mean = tt.mean(), rest.mean(axis=1)
-    slope = ((tt - t_mean) * (rest - r_mean[:, None])).sum(axis=1) / ((tt - t_mean) ** 2).sum()
-    intercept = r_mean - slope * t_mean
-    expected = season + intercept[:, None] + slope[:, None] * t[None, :]
+    expected = seasonal[:, weekdays] + intercept[:, None] + slope[:, None] * t[None, :]
     residual = values - expected
-    q10, q90 = np.percentile(residual[:, :train], [10, 90], axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        q10, q90 = np.nan_to_num(np.nanpercentile(residual[:, :train], [10, 90], axis=1))
     spread = q90 - q10
     hi, lo = q90 + k * spread, q10 - k * spread
     upper, lower = expected + hi[:, None], expected + lo[:, None]
-    impact = np.abs(residual)
+    impact = np.abs(np.nan_to_num(residual))
     material = (impact >= min_impact) & (impact >= min_impact_pct * np.abs(expected))
     flag = np.where(residual > hi[:, None], 1, np.where(residual < lo[:, None], -1, 0)) * material
     flag[:, :train] = 0

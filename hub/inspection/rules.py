@@ -3,6 +3,9 @@ file and the field). Without the file, one monitor per sub-account with the defa
 
 from __future__ import annotations
 
+from decimal import Decimal
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
 
 from hub.errors import UsageError
@@ -47,6 +50,29 @@ class Severity(_Strict):
     critical: float = 50.0
 
 
+class Budget(_Strict):
+    """A monthly budget over the rows of ``filter`` (all rows when empty), in one currency."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    amount: Decimal = Field(gt=0)
+    currency: str = "USD"
+    metric: Literal["EffectiveCost", "BilledCost"] = "EffectiveCost"
+    filter: dict[str, str | list[str]] = {}
+    #: percentages of the amount whose crossing by the month-to-date cost fires (once per month each)
+    actual: list[float] = [50.0, 80.0, 100.0]
+    #: percentages of the amount whose crossing by the month-end forecast fires (once per month each)
+    forecasted: list[float] = [100.0]
+
+    @model_validator(mode="after")
+    def _filter(self) -> Budget:
+        for column in self.filter:
+            if column not in DIMENSIONS:
+                raise ValueError(f"filter on {column!r}: one of {', '.join(DIMENSIONS)}")
+        if any(p <= 0 for p in [*self.actual, *self.forecasted]):
+            raise ValueError("thresholds are percentages above 0")
+        return self
+
+
 class Rules(_Strict):
     monitors: list[Monitor] = Field(default_factory=lambda: [Monitor(id="sub-accounts")], min_length=1)
     #: days of history a series needs before it is inspected (less: "insufficient history")
@@ -56,12 +82,13 @@ class Rules(_Strict):
     #: the latest days tested at each inspection (earlier ones are training)
     test_days: StrictInt = Field(7, ge=1, le=31)
     severity: Severity = Severity()
+    budgets: list[Budget] = []
 
     @model_validator(mode="after")
     def _unique(self) -> Rules:
-        ids = [m.id for m in self.monitors]
-        if len(set(ids)) != len(ids):
-            raise ValueError("monitor ids must be unique")
+        for what, ids in (("monitor", [m.id for m in self.monitors]), ("budget", [b.id for b in self.budgets])):
+            if len(set(ids)) != len(ids):
+                raise ValueError(f"{what} ids must be unique")
         if self.test_days + 14 > self.window_days:
             raise ValueError("window_days must leave at least 14 training days before the test days")
         return self

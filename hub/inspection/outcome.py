@@ -1,0 +1,140 @@
+"""What an inspection leaves behind: its memory (``config/inspection/state.json``: every anomaly's last state and
+feedback, the budget thresholds already fired), the ``Anomalies`` and ``Budgets`` datasets in the lake (one file per
+month, replaced whole), and CloudEvents for anomalies opened, updated, resolved and budget thresholds crossed. Event
+ids come from what they say, so re-running a day emits no duplicates; an unchanged anomaly emits nothing."""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import asdict
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from hub.errors import UsageError
+from hub.settings import load_settings
+from hub.store import CONFIG, Store, dataset_folder
+
+STATE = f"{CONFIG}/inspection/state.json"
+FEEDBACK = ("yes", "no", "planned")
+
+
+def load_state(store: Store) -> dict:
+    if not store.exists(STATE):
+        return {"anomalies": {}, "budgets": {}}
+    data = json.loads(store.read_bytes(STATE))
+    return {"anomalies": data.get("anomalies") or {}, "budgets": data.get("budgets") or {}}
+
+
+def _plain(a: Any) -> dict:
+    return json.loads(json.dumps(asdict(a), default=str))
+
+
+def record(store: Store, anomalies: list, budgets: list[dict], day: date) -> list[tuple[str, str, dict, str]]:
+    """Merge an inspection into the state; the events it makes, as (type, subject, data, identity)."""
+    state = load_state(store)
+    events: list[tuple[str, str, dict, str]] = []
+    for a in anomalies:
+        now = _plain(a)
+        before = state["anomalies"].get(a.id)
+        kind = None
+        if before is None:
+            kind = "opened" if a.state == "open" else "resolved"  # found after it ended: reported once, resolved
+        elif before["state"] == "open" and a.state == "resolved":
+            kind = "resolved"
+        elif before["state"] == "open" and (before["end"], before["impact"]) != (now["end"], now["impact"]):
+            kind = "updated"
+        now["feedback"] = (before or {}).get("feedback")
+        now["history"] = [*((before or {}).get("history") or []), *([{"day": day.isoformat(), "event": kind}] if kind else [])]
+        state["anomalies"][a.id] = now
+        if kind:
+            events.append((f"finops-hub.anomaly.{kind}", f"{a.monitor}/{a.key}", now,
+                           f"{a.id}:{kind}:{now['end']}:{now['impact']}"))
+    for b in budgets:
+        for kind, pct in b["crossed"]:
+            key = f"{b['id']}/{b['month']}/{kind}/{pct:g}"
+            if key in state["budgets"]:
+                continue  # each threshold fires once per month
+            state["budgets"][key] = day.isoformat()
+            events.append(("finops-hub.budget.threshold", b["id"], {**b, "threshold": {"type": kind, "percent": pct}}, key))
+    store.write_json(STATE, state)
+    _datasets(store, state, budgets)
+    return events
+
+
+def feedback(store: Store, anomaly_id: str, value: str) -> dict:
+    """Store a user's verdict on an anomaly (``yes``: a real one, ``no``: not one, ``planned``: expected)."""
+    if value not in FEEDBACK:
+        raise UsageError(f"feedback must be one of {', '.join(FEEDBACK)}, not {value!r}")
+    state = load_state(store)
+    if anomaly_id not in state["anomalies"]:
+        raise UsageError(f"no anomaly {anomaly_id!r} (hub anomalies lists them)")
+    state["anomalies"][anomaly_id]["feedback"] = value
+    store.write_json(STATE, state)
+    _datasets(store, state, [])
+    return state["anomalies"][anomaly_id]
+
+
+MONEY = pa.decimal128(38, 18)
+#: The datasets' columns (typed: dates, exact amounts), in order.
+SCHEMAS = {
+    "Anomalies": pa.schema([("id", pa.string()), ("monitor", pa.string()), ("key", pa.string()), ("currency", pa.string()),
+                            ("start", pa.date32()), ("end", pa.date32()), ("state", pa.string()), ("direction", pa.string()),
+                            ("actual", MONEY), ("expected", MONEY), ("impact", MONEY), ("max_daily_impact", MONEY),
+                            ("impact_pct", pa.float64()), ("severity", pa.string()), ("feedback", pa.string()),
+                            ("causes", pa.string()), ("history", pa.string())]),
+    "Budgets": pa.schema([("id", pa.string()), ("month", pa.string()), ("day", pa.date32()), ("currency", pa.string()),
+                          ("metric", pa.string()), ("amount", MONEY), ("actual", MONEY), ("consumptionPct", pa.float64()),
+                          ("forecast", MONEY), ("lower80", MONEY), ("upper80", MONEY), ("lower95", MONEY), ("upper95", MONEY),
+                          ("crossed", pa.string())]),
+}
+
+
+def _typed(value: object, kind: pa.DataType) -> object:
+    if value is None:
+        return None
+    if kind == MONEY:
+        return Decimal(str(value)).quantize(Decimal("1e-18"))
+    if kind == pa.date32():
+        return date.fromisoformat(str(value))
+    return value
+
+
+def _write(store: Store, dataset: str, month: str, name: str, rows: list[dict]) -> None:
+    year, mon = map(int, month.split("-"))
+    schema = SCHEMAS[dataset]
+    table = pa.table({f.name: pa.array([_typed(r.get(f.name), f.type) for r in rows], type=f.type) for f in schema},
+                     schema=schema)
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="snappy")
+    store.write_bytes(f"{dataset_folder(dataset, year, mon, 'inspection')}/{name}", buf.getvalue())
+
+
+def _datasets(store: Store, state: dict, budgets: list[dict]) -> None:
+    """The Anomalies dataset (every known anomaly, by the month it started) and this inspection's Budgets rows."""
+    by_month: dict[str, list[dict]] = {}
+    for a in state["anomalies"].values():
+        row = {k: v for k, v in a.items() if k not in ("causes", "history")}
+        row["causes"] = json.dumps(a.get("causes") or [])
+        row["history"] = json.dumps(a.get("history") or [])
+        by_month.setdefault(str(a["start"])[:7], []).append(row)
+    for month, rows in by_month.items():
+        _write(store, "Anomalies", month, "anomalies.parquet", sorted(rows, key=lambda r: (r["start"], r["id"])))
+    for month in sorted({b["month"] for b in budgets}):
+        rows = [{k: (json.dumps(v) if k == "crossed" else v) for k, v in b.items()} for b in budgets if b["month"] == month]
+        _write(store, "Budgets", month, "budgets.parquet", rows)
+
+
+def publish(store: Store, events: list[tuple[str, str, dict, str]]) -> Any:
+    """The inspection's events to the ``events`` sinks (none configured: nothing)."""
+    settings = load_settings(store).events
+    if not settings.sinks or not events:
+        return None
+    from hub import events as ce
+
+    made = [ce.make_event(kind, settings.source, subject, data, identity=identity) for kind, subject, data, identity in events]
+    return ce.publish(store, settings, made)
