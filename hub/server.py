@@ -237,8 +237,11 @@ def create_app(root: str | Store, *, token: str | None = None) -> FastAPI:
             cur.close()
 
     from hub.allocation import api as allocation_api
+    from hub.inspection import api as inspection_api
 
-    allocation_api.routes(app, root if isinstance(root, Store) else Store(root), _error)
+    hub_store = root if isinstance(root, Store) else Store(root)
+    allocation_api.routes(app, hub_store, _error)
+    inspection_api.routes(app, hub_store, _error)
 
     @app.get("/healthz", response_model=Health, tags=["meta"], summary="Liveness")
     def healthz() -> Health:

@@ -215,3 +215,89 @@ def test_the_watcher_inspects_once_a_day(store, tmp_path):
     lines: list[dict] = []
     watch(store, stop=threading.Event(), log=lines.append, cycles=2, interval=0.1)
     assert [line["event"] for line in lines].count("inspect") == 1
+
+
+class _Receiver:
+    """A local HTTP endpoint recording the JSON bodies posted to it (an Alertmanager webhook receiver)."""
+
+    def __init__(self, status: int = 200) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.bodies: list[dict] = []
+        self.headers: list[dict] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+                outer.bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                outer.headers.append(dict(self.headers))
+                self.send_response(status)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_alert_policies_send_alertmanager_webhooks_by_severity_with_a_silence(store, monkeypatch):
+    from hub.inspection import alerts
+
+    monkeypatch.setenv("HOOK_TOKEN", "hook-secret-123")
+    receiver = _Receiver()
+    try:
+        anomalies = ["anomaly.opened", "anomaly.updated", "anomaly.resolved"]
+        r = rules(alerts=[{"id": "oncall", "min_severity": "critical", "events": anomalies,
+                           "targets": [{"url": receiver.url, "token_env": "HOOK_TOKEN"}]},
+                          {"id": "finance", "min_severity": "minor", "events": ["budget.threshold"],
+                           "targets": [{"url": receiver.url}]}],
+                  budgets=[{"id": "b", "amount": "100", "filter": {"SubAccountId": "B"}, "actual": [50]}])
+        result = inspection.inspect(store, LAST, r)
+        assert result.alert_errors == []
+        by_receiver = {b["receiver"]: b for b in receiver.bodies}
+        oncall = by_receiver["oncall"]
+        assert oncall["version"] == "4" and oncall["status"] == "firing"
+        # critical anomalies only: A (+200 %), D (-90 %) opened, E (+400 %) resolved; budgets go to finance only
+        names = sorted((a["labels"]["alertname"], a["labels"].get("key"), a["status"]) for a in oncall["alerts"])
+        assert names == [("CostAnomaly", "A", "firing"), ("CostAnomaly", "D", "firing"), ("CostAnomaly", "E", "resolved")]
+        assert by_receiver["finance"]["alerts"][0]["labels"]["alertname"] == "BudgetThreshold"
+        assert receiver.headers[[b["receiver"] for b in receiver.bodies].index("oncall")]["Authorization"] == "Bearer hook-secret-123"
+    finally:
+        receiver.close()
+    state = {"alerts": {}}
+    event = [("finops-hub.anomaly.updated", "m/k", {"severity": "major", "id": "x"}, "i")]
+    policy = R.Rules.model_validate({"alerts": [{"id": "p", "targets": [{"url": "http://127.0.0.1:9/none", "retries": 0}],
+                                                 "silence_hours": 24}]})
+    first = alerts.notify(policy, state, event)
+    assert first.notified == 0 and first.errors and "hook-secret" not in first.errors[0]  # nobody listens on port 9
+    again = alerts.notify(policy, state, event)
+    assert again.silenced == 1  # within 24 hours of the last notification of the same anomaly
+
+
+def test_the_api_lists_anomalies_and_takes_feedback(store, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from hub.server import create_app
+
+    inspection.inspect(store, LAST, rules())
+    with TestClient(create_app(str(tmp_path), token="t0ken")) as c:
+        assert c.get("/v1/anomalies").status_code == 401
+        auth = {"Authorization": "Bearer t0ken"}
+        page = c.get("/v1/anomalies?state=open&page-size=1", headers=auth).json()
+        assert page["hasNextPage"] and len(page["records"]) == 1 and page["records"][0]["state"] == "open"
+        everything = c.get("/v1/anomalies", headers=auth).json()["records"]
+        assert sorted(a["key"] for a in everything) == ["A", "D", "E"]
+        a = next(x for x in everything if x["key"] == "A")
+        assert a["causes"][0]["dimension"] == "product"
+        assert c.post(f"/v1/anomalies/{a['id']}/feedback", json={"feedback": "no"}, headers=auth).status_code == 204
+        assert c.post(f"/v1/anomalies/{a['id']}/feedback", json={"feedback": "perhaps"}, headers=auth).status_code == 400
+        assert c.post("/v1/anomalies/0123456789abcdef/feedback", json={"feedback": "no"}, headers=auth).status_code == 404
+        again = c.get("/v1/anomalies", headers=auth).json()["records"]
+        assert next(x for x in again if x["key"] == "A")["feedback"] == "no"

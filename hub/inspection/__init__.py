@@ -72,6 +72,8 @@ class InspectResult:
     budgets: list[dict] = field(default_factory=list)
     #: events made (type, subject): anomalies opened / updated / resolved, budget thresholds crossed
     events: list[tuple[str, str]] = field(default_factory=list)
+    #: alert targets that could not be notified (one line each)
+    alert_errors: list[str] = field(default_factory=list)
 
 
 def _key_sql(monitor: Monitor) -> str:
@@ -110,7 +112,7 @@ def inspect(store: Store, day: date | None = None, rules: Rules | None = None, *
         con.close()
     result.anomalies.sort(key=lambda a: (-abs(a.impact), a.monitor, a.key, a.start))
     if save:
-        made = outcome.record(store, result.anomalies, result.budgets, day)
+        made = outcome.record(store, result.anomalies, result.budgets, day, rules, result.alert_errors)
         result.events = [(kind, subject) for kind, subject, _, _ in made]
         outcome.publish(store, made)
     return result

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hub.errors import UsageError
+from hub.inspection import alerts
 from hub.settings import load_settings
 from hub.store import CONFIG, Store, dataset_folder
 
@@ -25,17 +26,20 @@ FEEDBACK = ("yes", "no", "planned")
 
 def load_state(store: Store) -> dict:
     if not store.exists(STATE):
-        return {"anomalies": {}, "budgets": {}}
+        return {"anomalies": {}, "budgets": {}, "alerts": {}}
     data = json.loads(store.read_bytes(STATE))
-    return {"anomalies": data.get("anomalies") or {}, "budgets": data.get("budgets") or {}}
+    return {"anomalies": data.get("anomalies") or {}, "budgets": data.get("budgets") or {}, "alerts": data.get("alerts") or {}}
 
 
 def _plain(a: Any) -> dict:
     return json.loads(json.dumps(asdict(a), default=str))
 
 
-def record(store: Store, anomalies: list, budgets: list[dict], day: date) -> list[tuple[str, str, dict, str]]:
-    """Merge an inspection into the state; the events it makes, as (type, subject, data, identity)."""
+def record(store: Store, anomalies: list, budgets: list[dict], day: date, rules: Any = None,
+           alert_errors: list[str] | None = None) -> list[tuple[str, str, dict, str]]:
+    """Merge an inspection into the state; the events it makes, as (type, subject, data, identity). With ``rules``,
+    the alert policies' notifications are sent (their failures appended to ``alert_errors``)."""
+    alert_errors = alert_errors if alert_errors is not None else []
     state = load_state(store)
     events: list[tuple[str, str, dict, str]] = []
     for a in anomalies:
@@ -61,6 +65,9 @@ def record(store: Store, anomalies: list, budgets: list[dict], day: date) -> lis
                 continue  # each threshold fires once per month
             state["budgets"][key] = day.isoformat()
             events.append(("finops-hub.budget.threshold", b["id"], {**b, "threshold": {"type": kind, "percent": pct}}, key))
+    if rules is not None and rules.alerts and events:
+        sent = alerts.notify(rules, state, events)
+        alert_errors.extend(sent.errors)
     store.write_json(STATE, state)
     _datasets(store, state, budgets)
     return events

@@ -73,6 +73,32 @@ class Budget(_Strict):
         return self
 
 
+SEVERITIES = ("minor", "major", "critical")
+EVENTS = ("anomaly.opened", "anomaly.updated", "anomaly.resolved", "budget.threshold")
+
+
+class AlertTarget(_Strict):
+    """Where a policy's alerts go: an Alertmanager-compatible webhook (its ``webhook_config`` payload, version 4)."""
+
+    type: Literal["alertmanager"] = "alertmanager"
+    url: str = Field(pattern=r"^https?://")
+    #: name of an environment variable holding a bearer token (never written anywhere)
+    token_env: str | None = None
+    timeout_seconds: float = Field(10.0, gt=0, le=120)
+    retries: StrictInt = Field(2, ge=0, le=10)
+
+
+class AlertPolicy(_Strict):
+    """Which events notify which targets: at least ``min_severity``, of the listed kinds, quiet for ``silence_hours``
+    after notifying about the same anomaly or budget (a resolution is always sent)."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    min_severity: Literal["minor", "major", "critical"] = "major"
+    events: list[Literal["anomaly.opened", "anomaly.updated", "anomaly.resolved", "budget.threshold"]] = list(EVENTS)
+    targets: list[AlertTarget] = Field(min_length=1)
+    silence_hours: float = Field(24.0, ge=0, le=24 * 90)
+
+
 class Rules(_Strict):
     monitors: list[Monitor] = Field(default_factory=lambda: [Monitor(id="sub-accounts")], min_length=1)
     #: days of history a series needs before it is inspected (less: "insufficient history")
@@ -83,10 +109,12 @@ class Rules(_Strict):
     test_days: StrictInt = Field(7, ge=1, le=31)
     severity: Severity = Severity()
     budgets: list[Budget] = []
+    alerts: list[AlertPolicy] = []
 
     @model_validator(mode="after")
     def _unique(self) -> Rules:
-        for what, ids in (("monitor", [m.id for m in self.monitors]), ("budget", [b.id for b in self.budgets])):
+        for what, ids in (("monitor", [m.id for m in self.monitors]), ("budget", [b.id for b in self.budgets]),
+                          ("alert policy", [a.id for a in self.alerts])):
             if len(set(ids)) != len(ids):
                 raise ValueError(f"{what} ids must be unique")
         if self.test_days + 14 > self.window_days:

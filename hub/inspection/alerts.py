@@ -1,0 +1,126 @@
+"""Alert policies: an inspection's events, filtered by severity and kind, sent to Alertmanager-compatible webhooks
+(the JSON body Alertmanager's ``webhook_config`` posts, version 4), with a silence period per policy and subject kept
+in the inspection's state. A target that fails after its retries is reported, never stops the inspection."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from hub.inspection.rules import SEVERITIES, AlertPolicy, Rules
+from hub.store import SECRETS, redact
+
+#: Seconds before the first retry of a failed webhook call (doubled each time).
+BACKOFF = 0.5
+
+
+@dataclass
+class Sent:
+    notified: int = 0
+    silenced: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def severity(kind: str, data: dict) -> str:
+    """An event's severity: an anomaly's own; a budget threshold's by its percentage (>= 100: critical, >= 80: major)."""
+    if kind.startswith("anomaly."):
+        return str(data.get("severity") or "minor")
+    pct = float((data.get("threshold") or {}).get("percent") or 0)
+    return "critical" if pct >= 100 else "major" if pct >= 80 else "minor"
+
+
+def _alert(kind: str, subject: str, data: dict, sev: str, now: datetime) -> dict:
+    """One Alertmanager alert (labels identify it; annotations describe it)."""
+    resolved = kind == "anomaly.resolved"
+    if kind.startswith("anomaly."):
+        labels = {"alertname": "CostAnomaly", "monitor": str(data.get("monitor")), "key": str(data.get("key")),
+                  "currency": str(data.get("currency")), "severity": sev, "direction": str(data.get("direction"))}
+        summary = (f"{data.get('direction')} cost anomaly on {data.get('monitor')} {data.get('key')}: impact "
+                   f"{data.get('impact')} {data.get('currency')} ({data.get('start')} to {data.get('end')})")
+        starts = f"{data.get('start')}T00:00:00Z"
+        ends = f"{data.get('end')}T23:59:59Z" if resolved else "0001-01-01T00:00:00Z"
+        fingerprint = str(data.get("id"))
+    else:
+        threshold = data.get("threshold") or {}
+        labels = {"alertname": "BudgetThreshold", "budget": subject, "currency": str(data.get("currency")), "severity": sev,
+                  "threshold": f"{threshold.get('type')} {threshold.get('percent'):g} %"}
+        summary = (f"budget {subject} {threshold.get('type')} {threshold.get('percent'):g} % crossed: actual "
+                   f"{data.get('actual')} of {data.get('amount')} {data.get('currency')}, forecast {data.get('forecast')}")
+        starts, ends = f"{data.get('day')}T00:00:00Z", "0001-01-01T00:00:00Z"
+        fingerprint = f"{subject}/{data.get('month')}/{threshold.get('type')}/{threshold.get('percent')}"
+    return {"status": "resolved" if resolved else "firing", "labels": labels,
+            "annotations": {"summary": summary, "description": json.dumps(data, default=str, sort_keys=True)[:4000]},
+            "startsAt": starts, "endsAt": ends, "generatorURL": "", "fingerprint": fingerprint}
+
+
+def payload(policy: AlertPolicy, alerts: list[dict]) -> dict:
+    """The webhook body: Alertmanager's version 4 grouping of ``alerts`` for the policy (the receiver)."""
+    firing = any(a["status"] == "firing" for a in alerts)
+    common = {k: v for k, v in alerts[0]["labels"].items() if all(a["labels"].get(k) == v for a in alerts)}
+    return {"version": "4", "groupKey": f"{{}}:{{policy=\"{policy.id}\"}}", "truncatedAlerts": 0,
+            "status": "firing" if firing else "resolved", "receiver": policy.id, "groupLabels": {"policy": policy.id},
+            "commonLabels": common, "commonAnnotations": {}, "externalURL": "", "alerts": alerts}
+
+
+def notify(rules: Rules, state: dict, events: list[tuple[str, str, dict, str]], now: datetime | None = None) -> Sent:
+    """Send each policy's share of ``events``; ``state['alerts']`` (updated) remembers when each subject was last
+    notified, for the silence period."""
+    now = now or datetime.now(timezone.utc)
+    last = state.setdefault("alerts", {})
+    out = Sent()
+    for policy in rules.alerts:
+        batch = []
+        for kind, subject, data, _ in events:
+            short = kind.removeprefix("finops-hub.")
+            sev = severity(short, data)
+            if short not in policy.events or SEVERITIES.index(sev) < SEVERITIES.index(policy.min_severity):
+                continue
+            key = f"{policy.id}|{short}|{subject}"
+            before = last.get(key)
+            if short != "anomaly.resolved" and before and now - datetime.fromisoformat(before) < timedelta(
+                    hours=policy.silence_hours):
+                out.silenced += 1
+                continue
+            batch.append(_alert(short, subject, data, sev, now))
+            last[key] = now.isoformat()
+        if batch:
+            for target in policy.targets:
+                error = _post(target, payload(policy, batch))
+                if error:
+                    out.errors.append(f"alert policy {policy.id}: {error}")
+                else:
+                    out.notified += len(batch)
+    return out
+
+
+def _post(target, body: dict) -> str | None:  # noqa: ANN001 - an AlertTarget
+    """POST the body, retrying 429 / 5xx / network errors; None when delivered, else a one-line reason."""
+    headers = {"Content-Type": "application/json"}
+    token = (os.environ.get(target.token_env) or "").strip() if target.token_env else ""
+    if token:
+        SECRETS.add(token)
+        headers["Authorization"] = f"Bearer {token}"
+    data = json.dumps(body, default=str).encode()
+    reason = ""
+    for attempt in range(target.retries + 1):
+        try:
+            with urllib.request.urlopen(urllib.request.Request(target.url, data=data, headers=headers, method="POST"),
+                                        timeout=target.timeout_seconds) as response:
+                if 200 <= response.status < 300:
+                    return None
+                reason = f"HTTP {response.status}"
+        except urllib.error.HTTPError as exc:
+            reason = f"HTTP {exc.code}"
+            if exc.code < 500 and exc.code not in (408, 429):
+                break
+        except (urllib.error.URLError, OSError) as exc:
+            reason = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
+        if attempt < target.retries:
+            time.sleep(BACKOFF * 2 ** attempt)
+    host = target.url.split("://", 1)[-1].split("/", 1)[0].split("@")[-1]
+    return redact(f"{host}: {reason}")
