@@ -8,6 +8,7 @@ never added across currencies. Each number in a table carries ``data-value`` (Du
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Callable, Sequence
@@ -113,6 +114,9 @@ class ReportData:
     runs: list[RunRecord] = field(default_factory=list)
     #: the Allocation dataset (hub allocate): per dimension value and month, coverage, untagged, not allowlisted
     allocation: list[AllocRow] = field(default_factory=list)
+    #: hub inspect: every anomaly found (its state, causes, 30 days), newest first; the budgets' latest months
+    anomalies: list[dict] = field(default_factory=list)
+    budgets: list[tuple] = field(default_factory=list)
     coverage: list[AllocRow] = field(default_factory=list)
     untagged: list[AllocRow] = field(default_factory=list)
     not_allowlisted: list[AllocRow] = field(default_factory=list)
@@ -231,6 +235,17 @@ def build_report(root: str | Store) -> ReportData:
     finally:
         con.close()
     data.runs = runs.load_all(store)[-RUN_HISTORY:][::-1]
+    from hub.inspection import outcome
+
+    data.anomalies = sorted(outcome.load_state(store)["anomalies"].values(),
+                            key=lambda a: (str(a.get("start")), str(a.get("id"))), reverse=True)
+    con = catalog.connect(store)
+    try:
+        data.budgets = con.execute("SELECT id, month, currency, CAST(amount AS VARCHAR), CAST(actual AS VARCHAR), "
+                                   "consumptionPct, CAST(forecast AS VARCHAR), CAST(lower80 AS VARCHAR), "
+                                   "CAST(upper80 AS VARCHAR), crossed FROM Budgets ORDER BY month DESC, id").fetchall()
+    finally:
+        con.close()
     return data
 
 
@@ -438,6 +453,56 @@ def _allocation_section(d: ReportData) -> str:
     return _section("allocation", "Allocation", note, body, False)
 
 
+def _anomalies_section(d: ReportData) -> str:
+    """One article per anomaly: its 30 days with the expected band and the abnormal interval shaded, its numbers, its
+    product and instance rankings, its history; then the budgets."""
+    if not d.anomalies and not d.budgets:
+        return ('<section id="anomalies"><h2>Anomalies and budgets</h2><p class="empty">No inspection yet (write '
+                "config/inspection.json or run <code>hub inspect</code>).</p></section>")
+    articles = []
+    for a in d.anomalies[:TOP_RESOURCES * 2]:
+        days = [p["day"] for p in a.get("series") or []]
+        chart = svg_charts.band(days, [p["actual"] for p in a["series"]], [p["expected"] for p in a["series"]],
+                                [p["lower"] for p in a["series"]], [p["upper"] for p in a["series"]],
+                                (str(a["start"]), str(a["end"])), f"EffectiveCost ({a['currency']})",
+                                f"{a['monitor']} {a['key']}: last 30 days") if days else ""
+        facts = _table(f"anomaly-{a['id']}-facts", [(h, n) for h, n in (
+            ("Monitor", False), ("Key", False), ("Currency", False), ("Start", False), ("End", False), ("State", False),
+            ("Direction", False), ("Actual", True), ("Expected", True), ("Impact", True), ("Impact %", True),
+            ("Severity", False), ("Feedback", False))], [_row(a["currency"], a["id"], [
+                _txt("monitor", a["monitor"]), _txt("key", a["key"]), _txt("currency", a["currency"]),
+                _txt("start", a["start"]), _txt("end", a["end"]), _txt("state", a["state"]), _txt("direction", a["direction"]),
+                _num("actual", a["actual"], _money(a["actual"])), _num("expected", a["expected"], _money(a["expected"])),
+                _num("impact", a["impact"], _money(a["impact"])),
+                _num("impact_pct", a["impact_pct"], "–" if a["impact_pct"] is None else f"{a['impact_pct']:+.1f} %"),
+                _txt("severity", a["severity"]), _txt("feedback", a.get("feedback"))])])
+        causes = _table(f"anomaly-{a['id']}-causes", [("Dimension", False), ("Value", False), ("Kind", False),
+                                                      ("Actual", True), ("Expected", True), ("Delta", True), ("Share", True)],
+                        [_row(a["currency"], f"{c['dimension']}:{c['value']}", [
+                            _txt("dimension", c["dimension"]), _txt("value", c["value"]), _txt("kind", c["kind"]),
+                            _num("actual", c["actual"], _money(c["actual"])),
+                            _num("expected", c["expected"], _money(c["expected"])),
+                            _num("delta", c["delta"], _money(c["delta"])), _num("share", c["share"], _pct(c["share"]))])
+                         for c in a.get("causes") or []])
+        history = "".join(f"<li>{_e(h['day'])}: {_e(h['event'])}</li>" for h in a.get("history") or [])
+        articles.append(f'<article class="anomaly" id="anomaly-{_e(a["id"])}"><h3>{_e(a["severity"])} {_e(a["direction"])} '
+                        f'anomaly: {_e(a["monitor"])} {_e(a["key"])} ({_e(a["start"])} to {_e(a["end"])}, {_e(a["state"])})</h3>'
+                        f"{chart}{facts}<h4>Root causes</h4>{causes}<h4>History</h4><ul>{history}</ul></article>")
+    budgets = _table("budgets-table", [("Budget", False), ("Month", False), ("Currency", False), ("Amount", True),
+                                       ("Actual", True), ("Used", True), ("Forecast", True), ("80 % interval", False),
+                                       ("Crossed", False)],
+                     [_row(b[2], f"{b[0]}:{b[1]}", [
+                         _txt("budget", b[0]), _txt("month", b[1]), _txt("currency", b[2]), _num("amount", b[3], _money(b[3])),
+                         _num("actual", b[4], _money(b[4])), _num("used", b[5], f"{b[5]:.1f} %"),
+                         _num("forecast", b[6], _money(b[6])),
+                         _txt("interval", f"{_money(b[7])} – {_money(b[8])}" if b[6] is not None else "insufficient history"),
+                         _txt("crossed", ", ".join(f"{k} {p:g} %" for k, p in json.loads(b[9] or "[]")))]) for b in d.budgets])
+    note = ("From <code>hub inspect</code>: each anomaly's last 30 days (actual, expected and its band; the abnormal "
+            "interval shaded), its numbers, the products and instances whose cost moved most, its history; each budget's "
+            "latest month.")
+    return _section("anomalies", "Anomalies and budgets", note, "".join(articles) + "<h3>Budgets</h3>" + budgets, False)
+
+
 def _cards(d: ReportData) -> str:
     if not d.rows:
         return '<p class="empty" id="no-data">No data: the lake has no cost rows yet.</p>'
@@ -477,6 +542,10 @@ figcaption{font-weight:600;font-size:12.5px;color:#3e4c59;margin-bottom:4px}
 .chart .grid{stroke:#e4e7eb;stroke-width:1}
 .chart .axis{stroke:#7b8794;stroke-width:1}
 .chart .bar{fill:#3b6ea5}
+.chart .band{fill:#3b6ea5;opacity:.15}.chart .abnormal{fill:#d9534f;opacity:.12}
+.chart polyline{fill:none;stroke-width:2}.chart polyline.expected{stroke:#3b6ea5;stroke-dasharray:4 3}
+.chart polyline.actual{stroke:#222}.chart circle.actual{fill:#222}
+article.anomaly{border-top:1px solid #dde1e6;padding-top:8px;margin-top:12px}
 .chart .bar.alt{fill:#a9c1dc}
 .chart .bar.neg{fill:#c0504d}
 .chart .bar.rest{fill:#9aa5b1}
@@ -501,7 +570,7 @@ footer{color:#9aa5b1;font-size:12px;text-align:center;padding:0 0 24px}
 
 _NAV = [("by-month", "By month"), ("by-provider", "By provider"), ("by-service", "By service"),
         ("by-subaccount", "By sub-account"), ("top-resources", "Top resources"), ("top-tags", "Top tags"),
-        ("allocation", "Allocation"), ("data-quality", "Data quality"), ("runs", "Run history")]
+        ("allocation", "Allocation"), ("anomalies", "Anomalies"), ("data-quality", "Data quality"), ("runs", "Run history")]
 
 
 def render_html(data: ReportData) -> str:
@@ -513,7 +582,8 @@ def render_html(data: ReportData) -> str:
         _group_section("by-provider", "Cost by provider", "ProviderName", data.by_provider, empty, None),
         _group_section("by-service", "Cost by service", "ServiceName", data.by_service, empty, None),
         _group_section("by-subaccount", "Cost by sub-account", "SubAccountName", data.by_subaccount, empty, "SubAccountId"),
-        _resources_section(data), _tags_section(data), _allocation_section(data), _quality_section(data),
+        _resources_section(data), _tags_section(data), _allocation_section(data), _anomalies_section(data),
+        _quality_section(data),
         _runs_section(data),
     ]
     generated = data.generated.strftime("%Y-%m-%d %H:%M UTC")

@@ -109,3 +109,48 @@ def bars_v(months: list[str], series: list[tuple[str, str, list[float]]], axis: 
                  f'<text class="axis-title mid" transform="translate(16 {top + plot_h / 2:.1f}) rotate(-90)">'
                  f'{_e(axis)}</text></svg>')
     return "".join(parts)
+
+
+def band(days: list[str], actual: list[float | None], expected: list[float], lower: list[float], upper: list[float],
+         shade: tuple[str, str], axis: str, title: str) -> str:
+    """A daily line of ``actual`` over the ``expected`` line and its band (lower to upper), the days ``shade``
+    (first, last) shaded: an anomaly's 30 days."""
+    width, height, left, right, top, bottom = 960, 300, 80, 20, 30, 56
+    plot_w, plot_h = width - left - right, height - top - bottom
+    values = [v for v in (*actual, *expected, *lower, *upper) if v is not None]
+    ticks = axis_ticks(min(0.0, *values), max(0.0, *values))
+    lo, hi = ticks[0], ticks[-1]
+    step = ticks[1] - ticks[0] if len(ticks) > 1 else 1.0
+    n = max(len(days) - 1, 1)
+
+    def x(i: float) -> float:
+        return left + plot_w * i / n
+
+    def y(v: float) -> float:
+        return top + plot_h - (v - lo) / (hi - lo) * plot_h
+
+    parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="{_e(title)}">']
+    for t in ticks:
+        parts.append(f'<line class="grid" x1="{left}" y1="{y(t):.1f}" x2="{width - right}" y2="{y(t):.1f}"/>'
+                     f'<text class="tick" x="{left - 8}" y="{y(t) + 4:.1f}" text-anchor="end">{_e(tick_label(t, step))}</text>')
+    if shade[0] in days and shade[1] in days:
+        a, b = days.index(shade[0]), days.index(shade[1])
+        parts.append(f'<rect class="abnormal" x="{x(a - 0.5):.1f}" y="{top}" width="{x(b + 0.5) - x(a - 0.5):.1f}" '
+                     f'height="{plot_h}"><title>abnormal: {_e(shade[0])} to {_e(shade[1])}</title></rect>')
+    ring = [f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(upper)] + [f"{x(i):.1f},{y(v):.1f}"
+                                                                       for i, v in reversed(list(enumerate(lower)))]
+    parts.append(f'<polygon class="band" points="{" ".join(ring)}"/>')
+    parts.append(f'<polyline class="expected" points="{" ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(expected))}"/>')
+    points = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(actual) if v is not None)
+    parts.append(f'<polyline class="actual" points="{points}"/>')
+    for i, v in enumerate(actual):
+        if v is not None:
+            parts.append(f'<circle class="actual" cx="{x(i):.1f}" cy="{y(v):.1f}" r="2.5"><title>{_e(days[i])}: '
+                         f'{_e(f"{v:,.2f}")} (expected {_e(f"{expected[i]:,.2f}")})</title></circle>')
+    every = max(1, math.ceil(len(days) * 70 / plot_w))
+    for i, d in enumerate(days):
+        if i % every == 0:
+            parts.append(f'<text class="tick" x="{x(i):.1f}" y="{top + plot_h + 18}" text-anchor="middle">{_e(d[5:])}</text>')
+    parts.append(f'<text class="axis-title mid" transform="translate(16 {top + plot_h / 2:.1f}) rotate(-90)">{_e(axis)}</text>'
+                 "</svg>")
+    return "".join(parts)

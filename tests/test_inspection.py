@@ -301,3 +301,28 @@ def test_the_api_lists_anomalies_and_takes_feedback(store, tmp_path):
         assert c.post("/v1/anomalies/0123456789abcdef/feedback", json={"feedback": "no"}, headers=auth).status_code == 404
         again = c.get("/v1/anomalies", headers=auth).json()["records"]
         assert next(x for x in again if x["key"] == "A")["feedback"] == "no"
+
+
+def test_the_report_shows_each_anomaly_and_budget_rendered_in_chromium(store, tmp_path):
+    """hub report after hub inspect: the page Chromium renders holds each anomaly's numbers as DuckDB has them, its
+    band chart with the abnormal interval, its root causes, and the budgets."""
+    from test_report import chromium, parse
+
+    from hub import catalog
+    from hub.report import write_report
+
+    inspection.inspect(store, LAST, rules(budgets=[{"id": "b", "amount": "1000", "filter": {"SubAccountId": "B"}}]))
+    page = tmp_path / "report.html"
+    write_report(str(tmp_path), str(page))
+    dom = chromium("--dump-dom", page.as_uri(), tmp=tmp_path).stdout
+    tables = parse(dom).tables
+    con = catalog.connect(str(tmp_path))
+    for anomaly_id, impact, key in con.execute("SELECT id, impact, key FROM Anomalies").fetchall():
+        ((_, cells),) = tables[f"anomaly-{anomaly_id}-facts"]
+        assert Decimal(cells["impact"][0]) == impact and cells["key"][1] == key
+        assert f'id="anomaly-{anomaly_id}"' in dom
+    a_causes = [c for _, c in tables[f"anomaly-{next(i for i, k in con.execute('SELECT id, key FROM Anomalies').fetchall() if k == 'A')}-causes"]]
+    assert ("product", "S2") in {(c["dimension"][1], c["value"][1]) for c in a_causes}
+    assert dom.count('class="abnormal"') == 3 and dom.count('class="band"') == 3
+    ((_, budget),) = tables["budgets-table"]
+    assert Decimal(budget["actual"][0]) == con.execute("SELECT actual FROM Budgets").fetchone()[0]

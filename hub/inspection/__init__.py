@@ -59,6 +59,8 @@ class Anomaly:
     impact_pct: float | None
     severity: str
     causes: list[Cause] = field(default_factory=list)
+    #: the 30 days up to the inspection: day, actual, expected, lower and upper edge of the band (for the report)
+    series: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -202,6 +204,12 @@ def _monitor(con: duckdb.DuckDBPyConnection, rules: Rules, monitor: Monitor, fir
                 impact=exact - _dec(expected.sum()), max_daily_impact=_dec(impact[np.argmax(np.abs(impact))]), impact_pct=pct,
                 severity=_severity(rules, pct))
             anomaly.causes = _causes(con, monitor, key, cur, start, end, iv.direction)
+            last = range(max(0, n_days - 30), n_days)
+            anomaly.series = [{"day": (first + timedelta(days=i)).isoformat(),
+                               "actual": None if np.isnan(kept[row, i]) else round(float(kept[row, i]), 6),
+                               "expected": round(float(found.expected[row, i]), 6),
+                               "lower": round(float(found.lower[row, i]), 6), "upper": round(float(found.upper[row, i]), 6)}
+                              for i in last]
             result.anomalies.append(anomaly)
 
 

@@ -125,7 +125,7 @@ def _datasets(store: Store, state: dict, budgets: list[dict]) -> None:
     """The Anomalies dataset (every known anomaly, by the month it started) and this inspection's Budgets rows."""
     by_month: dict[str, list[dict]] = {}
     for a in state["anomalies"].values():
-        row = {k: v for k, v in a.items() if k not in ("causes", "history")}
+        row = {k: v for k, v in a.items() if k not in ("causes", "history", "series")}
         row["causes"] = json.dumps(a.get("causes") or [])
         row["history"] = json.dumps(a.get("history") or [])
         by_month.setdefault(str(a["start"])[:7], []).append(row)
