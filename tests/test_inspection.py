@@ -286,7 +286,7 @@ def test_the_api_lists_anomalies_and_takes_feedback(store, tmp_path):
 
     from hub.server import create_app
 
-    inspection.inspect(store, LAST, rules())
+    inspection.inspect(store, LAST, rules(budgets=[{"id": "b", "amount": "1000", "filter": {"SubAccountId": "B"}}]))
     with TestClient(create_app(str(tmp_path), token="t0ken")) as c:
         assert c.get("/v1/anomalies").status_code == 401
         auth = {"Authorization": "Bearer t0ken"}
@@ -301,6 +301,10 @@ def test_the_api_lists_anomalies_and_takes_feedback(store, tmp_path):
         assert c.post("/v1/anomalies/0123456789abcdef/feedback", json={"feedback": "no"}, headers=auth).status_code == 404
         again = c.get("/v1/anomalies", headers=auth).json()["records"]
         assert next(x for x in again if x["key"] == "A")["feedback"] == "no"
+        (budget,) = c.get("/v1/budgets?month=2024-05", headers=auth).json()["records"]
+        assert (budget["id"], budget["consumptionPct"], budget["crossed"]) == ("b", 106.2, [["actual", 50.0], ["actual", 80.0],
+                                                                                          ["actual", 100.0], ["forecasted", 100.0]])
+        assert c.get("/v1/budgets?month=2024-13", headers=auth).status_code == 400
 
 
 def test_the_report_shows_each_anomaly_and_budget_rendered_in_chromium(store, tmp_path):

@@ -3,6 +3,7 @@ budgets of the latest inspection."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Annotated, Literal
 
@@ -44,6 +45,27 @@ class AnomalyPage(BaseModel):
     hasNextPage: bool
 
 
+class BudgetOut(BaseModel):
+    id: str
+    month: str
+    day: str
+    currency: str
+    metric: str
+    amount: str
+    actual: str
+    consumptionPct: float
+    forecast: str | None = None
+    lower80: str | None = None
+    upper80: str | None = None
+    lower95: str | None = None
+    upper95: str | None = None
+    crossed: list[list]
+
+
+class BudgetPage(BaseModel):
+    records: list[BudgetOut]
+
+
 class Feedback(BaseModel):
     model_config = ConfigDict(extra="forbid")
     feedback: Literal["yes", "no", "planned"]
@@ -67,6 +89,26 @@ def routes(app: FastAPI, store: Store, error: Callable[[int, str, str], JSONResp
         records = [AnomalyOut.model_validate({k: v for k, v in a.items() if k not in ("causes", "history")} | {
             "causes": a.get("causes") or [], "history": a.get("history") or []}) for a in chunk]
         return AnomalyPage(records=records, hasNextPage=len(found) > page * page_size)
+
+    @app.get("/v1/budgets", response_model=BudgetPage, responses=ERRORS, tags=["inspection"],
+             summary="Each budget's month as the latest hub inspect saw it")
+    def budgets(month: Annotated[str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")] = None) -> Response | BaseModel:
+        from hub import catalog
+
+        con = catalog.connect(store)
+        try:
+            rows = con.execute("SELECT * FROM Budgets WHERE ? IS NULL OR month = ? ORDER BY month DESC, id",
+                               [month, month]).fetchall()
+            names = [d[0] for d in con.description]
+        finally:
+            con.close()
+        out = []
+        for r in rows:
+            b = dict(zip(names, r, strict=True))
+            text = {k: (None if v is None else str(v)) for k, v in b.items()}
+            out.append(BudgetOut.model_validate({**text, "consumptionPct": b["consumptionPct"],
+                                                 "crossed": json.loads(b["crossed"] or "[]")}))
+        return BudgetPage(records=out)
 
     @app.post("/v1/anomalies/{anomaly_id}/feedback", status_code=204, response_class=Response, response_model=None,
               responses={204: {"description": "Stored"}, **ERRORS}, tags=["inspection"],
