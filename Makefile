@@ -39,6 +39,7 @@ bench: $(VENV)/.installed
 	$(PY) bench/run.py --rows $(ROWS) --repeat $(REPEAT) --shape independent
 	$(PY) bench/providers.py --rows $(ROWS) --repeat $(REPEAT)
 	$(PY) bench/allocation.py --rows $(ROWS) --repeat $(REPEAT)
+	$(PY) bench/inspection.py
 
 clean:
 	rm -rf $(VENV) .tools demo-hub .pytest_cache .ruff_cache
