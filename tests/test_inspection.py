@@ -330,3 +330,23 @@ def test_the_report_shows_each_anomaly_and_budget_rendered_in_chromium(store, tm
     assert dom.count('class="abnormal"') == 3 and dom.count('class="band"') == 3
     ((_, budget),) = tables["budgets-table"]
     assert Decimal(budget["actual"][0]) == con.execute("SELECT actual FROM Budgets").fetchone()[0]
+
+
+def test_a_lasting_change_is_one_anomaly_day_after_day(tmp_path):
+    """The cost of S triples for good from May 10: inspected every day to May 21 with 7 test days, it is one anomaly
+    (opened once, updated while it grows, resolved once the baseline has learnt the new level), never reopened under
+    other ids when its first day leaves the test days."""
+    rows = []
+    for i in range(70):
+        d = date(2024, 3, 15) + timedelta(days=i)
+        cost = (10 if d.weekday() < 5 else 4) * (3 if d >= date(2024, 5, 10) else 1)
+        rows.append(daily("S", d, cost))
+    store = lake(tmp_path, rows)
+    r = rules(window_days=60, test_days=7)
+    ids, kinds = set(), []
+    for i in range(12):  # to May 21
+        result = inspection.inspect(store, date(2024, 5, 10) + timedelta(days=i), r)
+        ids |= {a.id for a in result.anomalies if a.start <= date(2024, 5, 17)}
+        kinds += [k.rsplit(".", 1)[1] for k, s in result.events]
+    assert len(ids) == 1  # every interval within the change is the anomaly of May 10
+    assert kinds[:10] == ["opened"] + ["updated"] * 8 + ["resolved"]  # May 19: the baseline has learnt the new level

@@ -105,10 +105,11 @@ def inspect(store: Store, day: date | None = None, rules: Rules | None = None, *
     day = day or datetime.now(timezone.utc).date() - timedelta(days=1)
     first = day - timedelta(days=rules.window_days - 1)
     result = InspectResult(day)
+    known = outcome.load_state(store)["anomalies"]
     con = catalog.connect(store)
     try:
         for monitor in rules.monitors:
-            _monitor(con, rules, monitor, first, day, result)
+            _monitor(con, rules, monitor, first, day, result, known)
         result.budgets = [_budget(con, rules, b, first, day) for b in rules.budgets]
     finally:
         con.close()
@@ -156,8 +157,18 @@ def _budget(con: duckdb.DuckDBPyConnection, rules: Rules, budget: Budget, first:
     return row
 
 
+def _continued(known: dict, monitor: str, key: str, currency: str, direction: str, start: date, end: date) -> dict | None:
+    """The anomaly of the state that an interval from ``start`` to ``end`` belongs to: same series and direction,
+    overlapping it or ended at most 2 days before it (an open one first). A lasting change keeps its id and first day
+    after it left the test days, and an interval seen before is not reported again."""
+    found = [a for a in known.values()
+             if (a.get("monitor"), a.get("key"), a.get("currency"), a.get("direction")) == (monitor, key, currency, direction)
+             and date.fromisoformat(str(a["start"])) <= end and date.fromisoformat(str(a["end"])) >= start - timedelta(days=2)]
+    return min(found, key=lambda a: (a.get("state") != "open", str(a["start"])), default=None)
+
+
 def _monitor(con: duckdb.DuckDBPyConnection, rules: Rules, monitor: Monitor, first: date, day: date,
-             result: InspectResult) -> None:
+             result: InspectResult, known: dict) -> None:
     where = _where(monitor, first, day)
     data = con.execute(f"""SELECT {_key_sql(monitor)} AS k, coalesce(BillingCurrency, '') AS cur,
         CAST(ChargePeriodStart AS DATE) AS d, CAST(sum(EffectiveCost) AS DOUBLE) AS c FROM Costs WHERE {where}
@@ -188,6 +199,12 @@ def _monitor(con: duckdb.DuckDBPyConnection, rules: Rules, monitor: Monitor, fir
     for row in np.flatnonzero(found.flag.any(axis=1)):  # the series with an abnormal day: a handful
         key, cur = str(names[row]).split("\x1f")
         for iv in detection.intervals(found.flag[row]):
+            direction = "up" if iv.direction > 0 else "down"
+            earlier = _continued(known, monitor.id, key, cur, direction, first + timedelta(days=iv.start),
+                                 first + timedelta(days=iv.end))
+            if earlier is not None:  # the same change, begun before the test days
+                iv = detection.Interval(max(0, min(iv.start, (date.fromisoformat(str(earlier["start"])) - first).days)),
+                                        iv.end, iv.direction, iv.open)
             span = slice(iv.start, iv.end + 1)
             actual, expected = kept[row, span], found.expected[row, span]
             impact = actual - expected
@@ -197,10 +214,11 @@ def _monitor(con: duckdb.DuckDBPyConnection, rules: Rules, monitor: Monitor, fir
             series_sql = f"{_key_sql(monitor)} = ? AND coalesce(BillingCurrency, '') = ?"
             exact = Decimal(con.execute(f"SELECT CAST(coalesce(sum(EffectiveCost), 0) AS VARCHAR) FROM Costs WHERE "
                                         f"{_where(monitor, start, end)} AND {series_sql}", [key, cur]).fetchone()[0])
+            fresh = hashlib.sha256(f"{monitor.id}\x00{key}\x00{cur}\x00{start}".encode()).hexdigest()[:16]
             anomaly = Anomaly(
-                id=hashlib.sha256(f"{monitor.id}\x00{key}\x00{cur}\x00{start}".encode()).hexdigest()[:16],
+                id=earlier["id"] if earlier else fresh,
                 monitor=monitor.id, key=key, currency=cur, start=start, end=end, state="open" if iv.open else "resolved",
-                direction="up" if iv.direction > 0 else "down", actual=exact, expected=_dec(expected.sum()),
+                direction=direction, actual=exact, expected=_dec(expected.sum()),
                 impact=exact - _dec(expected.sum()), max_daily_impact=_dec(impact[np.argmax(np.abs(impact))]), impact_pct=pct,
                 severity=_severity(rules, pct))
             anomaly.causes = _causes(con, monitor, key, cur, start, end, iv.direction)

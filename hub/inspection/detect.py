@@ -17,6 +17,8 @@ import numpy as np
 
 #: Tukey's k of the fence (ADX's default threshold).
 K = 1.5
+#: A day under this share of its expected cost is low whatever the fence (series never at 0 in training).
+DROP = 0.4
 
 
 @dataclass(frozen=True)
@@ -71,9 +73,13 @@ def detect(values: np.ndarray, weekdays: np.ndarray, test_points: int, *, k: flo
     spread = q90 - q10
     hi, lo = q90 + k * spread, q10 - k * spread
     upper, lower = expected + hi[:, None], expected + lo[:, None]
+    # on a noisy series the lower fence falls below zero, where no drop reaches: a series that is never 0 in training
+    # is also low on a day under DROP of its expected cost
+    steady = ~np.any(values[:, :train] == 0, axis=1)
+    lower = np.where(steady[:, None], np.maximum(lower, DROP * expected), lower)
     impact = np.abs(np.nan_to_num(residual))
     material = (impact >= min_impact) & (impact >= min_impact_pct * np.abs(expected))
-    flag = np.where(residual > hi[:, None], 1, np.where(residual < lo[:, None], -1, 0)) * material
+    flag = np.where(values > upper, 1, np.where(values < lower, -1, 0)) * material
     flag[:, :train] = 0
     return Detection(expected, lower, upper, flag.astype(np.int8))
 
