@@ -113,8 +113,8 @@ def change(store: Store, rules: Rules, dimension: str, action: str, keys: list[s
     folded = [casefold(k) for k in keys]
     if len(set(folded)) != len(folded):
         raise ChangeRefused("the values contain duplicate keys")
-    if any(not k.strip() or len(k) > 256 for k in keys):
-        raise ChangeRefused("a key is 1-256 characters, not only spaces")
+    if any(not k.strip() or len(k) > 128 for k in keys):
+        raise ChangeRefused("a key is 1-128 characters, not only spaces")
     name = list_name(rules, dimension)
     fixed = {casefold(e["value"]) for e in static(store, name) if isinstance(e, dict) and e.get("value")}
     entries = stored(store, name)

@@ -25,21 +25,22 @@ FIELDS = {"costcenters": "cost_center", "products": "product"}
 Field_ = Literal["costcenters", "products"]
 ERRORS = {400: {"model": ErrorBody, "description": "Invalid request (`CBC.0100`)"},
           401: {"model": ErrorBody, "description": "Token missing or wrong (`CBC.0401`), when the server has one"},
-          404: {"model": ErrorBody, "description": "No allocation rules, dimension, allowlist or value (`CBC.0404`)"}}
+          404: {"model": ErrorBody, "description": "No allocation rules, dimension, allowlist or value (`CBC.0404`)"},
+          413: {"model": ErrorBody, "description": "Request body too large (`CBC.0100`)"}}
 Account = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._-]+$",
                               description="The account (any name: one hub is one account)")]
 
 
 class FieldValue(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    key: str = Field(min_length=1, max_length=256, pattern=r"\S", description="The value")
+    key: str = Field(min_length=1, max_length=128, pattern=r"\S", description="The value")
 
 
 class FieldValues(BaseModel):
     """Dynatrace's ``FieldValuesRequestDto``, with the hub's own optional ``reason`` and ``validFrom``."""
 
     model_config = ConfigDict(extra="forbid")
-    values: list[FieldValue] = Field(max_length=10000)
+    values: list[FieldValue] = Field(max_length=200, description="At most 200 values a request (add more with POST)")
     reason: str | None = Field(None, max_length=500, description="Why (kept in the audit log)")
     validFrom: date | None = Field(None, description="First day the change counts (a past day needs a reason)")
 
@@ -139,7 +140,7 @@ def routes(app: FastAPI, store: Store, error: Callable[[int, str, str], JSONResp
     @app.delete("/v1/accounts/{account}/settings/{field}/{key}", status_code=204, response_class=Response, response_model=None,
                 responses={204: {"description": "Done"}, **ERRORS}, tags=["allocation"],
                 summary="Remove a value (valid until today)")
-    def delete_value(account: Account, field: Field_, key: Annotated[str, Path(min_length=1, max_length=256)],
+    def delete_value(account: Account, field: Field_, key: Annotated[str, Path(min_length=1, max_length=128)],
                      x_hub_user: User = None) -> Response:
         def work() -> Response:
             rules, dimension = rules_for(field)

@@ -19,7 +19,8 @@ from hub.store import Store
 
 ERRORS = {400: {"model": ErrorBody, "description": "Invalid request (`CBC.0100`)"},
           401: {"model": ErrorBody, "description": "Token missing or wrong (`CBC.0401`), when the server has one"},
-          404: {"model": ErrorBody, "description": "No such anomaly (`CBC.0404`)"}}
+          404: {"model": ErrorBody, "description": "No such anomaly (`CBC.0404`)"},
+          413: {"model": ErrorBody, "description": "Request body too large (`CBC.0100`)"}}
 
 
 class AnomalyOut(BaseModel):
