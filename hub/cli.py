@@ -69,6 +69,13 @@ def init(root: Root) -> None:
     out.print(_plain(f"hub initialised at {store.url}"))
 
 
+def _print_errors(records: list[RunRecord]) -> None:
+    """One line per failed run: its code, file and message."""
+    for r in records:
+        if r.error:
+            err.print(_plain(f"{r.error.code}: {r.error.file or r.manifest}: {r.error.message}"))
+
+
 def _run_table(records: list[RunRecord], title: str) -> Table:
     table = Table(title=_plain(title))
     for col in ("export", "dataset", "month", "scope", "rows", "seconds", "state", "error"):
@@ -119,9 +126,7 @@ def ingest(
         out.print("nothing to ingest")
         return
     out.print(_run_table(records, f"hub ingest {store.url}"))
-    for r in records:
-        if r.error:
-            err.print(_plain(f"{r.error.code}: {r.error.file or r.manifest}: {r.error.message}"))
+    _print_errors(records)
     raise typer.Exit(0 if result.ok else 1)
 
 
@@ -150,9 +155,7 @@ def pull_cmd(
             _error(p.error)
     if records:
         out.print(_run_table(records, f"hub pull {provider}"))
-    for r in records + (done.ingested.all if done.ingested else []):
-        if r.error:
-            err.print(_plain(f"{r.error.code}: {r.error.file or r.manifest}: {r.error.message}"))
+    _print_errors(records + (done.ingested.all if done.ingested else []))
     if done.ingested and done.ingested.all:
         out.print(_run_table(done.ingested.all, f"hub ingest {store.url}"))
     for sent in done.published:
@@ -209,9 +212,7 @@ def allocate_cmd(
         out.print("nothing to allocate")
         return
     out.print(_run_table(records, f"hub allocate {store.url}"))
-    for r in records:
-        if r.error:
-            err.print(_plain(f"{r.error.code}: {r.error.file or r.manifest}: {r.error.message}"))
+    _print_errors(records)
     raise typer.Exit(0 if all(r.state == "committed" for r in records) else 1)
 
 

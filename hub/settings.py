@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, model_validator
 
@@ -137,14 +137,22 @@ class Settings(_Model):
         return json.dumps(self.model_dump(by_alias=True), indent=2) + "\n"
 
 
-def parse_settings(text: str, *, file: str = "config/settings.json") -> Settings:
-    """Validate settings text; a bad file is a usage error naming the file and the field."""
+M = TypeVar("M", bound=BaseModel)
+
+
+def validated(model: type[M], text: str, *, file: str, what: str) -> M:
+    """A config file's JSON text as ``model``; a bad file is a usage error naming the file and the field."""
     try:
-        return Settings.model_validate_json(text or "{}")
+        return model.model_validate_json(text)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(root)"
-        raise UsageError(f"{file}: invalid settings at {where}: {first['msg']}") from None
+        raise UsageError(f"{file}: invalid {what} at {where}: {first['msg']}") from None
+
+
+def parse_settings(text: str, *, file: str = "config/settings.json") -> Settings:
+    """Validate settings text; a bad file is a usage error naming the file and the field."""
+    return validated(Settings, text or "{}", file=file, what="settings")
 
 
 def load_settings(store: Store) -> Settings:

@@ -11,9 +11,10 @@ from datetime import date
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
 from hub.errors import UsageError
+from hub.settings import validated
 from hub.store import CONFIG, Store
 
 RULES = f"{CONFIG}/allocation.json"
@@ -219,12 +220,7 @@ def norm_key(key: str, how: KeyNormalization) -> str:
 
 
 def parse(text: str, *, file: str = RULES) -> Rules:
-    try:
-        return Rules.model_validate_json(text)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(root)"
-        raise UsageError(f"{file}: invalid allocation rules at {where}: {first['msg']}") from None
+    return validated(Rules, text, file=file, what="allocation rules")
 
 
 def load(store: Store, path: str | None = None) -> Rules | None:

@@ -6,9 +6,9 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
-from hub.errors import UsageError
+from hub.settings import validated
 from hub.store import CONFIG, Store
 
 RULES = f"{CONFIG}/inspection.json"
@@ -123,12 +123,7 @@ class Rules(_Strict):
 
 
 def parse(text: str, *, file: str = RULES) -> Rules:
-    try:
-        return Rules.model_validate_json(text)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(root)"
-        raise UsageError(f"{file}: invalid inspection settings at {where}: {first['msg']}") from None
+    return validated(Rules, text, file=file, what="inspection settings")
 
 
 def load(store: Store) -> Rules:
