@@ -7,7 +7,7 @@ REPEAT ?= 3
 
 AZURITE := .tools/node_modules/.bin/azurite-blob
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean java
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,15 +31,21 @@ $(CHROMIUM):
 	if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium
 
-test: lint $(AZURITE) $(CHROMIUM)
+# Spark (the `--engine spark` tests) needs a Java 17+ runtime: Debian's headless JRE is installed when none is found.
+java:
+	@command -v java >/dev/null 2>&1 || { if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q openjdk-17-jre-headless; }
+
+test: lint $(AZURITE) $(CHROMIUM) java
 	$(PY) -m pytest -q
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed java
 	$(PY) bench/run.py --rows $(ROWS) --repeat $(REPEAT)
 	$(PY) bench/run.py --rows $(ROWS) --repeat $(REPEAT) --shape independent
 	$(PY) bench/providers.py --rows $(ROWS) --repeat $(REPEAT)
 	$(PY) bench/allocation.py --rows $(ROWS) --repeat $(REPEAT)
 	$(PY) bench/inspection.py
+	$(PY) bench/spark.py
 
 clean:
-	rm -rf $(VENV) .tools demo-hub .pytest_cache .ruff_cache
+	rm -rf $(VENV) .tools demo-hub .pytest_cache .ruff_cache spark-warehouse metastore_db

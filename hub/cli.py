@@ -93,11 +93,31 @@ def ingest(
     root: Root,
     retry: Annotated[bool, typer.Option("--retry", help="Also re-process quarantined exports.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Re-process every export, committed ones too.")] = False,
+    engine: Annotated[str, typer.Option(help="Where export parts are converted: local (this process) or spark.")] = "local",
+    spark_master: Annotated[str | None, typer.Option(help="--engine spark: the Spark master (default local[*,4]).")] = None,
+    spark_remote: Annotated[str | None, typer.Option(help="--engine spark: a Spark Connect URL (sc://host:15002).")] = None,
 ) -> None:
-    """Process every pending manifest under msexports/ once."""
+    """Process every pending delivery once (msexports/, exports/<provider>/, custom data)."""
+    from hub import conversion
     from pipelines.ingest import ingest as run_ingest
 
     store = _store(root)
+    if engine not in ("local", "spark"):
+        _error(f"--engine is local or spark, not {engine!r}")
+        raise typer.Exit(2)
+    if engine == "local" and (spark_master or spark_remote):
+        _error("--spark-master and --spark-remote need --engine spark")
+        raise typer.Exit(2)
+    runner = None
+    if engine == "spark":
+        from hub.spark.runner import SparkRunner
+        from hub.spark.session import session
+
+        try:
+            runner = SparkRunner(session(spark_master, spark_remote))
+        except UsageError as exc:
+            _error(exc)
+            raise typer.Exit(2) from None
     tasks: dict[tuple[str, int], TaskID] = {}
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                   TimeElapsedColumn(), console=err, disable=not err.is_terminal, transient=True) as bar:
@@ -109,7 +129,8 @@ def ingest(
             bar.update(tasks[key], completed=pct)
 
         try:
-            result = run_ingest(store, retry=retry, force=force, progress=progress)
+            with conversion.parts_runner(runner):
+                result = run_ingest(store, retry=retry, force=force, progress=progress)
         except UsageError as exc:
             _error(exc)
             raise typer.Exit(2) from None
@@ -469,6 +490,24 @@ def query(root: Root, sql: Annotated[str, typer.Argument(help="SQL over the view
     finally:
         con.close()
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+@app.command("ddl")
+def ddl_cmd(
+    root: Root,
+    dialect: Annotated[str, typer.Option(help="databricks (also Spark SQL), trino or athena.")] = "databricks",
+    location: Annotated[str | None, typer.Option(help="The hub root as the engine reads it (default: ROOT).")] = None,
+    schema: Annotated[str, typer.Option(help="Schema (database) to create the tables and views in.")] = "finops",
+) -> None:
+    """Print SQL creating tables over the lake and the catalog's versioned views, for Databricks, Trino or Athena."""
+    from hub.spark.ddl import ddl
+
+    try:
+        text = ddl(dialect, location or root, schema=schema)
+    except UsageError as exc:
+        _error(exc)
+        raise typer.Exit(2) from None
+    print(text, end="")
 
 
 @app.command("catalog")

@@ -9,8 +9,11 @@ import contextlib
 import os
 import posixpath
 import tempfile
+import time
+import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import duckdb
@@ -33,44 +36,146 @@ Progress = Callable[[RunRecord, int, int, float], None]
 PROGRESS_MIN_BYTES = 8 * 1024 * 1024
 
 
+@dataclass(frozen=True)
+class PartJob:
+    """One part of a delivery to convert into staging: everything a process needs to do it on its own (a Spark
+    executor gets it pickled)."""
+
+    index: int
+    blob: str
+    schema: ExportSchema
+    staging: str
+    #: the part's file name, in staging and in the lake
+    name: str
+    lineage: Lineage
+    paired: bool | None
+    year: int
+    month: int
+    #: test hook of the Spark runner: the part fails on attempts below this number (0: never)
+    fail_attempts: int = 0
+
+
+@dataclass
+class PartOutcome:
+    """What converting one part gave: rows written, its input tap, its FOCUS check tap (Costs), the columns it lacked
+    or brought, a local copy of the written file where the caller can read one; or the input error it raised."""
+
+    index: int
+    rows: int = 0
+    summary: normalize.InputSummary = field(default_factory=normalize.InputSummary)
+    check: CheckTap | None = None
+    missing: list[str] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)
+    local: str | None = None
+    #: seconds the conversion took (in a task: connection, prices, plan, write); the task's attempt number, its
+    #: start and end (epoch seconds) and its Python worker's process id
+    seconds: float = 0.0
+    attempt: int = 0
+    started: float = 0.0
+    ended: float = 0.0
+    worker: int = 0
+    #: (code, message, file) of a :class:`HubError` (bad input: the delivery is quarantined, never retried)
+    error: tuple[str, str, str | None] | None = None
+
+
+#: Converts a delivery's parts and returns their outcomes in order; ``None`` (the default): in this process, one
+#: part after another. :class:`hub.spark.SparkRunner` runs each part as a Spark task.
+PartsRunner = Callable[[Store, list[PartJob]], list[PartOutcome]]
+_RUNNER: ContextVar[PartsRunner | None] = ContextVar("hub_parts_runner", default=None)
+
+
+@contextlib.contextmanager
+def parts_runner(runner: PartsRunner | None) -> Iterator[None]:
+    """Deliveries converted inside this context have their parts converted by ``runner``."""
+    token = _RUNNER.set(runner)
+    try:
+        yield
+    finally:
+        _RUNNER.reset(token)
+
+
 def convert_delivery(store: Store, rec: RunRecord, m: Manifest, blobs: list[str], progress: Progress | None,
                      fail_after_parts: int | None, paired: bool | None) -> None:
-    """Check every part's schema, then type and normalize each part into staging in one pass; rows and
-    totals of the input are taken on the way (:class:`hub.normalize.InputTap`) and reconciled with the output.
+    """Type and normalize every part of a delivery into staging (the first part's columns pick the schema; every
+    part is checked against it), then reconcile rows and totals of input and output and check the Costs rows.
 
-    A gzip part is typed into a local Parquet file first, so it is decompressed once.
+    The parts are converted by the context's :func:`parts_runner`, here by default.
     """
     with tempfile.TemporaryDirectory(prefix="hub-") as tmp:
         con = convert.connect(temp_dir=os.path.join(tmp, "spill"))
         try:
             lookups.register(con)
-            schema: ExportSchema | None = None
-            parts: list[Part] = []
-            for i, blob in enumerate(blobs):
-                kind = convert.file_kind(blob, file=blob)
-                src = store.local_path(blob)
-                if src is None:
-                    src = os.path.join(tmp, f"in-{i}-{posixpath.basename(blob)}")
-                    store.get_file(blob, src)
-                sql, columns = convert.source_columns(con, src, kind, file=blob)
-                if schema is None:
-                    schema = find_schema(m.exportConfig.type, m.exportConfig.dataVersion, list(columns), file=blob)
-                    rec.schemaKey, rec.dataset = schema.key, schema.dataset
-                    year, month = m.year_month
-                    rec.destination = dataset_folder(schema.dataset, year, month, rec.scope or "", schema.subfolder)
-                proj = convert.plan(schema, columns, file=blob, doubles=normalize.doubles(schema))
-                rec.missingColumns = sorted(set(rec.missingColumns) | set(proj.missing))
-                rec.extraColumns = sorted(set(rec.extraColumns) | set(proj.extra))
-                part = Part(blob, f"(SELECT {', '.join(proj.select)} FROM {sql})", sql, proj)
-                if kind == "csv.gz":
-                    out = os.path.join(tmp, f"typed-{i}.parquet")
-                    with located(part, schema):
-                        convert.write_parquet(con, proj.select, sql, out, file=blob, compression="snappy")
-                    part.source = f"read_parquet({literal(out)})"
-                parts.append(part)
-                rec.parts.append(runs.PartResult(blob=blob, output="", rows=0, bytes=os.path.getsize(src)))
-            assert schema is not None
-            _normalize(store, con, rec, m, schema, parts, tmp, progress, fail_after_parts, paired)
+            fetched: dict[str, str] = {}
+            first = _local_copy(store, blobs[0], 0, tmp, fetched)
+            _, columns = convert.source_columns(con, first, convert.file_kind(blobs[0], file=blobs[0]), file=blobs[0])
+            schema = find_schema(m.exportConfig.type, m.exportConfig.dataVersion, list(columns), file=blobs[0])
+            year, month = m.year_month
+            rec.schemaKey, rec.dataset = schema.key, schema.dataset
+            rec.destination = dataset_folder(schema.dataset, year, month, rec.scope or "", schema.subfolder)
+            rec.parts = [runs.PartResult(blob=b, output="", rows=0, bytes=store.size(b)) for b in blobs]
+            version = m.exportConfig.dataVersion or schema.data_version
+            lineage = Lineage("Cost Management", "Microsoft", schema.export_type, version, datetime.now(timezone.utc).isoformat())
+            assert rec.staging
+            jobs = [PartJob(i, b, schema, rec.staging, part_file_name(m.runInfo.runId, b), lineage, paired, year, month)
+                    for i, b in enumerate(blobs)]
+            runner = _RUNNER.get()
+            if runner is None:
+                outcomes = _convert_here(con, store, rec, jobs, tmp, fetched, progress, fail_after_parts)
+            else:
+                outcomes = runner(store, jobs)
+                _sweep_attempts(store, rec.staging)
+            _reconcile(store, con, rec, m, schema, jobs, outcomes, tmp)
+        finally:
+            con.close()
+
+
+def _local_copy(store: Store, blob: str, i: int, tmp: str, fetched: dict[str, str]) -> str:
+    """A local path of ``blob``: its own on a local store, else a copy fetched once into ``tmp``."""
+    src = store.local_path(blob) or fetched.get(blob)
+    if src is None:
+        src = fetched[blob] = os.path.join(tmp, f"in-{i}-{posixpath.basename(blob)}")
+        store.get_file(blob, src)
+    return src
+
+
+def _convert_here(con: duckdb.DuckDBPyConnection, store: Store, rec: RunRecord, jobs: list[PartJob], tmp: str,
+                  fetched: dict[str, str], progress: Progress | None, fail_after_parts: int | None) -> list[PartOutcome]:
+    """The parts converted in this process, one after another, on one connection (the month's prices loaded once)."""
+    schema = jobs[0].schema
+    price_table = normalize.load_prices(con, store, jobs[0].year, jobs[0].month, tmp) if schema.dataset == "Costs" else None
+    outcomes = []
+    for job in jobs:
+        cb = None
+        if progress is not None and rec.parts[job.index].bytes >= PROGRESS_MIN_BYTES:
+            def cb(pct: float, i: int = job.index) -> None:
+                progress(rec, i, len(jobs), pct)
+        part = plan_part(con, job, _local_copy(store, job.blob, job.index, tmp, fetched), tmp)
+        outcomes.append(write_part(con, store, job, part, price_table, tmp, cb))
+        checkpoint(f"after-part-{job.index + 1}")
+        if fail_after_parts is not None and job.index + 1 >= fail_after_parts:
+            raise RuntimeError(f"injected failure after part {job.index + 1}")
+    return outcomes
+
+
+def convert_part(store: Store, job: PartJob, *, threads: int | None = None, attempt: int = 0) -> PartOutcome:
+    """One part converted into staging by a process of its own (a Spark task): its own DuckDB connection with
+    ``threads`` threads, its own copy of the month's prices. Written under an attempt-unique name first, then
+    renamed (put, on a blob store) to the part's staging name: a retried or speculative attempt writes the same
+    file. Bad input is returned as the outcome's error (retrying cannot help); anything else raises."""
+    started, wall = time.perf_counter(), time.time()
+    with tempfile.TemporaryDirectory(prefix="hub-part-") as tmp:
+        con = convert.connect(threads=threads, temp_dir=os.path.join(tmp, "spill"))
+        try:
+            lookups.register(con)
+            part = plan_part(con, job, _local_copy(store, job.blob, job.index, tmp, {}), tmp)
+            prices = normalize.load_prices(con, store, job.year, job.month, tmp) if job.schema.dataset == "Costs" else None
+            outcome = write_part(con, store, job, part, prices, tmp, None, attempt=attempt)
+            outcome.local = None  # the caller reads the staged file
+            outcome.seconds, outcome.attempt = time.perf_counter() - started, attempt
+            outcome.started, outcome.ended, outcome.worker = wall, time.time(), os.getpid()
+            return outcome
+        except HubError as exc:
+            return PartOutcome(job.index, error=(exc.code, exc.message, exc.file))
         finally:
             con.close()
 
@@ -83,6 +188,21 @@ class Part:
     source: str
     raw: str
     projection: Projection
+
+
+def plan_part(con: duckdb.DuckDBPyConnection, job: PartJob, src: str, tmp: str) -> Part:
+    """A part's typed relation, checked against the schema; a gzip part is typed into a local Parquet file first,
+    so it is decompressed once."""
+    kind = convert.file_kind(job.blob, file=job.blob)
+    sql, columns = convert.source_columns(con, src, kind, file=job.blob)
+    proj = convert.plan(job.schema, columns, file=job.blob, doubles=normalize.doubles(job.schema))
+    part = Part(job.blob, f"(SELECT {', '.join(proj.select)} FROM {sql})", sql, proj)
+    if kind == "csv.gz":
+        out = os.path.join(tmp, f"typed-{job.index}.parquet")
+        with located(part, job.schema):
+            convert.write_parquet(con, proj.select, sql, out, file=job.blob, compression="snappy")
+        part.source = f"read_parquet({literal(out)})"
+    return part
 
 
 @contextlib.contextmanager
@@ -105,48 +225,84 @@ def located(part: Part, schema: ExportSchema) -> Iterator[None]:
         raise
 
 
-def _normalize(store: Store, con: duckdb.DuckDBPyConnection, rec: RunRecord, m: Manifest, schema: ExportSchema,
-               parts: list[Part], tmp: str, progress: Progress | None, fail_after_parts: int | None,
-               paired: bool | None) -> None:
-    year, month = m.year_month
-    price_table = normalize.load_prices(con, store, year, month, tmp) if schema.dataset == "Costs" else None
-    lineage = Lineage("Cost Management", "Microsoft", schema.export_type, m.exportConfig.dataVersion or schema.data_version,
-                      datetime.now(timezone.utc).isoformat())
-    outputs = []
+def write_part(con: duckdb.DuckDBPyConnection, store: Store, job: PartJob, part: Part, price_table: str | None, tmp: str,
+               progress: Callable[[float], None] | None, *, attempt: int | None = None) -> PartOutcome:
+    """Normalize one planned part into its staging file (and the typed export as delivered, for datasets that keep
+    it). ``attempt`` (a task's): write under an attempt-unique name, then rename (see :func:`convert_part`)."""
+    schema = job.schema
+    unique = None if attempt is None else f"{attempt}-{uuid.uuid4().hex[:8]}"
+    outcome = PartOutcome(job.index, missing=list(part.projection.missing), extra=list(part.projection.extra))
+    staged = f"{job.staging}/{job.name}"
+    with located(part, schema):
+        out = _target(store, staged, tmp, unique)
+        try:  # fast path: closed-set columns as ENUMs; a value outside a set writes the part again without them
+            tap, outcome.check, outcome.rows = _write_part(con, schema, part, job.lineage, price_table, out, progress,
+                                                           f"{job.index}", job.paired, closed=True)
+        except convert.EnumMiss:
+            tap, outcome.check, outcome.rows = _write_part(con, schema, part, job.lineage, price_table, out, progress,
+                                                           f"{job.index}_all", job.paired)
+    outcome.summary = tap.summary
+    if attempt is not None and attempt < job.fail_attempts:  # the test hook: an attempt dying before its rename
+        raise RuntimeError(f"injected failure of part {job.index + 1}, attempt {attempt}")
+    outcome.local = _publish(store, out, staged)
+    if schema.keep_raw:  # the typed export as delivered, for readers that expect its columns
+        raw = f"{raw_staging(job.staging)}/{job.name}"
+        raw_out = _target(store, raw, tmp, unique, "raw-")
+        convert.write_parquet(con, [f"* EXCLUDE ({ident(ROUNDED)})" if ROUNDED in part.source else "*"], part.source,
+                              raw_out, file=part.blob, compression="snappy")  # published as is
+        _publish(store, raw_out, raw)
+    return outcome
+
+
+def _target(store: Store, staged: str, tmp: str, attempt: str | None, prefix: str = "") -> str:
+    """Where a staged file is written: in place on a local store (beside it, attempt-unique, for a Spark task),
+    else in ``tmp`` before it is put."""
+    local = store.local_path(staged)
+    if local is None:
+        return os.path.join(tmp, prefix + posixpath.basename(staged))
+    os.makedirs(os.path.dirname(local), exist_ok=True)
+    return f"{local}.{attempt}.tmp" if attempt else local
+
+
+def _publish(store: Store, out: str, staged: str) -> str:
+    """``out`` made the staged file; returns a local path of it."""
+    local = store.local_path(staged)
+    if local is None:
+        store.put_file(out, staged)
+        return out
+    if out != local:
+        os.replace(out, local)  # atomic: a reader of staging sees a whole file or none
+    return local
+
+
+def _sweep_attempts(store: Store, staging: str) -> None:
+    """Files of attempts killed mid-write taken out of staging (which a local swap moves in whole); on a blob
+    store an attempt puts whole files only."""
+    for folder in (staging, raw_staging(staging)):
+        local = store.local_path(folder)
+        if local is not None and os.path.isdir(local):
+            for entry in os.scandir(local):
+                if entry.name.endswith(".tmp"):
+                    os.remove(entry.path)
+
+
+def _reconcile(store: Store, con: duckdb.DuckDBPyConnection, rec: RunRecord, m: Manifest, schema: ExportSchema,
+               jobs: list[PartJob], outcomes: list[PartOutcome], tmp: str) -> None:
+    """The parts' outcomes into the record; input and output rows and totals reconciled; the Costs rows checked."""
     summary = normalize.InputSummary()
     checks: list[CheckTap] = []
-    for i, (part, result) in enumerate(zip(parts, rec.parts, strict=True)):
-        name = part_file_name(m.runInfo.runId, part.blob)
-        staged = f"{rec.staging}/{name}"
-        out = store.local_path(staged) or os.path.join(tmp, name)
-        os.makedirs(os.path.dirname(out), exist_ok=True)
-        cb = None
-        if progress is not None and result.bytes >= PROGRESS_MIN_BYTES:
-            def cb(pct: float, i: int = i) -> None:
-                progress(rec, i, len(parts), pct)
-        with located(part, schema):
-            try:  # fast path: closed-set columns as ENUMs; a value outside a set writes the part again without them
-                tap, check, written = _write_part(con, schema, part, lineage, price_table, out, cb, f"{i}", paired, closed=True)
-            except convert.EnumMiss:
-                tap, check, written = _write_part(con, schema, part, lineage, price_table, out, cb, f"{i}_all", paired)
-        if check:
-            checks.append(check)
-        summary.add(tap.summary)
-        if store.local_path(staged) is None:
-            store.put_file(out, staged)
-        if schema.keep_raw:  # the typed export as delivered, for readers that expect its columns
-            raw = f"{raw_staging(rec.staging)}/{name}"
-            raw_out = store.local_path(raw) or os.path.join(tmp, f"raw-{name}")
-            os.makedirs(os.path.dirname(raw_out), exist_ok=True)
-            convert.write_parquet(con, [f"* EXCLUDE ({ident(ROUNDED)})" if ROUNDED in part.source else "*"], part.source,
-                                  raw_out, file=part.blob, compression="snappy")  # published as is
-            if store.local_path(raw) is None:
-                store.put_file(raw_out, raw)
-        result.rows, result.output = written, f"{rec.destination}/{name}"
-        outputs.append(out)
-        checkpoint(f"after-part-{i + 1}")
-        if fail_after_parts is not None and i + 1 >= fail_after_parts:
-            raise RuntimeError(f"injected failure after part {i + 1}")
+    outputs = []
+    for job, outcome, result in zip(jobs, sorted(outcomes, key=lambda o: o.index), rec.parts, strict=True):
+        if outcome.error is not None:
+            code, message, file = outcome.error
+            raise HubError(message, file=file, code=code)
+        rec.missingColumns = sorted(set(rec.missingColumns) | set(outcome.missing))
+        rec.extraColumns = sorted(set(rec.extraColumns) | set(outcome.extra))
+        summary.add(outcome.summary)
+        if outcome.check:
+            checks.append(outcome.check)
+        result.rows, result.output = outcome.rows, f"{rec.destination}/{job.name}"
+        outputs.append(outcome.local or _local_copy(store, f"{job.staging}/{job.name}", job.index, tmp, {}))
     rec.rowsIn, rec.rowsFiltered, rec.totalsIn = summary.rows, summary.dropped, summary.totals
     rec.rowsRounded = summary.rounded
     if m.dataRowCount is not None and m.dataRowCount != rec.rowsIn:

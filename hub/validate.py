@@ -157,6 +157,14 @@ class CheckTap:
         self.counts = np.zeros(0, dtype=np.int64)
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict:
+        """What the report needs (:func:`tap_report`), without the connection: a tap taken on a Spark executor is
+        sent back to the driver."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("con", "_lock")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, con=None, _lock=threading.Lock())
+
     def where(self, names: list[str], double: Callable[[str], str] = cast_double) -> str:
         """The condition for a query whose finished rows have columns ``names``; registers the tap function."""
         # which row rules apply depends only on the columns present, not on their types

@@ -1,0 +1,77 @@
+"""The parts of a delivery converted as Spark tasks.
+
+The driver makes a DataFrame of one row per part (``spark.range`` with one partition per part) and maps it with
+``mapInArrow``: each task opens the hub root itself, converts its part with the local engine's code
+(:func:`hub.conversion.convert_part`: the same DuckDB SQL, DuckDB threads = ``spark.task.cpus``) into the run's
+staging folder, and returns the part's outcome (rows, input totals, FOCUS check counts) as one small row. The driver
+then reconciles, validates, swaps and records as for a local run. A task that raises is retried by Spark (attempts
+write under attempt-unique names, renamed to the part's name: a retry gives the same file); bad input is an outcome,
+not a failure, so it is never retried; a part failing on every attempt fails the job: ``PartFailed``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import pickle
+import re
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+
+from hub.conversion import PartJob, PartOutcome, convert_part
+from hub.errors import HubError
+from hub.store import Store
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+#: What a task returns: the part's index and its pickled :class:`hub.conversion.PartOutcome`.
+OUTCOME = pa.schema([("part", pa.int64()), ("outcome", pa.binary())])
+OUTCOME_DDL = "part long, outcome binary"
+
+
+class SparkRunner:
+    """A :data:`hub.conversion.PartsRunner` on ``spark``. ``fail_attempts`` (tests): part index -> how many first
+    attempts of it raise."""
+
+    def __init__(self, spark: SparkSession, *, fail_attempts: dict[int, int] | None = None) -> None:
+        self.spark = spark
+        self.fail_attempts = fail_attempts or {}
+        #: the outcomes of the last delivery's parts (the benchmark reads their ``seconds``)
+        self.last: list[PartOutcome] = []
+
+    def __call__(self, store: Store, jobs: list[PartJob]) -> list[PartOutcome]:
+        jobs = [dataclasses.replace(j, fail_attempts=self.fail_attempts.get(j.index, 0)) for j in jobs]
+        parts = self.spark.range(0, len(jobs), 1, numPartitions=len(jobs))  # one part a task
+        task = functools.partial(_convert, store.url, jobs)
+        try:
+            rows = parts.mapInArrow(task, OUTCOME_DDL).collect()
+        except Exception as exc:  # noqa: BLE001 - Py4J, PythonException or Spark Connect: the job failed
+            raise HubError(f"a part failed on every attempt: {_cause(exc)}", file=jobs[0].blob, code="PartFailed") from None
+        self.last = [pickle.loads(r["outcome"]) for r in sorted(rows, key=lambda r: r["part"])]  # noqa: S301 - our tasks
+        return self.last
+
+
+def _convert(root: str, jobs: list[PartJob], batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """The task: convert the parts whose indexes arrive (one), return their outcomes."""
+    from pyspark import TaskContext
+
+    context = TaskContext.get()
+    threads = int(context.cpus()) if context is not None else 1
+    attempt = context.attemptNumber() if context is not None else 0
+    store = Store(root)
+    for batch in batches:
+        for index in batch.column(0).to_pylist():
+            outcome = convert_part(store, jobs[index], threads=threads, attempt=attempt)
+            yield pa.RecordBatch.from_pylist([{"part": index, "outcome": pickle.dumps(outcome)}], schema=OUTCOME)
+
+
+def _cause(exc: BaseException) -> str:
+    """The last Python error line of a failed Spark job (the executor's), else the exception's first line."""
+    text = str(exc)
+    found = re.findall(r"^\s*(\w+(?:Error|Exception): .+)$", text, flags=re.MULTILINE)
+    python = [f for f in found if not f.startswith(("org.", "java", "py4j", "pyspark"))]
+    line = (python or found or [text.strip().splitlines()[0] if text.strip() else type(exc).__name__])[-1]
+    return line.strip()[:300]
