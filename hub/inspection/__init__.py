@@ -10,7 +10,7 @@ less than ``min_history_days`` of history is reported as "insufficient history",
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -229,6 +229,22 @@ def _monitor(con: duckdb.DuckDBPyConnection, rules: Rules, monitor: Monitor, fir
                                "lower": round(float(found.lower[row, i]), 6), "upper": round(float(found.upper[row, i]), 6)}
                               for i in last]
             result.anomalies.append(anomaly)
+    # an open anomaly of an inspected series that no abnormal day continues is over (the baseline has learnt its level)
+    seen = {a.id for a in result.anomalies}
+    inspected = set(names.tolist())
+    result.anomalies += [_resolved(a) for a in known.values() if a.get("monitor") == monitor.id and a.get("state") == "open"
+                         and a["id"] not in seen and f"{a['key']}\x1f{a['currency']}" in inspected]
+
+
+def _resolved(saved: dict) -> Anomaly:
+    """An open anomaly of the state, as it was last seen, resolved."""
+    money = ("actual", "expected", "impact", "max_daily_impact")
+    causes = [Cause(**{**c, **{k: Decimal(str(c[k])) for k in ("actual", "expected", "delta")}})
+              for c in saved.get("causes") or []]
+    kept = {f.name for f in fields(Anomaly)}
+    return Anomaly(**{**{k: v for k, v in saved.items() if k in kept}, **{k: Decimal(str(saved[k])) for k in money},
+                      "start": date.fromisoformat(str(saved["start"])), "end": date.fromisoformat(str(saved["end"])),
+                      "state": "resolved", "causes": causes})
 
 
 def _dec(value: float) -> Decimal:
