@@ -98,7 +98,7 @@ def assert_same_lake(root: Path, expected: Path) -> None:
         assert mine.equals(theirs, check_metadata=False), rel
         skip = " EXCLUDE (x_IngestionTime)" if "x_IngestionTime" in mine.names else ""
         a, b = (f"SELECT *{skip} FROM read_parquet('{r / rel}')" for r in (root, expected))
-        assert con.execute(f"SELECT count(*) FROM ({a})").fetchone() == con.execute(f"SELECT count(*) FROM ({b})").fetchone(), rel
+        assert con.execute(f"SELECT count(*) FROM ({a})").fetchall() == con.execute(f"SELECT count(*) FROM ({b})").fetchall(), rel
         assert con.execute(f"({a}) EXCEPT ALL ({b})").fetchall() == [], rel
         assert con.execute(f"({b}) EXCEPT ALL ({a})").fetchall() == [], rel
     assert _records(root) == _records(expected)
@@ -130,11 +130,11 @@ def test_a_part_failing_on_every_attempt_quarantines_and_keeps_the_previous_mont
     assert (rec.state, rec.error.code) == ("quarantined", "PartFailed")
     assert "RuntimeError: injected failure of part 2" in rec.error.message
     assert _files(root) == before  # run1 stays visible
-    assert duckdb.execute(f"SELECT count(*) FROM read_parquet('{root}/ingestion/Costs/**/*.parquet')").fetchone() == (100,)
+    assert duckdb.execute(f"SELECT count(*) FROM read_parquet('{root}/ingestion/Costs/**/*.parquet')").fetchall() == [(100,)]
     # the next ingestion sweeps the failed attempt's staging; a retry without the fault commits run2
     again = spark_etl.ingest(spark, str(root), retry=True)
     assert again.ok and [r.state for r in again.records] == ["committed"]
-    assert duckdb.execute(f"SELECT count(*) FROM read_parquet('{root}/ingestion/Costs/**/*.parquet')").fetchone() == (180,)
+    assert duckdb.execute(f"SELECT count(*) FROM read_parquet('{root}/ingestion/Costs/**/*.parquet')").fetchall() == [(180,)]
     assert not list((root / "config" / "staging").glob("*"))
 
 
@@ -153,7 +153,7 @@ def test_bad_input_on_spark_is_quarantined_naming_the_file_without_retries(spark
 def test_the_lake_read_by_spark_and_through_generated_ddl_matches_duckdb(spark: object, local_lake: Path) -> None:
     expected = duckdb.execute(
         f"SELECT count(*), sum(BilledCost), sum(EffectiveCost) FROM read_parquet('{local_lake}/ingestion/Costs/**/*.parquet', "
-        "union_by_name = true)").fetchone()
+        "union_by_name = true)").fetchall()[0]
     frame = read_dataset(spark, str(local_lake))
     by_scope = {(r["x_Month"], r["x_Scope"]): r["count"] for r in frame.groupBy("x_Month", "x_Scope").count().collect()}
     assert by_scope == {("2024-05", "providers/microsoft.billing/billingaccounts/8611537"): 6_000,
@@ -167,7 +167,7 @@ def test_the_lake_read_by_spark_and_through_generated_ddl_matches_duckdb(spark: 
     assert row["m1"] == row["m2"] == "2024-05"
     [old] = spark.sql(f"SELECT count(*) AS n, sum(BilledCost) AS b FROM {schema}.costs_v1_0").collect()
     assert (old["n"], old["b"]) == expected[:2]
-    prices = duckdb.execute(f"SELECT count(*) FROM read_parquet('{local_lake}/ingestion/Prices/**/*.parquet')").fetchone()[0]
+    prices = duckdb.execute(f"SELECT count(*) FROM read_parquet('{local_lake}/ingestion/Prices/**/*.parquet')").fetchall()[0][0]
     assert spark.sql(f"SELECT count(*) AS n FROM {schema}.prices_v1_0").collect()[0]["n"] == prices
 
 

@@ -269,23 +269,28 @@ def _causes(con: duckdb.DuckDBPyConnection, monitor: Monitor, key: str, currency
     day: the median of the same weekday's cost over the 4 weeks before), with their share of the total delta."""
     where = (f"{_where(monitor, start - timedelta(days=28), end)} AND {_key_sql(monitor)} = {literal(key)} "
              f"AND coalesce(BillingCurrency, '') = {literal(currency)}")
+    # one scan of the lake for every dimension: the rows read once, then per dimension, value and day
+    per_dim = " UNION ALL ".join(f"SELECT {literal(name)} AS k, CAST({ident(column)} AS VARCHAR) AS v, d, sum(c) AS c "
+                                 f"FROM base GROUP BY ALL" for column, name in CAUSES)
+    found = con.execute(f"""
+        WITH base AS MATERIALIZED (SELECT {', '.join(ident(c) for c, _ in CAUSES)}, CAST(ChargePeriodStart AS DATE) AS d,
+                                          EffectiveCost AS c FROM Costs WHERE {where}),
+             r AS ({per_dim}),
+             days AS (SELECT CAST(unnest(generate_series(DATE {literal(start.isoformat())},
+                             DATE {literal(end.isoformat())}, INTERVAL 1 DAY)) AS DATE) AS d),
+             grid AS (SELECT e.k, e.v, days.d FROM (SELECT DISTINCT k, v FROM r) e, days),
+             x AS (SELECT g.k, g.v, coalesce(a.c, 0) AS actual,
+                          list_aggregate([coalesce(l7.c, 0), coalesce(l14.c, 0), coalesce(l21.c, 0), coalesce(l28.c, 0)],
+                                         'median') AS expected
+                   FROM grid g LEFT JOIN r a ON a.k = g.k AND a.v IS NOT DISTINCT FROM g.v AND a.d = g.d
+                   LEFT JOIN r l7 ON l7.k = g.k AND l7.v IS NOT DISTINCT FROM g.v AND l7.d = g.d - 7
+                   LEFT JOIN r l14 ON l14.k = g.k AND l14.v IS NOT DISTINCT FROM g.v AND l14.d = g.d - 14
+                   LEFT JOIN r l21 ON l21.k = g.k AND l21.v IS NOT DISTINCT FROM g.v AND l21.d = g.d - 21
+                   LEFT JOIN r l28 ON l28.k = g.k AND l28.v IS NOT DISTINCT FROM g.v AND l28.d = g.d - 28)
+        SELECT k, v, CAST(sum(actual) AS VARCHAR), CAST(sum(expected) AS VARCHAR) FROM x GROUP BY k, v""").fetchall()
     out: list[Cause] = []
-    for column, name in CAUSES:
-        rows = con.execute(f"""
-            WITH r AS (SELECT {ident(column)} AS v, CAST(ChargePeriodStart AS DATE) AS d, sum(EffectiveCost) AS c
-                       FROM Costs WHERE {where} GROUP BY ALL),
-                 days AS (SELECT CAST(unnest(generate_series(DATE {literal(start.isoformat())},
-                                 DATE {literal(end.isoformat())}, INTERVAL 1 DAY)) AS DATE) AS d),
-                 grid AS (SELECT e.v, days.d FROM (SELECT DISTINCT v FROM r) e, days),
-                 x AS (SELECT g.v, coalesce(a.c, 0) AS actual,
-                              list_aggregate([coalesce(l7.c, 0), coalesce(l14.c, 0), coalesce(l21.c, 0), coalesce(l28.c, 0)],
-                                             'median') AS expected
-                       FROM grid g LEFT JOIN r a ON a.v IS NOT DISTINCT FROM g.v AND a.d = g.d
-                       LEFT JOIN r l7 ON l7.v IS NOT DISTINCT FROM g.v AND l7.d = g.d - 7
-                       LEFT JOIN r l14 ON l14.v IS NOT DISTINCT FROM g.v AND l14.d = g.d - 14
-                       LEFT JOIN r l21 ON l21.v IS NOT DISTINCT FROM g.v AND l21.d = g.d - 21
-                       LEFT JOIN r l28 ON l28.v IS NOT DISTINCT FROM g.v AND l28.d = g.d - 28)
-            SELECT v, CAST(sum(actual) AS VARCHAR), CAST(sum(expected) AS VARCHAR) FROM x GROUP BY v""").fetchall()
+    for _, name in CAUSES:
+        rows = [(v, a, e) for k, v, a, e in found if k == name]
         moves = [(v, Decimal(a), Decimal(e)) for v, a, e in rows]
         total = sum((a - e for _, a, e in moves), Decimal(0))
         if total == 0:
