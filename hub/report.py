@@ -453,6 +453,22 @@ def _allocation_section(d: ReportData) -> str:
     return _section("allocation", "Allocation", note, body, False)
 
 
+def _related(a: dict, anomalies: list[dict], days: list[str]) -> list[dict]:
+    """The other anomalies of ``a``'s monitor, or of its key in another monitor, whose interval overlaps the days its
+    article shows (its 30 days, else its own interval): at most 10, the largest impacts first."""
+    first, last = (days[0], days[-1]) if days else (str(a["start"]), str(a["end"]))
+    near = [r for r in anomalies if r["id"] != a["id"] and (r["monitor"] == a["monitor"] or r["key"] == a["key"])
+            and str(r["start"]) <= last and str(r["end"]) >= first]
+    return sorted(near, key=lambda r: -abs(float(r["impact"] or 0)))[:10]
+
+
+def _link(r: dict, shown: set[str]) -> str:
+    """An anomaly in one line, linked to its article when the page has one."""
+    text = (f'{_e(r["severity"])} {_e(r["direction"])}: {_e(r["monitor"])} {_e(r["key"])}, {_e(r["start"])} to '
+            f'{_e(r["end"])} ({_e(r["state"])}), impact {_money(r["impact"])} {_e(r["currency"])}')
+    return f'<a href="#anomaly-{_e(r["id"])}">{text}</a>' if r["id"] in shown else text
+
+
 def _anomalies_section(d: ReportData) -> str:
     """One article per anomaly: its 30 days with the expected band and the abnormal interval shaded, its numbers, its
     product and instance rankings, its history; then the budgets."""
@@ -460,6 +476,7 @@ def _anomalies_section(d: ReportData) -> str:
         return ('<section id="anomalies"><h2>Anomalies and budgets</h2><p class="empty">No inspection yet (write '
                 "config/inspection.json or run <code>hub inspect</code>).</p></section>")
     articles = []
+    shown = {a["id"] for a in d.anomalies[:TOP_RESOURCES * 2]}
     for a in d.anomalies[:TOP_RESOURCES * 2]:
         days = [p["day"] for p in a.get("series") or []]
         chart = svg_charts.band(days, [p["actual"] for p in a["series"]], [p["expected"] for p in a["series"]],
@@ -485,9 +502,11 @@ def _anomalies_section(d: ReportData) -> str:
                             _num("delta", c["delta"], _money(c["delta"])), _num("share", c["share"], _pct(c["share"]))])
                          for c in a.get("causes") or []])
         history = "".join(f"<li>{_e(h['day'])}: {_e(h['event'])}</li>" for h in a.get("history") or [])
+        related = "".join(f"<li>{_link(r, shown)}</li>" for r in _related(a, d.anomalies, days))
         articles.append(f'<article class="anomaly" id="anomaly-{_e(a["id"])}"><h3>{_e(a["severity"])} {_e(a["direction"])} '
                         f'anomaly: {_e(a["monitor"])} {_e(a["key"])} ({_e(a["start"])} to {_e(a["end"])}, {_e(a["state"])})</h3>'
-                        f"{chart}{facts}<h4>Root causes</h4>{causes}<h4>History</h4><ul>{history}</ul></article>")
+                        f"{chart}{facts}<h4>Root causes</h4>{causes}<h4>History</h4><ul>{history}</ul>"
+                        f'<h4>Related events</h4><ul class="related">{related or "<li>none in these days</li>"}</ul></article>')
     budgets = _table("budgets-table", [("Budget", False), ("Month", False), ("Currency", False), ("Amount", True),
                                        ("Actual", True), ("Used", True), ("Forecast", True), ("80 % interval", False),
                                        ("Crossed", False)],
@@ -498,8 +517,8 @@ def _anomalies_section(d: ReportData) -> str:
                          _txt("interval", f"{_money(b[7])} – {_money(b[8])}" if b[6] is not None else "insufficient history"),
                          _txt("crossed", ", ".join(f"{k} {p:g} %" for k, p in json.loads(b[9] or "[]")))]) for b in d.budgets])
     note = ("From <code>hub inspect</code>: each anomaly's last 30 days (actual, expected and its band; the abnormal "
-            "interval shaded), its numbers, the products and instances whose cost moved most, its history; each budget's "
-            "latest month.")
+            "interval shaded), its numbers, the products and instances whose cost moved most, its history, the related "
+            "events (other anomalies of its monitor or key in those days); each budget's latest month.")
     return _section("anomalies", "Anomalies and budgets", note, "".join(articles) + "<h3>Budgets</h3>" + budgets, False)
 
 

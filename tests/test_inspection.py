@@ -351,6 +351,12 @@ def test_the_report_shows_each_anomaly_and_budget_rendered_in_chromium(store, tm
     a_causes = [c for _, c in tables[f"anomaly-{next(i for i, k in con.execute('SELECT id, key FROM Anomalies').fetchall() if k == 'A')}-causes"]]
     assert ("product", "S2") in {(c["dimension"][1], c["value"][1]) for c in a_causes}
     assert dom.count('class="abnormal"') == 3 and dom.count('class="band"') == 3
+    # related events: the monitor's other anomalies of those 30 days, linked (A's article lists D and E, not itself)
+    ids = dict((k, i) for i, k in con.execute("SELECT id, key FROM Anomalies").fetchall())
+    article = dom.split(f'id="anomaly-{ids["A"]}"', 1)[1].split("</article>", 1)[0]
+    related = article.split('class="related"', 1)[1]
+    assert f'href="#anomaly-{ids["D"]}"' in related and f'href="#anomaly-{ids["E"]}"' in related
+    assert f'href="#anomaly-{ids["A"]}"' not in related
     ((_, budget),) = tables["budgets-table"]
     assert Decimal(budget["actual"][0]) == con.execute("SELECT actual FROM Budgets").fetchone()[0]
 
