@@ -122,6 +122,9 @@ def convert_delivery(store: Store, rec: RunRecord, m: Manifest, blobs: list[str]
             if runner is None:
                 outcomes = _convert_here(con, store, rec, jobs, tmp, fetched, progress, fail_after_parts)
             else:
+                for folder in (rec.staging, raw_staging(rec.staging)) if schema.keep_raw else (rec.staging,):
+                    if (local := store.local_path(folder)) is not None:
+                        os.makedirs(local, exist_ok=True)
                 outcomes = runner(store, jobs)
                 _sweep_attempts(store, rec.staging)
             _reconcile(store, con, rec, m, schema, jobs, outcomes, tmp)
@@ -141,8 +144,7 @@ def _local_copy(store: Store, blob: str, i: int, tmp: str, fetched: dict[str, st
 def _convert_here(con: duckdb.DuckDBPyConnection, store: Store, rec: RunRecord, jobs: list[PartJob], tmp: str,
                   fetched: dict[str, str], progress: Progress | None, fail_after_parts: int | None) -> list[PartOutcome]:
     """The parts converted in this process, one after another, on one connection (the month's prices loaded once)."""
-    schema = jobs[0].schema
-    price_table = normalize.load_prices(con, store, jobs[0].year, jobs[0].month, tmp) if schema.dataset == "Costs" else None
+    price_table = _prices(con, store, jobs[0], tmp)
     outcomes = []
     for job in jobs:
         cb = None
@@ -157,6 +159,11 @@ def _convert_here(con: duckdb.DuckDBPyConnection, store: Store, rec: RunRecord, 
     return outcomes
 
 
+def _prices(con: duckdb.DuckDBPyConnection, store: Store, job: PartJob, tmp: str) -> str | None:
+    """The month's price keys on ``con`` for a Costs part (the backfill's join), else None."""
+    return normalize.load_prices(con, store, job.year, job.month, tmp) if job.schema.dataset == "Costs" else None
+
+
 def convert_part(store: Store, job: PartJob, *, threads: int | None = None, attempt: int = 0) -> PartOutcome:
     """One part converted into staging by a process of its own (a Spark task): its own DuckDB connection with
     ``threads`` threads, its own copy of the month's prices. Written under an attempt-unique name first, then
@@ -168,7 +175,7 @@ def convert_part(store: Store, job: PartJob, *, threads: int | None = None, atte
         try:
             lookups.register(con)
             part = plan_part(con, job, _local_copy(store, job.blob, job.index, tmp, {}), tmp)
-            prices = normalize.load_prices(con, store, job.year, job.month, tmp) if job.schema.dataset == "Costs" else None
+            prices = _prices(con, store, job, tmp)
             outcome = write_part(con, store, job, part, prices, tmp, None, attempt=attempt)
             outcome.local = None  # the caller reads the staged file
             outcome.seconds, outcome.attempt = time.perf_counter() - started, attempt
@@ -260,8 +267,10 @@ def _target(store: Store, staged: str, tmp: str, attempt: str | None, prefix: st
     local = store.local_path(staged)
     if local is None:
         return os.path.join(tmp, prefix + posixpath.basename(staged))
+    if attempt:  # a task never creates staging: one still running after its job failed cannot bring back a swept folder
+        return f"{local}.{attempt}.tmp"
     os.makedirs(os.path.dirname(local), exist_ok=True)
-    return f"{local}.{attempt}.tmp" if attempt else local
+    return local
 
 
 def _publish(store: Store, out: str, staged: str) -> str:
