@@ -1,10 +1,11 @@
 """Benchmark: other clouds' files, ``hub ingest`` against a raw DuckDB CSV -> Parquet copy of the same file.
 
-Usage: ``python bench/providers.py [--rows 1000000] [--big 4000000] [--repeat 3] [--format cur|aws-focus ...]
+Usage: ``python bench/providers.py [--rows 1000000] [--big 4000000] [--repeat 3] [--format cur|cur-full|aws-focus ...]
 [--converter/--no-converter] [--out bench/RESULTS.md]``
 
-For an AWS legacy CUR (``hub.sample_native.write_aws_cur``) and an AWS Data Exports FOCUS 1.0 export
-(``write_aws_focus``), both one gzip CSV file in their delivery folders: ``--repeat`` pairs at ``--rows`` (the raw
+For an AWS legacy CUR (``hub.sample_native.write_aws_cur``: ``cur``, 34 columns and plain numbers; ``cur-full``, the
+97 columns of a real CUR with AWS's number formatting, ``2.0E-7``) and an AWS Data Exports FOCUS 1.0 export
+(``write_aws_focus``), each one gzip CSV file in its delivery folder: ``--repeat`` pairs at ``--rows`` (the raw
 copy, then ``hub ingest`` of a fresh copy of the hub, each in its own child process: wall time, CPU time, peak RSS
 from ``os.wait4``), and one pair at ``--big`` rows, to show memory staying flat as the input grows. Then, on the same
 CUR (decompressed), the FinOps Foundation's ``focus-converter`` (:mod:`bench.focus_converter`, in its own virtual
@@ -33,13 +34,19 @@ sys.path.insert(0, str(HERE.parent))
 
 from run import RAW_COPY, Step, machine, run_child, table, update_results  # noqa: E402
 
-FORMATS = {"cur": ("AWS legacy CUR", "write_aws_cur"), "aws-focus": ("AWS Data Exports FOCUS 1.0", "write_aws_focus")}
+#: format -> (title, generator of hub.sample_native, its keyword arguments)
+FORMATS = {
+    "cur": ("AWS legacy CUR, 34 columns", "write_aws_cur", ""),
+    "cur-full": ("AWS legacy CUR, 97 columns of a real CUR, AWS's number formatting", "write_aws_cur", ", full=True"),
+    "aws-focus": ("AWS Data Exports FOCUS 1.0", "write_aws_focus", ""),
+}
 
 
 def generate(fmt: str, rows: int, root: Path) -> Path:
     """A hub with one delivery of ``fmt`` holding ``rows`` rows (written by a child process: a child forked from a
     parent holding the generator's memory would count it in its own peak RSS); its data file."""
-    code = f"from hub import sample_native; sample_native.{FORMATS[fmt][1]}({str(root)!r}, rows={rows})"
+    _, generator, kwargs = FORMATS[fmt]
+    code = f"from hub import sample_native; sample_native.{generator}({str(root)!r}, rows={rows}{kwargs})"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=HERE.parent,
                    env={**os.environ, "PYTHONPATH": str(HERE.parent)})
     return next(root.glob("exports/**/*.csv.gz"))
@@ -116,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     ok = True
     try:
         for fmt in formats:
-            title, generator = FORMATS[fmt]
+            title, generator, kwargs = FORMATS[fmt]
             sizes = [args.rows] + ([args.big] if args.big else [])
             ratios: list[float] = []
             for n, rows in enumerate(sizes):
@@ -127,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{title}: {rows:,} rows, {mib:,.0f} MiB gzip CSV in {time.perf_counter() - start:.0f} s", flush=True)
                 pairs = [pair(fmt, rows, pristine, data, work) for _ in range(args.repeat if n == 0 else 1)]
                 ok = ok and all(p.ok and r.ok for r, p in pairs)
-                body += [f"**{title}** (`hub.sample_native.{generator}`), {rows:,} rows, one {mib:,.1f} MiB gzip CSV:", "",
+                call = f"hub.sample_native.{generator}(..., rows={rows:_}{kwargs})"
+                body += [f"**{title}** (`{call}`), one {mib:,.1f} MiB gzip CSV:", "",
                          *table(pairs), ""]
                 if n == 0:
                     ratios = [p.seconds / r.seconds for r, p in pairs if r.ok and p.ok]

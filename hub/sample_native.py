@@ -77,14 +77,58 @@ def _deliver(store: Store, folder: str, name: str, con: duckdb.DuckDBPyConnectio
     return f"{folder}/manifest.json"
 
 
+#: Columns of a legacy CUR as AWS writes them with resource IDs: the 94 of AWS's anonymized sample (product attributes,
+#: reservation and savingsPlan columns present and mostly empty), ``lineItem/ResourceId`` and two user tags.
+CUR_FULL_COLUMNS = (
+    "identity/LineItemId", "identity/TimeInterval", "bill/InvoiceId", "bill/InvoicingEntity", "bill/BillingEntity",
+    "bill/BillType", "bill/PayerAccountId", "bill/BillingPeriodStartDate", "bill/BillingPeriodEndDate",
+    "lineItem/UsageAccountId", "lineItem/LineItemType", "lineItem/UsageStartDate", "lineItem/UsageEndDate",
+    "lineItem/ProductCode", "lineItem/UsageType", "lineItem/Operation", "lineItem/AvailabilityZone", "lineItem/ResourceId",
+    "lineItem/UsageAmount", "lineItem/NormalizationFactor", "lineItem/NormalizedUsageAmount", "lineItem/CurrencyCode",
+    "lineItem/UnblendedRate", "lineItem/UnblendedCost", "lineItem/BlendedRate", "lineItem/BlendedCost",
+    "lineItem/LineItemDescription", "lineItem/TaxType", "lineItem/LegalEntity", "product/ProductName",
+    "product/availability", "product/durability", "product/eventType", "product/feeCode", "product/feeDescription",
+    "product/fromLocation", "product/fromLocationType", "product/fromRegionCode", "product/group",
+    "product/groupDescription", "product/location", "product/locationType", "product/messageDeliveryFrequency",
+    "product/messageDeliveryOrder", "product/operation", "product/overhead", "product/productFamily",
+    "product/productType", "product/queueType", "product/region", "product/regionCode", "product/servicecode",
+    "product/servicename", "product/sku", "product/storageClass", "product/storageMedia", "product/toLocation",
+    "product/toLocationType", "product/toRegionCode", "product/transferType", "product/usagetype", "product/version",
+    "product/volumeType", "pricing/RateCode", "pricing/RateId", "pricing/currency", "pricing/publicOnDemandCost",
+    "pricing/publicOnDemandRate", "pricing/term", "pricing/unit", "reservation/AmortizedUpfrontCostForUsage",
+    "reservation/AmortizedUpfrontFeeForBillingPeriod", "reservation/EffectiveCost", "reservation/EndTime",
+    "reservation/ModificationStatus", "reservation/NormalizedUnitsPerReservation", "reservation/NumberOfReservations",
+    "reservation/RecurringFeeForUsage", "reservation/StartTime", "reservation/SubscriptionId",
+    "reservation/TotalReservedNormalizedUnits", "reservation/TotalReservedUnits", "reservation/UnitsPerReservation",
+    "reservation/UnusedAmortizedUpfrontFeeForBillingPeriod", "reservation/UnusedNormalizedUnitQuantity",
+    "reservation/UnusedQuantity", "reservation/UnusedRecurringFee", "reservation/UpfrontValue",
+    "savingsPlan/TotalCommitmentToDate", "savingsPlan/SavingsPlanARN", "savingsPlan/SavingsPlanRate",
+    "savingsPlan/UsedCommitment", "savingsPlan/SavingsPlanEffectiveCost",
+    "savingsPlan/AmortizedUpfrontCommitmentForBillingPeriod", "savingsPlan/RecurringCommitmentForBillingPeriod",
+    "resourceTags/user:team", "resourceTags/user:env",
+)
+#: (AWS product code's position in :data:`AWS_SERVICES`) -> product family, as the full CUR writes it.
+_FAMILIES = "['Compute Instance', 'Storage', 'Database Instance', 'Serverless', 'Metric']"
+_LOCATIONS = "MAP {'us-east-1': 'US East (N. Virginia)', 'eu-west-1': 'EU (Ireland)', 'ap-southeast-2': 'Asia Pacific (Sydney)'}"
+#: A DOUBLE as AWS's CUR prints it (Java's shortest form: ``0.0``, ``0.0029729825``, ``3.96E-6``, ``5.0E-7``).
+_JAVA = """CREATE MACRO java(x) AS CASE WHEN contains(CAST(x AS VARCHAR), 'e')
+    THEN CASE WHEN contains(split_part(CAST(x AS VARCHAR), 'e', 1), '.') THEN split_part(CAST(x AS VARCHAR), 'e', 1)
+              ELSE split_part(CAST(x AS VARCHAR), 'e', 1) || '.0' END
+         || 'E' || CAST(CAST(split_part(CAST(x AS VARCHAR), 'e', 2) AS INTEGER) AS VARCHAR)
+    ELSE CAST(x AS VARCHAR) END"""
+
+
 def write_aws_cur(root: str, *, month: str = "2024-05", rows: int = 2000, payer: str = "111122223333",
-                  report: str = "demo-cur") -> str:
+                  report: str = "demo-cur", full: bool = False) -> str:
     """A legacy CUR for one month: usage of five services over 4 linked accounts and 3 regions, tags, one tax row
-    per account. Returns the manifest's path relative to the root."""
+    per account. ``full``: every column of :data:`CUR_FULL_COLUMNS` (97, a real CUR's width) with AWS's number
+    formatting (an exponent below 0.001: ``2.0E-7``), AWS-like 52-character line item IDs and product attributes; else
+    35 columns with plain numbers. Returns the manifest's path relative to the root."""
     store = Store(root)
     start, end, days = _month(month)
     folder = f"{EXPORTS}/aws/cur/{report}/{start:%Y%m%d}-{end:%Y%m%d}/assembly-1"
     con = _connect()
+    con.execute(_JAVA)
     services = _values(AWS_SERVICES)
     usage = f"""
         SELECT i, s.*, ['us-east-1', 'eu-west-1', 'ap-southeast-2'][CAST(1 + hash(i, 'r') % 3 AS BIGINT)] AS region,
@@ -94,37 +138,63 @@ def write_aws_cur(root: str, *, month: str = "2024-05", rows: int = 2000, payer:
                round(1 + (hash(i, 'q') % 1000) / 100.0, 2) AS qty
         FROM range({rows}) r(i)
         JOIN {services} s(code, name, usage_type, unit, rate, arn, k) ON s.k = CAST(hash(i, 's') % 5 AS BIGINT)"""
+    exact = "CAST(CAST(qty AS DECIMAL(18,6)) * CAST(rate AS DECIMAL(18,10)) AS VARCHAR)"
+    cost, rate, amount = (("java(qty * CAST(rate AS DOUBLE))", "java(CAST(rate AS DOUBLE))", "java(qty)") if full
+                          else (exact, "rate", "CAST(qty AS VARCHAR)"))
+    both = {  # the same for usage and tax rows
+        "bill/PayerAccountId": f"'{payer}'", "bill/BillingPeriodStartDate": f"'{start}T00:00:00.000Z'",
+        "bill/BillingPeriodEndDate": f"'{end}T00:00:00.000Z'", "bill/InvoicingEntity": "'Amazon Web Services, Inc.'",
+        "bill/BillType": "'Anniversary'", "bill/BillingEntity": "'AWS'", "lineItem/UsageAccountId": "acct",
+        "lineItem/LegalEntity": "'Amazon Web Services, Inc.'", "lineItem/CurrencyCode": "'USD'",
+    }
+    line = ("substr(md5(CAST(i AS VARCHAR)), 1, 26) || substr(md5(CAST(i AS VARCHAR) || 'b'), 1, 26)" if full
+            else "'li-' || i")
+    used = {
+        "identity/LineItemId": line,
+        "identity/TimeInterval": ("strftime(t, '%Y-%m-%dT%H:%M:%SZ') || '/' || "
+                                  "strftime(t + INTERVAL 1 HOUR, '%Y-%m-%dT%H:%M:%SZ')"),
+        **both, "lineItem/LineItemType": "'Usage'",
+        "lineItem/UsageStartDate": "strftime(t, '%Y-%m-%dT%H:%M:%S.000Z')",
+        "lineItem/UsageEndDate": "strftime(t + INTERVAL 1 HOUR, '%Y-%m-%dT%H:%M:%S.000Z')",
+        "lineItem/ProductCode": "code", "lineItem/UsageType": "usage_type", "lineItem/Operation": "'Run'",
+        "lineItem/AvailabilityZone": "region || 'a'",
+        "lineItem/ResourceId": ("CASE WHEN arn <> '' THEN 'arn:aws:' || replace(replace(replace(arn, '{region}', region), "
+                                "'{acct}', acct), '{rid}', rid) END"),
+        "lineItem/UsageAmount": amount, "lineItem/UnblendedRate": rate, "lineItem/UnblendedCost": cost,
+        "lineItem/LineItemDescription": "usage_type || ' usage'", "product/ProductName": "name",
+        "product/regionCode": "region", "product/region": "region", "product/sku": "'SKU' || k", "pricing/unit": "unit",
+        "pricing/publicOnDemandRate": rate, "pricing/publicOnDemandCost": cost,
+        "pricing/RateCode": "'SKU' || k || '.RATE'", "pricing/RateId": "CAST(1000 + k AS VARCHAR)",
+        "resourceTags/user:team": "['web', 'data', 'platform', NULL][CAST(1 + hash(i, 't') % 4 AS BIGINT)]",
+        "resourceTags/user:env": "['prod', 'dev'][CAST(1 + hash(i, 'e') % 2 AS BIGINT)]",
+    }
+    if full:
+        used |= {
+            "lineItem/BlendedRate": rate, "lineItem/BlendedCost": cost, "product/location": f"{_LOCATIONS}[region]",
+            "product/locationType": "'AWS Region'", "product/productFamily": f"{_FAMILIES}[k + 1]",
+            "product/servicecode": "code", "product/servicename": "name", "product/usagetype": "usage_type",
+            "product/operation": "CASE k WHEN 0 THEN 'RunInstances' WHEN 2 THEN 'CreateDBInstance' END",
+            "product/availability": "CASE k WHEN 1 THEN '99.99%' END",
+            "product/durability": "CASE k WHEN 1 THEN '99.999999999%' END",
+            "product/storageClass": "CASE k WHEN 1 THEN 'General Purpose' END",
+            "product/volumeType": "CASE k WHEN 1 THEN 'Standard' END",
+            "product/group": "CASE k WHEN 3 THEN 'AWS-Lambda-Requests' WHEN 4 THEN 'Metric' END",
+            "pricing/currency": "'USD'", "pricing/term": "'OnDemand'",
+            "reservation/SubscriptionId": "CAST(100000000 + hash(acct) % 900000000 AS VARCHAR)",
+        }
+    tax = {**both, "identity/LineItemId": "'tax-' || acct", "identity/TimeInterval": f"'{start}T00:00:00Z/{end}T00:00:00Z'",
+           "lineItem/LineItemType": "'Tax'", "lineItem/UsageStartDate": f"'{start}T00:00:00.000Z'",
+           "lineItem/UsageEndDate": f"'{end}T00:00:00.000Z'", "lineItem/ProductCode": "'AmazonEC2'",
+           "lineItem/UsageAmount": "'1'" if not full else "'1.0'", "lineItem/UnblendedCost": "'1.25'",
+           "lineItem/LineItemDescription": "'Tax for product code AmazonEC2'",
+           "product/ProductName": "'Amazon Elastic Compute Cloud'"}
+    if full:
+        tax |= {"lineItem/BlendedCost": "'1.25'", "pricing/publicOnDemandCost": "'0.0'"}
+    order = CUR_FULL_COLUMNS if full else tuple(used)
     sql = f"""
-        SELECT 'li-' || i AS "identity/LineItemId",
-               strftime(t, '%Y-%m-%dT%H:%M:%SZ') || '/' || strftime(t + INTERVAL 1 HOUR, '%Y-%m-%dT%H:%M:%SZ')
-                   AS "identity/TimeInterval", '{payer}' AS "bill/PayerAccountId",
-               '{start}T00:00:00.000Z' AS "bill/BillingPeriodStartDate", '{end}T00:00:00.000Z' AS "bill/BillingPeriodEndDate",
-               'Amazon Web Services, Inc.' AS "bill/InvoicingEntity", 'Anniversary' AS "bill/BillType",
-               'AWS' AS "bill/BillingEntity", acct AS "lineItem/UsageAccountId", 'Usage' AS "lineItem/LineItemType",
-               'Amazon Web Services, Inc.' AS "lineItem/LegalEntity",
-               strftime(t, '%Y-%m-%dT%H:%M:%S.000Z') AS "lineItem/UsageStartDate",
-               strftime(t + INTERVAL 1 HOUR, '%Y-%m-%dT%H:%M:%S.000Z') AS "lineItem/UsageEndDate",
-               code AS "lineItem/ProductCode", usage_type AS "lineItem/UsageType", 'Run' AS "lineItem/Operation",
-               region || 'a' AS "lineItem/AvailabilityZone",
-               CASE WHEN arn <> '' THEN 'arn:aws:' || replace(replace(replace(arn, '{{region}}', region), '{{acct}}', acct),
-                    '{{rid}}', rid) END AS "lineItem/ResourceId",
-               CAST(qty AS VARCHAR) AS "lineItem/UsageAmount", 'USD' AS "lineItem/CurrencyCode", rate AS "lineItem/UnblendedRate",
-               CAST(CAST(qty AS DECIMAL(18,6)) * CAST(rate AS DECIMAL(18,10)) AS VARCHAR) AS "lineItem/UnblendedCost",
-               usage_type || ' usage' AS "lineItem/LineItemDescription", name AS "product/ProductName",
-               region AS "product/regionCode", region AS "product/region", 'SKU' || k AS "product/sku", unit AS "pricing/unit",
-               rate AS "pricing/publicOnDemandRate",
-               CAST(CAST(qty AS DECIMAL(18,6)) * CAST(rate AS DECIMAL(18,10)) AS VARCHAR) AS "pricing/publicOnDemandCost",
-               'SKU' || k || '.RATE' AS "pricing/RateCode", CAST(1000 + k AS VARCHAR) AS "pricing/RateId",
-               ['web', 'data', 'platform', NULL][CAST(1 + hash(i, 't') % 4 AS BIGINT)] AS "resourceTags/user:team",
-               ['prod', 'dev'][CAST(1 + hash(i, 'e') % 2 AS BIGINT)] AS "resourceTags/user:env"
-        FROM ({usage})
+        SELECT {', '.join(f'{used.get(c, "NULL")} AS "{c}"' for c in order)} FROM ({usage})
         UNION ALL
-        SELECT 'tax-' || acct, '{start}T00:00:00Z/{end}T00:00:00Z', '{payer}', '{start}T00:00:00.000Z',
-               '{end}T00:00:00.000Z', 'Amazon Web Services, Inc.', 'Anniversary', 'AWS', acct, 'Tax', 'Amazon Web Services, Inc.',
-               '{start}T00:00:00.000Z', '{end}T00:00:00.000Z', 'AmazonEC2', NULL, NULL, NULL, NULL, '1', 'USD', NULL,
-               '1.25', 'Tax for product code AmazonEC2', 'Amazon Elastic Compute Cloud', NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-               NULL, NULL, NULL
-        FROM (SELECT DISTINCT acct FROM ({usage}))
+        SELECT {', '.join(f'{tax.get(c, "NULL")} AS "{c}"' for c in order)} FROM (SELECT DISTINCT acct FROM ({usage}))
         ORDER BY 1"""
     return _deliver(store, folder, f"{report}-00001.csv.gz", con, sql)
 

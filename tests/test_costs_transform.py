@@ -450,6 +450,9 @@ def test_price_arithmetic_reads_double_copies_of_text_numbers() -> None:
     ("1E-19", True),
     ("1E+5", False),
     ("0.00513000000", False),
+    ("1.46E-8", False),  # short enough for its size: at most 18 decimals (the cheap test)
+    ("1.2345678901234567E-5", True),  # 21 decimals
+    ("1.2345678901234E-5", False),  # 18 decimals, too long for the cheap test: counted
     (None, False),
 ])
 def test_too_precise_counts_decimals_by_hand(text: str | None, rounded: bool) -> None:
@@ -458,6 +461,60 @@ def test_too_precise_counts_decimals_by_hand(text: str | None, rounded: bool) ->
 
     sql = f"SELECT {too_precise(['a', 'b'])} FROM (SELECT ?::VARCHAR AS a, '2.5' AS b)"
     assert duckdb.connect().execute(sql, [text]).fetchall() == [(rounded,)]
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ("1.46E-8", "0.0000000146"),  # AWS's form for small numbers: through DOUBLE, exactly
+    ("5.64902E-05", "0.0000564902"),
+    ("-3.0E-5", "-0.00003"),
+    ("9.99E-4", "0.000999"),
+    ("1.0E-3", "0.001"),  # not below 0.001: cast directly
+    ("1.2345678901234567E-5", "0.000012345678901235"),  # 21 decimals, rounded half up to 18: cast directly
+    ("5E-19", "0.000000000000000001"),
+    ("4.9E-19", "0"),
+    ("2.5e3", "2500"),
+    ("0.0125", "0.0125"),
+    ("1E20", None),  # above DECIMAL(38,18)
+    ("1E-3E-3", None),
+    ("e5", None),
+])
+def test_text_with_an_exponent_becomes_the_exact_decimal(text: str, value: str | None) -> None:
+    """Hand-computed: number text with an exponent gives its exact DECIMAL(38,18), rounded half up to 18 decimals."""
+    from transforms.typing import text_decimal
+
+    got = duckdb.connect().execute(f"SELECT {text_decimal('a')} FROM (SELECT ?::VARCHAR AS a)", [text]).fetchone()[0]
+    assert got == (None if value is None else D(value))
+
+
+def test_text_decimal_equals_duckdbs_own_cast_on_a_corpus() -> None:
+    """The cheap way through DOUBLE never changes a value: 60,000 seeded number texts (mostly with exponents, over 5,000 of
+    them small enough for the cheap way) give exactly what ``TRY_CAST(text AS DECIMAL(38,18))`` gives."""
+    import random
+
+    from transforms.typing import text_decimal
+
+    rng = random.Random(7)
+    texts = ["0", "-0", "1e", "1.2.3e4", "--1e3", "+1.5e3", ".5e-4", "5.e-4", "0.0E-5", "1e-999999999", "1_0e-5", "0x1E-3"]
+    for _ in range(30_000):  # AWS-like: one integer digit, up to 17 significant digits, exponents -1 to -19
+        digits = str(rng.randint(1, 10 ** rng.randint(1, 17)))
+        mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else rng.choice(["", ".0"]))
+        texts.append(f"{rng.choice(['', '-'])}{mantissa}{rng.choice('Ee')}-{rng.choice(['', '0'])}{rng.randint(1, 19)}")
+    for _ in range(30_000):  # anything: signs, points anywhere, positive exponents, plain numbers
+        mantissa = f"{rng.choice(['', '-', '+'])}{rng.randint(0, 10 ** rng.randint(1, 20))}"
+        if rng.random() < 0.8:
+            k = rng.randint(0, len(mantissa))
+            mantissa = mantissa[:k] + "." + mantissa[k:]
+        exponent = f"{rng.choice('Ee')}{rng.choice(['', '+', '-'])}{rng.randint(0, 25)}" if rng.random() < 0.9 else ""
+        texts.append(mantissa + exponent)
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t (s VARCHAR)")
+    con.executemany("INSERT INTO t VALUES (?)", [[t] for t in texts])
+    cheap = "(contains(s, 'E') OR contains(s, 'e')) AND abs(TRY_CAST(s AS DOUBLE)) < 0.001"
+    differ, fast = con.execute(f"SELECT count(*) FILTER (WHERE {text_decimal('s')} IS DISTINCT FROM TRY_CAST(s AS DECIMAL(38,18))), "
+                               f"count(*) FILTER (WHERE {cheap} AND abs(TRY_CAST(s AS DOUBLE)) >= pow(10, strlen(s) - 20)) "
+                               "FROM t").fetchone()
+    assert differ == 0
+    assert fast > 5_000
 
 
 def test_negative_unit_prices_on_credits_are_nulled(hub_root: Path) -> None:

@@ -50,3 +50,33 @@ def test_every_sample_and_generator_lands_valid(tmp_path: Path) -> None:
     lake = duckdb.connect().execute(f"SELECT x_SourceProvider, count(*) FROM read_parquet('{root}/ingestion/Costs/**/*.parquet', "
                                     "union_by_name = true) GROUP BY 1").fetchall()
     assert {p for p, _ in lake} == {"AWS", "Oracle", "Alibaba Cloud", "Huawei Cloud", "Tencent Cloud", "Google Cloud"}
+
+
+def test_a_full_width_cur_with_aws_number_formatting_lands_exact(tmp_path: Path) -> None:
+    """The benchmark's realistic CUR (97 columns, AWS's ``1.944E-6`` number form): it commits valid, and the lake's
+    BilledCost total equals the file's ``lineItem/UnblendedCost`` summed by Python's Decimal from the text (each value
+    rounded half up to 18 decimals, as DECIMAL(38,18) holds it: ``8.619999999999999E-7`` has 22)."""
+    import csv
+    import gzip
+    from decimal import ROUND_HALF_UP, Decimal
+
+    root = make_hub(tmp_path / "hub")
+    sample_native.write_aws_cur(str(root), rows=400, full=True)
+    data = next(root.glob("exports/aws/**/*.csv.gz"))
+    with gzip.open(data, "rt", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows[0]) == len(sample_native.CUR_FULL_COLUMNS) == 97
+    costs = [r["lineItem/UnblendedCost"] for r in rows]
+    small = [c for c in costs if "E" in c]
+    assert small and all(Decimal(c) < Decimal("0.001") for c in small)  # Lambda requests: 2.0E-7 a request
+    result = ingest(Store(str(root)))
+    assert result.ok and len(result.records) == 1
+    rec = result.records[0]
+    assert rec.reconciled and rec.rowsOut == len(rows) and rec.validation["violations"] == 0
+    con = duckdb.connect()
+    lake = f"read_parquet('{root}/ingestion/Costs/**/*.parquet')"
+    exact = sum(Decimal(c).quantize(Decimal("1e-18"), rounding=ROUND_HALF_UP) for c in costs)
+    assert con.execute(f"SELECT sum(BilledCost) FROM {lake}").fetchone()[0] == exact
+    one = next(c for c in small if Decimal(c) == Decimal(c).quantize(Decimal("1e-18")))  # e.g. 1.944E-6
+    assert con.execute(f"SELECT count(*) FROM {lake} WHERE BilledCost = CAST(? AS DECIMAL(38,18))",
+                       [str(Decimal(one))]).fetchone()[0] >= 1

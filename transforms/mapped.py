@@ -15,6 +15,7 @@ parentheses; a ``let`` may use another).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import re
@@ -44,6 +45,17 @@ class Mapped:
     select: list[str]
     #: SQL of the report's own totals per currency: (currency expression, {amount name: expression})
     totals: tuple[str, dict[str, str]]
+    #: the report's text columns used as numbers, each converted once (``expr AS name``): :attr:`select` and
+    #: :attr:`totals` read these names, so the relation they select from is ``SELECT *, <numbers> FROM report``
+    numbers: list[str] = dataclasses.field(default_factory=list)
+
+    def source(self, report: str) -> str:
+        """The relation :attr:`select` reads: ``report`` with :attr:`numbers` added."""
+        return f"(SELECT *, {', '.join(self.numbers)} FROM {report})" if self.numbers else report
+
+
+#: Prefix of the converted number columns (:attr:`Mapped.numbers`; never in the output).
+NUMBER_PREFIX = "__num_"
 
 
 def project(spec: dict, columns: dict[str, str], lookup_files: dict[str, str]) -> Mapped:
@@ -53,6 +65,7 @@ def project(spec: dict, columns: dict[str, str], lookup_files: dict[str, str]) -
     for name in columns:
         by_key.setdefault(key(name), name)
     defaults = {key(k): v for k, v in spec.get("defaults", {}).items()}
+    numbers: dict[str, str] = {}  # text column -> its converted column (a column a mapping uses in five rules is parsed once)
 
     def resolve(expr: str) -> str:
         expr = _expand(expr, spec.get("let", {}))
@@ -67,7 +80,9 @@ def project(spec: dict, columns: dict[str, str], lookup_files: dict[str, str]) -
                 return f"CAST(CAST({src} AS VARCHAR) AS DECIMAL(38,18))"
             if columns[found] != "VARCHAR":
                 return f"CAST({src} AS DECIMAL(38,18))"
-            return cast_text(Column(found, "decimal", found), f"nullif(trim({src}), '')")
+            if found not in numbers:
+                numbers[found] = f"{NUMBER_PREFIX}{len(numbers)}"
+            return ident(numbers[found])
 
         def column(m: re.Match) -> str:
             found = by_key.get(key(m.group(1)))
@@ -91,7 +106,10 @@ def project(spec: dict, columns: dict[str, str], lookup_files: dict[str, str]) -
         select.append(f"{tags} AS \"Tags\"")
     totals = spec.get("totals", {})
     currency = resolve(totals.get("currency", "NULL"))
-    return Mapped(select, (currency, {k: resolve(v) for k, v in totals.items() if k != "currency"}))
+    amounts = {k: resolve(v) for k, v in totals.items() if k != "currency"}
+    converted = [f"{cast_text(Column(c, 'decimal', c), f'nullif(trim({ident(c)}), {literal(str())})')} AS {ident(n)}"
+                 for c, n in numbers.items()]
+    return Mapped(select, (currency, amounts), converted)
 
 
 def _expand(expr: str, lets: dict[str, str]) -> str:

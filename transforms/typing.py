@@ -69,10 +69,35 @@ def try_text(col: Column, src: str) -> str:
     """SQL converting the text expression ``src`` to the column's type; NULL where it cannot."""
     if col.type == "string":
         return src
-    if col.type in ("decimal", "boolean"):
+    if col.type == "decimal":
+        return text_decimal(src)
+    if col.type == "boolean":
         return f"TRY_CAST({src} AS {SQL_TYPES[col.type]})"
     formats = "[" + ", ".join(literal(f) for f in US_DATE_FORMATS) + "]"
     return f"coalesce(TRY_CAST({src} AS TIMESTAMPTZ), CAST(try_strptime({src}, {formats}) AS TIMESTAMPTZ))"
+
+
+def text_decimal(src: str) -> str:
+    """SQL converting the text expression ``src`` to ``DECIMAL(38,18)`` exactly as ``TRY_CAST(src AS DECIMAL(38,18))``
+    does, about six times faster for the small numbers bills write with an exponent (AWS's ``1.46E-8``).
+
+    DuckDB's text-to-decimal cast costs about ten times more for text with an exponent than for plain text. Such
+    text takes the cheaper way through DOUBLE when that is provably exact: when the value is below 0.001 and at
+    least ``10^(len - 20)`` (``len``: characters of the text). Then (1) the text has at most 18 decimals: its
+    digits number at most ``len - 2`` (the exponent takes a letter and a digit), and the last of them stands at
+    ``10^(e - f)`` with ``e - f >= floor(log10 |v|) + 3 - len >= -18`` (``e`` the exponent, ``f`` the fraction's
+    digits), so ``v * 10^18`` is an integer; (2) that integer is below ``10^15``, so the DOUBLE nearest the text
+    times ``10^18`` (each step within a relative 2^-53) is within 0.23 of it and DuckDB's rounding gives it
+    exactly. Any other text (plain, larger, smaller, longer) is cast directly."""
+    number = f"TRY_CAST({src} AS DOUBLE)"
+    cheap = f"(contains({src}, 'E') OR contains({src}, 'e')) AND abs({number}) < 0.001 AND {few_decimals(src)}"
+    return f"CASE WHEN {cheap} THEN TRY_CAST({number} AS {DECIMAL}) ELSE TRY_CAST({src} AS {DECIMAL}) END"
+
+
+def few_decimals(src: str) -> str:
+    """TRUE for number text with an exponent that has at most 18 decimals because of its value and length (see
+    :func:`text_decimal`); NULL for text that is not a number."""
+    return f"abs(TRY_CAST({src} AS DOUBLE)) >= pow(10, strlen({src}) - 20)"
 
 
 def cast_text(col: Column, src: str) -> str:
@@ -99,7 +124,8 @@ def too_precise(sources: list[str]) -> str:
         exponent = (f"coalesce(length(rtrim(split_part(split_part({low}, 'e', 1), '.', 2), '0')) "
                     f"- coalesce(TRY_CAST(nullif(split_part({low}, 'e', 2), '') AS INTEGER), 0) > 18, false)")
         plain = f"strlen({src}) > 19 AND strpos({src}, '.') > 0 AND strlen(rtrim({src}, '0')) - strpos({src}, '.') > 18"
-        return f"CASE WHEN contains({src}, 'E') OR contains({src}, 'e') THEN {exponent} ELSE {plain} END"
+        return (f"CASE WHEN contains({src}, 'E') OR contains({src}, 'e') THEN NOT coalesce({few_decimals(src)}, false) "
+                f"AND {exponent} ELSE {plain} END")
 
     return f"CASE WHEN {gate} THEN coalesce({' OR '.join(exact(s) for s in sources)}, false) ELSE false END"
 

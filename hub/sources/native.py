@@ -475,7 +475,7 @@ def _typed(con: duckdb.DuckDBPyConnection, provider: str, src: str, kind: str, p
         currency, amounts = m.totals  # the report's own total, from its columns
         hidden = [f"CAST({currency} AS VARCHAR) AS {ident(HIDDEN_CURRENCY)}",
                   f"CAST({amounts['BilledCost']} AS DECIMAL(38,18)) AS {ident(HIDDEN_BILLED)}"]
-        sql = f"(SELECT {', '.join(m.select + hidden)} FROM {sql})"
+        sql = f"(SELECT {', '.join(m.select + hidden)} FROM {m.source(sql)})"
         try:
             present = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {sql}").fetchall()}
         except duckdb.Error as exc:
