@@ -146,6 +146,37 @@ def test_listing_checkpoint_skips_final_manifests(hub_root: Path) -> None:
     assert rel not in reads  # final and unchanged: not read again
 
 
+def test_listing_checkpoint_covers_other_clouds_deliveries(hub_root: Path) -> None:
+    """exports/ deliveries join the checkpoint: a final one with a non-empty manifest is not read again while its
+    listing is unchanged; a file added to its folder changes the listing and the delivery is taken again. The
+    msexports/ and exports/ entries live side by side (neither source forgets the other's)."""
+    from conftest import DATA
+    from test_native_focus import deliver
+
+    from pipelines.ingest import ingest
+
+    write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 2)}, rows=2)
+    sample = (DATA / "aws" / "aws-focus10-942rows.csv").read_text()
+    base = deliver(hub_root, "aws", "focus/2024-01", {"a.csv": sample}, manifest=b"{}")
+    store = Store(str(hub_root))
+    checkpoint: dict[str, str] = {}
+    assert ingest(store, checkpoint=checkpoint).ok
+    native = "exports/aws/focus/2024-01/manifest.json"
+    assert native in checkpoint and any(k.startswith("msexports/") for k in checkpoint)
+    reads = []
+    original = Store.read_bytes
+    Store.read_bytes = lambda self, r: reads.append(r) or original(self, r)  # type: ignore[method-assign]
+    try:
+        assert ingest(store, checkpoint=checkpoint).records == []
+        assert native not in reads and not any(r.startswith("msexports/") for r in reads)
+        (base / "b.csv").write_text(sample.replace("\n", "\n", 1))  # a second file: the delivery is new
+        again = ingest(store, checkpoint=checkpoint)
+    finally:
+        Store.read_bytes = original  # type: ignore[method-assign]
+    assert native in reads and again.records and all(r.manifest == native for r in again.records)
+    assert native in checkpoint and any(k.startswith("msexports/") for k in checkpoint)
+
+
 def test_native_focus_delivery_is_picked_up_by_an_event(hub_root: Path) -> None:
     """A delivery written under exports/<provider>/ while the watcher waits: the manifest's event wakes it (not the
     300 s scan) and its month is committed."""

@@ -79,7 +79,7 @@ def ingest_pending(store: Store, records: list[RunRecord], settings: Settings, *
     if checkpoint is not None:
         final.update({r.manifest: listing[r.manifest].signature for r in made
                       if r.state in runs.FINAL and r.manifest in listing})
-        for rel in [k for k in checkpoint if k not in listing]:
+        for rel in [k for k in checkpoint if k.startswith(f"{AREA}/") and k not in listing]:
             del checkpoint[rel]  # deleted by retention: forget it
         checkpoint.update(final)
     return made, extra

@@ -108,6 +108,9 @@ class Delivery:
     modified: datetime | None = None
     #: a day pulled from the provider's bill API (``hub pull``): it replaces only its own rows in its month folder
     pulled: bool = False
+    #: the listing signature of the manifest and every file of the delivery (the watcher's checkpoint: unchanged since
+    #: it was found final, the delivery is not read again)
+    signature: str = ""
 
     @property
     def sha(self) -> str:
@@ -125,10 +128,12 @@ class Delivery:
         return hashlib.sha1(self.manifest.encode()).hexdigest()[:16]
 
 
-def deliveries(store: Store) -> list[Delivery]:
+def deliveries(store: Store, checkpoint: dict[str, str] | None = None, seen: set[str] | None = None) -> list[Delivery]:
     """Every delivery under ``exports/<provider>/``, oldest first (the newest of a lake folder wins): each folder with a
     ``manifest.json`` owns the data files below it (not those of a sub-folder with its own manifest); for a provider
-    whose reports arrive file by file (``incrementalFiles``: OCI), each data file no manifest owns is a delivery."""
+    whose reports arrive file by file (``incrementalFiles``: OCI), each data file no manifest owns is a delivery.
+    ``checkpoint``: deliveries whose listing signature it holds are left out, their manifest not read (the watcher's
+    listing checkpoint); ``seen`` collects every delivery's manifest, left out or not."""
     base = store.full(AREA)
     if not store.fs.exists(base):
         return []
@@ -148,6 +153,11 @@ def deliveries(store: Store) -> list[Delivery]:
     out = []
     for folder, rel in folders.items():
         provider = _provider(rel)
+        signature = _signature(found, [rel, *owned[folder]])
+        if seen is not None:
+            seen.add(rel)
+        if checkpoint is not None and checkpoint.get(rel) == signature:
+            continue  # unchanged since it was found final
         raw: bytes | None = None
         with contextlib.suppress(OSError):  # an empty manifest (the usual one) is known from the listing: no read
             empty = found[rel].get("size") == 0 and found[rel].get("type", "file") == "file"
@@ -160,15 +170,25 @@ def deliveries(store: Store) -> list[Delivery]:
             elif name.endswith(SUFFIXES):
                 files.append((sub, int(found[sub].get("size") or 0)))
         out.append(Delivery(rel, provider, tuple(files), raw, tuple(listings), modified=listed(found[rel]).modified,
-                            pulled=_pull_manifest(raw)))
+                            pulled=_pull_manifest(raw), signature=signature))
     for rel in loose:
         provider = _provider(rel)
         if provider in providers() and providers()[provider].incrementalFiles and rel.lower().endswith(SUFFIXES):
-            seen = listed(found[rel])
+            entry = listed(found[rel])
+            if seen is not None:
+                seen.add(rel)
+            if checkpoint is not None and checkpoint.get(rel) == entry.signature:
+                continue
             out.append(Delivery(rel, provider, ((rel, int(found[rel].get("size") or 0)),), b"", incremental=True,
-                                stamp=seen.signature, modified=seen.modified))
+                                stamp=entry.signature, modified=entry.modified, signature=entry.signature))
     oldest = datetime.min.replace(tzinfo=timezone.utc)
     return sorted(out, key=lambda d: (d.modified or oldest, d.manifest))
+
+
+def _signature(found: dict[str, dict], rels: list[str]) -> str:
+    """One listing signature for a manifest and the files it owns (names, sizes, modification stamps)."""
+    text = "\n".join(f"{rel}\t{listed(found[rel]).signature}" for rel in sorted(rels))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _pull_manifest(raw: bytes | None) -> bool:
@@ -187,16 +207,21 @@ def _provider(rel: str) -> str:
 
 
 def pending(store: Store, records: list[RunRecord], *, retry: bool = False, force: bool = False, settle: float = 0,
-            waiting: list[str] | None = None) -> list[Delivery]:
+            waiting: list[str] | None = None, checkpoint: dict[str, str] | None = None,
+            final: dict[str, str] | None = None, seen: set[str] | None = None) -> list[Delivery]:
     """Deliveries not processed yet in their current content (``retry``: quarantined ones too; ``force``: all).
-    An incremental file changed less than ``settle`` seconds ago may still be written: it waits (in ``waiting``)."""
+    An incremental file changed less than ``settle`` seconds ago may still be written: it waits (in ``waiting``).
+    ``checkpoint``: see :func:`deliveries` (not used with ``retry`` or ``force``); ``final`` collects the listing
+    signatures of the deliveries found final."""
     out = []
     now = datetime.now(timezone.utc)
-    for d in deliveries(store):
+    for d in deliveries(store, None if retry or force else checkpoint, seen):
         mine = [r for r in records if r.manifest == d.manifest and r.manifestSha256 == d.sha]
         whole = {k for r in mine for k in r.siblings} <= {r.key for r in mine}  # no run lost to a crash before its save
-        final = mine and whole and all(r.state in ("committed", "quarantined") for r in mine)
-        if force or not final or retry and any(r.state == "quarantined" for r in mine):
+        done = mine and whole and all(r.state in ("committed", "quarantined") for r in mine)
+        if done and final is not None and d.signature:
+            final[d.manifest] = d.signature
+        if force or not done or retry and any(r.state == "quarantined" for r in mine):
             if d.incremental and settle > 0 and d.modified and (now - d.modified).total_seconds() < settle:
                 if waiting is not None:
                     waiting.append(d.manifest)
@@ -206,15 +231,26 @@ def pending(store: Store, records: list[RunRecord], *, retry: bool = False, forc
 
 
 def ingest_pending(store: Store, records: list[RunRecord], *, retry: bool = False, force: bool = False, settle: float = 0,
-                   waiting: list[str] | None = None) -> list[RunRecord]:
-    """Process every pending delivery (one failing delivery never stops the others); ``records`` is kept current."""
+                   waiting: list[str] | None = None, checkpoint: dict[str, str] | None = None) -> list[RunRecord]:
+    """Process every pending delivery (one failing delivery never stops the others); ``records`` is kept current.
+    ``checkpoint`` (the watcher's listing checkpoint, updated in place): manifest -> listing signature of the
+    deliveries already final, which are then not read again."""
     made: list[RunRecord] = []
-    for d in pending(store, records, retry=retry, force=force, settle=settle, waiting=waiting):
+    final: dict[str, str] = {}
+    seen: set[str] = set()
+    for d in pending(store, records, retry=retry, force=force, settle=settle, waiting=waiting, checkpoint=checkpoint,
+                     final=final, seen=seen):
         key = f"native-{d.digest}"
         done = engine.isolated(store, key, d.manifest, d.raw, lambda d=d: process(store, d, records))
         out = done if isinstance(done, list) else [done]
         made += out
         records[:] = [r for r in records if r.key not in {o.key for o in out}] + out
+        if d.signature and out and all(r.state in ("committed", "quarantined") for r in out):
+            final[d.manifest] = d.signature
+    if checkpoint is not None:
+        for rel in [k for k in checkpoint if k.startswith(f"{AREA}/") and k not in seen]:
+            del checkpoint[rel]  # gone (retention, or taken away): forget it
+        checkpoint.update(final)
     return made
 
 
