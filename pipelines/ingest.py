@@ -62,8 +62,9 @@ def ingest(store: Store, *, retry: bool = False, force: bool = False, progress: 
     past the lease's TTL and was taken over stops there (``lost``) and writes nothing more.
     ``blob_grace`` (the watcher's): manifest -> deadline (epoch seconds) until which missing blobs mean
     "still uploading" rather than an error; ``settle`` (the watcher's): seconds an incremental report file (OCI) must
-    have stayed unchanged before it is taken. ``checkpoint`` (the watcher's listing checkpoint of ``msexports/`` and
-    ``exports/``, updated in place): manifest -> listing signature of deliveries already final, not read again.
+    have stayed unchanged before it is taken. ``checkpoint`` (the watcher's listing checkpoint of ``msexports/``,
+    ``exports/`` and custom-data folders, updated in place): manifest -> listing signature of deliveries already
+    final, not read again.
     ``fail_after_parts`` is a fault-injection hook for tests.
     """
     convert.check_codec()  # a bad setting is a usage error, not a quarantine of every export
@@ -99,7 +100,7 @@ def _ingest(store: Store, *, retry: bool, force: bool, progress: Progress | None
     result.records += made
     result.records += native.ingest_pending(store, records, retry=retry, force=force, settle=settle, waiting=result.waiting,
                                             checkpoint=checkpoint)
-    result.records += custom.ingest_custom(store)
+    result.records += custom.ingest_custom(store, records, checkpoint)
     result.allocated = _allocate(store, result)
     return result
 

@@ -2,9 +2,10 @@
 
 It starts by catching up on everything pending, then follows new arrivals: on local roots ``watchdog``
 events on any ``manifest.json`` wake it at once, and a periodic full scan catches whatever events missed;
-remote roots are polled, with a listing checkpoint (``config/checkpoints/msexports.json``, for ``msexports/`` and
-``exports/``) so deliveries already committed or quarantined are not read again while their listing is unchanged. A manifest whose blobs are not all there
-yet is waited for (re-checked on every event and every second) until ``blob_timeout``, then quarantined.
+remote roots are polled, with a listing checkpoint (``config/checkpoints/msexports.json``, for ``msexports/``,
+``exports/`` and custom-data folders) so deliveries already committed or quarantined are not read again while their
+listing is unchanged. A manifest whose blobs are not all there yet is waited for (re-checked on every event and
+every second) until ``blob_timeout``, then quarantined.
 Other clouds' deliveries under ``exports/`` are taken when their ``manifest.json`` lands; OCI's report files, which
 come without one, once they have not changed for ``settle`` seconds.
 Bill APIs (``pull`` settings) are pulled on their schedule before each pass (:func:`hub.pull.due`), and the event

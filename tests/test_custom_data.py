@@ -97,3 +97,26 @@ def test_boolean_money_column_in_an_export_is_refused(hub_root: Path) -> None:
     write_export(hub_root, {"part_0_0001.parquet": part.read_bytes()}, rows=1)
     (rec,) = ingest(Store(str(hub_root))).records
     assert rec.state == "quarantined" and rec.error.code == "SchemaMismatch" and "BilledCost is BOOLEAN" in rec.error.message
+
+
+def test_listing_checkpoint_covers_custom_folders(hub_root: Path) -> None:
+    """Custom folders join the watcher's checkpoint: read again once after the in-place normalization changed their
+    files, then, final and unchanged, not read at all; a new file in the folder is a new delivery."""
+    folder = _drop_focus_sample(hub_root)
+    (folder / "manifest.json").write_text("{}")
+    store, checkpoint = Store(str(hub_root)), {}
+    manifest = f"{FOLDER}/manifest.json"
+    assert [r.state for r in ingest(store, checkpoint=checkpoint).records] == ["committed"]
+    assert manifest not in checkpoint  # its files were rewritten: the listing of the next pass decides
+    assert ingest(store, checkpoint=checkpoint).records == [] and manifest in checkpoint
+    reads = []
+    original = Store.read_bytes
+    Store.read_bytes = lambda self, r: reads.append(r) or original(self, r)  # type: ignore[method-assign]
+    try:
+        assert ingest(store, checkpoint=checkpoint).records == [] and manifest not in reads
+        _drop_focus_sample(hub_root / "x")  # a second producer file, moved in beside the first
+        (hub_root / "x" / FOLDER / "ing1__part0.parquet").rename(folder / "ing2__part0.parquet")
+        again = ingest(store, checkpoint=checkpoint).records
+    finally:
+        Store.read_bytes = original  # type: ignore[method-assign]
+    assert manifest in reads and [(r.state, r.rowsOut) for r in again] == [("committed", 2000)]

@@ -23,7 +23,7 @@ from hub.checks import check_costs, month_end
 from hub.errors import HubError
 from hub.export_schemas import Column, ExportSchema
 from hub.runs import RunRecord
-from hub.store import INGESTION, Store
+from hub.store import INGESTION, Store, listed
 from hub.validate import validate_files
 from transforms import costs
 from transforms.costs import Lineage
@@ -32,27 +32,43 @@ from transforms.typing import IncompatibleType, ident, literal, project, text_nu
 CUSTOM = "custom:"
 
 
-def pending(store: Store) -> list[tuple[str, bytes | None]]:
-    """Folder manifests under ``ingestion/`` not processed yet in their current content."""
-    known = runs.by_manifest(store)
+def pending(store: Store, records: list[RunRecord] | None = None, checkpoint: dict[str, str] | None = None,
+            final: dict[str, str] | None = None) -> list[tuple[str, bytes | None]]:
+    """Folder manifests under ``ingestion/`` not processed yet in their current content (``records``: every run
+    record, loaded when not given). ``checkpoint``: manifests whose folder listing (the manifest and the folder's
+    Parquet files: names, sizes, modification stamps) it holds unchanged are not read; ``final`` collects the listing
+    signatures of the folders found final."""
+    known = {r.manifest: r for r in records} if records is not None else runs.by_manifest(store)
+    base = store.full(INGESTION)
+    found = {store.rel(p): info for p, info in store.fs.find(base, detail=True).items()} if store.fs.exists(base) else {}
+    files: dict[str, list[str]] = {}
+    for rel in found:
+        if rel.endswith(".parquet"):
+            files.setdefault(posixpath.dirname(rel), []).append(rel)
     out = []
-    for rel in store.manifests(INGESTION):
+    for rel in sorted(r for r in found if posixpath.basename(r) == "manifest.json"):
+        folder = sorted(files.get(posixpath.dirname(rel), []))
+        signature = hashlib.sha256("\n".join(f"{r}\t{listed(found[r]).signature}" for r in [rel, *folder]).encode()).hexdigest()
+        if checkpoint is not None and checkpoint.get(rel) == signature:
+            if final is not None:
+                final[rel] = signature
+            continue  # unchanged since it was found final
         try:
             raw: bytes | None = store.read_bytes(rel) if store.inside(rel) else None
         except OSError:  # a dangling link, a permission: process_folder records it, the other folders flow
             raw = None
         rec = known.get(f"{CUSTOM}{rel}")
-        if rec is None or rec.manifestSha256 != _sha(rel, raw, store) or rec.state not in ("committed", "quarantined"):
+        if rec is None or rec.manifestSha256 != _sha(raw, folder) or rec.state not in ("committed", "quarantined"):
             out.append((rel, raw))
+        elif final is not None:
+            final[rel] = signature
     return out
 
 
-def _sha(rel: str, raw: bytes | None, store: Store) -> str:
+def _sha(raw: bytes | None, files: list[str]) -> str:
     """A manifest's identity: its content and the folder's file names (a new delivery has a new ingestion id;
     normalizing in place keeps the names, so a processed folder is not processed again)."""
-    folder = posixpath.dirname(rel)
-    names = ",".join(store.parquet_files(folder))
-    return hashlib.sha256((raw or b"") + names.encode()).hexdigest()
+    return hashlib.sha256((raw or b"") + ",".join(files).encode()).hexdigest()
 
 
 def process_folder(store: Store, rel: str, raw: bytes | None) -> RunRecord:
@@ -61,7 +77,7 @@ def process_folder(store: Store, rel: str, raw: bytes | None) -> RunRecord:
     folder = posixpath.dirname(rel)
     parts = folder.split("/")
     digest = hashlib.sha1(rel.encode()).hexdigest()[:16]
-    rec = RunRecord(key=f"custom-{digest}", manifest=f"{CUSTOM}{rel}", manifestSha256=_sha(rel, raw, store),
+    rec = RunRecord(key=f"custom-{digest}", manifest=f"{CUSTOM}{rel}", manifestSha256=_sha(raw, store.parquet_files(folder)),
                     exportType="Custom", dataset=parts[1] if len(parts) > 1 else None, destination=folder,
                     month=f"{parts[2]}-{parts[3]}" if len(parts) > 3 else None, scope="/".join(parts[4:]) or None,
                     staging=engine.new_staging(f"custom-{digest}"))  # one per attempt
@@ -152,9 +168,19 @@ def _query(con: duckdb.DuckDBPyConnection, rec: RunRecord, path: str, rel: str) 
     return costs.costs_sql(typed, columns, Lineage(), extras=proj.extra)
 
 
-def ingest_custom(store: Store) -> list[RunRecord]:
-    """Process every pending custom-data folder (one failing folder never stops the others)."""
-    return [_isolated(store, rel, raw) for rel, raw in pending(store)]
+def ingest_custom(store: Store, records: list[RunRecord] | None = None,
+                  checkpoint: dict[str, str] | None = None) -> list[RunRecord]:
+    """Process every pending custom-data folder (one failing folder never stops the others). ``checkpoint`` (the
+    watcher's listing checkpoint, updated in place): folders already final and unchanged are not read again (a
+    folder just normalized in place has new files: it is read once more, then found final)."""
+    final: dict[str, str] = {}
+    made = [_isolated(store, rel, raw) for rel, raw in pending(store, records, checkpoint, final)]
+    if checkpoint is not None:
+        prefix = f"{INGESTION}/"
+        for rel in [k for k in checkpoint if k.startswith(prefix) and k not in final]:
+            del checkpoint[rel]  # changed, pending or gone: read again next time
+        checkpoint.update(final)
+    return made
 
 
 def _isolated(store: Store, rel: str, raw: bytes | None) -> RunRecord:
