@@ -117,17 +117,22 @@ def too_precise(sources: list[str]) -> str:
     if not sources:
         return "false"
     joined = f"concat({', '.join(sources)})"
-    gate = f"greatest({', '.join(f'strlen({s})' for s in sources)}) > 19 OR contains({joined}, 'E') OR contains({joined}, 'e')"
+    exponents = f"contains({joined}, 'E') OR contains({joined}, 'e')"
+    longest = f"greatest({', '.join(f'strlen({s})' for s in sources)}) > 19"
 
     def exact(src: str) -> str:
         low = f"lower({src})"
         exponent = (f"coalesce(length(rtrim(split_part(split_part({low}, 'e', 1), '.', 2), '0')) "
                     f"- coalesce(TRY_CAST(nullif(split_part({low}, 'e', 2), '') AS INTEGER), 0) > 18, false)")
-        plain = f"strlen({src}) > 19 AND strpos({src}, '.') > 0 AND strlen(rtrim({src}, '0')) - strpos({src}, '.') > 18"
         return (f"CASE WHEN contains({src}, 'E') OR contains({src}, 'e') THEN NOT coalesce({few_decimals(src)}, false) "
-                f"AND {exponent} ELSE {plain} END")
+                f"AND {exponent} ELSE {plain(src)} END")
 
-    return f"CASE WHEN {gate} THEN coalesce({' OR '.join(exact(s) for s in sources)}, false) ELSE false END"
+    def plain(src: str) -> str:
+        return f"strlen({src}) > 19 AND strpos({src}, '.') > 0 AND strlen(rtrim({src}, '0')) - strpos({src}, '.') > 18"
+
+    # a row without an exponent anywhere (the usual long row) needs only the plain test, its length first
+    return (f"CASE WHEN {exponents} THEN coalesce({' OR '.join(exact(s) for s in sources)}, false) "
+            f"WHEN {longest} THEN coalesce({' OR '.join(f'({plain(s)})' for s in sources)}, false) ELSE false END")
 
 
 def exact_double(src: str) -> str:
