@@ -174,6 +174,13 @@ def listed(info: dict) -> Listed:
     return Listed(f"{info.get('size')}|{stamp}", _modified(info))
 
 
+def signature_of(found: dict[str, dict], rels: list[str]) -> str:
+    """One listing signature for several entries of a detailed listing (a manifest and the files of its delivery:
+    names, sizes, modification stamps), in any order."""
+    text = "\n".join(f"{rel}\t{listed(found[rel]).signature}" for rel in sorted(rels))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def _modified(info: dict) -> datetime | None:
     """A listing entry's modification time (local ``mtime``, Azure ``last_modified``, S3 ``LastModified``), UTC."""
     value = info.get("mtime") or info.get("last_modified") or info.get("LastModified")

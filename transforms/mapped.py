@@ -107,8 +107,10 @@ def project(spec: dict, columns: dict[str, str], lookup_files: dict[str, str]) -
     totals = spec.get("totals", {})
     currency = resolve(totals.get("currency", "NULL"))
     amounts = {k: resolve(v) for k, v in totals.items() if k != "currency"}
-    converted = [f"{cast_text(Column(c, 'decimal', c), f'nullif(trim({ident(c)}), {literal(str())})')} AS {ident(n)}"
-                 for c, n in numbers.items()]
+    converted = []
+    for c, n in numbers.items():
+        text = f"nullif(trim({ident(c)}), '')"
+        converted.append(f"{cast_text(Column(c, 'decimal', c), text)} AS {ident(n)}")
     return Mapped(select, (currency, amounts), converted)
 
 

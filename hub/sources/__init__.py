@@ -45,3 +45,14 @@ def hooks(rec: RunRecord) -> Hooks:
 
         return native.HOOKS
     return NONE
+
+
+def refresh_checkpoint(checkpoint: dict[str, str] | None, area: str, present: set[str] | dict, final: dict[str, str]) -> None:
+    """The watcher's listing checkpoint after a source's pass over ``area``: its entries of manifests no longer
+    ``present`` dropped (deleted by retention, taken away, changed), then the signatures found ``final`` recorded. The
+    other areas' entries are left alone."""
+    if checkpoint is None:
+        return
+    for rel in [k for k in checkpoint if k.startswith(f"{area}/") and k not in present]:
+        del checkpoint[rel]
+    checkpoint.update(final)

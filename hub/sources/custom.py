@@ -23,7 +23,8 @@ from hub.checks import check_costs, month_end
 from hub.errors import HubError
 from hub.export_schemas import Column, ExportSchema
 from hub.runs import RunRecord
-from hub.store import INGESTION, Store, listed
+from hub.sources import refresh_checkpoint
+from hub.store import INGESTION, Store, signature_of
 from hub.validate import validate_files
 from transforms import costs
 from transforms.costs import Lineage
@@ -48,7 +49,7 @@ def pending(store: Store, records: list[RunRecord] | None = None, checkpoint: di
     out = []
     for rel in sorted(r for r in found if posixpath.basename(r) == "manifest.json"):
         folder = sorted(files.get(posixpath.dirname(rel), []))
-        signature = hashlib.sha256("\n".join(f"{r}\t{listed(found[r]).signature}" for r in [rel, *folder]).encode()).hexdigest()
+        signature = signature_of(found, [rel, *folder])
         if checkpoint is not None and checkpoint.get(rel) == signature:
             if final is not None:
                 final[rel] = signature
@@ -175,11 +176,7 @@ def ingest_custom(store: Store, records: list[RunRecord] | None = None,
     folder just normalized in place has new files: it is read once more, then found final)."""
     final: dict[str, str] = {}
     made = [_isolated(store, rel, raw) for rel, raw in pending(store, records, checkpoint, final)]
-    if checkpoint is not None:
-        prefix = f"{INGESTION}/"
-        for rel in [k for k in checkpoint if k.startswith(prefix) and k not in final]:
-            del checkpoint[rel]  # changed, pending or gone: read again next time
-        checkpoint.update(final)
+    refresh_checkpoint(checkpoint, INGESTION, final, final)  # changed, pending or gone: read again next time
     return made
 
 

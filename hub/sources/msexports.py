@@ -23,7 +23,7 @@ from hub.faults import checkpoint
 from hub.manifest import Manifest, parse_manifest
 from hub.runs import RunRecord
 from hub.settings import Settings
-from hub.sources import Hooks
+from hub.sources import Hooks, refresh_checkpoint
 from hub.sources import msexports_pairing as pairing
 from hub.store import MSEXPORTS, Store, dataset_folder, raw_staging, scope_path
 from transforms import legacy_costs
@@ -76,12 +76,8 @@ def ingest_pending(store: Store, records: list[RunRecord], settings: Settings, *
         records[:] = [r for r in records if r.key != rec.key] + [rec]
         if rec.state == "committed" and rec.dataset == "Prices" and rec.month:
             extra += prices_committed(rec)
-    if checkpoint is not None:
-        final.update({r.manifest: listing[r.manifest].signature for r in made
-                      if r.state in runs.FINAL and r.manifest in listing})
-        for rel in [k for k in checkpoint if k.startswith(f"{AREA}/") and k not in listing]:
-            del checkpoint[rel]  # deleted by retention: forget it
-        checkpoint.update(final)
+    final.update({r.manifest: listing[r.manifest].signature for r in made if r.state in runs.FINAL and r.manifest in listing})
+    refresh_checkpoint(checkpoint, AREA, listing, final)
     return made, extra
 
 

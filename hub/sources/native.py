@@ -42,8 +42,8 @@ from hub.checks import check_costs, month_end
 from hub.errors import HubError
 from hub.export_schemas import Column, ExportSchema, totals_spec
 from hub.runs import RunRecord
-from hub.sources import Hooks
-from hub.store import EXPORTS, Store, bounded_name, dataset_folder, listed
+from hub.sources import Hooks, refresh_checkpoint
+from hub.store import EXPORTS, Store, bounded_name, dataset_folder, listed, signature_of
 from hub.validate import CheckTap, tap_report, validate_files
 from transforms import backfill, costs, mapped
 from transforms.costs import Lineage
@@ -153,7 +153,7 @@ def deliveries(store: Store, checkpoint: dict[str, str] | None = None, seen: set
     out = []
     for folder, rel in folders.items():
         provider = _provider(rel)
-        signature = _signature(found, [rel, *owned[folder]])
+        signature = signature_of(found, [rel, *owned[folder]])
         if seen is not None:
             seen.add(rel)
         if checkpoint is not None and checkpoint.get(rel) == signature:
@@ -183,12 +183,6 @@ def deliveries(store: Store, checkpoint: dict[str, str] | None = None, seen: set
                                 stamp=entry.signature, modified=entry.modified, signature=entry.signature))
     oldest = datetime.min.replace(tzinfo=timezone.utc)
     return sorted(out, key=lambda d: (d.modified or oldest, d.manifest))
-
-
-def _signature(found: dict[str, dict], rels: list[str]) -> str:
-    """One listing signature for a manifest and the files it owns (names, sizes, modification stamps)."""
-    text = "\n".join(f"{rel}\t{listed(found[rel]).signature}" for rel in sorted(rels))
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _pull_manifest(raw: bytes | None) -> bool:
@@ -247,10 +241,7 @@ def ingest_pending(store: Store, records: list[RunRecord], *, retry: bool = Fals
         records[:] = [r for r in records if r.key not in {o.key for o in out}] + out
         if d.signature and out and all(r.state in ("committed", "quarantined") for r in out):
             final[d.manifest] = d.signature
-    if checkpoint is not None:
-        for rel in [k for k in checkpoint if k.startswith(f"{AREA}/") and k not in seen]:
-            del checkpoint[rel]  # gone (retention, or taken away): forget it
-        checkpoint.update(final)
+    refresh_checkpoint(checkpoint, AREA, seen, final)
     return made
 
 
