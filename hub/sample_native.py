@@ -333,10 +333,28 @@ TENCENT_SERVICES = (
 )
 
 
-def write_tencent_bill(root: str, *, month: str = "2024-05", rows: int = 1000, payer: str = "100001") -> str:
+#: A Tencent bill's display-name (console) headers for DescribeBillDetail's field names, as Tencent's "Fields in Bills"
+#: (555/37506) and "Bill Fields Description" (1085/43050) name them; the console file has no BillMonth, codes or tags.
+TENCENT_CONSOLE = {
+    "PayerUin": "Payer Account ID", "OwnerUin": "Owner Account ID", "BusinessCodeName": "Product Name",
+    "ProductCodeName": "Subproduct Name", "ProjectName": "Project Name", "RegionName": "Region",
+    "ZoneName": "Availability Zone", "ResourceId": "Instance ID", "ActionTypeName": "Transaction Type",
+    "FeeBeginTime": "Usage Start Time", "FeeEndTime": "Usage End Time", "ComponentCodeName": "Component Type",
+    "ItemCodeName": "Component Name", "SinglePrice": "Component List Price", "ContractPrice": "Component Contracted Price",
+    "PriceUnit": "Component Price Measurement Unit", "UsedAmount": "Component Usage", "UsedAmountUnit": "Component Usage Unit",
+    "TimeSpan": "Usage Duration", "Cost": "Original Cost", "Discount": "Discount",
+    "RealCost": "Total Amount After Discount (Excluding Tax)", "VoucherPayAmount": "Voucher Deduction",
+    "CashPayAmount": "Cash Credit", "IncentivePayAmount": "Free Credit", "TransferPayAmount": "Commission Credit",
+    "TaxAmount": "Tax Amount", "Currency": "Currency",
+}
+
+
+def write_tencent_bill(root: str, *, month: str = "2024-05", rows: int = 1000, payer: str = "100001",
+                       console: bool = False) -> str:
     """Tencent Cloud component-level bill details as bill storage writes them (DescribeBillDetail field names, Beijing
     times with inclusive ``...:59:59`` ends), hourly settlements at a contract discount paid by vouchers and cash
-    (RealCost = VoucherPayAmount + CashPayAmount). Returns the manifest's path relative to the root."""
+    (RealCost = VoucherPayAmount + CashPayAmount). ``console``: with the console's display-name headers
+    (:data:`TENCENT_CONSOLE`, plus ``Billing Mode``). Returns the manifest's path relative to the root."""
     store = Store(root)
     start, _, days = _month(month)
     folder = f"{EXPORTS}/tencent/bill-storage/{month}"
@@ -366,6 +384,9 @@ def write_tencent_bill(root: str, *, month: str = "2024-05", rows: int = 1000, p
               JOIN {services} s(code, name, sub, comp, item, price, unit_price, unit, k) ON s.k = CAST(hash(i,
               's') % 4 AS BIGINT))
         ORDER BY i"""
+    if console:
+        shown = ", ".join(f'"{api}" AS "{name}"' for api, name in TENCENT_CONSOLE.items())
+        sql = f"SELECT {shown}, 'Pay-as-you-go' AS \"Billing Mode\" FROM ({sql})"
     return _deliver(store, folder, f"{payer}-{month.replace('-', '')}-by_used_time-bill_details.zip", con, sql)  # as bill storage
 
 

@@ -547,17 +547,88 @@ def test_tencent_bill_by_hand(tmp_path: Path) -> None:
     assert report.violations == 0, report.summary()
 
 
-@pytest.mark.parametrize(("provider", "amount", "parts"), [
-    ("huawei", "consume_amount", ("x_CashAmount", "x_CreditAmount", "x_CouponAmount")),
-    ("tencent", "RealCost", ("x_VoucherPayAmount", "x_CashPayAmount")),
+#: The rows of TENCENT as the console (and bill storage with display names) heads them: Tencent's "Fields in Bills"
+#: (555/37506) and "Bill Fields Description" (1085/43050) spellings; no billing month, codes, region id or tags.
+TENCENT_CONSOLE = (
+    "Payer Account ID,Owner Account ID,Operator Account ID,Product Name,Subproduct Name,Billing Mode,Project Name,Region,"
+    "Availability Zone,Instance ID,Instance Name,Transaction Type,Transaction ID,Transaction Time,Usage Start Time,"
+    "Usage End Time,Component Type,Component Name,Component List Price,Component Contracted Price,"
+    "Component Price Measurement Unit,Component Usage,Component Usage Unit,Usage Duration,Duration Unit,OriginalCost,"
+    "DiscountRate,Currency,Total Amount After Discount (Excluding Tax),Voucher Deduction,Amount Before Tax,TaxRate,"
+    "TaxAmount,Total Cost (Including Tax)\n"
+    "100001,100002,100002,Cloud Virtual Machine,CVM Standard S5,Pay-as-you-go,Default,South China (Guangzhou),"
+    "Guangzhou Zone 3,ins-abc,web-1,Hourly settlement,T1,2024-05-10 09:00:00,2024-05-10 08:00:00,2024-05-10 08:59:59,CPU,"
+    "CPU usage,0.05,0.04,USD/core/hour,2,core,1,hour,0.10,0.8,USD,0.08,0.03,0.05,0,0,0.05\n"
+    "100001,100002,100002,Cloud Block Storage,CBS,Monthly subscription,Default,South China (Guangzhou),Guangzhou Zone 3,"
+    "disk-1,data-1,New subscription,T2,2024-05-01 00:00:00,2024-05-01 00:00:00,2024-05-31 23:59:59,Disk,Premium disk,10,9,"
+    "USD/disk/month,1,disk,1,month,10,0.9,USD,9,0,9,0,0,9\n"
+)
+
+
+def test_tencent_console_bill_by_hand(tmp_path: Path) -> None:
+    """The same two Tencent rows with the console's display-name headers (mapping aliases): the same FOCUS values as
+    the API field names give (test_tencent_bill_by_hand); the month from the usage start (2024-05), ServiceCategory from
+    the product name, RegionName from Region, RegionId null, no tags ({}), the billing mode's text in x_PayMode."""
+    root = make_hub(tmp_path / "hub")
+    deliver(root, "tencent", "cos/2024-05", {"100001-202405-by_used_time-bill_details.csv": TENCENT_CONSOLE})
+    result = ingest(Store(str(root)))
+    assert result.ok, [r.error for r in result.all]
+    (rec,) = result.records
+    assert rec.month == "2024-05" and D(rec.totalsIn["USD"]["BilledCost"]) == D("9.08")
+    rows = keyed(root,
+                 "x_ActionType, BilledCost, EffectiveCost, ListCost, ContractedCost, ChargeCategory, ChargeFrequency, "
+                 "CAST(ChargePeriodStart AS VARCHAR), CAST(ChargePeriodEnd AS VARCHAR), PricingQuantity, x_VoucherPayAmount, "
+                 "ServiceCategory, Tags, RegionId, RegionName, x_PayMode, BillingAccountId, SubAccountId, x_SourceType, "
+                 "CAST(BillingPeriodStart AS VARCHAR)")
+    use = rows["Hourly settlement"]
+    assert use[:7] == (D("0.08"), D("0.08"), D("0.1"), D("0.08"), "Usage", "Usage-Based", "2024-05-10 00:00:00+00")
+    assert use[7:] == ("2024-05-10 01:00:00+00", D(2), D("0.03"), "Compute", "{}", None, "South China (Guangzhou)",
+                       "Pay-as-you-go", "100001", "100002", "Tencent Cloud bill", "2024-04-30 16:00:00+00")
+    sub = rows["New subscription"]
+    assert sub[:6] == (D(9), D(0), D(10), D(9), "Purchase", "One-Time") and sub[7] == "2024-05-31 16:00:00+00"
+    assert sub[10] == "Storage"
+    report = validate(str(root))
+    assert report.violations == 0, report.summary()
+
+
+def test_mapping_aliases_stand_in_only_for_a_missing_name() -> None:
+    """A mapping's ``aliases``: the report's own column under the name wins; else the first spelling the report has
+    (compared without case, spaces and punctuation); ``detect`` accepts the spellings; nothing found stays NULL."""
+    from transforms import mapped
+
+    spec = {"detect": ["real_cost"], "aliases": {"real_cost": ["Total Amount (Excl. Tax)", "Amount"]},
+            "columns": {"BilledCost": "{real_cost}"}}
+    assert mapped.by_key(spec, {"Amount": "VARCHAR", "total amount excl tax": "VARCHAR"})["realcost"] == "total amount excl tax"
+    assert mapped.by_key(spec, {"RealCost": "VARCHAR", "Amount": "VARCHAR"})["realcost"] == "RealCost"
+    assert mapped.detects(spec, {"AMOUNT": "VARCHAR"}) and not mapped.detects(spec, {"Cost": "VARCHAR"})
+    assert mapped.project(spec, {"AMOUNT": "VARCHAR"}, {}).select == ['"AMOUNT" AS "BilledCost"']
+    assert mapped.project(spec, {"Cost": "VARCHAR"}, {}).select == ['CAST(NULL AS VARCHAR) AS "BilledCost"']
+
+
+def test_a_tencent_console_bill_without_its_amount_column_is_refused(tmp_path: Path) -> None:
+    """A display-name file whose after-discount amount column is missing (another spelling than the documented ones) is
+    not guessed at: SchemaMismatch naming the file, nothing lands."""
+    root = make_hub(tmp_path / "hub")
+    renamed = TENCENT_CONSOLE.replace("Total Amount After Discount (Excluding Tax)", "Amount After Something")
+    deliver(root, "tencent", "cos/2024-05", {"bill.csv": renamed})
+    (rec,) = ingest(Store(str(root))).records
+    assert (rec.state, rec.error.code, rec.error.file) == ("quarantined", "SchemaMismatch", "exports/tencent/cos/2024-05/bill.csv")
+    assert not list((root / "ingestion").rglob("*.parquet"))
+
+
+@pytest.mark.parametrize(("provider", "amount", "parts", "options"), [
+    ("huawei", "consume_amount", ("x_CashAmount", "x_CreditAmount", "x_CouponAmount"), {}),
+    ("tencent", "RealCost", ("x_VoucherPayAmount", "x_CashPayAmount"), {}),
+    ("tencent", "Total Amount After Discount (Excluding Tax)", ("x_VoucherPayAmount", "x_CashPayAmount"), {"console": True}),
 ])
-def test_generated_chinese_cloud_bills_reconcile(tmp_path: Path, provider: str, amount: str, parts: tuple[str, ...]) -> None:
-    """The Huawei and Tencent generators' bills (hub.sample_native): every row lands, BilledCost equals the file's own
-    total, the payment instruments add up to it row by row, 0 FOCUS violations."""
+def test_generated_chinese_cloud_bills_reconcile(tmp_path: Path, provider: str, amount: str, parts: tuple[str, ...],
+                                                 options: dict) -> None:
+    """The Huawei and Tencent generators' bills (hub.sample_native; Tencent's also with console headers): every row
+    lands, BilledCost equals the file's own total, the payment instruments add up to it row by row, 0 FOCUS violations."""
     from hub import sample_native
 
     root = make_hub(tmp_path / "hub")
-    manifest = getattr(sample_native, f"write_{provider}_bill")(str(root), rows=1500)
+    manifest = getattr(sample_native, f"write_{provider}_bill")(str(root), rows=1500, **options)
     part = next((root / manifest).parent.glob("*.csv"), None)
     if part is None:  # Tencent's bill storage writes zip archives
         packed = next((root / manifest).parent.glob("*.zip"))

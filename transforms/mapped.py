@@ -9,7 +9,9 @@ raises ``InvalidValue`` naming the column). ``tagColumns`` builds Tags from one 
 with ``strip`` prefixes removed from the keys) or takes a map column (``map``) as JSON, its keys without those prefixes
 too. ``lookups`` maps a key expression through a CSV of the provider's folder (``key``, ``value`` columns, a
 ``default``). ``defaults`` gives a column the report lacks an expression instead of NULL. ``let`` names sub-expressions a mapping uses more than once: ``{@name}`` stands for ``let[name]`` (in
-parentheses; a ``let`` may use another).
+parentheses; a ``let`` may use another). ``aliases`` gives a name other spellings (``{"payer_uin": ["Payer Account
+ID"]}``): a report without the name reads the first spelling it has (a provider's API field names and its console's
+display names in one mapping); ``detect`` accepts them too.
 """
 
 from __future__ import annotations
@@ -34,9 +36,23 @@ def key(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
+def by_key(spec: dict, columns: dict[str, str]) -> dict[str, str]:
+    """The report's columns by :func:`key`; a name the mapping gives ``aliases`` for stands for the first of its
+    spellings the report has when it lacks the name (one mapping for a report's API and console headers)."""
+    found: dict[str, str] = {}
+    for name in columns:
+        found.setdefault(key(name), name)
+    for name, spellings in spec.get("aliases", {}).items():
+        if key(name) not in found:
+            alias = next((found[key(s)] for s in spellings if key(s) in found), None)
+            if alias is not None:
+                found[key(name)] = alias
+    return found
+
+
 def detects(spec: dict, columns: dict[str, str]) -> bool:
-    """True when the report has every column the mapping's ``detect`` lists."""
-    have = {key(c) for c in columns}
+    """True when the report has every column the mapping's ``detect`` lists (under its name or an alias)."""
+    have = by_key(spec, columns)
     return bool(spec.get("detect")) and all(key(d) in have for d in spec["detect"])
 
 
@@ -61,9 +77,7 @@ NUMBER_PREFIX = "__num_"
 def project(spec: dict, columns: dict[str, str], lookup_files: dict[str, str]) -> Mapped:
     """The SELECT list turning a report with ``columns`` ({name: DuckDB type}) into FOCUS-named columns.
     ``lookup_files``: the text of each CSV the mapping's ``lookups`` name."""
-    by_key: dict[str, str] = {}
-    for name in columns:
-        by_key.setdefault(key(name), name)
+    named = by_key(spec, columns)
     defaults = {key(k): v for k, v in spec.get("defaults", {}).items()}
     numbers: dict[str, str] = {}  # text column -> its converted column (a column a mapping uses in five rules is parsed once)
 
@@ -71,7 +85,7 @@ def project(spec: dict, columns: dict[str, str], lookup_files: dict[str, str]) -
         expr = _expand(expr, spec.get("let", {}))
 
         def number(m: re.Match) -> str:
-            found = by_key.get(key(m.group(1)))
+            found = named.get(key(m.group(1)))
             if found is None:
                 default = defaults.get(key(m.group(1)))
                 return f"CAST(({resolve(default)}) AS DECIMAL(38,18))" if default else "CAST(NULL AS DECIMAL(38,18))"
@@ -85,7 +99,7 @@ def project(spec: dict, columns: dict[str, str], lookup_files: dict[str, str]) -
             return ident(numbers[found])
 
         def column(m: re.Match) -> str:
-            found = by_key.get(key(m.group(1)))
+            found = named.get(key(m.group(1)))
             if found is not None:
                 return ident(found)
             default = defaults.get(key(m.group(1)))
