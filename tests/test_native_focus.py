@@ -616,6 +616,63 @@ def test_a_tencent_console_bill_without_its_amount_column_is_refused(tmp_path: P
     assert not list((root / "ingestion").rglob("*.parquet"))
 
 
+def _console_rows(*rows: tuple[str, str, str, str]) -> str:
+    """A Tencent console bill: (transaction type, usage start, usage end, after-discount amount) per row."""
+    head = "Payer Account ID,Owner Account ID,Product Name,Transaction Type,Transaction Time,Usage Start Time,Usage End Time," \
+           "Component Name,Total Amount After Discount (Excluding Tax),Currency\n"
+    return head + "".join(f"100001,100002,Cloud Virtual Machine,{t},2024-05-03 10:00:00,{a},{b},CPU usage,{c},USD\n"
+                          for t, a, b, c in rows)
+
+
+def test_a_tencent_console_bill_files_its_rows_under_the_month_of_its_name(tmp_path: Path) -> None:
+    """The month of a display-name file whose rows have no billing month: the one in its name as bill storage names it
+    (``<payer>-<yyyymm>[dd]-by_used_time-...``), for every row, so a May bill's settlement of April usage lands in May and
+    leaves April's own bill as it was; without a month in the name, each row's usage start (``...23:59:59`` meaning the
+    next second, an empty start the transaction time), and a file of several such months is refused (PeriodMismatch),
+    as its April rows would replace April's bill."""
+    root = make_hub(tmp_path / "hub")
+    april = _console_rows(("Hourly settlement", "2024-04-10 08:00:00", "2024-04-10 08:59:59", "0.08"),
+                          ("Hourly settlement", "2024-04-20 08:00:00", "2024-04-20 08:59:59", "9"))
+    deliver(root, "tencent", "cos/2024-04", {"100001-202404-by_used_time-bill_details.csv": april})
+    may = _console_rows(("Hourly settlement", "2024-05-02 08:00:00", "2024-05-02 08:59:59", "1.5"),
+                        ("Monthly settlement", "2024-04-01 00:00:00", "2024-04-30 23:59:59", "2.25"))
+    deliver(root, "tencent", "cos/2024-05", {"100001-20240531-by_used_time-bill_details.csv": may})
+    result = ingest(Store(str(root)))
+    assert result.ok, [r.error for r in result.all]
+    assert sorted((r.month, r.rowsOut, D(r.totalsIn["USD"]["BilledCost"])) for r in result.records) == [
+        ("2024-04", 2, D("9.08")), ("2024-05", 2, D("3.75"))]
+    assert one(f"SELECT sum(BilledCost) FROM {lake(root)} WHERE BillingPeriodStart < TIMESTAMPTZ '2024-04-30 16:00:00+00'") == D("9.08")
+
+    mixed = make_hub(tmp_path / "mixed")
+    deliver(mixed, "tencent", "download", {"bill.csv": may})
+    (rec,) = ingest(Store(str(mixed))).records
+    assert (rec.state, rec.error.code, rec.error.file) == ("quarantined", "PeriodMismatch", "exports/tencent/download/bill.csv")
+    assert "2024-04, 2024-05" in rec.error.message
+    assert not list((mixed / "ingestion").rglob("*.parquet"))
+
+    edges = make_hub(tmp_path / "edges")  # 23:59:59 on April 30th starts May; an adjustment without usage times
+    deliver(edges, "tencent", "download", {"bill.csv": _console_rows(
+        ("Hourly settlement", "2024-04-30 23:59:59", "2024-05-01 00:59:59", "1"), ("Adjustment deduction", "", "", "0.5"))})
+    (rec,) = ingest(Store(str(edges))).records
+    assert (rec.state, rec.month, rec.rowsOut) == ("committed", "2024-05", 2), rec.error
+
+
+def test_mapping_lookups_try_each_key_and_file_months() -> None:
+    """A lookup with several keys takes the first that finds a row (an unknown product code, a known product name);
+    ``fileMonth`` reads the name's month, an archive member's before its archive's, and nothing else."""
+    from transforms import mapped
+
+    spec = {"columns": {}, "lookups": {"cats.csv": {"key": ["{code}", "{name}"], "value": "Cat", "default": "Other"}},
+            "fileMonth": {"pattern": "-(20\\d\\d)(\\d\\d)(?:\\d\\d)?-by_", "column": "month"}}
+    (sql,) = mapped.project(spec, {"code": "VARCHAR", "name": "VARCHAR"}, {"cats.csv": "k,Cat\np_cvm,Compute\nDisk,Storage\n"}).select
+    rows = duckdb.connect().execute(f"SELECT {sql} FROM (VALUES ('p_cvm', 'Disk'), ('p_new', 'Disk'), (NULL, 'x'), "
+                                    "('p_new', NULL)) t(code, name)").fetchall()
+    assert [r[0] for r in rows] == ["Compute", "Storage", "Other", "Other"]
+    assert mapped.file_month(spec, "exports/tencent/a/100010445724-202411-by_used_time-bill_details.zip") == "2024-11"
+    assert mapped.file_month(spec, "a/1-202411-by_x.zip!1-20241208-by_used_time-bill_details.csv") == "2024-12"
+    assert mapped.file_month(spec, "a/1-202413-by_x.csv") is None and mapped.file_month(spec, "a/bill-2024-11.csv") is None
+
+
 @pytest.mark.parametrize(("provider", "amount", "parts", "options"), [
     ("huawei", "consume_amount", ("x_CashAmount", "x_CreditAmount", "x_CouponAmount"), {}),
     ("tencent", "RealCost", ("x_VoucherPayAmount", "x_CashPayAmount"), {}),

@@ -11,7 +11,10 @@ too. ``lookups`` maps a key expression through a CSV of the provider's folder (`
 ``default``). ``defaults`` gives a column the report lacks an expression instead of NULL. ``let`` names sub-expressions a mapping uses more than once: ``{@name}`` stands for ``let[name]`` (in
 parentheses; a ``let`` may use another). ``aliases`` gives a name other spellings (``{"payer_uin": ["Payer Account
 ID"]}``): a report without the name reads the first spelling it has (a provider's API field names and its console's
-display names in one mapping); ``detect`` accepts them too.
+display names in one mapping); ``detect`` accepts them too. A lookup's ``key`` may be a list of expressions: the
+first that finds a row wins. ``fileMonth`` (``{"pattern": regex with the year and month as groups, "column": name}``):
+the billing month a report's file name carries, as ``{__file_month}`` (NULL when the name has none), for reports whose
+rows may lack it (:func:`file_month`).
 """
 
 from __future__ import annotations
@@ -70,6 +73,23 @@ class Mapped:
         return f"(SELECT *, {', '.join(self.numbers)} FROM {report})" if self.numbers else report
 
 
+#: The column holding the billing month of a report's file name (``fileMonth``), added by the caller.
+FILE_MONTH = "__file_month"
+
+
+def file_month(spec: dict, name: str) -> str | None:
+    """``YYYY-MM`` from a delivered file's name by the mapping's ``fileMonth`` pattern (each ``!``-separated part
+    of ``name`` tried from the last, an archive member before its archive), or None."""
+    pattern = spec.get("fileMonth", {}).get("pattern")
+    if not pattern:
+        return None
+    for part in reversed(name.split("!")):
+        found = re.search(pattern, part.rsplit("/", 1)[-1])
+        if found and 1 <= int(found.group(2)) <= 12:
+            return f"{found.group(1)}-{found.group(2)}"
+    return None
+
+
 #: Prefix of the converted number columns (:attr:`Mapped.numbers`; never in the output).
 NUMBER_PREFIX = "__num_"
 
@@ -114,8 +134,9 @@ def project(spec: dict, columns: dict[str, str], lookup_files: dict[str, str]) -
         first = next(iter(rows[0])) if rows else "key"
         cases = " ".join(f"WHEN {literal(r[first])} THEN {literal(r[lk['value']])}" for r in rows)
         default = "NULL" if lk.get("default") is None else literal(lk["default"])
-        select.append(f"coalesce(CASE {resolve(lk['key'])} {cases} END, {default}) AS {ident(lk['value'])}"
-                      if cases else f"{default} AS {ident(lk['value'])}")
+        keys = lk["key"] if isinstance(lk["key"], list) else [lk["key"]]
+        found = ", ".join(f"CASE {resolve(k)} {cases} END" for k in keys)
+        select.append(f"coalesce({found}, {default}) AS {ident(lk['value'])}" if cases else f"{default} AS {ident(lk['value'])}")
     if tags := _tags(spec.get("tagColumns"), columns):
         select.append(f"{tags} AS \"Tags\"")
     totals = spec.get("totals", {})

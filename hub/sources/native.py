@@ -407,6 +407,10 @@ def _convert(store: Store, d: Delivery, failure: RunRecord, records: list[RunRec
                     f"SELECT {MONTH} AS m, {ACCOUNT} AS a, count(*) FROM read_parquet({literal(out)}) GROUP BY ALL").fetchall()}
                 if any(m is None for m, _ in groups):
                     raise HubError("rows without BillingPeriodStart: their month is unknown", file=path, code="PeriodMismatch")
+                if typed.one_month and len(months := sorted({m for m, _ in groups})) > 1:
+                    raise HubError(f"rows of {len(months)} months ({', '.join(months)}) and no billing month to file them under "
+                                   "(no billing-month column, none in the file name): one month per file, or its month "
+                                   "in the name (as the provider names it)", file=path, code="PeriodMismatch")
                 if sum(groups.values()) != rows:
                     raise HubError(f"{rows} rows written, {sum(groups.values())} read back", file=path, code="InternalError")
                 written.append(Written(out, path, groups, check, typed.source_type))
@@ -473,6 +477,9 @@ class Typed:
     tap_schema: ExportSchema
     #: the FOCUS version a report mapping writes (its ``version``); None: told per row from the columns present
     version: str | None = None
+    #: the rows' months come from their own dates (no billing-month column, none in the file name): the file must
+    #: hold one month, or a later file's rows of that month would replace this one's
+    one_month: bool = False
 
 
 def _typed(con: duckdb.DuckDBPyConnection, provider: str, src: str, kind: str, path: str) -> Typed:
@@ -490,7 +497,7 @@ def _typed(con: duckdb.DuckDBPyConnection, provider: str, src: str, kind: str, p
         sql, columns = convert.source_columns(con, src, kind, file=path)
     sql, present = _flat(sql, dict(columns))
     mapping = providers()[provider]
-    source_type, source_name, hidden, version = mapping.sourceType, None, [], None
+    source_type, source_name, hidden, version, one_month = mapping.sourceType, None, [], None, False
     needed = ("BilledCost", "BillingCurrency", "BillingPeriodStart", "BillingAccountId")
     if not _has(provider, present, needed):
         spec = next((r for r in reports(provider) if mapped.detects(r, present)), None)
@@ -498,6 +505,11 @@ def _typed(con: duckdb.DuckDBPyConnection, provider: str, src: str, kind: str, p
             known = ", ".join(r["format"] for r in reports(provider)) or "none"
             raise HubError(f"not a FOCUS file (no {', '.join(c for c in needed if not _has(provider, present, (c,)))} column) "
                            f"and not a report this provider's mappings know ({known})", file=path, code="SchemaMismatch")
+        if "fileMonth" in spec:  # the billing month of the file's name, for rows that lack it
+            month = mapped.file_month(spec, path)
+            sql = f"(SELECT *, {literal(month) if month else 'CAST(NULL AS VARCHAR)'} AS {ident(mapped.FILE_MONTH)} FROM {sql})"
+            present[mapped.FILE_MONTH] = "VARCHAR"
+            one_month = month is None and mapped.key(spec["fileMonth"]["column"]) not in mapped.by_key(spec, present)
         m = mapped.project(spec, present, _lookup_files(provider, spec))
         currency, amounts = m.totals  # the report's own total, from its columns
         hidden = [f"CAST({currency} AS VARCHAR) AS {ident(HIDDEN_CURRENCY)}",
@@ -523,7 +535,7 @@ def _typed(con: duckdb.DuckDBPyConnection, provider: str, src: str, kind: str, p
               "amounts": {"BilledCost": HIDDEN_BILLED if hidden else "BilledCost", "EffectiveCost": "EffectiveCost"}}
     tap_schema = ExportSchema("FOCUS", provider, None, "Costs", (), totals=totals)
     columns = {k: v for k, v in described.items() if k not in (HIDDEN_CURRENCY, HIDDEN_BILLED)}
-    return Typed(typed, columns, proj.extra, described, source_type, source_name, tap_schema, version)
+    return Typed(typed, columns, proj.extra, described, source_type, source_name, tap_schema, version, one_month)
 
 
 def _flat(sql: str, columns: dict[str, str]) -> tuple[str, dict[str, str]]:
