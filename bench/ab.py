@@ -25,11 +25,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
-from run import RAW_COPY  # noqa: E402
+from run import RAW_COPY, precompile  # noqa: E402
 
 
 def child(cmd: list[str], env: dict[str, str]) -> tuple[float, float, int, float]:
     """Wall seconds, CPU seconds, exit code and the 1-minute load average at the start of a child."""
+    precompile()
     load = os.getloadavg()[0]
     full = {**os.environ, "PYTHONPATH": str(REPO), **env}
     start = time.perf_counter()
