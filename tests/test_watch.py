@@ -17,7 +17,9 @@ import duckdb
 from conftest import parquet_in, schema_csv, write_export
 
 from hub import runs
+from hub.sources import msexports
 from hub.store import Store
+from pipelines.ingest import ingest
 from pipelines.watch import watch
 
 
@@ -74,6 +76,37 @@ def test_waits_for_blobs_then_gives_up(hub_root: Path) -> None:
     (hub_root / missing).with_name("part_0_0001.csv").unlink()
     watch(Store(str(hub_root)), stop=threading.Event(), log=lines.append, interval=0.2, blob_timeout=0.5, cycles=8)
     assert _states(hub_root)["never"] == "quarantined"
+
+
+def test_a_manifest_still_being_written_is_waited_for(hub_root: Path) -> None:
+    """A manifest copied in place (created empty, then filled: what a local copy does) woke the watcher while it was
+    not JSON yet, and it was quarantined before the write ended (a flaky catch-up test showed it). The watcher waits
+    for a manifest that is not JSON and changed in the last few seconds; one that stays broken is quarantined once it
+    has not changed for that long; a one-shot ``hub ingest`` is unchanged (it quarantines at once)."""
+    manifest = hub_root / write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 3)}, rows=3)
+    whole = manifest.read_bytes()
+    manifest.write_bytes(whole[: len(whole) // 2])  # half written, just now
+    grace: dict[str, float] = {}
+    result = ingest(Store(str(hub_root)), blob_grace=grace)
+    assert (result.all, result.waiting) == ([], ["msexports/e1/20240501-20240531/run1/manifest.json"])
+    manifest.write_bytes(whole)
+    (rec,) = ingest(Store(str(hub_root)), blob_grace=grace).all
+    assert (rec.state, rec.rowsOut) == ("committed", 3)
+
+    broken = hub_root / write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 1)}, rows=1, run_id="b",
+                                     folder="e/broken")
+    broken.write_bytes(b'{"manifestVersion": ')
+    assert ingest(Store(str(hub_root)), blob_grace=grace).all == []
+    old = time.time() - msexports.FRESH_MANIFEST - 1
+    os.utime(broken, (old, old))
+    (rec,) = ingest(Store(str(hub_root)), blob_grace=grace).all
+    assert (rec.state, rec.error.code) == ("quarantined", "ManifestReadFailed")
+
+    again = hub_root / write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 1)}, rows=1, run_id="c",
+                                    folder="e/again")
+    again.write_bytes(b"")
+    (rec,) = ingest(Store(str(hub_root))).all  # no watcher: as before
+    assert (rec.state, rec.error.code) == ("quarantined", "ManifestReadFailed")
 
 
 def test_sigterm_stops_cleanly(hub_root: Path) -> None:

@@ -11,6 +11,7 @@ first, then the oldest delivery, so the newest of a folder stays visible; an old
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -29,6 +30,9 @@ from hub.store import MSEXPORTS, Store, dataset_folder, raw_staging, scope_path
 from transforms import legacy_costs
 
 AREA = MSEXPORTS
+#: Seconds during which a manifest that is not JSON yet may still be being written (a local copy in progress): the
+#: watcher waits for it instead of quarantining it.
+FRESH_MANIFEST = 10.0
 #: Called with each committed Prices run (the month's Costs may need re-normalizing); returns the records it made.
 PricesCommitted = Callable[[RunRecord], list[RunRecord]]
 
@@ -66,7 +70,8 @@ def ingest_pending(store: Store, records: list[RunRecord], settings: Settings, *
     known = {r.manifest: r for r in records}
     todo, final, listing = pending(store, records, retry=retry, force=force, checkpoint=checkpoint)
     for instant, rel, raw in todo:
-        if blob_grace is not None and blob_grace.get(rel, float("inf")) > time.time() and _blobs_missing(store, rel, raw):
+        if blob_grace is not None and blob_grace.get(rel, float("inf")) > time.time() and (
+                _being_written(raw, listing[rel].modified) or _blobs_missing(store, rel, raw)):
             waiting.append(rel)
             continue
         rec = engine.isolated(store, runs.run_key(rel, None), rel, raw, lambda rel=rel, raw=raw, instant=instant: process(
@@ -99,6 +104,17 @@ def _order(raw: bytes | None, rel: str, modified: datetime | None) -> tuple[int,
         manifest = None
     prices = manifest is not None and destination(manifest.exportConfig.type) == ("Prices", None)
     return (0 if prices else 1), deliveries.delivered_at(manifest, modified)
+
+
+def _being_written(raw: bytes | None, modified: datetime | None) -> bool:
+    """True when the manifest is not (yet) JSON and changed less than :data:`FRESH_MANIFEST` seconds ago."""
+    if raw is None or modified is None or time.time() - modified.timestamp() > FRESH_MANIFEST:
+        return False
+    try:
+        json.loads(raw)
+    except ValueError:
+        return True
+    return False
 
 
 def _blobs_missing(store: Store, rel: str, raw: bytes | None) -> bool:
