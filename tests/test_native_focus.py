@@ -629,7 +629,7 @@ def test_a_tencent_console_bill_files_its_rows_under_the_month_of_its_name(tmp_p
     (``<payer>-<yyyymm>[dd]-by_used_time-...``), for every row, so a May bill's settlement of April usage lands in May and
     leaves April's own bill as it was; without a month in the name, each row's usage start (``...23:59:59`` meaning the
     next second, an empty start the transaction time), and a file of several such months is refused (PeriodMismatch),
-    as its April rows would replace April's bill."""
+    as its April rows would replace April's bill. A row without usage times is charged over its billing period."""
     root = make_hub(tmp_path / "hub")
     april = _console_rows(("Hourly settlement", "2024-04-10 08:00:00", "2024-04-10 08:59:59", "0.08"),
                           ("Hourly settlement", "2024-04-20 08:00:00", "2024-04-20 08:59:59", "9"))
@@ -655,6 +655,9 @@ def test_a_tencent_console_bill_files_its_rows_under_the_month_of_its_name(tmp_p
         ("Hourly settlement", "2024-04-30 23:59:59", "2024-05-01 00:59:59", "1"), ("Adjustment deduction", "", "", "0.5"))})
     (rec,) = ingest(Store(str(edges))).records
     assert (rec.state, rec.month, rec.rowsOut) == ("committed", "2024-05", 2), rec.error
+    periods = keyed(edges, "x_ActionType, CAST(ChargePeriodStart AS VARCHAR), CAST(ChargePeriodEnd AS VARCHAR)")
+    assert periods == {"Hourly settlement": ("2024-04-30 16:00:00+00", "2024-04-30 17:00:00+00"),  # 00:00-01:00 May 1st, CST
+                       "Adjustment deduction": ("2024-04-30 16:00:00+00", "2024-05-31 16:00:00+00")}  # its billing period
 
 
 def test_mapping_lookups_try_each_key_and_file_months() -> None:
