@@ -81,6 +81,8 @@ class RunRecord(BaseModel):
     siblings: list[str] = []
     #: the delivery's own files (other clouds' exports) with their sizes: what retention may delete once committed
     sourceFiles: dict[str, int] = {}
+    #: files of the delivery not read: month-to-date snapshots of a bill with a newer one in the delivery (Tencent)
+    skippedFiles: list[str] = []
     missingColumns: list[str] = []
     extraColumns: list[str] = []
     sourceDeleted: bool = False

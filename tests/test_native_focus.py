@@ -591,6 +591,34 @@ def test_tencent_console_bill_by_hand(tmp_path: Path) -> None:
     assert report.violations == 0, report.summary()
 
 
+def test_tencent_month_to_date_snapshots_count_once(tmp_path: Path) -> None:
+    """Tencent's bill storage writes a month-to-date file a day, then the month's final one, and a user syncs them all
+    into one folder: only the newest snapshot of a month is read (the final ``yyyymm`` one, else the latest day), the
+    others are listed in the run record (``skippedFiles``), so May counts once (9.08, not 0.08 + 9.08 + 9.08 + 9.08).
+    Snapshots kept for different months that hold rows of the same month (a file of June 1st with May's rows) are
+    ``SourceConflict``, never counted twice."""
+    header, first, second = TENCENT.splitlines(keepends=True)[0], TENCENT.splitlines(keepends=True)[1], "".join(
+        TENCENT.splitlines(keepends=True)[2:])
+    root = make_hub(tmp_path / "hub")
+    name = "100001-{}-by_used_time-bill_details.csv"
+    deliver(root, "tencent", "cos", {name.format("20240510"): header + first, name.format("20240520"): TENCENT,
+                                     name.format("20240531"): TENCENT, name.format("202405"): TENCENT})
+    result = ingest(Store(str(root)))
+    assert result.ok, [r.error for r in result.all]
+    (rec,) = result.records
+    assert (rec.rowsOut, D(rec.totalsIn["USD"]["BilledCost"])) == (2, D("9.08"))
+    assert rec.skippedFiles == [f"exports/tencent/cos/{name.format(d)}" for d in ("20240510", "20240520", "20240531")]
+    assert one(f"SELECT sum(BilledCost) FROM {lake(root)}") == D("9.08")
+    assert [p.blob for p in rec.parts] == [f"exports/tencent/cos/{name.format('202405')}"]
+
+    late = make_hub(tmp_path / "late")
+    deliver(late, "tencent", "cos", {name.format("20240531"): header + first, name.format("20240601"): header + second})
+    (rec,) = ingest(Store(str(late))).records
+    assert (rec.state, rec.error.code, rec.error.file) == ("quarantined", "SourceConflict",
+                                                           f"exports/tencent/cos/{name.format('20240601')}")
+    assert not list((late / "ingestion").rglob("*.parquet"))
+
+
 def test_mapping_aliases_stand_in_only_for_a_missing_name() -> None:
     """A mapping's ``aliases``: the report's own column under the name wins; else the first spelling the report has
     (compared without case, spaces and punctuation); ``detect`` accepts the spellings; nothing found stays NULL."""

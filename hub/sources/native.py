@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import posixpath
+import re
 import shutil
 import tempfile
 import time
@@ -67,6 +68,53 @@ class ProviderMapping(BaseModel):
     aliases: dict[str, list[str]] = {}
     #: reports arrive file by file without a manifest (OCI): each file is taken once it has stopped changing
     incrementalFiles: bool = False
+    #: the provider writes month-to-date snapshots (Tencent's bill storage: a file a day, then the month's final one): a
+    #: regex with a ``stamp`` group (``yyyymm`` or ``yyyymmdd``) on a file's name; see :func:`latest_snapshots`
+    snapshots: str | None = None
+
+
+def snapshot_of(pattern: str, path: str) -> tuple[tuple[str, str, str], str] | None:
+    """The bill a snapshot file belongs to (its folder, its name without the ``stamp``, the stamp's month) and its
+    rank in that bill (the day; ``99`` for the month's final ``yyyymm`` file), or None for another file."""
+    folder, name = posixpath.split(path)
+    found = re.search(pattern, name)
+    if found is None:
+        return None
+    stamp = found.group("stamp")
+    return (folder, name[:found.start("stamp")] + "*" + name[found.end("stamp"):], stamp[:6]), stamp[6:] or "99"
+
+
+def latest_snapshots(pattern: str | None, files: tuple[tuple[str, int], ...]) -> tuple[tuple[tuple[str, int], ...], list[str]]:
+    """The files of a delivery to read, and those left out: files whose names differ only by their ``stamp`` (in
+    ``pattern``) and share its month are snapshots of one bill, each holding the month so far; only the newest is
+    read (the month's ``yyyymm`` file, its final bill, before any ``yyyymmdd`` one). Other files are all read."""
+    if not pattern:
+        return files, []
+    newest: dict[tuple[str, str, str], tuple[str, str]] = {}
+    for path, _ in files:
+        if (found := snapshot_of(pattern, path)) is not None:
+            bill, rank = found
+            if bill not in newest or rank > newest[bill][0]:
+                newest[bill] = (rank, path)
+    keep = {path for _, path in newest.values()}
+    skipped = sorted(path for path, _ in files if snapshot_of(pattern, path) is not None and path not in keep)
+    return tuple(f for f in files if f[0] not in skipped), skipped
+
+
+def _one_snapshot(pattern: str, written: list[Written]) -> None:
+    """Snapshots of one bill kept for different months must not hold rows of the same month and account (a file of
+    the 1st holding the month before, say): ``SourceConflict`` naming the later file, never a month counted twice."""
+    seen: dict[tuple, str] = {}
+    for w in written:
+        archive = w.file.split("!")[0]
+        if (found := snapshot_of(pattern, archive)) is None:
+            continue
+        (folder, series, _), _ = found
+        for group in w.groups:
+            other = seen.setdefault((folder, series, group), archive)
+            if other != archive:
+                raise HubError(f"holds rows of {group[0]} that {other}, a snapshot of the same bill, holds too: deliver one "
+                               "month's files per folder", file=w.file, code="SourceConflict")
 
 
 @cache
@@ -390,7 +438,8 @@ def _convert(store: Store, d: Delivery, failure: RunRecord, records: list[RunRec
         try:
             lookups.register(con)
             summary, kinds, written = normalize.InputSummary(), set(), []
-            for i, (path, src, kind) in enumerate(_inputs(store, d, tmp)):
+            files, skipped = latest_snapshots(mapping.snapshots, d.files)
+            for i, (path, src, kind) in enumerate(_inputs(store, dataclasses.replace(d, files=files), tmp)):
                 typed = _typed(con, d.provider, src, kind, path)
                 if d.pulled:  # another kind than the provider's files of the same bill: never both for one account
                     typed = dataclasses.replace(typed, source_type=f"{typed.source_type} (API)")
@@ -415,9 +464,13 @@ def _convert(store: Store, d: Delivery, failure: RunRecord, records: list[RunRec
                     raise HubError(f"{rows} rows written, {sum(groups.values())} read back", file=path, code="InternalError")
                 written.append(Written(out, path, groups, check, typed.source_type))
             failure.rowsIn, failure.totalsIn = summary.rows, summary.totals
+            if mapping.snapshots:
+                _one_snapshot(mapping.snapshots, written)
             if len(kinds) > 1:
                 _one_kind(con, written)
             made = _split(store, con, d, written, tmp, ", ".join(sorted(kinds)), records)
+            for rec in made:
+                rec.skippedFiles = skipped
             rows_out, ingested = sum(r.rowsOut for r in made), {}
             for rec in made:
                 _add(ingested, rec.totalsIngested)
