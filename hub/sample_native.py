@@ -277,7 +277,7 @@ def write_alibaba_bill(root: str, *, month: str = "2024-05", rows: int = 1000, a
               FROM (SELECT i, CAST(1 + hash(i, 'q') % 20 AS DECIMAL(18,2)) AS qty FROM range({rows}) r(i)) u
               JOIN {services} s(code, name, item, unit, price, k) ON s.k = CAST(hash(i, 's') % 5 AS BIGINT))
         ORDER BY i"""
-    return _deliver(store, folder, f"{account}-{month}-BillingItemDetailForBillingPeriod.csv", con, sql)
+    return _deliver(store, folder, f"{account}_BillingItemDetail_{month.replace('-', '')}.csv", con, sql)  # a whole month
 
 
 HUAWEI_SERVICES = (

@@ -619,6 +619,25 @@ def test_tencent_month_to_date_snapshots_count_once(tmp_path: Path) -> None:
     assert not list((late / "ingestion").rglob("*.parquet"))
 
 
+def test_alibaba_daily_bill_files_give_way_to_the_month_s_whole_one(tmp_path: Path) -> None:
+    """Alibaba's OSS bill subscription pushes each day's bills (``<uid>_BillingItemDetail_<yyyymmdd>``) and at the start of
+    the next month the month's whole file (``..._<yyyymm>``): in a synced folder the days add up (8.50 + 270.00) while
+    the whole file is missing, and once it is there only it is read (278.50, not 557.00), the days listed in
+    ``skippedFiles``."""
+    header, first, second = (ALIBABA.splitlines(keepends=True)[0], ALIBABA.splitlines(keepends=True)[1],
+                             ALIBABA.splitlines(keepends=True)[2])
+    root = make_hub(tmp_path / "hub")
+    days = {"1234567890_BillingItemDetail_20240510.csv": header + first, "1234567890_BillingItemDetail_20240511.csv": header + second}
+    base = deliver(root, "alibaba", "oss", days)
+    (rec,) = ingest(Store(str(root))).records
+    assert (rec.state, rec.rowsOut, D(rec.totalsIn["CNY"]["BilledCost"]), rec.skippedFiles) == ("committed", 2, D("278.5"), [])
+    (base / "1234567890_BillingItemDetail_202405.csv").write_text(ALIBABA)
+    (rec,) = ingest(Store(str(root))).records
+    assert (rec.state, rec.rowsOut, D(rec.totalsIn["CNY"]["BilledCost"])) == ("committed", 2, D("278.5"))
+    assert rec.skippedFiles == [f"exports/alibaba/oss/{n}" for n in days]
+    assert one(f"SELECT sum(BilledCost) FROM {lake(root)}") == D("278.5")
+
+
 def test_mapping_aliases_stand_in_only_for_a_missing_name() -> None:
     """A mapping's ``aliases``: the report's own column under the name wins; else the first spelling the report has
     (compared without case, spaces and punctuation); ``detect`` accepts the spellings; nothing found stays NULL."""

@@ -34,6 +34,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from functools import cache
 from importlib import resources
+from typing import Literal
 
 import duckdb
 from pydantic import BaseModel, ConfigDict
@@ -58,6 +59,16 @@ SUFFIXES = (".csv", ".csv.gz", ".parquet", ".json", ".jsonl", ".ndjson", ".json.
 ZIPPED = (".csv.gz", ".csv", ".parquet")
 
 
+class Snapshots(BaseModel):
+    """How a provider names a month's daily bill files and its final one, and what a daily file holds."""
+
+    model_config = ConfigDict(extra="forbid")
+    #: a regex with a ``stamp`` group (``yyyymm``: the month's final file; ``yyyymmdd``: a day's) on a file's name
+    pattern: str
+    #: ``cumulative``: a day's file holds the month so far (Tencent); ``increments``: only that day's bills (Alibaba)
+    days: Literal["cumulative", "increments"]
+
+
 class ProviderMapping(BaseModel):
     """``schemas/<provider>/focus.json``."""
 
@@ -68,51 +79,60 @@ class ProviderMapping(BaseModel):
     aliases: dict[str, list[str]] = {}
     #: reports arrive file by file without a manifest (OCI): each file is taken once it has stopped changing
     incrementalFiles: bool = False
-    #: the provider writes month-to-date snapshots (Tencent's bill storage: a file a day, then the month's final one): a
-    #: regex with a ``stamp`` group (``yyyymm`` or ``yyyymmdd``) on a file's name; see :func:`latest_snapshots`
-    snapshots: str | None = None
+    #: the provider writes a bill a day and then the month's whole one (Tencent's bill storage, Alibaba's OSS bill
+    #: subscription): see :class:`Snapshots`
+    snapshots: Snapshots | None = None
 
 
 def snapshot_of(pattern: str, path: str) -> tuple[tuple[str, str, str], str] | None:
-    """The bill a snapshot file belongs to (its folder, its name without the ``stamp``, the stamp's month) and its
-    rank in that bill (the day; ``99`` for the month's final ``yyyymm`` file), or None for another file."""
+    """The bill a dated file belongs to (its folder, its name without the ``stamp`` and extension, the stamp's month)
+    and its day (``""`` for the month's final ``yyyymm`` file), or None for another file."""
     folder, name = posixpath.split(path)
     found = re.search(pattern, name)
     if found is None:
         return None
-    stamp = found.group("stamp")
-    return (folder, name[:found.start("stamp")] + "*" + name[found.end("stamp"):], stamp[:6]), stamp[6:] or "99"
+    stamp, rest = found.group("stamp"), name[found.end("stamp"):]
+    rest = re.sub(r"\.(zip|csv|csv\.gz|parquet)$", "", rest, flags=re.IGNORECASE)
+    return (folder, name[:found.start("stamp")] + "*" + rest, stamp[:6]), stamp[6:]
 
 
-def latest_snapshots(pattern: str | None, files: tuple[tuple[str, int], ...]) -> tuple[tuple[tuple[str, int], ...], list[str]]:
-    """The files of a delivery to read, and those left out: files whose names differ only by their ``stamp`` (in
-    ``pattern``) and share its month are snapshots of one bill, each holding the month so far; only the newest is
-    read (the month's ``yyyymm`` file, its final bill, before any ``yyyymmdd`` one). Other files are all read."""
-    if not pattern:
+def latest_snapshots(snapshots: Snapshots | None, files: tuple[tuple[str, int], ...]) -> tuple[tuple[tuple[str, int], ...],
+                                                                                             list[str]]:
+    """The files of a delivery to read, and those left out. Files whose names differ only by their ``stamp`` and
+    share its month are one bill: when the month's final ``yyyymm`` file is there, only it is read; else, for
+    ``cumulative`` days (each holding the month so far) the latest day's, for ``increments`` every day's. Other
+    files are all read."""
+    if snapshots is None:
         return files, []
-    newest: dict[tuple[str, str, str], tuple[str, str]] = {}
+    bills: dict[tuple[str, str, str], list[tuple[str, str]]] = {}
     for path, _ in files:
-        if (found := snapshot_of(pattern, path)) is not None:
-            bill, rank = found
-            if bill not in newest or rank > newest[bill][0]:
-                newest[bill] = (rank, path)
-    keep = {path for _, path in newest.values()}
-    skipped = sorted(path for path, _ in files if snapshot_of(pattern, path) is not None and path not in keep)
+        if (found := snapshot_of(snapshots.pattern, path)) is not None:
+            bills.setdefault(found[0], []).append((found[1], path))
+    keep = set()
+    for dated in bills.values():
+        final = [path for day, path in dated if not day]
+        if final:
+            keep.add(final[0])
+        elif snapshots.days == "cumulative":
+            keep.add(max(dated)[1])
+        else:
+            keep.update(path for _, path in dated)
+    skipped = sorted(path for dated in bills.values() for _, path in dated if path not in keep)
     return tuple(f for f in files if f[0] not in skipped), skipped
 
 
 def _one_snapshot(pattern: str, written: list[Written]) -> None:
-    """Snapshots of one bill kept for different months must not hold rows of the same month and account (a file of
+    """Dated files of one bill kept for different months must not hold rows of the same month and account (a file of
     the 1st holding the month before, say): ``SourceConflict`` naming the later file, never a month counted twice."""
-    seen: dict[tuple, str] = {}
+    seen: dict[tuple, tuple[str, str]] = {}
     for w in written:
         archive = w.file.split("!")[0]
         if (found := snapshot_of(pattern, archive)) is None:
             continue
-        (folder, series, _), _ = found
+        (folder, series, month), _ = found
         for group in w.groups:
-            other = seen.setdefault((folder, series, group), archive)
-            if other != archive:
+            other, other_month = seen.setdefault((folder, series, group), (archive, month))
+            if other_month != month:
                 raise HubError(f"holds rows of {group[0]} that {other}, a snapshot of the same bill, holds too: deliver one "
                                "month's files per folder", file=w.file, code="SourceConflict")
 
@@ -465,7 +485,7 @@ def _convert(store: Store, d: Delivery, failure: RunRecord, records: list[RunRec
                 written.append(Written(out, path, groups, check, typed.source_type))
             failure.rowsIn, failure.totalsIn = summary.rows, summary.totals
             if mapping.snapshots:
-                _one_snapshot(mapping.snapshots, written)
+                _one_snapshot(mapping.snapshots.pattern, written)
             if len(kinds) > 1:
                 _one_kind(con, written)
             made = _split(store, con, d, written, tmp, ", ".join(sorted(kinds)), records)
