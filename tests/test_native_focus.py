@@ -567,7 +567,7 @@ TENCENT_CONSOLE = (
 
 def test_tencent_console_bill_by_hand(tmp_path: Path) -> None:
     """The same two Tencent rows with the console's display-name headers (mapping aliases): the same FOCUS values as
-    the API field names give (test_tencent_bill_by_hand); the month from the usage start (2024-05), ServiceCategory from
+    the API field names give (test_tencent_bill_by_hand); the month from the file's name (2024-05), ServiceCategory from
     the product name, RegionName from Region, RegionId null, no tags ({}), the billing mode's text in x_PayMode."""
     root = make_hub(tmp_path / "hub")
     deliver(root, "tencent", "cos/2024-05", {"100001-202405-by_used_time-bill_details.csv": TENCENT_CONSOLE})
