@@ -709,18 +709,19 @@ def test_a_tencent_console_bill_files_its_rows_under_the_month_of_its_name(tmp_p
 
 def test_mapping_lookups_try_each_key_and_file_months() -> None:
     """A lookup with several keys takes the first that finds a row (an unknown product code, a known product name);
-    ``fileMonth`` reads the name's month, an archive member's before its archive's, and nothing else."""
+    a file's month is its name's stamp, an archive member's before its archive's, and nothing else."""
+    from hub.sources.native import file_month, providers
     from transforms import mapped
 
-    spec = {"columns": {}, "lookups": {"cats.csv": {"key": ["{code}", "{name}"], "value": "Cat", "default": "Other"}},
-            "fileMonth": {"pattern": "-(20\\d\\d)(\\d\\d)(?:\\d\\d)?-by_", "column": "month"}}
+    spec = {"columns": {}, "lookups": {"cats.csv": {"key": ["{code}", "{name}"], "value": "Cat", "default": "Other"}}}
+    pattern = providers()["tencent"].snapshots.pattern
     (sql,) = mapped.project(spec, {"code": "VARCHAR", "name": "VARCHAR"}, {"cats.csv": "k,Cat\np_cvm,Compute\nDisk,Storage\n"}).select
     rows = duckdb.connect().execute(f"SELECT {sql} FROM (VALUES ('p_cvm', 'Disk'), ('p_new', 'Disk'), (NULL, 'x'), "
                                     "('p_new', NULL)) t(code, name)").fetchall()
     assert [r[0] for r in rows] == ["Compute", "Storage", "Other", "Other"]
-    assert mapped.file_month(spec, "exports/tencent/a/100010445724-202411-by_used_time-bill_details.zip") == "2024-11"
-    assert mapped.file_month(spec, "a/1-202411-by_x.zip!1-20241208-by_used_time-bill_details.csv") == "2024-12"
-    assert mapped.file_month(spec, "a/1-202413-by_x.csv") is None and mapped.file_month(spec, "a/bill-2024-11.csv") is None
+    assert file_month(pattern, "exports/tencent/a/100010445724-202411-by_used_time-bill_details.zip") == "2024-11"
+    assert file_month(pattern, "a/1-202411-by_x.zip!1-20241208-by_used_time-bill_details.csv") == "2024-12"
+    assert file_month(pattern, "a/1-202413-by_x.csv") is None and file_month(pattern, "a/bill-2024-11.csv") is None
 
 
 @pytest.mark.parametrize(("provider", "amount", "parts", "options"), [

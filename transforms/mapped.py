@@ -12,9 +12,8 @@ too. ``lookups`` maps a key expression through a CSV of the provider's folder (`
 parentheses; a ``let`` may use another). ``aliases`` gives a name other spellings (``{"payer_uin": ["Payer Account
 ID"]}``): a report without the name reads the first spelling it has (a provider's API field names and its console's
 display names in one mapping); ``detect`` accepts them too. A lookup's ``key`` may be a list of expressions: the
-first that finds a row wins. ``fileMonth`` (``{"pattern": regex with the year and month as groups, "column": name}``):
-the billing month a report's file name carries, as ``{__file_month}`` (NULL when the name has none), for reports whose
-rows may lack it (:func:`file_month`).
+first that finds a row wins. ``fileMonth`` (``{"column": name}``): the report's rows may lack that billing-month
+column; the caller adds the month the file's name carries as ``{__file_month}`` (NULL when it carries none).
 """
 
 from __future__ import annotations
@@ -75,19 +74,6 @@ class Mapped:
 
 #: The column holding the billing month of a report's file name (``fileMonth``), added by the caller.
 FILE_MONTH = "__file_month"
-
-
-def file_month(spec: dict, name: str) -> str | None:
-    """``YYYY-MM`` from a delivered file's name by the mapping's ``fileMonth`` pattern (each ``!``-separated part
-    of ``name`` tried from the last, an archive member before its archive), or None."""
-    pattern = spec.get("fileMonth", {}).get("pattern")
-    if not pattern:
-        return None
-    for part in reversed(name.split("!")):
-        found = re.search(pattern, part.rsplit("/", 1)[-1])
-        if found and 1 <= int(found.group(2)) <= 12:
-            return f"{found.group(1)}-{found.group(2)}"
-    return None
 
 
 #: Prefix of the converted number columns (:attr:`Mapped.numbers`; never in the output).

@@ -96,6 +96,16 @@ def snapshot_of(pattern: str, path: str) -> tuple[tuple[str, str, str], str] | N
     return (folder, name[:found.start("stamp")] + "*" + rest, stamp[:6]), stamp[6:]
 
 
+def file_month(pattern: str | None, name: str) -> str | None:
+    """``YYYY-MM`` of a dated file's stamp (:func:`snapshot_of`; each ``!``-separated part of ``name`` tried from the
+    last, an archive member before its archive), or None."""
+    for part in reversed(name.split("!")) if pattern else ():
+        if (found := snapshot_of(pattern, part)) is not None:
+            month = found[0][2]
+            return f"{month[:4]}-{month[4:]}"
+    return None
+
+
 def latest_snapshots(snapshots: Snapshots | None, files: tuple[tuple[str, int], ...]) -> tuple[tuple[tuple[str, int], ...],
                                                                                              list[str]]:
     """The files of a delivery to read, and those left out. Files whose names differ only by their ``stamp`` and
@@ -579,7 +589,7 @@ def _typed(con: duckdb.DuckDBPyConnection, provider: str, src: str, kind: str, p
             raise HubError(f"not a FOCUS file (no {', '.join(c for c in needed if not _has(provider, present, (c,)))} column) "
                            f"and not a report this provider's mappings know ({known})", file=path, code="SchemaMismatch")
         if "fileMonth" in spec:  # the billing month of the file's name, for rows that lack it
-            month = mapped.file_month(spec, path)
+            month = file_month(mapping.snapshots.pattern if mapping.snapshots else None, path)
             sql = f"(SELECT *, {literal(month) if month else 'CAST(NULL AS VARCHAR)'} AS {ident(mapped.FILE_MONTH)} FROM {sql})"
             present[mapped.FILE_MONTH] = "VARCHAR"
             one_month = month is None and mapped.key(spec["fileMonth"]["column"]) not in mapped.by_key(spec, present)
