@@ -57,6 +57,7 @@ def deliver(root: Path, folder: str, files: dict[str, bytes | str]) -> None:
     base = root / "exports" / "aws" / folder
     base.mkdir(parents=True, exist_ok=True)
     for name, data in files.items():
+        (base / name).parent.mkdir(parents=True, exist_ok=True)
         (base / name).write_bytes(data.encode() if isinstance(data, str) else data)
     (base / "manifest.json").write_bytes(b"")
 
@@ -480,3 +481,81 @@ def test_a_mapped_report_states_the_focus_version_it_is_mapped_to(tmp_path: Path
         f"IS NULL AND coalesce(x_SourceChanges, '') NOT LIKE '%MissingPricingQuantity%') "
         f"FROM read_parquet('{root}/ingestion/Costs/**/*.parquet') GROUP BY 1").fetchall()
     assert [(v, n, unknown) for v, n, unknown, _, _ in got] == [("1.0", 44, 0)] and got[0][3] == got[0][4] == 4
+
+
+# --- AWS's own manifests say which files are read -------------------------------------------------------------------
+
+PERIOD = "cur/r/20240301-20240401"
+
+
+def usage(cost: str) -> str:
+    """A one-row legacy CUR costing ``cost``."""
+    return csv_text({**LINES_COMMON, "lineItem/UsageAmount": "1"}, [{"lineItem/LineItemType": "Usage",
+                                                                      "lineItem/UnblendedCost": cost}])
+
+
+def listing(*keys: str) -> str:
+    return json.dumps({"assemblyId": keys[0].split("/")[-2], "reportKeys": list(keys)})
+
+
+def test_only_the_assembly_the_billing_period_manifest_names_is_read(tmp_path: Path) -> None:
+    """AWS keeps an older assembly beside the restated one ("create new report version") and each holds a copy of its
+    manifest; the billing period's <report>-Manifest.json names the current one: 12.00 lands, not 10.00 + 12.00, and
+    the older assembly's file is in skippedFiles."""
+    root = make_hub(tmp_path / "hub")
+    deliver(root, PERIOD, {
+        "aaaa/r-00001.csv": usage("10.00"), "aaaa/r-Manifest.json": listing(f"{PERIOD}/aaaa/r-00001.csv"),
+        "bbbb/r-00001.csv": usage("12.00"), "bbbb/r-Manifest.json": listing(f"{PERIOD}/bbbb/r-00001.csv"),
+        "r-Manifest.json": listing(f"{PERIOD}/bbbb/r-00001.csv"),
+    })
+    (rec,) = ingested(root)
+    assert rec.rowsOut == 1 and D(rec.totalsIn["USD"]["BilledCost"]) == D(12)
+    assert rec.skippedFiles == [f"exports/aws/{PERIOD}/aaaa/r-00001.csv"]
+    assert one(f"SELECT sum(BilledCost) FROM {lake(root)}") == D(12)
+
+
+def test_an_older_assembly_arriving_late_does_not_replace_the_current_one(tmp_path: Path) -> None:
+    """The restated assembly bbbb (12.00) is delivered in its own folder and lands; the older aaaa (10.00) arrives
+    later in another: the billing period's manifest above both names bbbb, so aaaa's file is left out (a run of no
+    rows listing it) and the month stays 12.00."""
+    root = make_hub(tmp_path / "hub")
+    (root / "exports" / "aws" / PERIOD).mkdir(parents=True)
+    (root / "exports" / "aws" / PERIOD / "r-Manifest.json").write_text(listing(f"{PERIOD}/bbbb/r-00001.csv"))
+    deliver(root, f"{PERIOD}/bbbb", {"r-00001.csv": usage("12.00")})
+    ingested(root)
+    deliver(root, f"{PERIOD}/aaaa", {"r-00001.csv": usage("10.00")})
+    (late,) = ingested(root)
+    assert (late.state, late.rowsOut, late.skippedFiles) == ("committed", 0, [f"exports/aws/{PERIOD}/aaaa/r-00001.csv"])
+    assert one(f"SELECT sum(BilledCost) FROM {lake(root)}") == D(12)
+
+
+def test_a_data_export_file_the_manifest_no_longer_lists_is_left_out(tmp_path: Path) -> None:
+    """A Data Exports month restated from two files (5.00 + 3.00) into one (8.50) by AWS: `aws s3 sync` without
+    --delete leaves the old -00002 beside it; the month's metadata manifest lists only -00001, so the lake holds 8.50."""
+    root = make_hub(tmp_path / "hub")
+    data, meta = "data/BILLING_PERIOD=2024-03", "metadata/BILLING_PERIOD=2024-03"
+    uri = f"s3://bucket/cur2/e/{data}"
+    deliver(root, "cur2/e", {f"{data}/e-00001.csv": usage("5.00"), f"{data}/e-00002.csv": usage("3.00"),
+                             f"{meta}/e-Manifest.json": json.dumps({"dataFiles": [f"{uri}/e-00001.csv", f"{uri}/e-00002.csv"]})})
+    ingested(root)
+    assert one(f"SELECT sum(BilledCost) FROM {lake(root)}") == D(8)
+    deliver(root, "cur2/e", {f"{data}/e-00001.csv": usage("8.50"),
+                             f"{meta}/e-Manifest.json": json.dumps({"dataFiles": [f"{uri}/e-00001.csv"]})})
+    (rec,) = ingested(root)
+    assert rec.rowsOut == 1 and rec.skippedFiles == [f"exports/aws/cur2/e/{data}/e-00002.csv"]
+    assert one(f"SELECT sum(BilledCost) FROM {lake(root)}") == D("8.5")
+
+
+def test_a_restatement_of_the_same_size_is_read_again(tmp_path: Path) -> None:
+    """AWS rewrites a month's file with the same size (12.00 -> 13.00) and a new manifest (a new executionId): the
+    delivery is new (its AWS manifest's content is part of its identity) and the lake holds 13.00."""
+    root = make_hub(tmp_path / "hub")
+    data, meta = "data/BILLING_PERIOD=2024-03", "metadata/BILLING_PERIOD=2024-03"
+    files = [f"s3://bucket/cur2/e/{data}/e-00001.csv"]
+    deliver(root, "cur2/e", {f"{data}/e-00001.csv": usage("12.00"),
+                             f"{meta}/e-Manifest.json": json.dumps({"executionId": "1", "dataFiles": files})})
+    ingested(root)
+    deliver(root, "cur2/e", {f"{data}/e-00001.csv": usage("13.00"),
+                             f"{meta}/e-Manifest.json": json.dumps({"executionId": "2", "dataFiles": files})})
+    (rec,) = ingested(root)
+    assert rec.rowsOut == 1 and one(f"SELECT sum(BilledCost) FROM {lake(root)}") == D(13)

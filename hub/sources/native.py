@@ -45,6 +45,7 @@ from hub.errors import HubError
 from hub.export_schemas import Column, ExportSchema, totals_spec
 from hub.runs import RunRecord
 from hub.sources import Hooks, refresh_checkpoint
+from hub.sources import listings as aws_listings
 from hub.store import EXPORTS, Store, bounded_name, dataset_folder, listed, signature_of
 from hub.validate import CheckTap, tap_report, validate_files
 from transforms import backfill, costs, mapped
@@ -179,6 +180,9 @@ class Delivery:
     raw: bytes | None
     #: the provider's own manifests in the delivery (AWS ``<report>-Manifest.json``): the files they list must be there
     listings: tuple[str, ...] = ()
+    #: those and the ones of the folders above the delivery, with their content: they say which files are read
+    #: (:mod:`hub.sources.listings`)
+    governing: tuple[tuple[str, bytes | None], ...] = ()
     #: one incremental report file of its own (OCI): ``manifest`` is the file; it replaces only its own rows
     incremental: bool = False
     #: the file's listing signature (incremental files: a change of content is a new delivery)
@@ -192,8 +196,10 @@ class Delivery:
 
     @property
     def sha(self) -> str:
-        """The delivery's identity: its manifest and its files' names and sizes (a re-delivery is new)."""
-        listing = "\n".join([*(f"{p}\t{s}" for p, s in self.files), *self.listings, self.stamp])
+        """The delivery's identity: its manifest, its files' names and sizes, its AWS manifests' content (a re-delivery,
+        or a restatement AWS lists anew, is new)."""
+        governing = [f"{p}\t{hashlib.sha256(raw or b'').hexdigest()}" for p, raw in self.governing]
+        listing = "\n".join([*(f"{p}\t{s}" for p, s in self.files), *self.listings, *governing, self.stamp])
         return hashlib.sha256((self.raw or b"") + b"\0" + listing.encode()).hexdigest()
 
     @property
@@ -218,6 +224,7 @@ def deliveries(store: Store, checkpoint: dict[str, str] | None = None, seen: set
     found = {store.rel(path): info for path, info in store.fs.find(base, detail=True).items()}
     manifests = {rel for rel in found if posixpath.basename(rel) == "manifest.json"}
     folders = {posixpath.dirname(rel): rel for rel in manifests}
+    aws = [rel for rel in found if aws_listings.is_listing(rel)]
     owned: dict[str, list[str]] = {folder: [] for folder in folders}
     loose: list[str] = []
     for rel in sorted(found):
@@ -242,12 +249,13 @@ def deliveries(store: Store, checkpoint: dict[str, str] | None = None, seen: set
             raw = (b"" if empty else store.read_bytes(rel)) if store.inside(rel) else None
         files, listings = [], []
         for sub in owned[folder] if provider in providers() else []:
-            name = posixpath.basename(sub).lower()
-            if name.endswith("-manifest.json"):
+            if aws_listings.is_listing(sub):
                 listings.append(sub)
-            elif name.endswith(SUFFIXES):
+            elif sub.lower().endswith(SUFFIXES):
                 files.append((sub, int(found[sub].get("size") or 0)))
-        out.append(Delivery(rel, provider, tuple(files), raw, tuple(listings), modified=listed(found[rel]).modified,
+        above = [m for m in aws if folder.startswith(posixpath.dirname(m) + "/")] if provider in providers() else []
+        governing = tuple((m, _read(store, m)) for m in sorted({*listings, *above}))
+        out.append(Delivery(rel, provider, tuple(files), raw, tuple(listings), governing, modified=listed(found[rel]).modified,
                             pulled=_pull_manifest(raw), signature=signature))
     for rel in loose:
         provider = _provider(rel)
@@ -261,6 +269,14 @@ def deliveries(store: Store, checkpoint: dict[str, str] | None = None, seen: set
                                 stamp=entry.signature, modified=entry.modified, signature=entry.signature))
     oldest = datetime.min.replace(tzinfo=timezone.utc)
     return sorted(out, key=lambda d: (d.modified or oldest, d.manifest))
+
+
+def _read(store: Store, rel: str) -> bytes | None:
+    """A small file's content; None when it cannot be read (or leads out of the hub root)."""
+    try:
+        return store.read_bytes(rel) if store.inside(rel) else None
+    except OSError:
+        return None
 
 
 def _pull_manifest(raw: bytes | None) -> bool:
@@ -421,25 +437,6 @@ def _check(store: Store, d: Delivery) -> None:
     for path, _ in d.files:
         if not store.inside(path):
             raise HubError("is a link leading out of the hub root", file=path, code="PathEscapesStore")
-    names = {posixpath.basename(p) for p, _ in d.files}
-    for listing in d.listings:
-        missing = sorted(set(_listed(store, listing)) - names)
-        if missing:
-            shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
-            raise HubError(f"lists {len(missing)} file(s) not in the delivery: {shown}", file=listing,
-                           code="IngestionFilesNotFound")
-
-
-def _listed(store: Store, listing: str) -> list[str]:
-    """File names an AWS manifest lists: legacy CUR ``reportKeys`` (S3 keys), Data Exports ``dataFiles`` (S3 URIs)."""
-    try:
-        data = json.loads(store.read_bytes(listing))
-    except (OSError, ValueError):
-        raise HubError("is not valid JSON", file=listing, code="ManifestInvalid") from None
-    keys = data.get("reportKeys") or data.get("dataFiles") or [] if isinstance(data, dict) else []
-    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
-        raise HubError("reportKeys / dataFiles is not a list of file names", file=listing, code="ManifestInvalid")
-    return [posixpath.basename(k) for k in keys]
 
 
 #: Columns a typed file carries for its input tap only (the report's own total and currency), dropped before the rules.
@@ -468,7 +465,12 @@ def _convert(store: Store, d: Delivery, failure: RunRecord, records: list[RunRec
         try:
             lookups.register(con)
             summary, kinds, written = normalize.InputSummary(), set(), []
-            files, skipped = latest_snapshots(mapping.snapshots, d.files)
+            files, left = aws_listings.select(posixpath.dirname(d.manifest), d.files, d.governing, d.listings)
+            files, skipped = latest_snapshots(mapping.snapshots, files)
+            skipped = sorted([*left, *skipped])
+            if not files:  # every file left out (an older CUR assembly): nothing changes in the lake
+                failure.skippedFiles = skipped
+                return []
             for i, (path, src, kind) in enumerate(_inputs(store, dataclasses.replace(d, files=files), tmp)):
                 typed = _typed(con, d.provider, src, kind, path)
                 if d.pulled:  # another kind than the provider's files of the same bill: never both for one account

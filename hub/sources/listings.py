@@ -1,0 +1,90 @@
+"""The providers' own manifests in a delivery (AWS legacy CUR ``<report>-Manifest.json`` with ``reportKeys``, Data
+Exports ``<export>-Manifest.json`` with ``dataFiles``): which of the delivery's files they let it read.
+
+A manifest speaks for the files under its scope: its own folder, or for a Data Exports manifest under
+``metadata/BILLING_PERIOD=…/`` the matching ``data/BILLING_PERIOD=…/`` folder. The outermost scope governs: a legacy
+CUR's billing-period manifest names the month's current assembly, and the copies AWS writes inside each assembly
+speak only when it is absent. A file of a governing scope that its manifest does not list (an older assembly AWS keeps
+beside the restated one, a file a restatement dropped that ``aws s3 sync`` left behind) is left out; a listed file that
+belongs inside the delivery and is not there is ``IngestionFilesNotFound``.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+
+from hub.errors import HubError
+
+SUFFIX = "-manifest.json"
+
+
+def is_listing(path: str) -> bool:
+    """An AWS manifest (``…-Manifest.json``), by its name."""
+    return posixpath.basename(path).lower().endswith(SUFFIX)
+
+
+def scope(listing: str) -> str:
+    """The folder whose files a manifest speaks for."""
+    parts = posixpath.dirname(listing).split("/")
+    if "metadata" in parts:  # Data Exports: metadata/BILLING_PERIOD=…/ lists data/BILLING_PERIOD=…/
+        at = len(parts) - 1 - parts[::-1].index("metadata")
+        parts[at] = "data"
+    return "/".join(parts)
+
+
+def keys(listing: str, raw: bytes | None) -> list[str]:
+    """The object keys a manifest lists (legacy CUR ``reportKeys``, Data Exports ``dataFiles`` without ``s3://bucket/``)."""
+    try:
+        data = json.loads(raw if raw is not None else b"")
+    except ValueError:
+        raise HubError("is not valid JSON", file=listing, code="ManifestInvalid") from None
+    found = (data.get("reportKeys") or data.get("dataFiles") or []) if isinstance(data, dict) else []
+    if not isinstance(found, list) or not all(isinstance(k, str) and k.strip("/") for k in found):
+        raise HubError("reportKeys / dataFiles is not a list of file names", file=listing, code="ManifestInvalid")
+    return [k.split("://", 1)[1].split("/", 1)[-1] if "://" in k else k.lstrip("/") for k in found]
+
+
+def _under(path: str, folder: str) -> bool:
+    return path.startswith(folder + "/")
+
+
+def _place(key: str, folder: str, files: list[str]) -> tuple[str | None, bool]:
+    """Where a listed key lies under ``folder`` (the scope): by the scope's own folder name in the key (the rest of the
+    key below it), else the one file of the scope whose path below it ends the key; and whether that place is known."""
+    name = folder.rsplit("/", 1)[-1]
+    parts = key.split("/")
+    if name in parts[:-1]:
+        at = len(parts) - 1 - parts[-2::-1].index(name) - 1
+        return f"{folder}/{'/'.join(parts[at + 1:])}", True
+    hits = [f for f in files if key == f[len(folder) + 1:] or key.endswith("/" + f[len(folder) + 1:])]
+    return (hits[0] if len(hits) == 1 else None), False
+
+
+def select(folder: str, files: tuple[tuple[str, int], ...], listings: tuple[tuple[str, bytes | None], ...],
+           own: tuple[str, ...]) -> tuple[tuple[tuple[str, int], ...], list[str]]:
+    """The files of a delivery (its manifest's ``folder``) to read, and those its governing manifests leave out.
+    ``listings``: every AWS manifest of the delivery and of the folders above it, with its content; ``own``: those
+    inside the delivery (only their listed files must all be there)."""
+    if not listings:
+        return files, []
+    scopes = {path: scope(path) for path, _ in listings}
+    paths = [p for p, _ in files]
+    left: set[str] = set()
+    for path, raw in listings:
+        mine = scopes[path]
+        if any(other != mine and _under(mine, other) for other in scopes.values()):
+            continue  # a copy inside a wider manifest's scope (a CUR assembly's): the wider one governs
+        inside = [p for p in paths if _under(p, mine)]
+        wanted, missing = set(), []
+        for key in keys(path, raw):
+            place, known = _place(key, mine, inside)
+            if place in inside:
+                wanted.add(place)
+            elif (known and place is not None and _under(place, folder)) or (not known and path in own):
+                missing.append(place[len(mine) + 1:] if known and place else key.rsplit("/", 1)[-1])
+        if missing:
+            shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+            raise HubError(f"lists {len(missing)} file(s) not in the delivery: {shown}", file=path, code="IngestionFilesNotFound")
+        left |= set(inside) - wanted
+    return tuple(f for f in files if f[0] not in left), sorted(left)
