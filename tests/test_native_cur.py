@@ -559,3 +559,25 @@ def test_a_restatement_of_the_same_size_is_read_again(tmp_path: Path) -> None:
                              f"{meta}/e-Manifest.json": json.dumps({"executionId": "2", "dataFiles": files})})
     (rec,) = ingested(root)
     assert rec.rowsOut == 1 and one(f"SELECT sum(BilledCost) FROM {lake(root)}") == D(13)
+
+
+def test_spp_and_distributor_discounts_and_an_unknown_line_item_type(tmp_path: Path) -> None:
+    """SppDiscount and DistributorDiscount (AWS's Solution Provider and distributor discounts) are discounts like
+    EdpDiscount: Usage rows priced Standard with no list price (0); a line item type the mapping does not know is an
+    Adjustment, never a row without a ChargeCategory; the lake is valid FOCUS."""
+    root = make_hub(tmp_path / "hub")
+    common = {**LINES_COMMON, "lineItem/UsageAmount": "1", "pricing/publicOnDemandRate": "1", "pricing/publicOnDemandCost": "1"}
+    rows = [{"lineItem/LineItemType": "Usage", "lineItem/UnblendedCost": "10.00"},
+            {"lineItem/LineItemType": "SppDiscount", "lineItem/UnblendedCost": "-0.50", "pricing/publicOnDemandCost": "-0.50"},
+            {"lineItem/LineItemType": "DistributorDiscount", "lineItem/UnblendedCost": "-0.20"},
+            {"lineItem/LineItemType": "SomethingNew", "lineItem/UnblendedCost": "1.00"}]
+    deliver(root, "cur/r/20240301-20240401/x", {"r-00001.csv": csv_text(common, rows)})
+    ingested(root)
+    got = duckdb.connect().execute(f"SELECT x_LineItemType, ChargeCategory, PricingCategory, ListCost, ListUnitPrice, BilledCost, "
+                                   f"EffectiveCost FROM {lake(root)} ORDER BY 1").fetchall()
+    assert got == [("DistributorDiscount", "Usage", "Standard", D(0), D(0), D("-0.2"), D("-0.2")),
+                   ("SomethingNew", "Adjustment", None, D(1), D(1), D(1), D(1)),
+                   ("SppDiscount", "Usage", "Standard", D(0), D(0), D("-0.5"), D("-0.5")),
+                   ("Usage", "Usage", "Standard", D(1), D(1), D(10), D(10))]
+    report = validate(str(root))
+    assert report.violations == 0, report.summary()
