@@ -244,7 +244,6 @@ def inspect_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the anomalies as JSON.")] = False,
 ) -> None:
     """Find cost anomalies (expected value, band, interval, impact, severity) and their root causes."""
-    from dataclasses import asdict
     from datetime import date
 
     from hub import inspection
@@ -261,10 +260,7 @@ def inspect_cmd(
         _error(exc)
         raise typer.Exit(2) from None
     if as_json:
-        typer.echo(json.dumps({"day": result.day.isoformat(), "series": result.series,
-                               "anomalies": [asdict(a) for a in result.anomalies],
-                               "insufficientHistory": [dict(zip(("monitor", "key", "currency", "days"), i, strict=True))
-                                                       for i in result.insufficient]}, default=str, indent=2))
+        typer.echo(json.dumps(inspection.to_json(result), indent=2))
         return
     out.print(f"{result.series:,} series inspected up to {result.day}; {len(result.anomalies)} anomalies; "
               f"{len(result.insufficient)} series with insufficient history")

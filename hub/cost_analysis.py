@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from calendar import monthrange
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from functools import cache
@@ -125,33 +126,42 @@ def dimension_keys() -> dict[str, str]:
 
 
 def _period(tc: TimeCondition) -> tuple[date, date, str]:
-    """First day included, first day excluded, strftime format of the time dimension."""
+    """First and last day included, strftime format of the time dimension."""
     try:
         if tc.time_measure_id == DAY:
             if not (_DAY.fullmatch(tc.begin_time) and _DAY.fullmatch(tc.end_time)):
                 raise ValueError  # ISO week dates (2024-W18-1), ordinal dates, non-ASCII digits are refused
-            begin, end = date.fromisoformat(tc.begin_time), date.fromisoformat(tc.end_time)
-            stop = date.fromordinal(end.toordinal() + 1)
+            begin, last = date.fromisoformat(tc.begin_time), date.fromisoformat(tc.end_time)
             fmt = "%Y-%m-%d"
         else:
             if not (_MONTH.fullmatch(tc.begin_time) and _MONTH.fullmatch(tc.end_time)):
                 raise ValueError
             begin = date(int(tc.begin_time[:4]), int(tc.begin_time[5:]), 1)
-            end = date(int(tc.end_time[:4]), int(tc.end_time[5:]), 1)
-            stop = date(end.year + end.month // 12, end.month % 12 + 1, 1) if end.year < 9999 or end.month < 12 else date.max
+            year, month = int(tc.end_time[:4]), int(tc.end_time[5:])
+            last = date(year, month, monthrange(year, month)[1])
             fmt = "%Y-%m"
     except ValueError:
         form = "YYYY-MM-DD" if tc.time_measure_id == DAY else "YYYY-MM"
         raise CostQueryError(f"begin_time and end_time must be {form} for time_measure_id {tc.time_measure_id}") from None
-    except OverflowError:  # the day after 9999-12-31
-        raise CostQueryError("end_time is out of range") from None
-    if end < begin:
+    if last < begin:
         raise CostQueryError("end_time is before begin_time")
     if begin.year < 1970:  # days are counted from the Unix epoch
         raise CostQueryError("begin_time is before 1970")
-    if (end.year - begin.year) * 12 + end.month - begin.month >= MAX_MONTHS:
+    if _month_count(begin, last) > MAX_MONTHS:
         raise CostQueryError(f"the period spans more than {MAX_MONTHS} months")
-    return begin, stop, fmt
+    return begin, last, fmt
+
+
+def _month_count(begin: date, last: date) -> int:
+    """Calendar months from ``begin``'s to ``last``'s, both included."""
+    return (last.year - begin.year) * 12 + last.month - begin.month + 1
+
+
+def _ceiling(last: date) -> datetime:
+    """A UTC timestamp a day past the end of ``last``, capped at the latest one ``datetime`` holds."""
+    if last < date.max - timedelta(days=1):
+        return _utc(last) + timedelta(days=2)
+    return datetime.max.replace(tzinfo=timezone.utc)
 
 
 def _epoch_us(day: date) -> int:
@@ -276,8 +286,8 @@ def query_costs(con: duckdb.DuckDBPyConnection, req: CostQuery, *, view: str = "
     columns = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {ident(view)}").fetchall()}
     if sum(g.type in ("tag", "cost_unit") for g in req.groupby) > 1:
         raise CostQueryError("group by at most one tag")
-    begin, stop, fmt = _period(req.time_condition)
-    periods = (stop - begin).days if req.time_condition.time_measure_id == DAY else len(_months(begin, stop))
+    begin, last, fmt = _period(req.time_condition)
+    periods = (last - begin).days + 1 if req.time_condition.time_measure_id == DAY else _month_count(begin, last)
     if periods * req.limit > MAX_POINTS:
         raise CostQueryError(f"limit x periods is {periods * req.limit:,}, over {MAX_POINTS:,} points: lower the limit or "
                              "shorten the period (page by period)")
@@ -289,14 +299,15 @@ def query_costs(con: duckdb.DuckDBPyConnection, req: CostQuery, *, view: str = "
     metric = ident(_config()["costTypes"][req.cost_type])
     official = ident(_config()["officialAmount"])
     # reads only the month folders that may hold the period's rows (its own and, for late rows, its neighbours')
+    stop = last + timedelta(days=1) if last < date.max else last  # 9999-12-31 has no next day, and no later month
     where = [f"x_Month IN ({', '.join(sql.bind(m) for m in _folder_months(begin, stop))})",
              # a day wider than the period, as timestamps: pushed down to the Parquet row-group statistics, so the
              # neighbouring months' files are opened, not scanned
              f"ChargePeriodStart >= {sql.bind(_utc(begin) - timedelta(days=1))}",
-             f"ChargePeriodStart < {sql.bind(_utc(stop) + timedelta(days=1) if stop < date.max else _utc(stop))}",
+             f"ChargePeriodStart <= {sql.bind(_ceiling(last))}",
              # UTC bounds as epoch microseconds: independent of the session's time zone
              f"epoch_us(ChargePeriodStart) >= {sql.bind(_epoch_us(begin))}",
-             f"epoch_us(ChargePeriodStart) < {sql.bind(_epoch_us(stop))}"]
+             f"epoch_us(ChargePeriodStart) < {sql.bind(_epoch_us(last) + 86_400_000_000)}"]
     filters = [_filter_expr(sql, f, columns) for f in req.filters or []]
     where += [cond for cond, tags in filters if not tags]
     tag_conds = [cond for cond, tags in filters if tags]

@@ -4,6 +4,7 @@ computed by hand in the comments."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -166,6 +167,38 @@ def test_cli_and_bad_settings(store, tmp_path):
     assert bad.exit_code == 2 and "inspection.json" in bad.output and "monitors.0" in bad.output
     with pytest.raises(UsageError, match="window_days"):
         R.parse(json.dumps({"window_days": 21, "test_days": 10}))
+
+
+def _leaves(value: object, key: str = "") -> list[tuple[str, object]]:
+    """Every (key, value) leaf of a JSON document."""
+    if isinstance(value, dict):
+        return [leaf for k, v in value.items() for leaf in _leaves(v, k)]
+    if isinstance(value, list):
+        return [leaf for v in value for leaf in _leaves(v, key)]
+    return [(key, value)]
+
+
+def test_inspect_json_writes_money_as_plain_decimal_strings_never_floats_or_exponents(store, tmp_path):
+    """Defect: a root cause's zero amount came out as "0E-18" (str of a Decimal) and the series as JSON floats."""
+    (tmp_path / "config").mkdir(exist_ok=True)
+    (tmp_path / "config/inspection.json").write_text(json.dumps({"window_days": 35, "test_days": 3}))
+    out = CliRunner().invoke(app, ["inspect", str(tmp_path), "--date", "2024-05-31", "--json"])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.output)
+    money = {"actual", "expected", "impact", "max_daily_impact", "delta", "lower", "upper"}
+    leaves = _leaves(data["anomalies"])
+    assert {k for k, v in leaves if isinstance(v, float)} == {"impact_pct", "share"}  # ratios, not money
+    plain = re.compile(r"-?[0-9]+(\.[0-9]*[1-9])?")
+    assert all(isinstance(v, str) and plain.fullmatch(v) for k, v in leaves if k in money and v is not None)
+    a = next(a for a in data["anomalies"] if a["key"] == "A")
+    assert (a["actual"], a["expected"], a["impact"], a["max_daily_impact"]) == ("30", "10", "20", "20")
+    assert {k: a["causes"][-1][k] for k in ("value", "kind", "actual", "expected", "delta")} == {
+        "value": "r-new", "kind": "new", "actual": "20", "expected": "0", "delta": "20"}  # was "0E-18"
+    # May 2-31: 10 on weekdays, 4 on weekends, 30 on Friday May 31
+    days = [date(2024, 5, 2) + timedelta(days=i) for i in range(30)]
+    assert [(p["day"], p["actual"]) for p in a["series"]] == [
+        (d.isoformat(), "30" if d == LAST else "4" if d.weekday() >= 5 else "10") for d in days]
+    assert all(len(p[k].partition(".")[2]) <= 6 for p in a["series"] for k in ("expected", "lower", "upper"))
 
 
 def test_the_forecast_of_a_flat_weekly_series():

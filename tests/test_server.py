@@ -340,6 +340,37 @@ def test_period_edges(client: httpx.Client) -> None:
     rejected(client, {"time_condition": {"time_measure_id": 2, "begin_time": "0001-01", "end_time": "9999-12"}})  # > 120 months
 
 
+def test_the_last_day_of_year_9999_is_a_valid_day(lake: str, tmp_path: Path, client: httpx.Client) -> None:
+    """Defect: 9999-12-31 per day was refused as "must be YYYY-MM-DD" (its next day overflows); per month, its rows
+    were left out of 9999-12."""
+    assert post(client, {"time_condition": {"time_measure_id": 1, "begin_time": "9999-12-31", "end_time": "9999-12-31"}}) \
+        == CostResult(currency=None, total_count=0, cost_data=[])
+    root = tmp_path / "hub"
+    shutil.copytree(lake, root)
+    far = root / "ingestion" / "Costs" / "9999" / "12" / "far"
+    far.mkdir(parents=True)
+    src = next((root / "ingestion" / "Costs" / "2024" / "05").rglob("*.parquet"))
+    rows = [("9999-12-30 08:00:00", "2.25", "3"), ("9999-12-31 00:00:00", "12.5", "20"), ("9999-12-31 23:59:59.999999", "0.25", "1")]
+    values = ", ".join(f"({i}, TIMESTAMPTZ '{t}+00', {b}, {o})" for i, (t, b, o) in enumerate(rows))
+    with duckdb.connect() as c:
+        c.execute(f"COPY (SELECT s.* REPLACE (v.t AS ChargePeriodStart, v.b AS BilledCost, v.o AS ListCost) "
+                  f"FROM (SELECT *, row_number() OVER () - 1 AS i FROM read_parquet('{src}') LIMIT 3) s "
+                  f"JOIN (VALUES {values}) v(i, t, b, o) USING (i)) TO '{far / 'far.parquet'}' (FORMAT parquet)")
+    con = catalog.connect(str(root))
+    try:
+        def points(measure: int, begin: str, end: str) -> list[tuple[str, str, str]]:
+            body = {"time_condition": {"time_measure_id": measure, "begin_time": begin, "end_time": end}}
+            return [(p.time_dimension_value, p.amount, p.official_amount)
+                    for row in query_costs(con, CostQuery.model_validate(body)).cost_data for p in row.costs]
+
+        assert points(1, "9999-12-31", "9999-12-31") == [("9999-12-31", "12.75", "21")]
+        assert points(1, "9999-12-30", "9999-12-31") == [("9999-12-30", "2.25", "3"), ("9999-12-31", "12.75", "21")]
+        assert points(1, "9999-12-30", "9999-12-30") == [("9999-12-30", "2.25", "3")]
+        assert points(2, "9999-12", "9999-12") == [("9999-12", "15", "24")]
+    finally:
+        con.close()
+
+
 def test_mixed_currencies(lake: str, tmp_path: Path) -> None:
     root = tmp_path / "hub"
     shutil.copytree(lake, root)

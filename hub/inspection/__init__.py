@@ -10,7 +10,7 @@ less than ``min_history_days`` of history is reported as "insufficient history",
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -18,6 +18,7 @@ import duckdb
 import numpy as np
 
 from hub import catalog
+from hub.cost_analysis import amount
 from hub.inspection import detect as detection
 from hub.inspection import forecast as forecasting
 from hub.inspection import outcome
@@ -119,6 +120,29 @@ def inspect(store: Store, day: date | None = None, rules: Rules | None = None, *
         result.events = [(kind, subject) for kind, subject, _, _ in made]
         outcome.publish(store, made)
     return result
+
+
+def to_json(result: InspectResult) -> dict:
+    """What ``hub inspect --json`` prints: amounts (the series' model values too, to 6 places) as plain decimal
+    strings (``0``, ``12.5``, never ``0E-18``), dates as ISO text."""
+    anomalies = []
+    for a in result.anomalies:
+        data = _jsonable(asdict(a))
+        data["series"] = [{k: v if k == "day" or v is None else amount(v) for k, v in p.items()} for p in a.series]
+        anomalies.append(data)
+    insufficient = [dict(zip(("monitor", "key", "currency", "days"), i, strict=True)) for i in result.insufficient]
+    return {"day": result.day.isoformat(), "series": result.series, "anomalies": anomalies, "insufficientHistory": insufficient}
+
+
+def _jsonable(value: object) -> object:
+    """``value`` with its decimals as plain decimal strings and its dates as ISO text."""
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Decimal):
+        return amount(value)
+    return value.isoformat() if isinstance(value, date) else value
 
 
 def _budget(con: duckdb.DuckDBPyConnection, rules: Rules, budget: Budget, first: date, day: date) -> dict:
