@@ -83,8 +83,8 @@ def money(value: str) -> str:
 
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo lake (3,000 USD rows of 2024-05) plus 200 rows with a hostile tag and service name in another
-    scope, and 500 EUR rows in 2024-06: two currencies and months that must never be added together."""
+    """The demo lake (3,000 USD rows of 2024-05) plus 200 rows with a hostile tag and service name (and a data-quality
+    code) in another scope, and 500 EUR rows in 2024-06: two currencies and months that must never be added together."""
     root = tmp_path_factory.mktemp("report") / "hub"
     run_demo(str(root), rows=3000)
     files = sorted((root / "ingestion" / "Costs").rglob("*.parquet"))
@@ -96,7 +96,9 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tags = '{"env":"' + HOSTILE_TAG + '"}'
     service = HOSTILE_SERVICE.replace("'", "''")
     con = duckdb.connect()
-    con.execute(f"COPY (SELECT * REPLACE ('{tags}' AS Tags, '{service}' AS ServiceName) FROM read_parquet('{files[0]}') "
+    # the hostile rows carry a data-quality code too (the demo's Azure rows need no correction)
+    con.execute(f"COPY (SELECT * REPLACE ('{tags}' AS Tags, '{service}' AS ServiceName, 'MissingListCost' AS x_SourceChanges) "
+                f"FROM read_parquet('{files[0]}') "
                 f"LIMIT 200) TO '{hostile / 'x__part_0.parquet'}' (FORMAT parquet)")
     con.execute(f"COPY (SELECT * REPLACE ('EUR' AS BillingCurrency) FROM read_parquet('{files[1]}') LIMIT 500) "
                 f"TO '{eur / 'x__part_0.parquet'}' (FORMAT parquet)")

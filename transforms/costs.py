@@ -136,8 +136,8 @@ def quality_codes() -> list[tuple[str, str]]:
         ("InvalidEffectiveCost", f"{cd_purchase} AND {nz('EffectiveCost')}"),
         ("MissingContractedCost", f"{zero('ContractedCost')} AND {nz('EffectiveCost')}"),
         ("MissingContractedUnitPrice", f"{zero('ContractedUnitPrice')} AND {nz('x_EffectiveUnitPrice')}"),
-        ("ListCostLessThanContractedCost", "ListCost < ContractedCost"),
-        ("ContractedCostLessThanEffectiveCost", "ContractedCost < EffectiveCost"),
+        ("ListCostLessThanContractedCost", "abs(ListCost) < abs(ContractedCost)"),  # by magnitude: refunds are negative
+        ("ContractedCostLessThanEffectiveCost", "abs(ContractedCost) < abs(EffectiveCost)"),
         ("MissingListCost", f"{zero('ListCost')} AND ({nz('ContractedCost')} OR {nz('EffectiveCost')})"),
         ("MissingListUnitPrice", f"{zero('ListUnitPrice')} AND ({nz('ContractedUnitPrice')} OR {nz('x_EffectiveUnitPrice')})"),
         ("MissingConsumedQuantity", f"ChargeCategory = 'Usage' AND {zero('ConsumedQuantity')} AND {any_cost}"),

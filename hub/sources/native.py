@@ -29,7 +29,7 @@ import time
 import zipfile
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
 from functools import cache
@@ -68,6 +68,9 @@ class Snapshots(BaseModel):
     pattern: str
     #: ``cumulative``: a day's file holds the month so far (Tencent); ``increments``: only that day's bills (Alibaba)
     days: Literal["cumulative", "increments"]
+    #: the provider's bill types, as ``_``-separated parts of the file names, most detailed first: files of one folder
+    #: and month whose names differ only by their type bill the same costs, and only the first type there is read
+    bills: list[str] = []
 
 
 class ProviderMapping(BaseModel):
@@ -107,29 +110,64 @@ def file_month(pattern: str | None, name: str) -> str | None:
     return None
 
 
-def latest_snapshots(snapshots: Snapshots | None, files: tuple[tuple[str, int], ...]) -> tuple[tuple[tuple[str, int], ...],
-                                                                                             list[str]]:
-    """The files of a delivery to read, and those left out. Files whose names differ only by their ``stamp`` and
-    share its month are one bill: when the month's final ``yyyymm`` file is there, only it is read; else, for
-    ``cumulative`` days (each holding the month so far) the latest day's, for ``increments`` every day's. Other
-    files are all read."""
+def latest_snapshots(snapshots: Snapshots | None, files: tuple[tuple[str, int], ...]) -> Selection:
+    """The files of a delivery to read, those left out, and the months whose rows a kept file must leave out. Files
+    whose names differ only by their ``stamp`` and share its month are one bill: when the month's final ``yyyymm``
+    file is there, only it is read; else, for ``cumulative`` days (each holding the month so far) the latest day's,
+    for ``increments`` every day's. Bills that differ only by their type (``bills``) are the same costs: the first
+    type's is read. With ``increments`` a day's file may hold rows of the month before (delayed ones): those are left
+    out where that month's final file is read, which holds them. Other files are all read."""
     if snapshots is None:
-        return files, []
+        return Selection(files, [], {})
     bills: dict[tuple[str, str, str], list[tuple[str, str]]] = {}
     for path, _ in files:
         if (found := snapshot_of(snapshots.pattern, path)) is not None:
             bills.setdefault(found[0], []).append((found[1], path))
-    keep = set()
-    for dated in bills.values():
+    keep: dict[str, tuple[str, str, str]] = {}
+    for bill, dated in bills.items():
         final = [path for day, path in dated if not day]
         if final:
-            keep.add(final[0])
+            keep[final[0]] = bill
         elif snapshots.days == "cumulative":
-            keep.add(max(dated)[1])
+            keep[max(dated)[1]] = bill
         else:
-            keep.update(path for _, path in dated)
+            keep.update((path, bill) for _, path in dated)
+    if snapshots.bills:  # one bill type per folder, account and month
+        ranked = {path: _bill_type(snapshots.bills, bill) for path, bill in keep.items()}
+        best: dict[tuple, int] = {}
+        for key, rank in ranked.values():
+            best[key] = min(rank, best.get(key, rank))
+        keep = {path: bill for path, bill in keep.items() if ranked[path][1] == best[ranked[path][0]]}
+    drop: dict[str, set[str]] = {}
+    if snapshots.days == "increments":
+        finals = {bill for bill, dated in bills.items() if any(not day for day, _ in dated)}
+        for path, (folder, series, month) in keep.items():
+            months = {f"{m[:4]}-{m[4:]}" for f, s, m in finals if (f, s) == (folder, series) and m != month}
+            if months:
+                drop[path] = months
     skipped = sorted(path for dated in bills.values() for _, path in dated if path not in keep)
-    return tuple(f for f in files if f[0] not in skipped), skipped
+    return Selection(tuple(f for f in files if f[0] not in skipped), skipped, drop)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The files of a delivery to read, those left out (the run record's ``skippedFiles``), and per kept file the
+    months (``YYYY-MM``) whose rows it must leave out."""
+
+    files: tuple[tuple[str, int], ...]
+    skipped: list[str]
+    drop: dict[str, set[str]]
+
+
+def _bill_type(types: list[str], bill: tuple[str, str, str]) -> tuple[tuple, int]:
+    """A bill's key without its type (folder, name with the type left out, month) and the type's rank (the last for
+    a name without a known type)."""
+    folder, series, month = bill
+    parts = series.split("_")
+    at = next((i for i, part in enumerate(parts) if part in types), None)
+    if at is None:
+        return (folder, series, month), len(types)
+    return (folder, "_".join(parts[:at] + ["#"] + parts[at + 1:]), month), types.index(parts[at])
 
 
 def _one_snapshot(pattern: str, written: list[Written]) -> None:
@@ -452,6 +490,8 @@ class Written:
     groups: dict[tuple[str, str], int]
     check: CheckTap
     kind: str = "FOCUS"
+    #: groups whose rows are left out (a month whose final file another file of the delivery is)
+    dropped: set[tuple[str, str]] = field(default_factory=set)
 
 
 def _convert(store: Store, d: Delivery, failure: RunRecord, records: list[RunRecord]) -> list[RunRecord]:
@@ -466,8 +506,8 @@ def _convert(store: Store, d: Delivery, failure: RunRecord, records: list[RunRec
             lookups.register(con)
             summary, kinds, written = normalize.InputSummary(), set(), []
             files, left = aws_listings.select(posixpath.dirname(d.manifest), d.files, d.governing, d.listings)
-            files, skipped = latest_snapshots(mapping.snapshots, files)
-            skipped = sorted([*left, *skipped])
+            chosen = latest_snapshots(mapping.snapshots, files)
+            files, skipped = chosen.files, sorted([*left, *chosen.skipped])
             if not files:  # every file left out (an older CUR assembly): nothing changes in the lake
                 failure.skippedFiles = skipped
                 return []
@@ -494,9 +534,10 @@ def _convert(store: Store, d: Delivery, failure: RunRecord, records: list[RunRec
                                    "in the name (as the provider names it)", file=path, code="PeriodMismatch")
                 if sum(groups.values()) != rows:
                     raise HubError(f"{rows} rows written, {sum(groups.values())} read back", file=path, code="InternalError")
-                written.append(Written(out, path, groups, check, typed.source_type))
+                months = chosen.drop.get(path.split("!")[0], set())
+                written.append(Written(out, path, groups, check, typed.source_type, {g for g in groups if g[0] in months}))
             failure.rowsIn, failure.totalsIn = summary.rows, summary.totals
-            if mapping.snapshots:
+            if mapping.snapshots and mapping.snapshots.days == "cumulative":  # a day's increments are never the same rows
                 _one_snapshot(mapping.snapshots.pattern, written)
             if len(kinds) > 1:
                 _one_kind(con, written)
@@ -506,6 +547,12 @@ def _convert(store: Store, d: Delivery, failure: RunRecord, records: list[RunRec
             rows_out, ingested = sum(r.rowsOut for r in made), {}
             for rec in made:
                 _add(ingested, rec.totalsIngested)
+            for w in written:  # rows left out as their month's final file holds them: delivered, not converted
+                if w.dropped:
+                    rows_out += sum(w.groups[g] for g in w.dropped)
+                    where = " OR ".join(f"({MONTH} = {literal(m)} AND {ACCOUNT} = {literal(a)})" for m, a in sorted(w.dropped))
+                    _add(ingested, normalize.output_totals(
+                        con, totals_spec("FocusCost"), f"(SELECT * FROM read_parquet({literal(w.path)}) WHERE {where})")[1])
             if rows_out != summary.rows or _norm(ingested) != _norm(summary.totals):
                 raise HubError(f"{summary.rows} rows and totals {summary.totals} delivered, {rows_out} rows and {ingested} "
                                "converted", file=d.manifest, code="InternalError")
@@ -717,7 +764,7 @@ def _split(store: Store, con: duckdb.DuckDBPyConnection, d: Delivery, written: l
     rows); a file of several is cut into one file per group. An incremental file's run carries the folder's other
     files over unchanged."""
     made = []
-    for m, acct in sorted({g for w in written for g in w.groups}):
+    for m, acct in sorted({g for w in written for g in w.groups if g not in w.dropped}):
         year, mon = map(int, m.split("-"))
         folder = bounded_name(acct.lower(), 100) if acct else "unknown-account"
         key = f"native-{d.digest}-{year:04d}{mon:02d}-{hashlib.sha1(acct.encode()).hexdigest()[:8]}"
@@ -725,15 +772,17 @@ def _split(store: Store, con: duckdb.DuckDBPyConnection, d: Delivery, written: l
                         exportName=d.provider, dataset="Costs", schemaKey=f"{NATIVE}{d.provider}", month=m,
                         scope=f"{d.provider}/{folder}",
                         destination=dataset_folder("Costs", year, mon, f"{d.provider}/{folder}"), staging=engine.new_staging(key))
-        files, taps, whole = [], [], True
+        files, taps, whole, left_out = [], [], True, 0
         for i, w in enumerate(written):
-            if (m, acct) not in w.groups:
+            if (m, acct) in w.dropped:
+                left_out += w.groups[(m, acct)]
+            if (m, acct) not in w.groups or (m, acct) in w.dropped:
                 continue
             name = f"{d.digest}__{year:04d}{mon:02d}_{i:04d}.parquet"
             staged = f"{rec.staging}/{name}"
             out = store.local_path(staged) or os.path.join(tmp, "parts", name)
             os.makedirs(os.path.dirname(out), exist_ok=True)
-            if len(w.groups) == 1:
+            if len(w.groups) == 1 and not w.dropped:
                 shutil.move(w.path, out)  # the temporary folder may be on another filesystem than the hub
                 taps.append(w.check)
             else:
@@ -745,7 +794,8 @@ def _split(store: Store, con: duckdb.DuckDBPyConnection, d: Delivery, written: l
             rec.parts.append(runs.PartResult(blob=w.file, output=f"{rec.destination}/{name}", rows=rows))
             files.append((out, staged))
         outs = [out for out, _ in files]
-        rec.rowsIn = rec.rowsOut = sum(p.rows for p in rec.parts)
+        rec.rowsOut = sum(p.rows for p in rec.parts)
+        rec.rowsFiltered, rec.rowsIn = left_out, rec.rowsOut + left_out
         rec.totalsOut, rec.totalsIngested = normalize.output_totals(con, totals_spec("FocusCost"), convert.parquet_source(outs))
         rec.totalsIn = rec.totalsIngested
         rec.sourceFiles = d.source_files
