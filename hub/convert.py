@@ -243,6 +243,14 @@ def map_error(exc: BaseException, *, file: str) -> HubError:
         return InputError(f"broken quoting or field count{where}", file=file, code="MalformedCsv")
     if isinstance(exc, duckdb.ConversionException):
         return InputError(f"a value cannot be converted ({scrub(text)})", file=file, code="InvalidValue")
+    if "Malformed JSON in file" in text:  # a line of a newline-JSON file (DuckDB counts lines from 1 after the first)
+        json_line = re.search(r"in line (\d+)", text)
+        at = f" at line {int(json_line.group(1)) - 1}" if json_line else ""
+        return InputError(f"a line is not a JSON object{at}", file=file, code="MalformedJson")
+    if "Malformed JSON" in text:  # a JSON text column (Google's credits, labels) that does not parse
+        return InputError("a JSON column's value is not valid JSON", file=file, code="InvalidValue")
+    if "according to format specifier" in text:
+        return InputError("a date or month does not have the form the column needs", file=file, code="InvalidValue")
     return HubError(scrub(text), file=file, code="InternalError")
 
 

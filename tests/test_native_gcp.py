@@ -407,3 +407,26 @@ def test_let_names_a_sub_expression() -> None:
     (select,) = project(spec, {"cost": "DOUBLE", "credit": "DOUBLE"}, {}).select
     assert select == ('(CAST(CAST("cost" AS VARCHAR) AS DECIMAL(38,18)) + (CAST(CAST("credit" AS VARCHAR) AS DECIMAL(38,18)))) '
                       '* 2 AS "BilledCost"')
+
+
+@pytest.mark.parametrize(("case", "code", "words"), [
+    ("a line that is not JSON", "MalformedJson", "a line is not a JSON object at line 2"),
+    ("credits that are not JSON", "InvalidValue", "JSON column"),
+    ("an invoice month of another form", "InvalidValue", "date or month"),
+])
+def test_bad_extracts_get_their_code_never_internal_error(tmp_path: Path, case: str, code: str, words: str) -> None:
+    """A newline-JSON extract with a broken second line, a CSV extract whose credits text is not JSON, an invoice month
+    written 2024-5: each quarantines the delivery with its code and a message naming the file (not InternalError)."""
+    good = row("Instance Core", 1.5)
+    if case == "a line that is not JSON":
+        name, data = "export-000000000000.json", as_json([good]) + b"{not json\n" + as_json([good])
+    elif case == "credits that are not JSON":
+        name, data = "export-000000000000.csv", as_csv([good]).replace(b",[],", b",[{broken,", 1)
+        assert b"[{broken" in data
+    else:
+        name, data = "export-000000000000.json", as_json([row("Instance Core", 1.5, invoice__month="2024-5")])
+    root = make_hub(tmp_path / "hub")
+    deliver(root, name, data)
+    (rec,) = ingest(Store(str(root))).records
+    assert (rec.state, rec.error.code, rec.error.file) == ("quarantined", code, f"exports/gcp/billing/2024-05/{name}")
+    assert words in rec.error.message
