@@ -34,15 +34,19 @@ def check_costs(con: duckdb.DuckDBPyConnection, rec: RunRecord, outputs: list[st
     """Raise when the written Costs files ``outputs`` cannot be committed (see the module docstring). ``rec`` holds
     the run's validation (null counts per column) and rows written. ``inside=False``: the period comes from the rows'
     own billing period (native FOCUS files), whose charges may all lie just before it (late usage billed next month):
-    only rows far from it are refused."""
+    only rows far from it are refused, corrections, adjustments and credits (of any earlier month's usage) never."""
     rules = (rec.validation or {}).get("rules", {})
     for column in MONEY:
         if rec.rowsOut and rules.get(f"NotNull:{column}", 0) >= rec.rowsOut:
             raise HubError(f"{column} is empty on every row (a column header spelled differently?)",
                            file=rec.parts[0].blob if rec.parts else rec.manifest, code="SchemaMismatch")
+    # a native bill's corrections, adjustments and credits may concern usage of any earlier month (Google's
+    # corrections keep their usage dates): only the other rows must lie near the billing period
+    usual = "true" if inside else "coalesce(ChargeClass, '') <> 'Correction' AND ChargeCategory NOT IN ('Adjustment', 'Credit')"
     first, last, found = con.execute(
-        f"SELECT min(ChargePeriodStart), max(ChargePeriodStart), count(*) FILTER (WHERE ChargePeriodStart >= ? AND "
-        f"ChargePeriodStart < ?) FROM {convert.parquet_source(outputs)}", [start, end]).fetchall()[0]
+        f"SELECT min(ChargePeriodStart) FILTER (WHERE {usual}), max(ChargePeriodStart) FILTER (WHERE {usual}), "
+        f"count(*) FILTER (WHERE ChargePeriodStart >= ? AND ChargePeriodStart < ?) FROM {convert.parquet_source(outputs)}",
+        [start, end]).fetchall()[0]
     if first is not None and (not (found or not inside) or first < start - PERIOD_SLACK or last >= end + PERIOD_SLACK):
         raise HubError(f"rows are charged from {first:%Y-%m-%d} to {last:%Y-%m-%d}, {found} of them in the delivery's "
                        f"period {start:%Y-%m-%d} to {end:%Y-%m-%d}", file=rec.manifest, code="PeriodMismatch")

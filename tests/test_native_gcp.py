@@ -430,3 +430,15 @@ def test_bad_extracts_get_their_code_never_internal_error(tmp_path: Path, case: 
     (rec,) = ingest(Store(str(root))).records
     assert (rec.state, rec.error.code, rec.error.file) == ("quarantined", code, f"exports/gcp/billing/2024-05/{name}")
     assert words in rec.error.message
+
+
+def test_a_correction_of_old_usage_lands_in_its_invoice_month(tmp_path: Path) -> None:
+    """Google's corrections keep their usage dates: the May invoice's adjustment of January usage (-2.5) lands in May
+    with January's charge period (not PeriodMismatch, which refuses only other rows far from the billing period)."""
+    rows = [row("Instance Core", 10.0),
+            row("Instance Core", -2.5, cost_type="adjustment", start="2024-01-15 00:00:00 UTC", end="2024-01-16 00:00:00 UTC")]
+    root, _ = converted(tmp_path, "json", rows)
+    got = duckdb.connect().execute(f"SELECT ChargeCategory, CAST(ChargePeriodStart AS VARCHAR), BilledCost, filename LIKE '%/2024/05/%' "
+                                   f"FROM read_parquet('{root}/ingestion/Costs/**/*.parquet', filename = true) "
+                                   "ORDER BY BilledCost").fetchall()
+    assert got == [("Adjustment", "2024-01-15 00:00:00+00", D("-2.5"), True), ("Usage", "2024-05-12 22:00:00+00", D(10), True)]
