@@ -20,7 +20,7 @@ import duckdb
 from hub.errors import HubError, InputError, UsageError
 from hub.export_schemas import Column, ExportSchema
 from hub.store import redact
-from transforms.typing import ERROR_TAG, IncompatibleType, Projection, header_key, ident, literal, project, try_text
+from transforms.typing import ERROR_TAG, TWIN, IncompatibleType, Projection, header_key, ident, literal, project, try_text
 
 #: Rows per Parquet row group. Each DuckDB thread encodes its own row groups; at the end of a file the last
 #: ones are encoded while the other threads are idle, so smaller groups shorten that tail (1M Costs rows:
@@ -71,8 +71,11 @@ def connect(threads: int | None = None, memory_limit: str | None = None,
     return con
 
 
-def csv_header(path: str, kind: str, *, file: str) -> list[str]:
-    """The header row of a local CSV (BOM tolerated, quoted names handled)."""
+def csv_header(path: str, kind: str, *, file: str, twins: tuple[str, ...] = ()) -> list[str]:
+    """The header row of a local CSV (BOM tolerated, quoted names handled) as the file's column names. Names that
+    differ only by case are refused, but for headers starting with one of ``twins`` (compared without case): the later
+    ones are renamed with :data:`transforms.typing.TWIN` and a count (prefixes compared without case, spaces, ``/``
+    and ``_``, as mappings name columns)."""
     try:
         with gzip.open(path, "rb") if kind == "csv.gz" else open(path, "rb") as raw:  # noqa: SIM115
             first = raw.readline(MAX_LINE_SIZE)
@@ -84,10 +87,21 @@ def csv_header(path: str, kind: str, *, file: str) -> list[str]:
         raise InputError(f"header is not UTF-8 ({exc.reason} at byte {exc.start})", file=file, code="InvalidEncoding") from None
     if not row or any(not h.strip() for h in row):
         raise InputError("missing or empty header row", file=file, code="SchemaMismatch")
+    if len(set(row)) == len(row) and twins:
+        seen: dict[str, int] = {}
+        for i, h in enumerate(row):
+            n = seen[header_key(h)] = seen.get(header_key(h), 0) + 1
+            if n > 1 and _bare(h).startswith(tuple(_bare(t) for t in twins)):
+                row[i] = f"{h}{TWIN}{n}"
     if len({header_key(h) for h in row}) != len(row):
         raise InputError("duplicate column names in header (compared without case and surrounding spaces)", file=file,
                          code="SchemaMismatch")
     return row
+
+
+def _bare(name: str) -> str:
+    """A header without case, spaces, ``/`` and ``_`` (``resourceTags/user:x`` starts with ``resource_tags_``)."""
+    return re.sub(r"[\s/_]", "", name.lower())
 
 
 def source_sql(path: str, kind: str, header: list[str] | None) -> str:
@@ -101,9 +115,10 @@ def source_sql(path: str, kind: str, header: list[str] | None) -> str:
             f"compression = '{'gzip' if kind == 'csv.gz' else 'none'}')")
 
 
-def source_columns(con: duckdb.DuckDBPyConnection, path: str, kind: str, *, file: str) -> tuple[str, dict[str, str]]:
-    """The source SQL of a part and its columns with DuckDB types."""
-    header = csv_header(path, kind, file=file) if kind != "parquet" else None
+def source_columns(con: duckdb.DuckDBPyConnection, path: str, kind: str, *, file: str,
+                   twins: tuple[str, ...] = ()) -> tuple[str, dict[str, str]]:
+    """The source SQL of a part and its columns with DuckDB types (``twins``: see :func:`csv_header`)."""
+    header = csv_header(path, kind, file=file, twins=twins) if kind != "parquet" else None
     sql = source_sql(path, kind, header)
     if header is not None:
         return sql, dict.fromkeys(header, "VARCHAR")

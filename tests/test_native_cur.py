@@ -581,3 +581,19 @@ def test_spp_and_distributor_discounts_and_an_unknown_line_item_type(tmp_path: P
                    ("Usage", "Usage", "Standard", D(1), D(1), D(10), D(10))]
     report = validate(str(root))
     assert report.violations == 0, report.summary()
+
+
+def test_tag_keys_that_differ_only_by_case_are_two_keys(tmp_path: Path) -> None:
+    """AWS tag keys are case-sensitive and a CSV CUR has a column per key: resourceTags/user:Name and
+    resourceTags/user:name are two tags ({"Name": "web", "name": "db"}), not a duplicate header; two cost columns that
+    differ only by case still are (SchemaMismatch)."""
+    root = make_hub(tmp_path / "hub")
+    common = {**LINES_COMMON, "lineItem/UsageAmount": "1", "lineItem/LineItemType": "Usage", "lineItem/UnblendedCost": "1"}
+    deliver(root, "cur/r/20240301-20240401/x", {"r-00001.csv": csv_text(
+        common, [{"resourceTags/user:Name": "web", "resourceTags/user:name": "db"}])})
+    ingested(root)
+    assert one(f"SELECT Tags FROM {lake(root)}") == '{"Name":"web","name":"db"}'
+    root = make_hub(tmp_path / "other")
+    deliver(root, "cur/r/20240301-20240401/x", {"r-00001.csv": csv_text(common, [{"lineitem/unblendedcost": "2"}])})
+    (rec,) = ingest(Store(str(root))).records
+    assert (rec.state, rec.error.code) == ("quarantined", "SchemaMismatch") and "duplicate column names" in rec.error.message

@@ -26,7 +26,7 @@ import re
 from dataclasses import dataclass
 
 from hub.export_schemas import Column
-from transforms.typing import cast_text, ident, literal
+from transforms.typing import cast_text, ident, literal, original_header
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_/:. -]+)\}")
 _NUM = re.compile(r"num\(\{([A-Za-z0-9_/:. -]+)\}\)")
@@ -155,7 +155,8 @@ def _tags(spec: dict | None, columns: dict[str, str]) -> str | None:
         return None
     entries = []
     for c in tagged:
-        name = re.split(r"[/]", c, maxsplit=1)[-1] if "/" in c else c[len(spec.get("prefix", "")):]
+        header = original_header(c)  # a key differing from another only by case is another key
+        name = re.split(r"[/]", header, maxsplit=1)[-1] if "/" in header else header[len(spec.get("prefix", "")):]
         for strip in spec.get("strip", []):
             if name.startswith(strip):
                 name = name[len(strip):]

@@ -52,6 +52,16 @@ def enum_type(values: tuple[str, ...]) -> str:
     return "ENUM(" + ", ".join(literal(v) for v in values) + ")"
 
 
+#: Appended (with a count) to a header that differs from an earlier one of its file only by case, where that is allowed
+#: (AWS tag columns: ``resourceTags/user:Name`` and ``resourceTags/user:name`` are two keys): DuckDB's names are not
+#: case-sensitive. :func:`original_header` takes it off.
+TWIN = "\ue000"
+
+
+def original_header(name: str) -> str:
+    return name.split(TWIN, 1)[0]
+
+
 def header_key(name: str) -> str:
     """How headers are compared: without regard to case or surrounding whitespace."""
     return name.strip().lower()

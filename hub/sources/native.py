@@ -626,7 +626,8 @@ def _typed(con: duckdb.DuckDBPyConnection, provider: str, src: str, kind: str, p
         except duckdb.Error as exc:
             raise convert.map_error(exc, file=path) from None
     else:
-        sql, columns = convert.source_columns(con, src, kind, file=path)
+        twins = tuple(r["tagColumns"]["prefix"] for r in reports(provider) if r.get("tagColumns", {}).get("prefix"))
+        sql, columns = convert.source_columns(con, src, kind, file=path, twins=twins)
     sql, present = _flat(sql, dict(columns))
     mapping = providers()[provider]
     source_type, source_name, hidden, version, one_month = mapping.sourceType, None, [], None, False
