@@ -530,3 +530,24 @@ def test_negative_unit_prices_on_credits_are_nulled(hub_root: Path) -> None:
     assert originals(rows["credit"])["ContractedUnitPrice"] == "-3.000000000000000000"
     assert rows["list"]["ListUnitPrice"] is None and rows["list"]["ContractedUnitPrice"] == D(0)
     assert codes(rows["list"]).count("NegativeUnitPriceNulled") == 1
+
+
+def test_tag_key_prefixes_are_taken_off_only_where_the_short_key_is_free() -> None:
+    """transforms.costs._unprefixed with AWS's user: prefix, by hand: the prefix goes (values of any JSON type, null
+    included, kept), aws: keys stay, a key whose short form the object has already keeps its prefix, and a value
+    holding the prefix is not a key; only changed rows get TagKeysUnprefixed."""
+    import duckdb
+
+    from transforms import costs
+    from transforms.sqlchain import Chain
+
+    con = duckdb.connect()
+    con.execute("""CREATE TABLE t AS SELECT * FROM (VALUES (1, '{"user:env":"dev","aws:createdBy":"x"}'),
+                   (2, '{"env":"a","user:env":"b"}'), (3, '{"a":"user:x"}'), (4, NULL),
+                   (5, '{"user:k":null,"user:n":1,"user:o":{"a":[1,2]}}')) v(n, Tags)""")
+    chain = Chain("t")
+    chain.replace({}, {"_tag_code": "CAST(NULL AS VARCHAR)"})
+    costs._unprefixed(chain, ("user:",))
+    assert con.execute(chain.sql("n, Tags, _tag_code") + " ORDER BY n").fetchall() == [
+        (1, '{"env":"dev","aws:createdBy":"x"}', "TagKeysUnprefixed"), (2, '{"env":"a","user:env":"b"}', None),
+        (3, '{"a":"user:x"}', None), (4, None, None), (5, '{"k":null,"n":1,"o":{"a":[1,2]}}', "TagKeysUnprefixed")]

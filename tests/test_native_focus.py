@@ -851,3 +851,25 @@ def test_refunds_of_prepaid_purchases_by_hand(tmp_path: Path) -> None:
     # the hand-written purchases name no SKU and one no unit: the only rules they break
     assert set(validate(str(root)).summary()) == {"SkuIdForUsagePurchase:SkuId", "SkuPriceIdForUsagePurchase:SkuPriceId",
                                                   "PricingUnitForUsagePurchase:PricingUnit"}
+
+
+def test_aws_focus_user_tag_keys_lose_their_prefix(tmp_path: Path) -> None:
+    """AWS's FOCUS export writes user-defined tag keys as user:<key> (its CUR as <key>): the lake has one key per tag
+    whichever report brought it: {"user:team": "platform", "user:env": "dev"} -> {"team": "platform", "env": "dev"},
+    flagged TagKeysUnprefixed with the original in x_SourceValues; aws: keys and a key whose short form is there too
+    stay as they are."""
+    from hub.sample_native import write_aws_focus
+
+    root = make_hub(tmp_path / "hub")
+    write_aws_focus(str(root), rows=200)
+    result = ingest(Store(str(root)))
+    assert result.ok, [r.error for r in result.all]
+    con = duckdb.connect()
+    prefixed = con.execute(f"SELECT count(*) FROM {lake(root)} WHERE contains(Tags, '\"user:')").fetchall()[0][0]
+    assert prefixed == 0
+    got = con.execute(f"SELECT Tags, x_SourceChanges, json_extract_string(x_SourceValues, '$.Tags') FROM {lake(root)} "
+                      "WHERE contains(x_SourceChanges, 'TagKeysUnprefixed') ORDER BY Tags LIMIT 1").fetchall()
+    tags, changes, original = got[0]
+    assert json.loads(original) == {f"user:{k}": v for k, v in json.loads(tags).items()} and "TagKeysUnprefixed" in changes
+    report = validate(str(root))
+    assert report.violations == 0, report.summary()

@@ -310,10 +310,10 @@ def _tags_periods(chain: Chain) -> None:
 
 
 #: x_SourceChanges codes of the Tags rule (:func:`_tags`).
-TAG_CODES = ("TagsFromText", "TagsFromArray", "InvalidTags")
+TAG_CODES = ("TagsFromText", "TagsFromArray", "InvalidTags", "TagKeysUnprefixed")
 
 
-def _tags(chain: Chain) -> None:
+def _tags(chain: Chain, prefixes: tuple[str, ...] = ()) -> None:
     """Tags always a JSON object, or NULL: a JSON array of ``{"key": ..., "value": ...}`` objects (Google Cloud's
     labels) becomes the object of those pairs (``TagsFromArray``); text that is not JSON in the ``key=value;...`` or
     ``key:value,...`` forms (no double quotes: broken JSON is not guessed at) becomes a JSON object
@@ -343,6 +343,27 @@ def _tags(chain: Chain) -> None:
                            f"WHEN _tags_ok THEN Tags WHEN coalesce({pairs}, false) THEN {parsed} END"},
                   {"_tag_code": "CASE WHEN _tags_array THEN 'TagsFromArray' WHEN _tags_ok THEN NULL "
                                 f"WHEN coalesce({pairs}, false) THEN 'TagsFromText' ELSE 'InvalidTags' END"})
+    if prefixes:
+        _unprefixed(chain, prefixes)
+
+
+def _unprefixed(chain: Chain, prefixes: tuple[str, ...]) -> None:
+    """A provider's prefix of user-defined tag keys taken off (AWS's FOCUS export writes ``user:env``, its CUR ``env``:
+    one key in the lake, whichever report brought it), unless the object already has the shorter key
+    (``TagKeysUnprefixed``); the JSON functions run only on objects whose text holds a prefix."""
+    keys = "json_keys(Tags)"
+    name = "e.key"
+    for prefix in reversed(prefixes):
+        short = f"e.key[{len(prefix) + 1}:]"
+        name = f"CASE WHEN starts_with(e.key, {literal(prefix)}) AND NOT list_contains({keys}, {short}) THEN {short} ELSE {name} END"
+    entries = "map_entries(json_transform(Tags, '\"MAP(VARCHAR, JSON)\"'))"
+    rebuilt = f"'{{' || array_to_string(list_transform({entries}, lambda e: to_json({name}) || ':' || coalesce(CAST(e.value AS VARCHAR), 'null')), ',') || '}}'"
+    found = " OR ".join(f"contains(Tags, {literal(chr(34) + p)})" for p in prefixes)
+    hit = " OR ".join(f"(starts_with(k, {literal(p)}) AND NOT list_contains({keys}, k[{len(p) + 1}:]))" for p in prefixes)
+    which = f"CASE WHEN Tags IS NOT NULL AND ({found}) THEN list_bool_or(list_transform({keys}, lambda k: {hit})) END"
+    chain.replace({}, {"_tag_prefixed": f"coalesce({which}, false)"})
+    chain.replace({"Tags": f"CASE WHEN _tag_prefixed THEN {rebuilt} ELSE Tags END",
+                   "_tag_code": "CASE WHEN _tag_prefixed THEN concat_ws(',', _tag_code, 'TagKeysUnprefixed') ELSE _tag_code END"})
 
 
 def source_values_sql(columns: list[str]) -> str:
@@ -412,12 +433,14 @@ def finish(chain: Chain, extras: list[str] = (), check: Check | None = None,
 
 
 def costs_sql(source: str, present: dict[str, str], lineage: Lineage, *, prices: str | None = None,
-              lookups: bool = True, extras: list[str] = (), check: Check | None = None, closed: bool = False) -> Query:
+              lookups: bool = True, extras: list[str] = (), check: Check | None = None, closed: bool = False,
+              tag_prefixes: tuple[str, ...] = ()) -> Query:
     """The FOCUS 1.0 normalization of a typed FocusCost relation ``source`` with columns ``present``.
 
     ``prices``: a relation of price-sheet keys (:func:`transforms.backfill.price_keys_sql`) to backfill
     missing list/contracted prices from; ``lookups``: the open-data tables are registered (hub.lookups);
-    ``check``: see :func:`finish`; ``closed``: emit :func:`closed_sets` columns as ENUMs (see :func:`finish`).
+    ``check``: see :func:`finish`; ``closed``: emit :func:`closed_sets` columns as ENUMs (see :func:`finish`);
+    ``tag_prefixes``: the provider's prefixes of user-defined tag keys, taken off (:func:`_unprefixed`).
     """
     chain = Chain(source)
     known = set(input_columns()) | set(RENAMES)
@@ -431,7 +454,7 @@ def costs_sql(source: str, present: dict[str, str], lineage: Lineage, *, prices:
     _bug_fixes(chain)
     _names_and_resources(chain, lookups)
     _tags_periods(chain)
-    _tags(chain)
+    _tags(chain, tuple(tag_prefixes))
     backfill.price_layer(chain, prices)
     return finish(chain, extras, check, closed_sets(lineage) if closed else None, {e: present[e] for e in extras})
 

@@ -86,6 +86,8 @@ class ProviderMapping(BaseModel):
     #: the provider writes a bill a day and then the month's whole one (Tencent's bill storage, Alibaba's OSS bill
     #: subscription): see :class:`Snapshots`
     snapshots: Snapshots | None = None
+    #: prefixes of user-defined tag keys in the provider's FOCUS files, taken off (AWS: ``user:``, as its CUR's)
+    tagKeyPrefixes: list[str] = []
 
 
 def snapshot_of(pattern: str, path: str) -> tuple[tuple[str, str, str], str] | None:
@@ -584,7 +586,8 @@ def _write(con: duckdb.DuckDBPyConnection, typed: Typed, lineage: Lineage, out: 
         source = tap.wrap(typed.sql)
         if hidden:
             source = f"(SELECT * EXCLUDE ({', '.join(hidden)}) FROM {source})"
-        query = costs.costs_sql(source, typed.columns, lineage, extras=typed.extras, check=check.where, closed=closed)
+        query = costs.costs_sql(source, typed.columns, lineage, extras=typed.extras, check=check.where, closed=closed,
+                                tag_prefixes=typed.tag_prefixes)
         described = query.columns
         check.describe(described)
         rows = convert.write_parquet(con, [f"* FROM ({query})"], "", out, file=path, select_only=True, columns=described)
@@ -612,6 +615,8 @@ class Typed:
     #: the rows' months come from their own dates (no billing-month column, none in the file name): the file must
     #: hold one month, or a later file's rows of that month would replace this one's
     one_month: bool = False
+    #: the provider's prefixes of user-defined tag keys, taken off (a FOCUS file's: ``tagKeyPrefixes``)
+    tag_prefixes: tuple[str, ...] = ()
 
 
 def _typed(con: duckdb.DuckDBPyConnection, provider: str, src: str, kind: str, path: str) -> Typed:
@@ -668,7 +673,8 @@ def _typed(con: duckdb.DuckDBPyConnection, provider: str, src: str, kind: str, p
               "amounts": {"BilledCost": HIDDEN_BILLED if hidden else "BilledCost", "EffectiveCost": "EffectiveCost"}}
     tap_schema = ExportSchema("FOCUS", provider, None, "Costs", (), totals=totals)
     columns = {k: v for k, v in described.items() if k not in (HIDDEN_CURRENCY, HIDDEN_BILLED)}
-    return Typed(typed, columns, proj.extra, described, source_type, source_name, tap_schema, version, one_month)
+    prefixes = tuple(mapping.tagKeyPrefixes) if not hidden else ()  # a mapped report builds its Tags itself
+    return Typed(typed, columns, proj.extra, described, source_type, source_name, tap_schema, version, one_month, prefixes)
 
 
 def _flat(sql: str, columns: dict[str, str]) -> tuple[str, dict[str, str]]:
