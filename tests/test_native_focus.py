@@ -873,3 +873,23 @@ def test_aws_focus_user_tag_keys_lose_their_prefix(tmp_path: Path) -> None:
     assert json.loads(original) == {f"user:{k}": v for k, v in json.loads(tags).items()} and "TagKeysUnprefixed" in changes
     report = validate(str(root))
     assert report.violations == 0, report.summary()
+
+
+def test_a_restated_bill_of_the_same_size_is_read_again(tmp_path: Path) -> None:
+    """A month's bill re-synced with one amount restated (8.50 -> 9.50: same name, same size) and its manifest rewritten:
+    the delivery is new (its files' modification times are part of its identity), the lake holds the restated amount;
+    an ingest with nothing changed reads nothing."""
+    import os
+
+    root = make_hub(tmp_path / "hub")
+    base = deliver(root, "alibaba", "oss", {"1234567890_BillingItemDetail_202405.csv": ALIBABA})
+    ingest(Store(str(root)))
+    bill = base / "1234567890_BillingItemDetail_202405.csv"
+    restated = ALIBABA.replace(",8.50,", ",9.50,")
+    assert len(restated) == len(ALIBABA) and restated != ALIBABA
+    bill.write_text(restated)
+    later = bill.stat().st_mtime + 10
+    os.utime(bill, (later, later))
+    (rec,) = ingest(Store(str(root))).records
+    assert rec.state == "committed" and one(f"SELECT sum(BilledCost) FROM {lake(root)}") == D("279.5")
+    assert ingest(Store(str(root))).records == []

@@ -233,13 +233,15 @@ class Delivery:
     #: the listing signature of the manifest and every file of the delivery (the watcher's checkpoint: unchanged since
     #: it was found final, the delivery is not read again)
     signature: str = ""
+    #: the listing signature of its data files (sizes and modification times)
+    written: str = ""
 
     @property
     def sha(self) -> str:
-        """The delivery's identity: its manifest, its files' names and sizes, its AWS manifests' content (a re-delivery,
-        or a restatement AWS lists anew, is new)."""
+        """The delivery's identity: its manifest, its files' names, sizes and modification times, its AWS manifests'
+        content (a re-delivery, also of a restated file of the same size, or a restatement AWS lists anew, is new)."""
         governing = [f"{p}\t{hashlib.sha256(raw or b'').hexdigest()}" for p, raw in self.governing]
-        listing = "\n".join([*(f"{p}\t{s}" for p, s in self.files), *self.listings, *governing, self.stamp])
+        listing = "\n".join([*(f"{p}\t{s}" for p, s in self.files), *self.listings, *governing, self.stamp, self.written])
         return hashlib.sha256((self.raw or b"") + b"\0" + listing.encode()).hexdigest()
 
     @property
@@ -296,7 +298,8 @@ def deliveries(store: Store, checkpoint: dict[str, str] | None = None, seen: set
         above = [m for m in aws if folder.startswith(posixpath.dirname(m) + "/")] if provider in providers() else []
         governing = tuple((m, _read(store, m)) for m in sorted({*listings, *above}))
         out.append(Delivery(rel, provider, tuple(files), raw, tuple(listings), governing, modified=listed(found[rel]).modified,
-                            pulled=_pull_manifest(raw), signature=signature))
+                            pulled=_pull_manifest(raw), signature=signature,
+                            written=signature_of(found, [p for p, _ in files]) if files else ""))
     for rel in loose:
         provider = _provider(rel)
         if provider in providers() and providers()[provider].incrementalFiles and rel.lower().endswith(SUFFIXES):
