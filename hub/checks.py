@@ -1,7 +1,8 @@
 """Checks that refuse Costs which cannot be right, whatever their source (exports, custom data).
 
 - A mandatory money column (BilledCost, EffectiveCost) empty on every row while rows were written: the file's
-  header spelled it in a way no mapping knows, so committing would report zero cost (``SchemaMismatch``).
+  header spelled it in a way no mapping knows, so committing would report zero cost (``SchemaMismatch``); empty on
+  some rows: costs the bill does not state (``InvalidValue``).
 - Rows charged outside the period the delivery says it covers (a manifest's startDate/endDate, a custom folder's
   month): none of them inside it, or some more than 31 days away. They would be filed under the wrong month
   (``PeriodMismatch``); late rows of the previous month beside the period's own rows are fine.
@@ -37,9 +38,13 @@ def check_costs(con: duckdb.DuckDBPyConnection, rec: RunRecord, outputs: list[st
     only rows far from it are refused, corrections, adjustments and credits (of any earlier month's usage) never."""
     rules = (rec.validation or {}).get("rules", {})
     for column in MONEY:
-        if rec.rowsOut and rules.get(f"NotNull:{column}", 0) >= rec.rowsOut:
+        empty = rules.get(f"NotNull:{column}", 0)
+        if rec.rowsOut and empty >= rec.rowsOut:
             raise HubError(f"{column} is empty on every row (a column header spelled differently?)",
                            file=rec.parts[0].blob if rec.parts else rec.manifest, code="SchemaMismatch")
+        if empty:  # a cost the bill does not state: FOCUS has no null cost, and totals would not reconcile to it
+            raise HubError(f"{column} is empty on {empty} of {rec.rowsOut} rows", file=rec.parts[0].blob if len(rec.parts) == 1
+                           else rec.manifest, code="InvalidValue")
     # a native bill's corrections, adjustments and credits may concern usage of any earlier month (Google's
     # corrections keep their usage dates): only the other rows must lie near the billing period
     usual = "true" if inside else "coalesce(ChargeClass, '') <> 'Correction' AND ChargeCategory NOT IN ('Adjustment', 'Credit')"

@@ -597,3 +597,17 @@ def test_tag_keys_that_differ_only_by_case_are_two_keys(tmp_path: Path) -> None:
     deliver(root, "cur/r/20240301-20240401/x", {"r-00001.csv": csv_text(common, [{"lineitem/unblendedcost": "2"}])})
     (rec,) = ingest(Store(str(root))).records
     assert (rec.state, rec.error.code) == ("quarantined", "SchemaMismatch") and "duplicate column names" in rec.error.message
+
+
+def test_a_row_without_its_cost_is_refused(tmp_path: Path) -> None:
+    """A CUR row whose lineItem/UnblendedCost is empty (or NULL) would land with no BilledCost, which FOCUS does not
+    allow and no total can reconcile to: the delivery is InvalidValue naming the file and how many rows, nothing lands."""
+    root = make_hub(tmp_path / "hub")
+    common = {**LINES_COMMON, "lineItem/UsageAmount": "1", "lineItem/LineItemType": "Usage"}
+    deliver(root, "cur/r/20240301-20240401/x", {"r-00001.csv": csv_text(
+        common, [{"lineItem/UnblendedCost": "1.00"}, {"lineItem/UnblendedCost": ""}, {"lineItem/UnblendedCost": "NULL"}])})
+    (rec,) = ingest(Store(str(root))).records
+    assert (rec.state, rec.error.code, rec.error.file) == ("quarantined", "InvalidValue",
+                                                           "exports/aws/cur/r/20240301-20240401/x/r-00001.csv")
+    assert "BilledCost is empty on 2 of 3 rows" in rec.error.message
+    assert not list((root / "ingestion").rglob("*.parquet"))

@@ -619,6 +619,28 @@ def test_tencent_month_to_date_snapshots_count_once(tmp_path: Path) -> None:
     assert not list((late / "ingestion").rglob("*.parquet"))
 
 
+def test_an_older_snapshot_in_another_folder_does_not_replace_a_newer_one(tmp_path: Path) -> None:
+    """Tencent's May 20th month-to-date file (9.08) is in the lake; an older May 10th one (0.08) synced into another
+    folder afterwards is recorded ``superseded`` (never swapped in): May stays 9.08. A later May 31st replaces it, and
+    May's whole file beats any day."""
+    header, first = TENCENT.splitlines(keepends=True)[:2]
+    root = make_hub(tmp_path / "hub")
+    name = "100001-{}-by_used_time-bill_details.csv"
+    deliver(root, "tencent", "cos/a", {name.format("20240520"): TENCENT})
+    ingest(Store(str(root)))
+    deliver(root, "tencent", "cos/b", {name.format("20240510"): header + first})
+    (old,) = ingest(Store(str(root))).records
+    assert (old.state, old.supersededBy is not None) == ("superseded", True)
+    assert one(f"SELECT sum(BilledCost) FROM {lake(root)}") == D("9.08")
+    assert ingest(Store(str(root))).records == []  # recorded: not read again
+    deliver(root, "tencent", "cos/c", {name.format("202405"): header + first})
+    (final,) = ingest(Store(str(root))).records
+    assert final.state == "committed" and one(f"SELECT sum(BilledCost) FROM {lake(root)}") == D("0.08")
+    deliver(root, "tencent", "cos/d", {name.format("20240531"): TENCENT})
+    (day,) = ingest(Store(str(root))).records
+    assert day.state == "superseded" and one(f"SELECT sum(BilledCost) FROM {lake(root)}") == D("0.08")
+
+
 def test_alibaba_daily_bill_files_give_way_to_the_month_s_whole_one(tmp_path: Path) -> None:
     """Alibaba's OSS bill subscription pushes each day's bills (``<uid>_BillingItemDetail_<yyyymmdd>``) and at the start of
     the next month the month's whole file (``..._<yyyymm>``): in a synced folder the days add up (8.50 + 270.00) while

@@ -43,7 +43,7 @@ from hub import catalog, convert, engine, lease, lookups, normalize, runs, swap
 from hub.checks import check_costs, month_end
 from hub.errors import HubError
 from hub.export_schemas import Column, ExportSchema, totals_spec
-from hub.runs import RunRecord
+from hub.runs import FINAL, RunRecord
 from hub.sources import Hooks, refresh_checkpoint
 from hub.sources import listings as aws_listings
 from hub.store import EXPORTS, Store, bounded_name, dataset_folder, listed, signature_of
@@ -349,7 +349,7 @@ def pending(store: Store, records: list[RunRecord], *, retry: bool = False, forc
     for d in deliveries(store, None if retry or force else checkpoint, seen):
         mine = [r for r in records if r.manifest == d.manifest and r.manifestSha256 == d.sha]
         whole = {k for r in mine for k in r.siblings} <= {r.key for r in mine}  # no run lost to a crash before its save
-        done = mine and whole and all(r.state in ("committed", "quarantined") for r in mine)
+        done = mine and whole and all(r.state in FINAL for r in mine)
         if done and final is not None and d.signature:
             final[d.manifest] = d.signature
         if force or not done or retry and any(r.state == "quarantined" for r in mine):
@@ -376,7 +376,7 @@ def ingest_pending(store: Store, records: list[RunRecord], *, retry: bool = Fals
         out = done if isinstance(done, list) else [done]
         made += out
         records[:] = [r for r in records if r.key not in {o.key for o in out}] + out
-        if d.signature and out and all(r.state in ("committed", "quarantined") for r in out):
+        if d.signature and out and all(r.state in FINAL for r in out):
             final[d.manifest] = d.signature
     refresh_checkpoint(checkpoint, AREA, seen, final)
     return made
@@ -392,8 +392,16 @@ def process(store: Store, d: Delivery, records: list[RunRecord]) -> list[RunReco
     try:
         _check(store, d)
         made = _convert(store, d, failure, records)
+        older = [rec for rec in made if rec.state == "superseded"]
+        made = [rec for rec in made if rec.state != "superseded"]
+        for rec in older:  # an older snapshot of a bill whose newer one is in the lake: recorded, never swapped in
+            store.delete_tree(rec.staging or "")
+            rec.seconds = round(time.perf_counter() - started, 3)
+            runs.save(store, rec)
         made += _withdrawals(store, d, made, records)
         if not made:  # no rows: nothing changes in the lake, and the delivery is not read again
+            if older:
+                return older
             failure.sourceFiles = d.source_files
             return [engine.no_rows(store, failure, started)]
         for rec in made:
@@ -772,8 +780,8 @@ def _split(store: Store, con: duckdb.DuckDBPyConnection, d: Delivery, written: l
     """One staged, validated run per (billing month, billing account) of the converted files (``kind``: what the
     delivery's files are, e.g. ``FOCUS``). A file of one group goes to its run as written (its check tap counted its
     rows); a file of several is cut into one file per group. An incremental file's run carries the folder's other
-    files over unchanged."""
-    made = []
+    files over unchanged. A run of an older snapshot of a bill than the one in its folder is ``superseded``."""
+    made, snapshots = [], providers()[d.provider].snapshots
     for m, acct in sorted({g for w in written for g in w.groups if g not in w.dropped}):
         year, mon = map(int, m.split("-"))
         folder = bounded_name(acct.lower(), 100) if acct else "unknown-account"
@@ -811,6 +819,8 @@ def _split(store: Store, con: duckdb.DuckDBPyConnection, d: Delivery, written: l
         rec.sourceFiles = d.source_files
         _conflict(store, con, rec, convert.parquet_source(outs), records)
         rec.carryOver = d.incremental or d.pulled  # the folder's other files stay (told at swap time: keep_others)
+        if snapshots is not None and (newer := _newer_snapshot(snapshots.pattern, rec, records)) is not None:
+            rec.state, rec.supersededBy = "superseded", newer.key
         label = rec.destination or ""
         report = tap_report(con, taps, outs, label=label) if whole else validate_files(con, outs, label=label)
         rec.validation = {"rows": report.rows, "checks": report.checked, "violations": report.violations,
@@ -822,6 +832,33 @@ def _split(store: Store, con: duckdb.DuckDBPyConnection, d: Delivery, written: l
                 store.put_file(out, staged)
         made.append(rec)
     return made
+
+
+def _snapshot_rank(pattern: str, rec: RunRecord) -> tuple[str, str] | None:
+    """How complete the dated bill files of a run are: the bill's name (without folder and stamp) and its latest stamp
+    (a month's whole file above its days); None for a run with another file."""
+    ranks = []
+    for part in rec.parts:
+        found = snapshot_of(pattern, part.blob.split("!")[0])
+        if found is None:
+            return None
+        (_, series, month), day = found
+        ranks.append((series, month + (day or "99")))
+    return max(ranks) if ranks and len({series for series, _ in ranks}) == 1 else None
+
+
+def _newer_snapshot(pattern: str, rec: RunRecord, records: list[RunRecord]) -> RunRecord | None:
+    """The committed run of another delivery that put a later snapshot of the same bill in ``rec``'s folder (Tencent's
+    May 20th, or May's whole file, against a May 10th synced into another folder afterwards), if any."""
+    mine = _snapshot_rank(pattern, rec)
+    if mine is None:
+        return None
+    for old in records:
+        if old.state == "committed" and old.destination == rec.destination and old.manifest != rec.manifest:
+            theirs = _snapshot_rank(pattern, old)
+            if theirs is not None and theirs[0] == mine[0] and theirs[1] > mine[1]:
+                return old
+    return None
 
 
 def _withdrawals(store: Store, d: Delivery, made: list[RunRecord], records: list[RunRecord]) -> list[RunRecord]:
