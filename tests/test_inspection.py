@@ -414,3 +414,24 @@ def test_a_lasting_change_is_one_anomaly_day_after_day(tmp_path):
         kinds += [k.rsplit(".", 1)[1] for k, s in result.events]
     assert len(ids) == 1  # every interval within the change is the anomaly of May 10
     assert kinds == ["opened"] + ["updated"] * 7 + ["resolved"]  # May 18: the baseline has learnt the new level
+
+
+def test_tag_monitors_read_a_key_however_each_cloud_spells_it(tmp_path):
+    """A tag:team monitor compares keys as allocation does: Azure's Team, AWS's user:team and team are one key (blue,
+    red and green: 300 each over 30 days); a Tags value that is not a JSON object is untagged (150), and the inspection
+    runs (it used to stop at the first malformed value)."""
+    from hub import catalog
+
+    folder = tmp_path / "ingestion/Costs/2024/05/test"
+    folder.mkdir(parents=True)
+    tags = [('{"Team": "blue"}', 10), ('{"user:team": "red"}', 10), ('{"team": "green"}', 10), ("team=broken;", 5)]
+    values = ", ".join(f"('{t}', {c}, '{LAST - timedelta(days=i)} 06:00:00+00')" for i in range(30) for t, c in tags)
+    duckdb.sql(f"""COPY (SELECT 'A' AS SubAccountId, 'S1' AS ServiceName, Tags, CAST(c AS DECIMAL(38,18)) AS EffectiveCost,
+        'USD' AS BillingCurrency, CAST(d AS TIMESTAMPTZ) AS ChargePeriodStart, 'Usage-Based' AS ChargeFrequency,
+        CAST(NULL AS VARCHAR) AS ChargeClass FROM (VALUES {values}) v(Tags, c, d)) TO '{folder}/part.parquet' (FORMAT parquet)""")
+    store = Store(str(tmp_path))
+    r = rules(window_days=30, monitors=[{"id": "teams", "dimension": "tag:team"}])
+    inspection.inspect(store, LAST, r, save=False)
+    con = catalog.connect(store)
+    got = con.execute(f"SELECT {inspection._key_sql(r.monitors[0])} AS k, sum(EffectiveCost) FROM Costs GROUP BY 1 ORDER BY 1").fetchall()
+    assert got == [("(untagged)", Decimal(150)), ("blue", Decimal(300)), ("green", Decimal(300)), ("red", Decimal(300))]

@@ -10,6 +10,7 @@ less than ``min_history_days`` of history is reported as "insufficient history",
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import asdict, dataclass, field, fields
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -18,6 +19,7 @@ import duckdb
 import numpy as np
 
 from hub import catalog
+from hub.allocation.rules import KeyNormalization, norm_key
 from hub.cost_analysis import amount
 from hub.inspection import detect as detection
 from hub.inspection import forecast as forecasting
@@ -80,9 +82,21 @@ class InspectResult:
 
 
 def _key_sql(monitor: Monitor) -> str:
+    """A monitor's series key. A tag's value: under the key as written, else under a key that is the same once compared
+    as allocation compares tag keys (case, separators, AWS's ``user:`` prefix: ``Team``, ``user:team``); Tags that
+    are not a JSON object are untagged."""
     if monitor.dimension.startswith("tag:"):
-        path = '$."' + monitor.dimension[4:].replace('"', '') + '"'
-        return f"coalesce(json_extract_string(Tags, {literal(path)}), '(untagged)')"
+        key = monitor.dimension[4:]
+        how = KeyNormalization()
+        path = '$."' + key.replace('"', '') + '"'
+        prefixes = "|".join(re.escape(p) for p in how.strip_prefixes)
+        chars = re.escape(how.remove_chars)
+        folded = (f"regexp_replace(lower(regexp_replace(trim(e.key), '(?i)^({prefixes})', '')), '[{chars}]', '', 'g')"
+                  if prefixes else f"regexp_replace(lower(trim(e.key)), '[{chars}]', '', 'g')")
+        entries = "map_entries(json_transform(Tags, '\"MAP(VARCHAR, JSON)\"'))"
+        alike = f"json_extract_string(list_filter({entries}, lambda e: {folded} = {literal(norm_key(key, how))})[1].value, '$')"
+        value = f"coalesce(json_extract_string(Tags, {literal(path)}), {alike})"
+        return f"coalesce(CASE WHEN json_valid(Tags) AND json_type(Tags) = 'OBJECT' THEN {value} END, '(untagged)')"
     return f"coalesce(CAST({ident(monitor.dimension)} AS VARCHAR), '(none)')"
 
 
