@@ -76,7 +76,9 @@ def ingest(store: Store, *, retry: bool = False, force: bool = False, progress: 
                              blob_grace=blob_grace, checkpoint=checkpoint, settle=settle)
     except lease.LeaseLost as exc:
         return IngestResult(lost=str(exc))
-    result.published = publish_runs(store, result.all)
+    # deliveries only: an allocation run is the hub's own work on the lake, not data delivered
+    allocated = {id(r) for r in result.allocated}
+    result.published = publish_runs(store, [r for r in result.all if id(r) not in allocated])
     return result
 
 

@@ -266,3 +266,40 @@ def test_stdout_sink(store: Store, capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_no_sinks(store: Store) -> None:
     assert events.publish(store, Events(), sample(1)) == events.PublishResult()
+
+
+def test_binary_mode_headers_are_percent_encoded(store: Store) -> None:
+    """A subject naming a folder outside printable ASCII (成本导出, Übersicht, a tab, a space, a quote, a percent) goes as
+    a ce-subject header percent-encoded as its UTF-8 bytes (CloudEvents HTTP binding 3.1.3.2): delivered, and the
+    receiver decodes the subject it was given; structured mode carries it as it is."""
+    from urllib.parse import unquote
+
+    subject = 'exports/alibaba/成本导出/Übersicht\t "50%"/manifest.json'
+    sent = [make_event("test.sample", "finops-hub/tests", subject, {"n": 1})]
+    with Receiver().running() as rx:
+        result = publish(store, http(rx.url, mode="binary"), sent)
+    assert (result.sent, result.dead_lettered, result.errors) == (1, 0, [])
+    raw = next(v for k, v in rx.requests[0].items() if k.lower() == "ce-subject")
+    assert raw.isascii() and " " not in raw and unquote(raw) == subject
+    assert raw.startswith("exports/alibaba/%E6%88%90")
+
+
+def test_allocation_runs_are_not_announced_as_deliveries(tmp_path: Path) -> None:
+    """With config/allocation.json, ingesting one AWS delivery allocates its month too: one
+    finops-hub.delivery.ingested event (the delivery's, provider aws), none for the allocation run."""
+    import json
+
+    from hub.sample_native import write_aws_focus
+    from pipelines.ingest import ingest
+
+    root = tmp_path / "hub"
+    (root / "config").mkdir(parents=True)
+    out = tmp_path / "events.jsonl"
+    (root / "config/settings.json").write_text(json.dumps({"events": {"sinks": [{"type": "file", "path": str(out)}]}}))
+    (root / "config/allocation.json").write_text(json.dumps({"amount_scale": 2, "dimensions": {
+        "cost_center": {"tag_keys": ["CostCenter"]}}}))
+    write_aws_focus(str(root), rows=20)
+    result = ingest(Store(str(root)))
+    assert result.ok and result.allocated, [r.error for r in result.all]
+    sent = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(e["type"], e["data"]["provider"]) for e in sent] == [(DELIVERY_INGESTED, "aws")]

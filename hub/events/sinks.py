@@ -91,6 +91,12 @@ def public_url(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}{parts.path}"
 
 
+def header_value(value: str) -> str:
+    """An attribute as a binary-mode header (CloudEvents HTTP binding 3.1.3.2): every character outside printable ASCII,
+    and space, ``"`` and ``%``, percent-encoded as its UTF-8 bytes (a subject naming a folder ``成本导出``)."""
+    return "".join(c if "!" <= c <= "~" and c not in '"%' else "".join(f"%{b:02X}" for b in c.encode()) for c in str(value))
+
+
 class HttpSink:
     """POSTs each event (CloudEvents HTTP binding); retries 408, 429, 5xx, connection errors and timeouts."""
 
@@ -134,7 +140,11 @@ class HttpSink:
         return f"{reason} after {attempts} attempt(s)", True
 
     def _request(self, event: CloudEvent) -> urllib.request.Request:
-        headers, body = to_structured(event) if self.conf.mode == "structured" else to_binary(event)
+        if self.conf.mode == "structured":
+            headers, body = to_structured(event)
+        else:
+            headers, body = to_binary(event)
+            headers = {k: header_value(v) if k.lower().startswith("ce-") else v for k, v in headers.items()}
         headers = {**headers, "User-Agent": "finops-hub"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
