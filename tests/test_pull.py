@@ -541,3 +541,56 @@ def test_retention_leaves_a_day_alone_while_it_is_being_pulled(tmp_path, monkeyp
     held.release()
     retention.apply(store, load_settings(store))
     assert not (day / "manifest.json").exists() and lake(tmp_path, "SELECT count(*) FROM LAKE") == [(5,)]
+
+
+def test_a_day_emptied_after_retention_took_its_files_still_leaves_the_lake(tmp_path, monkeypatch, server_for):
+    """Retention (exports days 0) deleted the pulled days' files; then the provider moves May 1st's lines to May 2nd:
+    the empty re-pull of May 1st is an emptied delivery (the run records say the lake holds its rows), not PullNoData,
+    so its rows leave the lake and the moved lines are counted once (11, not 21)."""
+    from hub.settings import load_settings
+    from pipelines import retention
+
+    d1, d2 = "2024-05-01", "2024-05-02"
+    server = server_for("alibaba", {d1: [ali(1, d1, "ecs", "10.00", "0")], d2: [ali(2, d2, "ecs", "1.00", "0")]})
+    store = make_hub(tmp_path, "alibaba", server, monkeypatch)
+    settings = json.loads((tmp_path / "config/settings.json").read_text())
+    settings["retention"] = {"exports": {"days": 0}}
+    (tmp_path / "config/settings.json").write_text(json.dumps(settings))
+    assert pulling.run(store, "alibaba", [MAY1, MAY2]).ok
+    assert retention.apply(store, load_settings(store)).deletions
+    assert not (tmp_path / f"exports/alibaba/api/2024-05/{d1}/manifest.json").exists()
+    server.data[d1] = []
+    server.data[d2] = [ali(2, d2, "ecs", "1.00", "0"), ali(1, d2, "ecs", "10.00", "0")]
+    done = pulling.run(store, "alibaba", [MAY1, MAY2])
+    assert done.ok and [r.pull.get("emptied", False) for r in done.pulls[0].records] == [True, False]
+    assert lake(tmp_path, "SELECT sum(BilledCost), count(*) FROM LAKE") == [(Decimal(11), 2)]
+
+
+def test_a_line_added_while_a_day_is_paged_means_paging_it_again(tmp_path, monkeypatch):
+    """Huawei's offset pages (2 lines each) of a day of 4 lines (1 + 2 + 3 + 4 = 10); between the first and the second
+    page the provider adds a late line of 100 at the front, so the second page repeats a line and the new one is never
+    read, while total_count says 5 instead of 4: the day is paged again from the start and lands whole (110, 5 lines);
+    a count that keeps changing is PullMalformedResponse, nothing written."""
+    day = "2024-05-01"
+
+    class Shifting(HuaweiBillServer):
+        calls, every = 0, False
+
+        def list_records(self, body):
+            Shifting.calls += 1
+            if Shifting.calls == 2 or Shifting.every:
+                self.data[day].insert(0, hw(9 + Shifting.calls, day, "hws.service.type.ec2", "100.00", "0"))
+            return super().list_records(body)
+
+    server = Shifting(AK, SK, {day: [hw(i, day, "hws.service.type.ec2", f"{i}.00", "0") for i in range(1, 5)]})
+    try:
+        store = make_hub(tmp_path, "huawei", server, monkeypatch)
+        done = pulling.run(store, "huawei", [MAY1])
+        assert done.ok and done.pulls[0].records[0].pull["records"] == 5
+        assert lake(tmp_path, "SELECT sum(BilledCost), count(DISTINCT ResourceId) FROM LAKE") == [(Decimal(110), 5)]
+        Shifting.every = True
+        (rec,) = pulling.run(store, "huawei", [MAY1]).pulls[0].records
+        assert (rec.state, rec.error.code) == ("quarantined", "PullMalformedResponse") and "changed" in rec.error.message
+        assert lake(tmp_path, "SELECT sum(BilledCost) FROM LAKE") == [(Decimal(110),)]
+    finally:
+        server.close()

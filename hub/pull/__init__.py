@@ -202,7 +202,7 @@ def _pull_one(store: Store, provider: str, api: Any, period: Period, cfg: PullPr
             info["file"] = f"{base}/{os.path.basename(data)}"
             daily: list[dict] = []
             if records == 0:
-                if not store.exists(rec.manifest):
+                if not store.exists(rec.manifest) and not in_lake(store, rec.manifest):
                     raise HubError(f"{spec(provider)['api']}: no bill lines for {period.label}", file=rec.manifest,
                                    code="PullNoData")
                 _empty(provider, data)  # lines delivered before are gone at the provider: their rows leave the lake
@@ -235,6 +235,13 @@ def _pull_one(store: Store, provider: str, api: Any, period: Period, cfg: PullPr
     return rec, events
 
 
+def in_lake(store: Store, manifest: str) -> bool:
+    """The lake holds rows of the pulled delivery ``manifest`` (its committed run records say so), whether or not its
+    files are still there (retention, or a re-pull killed after it took the old manifest away)."""
+    return any(r.manifest == manifest and r.state == "committed" and r.rowsOut and r.exportType != "Pull"
+               for r in runs.load_all(store))
+
+
 def _empty(provider: str, path: str) -> None:
     """A data file of no lines that the provider's report mapping still recognises (its ``detect`` columns)."""
     mapping = json.loads((resources.files("schemas") / provider / spec(provider)["report"]).read_text())
@@ -242,10 +249,35 @@ def _empty(provider: str, path: str) -> None:
         fh.write(",".join(mapping["detect"]) + "\n")
 
 
+#: Times a day is paged again from its first page when the API's record count changed between its pages.
+REPAGE = 3
+
+
 def _fetch(provider: str, api: Any, period: Period, cfg: PullProvider, deadline: float,
            tmp: str) -> tuple[list[str], dict, int]:
     """Every page of the day written as a JSON array file (numbers kept as text): the files, the response's
-    constants (first page), the record count."""
+    constants (first page), the record count. Lines the provider adds or withdraws while the day is paged shift its
+    offset pages (a line read twice, another never): the API's count changing between pages means paging the day
+    again from the start, at most :data:`REPAGE` times, then ``PullMalformedResponse`` (nothing written)."""
+    for attempt in range(REPAGE):
+        try:
+            return _fetch_once(provider, api, period, cfg, deadline, os.path.join(tmp, f"try-{attempt}"))
+        except _Moved as moved:
+            last = moved.counts
+    raise HubError(f"{spec(provider)['api']} {period.label}: the API's record count changed while its pages were read "
+                   f"({' then '.join(last)}), {REPAGE} times: pulled again next time", file=spec(provider)["api"],
+                   code="PullMalformedResponse")
+
+
+class _Moved(Exception):  # noqa: N818 - a signal between _fetch_once and _fetch, never raised to a caller
+    def __init__(self, counts: list[str]) -> None:
+        super().__init__()
+        self.counts = counts
+
+
+def _fetch_once(provider: str, api: Any, period: Period, cfg: PullProvider, deadline: float,
+                tmp: str) -> tuple[list[str], dict, int]:
+    os.makedirs(tmp, exist_ok=True)
     module = PROVIDERS[provider]
     size = min(cfg.page_size or spec(provider)["pageMax"], spec(provider)["pageMax"])
 
@@ -255,10 +287,14 @@ def _fetch(provider: str, api: Any, period: Period, cfg: PullProvider, deadline:
 
     files: list[str] = []
     constants: dict = {}
-    count, total = 0, None
+    count, total, seen = 0, None, []
     try:
         for records, page_constants in _guarded(module.pages(api, period, size, call), module):
             total = page_constants.pop("_total", total)
+            if total is not None and str(total) not in seen:
+                seen.append(str(total))
+                if len(seen) > 1:
+                    raise _Moved(seen)
             constants = constants or page_constants
             if records:
                 path = os.path.join(tmp, f"page-{len(files):05d}.json")
