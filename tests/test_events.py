@@ -303,3 +303,23 @@ def test_allocation_runs_are_not_announced_as_deliveries(tmp_path: Path) -> None
     assert result.ok and result.allocated, [r.error for r in result.all]
     sent = [json.loads(line) for line in out.read_text().splitlines()]
     assert [(e["type"], e["data"]["provider"]) for e in sent] == [(DELIVERY_INGESTED, "aws")]
+
+
+def test_an_event_is_queued_before_it_is_sent(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The process dies while it sends (SystemExit stands for a kill): the event was queued first, so the next publish
+    (the watcher's flush) sends it; once the sink took it, nothing stays queued."""
+    sent = sample(1)
+    with Receiver().running() as rx:
+        conf = http(rx.url)
+
+        def dying(self: object, batch: list) -> list:
+            raise SystemExit("killed while sending")
+
+        with monkeypatch.context() as m:
+            m.setattr(sinks.HttpSink, "send", dying)
+            with pytest.raises(SystemExit):
+                publish(store, conf, sent)
+        assert len(letters(store, conf.sinks[0])) == 1 and rx.events == []
+        result = flush(store, conf)
+    assert (result.resent, result.errors) == (1, []) and [e["id"] for e in rx.events] == [sent[0]["id"]]
+    assert letters(store, conf.sinks[0]) == []

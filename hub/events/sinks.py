@@ -18,7 +18,6 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from http.client import HTTPException, InvalidURL
@@ -285,12 +284,24 @@ def publish_to(store: Store, conf: EventSink, events: list[CloudEvent]) -> Publi
     batch = [event for _, event in letters] + list(events)
     if not batch:
         return result
+    # the outbox: each new event is queued before it is sent, so a process killed while sending (or before) leaves it
+    # queued for the next publish, never lost; a sent one's letter is deleted
+    outbox = [_enqueue(store, conf, event, sink.label, result) for event in events]
     result.errors.extend(sink.notes)
     outcomes = sink.send(batch)
     _settle_letters(store, letters, outcomes[: len(letters)], sink.label, result)
-    _queue_failures(store, conf, events, outcomes[len(letters):], sink.label, result)
+    _queue_failures(store, conf, list(zip(outbox, events, strict=True)), outcomes[len(letters):], sink.label, result)
     result.errors.extend(_summaries(sink.label, batch, outcomes))
     return result
+
+
+def _enqueue(store: Store, conf: EventSink, event: CloudEvent, label: str, result: PublishResult) -> str | None:
+    """``event`` written to its sink's queue (None when it cannot be: it is still sent)."""
+    try:
+        return write_dead_letter(store, conf, event)
+    except Exception as exc:  # noqa: BLE001 - sent anyway; queued again if the sink does not take it
+        result.errors.append(f"{label}: event {event['id']} not queued before sending ({describe(exc)})")
+        return None
 
 
 def _settle_letters(store: Store, letters: list[tuple[str, CloudEvent]], outcomes: list[Outcome], label: str,
@@ -306,15 +317,21 @@ def _settle_letters(store: Store, letters: list[tuple[str, CloudEvent]], outcome
             result.errors.append(f"{label}: dead letter {rel} sent but not deleted ({describe(exc)})")
 
 
-def _queue_failures(store: Store, conf: EventSink, events: Iterable[CloudEvent], outcomes: list[Outcome], label: str,
-                    result: PublishResult) -> None:
-    """Count the new events delivered; dead-letter the others."""
-    for event, outcome in zip(events, outcomes, strict=True):
+def _queue_failures(store: Store, conf: EventSink, events: list[tuple[str | None, CloudEvent]], outcomes: list[Outcome],
+                    label: str, result: PublishResult) -> None:
+    """Count the new events delivered (their queued letters deleted); the others stay dead letters."""
+    for (queued, event), outcome in zip(events, outcomes, strict=True):
         if outcome is None:
             result.sent += 1
+            if queued is not None:
+                try:
+                    store.delete(queued)
+                except Exception as exc:  # noqa: BLE001 - it will be sent again: consumers de-duplicate
+                    result.errors.append(f"{label}: event {event['id']} sent but its queued letter not deleted ({describe(exc)})")
             continue
         try:
-            write_dead_letter(store, conf, event)
+            if queued is None:
+                write_dead_letter(store, conf, event)
             result.dead_lettered += 1
         except Exception as exc:  # noqa: BLE001 - the pipeline goes on; the event is reported lost
             result.errors.append(f"{label}: event {event['id']} lost: its dead letter could not be written ({describe(exc)})")
