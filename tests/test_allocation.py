@@ -194,6 +194,27 @@ def test_not_allowlisted_values_can_fall_back(tmp_path):
     assert allocated(store, fall)[0]["x_CostCenter"] == "FIN"
 
 
+def test_a_conflict_is_unallocated_and_does_not_fall_back(tmp_path):
+    store = lake(tmp_path, [row({"CostCenter": "FIN", "COSTCENTER": "ENG"}, "10.00", sub="s1"), row({}, "2.00", sub="s1")])
+    scopes = [{"scope": "subscription", "subscription": "s1", "tags": {"CostCenter": "OPS"}}]
+    dims = {"cost_center": {"tag_keys": ["CostCenter"], "fallback": ["subscription"], "default": "DEF"}}
+    out = allocated(store, rules(dimensions=dims, scope_tags=scopes))
+    # the conflict stays unallocated (fallback_on: [missing]); the row without the tag still takes its subscription's
+    assert [(r["x_CostCenter"], r["x_CostCenterReason"], r["x_CostCenterSource"]) for r in out] == [
+        ("__unallocated__", "conflict", None), ("OPS", None, "subscription_tag")]
+
+
+def test_a_blank_or_valueless_key_does_not_hide_a_lower_priority_key(tmp_path):
+    store = lake(tmp_path, [row({"CostCenter": "", "kostenstelle": "ENG"}, "1.00"),
+                            row({"CostCenter": True, "cost-center": "OPS"}, "2.00"),
+                            row({"CostCenter": " ", "COSTCENTER": "FIN"}, "3.00"),  # same priority: one usable value
+                            row({"CostCenter": "", "cost-center": True}, "4.00")])
+    out = allocated(store, rules())
+    assert [(r["x_CostCenter"], r["x_CostCenterReason"], r["x_CostCenterTagKey"]) for r in out] == [
+        ("ENG", None, "kostenstelle"), ("OPS", None, "cost-center"), ("FIN", None, "COSTCENTER"),
+        ("__unallocated__", "empty_value", "CostCenter")]
+
+
 # --- stage 2 ----------------------------------------------------------------------------------------------------------
 
 def pool_lake(tmp_path: Path) -> Store:
@@ -289,6 +310,66 @@ def test_pool_on_a_resolved_value(tmp_path):
     assert [(r[1], r[2]) for r in shared(allocated(store, rules(pools=[pool])))] == [("A", D("1.50")), ("B", D("0.50"))]
 
 
+def allowlisted_pool_lake(tmp_path: Path) -> Store:
+    return lake(tmp_path, [row({"CostCenter": "FIN-001"}, "10.00"), row({"CostCenter": "ENG-002"}, "30.00"),
+                           row({}, "4.00", service="Support")])
+
+
+def allowlisted(targets: dict, method: str) -> dict:
+    """Rules data: a cost center allowlist (FIN-001, ENG-002 alias eng2) and a Support pool with these targets."""
+    return {"amount_scale": 2, "dimensions": {"cost_center": {"tag_keys": ["CostCenter"], "allowlist": "cc"}},
+            "allowlists": {"cc": [{"value": "FIN-001"}, {"value": "ENG-002", "aliases": ["eng2"]}]},
+            "pools": [{"id": "sup", "match": {"ServiceName": "Support"}, "method": method,
+                       "targets": {"dimension": "cost_center", **targets}}]}
+
+
+@pytest.mark.parametrize("targets, method, expected", [
+    ({"values": ["fin-001", "eng-002"]}, "proportional", ["1.00", "3.00"]),  # 4.00 by 10 : 30
+    ({"values": ["fin-001", "ENG2"]}, "even", ["2.00", "2.00"]),  # an alias is its value
+    ({"split": {"fin-001": "25", "Eng-002": "75"}}, "fixed", ["1.00", "3.00"]),
+])
+def test_explicit_pool_targets_take_the_allowlist_spelling(tmp_path, targets, method, expected):
+    out = allocated(allowlisted_pool_lake(tmp_path), R.Rules.model_validate(allowlisted(targets, method)))
+    assert [(r[1], r[2]) for r in shared(out)] == [("ENG-002", D(expected[1])), ("FIN-001", D(expected[0]))]
+    assert {r["x_CostCenterStatus"] for r in out} == {"allocated"}
+
+
+@pytest.mark.parametrize("targets, method, message", [
+    ({"split": {"fin-001": "50", "NOPE": "50"}}, "fixed", "pools.0.targets.split: 'NOPE' is not on the allowlist 'cc'"),
+    ({"values": ["FIN-001", "nope"]}, "proportional", "pools.0.targets.values: 'nope' is not on the allowlist 'cc'"),
+    ({"split": {"fin-001": "50", "FIN-001": "50"}}, "fixed", "pools.0.targets.split: a target is listed twice"),
+    ({"values": ["eng2", "ENG-002"]}, "even", "a target is listed twice"),
+])
+def test_explicit_pool_targets_not_on_the_allowlist_are_refused(targets, method, message):
+    with pytest.raises(UsageError, match=message) as err:
+        R.parse(json.dumps(allowlisted(targets, method)), file="config/allocation.json")
+    assert "config/allocation.json" in str(err.value)
+
+
+def test_shared_rows_of_a_not_allowlisted_value_are_not_allowlisted(tmp_path):
+    store = lake(tmp_path, [row({"CostCenter": "FIN", "product": "web"}, "10.00"),
+                            row({"product": "bogus"}, "4.00", service="Support")])
+    r = rules(dimensions={"cost_center": {"tag_keys": ["CostCenter"]}, "product": {"tag_keys": ["product"], "allowlist": "pr"}},
+              allowlists={"pr": [{"value": "web"}]}, pools=[{"id": "sup", "match": {"ServiceName": "Support"}, "method": "even",
+                                                            "targets": {"dimension": "cost_center", "values": ["FIN", "ENG"]}}])
+    out = allocated(store, r)
+    # the pool's members all have product __not_allowlisted__: its 4.00 (2.00 to FIN, 2.00 to ENG) keeps that status
+    assert sorted((r["x_CostCenter"], r["x_Product"], r["x_ProductStatus"]) for r in out if r["x_AllocationKind"] == "shared") \
+        == [("ENG", "__not_allowlisted__", "not_allowlisted"), ("FIN", "__not_allowlisted__", "not_allowlisted")]
+    assert runs.load_all(store)[-1].allocation["statusTotals"]["x_Product"] == {"allocated": "10.00", "not_allowlisted": "4.00"}
+
+
+def test_rows_without_a_billing_currency_are_not_quarantined(tmp_path):
+    store = lake(tmp_path, [row({"CostCenter": "A"}, "1.00"), row({"CostCenter": "A"}, "2.00", currency=None),
+                            row({"CostCenter": "B"}, "6.00", currency=None), row({}, "3.00", currency=None, service="Support"),
+                            row({}, "5.00", service="Support")])
+    pool = {"id": "sup", "match": {"ServiceName": "Support"}, "method": "proportional", "targets": {"dimension": "cost_center"}}
+    out = allocated(store, rules(pools=[pool]))
+    # no currency is a currency of its own: 3.00 by A 2.00 : B 6.00 = 0.75 / 2.25; USD 5.00 all to A (1.00 USD)
+    assert shared(out) == [("sup/2024-05/", "A", D("0.75")), ("sup/2024-05/", "B", D("2.25")), ("sup/2024-05/USD", "A", D("5.00"))]
+    assert runs.load_all(store)[-1].allocation["invariants"] == {"I1": True, "I2": True, "I3": True}
+
+
 # --- runs -------------------------------------------------------------------------------------------------------------
 
 def test_re_running_replaces_and_the_output_is_deterministic(tmp_path):
@@ -332,6 +413,43 @@ def test_bad_rules_are_usage_errors_naming_the_file_and_field(tmp_path, change, 
     with pytest.raises(UsageError, match=message) as err:
         R.parse(text, file="config/allocation.json")
     assert "config/allocation.json" in str(err.value)
+
+
+@pytest.mark.parametrize("what", ["mappings", "scope_tags"])
+def test_reversed_validity_dates_are_refused_naming_the_field(what):
+    entry = {"mappings": {"id": "m", "match": {"ServiceName": "S"}, "set": {"cost_center": "X"}},
+             "scope_tags": {"scope": "subscription", "subscription": "s", "tags": {"CostCenter": "X"}}}[what]
+    text = json.dumps({"dimensions": {"cost_center": {"tag_keys": ["CostCenter"]}},
+                       what: [{**entry, "valid_from": "2024-06-01", "valid_to": "2024-06-01"}]})  # an empty period
+    with pytest.raises(UsageError, match=f"config/allocation.json: .* at {what}.0: .*valid_to must be after valid_from"):
+        R.parse(text, file="config/allocation.json")
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"allowlists": [{"value": "A"}]}, "allowlists"),
+    ({"allowlists": "cc"}, "allowlists"),
+    ({"allowlists": {"cc": "A"}}, "allowlists.cc"),
+    ({"dimensions": ["cost_center"]}, "dimensions"),
+    ({"dimensions": {"cost_center": {"tag_keys": ["CostCenter"], "allowlist": ["cc"]}}}, "dimensions.cost_center.allowlist"),
+])
+def test_wrongly_typed_rules_are_usage_errors_not_tracebacks(tmp_path, change, field):
+    lake(tmp_path, [row({"CostCenter": "A"}, "1.00")])
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config/allocation.json").write_text(json.dumps(
+        {"dimensions": {"cost_center": {"tag_keys": ["CostCenter"], "allowlist": "cc"}}, **change}))
+    out = CliRunner().invoke(app, ["allocate", str(tmp_path)])
+    assert out.exit_code == 2, out.output
+    assert f"allocation.json: invalid allocation rules at {field}:" in out.output
+
+
+def test_api_allowlist_entries_that_are_not_objects_are_a_usage_error(tmp_path):
+    store = lake(tmp_path, [row({"CostCenter": "A"}, "1.00")])
+    (tmp_path / "config/allowlists").mkdir(parents=True)
+    (tmp_path / "config/allowlists/cc.json").write_text(json.dumps(["A"]))
+    (tmp_path / "config/allocation.json").write_text(json.dumps(
+        {"dimensions": {"cost_center": {"tag_keys": ["CostCenter"], "allowlist": "cc"}}}))
+    with pytest.raises(UsageError, match="allowlists/cc.json: must hold a JSON list of entries"):
+        R.load(store)
 
 
 def test_cli_and_the_catalog_view(tmp_path):

@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from hub import catalog, convert, engine, runs
 from hub.allocation import resolve
-from hub.allocation.rules import MATCH_COLUMNS, UNALLOCATED, Pool, Rules, load
+from hub.allocation.rules import MATCH_COLUMNS, NOT_ALLOWLISTED, UNALLOCATED, Pool, Rules, load
 from hub.allocation.split import split
 from hub.errors import HubError
 from hub.runs import RunRecord
@@ -32,6 +32,8 @@ from transforms.typing import ident, literal
 
 DATASET = "Allocation"
 MANIFEST = "allocation:"
+#: The status of a value that is a sentinel (any other value is ``allocated``).
+STATUS = {UNALLOCATED: "unallocated", NOT_ALLOWLISTED: "not_allowlisted"}
 #: Source columns carried onto direct rows (context for reports).
 CONTEXT = ("ProviderName", "BillingAccountId", "SubAccountId", "SubAccountName", "x_ResourceGroupName", "ServiceName",
            "ServiceCategory", "ResourceId", "ResourceName", "ChargeCategory", "ChargeClass", "BillingPeriodStart")
@@ -234,15 +236,21 @@ def _pools(con: duckdb.DuckDBPyConnection, rules: Rules) -> list[dict]:
     return out
 
 
-def _weights(con: duckdb.DuckDBPyConnection, pool: Pool, target: str, period: str, currency: str) -> dict[str, Decimal]:
+def _is(column: str, value: str | None) -> str:
+    """SQL: ``column`` is ``value``, NULL-safe (rows without a BillingCurrency are a currency of their own)."""
+    return f"{ident(column)} IS NOT DISTINCT FROM {'NULL' if value is None else literal(value)}"
+
+
+def _weights(con: duckdb.DuckDBPyConnection, pool: Pool, target: str, period: str | None,
+             currency: str | None) -> dict[str, Decimal]:
     """Target value -> weight in one period and currency (negative weights count as 0)."""
     if pool.method == "fixed":
         return {k: Decimal(v) for k, v in pool.targets.split.items()}
     explicit = pool.targets.values if isinstance(pool.targets.values, list) else None
     cats = ", ".join(literal(c) for c in pool.weight.charge_categories)
     costs = dict(con.execute(f"""SELECT {ident(target)}, CAST(sum(x_Amount) AS VARCHAR) FROM rows
-        WHERE _pool IS NULL AND {ident(target + 'Status')} = 'allocated' AND x_Period = {literal(period)}
-          AND BillingCurrency = {literal(currency)} AND ChargeCategory IN ({cats}) GROUP BY ALL""").fetchall())
+        WHERE _pool IS NULL AND {ident(target + 'Status')} = 'allocated' AND {_is('x_Period', period)}
+          AND {_is('BillingCurrency', currency)} AND ChargeCategory IN ({cats}) GROUP BY ALL""").fetchall())
     costs = {k: max(Decimal(v), Decimal(0)) for k, v in costs.items()}
     if pool.method == "even":
         chosen = explicit if explicit is not None else [k for k, v in costs.items() if v > 0]
@@ -250,6 +258,15 @@ def _weights(con: duckdb.DuckDBPyConnection, pool: Pool, target: str, period: st
     if explicit is not None:
         return {k: costs.get(k, Decimal(0)) for k in explicit}
     return {k: v for k, v in costs.items() if v > 0}
+
+
+#: :func:`pool_period_id` of the pooled ``rows`` in SQL.
+POOL_PERIOD_ID_SQL = "_pool || '/' || coalesce(x_Period, '') || '/' || coalesce(BillingCurrency, '')"
+
+
+def pool_period_id(pool: str, period: str | None, currency: str | None) -> str:
+    """A shared row's ``x_PoolPeriodId``: ``<pool>/<yyyy-mm>/<currency>`` (empty where the rows have none)."""
+    return f"{pool}/{period or ''}/{currency or ''}"
 
 
 def _table_from(con: duckdb.DuckDBPyConnection, name: str, shared: list[dict], rules: Rules, dims: list[str],
@@ -264,7 +281,7 @@ def _table_from(con: duckdb.DuckDBPyConnection, name: str, shared: list[dict], r
     for row in shared:
         pool: Pool = row["pool"]
         target = rules.column(pool.targets.dimension)
-        cols["x_PoolPeriodId"].append(f"{pool.id}/{row['period']}/{row['currency']}")
+        cols["x_PoolPeriodId"].append(pool_period_id(pool.id, row["period"], row["currency"]))
         cols["x_Period"].append(row["period"])
         cols["BillingCurrency"].append(row["currency"])
         cols["x_Amount"].append(row["amount"])
@@ -272,10 +289,9 @@ def _table_from(con: duckdb.DuckDBPyConnection, name: str, shared: list[dict], r
         cols["AllocatedMethodDetails"].append(row["details"])
         for c in dims:
             value = row["target"] if c == target else (row["others"].get(c) or UNALLOCATED)
-            unallocated = value == UNALLOCATED
             cols[c].append(value)
-            cols[f"{c}Status"].append("unallocated" if unallocated else "allocated")
-            cols[f"{c}Reason"].append((row["reason"] or "pool") if unallocated else None)
+            cols[f"{c}Status"].append(STATUS.get(value, "allocated"))
+            cols[f"{c}Reason"].append((row["reason"] or "pool") if value == UNALLOCATED else None)
             cols[f"{c}Source"].append("pool" if c == target else "pool_members")
             cols[f"{c}TagKey"].append(None)
             cols[f"{c}RawValue"].append(None)
@@ -294,13 +310,14 @@ def _check(con: duckdb.DuckDBPyConnection, out: str, rules: Rules, dims: list[st
     i1 = con.execute(f"""SELECT count(*) FILTER (WHERE o.x_SourceRowId IS NULL OR o.x_Amount <> r.x_Amount),
         (SELECT count(*) FROM rows WHERE _pool IS NULL), (SELECT count(*) FROM {written} WHERE x_AllocationKind = 'direct')
         FROM rows r LEFT JOIN {written} o USING (x_SourceRowId) WHERE r._pool IS NULL""").fetchone()
-    i2 = con.execute(f"""SELECT count(*) FROM (SELECT _pool || '/' || x_Period || '/' || BillingCurrency AS id, sum(x_Amount) AS a
+    i2 = con.execute(f"""SELECT count(*) FROM (SELECT {POOL_PERIOD_ID_SQL} AS id, sum(x_Amount) AS a
         FROM rows WHERE _pool IS NOT NULL GROUP BY ALL) m FULL JOIN (SELECT x_PoolPeriodId AS id, sum(x_Amount) AS a
         FROM {written} WHERE x_AllocationKind = 'shared' GROUP BY ALL) s USING (id)
         WHERE coalesce(m.a, 0) <> coalesce(s.a, 0)""").fetchone()[0]
     i3 = con.execute(f"""SELECT count(*) FROM (SELECT BillingCurrency, x_Period, sum(x_Amount) AS a FROM rows GROUP BY ALL) i
         FULL JOIN (SELECT BillingCurrency, x_Period, sum(x_Amount) AS a FROM {written} GROUP BY ALL) o
-        USING (BillingCurrency, x_Period) WHERE i.a IS DISTINCT FROM o.a""").fetchone()[0]
+        ON i.BillingCurrency IS NOT DISTINCT FROM o.BillingCurrency AND i.x_Period IS NOT DISTINCT FROM o.x_Period
+        WHERE i.a IS DISTINCT FROM o.a""").fetchone()[0]
     ok = {"I1": i1[0] == 0 and i1[1] == i1[2], "I2": i2 == 0, "I3": i3 == 0}
     if not all(ok.values()):
         bad = ", ".join(k for k, v in ok.items() if not v)

@@ -10,8 +10,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 
-from hub.allocation.resolve import casefold
-from hub.allocation.rules import AllowlistEntry, Rules
+from hub.allocation.rules import AllowlistEntry, Rules, casefold
 from hub.errors import UsageError
 from hub.store import CONFIG, Store
 
@@ -39,21 +38,24 @@ def stored(store: Store, name: str) -> list[dict]:
         data = json.loads(store.read_bytes(path(name)))
     except ValueError:
         raise UsageError(f"{store.full(path(name))}: not valid JSON") from None
-    if not isinstance(data, list):
-        raise UsageError(f"{store.full(path(name))}: must hold a JSON list of entries")
+    if not isinstance(data, list) or not all(isinstance(e, dict) for e in data):
+        raise UsageError(f"{store.full(path(name))}: must hold a JSON list of entries (objects)")
     return data
 
 
 def merged(store: Store, data: dict) -> dict:
-    """Rules data (a parsed ``config/allocation.json``) with each allowlist's API-managed entries added."""
-    lists = dict(data.get("allowlists") or {})
-    names = {d.get("allowlist") for d in (data.get("dimensions") or {}).values() if isinstance(d, dict)} - {None}
+    """Rules data (a parsed ``config/allocation.json``) with each allowlist's API-managed entries added. Data of the
+    wrong shape is left as it is, for the validation to report naming the field."""
+    lists, dims = data.get("allowlists") or {}, data.get("dimensions") or {}
+    if not isinstance(lists, dict) or not isinstance(dims, dict):
+        return data
+    lists = dict(lists)
+    names = {d["allowlist"] for d in dims.values() if isinstance(d, dict) and isinstance(d.get("allowlist"), str)}
+    fields = set(AllowlistEntry.model_fields)
     for name in sorted(names | set(lists)):
-        if isinstance(name, str):
-            lists.setdefault(name, [])  # named by a dimension, filled through the API only
-        if isinstance(name, str) and (extra := stored(store, name)):
-            fields = set(AllowlistEntry.model_fields)
-            lists[name] = [*(lists.get(name) or []), *({k: v for k, v in e.items() if k in fields} for e in extra)]
+        lists.setdefault(name, [])  # named by a dimension, filled through the API only
+        if isinstance(lists[name], list) and (extra := stored(store, name)):
+            lists[name] = [*lists[name], *({k: v for k, v in e.items() if k in fields} for e in extra)]
     return {**data, "allowlists": lists} if lists else data
 
 
@@ -92,8 +94,9 @@ def static(store: Store, name: str) -> list[dict]:
         data = json.loads(store.read_text(RULES))
     except ValueError:
         return []
-    entries = (data.get("allowlists") or {}).get(name) if isinstance(data, dict) else None
-    return entries if isinstance(entries, list) else []
+    lists = data.get("allowlists") if isinstance(data, dict) else None
+    entries = lists.get(name) if isinstance(lists, dict) else None
+    return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
 
 
 def values(store: Store, rules: Rules, dimension: str, day: date) -> list[str]:

@@ -6,13 +6,12 @@ back; only the distinct tag keys and values (a few thousand) are normalised in P
 
 from __future__ import annotations
 
-import unicodedata
 from datetime import date
 
 import duckdb
 import pyarrow as pa
 
-from hub.allocation.rules import NOT_ALLOWLISTED, UNALLOCATED, Dimension, Rules, norm_key
+from hub.allocation.rules import NOT_ALLOWLISTED, UNALLOCATED, Dimension, Rules, casefold, norm_key
 from hub.errors import HubError
 from transforms.typing import ident, literal
 
@@ -21,10 +20,6 @@ SUFFIXES = ("", "Status", "Reason", "Source", "TagKey", "RawValue")
 #: Sources of a value, by chain step.
 SOURCES = {"tag": "tag", "resource_group": "resource_group_tag", "subscription": "subscription_tag", "mapping": "mapping",
            "default": "default"}
-
-
-def casefold(text: str) -> str:
-    return unicodedata.normalize("NFC", text).strip().casefold()
 
 
 def signature_columns(rules: Rules) -> list[str]:
@@ -117,7 +112,8 @@ def _resolve_dimension(con: duckdb.DuckDBPyConnection, rules: Rules, name: str, 
         WITH t AS (SELECT p._sig, k._prio, k._rank, p._key, p._raw, v._value, v._cf, v._why FROM pairs p
                    JOIN keys_{name} k USING (_key)
                    JOIN vals_{name} v ON v._raw IS NOT DISTINCT FROM p._raw AND v._type = p._type),
-             b AS (SELECT _sig, min(_prio) AS _prio FROM t GROUP BY _sig)
+             -- the best priority with a usable value (blank and valueless count as missing), else the best one
+             b AS (SELECT _sig, coalesce(min(_prio) FILTER (WHERE _value IS NOT NULL), min(_prio)) AS _prio FROM t GROUP BY _sig)
         SELECT _sig, count(DISTINCT _cf) AS _n,
                CASE WHEN count(DISTINCT _cf) = 1 THEN min(_value) ELSE arg_min(_value, _rank) FILTER (WHERE _value IS NOT NULL)
                END AS _first,  -- agreeing keys: one spelling whatever the keys are called; else the first key's
@@ -173,8 +169,11 @@ def _resolve_dimension(con: duckdb.DuckDBPyConnection, rules: Rules, name: str, 
     ok = "a._canonical IS NOT NULL" if dim.allowlist else "true"
     column = rules.column(name)
     cands = " UNION ALL ".join(parts)
+    # a conflict is unallocated (reason conflict): the steps after the row's tag (fallbacks, default) are not tried
+    stop = (f" AND NOT (c._ord > {chain.index('tag')} AND c._sig IN (SELECT _sig FROM tag_{name} WHERE _n > 1))"
+            if dim.conflict == "unallocated" else "")
     con.execute(f"""CREATE OR REPLACE TEMP TABLE res_{name} AS
-        WITH c AS (SELECT c.*, coalesce(c._cf, lower(trim(c._v))) AS _fold FROM ({cands}) c WHERE c._v IS NOT NULL),
+        WITH c AS (SELECT c.*, coalesce(c._cf, lower(trim(c._v))) AS _fold FROM ({cands}) c WHERE c._v IS NOT NULL{stop}),
              j AS (SELECT c._sig, c._ord, c._src, c._v, c._k, c._raw, {ok} AS _ok, a._canonical FROM c
                    JOIN sig USING (_sig)
                    LEFT JOIN allow_{name} a ON a._cf = c._fold AND (a._from IS NULL OR sig._day >= a._from)

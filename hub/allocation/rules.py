@@ -62,20 +62,25 @@ class Dimension(_Strict):
     default: str | None = None
 
 
-class AllowlistEntry(_Strict):
-    value: str = Field(min_length=1)
-    aliases: list[str] = []
+class _Dated(_Strict):
+    """Effective-dated: ``valid_from`` inclusive, ``valid_to`` exclusive (either open)."""
+
     valid_from: date | None = None
     valid_to: date | None = None
 
     @model_validator(mode="after")
-    def _dates(self) -> AllowlistEntry:
+    def _dates(self) -> _Dated:
         if self.valid_from and self.valid_to and self.valid_to <= self.valid_from:
             raise ValueError("valid_to must be after valid_from")
         return self
 
 
-class ScopeTags(_Strict):
+class AllowlistEntry(_Dated):
+    value: str = Field(min_length=1)
+    aliases: list[str] = []
+
+
+class ScopeTags(_Dated):
     """Tags of a subscription / account / project, or of a resource group, effective-dated (rows carry only theirs)."""
 
     scope: Literal["subscription", "resource_group"]
@@ -84,8 +89,6 @@ class ScopeTags(_Strict):
     #: the resource group (x_ResourceGroupName), for scope resource_group
     resource_group: str | None = None
     tags: dict[str, str]
-    valid_from: date | None = None
-    valid_to: date | None = None
 
     @model_validator(mode="after")
     def _group(self) -> ScopeTags:
@@ -104,14 +107,12 @@ def _check_match(match: Match, dimensions: set[str], *, pools: bool) -> None:
             raise ValueError(f"cannot match on {column!r} (one of: {allowed})")
 
 
-class Mapping(_Strict):
+class Mapping(_Dated):
     """A static rule: rows matching every ``match`` column (a value or a list of values) get ``set``; first wins."""
 
     id: str
     match: Match = Field(min_length=1)
     set: dict[str, str] = Field(min_length=1)
-    valid_from: date | None = None
-    valid_to: date | None = None
 
 
 class Weight(_Strict):
@@ -121,7 +122,8 @@ class Weight(_Strict):
 
 class Targets(_Strict):
     dimension: str
-    #: "*": every value (allowlisted, if the dimension has an allowlist) with a weight in the period; or a list
+    #: "*": every value (allowlisted, if the dimension has an allowlist) with a weight in the period; or a list (values
+    #: and split keys of a dimension with an allowlist must be on it, and take its spelling)
     values: Literal["*"] | list[str] = "*"
     #: fixed method: value -> percentage (decimal text), summing to exactly 100
     split: dict[str, Decimal] = {}
@@ -175,10 +177,12 @@ class Rules(_Strict):
         ids = [p.id for p in self.pools]
         if len(set(ids)) != len(ids):
             raise ValueError("pool ids must be unique")
-        for p in self.pools:
+        for i, p in enumerate(self.pools):
             _check_match(p.match, dims, pools=True)
             if p.targets.dimension not in dims:
                 raise ValueError(f"pool {p.id}: targets.dimension {p.targets.dimension!r} is not a dimension")
+            if allowlist := self.dimensions[p.targets.dimension].allowlist:
+                _canonical_targets(p.targets, f"pools.{i}", allowlist, spellings(self.allowlists[allowlist]))
             if p.method == "fixed":
                 if not p.targets.split or sum(p.targets.split.values(), Decimal(0)) != 100:
                     raise ValueError(f"pool {p.id}: a fixed split must give percentages summing to exactly 100")
@@ -203,6 +207,33 @@ class Rules(_Strict):
         """Hash of the rules as given (x_ConfigVersion): any change makes a new version."""
         text = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def casefold(text: str) -> str:
+    """A value as compared with others: NFC, stripped, case-folded (``ß`` is ``ss``)."""
+    return unicodedata.normalize("NFC", text).strip().casefold()
+
+
+def spellings(entries: list[AllowlistEntry]) -> dict[str, str]:
+    """An allowlist's spellings (values and aliases, case-folded) -> the canonical value."""
+    return {casefold(s): e.value for e in entries for s in (e.value, *e.aliases)}
+
+
+def _canonical_targets(targets: Targets, where: str, allowlist: str, known: dict[str, str]) -> None:
+    """A pool's explicit targets in their allowlist's spelling (matched case-insensitively, aliases too); a target not
+    on the allowlist is an error naming the field (ALLOCATION.md 6.4.3)."""
+
+    def canonical(value: str, field: str) -> str:
+        if (found := known.get(casefold(value))) is None:
+            raise ValueError(f"{where}.targets.{field}: {value!r} is not on the allowlist {allowlist!r}")
+        return found
+
+    split = [(canonical(k, "split"), v) for k, v in targets.split.items()]
+    if len(dict(split)) != len(split):
+        raise ValueError(f"{where}.targets.split: a target is listed twice")
+    targets.split = dict(split)
+    if isinstance(targets.values, list):
+        targets.values = [canonical(v, "values") for v in targets.values]
 
 
 def norm_key(key: str, how: KeyNormalization) -> str:
