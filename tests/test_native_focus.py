@@ -772,7 +772,8 @@ def test_a_tencent_console_bill_files_its_rows_under_the_month_of_its_name(tmp_p
 def test_mapping_lookups_try_each_key_and_file_months() -> None:
     """A lookup with several keys takes the first that finds a row (an unknown product code, a known product name);
     a file's month is its name's stamp, an archive member's before its archive's, and nothing else."""
-    from hub.sources.native import file_month, providers
+    from hub.sources.native import providers
+    from hub.sources.snapshots import file_month
     from transforms import mapped
 
     spec = {"columns": {}, "lookups": {"cats.csv": {"key": ["{code}", "{name}"], "value": "Cat", "default": "Other"}}}

@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 import posixpath
-import re
 import shutil
 import tempfile
 import time
@@ -34,7 +33,6 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from functools import cache
 from importlib import resources
-from typing import Literal
 
 import duckdb
 from pydantic import BaseModel, ConfigDict
@@ -44,8 +42,9 @@ from hub.checks import check_costs, month_end
 from hub.errors import HubError
 from hub.export_schemas import Column, ExportSchema, totals_spec
 from hub.runs import FINAL, RunRecord
-from hub.sources import Hooks, refresh_checkpoint
+from hub.sources import Hooks, refresh_checkpoint, snapshots
 from hub.sources import listings as aws_listings
+from hub.sources.snapshots import Snapshots
 from hub.store import EXPORTS, Store, bounded_name, dataset_folder, listed, signature_of
 from hub.validate import CheckTap, tap_report, validate_files
 from transforms import backfill, costs, mapped
@@ -58,19 +57,6 @@ NATIVE = "native:"
 SUFFIXES = (".csv", ".csv.gz", ".parquet", ".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz", ".zip")
 #: Data files read inside a zip archive.
 ZIPPED = (".csv.gz", ".csv", ".parquet")
-
-
-class Snapshots(BaseModel):
-    """How a provider names a month's daily bill files and its final one, and what a daily file holds."""
-
-    model_config = ConfigDict(extra="forbid")
-    #: a regex with a ``stamp`` group (``yyyymm``: the month's final file; ``yyyymmdd``: a day's) on a file's name
-    pattern: str
-    #: ``cumulative``: a day's file holds the month so far (Tencent); ``increments``: only that day's bills (Alibaba)
-    days: Literal["cumulative", "increments"]
-    #: the provider's bill types, as ``_``-separated parts of the file names, most detailed first: files of one folder
-    #: and month whose names differ only by their type bill the same costs, and only the first type there is read
-    bills: list[str] = []
 
 
 class ProviderMapping(BaseModel):
@@ -88,104 +74,6 @@ class ProviderMapping(BaseModel):
     snapshots: Snapshots | None = None
     #: prefixes of user-defined tag keys in the provider's FOCUS files, taken off (AWS: ``user:``, as its CUR's)
     tagKeyPrefixes: list[str] = []
-
-
-def snapshot_of(pattern: str, path: str) -> tuple[tuple[str, str, str], str] | None:
-    """The bill a dated file belongs to (its folder, its name without the ``stamp`` and extension, the stamp's month)
-    and its day (``""`` for the month's final ``yyyymm`` file), or None for another file."""
-    folder, name = posixpath.split(path)
-    found = re.search(pattern, name)
-    if found is None:
-        return None
-    stamp, rest = found.group("stamp"), name[found.end("stamp"):]
-    rest = re.sub(r"\.(zip|csv|csv\.gz|parquet)$", "", rest, flags=re.IGNORECASE)
-    return (folder, name[:found.start("stamp")] + "*" + rest, stamp[:6]), stamp[6:]
-
-
-def file_month(pattern: str | None, name: str) -> str | None:
-    """``YYYY-MM`` of a dated file's stamp (:func:`snapshot_of`; each ``!``-separated part of ``name`` tried from the
-    last, an archive member before its archive), or None."""
-    for part in reversed(name.split("!")) if pattern else ():
-        if (found := snapshot_of(pattern, part)) is not None:
-            month = found[0][2]
-            return f"{month[:4]}-{month[4:]}"
-    return None
-
-
-def latest_snapshots(snapshots: Snapshots | None, files: tuple[tuple[str, int], ...]) -> Selection:
-    """The files of a delivery to read, those left out, and the months whose rows a kept file must leave out. Files
-    whose names differ only by their ``stamp`` and share its month are one bill: when the month's final ``yyyymm``
-    file is there, only it is read; else, for ``cumulative`` days (each holding the month so far) the latest day's,
-    for ``increments`` every day's. Bills that differ only by their type (``bills``) are the same costs: the first
-    type's is read. With ``increments`` a day's file may hold rows of the month before (delayed ones): those are left
-    out where that month's final file is read, which holds them. Other files are all read."""
-    if snapshots is None:
-        return Selection(files, [], {})
-    bills: dict[tuple[str, str, str], list[tuple[str, str]]] = {}
-    for path, _ in files:
-        if (found := snapshot_of(snapshots.pattern, path)) is not None:
-            bills.setdefault(found[0], []).append((found[1], path))
-    keep: dict[str, tuple[str, str, str]] = {}
-    for bill, dated in bills.items():
-        final = [path for day, path in dated if not day]
-        if final:
-            keep[final[0]] = bill
-        elif snapshots.days == "cumulative":
-            keep[max(dated)[1]] = bill
-        else:
-            keep.update((path, bill) for _, path in dated)
-    if snapshots.bills:  # one bill type per folder, account and month
-        ranked = {path: _bill_type(snapshots.bills, bill) for path, bill in keep.items()}
-        best: dict[tuple, int] = {}
-        for key, rank in ranked.values():
-            best[key] = min(rank, best.get(key, rank))
-        keep = {path: bill for path, bill in keep.items() if ranked[path][1] == best[ranked[path][0]]}
-    drop: dict[str, set[str]] = {}
-    if snapshots.days == "increments":
-        finals = {bill for bill, dated in bills.items() if any(not day for day, _ in dated)}
-        for path, (folder, series, month) in keep.items():
-            months = {f"{m[:4]}-{m[4:]}" for f, s, m in finals if (f, s) == (folder, series) and m != month}
-            if months:
-                drop[path] = months
-    skipped = sorted(path for dated in bills.values() for _, path in dated if path not in keep)
-    return Selection(tuple(f for f in files if f[0] not in skipped), skipped, drop)
-
-
-@dataclass(frozen=True)
-class Selection:
-    """The files of a delivery to read, those left out (the run record's ``skippedFiles``), and per kept file the
-    months (``YYYY-MM``) whose rows it must leave out."""
-
-    files: tuple[tuple[str, int], ...]
-    skipped: list[str]
-    drop: dict[str, set[str]]
-
-
-def _bill_type(types: list[str], bill: tuple[str, str, str]) -> tuple[tuple, int]:
-    """A bill's key without its type (folder, name with the type left out, month) and the type's rank (the last for
-    a name without a known type)."""
-    folder, series, month = bill
-    parts = series.split("_")
-    at = next((i for i, part in enumerate(parts) if part in types), None)
-    if at is None:
-        return (folder, series, month), len(types)
-    return (folder, "_".join(parts[:at] + ["#"] + parts[at + 1:]), month), types.index(parts[at])
-
-
-def _one_snapshot(pattern: str, written: list[Written]) -> None:
-    """Dated files of one bill kept for different months must not hold rows of the same month and account (a file of
-    the 1st holding the month before, say): ``SourceConflict`` naming the later file, never a month counted twice."""
-    seen: dict[tuple, tuple[str, str]] = {}
-    for w in written:
-        archive = w.file.split("!")[0]
-        if (found := snapshot_of(pattern, archive)) is None:
-            continue
-        (folder, series, month), _ = found
-        for group in w.groups:
-            other, other_month = seen.setdefault((folder, series, group), (archive, month))
-            if other_month != month:
-                raise HubError(f"holds rows of {group[0]} that {other}, a snapshot of the same bill, holds too: deliver one "
-                               "month's files per folder", file=w.file, code="SourceConflict")
 
 
 @cache
@@ -519,7 +407,7 @@ def _convert(store: Store, d: Delivery, failure: RunRecord, records: list[RunRec
             lookups.register(con)
             summary, kinds, written = normalize.InputSummary(), set(), []
             files, left = aws_listings.select(posixpath.dirname(d.manifest), d.files, d.governing, d.listings)
-            chosen = latest_snapshots(mapping.snapshots, files)
+            chosen = snapshots.latest_snapshots(mapping.snapshots, files)
             files, skipped = chosen.files, sorted([*left, *chosen.skipped])
             if not files:  # every file left out (an older CUR assembly): nothing changes in the lake
                 failure.skippedFiles = skipped
@@ -551,7 +439,7 @@ def _convert(store: Store, d: Delivery, failure: RunRecord, records: list[RunRec
                 written.append(Written(out, path, groups, check, typed.source_type, {g for g in groups if g[0] in months}))
             failure.rowsIn, failure.totalsIn = summary.rows, summary.totals
             if mapping.snapshots and mapping.snapshots.days == "cumulative":  # a day's increments are never the same rows
-                _one_snapshot(mapping.snapshots.pattern, written)
+                snapshots.one_snapshot(mapping.snapshots.pattern, written)
             if len(kinds) > 1:
                 _one_kind(con, written)
             made = _split(store, con, d, written, tmp, ", ".join(sorted(kinds)), records)
@@ -655,7 +543,7 @@ def _typed(con: duckdb.DuckDBPyConnection, provider: str, src: str, kind: str, p
             raise HubError(f"not a FOCUS file (no {', '.join(c for c in needed if not _has(provider, present, (c,)))} column) "
                            f"and not a report this provider's mappings know ({known})", file=path, code="SchemaMismatch")
         if "fileMonth" in spec:  # the billing month of the file's name, for rows that lack it
-            month = file_month(mapping.snapshots.pattern if mapping.snapshots else None, path)
+            month = snapshots.file_month(mapping.snapshots.pattern if mapping.snapshots else None, path)
             sql = f"(SELECT *, {literal(month) if month else 'CAST(NULL AS VARCHAR)'} AS {ident(mapped.FILE_MONTH)} FROM {sql})"
             present[mapped.FILE_MONTH] = "VARCHAR"
             one_month = month is None and mapped.key(spec["fileMonth"]["column"]) not in mapped.by_key(spec, present)
@@ -781,7 +669,7 @@ def _split(store: Store, con: duckdb.DuckDBPyConnection, d: Delivery, written: l
     delivery's files are, e.g. ``FOCUS``). A file of one group goes to its run as written (its check tap counted its
     rows); a file of several is cut into one file per group. An incremental file's run carries the folder's other
     files over unchanged. A run of an older snapshot of a bill than the one in its folder is ``superseded``."""
-    made, snapshots = [], providers()[d.provider].snapshots
+    made, dated = [], providers()[d.provider].snapshots
     for m, acct in sorted({g for w in written for g in w.groups if g not in w.dropped}):
         year, mon = map(int, m.split("-"))
         folder = bounded_name(acct.lower(), 100) if acct else "unknown-account"
@@ -819,7 +707,7 @@ def _split(store: Store, con: duckdb.DuckDBPyConnection, d: Delivery, written: l
         rec.sourceFiles = d.source_files
         _conflict(store, con, rec, convert.parquet_source(outs), records)
         rec.carryOver = d.incremental or d.pulled  # the folder's other files stay (told at swap time: keep_others)
-        if snapshots is not None and (newer := _newer_snapshot(snapshots.pattern, rec, records)) is not None:
+        if dated is not None and (newer := snapshots.newer_snapshot(dated.pattern, rec, records)) is not None:
             rec.state, rec.supersededBy = "superseded", newer.key
         label = rec.destination or ""
         report = tap_report(con, taps, outs, label=label) if whole else validate_files(con, outs, label=label)
@@ -832,33 +720,6 @@ def _split(store: Store, con: duckdb.DuckDBPyConnection, d: Delivery, written: l
                 store.put_file(out, staged)
         made.append(rec)
     return made
-
-
-def _snapshot_rank(pattern: str, rec: RunRecord) -> tuple[str, str] | None:
-    """How complete the dated bill files of a run are: the bill's name (without folder and stamp) and its latest stamp
-    (a month's whole file above its days); None for a run with another file."""
-    ranks = []
-    for part in rec.parts:
-        found = snapshot_of(pattern, part.blob.split("!")[0])
-        if found is None:
-            return None
-        (_, series, month), day = found
-        ranks.append((series, month + (day or "99")))
-    return max(ranks) if ranks and len({series for series, _ in ranks}) == 1 else None
-
-
-def _newer_snapshot(pattern: str, rec: RunRecord, records: list[RunRecord]) -> RunRecord | None:
-    """The committed run of another delivery that put a later snapshot of the same bill in ``rec``'s folder (Tencent's
-    May 20th, or May's whole file, against a May 10th synced into another folder afterwards), if any."""
-    mine = _snapshot_rank(pattern, rec)
-    if mine is None:
-        return None
-    for old in records:
-        if old.state == "committed" and old.destination == rec.destination and old.manifest != rec.manifest:
-            theirs = _snapshot_rank(pattern, old)
-            if theirs is not None and theirs[0] == mine[0] and theirs[1] > mine[1]:
-                return old
-    return None
 
 
 def _withdrawals(store: Store, d: Delivery, made: list[RunRecord], records: list[RunRecord]) -> list[RunRecord]:

@@ -1,0 +1,161 @@
+"""Dated bill files (Tencent's bill storage, Alibaba's OSS bill subscription): a bill a day, then the month's whole one.
+
+Which of a delivery's files are read (:func:`latest_snapshots`: the month's whole file, else the latest day's or every
+day's; one bill type), which rows a kept file leaves out (a day's rows of a month whose whole file is read), the
+conflicts between snapshots of different months (:func:`one_snapshot`), and across deliveries whether a run is older
+than the snapshot its folder holds (:func:`newer_snapshot`). The names and rules are data: ``snapshots`` in
+``schemas/<provider>/focus.json``.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from hub.errors import HubError
+from hub.runs import RunRecord
+
+if TYPE_CHECKING:
+    from hub.sources.native import Written
+
+
+class Snapshots(BaseModel):
+    """How a provider names a month's daily bill files and its final one, and what a daily file holds."""
+
+    model_config = ConfigDict(extra="forbid")
+    #: a regex with a ``stamp`` group (``yyyymm``: the month's final file; ``yyyymmdd``: a day's) on a file's name
+    pattern: str
+    #: ``cumulative``: a day's file holds the month so far (Tencent); ``increments``: only that day's bills (Alibaba)
+    days: Literal["cumulative", "increments"]
+    #: the provider's bill types, as ``_``-separated parts of the file names, most detailed first: files of one folder
+    #: and month whose names differ only by their type bill the same costs, and only the first type there is read
+    bills: list[str] = []
+
+
+def snapshot_of(pattern: str, path: str) -> tuple[tuple[str, str, str], str] | None:
+    """The bill a dated file belongs to (its folder, its name without the ``stamp`` and extension, the stamp's month)
+    and its day (``""`` for the month's final ``yyyymm`` file), or None for another file."""
+    folder, name = posixpath.split(path)
+    found = re.search(pattern, name)
+    if found is None:
+        return None
+    stamp, rest = found.group("stamp"), name[found.end("stamp"):]
+    rest = re.sub(r"\.(zip|csv|csv\.gz|parquet)$", "", rest, flags=re.IGNORECASE)
+    return (folder, name[:found.start("stamp")] + "*" + rest, stamp[:6]), stamp[6:]
+
+
+def file_month(pattern: str | None, name: str) -> str | None:
+    """``YYYY-MM`` of a dated file's stamp (:func:`snapshot_of`; each ``!``-separated part of ``name`` tried from the
+    last, an archive member before its archive), or None."""
+    for part in reversed(name.split("!")) if pattern else ():
+        if (found := snapshot_of(pattern, part)) is not None:
+            month = found[0][2]
+            return f"{month[:4]}-{month[4:]}"
+    return None
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The files of a delivery to read, those left out (the run record's ``skippedFiles``), and per kept file the
+    months (``YYYY-MM``) whose rows it must leave out."""
+
+    files: tuple[tuple[str, int], ...]
+    skipped: list[str]
+    drop: dict[str, set[str]]
+
+
+def latest_snapshots(snapshots: Snapshots | None, files: tuple[tuple[str, int], ...]) -> Selection:
+    """The files of a delivery to read, those left out, and the months whose rows a kept file must leave out. Files
+    whose names differ only by their ``stamp`` and share its month are one bill: when the month's final ``yyyymm``
+    file is there, only it is read; else, for ``cumulative`` days (each holding the month so far) the latest day's,
+    for ``increments`` every day's. Bills that differ only by their type (``bills``) are the same costs: the first
+    type's is read. With ``increments`` a day's file may hold rows of the month before (delayed ones): those are left
+    out where that month's final file is read, which holds them. Other files are all read."""
+    if snapshots is None:
+        return Selection(files, [], {})
+    bills: dict[tuple[str, str, str], list[tuple[str, str]]] = {}
+    for path, _ in files:
+        if (found := snapshot_of(snapshots.pattern, path)) is not None:
+            bills.setdefault(found[0], []).append((found[1], path))
+    keep: dict[str, tuple[str, str, str]] = {}
+    for bill, dated in bills.items():
+        final = [path for day, path in dated if not day]
+        if final:
+            keep[final[0]] = bill
+        elif snapshots.days == "cumulative":
+            keep[max(dated)[1]] = bill
+        else:
+            keep.update((path, bill) for _, path in dated)
+    if snapshots.bills:  # one bill type per folder, account and month
+        ranked = {path: _bill_type(snapshots.bills, bill) for path, bill in keep.items()}
+        best: dict[tuple, int] = {}
+        for key, rank in ranked.values():
+            best[key] = min(rank, best.get(key, rank))
+        keep = {path: bill for path, bill in keep.items() if ranked[path][1] == best[ranked[path][0]]}
+    drop: dict[str, set[str]] = {}
+    if snapshots.days == "increments":
+        finals = {bill for bill, dated in bills.items() if any(not day for day, _ in dated)}
+        for path, (folder, series, month) in keep.items():
+            months = {f"{m[:4]}-{m[4:]}" for f, s, m in finals if (f, s) == (folder, series) and m != month}
+            if months:
+                drop[path] = months
+    skipped = sorted(path for dated in bills.values() for _, path in dated if path not in keep)
+    return Selection(tuple(f for f in files if f[0] not in skipped), skipped, drop)
+
+
+def _bill_type(types: list[str], bill: tuple[str, str, str]) -> tuple[tuple, int]:
+    """A bill's key without its type (folder, name with the type left out, month) and the type's rank (the last for
+    a name without a known type)."""
+    folder, series, month = bill
+    parts = series.split("_")
+    at = next((i for i, part in enumerate(parts) if part in types), None)
+    if at is None:
+        return (folder, series, month), len(types)
+    return (folder, "_".join(parts[:at] + ["#"] + parts[at + 1:]), month), types.index(parts[at])
+
+
+def one_snapshot(pattern: str, written: list[Written]) -> None:
+    """Dated files of one bill kept for different months must not hold rows of the same month and account (a file of
+    the 1st holding the month before, say): ``SourceConflict`` naming the later file, never a month counted twice."""
+    seen: dict[tuple, tuple[str, str]] = {}
+    for w in written:
+        archive = w.file.split("!")[0]
+        if (found := snapshot_of(pattern, archive)) is None:
+            continue
+        (folder, series, month), _ = found
+        for group in w.groups:
+            other, other_month = seen.setdefault((folder, series, group), (archive, month))
+            if other_month != month:
+                raise HubError(f"holds rows of {group[0]} that {other}, a snapshot of the same bill, holds too: deliver one "
+                               "month's files per folder", file=w.file, code="SourceConflict")
+
+
+def _rank(pattern: str, rec: RunRecord) -> tuple[str, str] | None:
+    """How complete the dated bill files of a run are: the bill's name (without folder and stamp) and its latest stamp
+    (a month's whole file above its days); None for a run with another file."""
+    ranks = []
+    for part in rec.parts:
+        found = snapshot_of(pattern, part.blob.split("!")[0])
+        if found is None:
+            return None
+        (_, series, month), day = found
+        ranks.append((series, month + (day or "99")))
+    return max(ranks) if ranks and len({series for series, _ in ranks}) == 1 else None
+
+
+def newer_snapshot(pattern: str, rec: RunRecord, records: list[RunRecord]) -> RunRecord | None:
+    """The committed run of another delivery that put a later snapshot of the same bill in ``rec``'s folder (Tencent's
+    May 20th, or May's whole file, against a May 10th synced into another folder afterwards), if any."""
+    mine = _rank(pattern, rec)
+    if mine is None:
+        return None
+    for old in records:
+        if old.state == "committed" and old.destination == rec.destination and old.manifest != rec.manifest:
+            theirs = _rank(pattern, old)
+            if theirs is not None and theirs[0] == mine[0] and theirs[1] > mine[1]:
+                return old
+    return None
