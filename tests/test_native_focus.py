@@ -916,3 +916,30 @@ def test_a_restated_bill_of_the_same_size_is_read_again(tmp_path: Path) -> None:
     (rec,) = ingest(Store(str(root))).records
     assert rec.state == "committed" and one(f"SELECT sum(BilledCost) FROM {lake(root)}") == D("279.5")
     assert ingest(Store(str(root))).records == []
+
+
+def test_a_delivery_copied_after_its_manifest_waits_for_the_copy_to_settle(tmp_path: Path) -> None:
+    """The manifest written first and a bill still being copied after it: with the watcher's settle time (60 s) the
+    delivery waits while its file changed after the manifest less than 60 s ago, and is taken once it has not; `hub
+    ingest` (no settle) and a delivery whose manifest came last never wait."""
+    import os
+    import time as clock
+
+    from hub.sources import native
+
+    root = make_hub(tmp_path / "hub")
+    base = deliver(root, "alibaba", "oss", {"1234567890_BillingItemDetail_202405.csv": ALIBABA})
+    bill, manifest = base / "1234567890_BillingItemDetail_202405.csv", base / "manifest.json"
+    now = clock.time()
+    os.utime(manifest, (now - 30, now - 30))
+    os.utime(bill, (now - 5, now - 5))  # written 25 s after the manifest, 5 s ago
+    waiting: list[str] = []
+    assert native.pending(Store(str(root)), [], settle=60, waiting=waiting) == []
+    assert waiting == ["exports/alibaba/oss/manifest.json"]
+    assert len(native.pending(Store(str(root)), [])) == 1
+    os.utime(manifest, (now - 300, now - 300))
+    os.utime(bill, (now - 120, now - 120))  # after the manifest, but 120 s ago: settled
+    assert len(native.pending(Store(str(root)), [], settle=60)) == 1
+    os.utime(bill, (now - 50, now - 50))
+    os.utime(manifest, (now - 5, now - 5))  # the manifest last: never waits
+    assert len(native.pending(Store(str(root)), [], settle=60)) == 1

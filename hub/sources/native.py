@@ -123,6 +123,8 @@ class Delivery:
     signature: str = ""
     #: the listing signature of its data files (sizes and modification times)
     written: str = ""
+    #: the latest modification of a data file written after the manifest (the manifest came first: the copy may go on)
+    after: datetime | None = None
 
     @property
     def sha(self) -> str:
@@ -185,9 +187,11 @@ def deliveries(store: Store, checkpoint: dict[str, str] | None = None, seen: set
                 files.append((sub, int(found[sub].get("size") or 0)))
         above = [m for m in aws if folder.startswith(posixpath.dirname(m) + "/")] if provider in providers() else []
         governing = tuple((m, _read(store, m)) for m in sorted({*listings, *above}))
-        out.append(Delivery(rel, provider, tuple(files), raw, tuple(listings), governing, modified=listed(found[rel]).modified,
+        modified = listed(found[rel]).modified
+        later = [t for p, _ in files if (t := listed(found[p]).modified) and modified and t > modified]
+        out.append(Delivery(rel, provider, tuple(files), raw, tuple(listings), governing, modified=modified,
                             pulled=_pull_manifest(raw), signature=signature,
-                            written=signature_of(found, [p for p, _ in files]) if files else ""))
+                            written=signature_of(found, [p for p, _ in files]) if files else "", after=max(later, default=None)))
     for rel in loose:
         provider = _provider(rel)
         if provider in providers() and providers()[provider].incrementalFiles and rel.lower().endswith(SUFFIXES):
@@ -229,9 +233,10 @@ def pending(store: Store, records: list[RunRecord], *, retry: bool = False, forc
             waiting: list[str] | None = None, checkpoint: dict[str, str] | None = None,
             final: dict[str, str] | None = None, seen: set[str] | None = None) -> list[Delivery]:
     """Deliveries not processed yet in their current content (``retry``: quarantined ones too; ``force``: all).
-    An incremental file changed less than ``settle`` seconds ago may still be written: it waits (in ``waiting``).
-    ``checkpoint``: see :func:`deliveries` (not used with ``retry`` or ``force``); ``final`` collects the listing
-    signatures of the deliveries found final."""
+    An incremental file changed less than ``settle`` seconds ago may still be written: it waits (in ``waiting``); so
+    does a delivery with a data file written after its manifest less than ``settle`` seconds ago (the manifest came
+    first, the copy may go on). ``checkpoint``: see :func:`deliveries` (not used with ``retry`` or ``force``);
+    ``final`` collects the listing signatures of the deliveries found final."""
     out = []
     now = datetime.now(timezone.utc)
     for d in deliveries(store, None if retry or force else checkpoint, seen):
@@ -241,7 +246,8 @@ def pending(store: Store, records: list[RunRecord], *, retry: bool = False, forc
         if done and final is not None and d.signature:
             final[d.manifest] = d.signature
         if force or not done or retry and any(r.state == "quarantined" for r in mine):
-            if d.incremental and settle > 0 and d.modified and (now - d.modified).total_seconds() < settle:
+            moved = d.modified if d.incremental else d.after
+            if settle > 0 and moved and (now - moved).total_seconds() < settle:
                 if waiting is not None:
                     waiting.append(d.manifest)
                 continue
