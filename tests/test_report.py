@@ -247,11 +247,18 @@ def chromium(*args: str, tmp: Path) -> subprocess.CompletedProcess:
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package "
                     "(sudo apt-get install chromium) to render the HTML report in this test")
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-           "--hide-scrollbars", f"--user-data-dir={tmp / 'chromium-profile'}", *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return proc
+    for attempt in range(2):  # headless Chromium now and then hangs on a loaded machine: a second try, fresh profile
+        cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+               "--hide-scrollbars", f"--user-data-dir={tmp / f'chromium-profile-{attempt}'}", *args]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        except subprocess.TimeoutExpired:
+            if attempt:
+                raise
+            continue
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return proc
+    raise AssertionError("unreachable")
 
 
 def test_rendered_in_chromium(lake: Path, report: Path, tmp_path: Path) -> None:
