@@ -433,5 +433,6 @@ def test_tag_monitors_read_a_key_however_each_cloud_spells_it(tmp_path):
     r = rules(window_days=30, monitors=[{"id": "teams", "dimension": "tag:team"}])
     inspection.inspect(store, LAST, r, save=False)
     con = catalog.connect(store)
-    got = con.execute(f"SELECT {inspection._key_sql(r.monitors[0])} AS k, sum(EffectiveCost) FROM Costs GROUP BY 1 ORDER BY 1").fetchall()
+    key_sql = inspection._key_sql(r.monitors[0], inspection.tag_keys(con, r.monitors[0], "true"))
+    got = con.execute(f"SELECT {key_sql} AS k, sum(EffectiveCost) FROM Costs GROUP BY 1 ORDER BY 1").fetchall()
     assert got == [("(untagged)", Decimal(150)), ("blue", Decimal(300)), ("green", Decimal(300)), ("red", Decimal(300))]

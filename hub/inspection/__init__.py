@@ -10,7 +10,7 @@ less than ``min_history_days`` of history is reported as "insufficient history",
 from __future__ import annotations
 
 import hashlib
-import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -81,23 +81,28 @@ class InspectResult:
     alert_errors: list[str] = field(default_factory=list)
 
 
-def _key_sql(monitor: Monitor) -> str:
-    """A monitor's series key. A tag's value: under the key as written, else under a key that is the same once compared
-    as allocation compares tag keys (case, separators, AWS's ``user:`` prefix: ``Team``, ``user:team``); Tags that
-    are not a JSON object are untagged."""
+def _key_sql(monitor: Monitor, keys: Iterable[str] = ()) -> str:
+    """A monitor's series key. A tag's value: under the key as written, else under one of ``keys`` (the lake's tag keys)
+    that allocation's key normalization (:func:`hub.allocation.rules.norm_key`: case, separators, AWS's ``user:``)
+    makes the same (``Team``, ``user:team``); Tags that are not a JSON object are untagged."""
     if monitor.dimension.startswith("tag:"):
-        key = monitor.dimension[4:]
-        how = KeyNormalization()
-        path = '$."' + key.replace('"', '') + '"'
-        prefixes = "|".join(re.escape(p) for p in how.strip_prefixes)
-        chars = re.escape(how.remove_chars)
-        folded = (f"regexp_replace(lower(regexp_replace(trim(e.key), '(?i)^({prefixes})', '')), '[{chars}]', '', 'g')"
-                  if prefixes else f"regexp_replace(lower(trim(e.key)), '[{chars}]', '', 'g')")
-        entries = "map_entries(json_transform(Tags, '\"MAP(VARCHAR, JSON)\"'))"
-        alike = f"json_extract_string(list_filter({entries}, lambda e: {folded} = {literal(norm_key(key, how))})[1].value, '$')"
-        value = f"coalesce(json_extract_string(Tags, {literal(path)}), {alike})"
-        return f"coalesce(CASE WHEN json_valid(Tags) AND json_type(Tags) = 'OBJECT' THEN {value} END, '(untagged)')"
+        key, how = monitor.dimension[4:], KeyNormalization()
+        alike = [key, *sorted(k for k in keys if k != key and norm_key(k, how) == norm_key(key, how))]
+        values = ", ".join(f"json_extract_string(Tags, {literal(_path(k))})" for k in alike)
+        return f"coalesce(CASE WHEN json_valid(Tags) AND json_type(Tags) = 'OBJECT' THEN coalesce({values}) END, '(untagged)')"
     return f"coalesce(CAST({ident(monitor.dimension)} AS VARCHAR), '(none)')"
+
+
+def _path(key: str) -> str:
+    return '$."' + key.replace('"', "") + '"'
+
+
+def tag_keys(con: duckdb.DuckDBPyConnection, monitor: Monitor, where: str) -> list[str]:
+    """The tag keys of the rows ``where`` selects (a ``tag:`` monitor's; none for another)."""
+    if not monitor.dimension.startswith("tag:"):
+        return []
+    return [k for (k,) in con.execute(f"SELECT DISTINCT unnest(json_keys(Tags)) FROM Costs WHERE {where} AND "
+                                      "CASE WHEN json_valid(Tags) THEN json_type(Tags) = 'OBJECT' ELSE false END").fetchall()]
 
 
 def _where(monitor: Monitor, first: date, last: date, *, usage_only: bool = True) -> str:
@@ -208,7 +213,8 @@ def _continued(known: dict, monitor: str, key: str, currency: str, direction: st
 def _monitor(con: duckdb.DuckDBPyConnection, rules: Rules, monitor: Monitor, first: date, day: date,
              result: InspectResult, known: dict) -> None:
     where = _where(monitor, first, day)
-    data = con.execute(f"""SELECT {_key_sql(monitor)} AS k, coalesce(BillingCurrency, '') AS cur,
+    key_sql = _key_sql(monitor, tag_keys(con, monitor, _where(monitor, first - timedelta(days=28), day)))
+    data = con.execute(f"""SELECT {key_sql} AS k, coalesce(BillingCurrency, '') AS cur,
         CAST(ChargePeriodStart AS DATE) AS d, CAST(sum(EffectiveCost) AS DOUBLE) AS c FROM Costs WHERE {where}
         GROUP BY ALL""").fetchnumpy()
     if not len(data["k"]):
@@ -249,7 +255,7 @@ def _monitor(con: duckdb.DuckDBPyConnection, rules: Rules, monitor: Monitor, fir
             start, end = first + timedelta(days=iv.start), first + timedelta(days=iv.end)
             total_expected = float(expected.sum())
             pct = float(impact.sum()) / total_expected * 100 if total_expected > 0 else None
-            series_sql = f"{_key_sql(monitor)} = ? AND coalesce(BillingCurrency, '') = ?"
+            series_sql = f"{key_sql} = ? AND coalesce(BillingCurrency, '') = ?"
             exact = Decimal(con.execute(f"SELECT CAST(coalesce(sum(EffectiveCost), 0) AS VARCHAR) FROM Costs WHERE "
                                         f"{_where(monitor, start, end)} AND {series_sql}", [key, cur]).fetchone()[0])
             fresh = hashlib.sha256(f"{monitor.id}\x00{key}\x00{cur}\x00{start}".encode()).hexdigest()[:16]
@@ -259,7 +265,7 @@ def _monitor(con: duckdb.DuckDBPyConnection, rules: Rules, monitor: Monitor, fir
                 direction=direction, actual=exact, expected=_dec(expected.sum()),
                 impact=exact - _dec(expected.sum()), max_daily_impact=_dec(impact[np.argmax(np.abs(impact))]), impact_pct=pct,
                 severity=_severity(rules, pct))
-            anomaly.causes = _causes(con, monitor, key, cur, start, end, iv.direction)
+            anomaly.causes = _causes(con, monitor, key_sql, key, cur, start, end, iv.direction)
             last = range(max(0, n_days - 30), n_days)
             anomaly.series = [{"day": (first + timedelta(days=i)).isoformat(),
                                "actual": None if np.isnan(kept[row, i]) else round(float(kept[row, i]), 6),
@@ -301,11 +307,11 @@ def _severity(rules: Rules, pct: float | None) -> str:
     return "critical" if size >= rules.severity.critical else "major" if size >= rules.severity.major else "minor"
 
 
-def _causes(con: duckdb.DuckDBPyConnection, monitor: Monitor, key: str, currency: str, start: date, end: date,
+def _causes(con: duckdb.DuckDBPyConnection, monitor: Monitor, key_sql: str, key: str, currency: str, start: date, end: date,
             direction: int) -> list[Cause]:
     """Per cause dimension, the values whose cost moved most over ``start``-``end`` against their expected cost (each
     day: the median of the same weekday's cost over the 4 weeks before), with their share of the total delta."""
-    where = (f"{_where(monitor, start - timedelta(days=28), end)} AND {_key_sql(monitor)} = {literal(key)} "
+    where = (f"{_where(monitor, start - timedelta(days=28), end)} AND {key_sql} = {literal(key)} "
              f"AND coalesce(BillingCurrency, '') = {literal(currency)}")
     # one scan of the lake for every dimension: the rows read once, then per dimension, value and day
     per_dim = " UNION ALL ".join(f"SELECT {literal(name)} AS k, CAST({ident(column)} AS VARCHAR) AS v, d, sum(c) AS c "
