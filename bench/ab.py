@@ -1,6 +1,8 @@
 """Interleaved A/B timing of ``hub ingest`` variants on a prepared hub, against the raw DuckDB copy.
 
 Usage: ``python bench/ab.py HUB [--repeat 3] [--variant NAME[:VAR=VALUE;...]] ... [--no-raw] [--json OUT]``
+(``VAR`` ``TREE``: run another checkout, e.g. ``--variant before:TREE=/tmp/before`` after
+``git worktree add /tmp/before HEAD~1``)
 
 HUB is a hub root with a pending Costs export (and, for the independent shape, its prices already in the
 lake): ``bench/run.py --keep`` leaves one, or ``hub.sample_data.write_export``. Each round runs the raw copy of
@@ -29,12 +31,15 @@ from run import RAW_COPY, precompile  # noqa: E402
 
 
 def child(cmd: list[str], env: dict[str, str]) -> tuple[float, float, int, float]:
-    """Wall seconds, CPU seconds, exit code and the 1-minute load average at the start of a child."""
-    precompile()
+    """Wall seconds, CPU seconds, exit code and the 1-minute load average at the start of a child. ``TREE`` in
+    ``env``: another checkout of the project to run (e.g. a ``git worktree`` of an earlier commit)."""
+    env = dict(env)
+    tree = Path(env.pop("TREE", REPO))
+    precompile(tree)
     load = os.getloadavg()[0]
-    full = {**os.environ, "PYTHONPATH": str(REPO), **env}
+    full = {**os.environ, "PYTHONPATH": str(tree), **env}
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO, env=full)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tree, env=full)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)

@@ -100,12 +100,12 @@ class Step:
 
 
 @functools.cache
-def precompile() -> None:
+def precompile(tree: Path = REPO) -> None:
     """Byte-compile the project's packages once, as ``pip install`` does for an installed hub, so a timed child reads
     cached bytecode as the raw copy's ``duckdb`` does; where ``PYTHONDONTWRITEBYTECODE`` is set (some containers) a
     child would otherwise compile about 50 modules from source on every run (about 0.07 s)."""
     for package in ("hub", "pipelines", "transforms"):
-        compileall.compile_dir(str(REPO / package), quiet=1)
+        compileall.compile_dir(str(tree / package), quiet=1)
 
 
 def run_child(name: str, cmd: list[str], rows: int, log_dir: Path) -> Step:

@@ -303,6 +303,20 @@ def test_input_tap_sums_never_overflow() -> None:
     assert tap.summary.totals["USD"]["BilledCost"] == "299999999999999999999.999999999999999997"
 
 
+def test_input_tap_sums_negatives_nulls_and_sliced_arrays_exactly() -> None:
+    """The tap sums decimal128 values from their 128-bit integers: signs, nulls, offsets and sums beyond 38 digits."""
+    import pyarrow as pa
+
+    from hub import normalize
+
+    big = D("-99999999999999999999.999999999999999999")
+    arr = pa.array([D("1.5"), None, D("-0.000000000000000001"), big, big, D("2.25")], pa.decimal128(38, 18))
+    # slice 2..5 (-1e-18 + big + big) then the whole array (1.5 - 1e-18 + 2 big + 2.25)
+    total = normalize._exact_sum(pa.chunked_array([arr.slice(2, 3), arr]))
+    assert total == D("-399999999999999999996.249999999999999998")
+    assert normalize._exact_sum(pa.chunked_array([pa.array([None], pa.decimal128(38, 18))])) == 0
+
+
 def _file_schema(hub_root: Path) -> list[tuple]:
     (path,) = parquet_in(hub_root)
     return duckdb.connect().execute(f"SELECT name, type, converted_type, logical_type, repetition_type "
