@@ -264,6 +264,9 @@ def inspect_cmd(
         return
     out.print(f"{result.series:,} series inspected up to {result.day}; {len(result.anomalies)} anomalies; "
               f"{len(result.insufficient)} series with insufficient history")
+    if result.last_cost_day and result.last_cost_day < result.day:
+        out.print(_plain(f"no costs in the inspected window: the lake's costs end on {result.last_cost_day}; "
+                         f"hub inspect {root} --date {result.last_cost_day}"))
     if result.anomalies:
         table = Table(title=_plain(f"hub inspect {store.url}"))
         for col in ("monitor", "key", "currency", "start", "end", "state", "direction", "actual", "expected", "impact",

@@ -436,3 +436,18 @@ def test_tag_monitors_read_a_key_however_each_cloud_spells_it(tmp_path):
     key_sql = inspection._key_sql(r.monitors[0], inspection.tag_keys(con, r.monitors[0], "true"))
     got = con.execute(f"SELECT {key_sql} AS k, sum(EffectiveCost) FROM Costs GROUP BY 1 ORDER BY 1").fetchall()
     assert got == [("(untagged)", Decimal(150)), ("blue", Decimal(300)), ("green", Decimal(300)), ("red", Decimal(300))]
+
+
+def test_an_inspection_after_the_lakes_last_cost_says_which_date_to_inspect(store, tmp_path):
+    """A lake whose costs end before the window (a demo of May 2024 inspected today) found 0 series and said nothing
+    more: the last day with costs is given, with the command to inspect it."""
+    (tmp_path / "config").mkdir(exist_ok=True)
+    (tmp_path / "config/inspection.json").write_text(json.dumps({"window_days": 35, "test_days": 3}))
+    out = CliRunner().invoke(app, ["inspect", str(tmp_path), "--date", "2024-09-30"])
+    assert out.exit_code == 0, out.output
+    assert "0 series inspected up to 2024-09-30" in out.output
+    assert f"the lake's costs end on 2024-05-31; hub inspect {tmp_path} --date 2024-05-31" in " ".join(out.output.split())
+    data = json.loads(CliRunner().invoke(app, ["inspect", str(tmp_path), "--date", "2024-09-30", "--json"]).output)
+    assert (data["series"], data["lastCostDay"]) == (0, "2024-05-31")
+    inspected = json.loads(CliRunner().invoke(app, ["inspect", str(tmp_path), "--date", "2024-05-31", "--json"]).output)
+    assert inspected["series"] > 0 and inspected["lastCostDay"] is None

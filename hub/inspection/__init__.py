@@ -79,6 +79,8 @@ class InspectResult:
     events: list[tuple[str, str]] = field(default_factory=list)
     #: alert targets that could not be notified (one line each)
     alert_errors: list[str] = field(default_factory=list)
+    #: the last day with costs in the lake, when no series had a cost in the window (so the user can pick ``--date``)
+    last_cost_day: date | None = None
 
 
 def _key_sql(monitor: Monitor, keys: Iterable[str] = ()) -> str:
@@ -131,6 +133,8 @@ def inspect(store: Store, day: date | None = None, rules: Rules | None = None, *
         for monitor in rules.monitors:
             _monitor(con, rules, monitor, first, day, result, known)
         result.budgets = [_budget(con, rules, b, first, day) for b in rules.budgets]
+        if not result.series and not result.insufficient:
+            result.last_cost_day = _last_cost_day(con)
     finally:
         con.close()
     result.anomalies.sort(key=lambda a: (-abs(a.impact), a.monitor, a.key, a.start))
@@ -139,6 +143,15 @@ def inspect(store: Store, day: date | None = None, rules: Rules | None = None, *
         result.events = [(kind, subject) for kind, subject, _, _ in made]
         outcome.publish(store, made)
     return result
+
+
+def _last_cost_day(con: duckdb.DuckDBPyConnection) -> date | None:
+    """The UTC day of the lake's latest ChargePeriodStart (None: no Costs)."""
+    try:
+        row = con.execute("SELECT CAST(max(ChargePeriodStart) AS DATE) FROM Costs").fetchone()
+    except duckdb.CatalogException:  # no Costs view: an empty lake
+        return None
+    return row[0] if row else None
 
 
 def to_json(result: InspectResult) -> dict:
@@ -150,7 +163,8 @@ def to_json(result: InspectResult) -> dict:
         data["series"] = [{k: v if k == "day" or v is None else amount(v) for k, v in p.items()} for p in a.series]
         anomalies.append(data)
     insufficient = [dict(zip(("monitor", "key", "currency", "days"), i, strict=True)) for i in result.insufficient]
-    return {"day": result.day.isoformat(), "series": result.series, "anomalies": anomalies, "insufficientHistory": insufficient}
+    return {"day": result.day.isoformat(), "series": result.series, "anomalies": anomalies, "insufficientHistory": insufficient,
+            "lastCostDay": result.last_cost_day.isoformat() if result.last_cost_day else None}
 
 
 def _jsonable(value: object) -> object:
