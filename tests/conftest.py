@@ -19,6 +19,14 @@ RESOURCE = "/subscriptions/00000000-0000-0000-0000-000000000001/providers/Micros
 SCOPE = "subscriptions/00000000-0000-0000-0000-000000000001"
 
 
+@pytest.fixture(autouse=True)
+def _no_cool_down_across_tests() -> None:
+    """Each test starts as a new process would: no event target remembered as failed (hub.events.sinks cool-downs)."""
+    from hub.events import sinks
+
+    sinks.reset_cool_downs()
+
+
 @pytest.fixture
 def hub_root(tmp_path: Path) -> Path:
     """An initialised local hub whose settings keep source exports (msexports.days = 7)."""

@@ -63,6 +63,35 @@ class Receiver:
             thread.join()
 
 
+class Hanging:
+    """A target on 127.0.0.1 that takes connections (the kernel completes them) and never answers: every attempt times
+    out. ``attempts()`` counts the connections made since it was last called."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.sock.setblocking(False)
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}/events"
+        self.conns: list[socket.socket] = []
+
+    def attempts(self) -> int:
+        made = 0
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except BlockingIOError:
+                return made
+            self.conns.append(conn)
+            made += 1
+
+    def close(self) -> None:
+        for conn in self.conns:
+            conn.close()
+        self.sock.close()
+
+
 def closed_port() -> int:
     """A port where nothing listens (bound, then released)."""
     with socket.socket() as s:
@@ -78,6 +107,26 @@ def store(tmp_path: Path) -> Store:
 @pytest.fixture(autouse=True)
 def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sinks, "BACKOFF_SECONDS", 0.001)
+
+
+class Clock:
+    """The cool-downs' clock, standing still until a test moves it."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(autouse=True)
+def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[Clock]:
+    """A still clock, and no failed target remembered from another test (as in a new process)."""
+    fake = Clock()
+    monkeypatch.setattr(sinks, "clock", fake)
+    sinks.reset_cool_downs()
+    yield fake
+    sinks.reset_cool_downs()
 
 
 def sample(n: int, kind: str = "test.sample") -> list:
@@ -155,7 +204,7 @@ def test_http_delivers(store: Store, mode: str) -> None:
     assert ("ce-id" in {k.lower() for k in rx.requests[0]}) == (mode == "binary")
 
 
-def test_target_down_then_flush(store: Store) -> None:
+def test_target_down_then_flush(store: Store, clock: Clock) -> None:
     port = closed_port()
     settings = http(f"http://127.0.0.1:{port}/events", retries=1)
     sent = sample(5)
@@ -164,6 +213,7 @@ def test_target_down_then_flush(store: Store) -> None:
     queued = letters(store, settings.sinks[0])
     assert len(queued) == 5 and all(q.startswith("config/events/dead-letter/") for q in queued)
     assert from_json(store.read_bytes(queued[0]))["id"] == sent[0]["id"]
+    clock.now += 60  # the target's cool-down (as for a watcher's later cycle, or another process)
     with Receiver(port).running() as rx:
         result = flush(store, settings)
         assert (result.resent, result.sent, result.errors) == (5, 0, [])
@@ -175,8 +225,10 @@ def test_target_down_then_flush(store: Store) -> None:
 def test_down_target_is_not_waited_on_per_event(store: Store) -> None:
     with Receiver(statuses=[503] * 50).running() as rx:
         result = publish(store, http(rx.url, retries=2), sample(5))
-    assert len(rx.requests) == 3  # the first event's attempts only
-    assert result.dead_lettered == 5
+        assert len(rx.requests) == 3  # the first event's attempts only
+        again = publish(store, http(rx.url, retries=2), sample(6)[5:])
+    assert len(rx.requests) == 3  # a 5xx after the retries: the target is left alone for its cool-down
+    assert (result.dead_lettered, again.dead_lettered, again.resent) == (5, 1, 0)
 
 
 def test_retry_then_success(store: Store) -> None:
@@ -195,11 +247,12 @@ def test_400_not_retried(store: Store) -> None:
     assert any("HTTP 400" in e for e in result.errors)
 
 
-def test_new_events_wait_behind_dead_letters(store: Store) -> None:
+def test_new_events_wait_behind_dead_letters(store: Store, clock: Clock) -> None:
     port = closed_port()
     settings = http(f"http://127.0.0.1:{port}/events", retries=0)
     first, second = sample(2), sample(4)[2:]
     publish(store, settings, first)
+    clock.now += 60
     with Receiver(port).running() as rx:
         result = publish(store, settings, second)
     assert (result.resent, result.sent) == (2, 2)
@@ -323,3 +376,102 @@ def test_an_event_is_queued_before_it_is_sent(store: Store, monkeypatch: pytest.
         result = flush(store, conf)
     assert (result.resent, result.errors) == (1, []) and [e["id"] for e in rx.events] == [sent[0]["id"]]
     assert letters(store, conf.sinks[0]) == []
+
+
+# cool-down of a failed target -----------------------------------------------------------------------------------------
+def ids(store: Store, settings: Events) -> list[str]:
+    return [from_json(store.read_bytes(rel))["id"] for rel in letters(store, settings.sinks[0])]
+
+
+def test_a_hung_target_is_left_alone_for_its_cool_down(store: Store, clock: Clock) -> None:
+    """A target that never answers costs one retry sequence (2 attempts of 0.2 s), then the process's next publishes
+    and flushes make no connection until 60 s later: their events are queued behind the first, in order."""
+    hung = Hanging()
+    try:
+        settings = http(hung.url, retries=1, timeout_seconds=0.2)
+        first, second, third = sample(3)
+        failed = publish(store, settings, [first])
+        assert hung.attempts() == 2
+        clock.now += 59.9
+        skipped = publish(store, settings, [second])
+        flushed = flush(store, settings)
+        assert hung.attempts() == 0
+        clock.now += 0.1  # 60 s after the failure: tried again, failed again, left alone again
+        retried = publish(store, settings, [third])
+        assert hung.attempts() == 2
+        assert publish(store, settings, []).dead_lettered == 0 and hung.attempts() == 0
+    finally:
+        hung.close()
+    assert (failed.sent, failed.dead_lettered) == (0, 1)
+    assert (skipped.sent, skipped.resent, skipped.dead_lettered) == (0, 0, 1)
+    assert skipped.errors == [f"http {hung.url}: event {first['id']} and 1 more not delivered: not tried: the target failed "
+                              "earlier in this process (tried again after a 60 s cool-down); queued as dead letters"]
+    assert (flushed.resent, len(flushed.errors)) == (0, 1)
+    assert (retried.resent, retried.dead_lettered) == (0, 1)
+    assert ids(store, settings) == [first["id"], second["id"], third["id"]]
+
+
+def test_after_the_cool_down_a_target_back_gets_its_queue_then_the_new_event(store: Store, clock: Clock) -> None:
+    hung = Hanging()
+    settings = http(hung.url, retries=1, timeout_seconds=0.2)
+    first, second, third = sample(3)
+    publish(store, settings, [first])
+    publish(store, settings, [second])
+    assert hung.attempts() == 2
+    hung.close()
+    clock.now += 60
+    with Receiver(hung.port).running() as rx:
+        result = publish(store, settings, [third])
+    assert (result.resent, result.sent, result.dead_lettered, result.errors) == (2, 1, 0, [])
+    assert [e["id"] for e in rx.events] == [first["id"], second["id"], third["id"]]
+    assert letters(store, settings.sinks[0]) == []
+
+
+def test_a_refusal_does_not_start_a_cool_down(store: Store) -> None:
+    """A 400 (not retried) means the target answers: the next publish tries it at once and its letter goes first."""
+    first, second = sample(2)
+    with Receiver(statuses=[400]).running() as rx:
+        settings = http(rx.url, retries=3)
+        refused = publish(store, settings, [first])
+        result = publish(store, settings, [second])
+    assert (refused.sent, refused.dead_lettered, len(rx.requests)) == (0, 1, 3)
+    assert (result.resent, result.sent, result.errors) == (1, 1, [])
+    assert [e["id"] for e in rx.events] == [first["id"], second["id"]]
+    assert letters(store, settings.sinks[0]) == []
+
+
+def test_cool_down_length(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The larger of 60 s and one retry sequence: 4 x 10 s + 0.2 + 0.4 + 0.8 = 41.4 s -> 60 s;
+    21 x 10 s + 0.2 + 0.4 + 0.8 + 1.6 + 3.2 + 15 x 5 s = 291.2 s."""
+    monkeypatch.setattr(sinks, "BACKOFF_SECONDS", 0.2)
+    assert sinks.retry_seconds(EventSink(type="http", url="http://h/x")) == pytest.approx(41.4)
+    assert sinks.cool_down(EventSink(type="http", url="http://h/x")) == 60
+    assert sinks.cool_down(EventSink(type="http", url="http://h/x", retries=20)) == pytest.approx(291.2)
+
+
+def test_a_watch_cycle_does_not_wait_on_a_hung_target_again(tmp_path: Path, clock: Clock) -> None:
+    """The ingest's publish meets a hung target (one retry sequence: 2 attempts); the watcher's next cycle within the
+    cool-down (its dead-letter flush, then the ingest's publish) makes no connection and queues the new event."""
+    import json
+
+    from pipelines.ingest import publish_runs
+    from pipelines.pull import scheduled
+
+    hung = Hanging()
+    try:
+        root = tmp_path / "hub"
+        (root / "config").mkdir(parents=True)
+        sink = {"type": "http", "url": hung.url, "retries": 1, "timeout_seconds": 0.2}
+        (root / "config/settings.json").write_text(json.dumps({"events": {"sinks": [sink]}}))
+        store = Store(str(root))
+        first = publish_runs(store, [record("committed")])
+        assert hung.attempts() == 2
+        clock.now += 30
+        pulled = scheduled(store)
+        second = publish_runs(store, [record("quarantined", error=RunError(code="MalformedCsv", message="x", file="p.csv"))])
+        assert hung.attempts() == 0
+    finally:
+        hung.close()
+    assert first is not None and second is not None and (first.dead_lettered, second.dead_lettered) == (1, 1)
+    assert [p.resent for p in pulled.published] == [0]
+    assert len(letters(store, EventSink(**sink))) == 2

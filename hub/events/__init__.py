@@ -2,7 +2,8 @@
 
 Event ids are stable: a hash of the type, source, subject and identity of what happened, so a replayed day or a re-run
 delivery sends the same ids again and consumers de-duplicate on ``source`` + ``id``. Publishing never raises for a sink
-failure: what a sink did not take waits in its dead-letter queue (see :mod:`hub.events.sinks`) and is re-sent first.
+failure: what a sink did not take waits in its dead-letter queue (see :mod:`hub.events.sinks`) and is re-sent first;
+an HTTP target that failed after its retries is not tried again by the same process until its cool-down has passed.
 """
 
 from __future__ import annotations

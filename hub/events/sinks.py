@@ -4,6 +4,11 @@ An event a sink could not take is written to the sink's dead-letter queue in the
 ``config/events/dead-letter/<sink id>/<yyyymmddThhmmss.ffffff>-<event id>.json`` (the event in structured JSON), and
 re-sent, oldest first, before the next events: by the next :func:`publish_to` or by a flush. A dead letter is deleted
 only once its sink took it.
+
+An HTTP target that failed after its retries (a timeout, a connection error, a 408, 429 or 5xx) is not tried again by
+the same process for a cool-down (:func:`cool_down`): meanwhile its events go straight to the queue, so a hung target
+costs one retry sequence per cool-down, not one per publish or flush. The state is in memory, per sink id: another
+process tries at once.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from http.client import HTTPException, InvalidURL
@@ -40,6 +46,13 @@ BACKOFF_MAX_SECONDS = 5.0
 RETRY_STATUSES = frozenset({408, 429})
 #: Reason given to the events after the first one an HTTP target failed in the same call.
 SKIPPED = "not tried: the target failed earlier in this call"
+#: Least seconds an HTTP target that failed after its retries is left alone by this process (longer when one event's
+#: retry sequence takes longer: see :func:`cool_down`).
+COOL_DOWN_SECONDS = 60.0
+#: Reason given to the events not tried because the target is cooling down (formatted with the cool-down's seconds).
+COOLING = "not tried: the target failed earlier in this process (tried again after a {:g} s cool-down)"
+#: The cool-downs' clock (seconds, monotonic); tests may replace it.
+clock: Callable[[], float] = time.monotonic
 
 #: A send outcome per event: None when delivered, else why not.
 Outcome = str | None
@@ -96,6 +109,43 @@ def header_value(value: str) -> str:
     return "".join(c if "!" <= c <= "~" and c not in '"%' else "".join(f"%{b:02X}" for b in c.encode()) for c in str(value))
 
 
+# cool-downs -----------------------------------------------------------------------------------------------------------
+_breaker_lock = threading.Lock()
+#: sink id -> the :data:`clock` time from which its target is tried again (only targets that failed are listed)
+_open_until: dict[str, float] = {}
+
+
+def retry_seconds(conf: EventSink) -> float:
+    """The longest one event's delivery can take: every attempt timing out, plus the waits between them."""
+    return conf.timeout_seconds * (conf.retries + 1) + sum(backoff(r) for r in range(1, conf.retries + 1))
+
+
+def cool_down(conf: EventSink) -> float:
+    """Seconds a failed target is left alone: the larger of :data:`COOL_DOWN_SECONDS` and one retry sequence."""
+    return max(COOL_DOWN_SECONDS, retry_seconds(conf))
+
+
+def cooling(key: str) -> bool:
+    """Whether the target of sink ``key`` failed less than its cool-down ago (in this process)."""
+    with _breaker_lock:
+        return clock() < _open_until.get(key, float("-inf"))
+
+
+def _record(key: str, failed: bool, seconds: float) -> None:
+    """After a try: a target that failed is left alone for ``seconds``; one that answered is tried as usual."""
+    with _breaker_lock:
+        if failed:
+            _open_until[key] = clock() + seconds
+        else:
+            _open_until.pop(key, None)
+
+
+def reset_cool_downs() -> None:
+    """Forget every failed target (as a new process would)."""
+    with _breaker_lock:
+        _open_until.clear()
+
+
 class HttpSink:
     """POSTs each event (CloudEvents HTTP binding); retries 408, 429, 5xx, connection errors and timeouts."""
 
@@ -112,7 +162,13 @@ class HttpSink:
         self._opener = urllib.request.build_opener(_NoRedirect)
 
     def send(self, events: list[CloudEvent]) -> list[Outcome]:
-        """Deliver in order; once one event failed after its retries, the rest are not tried (the target is down)."""
+        """Deliver in order; once one event failed after its retries, the rest are not tried (the target is down), nor
+        are further events of this process until the target's cool-down has passed."""
+        if not events:
+            return []
+        key = sink_id(self.conf)
+        if cooling(key):
+            return [COOLING.format(cool_down(self.conf))] * len(events)
         out: list[Outcome] = []
         down = False
         for event in events:
@@ -122,6 +178,7 @@ class HttpSink:
             reason, retryable = self._deliver(event)
             down = reason is not None and retryable
             out.append(reason)
+        _record(key, down, cool_down(self.conf))
         return out
 
     def _deliver(self, event: CloudEvent) -> tuple[Outcome, bool]:
