@@ -338,6 +338,11 @@ def _check(con: duckdb.DuckDBPyConnection, out: str, rules: Rules, dims: list[st
                            "quantizationDelta": delta, "statusTotals": status, "pooledRows": pools}}
 
 
+#: A row's currency as a key of per-currency totals: rows without a BillingCurrency are ``""`` (as in x_PoolPeriodId).
+CURRENCY_KEY_SQL = "coalesce(BillingCurrency, '')"
+
+
 def _totals(con: duckdb.DuckDBPyConnection, relation: str) -> dict[str, dict[str, str]]:
+    """Currency (``""``: none) -> the sum of ``x_Amount``."""
     return {c: {"x_Amount": a} for c, a in con.execute(
-        f"SELECT BillingCurrency, CAST(sum(x_Amount) AS VARCHAR) FROM {relation} GROUP BY ALL ORDER BY ALL").fetchall()}
+        f"SELECT {CURRENCY_KEY_SQL}, CAST(sum(x_Amount) AS VARCHAR) FROM {relation} GROUP BY ALL ORDER BY ALL").fetchall()}

@@ -14,7 +14,7 @@ from decimal import Decimal
 import duckdb
 
 from hub import catalog
-from hub.allocation import compute, months
+from hub.allocation import CURRENCY_KEY_SQL, compute, months
 from hub.allocation.rules import Rules
 from hub.allocation.split import round_lines
 from hub.errors import UsageError
@@ -42,7 +42,7 @@ def _sums(path: str, rules: Rules) -> dict[tuple[str, str, str], Decimal]:
     out: dict[tuple[str, str, str], Decimal] = {}
     for dim in rules.dimensions:
         column = ident(rules.column(dim))
-        for value, currency, amount in duckdb.sql(f"SELECT {column}, BillingCurrency, sum(x_Amount) FROM "
+        for value, currency, amount in duckdb.sql(f"SELECT {column}, {CURRENCY_KEY_SQL}, sum(x_Amount) FROM "
                                                   f"read_parquet({literal(path)}) GROUP BY ALL").fetchall():
             out[(dim, value, currency)] = out.get((dim, value, currency), Decimal(0)) + amount
     return out
@@ -75,7 +75,7 @@ def chargeback(store: Store, rules: Rules, month: str, dimension: str = "cost_ce
     con = catalog.connect(store)
     try:
         column = ident(rules.column(dimension))
-        rows = con.execute(f"SELECT {column}, BillingCurrency, sum(x_Amount), min(x_AllocationRunId), min(x_ConfigVersion) "
+        rows = con.execute(f"SELECT {column}, {CURRENCY_KEY_SQL}, sum(x_Amount), min(x_AllocationRunId), min(x_ConfigVersion) "
                            f"FROM Allocation WHERE x_Month = ? AND x_CostMetric = ? GROUP BY ALL",
                            [month, rules.cost_metric]).fetchall()
     finally:

@@ -145,10 +145,11 @@ def _resolve_dimension(con: duckdb.DuckDBPyConnection, rules: Rules, name: str, 
                     rows.append((s.subscription, s.resource_group, value, folded, s.valid_from, s.valid_to))
             _table(con, f"scope_{name}_{step}", {"_sub": pa.string(), "_rg": pa.string(), "_v": pa.string(), "_cf": pa.string(),
                                                  "_from": pa.date32(), "_to": pa.date32()}, rows)
-            rg = " AND s._rg IS NOT DISTINCT FROM sig.x_ResourceGroupName AND sig.x_ResourceGroupName IS NOT NULL" \
-                if step == "resource_group" else ""
+            # ids compared without case: Azure's subscription and resource group names are case-insensitive, and exports
+            # spell a resource group's name differently from row to row
+            rg = " AND lower(s._rg) = lower(sig.x_ResourceGroupName)" if step == "resource_group" else ""
             parts.append(f"SELECT sig._sig, {order} AS _ord, {src} AS _src, s._v, s._cf, NULL AS _k, NULL AS _raw "
-                         f"FROM sig JOIN scope_{name}_{step} s ON s._sub = sig.SubAccountId{rg} "
+                         f"FROM sig JOIN scope_{name}_{step} s ON lower(s._sub) = lower(sig.SubAccountId){rg} "
                          "AND (s._from IS NULL OR sig._day >= s._from) AND (s._to IS NULL OR sig._day < s._to)")
         elif step == "mapping":
             cases = []

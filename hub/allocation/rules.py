@@ -164,6 +164,15 @@ class Rules(_Strict):
                 raise ValueError(f"dimension name {name!r}: lower case letters, digits and _")
         return dims
 
+    @field_validator("scope_tags")
+    @classmethod
+    def _no_overlap(cls, scopes: list[ScopeTags]) -> list[ScopeTags]:
+        """Two entries of one scope (kind, subscription, resource group: without case, as the resolver matches them)
+        must not both count on a day."""
+        if overlap := _overlap(scopes):
+            raise ValueError(overlap)
+        return scopes
+
     @model_validator(mode="after")
     def _consistent(self) -> Rules:
         dims = set(self.dimensions)
@@ -179,6 +188,11 @@ class Rules(_Strict):
             raise ValueError("pool ids must be unique")
         for i, p in enumerate(self.pools):
             _check_match(p.match, dims, pools=True)
+            for column, wanted in p.match.items():  # a dimension's values as resolved: in its allowlist's spelling
+                if column in dims and (allowlist := self.dimensions[column].allowlist):
+                    p.match[column] = _canonical_match(wanted, f"pools.{i}.match.{column}", allowlist,
+                                                       spellings(self.allowlists[allowlist]))
+        for i, p in enumerate(self.pools):
             if p.targets.dimension not in dims:
                 raise ValueError(f"pool {p.id}: targets.dimension {p.targets.dimension!r} is not a dimension")
             if allowlist := self.dimensions[p.targets.dimension].allowlist:
@@ -219,6 +233,54 @@ def spellings(entries: list[AllowlistEntry]) -> dict[str, str]:
     return {casefold(s): e.value for e in entries for s in (e.value, *e.aliases)}
 
 
+def _overlap(scopes: list[ScopeTags]) -> str | None:
+    """The first two entries (by start) of one scope whose validity periods overlap, as a message; None if none do."""
+    by_scope: dict[tuple[str, str, str | None], list[int]] = {}
+    for i, s in enumerate(scopes):
+        by_scope.setdefault((s.scope, s.subscription.lower(), (s.resource_group or "").lower()), []).append(i)
+    for found in by_scope.values():
+        latest: int | None = None  # the entry seen so far that ends last
+        for i in sorted(found, key=lambda i: scopes[i].valid_from or date.min):
+            if latest is not None and _ends(scopes[latest]) > (scopes[i].valid_from or date.min):
+                return _overlap_message(scopes, *sorted((latest, i)))
+            if latest is None or _ends(scopes[i]) > _ends(scopes[latest]):
+                latest = i
+    return None
+
+
+def _overlap_message(scopes: list[ScopeTags], a: int, b: int) -> str:
+    """Entries ``a`` and ``b`` (positions) of one scope count on the same days: which, what and when."""
+    first, second = scopes[a], scopes[b]
+    start = max(first.valid_from or date.min, second.valid_from or date.min)
+    end = min(_ends(first), _ends(second))
+    what = f"subscription {first.subscription!r}" if first.scope == "subscription" else \
+        f"resource group {first.resource_group!r} of subscription {first.subscription!r}"
+    since = f"from {start.isoformat()}" if start > date.min else "from any date"
+    until = f"until {end.isoformat()}" if end < date.max else "with no end"
+    return f"scope_tags.{a} and scope_tags.{b} both give the tags of {what} {since} {until}: periods must not overlap"
+
+
+def _ends(entry: _Dated) -> date:
+    """The first day an entry no longer counts (``date.max`` when open)."""
+    return entry.valid_to or date.max
+
+
+def _canonical_match(wanted: str | list[str], where: str, allowlist: str, known: dict[str, str]) -> str | list[str]:
+    """A pool's match values of a dimension with an allowlist in its spelling (case-insensitively, aliases too), as the
+    rows' resolved values are; the sentinels (``__unallocated__``, ``__not_allowlisted__``) as they are."""
+
+    def canonical(value: str) -> str:
+        if value in (UNALLOCATED, NOT_ALLOWLISTED):
+            return value
+        if (found := known.get(casefold(value))) is None:
+            raise ValueError(f"{where}: {value!r} is not on the allowlist {allowlist!r}")
+        return found
+
+    if isinstance(wanted, str):
+        return canonical(wanted)
+    return list(dict.fromkeys(canonical(v) for v in wanted))
+
+
 def _canonical_targets(targets: Targets, where: str, allowlist: str, known: dict[str, str]) -> None:
     """A pool's explicit targets in their allowlist's spelling (matched case-insensitively, aliases too); a target not
     on the allowlist is an error naming the field (ALLOCATION.md 6.4.3)."""
@@ -255,20 +317,28 @@ def parse(text: str, *, file: str = RULES) -> Rules:
 
 
 def load(store: Store, path: str | None = None) -> Rules | None:
-    """The hub's rules (``config/allocation.json``), or those of ``path`` (a local file); None when the hub has none."""
+    """The hub's rules (``config/allocation.json``), or those of ``path`` (a local file: a candidate, ``--preview``);
+    None when the hub has none. Either way with the API-managed allowlist entries of the hub merged in, as a run uses them."""
     if path is not None:
         try:
             with open(path, encoding="utf-8") as fh:
-                return parse(fh.read(), file=path)
+                text = fh.read()
         except OSError as exc:
             raise UsageError(f"{path}: cannot be read ({exc.strerror})") from None
+        except UnicodeDecodeError:
+            raise UsageError(f"{path}: not UTF-8 text") from None
+        return parse_merged(store, text, file=path)
     if not store.exists(RULES):
         return None
+    return parse_merged(store, store.read_text(RULES), file=store.full(RULES))
+
+
+def parse_merged(store: Store, text: str, *, file: str) -> Rules:
+    """Rules text with the hub's API-managed allowlist entries (``config/allowlists/``) merged in, validated."""
     from hub.allocation import allowlists
 
-    text = store.read_text(RULES)
     try:
         data = json.loads(text)
     except ValueError:
-        return parse(text, file=store.full(RULES))  # names the JSON error
-    return parse(json.dumps(allowlists.merged(store, data)) if isinstance(data, dict) else text, file=store.full(RULES))
+        return parse(text, file=file)  # names the JSON error
+    return parse(json.dumps(allowlists.merged(store, data)) if isinstance(data, dict) else text, file=file)
