@@ -14,6 +14,10 @@ ID"]}``): a report without the name reads the first spelling it has (a provider'
 display names in one mapping); ``detect`` accepts them too. A lookup's ``key`` may be a list of expressions: the
 first that finds a row wins. ``fileMonth`` (``{"column": name}``): the report's rows may lack that billing-month
 column; the caller adds the month the file's name carries as ``{__file_month}`` (NULL when it carries none).
+``hints`` (``{"currency": "CNY"}``) names what a delivery may tell about its files (a native delivery's
+``manifest.json``: ``{"currency": "USD"}``), each with the provider's default: ``{$name}`` is the delivery's value, else
+that default, as a text literal (NULL without either), so a mapping stays data (``coalesce({currency}, {$currency})``:
+a row's own currency, else the delivery's, else the provider's usual one).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import dataclasses
 import io
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from hub.export_schemas import Column
@@ -31,6 +36,7 @@ from transforms.typing import cast_text, ident, literal, original_header
 _PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_/:. -]+)\}")
 _NUM = re.compile(r"num\(\{([A-Za-z0-9_/:. -]+)\}\)")
 _LET = re.compile(r"\{@([A-Za-z0-9_]+)\}")
+_HINT = re.compile(r"\{\$([A-Za-z0-9_]+)\}")
 
 
 def key(name: str) -> str:
@@ -80,15 +86,17 @@ FILE_MONTH = "__file_month"
 NUMBER_PREFIX = "__num_"
 
 
-def project(spec: dict, columns: dict[str, str], lookup_files: dict[str, str]) -> Mapped:
+def project(spec: dict, columns: dict[str, str], lookup_files: dict[str, str], hints: Mapping[str, str] | None = None) -> Mapped:
     """The SELECT list turning a report with ``columns`` ({name: DuckDB type}) into FOCUS-named columns.
-    ``lookup_files``: the text of each CSV the mapping's ``lookups`` name."""
+    ``lookup_files``: the text of each CSV the mapping's ``lookups`` name; ``hints``: what the delivery tells (its
+    billing currency), for the mapping's ``{$name}`` placeholders."""
     named = by_key(spec, columns)
+    given = hint_values(spec, hints)
     defaults = {key(k): v for k, v in spec.get("defaults", {}).items()}
     numbers: dict[str, str] = {}  # text column -> its converted column (a column a mapping uses in five rules is parsed once)
 
     def resolve(expr: str) -> str:
-        expr = _expand(expr, spec.get("let", {}))
+        expr = _HINT.sub(lambda m: given[m.group(1)], _expand(expr, spec.get("let", {})))
 
         def number(m: re.Match) -> str:
             found = named.get(key(m.group(1)))
@@ -133,6 +141,17 @@ def project(spec: dict, columns: dict[str, str], lookup_files: dict[str, str]) -
         text = f"nullif(trim({ident(c)}), '')"
         converted.append(f"{cast_text(Column(c, 'decimal', c), text)} AS {ident(n)}")
     return Mapped(select, (currency, amounts), converted)
+
+
+def hint_values(spec: dict, hints: Mapping[str, str] | None) -> dict[str, str]:
+    """Each hint the mapping declares as a SQL text literal: the delivery's value, else the mapping's default (NULL
+    without either). A hint the delivery gives that the mapping does not declare is not used by it."""
+    given = dict(hints or {})
+    out = {}
+    for name, default in spec.get("hints", {}).items():
+        value = given.get(name, default)
+        out[name] = "CAST(NULL AS VARCHAR)" if value is None else literal(str(value))
+    return out
 
 
 def _expand(expr: str, lets: dict[str, str]) -> str:

@@ -5,7 +5,7 @@ covers and how its files map to FOCUS. They all hand their staged runs to one lo
 
 - :mod:`hub.sources.msexports`: Azure Cost Management exports under ``msexports/`` (manifest written last);
 - :mod:`hub.sources.native`: other clouds' native FOCUS exports under ``exports/<provider>/`` (an empty
-  ``manifest.json`` written last), mapped by ``schemas/<provider>/focus.json``;
+  ``manifest.json``, or one naming the billing currency, written last), mapped by ``schemas/<provider>/focus.json``;
 - :mod:`hub.sources.custom`: FOCUS-aligned Parquet a producer writes into ``ingestion/`` itself (empty manifest).
 
 Transforms (:mod:`transforms`) are pure SQL builders; the lake layout is :mod:`hub.store`'s; readers are

@@ -1,7 +1,8 @@
 """Other clouds' native FOCUS exports (``exports/<provider>/``): AWS, Google Cloud, OCI, Alibaba, Huawei, Tencent.
 
 A user syncs the provider's delivery into ``exports/<provider>/`` as the provider lays it out, then writes an empty
-``manifest.json`` (or ``{}``) in the delivery's folder, last. The delivery is every ``.csv``, ``.csv.gz`` and
+``manifest.json`` (or ``{}``; ``{"currency": "USD"}`` names the billing currency of bill files without a currency
+column) in the delivery's folder, last. The delivery is every ``.csv``, ``.csv.gz`` and
 ``.parquet`` file below that folder (not in a sub-folder holding its own manifest). Its files are typed like CSV
 exports (headers matched without regard to case or surrounding whitespace, the provider's other spellings as
 aliases from ``schemas/<provider>/focus.json``), normalized by the same FOCUS 1.0 rules as Azure's exports
@@ -22,6 +23,7 @@ import hashlib
 import json
 import os
 import posixpath
+import re
 import shutil
 import tempfile
 import time
@@ -284,8 +286,8 @@ def process(store: Store, d: Delivery, records: list[RunRecord]) -> list[RunReco
                         dataset="Costs", exportName=d.provider)
     made: list[RunRecord] = []
     try:
-        _check(store, d)
-        made = _convert(store, d, failure, records)
+        hints = _check(store, d)
+        made = _convert(store, d, failure, records, hints)
         older = [rec for rec in made if rec.state == "superseded"]
         made = [rec for rec in made if rec.state != "superseded"]
         for rec in older:  # an older snapshot of a bill whose newer one is in the lake: recorded, never swapped in
@@ -367,21 +369,57 @@ def _kind(path: str) -> str:
     return convert.file_kind(path, file=path)
 
 
-def _check(store: Store, d: Delivery) -> None:
+def _check(store: Store, d: Delivery) -> dict[str, str]:
+    """The delivery's own checks (manifest, provider, files); what its manifest tells (:func:`manifest_hints`)."""
     if d.raw is None:
         raise HubError("cannot be read (a dangling link, or one leading out of the hub root?)", file=d.manifest,
                        code="ManifestReadFailed")
     if d.provider not in providers():
         known = ", ".join(f"{AREA}/{p}/" for p in providers())
         raise HubError(f"not under a provider's folder ({known})", file=d.manifest, code="SchemaNotFound")
-    if d.raw.strip() not in (b"", b"{}") and not d.pulled:
-        raise HubError("the manifest of a native FOCUS delivery must be empty or {}", file=d.manifest, code="ManifestInvalid")
+    hints = manifest_hints(d.raw, file=d.manifest, pulled=d.pulled)
     if not d.files:
         raise HubError("no .csv, .csv.gz, .parquet, newline JSON or .zip files in the delivery's folder", file=d.manifest,
                        code="IngestionFilesNotFound")
     for path, _ in d.files:
         if not store.inside(path):
             raise HubError("is a link leading out of the hub root", file=path, code="PathEscapesStore")
+    return hints
+
+
+#: What a native delivery's ``manifest.json`` may say besides nothing: the billing currency of files without a currency
+#: column (the mappings' ``{$currency}``); ``hub pull``'s manifests also carry ``pull``.
+HINTS = ("currency",)
+_CURRENCY = re.compile(r"[A-Za-z]{3}")
+
+
+def manifest_hints(raw: bytes, *, file: str, pulled: bool = False) -> dict[str, str]:
+    """What a native delivery's manifest tells its report mappings: empty or ``{}`` nothing, ``{"currency": "usd"}``
+    the billing currency of its files that have no currency column (ISO 4217, upper-cased; a row's own currency
+    still wins). Any other content is ``ManifestInvalid`` (one line naming the manifest)."""
+    name = posixpath.basename(file)
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError:  # also text that is not UTF-8
+        body = None
+    if not isinstance(body, dict):
+        raise HubError(f"{name} of a native delivery must be empty, {{}} or {{\"currency\": \"USD\"}}", file=file,
+                       code="ManifestInvalid")
+    fields = {k.lower(): v for k, v in body.items()}
+    unknown = sorted(k for k in body if k.lower() not in HINTS and not (pulled and k == "pull"))
+    if unknown:
+        raise HubError(f"{name} of a native delivery may only give its billing currency ({{\"currency\": \"USD\"}}), "
+                       f"not {', '.join(json.dumps(k)[:40] for k in unknown[:3])}", file=file, code="ManifestInvalid")
+    hints = {}
+    if "currency" in fields:
+        value = fields["currency"]
+        if not isinstance(value, str) or not _CURRENCY.fullmatch(value):
+            raise HubError(f"\"currency\" in {name} must be an ISO 4217 code of three letters (\"USD\", \"CNY\"), not "
+                           f"{json.dumps(value)[:40]}", file=file, code="ManifestInvalid")
+        hints["currency"] = value.upper()
+    return hints
 
 
 #: Columns a typed file carries for its input tap only (the report's own total and currency), dropped before the rules.
@@ -401,10 +439,12 @@ class Written:
     dropped: set[tuple[str, str]] = field(default_factory=set)
 
 
-def _convert(store: Store, d: Delivery, failure: RunRecord, records: list[RunRecord]) -> list[RunRecord]:
+def _convert(store: Store, d: Delivery, failure: RunRecord, records: list[RunRecord],
+             hints: dict[str, str] | None = None) -> list[RunRecord]:
     """Every file typed, normalized and written in one pass (its rows and totals counted by an input tap, its FOCUS
     checks by a check tap, as for Azure's exports), reconciled, then grouped into the runs of its (month, billing
-    account) folders, each staged, validated and period-checked."""
+    account) folders, each staged, validated and period-checked. ``hints``: what the manifest tells the report
+    mappings (:func:`manifest_hints`)."""
     mapping = providers()[d.provider]
     now = datetime.now(timezone.utc).isoformat()
     with tempfile.TemporaryDirectory(prefix="hub-native-") as tmp:
@@ -419,7 +459,7 @@ def _convert(store: Store, d: Delivery, failure: RunRecord, records: list[RunRec
                 failure.skippedFiles = skipped
                 return []
             for i, (path, src, kind) in enumerate(_inputs(store, dataclasses.replace(d, files=files), tmp)):
-                typed = _typed(con, d.provider, src, kind, path)
+                typed = _typed(con, d.provider, src, kind, path, hints)
                 if d.pulled:  # another kind than the provider's files of the same bill: never both for one account
                     typed = dataclasses.replace(typed, source_type=f"{typed.source_type} (API)")
                 kinds.add(typed.source_type)
@@ -524,11 +564,12 @@ class Typed:
     tag_prefixes: tuple[str, ...] = ()
 
 
-def _typed(con: duckdb.DuckDBPyConnection, provider: str, src: str, kind: str, path: str) -> Typed:
+def _typed(con: duckdb.DuckDBPyConnection, provider: str, src: str, kind: str, path: str,
+           hints: dict[str, str] | None = None) -> Typed:
     """One file as a typed FOCUS relation: a FOCUS file directly, a report of the provider's own (AWS CUR) through its
-    mapping (:mod:`transforms.mapped`). Its input tap sums BilledCost and EffectiveCost per currency as delivered; for
-    a mapped report BilledCost is the report's own total (e.g. CUR's unblended cost), computed from its columns in
-    hidden columns, not from the mapping's output."""
+    mapping (:mod:`transforms.mapped`; ``hints``: the delivery's, for its ``{$name}`` placeholders). Its input tap
+    sums BilledCost and EffectiveCost per currency as delivered; for a mapped report BilledCost is the report's own
+    total (e.g. CUR's unblended cost), computed from its columns in hidden columns, not from the mapping's output."""
     if kind == "json":
         sql = f"read_json({literal(src)}, format = 'newline_delimited', records = true)"
         try:
@@ -553,7 +594,7 @@ def _typed(con: duckdb.DuckDBPyConnection, provider: str, src: str, kind: str, p
             sql = f"(SELECT *, {literal(month) if month else 'CAST(NULL AS VARCHAR)'} AS {ident(mapped.FILE_MONTH)} FROM {sql})"
             present[mapped.FILE_MONTH] = "VARCHAR"
             one_month = month is None and mapped.key(spec["fileMonth"]["column"]) not in mapped.by_key(spec, present)
-        m = mapped.project(spec, present, _lookup_files(provider, spec))
+        m = mapped.project(spec, present, _lookup_files(provider, spec), hints)
         currency, amounts = m.totals  # the report's own total, from its columns
         hidden = [f"CAST({currency} AS VARCHAR) AS {ident(HIDDEN_CURRENCY)}",
                   f"CAST({amounts['BilledCost']} AS DECIMAL(38,18)) AS {ident(HIDDEN_BILLED)}"]
