@@ -72,6 +72,9 @@ class PullProvider(_Strict):
     time_budget_seconds: float = Field(1800.0, gt=0, le=86400)
     #: seconds one HTTP request may take
     request_timeout_seconds: float = Field(60.0, gt=0, le=600)
+    #: billing currency (ISO 4217) of pulled lines that carry none, written into each pulled day's manifest (Tencent's
+    #: API gives no currency for a whole response: a China-site account names CNY); None: the provider's usual one
+    currency: str | None = Field(None, pattern=r"^[A-Z]{3}$")
 
 
 class Pull(_Strict):

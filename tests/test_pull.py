@@ -594,3 +594,30 @@ def test_a_line_added_while_a_day_is_paged_means_paging_it_again(tmp_path, monke
         assert lake(tmp_path, "SELECT sum(BilledCost) FROM LAKE") == [(Decimal(110),)]
     finally:
         server.close()
+
+
+@pytest.mark.parametrize("currency, expected", [(None, "USD"), ("CNY", "CNY")])
+def test_pulled_lines_without_a_currency_take_the_settings_currency(tmp_path, monkeypatch, server_for, currency, expected):
+    """Tencent's bill API gives no currency for a whole response: components without one were always USD, wrong for a
+    China-site account. ``pull.tencent.currency`` goes into each pulled day's manifest, as a user's manifest may say it."""
+    details = json.loads(json.dumps(TC))
+    for detail in details["2024-05-01"] + details["2024-05-02"]:  # the API answers the month so far
+        for component in detail["ComponentSet"]:
+            del component["Currency"]
+    server = server_for("tencent", details)
+    store = make_hub(tmp_path, "tencent", server, monkeypatch, **({"currency": currency} if currency else {}))
+    done = pulling.run(store, "tencent", [MAY1])
+    assert done.ok, [r.error for p in done.pulls for r in p.records] + [r.error for r in done.ingested.all]
+    manifest = json.loads((tmp_path / "exports/tencent/api/2024-05/month/manifest.json").read_text())
+    assert manifest.get("currency") == currency
+    # RealCost 0.08 + 0.02 + 0.5 + 0.00000001 (May 1) + 1.25 (May 2), five components
+    assert lake(tmp_path, "SELECT BillingCurrency, sum(BilledCost), count(*) FROM LAKE GROUP BY ALL") == [
+        (expected, Decimal("1.85000001"), 5)]
+    (rec,) = done.ingested.all
+    assert list(rec.totalsIn) == [expected]
+
+
+def test_a_pull_currency_must_be_an_iso_code(tmp_path, monkeypatch, server_for):
+    store = make_hub(tmp_path, "tencent", server_for("tencent"), monkeypatch, currency="yuan")
+    with pytest.raises(UsageError, match="pull.tencent.currency"):
+        load_settings(store)

@@ -219,7 +219,7 @@ def _pull_one(store: Store, provider: str, api: Any, period: Period, cfg: PullPr
                 if settings.events.sinks and settings.events.billing_records:
                     daily = _daily(con, provider, flat, before=local_now(provider, now).date())
                 con.close()
-            _deliver(store, rec.manifest, data, info)
+            _deliver(store, rec.manifest, data, info, cfg.currency)
         rec.state, rec.rowsIn, rec.rowsOut, rec.manifestRows = "committed", records, info["rows"], records
         events = _events(provider, rec, info, daily, settings)
     except HubError as exc:
@@ -386,10 +386,11 @@ def _amount(value: str | None) -> str | None:
     return "0" if text in ("-0", "0") else text
 
 
-def _deliver(store: Store, manifest: str, data: str, info: dict) -> None:
+def _deliver(store: Store, manifest: str, data: str, info: dict, currency: str | None = None) -> None:
     """The day's delivery: the previous version's manifest first goes (no reader sees the new data under the old
-    manifest), then the data file, then the new manifest, last. A crash in between leaves a folder without a manifest
-    (not a delivery): the lake keeps the previous version, and the day is pulled again."""
+    manifest), then the data file, then the new manifest, last (with ``currency``: the billing currency of lines without
+    one, as a user's manifest may say it). A crash in between leaves a folder without a manifest (not a delivery): the
+    lake keeps the previous version, and the day is pulled again."""
     base = manifest.rsplit("/", 1)[0]
     store.check_fence()  # a process that stalled past its pull lease writes nothing more
     with contextlib.suppress(FileNotFoundError):
@@ -405,7 +406,7 @@ def _deliver(store: Store, manifest: str, data: str, info: dict) -> None:
             store.delete(name)  # a file of an earlier, differently named version
     faults.checkpoint("pull-before-manifest")
     store.check_fence()
-    store.write_bytes(manifest, json.dumps({"pull": info}, indent=2).encode())
+    store.write_bytes(manifest, json.dumps({"pull": info, **({"currency": currency} if currency else {})}, indent=2).encode())
 
 
 def _events(provider: str, rec: RunRecord, info: dict, daily: list[dict], settings: Settings) -> list[Any]:
