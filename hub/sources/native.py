@@ -76,6 +76,8 @@ class ProviderMapping(BaseModel):
     snapshots: Snapshots | None = None
     #: prefixes of user-defined tag keys in the provider's FOCUS files, taken off (AWS: ``user:``, as its CUR's)
     tagKeyPrefixes: list[str] = []
+    #: names of data files the provider writes without an extension (Alibaba's OSS bill subscription): read by content
+    extensionless: str | None = None
 
 
 @cache
@@ -185,7 +187,7 @@ def deliveries(store: Store, checkpoint: dict[str, str] | None = None, seen: set
         for sub in owned[folder] if provider in providers() else []:
             if aws_listings.is_listing(sub):
                 listings.append(sub)
-            elif sub.lower().endswith(SUFFIXES):
+            elif is_data_file(provider, sub):
                 files.append((sub, int(found[sub].get("size") or 0)))
         above = [m for m in aws if folder.startswith(posixpath.dirname(m) + "/")] if provider in providers() else []
         governing = tuple((m, _read(store, m)) for m in sorted({*listings, *above}))
@@ -196,7 +198,7 @@ def deliveries(store: Store, checkpoint: dict[str, str] | None = None, seen: set
                             written=signature_of(found, [p for p, _ in files]) if files else "", after=max(later, default=None)))
     for rel in loose:
         provider = _provider(rel)
-        if provider in providers() and providers()[provider].incrementalFiles and rel.lower().endswith(SUFFIXES):
+        if provider in providers() and providers()[provider].incrementalFiles and is_data_file(provider, rel):
             entry = listed(found[rel])
             if seen is not None:
                 seen.add(rel)
@@ -331,34 +333,59 @@ def process(store: Store, d: Delivery, records: list[RunRecord]) -> list[RunReco
         return [failure]
 
 
+def is_data_file(provider: str, path: str) -> bool:
+    """A file of a delivery the hub reads: by its extension, or by a name the provider writes without one."""
+    if path.lower().endswith(SUFFIXES):
+        return True
+    spec = providers().get(provider)
+    return bool(spec and spec.extensionless and re.fullmatch(spec.extensionless, posixpath.basename(path)))
+
+
+def _sniffed(path: str) -> str:
+    """The kind of a file without an extension, by its first bytes: ``zip``, ``csv.gz``, ``parquet``, else ``csv``."""
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    return {b"PK\x03\x04": "zip", b"PAR1": "parquet"}.get(head, "csv.gz" if head[:2] == b"\x1f\x8b" else "csv")
+
+
 def _inputs(store: Store, d: Delivery, tmp: str) -> Iterator[tuple[str, str, str]]:
-    """Each data file of a delivery as (name in messages, local path, kind); a ``.zip`` (Tencent's bill storage) gives
-    each data file inside it, named ``<zip>!<member>``."""
+    """Each data file of a delivery as (name in messages, local path, kind); a ``.zip`` (Tencent's bill storage, and
+    Alibaba's files without an extension) gives each data file inside it, named ``<zip>!<member>``."""
     for i, (path, _) in enumerate(d.files):
         src = store.local_path(path)
         if src is None:
             src = os.path.join(tmp, f"in-{i}-{posixpath.basename(path)}")
             store.get_file(path, src)
-        if not path.lower().endswith(".zip"):
-            yield path, src, _kind(path)
+        kind = "zip" if path.lower().endswith(".zip") else _kind(path) if path.lower().endswith(SUFFIXES) else _sniffed(src)
+        if kind != "zip":
+            yield path, src, kind
             continue
         try:
             with zipfile.ZipFile(src) as archive:
-                members = [m for m in archive.infolist() if not m.is_dir() and m.filename.lower().endswith(ZIPPED)
+                members = [m for m in archive.infolist() if not m.is_dir() and _zipped_kind(d.provider, m.filename) is not None
                            and not posixpath.basename(m.filename).startswith(".") and "__MACOSX/" not in m.filename]
                 if not members:
                     raise HubError("holds no .csv, .csv.gz or .parquet file", file=path, code="IngestionFilesNotFound")
                 for j, member in enumerate(members):
                     label = f"{path}!{member.filename}"
-                    suffix = next(x for x in ZIPPED if member.filename.lower().endswith(x))
+                    suffix = next((x for x in ZIPPED if member.filename.lower().endswith(x)), "")
                     out = os.path.join(tmp, f"zip-{i}-{j}{suffix}")
                     with archive.open(member) as data, open(out, "wb") as fh:
                         shutil.copyfileobj(data, fh)
-                    yield label, out, _kind(member.filename)
+                    yield label, out, _zipped_kind(d.provider, member.filename) or _sniffed(out)
                     os.remove(out)
         except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error, RuntimeError, NotImplementedError) as exc:
             # cut, encrypted (RuntimeError) or compressed with a method Python cannot read (Deflate64: NotImplementedError)
             raise HubError(f"is not a readable zip archive ({type(exc).__name__})", file=path, code="CorruptFile") from None
+
+
+def _zipped_kind(provider: str, name: str) -> str | None:
+    """The kind of a zip archive's member by its extension; "" for a name the provider writes without one (read by
+    content); None for another file (not read)."""
+    if name.lower().endswith(ZIPPED):
+        return _kind(name)
+    spec = providers().get(provider)
+    return "" if spec and spec.extensionless and re.fullmatch(spec.extensionless, posixpath.basename(name)) else None
 
 
 def _kind(path: str) -> str:
