@@ -451,3 +451,14 @@ def test_an_inspection_after_the_lakes_last_cost_says_which_date_to_inspect(stor
     assert (data["series"], data["lastCostDay"]) == (0, "2024-05-31")
     inspected = json.loads(CliRunner().invoke(app, ["inspect", str(tmp_path), "--date", "2024-05-31", "--json"]).output)
     assert inspected["series"] > 0 and inspected["lastCostDay"] is None
+
+
+def test_the_state_file_writes_amounts_as_plain_decimal_text(store, tmp_path):
+    """Defect: the state file (and the events made from it) wrote a zero amount as "0E-18" (str of a Decimal)."""
+    inspection.inspect(store, LAST, rules())
+    text = (tmp_path / "config/inspection/state.json").read_text()
+    assert "E-" not in text and "E+" not in text
+    a = next(v for v in json.loads(text)["anomalies"].values() if v["key"] == "A")
+    assert (a["actual"], a["expected"], a["impact"]) == ("30", "10", "20")
+    assert {k: a["causes"][-1][k] for k in ("value", "actual", "expected", "delta")} == {
+        "value": "r-new", "actual": "20", "expected": "0", "delta": "20"}

@@ -32,7 +32,15 @@ def load_state(store: Store) -> dict:
 
 
 def _plain(a: Any) -> dict:
-    return json.loads(json.dumps(asdict(a), default=str))
+    """An anomaly as JSON data for the state file and its events: amounts as plain decimal text (``0``, never ``0E-18``)."""
+    return json.loads(json.dumps(asdict(a), default=_json_value))
+
+
+def _json_value(value: object) -> str:
+    if isinstance(value, Decimal):
+        text = format(value.normalize(), "f")
+        return "0" if text in ("-0", "") else text
+    return str(value)  # dates: ISO text
 
 
 def record(store: Store, anomalies: list, budgets: list[dict], day: date, rules: Any = None,
