@@ -168,12 +168,13 @@ def _epoch_us(day: date) -> int:
     return (day.toordinal() - EPOCH.toordinal()) * 86_400_000_000
 
 
-def _folder_months(begin: date, stop: date) -> list[str]:
-    """The month folders that may hold rows charged from ``begin`` to the day before ``stop``: ingestion files a row
-    under its billing period's month (other clouds: late usage billed the next month, Google's Pacific invoice month)
-    and refuses rows charged more than ``PERIOD_SLACK`` outside it, so the folders within that slack of the period."""
-    far = date.max - PERIOD_SLACK
-    return _months(begin - PERIOD_SLACK, stop + PERIOD_SLACK if stop <= far else date.max)
+def _first_folder_month(begin: date) -> str:
+    """The first month folder that may hold rows charged from ``begin`` on: ingestion files a row under its billing
+    period's month (other clouds: late usage billed the next month, Google's Pacific invoice month) and refuses rows
+    charged more than ``PERIOD_SLACK`` before it. There is no last one: a native bill's corrections, adjustments and
+    credits may concern usage of any earlier month (:func:`hub.checks.check_costs`), so every later folder may hold
+    some of the period's rows."""
+    return f"{begin - PERIOD_SLACK:%Y-%m}"
 
 
 def _utc(day: date) -> datetime:
@@ -298,9 +299,8 @@ def query_costs(con: duckdb.DuckDBPyConnection, req: CostQuery, *, view: str = "
     bucket = "epoch_us(ChargePeriodStart) // 86400000000"
     metric = ident(_config()["costTypes"][req.cost_type])
     official = ident(_config()["officialAmount"])
-    # reads only the month folders that may hold the period's rows (its own and, for late rows, its neighbours')
-    stop = last + timedelta(days=1) if last < date.max else last  # 9999-12-31 has no next day, and no later month
-    where = [f"x_Month IN ({', '.join(sql.bind(m) for m in _folder_months(begin, stop))})",
+    # skips the month folders that cannot hold the period's rows (those before it, but for late usage)
+    where = [f"x_Month >= {sql.bind(_first_folder_month(begin))}",
              # a day wider than the period, as timestamps: pushed down to the Parquet row-group statistics, so the
              # neighbouring months' files are opened, not scanned
              f"ChargePeriodStart >= {sql.bind(_utc(begin) - timedelta(days=1))}",

@@ -12,7 +12,6 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from html.parser import HTMLParser
 from pathlib import Path
@@ -320,11 +319,28 @@ def test_powerbi(lake: tuple[Path, Totals], expected: Totals, tmp_path: Path) ->
     assert f"{sum(t[0] for t in expected.values()):,} Costs rows" in proc.stdout
 
 
-def test_month_folders_cover_the_slack_ingestion_allows() -> None:
-    """A period's rows may lie in the folders of the months around it, up to the 31 days ingestion allows (a
-    February period reaches two months back and forward); the far end of the calendar does not overflow."""
-    from hub.cost_analysis import _folder_months
+def test_a_late_credit_counts_in_its_usage_month_whatever_the_query_window(tmp_path: Path) -> None:
+    """Defect: a native bill's credit of an earlier month's usage (exempt from the 31-day period check) lives in its
+    bill's month folder; the cost API read only the folders within 31 days of the period, so 2024-03 asked alone gave
+    nothing, and -30 when asked together with 2024-08."""
+    from typer.testing import CliRunner
 
-    assert _folder_months(date(2024, 9, 1), date(2024, 10, 1)) == ["2024-08", "2024-09", "2024-10"]
-    assert _folder_months(date(2024, 3, 1), date(2024, 3, 2)) == ["2024-01", "2024-02", "2024-03", "2024-04"]
-    assert _folder_months(date(9999, 12, 1), date.max)[-1] == "9999-12"
+    from hub import sample_native
+    from hub.cli import app
+
+    root = make_hub(tmp_path / "hub")
+    sample_native.write_oci_focus(str(root), month="2024-05", rows=20)
+    folder = root / "exports/oci/late/2024/08"
+    folder.mkdir(parents=True)
+    src = next(root.glob("exports/oci/FOCUS Reports/2024/05/*.csv.gz"))
+    duckdb.sql(f"""COPY (SELECT * REPLACE ('99990003' AS BillingAccountId, '2024-08-01T00:00:00Z' AS BillingPeriodStart,
+        '2024-09-01T00:00:00Z' AS BillingPeriodEnd, '2024-03-10T00:00:00Z' AS ChargePeriodStart,
+        '2024-03-10T01:00:00Z' AS ChargePeriodEnd, 'Credit' AS ChargeCategory, '-10' AS BilledCost, '-10' AS EffectiveCost,
+        '-10' AS ListCost) FROM read_csv('{src}', all_varchar = true) LIMIT 3) TO '{folder}/0001.csv.gz' (HEADER, COMPRESSION gzip)""")
+    (folder / "manifest.json").write_text("")
+    assert all(r.state == "committed" for r in ingest(Store(str(root))).all)
+    for end in ([], ["--end", "2024-08"]):  # three credits of -10 charged on 2024-03-10, in the 2024-08 bill
+        out = CliRunner().invoke(app, ["costs", str(root), "--begin", "2024-03", *end, "--cost-type", "BilledCost",
+                                       "--format", "csv"])
+        assert out.exit_code == 0, out.output
+        assert "2024-03,-30,-30,USD" in out.output.splitlines()
