@@ -168,7 +168,7 @@ def _epoch_us(day: date) -> int:
     return (day.toordinal() - EPOCH.toordinal()) * 86_400_000_000
 
 
-def _first_folder_month(begin: date) -> str:
+def first_folder_month(begin: date) -> str:
     """The first month folder that may hold rows charged from ``begin`` on: ingestion files a row under its billing
     period's month (other clouds: late usage billed the next month, Google's Pacific invoice month) and refuses rows
     charged more than ``PERIOD_SLACK`` before it. There is no last one: a native bill's corrections, adjustments and
@@ -300,7 +300,7 @@ def query_costs(con: duckdb.DuckDBPyConnection, req: CostQuery, *, view: str = "
     metric = ident(_config()["costTypes"][req.cost_type])
     official = ident(_config()["officialAmount"])
     # skips the month folders that cannot hold the period's rows (those before it, but for late usage)
-    where = [f"x_Month >= {sql.bind(_first_folder_month(begin))}",
+    where = [f"x_Month >= {sql.bind(first_folder_month(begin))}",
              # a day wider than the period, as timestamps: pushed down to the Parquet row-group statistics, so the
              # neighbouring months' files are opened, not scanned
              f"ChargePeriodStart >= {sql.bind(_utc(begin) - timedelta(days=1))}",

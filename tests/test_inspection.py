@@ -462,3 +462,19 @@ def test_the_state_file_writes_amounts_as_plain_decimal_text(store, tmp_path):
     assert (a["actual"], a["expected"], a["impact"]) == ("30", "10", "20")
     assert {k: a["causes"][-1][k] for k in ("value", "actual", "expected", "delta")} == {
         "value": "r-new", "actual": "20", "expected": "0", "delta": "20"}
+
+
+def test_budgets_and_series_read_rows_filed_in_a_neighbouring_month_folder(tmp_path):
+    """Defect: the series and budgets read only the window's month folders, so a row charged on May 1 (UTC) filed under
+    the April bill (Google's Pacific-time invoice month, late usage) was left out, and `hub budgets` disagreed with
+    `hub costs` for the same days."""
+    store = lake(tmp_path, [daily("B", date(2024, 5, 1) + timedelta(days=i), 10) for i in range(10)])
+    april = tmp_path / "ingestion/Costs/2024/04/test"
+    april.mkdir(parents=True)
+    duckdb.sql(f"""COPY (SELECT 'B' AS SubAccountId, 'S1' AS ServiceName, 'eu-west-1' AS RegionId, 'sku-S1' AS SkuId,
+        'r1' AS ResourceId, CAST('7' AS DECIMAL(38,18)) AS EffectiveCost, 'USD' AS BillingCurrency,
+        TIMESTAMPTZ '2024-05-01 03:00:00+00' AS ChargePeriodStart, 'Usage-Based' AS ChargeFrequency,
+        CAST(NULL AS VARCHAR) AS ChargeClass) TO '{april}/part.parquet' (FORMAT parquet)""")
+    r = rules(budgets=[{"id": "b", "amount": "1000", "filter": {"SubAccountId": "B"}}])
+    (b,) = inspection.inspect(store, date(2024, 5, 10), r).budgets
+    assert b["actual"] == "107"  # May 1-10: 10 x 10, plus the 7 of May 1 in the April folder (107 by the cost API too)

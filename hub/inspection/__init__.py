@@ -20,7 +20,7 @@ import numpy as np
 
 from hub import catalog
 from hub.allocation.rules import KeyNormalization, norm_key
-from hub.cost_analysis import amount
+from hub.cost_analysis import amount, first_folder_month
 from hub.inspection import detect as detection
 from hub.inspection import forecast as forecasting
 from hub.inspection import outcome
@@ -108,8 +108,10 @@ def tag_keys(con: duckdb.DuckDBPyConnection, monitor: Monitor, where: str) -> li
 
 
 def _where(monitor: Monitor, first: date, last: date, *, usage_only: bool = True) -> str:
-    months = sorted({f"{d:%Y-%m}" for d in (first + timedelta(days=i) for i in range((last - first).days + 1))})
-    conds = [f"x_Month IN ({', '.join(literal(m) for m in months)})",
+    """The rows of a monitor's series (or a budget's) charged from ``first`` to ``last``. They may lie in the month
+    folder before ``first``'s (a bill's rows are charged up to 31 days outside its month: Google's Pacific invoice
+    month, late usage) and in any later one (a native bill's credits of earlier usage), as for the cost API."""
+    conds = [f"x_Month >= {literal(first_folder_month(first))}",
              f"ChargePeriodStart >= TIMESTAMPTZ {literal(first.isoformat())}",
              f"ChargePeriodStart < TIMESTAMPTZ {literal((last + timedelta(days=1)).isoformat())}"]
     if usage_only:
