@@ -524,17 +524,29 @@ def catalog_cmd(root: Root,
 
 
 def _period(value: str, granularity: str, *, end: bool) -> str:
-    """CLI dates: YYYY-MM-DD or YYYY-MM for either granularity."""
+    """CLI dates: YYYY-MM (a whole month) for either granularity, YYYY-MM-DD (a real day, ASCII digits) for days.
+    A day at month granularity would stand for its whole month: refused, naming ``--granularity day``."""
     import calendar
+    import re
+    from datetime import date
 
-    if granularity == "month":
-        return value[:7]
-    if len(value) == 7 and value[4] == "-":
+    option = "--end" if end else "--begin"
+    if re.fullmatch(r"[0-9]{4}-[0-9]{2}", value):
         try:
-            year, month = int(value[:4]), int(value[5:])
-            return f"{value}-{calendar.monthrange(year, month)[1]:02d}" if end else f"{value}-01"
+            last = calendar.monthrange(int(value[:4]), int(value[5:]))[1]
         except ValueError:  # calendar's IllegalMonthError is a ValueError
-            raise UsageError(f"{value!r} is not a month (YYYY-MM)") from None
+            raise UsageError(f"{option} {value!r} is not a month (YYYY-MM)") from None
+        if granularity == "month":
+            return value
+        return f"{value}-{last:02d}" if end else f"{value}-01"
+    try:
+        day = date.fromisoformat(value) if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value) else None
+    except ValueError:
+        day = None
+    if day is None:
+        raise UsageError(f"{option} {value!r} is not a day (YYYY-MM-DD) or a month (YYYY-MM)")
+    if granularity == "month":
+        raise UsageError(f"{option} {value} is a day: months are YYYY-MM (or ask for days with --granularity day)")
     return value
 
 
@@ -608,6 +620,10 @@ def costs(root: Root,
     header = [*keys, "period", cost_type, "ListCost", "currency"]
     rows = [[*(d.value for d in row.dimensions), p.time_dimension_value, p.amount, p.official_amount, result.currency or ""]
             for row in result.cost_data for p in row.costs]
+    shown = len(result.cost_data)
+    if result.total_count > offset + shown:  # more groups than returned: said on stderr (the output stays clean data)
+        sys.stderr.write(f"note: {shown:,} of {result.total_count:,} groups shown (largest first, from --offset {offset}): "
+                         f"the rest with --offset {offset + shown}\n")
     if fmt == "csv":
         buf = io.StringIO()
         writer = csv_mod.writer(buf)

@@ -1,0 +1,47 @@
+"""`hub costs` on the command line: its dates are checked, and groups left out by `--limit` are said."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from hub import catalog
+from hub.demo import run_demo
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One ingested month (2024-05) of demo costs."""
+    root = str(tmp_path_factory.mktemp("costs-cli") / "hub")
+    assert all(r.state == "committed" for r in run_demo(root, rows=500, month="2024-05").records)
+    return root
+
+
+def hub(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hub.cli", *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("args, message", [
+    # a day at month granularity answered for its whole month (May's total for May 15-20)
+    (["--begin", "2024-05-15", "--end", "2024-05-20"], "--begin 2024-05-15 is a day: months are YYYY-MM"),
+    (["--begin", "2024-05-99", "--granularity", "day"], "--begin '2024-05-99' is not a day (YYYY-MM-DD) or a month"),
+    (["--begin", "2024-05", "--end", "2024-05-foo"], "--end '2024-05-foo' is not a day"),
+    (["--begin", "2024-05-\u0661\u0665", "--granularity", "day"], "is not a day"),  # Arabic-Indic digits
+])
+def test_costs_command_dates_are_checked(lake: str, args: list[str], message: str) -> None:
+    """Defect: only the first seven characters of a date were read: `--begin 2024-05-15` at month granularity gave the
+    whole of May, and `2024-05-99` or `2024-05-foo` were taken for May."""
+    proc = hub("costs", lake, *args)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_costs_command_says_when_groups_are_left_out(lake: str) -> None:
+    """Defect: `--limit` (at most 1000) cut the groups silently; the CSV's sum fell short of the total."""
+    proc = hub("costs", lake, "--group-by", "ServiceName", "--begin", "2024-05", "--limit", "2", "--format", "csv")
+    total = catalog.connect(lake).execute("SELECT count(DISTINCT ServiceName) FROM Costs WHERE x_Month = '2024-05'").fetchone()[0]
+    assert proc.returncode == 0 and len(proc.stdout.splitlines()) == 3  # header + 2 groups
+    assert f"note: 2 of {total:,} groups shown (largest first, from --offset 0): the rest with --offset 2" in proc.stderr
+    whole = hub("costs", lake, "--group-by", "ServiceName", "--begin", "2024-05", "--format", "csv")
+    assert whole.returncode == 0 and "note:" not in whole.stderr
