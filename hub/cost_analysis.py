@@ -19,7 +19,7 @@ from importlib import resources
 from typing import Literal
 
 import duckdb
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hub.checks import PERIOD_SLACK
 from transforms.typing import ident
@@ -50,28 +50,46 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
-class TimeCondition(_Model):
+class _Request(BaseModel):
+    """A request model: an unknown field (a misspelt ``filter``) or a value of another JSON type (``"limit": "10"``,
+    ``true`` for 1) is an error, never ignored or coerced: a typo must not change the numbers silently."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def _number(value: object, allowed: str) -> object:
+    """A Literal of numbers takes JSON true and false as 1 and 0: refused."""
+    if isinstance(value, bool):
+        raise ValueError(f"Input should be {allowed}")
+    return value
+
+
+class TimeCondition(_Request):
     time_measure_id: Literal[1, 2] = Field(description="1: per day (dates YYYY-MM-DD), 2: per month (YYYY-MM)")
     begin_time: str = Field(max_length=10, description="first day or month, inclusive")
     end_time: str = Field(max_length=10, description="last day or month, inclusive")
 
+    _not_a_boolean = field_validator("time_measure_id", mode="before")(lambda value: _number(value, "1 or 2"))
 
-class GroupBy(_Model):
+
+class GroupBy(_Request):
     type: Literal["dimension", "tag", "cost_unit"] = "dimension"
     key: str = Field(min_length=1, max_length=256, description="a dimension key or Costs column; a tag key for tag/cost_unit")
 
 
-class FilterFactor(_Model):
+class FilterFactor(_Request):
     key: str = Field(min_length=1, max_length=260, description="a dimension key, a Costs column, RESOURCE_TAG or tag:<key>")
     value: list[str] = Field(min_length=1, max_length=100)
 
 
-class Filter(_Model):
+class Filter(_Request):
     operator: Literal[0, 1] = Field(0, description="0: include only these values, 1: exclude them")
     filter_factor: FilterFactor
 
+    _not_a_boolean = field_validator("operator", mode="before")(lambda value: _number(value, "0 or 1"))
 
-class CostQuery(_Model):
+
+class CostQuery(_Request):
     """The request body."""
 
     time_condition: TimeCondition

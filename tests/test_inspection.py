@@ -361,6 +361,7 @@ def test_the_api_lists_anomalies_and_takes_feedback(store, tmp_path):
         assert (budget["id"], budget["consumptionPct"], budget["crossed"]) == ("b", 106.2, [["actual", 50.0], ["actual", 80.0],
                                                                                           ["actual", 100.0], ["forecasted", 100.0]])
         assert c.get("/v1/budgets?month=2024-13", headers=auth).status_code == 400
+        assert c.get("/v1/budgets?month=\u0662\u0660\u0662\u0664-05", headers=auth).status_code == 400  # Arabic-Indic digits
 
 
 def test_the_report_shows_each_anomaly_and_budget_rendered_in_chromium(store, tmp_path):

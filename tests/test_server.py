@@ -272,6 +272,17 @@ INVALID_BODIES = [
     ({"time_condition": {**MAY_DAYS, "begin_time": "2024-W18-1"}}, "YYYY-MM-DD"),
     ({"time_condition": {**MAY_DAYS, "begin_time": "2024-05-０１"}}, "YYYY-MM-DD"),
     ({"time_condition": {**MAY, "begin_time": "２０２４-05"}}, "YYYY-MM"),
+    # review: a misspelt field was ignored (`filter` for `filters` dropped the filter, the numbers changed silently) and
+    # values of another JSON type were coerced
+    ({"time_condition": MAY, "filter": [{"filter_factor": {"key": "ServiceName", "value": ["x"]}}]}, "filter"),
+    ({"time_condition": MAY, "group_by": BY_SERVICE}, "group_by"),
+    ({"time_condition": MAY, "costType": "LIST_COST"}, "costType"),
+    ({"time_condition": {**MAY, "begin": "2024-05"}}, "begin"),
+    ({"time_condition": MAY, "offset": "0"}, "offset"),
+    ({"time_condition": MAY, "limit": 10.0}, "limit"),
+    ({"time_condition": {**MAY, "time_measure_id": True}}, "time_measure_id"),
+    ({"time_condition": MAY, "filters": [{"operator": False, "filter_factor": {"key": "ServiceName", "value": ["x"]}}]},
+     "operator"),
     ([MAY], "body"),
     ("time_condition", "body"),
     (None, "body"),

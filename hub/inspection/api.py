@@ -93,7 +93,7 @@ def routes(app: FastAPI, store: Store, error: Callable[[int, str, str], JSONResp
 
     @app.get("/v1/budgets", response_model=BudgetPage, responses=ERRORS, tags=["inspection"],
              summary="Each budget's month as the latest hub inspect saw it")
-    def budgets(month: Annotated[str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")] = None) -> Response | BaseModel:
+    def budgets(month: Annotated[str | None, Query(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$")] = None) -> Response | BaseModel:
         from hub import catalog
 
         con = catalog.connect(store)
