@@ -15,9 +15,10 @@ from functools import cache
 from importlib import resources
 
 import duckdb
+from fsspec.implementations.local import LocalFileSystem
 
 from hub.errors import UsageError
-from hub.store import INGESTION, Store
+from hub.store import INGESTION, Store, glob_escape
 from transforms.typing import ident, literal
 
 DATASETS = ("Costs", "Prices", "CommitmentDiscountUsage", "Recommendations", "Transactions", "Allocation", "Anomalies",
@@ -46,14 +47,33 @@ def duck_path(store: Store, rel: str) -> str:
     return f"{protocol}://{path}"
 
 
+LOCAL_GLOB = "hub-local"
+
+
+class _LocalGlob(LocalFileSystem):
+    """The local filesystem under its own protocol, for local roots DuckDB's own glob cannot read (a ``\\`` in the
+    path): registered on the connection, the glob is then fsspec's."""
+
+    protocol = (LOCAL_GLOB,)
+
+
+def _globs_natively(store: Store) -> bool:
+    return not store.is_local or "\\" not in store.root
+
+
+def dataset_prefix(store: Store, dataset: str) -> str:
+    """The dataset folder as DuckDB reads it (and names it in ``filename``)."""
+    path = duck_path(store, f"{INGESTION}/{dataset}")
+    return path if _globs_natively(store) else f"{LOCAL_GLOB}://{path}"
+
+
 def dataset_glob(store: Store, dataset: str) -> str:
-    """The path DuckDB reads a dataset from."""
-    return duck_path(store, f"{INGESTION}/{dataset}") + "/**/*.parquet"
+    """The glob DuckDB reads a dataset from: every Parquet file under its folder, the root's own path escaped."""
+    return glob_escape(dataset_prefix(store, dataset)) + "/**/*.parquet"
 
 
 def _has_files(store: Store, dataset: str) -> bool:
-    base = store.full(f"{INGESTION}/{dataset}")
-    return store.fs.isdir(base) and bool(store.fs.glob(f"{base}/**/*.parquet"))
+    return bool(store.files(f"{INGESTION}/{dataset}"))
 
 
 def _month_sql(prefix: str) -> str:
@@ -71,7 +91,7 @@ def create_views(con: duckdb.DuckDBPyConnection, store: Store) -> list[str]:
         if _has_files(store, dataset):
             source = f"read_parquet({literal(dataset_glob(store, dataset))}, union_by_name = true, filename = true)"
             con.execute(f"CREATE OR REPLACE VIEW {ident(dataset)} AS SELECT * EXCLUDE (filename), "
-                        f"{_month_sql(duck_path(store, f'{INGESTION}/{dataset}'))} AS {MONTH} FROM {source}")
+                        f"{_month_sql(dataset_prefix(store, dataset))} AS {MONTH} FROM {source}")
         else:  # no data yet: the latest versioned view's columns, no rows
             spec = max((s for s in specs.values() if s["dataset"] == dataset), key=lambda s: len(s["columns"]))
             cols = ", ".join(f"CAST(NULL AS {c['type']}) AS {ident(c.get('from', c['name']))}" for c in spec["columns"])
@@ -105,6 +125,8 @@ def store_connection(store: Store, *, database: str = ":memory:", threads: int |
     con.execute("SET TimeZone = 'UTC'")
     if not store.is_local:
         con.register_filesystem(store.fs)
+    elif not _globs_natively(store):
+        con.register_filesystem(_LocalGlob())
     return con
 
 
@@ -124,6 +146,9 @@ def write(root: str | Store, path: str) -> list[str]:
     store = _store(root)
     if not store.is_local:
         raise UsageError("hub catalog --write needs a local root; for remote roots use hub query or hub.catalog.connect")
+    if not _globs_natively(store):
+        raise UsageError("hub catalog --write cannot write views over a root whose path holds '\\' (DuckDB cannot "
+                         "read such a path by pattern); use hub query or hub.catalog.connect, or move the root")
     tmp = f"{path}.tmp"
     for stale in (tmp, f"{tmp}.wal"):
         if os.path.exists(stale):

@@ -12,8 +12,9 @@ from hub.runs import RunRecord
 from hub.sample_data import write_export
 from hub.sample_native import write_aws_cur, write_oci_focus
 from hub.settings import Settings
-from hub.store import SETTINGS, Store
+from hub.store import SETTINGS, Store, glob_escape
 from pipelines.ingest import ingest
+from transforms.typing import literal
 
 
 @dataclass
@@ -38,7 +39,8 @@ def run_demo(root: str, *, rows: int = 5000, month: str = "2024-05", other_cloud
         write_aws_cur(store.url, month=month, rows=max(1, rows // 2))
         write_oci_focus(store.url, month=month, rows=max(1, rows // 5))
     result = ingest(store)
-    costs = f"read_parquet('{os.path.join(store.root, 'ingestion', 'Costs', '**', '*.parquet')}', union_by_name = true)"
+    files = glob_escape(os.path.join(store.root, "ingestion", "Costs")) + "/**/*.parquet"
+    costs = f"read_parquet({literal(files)}, union_by_name = true)"
     by_month = (f"SELECT ProviderName AS provider, strftime(ChargePeriodStart, '%Y-%m') AS month, BillingCurrency AS currency, "
                 f"count(*) AS rows, "
                 f"CAST(round(sum(BilledCost), 2) AS VARCHAR) AS billed, "

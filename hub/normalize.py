@@ -198,10 +198,7 @@ def output_totals(con: duckdb.DuckDBPyConnection, spec: dict, source: str) -> tu
 
 def month_files(store: Store, dataset: str, year: int, month: int) -> list[str]:
     """Every Parquet file of a dataset's month (all scopes), relative to the store."""
-    base = store.full(month_folder(dataset, year, month))
-    if not store.fs.exists(base):
-        return []
-    return sorted(store.rel(p) for p in store.fs.glob(f"{base}/**/*.parquet"))
+    return store.files(month_folder(dataset, year, month))
 
 
 def load_prices(con: duckdb.DuckDBPyConnection, store: Store, year: int, month: int, tmp: str) -> str | None:

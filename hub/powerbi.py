@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 from hub import catalog
 from hub.errors import UsageError
 from hub.export_schemas import raw_datasets
-from hub.store import INGESTION, RAW, Store
+from hub.store import CONFIG, EXPORTS, INGESTION, MSEXPORTS, RAW, Store
 from transforms.typing import ident, literal
 
 STATISTICS = ("none", "int64")
@@ -70,26 +70,49 @@ def _select(present: set[str]) -> str:
 def _folders(store: Store, base: str) -> dict[str, list[str]]:
     """Folder under ``base`` (relative to it) -> its Parquet files (store-relative)."""
     out: dict[str, list[str]] = {}
-    full = store.full(base)
-    if not store.fs.isdir(full):
-        return out
-    for path in sorted(store.fs.glob(f"{full}/**/*.parquet")):
-        rel = store.rel(path)
+    for rel in store.files(base):
         out.setdefault(posixpath.dirname(rel[len(base) + 1:]), []).append(rel)
     return out
 
 
-def _overlaps(store: Store, target: Store) -> bool:
-    """The target is the hub root, inside it or above it (on the same filesystem)."""
-    if type(store.fs) is not type(target.fs):
-        return False
-    a, b = store.root.rstrip("/") + "/", target.root.rstrip("/") + "/"
+def _nested(a: str, b: str, sep: str) -> bool:
+    """``a`` and ``b`` are the same folder, or one holds the other."""
+    a, b = a.rstrip(sep) + sep, b.rstrip(sep) + sep
     return a.startswith(b) or b.startswith(a)
 
 
-def _put(target: Store, local: str, rel: str) -> None:
+def _hub_folders(store: Store) -> list[str]:
+    """The real paths of the hub root and of its areas (an area may be a link to another disk)."""
+    return [os.path.realpath(store.full(area)) for area in ("", MSEXPORTS, EXPORTS, INGESTION, RAW, CONFIG)]
+
+
+def _overlaps(store: Store, target: Store, rel: str = "") -> bool:
+    """The target (or its path ``rel``) is the hub root or one of its areas, inside one or holds one (on the same
+    filesystem). Local paths are compared resolved, so a link into the hub is caught; remote paths as written."""
+    if type(store.fs) is not type(target.fs):
+        return False
+    if not store.is_local:
+        return _nested(store.root, target.full(rel), "/")
+    out = os.path.realpath(target.full(rel))
+    return any(_nested(out, folder, os.sep) for folder in _hub_folders(store))
+
+
+def _refuse(store: Store, target: Store, rel: str = "") -> None:
+    """Raise the usage error when writing or deleting the target's ``rel`` would touch the hub."""
+    if _overlaps(store, target, rel):
+        raise UsageError(f"--out {target.url} overlaps the hub root {store.url}: publish to another folder or container")
+
+
+def _put(store: Store, target: Store, local: str, rel: str) -> None:
+    _refuse(store, target, rel)  # a link inside the output must not lead into the hub either
     target.put_file(local, rel + ".tmp")  # readers list *.parquet only: never see a partial file
     target.move(rel + ".tmp", rel)
+
+
+def _delete(store: Store, target: Store, rel: str, removed: list[str]) -> None:
+    _refuse(store, target, rel)
+    target.delete(rel)
+    removed.append(rel)
 
 
 def publish(root: str | Store, dest: str | Store, *, statistics: str = "none") -> Published:
@@ -101,8 +124,7 @@ def publish(root: str | Store, dest: str | Store, *, statistics: str = "none") -
         raise UsageError(f"--statistics must be one of {', '.join(STATISTICS)}")
     store = root if isinstance(root, Store) else Store(root)
     target = dest if isinstance(dest, Store) else Store(dest)
-    if _overlaps(store, target):
-        raise UsageError(f"--out {target.url} overlaps the hub root {store.url}: publish to another folder or container")
+    _refuse(store, target)
     con = catalog.store_connection(store)
     result = Published()
     keep: set[str] = set()
@@ -115,7 +137,7 @@ def publish(root: str | Store, dest: str | Store, *, statistics: str = "none") -
             reader = con.sql(f"SELECT {_select(present)} FROM {source}").to_arrow_reader(BATCH_ROWS)
             result.rows += _write(reader, local, statistics)
             rel = f"Costs/{folder}/{FILE_NAME}"  # one stable name per folder: a re-publish replaces it
-            _put(target, local, rel)
+            _put(store, target, local, rel)
             keep.add(rel)
             result.folders.append(f"Costs/{folder}")
         for dataset in raw_datasets():
@@ -123,21 +145,16 @@ def publish(root: str | Store, dest: str | Store, *, statistics: str = "none") -
                 names = {f"{dataset}/{folder}/{posixpath.basename(f)}" for f in files}
                 for f in files:
                     store.get_file(f, local)
-                    _put(target, local, f"{dataset}/{folder}/{posixpath.basename(f)}")
+                    _put(store, target, local, f"{dataset}/{folder}/{posixpath.basename(f)}")
                 for old in target.parquet_files(f"{dataset}/{folder}"):  # the previous run's files, right away
                     if old not in names:
-                        target.delete(old)
-                        result.removed.append(old)
+                        _delete(store, target, old, result.removed)
                 keep |= names
                 result.folders.append(f"{dataset}/{folder}")
         for dataset in ("Costs", *raw_datasets()):
-            base = target.full(dataset)
-            if target.fs.isdir(base):
-                for path in target.fs.glob(f"{base}/**/*.parquet"):
-                    rel = target.rel(path)
-                    if rel not in keep:
-                        target.delete(rel)
-                        result.removed.append(rel)
+            for rel in target.files(dataset):
+                if rel not in keep:
+                    _delete(store, target, rel, result.removed)
     return result
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
+import re
 from datetime import date, datetime
 from decimal import Decimal
 
@@ -14,6 +16,7 @@ from hub.errors import UsageError
 from transforms.typing import literal
 
 FORMATS = ("table", "csv", "json", "parquet")
+_TRAILING = re.compile(r"[\s;]+$")
 
 
 def _plain(value: object) -> object:
@@ -24,17 +27,44 @@ def _plain(value: object) -> object:
     return value
 
 
+def _json_value(value: object) -> object:
+    """A value as JSON has it: decimals and times as strings, NaN and infinities (no JSON number) as null, nested
+    lists and structs likewise."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v) for v in value]
+    return _plain(value)
+
+
+def statement(sql: str) -> str:
+    """The SQL without trailing semicolons and blanks (one statement, the same for every format)."""
+    return _TRAILING.sub("", sql)
+
+
+def _unique_columns(columns: list[str]) -> None:
+    """JSON objects cannot hold one key twice: refuse a result with a repeated column name."""
+    seen: set[str] = set()
+    for name in columns:
+        if name in seen:
+            raise UsageError(f"--format json: column {name!r} appears twice (alias one of them)")
+        seen.add(name)
+
+
 def run(con: duckdb.DuckDBPyConnection, sql: str, fmt: str = "table", output: str | None = None,
         max_rows: int = 100) -> str:
     """Run ``sql``; return the text to print (``table``, or ``csv``/``json`` without ``output``) or write ``output``.
     Parquet needs ``output`` and is streamed by DuckDB; the other formats stream rows in batches."""
     if fmt not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}")
+    sql = statement(sql)
     try:
         if fmt == "parquet":
             if not output:
                 raise UsageError("--format parquet needs --output FILE")
-            con.execute(f"COPY ({sql}) TO {literal(output)} (FORMAT parquet)")
+            con.execute(f"COPY ({sql}\n) TO {literal(output)} (FORMAT parquet)")  # a trailing -- comment ends at the line
             return f"written to {output}"
         rel = con.sql(sql)
         if rel is None:
@@ -49,10 +79,12 @@ def run(con: duckdb.DuckDBPyConnection, sql: str, fmt: str = "table", output: st
 
 
 def _write_rows(con: duckdb.DuckDBPyConnection, sql: str, fmt: str, output: str | None) -> str:
+    result = con.execute(sql)
+    columns = [d[0] for d in result.description]
+    if fmt == "json":
+        _unique_columns(columns)  # before the output file is opened: a refused query leaves no file
     sink = io.StringIO() if output is None else open(output, "w", newline="", encoding="utf-8")  # noqa: SIM115
     try:
-        result = con.execute(sql)
-        columns = [d[0] for d in result.description]
         writer = csv.writer(sink) if fmt in ("csv", "table") else None
         if writer:
             writer.writerow(columns)
@@ -61,7 +93,8 @@ def _write_rows(con: duckdb.DuckDBPyConnection, sql: str, fmt: str, output: str 
                 if writer:
                     writer.writerow(["" if v is None else _plain(v) for v in row])
                 else:
-                    sink.write(json.dumps(dict(zip(columns, map(_plain, row), strict=True)), default=str) + "\n")
+                    record = dict(zip(columns, map(_json_value, row), strict=True))
+                    sink.write(json.dumps(record, default=str, allow_nan=False) + "\n")
         return sink.getvalue() if output is None else f"written to {output}"
     finally:
         if output is not None:

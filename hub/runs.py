@@ -159,14 +159,11 @@ def load_all(store: Store, unreadable: list[str] | None = None) -> list[RunRecor
     """Every run record, oldest first. A file under ``config/runs/`` that is not a run record (unreadable, not
     JSON, not a record, or named after another key) is skipped and, when ``unreadable`` is given, listed there as
     ``<file>: <why>``: one foreign file never stops status, ingestion, retention or the watcher."""
-    base = store.full(RUNS)
-    if not store.fs.exists(base):
-        return []
     out = []
-    for path in store.fs.glob(f"{base}/*.json"):
-        name = posixpath.basename(path)
+    for rel in store.files_in(RUNS, ".json"):
+        name = posixpath.basename(rel)
         try:
-            rec = RunRecord.model_validate_json(store.fs.cat_file(path))
+            rec = RunRecord.model_validate_json(store.read_bytes(rel))
             if f"{rec.key}.json" != name:
                 raise ValueError(f"holds the record of {rec.key!r}")
         except (ValidationError, ValueError, OSError) as exc:

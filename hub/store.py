@@ -117,6 +117,15 @@ def part_file_name(run_id: str, blob_name: str) -> str:
 STORE_TIMEOUT = float(os.environ.get("HUB_STORE_TIMEOUT", "20"))
 
 
+_GLOB_SPECIAL = re.compile(r"([\[*?])")
+
+
+def glob_escape(path: str) -> str:
+    """``path`` as a glob pattern that matches only itself: ``[``, ``*`` and ``?`` become the one-character classes
+    ``[[]``, ``[*]`` and ``[?]`` (DuckDB's and fsspec's globs both read them so; ``]``, ``{`` and ``}`` are literal)."""
+    return _GLOB_SPECIAL.sub(r"[\1]", path)
+
+
 class StoreUnreachable(UsageError):
     """The store does not answer, or refuses the credentials: the command cannot start (exit code 2)."""
 
@@ -258,11 +267,7 @@ class Store:
 
     def manifests(self, area: str = MSEXPORTS) -> list[str]:
         """Relative paths of every ``manifest.json`` under an area, sorted."""
-        base = self.full(area)
-        if not self.fs.exists(base):
-            return []
-        found = self.fs.glob(f"{base}/**/manifest.json")
-        return sorted(self.rel(p) for p in found)
+        return self.files(area, "/manifest.json")
 
     def listing(self, area: str = MSEXPORTS) -> dict[str, Listed]:
         """Every ``manifest.json`` under an area with its listing signature (size and modification time or etag: what
@@ -283,15 +288,27 @@ class Store:
         root = os.path.realpath(self.root)
         return os.path.realpath(self.full(rel)).startswith(root + os.sep)
 
-    def parquet_files(self, folder: str) -> list[str]:
-        """Parquet files directly in ``folder`` (not recursive): what a run of that folder owns."""
+    def files(self, folder: str, suffix: str = ".parquet") -> list[str]:
+        """Relative paths of every file under ``folder`` (recursive) whose name ends with ``suffix``, sorted. Listed,
+        never globbed: a root whose path holds ``[``, ``*`` or ``?`` is read as it is, not as a pattern."""
+        base = self.full(folder)
+        if not self.fs.isdir(base):
+            return []
+        return sorted(self.rel(p) for p in self.fs.find(base) if p.endswith(suffix))
+
+    def files_in(self, folder: str, suffix: str) -> list[str]:
+        """Files directly in ``folder`` (not recursive) whose name ends with ``suffix``, sorted (listed, never globbed)."""
         if not self.fs.isdir(self.full(folder)):
             return []
         out = []
         for info in self.fs.ls(self.full(folder), detail=True):
-            if info["type"] == "file" and info["name"].endswith(".parquet"):
+            if info["type"] == "file" and info["name"].endswith(suffix):
                 out.append(f"{folder}/{posixpath.basename(info['name'])}")
         return sorted(out)
+
+    def parquet_files(self, folder: str) -> list[str]:
+        """Parquet files directly in ``folder`` (not recursive): what a run of that folder owns."""
+        return self.files_in(folder, ".parquet")
 
     # file operations -----------------------------------------------------------------------------
     def exists(self, rel: str) -> bool:

@@ -63,7 +63,10 @@ def _source(path: str) -> tuple[str, bool]:
     if os.path.isdir(path):
         costs = os.path.join(path, "ingestion", "Costs")
         base = costs if os.path.isdir(costs) else path
-        return (f"read_parquet({literal(os.path.join(base, '**', '*.parquet'))}, union_by_name = true, "
+        files = sorted(os.path.join(d, f) for d, _, names in os.walk(base) for f in names if f.endswith(".parquet"))
+        if not files:  # listed, never globbed: the path may hold [ or \
+            raise ValueError(f"{path}: no Parquet files to validate (an empty lake?)")
+        return (f"read_parquet([{', '.join(literal(f) for f in files)}], union_by_name = true, "
                 f"filename = true, file_row_number = true)"), False
     if low.endswith(".parquet"):
         return f"read_parquet({literal(path)}, filename = true, file_row_number = true)", False

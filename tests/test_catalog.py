@@ -210,3 +210,28 @@ def test_root_path_that_looks_like_a_month_folder(tmp_path: Path) -> None:
     con = catalog.connect(root)
     assert con.execute("SELECT DISTINCT x_Month FROM Costs").fetchall() == [("2024-05",)]
     assert con.execute("SELECT DISTINCT x_Month FROM Prices_v1_0").fetchall() == [("2024-05",)]
+
+
+def test_query_json_refuses_duplicate_names_and_writes_no_nan(lake: str, tmp_path: Path) -> None:
+    """Defects: --format json kept only the last of two same-named columns, and printed bare NaN/Infinity (not JSON)."""
+    dup = hub("query", lake, "SELECT 1 AS cost, 2 AS cost", "--format", "json", "--output", str(tmp_path / "d.json"))
+    assert dup.returncode == 2 and dup.stderr.strip() == "error: --format json: column 'cost' appears twice (alias one of them)", dup.stderr
+    assert len(dup.stderr.strip().splitlines()) == 1 and not (tmp_path / "d.json").exists()
+    sql = "SELECT 'NaN'::DOUBLE AS a, 'Infinity'::DOUBLE AS b, '-inf'::DOUBLE AS c, [1.5, 'nan'::DOUBLE] AS d, 2.5::DOUBLE AS e"
+    proc = hub("query", lake, sql, "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout, parse_constant=lambda c: pytest.fail(f"not JSON: {c}")) == {
+        "a": None, "b": None, "c": None, "d": [1.5, None], "e": 2.5}
+
+
+@pytest.mark.parametrize("fmt", ["table", "csv", "json", "parquet"])
+def test_query_trailing_semicolons_every_format(lake: str, tmp_path: Path, fmt: str) -> None:
+    """Defect: --format parquet refused a trailing ';' that csv accepted."""
+    out = tmp_path / f"q.{fmt}"
+    proc = hub("query", lake, "SELECT count(*) AS n FROM Costs -- the count\n ; ;\n", "--format", fmt,
+               *(["--output", str(out)] if fmt == "parquet" else []))
+    assert proc.returncode == 0, proc.stderr
+    if fmt == "parquet":
+        assert duckdb.sql(f"SELECT n FROM '{out}'").fetchall() == [(3000,)]
+    else:
+        assert "3000" in proc.stdout

@@ -182,3 +182,37 @@ def test_refuses_to_publish_into_the_hub(lake: str) -> None:
         with pytest.raises(UsageError, match="overlaps the hub root"):
             powerbi.publish(lake, out)
     assert sorted(Path(lake).rglob("*")) == before  # untouched
+
+
+def _snapshot(root: str) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(Path(root).rglob("*")) if p.is_file()}
+
+
+def test_refuses_links_into_the_hub(lake: str, tmp_path: Path) -> None:
+    """Defect: --out through a link to <root>/ingestion passed the string comparison, removed the lake's Parquet files and
+    wrote Power BI files in their place. Paths are compared resolved: a link to the root or an area, or a link inside the
+    output leading into the hub, is the same usage error (exit code 2) and nothing in the hub changes."""
+    before = _snapshot(lake)
+    (tmp_path / "to-ingestion").symlink_to(Path(lake) / "ingestion", target_is_directory=True)
+    (tmp_path / "to-root").symlink_to(lake, target_is_directory=True)
+    (tmp_path / "nested").mkdir()
+    (tmp_path / "nested" / "Costs").symlink_to(Path(lake) / "ingestion" / "Costs", target_is_directory=True)
+    for out in ("to-ingestion", "to-root", "to-root/raw/x", "nested"):
+        with pytest.raises(UsageError, match="overlaps the hub root"):
+            powerbi.publish(lake, str(tmp_path / out))
+    proc = subprocess.run([sys.executable, "-m", "hub.cli", "powerbi", lake, "--out", str(tmp_path / "to-ingestion")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "overlaps the hub root" in proc.stderr and "Traceback" not in proc.stderr
+    assert _snapshot(lake) == before  # every lake file, byte for byte
+    assert not list((tmp_path / "nested").rglob("costs.parquet"))
+
+
+def test_refuses_an_area_linked_elsewhere(lake: str, tmp_path: Path) -> None:
+    """A hub whose ingestion/ is a link to another disk: publishing to that disk's folder is publishing into the lake."""
+    hub = tmp_path / "hub"
+    hub.mkdir()
+    (hub / "ingestion").symlink_to(Path(lake) / "ingestion", target_is_directory=True)
+    before = _snapshot(lake)
+    with pytest.raises(UsageError, match="overlaps the hub root"):
+        powerbi.publish(str(hub), str(Path(lake) / "ingestion"))
+    assert _snapshot(lake) == before
