@@ -36,7 +36,7 @@ Root = Annotated[str, typer.Argument(help="Hub root: a local folder or an fsspec
 
 def _error(message: object) -> None:
     """One ``error:`` line on stderr; the message is shown as text (no markup, control characters escaped)."""
-    err.print(Text.assemble(("error: ", "red"), printable(message)))
+    err.print(Text.assemble(("error: ", "red"), printable(message)), soft_wrap=True)  # one line, whatever the width
 
 
 def _plain(value: object) -> Text:

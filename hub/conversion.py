@@ -301,10 +301,11 @@ def _reconcile(store: Store, con: duckdb.DuckDBPyConnection, rec: RunRecord, m: 
     summary = normalize.InputSummary()
     checks: list[CheckTap] = []
     outputs = []
-    for job, outcome, result in zip(jobs, sorted(outcomes, key=lambda o: o.index), rec.parts, strict=True):
-        if outcome.error is not None:
-            code, message, file = outcome.error
-            raise HubError(message, file=file, code=code)
+    ordered = sorted(outcomes, key=lambda o: o.index)
+    if failed := next((o for o in ordered if o.error is not None), None):  # before any part is recorded as written
+        code, message, file = failed.error
+        raise HubError(message, file=file, code=code)
+    for job, outcome, result in zip(jobs, ordered, rec.parts, strict=True):
         rec.missingColumns = sorted(set(rec.missingColumns) | set(outcome.missing))
         rec.extraColumns = sorted(set(rec.extraColumns) | set(outcome.extra))
         summary.add(outcome.summary)

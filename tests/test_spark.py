@@ -129,6 +129,7 @@ def test_a_part_failing_on_every_attempt_quarantines_and_keeps_the_previous_mont
     [rec] = result.records
     assert (rec.state, rec.error.code) == ("quarantined", "PartFailed")
     assert "RuntimeError: injected failure of part 2" in rec.error.message
+    assert rec.error.file.endswith("part_1.csv")  # the part that failed (was always the first)
     assert _files(root) == before  # run1 stays visible
     assert duckdb.execute(f"SELECT count(*) FROM read_parquet('{root}/ingestion/Costs/**/*.parquet')").fetchall() == [(100,)]
     # the next ingestion sweeps the failed attempt's staging; a retry without the fault commits run2
@@ -146,8 +147,30 @@ def test_bad_input_on_spark_is_quarantined_naming_the_file_without_retries(spark
     [rec] = spark_etl.ingest(spark, str(root), runner=runner).records
     assert (rec.state, rec.error.code) == ("quarantined", "MalformedCsv")
     assert rec.error.file.endswith("part_1.csv")
+    assert [(p.output, p.rows) for p in rec.parts] == [("", 0), ("", 0)]  # no lake file claimed (was part 0's)
     assert [o.attempt for o in runner.last] == [0, 0]  # an input error is an outcome: Spark does not retry it
     assert not (root / "ingestion").exists() or not list((root / "ingestion").rglob("*.parquet"))
+
+
+def test_a_relative_root_is_read_by_executors_in_another_folder(spark: object, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defect: a Spark Connect server's executors run in their own folder: a relative root (`hub ingest ./hub`) was
+    read there, and every part was quarantined as CorruptFile."""
+    write_export(tmp_path / "hub", {"part_0.csv": schema_csv("focuscost_1.0", 20)}, rows=20)
+    monkeypatch.chdir(tmp_path)
+    [rec] = spark_etl.ingest(spark, "hub").records
+    assert (rec.state, rec.rowsOut) == ("committed", 20), rec.error
+
+
+def test_read_dataset_gives_scope_folders_as_named(spark: object, local_lake: Path, tmp_path: Path) -> None:
+    """Defect: x_Scope came from Spark's file URI undecoded (``acct%201`` for ``acct 1``)."""
+    src = next((local_lake / "ingestion/Costs").rglob("*.parquet"))
+    scope = "providers/x/acct 1+x%41#y"
+    dest = tmp_path / "hub/ingestion/Costs/2024/05" / scope
+    dest.mkdir(parents=True)
+    shutil.copy(src, dest / src.name)
+    frame = read_dataset(spark, str(tmp_path / "hub"))
+    assert {(r["x_Month"], r["x_Scope"]) for r in frame.select("x_Month", "x_Scope").distinct().collect()} == {("2024-05", scope)}
 
 
 def test_the_lake_read_by_spark_and_through_generated_ddl_matches_duckdb(spark: object, local_lake: Path) -> None:
@@ -220,3 +243,12 @@ def test_cli_usage_errors_of_the_engine_options(tmp_path: Path) -> None:
     result = cli.invoke(app, ["ddl", str(tmp_path), "--dialect", "athena", "--location", "s3://b/hub"])
     assert result.exit_code == 0 and result.output.startswith("-- FinOps hub lake tables (athena)")
     assert "LOCATION 's3://b/hub/ingestion/Prices/'" in result.output
+
+
+def test_a_bad_master_is_one_line_without_a_java_hint_when_java_is_there(tmp_path: Path) -> None:
+    """Defect: every failure to start the gateway ([JAVA_GATEWAY_EXITED]) ended with "Spark needs a Java 17+ runtime",
+    with Java installed."""
+    proc = subprocess.run([sys.executable, "-m", "hub.cli", "ingest", str(tmp_path), "--engine", "spark", "--spark-master",
+                           "bogus://x"], capture_output=True, text=True, timeout=300)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 2 and last.startswith("error: cannot start Spark (bogus://x): ") and "Java 17" not in last

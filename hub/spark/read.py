@@ -30,4 +30,6 @@ def read_dataset(spark: SparkSession, root: str, dataset: str = "Costs") -> Data
              .option("pathGlobFilter", "*.parquet").parquet(base))
     path, pattern = F.col("_metadata.file_path"), path_pattern(dataset)
     month = F.concat(F.regexp_extract(path, pattern, 1), F.lit("-"), F.regexp_extract(path, pattern, 2))
-    return frame.withColumn(MONTH, month).withColumn(SCOPE, F.regexp_extract(path, pattern, 3))
+    # Spark's file_path is a URI (a space is %20): the scope folder's name decoded, a literal "+" kept as it is
+    scope = F.url_decode(F.regexp_replace(F.regexp_extract(path, pattern, 3), r"\+", "%2B"))
+    return frame.withColumn(MONTH, month).withColumn(SCOPE, scope)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import pickle
 import re
 from collections.abc import Iterator
@@ -45,11 +46,14 @@ class SparkRunner:
     def __call__(self, store: Store, jobs: list[PartJob]) -> list[PartOutcome]:
         jobs = [dataclasses.replace(j, fail_attempts=self.fail_attempts.get(j.index, 0)) for j in jobs]
         parts = self.spark.range(0, len(jobs), 1, numPartitions=len(jobs))  # one part a task
-        task = functools.partial(_convert, store.url, jobs)
+        # the executors may run in another working folder (a Spark Connect server): a local root goes as an absolute path
+        root = os.path.abspath(store.root) if store.is_local else store.url
+        task = functools.partial(_convert, root, jobs)
         try:
             rows = parts.mapInArrow(task, OUTCOME_DDL).collect()
         except Exception as exc:  # noqa: BLE001 - Py4J, PythonException or Spark Connect: the job failed
-            raise HubError(f"a part failed on every attempt: {_cause(exc)}", file=jobs[0].blob, code="PartFailed") from None
+            raise HubError(f"a part failed on every attempt: {_cause(exc)}", file=_failed(exc, jobs).blob,
+                           code="PartFailed") from None
         self.last = [pickle.loads(r["outcome"]) for r in sorted(rows, key=lambda r: r["part"])]  # noqa: S301 - our tasks
         return self.last
 
@@ -64,13 +68,32 @@ def _convert(root: str, jobs: list[PartJob], batches: Iterator[pa.RecordBatch]) 
     store = Store(root)
     for batch in batches:
         for index in batch.column(0).to_pylist():
-            outcome = convert_part(store, jobs[index], threads=threads, attempt=attempt)
+            try:
+                outcome = convert_part(store, jobs[index], threads=threads, attempt=attempt)
+            except Exception as exc:  # a failure Spark retries; the job's error then names the part (_failed)
+                raise PartError(index, exc) from exc
             yield pa.RecordBatch.from_pylist([{"part": index, "outcome": pickle.dumps(outcome)}], schema=OUTCOME)
+
+
+class PartError(RuntimeError):
+    """A task's unexpected failure, marked with its part's index (Spark's job error does not say which task failed)."""
+
+    def __init__(self, index: int, cause: BaseException) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause} [hub-part {index}]")
+
+
+def _failed(exc: BaseException, jobs: list[PartJob]) -> PartJob:
+    """The part whose task failed the job, as its :class:`PartError` says (else the first)."""
+    found = re.search(r"\[hub-part (\d+)\]", str(exc))
+    index = int(found.group(1)) if found else 0
+    return jobs[index] if index < len(jobs) else jobs[0]
 
 
 def _cause(exc: BaseException) -> str:
     """The last Python error line of a failed Spark job (the executor's), else the exception's first line."""
     text = str(exc)
+    if marked := re.findall(r"PartError: (.+?) \[hub-part \d+\]", text):  # a task's own failure, as it was raised
+        return marked[-1].strip()[:300]
     found = re.findall(r"^\s*(\w+(?:Error|Exception): .+)$", text, flags=re.MULTILINE)
     python = [f for f in found if not f.startswith(("org.", "java", "py4j", "pyspark"))]
     line = (python or found or [text.strip().splitlines()[0] if text.strip() else type(exc).__name__])[-1]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import warnings
 from typing import TYPE_CHECKING
@@ -41,5 +42,7 @@ def session(master: str | None = None, remote: str | None = None, *, conf: dict[
         return builder.master(master or DEFAULT_MASTER).config("spark.ui.enabled", "false").getOrCreate()
     except Exception as exc:  # noqa: BLE001 - no Java, a bad master, an unreachable Connect server: one line
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        hint = "; Spark needs a Java 17+ runtime (JAVA_HOME or java on the PATH)" if "JAVA" in str(exc).upper() else ""
+        java = os.environ.get("JAVA_HOME") or shutil.which("java")  # Spark's gateway error names JAVA whatever failed
+        missing = not java and "JAVA" in str(exc).upper()
+        hint = "; Spark needs a Java 17+ runtime (JAVA_HOME or java on the PATH)" if missing else ""
         raise UsageError(f"cannot start Spark ({remote or master or DEFAULT_MASTER}): {first[:300]}{hint}") from None
