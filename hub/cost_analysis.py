@@ -199,16 +199,6 @@ def _utc(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
 
 
-def _months(begin: date, stop: date) -> list[str]:
-    """``yyyy-mm`` of every month from ``begin`` to the day before ``stop``."""
-    last = date.fromordinal(stop.toordinal() - 1)
-    out, y, m = [], begin.year, begin.month
-    while (y, m) <= (last.year, last.month):
-        out.append(f"{y:04d}-{m:02d}")
-        y, m = y + m // 12, m % 12 + 1
-    return out
-
-
 class _Sql:
     """Collects named parameters while SQL text is assembled, and the tag keys the query reads: Tags is parsed once
     per row (one ``json_extract_string`` for every key, as the list ``_tags``), whatever the number of tag filters."""

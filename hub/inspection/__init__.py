@@ -24,6 +24,7 @@ from hub.cost_analysis import amount, first_folder_month
 from hub.inspection import detect as detection
 from hub.inspection import forecast as forecasting
 from hub.inspection import outcome
+from hub.inspection.outcome import decimal_text
 from hub.inspection.rules import Budget, Monitor, Rules, load
 from hub.store import Store
 from transforms.typing import ident, literal
@@ -199,7 +200,7 @@ def _budget(con: duckdb.DuckDBPyConnection, rules: Rules, budget: Budget, first:
     history = n_days - (days.min() if len(days) else n_days)
     values[0, : n_days - history] = np.nan  # before the first cost: no data, not 0
     row: dict = {"id": budget.id, "month": f"{start:%Y-%m}", "day": day.isoformat(), "currency": budget.currency,
-                 "metric": budget.metric, "amount": _text(budget.amount), "actual": _text(actual),
+                 "metric": budget.metric, "amount": decimal_text(budget.amount), "actual": decimal_text(actual),
                  "consumptionPct": float(actual / budget.amount * 100)}
     crossed = [("actual", p) for p in budget.actual if actual >= budget.amount * Decimal(repr(p)) / 100]
     if history >= rules.min_history_days:
@@ -207,8 +208,9 @@ def _budget(con: duckdb.DuckDBPyConnection, rules: Rules, budget: Budget, first:
         weekdays = (np.arange(n_days) + first.weekday()) % 7
         fc = forecasting.forecast(values, weekdays, future)
         total, h80, h95 = actual + _dec(fc.remaining[0]), _dec(fc.half80[0]), _dec(fc.half95[0])
-        row.update(forecast=_text(total), lower80=_text(max(actual, total - h80)), upper80=_text(total + h80),
-                   lower95=_text(max(actual, total - h95)), upper95=_text(total + h95))
+        row.update(forecast=decimal_text(total), lower80=decimal_text(max(actual, total - h80)),
+                   upper80=decimal_text(total + h80), lower95=decimal_text(max(actual, total - h95)),
+                   upper95=decimal_text(total + h95))
         crossed += [("forecasted", p) for p in budget.forecasted if total >= budget.amount * Decimal(repr(p)) / 100]
     else:
         row.update(forecast=None, lower80=None, upper80=None, lower95=None, upper95=None)
@@ -312,10 +314,6 @@ def _dec(value: float) -> Decimal:
     return Decimal(repr(round(float(value), 6)))
 
 
-def _text(value: Decimal) -> str:
-    """A decimal as plain text without trailing zeros."""
-    text = format(value.normalize(), "f")
-    return "0" if text in ("-0", "") else text
 
 
 def _severity(rules: Rules, pct: float | None) -> str:

@@ -36,11 +36,14 @@ def _plain(a: Any) -> dict:
     return json.loads(json.dumps(asdict(a), default=_json_value))
 
 
+def decimal_text(value: Decimal) -> str:
+    """A decimal as plain text without trailing zeros (``0``, never ``0E-18``)."""
+    text = format(value.normalize(), "f")
+    return "0" if text in ("-0", "") else text
+
+
 def _json_value(value: object) -> str:
-    if isinstance(value, Decimal):
-        text = format(value.normalize(), "f")
-        return "0" if text in ("-0", "") else text
-    return str(value)  # dates: ISO text
+    return decimal_text(value) if isinstance(value, Decimal) else str(value)  # dates: ISO text
 
 
 def record(store: Store, anomalies: list, budgets: list[dict], day: date, rules: Any = None,

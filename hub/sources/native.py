@@ -335,8 +335,11 @@ def process(store: Store, d: Delivery, records: list[RunRecord]) -> list[RunReco
 
 def is_data_file(provider: str, path: str) -> bool:
     """A file of a delivery the hub reads: by its extension, or by a name the provider writes without one."""
-    if path.lower().endswith(SUFFIXES):
-        return True
+    return path.lower().endswith(SUFFIXES) or _extensionless(provider, path)
+
+
+def _extensionless(provider: str, path: str) -> bool:
+    """``path``'s name is one the provider writes without an extension (``extensionless`` in its mapping)."""
     spec = providers().get(provider)
     return bool(spec and spec.extensionless and re.fullmatch(spec.extensionless, posixpath.basename(path)))
 
@@ -384,8 +387,7 @@ def _zipped_kind(provider: str, name: str) -> str | None:
     content); None for another file (not read)."""
     if name.lower().endswith(ZIPPED):
         return _kind(name)
-    spec = providers().get(provider)
-    return "" if spec and spec.extensionless and re.fullmatch(spec.extensionless, posixpath.basename(name)) else None
+    return "" if _extensionless(provider, name) else None
 
 
 def _kind(path: str) -> str:
