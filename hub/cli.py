@@ -267,6 +267,8 @@ def inspect_cmd(
     if result.last_cost_day and result.last_cost_day < result.day:
         out.print(_plain(f"no costs in the inspected window: the lake's costs end on {result.last_cost_day}; "
                          f"hub inspect {root} --date {result.last_cost_day}"))
+    for line in result.unmatched:
+        err.print(_plain(f"warning: {line}"))
     if result.anomalies:
         table = Table(title=_plain(f"hub inspect {store.url}"))
         for col in ("monitor", "key", "currency", "start", "end", "state", "direction", "actual", "expected", "impact",
@@ -332,6 +334,8 @@ def budgets_cmd(root: Root,
     if not result.budgets:
         out.print("no budgets (config/inspection.json)")
         return
+    for line in result.unmatched:
+        err.print(_plain(f"warning: {line}"))
     table = Table(title=_plain(f"budgets up to {result.day}"))
     for col in ("budget", "month", "currency", "amount", "actual", "used", "forecast", "80 % interval", "crossed"):
         table.add_column(col, overflow="fold")

@@ -58,8 +58,8 @@ class _Request(BaseModel):
 
 
 def _number(value: object, allowed: str) -> object:
-    """A Literal of numbers takes JSON true and false as 1 and 0: refused."""
-    if isinstance(value, bool):
+    """A Literal of numbers takes JSON true and false as 1 and 0, and 2.0 as 2: refused (integers only)."""
+    if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"Input should be {allowed}")
     return value
 
@@ -292,6 +292,10 @@ def query_costs(con: duckdb.DuckDBPyConnection, req: CostQuery, *, view: str = "
         allocated = {m for (m,) in con.execute("SELECT DISTINCT x_CostMetric FROM Allocation").fetchall()}
         if allocated and metric not in allocated:
             raise CostQueryError(f"the allocation is of {', '.join(sorted(allocated))}, not {metric}: ask for that cost type")
+        filters = [f.filter_factor.key.lower() for f in req.filters or []]
+        if any(g.type == "tag" for g in req.groupby) or any(k == "resource_tag" or k.startswith("tag:") for k in filters):
+            raise CostQueryError("the allocation (x_CostCenter, x_Product, COST_UNIT) has no tags: "
+                                 "group or filter by tags in a query without them")
     columns = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {ident(view)}").fetchall()}
     if sum(g.type in ("tag", "cost_unit") for g in req.groupby) > 1:
         raise CostQueryError("group by at most one tag")
@@ -330,7 +334,8 @@ def query_costs(con: duckdb.DuckDBPyConnection, req: CostQuery, *, view: str = "
     con.execute(f"CREATE OR REPLACE TEMP TABLE hub_cost_points AS SELECT {select} FROM {source} "
                 f"WHERE {' AND '.join(where)} GROUP BY ALL", sql.params)
     try:
-        currencies = sorted(r[0] for r in con.execute("SELECT DISTINCT cur FROM hub_cost_points").fetchall())
+        found = con.execute("SELECT DISTINCT cur FROM hub_cost_points").fetchall()
+        currencies = sorted((r[0] for r in found), key=lambda c: (c is None, c or ""))  # none last
         if not currencies:
             return CostResult(currency=None, total_count=0, cost_data=[])
         named = [c for c in currencies if c is not None]

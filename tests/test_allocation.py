@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
@@ -370,6 +371,19 @@ def test_rows_without_a_billing_currency_are_not_quarantined(tmp_path):
     assert runs.load_all(store)[-1].allocation["invariants"] == {"I1": True, "I2": True, "I3": True}
 
 
+
+def test_cost_allocation_records_keep_currencies_apart(tmp_path):
+    """Defect: /v1/cost-allocation added USD and CNY of one day, capability and cost center into one amount."""
+    from hub.allocation import reports
+
+    store = lake(tmp_path, [row({"CostCenter": "A"}, "0.35"), row({"CostCenter": "A"}, "33.66", currency="CNY"),
+                            row({"CostCenter": "A"}, "1.00", currency=None)])
+    r = rules()
+    allocated(store, r)
+    got = [(x["key"], x["currency"], x["costs"], x["usage"]) for x in reports.records(store, r, "COSTCENTER", date(2024, 5, 1),
+                                                                                    date(2024, 5, 31))]
+    assert got == [("A", "CNY", "33.66", 1), ("A", "USD", "0.35", 1), ("A", None, "1", 1)]
+
 # --- runs -------------------------------------------------------------------------------------------------------------
 
 def test_re_running_replaces_and_the_output_is_deterministic(tmp_path):
@@ -566,6 +580,13 @@ def test_cost_analysis_by_cost_center_reads_the_allocation(tmp_path):
     only_a = query_costs(con, CostQuery.model_validate({**ask, "filters": [
         {"filter_factor": {"key": "x_CostCenter", "value": ["A"]}, "operator": 0}]}))
     assert only_a.cost_data[0].amount_by_costs == "2.01"
+    # defect: the allocation has no Tags: a tag filter matched nothing and a tag group was all "(untagged)"
+    by_tag = [{"groupby": [{"type": "cost_unit", "key": "cc"}, {"type": "tag", "key": "CostCenter"}]},
+              {"groupby": [{"key": "x_CostCenter"}], "filters": [{"filter_factor": {"key": "tag:CostCenter", "value": ["A"]}}]},
+              {"groupby": [{"key": "x_CostCenter"}], "filters": [{"filter_factor": {"key": "RESOURCE_TAG", "value": ["CostCenter=A"]}}]}]
+    for extra in by_tag:
+        with pytest.raises(Exception, match="the allocation .* has no tags"):
+            query_costs(con, CostQuery.model_validate({**ask, **extra}))
 
 
 def test_the_allowlist_api_is_dated_audited_and_guarded(tmp_path):

@@ -281,6 +281,10 @@ INVALID_BODIES = [
     ({"time_condition": MAY, "offset": "0"}, "offset"),
     ({"time_condition": MAY, "limit": 10.0}, "limit"),
     ({"time_condition": {**MAY, "time_measure_id": True}}, "time_measure_id"),
+    ({"time_condition": {**MAY, "time_measure_id": 2.0}}, "time_measure_id"),
+    ({"time_condition": {**MAY, "time_measure_id": "2"}}, "time_measure_id"),
+    ({"time_condition": MAY, "filters": [{"operator": 1.0, "filter_factor": {"key": "ServiceName", "value": ["x"]}}]},
+     "operator"),
     ({"time_condition": MAY, "filters": [{"operator": False, "filter_factor": {"key": "ServiceName", "value": ["x"]}}]},
      "operator"),
     ([MAY], "body"),
@@ -409,6 +413,25 @@ def test_mixed_currencies(lake: str, tmp_path: Path) -> None:
         flt = [{"operator": 1, "filter_factor": {"key": "BillingCurrency", "value": ["USD"]}}]
         assert query_costs(con, CostQuery.model_validate({**body, "filters": flt})).currency == "EUR"
         assert not con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'hub_cost_points'").fetchone()[0]
+    finally:
+        con.close()
+
+
+def test_rows_without_a_currency_next_to_a_currency_are_a_400(lake: str, tmp_path: Path) -> None:
+    """Defect: custom data without BillingCurrency next to USD rows made every query fail with a TypeError (500)."""
+    root = tmp_path / "hub"
+    shutil.copytree(lake, root)
+    none = root / "ingestion" / "Costs" / "2024" / "05" / "no-currency"
+    none.mkdir(parents=True)
+    src = next((root / "ingestion" / "Costs" / "2024" / "05").rglob("*.parquet"))
+    with duckdb.connect() as c:
+        c.execute(f"COPY (SELECT * REPLACE (CAST(NULL AS VARCHAR) AS BillingCurrency) FROM read_parquet('{src}') LIMIT 5) "
+                  f"TO '{none / 'none.parquet'}' (FORMAT parquet)")
+    con = catalog.connect(str(root))
+    try:
+        with pytest.raises(CostQueryError, match=r"several currencies \(USD, \(none\)\)") as info:
+            query_costs(con, CostQuery.model_validate({"time_condition": MAY, "groupby": BY_SERVICE}))
+        assert info.value.code == "CBC.0100"
     finally:
         con.close()
 

@@ -54,6 +54,8 @@ class AllocationRecord(BaseModel):
     date: str
     capability: str
     key: str
+    currency: str | None = Field(description="Billing currency of `costs` (an extension: amounts of different currencies "
+                                 "are separate records)")
     costs: str
     usage: int
 

@@ -96,9 +96,10 @@ def chargeback(store: Store, rules: Rules, month: str, dimension: str = "cost_ce
 
 
 def records(store: Store, rules: Rules, field: str, start: date, end: date) -> list[dict]:
-    """Dynatrace's cost-allocation records, ``{date, capability, key, costs, usage}``: per day (UTC), service category
-    (shared rows: ``Shared: <pool>``) and value of the field's dimension, the allocated cost and the number of cost
-    lines. ``field``: COSTCENTER or PRODUCT; days ``start`` to ``end`` inclusive."""
+    """Dynatrace's cost-allocation records, ``{date, capability, key, costs, usage}``, plus ``currency``: per day (UTC),
+    service category (shared rows: ``Shared: <pool>``), value of the field's dimension and billing currency (amounts of
+    different currencies are never added; null where a row has none), the allocated cost and the number of cost lines.
+    ``field``: COSTCENTER or PRODUCT; days ``start`` to ``end`` inclusive."""
     dimension = FIELDS.get(field.upper())
     if dimension is None or dimension not in rules.dimensions:
         known = ", ".join(f for f, d in FIELDS.items() if d in rules.dimensions)
@@ -108,10 +109,10 @@ def records(store: Store, rules: Rules, field: str, start: date, end: date) -> l
         column = ident(rules.column(dimension))
         rows = con.execute(f"""SELECT CAST(ChargePeriodStart AS DATE) AS day,
                    coalesce(ServiceCategory, 'Shared: ' || split_part(x_PoolPeriodId, '/', 1), 'Other') AS capability,
-                   {column} AS key, sum(x_Amount) AS costs, count(*) AS usage
+                   {column} AS key, BillingCurrency AS currency, sum(x_Amount) AS costs, count(*) AS usage
             FROM Allocation WHERE x_CostMetric = ? AND CAST(ChargePeriodStart AS DATE) BETWEEN ? AND ?
             GROUP BY ALL ORDER BY ALL""", [rules.cost_metric, start, end]).fetchall()
     finally:
         con.close()
-    return [{"date": d.isoformat(), "capability": c, "key": k, "costs": format(a.normalize(), "f"), "usage": n}
-            for d, c, k, a, n in rows]
+    return [{"date": d.isoformat(), "capability": c, "key": k, "currency": cur, "costs": format(a.normalize(), "f"), "usage": n}
+            for d, c, k, cur, a, n in rows]

@@ -10,6 +10,7 @@ less than ``min_history_days`` of history is reported as "insufficient history",
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import date, datetime, timedelta, timezone
@@ -82,6 +83,8 @@ class InspectResult:
     alert_errors: list[str] = field(default_factory=list)
     #: the last day with costs in the lake, when no series had a cost in the window (so the user can pick ``--date``)
     last_cost_day: date | None = None
+    #: budgets that no cost row of their month matches (currency and filter: values are compared exactly), one line each
+    unmatched: list[str] = field(default_factory=list)
 
 
 def _key_sql(monitor: Monitor, keys: Iterable[str] = ()) -> str:
@@ -136,6 +139,8 @@ def inspect(store: Store, day: date | None = None, rules: Rules | None = None, *
         for monitor in rules.monitors:
             _monitor(con, rules, monitor, first, day, result, known)
         result.budgets = [_budget(con, rules, b, first, day) for b in rules.budgets]
+        result.unmatched = [_unmatched(con, b, day) for b in rules.budgets]
+        result.unmatched = [line for line in result.unmatched if line]
         if not result.series and not result.insufficient:
             result.last_cost_day = _last_cost_day(con)
     finally:
@@ -216,6 +221,19 @@ def _budget(con: duckdb.DuckDBPyConnection, rules: Rules, budget: Budget, first:
         row.update(forecast=None, lower80=None, upper80=None, lower95=None, upper95=None)
     row["crossed"] = crossed
     return row
+
+
+def _unmatched(con: duckdb.DuckDBPyConnection, budget: Budget, day: date) -> str | None:
+    """A line saying that no cost row of the budget's month (to ``day``) has its currency and filter, else None: a
+    budget that can never match (``usd``, ``aws``: values are compared exactly) would report 0 % without a word."""
+    start = day.replace(day=1)
+    scope = Monitor(id=budget.id, filter=budget.filter)
+    where = f"{_where(scope, start, day, usage_only=False)} AND coalesce(BillingCurrency, '') = {literal(budget.currency)}"
+    if con.execute(f"SELECT count(*) FROM (SELECT 1 FROM Costs WHERE {where} LIMIT 1)").fetchone()[0]:
+        return None
+    which = f"{budget.currency} with {json.dumps(budget.filter, sort_keys=True)}" if budget.filter else budget.currency
+    return (f"budget {budget.id}: no cost of {start:%Y-%m} up to {day} in {which} "
+            "(currency and filter values must match the lake's exactly, case included)")
 
 
 def _continued(known: dict, monitor: str, key: str, currency: str, direction: str, start: date, end: date) -> dict | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Annotated, Literal
 
 from fastapi import FastAPI, Path, Query
@@ -106,7 +107,8 @@ def routes(app: FastAPI, store: Store, error: Callable[[int, str, str], JSONResp
         out = []
         for r in rows:
             b = dict(zip(names, r, strict=True))
-            text = {k: (None if v is None else str(v)) for k, v in b.items()}
+            text = {k: (None if v is None else outcome.decimal_text(v) if isinstance(v, Decimal) else str(v))
+                    for k, v in b.items()}  # plain decimals: 1000, never 1000.000000000000000000
             out.append(BudgetOut.model_validate({**text, "consumptionPct": b["consumptionPct"],
                                                  "crossed": json.loads(b["crossed"] or "[]")}))
         return BudgetPage(records=out)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
 from hub.settings import validated
 from hub.store import CONFIG, Store
@@ -55,13 +55,19 @@ class Budget(_Strict):
 
     id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     amount: Decimal = Field(gt=0)
-    currency: str = "USD"
+    #: ISO 4217, three letters (upper-cased: the lake's BillingCurrency is)
+    currency: str = Field("USD", pattern=r"^[A-Za-z]{3}$")
     metric: Literal["EffectiveCost", "BilledCost"] = "EffectiveCost"
     filter: dict[str, str | list[str]] = {}
     #: percentages of the amount whose crossing by the month-to-date cost fires (once per month each)
     actual: list[float] = [50.0, 80.0, 100.0]
     #: percentages of the amount whose crossing by the month-end forecast fires (once per month each)
     forecasted: list[float] = [100.0]
+
+    @field_validator("currency")
+    @classmethod
+    def _upper(cls, value: str) -> str:
+        return value.upper()
 
     @model_validator(mode="after")
     def _filter(self) -> Budget:
