@@ -611,3 +611,23 @@ def test_a_row_without_its_cost_is_refused(tmp_path: Path) -> None:
                                                            "exports/aws/cur/r/20240301-20240401/x/r-00001.csv")
     assert "BilledCost is empty on 2 of 3 rows" in rec.error.message
     assert not list((root / "ingestion").rglob("*.parquet"))
+
+
+def test_a_trimmed_cur_2_0_with_numeric_rates(tmp_path: Path) -> None:
+    """Defect: a CUR 2.0 Parquet file without pricing_public_on_demand_rate whose line_item_unblended_rate is a number
+    (not AWS's text) failed the mapping's default (``coalesce`` of a DOUBLE and a VARCHAR): InternalError. Expected: 3
+    hours of 0.50 = 1.50, list unit price the rate."""
+    root = make_hub(tmp_path / "hub")
+    out = root / "exports/aws/cur2/e/data/BILLING_PERIOD=2024-06/e-00001.parquet"
+    out.parent.mkdir(parents=True)
+    duckdb.sql(f"""COPY (SELECT '111122223333' AS bill_payer_account_id, TIMESTAMP '2024-06-01' AS bill_billing_period_start_date,
+        TIMESTAMP '2024-07-01' AS bill_billing_period_end_date, '444455556666' AS line_item_usage_account_id,
+        'Usage' AS line_item_line_item_type, TIMESTAMP '2024-06-01' + to_hours(i) AS line_item_usage_start_date,
+        TIMESTAMP '2024-06-01 01:00:00' + to_hours(i) AS line_item_usage_end_date, 'AmazonEC2' AS line_item_product_code,
+        1.0::DOUBLE AS line_item_usage_amount, 0.5::DOUBLE AS line_item_unblended_rate, 0.5::DOUBLE AS line_item_unblended_cost,
+        'USD' AS line_item_currency_code FROM range(3) t(i)) TO '{out}' (FORMAT parquet)""")
+    (root / "exports/aws/cur2/e/manifest.json").write_bytes(b"")
+    (rec,) = ingested(root)
+    assert rec.rowsOut == 3
+    assert duckdb.sql(f"SELECT sum(BilledCost), min(ListUnitPrice), max(ListUnitPrice) FROM {lake(root)}").fetchall() == [
+        (D("1.5"), D("0.5"), D("0.5"))]

@@ -4,6 +4,7 @@ JSON, Parquet with nested types, CSV with repeated fields as JSON text. Every ex
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 from decimal import Decimal as D
@@ -430,6 +431,37 @@ def test_bad_extracts_get_their_code_never_internal_error(tmp_path: Path, case: 
     (rec,) = ingest(Store(str(root))).records
     assert (rec.state, rec.error.code, rec.error.file) == ("quarantined", code, f"exports/gcp/billing/2024-05/{name}")
     assert words in rec.error.message
+
+
+@pytest.mark.parametrize(("line", "words"), [(b"5", "record 2 is a number"), (b"[1, 2]", "record 2 is an array")])
+def test_a_line_that_is_json_but_not_an_object_is_malformed_json(tmp_path: Path, line: bytes, words: str) -> None:
+    """Defect: a value that is valid JSON but not an object made DuckDB refuse the whole read: InternalError."""
+    root = make_hub(tmp_path / "hub")
+    deliver(root, "export-000000000000.json", as_json([row("Instance Core", 1.5)]) + line + b"\n")
+    (rec,) = ingest(Store(str(root))).records
+    assert (rec.state, rec.error.code) == ("quarantined", "MalformedJson") and words in rec.error.message
+
+
+def test_an_empty_shard_of_an_extract_adds_no_rows(tmp_path: Path) -> None:
+    """Defect: an extract's empty JSON file (a wildcard export's shard without rows; blank lines; an empty gzip) was
+    InternalError; it holds no rows, and the other files are ingested."""
+    root = make_hub(tmp_path / "hub")
+    deliver(root, "export-000000000000.json", as_json([row("Instance Core", 1.5)]))
+    deliver(root, "export-000000000001.json", b"")
+    deliver(root, "export-000000000002.json", b"\n\n")
+    deliver(root, "export-000000000003.json.gz", gzip.compress(b""))
+    (rec,) = ingest(Store(str(root))).records
+    assert (rec.state, rec.rowsIn, rec.rowsOut) == ("committed", 1, 1), rec.error
+
+
+def test_numbers_whole_on_the_first_lines_keep_their_decimals_later(tmp_path: Path) -> None:
+    """Defect: DuckDB typed a JSON number from the first 20,480 lines: cost 1 on each of them made it BIGINT and a later
+    0.5 was read as 1 (rounded, silently, and reconciled, since the input total read the same). A field first seen
+    after those lines (a rare adjustment's) failed the read. Expected: 20,481 x 1 + 0.5 = 20,481.5."""
+    rows = [row("Instance Core", 1) for _ in range(20_481)] + [row("Instance Core", 0.5, late_field="x")]
+    root, (rec,) = converted(tmp_path, "json", rows)
+    (total,) = duckdb.sql(f"SELECT sum(BilledCost), count(*) FROM {lake(root)}").fetchall()
+    assert total == (D("20481.5"), 20_482) and rec.totalsIn["USD"]["BilledCost"] == "20481.500000000000000000"
 
 
 def test_a_correction_of_old_usage_lands_in_its_invoice_month(tmp_path: Path) -> None:

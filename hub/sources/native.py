@@ -41,7 +41,7 @@ from pydantic import BaseModel, ConfigDict
 
 from hub import catalog, convert, engine, lease, lookups, normalize, runs, swap
 from hub.checks import check_costs, month_end
-from hub.errors import HubError
+from hub.errors import HubError, InputError
 from hub.export_schemas import Column, ExportSchema, totals_spec
 from hub.runs import FINAL, RunRecord
 from hub.sources import Hooks, refresh_checkpoint, snapshots
@@ -488,7 +488,10 @@ def _convert(store: Store, d: Delivery, failure: RunRecord, records: list[RunRec
                 failure.skippedFiles = skipped
                 return []
             for i, (path, src, kind) in enumerate(_inputs(store, dataclasses.replace(d, files=files), tmp)):
-                typed = _typed(con, d.provider, src, kind, path, hints)
+                try:
+                    typed = _typed(con, d.provider, src, kind, path, hints)
+                except NoRecords:  # nothing to convert (its rows, none, are counted as delivered: 0)
+                    continue
                 if d.pulled:  # another kind than the provider's files of the same bill: never both for one account
                     typed = dataclasses.replace(typed, source_type=f"{typed.source_type} (API)")
                 kinds.add(typed.source_type)
@@ -600,10 +603,14 @@ def _typed(con: duckdb.DuckDBPyConnection, provider: str, src: str, kind: str, p
     sums BilledCost and EffectiveCost per currency as delivered; for a mapped report BilledCost is the report's own
     total (e.g. CUR's unblended cost), computed from its columns in hidden columns, not from the mapping's output."""
     if kind == "json":
-        sql = f"read_json({literal(src)}, format = 'newline_delimited', records = true)"
+        # types from every line (sample_size -1): a number that is whole on the first lines sampled would be read as
+        # BIGINT and the later lines' decimals rounded, silently; a field first seen late would fail the read
+        sql = f"read_json({literal(src)}, format = 'newline_delimited', records = true, sample_size = -1)"
         try:
             columns = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {sql}").fetchall()}
         except duckdb.Error as exc:
+            if "expected records" in str(exc):
+                raise _not_records(con, src, path) from None
             raise convert.map_error(exc, file=path) from None
     else:
         twins = tuple(r["tagColumns"]["prefix"] for r in reports(provider) if r.get("tagColumns", {}).get("prefix"))
@@ -650,6 +657,23 @@ def _typed(con: duckdb.DuckDBPyConnection, provider: str, src: str, kind: str, p
     columns = {k: v for k, v in described.items() if k not in (HIDDEN_CURRENCY, HIDDEN_BILLED)}
     prefixes = tuple(mapping.tagKeyPrefixes) if not hidden else ()  # a mapped report builds its Tags itself
     return Typed(typed, columns, proj.extra, described, source_type, source_name, tap_schema, version, one_month, prefixes)
+
+
+class NoRecords(Exception):
+    """A newline-JSON file without a record (empty, or blank lines: a shard of an extract that got no rows)."""
+
+
+def _not_records(con: duckdb.DuckDBPyConnection, src: str, path: str) -> Exception:
+    """Why a newline-JSON file is not records: :class:`NoRecords`, or ``MalformedJson`` naming its first value that is
+    not an object (counted without blank lines)."""
+    found = con.execute(f"""SELECT n, t FROM (SELECT row_number() OVER () AS n, json_type(json) AS t
+        FROM read_json_objects({literal(src)}, format = 'newline_delimited'))
+        WHERE t <> 'OBJECT' ORDER BY n LIMIT 1""").fetchall()
+    if not found:
+        return NoRecords(path)
+    n, kind = found[0]
+    what = {"ARRAY": "an array", "VARCHAR": "a string", "BOOLEAN": "true or false", "NULL": "null"}.get(str(kind), "a number")
+    return InputError(f"a line is not a JSON object: record {n} is {what}", file=path, code="MalformedJson")
 
 
 def _flat(sql: str, columns: dict[str, str]) -> tuple[str, dict[str, str]]:
