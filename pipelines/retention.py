@@ -33,6 +33,8 @@ class Deletion:
     path: str
     bytes: int
     reason: str
+    #: the delivery manifest whose runs this deletion retires (its records are marked ``sourceDeleted`` after it)
+    retires: str | None = None
 
 
 @dataclass
@@ -97,12 +99,19 @@ def _exports(store: Store, records: list[RunRecord], now: datetime, days: int) -
     out = []
     for (manifest, sha), recs in sorted(by_delivery.items()):
         last = max(r.updatedAt for r in recs)
-        if (current.get(manifest) != sha or any(r.sourceDeleted or r.state != "committed" for r in recs)
-                or now - last < timedelta(days=days)):
+        if any(r.sourceDeleted or r.state != "committed" for r in recs) or now - last < timedelta(days=days):
             continue
         reason = f"exports: committed {last:%Y-%m-%d}, keep {days} days"
-        paths = dict.fromkeys([*sorted(recs[0].sourceFiles), manifest])
-        out += [Deletion(path, _size(store, path), reason) for path in paths if store.exists(path)]
+        if current.get(manifest) == sha:  # its manifest first: a retirement cut short leaves no delivery to ingest again
+            paths = [manifest, *(p for p in sorted(recs[0].sourceFiles) if p != manifest)]
+        elif not store.exists(manifest):  # a retirement cut short: the rest of its files, those still as they were
+            paths = [p for p, size in sorted(recs[0].sourceFiles.items()) if store.exists(p) and size in (0, store.size(p))]
+            reason += " (the rest of a retirement cut short)"
+        else:  # changed or grown: pending again, everything kept
+            continue
+        out += [Deletion(path, _size(store, path), reason, manifest) for path in paths if store.exists(path)]
+        if not paths:  # nothing left to delete: the records say so
+            out.append(Deletion(manifest, 0, reason, manifest))
     return out
 
 
@@ -157,8 +166,9 @@ def _delete(store: Store, result: RetentionResult) -> RetentionResult:
         if d.path.startswith((f"{INGESTION}/", f"{RAW}/")):
             store.delete_tree(d.path)
         else:
-            store.delete(d.path)
-            done_records.add(d.path)
+            if store.exists(d.path):
+                store.delete(d.path)
+            done_records.add(d.retires or d.path)
     for rec in runs.load_all(store):
         if rec.state in ("committed", "superseded") and not rec.sourceDeleted and rec.manifest in done_records:
             rec.sourceDeleted = True

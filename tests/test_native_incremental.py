@@ -12,6 +12,7 @@ import sys
 from decimal import Decimal as D
 from pathlib import Path
 
+import pytest
 from conftest import DATA, make_hub
 from test_native_focus import REPO, deliver, lake, one
 
@@ -164,6 +165,44 @@ def test_retention_of_exports_deletes_only_committed_unchanged_deliveries(tmp_pa
                                                                                  "exports/aws/e1/manifest.json"))
     assert apply(store, delete).deletions == []
     assert {r.manifest for r in ingest(store).records} == {"exports/aws/e2/manifest.json"}  # only the grown one
+
+
+def test_a_retirement_of_exports_cut_short_never_changes_the_lake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defect: retention deleted a delivery's data files before its manifest.json; cut short after the first file (a
+    kill, a failed delete on S3), the folder was a smaller delivery and the next ingest replaced the month with it (1600
+    rows -> 600). The manifest goes first now: what is left is no delivery, and the next pass deletes the rest."""
+    from hub.settings import parse_settings
+    from hub.store import Store as StoreClass
+    from pipelines.retention import apply
+
+    root = make_hub(tmp_path / "hub")
+    text = (DATA / "aws" / "aws-focus10-942rows.csv").read_text()
+    head, *lines = text.splitlines(keepends=True)
+    deliver(root, "aws", "e1", {"a.csv": head + "".join(lines[:600]), "b.csv": head + "".join(lines[600:])})
+    store = Store(str(root))
+    assert ingest(store).ok
+    before = (one(f"SELECT count(*) FROM {lake(root)}"), one(f"SELECT sum(BilledCost) FROM {lake(root)}"))
+    delete = parse_settings('{"retention": {"exports": {"days": 0}, "ingestion": {"months": 0}}}')
+    real, calls = StoreClass.delete, []
+
+    def cut_short(self: StoreClass, rel: str) -> None:
+        calls.extend([rel] if rel.startswith("exports/") else [])
+        if len(calls) == 3 and calls[-1] == rel:
+            raise OSError("the store went away")
+        real(self, rel)
+
+    monkeypatch.setattr(StoreClass, "delete", cut_short)
+    with pytest.raises(OSError):
+        apply(store, delete)
+    monkeypatch.setattr(StoreClass, "delete", real)
+    assert calls[0] == "exports/aws/e1/manifest.json" and len(calls) == 3
+    assert ingest(store).records == []  # no delivery left to ingest again
+    assert (one(f"SELECT count(*) FROM {lake(root)}"), one(f"SELECT sum(BilledCost) FROM {lake(root)}")) == before
+    rest = apply(store, delete)
+    assert [d.path for d in rest.deletions] == [calls[2]]
+    assert not list((root / "exports" / "aws" / "e1").glob("*.csv"))
+    assert all(r.sourceDeleted for r in runs.load_all(store) if r.manifest == "exports/aws/e1/manifest.json")
+    assert apply(store, delete).deletions == [] and before[0] == 942
 
 
 def test_zip_archives_are_read_member_by_member(tmp_path: Path) -> None:
