@@ -143,6 +143,8 @@ def ingest(
         _error(f"{result.lost}; this process stopped without writing more (the other process carries on)")
         raise typer.Exit(1)
     records = result.all
+    for problem in result.published.errors if result.published else []:  # kept and re-sent later: said, not fatal
+        err.print(_plain(f"warning: events: {problem}"))
     if not records:
         out.print("nothing to ingest")
         return
@@ -229,6 +231,11 @@ def allocate_cmd(
     except UsageError as exc:
         _error(exc)
         raise typer.Exit(2) from None
+    done = {r.month for r in records}
+    lock = rules.lock_before.isoformat() if rules.lock_before else None
+    for m in sorted(set(month or []) - done):  # a month asked for and not allocated: locked
+        if lock and f"{m}-01" < lock:
+            out.print(_plain(f"{m}: locked (lock_before {lock}): its allocation stays as written"))
     if not records:
         out.print("nothing to allocate")
         return
@@ -269,6 +276,8 @@ def inspect_cmd(
                          f"hub inspect {root} --date {result.last_cost_day}"))
     for line in result.unmatched:
         err.print(_plain(f"warning: {line}"))
+    for line in result.alert_errors:
+        err.print(_plain(f"warning: alerts: {line}"))
     if result.anomalies:
         table = Table(title=_plain(f"hub inspect {store.url}"))
         for col in ("monitor", "key", "currency", "start", "end", "state", "direction", "actual", "expected", "impact",
@@ -427,7 +436,7 @@ def retention(
     root: Root,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be deleted, with sizes; delete nothing.")] = False,
 ) -> None:
-    """Apply retention.msexports.days and retention.ingestion.months from config/settings.json."""
+    """Apply retention.msexports.days, retention.exports.days and retention.ingestion.months (config/settings.json)."""
     from hub.settings import load_settings
     from pipelines.retention import apply
 
@@ -471,7 +480,9 @@ def demo(root: Annotated[str, typer.Argument(help="Where to create the demo hub.
         for row in body:
             table.add_row(*[_plain(v) for v in row])
         out.print(table)
-    out.print(f"Query it yourself:\n  {sys.executable} -c \"import duckdb; print(duckdb.sql(\\\"{summary.example_sql}\\\"))\"")
+    out.print("Query it yourself:")  # one line whatever the terminal's width (a wrapped line does not paste)
+    out.print(_plain(f"  {sys.executable} -c \"import duckdb; print(duckdb.sql(\\\"{summary.example_sql}\\\"))\""),
+              soft_wrap=True)
     raise typer.Exit(0 if all(r.state == "committed" for r in summary.records) else 1)
 
 

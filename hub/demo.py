@@ -30,8 +30,10 @@ def run_demo(root: str, *, rows: int = 5000, month: str = "2024-05", other_cloud
     an AWS CUR of half as many rows and an OCI FOCUS report of a fifth)."""
     store = Store(root)
     store.init_layout()
-    if not store.exists(SETTINGS):
-        store.write_bytes(SETTINGS, Settings().to_json().encode())
+    if not store.exists(SETTINGS):  # the demo month (2024) is older than the default 13 months: the lake keeps it
+        settings = Settings()
+        settings.retention.ingestion.months = 0
+        store.write_bytes(SETTINGS, settings.to_json().encode())
     write_export(store.url, export_type="FocusCost", data_version="1.0", rows=rows, month=month, parts=2,
                  export_name="demo-costs")
     write_export(store.url, export_type="PriceSheet", data_version="2023-05-01", month=month, export_name="demo-prices")

@@ -57,9 +57,32 @@ def commit(store: Store, rec: RunRecord, settings: Settings | None = None, recor
                        code="InternalError")
     rec.state = "committed"
     rec.error = None
+    rec.owed = owed(store, rec)
     runs.save(store, rec)
     if hooks is not sources.NONE:
         hooks.after_commit(store, rec, settings or load_settings(store), runs.load_all(store) if records is None else records)
+    checkpoint("after-commit")
+
+
+def owed(store: Store, rec: RunRecord) -> list[str]:
+    """What a run's commit owes (:attr:`hub.runs.RunRecord.owed`): a month's prices re-normalize its Costs; a month's
+    Costs are allocated again where the hub has allocation rules."""
+    from hub.allocation.rules import RULES as ALLOCATION_RULES
+
+    if not rec.month:
+        return []
+    if rec.dataset == "Prices":
+        return ["renormalize"]
+    if rec.dataset == "Costs" and store.exists(ALLOCATION_RULES):
+        return ["allocate"]
+    return []
+
+
+def settle(store: Store, rec: RunRecord, work: str) -> None:
+    """``work`` done (or recorded as failed) for ``rec``: no longer owed."""
+    if work in rec.owed:
+        rec.owed = [w for w in rec.owed if w != work]
+        runs.save(store, rec)
 
 
 def _keeps_raw(rec: RunRecord) -> bool:

@@ -29,8 +29,8 @@ CODES: dict[str, tuple[str, str, str]] = {
                                   "export as CSV, gzip CSV or Parquet"),
     "MalformedCsv": ("input", "a CSV row has the wrong number of fields or broken quoting",
                      "re-export; the line number is in the message"),
-    "MalformedJson": ("input", "a line of a newline-JSON file (a BigQuery extract) is not a JSON object",
-                      "extract again; the line number is in the message"),
+    "MalformedJson": ("input", "a line of a newline-JSON file (a BigQuery extract) is not a JSON object (broken JSON, "
+                      "or a number, string or array)", "extract again; the line or record number is in the message"),
     "InvalidEncoding": ("input", "the file is not UTF-8", "re-export as UTF-8"),
     "CorruptFile": ("input", "the file is truncated or not what its extension says (e.g. a cut gzip)",
                     "re-upload the part, then `hub ingest --retry`"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -69,13 +70,24 @@ def run(con: duckdb.DuckDBPyConnection, sql: str, fmt: str = "table", output: st
         rel = con.sql(sql)
         if rel is None:
             return "ok"
-        if fmt == "table":
-            text = str(rel.limit(max_rows)) if output is None else None
-            if text is not None:
-                return text
+        if fmt == "table" and output is None:
+            return _table(con, rel, max_rows)
         return _write_rows(con, sql, fmt, output)
     except duckdb.Error as exc:
         raise UsageError(f"query failed: {str(exc).splitlines()[0]}") from None
+
+
+def _table(con: duckdb.DuckDBPyConnection, rel: duckdb.DuckDBPyRelation, max_rows: int) -> str:
+    """The first ``max_rows`` rows as DuckDB's box table, every one of them (DuckDB's own rendering of a relation
+    shows its first and last ten), and a line saying when the result has more."""
+    if max_rows < 1:
+        raise UsageError("--max-rows must be 1 or more")
+    head = rel.limit(max_rows + 1).to_arrow_table()  # one row more: tells whether rows were left out
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        con.from_arrow(head.slice(0, max_rows)).show(max_rows=max_rows)
+    more = f"more than {max_rows} rows: --max-rows N shows more, --format csv all\n" if head.num_rows > max_rows else ""
+    return buffer.getvalue().rstrip("\n") + "\n" + more
 
 
 def _write_rows(con: duckdb.DuckDBPyConnection, sql: str, fmt: str, output: str | None) -> str:

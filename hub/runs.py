@@ -86,6 +86,9 @@ class RunRecord(BaseModel):
     missingColumns: list[str] = []
     extraColumns: list[str] = []
     sourceDeleted: bool = False
+    #: work its commit owes (saved with the commit, cleared once done; a crash in between leaves it to the next
+    #: ingestion): ``renormalize`` the month's Costs (a price sheet), ``allocate`` the month (Costs, with allocation rules)
+    owed: list[str] = []
     #: when this delivery was made (``runInfo.submittedTime``, else the manifest's modification time), UTC
     deliveredAt: datetime | None = None
     #: the record key of the newer delivery of the same folder that made this one ``superseded``

@@ -22,20 +22,29 @@ MAX_DAYS = 36_500
 MAX_MONTHS = 1_200
 
 
-class DaysRetention(_Model):
+class _Deleting(BaseModel):
+    """What says what to delete: a misspelt key (``day``, ``msexport``) is an error, never a silent default that deletes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class DaysRetention(_Deleting):
     days: StrictInt = Field(0, ge=0, le=MAX_DAYS)  # strict: true/false or "7" are refused, not read as numbers
 
 
-class ExportsRetention(_Model):
+class ExportsRetention(_Deleting):
     #: None: other clouds' delivered files are kept (a sync tool would bring deleted files back)
     days: StrictInt | None = Field(None, ge=0, le=MAX_DAYS)
 
 
-class MonthsRetention(_Model):
+class MonthsRetention(_Deleting):
     months: StrictInt = Field(13, ge=0, le=MAX_MONTHS)
 
 
-class Retention(_Model):
+class Retention(_Deleting):
+    """``raw`` and ``final`` are the reference's keys, accepted and not used (``raw/`` keeps ``ingestion``'s months)."""
+
+
     msexports: DaysRetention = DaysRetention(days=0)
     exports: ExportsRetention = ExportsRetention()
     ingestion: MonthsRetention = MonthsRetention(months=13)

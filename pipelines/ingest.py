@@ -103,20 +103,26 @@ def _ingest(store: Store, *, retry: bool, force: bool, progress: Progress | None
     result.records += native.ingest_pending(store, records, retry=retry, force=force, settle=settle, waiting=result.waiting,
                                             checkpoint=checkpoint)
     result.records += custom.ingest_custom(store, records, checkpoint)
-    result.allocated = _allocate(store, result)
+    result.allocated = _allocate(store, result, records)
     return result
 
 
-def _allocate(store: Store, result: IngestResult) -> list[RunRecord]:
-    """The months whose Costs changed, allocated again (``config/allocation.json``; none: nothing). A failure is the
-    allocation run's record; it never undoes the ingestion."""
-    changed = sorted({r.month for r in result.all if r.state == "committed" and r.dataset == "Costs" and r.month})
+def _allocate(store: Store, result: IngestResult, records: list[RunRecord]) -> list[RunRecord]:
+    """The months whose Costs changed (in this ingestion, or in one a crash cut short before it allocated: ``owed``),
+    allocated again (``config/allocation.json``; none: nothing). A failure is the allocation run's record; it never
+    undoes the ingestion."""
+    owing = {r.key: r for r in [*records, *result.all] if "allocate" in r.owed}
+    changed = sorted({r.month for r in [*result.all, *owing.values()] if r.state == "committed" and r.dataset == "Costs"
+                      and r.month})
     if not changed:
         return []
     try:
         return allocation.allocate(store, changed)
     except UsageError as exc:  # unreadable rules: the ingestion stands, the allocation is reported
         return [runs.failed(store, "allocate-rules", "allocation:rules", exc, exportType="Allocation", dataset="Allocation")]
+    finally:
+        for rec in owing.values():
+            engine.settle(store, rec, "allocate")
 
 
 def recover(store: Store) -> list[RunRecord]:
@@ -129,7 +135,11 @@ def recover(store: Store) -> list[RunRecord]:
         store.delete(runs.record_path(rec.key))
         return _renormalize(store, rec)
 
-    return engine.recover(store, redo)
+    done = engine.recover(store, redo)
+    for rec in runs.load_all(store):  # prices committed, their month's re-normalization cut short before it started
+        if rec.state == "committed" and "renormalize" in rec.owed:
+            done += _renormalize(store, rec)
+    return done
 
 
 def _renormalize(store: Store, prices: RunRecord) -> list[RunRecord]:
@@ -142,3 +152,6 @@ def _renormalize(store: Store, prices: RunRecord) -> list[RunRecord]:
     except Exception as exc:  # noqa: BLE001 - recorded like any failure
         return [runs.failed(store, f"renorm-failed-{prices.key}"[:120], f"{RENORMALIZE}{year:04d}-{month:02d}", exc,
                             runId=prices.runId, exportType="Renormalize", dataset="Costs", month=f"{year:04d}-{month:02d}")]
+    finally:
+        if prices.dataset == "Prices":  # a price sheet's (not a re-normalization redone after a crash)
+            engine.settle(store, prices, "renormalize")

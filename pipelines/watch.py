@@ -169,6 +169,8 @@ def _inspect(store: Store, log: Log, done: set[str]) -> None:
         done.add(today)
         log({"event": "inspect", "day": result.day.isoformat(), "series": result.series, "anomalies": len(result.anomalies),
              "budgets": len(result.budgets), "events": len(result.events)})
+        for problem in result.alert_errors:
+            log({"event": "alerts-error", "error": problem})
     except lease.LeaseLost as exc:
         log({"event": "lease-lost", "detail": str(exc)})
     except Exception as exc:  # noqa: BLE001 - the next cycle tries again
@@ -176,12 +178,21 @@ def _inspect(store: Store, log: Log, done: set[str]) -> None:
 
 
 def _cycle(store: Store, grace: dict[str, float], checkpoint: dict[str, str], interval: float, blob_timeout: float,
-           log: Log, settle: float = SETTLE, inspected: set[str] | None = None) -> IngestResult:
-    """One pass: the due bill-API pulls, note new manifests' blob deadlines, ingest, log every run."""
+           log: Log, settle: float = SETTLE, inspected: set[str] | None = None,
+           signatures: dict[str, str] | None = None) -> IngestResult:
+    """One pass: the due bill-API pulls, note new manifests' blob deadlines (a manifest re-delivered at the same path,
+    a new listing signature, gets a new one; ``signatures``: those seen), ingest, log every run."""
     _pulls(store, log)
     now = time.time()
-    for rel in store.manifests(MSEXPORTS):
-        grace.setdefault(rel, now + blob_timeout)
+    signatures = {} if signatures is None else signatures
+    listing = store.listing(MSEXPORTS)
+    for rel in [r for r in grace if r not in listing]:  # gone (retention, a user): forgotten
+        grace.pop(rel, None)
+        signatures.pop(rel, None)
+    for rel, listed in listing.items():
+        if signatures.get(rel) != listed.signature:
+            signatures[rel] = listed.signature
+            grace[rel] = now + blob_timeout
     result = ingest(store, blob_grace=grace, wait=min(interval, 30.0), checkpoint=checkpoint, settle=settle)
     store.write_json(CHECKPOINT, checkpoint)
     if result.busy:
@@ -205,6 +216,7 @@ def watch(store: Store, *, stop: threading.Event, log: Log, interval: float = 60
     """Ingest pending exports until ``stop`` is set (or ``cycles`` loops have run)."""
     wake = _Wakeup(store)
     grace: dict[str, float] = {}
+    signatures: dict[str, str] = {}
     checkpoint = _load_checkpoint(store)
     inspected: set[str] = set()  # UTC days the daily inspection ran
     last_retention = 0.0
@@ -215,7 +227,7 @@ def watch(store: Store, *, stop: threading.Event, log: Log, interval: float = 60
         while not stop.is_set() and (cycles is None or n < cycles):
             n += 1
             try:
-                result = _cycle(store, grace, checkpoint, interval, blob_timeout, log, settle, inspected)
+                result = _cycle(store, grace, checkpoint, interval, blob_timeout, log, settle, inspected, signatures)
                 if time.time() - last_retention >= retention_every:
                     last_retention = time.time()
                     done = retention.apply(store, load_settings(store), wait=min(interval, 30.0))

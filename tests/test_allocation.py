@@ -404,6 +404,11 @@ def test_locked_months_keep_their_allocation(tmp_path):
     assert allocation.allocate(store, ["2024-05"], rules=rules(lock_before="2024-06-01")) == []
     path = next((tmp_path / "ingestion/Allocation").rglob("*.parquet"))
     assert duckdb.sql(f"SELECT x_CostCenter, x_Amount FROM read_parquet('{path}')").fetchall() == [("A", D("1.00"))]
+    # defect: `hub allocate --month 2024-05` said "nothing to allocate" and not why
+    (tmp_path / "config").mkdir(exist_ok=True)
+    (tmp_path / "config/allocation.json").write_text(rules(lock_before="2024-06-01").model_dump_json())
+    out = CliRunner().invoke(app, ["allocate", str(tmp_path), "--month", "2024-05"])
+    assert out.exit_code == 0 and "2024-05: locked (lock_before 2024-06-01): its allocation stays as written" in out.output
 
 
 def test_rounding_to_the_scale_is_half_even_and_reported(tmp_path):
@@ -515,6 +520,40 @@ def test_every_clouds_tags_after_each_ingest(tmp_path):
         assert tagged and tagged > 0, provider  # every cloud's tag spelling found
     products = {v for (v,) in con.execute("SELECT DISTINCT x_Product FROM Allocation").fetchall()}
     assert {"web", "data"} <= products
+
+
+def test_a_crash_between_a_costs_commit_and_its_allocation_is_made_good(tmp_path):
+    """Defect: killed after a Costs run committed but before the ingestion allocated its month, the restart had nothing
+    to ingest and the allocation kept the replaced delivery's rows for good. The commit records that it owes the
+    allocation (``owed``), so the next ingestion allocates the month: the allocated total is the Costs total."""
+    import os
+    import subprocess
+    import sys
+
+    from hub.sample_data import write_export
+    from pipelines.ingest import ingest
+
+    root = str(tmp_path)
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config/allocation.json").write_text(json.dumps({"dimensions": {"cost_center": {"tag_keys": ["CostCenter"]}}}))
+    write_export(root, rows=200, month="2024-05", run_id="run1")
+    assert ingest(Store(root)).ok
+    write_export(root, rows=500, month="2024-05", run_id="run2", seed=7)  # replaces run1 in the same folder
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "HUB_CRASH_AT": "after-commit", "HUB_LEASE_TTL": "1", "PYTHONPATH": str(repo)}
+    killed = subprocess.run([sys.executable, "-m", "hub.cli", "ingest", root], capture_output=True, env=env, cwd=repo)
+    assert killed.returncode == 137
+    owing = [r for r in runs.load_all(Store(root)) if r.owed]
+    assert [(r.dataset, r.owed) for r in owing] == [("Costs", ["allocate"])]
+    again = ingest(Store(root), lease_ttl=1)
+    assert again.records == [] and [r.month for r in again.allocated] == ["2024-05"]
+    assert not [r for r in runs.load_all(Store(root)) if r.owed]
+    from hub import catalog
+
+    con = catalog.connect(root)
+    (costs, allocated), = con.execute("SELECT (SELECT count(*) FROM Costs), (SELECT count(*) FROM Allocation "
+                                      "WHERE x_AllocationKind = 'direct')").fetchall()
+    assert costs == allocated == 500
 
 
 # --- reading it -------------------------------------------------------------------------------------------------------

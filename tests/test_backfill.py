@@ -161,6 +161,36 @@ def test_prices_pending_with_costs_go_first(hub_root: Path, tmp_path: Path) -> N
     assert together == _comparable(lake_rows(root2))
 
 
+def test_a_crash_between_a_price_commit_and_its_renormalization_is_made_good(hub_root: Path, tmp_path: Path) -> None:
+    """Defect: killed right after a price sheet committed, before its month's Costs were re-normalized, the restart had
+    nothing to do and the costs kept their fallback prices for good. The Prices run records that it owes the
+    re-normalization (``owed``): the next ingestion does it, and the lake is the one of an uninterrupted run."""
+    import os
+    import subprocess
+    import sys
+
+    from hub import runs
+
+    other = {**BASE, "ResourceName": "complete"}
+    ingest_costs(hub_root, MISSING, other)
+    write_export(hub_root, {"part_0_0001.csv": rows_csv("pricesheet_2023-05-01_ea", [EA_PRICE])}, export_type="PriceSheet",
+                 data_version="2023-05-01", rows=1, run_id="prices1", folder="prices/20240501-20240531/prices1",
+                 resource_id=EA_ACCOUNT)
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "HUB_CRASH_AT": "after-commit", "HUB_LEASE_TTL": "1", "PYTHONPATH": str(repo)}
+    killed = subprocess.run([sys.executable, "-m", "hub.cli", "ingest", str(hub_root)], capture_output=True, env=env, cwd=repo)
+    assert killed.returncode == 137
+    assert [(r.dataset, r.owed) for r in runs.load_all(Store(str(hub_root))) if r.owed] == [("Prices", ["renormalize"])]
+    again = ingest(Store(str(hub_root)), lease_ttl=1)
+    assert again.ok and [r.state for r in again.recovered] == ["committed"]
+    assert not [r for r in runs.load_all(Store(str(hub_root))) if r.owed]
+    root2 = make_hub(tmp_path / "hub2")  # no crash
+    ingest_costs(root2, MISSING, other)
+    ingest_prices(root2, EA_PRICE)
+    assert _comparable(lake_rows(hub_root)) == _comparable(lake_rows(root2))
+    assert _comparable(lake_rows(hub_root))[1]["ContractedUnitPrice"] == D("2.5")
+
+
 def test_renormalization_is_idempotent(hub_root: Path) -> None:
     ingest_costs(hub_root, MISSING)
     ingest_prices(hub_root, EA_PRICE)

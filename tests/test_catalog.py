@@ -117,6 +117,12 @@ def test_query_command_formats(lake: str, tmp_path: Path) -> None:
     assert duckdb.sql(f"SELECT * FROM '{out}'").fetchall() == expected
     table = hub("query", lake, sql)
     assert table.returncode == 0 and expected[0][0] in table.stdout
+    # defect: --max-rows 50 showed rows 0-9, a dot, rows 40-49 (DuckDB's rendering of a relation); every row now
+    fifty = hub("query", lake, "SELECT range AS n FROM range(200)", "--max-rows", "50")
+    shown = [int(cell) for line in fifty.stdout.splitlines() if (cell := line.strip("│ ")).isdigit()]
+    assert shown == list(range(50)) and "more than 50 rows" in fifty.stdout
+    few = hub("query", lake, "SELECT range AS n FROM range(3)")
+    assert "more than" not in few.stdout and [line.strip("│ ") for line in few.stdout.splitlines()][-4:-1] == ["0", "1", "2"]
     bad = hub("query", lake, "SELEC 1")
     assert bad.returncode == 2 and "syntax error" in bad.stderr and "Traceback" not in bad.stderr
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 from conftest import schema_csv, write_export
@@ -75,6 +76,12 @@ def test_demo_builds_a_valid_lake(tmp_path: Path) -> None:
     assert report.rows == 3000 + 1500 + 4 + 600 and report.ok, report.summary()
     assert runner.invoke(app, ["demo", str(root), "--rows", "3000"]).exit_code == 0  # running it again is harmless
     assert validate(str(root)).rows == 5104
+    # defect: the printed "Query it yourself" command was wrapped at the terminal's width (a newline inside its string)
+    line = result.output.split("Query it yourself:\n", 1)[1].splitlines()[0].strip()
+    ran = subprocess.run(line, shell=True, capture_output=True, text=True)
+    assert ran.returncode == 0 and "ServiceName" in ran.stdout, ran.stderr
+    # defect: the demo's 2024 month was deleted from the lake by the first retention pass (13 months by default)
+    assert runner.invoke(app, ["retention", str(root)]).exit_code == 0 and validate(str(root)).rows == 5104
 
 
 def test_control_characters_are_escaped_in_tables_and_logs(hub_root: Path) -> None:

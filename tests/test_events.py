@@ -475,3 +475,25 @@ def test_a_watch_cycle_does_not_wait_on_a_hung_target_again(tmp_path: Path, cloc
     assert first is not None and second is not None and (first.dead_lettered, second.dead_lettered) == (1, 1)
     assert [p.resent for p in pulled.published] == [0]
     assert len(letters(store, EventSink(**sink))) == 2
+
+
+def test_hub_ingest_says_when_an_event_sink_fails(tmp_path: Path) -> None:
+    """Defect: `hub ingest` with a failing sink exited 0 and said nothing (the events were dead-lettered, only
+    `hub pull` printed why). A `warning: events:` line on stderr; the ingestion itself stands (exit 0)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from hub.cli import app
+    from hub.sample_native import write_aws_focus
+
+    root = tmp_path / "hub"
+    (root / "config").mkdir(parents=True)
+    blocker = tmp_path / "blocked"
+    blocker.write_text("a file where a folder should be")
+    (root / "config/settings.json").write_text(json.dumps({"events": {"sinks": [
+        {"type": "file", "path": str(blocker / "events.jsonl")}]}}))
+    write_aws_focus(str(root), rows=20)
+    result = CliRunner().invoke(app, ["ingest", str(root)])
+    assert result.exit_code == 0 and "committed" in result.stdout
+    assert "warning: events:" in result.stderr, result.stderr

@@ -295,13 +295,14 @@ class _Receiver:
 
         self.bodies: list[dict] = []
         self.headers: list[dict] = []
+        self.status = status
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
                 outer.bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
                 outer.headers.append(dict(self.headers))
-                self.send_response(status)
+                self.send_response(outer.status)
                 self.end_headers()
 
             def log_message(self, *args: object) -> None:
@@ -348,6 +349,38 @@ def test_alert_policies_send_alertmanager_webhooks_by_severity_with_a_silence(st
     assert first.notified == 0 and first.errors and "hook-secret" not in first.errors[0]  # nobody listens on port 9
     again = alerts.notify(policy, state, event)
     assert again.silenced == 1  # within 24 hours of the last notification of the same anomaly
+
+
+def test_alerts_a_target_missed_are_sent_at_the_next_inspection(store, tmp_path):
+    """Defect: a target that failed (after its retries) lost its alerts for good: the subject was marked notified and
+    the event is made once. They are kept (``alertsPending``, without the URL) and sent first next time; `hub inspect`
+    says what failed (it said nothing)."""
+    from typer.testing import CliRunner
+
+    from hub.cli import app
+    from hub.inspection import alerts
+
+    receiver = _Receiver(status=503)
+    try:
+        policy = R.Rules.model_validate({"alerts": [{"id": "p", "targets": [{"url": receiver.url, "retries": 0}]}]})
+        state: dict = {"alerts": {}}
+        first = [("finops-hub.anomaly.opened", "m/a", {"severity": "major", "id": "a"}, "i1")]
+        down = alerts.notify(policy, state, first)
+        assert down.notified == 0 and "1 alerts kept" in down.errors[0] and receiver.url not in json.dumps(state)
+        receiver.status = 200
+        second = [("finops-hub.anomaly.opened", "m/b", {"severity": "major", "id": "b"}, "i2")]
+        back = alerts.notify(policy, state, second)
+        assert (back.notified, back.errors, state["alertsPending"]) == (2, [], {})
+        assert [[a["fingerprint"] for a in body["alerts"]] for body in receiver.bodies[1:]] == [["a"], ["b"]]  # in order
+        gone = alerts.notify(R.Rules.model_validate({"alerts": []}), {**state, "alertsPending": {"p#0:x": [{}]}}, [])
+        assert gone.errors == []
+    finally:
+        receiver.close()
+    (tmp_path / "config").mkdir(exist_ok=True)
+    (tmp_path / "config/inspection.json").write_text(json.dumps({"window_days": 35, "test_days": 3, "alerts": [
+        {"id": "p", "min_severity": "minor", "targets": [{"url": "http://127.0.0.1:9/none", "retries": 0}]}]}))
+    out = CliRunner().invoke(app, ["inspect", str(tmp_path), "--date", "2024-05-31"])
+    assert out.exit_code == 0 and "warning: alerts: alert policy p:" in out.stderr
 
 
 def test_the_api_lists_anomalies_and_takes_feedback(store, tmp_path):

@@ -129,6 +129,10 @@ def test_settings_strict_integers_with_sane_bounds(hub_root: Path) -> None:
     for bad, field in (('{"retention": {"msexports": {"days": 10000000000}}}', "retention.msexports.days"),
                        ('{"retention": {"ingestion": {"months": true}}}', "retention.ingestion.months"),
                        ('{"retention": {"msexports": {"days": "7"}}}', "retention.msexports.days"),
+                       # misspelt keys were ignored and the deleting defaults applied (msexports 0 days, 13 months)
+                       ('{"retention": {"msexports": {"day": 30}}}', "retention.msexports.day"),
+                       ('{"retention": {"ingestion": {"month": 0}}}', "retention.ingestion.month"),
+                       ('{"retention": {"msexport": {"days": 30}}}', "retention.msexport"),
                        ('{"retention": {"msexports": {"days": -1}}}', "retention.msexports.days")):
         (hub_root / "config/settings.json").write_text(bad)
         with pytest.raises(UsageError, match=field.replace(".", r"\.")):
@@ -137,6 +141,10 @@ def test_settings_strict_integers_with_sane_bounds(hub_root: Path) -> None:
     assert result.exit_code == 2 and "retention.msexports.days" in result.output
     (hub_root / "config/settings.json").write_text('{"retention": {"msexports": {"days": 36500}, "ingestion": {"months": 1200}}}')
     assert load_settings(store).retention.ingestion.months == 1200
+    (hub_root / "config/settings.json").write_text(  # the reference's own keys, and keys it adds at the top level, stay fine
+        '{"learnMore": "x", "retention": {"msexports": {"days": 0}, "ingestion": {"months": 13}, "raw": {"days": 0}, '
+        '"final": {"months": 13}}}')
+    assert load_settings(store).retention.final.months == 13
 
 
 def test_lease_files_do_not_pile_up(hub_root: Path) -> None:

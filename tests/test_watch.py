@@ -78,6 +78,32 @@ def test_waits_for_blobs_then_gives_up(hub_root: Path) -> None:
     assert _states(hub_root)["never"] == "quarantined"
 
 
+def test_a_re_delivery_at_a_seen_path_gets_its_own_grace(hub_root: Path) -> None:
+    """Defect: the watcher set a manifest path's blob deadline once, the first time it saw the path; a re-delivery at
+    that path (manifest first, parts still copying) after the deadline was quarantined at once. A manifest with a new
+    listing signature gets a new deadline; paths that are gone are forgotten."""
+    from pipelines.watch import _cycle
+
+    store, grace, signatures, lines = Store(str(hub_root)), {}, {}, []
+    rel = write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 3)}, rows=3)
+    (rec,) = _cycle(store, grace, {}, 1.0, 0.2, lines.append, signatures=signatures).all
+    assert rec.state == "committed"
+    time.sleep(0.3)  # the first delivery's deadline has passed
+    write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 5)}, rows=5, manifest_extra={
+        "runInfo": {"runId": "run1", "startDate": "2024-05-01T00:00:00", "submittedTime": "2024-05-03T00:00:00Z"}})
+    part = (hub_root / rel).with_name("part_0_0001.csv")
+    data = part.read_bytes()
+    part.unlink()  # still being copied
+    waiting = _cycle(store, grace, {}, 1.0, 30.0, lines.append, signatures=signatures)
+    assert (waiting.all, waiting.waiting) == ([], [rel])
+    part.write_bytes(data)
+    (rec,) = _cycle(store, grace, {}, 1.0, 30.0, lines.append, signatures=signatures).all
+    assert (rec.state, rec.rowsOut) == ("committed", 5)
+    shutil.rmtree(hub_root / "msexports")
+    _cycle(store, grace, {}, 1.0, 30.0, lines.append, signatures=signatures)
+    assert grace == {} and signatures == {}
+
+
 def test_a_manifest_still_being_written_is_waited_for(hub_root: Path) -> None:
     """A manifest copied in place (created empty, then filled: what a local copy does) woke the watcher while it was
     not JSON yet, and it was quarantined before the write ended (a flaky catch-up test showed it). The watcher waits

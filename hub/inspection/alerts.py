@@ -4,6 +4,7 @@ in the inspection's state. A target that fails after its retries is reported, ne
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -67,12 +68,30 @@ def payload(policy: AlertPolicy, alerts: list[dict]) -> dict:
             "commonLabels": common, "commonAnnotations": {}, "externalURL": "", "alerts": alerts}
 
 
+def _target_id(policy: AlertPolicy, index: int) -> str:
+    """A policy's target in the state: its position and a digest of its URL (never the URL: it may hold a secret)."""
+    return f"{policy.id}#{index}:{hashlib.sha256(policy.targets[index].url.encode()).hexdigest()[:16]}"
+
+
 def notify(rules: Rules, state: dict, events: list[tuple[str, str, dict, str]], now: datetime | None = None) -> Sent:
     """Send each policy's share of ``events``; ``state['alerts']`` (updated) remembers when each subject was last
-    notified, for the silence period."""
+    notified, for the silence period. A target that fails keeps its alerts in ``state['alertsPending']`` and gets
+    them, before any new ones, at the next inspection (a target that left its policy drops them)."""
     now = now or datetime.now(timezone.utc)
     last = state.setdefault("alerts", {})
+    pending: dict[str, list[dict]] = state.setdefault("alertsPending", {})
+    targets = {_target_id(p, i): (p, t) for p in rules.alerts for i, t in enumerate(p.targets)}
+    for tid in [t for t in pending if t not in targets]:
+        del pending[tid]
     out = Sent()
+    for tid, held in list(pending.items()):  # what a target missed, first
+        policy, target = targets[tid]
+        error = _post(target, payload(policy, held))
+        if error:
+            out.errors.append(f"alert policy {policy.id}: {error} ({len(held)} alerts kept for the next inspection)")
+        else:
+            out.notified += len(held)
+            del pending[tid]
     for policy in rules.alerts:
         batch = []
         for kind, subject, data, _ in events:
@@ -89,10 +108,15 @@ def notify(rules: Rules, state: dict, events: list[tuple[str, str, dict, str]], 
             batch.append(_alert(short, subject, data, sev, now))
             last[key] = now.isoformat()
         if batch:
-            for target in policy.targets:
+            for index, target in enumerate(policy.targets):
+                tid = _target_id(policy, index)
+                if tid in pending:  # still failing above: the new alerts wait behind the old ones
+                    pending[tid] += batch
+                    continue
                 error = _post(target, payload(policy, batch))
                 if error:
-                    out.errors.append(f"alert policy {policy.id}: {error}")
+                    pending[tid] = batch
+                    out.errors.append(f"alert policy {policy.id}: {error} ({len(batch)} alerts kept for the next inspection)")
                 else:
                     out.notified += len(batch)
     return out

@@ -76,7 +76,7 @@ def record(store: Store, anomalies: list, budgets: list[dict], day: date, rules:
                 continue  # each threshold fires once per month
             state["budgets"][key] = day.isoformat()
             events.append(("finops-hub.budget.threshold", b["id"], {**b, "threshold": {"type": kind, "percent": pct}}, key))
-    if rules is not None and rules.alerts and events:
+    if rules is not None and rules.alerts and (events or state.get("alertsPending")):
         sent = alerts.notify(rules, state, events)
         alert_errors.extend(sent.errors)
     store.write_json(STATE, state)
