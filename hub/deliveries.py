@@ -124,11 +124,15 @@ def source_files(rec: RunRecord) -> list[str]:
     return [p for p in dict.fromkeys([*(part.blob for part in rec.parts), rec.manifest]) if p.startswith(f"{MSEXPORTS}/")]
 
 
-def source_deletable(store: Store, rec: RunRecord) -> bool:
+def source_deletable(store: Store, rec: RunRecord, manifests: set[str] | None = None) -> bool:
     """True when an msexports run's source may go: it is final (committed, or superseded by a newer delivery of
     its folder) and its files are still the ones it ingested. A manifest whose content changed since (a
-    re-delivery at the same path, not ingested yet) or a part whose size changed keeps every file."""
-    if rec.state not in ("committed", "superseded") or rec.sourceDeleted or not source_files(rec):
+    re-delivery at the same path, not ingested yet) or a part whose size changed keeps every file. ``manifests``
+    (the area's, listed once): a source deleted before that is there again, the same delivery once more (never
+    ingested again: it is committed), may go again."""
+    if rec.state not in ("committed", "superseded") or not source_files(rec):
+        return False
+    if rec.sourceDeleted and (manifests is None or rec.manifest not in manifests):
         return False
     try:
         if store.exists(rec.manifest) and runs.sha256(store.read_bytes(rec.manifest)) != rec.manifestSha256:

@@ -23,7 +23,7 @@ from hub.deliveries import source_deletable, source_files
 from hub.runs import RunRecord
 from hub.settings import Settings
 from hub.sources import native
-from hub.store import EXPORTS, INGESTION, RAW, Store
+from hub.store import EXPORTS, INGESTION, MSEXPORTS, RAW, Store
 
 _MONTH = re.compile(rf"^(?:{INGESTION}|{RAW})/([^/_][^/]*)/(\d{{4}})/(\d{{2}})$")
 
@@ -66,8 +66,9 @@ def plan(store: Store, settings: Settings, now: datetime | None = None) -> list[
     out: list[Deletion] = []
     days = settings.retention.msexports.days
     records = runs.load_all(store)
+    manifests = set(store.manifests(MSEXPORTS))
     for rec in records:
-        if now - rec.updatedAt >= timedelta(days=days) and source_deletable(store, rec):
+        if now - rec.updatedAt >= timedelta(days=days) and source_deletable(store, rec, manifests):
             reason = f"msexports: {rec.state} {rec.updatedAt:%Y-%m-%d}, keep {days} days"
             out += [Deletion(path, _size(store, path), reason) for path in source_files(rec) if store.exists(path)]
     if settings.retention.exports.days is not None:

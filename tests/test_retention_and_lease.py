@@ -205,3 +205,20 @@ def test_stale_lease_holder_stops_instead_of_overwriting(hub_root: Path) -> None
     assert {p.name: p.read_bytes() for p in (hub_root / "config/runs").iterdir()} == before  # nothing overwritten
     assert len(parquet_in(hub_root)) == 1 and runs.load_all(store)[0].rowsOut == 40
     assert not list((hub_root / "config/staging").iterdir())
+
+
+def test_the_same_export_delivered_again_after_its_source_went_goes_too(hub_root: Path) -> None:
+    """Defect: an identical re-delivery of a committed export whose source retention had deleted (`hub demo` run
+    twice) is not ingested again (it is committed) and stayed in msexports/ for good. Retention deletes it; a changed
+    one (new content) stays until it is ingested."""
+    text = schema_csv("focuscost_1.0", 2)
+    manifest = write_export(hub_root, {"part_0_0001.csv": text}, rows=2)
+    store = Store(str(hub_root))
+    (hub_root / "config/settings.json").write_text('{"retention": {"msexports": {"days": 0}, "ingestion": {"months": 0}}}')
+    assert ingest(store).ok and not (hub_root / manifest).exists()  # deleted after its commit (days 0)
+    write_export(hub_root, {"part_0_0001.csv": text}, rows=2)  # the very same delivery once more
+    assert ingest(store).records == []  # committed already: not ingested again
+    done = apply(store, load_settings(store))
+    assert sorted(d.path for d in done.deletions) == sorted([manifest, manifest.replace("manifest.json", "part_0_0001.csv")])
+    assert not (hub_root / manifest).exists()
+    assert apply(store, load_settings(store)).deletions == []
