@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from decimal import Decimal as D
 from pathlib import Path
 
 import duckdb
+import pytest
 from conftest import DATA, lake_rows
 
 from hub import runs
@@ -101,7 +103,8 @@ def test_boolean_money_column_in_an_export_is_refused(hub_root: Path) -> None:
 
 def test_listing_checkpoint_covers_custom_folders(hub_root: Path) -> None:
     """Custom folders join the watcher's checkpoint: read again once after the in-place normalization changed their
-    files, then, final and unchanged, not read at all; a new file in the folder is a new delivery."""
+    files, then, final and unchanged, not read at all; a new file in the folder is a new delivery (of a new ingestion
+    id: it replaces the one committed before)."""
     folder = _drop_focus_sample(hub_root)
     (folder / "manifest.json").write_text("{}")
     store, checkpoint = Store(str(hub_root)), {}
@@ -119,4 +122,74 @@ def test_listing_checkpoint_covers_custom_folders(hub_root: Path) -> None:
         again = ingest(store, checkpoint=checkpoint).records
     finally:
         Store.read_bytes = original  # type: ignore[method-assign]
-    assert manifest in reads and [(r.state, r.rowsOut) for r in again] == [("committed", 2000)]
+    assert manifest in reads and [(r.state, r.rowsOut) for r in again] == [("committed", 1000)]
+    assert sorted(p.name for p in folder.iterdir()) == ["ing2__part0.parquet", "manifest.json"]
+
+
+def _drop(folder: Path, name: str, billed: list[str], **extra: str) -> None:
+    """A small all-text FOCUS-aligned custom file: one row per BilledCost value."""
+    folder.mkdir(parents=True, exist_ok=True)
+    cols = {"BillingAccountId": "'ACCT-1'", "BillingCurrency": "'USD'", "BillingPeriodStart": "'2024-09-01 00:00:00'",
+            "BillingPeriodEnd": "'2024-10-01 00:00:00'", "ChargePeriodStart": "'2024-09-02 00:00:00'",
+            "ChargePeriodEnd": "'2024-09-03 00:00:00'", "ChargeCategory": "'Usage'", "EffectiveCost": "b",
+            "ProviderName": "'AWS'", "ServiceName": "'EC2'", **{k: repr(v) for k, v in extra.items()}}
+    values = ", ".join(f"({b!r})" for b in billed)
+    select = ", ".join(["b AS BilledCost", *(f"{v} AS {k}" for k, v in cols.items())])
+    duckdb.sql(f"COPY (SELECT {select} FROM (VALUES {values}) t(b)) TO '{folder / name}' (FORMAT parquet)")
+    (folder / "manifest.json").write_bytes(b"")
+
+
+def _lake(root: Path, sql: str = "SELECT count(*), sum(BilledCost) FROM t") -> list[tuple]:
+    con = duckdb.connect()
+    con.execute(f"CREATE VIEW t AS SELECT * FROM read_parquet('{root / FOLDER}/*.parquet', union_by_name = true)")
+    return con.execute(sql).fetchall()
+
+
+def test_a_new_ingestion_id_replaces_the_folders_previous_delivery(hub_root: Path) -> None:
+    """Defect: a folder re-delivered under a new ingestion id kept the old files too: 1 + 5 = 6 instead of 5."""
+    _drop(hub_root / FOLDER, "ing1__part0.parquet", ["1"])
+    store = Store(str(hub_root))
+    assert ingest(store).ok and _lake(hub_root) == [(1, D(1))]
+    _drop(hub_root / FOLDER, "ing2__part0.parquet", ["5"])
+    (rec,) = ingest(store).records
+    assert (rec.state, rec.rowsOut) == ("committed", 1) and _lake(hub_root) == [(1, D(5))]
+    assert sorted(p.name for p in (hub_root / FOLDER).iterdir()) == ["ing2__part0.parquet", "manifest.json"]
+
+
+def test_a_file_replaced_under_its_own_name_is_read_again(hub_root: Path) -> None:
+    """Defect: the folder's identity was its file names: new content under the same name was never processed, and the
+    raw all-text file stayed in the lake (sum(BilledCost) failed on the VARCHAR column)."""
+    _drop(hub_root / FOLDER, "ing1__part0.parquet", ["1"])
+    store = Store(str(hub_root))
+    assert ingest(store).ok
+    assert ingest(store).records == []  # the folder as the run left it: final
+    _drop(hub_root / FOLDER, "ing1__part0.parquet", ["7", "8"])
+    (rec,) = ingest(store).records
+    assert (rec.state, rec.rowsOut) == ("committed", 2) and _lake(hub_root) == [(2, D(15))]
+    assert ingest(store).records == []
+
+
+def test_a_part_added_later_leaves_the_normalized_ones_as_they_are(hub_root: Path) -> None:
+    """Defect: a folder processed again normalized its normalized files once more, from their normalized values:
+    x_SourceChanges and x_SourceValues (the original EffectiveCost of a commitment purchase, 32) were lost."""
+    _drop(hub_root / FOLDER, "ing1__a.parquet", ["32"], ChargeCategory="Purchase", ChargeFrequency="One-Time",
+          CommitmentDiscountId="cd-1", CommitmentDiscountCategory="Spend", CommitmentDiscountType="Savings Plan")
+    store = Store(str(hub_root))
+    assert ingest(store).ok
+    lineage = "SELECT EffectiveCost, x_SourceChanges, x_SourceValues FROM t WHERE ChargeCategory = 'Purchase'"
+    (before,) = _lake(hub_root, lineage)
+    assert before[0] == 0 and '"EffectiveCost":"32' in before[2]
+    _drop(hub_root / FOLDER, "ing1__b.parquet", ["1"])
+    (rec,) = ingest(store).records
+    assert (rec.state, rec.rowsOut) == ("committed", 2) and _lake(hub_root, lineage) == [before]
+
+
+@pytest.mark.parametrize("folder", ["ingestion/Costs/2024/13/custom/a", "ingestion/Costs/2024/sep/custom/a",
+                                    "ingestion/costs/2024/09/custom/a", "ingestion/Budgets/2024/09/custom/a"])
+def test_a_folder_outside_the_layout_is_manifest_invalid(hub_root: Path, folder: str) -> None:
+    """Defect: month 13 or "sep" was InternalError (a Python ValueError); a dataset the hub does not know (lower-case
+    "costs") was committed without any normalization or check. Dataset and month are checked first, naming the folder."""
+    _drop(hub_root / folder, "ing1__part0.parquet", ["1"])
+    (rec,) = ingest(Store(str(hub_root))).records
+    assert (rec.state, rec.error.code, rec.error.file) == ("quarantined", "ManifestInvalid", f"{folder}/manifest.json")
+    assert (hub_root / folder / "ing1__part0.parquet").exists()

@@ -1,9 +1,12 @@
 """Custom data (``ingestion/``): FOCUS-aligned files announced by an empty (or ``{}``) ``manifest.json``.
 
 A producer writes FOCUS-aligned Parquet into ``ingestion/<Dataset>/<yyyy>/<mm>/<scope>/`` (AWS, GCP, OCI
-FOCUS files included), then an empty manifest. The folder's Parquet files are validated and normalized in
-place (Costs through the same FOCUS 1.0 normalization as exports), all-or-nothing through staging and the
-swap; a folder whose files cannot be read is quarantined with its error and left as it was.
+FOCUS files included), named ``<ingestion id>__<name>.parquet``, then an empty manifest. The folder's Parquet files
+are validated and normalized in place (Costs through the same FOCUS 1.0 normalization as exports), all-or-nothing
+through staging and the swap; a folder whose files cannot be read is quarantined with its error and left as it was.
+A folder is processed again when its files change (names, sizes, modification stamps): files of a new ingestion id
+replace those of the one committed before (never both counted); files it normalized before and still as it wrote
+them are carried over as they are (normalizing them again would lose their lineage).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import posixpath
+import re
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -24,13 +28,15 @@ from hub.errors import HubError
 from hub.export_schemas import Column, ExportSchema
 from hub.runs import RunRecord
 from hub.sources import refresh_checkpoint
-from hub.store import INGESTION, Store, signature_of
+from hub.store import INGESTION, Store, listed, signature_of
 from hub.validate import validate_files
 from transforms import costs
 from transforms.costs import Lineage
 from transforms.typing import IncompatibleType, ident, literal, project, text_nulls
 
 CUSTOM = "custom:"
+#: Datasets a producer may add custom data to (the others are the hub's own: allocation, inspection).
+DATASETS = ("Costs", "Prices", "CommitmentDiscountUsage", "Recommendations", "Transactions")
 
 
 def pending(store: Store, records: list[RunRecord] | None = None, checkpoint: dict[str, str] | None = None,
@@ -59,17 +65,51 @@ def pending(store: Store, records: list[RunRecord] | None = None, checkpoint: di
         except OSError:  # a dangling link, a permission: process_folder records it, the other folders flow
             raw = None
         rec = known.get(f"{CUSTOM}{rel}")
-        if rec is None or rec.manifestSha256 != _sha(raw, folder) or rec.state not in ("committed", "quarantined"):
+        identity = _sha(raw, _listing(store, posixpath.dirname(rel)))  # listed as process_folder lists it
+        if rec is None or rec.manifestSha256 != identity or rec.state not in ("committed", "quarantined"):
             out.append((rel, raw))
         elif final is not None:
             final[rel] = signature
     return out
 
 
-def _sha(raw: bytes | None, files: list[str]) -> str:
-    """A manifest's identity: its content and the folder's file names (a new delivery has a new ingestion id;
-    normalizing in place keeps the names, so a processed folder is not processed again)."""
-    return hashlib.sha256((raw or b"") + ",".join(files).encode()).hexdigest()
+def _sha(raw: bytes | None, files: dict[str, dict]) -> str:
+    """A folder delivery's identity: its manifest's content and its Parquet files' names, sizes and modification
+    stamps (``files``: their listing entries). A committed folder's is taken after the swap, from the files as it
+    wrote them: a file the producer replaces later, under its name or another, makes the folder pending again."""
+    listing = ",".join(f"{posixpath.basename(rel)}|{listed(info).signature}" for rel, info in sorted(files.items()))
+    return hashlib.sha256((raw or b"") + listing.encode()).hexdigest()
+
+
+def _listing(store: Store, folder: str) -> dict[str, dict]:
+    """The Parquet files directly in ``folder`` with their listing entries."""
+    if not store.fs.isdir(store.full(folder)):
+        return {}
+    return {f"{folder}/{posixpath.basename(info['name'])}": info for info in store.fs.ls(store.full(folder), detail=True)
+            if info["type"] == "file" and info["name"].endswith(".parquet")}
+
+
+def _ingestion_id(rel: str) -> str:
+    name = posixpath.basename(rel)
+    return name.split("__", 1)[0] if "__" in name else ""
+
+
+def _delivered(files: list[str], before: RunRecord | None) -> list[str]:
+    """The folder's files of its current delivery: with files of an ingestion id that the committed run ``before`` did
+    not have, only those (the previous delivery's files are replaced by the swap); else all of them."""
+    old = {_ingestion_id(p.output) for p in before.parts} if before and before.state == "committed" else set()
+    new = [f for f in files if _ingestion_id(f) not in old]
+    return new if new and old else files
+
+
+def _folder_error(folder: str) -> str | None:
+    """Why ``folder`` is not a custom-data folder (``ingestion/<Dataset>/<yyyy>/<mm>[/<scope>]``), else None."""
+    parts = folder.split("/")
+    if len(parts) < 4 or parts[1] not in DATASETS:
+        return f"a custom-data folder is {INGESTION}/<Dataset>/<yyyy>/<mm>/<scope>/ with Dataset one of {', '.join(DATASETS)}"
+    if not (re.fullmatch(r"[0-9]{4}", parts[2]) and re.fullmatch(r"0[1-9]|1[0-2]", parts[3])):
+        return f"a custom-data folder's year and month are <yyyy>/<mm> (2024/05), not {parts[2]}/{parts[3]}"
+    return None
 
 
 def process_folder(store: Store, rel: str, raw: bytes | None) -> RunRecord:
@@ -78,7 +118,9 @@ def process_folder(store: Store, rel: str, raw: bytes | None) -> RunRecord:
     folder = posixpath.dirname(rel)
     parts = folder.split("/")
     digest = hashlib.sha1(rel.encode()).hexdigest()[:16]
-    rec = RunRecord(key=f"custom-{digest}", manifest=f"{CUSTOM}{rel}", manifestSha256=_sha(raw, store.parquet_files(folder)),
+    listing = _listing(store, folder)
+    before = runs.load(store, f"custom-{digest}")
+    rec = RunRecord(key=f"custom-{digest}", manifest=f"{CUSTOM}{rel}", manifestSha256=_sha(raw, listing),
                     exportType="Custom", dataset=parts[1] if len(parts) > 1 else None, destination=folder,
                     month=f"{parts[2]}-{parts[3]}" if len(parts) > 3 else None, scope="/".join(parts[4:]) or None,
                     staging=engine.new_staging(f"custom-{digest}"))  # one per attempt
@@ -88,16 +130,21 @@ def process_folder(store: Store, rel: str, raw: bytes | None) -> RunRecord:
                            code="ManifestReadFailed")
         if raw.strip() not in (b"", b"{}"):
             raise HubError("a custom-data manifest must be empty or {}", file=rel, code="ManifestInvalid")
-        files = store.parquet_files(folder)
+        if problem := _folder_error(folder):
+            raise HubError(problem, file=rel, code="ManifestInvalid")
+        files = _delivered(sorted(listing), before)
         if not files:
             raise HubError("no Parquet files next to the manifest", file=rel, code="IngestionFilesNotFound")
         rec.state = "converting"
         runs.save(store, rec)
         store.delete_tree(rec.staging)
-        _normalize_files(store, rec, files)
+        carried = {p.output: p for p in before.parts if p.bytes} if before and before.state == "committed" else {}
+        _normalize_files(store, rec, files, {f: carried[f] for f in files
+                                             if f in carried and int(listing[f].get("size") or -1) == carried[f].bytes})
         rec.state = "swapping"
         runs.save(store, rec)
         engine.commit(store, rec)
+        rec.manifestSha256 = _sha(raw, _listing(store, folder))  # the folder as this run left it
     except HubError as exc:
         runs.fail(store, rec, exc.code, exc.message, exc.file)
     except duckdb.Error as exc:
@@ -114,7 +161,9 @@ def focus_schema() -> ExportSchema:
                         tuple(Column(n, t, n, optional=True) for n, t in costs.input_columns().items()))
 
 
-def _normalize_files(store: Store, rec: RunRecord, files: list[str]) -> None:
+def _normalize_files(store: Store, rec: RunRecord, files: list[str], carried: dict[str, runs.PartResult]) -> None:
+    """Stage the folder's ``files`` normalized; those in ``carried`` (normalized by the committed run, unchanged since)
+    as they are."""
     with tempfile.TemporaryDirectory(prefix="hub-custom-") as tmp:
         con = convert.connect(temp_dir=os.path.join(tmp, "spill"))
         try:
@@ -127,6 +176,11 @@ def _normalize_files(store: Store, rec: RunRecord, files: list[str]) -> None:
                     store.get_file(rel, path)
                 name = posixpath.basename(rel)
                 staged = f"{rec.staging}/{name}"
+                if rel in carried:  # normalized before: its lineage stays as it is
+                    store.copy(rel, staged)
+                    rec.parts.append(carried[rel].model_copy())
+                    outputs.append(path)
+                    continue
                 out = store.local_path(staged) or os.path.join(tmp, "out", name)
                 os.makedirs(os.path.dirname(out), exist_ok=True)
                 try:
@@ -138,7 +192,7 @@ def _normalize_files(store: Store, rec: RunRecord, files: list[str]) -> None:
                     raise convert.map_error(exc, file=rel) from None
                 if store.local_path(staged) is None:
                     store.put_file(out, staged)
-                rec.parts.append(runs.PartResult(blob=rel, output=rel, rows=rows))
+                rec.parts.append(runs.PartResult(blob=rel, output=rel, rows=rows, bytes=os.path.getsize(out)))
                 outputs.append(out)
             rec.rowsIn = rec.rowsOut = sum(p.rows for p in rec.parts)
             if rec.dataset == "Costs" and rec.rowsOut:
