@@ -379,12 +379,19 @@ def validate(
     tolerance: Annotated[float, typer.Option(help="Relative tolerance of cost = unit price x quantity checks.")] = 0.0001,
 ) -> None:
     """Check every row against FOCUS 1.0; exit 1 on violations."""
+    import duckdb
+
+    from hub import convert
     from hub.validate import validate as run_validate
 
     try:
         report = run_validate(path, tolerance=tolerance)
     except (ValueError, OSError) as exc:
         _error(exc)
+        raise typer.Exit(2) from None
+    except duckdb.Error as exc:  # a file that cannot be read as it says (not UTF-8, cut): one line naming it, exit 2
+        problem = convert.map_error(exc, file=path)
+        _error(f"{problem.code}: {path}: {problem.message}")
         raise typer.Exit(2) from None
     if as_json:
         typer.echo(json.dumps(report.to_json(), indent=2))

@@ -171,7 +171,7 @@ class CheckTap:
     def where(self, names: list[str], double: Callable[[str], str] = cast_double) -> str:
         """The condition for a query whose finished rows have columns ``names``; registers the tap function."""
         # which row rules apply depends only on the columns present, not on their types
-        todo = checks(dict.fromkeys(names, "DOUBLE"), text_source=False, tolerance=self.tolerance, double=double)
+        todo = checks(dict.fromkeys(names, "DOUBLE"), text_source=False, tolerance=self.tolerance, double=double, typed=False)
         self.row_checks = [c for c in todo if not c.on_file and not c.schema_level]
         self.counts = np.zeros(len(self.row_checks), dtype=np.int64)
         masks = []

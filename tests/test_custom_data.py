@@ -193,3 +193,20 @@ def test_a_folder_outside_the_layout_is_manifest_invalid(hub_root: Path, folder:
     (rec,) = ingest(Store(str(hub_root))).records
     assert (rec.state, rec.error.code, rec.error.file) == ("quarantined", "ManifestInvalid", f"{folder}/manifest.json")
     assert (hub_root / folder / "ing1__part0.parquet").exists()
+
+
+@pytest.mark.parametrize("second", ["BilledCost", "billedcost"])
+def test_duplicate_column_names_are_a_schema_mismatch(hub_root: Path, second: str) -> None:
+    """Defect: a Parquet file with two BilledCost columns (or BilledCost and billedcost) was committed: the first one
+    taken, the second kept as x_BilledCost_1. Refused as a CSV header is."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = hub_root / FOLDER
+    folder.mkdir(parents=True)
+    pq.write_table(pa.table([pa.array(["3"]), pa.array(["USD"]), pa.array(["999"])],
+                            names=["BilledCost", "BillingCurrency", second]), folder / "ing1__a.parquet")
+    (folder / "manifest.json").write_bytes(b"")
+    (rec,) = ingest(Store(str(hub_root))).records
+    assert (rec.state, rec.error.code, rec.error.file) == ("quarantined", "SchemaMismatch", f"{FOLDER}/ing1__a.parquet")
+    assert "duplicate column names" in rec.error.message

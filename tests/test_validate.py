@@ -104,6 +104,10 @@ def test_schema_level_checks(tmp_path: Path) -> None:
     row["Id"] = "1"
     report = validate(write_rows(tmp_path / "x.parquet", [row]))
     assert report.summary() == {"ColumnPresent:InvoiceIssuerName": 1, "CustomColumnPrefix:Id": 1}
+    # defect: FOCUS 1.2's pricing-currency amounts were flagged as custom columns (PricingCurrency, InvoiceId were not)
+    later = {**BASE, "PricingCurrency": "EUR", "PricingCurrencyContractedUnitPrice": "1.05",
+             "PricingCurrencyEffectiveCost": "10.5", "PricingCurrencyListUnitPrice": "1.2", "InvoiceId": "inv-1"}
+    assert validate(write_rows(tmp_path / "y.parquet", [later])).ok
 
 
 def test_focus_sample_defects_are_found() -> None:
@@ -114,6 +118,27 @@ def test_focus_sample_defects_are_found() -> None:
     assert s["NullAsString:ChargeClass"] == 1000  # literal NULL strings
     assert s["Type:ChargePeriodStart"] == 1000 and s["Type:BillingPeriodEnd"] == 1000  # dates without T/Z
     assert s["CustomColumnPrefix:Id"] == 1000
+
+
+def test_columns_of_another_type_are_type_violations_not_a_crash(tmp_path: Path) -> None:
+    """Defect: a Parquet file whose date column is text, or whose Tags is a MAP (AWS's FOCUS Parquet), failed the
+    whole validation with a DuckDB binder/conversion error (exit 1, as for violations); a latin-1 CSV gave a raw
+    DuckDB error without the file. Now: Type violations (the rules reading those columns are left out), and one line
+    naming the file with its code (exit 2)."""
+    ok = Path(write_rows(tmp_path / "ok.parquet", [BASE]))
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    text_date = tmp_path / "text_date.parquet"
+    con.execute(f"COPY (SELECT * REPLACE ('2024-05-01T00:00:00Z' AS ChargePeriodStart) FROM '{ok}') TO '{text_date}'")
+    map_tags = tmp_path / "map_tags.parquet"
+    con.execute(f"COPY (SELECT * REPLACE (MAP {{'env': 'prod'}} AS Tags) FROM '{ok}') TO '{map_tags}'")
+    assert validate(str(text_date)).summary() == {"Type:ChargePeriodStart": 1}
+    assert validate(str(map_tags)).summary() == {"Type:Tags": 1}
+    latin = tmp_path / "latin1.csv"
+    latin.write_bytes(",".join(BASE).encode() + b"\n" + ",".join(str(v or "") for v in
+                                                                    {**BASE, "ChargeDescription": "caf\xe9"}.values()).encode("latin-1") + b"\n")
+    out = CliRunner().invoke(app, ["validate", str(latin)])
+    assert out.exit_code == 2 and f"InvalidEncoding: {latin}: not UTF-8" in out.output
 
 
 def test_cli_json_and_exit_codes(tmp_path: Path) -> None:

@@ -88,16 +88,21 @@ def cast_double(column: str) -> str:
 
 
 def checks(columns: dict[str, str], *, text_source: bool, tolerance: float = DEFAULT_TOLERANCE,
-           double: Callable[[str], str] = cast_double) -> list[Check]:
+           double: Callable[[str], str] = cast_double, typed: bool = True) -> list[Check]:
     """Every check that applies to a dataset with ``columns`` (name -> DuckDB type).
 
     ``text_source``: the data is raw text (a CSV read as strings), so types and date formats are checked
     per value, and the literal string ``NULL`` is a defect; otherwise types are checked on the schema.
     Predicates refer to typed columns by name and, for text sources, to raw text as ``"raw:<name>"``;
-    ``double`` gives the DOUBLE value of a decimal column for the arithmetic rules (``{double:Col}``).
+    ``double`` gives the DOUBLE value of a decimal column for the arithmetic rules (``{double:Col}``); ``typed``:
+    ``columns`` holds the real types (False: the names only matter, every check that applies is made).
     """
     out: list[Check] = []
     focus = focus_columns()
+    #: columns of another type (a typed source): their Type violation is reported; checks reading their values are not
+    #: made (a text date compared with a timestamp, a MAP compared with '', would fail the whole query)
+    mistyped = {n for n, col in focus.items()
+                if typed and not text_source and n in columns and not _type_ok(col.type, columns[n])}
     for col in focus.values():
         if col.name not in columns:
             if col.feature_level == "Mandatory":
@@ -115,11 +120,11 @@ def checks(columns: dict[str, str], *, text_source: bool, tolerance: float = DEF
                                  f"{raw} IS NOT NULL AND {raw} <> 'NULL' AND NOT regexp_full_match({raw}, {literal(ISO_UTC)})"))
         elif not _type_ok(col.type, columns[col.name]):
             out.append(Check("Type", col.name, f"type {col.type} (found {columns[col.name]})", "true", True))
-        if not text_source and col.type not in ("Decimal", "DateTime"):
+        if not text_source and col.type not in ("Decimal", "DateTime") and col.name not in mistyped:
             out.append(Check("EmptyString", col.name, "nulls are nulls, never empty strings", f"{c} = ''", on_file=True))
         if not col.allows_nulls:
             out.append(Check("NotNull", col.name, f"{col.name} is never null", f"{c} IS NULL", on_file=True))
-        if col.allowed_values:
+        if col.allowed_values and col.name not in mistyped:
             values = ", ".join(literal(v) for v in col.allowed_values)
             out.append(Check("AllowedValues", col.name, f"one of: {', '.join(col.allowed_values)}",
                              f"{c} IS NOT NULL AND {c} NOT IN ({values})", on_file=True))
@@ -127,7 +132,7 @@ def checks(columns: dict[str, str], *, text_source: bool, tolerance: float = DEF
         if name not in focus and not name.startswith("x_") and name not in later_columns():
             out.append(Check("CustomColumnPrefix", name, "custom columns start with x_", "true", True))
     for rule in _rules():
-        if all(col in columns for col in rule["columns"]):
+        if all(col in columns for col in rule["columns"]) and not mistyped & set(rule["columns"]):
             violation = re.sub(r"\{double:(\w+)\}", lambda m: double(m.group(1)), rule["violation"])
             out.append(Check(rule["id"], rule["columns"][0], rule["text"], violation.replace("{tolerance}", repr(tolerance)),
                              on_file=rule.get("onFile", False), guaranteed=rule.get("guaranteed", False)))

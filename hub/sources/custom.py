@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from functools import cache
 
 import duckdb
+import pyarrow.parquet as pq
 
 from hub import convert, engine, lookups, runs
 from hub.checks import check_costs, month_end
@@ -32,7 +33,7 @@ from hub.store import INGESTION, Store, listed, signature_of
 from hub.validate import validate_files
 from transforms import costs
 from transforms.costs import Lineage
-from transforms.typing import IncompatibleType, ident, literal, project, text_nulls
+from transforms.typing import IncompatibleType, header_key, ident, literal, project, text_nulls
 
 CUSTOM = "custom:"
 #: Datasets a producer may add custom data to (the others are the hub's own: allocation, inspection).
@@ -210,6 +211,10 @@ def _query(con: duckdb.DuckDBPyConnection, rec: RunRecord, path: str, rel: str) 
     """The normalization query of one custom file. Text columns are typed as CSV input is (``''`` and ``NULL`` are
     nulls, numbers, dates and booleans parsed), so FOCUS files converted to all-text Parquet load as they are."""
     source = f"read_parquet({literal(path)})"
+    names = pq.read_schema(path).names  # as written: DuckDB renames a second "BilledCost" to "BilledCost_1"
+    if len({header_key(n) for n in names}) != len(names):
+        raise HubError("duplicate column names (compared without case and surrounding spaces)", file=rel,
+                       code="SchemaMismatch")
     present = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
     if rec.dataset != "Costs":
         proj = [f"{text_nulls(ident(c))} AS {ident(c)}" if t == "VARCHAR" else ident(c) for c, t in present.items()]
