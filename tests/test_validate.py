@@ -141,6 +141,20 @@ def test_columns_of_another_type_are_type_violations_not_a_crash(tmp_path: Path)
     assert out.exit_code == 2 and f"InvalidEncoding: {latin}: not UTF-8" in out.output
 
 
+def test_a_csv_number_too_large_for_the_lake_is_not_a_null(tmp_path: Path) -> None:
+    """Defect: on CSV input a number beyond DECIMAL(38,18) (1E+22) was reported as NotNull, and a cell that is not a
+    number ("12,0") both as Type and as NotNull. A present value is never a null: only the Type of "12,0"."""
+    import csv
+
+    path = tmp_path / "big.csv"
+    rows = [{**BASE, "BilledCost": "1E+22", "EffectiveCost": "123456789012345678901234"}, {**BASE, "ListCost": "12,0"}]
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, list(BASE))
+        writer.writeheader()
+        writer.writerows({k: "" if v is None else v for k, v in r.items()} for r in rows)
+    assert validate(str(path)).summary() == {"Type:ListCost": 1}
+
+
 def test_cli_json_and_exit_codes(tmp_path: Path) -> None:
     runner = CliRunner()
     ok = runner.invoke(app, ["validate", write_rows(tmp_path / "ok.parquet", [BASE])])

@@ -122,8 +122,9 @@ def checks(columns: dict[str, str], *, text_source: bool, tolerance: float = DEF
             out.append(Check("Type", col.name, f"type {col.type} (found {columns[col.name]})", "true", True))
         if not text_source and col.type not in ("Decimal", "DateTime") and col.name not in mistyped:
             out.append(Check("EmptyString", col.name, "nulls are nulls, never empty strings", f"{c} = ''", on_file=True))
-        if not col.allows_nulls:
-            out.append(Check("NotNull", col.name, f"{col.name} is never null", f"{c} IS NULL", on_file=True))
+        if not col.allows_nulls:  # text: a value that is there but not of its type is a Type violation, not a null
+            null = f"{c} IS NULL AND ({raw} IS NULL OR {raw} = 'NULL')" if text_source else f"{c} IS NULL"
+            out.append(Check("NotNull", col.name, f"{col.name} is never null", null, on_file=True))
         if col.allowed_values and col.name not in mistyped:
             values = ", ".join(literal(v) for v in col.allowed_values)
             out.append(Check("AllowedValues", col.name, f"one of: {', '.join(col.allowed_values)}",
