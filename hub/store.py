@@ -133,8 +133,10 @@ class StoreUnreachable(UsageError):
 def _timeouts(root: str) -> dict[str, object]:
     """Bounded connect and read times, and few retries, for the remote filesystems (their defaults can wait minutes)."""
     scheme = root.split("://", 1)[0].lower() if "://" in root else ""
-    if scheme in ("s3", "s3a"):
-        return {"config_kwargs": {"connect_timeout": 10, "read_timeout": 60, "retries": {"max_attempts": 3, "mode": "standard"}}}
+    if scheme in ("s3", "s3a"):  # no listings cache: a folder listed once would hide files replaced or added since
+        # (a part landing after its manifest, a lake file a later ingestion replaced, read by a long-lived hub serve)
+        return {"config_kwargs": {"connect_timeout": 10, "read_timeout": 60, "retries": {"max_attempts": 3, "mode": "standard"}},
+                "use_listings_cache": False}
     if scheme in ("az", "abfs", "abfss"):
         return {"connection_timeout": 10, "read_timeout": 60}
     return {}

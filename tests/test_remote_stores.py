@@ -169,6 +169,28 @@ def test_catalog_reads_the_store(root: str) -> None:
     assert Decimal(query_costs(con, req).cost_data[0].amount_by_costs) == billed[1]
 
 
+def test_a_long_lived_catalog_and_store_see_files_replaced_or_added_since(root: str) -> None:
+    """Defect (S3): the hub's s3fs instance cached folder listings: a catalog connection (hub serve) failed every query
+    once another process's ingestion replaced lake files it had listed, and a watcher never saw parts another client
+    uploaded after their manifest (quarantined with IngestionFilesNotFound). Every store answers from its listing now."""
+    write_export(root, rows=200, parts=1, export_name="costs", run_id="run1")
+    assert ingest(Store(root)).ok
+    con = catalog.connect(root)
+    assert con.execute("SELECT count(*) FROM Costs").fetchall()[0][0] == 200
+    manifest = write_export(root, rows=300, parts=1, export_name="costs", run_id="run2", seed=3)  # replaces run1's file
+    store = Store(root)
+    part = store.full(f"msexports/{manifest.split('msexports/', 1)[1].rsplit('/', 1)[0]}/part_0_0001.csv")
+    other = store.fs if store.is_local else fsspec.filesystem(type(store.fs).protocol[0], skip_instance_cache=True)
+    held = other.cat_file(part)
+    other.rm_file(part)
+    assert not store.fs.exists(part)  # listed without it
+    other.pipe_file(part, held)  # lands after its manifest, uploaded by another client
+    assert store.fs.exists(part)
+    done = subprocess.run([sys.executable, "-m", "hub.cli", "ingest", root], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert con.execute("SELECT count(*) FROM Costs").fetchall()[0][0] == 300  # the same connection, the new file
+
+
 def test_watch_retries_an_unreachable_store_until_it_answers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Defect C23: hub watch on S3 exited when the store did not answer; it must retry with backoff."""
     import threading
