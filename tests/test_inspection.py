@@ -374,6 +374,15 @@ def test_alerts_a_target_missed_are_sent_at_the_next_inspection(store, tmp_path)
         assert [[a["fingerprint"] for a in body["alerts"]] for body in receiver.bodies[1:]] == [["a"], ["b"]]  # in order
         gone = alerts.notify(R.Rules.model_validate({"alerts": []}), {**state, "alertsPending": {"p#0:x": [{}]}}, [])
         assert gone.errors == []
+        receiver.status = 503  # down for long: only the newest MAX_PENDING are kept
+        many = [("finops-hub.anomaly.opened", f"m/{i}", {"severity": "major", "id": f"n{i}"}, f"j{i}") for i in range(3)]
+        alerts.MAX_PENDING, limit = 2, alerts.MAX_PENDING
+        try:
+            alerts.notify(policy, state, many[:2])
+            alerts.notify(policy, state, many[2:])
+        finally:
+            alerts.MAX_PENDING = limit
+        assert [[a["fingerprint"] for a in held] for held in state["alertsPending"].values()] == [["n1", "n2"]]
     finally:
         receiver.close()
     (tmp_path / "config").mkdir(exist_ok=True)

@@ -18,6 +18,8 @@ from hub.store import SECRETS, redact
 
 #: Seconds before the first retry of a failed webhook call (doubled each time).
 BACKOFF = 0.5
+#: Alerts kept for a failing target (the newest; a target down for months does not grow the state without bound).
+MAX_PENDING = 1000
 
 
 @dataclass
@@ -111,11 +113,11 @@ def notify(rules: Rules, state: dict, events: list[tuple[str, str, dict, str]], 
             for index, target in enumerate(policy.targets):
                 tid = _target_id(policy, index)
                 if tid in pending:  # still failing above: the new alerts wait behind the old ones
-                    pending[tid] += batch
+                    pending[tid] = (pending[tid] + batch)[-MAX_PENDING:]
                     continue
                 error = _post(target, payload(policy, batch))
                 if error:
-                    pending[tid] = batch
+                    pending[tid] = batch[-MAX_PENDING:]
                     out.errors.append(f"alert policy {policy.id}: {error} ({len(batch)} alerts kept for the next inspection)")
                 else:
                     out.notified += len(batch)
