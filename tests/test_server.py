@@ -386,16 +386,22 @@ def test_the_last_day_of_year_9999_is_a_valid_day(lake: str, tmp_path: Path, cli
         con.close()
 
 
-def test_mixed_currencies(lake: str, tmp_path: Path) -> None:
+def _with_currency(lake: str, tmp_path: Path, scope: str, currency: str, limit: str = "") -> tuple[Path, Decimal]:
+    """A copy of the lake plus, in May's folder ``scope``, its May rows again in ``currency`` (a SQL literal); the
+    copied rows' BilledCost total."""
     root = tmp_path / "hub"
     shutil.copytree(lake, root)
-    eur = root / "ingestion" / "Costs" / "2024" / "05" / "eur-scope"
-    eur.mkdir(parents=True)
+    folder = root / "ingestion" / "Costs" / "2024" / "05" / scope
+    folder.mkdir(parents=True)
     src = next((root / "ingestion" / "Costs" / "2024" / "05").rglob("*.parquet"))
+    copied = f"SELECT * REPLACE ({currency} AS BillingCurrency) FROM read_parquet('{src}') {limit}"
     with duckdb.connect() as c:
-        c.execute(f"COPY (SELECT * REPLACE ('EUR' AS BillingCurrency) FROM read_parquet('{src}')) "
-                  f"TO '{eur / 'eur.parquet'}' (FORMAT parquet)")
-        eur_total = c.execute(f"SELECT sum(BilledCost) FROM read_parquet('{src}')").fetchone()[0]
+        c.execute(f"COPY ({copied}) TO '{folder / 'copy.parquet'}' (FORMAT parquet)")
+        return root, c.execute(f"SELECT sum(BilledCost) FROM ({copied})").fetchone()[0]
+
+
+def test_mixed_currencies(lake: str, tmp_path: Path) -> None:
+    root, eur_total = _with_currency(lake, tmp_path, "eur-scope", "'EUR'")
     con = catalog.connect(str(root))
     try:
         body = {"time_condition": MAY, "groupby": BY_SERVICE}
@@ -419,14 +425,7 @@ def test_mixed_currencies(lake: str, tmp_path: Path) -> None:
 
 def test_rows_without_a_currency_next_to_a_currency_are_a_400(lake: str, tmp_path: Path) -> None:
     """Defect: custom data without BillingCurrency next to USD rows made every query fail with a TypeError (500)."""
-    root = tmp_path / "hub"
-    shutil.copytree(lake, root)
-    none = root / "ingestion" / "Costs" / "2024" / "05" / "no-currency"
-    none.mkdir(parents=True)
-    src = next((root / "ingestion" / "Costs" / "2024" / "05").rglob("*.parquet"))
-    with duckdb.connect() as c:
-        c.execute(f"COPY (SELECT * REPLACE (CAST(NULL AS VARCHAR) AS BillingCurrency) FROM read_parquet('{src}') LIMIT 5) "
-                  f"TO '{none / 'none.parquet'}' (FORMAT parquet)")
+    root, _ = _with_currency(lake, tmp_path, "no-currency", "CAST(NULL AS VARCHAR)", "LIMIT 5")
     con = catalog.connect(str(root))
     try:
         with pytest.raises(CostQueryError, match=r"several currencies \(USD, \(none\)\)") as info:

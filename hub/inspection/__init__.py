@@ -138,9 +138,7 @@ def inspect(store: Store, day: date | None = None, rules: Rules | None = None, *
     try:
         for monitor in rules.monitors:
             _monitor(con, rules, monitor, first, day, result, known)
-        result.budgets = [_budget(con, rules, b, first, day) for b in rules.budgets]
-        result.unmatched = [_unmatched(con, b, day) for b in rules.budgets]
-        result.unmatched = [line for line in result.unmatched if line]
+        result.budgets = [_budget(con, rules, b, first, day, result.unmatched) for b in rules.budgets]
         if not result.series and not result.insufficient:
             result.last_cost_day = _last_cost_day(con)
     finally:
@@ -186,16 +184,24 @@ def _jsonable(value: object) -> object:
     return value.isoformat() if isinstance(value, date) else value
 
 
-def _budget(con: duckdb.DuckDBPyConnection, rules: Rules, budget: Budget, first: date, day: date) -> dict:
+def _budget(con: duckdb.DuckDBPyConnection, rules: Rules, budget: Budget, first: date, day: date,
+            unmatched: list[str]) -> dict:
     """A budget's month to ``day``: actual cost (exact), month-end forecast with 80 % and 95 % intervals (usage-based
-    days left, from the budget's own daily series), consumption, and the thresholds crossed."""
+    days left, from the budget's own daily series), consumption, and the thresholds crossed. A budget that no cost row
+    of its month matches gets a line in ``unmatched`` (``usd``, ``aws``: values are compared exactly; it would
+    otherwise report 0 % without a word)."""
     start = day.replace(day=1)
     end = (start + timedelta(days=32)).replace(day=1) - timedelta(days=1)
     scope = Monitor(id=budget.id, filter=budget.filter)
     currency = f"coalesce(BillingCurrency, '') = {literal(budget.currency)}"
     month_where = _where(scope, start, day, usage_only=False)  # the month's every charge, fees and purchases too
-    actual = Decimal(con.execute(f"SELECT CAST(coalesce(sum({ident(budget.metric)}), 0) AS VARCHAR) FROM Costs "
-                                 f"WHERE {month_where} AND {currency}").fetchone()[0])
+    total, rows = con.execute(f"SELECT CAST(coalesce(sum({ident(budget.metric)}), 0) AS VARCHAR), count(*) FROM Costs "
+                              f"WHERE {month_where} AND {currency}").fetchone()
+    actual = Decimal(total)
+    if not rows:
+        which = f"{budget.currency} with {json.dumps(budget.filter, sort_keys=True)}" if budget.filter else budget.currency
+        unmatched.append(f"budget {budget.id}: no cost of {start:%Y-%m} up to {day} in {which} "
+                         "(currency and filter values must match the lake's exactly, case included)")
     data = con.execute(f"SELECT CAST(ChargePeriodStart AS DATE) AS d, CAST(sum({ident(budget.metric)}) AS DOUBLE) AS c "
                        f"FROM Costs WHERE {_where(scope, first, day)} AND {currency} GROUP BY ALL").fetchnumpy()
     n_days = (day - first).days + 1
@@ -221,19 +227,6 @@ def _budget(con: duckdb.DuckDBPyConnection, rules: Rules, budget: Budget, first:
         row.update(forecast=None, lower80=None, upper80=None, lower95=None, upper95=None)
     row["crossed"] = crossed
     return row
-
-
-def _unmatched(con: duckdb.DuckDBPyConnection, budget: Budget, day: date) -> str | None:
-    """A line saying that no cost row of the budget's month (to ``day``) has its currency and filter, else None: a
-    budget that can never match (``usd``, ``aws``: values are compared exactly) would report 0 % without a word."""
-    start = day.replace(day=1)
-    scope = Monitor(id=budget.id, filter=budget.filter)
-    where = f"{_where(scope, start, day, usage_only=False)} AND coalesce(BillingCurrency, '') = {literal(budget.currency)}"
-    if con.execute(f"SELECT count(*) FROM (SELECT 1 FROM Costs WHERE {where} LIMIT 1)").fetchone()[0]:
-        return None
-    which = f"{budget.currency} with {json.dumps(budget.filter, sort_keys=True)}" if budget.filter else budget.currency
-    return (f"budget {budget.id}: no cost of {start:%Y-%m} up to {day} in {which} "
-            "(currency and filter values must match the lake's exactly, case included)")
 
 
 def _continued(known: dict, monitor: str, key: str, currency: str, direction: str, start: date, end: date) -> dict | None:
