@@ -224,14 +224,18 @@ def file_types(columns: dict[str, str]) -> dict[str, str]:
 
 
 #: Quoted text in DuckDB's messages: values and lines of the input, never repeated in ours.
-_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+#: What DuckDB, zlib and pyarrow say of a cut or damaged gzip / Parquet file.
+_CORRUPT = re.compile(r"gzip|zlib|magic bytes|too small to be a Parquet|Corrupt|truncated|footer|thrift|decompression|"
+                      r"don't know what type", re.IGNORECASE)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_QUOTED = re.compile(r"(?<!\w)'[^']*'|\"[^\"]*\"")  # an apostrophe inside a word (don't) opens nothing
 
 
 def scrub(text: str) -> str:
     """The first line of an error text with every quoted part (file content DuckDB may cite) and every credential
     left out."""
     first = text.splitlines()[0] if text else ""
-    return redact(_QUOTED.sub("'…'", first))[:300]
+    return _CONTROL.sub("?", redact(_QUOTED.sub("'…'", first)))[:300]
 
 
 def map_error(exc: BaseException, *, file: str) -> HubError:
@@ -248,7 +252,7 @@ def map_error(exc: BaseException, *, file: str) -> HubError:
     where = f" at line {line.group(1)}" if line else ""
     if "Invalid unicode" in text or "not utf-8" in text:
         return InputError(f"not UTF-8{where}", file=file, code="InvalidEncoding")
-    if re.search(r"gzip|zlib|magic bytes|too small to be a Parquet|Corrupt|truncated", text, re.IGNORECASE):
+    if _CORRUPT.search(text):
         return InputError(f"truncated or not the file its name says ({scrub(text)})", file=file, code="CorruptFile")
     if "Expected Number of Columns" in text:
         m = re.search(r"Expected Number of Columns: (\d+) Found: (\d+)", text)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 from decimal import Decimal as D
 from pathlib import Path
 
 import duckdb
+import pyarrow.parquet as pq
 import pytest
 from conftest import DATA, lake_rows
 
@@ -210,3 +212,30 @@ def test_duplicate_column_names_are_a_schema_mismatch(hub_root: Path, second: st
     (rec,) = ingest(Store(str(hub_root))).records
     assert (rec.state, rec.error.code, rec.error.file) == ("quarantined", "SchemaMismatch", f"{FOLDER}/ing1__a.parquet")
     assert "duplicate column names" in rec.error.message
+
+
+def _damaged(data: bytes, how: str) -> bytes:
+    """A Parquet file damaged as storage or a cut upload damages it."""
+    if how == "footer length":
+        return b"PAR1garbagePAR1"
+    if how == "cut in the middle":  # the footer's length and magic kept, its metadata gone
+        return data[: len(data) // 2] + data[-8:]
+    if how == "metadata overwritten":
+        return data[:-20] + b"\xff" * 12 + data[-8:]
+    offset = pq.ParquetFile(io.BytesIO(data)).metadata.row_group(0).column(5).data_page_offset
+    return data[: offset + 20] + b"\x00" * 60 + data[offset + 80:]  # a page's compressed bytes zeroed
+
+
+@pytest.mark.parametrize("how", ["footer length", "cut in the middle", "metadata overwritten", "page zeroed"])
+def test_a_damaged_parquet_file_is_corrupt_file_not_internal_error(hub_root: Path, how: str) -> None:
+    """Each way a Parquet file breaks is CorruptFile naming it, with a one-line printable message (pyarrow's and
+    DuckDB's texts for them were InternalError)."""
+    folder = _drop_focus_sample(hub_root)
+    part = folder / "ing1__part0.parquet"
+    damaged = _damaged(part.read_bytes(), how)
+    part.write_bytes(damaged)
+    (folder / "manifest.json").write_text("{}")
+    (rec,) = ingest(Store(str(hub_root))).records
+    assert (rec.state, rec.error.code) == ("quarantined", "CorruptFile"), rec.error
+    assert rec.error.file == f"{FOLDER}/ing1__part0.parquet" and rec.error.message.isprintable(), rec.error
+    assert part.read_bytes() == damaged
