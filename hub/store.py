@@ -241,6 +241,30 @@ class Store:
             raise StoreUnreachable(f"cannot reach {self.url}: no answer in {limit:g} s")
         if outcome[0] is not None:
             raise StoreUnreachable(f"cannot reach {self.url}: {describe(outcome[0])}")
+        if self._container_missing():
+            kind = "bucket" if "s3" in self._protocols() or "gs" in self._protocols() else "container"
+            raise StoreUnreachable(f"{self.url}: the {kind} {self.root.split('/', 1)[0]!r} does not exist (create it first; "
+                                   "the hub does not create buckets or containers)")
+
+    def _protocols(self) -> tuple[str, ...]:
+        protocol = self.fs.protocol
+        return (protocol,) if isinstance(protocol, str) else tuple(protocol)
+
+    def _container_missing(self) -> bool:
+        """The root's bucket or container is known not to exist (a probe the credentials may not allow is no answer:
+        the store is then taken to be there, and the first read or write says what it thinks)."""
+        if not set(self._protocols()) & {"s3", "s3a", "az", "abfs", "abfss", "adl", "gs", "gcs"}:
+            return False
+        bucket = self.root.split("/", 1)[0]
+        try:
+            if self.fs.exists(bucket):
+                return False
+            self.fs.ls(bucket, detail=False)
+        except FileNotFoundError:
+            return True
+        except Exception:  # noqa: BLE001 - no permission to look: not known to be missing
+            return False
+        return False
 
     def check_fence(self) -> None:
         """Before a write that must not come from a stale lease holder (run records, swaps)."""

@@ -148,6 +148,24 @@ def test_credentials_never_printed(servers: dict, tmp_path: Path) -> None:
     assert json.loads(proc.stdout or "[]") == []
 
 
+@pytest.mark.parametrize("kind", ["azurite", "moto"])
+def test_a_missing_bucket_or_container_is_exit_2_and_never_created(servers: dict, kind: str) -> None:
+    """A mistyped bucket or container: one line and exit code 2 for every command (Azure ingest was exit 1 with a
+    RuntimeError; s3fs created the bucket and ingest said "nothing to ingest"), and nothing is created."""
+    env = {**os.environ, **servers[kind]}
+    name = f"hub{uuid.uuid4().hex[:12]}"
+    url = f"{'az' if kind == 'azurite' else 's3'}://{name}/finops"
+    for args in (["init", url], ["ingest", url], ["status", url], ["query", url, "SELECT 1"]):
+        proc = subprocess.run([sys.executable, "-m", "hub.cli", *args], capture_output=True, text=True, env=env)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1, (args, proc.stderr)
+        assert f"the {'container' if kind == 'azurite' else 'bucket'} '{name}' does not exist" in proc.stderr, proc.stderr
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in servers[kind].items():
+            mp.setenv(k, v)
+        fs = fsspec.filesystem("az" if kind == "azurite" else "s3", skip_instance_cache=True)
+        assert not fs.exists(name)
+
+
 def test_abfs_scheme_is_the_same_store(servers: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     for k, v in servers["azurite"].items():
         monkeypatch.setenv(k, v)
