@@ -9,6 +9,7 @@ import json
 import os
 import re
 import sys
+from datetime import date
 from typing import Annotated
 
 import typer
@@ -244,6 +245,21 @@ def allocate_cmd(
     raise typer.Exit(0 if all(r.state == "committed" for r in records) else 1)
 
 
+def _day(text: str | None) -> date | None:
+    """``--date``: a UTC day written YYYY-MM-DD, between 1970 and 9000."""
+    if text is None:
+        return None
+    try:
+        if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
+            raise ValueError
+        value = date.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"--date must be YYYY-MM-DD, not {text!r}") from None
+    if not 1970 <= value.year <= 9000:
+        raise UsageError(f"--date {text} is out of range (1970 to 9000)")
+    return value
+
+
 @app.command("inspect")
 def inspect_cmd(
     root: Root,
@@ -251,21 +267,29 @@ def inspect_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the anomalies as JSON.")] = False,
 ) -> None:
     """Find cost anomalies (expected value, band, interval, impact, severity) and their root causes."""
-    from datetime import date
 
-    from hub import inspection
+    from hub import inspection, lease
     from hub.inspection import rules as inspection_rules
 
     store = _store(root)
     try:
-        try:
-            when = date.fromisoformat(day) if day else None
-        except ValueError:
-            raise UsageError(f"--date must be YYYY-MM-DD, not {day!r}") from None
-        result = inspection.inspect(store, when, inspection_rules.load(store))
+        when = _day(day)
+        with lease.holding(store, "inspect", wait=600) as held:
+            if held is None:
+                raise UsageError("another process holds this hub's inspection lease; nothing done (try again later)")
+            result = inspection.inspect(store, when, inspection_rules.load(store))
     except UsageError as exc:
         _error(exc)
         raise typer.Exit(2) from None
+    if result.not_recorded:
+        err.print(_plain(f"note: {result.day} is before the last inspected day ({result.not_recorded}): reported only, "
+                         "nothing recorded, published or alerted"))
+    for line in result.unmatched:
+        err.print(_plain(f"warning: {line}"))
+    for line in result.alert_errors:
+        err.print(_plain(f"warning: alerts: {line}"))
+    for line in result.event_errors:
+        err.print(_plain(f"warning: events: {line}"))
     if as_json:
         typer.echo(json.dumps(inspection.to_json(result), indent=2))
         return
@@ -274,10 +298,6 @@ def inspect_cmd(
     if result.last_cost_day and result.last_cost_day < result.day:
         out.print(_plain(f"no costs in the inspected window: the lake's costs end on {result.last_cost_day}; "
                          f"hub inspect {root} --date {result.last_cost_day}"))
-    for line in result.unmatched:
-        err.print(_plain(f"warning: {line}"))
-    for line in result.alert_errors:
-        err.print(_plain(f"warning: alerts: {line}"))
     if result.anomalies:
         table = Table(title=_plain(f"hub inspect {store.url}"))
         for col in ("monitor", "key", "currency", "start", "end", "state", "direction", "actual", "expected", "impact",
@@ -324,17 +344,13 @@ def anomalies_cmd(
 def budgets_cmd(root: Root,
                 day: Annotated[str | None, typer.Option("--date", help="YYYY-MM-DD; default: yesterday.")] = None) -> None:
     """Each budget's month so far: actual, month-end forecast with its 80 % interval, consumption (nothing recorded)."""
-    from datetime import date
 
     from hub import inspection
     from hub.inspection import rules as inspection_rules
 
     store = _store(root)
     try:
-        try:
-            when = date.fromisoformat(day) if day else None
-        except ValueError:
-            raise UsageError(f"--date must be YYYY-MM-DD, not {day!r}") from None
+        when = _day(day)
         rules = inspection_rules.load(store)
         result = inspection.inspect(store, when, rules.model_copy(update={"monitors": rules.monitors[:1]}), save=False)
     except UsageError as exc:
@@ -550,7 +566,6 @@ def _period(value: str, granularity: str, *, end: bool) -> str:
     A day at month granularity would stand for its whole month: refused, naming ``--granularity day``."""
     import calendar
     import re
-    from datetime import date
 
     option = "--end" if end else "--begin"
     if re.fullmatch(r"[0-9]{4}-[0-9]{2}", value):

@@ -32,7 +32,8 @@ CODES: dict[str, tuple[str, str, str]] = {
     "MalformedJson": ("input", "a line of a newline-JSON file (a BigQuery extract) is not a JSON object (broken JSON, "
                       "or a number, string or array)", "extract again; the line or record number is in the message"),
     "InvalidEncoding": ("input", "the file is not UTF-8", "re-export as UTF-8"),
-    "CorruptFile": ("input", "the file is truncated or not what its extension says (e.g. a cut gzip)",
+    "CorruptFile": ("input", "the file is truncated, damaged or not what its extension says (a cut gzip, a Parquet file "
+                    "with a broken footer or page)",
                     "re-upload the part, then `hub ingest --retry`"),
     "InvalidValue": ("input", "a cell cannot be converted to its column type (number, date, boolean)",
                      "the message names the column and the data row (never the value); fix the export or its mapping"),

@@ -509,8 +509,10 @@ def test_an_inspection_after_the_lakes_last_cost_says_which_date_to_inspect(stor
     assert f"the lake's costs end on 2024-05-31; hub inspect {tmp_path} --date 2024-05-31" in " ".join(out.output.split())
     data = json.loads(CliRunner().invoke(app, ["inspect", str(tmp_path), "--date", "2024-09-30", "--json"]).output)
     assert (data["series"], data["lastCostDay"]) == (0, "2024-05-31")
-    inspected = json.loads(CliRunner().invoke(app, ["inspect", str(tmp_path), "--date", "2024-05-31", "--json"]).output)
+    earlier = CliRunner().invoke(app, ["inspect", str(tmp_path), "--date", "2024-05-31", "--json"])
+    inspected = json.loads(earlier.stdout)
     assert inspected["series"] > 0 and inspected["lastCostDay"] is None
+    assert "note: 2024-05-31 is before the last inspected day (2024-09-30): reported only" in earlier.stderr
 
 
 def test_the_state_file_writes_amounts_as_plain_decimal_text(store, tmp_path):

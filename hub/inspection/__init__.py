@@ -85,6 +85,10 @@ class InspectResult:
     last_cost_day: date | None = None
     #: budgets that no cost row of their month matches (currency and filter: values are compared exactly), one line each
     unmatched: list[str] = field(default_factory=list)
+    #: event sinks' problems (one line each)
+    event_errors: list[str] = field(default_factory=list)
+    #: the state's last inspected day, when ``day`` is earlier: nothing was recorded, sent or published
+    not_recorded: str | None = None
 
 
 def _key_sql(monitor: Monitor, keys: Iterable[str] = ()) -> str:
@@ -133,7 +137,8 @@ def inspect(store: Store, day: date | None = None, rules: Rules | None = None, *
     day = day or datetime.now(timezone.utc).date() - timedelta(days=1)
     first = day - timedelta(days=rules.window_days - 1)
     result = InspectResult(day)
-    known = outcome.load_state(store)["anomalies"]
+    state = outcome.load_state(store)
+    known = state["anomalies"]
     con = catalog.connect(store)
     try:
         for monitor in rules.monitors:
@@ -144,10 +149,17 @@ def inspect(store: Store, day: date | None = None, rules: Rules | None = None, *
     finally:
         con.close()
     result.anomalies.sort(key=lambda a: (-abs(a.impact), a.monitor, a.key, a.start))
-    if save:
+    last = state.get("lastDay")
+    if save and last and day.isoformat() < str(last):
+        result.not_recorded = str(last)  # an earlier day than the state's: reported, never rewinding the state
+    elif save:
         made = outcome.record(store, result.anomalies, result.budgets, day, rules, result.alert_errors)
         result.events = [(kind, subject) for kind, subject, _, _ in made]
-        outcome.publish(store, made)
+        sent = outcome.publish(store, made)
+        errors = sent.errors if sent is not None else []
+        result.event_errors = errors
+        if not any("not published" in e for e in errors):  # delivered, or in a sink's dead letters: durable
+            outcome.published(store, {identity for _, _, _, identity in made})
     return result
 
 
@@ -283,7 +295,7 @@ def _monitor(con: duckdb.DuckDBPyConnection, rules: Rules, monitor: Monitor, fir
             impact = actual - expected
             start, end = first + timedelta(days=iv.start), first + timedelta(days=iv.end)
             total_expected = float(expected.sum())
-            pct = float(impact.sum()) / total_expected * 100 if total_expected > 0 else None
+            pct = float(impact.sum()) / abs(total_expected) * 100 if total_expected != 0 else None  # credits too
             series_sql = f"{key_sql} = ? AND coalesce(BillingCurrency, '') = ?"
             exact = Decimal(con.execute(f"SELECT CAST(coalesce(sum(EffectiveCost), 0) AS VARCHAR) FROM Costs WHERE "
                                         f"{_where(monitor, start, end)} AND {series_sql}", [key, cur]).fetchone()[0])
@@ -306,7 +318,8 @@ def _monitor(con: duckdb.DuckDBPyConnection, rules: Rules, monitor: Monitor, fir
     seen = {a.id for a in result.anomalies}
     inspected = set(names.tolist())
     result.anomalies += [_resolved(a) for a in known.values() if a.get("monitor") == monitor.id and a.get("state") == "open"
-                         and a["id"] not in seen and f"{a['key']}\x1f{a['currency']}" in inspected]
+                         and a["id"] not in seen and f"{a['key']}\x1f{a['currency']}" in inspected
+                         and str(a["start"]) <= day.isoformat()]
 
 
 def _resolved(saved: dict) -> Anomaly:
@@ -335,12 +348,14 @@ def _severity(rules: Rules, pct: float | None) -> str:
 def _causes(con: duckdb.DuckDBPyConnection, monitor: Monitor, key_sql: str, key: str, currency: str, start: date, end: date,
             direction: int) -> list[Cause]:
     """Per cause dimension, the values whose cost moved most over ``start``-``end`` against their expected cost (each
-    day: the median of the same weekday's cost over the 4 weeks before), with their share of the total delta."""
+    day: the median of the same weekday's cost over the 4 weeks before; weeks before the series' first cost are no
+    data, not zeros), with their share of the total delta."""
     where = (f"{_where(monitor, start - timedelta(days=28), end)} AND {key_sql} = {literal(key)} "
              f"AND coalesce(BillingCurrency, '') = {literal(currency)}")
     # one scan of the lake for every dimension: the rows read once, then per dimension, value and day
     per_dim = " UNION ALL ".join(f"SELECT {literal(name)} AS k, CAST({ident(column)} AS VARCHAR) AS v, d, sum(c) AS c "
                                  f"FROM base GROUP BY ALL" for column, name in CAUSES)
+    lags = ", ".join(f"CASE WHEN g.d - {n} >= s.first THEN coalesce(l{n}.c, 0) END" for n in (7, 14, 21, 28))
     found = con.execute(f"""
         WITH base AS MATERIALIZED (SELECT {', '.join(ident(c) for c, _ in CAUSES)}, CAST(ChargePeriodStart AS DATE) AS d,
                                           EffectiveCost AS c FROM Costs WHERE {where}),
@@ -349,9 +364,9 @@ def _causes(con: duckdb.DuckDBPyConnection, monitor: Monitor, key_sql: str, key:
                              DATE {literal(end.isoformat())}, INTERVAL 1 DAY)) AS DATE) AS d),
              grid AS (SELECT e.k, e.v, days.d FROM (SELECT DISTINCT k, v FROM r) e, days),
              x AS (SELECT g.k, g.v, coalesce(a.c, 0) AS actual,
-                          list_aggregate([coalesce(l7.c, 0), coalesce(l14.c, 0), coalesce(l21.c, 0), coalesce(l28.c, 0)],
-                                         'median') AS expected
-                   FROM grid g LEFT JOIN r a ON a.k = g.k AND a.v IS NOT DISTINCT FROM g.v AND a.d = g.d
+                          coalesce(list_aggregate([{lags}], 'median'), 0) AS expected
+                   FROM grid g CROSS JOIN (SELECT min(d) AS first FROM base) s
+                   LEFT JOIN r a ON a.k = g.k AND a.v IS NOT DISTINCT FROM g.v AND a.d = g.d
                    LEFT JOIN r l7 ON l7.k = g.k AND l7.v IS NOT DISTINCT FROM g.v AND l7.d = g.d - 7
                    LEFT JOIN r l14 ON l14.k = g.k AND l14.v IS NOT DISTINCT FROM g.v AND l14.d = g.d - 14
                    LEFT JOIN r l21 ON l21.k = g.k AND l21.v IS NOT DISTINCT FROM g.v AND l21.d = g.d - 21

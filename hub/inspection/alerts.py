@@ -96,12 +96,13 @@ def notify(rules: Rules, state: dict, events: list[tuple[str, str, dict, str]], 
             del pending[tid]
     for policy in rules.alerts:
         batch = []
-        for kind, subject, data, _ in events:
+        for kind, subject, data, identity in events:
             short = kind.removeprefix("finops-hub.")
             sev = severity(short, data)
             if short not in policy.events or SEVERITIES.index(sev) < SEVERITIES.index(policy.min_severity):
                 continue
-            key = f"{policy.id}|{short}|{subject}"
+            # an anomaly is silenced as one subject; a budget per threshold (its 100 % never silenced by its 50 %)
+            key = f"{policy.id}|{short}|{identity if short == 'budget.threshold' else subject}"
             before = last.get(key)
             if short != "anomaly.resolved" and before and now - datetime.fromisoformat(before) < timedelta(
                     hours=policy.silence_hours):

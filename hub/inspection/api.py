@@ -83,6 +83,8 @@ def routes(app: FastAPI, store: Store, error: Callable[[int, str, str], JSONResp
                   page_size: Annotated[int, Query(alias="page-size", ge=1, le=1000)] = 100) -> Response | BaseModel:
         try:
             found = list(outcome.load_state(store)["anomalies"].values())
+        except outcome.StateInvalid as exc:
+            return error(503, "CBC.0503", str(exc))
         except (UsageError, ValueError) as exc:
             return error(400, "CBC.0100", str(exc))
         found = sorted((a for a in found if state is None or a.get("state") == state),
@@ -119,6 +121,8 @@ def routes(app: FastAPI, store: Store, error: Callable[[int, str, str], JSONResp
     def feedback(anomaly_id: Annotated[str, Path(pattern=r"^[0-9a-f]{16}$")], body: Feedback) -> Response:
         try:
             outcome.feedback(store, anomaly_id, body.feedback)
+        except outcome.StateInvalid as exc:
+            return error(503, "CBC.0503", str(exc))
         except UsageError as exc:
             return error(404, "CBC.0404", str(exc))
         return Response(status_code=204)

@@ -1,9 +1,9 @@
 """Month-end forecast of daily cost series (numpy): the recent weekly pattern projected over the month's remaining
-days: each weekday's median over the last 28 days, shifted by the mean deviation of the last 7 days from it (the
-current level; a 90-day trend line follows old levels). The 80 % and 95 % intervals come from the spread ``sigma`` of
-the recent residuals, widened as ``sigma * h ** 0.9`` over ``h`` days left: a level error persists for the rest of the
-month, so the days' errors are not independent (``sqrt(h)`` covered 41 % instead of 80 % in bench/inspection.py; ``h``
-covers slightly too much)."""
+days: each weekday's median over the last 28 days, shifted by the median deviation of the last 7 days from it (the
+current level, which one spike does not move; a 90-day trend line follows old levels). The 80 % and 95 % intervals
+come from the spread ``sigma`` of the recent residuals, widened as ``sigma * h ** 0.9`` over ``h`` days left: a level
+error persists for the rest of the month, so the days' errors are not independent (``sqrt(h)`` covered 41 % instead
+of 80 % in bench/inspection.py; ``h`` covers slightly too much)."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def forecast(values: np.ndarray, weekdays: np.ndarray, future_weekdays: np.ndarr
             if days.any():
                 seasonal[:, wd] = np.nan_to_num(np.nanmedian(recent[:, days], axis=1))
         residual = recent - seasonal[:, recent_weekdays]
-        level = np.nan_to_num(np.nanmean(residual[:, -LEVEL:], axis=1))
+        level = np.nan_to_num(np.nanmedian(residual[:, -LEVEL:], axis=1))  # one spike does not move it
         counts = (~np.isnan(residual)).sum(axis=1)
         sigma = np.where(counts > 1, np.nan_to_num(np.nanstd(residual, axis=1, ddof=1)), 0.0)
     h = len(future_weekdays)

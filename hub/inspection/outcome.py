@@ -5,8 +5,11 @@ ids come from what they say, so re-running a day emits no duplicates; an unchang
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import date
 from decimal import Decimal
@@ -18,17 +21,52 @@ import pyarrow.parquet as pq
 from hub.errors import UsageError
 from hub.inspection import alerts
 from hub.settings import load_settings
-from hub.store import CONFIG, Store, dataset_folder
+from hub.store import CONFIG, INGESTION, Store, dataset_folder
 
 STATE = f"{CONFIG}/inspection/state.json"
 FEEDBACK = ("yes", "no", "planned")
 
 
+class StateInvalid(UsageError):
+    """``config/inspection/state.json`` cannot be read (edited by hand, copied in part): named, never a traceback."""
+
+
+#: Fields every anomaly of the state has.
+_ANOMALY_FIELDS = ("id", "monitor", "key", "currency", "start", "end", "state", "direction")
+
+
 def load_state(store: Store) -> dict:
+    """The inspection's state (every key kept: anomalies, budgets, alerts, pending alerts and events, last day)."""
     if not store.exists(STATE):
         return {"anomalies": {}, "budgets": {}, "alerts": {}}
-    data = json.loads(store.read_bytes(STATE))
-    return {"anomalies": data.get("anomalies") or {}, "budgets": data.get("budgets") or {}, "alerts": data.get("alerts") or {}}
+    try:
+        data = json.loads(store.read_bytes(STATE))
+    except ValueError as exc:
+        raise StateInvalid(f"{STATE}: not JSON ({exc}); restore it from a backup, or remove it to start afresh") from None
+    if not isinstance(data, dict) or not all(isinstance(data.get(k) or {}, dict) for k in ("anomalies", "budgets", "alerts")):
+        raise StateInvalid(f"{STATE}: not the inspection's state (an object of anomalies, budgets and alerts)")
+    for key, a in (data.get("anomalies") or {}).items():
+        if not isinstance(a, dict) or any(a.get(f) is None for f in _ANOMALY_FIELDS):
+            raise StateInvalid(f"{STATE}: anomaly {key!r} lacks one of {', '.join(_ANOMALY_FIELDS)}")
+    return {**data, "anomalies": data.get("anomalies") or {}, "budgets": data.get("budgets") or {},
+            "alerts": data.get("alerts") or {}}
+
+
+@contextlib.contextmanager
+def _locked(store: Store, wait: float = 60.0) -> Iterator[None]:
+    """The state's read-modify-write, one process at a time (an inspection's final write, feedback from the CLI or
+    the API): a short lease of its own, so feedback never waits for a whole inspection."""
+    from hub import lease
+
+    deadline = time.monotonic() + wait
+    while (held := lease.try_acquire(store, "inspection-state", ttl=60)) is None:
+        if time.monotonic() > deadline:
+            raise UsageError("another process is writing the inspection state; try again")
+        time.sleep(0.2)
+    try:
+        yield
+    finally:
+        held.release()
 
 
 def _plain(a: Any) -> dict:
@@ -48,8 +86,10 @@ def _json_value(value: object) -> str:
 
 def record(store: Store, anomalies: list, budgets: list[dict], day: date, rules: Any = None,
            alert_errors: list[str] | None = None) -> list[tuple[str, str, dict, str]]:
-    """Merge an inspection into the state; the events it makes, as (type, subject, data, identity). With ``rules``,
-    the alert policies' notifications are sent (their failures appended to ``alert_errors``)."""
+    """Merge an inspection into the state; the events to publish, as (type, subject, data, identity): this inspection's
+    and those an earlier one saved but could not publish (``eventsPending``, saved with the state before anything is
+    published and cleared by :func:`published`, so a crash in between loses none). With ``rules``, the alert policies'
+    notifications are sent (their failures appended to ``alert_errors``)."""
     alert_errors = alert_errors if alert_errors is not None else []
     state = load_state(store)
     events: list[tuple[str, str, dict, str]] = []
@@ -61,6 +101,8 @@ def record(store: Store, anomalies: list, budgets: list[dict], day: date, rules:
             kind = "opened" if a.state == "open" else "resolved"  # found after it ended: reported once, resolved
         elif before["state"] == "open" and a.state == "resolved":
             kind = "resolved"
+        elif before["state"] == "resolved" and a.state == "open":
+            kind = "opened"  # the change came back after it was reported over: said again, never silently
         elif before["state"] == "open" and (before["end"], before["impact"]) != (now["end"], now["impact"]):
             kind = "updated"
         now["feedback"] = (before or {}).get("feedback")
@@ -79,21 +121,42 @@ def record(store: Store, anomalies: list, budgets: list[dict], day: date, rules:
     if rules is not None and rules.alerts and (events or state.get("alertsPending")):
         sent = alerts.notify(rules, state, events)
         alert_errors.extend(sent.errors)
-    store.write_json(STATE, state)
-    _datasets(store, state, budgets)
-    return events
+    pending = {e[3]: list(e) for e in state.get("eventsPending") or []}
+    for e in events:
+        pending.setdefault(e[3], json.loads(json.dumps(list(e), default=_json_value)))
+    state["eventsPending"] = list(pending.values())
+    state["lastDay"] = max(day.isoformat(), str(state.get("lastDay") or ""))
+    with _locked(store):
+        fresh = load_state(store)  # feedback given while this inspection ran is kept
+        for key, a in state["anomalies"].items():
+            if key in fresh["anomalies"]:
+                a["feedback"] = fresh["anomalies"][key].get("feedback")
+        store.write_json(STATE, state)
+        _datasets(store, state, budgets)
+    return [(e[0], e[1], e[2], e[3]) for e in state["eventsPending"]]
+
+
+def published(store: Store, identities: set[str]) -> None:
+    """Forget the pending events that reached every sink (or a sink's dead letters)."""
+    with _locked(store):
+        state = load_state(store)
+        left = [e for e in state.get("eventsPending") or [] if e[3] not in identities]
+        if left != (state.get("eventsPending") or []):
+            state["eventsPending"] = left
+            store.write_json(STATE, state)
 
 
 def feedback(store: Store, anomaly_id: str, value: str) -> dict:
     """Store a user's verdict on an anomaly (``yes``: a real one, ``no``: not one, ``planned``: expected)."""
     if value not in FEEDBACK:
         raise UsageError(f"feedback must be one of {', '.join(FEEDBACK)}, not {value!r}")
-    state = load_state(store)
-    if anomaly_id not in state["anomalies"]:
-        raise UsageError(f"no anomaly {anomaly_id!r} (hub anomalies lists them)")
-    state["anomalies"][anomaly_id]["feedback"] = value
-    store.write_json(STATE, state)
-    _datasets(store, state, [])
+    with _locked(store):
+        state = load_state(store)
+        if anomaly_id not in state["anomalies"]:
+            raise UsageError(f"no anomaly {anomaly_id!r} (hub anomalies lists them)")
+        state["anomalies"][anomaly_id]["feedback"] = value
+        store.write_json(STATE, state)
+        _datasets(store, state, [])
     return state["anomalies"][anomaly_id]
 
 
@@ -142,6 +205,10 @@ def _datasets(store: Store, state: dict, budgets: list[dict]) -> None:
         by_month.setdefault(str(a["start"])[:7], []).append(row)
     for month, rows in by_month.items():
         _write(store, "Anomalies", month, "anomalies.parquet", sorted(rows, key=lambda r: (r["start"], r["id"])))
+    for rel in store.files(f"{INGESTION}/Anomalies", "/inspection/anomalies.parquet"):  # a month no anomaly starts in now
+        parts = rel.split("/")  # ingestion/Anomalies/<yyyy>/<mm>/inspection/anomalies.parquet
+        if f"{parts[2]}-{parts[3]}" not in by_month:
+            store.delete(rel)
     for month in sorted({b["month"] for b in budgets}):
         rows = [{k: (json.dumps(v) if k == "crossed" else v) for k, v in b.items()} for b in budgets if b["month"] == month]
         _write(store, "Budgets", month, "budgets.parquet", rows)

@@ -4,7 +4,7 @@ file and the field). Without the file, one monitor per sub-account with the defa
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
@@ -29,9 +29,9 @@ class Monitor(_Strict):
     #: only rows whose columns have these values (a value or a list)
     filter: dict[str, str | list[str]] = {}
     #: an anomaly's impact must reach this much (currency units) ...
-    min_impact: float = Field(1.0, ge=0)
+    min_impact: float = Field(1.0, ge=0, allow_inf_nan=False)
     #: ... and this share of the expected cost, in percent
-    min_impact_pct: float = Field(10.0, ge=0)
+    min_impact_pct: float = Field(10.0, ge=0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _dimension(self) -> Monitor:
@@ -43,26 +43,36 @@ class Monitor(_Strict):
         return self
 
 
+#: A threshold: a percentage above 0 (finite).
+Percent = Annotated[float, Field(gt=0, le=1_000_000, allow_inf_nan=False)]
+
+
 class Severity(_Strict):
     """Impact % (of the expected cost over the interval) from which an anomaly is major, critical; below: minor."""
 
-    major: float = 20.0
-    critical: float = 50.0
+    major: float = Field(20.0, ge=0, allow_inf_nan=False)
+    critical: float = Field(50.0, ge=0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _order(self) -> Severity:
+        if self.major > self.critical:
+            raise ValueError("major must not be above critical")
+        return self
 
 
 class Budget(_Strict):
     """A monthly budget over the rows of ``filter`` (all rows when empty), in one currency."""
 
     id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    amount: Decimal = Field(gt=0)
+    amount: Decimal = Field(gt=0, le=Decimal("1e15"))
     #: ISO 4217, three letters (upper-cased: the lake's BillingCurrency is)
     currency: str = Field("USD", pattern=r"^[A-Za-z]{3}$")
     metric: Literal["EffectiveCost", "BilledCost"] = "EffectiveCost"
     filter: dict[str, str | list[str]] = {}
     #: percentages of the amount whose crossing by the month-to-date cost fires (once per month each)
-    actual: list[float] = [50.0, 80.0, 100.0]
+    actual: list[Percent] = [50.0, 80.0, 100.0]
     #: percentages of the amount whose crossing by the month-end forecast fires (once per month each)
-    forecasted: list[float] = [100.0]
+    forecasted: list[Percent] = [100.0]
 
     @field_validator("currency")
     @classmethod
@@ -125,6 +135,8 @@ class Rules(_Strict):
                 raise ValueError(f"{what} ids must be unique")
         if self.test_days + 14 > self.window_days:
             raise ValueError("window_days must leave at least 14 training days before the test days")
+        if self.min_history_days > self.window_days:
+            raise ValueError("min_history_days must not exceed window_days (no series could ever be inspected)")
         return self
 
 

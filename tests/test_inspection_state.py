@@ -1,0 +1,182 @@
+"""What an inspection keeps and sends, across runs, crashes and concurrent writers; and its numbers on series the
+first tests do not have (a spike before month end, a young series, credits). Each case failed before its fix."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_inspection import LAST, D, _Receiver, daily, lake, rules
+from typer.testing import CliRunner
+
+from hub import inspection
+from hub.cli import app
+from hub.errors import UsageError
+from hub.inspection import alerts, outcome
+from hub.inspection import forecast as forecasting
+from hub.inspection import rules as R
+from hub.store import Store
+
+
+@pytest.fixture
+def spiky(tmp_path: Path) -> Store:
+    """Sub-account A: 10 a day for 40 days, 50 on May 31 (an open anomaly, impact 40)."""
+    rows = [daily("A", LAST - timedelta(days=i), 10) for i in range(1, 40)] + [daily("A", LAST, 50)]
+    return lake(tmp_path, rows)
+
+
+def _sink(tmp_path: Path) -> Path:
+    (tmp_path / "config").mkdir(exist_ok=True)
+    path = tmp_path / "events.jsonl"
+    (tmp_path / "config/settings.json").write_text(json.dumps({"events": {"sinks": [{"type": "file", "path": str(path)}]}}))
+    return path
+
+
+def test_alerts_kept_for_a_failing_target_reach_it_at_the_next_inspection(spiky):
+    """``alertsPending`` was dropped when the state was read back: the kept alert was never sent."""
+    receiver = _Receiver(status=503)
+    try:
+        r = rules(alerts=[{"id": "p", "min_severity": "minor", "targets": [{"url": receiver.url, "retries": 0}]}])
+        first = inspection.inspect(spiky, LAST, r)
+        assert "1 alerts kept" in first.alert_errors[0]
+        receiver.status = 200
+        again = inspection.inspect(spiky, LAST, r)  # the same day: no new event, the kept alert is sent
+        assert again.alert_errors == [] and again.events == []
+        assert [[a["labels"]["key"] for a in b["alerts"]] for b in receiver.bodies] == [["A"], ["A"]]
+        assert outcome.load_state(spiky)["alertsPending"] == {}
+    finally:
+        receiver.close()
+
+
+def test_events_saved_with_the_state_are_published_after_a_crash(spiky, tmp_path):
+    """A crash after the state was written and before the events were published lost them for good."""
+    sink = _sink(tmp_path)
+    found = inspection.inspect(spiky, LAST, rules(), save=False)
+    outcome.record(spiky, found.anomalies, found.budgets, LAST)  # the state is written; the process dies here
+    assert not sink.exists() and len(outcome.load_state(spiky)["eventsPending"]) == 1
+    rerun = inspection.inspect(spiky, LAST, rules())
+    lines = [json.loads(line) for line in sink.read_text().splitlines()]
+    assert [e["type"] for e in lines] == ["finops-hub.anomaly.opened"] and rerun.events == [
+        ("finops-hub.anomaly.opened", "sub-accounts/A")]
+    assert outcome.load_state(spiky)["eventsPending"] == []
+    inspection.inspect(spiky, LAST, rules())
+    assert len(sink.read_text().splitlines()) == 1  # published once
+
+
+def test_an_earlier_day_is_reported_but_never_rewinds_the_state(spiky, tmp_path):
+    """Inspecting May 20 after May 31 marked May 31's open anomaly resolved (event and alert), and May 31 again
+    reopened it silently."""
+    sink = _sink(tmp_path)
+    inspection.inspect(spiky, LAST, rules())
+    before = (tmp_path / outcome.STATE).read_bytes()
+    earlier = inspection.inspect(spiky, date(2024, 5, 20), rules())
+    assert earlier.not_recorded == "2024-05-31" and earlier.events == []
+    assert (tmp_path / outcome.STATE).read_bytes() == before
+    assert inspection.inspect(spiky, LAST, rules()).events == []
+    assert [json.loads(line)["type"] for line in sink.read_text().splitlines()] == ["finops-hub.anomaly.opened"]
+
+
+def _anomaly(start: date, end: date, state: str) -> inspection.Anomaly:
+    return inspection.Anomaly(id="0123456789abcdef", monitor="m", key="k", currency="USD", start=start, end=end, state=state,
+                              direction="up", actual=D("50"), expected=D("10"), impact=D("40"), max_daily_impact=D("40"),
+                              impact_pct=400.0, severity="critical")
+
+
+def test_a_change_that_comes_back_is_opened_again_and_the_dataset_holds_it_once(tmp_path):
+    """Resolved, then open again: no event was sent. An anomaly whose start moved into the month before stayed in
+    the later month's Anomalies file too (counted twice)."""
+    store = Store(str(tmp_path))
+    june = outcome.record(store, [_anomaly(date(2024, 6, 1), date(2024, 6, 1), "open")], [], date(2024, 6, 1))
+    over = outcome.record(store, [_anomaly(date(2024, 5, 30), date(2024, 6, 1), "resolved")], [], date(2024, 6, 3))
+    back = outcome.record(store, [_anomaly(date(2024, 5, 30), date(2024, 6, 4), "open")], [], date(2024, 6, 4))
+    kinds = [[e[0].rsplit(".", 1)[1] for e in made] for made in (june, over, back)]
+    assert kinds == [["opened"], ["opened", "resolved"], ["opened", "resolved", "opened"]]  # unpublished ones kept
+    files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("anomalies.parquet"))
+    assert files == ["ingestion/Anomalies/2024/05/inspection/anomalies.parquet"]
+
+
+def test_a_budgets_higher_thresholds_are_never_silenced_by_its_lower_ones():
+    """The silence was per budget: 80 % and 100 % crossed with (or within 24 h of) 50 % were never sent."""
+    receiver = _Receiver()
+    try:
+        policy = R.Rules.model_validate({"alerts": [{"id": "finance", "min_severity": "minor",
+                                                     "targets": [{"url": receiver.url}]}]})
+        made = [("finops-hub.budget.threshold", "b", {"id": "b", "month": "2024-05", "threshold": {"type": "actual",
+                                                                                                  "percent": p}},
+                 f"b/2024-05/actual/{p:g}") for p in (50.0, 80.0, 100.0)]
+        state: dict = {"alerts": {}}
+        sent = alerts.notify(policy, state, made[:2])
+        later = alerts.notify(policy, state, made[2:])  # the next day, within the 24 hours
+        assert (sent.notified, later.notified, later.silenced) == (2, 1, 0)
+        assert [a["labels"]["severity"] for b in receiver.bodies for a in b["alerts"]] == ["minor", "major", "critical"]
+    finally:
+        receiver.close()
+
+
+def test_one_spike_does_not_lift_the_forecast_of_the_rest_of_the_month():
+    """10 a day and 700 on the last day: the 29 days left are 10 each (the 7-day mean level made them 110 each)."""
+    weekdays = np.arange(31) % 7
+    values = np.full((1, 31), 10.0)
+    values[0, -1] = 700.0
+    fc = forecasting.forecast(values, weekdays, np.arange(29) % 7)
+    assert fc.remaining[0] == pytest.approx(290)
+
+
+def test_root_causes_of_a_young_series_compare_with_the_days_it_has(tmp_path):
+    """20 days of 10 on r1, then 40 more on a new instance: the product expected 10, not 5 (weeks before the series'
+    first cost counted as zeros in the median)."""
+    rows = [daily("A", LAST - timedelta(days=i), 10) for i in range(20)] + [daily("A", LAST, 40, resource="r-new")]
+    (a,) = inspection.inspect(lake(tmp_path, rows), LAST, rules()).anomalies
+    causes = {(c.dimension, c.value): (c.expected, c.delta, c.kind) for c in a.causes}
+    assert (a.impact, causes[("product", "S1")], causes[("instance", "r-new")]) == (
+        D("40"), (D("10"), D("40"), "changed"), (D("0"), D("40"), "new"))
+
+
+def test_a_credit_series_gets_the_severity_of_its_size(tmp_path):
+    """-10 a day, then -12: impact -2 is -20 % (major), as +2 on 10 is; it was critical (no percentage)."""
+    rows = [daily("A", LAST - timedelta(days=i), -10) for i in range(1, 40)] + [daily("A", LAST, -12)]
+    (a,) = inspection.inspect(lake(tmp_path, rows), LAST, rules(monitors=[{"id": "m", "min_impact": 1}])).anomalies
+    assert (a.direction, a.impact, a.severity) == ("down", D("-2"), "major") and a.impact_pct == pytest.approx(-20)
+
+
+@pytest.mark.parametrize(("settings", "field"), [
+    ({"severity": {"major": float("nan")}}, "severity.major"),
+    ({"severity": {"major": 60, "critical": 50}}, "major must not be above critical"),
+    ({"min_history_days": 60, "window_days": 30}, "min_history_days must not exceed window_days"),
+    ({"budgets": [{"id": "b", "amount": "1e999999"}]}, "budgets.0.amount"),
+    ({"budgets": [{"id": "b", "amount": "10", "actual": [float("inf")]}]}, "budgets.0.actual.0"),
+])
+def test_impossible_settings_are_refused_naming_the_field(settings, field):
+    with pytest.raises(UsageError, match=field.replace(".", r"\.")):
+        R.parse(json.dumps(settings))
+
+
+def test_cli_dates_state_files_and_json_warnings(spiky, tmp_path):
+    """Out-of-range dates were OverflowError (exit 1); a broken state file a JSONDecodeError; --json hid the
+    warnings."""
+    runner = CliRunner()
+    for bad in ("0001-01-05", "9999-12-31", "20240531"):
+        for command in ("inspect", "budgets"):
+            out = runner.invoke(app, [command, str(tmp_path), "--date", bad])
+            assert out.exit_code == 2 and "--date" in out.stderr, (command, bad, out.output)
+    (tmp_path / "config").mkdir(exist_ok=True)
+    (tmp_path / "config/inspection.json").write_text(json.dumps({"window_days": 35, "test_days": 3, "budgets": [
+        {"id": "b", "amount": "100", "filter": {"SubAccountId": "a"}}]}))
+    out = runner.invoke(app, ["inspect", str(tmp_path), "--date", "2024-05-31", "--json"])
+    assert out.exit_code == 0 and "warning: budget b: no cost" in out.stderr and json.loads(out.stdout)["series"] == 1
+    (tmp_path / outcome.STATE).write_text('{"anomalies": {"x": {"id": "x"}}}')
+    for args in (["inspect", str(tmp_path), "--date", "2024-05-31"], ["anomalies", str(tmp_path)]):
+        out = runner.invoke(app, args)
+        assert out.exit_code == 2 and "config/inspection/state.json: anomaly 'x' lacks" in out.stderr, out.output
+    from fastapi.testclient import TestClient
+
+    from hub.server import create_app
+
+    with TestClient(create_app(str(tmp_path))) as client:
+        answer = client.get("/v1/anomalies")
+        assert (answer.status_code, answer.json()["error_code"]) == (503, "CBC.0503")
+        answer = client.post("/v1/anomalies/0123456789abcdef/feedback", json={"feedback": "yes"})
+        assert (answer.status_code, answer.json()["error_code"]) == (503, "CBC.0503")
