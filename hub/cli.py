@@ -198,7 +198,7 @@ def allocate_cmd(
     out_file: Annotated[str | None, typer.Option("--out", help="Write the chargeback CSV here instead of printing it.")] = None,
 ) -> None:
     """Allocate the lake's costs to cost centers and products by config/allocation.json (the Allocation dataset)."""
-    from hub import allocation
+    from hub import allocation, lease
     from hub.allocation import reports
     from hub.allocation import rules as allocation_rules
 
@@ -228,7 +228,10 @@ def allocate_cmd(
             else:
                 typer.echo(text, nl=False)
             return
-        records = allocation.allocate(store, month or None, rules=rules)
+        with lease.holding(store, "ingest", wait=600) as held:  # never beside an ingestion (its recovery, its swaps)
+            if held is None:
+                raise UsageError("another process holds this hub's ingestion lease; nothing allocated (try again later)")
+            records = allocation.allocate(store, month or None, rules=rules)
     except UsageError as exc:
         _error(exc)
         raise typer.Exit(2) from None

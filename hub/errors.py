@@ -63,6 +63,9 @@ CODES: dict[str, tuple[str, str, str]] = {
                            "fix the tags or the rules (config/allocation.json), then `hub allocate`"),
     "AllocationMismatch": ("allocation", "an allocation would not add up to its input (I1-I3), or its month has no Costs",
                            "nothing was written; report it with the run record (`hub status --json`)"),
+    "AllocationRulesInvalid": ("allocation", "`hub ingest` / `hub watch` could not read config/allocation.json (record "
+                                             "`allocate-rules`; the months stay owed)",
+                               "fix the file (the message names the field): the next ingestion allocates the owed months"),
     "PartFailed": ("engine", "a part of the delivery failed on every attempt of the Spark engine (the last error in the message)",
                    "read the task's log in the Spark UI; fix the cause, then `hub ingest --retry` (the previous month stays "
                    "visible)"),

@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from hub import allocation, convert, engine, events, lease, runs
+from hub.allocation import rules as allocation_rules
 from hub.conversion import Progress
 from hub.errors import UsageError
-from hub.runs import RunRecord
+from hub.runs import RunError, RunRecord
 from hub.settings import load_settings
 from hub.sources import custom, msexports, native
 from hub.store import Store
@@ -107,22 +108,36 @@ def _ingest(store: Store, *, retry: bool, force: bool, progress: Progress | None
     return result
 
 
+#: The record of an allocation the rules file stopped (removed once the rules read again).
+RULES_FAILURE = "allocate-rules"
+
+
 def _allocate(store: Store, result: IngestResult, records: list[RunRecord]) -> list[RunRecord]:
     """The months whose Costs changed (in this ingestion, or in one a crash cut short before it allocated: ``owed``),
     allocated again (``config/allocation.json``; none: nothing). A failure is the allocation run's record; it never
     undoes the ingestion."""
     owing = {r.key: r for r in [*records, *result.all] if "allocate" in r.owed}
+    available = set(allocation.months(store))
     changed = sorted({r.month for r in [*result.all, *owing.values()] if r.state == "committed" and r.dataset == "Costs"
-                      and r.month})
+                      and r.month in available})
     if not changed:
+        for rec in owing.values():  # its month holds no Costs any more (retention): nothing to allocate
+            engine.settle(store, rec, "allocate")
         return []
     try:
-        return allocation.allocate(store, changed)
-    except UsageError as exc:  # unreadable rules: the ingestion stands, the allocation is reported
-        return [runs.failed(store, "allocate-rules", "allocation:rules", exc, exportType="Allocation", dataset="Allocation")]
-    finally:
-        for rec in owing.values():
-            engine.settle(store, rec, "allocate")
+        made = allocation.allocate(store, changed)
+    except UsageError as exc:  # unreadable rules: the ingestion stands, the allocation is reported and still owed (the
+        # next ingestion or watcher pass tries again, so fixing the rules is enough)
+        rec = RunRecord(key=RULES_FAILURE, manifest="allocation:rules", manifestSha256="", state="quarantined",
+                        exportType="Allocation", dataset="Allocation",
+                        error=RunError(code="AllocationRulesInvalid", message=str(exc), file=allocation_rules.RULES))
+        runs.save(store, rec)
+        return [rec]
+    for rec in owing.values():
+        engine.settle(store, rec, "allocate")
+    if store.exists(runs.record_path(RULES_FAILURE)):
+        store.delete(runs.record_path(RULES_FAILURE))  # the rules read again: their failure is over
+    return made
 
 
 def recover(store: Store) -> list[RunRecord]:

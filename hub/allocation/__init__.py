@@ -25,7 +25,7 @@ from hub import catalog, convert, engine, runs
 from hub.allocation import resolve
 from hub.allocation.rules import MATCH_COLUMNS, NOT_ALLOWLISTED, UNALLOCATED, Pool, Rules, load
 from hub.allocation.split import split
-from hub.errors import HubError
+from hub.errors import HubError, UsageError
 from hub.runs import RunRecord
 from hub.store import INGESTION, Store, dataset_folder
 from transforms.typing import ident, literal
@@ -61,15 +61,37 @@ def allocate(store: Store, only: list[str] | None = None, *, rules: Rules | None
     rules = rules or load(store)
     if rules is None:
         return []
-    records = {r.key: r for r in runs.load_all(store) if r.manifest.startswith(MANIFEST)}
+    available = months(store)
+    if absent := [m for m in only or [] if m not in available]:
+        raise UsageError(f"no Costs in {absent[0]}: nothing to allocate (months with Costs: "
+                         f"{', '.join(available[-3:]) or 'none'}{' …' if len(available) > 3 else ''})")
     out = []
-    for month in only if only is not None else months(store):
-        key = record_key(month, rules)
-        earlier = records.get(key)
-        if rules.lock_before and f"{month}-01" < rules.lock_before.isoformat() and earlier and earlier.state == "committed":
-            continue  # locked: the allocation written before the lock stays as it is
-        out.append(_run(store, month, rules))
+    for month in only if only is not None else available:
+        year, mon = map(int, month.split("-"))
+        if rules.lock_before and f"{month}-01" < rules.lock_before.isoformat() and store.parquet_files(
+                dataset_folder(DATASET, year, mon, rules.cost_metric.lower())):
+            continue  # locked: the allocation written before the lock stays as it is (whatever a later attempt did)
+        rec = _run(store, month, rules)
+        if rec.state == "committed":
+            _retire_other_metrics(store, month, rules)
+        out.append(rec)
     return out
+
+
+def _retire_other_metrics(store: Store, month: str, rules: Rules) -> None:
+    """A month allocated on one cost metric holds no allocation on another (``cost_metric`` changed): readers would
+    add both, or serve the other one stale. Their folders go; their records say ``superseded``."""
+    year, mon = map(int, month.split("-"))
+    base = f"{INGESTION}/{DATASET}/{year:04d}/{mon:02d}"
+    mine = rules.cost_metric.lower()
+    folders = [f.rstrip("/").rsplit("/", 1)[-1] for f in store.fs.ls(store.full(base), detail=False)] \
+        if store.fs.isdir(store.full(base)) else []
+    for other in sorted(f for f in folders if f != mine):
+        store.delete_tree(f"{base}/{other}")
+    for rec in runs.load_all(store):
+        if rec.manifest == f"{MANIFEST}{month}" and rec.scope != mine and rec.state == "committed":
+            rec.state = "superseded"
+            runs.save(store, rec)
 
 
 def _run(store: Store, month: str, rules: Rules) -> RunRecord:
@@ -147,17 +169,20 @@ def _source(con: duckdb.DuckDBPyConnection, store: Store, files: list[str], rule
     have = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {raw}").fetchall()}
     needed = {*MATCH_COLUMNS, *CONTEXT, *resolve.signature_columns(rules), "Tags", "ChargePeriodStart", "BillingCurrency",
               rules.cost_metric}
-    missing = [f"CAST(NULL AS VARCHAR) AS {ident(c)}" for c in sorted(needed - have)]
+    missing = [f"CAST(NULL AS VARCHAR) AS {ident(c)}" for c in sorted(needed - have - {rules.cost_metric})]
+    # a cost the lake does not give (no such column, a null) is 0, as in every FOCUS cost sum
+    metric = f"coalesce(CAST({ident(rules.cost_metric)} AS DECIMAL(38,18)), 0)" if rules.cost_metric in have else \
+        "CAST(0 AS DECIMAL(38,18))"
     # the lake's own columns of the same names (Azure's x_CostCenter) give way to the allocation's
     ours = sorted(have & {f"{rules.column(d)}{s}" for d in rules.dimensions for s in resolve.SUFFIXES})
     scale = rules.amount_scale
     con.execute(f"""CREATE OR REPLACE TEMP VIEW src AS SELECT
         replace(filename, {literal(base + '/')}, '') || ':' || file_row_number AS x_SourceRowId,
         list_position([{', '.join(literal(p) for p in paths)}], filename) AS _file, file_row_number AS _row,
-        round_even(CAST({ident(rules.cost_metric)} AS DECIMAL(38,18)), {scale}) AS x_Amount,
-        CAST({ident(rules.cost_metric)} AS DECIMAL(38,18)) AS _exact,
+        round_even({metric}, {scale}) AS x_Amount, {metric} AS _exact,
         {_period(rules, month)} AS x_Period,
-        *{f" EXCLUDE ({', '.join(ident(c) for c in ours)})" if ours else ''}{''.join(', ' + m for m in missing)} FROM {raw}""")
+        *{f" EXCLUDE ({', '.join(ident(c) for c in ours)})" if ours else ''}{''.join(', ' + m for m in missing)}
+        {'' if rules.cost_metric in have else f', CAST(NULL AS DECIMAL(38,18)) AS {ident(rules.cost_metric)}'} FROM {raw}""")
     return "src"
 
 

@@ -137,9 +137,10 @@ def change(store: Store, rules: Rules, dimension: str, action: str, keys: list[s
     for e in entries:
         ended = e.get("valid_to") is not None and date.fromisoformat(str(e["valid_to"])) <= today
         if casefold(e["value"]) in gone and not ended:
-            if e.get("valid_from") and date.fromisoformat(str(e["valid_from"])) >= today:
+            if e.get("valid_from") and date.fromisoformat(str(e["valid_from"])) >= start:
                 continue  # never in force: dropped rather than given an empty period
-            e = {**e, "valid_to": today.isoformat(), "ended_by": how.who, "ended_reason": how.reason}
+            # ended where the change takes effect (its validFrom): no gap, no overlap with the values replacing it
+            e = {**e, "valid_to": start.isoformat(), "ended_by": how.who, "ended_reason": how.reason}
         kept.append(e)
     if action in ("add", "replace"):
         for key in keys:

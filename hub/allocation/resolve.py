@@ -119,6 +119,7 @@ def _resolve_dimension(con: duckdb.DuckDBPyConnection, rules: Rules, name: str, 
                END AS _first,  -- agreeing keys: one spelling whatever the keys are called; else the first key's
                arg_min(_cf, _rank) FILTER (WHERE _value IS NOT NULL) AS _first_cf,
                arg_min(_key, _rank) FILTER (WHERE _value IS NOT NULL) AS _first_key,
+               arg_min(_raw, _rank) FILTER (WHERE _value IS NOT NULL) AS _first_raw,
                arg_min(_key, _rank) AS _any_key, arg_min(_raw, _rank) AS _any_raw
         FROM t JOIN b USING (_sig, _prio) GROUP BY _sig""")
     if dim.conflict == "error":
@@ -136,7 +137,7 @@ def _resolve_dimension(con: duckdb.DuckDBPyConnection, rules: Rules, name: str, 
             pick = "_first" if dim.conflict == "first_alias" else "CASE WHEN _n = 1 THEN _first END"
             pick_cf = "_first_cf" if dim.conflict == "first_alias" else "CASE WHEN _n = 1 THEN _first_cf END"
             parts.append(f"SELECT _sig, {order} AS _ord, {src} AS _src, {pick} AS _v, {pick_cf} AS _cf, _first_key AS _k, "
-                         f"_any_raw AS _raw FROM tag_{name}")
+                         f"coalesce(_first_raw, _any_raw) AS _raw FROM tag_{name}")
         elif step in ("resource_group", "subscription") and step in dim.fallback:
             rows = []
             for s in rules.scope_tags:

@@ -24,6 +24,9 @@ MATCH_COLUMNS = ("ProviderName", "BillingAccountId", "SubAccountId", "SubAccount
                  "ServiceCategory", "ChargeCategory", "ChargeClass", "ChargeFrequency", "RegionId", "ResourceId",
                  "ResourceType", "PublisherName", "CommitmentDiscountStatus", "PricingCategory", "SkuId", "BillingCurrency")
 UNALLOCATED, NOT_ALLOWLISTED = "__unallocated__", "__not_allowlisted__"
+#: Columns of the Allocation dataset a dimension's ``column`` may not take (the run's own, and the lake's it carries).
+RESERVED = ("x_Amount", "x_Period", "x_PoolPeriodId", "x_SourceRowId", "x_AllocationRunId", "x_ConfigVersion",
+            "x_CostMetric", "x_AllocationKind", "x_ResourceGroupName", "x_SourceChanges", "x_SourceValues")
 
 
 class _Strict(BaseModel):
@@ -41,8 +44,8 @@ class KeyNormalization(_Strict):
 class Dimension(_Strict):
     """One allocation dimension (cost center, product): where its value comes from, how it is cleaned."""
 
-    #: output column (default ``x_`` + the dimension's name in PascalCase)
-    column: str | None = None
+    #: output column (default ``x_`` + the dimension's name in PascalCase): an ``x_`` name of letters and digits
+    column: str | None = Field(None, pattern=r"^x_[A-Za-z][A-Za-z0-9]{0,62}$")
     #: tag keys, highest priority first; compared after ``key_normalization``
     tag_keys: list[str] = Field(min_length=1)
     key_normalization: KeyNormalization = KeyNormalization()
@@ -176,6 +179,11 @@ class Rules(_Strict):
     @model_validator(mode="after")
     def _consistent(self) -> Rules:
         dims = set(self.dimensions)
+        columns = [self.column(d) for d in self.dimensions]
+        if len({c.casefold() for c in columns}) != len(columns):
+            raise ValueError("dimensions: two dimensions write the same column")
+        if taken := sorted(c for c in columns if c in RESERVED):
+            raise ValueError(f"dimensions: column {taken[0]!r} is one the allocation writes itself")
         for name, dim in self.dimensions.items():
             if dim.allowlist and dim.allowlist not in self.allowlists:
                 raise ValueError(f"dimensions.{name}.allowlist: no allowlist named {dim.allowlist!r}")
@@ -341,4 +349,6 @@ def parse_merged(store: Store, text: str, *, file: str) -> Rules:
         data = json.loads(text)
     except ValueError:
         return parse(text, file=file)  # names the JSON error
+    except RecursionError:
+        raise UsageError(f"{file}: invalid allocation rules: nested too deeply") from None
     return parse(json.dumps(allowlists.merged(store, data)) if isinstance(data, dict) else text, file=file)

@@ -1,0 +1,145 @@
+"""Cost allocation over time: a metric changed, rules broken during an ingestion, a locked month after a failed
+attempt, an allowlist replaced from a date, and inputs that crashed a run. Each case failed before its fix; expected
+values by hand in the comments."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+import pytest
+from test_allocation import allocated, lake, row, rules
+from typer.testing import CliRunner
+
+from hub import allocation, runs
+from hub.allocation import allowlists
+from hub.allocation import rules as R
+from hub.cli import app
+from hub.errors import UsageError
+from hub.sample_data import write_export
+from hub.store import Store
+from pipelines.ingest import ingest
+
+D = Decimal
+DIMS = {"cost_center": {"tag_keys": ["CostCenter"]}}
+
+
+def _rules_file(root: Path, data: dict | str) -> None:
+    (root / "config").mkdir(exist_ok=True)
+    (root / "config/allocation.json").write_text(data if isinstance(data, str) else json.dumps(data))
+
+
+def _allocation(root: Path) -> list[tuple]:
+    return duckdb.sql(f"SELECT x_CostMetric, sum(x_Amount) FROM read_parquet('{root}/ingestion/Allocation/**/*.parquet') "
+                      "GROUP BY ALL ORDER BY ALL").fetchall()
+
+
+def test_a_changed_cost_metric_leaves_one_metrics_allocation(tmp_path):
+    """EffectiveCost, then BilledCost: the EffectiveCost folder stayed and readers added both."""
+    store = lake(tmp_path, [row({"CostCenter": "A"}, "1.25"), row({"CostCenter": "B"}, "2.50")])
+    duckdb.sql(f"""COPY (SELECT *, EffectiveCost * 2 AS BilledCost FROM '{tmp_path}/ingestion/Costs/2024/05/test/part.parquet')
+        TO '{tmp_path}/ingestion/Costs/2024/05/test/part.parquet' (FORMAT parquet)""")
+    allocated(store, rules())
+    allocated(store, rules(cost_metric="BilledCost"))
+    assert _allocation(tmp_path) == [("BilledCost", D("7.50"))]  # 2 x (1.25 + 2.50)
+    states = {r.scope: r.state for r in runs.load_all(store) if r.dataset == "Allocation"}
+    assert states == {"effectivecost": "superseded", "billedcost": "committed"}
+
+
+def test_rules_broken_during_an_ingestion_keep_the_month_owed_until_they_are_fixed(tmp_path):
+    """The owed allocation was settled although the rules could not be read: after the fix the month stayed on the
+    previous delivery's allocation. Now the failure is AllocationRulesInvalid, and the next ingestion allocates."""
+    root = str(tmp_path)
+    _rules_file(tmp_path, {"dimensions": DIMS})
+    write_export(root, rows=40, run_id="run1")
+    assert ingest(Store(root)).ok
+    _rules_file(tmp_path, "{not json")
+    write_export(root, rows=60, run_id="run2", seed=7)
+    failed = ingest(Store(root)).allocated
+    assert [(r.key, r.error.code, r.error.file) for r in failed] == [
+        ("allocate-rules", "AllocationRulesInvalid", "config/allocation.json")]
+    _rules_file(tmp_path, {"dimensions": DIMS})
+    again = ingest(Store(root))
+    assert [(r.month, r.state, r.rowsOut) for r in again.allocated] == [("2024-05", "committed", 60)]
+    lake_total = duckdb.sql(f"SELECT sum(EffectiveCost) FROM '{root}/ingestion/Costs/**/*.parquet'").fetchall()[0][0]
+    assert _allocation(tmp_path) == [("EffectiveCost", lake_total)]
+    assert not (tmp_path / "config/runs/allocate-rules.json").exists()
+    assert all(r.owed == [] for r in runs.load_all(Store(root)))
+
+
+def test_a_locked_month_keeps_its_allocation_after_a_failed_attempt(tmp_path):
+    store = lake(tmp_path, [row({"CostCenter": "A"}, "1.00"), row({}, "2.00", service="Support")])
+    allocated(store, rules())
+    erroring = {"id": "s", "match": {"ServiceName": "Support"}, "method": "proportional", "on_zero_weight": "error",
+                "targets": {"dimension": "cost_center", "values": ["Z"]}}
+    (failed,) = allocation.allocate(store, ["2024-05"], rules=rules(pools=[erroring]))
+    assert failed.state == "quarantined"
+    lake(tmp_path, [row({"CostCenter": "A"}, "100.00")])  # the month's Costs change after the lock date
+    assert allocation.allocate(store, ["2024-05"], rules=rules(lock_before="2024-06-01")) == []
+    assert _allocation(tmp_path) == [("EffectiveCost", D("3.00"))]  # as written before the lock
+
+
+def test_null_and_absent_cost_metrics_count_as_zero(tmp_path):
+    """A null BilledCost (TypeError) and a metric no file has (BinderException) were InternalError."""
+    store = lake(tmp_path, [row({"CostCenter": "A"}, "1.00"), row({"CostCenter": "B"}, "2.00")])
+    duckdb.sql(f"""COPY (SELECT *, CASE WHEN EffectiveCost > 1 THEN NULL ELSE EffectiveCost END AS BilledCost
+        FROM '{tmp_path}/ingestion/Costs/2024/05/test/part.parquet') TO '{tmp_path}/ingestion/Costs/2024/05/test/part.parquet'
+        (FORMAT parquet)""")
+    out = allocated(store, rules(cost_metric="BilledCost"))
+    assert [(r["x_CostCenter"], r["x_Amount"]) for r in out] == [("A", D("1.00")), ("B", D("0.00"))]
+    out = allocated(store, rules(cost_metric="ContractedCost"))
+    assert [r["x_Amount"] for r in out] == [D("0.00"), D("0.00")]
+
+
+def test_a_month_without_costs_is_a_usage_error_with_no_record(tmp_path):
+    store = lake(tmp_path, [row({"CostCenter": "A"}, "1.00")])
+    with pytest.raises(UsageError, match="no Costs in 2030-01: nothing to allocate"):
+        allocation.allocate(store, ["2030-01"], rules=rules())
+    assert runs.load_all(store) == []
+    _rules_file(tmp_path, {"dimensions": DIMS})
+    out = CliRunner().invoke(app, ["allocate", str(tmp_path), "--month", "2030-01"])
+    assert out.exit_code == 2 and "no Costs in 2030-01" in out.output
+
+
+@pytest.mark.parametrize(("column", "message"), [
+    ("ChargePeriodStart", "dimensions.cost_center.column"), ("Tags", "dimensions.cost_center.column"),
+    ("x_Period", "column 'x_Period' is one the allocation writes itself"),
+    ("x_Product", "two dimensions write the same column"),
+])
+def test_a_dimension_column_that_would_overwrite_another_is_refused(column, message):
+    """ChargePeriodStart was overwritten by the cost center; x_Period and others were InternalError."""
+    data = {"dimensions": {"cost_center": {"tag_keys": ["CostCenter"], "column": column}, "product": {"tag_keys": ["app"]}}}
+    with pytest.raises(UsageError, match=message):
+        R.parse(json.dumps(data))
+
+
+def test_deeply_nested_rules_are_a_usage_error_naming_the_file(tmp_path):
+    with pytest.raises(UsageError, match="allocation.json: invalid allocation rules: nested too deeply"):
+        R.parse_merged(Store(str(tmp_path)), "[" * 100_000 + "]" * 100_000, file="config/allocation.json")
+
+
+def test_an_allowlist_replaced_from_a_date_ends_the_dropped_values_on_that_date(tmp_path):
+    """The dropped values ended today, not at validFrom: OLD stayed valid between validFrom and today."""
+    store = lake(tmp_path, [row({"CostCenter": "OLD"}, "1.00", day="2024-03-10"),
+                            row({"CostCenter": "NEW"}, "2.00", day="2024-03-10")], month="2024-03")
+    _rules_file(tmp_path, {"dimensions": {"cost_center": {"tag_keys": ["CostCenter"], "allowlist": "cc"}},
+                           "allowlists": {"cc": []}})
+    allowlists.change(store, R.load(store), "cost_center", "add", ["OLD"],
+                      allowlists.Change("alice", "from January", date(2024, 1, 1)), today=date(2024, 6, 1))
+    allowlists.change(store, R.load(store), "cost_center", "replace", ["NEW"],
+                      allowlists.Change("alice", "OLD renamed NEW on Feb 1", date(2024, 2, 1)), today=date(2024, 6, 1))
+    assert allowlists.values(store, R.load(store), "cost_center", date(2024, 1, 31)) == ["OLD"]
+    assert allowlists.values(store, R.load(store), "cost_center", date(2024, 2, 1)) == ["NEW"]
+    out = allocated(store, R.load(store), month="2024-03")
+    assert sorted((r["x_CostCenterRawValue"], r["x_CostCenterStatus"]) for r in out) == [
+        ("NEW", "allocated"), ("OLD", "not_allowlisted")]
+
+
+def test_the_raw_value_is_the_one_of_the_tag_key_used(tmp_path):
+    """A blank CostCenter and cost-center OPS-003: the key was cost-center, the raw value '' (the blank one's)."""
+    store = lake(tmp_path, [row({"CostCenter": "", "cost-center": "OPS-003"}, "1.00")])
+    (r,) = allocated(store, rules())
+    assert (r["x_CostCenter"], r["x_CostCenterTagKey"], r["x_CostCenterRawValue"]) == ("OPS-003", "cost-center", "OPS-003")
