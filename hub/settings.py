@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, field_validator, model_validator
 
 from hub.errors import UsageError
 
@@ -67,7 +68,7 @@ class PullProvider(_Strict):
     catchup_days: StrictInt = Field(35, ge=0, le=400)
     #: each daily pull also re-pulls this many days before yesterday (late usage), until their month is closed
     refresh_days: StrictInt = Field(2, ge=0, le=31)
-    #: API host (``host`` or ``http(s)://host:port``); None: the provider's public endpoint
+    #: API host (``host[:port]`` or ``http(s)://host[:port]``, no path or user); None: the provider's public endpoint
     endpoint: str | None = None
     #: Huawei: ``international`` (``bssintl``) or ``china`` (``bss``); ignored by the others
     site: Literal["international", "china"] = "international"
@@ -84,6 +85,15 @@ class PullProvider(_Strict):
     #: billing currency (ISO 4217) of pulled lines that carry none, written into each pulled day's manifest (Tencent's
     #: API gives no currency for a whole response: a China-site account names CNY); None: the provider's usual one
     currency: str | None = Field(None, pattern=r"^[A-Z]{3}$")
+
+    @field_validator("endpoint")
+    @classmethod
+    def _host(cls, value: str | None) -> str | None:
+        if value is not None:
+            port = _ENDPOINT.fullmatch(value)
+            if not port or (port.group(1) and not 0 < int(port.group(1)) < 65536):
+                raise ValueError("host[:port] or http(s)://host[:port], without a path or a user")
+        return value
 
 
 class Pull(_Strict):
@@ -120,12 +130,25 @@ class EventSink(_Strict):
         return self
 
 
+#: An API endpoint: a host name or address, an optional port, nothing else.
+_ENDPOINT = re.compile(r"(?:https?://)?[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252}[A-Za-z0-9])?(?::([0-9]{1,5}))?/?")
+#: A CloudEvents source: a non-empty URI-reference (no white space or control characters).
+_SOURCE = re.compile(r"[^\s\x00-\x1f\x7f]{1,1024}")
+
+
 class Events(_Strict):
     """``events``: where CloudEvents about deliveries and pulled bills go (none by default)."""
 
     sinks: list[EventSink] = []
-    #: the CloudEvents ``source`` of the hub's own events
+    #: the CloudEvents ``source`` of the hub's own events (a non-empty URI-reference: no spaces or control characters)
     source: str = "finops-hub"
+
+    @field_validator("source")
+    @classmethod
+    def _uri_reference(cls, value: str) -> str:
+        if not _SOURCE.fullmatch(value):
+            raise ValueError("a non-empty URI-reference (CloudEvents requires it): no spaces, at most 1,024 characters")
+        return value
     #: pulled bills: also one ``<provider>.account_billing.daily`` event per product per day
     billing_records: StrictBool = True
 

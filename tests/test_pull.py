@@ -303,7 +303,7 @@ def test_events_of_a_pull_are_vances_shape_with_exact_sums_and_stable_ids(tmp_pa
     daily = {e["data"]["ProductCode"]: e for e in first if e["type"] == "alicloud.account_billing.daily"}
     assert set(daily) == {"ecs", "oss"}
     ecs = daily["ecs"]
-    assert ecs["source"] == "cloud.alicloud.billing" and ecs["subject"] == "2024-05-01/ecs"
+    assert ecs["source"] == "cloud.alicloud.billing" and ecs["subject"] == "2024-05-01/ecs/PayAsYouGo/CNY/5678/1234567890123456"
     # ecs: PretaxGrossAmount 1.10 + 2.20 + 3.50 = 6.8; PretaxAmount 1.0 + 2.0 + 3.5 = 6.5; vouchers 1.00; paid 5.5
     assert {k: ecs["data"][k] for k in ("BillingDate", "PretaxGrossAmount", "PretaxAmount", "DeductedByCashCoupons",
                                         "PaymentAmount", "Currency", "OwnerId", "BillAccountID", "Lines")} == {
@@ -490,7 +490,7 @@ def test_a_month_to_date_pull_sends_events_for_complete_days_only(tmp_path, monk
     now = datetime(2024, 5, 2, 9, tzinfo=ZoneInfo("Asia/Shanghai")).astimezone(timezone.utc)  # May 2 is not over
     assert pulling.run(store, "tencent", [MAY1], now=now).ok
     daily = [json.loads(line) for line in events_file.read_text().splitlines() if "account_billing" in line]
-    assert [(e["subject"], e["data"]["RealCost"], e["data"]["Lines"]) for e in daily] == [("2024-05-01/p_cvm", "0.60000001", 4)]
+    assert [(e["subject"], e["data"]["RealCost"], e["data"]["Lines"]) for e in daily] == [("2024-05-01/p_cvm/postPay/USD/100002/100001", "0.60000001", 4)]
 
 
 def test_a_stalled_pull_taken_over_writes_nothing_more(tmp_path, monkeypatch, server_for):

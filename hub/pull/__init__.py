@@ -21,6 +21,7 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import tempfile
 import time
 from collections.abc import Iterator
@@ -221,7 +222,9 @@ def _pull_one(store: Store, provider: str, api: Any, period: Period, cfg: PullPr
                 con.close()
             _deliver(store, rec.manifest, data, info, cfg.currency)
         rec.state, rec.rowsIn, rec.rowsOut, rec.manifestRows = "committed", records, info["rows"], records
-        events = _events(provider, rec, info, daily, settings)
+        before = runs.load(store, rec.key)
+        events = _events(provider, rec, info, daily, settings, cfg.currency,
+                         withdraw=(before.pull or {}).get("subjects") or [] if before and before.pull else [])
     except HubError as exc:
         rec.state, rec.error = "quarantined", RunError(code=exc.code, message=redact(exc.message), file=exc.file)
     except lease.LeaseLost:
@@ -229,6 +232,8 @@ def _pull_one(store: Store, provider: str, api: Any, period: Period, cfg: PullPr
     except Exception as exc:  # noqa: BLE001 - a store failure or a bug: recorded, the next day still pulled
         rec.state, rec.error = "quarantined", RunError(code="InternalError", message=convert.scrub(
             f"{type(exc).__name__}: {exc}"), file=rec.manifest)
+    if rec.state != "committed":
+        info["final"] = False  # only a pull that delivered the closed month is its final one: a failed one is tried again
     rec.pull, rec.deliveredAt = info, pulled_at
     rec.seconds = round(time.perf_counter() - started, 3)
     runs.save(store, rec)
@@ -242,11 +247,16 @@ def in_lake(store: Store, manifest: str) -> bool:
                for r in runs.load_all(store))
 
 
+def _report_mapping(provider: str) -> dict:
+    """The provider's bill-file mapping (``schemas/<provider>/``) its pulled lines are ingested with."""
+    return json.loads((resources.files("schemas") / provider / spec(provider)["report"]).read_text())
+
+
 def _empty(provider: str, path: str) -> None:
     """A data file of no lines that the provider's report mapping still recognises (its ``detect`` columns)."""
-    mapping = json.loads((resources.files("schemas") / provider / spec(provider)["report"]).read_text())
-    with gzip.open(path, "wt", encoding="utf-8") as fh:
-        fh.write(",".join(mapping["detect"]) + "\n")
+    mapping = _report_mapping(provider)
+    with open(path, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as fh:  # same bytes each time
+        fh.write((",".join(mapping["detect"]) + "\n").encode())
 
 
 #: Times a day is paged again from its first page when the API's record count changed between its pages.
@@ -290,7 +300,11 @@ def _fetch_once(provider: str, api: Any, period: Period, cfg: PullProvider, dead
     count, total, seen = 0, None, []
     try:
         for records, page_constants in _guarded(module.pages(api, period, size, call), module):
-            total = page_constants.pop("_total", total)
+            page_total = page_constants.pop("_total", None)
+            if page_total is not None and not str(page_total).isdigit():
+                raise HubError(f"{spec(provider)['api']} {period.label}: the API's record count is not a number",
+                               file=spec(provider)["api"], code="PullMalformedResponse")
+            total = page_total if page_total is not None else total  # a page without a count keeps the announced one
             if total is not None and str(total) not in seen:
                 seen.append(str(total))
                 if len(seen) > 1:
@@ -327,13 +341,20 @@ def _guarded(pages: Iterator, module: ModuleType) -> Iterator:
             raise module.classify(exc) from None
 
 
+#: Types DuckDB's JSON sniffing gives text it recognises (in a column's type, nested ones too).
+_SNIFFED = re.compile(r"(?:(?<=[ (,])|^)(UUID|TIMESTAMP WITH TIME ZONE|TIMESTAMP|DATE|TIME)(?=[,)\[]|$)")
+
+
 def _flatten(con: duckdb.DuckDBPyConnection, provider: str, pages: list[str], constants: dict) -> str:
     """The query giving one flat row per bill line from the pages (the provider's ``flatten``: a list of records to
     unnest, fields kept as JSON text, a field taken from a list's first element; each only where the API sent it),
     plus the response's constants the lines do not carry themselves."""
     files = ", ".join(literal(p) for p in pages)
-    con.execute(f"CREATE OR REPLACE TEMP VIEW pulled AS SELECT * FROM read_json([{files}], format = 'array', "
-                "union_by_name = true, sample_size = -1, maximum_object_size = 268435456)")
+    options = "format = 'array', union_by_name = true, sample_size = -1, maximum_object_size = 268435456"
+    detected = con.execute(f"DESCRIBE SELECT * FROM read_json([{files}], {options})").fetchall()
+    # the lines as the API gives them: text stays text (DuckDB would lower-case a UUID, move a time to UTC)
+    columns = "{" + ", ".join(f"{literal(name)}: {literal(_SNIFFED.sub('VARCHAR', kind))}" for name, kind, *_ in detected) + "}"
+    con.execute(f"CREATE OR REPLACE TEMP VIEW pulled AS SELECT * FROM read_json([{files}], {options}, columns = {columns})")
     rule = spec(provider).get("flatten", {})
     types = {r[0]: r[1] for r in con.execute("DESCRIBE pulled").fetchall()}
     lists = {name for name, kind in types.items() if kind.endswith("[]")}
@@ -409,9 +430,14 @@ def _deliver(store: Store, manifest: str, data: str, info: dict, currency: str |
     store.write_bytes(manifest, json.dumps({"pull": info, **({"currency": currency} if currency else {})}, indent=2).encode())
 
 
-def _events(provider: str, rec: RunRecord, info: dict, daily: list[dict], settings: Settings) -> list[Any]:
-    """The pulled delivery's event, and one ``<provider>.account_billing.daily`` event per product of each complete
-    day (ids from the content: a replayed day gives the same ids; a restated one new ids under the same subject)."""
+def _events(provider: str, rec: RunRecord, info: dict, daily: list[dict], settings: Settings,
+            currency: str | None = None, withdraw: list[str] | None = None) -> list[Any]:
+    """The pulled delivery's event, and one ``<provider>.account_billing.daily`` event per line group of each complete
+    day: its subject names every key of the group (day, product and the rest), so no two groups share one (ids from
+    the content: a replayed day gives the same ids; a restated one new ids under the same subject). Lines without a
+    currency take the pull's ``currency`` setting, as the lake does. A group of the previous version (``withdraw``:
+    its subjects) that this one no longer has gets an event saying so (``Withdrawn``, no lines): a consumer keeping
+    the latest event per subject then adds up to the lake. The subjects made are kept in ``info``."""
     if not settings.events.sinks:
         return []
     from hub import events
@@ -420,10 +446,22 @@ def _events(provider: str, rec: RunRecord, info: dict, daily: list[dict], settin
     out = [events.make_event("finops-hub.delivery.pulled", settings.events.source, rec.manifest,
                              {"provider": provider, **{k: info.get(k) for k in fields if k in info}},
                              identity=f"{rec.key}:{info.get('sha256')}:{info.get('final')}")]
+    if not settings.events.billing_records:
+        return out
     kind = spec(provider)["event"]
+    keys = [k for k in spec(provider)["daily"]["keys"] if not k.endswith("Name")]  # a name repeats its code
+    fallback = currency or _report_mapping(provider).get("currency")
+    subjects: list[str] = []
     for item in daily:
-        subject = f"{item.get('BillingDate')}/{item.get('ProductCode') or 'unknown'}"
+        if "Currency" in item and item["Currency"] is None:
+            item = {**item, "Currency": fallback}
+        subject = "/".join([str(item.get("BillingDate")), *(str(item.get(k) or "-") for k in keys)])
+        subjects.append(subject)
         out.append(events.make_event(kind["type"], kind["source"], subject, {**item, "Final": info.get("final")}))
+    for subject in sorted(set(withdraw or []) - set(subjects)):
+        out.append(events.make_event(kind["type"], kind["source"], subject, {
+            "BillingDate": subject.split("/", 1)[0], "Withdrawn": True, "Lines": 0, "Final": info.get("final")}))
+    info["subjects"] = sorted(subjects)
     return out
 
 
@@ -455,7 +493,8 @@ def due(store: Store, provider: str, cfg: PullProvider, *, now: datetime | None 
             continue
         elif now >= closes(provider, day) > pulled:
             out.append(day)  # the month closed since: its final pull
-        elif code is not None and code not in SETTLED and day in window:
+        elif code is not None and code not in SETTLED and (day in window or now >= closes(provider, day)):
+            # a failed day of the window, or a failed final pull wherever its day lies (never final until it succeeds)
             wait = RETRY_FAILED_AFTER * (24 if code in ("PullAuthFailed", "PullRequestInvalid") else 1)
             if (now - pulled).total_seconds() >= wait:
                 out.append(day)

@@ -51,7 +51,9 @@ def pages(api: Any, period: Period, size: int, call: Call) -> Iterator[tuple[lis
         offset += len(details)
         context = response.get("Context") or None
         total = response.get("Total")
-        if not details or total is None or offset >= int(total):
+        if total is None:  # asked for (NeedRecordNum): without it the end of the data cannot be told
+            raise Failure("malformed", "Response.Total is missing although NeedRecordNum was 1")
+        if not details or offset >= int(total):
             return
 
 

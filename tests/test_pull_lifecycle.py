@@ -1,0 +1,183 @@
+"""Bill-API pulls over time and on odd answers: counts missing from later pages, a failed final pull, values kept as
+the API wrote them, events per line group with withdrawals, stable empty files, settings checked. Each case failed
+before its fix; expected values by hand."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+from apiservers import AlibabaBillServer, Reply, TencentBillServer
+from test_pull import AK, MAY1, SK, ali, lake, make_hub, tc
+
+from hub import pull, runs
+from hub.errors import UsageError
+from hub.settings import PullProvider, Settings
+from hub.store import Store
+from pipelines import pull as pulling
+
+TC5 = {"2024-05-01": [tc(i, "2024-05-01", [("CPU", "1")]) for i in range(5)]}
+
+
+class _TencentTotalOnFirstPage(TencentBillServer):
+    """Page 1 says Total 5; later pages carry no Total."""
+
+    def describe_bill_detail(self, params):  # noqa: ANN001, ANN201 - the fake server's hook
+        reply = super().describe_bill_detail(params)
+        if params.get("Offset"):
+            body = json.loads(reply.body)
+            body["Response"].pop("Total", None)
+            return Reply(200, json.dumps(body))
+        return reply
+
+
+class _AlibabaCountOnFirstPage(AlibabaBillServer):
+    """TotalCount 5 on page 1; the page after the 4th line has neither TotalCount nor NextToken (one line unsent)."""
+
+    def describe_instance_bill(self, params):  # noqa: ANN001, ANN201 - the fake server's hook
+        reply = super().describe_instance_bill(params)
+        if params.get("NextToken"):
+            body = json.loads(reply.body)
+            body["Data"].pop("TotalCount", None)
+            body["Data"].pop("NextToken", None)
+            return Reply(200, json.dumps(body))
+        return reply
+
+
+@pytest.mark.parametrize("provider", ["tencent", "alibaba"])
+def test_a_page_without_the_count_keeps_the_announced_one(tmp_path, monkeypatch, provider):
+    """A later page without a count made the hub forget the count of page 1 (Tencent also stopped paging): 4 of 5
+    lines (or 2 of 5) committed. Now the day is PullMalformedResponse and nothing lands."""
+    data = TC5 if provider == "tencent" else {"2024-05-01": [ali(i, "2024-05-01", "ecs", "1.00", "0") for i in range(5)]}
+    server = (_TencentTotalOnFirstPage if provider == "tencent" else _AlibabaCountOnFirstPage)(AK, SK, data)
+    try:
+        store = make_hub(tmp_path, provider, server, monkeypatch)
+        (rec,) = pulling.run(store, provider, [MAY1]).pulls[0].records
+        assert (rec.state, rec.error.code) == ("quarantined", "PullMalformedResponse"), rec.error
+        assert lake(tmp_path, "SELECT count(*) FROM LAKE") in ([], [(0,)])
+    finally:
+        server.close()
+
+
+def test_a_failed_final_pull_is_not_final_and_is_due_again(tmp_path):
+    """The pull after the month closed failed (503) but was recorded final: the day was never pulled again."""
+    store = Store(str(tmp_path))
+    after_close = datetime(2024, 5, 3, 13, tzinfo=ZoneInfo("Asia/Shanghai")).astimezone(timezone.utc)
+    key = pull.record_key("alibaba", pull.Period(date(2024, 4, 1)))
+    failed = runs.RunRecord(key=key, manifest="m", manifestSha256="", state="quarantined", scope="2024-04-01",
+                            error=runs.RunError(code="PullServerError", message="HTTP 503"),
+                            pull={"pulledAt": after_close.isoformat(), "final": False})
+    cfg = PullProvider(catchup_days=3)
+    assert date(2024, 4, 1) not in pull.due(store, "alibaba", cfg, now=after_close, records=[failed])  # waits an hour
+    later = after_close.replace(hour=after_close.hour + 2)
+    assert date(2024, 4, 1) in pull.due(store, "alibaba", cfg, now=later, records=[failed])
+    committed = failed.model_copy(update={"state": "committed", "error": None, "pull": {**failed.pull, "final": True}})
+    assert date(2024, 4, 1) not in pull.due(store, "alibaba", cfg, now=later, records=[committed])
+
+
+def test_a_failed_pull_is_never_recorded_final(tmp_path, monkeypatch):
+    server = AlibabaBillServer(AK, SK, {"2024-04-01": [ali(1, "2024-04-01", "ecs", "1.00", "0")]})
+    try:
+        store = make_hub(tmp_path, "alibaba", server, monkeypatch, retries=0)
+        server.fail(5, 503)
+        after_close = datetime(2024, 5, 3, 13, tzinfo=ZoneInfo("Asia/Shanghai")).astimezone(timezone.utc)
+        (rec,) = pulling.run(store, "alibaba", [date(2024, 4, 1)], now=after_close).pulls[0].records
+        assert rec.state == "quarantined" and rec.pull["final"] is False
+    finally:
+        server.close()
+
+
+def test_pulled_text_is_kept_as_the_api_wrote_it(tmp_path, monkeypatch):
+    """An upper-case UUID was lower-cased (the lake's ResourceId changed) and a +08:00 time moved to UTC."""
+    line = ali(1, "2024-05-01", "ecs", "1.00", "0")
+    line.update(InstanceID="B5C7E0B2-1A2B-4C3D-8E9F-0123456789AB", NickName="2024-05-01T10:00:00+08:00")
+    server = AlibabaBillServer(AK, SK, {"2024-05-01": [line]})
+    try:
+        store = make_hub(tmp_path, "alibaba", server, monkeypatch)
+        pulling.run(store, "alibaba", [MAY1])
+        (data,) = tmp_path.glob("exports/alibaba/api/**/*.csv.gz")
+        import gzip
+
+        text = gzip.decompress(data.read_bytes()).decode()
+        assert "B5C7E0B2-1A2B-4C3D-8E9F-0123456789AB" in text and "2024-05-01T10:00:00+08:00" in text
+        assert lake(tmp_path, "SELECT ResourceId FROM LAKE") == [("B5C7E0B2-1A2B-4C3D-8E9F-0123456789AB",)]
+    finally:
+        server.close()
+
+
+def test_daily_events_have_one_subject_per_group_and_withdraw_what_a_restatement_removed(tmp_path, monkeypatch):
+    """Two subscription types of one product shared the subject <day>/<product>; a product moved to another day kept
+    its old event: a consumer keeping the latest event per subject got 13 where the lake has 8."""
+    sub = ali(2, "2024-05-01", "ecs", "2.00", "0")
+    sub["SubscriptionType"] = "Subscription"
+    first = {"2024-05-01": [ali(1, "2024-05-01", "ecs", "1.00", "0"), sub, ali(3, "2024-05-01", "oss", "5.00", "0")]}
+    server = AlibabaBillServer(AK, SK, first)
+    events_file = tmp_path / "events.jsonl"
+    try:
+        store = make_hub(tmp_path, "alibaba", server, monkeypatch)
+        settings = json.loads((tmp_path / "config/settings.json").read_text())
+        (tmp_path / "config/settings.json").write_text(json.dumps({**settings, "events": {
+            "sinks": [{"type": "file", "path": str(events_file)}]}}))
+        pulling.run(store, "alibaba", [MAY1])
+        server.data["2024-05-01"] = first["2024-05-01"][:2]  # oss restated away from May 1
+        pulling.run(store, "alibaba", [MAY1])
+    finally:
+        server.close()
+    latest: dict[str, dict] = {}
+    for event in (json.loads(line) for line in events_file.read_text().splitlines()):
+        if event["type"] == "alicloud.account_billing.daily":
+            latest[event["subject"]] = event["data"]
+    assert sorted(latest) == ["2024-05-01/ecs/PayAsYouGo/CNY/5678/1234567890123456",
+                              "2024-05-01/ecs/Subscription/CNY/5678/1234567890123456",
+                              "2024-05-01/oss/PayAsYouGo/CNY/5678/1234567890123456"]
+    assert latest["2024-05-01/oss/PayAsYouGo/CNY/5678/1234567890123456"] == {
+        "BillingDate": "2024-05-01", "Withdrawn": True, "Lines": 0, "Final": True}  # pulled long after the close
+    assert sum(float(d.get("PretaxAmount") or 0) for d in latest.values()) == 3.0  # as the lake: 1.00 + 2.00
+
+
+def test_tencent_daily_events_carry_the_lines_currency_setting(tmp_path, monkeypatch):
+    data = {"2024-05-01": [tc(1, "2024-05-01", [("CPU", "0.10")])]}
+    for component in data["2024-05-01"][0]["ComponentSet"]:
+        component.pop("Currency")
+    server = TencentBillServer(AK, SK, data)
+    events_file = tmp_path / "events.jsonl"
+    try:
+        store = make_hub(tmp_path, "tencent", server, monkeypatch, currency="CNY")
+        settings = json.loads((tmp_path / "config/settings.json").read_text())
+        (tmp_path / "config/settings.json").write_text(json.dumps({**settings, "events": {
+            "sinks": [{"type": "file", "path": str(events_file)}]}}))
+        pulling.run(store, "tencent", [MAY1], now=datetime(2024, 6, 5, tzinfo=timezone.utc))
+    finally:
+        server.close()
+    daily = [json.loads(line)["data"] for line in events_file.read_text().splitlines() if "account_billing" in line]
+    assert [(d["Currency"], d["RealCost"]) for d in daily] == [("CNY", "0.1")]
+
+
+def test_an_emptied_day_pulled_again_keeps_its_file_and_event_id(tmp_path):
+    """The empty file's gzip header held the time: every re-pull a new sha256 and a new pulled event id."""
+    first, second = tmp_path / "a.csv.gz", tmp_path / "b.csv.gz"
+    pull._empty("alibaba", str(first))
+    pull._empty("alibaba", str(second))
+    assert first.read_bytes() == second.read_bytes()
+
+
+@pytest.mark.parametrize(("settings", "field"), [
+    ({"events": {"source": ""}}, "events.source"),
+    ({"events": {"source": "my hub"}}, "events.source"),
+    ({"pull": {"alibaba": {"endpoint": "ftp://127.0.0.1:1"}}}, "pull.alibaba.endpoint"),
+    ({"pull": {"alibaba": {"endpoint": "http://127.0.0.1:99999"}}}, "pull.alibaba.endpoint"),
+    ({"pull": {"alibaba": {"endpoint": "http://host:80/some/path"}}}, "pull.alibaba.endpoint"),
+    ({"pull": {"alibaba": {"endpoint": "http://user@host"}}}, "pull.alibaba.endpoint"),
+    ({"pull": {"alibaba": {"endpoint": ""}}}, "pull.alibaba.endpoint"),
+])
+def test_settings_refuse_an_empty_event_source_and_endpoints_with_paths(tmp_path, settings, field):
+    from hub.settings import load_settings
+
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config/settings.json").write_text(json.dumps(settings))
+    with pytest.raises(UsageError, match=field.replace(".", r"\.")):
+        load_settings(Store(str(tmp_path)))
+    assert Settings.model_validate({"pull": {"alibaba": {"endpoint": "https://127.0.0.1:8443"}}})
+
