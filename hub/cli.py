@@ -20,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from hub import runs
-from hub.errors import UsageError
+from hub.errors import HubError, UsageError
 from hub.runs import RunRecord
 from hub.settings import Settings
 from hub.store import SETTINGS, Store, StoreUnreachable, describe
@@ -211,7 +211,10 @@ def allocate_cmd(
         if rules is None:
             raise UsageError(f"{store.full(allocation_rules.RULES)} does not exist: write the allocation rules first (README)")
         if preview:
-            deltas = reports.preview(store, rules, allocation_rules.load(store, preview), month or None)
+            try:
+                deltas = reports.preview(store, rules, allocation_rules.load(store, preview), month or None)
+            except HubError as exc:  # the candidate's own problem (a pool set to error, a conflict): named as its
+                raise UsageError(f"{preview}: {exc.code}: {exc.message}") from None
             table = Table(title=_plain(f"hub allocate --preview {preview}"))
             for col in ("dimension", "value", "currency", "current", "candidate", "change"):
                 table.add_column(col, justify="right" if col in ("current", "candidate", "change") else "left")

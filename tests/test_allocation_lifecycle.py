@@ -143,3 +143,25 @@ def test_the_raw_value_is_the_one_of_the_tag_key_used(tmp_path):
     store = lake(tmp_path, [row({"CostCenter": "", "cost-center": "OPS-003"}, "1.00")])
     (r,) = allocated(store, rules())
     assert (r["x_CostCenter"], r["x_CostCenterTagKey"], r["x_CostCenterRawValue"]) == ("OPS-003", "cost-center", "OPS-003")
+
+
+def test_a_bad_api_allowlist_entry_is_named_in_its_own_file(tmp_path):
+    """It was reported as config/allocation.json at an index that file does not have."""
+    lake(tmp_path, [row({"CostCenter": "A"}, "1.00")])
+    _rules_file(tmp_path, {"dimensions": {"cost_center": {"tag_keys": ["CostCenter"], "allowlist": "cc"}},
+                           "allowlists": {"cc": [{"value": "A"}]}})
+    (tmp_path / "config/allowlists").mkdir()
+    (tmp_path / "config/allowlists/cc.json").write_text('[{"value": ""}]')
+    with pytest.raises(UsageError, match=r"config/allowlists/cc\.json: invalid allowlist entry 0 at value"):
+        R.load(Store(str(tmp_path)))
+
+
+def test_a_preview_candidates_own_failure_names_the_candidate(tmp_path):
+    lake(tmp_path, [row({"CostCenter": "A"}, "1.00"), row({}, "2.00", service="Support")])
+    _rules_file(tmp_path, {"dimensions": DIMS})
+    candidate = tmp_path / "candidate.json"
+    candidate.write_text(json.dumps({"dimensions": DIMS, "pools": [
+        {"id": "s", "match": {"ServiceName": "Support"}, "method": "proportional", "on_zero_weight": "error",
+         "targets": {"dimension": "cost_center", "values": ["Z"]}}]}))
+    out = CliRunner().invoke(app, ["allocate", str(tmp_path), "--preview", str(candidate)])
+    assert out.exit_code == 2 and f"{candidate}: AllocationConflict: pool s:" in " ".join(out.output.split())

@@ -10,6 +10,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 
+from pydantic import ValidationError
+
 from hub.allocation.rules import AllowlistEntry, Rules, casefold
 from hub.errors import UsageError
 from hub.store import CONFIG, Store
@@ -55,6 +57,13 @@ def merged(store: Store, data: dict) -> dict:
     for name in sorted(names | set(lists)):
         lists.setdefault(name, [])  # named by a dimension, filled through the API only
         if isinstance(lists[name], list) and (extra := stored(store, name)):
+            for i, e in enumerate(extra):  # each checked on its own, naming its file (not the rules file)
+                try:
+                    AllowlistEntry.model_validate({k: v for k, v in e.items() if k in fields})
+                except ValidationError as exc:
+                    where = ".".join(str(p) for p in exc.errors()[0]["loc"])
+                    raise UsageError(f"{store.full(path(name))}: invalid allowlist entry {i}"
+                                     f"{f' at {where}' if where else ''}: {exc.errors()[0]['msg']}") from None
             lists[name] = [*lists[name], *({k: v for k, v in e.items() if k in fields} for e in extra)]
     return {**data, "allowlists": lists} if lists else data
 
