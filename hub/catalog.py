@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import json
 import os
+import time
+from collections.abc import Callable
 from functools import cache
 from importlib import resources
+from typing import TypeVar
 
 import duckdb
 from fsspec.implementations.local import LocalFileSystem
@@ -24,6 +27,31 @@ from transforms.typing import ident, literal
 DATASETS = ("Costs", "Prices", "CommitmentDiscountUsage", "Recommendations", "Transactions", "Allocation", "Anomalies",
             "Budgets")
 MONTH = "x_Month"
+T = TypeVar("T")
+
+
+#: Times a read is run again when a file it listed was gone when it came to open it (a swap in between).
+READ_ATTEMPTS = 3
+
+
+def swapped_away(exc: BaseException) -> bool:
+    """A DuckDB error meaning a lake file listed by the query was removed before it was opened (a swap)."""
+    text = str(exc)
+    return isinstance(exc, duckdb.IOException) and ("No such file" in text or "Cannot open file" in text
+                                                    or "not found" in text.lower())
+
+
+def read_again(work: Callable[[], T]) -> T:
+    """``work`` (a read of the lake), run again when an ingestion swapped files away between the read's listing and
+    its opening them (up to :data:`READ_ATTEMPTS` times): the read then lists the month as it is now."""
+    for attempt in range(READ_ATTEMPTS):
+        try:
+            return work()
+        except duckdb.IOException as exc:
+            if attempt == READ_ATTEMPTS - 1 or not swapped_away(exc):
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 @cache

@@ -40,6 +40,11 @@ def _error(message: object) -> None:
     err.print(Text.assemble(("error: ", "red"), printable(message)), soft_wrap=True)  # one line, whatever the width
 
 
+def _waiting(message: str) -> None:
+    """A line on stderr while a command waits for a lease another process holds."""
+    err.print(_plain(f"note: {message}"), soft_wrap=True)
+
+
 def _plain(value: object) -> Text:
     """A table cell or line from data: never read as markup, control characters escaped."""
     return Text(printable(value))
@@ -131,7 +136,7 @@ def ingest(
 
         try:
             with conversion.parts_runner(runner):
-                result = run_ingest(store, retry=retry, force=force, progress=progress)
+                result = run_ingest(store, retry=retry, force=force, progress=progress, waiting=_waiting)
         except UsageError as exc:
             _error(exc)
             raise typer.Exit(2) from None
@@ -231,7 +236,7 @@ def allocate_cmd(
             else:
                 typer.echo(text, nl=False)
             return
-        with lease.holding(store, "ingest", wait=600) as held:  # never beside an ingestion (its recovery, its swaps)
+        with lease.holding(store, "ingest", wait=600, waiting=_waiting) as held:  # never beside an ingestion
             if held is None:
                 raise UsageError("another process holds this hub's ingestion lease; nothing allocated (try again later)")
             records = allocation.allocate(store, month or None, rules=rules)
@@ -280,7 +285,7 @@ def inspect_cmd(
     store = _store(root)
     try:
         when = _day(day)
-        with lease.holding(store, "inspect", wait=600) as held:
+        with lease.holding(store, "inspect", wait=600, waiting=_waiting) as held:
             if held is None:
                 raise UsageError("another process holds this hub's inspection lease; nothing done (try again later)")
             result = inspection.inspect(store, when, inspection_rules.load(store))
@@ -739,8 +744,13 @@ def _storage_error(exc: BaseException) -> bool:
 def main() -> None:
     """The ``hub`` command: an error a command did not handle is one line (credentials removed), never a traceback
     (``HUB_DEBUG=1`` shows it); exit code 2 for storage and usage errors, 1 otherwise."""
+    from hub.lease import LeaseLost
+
     try:
         app()
+    except LeaseLost as exc:  # stalled past the lease's TTL and taken over: stopped, as hub ingest says it
+        _error(f"{exc}; this process stopped without writing more (the other process carries on)")
+        sys.exit(1)
     except Exception as exc:  # noqa: BLE001 - the last line of defence of the command line
         if os.environ.get("HUB_DEBUG"):
             raise

@@ -21,6 +21,7 @@ from typing import Literal
 import duckdb
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from hub.catalog import read_again
 from hub.checks import PERIOD_SLACK
 from transforms.typing import ident
 
@@ -283,7 +284,11 @@ def query_costs(con: duckdb.DuckDBPyConnection, req: CostQuery, *, view: str = "
     """Run a cost-analysis request on a catalog connection (:func:`hub.catalog.connect`). A request grouping or
     filtering by ``x_CostCenter`` / ``x_Product`` (or Huawei's ``COST_UNIT`` group-by: the cost center) reads the
     allocation (``AllocatedCosts``), in the metric it was allocated in; without an allocation, they are what they were
-    (the Costs column, the tag)."""
+    (the Costs column, the tag). Run again when an ingestion swapped a file away under it."""
+    return read_again(lambda: _query_costs(con, req, view=view))
+
+
+def _query_costs(con: duckdb.DuckDBPyConnection, req: CostQuery, *, view: str = "Costs") -> CostResult:
     if view == "Costs" and _allocated(req) and con.execute("SELECT 1 FROM Allocation LIMIT 1").fetchall():
         view = "AllocatedCosts"
         req = req.model_copy(update={"groupby": [g.model_copy(update={"type": "dimension", "key": "x_CostCenter"})

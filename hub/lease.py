@@ -22,7 +22,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from hub.store import CONFIG, Store
@@ -144,13 +144,30 @@ def try_acquire(store: Store, name: str, *, ttl: float = DEFAULT_TTL, owner: str
     return lease
 
 
+def holder(store: Store, name: str) -> tuple[str, float] | None:
+    """Who holds the lease now and the seconds until it expires (None: nobody, or it expired)."""
+    gens = _generations(store, name)
+    if not gens:
+        return None
+    try:
+        info = json.loads(store.read_bytes(f"{LEASES}/{name}.{gens[-1]:012d}.json") or b"{}")
+    except (ValueError, OSError):
+        return None
+    left = float(info.get("expires", 0)) - time.time()
+    return (str(info.get("owner") or "?"), left) if left > 0 else None
+
+
 @contextlib.contextmanager
-def holding(store: Store, name: str = "ingest", *, wait: float = 600.0, ttl: float = DEFAULT_TTL) -> Iterator[Lease | None]:
+def holding(store: Store, name: str = "ingest", *, wait: float = 600.0, ttl: float = DEFAULT_TTL,
+            waiting: Callable[[str], None] | None = None) -> Iterator[Lease | None]:
     """Hold the lease (waiting up to ``wait`` seconds; None when another process kept it) for a block of work: it is
     renewed in the background, every record write and swap in the block is fenced (``Store.fence``), and it is
     released afterwards."""
     deadline = time.monotonic() + wait
     held = try_acquire(store, name, ttl=ttl)
+    if held is None and wait > 0 and waiting is not None and (now := holder(store, name)):
+        waiting(f"waiting for the {name} lease of {store.url}: {now[0]} holds it (it expires in {now[1]:.0f} s unless "
+                f"renewed; a crashed holder's lapses by then); giving up after {wait:g} s")
     while held is None and time.monotonic() < deadline:
         time.sleep(0.5)
         held = try_acquire(store, name, ttl=ttl)

@@ -13,6 +13,7 @@ from decimal import Decimal
 
 import duckdb
 
+from hub.catalog import read_again
 from hub.errors import UsageError
 from transforms.typing import literal
 
@@ -61,20 +62,24 @@ def run(con: duckdb.DuckDBPyConnection, sql: str, fmt: str = "table", output: st
     if fmt not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}")
     sql = statement(sql)
-    try:
-        if fmt == "parquet":
-            if not output:
-                raise UsageError("--format parquet needs --output FILE")
-            con.execute(f"COPY ({sql}\n) TO {literal(output)} (FORMAT parquet)")  # a trailing -- comment ends at the line
-            return f"written to {output}"
-        rel = con.sql(sql)
-        if rel is None:
-            return "ok"
-        if fmt == "table" and output is None:
-            return _table(con, rel, max_rows)
-        return _write_rows(con, sql, fmt, output)
+    if fmt == "parquet" and not output:
+        raise UsageError("--format parquet needs --output FILE")
+    try:  # run again when an ingestion swapped a lake file away under it
+        return read_again(lambda: _run(con, sql, fmt, output, max_rows))
     except duckdb.Error as exc:
         raise UsageError(f"query failed: {str(exc).splitlines()[0]}") from None
+
+
+def _run(con: duckdb.DuckDBPyConnection, sql: str, fmt: str, output: str | None, max_rows: int) -> str:
+    if fmt == "parquet":
+        con.execute(f"COPY ({sql}\n) TO {literal(output)} (FORMAT parquet)")  # a trailing -- comment ends at the line
+        return f"written to {output}"
+    rel = con.sql(sql)
+    if rel is None:
+        return "ok"
+    if fmt == "table" and output is None:
+        return _table(con, rel, max_rows)
+    return _write_rows(con, sql, fmt, output)
 
 
 def _table(con: duckdb.DuckDBPyConnection, rel: duckdb.DuckDBPyRelation, max_rows: int) -> str:

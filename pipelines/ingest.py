@@ -6,6 +6,7 @@ other clouds' native FOCUS exports, then custom data. One failing delivery never
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from hub import allocation, convert, engine, events, lease, runs
@@ -54,8 +55,9 @@ class IngestResult:
 def ingest(store: Store, *, retry: bool = False, force: bool = False, progress: Progress | None = None,
            fail_after_parts: int | None = None, wait: float = 600.0, lease_ttl: float = lease.DEFAULT_TTL,
            blob_grace: dict[str, float] | None = None, checkpoint: dict[str, str] | None = None,
-           settle: float = 0) -> IngestResult:
-    """Process every pending delivery of every source once, holding the root's ingestion lease.
+           settle: float = 0, waiting: Callable[[str], None] | None = None) -> IngestResult:
+    """Process every pending delivery of every source once, holding the root's ingestion lease (``waiting``: told,
+    once, when another process holds it).
 
     ``retry`` re-processes quarantined deliveries, ``force`` committed ones too. Another process holding the
     lease is waited for up to ``wait`` seconds (then ``busy`` is set and nothing is done). While the lease is
@@ -70,7 +72,7 @@ def ingest(store: Store, *, retry: bool = False, force: bool = False, progress: 
     """
     convert.check_codec()  # a bad setting is a usage error, not a quarantine of every export
     try:
-        with lease.holding(store, "ingest", wait=wait, ttl=lease_ttl) as held:
+        with lease.holding(store, "ingest", wait=wait, ttl=lease_ttl, waiting=waiting) as held:
             if held is None:
                 return IngestResult(busy=True)
             result = _ingest(store, retry=retry, force=force, progress=progress, fail_after_parts=fail_after_parts,
