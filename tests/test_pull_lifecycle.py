@@ -181,3 +181,26 @@ def test_settings_refuse_an_empty_event_source_and_endpoints_with_paths(tmp_path
         load_settings(Store(str(tmp_path)))
     assert Settings.model_validate({"pull": {"alibaba": {"endpoint": "https://127.0.0.1:8443"}}})
 
+
+
+class _TencentGateway(TencentBillServer):
+    """A gateway in front of the API answering with an HTML page and a status (the API's own errors come with 200)."""
+
+    status = 403
+
+    def describe_bill_detail(self, params):  # noqa: ANN001, ANN201 - the fake server's hook
+        return Reply(self.status, "<html><body>gateway</body></html>")
+
+
+@pytest.mark.parametrize(("status", "code"), [(403, "PullAuthFailed"), (404, "PullRequestInvalid"), (429, "PullThrottled"),
+                                              (502, "PullServerError")])
+def test_tencent_gateway_answers_are_coded_by_their_status(tmp_path, monkeypatch, status, code):
+    """Every non-200 answer was the SDK's ServerNetworkError: a refused key was retried as a server failure."""
+    server = _TencentGateway(AK, SK, TC5)
+    server.status = status
+    try:
+        store = make_hub(tmp_path, "tencent", server, monkeypatch, retries=1)
+        (rec,) = pulling.run(store, "tencent", [MAY1], then_ingest=False).pulls[0].records
+        assert (rec.state, rec.error.code) == ("quarantined", code) and f"HTTP {status}" in rec.error.message
+    finally:
+        server.close()

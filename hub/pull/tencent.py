@@ -32,8 +32,27 @@ def client(cfg: PullProvider, creds: dict[str, str], endpoint: str) -> Any:
     protocol = "http" if url.startswith("http://") else "https"
     host = url.split("://", 1)[-1].rstrip("/")
     http = HttpProfile(protocol=protocol, endpoint=host, reqTimeout=int(cfg.request_timeout_seconds))
-    return billing_client.BillingClient(credential.Credential(creds["secret_id"], creds["secret_key"]), "",
-                                        ClientProfile(httpProfile=http))
+    return _client_class(billing_client.BillingClient)(credential.Credential(creds["secret_id"], creds["secret_key"]), "",
+                                                       ClientProfile(httpProfile=http))
+
+
+#: An HTTP status other than 200 (a gateway's answer: the API's own errors come with 200) as Tencent's error code.
+STATUS_CODES = {401: "AuthFailure", 403: "AuthFailure", 404: "InvalidAction", 429: "RequestLimitExceeded"}
+
+
+def _client_class(base: type) -> type:
+    """The SDK's client, telling a non-200 answer by its status (the SDK calls every one ``ServerNetworkError``:
+    a refused key or a missing action would be retried as a server failure)."""
+    from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
+
+    class Client(base):  # type: ignore[misc, valid-type]
+        def _check_status(self, resp_inter: Any) -> None:
+            status = int(resp_inter.status_code)
+            if status != 200:
+                code = STATUS_CODES.get(status, "ServerNetworkError" if status >= 500 else "InvalidParameter")
+                raise TencentCloudSDKException(code, f"HTTP {status} from the API endpoint")
+
+    return Client
 
 
 def pages(api: Any, period: Period, size: int, call: Call) -> Iterator[tuple[list[dict], dict]]:
