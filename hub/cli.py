@@ -274,7 +274,8 @@ def _day(text: str | None) -> date | None:
 @app.command("inspect")
 def inspect_cmd(
     root: Root,
-    day: Annotated[str | None, typer.Option("--date", help="Last day inspected (YYYY-MM-DD, UTC); default: yesterday.")] = None,
+    day: Annotated[str | None, typer.Option("--date", help="Last day inspected (YYYY-MM-DD, UTC); default: the day before the "
+                                            "lake's last day with costs, at the latest yesterday.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the anomalies as JSON.")] = False,
 ) -> None:
     """Find cost anomalies (expected value, band, interval, impact, severity) and their root causes."""
@@ -353,7 +354,7 @@ def anomalies_cmd(
 
 @app.command("budgets")
 def budgets_cmd(root: Root,
-                day: Annotated[str | None, typer.Option("--date", help="YYYY-MM-DD; default: yesterday.")] = None) -> None:
+                day: Annotated[str | None, typer.Option("--date", help="YYYY-MM-DD; default: as hub inspect's.")] = None) -> None:
     """Each budget's month so far: actual, month-end forecast with its 80 % interval, consumption (nothing recorded)."""
 
     from hub import inspection

@@ -153,7 +153,8 @@ def _pulls(store: Store, log: Log) -> None:
 
 
 def _inspect(store: Store, log: Log, done: set[str]) -> None:
-    """Once a UTC day (with ``config/inspection.json``): inspect up to yesterday, after that pass's ingestion; one
+    """Once a UTC day (with ``config/inspection.json``): inspect (up to the lake's last complete day, at the latest
+    yesterday), after that pass's ingestion; one
     watcher at a time (a lease); a failure is logged and tried again next cycle."""
     from hub import inspection, lease
     from hub.inspection import rules as inspection_rules

@@ -180,3 +180,18 @@ def test_cli_dates_state_files_and_json_warnings(spiky, tmp_path):
         assert (answer.status_code, answer.json()["error_code"]) == (503, "CBC.0503")
         answer = client.post("/v1/anomalies/0123456789abcdef/feedback", json={"feedback": "yes"})
         assert (answer.status_code, answer.json()["error_code"]) == (503, "CBC.0503")
+
+
+def test_without_a_date_the_lakes_last_complete_day_is_inspected(tmp_path):
+    """Yesterday was inspected whatever the lake held: its exports a day late and their last day partial, every
+    series opened a down anomaly each morning."""
+    rows = [daily("A", LAST - timedelta(days=i), 10) for i in range(1, 40)] + [daily("A", LAST, 1)]  # May 31: partial
+    store = lake(tmp_path, rows)
+    result = inspection.inspect(store, rules=rules())
+    assert (result.day, result.anomalies) == (date(2024, 5, 30), [])
+    from hub import catalog
+
+    con = catalog.connect(store)
+    assert inspection.default_day(con, today=date(2024, 5, 20)) == date(2024, 5, 19)  # at the latest yesterday
+    con.close()
+    assert inspection.default_day(catalog.connect(Store(str(tmp_path / "empty"))), today=LAST) == date(2024, 5, 30)

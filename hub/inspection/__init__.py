@@ -131,16 +131,16 @@ def _where(monitor: Monitor, first: date, last: date, *, usage_only: bool = True
 
 
 def inspect(store: Store, day: date | None = None, rules: Rules | None = None, *, save: bool = True) -> InspectResult:
-    """Inspect every monitor's series and every budget up to ``day`` (default: yesterday, UTC); with ``save``, record
-    the outcome (state, Anomalies and Budgets datasets) and send its events."""
+    """Inspect every monitor's series and every budget up to ``day`` (default: :func:`default_day`); with ``save``,
+    record the outcome (state, Anomalies and Budgets datasets) and send its events."""
     rules = rules or load(store)
-    day = day or datetime.now(timezone.utc).date() - timedelta(days=1)
-    first = day - timedelta(days=rules.window_days - 1)
-    result = InspectResult(day)
-    state = outcome.load_state(store)
-    known = state["anomalies"]
     con = catalog.connect(store)
     try:
+        day = day or default_day(con)
+        first = day - timedelta(days=rules.window_days - 1)
+        result = InspectResult(day)
+        state = outcome.load_state(store)
+        known = state["anomalies"]
         for monitor in rules.monitors:
             _monitor(con, rules, monitor, first, day, result, known)
         result.budgets = [_budget(con, rules, b, first, day, result.unmatched) for b in rules.budgets]
@@ -161,6 +161,15 @@ def inspect(store: Store, day: date | None = None, rules: Rules | None = None, *
         if not any("not published" in e for e in errors):  # delivered, or in a sink's dead letters: durable
             outcome.published(store, {identity for _, _, _, identity in made})
     return result
+
+
+def default_day(con: duckdb.DuckDBPyConnection, today: date | None = None) -> date:
+    """The last complete day the lake can tell about: the day before its last day with costs (exports arrive a day or
+    more late, and their last day is partial: inspecting it would open a "down" anomaly on every series), at the
+    latest yesterday (UTC); yesterday when the lake has no costs."""
+    yesterday = (today or datetime.now(timezone.utc).date()) - timedelta(days=1)
+    last = _last_cost_day(con)
+    return min(yesterday, last - timedelta(days=1)) if last else yesterday
 
 
 def _last_cost_day(con: duckdb.DuckDBPyConnection) -> date | None:
