@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 
 import duckdb
 
-from hub import convert, deliveries, lookups, normalize, runs
+from hub import convert, lookups, normalize, runs
 from hub.checks import check_costs, month_end
 from hub.errors import HubError
 from hub.export_schemas import ExportSchema, find_schema
@@ -334,8 +334,10 @@ def _reconcile(store: Store, con: duckdb.DuckDBPyConnection, rec: RunRecord, m: 
         report = tap_report(con, checks, outputs, label=rec.destination or "")
         rec.validation = {"rows": report.rows, "checks": report.checked, "violations": report.violations,
                           "rules": report.summary()}
-        start = deliveries.utc(m.runInfo.startDate)
-        check_costs(con, rec, outputs, start, deliveries.utc(m.runInfo.endDate) if m.runInfo.endDate else month_end(start))
+        # the period's dates as stated (a billing period is calendar days; the folder's month is read the same way)
+        start = m.runInfo.startDate.replace(tzinfo=timezone.utc)
+        end = m.runInfo.endDate.replace(tzinfo=timezone.utc) if m.runInfo.endDate else month_end(start)
+        check_costs(con, rec, outputs, start, end)
 
 
 def _write_part(con: duckdb.DuckDBPyConnection, schema: ExportSchema, part: Part, lineage: Lineage, price_table: str | None,

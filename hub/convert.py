@@ -145,6 +145,11 @@ def plan(schema: ExportSchema, columns: dict[str, str], *, file: str, doubles: t
         by_name = {c.name: c for c in schema.columns}
         names = [" or ".join([n, *by_name[n].aliases[:2]]) for n in proj.missing_required]
         raise InputError(f"missing column(s) the conversion needs: {'; '.join(names)}", file=file, code="SchemaMismatch")
+    lake_names = [c if c.lower().startswith("x_") else f"x_{c}" for c in proj.extra]  # as the lake keeps unknown columns
+    if clash := sorted({n for n in lake_names if lake_names.count(n) > 1}):
+        both = [c for c in proj.extra if (c if c.lower().startswith("x_") else f"x_{c}") == clash[0]]
+        raise InputError(f"columns {' and '.join(both)} would both be kept as {clash[0]}: rename one", file=file,
+                         code="SchemaMismatch")
     return proj
 
 
@@ -300,8 +305,13 @@ def totals(con: duckdb.DuckDBPyConnection, source: str, currency: str, amounts: 
     if not amounts:
         return {}
     sums = ", ".join(f"CAST(coalesce(sum({expr}), 0) AS VARCHAR)" for expr in amounts.values())
-    rows = con.execute(f"SELECT coalesce(CAST({currency} AS VARCHAR), ''), {sums} FROM {source} WHERE {where} "
-                       "GROUP BY 1 ORDER BY 1").fetchall()
+    try:
+        rows = con.execute(f"SELECT coalesce(CAST({currency} AS VARCHAR), ''), {sums} FROM {source} WHERE {where} "
+                           "GROUP BY 1 ORDER BY 1").fetchall()
+    except duckdb.OutOfRangeException:  # each value fits DECIMAL(38,18), their sum does not: no bill is that large
+        names = ", ".join(sorted({a.split(":")[-1] for a in amounts}))
+        raise InputError(f"the amounts of {names} add up past 10^20 (DECIMAL(38,18)): not a bill's amounts",
+                         code="InvalidValue") from None
     return {r[0]: dict(zip(amounts, r[1:], strict=True)) for r in rows}
 
 

@@ -101,7 +101,7 @@ def no_rows(store: Store, rec: RunRecord, started: float) -> RunRecord:
 
 
 def quarantine(store: Store, rec: RunRecord, exc: HubError) -> None:
-    runs.fail(store, rec, exc.code, exc.message, exc.file)
+    runs.fail(store, rec, exc.code, exc.message, exc.file or rec.manifest)  # always naming a file: the delivery's
 
 
 def unexpected(exc: Exception, file: str) -> HubError:

@@ -42,8 +42,9 @@ CODES: dict[str, tuple[str, str, str]] = {
     "PeriodMismatch": ("input", "the rows' ChargePeriodStart lie far outside the manifest's period (startDate to endDate)",
                        "fix runInfo.startDate/endDate (or export the right period), then `hub ingest --retry`"),
     "SourceConflict": ("input", "another kind of report of the same provider already put this sub-account's month in the "
-                                "lake (a CUR and a FOCUS export, an OCI cost report and a FOCUS report): both would count "
-                                "the same costs", "deliver one kind of report per account; the lake keeps the first kind"),
+                                "lake (a CUR and a FOCUS export, an OCI cost report and a FOCUS report, an Azure FocusCost "
+                                "and an ActualCost / AmortizedCost export of one scope): both would count the same costs",
+                       "deliver one kind of report per account; the lake keeps the first kind"),
     "PullAuthFailed": ("pull", "the bill API refused the credentials (unknown key, bad signature, no permission)",
                        "check the key and its permissions (README: `hub pull`), then pull again"),
     "PullThrottled": ("pull", "the bill API kept throttling the requests after every retry",

@@ -213,8 +213,9 @@ def load_prices(con: duckdb.DuckDBPyConnection, store: Store, year: int, month: 
             path = os.path.join(tmp, f"prices-{i}-" + rel.replace("/", "_"))
             store.get_file(rel, path)
         local.append(path)
-    # the month comes from the folder: keep the lake path in `filename` for local copies too
-    listing = " UNION ALL ".join(
+    # the month comes from the folder: keep the lake path in `filename` for local copies too; sheets of one month may
+    # carry different columns (an unknown one kept): by name, each file's own set
+    listing = " UNION ALL BY NAME ".join(
         f"SELECT * REPLACE ({literal('/' + rel)} AS filename) FROM read_parquet({literal(p)}, filename = true)"
         for p, rel in zip(local, files, strict=True))
     con.execute(f"CREATE OR REPLACE TEMP TABLE hub_prices AS {backfill.price_keys_sql(f'({listing})')}")

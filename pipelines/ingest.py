@@ -165,10 +165,10 @@ def _renormalize(store: Store, prices: RunRecord) -> list[RunRecord]:
     assert prices.month
     year, month = map(int, prices.month.split("-"))
     try:
-        return renormalize_month(store, year, month, prices.runId or prices.key)
-    except Exception as exc:  # noqa: BLE001 - recorded like any failure
+        made = renormalize_month(store, year, month, prices.runId or prices.key)
+    except Exception as exc:  # noqa: BLE001 - recorded like any failure; still owed: tried again next time
         return [runs.failed(store, f"renorm-failed-{prices.key}"[:120], f"{RENORMALIZE}{year:04d}-{month:02d}", exc,
                             runId=prices.runId, exportType="Renormalize", dataset="Costs", month=f"{year:04d}-{month:02d}")]
-    finally:
-        if prices.dataset == "Prices":  # a price sheet's (not a re-normalization redone after a crash)
-            engine.settle(store, prices, "renormalize")
+    if prices.dataset == "Prices" and all(r.state == "committed" for r in made):  # a price sheet's (not a
+        engine.settle(store, prices, "renormalize")  # re-normalization redone after a crash): done, or still owed
+    return made

@@ -126,18 +126,19 @@ def price_layer(chain: Chain, prices: str | None) -> None:
                           f"WHEN {nz('ContractedUnitPrice')} AND PricingQuantity IS NOT NULL THEN {mul('ContractedUnitPrice', 'PricingQuantity')} "
                           "ELSE coalesce(EffectiveCost, BilledCost) END",
     })
-    chain.replace({
-        "ListCost": f"CASE WHEN {keep('ListCost', False)} THEN ListCost "
-                    f"WHEN {nz('ContractedCost')} AND ListUnitPrice = ContractedUnitPrice THEN ContractedCost "
-                    f"WHEN {nz('ListUnitPrice')} AND PricingQuantity IS NOT NULL THEN {mul('ListUnitPrice', 'PricingQuantity')} "
-                    "ELSE coalesce(ContractedCost, BilledCost) END",
-    })
     product = mul("ContractedUnitPrice", "PricingQuantity")
     cc, cup, qty = dbl(chain, "ContractedCost"), dbl(chain, "ContractedUnitPrice"), dbl(chain, "PricingQuantity")
     fix = (f"ChargeClass IS NULL AND ContractedUnitPrice IS NOT NULL AND PricingQuantity IS NOT NULL "
            f"AND (ContractedCost IS NULL OR abs({cc} - {cup} * {qty}) > {CORRECTION_TOLERANCE} * greatest(1, abs({cc})))")
     chain.replace({}, {"_fixed": fix})
     chain.replace({"ContractedCost": f"CASE WHEN _fixed THEN {product} ELSE ContractedCost END"})
+    # ListCost after the fix: one taken from ContractedCost takes the corrected one
+    chain.replace({
+        "ListCost": f"CASE WHEN {keep('ListCost', False)} THEN ListCost "
+                    f"WHEN {nz('ContractedCost')} AND ListUnitPrice = ContractedUnitPrice THEN ContractedCost "
+                    f"WHEN {nz('ListUnitPrice')} AND PricingQuantity IS NOT NULL THEN {mul('ListUnitPrice', 'PricingQuantity')} "
+                    "ELSE coalesce(ContractedCost, BilledCost) END",
+    })
 
     def saving(a: str, b: str) -> str:
         return f"CASE WHEN {zero(a)} OR {a} - {b} < {EPSILON} THEN CAST(0 AS {DEC}) ELSE CAST({a} - {b} AS {DEC}) END"  # exact
@@ -180,7 +181,7 @@ def restore_sql(chain: Chain, row_tracked: tuple[str, ...], types: dict[str, str
 
 
 def needs_prices_sql() -> str:
-    """Predicate of lake rows the price sheet may still improve."""
+    """Predicate of lake rows a price sheet may improve: those whose prices were missing, filled or not (a newer sheet
+    of the month replaces the one that filled them: the rows take its prices, whatever the arrival order)."""
     have = " OR ".join(f"contains(coalesce(x_SourceChanges, ''), {literal(c)})" for c in MISSING)
-    done = "contains(coalesce(x_SourceChanges, ''), 'FromPriceSheet')"
-    return f"ProviderName = 'Microsoft' AND ({have}) AND NOT {done}"  # the only rows the price layer fills
+    return f"ProviderName = 'Microsoft' AND ({have})"  # the only rows the price layer fills

@@ -19,7 +19,7 @@ from datetime import datetime
 from hub import conversion, deliveries, engine, lease, runs
 from hub.conversion import Progress
 from hub.errors import HubError
-from hub.export_schemas import destination
+from hub.export_schemas import datasets, destination
 from hub.faults import checkpoint
 from hub.manifest import Manifest, parse_manifest
 from hub.runs import RunRecord
@@ -161,6 +161,12 @@ def process(store: Store, rel: str, raw: bytes | None, settings: Settings, *, ex
             store.delete_tree(rec.staging)
             store.delete_tree(raw_staging(rec.staging))
             return engine.no_rows(store, rec, started)
+        try:
+            _other_kind(store, rec)  # a delivery with rows only: an empty one changes nothing
+        except HubError:
+            store.delete_tree(rec.staging)
+            store.delete_tree(raw_staging(rec.staging))
+            raise
         rec.state = "swapping"
         runs.save(store, rec)
         checkpoint("before-swap")
@@ -174,6 +180,25 @@ def process(store: Store, rel: str, raw: bytes | None, settings: Settings, *, ex
     rec.seconds = round(time.perf_counter() - started, 3)
     runs.save(store, rec)
     return rec
+
+
+def _other_kind(store: Store, rec: RunRecord) -> None:
+    """A FocusCost export and a legacy actual / amortized cost export of one scope and month hold the same costs (a
+    migration running both): the lake keeps the kind it has, the other is ``SourceConflict`` (never counted twice)."""
+    if rec.dataset != "Costs" or not rec.destination or not rec.month:
+        return
+    year, month = map(int, rec.month.split("-"))
+    scope = dataset_folder("Costs", year, month, rec.scope)
+    legacy = sorted({meta["subfolder"] for meta in datasets().values() if meta.get("dataset") == "Costs" and
+                     meta.get("subfolder")})
+    mine = rec.destination[len(scope):].strip("/")
+    others = [scope] if mine else [f"{scope}/{sub}" for sub in legacy]
+    for folder in others:
+        if store.parquet_files(folder):
+            kind = "a FocusCost export" if mine else "a legacy cost export (ActualCost / AmortizedCost)"
+            raise HubError(f"the lake holds this scope's {rec.month} costs from {kind} ({folder}): both kinds hold the "
+                           "same costs; keep one export (remove the other's folder to switch)", file=rec.manifest,
+                           code="SourceConflict")
 
 
 def _describe(rec: RunRecord, m: Manifest, rel: str) -> None:

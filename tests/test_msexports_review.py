@@ -1,0 +1,97 @@
+"""Azure exports found wrong by review: a newer price sheet of the month, sheets with different columns, ListCost
+from a corrected ContractedCost, a FocusCost and a legacy cost export of one scope, unknown columns that would share a
+lake name, sums past DECIMAL(38,18), a start date with an offset. Each case failed before its fix; values by hand."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+from conftest import lake_rows, rows_csv, write_export
+from test_backfill import EA_ACCOUNT, EA_PRICE, MISSING, ingest_costs
+from test_costs_transform import BASE
+
+from hub.store import Store
+from pipelines.ingest import ingest
+
+D = Decimal
+
+
+def _prices(root: Path, run_id: str, price: dict, *, extra: str | None = None, account: str = EA_ACCOUNT,
+            submitted: str = "2024-05-02T00:00:00Z") -> None:
+    text = rows_csv("pricesheet_2023-05-01_ea", [price])
+    if extra:  # a column the schema does not know (kept in the lake with an x_ prefix)
+        header, row, *_ = text.splitlines()
+        text = f"{header},{extra}\n{row},kept\n"
+    write_export(root, {"part_0_0001.csv": text}, export_type="PriceSheet", data_version="2023-05-01", rows=1,
+                 run_id=run_id, folder=f"prices/20240501-20240531/{run_id}", resource_id=account,
+                 manifest_extra={"runInfo": {"runId": run_id, "startDate": "2024-05-01T00:00:00", "submittedTime": submitted}})
+    result = ingest(Store(str(root)))
+    assert result.ok, [r.error for r in result.all]
+
+
+def test_a_newer_price_sheet_of_the_month_reprices_rows_an_earlier_one_filled(hub_root: Path) -> None:
+    """P1, costs, then P2 (replacing P1) kept P1's prices; P2 first gave P2's: the lake depended on arrival order."""
+    _prices(hub_root, "p1", EA_PRICE)
+    ingest_costs(hub_root, MISSING)
+    _prices(hub_root, "p2", {**EA_PRICE, "UnitPrice": "2.6", "MarketPrice": "3.2"}, submitted="2024-05-03T00:00:00Z")
+    (row,) = lake_rows(hub_root)
+    # 4 hours: ContractedCost 2.6 x 4 = 10.4, ListCost 3.2 x 4 = 12.8 (P1's: 10, 12)
+    assert (row["ContractedUnitPrice"], row["ListUnitPrice"], row["ContractedCost"], row["ListCost"]) == (
+        D("2.6"), D("3.2"), D("10.4"), D("12.8"))
+
+
+def test_price_sheets_of_one_month_with_different_columns_back_fill_costs(hub_root: Path) -> None:
+    """Two accounts' sheets, one with a column the other lacks: every cost export of the month was InternalError."""
+    _prices(hub_root, "p1", EA_PRICE)
+    _prices(hub_root, "p2", {**EA_PRICE, "EnrollmentNumber": "999"}, extra="SomeNewColumn",
+            account="/providers/Microsoft.Billing/billingAccounts/999")
+    ingest_costs(hub_root, MISSING)
+    (row,) = lake_rows(hub_root)
+    assert (row["ContractedCost"], row["ListCost"]) == (D(10), D(12))  # 2.5 x 4, 3 x 4
+
+
+def test_list_cost_taken_from_contracted_cost_takes_the_corrected_one(hub_root: Path) -> None:
+    """Unit prices 2 and 2, quantity 5, ContractedCost 7 (the export bug): ContractedCost was corrected to 10 but
+    ListCost copied the 7."""
+    ingest_costs(hub_root, {**BASE, "ContractedUnitPrice": "2", "ListUnitPrice": "2", "PricingQuantity": "5",
+                            "ContractedCost": "7", "ListCost": None, "x_EffectiveUnitPrice": "2", "x_BilledUnitPrice": "2"})
+    (row,) = lake_rows(hub_root)
+    assert (row["ContractedCost"], row["ListCost"]) == (D(10), D(10))
+
+
+def test_a_focus_and_a_legacy_cost_export_of_one_scope_and_month_are_never_both_kept(hub_root: Path) -> None:
+    """The same costs exported as FocusCost and as ActualCost were both committed: 60 where the bill says 30."""
+    ingest_costs(hub_root, BASE)
+    legacy = rows_csv("actualcost_2021-10-01", [{"Date": "05/01/2024", "Cost": "10", "BillingCurrency": "USD",
+                                                "ChargeType": "Usage", "Frequency": "UsageBased", "Quantity": "1"}])
+    write_export(hub_root, {"part_0_0001.csv": legacy}, export_type="ActualCost", data_version="2021-10-01", rows=1,
+                 run_id="legacy1", folder="legacy/20240501-20240531/legacy1")
+    (rec,) = ingest(Store(str(hub_root))).records
+    assert (rec.state, rec.error.code) == ("quarantined", "SourceConflict"), rec.error
+    assert "from a FocusCost export" in rec.error.message
+    assert [r["BilledCost"] for r in lake_rows(hub_root)] == [D(10)]
+
+
+def test_unknown_columns_that_would_share_a_lake_name_are_a_schema_mismatch(hub_root: Path) -> None:
+    header, row, *_ = rows_csv("focuscost_1.0", [BASE]).splitlines()
+    write_export(hub_root, {"part_0_0001.csv": f"{header},Foo,x_Foo\n{row},a,b\n"}, rows=1)
+    (rec,) = ingest(Store(str(hub_root))).records
+    assert (rec.error.code, rec.error.message) == ("SchemaMismatch", "columns Foo and x_Foo would both be kept as x_Foo: "
+                                                                     "rename one")
+    assert rec.error.file.endswith("part_0_0001.csv")
+
+
+def test_amounts_adding_up_past_decimal_38_18_are_an_input_error(hub_root: Path) -> None:
+    big = "60000000000000000000"  # 6 x 10^19 fits; two of them do not
+    write_export(hub_root, {"part_0_0001.csv": rows_csv("focuscost_1.0", [{**BASE, "BilledCost": big, "EffectiveCost": big}] * 2)},
+                 rows=2)
+    (rec,) = ingest(Store(str(hub_root))).records
+    assert rec.error.code == "InvalidValue" and "add up past 10^20" in rec.error.message and rec.error.file, rec.error
+
+
+def test_a_start_date_with_an_offset_is_read_as_the_stated_day(hub_root: Path) -> None:
+    """2024-05-01T00:00:00+02:00: the folder said May, the period check April (PeriodMismatch)."""
+    write_export(hub_root, {"part_0_0001.csv": rows_csv("focuscost_1.0", [BASE])}, rows=1, start_date="2024-05-01T00:00:00+02:00")
+    (rec,) = ingest(Store(str(hub_root))).records
+    assert (rec.state, rec.month) == ("committed", "2024-05"), rec.error
