@@ -293,13 +293,15 @@ def _tags_periods(chain: Chain) -> None:
     # not trimmed for nothing
     exprs["Tags"] = ("CASE WHEN starts_with(Tags, '{') THEN Tags WHEN Tags IS NULL OR trim(Tags) = '' THEN '{}' "
                      "WHEN starts_with(ltrim(Tags), '{') OR starts_with(ltrim(Tags), '[') THEN Tags ELSE '{' || Tags || '}' END")
-    for end in ("ChargePeriodEnd", "BillingPeriodEnd"):  # inclusive ends (...23:59:59 UTC) become exclusive
-        # second of the UTC day by integer arithmetic: strftime on a TIMESTAMPTZ costs more than the rest of the rule
-        exprs[end] = f"CASE WHEN epoch_us({end}) % 86400000000 // 1000000 = 86399 THEN {end} + INTERVAL 1 SECOND ELSE {end} END"
+    # inclusive ends (...:59:59 of an hour: 23:59:59 UTC, or Beijing's 23:59:59 written in UTC as 15:59:59) become
+    # exclusive; the second of the hour by integer arithmetic: strftime on a TIMESTAMPTZ costs more than the rest
+    hour = "3600000000"
+    for end in ("ChargePeriodEnd", "BillingPeriodEnd"):
+        exprs[end] = f"CASE WHEN epoch_us({end}) % {hour} // 1000000 = 3599 THEN {end} + INTERVAL 1 SECOND ELSE {end} END"
     # a billing period ending on its last day at midnight (Google's FOCUS view): the next day is the exclusive end. An
     # exclusive end is the first of a month, so the day after it is never the first: the rule cannot misfire
     day = "86400000000"
-    exprs["BillingPeriodEnd"] = (f"CASE WHEN epoch_us(BillingPeriodEnd) % {day} // 1000000 = 86399 THEN BillingPeriodEnd + INTERVAL 1 SECOND "
+    exprs["BillingPeriodEnd"] = (f"CASE WHEN epoch_us(BillingPeriodEnd) % {hour} // 1000000 = 3599 THEN BillingPeriodEnd + INTERVAL 1 SECOND "
                                  f"WHEN epoch_us(BillingPeriodEnd) % {day} = 0 AND BillingPeriodEnd > BillingPeriodStart "
                                  f"AND day(make_timestamp(epoch_us(BillingPeriodEnd) + {day})) = 1 "
                                  "THEN BillingPeriodEnd + INTERVAL 1 DAY ELSE BillingPeriodEnd END")

@@ -1,0 +1,75 @@
+"""Other clouds' bills found wrong by review, each row's FOCUS values worked out by hand: Huawei tax and support-plan
+bill types, Tencent transaction types, inclusive ends written in UTC from Beijing time, empty SKU parts. Each case
+failed before its fix."""
+
+from __future__ import annotations
+
+from decimal import Decimal as D
+from pathlib import Path
+
+from conftest import make_hub
+from test_native_focus import HUAWEI, TENCENT, deliver, keyed
+
+from hub.store import Store
+from hub.validate import validate
+from pipelines.ingest import ingest
+
+
+def _huawei_row(bill_type: int, amount: str) -> str:
+    return (f"2024-05,2024-05-20,{bill_type},c1,p1,cn-north-4,CN North-Beijing4,hws.service.type.ec2,Elastic Cloud Server,"
+            f"hws.resource.type.vm,ECS,vm-{bill_type},web,,s6,3,{amount},{amount},0,0,0,0,0,0,0,{amount},0,,,CNY\n")
+
+
+def test_huawei_tax_is_tax_and_the_support_plans_month_end_charge_is_not_prepaid(tmp_path: Path) -> None:
+    """Tax bill types (15, 100, 101, 102) were Usage; 14 (the support plan's month-end charge) was a prepaid purchase
+    with EffectiveCost 0, so the support plan's cost left every amortized total."""
+    root = make_hub(tmp_path / "hub")
+    header = HUAWEI.splitlines()[0] + "\n"
+    rows = "".join(_huawei_row(t, a) for t, a in ((15, "0.60"), (100, "-0.10"), (101, "-0.05"), (102, "0.02"), (14, "1.00")))
+    deliver(root, "huawei", "obs/2024-05", {"res-records.csv": header + rows})
+    result = ingest(Store(str(root)))
+    assert result.ok, [r.error for r in result.all]
+    got = keyed(root, "x_BillType, ChargeCategory, ChargeClass, ChargeFrequency, BilledCost, EffectiveCost, ConsumedQuantity")
+    assert got == {
+        "15": ("Tax", None, "One-Time", D("0.6"), D("0.6"), None),
+        "100": ("Tax", "Correction", "One-Time", D("-0.1"), D("-0.1"), None),  # a refund of tax
+        "101": ("Tax", None, "One-Time", D("-0.05"), D("-0.05"), None),
+        "102": ("Tax", None, "One-Time", D("0.02"), D("0.02"), None),
+        "14": ("Purchase", None, "Recurring", D(1), D(1), None),  # charged for the month used: EffectiveCost = billed
+    }
+    assert validate(str(root)).violations == 0
+
+
+def test_tencent_transaction_types(tmp_path: Path) -> None:
+    """Spot was a Recurring purchase (LIKE 'sp_%': '_' matches any letter); RI fees by name were usage; a prepaid
+    upgrade was usage with its cost amortized as if used."""
+    root = make_hub(tmp_path / "hub")
+    header, usage = TENCENT.splitlines()[:2]
+    rows = [usage.replace("Hourly settlement", kind).replace("ins-abc", f"ins-{i}") for i, kind in enumerate(
+        ("Spot", "Hourly RI fee", "One-off RI Fee", "Upgrade/Downgrade", "Modify"))]
+    deliver(root, "tencent", "cos/2024-05", {"100001-202405-by_used_time-bill_details.csv": "\n".join([header, *rows]) + "\n"})
+    result = ingest(Store(str(root)))
+    assert result.ok, [r.error for r in result.all]
+    got = keyed(root, "x_ActionType, ChargeCategory, ChargeFrequency, EffectiveCost")
+    assert got == {"Spot": ("Usage", "Usage-Based", D("0.08")),
+                   "Hourly RI fee": ("Purchase", "Recurring", D("0.08")),
+                   "One-off RI Fee": ("Purchase", "Recurring", D("0.08")),
+                   "Upgrade/Downgrade": ("Purchase", "One-Time", D(0)),
+                   "Modify": ("Purchase", "One-Time", D(0))}
+
+
+def test_inclusive_ends_written_in_utc_from_beijing_time_are_made_exclusive(tmp_path: Path) -> None:
+    """A FOCUS file's Beijing 23:59:59 ends in UTC (15:59:59Z) stayed a second short; only 23:59:59 UTC was fixed."""
+    root = make_hub(tmp_path / "hub")
+    header = ("BilledCost,BillingAccountId,BillingCurrency,BillingPeriodStart,BillingPeriodEnd,ChargePeriodStart,"
+              "ChargePeriodEnd,EffectiveCost,ListCost,ContractedCost,ChargeCategory,ProviderName,ResourceId\n")
+    rows = ("1.5,acct,CNY,2024-05-31T16:00:00Z,2024-06-30T15:59:59Z,2024-06-19T16:00:00Z,2024-06-20T15:59:59Z,1.5,1.5,1.5,"
+            "Usage,Huawei Cloud,daily\n"
+            "0.5,acct,CNY,2024-05-31T16:00:00Z,2024-06-30T15:59:59Z,2024-06-01T03:00:00Z,2024-06-01T03:59:59Z,0.5,0.5,0.5,"
+            "Usage,Huawei Cloud,hourly\n")
+    deliver(root, "huawei", "focus/2024-06", {"focus.csv": header + rows})
+    result = ingest(Store(str(root)))
+    assert result.ok, [r.error for r in result.all]
+    got = keyed(root, "ResourceId, CAST(ChargePeriodEnd AS VARCHAR), CAST(BillingPeriodEnd AS VARCHAR)")
+    assert got == {"daily": ("2024-06-20 16:00:00+00", "2024-06-30 16:00:00+00"),
+                   "hourly": ("2024-06-01 04:00:00+00", "2024-06-30 16:00:00+00")}
