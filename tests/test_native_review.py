@@ -73,3 +73,35 @@ def test_inclusive_ends_written_in_utc_from_beijing_time_are_made_exclusive(tmp_
     got = keyed(root, "ResourceId, CAST(ChargePeriodEnd AS VARCHAR), CAST(BillingPeriodEnd AS VARCHAR)")
     assert got == {"daily": ("2024-06-20 16:00:00+00", "2024-06-30 16:00:00+00"),
                    "hourly": ("2024-06-01 04:00:00+00", "2024-06-30 16:00:00+00")}
+
+
+def _alibaba_months(root: Path) -> list[tuple]:
+    import duckdb
+
+    return duckdb.connect().execute(
+        f"SELECT regexp_extract(filename, '/Costs/(\\d+/\\d+)/', 1) AS m, count(*), sum(BilledCost) FROM "
+        f"read_parquet('{root}/ingestion/Costs/**/*.parquet', filename = true) GROUP BY 1 ORDER BY 1").fetchall()
+
+
+def test_alibaba_delayed_rows_in_another_month_folder_add_to_the_month_never_replace_it(tmp_path: Path) -> None:
+    """Months synced into folders of their own: June 1st's file holding a row of May 31st replaced May's folder with
+    that one row (278.50 became 270.00). Now it is an increment of May: none where May's whole file is in the lake
+    (it holds the row), else added to May's day files."""
+    from test_native_focus import ALIBABA
+
+    header, first, second = ALIBABA.splitlines(keepends=True)[:3]
+    june = first.replace("2024-05,", "2024-06,", 1).replace("2024-05-10", "2024-06-01").replace(",r1,", ",r3,")
+    for whole in (True, False):
+        root = make_hub(tmp_path / f"hub-{whole}")
+        may = {"1234567890_BillingItemDetail_202405.csv": ALIBABA} if whole else {
+            "1234567890_BillingItemDetail_20240510.csv": header + first}
+        deliver(root, "alibaba", "oss/2024-05", may)
+        assert ingest(Store(str(root))).ok
+        deliver(root, "alibaba", "oss/2024-06", {"1234567890_BillingItemDetail_20240601.csv": header + june + second})
+        result = ingest(Store(str(root)))
+        assert result.ok, [r.error for r in result.all]
+        from hub import runs
+
+        june_runs = {r.month: r.state for r in runs.load_all(Store(str(root))) if "/2024-06/" in r.manifest}
+        assert june_runs == {"2024-05": "superseded" if whole else "committed", "2024-06": "committed"}
+        assert _alibaba_months(root) == [("2024/05", 2, D("278.5")), ("2024/06", 1, D("8.5"))], whole

@@ -809,6 +809,12 @@ def _split(store: Store, con: duckdb.DuckDBPyConnection, d: Delivery, written: l
         rec.carryOver = d.incremental or d.pulled  # the folder's other files stay (told at swap time: keep_others)
         if dated is not None and (newer := snapshots.newer_snapshot(dated.pattern, rec, records)) is not None:
             rec.state, rec.supersededBy = "superseded", newer.key
+        elif dated is not None and dated.days == "increments" and snapshots.delayed(dated.pattern, rec):
+            # rows a later month's day file holds of this month (Alibaba's June 1st, of May 31st): an increment of
+            # the month, never its replacement; none at all where the month's whole file is in the lake (it holds them)
+            rec.carryOver = True
+            if (holder := snapshots.whole_month(dated.pattern, rec, records)) is not None:
+                rec.state, rec.supersededBy = "superseded", holder.key
         label = rec.destination or ""
         report = tap_report(con, taps, outs, label=label) if whole else validate_files(con, outs, label=label)
         rec.validation = {"rows": report.rows, "checks": report.checked, "violations": report.violations,

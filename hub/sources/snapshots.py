@@ -159,3 +159,20 @@ def newer_snapshot(pattern: str, rec: RunRecord, records: list[RunRecord]) -> Ru
             if theirs is not None and theirs[0] == mine[0] and theirs[1] > mine[1]:
                 return old
     return None
+
+
+def delayed(pattern: str, rec: RunRecord) -> bool:
+    """``rec``'s rows come from day files of other months only (rows delayed into a later month's file)."""
+    months = {file_month(pattern, p.blob) for p in rec.parts}
+    return bool(months) and None not in months and f"{rec.month}" not in months
+
+
+def whole_month(pattern: str, rec: RunRecord, records: list[RunRecord]) -> RunRecord | None:
+    """The committed run of another delivery that put ``rec``'s month's whole file (``yyyymm``) in its folder."""
+    for old in records:
+        if old.state == "committed" and old.destination == rec.destination and old.manifest != rec.manifest:
+            for part in old.parts:
+                found = snapshot_of(pattern, part.blob.split("!")[0])
+                if found is not None and found[1] == "" and f"{found[0][2][:4]}-{found[0][2][4:]}" == rec.month:
+                    return old
+    return None
