@@ -105,3 +105,27 @@ def test_alibaba_delayed_rows_in_another_month_folder_add_to_the_month_never_rep
         june_runs = {r.month: r.state for r in runs.load_all(Store(str(root))) if "/2024-06/" in r.manifest}
         assert june_runs == {"2024-05": "superseded" if whole else "committed", "2024-06": "committed"}
         assert _alibaba_months(root) == [("2024/05", 2, D("278.5")), ("2024/06", 1, D("8.5"))], whole
+
+
+def _cur2(member: str, cost: str) -> str:
+    header = ("bill_billing_period_start_date,line_item_currency_code,line_item_line_item_type,line_item_usage_start_date,"
+              "line_item_usage_end_date,bill_payer_account_id,line_item_usage_account_id,line_item_product_code,"
+              "line_item_unblended_cost\n")
+    return header + (f"2025-01-01T00:00:00Z,USD,Usage,2025-01-01T00:00:00Z,2025-01-01T01:00:00Z,111122223333,{member},"
+                     f"AmazonEC2,{cost}\n")
+
+
+def test_two_reports_of_one_billing_account_never_silently_replace_each_other(tmp_path: Path) -> None:
+    """Two CUR 2.0 exports of one payer in two folders (two member accounts' own reports): the second replaced the
+    first's month (30 USD became 20). Now it is SourceConflict and the first stays; a re-sync of the same report in
+    another folder, covering the same sub-accounts, still replaces it."""
+    root = make_hub(tmp_path / "hub")
+    deliver(root, "aws", "member-x/data/BILLING_PERIOD=2025-01", {"part-0.csv": _cur2("000000000001", "10")})
+    assert ingest(Store(str(root))).ok
+    deliver(root, "aws", "member-y/data/BILLING_PERIOD=2025-01", {"part-0.csv": _cur2("000000000002", "20")})
+    (rec,) = ingest(Store(str(root))).records
+    assert (rec.state, rec.error.code) == ("quarantined", "SourceConflict") and "sub-account 000000000001" in rec.error.message
+    assert keyed(root, "SubAccountId, BilledCost") == {"000000000001": (D(10),)}
+    deliver(root, "aws", "resynced/data/BILLING_PERIOD=2025-01", {"part-0.csv": _cur2("000000000001", "12")})
+    (rec,) = ingest(Store(str(root))).records
+    assert rec.state == "committed" and keyed(root, "SubAccountId, BilledCost") == {"000000000001": (D(12),)}

@@ -815,6 +815,8 @@ def _split(store: Store, con: duckdb.DuckDBPyConnection, d: Delivery, written: l
             rec.carryOver = True
             if (holder := snapshots.whole_month(dated.pattern, rec, records)) is not None:
                 rec.state, rec.supersededBy = "superseded", holder.key
+        if rec.state != "superseded" and not rec.carryOver:
+            _displaced(store, con, rec, convert.parquet_source(outs), records)
         label = rec.destination or ""
         report = tap_report(con, taps, outs, label=label) if whole else validate_files(con, outs, label=label)
         rec.validation = {"rows": report.rows, "checks": report.checked, "violations": report.violations,
@@ -881,6 +883,34 @@ def keep_others(store: Store, rec: RunRecord) -> None:
 HOOKS = Hooks(keep_others, lambda store, rec, settings, records: None)
 
 
+def _sub_accounts(store: Store, files: list[str]) -> set[str | None]:
+    """The SubAccountIds of lake files."""
+    lake = catalog.store_connection(store, threads=2)
+    try:
+        sources = ", ".join(literal(catalog.duck_path(store, f)) for f in files)
+        return {a for (a,) in lake.execute(f"SELECT DISTINCT SubAccountId FROM read_parquet([{sources}], "
+                                           "union_by_name = true)").fetchall()}
+    finally:
+        lake.close()
+
+
+def _displaced(store: Store, con: duckdb.DuckDBPyConnection, rec: RunRecord, rows: str, records: list[RunRecord]) -> None:
+    """A delivery from another folder replaces a month's folder (a report re-synced elsewhere, a newer snapshot) only
+    when it covers every sub-account the folder holds: two exports of one billing account (say, two member accounts'
+    own reports) would otherwise silently replace each other's rows; they are ``SourceConflict`` instead."""
+    others = [r for r in records if r.state == "committed" and r.destination == rec.destination
+              and r.manifest != rec.manifest and r.dataset == "Costs"]
+    files = [p.output for r in others for p in r.parts if store.exists(p.output)]
+    if not files:
+        return
+    mine = {a for (a,) in con.execute(f"SELECT DISTINCT SubAccountId FROM {rows}").fetchall()}
+    if gone := sorted(a or "(none)" for a in _sub_accounts(store, files) - mine):
+        other = next(r for r in others if any(p.output in files for p in r.parts))
+        raise HubError(f"would replace the lake's {rec.month} of this billing account, which holds sub-account {gone[0]} "
+                       f"from another delivery ({other.manifest}) that this one lacks: deliver one report per billing "
+                       "account (or re-sync the other folder's files here)", file=rec.manifest, code="SourceConflict")
+
+
 def _conflict(store: Store, con: duckdb.DuckDBPyConnection, rec: RunRecord, rows: str, records: list[RunRecord]) -> None:
     """Two kinds of report of the same provider (a CUR and a FOCUS export, an OCI cost report and a FOCUS report)
     describe the same costs: a month's rows of a sub-account already in the lake from the other kind are refused
@@ -891,14 +921,7 @@ def _conflict(store: Store, con: duckdb.DuckDBPyConnection, rec: RunRecord, rows
     if not files:
         return
     mine = {a for (a,) in con.execute(f"SELECT DISTINCT SubAccountId FROM {rows}").fetchall()}
-    lake = catalog.store_connection(store, threads=2)
-    try:
-        sources = ", ".join(literal(catalog.duck_path(store, f)) for f in files)
-        theirs = {a for (a,) in lake.execute(f"SELECT DISTINCT SubAccountId FROM read_parquet([{sources}], "
-                                             "union_by_name = true)").fetchall()}
-    finally:
-        lake.close()
-    if both := sorted(a or "(none)" for a in mine & theirs):
+    if both := sorted(a or "(none)" for a in mine & _sub_accounts(store, files)):
         other = next(r for r in others if any(p.output in files for p in r.parts))
         raise HubError(f"the lake holds {other.exportType} rows of {rec.month} for sub-account {both[0]} (from "
                        f"{other.manifest}); {rec.exportType} rows of the same costs would count them twice: deliver one "
