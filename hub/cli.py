@@ -690,13 +690,16 @@ def costs(root: Root,
 
 @app.command()
 def serve(root: Root, host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-          port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080) -> None:
+          port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8080) -> None:
     """Serve the cost-analysis API over HTTP (OpenAPI docs at /docs); beyond 127.0.0.1 it needs HUB_API_TOKEN."""
-    from hub import server
-
     store = _store(root)
     try:
+        from hub import server  # its settings (HUB_API_*) are read here: a bad one is this command's usage error
+
+        if store.is_local and not os.path.isdir(store.root):
+            raise UsageError(f"hub root {store.url!r} does not exist (run `hub init` first)")
         server.token_required(host)
+        server.check(store)
     except UsageError as exc:
         _error(exc)
         raise typer.Exit(2) from None

@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 from hub import catalog
 from hub.errors import UsageError
 from hub.export_schemas import raw_datasets
-from hub.store import CONFIG, EXPORTS, INGESTION, MSEXPORTS, RAW, Store
+from hub.store import CONFIG, EXPORTS, INGESTION, MSEXPORTS, RAW, SETTINGS, Store
 from transforms.typing import ident, literal
 
 STATISTICS = ("none", "int64")
@@ -125,6 +125,12 @@ def publish(root: str | Store, dest: str | Store, *, statistics: str = "none") -
     store = root if isinstance(root, Store) else Store(root)
     target = dest if isinstance(dest, Store) else Store(dest)
     _refuse(store, target)
+    if not store.exists(INGESTION) and not store.exists(SETTINGS):  # a mistyped root would empty the published output
+        raise UsageError(f"{store.url} is not a hub root (no ingestion/ or config/settings.json): nothing published, "
+                         "nothing removed")
+    if not _folders(store, f"{INGESTION}/Costs") and target.files("Costs"):
+        raise UsageError(f"the lake at {store.url} has no Costs while {target.url} holds published Costs files: nothing "
+                         "published, nothing removed (remove them yourself if the lake is meant to be empty)")
     con = catalog.store_connection(store)
     result = Published()
     keep: set[str] = set()

@@ -175,9 +175,12 @@ def _collect(con: duckdb.DuckDBPyConnection, data: ReportData) -> None:
         QUALIFY row_number() OVER (PARTITION BY currency ORDER BY effective DESC NULLS LAST, ResourceId) <= {TOP_RESOURCES}
         ORDER BY currency, effective DESC NULLS LAST, ResourceId""").fetchall()]
     data.top_tags = [TagRow(*r) for r in con.execute(f"""{base},
-        t AS (SELECT currency, EffectiveCost, Tags FROM c WHERE json_valid(Tags) AND json_type(Tags) = 'OBJECT'),
-        g AS (SELECT currency, j.key AS key, j.value ->> '$' AS value, sum(EffectiveCost) AS effective, count(*) AS n
-              FROM t, json_each(t.Tags) AS j GROUP BY ALL)
+        t AS (SELECT row_number() OVER () AS rid, currency, EffectiveCost, Tags FROM c
+              WHERE json_valid(Tags) AND json_type(Tags) = 'OBJECT'),
+        -- a key written twice in one row's Tags counts once, with its first value (as json_extract reads it)
+        e AS (SELECT currency, EffectiveCost, j.key AS key, j.value ->> '$' AS value,
+                     row_number() OVER (PARTITION BY t.rid, j.key ORDER BY j.id) AS k FROM t, json_each(t.Tags) AS j),
+        g AS (SELECT currency, key, value, sum(EffectiveCost) AS effective, count(*) AS n FROM e WHERE k = 1 GROUP BY ALL)
         SELECT currency, key, value, CAST(effective AS VARCHAR), n FROM g
         QUALIFY row_number() OVER (PARTITION BY currency ORDER BY effective DESC NULLS LAST, key, value) <= {TOP_TAGS}
         ORDER BY currency, effective DESC NULLS LAST, key, value""").fetchall()]

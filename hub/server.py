@@ -39,13 +39,27 @@ INVALID = "CBC.0100"
 INTERNAL = "CBC.0999"
 TOO_SLOW = "CBC.0998"
 UNAUTHORIZED = "CBC.0401"
+
+
+def _env_number(name: str, default: str, cast: Callable[[str], float], low: float) -> Any:
+    """A number from the environment; a bad one is a usage error naming the variable (never a traceback)."""
+    raw = os.environ.get(name, default)
+    try:
+        value = cast(raw)
+    except ValueError:
+        value = None
+    if value is None or not value >= low:  # NaN too
+        raise UsageError(f"{name}={raw!r}: must be a number of at least {low:g}")
+    return value
+
+
 #: Largest request body accepted (a full request of 100 filters x 100 values fits many times over).
-MAX_BODY = int(os.environ.get("HUB_API_MAX_BODY", str(256 * 1024)))
+MAX_BODY = _env_number("HUB_API_MAX_BODY", str(256 * 1024), int, 1024)
 #: Seconds a query may run before it is interrupted (``HUB_API_TIMEOUT``).
-QUERY_TIMEOUT = float(os.environ.get("HUB_API_TIMEOUT", "30"))
+QUERY_TIMEOUT = _env_number("HUB_API_TIMEOUT", "30", float, 0.1)
 #: DuckDB memory limit and threads of the server's connection (``HUB_API_MEMORY_LIMIT``, ``HUB_API_THREADS``).
 MEMORY_LIMIT = os.environ.get("HUB_API_MEMORY_LIMIT", "1GB")
-THREADS = int(os.environ.get("HUB_API_THREADS", "2"))
+THREADS = _env_number("HUB_API_THREADS", "2", int, 1)
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 QUERY_PATH = "/v4/costs/cost-analysed-bills/query"
 _MAX_MSG = 500
@@ -132,8 +146,12 @@ class BodyLimit:
 
 
 def token_required(host: str) -> str | None:
-    """The API token (``HUB_API_TOKEN``); a usage error when the server would listen beyond loopback without one."""
+    """The API token (``HUB_API_TOKEN``); a usage error when the server would listen beyond loopback without one, or
+    when the token is one no client can send (white space, a line break, non-ASCII)."""
     token = os.environ.get("HUB_API_TOKEN") or None
+    if token is not None and not re.fullmatch(r"[\x21-\x7e]{1,4096}", token):
+        raise UsageError("HUB_API_TOKEN must be printable ASCII without spaces or line breaks (a header cannot carry "
+                         "anything else, so no request could match it)")
     if token is None and host not in LOOPBACK:
         raise UsageError(f"--host {host} listens beyond this machine: set HUB_API_TOKEN (clients then send "
                          "'Authorization: Bearer <token>' or 'X-Auth-Token: <token>')")
@@ -262,6 +280,18 @@ def create_app(root: str | Store, *, token: str | None = None) -> FastAPI:
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def check(root: str | Store) -> None:
+    """What would stop the server once started, as one usage error now: the memory limit, the lake's views."""
+    try:
+        duckdb.connect(config={"memory_limit": MEMORY_LIMIT}).close()
+    except duckdb.Error:
+        raise UsageError(f"HUB_API_MEMORY_LIMIT={MEMORY_LIMIT!r}: not a memory size DuckDB takes (e.g. 1GB, 512MB)") from None
+    try:
+        catalog.connect(root, threads=THREADS, memory_limit=MEMORY_LIMIT).close()
+    except duckdb.Error as exc:
+        raise UsageError(f"cannot open the lake: {str(exc).splitlines()[0][:300]}") from None
 
 
 def serve(root: str | Store, host: str = "127.0.0.1", port: int = 8080) -> None:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import math
 from html import escape
 
+from hub.terminal import printable
+
 
 def esc(value: object) -> str:
-    """HTML-escaped text of a value (quotes included); None is empty."""
-    return escape("" if value is None else str(value), quote=True)
+    """HTML-escaped text of a value (quotes included), control and bidi characters written as their escapes (a
+    ``U+202E`` in a service name would reverse the numbers printed after it); None is empty."""
+    return escape("" if value is None else printable(value), quote=True)
 
 
 _e = esc

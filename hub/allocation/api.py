@@ -93,7 +93,10 @@ def routes(app: FastAPI, store: Store, error: Callable[[int, str, str], JSONResp
     lock = threading.Lock()
 
     def rules_for(field: str) -> tuple[Rules, str]:
-        rules = load(store)
+        try:
+            rules = load(store)
+        except UsageError as exc:  # the server's own file, not the request: 503, named relative to the hub root
+            raise _Unavailable(str(exc).replace(store.full(""), "").lstrip("/")) from None
         if rules is None:
             raise _NotFound("the hub has no allocation rules (config/allocation.json)")
         dimension = FIELDS[field]
@@ -106,6 +109,8 @@ def routes(app: FastAPI, store: Store, error: Callable[[int, str, str], JSONResp
             return work()
         except _NotFound as exc:
             return error(404, "CBC.0404", str(exc))
+        except _Unavailable as exc:
+            return error(503, "CBC.0503", str(exc))
         except allowlists.ChangeRefused as exc:
             return error(exc.status, "CBC.0404" if exc.status == 404 else "CBC.0100", str(exc))
         except UsageError as exc:
@@ -176,6 +181,10 @@ def routes(app: FastAPI, store: Store, error: Callable[[int, str, str], JSONResp
             chunk = records[(page - 1) * page_size: page * page_size]
             return AllocationPage(records=[AllocationRecord(**r) for r in chunk], hasNextPage=len(records) > page * page_size)
         return answer(work)
+
+
+class _Unavailable(Exception):  # noqa: N818 - an answer, not an error of the code
+    """The hub's allocation rules cannot be read: the server's problem (503), not the request's."""
 
 
 class _NotFound(Exception):
