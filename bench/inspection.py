@@ -435,6 +435,7 @@ def root_cause_section(s: gen.Series, n: int, work: Path, seed: int) -> tuple[li
     detected, labelled_window, detected95, window95 = [], [], [], []
     con = catalog.connect(store)
     monitor = Monitor(id="sub-accounts")
+    key_sql = inspection._key_sql(monitor)
     try:
         for i in labelled:
             truth = b.truth[int(i)]
@@ -447,12 +448,12 @@ def root_cause_section(s: gen.Series, n: int, work: Path, seed: int) -> tuple[li
                 best = max(match, key=lambda a: abs(a.impact))
                 detected.append((truth, _score_causes(best.causes, truth)))
                 with causes_cover("0.95"):
-                    causes = inspection._causes(con, monitor, key, "USD", best.start, best.end, direction)
+                    causes = inspection._causes(con, monitor, key_sql, key, "USD", best.start, best.end, direction)
                 detected95.append((truth, _score_causes(causes, truth)))
-            causes = inspection._causes(con, monitor, key, "USD", lo, hi, direction)
+            causes = inspection._causes(con, monitor, key_sql, key, "USD", lo, hi, direction)
             labelled_window.append((truth, _score_causes(causes, truth)))
             with causes_cover("0.95"):
-                causes = inspection._causes(con, monitor, key, "USD", lo, hi, direction)
+                causes = inspection._causes(con, monitor, key_sql, key, "USD", lo, hi, direction)
             window95.append((truth, _score_causes(causes, truth)))
     finally:
         con.close()
@@ -580,7 +581,7 @@ def forecast_scores(s: gen.Series, model) -> dict:
 def forecast_section(n: int, seed: int) -> tuple[list[str], dict]:
     s = gen.generate(n, 181, start="2025-09-01", seed=seed + 7, test_days=TEST, label_window=(30, 180),
                      incidents_anywhere=True)
-    models = [("**hub** (weekday medians + least-squares trend over 90 days; sigma sqrt(h))", forecasting.forecast),
+    models = [("**hub** (weekday medians of 28 days + last 7 days' clipped level; sigma h^0.9)", forecasting.forecast),
               ("hub model, intervals sigma h^0.75", _variant("trend", 0.75)),
               ("hub model, intervals sigma h", _variant("trend", 1.0)),
               ("weekday medians + last 14 days' level, no trend, sigma sqrt(h)", _variant("recent", 0.5)),
