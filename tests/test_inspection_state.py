@@ -148,6 +148,7 @@ def test_a_credit_series_gets_the_severity_of_its_size(tmp_path):
     ({"min_history_days": 60, "window_days": 30}, "min_history_days must not exceed window_days"),
     ({"budgets": [{"id": "b", "amount": "1e999999"}]}, "budgets.0.amount"),
     ({"budgets": [{"id": "b", "amount": "10", "actual": [float("inf")]}]}, "budgets.0.actual.0"),
+    ({"monitors": [{"id": "m", "filter": {"ProviderName": []}}]}, "an empty list would match no row"),
 ])
 def test_impossible_settings_are_refused_naming_the_field(settings, field):
     with pytest.raises(UsageError, match=field.replace(".", r"\.")):

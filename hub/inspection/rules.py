@@ -37,9 +37,11 @@ class Monitor(_Strict):
     def _dimension(self) -> Monitor:
         if self.dimension not in DIMENSIONS and not (self.dimension.startswith("tag:") and len(self.dimension) > 4):
             raise ValueError(f"dimension must be one of {', '.join(DIMENSIONS)} or tag:<key>")
-        for column in self.filter:
+        for column, values in self.filter.items():
             if column not in DIMENSIONS:
                 raise ValueError(f"filter on {column!r}: one of {', '.join(DIMENSIONS)}")
+            if values == []:
+                raise ValueError(f"filter on {column!r}: an empty list would match no row")
         return self
 
 
@@ -81,9 +83,11 @@ class Budget(_Strict):
 
     @model_validator(mode="after")
     def _filter(self) -> Budget:
-        for column in self.filter:
+        for column, values in self.filter.items():
             if column not in DIMENSIONS:
                 raise ValueError(f"filter on {column!r}: one of {', '.join(DIMENSIONS)}")
+            if values == []:
+                raise ValueError(f"filter on {column!r}: an empty list would match no row")
         if any(p <= 0 for p in [*self.actual, *self.forecasted]):
             raise ValueError("thresholds are percentages above 0")
         return self
