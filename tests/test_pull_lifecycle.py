@@ -204,3 +204,22 @@ def test_tencent_gateway_answers_are_coded_by_their_status(tmp_path, monkeypatch
         assert (rec.state, rec.error.code) == ("quarantined", code) and f"HTTP {status}" in rec.error.message
     finally:
         server.close()
+
+
+@pytest.mark.parametrize("change", ["amount as a list", "no amounts"])
+def test_lines_not_in_the_documented_shape_are_refused_by_the_pull(tmp_path, monkeypatch, change):
+    """They were committed by the pull, then quarantined at ingestion (InvalidValue / SchemaMismatch)."""
+    line = ali(1, "2024-05-01", "ecs", "1.00", "0")
+    if change == "amount as a list":
+        line["PretaxAmount"] = ["1.00"]
+    else:
+        for field in ("PretaxGrossAmount", "PretaxAmount"):
+            line.pop(field)
+    server = AlibabaBillServer(AK, SK, {"2024-05-01": [line]})
+    try:
+        store = make_hub(tmp_path, "alibaba", server, monkeypatch)
+        (rec,) = pulling.run(store, "alibaba", [MAY1], then_ingest=False).pulls[0].records
+        assert (rec.state, rec.error.code) == ("quarantined", "PullMalformedResponse") and "documented shape" in rec.error.message
+        assert not list(tmp_path.glob("exports/alibaba/api/**/manifest.json"))
+    finally:
+        server.close()

@@ -370,9 +370,27 @@ def _flatten(con: duckdb.DuckDBPyConnection, provider: str, pages: list[str], co
     if nested in lists and types[nested].startswith("STRUCT"):
         select.append(f"unnest({ident(nested)}, recursive := true)")
     flat = f"SELECT {', '.join(select)} FROM pulled"
-    have = {r[0].lower() for r in con.execute(f"DESCRIBE {flat}").fetchall()}
+    described = con.execute(f"DESCRIBE {flat}").fetchall()
+    _documented_shape(provider, {r[0]: r[1] for r in described})
+    have = {r[0].lower() for r in described}
     extra = [f"{literal(v)} AS {ident(k)}" for k, v in constants.items() if v is not None and k.lower() not in have]
     return f"SELECT {', '.join([*extra, 'f.*'])} FROM ({flat}) f"
+
+
+def _documented_shape(provider: str, kinds: dict[str, str]) -> None:
+    """The flat lines hold the columns the bill mapping recognises a report by, and amounts that are single values:
+    an answer in another shape is ``PullMalformedResponse`` now (nothing written), not a quarantine at ingestion."""
+    def norm(name: str) -> str:
+        return re.sub(r"[^a-z0-9]", "", name.lower())
+
+    found = {norm(name): kind for name, kind in kinds.items()}
+    missing = [c for c in _report_mapping(provider)["detect"] if norm(c) not in found]
+    nested = [c for c in spec(provider)["daily"]["sums"] if found.get(norm(c), "").startswith(("STRUCT", "MAP"))
+              or found.get(norm(c), "").endswith("]")]
+    if missing or nested:
+        what = f"no {missing[0]} field" if missing else f"{nested[0]} is not a single value"
+        raise HubError(f"{spec(provider)['api']}: the bill lines are not the API's documented shape ({what})",
+                       file=spec(provider)["api"], code="PullMalformedResponse")
 
 
 def _daily(con: duckdb.DuckDBPyConnection, provider: str, flat: str, *, before: date) -> list[dict]:
