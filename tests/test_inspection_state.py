@@ -125,6 +125,16 @@ def test_one_spike_does_not_lift_the_forecast_of_the_rest_of_the_month():
     assert fc.remaining[0] == pytest.approx(290)
 
 
+def test_a_change_of_level_moves_the_forecast_at_once():
+    """Fees of 100 a day, 200 for the last 3 days: the level is their mean deviation, 300 / 7 a day (clipping every
+    deviation beyond 3 robust sigmas of a flat series' median ignored the change until its 4th day)."""
+    weekdays = np.arange(31) % 7
+    values = np.full((1, 31), 100.0)
+    values[0, -3:] = 200.0
+    fc = forecasting.forecast(values, weekdays, np.arange(29) % 7)
+    assert fc.remaining[0] == pytest.approx(29 * (100 + 300 / 7))
+
+
 def test_root_causes_of_a_young_series_compare_with_the_days_it_has(tmp_path):
     """20 days of 10 on r1, then 40 more on a new instance: the product expected 10, not 5 (weeks before the series'
     first cost counted as zeros in the median)."""

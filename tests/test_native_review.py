@@ -105,6 +105,12 @@ def test_alibaba_delayed_rows_in_another_month_folder_add_to_the_month_never_rep
         june_runs = {r.month: r.state for r in runs.load_all(Store(str(root))) if "/2024-06/" in r.manifest}
         assert june_runs == {"2024-05": "superseded" if whole else "committed", "2024-06": "committed"}
         assert _alibaba_months(root) == [("2024/05", 2, D("278.5")), ("2024/06", 1, D("8.5"))], whole
+        if not whole:  # May's whole file arrives after June's: it replaces May (it holds the delayed row), never
+            # superseded by June's delayed rows (they are no snapshot of May)
+            deliver(root, "alibaba", "oss/2024-05", {"1234567890_BillingItemDetail_202405.csv": ALIBABA})
+            result = ingest(Store(str(root)))
+            assert result.ok and [r.state for r in result.records if r.month == "2024-05"] == ["committed"]
+            assert _alibaba_months(root) == [("2024/05", 2, D("278.5")), ("2024/06", 1, D("8.5"))]
 
 
 def _cur2(member: str, cost: str) -> str:

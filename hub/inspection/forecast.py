@@ -1,7 +1,7 @@
 """Month-end forecast of daily cost series (numpy): the recent weekly pattern projected over the month's remaining
-days: each weekday's median over the last 28 days, shifted by the mean deviation of the last 7 days from it, each
-clipped to 3 robust sigmas of their median (the current level, which one spike does not move; a 90-day trend line
-follows old levels). The 80 % and 95 % intervals
+days: each weekday's median over the last 28 days, shifted by the mean deviation of the last 7 days from it, a
+single one beyond 3 robust sigmas clipped (the current level, which one spike does not move and a change of level
+does; a 90-day trend line follows old levels). The 80 % and 95 % intervals
 come from the spread ``sigma`` of the recent residuals, widened as ``sigma * h ** 0.9`` over ``h`` days left: a level
 error persists for the rest of the month, so the days' errors are not independent (``sqrt(h)`` covered 41 % instead
 of 80 % in bench/inspection.py; ``h`` covers slightly too much)."""
@@ -16,7 +16,7 @@ import numpy as np
 Z80, Z95 = 1.2816, 1.9600
 #: Days the weekly pattern is read from, days the current level is read from, the widening exponent of the interval.
 RECENT, LEVEL, WIDEN = 28, 7, 0.9
-#: Robust sigmas (1.4826 x the median absolute deviation) a day's deviation is clipped to before the level's mean.
+#: Robust sigmas (1.4826 x the median absolute deviation) beyond which a single day's deviation is clipped.
 CLIP = 3.0
 
 
@@ -46,9 +46,12 @@ def forecast(values: np.ndarray, weekdays: np.ndarray, future_weekdays: np.ndarr
         last = residual[:, -LEVEL:]
         center = np.nanmedian(last, axis=1)[:, None]
         spread = CLIP * 1.4826 * np.nanmedian(np.abs(last - center), axis=1)[:, None]  # robust sigma (MAD)
-        # the mean of the last days' deviations, each clipped to the median +- 3 robust sigmas: one spike (an
-        # anomaly already over) does not lift the rest of the month, ordinary noise averages out as before
-        level = np.nan_to_num(np.nanmean(np.clip(last, center - spread, center + spread), axis=1))
+        outside = (np.abs(last - center) > spread).sum(axis=1)
+        # the mean of the last days' deviations; a single one beyond 3 robust sigmas of their median (a spike, an
+        # anomaly already over) clipped first, so it does not lift the rest of the month; two or more are a change
+        # of level, taken as they are
+        clipped = np.where((outside <= 1)[:, None], np.clip(last, center - spread, center + spread), last)
+        level = np.nan_to_num(np.nanmean(clipped, axis=1))
         counts = (~np.isnan(residual)).sum(axis=1)
         sigma = np.where(counts > 1, np.nan_to_num(np.nanstd(residual, axis=1, ddof=1)), 0.0)
     h = len(future_weekdays)

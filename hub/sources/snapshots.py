@@ -154,7 +154,8 @@ def newer_snapshot(pattern: str, rec: RunRecord, records: list[RunRecord]) -> Ru
     if mine is None:
         return None
     for old in records:
-        if old.state == "committed" and old.destination == rec.destination and old.manifest != rec.manifest:
+        if old.state == "committed" and old.destination == rec.destination and old.manifest != rec.manifest \
+                and not delayed(pattern, old):  # rows a later month's day file held of this month: no snapshot of it
             theirs = _rank(pattern, old)
             if theirs is not None and theirs[0] == mine[0] and theirs[1] > mine[1]:
                 return old
