@@ -145,10 +145,11 @@ def plan(schema: ExportSchema, columns: dict[str, str], *, file: str, doubles: t
         by_name = {c.name: c for c in schema.columns}
         names = [" or ".join([n, *by_name[n].aliases[:2]]) for n in proj.missing_required]
         raise InputError(f"missing column(s) the conversion needs: {'; '.join(names)}", file=file, code="SchemaMismatch")
-    lake_names = [c if c.lower().startswith("x_") else f"x_{c}" for c in proj.extra]  # as the lake keeps unknown columns
+    lake_names = [(c if c.lower().startswith("x_") else f"x_{c}").lower() for c in proj.extra]  # as kept, without case
     if clash := sorted({n for n in lake_names if lake_names.count(n) > 1}):
-        both = [c for c in proj.extra if (c if c.lower().startswith("x_") else f"x_{c}") == clash[0]]
-        raise InputError(f"columns {' and '.join(both)} would both be kept as {clash[0]}: rename one", file=file,
+        both = [c for c, n in zip(proj.extra, lake_names, strict=True) if n == clash[0]]
+        kept = both[0] if both[0].lower().startswith("x_") else f"x_{both[0]}"
+        raise InputError(f"columns {' and '.join(both)} would both be kept as {kept}: rename one", file=file,
                          code="SchemaMismatch")
     return proj
 

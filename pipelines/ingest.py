@@ -164,11 +164,16 @@ def _renormalize(store: Store, prices: RunRecord) -> list[RunRecord]:
     is recorded, never stops the other deliveries (the folders keep their previous, valid files)."""
     assert prices.month
     year, month = map(int, prices.month.split("-"))
+    failure = f"renorm-failed-{prices.key}"[:120]
     try:
         made = renormalize_month(store, year, month, prices.runId or prices.key)
-    except Exception as exc:  # noqa: BLE001 - recorded like any failure; still owed: tried again next time
-        return [runs.failed(store, f"renorm-failed-{prices.key}"[:120], f"{RENORMALIZE}{year:04d}-{month:02d}", exc,
-                            runId=prices.runId, exportType="Renormalize", dataset="Costs", month=f"{year:04d}-{month:02d}")]
-    if prices.dataset == "Prices" and all(r.state == "committed" for r in made):  # a price sheet's (not a
-        engine.settle(store, prices, "renormalize")  # re-normalization redone after a crash): done, or still owed
+    except Exception as exc:  # noqa: BLE001 - recorded like any failure; still owed once: tried again next time
+        again = store.exists(runs.record_path(failure))
+        rec = runs.failed(store, failure, f"{RENORMALIZE}{year:04d}-{month:02d}", exc, runId=prices.runId,
+                          exportType="Renormalize", dataset="Costs", month=f"{year:04d}-{month:02d}")
+        if again and prices.dataset == "Prices":  # a second failure in a row: recorded, no longer retried each pass
+            engine.settle(store, prices, "renormalize")
+        return [rec]
+    if prices.dataset == "Prices":  # a price sheet's (not a re-normalization redone after a crash): done (a folder
+        engine.settle(store, prices, "renormalize")  # whose rewrite was refused has its own record)
     return made

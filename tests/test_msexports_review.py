@@ -7,6 +7,7 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 from conftest import lake_rows, rows_csv, write_export
 from test_backfill import EA_ACCOUNT, EA_PRICE, MISSING, ingest_costs
 from test_costs_transform import BASE
@@ -73,12 +74,14 @@ def test_a_focus_and_a_legacy_cost_export_of_one_scope_and_month_are_never_both_
     assert [r["BilledCost"] for r in lake_rows(hub_root)] == [D(10)]
 
 
-def test_unknown_columns_that_would_share_a_lake_name_are_a_schema_mismatch(hub_root: Path) -> None:
+@pytest.mark.parametrize("second", ["x_Foo", "x_foo", "X_FOO"])
+def test_unknown_columns_that_would_share_a_lake_name_are_a_schema_mismatch(hub_root: Path, second: str) -> None:
+    """Foo and x_Foo were InternalError; Foo and x_foo (names compared without case) kept one value, silently."""
     header, row, *_ = rows_csv("focuscost_1.0", [BASE]).splitlines()
-    write_export(hub_root, {"part_0_0001.csv": f"{header},Foo,x_Foo\n{row},a,b\n"}, rows=1)
+    write_export(hub_root, {"part_0_0001.csv": f"{header},Foo,{second}\n{row},a,b\n"}, rows=1)
     (rec,) = ingest(Store(str(hub_root))).records
-    assert (rec.error.code, rec.error.message) == ("SchemaMismatch", "columns Foo and x_Foo would both be kept as x_Foo: "
-                                                                     "rename one")
+    assert (rec.error.code, rec.error.message) == ("SchemaMismatch", f"columns Foo and {second} would both be kept as "
+                                                                     "x_Foo: rename one")
     assert rec.error.file.endswith("part_0_0001.csv")
 
 

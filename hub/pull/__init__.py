@@ -234,6 +234,9 @@ def _pull_one(store: Store, provider: str, api: Any, period: Period, cfg: PullPr
             f"{type(exc).__name__}: {exc}"), file=rec.manifest)
     if rec.state != "committed":
         info["final"] = False  # only a pull that delivered the closed month is its final one: a failed one is tried again
+        before = runs.load(store, rec.key)  # the delivered version's daily subjects stay known (for withdrawals)
+        if before is not None and before.pull and "subjects" in before.pull:
+            info["subjects"] = before.pull["subjects"]
     rec.pull, rec.deliveredAt = info, pulled_at
     rec.seconds = round(time.perf_counter() - started, 3)
     runs.save(store, rec)
