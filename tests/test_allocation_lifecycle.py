@@ -165,3 +165,11 @@ def test_a_preview_candidates_own_failure_names_the_candidate(tmp_path):
          "targets": {"dimension": "cost_center", "values": ["Z"]}}]}))
     out = CliRunner().invoke(app, ["allocate", str(tmp_path), "--preview", str(candidate)])
     assert out.exit_code == 2 and f"{candidate}: AllocationConflict: pool s:" in " ".join(out.output.split())
+
+
+def test_a_locked_month_keeps_its_allocation_when_the_metric_changes(tmp_path):
+    """Changing cost_metric re-allocated a locked month in the new metric and deleted the one written before the lock."""
+    store = lake(tmp_path, [row({"CostCenter": "A"}, "1.25")])
+    allocated(store, rules())
+    assert allocation.allocate(store, ["2024-05"], rules=rules(cost_metric="BilledCost", lock_before="2024-06-01")) == []
+    assert _allocation(tmp_path) == [("EffectiveCost", D("1.25"))]

@@ -68,9 +68,10 @@ def allocate(store: Store, only: list[str] | None = None, *, rules: Rules | None
     out = []
     for month in only if only is not None else available:
         year, mon = map(int, month.split("-"))
-        if rules.lock_before and f"{month}-01" < rules.lock_before.isoformat() and store.parquet_files(
-                dataset_folder(DATASET, year, mon, rules.cost_metric.lower())):
-            continue  # locked: the allocation written before the lock stays as it is (whatever a later attempt did)
+        if rules.lock_before and f"{month}-01" < rules.lock_before.isoformat() and store.files(
+                f"{INGESTION}/{DATASET}/{year:04d}/{mon:02d}"):
+            continue  # locked: the allocation written before the lock stays as it is (whatever a later attempt did, in
+            # whatever metric it was made)
         rec = _run(store, month, rules)
         if rec.state == "committed":
             _retire_other_metrics(store, month, rules)
