@@ -214,12 +214,13 @@ def _pull_one(store: Store, provider: str, api: Any, period: Period, cfg: PullPr
                     flat = _flatten(con, provider, pages, constants)
                     copy = f"COPY ({flat}) TO {literal(data)} (FORMAT csv, HEADER true, COMPRESSION gzip)"
                     info["rows"] = int(con.execute(copy).fetchone()[0])
+                    if settings.events.sinks and settings.events.billing_records:
+                        daily = _daily(con, provider, flat, before=local_now(provider, now).date())
                 except duckdb.Error as exc:
                     raise HubError(f"{spec(provider)['api']}: the bill lines cannot be read ({convert.scrub(str(exc))})",
                                    file=rec.manifest, code="PullMalformedResponse") from None
-                if settings.events.sinks and settings.events.billing_records:
-                    daily = _daily(con, provider, flat, before=local_now(provider, now).date())
-                con.close()
+                finally:
+                    con.close()
             _deliver(store, rec.manifest, data, info, cfg.currency)
         rec.state, rec.rowsIn, rec.rowsOut, rec.manifestRows = "committed", records, info["rows"], records
         before = runs.load(store, rec.key)
