@@ -251,6 +251,7 @@ def in_lake(store: Store, manifest: str) -> bool:
                for r in runs.load_all(store))
 
 
+@cache
 def _report_mapping(provider: str) -> dict:
     """The provider's bill-file mapping (``schemas/<provider>/``) its pulled lines are ingested with."""
     return json.loads((resources.files("schemas") / provider / spec(provider)["report"]).read_text())
