@@ -97,6 +97,10 @@ class RunRecord(BaseModel):
     allocation: dict | None = None
     #: a bill-API pull (``hub pull``): day, final, pulledAt, api, pages, records, rows, file
     pull: dict | None = None
+    #: custom data: the folder's files as its last commit left them, kept by every later run until one commits
+    lakeParts: list[PartResult] = []
+    #: custom data: files of a quarantined delivery, renamed so that readers (``*.parquet``) leave them out
+    setAside: list[str] = []
     error: RunError | None = None
     attempts: int = 0
     createdAt: datetime = Field(default_factory=now)

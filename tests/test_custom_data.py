@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 from decimal import Decimal as D
 from pathlib import Path
 
@@ -11,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import DATA, lake_rows
 
-from hub import runs
+from hub import catalog, runs
 from hub.store import Store
 from hub.validate import validate
 from pipelines.ingest import ingest
@@ -49,14 +52,15 @@ def test_empty_manifest_normalizes_the_folder_in_place(hub_root: Path) -> None:
     assert ingest(Store(str(hub_root))).records == []  # processed once
 
 
-def test_bad_custom_file_is_quarantined_and_left_alone(hub_root: Path) -> None:
+def test_bad_custom_file_is_quarantined_and_set_aside(hub_root: Path) -> None:
     folder = hub_root / FOLDER
     folder.mkdir(parents=True)
     (folder / "ing1__part0.parquet").write_bytes(b"PAR1 this is not parquet")
     (folder / "manifest.json").write_text("{}")
     (rec,) = ingest(Store(str(hub_root))).records
     assert rec.state == "quarantined" and rec.error.code == "CorruptFile" and "ing1__part0.parquet" in rec.error.file
-    assert (folder / "ing1__part0.parquet").read_bytes() == b"PAR1 this is not parquet"
+    assert (folder / "ing1__part0.parquet.quarantined").read_bytes() == b"PAR1 this is not parquet"
+    assert not list(folder.glob("*.parquet"))  # readers read *.parquet: none of the rejected rows
     assert [r.state for r in runs.load_all(Store(str(hub_root)))] == ["quarantined"]
 
 
@@ -194,7 +198,7 @@ def test_a_folder_outside_the_layout_is_manifest_invalid(hub_root: Path, folder:
     _drop(hub_root / folder, "ing1__part0.parquet", ["1"])
     (rec,) = ingest(Store(str(hub_root))).records
     assert (rec.state, rec.error.code, rec.error.file) == ("quarantined", "ManifestInvalid", f"{folder}/manifest.json")
-    assert (hub_root / folder / "ing1__part0.parquet").exists()
+    assert (hub_root / folder / "ing1__part0.parquet.quarantined").exists()  # set aside, not deleted
 
 
 @pytest.mark.parametrize("second", ["BilledCost", "billedcost"])
@@ -238,4 +242,44 @@ def test_a_damaged_parquet_file_is_corrupt_file_not_internal_error(hub_root: Pat
     (rec,) = ingest(Store(str(hub_root))).records
     assert (rec.state, rec.error.code) == ("quarantined", "CorruptFile"), rec.error
     assert rec.error.file == f"{FOLDER}/ing1__part0.parquet" and rec.error.message.isprintable(), rec.error
-    assert part.read_bytes() == damaged
+    assert not part.exists() and (folder / "ing1__part0.parquet.quarantined").read_bytes() == damaged
+
+
+def test_a_quarantined_delivery_is_set_aside_and_the_previous_one_stays(hub_root: Path) -> None:
+    """Defects: a rejected delivery's raw files stayed in the lake (every reader of Costs failed on them), and the
+    quarantine forgot the folder's committed delivery: the next good one was counted with it (1 + 5 = 6, not 5)."""
+    _drop(hub_root / FOLDER, "ing1__part0.parquet", ["1"])
+    store = Store(str(hub_root))
+    assert ingest(store).ok
+    (hub_root / FOLDER / "ing2__part0.parquet").write_bytes(b"PAR1 junk")
+    (rec,) = ingest(store).records
+    assert (rec.state, rec.error.code, rec.setAside) == ("quarantined", "CorruptFile", [f"{FOLDER}/ing2__part0.parquet.quarantined"])
+    assert (hub_root / FOLDER / "ing2__part0.parquet.quarantined").read_bytes() == b"PAR1 junk"  # kept, renamed
+    assert catalog.connect(str(hub_root)).execute("SELECT count(*), sum(BilledCost) FROM Costs").fetchall() == [(1, D(1))]
+    assert ingest(store).records == []  # the folder as the quarantine left it: final
+    _drop(hub_root / FOLDER, "ing3__part0.parquet", ["5"])
+    (rec,) = ingest(store).records
+    assert (rec.state, rec.rowsOut) == ("committed", 1) and _lake(hub_root) == [(1, D(5))]
+    assert sorted(p.name for p in (hub_root / FOLDER).iterdir()) == [
+        "ing2__part0.parquet.quarantined", "ing3__part0.parquet", "manifest.json"]
+    (hub_root / FOLDER / "ing4__part0.parquet").write_bytes(b"PAR1 junk again")  # a second rejection keeps the first's file
+    (rec,) = ingest(store).records
+    assert rec.state == "quarantined" and (hub_root / FOLDER / "ing4__part0.parquet.quarantined").exists()
+    (hub_root / FOLDER / "ing4__part0.parquet.quarantined").rename(hub_root / FOLDER / "ing2__part0.parquet")
+    (rec,) = ingest(store).records
+    assert rec.setAside == [f"{FOLDER}/ing2__part0.parquet.quarantined.2"] and _lake(hub_root) == [(1, D(5))]
+
+
+def test_a_run_killed_while_normalizing_keeps_the_committed_delivery_apart(hub_root: Path) -> None:
+    """Defect: a run cut short after the folder's first new file left a `converting` record; the next run took every
+    file of the folder, the committed delivery's too, as the new delivery: 1 + 5 = 6 instead of 5."""
+    _drop(hub_root / FOLDER, "ing1__part0.parquet", ["1"])
+    store = Store(str(hub_root))
+    assert ingest(store).ok
+    _drop(hub_root / FOLDER, "ing2__part0.parquet", ["5"])
+    proc = subprocess.run([sys.executable, "-m", "hub.cli", "ingest", str(hub_root)], capture_output=True,
+                          env={**os.environ, "HUB_CRASH_AT": "after-part-1"})
+    assert proc.returncode == 137, proc.stderr.decode()[-2000:]
+    assert [r.state for r in runs.load_all(store)] == ["converting"]
+    (rec,) = ingest(store).records
+    assert (rec.state, rec.rowsOut) == ("committed", 1) and _lake(hub_root) == [(1, D(5))]

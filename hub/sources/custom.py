@@ -3,7 +3,8 @@
 A producer writes FOCUS-aligned Parquet into ``ingestion/<Dataset>/<yyyy>/<mm>/<scope>/`` (AWS, GCP, OCI
 FOCUS files included), named ``<ingestion id>__<name>.parquet``, then an empty manifest. The folder's Parquet files
 are validated and normalized in place (Costs through the same FOCUS 1.0 normalization as exports), all-or-nothing
-through staging and the swap; a folder whose files cannot be read is quarantined with its error and left as it was.
+through staging and the swap; a folder whose files cannot be read is quarantined with its error, the files of that
+delivery renamed ``<name>.quarantined`` (readers read ``*.parquet``: the folder keeps its previous delivery).
 A folder is processed again when its files change (names, sizes, modification stamps): files of a new ingestion id
 replace those of the one committed before (never both counted); files it normalized before and still as it wrote
 them are carried over as they are (normalizing them again would lose their lineage).
@@ -27,6 +28,7 @@ from hub import convert, engine, lookups, runs
 from hub.checks import check_costs, month_end
 from hub.errors import HubError
 from hub.export_schemas import Column, ExportSchema
+from hub.faults import checkpoint
 from hub.runs import RunRecord
 from hub.sources import refresh_checkpoint
 from hub.store import INGESTION, Store, listed, signature_of
@@ -95,12 +97,40 @@ def _ingestion_id(rel: str) -> str:
     return name.split("__", 1)[0] if "__" in name else ""
 
 
-def _delivered(files: list[str], before: RunRecord | None) -> list[str]:
-    """The folder's files of its current delivery: with files of an ingestion id that the committed run ``before`` did
-    not have, only those (the previous delivery's files are replaced by the swap); else all of them."""
-    old = {_ingestion_id(p.output) for p in before.parts} if before and before.state == "committed" else set()
+def _committed(before: RunRecord | None) -> list[runs.PartResult]:
+    """The folder's files in the lake as its last commit left them: a run that failed or was cut short since then
+    keeps them in ``lakeParts``."""
+    if before is None:
+        return []
+    return before.parts if before.state == "committed" else before.lakeParts
+
+
+def _delivered(files: list[str], committed: list[runs.PartResult]) -> list[str]:
+    """The folder's files of its current delivery: with files of an ingestion id that the ``committed`` files do not
+    have, only those (the previous delivery's files are replaced by the swap); else all of them."""
+    old = {_ingestion_id(p.output) for p in committed}
     new = [f for f in files if _ingestion_id(f) not in old]
     return new if new and old else files
+
+
+def _unchanged(committed: list[runs.PartResult], listing: dict[str, dict]) -> dict[str, runs.PartResult]:
+    """The committed files still in ``listing`` as the hub wrote them (same size)."""
+    return {p.output: p for p in committed
+            if p.bytes and p.output in listing and int(listing[p.output].get("size") or -1) == p.bytes}
+
+
+def _set_aside(store: Store, rec: RunRecord, listing: dict[str, dict], committed: list[runs.PartResult]) -> None:
+    """Rename the files of a quarantined delivery (every file but the committed ones) to ``<name>.quarantined``:
+    readers read ``*.parquet``, so the lake keeps the folder's previous delivery and never the rejected one's raw
+    rows. Nothing is deleted: a name already taken gets a number."""
+    keep = _unchanged(committed, listing)
+    for rel in sorted(set(listing) - set(keep)):
+        target, n = f"{rel}.quarantined", 1
+        while store.exists(target):
+            n += 1
+            target = f"{rel}.quarantined.{n}"
+        store.move(rel, target)
+        rec.setAside.append(target)
 
 
 def _folder_error(folder: str) -> str | None:
@@ -120,11 +150,12 @@ def process_folder(store: Store, rel: str, raw: bytes | None) -> RunRecord:
     parts = folder.split("/")
     digest = hashlib.sha1(rel.encode()).hexdigest()[:16]
     listing = _listing(store, folder)
-    before = runs.load(store, f"custom-{digest}")
+    committed = _committed(runs.load(store, f"custom-{digest}"))
     rec = RunRecord(key=f"custom-{digest}", manifest=f"{CUSTOM}{rel}", manifestSha256=_sha(raw, listing),
                     exportType="Custom", dataset=parts[1] if len(parts) > 1 else None, destination=folder,
                     month=f"{parts[2]}-{parts[3]}" if len(parts) > 3 else None, scope="/".join(parts[4:]) or None,
-                    staging=engine.new_staging(f"custom-{digest}"))  # one per attempt
+                    staging=engine.new_staging(f"custom-{digest}"),  # one per attempt
+                    lakeParts=[p.model_copy() for p in committed])
     try:
         if raw is None:
             raise HubError("cannot be read (a dangling link, or one leading out of the hub root?)", file=rel,
@@ -133,23 +164,26 @@ def process_folder(store: Store, rel: str, raw: bytes | None) -> RunRecord:
             raise HubError("a custom-data manifest must be empty or {}", file=rel, code="ManifestInvalid")
         if problem := _folder_error(folder):
             raise HubError(problem, file=rel, code="ManifestInvalid")
-        files = _delivered(sorted(listing), before)
+        files = _delivered(sorted(listing), committed)
         if not files:
             raise HubError("no Parquet files next to the manifest", file=rel, code="IngestionFilesNotFound")
         rec.state = "converting"
         runs.save(store, rec)
         store.delete_tree(rec.staging)
-        carried = {p.output: p for p in before.parts if p.bytes} if before and before.state == "committed" else {}
-        _normalize_files(store, rec, files, {f: carried[f] for f in files
-                                             if f in carried and int(listing[f].get("size") or -1) == carried[f].bytes})
+        carried = _unchanged(committed, listing)
+        _normalize_files(store, rec, files, {f: carried[f] for f in files if f in carried})
         rec.state = "swapping"
         runs.save(store, rec)
         engine.commit(store, rec)
+        rec.lakeParts = []
         rec.manifestSha256 = _sha(raw, _listing(store, folder))  # the folder as this run left it
     except HubError as exc:
         runs.fail(store, rec, exc.code, exc.message, exc.file)
     except duckdb.Error as exc:
         runs.fail(store, rec, "InternalError", convert.scrub(str(exc)), rel)
+    if rec.state == "quarantined":
+        _set_aside(store, rec, listing, committed)
+        rec.manifestSha256 = _sha(raw, _listing(store, folder))  # the folder as this run left it
     rec.seconds = round(time.perf_counter() - started, 3)
     runs.save(store, rec)
     return rec
@@ -195,6 +229,7 @@ def _normalize_files(store: Store, rec: RunRecord, files: list[str], carried: di
                     store.put_file(out, staged)
                 rec.parts.append(runs.PartResult(blob=rel, output=rel, rows=rows, bytes=os.path.getsize(out)))
                 outputs.append(out)
+                checkpoint(f"after-part-{i + 1}")
             rec.rowsIn = rec.rowsOut = sum(p.rows for p in rec.parts)
             if rec.dataset == "Costs" and rec.rowsOut:
                 report = validate_files(con, outputs, label=rec.destination or "")
