@@ -23,6 +23,7 @@ from hub.deliveries import source_deletable, source_files
 from hub.runs import RunRecord
 from hub.settings import Settings
 from hub.sources import native
+from hub.sources.snapshots import snapshot_of
 from hub.store import EXPORTS, INGESTION, MSEXPORTS, RAW, Store
 
 _MONTH = re.compile(rf"^(?:{INGESTION}|{RAW})/([^/_][^/]*)/(\d{{4}})/(\d{{2}})$")
@@ -103,10 +104,12 @@ def _exports(store: Store, records: list[RunRecord], now: datetime, days: int) -
         if any(r.sourceDeleted or r.state != "committed" for r in recs) or now - last < timedelta(days=days):
             continue
         reason = f"exports: committed {last:%Y-%m-%d}, keep {days} days"
+        kept = _days_to_keep(manifest, recs[0].sourceFiles)
         if current.get(manifest) == sha:  # its manifest first: a retirement cut short leaves no delivery to ingest again
-            paths = [manifest, *(p for p in sorted(recs[0].sourceFiles) if p != manifest)]
+            paths = [manifest, *(p for p in sorted(recs[0].sourceFiles) if p != manifest and p not in kept)]
         elif not store.exists(manifest):  # a retirement cut short: the rest of its files, those still as they were
-            paths = [p for p, size in sorted(recs[0].sourceFiles.items()) if store.exists(p) and size in (0, store.size(p))]
+            paths = [p for p, size in sorted(recs[0].sourceFiles.items())
+                     if p not in kept and store.exists(p) and size in (0, store.size(p))]
             reason += " (the rest of a retirement cut short)"
         else:  # changed or grown: pending again, everything kept
             continue
@@ -114,6 +117,19 @@ def _exports(store: Store, records: list[RunRecord], now: datetime, days: int) -
         if not paths:  # nothing left to delete: the records say so
             out.append(Deletion(manifest, 0, reason, manifest))
     return out
+
+
+def _days_to_keep(manifest: str, files: dict[str, int]) -> set[str]:
+    """Day files of a bill whose days hold only that day (Alibaba's ``increments``) and whose month's whole file is not
+    among them: the next delivery of their folder reads the folder again and replaces the month with what it finds, so
+    they stay until the whole file comes (then all of them go with it)."""
+    mapping = native.providers().get(manifest.split("/")[1]) if manifest.count("/") > 1 else None
+    dated = mapping.snapshots if mapping is not None else None
+    if dated is None or dated.days != "increments":
+        return set()
+    bills = {path: found for path in files if (found := snapshot_of(dated.pattern, path)) is not None}
+    whole = {bill for bill, day in bills.values() if not day}
+    return {path for path, (bill, day) in bills.items() if day and bill not in whole}
 
 
 def apply(store: Store, settings: Settings, *, dry_run: bool = False, now: datetime | None = None,

@@ -358,3 +358,34 @@ def test_two_kinds_of_report_of_one_tenancy_in_one_delivery_are_refused(tmp_path
     assert rec.state == "quarantined" and rec.error and rec.error.code == "SourceConflict"
     assert rec.error.file in ("exports/oci/both/focus.csv.gz", "exports/oci/both/cost.csv.gz")
     assert not list((root / "ingestion").rglob("*.parquet"))
+
+
+def test_retention_keeps_alibaba_day_files_until_the_months_whole_file(tmp_path: Path) -> None:
+    """Defect: with ``retention.exports.days: 0`` day 10's file (8.50) was deleted once ingested; day 11's delivery of
+    the same folder then replaced May with only its own file: 270.00 instead of 8.50 + 270.00 = 278.50. Day files
+    (each only its day) stay until the month's whole file is in the folder; then they go with it."""
+    from test_native_focus import ALIBABA
+
+    from hub.settings import parse_settings
+    from pipelines.retention import apply
+
+    header, first, second = ALIBABA.splitlines(keepends=True)[:3]
+    second = second.replace("2024-05-01 00:00:00,2024-06-01 00:00:00", "2024-05-11 00:00:00,2024-05-11 01:00:00")
+    root = make_hub(tmp_path / "hub")
+    store = Store(str(root))
+    delete = parse_settings('{"retention": {"exports": {"days": 0}, "ingestion": {"months": 0}}}')
+    base = "exports/alibaba/oss"
+    day10, day11, whole = (f"{base}/1234567890_BillingItemDetail_{d}.csv" for d in ("20240510", "20240511", "202405"))
+    put(root, day10, (header + first).encode())
+    put(root, f"{base}/manifest.json", b"")
+    assert ingest(store).ok
+    assert [d.path for d in apply(store, delete).deletions] == [f"{base}/manifest.json"]  # the day file stays
+    put(root, day11, (header + second).encode())
+    put(root, f"{base}/manifest.json", b"")
+    assert ingest(store).ok and one(f"SELECT sum(BilledCost) FROM {lake(root)}") == D("278.50")
+    assert [d.path for d in apply(store, delete).deletions] == [f"{base}/manifest.json"]
+    put(root, whole, (header + first + second).encode())
+    put(root, f"{base}/manifest.json", b"")
+    assert ingest(store).ok and one(f"SELECT sum(BilledCost) FROM {lake(root)}") == D("278.50")
+    assert sorted(d.path for d in apply(store, delete).deletions) == sorted([f"{base}/manifest.json", day10, day11, whole])
+    assert one(f"SELECT sum(BilledCost) FROM {lake(root)}") == D("278.50") and ingest(store).records == []
