@@ -183,6 +183,20 @@ def holding(store: Store, name: str = "ingest", *, wait: float = 600.0, ttl: flo
         held.release()
 
 
+@contextlib.contextmanager
+def exclusive(store: Store, name: str, *, wait: float = 60.0, ttl: float = 60.0) -> Iterator[Lease | None]:
+    """A short read-modify-write of a small file, one process at a time: a lease of its own, so it never waits for a
+    whole ingestion. Yields None when another process kept it for ``wait`` seconds."""
+    deadline = time.monotonic() + wait
+    while (held := try_acquire(store, name, ttl=ttl)) is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    try:
+        yield held
+    finally:
+        if held is not None:
+            held.release()
+
+
 class Renewer:
     """Renews a lease in the background while long work runs."""
 

@@ -173,3 +173,24 @@ def test_a_locked_month_keeps_its_allocation_when_the_metric_changes(tmp_path):
     allocated(store, rules())
     assert allocation.allocate(store, ["2024-05"], rules=rules(cost_metric="BilledCost", lock_before="2024-06-01")) == []
     assert _allocation(tmp_path) == [("EffectiveCost", D("1.25"))]
+
+
+def test_allowlist_changes_of_two_processes_are_all_kept(tmp_path):
+    """Defect: two `hub serve` processes on one hub each read the list, added their value and wrote the list back: 7 to
+    15 of 30 adds were lost, each answered 204 with an audit entry. A lease of its own serializes the change."""
+    import subprocess
+    import sys
+
+    store = lake(tmp_path, [row({"CostCenter": "A"}, "1.00", day="2024-03-10")], month="2024-03")
+    _rules_file(tmp_path, {"dimensions": {"cost_center": {"tag_keys": ["CostCenter"], "allowlist": "cc"}},
+                           "allowlists": {"cc": []}})
+    script = ("import sys\nfrom hub.allocation import allowlists, rules\nfrom hub.store import Store\n"
+              "store = Store(sys.argv[1])\n"
+              "for i in range(40):\n"
+              "    allowlists.change(store, rules.load(store), 'cost_center', 'add', [f'{sys.argv[2]}{i}'],"
+              " allowlists.Change(sys.argv[2]))\n")
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path), who]) for who in ("p", "q")]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    got = allowlists.values(store, R.load(store), "cost_center", date.today())
+    assert sorted(got) == sorted([f"{w}{i}" for w in "pq" for i in range(40)])
+    assert len(allowlists.audit(store)) == 80

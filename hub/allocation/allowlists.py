@@ -12,6 +12,7 @@ from datetime import date, datetime, timezone
 
 from pydantic import ValidationError
 
+from hub import lease
 from hub.allocation.rules import AllowlistEntry, Rules, casefold
 from hub.errors import UsageError
 from hub.store import CONFIG, Store
@@ -115,9 +116,18 @@ def values(store: Store, rules: Rules, dimension: str, day: date) -> list[str]:
 
 
 def change(store: Store, rules: Rules, dimension: str, action: str, keys: list[str], how: Change,
-           today: date | None = None) -> list[str]:
+           today: date | None = None, wait: float = 30.0) -> list[str]:
     """``add`` keys, ``replace`` the list by keys, or ``remove`` keys; returns the values valid after it. Written as
-    a diff of effective-dated entries, then recorded in the audit log."""
+    a diff of effective-dated entries, then recorded in the audit log; one change at a time across processes (two
+    ``hub serve`` on one hub: a lease of its own around the read-modify-write, else one change was lost)."""
+    with lease.exclusive(store, "allowlists", wait=wait) as held:
+        if held is None:
+            raise ChangeRefused("another process is changing the allowlists; try again", status=503)
+        return _change(store, rules, dimension, action, keys, how, today)
+
+
+def _change(store: Store, rules: Rules, dimension: str, action: str, keys: list[str], how: Change,
+            today: date | None) -> list[str]:
     today = today or datetime.now(timezone.utc).date()
     start = how.valid_from or today
     if how.valid_from and how.valid_from < today and not how.reason:

@@ -112,7 +112,7 @@ def routes(app: FastAPI, store: Store, error: Callable[[int, str, str], JSONResp
         except _Unavailable as exc:
             return error(503, "CBC.0503", str(exc))
         except allowlists.ChangeRefused as exc:
-            return error(exc.status, "CBC.0404" if exc.status == 404 else "CBC.0100", str(exc))
+            return error(exc.status, {404: "CBC.0404", 503: "CBC.0503"}.get(exc.status, "CBC.0100"), str(exc))
         except UsageError as exc:
             return error(400, "CBC.0100", str(exc))
 

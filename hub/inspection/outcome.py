@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import date
@@ -58,15 +57,10 @@ def _locked(store: Store, wait: float = 60.0) -> Iterator[None]:
     the API): a short lease of its own, so feedback never waits for a whole inspection."""
     from hub import lease
 
-    deadline = time.monotonic() + wait
-    while (held := lease.try_acquire(store, "inspection-state", ttl=60)) is None:
-        if time.monotonic() > deadline:
+    with lease.exclusive(store, "inspection-state", wait=wait) as held:
+        if held is None:
             raise UsageError("another process is writing the inspection state; try again")
-        time.sleep(0.2)
-    try:
         yield
-    finally:
-        held.release()
 
 
 def _plain(a: Any) -> dict:
