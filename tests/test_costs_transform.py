@@ -400,6 +400,8 @@ def test_a_parquet_decimal_of_a_larger_scale_is_rounded_and_flagged(hub_root: Pa
     ("env=prod;team=web", '{"env":"prod","team":"web"}', "TagsFromText"),
     ("env:prod, team : web", '{"env":"prod","team":"web"}', "TagsFromText"),
     ("{env=prod;url=a=b}", '{"env":"prod","url":"a=b"}', "TagsFromText"),
+    ("a=1;b=2;a=3", '{"b":"2","a":"3"}', "TagsFromText"),  # a key twice: its last value (FOCUS keys are unique)
+    ('[{"key":"a","value":"1"},{"key":"a","value":"2"}]', '{"a":"2"}', "TagsFromArray"),
     ("just some words", None, "InvalidTags"),
     ('{"env": }', None, "InvalidTags"),
     ("", "{}", None),
@@ -409,9 +411,11 @@ def test_tags_are_a_json_object_or_null(hub_root: Path, tags: str, expected: str
     (row,) = run(hub_root, {**BASE, "Tags": tags})
     assert row["Tags"] == expected
     assert ("TagsFromText" in codes(row), "InvalidTags" in codes(row)) == (code == "TagsFromText", code == "InvalidTags")
+    assert ("TagsFromArray" in codes(row)) == (code == "TagsFromArray")
     if code:
         assert originals(row)["Tags"] == tags  # the original stays in x_SourceValues
-    assert "TagsJsonObject:Tags" not in runs.load_all(Store(str(hub_root)))[0].validation["rules"]
+    rules = runs.load_all(Store(str(hub_root)))[0].validation["rules"]
+    assert "TagsJsonObject:Tags" not in rules and "TagsKeyValueFormat:Tags" not in rules
 
 
 def test_header_with_stray_whitespace_still_maps(hub_root: Path) -> None:

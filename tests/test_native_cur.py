@@ -481,6 +481,9 @@ def test_a_mapped_report_states_the_focus_version_it_is_mapped_to(tmp_path: Path
         f"IS NULL AND coalesce(x_SourceChanges, '') NOT LIKE '%MissingPricingQuantity%') "
         f"FROM read_parquet('{root}/ingestion/Costs/**/*.parquet') GROUP BY 1").fetchall()
     assert [(v, n, unknown) for v, n, unknown, _, _ in got] == [("1.0", 44, 0)] and got[0][3] == got[0][4] == 4
+    skus = duckdb.connect().execute(f"SELECT count(*) FILTER (WHERE SkuId IS NOT NULL OR SkuPriceId IS NOT NULL) FROM "
+                                    f"read_parquet('{root}/ingestion/Costs/**/*.parquet') WHERE ChargeCategory = 'Tax'")
+    assert skus.fetchall() == [(0,)]  # FOCUS 1.0: no SkuId / SkuPriceId on Tax rows (product_sku's fallback filled them)
 
 
 # --- AWS's own manifests say which files are read -------------------------------------------------------------------

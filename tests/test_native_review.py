@@ -37,6 +37,9 @@ def test_huawei_tax_is_tax_and_the_support_plans_month_end_charge_is_not_prepaid
         "102": ("Tax", None, "One-Time", D("0.02"), D("0.02"), None),
         "14": ("Purchase", None, "Recurring", D(1), D(1), None),  # charged for the month used: EffectiveCost = billed
     }
+    skus = keyed(root, "x_BillType, SkuId, SkuPriceId")  # FOCUS 1.0: null on Tax rows (the tax rows' sku_code was kept)
+    assert {t: skus[t] for t in ("15", "100", "101", "102")} == dict.fromkeys(("15", "100", "101", "102"), (None, None))
+    assert skus["14"][0] is not None
     assert validate(str(root)).violations == 0
 
 

@@ -80,6 +80,18 @@ CASES = {
     "tags array": ({"Tags": "[1]"}, "TagsJsonObject:Tags"),
     "tags broken object": ({"Tags": '{"env": "prod"'}, "TagsJsonObject:Tags"),
     "resource type without id": ({"ResourceId": None}, "ResourceTypeWithResourceId:ResourceType"),
+    # review: FOCUS 1.0 rules validate did not check
+    "tax with a sku": ({"ChargeCategory": "Tax", "ChargeFrequency": "One-Time", "ContractedUnitPrice": None, "ListUnitPrice": None,
+                        "PricingQuantity": None, "PricingUnit": None, "PricingCategory": None, "SkuPriceId": None,
+                        "ConsumedQuantity": None, "ConsumedUnit": None}, "SkuIdNullForTax:SkuId"),
+    "tax with a sku price": ({"ChargeCategory": "Tax", "ChargeFrequency": "One-Time", "ContractedUnitPrice": None, "ListUnitPrice": None,
+                              "PricingQuantity": None, "PricingUnit": None, "PricingCategory": None, "SkuId": None,
+                              "ConsumedQuantity": None, "ConsumedUnit": None}, "SkuPriceIdNullForTax:SkuPriceId"),
+    "tags key twice": ({"Tags": '{"a": "1", "a": "2"}'}, "TagsKeyValueFormat:Tags"),
+    "tags object value": ({"Tags": '{"a": {"b": "c"}}'}, "TagsKeyValueFormat:Tags"),
+    "tags array value": ({"Tags": '{"a": [1, 2]}'}, "TagsKeyValueFormat:Tags"),
+    "inclusive end in Beijing time": ({"BillingPeriodEnd": "2024-05-31T15:59:59Z"}, "BillingPeriodEndExclusive:BillingPeriodStart"),
+    "inclusive charge end of an hour": ({"ChargePeriodEnd": "2024-05-01T00:59:59Z"}, "ChargePeriodEndExclusive:ChargePeriodStart"),
 }
 
 

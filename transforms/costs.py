@@ -327,12 +327,14 @@ def _tags(chain: Chain, prefixes: tuple[str, ...] = ()) -> None:
     items = f"list_filter(string_split({text}, {sep}), lambda x: trim(x) <> '')"
     pairs = f"NOT contains({text}, '\"') AND list_bool_and(list_transform({items}, lambda x: strpos(x, {delim}) > 1))"
     entry = f"to_json(trim(split_part(x, {delim}, 1))) || ':' || to_json(trim(substr(x, strpos(x, {delim}) + 1)))"
-    parsed = f"'{{' || array_to_string(list_transform({items}, lambda x: {entry}), ',') || '}}'"
+    parsed = _object(f"list_transform({items}, lambda x: trim(split_part(x, {delim}, 1)))",
+                     f"list_transform({items}, lambda x: {entry})")
     elements = "CAST(json_extract(Tags, '$[*]') AS VARCHAR[])"
     keyed = (f"json_type(Tags) = 'ARRAY' AND coalesce(list_bool_and(list_transform({elements}, lambda x: json_type(x) = 'OBJECT' "
              "AND json_extract_string(x, '$.key') IS NOT NULL)), true)")
-    from_array = (f"'{{' || array_to_string(list_transform({elements}, lambda x: to_json(json_extract_string(x, '$.key')) || ':' "
-                  "|| coalesce(to_json(json_extract_string(x, '$.value')), 'null')), ',') || '}'")
+    from_array = _object(f"list_transform({elements}, lambda x: json_extract_string(x, '$.key'))",
+                         f"list_transform({elements}, lambda x: to_json(json_extract_string(x, '$.key')) || ':' "
+                         "|| coalesce(to_json(json_extract_string(x, '$.value')), 'null'))")
     # an array is tested only on text starting with '[' (after spaces), under a CASE: JSON functions raise on text that
     # is not JSON, and AND terms may be evaluated in any order
     array = "CASE WHEN starts_with(Tags, '{') THEN false ELSE starts_with(ltrim(Tags), '[') END"
@@ -347,6 +349,14 @@ def _tags(chain: Chain, prefixes: tuple[str, ...] = ()) -> None:
                                 f"WHEN coalesce({pairs}, false) THEN 'TagsFromText' ELSE 'InvalidTags' END"})
     if prefixes:
         _unprefixed(chain, prefixes)
+
+
+def _object(keys: str, entries: str) -> str:
+    """A JSON object's text from its ``"key":value`` ``entries``; a key given twice keeps its last value (FOCUS keys
+    are unique; Google's label arrays and ``a=1;a=2`` text may repeat one). ``keys``: the entries' keys, in order."""
+    unique = f"CASE WHEN len(list_distinct({keys})) = len({keys}) THEN {entries} " \
+             f"ELSE list_filter({entries}, lambda e, i: NOT list_contains(({keys})[i + 1:], ({keys})[i])) END"
+    return f"'{{' || array_to_string({unique}, ',') || '}}'"
 
 
 def _unprefixed(chain: Chain, prefixes: tuple[str, ...]) -> None:
