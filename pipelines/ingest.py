@@ -176,4 +176,5 @@ def _renormalize(store: Store, prices: RunRecord) -> list[RunRecord]:
         return [rec]
     if prices.dataset == "Prices":  # a price sheet's (not a re-normalization redone after a crash): done (a folder
         engine.settle(store, prices, "renormalize")  # whose rewrite was refused has its own record)
+    store.delete(runs.record_path(failure))  # an earlier attempt's failure: made good
     return made

@@ -20,7 +20,7 @@ from hub import convert, engine, lookups, normalize, rewrite, runs
 from hub.errors import HubError
 from hub.export_schemas import totals_spec
 from hub.runs import RunRecord
-from hub.store import Store
+from hub.store import Store, month_folder
 from hub.validate import validate_files
 from transforms import backfill, costs
 from transforms.sqlchain import Chain
@@ -39,11 +39,15 @@ def renormalize_sql(source: str, columns: list[str], price_table: str) -> str:
 
 
 def renormalize_month(store: Store, year: int, month: int, trigger: str) -> list[RunRecord]:
-    """Re-normalize every Costs folder of a month that the month's prices can improve."""
+    """Re-normalize every Costs folder of a month that the month's prices can improve. Custom-data folders (a
+    ``manifest.json`` of their own) are left to their source: their files may not be normalized yet (a drop arriving
+    with the price sheet), and the source owns what it wrote there."""
     files = normalize.month_files(store, "Costs", year, month)
+    custom = {posixpath.dirname(rel) for rel in store.files(month_folder("Costs", year, month), "/manifest.json")}
     folders: dict[str, list[str]] = {}
     for rel in files:
-        folders.setdefault(posixpath.dirname(rel), []).append(rel)
+        if posixpath.dirname(rel) not in custom:
+            folders.setdefault(posixpath.dirname(rel), []).append(rel)
     done = []
     with tempfile.TemporaryDirectory(prefix="hub-renorm-") as tmp:
         con = convert.connect(temp_dir=os.path.join(tmp, "spill"))

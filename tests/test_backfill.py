@@ -225,3 +225,29 @@ def test_lookup_joins_build_on_the_lookup(tmp_path: Path) -> None:
     con.execute(f"CREATE TEMP TABLE hub_prices AS {backfill.price_keys_sql('prices_src')}")
     plan = con.execute(f"EXPLAIN {normalize.transform_sql(con, schema, source, Lineage(), 'hub_prices')}").fetchall()[0][1]
     assert plan.count("Join Type: LEFT") == 2 and "Join Type: RIGHT" not in plan
+
+
+def test_a_custom_drop_arriving_with_the_price_sheet_is_left_to_its_source(hub_root: Path) -> None:
+    """Defect: a price sheet and an all-text custom drop of the same month in one ingestion: the re-normalization read
+    the drop before it was normalized (InternalError, "Referenced column not found"), and the failure's record stayed
+    quarantined after the next pass made it good."""
+    import duckdb
+
+    from hub import runs
+
+    ingest_costs(hub_root, MISSING)
+    folder = hub_root / "ingestion/Costs/2024/05/custom/acct1"
+    folder.mkdir(parents=True)
+    duckdb.sql(f"COPY (SELECT '1.25' AS BilledCost, '1.25' AS EffectiveCost, 'USD' AS BillingCurrency, 'Usage' AS ChargeCategory, "
+               f"'2024-05-02 00:00:00' AS ChargePeriodStart, '2024-05-03 00:00:00' AS ChargePeriodEnd, "
+               f"'2024-05-01 00:00:00' AS BillingPeriodStart, '2024-06-01 00:00:00' AS BillingPeriodEnd) "
+               f"TO '{folder / 'ing1__p0.parquet'}' (FORMAT parquet)")
+    (folder / "manifest.json").write_bytes(b"")
+    store = Store(str(hub_root))
+    prices_key = runs.run_key("msexports/prices/20240501-20240531/prices1/manifest.json", "prices1")
+    runs.failed(store, f"renorm-failed-{prices_key}", "renormalize:2024-05", RuntimeError("an earlier attempt"))
+    renormalized = ingest_prices(hub_root, EA_PRICE)
+    assert [r.state for r in renormalized] == ["committed"], [r.error for r in renormalized]
+    rows = {r["ResourceName"]: r for r in lake_rows(hub_root)}
+    assert rows["vm1"]["ContractedUnitPrice"] == D("2.5") and rows[None]["BilledCost"] == D("1.25")
+    assert [r.key for r in runs.load_all(store) if r.state == "quarantined"] == []  # the earlier failure: made good
