@@ -278,7 +278,7 @@ def test_a_run_killed_while_normalizing_keeps_the_committed_delivery_apart(hub_r
     assert ingest(store).ok
     _drop(hub_root / FOLDER, "ing2__part0.parquet", ["5"])
     proc = subprocess.run([sys.executable, "-m", "hub.cli", "ingest", str(hub_root)], capture_output=True,
-                          env={**os.environ, "HUB_CRASH_AT": "after-part-1"})
+                          env={**os.environ, "HUB_CRASH_AT": "after-part-1", "HUB_LEASE_TTL": "1"})
     assert proc.returncode == 137, proc.stderr.decode()[-2000:]
     assert [r.state for r in runs.load_all(store)] == ["converting"]
     (rec,) = ingest(store).records
