@@ -516,8 +516,9 @@ def demo(root: Annotated[str, typer.Argument(help="Where to create the demo hub.
             table.add_row(*[_plain(v) for v in row])
         out.print(table)
     out.print("Query it yourself:")  # one line whatever the terminal's width (a wrapped line does not paste)
-    out.print(_plain(f"  {sys.executable} -c \"import duckdb; print(duckdb.sql(\\\"{summary.example_sql}\\\"))\""),
-              soft_wrap=True)
+    example = (f"  {sys.executable} -c \"import duckdb; print(duckdb.sql(\\\"{summary.example_sql}\\\"))\"" if summary.local
+               else f"  hub query {summary.root} \"{summary.example_sql}\"")
+    out.print(_plain(example), soft_wrap=True)
     raise typer.Exit(0 if all(r.state == "committed" for r in summary.records) else 1)
 
 

@@ -6,8 +6,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-import duckdb
-
+from hub import catalog
 from hub.runs import RunRecord
 from hub.sample_data import write_export
 from hub.sample_native import write_aws_cur, write_oci_focus
@@ -23,12 +22,15 @@ class DemoSummary:
     records: list[RunRecord]
     tables: list[tuple[str, list[str], list[tuple]]] = field(default_factory=list)
     example_sql: str = ""
+    #: the example reads the lake's files directly (a local root); else through ``hub query``'s views
+    local: bool = True
 
 
 def run_demo(root: str, *, rows: int = 5000, month: str = "2024-05", other_clouds: bool = False) -> DemoSummary:
     """Create (or refresh) a demo hub at ``root`` and ingest one month of Azure costs and prices (``other_clouds``: and
     an AWS CUR of half as many rows and an OCI FOCUS report of a fifth)."""
     store = Store(root)
+    store.probe()  # a remote root's bucket or container must be there: never created
     store.init_layout()
     if not store.exists(SETTINGS):  # the demo month (2024) is older than the default 13 months: the lake keeps it
         settings = Settings()
@@ -42,7 +44,7 @@ def run_demo(root: str, *, rows: int = 5000, month: str = "2024-05", other_cloud
         write_oci_focus(store.url, month=month, rows=max(1, rows // 5))
     result = ingest(store)
     files = glob_escape(os.path.join(store.root, "ingestion", "Costs")) + "/**/*.parquet"
-    costs = f"read_parquet({literal(files)}, union_by_name = true)"
+    costs = f"read_parquet({literal(files)}, union_by_name = true)" if store.is_local else "Costs"
     by_month = (f"SELECT ProviderName AS provider, strftime(ChargePeriodStart, '%Y-%m') AS month, BillingCurrency AS currency, "
                 f"count(*) AS rows, "
                 f"CAST(round(sum(BilledCost), 2) AS VARCHAR) AS billed, "
@@ -50,9 +52,8 @@ def run_demo(root: str, *, rows: int = 5000, month: str = "2024-05", other_cloud
                 f"FROM {costs} GROUP BY ALL ORDER BY ALL")
     top = (f"SELECT ServiceName, CAST(round(sum(EffectiveCost), 2) AS VARCHAR) AS EffectiveCost "
            f"FROM {costs} GROUP BY ServiceName ORDER BY sum(EffectiveCost) DESC LIMIT 5")
-    summary = DemoSummary(store.url, result.recovered + result.records, example_sql=top)
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
+    summary = DemoSummary(store.url, result.recovered + result.records, example_sql=top, local=store.is_local)
+    con = catalog.connect(store)  # remote roots read through the store's filesystem, as `hub query` does
     for title, sql in (("cost per provider and month", by_month), ("DuckDB: top 5 services by EffectiveCost", top)):
         rel = con.sql(sql)
         summary.tables.append((title, rel.columns, rel.fetchall()))

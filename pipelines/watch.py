@@ -225,9 +225,12 @@ def watch(store: Store, *, stop: threading.Event, log: Log, interval: float = 60
     try:
         n = 0
         failures = 0
+        started = False  # a cycle went through: from then on, nothing a user can change stops the watcher
         while not stop.is_set() and (cycles is None or n < cycles):
             n += 1
             try:
+                store.probe()  # a bucket or container gone (or never there) is retried, never created by a write
+                load_settings(store)  # settings first: a broken file is that, not a failing pull
                 result = _cycle(store, grace, checkpoint, interval, blob_timeout, log, settle, inspected, signatures)
                 if time.time() - last_retention >= retention_every:
                     last_retention = time.time()
@@ -237,10 +240,11 @@ def watch(store: Store, *, stop: threading.Event, log: Log, interval: float = 60
                     if done.deletions:
                         log({"event": "retention", "deleted": len(done.deletions), "bytes": done.bytes})
                 failures = 0
+                started = True
                 pause = _pause(result.waiting, interval, settle)
             except UsageError as exc:
-                if not isinstance(exc, StoreUnreachable):
-                    raise  # invalid settings: the operator must fix them
+                if not isinstance(exc, StoreUnreachable) and not started:
+                    raise  # invalid settings at start: the operator, there, must fix them (exit 2)
                 failures += 1
                 pause = min(MAX_BACKOFF, RETRY_BASE * 2 ** (failures - 1))
                 log({"event": "error", "error": str(exc), "retry_in": pause})

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -24,6 +25,7 @@ from hub.sample_data import write_export
 from hub.store import Store
 from pipelines.ingest import ingest
 from pipelines.retention import apply
+from pipelines.watch import watch
 
 
 @pytest.fixture(scope="module")
@@ -155,15 +157,27 @@ def test_a_missing_bucket_or_container_is_exit_2_and_never_created(servers: dict
     env = {**os.environ, **servers[kind]}
     name = f"hub{uuid.uuid4().hex[:12]}"
     url = f"{'az' if kind == 'azurite' else 's3'}://{name}/finops"
-    for args in (["init", url], ["ingest", url], ["status", url], ["query", url, "SELECT 1"]):
+    for args in (["init", url], ["ingest", url], ["status", url], ["query", url, "SELECT 1"], ["demo", url, "--rows", "10"]):
         proc = subprocess.run([sys.executable, "-m", "hub.cli", *args], capture_output=True, text=True, env=env)
         assert proc.returncode == 2 and proc.stderr.count("\n") == 1, (args, proc.stderr)
         assert f"the {'container' if kind == 'azurite' else 'bucket'} '{name}' does not exist" in proc.stderr, proc.stderr
     with pytest.MonkeyPatch.context() as mp:
         for k, v in servers[kind].items():
             mp.setenv(k, v)
+        lines: list[dict] = []  # the watcher retries (never exits for it) and never creates it either
+        watch(Store(url), stop=threading.Event(), log=lines.append, cycles=2, interval=0.1)
+        assert [line["event"] for line in lines] == ["start", "error", "error", "stop"], lines
+        assert "does not exist" in lines[1]["error"]
         fs = fsspec.filesystem("az" if kind == "azurite" else "s3", skip_instance_cache=True)
         assert not fs.exists(name)
+
+
+def test_demo_on_a_remote_root(root: str) -> None:
+    """Defect: `hub demo s3://…` ingested, then failed reading the lake through a local path (exit 1, DuckDB error)."""
+    proc = subprocess.run([sys.executable, "-m", "hub.cli", "demo", root, "--rows", "20", "--azure-only"],
+                          capture_output=True, text=True, env=os.environ)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "cost per provider and month" in proc.stdout and lake(root)[1] == 20
 
 
 def test_abfs_scheme_is_the_same_store(servers: dict, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -294,3 +294,42 @@ def test_the_pause_between_passes() -> None:
     assert _pause(["exports/oci/r/1.csv.gz"], 60, 60) == 15.0
     assert _pause(["exports/oci/r/1.csv.gz"], 10, 60) == 10
     assert _pause(["exports/oci/r/1.csv.gz"], 60, 2) == 1.0
+
+
+def test_settings_broken_after_the_start_pause_the_watcher_instead_of_stopping_it(hub_root: Path) -> None:
+    """Defect: settings.json caught half-written by an editor (or any bad edit) stopped the always-on watcher (logged
+    first as a `pull-error`); under systemd's Restart= a crash loop. Invalid at start: still exit 2 (UsageError)."""
+    import pytest
+
+    from hub.errors import UsageError
+
+    settings = hub_root / "config" / "settings.json"
+    good = settings.read_text()
+    stop, lines = threading.Event(), []
+    box: dict[str, BaseException] = {}
+
+    def run() -> None:
+        try:
+            watch(Store(str(hub_root)), stop=stop, log=lines.append, interval=0.2, blob_timeout=5, settle=0)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            box["exc"] = exc
+
+    write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 2)}, rows=2, run_id="first", folder="e/first")
+    t = threading.Thread(target=run)
+    t.start()
+    try:
+        _until(lambda: any(line["event"] == "run" for line in lines), timeout=30)  # a cycle went through
+        settings.write_text('{"retention": {')  # half-written
+        _until(lambda: any(line["event"] == "error" and "settings.json" in line["error"] for line in lines), timeout=30)
+        assert t.is_alive() and not any(line["event"] == "pull-error" for line in lines)
+        settings.write_text(good)
+        write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 2)}, rows=2, run_id="after", folder="e/after",
+                     resource_id="/subscriptions/00000000-0000-0000-0000-000000000009")
+        _until(lambda: _states(hub_root).get("after") == "committed", timeout=60)
+    finally:
+        stop.set()
+        t.join(timeout=60)
+    assert "exc" not in box
+    settings.write_text("[]")
+    with pytest.raises(UsageError, match="settings"):
+        watch(Store(str(hub_root)), stop=threading.Event(), log=lambda _: None, cycles=1, interval=0.1)
