@@ -569,3 +569,18 @@ def test_tag_key_prefixes_are_taken_off_only_where_the_short_key_is_free() -> No
     assert con.execute(chain.sql("n, Tags, _tag_code") + " ORDER BY n").fetchall() == [
         (1, '{"env":"dev","aws:createdBy":"x"}', "TagKeysUnprefixed"), (2, '{"env":"a","user:env":"b"}', None),
         (3, '{"a":"user:x"}', None), (4, None, None), (5, '{"k":null,"n":1,"o":{"a":[1,2]}}', "TagKeysUnprefixed")]
+
+
+def test_a_region_without_a_name_gets_its_id_and_a_type_without_a_resource_is_flagged(hub_root: Path) -> None:
+    """Review: FOCUS 1.0 wants RegionName where RegionId is set (AWS's FOCUS export writes NULL for us-east-1 and
+    global on some rows): the id is the only name the row carries (MissingRegionName); ResourceType nulled on a row
+    without ResourceId kept its original in x_SourceValues but had no x_SourceChanges code."""
+    rows = run(hub_root, {**BASE, "RegionId": "global", "RegionName": "", "ResourceName": "a"},
+               {**BASE, "ResourceId": "", "ResourceType": "Azure AI Foundry", "ResourceName": "b"})
+    by = {r["ResourceName"]: r for r in rows}
+    assert (by["a"]["RegionId"], by["a"]["RegionName"], "MissingRegionName" in codes(by["a"])) == ("global", "global", True)
+    assert (by["b"]["ResourceType"], "ResourceTypeWithoutResourceId" in codes(by["b"])) == (None, True)
+    assert originals(by["b"])["ResourceType"] == "Azure AI Foundry"
+    assert "ResourceTypeWithoutResourceId" not in codes(by["a"]) and "MissingRegionName" not in codes(by["b"])
+    report = runs.load_all(Store(str(hub_root)))[0].validation["rules"]
+    assert "RegionNameWithRegionId:RegionName" not in report and "ResourceTypeWithResourceId:ResourceType" not in report

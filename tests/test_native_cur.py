@@ -634,3 +634,16 @@ def test_a_trimmed_cur_2_0_with_numeric_rates(tmp_path: Path) -> None:
     assert rec.rowsOut == 3
     assert duckdb.sql(f"SELECT sum(BilledCost), min(ListUnitPrice), max(ListUnitPrice) FROM {lake(root)}").fetchall() == [
         (D("1.5"), D("0.5"), D("0.5"))]
+
+
+def test_a_cur_region_without_its_location_is_named_from_the_region_table(tmp_path: Path) -> None:
+    """Review: a CUR row with a region code but no product location (446 of the real CUR sample's 1,281 rows) landed
+    with RegionName null (FOCUS: named where RegionId is set). schemas/aws/regions.csv names it; the report's own
+    location, where it has one, wins (AWS's older spelling "EU (Ireland)" kept)."""
+    root = make_hub(tmp_path / "hub")
+    rows = [{k: json.dumps(v) if isinstance(v, dict) else v for k, v in {**CUR2_COMMON, **r}.items()} for r in CUR2_ROWS]
+    rows[0]["product_location"] = ""  # ec2, us-east-1
+    deliver(root, "cur2/acme-cur2/data/BILLING_PERIOD=2025-02", {"acme-cur2-00001.csv": csv_text({}, rows)})
+    ingested(root)
+    got = dict(duckdb.connect().execute(f"SELECT ChargeDescription, RegionName FROM {lake(root)}").fetchall())
+    assert got == {"ec2": "US East (N. Virginia)", "s3": "EU (Ireland)", "lambda": "US East (N. Virginia)", "tax": None}

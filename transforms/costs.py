@@ -145,6 +145,8 @@ def quality_codes() -> list[tuple[str, str]]:
         ("MissingPricingCategory", f"PricingCategory IS NULL AND {priced}"),
         ("MissingSkuPriceId", f"SkuPriceId IS NULL AND SkuId IS NOT NULL AND {priced}"),
         ("MissingResourceType", "ResourceType IS NULL AND ResourceId IS NOT NULL"),
+        ("ResourceTypeWithoutResourceId", f"ResourceType IS NOT NULL AND ResourceId IS NULL AND NOT coalesce({cd_purchase}, false)"),
+        ("MissingRegionName", "RegionName IS NULL AND RegionId IS NOT NULL"),
         ("MissingProviderName", empty("ProviderName")),
         ("MissingPublisherName", empty("PublisherName")),
         ("PricingCategoryShouldBeCommitted", "PricingCategory = 'Standard' AND CommitmentDiscountId IS NOT NULL "
@@ -273,6 +275,9 @@ def _names_and_resources(chain: Chain, has_lookups: bool) -> None:
     chain.replace({
         "ResourceType": f"CASE WHEN ResourceId IS NULL THEN NULL WHEN ResourceType IS NOT NULL AND strpos(ResourceType, '/') = 0 "
                         f"THEN ResourceType ELSE coalesce({display}, ResourceType, x_ResourceType, ServiceName) END",
+        # FOCUS: a row with a region has its name; a bill that gives none (AWS writes NULL for us-east-1 and global
+        # on some rows) gets the id, the only name the row carries (MissingRegionName)
+        "RegionName": "coalesce(RegionName, RegionId)",
     })
 
 

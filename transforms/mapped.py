@@ -8,7 +8,7 @@ whose column set changes from month to month). ``num({name})`` is the column as 
 raises ``InvalidValue`` naming the column). ``tagColumns`` builds Tags from one column per tag key (a ``prefix``,
 with ``strip`` prefixes removed from the keys) or takes a map column (``map``) as JSON, its keys without those prefixes
 too. ``lookups`` maps a key expression through a CSV of the provider's folder (``key``, ``value`` columns, a
-``default``). ``defaults`` gives a column the report lacks an expression instead of NULL. ``let`` names sub-expressions a mapping uses more than once: ``{@name}`` stands for ``let[name]`` (in
+``default``; ``given``: the report's own value, which wins where it is not empty). ``defaults`` gives a column the report lacks an expression instead of NULL. ``let`` names sub-expressions a mapping uses more than once: ``{@name}`` stands for ``let[name]`` (in
 parentheses; a ``let`` may use another). ``aliases`` gives a name other spellings (``{"payer_uin": ["Payer Account
 ID"]}``): a report without the name reads the first spelling it has (a provider's API field names and its console's
 display names in one mapping); ``detect`` accepts them too. A lookup's ``key`` may be a list of expressions: the
@@ -130,7 +130,10 @@ def project(spec: dict, columns: dict[str, str], lookup_files: dict[str, str], h
         default = "NULL" if lk.get("default") is None else literal(lk["default"])
         keys = lk["key"] if isinstance(lk["key"], list) else [lk["key"]]
         found = ", ".join(f"CASE {resolve(k)} {cases} END" for k in keys)
-        select.append(f"coalesce({found}, {default}) AS {ident(lk['value'])}" if cases else f"{default} AS {ident(lk['value'])}")
+        found = f"coalesce({found}, {default})" if cases else default
+        if lk.get("given"):  # the report's own value, where it has one, wins over the table's
+            found = f"coalesce(nullif({resolve(lk['given'])}, ''), {found})"
+        select.append(f"{found} AS {ident(lk['value'])}")
     if tags := _tags(spec.get("tagColumns"), columns):
         select.append(f"{tags} AS \"Tags\"")
     totals = spec.get("totals", {})
