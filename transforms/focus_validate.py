@@ -45,8 +45,9 @@ class Check:
     #: answer it (NotNull, EmptyString), or it applies string functions that cost less per distinct value of a
     #: dictionary-encoded column than per row (allowed values, ``onFile`` rules).
     on_file: bool = False
-    #: True when the Costs normalization guarantees the rule for every row it writes (``"guaranteed"`` in rules.json):
-    #: ingestion does not count it again on its own output; ``hub validate`` always does.
+    #: True when the Costs normalization guarantees the rule for every row it writes (``"guaranteed"`` in rules.json),
+    #: or the rule is left to ``hub validate`` (``"validateOnly"``: too costly per row to count on every ingestion):
+    #: ingestion does not count it on its own output; ``hub validate`` always does.
     guaranteed: bool = False
 
 
@@ -136,7 +137,8 @@ def checks(columns: dict[str, str], *, text_source: bool, tolerance: float = DEF
         if all(col in columns for col in rule["columns"]) and not mistyped & set(rule["columns"]):
             violation = re.sub(r"\{double:(\w+)\}", lambda m: double(m.group(1)), rule["violation"])
             out.append(Check(rule["id"], rule["columns"][0], rule["text"], violation.replace("{tolerance}", repr(tolerance)),
-                             on_file=rule.get("onFile", False), guaranteed=rule.get("guaranteed", False)))
+                             on_file=rule.get("onFile", False),
+                             guaranteed=rule.get("guaranteed", False) or rule.get("validateOnly", False)))
     return out
 
 
