@@ -738,12 +738,10 @@ def powerbi(root: Root,
 
 
 #: Packages whose exceptions mean a store went away or refuses us mid-command (network, permissions, throttling).
-STORAGE_PACKAGES = {"botocore", "aiobotocore", "aiohttp", "azure", "s3fs", "adlfs", "fsspec"}
-
-
 def _storage_error(exc: BaseException) -> bool:
-    names = {c.__module__.split(".")[0] for c in type(exc).__mro__}
-    return isinstance(exc, (OSError, TimeoutError, ConnectionError)) or bool(names & STORAGE_PACKAGES)
+    from hub.store import storage_error
+
+    return storage_error(exc)
 
 
 def main() -> None:

@@ -237,6 +237,15 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _QUOTED = re.compile(r"(?<!\w)'[^']*'|\"[^\"]*\"")  # an apostrophe inside a word (don't) opens nothing
 
 
+def error_text(exc: BaseException) -> str:
+    """One line about an unexpected error: what the store said for a storage error (behind a wrapper too), credentials
+    removed; else :func:`scrub` of it (no quoted part: DuckDB may cite file content)."""
+    from hub.store import describe, storage_cause
+
+    cause = storage_cause(exc)
+    return describe(cause) if cause is not None and not isinstance(exc, duckdb.Error) else scrub(f"{type(exc).__name__}: {exc}")
+
+
 def scrub(text: str) -> str:
     """The first line of an error text with every quoted part (file content DuckDB may cite) and every credential
     left out."""

@@ -106,7 +106,7 @@ def quarantine(store: Store, rec: RunRecord, exc: HubError) -> None:
 
 def unexpected(exc: Exception, file: str) -> HubError:
     """A bug or store failure as an ``InternalError`` with a one-line message (no file content, no credentials)."""
-    return HubError(convert.scrub(f"{type(exc).__name__}: {exc}"), file=file, code="InternalError")
+    return HubError(convert.error_text(exc), file=file, code="InternalError")
 
 
 def isolated(store: Store, key: str, manifest: str, raw: bytes | None, work: Callable[[], RunRecord]) -> RunRecord:

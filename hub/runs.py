@@ -17,7 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from hub.convert import scrub
+from hub.convert import error_text
 from hub.store import RUNS, Store, bounded_name, raw_staging
 
 State = Literal["pending", "converting", "swapping", "committed", "quarantined", "superseded"]
@@ -135,7 +135,7 @@ def failed(store: Store, key: str, manifest: str, exc: BaseException, **fields: 
     """The record of work that failed in an unexpected way (a bug, a store error): quarantined with
     ``InternalError`` and a one-line message without file content or credentials, saved when possible (a failure
     to save it is not raised: one failing delivery never stops the others)."""
-    message = scrub(f"{type(exc).__name__}: {exc}")
+    message = error_text(exc)
     rec = RunRecord(key=key, manifest=manifest, manifestSha256=str(fields.pop("manifestSha256", "")), state="quarantined",
                     error=RunError(code="InternalError", message=message, file=manifest.split(":", 1)[-1]), **fields)
     with contextlib.suppress(Exception):  # best effort (a LeaseLost, a BaseException, still propagates)

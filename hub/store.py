@@ -170,6 +170,31 @@ def describe(exc: BaseException) -> str:
     return redact(f"{type(exc).__name__}: {first}"[:300])
 
 
+#: Packages whose exceptions are storage errors: their messages hold no file content, only what the store said.
+STORAGE_PACKAGES = frozenset({"botocore", "aiobotocore", "aiohttp", "azure", "s3fs", "adlfs", "fsspec"})
+
+
+def storage_error(exc: BaseException) -> bool:
+    """An error of the store (a network or permission failure, a storage package's own error), not of the data."""
+    names = {c.__module__.split(".")[0] for c in type(exc).__mro__}
+    return isinstance(exc, (OSError, TimeoutError, ConnectionError)) or bool(names & STORAGE_PACKAGES)
+
+
+def storage_cause(exc: BaseException) -> BaseException | None:
+    """The storage error behind ``exc``: itself, one it carries in its arguments (adlfs raises
+    ``RuntimeError('Failed to remove %s for %s', [paths], HttpResponseError(...))``) or its cause; None when there
+    is none."""
+    seen: list[BaseException] = []
+    todo = [exc]
+    while todo and len(seen) < 20:
+        e = todo.pop(0)
+        seen.append(e)
+        todo += [a for a in getattr(e, "args", ()) if isinstance(a, BaseException)]
+        todo += [c for c in (e.__cause__, e.__context__) if c is not None and c not in seen]
+    found = [e for e in seen if storage_error(e) and type(e).__module__.split(".")[0] in STORAGE_PACKAGES]
+    return found[-1] if found else (exc if storage_error(exc) else None)
+
+
 @dataclass(frozen=True)
 class Listed:
     """A listed file: a signature that changes with its content (size and time or etag) and when it was written."""

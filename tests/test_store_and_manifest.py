@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from hub.errors import HubError
 from hub.manifest import parse_manifest
-from hub.store import dataset_folder, part_file_name, safe_relpath, scope_path
+from hub.store import Store, dataset_folder, part_file_name, safe_relpath, scope_path
 
 
 @pytest.mark.parametrize(("resource_id", "expected"), [
@@ -86,3 +87,21 @@ def test_broken_manifests(raw: bytes, code: str) -> None:
     with pytest.raises(HubError) as exc:
         parse_manifest(raw, file="msexports/x/manifest.json")
     assert exc.value.code == code and exc.value.file == "msexports/x/manifest.json"
+
+
+def test_a_storage_error_behind_a_wrapper_is_told_as_the_store_said_it(tmp_path: Path) -> None:
+    """Defect: adlfs wraps a refused delete as RuntimeError('Failed to remove %s for %s', [paths], HttpResponseError(...));
+    the record said `RuntimeError: ('…', ['…'], HttpResponseError('…'))` (every quoted part blanked, as for DuckDB's
+    messages that may cite file content)."""
+    from azure.core.exceptions import HttpResponseError
+
+    from hub import runs
+    from hub.convert import error_text
+
+    refused = HttpResponseError("This request is not authorized to perform this operation using this permission.")
+    wrapped = RuntimeError("Failed to remove %s for %s", ["c/hub/ingestion/x.parquet"], refused)
+    assert error_text(wrapped) == ("HttpResponseError: This request is not authorized to perform this operation using "
+                                   "this permission.")
+    rec = runs.failed(Store(str(tmp_path)), "k", "msexports/m/manifest.json", wrapped)
+    assert "not authorized" in rec.error.message
+    assert error_text(ValueError("could not convert 'secret row text'")) == "ValueError: could not convert '…'"  # not storage
