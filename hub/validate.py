@@ -8,6 +8,7 @@ while the rows are written (:class:`CheckTap`), so the output is not read back.
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -60,6 +61,9 @@ class Report:
 def _source(path: str) -> tuple[str, bool]:
     """The DuckDB relation of a path and whether it is raw text."""
     low = path.lower()
+    if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]+://", path) and not low.startswith("file://"):
+        raise ValueError(f"{path}: hub validate reads local paths (a file, a folder or a hub root); copy the files "
+                         "down first (a committed run's own validation is in its record: hub status --json)")
     if os.path.isdir(path):
         costs = os.path.join(path, "ingestion", "Costs")
         base = costs if os.path.isdir(costs) else path

@@ -176,6 +176,9 @@ def test_cli_json_and_exit_codes(tmp_path: Path) -> None:
     data = json.loads(bad.output)
     assert data["rows"] == 1000 and data["violations"] > 0
     assert runner.invoke(app, ["validate", str(tmp_path / "nope.txt")]).exit_code == 2
+    for remote in ("s3://bucket/hub", "az://container/hub/x.parquet"):  # was "not a hub root" / an extension download
+        out = runner.invoke(app, ["validate", remote])
+        assert out.exit_code == 2 and "hub validate reads local paths" in out.output, out.output
 
 
 def test_pipeline_output_from_the_samples_is_valid(hub_root: Path) -> None:
