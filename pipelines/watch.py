@@ -225,12 +225,13 @@ def watch(store: Store, *, stop: threading.Event, log: Log, interval: float = 60
     try:
         n = 0
         failures = 0
-        started = False  # a cycle went through: from then on, nothing a user can change stops the watcher
+        started = False  # the settings read once: from then on, nothing a user can change stops the watcher
         while not stop.is_set() and (cycles is None or n < cycles):
             n += 1
             try:
                 store.probe()  # a bucket or container gone (or never there) is retried, never created by a write
                 load_settings(store)  # settings first: a broken file is that, not a failing pull
+                started = True  # they read once: a later breakage pauses the watcher, never stops it
                 result = _cycle(store, grace, checkpoint, interval, blob_timeout, log, settle, inspected, signatures)
                 if time.time() - last_retention >= retention_every:
                     last_retention = time.time()
@@ -240,7 +241,6 @@ def watch(store: Store, *, stop: threading.Event, log: Log, interval: float = 60
                     if done.deletions:
                         log({"event": "retention", "deleted": len(done.deletions), "bytes": done.bytes})
                 failures = 0
-                started = True
                 pause = _pause(result.waiting, interval, settle)
             except UsageError as exc:
                 if not isinstance(exc, StoreUnreachable) and not started:

@@ -198,7 +198,7 @@ def test_a_folder_outside_the_layout_is_manifest_invalid(hub_root: Path, folder:
     _drop(hub_root / folder, "ing1__part0.parquet", ["1"])
     (rec,) = ingest(Store(str(hub_root))).records
     assert (rec.state, rec.error.code, rec.error.file) == ("quarantined", "ManifestInvalid", f"{folder}/manifest.json")
-    assert (hub_root / folder / "ing1__part0.parquet.quarantined").exists()  # set aside, not deleted
+    assert (hub_root / folder / "ing1__part0.parquet").exists()  # not read: left where it is
 
 
 @pytest.mark.parametrize("second", ["BilledCost", "billedcost"])
@@ -281,5 +281,40 @@ def test_a_run_killed_while_normalizing_keeps_the_committed_delivery_apart(hub_r
                           env={**os.environ, "HUB_CRASH_AT": "after-part-1", "HUB_LEASE_TTL": "1"})
     assert proc.returncode == 137, proc.stderr.decode()[-2000:]
     assert [r.state for r in runs.load_all(store)] == ["converting"]
+    (rec,) = ingest(store).records
+    assert (rec.state, rec.rowsOut) == ("committed", 1) and _lake(hub_root) == [(1, D(5))]
+
+
+def test_a_store_error_while_normalizing_keeps_the_committed_delivery_apart(hub_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review: an unexpected error (a store's PermissionError) while the folder was read made a record without the
+    committed files: the next good delivery was counted with the first (1 + 5 = 6)."""
+    from hub.sources import custom
+
+    _drop(hub_root / FOLDER, "ing1__part0.parquet", ["1"])
+    store = Store(str(hub_root))
+    assert ingest(store).ok
+    _drop(hub_root / FOLDER, "ing2__part0.parquet", ["5"])
+    with monkeypatch.context() as m:
+        m.setattr(custom, "validate_files", lambda *a, **k: (_ for _ in ()).throw(PermissionError("denied by the store")))
+        (rec,) = ingest(store).records
+    assert (rec.state, rec.error.code, [p.output for p in rec.lakeParts]) == (
+        "quarantined", "InternalError", [f"{FOLDER}/ing1__part0.parquet"])
+    assert "denied by the store" in rec.error.message and _lake(hub_root) == [(1, D(1))]  # ing2 set aside
+    (hub_root / FOLDER / "ing2__part0.parquet.quarantined").rename(hub_root / FOLDER / "ing2__part0.parquet")
+    (rec,) = ingest(store).records
+    assert (rec.state, rec.rowsOut) == ("committed", 1) and _lake(hub_root) == [(1, D(5))]
+
+
+def test_a_bad_manifest_leaves_the_files_where_they_are(hub_root: Path) -> None:
+    """Review: a good delivery with a non-empty manifest (ManifestInvalid) had its files set aside, so fixing only the
+    manifest, as the error table says, committed the previous delivery again: the new one silently dropped."""
+    _drop(hub_root / FOLDER, "ing1__part0.parquet", ["1"])
+    store = Store(str(hub_root))
+    assert ingest(store).ok
+    _drop(hub_root / FOLDER, "ing2__part0.parquet", ["5"])
+    (hub_root / FOLDER / "manifest.json").write_text('{"note": "x"}')
+    (rec,) = ingest(store).records
+    assert (rec.state, rec.error.code, rec.setAside) == ("quarantined", "ManifestInvalid", [])
+    (hub_root / FOLDER / "manifest.json").write_bytes(b"")
     (rec,) = ingest(store).records
     assert (rec.state, rec.rowsOut) == ("committed", 1) and _lake(hub_root) == [(1, D(5))]

@@ -389,3 +389,11 @@ def test_retention_keeps_alibaba_day_files_until_the_months_whole_file(tmp_path:
     assert ingest(store).ok and one(f"SELECT sum(BilledCost) FROM {lake(root)}") == D("278.50")
     assert sorted(d.path for d in apply(store, delete).deletions) == sorted([f"{base}/manifest.json", day10, day11, whole])
     assert one(f"SELECT sum(BilledCost) FROM {lake(root)}") == D("278.50") and ingest(store).records == []
+    # the subscription goes on pushing into the folder: June's first day no longer holds May, which retention (not
+    # Alibaba) took away: May stays as committed (it was withdrawn: a 0-row May run)
+    june = first.replace("2024-05,", "2024-06,", 1).replace("2024-05-10 08:00:00,2024-05-10 09:00:00",
+                                                            "2024-06-01 08:00:00,2024-06-01 09:00:00").replace(",8.50,", ",1.25,")
+    put(root, f"{base}/1234567890_BillingItemDetail_20240601.csv", (header + june).encode())
+    put(root, f"{base}/manifest.json", b"")
+    assert [r.month for r in ingest(store).records] == ["2024-06"]
+    assert one(f"SELECT sum(BilledCost) FROM {lake(root)}") == D("279.75")

@@ -12,6 +12,7 @@ them are carried over as they are (normalizing them again would lose their linea
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import posixpath
@@ -156,6 +157,7 @@ def process_folder(store: Store, rel: str, raw: bytes | None) -> RunRecord:
                     month=f"{parts[2]}-{parts[3]}" if len(parts) > 3 else None, scope="/".join(parts[4:]) or None,
                     staging=engine.new_staging(f"custom-{digest}"),  # one per attempt
                     lakeParts=[p.model_copy() for p in committed])
+    read = False
     try:
         if raw is None:
             raise HubError("cannot be read (a dangling link, or one leading out of the hub root?)", file=rel,
@@ -170,6 +172,7 @@ def process_folder(store: Store, rel: str, raw: bytes | None) -> RunRecord:
         rec.state = "converting"
         runs.save(store, rec)
         store.delete_tree(rec.staging)
+        read = True  # from here on a failure is the delivery's files': they are set aside
         carried = _unchanged(committed, listing)
         _normalize_files(store, rec, files, {f: carried[f] for f in files if f in carried})
         rec.state = "swapping"
@@ -181,7 +184,7 @@ def process_folder(store: Store, rel: str, raw: bytes | None) -> RunRecord:
         runs.fail(store, rec, exc.code, exc.message, exc.file)
     except duckdb.Error as exc:
         runs.fail(store, rec, "InternalError", convert.scrub(str(exc)), rel)
-    if rec.state == "quarantined":
+    if rec.state == "quarantined" and read:  # a bad manifest or folder: the files were not read, fix and resend it
         _set_aside(store, rec, listing, committed)
         rec.manifestSha256 = _sha(raw, _listing(store, folder))  # the folder as this run left it
     rec.seconds = round(time.perf_counter() - started, 3)
@@ -278,5 +281,18 @@ def _isolated(store: Store, rel: str, raw: bytes | None) -> RunRecord:
     try:
         return process_folder(store, rel, raw)
     except Exception as exc:  # noqa: BLE001 - even a failure to write its record must not stop the other folders
-        digest = hashlib.sha1(rel.encode()).hexdigest()[:16]
-        return runs.failed(store, f"custom-{digest}", f"{CUSTOM}{rel}", exc, exportType="Custom")
+        key = f"custom-{hashlib.sha1(rel.encode()).hexdigest()[:16]}"
+        try:
+            rec = runs.load(store, key)
+        except Exception:  # noqa: BLE001 - the store fails: the record below is all there is
+            rec = None
+        if rec is not None and rec.state in ("converting", "swapping"):  # this run's: its committed files kept in it
+            runs.fail(store, rec, "InternalError", convert.error_text(exc), rel)  # a swap stays to be rolled forward
+            with contextlib.suppress(Exception):
+                if rec.state == "quarantined":  # the files were being read: set aside, as for a data error
+                    _set_aside(store, rec, _listing(store, posixpath.dirname(rel)), rec.lakeParts)
+                    rec.manifestSha256 = _sha(raw, _listing(store, posixpath.dirname(rel)))
+                runs.save(store, rec)
+            return rec
+        return runs.failed(store, key, f"{CUSTOM}{rel}", exc, exportType="Custom",
+                           lakeParts=_committed(rec))

@@ -833,12 +833,13 @@ def _split(store: Store, con: duckdb.DuckDBPyConnection, d: Delivery, written: l
 def _withdrawals(store: Store, d: Delivery, made: list[RunRecord], records: list[RunRecord]) -> list[RunRecord]:
     """Runs taking an earlier version of this delivery out of the folders the new version no longer covers (a file
     re-delivered without the rows of a month it used to hold): each keeps the folder's other files and drops the earlier
-    version's, under the earlier run's key (its record then says 0 rows from the new version)."""
+    version's, under the earlier run's key (its record then says 0 rows from the new version). A run whose files
+    retention deleted is not withdrawn: its rows stay as they were committed."""
     covered = {r.destination for r in made}
     out = []
     for old in records:
         if (old.manifest != d.manifest or old.manifestSha256 == d.sha or old.state != "committed" or not old.destination
-                or old.destination in covered):
+                or old.destination in covered or old.sourceDeleted):  # retired by retention: not withdrawn by the provider
             continue
         gone = {posixpath.basename(p.output) for p in old.parts if store.exists(p.output)}
         if not gone:
