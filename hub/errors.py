@@ -70,7 +70,9 @@ CODES: dict[str, tuple[str, str, str]] = {
     "PartFailed": ("engine", "a part of the delivery failed on every attempt of the Spark engine (the last error in the message)",
                    "read the task's log in the Spark UI; fix the cause, then `hub ingest --retry` (the previous month stays "
                    "visible)"),
-    "InternalError": ("internal", "an unexpected error; the export is quarantined, nothing is lost",
+    "InternalError": ("internal", "an unexpected error; the export is quarantined (or, during a swap, left `swapping` to be "
+                      "rolled forward), nothing is lost; a storage error is told as the store said it (`HttpResponseError: "
+                      "This request is not authorized…`, behind a wrapper too), credentials removed",
                       "report it with the run record (`hub status --json`)"),
 }
 
