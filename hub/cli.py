@@ -23,7 +23,7 @@ from hub import runs
 from hub.errors import HubError, UsageError
 from hub.runs import RunRecord
 from hub.settings import Settings
-from hub.store import SETTINGS, Store, StoreUnreachable, describe
+from hub.store import SETTINGS, Store, StoreUnreachable, describe, storage_error
 from hub.terminal import printable
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -737,11 +737,6 @@ def powerbi(root: Root,
               + (f"; {len(result.removed)} stale files removed" if result.removed else "")))
 
 
-#: Packages whose exceptions mean a store went away or refuses us mid-command (network, permissions, throttling).
-def _storage_error(exc: BaseException) -> bool:
-    from hub.store import storage_error
-
-    return storage_error(exc)
 
 
 def main() -> None:
@@ -758,7 +753,7 @@ def main() -> None:
         if os.environ.get("HUB_DEBUG"):
             raise
         _error(describe(exc))
-        sys.exit(2 if _storage_error(exc) else 1)
+        sys.exit(2 if storage_error(exc) else 1)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ them are carried over as they are (normalizing them again would lose their linea
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import posixpath
@@ -98,6 +97,11 @@ def _ingestion_id(rel: str) -> str:
     return name.split("__", 1)[0] if "__" in name else ""
 
 
+def _key(rel: str) -> str:
+    """The run record key of a custom-data folder's manifest."""
+    return f"custom-{hashlib.sha1(rel.encode()).hexdigest()[:16]}"
+
+
 def _committed(before: RunRecord | None) -> list[runs.PartResult]:
     """The folder's files in the lake as its last commit left them: a run that failed or was cut short since then
     keeps them in ``lakeParts``."""
@@ -149,13 +153,13 @@ def process_folder(store: Store, rel: str, raw: bytes | None) -> RunRecord:
     started = time.perf_counter()
     folder = posixpath.dirname(rel)
     parts = folder.split("/")
-    digest = hashlib.sha1(rel.encode()).hexdigest()[:16]
+    key = _key(rel)
     listing = _listing(store, folder)
-    committed = _committed(runs.load(store, f"custom-{digest}"))
-    rec = RunRecord(key=f"custom-{digest}", manifest=f"{CUSTOM}{rel}", manifestSha256=_sha(raw, listing),
+    committed = _committed(runs.load(store, key))
+    rec = RunRecord(key=key, manifest=f"{CUSTOM}{rel}", manifestSha256=_sha(raw, listing),
                     exportType="Custom", dataset=parts[1] if len(parts) > 1 else None, destination=folder,
                     month=f"{parts[2]}-{parts[3]}" if len(parts) > 3 else None, scope="/".join(parts[4:]) or None,
-                    staging=engine.new_staging(f"custom-{digest}"),  # one per attempt
+                    staging=engine.new_staging(key),  # one per attempt
                     lakeParts=[p.model_copy() for p in committed])
     read = False
     try:
@@ -184,6 +188,8 @@ def process_folder(store: Store, rel: str, raw: bytes | None) -> RunRecord:
         runs.fail(store, rec, exc.code, exc.message, exc.file)
     except duckdb.Error as exc:
         runs.fail(store, rec, "InternalError", convert.scrub(str(exc)), rel)
+    except Exception as exc:  # noqa: BLE001 - a store error, a bug: recorded like the others (a swap stays to roll forward)
+        runs.fail(store, rec, "InternalError", convert.error_text(exc), rel)
     if rec.state == "quarantined" and read:  # a bad manifest or folder: the files were not read, fix and resend it
         _set_aside(store, rec, listing, committed)
         rec.manifestSha256 = _sha(raw, _listing(store, folder))  # the folder as this run left it
@@ -281,18 +287,8 @@ def _isolated(store: Store, rel: str, raw: bytes | None) -> RunRecord:
     try:
         return process_folder(store, rel, raw)
     except Exception as exc:  # noqa: BLE001 - even a failure to write its record must not stop the other folders
-        key = f"custom-{hashlib.sha1(rel.encode()).hexdigest()[:16]}"
         try:
-            rec = runs.load(store, key)
+            before = runs.load(store, _key(rel))
         except Exception:  # noqa: BLE001 - the store fails: the record below is all there is
-            rec = None
-        if rec is not None and rec.state in ("converting", "swapping"):  # this run's: its committed files kept in it
-            runs.fail(store, rec, "InternalError", convert.error_text(exc), rel)  # a swap stays to be rolled forward
-            with contextlib.suppress(Exception):
-                if rec.state == "quarantined":  # the files were being read: set aside, as for a data error
-                    _set_aside(store, rec, _listing(store, posixpath.dirname(rel)), rec.lakeParts)
-                    rec.manifestSha256 = _sha(raw, _listing(store, posixpath.dirname(rel)))
-                runs.save(store, rec)
-            return rec
-        return runs.failed(store, key, f"{CUSTOM}{rel}", exc, exportType="Custom",
-                           lakeParts=_committed(rec))
+            before = None
+        return runs.failed(store, _key(rel), f"{CUSTOM}{rel}", exc, exportType="Custom", lakeParts=_committed(before))
