@@ -232,7 +232,7 @@ def file_types(columns: dict[str, str]) -> dict[str, str]:
 #: Quoted text in DuckDB's messages: values and lines of the input, never repeated in ours.
 #: What DuckDB, zlib and pyarrow say of a cut or damaged gzip / Parquet file.
 _CORRUPT = re.compile(r"gzip|zlib|magic bytes|too small to be a Parquet|Corrupt|truncated|footer|thrift|decompression|"
-                      r"don't know what type", re.IGNORECASE)
+                      r"don't know what type|out of buffer|TProtocolException", re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _QUOTED = re.compile(r"(?<!\w)'[^']*'|\"[^\"]*\"")  # an apostrophe inside a word (don't) opens nothing
 

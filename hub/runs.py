@@ -40,6 +40,9 @@ class PartResult(BaseModel):
     output: str
     rows: int = 0
     bytes: int = 0
+    #: the lake file's listing signature (size and modification stamp) as the commit left it (custom data: a file
+    #: still with it is the hub's own, carried over as it is by a later run of the folder)
+    signature: str | None = None
 
 
 class RunRecord(BaseModel):

@@ -227,6 +227,8 @@ def _damaged(data: bytes, how: str) -> bytes:
     if how == "metadata overwritten":
         return data[:-20] + b"\xff" * 12 + data[-8:]
     offset = pq.ParquetFile(io.BytesIO(data)).metadata.row_group(0).column(5).data_page_offset
+    if how == "page header zeroed":
+        return data[:offset] + b"\x00" * 8 + data[offset + 8:]
     return data[: offset + 20] + b"\x00" * 60 + data[offset + 80:]  # a page's compressed bytes zeroed
 
 
@@ -243,6 +245,29 @@ def test_a_damaged_parquet_file_is_corrupt_file_not_internal_error(hub_root: Pat
     assert (rec.state, rec.error.code) == ("quarantined", "CorruptFile"), rec.error
     assert rec.error.file == f"{FOLDER}/ing1__part0.parquet" and rec.error.message.isprintable(), rec.error
     assert not part.exists() and (folder / "ing1__part0.parquet.quarantined").read_bytes() == damaged
+
+
+@pytest.mark.parametrize("how", ["page zeroed", "page header zeroed"])
+def test_a_committed_file_damaged_in_place_at_its_size_is_read_again(hub_root: Path, how: str) -> None:
+    """Defect: a committed file was known as the hub's own by its size alone: damaged in place at the same size (or
+    replaced by a producer's file of that size), it was carried over unread and the run committed a corrupt lake file;
+    read, DuckDB's words for a damaged page ("Out of buffer", a page header's TProtocolException) were InternalError."""
+    _drop(hub_root / FOLDER, "ing1__part0.parquet", ["1"])
+    store = Store(str(hub_root))
+    assert ingest(store).ok
+    part = hub_root / FOLDER / "ing1__part0.parquet"
+    damaged = _damaged(part.read_bytes(), how)
+    assert len(damaged) == part.stat().st_size
+    stat = part.stat()
+    part.write_bytes(damaged)
+    os.utime(part, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))
+    (rec,) = ingest(store).records
+    assert (rec.state, rec.error.code, rec.error.file) == ("quarantined", "CorruptFile", f"{FOLDER}/ing1__part0.parquet"), rec.error
+    assert (hub_root / FOLDER / "ing1__part0.parquet.quarantined").read_bytes() == damaged  # kept, out of the readers' way
+    _drop(hub_root / FOLDER, "ing2__part0.parquet", ["5"])
+    (rec,) = ingest(store).records
+    assert (rec.state, rec.rowsOut) == ("committed", 1) and _lake(hub_root) == [(1, D(5))]
+    assert ingest(store).records == []  # the hub's own files, as the commit left them: final
 
 
 def test_a_quarantined_delivery_is_set_aside_and_the_previous_one_stays(hub_root: Path) -> None:

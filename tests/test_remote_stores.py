@@ -22,6 +22,7 @@ from conftest import DATA
 from hub import catalog, runs
 from hub.cost_analysis import CostQuery, query_costs
 from hub.sample_data import write_export
+from hub.sources import custom as custom_source
 from hub.store import Store
 from pipelines.ingest import ingest
 from pipelines.retention import apply
@@ -131,6 +132,13 @@ def test_retention_and_custom_data(root: str) -> None:
     (custom,) = ingest(store).records
     assert custom.state == "committed", custom.error
     assert custom.rowsOut == 50 and store.exists(f"{folder}/manifest.json")
+    # a part added later: the committed one is known as the hub's own by the signature its commit left (carried over)
+    store.put_file(local, f"{folder}/ing1__part1.parquet")
+    (custom,) = ingest(store).records
+    assert (custom.state, custom.rowsOut) == ("committed", 100), custom.error
+    listing = custom_source._listing(store, folder)
+    assert all(p.signature for p in custom.parts) and set(custom_source._unchanged(custom.parts, listing)) == set(listing)
+    assert ingest(store).records == []
 
 
 def store_settings(store: Store):  # noqa: ANN201

@@ -119,9 +119,11 @@ def _delivered(files: list[str], committed: list[runs.PartResult]) -> list[str]:
 
 
 def _unchanged(committed: list[runs.PartResult], listing: dict[str, dict]) -> dict[str, runs.PartResult]:
-    """The committed files still in ``listing`` as the hub wrote them (same size)."""
-    return {p.output: p for p in committed
-            if p.bytes and p.output in listing and int(listing[p.output].get("size") or -1) == p.bytes}
+    """The committed files still in ``listing`` as the commit left them: the same listing signature (size and
+    modification stamp; records written before signatures were kept: the same size)."""
+    def same(p: runs.PartResult, info: dict) -> bool:
+        return listed(info).signature == p.signature if p.signature else int(info.get("size") or -1) == p.bytes
+    return {p.output: p for p in committed if p.bytes and p.output in listing and same(p, listing[p.output])}
 
 
 def _set_aside(store: Store, rec: RunRecord, listing: dict[str, dict], committed: list[runs.PartResult]) -> None:
@@ -183,7 +185,10 @@ def process_folder(store: Store, rel: str, raw: bytes | None) -> RunRecord:
         runs.save(store, rec)
         engine.commit(store, rec)
         rec.lakeParts = []
-        rec.manifestSha256 = _sha(raw, _listing(store, folder))  # the folder as this run left it
+        after = _listing(store, folder)
+        rec.manifestSha256 = _sha(raw, after)  # the folder as this run left it
+        for p in rec.parts:
+            p.signature = listed(after[p.output]).signature if p.output in after else None
     except HubError as exc:
         runs.fail(store, rec, exc.code, exc.message, exc.file)
     except duckdb.Error as exc:
