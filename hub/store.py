@@ -20,11 +20,13 @@ import os
 import posixpath
 import re
 import shutil
+import socket
 import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from urllib.parse import urlsplit
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
@@ -249,6 +251,8 @@ class Store:
         if self.is_local:
             return
         limit = timeout if timeout is not None else STORE_TIMEOUT
+        if refused := self._refused(min(limit, 5.0)):
+            raise StoreUnreachable(f"cannot reach {self.url}: {refused} refused the connection")
         outcome: list[BaseException | None] = []
 
         def attempt() -> None:
@@ -270,6 +274,27 @@ class Store:
             kind = "bucket" if "s3" in self._protocols() or "gs" in self._protocols() else "container"
             raise StoreUnreachable(f"{self.url}: the {kind} {self.root.split('/', 1)[0]!r} does not exist (create it first; "
                                    "the hub does not create buckets or containers)")
+
+    def _refused(self, timeout: float) -> str | None:
+        """The Azure endpoint's ``host:port`` when it refuses connections (nothing listens there): azure-core would
+        retry that for the whole probe time and then say nothing of why. Behind a proxy the SDK's own request decides."""
+        client = getattr(self.fs, "service_client", None)
+        if client is None or any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")):
+            return None
+        try:
+            url = urlsplit(str(client.url))
+            host, port = url.hostname, url.port or (443 if url.scheme == "https" else 80)
+        except ValueError:
+            return None
+        if not host:
+            return None
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+        except ConnectionRefusedError:
+            return f"{host}:{port}"
+        except OSError:  # no such host, no answer: the SDK's request says it
+            return None
+        return None
 
     def _protocols(self) -> tuple[str, ...]:
         protocol = self.fs.protocol

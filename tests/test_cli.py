@@ -124,19 +124,30 @@ def test_unreachable_s3_store_is_one_line_exit_2(tmp_path: Path) -> None:
 
 
 def test_unreachable_azure_store_answers_within_the_timeout(tmp_path: Path) -> None:
-    """Defect C23: az:// commands hung silently."""
+    """Defect C23: az:// commands hung silently; then an endpoint refusing connections waited the whole probe time
+    (azure-core retries a refusal) and said "no answer" instead of the refusal."""
     import os
+    import socket
     import subprocess
     import sys
     import time
 
     from stores import AZURITE_KEY, free_port
 
+    port = free_port()
     conn = (f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={AZURITE_KEY};"
-            f"BlobEndpoint=http://127.0.0.1:{free_port()}/devstoreaccount1;")
-    env = {**os.environ, "AZURE_STORAGE_CONNECTION_STRING": conn, "HUB_STORE_TIMEOUT": "3"}
+            f"BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;")
+    env = {**os.environ, "AZURE_STORAGE_CONNECTION_STRING": conn, "HUB_STORE_TIMEOUT": "30"}
     started = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "hub.cli", "status", "az://finops/hub"], env=env, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 2 and time.monotonic() - started < 60
-    assert proc.stderr.strip() == "error: cannot reach az://finops/hub: no answer in 3 s"
+    assert proc.stderr.strip() == f"error: cannot reach az://finops/hub: 127.0.0.1:{port} refused the connection"
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # takes the connection, never answers
+        port = silent.getsockname()[1]
+        conn = (f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={AZURITE_KEY};"
+                f"BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;")
+        env = {**os.environ, "AZURE_STORAGE_CONNECTION_STRING": conn, "HUB_STORE_TIMEOUT": "3"}
+        proc = subprocess.run([sys.executable, "-m", "hub.cli", "status", "az://finops/hub"], env=env, capture_output=True,
+                              text=True, timeout=120)
+    assert (proc.returncode, proc.stderr.strip()) == (2, "error: cannot reach az://finops/hub: no answer in 3 s")
