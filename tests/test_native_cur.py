@@ -643,7 +643,8 @@ def test_a_cur_region_without_its_location_is_named_from_the_region_table(tmp_pa
     root = make_hub(tmp_path / "hub")
     rows = [{k: json.dumps(v) if isinstance(v, dict) else v for k, v in {**CUR2_COMMON, **r}.items()} for r in CUR2_ROWS]
     rows[0]["product_location"] = ""  # ec2, us-east-1
+    rows[2]["product_location"], rows[2]["product_region_code"] = "", "ca-west-1"  # lambda: a region the table lacked
     deliver(root, "cur2/acme-cur2/data/BILLING_PERIOD=2025-02", {"acme-cur2-00001.csv": csv_text({}, rows)})
     ingested(root)
     got = dict(duckdb.connect().execute(f"SELECT ChargeDescription, RegionName FROM {lake(root)}").fetchall())
-    assert got == {"ec2": "US East (N. Virginia)", "s3": "EU (Ireland)", "lambda": "US East (N. Virginia)", "tax": None}
+    assert got == {"ec2": "US East (N. Virginia)", "s3": "EU (Ireland)", "lambda": "Canada West (Calgary)", "tax": None}

@@ -81,6 +81,8 @@ def _type_ok(focus_type: str, duck_type: str) -> bool:
         return t.startswith(("DECIMAL", "DOUBLE", "FLOAT", "REAL", "BIGINT", "INTEGER", "HUGEINT", "SMALLINT"))
     if focus_type == "DateTime":
         return t.startswith("TIMESTAMP")
+    if focus_type.startswith("JSON"):  # Parquet's JSON logical type (DuckDB's JSON columns) is JSON text too
+        return t in ("VARCHAR", "JSON")
     return t == "VARCHAR"
 
 
@@ -122,7 +124,8 @@ def checks(columns: dict[str, str], *, text_source: bool, tolerance: float = DEF
         elif not _type_ok(col.type, columns[col.name]):
             out.append(Check("Type", col.name, f"type {col.type} (found {columns[col.name]})", "true", True))
         if not text_source and col.type not in ("Decimal", "DateTime") and col.name not in mistyped:
-            out.append(Check("EmptyString", col.name, "nulls are nulls, never empty strings", f"{c} = ''", on_file=True))
+            text = f"CAST({c} AS VARCHAR)" if columns[col.name].upper() == "JSON" else c  # '' is no JSON value
+            out.append(Check("EmptyString", col.name, "nulls are nulls, never empty strings", f"{text} = ''", on_file=True))
         if not col.allows_nulls:  # text: a value that is there but not of its type is a Type violation, not a null
             null = f"{c} IS NULL AND ({raw} IS NULL OR {raw} = 'NULL')" if text_source else f"{c} IS NULL"
             out.append(Check("NotNull", col.name, f"{col.name} is never null", null, on_file=True))
