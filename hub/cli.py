@@ -620,17 +620,20 @@ def costs(root: Root,
           cost_type: Annotated[str, typer.Option(help="BilledCost, EffectiveCost, ListCost, ContractedCost.")] = "EffectiveCost",
           filter_: Annotated[list[str] | None, typer.Option("--filter", help="KEY=V1,V2: keep only these values.")] = None,
           exclude: Annotated[list[str] | None, typer.Option(help="KEY=V1,V2: leave these values out.")] = None,
-          limit: Annotated[int, typer.Option(help="Groups returned (1-1000), largest first.")] = 1000,
+          limit: Annotated[int | None, typer.Option(help="Groups returned (1-1000), largest first; default 1000, fewer "
+                                                    "where days x groups would pass 100,000.")] = None,
           offset: Annotated[int, typer.Option(help="Groups skipped.")] = 0,
           fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table") -> None:
     """Costs per day or month, grouped by up to two dimensions or tags (the cost-analysis API)."""
     import csv as csv_mod
     import io
 
+    import duckdb
     from pydantic import ValidationError
 
     from hub import catalog
-    from hub.cost_analysis import CostQuery, CostQueryError, query_costs
+    from hub.cost_analysis import MAX_POINTS, CostQuery, CostQueryError, TimeCondition, periods, query_costs
+    from hub.store import INGESTION
 
     types = {"billedcost": "ORIGINAL_COST", "effectivecost": "AMORTIZED_COST", "listcost": "LIST_COST",
              "contractedcost": "CONTRACTED_COST"}
@@ -645,17 +648,27 @@ def costs(root: Root,
             raise UsageError("--begin is required (YYYY-MM-DD or YYYY-MM)")
         groups = [{"type": "tag", "key": g[4:]} if g.lower().startswith("tag:") else {"type": "dimension", "key": g}
                   for g in group_by or []]
+        when = TimeCondition.model_validate({"time_measure_id": 1 if granularity == "day" else 2,
+                                             "begin_time": _period(begin, granularity, end=False),
+                                             "end_time": _period(end or begin, granularity, end=True)})
+        if limit is None:  # as many groups as the answer's points allow (a year of days: 273)
+            limit = max(1, min(1000, MAX_POINTS // periods(when)))
         req = CostQuery.model_validate({
-            "time_condition": {"time_measure_id": 1 if granularity == "day" else 2,
-                               "begin_time": _period(begin, granularity, end=False),
-                               "end_time": _period(end or begin, granularity, end=True)},
-            "groupby": groups, "cost_type": types[cost_type.lower()],
+            "time_condition": when.model_dump(), "groupby": groups, "cost_type": types[cost_type.lower()],
             "filters": _filters(filter_ or [], 0) + _filters(exclude or [], 1), "limit": limit, "offset": offset})
-        con = catalog.connect(_store(root))
+        store = _store(root)
+        if store.is_local and not os.path.isdir(store.root):
+            raise UsageError(f"hub root {store.url!r} does not exist (run `hub init` first)")
+        if not store.exists(INGESTION) and not store.exists(SETTINGS):  # a mistyped root would read as no costs
+            raise UsageError(f"{store.url} is not a hub root (no ingestion/ or config/settings.json)")
         try:
-            result = query_costs(con, req)
-        finally:
-            con.close()
+            con = catalog.connect(store)
+            try:
+                result = query_costs(con, req)
+            finally:
+                con.close()
+        except duckdb.Error as exc:  # a lake file DuckDB cannot read (cut, not Parquet): named, as hub serve says it
+            raise UsageError(f"cannot open the lake: {str(exc).splitlines()[0][:300]}") from None
     except (UsageError, CostQueryError) as exc:
         _error(exc)
         raise typer.Exit(2) from None

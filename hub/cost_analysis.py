@@ -171,6 +171,15 @@ def _period(tc: TimeCondition) -> tuple[date, date, str]:
     return begin, last, fmt
 
 
+def periods(tc: TimeCondition) -> int:
+    """Days or months of a query's period, both ends included (an invalid period: 1, for the query to refuse)."""
+    try:
+        begin, last, _ = _period(tc)
+    except CostQueryError:
+        return 1
+    return (last - begin).days + 1 if tc.time_measure_id == DAY else _month_count(begin, last)
+
+
 def _month_count(begin: date, last: date) -> int:
     """Calendar months from ``begin``'s to ``last``'s, both included."""
     return (last.year - begin.year) * 12 + last.month - begin.month + 1
@@ -305,9 +314,8 @@ def _query_costs(con: duckdb.DuckDBPyConnection, req: CostQuery, *, view: str = 
     if sum(g.type in ("tag", "cost_unit") for g in req.groupby) > 1:
         raise CostQueryError("group by at most one tag")
     begin, last, fmt = _period(req.time_condition)
-    periods = (last - begin).days + 1 if req.time_condition.time_measure_id == DAY else _month_count(begin, last)
-    if periods * req.limit > MAX_POINTS:
-        raise CostQueryError(f"limit x periods is {periods * req.limit:,}, over {MAX_POINTS:,} points: lower the limit or "
+    if (n := periods(req.time_condition)) * req.limit > MAX_POINTS:
+        raise CostQueryError(f"limit x periods is {n * req.limit:,}, over {MAX_POINTS:,} points: lower the limit or "
                              "shorten the period (page by period)")
     sql = _Sql()
     dims = [_dim_expr(sql, g.type, g.key, columns) for g in req.groupby]

@@ -41,22 +41,23 @@ TOO_SLOW = "CBC.0998"
 UNAUTHORIZED = "CBC.0401"
 
 
-def _env_number(name: str, default: str, cast: Callable[[str], float], low: float) -> Any:
+def _env_number(name: str, default: str, cast: Callable[[str], float], low: float, high: float | None = None) -> Any:
     """A number from the environment; a bad one is a usage error naming the variable (never a traceback)."""
     raw = os.environ.get(name, default)
     try:
         value = cast(raw)
     except ValueError:
         value = None
-    if value is None or not value >= low:  # NaN too
-        raise UsageError(f"{name}={raw!r}: must be a number of at least {low:g}")
+    if value is None or not value >= low or (high is not None and not value <= high):  # NaN too
+        bounds = f"from {low:g} to {high:g}" if high is not None else f"of at least {low:g}"
+        raise UsageError(f"{name}={raw!r}: must be a number {bounds}")
     return value
 
 
 #: Largest request body accepted (a full request of 100 filters x 100 values fits many times over).
 MAX_BODY = _env_number("HUB_API_MAX_BODY", str(256 * 1024), int, 1024)
 #: Seconds a query may run before it is interrupted (``HUB_API_TIMEOUT``).
-QUERY_TIMEOUT = _env_number("HUB_API_TIMEOUT", "30", float, 0.1)
+QUERY_TIMEOUT = _env_number("HUB_API_TIMEOUT", "30", float, 0.1, 86400)  # inf would never interrupt (a timer overflow)
 #: DuckDB memory limit and threads of the server's connection (``HUB_API_MEMORY_LIMIT``, ``HUB_API_THREADS``).
 MEMORY_LIMIT = os.environ.get("HUB_API_MEMORY_LIMIT", "1GB")
 THREADS = _env_number("HUB_API_THREADS", "2", int, 1)
@@ -208,7 +209,11 @@ def create_app(root: str | Store, *, token: str | None = None) -> FastAPI:
     async def http_error(request: Request, exc: HTTPException) -> Response:
         if exc.status_code == 400:  # a body FastAPI cannot read (not UTF-8, broken form data)
             return _error(400, INVALID, f"body: {exc.detail}")
-        return await http_exception_handler(request, exc)  # 404, 405, 413, ... as FastAPI answers them
+        if exc.status_code in (404, 405):  # no such path, or not with this method: the API's error body too
+            answer = _error(exc.status_code, f"CBC.0{exc.status_code}", f"{request.method} {request.url.path}: {exc.detail}")
+            answer.headers.update(exc.headers or {})  # 405's Allow
+            return answer
+        return await http_exception_handler(request, exc)  # 413, ... as FastAPI answers them
 
     @app.exception_handler(CostQueryError)
     async def invalid_query(request: Request, exc: CostQueryError) -> JSONResponse:

@@ -138,6 +138,42 @@ def test_an_allowlist_replaced_from_a_date_ends_the_dropped_values_on_that_date(
         ("NEW", "allocated"), ("OLD", "not_allowlisted")]
 
 
+def test_dated_allowlist_changes_are_compared_with_the_list_from_their_date(tmp_path):
+    """Review: a dated change was compared with today's list: a later replace gave a value retired before it back its
+    days (its end moved later), a replace left values starting after it in place, a future value could be added
+    twice, and a back-dated replace left a gap before a value added since."""
+    store = lake(tmp_path, [row({"CostCenter": "X"}, "1.00")])
+    _rules_file(tmp_path, {"dimensions": {"cost_center": {"tag_keys": ["CostCenter"], "allowlist": "cc"}},
+                           "allowlists": {"cc": []}})
+    today = date(2024, 6, 1)
+
+    def change(action, keys, start=None, reason=None):
+        return allowlists.change(store, R.load(store), "cost_center", action, keys,
+                                 allowlists.Change("alice", reason, start), today=today)
+
+    def on(day):
+        return allowlists.values(store, R.load(store), "cost_center", day)
+
+    change("add", ["X"])
+    change("replace", [], date(2024, 6, 11))  # X retired from the 11th
+    assert change("replace", ["Y"], date(2024, 6, 21)) == ["Y"]
+    assert (on(date(2024, 6, 10)), on(date(2024, 6, 16)), on(date(2024, 6, 21))) == (["X"], [], ["Y"])
+    change("add", ["F"], date(2024, 7, 1))
+    change("replace", ["G"])  # today: the list from today on is G alone
+    assert (on(today), on(date(2024, 7, 11))) == (["G"], ["G"])
+    change("add", ["H"], date(2024, 7, 21))
+    with pytest.raises(allowlists.ChangeRefused, match="duplicate"):
+        change("add", ["H"], date(2024, 7, 31))
+    change("add", ["K"])
+    assert change("replace", ["G", "K"], date(2024, 5, 1), reason="K since May") == ["G", "K"]  # back-dated
+    assert (on(date(2024, 5, 15)), on(today), on(date(2024, 8, 1))) == (["G", "K"], ["G", "K"], ["G", "K"])
+    with pytest.raises(allowlists.ChangeRefused, match="no value 'H'") as refused:
+        change("remove", ["H"])  # not in force today (only from July 21)
+    assert refused.value.status == 404
+    change("remove", ["K"], date(2024, 6, 15))
+    assert (on(date(2024, 6, 14)), on(date(2024, 6, 15))) == (["G", "K"], ["G"])
+
+
 def test_the_raw_value_is_the_one_of_the_tag_key_used(tmp_path):
     """A blank CostCenter and cost-center OPS-003: the key was cost-center, the raw value '' (the blank one's)."""
     store = lake(tmp_path, [row({"CostCenter": "", "cost-center": "OPS-003"}, "1.00")])

@@ -45,3 +45,29 @@ def test_costs_command_says_when_groups_are_left_out(lake: str) -> None:
     assert f"note: 2 of {total:,} groups shown (largest first, from --offset 0): the rest with --offset 2" in proc.stderr
     whole = hub("costs", lake, "--group-by", "ServiceName", "--begin", "2024-05", "--format", "csv")
     assert whole.returncode == 0 and "note:" not in whole.stderr
+
+
+def test_costs_command_over_a_long_daily_period_fits_its_default_limit(lake: str) -> None:
+    """Review: 122 days per day failed with the command's own default `--limit 1000` ("limit x periods is 122,000,
+    over 100,000 points: lower the limit"), a limit the user never set. The default fits the period (819 groups)."""
+    proc = hub("costs", lake, "--group-by", "ServiceName", "--granularity", "day", "--begin", "2024-03-01",
+               "--end", "2024-06-30", "--format", "csv")
+    days = catalog.connect(lake).execute("SELECT count(DISTINCT (ServiceName, ChargePeriodStart::DATE)) FROM Costs").fetchone()[0]
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.splitlines()) == 1 + days and "note:" not in proc.stderr
+
+
+def test_costs_command_on_a_missing_root_or_a_broken_lake_is_exit_2(lake: str, tmp_path) -> None:
+    """Review: a mistyped root printed an empty answer with exit 0 (no costs, seemingly); an unreadable lake file was
+    exit 1 (which means an export was quarantined)."""
+    import shutil
+
+    missing = hub("costs", str(tmp_path / "no-such-hub"), "--begin", "2024-05")
+    assert (missing.returncode, missing.stdout) == (2, "") and "does not exist" in missing.stderr
+    (tmp_path / "empty").mkdir()
+    empty = hub("costs", str(tmp_path / "empty"), "--begin", "2024-05")
+    assert empty.returncode == 2 and "is not a hub root" in empty.stderr
+    shutil.copytree(lake, tmp_path / "broken")
+    (tmp_path / "broken/ingestion/Costs/2024/05/zz.parquet").write_bytes(b"garbage")
+    broken = hub("costs", str(tmp_path / "broken"), "--begin", "2024-05")
+    assert broken.returncode == 2 and broken.stderr.startswith("error: cannot open the lake: ") and "zz.parquet" in broken.stderr

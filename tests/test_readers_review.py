@@ -89,6 +89,7 @@ def test_a_broken_allocation_rules_file_is_the_servers_503_without_its_path(demo
     ({}, ["--port", "99999"], "less than or equal to 65535"),
     ({"HUB_API_THREADS": "-1"}, [], "HUB_API_THREADS='-1': must be a number of at least 1"),
     ({"HUB_API_TIMEOUT": "abc"}, [], "HUB_API_TIMEOUT='abc'"),
+    ({"HUB_API_TIMEOUT": "inf"}, [], "HUB_API_TIMEOUT='inf': must be a number from 0.1 to 86400"),  # review: no limit
     ({"HUB_API_MEMORY_LIMIT": "lots"}, [], "HUB_API_MEMORY_LIMIT='lots': not a memory size"),
     ({"HUB_API_TOKEN": "tok\n"}, [], "HUB_API_TOKEN must be printable ASCII"),
     ({"HUB_API_TOKEN": "tökén"}, [], "HUB_API_TOKEN must be printable ASCII"),

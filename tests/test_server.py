@@ -103,8 +103,10 @@ def test_health_openapi_and_defaults(client: httpx.Client) -> None:
         assert op["responses"][status]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
     assert any(p["name"] == "X-Language" and p["in"] == "header" for p in op["parameters"])
     assert client.get("/docs").status_code == 200
-    r = client.get("/no/such/path")
-    assert r.status_code == 404 and r.json() == {"detail": "Not Found"}
+    r = client.get("/no/such/path")  # review: 404 and 405 had no error_code
+    assert (r.status_code, r.json()) == (404, {"error_code": "CBC.0404", "error_msg": "GET /no/such/path: Not Found"})
+    r = client.get(QUERY)
+    assert (r.status_code, r.json()["error_code"], r.headers["allow"]) == (405, "CBC.0405", "POST")
 
 
 def test_daily_by_service_matches_duckdb(client: httpx.Client, con: duckdb.DuckDBPyConnection) -> None:

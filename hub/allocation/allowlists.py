@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from hub import lease
 from hub.allocation.rules import AllowlistEntry, Rules, casefold
@@ -117,7 +117,8 @@ def values(store: Store, rules: Rules, dimension: str, day: date) -> list[str]:
 
 def change(store: Store, rules: Rules, dimension: str, action: str, keys: list[str], how: Change,
            today: date | None = None, wait: float = 30.0) -> list[str]:
-    """``add`` keys, ``replace`` the list by keys, or ``remove`` keys; returns the values valid after it. Written as
+    """``add`` keys, ``replace`` the list by keys, or ``remove`` keys, from ``how.valid_from`` (default today) on;
+    returns the values valid on that day after it. Written as
     a diff of effective-dated entries, then recorded in the audit log; one change at a time across processes (two
     ``hub serve`` on one hub: a lease of its own around the read-modify-write, else one change was lost)."""
     with lease.exclusive(store, "allowlists", wait=wait) as held:
@@ -126,8 +127,15 @@ def change(store: Store, rules: Rules, dimension: str, action: str, keys: list[s
         return _change(store, rules, dimension, action, keys, how, today)
 
 
+def _reaches(e: dict, day: date) -> bool:
+    """The entry is valid on ``day`` or on some day after it."""
+    return e.get("valid_to") is None or day < date.fromisoformat(str(e["valid_to"]))
+
+
 def _change(store: Store, rules: Rules, dimension: str, action: str, keys: list[str], how: Change,
             today: date | None) -> list[str]:
+    """The change says what the list is from its ``validFrom`` on (``start``): it is compared with the list in force
+    then, and with the entries reaching past it (dated changes made before), never with today's list only."""
     today = today or datetime.now(timezone.utc).date()
     start = how.valid_from or today
     if how.valid_from and how.valid_from < today and not how.reason:
@@ -140,9 +148,10 @@ def _change(store: Store, rules: Rules, dimension: str, action: str, keys: list[
     name = list_name(rules, dimension)
     fixed = {casefold(e["value"]) for e in static(store, name) if isinstance(e, dict) and e.get("value")}
     entries = stored(store, name)
-    before = values(store, rules, dimension, today)
-    live = {casefold(v) for v in before}
-    if action == "add" and live & set(folded):
+    before = values(store, rules, dimension, start)
+    live = {casefold(v) for v in before}  # in force on the change's first day
+    ahead = {casefold(e["value"]) for e in entries if _reaches(e, start)}  # in force then or from a later day
+    if action == "add" and (live | ahead) & set(folded):
         raise ChangeRefused("the existing and provided values combined contain duplicate keys")
     if action == "remove":
         for key, k in zip(keys, folded, strict=True):
@@ -150,23 +159,23 @@ def _change(store: Store, rules: Rules, dimension: str, action: str, keys: list[
                 raise ChangeRefused(f"{key!r} is defined in config/allocation.json: change it there")
             if k not in live:
                 raise ChangeRefused(f"no value {key!r} in the list", status=404)
-    gone = set(folded) if action == "remove" else (live - set(folded) - fixed if action == "replace" else set())
+    gone = set(folded) if action == "remove" else (ahead - set(folded) - fixed if action == "replace" else set())
+    new = set() if action == "remove" else set(folded) - live  # on the list from ``start``, not in force then
     stamp = {"created_at": datetime.now(timezone.utc).isoformat(), "created_by": how.who, "reason": how.reason}
     kept = []
     for e in entries:
-        ended = e.get("valid_to") is not None and date.fromisoformat(str(e["valid_to"])) <= today
-        if casefold(e["value"]) in gone and not ended:
+        k = casefold(e["value"])
+        if (k in gone or k in new) and _reaches(e, start):
             if e.get("valid_from") and date.fromisoformat(str(e["valid_from"])) >= start:
-                continue  # never in force: dropped rather than given an empty period
-            # ended where the change takes effect (its validFrom): no gap, no overlap with the values replacing it
-            e = {**e, "valid_to": start.isoformat(), "ended_by": how.who, "ended_reason": how.reason}
+                continue  # not in force before the change: dropped (a new value's entry from ``start`` replaces it)
+            if k in gone:  # ended where the change takes effect: no gap, no overlap; never later than it ended
+                e = {**e, "valid_to": start.isoformat(), "ended_by": how.who, "ended_reason": how.reason}
         kept.append(e)
-    if action in ("add", "replace"):
-        for key in keys:
-            if casefold(key) not in live:
-                kept.append({"value": key.strip(), "aliases": [], "valid_from": start.isoformat(), "valid_to": None, **stamp})
+    for key in keys:
+        if casefold(key) in new:
+            kept.append({"value": key.strip(), "aliases": [], "valid_from": start.isoformat(), "valid_to": None, **stamp})
     store.write_bytes(path(name), json.dumps(kept, indent=1).encode())
-    after = values(store, rules, dimension, today)
+    after = values(store, rules, dimension, start)
     record = {"at": stamp["created_at"], "who": how.who, "list": name, "dimension": dimension, "action": action,
               "old": before, "new": after, "reason": how.reason, "validFrom": start.isoformat()}
     store.write_bytes(f"{AUDIT}/{datetime.now(timezone.utc):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}.json",
@@ -174,8 +183,20 @@ def _change(store: Store, rules: Rules, dimension: str, action: str, keys: list[
     return after
 
 
-def audit(store: Store) -> list[dict]:
-    """Every change, newest first."""
+def audit(store: Store, shape: type[BaseModel] | None = None) -> list:
+    """Every change, newest first (each checked against ``shape`` when given); a record that cannot be read is a
+    :class:`UsageError` naming its file."""
     base = store.full(AUDIT)
     files = sorted(store.fs.ls(base, detail=False), reverse=True) if store.fs.exists(base) else []
-    return [json.loads(store.fs.cat_file(f)) for f in files if f.endswith(".json")]
+    out = []
+    for f in files:
+        if not f.endswith(".json"):
+            continue
+        name = f"{AUDIT}/{f.rsplit('/', 1)[-1]}"
+        try:
+            record = json.loads(store.fs.cat_file(f))
+            out.append(shape.model_validate(record) if shape else record)
+        except (ValueError, ValidationError):  # JSONDecodeError and pydantic's ValidationError are ValueErrors
+            raise UsageError(f"{name}: not a valid audit record (a JSON object with at, who, list, dimension, action, "
+                             "old, new)") from None
+    return out

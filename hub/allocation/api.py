@@ -92,13 +92,21 @@ def routes(app: FastAPI, store: Store, error: Callable[[int, str, str], JSONResp
     """Add the allocation endpoints to ``app``."""
     lock = threading.Lock()
 
-    def rules_for(field: str) -> tuple[Rules, str]:
+    def unavailable(exc: UsageError) -> _Unavailable:
+        """The server's own file, not the request: 503, named relative to the hub root."""
+        return _Unavailable(str(exc).replace(store.full(""), "").lstrip("/"))
+
+    def loaded() -> Rules:
         try:
             rules = load(store)
-        except UsageError as exc:  # the server's own file, not the request: 503, named relative to the hub root
-            raise _Unavailable(str(exc).replace(store.full(""), "").lstrip("/")) from None
+        except UsageError as exc:
+            raise unavailable(exc) from None
         if rules is None:
             raise _NotFound("the hub has no allocation rules (config/allocation.json)")
+        return rules
+
+    def rules_for(field: str) -> tuple[Rules, str]:
+        rules = loaded()
         dimension = FIELDS[field]
         if dimension not in rules.dimensions:
             raise _NotFound(f"the rules have no {dimension} dimension")
@@ -144,7 +152,9 @@ def routes(app: FastAPI, store: Store, error: Callable[[int, str, str], JSONResp
                              responses={204: {"description": "Done"}, **ERRORS}, tags=["allocation"], summary=what,
                              name=f"{action}_values")(changer(action))
 
-    @app.delete("/v1/accounts/{account}/settings/{field}/{key}", status_code=204, response_class=Response, response_model=None,
+    # {key:path}: a key may hold a '/' (FIN/001)
+    @app.delete("/v1/accounts/{account}/settings/{field}/{key:path}", status_code=204, response_class=Response,
+                response_model=None,
                 responses={204: {"description": "Done"}, **ERRORS}, tags=["allocation"],
                 summary="Remove a value (valid until today)")
     def delete_value(account: Account, field: Field_, key: Annotated[str, Path(min_length=1, max_length=128)],
@@ -160,9 +170,12 @@ def routes(app: FastAPI, store: Store, error: Callable[[int, str, str], JSONResp
              summary="Every allowlist change, newest first")
     def audit(page: Page = 1, page_size: PageSize = 100) -> Response | BaseModel:
         def work() -> BaseModel:
-            records = allowlists.audit(store)
+            try:
+                records = allowlists.audit(store, AuditRecord)
+            except UsageError as exc:
+                raise unavailable(exc) from None
             chunk = records[(page - 1) * page_size: page * page_size]
-            return AuditPage(records=[AuditRecord.model_validate(r) for r in chunk], hasNextPage=len(records) > page * page_size)
+            return AuditPage(records=chunk, hasNextPage=len(records) > page * page_size)
         return answer(work)
 
     @app.get("/v1/cost-allocation", response_model=AllocationPage, responses=ERRORS, tags=["allocation"],
@@ -174,10 +187,7 @@ def routes(app: FastAPI, store: Store, error: Callable[[int, str, str], JSONResp
         def work() -> BaseModel:
             if end < start or (end - start).days > 366:
                 raise UsageError("to must be on or after from, at most 366 days later")
-            rules = load(store)
-            if rules is None:
-                raise _NotFound("the hub has no allocation rules (config/allocation.json)")
-            records = reports.records(store, rules, field, start, end)
+            records = reports.records(store, loaded(), field, start, end)
             chunk = records[(page - 1) * page_size: page * page_size]
             return AllocationPage(records=[AllocationRecord(**r) for r in chunk], hasNextPage=len(records) > page * page_size)
         return answer(work)
