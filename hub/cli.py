@@ -531,7 +531,11 @@ def query(root: Root, sql: Annotated[str, typer.Argument(help="SQL over the view
     from hub import catalog
     from hub import query as query_mod
 
-    con = catalog.connect(_store(root))
+    try:
+        con = catalog.connect(_hub_store(root))
+    except UsageError as exc:
+        _error(exc)
+        raise typer.Exit(2) from None
     try:
         text = query_mod.run(con, sql, fmt, output, max_rows)
     except UsageError as exc:
@@ -540,6 +544,19 @@ def query(root: Root, sql: Annotated[str, typer.Argument(help="SQL over the view
     finally:
         con.close()
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+def _hub_store(root: str) -> Store:
+    """The store of a hub the command reads: a root that does not exist or is not a hub is a usage error (a mistyped
+    root would otherwise read as a hub without costs)."""
+    from hub.store import INGESTION
+
+    store = _store(root)
+    if store.is_local and not os.path.isdir(store.root):
+        raise UsageError(f"hub root {store.url!r} does not exist (run `hub init` first)")
+    if not store.exists(INGESTION) and not store.exists(SETTINGS):
+        raise UsageError(f"{store.url} is not a hub root (no ingestion/ or config/settings.json)")
+    return store
 
 
 @app.command("ddl")
@@ -633,7 +650,6 @@ def costs(root: Root,
 
     from hub import catalog
     from hub.cost_analysis import MAX_POINTS, CostQuery, CostQueryError, TimeCondition, periods, query_costs
-    from hub.store import INGESTION
 
     types = {"billedcost": "ORIGINAL_COST", "effectivecost": "AMORTIZED_COST", "listcost": "LIST_COST",
              "contractedcost": "CONTRACTED_COST"}
@@ -656,11 +672,7 @@ def costs(root: Root,
         req = CostQuery.model_validate({
             "time_condition": when.model_dump(), "groupby": groups, "cost_type": types[cost_type.lower()],
             "filters": _filters(filter_ or [], 0) + _filters(exclude or [], 1), "limit": limit, "offset": offset})
-        store = _store(root)
-        if store.is_local and not os.path.isdir(store.root):
-            raise UsageError(f"hub root {store.url!r} does not exist (run `hub init` first)")
-        if not store.exists(INGESTION) and not store.exists(SETTINGS):  # a mistyped root would read as no costs
-            raise UsageError(f"{store.url} is not a hub root (no ingestion/ or config/settings.json)")
+        store = _hub_store(root)
         try:
             con = catalog.connect(store)
             try:

@@ -64,6 +64,8 @@ def test_costs_command_on_a_missing_root_or_a_broken_lake_is_exit_2(lake: str, t
 
     missing = hub("costs", str(tmp_path / "no-such-hub"), "--begin", "2024-05")
     assert (missing.returncode, missing.stdout) == (2, "") and "does not exist" in missing.stderr
+    missing = hub("query", str(tmp_path / "no-such-hub"), "SELECT count(*) FROM Costs")  # was a count of 0
+    assert (missing.returncode, missing.stdout) == (2, "") and "does not exist" in missing.stderr
     (tmp_path / "empty").mkdir()
     empty = hub("costs", str(tmp_path / "empty"), "--begin", "2024-05")
     assert empty.returncode == 2 and "is not a hub root" in empty.stderr

@@ -639,12 +639,14 @@ def test_a_trimmed_cur_2_0_with_numeric_rates(tmp_path: Path) -> None:
 def test_a_cur_region_without_its_location_is_named_from_the_region_table(tmp_path: Path) -> None:
     """Review: a CUR row with a region code but no product location (446 of the real CUR sample's 1,281 rows) landed
     with RegionName null (FOCUS: named where RegionId is set). schemas/aws/regions.csv names it; the report's own
-    location, where it has one, wins (AWS's older spelling "EU (Ireland)" kept)."""
+    location, where it has one, wins. The table spells regions as AWS's bills do ("EU (Ireland)", as the CUR's
+    product location and AWS's FOCUS export write it: review, "Europe (Ireland)" split eu-west-1 in two names)."""
     root = make_hub(tmp_path / "hub")
     rows = [{k: json.dumps(v) if isinstance(v, dict) else v for k, v in {**CUR2_COMMON, **r}.items()} for r in CUR2_ROWS]
     rows[0]["product_location"] = ""  # ec2, us-east-1
+    rows[3]["product_region_code"] = "eu-west-1"  # tax: a region (Ireland) the table names as the s3 row's own location
     rows[2]["product_location"], rows[2]["product_region_code"] = "", "ca-west-1"  # lambda: a region the table lacked
     deliver(root, "cur2/acme-cur2/data/BILLING_PERIOD=2025-02", {"acme-cur2-00001.csv": csv_text({}, rows)})
     ingested(root)
     got = dict(duckdb.connect().execute(f"SELECT ChargeDescription, RegionName FROM {lake(root)}").fetchall())
-    assert got == {"ec2": "US East (N. Virginia)", "s3": "EU (Ireland)", "lambda": "Canada West (Calgary)", "tax": None}
+    assert got == {"ec2": "US East (N. Virginia)", "s3": "EU (Ireland)", "lambda": "Canada West (Calgary)", "tax": "EU (Ireland)"}

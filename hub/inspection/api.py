@@ -98,8 +98,9 @@ def routes(app: FastAPI, store: Store, error: Callable[[int, str, str], JSONResp
              summary="Each budget's month as the latest hub inspect saw it")
     def budgets(month: Annotated[str | None, Query(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$")] = None) -> Response | BaseModel:
         from hub import catalog
+        from hub.server import MEMORY_LIMIT, THREADS
 
-        con = catalog.connect(store)
+        con = catalog.connect(store, threads=THREADS, memory_limit=MEMORY_LIMIT)  # bounded as the server's own
         try:
             rows = con.execute("SELECT * FROM Budgets WHERE ? IS NULL OR month = ? ORDER BY month DESC, id",
                                [month, month]).fetchall()
