@@ -63,10 +63,18 @@ def safe_relpath(path: str, *, what: str, file: str | None = None) -> str:
     return norm
 
 
+def visible(name: str) -> str:
+    """A lake folder or file name every reader sees: Spark, Hive, Trino and Athena skip names starting with ``_`` or
+    ``.`` (Hadoop's hidden files; an Azure resource group may be ``_shared``), so such a first character is written
+    percent-encoded (``%5fshared``)."""
+    return f"%{ord(name[0]):02x}{name[1:]}" if name[:1] in ("_", ".") else name
+
+
 def scope_path(resource_id: str, *, file: str | None = None) -> str:
-    """``exportConfig.resourceId`` -> folder: lower-cased, export suffix removed, no leading ``/``."""
+    """``exportConfig.resourceId`` -> folder: lower-cased, export suffix removed, no leading ``/``, each segment
+    :func:`visible`."""
     scope = _EXPORT_SUFFIX.sub("", resource_id.strip().lower()).strip("/")
-    return safe_relpath(scope, what="scope", file=file)
+    return "/".join(visible(s) for s in safe_relpath(scope, what="scope", file=file).split("/"))
 
 
 def dataset_folder(dataset: str, year: int, month: int, scope: str, subfolder: str | None = None) -> str:
@@ -112,7 +120,7 @@ def part_file_name(run_id: str, blob_name: str) -> str:
     if name.lower().endswith(".csv"):
         name = name[:-4] + ".parquet"
     stem = name[:-8] if name.lower().endswith(".parquet") else name
-    return f"{bounded_name(run_id, 100)}__{bounded_name(stem, 100)}.parquet"
+    return visible(f"{bounded_name(run_id, 100)}__{bounded_name(stem, 100)}.parquet")
 
 
 #: Seconds a remote store gets to answer the first request of a command (``HUB_STORE_TIMEOUT``).

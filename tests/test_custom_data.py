@@ -330,6 +330,20 @@ def test_a_store_error_while_normalizing_keeps_the_committed_delivery_apart(hub_
     assert (rec.state, rec.rowsOut) == ("committed", 1) and _lake(hub_root) == [(1, D(5))]
 
 
+@pytest.mark.parametrize(("folder", "name", "says"), [
+    (FOLDER, "_part0.parquet", "the file '_part0.parquet' starts with _ or ."),
+    (FOLDER, ".part0.parquet", "the file '.part0.parquet' starts with _ or ."),
+    ("ingestion/Costs/2024/09/_team", "ing1__part0.parquet", "the scope folder '_team' starts with _ or ."),
+])
+def test_names_spark_would_skip_are_refused(hub_root: Path, folder: str, name: str, says: str) -> None:
+    """Review: a file (or scope folder) starting with _ or . was committed and read by DuckDB, but Spark, Hive, Trino
+    and Athena skip such names (Hadoop's hidden files): 800 rows there against 900 in hub query."""
+    _drop(hub_root / folder, name, ["1"])
+    (rec,) = ingest(Store(str(hub_root))).records
+    assert (rec.state, rec.error.code) == ("quarantined", "ManifestInvalid") and says in rec.error.message, rec.error
+    assert (hub_root / folder / name).exists()  # left where it is: rename it, then resend the manifest
+
+
 def test_a_bad_manifest_leaves_the_files_where_they_are(hub_root: Path) -> None:
     """Review: a good delivery with a non-empty manifest (ManifestInvalid) had its files set aside, so fixing only the
     manifest, as the error table says, committed the previous delivery again: the new one silently dropped."""

@@ -17,6 +17,9 @@ from hub.store import Store, dataset_folder, part_file_name, safe_relpath, scope
     ("/providers/Microsoft.Billing/billingAccounts/8611537:abc_2019-05-31/billingProfiles/XYZ",
      "providers/microsoft.billing/billingaccounts/8611537:abc_2019-05-31/billingprofiles/xyz"),
     ("/subscriptions/s1/resourceGroups/RG1/providers/Microsoft.CostManagement/exports/e/", "subscriptions/s1/resourcegroups/rg1"),
+    # review: resource groups may start with _ or . (Spark, Hive, Trino and Athena skip such folders)
+    ("/subscriptions/s1/resourceGroups/_Shared-Services", "subscriptions/s1/resourcegroups/%5fshared-services"),
+    ("/subscriptions/s1/resourceGroups/.net-apps", "subscriptions/s1/resourcegroups/%2enet-apps"),
 ])
 def test_scope_path(resource_id: str, expected: str) -> None:
     assert scope_path(resource_id) == expected
@@ -29,6 +32,7 @@ def test_scope_path(resource_id: str, expected: str) -> None:
 ])
 def test_part_file_name(blob: str, expected: str) -> None:
     assert part_file_name("r1", blob) == expected
+    assert part_file_name("_r1", blob) == "%5f" + expected  # a runId starting with _: not a hidden file
 
 
 def test_dataset_folder() -> None:

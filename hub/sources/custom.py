@@ -147,6 +147,8 @@ def _folder_error(folder: str) -> str | None:
         return f"a custom-data folder is {INGESTION}/<Dataset>/<yyyy>/<mm>/<scope>/ with Dataset one of {', '.join(DATASETS)}"
     if not (re.fullmatch(r"[0-9]{4}", parts[2]) and re.fullmatch(r"0[1-9]|1[0-2]", parts[3])):
         return f"a custom-data folder's year and month are <yyyy>/<mm> (2024/05), not {parts[2]}/{parts[3]}"
+    if hidden := [p for p in parts[4:] if p[:1] in ("_", ".")]:
+        return f"the scope folder {hidden[0]!r} starts with _ or . (Spark, Hive, Trino and Athena skip it): rename it"
     return None
 
 
@@ -172,6 +174,9 @@ def process_folder(store: Store, rel: str, raw: bytes | None) -> RunRecord:
             raise HubError("a custom-data manifest must be empty or {}", file=rel, code="ManifestInvalid")
         if problem := _folder_error(folder):
             raise HubError(problem, file=rel, code="ManifestInvalid")
+        if hidden := [posixpath.basename(f) for f in sorted(listing) if posixpath.basename(f)[:1] in ("_", ".")]:
+            raise HubError(f"the file {hidden[0]!r} starts with _ or . (Spark, Hive, Trino and Athena skip it): rename it",
+                           file=rel, code="ManifestInvalid")
         files = _delivered(sorted(listing), committed)
         if not files:
             raise HubError("no Parquet files next to the manifest", file=rel, code="IngestionFilesNotFound")

@@ -47,7 +47,7 @@ from hub.runs import FINAL, RunRecord
 from hub.sources import Hooks, refresh_checkpoint, snapshots
 from hub.sources import listings as aws_listings
 from hub.sources.snapshots import Snapshots
-from hub.store import EXPORTS, Store, bounded_name, dataset_folder, listed, signature_of
+from hub.store import EXPORTS, Store, bounded_name, dataset_folder, listed, signature_of, visible
 from hub.validate import CheckTap, tap_report, validate_files
 from transforms import backfill, costs, mapped
 from transforms.costs import Lineage
@@ -772,7 +772,7 @@ def _split(store: Store, con: duckdb.DuckDBPyConnection, d: Delivery, written: l
     made, dated = [], providers()[d.provider].snapshots
     for m, acct in sorted({g for w in written for g in w.groups if g not in w.dropped}):
         year, mon = map(int, m.split("-"))
-        folder = bounded_name(acct.lower(), 100) if acct else "unknown-account"
+        folder = visible(bounded_name(acct.lower(), 100)) if acct else "unknown-account"
         key = f"native-{d.digest}-{year:04d}{mon:02d}-{hashlib.sha1(acct.encode()).hexdigest()[:8]}"
         rec = RunRecord(key=key, manifest=d.manifest, manifestSha256=d.sha, state="converting", exportType=kind,
                         exportName=d.provider, dataset="Costs", schemaKey=f"{NATIVE}{d.provider}", month=m,
