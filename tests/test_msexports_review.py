@@ -116,3 +116,19 @@ def test_a_resource_group_starting_with_an_underscore_gets_a_folder_every_reader
     from hub import catalog
 
     assert catalog.connect(str(hub_root)).execute("SELECT count(*) FROM Costs").fetchall() == [(100,)]
+
+
+def test_a_folder_an_older_hub_wrote_under_the_plain_name_is_never_counted_twice(hub_root: Path) -> None:
+    """The same month under the plain `_shared` folder an older version wrote and the new `%5fshared`: SourceConflict
+    naming the old folder (readers would add both), committed once it is removed."""
+    from hub.sample_data import write_export as deliver
+
+    old = hub_root / "ingestion/Costs/2024/05/subscriptions/s1/resourcegroups/_shared"
+    old.mkdir(parents=True)
+    (old / "r0__part0.parquet").write_bytes(b"PAR1")
+    deliver(str(hub_root), rows=50, export_name="rg", resource_id="/subscriptions/s1/resourceGroups/_shared")
+    (rec,) = ingest(Store(str(hub_root))).records
+    assert (rec.state, rec.error.code) == ("quarantined", "SourceConflict") and str(old.relative_to(hub_root)) in rec.error.message
+    (old / "r0__part0.parquet").unlink()
+    (rec,) = ingest(Store(str(hub_root)), retry=True).records
+    assert (rec.state, rec.rowsOut) == ("committed", 50)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -163,6 +164,7 @@ def process(store: Store, rel: str, raw: bytes | None, settings: Settings, *, ex
             return engine.no_rows(store, rec, started)
         try:
             _other_kind(store, rec)  # a delivery with rows only: an empty one changes nothing
+            _hidden_twin(store, rec)
         except HubError:
             store.delete_tree(rec.staging)
             store.delete_tree(raw_staging(rec.staging))
@@ -180,6 +182,18 @@ def process(store: Store, rel: str, raw: bytes | None, settings: Settings, *, ex
     rec.seconds = round(time.perf_counter() - started, 3)
     runs.save(store, rec)
     return rec
+
+
+def _hidden_twin(store: Store, rec: RunRecord) -> None:
+    """A scope folder with a leading ``_`` or ``.`` is written percent-encoded (:func:`hub.store.visible`); a lake
+    that an older hub version wrote under the plain name would count the month twice: ``SourceConflict`` naming it."""
+    if not rec.destination or "/%5f" not in rec.destination and "/%2e" not in rec.destination:
+        return
+    plain = re.sub(r"/%(5f|2e)", lambda m: "/" + chr(int(m.group(1), 16)), rec.destination)
+    if store.parquet_files(plain):
+        raise HubError(f"the lake holds this scope's {rec.month} data under {plain}, a folder an older hub version wrote "
+                       f"(Spark, Hive, Trino and Athena skip its name): remove it, then `hub ingest --retry`",
+                       file=rec.manifest, code="SourceConflict")
 
 
 def _other_kind(store: Store, rec: RunRecord) -> None:
