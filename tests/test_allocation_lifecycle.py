@@ -49,6 +49,30 @@ def test_a_changed_cost_metric_leaves_one_metrics_allocation(tmp_path):
     assert states == {"effectivecost": "superseded", "billedcost": "committed"}
 
 
+@pytest.mark.parametrize("point", ["before-commit", "after-commit"])
+def test_a_cost_metric_change_killed_around_its_swap_never_shows_two_metrics(tmp_path, point):
+    """Review: killed after the new metric's swap and before the old metric's folder went, readers added both metrics
+    (every row twice) until someone re-ran `hub allocate`; `hub ingest` did not repair it. The old folder now goes
+    before the swap, and a run killed in between is rolled forward by the next ingestion."""
+    import os
+    import subprocess
+    import sys
+
+    store = lake(tmp_path, [row({"CostCenter": "A"}, "1.25"), row({"CostCenter": "B"}, "2.50")])
+    duckdb.sql(f"""COPY (SELECT *, EffectiveCost * 2 AS BilledCost FROM '{tmp_path}/ingestion/Costs/2024/05/test/part.parquet')
+        TO '{tmp_path}/ingestion/Costs/2024/05/test/part.parquet' (FORMAT parquet)""")
+    _rules_file(tmp_path, {"dimensions": DIMS})
+    allocation.allocate(store)
+    _rules_file(tmp_path, {"dimensions": DIMS, "cost_metric": "BilledCost"})
+    repo = Path(__file__).resolve().parents[1]
+    killed = subprocess.run([sys.executable, "-m", "hub.cli", "allocate", str(tmp_path)], capture_output=True, cwd=repo,
+                            env={**os.environ, "HUB_CRASH_AT": point, "HUB_LEASE_TTL": "1", "PYTHONPATH": str(repo)})
+    assert killed.returncode == 137, killed.stderr.decode()[-2000:]
+    assert _allocation(tmp_path) in ([], [("BilledCost", D("7.50"))])  # for a moment none, never both
+    ingest(Store(str(tmp_path)), lease_ttl=1)  # the usual restart
+    assert _allocation(tmp_path) == [("BilledCost", D("7.50"))]
+
+
 def test_rules_broken_during_an_ingestion_keep_the_month_owed_until_they_are_fixed(tmp_path):
     """The owed allocation was settled although the rules could not be read: after the fix the month stayed on the
     previous delivery's allocation. Now the failure is AllocationRulesInvalid, and the next ingestion allocates."""

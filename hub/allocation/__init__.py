@@ -72,16 +72,15 @@ def allocate(store: Store, only: list[str] | None = None, *, rules: Rules | None
                 f"{INGESTION}/{DATASET}/{year:04d}/{mon:02d}"):
             continue  # locked: the allocation written before the lock stays as it is (whatever a later attempt did, in
             # whatever metric it was made)
-        rec = _run(store, month, rules)
-        if rec.state == "committed":
-            _retire_other_metrics(store, month, rules)
-        out.append(rec)
+        out.append(_run(store, month, rules))
     return out
 
 
 def _retire_other_metrics(store: Store, month: str, rules: Rules) -> None:
     """A month allocated on one cost metric holds no allocation on another (``cost_metric`` changed): readers would
-    add both, or serve the other one stale. Their folders go; their records say ``superseded``."""
+    add both, or serve the other one stale. Their folders go before the new metric's is swapped in (a reader may see
+    the month without allocation for a moment, never two metrics; a run killed between is rolled forward by recovery,
+    its record being ``swapping``); their records say ``superseded``."""
     year, mon = map(int, month.split("-"))
     base = f"{INGESTION}/{DATASET}/{year:04d}/{mon:02d}"
     mine = rules.cost_metric.lower()
@@ -117,6 +116,7 @@ def _run(store: Store, month: str, rules: Rules) -> RunRecord:
         rec.allocation = summary["allocation"]
         rec.state = "swapping"
         runs.save(store, rec)
+        _retire_other_metrics(store, month, rules)
         engine.commit(store, rec)
     except HubError as exc:
         store.delete_tree(rec.staging or "")
