@@ -21,6 +21,7 @@ import json
 import os
 import posixpath
 import tempfile
+import uuid
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -31,6 +32,7 @@ import pyarrow.parquet as pq
 from hub import catalog
 from hub.errors import UsageError
 from hub.export_schemas import raw_datasets
+from hub.faults import checkpoint
 from hub.store import CONFIG, EXPORTS, INGESTION, MSEXPORTS, RAW, SETTINGS, Store
 from transforms.typing import ident, literal
 
@@ -103,10 +105,17 @@ def _refuse(store: Store, target: Store, rel: str = "") -> None:
         raise UsageError(f"--out {target.url} overlaps the hub root {store.url}: publish to another folder or container")
 
 
-def _put(store: Store, target: Store, local: str, rel: str) -> None:
+def _stage(store: Store, target: Store, local: str, rel: str) -> str:
+    """``local`` uploaded beside ``rel`` under a name of this run's own (readers list ``*.parquet`` only: they never see
+    a partial file; two publishes at once never share one); returns that name."""
     _refuse(store, target, rel)  # a link inside the output must not lead into the hub either
-    target.put_file(local, rel + ".tmp")  # readers list *.parquet only: never see a partial file
-    target.move(rel + ".tmp", rel)
+    staged = f"{rel}.{uuid.uuid4().hex[:12]}.tmp"
+    target.put_file(local, staged)
+    return staged
+
+
+def _put(store: Store, target: Store, local: str, rel: str) -> None:
+    target.move(_stage(store, target, local, rel), rel)
 
 
 def _delete(store: Store, target: Store, rel: str, removed: list[str]) -> None:
@@ -149,12 +158,19 @@ def publish(root: str | Store, dest: str | Store, *, statistics: str = "none") -
         for dataset in raw_datasets():
             for folder, files in _folders(store, f"{RAW}/{dataset}").items():
                 names = {f"{dataset}/{folder}/{posixpath.basename(f)}" for f in files}
+                staged = []
                 for f in files:
                     store.get_file(f, local)
-                    _put(store, target, local, f"{dataset}/{folder}/{posixpath.basename(f)}")
-                for old in target.parquet_files(f"{dataset}/{folder}"):  # the previous run's files, right away
+                    name = f"{dataset}/{folder}/{posixpath.basename(f)}"
+                    staged.append((_stage(store, target, local, name), name))
+                # the previous run's files go before the new ones come in: a report refreshed (or a publish killed)
+                # in between sees fewer rows for a moment, never both runs' rows
+                for old in target.parquet_files(f"{dataset}/{folder}"):
                     if old not in names:
                         _delete(store, target, old, result.removed)
+                checkpoint("powerbi-previous-removed")
+                for tmp_name, name in staged:
+                    target.move(tmp_name, name)
                 keep |= names
                 result.folders.append(f"{dataset}/{folder}")
         for dataset in ("Costs", *raw_datasets()):
