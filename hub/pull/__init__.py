@@ -210,6 +210,9 @@ def _pull_one(store: Store, provider: str, api: Any, period: Period, cfg: PullPr
                 info.update(rows=0, emptied=True)
             else:
                 con = convert.connect(threads=2, temp_dir=os.path.join(tmp, "spill"))
+                # the lines in the API's order (pages, then lines): the same bill gives the same bytes, so an unchanged
+                # day pulled again keeps its sha256 and its pulled event's id
+                con.execute("SET preserve_insertion_order = true")
                 try:
                     flat = _flatten(con, provider, pages, constants)
                     copy = f"COPY ({flat}) TO {literal(data)} (FORMAT csv, HEADER true, COMPRESSION gzip)"
