@@ -104,6 +104,10 @@ class RunRecord(BaseModel):
     lakeParts: list[PartResult] = []
     #: custom data: files of a quarantined delivery, renamed so that readers (``*.parquet``) leave them out
     setAside: list[str] = []
+    #: a delivery's final state whose CloudEvent is owed: set by the save that makes it final (so a process killed
+    #: before publishing leaves it owed), cleared once the event is queued; ``eventSent`` the identity last queued
+    eventPending: bool = False
+    eventSent: str | None = None
     error: RunError | None = None
     attempts: int = 0
     createdAt: datetime = Field(default_factory=now)
@@ -150,9 +154,22 @@ def record_path(key: str) -> str:
     return f"{RUNS}/{key}.json"
 
 
+#: Records whose final state is no delivery of data (their events are not ``delivery.*``).
+NO_DELIVERY_EVENT = ("Allocation", "Pull")
+
+
+def event_identity(record: RunRecord) -> str:
+    """What a delivery event is about: its id is made from it (the same identity, the same id)."""
+    return f"{record.key}|{record.manifestSha256}|{record.state}"
+
+
 def save(store: Store, record: RunRecord) -> None:
-    """Write a record (after checking that this process still holds the store's lease, when it holds one)."""
+    """Write a record (after checking that this process still holds the store's lease, when it holds one); a
+    delivery's final state not yet told is marked ``eventPending`` in the same write."""
     store.check_fence()
+    if (record.state in ("committed", "quarantined") and record.exportType not in NO_DELIVERY_EVENT
+            and record.eventSent != event_identity(record)):
+        record.eventPending = True
     record.updatedAt = now()
     store.write_bytes(record_path(record.key), record.model_dump_json(indent=2).encode() + b"\n")
 

@@ -38,6 +38,8 @@ class IngestResult:
     waiting: list[str] = field(default_factory=list)
     #: files under config/runs/ that are not run records (skipped): ``<file>: <why>``
     unreadable: list[str] = field(default_factory=list)
+    #: every run record as the ingestion left them (the owed events are taken from them)
+    known: list[RunRecord] = field(default_factory=list, repr=False)
     #: allocation runs of the months whose Costs this ingestion changed (``config/allocation.json``)
     allocated: list[RunRecord] = field(default_factory=list)
     #: what the ``events`` sinks were sent (None: no sink configured)
@@ -77,20 +79,31 @@ def ingest(store: Store, *, retry: bool = False, force: bool = False, progress: 
                 return IngestResult(busy=True)
             result = _ingest(store, retry=retry, force=force, progress=progress, fail_after_parts=fail_after_parts,
                              blob_grace=blob_grace, checkpoint=checkpoint, settle=settle)
+            # deliveries only: an allocation run is the hub's own work on the lake, not data delivered. Under the lease:
+            # the owed events' records are written once their events are queued
+            allocated = {id(r) for r in result.allocated}
+            result.published = publish_runs(store, [r for r in result.all if id(r) not in allocated], result.known)
     except lease.LeaseLost as exc:
         return IngestResult(lost=str(exc))
-    # deliveries only: an allocation run is the hub's own work on the lake, not data delivered
-    allocated = {id(r) for r in result.allocated}
-    result.published = publish_runs(store, [r for r in result.all if id(r) not in allocated])
     return result
 
 
-def publish_runs(store: Store, records: list[RunRecord]) -> events.PublishResult | None:
-    """Each committed or quarantined delivery as a CloudEvent to the ``events`` sinks (none configured: nothing)."""
+def publish_runs(store: Store, records: list[RunRecord], known: list[RunRecord] | None = None) -> events.PublishResult | None:
+    """Each committed or quarantined delivery as a CloudEvent to the ``events`` sinks (none configured: nothing),
+    with every delivery of ``known`` whose event is still owed (``eventPending``: a process killed after a commit and
+    before publishing); those are marked told once queued (sinks' outboxes: sent, or kept as dead letters)."""
+    owed = {r.key: r for r in known or [] if r.eventPending}
+    owed.update({r.key: r for r in records if r.eventPending})
     settings = load_settings(store).events
-    if not settings.sinks:
-        return None
-    return events.publish(store, settings, events.delivery_events(records, settings.source))
+    result = None
+    if settings.sinks:
+        told = {id(r) for r in records}
+        result = events.publish(store, settings, events.delivery_events(
+            [*records, *(r for r in owed.values() if id(r) not in told)], settings.source))
+    for rec in owed.values():  # no sinks: nothing is owed (a sink added later does not get the past)
+        rec.eventPending, rec.eventSent = False, runs.event_identity(rec)
+        runs.save(store, rec)
+    return result
 
 
 def _ingest(store: Store, *, retry: bool, force: bool, progress: Progress | None, fail_after_parts: int | None,
@@ -107,6 +120,7 @@ def _ingest(store: Store, *, retry: bool, force: bool, progress: Progress | None
                                             checkpoint=checkpoint)
     result.records += custom.ingest_custom(store, records, checkpoint)
     result.allocated = _allocate(store, result, records)
+    result.known = records
     return result
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from cloudevents.http import from_http, from_json
 
-from hub import events
+from hub import events, runs
 from hub.events import DELIVERY_INGESTED, DELIVERY_QUARANTINED, delivery_events, flush, make_event, publish, sinks
 from hub.runs import RunError, RunRecord
 from hub.settings import Events, EventSink
@@ -497,3 +497,32 @@ def test_hub_ingest_says_when_an_event_sink_fails(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["ingest", str(root)])
     assert result.exit_code == 0 and "committed" in result.stdout
     assert "warning: events:" in result.stderr, result.stderr
+
+
+def test_an_ingestion_killed_after_a_commit_still_announces_that_delivery(tmp_path: Path) -> None:
+    """Review: events were made when the whole ingestion returned: killed after a delivery's commit, its
+    delivery.ingested event was never sent (the restart found it committed: nothing to say). The commit's own record
+    write marks the event owed, and the next ingestion sends it; each delivery is announced once."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from hub.sample_data import write_export
+    from pipelines.ingest import ingest
+
+    root = tmp_path / "hub"
+    (root / "config").mkdir(parents=True)
+    out = tmp_path / "events.jsonl"
+    (root / "config/settings.json").write_text(json.dumps({"events": {"sinks": [{"type": "file", "path": str(out)}]}}))
+    write_export(str(root), rows=20, export_name="costs-a")
+    write_export(str(root), rows=20, export_name="costs-b", resource_id="/subscriptions/s2")
+    repo = Path(__file__).resolve().parents[1]
+    killed = subprocess.run([sys.executable, "-m", "hub.cli", "ingest", str(root)], capture_output=True, cwd=repo,
+                            env={**os.environ, "HUB_CRASH_AT": "after-commit", "HUB_LEASE_TTL": "1", "PYTHONPATH": str(repo)})
+    assert killed.returncode == 137 and not out.exists()
+    for _ in range(2):
+        assert ingest(Store(str(root)), lease_ttl=1).ok
+    sent = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(e["data"]["export"] for e in sent) == ["costs-a", "costs-b"]
+    assert not [r.key for r in runs.load_all(Store(str(root))) if r.eventPending]
