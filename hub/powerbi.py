@@ -23,6 +23,7 @@ import posixpath
 import tempfile
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from functools import cache
 from importlib import resources
 
@@ -33,7 +34,7 @@ from hub import catalog
 from hub.errors import UsageError
 from hub.export_schemas import raw_datasets
 from hub.faults import checkpoint
-from hub.store import CONFIG, EXPORTS, INGESTION, MSEXPORTS, RAW, SETTINGS, Store
+from hub.store import CONFIG, EXPORTS, INGESTION, MSEXPORTS, RAW, SETTINGS, Store, listed
 from transforms.typing import ident, literal
 
 STATISTICS = ("none", "int64")
@@ -177,7 +178,25 @@ def publish(root: str | Store, dest: str | Store, *, statistics: str = "none") -
             for rel in target.files(dataset):
                 if rel not in keep:
                     _delete(store, target, rel, result.removed)
+            _sweep(store, target, dataset)
     return result
+
+
+#: A temporary file older than this is a killed publish's (a running one renames its files within seconds).
+STALE_TMP = timedelta(hours=1)
+
+
+def _sweep(store: Store, target: Store, dataset: str) -> None:
+    """Remove what killed publishes left: their ``*.tmp`` files (readers skip them, but they would pile up)."""
+    base = target.full(dataset)
+    if not target.fs.isdir(base):
+        return
+    cutoff = datetime.now(timezone.utc) - STALE_TMP
+    for path, info in target.fs.find(base, detail=True).items():
+        modified = listed(info).modified
+        if path.endswith(".tmp") and modified is not None and modified < cutoff:
+            _refuse(store, target, target.rel(path))
+            target.delete(target.rel(path))
 
 
 def _write(reader: pa.RecordBatchReader, path: str, statistics: str) -> int:

@@ -155,7 +155,7 @@ def record_path(key: str) -> str:
 
 
 #: Records whose final state is no delivery of data (their events are not ``delivery.*``).
-NO_DELIVERY_EVENT = ("Allocation", "Pull")
+NO_DELIVERY_EVENT = ("Allocation", "Pull", "Pairing")
 
 
 def event_identity(record: RunRecord) -> str:
@@ -174,10 +174,19 @@ def save(store: Store, record: RunRecord) -> None:
     store.write_bytes(record_path(record.key), record.model_dump_json(indent=2).encode() + b"\n")
 
 
+def parse(raw: bytes) -> RunRecord:
+    """A record from its file. One an older version wrote (no ``eventSent``) counts as told: a later save of it (by
+    retention, say) never announces its delivery again."""
+    rec = RunRecord.model_validate_json(raw)
+    if b'"eventSent"' not in raw:
+        rec.eventSent = event_identity(rec)
+    return rec
+
+
 def load(store: Store, key: str) -> RunRecord | None:
     """One record by key (None when there is none, or it is not readable)."""
     try:
-        return RunRecord.model_validate_json(store.read_bytes(record_path(key))) if store.exists(record_path(key)) else None
+        return parse(store.read_bytes(record_path(key))) if store.exists(record_path(key)) else None
     except (ValidationError, OSError):
         return None
 
@@ -190,7 +199,7 @@ def load_all(store: Store, unreadable: list[str] | None = None) -> list[RunRecor
     for rel in store.files_in(RUNS, ".json"):
         name = posixpath.basename(rel)
         try:
-            rec = RunRecord.model_validate_json(store.read_bytes(rel))
+            rec = parse(store.read_bytes(rel))
             if f"{rec.key}.json" != name:
                 raise ValueError(f"holds the record of {rec.key!r}")
         except (ValidationError, ValueError, OSError) as exc:

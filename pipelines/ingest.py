@@ -92,14 +92,16 @@ def publish_runs(store: Store, records: list[RunRecord], known: list[RunRecord] 
     """Each committed or quarantined delivery as a CloudEvent to the ``events`` sinks (none configured: nothing),
     with every delivery of ``known`` whose event is still owed (``eventPending``: a process killed after a commit and
     before publishing); those are marked told once queued (sinks' outboxes: sent, or kept as dead letters)."""
-    owed = {r.key: r for r in known or [] if r.eventPending}
-    owed.update({r.key: r for r in records if r.eventPending})
+    owed = {}
+    for key in dict.fromkeys(r.key for r in [*(known or []), *records] if r.eventPending):
+        if (fresh := runs.load(store, key)) is not None and fresh.eventPending:  # as the store has it now: one this
+            owed[key] = fresh  # ingestion deleted (a manifest fixed) or replaced is never written back
     settings = load_settings(store).events
     result = None
     if settings.sinks:
-        told = {id(r) for r in records}
+        told = {r.key for r in records}
         result = events.publish(store, settings, events.delivery_events(
-            [*records, *(r for r in owed.values() if id(r) not in told)], settings.source))
+            [*records, *(r for r in owed.values() if r.key not in told)], settings.source))
     for rec in owed.values():  # no sinks: nothing is owed (a sink added later does not get the past)
         rec.eventPending, rec.eventSent = False, runs.event_identity(rec)
         runs.save(store, rec)

@@ -196,6 +196,14 @@ def test_dated_allowlist_changes_are_compared_with_the_list_from_their_date(tmp_
     assert refused.value.status == 404
     change("remove", ["K"], date(2024, 6, 15))
     assert (on(date(2024, 6, 14)), on(date(2024, 6, 15))) == (["G", "K"], ["G"])
+    # review of the fix: a replace listing a value whose end was scheduled cancels that end; a value due later can be
+    # added from an earlier day
+    change("remove", ["G"], date(2024, 7, 1))
+    change("replace", ["G", "Y"])
+    assert on(date(2024, 7, 15)) == ["G", "Y"]
+    change("add", ["Z"], date(2024, 8, 1))
+    change("add", ["Z"])
+    assert (on(today), on(date(2024, 9, 1))) == (["G", "Y", "Z"], ["G", "Y", "Z"])
 
 
 def test_the_raw_value_is_the_one_of_the_tag_key_used(tmp_path):

@@ -526,3 +526,26 @@ def test_an_ingestion_killed_after_a_commit_still_announces_that_delivery(tmp_pa
     sent = [json.loads(line) for line in out.read_text().splitlines()]
     assert sorted(e["data"]["export"] for e in sent) == ["costs-a", "costs-b"]
     assert not [r.key for r in runs.load_all(Store(str(root))) if r.eventPending]
+
+
+def test_owed_events_are_taken_from_the_store_as_it_is_now(tmp_path: Path) -> None:
+    """Review: an owed record the ingestion had deleted since (a broken manifest's record, the manifest fixed) was
+    written back with its stale state and announced; a record an older version wrote (no eventSent) was announced
+    again when retention re-saved it."""
+    import json
+
+    from pipelines.ingest import publish_runs
+
+    store = Store(str(tmp_path))
+    gone = record("quarantined", error=RunError(code="ManifestInvalid", message="x", file="m.json"))
+    runs.save(store, gone)
+    assert gone.eventPending
+    store.delete(runs.record_path(gone.key))
+    assert publish_runs(store, [], [gone]) is None and runs.load(store, gone.key) is None
+    old = record("committed").model_copy(update={"key": "old-version"})
+    text = old.model_dump(mode="json")
+    del text["eventSent"], text["eventPending"]
+    store.write_bytes(runs.record_path(old.key), json.dumps(text).encode())
+    again = runs.load(store, old.key)
+    runs.save(store, again)  # e.g. retention marking its source deleted
+    assert not again.eventPending and not runs.load(store, old.key).eventPending

@@ -468,6 +468,8 @@ ALIBABA_TAGS = {  # the Tag cell -> the Tags object (hand-read), and the x_Sourc
     "t5": ("key:team:sub value:x;key:env value:", {"team:sub": "x", "env": ""}, "TagsFromArray"),
     "t6": ("key:env value:dev; key:env value:prod", {"env": "prod"}, "TagsFromArray"),
     "t7": ("env:dev;team:data", {"env": "dev", "team": "data"}, "TagsFromText"),
+    "t8": ("key:env value:prod; ", {"env": "prod"}, "TagsFromArray"),  # a trailing separator
+    "t9": ("key: value:x; key:team value:web", {"team": "web"}, "TagsFromArray"),  # an empty key: no tag
 }
 
 

@@ -243,7 +243,10 @@ def test_a_publish_killed_while_replacing_prices_never_shows_both_runs(lake: str
                             cwd=repo, env={**os.environ, "HUB_CRASH_AT": "powerbi-previous-removed", "PYTHONPATH": str(repo)})
     assert killed.returncode == 137, killed.stderr.decode()[-2000:]
     assert may() == []  # the previous run's prices gone, the new ones not yet in: fewer for a moment, never both
+    left = next((dest / "Prices/2024/05").rglob("*.tmp"))  # the killed publish's staged file
+    os.utime(left, (left.stat().st_atime - 7200, left.stat().st_mtime - 7200))
     powerbi.publish(str(root), str(dest))
+    assert not left.exists()  # swept: older than an hour
     (new,) = may()
     assert new != old and new.startswith("new-prices")
     assert duckdb.sql(f"SELECT count(*) FROM read_parquet('{dest}/Prices/**/*.parquet')").fetchall()[0][0] == expected

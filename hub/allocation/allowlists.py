@@ -151,7 +151,7 @@ def _change(store: Store, rules: Rules, dimension: str, action: str, keys: list[
     before = values(store, rules, dimension, start)
     live = {casefold(v) for v in before}  # in force on the change's first day
     ahead = {casefold(e["value"]) for e in entries if _reaches(e, start)}  # in force then or from a later day
-    if action == "add" and (live | ahead) & set(folded):
+    if action == "add" and live & set(folded):
         raise ChangeRefused("the existing and provided values combined contain duplicate keys")
     if action == "remove":
         for key, k in zip(keys, folded, strict=True):
@@ -161,14 +161,20 @@ def _change(store: Store, rules: Rules, dimension: str, action: str, keys: list[
                 raise ChangeRefused(f"no value {key!r} in the list", status=404)
     gone = set(folded) if action == "remove" else (ahead - set(folded) - fixed if action == "replace" else set())
     new = set() if action == "remove" else set(folded) - live  # on the list from ``start``, not in force then
+    stays = set(folded) & live if action == "replace" else set()  # in force then and listed: kept from then on
     stamp = {"created_at": datetime.now(timezone.utc).isoformat(), "created_by": how.who, "reason": how.reason}
     kept = []
     for e in entries:
         k = casefold(e["value"])
-        if (k in gone or k in new) and _reaches(e, start):
-            if e.get("valid_from") and date.fromisoformat(str(e["valid_from"])) >= start:
+        if _reaches(e, start) and k in gone | new | stays:
+            later = e.get("valid_from") and date.fromisoformat(str(e["valid_from"])) > start
+            if k in stays:  # an end scheduled before is cancelled; a later entry of it is covered by this one
+                if later:
+                    continue
+                e = {**e, "valid_to": None} if e.get("valid_to") else e
+            elif e.get("valid_from") and date.fromisoformat(str(e["valid_from"])) >= start:
                 continue  # not in force before the change: dropped (a new value's entry from ``start`` replaces it)
-            if k in gone:  # ended where the change takes effect: no gap, no overlap; never later than it ended
+            elif k in gone:  # ended where the change takes effect: no gap, no overlap; never later than it ended
                 e = {**e, "valid_to": start.isoformat(), "ended_by": how.who, "ended_reason": how.reason}
         kept.append(e)
     for key in keys:
