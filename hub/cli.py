@@ -546,14 +546,19 @@ def query(root: Root, sql: Annotated[str, typer.Argument(help="SQL over the view
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
+def _require_root(store: Store) -> Store:
+    """``store``, whose local root must exist (a usage error otherwise)."""
+    if store.is_local and not os.path.isdir(store.root):
+        raise UsageError(f"hub root {store.url!r} does not exist (run `hub init` first)")
+    return store
+
+
 def _hub_store(root: str) -> Store:
     """The store of a hub the command reads: a root that does not exist or is not a hub is a usage error (a mistyped
     root would otherwise read as a hub without costs)."""
     from hub.store import INGESTION
 
-    store = _store(root)
-    if store.is_local and not os.path.isdir(store.root):
-        raise UsageError(f"hub root {store.url!r} does not exist (run `hub init` first)")
+    store = _require_root(_store(root))
     if not store.exists(INGESTION) and not store.exists(SETTINGS):
         raise UsageError(f"{store.url} is not a hub root (no ingestion/ or config/settings.json)")
     return store
@@ -722,8 +727,7 @@ def serve(root: Root, host: Annotated[str, typer.Option(help="Address to listen 
     try:
         from hub import server  # its settings (HUB_API_*) are read here: a bad one is this command's usage error
 
-        if store.is_local and not os.path.isdir(store.root):
-            raise UsageError(f"hub root {store.url!r} does not exist (run `hub init` first)")
+        _require_root(store)
         server.token_required(host)
         server.check(store)
     except UsageError as exc:
@@ -760,8 +764,6 @@ def powerbi(root: Root,
         raise typer.Exit(2) from None
     out.print(_plain(f"{len(result.folders)} folders ({result.rows:,} Costs rows) published to {out_url}"
               + (f"; {len(result.removed)} stale files removed" if result.removed else "")))
-
-
 
 
 def main() -> None:

@@ -63,11 +63,20 @@ def safe_relpath(path: str, *, what: str, file: str | None = None) -> str:
     return norm
 
 
+def hidden(name: str) -> bool:
+    """Spark, Hive, Trino and Athena skip a path segment starting with ``_`` or ``.`` (Hadoop's hidden files)."""
+    return name[:1] in ("_", ".")
+
+
 def visible(name: str) -> str:
-    """A lake folder or file name every reader sees: Spark, Hive, Trino and Athena skip names starting with ``_`` or
-    ``.`` (Hadoop's hidden files; an Azure resource group may be ``_shared``), so such a first character is written
-    percent-encoded (``%5fshared``)."""
-    return f"%{ord(name[0]):02x}{name[1:]}" if name[:1] in ("_", ".") else name
+    """A lake folder or file name every reader sees: a :func:`hidden` one (an Azure resource group may be ``_shared``)
+    gets its first character percent-encoded (``%5fshared``)."""
+    return f"%{ord(name[0]):02x}{name[1:]}" if hidden(name) else name
+
+
+def plain(path: str) -> str:
+    """``path`` with the segments :func:`visible` encoded as an older version wrote them (``_shared``)."""
+    return re.sub(r"(?:^|(?<=/))%(5f|2e)", lambda m: chr(int(m.group(1), 16)), path)
 
 
 def scope_path(resource_id: str, *, file: str | None = None) -> str:

@@ -167,12 +167,12 @@ def _change(store: Store, rules: Rules, dimension: str, action: str, keys: list[
     for e in entries:
         k = casefold(e["value"])
         if _reaches(e, start) and k in gone | new | stays:
-            later = e.get("valid_from") and date.fromisoformat(str(e["valid_from"])) > start
+            since = date.fromisoformat(str(e["valid_from"])) if e.get("valid_from") else None
             if k in stays:  # an end scheduled before is cancelled; a later entry of it is covered by this one
-                if later:
+                if since and since > start:
                     continue
                 e = {**e, "valid_to": None} if e.get("valid_to") else e
-            elif e.get("valid_from") and date.fromisoformat(str(e["valid_from"])) >= start:
+            elif since and since >= start:
                 continue  # not in force before the change: dropped (a new value's entry from ``start`` replaces it)
             elif k in gone:  # ended where the change takes effect: no gap, no overlap; never later than it ended
                 e = {**e, "valid_to": start.isoformat(), "ended_by": how.who, "ended_reason": how.reason}

@@ -31,7 +31,7 @@ from hub.export_schemas import Column, ExportSchema
 from hub.faults import checkpoint
 from hub.runs import RunRecord
 from hub.sources import refresh_checkpoint
-from hub.store import INGESTION, Store, listed, signature_of
+from hub.store import INGESTION, Store, hidden, listed, signature_of
 from hub.validate import validate_files
 from transforms import costs
 from transforms.costs import Lineage
@@ -147,8 +147,8 @@ def _folder_error(folder: str) -> str | None:
         return f"a custom-data folder is {INGESTION}/<Dataset>/<yyyy>/<mm>/<scope>/ with Dataset one of {', '.join(DATASETS)}"
     if not (re.fullmatch(r"[0-9]{4}", parts[2]) and re.fullmatch(r"0[1-9]|1[0-2]", parts[3])):
         return f"a custom-data folder's year and month are <yyyy>/<mm> (2024/05), not {parts[2]}/{parts[3]}"
-    if hidden := [p for p in parts[4:] if p[:1] in ("_", ".")]:
-        return f"the scope folder {hidden[0]!r} starts with _ or . (Spark, Hive, Trino and Athena skip it): rename it"
+    if skipped := [p for p in parts[4:] if hidden(p)]:
+        return f"the scope folder {skipped[0]!r} starts with _ or . (Spark, Hive, Trino and Athena skip it): rename it"
     return None
 
 
@@ -174,8 +174,8 @@ def process_folder(store: Store, rel: str, raw: bytes | None) -> RunRecord:
             raise HubError("a custom-data manifest must be empty or {}", file=rel, code="ManifestInvalid")
         if problem := _folder_error(folder):
             raise HubError(problem, file=rel, code="ManifestInvalid")
-        if hidden := [posixpath.basename(f) for f in sorted(listing) if posixpath.basename(f)[:1] in ("_", ".")]:
-            raise HubError(f"the file {hidden[0]!r} starts with _ or . (Spark, Hive, Trino and Athena skip it): rename it",
+        if skipped := [posixpath.basename(f) for f in sorted(listing) if hidden(posixpath.basename(f))]:
+            raise HubError(f"the file {skipped[0]!r} starts with _ or . (Spark, Hive, Trino and Athena skip it): rename it",
                            file=rel, code="ManifestInvalid")
         files = _delivered(sorted(listing), committed)
         if not files:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -27,7 +26,7 @@ from hub.runs import RunRecord
 from hub.settings import Settings
 from hub.sources import Hooks, refresh_checkpoint
 from hub.sources import msexports_pairing as pairing
-from hub.store import MSEXPORTS, Store, dataset_folder, raw_staging, scope_path
+from hub.store import MSEXPORTS, Store, dataset_folder, plain, raw_staging, scope_path
 from transforms import legacy_costs
 
 AREA = MSEXPORTS
@@ -187,11 +186,10 @@ def process(store: Store, rel: str, raw: bytes | None, settings: Settings, *, ex
 def _hidden_twin(store: Store, rec: RunRecord) -> None:
     """A scope folder with a leading ``_`` or ``.`` is written percent-encoded (:func:`hub.store.visible`); a lake
     that an older hub version wrote under the plain name would count the month twice: ``SourceConflict`` naming it."""
-    if not rec.destination or "/%5f" not in rec.destination and "/%2e" not in rec.destination:
+    if not rec.destination or (older := plain(rec.destination)) == rec.destination:
         return
-    plain = re.sub(r"/%(5f|2e)", lambda m: "/" + chr(int(m.group(1), 16)), rec.destination)
-    if store.parquet_files(plain):
-        raise HubError(f"the lake holds this scope's {rec.month} data under {plain}, a folder an older hub version wrote "
+    if store.parquet_files(older):
+        raise HubError(f"the lake holds this scope's {rec.month} data under {older}, a folder an older hub version wrote "
                        f"(Spark, Hive, Trino and Athena skip its name): remove it, then `hub ingest --retry`",
                        file=rec.manifest, code="SourceConflict")
 
