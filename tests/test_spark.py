@@ -169,8 +169,12 @@ def test_read_dataset_gives_scope_folders_as_named(spark: object, local_lake: Pa
     dest = tmp_path / "hub/ingestion/Costs/2024/05" / scope
     dest.mkdir(parents=True)
     shutil.copy(src, dest / src.name)
+    hidden = tmp_path / "hub/ingestion/Costs/2024/06/subscriptions/s1/resourcegroups/%5fshared/%2eops"
+    hidden.mkdir(parents=True)  # Defect: a resource group `_shared` (stored as `%5fshared`) was shown as `%5fshared`
+    shutil.copy(src, hidden / src.name)
     frame = read_dataset(spark, str(tmp_path / "hub"))
-    assert {(r["x_Month"], r["x_Scope"]) for r in frame.select("x_Month", "x_Scope").distinct().collect()} == {("2024-05", scope)}
+    assert {(r["x_Month"], r["x_Scope"]) for r in frame.select("x_Month", "x_Scope").distinct().collect()} == {
+        ("2024-05", scope), ("2024-06", "subscriptions/s1/resourcegroups/_shared/.ops")}
 
 
 def test_the_lake_read_by_spark_and_through_generated_ddl_matches_duckdb(spark: object, local_lake: Path) -> None:

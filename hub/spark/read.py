@@ -30,6 +30,8 @@ def read_dataset(spark: SparkSession, root: str, dataset: str = "Costs") -> Data
              .option("pathGlobFilter", "*.parquet").parquet(base))
     path, pattern = F.col("_metadata.file_path"), path_pattern(dataset)
     month = F.concat(F.regexp_extract(path, pattern, 1), F.lit("-"), F.regexp_extract(path, pattern, 2))
-    # Spark's file_path is a URI (a space is %20): the scope folder's name decoded, a literal "+" kept as it is
+    # Spark's file_path is a URI (a space is %20): the scope folder's name decoded, a literal "+" kept as it is; then
+    # a segment the lake made visible (``%5fshared``, ``hub.store.visible``) as the scope is named (``_shared``)
     scope = F.url_decode(F.regexp_replace(F.regexp_extract(path, pattern, 3), r"\+", "%2B"))
+    scope = F.regexp_replace(F.regexp_replace(scope, "(^|/)%5f", "$1_"), "(^|/)%2e", "$1.")
     return frame.withColumn(MONTH, month).withColumn(SCOPE, scope)
