@@ -667,6 +667,14 @@ def test_the_allowlist_api_is_dated_audited_and_guarded(tmp_path):
         assert c.post(base, json={"values": [{"key": "FIN/002"}]}, headers=auth).status_code == 204
         assert c.delete(f"{base}/FIN/002", headers=auth).status_code == 204
         assert c.get(base, headers=auth).json()["records"] == [{"key": "A"}, {"key": "B"}]
+        # review: control and bidi characters were accepted in keys and reasons (the audit log's text reordered)
+        for body in ({"values": [{"key": "C\u202e1"}]}, {"values": [{"key": "C\x1b[31m"}]},
+                     {"values": [{"key": "C"}], "reason": "ok\nforged line"}):
+            refused = c.post(base, json=body, headers=auth)
+            assert (refused.status_code, refused.json()["error_code"]) == (400, "CBC.0100"), body
+            assert "printable characters only" in refused.json()["error_msg"]
+        assert c.delete(f"{base}/B%E2%80%AE", headers=auth).status_code == 400
+        assert c.get(base, headers=auth).json()["records"] == [{"key": "A"}, {"key": "B"}]
         # review: a broken audit record was a 500, a broken allowlist 400 with the server's absolute path
         (tmp_path / "config/allowlists/audit/29991231T000000000000-broken.json").write_text('{"at": "2024')
         broken = c.get("/v1/allocation/audit", headers=auth)
