@@ -85,10 +85,17 @@ def validate(path: str, *, tolerance: float = DEFAULT_TOLERANCE, con: duckdb.Duc
     own = con is None
     con = con or connect()
     try:
-        return validate_relation(con, source, text_source=text, label=path, tolerance=tolerance)
+        report = validate_relation(con, source, text_source=text, label=path, tolerance=tolerance,
+                                   named=os.path.isdir(path))
     finally:
         if own:
             con.close()
+    if os.path.isdir(path):  # which file of the folder a sample row is in, named from the folder
+        for result in report.results:
+            for sample in result.samples:
+                if sample.get("file"):
+                    sample["file"] = os.path.relpath(sample["file"], path)
+    return report
 
 
 def _files_source(files: list[str]) -> str:
@@ -108,7 +115,8 @@ def validate_files(con: duckdb.DuckDBPyConnection, files: list[str], *, label: s
 
 
 def validate_relation(con: duckdb.DuckDBPyConnection, source: str, *, text_source: bool, label: str,
-                      tolerance: float = DEFAULT_TOLERANCE) -> Report:
+                      tolerance: float = DEFAULT_TOLERANCE, named: bool = False) -> Report:
+    """Validate a DuckDB relation; ``named``: samples say which file (``filename``) their row is in."""
     described = con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
     columns = {r[0]: r[1] for r in described if r[0] not in ("filename", "file_row_number")}
     view = f"(SELECT * FROM {source})"
@@ -124,16 +132,22 @@ def validate_relation(con: duckdb.DuckDBPyConnection, source: str, *, text_sourc
     for check in todo:
         n = rows if check.schema_level else int(by_check[check])
         if n:
-            results.append(CheckResult(check.rule, check.column, check.text, n, _samples(con, view, check, columns, text_source)))
+            results.append(CheckResult(check.rule, check.column, check.text, n, _samples(con, view, check, columns, text_source,
+                                                                                        named)))
     return Report(label, rows, len(todo), results)
 
 
-def _samples(con: duckdb.DuckDBPyConnection, view: str, check: Check, columns: dict[str, str], text_source: bool) -> list[dict]:
+def _samples(con: duckdb.DuckDBPyConnection, view: str, check: Check, columns: dict[str, str], text_source: bool,
+             named: bool = False) -> list[dict]:
     if check.schema_level:
         return []
     shown = [c for c in (check.column, "ChargeCategory", "ChargeClass") if c in columns]
     names = [f"{ident('raw:' + c) if text_source else ident(c)} AS {ident(c)}" for c in dict.fromkeys(shown)]
-    cols = ", ".join(['file_row_number AS "row"', *names])
+    # 1-based data rows of their file on every path (a CSV's header line not counted), and the file when asked
+    where = ['file_row_number AS "row"' if text_source else 'file_row_number + 1 AS "row"']
+    if named:
+        where.append('filename AS "file"')
+    cols = ", ".join([*where, *names])
     rel = con.sql(f"SELECT {cols} FROM {view} WHERE coalesce(({check.violation}), false) LIMIT {SAMPLES}")
     return [{k: (None if v is None else str(v)) for k, v in zip(rel.columns, row, strict=True)} for row in rel.fetchall()]
 

@@ -108,7 +108,21 @@ def test_each_rule_fires_on_every_violating_row(tmp_path: Path, name: str) -> No
     report = validate(write_rows(tmp_path / "x.parquet", [BASE, bad, BASE, bad, bad]))
     assert report.summary() == {expected: 3}, report.summary()
     (result,) = report.results
-    assert [s["row"] for s in result.samples] == ["1", "3", "4"]
+    assert [s["row"] for s in result.samples] == ["2", "4", "5"]  # 1-based, as a CSV's rows
+
+
+def test_samples_give_1_based_rows_and_the_file_of_a_folder(tmp_path: Path) -> None:
+    """Review: samples gave 0-based rows for Parquet and 1-based for CSV, and never said which file of a folder."""
+    bad = {**BASE, "BillingCurrency": "usd"}
+    (tmp_path / "lake/a").mkdir(parents=True)
+    (tmp_path / "lake/b").mkdir()
+    write_rows(tmp_path / "lake/a/one.parquet", [BASE, BASE])
+    write_rows(tmp_path / "lake/b/two.parquet", [BASE, bad])
+    (result,) = validate(str(tmp_path / "lake")).results
+    assert [(s["row"], s["file"]) for s in result.samples] == [("2", "b/two.parquet")]
+    duckdb.sql(f"COPY (SELECT * FROM '{tmp_path / 'lake/b/two.parquet'}') TO '{tmp_path / 'two.csv'}' (HEADER)")
+    [result] = [r for r in validate(str(tmp_path / "two.csv")).results if r.column == "BillingCurrency"]
+    assert [s["row"] for s in result.samples] == ["2"] and "file" not in result.samples[0]
 
 
 @pytest.mark.parametrize(("tags", "expected"), [('{"env": "prod"}', {}), ('{"a": "1", "a": "2"}', {"TagsKeyValueFormat:Tags": 1})])
