@@ -60,7 +60,7 @@ MAX_BODY = _env_number("HUB_API_MAX_BODY", str(256 * 1024), int, 1024)
 QUERY_TIMEOUT = _env_number("HUB_API_TIMEOUT", "30", float, 0.1, 86400)  # inf would never interrupt (a timer overflow)
 #: DuckDB memory limit and threads of the server's connection (``HUB_API_MEMORY_LIMIT``, ``HUB_API_THREADS``).
 MEMORY_LIMIT = os.environ.get("HUB_API_MEMORY_LIMIT", "1GB")
-THREADS = _env_number("HUB_API_THREADS", "2", int, 1)
+THREADS = _env_number("HUB_API_THREADS", "2", int, 1, 1024)  # a huge one failed as "Out of Memory"
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 QUERY_PATH = "/v4/costs/cost-analysed-bills/query"
 _MAX_MSG = 500

@@ -87,7 +87,8 @@ def test_a_broken_allocation_rules_file_is_the_servers_503_without_its_path(demo
 
 @pytest.mark.parametrize(("env", "args", "says"), [
     ({}, ["--port", "99999"], "less than or equal to 65535"),
-    ({"HUB_API_THREADS": "-1"}, [], "HUB_API_THREADS='-1': must be a number of at least 1"),
+    ({"HUB_API_THREADS": "-1"}, [], "HUB_API_THREADS='-1': must be a number from 1 to 1024"),
+    ({"HUB_API_THREADS": "100000000000"}, [], "HUB_API_THREADS='100000000000': must be a number from 1 to 1024"),
     ({"HUB_API_TIMEOUT": "abc"}, [], "HUB_API_TIMEOUT='abc'"),
     ({"HUB_API_TIMEOUT": "inf"}, [], "HUB_API_TIMEOUT='inf': must be a number from 0.1 to 86400"),  # review: no limit
     ({"HUB_API_MEMORY_LIMIT": "lots"}, [], "HUB_API_MEMORY_LIMIT='lots': not a memory size"),
