@@ -116,9 +116,14 @@ def _unpaired_surrogate(value: object, path: str = "") -> str | None:
     return None
 
 
+#: Largest request head (target and headers; h11 lets a head that arrives whole through at any size).
+MAX_HEAD = 16 * 1024
+
+
 class BodyLimit:
     """ASGI middleware: a request body larger than ``limit`` bytes is answered 413, whether it announces its length or
-    is sent in chunks (read here up to the limit, then handed to the app)."""
+    is sent in chunks (read here up to the limit, then handed to the app); a head (target and headers) over
+    :data:`MAX_HEAD` bytes is 431."""
 
     def __init__(self, app: ASGIApp, limit: int = MAX_BODY) -> None:
         self.app, self.limit = app, limit
@@ -126,6 +131,10 @@ class BodyLimit:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        head = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+        head += sum(len(k) + len(v) + 4 for k, v in scope.get("headers") or [])
+        if head > MAX_HEAD:
+            return await _error(431, INVALID, f"request headers over {MAX_HEAD} bytes")(scope, receive, send)
         too_large = _error(413, INVALID, f"request body over {self.limit} bytes")
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.limit):

@@ -496,6 +496,10 @@ def test_body_over_the_limit_is_413(client: httpx.Client) -> None:
     chunks = iter([b"{" * 100_000] * 3)  # chunked, no Content-Length: counted as it arrives
     r = client.post(QUERY, content=chunks, headers={"content-type": "application/json"})
     assert r.status_code == 413 and ErrorBody.model_validate(r.json()).error_code == "CBC.0100"
+    # review: a 70 KB header arriving whole went through (h11 bounds only incomplete heads)
+    r = client.get("/healthz", headers={"X-Big": "x" * 70_000})
+    assert r.status_code == 431 and ErrorBody.model_validate(r.json()).error_msg == "request headers over 16384 bytes"
+    assert client.get("/healthz", headers={"X-Ok": "x" * 8_000}).status_code == 200
     assert client.get("/healthz").status_code == 200
 
 
