@@ -40,11 +40,15 @@ def check_costs(con: duckdb.DuckDBPyConnection, rec: RunRecord, outputs: list[st
     for column in MONEY:
         empty = rules.get(f"NotNull:{column}", 0)
         if rec.rowsOut and empty >= rec.rowsOut:
-            raise HubError(f"{column} is empty on every row (a column header spelled differently?)",
+            err = HubError(f"{column} is empty on every row (a column header spelled differently?)",
                            file=rec.parts[0].blob if rec.parts else rec.manifest, code="SchemaMismatch")
-        if empty:  # a cost the bill does not state: FOCUS has no null cost, and totals would not reconcile to it
-            raise HubError(f"{column} is empty on {empty} of {rec.rowsOut} rows", file=rec.parts[0].blob if len(rec.parts) == 1
+        elif empty:  # a cost the bill does not state: FOCUS has no null cost, and totals would not reconcile to it
+            err = HubError(f"{column} is empty on {empty} of {rec.rowsOut} rows", file=rec.parts[0].blob if len(rec.parts) == 1
                            else rec.manifest, code="InvalidValue")
+        else:
+            continue
+        err.column = column
+        raise err
     # a native bill's corrections, adjustments and credits may concern usage of any earlier month (Google's
     # corrections keep their usage dates): only the other rows must lie near the billing period
     usual = "true" if inside else "coalesce(ChargeClass, '') <> 'Correction' AND ChargeCategory NOT IN ('Adjustment', 'Credit')"

@@ -246,11 +246,15 @@ def error_text(exc: BaseException) -> str:
     return describe(cause) if cause is not None and not isinstance(exc, duckdb.Error) else scrub(f"{type(exc).__name__}: {exc}")
 
 
+#: An absolute path in an error text (DuckDB names the local file it read: a temporary copy of a remote root's).
+_ABSOLUTE = re.compile(r"(?<![\w.~-])/(?:[^\s/:'\"()]+/)+[^\s:'\"()]*")
+
+
 def scrub(text: str) -> str:
-    """The first line of an error text with every quoted part (file content DuckDB may cite) and every credential
-    left out."""
+    """The first line of an error text with every quoted part (file content DuckDB may cite), every absolute path (the
+    error names its file already) and every credential left out."""
     first = text.splitlines()[0] if text else ""
-    return _CONTROL.sub("?", redact(_QUOTED.sub("'…'", first)))[:300]
+    return _CONTROL.sub("?", redact(_ABSOLUTE.sub("…", _QUOTED.sub("'…'", first))))[:300]
 
 
 def map_error(exc: BaseException, *, file: str) -> HubError:

@@ -6,6 +6,7 @@ Field names are matched case-insensitively; unknown fields are ignored, so hand-
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import date, datetime
 from typing import Any
@@ -46,6 +47,11 @@ class ExportConfig(_Part):
     apiVersion: str | None = None
 
 
+#: The US spellings of a date Cost Management writes, with the time when it gives one (it orders deliveries).
+_US_FORMS = ("%m/%d/%Y", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y %H:%M", "%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %I:%M %p",
+             "%m/%d/%Y %H:%M:%S.%f")
+
+
 class RunInfo(_Part):
     runId: str
     startDate: datetime
@@ -55,8 +61,11 @@ class RunInfo(_Part):
     @field_validator("startDate", "endDate", "submittedTime", mode="before")
     @classmethod
     def _dates(cls, v: Any) -> Any:
-        if isinstance(v, str) and len(v) >= 10 and v[2] == "/" and v[5] == "/":  # MM/DD/YYYY
-            return datetime.strptime(v[:10], "%m/%d/%Y")
+        if isinstance(v, str) and len(v) >= 10 and v[2] == "/" and v[5] == "/":  # MM/DD/YYYY, maybe with a time
+            for form in _US_FORMS:
+                with contextlib.suppress(ValueError):
+                    return datetime.strptime(v.strip(), form)
+            raise ValueError(f"{v!r}: not a date of the form MM/DD/YYYY [hh:mm[:ss] [AM|PM]]")
         if isinstance(v, date) and not isinstance(v, datetime):
             return datetime(v.year, v.month, v.day)
         return v

@@ -242,12 +242,18 @@ def test_run_validation_counted_while_writing_equals_hub_validate(hub_root: Path
 
 def test_null_and_empty_checks_from_statistics_equal_a_scan(hub_root: Path) -> None:
     """NotNull / EmptyString violations of a run come from the file's Parquet statistics; a scan agrees."""
-    rows = [BASE, {**BASE, "InvoiceIssuerName": None}, {**BASE, "InvoiceIssuerName": None, "ServiceName": None}]
+    rows = [BASE, {**BASE, "ServiceName": None}, {**BASE, "BillingAccountId": None, "ServiceName": None},
+            {**BASE, "InvoiceIssuerName": None}]
     write_export(hub_root, {"part_0_0001.csv": rows_csv("focuscost_1.0", rows)}, rows=len(rows))
     (rec,) = ingest(Store(str(hub_root))).records
     report = validate(str(hub_root))
     assert rec.validation["rules"] == report.summary()
-    assert rec.validation["rules"]["NotNull:InvoiceIssuerName"] == 2 and rec.validation["rules"]["NotNull:ServiceName"] == 1
+    assert rec.validation["rules"]["NotNull:ServiceName"] == 2 and rec.validation["rules"]["NotNull:BillingAccountId"] == 1
+    # review: an empty InvoiceIssuerName (OCI's FOCUS reports) is the provider, flagged
+    assert "NotNull:InvoiceIssuerName" not in rec.validation["rules"]
+    [(issuer, changes)] = duckdb.sql(f"SELECT InvoiceIssuerName, x_SourceChanges FROM read_parquet('{hub_root}/ingestion/**/*.parquet') "
+                                     "WHERE contains(x_SourceChanges, 'MissingInvoiceIssuerName')").fetchall()
+    assert issuer == BASE["ProviderName"]
 
 
 @pytest.mark.parametrize("text", ["2.5", "-0.12345678901234567", "1234567890123456789", "1.5E-05", "1e-20",

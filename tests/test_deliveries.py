@@ -72,6 +72,25 @@ def test_submitted_time_compared_as_instants(hub_root: Path) -> None:
     assert records["y"].deliveredAt.isoformat() == "2024-06-02T08:00:00+00:00"
 
 
+def test_submitted_time_in_us_form_keeps_its_time(hub_root: Path) -> None:
+    """Review: ``MM/DD/YYYY hh:mm:ss`` lost its time, so two deliveries of one day were equally new and the older one,
+    arriving late, replaced the newer; a time that is not one is ManifestInvalid, never read as midnight."""
+    write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 1)}, rows=1, run_id="pm", folder="e1/pm",
+                 manifest_extra=_run("pm", "06/02/2024 1:30:00 PM"))
+    assert ingest(Store(str(hub_root))).ok
+    write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 2)}, rows=2, run_id="am", folder="e1/am",
+                 manifest_extra=_run("am", "06/02/2024 09:15:00"))
+    assert ingest(Store(str(hub_root))).ok
+    records = _by_run(hub_root)
+    assert (records["pm"].state, records["am"].state) == ("committed", "superseded")
+    assert records["pm"].deliveredAt.isoformat() == "2024-06-02T13:30:00+00:00"
+    assert parquet_in(hub_root) == [f"{DEST}/pm__part_0_0001.parquet"]
+    write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 2)}, rows=2, run_id="bad", folder="e1/bad",
+                 manifest_extra=_run("bad", "06/02/2024 soon"))
+    [bad] = [r for r in ingest(Store(str(hub_root))).records if "e1/bad/" in r.manifest]
+    assert (bad.state, bad.error.code) == ("quarantined", "ManifestInvalid") and "MM/DD/YYYY" in bad.error.message
+
+
 def test_missing_submitted_time_uses_when_the_manifest_was_written(hub_root: Path) -> None:
     """Defect C6: a delivery without submittedTime is dated by its manifest's modification time, an instant."""
     first = write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 1)}, rows=1, run_id="first", folder="e1/1")

@@ -216,3 +216,28 @@ def test_crash_while_pairing_then_restart(hub_root: Path, point: str) -> None:
     assert ingest(Store(str(hub_root))).ok
     assert _totals(hub_root) == (5, ACTUAL_TOTAL, AMORTIZED_TOTAL)
     assert not list((hub_root / "config/staging").iterdir())
+
+
+#: A savings plan bought in a layout without benefitId (EA 2021-01-01 exports kept running after savings plans came):
+#: only PricingModel and ProductOrderId tell the purchase and the usage it covers.
+SP = {"PricingModel": "SavingsPlan", "ProductOrderId": "sp-order-1"}
+SP_ACTUAL = [{**EA_BASE, "CostInBillingCurrency": "1"},
+             {**EA_BASE, **SP, "ChargeType": "Purchase", "Frequency": "OneTime", "CostInBillingCurrency": "50", "Quantity": "1",
+              "EffectivePrice": "50", "UnitPrice": "50", "PayGPrice": "0", "ResourceId": ""},
+             {**EA_BASE, **SP, "CostInBillingCurrency": "0", "EffectivePrice": "0"}]
+SP_AMORTIZED = [{**EA_BASE, "CostInBillingCurrency": "1"}, {**EA_BASE, **SP, "CostInBillingCurrency": "0.8", "EffectivePrice": "0.4"}]
+
+
+@pytest.mark.parametrize("order", [("ActualCost",), ("ActualCost", "AmortizedCost"), ("AmortizedCost", "ActualCost")])
+def test_a_savings_plan_purchase_without_a_benefit_id_is_not_counted_as_consumed(hub_root: Path, order: tuple[str, ...]) -> None:
+    """Review: the pairing took the purchase for a commitment purchase (PricingModel), the Costs rule did not (no
+    CommitmentDiscountId): its 50 stayed in EffectiveCost, 51.8 for 1.8 (51 for 1 with the actual export alone)."""
+    data = {"ActualCost": SP_ACTUAL, "AmortizedCost": SP_AMORTIZED}
+    for kind in order:
+        _deliver(hub_root, kind, data[kind])
+        assert ingest(Store(str(hub_root))).ok
+    effective = D("1.8") if len(order) == 2 else D(1)  # amortized: 1 + 0.8; actual alone: 1 + 0 (the purchase is 0)
+    assert _totals(hub_root)[1:] == (D(51), effective)
+    [purchase] = [r for r in lake_rows(hub_root) if r["ChargeCategory"] == "Purchase"]
+    assert (purchase["EffectiveCost"], purchase["CommitmentDiscountId"]) == (
+        D(0), "/providers/microsoft.billingbenefits/savingsplanorders/sp-order-1")

@@ -9,7 +9,7 @@ change the number of cost rows.
 
 from __future__ import annotations
 
-from transforms.sqlchain import DEC, Chain, dec, empty, fraction, mul, nz, zero
+from transforms.sqlchain import DEC, Chain, dec, div, empty, fraction, mul, nz, zero
 from transforms.typing import DOUBLE_PREFIX, SQL_TYPES, ident, literal
 
 #: Columns this layer may change (their originals go to x_SourceValues).
@@ -18,7 +18,7 @@ TRACKED = ("ContractedUnitPrice", "ListUnitPrice", "ContractedCost", "ListCost")
 CODES = (
     "ContractedUnitPriceFromPriceSheet", "ListUnitPriceFromPriceSheet", "ContractedUnitPriceFromEffectiveUnitPrice",
     "ListUnitPriceFromContractedUnitPrice", "ContractedCostBackfilled", "ListCostBackfilled", "ContractedCostCorrected",
-    "NegativeUnitPriceNulled", "ContractedUnitPriceFromListUnitPrice",
+    "NegativeUnitPriceNulled", "ContractedUnitPriceFromListUnitPrice", "ContractedUnitPriceFromContractedCost",
 )
 #: Codes that mark a row whose prices the price sheet may still fill.
 MISSING = ("MissingContractedUnitPrice", "MissingListUnitPrice")
@@ -94,20 +94,31 @@ def price_layer(chain: Chain, prices: str | None) -> None:
                 f"= coalesce(x_PricingBlockSize, 1) AND abs({p}) < 1000 AND {p} = round({p}, 12)")
         return f"CASE WHEN {same} THEN {p} ELSE {converted} END"
 
+    def refund_sign(cost: str) -> str:
+        # a correction that pays money back (BilledCost < 0) has costs of that sign, whatever the sign its quantity
+        # was written with (Tencent writes a refund's quantity positive and leaves its Cost empty)
+        return f"CASE WHEN ChargeClass = 'Correction' AND BilledCost < 0 THEN -abs({cost}) ELSE {cost} END"
+
     # a unit price is never negative: on a credit, tax or adjustment row (where FOCUS lets it be null) a negative one is
     # nulled (the amount stays in the cost columns)
     def negative(col: str) -> str:
         return f"NOT {priced} AND {col} < 0"
 
+    # a delivered ContractedCost tells the negotiated price before the list price does (Google's standard export has
+    # cost, not unit prices): taking the list price would make the fix below overwrite the negotiated cost
+    from_cost = (f"CASE WHEN {nz('ContractedCost')} AND {nz('PricingQuantity')} "
+                 f"THEN abs({div('ContractedCost', 'PricingQuantity')}) END")
     chain.replace({
         "ContractedUnitPrice": f"CASE WHEN {negative('ContractedUnitPrice')} THEN NULL "
                                f"WHEN {keep('ContractedUnitPrice', True)} THEN ContractedUnitPrice "
-                               f"WHEN _sel AND _found AND _pc IS NOT NULL THEN {from_sheet('_pc')} ELSE coalesce(x_EffectiveUnitPrice, ListUnitPrice) END",
+                               f"WHEN _sel AND _found AND _pc IS NOT NULL THEN {from_sheet('_pc')} "
+                               f"ELSE coalesce(x_EffectiveUnitPrice, {from_cost}, ListUnitPrice) END",
     }, {
         "_cup_src": f"CASE WHEN {negative('ContractedUnitPrice')} THEN 'NegativeUnitPriceNulled' "
                     f"WHEN {keep('ContractedUnitPrice', True)} THEN NULL WHEN _sel AND _found AND _pc IS NOT NULL "
                     "THEN 'ContractedUnitPriceFromPriceSheet' WHEN x_EffectiveUnitPrice IS NOT NULL "
-                    "THEN 'ContractedUnitPriceFromEffectiveUnitPrice' WHEN ListUnitPrice IS NOT NULL "
+                    f"THEN 'ContractedUnitPriceFromEffectiveUnitPrice' WHEN {from_cost} IS NOT NULL "
+                    "THEN 'ContractedUnitPriceFromContractedCost' WHEN ListUnitPrice IS NOT NULL "
                     "THEN 'ContractedUnitPriceFromListUnitPrice' END",
     })
     chain.replace({
@@ -123,7 +134,7 @@ def price_layer(chain: Chain, prices: str | None) -> None:
         "ContractedCost": f"CASE WHEN {keep('ContractedCost', False)} THEN ContractedCost "
                           f"WHEN {nz('BilledCost')} AND ContractedUnitPrice = x_BilledUnitPrice THEN BilledCost "
                           f"WHEN {nz('EffectiveCost')} AND ContractedUnitPrice = x_EffectiveUnitPrice THEN EffectiveCost "
-                          f"WHEN {nz('ContractedUnitPrice')} AND PricingQuantity IS NOT NULL THEN {mul('ContractedUnitPrice', 'PricingQuantity')} "
+                          f"WHEN {nz('ContractedUnitPrice')} AND PricingQuantity IS NOT NULL THEN {refund_sign(mul('ContractedUnitPrice', 'PricingQuantity'))} "
                           "ELSE coalesce(EffectiveCost, BilledCost) END",
     })
     product = mul("ContractedUnitPrice", "PricingQuantity")
@@ -136,7 +147,7 @@ def price_layer(chain: Chain, prices: str | None) -> None:
     chain.replace({
         "ListCost": f"CASE WHEN {keep('ListCost', False)} THEN ListCost "
                     f"WHEN {nz('ContractedCost')} AND ListUnitPrice = ContractedUnitPrice THEN ContractedCost "
-                    f"WHEN {nz('ListUnitPrice')} AND PricingQuantity IS NOT NULL THEN {mul('ListUnitPrice', 'PricingQuantity')} "
+                    f"WHEN {nz('ListUnitPrice')} AND PricingQuantity IS NOT NULL THEN {refund_sign(mul('ListUnitPrice', 'PricingQuantity'))} "
                     "ELSE coalesce(ContractedCost, BilledCost) END",
     })
 

@@ -42,6 +42,9 @@ MARKER_CODES = (
     ("RoundedTo18Decimals", ROUNDED),  # a number had more than 18 decimals (transforms.typing)
     ("EffectiveCostFromActualCost", ACTUAL_ONLY),  # an actual-cost row without amortized data (legacy_costs)
 )
+#: Text column of the typed input holding the x_SourceChanges codes of values a source filled in (a provider's
+#: documented gaps: ``fills`` in ``schemas/<provider>/focus.json``), when the input has it.
+FILLED = "_filled"
 #: How DuckDB describes the types it spells otherwise in SQL.
 DESCRIBED = {"TIMESTAMPTZ": "TIMESTAMP WITH TIME ZONE"}
 
@@ -91,7 +94,7 @@ def _harmonize(chain: Chain, present: dict[str, str], extras: list[str]) -> None
         elif name == "RegionName" and "Region" in present:
             value = f"coalesce({value}, Region)"
         exprs.append(f"{value} AS {ident(name)}")
-    markers = [m for m in (ZERO_BILLED, *(col for _, col in MARKER_CODES)) if m in present]
+    markers = [m for m in (ZERO_BILLED, FILLED, *(col for _, col in MARKER_CODES)) if m in present]
     exprs += [ident(m) for m in markers]
     exprs += [f"{ident(e)} AS {ident(extra_name(e))}" for e in extras]
     # double copies parsed from the export's text, with the decimal they stand for (backfill.dbl)
@@ -149,6 +152,7 @@ def quality_codes() -> list[tuple[str, str]]:
         ("MissingRegionName", "RegionName IS NULL AND RegionId IS NOT NULL"),
         ("MissingProviderName", empty("ProviderName")),
         ("MissingPublisherName", empty("PublisherName")),
+        ("MissingInvoiceIssuerName", empty("InvoiceIssuerName")),
         ("PricingCategoryShouldBeCommitted", "PricingCategory = 'Standard' AND CommitmentDiscountId IS NOT NULL "
                                              "AND ChargeCategory = 'Usage'"),
         ("LegacyFocusVersion", f"x_SourceVersion IN ({', '.join(literal(v) for v in LEGACY_VERSIONS)})"),
@@ -158,7 +162,8 @@ def quality_codes() -> list[tuple[str, str]]:
 
 def _codes(chain: Chain) -> None:
     markers = [(code, f"coalesce({ident(col)}, false)") for code, col in MARKER_CODES if col in chain.cols]
-    chain.replace({}, {"_codes": codes_sql(quality_codes() + markers)})
+    found = codes_sql(quality_codes() + markers)
+    chain.replace({}, {"_codes": f"nullif(concat_ws(',', {FILLED}, {found}), '')" if FILLED in chain.cols else found})
 
 
 def codes_sql(codes: list[tuple[str, str]]) -> str:
@@ -258,6 +263,9 @@ def _names_and_resources(chain: Chain, has_lookups: bool) -> None:
         "x_ResourceGroupName": "lower(x_ResourceGroupName)",
         "PublisherName": "coalesce(CASE WHEN PublisherName = 'Microsoft Corporation' THEN 'Microsoft' ELSE PublisherName END, "
                          "ProviderName)",
+        # who bills a direct customer is the provider (OCI's FOCUS reports leave InvoiceIssuer empty, Google's view
+        # has no such column): MissingInvoiceIssuerName
+        "InvoiceIssuerName": "coalesce(nullif(InvoiceIssuerName, ''), ProviderName)",
         "ResourceId": f"coalesce(ResourceId, CASE WHEN {cd_purchase} THEN lower(CommitmentDiscountId) END)",
     })
     chain.replace({
@@ -302,13 +310,20 @@ def _tags_periods(chain: Chain) -> None:
     # exclusive; the second of the hour by integer arithmetic: strftime on a TIMESTAMPTZ costs more than the rest
     hour = "3600000000"
     for end in ("ChargePeriodEnd", "BillingPeriodEnd"):
-        exprs[end] = f"CASE WHEN epoch_us({end}) % {hour} // 1000000 = 3599 THEN {end} + INTERVAL 1 SECOND ELSE {end} END"
-    # a billing period ending on its last day at midnight (Google's FOCUS view): the next day is the exclusive end. An
-    # exclusive end is the first of a month, so the day after it is never the first: the rule cannot misfire
+        # (a fraction of the last second, ...:59:59.999, is an inclusive end too: the next whole second)
+        exprs[end] = (f"CASE WHEN epoch_us({end}) % {hour} // 1000000 = 3599 THEN date_trunc('second', {end}) + INTERVAL 1 SECOND "
+                      f"ELSE {end} END")
+    # a billing period ending on its last day at midnight (Google's FOCUS view: midnight Pacific time, 07:00Z or
+    # 08:00Z): the next day is the exclusive end. At UTC midnight: the day after is the 1st (an exclusive end is the
+    # 1st, the day after it never is); else an hour's start one day, give or take a daylight-saving hour, before the
+    # start's month later (an exclusive end is a month after the start). The rules cannot misfire
     day = "86400000000"
-    exprs["BillingPeriodEnd"] = (f"CASE WHEN epoch_us(BillingPeriodEnd) % {hour} // 1000000 = 3599 THEN BillingPeriodEnd + INTERVAL 1 SECOND "
-                                 f"WHEN epoch_us(BillingPeriodEnd) % {day} = 0 AND BillingPeriodEnd > BillingPeriodStart "
-                                 f"AND day(make_timestamp(epoch_us(BillingPeriodEnd) + {day})) = 1 "
+    last_day = (f"(epoch_us(BillingPeriodEnd) % {day} = 0 AND day(make_timestamp(epoch_us(BillingPeriodEnd) + {day})) = 1) "
+                f"OR (epoch_us(BillingPeriodEnd) % {hour} = 0 AND abs(epoch_us(BillingPeriodEnd) + {day} "
+                f"- epoch_us(BillingPeriodStart + INTERVAL 1 MONTH)) <= {hour})")
+    exprs["BillingPeriodEnd"] = (f"CASE WHEN epoch_us(BillingPeriodEnd) % {hour} // 1000000 = 3599 "
+                                 f"THEN date_trunc('second', BillingPeriodEnd) + INTERVAL 1 SECOND "
+                                 f"WHEN BillingPeriodEnd > BillingPeriodStart AND ({last_day}) "
                                  "THEN BillingPeriodEnd + INTERVAL 1 DAY ELSE BillingPeriodEnd END")
     exprs["x_BillingAccountAgreement"] = ("CASE WHEN ProviderName = 'Microsoft' THEN CASE WHEN x_BillingAccountId IS NOT DISTINCT "
                                           "FROM x_BillingProfileId THEN 'EA' ELSE 'MCA' END ELSE ProviderName END")
@@ -382,6 +397,17 @@ def _unprefixed(chain: Chain, prefixes: tuple[str, ...]) -> None:
                    "_tag_code": "CASE WHEN _tag_prefixed THEN concat_ws(',', _tag_code, 'TagKeysUnprefixed') ELSE _tag_code END"})
 
 
+def spelling_codes() -> str:
+    """The codes of values only spelled otherwise than FOCUS does, told by comparing the originals kept for
+    x_SourceValues with the results: ``EnumerationCasing`` (``usage-based``), ``InclusivePeriodEnd`` (``...:59:59``,
+    Google's last day of the month)."""
+    enums = [c.name for c in focus_columns().values() if c.allowed_values and c.name in TRACKED]
+    casing = " OR ".join(f"({ident('_o_' + c)} <> {ident(c)} AND lower({ident('_o_' + c)}) = lower({ident(c)}))" for c in enums)
+    ends = " OR ".join(f"{ident('_o_' + c)} <> {ident(c)}" for c in ("ChargePeriodEnd", "BillingPeriodEnd"))
+    return (f"CASE WHEN {casing} THEN 'EnumerationCasing' END, "
+            f"CASE WHEN {ends} THEN 'InclusivePeriodEnd' END")
+
+
 def source_values_sql(columns: list[str]) -> str:
     """JSON object of the original value (as a string) of every column whose value changed (null-safe), or NULL.
     Built by string concatenation: far cheaper per row than lists of structs turned into a map."""
@@ -425,7 +451,8 @@ def finish(chain: Chain, extras: list[str] = (), check: Check | None = None,
     known (:class:`transforms.sqlchain.Query`)."""
     tracked = list(TRACKED) + list(backfill.TRACKED)
     chain.replace({}, {
-        "x_SourceChanges": f"nullif(concat_ws(',', _codes, {'_tag_code, ' if '_tag_code' in chain.cols else ''}_price_codes), '')",
+        "x_SourceChanges": f"nullif(concat_ws(',', _codes, {'_tag_code, ' if '_tag_code' in chain.cols else ''}_price_codes, "
+                           f"{spelling_codes()}), '')",
         "x_SourceValues": source_values_sql(tracked),
     })
     known = {n for n, _ in output_columns()}
@@ -460,7 +487,7 @@ def costs_sql(source: str, present: dict[str, str], lineage: Lineage, *, prices:
     """
     chain = Chain(source)
     known = set(input_columns()) | set(RENAMES)
-    markers = {ZERO_BILLED, *(col for _, col in MARKER_CODES)}
+    markers = {ZERO_BILLED, FILLED, *(col for _, col in MARKER_CODES)}
     extras = [e for e in extras if e in present and e not in known and extra_name(e) not in known and e not in markers]
     _harmonize(chain, present, extras)
     _lineage(chain, lineage)

@@ -62,9 +62,13 @@ def legacy_sql(source: str, present: set[str], export_type: str, *, filter_rows:
     c = lambda *n, cast=None: _col(present, *n, cast=cast)  # noqa: E731
     charge_type, model = c("ChargeType"), c("PricingModel")
     commit = f"({_commitment(present)})"
+    # a layout without benefitId (EA 2021-01-01) still bills savings plans: a row its PricingModel calls a commitment
+    # is known by its order, so the purchase is a commitment purchase here as it is to the pairing (EffectiveCost 0)
     cd_id = (f"lower(coalesce({c('benefitId')}, CASE WHEN {c('ReservationId')} IS NOT NULL THEN "
              f"'/providers/microsoft.capacity/reservationorders/' || coalesce({c('ProductOrderId')}, '') || '/reservations/' "
-             f"|| {c('ReservationId')} END))")
+             f"|| {c('ReservationId')} END, CASE {model} WHEN 'SavingsPlan' THEN "
+             f"'/providers/microsoft.billingbenefits/savingsplanorders/' || {c('ProductOrderId')} WHEN 'Reservation' THEN "
+             f"'/providers/microsoft.capacity/reservationorders/' || {c('ProductOrderId')} END))")
     is_sp = (f"(contains(coalesce({cd_id}, ''), '/microsoft.billingbenefits/') OR {model} = 'SavingsPlan' "
              f"OR {charge_type} = 'UnusedSavingsPlan')")
     covered = f"({charge_type} IN ('Usage', 'UnusedReservation', 'UnusedSavingsPlan') AND {commit})"

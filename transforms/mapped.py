@@ -12,9 +12,11 @@ too. ``lookups`` maps a key expression through a CSV of the provider's folder (`
 parentheses; a ``let`` may use another). ``aliases`` gives a name other spellings (``{"payer_uin": ["Payer Account
 ID"]}``): a report without the name reads the first spelling it has (a provider's API field names and its console's
 display names in one mapping); ``detect`` accepts them too. A lookup's ``key`` may be a list of expressions: the
-first that finds a row wins. ``fileMonth`` (``{"column": name}``): the report's rows may lack that billing-month
-column; the caller adds the month the file's name carries as ``{__file_month}`` (NULL when it carries none).
-``hints`` (``{"currency": "CNY"}``) names what a delivery may tell about its files (a native delivery's
+first that finds a row wins. ``fileMonth`` (``{"column": name, "pathPatterns": [regex, ...]}``): the report's rows
+may lack that billing-month column; the caller adds the month the file's name carries (or the first pattern, with
+``year`` and ``month`` groups, finds in its path) as ``{__file_month}`` (NULL when it carries none).
+``needs`` (``{"EffectiveCost": [name, ...]}``): the report columns without which a FOCUS column stays empty on some
+rows, named in the error when it does. ``hints`` (``{"currency": "CNY"}``) names what a delivery may tell about its files (a native delivery's
 ``manifest.json``: ``{"currency": "USD"}``), each with the provider's default: ``{$name}`` is the delivery's value, else
 that default, as a text literal (NULL without either), so a mapping stays data (``coalesce({currency}, {$currency})``:
 a row's own currency, else the delivery's, else the provider's usual one).
@@ -144,6 +146,18 @@ def project(spec: dict, columns: dict[str, str], lookup_files: dict[str, str], h
         text = f"nullif(trim({ident(c)}), '')"
         converted.append(f"{cast_text(Column(c, 'decimal', c), text)} AS {ident(n)}")
     return Mapped(select, (currency, amounts), converted)
+
+
+def lacking(spec: dict, columns: dict[str, str], target: str) -> list[str]:
+    """The report columns the mapping needs for ``target`` (``needs``: the ones without which it stays empty; else
+    every column its expression reads) that a report with ``columns`` lacks and has no default for: what to name
+    when ``target`` comes out empty (a trimmed CUR 2.0 without its savings-plan columns)."""
+    named, defaults = by_key(spec, columns), {key(k) for k in spec.get("defaults", {})}
+    needed = spec.get("needs", {}).get(target)
+    if needed is None:
+        expr = _expand(spec.get("columns", {}).get(target, ""), spec.get("let", {}))
+        needed = list(dict.fromkeys(m.group(1) for m in _PLACEHOLDER.finditer(expr)))
+    return [n for n in needed if key(n) not in named and key(n) not in defaults and n != FILE_MONTH]
 
 
 def hint_values(spec: dict, hints: Mapping[str, str] | None) -> dict[str, str]:

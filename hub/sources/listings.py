@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+import re
 
 from hub.errors import HubError
 
@@ -61,6 +62,23 @@ def _place(key: str, folder: str, files: list[str]) -> tuple[str | None, bool]:
     return (hits[0] if len(hits) == 1 else None), False
 
 
+def _one_assembly(scopes: dict[str, str]) -> None:
+    """Two legacy CUR assemblies of one billing period (``<yyyymmdd-yyyymmdd>/<assembly>/``), each with its manifest copy,
+    and no billing-period manifest above them naming the current one: both would be read, the month counted twice
+    (``SourceConflict``)."""
+    governing = [m for m, f in scopes.items() if not any(o != f and f.startswith(o + "/") for o in scopes.values())]
+    by_period: dict[str, list[str]] = {}
+    for path in governing:
+        parent = posixpath.dirname(scopes[path])
+        if re.fullmatch(r"\d{8}-\d{8}", posixpath.basename(parent)):
+            by_period.setdefault(parent, []).append(path)
+    for parent, found in by_period.items():
+        if len({scopes[p] for p in found}) > 1:
+            raise HubError(f"holds {len(found)} assemblies of one billing period ({', '.join(sorted(found)[:2])}) and no "
+                           "billing-period manifest naming the current one: sync that folder's <report>-Manifest.json too",
+                           file=parent, code="SourceConflict")
+
+
 def select(folder: str, files: tuple[tuple[str, int], ...], listings: tuple[tuple[str, bytes | None], ...],
            own: tuple[str, ...]) -> tuple[tuple[tuple[str, int], ...], list[str]]:
     """The files of a delivery (its manifest's ``folder``) to read, and those its governing manifests leave out.
@@ -70,6 +88,7 @@ def select(folder: str, files: tuple[tuple[str, int], ...], listings: tuple[tupl
         return files, []
     scopes = {path: scope(path) for path, _ in listings}
     paths = [p for p, _ in files]
+    _one_assembly(scopes)
     left: set[str] = set()
     for path, raw in listings:
         mine = scopes[path]

@@ -40,7 +40,7 @@ import duckdb
 from pydantic import BaseModel, ConfigDict
 
 from hub import catalog, convert, engine, lease, lookups, normalize, runs, swap
-from hub.checks import check_costs, month_end
+from hub.checks import MONEY, check_costs, month_end
 from hub.errors import HubError, InputError
 from hub.export_schemas import Column, ExportSchema, totals_spec
 from hub.runs import FINAL, RunRecord
@@ -61,6 +61,16 @@ SUFFIXES = (".csv", ".csv.gz", ".parquet", ".json", ".jsonl", ".ndjson", ".json.
 ZIPPED = (".csv.gz", ".csv", ".parquet")
 
 
+class Fill(BaseModel):
+    """A value a provider's FOCUS files leave empty though FOCUS requires it, and the provider documents the gap."""
+
+    model_config = ConfigDict(extra="forbid")
+    #: SQL over the file's FOCUS columns (as typed, before the normalization), used where the column is null
+    value: str
+    #: the x_SourceChanges code of the rows it fills
+    code: str
+
+
 class ProviderMapping(BaseModel):
     """``schemas/<provider>/focus.json``."""
 
@@ -78,6 +88,8 @@ class ProviderMapping(BaseModel):
     tagKeyPrefixes: list[str] = []
     #: names of data files the provider writes without an extension (Alibaba's OSS bill subscription): read by content
     extensionless: str | None = None
+    #: columns its FOCUS files leave empty, filled (never in a report a mapping converts: that mapping fills them)
+    fills: dict[str, Fill] = {}
 
 
 @cache
@@ -466,6 +478,8 @@ class Written:
     kind: str = "FOCUS"
     #: groups whose rows are left out (a month whose final file another file of the delivery is)
     dropped: set[tuple[str, str]] = field(default_factory=set)
+    #: see :attr:`Typed.lacking`
+    lacking: dict[str, list[str]] = field(default_factory=dict)
 
 
 def _convert(store: Store, d: Delivery, failure: RunRecord, records: list[RunRecord],
@@ -514,7 +528,8 @@ def _convert(store: Store, d: Delivery, failure: RunRecord, records: list[RunRec
                 if sum(groups.values()) != rows:
                     raise HubError(f"{rows} rows written, {sum(groups.values())} read back", file=path, code="InternalError")
                 months = chosen.drop.get(path.split("!")[0], set())
-                written.append(Written(out, path, groups, check, typed.source_type, {g for g in groups if g[0] in months}))
+                written.append(Written(out, path, groups, check, typed.source_type, {g for g in groups if g[0] in months},
+                                       typed.lacking))
             failure.rowsIn, failure.totalsIn = summary.rows, summary.totals
             if mapping.snapshots and mapping.snapshots.days == "cumulative":  # a day's increments are never the same rows
                 snapshots.one_snapshot(mapping.snapshots.pattern, written)
@@ -594,6 +609,8 @@ class Typed:
     one_month: bool = False
     #: the provider's prefixes of user-defined tag keys, taken off (a FOCUS file's: ``tagKeyPrefixes``)
     tag_prefixes: tuple[str, ...] = ()
+    #: a mapped report's columns its mapping reads each money column from and the report lacks (named when empty)
+    lacking: dict[str, list[str]] = field(default_factory=dict)
 
 
 def _typed(con: duckdb.DuckDBPyConnection, provider: str, src: str, kind: str, path: str,
@@ -618,6 +635,7 @@ def _typed(con: duckdb.DuckDBPyConnection, provider: str, src: str, kind: str, p
     sql, present = _flat(sql, dict(columns))
     mapping = providers()[provider]
     source_type, source_name, hidden, version, one_month = mapping.sourceType, None, [], None, False
+    lacking: dict[str, list[str]] = {}
     needed = ("BilledCost", "BillingCurrency", "BillingPeriodStart", "BillingAccountId")
     if not _has(provider, present, needed):
         spec = next((r for r in reports(provider) if mapped.detects(r, present)), None)
@@ -625,12 +643,14 @@ def _typed(con: duckdb.DuckDBPyConnection, provider: str, src: str, kind: str, p
             known = ", ".join(r["format"] for r in reports(provider)) or "none"
             raise HubError(f"not a FOCUS file (no {', '.join(c for c in needed if not _has(provider, present, (c,)))} column) "
                            f"and not a report this provider's mappings know ({known})", file=path, code="SchemaMismatch")
-        if "fileMonth" in spec:  # the billing month of the file's name, for rows that lack it
-            month = snapshots.file_month(mapping.snapshots.pattern if mapping.snapshots else None, path)
+        if "fileMonth" in spec:  # the billing month of the file's name or folders, for rows that lack it
+            month = (snapshots.file_month(mapping.snapshots.pattern if mapping.snapshots else None, path)
+                     or _path_month(spec["fileMonth"].get("pathPatterns", []), path))
             sql = f"(SELECT *, {literal(month) if month else 'CAST(NULL AS VARCHAR)'} AS {ident(mapped.FILE_MONTH)} FROM {sql})"
             present[mapped.FILE_MONTH] = "VARCHAR"
             one_month = month is None and mapped.key(spec["fileMonth"]["column"]) not in mapped.by_key(spec, present)
         m = mapped.project(spec, present, _lookup_files(provider, spec), hints)
+        lacking = {c: found for c in MONEY if (found := mapped.lacking(spec, present, c))}
         currency, amounts = m.totals  # the report's own total, from its columns
         hidden = [f"CAST({currency} AS VARCHAR) AS {ident(HIDDEN_CURRENCY)}",
                   f"CAST({amounts['BilledCost']} AS DECIMAL(38,18)) AS {ident(HIDDEN_BILLED)}"]
@@ -642,11 +662,13 @@ def _typed(con: duckdb.DuckDBPyConnection, provider: str, src: str, kind: str, p
         source_type, source_name, version = spec["format"], spec.get("sourceName"), spec.get("version")
     shown = {k: v for k, v in present.items() if k not in (HIDDEN_CURRENCY, HIDDEN_BILLED)}
     try:
-        proj = project(focus_schema(provider), shown, backfill.DOUBLES, null_texts=kind == "parquet")
+        proj = project(focus_schema(provider), shown, backfill.DOUBLES, null_texts=kind in ("parquet", "json"))
     except IncompatibleType as exc:
         raise HubError(str(exc), file=path, code="SchemaMismatch") from None
     keep = [ident(HIDDEN_CURRENCY), ident(HIDDEN_BILLED)] if hidden else []
     typed = f"(SELECT {', '.join(proj.select + keep)} FROM {sql})"
+    if mapping.fills and not hidden:
+        typed = _filled(con, typed, mapping.fills, path)
     try:
         described = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {typed}").fetchall()}
     except duckdb.Error as exc:
@@ -656,7 +678,33 @@ def _typed(con: duckdb.DuckDBPyConnection, provider: str, src: str, kind: str, p
     tap_schema = ExportSchema("FOCUS", provider, None, "Costs", (), totals=totals)
     columns = {k: v for k, v in described.items() if k not in (HIDDEN_CURRENCY, HIDDEN_BILLED)}
     prefixes = tuple(mapping.tagKeyPrefixes) if not hidden else ()  # a mapped report builds its Tags itself
-    return Typed(typed, columns, proj.extra, described, source_type, source_name, tap_schema, version, one_month, prefixes)
+    return Typed(typed, columns, proj.extra, described, source_type, source_name, tap_schema, version, one_month, prefixes,
+                 lacking)
+
+
+def _filled(con: duckdb.DuckDBPyConnection, typed: str, fills: dict[str, Fill], path: str) -> str:
+    """``typed`` with the provider's :class:`Fill` values where its columns are null, and the codes of what was filled
+    in :data:`transforms.costs.FILLED` (read into x_SourceChanges by the normalization)."""
+    types = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {typed}").fetchall()}
+    todo = {c: f for c, f in fills.items() if c in types}
+    values = ", ".join(f"coalesce({ident(c)}, CAST(({f.value}) AS {types[c]})) AS {ident(c)}" for c, f in todo.items())
+    codes = ", ".join(f"CASE WHEN {ident(c)} IS NULL AND ({f.value}) IS NOT NULL THEN {literal(f.code)} END"
+                      for c, f in todo.items())
+    out = f"(SELECT * REPLACE ({values}), nullif(concat_ws(',', {codes}), '') AS {ident(costs.FILLED)} FROM {typed})"
+    try:
+        con.execute(f"DESCRIBE SELECT * FROM {out}")
+    except duckdb.Error as exc:
+        raise convert.map_error(exc, file=path) from None
+    return out
+
+
+def _path_month(patterns: list[str], path: str) -> str | None:
+    """``YYYY-MM`` from the first of ``patterns`` (regexes with ``year`` and ``month`` groups) found in a file's path
+    (AWS's ``BILLING_PERIOD=2024-04`` folder, a legacy CUR's ``20240401-20240501`` one), or None."""
+    for pattern in patterns:
+        if (found := re.search(pattern, path)) is not None:
+            return f"{found.group('year')}-{found.group('month')}"
+    return None
 
 
 class NoRecords(Exception):
@@ -807,14 +855,18 @@ def _split(store: Store, con: duckdb.DuckDBPyConnection, d: Delivery, written: l
         rec.sourceFiles = d.source_files
         _conflict(store, con, rec, convert.parquet_source(outs), records)
         rec.carryOver = d.incremental or d.pulled  # the folder's other files stay (told at swap time: keep_others)
-        if dated is not None and (newer := snapshots.newer_snapshot(dated.pattern, rec, records)) is not None:
-            rec.state, rec.supersededBy = "superseded", newer.key
-        elif dated is not None and dated.days == "increments" and snapshots.delayed(dated.pattern, rec):
-            # rows a later month's day file holds of this month (Alibaba's June 1st, of May 31st): an increment of
-            # the month, never its replacement; none at all where the month's whole file is in the lake (it holds them)
+        if dated is not None and dated.days == "increments" and snapshots.days_only(dated.pattern, rec):
+            # day files hold that day's bills only (Alibaba), whatever folder they were synced into, and a later month's
+            # day file may hold rows of this month (June 1st's, of May 31st): increments of the month, never its
+            # replacement; none at all where the month's whole file is in the lake (it holds them)
             rec.carryOver = True
             if (holder := snapshots.whole_month(dated.pattern, rec, records)) is not None:
                 rec.state, rec.supersededBy = "superseded", holder.key
+            elif (twin := snapshots.same_day(dated.pattern, rec, records, store.exists)) is not None:
+                raise HubError(f"the same day's bill is in the lake from another delivery ({twin[1]}): deliver each day's "
+                               "file once (one folder per month)", file=twin[0], code="SourceConflict")
+        elif dated is not None and (newer := snapshots.newer_snapshot(dated.pattern, rec, records)) is not None:
+            rec.state, rec.supersededBy = "superseded", newer.key
         if rec.state != "superseded" and not rec.carryOver:
             _displaced(store, con, rec, convert.parquet_source(outs), records)
         label = rec.destination or ""
@@ -822,7 +874,14 @@ def _split(store: Store, con: duckdb.DuckDBPyConnection, d: Delivery, written: l
         rec.validation = {"rows": report.rows, "checks": report.checked, "violations": report.violations,
                           "rules": report.summary()}
         start = datetime(year, mon, 1, tzinfo=timezone.utc)
-        check_costs(con, rec, outs, start, month_end(start), inside=False)
+        try:
+            check_costs(con, rec, outs, start, month_end(start), inside=False)
+        except HubError as exc:  # an empty money column of a mapped report: name the report columns it is read from
+            lacks = sorted({c for w in written for c in w.lacking.get(exc.column or "", [])})
+            if not lacks:
+                raise
+            raise HubError(f"{exc.message}: its mapping reads it from {', '.join(lacks)}, which the report lacks "
+                           "(export them)", file=exc.file, code=exc.code) from None
         for out, staged in files:
             if store.local_path(staged) is None:
                 store.put_file(out, staged)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -159,6 +160,28 @@ def newer_snapshot(pattern: str, rec: RunRecord, records: list[RunRecord]) -> Ru
             theirs = _rank(pattern, old)
             if theirs is not None and theirs[0] == mine[0] and theirs[1] > mine[1]:
                 return old
+    return None
+
+
+def days_only(pattern: str, rec: RunRecord) -> bool:
+    """``rec``'s files are all day files of a dated bill (no month's whole file among them)."""
+    found = [snapshot_of(pattern, p.blob.split("!")[0]) for p in rec.parts]
+    return bool(found) and all(f is not None and f[1] for f in found)
+
+
+def same_day(pattern: str, rec: RunRecord, records: list[RunRecord], exists: Callable[[str], bool]) -> tuple[str, str] | None:
+    """A day file of ``rec`` whose bill and day another delivery's committed run already put in ``rec``'s folder (the
+    same day synced into two folders), as (``rec``'s file, the other delivery's manifest), if any."""
+    mine = {}
+    for part in rec.parts:
+        if (found := snapshot_of(pattern, part.blob.split("!")[0])) is not None:
+            mine.setdefault((found[0][1], found[0][2] + found[1]), part.blob)
+    for old in records:
+        if old.state == "committed" and old.destination == rec.destination and old.manifest != rec.manifest:
+            for part in old.parts:
+                found = snapshot_of(pattern, part.blob.split("!")[0])
+                if found is not None and (key := (found[0][1], found[0][2] + found[1])) in mine and exists(part.output):
+                    return mine[key], old.manifest
     return None
 
 
