@@ -254,7 +254,7 @@ def scrub(text: str) -> str:
     """The first line of an error text with every quoted part (file content DuckDB may cite), every absolute path (the
     error names its file already) and every credential left out."""
     first = text.splitlines()[0] if text else ""
-    return _CONTROL.sub("?", redact(_ABSOLUTE.sub("…", _QUOTED.sub("'…'", first))))[:300]
+    return _CONTROL.sub("?", _ABSOLUTE.sub("…", redact(_QUOTED.sub("'…'", first))))[:300]  # secrets first: a key holds '/'
 
 
 def map_error(exc: BaseException, *, file: str) -> HubError:

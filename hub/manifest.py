@@ -6,8 +6,8 @@ Field names are matched case-insensitively; unknown fields are ignored, so hand-
 
 from __future__ import annotations
 
-import contextlib
 import json
+import re
 from datetime import date, datetime
 from typing import Any
 
@@ -47,9 +47,10 @@ class ExportConfig(_Part):
     apiVersion: str | None = None
 
 
-#: The US spellings of a date Cost Management writes, with the time when it gives one (it orders deliveries).
-_US_FORMS = ("%m/%d/%Y", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y %H:%M", "%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %I:%M %p",
-             "%m/%d/%Y %H:%M:%S.%f")
+#: The US spelling of a date Cost Management writes, with the time when it gives one (it orders deliveries): an
+#: optional time (seconds, up to seven fraction digits, AM/PM) and zone (Z, UTC, an offset).
+_US_DATE = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})(?:[ T]+(\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d{1,7}))?)?\s*([AaPp][Mm])?"
+                      r"\s*(Z|UTC|[+-]\d{2}:?\d{2})?)?")
 
 
 class RunInfo(_Part):
@@ -61,11 +62,16 @@ class RunInfo(_Part):
     @field_validator("startDate", "endDate", "submittedTime", mode="before")
     @classmethod
     def _dates(cls, v: Any) -> Any:
-        if isinstance(v, str) and len(v) >= 10 and v[2] == "/" and v[5] == "/":  # MM/DD/YYYY, maybe with a time
-            for form in _US_FORMS:
-                with contextlib.suppress(ValueError):
-                    return datetime.strptime(v.strip(), form)
-            raise ValueError(f"{v!r}: not a date of the form MM/DD/YYYY [hh:mm[:ss] [AM|PM]]")
+        if isinstance(v, str) and (found := _US_DATE.fullmatch(v.strip())):  # MM/DD/YYYY, maybe with a time
+            month, day, year, hour, minute, second, fraction, half, zone = found.groups()
+            hour = int(hour or 0)
+            if half:  # 12 AM is midnight, 12 PM noon
+                hour = hour % 12 + (12 if half.upper() == "PM" else 0)
+            zone = "" if zone is None else "+00:00" if zone.upper() in ("Z", "UTC") else zone
+            return (f"{year}-{int(month):02d}-{int(day):02d}T{hour:02d}:{minute or '00'}:{second or '00'}"
+                    f"{'.' + fraction[:6] if fraction else ''}{zone}")
+        if isinstance(v, str) and len(v) >= 10 and v[2] == "/" and v[5] == "/":
+            raise ValueError(f"{v!r}: not a date of the form MM/DD/YYYY [hh:mm[:ss[.fff]] [AM|PM]] [Z|+hh:mm]")
         if isinstance(v, date) and not isinstance(v, datetime):
             return datetime(v.year, v.month, v.day)
         return v

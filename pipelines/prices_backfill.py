@@ -32,7 +32,7 @@ def renormalize_sql(source: str, columns: list[str], price_table: str) -> str:
     """Lake Costs rows with the price layer applied again from their original values."""
     types = dict(costs.output_columns())
     chain = Chain(source, cols=set(columns))
-    backfill.restore_sql(chain, costs.TRACKED, {**costs.input_columns(), **types})
+    backfill.restore_sql(chain, costs.TRACKED, {**costs.input_columns(), **types}, costs.SPELLING_CODES)
     backfill.price_layer(chain, price_table)
     extras = [c for c in columns if c not in types]
     return costs.finish(chain, extras)

@@ -124,7 +124,9 @@ def _comparable(rows: list[dict]) -> list[dict]:
 
 def test_prices_after_costs_gives_the_same_lake(hub_root: Path, tmp_path: Path) -> None:
     other = {**BASE, "ResourceName": "complete"}  # a row with its prices: untouched
-    ingest_costs(hub_root, MISSING, other)  # costs first: fallback prices
+    # review: codes told from the originals (a respelled enumeration, an inclusive end) came twice after re-normalizing
+    spelled = {**MISSING, "ResourceName": "spelled", "ChargeFrequency": "usage-based", "ChargePeriodEnd": "2024-05-01T23:59:59Z"}
+    ingest_costs(hub_root, MISSING, other, spelled)  # costs first: fallback prices
     before = {r["ResourceName"]: r for r in lake_rows(hub_root)}
     assert before["vm1"]["ContractedUnitPrice"] == D(2)
     renormalized = ingest_prices(hub_root, EA_PRICE)
@@ -133,9 +135,11 @@ def test_prices_after_costs_gives_the_same_lake(hub_root: Path, tmp_path: Path) 
 
     root2 = make_hub(tmp_path / "hub2")  # a second hub where prices come first
     ingest_prices(root2, EA_PRICE)
-    ingest_costs(root2, MISSING, other)
+    ingest_costs(root2, MISSING, other, spelled)
     assert late == _comparable(lake_rows(root2))
-    assert late[1]["ContractedUnitPrice"] == D("2.5") and late[1]["ContractedCost"] == D(10)
+    assert late[2]["ContractedUnitPrice"] == D("2.5") and late[2]["ContractedCost"] == D(10)
+    codes = late[1]["x_SourceChanges"].split(",")
+    assert codes.count("EnumerationCasing") == 1 and codes.count("InclusivePeriodEnd") == 1
 
 
 def test_prices_pending_with_costs_go_first(hub_root: Path, tmp_path: Path) -> None:

@@ -247,3 +247,19 @@ def test_blobs_of_a_nested_delivery_or_with_the_same_name_are_refused(hub_root: 
     assert records["thief"].error.code == "ManifestInvalid" and "belongs to the delivery of" in records["thief"].error.message
     assert records["twins"].error.code == "ManifestInvalid" and "same file name" in records["twins"].error.message
     assert records["victim"].state == "committed" and records["victim"].rowsOut == 2
+
+
+def test_us_dates_keep_fractions_and_zones() -> None:
+    """Review of the fix: a US date with seven fraction digits, Z or an offset (accepted before, cut to its day) was
+    refused as ManifestInvalid."""
+    from datetime import datetime, timedelta, timezone
+
+    from hub.manifest import RunInfo
+
+    def at(text: str) -> datetime | None:
+        return RunInfo(runId="r", startDate="2024-05-01", submittedTime=text).submittedTime
+
+    assert at("05/01/2024 13:45:00.1234567") == datetime(2024, 5, 1, 13, 45, 0, 123456)
+    assert at("05/01/2024 13:45:00Z") == datetime(2024, 5, 1, 13, 45, tzinfo=timezone.utc)
+    assert at("05/01/2024 1:45 PM +02:00") == datetime(2024, 5, 1, 13, 45, tzinfo=timezone(timedelta(hours=2)))
+    assert at("5/1/2024 12:00:00 AM") == datetime(2024, 5, 1)

@@ -51,6 +51,9 @@ def test_tencent_transactions_are_told_by_their_code_before_their_chinese_name(t
         # a bill file with the Chinese name only: read by its name
         "2024-05,100001,100002,云硬盘,p_cbs,CBS,prePay,disk-3,包年包月续费,,2024-05-01 00:00:00,"
         "2024-05-31 23:59:59,硬盘,高性能云硬盘,sv_cbs,10,9,1,1,10,9,CNY",
+        # review of the fix: a one-off RI fee's code (ripay_purchase) is an RI fee, Recurring and not prepaid
+        "2024-05,100001,100002,云服务器,p_cvm,CVM RI,prePay,ri-1,One-off RI Fee,ripay_purchase,2024-05-01 00:00:00,"
+        "2024-05-31 23:59:59,RI,RI,sv_ri,100,100,1,1,100,100,CNY",
     ]
     deliver(root, "tencent", "cos/2024-05", {"100001-202405-by_used_time-bill_details.csv": TENCENT_API + "\n".join(rows) + "\n"},
             manifest=b'{"currency": "CNY"}')
@@ -62,6 +65,7 @@ def test_tencent_transactions_are_told_by_their_code_before_their_chinese_name(t
         "ins-1": ("Usage", None, "Usage-Based", D("0.08"), D("0.08"), D(2)),
         "ins-2": ("Adjustment", None, "One-Time", D("1.5"), D("1.5"), None),
         "disk-3": ("Purchase", None, "One-Time", D(9), D(0), None),  # a renewal, by its Chinese name
+        "ri-1": ("Purchase", None, "Recurring", D(100), D(100), None),
     }
 
 
@@ -269,3 +273,54 @@ def test_an_empty_effective_cost_names_the_report_columns_a_trimmed_export_left_
     assert (rec.state, rec.error.code) == ("quarantined", "InvalidValue")
     assert rec.error.message.startswith("EffectiveCost is empty on 1 of 2 rows: its mapping reads it from ")
     assert "savings_plan_savings_plan_effective_cost" in rec.error.message and "line_item_unblended_cost" not in rec.error.message
+
+
+@pytest.mark.parametrize("layout", ["dated", "daily-monthly"])
+def test_snapshots_in_sub_folders_of_one_delivery_count_once(tmp_path: Path, layout: str) -> None:
+    """A bill's files were one bill per folder: days in date folders (a sync keeping a date prefix), or the day's file in
+    daily/ beside the month's in monthly/, were all read (the month counted twice)."""
+    root = make_hub(tmp_path / "hub")
+    header = TENCENT_FOCUS
+    row = ("{cost},2001,USD,2025-11-30T16:00:00Z,2025-12-31T16:00:00Z,2025-12-01T16:00:00Z,2025-12-02T16:00:00Z,{cost},{cost},"
+           "{cost},Usage,Usage-Based,Tencent Cloud,ins-{n},CVM,,\n")
+    day2 = header + row.format(cost="1.00", n=1)
+    day3 = day2 + row.format(cost="2.00", n=2)  # month to date: day 2's rows and day 3's
+    name = "FOCUS-bill_details-2001-{}.CSV"
+    files = ({f"2025/12/02/{name.format('20251202')}": day2, f"2025/12/03/{name.format('20251203')}": day3} if layout == "dated"
+             else {f"daily/{name.format('20251202')}": day2, f"monthly/{name.format('202512')}": day3})
+    deliver(root, "tencent", "cos", files)
+    _ingested(root)
+    assert keyed(root, "count(*), sum(BilledCost)") == {2: (D(3),)}  # day 2 and day 3, once
+
+
+def test_aws_focus_gaps_provider_list_price_and_discount_spelling(tmp_path: Path) -> None:
+    """AWS's preview FOCUS table leaves ProviderName empty (it stayed null, and PublisherName / InvoiceIssuerName with
+    it); both unit prices empty: ListUnitPrice was the contracted one (0.08 for a ListCost of 1.00 over 10); the
+    finops-toolkit spelling x_Discount of AWS's x_Discounts was kept as its own column."""
+    root = make_hub(tmp_path / "hub")
+    header = ("BillingAccountId,BillingCurrency,BillingPeriodStart,BillingPeriodEnd,ChargePeriodStart,ChargePeriodEnd,BilledCost,"
+              "EffectiveCost,ListCost,ContractedCost,PricingQuantity,ChargeCategory,ChargeFrequency,ServiceName,ResourceId,"
+              "ProviderName,x_Discount\n")
+    row = ("111122223333,USD,2024-09-01T00:00:00Z,2024-10-01T00:00:00Z,2024-09-02T00:00:00Z,2024-09-02T01:00:00Z,0.80,0.80,"
+           "1.00,0.80,10,Usage,Usage-Based,Amazon EC2,i-1,,\"{\"\"bundled_discount\"\": -0.2}\"\n")
+    deliver(root, "aws", "focus/exp", {"data/BILLING_PERIOD=2024-09/exp-00001.csv": header + row})
+    _ingested(root)
+    got = keyed(root, "ResourceId, ProviderName, PublisherName, InvoiceIssuerName, ListUnitPrice, ContractedUnitPrice, "
+                      "x_Discounts, x_SourceChanges")
+    [(provider, publisher, issuer, list_price, contracted, discounts, codes)] = got.values()
+    assert (provider, publisher, issuer) == ("AWS", "AWS", "AWS")
+    assert (list_price, contracted) == (D("0.1"), D("0.08"))
+    assert json.loads(discounts) == {"bundled_discount": -0.2}
+    assert {"MissingProviderName", "ListUnitPriceFromListCost", "ContractedUnitPriceFromContractedCost"} <= set(codes.split(","))
+    assert not _violated(root, ("NotNull:ProviderName", "ListCostIsUnitPriceTimesQuantity", "ContractedCostIsUnitPriceTimes"))
+
+
+def test_error_texts_lose_paths_after_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review of the fix: paths were taken out before credentials, so a key holding '+/' and '/' lost its end to the
+    path rule and its start showed."""
+    from hub.convert import scrub
+
+    key = "Ab3dEf+/Gh1jKl/Mn0pQrStUvWxYz0123456789A"
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key)
+    text = scrub(f"ValueError: the store refused key {key} for bucket x at /tmp/hub/exports/a.csv")
+    assert text == "ValueError: the store refused key *** for bucket x at …"

@@ -19,6 +19,7 @@ CODES = (
     "ContractedUnitPriceFromPriceSheet", "ListUnitPriceFromPriceSheet", "ContractedUnitPriceFromEffectiveUnitPrice",
     "ListUnitPriceFromContractedUnitPrice", "ContractedCostBackfilled", "ListCostBackfilled", "ContractedCostCorrected",
     "NegativeUnitPriceNulled", "ContractedUnitPriceFromListUnitPrice", "ContractedUnitPriceFromContractedCost",
+    "ListUnitPriceFromListCost",
 )
 #: Codes that mark a row whose prices the price sheet may still fill.
 MISSING = ("MissingContractedUnitPrice", "MissingListUnitPrice")
@@ -108,6 +109,9 @@ def price_layer(chain: Chain, prices: str | None) -> None:
     # cost, not unit prices): taking the list price would make the fix below overwrite the negotiated cost
     from_cost = (f"CASE WHEN {nz('ContractedCost')} AND {nz('PricingQuantity')} "
                  f"THEN abs({div('ContractedCost', 'PricingQuantity')}) END")
+    # and a delivered ListCost the list price, before the contracted one stands in for it (AWS's FOCUS export may leave
+    # both unit prices empty)
+    from_list = f"CASE WHEN {nz('ListCost')} AND {nz('PricingQuantity')} THEN abs({div('ListCost', 'PricingQuantity')}) END"
     chain.replace({
         "ContractedUnitPrice": f"CASE WHEN {negative('ContractedUnitPrice')} THEN NULL "
                                f"WHEN {keep('ContractedUnitPrice', True)} THEN ContractedUnitPrice "
@@ -123,12 +127,14 @@ def price_layer(chain: Chain, prices: str | None) -> None:
     })
     chain.replace({
         "ListUnitPrice": f"CASE WHEN {negative('ListUnitPrice')} THEN NULL WHEN {keep('ListUnitPrice', True)} THEN ListUnitPrice "
-                         f"WHEN _sel AND _found AND _pl IS NOT NULL THEN {from_sheet('_pl')} ELSE ContractedUnitPrice END",
+                         f"WHEN _sel AND _found AND _pl IS NOT NULL THEN {from_sheet('_pl')} "
+                         f"ELSE coalesce({from_list}, ContractedUnitPrice) END",
     }, {
         "_lup_src": f"CASE WHEN {negative('ListUnitPrice')} THEN CASE WHEN _o_ContractedUnitPrice < 0 THEN NULL "
                     "ELSE 'NegativeUnitPriceNulled' END "
                     f"WHEN {keep('ListUnitPrice', True)} THEN NULL WHEN _sel AND _found AND _pl IS NOT NULL "
-                    "THEN 'ListUnitPriceFromPriceSheet' WHEN ContractedUnitPrice IS NOT NULL THEN 'ListUnitPriceFromContractedUnitPrice' END",
+                    f"THEN 'ListUnitPriceFromPriceSheet' WHEN {from_list} IS NOT NULL THEN 'ListUnitPriceFromListCost' "
+                    "WHEN ContractedUnitPrice IS NOT NULL THEN 'ListUnitPriceFromContractedUnitPrice' END",
     })
     chain.replace({
         "ContractedCost": f"CASE WHEN {keep('ContractedCost', False)} THEN ContractedCost "
@@ -181,10 +187,11 @@ def _original(col: str, typ: str) -> str:
             f"THEN CAST(json_extract_string(x_SourceValues, {path}) AS {typ}) ELSE {ident(col)} END")
 
 
-def restore_sql(chain: Chain, row_tracked: tuple[str, ...], types: dict[str, str]) -> None:
+def restore_sql(chain: Chain, row_tracked: tuple[str, ...], types: dict[str, str], recomputed: tuple[str, ...] = ()) -> None:
     """For lake rows: put back the original prices, and the originals of row-rule columns as ``_o_*``,
-    and the row-rule codes as ``_codes``, so the price layer and :func:`transforms.costs.finish` can run again."""
-    codes = ", ".join(literal(c) for c in CODES)
+    and the row-rule codes as ``_codes``, so the price layer and :func:`transforms.costs.finish` can run again.
+    ``recomputed``: codes ``finish`` tells again from the originals (left out here, else a row would hold them twice)."""
+    codes = ", ".join(literal(c) for c in (*CODES, *recomputed))
     chain.replace({c: _original(c, SQL_TYPES[types[c]]) for c in TRACKED}, {
         **{f"_o_{c}": _original(c, SQL_TYPES[types[c]]) for c in (*row_tracked, *TRACKED)},
         "_codes": f"nullif(array_to_string(list_filter(string_split(x_SourceChanges, ','), lambda c: c NOT IN ({codes})), ','), '')",

@@ -31,7 +31,8 @@ RENAMES = {
 TRACKED = (
     "BilledCost", "BillingAccountId", "BillingPeriodEnd", "ChargeCategory", "ChargeClass", "ChargeFrequency", "ChargePeriodEnd",
     "CommitmentDiscountCategory", "CommitmentDiscountId", "CommitmentDiscountStatus", "ConsumedQuantity", "ConsumedUnit",
-    "EffectiveCost", "PricingCategory", "PricingQuantity", "ProviderName", "PublisherName", "ResourceName", "ServiceCategory",
+    "EffectiveCost", "InvoiceIssuerName", "PricingCategory", "PricingQuantity", "ProviderName", "PublisherName", "ResourceName",
+    "ServiceCategory",
     "Tags", "x_EffectiveCostInUsd", "x_ResourceGroupName", "x_ResourceType", "ResourceType",
 )
 LEGACY_VERSIONS = ("1.0-preview", "1.0-preview(v1)")
@@ -172,7 +173,7 @@ def codes_sql(codes: list[tuple[str, str]]) -> str:
     return f"nullif(concat_ws(',', {items}), '')"
 
 
-def _provider_and_quantities(chain: Chain) -> None:
+def _provider_and_quantities(chain: Chain, lineage: Lineage) -> None:
     aws = ["x_CostCategories", "x_Discount", "x_Operation", "x_ServiceCode", "x_UsageType"]
     gcp = ["x_Cost", "x_Credits", "x_CostType", "x_CurrencyConversionRate", "x_ExportTime", "x_Project", "x_ServiceId"]
     cols = input_columns()
@@ -182,8 +183,10 @@ def _provider_and_quantities(chain: Chain) -> None:
         return " OR ".join(present) or "false"
 
     chain.replace({
+        # the source's provider where the file names none (AWS's preview FOCUS table leaves it empty)
         "ProviderName": f"coalesce(ProviderName, CASE WHEN {any_of(aws)} THEN 'AWS' WHEN {any_of(gcp)} THEN 'GCP' "
-                        "WHEN x_BillingProfileId IS NOT NULL OR x_InvoiceSectionId IS NOT NULL THEN 'Microsoft' END)",
+                        "WHEN x_BillingProfileId IS NOT NULL OR x_InvoiceSectionId IS NOT NULL THEN 'Microsoft' END"
+                        f"{', ' + lit(lineage.provider) if lineage.provider else ''})",
         "PricingQuantity": f"CASE WHEN {zero('PricingQuantity')} AND ({nz('EffectiveCost')} OR {nz('BilledCost')}) THEN "
                            f"CASE WHEN {nz('BilledCost')} AND {nz('x_BilledUnitPrice')} THEN {div('BilledCost', 'x_BilledUnitPrice')} "
                            f"WHEN {nz('EffectiveCost')} AND {nz('x_EffectiveUnitPrice')} THEN {div('EffectiveCost', 'x_EffectiveUnitPrice')} "
@@ -399,6 +402,10 @@ def _unprefixed(chain: Chain, prefixes: tuple[str, ...]) -> None:
                    "_tag_code": "CASE WHEN _tag_prefixed THEN concat_ws(',', _tag_code, 'TagKeysUnprefixed') ELSE _tag_code END"})
 
 
+#: Codes :func:`spelling_codes` tells from the originals kept for x_SourceValues (again on re-normalization).
+SPELLING_CODES = ("EnumerationCasing", "InclusivePeriodEnd")
+
+
 def spelling_codes() -> str:
     """The codes of values only spelled otherwise than FOCUS does, told by comparing the originals kept for
     x_SourceValues with the results: ``EnumerationCasing`` (``usage-based``), ``InclusivePeriodEnd`` (``...:59:59``,
@@ -406,8 +413,8 @@ def spelling_codes() -> str:
     enums = [c.name for c in focus_columns().values() if c.allowed_values and c.name in TRACKED]
     casing = " OR ".join(f"({ident('_o_' + c)} <> {ident(c)} AND lower({ident('_o_' + c)}) = lower({ident(c)}))" for c in enums)
     ends = " OR ".join(f"{ident('_o_' + c)} <> {ident(c)}" for c in ("ChargePeriodEnd", "BillingPeriodEnd"))
-    return (f"CASE WHEN {casing} THEN 'EnumerationCasing' END, "
-            f"CASE WHEN {ends} THEN 'InclusivePeriodEnd' END")
+    return (f"CASE WHEN {casing} THEN {literal(SPELLING_CODES[0])} END, "
+            f"CASE WHEN {ends} THEN {literal(SPELLING_CODES[1])} END")
 
 
 def source_values_sql(columns: list[str]) -> str:
@@ -494,7 +501,7 @@ def costs_sql(source: str, present: dict[str, str], lineage: Lineage, *, prices:
     _harmonize(chain, present, extras)
     _lineage(chain, lineage)
     _codes(chain)
-    _provider_and_quantities(chain)
+    _provider_and_quantities(chain, lineage)
     _preview_to_1_0(chain)
     _bug_fixes(chain)
     _names_and_resources(chain, lookups)

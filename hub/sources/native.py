@@ -667,6 +667,10 @@ def _typed(con: duckdb.DuckDBPyConnection, provider: str, src: str, kind: str, p
         raise HubError(str(exc), file=path, code="SchemaMismatch") from None
     keep = [ident(HIDDEN_CURRENCY), ident(HIDDEN_BILLED)] if hidden else []
     typed = f"(SELECT {', '.join(proj.select + keep)} FROM {sql})"
+    extras = list(proj.extra)
+    if renames := _extra_aliases(mapping, extras):  # an extension column under another spelling (x_Discount)
+        typed = f"(SELECT * RENAME ({', '.join(f'{ident(a)} AS {ident(b)}' for a, b in renames.items())}) FROM {typed})"
+        extras = [renames.get(e, e) for e in extras]
     if mapping.fills and not hidden:
         typed = _filled(con, typed, mapping.fills, path)
     try:
@@ -678,8 +682,22 @@ def _typed(con: duckdb.DuckDBPyConnection, provider: str, src: str, kind: str, p
     tap_schema = ExportSchema("FOCUS", provider, None, "Costs", (), totals=totals)
     columns = {k: v for k, v in described.items() if k not in (HIDDEN_CURRENCY, HIDDEN_BILLED)}
     prefixes = tuple(mapping.tagKeyPrefixes) if not hidden else ()  # a mapped report builds its Tags itself
-    return Typed(typed, columns, proj.extra, described, source_type, source_name, tap_schema, version, one_month, prefixes,
+    return Typed(typed, columns, extras, described, source_type, source_name, tap_schema, version, one_month, prefixes,
                  lacking)
+
+
+def _extra_aliases(mapping: ProviderMapping, extras: list[str]) -> dict[str, str]:
+    """Extra (non-FOCUS) columns of a file named by one of the provider's ``aliases`` of another extension column
+    (AWS's ``x_Discounts`` written ``x_Discount``): {the file's name: the alias's target}, unless the file has both."""
+    known, have = set(costs.input_columns()), {header_key(e) for e in extras}
+    out = {}
+    for target, spellings in mapping.aliases.items():
+        if target in known or header_key(target) in have:
+            continue
+        keys = {header_key(s) for s in spellings}
+        if found := next((e for e in extras if header_key(e) in keys), None):
+            out[found] = target
+    return out
 
 
 def _filled(con: duckdb.DuckDBPyConnection, typed: str, fills: dict[str, Fill], path: str) -> str:

@@ -69,6 +69,12 @@ class Selection:
     drop: dict[str, set[str]]
 
 
+def _anywhere(bill: tuple[str, str, str]) -> tuple[str, str, str]:
+    """A bill's key whatever sub-folder of the delivery its file is in (days in date folders, ``daily/`` beside
+    ``monthly/``: one bill, counted once)."""
+    return ("", *bill[1:])
+
+
 def latest_snapshots(snapshots: Snapshots | None, files: tuple[tuple[str, int], ...]) -> Selection:
     """The files of a delivery to read, those left out, and the months whose rows a kept file must leave out. Files
     whose names differ only by their ``stamp`` and share its month are one bill: when the month's final ``yyyymm``
@@ -81,7 +87,7 @@ def latest_snapshots(snapshots: Snapshots | None, files: tuple[tuple[str, int], 
     bills: dict[tuple[str, str, str], list[tuple[str, str]]] = {}
     for path, _ in files:
         if (found := snapshot_of(snapshots.pattern, path)) is not None:
-            bills.setdefault(found[0], []).append((found[1], path))
+            bills.setdefault(_anywhere(found[0]), []).append((found[1], path))
     keep: dict[str, tuple[str, str, str]] = {}
     for bill, dated in bills.items():
         final = [path for day, path in dated if not day]
@@ -127,9 +133,9 @@ def one_snapshot(pattern: str, written: list[Written]) -> None:
         archive = w.file.split("!")[0]
         if (found := snapshot_of(pattern, archive)) is None:
             continue
-        (folder, series, month), _ = found
+        (_, series, month), _ = found
         for group in w.groups:
-            other, other_month = seen.setdefault((folder, series, group), (archive, month))
+            other, other_month = seen.setdefault((series, group), (archive, month))
             if other_month != month:
                 raise HubError(f"holds rows of {group[0]} that {other}, a snapshot of the same bill, holds too: deliver one "
                                "month's files per folder", file=w.file, code="SourceConflict")
