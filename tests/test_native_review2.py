@@ -324,3 +324,21 @@ def test_error_texts_lose_paths_after_credentials(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key)
     text = scrub(f"ValueError: the store refused key {key} for bucket x at /tmp/hub/exports/a.csv")
     assert text == "ValueError: the store refused key *** for bucket x at …"
+
+
+def test_money_written_as_doubles_is_the_decimal_it_prints_as(tmp_path: Path) -> None:
+    """AWS's FOCUS Parquet types costs as DOUBLE: 4.15 was stored as 4.150000000000000512 (its binary expansion)."""
+    import duckdb
+
+    root = make_hub(tmp_path / "hub")
+    out = root / "exports/aws/focus/exp/data/BILLING_PERIOD=2024-09"
+    out.mkdir(parents=True)
+    duckdb.sql("SELECT '111122223333' AS BillingAccountId, 'USD' AS BillingCurrency, "
+               "TIMESTAMPTZ '2024-09-01 00:00:00+00' AS BillingPeriodStart, TIMESTAMPTZ '2024-10-01 00:00:00+00' AS BillingPeriodEnd, "
+               "TIMESTAMPTZ '2024-09-02 00:00:00+00' AS ChargePeriodStart, TIMESTAMPTZ '2024-09-02 01:00:00+00' AS ChargePeriodEnd, "
+               "4.15::DOUBLE AS BilledCost, 4.15::DOUBLE AS EffectiveCost, 5.1::DOUBLE AS ListCost, 4.15::DOUBLE AS ContractedCost, "
+               "'Usage' AS ChargeCategory, 'Usage-Based' AS ChargeFrequency, 'AWS' AS ProviderName, 'i-1' AS ResourceId"
+               ).write_parquet(str(out / "exp-00001.parquet"))
+    (root / "exports/aws/focus/exp/manifest.json").write_bytes(b"")
+    _ingested(root)
+    assert keyed(root, "ResourceId, BilledCost, ListCost") == {"i-1": (D("4.15"), D("5.1"))}
