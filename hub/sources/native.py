@@ -703,13 +703,15 @@ def _extra_aliases(mapping: ProviderMapping, extras: list[str]) -> dict[str, str
 def _filled(con: duckdb.DuckDBPyConnection, typed: str, fills: dict[str, Fill], path: str) -> str:
     """``typed`` with the provider's :class:`Fill` values where its columns are null, and the codes of what was filled
     in :data:`transforms.costs.FILLED` (read into x_SourceChanges by the normalization)."""
-    types = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {typed}").fetchall()}
-    todo = {c: f for c, f in fills.items() if c in types}
-    values = ", ".join(f"coalesce({ident(c)}, CAST(({f.value}) AS {types[c]})) AS {ident(c)}" for c, f in todo.items())
-    codes = ", ".join(f"CASE WHEN {ident(c)} IS NULL AND ({f.value}) IS NOT NULL THEN {literal(f.code)} END"
-                      for c, f in todo.items())
-    out = f"(SELECT * REPLACE ({values}), nullif(concat_ws(',', {codes}), '') AS {ident(costs.FILLED)} FROM {typed})"
     try:
+        types = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {typed}").fetchall()}
+        todo = {c: f for c, f in fills.items() if c in types}
+        if not todo:
+            return typed
+        values = ", ".join(f"coalesce({ident(c)}, CAST(({f.value}) AS {types[c]})) AS {ident(c)}" for c, f in todo.items())
+        codes = ", ".join(f"CASE WHEN {ident(c)} IS NULL AND ({f.value}) IS NOT NULL THEN {literal(f.code)} END"
+                          for c, f in todo.items())
+        out = f"(SELECT * REPLACE ({values}), nullif(concat_ws(',', {codes}), '') AS {ident(costs.FILLED)} FROM {typed})"
         con.execute(f"DESCRIBE SELECT * FROM {out}")
     except duckdb.Error as exc:
         raise convert.map_error(exc, file=path) from None
