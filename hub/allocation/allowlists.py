@@ -145,8 +145,9 @@ def _change(store: Store, rules: Rules, dimension: str, action: str, keys: list[
         raise ChangeRefused("the values contain duplicate keys")
     if any(not k.strip() or len(k) > 128 for k in keys):
         raise ChangeRefused("a key is 1-128 characters, not only spaces")
-    if not all(k.isprintable() for k in keys) or not (how.reason or "").isprintable():
-        # a control or bidi character (U+202E) would reorder or hide text in the audit log, reports and terminals
+    if (action != "remove" and not all(k.isprintable() for k in keys)) or not (how.reason or "").isprintable():
+        # a control or bidi character (U+202E) would reorder or hide text in the audit log, reports and terminals (a
+        # value written before this rule, or into the file by hand, can still be removed)
         raise ChangeRefused("keys and the reason hold printable characters only (no control or bidi characters)")
     name = list_name(rules, dimension)
     fixed = {casefold(e["value"]) for e in static(store, name) if isinstance(e, dict) and e.get("value")}
