@@ -107,11 +107,13 @@ def price_layer(chain: Chain, prices: str | None) -> None:
 
     # a delivered ContractedCost tells the negotiated price before the list price does (Google's standard export has
     # cost, not unit prices): taking the list price would make the fix below overwrite the negotiated cost
-    from_cost = (f"CASE WHEN {nz('ContractedCost')} AND {nz('PricingQuantity')} "
-                 f"THEN abs({div('ContractedCost', 'PricingQuantity')}) END")
+    def per_unit(cost: str) -> str:  # a delivered cost over the quantity, as a (never negative) unit price
+        return f"CASE WHEN {nz(cost)} AND {nz('PricingQuantity')} THEN abs({div(cost, 'PricingQuantity')}) END"
+
+    from_cost = per_unit("ContractedCost")
     # and a delivered ListCost the list price, before the contracted one stands in for it (AWS's FOCUS export may leave
     # both unit prices empty)
-    from_list = f"CASE WHEN {nz('ListCost')} AND {nz('PricingQuantity')} THEN abs({div('ListCost', 'PricingQuantity')}) END"
+    from_list = per_unit("ListCost")
     chain.replace({
         "ContractedUnitPrice": f"CASE WHEN {negative('ContractedUnitPrice')} THEN NULL "
                                f"WHEN {keep('ContractedUnitPrice', True)} THEN ContractedUnitPrice "
