@@ -28,7 +28,7 @@ from hub.runs import RunRecord
 from hub.store import Store, dataset_folder, part_file_name, raw_staging
 from hub.validate import CheckTap, tap_report
 from transforms.costs import Lineage
-from transforms.typing import ROUNDED, Projection, ident, literal
+from transforms.typing import ROUNDED, Projection, decimal_sources, ident, literal
 
 #: Called with (record, part index, part count, percent) while a large part converts.
 Progress = Callable[[RunRecord, int, int, float], None]
@@ -202,7 +202,8 @@ def plan_part(con: duckdb.DuckDBPyConnection, job: PartJob, src: str, tmp: str) 
     so it is decompressed once."""
     kind = convert.file_kind(job.blob, file=job.blob)
     sql, columns = convert.source_columns(con, src, kind, file=job.blob)
-    proj = convert.plan(job.schema, columns, file=job.blob, doubles=normalize.doubles(job.schema))
+    proj = convert.plan(job.schema, columns, file=job.blob, doubles=normalize.doubles(job.schema),
+                        plain=convert.exponent_free(con, sql, decimal_sources(job.schema, columns)))
     part = Part(job.blob, f"(SELECT {', '.join(proj.select)} FROM {sql})", sql, proj)
     if kind == "csv.gz":
         out = os.path.join(tmp, f"typed-{job.index}.parquet")

@@ -13,7 +13,7 @@ import os
 import re
 import threading
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import duckdb
 
@@ -129,12 +129,34 @@ def source_columns(con: duckdb.DuckDBPyConnection, path: str, kind: str, *, file
     return sql, {r[0]: r[1] for r in rows}
 
 
-def plan(schema: ExportSchema, columns: dict[str, str], *, file: str, doubles: tuple[str, ...] = ()) -> Projection:
-    """The typed projection of a part (``doubles``: see :func:`transforms.typing.project`), refusing files
+#: Rows of a part read to find its number columns written without an exponent (:func:`exponent_free`).
+EXPONENT_SAMPLE = 10_000
+
+
+def exponent_free(con: duckdb.DuckDBPyConnection, source: str, columns: dict[str, str]) -> set[str]:
+    """The text columns of ``source`` with no ``e`` / ``E`` in their first :data:`EXPONENT_SAMPLE` values. Their
+    decimals are cast directly (:func:`transforms.typing.text_decimal`): the same values as the exponent path, which
+    costs a test per value and pays off only where exponents are common (AWS). Nothing on a read error (the
+    conversion then reports it)."""
+    texts = [c for c, t in columns.items() if t == "VARCHAR"]  # the caller passes the ones that may be numbers
+    if not texts:
+        return set()
+    tests = ", ".join(f"bool_or(contains({ident(c)}, 'e') OR contains({ident(c)}, 'E'))" for c in texts)
+    cols = ", ".join(ident(c) for c in texts)
+    try:
+        found = con.execute(f"SELECT {tests} FROM (SELECT {cols} FROM {source} LIMIT {EXPONENT_SAMPLE})").fetchall()[0]
+    except duckdb.Error:
+        return set()
+    return {c for c, seen in zip(texts, found, strict=True) if not seen}
+
+
+def plan(schema: ExportSchema, columns: dict[str, str], *, file: str, doubles: tuple[str, ...] = (),
+         plain: Collection[str] = ()) -> Projection:
+    """The typed projection of a part (``doubles``, ``plain``: see :func:`transforms.typing.project`), refusing files
     that are clearly another dataset or version, lack a column the conversion needs, or bring a column of a type
     that cannot feed its schema column (a BOOLEAN money column)."""
     try:
-        proj = project(schema, columns, doubles)
+        proj = project(schema, columns, doubles, plain=plain)
     except IncompatibleType as exc:
         raise InputError(str(exc), file=file, code="SchemaMismatch") from None
     expected = len([c for c in schema.columns if not c.optional])

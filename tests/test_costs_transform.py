@@ -590,3 +590,26 @@ def test_a_region_without_a_name_gets_its_id_and_a_type_without_a_resource_is_fl
     assert "ResourceTypeWithoutResourceId" not in codes(by["a"]) and "MissingRegionName" not in codes(by["b"])
     report = runs.load_all(Store(str(hub_root)))[0].validation["rules"]
     assert "RegionNameWithRegionId:RegionName" not in report and "ResourceTypeWithResourceId:ResourceType" not in report
+
+
+def test_numbers_with_an_exponent_after_the_sample_are_still_exact(hub_root: Path) -> None:
+    """A column whose first rows hold no exponent is cast directly (hub.convert.exponent_free): rows after that sample
+    with an exponent (hand-computed values) come out as exactly as through the exponent path, and are reconciled."""
+    from hub import convert
+
+    plain = {**BASE, "BilledCost": "0.25", "EffectiveCost": "0.25"}
+    late = [("1.46E-8", "0.0000000146"), ("5.64902E-05", "0.0000564902"), ("2.5e3", "2500"), ("-3.0E-5", "-0.00003")]
+    rows = [plain] * (convert.EXPONENT_SAMPLE + 5) + [{**BASE, "BilledCost": t, "EffectiveCost": t} for t, _ in late]
+    csv = hub_root / "sample.csv"
+    csv.write_text(rows_csv("focuscost_1.0", rows))
+    con = convert.connect()
+    sql, columns = convert.source_columns(con, str(csv), "csv", file="sample.csv")
+    free = convert.exponent_free(con, sql, {c: columns[c] for c in ("BilledCost", "EffectiveCost", "ServiceName")})
+    assert free == {"BilledCost", "EffectiveCost"}  # "Virtual Machines" has an e: such a column keeps the exponent path
+    csv.unlink()
+    lake = run(hub_root, *rows)
+    got = [r["BilledCost"] for r in lake if r["BilledCost"] != D("0.25")]
+    assert sorted(got) == sorted(D(v) for _, v in late)
+    (rec,) = [r for r in runs.load_all(Store(str(hub_root))) if r.dataset == "Costs"]
+    assert rec.reconciled and sum(r["EffectiveCost"] for r in lake) == D("0.25") * (convert.EXPONENT_SAMPLE + 5) + sum(
+        D(v) for _, v in late)

@@ -15,6 +15,7 @@ below any currency's minor unit); the row is flagged (column :data:`ROUNDED`, ``
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from hub.export_schemas import Column, ExportSchema
@@ -75,19 +76,20 @@ class IncompatibleType(ValueError):
         self.column = column
 
 
-def try_text(col: Column, src: str) -> str:
-    """SQL converting the text expression ``src`` to the column's type; NULL where it cannot."""
+def try_text(col: Column, src: str, *, exponents: bool = True) -> str:
+    """SQL converting the text expression ``src`` to the column's type; NULL where it cannot (``exponents``: see
+    :func:`text_decimal`)."""
     if col.type == "string":
         return src
     if col.type == "decimal":
-        return text_decimal(src)
+        return text_decimal(src, exponents=exponents)
     if col.type == "boolean":
         return f"TRY_CAST({src} AS {SQL_TYPES[col.type]})"
     formats = "[" + ", ".join(literal(f) for f in US_DATE_FORMATS) + "]"
     return f"coalesce(TRY_CAST({src} AS TIMESTAMPTZ), CAST(try_strptime({src}, {formats}) AS TIMESTAMPTZ))"
 
 
-def text_decimal(src: str) -> str:
+def text_decimal(src: str, *, exponents: bool = True) -> str:
     """SQL converting the text expression ``src`` to ``DECIMAL(38,18)`` exactly as ``TRY_CAST(src AS DECIMAL(38,18))``
     does, about six times faster for the small numbers bills write with an exponent (AWS's ``1.46E-8``).
 
@@ -98,7 +100,11 @@ def text_decimal(src: str) -> str:
     ``10^(e - f)`` with ``e - f >= floor(log10 |v|) + 3 - len >= -18`` (``e`` the exponent, ``f`` the fraction's
     digits), so ``v * 10^18`` is an integer; (2) that integer is below ``10^15``, so the DOUBLE nearest the text
     times ``10^18`` (each step within a relative 2^-53) is within 0.23 of it and DuckDB's rounding gives it
-    exactly. Any other text (plain, larger, smaller, longer) is cast directly."""
+    exactly. Any other text (plain, larger, smaller, longer) is cast directly. ``exponents=False``: a column whose
+    sampled text had no exponent (:func:`hub.convert.exponent_free`) is cast directly too, without the tests (the same
+    values: only the speed of a rare value with an exponent differs)."""
+    if not exponents:
+        return f"TRY_CAST({src} AS {DECIMAL})"
     number = f"TRY_CAST({src} AS DOUBLE)"
     cheap = f"(contains({src}, 'E') OR contains({src}, 'e')) AND abs({number}) < 0.001 AND {few_decimals(src)}"
     return f"CASE WHEN {cheap} THEN TRY_CAST({number} AS {DECIMAL}) ELSE TRY_CAST({src} AS {DECIMAL}) END"
@@ -110,12 +116,12 @@ def few_decimals(src: str) -> str:
     return f"abs(TRY_CAST({src} AS DOUBLE)) >= pow(10, strlen({src}) - 20)"
 
 
-def cast_text(col: Column, src: str) -> str:
+def cast_text(col: Column, src: str, *, exponents: bool = True) -> str:
     """SQL converting the text expression ``src`` to the column's type; bad values raise (naming the column)."""
     if col.type == "string":
         return src
     fail = f"error({literal(ERROR_TAG + col.name + '|is not a ' + _KIND[col.type])})"
-    return f"coalesce({try_text(col, src)}, CASE WHEN {src} IS NOT NULL THEN {fail} END)"
+    return f"coalesce({try_text(col, src, exponents=exponents)}, CASE WHEN {src} IS NOT NULL THEN {fail} END)"
 
 
 def too_precise(sources: list[str]) -> str:
@@ -160,10 +166,10 @@ def _scale(duck_type: str) -> int:
     return int(duck_type.rstrip(")").split(",")[-1])
 
 
-def typed_value(col: Column, src: str, source_type: str) -> str:
+def typed_value(col: Column, src: str, source_type: str, *, exponents: bool = True) -> str:
     """SQL of one source column (expression ``src`` of DuckDB type ``source_type``) as the column's type."""
     if source_type == "VARCHAR":
-        return cast_text(col, src)
+        return cast_text(col, src, exponents=exponents)
     if col.type == "string":
         return f"CAST({src} AS VARCHAR)"
     if not source_type.upper().startswith(_FEEDS[col.type]):
@@ -193,7 +199,8 @@ class Projection:
 DOUBLE_PREFIX = "_dbl_"
 
 
-def project(schema: ExportSchema, source: dict[str, str], doubles: tuple[str, ...] = (), *, null_texts: bool = False) -> Projection:
+def project(schema: ExportSchema, source: dict[str, str], doubles: tuple[str, ...] = (), *, null_texts: bool = False,
+            plain: Collection[str] = ()) -> Projection:
     """Build the typed SELECT list for a source with columns ``{name: duckdb type}``.
 
     Schema columns come first in schema order (absent ones as typed nulls, so every file of a dataset
@@ -204,7 +211,8 @@ def project(schema: ExportSchema, source: dict[str, str], doubles: tuple[str, ..
     text (parsing text is cheap; converting a DECIMAL(38,18) to DOUBLE later costs about 100 ns a value).
     Adds :data:`ROUNDED` when a text number column can hold more than 18 decimals. Raises
     :class:`IncompatibleType` for a column of a type that cannot feed its schema column. ``null_texts``: text cells
-    ``''`` and ``NULL`` become nulls (Parquet text columns; the CSV reader already does it).
+    ``''`` and ``NULL`` become nulls (Parquet text columns; the CSV reader already does it). ``plain``: text columns
+    of the source whose sampled values had no exponent (:func:`text_decimal`).
     """
     by_key: dict[str, str] = {}
     for name in source:
@@ -223,7 +231,7 @@ def project(schema: ExportSchema, source: dict[str, str], doubles: tuple[str, ..
         used.add(name)
         sources[col.name] = name
         src = text_nulls(ident(name)) if null_texts and source[name] == "VARCHAR" else ident(name)
-        select.append(f"{typed_value(col, src, source[name])} AS {out}")
+        select.append(f"{typed_value(col, src, source[name], exponents=name not in plain)} AS {out}")
         if source[name] == "VARCHAR" and col.type == "decimal":
             rounded.append(src)
             if col.target in doubles:
@@ -237,6 +245,12 @@ def project(schema: ExportSchema, source: dict[str, str], doubles: tuple[str, ..
     if checks:
         select.append(f"coalesce({' OR '.join(checks)}, false) AS {ident(ROUNDED)}")
     return Projection(select, missing, extra, len(used), sources, required)
+
+
+def decimal_sources(schema: ExportSchema, source: dict[str, str]) -> dict[str, str]:
+    """The text columns of ``source`` that may feed a decimal column of ``schema`` (under any of its spellings)."""
+    keys = {header_key(s) for c in schema.columns if c.type == "decimal" for s in c.spellings}
+    return {n: t for n, t in source.items() if t == "VARCHAR" and header_key(n) in keys}
 
 
 def text_nulls(src: str) -> str:

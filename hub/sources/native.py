@@ -51,7 +51,7 @@ from hub.store import EXPORTS, Store, bounded_name, dataset_folder, listed, sign
 from hub.validate import CheckTap, tap_report, validate_files
 from transforms import backfill, costs, mapped
 from transforms.costs import Lineage
-from transforms.typing import IncompatibleType, header_key, ident, literal, project
+from transforms.typing import IncompatibleType, decimal_sources, header_key, ident, literal, project
 
 AREA = EXPORTS
 NATIVE = "native:"
@@ -662,7 +662,8 @@ def _typed(con: duckdb.DuckDBPyConnection, provider: str, src: str, kind: str, p
         source_type, source_name, version = spec["format"], spec.get("sourceName"), spec.get("version")
     shown = {k: v for k, v in present.items() if k not in (HIDDEN_CURRENCY, HIDDEN_BILLED)}
     try:
-        proj = project(focus_schema(provider), shown, backfill.DOUBLES, null_texts=kind in ("parquet", "json"))
+        proj = project(focus_schema(provider), shown, backfill.DOUBLES, null_texts=kind in ("parquet", "json"),
+                       plain=convert.exponent_free(con, sql, decimal_sources(focus_schema(provider), shown)))
     except IncompatibleType as exc:
         raise HubError(str(exc), file=path, code="SchemaMismatch") from None
     keep = [ident(HIDDEN_CURRENCY), ident(HIDDEN_BILLED)] if hidden else []
