@@ -134,20 +134,20 @@ EXPONENT_SAMPLE = 10_000
 
 
 def exponent_free(con: duckdb.DuckDBPyConnection, source: str, columns: dict[str, str]) -> set[str]:
-    """The text columns of ``source`` with no ``e`` / ``E`` in their first :data:`EXPONENT_SAMPLE` values. Their
-    decimals are cast directly (:func:`transforms.typing.text_decimal`): the same values as the exponent path, which
-    costs a test per value and pays off only where exponents are common (AWS). Nothing on a read error (the
-    conversion then reports it)."""
-    texts = [c for c, t in columns.items() if t == "VARCHAR"]  # the caller passes the ones that may be numbers
-    if not texts:
+    """The text columns of ``columns`` (those of ``source`` that may hold numbers) with no ``e`` / ``E`` in a sample of
+    :data:`EXPONENT_SAMPLE` values (a ``LIMIT``: the file's first rows in practice; which rows does not change a
+    result). Their decimals are cast directly (:func:`transforms.typing.text_decimal`): the same values as the exponent
+    path, which costs a test per value and pays off only where exponents are common (AWS). Nothing on a read error
+    (the conversion then reports it)."""
+    if not columns:
         return set()
-    tests = ", ".join(f"bool_or(contains({ident(c)}, 'e') OR contains({ident(c)}, 'E'))" for c in texts)
-    cols = ", ".join(ident(c) for c in texts)
+    tests = ", ".join(f"bool_or(contains({ident(c)}, 'e') OR contains({ident(c)}, 'E'))" for c in columns)
+    cols = ", ".join(ident(c) for c in columns)
     try:
         found = con.execute(f"SELECT {tests} FROM (SELECT {cols} FROM {source} LIMIT {EXPONENT_SAMPLE})").fetchall()[0]
     except duckdb.Error:
         return set()
-    return {c for c, seen in zip(texts, found, strict=True) if not seen}
+    return {c for c, seen in zip(columns, found, strict=True) if not seen}
 
 
 def plan(schema: ExportSchema, columns: dict[str, str], *, file: str, doubles: tuple[str, ...] = (),

@@ -196,8 +196,8 @@ class CheckTap:
         for start in range(0, len(self.row_checks), MASK_BITS):
             bits = [f"(CAST(coalesce(({c.violation}), false) AS {BIGINT}) << {i})"
                     for i, c in enumerate(self.row_checks[start:start + MASK_BITS])]
-            # most rows break no rule: one chain of ORs (DuckDB stops at a row's first TRUE) picks the rows whose
-            # mask is built, cheaper per row than shifting and OR-ing a BIGINT per check
+            # most rows break no rule: one chain of ORs (each test runs only on the rows not yet TRUE) picks the rows
+            # whose mask is built, cheaper per row than shifting and OR-ing a BIGINT per check
             some = " OR ".join(f"({c.violation})" for c in self.row_checks[start:start + MASK_BITS])
             masks.append(f"CASE WHEN {some} THEN {' | '.join(bits)} ELSE 0 END")
         masks = masks or ["0"]

@@ -117,7 +117,8 @@ def few_decimals(src: str) -> str:
 
 
 def cast_text(col: Column, src: str, *, exponents: bool = True) -> str:
-    """SQL converting the text expression ``src`` to the column's type; bad values raise (naming the column)."""
+    """SQL converting the text expression ``src`` to the column's type; bad values raise (naming the column).
+    ``exponents``: see :func:`text_decimal`."""
     if col.type == "string":
         return src
     fail = f"error({literal(ERROR_TAG + col.name + '|is not a ' + _KIND[col.type])})"

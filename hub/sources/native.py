@@ -661,9 +661,11 @@ def _typed(con: duckdb.DuckDBPyConnection, provider: str, src: str, kind: str, p
             raise convert.map_error(exc, file=path) from None
         source_type, source_name, version = spec["format"], spec.get("sourceName"), spec.get("version")
     shown = {k: v for k, v in present.items() if k not in (HIDDEN_CURRENCY, HIDDEN_BILLED)}
+    schema = focus_schema(provider)
+    # newline JSON is read with its types inferred from every line (sample_size = -1): sampling it costs a full read
+    plain = convert.exponent_free(con, sql, decimal_sources(schema, shown)) if kind != "json" else set()
     try:
-        proj = project(focus_schema(provider), shown, backfill.DOUBLES, null_texts=kind in ("parquet", "json"),
-                       plain=convert.exponent_free(con, sql, decimal_sources(focus_schema(provider), shown)))
+        proj = project(schema, shown, backfill.DOUBLES, null_texts=kind in ("parquet", "json"), plain=plain)
     except IncompatibleType as exc:
         raise HubError(str(exc), file=path, code="SchemaMismatch") from None
     keep = [ident(HIDDEN_CURRENCY), ident(HIDDEN_BILLED)] if hidden else []
