@@ -175,8 +175,39 @@ class Settings(_Model):
 M = TypeVar("M", bound=BaseModel)
 
 
+class DuplicateKey(ValueError):
+    """A JSON object giving one key twice (JSON parsers keep the last silently: a split's target counted once)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def unique_pairs(pairs: list[tuple[str, object]]) -> dict:
+    """``object_pairs_hook`` of :func:`json.loads` refusing a key given twice in one object (:class:`DuplicateKey`)."""
+    out: dict = {}
+    for key, value in pairs:
+        if key in out:
+            raise DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+def refuse_duplicate_keys(text: str, *, file: str, what: str) -> None:
+    """A usage error naming the file when one of its JSON objects gives a key twice (other JSON errors are left to the
+    caller's parser, which names them)."""
+    try:
+        json.loads(text, object_pairs_hook=unique_pairs)
+    except DuplicateKey as exc:
+        raise UsageError(f"{file}: invalid {what}: {exc.key!r} is given twice in one object") from None
+    except (ValueError, RecursionError):
+        pass
+
+
 def validated(model: type[M], text: str, *, file: str, what: str) -> M:
-    """A config file's JSON text as ``model``; a bad file is a usage error naming the file and the field."""
+    """A config file's JSON text as ``model``; a bad file is a usage error naming the file and the field (a key given
+    twice in one object too)."""
+    refuse_duplicate_keys(text, file=file, what=what)
     try:
         return model.model_validate_json(text)
     except ValidationError as exc:

@@ -214,3 +214,37 @@ def test_preview_and_chargeback_of_rows_without_a_currency(tmp_path):
     assert lines == [["Month", "x_CostCenter", "BillingCurrency", "EffectiveCost"], ["2024-05", "A", "", "2.75"],
                      ["2024-05", "B", "", "8.25"], ["2024-05", "TOTAL", "", "11.00"], ["2024-05", "A", "USD", "1.00"],
                      ["2024-05", "TOTAL", "USD", "1.00"]]
+
+
+# --- review of stop 32: percentages beyond 100 and keys given twice ---------------------------------------------------
+
+@pytest.mark.parametrize("split, message", [
+    ({"FIN-001": "1e999999999", "ENG-002": "1"}, "pool p: a percentage above 100"),  # summing it overflowed: a crash
+    ({"FIN-001": "150", "ENG-002": "-50"}, "pool p: negative percentage"),
+])
+def test_fixed_split_percentages_out_of_range_are_a_usage_error(tmp_path, split, message):
+    pools = [{"id": "p", "match": {"ServiceName": "Support"}, "method": "fixed",
+              "targets": {"dimension": "cost_center", "split": split}}]
+    text = json.dumps({"dimensions": {"cost_center": {"tag_keys": ["CostCenter"]}}, "pools": pools})
+    with pytest.raises(UsageError, match=message) as err:
+        R.parse(text, file="config/allocation.json")
+    assert "config/allocation.json" in str(err.value)
+    lake(tmp_path, [row({"CostCenter": "A"}, "1.00")])
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config/allocation.json").write_text(text)
+    out = CliRunner().invoke(app, ["allocate", str(tmp_path)])
+    assert out.exit_code == 2 and message in " ".join(out.output.split()), out.output
+
+
+def test_a_key_given_twice_in_the_rules_is_refused(tmp_path):
+    """{"A": "50", "B": "50", "A": "50"} is 150 %: JSON parsers keep the last A silently (A 50 / B 50 was accepted)."""
+    text = ('{"dimensions": {"cost_center": {"tag_keys": ["CostCenter"]}}, "pools": [{"id": "p", "match": {"ServiceName": '
+            '"Support"}, "method": "fixed", "targets": {"dimension": "cost_center", "split": {"A": "50", "B": "50", "A": "50"}}}]}')
+    message = "config/allocation.json: invalid allocation rules: 'A' is given twice in one object"
+    with pytest.raises(UsageError, match=message):
+        R.parse(text, file="config/allocation.json")
+    lake(tmp_path, [row({"CostCenter": "A"}, "1.00")])
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config/allocation.json").write_text(text)
+    with pytest.raises(UsageError, match="'A' is given twice in one object"):
+        R.load(Store(str(tmp_path)))

@@ -540,3 +540,13 @@ def test_budgets_and_series_read_rows_filed_in_a_neighbouring_month_folder(tmp_p
     r = rules(budgets=[{"id": "b", "amount": "1000", "filter": {"SubAccountId": "B"}}])
     (b,) = inspection.inspect(store, date(2024, 5, 10), r).budgets
     assert b["actual"] == "107"  # May 1-10: 10 x 10, plus the 7 of May 1 in the April folder (107 by the cost API too)
+
+
+def test_a_budget_of_ten_billion_or_more_is_written_not_a_crash(store):
+    """An IDR or KRW budget of 20,000,000,000: Python's default 28-digit context could not give it 18 decimals
+    (decimal.InvalidOperation on every run, after the state and the alerts). The Budgets dataset holds it exactly."""
+    big = "20000000000"
+    result = inspection.inspect(store, date(2024, 5, 10), rules(budgets=[{"id": "big", "amount": big, "filter": {"SubAccountId": "B"}}]))
+    assert result.budgets[0]["actual"] == "588"  # B's May 1-10, as in the budget test above
+    (amount,) = duckdb.sql(f"SELECT amount FROM read_parquet('{store.root}/ingestion/Budgets/**/*.parquet')").fetchall()[0]
+    assert amount == D(big)

@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
 from hub.errors import UsageError
-from hub.settings import validated
+from hub.settings import refuse_duplicate_keys, validated
 from hub.store import CONFIG, Store
 
 RULES = f"{CONFIG}/allocation.json"
@@ -206,10 +206,12 @@ class Rules(_Strict):
             if allowlist := self.dimensions[p.targets.dimension].allowlist:
                 _canonical_targets(p.targets, f"pools.{i}", allowlist, spellings(self.allowlists[allowlist]))
             if p.method == "fixed":
-                if not p.targets.split or sum(p.targets.split.values(), Decimal(0)) != 100:
-                    raise ValueError(f"pool {p.id}: a fixed split must give percentages summing to exactly 100")
                 if any(v < 0 for v in p.targets.split.values()):
                     raise ValueError(f"pool {p.id}: negative percentage")
+                if any(v > 100 for v in p.targets.split.values()):  # before adding them up: 1e999999999 would overflow
+                    raise ValueError(f"pool {p.id}: a percentage above 100")
+                if not p.targets.split or sum(p.targets.split.values(), Decimal(0)) != 100:
+                    raise ValueError(f"pool {p.id}: a fixed split must give percentages summing to exactly 100")
             targets = list(p.targets.split) if p.method == "fixed" else (
                 p.targets.values if isinstance(p.targets.values, list) else [])
             if len(set(targets)) != len(targets):
@@ -345,6 +347,7 @@ def parse_merged(store: Store, text: str, *, file: str) -> Rules:
     """Rules text with the hub's API-managed allowlist entries (``config/allowlists/``) merged in, validated."""
     from hub.allocation import allowlists
 
+    refuse_duplicate_keys(text, file=file, what="allocation rules")  # merging would keep one of them silently
     try:
         data = json.loads(text)
     except ValueError:
