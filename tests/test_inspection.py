@@ -550,3 +550,16 @@ def test_a_budget_of_ten_billion_or_more_is_written_not_a_crash(store):
     assert result.budgets[0]["actual"] == "588"  # B's May 1-10, as in the budget test above
     (amount,) = duckdb.sql(f"SELECT amount FROM read_parquet('{store.root}/ingestion/Budgets/**/*.parquet')").fetchall()[0]
     assert amount == D(big)
+
+
+def test_the_forecast_clips_one_spike_of_a_flat_series_even_with_a_day_a_cent_off():
+    """Review of stop 32: 10 a day (a fixed-price VM), a 1,000 spike three days ago and 10.01 the day after it. The
+    spike is the only day off by more than 1 % of the typical day (the robust sigma is 0), so it is clipped: the
+    weekdays' medians are 10 and the level 0, so 28 days left are 280 (it was 1,000 / 7 x 28 more: a change of level)."""
+    from hub.inspection.forecast import forecast
+
+    weekdays = np.arange(28) % 7
+    values = np.full((1, 28), 10.0)
+    values[0, -3], values[0, -2] = 1000.0, 10.01
+    fc = forecast(values, weekdays, np.arange(28) % 7)
+    assert fc.remaining[0] == pytest.approx(280.0)

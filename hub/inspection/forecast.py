@@ -1,7 +1,7 @@
 """Month-end forecast of daily cost series (numpy): the recent weekly pattern projected over the month's remaining
 days: each weekday's median over the last 28 days, shifted by the mean deviation of the last 7 days from it, a
-single one beyond 3 robust sigmas clipped (the current level, which one spike does not move and a change of level
-does; a 90-day trend line follows old levels). The 80 % and 95 % intervals
+single one beyond 3 robust sigmas (and 1 % of the typical day) clipped (the current level, which one spike does not
+move and a change of level does; a 90-day trend line follows old levels). The 80 % and 95 % intervals
 come from the spread ``sigma`` of the recent residuals, widened as ``sigma * h ** 0.9`` over ``h`` days left: a level
 error persists for the rest of the month, so the days' errors are not independent (``sqrt(h)`` covered 41 % instead
 of 80 % in bench/inspection.py; ``h`` covers slightly too much)."""
@@ -18,6 +18,9 @@ Z80, Z95 = 1.2816, 1.9600
 RECENT, LEVEL, WIDEN = 28, 7, 0.9
 #: Robust sigmas (1.4826 x the median absolute deviation) beyond which a single day's deviation is clipped.
 CLIP = 3.0
+#: ... and never less than this share of the series' typical daily cost: on a flat series (a fixed-price VM) the
+#: deviation is 0, and a day a cent off would otherwise count as a second spike (a change of level, taken whole).
+MATERIAL = 0.01
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,8 @@ def forecast(values: np.ndarray, weekdays: np.ndarray, future_weekdays: np.ndarr
         last = residual[:, -LEVEL:]
         center = np.nanmedian(last, axis=1)[:, None]
         spread = CLIP * 1.4826 * np.nanmedian(np.abs(last - center), axis=1)[:, None]  # robust sigma (MAD)
-        outside = (np.abs(last - center) > spread).sum(axis=1)
+        typical = np.nan_to_num(np.nanmedian(np.abs(recent), axis=1))[:, None]
+        outside = (np.abs(last - center) > np.maximum(spread, MATERIAL * typical)).sum(axis=1)
         # the mean of the last days' deviations; a single one beyond 3 robust sigmas of their median (a spike, an
         # anomaly already over) clipped first, so it does not lift the rest of the month; two or more are a change
         # of level, taken as they are
