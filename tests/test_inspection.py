@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
@@ -563,3 +563,36 @@ def test_the_forecast_clips_one_spike_of_a_flat_series_even_with_a_day_a_cent_of
     values[0, -3], values[0, -2] = 1000.0, 10.01
     fc = forecast(values, weekdays, np.arange(28) % 7)
     assert fc.remaining[0] == pytest.approx(280.0)
+
+
+def test_alerts_silence_per_anomaly_and_a_resolution_goes_where_the_anomaly_fired():
+    """Review of stop 32: (1) a drop opened the run after a spike of the same series (within silence_hours) is another
+    anomaly: it is sent (the silence was keyed on the series); (2) an anomaly alerted as critical and resolved as major
+    (it shrinks while the baseline learns its level) sends its resolution to the critical-only policy that got it."""
+    from hub.inspection import alerts
+
+    receiver = _Receiver()
+    try:
+        policy = R.Rules.model_validate({"alerts": [{"id": "oncall", "min_severity": "critical",
+                                                     "targets": [{"url": receiver.url, "retries": 0}]}]})
+        spike = {"id": "a" * 16, "monitor": "sub-accounts", "key": "A", "currency": "USD", "direction": "up",
+                 "severity": "critical", "impact": "500", "start": "2024-05-30", "end": "2024-05-30"}
+        drop = {**spike, "id": "b" * 16, "direction": "down", "impact": "-800", "start": "2024-05-31", "end": "2024-05-31"}
+        t0 = datetime(2024, 6, 1, 6, 0, tzinfo=timezone.utc)
+        state: dict = {"alerts": {}}
+        opened = "finops-hub.anomaly.opened"
+        assert alerts.notify(policy, state, [(opened, "sub-accounts/A", spike, "a:opened")], now=t0).notified == 1
+        second = alerts.notify(policy, state, [(opened, "sub-accounts/A", drop, "b:opened")], now=t0 + timedelta(hours=23))
+        assert (second.notified, second.silenced) == (1, 0)
+        resolved = {**spike, "severity": "major", "end": "2024-06-02"}
+        third = alerts.notify(policy, state, [("finops-hub.anomaly.resolved", "sub-accounts/A", resolved, "a:resolved")],
+                              now=t0 + timedelta(days=2))
+        assert third.notified == 1
+        sent = [(a["status"], a["fingerprint"]) for body in receiver.bodies for a in body["alerts"]]
+        assert sent == [("firing", "a" * 16), ("firing", "b" * 16), ("resolved", "a" * 16)]
+        # a major anomaly never alerted to this policy does not send its resolution there
+        quiet = {**drop, "id": "c" * 16, "severity": "major"}
+        assert alerts.notify(policy, state, [("finops-hub.anomaly.resolved", "sub-accounts/A", quiet, "c:resolved")],
+                             now=t0 + timedelta(days=3)).notified == 0
+    finally:
+        receiver.close()

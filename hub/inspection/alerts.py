@@ -29,6 +29,10 @@ class Sent:
     errors: list[str] = field(default_factory=list)
 
 
+#: How long the state remembers an alert (for silences, and to send an anomaly's resolution where it was alerted).
+KEEP = timedelta(days=366)
+
+
 def severity(kind: str, data: dict) -> str:
     """An event's severity: an anomaly's own; a budget threshold's by its percentage (>= 100: critical, >= 80: major)."""
     if kind.startswith("anomaly."):
@@ -81,6 +85,8 @@ def notify(rules: Rules, state: dict, events: list[tuple[str, str, dict, str]], 
     them, before any new ones, at the next inspection (a target that left its policy drops them)."""
     now = now or datetime.now(timezone.utc)
     last = state.setdefault("alerts", {})
+    for key in [k for k, at in last.items() if not isinstance(at, str) or at < (now - KEEP).isoformat()]:
+        del last[key]  # one entry per anomaly and budget threshold: a year of them is kept, not all of them
     pending: dict[str, list[dict]] = state.setdefault("alertsPending", {})
     targets = {_target_id(p, i): (p, t) for p in rules.alerts for i, t in enumerate(p.targets)}
     for tid in [t for t in pending if t not in targets]:
@@ -99,10 +105,16 @@ def notify(rules: Rules, state: dict, events: list[tuple[str, str, dict, str]], 
         for kind, subject, data, identity in events:
             short = kind.removeprefix("finops-hub.")
             sev = severity(short, data)
-            if short not in policy.events or SEVERITIES.index(sev) < SEVERITIES.index(policy.min_severity):
+            anomaly = str(data.get("id") or subject) if short.startswith("anomaly.") else None
+            # a resolution goes wherever the anomaly was alerted, whatever its severity now (an anomaly shrinks while
+            # the baseline learns its level: opened critical, resolved major)
+            alerted = anomaly is not None and any(f"{policy.id}|anomaly.{k}|{anomaly}" in last for k in ("opened", "updated"))
+            if short not in policy.events or (SEVERITIES.index(sev) < SEVERITIES.index(policy.min_severity)
+                                              and not (short == "anomaly.resolved" and alerted)):
                 continue
-            # an anomaly is silenced as one subject; a budget per threshold (its 100 % never silenced by its 50 %)
-            key = f"{policy.id}|{short}|{identity if short == 'budget.threshold' else subject}"
+            # an anomaly is silenced per anomaly (another one of the same series is news); a budget per threshold (its
+            # 100 % never silenced by its 50 %)
+            key = f"{policy.id}|{short}|{identity if short == 'budget.threshold' else anomaly or subject}"
             before = last.get(key)
             if short != "anomaly.resolved" and before and now - datetime.fromisoformat(before) < timedelta(
                     hours=policy.silence_hours):
