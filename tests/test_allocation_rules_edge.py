@@ -248,3 +248,30 @@ def test_a_key_given_twice_in_the_rules_is_refused(tmp_path):
     (tmp_path / "config/allocation.json").write_text(text)
     with pytest.raises(UsageError, match="'A' is given twice in one object"):
         R.load(Store(str(tmp_path)))
+
+
+def test_an_allocation_holding_two_cost_types_is_refused_not_read_as_zero(tmp_path):
+    """A month locked (lock_before) in EffectiveCost keeps it after cost_metric becomes BilledCost: a query over both
+    months read the other metric's month as 0 (April 100 EC / 110 BC, May 200 / 220). It is refused, naming the months."""
+    for month, ec in (("2024-04", "100"), ("2024-05", "200")):
+        lake(tmp_path, [row({"CostCenter": "A"}, ec, day=f"{month}-10")], month=month)
+        part = tmp_path / f"ingestion/Costs/{month[:4]}/{month[5:]}/test/part.parquet"
+        duckdb.sql(f"COPY (SELECT *, EffectiveCost * 1.1 AS BilledCost FROM read_parquet('{part}')) TO '{part}.tmp' "
+                   "(FORMAT parquet)")
+        Path(f"{part}.tmp").replace(part)
+    store = Store(str(tmp_path))
+    allocated(store, rules(), "2024-04")
+    allocated(store, rules(cost_metric="BilledCost", lock_before="2024-05-01"), "2024-05")
+    (tmp_path / "config").mkdir(exist_ok=True)
+    (tmp_path / "config/allocation.json").write_text(rules(cost_metric="BilledCost", lock_before="2024-05-01").model_dump_json())
+    for cost_type, month, kind in (("EffectiveCost", "2024-05", "BilledCost"), ("BilledCost", "2024-04", "EffectiveCost")):
+        out = CliRunner().invoke(app, ["costs", str(tmp_path), "--begin", "2024-04", "--end", "2024-05", "--group-by",
+                                       "x_CostCenter", "--cost-type", cost_type, "--format", "csv"])
+        assert out.exit_code == 2, out.output
+        assert f"the allocation of {month} ({kind}) is in another cost type than {cost_type}" in " ".join(out.output.split())
+    may = CliRunner().invoke(app, ["costs", str(tmp_path), "--begin", "2024-05", "--end", "2024-05", "--group-by",
+                                   "x_CostCenter", "--cost-type", "BilledCost", "--format", "csv"])
+    assert may.exit_code == 0 and "220" in may.output, may.output  # 200 x 1.1: one metric in the period, answered
+    with pytest.raises(UsageError, match=r"the allocation of 2024-04 \(EffectiveCost\)"):
+        reports.records(store, R.load(store), "COSTCENTER", date(2024, 4, 1), date(2024, 5, 31))
+    assert [r["costs"] for r in reports.records(store, R.load(store), "COSTCENTER", date(2024, 5, 1), date(2024, 5, 31))] == ["220"]
