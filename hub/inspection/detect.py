@@ -68,6 +68,11 @@ class Detection:
     flag: np.ndarray
 
 
+#: Training days of a weekday needed before the additive model gives it an effect of its own (a median of 3 days is
+#: not moved by one day without cost).
+WEEKDAY_DAYS = 3
+
+
 def fit(values: np.ndarray, weekdays: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per series: the weekday medians (series x 7) and the least-squares trend (slope, intercept) of what they leave,
     over the days that are not NaN (a series' days before its first cost)."""
@@ -75,10 +80,15 @@ def fit(values: np.ndarray, weekdays: np.ndarray) -> tuple[np.ndarray, np.ndarra
     seasonal = np.zeros((n_series, 7))
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a weekday without any day yet: its median is 0
+        overall = np.nan_to_num(np.nanmedian(values, axis=1))
         for wd in range(7):
             days = weekdays == wd
             if days.any():
-                seasonal[:, wd] = np.nan_to_num(np.nanmedian(values[:, days], axis=1))
+                # a weekday seen fewer than WEEKDAY_DAYS times has no effect of its own: the series' median (one day
+                # without cost would be that weekday's expected cost, and its next ordinary cost an anomaly)
+                seen = (~np.isnan(values[:, days])).sum(axis=1)
+                own = np.nan_to_num(np.nanmedian(values[:, days], axis=1))
+                seasonal[:, wd] = np.where(seen >= WEEKDAY_DAYS, own, overall)
     rest = values - seasonal[:, weekdays]
     w = ~np.isnan(rest)
     r = np.where(w, rest, 0.0)
