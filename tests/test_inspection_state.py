@@ -206,3 +206,27 @@ def test_without_a_date_the_lakes_last_complete_day_is_inspected(tmp_path):
     assert inspection.default_day(con, today=date(2024, 5, 20)) == date(2024, 5, 19)  # at the latest yesterday
     con.close()
     assert inspection.default_day(catalog.connect(Store(str(tmp_path / "empty"))), today=LAST) == date(2024, 5, 30)
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"actual": None}, "actual"),  # the 8 fields were there: GET /v1/anomalies was a 500
+    ({"start": 5}, "start"),  # hub inspect crashed (ValueError: not enough values to unpack)
+    ({"impact": "lots"}, "impact"),
+    ({"severity": "huge"}, "severity"),
+    ({"direction": "sideways"}, "direction"),
+])
+def test_a_hand_edited_state_with_a_bad_field_is_named_not_a_crash(spiky, tmp_path, change, field):
+    saved = {"id": "x", "monitor": "m", "key": "k", "currency": "USD", "start": "2024-05-01", "end": "2024-05-02",
+             "state": "open", "direction": "up", "actual": "1", "expected": "1", "impact": "0", "max_daily_impact": "0",
+             "severity": "minor", **change}
+    (tmp_path / "config/inspection").mkdir(parents=True, exist_ok=True)
+    (tmp_path / outcome.STATE).write_text(json.dumps({"anomalies": {"x": saved}}))
+    out = CliRunner().invoke(app, ["inspect", str(tmp_path), "--date", "2024-05-31"])
+    assert out.exit_code == 2 and f"config/inspection/state.json: anomaly 'x' has a bad {field}" in out.stderr, out.output
+    from fastapi.testclient import TestClient
+
+    from hub.server import create_app
+
+    with TestClient(create_app(str(tmp_path))) as client:
+        answer = client.get("/v1/anomalies")
+        assert (answer.status_code, answer.json()["error_code"]) == (503, "CBC.0503")

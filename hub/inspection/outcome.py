@@ -34,6 +34,30 @@ class StateInvalid(UsageError):
 _ANOMALY_FIELDS = ("id", "monitor", "key", "currency", "start", "end", "state", "direction")
 
 
+def _wrong_field(anomaly: dict) -> str | None:
+    """The first field of a saved anomaly the inspection cannot read back (a hand-edited state), else None."""
+    from hub.inspection.rules import SEVERITIES
+
+    for name in ("start", "end"):
+        try:
+            date.fromisoformat(str(anomaly[name]))
+        except ValueError:
+            return name
+        if not isinstance(anomaly[name], str):
+            return name
+    for name in ("actual", "expected", "impact", "max_daily_impact"):
+        try:
+            if not Decimal(str(anomaly.get(name))).is_finite():
+                return name
+        except ArithmeticError:  # decimal.InvalidOperation: not a number (None included)
+            return name
+    if anomaly.get("severity") not in SEVERITIES:
+        return "severity"
+    if anomaly["state"] not in ("open", "resolved") or anomaly["direction"] not in ("up", "down"):
+        return "state" if anomaly["state"] not in ("open", "resolved") else "direction"
+    return None
+
+
 def load_state(store: Store) -> dict:
     """The inspection's state (every key kept: anomalies, budgets, alerts, pending alerts and events, last day)."""
     if not store.exists(STATE):
@@ -47,6 +71,9 @@ def load_state(store: Store) -> dict:
     for key, a in (data.get("anomalies") or {}).items():
         if not isinstance(a, dict) or any(a.get(f) is None for f in _ANOMALY_FIELDS):
             raise StateInvalid(f"{STATE}: anomaly {key!r} lacks one of {', '.join(_ANOMALY_FIELDS)}")
+        if wrong := _wrong_field(a):
+            raise StateInvalid(f"{STATE}: anomaly {key!r} has a bad {wrong}; restore the file from a backup, or remove it "
+                               "to start afresh")
     return {**data, "anomalies": data.get("anomalies") or {}, "budgets": data.get("budgets") or {},
             "alerts": data.get("alerts") or {}}
 
