@@ -275,3 +275,34 @@ def test_an_allocation_holding_two_cost_types_is_refused_not_read_as_zero(tmp_pa
     with pytest.raises(UsageError, match=r"the allocation of 2024-04 \(EffectiveCost\)"):
         reports.records(store, R.load(store), "COSTCENTER", date(2024, 4, 1), date(2024, 5, 31))
     assert [r["costs"] for r in reports.records(store, R.load(store), "COSTCENTER", date(2024, 5, 1), date(2024, 5, 31))] == ["220"]
+
+
+@pytest.mark.parametrize("entries, refused", [
+    ([{"value": "FIN-001", "aliases": ["money"]}, {"value": "ENG-002", "aliases": ["Money"]}], "'money' names both"),
+    ([{"value": "FIN-001", "aliases": ["eng-002"]}, {"value": "ENG-002"}], "'eng-002' names both"),
+    # one after the other (the alias moved on 2024-06-01): never both on one day, accepted
+    ([{"value": "FIN-001", "aliases": ["money"], "valid_to": "2024-06-01"},
+      {"value": "ENG-002", "aliases": ["money"], "valid_from": "2024-06-01"}], None),
+])
+def test_a_spelling_names_one_value_on_any_day(entries, refused):
+    text = json.dumps({**cc_rules([]), "allowlists": {"cc": entries}})
+    if refused is None:
+        R.parse(text, file="config/allocation.json")
+        return
+    with pytest.raises(UsageError, match=f"config/allocation.json: invalid allocation rules at allowlists: .*{refused}"):
+        R.parse(text, file="config/allocation.json")
+
+
+def test_the_api_refuses_a_value_that_is_another_values_alias(tmp_path):
+    """Review of stop 32: adding "fin" beside FIN-001 (alias "fin") through the API was accepted; then a row tagged fin
+    went to FIN-001 and a split written {"fin": 100} to a new cost center fin (one team, two lines)."""
+    store = lake(tmp_path, [row({"CostCenter": "fin"}, "10.00")])
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config/allocation.json").write_text(json.dumps({**cc_rules([]), "allowlists": {"cc": [
+        {"value": "FIN-001", "aliases": ["fin"]}]}}))
+    rules_now = R.load(store)
+    with pytest.raises(allowlists.ChangeRefused, match="'FIN' is an alias of 'FIN-001': use that value"):
+        allowlists.change(store, rules_now, "cost_center", "add", ["FIN"], allowlists.Change("me"), today=date(2024, 1, 1))
+    assert allowlists.stored(store, "cc") == []  # nothing written
+    allowlists.change(store, rules_now, "cost_center", "add", ["OPS-003"], allowlists.Change("me"), today=date(2024, 1, 1))
+    assert [e["value"] for e in allowlists.stored(store, "cc")] == ["OPS-003"]

@@ -157,6 +157,12 @@ def _change(store: Store, rules: Rules, dimension: str, action: str, keys: list[
     ahead = {casefold(e["value"]) for e in entries if _reaches(e, start)}  # in force then or from a later day
     if action == "add" and live & set(folded):
         raise ChangeRefused("the existing and provided values combined contain duplicate keys")
+    # an alias of another value (in force then or later) is that value's spelling: listing it as a value of its own
+    # would make one spelling name two values (rows tagged with it and targets written with it going apart)
+    aliases = {casefold(a): e["value"] for e in static(store, name) + entries if _reaches(e, start)
+               for a in e.get("aliases") or [] if isinstance(a, str)}
+    if action != "remove" and (alias := next((k for k in keys if casefold(aliases.get(casefold(k), k)) != casefold(k)), None)):
+        raise ChangeRefused(f"{alias!r} is an alias of {aliases[casefold(alias)]!r}: use that value")
     if action == "remove":
         for key, k in zip(keys, folded, strict=True):
             if k in fixed:

@@ -176,6 +176,17 @@ class Rules(_Strict):
             raise ValueError(overlap)
         return scopes
 
+    @field_validator("allowlists")
+    @classmethod
+    def _one_value_a_spelling(cls, lists: dict[str, list[AllowlistEntry]]) -> dict[str, list[AllowlistEntry]]:
+        """A spelling (value or alias, case-folded) names one value on any day: else rows tagged with it and targets
+        written with it could go to two values (one team, two cost centers)."""
+        for name, entries in lists.items():
+            if clash := ambiguous(entries):
+                spelling, first, second = clash
+                raise ValueError(f"allowlist {name}: {spelling!r} names both {first!r} and {second!r} on some day")
+        return lists
+
     @model_validator(mode="after")
     def _consistent(self) -> Rules:
         dims = set(self.dimensions)
@@ -236,6 +247,26 @@ class Rules(_Strict):
 def casefold(text: str) -> str:
     """A value as compared with others: NFC, stripped, case-folded (``ß`` is ``ss``)."""
     return unicodedata.normalize("NFC", text).strip().casefold()
+
+
+def _meet(a: _Dated, b: _Dated) -> bool:
+    """The two validity periods share a day."""
+    return (a.valid_to is None or b.valid_from is None or b.valid_from < a.valid_to) and (
+        b.valid_to is None or a.valid_from is None or a.valid_from < b.valid_to)
+
+
+def ambiguous(entries: list[AllowlistEntry]) -> tuple[str, str, str] | None:
+    """The first spelling (value or alias) that two different values hold on a common day, with the two values."""
+    by_spelling: dict[str, list[AllowlistEntry]] = {}
+    for e in entries:
+        for s in {casefold(x) for x in (e.value, *e.aliases)}:
+            by_spelling.setdefault(s, []).append(e)
+    for spelling, holders in by_spelling.items():
+        for i, a in enumerate(holders):
+            for b in holders[i + 1:]:
+                if casefold(a.value) != casefold(b.value) and _meet(a, b):
+                    return spelling, a.value, b.value
+    return None
 
 
 def spellings(entries: list[AllowlistEntry]) -> dict[str, str]:
