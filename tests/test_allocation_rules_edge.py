@@ -306,3 +306,32 @@ def test_the_api_refuses_a_value_that_is_another_values_alias(tmp_path):
     assert allowlists.stored(store, "cc") == []  # nothing written
     allowlists.change(store, rules_now, "cost_center", "add", ["OPS-003"], allowlists.Change("me"), today=date(2024, 1, 1))
     assert [e["value"] for e in allowlists.stored(store, "cc")] == ["OPS-003"]
+
+
+def _pool(**over) -> dict:
+    return {"id": "p", "match": {"ServiceName": "Support"}, "method": "even",
+            "targets": {"dimension": "cost_center", "values": ["FIN-001"]}, **over}
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"pools": [_pool(match={"ServiceName": []})]}, "match.ServiceName: an empty list matches no row"),
+    ({"pools": [_pool(weight={"charge_categories": []})]}, "pools.0.weight.charge_categories"),
+    ({"pools": [_pool(targets={"dimension": "cost_center", "values": ["FIN-001"], "split": {"FIN-001": "100"}})]},
+     "pool p: targets.split goes with method fixed"),
+    ({"pools": [_pool(method="fixed", targets={"dimension": "cost_center", "values": ["FIN-001"], "split": {"FIN-001": "100"}})]},
+     "pool p: targets.split goes with method fixed"),
+    ({"pools": [_pool(targets={"dimension": "cost_center", "values": ["__unallocated__"]})]},
+     "pool p: '__unallocated__' cannot be a target"),
+    ({"pools": [_pool(targets={"dimension": "cost_center", "values": [" "]})]}, "pool p: ' ' cannot be a target"),
+    ({"dimensions": {"cost_center": {"tag_keys": [""]}}}, "dimensions.cost_center.tag_keys.0"),
+    ({"version": 2}, "version"),
+    ({"mappings": [{"id": "m", "match": {"ServiceName": "A"}, "set": {"cost_center": "X"}},
+                   {"id": "m", "match": {"ServiceName": "B"}, "set": {"cost_center": "Y"}}]}, "mapping ids must be unique"),
+])
+def test_rules_that_mean_nothing_are_refused(change, message):
+    """Review of stop 32: each of these was accepted and ran without a word (a pool matching no row, all weights 0, a
+    split ignored, a target that is a status the allocation writes, a blank tag key, version 2, two mappings m)."""
+    base = {"amount_scale": 2, "dimensions": {"cost_center": {"tag_keys": ["CostCenter"]}}}
+    with pytest.raises(UsageError, match="config/allocation.json: invalid allocation rules") as err:
+        R.parse(json.dumps({**base, **change}), file="config/allocation.json")
+    assert message in str(err.value)

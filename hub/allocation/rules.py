@@ -9,7 +9,7 @@ import re
 import unicodedata
 from datetime import date
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
@@ -24,6 +24,7 @@ MATCH_COLUMNS = ("ProviderName", "BillingAccountId", "SubAccountId", "SubAccount
                  "ServiceCategory", "ChargeCategory", "ChargeClass", "ChargeFrequency", "RegionId", "ResourceId",
                  "ResourceType", "PublisherName", "CommitmentDiscountStatus", "PricingCategory", "SkuId", "BillingCurrency")
 UNALLOCATED, NOT_ALLOWLISTED = "__unallocated__", "__not_allowlisted__"
+SENTINELS = (UNALLOCATED, NOT_ALLOWLISTED)
 #: Columns of the Allocation dataset a dimension's ``column`` may not take (the run's own, and the lake's it carries).
 RESERVED = ("x_Amount", "x_Period", "x_PoolPeriodId", "x_SourceRowId", "x_AllocationRunId", "x_ConfigVersion",
             "x_CostMetric", "x_AllocationKind", "x_ResourceGroupName", "x_SourceChanges", "x_SourceValues")
@@ -47,7 +48,7 @@ class Dimension(_Strict):
     #: output column (default ``x_`` + the dimension's name in PascalCase): an ``x_`` name of letters and digits
     column: str | None = Field(None, pattern=r"^x_[A-Za-z][A-Za-z0-9]{0,62}$")
     #: tag keys, highest priority first; compared after ``key_normalization``
-    tag_keys: list[str] = Field(min_length=1)
+    tag_keys: list[Annotated[str, Field(pattern=r"\S")]] = Field(min_length=1)
     key_normalization: KeyNormalization = KeyNormalization()
     #: canonical value -> other spellings (matched case-insensitively)
     value_aliases: dict[str, list[str]] = {}
@@ -104,10 +105,12 @@ Match = dict[str, str | list[str]]
 
 
 def _check_match(match: Match, dimensions: set[str], *, pools: bool) -> None:
-    for column in match:
+    for column, wanted in match.items():
         if column not in MATCH_COLUMNS and not (pools and column in dimensions):
             allowed = ", ".join([*MATCH_COLUMNS, *(sorted(dimensions) if pools else [])])
             raise ValueError(f"cannot match on {column!r} (one of: {allowed})")
+        if isinstance(wanted, list) and not wanted:
+            raise ValueError(f"match.{column}: an empty list matches no row")
 
 
 class Mapping(_Dated):
@@ -120,7 +123,7 @@ class Mapping(_Dated):
 
 class Weight(_Strict):
     metric: Literal["cost"] = "cost"
-    charge_categories: list[str] = ["Usage"]
+    charge_categories: list[str] = Field(["Usage"], min_length=1)
 
 
 class Targets(_Strict):
@@ -144,7 +147,7 @@ class Pool(_Strict):
 
 
 class Rules(_Strict):
-    version: StrictInt = 1
+    version: Literal[1] = 1
     cost_metric: Literal["EffectiveCost", "BilledCost", "ListCost", "ContractedCost"] = "EffectiveCost"
     #: decimal places of allocated amounts (inputs rounded half-even to them; splits in quanta of 10^-scale)
     amount_scale: StrictInt = Field(10, ge=0, le=18)
@@ -205,6 +208,8 @@ class Rules(_Strict):
         ids = [p.id for p in self.pools]
         if len(set(ids)) != len(ids):
             raise ValueError("pool ids must be unique")
+        if len({m.id for m in self.mappings}) != len(self.mappings):
+            raise ValueError("mapping ids must be unique")
         for i, p in enumerate(self.pools):
             _check_match(p.match, dims, pools=True)
             for column, wanted in p.match.items():  # a dimension's values as resolved: in its allowlist's spelling
@@ -223,8 +228,12 @@ class Rules(_Strict):
                     raise ValueError(f"pool {p.id}: a percentage above 100")
                 if not p.targets.split or sum(p.targets.split.values(), Decimal(0)) != 100:
                     raise ValueError(f"pool {p.id}: a fixed split must give percentages summing to exactly 100")
+            if (p.method == "fixed") != bool(p.targets.split) or (p.method == "fixed" and p.targets.values != "*"):
+                raise ValueError(f"pool {p.id}: targets.split goes with method fixed (and targets.values with the others)")
             targets = list(p.targets.split) if p.method == "fixed" else (
                 p.targets.values if isinstance(p.targets.values, list) else [])
+            if bad := next((t for t in targets if not t.strip() or t in SENTINELS), None):
+                raise ValueError(f"pool {p.id}: {bad!r} cannot be a target (blank, or a status the allocation writes)")
             if len(set(targets)) != len(targets):
                 raise ValueError(f"pool {p.id}: a target is listed twice")
             for other in self.pools:  # a pool's targets must not be what selects a pool (no cycles)
