@@ -613,3 +613,13 @@ def test_a_day_without_cost_in_a_short_history_is_no_weekday_effect():
     # with 4 training weeks, a weekday's own median holds: a weekly pattern of 10 and 4 is still learned
     weekly = np.where(np.arange(35) % 7 >= 5, 4.0, 10.0)[None, :]
     assert detect.fit(weekly[:, :28], np.arange(28) % 7)[0][0].tolist() == pytest.approx([10, 10, 10, 10, 10, 4, 4])
+
+
+def test_a_budget_of_purchases_only_forecasts_its_actual(tmp_path):
+    """Review of stop 32: a budget whose rows are only purchases or fees had no usage to project, so no forecast ever
+    (its forecasted thresholds could never fire). Its month ends at its actual: 300 of a 250 budget is 120 %."""
+    store = lake(tmp_path, [daily("P", date(2024, 5, 2), 300, freq="One-Time"), *history("A", 40, 10, 4)])
+    r = rules(budgets=[{"id": "p", "amount": "250", "filter": {"SubAccountId": "P"}, "actual": [50], "forecasted": [100]}])
+    (b,) = inspection.inspect(store, date(2024, 5, 10), r).budgets
+    assert (b["actual"], b["forecast"], b["lower95"], b["upper95"]) == ("300", "300", "300", "300")
+    assert b["crossed"] == [("actual", 50.0), ("forecasted", 100.0)]

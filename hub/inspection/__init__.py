@@ -244,6 +244,10 @@ def _budget(con: duckdb.DuckDBPyConnection, rules: Rules, budget: Budget, first:
                    upper80=decimal_text(total + h80), lower95=decimal_text(max(actual, total - h95)),
                    upper95=decimal_text(total + h95))
         crossed += [("forecasted", p) for p in budget.forecasted if total >= budget.amount * Decimal(repr(p)) / 100]
+    elif rows and not len(days):  # only purchases and fees in the window, no usage to project: the month ends at its actual
+        row.update(forecast=decimal_text(actual), lower80=decimal_text(actual), upper80=decimal_text(actual),
+                   lower95=decimal_text(actual), upper95=decimal_text(actual))
+        crossed += [("forecasted", p) for p in budget.forecasted if actual >= budget.amount * Decimal(repr(p)) / 100]
     else:
         row.update(forecast=None, lower80=None, upper80=None, lower95=None, upper95=None)
     row["crossed"] = crossed
