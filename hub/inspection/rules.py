@@ -90,6 +90,10 @@ class Budget(_Strict):
                 raise ValueError(f"filter on {column!r}: an empty list would match no row")
         if any(p <= 0 for p in [*self.actual, *self.forecasted]):
             raise ValueError("thresholds are percentages above 0")
+        for kind, thresholds in (("actual", self.actual), ("forecasted", self.forecasted)):
+            # a threshold is remembered by its 6 significant digits: two that share them would fire as one
+            if len({f"{p:g}" for p in thresholds}) != len(thresholds):
+                raise ValueError(f"{kind}: two thresholds are the same percentage (to 6 significant digits)")
         return self
 
 
