@@ -227,7 +227,9 @@ class Rules(_Strict):
                 if any(v > 100 for v in p.targets.split.values()):  # before adding them up: 1e999999999 would overflow
                     raise ValueError(f"pool {p.id}: a percentage above 100")
                 if not p.targets.split or sum(p.targets.split.values(), Decimal(0)) != 100:
-                    raise ValueError(f"pool {p.id}: a fixed split must give percentages summing to exactly 100")
+                    raise ValueError(f"pool {p.id}: a fixed split must give percentages summing to exactly 100 (write "
+                                     "them as strings, \"33.3333333333\", for exact decimals: JSON numbers are read as "
+                                     "binary floats)")
             if (p.method == "fixed") != bool(p.targets.split) or (p.method == "fixed" and p.targets.values != "*"):
                 raise ValueError(f"pool {p.id}: targets.split goes with method fixed (and targets.values with the others)")
             targets = list(p.targets.split) if p.method == "fixed" else (
