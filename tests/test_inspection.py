@@ -623,3 +623,20 @@ def test_a_budget_of_purchases_only_forecasts_its_actual(tmp_path):
     (b,) = inspection.inspect(store, date(2024, 5, 10), r).budgets
     assert (b["actual"], b["forecast"], b["lower95"], b["upper95"]) == ("300", "300", "300", "300")
     assert b["crossed"] == [("actual", 50.0), ("forecasted", 100.0)]
+
+
+def test_root_cause_shares_are_of_the_moves_in_the_anomalys_direction(tmp_path):
+    """Review of stop 32: Steady 100 a day and Growing 20 + 2 a day over 60 days, then Steady drops to 70 on May 31.
+    Against the causes' baseline (the 4-week same-weekday median) Growing moved +35 (it was expected by the trend),
+    so all moves summed +5 and the drop's only cause, Steady -30, showed a share of -600 %. Shares are of the moves
+    in the anomaly's direction: Steady -30 is 100 % of the drop."""
+    rows = []
+    for i in range(60):
+        d = LAST - timedelta(days=59 - i)
+        rows.append(daily("A", d, 70 if d == LAST else 100, service="Steady", resource="steady-1"))
+        rows.append(daily("A", d, 20 + 2 * i, service="Growing", resource="growing-1"))
+    found = inspection.inspect(lake(tmp_path, rows), LAST, rules(window_days=60, test_days=3), save=False).anomalies
+    (a,) = [a for a in found if a.end == LAST]
+    assert a.direction == "down"
+    product = [(c.value, c.delta, c.share) for c in a.causes if c.dimension == "product"]
+    assert product == [("Steady", D(-30), 1.0)]

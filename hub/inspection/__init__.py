@@ -389,7 +389,9 @@ def _causes(con: duckdb.DuckDBPyConnection, monitor: Monitor, key_sql: str, key:
     for _, name in CAUSES:
         rows = [(v, a, e) for k, v, a, e in found if k == name]
         moves = [(v, Decimal(a), Decimal(e)) for v, a, e in rows]
-        total = sum((a - e for _, a, e in moves), Decimal(0))
+        # shares of the moves in the anomaly's direction (the net of all moves can be small or of the other sign against
+        # this baseline, a 4-week same-weekday median, on a trending series: a drop's only cause showed -600 %)
+        total = sum((a - e for _, a, e in moves if (a - e) * direction > 0), Decimal(0))
         if total == 0:
             continue
         ranked = sorted(moves, key=lambda m: (-(m[1] - m[2]) * direction, str(m[0])))
