@@ -43,6 +43,28 @@ def test_huawei_tax_is_tax_and_the_support_plans_month_end_charge_is_not_prepaid
     assert validate(str(root)).violations == 0
 
 
+def test_huawei_hourly_fees_and_unsubscription_fees_are_purchases(tmp_path: Path) -> None:
+    """Review of stop 32: bill types 12 (an hourly reserved-instance or savings-plan fee) and 13 (the fee for
+    unsubscribing) were not in the mapping's lists: Usage rows without quantity or prices (FOCUS violations). They are
+    purchases billed as used (EffectiveCost = the amount): 12 Recurring, 13 One-Time; quantity 1, unit Subscription.
+    A row whose currency is written `cny` or ` CNY` was kept as written: the run reconciled two currencies."""
+    root = make_hub(tmp_path / "hub")
+    header = HUAWEI.splitlines()[0] + "\n"
+    rows = _huawei_row(12, "0.50").replace(",CNY\n", ", CNY\n") + _huawei_row(13, "3.00").replace(",CNY\n", ",cny\n")
+    deliver(root, "huawei", "obs/2024-05", {"res-records.csv": header + rows})
+    result = ingest(Store(str(root)))
+    assert result.ok, [r.error for r in result.all]
+    got = keyed(root, "x_BillType, ChargeCategory, ChargeClass, ChargeFrequency, EffectiveCost, PricingQuantity, PricingUnit, "
+                "ListUnitPrice, BillingCurrency")
+    assert got == {
+        "12": ("Purchase", None, "Recurring", D("0.5"), D(1), "Subscription", D("0.5"), "CNY"),
+        "13": ("Purchase", None, "One-Time", D(3), D(1), "Subscription", D(3), "CNY"),
+    }
+    (rec,) = result.records
+    assert list(rec.totalsIn) == ["CNY"] and rec.reconciled
+    assert validate(str(root)).violations == 0
+
+
 def test_tencent_transaction_types(tmp_path: Path) -> None:
     """Spot was a Recurring purchase (LIKE 'sp_%': '_' matches any letter); RI fees by name were usage; a prepaid
     upgrade was usage with its cost amortized as if used."""
