@@ -3,12 +3,13 @@ ingested like any other delivery."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from hub import events, pull
 from hub.errors import UsageError
-from hub.settings import load_settings
+from hub.settings import Events, load_settings
 from hub.store import Store
 from pipelines.ingest import IngestResult, ingest
 
@@ -42,28 +43,29 @@ def days_asked(provider: str, day: str | None, month: str | None, now: datetime 
 
 
 def run(store: Store, provider: str, days: list[date], *, then_ingest: bool = True, now: datetime | None = None) -> PullRun:
-    """Pull ``days`` now (whatever the schedule says), send the pull events, then ingest."""
+    """Pull ``days`` now (whatever the schedule says), each day's events sent as soon as it is recorded, then ingest."""
     settings = load_settings(store)
-    out = PullRun(pulls=[pull.pull(store, provider, days, settings, now=now)])
-    _send(store, out)
+    out = PullRun()
+    out.pulls.append(pull.pull(store, provider, days, settings, now=now, on_day=_sender(store, settings.events, out)))
     if then_ingest:
         out.ingested = ingest(store)
     return out
 
 
 def scheduled(store: Store, *, now: datetime | None = None) -> PullRun:
-    """The watcher's pass: each enabled provider's due days, and the dead letters of the event sinks re-sent. The
-    ingestion is the watcher's own next step."""
+    """The watcher's pass: each enabled provider's due days (each day's events sent as soon as it is recorded), and
+    the dead letters of the event sinks re-sent. The ingestion is the watcher's own next step."""
     settings = load_settings(store)
-    out = PullRun(pulls=pull.scheduled(store, settings, now=now))
-    _send(store, out)
+    out = PullRun()
+    out.pulls = pull.scheduled(store, settings, now=now, on_day=_sender(store, settings.events, out))
     if settings.events.sinks and not any(p.events for p in out.pulls):
         out.published.append(events.flush(store, settings.events))
     return out
 
 
-def _send(store: Store, out: PullRun) -> None:
-    settings = load_settings(store).events
-    batch = [e for p in out.pulls for e in p.events]
-    if settings.sinks and batch:
-        out.published.append(events.publish(store, settings, batch))
+def _sender(store: Store, settings: Events, out: PullRun) -> Callable[[list], None] | None:
+    """Publishes a pulled day's events at once (written to the outbox first): a pull killed on a later day, or a
+    provider failing after another's day, loses none."""
+    if not settings.sinks:
+        return None
+    return lambda batch: out.published.append(events.publish(store, settings, batch))

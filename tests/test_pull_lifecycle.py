@@ -226,3 +226,68 @@ def test_lines_not_in_the_documented_shape_are_refused_by_the_pull(tmp_path, mon
         assert not list(tmp_path.glob("exports/alibaba/api/**/manifest.json"))
     finally:
         server.close()
+
+
+def test_a_pulled_days_events_are_sent_before_the_next_day_is_fetched(tmp_path, monkeypatch):
+    """Review of stop 32: a month's events waited in memory until every day was pulled; `hub pull --month` killed while
+    fetching May 3 had committed May 1 and 2 and sent (or queued) none of their events, and nothing sent them later."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    started = threading.Event()
+
+    class Stalling(AlibabaBillServer):
+        def describe_instance_bill(self, params):  # the API hangs on the third day
+            if params.get("BillingDate") == "2024-05-03":
+                started.set()
+                time.sleep(20)
+            return super().describe_instance_bill(params)
+
+    data = {f"2024-05-0{d}": [ali(d, f"2024-05-0{d}", "ecs", "1.00", "0")] for d in (1, 2, 3)}
+    server = Stalling(AK, SK, data)
+    events_file = tmp_path / "events.jsonl"
+    try:
+        make_hub(tmp_path, "alibaba", server, monkeypatch)
+        settings = json.loads((tmp_path / "config/settings.json").read_text())
+        (tmp_path / "config/settings.json").write_text(json.dumps({**settings, "events": {
+            "sinks": [{"type": "file", "path": str(events_file)}]}}))
+        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+        proc = subprocess.Popen([sys.executable, "-m", "hub.cli", "pull", str(tmp_path), "--provider", "alibaba",
+                                 "--month", "2024-05", "--no-ingest"], env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        assert started.wait(60), "the pull never reached May 3"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        server.close()
+    sent = [json.loads(line) for line in events_file.read_text().splitlines()]
+    pulled = sorted(e["data"]["day"] for e in sent if e["type"] == "finops-hub.delivery.pulled")
+    assert pulled == ["2024-05-01", "2024-05-02"]
+    assert sorted(e["subject"][:10] for e in sent if e["type"] == "alicloud.account_billing.daily") == ["2024-05-01", "2024-05-02"]
+
+
+def test_one_providers_sdk_refusing_its_credentials_never_drops_anothers_pull(tmp_path, monkeypatch):
+    """Review of stop 32: a Tencent SecretId with a trailing space made the SDK raise in the client's constructor; only
+    ImportError and UsageError were caught, so the watcher's whole pass was lost, Alibaba's pulled day with it."""
+    alibaba = AlibabaBillServer(AK, SK, {"2024-05-01": [ali(1, "2024-05-01", "ecs", "1.00", "0")]})
+    tencent = TencentBillServer(AK, SK, {})
+    try:
+        make_hub(tmp_path, "alibaba", alibaba, monkeypatch)
+        monkeypatch.setenv("TENCENTCLOUD_SECRET_ID", AK + " ")
+        monkeypatch.setenv("TENCENTCLOUD_SECRET_KEY", SK)
+        settings = json.loads((tmp_path / "config/settings.json").read_text())
+        settings["pull"]["alibaba"]["enabled"] = True
+        settings["pull"]["tencent"] = {"enabled": True, "endpoint": tencent.url, "retries": 0}
+        (tmp_path / "config/settings.json").write_text(json.dumps(settings))
+        done = pulling.scheduled(Store(str(tmp_path)), now=datetime(2024, 5, 2, 12, tzinfo=timezone.utc))
+    finally:
+        alibaba.close()
+        tencent.close()
+    by = {p.provider: p for p in done.pulls}
+    assert {r.scope: r.state for r in by["alibaba"].records}["2024-05-01"] == "committed"  # its pull went on
+    assert by["tencent"].error and "SDK refused its credentials" in by["tencent"].error
+    assert SK not in by["tencent"].error

@@ -24,7 +24,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -41,7 +41,7 @@ from hub.errors import HubError, UsageError
 from hub.pull import alibaba, credentials, huawei, retry, tencent
 from hub.runs import RunError, RunRecord
 from hub.settings import PullProvider, Settings
-from hub.store import EXPORTS, Store, redact
+from hub.store import EXPORTS, Store, describe, redact
 from transforms.typing import ident, literal
 
 PROVIDERS: dict[str, ModuleType] = {"alibaba": alibaba, "huawei": huawei, "tencent": tencent}
@@ -139,12 +139,14 @@ class PullResult:
 
 
 def pull(store: Store, provider: str, days: list[date], settings: Settings, *, now: datetime | None = None,
-         wait: float = 60.0, only_due: bool = False) -> PullResult:
+         wait: float = 60.0, only_due: bool = False, on_day: Callable[[list[Any]], None] | None = None) -> PullResult:
     """Pull ``days`` of ``provider``'s bill (each a delivery and a run record), holding the provider's pull lease so
     that two processes never pull at once (``busy`` when another kept it for ``wait`` seconds). ``only_due``: pull
     only the days :func:`due` still wants once the lease is held (a scheduled pull, so that two watchers never pull
     the same day twice). Stops at the time budget; a day's failure never stops the next day. Missing credentials or
-    SDK raise :class:`UsageError`; a lease taken over while this process stalled stops it (``error``)."""
+    SDK raise :class:`UsageError` (so do credentials the SDK refuses); a lease taken over while this process stalled
+    stops it (``error``). ``on_day``: called with each period's events as soon as it is recorded (the caller publishes
+    them: a pull killed on a later day loses none)."""
     check_provider(provider)
     cfg: PullProvider = getattr(settings.pull, provider)
     result = PullResult(provider)
@@ -165,11 +167,15 @@ def pull(store: Store, provider: str, days: list[date], settings: Settings, *, n
                 api = PROVIDERS[provider].client(cfg, creds, _endpoint(provider, cfg))
             except ImportError:
                 raise UsageError(f"hub pull needs {provider}'s SDK: pip install 'finops-hub[pull]'") from None
+            except Exception as exc:  # noqa: BLE001 - the SDK refused the credentials or settings (a key with a space)
+                raise UsageError(f"{provider}'s SDK refused its credentials or settings: {describe(exc)}") from None
             deadline = time.monotonic() + cfg.time_budget_seconds
             for period in periods(provider, days):
                 rec, events = _pull_one(store, provider, api, period, cfg, settings, deadline, now)
                 result.records.append(rec)
                 result.events += events
+                if on_day and events:
+                    on_day(events)
                 if rec.error and rec.error.code == "PullTimeBudget":
                     break  # the remaining days wait for the next pull
     except lease.LeaseLost as exc:
@@ -544,9 +550,11 @@ def _day_due(provider: str, cfg: PullProvider, day: date) -> datetime:
         timezone.utc)
 
 
-def scheduled(store: Store, settings: Settings, *, now: datetime | None = None) -> list[PullResult]:
+def scheduled(store: Store, settings: Settings, *, now: datetime | None = None,
+              on_day: Callable[[list[Any]], None] | None = None) -> list[PullResult]:
     """``hub watch``'s pulls: each enabled provider's due days (:func:`due`), under its lease, skipped when another
-    watcher is pulling it. One provider's missing credentials or SDK are its result's ``error``, never the others'."""
+    watcher is pulling it. One provider's missing credentials or SDK, or any error of its pull, are its result's
+    ``error``, never the others' (``on_day``: see :func:`pull`)."""
     out = []
     for provider in PROVIDERS:
         cfg: PullProvider = getattr(settings.pull, provider)
@@ -555,7 +563,9 @@ def scheduled(store: Store, settings: Settings, *, now: datetime | None = None) 
         days = due(store, provider, cfg, now=now)
         if days:
             try:
-                out.append(pull(store, provider, days, settings, now=now, wait=0, only_due=True))
+                out.append(pull(store, provider, days, settings, now=now, wait=0, only_due=True, on_day=on_day))
             except UsageError as exc:
                 out.append(PullResult(provider, error=str(exc)))
+            except Exception as exc:  # noqa: BLE001 - one provider's failure never drops the others' pulls and events
+                out.append(PullResult(provider, error=describe(exc)))
     return out
