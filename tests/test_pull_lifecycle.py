@@ -291,3 +291,83 @@ def test_one_providers_sdk_refusing_its_credentials_never_drops_anothers_pull(tm
     assert {r.scope: r.state for r in by["alibaba"].records}["2024-05-01"] == "committed"  # its pull went on
     assert by["tencent"].error and "SDK refused its credentials" in by["tencent"].error
     assert SK not in by["tencent"].error
+
+
+def _with_events(tmp_path, server, monkeypatch, **cfg) -> tuple[Store, object]:
+    store = make_hub(tmp_path, "alibaba", server, monkeypatch, **cfg)
+    settings = json.loads((tmp_path / "config/settings.json").read_text())
+    events_file = tmp_path / "events.jsonl"
+    (tmp_path / "config/settings.json").write_text(json.dumps({**settings, "events": {
+        "sinks": [{"type": "file", "path": str(events_file)}]}}))
+    return store, events_file
+
+
+def _consumer(events_file) -> dict[str, dict]:
+    """As the README tells a consumer: de-duplicate on (source, id), keep the latest event per subject."""
+    seen, latest = set(), {}
+    for e in map(json.loads, events_file.read_text().splitlines()):
+        if e["type"] == "alicloud.account_billing.daily" and (e["source"], e["id"]) not in seen:
+            seen.add((e["source"], e["id"]))
+            latest[e["subject"]] = e["data"]
+    return latest
+
+
+@pytest.mark.parametrize("drop, cfg", [("ProductName", {}), ("Currency", {"currency": "CNY"})])
+def test_groups_that_share_a_subject_are_one_event_with_their_sums(tmp_path, monkeypatch, drop, cfg):
+    """Review of stop 32: two line groups told apart only by a name (a line without ProductName) or by a missing
+    currency (the pull's currency setting is CNY) made two events of one subject: the latest kept 2.00 of the lake's
+    3.00. One event now carries both groups' sums."""
+    lines = [ali(1, "2024-05-01", "ecs", "1.10", "0.10"), ali(2, "2024-05-01", "ecs", "2.00", "0")]
+    del lines[1][drop]
+    server = AlibabaBillServer(AK, SK, {"2024-05-01": lines})
+    try:
+        store, events_file = _with_events(tmp_path, server, monkeypatch, **cfg)
+        pulling.run(store, "alibaba", [MAY1], now=datetime(2024, 5, 10, tzinfo=timezone.utc))
+    finally:
+        server.close()
+    latest = _consumer(events_file)
+    assert [(d["PretaxAmount"], d["Lines"]) for d in latest.values()] == [("3", 2)]  # 1.00 + 2.00, as the lake
+
+
+def test_a_group_back_after_its_withdrawal_gets_a_new_event_id(tmp_path, monkeypatch):
+    """Review of stop 32: lines, then an emptied day (Withdrawn), then the lines back: the last event reused the first's
+    id, so a consumer de-duplicating on ids kept Withdrawn while the lake held the row again."""
+    lines = [ali(1, "2024-05-01", "ecs", "1.10", "0.10")]
+    server = AlibabaBillServer(AK, SK, {"2024-05-01": lines})
+    now = datetime(2024, 5, 10, tzinfo=timezone.utc)
+    try:
+        store, events_file = _with_events(tmp_path, server, monkeypatch)
+        pulling.run(store, "alibaba", [MAY1], now=now)
+        server.data["2024-05-01"] = []
+        pulling.run(store, "alibaba", [MAY1], now=now)
+        server.data["2024-05-01"] = lines
+        pulling.run(store, "alibaba", [MAY1], now=now)
+        pulling.run(store, "alibaba", [MAY1], now=now)  # a replay of the same version
+    finally:
+        server.close()
+    assert [d.get("PretaxAmount") for d in _consumer(events_file).values()] == ["1"]
+    ids = [e["id"] for e in map(json.loads, events_file.read_text().splitlines()) if e["type"] == "alicloud.account_billing.daily"]
+    # first, withdrawn, back (a new id), replayed (the content's id again: the first's; a consumer drops it as seen and
+    # keeps the one of the same content before it)
+    assert len(ids) == 4 and ids[2] not in (ids[0], ids[1]) and ids[3] == ids[0]
+
+
+def test_sums_that_cannot_be_made_withdraw_nothing(tmp_path, monkeypatch):
+    """Review of stop 32: a re-pull whose daily sums could not be computed (a 24-digit amount on one line) announced every
+    group of the day as withdrawn while the lake kept its rows: a consumer then summed 0. Nothing is announced now."""
+    good = {"2024-05-01": [ali(1, "2024-05-01", "ecs", "1.10", "0.10"), ali(2, "2024-05-01", "oss", "2.00", "0")]}
+    server = AlibabaBillServer(AK, SK, json.loads(json.dumps(good)))
+    now = datetime(2024, 5, 10, tzinfo=timezone.utc)
+    try:
+        store, events_file = _with_events(tmp_path, server, monkeypatch)
+        pulling.run(store, "alibaba", [MAY1], now=now)
+        bad = json.loads(json.dumps(good))
+        bad["2024-05-01"][1]["AdjustAmount"] = "123456789012345678901234.5"
+        server.data = bad
+        pulling.run(store, "alibaba", [MAY1], now=now)
+    finally:
+        server.close()
+    latest = _consumer(events_file)
+    assert sorted((d["ProductCode"], d["PretaxAmount"]) for d in latest.values()) == [("ecs", "1"), ("oss", "2")]
+    (rec,) = [r for r in runs.load_all(store) if r.exportType == "Pull"]
+    assert len(rec.pull["subjects"]) == 2  # still known, for a later version's withdrawals

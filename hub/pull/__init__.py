@@ -207,7 +207,7 @@ def _pull_one(store: Store, provider: str, api: Any, period: Period, cfg: PullPr
             info.update(pages=len(pages), records=records)
             data = os.path.join(tmp, f"{provider}-bill-{period.label}.csv.gz")
             info["file"] = f"{base}/{os.path.basename(data)}"
-            daily: list[dict] = []
+            daily: list[dict] | None = []
             if records == 0:
                 if not store.exists(rec.manifest) and not in_lake(store, rec.manifest):
                     raise HubError(f"{spec(provider)['api']}: no bill lines for {period.label}", file=rec.manifest,
@@ -233,8 +233,9 @@ def _pull_one(store: Store, provider: str, api: Any, period: Period, cfg: PullPr
             _deliver(store, rec.manifest, data, info, cfg.currency)
         rec.state, rec.rowsIn, rec.rowsOut, rec.manifestRows = "committed", records, info["rows"], records
         before = runs.load(store, rec.key)
-        events = _events(provider, rec, info, daily, settings, cfg.currency,
-                         withdraw=(before.pull or {}).get("subjects") or [] if before and before.pull else [])
+        known = (before.pull or {}) if before is not None else {}
+        events = _events(provider, rec, info, daily, settings, cfg.currency, withdraw=known.get("subjects") or [],
+                         withdrawn=known.get("withdrawn") or [])
     except HubError as exc:
         rec.state, rec.error = "quarantined", RunError(code=exc.code, message=redact(exc.message), file=exc.file)
     except lease.LeaseLost:
@@ -245,8 +246,9 @@ def _pull_one(store: Store, provider: str, api: Any, period: Period, cfg: PullPr
     if rec.state != "committed":
         info["final"] = False  # only a pull that delivered the closed month is its final one: a failed one is tried again
         before = runs.load(store, rec.key)  # the delivered version's daily subjects stay known (for withdrawals)
-        if before is not None and before.pull and "subjects" in before.pull:
-            info["subjects"] = before.pull["subjects"]
+        for kept in ("subjects", "withdrawn"):
+            if before is not None and before.pull and kept in before.pull:
+                info[kept] = before.pull[kept]
     rec.pull, rec.deliveredAt = info, pulled_at
     rec.seconds = round(time.perf_counter() - started, 3)
     runs.save(store, rec)
@@ -407,10 +409,10 @@ def _documented_shape(provider: str, kinds: dict[str, str]) -> None:
                        file=spec(provider)["api"], code="PullMalformedResponse")
 
 
-def _daily(con: duckdb.DuckDBPyConnection, provider: str, flat: str, *, before: date) -> list[dict]:
+def _daily(con: duckdb.DuckDBPyConnection, provider: str, flat: str, *, before: date) -> list[dict] | None:
     """The lines per day and product (the provider's ``daily`` date and keys) with the sums of their amount fields
     (exact decimals, as text), for days before ``before`` (complete days: not a month-to-date pull's today). Lines
-    that cannot be summed leave the events out, never the pull."""
+    that cannot be summed leave the events out (None: no group is announced, none withdrawn), never the pull."""
     rule = spec(provider)["daily"]
     have = {r[0].lower(): r[0] for r in con.execute(f"DESCRIBE {flat}").fetchall()}
     keys = {"BillingDate": rule["date"]}
@@ -425,7 +427,7 @@ def _daily(con: duckdb.DuckDBPyConnection, provider: str, flat: str, *, before: 
     try:
         cursor = con.execute(query)
     except duckdb.Error:
-        return []
+        return None
     names = [d[0] for d in cursor.description]
     return [{name: _amount(value) if name in sums else value for name, value in zip(names, row, strict=True)}
             for row in cursor.fetchall()]  # one row per product and day: a handful
@@ -462,14 +464,17 @@ def _deliver(store: Store, manifest: str, data: str, info: dict, currency: str |
     store.write_bytes(manifest, json.dumps({"pull": info, **({"currency": currency} if currency else {})}, indent=2).encode())
 
 
-def _events(provider: str, rec: RunRecord, info: dict, daily: list[dict], settings: Settings,
-            currency: str | None = None, withdraw: list[str] | None = None) -> list[Any]:
+def _events(provider: str, rec: RunRecord, info: dict, daily: list[dict] | None, settings: Settings,
+            currency: str | None = None, withdraw: list[str] | None = None, withdrawn: list[str] | None = None) -> list[Any]:
     """The pulled delivery's event, and one ``<provider>.account_billing.daily`` event per line group of each complete
     day: its subject names every key of the group (day, product and the rest), so no two groups share one (ids from
     the content: a replayed day gives the same ids; a restated one new ids under the same subject). Lines without a
     currency take the pull's ``currency`` setting, as the lake does. A group of the previous version (``withdraw``:
     its subjects) that this one no longer has gets an event saying so (``Withdrawn``, no lines): a consumer keeping
-    the latest event per subject then adds up to the lake. The subjects made are kept in ``info``."""
+    the latest event per subject then adds up to the lake; a group back after its withdrawal (``withdrawn``: the
+    previous version's) gets a new id, else a consumer de-duplicating on ids would drop it as its first event. Groups
+    the daily sums tell apart only by a name or a missing currency share one subject: their sums are added up. Daily
+    sums that could not be made (None) announce nothing and withdraw nothing. The subjects made are kept in ``info``."""
     if not settings.events.sinks:
         return []
     from hub import events
@@ -480,20 +485,37 @@ def _events(provider: str, rec: RunRecord, info: dict, daily: list[dict], settin
                              identity=f"{rec.key}:{info.get('sha256')}:{info.get('final')}")]
     if not settings.events.billing_records:
         return out
+    if daily is None:
+        info["subjects"], info["withdrawn"] = sorted(withdraw or []), sorted(withdrawn or [])
+        return out
     kind = spec(provider)["event"]
     keys = [k for k in spec(provider)["daily"]["keys"] if not k.endswith("Name")]  # a name repeats its code
+    sums = spec(provider)["daily"]["sums"]
     fallback = currency or _report_mapping(provider).get("currency")
-    subjects: list[str] = []
+    groups: dict[str, dict] = {}
     for item in daily:
         if "Currency" in item and item["Currency"] is None:
             item = {**item, "Currency": fallback}
         subject = "/".join([str(item.get("BillingDate")), *(str(item.get(k) or "-") for k in keys)])
-        subjects.append(subject)
-        out.append(events.make_event(kind["type"], kind["source"], subject, {**item, "Final": info.get("final")}))
-    for subject in sorted(set(withdraw or []) - set(subjects)):
+        if (same := groups.get(subject)) is None:
+            groups[subject] = dict(item)
+            continue
+        for col in sums:  # one subject, one event: its groups' sums added up exactly
+            if same.get(col) is not None or item.get(col) is not None:
+                same[col] = _amount(str(Decimal(same.get(col) or 0) + Decimal(item.get(col) or 0)))
+        same["Lines"] = same["Lines"] + item["Lines"]
+        same.update({k: v for k, v in item.items() if same.get(k) is None and v is not None})
+    back = set(withdrawn or [])
+    for subject, item in groups.items():
+        data = {**item, "Final": info.get("final")}
+        identity = f"{subject}:{json.dumps(data, sort_keys=True)}:{info.get('sha256')}" if subject in back else None
+        out.append(events.make_event(kind["type"], kind["source"], subject, data, identity=identity))
+    gone = sorted(set(withdraw or []) - set(groups))
+    for subject in gone:
         out.append(events.make_event(kind["type"], kind["source"], subject, {
             "BillingDate": subject.split("/", 1)[0], "Withdrawn": True, "Lines": 0, "Final": info.get("final")}))
-    info["subjects"] = sorted(subjects)
+    info["subjects"] = sorted(groups)
+    info["withdrawn"] = sorted((back - set(groups)) | set(gone))
     return out
 
 
