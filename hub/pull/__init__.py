@@ -317,7 +317,7 @@ def _fetch_once(provider: str, api: Any, period: Period, cfg: PullProvider, dead
     try:
         for records, page_constants in _guarded(module.pages(api, period, size, call), module):
             page_total = page_constants.pop("_total", None)
-            if page_total is not None and not str(page_total).isdigit():
+            if page_total is not None and not re.fullmatch(r"[0-9]{1,12}", str(page_total)):  # ASCII digits (not ² or ３)
                 raise HubError(f"{spec(provider)['api']} {period.label}: the API's record count is not a number",
                                file=spec(provider)["api"], code="PullMalformedResponse")
             total = page_total if page_total is not None else total  # a page without a count keeps the announced one
@@ -332,13 +332,17 @@ def _fetch_once(provider: str, api: Any, period: Period, cfg: PullProvider, dead
                     json.dump(records, fh)
                 files.append(path)
                 count += len(records)
+                if total is not None and count > int(total):  # a server answering the same page again and again
+                    raise HubError(f"{spec(provider)['api']} {period.label}: more lines ({count:,}) than the API's record "
+                                   f"count ({int(total):,}): its pages repeat", file=spec(provider)["api"],
+                                   code="PullMalformedResponse")
             if time.monotonic() >= deadline:
                 raise HubError(f"{spec(provider)['api']} {period.label}: the pull's time budget ran out after "
                                f"{len(files)} pages", file=spec(provider)["api"], code="PullTimeBudget")
     except retry.Failure as failure:
         raise HubError(f"{spec(provider)['api']} {period.label}: {redact(failure.detail)}", file=spec(provider)["api"],
                        code=retry.CODES[failure.kind]) from None
-    if total is not None and str(total).isdigit() and int(total) != count:
+    if total is not None and re.fullmatch(r"[0-9]{1,12}", str(total)) and int(total) != count:
         raise HubError(f"{spec(provider)['api']} {period.label}: the API counts {total} records, its pages held {count}",
                        file=spec(provider)["api"], code="PullMalformedResponse")
     return files, constants, count
