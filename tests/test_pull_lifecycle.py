@@ -373,21 +373,26 @@ def test_sums_that_cannot_be_made_withdraw_nothing(tmp_path, monkeypatch):
     assert len(rec.pull["subjects"]) == 2  # still known, for a later version's withdrawals
 
 
-def test_pages_that_repeat_stop_at_the_announced_count_and_counts_are_ascii_digits(tmp_path, monkeypatch):
-    """Review of stop 32: a server answering page 1 with a NextToken again and again was paged for the whole time
-    budget (30 minutes by default); a count of "²" passed the digit test and was an InternalError, "３" read as 3."""
-    class Looping(AlibabaBillServer):
-        def describe_instance_bill(self, params):
-            return super().describe_instance_bill({**params, "NextToken": None})  # always page 1, with a token
-
-    lines = [ali(i, "2024-05-01", "ecs", "1.00", "0") for i in range(1, 5)]
-    server = Looping(AK, SK, {"2024-05-01": lines})
+def _pull_may1(tmp_path, monkeypatch, server) -> runs.RunRecord:
+    """May 1 pulled from ``server`` (closed after), its run record."""
     try:
         store = make_hub(tmp_path, "alibaba", server, monkeypatch)
         (rec,) = pull.pull(store, "alibaba", [MAY1], Settings.model_validate_json(
             (tmp_path / "config/settings.json").read_text())).records
     finally:
         server.close()
+    return rec
+
+
+def test_pages_that_repeat_stop_at_the_announced_count(tmp_path, monkeypatch):
+    """Review of stop 32: a server answering page 1 with a NextToken again and again was paged for the whole time
+    budget (30 minutes by default)."""
+    class Looping(AlibabaBillServer):
+        def describe_instance_bill(self, params):
+            return super().describe_instance_bill({**params, "NextToken": None})  # always page 1, with a token
+
+    rec = _pull_may1(tmp_path, monkeypatch, Looping(AK, SK, {"2024-05-01": [ali(i, "2024-05-01", "ecs", "1.00", "0")
+                                                                            for i in range(1, 5)]}))
     assert rec.state == "quarantined" and rec.error.code == "PullMalformedResponse"
     assert "more lines (6) than the API's record count (4): its pages repeat" in rec.error.message
 
@@ -401,11 +406,5 @@ def test_a_record_count_in_other_digits_is_malformed(tmp_path, monkeypatch, coun
             body["Data"]["TotalCount"] = count
             return Reply(reply.status, json.dumps(body, ensure_ascii=False), reply.headers)
 
-    server = OddCount(AK, SK, {"2024-05-01": [ali(1, "2024-05-01", "ecs", "1.00", "0")]})
-    try:
-        store = make_hub(tmp_path, "alibaba", server, monkeypatch)
-        (rec,) = pull.pull(store, "alibaba", [MAY1], Settings.model_validate_json(
-            (tmp_path / "config/settings.json").read_text())).records
-    finally:
-        server.close()
+    rec = _pull_may1(tmp_path, monkeypatch, OddCount(AK, SK, {"2024-05-01": [ali(1, "2024-05-01", "ecs", "1.00", "0")]}))
     assert (rec.state, rec.error.code) == ("quarantined", "PullMalformedResponse")  # "²" was an InternalError, "３" read as 3
