@@ -408,3 +408,18 @@ def test_a_record_count_in_other_digits_is_malformed(tmp_path, monkeypatch, coun
 
     rec = _pull_may1(tmp_path, monkeypatch, OddCount(AK, SK, {"2024-05-01": [ali(1, "2024-05-01", "ecs", "1.00", "0")]}))
     assert (rec.state, rec.error.code) == ("quarantined", "PullMalformedResponse")  # "²" was an InternalError, "３" read as 3
+
+
+@pytest.mark.parametrize("day, message", [(None, "1 without their day"), ("2024-04-15", "1 of another day")])
+def test_a_days_pull_holds_lines_of_that_day_only(tmp_path, monkeypatch, day, message):
+    """Review of stop 32: May 1's lines without BillingDate were charged over all of May (the mapping's fallback); a
+    line dated April 15 was filed under May, and counted twice once April 15 was pulled too."""
+    odd = ali(2, "2024-05-01", "ecs", "2.00", "0")
+    if day is None:
+        del odd["BillingDate"]
+    else:
+        odd["BillingDate"] = day
+    rec = _pull_may1(tmp_path, monkeypatch, AlibabaBillServer(AK, SK, {"2024-05-01": [ali(1, "2024-05-01", "ecs", "1.00", "0"),
+                                                                                       odd]}))
+    assert (rec.state, rec.error.code) == ("quarantined", "PullMalformedResponse")
+    assert f"{message} among the day's bill lines" in rec.error.message

@@ -221,6 +221,7 @@ def _pull_one(store: Store, provider: str, api: Any, period: Period, cfg: PullPr
                 con.execute("SET preserve_insertion_order = true")
                 try:
                     flat = _flatten(con, provider, pages, constants)
+                    _of_the_day(con, provider, flat, period, rec.manifest)
                     copy = f"COPY ({flat}) TO {literal(data)} (FORMAT csv, HEADER true, COMPRESSION gzip)"
                     info["rows"] = int(con.execute(copy).fetchone()[0])
                     if settings.events.sinks and settings.events.billing_records:
@@ -395,6 +396,20 @@ def _flatten(con: duckdb.DuckDBPyConnection, provider: str, pages: list[str], co
     have = {r[0].lower() for r in described}
     extra = [f"{literal(v)} AS {ident(k)}" for k, v in constants.items() if v is not None and k.lower() not in have]
     return f"SELECT {', '.join([*extra, 'f.*'])} FROM ({flat}) f"
+
+
+def _of_the_day(con: duckdb.DuckDBPyConnection, provider: str, flat: str, period: Period, manifest: str) -> None:
+    """A day's pull (Alibaba, Huawei) holds lines of that day only: a line without its day would be charged over the
+    whole month, one of another day filed twice when that day is pulled too (``PullMalformedResponse``)."""
+    if spec(provider)["unit"] != "day":
+        return
+    day = f"left({spec(provider)['daily']['date']}, 10)"
+    missing, other = con.execute(f"SELECT count(*) FILTER (WHERE {day} IS NULL), count(*) FILTER (WHERE {day} <> ?) "
+                                 f"FROM ({flat})", [period.label]).fetchone()
+    if missing or other:
+        what = f"{missing:,} without their day" if missing else f"{other:,} of another day"
+        raise HubError(f"{spec(provider)['api']} {period.label}: {what} among the day's bill lines", file=manifest,
+                       code="PullMalformedResponse")
 
 
 def _documented_shape(provider: str, kinds: dict[str, str]) -> None:
