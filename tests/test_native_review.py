@@ -160,3 +160,20 @@ def test_two_reports_of_one_billing_account_never_silently_replace_each_other(tm
     deliver(root, "aws", "resynced/data/BILLING_PERIOD=2025-01", {"part-0.csv": _cur2("000000000001", "12")})
     (rec,) = ingest(Store(str(root))).records
     assert rec.state == "committed" and keyed(root, "SubAccountId, BilledCost") == {"000000000001": (D(12),)}
+
+
+def test_alibaba_files_without_commodity_code_get_a_sku_of_product_and_billing_item(tmp_path: Path) -> None:
+    """Review of stop 32: a bill file without CommodityCode (the instance detail file, older exports) left SkuId and
+    SkuPriceId null on every usage row (FOCUS violations). They are the product code and billing item code."""
+    from test_native_focus import ALIBABA
+
+    root = make_hub(tmp_path / "hub")
+    lines = [line.split(",") for line in ALIBABA.splitlines()]
+    drop = lines[0].index("CommodityCode")
+    text = "\n".join(",".join(cells[:drop] + cells[drop + 1:]) for cells in lines) + "\n"
+    text = text.replace(",BillingItem\n", ",BillingItemCode\n").replace(",Hour,10.00,Instance\n", ",Hour,10.00,instance_type\n")
+    deliver(root, "alibaba", "oss/2024-05", {"bill.csv": text})
+    result = ingest(Store(str(root)))
+    assert result.ok, [r.error for r in result.all]
+    assert keyed(root, "ResourceId, SkuId, SkuPriceId") == {
+        "i-bp1abc": ("ecs/instance_type", "ecs/instance_type"), "rm-uf6xyz": ("rds", "rds")}
