@@ -36,7 +36,7 @@ EPOCH = date(1970, 1, 1)
 #: Dates of a request: exactly YYYY-MM-DD or YYYY-MM in ASCII digits.
 _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
 _MONTH = re.compile(r"[0-9]{4}-[0-9]{2}", re.ASCII)
-_TAG_KEY = re.compile(r'^[^"\\\x00-\x1f]{1,256}$')
+_TAG_KEY = re.compile(r'[^"\\\x00-\x1f]{1,256}')  # matched whole (fullmatch: "$" would let a final newline in)
 
 
 class CostQueryError(ValueError):
@@ -224,7 +224,7 @@ class _Sql:
 
     def tag(self, key: str, row: str = "_tags") -> str:
         """The value of tag ``key`` in the parsed list ``row`` (missing: ``(untagged)``)."""
-        if not _TAG_KEY.match(key):
+        if not _TAG_KEY.fullmatch(key):
             raise CostQueryError("a tag key is 1-256 characters without quotes, backslashes or control characters")
         if key not in self.tag_keys:
             self.tag_keys.append(key)
@@ -267,6 +267,11 @@ def _filter_expr(sql: _Sql, f: Filter, columns: dict[str, str]) -> tuple[str, bo
     elif key.lower().startswith("tag:"):
         cond, tags = _in(sql, sql.tag(key[4:], "_t"), values), True
     else:
+        kind = columns[_column(key, columns)].upper()
+        if kind.startswith(("DECIMAL", "DOUBLE", "FLOAT", "REAL", "TIMESTAMP", "DATE", "TIME")):
+            # values are compared as text: 5 would never equal 5.000000000000000000 (an empty answer, not an error)
+            raise CostQueryError(f"filter on {key!r}: a {kind.split('(')[0].lower()} column; filter on text columns "
+                                 "(group by this one instead)")
         cond, tags = _in(sql, _dim_expr(sql, "dimension", key, columns), values), False
     return (f"NOT {cond}" if f.operator == 1 else cond), tags
 

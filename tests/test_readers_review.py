@@ -112,3 +112,19 @@ def test_serve_startup_problems_are_one_line_and_exit_2(demo: Path, tmp_path: Pa
                           text=True, timeout=60, cwd=REPO, env={**os.environ, **env, "COLUMNS": "200"})
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and says in proc.stderr, proc.stderr
     assert json.dumps(proc.stderr)  # printable
+
+
+@pytest.mark.parametrize("args, says", [
+    # values are compared as text: 5 never equalled 5.000000000000000000 (an empty answer, exit 0)
+    (["--filter", "BilledCost=5"], "filter on 'BilledCost': a decimal column"),
+    (["--filter", "ChargePeriodStart=2024-05-01"], "filter on 'ChargePeriodStart': a timestamp"),
+    # the tag key's check let a final newline in ("$" matches before it)
+    (["--group-by", "tag:env\n"], "tag"),
+])
+def test_cost_queries_refuse_filters_they_could_never_match(demo: Path, args: list, says: str) -> None:
+    from typer.testing import CliRunner
+
+    from hub.cli import app
+
+    out = CliRunner().invoke(app, ["costs", str(demo), "--begin", "2024-05", *args])
+    assert out.exit_code == 2 and says in " ".join(out.output.split()), out.output
