@@ -628,8 +628,23 @@ def _filters(items: list[str], operator: int) -> list[dict]:
         key, sep, values = item.partition("=")
         if not sep or not key:
             raise UsageError(f"filters are KEY=V1,V2 (got {item!r})")
-        out_.append({"operator": operator, "filter_factor": {"key": key, "value": values.split(",")}})
+        out_.append({"operator": operator, "filter_factor": {"key": key, "value": _values(values)}})
     return out_
+
+
+def _values(text: str) -> list[str]:
+    r"""``V1,V2`` split at its commas; a comma inside a value is written ``\,`` (``Licenses\, Windows``), a backslash
+    ``\\``."""
+    out, current, chars = [], [], iter(text)
+    for ch in chars:
+        if ch == "\\":
+            current.append(next(chars, "\\"))
+        elif ch == ",":
+            out.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    return [*out, "".join(current)]
 
 
 @app.command()

@@ -128,3 +128,12 @@ def test_cost_queries_refuse_filters_they_could_never_match(demo: Path, args: li
 
     out = CliRunner().invoke(app, ["costs", str(demo), "--begin", "2024-05", *args])
     assert out.exit_code == 2 and says in " ".join(out.output.split()), out.output
+
+
+def test_a_filter_value_with_a_comma_is_written_with_a_backslash() -> None:
+    r"""Review of stop 32: `--exclude 'ServiceName=Licenses, Windows'` was split into "Licenses" and " Windows" and left
+    that cost in. A comma inside a value is `\,`, a backslash `\\`."""
+    from hub.cli import _filters
+
+    (got,) = _filters([r"ServiceName=Licenses\, Windows,Other,a\\b"], 1)
+    assert got == {"operator": 1, "filter_factor": {"key": "ServiceName", "value": ["Licenses, Windows", "Other", "a\\b"]}}
