@@ -51,7 +51,9 @@ def check_costs(con: duckdb.DuckDBPyConnection, rec: RunRecord, outputs: list[st
         raise err
     # a native bill's corrections, adjustments and credits may concern usage of any earlier month (Google's
     # corrections keep their usage dates): only the other rows must lie near the billing period
-    usual = "true" if inside else "coalesce(ChargeClass, '') <> 'Correction' AND ChargeCategory NOT IN ('Adjustment', 'Credit')"
+    # (a row without a ChargeCategory is checked too: NOT IN on a NULL was no condition at all)
+    usual = "true" if inside else ("coalesce(ChargeClass, '') <> 'Correction' AND coalesce(ChargeCategory, '') "
+                                   "NOT IN ('Adjustment', 'Credit')")
     first, last, found = con.execute(
         f"SELECT min(ChargePeriodStart) FILTER (WHERE {usual}), max(ChargePeriodStart) FILTER (WHERE {usual}), "
         f"count(*) FILTER (WHERE ChargePeriodStart >= ? AND ChargePeriodStart < ?) FROM {convert.parquet_source(outputs)}",

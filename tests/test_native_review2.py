@@ -342,3 +342,26 @@ def test_money_written_as_doubles_is_the_decimal_it_prints_as(tmp_path: Path) ->
     (root / "exports/aws/focus/exp/manifest.json").write_bytes(b"")
     _ingested(root)
     assert keyed(root, "ResourceId, BilledCost, ListCost") == {"i-1": (D("4.15"), D("5.1"))}
+
+
+def test_a_row_without_a_charge_category_is_held_to_the_delivery_s_period(tmp_path: Path) -> None:
+    """Review of stop 32: the period check exempted adjustments, credits and corrections with `ChargeCategory NOT IN
+    (...)`, which is NULL (no check at all) for a row without a category: OCI's September bill with such a row charged
+    on December 12 was accepted and filed under September, where a December query (which reads a month's folder and
+    the one before) never saw it. It is PeriodMismatch now, as a usage row would be."""
+    import csv
+    import io
+
+    from conftest import DATA
+
+    root = make_hub(tmp_path / "hub")
+    rows = list(csv.DictReader(io.StringIO((DATA / "oci" / "oci-focus10-7rows.csv").read_text(encoding="utf-8-sig"))))
+    rows[6].update(ChargePeriodStart="2024-12-12 09:00:00", ChargePeriodEnd="2024-12-12 10:00:00", ChargeCategory="")
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    deliver(root, "oci", "2024-09", {"FOCUS Reports/2024/09/30/report.csv": out.getvalue()})
+    (rec,) = ingest(Store(str(root))).records
+    assert (rec.state, rec.error.code) == ("quarantined", "PeriodMismatch")
+    assert "rows are charged from 2024-09-03 to 2024-12-12" in rec.error.message
