@@ -13,6 +13,7 @@ import json
 import os
 import time
 from collections.abc import Callable
+from datetime import date
 from functools import cache
 from importlib import resources
 from typing import TypeVar
@@ -140,6 +141,15 @@ def create_views(con: duckdb.DuckDBPyConnection, store: Store) -> list[str]:
     con.execute(f"CREATE OR REPLACE VIEW AllocatedCosts AS SELECT *, {metrics}, CAST(NULL AS VARCHAR) AS Tags FROM Allocation")
     made.append("AllocatedCosts")
     return made
+
+
+def other_metric_months(con: duckdb.DuckDBPyConnection, metric: str, first: date, last: date) -> str | None:
+    """The months from ``first`` to ``last`` whose allocation is in another cost metric than ``metric`` (a month locked
+    by ``lock_before`` before ``cost_metric`` changed), as ``2024-04 (EffectiveCost), ...``; None when there is none.
+    Read as ``metric``, they would show no cost at all."""
+    other = con.execute("SELECT x_Month, min(x_CostMetric) FROM Allocation WHERE x_CostMetric <> ? AND x_Month "
+                        "BETWEEN ? AND ? GROUP BY 1 ORDER BY 1", [metric, f"{first:%Y-%m}", f"{last:%Y-%m}"]).fetchall()
+    return ", ".join(f"{m} ({kind})" for m, kind in other) or None
 
 
 def store_connection(store: Store, *, database: str = ":memory:", threads: int | None = None,

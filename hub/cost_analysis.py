@@ -21,7 +21,7 @@ from typing import Literal
 import duckdb
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from hub.catalog import read_again
+from hub.catalog import other_metric_months, read_again
 from hub.checks import PERIOD_SLACK
 from transforms.typing import ident
 
@@ -319,13 +319,10 @@ def _query_costs(con: duckdb.DuckDBPyConnection, req: CostQuery, *, view: str = 
     if sum(g.type in ("tag", "cost_unit") for g in req.groupby) > 1:
         raise CostQueryError("group by at most one tag")
     begin, last, fmt = _period(req.time_condition)
-    if view == "AllocatedCosts":  # months locked in another metric (``lock_before``) would read as 0, not as their cost
-        other = con.execute("SELECT x_Month, min(x_CostMetric) FROM Allocation WHERE x_CostMetric <> ? AND x_Month "
-                            "BETWEEN ? AND ? GROUP BY 1 ORDER BY 1", [metric, f"{begin:%Y-%m}", f"{last:%Y-%m}"]).fetchall()
-        if other:
-            months = ", ".join(f"{m} ({kind})" for m, kind in other)
-            raise CostQueryError(f"the allocation of {months} is in another cost type than {metric}: ask for that cost "
-                                 "type, or a period allocated in one")
+    # months locked in another metric (``lock_before``) would read as 0, not as their cost
+    if view == "AllocatedCosts" and (months := other_metric_months(con, metric, begin, last)):
+        raise CostQueryError(f"the allocation of {months} is in another cost type than {metric}: ask for that cost "
+                             "type, or a period allocated in one")
     if (n := periods(req.time_condition)) * req.limit > MAX_POINTS:
         raise CostQueryError(f"limit x periods is {n * req.limit:,}, over {MAX_POINTS:,} points: lower the limit or "
                              "shorten the period (page by period)")

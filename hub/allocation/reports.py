@@ -107,11 +107,7 @@ def records(store: Store, rules: Rules, field: str, start: date, end: date) -> l
     con = catalog.connect(store)
     try:
         column = ident(rules.column(dimension))
-        other = con.execute("SELECT x_Month, min(x_CostMetric) FROM Allocation WHERE x_CostMetric <> ? AND "
-                            "CAST(ChargePeriodStart AS DATE) BETWEEN ? AND ? GROUP BY 1 ORDER BY 1",
-                            [rules.cost_metric, start, end]).fetchall()
-        if other:  # months locked in another metric (``lock_before``): left out, they would read as no cost at all
-            months = ", ".join(f"{m} ({kind})" for m, kind in other)
+        if months := catalog.other_metric_months(con, rules.cost_metric, start, end):
             raise UsageError(f"the allocation of {months} is in another cost type than {rules.cost_metric}: ask for a "
                              "period allocated in it")
         rows = con.execute(f"""SELECT CAST(ChargePeriodStart AS DATE) AS day,

@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import date
-from decimal import Context, Decimal
+from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 from hub.errors import UsageError
 from hub.inspection import alerts
+from hub.normalize import EXACT
 from hub.settings import load_settings
 from hub.store import CONFIG, INGESTION, Store, dataset_folder
 
@@ -182,8 +183,6 @@ def feedback(store: Store, anomaly_id: str, value: str) -> dict:
 
 
 MONEY = pa.decimal128(38, 18)
-#: Enough digits to give any DECIMAL(38,18) value its 18 decimals (Python's default 28 cannot from 10^10 on).
-WIDE = Context(prec=40)
 #: The datasets' columns (typed: dates, exact amounts), in order.
 SCHEMAS = {
     "Anomalies": pa.schema([("id", pa.string()), ("monitor", pa.string()), ("key", pa.string()), ("currency", pa.string()),
@@ -202,7 +201,7 @@ def _typed(value: object, kind: pa.DataType) -> object:
     if value is None:
         return None
     if kind == MONEY:
-        return Decimal(str(value)).quantize(Decimal("1e-18"), context=WIDE)
+        return Decimal(str(value)).quantize(Decimal("1e-18"), context=EXACT)  # 28 digits fail from 10^10
     if kind == pa.date32():
         return date.fromisoformat(str(value))
     return value

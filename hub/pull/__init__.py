@@ -318,7 +318,7 @@ def _fetch_once(provider: str, api: Any, period: Period, cfg: PullProvider, dead
     try:
         for records, page_constants in _guarded(module.pages(api, period, size, call), module):
             page_total = page_constants.pop("_total", None)
-            if page_total is not None and not re.fullmatch(r"[0-9]{1,12}", str(page_total)):  # ASCII digits (not ² or ３)
+            if page_total is not None and not retry.is_count(page_total):
                 raise HubError(f"{spec(provider)['api']} {period.label}: the API's record count is not a number",
                                file=spec(provider)["api"], code="PullMalformedResponse")
             total = page_total if page_total is not None else total  # a page without a count keeps the announced one
@@ -343,7 +343,7 @@ def _fetch_once(provider: str, api: Any, period: Period, cfg: PullProvider, dead
     except retry.Failure as failure:
         raise HubError(f"{spec(provider)['api']} {period.label}: {redact(failure.detail)}", file=spec(provider)["api"],
                        code=retry.CODES[failure.kind]) from None
-    if total is not None and re.fullmatch(r"[0-9]{1,12}", str(total)) and int(total) != count:
+    if total is not None and retry.is_count(total) and int(total) != count:
         raise HubError(f"{spec(provider)['api']} {period.label}: the API counts {total} records, its pages held {count}",
                        file=spec(provider)["api"], code="PullMalformedResponse")
     return files, constants, count

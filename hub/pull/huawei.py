@@ -9,11 +9,10 @@ kept as its text; the response's ``currency`` is a column of every line.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from hub.pull.retry import Failure
+from hub.pull.retry import Failure, is_count
 from hub.pull.retry import detail as describe
 from hub.settings import PullProvider
 
@@ -67,8 +66,7 @@ def _parse(raw: Any) -> dict:
         parsed = json.loads(raw, parse_float=str, parse_int=str) if isinstance(raw, (bytes, str)) else None
     except ValueError:
         parsed = None
-    if (not isinstance(parsed, dict) or "total_count" not in parsed
-            or not re.fullmatch(r"[0-9]{1,12}", str(parsed["total_count"]))):
+    if not isinstance(parsed, dict) or "total_count" not in parsed or not is_count(parsed["total_count"]):
         raise Failure("malformed", "the response is not JSON with monthly_records and total_count")
     return parsed
 

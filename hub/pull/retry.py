@@ -4,12 +4,20 @@ within the pull's time budget; anything else fails at once. Failures become code
 from __future__ import annotations
 
 import random
+import re
 import time
 from collections.abc import Callable
 from typing import TypeVar
 
 from hub.errors import HubError
 from hub.store import redact
+
+_COUNT = re.compile(r"[0-9]{1,12}")
+
+
+def is_count(value: object) -> bool:
+    """An API's record count: ASCII digits only (``str.isdigit`` takes ``²``, which ``int`` refuses, and ``３``)."""
+    return _COUNT.fullmatch(str(value)) is not None
 
 T = TypeVar("T")
 #: Longest wait between two attempts.

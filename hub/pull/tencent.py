@@ -9,11 +9,10 @@ those the SDK's models do not know yet, such as the components' ``Currency`` and
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from hub.pull.retry import Failure
+from hub.pull.retry import Failure, is_count
 from hub.pull.retry import detail as describe
 from hub.settings import PullProvider
 
@@ -89,7 +88,7 @@ def _parse(raw: Any) -> dict:
     if isinstance(response.get("Error"), dict):
         error = response["Error"]
         raise _kind(str(error.get("Code") or ""), f"{error.get('Code')}: {error.get('Message')}")
-    if "Total" in response and not re.fullmatch(r"[0-9]{1,12}", str(response["Total"])):
+    if "Total" in response and not is_count(response["Total"]):
         raise Failure("malformed", "Response.Total is not a count")
     if "DetailSet" not in response:
         raise Failure("malformed", "the response has no DetailSet")
