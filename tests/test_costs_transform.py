@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 
 import duckdb
 import pytest
-from conftest import lake_rows, make_hub, parquet_in, rows_csv, write_export
+from conftest import lake_rows, make_hub, parquet_in, rows_csv, schema_csv, write_export
 
 from hub import runs
 from hub.store import Store
 from hub.validate import validate
 from pipelines.ingest import ingest
+
+REPO = Path(__file__).resolve().parents[1]
 
 D = Decimal
 UTC = timezone.utc
@@ -321,6 +325,32 @@ def test_input_tap_sums_negatives_nulls_and_sliced_arrays_exactly() -> None:
     total = normalize._exact_sum(pa.chunked_array([arr.slice(2, 3), arr]))
     assert total == D("-399999999999999999996.249999999999999998")
     assert normalize._exact_sum(pa.chunked_array([pa.array([None], pa.decimal128(38, 18))])) == 0
+    # a slice at offset 1 whose first value is null: its validity bits are read from the offset
+    assert normalize._exact_sum(pa.chunked_array([arr.slice(1, 3)])) == D("-100000000000000000000")
+
+
+def test_check_tap_masks_are_read_from_arrow_buffers() -> None:
+    """The check tap reads its BIGINT masks from the Arrow buffers: several chunks, sliced ones, an empty one."""
+    import pyarrow as pa
+
+    from hub.validate import int64_values
+
+    arr = pa.array([1, 2, 3, 4, 5], pa.int64())
+    values = int64_values(pa.chunked_array([arr.slice(3, 2), pa.array([], pa.int64()), arr.slice(1, 2)]))
+    assert values.tolist() == [4, 5, 2, 3]
+    assert int64_values(arr.slice(4, 1)).tolist() == [5]
+    assert int64_values(pa.chunked_array([], pa.int64())).tolist() == []
+
+
+def test_an_ingest_does_not_import_pandas(hub_root: Path) -> None:
+    """pyarrow's ``to_numpy`` / ``pa.array(ndarray)`` import pandas when it is installed, a quarter of a second inside
+    the conversion's query holding the GIL: an ingest with its check and input taps never does."""
+    write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 50)})
+    script = ("import sys; from pipelines.ingest import ingest; from hub.store import Store; "
+              f"ingest(Store({str(hub_root)!r})); print('pandas' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip().splitlines()[-1] == "False"
+    assert len(parquet_in(hub_root)) == 1
 
 
 def _file_schema(hub_root: Path) -> list[tuple]:
