@@ -23,7 +23,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from hub.errors import UsageError
 from hub.store import INGESTION, Store, glob_escape
-from transforms.typing import ident, literal
+from transforms.typing import ident, literal, scan
 
 DATASETS = ("Costs", "Prices", "CommitmentDiscountUsage", "Recommendations", "Transactions", "Allocation", "Anomalies",
             "Budgets")
@@ -118,7 +118,7 @@ def create_views(con: duckdb.DuckDBPyConnection, store: Store) -> list[str]:
     made = []
     for dataset in DATASETS:
         if _has_files(store, dataset):
-            source = f"read_parquet({literal(dataset_glob(store, dataset))}, union_by_name = true, filename = true)"
+            source = scan("read_parquet", literal(dataset_glob(store, dataset)), "union_by_name = true, filename = true")
             con.execute(f"CREATE OR REPLACE VIEW {ident(dataset)} AS SELECT * EXCLUDE (filename), "
                         f"{_month_sql(dataset_prefix(store, dataset))} AS {MONTH} FROM {source}")
         else:  # no data yet: the latest versioned view's columns, no rows

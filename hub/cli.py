@@ -430,7 +430,7 @@ def validate(
         for r in report.results:
             samples = "; ".join(", ".join(f"{k}={v}" for k, v in s.items()) for s in r.samples)
             table.add_row(r.rule, _plain(r.column), f"{r.violations:,}", _plain(samples or r.text))
-        out.print(table if report.results else f"{report.source}: {report.rows:,} rows, {report.checked} checks, no violations")
+        out.print(table if report.results else _plain(f"{report.source}: {report.rows:,} rows, {report.checked} checks, no violations"))
     raise typer.Exit(0 if report.ok else 1)
 
 

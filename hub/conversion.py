@@ -28,7 +28,7 @@ from hub.runs import RunRecord
 from hub.store import Store, dataset_folder, part_file_name, raw_staging
 from hub.validate import CheckTap, tap_report
 from transforms.costs import Lineage
-from transforms.typing import ROUNDED, Projection, decimal_sources, ident, literal
+from transforms.typing import ROUNDED, Projection, decimal_sources, ident, literal, scan
 
 #: Called with (record, part index, part count, percent) while a large part converts.
 Progress = Callable[[RunRecord, int, int, float], None]
@@ -209,7 +209,7 @@ def plan_part(con: duckdb.DuckDBPyConnection, job: PartJob, src: str, tmp: str) 
         out = os.path.join(tmp, f"typed-{job.index}.parquet")
         with located(part, job.schema):
             convert.write_parquet(con, proj.select, sql, out, file=job.blob, compression="snappy")
-        part.source = f"read_parquet({literal(out)})"
+        part.source = scan('read_parquet', literal(out))
     return part
 
 

@@ -20,7 +20,7 @@ import duckdb
 from hub.errors import HubError, InputError, UsageError
 from hub.export_schemas import Column, ExportSchema
 from hub.store import redact
-from transforms.typing import ERROR_TAG, TWIN, IncompatibleType, Projection, header_key, ident, literal, project, try_text
+from transforms.typing import ERROR_TAG, TWIN, IncompatibleType, Projection, header_key, ident, literal, project, scan, try_text
 
 #: Rows per Parquet row group. Each DuckDB thread encodes its own row groups; at the end of a file the last
 #: ones are encoded while the other threads are idle, so smaller groups shorten that tail (1M Costs rows:
@@ -107,12 +107,12 @@ def _bare(name: str) -> str:
 def source_sql(path: str, kind: str, header: list[str] | None) -> str:
     """The DuckDB table function reading one local part."""
     if kind == "parquet":
-        return f"read_parquet({literal(path)})"
+        return scan("read_parquet", literal(path))
     assert header is not None
     cols = "{" + ", ".join(f"{literal(h)}: 'VARCHAR'" for h in header) + "}"
-    return (f"read_csv({literal(path)}, columns = {cols}, header = true, auto_detect = false, delim = ',', "
-            f"quote = '\"', escape = '\"', nullstr = ['', 'NULL'], strict_mode = true, "
-            f"compression = '{'gzip' if kind == 'csv.gz' else 'none'}')")
+    return scan("read_csv", literal(path), f"columns = {cols}, header = true, auto_detect = false, delim = ',', "
+                f"quote = '\"', escape = '\"', nullstr = ['', 'NULL'], strict_mode = true, "
+                f"compression = '{'gzip' if kind == 'csv.gz' else 'none'}'")
 
 
 def source_columns(con: duckdb.DuckDBPyConnection, path: str, kind: str, *, file: str,
@@ -353,4 +353,4 @@ def totals(con: duckdb.DuckDBPyConnection, source: str, currency: str, amounts: 
 
 def parquet_source(files: list[str], *, filename: bool = False) -> str:
     listing = "[" + ", ".join(literal(f) for f in files) + "]"
-    return f"read_parquet({listing}, union_by_name = true{', filename = true' if filename else ''})"
+    return scan("read_parquet", listing, f"union_by_name = true{', filename = true' if filename else ''}")

@@ -6,7 +6,7 @@ from importlib import resources
 
 import duckdb
 
-from transforms.typing import literal
+from transforms.typing import literal, scan
 
 TABLES = {
     "hub_pricing_units": "PricingUnits.csv",
@@ -21,5 +21,5 @@ def register(con: duckdb.DuckDBPyConnection) -> None:
     base = resources.files("schemas") / "open_data"
     for table, name in TABLES.items():
         with resources.as_file(base / name) as path:
-            con.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM read_csv({literal(str(path))}, header = true, "
-                        "all_varchar = true, quote = '\"', escape = '\"', nullstr = '')")
+            options = "header = true, all_varchar = true, quote = '\"', escape = '\"', nullstr = ''"
+            con.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM {scan('read_csv', literal(str(path)), options)}")

@@ -19,7 +19,7 @@ from hub.export_schemas import ExportSchema
 from hub.store import Store, month_folder
 from transforms import backfill, commitments, costs, legacy_costs, prices
 from transforms.costs import Lineage
-from transforms.typing import DECIMAL, DOUBLE_PREFIX, ROUNDED, ident, literal
+from transforms.typing import DECIMAL, DOUBLE_PREFIX, ROUNDED, ident, literal, scan
 
 LEGACY = ("actualcost", "amortizedcost")
 #: Enough digits to add DECIMAL(38,18) sums exactly.
@@ -138,7 +138,7 @@ class InputTap:
             first = currency[0]  # an Arrow scalar: comparing with a Python str costs 30 times more
             if kept == n and currency.null_count == 0 and pc.all(pc.equal(currency, first)).as_py():  # the usual vector
                 part.totals[first.as_py()] = {name: _money(_exact_sum(v)) for name, v in zip(names, amounts, strict=True)}
-            else:  # per currency (a null one as ""); no Python scalar and no group_by: both import pandas (see validate.int64_values)
+            else:  # per currency (a null one as ""); no Python scalar, no group_by: they import pandas (validate.int64_values)
                 sums: dict[str, list[Decimal]] = {}
                 for value in pc.unique(currency):
                     mask = pc.and_(keep, pc.equal(currency, value) if value.is_valid else pc.is_null(currency))
@@ -223,7 +223,7 @@ def load_prices(con: duckdb.DuckDBPyConnection, store: Store, year: int, month: 
     # the month comes from the folder: keep the lake path in `filename` for local copies too; sheets of one month may
     # carry different columns (an unknown one kept): by name, each file's own set
     listing = " UNION ALL BY NAME ".join(
-        f"SELECT * REPLACE ({literal('/' + rel)} AS filename) FROM read_parquet({literal(p)}, filename = true)"
+        f"SELECT * REPLACE ({literal('/' + rel)} AS filename) FROM {scan('read_parquet', literal(p), 'filename = true')}"
         for p, rel in zip(local, files, strict=True))
     con.execute(f"CREATE OR REPLACE TEMP TABLE hub_prices AS {backfill.price_keys_sql(f'({listing})')}")
     dupes = con.execute("SELECT count(*) - count(DISTINCT key) FROM hub_prices").fetchall()[0][0]

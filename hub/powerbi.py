@@ -35,7 +35,7 @@ from hub.errors import UsageError
 from hub.export_schemas import raw_datasets
 from hub.faults import checkpoint
 from hub.store import CONFIG, EXPORTS, INGESTION, MSEXPORTS, RAW, SETTINGS, Store, listed
-from transforms.typing import ident, literal
+from transforms.typing import ident, literal, scan
 
 STATISTICS = ("none", "int64")
 FILE_NAME = "costs.parquet"
@@ -148,7 +148,7 @@ def publish(root: str | Store, dest: str | Store, *, statistics: str = "none") -
         local = os.path.join(tmp, "file.parquet")
         for folder, files in _folders(store, f"{INGESTION}/Costs").items():
             listing = "[" + ", ".join(literal(catalog.duck_path(store, f)) for f in files) + "]"
-            source = f"read_parquet({listing}, union_by_name = true)"
+            source = scan('read_parquet', listing, 'union_by_name = true')
             present = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
             reader = con.sql(f"SELECT {_select(present)} FROM {source}").to_arrow_reader(BATCH_ROWS)
             result.rows += _write(reader, local, statistics)

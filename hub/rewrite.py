@@ -15,7 +15,7 @@ import duckdb
 from hub import convert, runs
 from hub.runs import RunRecord
 from hub.store import Store
-from transforms.typing import literal
+from transforms.typing import literal, scan
 
 #: Builds the query of one file: (its relation, its column names) -> SQL.
 Query = Callable[[str, list[str]], str]
@@ -43,7 +43,7 @@ def rewrite_files(store: Store, con: duckdb.DuckDBPyConnection, rec: RunRecord, 
         staged = f"{rec.staging}/{name}"
         out = store.local_path(staged) or os.path.join(tmp, "out", name)
         os.makedirs(os.path.dirname(out), exist_ok=True)
-        source = f"read_parquet({literal(path)})"
+        source = scan('read_parquet', literal(path))
         columns = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()]
         rows = convert.write_parquet(con, [f"* FROM ({query(source, columns)})"], "", out, file=rel, select_only=True)
         if drop_empty and rows == 0:

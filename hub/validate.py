@@ -20,7 +20,7 @@ from duckdb.sqltypes import BIGINT, BOOLEAN
 
 from hub.convert import connect, file_types
 from transforms.focus_validate import DEFAULT_TOLERANCE, Check, cast_double, checks, focus_columns, typed_projection
-from transforms.typing import enum_type, ident, literal
+from transforms.typing import enum_type, ident, literal, scan
 
 SAMPLES = 3
 
@@ -70,12 +70,12 @@ def _source(path: str) -> tuple[str, bool]:
         files = sorted(os.path.join(d, f) for d, _, names in os.walk(base) for f in names if f.endswith(".parquet"))
         if not files:  # listed, never globbed: the path may hold [ or \
             raise ValueError(f"{path}: no Parquet files to validate (an empty lake?)")
-        return (f"read_parquet([{', '.join(literal(f) for f in files)}], union_by_name = true, "
-                f"filename = true, file_row_number = true)"), False
+        return scan("read_parquet", f"[{', '.join(literal(f) for f in files)}]",
+                    "union_by_name = true, filename = true, file_row_number = true"), False
     if low.endswith(".parquet"):
-        return f"read_parquet({literal(path)}, filename = true, file_row_number = true)", False
+        return scan("read_parquet", literal(path), "filename = true, file_row_number = true"), False
     if low.endswith((".csv", ".csv.gz")):
-        return f"read_csv({literal(path)}, all_varchar = true, header = true, nullstr = '')", True
+        return scan("read_csv", literal(path), "all_varchar = true, header = true, nullstr = ''"), True
     raise ValueError(f"{path}: expected a .parquet or .csv file, a folder of Parquet files or a hub root")
 
 
@@ -100,7 +100,7 @@ def validate(path: str, *, tolerance: float = DEFAULT_TOLERANCE, con: duckdb.Duc
 
 def _files_source(files: list[str]) -> str:
     listing = "[" + ", ".join(literal(f) for f in files) + "]"
-    return f"read_parquet({listing}, union_by_name = true, filename = true, file_row_number = true)"
+    return scan("read_parquet", listing, "union_by_name = true, filename = true, file_row_number = true")
 
 
 def _counts(todo: list[Check]) -> str:
@@ -247,7 +247,7 @@ def file_counts(con: duckdb.DuckDBPyConnection, file: str, todo: list[Check]) ->
         "SELECT path_in_schema, sum(stats_null_count), count(*) FILTER (WHERE stats_null_count IS NULL), "
         "bool_or(coalesce(stats_min_value = '', num_values > stats_null_count, true)) "
         f"FROM parquet_metadata({literal(file)}) GROUP BY 1").fetchall()}
-    out, scan = {}, []
+    out, scanned = {}, []
     for check in todo:
         nulls, unknown, maybe_empty = meta.get(check.column, (None, 1, True))
         if check.rule == "NotNull" and not unknown:
@@ -255,10 +255,10 @@ def file_counts(con: duckdb.DuckDBPyConnection, file: str, todo: list[Check]) ->
         elif check.rule == "EmptyString" and maybe_empty is False:
             out[(check.rule, check.column)] = 0
         else:
-            scan.append(check)
-    if scan:
-        found = con.execute(f"SELECT {_counts(scan)} FROM read_parquet({literal(file)})").fetchall()[0]
-        out.update({(c.rule, c.column): int(n) for c, n in zip(scan, found, strict=True)})
+            scanned.append(check)
+    if scanned:
+        found = con.execute(f"SELECT {_counts(scanned)} FROM {scan('read_parquet', literal(file))}").fetchall()[0]
+        out.update({(c.rule, c.column): int(n) for c, n in zip(scanned, found, strict=True)})
     return out
 
 

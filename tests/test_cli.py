@@ -151,3 +151,18 @@ def test_unreachable_azure_store_answers_within_the_timeout(tmp_path: Path) -> N
         proc = subprocess.run([sys.executable, "-m", "hub.cli", "status", "az://finops/hub"], env=env, capture_output=True,
                               text=True, timeout=120)
     assert (proc.returncode, proc.stderr.strip()) == (2, "error: cannot reach az://finops/hub: no answer in 3 s")
+
+
+def test_validate_prints_a_clean_lakes_path_as_text(tmp_path: Path) -> None:
+    """A clean lake's one-line answer names its path as written: ``[/dir]`` in it is not markup (it crashed
+    ``hub validate`` with exit 1, which means "violations") and ``[bold]`` is not swallowed."""
+    from conftest import make_hub
+
+    from hub.sample_data import write_export as demo_export
+
+    root = make_hub(tmp_path / "v[/dir]x" / "r[bold]x")
+    demo_export(str(root), rows=20, month="2024-05")
+    assert CliRunner().invoke(app, ["ingest", str(root)]).exit_code == 0
+    result = CliRunner().invoke(app, ["validate", str(root)])
+    assert result.exit_code == 0, result.output
+    assert "v[/dir]x" in result.output and "r[bold]x" in result.output and "no violations" in result.output

@@ -48,6 +48,14 @@ def literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def scan(function: str, source: str, options: str = "") -> str:
+    """A DuckDB file-reading table function (``read_parquet``, ``read_csv``, ``read_json``) over ``source`` (a quoted
+    path, glob or list) with ``options``, never reading a ``key=value`` folder of the path as a Hive partition:
+    DuckDB would add that column to every row, or replace a real one (a hub under ``BillingCurrency=EUR/`` filed
+    every USD row as EUR). Every file the hub reads goes through here."""
+    return f"{function}({source}, hive_partitioning = false{', ' + options if options else ''})"
+
+
 def enum_type(values: tuple[str, ...]) -> str:
     """The DuckDB ENUM type of ``values``, spelled as DuckDB describes it."""
     return "ENUM(" + ", ".join(literal(v) for v in values) + ")"

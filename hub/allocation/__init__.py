@@ -28,7 +28,7 @@ from hub.allocation.split import split
 from hub.errors import HubError, UsageError
 from hub.runs import RunRecord
 from hub.store import INGESTION, Store, dataset_folder
-from transforms.typing import ident, literal
+from transforms.typing import ident, literal, scan
 
 DATASET = "Allocation"
 MANIFEST = "allocation:"
@@ -165,8 +165,8 @@ def _source(con: duckdb.DuckDBPyConnection, store: Store, files: list[str], rule
         raise HubError("no Costs rows in this month", file="ingestion/Costs", code="AllocationMismatch")
     paths = [catalog.duck_path(store, f) for f in files]
     base = catalog.duck_path(store, INGESTION)
-    raw = (f"read_parquet([{', '.join(literal(p) for p in paths)}], union_by_name = true, filename = true, "
-           "file_row_number = true)")
+    raw = scan("read_parquet", f"[{', '.join(literal(p) for p in paths)}]",
+               "union_by_name = true, filename = true, file_row_number = true")
     have = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {raw}").fetchall()}
     needed = {*MATCH_COLUMNS, *CONTEXT, *resolve.signature_columns(rules), "Tags", "ChargePeriodStart", "BillingCurrency",
               rules.cost_metric}
@@ -332,7 +332,7 @@ def _table_from(con: duckdb.DuckDBPyConnection, name: str, shared: list[dict], r
 
 def _check(con: duckdb.DuckDBPyConnection, out: str, rules: Rules, dims: list[str]) -> dict:
     """I1-I3 on the written file against the source; raises ``AllocationMismatch`` when one does not hold."""
-    written = f"read_parquet({literal(out)})"
+    written = scan('read_parquet', literal(out))
     i1 = con.execute(f"""SELECT count(*) FILTER (WHERE o.x_SourceRowId IS NULL OR o.x_Amount <> r.x_Amount),
         (SELECT count(*) FROM rows WHERE _pool IS NULL), (SELECT count(*) FROM {written} WHERE x_AllocationKind = 'direct')
         FROM rows r LEFT JOIN {written} o USING (x_SourceRowId) WHERE r._pool IS NULL""").fetchone()

@@ -19,7 +19,7 @@ from hub.allocation.rules import Rules
 from hub.allocation.split import round_lines
 from hub.errors import UsageError
 from hub.store import Store
-from transforms.typing import ident, literal
+from transforms.typing import ident, literal, scan
 
 #: Dynatrace's field names -> dimensions.
 FIELDS = {"COSTCENTER": "cost_center", "PRODUCT": "product"}
@@ -43,7 +43,7 @@ def _sums(path: str, rules: Rules) -> dict[tuple[str, str, str], Decimal]:
     for dim in rules.dimensions:
         column = ident(rules.column(dim))
         for value, currency, amount in duckdb.sql(f"SELECT {column}, {CURRENCY_KEY_SQL}, sum(x_Amount) FROM "
-                                                  f"read_parquet({literal(path)}) GROUP BY ALL").fetchall():
+                                                  f"{scan('read_parquet', literal(path))} GROUP BY ALL").fetchall():
             out[(dim, value, currency)] = out.get((dim, value, currency), Decimal(0)) + amount
     return out
 

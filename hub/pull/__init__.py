@@ -42,7 +42,7 @@ from hub.pull import alibaba, credentials, huawei, retry, tencent
 from hub.runs import RunError, RunRecord
 from hub.settings import PullProvider, Settings
 from hub.store import EXPORTS, Store, describe, redact
-from transforms.typing import ident, literal
+from transforms.typing import ident, literal, scan
 
 PROVIDERS: dict[str, ModuleType] = {"alibaba": alibaba, "huawei": huawei, "tencent": tencent}
 #: A failed day is tried again by the schedule after this many seconds.
@@ -372,10 +372,11 @@ def _flatten(con: duckdb.DuckDBPyConnection, provider: str, pages: list[str], co
     plus the response's constants the lines do not carry themselves."""
     files = ", ".join(literal(p) for p in pages)
     options = "format = 'array', union_by_name = true, sample_size = -1, maximum_object_size = 268435456"
-    detected = con.execute(f"DESCRIBE SELECT * FROM read_json([{files}], {options})").fetchall()
+    detected = con.execute(f"DESCRIBE SELECT * FROM {scan('read_json', f'[{files}]', options)}").fetchall()
     # the lines as the API gives them: text stays text (DuckDB would lower-case a UUID, move a time to UTC)
     columns = "{" + ", ".join(f"{literal(name)}: {literal(_SNIFFED.sub('VARCHAR', kind))}" for name, kind, *_ in detected) + "}"
-    con.execute(f"CREATE OR REPLACE TEMP VIEW pulled AS SELECT * FROM read_json([{files}], {options}, columns = {columns})")
+    pulled = scan("read_json", f"[{files}]", f"{options}, columns = {columns}")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW pulled AS SELECT * FROM {pulled}")
     rule = spec(provider).get("flatten", {})
     types = {r[0]: r[1] for r in con.execute("DESCRIBE pulled").fetchall()}
     lists = {name for name, kind in types.items() if kind.endswith("[]")}

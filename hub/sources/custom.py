@@ -35,7 +35,7 @@ from hub.store import INGESTION, Store, hidden, listed, signature_of
 from hub.validate import validate_files
 from transforms import costs
 from transforms.costs import Lineage
-from transforms.typing import IncompatibleType, header_key, ident, literal, project, text_nulls
+from transforms.typing import IncompatibleType, header_key, ident, literal, project, scan, text_nulls
 
 CUSTOM = "custom:"
 #: Datasets a producer may add custom data to (the others are the hub's own: allocation, inspection).
@@ -264,7 +264,7 @@ def _normalize_files(store: Store, rec: RunRecord, files: list[str], carried: di
 def _query(con: duckdb.DuckDBPyConnection, rec: RunRecord, path: str, rel: str) -> str:
     """The normalization query of one custom file. Text columns are typed as CSV input is (``''`` and ``NULL`` are
     nulls, numbers, dates and booleans parsed), so FOCUS files converted to all-text Parquet load as they are."""
-    source = f"read_parquet({literal(path)})"
+    source = scan('read_parquet', literal(path))
     names = pq.read_schema(path).names  # as written: DuckDB renames a second "BilledCost" to "BilledCost_1"
     if len({header_key(n) for n in names}) != len(names):
         raise HubError("duplicate column names (compared without case and surrounding spaces)", file=rel,

@@ -51,7 +51,7 @@ from hub.store import EXPORTS, Store, bounded_name, dataset_folder, listed, sign
 from hub.validate import CheckTap, tap_report, validate_files
 from transforms import backfill, costs, mapped
 from transforms.costs import Lineage
-from transforms.typing import IncompatibleType, decimal_sources, header_key, ident, literal, project
+from transforms.typing import IncompatibleType, decimal_sources, header_key, ident, literal, project, scan
 
 AREA = EXPORTS
 NATIVE = "native:"
@@ -517,8 +517,8 @@ def _convert(store: Store, d: Delivery, failure: RunRecord, records: list[RunRec
                 except convert.EnumMiss:
                     tap, check, rows = _write(con, typed, lineage, out, f"{i}_all", path)
                 summary.add(tap.summary)
-                groups = {(m, a): n for m, a, n in con.execute(
-                    f"SELECT {MONTH} AS m, {ACCOUNT} AS a, count(*) FROM read_parquet({literal(out)}) GROUP BY ALL").fetchall()}
+                groups = {(m, a): n for m, a, n in con.execute(f"SELECT {MONTH} AS m, {ACCOUNT} AS a, count(*) FROM "
+                                                               f"{scan('read_parquet', literal(out))} GROUP BY ALL").fetchall()}
                 if any(m is None for m, _ in groups):
                     raise HubError("rows without BillingPeriodStart: their month is unknown", file=path, code="PeriodMismatch")
                 if typed.one_month and len(months := sorted({m for m, _ in groups})) > 1:
@@ -545,8 +545,8 @@ def _convert(store: Store, d: Delivery, failure: RunRecord, records: list[RunRec
                 if w.dropped:
                     rows_out += sum(w.groups[g] for g in w.dropped)
                     where = " OR ".join(f"({MONTH} = {literal(m)} AND {ACCOUNT} = {literal(a)})" for m, a in sorted(w.dropped))
-                    _add(ingested, normalize.output_totals(
-                        con, totals_spec("FocusCost"), f"(SELECT * FROM read_parquet({literal(w.path)}) WHERE {where})")[1])
+                    left = f"(SELECT * FROM {scan('read_parquet', literal(w.path))} WHERE {where})"
+                    _add(ingested, normalize.output_totals(con, totals_spec("FocusCost"), left)[1])
             if rows_out != summary.rows or _norm(ingested) != _norm(summary.totals):
                 raise HubError(f"{summary.rows} rows and totals {summary.totals} delivered, {rows_out} rows and {ingested} "
                                "converted", file=d.manifest, code="InternalError")
@@ -560,7 +560,7 @@ def _one_kind(con: duckdb.DuckDBPyConnection, written: list[Written]) -> None:
     month would count its costs twice: ``SourceConflict`` naming the later file."""
     seen: dict[tuple[str, str], str] = {}  # (month, sub-account) -> kind
     for w in written:
-        query = f"SELECT DISTINCT {MONTH}, coalesce(SubAccountId, '') FROM read_parquet({literal(w.path)})"
+        query = f"SELECT DISTINCT {MONTH}, coalesce(SubAccountId, '') FROM {scan('read_parquet', literal(w.path))}"
         for pair in con.execute(query).fetchall():
             if seen.setdefault(pair, w.kind) != w.kind:
                 raise HubError(f"holds {w.kind} rows of {pair[0]} for sub-account {pair[1] or '(none)'}, which another file of "
@@ -622,7 +622,7 @@ def _typed(con: duckdb.DuckDBPyConnection, provider: str, src: str, kind: str, p
     if kind == "json":
         # types from every line (sample_size -1): a number that is whole on the first lines sampled would be read as
         # BIGINT and the later lines' decimals rounded, silently; a field first seen late would fail the read
-        sql = f"read_json({literal(src)}, format = 'newline_delimited', records = true, sample_size = -1)"
+        sql = scan("read_json", literal(src), "format = 'newline_delimited', records = true, sample_size = -1")
         try:
             columns = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {sql}").fetchall()}
         except duckdb.Error as exc:
@@ -864,8 +864,8 @@ def _split(store: Store, con: duckdb.DuckDBPyConnection, d: Delivery, written: l
                 taps.append(w.check)
             else:
                 where = f"{MONTH} = {literal(m)} AND {ACCOUNT} = {literal(acct)}"
-                convert.write_parquet(con, [f"* FROM read_parquet({literal(w.path)}) WHERE {where}"], "", out, file=w.file,
-                                      select_only=True)
+                part = f"* FROM {scan('read_parquet', literal(w.path))} WHERE {where}"
+                convert.write_parquet(con, [part], "", out, file=w.file, select_only=True)
                 whole = False
             rows = w.groups[(m, acct)]
             rec.parts.append(runs.PartResult(blob=w.file, output=f"{rec.destination}/{name}", rows=rows))
@@ -971,8 +971,8 @@ def _sub_accounts(store: Store, files: list[str]) -> set[str | None]:
     lake = catalog.store_connection(store, threads=2)
     try:
         sources = ", ".join(literal(catalog.duck_path(store, f)) for f in files)
-        return {a for (a,) in lake.execute(f"SELECT DISTINCT SubAccountId FROM read_parquet([{sources}], "
-                                           "union_by_name = true)").fetchall()}
+        return {a for (a,) in lake.execute(f"SELECT DISTINCT SubAccountId FROM "
+                                           f"{scan('read_parquet', f'[{sources}]', 'union_by_name = true')}").fetchall()}
     finally:
         lake.close()
 
