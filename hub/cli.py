@@ -430,7 +430,8 @@ def validate(
         for r in report.results:
             samples = "; ".join(", ".join(f"{k}={v}" for k, v in s.items()) for s in r.samples)
             table.add_row(r.rule, _plain(r.column), f"{r.violations:,}", _plain(samples or r.text))
-        out.print(table if report.results else _plain(f"{report.source}: {report.rows:,} rows, {report.checked} checks, no violations"))
+        clean = _plain(f"{report.source}: {report.rows:,} rows, {report.checked} checks, no violations")
+        out.print(table if report.results else clean)
     raise typer.Exit(0 if report.ok else 1)
 
 
@@ -439,8 +440,8 @@ def watch(
     root: Root,
     interval: Annotated[float, typer.Option(help="Seconds between full scans (remote roots: between polls).")] = 60.0,
     blob_timeout: Annotated[float, typer.Option(help="Seconds to wait for a manifest's blobs before quarantining it.")] = 600.0,
-    settle: Annotated[float, typer.Option(help="Seconds an OCI report file (no manifest) must stay unchanged before "
-                                                "it is taken.")] = 60.0,
+    settle: Annotated[float, typer.Option(help="Seconds an OCI report file (no manifest), or a delivery's data file "
+                                                "written after its manifest, must stay unchanged before it is taken.")] = 60.0,
     json_logs: Annotated[bool, typer.Option("--json-logs", help="One JSON object per log line.")] = False,
 ) -> None:
     """Ingest exports as they land, until SIGINT/SIGTERM; applies retention daily."""
@@ -791,6 +792,9 @@ def main() -> None:
     except LeaseLost as exc:  # stalled past the lease's TTL and taken over: stopped, as hub ingest says it
         _error(f"{exc}; this process stopped without writing more (the other process carries on)")
         sys.exit(1)
+    except UsageError as exc:  # a setting or an environment variable (HUB_LEASE_TTL) a command did not check itself
+        _error(exc)
+        sys.exit(2)
     except Exception as exc:  # noqa: BLE001 - the last line of defence of the command line
         if os.environ.get("HUB_DEBUG"):
             raise

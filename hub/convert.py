@@ -71,6 +71,13 @@ def connect(threads: int | None = None, memory_limit: str | None = None,
     return con
 
 
+def unreadable(exc: FileNotFoundError | PermissionError, file: str) -> InputError:
+    """``PartReadFailed`` for a part that cannot be opened, named relative to the hub root (the error's own text, the
+    OS's or pyarrow's, holds the local path)."""
+    reason = "No such file or directory" if isinstance(exc, FileNotFoundError) else "Permission denied"
+    return InputError(f"cannot be opened ({reason})", file=file, code="PartReadFailed")
+
+
 def csv_header(path: str, kind: str, *, file: str, twins: tuple[str, ...] = ()) -> list[str]:
     """The header row of a local CSV (BOM tolerated, quoted names handled) as the file's column names. Names that
     differ only by case are refused, but for headers starting with one of ``twins`` (compared without case): the later
@@ -79,6 +86,8 @@ def csv_header(path: str, kind: str, *, file: str, twins: tuple[str, ...] = ()) 
     try:
         with gzip.open(path, "rb") if kind == "csv.gz" else open(path, "rb") as raw:  # noqa: SIM115
             first = raw.readline(MAX_LINE_SIZE)
+    except (FileNotFoundError, PermissionError) as exc:
+        raise unreadable(exc, file) from None
     except (OSError, EOFError, zlib.error) as exc:
         raise InputError(f"cannot read header ({exc})", file=file, code="CorruptFile") from None
     try:

@@ -16,6 +16,7 @@ import posixpath
 from datetime import datetime, timezone
 
 from hub import convert, runs
+from hub.checks import month_end
 from hub.errors import HubError, ManifestError
 from hub.manifest import Manifest
 from hub.runs import RunRecord
@@ -102,6 +103,42 @@ def newer_delivery(records: list[RunRecord], rec: RunRecord) -> RunRecord | None
         return None
     newest = [r for r in committed_deliveries(records, rec.destination) if r.manifest != rec.manifest]
     return newest[-1] if newest and instant(newest[-1]) > utc(rec.deliveredAt) else None
+
+
+def period(m: Manifest) -> list[str]:
+    """The instants a delivery covers, as written (an offset does not move a day): ``startDate`` and ``endDate``,
+    else the first instant of the month after the start's."""
+    start = m.runInfo.startDate.replace(tzinfo=None)
+    end = m.runInfo.endDate.replace(tzinfo=None) if m.runInfo.endDate else month_end(start)
+    return [start.isoformat(), end.isoformat()]
+
+
+def check_one_month(rec: RunRecord) -> None:
+    """A Costs delivery's period ends in its start month (or at the next month's first instant): the lake files a
+    delivery under its start month, so a period spanning two months would put the second month's days there and
+    count them twice once that month's own export lands (``PeriodMismatch``)."""
+    if rec.dataset != "Costs" or not rec.period:
+        return
+    start, end = map(datetime.fromisoformat, rec.period)
+    if end > month_end(start):
+        raise HubError(f"the export covers {start:%Y-%m-%d} to {end:%Y-%m-%d}, more than one month: the lake keeps a month per "
+                       "folder; export one month per run (Start-FinOpsCostExport -Backfill runs one per month)",
+                       file=rec.manifest, code="PeriodMismatch")
+
+
+def check_covers(winner: RunRecord, loser: RunRecord, *, incoming: RunRecord) -> None:
+    """A Costs folder is replaced whole: the delivery that wins (the newer) must cover every day of the one it
+    replaces or supersedes, else those days would silently leave the lake (``PartialPeriod`` on ``incoming``)."""
+    if incoming.dataset != "Costs" or not winner.period or not loser.period:
+        return
+    (ws, we), (ls, le) = (map(datetime.fromisoformat, r.period) for r in (winner, loser))
+    if ws <= ls and we >= le:
+        return
+    other, newer = (loser, "this one") if incoming is winner else (winner, "that one")
+    raise HubError(f"covers {incoming.period[0][:10]} to {incoming.period[1][:10]}; the committed delivery {other.key} covers "
+                   f"{other.period[0][:10]} to {other.period[1][:10]}; the newer of the two ({newer}) "
+                   "must cover every day of the other (a month's folder is replaced whole): export the whole month in one "
+                   "run", file=incoming.manifest, code="PartialPeriod")
 
 
 def supersede_older(store: Store, rec: RunRecord, records: list[RunRecord]) -> list[str]:

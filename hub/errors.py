@@ -35,12 +35,19 @@ CODES: dict[str, tuple[str, str, str]] = {
     "CorruptFile": ("input", "the file is truncated, damaged or not what its extension says (a cut gzip, a Parquet file "
                     "with a broken footer or page)",
                     "re-upload the part, then `hub ingest --retry`"),
+    "PartReadFailed": ("input", "a part cannot be opened: no read permission, or it vanished after it was listed",
+                       "make the file readable by the hub (or deliver it again), then `hub ingest --retry`"),
     "InvalidValue": ("input", "a cell cannot be converted to its column type (number, date, boolean)",
                      "the message names the column and the data row (never the value); fix the export or its mapping"),
     "RowCountMismatch": ("input", "rows read differ from the manifest's dataRowCount",
                          "a part is incomplete: re-upload it, then `hub ingest --retry`"),
-    "PeriodMismatch": ("input", "the rows' ChargePeriodStart lie far outside the manifest's period (startDate to endDate)",
-                       "fix runInfo.startDate/endDate (or export the right period), then `hub ingest --retry`"),
+    "PeriodMismatch": ("input", "the rows' ChargePeriodStart lie far outside the manifest's period (startDate to endDate), "
+                                "or a cost export's period spans more than one month",
+                       "fix runInfo.startDate/endDate (or export the right period, one month per run), then "
+                       "`hub ingest --retry`"),
+    "PartialPeriod": ("input", "of two cost exports of one scope and month, the newer does not cover every day of the "
+                               "other (a month's folder is replaced whole: those days would leave the lake)",
+                      "export the whole month in one run (month-to-date); the newest delivery covering the month replaces both"),
     "SourceConflict": ("input", "another kind of report of the same provider already put this sub-account's month in the "
                                 "lake (a CUR and a FOCUS export, an OCI cost report and a FOCUS report, an Azure FocusCost "
                                 "and an ActualCost / AmortizedCost export of one scope): both would count the same costs",

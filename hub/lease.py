@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import socket
@@ -25,11 +26,35 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from hub.errors import UsageError
 from hub.store import CONFIG, Store
 
 LEASES = f"{CONFIG}/leases"
-#: Seconds a lease lives without renewal (``HUB_LEASE_TTL``): how long a crashed holder blocks the others.
-DEFAULT_TTL = float(os.environ.get("HUB_LEASE_TTL", "120"))
+#: Bounds of ``HUB_LEASE_TTL`` (seconds): a lease expired as it is written lets two processes take it from each
+#: other; an endless one never lapses after a crash.
+TTL_RANGE = (1.0, 86400.0)
+
+
+def default_ttl() -> float:
+    """Seconds a lease lives without renewal (``HUB_LEASE_TTL``, 120 by default): how long a crashed holder blocks
+    the others. A usage error when it is not a number of seconds within :data:`TTL_RANGE`."""
+    text = os.environ.get("HUB_LEASE_TTL", "120")
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not TTL_RANGE[0] <= value <= TTL_RANGE[1]:  # NaN is in no range
+        raise UsageError(f"HUB_LEASE_TTL must be a number of seconds from {TTL_RANGE[0]:g} to {TTL_RANGE[1]:g}, not {text!r}")
+    return value
+
+
+def _checked(ttl: float | None) -> float:
+    """``ttl`` (None: :func:`default_ttl`), a finite positive number of seconds."""
+    if ttl is None:
+        return default_ttl()
+    if not 0 < ttl < math.inf:
+        raise UsageError(f"a lease's time to live must be a positive number of seconds, not {ttl!r}")
+    return ttl
 
 
 class LeaseLost(BaseException):  # noqa: N818 - like KeyboardInterrupt: stops the work, never handled as an input error
@@ -120,8 +145,9 @@ def _generations(store: Store, name: str) -> list[int]:
     return sorted(out)
 
 
-def try_acquire(store: Store, name: str, *, ttl: float = DEFAULT_TTL, owner: str | None = None) -> Lease | None:
-    """The lease if it is free or expired (taken over), else None."""
+def try_acquire(store: Store, name: str, *, ttl: float | None = None, owner: str | None = None) -> Lease | None:
+    """The lease if it is free or expired (taken over), else None (``ttl``: seconds, None for :func:`default_ttl`)."""
+    ttl = _checked(ttl)
     owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     gens = _generations(store, name)
     if gens:
@@ -158,12 +184,13 @@ def holder(store: Store, name: str) -> tuple[str, float] | None:
 
 
 @contextlib.contextmanager
-def holding(store: Store, name: str = "ingest", *, wait: float = 600.0, ttl: float = DEFAULT_TTL,
+def holding(store: Store, name: str = "ingest", *, wait: float = 600.0, ttl: float | None = None,
             waiting: Callable[[str], None] | None = None) -> Iterator[Lease | None]:
     """Hold the lease (waiting up to ``wait`` seconds; None when another process kept it) for a block of work: it is
     renewed in the background, every record write and swap in the block is fenced (``Store.fence``), and it is
     released afterwards."""
     deadline = time.monotonic() + wait
+    ttl = _checked(ttl)
     held = try_acquire(store, name, ttl=ttl)
     if held is None and wait > 0 and waiting is not None and (now := holder(store, name)):
         waiting(f"waiting for the {name} lease of {store.url}: {now[0]} holds it (it expires in {now[1]:.0f} s unless "

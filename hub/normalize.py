@@ -146,7 +146,7 @@ class InputTap:
                         continue
                     total = sums.setdefault(value.as_py() or "", [Decimal(0)] * len(names))
                     for i, v in enumerate(amounts):
-                        total[i] += _exact_sum(pc.filter(v, mask))
+                        total[i] = EXACT.add(total[i], _exact_sum(pc.filter(v, mask)))  # not Python's 28 digits
                 for key, total in sums.items():
                     part.totals[key] = {name: _money(t) for name, t in zip(names, total, strict=True)}
         with self._lock:

@@ -89,6 +89,9 @@ class RunRecord(BaseModel):
     missingColumns: list[str] = []
     extraColumns: list[str] = []
     sourceDeleted: bool = False
+    #: the days an msexports delivery says it covers: runInfo.startDate and endDate (else the start month's end) as
+    #: written; a Costs delivery replaces another of its folder only when the winner covers the other's days
+    period: list[str] | None = None
     #: work its commit owes (saved with the commit, cleared once done; a crash in between leaves it to the next
     #: ingestion): ``renormalize`` the month's Costs (a price sheet), ``allocate`` the month (Costs, with allocation rules)
     owed: list[str] = []

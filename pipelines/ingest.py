@@ -55,7 +55,7 @@ class IngestResult:
 
 
 def ingest(store: Store, *, retry: bool = False, force: bool = False, progress: Progress | None = None,
-           fail_after_parts: int | None = None, wait: float = 600.0, lease_ttl: float = lease.DEFAULT_TTL,
+           fail_after_parts: int | None = None, wait: float = 600.0, lease_ttl: float | None = None,
            blob_grace: dict[str, float] | None = None, checkpoint: dict[str, str] | None = None,
            settle: float = 0, waiting: Callable[[str], None] | None = None) -> IngestResult:
     """Process every pending delivery of every source once, holding the root's ingestion lease (``waiting``: told,
@@ -120,7 +120,7 @@ def _ingest(store: Store, *, retry: bool, force: bool, progress: Progress | None
     result.records += made
     result.records += native.ingest_pending(store, records, retry=retry, force=force, settle=settle, waiting=result.waiting,
                                             checkpoint=checkpoint)
-    result.records += custom.ingest_custom(store, records, checkpoint)
+    result.records += custom.ingest_custom(store, records, checkpoint, settle=settle, waiting=result.waiting)
     result.allocated = _allocate(store, result, records)
     result.known = records
     return result

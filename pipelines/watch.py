@@ -16,6 +16,7 @@ sinks' dead letters re-sent. Retention runs once a day. One structured log line 
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -36,6 +37,8 @@ RETRY_BASE = 5.0
 MAX_BACKOFF = 300.0
 #: Seconds an incremental report file (OCI, no manifest) must stay unchanged before it is taken.
 SETTLE = 60.0
+#: The shortest pause between the watcher's passes (seconds).
+MIN_INTERVAL = 0.1
 #: The listing checkpoint: manifests already final, with their listing signature (not read again).
 CHECKPOINT = f"{CONFIG}/checkpoints/msexports.json"
 
@@ -214,7 +217,14 @@ def _cycle(store: Store, grace: dict[str, float], checkpoint: dict[str, str], in
 
 def watch(store: Store, *, stop: threading.Event, log: Log, interval: float = 60.0, blob_timeout: float = 600.0,
           retention_every: float = DAY, cycles: int | None = None, settle: float = SETTLE) -> None:
-    """Ingest pending exports until ``stop`` is set (or ``cycles`` loops have run)."""
+    """Ingest pending exports until ``stop`` is set (or ``cycles`` loops have run). A usage error when ``interval`` is
+    not at least :data:`MIN_INTERVAL` seconds or ``blob_timeout`` / ``settle`` not a finite number of seconds >= 0."""
+    if not MIN_INTERVAL <= interval < math.inf:
+        raise UsageError(f"the interval must be a number of seconds from {MIN_INTERVAL:g} (a pass without a pause "
+                         f"would list the store without end), not {interval!r}")
+    for name, value in (("blob timeout", blob_timeout), ("settle time", settle)):
+        if not 0 <= value < math.inf:
+            raise UsageError(f"the {name} must be a finite number of seconds from 0, not {value!r}")
     wake = _Wakeup(store)
     grace: dict[str, float] = {}
     signatures: dict[str, str] = {}

@@ -103,3 +103,25 @@ def test_quarantined_export_is_not_retried_without_retry(hub_root: Path) -> None
     (hub_root / manifest).with_name("part_1_0001.csv").write_text(GOOD)  # the missing part arrives
     rec = ingest(store, retry=True).records[0]
     assert rec.state == "committed" and rec.attempts == 2
+
+
+def test_a_part_that_cannot_be_opened_is_named_relative_to_the_root(tmp_path: Path) -> None:
+    """Review: a part that vanished after the listing (or without read permission) was ``CorruptFile`` ("re-upload the
+    part") with the OS error's absolute local path in the message, the run record and the event; in a custom-data
+    folder it was ``InternalError``. Both are ``PartReadFailed``, naming the file relative to the hub root."""
+    import duckdb
+
+    from hub import convert
+    from hub.errors import InputError
+    from hub.runs import RunRecord
+    from hub.sources import custom
+
+    gone = tmp_path / "gone" / "part_0_0001.csv"
+    with pytest.raises(InputError) as raised:
+        convert.csv_header(str(gone), "csv", file="msexports/e1/part_0_0001.csv")
+    assert raised.value.code == "PartReadFailed" and str(tmp_path) not in str(raised.value)
+    assert "msexports/e1/part_0_0001.csv" in str(raised.value) and "No such file" in str(raised.value)
+    with pytest.raises(InputError) as raised:
+        custom._query(duckdb.connect(), RunRecord(key="k", manifest="m", manifestSha256=""), str(gone.with_suffix(".parquet")),
+                      "ingestion/Costs/2024/09/aws/1/ing1__part0.parquet")
+    assert raised.value.code == "PartReadFailed" and str(tmp_path) not in str(raised.value)

@@ -313,6 +313,29 @@ def test_input_tap_sums_never_overflow() -> None:
     assert tap.summary.totals["USD"]["BilledCost"] == "299999999999999999999.999999999999999997"
 
 
+def test_input_tap_sums_per_currency_exactly_when_a_vector_mixes_them() -> None:
+    """A vector with several currencies, a null one and a left-out row: summed per currency from the 128-bit
+    integers, added in 80 digits (Python's 28-digit default rounded 12345678901234567890.123456789 to ...790)."""
+    import duckdb
+    import pyarrow as pa
+
+    from hub import normalize
+    from hub.export_schemas import schema_by_key
+
+    tap = normalize.InputTap(duckdb.connect(), schema_by_key("focuscost_1.0"), {"BilledCost", "EffectiveCost"}, "t")
+    long = D("12345678901234567890.123456789")
+    billed = pa.chunked_array([pa.array([long, long, D("1.5"), D("2.25"), D("7")], pa.decimal128(38, 18))])
+    effective = pa.chunked_array([pa.array([D("1"), D("2"), None, D("-0.000000000000000001"), D("9")], pa.decimal128(38, 18))])
+    currency = pa.chunked_array([pa.array(["EUR", "EUR", None, "USD", "USD"])])
+    keep = pa.chunked_array([pa.array([True, True, True, True, False])])  # the last row is left out
+    tap._take(currency, keep, pa.chunked_array([pa.array([False] * 5)]), billed, effective)
+    assert tap.summary.totals == {
+        "EUR": {"BilledCost": "24691357802469135780.246913578000000000", "EffectiveCost": "3.000000000000000000"},
+        "": {"BilledCost": "1.500000000000000000", "EffectiveCost": "0.000000000000000000"},
+        "USD": {"BilledCost": "2.250000000000000000", "EffectiveCost": "-0.000000000000000001"}}
+    assert tap.summary.rows == 5 and tap.summary.dropped == 1
+
+
 def test_input_tap_sums_negatives_nulls_and_sliced_arrays_exactly() -> None:
     """The tap sums decimal128 values from their 128-bit integers: signs, nulls, offsets and sums beyond 38 digits."""
     import pyarrow as pa

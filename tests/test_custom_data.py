@@ -6,6 +6,7 @@ import io
 import os
 import subprocess
 import sys
+import time
 from decimal import Decimal as D
 from pathlib import Path
 
@@ -357,3 +358,30 @@ def test_a_bad_manifest_leaves_the_files_where_they_are(hub_root: Path) -> None:
     (hub_root / FOLDER / "manifest.json").write_bytes(b"")
     (rec,) = ingest(store).records
     assert (rec.state, rec.rowsOut) == ("committed", 1) and _lake(hub_root) == [(1, D(5))]
+
+
+def test_the_watcher_waits_for_a_new_delivery_still_being_written(hub_root: Path) -> None:
+    """Review: with a manifest already in the folder, the watcher took a producer's next delivery while its files were
+    being written: the first of two new files replaced the whole committed delivery (500 of 1000 rows visible), or a
+    half-written file quarantined the new delivery. A file newer than the manifest waits ``settle`` seconds (or for
+    the manifest written again); ``hub ingest`` (no settle) takes the folder as it is."""
+    _drop(hub_root / FOLDER, "ing1__part0.parquet", ["1"])
+    manifest = hub_root / FOLDER / "manifest.json"
+    os.utime(hub_root / FOLDER / "ing1__part0.parquet", (time.time() - 301, time.time() - 301))  # a while ago, the
+    os.utime(manifest, (time.time() - 300, time.time() - 300))  # manifest last
+    store = Store(str(hub_root))
+    assert ingest(store, settle=60).ok and _lake(hub_root) == [(1, D(1))]
+    before = manifest.stat().st_mtime
+    _drop(hub_root / FOLDER, "ing2__part0.parquet", ["5"])  # the next delivery's first file ...
+    os.utime(manifest, (before, before))  # ... its manifest not written yet
+    result = ingest(store, settle=60)
+    assert result.records == [] and result.waiting == [f"{FOLDER}/manifest.json"]
+    assert (hub_root / FOLDER / "ing1__part0.parquet").exists()  # the committed delivery stays whole
+    _drop(hub_root / FOLDER, "ing2__part1.parquet", ["6"])  # the last file, then the manifest, written last
+    (rec,) = ingest(store, settle=60).records
+    assert rec.state == "committed" and _lake(hub_root) == [(2, D(11))]
+    # files left unchanged past the settle time, or a one-shot hub ingest, are taken without a new manifest
+    _drop(hub_root / FOLDER, "ing3__part0.parquet", ["9"])
+    os.utime(manifest, (before, before))
+    (rec,) = ingest(store).records
+    assert rec.state == "committed" and _lake(hub_root) == [(1, D(9))]

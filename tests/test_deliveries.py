@@ -263,3 +263,58 @@ def test_us_dates_keep_fractions_and_zones() -> None:
     assert at("05/01/2024 13:45:00Z") == datetime(2024, 5, 1, 13, 45, tzinfo=timezone.utc)
     assert at("05/01/2024 1:45 PM +02:00") == datetime(2024, 5, 1, 13, 45, tzinfo=timezone(timedelta(hours=2)))
     assert at("5/1/2024 12:00:00 AM") == datetime(2024, 5, 1)
+
+
+def _period(run_id: str, start: str, end: str, submitted: str) -> dict:
+    return {"runInfo": {"runId": run_id, "startDate": start, "endDate": end, "submittedTime": submitted}}
+
+
+def test_a_period_spanning_two_months_is_refused(hub_root: Path) -> None:
+    """Review: a run of 2024-04-01 to 2024-05-31 was filed whole under April; May's own export then went to May's
+    folder and May's costs counted twice (620 instead of 310)."""
+    write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 3)}, rows=3, run_id="two", start_date="2024-04-01",
+                 manifest_extra=_period("two", "2024-04-01T00:00:00", "2024-05-31T00:00:00", "2024-06-01T00:00:00Z"))
+    (rec,) = ingest(Store(str(hub_root))).records
+    assert rec.state == "quarantined" and rec.error.code == "PeriodMismatch"
+    assert "2024-04-01 to 2024-05-31, more than one month" in rec.error.message and parquet_in(hub_root) == []
+    # a period ending at the next month's first instant (an exclusive end) is one month
+    write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 3)}, rows=3, run_id="one", folder="e1/one",
+                 manifest_extra=_period("one", "2024-05-01T00:00:00", "2024-06-01T00:00:00", "2024-06-02T00:00:00Z"))
+    assert [r.state for r in ingest(Store(str(hub_root))).records] == ["committed"]
+
+
+def test_a_newer_delivery_must_cover_the_days_it_replaces(hub_root: Path) -> None:
+    """Review: a month delivered as two date-range runs (1st-15th, then 16th-31st) kept only the newer run's rows:
+    the first half left the lake without a word. The newer run is refused (``PartialPeriod``) and the first stays."""
+    first = schema_csv("focuscost_1.0", 2)
+    write_export(hub_root, {"part_0_0001.csv": first}, rows=2, run_id="a", folder="e1/a",
+                 manifest_extra=_period("a", "2024-05-01T00:00:00", "2024-05-15T00:00:00", "2024-05-16T01:00:00Z"))
+    write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 3)}, rows=3, run_id="b", folder="e1/b",
+                 manifest_extra=_period("b", "2024-05-16T00:00:00", "2024-05-31T00:00:00", "2024-06-01T01:00:00Z"))
+    states = {r.runId: (r.state, r.error.code if r.error else None) for r in ingest(Store(str(hub_root))).records}
+    assert states == {"a": ("committed", None), "b": ("quarantined", "PartialPeriod")}
+    rec = _by_run(hub_root)["b"]
+    assert "covers 2024-05-16 to 2024-05-31" in rec.error.message and "2024-05-01 to 2024-05-15" in rec.error.message
+    assert sum(1 for _ in parquet_in(hub_root)) == 1 and _by_run(hub_root)["a"].state == "committed"
+    # the whole month, newer still, covers the first run's days: it replaces it
+    write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 4)}, rows=4, run_id="c", folder="e1/c",
+                 manifest_extra=_period("c", "2024-05-01T00:00:00", "2024-05-31T00:00:00", "2024-06-02T01:00:00Z"))
+    assert [r.state for r in ingest(Store(str(hub_root))).records] == ["committed"]
+    assert _by_run(hub_root)["a"].state == "superseded"
+
+
+def test_an_older_delivery_holding_days_the_newer_lacks_is_refused(hub_root: Path) -> None:
+    """The other arrival order: an older run covering the whole month arriving after a newer one of half the month
+    was superseded, its other days lost. It is refused (``PartialPeriod``); an older run within the newer one's days
+    stays superseded."""
+    write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 2)}, rows=2, run_id="half", folder="e1/half",
+                 manifest_extra=_period("half", "2024-05-01T00:00:00", "2024-05-15T00:00:00", "2024-06-10T00:00:00Z"))
+    assert ingest(Store(str(hub_root))).ok
+    write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 4)}, rows=4, run_id="whole", folder="e1/whole",
+                 manifest_extra=_period("whole", "2024-05-01T00:00:00", "2024-05-31T00:00:00", "2024-06-02T00:00:00Z"))
+    write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 1)}, rows=1, run_id="early", folder="e1/early",
+                 manifest_extra=_period("early", "2024-05-01T00:00:00", "2024-05-10T00:00:00", "2024-05-11T00:00:00Z"))
+    states = {r.runId: (r.state, r.error.code if r.error else None) for r in ingest(Store(str(hub_root))).records}
+    assert states == {"whole": ("quarantined", "PartialPeriod"), "early": ("superseded", None)}
+    assert "the newer of the two (that one)" in _by_run(hub_root)["whole"].error.message
+    assert _by_run(hub_root)["half"].state == "committed"

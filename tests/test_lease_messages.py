@@ -32,3 +32,39 @@ def test_a_lost_lease_is_one_line_not_a_traceback(tmp_path: Path):
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.strip() == ("error: the ingest lease of X was taken over by another process; this process stopped "
                                    "without writing more (the other process carries on)")
+
+
+def _hub(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    import os
+
+    return subprocess.run([sys.executable, "-m", "hub.cli", *args], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **(env or {})}, cwd=Path(__file__).resolve().parents[1])
+
+
+def test_a_lease_ttl_that_is_no_number_of_seconds_is_a_usage_error(tmp_path):
+    """Review: ``HUB_LEASE_TTL=abc`` crashed every command (even ``hub status``) with a traceback at import; ``0``,
+    ``-1`` or ``nan`` made a lease expired as it was written (two ingests took it from each other); ``inf`` crashed
+    the renewal thread and never lapsed. ``hub status`` works; commands taking the lease exit 2 naming the variable."""
+    import pytest
+
+    from hub.errors import UsageError
+
+    Store(str(tmp_path)).init_layout()
+    for bad in ("abc", "0", "-1", "nan", "inf", "1e9"):
+        assert _hub("status", str(tmp_path), env={"HUB_LEASE_TTL": bad}).returncode == 0
+        ran = _hub("ingest", str(tmp_path), env={"HUB_LEASE_TTL": bad})
+        assert ran.returncode == 2 and "Traceback" not in ran.stderr, ran.stderr
+        assert f"HUB_LEASE_TTL must be a number of seconds from 1 to 86400, not '{bad}'" in ran.stderr
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(UsageError):
+            lease.try_acquire(Store(str(tmp_path)), "ingest", ttl=bad)
+
+
+def test_watch_options_out_of_range_are_usage_errors(tmp_path):
+    """Review: ``--interval 0`` (or ``-1``, ``nan``) never paused (a full CPU, ~90 lease generations a second);
+    ``--settle nan`` turned the stability rule off and a negative ``--blob-timeout`` the wait for blobs."""
+    Store(str(tmp_path)).init_layout()
+    for option, value in (("--interval", "0"), ("--interval", "nan"), ("--interval", "-1"), ("--settle", "nan"),
+                          ("--settle", "-5"), ("--blob-timeout", "-1"), ("--blob-timeout", "inf")):
+        ran = _hub("watch", str(tmp_path), option, value)
+        assert ran.returncode == 2 and "error:" in ran.stderr and "Traceback" not in ran.stderr, (option, value, ran.stderr)

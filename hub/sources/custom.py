@@ -43,11 +43,14 @@ DATASETS = ("Costs", "Prices", "CommitmentDiscountUsage", "Recommendations", "Tr
 
 
 def pending(store: Store, records: list[RunRecord] | None = None, checkpoint: dict[str, str] | None = None,
-            final: dict[str, str] | None = None) -> list[tuple[str, bytes | None]]:
+            final: dict[str, str] | None = None, *, settle: float = 0,
+            waiting: list[str] | None = None) -> list[tuple[str, bytes | None]]:
     """Folder manifests under ``ingestion/`` not processed yet in their current content (``records``: every run
     record, loaded when not given). ``checkpoint``: manifests whose folder listing (the manifest and the folder's
     Parquet files: names, sizes, modification stamps) it holds unchanged are not read; ``final`` collects the listing
-    signatures of the folders found final."""
+    signatures of the folders found final. ``settle`` (the watcher's): a folder with a Parquet file written after its
+    manifest less than ``settle`` seconds ago is a new delivery still being written: it waits (in ``waiting``) until
+    its manifest is written again or its files have stayed unchanged that long."""
     known = {r.manifest: r for r in records} if records is not None else runs.by_manifest(store)
     base = store.full(INGESTION)
     found = {store.rel(p): info for p, info in store.fs.find(base, detail=True).items()} if store.fs.exists(base) else {}
@@ -56,6 +59,7 @@ def pending(store: Store, records: list[RunRecord] | None = None, checkpoint: di
         if rel.endswith(".parquet"):
             files.setdefault(posixpath.dirname(rel), []).append(rel)
     out = []
+    now = datetime.now(timezone.utc)
     for rel in sorted(r for r in found if posixpath.basename(r) == "manifest.json"):
         folder = sorted(files.get(posixpath.dirname(rel), []))
         signature = signature_of(found, [rel, *folder])
@@ -70,6 +74,12 @@ def pending(store: Store, records: list[RunRecord] | None = None, checkpoint: di
         rec = known.get(f"{CUSTOM}{rel}")
         identity = _sha(raw, _listing(store, posixpath.dirname(rel)))  # listed as process_folder lists it
         if rec is None or rec.manifestSha256 != identity or rec.state not in ("committed", "quarantined"):
+            written = listed(found[rel]).modified
+            later = [t for p in folder if (t := listed(found[p]).modified) and written and t > written]
+            if settle > 0 and later and (now - max(later)).total_seconds() < settle:
+                if waiting is not None:
+                    waiting.append(rel)
+                continue
             out.append((rel, raw))
         elif final is not None:
             final[rel] = signature
@@ -265,7 +275,10 @@ def _query(con: duckdb.DuckDBPyConnection, rec: RunRecord, path: str, rel: str) 
     """The normalization query of one custom file. Text columns are typed as CSV input is (``''`` and ``NULL`` are
     nulls, numbers, dates and booleans parsed), so FOCUS files converted to all-text Parquet load as they are."""
     source = scan('read_parquet', literal(path))
-    names = pq.read_schema(path).names  # as written: DuckDB renames a second "BilledCost" to "BilledCost_1"
+    try:
+        names = pq.read_schema(path).names  # as written: DuckDB renames a second "BilledCost" to "BilledCost_1"
+    except (FileNotFoundError, PermissionError) as exc:
+        raise convert.unreadable(exc, rel) from None
     if len({header_key(n) for n in names}) != len(names):
         raise HubError("duplicate column names (compared without case and surrounding spaces)", file=rel,
                        code="SchemaMismatch")
@@ -282,13 +295,14 @@ def _query(con: duckdb.DuckDBPyConnection, rec: RunRecord, path: str, rel: str) 
     return costs.costs_sql(typed, columns, Lineage(), extras=proj.extra)
 
 
-def ingest_custom(store: Store, records: list[RunRecord] | None = None,
-                  checkpoint: dict[str, str] | None = None) -> list[RunRecord]:
+def ingest_custom(store: Store, records: list[RunRecord] | None = None, checkpoint: dict[str, str] | None = None, *,
+                  settle: float = 0, waiting: list[str] | None = None) -> list[RunRecord]:
     """Process every pending custom-data folder (one failing folder never stops the others). ``checkpoint`` (the
     watcher's listing checkpoint, updated in place): folders already final and unchanged are not read again (a
-    folder just normalized in place has new files: it is read once more, then found final)."""
+    folder just normalized in place has new files: it is read once more, then found final); ``settle``, ``waiting``:
+    see :func:`pending`."""
     final: dict[str, str] = {}
-    made = [_isolated(store, rel, raw) for rel, raw in pending(store, records, checkpoint, final)]
+    made = [_isolated(store, rel, raw) for rel, raw in pending(store, records, checkpoint, final, settle=settle, waiting=waiting)]
     refresh_checkpoint(checkpoint, INGESTION, final, final)  # changed, pending or gone: read again next time
     return made
 

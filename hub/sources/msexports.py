@@ -147,8 +147,12 @@ def process(store: Store, rel: str, raw: bytes | None, settings: Settings, *, ex
             if existing is not None:
                 store.delete(runs.record_path(existing.key))
             rec.key = runs.run_key(rel, manifest.runInfo.runId)
+        deliveries.check_one_month(rec)
         if (newer := deliveries.newer_delivery(records, rec)) is not None:
+            deliveries.check_covers(newer, rec, incoming=rec)
             return _superseded(store, rec, newer, manifest, settings, started)
+        if current := [r for r in deliveries.committed_deliveries(records, rec.destination or "") if r.manifest != rec.manifest]:
+            deliveries.check_covers(rec, current[-1], incoming=rec)
         blobs = deliveries.check_blobs(store, manifest, rel)
         if not blobs:
             return engine.no_rows(store, rec, started)
@@ -220,6 +224,7 @@ def _describe(rec: RunRecord, m: Manifest, rel: str) -> None:
     rec.month = f"{year:04d}-{month:02d}"
     rec.scope = scope_path(cfg.resourceId, file=rel)
     rec.manifestRows = m.dataRowCount
+    rec.period = deliveries.period(m)
     if (target := destination(cfg.type)) is not None:  # known from the manifest: which delivery it competes with
         rec.dataset = target[0]
         rec.destination = dataset_folder(target[0], year, month, rec.scope, target[1])
