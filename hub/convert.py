@@ -128,6 +128,11 @@ def source_columns(con: duckdb.DuckDBPyConnection, path: str, kind: str, *, file
                    twins: tuple[str, ...] = ()) -> tuple[str, dict[str, str]]:
     """The source SQL of a part and its columns with DuckDB types (``twins``: see :func:`csv_header`)."""
     header = csv_header(path, kind, file=file, twins=twins) if kind != "parquet" else None
+    if header is None:
+        try:
+            open(path, "rb").close()  # noqa: SIM115 - DuckDB's own error would be an InternalError with the local path
+        except (FileNotFoundError, PermissionError) as exc:
+            raise unreadable(exc, file) from None
     sql = source_sql(path, kind, header)
     if header is not None:
         return sql, dict.fromkeys(header, "VARCHAR")
@@ -225,6 +230,15 @@ def write_parquet(con: duckdb.DuckDBPyConnection, select: list[str], source: str
             raise map_error(exc, file=file) from None
         raise exc
     return int(result[0])
+
+
+def check_memory_limit() -> str:
+    """``HUB_MEMORY_LIMIT`` as DuckDB takes it; a usage error naming it otherwise (never a quarantine of every export)."""
+    try:
+        duckdb.connect(config={"memory_limit": MEMORY_LIMIT}).close()
+    except duckdb.Error:
+        raise UsageError(f"HUB_MEMORY_LIMIT={MEMORY_LIMIT!r}: not a memory size DuckDB takes (e.g. 1.5GB, 512MB)") from None
+    return MEMORY_LIMIT
 
 
 def check_codec() -> str:

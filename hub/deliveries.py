@@ -13,12 +13,12 @@
 from __future__ import annotations
 
 import posixpath
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 
 from hub import convert, runs
 from hub.checks import month_end
 from hub.errors import HubError, ManifestError
-from hub.manifest import Manifest
+from hub.manifest import Manifest, parse_manifest
 from hub.runs import RunRecord
 from hub.store import MSEXPORTS, Store, part_file_name, safe_relpath
 
@@ -105,38 +105,62 @@ def newer_delivery(records: list[RunRecord], rec: RunRecord) -> RunRecord | None
     return newest[-1] if newest and instant(newest[-1]) > utc(rec.deliveredAt) else None
 
 
+#: The longest period one delivery of a month may cover (days): a calendar month, or a billing period across two.
+MONTH_DAYS = 31
+
+
 def period(m: Manifest) -> list[str]:
-    """The instants a delivery covers, as written (an offset does not move a day): ``startDate`` and ``endDate``,
-    else the first instant of the month after the start's."""
+    """The first and last day a delivery covers, as written (an offset does not move a day): ``startDate``'s and
+    ``endDate``'s, an end at midnight of a month's first day being the day before (an exclusive end); without an
+    ``endDate``, the start month's last day."""
     start = m.runInfo.startDate.replace(tzinfo=None)
     end = m.runInfo.endDate.replace(tzinfo=None) if m.runInfo.endDate else month_end(start)
-    return [start.isoformat(), end.isoformat()]
+    if end > start and end.day == 1 and end == end.replace(hour=0, minute=0, second=0, microsecond=0):
+        end -= timedelta(days=1)
+    return [start.date().isoformat(), end.date().isoformat()]
+
+
+def _days(rec: RunRecord, store: Store | None = None) -> tuple[date, date] | None:
+    """A delivery's first and last day: its record's ``period``, or (a record written before periods were kept) its
+    manifest's when the manifest is still there; None when neither is known."""
+    if rec.period:
+        first, last = (datetime.fromisoformat(d).date() for d in rec.period)
+        return first, last
+    if store is None:
+        return None
+    try:
+        days = period(parse_manifest(store.read_bytes(rec.manifest), file=rec.manifest))
+    except (OSError, HubError, ManifestError, ValueError):
+        return None
+    return _days(rec.model_copy(update={"period": days}))
 
 
 def check_one_month(rec: RunRecord) -> None:
-    """A Costs delivery's period ends in its start month (or at the next month's first instant): the lake files a
-    delivery under its start month, so a period spanning two months would put the second month's days there and
-    count them twice once that month's own export lands (``PeriodMismatch``)."""
-    if rec.dataset != "Costs" or not rec.period:
-        return
-    start, end = map(datetime.fromisoformat, rec.period)
-    if end > month_end(start):
-        raise HubError(f"the export covers {start:%Y-%m-%d} to {end:%Y-%m-%d}, more than one month: the lake keeps a month per "
+    """A Costs delivery covers at most :data:`MONTH_DAYS` days (a calendar month, or a billing period across two): the
+    lake files a delivery under its start month, so a longer period would put the next month's days there and count
+    them twice once that month's own export lands (``PeriodMismatch``)."""
+    days = _days(rec) if rec.dataset == "Costs" else None
+    if days and (days[1] - days[0]).days + 1 > MONTH_DAYS:
+        raise HubError(f"the export covers {days[0]} to {days[1]}, more than one month: the lake keeps a month per "
                        "folder; export one month per run (Start-FinOpsCostExport -Backfill runs one per month)",
                        file=rec.manifest, code="PeriodMismatch")
 
 
-def check_covers(winner: RunRecord, loser: RunRecord, *, incoming: RunRecord) -> None:
+def check_covers(store: Store, winner: RunRecord, loser: RunRecord, *, incoming: RunRecord) -> None:
     """A Costs folder is replaced whole: the delivery that wins (the newer) must cover every day of the one it
-    replaces or supersedes, else those days would silently leave the lake (``PartialPeriod`` on ``incoming``)."""
-    if incoming.dataset != "Costs" or not winner.period or not loser.period:
-        return
-    (ws, we), (ls, le) = (map(datetime.fromisoformat, r.period) for r in (winner, loser))
-    if ws <= ls and we >= le:
+    replaces or supersedes, else those days would silently leave the lake (``PartialPeriod`` on ``incoming``). Days
+    are compared, however the ends are written."""
+    if incoming.dataset != "Costs":
         return
     other, newer = (loser, "this one") if incoming is winner else (winner, "that one")
-    raise HubError(f"covers {incoming.period[0][:10]} to {incoming.period[1][:10]}; the committed delivery {other.key} covers "
-                   f"{other.period[0][:10]} to {other.period[1][:10]}; the newer of the two ({newer}) "
+    mine, theirs = _days(incoming, store), _days(other, store)
+    if mine is None or theirs is None:
+        return
+    (ws, we), (ls, le) = (mine, theirs) if incoming is winner else (theirs, mine)
+    if ws <= ls and we >= le:
+        return
+    raise HubError(f"covers {mine[0]} to {mine[1]}; the committed delivery {other.key} covers "
+                   f"{theirs[0]} to {theirs[1]}; the newer of the two ({newer}) "
                    "must cover every day of the other (a month's folder is replaced whole): export the whole month in one "
                    "run", file=incoming.manifest, code="PartialPeriod")
 

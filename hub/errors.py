@@ -42,7 +42,7 @@ CODES: dict[str, tuple[str, str, str]] = {
     "RowCountMismatch": ("input", "rows read differ from the manifest's dataRowCount",
                          "a part is incomplete: re-upload it, then `hub ingest --retry`"),
     "PeriodMismatch": ("input", "the rows' ChargePeriodStart lie far outside the manifest's period (startDate to endDate), "
-                                "or a cost export's period spans more than one month",
+                                "or a cost export's period covers more than 31 days",
                        "fix runInfo.startDate/endDate (or export the right period, one month per run), then "
                        "`hub ingest --retry`"),
     "PartialPeriod": ("input", "of two cost exports of one scope and month, the newer does not cover every day of the "

@@ -89,8 +89,8 @@ class RunRecord(BaseModel):
     missingColumns: list[str] = []
     extraColumns: list[str] = []
     sourceDeleted: bool = False
-    #: the days an msexports delivery says it covers: runInfo.startDate and endDate (else the start month's end) as
-    #: written; a Costs delivery replaces another of its folder only when the winner covers the other's days
+    #: the first and last day an msexports delivery covers (runInfo.startDate, endDate; else the start month's last
+    #: day); a Costs delivery replaces another of its folder only when the winner covers the other's days
     period: list[str] | None = None
     #: work its commit owes (saved with the commit, cleared once done; a crash in between leaves it to the next
     #: ingestion): ``renormalize`` the month's Costs (a price sheet), ``allocate`` the month (Costs, with allocation rules)

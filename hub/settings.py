@@ -6,7 +6,17 @@ import json
 import re
 from typing import TYPE_CHECKING, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from hub.errors import UsageError
 
@@ -77,14 +87,19 @@ class PullProvider(_Strict):
     #: attempts of one API call on throttling, 5xx or network errors, with exponential backoff
     retries: StrictInt = Field(6, ge=0, le=20)
     #: first backoff in seconds (doubled each attempt, with jitter, at most 60 s)
-    backoff_seconds: float = Field(1.0, ge=0, le=60)
+    backoff_seconds: StrictFloat = Field(1.0, ge=0, le=60)
     #: wall-clock seconds one pull may take before it stops (what was not pulled is pulled next time)
-    time_budget_seconds: float = Field(1800.0, gt=0, le=86400)
+    time_budget_seconds: StrictFloat = Field(1800.0, gt=0, le=86400)
     #: seconds one HTTP request may take
-    request_timeout_seconds: float = Field(60.0, gt=0, le=600)
+    request_timeout_seconds: StrictFloat = Field(60.0, gt=0, le=600)
     #: billing currency (ISO 4217) of pulled lines that carry none, written into each pulled day's manifest (Tencent's
     #: API gives no currency for a whole response: a China-site account names CNY); None: the provider's usual one
-    currency: str | None = Field(None, pattern=r"^[A-Z]{3}$")
+    currency: str | None = Field(None, pattern=r"^[A-Za-z]{3}$")
+
+    @field_validator("currency")
+    @classmethod
+    def _upper(cls, value: str | None) -> str | None:
+        return value.upper() if value else value  # ISO 4217 codes are upper case; "cny" means CNY, as a budget's "usd"
 
     @field_validator("endpoint")
     @classmethod
@@ -115,7 +130,7 @@ class EventSink(_Strict):
     #: http: retries of a failed attempt (0: one attempt) before the event goes to the dead-letter folder (re-sent later)
     retries: StrictInt = Field(3, ge=0, le=20)
     #: http: seconds one request may take
-    timeout_seconds: float = Field(10.0, gt=0, le=300)
+    timeout_seconds: StrictFloat = Field(10.0, gt=0, le=300)
     #: http: name of an environment variable holding a bearer token for the target (never written anywhere)
     token_env: str | None = None
     #: file: JSON-lines file (a local path, relative to the current directory)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import posixpath
 import re
@@ -132,8 +133,17 @@ def part_file_name(run_id: str, blob_name: str) -> str:
     return visible(f"{bounded_name(run_id, 100)}__{bounded_name(stem, 100)}.parquet")
 
 
-#: Seconds a remote store gets to answer the first request of a command (``HUB_STORE_TIMEOUT``).
-STORE_TIMEOUT = float(os.environ.get("HUB_STORE_TIMEOUT", "20"))
+def store_timeout() -> float:
+    """Seconds a remote store gets to answer the first request of a command (``HUB_STORE_TIMEOUT``, 20 by default;
+    from 1 to 3600, else a usage error naming it)."""
+    text = os.environ.get("HUB_STORE_TIMEOUT", "20")
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 1 <= value <= 3600:  # NaN is in no range
+        raise UsageError(f"HUB_STORE_TIMEOUT must be a number of seconds from 1 to 3600, not {text!r}")
+    return value
 
 
 _GLOB_SPECIAL = re.compile(r"([\[*?])")
@@ -267,7 +277,7 @@ class Store:
         or misconfigured store is one :class:`StoreUnreachable` line, not a silent wait or a traceback."""
         if self.is_local:
             return
-        limit = timeout if timeout is not None else STORE_TIMEOUT
+        limit = timeout if timeout is not None else store_timeout()
         if refused := self._refused(min(limit, 5.0)):
             raise StoreUnreachable(f"cannot reach {self.url}: {refused} refused the connection")
         outcome: list[BaseException | None] = []

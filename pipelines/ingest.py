@@ -73,6 +73,7 @@ def ingest(store: Store, *, retry: bool = False, force: bool = False, progress: 
     ``fail_after_parts`` is a fault-injection hook for tests.
     """
     convert.check_codec()  # a bad setting is a usage error, not a quarantine of every export
+    convert.check_memory_limit()
     try:
         with lease.holding(store, "ingest", wait=wait, ttl=lease_ttl, waiting=waiting) as held:
             if held is None:

@@ -22,9 +22,10 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 
+from hub import lease
 from hub.errors import UsageError
 from hub.runs import RunRecord
-from hub.store import CONFIG, EXPORTS, INGESTION, MSEXPORTS, Store, StoreUnreachable, describe
+from hub.store import CONFIG, EXPORTS, INGESTION, MSEXPORTS, Store, StoreUnreachable, describe, store_timeout
 from hub.terminal import log_value
 from pipelines import pull as pulling
 from pipelines import retention
@@ -72,11 +73,12 @@ def json_log(line: dict) -> str:
 
 
 def _pause(waiting: list[str], interval: float, settle: float) -> float:
-    """Seconds until the next pass: 1 while a manifest's blobs are arriving; while only OCI report files settle, a
-    quarter of the settle time (a pass per second would re-list everything for a minute); else ``interval``."""
+    """Seconds until the next pass: 1 while a manifest's blobs are arriving; while only files settle (OCI report files,
+    a delivery's or a custom folder's files written after its manifest), a quarter of the settle time (a pass per
+    second would re-list everything for a minute); else ``interval``."""
     if not waiting:
         return interval
-    if all(w.startswith(f"{EXPORTS}/") for w in waiting):
+    if all(w.startswith((f"{EXPORTS}/", f"{INGESTION}/")) for w in waiting):
         return min(interval, max(1.0, settle / 4))
     return 1.0
 
@@ -225,6 +227,9 @@ def watch(store: Store, *, stop: threading.Event, log: Log, interval: float = 60
     for name, value in (("blob timeout", blob_timeout), ("settle time", settle)):
         if not 0 <= value < math.inf:
             raise UsageError(f"the {name} must be a finite number of seconds from 0, not {value!r}")
+    lease.default_ttl()  # HUB_LEASE_TTL, HUB_STORE_TIMEOUT: a usage error now, not a failed pass retried without end
+    if not store.is_local:
+        store_timeout()
     wake = _Wakeup(store)
     grace: dict[str, float] = {}
     signatures: dict[str, str] = {}

@@ -121,6 +121,9 @@ def test_a_part_that_cannot_be_opened_is_named_relative_to_the_root(tmp_path: Pa
         convert.csv_header(str(gone), "csv", file="msexports/e1/part_0_0001.csv")
     assert raised.value.code == "PartReadFailed" and str(tmp_path) not in str(raised.value)
     assert "msexports/e1/part_0_0001.csv" in str(raised.value) and "No such file" in str(raised.value)
+    with pytest.raises(InputError) as raised:  # a Parquet part (DuckDB's error was an InternalError)
+        convert.source_columns(duckdb.connect(), str(gone.with_suffix(".parquet")), "parquet", file="msexports/e1/p.parquet")
+    assert raised.value.code == "PartReadFailed" and str(tmp_path) not in str(raised.value)
     with pytest.raises(InputError) as raised:
         custom._query(duckdb.connect(), RunRecord(key="k", manifest="m", manifestSha256=""), str(gone.with_suffix(".parquet")),
                       "ingestion/Costs/2024/09/aws/1/ing1__part0.parquet")

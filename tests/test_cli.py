@@ -166,3 +166,51 @@ def test_validate_prints_a_clean_lakes_path_as_text(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["validate", str(root)])
     assert result.exit_code == 0, result.output
     assert "v[/dir]x" in result.output and "r[bold]x" in result.output and "no violations" in result.output
+
+
+def test_bad_environment_values_are_usage_errors(tmp_path: Path) -> None:
+    """Review: ``HUB_MEMORY_LIMIT=lots`` quarantined every delivery (``InternalError``; each needed ``--retry`` after the
+    fix) and ``HUB_STORE_TIMEOUT=20s`` crashed every command with a traceback at import. Both are one line, exit 2."""
+    import os
+    import sys
+
+    from conftest import make_hub
+
+    from hub import runs
+    from hub.sample_data import write_export as demo_export
+    from hub.store import Store
+
+    root = make_hub(tmp_path / "hub")
+    demo_export(str(root), rows=20, month="2024-05")
+
+    def hub(*args: str, **env: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "hub.cli", *args], capture_output=True, text=True, timeout=120,
+                              env={**os.environ, **env}, cwd=Path(__file__).resolve().parents[1])
+
+    ran = hub("ingest", str(root), HUB_MEMORY_LIMIT="lots")
+    assert ran.returncode == 2 and "HUB_MEMORY_LIMIT='lots': not a memory size" in ran.stderr, ran.stderr
+    assert runs.load_all(Store(str(root))) == []  # nothing quarantined: the delivery waits for the fixed setting
+    assert hub("status", str(root), HUB_STORE_TIMEOUT="20s").returncode == 0  # a local root never waits for a store
+    remote = hub("status", "s3://bucket/hub", HUB_STORE_TIMEOUT="20s")
+    assert remote.returncode == 2 and "HUB_STORE_TIMEOUT must be a number of seconds" in remote.stderr
+    assert "Traceback" not in remote.stderr + ran.stderr
+    assert hub("ingest", str(root)).returncode == 0
+
+
+def test_decimal_settings_refuse_booleans_and_text() -> None:
+    """Review: ``"time_budget_seconds": true`` was read as 1 s and an inspection's ``"major": true`` as 1 %; the README
+    says numbers are strict. Whole numbers are still numbers; a currency is upper-cased."""
+    import pytest
+
+    from hub.errors import UsageError
+    from hub.inspection.rules import parse
+    from hub.settings import parse_settings
+
+    for bad in ('{"pull": {"tencent": {"time_budget_seconds": true}}}', '{"pull": {"tencent": {"backoff_seconds": "2"}}}'):
+        with pytest.raises(UsageError):
+            parse_settings(bad)
+    ok = parse_settings('{"pull": {"tencent": {"time_budget_seconds": 600, "currency": "cny"}}}')
+    assert ok.pull.tencent.time_budget_seconds == 600.0 and ok.pull.tencent.currency == "CNY"
+    with pytest.raises(UsageError):
+        parse('{"severity": {"major": true}}')
+    assert parse('{"severity": {"major": 25, "critical": 60.5}}').severity.major == 25.0

@@ -318,3 +318,44 @@ def test_an_older_delivery_holding_days_the_newer_lacks_is_refused(hub_root: Pat
     assert states == {"whole": ("quarantined", "PartialPeriod"), "early": ("superseded", None)}
     assert "the newer of the two (that one)" in _by_run(hub_root)["whole"].error.message
     assert _by_run(hub_root)["half"].state == "committed"
+
+
+def test_periods_are_compared_as_days_however_their_ends_are_written(hub_root: Path) -> None:
+    """Review: a manifest without ``endDate`` (the month's end) or ending ``...31T23:59:59`` made every later run
+    ending ``...31T00:00:00`` a ``PartialPeriod``: the lake kept the older data for good. Days are compared."""
+    write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 2)}, rows=2, run_id="a", folder="e1/a",
+                 manifest_extra=_run("a", "2024-06-01T00:00:00Z"))  # no endDate
+    write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 3)}, rows=3, run_id="b", folder="e1/b",
+                 manifest_extra=_period("b", "2024-05-01T00:00:00", "2024-05-31T23:59:59", "2024-06-02T00:00:00Z"))
+    write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 4)}, rows=4, run_id="c", folder="e1/c",
+                 manifest_extra=_period("c", "2024-05-01T00:00:00", "2024-05-31T00:00:00", "2024-06-03T00:00:00Z"))
+    assert ingest(Store(str(hub_root))).ok
+    assert {k: r.state for k, r in _by_run(hub_root).items()} == {"a": "superseded", "b": "superseded", "c": "committed"}
+    assert _by_run(hub_root)["a"].period == ["2024-05-01", "2024-05-31"]
+
+
+def test_a_billing_period_across_two_months_is_one_period(hub_root: Path) -> None:
+    """A pay-as-you-go billing period (15 April to 14 May, 30 days) is one delivery's period, filed under its start
+    month as before; only a period of more than 31 days is ``PeriodMismatch``."""
+    rows = schema_csv("focuscost_1.0", 2).replace("2024-05-0", "2024-04-2")
+    write_export(hub_root, {"part_0_0001.csv": rows}, rows=2, run_id="p", start_date="2024-04-15",
+                 manifest_extra=_period("p", "2024-04-15T00:00:00", "2024-05-14T00:00:00", "2024-05-15T00:00:00Z"))
+    (rec,) = ingest(Store(str(hub_root))).records
+    assert rec.state == "committed" and rec.month == "2024-04", rec.error
+
+
+def test_a_record_written_before_periods_were_kept_takes_its_manifests(hub_root: Path) -> None:
+    """Review: a committed run recorded by an earlier version (no ``period``) let a newer run of 5-31 May replace the
+    whole month silently. Its period is read from its manifest, still in the store."""
+    write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 2)}, rows=2, run_id="old", folder="e1/old",
+                 manifest_extra=_period("old", "2024-05-01T00:00:00", "2024-05-31T00:00:00", "2024-06-01T00:00:00Z"))
+    assert ingest(Store(str(hub_root))).ok
+    old = _by_run(hub_root)["old"]
+    path = hub_root / runs.record_path(old.key)
+    record = json.loads(path.read_text())
+    del record["period"]
+    path.write_text(json.dumps(record))
+    write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 3)}, rows=3, run_id="new", folder="e1/new",
+                 manifest_extra=_period("new", "2024-05-05T00:00:00", "2024-05-31T00:00:00", "2024-06-02T00:00:00Z"))
+    (rec,) = ingest(Store(str(hub_root))).records
+    assert rec.state == "quarantined" and rec.error.code == "PartialPeriod" and "2024-05-01 to 2024-05-31" in rec.error.message

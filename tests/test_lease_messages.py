@@ -55,6 +55,8 @@ def test_a_lease_ttl_that_is_no_number_of_seconds_is_a_usage_error(tmp_path):
         ran = _hub("ingest", str(tmp_path), env={"HUB_LEASE_TTL": bad})
         assert ran.returncode == 2 and "Traceback" not in ran.stderr, ran.stderr
         assert f"HUB_LEASE_TTL must be a number of seconds from 1 to 86400, not '{bad}'" in ran.stderr
+    watched = _hub("watch", str(tmp_path), env={"HUB_LEASE_TTL": "abc"})  # at start, not a pass retried without end
+    assert watched.returncode == 2 and "HUB_LEASE_TTL must be" in watched.stderr
     for bad in (0.0, -1.0, float("nan"), float("inf")):
         with pytest.raises(UsageError):
             lease.try_acquire(Store(str(tmp_path)), "ingest", ttl=bad)

@@ -333,3 +333,13 @@ def test_settings_broken_after_the_start_pause_the_watcher_instead_of_stopping_i
     settings.write_text("[]")
     with pytest.raises(UsageError, match="settings"):
         watch(Store(str(hub_root)), stop=threading.Event(), log=lambda _: None, cycles=1, interval=0.1)
+
+
+def test_a_custom_folder_settling_is_paced_like_other_files() -> None:
+    """Review: a custom folder waiting for ``--settle`` made the watcher pass every second (a full listing, lease and
+    checkpoint writes each time on a bucket): it waits a quarter of the settle time, as OCI files do."""
+    from pipelines.watch import _pause
+
+    assert _pause(["ingestion/Costs/2024/09/aws/1/manifest.json"], 60.0, 30.0) == 7.5
+    assert _pause(["exports/oci/FOCUS Reports/2024/05/01/a.csv.gz", "ingestion/Costs/2024/09/aws/1/manifest.json"], 60.0, 30.0) == 7.5
+    assert _pause(["msexports/e1/manifest.json"], 60.0, 30.0) == 1.0

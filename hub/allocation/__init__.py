@@ -138,7 +138,7 @@ def compute(store: Store, month: str, rules: Rules, out: str, *, run_id: str) ->
         if store.fs.isdir(month_folder) else []
     with tempfile.TemporaryDirectory(prefix="hub-allocate-spill-") as spill:
         # memory stays flat as the month grows: DuckDB spills its tables and the sort to disk past the limit
-        con = catalog.store_connection(store, threads=2, memory_limit=convert.MEMORY_LIMIT)
+        con = catalog.store_connection(store, threads=2, memory_limit=convert.check_memory_limit())
         con.execute(f"SET temp_directory = {literal(spill)}")
         con.execute("SET preserve_insertion_order = false")
         try:

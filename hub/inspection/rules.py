@@ -6,7 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, field_validator, model_validator
 
 from hub.settings import validated
 from hub.store import CONFIG, Store
@@ -29,9 +29,9 @@ class Monitor(_Strict):
     #: only rows whose columns have these values (a value or a list)
     filter: dict[str, str | list[str]] = {}
     #: an anomaly's impact must reach this much (currency units) ...
-    min_impact: float = Field(1.0, ge=0, allow_inf_nan=False)
+    min_impact: StrictFloat = Field(1.0, ge=0, allow_inf_nan=False)
     #: ... and this share of the expected cost, in percent
-    min_impact_pct: float = Field(10.0, ge=0, allow_inf_nan=False)
+    min_impact_pct: StrictFloat = Field(10.0, ge=0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _dimension(self) -> Monitor:
@@ -46,14 +46,14 @@ class Monitor(_Strict):
 
 
 #: A threshold: a percentage above 0 (finite).
-Percent = Annotated[float, Field(gt=0, le=1_000_000, allow_inf_nan=False)]
+Percent = Annotated[StrictFloat, Field(gt=0, le=1_000_000, allow_inf_nan=False)]
 
 
 class Severity(_Strict):
     """Impact % (of the expected cost over the interval) from which an anomaly is major, critical; below: minor."""
 
-    major: float = Field(20.0, ge=0, allow_inf_nan=False)
-    critical: float = Field(50.0, ge=0, allow_inf_nan=False)
+    major: StrictFloat = Field(20.0, ge=0, allow_inf_nan=False)
+    critical: StrictFloat = Field(50.0, ge=0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _order(self) -> Severity:
@@ -108,7 +108,7 @@ class AlertTarget(_Strict):
     url: str = Field(pattern=r"^https?://")
     #: name of an environment variable holding a bearer token (never written anywhere)
     token_env: str | None = None
-    timeout_seconds: float = Field(10.0, gt=0, le=120)
+    timeout_seconds: StrictFloat = Field(10.0, gt=0, le=120)
     retries: StrictInt = Field(2, ge=0, le=10)
 
 
@@ -120,7 +120,7 @@ class AlertPolicy(_Strict):
     min_severity: Literal["minor", "major", "critical"] = "major"
     events: list[Literal["anomaly.opened", "anomaly.updated", "anomaly.resolved", "budget.threshold"]] = list(EVENTS)
     targets: list[AlertTarget] = Field(min_length=1)
-    silence_hours: float = Field(24.0, ge=0, le=24 * 90)
+    silence_hours: StrictFloat = Field(24.0, ge=0, le=24 * 90)
 
 
 class Rules(_Strict):

@@ -149,10 +149,10 @@ def process(store: Store, rel: str, raw: bytes | None, settings: Settings, *, ex
             rec.key = runs.run_key(rel, manifest.runInfo.runId)
         deliveries.check_one_month(rec)
         if (newer := deliveries.newer_delivery(records, rec)) is not None:
-            deliveries.check_covers(newer, rec, incoming=rec)
+            deliveries.check_covers(store, newer, rec, incoming=rec)
             return _superseded(store, rec, newer, manifest, settings, started)
         if current := [r for r in deliveries.committed_deliveries(records, rec.destination or "") if r.manifest != rec.manifest]:
-            deliveries.check_covers(rec, current[-1], incoming=rec)
+            deliveries.check_covers(store, rec, current[-1], incoming=rec)
         blobs = deliveries.check_blobs(store, manifest, rel)
         if not blobs:
             return engine.no_rows(store, rec, started)
