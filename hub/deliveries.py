@@ -15,12 +15,15 @@ from __future__ import annotations
 import posixpath
 from datetime import date, datetime, timedelta, timezone
 
+import duckdb
+
 from hub import convert, runs
 from hub.checks import month_end
 from hub.errors import HubError, ManifestError
 from hub.manifest import Manifest, parse_manifest
 from hub.runs import RunRecord
 from hub.store import MSEXPORTS, Store, part_file_name, safe_relpath
+from transforms.typing import literal, scan
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -120,26 +123,63 @@ def period(m: Manifest) -> list[str]:
     return [start.date().isoformat(), end.date().isoformat()]
 
 
-def _days(rec: RunRecord, store: Store | None = None) -> tuple[date, date] | None:
-    """A delivery's first and last day: its record's ``period``, or (a record written before periods were kept) its
-    manifest's when the manifest is still there; None when neither is known."""
+def _days(rec: RunRecord, store: Store | None = None, *, stated: bool = False) -> tuple[date, date] | None:
+    """A delivery's first and last day: its record's ``period``; for a record written before periods were kept, its
+    manifest's (still there, unchanged) or else the days of its rows in the lake folder, within its month; None when
+    none is known. Unless ``stated``, the last day is at most the day before the delivery (a scheduled month-to-date
+    run may state the month's last day: it cannot hold days after it ran)."""
     if rec.period:
         first, last = (datetime.fromisoformat(d).date() for d in rec.period)
-        return first, last
-    if store is None:
+    elif store is None or (days := _manifest_days(store, rec) or _row_days(store, rec)) is None:
         return None
+    else:
+        first, last = days
+    if not stated and rec.deliveredAt is not None:
+        last = max(first, min(last, utc(rec.deliveredAt).date() - timedelta(days=1)))
+    return first, last
+
+
+def _manifest_days(store: Store, rec: RunRecord) -> tuple[date, date] | None:
+    """The days of a record's manifest, when it is still in the store with the content the record was made from."""
     try:
-        days = period(parse_manifest(store.read_bytes(rec.manifest), file=rec.manifest))
+        raw = store.read_bytes(rec.manifest)
+        if runs.sha256(raw) != rec.manifestSha256:
+            return None
+        first, last = period(parse_manifest(raw, file=rec.manifest))
     except (OSError, HubError, ManifestError, ValueError):
         return None
-    return _days(rec.model_copy(update={"period": days}))
+    return date.fromisoformat(first), date.fromisoformat(last)
+
+
+def _row_days(store: Store, rec: RunRecord) -> tuple[date, date] | None:
+    """The first and last charge day of the rows a committed record left in its lake folder, within its month (late
+    rows of the month before do not widen it): its period when its manifest is gone (retention)."""
+    from hub import catalog  # the catalog's connection reads remote stores too
+
+    files = store.parquet_files(rec.destination) if rec.destination and rec.month else []
+    if not files:
+        return None
+    first_day = date.fromisoformat(f"{rec.month}-01")
+    last_day = month_end(datetime(first_day.year, first_day.month, 1)).date() - timedelta(days=1)
+    listing = "[" + ", ".join(literal(catalog.duck_path(store, f)) for f in files) + "]"
+    con = catalog.store_connection(store, threads=1)
+    try:
+        low, high = con.execute(f"SELECT min(ChargePeriodStart)::DATE, max(ChargePeriodStart)::DATE FROM "
+                                f"{scan('read_parquet', listing, 'union_by_name = true')}").fetchone()
+    except duckdb.Error:
+        return None
+    finally:
+        con.close()
+    if low is None:
+        return None
+    return max(low, first_day), max(min(high, last_day), max(low, first_day))
 
 
 def check_one_month(rec: RunRecord) -> None:
     """A Costs delivery covers at most :data:`MONTH_DAYS` days (a calendar month, or a billing period across two): the
     lake files a delivery under its start month, so a longer period would put the next month's days there and count
     them twice once that month's own export lands (``PeriodMismatch``)."""
-    days = _days(rec) if rec.dataset == "Costs" else None
+    days = _days(rec, stated=True) if rec.dataset == "Costs" else None
     if days and (days[1] - days[0]).days + 1 > MONTH_DAYS:
         raise HubError(f"the export covers {days[0]} to {days[1]}, more than one month: the lake keeps a month per "
                        "folder; export one month per run (Start-FinOpsCostExport -Backfill runs one per month)",

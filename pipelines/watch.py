@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 
-from hub import lease
+from hub import convert, lease
 from hub.errors import UsageError
 from hub.runs import RunRecord
 from hub.store import CONFIG, EXPORTS, INGESTION, MSEXPORTS, Store, StoreUnreachable, describe, store_timeout
@@ -227,7 +227,9 @@ def watch(store: Store, *, stop: threading.Event, log: Log, interval: float = 60
     for name, value in (("blob timeout", blob_timeout), ("settle time", settle)):
         if not 0 <= value < math.inf:
             raise UsageError(f"the {name} must be a finite number of seconds from 0, not {value!r}")
-    lease.default_ttl()  # HUB_LEASE_TTL, HUB_STORE_TIMEOUT: a usage error now, not a failed pass retried without end
+    lease.default_ttl()  # HUB_LEASE_TTL and the rest: a usage error now, not a failed pass retried without end
+    convert.check_codec()
+    convert.check_memory_limit()
     if not store.is_local:
         store_timeout()
     wake = _Wakeup(store)

@@ -262,3 +262,14 @@ def test_allowlist_changes_of_two_processes_are_all_kept(tmp_path):
     got = allowlists.values(store, R.load(store), "cost_center", date.today())
     assert sorted(got) == sorted([f"{w}{i}" for w in "pq" for i in range(40)])
     assert len(allowlists.audit(store)) == 80
+
+
+def test_a_bad_memory_limit_is_a_usage_error_before_any_months_run(tmp_path, monkeypatch):
+    """Review: ``HUB_MEMORY_LIMIT=lots hub allocate`` recorded every month as ``InternalError`` and exited 1."""
+    from hub import convert
+
+    store = lake(tmp_path, [row({"CostCenter": "A"}, "1.25")])
+    monkeypatch.setattr(convert, "MEMORY_LIMIT", "lots")
+    with pytest.raises(UsageError, match="HUB_MEMORY_LIMIT='lots'"):
+        allocation.allocate(store, ["2024-05"], rules=rules())
+    assert runs.load_all(store) == []

@@ -359,3 +359,41 @@ def test_a_record_written_before_periods_were_kept_takes_its_manifests(hub_root:
                  manifest_extra=_period("new", "2024-05-05T00:00:00", "2024-05-31T00:00:00", "2024-06-02T00:00:00Z"))
     (rec,) = ingest(Store(str(hub_root))).records
     assert rec.state == "quarantined" and rec.error.code == "PartialPeriod" and "2024-05-01 to 2024-05-31" in rec.error.message
+
+
+def test_a_record_whose_manifest_retention_deleted_takes_its_rows_days(tmp_path: Path) -> None:
+    """Review: with ``retention.msexports.days`` 0 (the default) an older version's committed run has no period and no
+    manifest: a newer run of 5-31 May replaced the whole month silently. Its rows' days in its month are its period."""
+    from conftest import make_hub
+
+    root = make_hub(tmp_path / "hub")
+    (root / "config/settings.json").write_text('{"retention": {"msexports": {"days": 0}}}')
+    rows = schema_csv("focuscost_1.0", 2).replace("2024-05-01", "2024-04-28")  # a late April row beside May 2
+    write_export(root, {"part_0_0001.csv": rows}, rows=2, run_id="old", folder="e1/old",
+                 manifest_extra=_period("old", "2024-05-01T00:00:00", "2024-05-31T00:00:00", "2024-06-01T00:00:00Z"))
+    assert ingest(Store(str(root))).ok and not (root / "msexports/e1/old/manifest.json").exists()
+    old = _by_run(root)["old"]
+    path = root / runs.record_path(old.key)
+    record = json.loads(path.read_text())
+    del record["period"]
+    path.write_text(json.dumps(record))
+    write_export(root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 3)}, rows=3, run_id="new", folder="e1/new",
+                 manifest_extra=_period("new", "2024-05-05T00:00:00", "2024-05-31T00:00:00", "2024-06-02T00:00:00Z"))
+    (rec,) = ingest(Store(str(root))).records
+    assert rec.state == "quarantined" and rec.error.code == "PartialPeriod" and "2024-05-01 to 2024-05-02" in rec.error.message
+    # a run of the whole month covers those days (the late April row does not widen them)
+    write_export(root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 3)}, rows=3, run_id="whole", folder="e1/whole",
+                 manifest_extra=_period("whole", "2024-05-01T00:00:00", "2024-05-31T00:00:00", "2024-06-03T00:00:00Z"))
+    assert [r.state for r in ingest(Store(str(root))).records] == ["committed"]
+
+
+def test_a_month_to_date_run_holds_no_day_after_it_was_delivered(hub_root: Path) -> None:
+    """Review: a scheduled month-to-date run may state the month's last day; a later manual run of the month so far
+    (Start-FinOpsCostExport ends it yesterday) was refused as ``PartialPeriod``. A run's days end at the day before
+    it was delivered."""
+    write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 2)}, rows=2, run_id="daily", folder="e1/daily",
+                 manifest_extra=_period("daily", "2024-05-01T00:00:00", "2024-05-31T00:00:00", "2024-05-18T06:00:00Z"))
+    write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 3)}, rows=3, run_id="manual", folder="e1/manual",
+                 manifest_extra=_period("manual", "2024-05-01T00:00:00", "2024-05-17T00:00:00", "2024-05-18T10:00:00Z"))
+    assert ingest(Store(str(hub_root))).ok
+    assert {k: r.state for k, r in _by_run(hub_root).items()} == {"daily": "superseded", "manual": "committed"}

@@ -70,3 +70,12 @@ def test_watch_options_out_of_range_are_usage_errors(tmp_path):
                           ("--settle", "-5"), ("--blob-timeout", "-1"), ("--blob-timeout", "inf")):
         ran = _hub("watch", str(tmp_path), option, value)
         assert ran.returncode == 2 and "error:" in ran.stderr and "Traceback" not in ran.stderr, (option, value, ran.stderr)
+
+
+def test_watch_checks_the_conversion_settings_at_start(tmp_path):
+    """Review: ``hub watch`` with ``HUB_MEMORY_LIMIT=lots`` (or a bad ``HUB_PARQUET_COMPRESSION``) logged a failed pass
+    with back-off for ever, ingesting nothing, while ``hub ingest`` exits 2."""
+    Store(str(tmp_path)).init_layout()
+    for env in ({"HUB_MEMORY_LIMIT": "lots"}, {"HUB_PARQUET_COMPRESSION": "zip"}):
+        ran = _hub("watch", str(tmp_path), env=env)
+        assert ran.returncode == 2 and "error:" in ran.stderr and "Traceback" not in ran.stderr, (env, ran.stderr)

@@ -61,6 +61,7 @@ def allocate(store: Store, only: list[str] | None = None, *, rules: Rules | None
     rules = rules or load(store)
     if rules is None:
         return []
+    convert.check_memory_limit()  # a usage error before any month's run is recorded, not an InternalError each
     available = months(store)
     if absent := [m for m in only or [] if m not in available]:
         raise UsageError(f"no Costs in {absent[0]}: nothing to allocate (months with Costs: "
