@@ -84,6 +84,13 @@ class RunInfo(_Part):
             raise ValueError("runId must be a plain name (no '/', '\\', ':')")
         return v
 
+    @model_validator(mode="after")
+    def _ordered(self) -> RunInfo:
+        """An export's period ends after it starts (compared as written, as the month folder is)."""
+        if self.endDate is not None and self.endDate.replace(tzinfo=None) < self.startDate.replace(tzinfo=None):
+            raise ValueError(f"endDate {self.endDate:%Y-%m-%d} is before startDate {self.startDate:%Y-%m-%d}")
+        return self
+
 
 class DeliveryConfig(_Part):
     compressionMode: str | None = None

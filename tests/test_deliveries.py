@@ -397,3 +397,13 @@ def test_a_month_to_date_run_holds_no_day_after_it_was_delivered(hub_root: Path)
                  manifest_extra=_period("manual", "2024-05-01T00:00:00", "2024-05-17T00:00:00", "2024-05-18T10:00:00Z"))
     assert ingest(Store(str(hub_root))).ok
     assert {k: r.state for k, r in _by_run(hub_root).items()} == {"daily": "superseded", "manual": "committed"}
+
+
+def test_an_end_date_before_the_start_date_is_refused(hub_root: Path) -> None:
+    """A period that ends before it starts is no period: ``ManifestInvalid`` naming both days (it slipped through the
+    one-month check as a negative span)."""
+    write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 2)}, rows=2, run_id="x",
+                 manifest_extra=_period("x", "2024-05-01T00:00:00", "2024-04-30T00:00:00", "2024-06-01T00:00:00Z"))
+    (rec,) = ingest(Store(str(hub_root))).records
+    assert rec.state == "quarantined" and rec.error.code == "ManifestInvalid"
+    assert "endDate 2024-04-30 is before startDate 2024-05-01" in rec.error.message and parquet_in(hub_root) == []
