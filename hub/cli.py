@@ -23,7 +23,7 @@ from hub import runs
 from hub.errors import HubError, UsageError
 from hub.runs import RunRecord
 from hub.settings import Settings
-from hub.store import SETTINGS, Store, StoreUnreachable, describe, storage_error
+from hub.store import SETTINGS, Store, StoreUnreachable, describe, public_root, redact, storage_error
 from hub.terminal import printable
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -37,7 +37,7 @@ Root = Annotated[str, typer.Argument(help="Hub root: a local folder or an fsspec
 
 def _error(message: object) -> None:
     """One ``error:`` line on stderr; the message is shown as text (no markup, control characters escaped)."""
-    err.print(Text.assemble(("error: ", "red"), printable(message)), soft_wrap=True)  # one line, whatever the width
+    err.print(Text.assemble(("error: ", "red"), printable(redact(str(message)))), soft_wrap=True)  # one line, whatever the width
 
 
 def _waiting(message: str) -> None:
@@ -61,7 +61,7 @@ def _store(root: str, *, probe: bool = True) -> Store:
         _error(exc)
         raise typer.Exit(2) from None
     except (UsageError, ValueError, ImportError, OSError) as exc:
-        _error(f"cannot open hub root {root!r}: {describe(exc)}")
+        _error(f"cannot open hub root {public_root(root)!r}: {describe(exc)}")
         raise typer.Exit(2) from None
 
 

@@ -36,9 +36,9 @@ def run_demo(root: str, *, rows: int = 5000, month: str = "2024-05", other_cloud
         settings = Settings()
         settings.retention.ingestion.months = 0
         store.write_bytes(SETTINGS, settings.to_json().encode())
-    write_export(store.url, export_type="FocusCost", data_version="1.0", rows=rows, month=month, parts=2,
+    write_export(store.source, export_type="FocusCost", data_version="1.0", rows=rows, month=month, parts=2,
                  export_name="demo-costs")
-    write_export(store.url, export_type="PriceSheet", data_version="2023-05-01", month=month, export_name="demo-prices")
+    write_export(store.source, export_type="PriceSheet", data_version="2023-05-01", month=month, export_name="demo-prices")
     if other_clouds:
         write_aws_cur(store.url, month=month, rows=max(1, rows // 2))
         write_oci_focus(store.url, month=month, rows=max(1, rows // 5))

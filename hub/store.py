@@ -183,6 +183,20 @@ _SECRET_PARTS = re.compile(r"((?:AccountKey|SharedAccessSignature|sig|X-Amz-Sign
                            r"[^;&\s'\"]+", re.IGNORECASE)
 
 
+#: ``user:password@`` in a URL (an S3 key and secret written into the root).
+_USERINFO = re.compile(r"(://)[^/@\s:]+:[^/@\s]+@")
+
+
+def public_root(root: str) -> str:
+    """A hub root as messages, logs and the report show it: a URL without a ``user:password@``, query or fragment
+    (where keys and SAS tokens hide); a local path as it is. ``container@account`` (Azure) is kept: no secret."""
+    if "://" not in root:
+        return root
+    parts = urlsplit(root)
+    host = parts.netloc.rsplit("@", 1)[-1] if ":" in parts.netloc.rsplit("@", 1)[0] and "@" in parts.netloc else parts.netloc
+    return f"{parts.scheme}://{host}{parts.path}"
+
+
 def redact(text: str) -> str:
     """``text`` without credentials: the values of the credential variables, keys and signatures in URLs and
     connection strings."""
@@ -190,7 +204,7 @@ def redact(text: str) -> str:
     for value in sorted(values, key=len, reverse=True):
         if len(value) >= 4:
             text = text.replace(value, "***")
-    return _SECRET_PARTS.sub(r"\1***", text)
+    return _USERINFO.sub(r"\1***@", _SECRET_PARTS.sub(r"\1***", text))
 
 
 def describe(exc: BaseException) -> str:
@@ -262,7 +276,10 @@ class Store:
     def __init__(self, root: str, **storage_options: object) -> None:
         if not root:
             raise UsageError("a hub root is required")
-        self.url = root
+        #: the root as given (credentials included, if any: only for opening it again, e.g. on Spark executors)
+        self.source = root
+        #: the root as messages show it (:func:`public_root`)
+        self.url = public_root(root)
         self.fs, path = fsspec.core.url_to_fs(root, **{**_timeouts(root), **storage_options})
         self.is_local = isinstance(self.fs, LocalFileSystem)
         self.root = os.path.abspath(path) if self.is_local else path.rstrip("/")

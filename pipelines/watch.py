@@ -235,7 +235,8 @@ def watch(store: Store, *, stop: threading.Event, log: Log, interval: float = 60
     wake = _Wakeup(store)
     grace: dict[str, float] = {}
     signatures: dict[str, str] = {}
-    checkpoint = _load_checkpoint(store)
+    checkpoint: dict[str, str] = {}  # read once the store answers (a store refusing connections would hang the start)
+    loaded = False
     inspected: set[str] = set()  # UTC days the daily inspection ran
     last_retention = 0.0
     log({"event": "start", "root": store.url, "interval": interval, "local_events": wake.observer is not None})
@@ -247,6 +248,9 @@ def watch(store: Store, *, stop: threading.Event, log: Log, interval: float = 60
             n += 1
             try:
                 store.probe()  # a bucket or container gone (or never there) is retried, never created by a write
+                if not loaded:
+                    checkpoint.update(_load_checkpoint(store))
+                    loaded = True
                 load_settings(store)  # settings first: a broken file is that, not a failing pull
                 started = True  # they read once: a later breakage pauses the watcher, never stops it
                 result = _cycle(store, grace, checkpoint, interval, blob_timeout, log, settle, inspected, signatures)

@@ -214,3 +214,35 @@ def test_decimal_settings_refuse_booleans_and_text() -> None:
     with pytest.raises(UsageError):
         parse('{"severity": {"major": true}}')
     assert parse('{"severity": {"major": 25, "critical": 60.5}}').severity.major == 25.0
+
+
+def test_credentials_in_the_root_url_are_never_shown(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """Review: a key and secret (``s3://KEY:SECRET@bucket``) or a SAS token (``?sig=``) written into the hub root were
+    printed in error lines, the watcher's log and the report header. Messages show the root without them."""
+    import os
+    import sys
+    import threading
+
+    from hub.store import Store, public_root, redact
+    from pipelines.watch import watch
+
+    assert public_root("s3://AKIAPLANTED:S3CRETPLANTED@bucket/p") == "s3://bucket/p"
+    assert public_root("az://finops/hub?sv=2022-11-02&sig=SASSECRETPLANTED") == "az://finops/hub"
+    assert public_root("abfs://container@account.dfs.core.windows.net/hub") == "abfs://container@account.dfs.core.windows.net/hub"
+    assert public_root(str(tmp_path)) == str(tmp_path)
+    assert redact("cannot reach s3://AKIAPLANTED:S3CRETPLANTED@bucket/p") == "cannot reach s3://***@bucket/p"
+    closed = ("DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=S2V5S2V5S2V5S2V5;"
+              "BlobEndpoint=http://127.0.0.1:1/devstoreaccount1;")
+    env = {**os.environ, "HUB_STORE_TIMEOUT": "2", "AWS_ENDPOINT_URL": "http://127.0.0.1:1",
+           "AZURE_STORAGE_CONNECTION_STRING": closed}
+    for root in ("s3://AKIAPLANTED:S3CRETPLANTED@bucket/prefix", "az://finops/hub?sv=2022-11-02&sig=SASSECRETPLANTED"):
+        ran = subprocess.run([sys.executable, "-m", "hub.cli", "status", root], capture_output=True, text=True, timeout=120,
+                             env=env, cwd=Path(__file__).resolve().parents[1])
+        assert ran.returncode == 2 and "error:" in ran.stderr
+        assert not any(s in ran.stdout + ran.stderr for s in ("S3CRETPLANTED", "AKIAPLANTED", "SASSECRETPLANTED")), ran.stderr
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", closed)
+    lines: list[dict] = []
+    watch(Store("az://finops/hub?sv=2022-11-02&sig=SASSECRETPLANTED"), stop=threading.Event(), log=lines.append, cycles=1,
+          interval=0.1)
+    assert lines[0]["event"] == "start" and lines[0]["root"] == "az://finops/hub"
+    assert "SASSECRETPLANTED" not in str(lines) and any(line["event"] == "error" for line in lines)

@@ -47,7 +47,7 @@ class SparkRunner:
         jobs = [dataclasses.replace(j, fail_attempts=self.fail_attempts.get(j.index, 0)) for j in jobs]
         parts = self.spark.range(0, len(jobs), 1, numPartitions=len(jobs))  # one part a task
         # the executors may run in another working folder (a Spark Connect server): a local root goes as an absolute path
-        root = os.path.abspath(store.root) if store.is_local else store.url
+        root = os.path.abspath(store.root) if store.is_local else store.source
         task = functools.partial(_convert, root, jobs)
         try:
             rows = parts.mapInArrow(task, OUTCOME_DDL).collect()
