@@ -40,8 +40,8 @@ def run_demo(root: str, *, rows: int = 5000, month: str = "2024-05", other_cloud
                  export_name="demo-costs")
     write_export(store.source, export_type="PriceSheet", data_version="2023-05-01", month=month, export_name="demo-prices")
     if other_clouds:
-        write_aws_cur(store.url, month=month, rows=max(1, rows // 2))
-        write_oci_focus(store.url, month=month, rows=max(1, rows // 5))
+        write_aws_cur(store.source, month=month, rows=max(1, rows // 2))
+        write_oci_focus(store.source, month=month, rows=max(1, rows // 5))
     result = ingest(store)
     files = glob_escape(os.path.join(store.root, "ingestion", "Costs")) + "/**/*.parquet"
     costs = scan("read_parquet", literal(files), "union_by_name = true") if store.is_local else "Costs"
