@@ -192,9 +192,12 @@ def public_root(root: str) -> str:
     (where keys and SAS tokens hide); a local path as it is. ``container@account`` (Azure) is kept: no secret."""
     if "://" not in root:
         return root
-    parts = urlsplit(root)
-    host = parts.netloc.rsplit("@", 1)[-1] if ":" in parts.netloc.rsplit("@", 1)[0] and "@" in parts.netloc else parts.netloc
-    return f"{parts.scheme}://{host}{parts.path}"
+    scheme, rest = root.split("://", 1)  # by hand: urlsplit refuses a bucket named like "h[1]" (an IPv6 literal)
+    rest = re.split(r"[?#]", rest, maxsplit=1)[0]
+    host, slash, path = rest.partition("/")
+    if "@" in host and ":" in host.rsplit("@", 1)[0]:
+        host = host.rsplit("@", 1)[1]
+    return f"{scheme}://{host}{slash}{path}"
 
 
 def redact(text: str) -> str:
