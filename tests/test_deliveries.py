@@ -344,17 +344,21 @@ def test_a_billing_period_across_two_months_is_one_period(hub_root: Path) -> Non
     assert rec.state == "committed" and rec.month == "2024-04", rec.error
 
 
+def _as_an_older_version_wrote_it(root: Path, run_id: str) -> None:
+    """The run's record without ``period``, as hub versions before periods were kept saved it."""
+    path = root / runs.record_path(_by_run(root)[run_id].key)
+    record = json.loads(path.read_text())
+    del record["period"]
+    path.write_text(json.dumps(record))
+
+
 def test_a_record_written_before_periods_were_kept_takes_its_manifests(hub_root: Path) -> None:
     """Review: a committed run recorded by an earlier version (no ``period``) let a newer run of 5-31 May replace the
     whole month silently. Its period is read from its manifest, still in the store."""
     write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 2)}, rows=2, run_id="old", folder="e1/old",
                  manifest_extra=_period("old", "2024-05-01T00:00:00", "2024-05-31T00:00:00", "2024-06-01T00:00:00Z"))
     assert ingest(Store(str(hub_root))).ok
-    old = _by_run(hub_root)["old"]
-    path = hub_root / runs.record_path(old.key)
-    record = json.loads(path.read_text())
-    del record["period"]
-    path.write_text(json.dumps(record))
+    _as_an_older_version_wrote_it(hub_root, "old")
     write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 3)}, rows=3, run_id="new", folder="e1/new",
                  manifest_extra=_period("new", "2024-05-05T00:00:00", "2024-05-31T00:00:00", "2024-06-02T00:00:00Z"))
     (rec,) = ingest(Store(str(hub_root))).records
@@ -372,11 +376,7 @@ def test_a_record_whose_manifest_retention_deleted_takes_its_rows_days(tmp_path:
     write_export(root, {"part_0_0001.csv": rows}, rows=2, run_id="old", folder="e1/old",
                  manifest_extra=_period("old", "2024-05-01T00:00:00", "2024-05-31T00:00:00", "2024-06-01T00:00:00Z"))
     assert ingest(Store(str(root))).ok and not (root / "msexports/e1/old/manifest.json").exists()
-    old = _by_run(root)["old"]
-    path = root / runs.record_path(old.key)
-    record = json.loads(path.read_text())
-    del record["period"]
-    path.write_text(json.dumps(record))
+    _as_an_older_version_wrote_it(root, "old")
     write_export(root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 3)}, rows=3, run_id="new", folder="e1/new",
                  manifest_extra=_period("new", "2024-05-05T00:00:00", "2024-05-31T00:00:00", "2024-06-02T00:00:00Z"))
     (rec,) = ingest(Store(str(root))).records
