@@ -37,8 +37,9 @@ def parquet_name(header: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", re.sub(r"([A-Z])", r"_\1", header).lower()).strip("_")
 
 
-def to_parquet(csv_path: Path, out: Path) -> None:
-    """A legacy CUR CSV rewritten as AWS writes it in Parquet: snake_case names, timestamps and doubles."""
+def to_parquet(csv_path: Path, out: Path, *, empty: bool = False) -> None:
+    """A legacy CUR CSV rewritten as AWS writes it in Parquet: snake_case names, timestamps and doubles (``empty``: a
+    text cell without a value as ``''``, as AWS's Parquet CURs write them, rather than null)."""
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     source = f"read_csv({literal(str(csv_path))}, all_varchar = true, header = true)"
@@ -48,6 +49,7 @@ def to_parquet(csv_path: Path, out: Path) -> None:
         name = parquet_name(header)
         typ = "TIMESTAMP" if name in TIMESTAMPS else "DOUBLE" if DOUBLE.match(name) else "VARCHAR"
         value = f"CAST({ident(header)} AS TIMESTAMPTZ)" if typ == "TIMESTAMP" else ident(header)
+        value = f"coalesce({value}, '')" if empty and typ == "VARCHAR" else value
         select.append(f"CAST({value} AS {typ}) AS {ident(name)}")
     con.execute(f"COPY (SELECT {', '.join(select)} FROM {source}) TO {literal(str(out))} (FORMAT parquet)")
 
@@ -357,7 +359,7 @@ LINES_EXPECTED = {
 }
 
 
-@pytest.mark.parametrize("kind", ["csv", "parquet"])
+@pytest.mark.parametrize("kind", ["csv", "parquet", "parquet-empty-texts"])
 def test_line_item_types_and_amortization_by_hand(tmp_path: Path, kind: str) -> None:
     """Every line item type of a month with a reservation and a savings plan, as CSV and as AWS's Parquet: FOCUS
     categories, classes, frequencies, commitment columns and pricing categories row by row; BilledCost sums to the
@@ -365,13 +367,15 @@ def test_line_item_types_and_amortization_by_hand(tmp_path: Path, kind: str) -> 
     6.00 used + 38.64 unused = 744 h x 0.06, savings plan 6.00 used + 68.40 unused = 744 h x 0.10, credit -5, refund -2,
     tax 3, support 100, EDP discount -0.096; upfront fees and the negation 0); 0 FOCUS violations. Recurring commitment
     fees are Usage rows with CommitmentDiscountStatus Unused: FOCUS 1.0 wants EffectiveCost 0 on commitment purchases,
-    and a CUR row is both the fee and the unused commitment. Discounts and negations have no list price (0)."""
+    and a CUR row is both the fee and the unused commitment. Discounts and negations have no list price (0). AWS's
+    Parquet CURs write ``''`` in the text cells a row does not use: no value, as in the CSV (not a savings plan ARN on
+    every row, nor an empty reservation ARN hiding the row's own)."""
     root = make_hub(tmp_path / "hub")
     text = tmp_path / "r-00001.csv"
     text.write_text(csv_text(LINES_COMMON, LINES))
     name = "r-00001.csv"
-    if kind == "parquet":
-        to_parquet(text, tmp_path / "r-00001.snappy.parquet")
+    if kind.startswith("parquet"):
+        to_parquet(text, tmp_path / "r-00001.snappy.parquet", empty=kind == "parquet-empty-texts")
         name, text = "r-00001.snappy.parquet", tmp_path / "r-00001.snappy.parquet"
     deliver(root, "cur/r/20240301-20240401/x", {name: text.read_bytes()})
     (rec,) = ingested(root)

@@ -51,7 +51,7 @@ from hub.store import EXPORTS, Store, bounded_name, dataset_folder, listed, sign
 from hub.validate import CheckTap, tap_report, validate_files
 from transforms import backfill, costs, mapped
 from transforms.costs import Lineage
-from transforms.typing import IncompatibleType, decimal_sources, header_key, ident, literal, project, scan
+from transforms.typing import IncompatibleType, decimal_sources, header_key, ident, literal, project, scan, text_nulls
 
 AREA = EXPORTS
 NATIVE = "native:"
@@ -649,6 +649,8 @@ def _typed(con: duckdb.DuckDBPyConnection, provider: str, src: str, kind: str, p
             sql = f"(SELECT *, {literal(month) if month else 'CAST(NULL AS VARCHAR)'} AS {ident(mapped.FILE_MONTH)} FROM {sql})"
             present[mapped.FILE_MONTH] = "VARCHAR"
             one_month = month is None and mapped.key(spec["fileMonth"]["column"]) not in mapped.by_key(spec, present)
+        if kind in ("parquet", "json"):  # as the CSV reader reads them: AWS's Parquet CUR writes '' in unused text cells
+            sql = _text_nulls(sql, present)
         m = mapped.project(spec, present, _lookup_files(provider, spec), hints)
         lacking = {c: found for c in MONEY if (found := mapped.lacking(spec, present, c))}
         currency, amounts = m.totals  # the report's own total, from its columns
@@ -745,6 +747,15 @@ def _not_records(con: duckdb.DuckDBPyConnection, src: str, path: str) -> Excepti
     n, kind = found[0]
     what = {"ARRAY": "an array", "VARCHAR": "a string", "BOOLEAN": "true or false", "NULL": "null"}.get(str(kind), "a number")
     return InputError(f"a line is not a JSON object: record {n} is {what}", file=path, code="MalformedJson")
+
+
+def _text_nulls(sql: str, columns: dict[str, str]) -> str:
+    """A Parquet or JSON report with its text cells ``''`` and ``NULL`` as nulls (:func:`transforms.typing.text_nulls`),
+    as the CSV reader reads them, so a mapping's ``coalesce`` and ``IS NULL`` see no value there."""
+    texts = [c for c, t in columns.items() if t == "VARCHAR"]
+    if not texts:
+        return sql
+    return f"(SELECT * REPLACE ({', '.join(f'{text_nulls(ident(c))} AS {ident(c)}' for c in texts)}) FROM {sql})"
 
 
 def _flat(sql: str, columns: dict[str, str]) -> tuple[str, dict[str, str]]:
