@@ -536,6 +536,27 @@ def test_an_older_assembly_arriving_late_does_not_replace_the_current_one(tmp_pa
     assert one(f"SELECT sum(BilledCost) FROM {lake(root)}") == D(12)
 
 
+def test_assemblies_in_their_own_deliveries_without_the_period_manifest_are_a_conflict(tmp_path: Path) -> None:
+    """Each assembly synced into its own delivery with its manifest copy, and no billing-period manifest naming the
+    current one: the one copied last (an older assembly, 10.00) must not replace the month (12.00). Both deliveries are
+    refused (``SourceConflict`` naming the period's folder) and the lake keeps 12.00; once the period manifest is synced,
+    the current assembly lands and the older one's file is left out."""
+    root = make_hub(tmp_path / "hub")
+    deliver(root, f"{PERIOD}/bbbb", {"r-00001.csv": usage("12.00"), "r-Manifest.json": listing(f"{PERIOD}/bbbb/r-00001.csv")})
+    (first,) = ingested(root)
+    assert first.state == "committed"
+    deliver(root, f"{PERIOD}/aaaa", {"r-00001.csv": usage("10.00"), "r-Manifest.json": listing(f"{PERIOD}/aaaa/r-00001.csv")})
+    again = ingest(Store(str(root))).records
+    assert {(r.state, r.error.code if r.error else None) for r in again} == {("quarantined", "SourceConflict")}
+    assert {r.error.file for r in again if r.error} == {f"exports/aws/{PERIOD}"}
+    assert one(f"SELECT sum(BilledCost) FROM {lake(root)}") == D(12)
+    (root / "exports" / "aws" / PERIOD / "r-Manifest.json").write_text(listing(f"{PERIOD}/bbbb/r-00001.csv"))
+    fixed = {r.manifest: r for r in ingested(root)}
+    assert {r.state for r in fixed.values()} == {"committed"}
+    assert fixed[f"exports/aws/{PERIOD}/aaaa/manifest.json"].skippedFiles == [f"exports/aws/{PERIOD}/aaaa/r-00001.csv"]
+    assert one(f"SELECT sum(BilledCost) FROM {lake(root)}") == D(12)
+
+
 def test_a_data_export_file_the_manifest_no_longer_lists_is_left_out(tmp_path: Path) -> None:
     """A Data Exports month restated from two files (5.00 + 3.00) into one (8.50) by AWS: `aws s3 sync` without
     --delete leaves the old -00002 beside it; the month's metadata manifest lists only -00001, so the lake holds 8.50."""

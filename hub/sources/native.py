@@ -160,6 +160,10 @@ class Delivery:
         return hashlib.sha1(self.manifest.encode()).hexdigest()[:16]
 
 
+#: A legacy CUR billing period's folder (``20240501-20240601``).
+PERIOD_FOLDER = re.compile(r"\d{8}-\d{8}")
+
+
 def deliveries(store: Store, checkpoint: dict[str, str] | None = None, seen: set[str] | None = None) -> list[Delivery]:
     """Every delivery under ``exports/<provider>/``, oldest first (the newest of a lake folder wins): each folder with a
     ``manifest.json`` owns the data files below it (not those of a sub-folder with its own manifest); for a provider
@@ -202,7 +206,7 @@ def deliveries(store: Store, checkpoint: dict[str, str] | None = None, seen: set
             elif is_data_file(provider, sub):
                 files.append((sub, int(found[sub].get("size") or 0)))
         above = [m for m in aws if folder.startswith(posixpath.dirname(m) + "/")] if provider in providers() else []
-        governing = tuple((m, _read(store, m)) for m in sorted({*listings, *above}))
+        governing = tuple((m, _read(store, m)) for m in sorted({*listings, *above, *_sibling_assemblies(folder, aws)}))
         modified = listed(found[rel]).modified
         later = [t for p, _ in files if (t := listed(found[p]).modified) and modified and t > modified]
         out.append(Delivery(rel, provider, tuple(files), raw, tuple(listings), governing, modified=modified,
@@ -220,6 +224,16 @@ def deliveries(store: Store, checkpoint: dict[str, str] | None = None, seen: set
                                 stamp=entry.signature, modified=entry.modified, signature=entry.signature))
     oldest = datetime.min.replace(tzinfo=timezone.utc)
     return sorted(out, key=lambda d: (d.modified or oldest, d.manifest))
+
+
+def _sibling_assemblies(folder: str, aws: list[str]) -> list[str]:
+    """The manifest copies of the other assemblies of a legacy CUR billing period when ``folder`` is one of them
+    (``<yyyymmdd-yyyymmdd>/<assembly>/``, each its own delivery): without the period's manifest naming the current one,
+    :func:`hub.sources.listings.select` refuses them (``SourceConflict``) rather than let the last copied win."""
+    period = posixpath.dirname(folder)
+    if not PERIOD_FOLDER.fullmatch(posixpath.basename(period)):
+        return []
+    return [m for m in aws if posixpath.dirname(posixpath.dirname(m)) == period and posixpath.dirname(m) != folder]
 
 
 def _read(store: Store, rel: str) -> bytes | None:
