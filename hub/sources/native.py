@@ -190,7 +190,10 @@ def deliveries(store: Store, checkpoint: dict[str, str] | None = None, seen: set
     out = []
     for folder, rel in folders.items():
         provider = _provider(rel)
-        signature = signature_of(found, [rel, *owned[folder]])
+        above = [m for m in aws if folder.startswith(posixpath.dirname(m) + "/")] if provider in providers() else []
+        siblings = _sibling_assemblies(folder, aws) if provider in providers() else []
+        # the AWS manifests that govern it count too: a billing-period manifest synced later is a change the watcher sees
+        signature = signature_of(found, [rel, *owned[folder], *above, *siblings])
         if seen is not None:
             seen.add(rel)
         if checkpoint is not None and checkpoint.get(rel) == signature:
@@ -205,8 +208,7 @@ def deliveries(store: Store, checkpoint: dict[str, str] | None = None, seen: set
                 listings.append(sub)
             elif is_data_file(provider, sub):
                 files.append((sub, int(found[sub].get("size") or 0)))
-        above = [m for m in aws if folder.startswith(posixpath.dirname(m) + "/")] if provider in providers() else []
-        governing = tuple((m, _read(store, m)) for m in sorted({*listings, *above, *_sibling_assemblies(folder, aws)}))
+        governing = tuple((m, _read(store, m)) for m in sorted({*listings, *above, *siblings}))
         modified = listed(found[rel]).modified
         later = [t for p, _ in files if (t := listed(found[p]).modified) and modified and t > modified]
         out.append(Delivery(rel, provider, tuple(files), raw, tuple(listings), governing, modified=modified,
