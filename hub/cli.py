@@ -574,9 +574,13 @@ def ddl_cmd(
 ) -> None:
     """Print SQL creating tables over the lake and the catalog's versioned views, for Databricks, Trino or Athena."""
     from hub.spark.ddl import ddl
+    from hub.store import public_root
 
     try:
-        text = ddl(dialect, location or root, schema=schema)
+        if location is not None and public_root(location) != location.rstrip("/") and "://" in location:
+            raise UsageError("--location holds credentials or a query string (user:password@, ?sig=): the tables' "
+                             "LOCATION is written into SQL you keep and share; give the engine its credentials its own way")
+        text = ddl(dialect, location or public_root(root), schema=schema)
     except UsageError as exc:
         _error(exc)
         raise typer.Exit(2) from None

@@ -22,6 +22,7 @@ from hub.checks import month_end
 from hub.errors import HubError, ManifestError
 from hub.manifest import Manifest, parse_manifest
 from hub.runs import RunRecord
+from hub.settings import MonthsRetention
 from hub.store import MSEXPORTS, Store, part_file_name, safe_relpath
 from transforms.typing import literal, scan
 
@@ -184,6 +185,36 @@ def check_one_month(rec: RunRecord) -> None:
         raise HubError(f"the export covers {days[0]} to {days[1]}, more than one month: the lake keeps a month per "
                        "folder; export one month per run (Start-FinOpsCostExport -Backfill runs one per month)",
                        file=rec.manifest, code="PeriodMismatch")
+
+
+#: The code of a delivery held back because its month is outside ``retention.ingestion.months``.
+HELD = "OutsideRetention"
+
+
+def check_retained(rec: RunRecord, months: list[str], retention: MonthsRetention, now: datetime | None = None) -> None:
+    """A delivery of months older than the lake keeps (``retention.ingestion.months``) is held back (``OutsideRetention``)
+    before anything is loaded: loaded, the next retention pass would delete it from the lake, and with
+    ``retention.msexports.days`` 0 its export would already be gone. Held, it stays where it was delivered and is
+    loaded by the first ingestion after the setting keeps its months (``rec.month``: the oldest of them)."""
+    outside = sorted(m for m in months if not retention.keeps(m, now))
+    if not outside:
+        return
+    rec.month = outside[0]
+    shown = ", ".join(outside[:3]) + (f" and {len(outside) - 3} more" if len(outside) > 3 else "")
+    raise HubError(f"holds {shown}, older than retention.ingestion.months keeps ({retention.months}: from "
+                   f"{retention.oldest(now)}): not loaded (retention would delete it), the delivery is kept; set "
+                   "retention.ingestion.months to 0 (keep all) or enough months and the next ingestion loads it",
+                   file=rec.manifest, code=HELD)
+
+
+def held(rec: RunRecord) -> bool:
+    """A delivery :func:`check_retained` held back."""
+    return rec.state == "quarantined" and rec.error is not None and rec.error.code == HELD
+
+
+def released(rec: RunRecord, retention: MonthsRetention, now: datetime | None = None) -> bool:
+    """A held delivery whose months the settings keep now: it is ingested again."""
+    return held(rec) and rec.month is not None and retention.keeps(rec.month, now)
 
 
 def check_covers(store: Store, winner: RunRecord, loser: RunRecord, *, incoming: RunRecord) -> None:

@@ -8,10 +8,9 @@ from dataclasses import dataclass, field
 
 from hub import catalog
 from hub.runs import RunRecord
-from hub.sample_data import write_export
+from hub.sample_data import keep_sample_months, write_export
 from hub.sample_native import write_aws_cur, write_oci_focus
-from hub.settings import Settings
-from hub.store import SETTINGS, Store, glob_escape
+from hub.store import Store, glob_escape
 from pipelines.ingest import ingest
 from transforms.typing import literal, scan
 
@@ -32,10 +31,7 @@ def run_demo(root: str, *, rows: int = 5000, month: str = "2024-05", other_cloud
     store = Store(root)
     store.probe()  # a remote root's bucket or container must be there: never created
     store.init_layout()
-    if not store.exists(SETTINGS):  # the demo month (2024) is older than the default 13 months: the lake keeps it
-        settings = Settings()
-        settings.retention.ingestion.months = 0
-        store.write_bytes(SETTINGS, settings.to_json().encode())
+    keep_sample_months(store.source)  # the demo month (2024) is older than the default 13 months: the lake keeps it
     write_export(store.source, export_type="FocusCost", data_version="1.0", rows=rows, month=month, parts=2,
                  export_name="demo-costs")
     write_export(store.source, export_type="PriceSheet", data_version="2023-05-01", month=month, export_name="demo-prices")

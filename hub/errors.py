@@ -48,6 +48,10 @@ CODES: dict[str, tuple[str, str, str]] = {
     "PartialPeriod": ("input", "of two cost exports of one scope and month, the newer does not cover every day of the "
                                "other (a month's folder is replaced whole: those days would leave the lake)",
                       "export the whole month in one run (month-to-date); the newest delivery covering the month replaces both"),
+    "OutsideRetention": ("input", "a delivery holds a month older than the lake keeps (retention.ingestion.months): held "
+                                  "back, never loaded (the next retention pass would delete it); the delivery is kept",
+                         "set retention.ingestion.months to 0 (keep all) or enough months: the next `hub ingest` or watcher "
+                         "pass loads it (no --retry needed)"),
     "SourceConflict": ("input", "another kind of report of the same provider already put this sub-account's month in the "
                                 "lake (a CUR and a FOCUS export, an OCI cost report and a FOCUS report, an Azure FocusCost "
                                 "and an ActualCost / AmortizedCost export of one scope): both would count the same costs",

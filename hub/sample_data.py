@@ -451,6 +451,20 @@ def default_run_id(export_name: str, month: str, seed: int) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"finops-hub-sample/{export_name}/{month}/{seed}"))
 
 
+def keep_sample_months(root: str) -> None:
+    """Give a hub root without settings ones that keep every lake month (``retention.ingestion.months`` 0): the samples
+    are of 2024, which the default 13 months no longer keep, so their deliveries would be held back
+    (``OutsideRetention``). A root that has settings keeps them as they are."""
+    from hub.settings import Settings
+    from hub.store import SETTINGS, Store
+
+    store = Store(root)
+    if not store.exists(SETTINGS):
+        settings = Settings()
+        settings.retention.ingestion.months = 0
+        store.write_bytes(SETTINGS, settings.to_json().encode())
+
+
 def write_export(root: str, *, export_type: str = "FocusCost", data_version: str = "1.0", rows: int = 2000,
                  month: str = "2024-05", parts: int = 1, gzip: bool = False, export_name: str = "demo-costs",
                  resource_id: str = "/providers/Microsoft.Billing/billingAccounts/8611537", run_id: str | None = None,
@@ -460,8 +474,10 @@ def write_export(root: str, *, export_type: str = "FocusCost", data_version: str
     ``root`` is a local folder or an fsspec URL. ``export_type`` is ``FocusCost`` (``rows`` split across ``parts``)
     or ``PriceSheet`` (the meter pool's prices; ``rows`` is ignored). ``shape``: ``"default"`` (this module's data),
     ``"independent"`` or a :class:`hub.sample_independent.Shape` (the other generator's data, see that module).
-    Returns the manifest's path, ``root`` + relative.
+    Returns the manifest's path, ``root`` + relative. A root without settings gets ones keeping every lake month
+    (:func:`keep_sample_months`).
     """
+    keep_sample_months(root)
     other = None
     if shape != "default":
         from hub import sample_independent as ind

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import tempfile
 
+from hub.sample_data import keep_sample_months
 from hub.sample_native import _connect, _month, _values
 from hub.store import EXPORTS, Store
 
@@ -39,6 +40,7 @@ def write_gcp_export(root: str, *, month: str = "2024-05", rows: int = 1000, fmt
     root."""
     if fmt not in ("json", "parquet"):
         raise ValueError(f"fmt is json or parquet, not {fmt}")
+    keep_sample_months(root)
     store = Store(root)
     start, end, days = _month(month)
     folder = f"{EXPORTS}/gcp/bigquery/{month}"

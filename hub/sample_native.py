@@ -17,6 +17,7 @@ from datetime import date
 
 import duckdb
 
+from hub.sample_data import keep_sample_months
 from hub.store import EXPORTS, Store
 
 #: (AWS product code, product name, usage type, unit, on-demand rate, resource ARN kind)
@@ -124,6 +125,7 @@ def write_aws_cur(root: str, *, month: str = "2024-05", rows: int = 2000, payer:
     per account. ``full``: every column of :data:`CUR_FULL_COLUMNS` (97, a real CUR's width) with AWS's number
     formatting (an exponent below 0.001: ``2.0E-7``), AWS-like 52-character line item IDs and product attributes; else
     35 columns with plain numbers. Returns the manifest's path relative to the root."""
+    keep_sample_months(root)
     store = Store(root)
     start, end, days = _month(month)
     folder = f"{EXPORTS}/aws/cur/{report}/{start:%Y%m%d}-{end:%Y%m%d}/assembly-1"
@@ -202,6 +204,7 @@ def write_aws_cur(root: str, *, month: str = "2024-05", rows: int = 2000, payer:
 def write_oci_focus(root: str, *, month: str = "2024-05", rows: int = 1000, account: str = "20209880") -> str:
     """An OCI FOCUS report for one month, with Oracle's pre-1.0 headers and ``Usage-based`` casing. Returns the
     manifest's path relative to the root."""
+    keep_sample_months(root)
     store = Store(root)
     start, end, days = _month(month)
     folder = f"{EXPORTS}/oci/FOCUS Reports/{start:%Y/%m}"
@@ -249,6 +252,7 @@ def write_alibaba_bill(root: str, *, month: str = "2024-05", rows: int = 1000, a
     names, times in UTC+8 without an offset, CNY), pay-as-you-go rows with an invoice discount, coupons and vouchers
     (PretaxAmount = PretaxGrossAmount - InvoiceDiscount - DeductedByCoupons; PaymentAmount = PretaxAmount -
     DeductedByCashCoupons), both Tag forms. Returns the manifest's path relative to the root."""
+    keep_sample_months(root)
     store = Store(root)
     start, _, days = _month(month)
     folder = f"{EXPORTS}/alibaba/bill-subscription/{month}"
@@ -292,6 +296,7 @@ def write_huawei_bill(root: str, *, month: str = "2024-05", rows: int = 1000, pa
     """Huawei Cloud resource bill details by day (ListCustomerselfResourceRecordDetails fields, statistic_type 2: ``cycle``
     and ``bill_date`` in UTC+8), on-demand use with discounts, paid by cash, vouchers and credit so that consume_amount =
     cash + credit + coupon. Returns the manifest's path relative to the root."""
+    keep_sample_months(root)
     store = Store(root)
     start, _, days = _month(month)
     folder = f"{EXPORTS}/huawei/cost-center/{month}"
@@ -355,6 +360,7 @@ def write_tencent_bill(root: str, *, month: str = "2024-05", rows: int = 1000, p
     times with inclusive ``...:59:59`` ends), hourly settlements at a contract discount paid by vouchers and cash
     (RealCost = VoucherPayAmount + CashPayAmount). ``console``: with the console's display-name headers
     (:data:`TENCENT_CONSOLE`, plus ``Billing Mode``). Returns the manifest's path relative to the root."""
+    keep_sample_months(root)
     store = Store(root)
     start, _, days = _month(month)
     folder = f"{EXPORTS}/tencent/bill-storage/{month}"
@@ -402,6 +408,7 @@ def write_aws_focus(root: str, *, month: str = "2024-05", rows: int = 2000, paye
     its ``metadata/…-Manifest.json`` listing the data file) with AWS's columns: the 43 FOCUS columns (``NULL`` text
     for nulls, ResourceType empty, Tags as JSON text) and ``x_CostCategories``, ``x_Discounts``, ``x_Operation``,
     ``x_ServiceCode``, ``x_UsageType``; usage of the services of :func:`write_aws_cur`. Returns the manifest's path."""
+    keep_sample_months(root)
     store = Store(root)
     start, end, days = _month(month)
     base = f"{EXPORTS}/aws/focus/{export}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Literal, TypeVar
 
 from pydantic import (
@@ -50,6 +51,19 @@ class ExportsRetention(_Deleting):
 
 class MonthsRetention(_Deleting):
     months: StrictInt = Field(13, ge=0, le=MAX_MONTHS)
+
+    def oldest(self, now: datetime | None = None) -> str | None:
+        """The oldest month kept (``YYYY-MM``): the current month (UTC) and the N - 1 before it; None when 0 (all)."""
+        if self.months <= 0:
+            return None
+        now = now or datetime.now(timezone.utc)
+        index = now.year * 12 + now.month - 1 - (self.months - 1)
+        return f"{index // 12:04d}-{index % 12 + 1:02d}"
+
+    def keeps(self, month: str, now: datetime | None = None) -> bool:
+        """Whether lake month ``month`` (``YYYY-MM``) is inside the window retention keeps."""
+        oldest = self.oldest(now)
+        return oldest is None or month >= oldest
 
 
 class Retention(_Deleting):

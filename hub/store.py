@@ -179,7 +179,7 @@ SECRET_VARIABLES = ("AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_KEY", "AZU
 #: Other credential values this process holds (a secret file's, an event target's token): left out of messages too.
 SECRETS: set[str] = set()
 _SECRET_PARTS = re.compile(r"((?:AccountKey|SharedAccessSignature|sig|X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token|"
-                           r"Signature|Credential|Access)=)"
+                           r"Signature|Credential|Access|token)=)"
                            r"[^;&\s'\"]+", re.IGNORECASE)
 
 
@@ -283,6 +283,8 @@ class Store:
         self.source = root
         #: the root as messages show it (:func:`public_root`)
         self.url = public_root(root)
+        #: storage options given in code (credentials, endpoints): this process only; never shown
+        self.options = dict(storage_options)
         self.fs, path = fsspec.core.url_to_fs(root, **{**_timeouts(root), **storage_options})
         self.is_local = isinstance(self.fs, LocalFileSystem)
         self.root = os.path.abspath(path) if self.is_local else path.rstrip("/")

@@ -120,7 +120,7 @@ def _ingest(store: Store, *, retry: bool, force: bool, progress: Progress | None
         prices_committed=lambda prices: _renormalize(store, prices))
     result.records += made
     result.records += native.ingest_pending(store, records, retry=retry, force=force, settle=settle, waiting=result.waiting,
-                                            checkpoint=checkpoint)
+                                            checkpoint=checkpoint, settings=settings)
     result.records += custom.ingest_custom(store, records, checkpoint, settle=settle, waiting=result.waiting)
     result.allocated = _allocate(store, result, records)
     result.known = records

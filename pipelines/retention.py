@@ -74,19 +74,18 @@ def plan(store: Store, settings: Settings, now: datetime | None = None) -> list[
             out += [Deletion(path, _size(store, path), reason) for path in source_files(rec) if store.exists(path)]
     if settings.retention.exports.days is not None:
         out += _exports(store, records, now, settings.retention.exports.days)
-    months = settings.retention.ingestion.months
-    oldest = now.year * 12 + now.month - 1 - (months - 1)  # kept: the current month and the N - 1 before it
+    months = settings.retention.ingestion
     for area in (INGESTION, RAW):  # raw/ keeps the same months as the lake
         base = store.full(area)
-        if months <= 0 or not store.fs.exists(base):
+        if months.oldest(now) is None or not store.fs.exists(base):
             continue
         for dataset in store.fs.ls(base, detail=False):
             for year in store.fs.ls(dataset, detail=False) if store.fs.isdir(dataset) else []:
                 for month in store.fs.ls(year, detail=False) if store.fs.isdir(year) else []:
                     rel = store.rel(month)
                     m = _MONTH.match(rel)
-                    if m and int(m.group(2)) * 12 + int(m.group(3)) - 1 < oldest:
-                        out.append(Deletion(rel, _size(store, rel), f"{area}: older than {months} months"))
+                    if m and not months.keeps(f"{m.group(2)}-{m.group(3)}", now):
+                        out.append(Deletion(rel, _size(store, rel), f"{area}: older than {months.months} months"))
     return out
 
 

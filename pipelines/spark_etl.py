@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from hub import conversion
+from hub.errors import UsageError
 from hub.spark.runner import SparkRunner
 from hub.store import Store
 from pipelines.ingest import IngestResult
@@ -26,5 +27,8 @@ def ingest(spark: SparkSession, root: str | Store, *, runner: SparkRunner | None
     an fsspec URL whose credentials the executors have in their environment) on ``spark``; ``options`` are those of
     :func:`pipelines.ingest.ingest` (``retry``, ``force``...)."""
     store = root if isinstance(root, Store) else Store(root)
+    if store.options:  # executors open the root again from its URL alone: they would fail every part
+        raise UsageError("the executors open the hub root from its URL: give them its credentials in their environment "
+                         f"(or a path they reach), not as storage options of the Store ({', '.join(sorted(store.options))})")
     with conversion.parts_runner(runner or SparkRunner(spark)):
         return ingest_here(store, **options)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from hub.export_schemas import _load
+from hub.sample_data import keep_sample_months
 from hub.settings import Settings
 from hub.store import SETTINGS, Store
 
@@ -29,16 +30,19 @@ def _no_cool_down_across_tests() -> None:
 
 @pytest.fixture
 def hub_root(tmp_path: Path) -> Path:
-    """An initialised local hub whose settings keep source exports (msexports.days = 7)."""
+    """An initialised local hub whose settings keep source exports (msexports.days = 7) and every lake month."""
     return make_hub(tmp_path / "hub")
 
 
 def make_hub(root: Path) -> Path:
-    """Initialise a local hub at ``root`` that keeps source exports (msexports.days = 7)."""
+    """Initialise a local hub at ``root`` that keeps source exports (msexports.days = 7) and every lake month
+    (ingestion.months = 0: the tests' exports are of 2024, which 13 months no longer keep, so they would be held
+    back as ``OutsideRetention``)."""
     store = Store(str(root))
     store.init_layout()
     settings = Settings()
     settings.retention.msexports.days = 7
+    settings.retention.ingestion.months = 0
     store.write_bytes(SETTINGS, settings.to_json().encode())
     return root
 
@@ -58,7 +62,9 @@ def write_export(root: Path, parts: dict[str, bytes | str], *, export_type: str 
                  data_version: str | None = "1.0", run_id: str = "run1", start_date: str = "2024-05-01T00:00:00",
                  resource_id: str = RESOURCE, rows: int | None = None, folder: str | None = None,
                  byte_counts: bool = True, manifest_extra: dict | None = None) -> str:
-    """Write parts + manifest.json (last) under msexports/<folder>/; returns the manifest's relative path."""
+    """Write parts + manifest.json (last) under msexports/<folder>/; returns the manifest's relative path. A root
+    without settings gets ones keeping every lake month (the exports are of 2024: :func:`hub.sample_data.keep_sample_months`)."""
+    keep_sample_months(str(root))
     folder = folder or f"e1/20240501-20240531/{run_id}"
     base = root / "msexports" / folder
     base.mkdir(parents=True, exist_ok=True)

@@ -498,6 +498,7 @@ def test_every_clouds_tags_after_each_ingest(tmp_path):
 
     root = str(tmp_path)
     (tmp_path / "config").mkdir()
+    (tmp_path / "config/settings.json").write_text('{"retention": {"ingestion": {"months": 0}}}')  # 2024 is kept
     (tmp_path / "config/allocation.json").write_text(json.dumps({"dimensions": {
         "product": {"tag_keys": ["team", "product"]}, "cost_center": {"tag_keys": ["cost-center", "CostCenter"]}}}))
     write_export(root, rows=300, month="2024-05")
@@ -535,6 +536,7 @@ def test_a_crash_between_a_costs_commit_and_its_allocation_is_made_good(tmp_path
 
     root = str(tmp_path)
     (tmp_path / "config").mkdir()
+    (tmp_path / "config/settings.json").write_text('{"retention": {"ingestion": {"months": 0}}}')  # 2024 is kept
     (tmp_path / "config/allocation.json").write_text(json.dumps({"dimensions": {"cost_center": {"tag_keys": ["CostCenter"]}}}))
     write_export(root, rows=200, month="2024-05", run_id="run1")
     assert ingest(Store(root)).ok

@@ -29,6 +29,8 @@ DIMS = {"cost_center": {"tag_keys": ["CostCenter"]}}
 
 def _rules_file(root: Path, data: dict | str) -> None:
     (root / "config").mkdir(exist_ok=True)
+    if not (root / "config/settings.json").exists():  # the exports are of 2024: keep every month
+        (root / "config/settings.json").write_text('{"retention": {"ingestion": {"months": 0}}}')
     (root / "config/allocation.json").write_text(data if isinstance(data, str) else json.dumps(data))
 
 

@@ -21,7 +21,7 @@ def test_init_creates_layout_and_default_settings(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert {p.name for p in root.iterdir()} == {"msexports", "ingestion", "config"}
     assert json.loads((root / "config/settings.json").read_text())["retention"]["ingestion"]["months"] == 13
-    (root / "config/settings.json").write_text('{"retention": {"msexports": {"days": 3}}}')
+    (root / "config/settings.json").write_text('{"retention": {"msexports": {"days": 3}, "ingestion": {"months": 0}}}')
     assert runner.invoke(app, ["init", str(root)]).exit_code == 0
     assert "days\": 3" in (root / "config/settings.json").read_text()  # never rewritten
 

@@ -42,6 +42,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     store.init_layout()
     settings = Settings()
     settings.retention.msexports.days = 7
+    settings.retention.ingestion.months = 0  # its exports are of 2024
     store.write_bytes(SETTINGS, settings.to_json().encode())
     write_export(root, {f"part_{i}_0001.csv": schema_csv("focuscost_1.0", 50) for i in range(2)}, rows=100,
                  manifest_extra={"runInfo": {"runId": "run1", "startDate": "2024-05-01", "submittedTime": "2024-05-02T00:00:00Z"}})

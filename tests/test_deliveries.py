@@ -31,7 +31,7 @@ def _by_run(root: Path) -> dict[str, runs.RunRecord]:
 def test_late_older_export_is_superseded_not_swapped_in(hub_root: Path) -> None:
     """Defect C2: an export of the month with an earlier submittedTime that arrives after a newer one committed
     used to become the visible run."""
-    (hub_root / "config/settings.json").write_text('{"retention": {"msexports": {"days": 0}}}')  # the newer source goes
+    (hub_root / "config/settings.json").write_text('{"retention": {"msexports": {"days": 0}, "ingestion": {"months": 0}}}')  # the newer source goes
     write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 2)}, rows=2, run_id="new", folder="e1/new",
                  manifest_extra=_run("new", "2024-06-02T00:00:00Z"))
     assert ingest(Store(str(hub_root))).ok
@@ -153,7 +153,7 @@ def test_blob_listed_twice_is_refused(hub_root: Path) -> None:
 
 def test_manifest_listing_another_exports_blob_is_refused(hub_root: Path) -> None:
     """Defect C24: a manifest could list another export's blob and, with days: 0, delete it on commit."""
-    (hub_root / "config/settings.json").write_text('{"retention": {"msexports": {"days": 0}}}')
+    (hub_root / "config/settings.json").write_text('{"retention": {"msexports": {"days": 0}, "ingestion": {"months": 0}}}')
     victim = write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 2)}, rows=2, run_id="victim",
                           folder="e2/victim")
     victim_part = victim.replace("manifest.json", "part_0_0001.csv")
@@ -214,7 +214,7 @@ def test_days_0_never_deletes_a_delivery_rewritten_while_it_converted(hub_root: 
     deleted right after the commit, never ingested."""
     from hub import conversion
 
-    (hub_root / "config/settings.json").write_text('{"retention": {"msexports": {"days": 0}}}')
+    (hub_root / "config/settings.json").write_text('{"retention": {"msexports": {"days": 0}, "ingestion": {"months": 0}}}')
     manifest = write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 5)}, rows=5)
     real = conversion.convert_delivery
 
@@ -371,7 +371,7 @@ def test_a_record_whose_manifest_retention_deleted_takes_its_rows_days(tmp_path:
     from conftest import make_hub
 
     root = make_hub(tmp_path / "hub")
-    (root / "config/settings.json").write_text('{"retention": {"msexports": {"days": 0}}}')
+    (root / "config/settings.json").write_text('{"retention": {"msexports": {"days": 0}, "ingestion": {"months": 0}}}')
     rows = schema_csv("focuscost_1.0", 2).replace("2024-05-01", "2024-04-28")  # a late April row beside May 2
     write_export(root, {"part_0_0001.csv": rows}, rows=2, run_id="old", folder="e1/old",
                  manifest_extra=_period("old", "2024-05-01T00:00:00", "2024-05-31T00:00:00", "2024-06-01T00:00:00Z"))

@@ -348,7 +348,7 @@ def test_allocation_runs_are_not_announced_as_deliveries(tmp_path: Path) -> None
     root = tmp_path / "hub"
     (root / "config").mkdir(parents=True)
     out = tmp_path / "events.jsonl"
-    (root / "config/settings.json").write_text(json.dumps({"events": {"sinks": [{"type": "file", "path": str(out)}]}}))
+    (root / "config/settings.json").write_text(json.dumps({"retention": {"ingestion": {"months": 0}}, "events": {"sinks": [{"type": "file", "path": str(out)}]}}))
     (root / "config/allocation.json").write_text(json.dumps({"amount_scale": 2, "dimensions": {
         "cost_center": {"tag_keys": ["CostCenter"]}}}))
     write_aws_focus(str(root), rows=20)
@@ -462,7 +462,7 @@ def test_a_watch_cycle_does_not_wait_on_a_hung_target_again(tmp_path: Path, cloc
         root = tmp_path / "hub"
         (root / "config").mkdir(parents=True)
         sink = {"type": "http", "url": hung.url, "retries": 1, "timeout_seconds": 0.2}
-        (root / "config/settings.json").write_text(json.dumps({"events": {"sinks": [sink]}}))
+        (root / "config/settings.json").write_text(json.dumps({"retention": {"ingestion": {"months": 0}}, "events": {"sinks": [sink]}}))
         store = Store(str(root))
         first = publish_runs(store, [record("committed")])
         assert hung.attempts() == 2
@@ -491,7 +491,7 @@ def test_hub_ingest_says_when_an_event_sink_fails(tmp_path: Path) -> None:
     (root / "config").mkdir(parents=True)
     blocker = tmp_path / "blocked"
     blocker.write_text("a file where a folder should be")
-    (root / "config/settings.json").write_text(json.dumps({"events": {"sinks": [
+    (root / "config/settings.json").write_text(json.dumps({"retention": {"ingestion": {"months": 0}}, "events": {"sinks": [
         {"type": "file", "path": str(blocker / "events.jsonl")}]}}))
     write_aws_focus(str(root), rows=20)
     result = CliRunner().invoke(app, ["ingest", str(root)])
@@ -514,7 +514,7 @@ def test_an_ingestion_killed_after_a_commit_still_announces_that_delivery(tmp_pa
     root = tmp_path / "hub"
     (root / "config").mkdir(parents=True)
     out = tmp_path / "events.jsonl"
-    (root / "config/settings.json").write_text(json.dumps({"events": {"sinks": [{"type": "file", "path": str(out)}]}}))
+    (root / "config/settings.json").write_text(json.dumps({"retention": {"ingestion": {"months": 0}}, "events": {"sinks": [{"type": "file", "path": str(out)}]}}))
     write_export(str(root), rows=20, export_name="costs-a")
     write_export(str(root), rows=20, export_name="costs-b", resource_id="/subscriptions/s2")
     repo = Path(__file__).resolve().parents[1]

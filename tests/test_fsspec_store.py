@@ -18,7 +18,7 @@ from pipelines.ingest import ingest
 def mem_store() -> Store:
     store = Store(f"memory://hub-{uuid.uuid4().hex}")
     store.init_layout()
-    store.write_bytes("config/settings.json", b'{"retention": {"msexports": {"days": 7}}}')
+    store.write_bytes("config/settings.json", b'{"retention": {"msexports": {"days": 7}, "ingestion": {"months": 0}}}')
     return store
 
 

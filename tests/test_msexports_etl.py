@@ -224,7 +224,7 @@ def test_unknown_columns_kept_missing_columns_null(hub_root: Path) -> None:
 
 
 def test_retention_zero_deletes_source_only_after_success(hub_root: Path) -> None:
-    (hub_root / "config/settings.json").write_text('{"retention": {"msexports": {"days": 0}}}')
+    (hub_root / "config/settings.json").write_text('{"retention": {"msexports": {"days": 0}, "ingestion": {"months": 0}}}')
     good = write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 2)}, rows=2)
     bad = write_export(hub_root, {"part_0_0001.csv": "garbage"}, rows=2, run_id="run2", folder="e2/x/run2")
     records = {r.manifest: r for r in ingest(Store(str(hub_root))).records}

@@ -96,7 +96,8 @@ def make_hub(root: Path, provider: str, server, monkeypatch, **cfg) -> Store:
     monkeypatch.setenv(key_var, AK)
     monkeypatch.setenv(secret_var, SK)
     monkeypatch.setenv("HUAWEICLOUD_SDK_DOMAIN_ID", "domain-0001")
-    settings = {"pull": {provider: {"endpoint": server.url, "page_size": 2, "retries": 2, "backoff_seconds": 0.01, **cfg}}}
+    settings = {"pull": {provider: {"endpoint": server.url, "page_size": 2, "retries": 2, "backoff_seconds": 0.01, **cfg}},
+                "retention": {"ingestion": {"months": 0}}}  # the pulled days are of 2024
     (root / "config").mkdir(parents=True, exist_ok=True)
     (root / "config" / "settings.json").write_text(json.dumps(settings))
     return Store(str(root))
@@ -574,7 +575,7 @@ def test_a_day_emptied_after_retention_took_its_files_still_leaves_the_lake(tmp_
     server = server_for("alibaba", {d1: [ali(1, d1, "ecs", "10.00", "0")], d2: [ali(2, d2, "ecs", "1.00", "0")]})
     store = make_hub(tmp_path, "alibaba", server, monkeypatch)
     settings = json.loads((tmp_path / "config/settings.json").read_text())
-    settings["retention"] = {"exports": {"days": 0}}
+    settings["retention"] = {"exports": {"days": 0}, "ingestion": {"months": 0}}
     (tmp_path / "config/settings.json").write_text(json.dumps(settings))
     assert pulling.run(store, "alibaba", [MAY1, MAY2]).ok
     assert retention.apply(store, load_settings(store)).deletions

@@ -31,6 +31,7 @@ def lake(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     root = str(tmp_path_factory.mktemp("paths") / request.param / "hub")
     store = Store(root)
     store.init_layout()
+    store.write_bytes("config/settings.json", b'{"retention": {"ingestion": {"months": 0}}}')  # 2024 is kept
     write_export(root, export_type="FocusCost", data_version="1.0", rows=ROWS, month="2024-05", parts=2, export_name="costs")
     write_export(root, export_type="PriceSheet", data_version="2023-05-01", month="2024-05", export_name="prices")
     assert [r.state for r in ingest(store).records] == ["committed", "committed"]

@@ -54,7 +54,7 @@ def test_ingestion_months(hub_root: Path) -> None:
 def test_retention_cli_dry_run(hub_root: Path) -> None:
     write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 1)}, rows=1)
     ingest(Store(str(hub_root)))
-    (hub_root / "config/settings.json").write_text('{"retention": {"msexports": {"days": 0}}}')
+    (hub_root / "config/settings.json").write_text('{"retention": {"msexports": {"days": 0}, "ingestion": {"months": 0}}}')
     result = CliRunner().invoke(app, ["retention", str(hub_root), "--dry-run"])
     assert result.exit_code == 0 and "would free" in result.output and "part_0_0001.csv" in result.output
     assert (hub_root / "msexports/e1/20240501-20240531/run1/part_0_0001.csv").exists()

@@ -205,7 +205,8 @@ def test_ddl_for_trino_and_athena() -> None:
             in trino)
     assert "WITH (external_location = 's3://bucket/hub/ingestion/Costs', format = 'PARQUET')" in trino
     assert "\"ChargePeriodStart\" TIMESTAMP(6)" in trino
-    assert "regexp_extract(\"$path\", '^.*/ingestion/Costs/(\\d{4})/(\\d{2})/(.*)/[^/]+\\.parquet$', 1) || '-'" in trino
+    assert ("regexp_extract(\"$path\", '^.*/ingestion/Costs/(\\d{4})/(\\d{2})/(.*?)(?:/(?:actualcost|amortizedcost))?"
+            "/[^/]+\\.parquet$', 1) || '-'") in trino
     athena = ddl.ddl("athena", "s3://bucket/hub")
     assert "CREATE EXTERNAL TABLE IF NOT EXISTS finops.costs (\n  `AvailabilityZone` string,\n  `BilledCost` decimal(38,18)," in athena
     assert "STORED AS PARQUET\nLOCATION 's3://bucket/hub/ingestion/Costs/'" in athena
@@ -256,3 +257,25 @@ def test_a_bad_master_is_one_line_without_a_java_hint_when_java_is_there(tmp_pat
                            "bogus://x"], capture_output=True, text=True, timeout=300)
     last = proc.stderr.strip().splitlines()[-1]
     assert proc.returncode == 2 and last.startswith("error: cannot start Spark (bogus://x): ") and "Java 17" not in last
+
+
+def test_read_dataset_of_a_lake_without_files_is_empty(spark: object, tmp_path: Path) -> None:
+    """Defect: a hub with no lake file yet (after `hub init`, or no such dataset yet) raised PATH_NOT_FOUND / "unable to
+    infer schema", where DuckDB's catalog and the generated tables give no rows: now an empty frame with the columns."""
+    Store(str(tmp_path / "hub")).init_layout()
+    for root in (tmp_path / "hub", tmp_path / "nothing"):
+        frame = read_dataset(spark, str(root))
+        assert frame.count() == 0 and {"BilledCost", "x_Month", "x_Scope"} <= set(frame.columns)
+        assert dict(frame.dtypes)["BilledCost"] == "decimal(38,18)"
+
+
+def test_read_dataset_gives_legacy_exports_their_scope(spark: object, local_lake: Path, tmp_path: Path) -> None:
+    """Defect: rows of legacy ActualCost / AmortizedCost exports, kept in a sub-folder of their scope, had x_Scope
+    `subscriptions/<id>/actualcost` while their run record says `subscriptions/<id>`."""
+    src = next((local_lake / "ingestion/Costs").rglob("*.parquet"))
+    for sub in ("actualcost", "amortizedcost"):
+        dest = tmp_path / "hub/ingestion/Costs/2024/05/subscriptions/s1" / sub
+        dest.mkdir(parents=True)
+        shutil.copy(src, dest / src.name)
+    frame = read_dataset(spark, str(tmp_path / "hub"))
+    assert {r["x_Scope"] for r in frame.select("x_Scope").distinct().collect()} == {"subscriptions/s1"}

@@ -37,10 +37,11 @@ FRESH_MANIFEST = 10.0
 PricesCommitted = Callable[[RunRecord], list[RunRecord]]
 
 
-def pending(store: Store, records: list[RunRecord], *, retry: bool, force: bool,
+def pending(store: Store, records: list[RunRecord], settings: Settings, *, retry: bool, force: bool,
             checkpoint: dict[str, str] | None) -> tuple[list[tuple[datetime, str, bytes | None]], dict[str, str], dict]:
     """Manifests to process, in order (price sheets first, then by delivery instant), the listing signatures of
-    those already final (for the watcher's checkpoint), and the listing."""
+    those already final (for the watcher's checkpoint), and the listing. A delivery held back for its month
+    (:func:`hub.deliveries.check_retained`) is never final: it is processed again once the settings keep its month."""
     known = {r.manifest: r for r in records}
     found: list[tuple[int, datetime, str, bytes | None]] = []
     listing = store.listing(MSEXPORTS)
@@ -51,6 +52,11 @@ def pending(store: Store, records: list[RunRecord], *, retry: bool, force: bool,
         raw = _read_manifest(store, rel)
         rec = known.get(rel)
         if rec is not None and raw is not None and rec.manifestSha256 == runs.sha256(raw):
+            if deliveries.held(rec) and not (retry or force):
+                if not deliveries.released(rec, settings.retention.ingestion):
+                    continue  # still outside the months kept; looked at again next time
+                found.append((*_order(raw, rel, listed.modified), rel, raw))
+                continue
             done = rec.state in ("committed", "superseded") and not force
             if done or rec.state == "quarantined" and not (retry or force):
                 final[rel] = listed.signature
@@ -68,7 +74,7 @@ def ingest_pending(store: Store, records: list[RunRecord], settings: Settings, *
     made: list[RunRecord] = []
     extra: list[RunRecord] = []
     known = {r.manifest: r for r in records}
-    todo, final, listing = pending(store, records, retry=retry, force=force, checkpoint=checkpoint)
+    todo, final, listing = pending(store, records, settings, retry=retry, force=force, checkpoint=checkpoint)
     for instant, rel, raw in todo:
         if blob_grace is not None and blob_grace.get(rel, float("inf")) > time.time() and (
                 _being_written(raw, listing[rel].modified) or _blobs_missing(store, rel, raw)):
@@ -81,7 +87,8 @@ def ingest_pending(store: Store, records: list[RunRecord], settings: Settings, *
         records[:] = [r for r in records if r.key != rec.key] + [rec]
         if rec.state == "committed" and rec.dataset == "Prices" and rec.month:
             extra += prices_committed(rec)
-    final.update({r.manifest: listing[r.manifest].signature for r in made if r.state in runs.FINAL and r.manifest in listing})
+    final.update({r.manifest: listing[r.manifest].signature for r in made
+                  if r.state in runs.FINAL and r.manifest in listing and not deliveries.held(r)})
     refresh_checkpoint(checkpoint, AREA, listing, final)
     return made, extra
 
@@ -148,6 +155,7 @@ def process(store: Store, rel: str, raw: bytes | None, settings: Settings, *, ex
                 store.delete(runs.record_path(existing.key))
             rec.key = runs.run_key(rel, manifest.runInfo.runId)
         deliveries.check_one_month(rec)
+        deliveries.check_retained(rec, [rec.month], settings.retention.ingestion)
         if (newer := deliveries.newer_delivery(records, rec)) is not None:
             deliveries.check_covers(store, newer, rec, incoming=rec)
             return _superseded(store, rec, newer, manifest, settings, started)

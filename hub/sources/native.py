@@ -40,10 +40,12 @@ import duckdb
 from pydantic import BaseModel, ConfigDict
 
 from hub import catalog, convert, engine, lease, lookups, normalize, runs, swap
+from hub import deliveries as hub_deliveries
 from hub.checks import MONEY, check_costs, month_end
 from hub.errors import HubError, InputError
 from hub.export_schemas import Column, ExportSchema, totals_spec
 from hub.runs import FINAL, RunRecord
+from hub.settings import Settings, load_settings
 from hub.sources import Hooks, refresh_checkpoint, snapshots
 from hub.sources import listings as aws_listings
 from hub.sources.snapshots import Snapshots
@@ -263,7 +265,8 @@ def _provider(rel: str) -> str:
 
 def pending(store: Store, records: list[RunRecord], *, retry: bool = False, force: bool = False, settle: float = 0,
             waiting: list[str] | None = None, checkpoint: dict[str, str] | None = None,
-            final: dict[str, str] | None = None, seen: set[str] | None = None) -> list[Delivery]:
+            final: dict[str, str] | None = None, seen: set[str] | None = None,
+            settings: Settings | None = None) -> list[Delivery]:
     """Deliveries not processed yet in their current content (``retry``: quarantined ones too; ``force``: all).
     An incremental file changed less than ``settle`` seconds ago may still be written: it waits (in ``waiting``); so
     does a delivery with a data file written after its manifest less than ``settle`` seconds ago (the manifest came
@@ -271,11 +274,15 @@ def pending(store: Store, records: list[RunRecord], *, retry: bool = False, forc
     ``final`` collects the listing signatures of the deliveries found final."""
     out = []
     now = datetime.now(timezone.utc)
+    retention = (settings or load_settings(store)).retention.ingestion
     for d in deliveries(store, None if retry or force else checkpoint, seen):
         mine = [r for r in records if r.manifest == d.manifest and r.manifestSha256 == d.sha]
         whole = {k for r in mine for k in r.siblings} <= {r.key for r in mine}  # no run lost to a crash before its save
         done = mine and whole and all(r.state in FINAL for r in mine)
-        if done and final is not None and d.signature:
+        held = any(hub_deliveries.held(r) for r in mine)  # never final: taken again once the settings keep its months
+        if held and all(hub_deliveries.released(r, retention) for r in mine if hub_deliveries.held(r)):
+            done = False
+        if done and final is not None and d.signature and not held:
             final[d.manifest] = d.signature
         if force or not done or retry and any(r.state == "quarantined" for r in mine):
             moved = d.modified if d.incremental else d.after
@@ -288,29 +295,33 @@ def pending(store: Store, records: list[RunRecord], *, retry: bool = False, forc
 
 
 def ingest_pending(store: Store, records: list[RunRecord], *, retry: bool = False, force: bool = False, settle: float = 0,
-                   waiting: list[str] | None = None, checkpoint: dict[str, str] | None = None) -> list[RunRecord]:
+                   waiting: list[str] | None = None, checkpoint: dict[str, str] | None = None,
+                   settings: Settings | None = None) -> list[RunRecord]:
     """Process every pending delivery (one failing delivery never stops the others); ``records`` is kept current.
     ``checkpoint`` (the watcher's listing checkpoint, updated in place): manifest -> listing signature of the
     deliveries already final, which are then not read again."""
     made: list[RunRecord] = []
     final: dict[str, str] = {}
     seen: set[str] = set()
+    settings = settings or load_settings(store)
     for d in pending(store, records, retry=retry, force=force, settle=settle, waiting=waiting, checkpoint=checkpoint,
-                     final=final, seen=seen):
+                     final=final, seen=seen, settings=settings):
         key = f"native-{d.digest}"
-        done = engine.isolated(store, key, d.manifest, d.raw, lambda d=d: process(store, d, records))
+        done = engine.isolated(store, key, d.manifest, d.raw, lambda d=d: process(store, d, records, settings))
         out = done if isinstance(done, list) else [done]
         made += out
         records[:] = [r for r in records if r.key not in {o.key for o in out}] + out
-        if d.signature and out and all(r.state in FINAL for r in out):
+        if d.signature and out and all(r.state in FINAL for r in out) and not any(hub_deliveries.held(r) for r in out):
             final[d.manifest] = d.signature
     refresh_checkpoint(checkpoint, AREA, seen, final)
     return made
 
 
-def process(store: Store, d: Delivery, records: list[RunRecord]) -> list[RunRecord]:
+def process(store: Store, d: Delivery, records: list[RunRecord], settings: Settings | None = None) -> list[RunRecord]:
     """Convert one delivery into one run per (month, billing account) and commit them; on bad input one quarantined
-    record names the file and the error (nothing in the lake changes)."""
+    record names the file and the error (nothing in the lake changes); so does a delivery holding a month older than
+    the lake keeps (``OutsideRetention``, :func:`hub.deliveries.check_retained`)."""
+    settings = settings or load_settings(store)
     started = time.perf_counter()
     failure = RunRecord(key=f"native-{d.digest}", manifest=d.manifest, manifestSha256=d.sha, exportType="FOCUS",
                         dataset="Costs", exportName=d.provider)
@@ -318,6 +329,8 @@ def process(store: Store, d: Delivery, records: list[RunRecord]) -> list[RunReco
     try:
         hints = _check(store, d)
         made = _convert(store, d, failure, records, hints)
+        hub_deliveries.check_retained(failure, [r.month for r in made if r.month and r.state != "superseded"],
+                                  settings.retention.ingestion)
         older = [rec for rec in made if rec.state == "superseded"]
         made = [rec for rec in made if rec.state != "superseded"]
         for rec in older:  # an older snapshot of a bill whose newer one is in the lake: recorded, never swapped in
@@ -943,12 +956,14 @@ def _withdrawals(store: Store, d: Delivery, made: list[RunRecord], records: list
     """Runs taking an earlier version of this delivery out of the folders the new version no longer covers (a file
     re-delivered without the rows of a month it used to hold): each keeps the folder's other files and drops the earlier
     version's, under the earlier run's key (its record then says 0 rows from the new version). A run whose files
-    retention deleted is not withdrawn: its rows stay as they were committed."""
+    retention deleted is not withdrawn (its rows stay as they were committed), unless the delivery is a pull: a day the
+    bill API now answers empty is the provider's word that its lines are gone (moved to another day)."""
     covered = {r.destination for r in made}
     out = []
     for old in records:
         if (old.manifest != d.manifest or old.manifestSha256 == d.sha or old.state != "committed" or not old.destination
-                or old.destination in covered or old.sourceDeleted):  # retired by retention: not withdrawn by the provider
+                or old.destination in covered
+                or old.sourceDeleted and not d.pulled):  # retired by retention: not withdrawn by the provider
             continue
         gone = {posixpath.basename(p.output) for p in old.parts if store.exists(p.output)}
         if not gone:

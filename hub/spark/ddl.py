@@ -32,6 +32,11 @@ def _type(dialect: str, duck: str) -> str:
     return mapped.lower() if dialect == "athena" else mapped
 
 
+def spark_type(duck: str) -> str:
+    """A catalog column's DuckDB type as Spark SQL names it."""
+    return _type("databricks", duck)
+
+
 def _quote(dialect: str, name: str, *, ddl: bool = False) -> str:
     """An identifier: backticks in Spark and in Athena's table DDL (Hive), double quotes in Trino and Athena views."""
     if dialect == "databricks" or (dialect == "athena" and ddl):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from hub.export_schemas import datasets
 from hub.store import INGESTION
 
 if TYPE_CHECKING:
@@ -12,22 +13,44 @@ if TYPE_CHECKING:
 
 MONTH = "x_Month"
 SCOPE = "x_Scope"
+#: Spark's error conditions for a dataset folder that is missing or holds no Parquet file yet.
+NO_FILES = ("PATH_NOT_FOUND", "UNABLE_TO_INFER_SCHEMA")
+
+
+def empty_schema(dataset: str) -> str:
+    """A Spark DDL schema of a dataset's catalog columns, ``x_Month`` and ``x_Scope``."""
+    from hub.spark.ddl import lake_columns, spark_type
+
+    columns = [f"`{name}` {spark_type(duck)}" for name, duck in lake_columns(dataset).items()]
+    return ", ".join([*columns, f"`{MONTH}` STRING", f"`{SCOPE}` STRING"])
 
 
 def path_pattern(dataset: str) -> str:
     """A Java regex for a lake file's path: groups year, month, scope folder (the last ``ingestion/<dataset>/`` of the
-    path, so a root whose own path looks like the lake's cannot change a row's month)."""
-    return rf"^.*/{INGESTION}/{dataset}/(\d{{4}})/(\d{{2}})/(.*)/[^/]+\.parquet$"
+    path, so a root whose own path looks like the lake's cannot change a row's month), without the sub-folder legacy
+    Azure exports keep their rows in (``.../actualcost``: ``subfolder`` in ``datasets.json``), as the run records name
+    the scope."""
+    subs = "|".join(sorted({m["subfolder"] for m in datasets().values() if m.get("subfolder")}))
+    tail = f"(?:/(?:{subs}))?" if subs else ""
+    return rf"^.*/{INGESTION}/{dataset}/(\d{{4}})/(\d{{2}})/(.*?){tail}/[^/]+\.parquet$"
 
 
 def read_dataset(spark: SparkSession, root: str, dataset: str = "Costs") -> DataFrame:
     """A dataset of the lake under ``root`` (a path or URL Spark reads: ``/Volumes/...``, ``abfss://...``,
-    ``s3a://...``) as one DataFrame, schemas merged across files, with ``x_Month`` (``yyyy-mm``) and ``x_Scope``."""
+    ``s3a://...``) as one DataFrame, schemas merged across files, with ``x_Month`` (``yyyy-mm``) and ``x_Scope``. A
+    dataset without files yet (a new hub) is an empty frame with the catalog's columns, as DuckDB's catalog gives."""
+    from pyspark.errors import AnalysisException
     from pyspark.sql import functions as F  # noqa: N812 - Spark's convention
 
     base = f"{root.rstrip('/')}/{INGESTION}/{dataset}"
-    frame = (spark.read.option("recursiveFileLookup", "true").option("mergeSchema", "true")
-             .option("pathGlobFilter", "*.parquet").parquet(base))
+    try:
+        frame = (spark.read.option("recursiveFileLookup", "true").option("mergeSchema", "true")
+                 .option("pathGlobFilter", "*.parquet").parquet(base))
+        frame.schema  # noqa: B018 - Spark Connect resolves lazily: the missing folder is found here
+    except AnalysisException as exc:
+        if (exc.getCondition() if hasattr(exc, "getCondition") else exc.getErrorClass()) not in NO_FILES:
+            raise
+        return spark.createDataFrame([], empty_schema(dataset))
     path, pattern = F.col("_metadata.file_path"), path_pattern(dataset)
     month = F.concat(F.regexp_extract(path, pattern, 1), F.lit("-"), F.regexp_extract(path, pattern, 2))
     # Spark's file_path is a URI (a space is %20): the scope folder's name decoded, a literal "+" kept as it is; then

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import sys
 import warnings
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from hub.errors import UsageError
+from hub.store import redact, store_timeout
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -16,6 +19,33 @@ if TYPE_CHECKING:
 #: Without a master or remote: every core of this machine, each task tried up to 4 times (in local mode Spark
 #: retries a task only when the master says so: ``local[N,F]``).
 DEFAULT_MASTER = "local[*,4]"
+#: Spark Connect's port when the URL names none.
+CONNECT_PORT = 15002
+
+
+def public_remote(remote: str) -> str:
+    """A Spark Connect URL as messages show it: without its ``;`` parameters (``token=`` is a bearer token)."""
+    return remote.split(";", 1)[0].rstrip("/") if remote.startswith("sc://") else remote
+
+
+def check_reachable(remote: str, timeout: float | None = None) -> None:
+    """A Spark Connect server (``sc://host:port``) that does not accept a connection within ``timeout`` seconds
+    (``HUB_STORE_TIMEOUT``) is one usage error now, not minutes of PySpark's silent retries."""
+    if not remote.startswith("sc://"):
+        return
+    shown = public_remote(remote)
+    try:
+        parts = urlsplit(shown)
+        host, port = parts.hostname, parts.port or CONNECT_PORT
+    except ValueError as exc:
+        raise UsageError(f"cannot start Spark ({shown}): {exc}") from None
+    if not host:
+        raise UsageError(f"cannot start Spark ({shown}): no host in the Spark Connect URL")
+    try:
+        socket.create_connection((host, port), timeout=timeout if timeout is not None else store_timeout()).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise UsageError(f"cannot start Spark ({shown}): {host}:{port} does not accept connections ({reason})") from None
 
 
 def session(master: str | None = None, remote: str | None = None, *, conf: dict[str, str] | None = None) -> SparkSession:
@@ -26,6 +56,8 @@ def session(master: str | None = None, remote: str | None = None, *, conf: dict[
     except ImportError:
         raise UsageError("--engine spark needs PySpark: pip install 'finops-hub[spark]'") from None
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    if remote:
+        check_reachable(remote)
     local = (remote or master or DEFAULT_MASTER).startswith("local")
     settings = {"spark.sql.session.timeZone": "UTC", "spark.ui.showConsoleProgress": "false"}
     if local:  # a Spark of this machine listens on loopback only (a local Connect server also wants its token)
@@ -45,4 +77,5 @@ def session(master: str | None = None, remote: str | None = None, *, conf: dict[
         java = os.environ.get("JAVA_HOME") or shutil.which("java")  # Spark's gateway error names JAVA whatever failed
         missing = not java and "JAVA" in str(exc).upper()
         hint = "; Spark needs a Java 17+ runtime (JAVA_HOME or java on the PATH)" if missing else ""
-        raise UsageError(f"cannot start Spark ({remote or master or DEFAULT_MASTER}): {first[:300]}{hint}") from None
+        shown = public_remote(remote) if remote else master or DEFAULT_MASTER
+        raise UsageError(redact(f"cannot start Spark ({shown}): {first[:300]}{hint}")) from None

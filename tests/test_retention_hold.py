@@ -1,0 +1,95 @@
+"""Deliveries of months older than the lake keeps (``retention.ingestion.months``) are held back, never loaded and
+then deleted: with the default settings (13 months, ``msexports.days`` 0) a backfill of older exports used to be
+ingested, its exports deleted on commit, and its lake months deleted by the next retention pass: gone."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+from conftest import parquet_in, schema_csv, write_export
+from test_native_cur import LINES_COMMON, csv_text, deliver
+
+from hub import runs
+from hub.settings import MonthsRetention, Settings
+from hub.store import SETTINGS, Store
+from pipelines.ingest import ingest, load_settings
+from pipelines.retention import apply
+
+
+def settings(root: Path, months: int, days: int = 0) -> None:
+    """The hub's settings: lake months kept, days an export is kept after it committed."""
+    s = Settings()
+    s.retention.ingestion.months, s.retention.msexports.days = months, days
+    Store(str(root)).write_bytes(SETTINGS, s.to_json().encode())
+
+
+def fresh_hub(root: Path, months: int, days: int = 0) -> Store:
+    store = Store(str(root))
+    store.init_layout()
+    settings(root, months, days)
+    return store
+
+
+def test_the_months_a_setting_keeps_by_hand() -> None:
+    """The current month (UTC) and the N - 1 before it; 0 keeps every month."""
+    now = datetime(2026, 12, 4, 9, tzinfo=timezone.utc)
+    assert MonthsRetention(months=13).oldest(now) == "2025-12"  # 2025-12 .. 2026-12: 13 months
+    assert MonthsRetention(months=13).keeps("2025-12", now) and not MonthsRetention(months=13).keeps("2025-11", now)
+    assert MonthsRetention(months=1).oldest(now) == "2026-12"
+    assert MonthsRetention(months=12).oldest(datetime(2026, 1, 1, tzinfo=timezone.utc)) == "2025-02"  # across a year
+    assert MonthsRetention(months=0).oldest(now) is None and MonthsRetention(months=0).keeps("1999-01", now)
+
+
+def test_an_old_azure_export_is_held_back_kept_and_loaded_once_the_settings_keep_its_month(tmp_path: Path) -> None:
+    """Default retention (13 months, exports deleted on commit): a 2024-05 export is ``OutsideRetention``, naming its
+    month and the setting; nothing lands in the lake, and neither the ingestion nor a retention pass deletes the export.
+    Set to keep every month, the next pass (the watcher's too: a held delivery is never final in its listing
+    checkpoint) loads it without --retry, and only then the export goes (``msexports.days`` 0)."""
+    root = tmp_path / "hub"
+    store = fresh_hub(root, months=13)
+    manifest = write_export(root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 3)}, rows=3)
+    checkpoint: dict[str, str] = {}
+    result = ingest(store, checkpoint=checkpoint)
+    (rec,) = result.records
+    assert (rec.state, rec.error.code, rec.error.file, rec.month) == ("quarantined", "OutsideRetention", manifest, "2024-05")
+    assert "2024-05" in rec.error.message and "retention.ingestion.months" in rec.error.message
+    assert parquet_in(root) == [] and (root / manifest).exists()
+    assert apply(store, load_settings(store)).deletions == [] and (root / manifest).exists()
+    assert ingest(store, checkpoint=checkpoint).records == []  # still held: not taken again, not lost
+    settings(root, months=0)
+    (again,) = ingest(store, checkpoint=checkpoint).records
+    assert again.state == "committed" and again.rowsOut == 3 and len(parquet_in(root)) == 1
+    assert not (root / manifest).exists()  # committed: the export goes as the settings say
+
+
+def test_an_export_of_a_month_the_settings_keep_is_loaded(tmp_path: Path) -> None:
+    """The current month with the default 13 months: loaded as always (and with 1200 months, 2024's too)."""
+    root = tmp_path / "hub"
+    store = fresh_hub(root, months=13, days=7)
+    month = datetime.now(timezone.utc).strftime("%Y-%m")
+    rows = schema_csv("focuscost_1.0", 2).replace("2024-05-", f"{month}-")
+    write_export(root, {"part_0_0001.csv": rows}, rows=2, start_date=f"{month}-01", folder=f"e/{month}")
+    (rec,) = ingest(store).records
+    assert (rec.state, rec.month) == ("committed", month)
+    other = tmp_path / "other"
+    fresh_hub(other, months=1200)
+    write_export(other, {"part_0_0001.csv": schema_csv("focuscost_1.0", 2)}, rows=2)
+    assert [r.state for r in ingest(Store(str(other))).records] == ["committed"]
+
+
+def test_an_old_aws_cur_is_held_back_then_loaded(tmp_path: Path) -> None:
+    """Other clouds' deliveries too: a legacy CUR of March 2024 with 13 months kept is held (its record names the
+    month), the lake stays empty; with every month kept the next ingestion loads it."""
+    root = tmp_path / "hub"
+    store = fresh_hub(root, months=13)
+    deliver(root, "cur/r/20240301-20240401/x", {"r-00001.csv": csv_text({**LINES_COMMON, "lineItem/UsageAmount": "1"}, [
+        {"lineItem/LineItemType": "Usage", "lineItem/UnblendedCost": "2.50"}])})
+    (rec,) = ingest(store).records
+    assert (rec.state, rec.error.code, rec.month) == ("quarantined", "OutsideRetention", "2024-03")
+    assert parquet_in(root) == [] and (root / "exports/aws/cur/r/20240301-20240401/x/r-00001.csv").exists()
+    settings(root, months=0)
+    made = ingest(store).records
+    assert [(r.state, r.month) for r in made] == [("committed", "2024-03")]
+    assert [r.state for r in runs.load_all(store)] == ["committed"]  # the held record is over
+    assert len(parquet_in(root)) == 1
