@@ -577,9 +577,9 @@ def ddl_cmd(
     from hub.store import public_root
 
     try:
-        if location is not None and public_root(location) != location.rstrip("/") and "://" in location:
-            raise UsageError("--location holds credentials or a query string (user:password@, ?sig=): the tables' "
-                             "LOCATION is written into SQL you keep and share; give the engine its credentials its own way")
+        if location is not None and "://" in location and public_root(location).rstrip("/") != location.rstrip("/"):
+            raise UsageError("--location holds a user:password@ or a query string: the tables' LOCATION is written into "
+                             "SQL you keep and share; give the engine its credentials its own way")
         text = ddl(dialect, location or public_root(root), schema=schema)
     except UsageError as exc:
         _error(exc)

@@ -4,11 +4,13 @@ ingested, its exports deleted on commit, and its lake months deleted by the next
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from conftest import parquet_in, schema_csv, write_export
 from test_native_cur import LINES_COMMON, csv_text, deliver
+from test_native_focus import TENCENT
+from test_native_focus import deliver as deliver_native
 
 from hub import runs
 from hub.settings import MonthsRetention, Settings
@@ -93,3 +95,41 @@ def test_an_old_aws_cur_is_held_back_then_loaded(tmp_path: Path) -> None:
     assert [(r.state, r.month) for r in made] == [("committed", "2024-03")]
     assert [r.state for r in runs.load_all(store)] == ["committed"]  # the held record is over
     assert len(parquet_in(root)) == 1
+
+
+def test_a_delivery_holding_kept_months_too_keeps_flowing(tmp_path: Path) -> None:
+    """Review finding: the README's way (sync an export's whole prefix, one manifest.json) makes one delivery of every
+    month AWS keeps; holding it for its oldest month froze the current month for good once that month aged out. A
+    delivery is held only when every month it holds is older than the lake keeps: here March 2024 and this month land
+    (retention then takes the old one, as before)."""
+    root = tmp_path / "hub"
+    store = fresh_hub(root, months=13)
+    now = datetime.now(timezone.utc)
+    first = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    following = (first.replace(day=28) + timedelta(days=4)).replace(day=1)
+    current = {**LINES_COMMON, "bill/BillingPeriodStartDate": f"{first:%Y-%m-%dT%H:%M:%SZ}",
+               "bill/BillingPeriodEndDate": f"{following:%Y-%m-%dT%H:%M:%SZ}",
+               "lineItem/UsageStartDate": f"{first:%Y-%m-%dT%H:%M:%SZ}",
+               "lineItem/UsageEndDate": f"{first + timedelta(hours=1):%Y-%m-%dT%H:%M:%SZ}", "lineItem/UsageAmount": "1"}
+    old = {**LINES_COMMON, "lineItem/UsageAmount": "1"}
+    usage = [{"lineItem/LineItemType": "Usage", "lineItem/UnblendedCost": "2.50"}]
+    deliver(root, "cur/r", {"20240301-20240401/x/r-00001.csv": csv_text(old, usage),
+                            f"{first:%Y%m%d}-{following:%Y%m%d}/y/r-00001.csv": csv_text(current, usage)})
+    made = ingest(store).records
+    assert sorted((r.state, r.month) for r in made) == [("committed", "2024-03"), ("committed", f"{first:%Y-%m}")]
+
+
+def test_a_held_older_snapshot_is_not_taken_again_once_superseded(tmp_path: Path) -> None:
+    """Review finding: two Tencent snapshots of an old month, both held; once the setting keeps the month, the newer
+    commits and the older is superseded, but its held record stayed, so every later pass took it again."""
+    root = tmp_path / "hub"
+    store = fresh_hub(root, months=13)
+    header, first = TENCENT.splitlines(keepends=True)[:2]
+    name = "100001-{}-by_used_time-bill_details.csv"
+    deliver_native(root, "tencent", "cos/a", {name.format("20240520"): TENCENT})
+    deliver_native(root, "tencent", "cos/b", {name.format("20240510"): header + first})
+    assert {r.error.code for r in ingest(store).records if r.error} == {"OutsideRetention"}
+    settings(root, months=0)
+    assert sorted(r.state for r in ingest(store, checkpoint={}).records) == ["committed", "superseded"]
+    assert ingest(store, checkpoint={}).records == []
+    assert sorted(r.state for r in runs.load_all(store)) == ["committed", "superseded"]

@@ -67,3 +67,12 @@ def test_spark_etl_refuses_a_store_whose_credentials_the_executors_would_not_hav
     with pytest.raises(UsageError, match="auto_mkdir") as caught:
         spark_etl.ingest(None, store)
     assert "True" not in str(caught.value)
+
+
+def test_hub_ddl_takes_a_location_that_ends_with_a_slash() -> None:
+    """Review finding: `--location s3://bucket/hub/` was refused as holding credentials (the check compared it with
+    the trailing slash taken off one side only)."""
+    for location in ("s3://bucket/hub/", "abfss://c@acct.dfs.core.windows.net/hub/"):
+        out = CliRunner().invoke(app, ["ddl", "/tmp/hub", "--location", location])
+        assert out.exit_code == 0, out.output
+        assert f"LOCATION '{location}ingestion/Costs'" in out.output

@@ -319,8 +319,8 @@ def ingest_pending(store: Store, records: list[RunRecord], *, retry: bool = Fals
 
 def process(store: Store, d: Delivery, records: list[RunRecord], settings: Settings | None = None) -> list[RunRecord]:
     """Convert one delivery into one run per (month, billing account) and commit them; on bad input one quarantined
-    record names the file and the error (nothing in the lake changes); so does a delivery holding a month older than
-    the lake keeps (``OutsideRetention``, :func:`hub.deliveries.check_retained`)."""
+    record names the file and the error (nothing in the lake changes); so does a delivery whose every month is older
+    than the lake keeps (``OutsideRetention``, :func:`hub.deliveries.check_retained`)."""
     settings = settings or load_settings(store)
     started = time.perf_counter()
     failure = RunRecord(key=f"native-{d.digest}", manifest=d.manifest, manifestSha256=d.sha, exportType="FOCUS",
@@ -329,8 +329,11 @@ def process(store: Store, d: Delivery, records: list[RunRecord], settings: Setti
     try:
         hints = _check(store, d)
         made = _convert(store, d, failure, records, hints)
-        hub_deliveries.check_retained(failure, [r.month for r in made if r.month and r.state != "superseded"],
-                                  settings.retention.ingestion)
+        loaded = [r.month for r in made if r.month and r.state != "superseded"]
+        if loaded and not any(settings.retention.ingestion.keeps(m) for m in loaded):
+            # a backfill: every month older than the lake keeps. A delivery that also holds kept months (a whole
+            # export prefix synced, AWS keeping every month) goes on: its current months must keep flowing
+            hub_deliveries.check_retained(failure, loaded, settings.retention.ingestion)
         older = [rec for rec in made if rec.state == "superseded"]
         made = [rec for rec in made if rec.state != "superseded"]
         for rec in older:  # an older snapshot of a bill whose newer one is in the lake: recorded, never swapped in
@@ -340,6 +343,8 @@ def process(store: Store, d: Delivery, records: list[RunRecord], settings: Setti
         made += _withdrawals(store, d, made, records)
         if not made:  # no rows: nothing changes in the lake, and the delivery is not read again
             if older:
+                if store.exists(runs.record_path(failure.key)):
+                    store.delete(runs.record_path(failure.key))  # an earlier failure (held back) is over
                 return older
             failure.sourceFiles = d.source_files
             return [engine.no_rows(store, failure, started)]
