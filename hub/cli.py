@@ -574,7 +574,6 @@ def ddl_cmd(
 ) -> None:
     """Print SQL creating tables over the lake and the catalog's versioned views, for Databricks, Trino or Athena."""
     from hub.spark.ddl import ddl
-    from hub.store import public_root
 
     try:
         if location is not None and "://" in location and public_root(location).rstrip("/") != location.rstrip("/"):

@@ -192,13 +192,14 @@ HELD = "OutsideRetention"
 
 
 def check_retained(rec: RunRecord, months: list[str], retention: MonthsRetention, now: datetime | None = None) -> None:
-    """A delivery of months older than the lake keeps (``retention.ingestion.months``) is held back (``OutsideRetention``)
-    before anything is loaded: loaded, the next retention pass would delete it from the lake, and with
-    ``retention.msexports.days`` 0 its export would already be gone. Held, it stays where it was delivered and is
-    loaded by the first ingestion after the setting keeps its months (``rec.month``: the oldest of them)."""
-    outside = sorted(m for m in months if not retention.keeps(m, now))
-    if not outside:
+    """A delivery whose every month is older than the lake keeps (``retention.ingestion.months``) is held back
+    (``OutsideRetention``) before anything is loaded: loaded, the next retention pass would delete it from the lake,
+    and with ``retention.msexports.days`` 0 its export would already be gone. Held, it stays where it was delivered and
+    is loaded by the first ingestion after the setting keeps its months (``rec.month``: the oldest of them). A delivery
+    that also holds a kept month goes on (a whole export prefix synced: its current months must keep flowing)."""
+    if not months or any(retention.keeps(m, now) for m in months):
         return
+    outside = sorted(months)
     rec.month = outside[0]
     shown = ", ".join(outside[:3]) + (f" and {len(outside) - 3} more" if len(outside) > 3 else "")
     raise HubError(f"holds {shown}, older than retention.ingestion.months keeps ({retention.months}: from "

@@ -329,11 +329,8 @@ def process(store: Store, d: Delivery, records: list[RunRecord], settings: Setti
     try:
         hints = _check(store, d)
         made = _convert(store, d, failure, records, hints)
-        loaded = [r.month for r in made if r.month and r.state != "superseded"]
-        if loaded and not any(settings.retention.ingestion.keeps(m) for m in loaded):
-            # a backfill: every month older than the lake keeps. A delivery that also holds kept months (a whole
-            # export prefix synced, AWS keeping every month) goes on: its current months must keep flowing
-            hub_deliveries.check_retained(failure, loaded, settings.retention.ingestion)
+        hub_deliveries.check_retained(failure, [r.month for r in made if r.month and r.state != "superseded"],
+                                      settings.retention.ingestion)
         older = [rec for rec in made if rec.state == "superseded"]
         made = [rec for rec in made if rec.state != "superseded"]
         for rec in older:  # an older snapshot of a bill whose newer one is in the lake: recorded, never swapped in

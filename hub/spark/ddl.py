@@ -32,9 +32,9 @@ def _type(dialect: str, duck: str) -> str:
     return mapped.lower() if dialect == "athena" else mapped
 
 
-def spark_type(duck: str) -> str:
-    """A catalog column's DuckDB type as Spark SQL names it."""
-    return _type("databricks", duck)
+def spark_schema(dataset: str) -> str:
+    """A dataset's catalog columns as a Spark DDL schema (``` `BilledCost` DECIMAL(38,18), ...```)."""
+    return ", ".join(f"{_quote('databricks', name)} {_type('databricks', duck)}" for name, duck in lake_columns(dataset).items())
 
 
 def _quote(dialect: str, name: str, *, ddl: bool = False) -> str:

@@ -19,10 +19,9 @@ NO_FILES = ("PATH_NOT_FOUND", "UNABLE_TO_INFER_SCHEMA")
 
 def empty_schema(dataset: str) -> str:
     """A Spark DDL schema of a dataset's catalog columns, ``x_Month`` and ``x_Scope``."""
-    from hub.spark.ddl import lake_columns, spark_type
+    from hub.spark.ddl import spark_schema
 
-    columns = [f"`{name}` {spark_type(duck)}" for name, duck in lake_columns(dataset).items()]
-    return ", ".join([*columns, f"`{MONTH}` STRING", f"`{SCOPE}` STRING"])
+    return f"{spark_schema(dataset)}, `{MONTH}` STRING, `{SCOPE}` STRING"
 
 
 def path_pattern(dataset: str) -> str:
