@@ -51,9 +51,12 @@ def test_tencent_transactions_are_told_by_their_code_before_their_chinese_name(t
         # a bill file with the Chinese name only: read by its name
         "2024-05,100001,100002,云硬盘,p_cbs,CBS,prePay,disk-3,包年包月续费,,2024-05-01 00:00:00,"
         "2024-05-31 23:59:59,硬盘,高性能云硬盘,sv_cbs,10,9,1,1,10,9,CNY",
-        # review of the fix: a one-off RI fee's code (ripay_purchase) is an RI fee, Recurring and not prepaid
+        # review of the fix: a one-off RI fee's code (ripay_purchase) is an RI fee, not prepaid; charged once: One-Time
+        # (stop 35: it was Recurring); the hourly RI fee (ri_hour_pay) is Recurring
         "2024-05,100001,100002,云服务器,p_cvm,CVM RI,prePay,ri-1,One-off RI Fee,ripay_purchase,2024-05-01 00:00:00,"
         "2024-05-31 23:59:59,RI,RI,sv_ri,100,100,1,1,100,100,CNY",
+        "2024-05,100001,100002,云服务器,p_cvm,CVM RI,prePay,ri-2,预留实例每小时扣费,ri_hour_pay,2024-05-10 00:00:00,"
+        "2024-05-10 00:59:59,RI,RI,sv_ri,0.1,0.1,1,1,0.1,0.1,CNY",
     ]
     deliver(root, "tencent", "cos/2024-05", {"100001-202405-by_used_time-bill_details.csv": TENCENT_API + "\n".join(rows) + "\n"},
             manifest=b'{"currency": "CNY"}')
@@ -65,7 +68,8 @@ def test_tencent_transactions_are_told_by_their_code_before_their_chinese_name(t
         "ins-1": ("Usage", None, "Usage-Based", D("0.08"), D("0.08"), D(2)),
         "ins-2": ("Adjustment", None, "One-Time", D("1.5"), D("1.5"), None),
         "disk-3": ("Purchase", None, "One-Time", D(9), D(0), None),  # a renewal, by its Chinese name
-        "ri-1": ("Purchase", None, "Recurring", D(100), D(100), None),
+        "ri-1": ("Purchase", None, "One-Time", D(100), D(100), None),  # no amortization in the bill: kept as spent
+        "ri-2": ("Purchase", None, "Recurring", D("0.1"), D("0.1"), None),
     }
 
 
