@@ -78,7 +78,7 @@ def test_tencent_transaction_types(tmp_path: Path) -> None:
     got = keyed(root, "x_ActionType, ChargeCategory, ChargeFrequency, EffectiveCost")
     assert got == {"Spot": ("Usage", "Usage-Based", D("0.08")),
                    "Hourly RI fee": ("Purchase", "Recurring", D("0.08")),
-                   "One-off RI Fee": ("Purchase", "Recurring", D("0.08")),
+                   "One-off RI Fee": ("Purchase", "One-Time", D("0.08")),  # charged once (stop 35: was Recurring)
                    "Upgrade/Downgrade": ("Purchase", "One-Time", D(0)),
                    "Modify": ("Purchase", "One-Time", D(0))}
 
