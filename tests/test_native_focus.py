@@ -978,3 +978,23 @@ def test_a_delivery_copied_after_its_manifest_waits_for_the_copy_to_settle(tmp_p
     os.utime(bill, (now - 50, now - 50))
     os.utime(manifest, (now - 5, now - 5))  # the manifest last: never waits
     assert len(native.pending(Store(str(root)), [], settle=60)) == 1
+
+
+def test_a_row_of_another_billing_period_never_replaces_that_month(tmp_path: Path) -> None:
+    """Review of stop 35: September from one export folder, then a file under another export's BILLING_PERIOD=2024-10
+    holding an October row and one row of September's billing period: the September run of that file replaced
+    September's folder (942 rows) with its one row. A file in a folder naming its billing month holds that month's
+    rows only (``PeriodMismatch`` naming the file); September keeps its 942 rows and total."""
+    root = make_hub(tmp_path / "hub")
+    deliver(root, "aws", "focus/sep-export", {"data/BILLING_PERIOD=2024-09/part-1.csv": AWS.read_text()})
+    assert ingest(Store(str(root))).ok
+    header, first = AWS.read_text().splitlines()[:2]
+    october = first.replace("2024-10-01 00:00:00,2024-09-01 00:00:00", "2024-11-01 00:00:00,2024-10-01 00:00:00")
+    assert october != first
+    name = "data/BILLING_PERIOD=2024-10/part-1.csv"
+    deliver(root, "aws", "focus/oct-export", {name: f"{header}\n{october}\n{first}\n"})
+    result = ingest(Store(str(root)))
+    (bad,) = [r for r in result.all if r.error]
+    assert (bad.error.code, bad.error.file) == ("PeriodMismatch", f"exports/aws/focus/oct-export/{name}")
+    assert one(f"SELECT count(*) FROM {lake(root)}") == 942
+    assert one(f"SELECT sum(BilledCost) FROM {lake(root)}") == csv_sum(AWS, "BilledCost")

@@ -186,9 +186,9 @@ def delivery(fmt: str, rows: list[dict], tmp: Path) -> tuple[str, bytes]:
     return "export-000000000000.parquet", as_parquet(rows, tmp)
 
 
-def deliver(root: Path, name: str, data: bytes) -> None:
-    """One file under exports/gcp/billing/2024-05/, then its empty manifest.json."""
-    base = root / "exports" / "gcp" / "billing" / "2024-05"
+def deliver(root: Path, name: str, data: bytes, folder: str = "2024-05") -> None:
+    """One file under exports/gcp/billing/<folder>/, then its empty manifest.json."""
+    base = root / "exports" / "gcp" / "billing" / folder
     base.mkdir(parents=True, exist_ok=True)
     (base / name).write_bytes(data)
     (base / "manifest.json").write_bytes(b"")
@@ -199,10 +199,10 @@ def lake(root: Path) -> str:
     return f"read_parquet('{root}/ingestion/Costs/*/*/gcp/**/*.parquet', union_by_name = true)"
 
 
-def converted(tmp_path: Path, fmt: str, rows: list[dict]) -> tuple[Path, list]:
+def converted(tmp_path: Path, fmt: str, rows: list[dict], folder: str = "2024-05") -> tuple[Path, list]:
     """A new hub that ingested ``rows`` as one ``fmt`` file: its root and run records."""
     root = make_hub(tmp_path / "hub")
-    deliver(root, *delivery(fmt, rows, tmp_path))
+    deliver(root, *delivery(fmt, rows, tmp_path), folder=folder)
     result = ingest(Store(str(root)))
     assert result.ok, [r.error for r in result.all]
     return root, result.records
@@ -359,7 +359,7 @@ def test_invoice_months_are_pacific_across_daylight_saving(tmp_path: Path) -> No
                 invoice={"month": "202410", "publisher_type": "GOOGLE"}, **priced("0.5", "2")),
             row("N2 Instance Ram", 2.0, start="2024-11-20 10:00:00 UTC", end="2024-11-20 11:00:00 UTC",
                 invoice={"month": "202411", "publisher_type": "GOOGLE"}, **priced("1", "2"))]
-    root, records = converted(tmp_path, "json", rows)
+    root, records = converted(tmp_path, "json", rows, folder="2024-autumn")  # a table of two months: no month folder
     assert sorted(r.destination for r in records) == ["ingestion/Costs/2024/10/gcp/01abcd-234567-89efgh",
                                                       "ingestion/Costs/2024/11/gcp/01abcd-234567-89efgh"]
     periods = by_description(root, "CAST(BillingPeriodStart AS VARCHAR), CAST(BillingPeriodEnd AS VARCHAR), BilledCost")
@@ -474,3 +474,22 @@ def test_a_correction_of_old_usage_lands_in_its_invoice_month(tmp_path: Path) ->
                                    f"FROM read_parquet('{root}/ingestion/Costs/**/*.parquet', filename = true) "
                                    "ORDER BY BilledCost").fetchall()
     assert got == [("Adjustment", "2024-01-15 00:00:00+00", D("-2.5"), True), ("Usage", "2024-05-12 22:00:00+00", D(10), True)]
+
+
+def test_a_month_folder_holding_rows_of_another_invoice_month_is_refused(tmp_path: Path) -> None:
+    """Review of stop 35: May's extract in exports/gcp/billing/2024-05/ (30.00 EUR), then June's extract (filtered on
+    usage dates) holding one late row of May's invoice month: its May run replaced May's folder with that row (May
+    0.50 instead of 30.00). A file in a folder naming a month holds that invoice month only: ``PeriodMismatch`` naming
+    the file; May stays as it was."""
+    may = [row("N2 Instance Core", 10.0, **priced("5", "2")), row("N2 Instance Ram", 20.0, **priced("10", "2"))]
+    root, _ = converted(tmp_path, "json", may)
+    june = [row("E2 Instance Core", 7.0, start="2024-06-10 00:00:00 UTC", end="2024-06-10 01:00:00 UTC",
+                invoice={"month": "202406", "publisher_type": "GOOGLE"}, **priced("3.5", "2")),
+            row("E2 Instance Ram", 0.5, start="2024-05-31 23:00:00 UTC", end="2024-06-01 00:00:00 UTC", **priced("0.25", "2"))]
+    deliver(root, *delivery("json", june, tmp_path), folder="2024-06")
+    result = ingest(Store(str(root)))
+    (bad,) = [r for r in result.all if r.error]
+    assert (bad.error.code, bad.error.file) == ("PeriodMismatch", "exports/gcp/billing/2024-06/export-000000000000.json")
+    assert "billing period 2024-05 in a folder of 2024-06" in bad.error.message
+    con = duckdb.connect()
+    assert con.execute(f"SELECT sum(BilledCost), count(*) FROM {lake(root)}").fetchone() == (D(30), 2)

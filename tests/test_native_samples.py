@@ -21,7 +21,7 @@ from pipelines.ingest import ingest
 def test_every_sample_and_generator_lands_valid(tmp_path: Path) -> None:
     root = make_hub(tmp_path / "hub")
     deliver(root, "aws", "focus-sample", {"a.csv": (DATA / "aws" / "aws-focus10-942rows.csv").read_text()})
-    deliver(root, "aws", "cur-legacy/20240101-20240201", {"a.csv": (DATA / "aws" / "cur-legacy-1281rows.csv").read_text()})
+    deliver(root, "aws", "cur-legacy/20231101-20231201", {"a.csv": (DATA / "aws" / "cur-legacy-1281rows.csv").read_text()})
     deliver(root, "aws", "cur2", {"a.csv": (DATA / "aws" / "cur2-synthetic-4rows.csv").read_text()})
     deliver(root, "oci", "focus-sample", {"a.csv": (DATA / "oci" / "oci-focus10-7rows.csv").read_text()})
     deliver(root, "oci", "cost-report", {"a.csv": (DATA / "oci" / "oci-cost-report-506rows.csv").read_text()})

@@ -92,6 +92,10 @@ class ProviderMapping(BaseModel):
     extensionless: str | None = None
     #: columns its FOCUS files leave empty, filled (never in a report a mapping converts: that mapping fills them)
     fills: dict[str, Fill] = {}
+    #: regexes (``year`` and ``month`` groups) of folders in a delivered file's path under ``exports/<provider>/`` that
+    #: name its billing month (AWS's ``BILLING_PERIOD=2024-09``, a ``2024-09`` extract folder): such a file holds that
+    #: month's bill only; a row of another billing month would replace that month's folder (``PeriodMismatch``)
+    monthFolders: list[str] = []
 
 
 @cache
@@ -558,6 +562,7 @@ def _convert(store: Store, d: Delivery, failure: RunRecord, records: list[RunRec
                                    "in the name (as the provider names it)", file=path, code="PeriodMismatch")
                 if sum(groups.values()) != rows:
                     raise HubError(f"{rows} rows written, {sum(groups.values())} read back", file=path, code="InternalError")
+                _in_month_folder(mapping, d, path, {m for m, _ in groups})
                 months = chosen.drop.get(path.split("!")[0], set())
                 written.append(Written(out, path, groups, check, typed.source_type, {g for g in groups if g[0] in months},
                                        typed.lacking))
@@ -584,6 +589,24 @@ def _convert(store: Store, d: Delivery, failure: RunRecord, records: list[RunRec
             return made
         finally:
             con.close()
+
+
+def _in_month_folder(mapping: ProviderMapping, d: Delivery, path: str, months: set[str]) -> None:
+    """A file in a folder naming its billing month (:attr:`ProviderMapping.monthFolders`) holds rows of that month only:
+    a row of another month would make a run replacing that month's folder, a whole bill, with this file's few rows
+    (``PeriodMismatch``). Files that add to their folder instead of replacing it (OCI's incremental files, pulled days,
+    Alibaba's day files) are not concerned."""
+    dated = mapping.snapshots
+    if d.incremental or d.pulled or (dated is not None and dated.days == "increments"):
+        return
+    area = f"exports/{d.provider}/"
+    rel = path.split(area, 1)[1] if area in path else path
+    folder = _path_month(mapping.monthFolders, rel)
+    if folder is None or not (others := sorted(months - {folder})):
+        return
+    raise HubError(f"holds rows of billing period {', '.join(others)} in a folder of {folder}: they would replace that "
+                   f"month's bill in the lake; deliver each billing month's rows in its own folder (extract one invoice "
+                   "month per folder)", file=path, code="PeriodMismatch")
 
 
 def _one_kind(con: duckdb.DuckDBPyConnection, written: list[Written]) -> None:
