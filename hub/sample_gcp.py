@@ -97,7 +97,7 @@ def write_gcp_export(root: str, *, month: str = "2024-05", rows: int = 1000, fmt
                {{'name': rname, 'global_name': '//' || api || '.googleapis.com/projects/' || p || '/zones/' || region || '-a/'
                  || coll || '/' || rname}} AS resource,
                {{'effective_price': {num('price')}, 'tier_start_amount': {num('0')}, 'unit': pricing_unit,
-                 'pricing_unit_quantity': {num('qty')}}} AS price,
+                 'pricing_unit_quantity': {num('1')}}} AS price,
                'GOOGLE' AS transaction_type, {ts(f"TIMESTAMPTZ '{end}'")} AS export_time, CAST(cost AS DOUBLE) AS cost,
                'USD' AS currency, CAST(1 AS DOUBLE) AS currency_conversion_rate,
                {{'amount': CAST(qty * CAST(per_unit AS DECIMAL(38,0)) AS DOUBLE), 'unit': unit,
@@ -114,7 +114,7 @@ def write_gcp_export(root: str, *, month: str = "2024-05", rows: int = 1000, fmt
                {{'location': 'us-central1', 'country': 'US', 'region': 'us-central1', 'zone': NULL}},
                {{'name': NULL, 'global_name': NULL}},
                {{'effective_price': {num(fee_price)}, 'tier_start_amount': {num('0')}, 'unit': 'hour',
-                 'pricing_unit_quantity': {num('48')}}},
+                 'pricing_unit_quantity': {num('1')}}},
                'GOOGLE', {ts(f"TIMESTAMPTZ '{end}'")}, CAST({FEE} AS DOUBLE), 'USD', 1.0,
                {{'amount': 172800.0, 'unit': 'seconds', 'amount_in_pricing_units': 48.0, 'pricing_unit': 'hour'}},
                {no_credits}, {{'month': strftime(DATE '{start}', '%Y%m')}}, 'regular', CAST({FEE} AS DOUBLE)

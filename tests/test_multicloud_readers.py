@@ -47,7 +47,7 @@ def _gcp_row(cost: str, credits: list[str], service: str, project: str, name: st
             "project": {"id": project, "name": name, "labels": []}, "labels": [{"key": "env", "value": "prod"}],
             "location": {"location": "europe-west4", "region": "europe-west4", "zone": None},
             "resource": {"name": f"vm-{project}", "global_name": f"//compute.googleapis.com/{project}/vm"},
-            "price": {"effective_price": 0.5, "tier_start_amount": 0, "unit": "hour", "pricing_unit_quantity": 2},
+            "price": {"effective_price": 0.5, "tier_start_amount": 0, "unit": "hour", "pricing_unit_quantity": 1},
             "cost": float(cost), "cost_at_list": float(cost), "currency": "EUR", "currency_conversion_rate": 0.93,
             "usage": {"amount": 7200, "unit": "seconds", "amount_in_pricing_units": 2, "pricing_unit": "hour"},
             "credits": [{"name": "Sustained use discount", "amount": float(c), "type": "SUSTAINED_USAGE_DISCOUNT"} for c in credits],

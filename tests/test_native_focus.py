@@ -377,7 +377,7 @@ GCP_ROWS = [
      "labels": [{"key": "env", "value": "prod"}], "location": {"location": "europe-west4", "region": "europe-west4",
                                                                 "zone": "europe-west4-a"},
      "resource": {"name": "vm-1", "global_name": "//compute.googleapis.com/projects/1/zones/europe-west4-a/instances/vm-1"},
-     "price": {"effective_price": 0.031611, "tier_start_amount": 0, "unit": "hour", "pricing_unit_quantity": 2},
+     "price": {"effective_price": 0.031611, "tier_start_amount": 0, "unit": "hour", "pricing_unit_quantity": 1},
      "cost": 0.063222, "cost_at_list": 0.07, "currency": "EUR", "currency_conversion_rate": 0.93,
      "usage": {"amount": 7200, "unit": "seconds", "amount_in_pricing_units": 2, "pricing_unit": "hour"},
      "credits": [{"name": "Sustained use discount", "amount": -0.012644, "type": "SUSTAINED_USAGE_DISCOUNT"}],

@@ -93,7 +93,7 @@ def row(sku: str, cost: float | None, *, service: str = "Compute Engine", start:
 
 def priced(price: str, hours: str, **fields: object) -> dict:
     """Price fields of a regular row: effective price per hour and the hours (NUMERIC: text)."""
-    return {"price__effective_price": price, "price__pricing_unit_quantity": hours, "usage__amount_in_pricing_units": float(hours),
+    return {"price__effective_price": price, "price__pricing_unit_quantity": "1", "usage__amount_in_pricing_units": float(hours),
             "usage__amount": float(hours) * 3600, **fields}
 
 
@@ -337,9 +337,9 @@ def test_a_flattened_csv_without_repeated_fields(tmp_path: Path) -> None:
     {}, no commitment; 0 FOCUS violations."""
     text = ("billing_account_id,service_description,sku_id,sku_description,usage_start_time,usage_end_time,project_id,"
             "cost,currency,invoice_month,cost_type,price_effective_price,price_pricing_unit_quantity,price_unit,usage_amount,"
-            "usage_unit,cost_at_list\n"
+            "usage_unit,usage_amount_in_pricing_units,cost_at_list\n"
             f"{ACCOUNT},Cloud Storage,ST-1,Standard Storage,2024-05-02 00:00:00 UTC,2024-05-02 01:00:00 UTC,proj-1,1.25,EUR,"
-            "202405,regular,0.025,50,gibibyte month,180000,gibibyte second,1.25\n")
+            "202405,regular,0.025,1,gibibyte month,180000,gibibyte second,50,1.25\n")
     root = make_hub(tmp_path / "hub")
     deliver(root, "export.csv", text.encode())
     result = ingest(Store(str(root)))
@@ -493,3 +493,28 @@ def test_a_month_folder_holding_rows_of_another_invoice_month_is_refused(tmp_pat
     assert "billing period 2024-05 in a folder of 2024-06" in bad.error.message
     con = duckdb.connect()
     assert con.execute(f"SELECT sum(BilledCost), count(*) FROM {lake(root)}").fetchone() == (D(30), 2)
+
+
+def test_pricing_quantity_is_the_amount_used_not_the_quantity_the_price_is_for(tmp_path: Path) -> None:
+    """Review of stop 35: ``price.pricing_unit_quantity`` is the quantity a price is quoted for ($1 per 1000000 bytes:
+    1000000), not the quantity used. Taken as PricingQuantity, the real row of PROVIDERS.md §3.2 (SSD capacity: cost
+    0.012434 = 0.174592 per gibibyte month x 0.071217891 gibibyte months, pricing_unit_quantity 1) got ContractedCost
+    0.174592 ("corrected" to price x 1: 14 times its cost) and a commitment saving of 0.162158 without a commitment.
+    By hand: PricingQuantity 0.071217891; ContractedUnitPrice 0.174592; ContractedCost = cost; ListUnitPrice
+    0.012434 / 0.071217891 = 0.174591863... (15 significant digits); no saving. A price quoted per 1000000 requests
+    (0.40, 2500000 requests, cost 1.00) is 0.0000004 a request."""
+    ssd = row("SSD backed PD Capacity", 0.012434, service="Compute Engine", price__effective_price="0.174592",
+              price__unit="gibibyte month", price__pricing_unit_quantity="1", usage__amount=204816252928000.0,
+              usage__unit="byte-seconds", usage__amount_in_pricing_units=0.071217891, usage__pricing_unit="gibibyte month")
+    calls = row("API Requests", 1.0, service="Cloud Storage", price__effective_price="0.4", price__unit="count",
+                price__pricing_unit_quantity="1000000", usage__amount=2500000.0, usage__unit="requests",
+                usage__amount_in_pricing_units=2500000.0, usage__pricing_unit="count")
+    root, _ = converted(tmp_path, "json", [ssd, calls])
+    got = by_description(root, "PricingQuantity, ContractedUnitPrice, ContractedCost, ListUnitPrice, ListCost, "
+                               "x_CommitmentDiscountSavings, coalesce(x_SourceChanges, '')")
+    lup = got["SSD backed PD Capacity"][3]
+    assert got["SSD backed PD Capacity"] == (D("0.071217891"), D("0.174592"), D("0.012434"), lup, D("0.012434"), D(0), "")
+    assert lup == D(format(0.012434 / 0.071217891, ".15g"))
+    assert got["API Requests"] == (D(2500000), D("0.0000004"), D(1), D("0.0000004"), D(1), D(0), "")
+    report = validate(str(root))
+    assert report.violations == 0, report.summary()
