@@ -518,3 +518,18 @@ def test_pricing_quantity_is_the_amount_used_not_the_quantity_the_price_is_for(t
     assert got["API Requests"] == (D(2500000), D("0.0000004"), D(1), D("0.0000004"), D(1), D(0), "")
     report = validate(str(root))
     assert report.violations == 0, report.summary()
+
+
+def test_text_that_looks_like_a_date_stays_text_in_a_json_extract(tmp_path: Path) -> None:
+    """Review of stop 35: newline JSON was read with date detection on. Every label value of a file date-like
+    (``05-01-2024``, a valid label value) became a DATE: Tags said ``2024-01-05`` (day-first, silently); every resource
+    name date-like (a bucket ``2024-05-01``) a DATE that could not be mixed with the text global_name: InternalError.
+    Text stays text: the same lake as from CSV."""
+    rows = [row("Standard Storage", 1.5, labels=[{"key": "expiry", "value": "05-01-2024"}],
+                resource={"name": "2024-05-01", "global_name": None}, **priced("0.75", "2")),
+            row("Nearline Storage", 2.5, labels=[{"key": "expiry", "value": "06-01-2024"}],
+                resource={"name": "2024-06-01", "global_name": None}, **priced("1.25", "2"))]
+    root, _ = converted(tmp_path, "json", rows)
+    got = by_description(root, "Tags, ResourceId, BilledCost")
+    assert got == {"Standard Storage": ('{"expiry":"05-01-2024"}', "2024-05-01", D("1.5")),
+                   "Nearline Storage": ('{"expiry":"06-01-2024"}', "2024-06-01", D("2.5"))}

@@ -675,8 +675,11 @@ def _typed(con: duckdb.DuckDBPyConnection, provider: str, src: str, kind: str, p
     total (e.g. CUR's unblended cost), computed from its columns in hidden columns, not from the mapping's output."""
     if kind == "json":
         # types from every line (sample_size -1): a number that is whole on the first lines sampled would be read as
-        # BIGINT and the later lines' decimals rounded, silently; a field first seen late would fail the read
-        sql = scan("read_json", literal(src), "format = 'newline_delimited', records = true, sample_size = -1")
+        # BIGINT and the later lines' decimals rounded, silently; a field first seen late would fail the read. Text stays
+        # text (date formats that match nothing): JSON has no dates, and a label value or a resource name that looks like
+        # one (`05-01-2024`, a bucket `2024-05-01`) was read as a date: rewritten day-first, or unmixable with text
+        sql = scan("read_json", literal(src), "format = 'newline_delimited', records = true, sample_size = -1, "
+                   "dateformat = 'text:%Y', timestampformat = 'text:%Y'")
         try:
             columns = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {sql}").fetchall()}
         except duckdb.Error as exc:
