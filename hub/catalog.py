@@ -76,6 +76,13 @@ def duck_path(store: Store, rel: str) -> str:
     return f"{protocol}://{path}"
 
 
+def duck_file(store: Store, rel: str) -> str:
+    """A file as DuckDB reads it by name: :func:`duck_path`, escaped where DuckDB globs it through fsspec (a remote
+    root: ``team[1]/x.parquet`` would be read as ``team1/x.parquet``, or as no file at all)."""
+    path = duck_path(store, rel)
+    return path if store.is_local else glob_escape(path)
+
+
 LOCAL_GLOB = "hub-local"
 
 

@@ -14,6 +14,7 @@ so the same code serves local folders, Azure Blob/ADLS (``abfs://``, ``az://``) 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -167,7 +168,7 @@ def _timeouts(root: str) -> dict[str, object]:
         return {"config_kwargs": {"connect_timeout": 10, "read_timeout": 60, "retries": {"max_attempts": 3, "mode": "standard"}},
                 "use_listings_cache": False}
     if scheme in ("az", "abfs", "abfss"):
-        return {"connection_timeout": 10, "read_timeout": 60}
+        return {"connection_timeout": 10, "read_timeout": 60, "use_listings_cache": False}
     return {}
 
 
@@ -482,8 +483,9 @@ class Store:
         self.fs.makedirs(posixpath.dirname(full), exist_ok=True)
         if self.is_local:
             os.replace(self.full(src), full)
-        else:
-            self.fs.mv(self.full(src), full)
+        else:  # file by exact name: fsspec's mv/copy/rm read a [, * or ? in a path as a glob (team[1] is team1)
+            self.fs.cp_file(self.full(src), full)
+            self.fs.rm_file(self.full(src))
 
     def copy(self, src: str, dst: str) -> None:
         """Copy a file (a hard link on local folders: lake files are never changed in place, only replaced)."""
@@ -495,12 +497,27 @@ class Store:
             except OSError:
                 shutil.copyfile(self.full(src), full)
         else:
-            self.fs.copy(self.full(src), full)
+            self.fs.cp_file(self.full(src), full)
 
     def delete(self, rel: str) -> None:
+        """Delete a file, by its exact name (never a glob: ``team[1]/x`` is not ``team1/x``)."""
         if self.fs.exists(self.full(rel)):
-            self.fs.rm(self.full(rel))
+            self.fs.rm_file(self.full(rel))
 
     def delete_tree(self, rel: str) -> None:
-        if self.fs.exists(self.full(rel)):
-            self.fs.rm(self.full(rel), recursive=True)
+        """Delete a folder and everything under it, file by exact name (fsspec's rm reads a path as a glob)."""
+        full = self.full(rel)
+        if self.is_local:
+            shutil.rmtree(full, ignore_errors=True)
+            return
+        if not _GLOB_SPECIAL.search(full):
+            if self.fs.exists(full):
+                self.fs.rm(full, recursive=True)
+            return
+        for path in sorted(self.fs.find(full, withdirs=True), key=len, reverse=True):  # files, then folder markers
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.rm_file(path)
+        with contextlib.suppress(FileNotFoundError, OSError):
+            if self.fs.exists(full):
+                self.fs.rm_file(full)
+        self.fs.invalidate_cache(full)

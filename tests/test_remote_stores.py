@@ -300,3 +300,37 @@ def test_native_focus_delivery(root: str) -> None:
     assert result.ok and sorted(len(r.kept) for r in result.records) == [1, 1], [r.error for r in result.all]
     assert lake(root)[:2] == (4, 14)
     assert ingest(store).records == []
+
+
+def test_a_bracket_in_a_folder_name_is_never_a_glob(root: str) -> None:
+    """Review of stop 35: on S3 and Azure, fsspec's rm / mv / copy and DuckDB's reads through fsspec read ``[``, ``*``
+    and ``?`` in a path as a glob: deleting ``team[1]/x`` deleted ``team1/x`` (retention erased another delivery), and
+    a custom-data folder ``team[1]`` redelivered with a new ingestion id kept both deliveries (15 rows, not 12) with
+    its record stuck in ``swapping``. Files are deleted, moved, copied and read by their exact names."""
+    store = Store(root)
+    for name in ("a1/x.txt", "a[1]/x.txt", "a[1]/y.txt"):
+        store.write_bytes(name, name.encode())
+    store.delete("a[1]/x.txt")
+    store.move("a[1]/y.txt", "a[1]/z.txt")
+    store.copy("a[1]/z.txt", "a[1]/w.txt")
+    assert store.read_bytes("a1/x.txt") == b"a1/x.txt" and not store.exists("a[1]/x.txt")
+    assert store.read_bytes("a[1]/w.txt") == store.read_bytes("a[1]/z.txt") == b"a[1]/y.txt"
+    store.delete_tree("a[1]")
+    assert store.exists("a1/x.txt") and not store.exists("a[1]/z.txt")
+
+    local = _tmp_copy(b"")
+    sample = DATA / "focus/focus_sample_1000.csv"
+
+    def deliver(scope: str, ingestion: str, rows: int) -> None:
+        duckdb.sql(f"COPY (SELECT * FROM read_csv('{sample}', nullstr = 'NULL') LIMIT {rows}) TO '{local}' (FORMAT parquet)")
+        store.put_file(local, f"ingestion/Costs/2024/09/custom/{scope}/{ingestion}__costs.parquet")
+        store.write_bytes(f"ingestion/Costs/2024/09/custom/{scope}/manifest.json", b"")
+
+    deliver("team1", "a1", 7)
+    deliver("team[1]", "b1", 3)
+    first = ingest(store)
+    assert first.ok, [r.error for r in first.all]
+    deliver("team[1]", "b2", 5)  # a new ingestion id replaces b1
+    result = ingest(store)
+    assert result.ok and [r.state for r in result.records] == ["committed"], [r.error for r in result.all]
+    assert lake(root)[:2] == (2, 12)

@@ -1040,7 +1040,7 @@ def _sub_accounts(store: Store, files: list[str]) -> set[str | None]:
     """The SubAccountIds of lake files."""
     lake = catalog.store_connection(store, threads=2)
     try:
-        sources = ", ".join(literal(catalog.duck_path(store, f)) for f in files)
+        sources = ", ".join(literal(catalog.duck_file(store, f)) for f in files)
         return {a for (a,) in lake.execute(f"SELECT DISTINCT SubAccountId FROM "
                                            f"{scan('read_parquet', f'[{sources}]', 'union_by_name = true')}").fetchall()}
     finally:
