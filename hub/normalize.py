@@ -112,7 +112,8 @@ class InputTap:
         spec = schema.totals
         self.name = name
         self.amounts = {out: col for out, col in spec["amounts"].items() if col in present} if spec else {}
-        self.currency = f"CAST({ident(spec['currency'])} AS VARCHAR)" if spec else "CAST(NULL AS VARCHAR)"
+        # keyed as the rules write it: ` usd` is USD (transforms.costs)
+        self.currency = f"upper(trim(CAST({ident(spec['currency'])} AS VARCHAR)))" if spec else "CAST(NULL AS VARCHAR)"
         self.keep = f"coalesce(({row_filter(schema, present, paired)}), false)"
         self.rounded = ident(ROUNDED) if ROUNDED in present else "false"
         self.summary = InputSummary()

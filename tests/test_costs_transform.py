@@ -227,7 +227,7 @@ def test_run_validation_counted_while_writing_equals_hub_validate(hub_root: Path
         BASE,
         {**BASE, "ListCost": "13"},  # ListCost 13 <> 3 x 4 (present costs are kept): ListCostIsUnitPriceTimesQuantity
         {**BASE, "ListCost": "1.2E1"},  # 12 in scientific notation: the cast path, no violation
-        {**BASE, "BillingCurrency": "usd"},  # BillingCurrencyIso4217
+        {**BASE, "BillingCurrency": "US$"},  # BillingCurrencyIso4217 (a case or spaces are fixed: `usd` is USD)
         {**BASE, "ChargeCategory": "Tax", "ConsumedQuantity": None, "ConsumedUnit": None},  # unit prices on a Tax row
         {**BASE, "SubAccountName": "NULL", "SkuId": None},  # SkuIdForUsagePurchase
     ]

@@ -998,3 +998,36 @@ def test_a_row_of_another_billing_period_never_replaces_that_month(tmp_path: Pat
     assert (bad.error.code, bad.error.file) == ("PeriodMismatch", f"exports/aws/focus/oct-export/{name}")
     assert one(f"SELECT count(*) FROM {lake(root)}") == 942
     assert one(f"SELECT sum(BilledCost) FROM {lake(root)}") == csv_sum(AWS, "BilledCost")
+
+
+def test_currency_codes_and_alibaba_and_tencent_tag_forms_in_focus_files(tmp_path: Path) -> None:
+    """Review of stop 35: a FOCUS file's ``usd`` / `` Usd `` / ``USD`` were three currencies in the lake and the run's
+    totals (and BillingCurrencyIso4217 violations); Alibaba's ``key:K value:V; …`` and Tencent's
+    ``[{"TagKey": …, "TagValue": …}]`` Tags were nulled (InvalidTags), as their own bill mappings read them. By hand:
+    one currency USD, its total the three rows' sum; the tags as objects, flagged, the originals kept."""
+    with open(AWS, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        fields, rows = reader.fieldnames, [next(reader) for _ in range(3)]
+    forms = [("usd", "key:env value:prod; key:team value:a=b,c"), (" Usd ", '[{"TagKey":"env","TagValue":"dev"}]'),
+             ("USD", '{"env":"test"}')]
+    for i, (r, (currency, tags)) in enumerate(zip(rows, forms, strict=True)):
+        r.update(BillingCurrency=currency, Tags=tags, ResourceId=f"r{i}")
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    root = make_hub(tmp_path / "hub")
+    deliver(root, "aws", "focus/my-export", {"data/BILLING_PERIOD=2024-09/part-1.csv": out.getvalue()})
+    result = ingest(Store(str(root)))
+    assert result.ok, [r.error for r in result.all]
+    (rec,) = result.records
+    total = sum(D(r["BilledCost"]) for r in rows)
+    assert list(rec.totalsIn) == list(rec.totalsOut) == ["USD"] and D(rec.totalsOut["USD"]["BilledCost"]) == total
+    got = keyed(root, "ResourceId, BillingCurrency, Tags, x_SourceChanges, json_extract_string(x_SourceValues, '$.BillingCurrency')")
+    assert {k: v[:2] for k, v in got.items()} == {"r0": ("USD", '{"env":"prod","team":"a=b,c"}'), "r1": ("USD", '{"env":"dev"}'),
+                                                   "r2": ("USD", '{"env":"test"}')}
+    assert "EnumerationCasing" in got["r0"][2] and "TagsFromArray" in got["r0"][2] and got["r0"][3] == "usd"
+    assert "EnumerationCasing" in got["r1"][2] and "TagsFromArray" in got["r1"][2] and got["r1"][3] == " Usd "
+    assert "EnumerationCasing" not in (got["r2"][2] or "") and got["r2"][3] is None
+    report = validate(str(root))
+    assert report.violations == 0, report.summary()

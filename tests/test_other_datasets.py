@@ -97,3 +97,18 @@ def test_transactions(hub_root: Path) -> None:
     assert (row["BillingPeriodStart"], row["BillingPeriodEnd"]) == (datetime(2024, 5, 1, tzinfo=UTC), datetime(2024, 6, 1, tzinfo=UTC))
     assert (row["x_SkuTerm"], row["SubAccountId"], row["RegionId"]) == (36, "/subscriptions/S1", "eastus")
     assert row["BillingAccountId"] == "/providers/microsoft.billing/billingaccounts/8611537"
+
+
+def test_mca_transactions_get_the_event_month_as_billing_period_and_an_upper_case_currency(hub_root: Path) -> None:
+    """Review of stop 35: MCA reservation transactions have no BillingMonth: BillingPeriodStart/End were null on every
+    row (a FOCUS-required column; a filter on the billing period dropped every MCA transaction). The event's calendar
+    month (MCA bills calendar months): 2024-05-17 -> 2024-05-01 to 2024-06-01. A currency written ` usd` is USD in
+    the lake and in the run's totals (one currency, not two)."""
+    mca = {"Amount": "300", "ArmSkuName": "Standard_D2s_v3", "BillingFrequency": "Recurring", "BillingProfileId": "BP1",
+           "BillingProfileName": "Profile", "Currency": " usd", "Description": "RI", "EventDate": "2024-05-17T10:00:00Z",
+           "EventType": "Purchase", "Invoice": "", "InvoiceId": "G1", "InvoiceSectionId": "IS1", "InvoiceSectionName": "Sec",
+           "PurchasingSubscriptionGuid": "S1", "PurchasingSubscriptionName": "Sub", "Quantity": "1", "Region": "East US",
+           "ReservationOrderId": "O1", "ReservationOrderName": "ri", "Term": "P1Y"}
+    (row,) = run(hub_root, "reservationtransactions_2023-05-01_mca", "ReservationTransactions", "2023-05-01", "Transactions", mca)
+    assert (row["BillingPeriodStart"], row["BillingPeriodEnd"]) == (datetime(2024, 5, 1, tzinfo=UTC), datetime(2024, 6, 1, tzinfo=UTC))
+    assert (row["BillingCurrency"], row["BilledCost"], row["ChargeFrequency"]) == ("USD", D(300), "Recurring")

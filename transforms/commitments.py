@@ -124,7 +124,9 @@ def transactions_sql(source: str, present: set[str], *, ingestion_time: str | No
     """ReservationTransactions (EA or MCA) -> Transactions."""
     c = lambda *n, cast=None: _col(present, *n, cast=cast)  # noqa: E731
     event, month = c("EventType"), c("BillingMonth")
-    start = f"CASE WHEN {month} IS NOT NULL THEN CAST(try_strptime(left({month}, 8), '%Y%m%d') AS TIMESTAMPTZ) END"
+    # MCA transactions have no BillingMonth: the calendar month of the event (MCA bills calendar months)
+    start = (f"coalesce(CASE WHEN {month} IS NOT NULL THEN CAST(try_strptime(left({month}, 8), '%Y%m%d') AS TIMESTAMPTZ) END, "
+             f"CAST(date_trunc('month', CAST({c('EventDate')} AS TIMESTAMP)) AS TIMESTAMPTZ))")
     guid = c("PurchasingSubscriptionGuid")
     profile = c("BillingProfileId")
     cols = {
@@ -133,7 +135,7 @@ def transactions_sql(source: str, present: set[str], *, ingestion_time: str | No
                             f"THEN '/providers/microsoft.billing/billingaccounts/' || {c('CurrentEnrollmentId')} WHEN {profile} IS NOT NULL "
                             f"THEN '/providers/microsoft.billing/billingprofiles/' || {profile} END)",
         "BillingAccountName": f"coalesce({c('BillingProfileName')}, {c('CurrentEnrollmentId')})",
-        "BillingCurrency": c("Currency"),
+        "BillingCurrency": f"upper(trim({c('Currency')}))",
         "BillingPeriodStart": start,
         "BillingPeriodEnd": f"{start} + INTERVAL 1 MONTH",
         "ChargeCategory": f"CASE WHEN {event} IN ('Cancel', 'Purchase', 'Refund') THEN 'Purchase' ELSE 'Adjustment' END",

@@ -32,7 +32,7 @@ TRACKED = (
     "BilledCost", "BillingAccountId", "BillingPeriodEnd", "ChargeCategory", "ChargeClass", "ChargeFrequency", "ChargePeriodEnd",
     "CommitmentDiscountCategory", "CommitmentDiscountId", "CommitmentDiscountStatus", "ConsumedQuantity", "ConsumedUnit",
     "EffectiveCost", "InvoiceIssuerName", "PricingCategory", "PricingQuantity", "ProviderName", "PublisherName", "ResourceName",
-    "ServiceCategory",
+    "ServiceCategory", "BillingCurrency",
     "Tags", "x_EffectiveCostInUsd", "x_ResourceGroupName", "x_ResourceType", "ResourceType",
 )
 LEGACY_VERSIONS = ("1.0-preview", "1.0-preview(v1)")
@@ -120,7 +120,8 @@ def _lineage(chain: Chain, lineage: Lineage) -> None:
         "THEN 'Microsoft' END)"
     )
     time = f"CAST({lit(lineage.ingestion_time)} AS TIMESTAMPTZ)" if lineage.ingestion_time else "current_timestamp"
-    chain.replace(_enumerations(), {
+    # a currency code upper-cased and trimmed (` usd` is USD: one currency, not two; flagged EnumerationCasing)
+    chain.replace({**_enumerations(), "BillingCurrency": "upper(trim(BillingCurrency))"}, {
         "x_IngestionTime": time,
         "x_SourceName": f"coalesce({lit(lineage.source_name)}, CASE WHEN x_BillingProfileId IS NOT NULL THEN 'Cost Management' "
                         f"END, {provider})",
@@ -307,8 +308,15 @@ def _tags_periods(chain: Chain) -> None:
     exprs = {}
     # legacy tags lack braces; checked as JSON in _tags. Most tags start with '{': tested first, so long strings are
     # not trimmed for nothing
+    # Alibaba's `key:K value:V; key:K2 value:V2`: read pair by pair into the array form _tags reads (a value may hold
+    # `=`, `,`, `;` or `:`; a pair without a key is no tag), as its bill mapping does
+    kv = "trim(Tags)"
+    pairs = (f"CAST(to_json(list_filter(list_transform(regexp_split_to_array(regexp_replace(rtrim({kv}, '; '), '^key:', ''), "
+             "';\\s*key:'), lambda x: struct_pack(key := trim(split_part(x, ' value:', 1)), value := CASE WHEN "
+             "contains(x, ' value:') THEN trim(substr(x, strpos(x, ' value:') + 7)) END)), lambda p: p.key <> '')) AS VARCHAR)")
     exprs["Tags"] = ("CASE WHEN starts_with(Tags, '{') THEN Tags WHEN Tags IS NULL OR trim(Tags) = '' THEN '{}' "
-                     "WHEN starts_with(ltrim(Tags), '{') OR starts_with(ltrim(Tags), '[') THEN Tags ELSE '{' || Tags || '}' END")
+                     "WHEN starts_with(ltrim(Tags), '{') OR starts_with(ltrim(Tags), '[') THEN Tags "
+                     f"WHEN starts_with({kv}, 'key:') AND contains(Tags, ' value:') THEN {pairs} ELSE '{{' || Tags || '}}' END")
     # inclusive ends (...:59:59 of an hour: 23:59:59 UTC, or Beijing's 23:59:59 written in UTC as 15:59:59) become
     # exclusive; the second of the hour by integer arithmetic: strftime on a TIMESTAMPTZ costs more than the rest
     hour = "3600000000"
@@ -355,11 +363,12 @@ def _tags(chain: Chain, prefixes: tuple[str, ...] = ()) -> None:
     parsed = _object(f"list_transform({items}, lambda x: trim(split_part(x, {delim}, 1)))",
                      f"list_transform({items}, lambda x: {entry})")
     elements = "CAST(json_extract(Tags, '$[*]') AS VARCHAR[])"
+    key, value = ("coalesce(json_extract_string(x, '$.key'), json_extract_string(x, '$.TagKey'))",
+                  "coalesce(json_extract_string(x, '$.value'), json_extract_string(x, '$.TagValue'))")
     keyed = (f"json_type(Tags) = 'ARRAY' AND coalesce(list_bool_and(list_transform({elements}, lambda x: json_type(x) = 'OBJECT' "
-             "AND json_extract_string(x, '$.key') IS NOT NULL)), true)")
-    from_array = _object(f"list_transform({elements}, lambda x: json_extract_string(x, '$.key'))",
-                         f"list_transform({elements}, lambda x: to_json(json_extract_string(x, '$.key')) || ':' "
-                         "|| coalesce(to_json(json_extract_string(x, '$.value')), 'null'))")
+             f"AND {key} IS NOT NULL)), true)")
+    from_array = _object(f"list_transform({elements}, lambda x: {key})",
+                         f"list_transform({elements}, lambda x: to_json({key}) || ':' || coalesce(to_json({value}), 'null'))")
     # an array is tested only on text starting with '[' (after spaces), under a CASE: JSON functions raise on text that
     # is not JSON, and AND terms may be evaluated in any order
     array = "CASE WHEN starts_with(Tags, '{') THEN false ELSE starts_with(ltrim(Tags), '[') END"
@@ -411,7 +420,8 @@ def spelling_codes() -> str:
     x_SourceValues with the results: ``EnumerationCasing`` (``usage-based``), ``InclusivePeriodEnd`` (``...:59:59``,
     Google's last day of the month)."""
     enums = [c.name for c in focus_columns().values() if c.allowed_values and c.name in TRACKED]
-    casing = " OR ".join(f"({ident('_o_' + c)} <> {ident(c)} AND lower({ident('_o_' + c)}) = lower({ident(c)}))" for c in enums)
+    casing = " OR ".join([*(f"({ident('_o_' + c)} <> {ident(c)} AND lower({ident('_o_' + c)}) = lower({ident(c)}))" for c in enums),
+                          "(_o_BillingCurrency <> BillingCurrency AND upper(trim(_o_BillingCurrency)) = BillingCurrency)"])
     ends = " OR ".join(f"{ident('_o_' + c)} <> {ident(c)}" for c in ("ChargePeriodEnd", "BillingPeriodEnd"))
     return (f"CASE WHEN {casing} THEN {literal(SPELLING_CODES[0])} END, "
             f"CASE WHEN {ends} THEN {literal(SPELLING_CODES[1])} END")
