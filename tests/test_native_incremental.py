@@ -397,3 +397,32 @@ def test_retention_keeps_alibaba_day_files_until_the_months_whole_file(tmp_path:
     put(root, f"{base}/manifest.json", b"")
     assert [r.month for r in ingest(store).records] == ["2024-06"]
     assert one(f"SELECT sum(BilledCost) FROM {lake(root)}") == D("279.75")
+
+
+def test_the_same_line_items_in_a_second_file_are_refused(tmp_path: Path) -> None:
+    """Review of stop 35: the same cost report file synced a second time into another download folder, and a later
+    file repeating some of its line items (lineItem/referenceNo), were each committed: the month counted them twice
+    (+81 %), every run reconciled. A report file whose line items another delivery's file already brought to the
+    month's folder is SourceConflict naming that delivery; the lake keeps the first copy; a file of new line items
+    flows."""
+    root = make_hub(tmp_path / "hub")
+    text = COST_REPORT.read_text(encoding="utf-8-sig").replace("2023-11-", "2024-09-")
+    header, body = next(csv.reader(io.StringIO(text))), list(csv.reader(io.StringIO(text)))[1:]
+    ref, cost = header.index("lineItem/referenceNo"), header.index("cost/myCost")
+    first, rest = body[:100], body[100:200]
+    put(root, "exports/oci/reports/cost-csv/0001.csv.gz", gz(header, first))
+    result = ingest(Store(str(root)))
+    assert result.ok, [r.error for r in result.all]
+    put(root, "exports/oci/bling/reports/cost-csv/0001.csv.gz", gz(header, first))  # synced twice
+    put(root, "exports/oci/reports/cost-csv/0002.csv.gz", gz(header, rest + first[:10]))  # repeats 10 line items
+    put(root, "exports/oci/reports/cost-csv/0003.csv.gz", gz(header, rest))  # new line items
+    result = ingest(Store(str(root)))
+    bad = sorted((r.manifest, r.error.code) for r in result.all if r.error)
+    assert bad == [("exports/oci/bling/reports/cost-csv/0001.csv.gz", "SourceConflict"),
+                   ("exports/oci/reports/cost-csv/0002.csv.gz", "SourceConflict")]
+    conflict = next(r for r in result.all if r.error and r.manifest.endswith("0002.csv.gz"))
+    assert "(exports/oci/reports/cost-csv/0001.csv.gz; x_ReferenceNumber " in conflict.error.message
+    expected = sum((D(r[cost]) for r in first + rest), D(0))
+    assert one(f"SELECT count(*), count(DISTINCT x_ReferenceNumber) FROM {lake(root)}") == 200
+    assert one(f"SELECT sum(BilledCost) FROM {lake(root)}") == expected
+    assert len({r[ref] for r in first + rest}) == 200

@@ -96,6 +96,9 @@ class ProviderMapping(BaseModel):
     #: name its billing month (AWS's ``BILLING_PERIOD=2024-09``, a ``2024-09`` extract folder): such a file holds that
     #: month's bill only; a row of another billing month would replace that month's folder (``PeriodMismatch``)
     monthFolders: list[str] = []
+    #: lake columns naming a line item once in a billing account's month (OCI's ``lineItem/referenceNo``): a report
+    #: file whose line items another delivery's file already brought to the folder is ``SourceConflict``
+    lineIds: list[str] = []
 
 
 @cache
@@ -960,6 +963,8 @@ def _split(store: Store, con: duckdb.DuckDBPyConnection, d: Delivery, written: l
             rec.state, rec.supersededBy = "superseded", newer.key
         if rec.state != "superseded" and not rec.carryOver:
             _displaced(store, con, rec, convert.parquet_source(outs), records)
+        elif rec.state != "superseded" and d.incremental and (ids := providers()[d.provider].lineIds):
+            _same_lines(store, rec, outs, ids, d.digest, records)
         label = rec.destination or ""
         report = tap_report(con, taps, outs, label=label) if whole else validate_files(con, outs, label=label)
         rec.validation = {"rows": report.rows, "checks": report.checked, "violations": report.violations,
@@ -1062,6 +1067,39 @@ def _displaced(store: Store, con: duckdb.DuckDBPyConnection, rec: RunRecord, row
         raise HubError(f"would replace the lake's {rec.month} of this billing account, which holds sub-account {gone[0]} "
                        f"from another delivery ({other.manifest}) that this one lacks: deliver one report per billing "
                        "account (or re-sync the other folder's files here)", file=rec.manifest, code="SourceConflict")
+
+
+def _same_lines(store: Store, rec: RunRecord, outs: list[str], ids: list[str], digest: str, records: list[RunRecord]) -> None:
+    """A report file taken on its own (OCI) whose line items (``ids``: the first column of them the lake has) another
+    delivery's file already brought to the month's folder: the same file synced twice, or into two download folders,
+    would count them twice: ``SourceConflict`` naming the other delivery."""
+    others = [p for p in store.parquet_files(rec.destination) if not posixpath.basename(p).startswith(f"{digest}__")]
+    if not others:
+        return
+    lake = catalog.store_connection(store, threads=2)
+    try:
+        mine = scan("read_parquet", "[" + ", ".join(literal(o) for o in outs) + "]", "union_by_name = true")
+        theirs = scan("read_parquet", "[" + ", ".join(literal(catalog.duck_file(store, o)) for o in others) + "]",
+                      "union_by_name = true, filename = true")
+        have = {r[0] for r in lake.execute(f"DESCRIBE SELECT * FROM {mine}").fetchall()}
+        there = {r[0] for r in lake.execute(f"DESCRIBE SELECT * FROM {theirs}").fetchall()}
+        column = next((c for c in ids if c in have and c in there), None)
+        if column is None:
+            return
+        col = ident(column)
+        found = lake.execute(f"SELECT {col}, filename FROM {theirs} WHERE {col} IN (SELECT {col} FROM {mine}) "
+                             "ORDER BY filename LIMIT 1").fetchall()
+    finally:
+        lake.close()
+    if not found:
+        return
+    line, path = found[0]
+    name = posixpath.basename(path)
+    other = next((r.manifest for r in records if r.state == "committed" and r.destination == rec.destination
+                  and any(posixpath.basename(p.output) == name for p in r.parts)), name)
+    raise HubError(f"holds line items already in the lake's {rec.month} from another delivery ({other}; {column} {line}): "
+                   "the same report file synced twice, or into two folders, would count them twice; keep one copy",
+                   file=rec.manifest, code="SourceConflict")
 
 
 def _conflict(store: Store, con: duckdb.DuckDBPyConnection, rec: RunRecord, rows: str, records: list[RunRecord]) -> None:
