@@ -533,3 +533,22 @@ def test_text_that_looks_like_a_date_stays_text_in_a_json_extract(tmp_path: Path
     got = by_description(root, "Tags, ResourceId, BilledCost")
     assert got == {"Standard Storage": ('{"expiry":"05-01-2024"}', "2024-05-01", D("1.5")),
                    "Nearline Storage": ('{"expiry":"06-01-2024"}', "2024-06-01", D("2.5"))}
+
+
+def test_an_extract_without_a_currency_column_takes_the_manifests(tmp_path: Path) -> None:
+    """Review of stop 35: a CSV extract without ``currency`` was committed with BillingCurrency null (totals under an
+    empty currency, a NotNull violation), and the manifest's ``{"currency": "EUR"}`` was not used for Google. It is, as
+    for the other providers' files without a currency column."""
+    text = ("billing_account_id,service_description,sku_id,sku_description,usage_start_time,usage_end_time,project_id,"
+            "cost,invoice_month,cost_type,price_effective_price,price_pricing_unit_quantity,price_unit,"
+            "usage_amount_in_pricing_units,cost_at_list\n"
+            f"{ACCOUNT},Cloud Storage,ST-1,Standard Storage,2024-05-02 00:00:00 UTC,2024-05-02 01:00:00 UTC,proj-1,1.25,"
+            "202405,regular,0.025,1,gibibyte month,50,1.25\n")
+    root = make_hub(tmp_path / "hub")
+    deliver(root, "export.csv", text.encode())
+    (root / "exports/gcp/billing/2024-05/manifest.json").write_text('{"currency": "eur"}')
+    result = ingest(Store(str(root)))
+    assert result.ok, [r.error for r in result.all]
+    assert list(result.records[0].totalsIn) == ["EUR"]
+    assert by_description(root, "BillingCurrency, BilledCost") == {"Standard Storage": ("EUR", D("1.25"))}
+    assert validate(str(root)).violations == 0
