@@ -76,13 +76,6 @@ def duck_path(store: Store, rel: str) -> str:
     return f"{protocol}://{path}"
 
 
-def duck_file(store: Store, rel: str) -> str:
-    """A file as DuckDB reads it by name: :func:`duck_path`, escaped where DuckDB globs it through fsspec (a remote
-    root: ``team[1]/x.parquet`` would be read as ``team1/x.parquet``, or as no file at all)."""
-    path = duck_path(store, rel)
-    return path if store.is_local else glob_escape(path)
-
-
 LOCAL_GLOB = "hub-local"
 
 
@@ -125,7 +118,8 @@ def create_views(con: duckdb.DuckDBPyConnection, store: Store) -> list[str]:
     made = []
     for dataset in DATASETS:
         if _has_files(store, dataset):
-            source = scan("read_parquet", literal(dataset_glob(store, dataset)), "union_by_name = true, filename = true")
+            source = scan("read_parquet", literal(dataset_glob(store, dataset)), "union_by_name = true, filename = true",
+                          glob=True)
             con.execute(f"CREATE OR REPLACE VIEW {ident(dataset)} AS SELECT * EXCLUDE (filename), "
                         f"{_month_sql(dataset_prefix(store, dataset))} AS {MONTH} FROM {source}")
         else:  # no data yet: the latest versioned view's columns, no rows

@@ -20,7 +20,19 @@ import duckdb
 from hub.errors import HubError, InputError, UsageError
 from hub.export_schemas import Column, ExportSchema
 from hub.store import redact
-from transforms.typing import ERROR_TAG, TWIN, IncompatibleType, Projection, header_key, ident, literal, project, scan, try_text
+from transforms.typing import (
+    ERROR_TAG,
+    TWIN,
+    IncompatibleType,
+    Projection,
+    glob_escape,
+    header_key,
+    ident,
+    literal,
+    project,
+    scan,
+    try_text,
+)
 
 #: Rows per Parquet row group. Each DuckDB thread encodes its own row groups; at the end of a file the last
 #: ones are encoded while the other threads are idle, so smaller groups shorten that tail (1M Costs rows:
@@ -354,7 +366,7 @@ def count_rows(con: duckdb.DuckDBPyConnection, files: list[str]) -> int:
     files = list(dict.fromkeys(files))
     if not files:
         return 0
-    listing = "[" + ", ".join(literal(f) for f in files) + "]"
+    listing = "[" + ", ".join(literal(glob_escape(f)) for f in files) + "]"  # by exact name: never a glob
     return int(con.execute(f"SELECT coalesce(sum(num_rows), 0) FROM parquet_file_metadata({listing})").fetchall()[0][0])
 
 

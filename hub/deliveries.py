@@ -162,7 +162,7 @@ def _row_days(store: Store, rec: RunRecord) -> tuple[date, date] | None:
         return None
     first_day = date.fromisoformat(f"{rec.month}-01")
     last_day = month_end(datetime(first_day.year, first_day.month, 1)).date() - timedelta(days=1)
-    listing = "[" + ", ".join(literal(catalog.duck_file(store, f)) for f in files) + "]"
+    listing = "[" + ", ".join(literal(catalog.duck_path(store, f)) for f in files) + "]"
     con = catalog.store_connection(store, threads=1)
     try:
         low, high = con.execute(f"SELECT min(ChargePeriodStart)::DATE, max(ChargePeriodStart)::DATE FROM "

@@ -40,7 +40,7 @@ def run_demo(root: str, *, rows: int = 5000, month: str = "2024-05", other_cloud
         write_oci_focus(store.source, month=month, rows=max(1, rows // 5))
     result = ingest(store)
     files = glob_escape(os.path.join(store.root, "ingestion", "Costs")) + "/**/*.parquet"
-    costs = scan("read_parquet", literal(files), "union_by_name = true") if store.is_local else "Costs"
+    costs = scan("read_parquet", literal(files), "union_by_name = true", glob=True) if store.is_local else "Costs"
     by_month = (f"SELECT ProviderName AS provider, strftime(ChargePeriodStart, '%Y-%m') AS month, BillingCurrency AS currency, "
                 f"count(*) AS rows, "
                 f"CAST(round(sum(BilledCost), 2) AS VARCHAR) AS billed, "

@@ -48,7 +48,7 @@ def commit(store: Store, rec: RunRecord, settings: Settings | None = None, recor
     checkpoint("before-commit")
     con = catalog.store_connection(store, threads=2)
     try:
-        visible = convert.count_rows(con, [catalog.duck_file(store, p.output) for p in rec.parts])
+        visible = convert.count_rows(con, [catalog.duck_path(store, p.output) for p in rec.parts])
     finally:
         con.close()
     rec.reconciled = visible == rec.rowsOut

@@ -147,7 +147,7 @@ def publish(root: str | Store, dest: str | Store, *, statistics: str = "none") -
     with tempfile.TemporaryDirectory(prefix="hub-powerbi-") as tmp:
         local = os.path.join(tmp, "file.parquet")
         for folder, files in _folders(store, f"{INGESTION}/Costs").items():
-            listing = "[" + ", ".join(literal(catalog.duck_file(store, f)) for f in files) + "]"
+            listing = "[" + ", ".join(literal(catalog.duck_path(store, f)) for f in files) + "]"
             source = scan('read_parquet', listing, 'union_by_name = true')
             present = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
             reader = con.sql(f"SELECT {_select(present)} FROM {source}").to_arrow_reader(BATCH_ROWS)

@@ -34,6 +34,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from hub.errors import HubError, UsageError
+from transforms.typing import glob_escape
 
 MSEXPORTS = "msexports"
 #: Other clouds' deliveries, one folder per provider (``exports/<provider>/``)
@@ -147,13 +148,8 @@ def store_timeout() -> float:
     return value
 
 
-_GLOB_SPECIAL = re.compile(r"([\[*?])")
 
 
-def glob_escape(path: str) -> str:
-    """``path`` as a glob pattern that matches only itself: ``[``, ``*`` and ``?`` become the one-character classes
-    ``[[]``, ``[*]`` and ``[?]`` (DuckDB's and fsspec's globs both read them so; ``]``, ``{`` and ``}`` are literal)."""
-    return _GLOB_SPECIAL.sub(r"[\1]", path)
 
 
 class StoreUnreachable(UsageError):
@@ -510,7 +506,7 @@ class Store:
         if self.is_local:
             shutil.rmtree(full, ignore_errors=True)
             return
-        if not _GLOB_SPECIAL.search(full):
+        if glob_escape(full) == full:
             if self.fs.exists(full):
                 self.fs.rm(full, recursive=True)
             return

@@ -20,7 +20,7 @@ from duckdb.sqltypes import BIGINT, BOOLEAN
 
 from hub.convert import connect, file_types
 from transforms.focus_validate import DEFAULT_TOLERANCE, Check, cast_double, checks, focus_columns, typed_projection
-from transforms.typing import enum_type, ident, literal, scan
+from transforms.typing import enum_type, glob_escape, ident, literal, scan
 
 SAMPLES = 3
 
@@ -247,7 +247,7 @@ def file_counts(con: duckdb.DuckDBPyConnection, file: str, todo: list[Check]) ->
     meta = {r[0]: r[1:] for r in con.execute(
         "SELECT path_in_schema, sum(stats_null_count), count(*) FILTER (WHERE stats_null_count IS NULL), "
         "bool_or(coalesce(stats_min_value = '', num_values > stats_null_count, true)) "
-        f"FROM parquet_metadata({literal(file)}) GROUP BY 1").fetchall()}
+        f"FROM parquet_metadata({literal(glob_escape(file))}) GROUP BY 1").fetchall()}
     out, scanned = {}, []
     for check in todo:
         nulls, unknown, maybe_empty = meta.get(check.column, (None, 1, True))

@@ -666,3 +666,20 @@ def test_numbers_with_an_exponent_after_the_sample_are_still_exact(hub_root: Pat
     (rec,) = [r for r in runs.load_all(Store(str(hub_root))) if r.dataset == "Costs"]
     assert rec.reconciled and sum(r["EffectiveCost"] for r in lake) == D("0.25") * (convert.EXPONENT_SAMPLE + 5) + sum(
         D(v) for _, v in late)
+
+
+def test_a_commitment_purchase_is_no_saving(hub_root: Path) -> None:
+    """Review of stop 35: a reservation bought for 100 (EffectiveCost 0: amortized onto the usage it covers, which
+    carries the saving) had x_CommitmentDiscountSavings and x_TotalSavings 100, its whole price counted as saved. By
+    hand: 0 on the purchase; the covered usage keeps its saving (contracted 10 - effective 6 = 4; list 12 - 6 = 6)."""
+    purchase = {**BASE, "ChargeCategory": "Purchase", "CommitmentDiscountId": CD, "CommitmentDiscountCategory": "Usage",
+                "CommitmentDiscountType": "Reservation", "BilledCost": "100", "EffectiveCost": "0", "ContractedCost": "100",
+                "ListCost": "100", "ContractedUnitPrice": "100", "ListUnitPrice": "100", "PricingQuantity": "1",
+                "ConsumedQuantity": None, "ConsumedUnit": None, "x_EffectiveUnitPrice": "0", "x_BilledUnitPrice": "100",
+                "ChargeFrequency": "One-Time", "ResourceName": "purchase"}
+    used = {**BASE, "CommitmentDiscountId": CD, "CommitmentDiscountCategory": "Usage", "CommitmentDiscountType": "Reservation",
+            "CommitmentDiscountStatus": "Used", "BilledCost": "0", "EffectiveCost": "6", "x_EffectiveUnitPrice": "1.5",
+            "x_BilledUnitPrice": "0", "PricingCategory": "Committed", "ResourceName": "used"}
+    rows = {r["ResourceName"]: r for r in run(hub_root, purchase, used)}
+    got = {n: (D(r["x_CommitmentDiscountSavings"]), D(r["x_NegotiatedDiscountSavings"]), D(r["x_TotalSavings"])) for n, r in rows.items()}
+    assert got == {"purchase": (D(0), D(0), D(0)), "used": (D(4), D(2), D(6))}

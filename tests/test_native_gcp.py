@@ -552,3 +552,11 @@ def test_an_extract_without_a_currency_column_takes_the_manifests(tmp_path: Path
     assert list(result.records[0].totalsIn) == ["EUR"]
     assert by_description(root, "BillingCurrency, BilledCost") == {"Standard Storage": ("EUR", D("1.25"))}
     assert validate(str(root)).violations == 0
+
+
+def test_a_run_date_folder_is_not_a_month_folder(tmp_path: Path) -> None:
+    """Review of the check above: a May extract written under a folder named for the day it ran (2024-06-01) is May's,
+    not refused: only a folder named yyyy-mm holding the file says its month."""
+    may = [row("N2 Instance Core", 10.0, **priced("5", "2"))]
+    root, records = converted(tmp_path, "json", may, folder="2024-06-01")
+    assert [r.month for r in records] == ["2024-05"]

@@ -172,10 +172,18 @@ def price_layer(chain: Chain, prices: str | None) -> None:
         "CASE WHEN _o_ListCost IS DISTINCT FROM ListCost THEN 'ListCostBackfilled' END",
         "CASE WHEN coalesce(_fixed, false) THEN 'ContractedCostCorrected' END",
     ])
+    # a commitment's purchase (its "principal") has EffectiveCost 0, its cost amortized onto the usage it covers, which
+    # carries the saving: counted there, not also as the whole price saved on the purchase (the FinOps toolkit's
+    # reports leave these rows out of their savings sums; a lake's columns are summed as they are)
+    principal = "(ChargeCategory = 'Purchase' AND CommitmentDiscountCategory IS NOT NULL)"
+
+    def unless_principal(expr: str) -> str:
+        return f"CASE WHEN {principal} THEN CAST(0 AS {DEC}) ELSE {expr} END"
+
     chain.replace({}, {
-        "x_CommitmentDiscountSavings": saving("ContractedCost", "EffectiveCost"),
+        "x_CommitmentDiscountSavings": unless_principal(saving("ContractedCost", "EffectiveCost")),
         "x_NegotiatedDiscountSavings": saving("ListCost", "ContractedCost"),
-        "x_TotalSavings": saving("ListCost", "EffectiveCost"),
+        "x_TotalSavings": unless_principal(saving("ListCost", "EffectiveCost")),
         "x_CommitmentDiscountPercent": percent("ContractedUnitPrice", "x_EffectiveUnitPrice"),
         "x_NegotiatedDiscountPercent": percent("ListUnitPrice", "ContractedUnitPrice"),
         "x_TotalDiscountPercent": percent("ListUnitPrice", "x_EffectiveUnitPrice"),

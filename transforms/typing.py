@@ -15,6 +15,7 @@ below any currency's minor unit); the row is flagged (column :data:`ROUNDED`, ``
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection
 from dataclasses import dataclass
 
@@ -48,12 +49,30 @@ def literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def scan(function: str, source: str, options: str = "") -> str:
-    """A DuckDB file-reading table function (``read_parquet``, ``read_csv``, ``read_json``) over ``source`` (a quoted
-    path, glob or list) with ``options``, never reading a ``key=value`` folder of the path as a Hive partition:
-    DuckDB would add that column to every row, or replace a real one (a hub under ``BillingCurrency=EUR/`` filed
-    every USD row as EUR). Every file the hub reads goes through here."""
-    return f"{function}({source}, hive_partitioning = false{', ' + options if options else ''})"
+_GLOB_SPECIAL = re.compile(r"([\[*?])")
+_QUOTED = re.compile(r"'((?:[^']|'')*)'")
+
+
+def glob_escape(path: str) -> str:
+    """``path`` as a glob pattern that matches only itself: ``[``, ``*`` and ``?`` become the one-character classes
+    ``[[]``, ``[*]`` and ``[?]`` (DuckDB's and fsspec's globs both read them so; ``]``, ``{`` and ``}`` are literal)."""
+    return _GLOB_SPECIAL.sub(r"[\1]", path)
+
+
+def files(source: str) -> str:
+    """The quoted paths of ``source`` (a quoted path or a list of them) escaped as globs matching only themselves:
+    DuckDB reads ``[``, ``*`` and ``?`` in a file name as a glob on every filesystem (``team[1]/x.parquet`` reads
+    ``team1/x.parquet`` when that exists)."""
+    return _QUOTED.sub(lambda m: "'" + glob_escape(m.group(1)) + "'", source)
+
+
+def scan(function: str, source: str, options: str = "", *, glob: bool = False) -> str:
+    """A DuckDB file-reading table function (``read_parquet``, ``read_csv``, ``read_json``) over ``source`` (quoted
+    paths, each read by its exact name; a glob with ``glob``, its fixed part escaped by the caller) with ``options``,
+    never reading a ``key=value`` folder of the path as a Hive partition: DuckDB would add that column to every row,
+    or replace a real one (a hub under ``BillingCurrency=EUR/`` filed every USD row as EUR). Every file the hub reads
+    goes through here."""
+    return f"{function}({source if glob else files(source)}, hive_partitioning = false{', ' + options if options else ''})"
 
 
 def enum_type(values: tuple[str, ...]) -> str:

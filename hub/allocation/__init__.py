@@ -164,7 +164,7 @@ def _source(con: duckdb.DuckDBPyConnection, store: Store, files: list[str], rule
     if not files:
         con.execute("CREATE OR REPLACE TEMP VIEW src AS SELECT NULL::VARCHAR AS x_SourceRowId WHERE false")
         raise HubError("no Costs rows in this month", file="ingestion/Costs", code="AllocationMismatch")
-    paths = [catalog.duck_file(store, f) for f in files]
+    paths = [catalog.duck_path(store, f) for f in files]
     base = catalog.duck_path(store, INGESTION)
     raw = scan("read_parquet", f"[{', '.join(literal(p) for p in paths)}]",
                "union_by_name = true, filename = true, file_row_number = true")

@@ -104,7 +104,7 @@ def _commit(store: Store, rec: RunRecord) -> None:
     swap.commit_staged(store, rec.key, rec.staging, rec.destination, names)
     con = catalog.store_connection(store)
     try:
-        visible = convert.count_rows(con, [catalog.duck_file(store, r) for r in store.parquet_files(rec.destination)])
+        visible = convert.count_rows(con, [catalog.duck_path(store, r) for r in store.parquet_files(rec.destination)])
     finally:
         con.close()
     if visible != rec.rowsOut:

@@ -53,7 +53,17 @@ from hub.store import EXPORTS, Store, bounded_name, dataset_folder, listed, sign
 from hub.validate import CheckTap, tap_report, validate_files
 from transforms import backfill, costs, mapped
 from transforms.costs import Lineage
-from transforms.typing import IncompatibleType, decimal_sources, header_key, ident, literal, project, scan, text_nulls
+from transforms.typing import (
+    IncompatibleType,
+    decimal_sources,
+    glob_escape,
+    header_key,
+    ident,
+    literal,
+    project,
+    scan,
+    text_nulls,
+)
 
 AREA = EXPORTS
 NATIVE = "native:"
@@ -800,7 +810,7 @@ def _not_records(con: duckdb.DuckDBPyConnection, src: str, path: str) -> Excepti
     """Why a newline-JSON file is not records: :class:`NoRecords`, or ``MalformedJson`` naming its first value that is
     not an object (counted without blank lines)."""
     found = con.execute(f"""SELECT n, t FROM (SELECT row_number() OVER () AS n, json_type(json) AS t
-        FROM read_json_objects({literal(src)}, format = 'newline_delimited'))
+        FROM read_json_objects({literal(glob_escape(src))}, format = 'newline_delimited'))
         WHERE t <> 'OBJECT' ORDER BY n LIMIT 1""").fetchall()
     if not found:
         return NoRecords(path)
@@ -1045,7 +1055,7 @@ def _sub_accounts(store: Store, files: list[str]) -> set[str | None]:
     """The SubAccountIds of lake files."""
     lake = catalog.store_connection(store, threads=2)
     try:
-        sources = ", ".join(literal(catalog.duck_file(store, f)) for f in files)
+        sources = ", ".join(literal(catalog.duck_path(store, f)) for f in files)
         return {a for (a,) in lake.execute(f"SELECT DISTINCT SubAccountId FROM "
                                            f"{scan('read_parquet', f'[{sources}]', 'union_by_name = true')}").fetchall()}
     finally:
@@ -1079,7 +1089,7 @@ def _same_lines(store: Store, rec: RunRecord, outs: list[str], ids: list[str], d
     lake = catalog.store_connection(store, threads=2)
     try:
         mine = scan("read_parquet", "[" + ", ".join(literal(o) for o in outs) + "]", "union_by_name = true")
-        theirs = scan("read_parquet", "[" + ", ".join(literal(catalog.duck_file(store, o)) for o in others) + "]",
+        theirs = scan("read_parquet", "[" + ", ".join(literal(catalog.duck_path(store, o)) for o in others) + "]",
                       "union_by_name = true, filename = true")
         have = {r[0] for r in lake.execute(f"DESCRIBE SELECT * FROM {mine}").fetchall()}
         there = {r[0] for r in lake.execute(f"DESCRIBE SELECT * FROM {theirs}").fetchall()}
