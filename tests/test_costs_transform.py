@@ -159,7 +159,10 @@ def test_billing_account_agreement(hub_root: Path) -> None:
 
 
 def test_savings_are_fractions(hub_root: Path) -> None:
-    (row,) = run(hub_root, {**BASE, "x_EffectiveUnitPrice": "2", "EffectiveCost": "8", "BilledCost": "8", "x_BilledUnitPrice": "2"})
+    covered = {**BASE, "x_EffectiveUnitPrice": "2", "EffectiveCost": "8", "BilledCost": "8", "x_BilledUnitPrice": "2",
+               "CommitmentDiscountId": CD, "CommitmentDiscountCategory": "Usage", "CommitmentDiscountType": "Reservation",
+               "CommitmentDiscountStatus": "Used", "PricingCategory": "Committed"}
+    (row,) = run(hub_root, covered)
     assert (row["x_CommitmentDiscountSavings"], row["x_NegotiatedDiscountSavings"], row["x_TotalSavings"]) == (D(2), D(2), D(4))
     assert row["x_CommitmentDiscountPercent"] == D("0.2")  # (2.5 - 2) / 2.5
     assert abs(row["x_NegotiatedDiscountPercent"] - D(1) / D(6)) < D("1e-15")  # (3 - 2.5) / 3
@@ -683,3 +686,25 @@ def test_a_commitment_purchase_is_no_saving(hub_root: Path) -> None:
     rows = {r["ResourceName"]: r for r in run(hub_root, purchase, used)}
     got = {n: (D(r["x_CommitmentDiscountSavings"]), D(r["x_NegotiatedDiscountSavings"]), D(r["x_TotalSavings"])) for n, r in rows.items()}
     assert got == {"purchase": (D(0), D(0), D(0)), "used": (D(4), D(2), D(6))}
+
+
+def test_no_commitment_saving_without_a_commitment_and_none_on_credits_taxes_or_unused_fees(hub_root: Path) -> None:
+    """Review of stop 35: a row paid below its contracted price without naming a commitment (a free tier, a credit in
+    the effective cost, a contracted price backfilled from the list price) had a commitment saving; a credit whose
+    contracted cost was below its list had a negotiated saving; a commitment's unused part (AWS's recurring fee rows:
+    BilledCost the fee, EffectiveCost the unused part) had the used part's saving, already on the covered usage. By
+    hand: no commitment -> commitment saving 0 (total list 12 - effective 8 = 4 kept, negotiated 12 - 10 = 2); a
+    credit, a tax, an unused commitment -> 0 savings."""
+    free = {**BASE, "EffectiveCost": "8", "BilledCost": "8", "ResourceName": "no-commitment"}
+    credit = {**BASE, "ChargeCategory": "Credit", "BilledCost": "-2.6", "EffectiveCost": "-2.6", "ContractedCost": "-3",
+              "ListCost": "-2.6", "ContractedUnitPrice": None, "ListUnitPrice": None, "PricingQuantity": None,
+              "ConsumedQuantity": None, "ConsumedUnit": None, "x_EffectiveUnitPrice": None, "x_BilledUnitPrice": None,
+              "ChargeFrequency": "One-Time", "ResourceName": "credit"}
+    unused = {**BASE, "CommitmentDiscountId": CD, "CommitmentDiscountCategory": "Usage", "CommitmentDiscountType": "Reservation",
+              "CommitmentDiscountStatus": "Unused", "BilledCost": "4", "EffectiveCost": "1.5", "ContractedCost": "4",
+              "ListCost": "4", "ContractedUnitPrice": "1", "ListUnitPrice": "1", "x_EffectiveUnitPrice": "0.375",
+              "x_BilledUnitPrice": "1", "PricingCategory": "Committed", "ResourceName": "unused"}
+    rows = {r["ResourceName"]: r for r in run(hub_root, free, credit, unused)}
+    got = {n: (D(r["x_CommitmentDiscountSavings"]), D(r["x_NegotiatedDiscountSavings"]), D(r["x_TotalSavings"])) for n, r in rows.items()}
+    assert got == {"no-commitment": (D(0), D(2), D(4)), "credit": (D(0), D(0), D(0)), "unused": (D(0), D(0), D(0))}
+    assert rows["no-commitment"]["x_CommitmentDiscountPercent"] == 0

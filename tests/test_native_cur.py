@@ -328,7 +328,7 @@ LINES = [
     {"lineItem/LineItemDescription": "refund", "bill/BillType": "Refund", "lineItem/LineItemType": "Refund",
      "lineItem/UsageAmount": "0", "lineItem/UnblendedCost": "-2"},
     {"lineItem/LineItemDescription": "tax", "lineItem/LineItemType": "Tax", "lineItem/UsageAmount": "1",
-     "lineItem/UnblendedCost": "3", "product/regionCode": ""},
+     "lineItem/UnblendedCost": "3", "product/regionCode": "", "pricing/publicOnDemandCost": "0.0"},
     {"lineItem/LineItemDescription": "support", "lineItem/LineItemType": "Fee", "lineItem/ProductCode": "AWSSupportBusiness",
      "product/ProductName": "AWS Support (Business)", "product/regionCode": "", "lineItem/UsageType": "Dollar",
      "lineItem/UsageAmount": "1", "lineItem/UnblendedRate": "100", "lineItem/UnblendedCost": "100", "product/sku": "SKU4",
@@ -389,9 +389,10 @@ def test_line_item_types_and_amortization_by_hand(tmp_path: Path, kind: str) -> 
     assert one(f"SELECT sum(BilledCost) FROM {lake(root)}") == unblended
     assert one(f"SELECT sum(EffectiveCost) FROM {lake(root)}") == D("215.904")
     prices = {r[0]: r[1:] for r in con.execute(f"SELECT ChargeDescription, ListUnitPrice, ListCost FROM {lake(root)} "
-                                               f"WHERE ChargeDescription IN ('ri fee', 'sp upfront', 'sp negation', 'edp')").fetchall()}
+                                               f"WHERE ChargeDescription IN ('ri fee', 'sp upfront', 'sp negation', 'edp', 'tax')").fetchall()}
+    # a tax's list cost is the tax (AWS writes publicOnDemandCost 0.0 on it: ListCost 0 under a ContractedCost of 3)
     assert prices == {"ri fee": (D("0.03"), D("22.32")), "sp upfront": (D("438"), D("438")), "sp negation": (D(0), D(0)),
-                      "edp": (D(0), D(0))}
+                      "edp": (D(0), D(0)), "tax": (None, D(3))}
     report = validate(str(root))
     assert report.violations == 0, report.summary()
 

@@ -172,19 +172,22 @@ def price_layer(chain: Chain, prices: str | None) -> None:
         "CASE WHEN _o_ListCost IS DISTINCT FROM ListCost THEN 'ListCostBackfilled' END",
         "CASE WHEN coalesce(_fixed, false) THEN 'ContractedCostCorrected' END",
     ])
-    # a commitment's purchase (its "principal") has EffectiveCost 0, its cost amortized onto the usage it covers, which
-    # carries the saving: counted there, not also as the whole price saved on the purchase (the FinOps toolkit's
-    # reports leave these rows out of their savings sums; a lake's columns are summed as they are)
-    principal = "(ChargeCategory = 'Purchase' AND CommitmentDiscountCategory IS NOT NULL)"
+    # no saving on: a commitment's purchase (its "principal": EffectiveCost 0, its cost amortized onto the usage it
+    # covers, which carries the saving; the FinOps toolkit's reports leave these rows out of their savings sums, a
+    # lake's columns are summed as they are), a commitment's unused part (AWS's recurring fee rows: the used part's
+    # saving is on the covered usage), credits, taxes and adjustments (no price was discounted); a commitment saving
+    # only where a row names its commitment (a price backfilled from the list price is no commitment)
+    none = ("((ChargeCategory = 'Purchase' AND CommitmentDiscountCategory IS NOT NULL) OR CommitmentDiscountStatus = 'Unused' "
+            "OR ChargeCategory IN ('Credit', 'Tax', 'Adjustment'))")
 
-    def unless_principal(expr: str) -> str:
-        return f"CASE WHEN {principal} THEN CAST(0 AS {DEC}) ELSE {expr} END"
+    def unless(condition: str, expr: str) -> str:
+        return f"CASE WHEN {condition} THEN CAST(0 AS {DEC}) ELSE {expr} END"
 
     chain.replace({}, {
-        "x_CommitmentDiscountSavings": unless_principal(saving("ContractedCost", "EffectiveCost")),
-        "x_NegotiatedDiscountSavings": saving("ListCost", "ContractedCost"),
-        "x_TotalSavings": unless_principal(saving("ListCost", "EffectiveCost")),
-        "x_CommitmentDiscountPercent": percent("ContractedUnitPrice", "x_EffectiveUnitPrice"),
+        "x_CommitmentDiscountSavings": unless(f"{none} OR CommitmentDiscountId IS NULL", saving("ContractedCost", "EffectiveCost")),
+        "x_NegotiatedDiscountSavings": unless(none, saving("ListCost", "ContractedCost")),
+        "x_TotalSavings": unless(none, saving("ListCost", "EffectiveCost")),
+        "x_CommitmentDiscountPercent": unless("CommitmentDiscountId IS NULL", percent("ContractedUnitPrice", "x_EffectiveUnitPrice")),
         "x_NegotiatedDiscountPercent": percent("ListUnitPrice", "ContractedUnitPrice"),
         "x_TotalDiscountPercent": percent("ListUnitPrice", "x_EffectiveUnitPrice"),
         "_price_codes": f"nullif(concat_ws(',', {codes}), '')",
