@@ -19,20 +19,8 @@ import duckdb
 
 from hub.errors import HubError, InputError, UsageError
 from hub.export_schemas import Column, ExportSchema
-from hub.store import redact
-from transforms.typing import (
-    ERROR_TAG,
-    TWIN,
-    IncompatibleType,
-    Projection,
-    glob_escape,
-    header_key,
-    ident,
-    literal,
-    project,
-    scan,
-    try_text,
-)
+from hub.store import glob_escape, redact
+from transforms.typing import ERROR_TAG, TWIN, IncompatibleType, Projection, header_key, ident, literal, project, scan, try_text
 
 #: Rows per Parquet row group. Each DuckDB thread encodes its own row groups; at the end of a file the last
 #: ones are encoded while the other threads are idle, so smaller groups shorten that tail (1M Costs rows:

@@ -148,10 +148,6 @@ def store_timeout() -> float:
     return value
 
 
-
-
-
-
 class StoreUnreachable(UsageError):
     """The store does not answer, or refuses the credentials: the command cannot start (exit code 2)."""
 
@@ -504,7 +500,10 @@ class Store:
         """Delete a folder and everything under it, file by exact name (fsspec's rm reads a path as a glob)."""
         full = self.full(rel)
         if self.is_local:
-            shutil.rmtree(full, ignore_errors=True)
+            if os.path.isdir(full) and not os.path.islink(full):
+                shutil.rmtree(full)
+            elif os.path.lexists(full):
+                os.remove(full)
             return
         if glob_escape(full) == full:
             if self.fs.exists(full):

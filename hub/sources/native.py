@@ -49,21 +49,11 @@ from hub.settings import Settings, load_settings
 from hub.sources import Hooks, refresh_checkpoint, snapshots
 from hub.sources import listings as aws_listings
 from hub.sources.snapshots import Snapshots
-from hub.store import EXPORTS, Store, bounded_name, dataset_folder, listed, signature_of, visible
+from hub.store import EXPORTS, Store, bounded_name, dataset_folder, glob_escape, listed, signature_of, visible
 from hub.validate import CheckTap, tap_report, validate_files
 from transforms import backfill, costs, mapped
 from transforms.costs import Lineage
-from transforms.typing import (
-    IncompatibleType,
-    decimal_sources,
-    glob_escape,
-    header_key,
-    ident,
-    literal,
-    project,
-    scan,
-    text_nulls,
-)
+from transforms.typing import IncompatibleType, decimal_sources, header_key, ident, literal, project, scan, text_nulls
 
 AREA = EXPORTS
 NATIVE = "native:"
@@ -657,6 +647,10 @@ def _write(con: duckdb.DuckDBPyConnection, typed: Typed, lineage: Lineage, out: 
     return tap, check, rows
 
 
+#: A date format no JSON text matches in practice (read_json then types no text as a date)
+NO_DATE = "'hub-never-a-date:%Y-%m-%d %H:%M:%S.%f%z'"
+
+
 @dataclass(frozen=True)
 class Typed:
     """One file typed as FOCUS: its relation (with the input tap's hidden columns, if any), the FOCUS columns and
@@ -692,7 +686,7 @@ def _typed(con: duckdb.DuckDBPyConnection, provider: str, src: str, kind: str, p
         # text (date formats that match nothing): JSON has no dates, and a label value or a resource name that looks like
         # one (`05-01-2024`, a bucket `2024-05-01`) was read as a date: rewritten day-first, or unmixable with text
         sql = scan("read_json", literal(src), "format = 'newline_delimited', records = true, sample_size = -1, "
-                   "dateformat = 'text:%Y', timestampformat = 'text:%Y'")
+                   f"dateformat = {NO_DATE}, timestampformat = {NO_DATE}")
         try:
             columns = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {sql}").fetchall()}
         except duckdb.Error as exc:
