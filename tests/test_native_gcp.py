@@ -332,16 +332,28 @@ def test_labels_project_labels_system_labels_and_tags_make_one_object(tmp_path: 
     assert tags["E2 Instance Ram"] == ("{}",)
 
 
+#: One row of a CSV extract flattened by its query (records as parent_field columns, no repeated fields): an hour of
+#: 50 gibibyte months of storage at 0.025 EUR, 1.25 EUR
+FLAT_ROW = {
+    "billing_account_id": ACCOUNT, "service_description": "Cloud Storage", "sku_id": "ST-1", "sku_description": "Standard Storage",
+    "usage_start_time": "2024-05-02 00:00:00 UTC", "usage_end_time": "2024-05-02 01:00:00 UTC", "project_id": "proj-1",
+    "cost": "1.25", "currency": "EUR", "invoice_month": "202405", "cost_type": "regular", "price_effective_price": "0.025",
+    "price_pricing_unit_quantity": "1", "price_unit": "gibibyte month", "usage_amount": "180000", "usage_unit": "gibibyte second",
+    "usage_amount_in_pricing_units": "50", "cost_at_list": "1.25",
+}
+
+
+def flat_csv(without: str | None = None) -> bytes:
+    """:data:`FLAT_ROW` as a CSV extract, without the column ``without``."""
+    row = {k: v for k, v in FLAT_ROW.items() if k != without}
+    return (",".join(row) + "\n" + ",".join(row.values()) + "\n").encode()
+
+
 def test_a_flattened_csv_without_repeated_fields(tmp_path: Path) -> None:
     """A CSV extract that left the repeated fields out (no credits, labels, tags columns): BilledCost = cost (1.25), Tags
     {}, no commitment; 0 FOCUS violations."""
-    text = ("billing_account_id,service_description,sku_id,sku_description,usage_start_time,usage_end_time,project_id,"
-            "cost,currency,invoice_month,cost_type,price_effective_price,price_pricing_unit_quantity,price_unit,usage_amount,"
-            "usage_unit,usage_amount_in_pricing_units,cost_at_list\n"
-            f"{ACCOUNT},Cloud Storage,ST-1,Standard Storage,2024-05-02 00:00:00 UTC,2024-05-02 01:00:00 UTC,proj-1,1.25,EUR,"
-            "202405,regular,0.025,1,gibibyte month,180000,gibibyte second,50,1.25\n")
     root = make_hub(tmp_path / "hub")
-    deliver(root, "export.csv", text.encode())
+    deliver(root, "export.csv", flat_csv())
     result = ingest(Store(str(root)))
     assert result.ok, [r.error for r in result.all]
     assert D(result.records[0].totalsIn["EUR"]["BilledCost"]) == D("1.25")
@@ -539,13 +551,8 @@ def test_an_extract_without_a_currency_column_takes_the_manifests(tmp_path: Path
     """Review of stop 35: a CSV extract without ``currency`` was committed with BillingCurrency null (totals under an
     empty currency, a NotNull violation), and the manifest's ``{"currency": "EUR"}`` was not used for Google. It is, as
     for the other providers' files without a currency column."""
-    text = ("billing_account_id,service_description,sku_id,sku_description,usage_start_time,usage_end_time,project_id,"
-            "cost,invoice_month,cost_type,price_effective_price,price_pricing_unit_quantity,price_unit,"
-            "usage_amount_in_pricing_units,cost_at_list\n"
-            f"{ACCOUNT},Cloud Storage,ST-1,Standard Storage,2024-05-02 00:00:00 UTC,2024-05-02 01:00:00 UTC,proj-1,1.25,"
-            "202405,regular,0.025,1,gibibyte month,50,1.25\n")
     root = make_hub(tmp_path / "hub")
-    deliver(root, "export.csv", text.encode())
+    deliver(root, "export.csv", flat_csv(without="currency"))
     (root / "exports/gcp/billing/2024-05/manifest.json").write_text('{"currency": "eur"}')
     result = ingest(Store(str(root)))
     assert result.ok, [r.error for r in result.all]
