@@ -25,6 +25,9 @@ from hub.runs import RunError, RunRecord
 from hub.settings import Settings, load_settings
 from hub.store import INGESTION, STAGING, Store, raw_folder, raw_staging
 
+#: the work a source does after a run's commit (:class:`hub.sources.Hooks`), owed by the run until it is done
+AFTER_COMMIT = "after-commit"
+
 
 def new_staging(key: str) -> str:
     """A staging folder for one attempt of a run: a stale lease holder never shares it with its successor."""
@@ -57,11 +60,31 @@ def commit(store: Store, rec: RunRecord, settings: Settings | None = None, recor
                        code="InternalError")
     rec.state = "committed"
     rec.error = None
-    rec.owed = owed(store, rec)
+    rec.owed = owed(store, rec) + ([AFTER_COMMIT] if hooks is not sources.NONE else [])
     runs.save(store, rec)
-    if hooks is not sources.NONE:
-        hooks.after_commit(store, rec, settings or load_settings(store), runs.load_all(store) if records is None else records)
+    after_commit(store, rec, settings, records)
     checkpoint("after-commit")
+
+
+def after_commit(store: Store, rec: RunRecord, settings: Settings | None = None, records: list[RunRecord] | None = None) -> None:
+    """The source's work after ``rec`` committed (older deliveries superseded, the source deleted), when it is owed.
+    A failure there (a source blob another client holds a lease on) changes nothing in the lake: the run stays
+    ``committed`` with the failure on its record (``AfterCommitFailed``, naming the file) and the work stays owed,
+    tried again by the next ingestion."""
+    from hub import sources
+
+    if AFTER_COMMIT not in rec.owed:
+        return
+    try:
+        sources.hooks(rec).after_commit(store, rec, settings or load_settings(store),
+                                        runs.load_all(store) if records is None else records)
+    except Exception as exc:  # noqa: BLE001 - recorded on the committed run; never stops the other deliveries
+        error = exc if isinstance(exc, HubError) else unexpected(exc, rec.manifest)
+        rec.error = RunError(code="AfterCommitFailed", message=error.message, file=error.file)
+    else:
+        rec.owed = [w for w in rec.owed if w != AFTER_COMMIT]
+        rec.error = None
+    runs.save(store, rec)
 
 
 def owed(store: Store, rec: RunRecord) -> list[str]:

@@ -80,6 +80,11 @@ CODES: dict[str, tuple[str, str, str]] = {
     "AllocationRulesInvalid": ("allocation", "`hub ingest` / `hub watch` could not read config/allocation.json (record "
                                              "`allocate-rules`; the months stay owed)",
                                "fix the file (the message names the field): the next ingestion allocates the owed months"),
+    "AfterCommitFailed": ("engine", "a run committed (its rows are in the lake), then the work after its commit failed: "
+                                    "marking the folder's older deliveries superseded, or deleting the source "
+                                    "(`retention.msexports.days: 0`; a blob another client holds a lease on)",
+                          "nothing to redo: the run stays committed and the next `hub ingest` / `hub watch` cycle tries "
+                          "that work again (release the lease or grant delete permission on the file named)"),
     "PartFailed": ("engine", "a part of the delivery failed on every attempt of the Spark engine (the last error in the message)",
                    "read the task's log in the Spark UI; fix the cause, then `hub ingest --retry` (the previous month stays "
                    "visible)"),

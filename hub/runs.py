@@ -93,7 +93,9 @@ class RunRecord(BaseModel):
     #: day); a Costs delivery replaces another of its folder only when the winner covers the other's days
     period: list[str] | None = None
     #: work its commit owes (saved with the commit, cleared once done; a crash in between leaves it to the next
-    #: ingestion): ``renormalize`` the month's Costs (a price sheet), ``allocate`` the month (Costs, with allocation rules)
+    #: ingestion): ``after-commit`` the source's work after the commit (older deliveries superseded, the source deleted;
+    #: a failure there is on ``error``, the run still committed), ``renormalize`` the month's Costs (a price sheet),
+    #: ``allocate`` the month (Costs, with allocation rules)
     owed: list[str] = []
     #: when this delivery was made (``runInfo.submittedTime``, else the manifest's modification time), UTC
     deliveredAt: datetime | None = None

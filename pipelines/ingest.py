@@ -170,9 +170,13 @@ def recover(store: Store) -> list[RunRecord]:
         return _renormalize(store, rec)
 
     done = engine.recover(store, redo)
-    for rec in runs.load_all(store):  # prices committed, their month's re-normalization cut short before it started
-        if rec.state == "committed" and "renormalize" in rec.owed:
-            done += _renormalize(store, rec)
+    settings = load_settings(store)
+    for rec in runs.load_all(store):
+        if rec.state == "committed" and engine.AFTER_COMMIT in rec.owed:  # failed, or a crash cut it short
+            engine.after_commit(store, rec, settings)
+            done.append(rec)
+        if rec.state == "committed" and "renormalize" in rec.owed:  # prices committed, their month's
+            done += _renormalize(store, rec)  # re-normalization cut short before it started
     return done
 
 

@@ -335,3 +335,39 @@ def test_a_bracket_in_a_folder_name_is_never_a_glob(root: str) -> None:
     result = ingest(store)
     assert result.ok and [r.state for r in result.records] == ["committed"], [r.error for r in result.all]
     assert lake(root)[:2] == (2, 12)
+
+
+def test_a_source_that_cannot_be_deleted_after_the_commit_leaves_the_run_committed(servers: dict,
+                                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A committed run's after-commit work (older deliveries superseded, the source deleted with
+    ``retention.msexports.days: 0``) failed on a blob another client holds a lease on: the run, whose rows readers
+    already saw, was recorded ``quarantined`` with ``InternalError`` and never finished. It stays ``committed``, the
+    failure is on its record (``AfterCommitFailed``, naming the blob) and the work stays owed: once the lease is
+    released, the next ingestion deletes the source and clears the error."""
+    from azure.storage.blob import BlobServiceClient
+
+    for k, v in servers["azurite"].items():
+        monkeypatch.setenv(k, v)
+    name = f"hub{uuid.uuid4().hex[:12]}"
+    fsspec.filesystem("az", skip_instance_cache=True).mkdir(name)
+    url = f"az://{name}/finops"
+    store = Store(url)
+    store.init_layout()
+    store.write_bytes("config/settings.json", b'{"retention": {"msexports": {"days": 0}, "ingestion": {"months": 0}}}')
+    manifest = write_export(url, rows=100, export_name="costs")
+    part = next(p for p in store.fs.find(store.full("msexports")) if p.endswith(".csv"))
+    blob = BlobServiceClient.from_connection_string(servers["azurite"]["AZURE_STORAGE_CONNECTION_STRING"]).get_blob_client(
+        name, part.split("/", 1)[1])
+    lease = blob.acquire_lease(lease_duration=-1)
+    first = ingest(store)
+    (rec,) = first.records
+    assert rec.state == "committed" and rec.owed == ["after-commit"], rec.error
+    assert rec.error and rec.error.code == "AfterCommitFailed" and rec.error.file == part.split("/", 2)[2]
+    assert lake(url)[:2] == (1, 100) and store.fs.exists(part)
+    assert ingest(store).records == [] and runs.load_all(store)[0].owed == ["after-commit"]  # still held: still owed
+    lease.release()
+    again = ingest(store)
+    assert again.ok and again.records == []
+    (rec,) = runs.load_all(store)
+    assert (rec.state, rec.owed, rec.error, rec.sourceDeleted) == ("committed", [], None, True)
+    assert not store.fs.exists(part) and not store.fs.exists(manifest) and lake(url)[:2] == (1, 100)

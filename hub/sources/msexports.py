@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
-from hub import conversion, deliveries, engine, lease, runs
+from hub import conversion, convert, deliveries, engine, lease, runs
 from hub.conversion import Progress
 from hub.errors import HubError
 from hub.export_schemas import datasets, destination
@@ -276,6 +276,10 @@ def _delete_source(store: Store, rec: RunRecord) -> None:
     if not deliveries.source_deletable(store, rec):
         return
     for path in deliveries.source_files(rec):
-        store.delete(path)
+        try:
+            store.delete(path)
+        except Exception as exc:  # noqa: BLE001 - named: the run stays committed, the deletion owed (engine.after_commit)
+            raise HubError(f"the source could not be deleted: {convert.error_text(exc)}", file=path,
+                           code="AfterCommitFailed") from exc
     rec.sourceDeleted = True
     runs.save(store, rec)
