@@ -471,6 +471,57 @@ def test_net_columns_are_used_where_the_report_has_them(tmp_path: Path) -> None:
     assert D(rec.totalsIn["USD"]["BilledCost"]) == D("2.7") and D(rec.totalsIn["USD"]["EffectiveCost"]) == D("3.15")
 
 
+CONTRACTED = [
+    {"lineItem/LineItemDescription": "edp usage", "lineItem/LineItemType": "Usage", "lineItem/UsageAmount": "10",
+     "pricing/publicOnDemandRate": "0.1", "pricing/publicOnDemandCost": "1", "lineItem/UnblendedRate": "0.1",
+     "lineItem/UnblendedCost": "1", "lineItem/NetUnblendedRate": "0.09", "lineItem/NetUnblendedCost": "0.9"},
+    {"lineItem/LineItemDescription": "edp sp usage", "lineItem/LineItemType": "SavingsPlanCoveredUsage",
+     "lineItem/UsageAmount": "10", "pricing/publicOnDemandRate": "0.1", "pricing/publicOnDemandCost": "1",
+     "lineItem/UnblendedRate": "0.1", "lineItem/UnblendedCost": "1", "lineItem/NetUnblendedRate": "0.09",
+     "lineItem/NetUnblendedCost": "0.9", "savingsPlan/SavingsPlanARN": SP, "savingsPlan/SavingsPlanEffectiveCost": "0.7",
+     "savingsPlan/NetSavingsPlanEffectiveCost": "0.63"},
+    {"lineItem/LineItemDescription": "tiered", "lineItem/LineItemType": "Usage", "lineItem/UsageAmount": "100",
+     "pricing/publicOnDemandRate": "0.023", "pricing/publicOnDemandCost": "2.3", "lineItem/UnblendedRate": "0.022",
+     "lineItem/UnblendedCost": "2.2"},
+    {"lineItem/LineItemDescription": "free tier", "lineItem/LineItemType": "Usage", "lineItem/UsageAmount": "5",
+     "pricing/publicOnDemandRate": "0.01", "pricing/publicOnDemandCost": "0.05", "lineItem/UnblendedRate": "0",
+     "lineItem/UnblendedCost": "0"},
+    {"lineItem/LineItemDescription": "ri usage", "lineItem/LineItemType": "DiscountedUsage", "lineItem/UsageAmount": "10",
+     "pricing/publicOnDemandRate": "0.1", "pricing/publicOnDemandCost": "1", "lineItem/UnblendedRate": "0",
+     "lineItem/UnblendedCost": "0", "reservation/ReservationARN": RI, "reservation/EffectiveCost": "0.6",
+     "reservation/NetEffectiveCost": "0.54"},
+]
+
+
+def test_contracted_cost_is_the_rate_the_account_pays_before_commitments(tmp_path: Path) -> None:
+    """Review of stop 35: a legacy CUR's ContractedCost was never mapped but taken from the list price, so an EDP
+    discount (net columns), a lower tier or the free tier was no negotiated saving (x_NegotiatedDiscountSavings 0,
+    x_CommitmentDiscountSavings overstated by the EDP discount on savings-plan usage). Usage and savings-plan covered
+    usage cost the net unblended cost (else the unblended) at the net (else unblended) rate before commitments;
+    reservation-covered usage, whose unblended cost is 0, keeps the on-demand list cost (the CUR has no negotiated
+    on-demand cost for it). By hand (list, contracted, effective, negotiated, commitment, total savings):
+    EDP usage 1, 0.9, 0.9, 0.1, 0, 0.1; EDP savings-plan usage 1, 0.9, 0.63 (net SP effective), 0.1, 0.27, 0.37;
+    a lower tier 2.3, 2.2 (100 x 0.022), 2.2, 0.1, 0, 0.1; the free tier 0.05, 0, 0, 0.05, 0, 0.05; RI usage 1, 1,
+    0.54, 0, 0.46, 0.46."""
+    root = make_hub(tmp_path / "hub")
+    common = {**LINES_COMMON, "product/sku": "SKU1", "pricing/unit": "Hrs", "pricing/RateCode": "SKU1.OD"}
+    deliver(root, "cur/r/20240301-20240401/x", {"r-00001.csv": csv_text(common, CONTRACTED)})
+    (rec,) = ingested(root)
+    assert rec.state == "committed", rec.error
+    got = {r[0]: tuple(r[1:]) for r in duckdb.connect().execute(
+        f"SELECT ChargeDescription, ListCost, ContractedCost, ContractedUnitPrice, EffectiveCost, x_NegotiatedDiscountSavings, "
+        f"x_CommitmentDiscountSavings, x_TotalSavings FROM {lake(root)}").fetchall()}
+    assert got == {
+        "edp usage": (D(1), D("0.9"), D("0.09"), D("0.9"), D("0.1"), D(0), D("0.1")),
+        "edp sp usage": (D(1), D("0.9"), D("0.09"), D("0.63"), D("0.1"), D("0.27"), D("0.37")),
+        "tiered": (D("2.3"), D("2.2"), D("0.022"), D("2.2"), D("0.1"), D(0), D("0.1")),
+        "free tier": (D("0.05"), D(0), D(0), D(0), D("0.05"), D(0), D("0.05")),
+        "ri usage": (D(1), D(1), D("0.1"), D("0.54"), D(0), D("0.46"), D("0.46")),
+    }
+    report = validate(str(root))
+    assert report.violations == 0, report.summary()
+
+
 def test_a_mapped_report_states_the_focus_version_it_is_mapped_to(tmp_path: Path) -> None:
     """Rows of a provider's own report carry the mapping's FOCUS version (1.0) in x_SourceVersion, also a tax row that
     has none of the columns the version is otherwise told by: no UnknownFocusVersion flag; and a tax row, which FOCUS
