@@ -166,6 +166,52 @@ def test_google_view_deviations_are_fixed_and_flagged(tmp_path: Path) -> None:
     assert originals["BillingPeriodEnd"].startswith("2024-09-30")
 
 
+GCP_VIEW_PRICES = (
+    "BillingAccountId,BillingCurrency,BillingPeriodStart,BillingPeriodEnd,ChargePeriodStart,ChargePeriodEnd,BilledCost,"
+    "EffectiveCost,ListCost,ContractedCost,ContractedUnitPrice,ListUnitPrice,PricingQuantity,PricingUnit,ChargeCategory,"
+    "PricingCategory,ChargeDescription,ServiceName,ServiceCategory,SubAccountId,SkuId,SkuPriceId\n"
+    + "".join(f"01ABCD-234567-89EFGH,EUR,2024-09-01 07:00:00,2024-09-30 07:00:00,2024-09-05 00:00:00,2024-09-05 01:00:00,"
+              f"{r},usage,standard,{d},Compute Engine,Compute,proj-1,S1,S1-0\n" for d, r in [
+                  ("ssd", "0.012434,0.012434,0.012434,0.012434,0.174592,0.174592,1,gibibyte month"),
+                  ("core", "8,8,12,10,0.5,0.6,1,hour"),
+                  ("requests", "1,1,1,1,0.4,0.4,1000000,count"),
+                  ("consistent", "3,3,3,3,0.5,0.5,6,hour")]))
+
+
+def test_google_view_pricing_quantity_is_the_quantity_used(tmp_path: Path) -> None:
+    """Review of stop 35: Google's FOCUS view writes ``price.pricing_unit_quantity`` (the quantity a price is quoted
+    for) as PricingQuantity and the price per that quantity as ContractedUnitPrice: the rules then "corrected"
+    ContractedCost to one block's price (API requests 0.40 per million, 2.5 million used: 400000 instead of 1.00; a
+    core 20 h at 0.50: 0.50 instead of 10, its negotiated saving 11.5 instead of 2). The quantity used is ContractedCost
+    x PricingQuantity / ContractedUnitPrice, the unit prices per pricing unit (÷ the block size), flagged and the
+    delivered values kept in x_SourceValues; a row whose quantity agrees with its cost is left as it is. By hand:
+    ssd 0.012434 / 0.174592 = 0.0712174670087977 gibibyte months (15 significant digits); core 10 / 0.5 = 20 h; requests 1 x 1000000 / 0.4 =
+    2500000 at 0.0000004; consistent 6 h x 0.5 = 3."""
+    root = make_hub(tmp_path / "hub")
+    deliver(root, "gcp", "focus/2024-09", {"part-000.csv": GCP_VIEW_PRICES})
+    result = ingest(Store(str(root)))
+    assert result.ok, [r.error for r in result.all]
+    got = keyed(root, "ChargeDescription, ContractedCost, PricingQuantity, ContractedUnitPrice, ListUnitPrice, "
+                      "x_NegotiatedDiscountSavings, x_SourceChanges, x_SourceValues")
+    assert {k: v[:5] for k, v in got.items()} == {
+        "ssd": (D("0.012434"), D("0.0712174670087977"), D("0.174592"), D("0.174592"), D(0)),
+        "core": (D(10), D(20), D("0.5"), D("0.6"), D(2)),
+        "requests": (D(1), D(2500000), D("0.0000004"), D("0.0000004"), D(0)),
+        "consistent": (D(3), D(6), D("0.5"), D("0.5"), D(0)),
+    }
+    codes = {k: set((v[5] or "").split(",")) & {"PricingQuantityFromContractedCost", "UnitPricePerPricingUnit",
+                                                 "ContractedCostCorrected"} for k, v in got.items()}
+    assert codes == {"ssd": {"PricingQuantityFromContractedCost"}, "core": {"PricingQuantityFromContractedCost"},
+                     "requests": {"PricingQuantityFromContractedCost", "UnitPricePerPricingUnit"}, "consistent": set()}
+    assert "UnitPricePerPricingUnit,UnitPricePerPricingUnit" not in got["requests"][5]
+    originals = json.loads(got["requests"][6])
+    assert {k: D(originals[k]) for k in ("PricingQuantity", "ContractedUnitPrice", "ListUnitPrice")} == {
+        "PricingQuantity": D(1000000), "ContractedUnitPrice": D("0.4"), "ListUnitPrice": D("0.4")}
+    assert one(f"SELECT sum(ContractedCost) FROM {lake(root)}") == D("14.012434")
+    report = validate(str(root))
+    assert report.violations == 0, report.summary()
+
+
 def test_a_redelivery_replaces_the_folder(tmp_path: Path) -> None:
     """AWS re-delivers a month in full: the new files replace the old ones in the month's folder (no double count)."""
     root = make_hub(tmp_path / "hub")

@@ -46,6 +46,9 @@ MARKER_CODES = (
 #: Text column of the typed input holding the x_SourceChanges codes of values a source filled in (a provider's
 #: documented gaps: ``fills`` in ``schemas/<provider>/focus.json``), when the input has it.
 FILLED = "_filled"
+#: Prefix of typed-input columns holding a column's delivered value where a source repaired it (``fills`` with a
+#: ``when``): the original kept in x_SourceValues.
+FILL_ORIGINAL = "_fill_o_"
 #: How DuckDB describes the types it spells otherwise in SQL.
 DESCRIBED = {"TIMESTAMPTZ": "TIMESTAMP WITH TIME ZONE"}
 
@@ -102,8 +105,12 @@ def _harmonize(chain: Chain, present: dict[str, str], extras: list[str]) -> None
     shadows = [c for c in backfill.DOUBLES if DOUBLE_PREFIX + c in present]
     exprs += [f"{ident(DOUBLE_PREFIX + c)}, {ident(c)} AS {ident(backfill.SHADOWED + c)}" for c in shadows]
     added = [*(DOUBLE_PREFIX + c for c in shadows), *(backfill.SHADOWED + c for c in shadows)]
-    chain.step(", ".join(exprs), columns=[*input_columns(), *map(extra_name, extras), *added, *markers], reset=True)
-    chain.replace({}, {f"_o_{c}": ident(c) for c in (*TRACKED, *backfill.TRACKED)})
+    # a source's repaired columns (fills with a condition): their delivered values are the originals
+    repaired = [c for c in (*TRACKED, *backfill.TRACKED) if FILL_ORIGINAL + c in present]
+    exprs += [f"CAST({ident(FILL_ORIGINAL + c)} AS {SQL_TYPES[input_columns()[c]]}) AS {ident(FILL_ORIGINAL + c)}" for c in repaired]
+    chain.step(", ".join(exprs), columns=[*input_columns(), *map(extra_name, extras), *added, *markers,
+                                          *(FILL_ORIGINAL + c for c in repaired)], reset=True)
+    chain.replace({}, {f"_o_{c}": ident(FILL_ORIGINAL + c if c in repaired else c) for c in (*TRACKED, *backfill.TRACKED)})
     if ZERO_BILLED in present:  # legacy amortized exports: usage covered by a commitment is not billed again
         chain.replace({"BilledCost": f"CASE WHEN {ZERO_BILLED} THEN CAST(0 AS {DEC}) ELSE BilledCost END"})
 
@@ -507,7 +514,8 @@ def costs_sql(source: str, present: dict[str, str], lineage: Lineage, *, prices:
     chain = Chain(source)
     known = set(input_columns()) | set(RENAMES)
     markers = {ZERO_BILLED, FILLED, *(col for _, col in MARKER_CODES)}
-    extras = [e for e in extras if e in present and e not in known and extra_name(e) not in known and e not in markers]
+    extras = [e for e in extras if e in present and e not in known and extra_name(e) not in known and e not in markers
+              and not e.startswith(FILL_ORIGINAL)]
     _harmonize(chain, present, extras)
     _lineage(chain, lineage)
     _codes(chain)

@@ -53,7 +53,17 @@ from hub.store import EXPORTS, Store, bounded_name, dataset_folder, glob_escape,
 from hub.validate import CheckTap, tap_report, validate_files
 from transforms import backfill, costs, mapped
 from transforms.costs import Lineage
-from transforms.typing import IncompatibleType, decimal_sources, header_key, ident, literal, project, scan, text_nulls
+from transforms.typing import (
+    DOUBLE_PREFIX,
+    IncompatibleType,
+    decimal_sources,
+    header_key,
+    ident,
+    literal,
+    project,
+    scan,
+    text_nulls,
+)
 
 AREA = EXPORTS
 NATIVE = "native:"
@@ -64,13 +74,16 @@ ZIPPED = (".csv.gz", ".csv", ".parquet")
 
 
 class Fill(BaseModel):
-    """A value a provider's FOCUS files leave empty though FOCUS requires it, and the provider documents the gap."""
+    """A value a provider's FOCUS files leave empty though FOCUS requires it, and the provider documents the gap; or,
+    with ``when``, a documented deviation repaired (the original value kept in x_SourceValues)."""
 
     model_config = ConfigDict(extra="forbid")
     #: SQL over the file's FOCUS columns (as typed, before the normalization), used where the column is null
     value: str
     #: the x_SourceChanges code of the rows it fills
     code: str
+    #: SQL condition over the same columns: the value replaces the column's where it holds (default: the column is null)
+    when: str | None = None
 
 
 class ProviderMapping(BaseModel):
@@ -777,10 +790,19 @@ def _filled(con: duckdb.DuckDBPyConnection, typed: str, fills: dict[str, Fill], 
         todo = {c: f for c, f in fills.items() if c in types}
         if not todo:
             return typed
-        values = ", ".join(f"coalesce({ident(c)}, CAST(({f.value}) AS {types[c]})) AS {ident(c)}" for c, f in todo.items())
-        codes = ", ".join(f"CASE WHEN {ident(c)} IS NULL AND ({f.value}) IS NOT NULL THEN {literal(f.code)} END"
-                          for c, f in todo.items())
-        out = f"(SELECT * REPLACE ({values}), nullif(concat_ws(',', {codes}), '') AS {ident(costs.FILLED)} FROM {typed})"
+        when = {c: f"({f.when or f'{ident(c)} IS NULL'}) AND ({f.value}) IS NOT NULL" for c, f in todo.items()}
+        values = ", ".join(f"CASE WHEN {when[c]} THEN CAST(({f.value}) AS {types[c]}) ELSE {ident(c)} END AS {ident(c)}"
+                           for c, f in todo.items())
+        # a repaired number's double copy parsed from the file's text (transforms.typing) no longer stands for it
+        values += "".join(f", CASE WHEN {when[c]} THEN NULL ELSE {ident(DOUBLE_PREFIX + c)} END AS {ident(DOUBLE_PREFIX + c)}"
+                          for c, f in todo.items() if f.when and DOUBLE_PREFIX + c in types)
+        by_code: dict[str, list[str]] = {}  # a code told once per row, whichever of its columns it concerns
+        for c, f in todo.items():
+            by_code.setdefault(f.code, []).append(f"({when[c]})")
+        codes = ", ".join(f"CASE WHEN {' OR '.join(w)} THEN {literal(code)} END" for code, w in by_code.items())
+        originals = "".join(f", {ident(c)} AS {ident(costs.FILL_ORIGINAL + c)}" for c, f in todo.items() if f.when)
+        out = (f"(SELECT * REPLACE ({values}), nullif(concat_ws(',', {codes}), '') AS {ident(costs.FILLED)}{originals} "
+               f"FROM {typed})")
         con.execute(f"DESCRIBE SELECT * FROM {out}")
     except duckdb.Error as exc:
         raise convert.map_error(exc, file=path) from None
