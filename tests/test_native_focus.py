@@ -212,6 +212,74 @@ def test_google_view_pricing_quantity_is_the_quantity_used(tmp_path: Path) -> No
     assert report.violations == 0, report.summary()
 
 
+def view_row(description: str, **fields: object) -> dict:
+    """One row of Google's FOCUS BigQuery view as a newline-JSON extract writes it (the view's own spellings)."""
+    return {"BillingAccountId": "01ABCD-234567-89EFGH", "BillingCurrency": "EUR", "BillingPeriodStart": "2024-09-01 07:00:00 UTC",
+            "BillingPeriodEnd": "2024-09-30 07:00:00 UTC", "ChargePeriodStart": "2024-09-05 00:00:00 UTC",
+            "ChargePeriodEnd": "2024-09-05 01:00:00 UTC", "ChargeCategory": "usage", "ChargeDescription": description,
+            "PricingCategory": "standard", "ServiceName": "Compute Engine", "SubAccountId": "01ABCD-234567-89EFGH",
+            "ServiceCategory": ["GCP", "Compute", "GCE", "VMs On Demand", "Cores: Per Core"], "SkuId": "S1", "SkuPriceId": "S1-0",
+            "PricingUnit": "hour", "PricingQuantity": 1, "Tags": [], "x_Credits": [],
+            "x_Project": {"id": "proj-1", "name": "Project One", "number": "123"}, **fields}
+
+
+def cost(amount: float, price: float, credits: list | None = None) -> dict:
+    billed = round(amount + sum(c["Amount"] for c in credits or []), 6)
+    return {"BilledCost": billed, "EffectiveCost": billed, "ContractedCost": amount, "ListCost": amount,
+            "ContractedUnitPrice": price, "ListUnitPrice": price, "x_Credits": credits or []}
+
+
+def tag(key: str, value: str, kind: str, inherited: bool = False, namespace: str = "n/a") -> dict:
+    return {"key": key, "value": value, "x_type": kind, "x_inherited": inherited, "x_namespace": namespace}
+
+
+CUD = {"Name": "Committed use discount: CPU", "Amount": -0.8, "FullName": "projects/proj-1/regions/us-central1/commitments/c1",
+       "Id": "cud-1", "Type": "COMMITTED_USAGE_DISCOUNT"}
+GCP_VIEW_ROWS = [
+    view_row("labelled", **cost(10, 0.5), Tags=[
+        tag("env", "prod", "label"), tag("env", "staging", "project_label", True), tag("team", "data", "project_label", True),
+        tag("cost-center", "42", "tag", True, "123456789"), tag("goog-k8s-cluster-name", "gke-1", "system_label")]),
+    view_row("covered", **cost(2, 0.2, [CUD]), PricingCategory="committed", CommitmentDiscountCategory="Usage",
+             CommitmentDiscountName=CUD["FullName"]),
+    view_row("tax", ChargeCategory="tax", ServiceName="Invoice", ServiceCategory=None, PricingCategory=None, BilledCost=1.3, EffectiveCost=1.3,
+             ContractedCost=1.3, ListCost=1.3, PricingUnit=None, PricingQuantity=None, SkuId=None, SkuPriceId=None),
+    view_row("other project", **cost(3, 0.5), SubAccountId="proj-2", ServiceName="BigQuery",
+             x_Project={"id": "proj-2", "name": "Project Two"}),
+]
+
+
+def test_google_view_tags_projects_commitments_and_categories(tmp_path: Path) -> None:
+    """Review of stop 35, Google's FOCUS view (a newline-JSON extract): (1) Tags keep the resource's label over its
+    project's (the array lists labels, system labels, project labels, tags: the last value of a key won) and key a
+    Resource Manager tag namespace/key, as the detailed export does; (2) SubAccountId is the billing account on every
+    row, the project in x_Project: the project is the sub-account (SubAccountFromProject), as in the detailed export,
+    unless the row names another; (3) a committed-use row names its commitment but has no CommitmentDiscountId: the
+    CUD credit's id, type Committed Use Discount, status Used (its commitment saving 2 - 1.2 = 0.8); (4) ServiceCategory
+    is the pricing export's taxonomy list, null on tax: the ServiceName's FOCUS category (service_categories.csv),
+    else Other. The delivered values stay in x_SourceValues; 0 FOCUS violations."""
+    root = make_hub(tmp_path / "hub")
+    text = "\n".join(json.dumps(r) for r in GCP_VIEW_ROWS) + "\n"
+    deliver(root, "gcp", "focus/2024-09", {"focus-000000000000.json.gz": gzip.compress(text.encode())})
+    result = ingest(Store(str(root)))
+    assert result.ok, [r.error for r in result.all]
+    got = keyed(root, "ChargeDescription, Tags, SubAccountId, SubAccountName, CommitmentDiscountId, CommitmentDiscountType, "
+                      "CommitmentDiscountStatus, x_CommitmentDiscountSavings, ServiceCategory, x_SourceChanges, x_SourceValues")
+    assert json.loads(got["labelled"][0]) == {"goog-k8s-cluster-name": "gke-1", "123456789/cost-center": "42", "env": "prod",
+                                              "team": "data"}
+    assert {k: v[1:3] for k, v in got.items()} == {"labelled": ("proj-1", "Project One"), "covered": ("proj-1", "Project One"),
+                                                   "tax": ("proj-1", "Project One"), "other project": ("proj-2", None)}
+    assert got["covered"][3:7] == ("cud-1", "Committed Use Discount", "Used", D("0.8"))
+    assert {k: v[7] for k, v in got.items()} == {"labelled": "Compute", "covered": "Compute", "tax": "Other",
+                                                 "other project": "Analytics"}
+    codes = {k: set(v[8].split(",")) for k, v in got.items()}
+    assert {"SubAccountFromProject", "ServiceCategoryFromServiceName"} <= codes["labelled"]
+    assert "CommitmentDiscountIdFromCredits" in codes["covered"] and "SubAccountFromProject" not in codes["other project"]
+    originals = json.loads(got["labelled"][9])
+    assert originals["SubAccountId"] == "01ABCD-234567-89EFGH" and json.loads(originals["ServiceCategory"])[1] == "Compute"
+    report = validate(str(root))
+    assert report.violations == 0, report.summary()
+
+
 def test_a_redelivery_replaces_the_folder(tmp_path: Path) -> None:
     """AWS re-delivers a month in full: the new files replace the old ones in the month's folder (no double count)."""
     root = make_hub(tmp_path / "hub")

@@ -32,7 +32,7 @@ TRACKED = (
     "BilledCost", "BillingAccountId", "BillingPeriodEnd", "ChargeCategory", "ChargeClass", "ChargeFrequency", "ChargePeriodEnd",
     "CommitmentDiscountCategory", "CommitmentDiscountId", "CommitmentDiscountStatus", "ConsumedQuantity", "ConsumedUnit",
     "EffectiveCost", "InvoiceIssuerName", "PricingCategory", "PricingQuantity", "ProviderName", "PublisherName", "ResourceName",
-    "ServiceCategory", "BillingCurrency",
+    "ServiceCategory", "BillingCurrency", "SubAccountId",
     "Tags", "x_EffectiveCostInUsd", "x_ResourceGroupName", "x_ResourceType", "ResourceType",
 )
 LEGACY_VERSIONS = ("1.0-preview", "1.0-preview(v1)")
@@ -374,8 +374,18 @@ def _tags(chain: Chain, prefixes: tuple[str, ...] = ()) -> None:
                   "coalesce(json_extract_string(x, '$.value'), json_extract_string(x, '$.TagValue'))")
     keyed = (f"json_type(Tags) = 'ARRAY' AND coalesce(list_bool_and(list_transform({elements}, lambda x: json_type(x) = 'OBJECT' "
              f"AND {key} IS NOT NULL)), true)")
-    from_array = _object(f"list_transform({elements}, lambda x: {key})",
-                         f"list_transform({elements}, lambda x: to_json({key}) || ':' || coalesce(to_json({value}), 'null'))")
+    # Google's FOCUS view tells each element's source (x_type): ordered as its detailed export merges them, a later one
+    # winning (system labels, Resource Manager tags keyed namespace/key, project labels, then the resource's labels)
+    kind = "json_extract_string(x, '$.x_type')"
+    sources = ("system_label", "tag", "project_label")
+    ranked = f"list_filter({elements}, lambda x: coalesce({kind}, '') NOT IN {tuple(sources)})"  # labels, untyped: last
+    for source in reversed(sources):
+        ranked = f"list_concat(list_filter({elements}, lambda x: {kind} = {literal(source)}), {ranked})"
+    ordered = f"CASE WHEN contains(Tags, '\"x_type\"') THEN {ranked} ELSE {elements} END"
+    space = "json_extract_string(x, '$.x_namespace')"
+    full_key = f"CASE WHEN {kind} = 'tag' AND coalesce({space}, 'n/a') NOT IN ('n/a', '') THEN {space} || '/' || {key} ELSE {key} END"
+    from_array = _object(f"list_transform({ordered}, lambda x: {full_key})",
+                         f"list_transform({ordered}, lambda x: to_json({full_key}) || ':' || coalesce(to_json({value}), 'null'))")
     # an array is tested only on text starting with '[' (after spaces), under a CASE: JSON functions raise on text that
     # is not JSON, and AND terms may be evaluated in any order
     array = "CASE WHEN starts_with(Tags, '{') THEN false ELSE starts_with(ltrim(Tags), '[') END"

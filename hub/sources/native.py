@@ -55,6 +55,7 @@ from transforms import backfill, costs, mapped
 from transforms.costs import Lineage
 from transforms.typing import (
     DOUBLE_PREFIX,
+    SQL_TYPES,
     IncompatibleType,
     decimal_sources,
     header_key,
@@ -84,6 +85,8 @@ class Fill(BaseModel):
     code: str
     #: SQL condition over the same columns: the value replaces the column's where it holds (default: the column is null)
     when: str | None = None
+    #: columns of the file the value or condition reads beyond FOCUS's: a file without one of them is not filled
+    needs: list[str] = []
 
 
 class ProviderMapping(BaseModel):
@@ -93,6 +96,8 @@ class ProviderMapping(BaseModel):
     provider: str
     sourceName: str
     sourceType: str = "FOCUS"
+    #: the provider's folder under ``schemas/`` (set when loaded): where the CSV tables its ``fills`` read lie
+    folder: str = ""
     aliases: dict[str, list[str]] = {}
     #: reports arrive file by file without a manifest (OCI): each file is taken once it has stopped changing
     incrementalFiles: bool = False
@@ -122,7 +127,7 @@ def providers() -> dict[str, ProviderMapping]:
     for entry in sorted(base.iterdir(), key=lambda e: e.name):
         path = entry / "focus.json"
         if entry.is_dir() and path.is_file():
-            out[entry.name] = ProviderMapping.model_validate_json(path.read_text())
+            out[entry.name] = ProviderMapping.model_validate_json(path.read_text()).model_copy(update={"folder": entry.name})
     return out
 
 
@@ -754,7 +759,7 @@ def _typed(con: duckdb.DuckDBPyConnection, provider: str, src: str, kind: str, p
         typed = f"(SELECT * RENAME ({', '.join(f'{ident(a)} AS {ident(b)}' for a, b in renames.items())}) FROM {typed})"
         extras = [renames.get(e, e) for e in extras]
     if mapping.fills and not hidden:
-        typed = _filled(con, typed, mapping.fills, path)
+        typed = _filled(con, typed, mapping.fills, path, mapping.folder)
     try:
         described = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {typed}").fetchall()}
     except duckdb.Error as exc:
@@ -782,31 +787,48 @@ def _extra_aliases(mapping: ProviderMapping, extras: list[str]) -> dict[str, str
     return out
 
 
-def _filled(con: duckdb.DuckDBPyConnection, typed: str, fills: dict[str, Fill], path: str) -> str:
-    """``typed`` with the provider's :class:`Fill` values where its columns are null, and the codes of what was filled
-    in :data:`transforms.costs.FILLED` (read into x_SourceChanges by the normalization)."""
+def _filled(con: duckdb.DuckDBPyConnection, typed: str, fills: dict[str, Fill], path: str, folder: str) -> str:
+    """``typed`` with the provider's :class:`Fill` values where its columns are null (a FOCUS column the file lacks is
+    added), or where a fill's ``when`` holds, and the codes of what was filled in :data:`transforms.costs.FILLED` (read
+    into x_SourceChanges by the normalization). Every value and condition reads the file's own values; ``{lookup:X}``
+    in one is the table of ``schemas/<folder>/X`` (a CSV, text columns)."""
+    fills = {c: f.model_copy(update={"value": _lookups(f.value, folder)}) for c, f in fills.items()}
     try:
         types = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {typed}").fetchall()}
-        todo = {c: f for c, f in fills.items() if c in types}
+        focus = costs.input_columns()
+        todo = {c: f for c, f in fills.items() if (c in types or c in focus) and all(n in types for n in f.needs)}
         if not todo:
             return typed
-        when = {c: f"({f.when or f'{ident(c)} IS NULL'}) AND ({f.value}) IS NOT NULL" for c, f in todo.items()}
-        values = ", ".join(f"CASE WHEN {when[c]} THEN CAST(({f.value}) AS {types[c]}) ELSE {ident(c)} END AS {ident(c)}"
-                           for c, f in todo.items())
+        when = {c: f"({f.when or (f'{ident(c)} IS NULL' if c in types else 'true')}) AND ({f.value}) IS NOT NULL"
+                for c, f in todo.items()}
+        replaced = [f"CASE WHEN {when[c]} THEN CAST(({f.value}) AS {types[c]}) ELSE {ident(c)} END AS {ident(c)}"
+                    for c, f in todo.items() if c in types]
         # a repaired number's double copy parsed from the file's text (transforms.typing) no longer stands for it
-        values += "".join(f", CASE WHEN {when[c]} THEN NULL ELSE {ident(DOUBLE_PREFIX + c)} END AS {ident(DOUBLE_PREFIX + c)}"
-                          for c, f in todo.items() if f.when and DOUBLE_PREFIX + c in types)
+        replaced += [f"CASE WHEN {when[c]} THEN NULL ELSE {ident(DOUBLE_PREFIX + c)} END AS {ident(DOUBLE_PREFIX + c)}"
+                     for c, f in todo.items() if f.when and DOUBLE_PREFIX + c in types]
+        added = [f"CAST(({f.value}) AS {SQL_TYPES[focus[c]]}) AS {ident(c)}" for c, f in todo.items() if c not in types]
         by_code: dict[str, list[str]] = {}  # a code told once per row, whichever of its columns it concerns
         for c, f in todo.items():
             by_code.setdefault(f.code, []).append(f"({when[c]})")
         codes = ", ".join(f"CASE WHEN {' OR '.join(w)} THEN {literal(code)} END" for code, w in by_code.items())
-        originals = "".join(f", {ident(c)} AS {ident(costs.FILL_ORIGINAL + c)}" for c, f in todo.items() if f.when)
-        out = (f"(SELECT * REPLACE ({values}), nullif(concat_ws(',', {codes}), '') AS {ident(costs.FILLED)}{originals} "
-               f"FROM {typed})")
+        originals = [f"{ident(c)} AS {ident(costs.FILL_ORIGINAL + c)}" for c, f in todo.items() if f.when and c in types]
+        select = ", ".join([f"* REPLACE ({', '.join(replaced)})" if replaced else "*", *added,
+                            f"nullif(concat_ws(',', {codes}), '') AS {ident(costs.FILLED)}", *originals])
+        out = f"(SELECT {select} FROM {typed})"
         con.execute(f"DESCRIBE SELECT * FROM {out}")
     except duckdb.Error as exc:
         raise convert.map_error(exc, file=path) from None
     return out
+
+
+def _lookups(sql: str, folder: str) -> str:
+    """``sql`` with each ``{lookup:X}`` made a read of the CSV ``schemas/<folder>/X`` (every column text)."""
+
+    def table(found: re.Match) -> str:
+        with resources.as_file(resources.files("schemas") / folder / found.group(1)) as csv_path:
+            return scan("read_csv", literal(str(csv_path)), "header = true, all_varchar = true")
+
+    return re.sub(r"\{lookup:([A-Za-z0-9_.-]+)\}", table, sql)
 
 
 def _path_month(patterns: list[str], path: str) -> str | None:
