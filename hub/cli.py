@@ -9,7 +9,7 @@ import json
 import os
 import re
 import sys
-from datetime import date
+from datetime import date, datetime, timezone
 from typing import Annotated
 
 import typer
@@ -286,6 +286,8 @@ def inspect_cmd(
     store = _store(root)
     try:
         when = _day(day)
+        if when is not None and when > datetime.now(timezone.utc).date():  # recorded, it would silence every day before it
+            raise UsageError(f"--date {when} is after today (UTC): no costs to inspect yet")
         with lease.holding(store, "inspect", wait=600, waiting=_waiting) as held:
             if held is None:
                 raise UsageError("another process holds this hub's inspection lease; nothing done (try again later)")
@@ -309,7 +311,7 @@ def inspect_cmd(
               f"{len(result.insufficient)} series with insufficient history")
     if result.last_cost_day and result.last_cost_day < result.day:
         out.print(_plain(f"no costs in the inspected window: the lake's costs end on {result.last_cost_day}; "
-                         f"hub inspect {root} --date {result.last_cost_day}"))
+                         f"hub inspect {public_root(root)} --date {result.last_cost_day}"))
     if result.anomalies:
         table = Table(title=_plain(f"hub inspect {store.url}"))
         for col in ("monitor", "key", "currency", "start", "end", "state", "direction", "actual", "expected", "impact",
@@ -412,6 +414,9 @@ def validate(
     from hub import convert
     from hub.validate import validate as run_validate
 
+    if "://" not in path and not os.path.exists(path):  # a typo is no InternalError
+        _error(f"{path}: no such file or folder")
+        raise typer.Exit(2)
     try:
         report = run_validate(path, tolerance=tolerance)
     except (ValueError, OSError) as exc:

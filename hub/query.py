@@ -102,7 +102,7 @@ def _write_rows(con: duckdb.DuckDBPyConnection, sql: str, fmt: str, output: str 
         _unique_columns(columns)  # before the output file is opened: a refused query leaves no file
     sink = io.StringIO() if output is None else open(output, "w", newline="", encoding="utf-8")  # noqa: SIM115
     try:
-        writer = csv.writer(sink) if fmt in ("csv", "table") else None
+        writer = csv.writer(sink, lineterminator="\n") if fmt in ("csv", "table") else None  # no \r for shell tools
         if writer:
             writer.writerow(columns)
         while batch := result.fetchmany(10_000):

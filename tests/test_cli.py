@@ -247,3 +247,16 @@ def test_credentials_in_the_root_url_are_never_shown(tmp_path: Path, monkeypatch
     watch(store, stop=threading.Event(), log=lines.append, cycles=1, interval=0.1)
     assert lines[0]["event"] == "start" and lines[0]["root"] == "az://finops/hub"
     assert "SASSECRETPLANTED" not in str(lines) and any(line["event"] == "error" for line in lines)
+
+
+def test_small_usage_errors_are_named_never_internal(tmp_path: Path) -> None:
+    """Review of stop 35: ``hub validate`` of a mistyped path answered ``InternalError`` (a DuckDB IO error);
+    ``hub query --format csv`` ended lines with
+    ``\\r\\n``, so an id piped into the next command carried a ``\\r``."""
+    missing = tmp_path / "nonexist.csv"
+    result = runner.invoke(app, ["validate", str(missing)])
+    assert result.exit_code == 2 and "no such file or folder" in result.output and "InternalError" not in result.output
+    root = tmp_path / "hub"
+    assert runner.invoke(app, ["init", str(root)]).exit_code == 0
+    result = runner.invoke(app, ["query", str(root), "SELECT 'a' AS x UNION ALL SELECT 'b'", "--format", "csv"])
+    assert result.exit_code == 0 and result.stdout == "x\na\nb\n"

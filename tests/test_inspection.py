@@ -509,10 +509,17 @@ def test_an_inspection_after_the_lakes_last_cost_says_which_date_to_inspect(stor
     assert f"the lake's costs end on 2024-05-31; hub inspect {tmp_path} --date 2024-05-31" in " ".join(out.output.split())
     data = json.loads(CliRunner().invoke(app, ["inspect", str(tmp_path), "--date", "2024-09-30", "--json"]).output)
     assert (data["series"], data["lastCostDay"]) == (0, "2024-05-31")
+    # review of stop 35: that inspection recorded 2024-09-30 as the last day inspected, so the command it suggests
+    # (and every later day up to 2024-09-30, hub watch's daily one included) recorded, published and alerted nothing:
+    # a window without costs records nothing, and a day after today is refused
     earlier = CliRunner().invoke(app, ["inspect", str(tmp_path), "--date", "2024-05-31", "--json"])
     inspected = json.loads(earlier.stdout)
     assert inspected["series"] > 0 and inspected["lastCostDay"] is None
-    assert "note: 2024-05-31 is before the last inspected day (2024-09-30): reported only" in earlier.stderr
+    assert "note:" not in earlier.stderr
+    assert json.loads((tmp_path / "config/inspection/state.json").read_text())["lastDay"] == "2024-05-31"
+    future = CliRunner().invoke(app, ["inspect", str(tmp_path), "--date", "2999-01-01"])
+    assert future.exit_code == 2 and "--date 2999-01-01 is after today (UTC)" in future.output
+    assert json.loads((tmp_path / "config/inspection/state.json").read_text())["lastDay"] == "2024-05-31"
 
 
 def test_the_state_file_writes_amounts_as_plain_decimal_text(store, tmp_path):

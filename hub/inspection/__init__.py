@@ -152,7 +152,7 @@ def inspect(store: Store, day: date | None = None, rules: Rules | None = None, *
     last = state.get("lastDay")
     if save and last and day.isoformat() < str(last):
         result.not_recorded = str(last)  # an earlier day than the state's: reported, never rewinding the state
-    elif save:
+    elif save and not result.last_cost_day:  # a window without costs (a day past the lake's) records nothing: the
         made = outcome.record(store, result.anomalies, result.budgets, day, rules, result.alert_errors)
         result.events = [(kind, subject) for kind, subject, _, _ in made]
         sent = outcome.publish(store, made)
