@@ -87,9 +87,11 @@ def _run_table(records: list[RunRecord], title: str) -> Table:
     for col in ("export", "dataset", "month", "scope", "rows", "seconds", "state", "error"):
         table.add_column(col, overflow="fold", justify="right" if col in ("rows", "seconds") else "left")
     for r in records:
-        error = f"{r.error.code}: {r.error.message}" if r.error else ""
+        error = f"{r.error.code}: {r.error.file or r.manifest}: {r.error.message}" if r.error else ""
+        # another cloud's delivery is named by its folder (its exportName is the provider's, the same for all)
+        label = r.manifest.rsplit("/", 1)[0] if r.manifest.startswith("exports/") else (r.exportName or r.manifest)
         state = Text(r.state, style={"committed": "green", "quarantined": "red", "superseded": "yellow"}.get(r.state, ""))
-        table.add_row(_plain(r.exportName or r.manifest), _plain(r.dataset or ""), _plain(r.month or ""), _plain(r.scope or ""),
+        table.add_row(_plain(label), _plain(r.dataset or ""), _plain(r.month or ""), _plain(r.scope or ""),
                       f"{r.rowsOut or r.rowsIn:,}", f"{r.seconds:.2f}" if r.seconds is not None else "", state, _plain(error))
     return table
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 from conftest import schema_csv, write_export
@@ -260,3 +262,24 @@ def test_small_usage_errors_are_named_never_internal(tmp_path: Path) -> None:
     assert runner.invoke(app, ["init", str(root)]).exit_code == 0
     result = runner.invoke(app, ["query", str(root), "SELECT 'a' AS x UNION ALL SELECT 'b'", "--format", "csv"])
     assert result.exit_code == 0 and result.stdout == "x\na\nb\n"
+
+
+def test_status_names_each_other_cloud_delivery_and_its_file(tmp_path: Path) -> None:
+    """Review of stop 35: two bad deliveries of another cloud were two identical rows of ``hub status`` (export: the
+    provider's name, no month or scope, the error without its file): each is named by its folder, its error by its
+    file."""
+    from conftest import make_hub
+
+    root = make_hub(tmp_path / "hub")
+    for folder in ("a", "b"):
+        base = root / "exports" / "huawei" / folder
+        base.mkdir(parents=True)
+        (base / f"bill-{folder}.csv").write_text("nothing,we,know\n1,2,3\n")
+        (base / "manifest.json").write_bytes(b"")
+    assert runner.invoke(app, ["ingest", str(root)]).exit_code == 1
+    result = subprocess.run([sys.executable, "-m", "hub.cli", "status", str(root)], capture_output=True, text=True,
+                            env={**os.environ, "COLUMNS": "400"}, timeout=120)
+    lines = [line for line in result.stdout.splitlines() if "quarantined" in line]
+    assert len(lines) == 2, result.stdout
+    for folder, line in zip(("a", "b"), lines, strict=True):
+        assert f"exports/huawei/{folder}" in line and f"exports/huawei/{folder}/bill-{folder}.csv" in line, line
