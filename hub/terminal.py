@@ -17,6 +17,7 @@ def printable(text: object) -> str:
 
 def log_value(value: object) -> str:
     """A value of a ``key=value`` text log line: escaped, and quoted when it holds spaces, ``=`` or quotes (so one
-    value never reads as several fields)."""
+    value never reads as several fields): a quoted value is a JSON string of the escaped text, non-ASCII letters kept
+    (``"exports/tencent/账单 5月/a.zip"``, not ``\\u8d26...``)."""
     text = printable(value)
-    return json.dumps(text) if not text or any(c in text for c in ' ="\'') else text
+    return json.dumps(text, ensure_ascii=False) if not text or any(c in text for c in ' ="\'') else text

@@ -283,3 +283,13 @@ def test_status_names_each_other_cloud_delivery_and_its_file(tmp_path: Path) -> 
     assert len(lines) == 2, result.stdout
     for folder, line in zip(("a", "b"), lines, strict=True):
         assert f"exports/huawei/{folder}" in line and f"exports/huawei/{folder}/bill-{folder}.csv" in line, line
+
+
+def test_a_quoted_log_value_keeps_its_letters() -> None:
+    """Review of stop 35: a log value with a space was written with every non-ASCII letter as ``\\uXXXX`` (a Chinese
+    file name unreadable, the hub's own ``…`` as ``\\u2026``); the same value without a space as it is."""
+    from hub.terminal import log_value
+
+    assert log_value("exports/tencent/账单 5月/a.zip") == '"exports/tencent/账单 5月/a.zip"'
+    assert log_value("账单") == "账单" and log_value("truncated … x") == '"truncated … x"'
+    assert log_value("evil\x1b name") == '"evil\\\\x1b name"' and log_value("a\nb") == "a\\nb"  # escaped, never raw
