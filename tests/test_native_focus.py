@@ -280,6 +280,19 @@ def test_google_view_tags_projects_commitments_and_categories(tmp_path: Path) ->
     assert report.violations == 0, report.summary()
 
 
+def test_a_json_column_null_on_every_line_is_no_value(tmp_path: Path) -> None:
+    """Review of stop 35: a newline-JSON extract whose numeric column is ``null`` on every line (Google's view where
+    the pricing export matched nothing: ListUnitPrice; a shard of tax rows only) was refused whole, ``SchemaMismatch:
+    column ListUnitPrice is "NULL"``. Written out as null, it is no value, as a field left out is."""
+    root = make_hub(tmp_path / "hub")
+    rows = [{**r, "ListUnitPrice": None, "ContractedUnitPrice": None, "PricingQuantity": None} for r in GCP_VIEW_ROWS]
+    deliver(root, "gcp", "focus/2024-09", {"focus-000000000000.json": "\n".join(json.dumps(r) for r in rows) + "\n"})
+    result = ingest(Store(str(root)))
+    assert result.ok, [r.error for r in result.all]
+    assert one(f"SELECT count(*) FILTER (WHERE ListUnitPrice IS NOT NULL AND ListUnitPrice <> 0) FROM {lake(root)}") == 0
+    assert one(f"SELECT sum(BilledCost) FROM {lake(root)}") == D("15.5")  # 10 + 1.2 + 1.3 + 3
+
+
 def test_a_redelivery_replaces_the_folder(tmp_path: Path) -> None:
     """AWS re-delivers a month in full: the new files replace the old ones in the month's folder (no double count)."""
     root = make_hub(tmp_path / "hub")

@@ -198,6 +198,8 @@ def typed_value(col: Column, src: str, source_type: str, *, exponents: bool = Tr
     """SQL of one source column (expression ``src`` of DuckDB type ``source_type``) as the column's type."""
     if source_type == "VARCHAR":
         return cast_text(col, src, exponents=exponents)
+    if source_type.strip('"').upper() == "NULL":  # null on every line of a JSON file: no value, whatever the column
+        return f"CAST(NULL AS {SQL_TYPES[col.type]})"
     if col.type == "string":
         return f"CAST({src} AS VARCHAR)"
     if not source_type.upper().startswith(_FEEDS[col.type]):
