@@ -280,6 +280,27 @@ def test_google_view_tags_projects_commitments_and_categories(tmp_path: Path) ->
     assert report.violations == 0, report.summary()
 
 
+def test_google_view_commitment_fees_are_purchases(tmp_path: Path) -> None:
+    """Review of stop 35: a commitment's fee stayed a Usage row priced Committed in Google's view, a Recurring Purchase
+    priced Standard from the detailed export (the same month, two ChargeCategory totals); the view's ChargeCategory
+    ``error`` (a cost_type it does not know) was kept. Fee: Purchase, Recurring, Standard, its cost its EffectiveCost
+    (5: the fee is charged hour by hour, nothing to amortize); ``error``: Adjustment, One-Time."""
+    root = make_hub(tmp_path / "hub")
+    rows = [view_row("Commitment v1: Cpu in Americas for 1 Year", **cost(5, 0.025), PricingCategory="committed"),
+            view_row("unknown", ChargeCategory="error", BilledCost=0.5, EffectiveCost=0.5, ContractedCost=0.5, ListCost=0.5,
+                     PricingCategory=None, PricingUnit=None, PricingQuantity=None, SkuId=None, SkuPriceId=None)]
+    deliver(root, "gcp", "focus/2024-09", {"focus-000000000000.json": "\n".join(json.dumps(r) for r in rows) + "\n"})
+    result = ingest(Store(str(root)))
+    assert result.ok, [r.error for r in result.all]
+    got = keyed(root, "ChargeDescription, ChargeCategory, ChargeFrequency, PricingCategory, EffectiveCost, x_SourceChanges")
+    assert {k: v[:4] for k, v in got.items()} == {
+        "Commitment v1: Cpu in Americas for 1 Year": ("Purchase", "Recurring", "Standard", D(5)),
+        "unknown": ("Adjustment", "One-Time", None, D("0.5"))}
+    assert all("CommitmentFeeIsPurchase" in v[4].split(",") for v in got.values())
+    report = validate(str(root))
+    assert report.violations == 0, report.summary()
+
+
 def test_a_json_column_null_on_every_line_is_no_value(tmp_path: Path) -> None:
     """Review of stop 35: a newline-JSON extract whose numeric column is ``null`` on every line (Google's view where
     the pricing export matched nothing: ListUnitPrice; a shard of tax rows only) was refused whole, ``SchemaMismatch:
