@@ -21,7 +21,7 @@ from hub import convert, runs
 from hub.checks import month_end
 from hub.errors import HubError, ManifestError
 from hub.manifest import Manifest, parse_manifest
-from hub.runs import RunRecord
+from hub.runs import AFTER_COMMIT, RunRecord
 from hub.settings import MonthsRetention
 from hub.store import MSEXPORTS, Store, part_file_name, safe_relpath
 from transforms.typing import literal, scan
@@ -242,8 +242,13 @@ def supersede_older(store: Store, rec: RunRecord, records: list[RunRecord]) -> l
     (their files were replaced by the swap; the records are updated in place and saved). Returns their keys."""
     done = []
     for old in committed_deliveries(records, rec.destination or ""):
-        if old.key != rec.key and old.manifest != rec.manifest:
+        newer = old.deliveredAt is not None and rec.deliveredAt is not None and old.deliveredAt > rec.deliveredAt
+        if old.key != rec.key and old.manifest != rec.manifest and not newer:  # (a retried after-commit of an older run)
             old.state, old.supersededBy = "superseded", rec.key
+            if AFTER_COMMIT in old.owed:  # its source is retention's now (hub retention, the watcher's pass)
+                old.owed = [w for w in old.owed if w != AFTER_COMMIT]
+                if old.error and old.error.code == "AfterCommitFailed":
+                    old.error = None
             runs.save(store, old)
             done.append(old.key)
     return done

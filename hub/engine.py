@@ -21,12 +21,9 @@ from hub import catalog, convert, runs, swap
 from hub.errors import HubError
 from hub.export_schemas import schema_by_key
 from hub.faults import checkpoint
-from hub.runs import RunError, RunRecord
+from hub.runs import AFTER_COMMIT, RunError, RunRecord
 from hub.settings import Settings, load_settings
 from hub.store import INGESTION, STAGING, Store, raw_folder, raw_staging
-
-#: the work a source does after a run's commit (:class:`hub.sources.Hooks`), owed by the run until it is done
-AFTER_COMMIT = "after-commit"
 
 
 def new_staging(key: str) -> str:

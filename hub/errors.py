@@ -84,7 +84,8 @@ CODES: dict[str, tuple[str, str, str]] = {
                                     "marking the folder's older deliveries superseded, or deleting the source "
                                     "(`retention.msexports.days: 0`; a blob another client holds a lease on)",
                           "nothing to redo: the run stays committed and the next `hub ingest` / `hub watch` cycle tries "
-                          "that work again (release the lease or grant delete permission on the file named)"),
+                          "that work again (release the lease or grant delete permission on the file named); a superseded "
+                          "delivery's source is left to `hub retention`"),
     "PartFailed": ("engine", "a part of the delivery failed on every attempt of the Spark engine (the last error in the message)",
                    "read the task's log in the Spark UI; fix the cause, then `hub ingest --retry` (the previous month stays "
                    "visible)"),

@@ -45,6 +45,10 @@ class PartResult(BaseModel):
     signature: str | None = None
 
 
+#: the work a source does after a run's commit (:class:`hub.sources.Hooks`), owed by the run until it is done
+AFTER_COMMIT = "after-commit"
+
+
 class RunRecord(BaseModel):
     key: str
     manifest: str

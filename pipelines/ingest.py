@@ -172,9 +172,9 @@ def recover(store: Store) -> list[RunRecord]:
     done = engine.recover(store, redo)
     settings = load_settings(store)
     for rec in runs.load_all(store):
-        if rec.state == "committed" and engine.AFTER_COMMIT in rec.owed:  # failed, or a crash cut it short
-            engine.after_commit(store, rec, settings)
-            done.append(rec)
+        if rec.state == "committed" and engine.AFTER_COMMIT in rec.owed:  # failed, or a crash cut it short: done
+            engine.after_commit(store, rec, settings)  # quietly (the run was reported, its event sent, its month
+            # allocated when it committed); a lasting failure stays on its record (hub status)
         if rec.state == "committed" and "renormalize" in rec.owed:  # prices committed, their month's
             done += _renormalize(store, rec)  # re-normalization cut short before it started
     return done

@@ -647,3 +647,20 @@ def test_root_cause_shares_are_of_the_moves_in_the_anomalys_direction(tmp_path):
     assert a.direction == "down"
     product = [(c.value, c.delta, c.share) for c in a.causes if c.dimension == "product"]
     assert product == [("Steady", D(-30), 1.0)]
+
+
+def test_budgets_are_recorded_when_no_monitor_matches(store, tmp_path):
+    """Review of this stop's change: a window without series recorded nothing, also when its monitors matched no row
+    (a monitor of another provider's costs) while a budget had costs in it: no state, no Budgets row, no threshold
+    event. Only a window with no costs at all records nothing."""
+    (tmp_path / "config").mkdir(exist_ok=True)
+    (tmp_path / "config/inspection.json").write_text(json.dumps({
+        "window_days": 35, "test_days": 3, "monitors": [{"id": "gcp", "filter": {"ServiceName": "nothing"}}],
+        "budgets": [{"id": "all", "amount": "100", "currency": "USD"}]}))
+    out = CliRunner().invoke(app, ["inspect", str(tmp_path), "--date", "2024-05-31", "--json"])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.stdout)
+    assert data["series"] == 0 and data["lastCostDay"] == "2024-05-31"
+    state = json.loads((tmp_path / "config/inspection/state.json").read_text())
+    assert state["lastDay"] == "2024-05-31", state
+    assert state["budgets"], state  # the budget's thresholds crossed are recorded (the month's costs exceed 100)

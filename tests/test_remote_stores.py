@@ -364,10 +364,37 @@ def test_a_source_that_cannot_be_deleted_after_the_commit_leaves_the_run_committ
     assert rec.state == "committed" and rec.owed == ["after-commit"], rec.error
     assert rec.error and rec.error.code == "AfterCommitFailed" and rec.error.file == part.split("/", 2)[2]
     assert lake(url)[:2] == (1, 100) and store.fs.exists(part)
-    assert ingest(store).records == [] and runs.load_all(store)[0].owed == ["after-commit"]  # still held: still owed
+    quiet = ingest(store)  # still held: still owed, tried again without reporting the run (or its event) again
+    assert quiet.records == quiet.recovered == [] and runs.load_all(store)[0].owed == ["after-commit"]
     lease.release()
     again = ingest(store)
-    assert again.ok and again.records == []
+    assert again.ok and again.records == again.recovered == []
     (rec,) = runs.load_all(store)
     assert (rec.state, rec.owed, rec.error, rec.sourceDeleted) == ("committed", [], None, True)
     assert not store.fs.exists(part) and not store.fs.exists(manifest) and lake(url)[:2] == (1, 100)
+    # a run whose source deletion failed, then superseded by a newer delivery: its source is retention's (no error,
+    # nothing owed); an older delivery arriving after a newer one committed, its source held: superseded, not
+    # quarantined, the failure on its record
+    write_export(url, rows=100, export_name="costs", seed=2)
+    held = next(p for p in store.fs.find(store.full("msexports")) if p.endswith(".csv"))
+    lease = BlobServiceClient.from_connection_string(servers["azurite"]["AZURE_STORAGE_CONNECTION_STRING"]).get_blob_client(
+        name, held.split("/", 1)[1]).acquire_lease(lease_duration=-1)
+    assert [(r.state, r.error.code) for r in ingest(store).records] == [("committed", "AfterCommitFailed")]
+    write_export(url, rows=50, export_name="costs", seed=3)
+    newer = ingest(store)
+    assert newer.ok and [r.state for r in newer.records] == ["committed"]
+    first = next(r for r in runs.load_all(store) if r.state == "superseded" and not r.sourceDeleted)
+    assert (first.owed, first.error) == ([], None) and store.fs.exists(held) and lake(url)[:2] == (1, 50)
+    lease.release()
+    older = write_export(url, rows=10, export_name="costs", seed=4)
+    relative = older.split("/finops/", 1)[1]
+    body = json.loads(store.read_bytes(relative))
+    body["runInfo"]["submittedTime"] = "2024-05-01T00:00:00Z"  # before the committed delivery's
+    part4 = next(p for p in store.fs.find(store.full(relative.rsplit("/", 1)[0])) if p.endswith(".csv"))
+    lease = BlobServiceClient.from_connection_string(servers["azurite"]["AZURE_STORAGE_CONNECTION_STRING"]).get_blob_client(
+        name, part4.split("/", 1)[1]).acquire_lease(lease_duration=-1)
+    store.write_bytes(relative, json.dumps(body).encode())
+    late = ingest(store)
+    assert late.ok and [(r.state, r.error.code) for r in late.records] == [("superseded", "AfterCommitFailed")]
+    assert store.fs.exists(part4) and lake(url)[:2] == (1, 50)
+    lease.release()

@@ -146,13 +146,16 @@ def inspect(store: Store, day: date | None = None, rules: Rules | None = None, *
         result.budgets = [_budget(con, rules, b, first, day, result.unmatched) for b in rules.budgets]
         if not result.series and not result.insufficient:
             result.last_cost_day = _last_cost_day(con)
+        # the lake's costs end before the window (a day past the data, a mistyped year): nothing to record; monitors
+        # that match nothing while budgets have costs are not that
+        empty = not result.series and not result.insufficient and (result.last_cost_day is None or result.last_cost_day < first)
     finally:
         con.close()
     result.anomalies.sort(key=lambda a: (-abs(a.impact), a.monitor, a.key, a.start))
     last = state.get("lastDay")
     if save and last and day.isoformat() < str(last):
         result.not_recorded = str(last)  # an earlier day than the state's: reported, never rewinding the state
-    elif save and not result.last_cost_day:  # a window without costs (a day past the lake's) records nothing: the
+    elif save and not empty:  # a window without costs records nothing: the state's last day never passes the data
         made = outcome.record(store, result.anomalies, result.budgets, day, rules, result.alert_errors)
         result.events = [(kind, subject) for kind, subject, _, _ in made]
         sent = outcome.publish(store, made)

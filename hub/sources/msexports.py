@@ -248,7 +248,11 @@ def _superseded(store: Store, rec: RunRecord, newer: RunRecord, manifest: Manife
     rec.seconds = round(time.perf_counter() - started, 3)
     runs.save(store, rec)
     if settings.retention.msexports.days == 0:
-        _delete_source(store, rec)
+        try:
+            _delete_source(store, rec)
+        except HubError as exc:  # recorded on the superseded run; `hub retention` (the watcher's pass) deletes it later
+            rec.error = runs.RunError(code=exc.code, message=exc.message, file=exc.file)
+            runs.save(store, rec)
     return rec
 
 
