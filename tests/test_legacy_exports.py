@@ -10,7 +10,7 @@ from decimal import Decimal as D
 from pathlib import Path
 
 import pytest
-from conftest import DATA, lake_rows, write_export
+from conftest import DATA, lake_rows, make_hub, write_export
 
 from hub import runs
 from hub.store import Store
@@ -241,3 +241,26 @@ def test_a_savings_plan_purchase_without_a_benefit_id_is_not_counted_as_consumed
     [purchase] = [r for r in lake_rows(hub_root) if r["ChargeCategory"] == "Purchase"]
     assert (purchase["EffectiveCost"], purchase["CommitmentDiscountId"]) == (
         D(0), "/providers/microsoft.billingbenefits/savingsplanorders/sp-order-1")
+
+
+def test_billed_cost_in_usd_is_zero_where_billed_cost_is(tmp_path: Path) -> None:
+    """Review of stop 35: a legacy MCA amortized export's usage covered by a reservation gets BilledCost 0 (its
+    purchase is billed, in the actual-cost export), but its x_BilledCostInUsd kept the amortized costInUsd: billed
+    twice in USD. By hand: BilledCost 9 + 90 + 0 = 99 EUR, x_BilledCostInUsd 10 + 100 + 0 = 110 USD (was 113)."""
+    root = make_hub(tmp_path / "hub")
+    base = {**{k.lower(): v for k, v in EA_BASE.items()}, "billingcurrency": "EUR", "pricingcurrency": "USD",
+            "exchangeratepricingtobilling": "0.9"}
+    base = {h: base.get(h.lower()) or "" for h in MCA}
+    covered = {"reservationId": RI, "reservationName": "ri", "productOrderId": RI, "pricingModel": "Reservation"}
+    amortized = [{**base, "costInBillingCurrency": "9", "costInUsd": "10", "chargeType": "Usage"},
+                 {**base, "costInBillingCurrency": "2.7", "costInUsd": "3", "chargeType": "Usage", **covered}]
+    actual = [{**base, "costInBillingCurrency": "9", "costInUsd": "10", "chargeType": "Usage"},
+              {**base, "costInBillingCurrency": "90", "costInUsd": "100", "chargeType": "Purchase", "frequency": "OneTime",
+               "quantity": "1", "ResourceId": "", **covered},
+              {**base, "costInBillingCurrency": "0", "costInUsd": "0", "chargeType": "Usage", **covered}]
+    _deliver(root, "AmortizedCost", amortized, MCA)
+    _deliver(root, "ActualCost", actual, MCA)
+    assert ingest(Store(str(root))).ok
+    rows = lake_rows(root)
+    assert sum(r["BilledCost"] for r in rows) == D(99) and sum(r["x_BilledCostInUsd"] for r in rows) == D(110)
+    assert sum(r["EffectiveCost"] for r in rows) == D("11.7") and sum(r["x_EffectiveCostInUsd"] for r in rows) == D(13)

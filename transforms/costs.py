@@ -111,8 +111,9 @@ def _harmonize(chain: Chain, present: dict[str, str], extras: list[str]) -> None
     chain.step(", ".join(exprs), columns=[*input_columns(), *map(extra_name, extras), *added, *markers,
                                           *(FILL_ORIGINAL + c for c in repaired)], reset=True)
     chain.replace({}, {f"_o_{c}": ident(FILL_ORIGINAL + c if c in repaired else c) for c in (*TRACKED, *backfill.TRACKED)})
-    if ZERO_BILLED in present:  # legacy amortized exports: usage covered by a commitment is not billed again
-        chain.replace({"BilledCost": f"CASE WHEN {ZERO_BILLED} THEN CAST(0 AS {DEC}) ELSE BilledCost END"})
+    if ZERO_BILLED in present:  # legacy amortized exports: usage covered by a commitment is not billed again (in USD
+        chain.replace({c: f"CASE WHEN {ZERO_BILLED} THEN CAST(0 AS {DEC}) ELSE {c} END"  # neither)
+                       for c in ("BilledCost", "x_BilledCostInUsd")})
 
 
 def _lineage(chain: Chain, lineage: Lineage) -> None:
@@ -148,8 +149,10 @@ def quality_codes() -> list[tuple[str, str]]:
         ("InvalidEffectiveCost", f"{cd_purchase} AND {nz('EffectiveCost')}"),
         ("MissingContractedCost", f"{zero('ContractedCost')} AND {nz('EffectiveCost')}"),
         ("MissingContractedUnitPrice", f"{zero('ContractedUnitPrice')} AND {nz('x_EffectiveUnitPrice')}"),
-        ("ListCostLessThanContractedCost", "abs(ListCost) < abs(ContractedCost)"),  # by magnitude: refunds are negative
-        ("ContractedCostLessThanEffectiveCost", "abs(ContractedCost) < abs(EffectiveCost)"),
+        # by magnitude (refunds are negative), beyond a billionth (AWS rounds its list and unblended costs apart at the
+        # tenth decimal)
+        ("ListCostLessThanContractedCost", "abs(ListCost) + 0.000000001 < abs(ContractedCost)"),
+        ("ContractedCostLessThanEffectiveCost", "abs(ContractedCost) + 0.000000001 < abs(EffectiveCost)"),
         ("MissingListCost", f"{zero('ListCost')} AND ({nz('ContractedCost')} OR {nz('EffectiveCost')})"),
         ("MissingListUnitPrice", f"{zero('ListUnitPrice')} AND ({nz('ContractedUnitPrice')} OR {nz('x_EffectiveUnitPrice')})"),
         ("MissingConsumedQuantity", f"ChargeCategory = 'Usage' AND {zero('ConsumedQuantity')} AND {any_cost}"),
