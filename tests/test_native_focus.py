@@ -276,6 +276,7 @@ def test_google_view_tags_projects_commitments_and_categories(tmp_path: Path) ->
     assert "CommitmentDiscountIdFromCredits" in codes["covered"] and "SubAccountFromProject" not in codes["other project"]
     originals = json.loads(got["labelled"][9])
     assert originals["SubAccountId"] == "01ABCD-234567-89EFGH" and json.loads(originals["ServiceCategory"])[1] == "Compute"
+    assert "SubAccountName" in originals and originals["SubAccountName"] is None  # the view had none
     report = validate(str(root))
     assert report.violations == 0, report.summary()
 
@@ -297,6 +298,38 @@ def test_google_view_commitment_fees_are_purchases(tmp_path: Path) -> None:
         "Commitment v1: Cpu in Americas for 1 Year": ("Purchase", "Recurring", "Standard", D(5)),
         "unknown": ("Adjustment", "One-Time", None, D("0.5"))}
     assert all("CommitmentFeeIsPurchase" in v[4].split(",") for v in got.values())
+    report = validate(str(root))
+    assert report.violations == 0, report.summary()
+
+
+def test_google_view_repairs_leave_corrections_and_odd_credits_alone(tmp_path: Path) -> None:
+    """Review of this stop's change: a spend-based commitment's row (a COMMITTED_USAGE_DISCOUNT_DOLLAR_BASE credit) got
+    an id, type and status but no category (CommitmentDiscountCategoryNullIffIdNull); a correction of 10 h at 0.5
+    costing -2 got PricingQuantity -40 and unit prices 0.05; an x_Credits cell that is not JSON (a CSV extract)
+    quarantined the delivery. The category is Spend; a correction keeps its quantity and prices; such a cell gives no
+    credit."""
+    spend = {"Name": "Committed use discount: dollar based", "Amount": -0.3, "FullName": "c-spend", "Id": "cud-9",
+             "Type": "COMMITTED_USAGE_DISCOUNT_DOLLAR_BASE"}
+    rows = [view_row("spend covered", **cost(1, 0.1, [spend]), PricingQuantity=10, PricingCategory="committed",
+                     SubAccountName="Main"),
+            view_row("correction", **cost(-2, 0.5), PricingQuantity=10, ChargeClass="correction"),
+            view_row("odd credits", **cost(3, 0.5), PricingQuantity=6)]
+    columns = [c for c in rows[0] if c not in ("Tags", "ServiceCategory", "x_Project")] + ["ChargeClass"]
+    text = io.StringIO()
+    writer = csv.DictWriter(text, columns, extrasaction="ignore")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: json.dumps(v) if isinstance(v, list) else v for k, v in r.items()})
+    body = text.getvalue().replace('"[]"', "not json")  # the odd row's credits (the only empty list)
+    root = make_hub(tmp_path / "hub")
+    deliver(root, "gcp", "focus/2024-09", {"focus-000000000000.csv": body})
+    result = ingest(Store(str(root)))
+    assert result.ok, [r.error for r in result.all]
+    got = keyed(root, "ChargeDescription, CommitmentDiscountId, CommitmentDiscountCategory, CommitmentDiscountStatus, "
+                      "PricingQuantity, ContractedUnitPrice, ContractedCost, x_SourceValues")
+    assert got["spend covered"][:6] == ("cud-9", "Spend", "Used", D(10), D("0.1"), D(1))
+    assert got["correction"][:6] == (None, None, None, D(10), D("0.5"), D(-2))
+    assert got["odd credits"][:6] == (None, None, None, D(6), D("0.5"), D(3))
     report = validate(str(root))
     assert report.violations == 0, report.summary()
 

@@ -792,8 +792,9 @@ def _filled(con: duckdb.DuckDBPyConnection, typed: str, fills: dict[str, Fill], 
     added), or where a fill's ``when`` holds, and the codes of what was filled in :data:`transforms.costs.FILLED` (read
     into x_SourceChanges by the normalization). Every value and condition reads the file's own values; ``{lookup:X}``
     in one is the table of ``schemas/<folder>/X`` (a CSV, text columns)."""
-    fills = {c: f.model_copy(update={"value": _lookups(f.value, folder)}) for c, f in fills.items()}
     try:
+        fills = {c: f.model_copy(update={"value": _lookups(con, f.value, folder),
+                                         "when": _lookups(con, f.when, folder) if f.when else None}) for c, f in fills.items()}
         types = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {typed}").fetchall()}
         focus = costs.input_columns()
         todo = {c: f for c, f in fills.items() if (c in types or c in focus) and all(n in types for n in f.needs)}
@@ -806,7 +807,8 @@ def _filled(con: duckdb.DuckDBPyConnection, typed: str, fills: dict[str, Fill], 
         # a repaired number's double copy parsed from the file's text (transforms.typing) no longer stands for it
         replaced += [f"CASE WHEN {when[c]} THEN NULL ELSE {ident(DOUBLE_PREFIX + c)} END AS {ident(DOUBLE_PREFIX + c)}"
                      for c, f in todo.items() if f.when and DOUBLE_PREFIX + c in types]
-        added = [f"CAST(({f.value}) AS {SQL_TYPES[focus[c]]}) AS {ident(c)}" for c, f in todo.items() if c not in types]
+        added = [f"CASE WHEN {when[c]} THEN CAST(({f.value}) AS {SQL_TYPES[focus[c]]}) END AS {ident(c)}"
+                 for c, f in todo.items() if c not in types]
         by_code: dict[str, list[str]] = {}  # a code told once per row, whichever of its columns it concerns
         for c, f in todo.items():
             by_code.setdefault(f.code, []).append(f"({when[c]})")
@@ -821,12 +823,16 @@ def _filled(con: duckdb.DuckDBPyConnection, typed: str, fills: dict[str, Fill], 
     return out
 
 
-def _lookups(sql: str, folder: str) -> str:
-    """``sql`` with each ``{lookup:X}`` made a read of the CSV ``schemas/<folder>/X`` (every column text)."""
+def _lookups(con: duckdb.DuckDBPyConnection, sql: str, folder: str) -> str:
+    """``sql`` with each ``{lookup:X}`` made a table of ``con`` holding the CSV ``schemas/<folder>/X`` (every column
+    text), created once while the file is at hand (an installed package may hold it in an archive)."""
 
     def table(found: re.Match) -> str:
+        name = ident(f"hub_fill_{folder}_{found.group(1)}")
         with resources.as_file(resources.files("schemas") / folder / found.group(1)) as csv_path:
-            return scan("read_csv", literal(str(csv_path)), "header = true, all_varchar = true")
+            con.execute(f"CREATE TEMP TABLE IF NOT EXISTS {name} AS SELECT * FROM "
+                        f"{scan('read_csv', literal(str(csv_path)), 'header = true, all_varchar = true')}")
+        return name
 
     return re.sub(r"\{lookup:([A-Za-z0-9_.-]+)\}", table, sql)
 
