@@ -46,8 +46,8 @@ def run_demo(root: str, *, rows: int = 5000, month: str = "2024-05", other_cloud
                 f"CAST(round(sum(BilledCost), 2) AS VARCHAR) AS billed, "
                 f"CAST(round(sum(EffectiveCost), 2) AS VARCHAR) AS effective "
                 f"FROM {costs} GROUP BY ALL ORDER BY ALL")
-    top = (f"SELECT ServiceName, CAST(round(sum(EffectiveCost), 2) AS VARCHAR) AS EffectiveCost "
-           f"FROM {costs} GROUP BY ServiceName ORDER BY sum(EffectiveCost) DESC LIMIT 5")
+    top = (f"SELECT ServiceName, BillingCurrency, CAST(round(sum(EffectiveCost), 2) AS VARCHAR) AS EffectiveCost "
+           f"FROM {costs} GROUP BY ALL ORDER BY sum(EffectiveCost) DESC LIMIT 5")  # never two currencies in one sum
     summary = DemoSummary(store.url, result.recovered + result.records, example_sql=top, local=store.is_local)
     con = catalog.connect(store)  # remote roots read through the store's filesystem, as `hub query` does
     for title, sql in (("cost per provider and month", by_month), ("DuckDB: top 5 services by EffectiveCost", top)):

@@ -73,3 +73,16 @@ def test_costs_command_on_a_missing_root_or_a_broken_lake_is_exit_2(lake: str, t
     (tmp_path / "broken/ingestion/Costs/2024/05/zz.parquet").write_bytes(b"garbage")
     broken = hub("costs", str(tmp_path / "broken"), "--begin", "2024-05")
     assert broken.returncode == 2 and broken.stderr.startswith("error: cannot open the lake: ") and "zz.parquet" in broken.stderr
+
+
+def test_a_billing_account_or_currency_filter_matches_as_the_lake_spells_it(lake: str) -> None:
+    """Review of stop 35: the lake keeps billing accounts lower case and currency codes upper case, and a filter
+    compared the values as typed: ``BillingCurrency=usd`` or an account as the provider writes it answered nothing
+    (exit 0). The same totals as with the lake's spelling."""
+    con = catalog.connect(lake)
+    account, currency = con.execute("SELECT BillingAccountId, BillingCurrency FROM Costs LIMIT 1").fetchone()
+    base = ["costs", lake, "--begin", "2024-05", "--format", "csv"]
+    exact = hub(*base, "--filter", f"BillingAccountId={account},BillingCurrency={currency}")
+    typed = hub(*base, "--filter", f"BillingAccountId={account.upper()},BillingCurrency= {currency.lower()}")
+    assert exact.returncode == typed.returncode == 0, exact.stderr + typed.stderr
+    assert len(exact.stdout.splitlines()) > 1 and typed.stdout == exact.stdout
