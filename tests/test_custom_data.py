@@ -385,3 +385,32 @@ def test_the_watcher_waits_for_a_new_delivery_still_being_written(hub_root: Path
     os.utime(manifest, (before, before))
     (rec,) = ingest(store).records
     assert rec.state == "committed" and _lake(hub_root) == [(1, D(9))]
+
+
+def test_a_custom_delivery_records_and_reconciles_its_totals_per_currency(hub_root: Path) -> None:
+    """Review of stop 35: a custom delivery's record had no totals (``totalsIn``, ``totalsOut``, ``totalsIngested``
+    ``{}``, its event ``"totals": {}``) while ``reconciled`` was true: nothing checked its amounts. By hand: the
+    first file 1.25 + 2.50 USD and 4 in ` eur` (EUR); a commitment purchase of 32 USD written with EffectiveCost 0
+    (32 as ingested); a file added later (carried over unchanged) with 1 USD: in = ingested = USD 36.75 billed and
+    effective, EUR 4; written USD EffectiveCost 4.75."""
+    folder = hub_root / FOLDER
+    _drop(folder, "ing1__a.parquet", ["1.25", "2.50"])
+    _drop(folder, "ing1__b.parquet", ["4"], BillingCurrency=" eur")
+    _drop(folder, "ing1__c.parquet", ["32"], ChargeCategory="Purchase", ChargeFrequency="One-Time",
+          CommitmentDiscountId="cd-1", CommitmentDiscountCategory="Spend", CommitmentDiscountType="Savings Plan")
+    store = Store(str(hub_root))
+    (rec,) = ingest(store).records
+    assert rec.state == "committed", rec.error
+
+    def numbers(totals: dict) -> dict:
+        return {c: {k: D(v).normalize() for k, v in a.items()} for c, a in totals.items()}
+
+    assert numbers(rec.totalsIn) == numbers(rec.totalsIngested) == {
+        "USD": {"BilledCost": D("35.75"), "EffectiveCost": D("35.75")}, "EUR": {"BilledCost": D(4), "EffectiveCost": D(4)}}
+    assert numbers(rec.totalsOut)["USD"] == {"BilledCost": D("35.75"), "EffectiveCost": D("3.75")}
+    _drop(folder, "ing1__d.parquet", ["1"])
+    (rec,) = ingest(store).records
+    assert rec.state == "committed", rec.error
+    assert numbers(rec.totalsIn)["USD"] == numbers(rec.totalsIngested)["USD"] == {"BilledCost": D("36.75"),
+                                                                                  "EffectiveCost": D("36.75")}
+    assert numbers(rec.totalsOut)["USD"]["EffectiveCost"] == D("4.75")
