@@ -274,9 +274,9 @@ def _filter_expr(sql: _Sql, f: Filter, columns: dict[str, str]) -> tuple[str, bo
                                  "(group by this one instead)")
         # spelled as the lake stores them: billing accounts lower case, currency codes upper case (never an empty
         # answer for `BA-EUR` or `eur`)
-        spelled = {"BillingAccountId": str.lower, "BillingCurrency": lambda v: v.strip().upper()}.get(_column(key, columns))
+        spelled = {"BillingAccountId": str.lower, "BillingCurrency": str.upper}.get(_column(key, columns))
         if spelled:
-            values = [v if v == NONE else spelled(v) for v in values]
+            values = [v.strip() if v.strip() == NONE else spelled(v.strip()) for v in values]
         cond, tags = _in(sql, _dim_expr(sql, "dimension", key, columns), values), False
     return (f"NOT {cond}" if f.operator == 1 else cond), tags
 

@@ -83,6 +83,6 @@ def test_a_billing_account_or_currency_filter_matches_as_the_lake_spells_it(lake
     account, currency = con.execute("SELECT BillingAccountId, BillingCurrency FROM Costs LIMIT 1").fetchone()
     base = ["costs", lake, "--begin", "2024-05", "--format", "csv"]
     exact = hub(*base, "--filter", f"BillingAccountId={account},BillingCurrency={currency}")
-    typed = hub(*base, "--filter", f"BillingAccountId={account.upper()},BillingCurrency= {currency.lower()}")
+    typed = hub(*base, "--filter", f"BillingAccountId= {account.upper()},BillingCurrency= {currency.lower()}")
     assert exact.returncode == typed.returncode == 0, exact.stderr + typed.stderr
     assert len(exact.stdout.splitlines()) > 1 and typed.stdout == exact.stdout

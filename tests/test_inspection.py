@@ -664,3 +664,17 @@ def test_budgets_are_recorded_when_no_monitor_matches(store, tmp_path):
     state = json.loads((tmp_path / "config/inspection/state.json").read_text())
     assert state["lastDay"] == "2024-05-31", state
     assert state["budgets"], state  # the budget's thresholds crossed are recorded (the month's costs exceed 100)
+
+
+def test_a_window_before_the_lakes_costs_records_nothing(store, tmp_path):
+    """Review of this stop's change: whether a window had costs was told from the lake's last cost day only, so a
+    mistyped year before the data (2023-05-31 for 2024-05-31) was recorded as the last day inspected (and a Budgets
+    file written for a month without costs)."""
+    (tmp_path / "config").mkdir(exist_ok=True)
+    (tmp_path / "config/inspection.json").write_text(json.dumps({
+        "window_days": 35, "test_days": 3, "budgets": [{"id": "all", "amount": "100", "currency": "USD"}]}))
+    out = CliRunner().invoke(app, ["inspect", str(tmp_path), "--date", "2023-05-31"])
+    assert out.exit_code == 0, out.output
+    state = tmp_path / "config/inspection/state.json"
+    assert not state.exists() or "lastDay" not in json.loads(state.read_text())
+    assert not list(tmp_path.glob("ingestion/Budgets/2023/**/*.parquet"))

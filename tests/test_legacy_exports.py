@@ -264,3 +264,5 @@ def test_billed_cost_in_usd_is_zero_where_billed_cost_is(tmp_path: Path) -> None
     rows = lake_rows(root)
     assert sum(r["BilledCost"] for r in rows) == D(99) and sum(r["x_BilledCostInUsd"] for r in rows) == D(110)
     assert sum(r["EffectiveCost"] for r in rows) == D("11.7") and sum(r["x_EffectiveCostInUsd"] for r in rows) == D(13)
+    zeroed = [r for r in rows if r["BilledCost"] == 0 and r["EffectiveCost"] == D("2.7")]
+    assert len(zeroed) == 1 and '"x_BilledCostInUsd":"3' in zeroed[0]["x_SourceValues"]  # the delivered value kept

@@ -313,8 +313,10 @@ def test_google_view_repairs_leave_corrections_and_odd_credits_alone(tmp_path: P
     rows = [view_row("spend covered", **cost(1, 0.1, [spend]), PricingQuantity=10, PricingCategory="committed",
                      SubAccountName="Main"),
             view_row("correction", **cost(-2, 0.5), PricingQuantity=10, ChargeClass="correction"),
-            view_row("odd credits", **cost(3, 0.5), PricingQuantity=6)]
-    columns = [c for c in rows[0] if c not in ("Tags", "ServiceCategory", "x_Project")] + ["ChargeClass"]
+            view_row("odd credits", **cost(3, 0.5), PricingQuantity=6),
+            view_row("Commitment - dollar based v1: GCE for 1 year", **cost(2, 0.1), PricingQuantity=20,
+                     CommitmentDiscountId="cud-9")]
+    columns = [c for c in rows[0] if c not in ("Tags", "ServiceCategory", "x_Project")] + ["ChargeClass", "CommitmentDiscountId"]
     text = io.StringIO()
     writer = csv.DictWriter(text, columns, extrasaction="ignore")
     writer.writeheader()
@@ -330,6 +332,8 @@ def test_google_view_repairs_leave_corrections_and_odd_credits_alone(tmp_path: P
     assert got["spend covered"][:6] == ("cud-9", "Spend", "Used", D(10), D("0.1"), D(1))
     assert got["correction"][:6] == (None, None, None, D(10), D("0.5"), D(-2))
     assert got["odd credits"][:6] == (None, None, None, D(6), D("0.5"), D(3))
+    # the same commitment's fee (its id from the file, no credit): Spend too, never Usage beside its Spend usage
+    assert got["Commitment - dollar based v1: GCE for 1 year"][:2] == ("cud-9", "Spend")
     report = validate(str(root))
     assert report.violations == 0, report.summary()
 

@@ -32,7 +32,7 @@ TRACKED = (
     "BilledCost", "BillingAccountId", "BillingPeriodEnd", "ChargeCategory", "ChargeClass", "ChargeFrequency", "ChargePeriodEnd",
     "CommitmentDiscountCategory", "CommitmentDiscountId", "CommitmentDiscountStatus", "ConsumedQuantity", "ConsumedUnit",
     "EffectiveCost", "InvoiceIssuerName", "PricingCategory", "PricingQuantity", "ProviderName", "PublisherName", "ResourceName",
-    "ServiceCategory", "BillingCurrency", "SubAccountId", "SubAccountName",
+    "ServiceCategory", "BillingCurrency", "SubAccountId", "SubAccountName", "x_BilledCostInUsd",
     "Tags", "x_EffectiveCostInUsd", "x_ResourceGroupName", "x_ResourceType", "ResourceType",
 )
 LEGACY_VERSIONS = ("1.0-preview", "1.0-preview(v1)")

@@ -148,7 +148,7 @@ def inspect(store: Store, day: date | None = None, rules: Rules | None = None, *
             result.last_cost_day = _last_cost_day(con)
         # the lake's costs end before the window (a day past the data, a mistyped year): nothing to record; monitors
         # that match nothing while budgets have costs are not that
-        empty = not result.series and not result.insufficient and (result.last_cost_day is None or result.last_cost_day < first)
+        empty = not result.series and not result.insufficient and not _has_costs(con, first, day)
     finally:
         con.close()
     result.anomalies.sort(key=lambda a: (-abs(a.impact), a.monitor, a.key, a.start))
@@ -173,6 +173,16 @@ def default_day(con: duckdb.DuckDBPyConnection, today: date | None = None) -> da
     yesterday = (today or datetime.now(timezone.utc).date()) - timedelta(days=1)
     last = _last_cost_day(con)
     return min(yesterday, last - timedelta(days=1)) if last else yesterday
+
+
+def _has_costs(con: duckdb.DuckDBPyConnection, first: date, last: date) -> bool:
+    """Whether the lake holds a cost charged from ``first`` to ``last`` (UTC days)."""
+    try:
+        row = con.execute("SELECT count(*) FROM (SELECT 1 FROM Costs WHERE ChargePeriodStart >= CAST(? AS DATE) "
+                          "AND ChargePeriodStart < CAST(? AS DATE) + INTERVAL 1 DAY LIMIT 1)", [first, last]).fetchone()
+    except duckdb.CatalogException:  # no Costs view: an empty lake
+        return False
+    return bool(row and row[0])
 
 
 def _last_cost_day(con: duckdb.DuckDBPyConnection) -> date | None:
