@@ -166,6 +166,15 @@ def test_google_view_deviations_are_fixed_and_flagged(tmp_path: Path) -> None:
     assert originals["BillingPeriodEnd"].startswith("2024-09-30")
 
 
+def view_month(tmp_path: Path, name: str, body: bytes | str) -> Path:
+    """A hub with one file of Google's FOCUS view in a month folder of exports/gcp/, ingested (committed)."""
+    root = make_hub(tmp_path / "hub")
+    deliver(root, "gcp", "focus/2024-09", {name: body})
+    result = ingest(Store(str(root)))
+    assert result.ok, [r.error for r in result.all]
+    return root
+
+
 GCP_VIEW_PRICES = (
     "BillingAccountId,BillingCurrency,BillingPeriodStart,BillingPeriodEnd,ChargePeriodStart,ChargePeriodEnd,BilledCost,"
     "EffectiveCost,ListCost,ContractedCost,ContractedUnitPrice,ListUnitPrice,PricingQuantity,PricingUnit,ChargeCategory,"
@@ -187,10 +196,7 @@ def test_google_view_pricing_quantity_is_the_quantity_used(tmp_path: Path) -> No
     delivered values kept in x_SourceValues; a row whose quantity agrees with its cost is left as it is. By hand:
     ssd 0.012434 / 0.174592 = 0.0712174670087977 gibibyte months (15 significant digits); core 10 / 0.5 = 20 h; requests 1 x 1000000 / 0.4 =
     2500000 at 0.0000004; consistent 6 h x 0.5 = 3."""
-    root = make_hub(tmp_path / "hub")
-    deliver(root, "gcp", "focus/2024-09", {"part-000.csv": GCP_VIEW_PRICES})
-    result = ingest(Store(str(root)))
-    assert result.ok, [r.error for r in result.all]
+    root = view_month(tmp_path, "part-000.csv", GCP_VIEW_PRICES)
     got = keyed(root, "ChargeDescription, ContractedCost, PricingQuantity, ContractedUnitPrice, ListUnitPrice, "
                       "x_NegotiatedDiscountSavings, x_SourceChanges, x_SourceValues")
     assert {k: v[:5] for k, v in got.items()} == {
@@ -257,11 +263,8 @@ def test_google_view_tags_projects_commitments_and_categories(tmp_path: Path) ->
     CUD credit's id, type Committed Use Discount, status Used (its commitment saving 2 - 1.2 = 0.8); (4) ServiceCategory
     is the pricing export's taxonomy list, null on tax: the ServiceName's FOCUS category (service_categories.csv),
     else Other. The delivered values stay in x_SourceValues; 0 FOCUS violations."""
-    root = make_hub(tmp_path / "hub")
     text = "\n".join(json.dumps(r) for r in GCP_VIEW_ROWS) + "\n"
-    deliver(root, "gcp", "focus/2024-09", {"focus-000000000000.json.gz": gzip.compress(text.encode())})
-    result = ingest(Store(str(root)))
-    assert result.ok, [r.error for r in result.all]
+    root = view_month(tmp_path, "focus-000000000000.json.gz", gzip.compress(text.encode()))
     got = keyed(root, "ChargeDescription, Tags, SubAccountId, SubAccountName, CommitmentDiscountId, CommitmentDiscountType, "
                       "CommitmentDiscountStatus, x_CommitmentDiscountSavings, ServiceCategory, x_SourceChanges, x_SourceValues")
     assert json.loads(got["labelled"][0]) == {"goog-k8s-cluster-name": "gke-1", "123456789/cost-center": "42", "env": "prod",
@@ -286,13 +289,10 @@ def test_google_view_commitment_fees_are_purchases(tmp_path: Path) -> None:
     priced Standard from the detailed export (the same month, two ChargeCategory totals); the view's ChargeCategory
     ``error`` (a cost_type it does not know) was kept. Fee: Purchase, Recurring, Standard, its cost its EffectiveCost
     (5: the fee is charged hour by hour, nothing to amortize); ``error``: Adjustment, One-Time."""
-    root = make_hub(tmp_path / "hub")
     rows = [view_row("Commitment v1: Cpu in Americas for 1 Year", **cost(5, 0.025), PricingCategory="committed"),
             view_row("unknown", ChargeCategory="error", BilledCost=0.5, EffectiveCost=0.5, ContractedCost=0.5, ListCost=0.5,
                      PricingCategory=None, PricingUnit=None, PricingQuantity=None, SkuId=None, SkuPriceId=None)]
-    deliver(root, "gcp", "focus/2024-09", {"focus-000000000000.json": "\n".join(json.dumps(r) for r in rows) + "\n"})
-    result = ingest(Store(str(root)))
-    assert result.ok, [r.error for r in result.all]
+    root = view_month(tmp_path, "focus-000000000000.json", "\n".join(json.dumps(r) for r in rows) + "\n")
     got = keyed(root, "ChargeDescription, ChargeCategory, ChargeFrequency, PricingCategory, EffectiveCost, x_SourceChanges")
     assert {k: v[:4] for k, v in got.items()} == {
         "Commitment v1: Cpu in Americas for 1 Year": ("Purchase", "Recurring", "Standard", D(5)),
@@ -323,10 +323,7 @@ def test_google_view_repairs_leave_corrections_and_odd_credits_alone(tmp_path: P
     for r in rows:
         writer.writerow({k: json.dumps(v) if isinstance(v, list) else v for k, v in r.items()})
     body = text.getvalue().replace('"[]"', "not json")  # the odd row's credits (the only empty list)
-    root = make_hub(tmp_path / "hub")
-    deliver(root, "gcp", "focus/2024-09", {"focus-000000000000.csv": body})
-    result = ingest(Store(str(root)))
-    assert result.ok, [r.error for r in result.all]
+    root = view_month(tmp_path, "focus-000000000000.csv", body)
     got = keyed(root, "ChargeDescription, CommitmentDiscountId, CommitmentDiscountCategory, CommitmentDiscountStatus, "
                       "PricingQuantity, ContractedUnitPrice, ContractedCost, x_SourceValues")
     assert got["spend covered"][:6] == ("cud-9", "Spend", "Used", D(10), D("0.1"), D(1))
@@ -342,11 +339,8 @@ def test_a_json_column_null_on_every_line_is_no_value(tmp_path: Path) -> None:
     """Review of stop 35: a newline-JSON extract whose numeric column is ``null`` on every line (Google's view where
     the pricing export matched nothing: ListUnitPrice; a shard of tax rows only) was refused whole, ``SchemaMismatch:
     column ListUnitPrice is "NULL"``. Written out as null, it is no value, as a field left out is."""
-    root = make_hub(tmp_path / "hub")
     rows = [{**r, "ListUnitPrice": None, "ContractedUnitPrice": None, "PricingQuantity": None} for r in GCP_VIEW_ROWS]
-    deliver(root, "gcp", "focus/2024-09", {"focus-000000000000.json": "\n".join(json.dumps(r) for r in rows) + "\n"})
-    result = ingest(Store(str(root)))
-    assert result.ok, [r.error for r in result.all]
+    root = view_month(tmp_path, "focus-000000000000.json", "\n".join(json.dumps(r) for r in rows) + "\n")
     assert one(f"SELECT count(*) FILTER (WHERE ListUnitPrice IS NOT NULL AND ListUnitPrice <> 0) FROM {lake(root)}") == 0
     assert one(f"SELECT sum(BilledCost) FROM {lake(root)}") == D("15.5")  # 10 + 1.2 + 1.3 + 3
 
