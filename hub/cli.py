@@ -10,6 +10,7 @@ import os
 import re
 import sys
 from datetime import date, datetime, timezone
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated
 
 import typer
@@ -73,6 +74,14 @@ def init(root: Root) -> None:
     if not store.exists(SETTINGS):
         store.write_bytes(SETTINGS, Settings().to_json().encode())
     out.print(_plain(f"hub initialised at {store.url}"))
+
+
+def _amount(value: object, *, signed: bool = False) -> str:
+    """An amount to the cent as ``hub report`` shows it: half up (300.045 is 300.05), never ``-0.00``."""
+    d = Decimal(str(value)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    if d == 0:
+        return "0.00"
+    return f"{d:+,.2f}" if signed else f"{d:,.2f}"
 
 
 def _print_errors(records: list[RunRecord]) -> None:
@@ -226,8 +235,8 @@ def allocate_cmd(
             for col in ("dimension", "value", "currency", "current", "candidate", "change"):
                 table.add_column(col, justify="right" if col in ("current", "candidate", "change") else "left")
             for d in deltas:
-                table.add_row(_plain(d.dimension), _plain(d.value), _plain(d.currency), f"{d.current:,.2f}",
-                              f"{d.candidate:,.2f}", f"{d.delta:+,.2f}")
+                table.add_row(_plain(d.dimension), _plain(d.value), _plain(d.currency), _amount(d.current),
+                              _amount(d.candidate), _amount(d.delta, signed=True))
             out.print(table if deltas else "no change")
             return
         if chargeback:
@@ -323,7 +332,7 @@ def inspect_cmd(
             cause = a.causes[0] if a.causes else None
             top = f"{cause.dimension} {cause.value} ({cause.kind}, {cause.share:.0%})" if cause else ""
             table.add_row(*(_plain(str(v)) for v in (a.monitor, a.key, a.currency, a.start, a.end, a.state, a.direction,
-                                                     f"{a.actual:,.2f}", f"{a.expected:,.2f}", f"{a.impact:+,.2f}",
+                                                     _amount(a.actual), _amount(a.expected), _amount(a.impact, signed=True),
                                                      "" if a.impact_pct is None else f"{a.impact_pct:+.0f} %", a.severity, top)))
         out.print(table)
 

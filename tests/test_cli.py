@@ -293,3 +293,15 @@ def test_a_quoted_log_value_keeps_its_letters() -> None:
     assert log_value("exports/tencent/账单 5月/a.zip") == '"exports/tencent/账单 5月/a.zip"'
     assert log_value("账单") == "账单" and log_value("truncated … x") == '"truncated … x"'
     assert log_value("evil\x1b name") == '"evil\\\\x1b name"' and log_value("a\nb") == "a\\nb"  # escaped, never raw
+
+
+def test_amounts_print_to_the_cent_as_the_report_does() -> None:
+    """Review of stop 35: ``hub inspect`` rounded half to even (300.045 as 300.04) where ``hub report`` rounds half up
+    (300.05), and ``hub allocate --preview`` printed a change of ``-0.00``."""
+    from decimal import Decimal
+
+    from hub.cli import _amount
+
+    assert _amount(Decimal("300.045")) == "300.05" and _amount(Decimal("-300.045")) == "-300.05"
+    assert _amount(Decimal("1234.5")) == "1,234.50" and _amount(Decimal("-0.001"), signed=True) == "0.00"
+    assert _amount(Decimal("0.125"), signed=True) == "+0.13" and _amount(Decimal("-2"), signed=True) == "-2.00"
