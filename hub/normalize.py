@@ -91,10 +91,23 @@ class InputSummary:
         self.rows += other.rows
         self.dropped += other.dropped
         self.rounded += other.rounded
-        for cur, sums in other.totals.items():
-            mine = self.totals.setdefault(cur, {})
-            for name, value in sums.items():
-                mine[name] = format(EXACT.add(Decimal(mine.get(name, "0")), Decimal(value)), "f")
+        add_totals(self.totals, other.totals)
+
+
+def add_totals(into: dict[str, dict[str, str]], totals: dict[str, dict[str, str]]) -> None:
+    """``totals`` added to ``into`` (``{currency: {amount: decimal text}}``), exactly."""
+    for cur, sums in totals.items():
+        mine = into.setdefault(cur, {})
+        for name, value in sums.items():
+            mine[name] = format(EXACT.add(Decimal(mine.get(name, "0")), Decimal(value)), "f")
+
+
+def same_totals(a: dict[str, dict[str, str]], b: dict[str, dict[str, str]]) -> bool:
+    """Whether two totals are the same numbers per currency and amount (``1.50`` = ``1.5``)."""
+    def numbers(totals: dict[str, dict[str, str]]) -> dict:
+        return {c: {k: Decimal(v).normalize() for k, v in sums.items()} for c, sums in totals.items()}
+
+    return numbers(a) == numbers(b)
 
 
 class InputTap:

@@ -19,7 +19,6 @@ import re
 import tempfile
 import time
 from datetime import datetime, timezone
-from decimal import Decimal
 from functools import cache
 
 import duckdb
@@ -247,15 +246,15 @@ def _normalize_files(store: Store, rec: RunRecord, files: list[str], carried: di
                     outputs.append(path)
                     if rec.dataset == "Costs":  # what it brought in, as ingested (changed amounts at their originals)
                         lake_file = scan("read_parquet", literal(path))
-                        _add(totals_in, normalize.output_totals(con, totals_spec("FocusCost"), lake_file)[1])
+                        normalize.add_totals(totals_in, normalize.output_totals(con, totals_spec("FocusCost"), lake_file)[1])
                     continue
                 out = store.local_path(staged) or os.path.join(tmp, "out", name)
                 os.makedirs(os.path.dirname(out), exist_ok=True)
                 try:
-                    rows = convert.write_parquet(con, [f"* FROM ({_query(con, rec, path, rel)})"], "", out, file=rel,
-                                                 select_only=True)
-                    if rec.dataset == "Costs":
-                        _add(totals_in, _input_totals(con, path, rel))
+                    query, typed = _query(con, rec, path, rel)
+                    rows = convert.write_parquet(con, [f"* FROM ({query})"], "", out, file=rel, select_only=True)
+                    if typed:
+                        normalize.add_totals(totals_in, _input_totals(con, typed))
                 except HubError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - unreadable or ill-typed custom data quarantines the folder
@@ -270,7 +269,7 @@ def _normalize_files(store: Store, rec: RunRecord, files: list[str], carried: di
                 rec.totalsIn = totals_in
                 rec.totalsOut, rec.totalsIngested = normalize.output_totals(con, totals_spec("FocusCost"),
                                                                             convert.parquet_source(outputs))
-                if _numbers(rec.totalsIngested) != _numbers(totals_in):
+                if not normalize.same_totals(rec.totalsIngested, totals_in):
                     raise HubError(f"totals {totals_in} delivered, {rec.totalsIngested} written", file=rec.manifest,
                                    code="InternalError")
             if rec.dataset == "Costs" and rec.rowsOut:
@@ -284,9 +283,10 @@ def _normalize_files(store: Store, rec: RunRecord, files: list[str], carried: di
             con.close()
 
 
-def _query(con: duckdb.DuckDBPyConnection, rec: RunRecord, path: str, rel: str) -> str:
-    """The normalization query of one custom file. Text columns are typed as CSV input is (``''`` and ``NULL`` are
-    nulls, numbers, dates and booleans parsed), so FOCUS files converted to all-text Parquet load as they are."""
+def _query(con: duckdb.DuckDBPyConnection, rec: RunRecord, path: str, rel: str) -> tuple[str, str | None]:
+    """The normalization query of one custom file, and its typed input (Costs; else None). Text columns are typed as
+    CSV input is (``''`` and ``NULL`` are nulls, numbers, dates and booleans parsed), so FOCUS files converted to
+    all-text Parquet load as they are."""
     source = scan('read_parquet', literal(path))
     try:
         names = pq.read_schema(path).names  # as written: DuckDB renames a second "BilledCost" to "BilledCost_1"
@@ -298,39 +298,18 @@ def _query(con: duckdb.DuckDBPyConnection, rec: RunRecord, path: str, rel: str) 
     present = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
     if rec.dataset != "Costs":
         proj = [f"{text_nulls(ident(c))} AS {ident(c)}" if t == "VARCHAR" else ident(c) for c, t in present.items()]
-        return f"SELECT {', '.join(proj)} FROM {source}"
-    typed, extras = _typed(con, path, rel)
-    columns = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {typed}").fetchall()}
-    return costs.costs_sql(typed, columns, Lineage(), extras=extras)
-
-
-def _add(into: dict[str, dict[str, str]], totals: dict[str, dict[str, str]]) -> None:
-    """``totals`` added to ``into``, per currency and amount (decimal strings)."""
-    for cur, amounts in totals.items():
-        mine = into.setdefault(cur, {})
-        for name, value in amounts.items():
-            mine[name] = str(Decimal(mine.get(name, "0")) + Decimal(value))
-
-
-def _numbers(totals: dict[str, dict[str, str]]) -> dict:
-    """Totals compared as numbers (``1.50`` = ``1.5``)."""
-    return {c: {k: Decimal(v).normalize() for k, v in a.items()} for c, a in totals.items()}
-
-
-def _typed(con: duckdb.DuckDBPyConnection, path: str, rel: str) -> tuple[str, list[str]]:
-    """A custom Costs file typed as a FocusCost export is, and its columns the Costs normalization does not know."""
-    source = scan('read_parquet', literal(path))
-    present = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+        return f"SELECT {', '.join(proj)} FROM {source}", None
     try:
         proj = project(focus_schema(), present, null_texts=True)
     except IncompatibleType as exc:
         raise HubError(str(exc), file=rel, code="SchemaMismatch") from None
-    return f"(SELECT {', '.join(proj.select)} FROM {source})", proj.extra
+    typed = f"(SELECT {', '.join(proj.select)} FROM {source})"
+    columns = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {typed}").fetchall()}
+    return costs.costs_sql(typed, columns, Lineage(), extras=proj.extra), typed
 
 
-def _input_totals(con: duckdb.DuckDBPyConnection, path: str, rel: str) -> dict[str, dict[str, str]]:
+def _input_totals(con: duckdb.DuckDBPyConnection, typed: str) -> dict[str, dict[str, str]]:
     """A custom Costs file's own BilledCost and EffectiveCost per currency (spelled as the lake does: ``USD``)."""
-    typed = _typed(con, path, rel)[0]
     columns = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {typed}").fetchall()}
     amounts = {a: ident(a) if a in columns else "NULL" for a in ("BilledCost", "EffectiveCost")}
     currency = "upper(trim(BillingCurrency))" if "BillingCurrency" in columns else "NULL"

@@ -32,7 +32,6 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from decimal import Decimal
 from functools import cache
 from importlib import resources
 
@@ -597,14 +596,14 @@ def _convert(store: Store, d: Delivery, failure: RunRecord, records: list[RunRec
                 rec.skippedFiles = skipped
             rows_out, ingested = sum(r.rowsOut for r in made), {}
             for rec in made:
-                _add(ingested, rec.totalsIngested)
+                normalize.add_totals(ingested, rec.totalsIngested)
             for w in written:  # rows left out as their month's final file holds them: delivered, not converted
                 if w.dropped:
                     rows_out += sum(w.groups[g] for g in w.dropped)
                     where = " OR ".join(f"({MONTH} = {literal(m)} AND {ACCOUNT} = {literal(a)})" for m, a in sorted(w.dropped))
                     left = f"(SELECT * FROM {scan('read_parquet', literal(w.path))} WHERE {where})"
-                    _add(ingested, normalize.output_totals(con, totals_spec("FocusCost"), left)[1])
-            if rows_out != summary.rows or _norm(ingested) != _norm(summary.totals):
+                    normalize.add_totals(ingested, normalize.output_totals(con, totals_spec("FocusCost"), left)[1])
+            if rows_out != summary.rows or not normalize.same_totals(ingested, summary.totals):
                 raise HubError(f"{summary.rows} rows and totals {summary.totals} delivered, {rows_out} rows and {ingested} "
                                "converted", file=d.manifest, code="InternalError")
             return made
@@ -939,18 +938,6 @@ def reports(provider: str) -> tuple[dict, ...]:
 def _lookup_files(provider: str, spec: dict) -> dict[str, str]:
     base = resources.files("schemas") / provider
     return {name: (base / name).read_text() for name in spec.get("lookups", {})}
-
-
-def _add(into: dict, sums: dict) -> None:
-    for cur, amounts in sums.items():
-        have = into.setdefault(cur, {})
-        for k, v in amounts.items():
-            have[k] = str(Decimal(have.get(k, "0")) + Decimal(v))
-
-
-def _norm(totals: dict) -> dict:
-    """Totals compared as numbers (``1.50`` = ``1.5``)."""
-    return {c: {k: Decimal(v).normalize() for k, v in a.items()} for c, a in totals.items()}
 
 
 #: The billing period's own month: its start is a local midnight on the 1st (UTC+8 for the Chinese clouds, Pacific for
