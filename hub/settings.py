@@ -6,6 +6,7 @@ import json
 import re
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Literal, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -133,6 +134,21 @@ class Pull(_Strict):
     tencent: PullProvider = PullProvider()
 
 
+def http_url(url: str) -> str:
+    """``url`` when it is an http(s) URL naming a host, with a numeric port if any and no user info; the error never
+    repeats the URL (it may hold a secret)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("the url must start with http:// or https:// and name a host")
+    if "@" in parts.netloc:
+        raise ValueError("the url must not hold user info (user:password@): give a bearer token in token_env")
+    try:
+        parts.port  # noqa: B018 - raises for a port that is not a number from 0 to 65535
+    except ValueError:
+        raise ValueError("the url's port must be a number from 0 to 65535") from None
+    return url
+
+
 class EventSink(_Strict):
     """One place CloudEvents go."""
 
@@ -154,6 +170,8 @@ class EventSink(_Strict):
     def _target(self) -> EventSink:
         if self.type == "http" and not (self.url or "").startswith(("http://", "https://")):
             raise ValueError("an http sink needs a url starting with http:// or https://")
+        if self.type == "http":
+            http_url(self.url or "")
         if self.type == "file" and not self.path:
             raise ValueError("a file sink needs a path")
         return self

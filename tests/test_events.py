@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 from collections.abc import Iterator
@@ -549,3 +550,14 @@ def test_owed_events_are_taken_from_the_store_as_it_is_now(tmp_path: Path) -> No
     again = runs.load(store, old.key)
     runs.save(store, again)  # e.g. retention marking its source deleted
     assert not again.eventPending and not runs.load(store, old.key).eventPending
+
+
+def test_an_http_sink_url_with_user_info_is_refused_without_repeating_it():
+    """urllib cannot send ``user:password@`` and its error quoted the password (review of stop 37, the alert targets')."""
+    from hub.errors import UsageError
+    from hub.settings import parse_settings
+
+    text = json.dumps({"events": {"sinks": [{"type": "http", "url": "https://ops:Hunter2Secret@hooks.example/ce"}]}})
+    with pytest.raises(UsageError, match="user info") as caught:
+        parse_settings(text)
+    assert "Hunter2Secret" not in str(caught.value)

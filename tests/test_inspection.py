@@ -289,7 +289,7 @@ def test_the_watcher_inspects_once_a_day(store, tmp_path):
 class _Receiver:
     """A local HTTP endpoint recording the JSON bodies posted to it (an Alertmanager webhook receiver)."""
 
-    def __init__(self, status: int = 200) -> None:
+    def __init__(self, status: int = 200, location: str | None = None) -> None:
         import threading
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -303,6 +303,14 @@ class _Receiver:
                 outer.bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
                 outer.headers.append(dict(self.headers))
                 self.send_response(outer.status)
+                if location:  # a redirect
+                    self.send_header("Location", location)
+                self.end_headers()
+
+            def do_GET(self) -> None:  # noqa: N802 - what a followed redirect turns the POST into
+                outer.bodies.append({"GET": self.path})
+                outer.headers.append(dict(self.headers))
+                self.send_response(200)
                 self.end_headers()
 
             def log_message(self, *args: object) -> None:

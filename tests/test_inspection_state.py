@@ -51,6 +51,64 @@ def test_alerts_kept_for_a_failing_target_reach_it_at_the_next_inspection(spiky)
         receiver.close()
 
 
+def test_a_target_that_redirects_keeps_its_alert_and_the_token_never_leaves_it(spiky, monkeypatch):
+    """A 302 was followed: the POST became a GET without the alert, carried the bearer token to the other host, and the
+    alert counted as delivered (review of stop 37)."""
+    monkeypatch.setenv("HOOK_TOKEN", "hook-secret-302")
+    elsewhere = _Receiver()
+    moved = _Receiver(status=302, location=elsewhere.url.replace("/hook", "/elsewhere"))
+    try:
+        r = rules(alerts=[{"id": "p", "min_severity": "minor",
+                           "targets": [{"url": moved.url, "token_env": "HOOK_TOKEN", "retries": 0}]}])
+        found = inspection.inspect(spiky, LAST, r)
+        port = moved.server.server_address[1]
+        assert found.alert_errors == [f"alert policy p: 127.0.0.1:{port}: HTTP 302 (a redirect, not followed) (1 alerts kept "
+                                      "for the next inspection)"]
+        assert elsewhere.bodies == [] and len(moved.bodies) == 1
+        assert len(next(iter(outcome.load_state(spiky)["alertsPending"].values()))) == 1
+    finally:
+        moved.close()
+        elsewhere.close()
+
+
+def test_a_target_that_does_not_speak_http_is_a_warning_and_the_inspection_stands(spiky):
+    """A bad status line (a port that answers something else) escaped as an error: exit 1, nothing recorded, every later
+    inspection failing the same way (review of stop 37)."""
+    import socket
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def answer() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"220 not-http ESMTP ready\r\n")
+
+    threading.Thread(target=answer, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.getsockname()[1]}/hook"
+        found = inspection.inspect(spiky, LAST, rules(alerts=[{"id": "p", "min_severity": "minor",
+                                                               "targets": [{"url": url, "retries": 0}]}]))
+        assert len(found.alert_errors) == 1 and "BadStatusLine" in found.alert_errors[0], found.alert_errors
+        assert outcome.load_state(spiky)["lastDay"] == LAST.isoformat()  # recorded
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("url", ["https://alerts:Hunter2Secret@hooks.example/webhook", "http://hooks.example:Hunter2Secret/x"])
+def test_an_alert_url_with_user_info_or_a_bad_port_is_refused_without_repeating_it(url):
+    """``https://user:password@host`` passed the settings, then urllib's error printed the password and stopped every
+    inspection (review of stop 37)."""
+    with pytest.raises(UsageError, match=r"alerts\.0\.targets\.0\.url") as caught:
+        R.parse(json.dumps({"alerts": [{"id": "p", "targets": [{"url": url}]}]}))
+    assert "Hunter2Secret" not in str(caught.value)
+
+
 def test_events_saved_with_the_state_are_published_after_a_crash(spiky, tmp_path):
     """A crash after the state was written and before the events were published lost them for good."""
     sink = _sink(tmp_path)

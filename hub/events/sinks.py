@@ -92,6 +92,30 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
+def opener() -> urllib.request.OpenerDirector:
+    """A urllib opener that never follows a redirect (a 3xx is an ``HTTPError``)."""
+    return urllib.request.build_opener(_NoRedirect)
+
+
+def post_once(http: urllib.request.OpenerDirector, request: urllib.request.Request, timeout: float,
+              clean: Callable[[str], str]) -> tuple[Outcome, bool]:
+    """One POST: (None, _) on a 2xx, else (why not, whether to retry); ``clean`` makes a reason fit for a message."""
+    try:
+        with http.open(request, timeout=timeout):
+            return None, False
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        moved = " (a redirect, not followed)" if 300 <= exc.code < 400 else ""
+        return f"HTTP {exc.code}{moved}", exc.code in RETRY_STATUSES or exc.code >= 500
+    except InvalidURL as exc:  # a URL urllib cannot use (a bad port): fix the settings
+        return clean(f"{type(exc).__name__}: {exc}"), False
+    except (OSError, HTTPException) as exc:  # URLError, refused, reset, timeouts, bad status lines
+        reason = getattr(exc, "reason", None) or exc
+        return clean(f"{type(exc).__name__}: {reason}"), True
+    except ValueError:  # a URL or header value urllib refuses (its text may quote the header: not shown)
+        return "ValueError: the URL or a header value is not valid", False
+
+
 def backoff(retry: int) -> float:
     """Seconds to wait before retry number ``retry`` (1, 2, ...)."""
     return min(BACKOFF_MAX_SECONDS, BACKOFF_SECONDS * 2 ** (retry - 1))
@@ -159,7 +183,7 @@ class HttpSink:
             SECRETS.add(self.token)  # never in a message, a log line or a record (hub.store.redact)
         if conf.token_env and not self.token:
             self.notes.append(f"{self.label}: environment variable {conf.token_env} (token_env) is not set: sent without a token")
-        self._opener = urllib.request.build_opener(_NoRedirect)
+        self._opener = opener()
 
     def send(self, events: list[CloudEvent]) -> list[Outcome]:
         """Deliver in order; once one event failed after its retries, the rest are not tried (the target is down), nor
@@ -208,19 +232,7 @@ class HttpSink:
 
     def _post(self, request: urllib.request.Request) -> tuple[Outcome, bool]:
         """One attempt: (None, _) on a 2xx, else (why not, retryable)."""
-        try:
-            with self._opener.open(request, timeout=self.conf.timeout_seconds):
-                return None, False
-        except urllib.error.HTTPError as exc:
-            exc.close()
-            return f"HTTP {exc.code}", exc.code in RETRY_STATUSES or exc.code >= 500
-        except InvalidURL as exc:  # a URL urllib cannot use (a bad port): fix the settings
-            return self.clean(f"{type(exc).__name__}: {exc}"), False
-        except (OSError, HTTPException) as exc:  # URLError, refused, reset, timeouts, bad status lines
-            reason = getattr(exc, "reason", None) or exc
-            return self.clean(f"{type(exc).__name__}: {reason}"), True
-        except ValueError:  # a URL or header value urllib refuses (its text may quote the header: not shown)
-            return "ValueError: the URL or a header value is not valid", False
+        return post_once(self._opener, request, self.conf.timeout_seconds, self.clean)
 
     def clean(self, text: str) -> str:
         """``text`` fit for a message: without the token, the URL's secrets or any other known credential."""

@@ -8,11 +8,13 @@ import hashlib
 import json
 import os
 import time
-import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from urllib.parse import urlsplit
 
+from hub.convert import scrub
+from hub.events.sinks import opener, post_once, public_url
 from hub.inspection.rules import SEVERITIES, AlertPolicy, Rules
 from hub.store import SECRETS, redact
 
@@ -138,28 +140,27 @@ def notify(rules: Rules, state: dict, events: list[tuple[str, str, dict, str]], 
 
 
 def _post(target, body: dict) -> str | None:  # noqa: ANN001 - an AlertTarget
-    """POST the body, retrying 429 / 5xx / network errors; None when delivered, else a one-line reason."""
+    """POST the body, retrying 408 / 429 / 5xx / network errors; None when delivered, else a one-line reason naming the
+    host (never the URL's user info, path or query, nor the token). A redirect is not followed (it would carry the token
+    elsewhere and turn the POST into a GET): it fails."""
     headers = {"Content-Type": "application/json"}
     token = (os.environ.get(target.token_env) or "").strip() if target.token_env else ""
     if token:
         SECRETS.add(token)
         headers["Authorization"] = f"Bearer {token}"
-    data = json.dumps(body, default=str).encode()
-    reason = ""
+
+    def clean(text: str) -> str:
+        return scrub((text.replace(token, "***") if token else text).replace(target.url, public_url(target.url)))
+
+    request = urllib.request.Request(target.url, data=json.dumps(body, default=str).encode(), headers=headers, method="POST")
+    http = opener()
+    reason: str | None = None
     for attempt in range(target.retries + 1):
-        try:
-            with urllib.request.urlopen(urllib.request.Request(target.url, data=data, headers=headers, method="POST"),
-                                        timeout=target.timeout_seconds) as response:
-                if 200 <= response.status < 300:
-                    return None
-                reason = f"HTTP {response.status}"
-        except urllib.error.HTTPError as exc:
-            reason = f"HTTP {exc.code}"
-            if exc.code < 500 and exc.code not in (408, 429):
-                break
-        except (urllib.error.URLError, OSError) as exc:
-            reason = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
+        reason, retryable = post_once(http, request, target.timeout_seconds, clean)
+        if reason is None or not retryable:
+            break
         if attempt < target.retries:
             time.sleep(BACKOFF * 2 ** attempt)
-    host = target.url.split("://", 1)[-1].split("/", 1)[0].split("@")[-1]
-    return redact(f"{host}: {reason}")
+    if reason is None:
+        return None
+    return redact(f"{urlsplit(target.url).netloc.rsplit('@', 1)[-1] or 'the target'}: {reason}")

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, field_validator, model_validator
 
-from hub.settings import validated
+from hub.settings import http_url, validated
 from hub.store import CONFIG, Store
 
 RULES = f"{CONFIG}/inspection.json"
@@ -106,6 +106,11 @@ class AlertTarget(_Strict):
 
     type: Literal["alertmanager"] = "alertmanager"
     url: str = Field(pattern=r"^https?://")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: str) -> str:
+        return http_url(url)
     #: name of an environment variable holding a bearer token (never written anywhere)
     token_env: str | None = None
     timeout_seconds: StrictFloat = Field(10.0, gt=0, le=120)
