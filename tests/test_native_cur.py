@@ -297,7 +297,8 @@ LINES = [
     {"lineItem/LineItemDescription": "ri fee", "lineItem/LineItemType": "RIFee", "lineItem/UsageType": "HeavyUsage:m5.large",
      "lineItem/UsageAmount": "744", "lineItem/UnblendedRate": "0.03", "lineItem/UnblendedCost": "22.32", "product/sku": "SKU1",
      "pricing/unit": "Hrs", "pricing/RateCode": "SKU1.RIFEE", "reservation/ReservationARN": RI,
-     "reservation/UnusedAmortizedUpfrontFeeForBillingPeriod": "19.32", "reservation/UnusedRecurringFee": "19.32"},  # 644 h
+     "reservation/UnusedAmortizedUpfrontFeeForBillingPeriod": "19.32", "reservation/UnusedRecurringFee": "19.32",
+     "reservation/UnusedQuantity": "644"},  # 644 h
     {"lineItem/LineItemDescription": "ri upfront", "bill/BillType": "Purchase", "lineItem/LineItemType": "Fee",
      "lineItem/UsageType": "HeavyUsage:m5.large", "lineItem/UsageStartDate": "2024-03-10T00:00:00Z",
      "lineItem/UsageEndDate": "2024-03-10T01:00:00Z", "lineItem/UsageAmount": "1", "lineItem/UnblendedRate": "262.8",
@@ -388,13 +389,57 @@ def test_line_item_types_and_amortization_by_hand(tmp_path: Path, kind: str) -> 
     assert unblended == D("857.184") and D(rec.totalsIn["USD"]["BilledCost"]) == unblended
     assert one(f"SELECT sum(BilledCost) FROM {lake(root)}") == unblended
     assert one(f"SELECT sum(EffectiveCost) FROM {lake(root)}") == D("215.904")
-    prices = {r[0]: r[1:] for r in con.execute(f"SELECT ChargeDescription, ListUnitPrice, ListCost FROM {lake(root)} "
-                                               f"WHERE ChargeDescription IN ('ri fee', 'sp upfront', 'sp negation', 'edp', 'tax')").fetchall()}
-    # a tax's list cost is the tax (AWS writes publicOnDemandCost 0.0 on it: ListCost 0 under a ContractedCost of 3)
-    assert prices == {"ri fee": (D("0.03"), D("22.32")), "sp upfront": (D("438"), D("438")), "sp negation": (D(0), D(0)),
-                      "edp": (D(0), D(0)), "tax": (None, D(3))}
+    prices = {r[0]: r[1:] for r in con.execute(f"SELECT ChargeDescription, ListUnitPrice, ListCost FROM {lake(root)} WHERE "
+                                               "ChargeDescription IN ('ri fee', 'sp upfront', 'sp negation', 'edp', 'tax', 'credit', "
+                                               "'refund')").fetchall()}
+    # a tax's list cost is the tax (AWS writes publicOnDemandCost 0.0 on it: ListCost 0 under a ContractedCost of 3); a
+    # credit's and a refund's without an on-demand cost are theirs too, as FOCUS says of a credit (AWS's FOCUS export
+    # does so): 0 made the month's list cost depend on whether AWS wrote 0.0 or nothing (review of stop 37)
+    assert {k: v[1] for k, v in prices.items()} == {
+        "ri fee": D("22.32"), "sp upfront": D("438"), "sp negation": D(0), "edp": D(0), "tax": D(3), "credit": D(-5),
+        "refund": D(-2)}
+    assert {k: prices[k][0] for k in ("ri fee", "sp upfront", "sp negation", "edp", "tax")} == {
+        "ri fee": D("0.03"), "sp upfront": D("438"), "sp negation": D(0), "edp": D(0), "tax": None}
+    # the reservation's fee row consumed its unused hours (644 of 744), not every reserved hour (review of stop 37)
+    assert con.execute(f"SELECT PricingQuantity, ConsumedQuantity, ConsumedUnit FROM {lake(root)} "
+                       "WHERE ChargeDescription = 'ri fee'").fetchall() == [(D(744), D(644), "Hrs")]
     report = validate(str(root))
     assert report.violations == 0, report.summary()
+
+
+@pytest.mark.parametrize(("dropped", "named"), [
+    (("reservation/UnusedAmortizedUpfrontFeeForBillingPeriod", "reservation/UnusedRecurringFee"),
+     "reservation_unused_amortized_upfront_fee_for_billing_period, reservation_unused_recurring_fee"),
+    (("reservation/ReservationARN",), "reservation_reservation_a_r_n"),
+])
+def test_reservation_rows_without_what_their_amortized_cost_needs_are_refused(tmp_path: Path, dropped: tuple[str, ...],
+                                                                              named: str) -> None:
+    """A report trimmed of a reservation's unused-fee columns took them as 0 (the month's EffectiveCost 6.00 instead of
+    44.64: the unused 38.64 gone); trimmed of its ARN, the upfront fee kept its 262.80 while also amortized into the
+    usage and fee rows (counted twice), all committed (review of stop 37). Now InvalidValue naming the columns."""
+    root = make_hub(tmp_path / "hub")
+    rows = [{k: v for k, v in r.items() if k not in dropped} for r in LINES
+            if r["lineItem/LineItemDescription"] in ("ri usage", "ri fee", "ri upfront")]
+    deliver(root, "cur/r/20240301-20240401/x", {"r-00001.csv": csv_text(LINES_COMMON, rows)})
+    (rec,) = ingest(Store(str(root))).records
+    assert (rec.state, rec.error.code) == ("quarantined", "InvalidValue")
+    assert named in rec.error.message and rec.error.message.startswith("EffectiveCost is empty on")
+    assert not list((root / "ingestion").rglob("*.parquet"))
+
+
+def test_a_reservation_used_in_full_consumed_nothing_unused_and_its_upfront_fee_is_a_purchase(tmp_path: Path) -> None:
+    """A fee row whose reservation left 0 hours unused kept PricingQuantity as consumed (744 h on top of the 744 h used);
+    a reservation's upfront fee (HeavyUsage) whose row has no ARN is still a commitment purchase: EffectiveCost 0, its
+    amortized cost is on the fee and usage rows (review of stop 37)."""
+    root = make_hub(tmp_path / "hub")
+    fee = {**next(r for r in LINES if r["lineItem/LineItemDescription"] == "ri fee"), "reservation/UnusedQuantity": "0",
+           "reservation/UnusedAmortizedUpfrontFeeForBillingPeriod": "0", "reservation/UnusedRecurringFee": "0"}
+    upfront = {k: v for k, v in next(r for r in LINES if r["lineItem/LineItemDescription"] == "ri upfront").items()
+               if k != "reservation/ReservationARN"}
+    deliver(root, "cur/r/20240301-20240401/x", {"r-00001.csv": csv_text(LINES_COMMON, [fee, upfront])})
+    ingested(root)
+    rows = duckdb.sql(f"SELECT ChargeDescription, ConsumedQuantity, BilledCost, EffectiveCost FROM {lake(root)} ORDER BY 1").fetchall()
+    assert rows == [("ri fee", D(0), D("22.32"), D(0)), ("ri upfront", None, D("262.8"), D(0))]
 
 
 # --- 4. resource tags ------------------------------------------------------------------------------------------------

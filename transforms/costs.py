@@ -203,9 +203,11 @@ def _provider_and_quantities(chain: Chain, lineage: Lineage) -> None:
                            f"WHEN {nz('EffectiveCost')} AND {nz('x_EffectiveUnitPrice')} THEN {div('EffectiveCost', 'x_EffectiveUnitPrice')} "
                            "ELSE PricingQuantity END ELSE PricingQuantity END",
     })
-    # ConsumedQuantity is in consumed units: pricing blocks x block size (the reference divides, bug B7).
+    # ConsumedQuantity is in consumed units: pricing blocks x block size (the reference divides, bug B7). A delivered 0 on
+    # an unused commitment's row is nothing left unused (AWS's RIFee of a reservation used in full), never filled.
     chain.replace({
         "ConsumedQuantity": f"CASE WHEN ChargeCategory = 'Usage' AND {zero('ConsumedQuantity')} AND PricingQuantity IS NOT NULL "
+                            "AND NOT coalesce(ConsumedQuantity = 0 AND CommitmentDiscountStatus = 'Unused', false) "
                             f"THEN {mul('PricingQuantity', 'coalesce(x_PricingBlockSize, 1)')} ELSE ConsumedQuantity END",
     })
 

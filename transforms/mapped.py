@@ -16,7 +16,8 @@ first that finds a row wins. ``fileMonth`` (``{"column": name, "pathPatterns": [
 may lack that billing-month column; the caller adds the month the file's name carries (or the first pattern, with
 ``year`` and ``month`` groups, finds in its path) as ``{__file_month}`` (NULL when it carries none).
 ``needs`` (``{"EffectiveCost": [name, ...]}``): the report columns without which a FOCUS column stays empty on some
-rows, named in the error when it does. ``hints`` (``{"currency": "CNY"}``) names what a delivery may tell about its files (a native delivery's
+rows, named in the error when it does. ``{?name}`` is TRUE when the report has the column (under its name or an
+alias), else FALSE: a rule that cannot be computed without a column the report lacks gives NULL rather than a guess. ``hints`` (``{"currency": "CNY"}``) names what a delivery may tell about its files (a native delivery's
 ``manifest.json``: ``{"currency": "USD"}``), each with the provider's default: ``{$name}`` is the delivery's value, else
 that default, as a text literal (NULL without either), so a mapping stays data (``coalesce({currency}, {$currency})``:
 a row's own currency, else the delivery's, else the provider's usual one).
@@ -39,6 +40,7 @@ _PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_/:. -]+)\}")
 _NUM = re.compile(r"num\(\{([A-Za-z0-9_/:. -]+)\}\)")
 _LET = re.compile(r"\{@([A-Za-z0-9_]+)\}")
 _HINT = re.compile(r"\{\$([A-Za-z0-9_]+)\}")
+_HAS = re.compile(r"\{\?([A-Za-z0-9_/:. -]+)\}")
 
 
 def key(name: str) -> str:
@@ -121,6 +123,7 @@ def project(spec: dict, columns: dict[str, str], lookup_files: dict[str, str], h
             default = defaults.get(key(m.group(1)))
             return f"({resolve(default)})" if default else "CAST(NULL AS VARCHAR)"
 
+        expr = _HAS.sub(lambda m: "TRUE" if key(m.group(1)) in named else "FALSE", expr)
         expr = _NUM.sub(number, expr)
         return _PLACEHOLDER.sub(column, expr)
 
