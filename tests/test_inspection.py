@@ -267,6 +267,11 @@ def test_feedback_datasets_and_the_anomalies_command(store, tmp_path):
     assert [(b["id"], b["currency"], b["actual"] != "0") for b in checked.budgets] == [("lower", "USD", True), ("nothing", "USD", False)]
     assert checked.unmatched == ['budget nothing: no cost of 2024-05 up to 2024-05-31 in USD with {"SubAccountId": "b"} '
                                  "(currency and filter values must match the lake's exactly, case included)"]
+    # nor did a monitor (review of stop 37)
+    quiet = inspection.inspect(store, LAST, R.Rules.model_validate(
+        {"window_days": 35, "test_days": 3, "monitors": [{"id": "m", "filter": {"SubAccountId": "a"}}]}), save=False)
+    assert quiet.unmatched == ['monitor m: no usage cost from 2024-04-27 to 2024-05-31 with {"SubAccountId": "a"} (filter '
+                               "values must match the lake's exactly, case included)"]
     warned = runner.invoke(app, ["budgets", str(tmp_path), "--date", "2024-05-31"])
     assert warned.exit_code == 0 and "warning: budget nothing: no cost of 2024-05" in warned.stderr
     for bad in ("US", "US$", "", 840):

@@ -7,6 +7,7 @@ import json
 from datetime import date, timedelta
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pytest
 from test_inspection import LAST, D, _Receiver, daily, lake, rules
@@ -107,6 +108,55 @@ def test_an_alert_url_with_user_info_or_a_bad_port_is_refused_without_repeating_
     with pytest.raises(UsageError, match=r"alerts\.0\.targets\.0\.url") as caught:
         R.parse(json.dumps({"alerts": [{"id": "p", "targets": [{"url": url}]}]}))
     assert "Hunter2Secret" not in str(caught.value)
+
+
+def test_an_anomaly_whose_costs_a_restated_month_took_away_resolves_with_what_was_charged(spiky, tmp_path):
+    """May 31's 50 (expected 10) opened an anomaly; the month was delivered again with 10. It resolved with actual 50 and
+    impact 40 for good: in the Anomalies dataset, the API and a "resolved, impact 40" alert, 40 never charged (review of
+    stop 37). It resolves with the lake's 10: impact 0."""
+    first = inspection.inspect(spiky, LAST, rules())
+    (opened,) = first.anomalies
+    assert (opened.state, opened.actual, opened.impact) == ("open", D(50), D(40))
+    restated = [daily("A", LAST - timedelta(days=i), 10) for i in range(0, 40)] + [daily("A", LAST + timedelta(days=1), 10)]
+    lake(tmp_path, restated)
+    again = inspection.inspect(spiky, LAST + timedelta(days=1), rules())
+    (resolved,) = again.anomalies
+    assert (resolved.id, resolved.state, resolved.actual, resolved.impact, resolved.max_daily_impact) == (
+        opened.id, "resolved", D(10), D(0), D(0))
+    assert [p["actual"] for p in resolved.series if p["day"] == LAST.isoformat()] == [10.0]
+    assert outcome.load_state(spiky)["anomalies"][opened.id]["impact"] == "0"
+
+
+def test_an_anomaly_pages_once_in_its_silence_and_a_refitted_baseline_is_no_update(spiky, tmp_path):
+    """Opened, then updated (it lasted a day longer): two firing alerts inside a 720 h silence, which was kept per event
+    kind; and the day after a one-day spike, the baseline fitted on the moved window changed its impact: an "updated"
+    event and a second page for the same costs (review of stop 37)."""
+    receiver = _Receiver()
+    try:
+        r = rules(alerts=[{"id": "p", "min_severity": "minor", "silence_hours": 720, "targets": [{"url": receiver.url}]}])
+        assert inspection.inspect(spiky, LAST, r).events == [("finops-hub.anomaly.opened", "sub-accounts/A")]
+        base = [daily("A", LAST - timedelta(days=i), 10) for i in range(1, 40)] + [daily("A", LAST, 50)]
+        lake(tmp_path, [*base, daily("A", LAST + timedelta(days=1), 10)])
+        assert inspection.inspect(spiky, LAST + timedelta(days=1), r).events == []  # the same costs: nothing new
+        lake(tmp_path, [*base, daily("A", LAST + timedelta(days=1), 50)])  # June 1 restated: the spike lasted
+        again = inspection.inspect(spiky, LAST + timedelta(days=1), r)
+        assert again.events == [("finops-hub.anomaly.updated", "sub-accounts/A")]
+        assert len(receiver.bodies) == 1  # silenced: the same anomaly
+    finally:
+        receiver.close()
+
+
+def test_an_alert_description_is_whole_json_however_long_its_causes():
+    """The description was the data's JSON cut at 4,000 characters: with Azure-length resource ids, mid-string, JSON no
+    receiver could read (review of stop 37)."""
+    rid = "/subscriptions/" + "0" * 36 + "/resourceGroups/rg-" + "x" * 60 + "/providers/Microsoft.Compute/virtualMachines/vm-"
+    data = {"id": "a1", "monitor": "m", "key": "k", "impact": "40", "series": [{"day": f"2024-05-{d:02}", "actual": 1.5}
+                                                                            for d in range(1, 31)],
+            "causes": [{"dimension": "instance", "value": f"{rid}{i}", "delta": "1"} for i in range(20)], "history": []}
+    text = alerts.description(data)
+    parsed = json.loads(text)
+    assert len(text) <= alerts.DESCRIPTION_MAX and parsed["id"] == "a1" and "series" not in parsed
+    assert 0 < len(parsed["causes"]) < 20 and parsed["causes"][0]["value"] == f"{rid}0"
 
 
 def test_events_saved_with_the_state_are_published_after_a_crash(spiky, tmp_path):
@@ -266,6 +316,25 @@ def test_without_a_date_the_lakes_last_complete_day_is_inspected(tmp_path):
     assert inspection.default_day(con, today=date(2024, 5, 20)) == date(2024, 5, 19)  # at the latest yesterday
     con.close()
     assert inspection.default_day(catalog.connect(Store(str(tmp_path / "empty"))), today=LAST) == date(2024, 5, 30)
+
+
+def test_a_cloud_whose_exports_lag_a_day_behind_another_is_not_a_drop(tmp_path):
+    """AWS's costs to May 31, Azure's to May 29: the day inspected was May 30, where Azure has no costs yet, and its
+    series opened a critical -100 % "down" anomaly (root cause "removed") every morning (review of stop 37). The day is
+    now the one before the most lagging account's last day (May 28); an account stopped weeks ago holds nothing back."""
+    folder = tmp_path / "ingestion/Costs/2024/05/test"
+    folder.mkdir(parents=True)
+    rows = [("AWS", "aws-1", "a", LAST - timedelta(days=i), 100) for i in range(40)]
+    rows += [("Microsoft", "az-1", "b", LAST - timedelta(days=i), 80) for i in range(2, 40)]
+    rows += [("Oracle", "oci-1", "c", LAST - timedelta(days=i), 5) for i in range(21, 40)]  # stopped on May 10
+    values = ", ".join(f"('{p}', '{acct}', '{sub}', TIMESTAMPTZ '{d} 06:00:00+00', {c})" for p, acct, sub, d, c in rows)
+    duckdb.sql(f"""COPY (SELECT ProviderName, BillingAccountId, SubAccountId, 'S1' AS ServiceName, 'eu-west-1' AS RegionId, 'sku-S1' AS SkuId, 'r1' AS ResourceId,
+        CAST(c AS DECIMAL(38,18)) AS EffectiveCost, 'USD' AS BillingCurrency, ChargePeriodStart, 'Usage-Based' AS ChargeFrequency,
+        CAST(NULL AS VARCHAR) AS ChargeClass FROM (VALUES {values}) v(ProviderName, BillingAccountId, SubAccountId,
+        ChargePeriodStart, c)) TO '{folder}/part.parquet' (FORMAT parquet)""")
+    result = inspection.inspect(Store(str(tmp_path)), rules=rules(), save=False)
+    assert result.day == date(2024, 5, 28)
+    assert [a for a in result.anomalies if a.key == "b"] == []
 
 
 @pytest.mark.parametrize("change, field", [

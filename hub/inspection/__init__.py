@@ -166,13 +166,31 @@ def inspect(store: Store, day: date | None = None, rules: Rules | None = None, *
     return result
 
 
+#: A billing account whose costs end more than this many days before the lake's latest stopped, rather than lags: it no
+#: longer holds the default day back.
+LAG_DAYS = 7
+
+
 def default_day(con: duckdb.DuckDBPyConnection, today: date | None = None) -> date:
-    """The last complete day the lake can tell about: the day before its last day with costs (exports arrive a day or
-    more late, and their last day is partial: inspecting it would open a "down" anomaly on every series), at the
-    latest yesterday (UTC); yesterday when the lake has no costs."""
+    """The last complete day the lake can tell about: the day before the last day with costs of its most lagging
+    billing account (per provider; exports arrive a day or more late, each cloud's on its own schedule, and their last
+    day is partial: inspecting it would open a "down" anomaly on every series of a cloud a day behind), ignoring an
+    account whose costs ended more than :data:`LAG_DAYS` before the latest; at the latest yesterday (UTC); yesterday
+    when the lake has no costs."""
     yesterday = (today or datetime.now(timezone.utc).date()) - timedelta(days=1)
     last = _last_cost_day(con)
-    return min(yesterday, last - timedelta(days=1)) if last else yesterday
+    if last is None:
+        return yesterday
+    have = {r[0] for r in con.execute("DESCRIBE Costs").fetchall()}
+    accounts = [c for c in ("ProviderName", "BillingAccountId") if c in have]
+    if accounts:
+        since = last - timedelta(days=LAG_DAYS)
+        ends = con.execute(f"SELECT min(d) FROM (SELECT CAST(max(ChargePeriodStart) AS DATE) AS d FROM Costs WHERE x_Month >= "
+                           f"{literal(first_folder_month(since))} AND ChargePeriodStart >= TIMESTAMPTZ "
+                           f"{literal(since.isoformat())} GROUP BY {', '.join(accounts)})"
+                           ).fetchone()
+        last = ends[0] if ends and ends[0] else last
+    return min(yesterday, last - timedelta(days=1))
 
 
 def _has_costs(con: duckdb.DuckDBPyConnection, first: date, last: date) -> bool:
@@ -285,6 +303,10 @@ def _monitor(con: duckdb.DuckDBPyConnection, rules: Rules, monitor: Monitor, fir
         CAST(ChargePeriodStart AS DATE) AS d, CAST(sum(EffectiveCost) AS DOUBLE) AS c FROM Costs WHERE {where}
         GROUP BY ALL""").fetchnumpy()
     if not len(data["k"]):
+        if monitor.filter:  # a filter value in another case (``oracle``) would otherwise inspect nothing without a word
+            result.unmatched.append(f"monitor {monitor.id}: no usage cost from {first} to {day} with "
+                                    f"{json.dumps(monitor.filter, sort_keys=True)} (filter values must match the lake's "
+                                    "exactly, case included)")
         return
     pairs = np.char.add(np.char.add(data["k"].astype(str), "\x1f"), data["cur"].astype(str))
     series, index = np.unique(pairs, return_inverse=True)
@@ -343,7 +365,8 @@ def _monitor(con: duckdb.DuckDBPyConnection, rules: Rules, monitor: Monitor, fir
     # an open anomaly of an inspected series that no abnormal day continues is over (the baseline has learnt its level)
     seen = {a.id for a in result.anomalies}
     inspected = set(names.tolist())
-    result.anomalies += [_resolved(a) for a in known.values() if a.get("monitor") == monitor.id and a.get("state") == "open"
+    result.anomalies += [_restated(con, rules, monitor, key_sql, _resolved(a)) for a in known.values()
+                         if a.get("monitor") == monitor.id and a.get("state") == "open"
                          and a["id"] not in seen and f"{a['key']}\x1f{a['currency']}" in inspected
                          and str(a["start"]) <= day.isoformat()]
 
@@ -357,6 +380,29 @@ def _resolved(saved: dict) -> Anomaly:
     return Anomaly(**{**{k: v for k, v in saved.items() if k in kept}, **{k: Decimal(str(saved[k])) for k in money},
                       "start": date.fromisoformat(str(saved["start"])), "end": date.fromisoformat(str(saved["end"])),
                       "state": "resolved", "causes": causes})
+
+
+def _restated(con: duckdb.DuckDBPyConnection, rules: Rules, monitor: Monitor, key_sql: str, a: Anomaly) -> Anomaly:
+    """A resolved anomaly with its actual cost read again from the lake: a month delivered again (restated) may have
+    taken the abnormal costs away, and the anomaly then ends with what was charged (impact near 0), never with the
+    amounts of a bill that no longer stands. Its days' actual values in ``series`` follow; the expected ones stay."""
+    series_sql = f"{key_sql} = ? AND coalesce(BillingCurrency, '') = ?"
+    days = dict(con.execute(f"SELECT CAST(ChargePeriodStart AS DATE), CAST(sum(EffectiveCost) AS VARCHAR) FROM Costs WHERE "
+                            f"{_where(monitor, a.start, a.end)} AND {series_sql} GROUP BY 1", [a.key, a.currency]).fetchall())
+    actual = sum((Decimal(v) for v in days.values()), Decimal(0))
+    if actual == a.actual:
+        return a
+    a.actual, a.impact = actual, actual - a.expected
+    a.impact_pct = float(a.impact / abs(a.expected) * 100) if a.expected != 0 else None
+    a.severity = _severity(rules, a.impact_pct)
+    impacts = []
+    for point in a.series:
+        d = date.fromisoformat(str(point["day"]))
+        if a.start <= d <= a.end:
+            point["actual"] = round(float(days.get(d, 0)), 6)
+            impacts.append(Decimal(str(days.get(d, 0))) - _dec(point["expected"]))
+    a.max_daily_impact = max(impacts, key=abs) if len(impacts) == (a.end - a.start).days + 1 else a.impact
+    return a
 
 
 def _dec(value: float) -> Decimal:

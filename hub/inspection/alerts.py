@@ -63,8 +63,31 @@ def _alert(kind: str, subject: str, data: dict, sev: str, now: datetime) -> dict
         starts, ends = f"{data.get('day')}T00:00:00Z", "0001-01-01T00:00:00Z"
         fingerprint = f"{subject}/{data.get('month')}/{threshold.get('type')}/{threshold.get('percent')}"
     return {"status": "resolved" if resolved else "firing", "labels": labels,
-            "annotations": {"summary": summary, "description": json.dumps(data, default=str, sort_keys=True)[:4000]},
+            "annotations": {"summary": summary, "description": description(data)},
             "startsAt": starts, "endsAt": ends, "generatorURL": "", "fingerprint": fingerprint}
+
+
+#: Characters an alert's description may hold (Alertmanager receivers cut or refuse longer annotations).
+DESCRIPTION_MAX = 4000
+
+
+def description(data: dict) -> str:
+    """An event's data as JSON text of at most :data:`DESCRIPTION_MAX` characters, always whole JSON: without the daily
+    ``series`` (the CloudEvent has it), then with fewer causes, then without the causes and history (cutting the text
+    left it unreadable)."""
+    short = {k: v for k, v in data.items() if k != "series"}
+    causes = list(short.get("causes") or [])
+    while True:
+        text = json.dumps(short, default=str, sort_keys=True)
+        if len(text) <= DESCRIPTION_MAX:
+            return text
+        if causes:
+            causes.pop()
+            short["causes"] = causes
+        elif short.keys() & {"causes", "history"}:
+            short = {k: v for k, v in short.items() if k not in ("causes", "history")}
+        else:  # only long names left: the fields a receiver needs, each cut
+            return json.dumps({k: str(v)[:200] for k, v in short.items()}, sort_keys=True)[:DESCRIPTION_MAX]
 
 
 def payload(policy: AlertPolicy, alerts: list[dict]) -> dict:
@@ -110,14 +133,19 @@ def notify(rules: Rules, state: dict, events: list[tuple[str, str, dict, str]], 
             anomaly = str(data.get("id") or subject) if short.startswith("anomaly.") else None
             # a resolution goes wherever the anomaly was alerted, whatever its severity now (an anomaly shrinks while
             # the baseline learns its level: opened critical, resolved major)
-            alerted = anomaly is not None and any(f"{policy.id}|anomaly.{k}|{anomaly}" in last for k in ("opened", "updated"))
+            firing = [f"{policy.id}|anomaly.{k}|{anomaly}" for k in ("firing", "opened", "updated")]  # older states: by kind
+            alerted = anomaly is not None and any(k in last for k in firing)
             if short not in policy.events or (SEVERITIES.index(sev) < SEVERITIES.index(policy.min_severity)
                                               and not (short == "anomaly.resolved" and alerted)):
                 continue
-            # an anomaly is silenced per anomaly (another one of the same series is news); a budget per threshold (its
-            # 100 % never silenced by its 50 %)
-            key = f"{policy.id}|{short}|{identity if short == 'budget.threshold' else anomaly or subject}"
-            before = last.get(key)
+            # an anomaly is silenced per anomaly, opened or updated alike (another one of the same series is news); a
+            # budget per threshold (its 100 % never silenced by its 50 %)
+            if short in ("anomaly.opened", "anomaly.updated"):
+                key = firing[0]
+                before = max((last[k] for k in firing if isinstance(last.get(k), str)), default=None)
+            else:
+                key = f"{policy.id}|{short}|{identity if short == 'budget.threshold' else anomaly or subject}"
+                before = last.get(key)
             if short != "anomaly.resolved" and before and now - datetime.fromisoformat(before) < timedelta(
                     hours=policy.silence_hours):
                 out.silenced += 1

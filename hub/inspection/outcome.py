@@ -125,8 +125,8 @@ def record(store: Store, anomalies: list, budgets: list[dict], day: date, rules:
             kind = "resolved"
         elif before["state"] == "resolved" and a.state == "open":
             kind = "opened"  # the change came back after it was reported over: said again, never silently
-        elif before["state"] == "open" and (before["end"], before["impact"]) != (now["end"], now["impact"]):
-            kind = "updated"
+        elif before["state"] == "open" and (before["end"], before["actual"]) != (now["end"], now["actual"]):
+            kind = "updated"  # it lasted longer or its days' costs changed; not a baseline fitted again on a moved window
         now["feedback"] = (before or {}).get("feedback")
         now["history"] = [*((before or {}).get("history") or []), *([{"day": day.isoformat(), "event": kind}] if kind else [])]
         state["anomalies"][a.id] = now
