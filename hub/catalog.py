@@ -153,6 +153,17 @@ def other_metric_months(con: duckdb.DuckDBPyConnection, metric: str, first: date
     return ", ".join(f"{m} ({kind})" for m, kind in other) or None
 
 
+def unallocated_months(con: duckdb.DuckDBPyConnection, first: date, last: date) -> str | None:
+    """The months from ``first`` to ``last`` with Costs and no allocation (allocated before the rules came, a month
+    whose Costs changed while its allocation failed or the rules were gone), as ``2024-04, ...``; None when there is
+    none. Read from the allocation, their costs would count as 0."""
+    span = [f"{first:%Y-%m}", f"{last:%Y-%m}"]
+    missing = con.execute("SELECT x_Month FROM (SELECT DISTINCT x_Month FROM Costs WHERE x_Month BETWEEN ? AND ? EXCEPT "
+                          "SELECT DISTINCT x_Month FROM Allocation WHERE x_Month BETWEEN ? AND ?) ORDER BY 1",
+                          span + span).fetchall()
+    return ", ".join(m for (m,) in missing) or None
+
+
 def store_connection(store: Store, *, database: str = ":memory:", threads: int | None = None,
                      memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection in UTC that reads the store's paths (:func:`duck_path`): remote roots register

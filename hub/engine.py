@@ -93,8 +93,9 @@ def owed(store: Store, rec: RunRecord) -> list[str]:
         return []
     if rec.dataset == "Prices":
         return ["renormalize"]
-    if rec.dataset == "Costs" and store.exists(ALLOCATION_RULES):
-        return ["allocate"]
+    allocated = store.files(f"{INGESTION}/Allocation/{rec.month[:4]}/{rec.month[5:7]}")
+    if rec.dataset == "Costs" and (store.exists(ALLOCATION_RULES) or allocated):
+        return ["allocate"]  # allocated again; without rules, its allocation of other Costs retired
     return []
 
 

@@ -152,6 +152,9 @@ def _allocate(store: Store, result: IngestResult, records: list[RunRecord]) -> l
                         error=RunError(code="AllocationRulesInvalid", message=str(exc), file=allocation_rules.RULES))
         runs.save(store, rec)
         return [rec]
+    for rec in made:  # failed (a conflict, a zero-weight pool set to error): the month's allocation of earlier Costs
+        if rec.state != "committed" and rec.month:  # is not served as the allocation of these
+            allocation.retire(store, rec.month)
     for rec in owing.values():
         engine.settle(store, rec, "allocate")
     if store.exists(runs.record_path(RULES_FAILURE)):

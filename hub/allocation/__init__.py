@@ -59,7 +59,9 @@ def allocate(store: Store, only: list[str] | None = None, *, rules: Rules | None
     """Allocate ``only`` these months (default: every Costs month): one run each, replacing the month's allocation;
     a locked month that has one keeps it. Nothing when the hub has no rules."""
     rules = rules or load(store)
-    if rules is None:
+    if rules is None:  # allocation turned off: a month whose Costs changed keeps no allocation of other Costs
+        for month in only or []:
+            retire(store, month)
         return []
     convert.check_memory_limit()  # a usage error before any month's run is recorded, not an InternalError each
     available = months(store)
@@ -75,6 +77,18 @@ def allocate(store: Store, only: list[str] | None = None, *, rules: Rules | None
             # whatever metric it was made)
         out.append(_run(store, month, rules))
     return out
+
+
+def retire(store: Store, month: str) -> None:
+    """Take a month's allocation out of the lake (its records say ``superseded``): it was made from Costs that changed
+    since and could not be made again (no rules, a failed run). Readers then refuse the month by cost center rather
+    than serve the allocation of a bill that no longer stands."""
+    year, mon = map(int, month.split("-"))
+    store.delete_tree(f"{INGESTION}/{DATASET}/{year:04d}/{mon:02d}")
+    for rec in runs.load_all(store):
+        if rec.manifest == f"{MANIFEST}{month}" and rec.state == "committed":
+            rec.state = "superseded"
+            runs.save(store, rec)
 
 
 def _retire_other_metrics(store: Store, month: str, rules: Rules) -> None:

@@ -11,12 +11,11 @@ from datetime import date
 import duckdb
 import pyarrow as pa
 
-from hub.allocation.rules import NOT_ALLOWLISTED, UNALLOCATED, Dimension, Rules, casefold, norm_key
+from hub.allocation.rules import NOT_ALLOWLISTED, SUFFIXES, UNALLOCATED, Dimension, Rules, casefold, norm_key
 from hub.errors import HubError
 from transforms.typing import ident, literal
 
-#: Columns of the resolution of one dimension, after its output column's name (``x_CostCenter`` + suffix).
-SUFFIXES = ("", "Status", "Reason", "Source", "TagKey", "RawValue")
+__all__ = ["SUFFIXES"]
 #: Sources of a value, by chain step.
 SOURCES = {"tag": "tag", "resource_group": "resource_group_tag", "subscription": "subscription_tag", "mapping": "mapping",
            "default": "default"}

@@ -26,8 +26,11 @@ MATCH_COLUMNS = ("ProviderName", "BillingAccountId", "SubAccountId", "SubAccount
 UNALLOCATED, NOT_ALLOWLISTED = "__unallocated__", "__not_allowlisted__"
 SENTINELS = (UNALLOCATED, NOT_ALLOWLISTED)
 #: Columns of the Allocation dataset a dimension's ``column`` may not take (the run's own, and the lake's it carries).
+#: Columns of the resolution of one dimension, after its output column's name (``x_CostCenter`` + suffix).
+SUFFIXES = ("", "Status", "Reason", "Source", "TagKey", "RawValue")
 RESERVED = ("x_Amount", "x_Period", "x_PoolPeriodId", "x_SourceRowId", "x_AllocationRunId", "x_ConfigVersion",
-            "x_CostMetric", "x_AllocationKind", "x_ResourceGroupName", "x_SourceChanges", "x_SourceValues")
+            "x_CostMetric", "x_AllocationKind", "x_ResourceGroupName", "x_SourceChanges", "x_SourceValues",
+            "x_Month")  # x_Month: the catalog's month folder column
 
 
 class _Strict(BaseModel):
@@ -194,9 +197,12 @@ class Rules(_Strict):
     def _consistent(self) -> Rules:
         dims = set(self.dimensions)
         columns = [self.column(d) for d in self.dimensions]
-        if len({c.casefold() for c in columns}) != len(columns):
-            raise ValueError("dimensions: two dimensions write the same column")
-        if taken := sorted(c for c in columns if c in RESERVED):
+        written = [c + s for c in columns for s in SUFFIXES]  # x_CostCenter, x_CostCenterSource, ...
+        if len({c.casefold() for c in written}) != len(written):
+            raise ValueError("dimensions: two dimensions write the same column (a dimension's column is another's "
+                             "with Status, Reason, Source, TagKey or RawValue after it)")
+        reserved = {r.casefold() for r in RESERVED}
+        if taken := sorted(c for c in written if c.casefold() in reserved):
             raise ValueError(f"dimensions: column {taken[0]!r} is one the allocation writes itself")
         for name, dim in self.dimensions.items():
             if dim.allowlist and dim.allowlist not in self.allowlists:
