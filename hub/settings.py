@@ -114,7 +114,7 @@ class PullProvider(_Strict):
     @field_validator("currency")
     @classmethod
     def _upper(cls, value: str | None) -> str | None:
-        return value.upper() if value else value  # ISO 4217 codes are upper case; "cny" means CNY, as a budget's "usd"
+        return iso_currency(value) if value else value  # "cny" means CNY, as a budget's "usd"
 
     @field_validator("endpoint")
     @classmethod
@@ -132,6 +132,15 @@ class Pull(_Strict):
     alibaba: PullProvider = PullProvider()
     huawei: PullProvider = PullProvider()
     tencent: PullProvider = PullProvider()
+
+
+def iso_currency(value: str) -> str:
+    """``value`` upper-cased when it is an ISO 4217 code (``RMB`` is not: the yuan is ``CNY``)."""
+    from transforms.focus_validate import currencies
+
+    if value.upper() not in currencies():
+        raise ValueError("not an ISO 4217 currency code (USD, EUR, CNY for the yuan)")
+    return value.upper()
 
 
 def http_url(url: str) -> str:

@@ -265,6 +265,7 @@ def test_a_credit_series_gets_the_severity_of_its_size(tmp_path):
     ({"severity": {"major": 60, "critical": 50}}, "major must not be above critical"),
     ({"min_history_days": 60, "window_days": 30}, "min_history_days must not exceed window_days"),
     ({"budgets": [{"id": "b", "amount": "1e999999"}]}, "budgets.0.amount"),
+    ({"budgets": [{"id": "b", "amount": "10", "currency": "RMB"}]}, "budgets.0.currency"),  # no ISO code: matched nothing
     ({"budgets": [{"id": "b", "amount": "10", "actual": [float("inf")]}]}, "budgets.0.actual.0"),
     ({"monitors": [{"id": "m", "filter": {"ProviderName": []}}]}, "an empty list would match no row"),
     # remembered by 6 significant digits, the second never fired (review of stop 32)

@@ -103,11 +103,12 @@ def test_an_empty_manifest_keeps_the_provider_s_default(tmp_path: Path, provider
 
 
 @pytest.mark.parametrize("manifest", [
-    {"currency": "dollars"}, {"currency": "yuan"}, {"currency": "USDT"}, {"currency": "US"}, {"currency": 840},
+    {"currency": "dollars"}, {"currency": "yuan"}, {"currency": "RMB"}, {"currency": "XYZ"}, {"currency": "USDT"}, {"currency": "US"}, {"currency": 840},
     {"currency": None}, {"currency": "U$D"}, {"currency": "ÜSD"}, {"runId": "x"}, ["USD"], "USD",
 ])
 def test_a_bad_currency_quarantines_the_delivery(tmp_path: Path, manifest: object) -> None:
-    """Anything but three ASCII letters (or a field other than currency) is ``ManifestInvalid``: one line naming
+    """Anything but an ISO 4217 code (or a field other than currency; ``RMB`` is the yuan's name, ``CNY`` its code:
+    it split one payer's yuan in two currencies, review of stop 37) is ``ManifestInvalid``: one line naming
     manifest.json, the delivery quarantined, nothing in the lake; the files stay."""
     name, text, _, _, _ = CASES["huawei"]
     root = make_hub(tmp_path / "hub")

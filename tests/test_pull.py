@@ -638,7 +638,8 @@ def test_pulled_lines_without_a_currency_take_the_settings_currency(tmp_path, mo
     assert list(rec.totalsIn) == [expected]
 
 
-def test_a_pull_currency_must_be_an_iso_code(tmp_path, monkeypatch, server_for):
-    store = make_hub(tmp_path, "tencent", server_for("tencent"), monkeypatch, currency="yuan")
+@pytest.mark.parametrize("currency", ["yuan", "RMB"])  # RMB: three letters, the yuan's name, not its code (CNY)
+def test_a_pull_currency_must_be_an_iso_code(tmp_path, monkeypatch, server_for, currency):
+    store = make_hub(tmp_path, "tencent", server_for("tencent"), monkeypatch, currency=currency)
     with pytest.raises(UsageError, match="pull.tencent.currency"):
         load_settings(store)

@@ -76,6 +76,8 @@ CASES = {
     "inclusive period end": ({"ChargePeriodEnd": "2024-05-01T23:59:59Z"}, "ChargePeriodEndExclusive:ChargePeriodEnd"),
     "billing period end before start": ({"BillingPeriodEnd": "2024-05-01T00:00:00Z"}, "BillingPeriodEndExclusive:BillingPeriodEnd"),
     "currency": ({"BillingCurrency": "usd"}, "BillingCurrencyIso4217:BillingCurrency"),
+    # three capitals but no ISO 4217 code: how Chinese users write the yuan (CNY), passed (review of stop 37)
+    "currency not in ISO 4217": ({"BillingCurrency": "RMB"}, "BillingCurrencyIso4217:BillingCurrency"),
     "tags not object": ({"Tags": '"env": "prod"'}, "TagsJsonObject:Tags"),
     "tags array": ({"Tags": "[1]"}, "TagsJsonObject:Tags"),
     "tags broken object": ({"Tags": '{"env": "prod"'}, "TagsJsonObject:Tags"),

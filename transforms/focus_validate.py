@@ -70,6 +70,14 @@ def _rules() -> list[dict]:
     return _rules_file()["rules"]
 
 
+@cache
+def currencies() -> frozenset[str]:
+    """ISO 4217 currency codes (``schemas/focus_1_0/currencies.csv``: the current ones and a few recently withdrawn that
+    older bills carry, ``HRK``)."""
+    text = (resources.files("schemas") / "focus_1_0" / "currencies.csv").read_text()
+    return frozenset(line.strip() for line in text.splitlines()[1:] if line.strip())
+
+
 def later_columns() -> set[str]:
     """Columns of later FOCUS versions: allowed without the x_ prefix."""
     return set(_rules_file()["laterVersionColumns"])
@@ -139,6 +147,7 @@ def checks(columns: dict[str, str], *, text_source: bool, tolerance: float = DEF
     for rule in _rules():
         if all(col in columns for col in rule["columns"]) and not mistyped & set(rule["columns"]):
             violation = re.sub(r"\{double:(\w+)\}", lambda m: double(m.group(1)), rule["violation"])
+            violation = violation.replace("{currencies}", "[" + ", ".join(f"'{c}'" for c in sorted(currencies())) + "]")
             out.append(Check(rule["id"], rule["columns"][0], rule["text"], violation.replace("{tolerance}", repr(tolerance)),
                              on_file=rule.get("onFile", False),
                              guaranteed=rule.get("guaranteed", False) or rule.get("validateOnly", False)))

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, field_validator, model_validator
 
-from hub.settings import http_url, validated
+from hub.settings import http_url, iso_currency, validated
 from hub.store import CONFIG, Store
 
 RULES = f"{CONFIG}/inspection.json"
@@ -79,7 +79,7 @@ class Budget(_Strict):
     @field_validator("currency")
     @classmethod
     def _upper(cls, value: str) -> str:
-        return value.upper()
+        return iso_currency(value)
 
     @model_validator(mode="after")
     def _filter(self) -> Budget:

@@ -52,6 +52,7 @@ from hub.store import EXPORTS, Store, bounded_name, dataset_folder, glob_escape,
 from hub.validate import CheckTap, tap_report, validate_files
 from transforms import backfill, costs, mapped
 from transforms.costs import Lineage
+from transforms.focus_validate import currencies
 from transforms.typing import (
     DOUBLE_PREFIX,
     SQL_TYPES,
@@ -511,8 +512,8 @@ def manifest_hints(raw: bytes, *, file: str, pulled: bool = False) -> dict[str, 
     hints = {}
     if "currency" in fields:
         value = fields["currency"]
-        if not isinstance(value, str) or not _CURRENCY.fullmatch(value):
-            raise HubError(f"\"currency\" in {name} must be an ISO 4217 code of three letters (\"USD\", \"CNY\"), not "
+        if not isinstance(value, str) or not _CURRENCY.fullmatch(value) or value.upper() not in currencies():
+            raise HubError(f"\"currency\" in {name} must be an ISO 4217 code (\"USD\", \"CNY\" for the yuan), not "
                            f"{json.dumps(value)[:40]}", file=file, code="ManifestInvalid")
         hints["currency"] = value.upper()
     return hints
