@@ -66,6 +66,8 @@ def _source(path: str) -> tuple[str, bool]:
                          "down first (a committed run's own validation is in its record: hub status --json)")
     if os.path.isdir(path):
         costs = os.path.join(path, "ingestion", "Costs")
+        if not os.path.isdir(costs) and os.path.isdir(os.path.join(path, "config")):  # a hub root: never its staging
+            raise ValueError(f"{path}: no Costs in the lake yet (nothing committed; hub status shows the runs)")
         base = costs if os.path.isdir(costs) else path
         files = sorted(os.path.join(d, f) for d, _, names in os.walk(base) for f in names if f.endswith(".parquet"))
         if not files:  # listed, never globbed: the path may hold [ or \

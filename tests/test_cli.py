@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
 from conftest import schema_csv, write_export
 from typer.testing import CliRunner
 
@@ -262,6 +263,13 @@ def test_small_usage_errors_are_named_never_internal(tmp_path: Path) -> None:
     assert runner.invoke(app, ["init", str(root)]).exit_code == 0
     result = runner.invoke(app, ["query", str(root), "SELECT 'a' AS x UNION ALL SELECT 'b'", "--format", "csv"])
     assert result.exit_code == 0 and result.stdout == "x\na\nb\n"
+    # a hub root before its first commit was walked whole: a quarantined delivery's staged Parquet was validated (exit 1,
+    # violations of rows that never reached the lake; review of stop 37)
+    staged = root / "config/staging/run-1/part.parquet"
+    staged.parent.mkdir(parents=True)
+    duckdb.sql(f"COPY (SELECT 'x' AS BilledCost) TO '{staged}' (FORMAT parquet)")
+    result = runner.invoke(app, ["validate", str(root)])
+    assert result.exit_code == 2 and "no Costs in the lake yet" in result.output
 
 
 def test_status_names_each_other_cloud_delivery_and_its_file(tmp_path: Path) -> None:
