@@ -639,6 +639,22 @@ def test_alibaba_bill_by_hand(tmp_path: Path) -> None:
     assert report.violations == 0, report.summary()
 
 
+def test_alibaba_item_values_are_compared_without_case_or_spaces(tmp_path: Path) -> None:
+    """``subscriptionorder`` and ``Refund `` were PayAsYouGoBill: the prepaid order (300) and its refund counted in full as
+    usage in EffectiveCost (review of stop 37). x_Item keeps the value as delivered."""
+    spelled = ALIBABA.replace(",SubscriptionOrder,", ",subscriptionorder,")
+    refund = spelled.splitlines()[-1].replace(",r2,subscriptionorder,", ',r3,"Refund ",').replace(",300.00,30.00,", ",-300.00,-30.00,")
+    refund = refund.replace(",270.00,0.00,270.00,", ",-270.00,0.00,-270.00,")
+    root = make_hub(tmp_path / "hub")
+    deliver(root, "alibaba", "bills/2024-05", {"1234567890-2024-05-BillingItemDetailForBillingPeriod.csv": spelled + refund + "\n"})
+    result = ingest(Store(str(root)))
+    assert result.ok, [r.error for r in result.all]
+    rows = duckdb.sql(f"SELECT x_Item, ChargeCategory, ChargeClass, BilledCost, EffectiveCost FROM {lake(root)} "
+                      "ORDER BY x_RecordID").fetchall()
+    assert rows == [("PayAsYouGoBill", "Usage", None, D("8.5"), D("8.5")), ("subscriptionorder", "Purchase", None, D(270), D(0)),
+                    ("Refund ", "Purchase", "Correction", D(-270), D(0))]
+
+
 ALIBABA_TAGS = {  # the Tag cell -> the Tags object (hand-read), and the x_SourceChanges code
     "t1": ("key:q value:a=b", {"q": "a=b"}, "TagsFromArray"),
     "t2": ("key:url value:https://x.example/p?id=1", {"url": "https://x.example/p?id=1"}, "TagsFromArray"),
