@@ -301,6 +301,20 @@ def test_late_corrections_of_a_locked_month(tmp_path):
     assert sorted((r["x_Period"], r["x_Amount"]) for r in own) == [("2024-04", D("-1.00")), ("2024-06", D("2.00"))]
     posted = allocated(store, rules(**base, late_corrections="current_period"), month="2024-06")
     assert sorted((r["x_Period"], r["x_Amount"]) for r in posted) == [("2024-06", D("-1.00")), ("2024-06", D("2.00"))]
+    # by cost center the correction counts in June as allocated, never back in locked April (the cost query and
+    # /v1/cost-allocation read its ChargePeriodStart: April 1.00 less, June's 1.00 nowhere; review of stop 37)
+    from hub import catalog
+    from hub.cost_analysis import CostQuery, query_costs
+
+    req = CostQuery.model_validate({"time_condition": {"time_measure_id": 2, "begin_time": "2024-04", "end_time": "2024-06"},
+                                    "groupby": [{"type": "dimension", "key": "x_CostCenter"}], "cost_type": "AMORTIZED_COST"})
+    con = catalog.connect(store)
+    try:
+        months = {(p.time_dimension_value, p.amount) for row in query_costs(con, req).cost_data for p in row.costs
+                  if D(p.amount)}
+    finally:
+        con.close()
+    assert months == {("2024-06", "1")}
 
 
 def test_pool_on_a_resolved_value(tmp_path):
