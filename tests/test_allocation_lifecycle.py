@@ -320,3 +320,20 @@ def test_a_month_restated_without_a_new_allocation_keeps_none_of_the_old_one(tmp
     lake_total = duckdb.sql(f"SELECT sum(EffectiveCost) FROM '{root}/ingestion/Costs/**/*.parquet'").fetchall()[0][0]
     assert answer.exit_code == 0 and total == lake_total
     assert all(r.owed == [] for r in runs.load_all(Store(root)))
+
+
+def test_a_pool_target_ended_on_the_allowlist_gets_no_share_of_later_months(tmp_path):
+    """A ended on May 1; a pool still gave A half of May's support, marked allocated (review of stop 37): allowlist
+    changes are never retroactive, nor ignored. An explicit list drops A from May; a fixed split naming A is an
+    AllocationConflict naming the pool, the target and the month (its percentages cannot be shared out again)."""
+    store = lake(tmp_path, [row({"CostCenter": "B"}, "10.00"), row({}, "1.00", service="Support")])
+    dims = {"cost_center": {"tag_keys": ["CostCenter"], "allowlist": "cc"}}
+    lists = {"cc": [{"value": "A", "valid_to": "2024-05-01"}, {"value": "B"}]}
+    even = {"id": "sup", "match": {"ServiceName": "Support"}, "method": "even",
+            "targets": {"dimension": "cost_center", "values": ["A", "B"]}}
+    out = allocated(store, rules(dimensions=dims, allowlists=lists, pools=[even]))
+    assert [(r["x_CostCenter"], r["x_Amount"]) for r in out if r["x_AllocationKind"] == "shared"] == [("B", D("1.00"))]
+    fixed = {**even, "method": "fixed", "targets": {"dimension": "cost_center", "split": {"A": "50", "B": "50"}}}
+    (rec,) = allocation.allocate(store, ["2024-05"], rules=rules(dimensions=dims, allowlists=lists, pools=[fixed]))
+    assert (rec.state, rec.error.code) == ("quarantined", "AllocationConflict")
+    assert "pool sup: target 'A' of its fixed split is not on the allowlist in 2024-05" in rec.error.message

@@ -16,6 +16,7 @@ import json
 import os
 import tempfile
 import time
+from datetime import date
 from decimal import Decimal
 
 import duckdb
@@ -251,13 +252,18 @@ def _pools(con: duckdb.DuckDBPyConnection, rules: Rules) -> list[dict]:
             FROM rows WHERE _pool = {literal(pool.id)} GROUP BY ALL ORDER BY ALL""").fetchall()
         for period, currency, total, members, *other_values in amounts:
             amount = Decimal(total)
-            weights = _weights(con, pool, target, period, currency)
+            retired = [t for t in _listed_targets(pool) if not _allowlisted(rules, pool.targets.dimension, t, period)]
+            if retired and pool.method == "fixed":  # its percentages cannot be shared out again without a word
+                raise HubError(f"pool {pool.id}: target {retired[0]!r} of its fixed split is not on the allowlist in "
+                               f"{period}: give the split without it from then on", file="config/allocation.json",
+                               code="AllocationConflict")
+            weights = {k: v for k, v in _weights(con, pool, target, period, currency).items() if k not in retired}
             reason = None
             if not weights or sum(weights.values()) <= 0:
                 if pool.on_zero_weight == "error":
                     raise HubError(f"pool {pool.id}: no target has a weight in {period} ({currency})",
                                    file="config/allocation.json", code="AllocationConflict")
-                explicit = pool.targets.values if isinstance(pool.targets.values, list) else []
+                explicit = [t for t in _listed_targets(pool) if t not in retired]
                 weights = {t: Decimal(1) for t in explicit} if pool.on_zero_weight == "even" and explicit else {}
                 if not weights:
                     weights, reason = {UNALLOCATED: Decimal(1)}, "zero_weight"
@@ -275,6 +281,25 @@ def _pools(con: duckdb.DuckDBPyConnection, rules: Rules) -> list[dict]:
                                                    "x_PoolId": pool.id, "x_Weight": format(weights[value].normalize(), "f"),
                                                    "x_PoolAmount": format(amount.normalize(), "f")}, sort_keys=True)})
     return out
+
+
+def _listed_targets(pool: Pool) -> list[str]:
+    """The target values a pool names itself (a fixed split's, an explicit ``values`` list)."""
+    if pool.method == "fixed":
+        return list(pool.targets.split)
+    return list(pool.targets.values) if isinstance(pool.targets.values, list) else []
+
+
+def _allowlisted(rules: Rules, dimension: str, value: str, period: str | None) -> bool:
+    """Whether ``value`` is on its dimension's allowlist on some day of the month ``period`` (no allowlist: always).
+    Allowlist changes are never retroactive: a value ended in April gets no share of May's pools."""
+    name = rules.dimensions[dimension].allowlist
+    if not name or not period:
+        return True
+    year, mon = map(int, period.split("-"))
+    first, after = date(year, mon, 1), date(year + mon // 12, mon % 12 + 1, 1)
+    return any(e.value == value and (e.valid_from is None or e.valid_from < after) and (e.valid_to is None or e.valid_to > first)
+               for e in rules.allowlists[name])
 
 
 def _is(column: str, value: str | None) -> str:
