@@ -337,3 +337,18 @@ def test_a_pool_target_ended_on_the_allowlist_gets_no_share_of_later_months(tmp_
     (rec,) = allocation.allocate(store, ["2024-05"], rules=rules(dimensions=dims, allowlists=lists, pools=[fixed]))
     assert (rec.state, rec.error.code) == ("quarantined", "AllocationConflict")
     assert "pool sup: target 'A' of its fixed split is not on the allowlist in 2024-05" in rec.error.message
+
+
+def test_a_mapping_value_is_compared_with_the_allowlist_as_a_tag_is(tmp_path):
+    """A mapping setting ``Straße`` against the allowlist's ``STRASSE`` was not allowlisted (compared by lower(trim()),
+    not case folding: ß is ss), its value not kept (review of stop 37); a tag ``Straße`` matched."""
+    store = lake(tmp_path, [row({"CostCenter": "Straße"}, "3.00"), row({}, "7.00", service="Kantine"),
+                            row({}, "1.00", service="Gone")])
+    r = rules(dimensions={"cost_center": {"tag_keys": ["CostCenter"], "allowlist": "cc", "fallback": ["mapping"]}},
+              allowlists={"cc": [{"value": "STRASSE"}]},
+              mappings=[{"id": "m1", "match": {"ServiceName": "Kantine"}, "set": {"cost_center": "Straße"}},
+                        {"id": "m2", "match": {"ServiceName": "Gone"}, "set": {"cost_center": "Old-Team"}}])
+    out = allocated(store, r)
+    got = sorted((str(x["x_Amount"]), x["x_CostCenter"], x["x_CostCenterStatus"], x["x_CostCenterRawValue"]) for x in out)
+    assert got == [("1.00", "__not_allowlisted__", "not_allowlisted", "Old-Team"), ("3.00", "STRASSE", "allocated", "Straße"),
+                   ("7.00", "STRASSE", "allocated", "Straße")]

@@ -152,17 +152,24 @@ def _resolve_dimension(con: duckdb.DuckDBPyConnection, rules: Rules, name: str, 
                          f"FROM sig JOIN scope_{name}_{step} s ON lower(s._sub) = lower(sig.SubAccountId){rg} "
                          "AND (s._from IS NULL OR sig._day >= s._from) AND (s._to IS NULL OR sig._day < s._to)")
         elif step == "mapping":
-            cases = []
+            cases, given = [], set()
             for m in rules.mappings:
                 if name in m.set:
                     cases.append(f"WHEN {_match_sql(m.match, 'sig.', m.valid_from, m.valid_to)} THEN {literal(m.set[name])}")
+                    given.add(m.set[name])
             if cases:
                 value = f"CASE {' '.join(cases)} END"
-                parts.append(f"SELECT _sig, {order} AS _ord, {src} AS _src, _v, NULL AS _cf, NULL AS _k, NULL AS _raw FROM "
-                             f"(SELECT sig._sig, {value} AS _v FROM sig) WHERE _v IS NOT NULL")
+                # a mapping's value is compared with the allowlist as a tag's is (case folding, value_aliases); kept raw
+                resolved = {v: _value_row(v, "VARCHAR", dim) for v in sorted(given)}
+                as_v = " ".join(f"WHEN {literal(v)} THEN {literal(r[0] or v)}" for v, r in resolved.items())
+                as_cf = " ".join(f"WHEN {literal(v)} THEN {literal(r[1] or casefold(v))}" for v, r in resolved.items())
+                parts.append(f"SELECT _sig, {order} AS _ord, {src} AS _src, CASE _m {as_v} END AS _v, CASE _m {as_cf} END "
+                             f"AS _cf, NULL AS _k, _m AS _raw FROM (SELECT sig._sig, {value} AS _m FROM sig) "
+                             "WHERE _m IS NOT NULL")
     if dim.default is not None:
-        parts.append(f"SELECT _sig, 99 AS _ord, 'default' AS _src, {literal(dim.default)} AS _v, NULL AS _cf, NULL AS _k, "
-                     "NULL AS _raw FROM sig")
+        v, cf, _ = _value_row(dim.default, "VARCHAR", dim)
+        parts.append(f"SELECT _sig, 99 AS _ord, 'default' AS _src, {literal(v or dim.default)} AS _v, "
+                     f"{literal(cf or casefold(dim.default))} AS _cf, NULL AS _k, {literal(dim.default)} AS _raw FROM sig")
     allow = rules.allowlists.get(dim.allowlist or "", [])
     _table(con, f"allow_{name}", {"_cf": pa.string(), "_canonical": pa.string(), "_from": pa.date32(), "_to": pa.date32()},
            [(casefold(spelling), e.value, e.valid_from, e.valid_to) for e in allow for spelling in (e.value, *e.aliases)])
