@@ -15,7 +15,7 @@ from test_allocation import allocated, lake, row, rules
 from typer.testing import CliRunner
 
 from hub import allocation, runs
-from hub.allocation import allowlists
+from hub.allocation import allowlists, reports
 from hub.allocation import rules as R
 from hub.cli import app
 from hub.errors import UsageError
@@ -352,3 +352,14 @@ def test_a_mapping_value_is_compared_with_the_allowlist_as_a_tag_is(tmp_path):
     got = sorted((str(x["x_Amount"]), x["x_CostCenter"], x["x_CostCenterStatus"], x["x_CostCenterRawValue"]) for x in out)
     assert got == [("1.00", "__not_allowlisted__", "not_allowlisted", "Old-Team"), ("3.00", "STRASSE", "allocated", "Straße"),
                    ("7.00", "STRASSE", "allocated", "Straße")]
+
+
+def test_a_locked_months_chargeback_is_in_the_metric_it_was_allocated_in(tmp_path):
+    """After cost_metric changed, a locked month's chargeback said "run hub allocate --month", which answered that the
+    month is locked: a dead end (review of stop 37). It is written in the month's own metric, named in its header."""
+    store = lake(tmp_path, [row({"CostCenter": "A"}, "1.25"), row({"CostCenter": "B"}, "2.50")])
+    allocated(store, rules())
+    text = reports.chargeback(store, rules(cost_metric="BilledCost", lock_before="2024-06-01"), "2024-05")
+    lines = text.splitlines()
+    assert lines[0].split(",")[:4] == ["Month", "x_CostCenter", "BillingCurrency", "EffectiveCost"]
+    assert [line.split(",")[1:4] for line in lines[1:]] == [["A", "USD", "1.25"], ["B", "USD", "2.50"], ["TOTAL", "USD", "3.75"]]

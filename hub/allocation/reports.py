@@ -75,16 +75,18 @@ def chargeback(store: Store, rules: Rules, month: str, dimension: str = "cost_ce
     con = catalog.connect(store)
     try:
         column = ident(rules.column(dimension))
+        # in the metric the locked month was allocated in (cost_metric may have changed since: the month keeps its own)
+        metric = con.execute("SELECT min(x_CostMetric) FROM Allocation WHERE x_Month = ?", [month]).fetchone()[0]
         rows = con.execute(f"SELECT {column}, {CURRENCY_KEY_SQL}, sum(x_Amount), min(x_AllocationRunId), min(x_ConfigVersion) "
                            f"FROM Allocation WHERE x_Month = ? AND x_CostMetric = ? GROUP BY ALL",
-                           [month, rules.cost_metric]).fetchall()
+                           [month, metric]).fetchall() if metric else []
     finally:
         con.close()
     if not rows:
-        raise UsageError(f"no allocation of {month} for {rules.cost_metric}: run `hub allocate --month {month}` first")
+        raise UsageError(f"no allocation of {month}: run `hub allocate --month {month}` first")
     text = io.StringIO()
     out = csv.writer(text, lineterminator="\n")
-    out.writerow(["Month", rules.column(dimension), "BillingCurrency", rules.cost_metric, "AllocationRunId", "ConfigVersion"])
+    out.writerow(["Month", rules.column(dimension), "BillingCurrency", metric, "AllocationRunId", "ConfigVersion"])
     for currency in sorted({r[1] for r in rows}):
         lines = {r[0]: r[2] for r in rows if r[1] == currency}
         rounded = round_lines(lines, Decimal("0.01"))
