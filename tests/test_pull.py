@@ -259,6 +259,33 @@ def test_failures_are_coded_and_write_nothing(tmp_path, monkeypatch, server_for,
     assert json.loads(manifest.read_text())["pull"]["records"] > 0
 
 
+def test_alibaba_errors_answered_with_200_and_a_repeating_page_token(tmp_path, monkeypatch, server_for):
+    """Review of stop 37: ``{"Success": false, "Code": "Throttling.User"}`` without Data was PullMalformedResponse (not
+    retried, the provider's code lost); a NextToken returned again paged until the time budget, then every hour."""
+    from apiservers import Reply, dumps
+
+    server = server_for("alibaba")
+    store = make_hub(tmp_path, "alibaba", server, monkeypatch)
+
+    def attempt() -> runs.RunError | None:
+        (rec,) = pull.pull(store, "alibaba", [MAY1], load_settings(store)).records
+        return rec.error
+
+    busy = Reply(200, dumps({"RequestId": "R", "Success": False, "Code": "Throttling.User", "Message": "slow down"}))
+    server._queue(2, lambda rec: busy)  # retried (2 retries): succeeds
+    assert attempt() is None
+    server._queue(3, lambda rec: Reply(200, dumps({"RequestId": "R", "Success": False, "Code": "InternalError",
+                                                   "Message": "try later"})))
+    error = attempt()
+    assert (error.code, "InternalError" in error.message) == ("PullServerError", True)
+    page = {"Code": "Success", "Success": True, "RequestId": "R", "Data": {
+        "BillingCycle": "2024-05", "AccountID": "1", "AccountName": "a", "MaxResults": 2, "NextToken": "SAME",
+        "Items": [ali(1, "2024-05-01", "ecs", "1.00", "0")]}}
+    server._queue(5, lambda rec: Reply(200, dumps(page, server.NUMBERS)))
+    error = attempt()
+    assert (error.code, "NextToken it returned before" in error.message) == ("PullMalformedResponse", True)
+
+
 def test_time_budget(tmp_path, monkeypatch, server_for):
     server = server_for("alibaba")
     store = make_hub(tmp_path, "alibaba", server, monkeypatch, retries=20, backoff_seconds=0.2, time_budget_seconds=0.5)

@@ -347,9 +347,64 @@ def test_a_group_back_after_its_withdrawal_gets_a_new_event_id(tmp_path, monkeyp
         server.close()
     assert [d.get("PretaxAmount") for d in _consumer(events_file).values()] == ["1"]
     ids = [e["id"] for e in map(json.loads, events_file.read_text().splitlines()) if e["type"] == "alicloud.account_billing.daily"]
-    # first, withdrawn, back (a new id), replayed (the content's id again: the first's; a consumer drops it as seen and
-    # keeps the one of the same content before it)
-    assert len(ids) == 4 and ids[2] not in (ids[0], ids[1]) and ids[3] == ids[0]
+    # first, withdrawn, back (a new id), replayed (the same version: the same event, its id again)
+    assert len(ids) == 4 and ids[2] not in (ids[0], ids[1]) and ids[3] == ids[2]
+
+
+@pytest.mark.parametrize("versions", [["1.10", "2.10", "1.10"], ["1.10", None, "1.10", None]])
+def test_a_day_restated_back_or_withdrawn_twice_never_repeats_an_event_id(tmp_path, monkeypatch, versions):
+    """Review of stop 37: ids came from the content, so a day restated 1, 2, then 1 again (or a group withdrawn, back,
+    withdrawn again) repeated an earlier event's id: a consumer de-duplicating on ids dropped the newest and kept 2 (or
+    the lines) while the lake held 1 (or nothing). Each change now gets an id chained to the subject's previous one."""
+    server = AlibabaBillServer(AK, SK, {})
+    now = datetime(2024, 5, 10, tzinfo=timezone.utc)
+    try:
+        store, events_file = _with_events(tmp_path, server, monkeypatch)
+        for amount in versions:
+            server.data["2024-05-01"] = [ali(1, "2024-05-01", "ecs", amount, "0.10")] if amount else []
+            pulling.run(store, "alibaba", [MAY1], now=now)
+    finally:
+        server.close()
+    ids = [e["id"] for e in map(json.loads, events_file.read_text().splitlines()) if e["type"] == "alicloud.account_billing.daily"]
+    assert len(ids) == len(versions) == len(set(ids))
+    latest = list(_consumer(events_file).values())
+    assert [d.get("PretaxAmount") or ("withdrawn" if d.get("Withdrawn") else None) for d in latest] == (
+        ["1"] if versions[-1] else ["withdrawn"])
+
+
+def test_a_pull_killed_after_it_delivered_sends_its_events_when_the_day_is_pulled_again(tmp_path, monkeypatch):
+    """Review of stop 37: the record said committed before the events went out; killed in between, they were never sent
+    (a closed month's final pull is not made again). The events now go out before the record: killed between the two,
+    the day is still due (its record the earlier, not final, version) and its events are made again with the same ids."""
+    from hub import faults
+
+    server = AlibabaBillServer(AK, SK, {"2024-05-01": [ali(1, "2024-05-01", "ecs", "1.10", "0.10")]})
+    try:
+        store, events_file = _with_events(tmp_path, server, monkeypatch)
+        pulling.run(store, "alibaba", [MAY1], now=datetime(2024, 5, 10, tzinfo=timezone.utc))
+        server.data["2024-05-01"] = [ali(1, "2024-05-01", "ecs", "1.30", "0.10")]  # restated before the close
+        closed = datetime(2024, 6, 10, tzinfo=timezone.utc)
+        before = len(events_file.read_text().splitlines())
+        original = faults.checkpoint
+
+        def killed(point: str) -> None:
+            if point == "pull-before-record":
+                raise SystemExit(137)
+            original(point)
+
+        monkeypatch.setattr(faults, "checkpoint", killed)
+        with pytest.raises(SystemExit):
+            pulling.run(store, "alibaba", [MAY1], now=closed)
+        monkeypatch.setattr(faults, "checkpoint", original)
+        sent = events_file.read_text().splitlines()[before:]
+        assert MAY1 in pull.due(store, "alibaba", PullProvider(), now=closed)
+        pulling.run(store, "alibaba", [MAY1], now=closed)
+    finally:
+        server.close()
+    again = events_file.read_text().splitlines()[before + len(sent):]
+    pulled = [json.loads(e)["id"] for e in again if json.loads(e)["type"] != "finops-hub.delivery.ingested"]
+    assert sent and pulled == [json.loads(e)["id"] for e in sent]  # (then the ingestion the kill cut short: its own event)
+    assert [d.get("PretaxAmount") for d in _consumer(events_file).values()] == ["1.2"]
 
 
 def test_sums_that_cannot_be_made_withdraw_nothing(tmp_path, monkeypatch):

@@ -171,11 +171,9 @@ def pull(store: Store, provider: str, days: list[date], settings: Settings, *, n
                 raise UsageError(f"{provider}'s SDK refused its credentials or settings: {describe(exc)}") from None
             deadline = time.monotonic() + cfg.time_budget_seconds
             for period in periods(provider, days):
-                rec, events = _pull_one(store, provider, api, period, cfg, settings, deadline, now)
+                rec, events = _pull_one(store, provider, api, period, cfg, settings, deadline, now, on_day)
                 result.records.append(rec)
                 result.events += events
-                if on_day and events:
-                    on_day(events)
                 if rec.error and rec.error.code == "PullTimeBudget":
                     break  # the remaining days wait for the next pull
     except lease.LeaseLost as exc:
@@ -189,9 +187,11 @@ def _endpoint(provider: str, cfg: PullProvider) -> str:
 
 
 def _pull_one(store: Store, provider: str, api: Any, period: Period, cfg: PullProvider, settings: Settings,
-              deadline: float, now: datetime | None) -> tuple[RunRecord, list[Any]]:
-    """One day (or month): fetched, flattened, written as a delivery (data, then manifest), recorded; or a coded
-    failure."""
+              deadline: float, now: datetime | None,
+              on_day: Callable[[list[Any]], None] | None = None) -> tuple[RunRecord, list[Any]]:
+    """One day (or month): fetched, flattened, written as a delivery (data, then manifest), its events handed to
+    ``on_day`` (published) and then recorded; or a coded failure. Killed between the two, the day is pulled again (its
+    record is the previous version's) and its events made again with the same ids: sent at least once, never lost."""
     started = time.perf_counter()
     base = folder(provider, period)
     rec = RunRecord(key=record_key(provider, period), manifest=f"{base}/manifest.json", manifestSha256="",
@@ -236,7 +236,7 @@ def _pull_one(store: Store, provider: str, api: Any, period: Period, cfg: PullPr
         before = runs.load(store, rec.key)
         known = (before.pull or {}) if before is not None else {}
         events = _events(provider, rec, info, daily, settings, cfg.currency, withdraw=known.get("subjects") or [],
-                         withdrawn=known.get("withdrawn") or [])
+                         withdrawn=known.get("withdrawn") or [], ids=known.get("ids") or {})
     except HubError as exc:
         rec.state, rec.error = "quarantined", RunError(code=exc.code, message=redact(exc.message), file=exc.file)
     except lease.LeaseLost:
@@ -247,11 +247,14 @@ def _pull_one(store: Store, provider: str, api: Any, period: Period, cfg: PullPr
     if rec.state != "committed":
         info["final"] = False  # only a pull that delivered the closed month is its final one: a failed one is tried again
         before = runs.load(store, rec.key)  # the delivered version's daily subjects stay known (for withdrawals)
-        for kept in ("subjects", "withdrawn"):
+        for kept in ("subjects", "withdrawn", "ids"):
             if before is not None and before.pull and kept in before.pull:
                 info[kept] = before.pull[kept]
     rec.pull, rec.deliveredAt = info, pulled_at
     rec.seconds = round(time.perf_counter() - started, 3)
+    if on_day and events:
+        on_day(events)
+    faults.checkpoint("pull-before-record")
     runs.save(store, rec)
     return rec, events
 
@@ -485,7 +488,8 @@ def _deliver(store: Store, manifest: str, data: str, info: dict, currency: str |
 
 
 def _events(provider: str, rec: RunRecord, info: dict, daily: list[dict] | None, settings: Settings,
-            currency: str | None = None, withdraw: list[str] | None = None, withdrawn: list[str] | None = None) -> list[Any]:
+            currency: str | None = None, withdraw: list[str] | None = None, withdrawn: list[str] | None = None,
+            ids: dict[str, list] | None = None) -> list[Any]:
     """The pulled delivery's event, and one ``<provider>.account_billing.daily`` event per line group of each complete
     day: its subject names every key of the group (day, product and the rest), so no two groups share one (ids from
     the content: a replayed day gives the same ids; a restated one new ids under the same subject). Lines without a
@@ -494,7 +498,10 @@ def _events(provider: str, rec: RunRecord, info: dict, daily: list[dict] | None,
     the latest event per subject then adds up to the lake; a group back after its withdrawal (``withdrawn``: the
     previous version's) gets a new id, else a consumer de-duplicating on ids would drop it as its first event. Groups
     the daily sums tell apart only by a name or a missing currency share one subject: their sums are added up. Daily
-    sums that could not be made (None) announce nothing and withdraw nothing. The subjects made are kept in ``info``."""
+    sums that could not be made (None) announce nothing and withdraw nothing. The subjects made are kept in ``info``,
+    and each subject's last event (``ids``: its identity and a digest of its data): unchanged data keeps its event's
+    id, changed data (a restatement, a withdrawal) gets an id chained to the previous one, so a day restated back to an
+    earlier version (1, 2, 1) or withdrawn twice never repeats an id a consumer already de-duplicated."""
     if not settings.events.sinks:
         return []
     from hub import events
@@ -526,16 +533,31 @@ def _events(provider: str, rec: RunRecord, info: dict, daily: list[dict] | None,
         same["Lines"] = same["Lines"] + item["Lines"]
         same.update({k: v for k, v in item.items() if same.get(k) is None and v is not None})
     back = set(withdrawn or [])
+    known = dict(ids or {})
+
+    def chained(subject: str, data: dict, first: str | None) -> str | None:
+        digest = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:32]
+        prev = known.get(subject)
+        if prev is None:
+            identity = first
+        elif prev[1] == digest:
+            identity = prev[0]  # the same data pulled again: the same event
+        else:
+            identity = hashlib.sha256(f"{prev[0]}:{digest}".encode()).hexdigest()[:32]
+        known[subject] = [identity, digest]
+        return identity
+
     for subject, item in groups.items():
         data = {**item, "Final": info.get("final")}
-        identity = f"{subject}:{json.dumps(data, sort_keys=True)}:{info.get('sha256')}" if subject in back else None
-        out.append(events.make_event(kind["type"], kind["source"], subject, data, identity=identity))
+        first = f"{subject}:{json.dumps(data, sort_keys=True)}:{info.get('sha256')}" if subject in back else None
+        out.append(events.make_event(kind["type"], kind["source"], subject, data, identity=chained(subject, data, first)))
     gone = sorted(set(withdraw or []) - set(groups))
     for subject in gone:
-        out.append(events.make_event(kind["type"], kind["source"], subject, {
-            "BillingDate": subject.split("/", 1)[0], "Withdrawn": True, "Lines": 0, "Final": info.get("final")}))
+        data = {"BillingDate": subject.split("/", 1)[0], "Withdrawn": True, "Lines": 0, "Final": info.get("final")}
+        out.append(events.make_event(kind["type"], kind["source"], subject, data, identity=chained(subject, data, None)))
     info["subjects"] = sorted(groups)
     info["withdrawn"] = sorted((back - set(groups)) | set(gone))
+    info["ids"] = known
     return out
 
 

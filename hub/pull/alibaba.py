@@ -48,7 +48,7 @@ def pages(api: Any, period: Period, size: int, call: Call) -> Iterator[tuple[lis
 
     params = utils_models.Params(action="DescribeInstanceBill", version="2017-12-14", protocol="HTTPS", pathname="/",
                                  method="POST", auth_type="AK", style="RPC", req_body_type="formData", body_type="string")
-    day, token = period.first, None
+    day, token, sent = period.first, None, set()
     while True:
         request = models.DescribeInstanceBillRequest(billing_cycle=day.strftime("%Y-%m"), billing_date=day.isoformat(),
                                                      granularity="DAILY", is_billing_item=True, max_results=size,
@@ -67,6 +67,9 @@ def pages(api: Any, period: Period, size: int, call: Call) -> Iterator[tuple[lis
         token = data.get("NextToken") or None
         if not token or not items:
             return
+        if token in sent:  # pages that would repeat for ever (until the time budget)
+            raise Failure("malformed", "DescribeInstanceBill returned a NextToken it returned before")
+        sent.add(token)
 
 
 def _data(raw: Any) -> dict:
@@ -76,11 +79,11 @@ def _data(raw: Any) -> dict:
         parsed = json.loads(body, parse_float=str, parse_int=str) if isinstance(body, str) else None
     except ValueError:
         parsed = None
+    if isinstance(parsed, dict) and str(parsed.get("Success", "true")).lower() == "false":  # an error answered with 200
+        code = str(parsed.get("Code") or "")  # (Throttling.User, InternalError: often without Data)
+        raise _kind(code, None, f"{code}: {parsed.get('Message')}")
     if not isinstance(parsed, dict) or not isinstance(parsed.get("Data"), dict):
         raise Failure("malformed", "the response is not JSON with a Data object")
-    if str(parsed.get("Success", "true")).lower() == "false":
-        code = str(parsed.get("Code") or "")
-        raise _kind(code, None, f"{code}: {parsed.get('Message')}")
     return parsed["Data"]
 
 
