@@ -22,7 +22,7 @@ import duckdb
 from fsspec.implementations.local import LocalFileSystem
 
 from hub.errors import UsageError
-from hub.store import INGESTION, Store, glob_escape
+from hub.store import ALLOCATION_RULES, INGESTION, Store, glob_escape
 from transforms.typing import ident, literal, scan
 
 DATASETS = ("Costs", "Prices", "CommitmentDiscountUsage", "Recommendations", "Transactions", "Allocation", "Anomalies",
@@ -139,9 +139,10 @@ def create_views(con: duckdb.DuckDBPyConnection, store: Store) -> list[str]:
     # the allocation as costs (hub.cost_analysis: x_CostCenter / x_Product dimensions): its amount in its metric's column
     metrics = ", ".join(f"CASE WHEN x_CostMetric = {literal(m)} THEN x_Amount END AS {ident(m)}"
                         for m in ("BilledCost", "EffectiveCost", "ListCost", "ContractedCost"))
-    con.execute(f"CREATE OR REPLACE VIEW AllocatedCosts AS SELECT * REPLACE ({ALLOCATED_START} AS ChargePeriodStart), {metrics}, "
-                "CAST(NULL AS VARCHAR) AS Tags FROM Allocation")
-    made.append("AllocatedCosts")
+    if store.exists(ALLOCATION_RULES):  # without rules (allocation turned off) cost queries read the Costs as before
+        con.execute(f"CREATE OR REPLACE VIEW AllocatedCosts AS SELECT *, {metrics}, CAST(NULL AS VARCHAR) AS Tags "
+                    "FROM Allocation")
+        made.append("AllocatedCosts")
     return made
 
 
@@ -152,13 +153,6 @@ def other_metric_months(con: duckdb.DuckDBPyConnection, metric: str, first: date
     other = con.execute("SELECT x_Month, min(x_CostMetric) FROM Allocation WHERE x_CostMetric <> ? AND x_Month "
                         "BETWEEN ? AND ? GROUP BY 1 ORDER BY 1", [metric, f"{first:%Y-%m}", f"{last:%Y-%m}"]).fetchall()
     return ", ".join(f"{m} ({kind})" for m, kind in other) or None
-
-
-#: The time an allocation row counts at: its ChargePeriodStart, or the first of the month its cost was allocated in when
-#: that is another (``late_corrections: current_period``: a locked month's correction counts in the month being
-#: allocated), so a cost query by cost center never moves it back into the locked month.
-ALLOCATED_START = ("CASE WHEN x_Period IS NOT NULL AND x_Period <> strftime(make_timestamp(epoch_us(ChargePeriodStart)), "
-                   "'%Y-%m') THEN CAST(x_Period || '-01 00:00:00+00' AS TIMESTAMPTZ) ELSE ChargePeriodStart END")
 
 
 def unallocated_months(con: duckdb.DuckDBPyConnection, first: date, last: date) -> str | None:

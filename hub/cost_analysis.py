@@ -308,7 +308,9 @@ def query_costs(con: duckdb.DuckDBPyConnection, req: CostQuery, *, view: str = "
 
 
 def _query_costs(con: duckdb.DuckDBPyConnection, req: CostQuery, *, view: str = "Costs") -> CostResult:
-    if view == "Costs" and _allocated(req) and con.execute("SELECT 1 FROM Allocation LIMIT 1").fetchall():
+    if view == "Costs" and _allocated(req) and con.execute(  # allocation on (its rules: the view) and made
+            "SELECT 1 FROM duckdb_views() WHERE view_name = 'AllocatedCosts'").fetchall() \
+            and con.execute("SELECT 1 FROM Allocation LIMIT 1").fetchall():
         view = "AllocatedCosts"
         req = req.model_copy(update={"groupby": [g.model_copy(update={"type": "dimension", "key": "x_CostCenter"})
                                                  if g.type == "cost_unit" else g for g in req.groupby]})

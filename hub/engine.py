@@ -95,7 +95,7 @@ def owed(store: Store, rec: RunRecord) -> list[str]:
         return ["renormalize"]
     allocated = store.files(f"{INGESTION}/Allocation/{rec.month[:4]}/{rec.month[5:7]}")
     if rec.dataset == "Costs" and (store.exists(ALLOCATION_RULES) or allocated):
-        return ["allocate"]  # allocated again; without rules, its allocation of other Costs retired
+        return ["allocate"]  # allocated again (without rules: owed until they are back, its allocation unread meanwhile)
     return []
 
 

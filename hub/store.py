@@ -44,6 +44,8 @@ INGESTION = "ingestion"
 RAW = "raw"
 CONFIG = "config"
 SETTINGS = f"{CONFIG}/settings.json"
+#: The cost allocation rules (hub.allocation): their presence turns allocation on.
+ALLOCATION_RULES = f"{CONFIG}/allocation.json"
 RUNS = f"{CONFIG}/runs"
 STAGING = f"{CONFIG}/staging"
 

@@ -135,6 +135,8 @@ def _allocate(store: Store, result: IngestResult, records: list[RunRecord]) -> l
     """The months whose Costs changed (in this ingestion, or in one a crash cut short before it allocated: ``owed``),
     allocated again (``config/allocation.json``; none: nothing). A failure is the allocation run's record; it never
     undoes the ingestion."""
+    if not store.exists(allocation_rules.RULES):  # allocation off: cost queries read the Costs; a month whose Costs
+        return []  # changed stays owed its allocation until the rules are back (never served a stale one meanwhile)
     owing = {r.key: r for r in [*records, *result.all] if "allocate" in r.owed}
     available = set(allocation.months(store))
     changed = sorted({r.month for r in [*result.all, *owing.values()] if r.state == "committed" and r.dataset == "Costs"

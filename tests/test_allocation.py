@@ -306,6 +306,8 @@ def test_late_corrections_of_a_locked_month(tmp_path):
     from hub import catalog
     from hub.cost_analysis import CostQuery, query_costs
 
+    (tmp_path / "config").mkdir(exist_ok=True)  # allocation on: cost queries by cost center read it
+    (tmp_path / "config/allocation.json").write_text(json.dumps({"dimensions": {"cost_center": {"tag_keys": ["CostCenter"]}}}))
     req = CostQuery.model_validate({"time_condition": {"time_measure_id": 2, "begin_time": "2024-04", "end_time": "2024-06"},
                                     "groupby": [{"type": "dimension", "key": "x_CostCenter"}], "cost_type": "AMORTIZED_COST"})
     con = catalog.connect(store)

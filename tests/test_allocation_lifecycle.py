@@ -286,6 +286,7 @@ def test_a_cost_center_query_over_a_month_without_allocation_is_refused_naming_i
     lake(tmp_path, [row({"CostCenter": "A"}, "10.00", day="2024-04-10")], month="2024-04")
     store = lake(tmp_path, [row({"CostCenter": "A"}, "20.00"), row({"CostCenter": "B"}, "1.00")])
     allocated(store, rules())
+    _rules_file(tmp_path, {"dimensions": DIMS})
     runner = CliRunner()
     refused = runner.invoke(app, ["costs", str(tmp_path), "--begin", "2024-04", "--end", "2024-05", "--group-by", "x_CostCenter"])
     assert refused.exit_code == 2 and "2024-04 not allocated" in refused.output
@@ -293,33 +294,58 @@ def test_a_cost_center_query_over_a_month_without_allocation_is_refused_naming_i
     assert may.exit_code == 0 and may.output.splitlines()[1:] == ["A,2024-05,20,0,USD", "B,2024-05,1,0,USD"]
 
 
-@pytest.mark.parametrize("how", ["rules removed", "allocation failed"])
-def test_a_month_restated_without_a_new_allocation_keeps_none_of_the_old_one(tmp_path, how):
-    """May allocated, then delivered again while the rules were gone (or while its allocation failed): the allocation
-    of the earlier Costs kept answering cost-center queries, the restated costs missing (review of stop 37). It is
-    retired (its record superseded): with no other month allocated, cost-center queries read the Costs column again (as
-    before any allocation), the restated costs whole."""
+def test_a_month_restated_while_its_allocation_fails_keeps_none_of_the_old_one(tmp_path):
+    """May allocated, then delivered again while its allocation failed: the allocation of the earlier Costs kept answering
+    cost-center queries, the restated costs missing (review of stop 37). It is retired (its record superseded): with no
+    other month allocated, cost-center queries read the Costs column again (as before any allocation), the restated
+    costs whole."""
     root = str(tmp_path)
     _rules_file(tmp_path, {"dimensions": DIMS})
     write_export(root, rows=40, run_id="run1")
     assert ingest(Store(root)).ok and _allocation(tmp_path)
-    if how == "rules removed":
-        (tmp_path / "config/allocation.json").unlink()
-    else:
-        _rules_file(tmp_path, {"dimensions": DIMS, "pools": [{
-            "id": "s", "match": {"ServiceName": "Virtual Machines"}, "method": "proportional", "on_zero_weight": "error",
-            "targets": {"dimension": "cost_center", "values": ["nobody"]}}]})
+    _rules_file(tmp_path, {"dimensions": DIMS, "pools": [{
+        "id": "s", "match": {"ServiceName": "Virtual Machines"}, "method": "proportional", "on_zero_weight": "error",
+        "targets": {"dimension": "cost_center", "values": ["nobody"]}}]})
     write_export(root, rows=60, run_id="run2", seed=7)
     again = ingest(Store(root))
-    assert [r.state for r in again.records] == ["committed"]
-    assert [r.state for r in again.allocated] == ([] if how == "rules removed" else ["quarantined"])
+    assert [r.state for r in again.records] == ["committed"] and [r.state for r in again.allocated] == ["quarantined"]
     assert not list((tmp_path / "ingestion/Allocation").rglob("*.parquet"))
-    assert {r.state for r in runs.load_all(Store(root)) if r.dataset == "Allocation"} <= {"superseded", "quarantined"}
-    answer = CliRunner().invoke(app, ["costs", root, "--begin", "2024-05", "--group-by", "x_CostCenter", "--format", "csv"])
-    total = sum(D(line.split(",")[2]) for line in answer.output.splitlines()[1:])
-    lake_total = duckdb.sql(f"SELECT sum(EffectiveCost) FROM '{root}/ingestion/Costs/**/*.parquet'").fetchall()[0][0]
-    assert answer.exit_code == 0 and total == lake_total
+    assert _cost_center_total(root) == _costs_total(root)
     assert all(r.owed == [] for r in runs.load_all(Store(root)))
+
+
+def test_rules_removed_turn_allocation_off_and_a_month_restated_meanwhile_is_allocated_when_they_are_back(tmp_path):
+    """Review of stop 37: with the rules file removed, May's allocation kept answering cost-center queries after May was
+    delivered again (the restated costs missing). Without rules, cost queries read the Costs as before any allocation;
+    the allocation stays on file (a locked month's chargeback with it), May stays owed its allocation, made when the
+    rules are back."""
+    root = str(tmp_path)
+    _rules_file(tmp_path, {"dimensions": DIMS})
+    write_export(root, rows=40, run_id="run1")
+    assert ingest(Store(root)).ok
+    first = _allocation(tmp_path)
+    (tmp_path / "config/allocation.json").unlink()
+    write_export(root, rows=60, run_id="run2", seed=7)
+    again = ingest(Store(root))
+    assert [r.state for r in again.records] == ["committed"] and again.allocated == []
+    assert _allocation(tmp_path) == first  # kept, unread
+    assert _cost_center_total(root) == _costs_total(root)
+    assert [r.owed for r in runs.load_all(Store(root)) if r.dataset == "Costs" and r.state == "committed"] == [["allocate"]]
+    _rules_file(tmp_path, {"dimensions": DIMS})
+    back = ingest(Store(root))
+    assert [(r.month, r.state) for r in back.allocated] == [("2024-05", "committed")]
+    assert _allocation(tmp_path) == [("EffectiveCost", _costs_total(root))]
+    assert _cost_center_total(root) == _costs_total(root)
+
+
+def _costs_total(root: str) -> Decimal:
+    return duckdb.sql(f"SELECT sum(EffectiveCost) FROM '{root}/ingestion/Costs/**/*.parquet'").fetchall()[0][0]
+
+
+def _cost_center_total(root: str) -> Decimal:
+    answer = CliRunner().invoke(app, ["costs", root, "--begin", "2024-05", "--group-by", "x_CostCenter", "--format", "csv"])
+    assert answer.exit_code == 0, answer.output
+    return sum((D(line.split(",")[2]) for line in answer.output.splitlines()[1:]), D(0))
 
 
 def test_a_pool_target_ended_on_the_allowlist_gets_no_share_of_later_months(tmp_path):

@@ -325,14 +325,15 @@ def test_a_cloud_whose_exports_lag_a_day_behind_another_is_not_a_drop(tmp_path):
     now the one before the most lagging account's last day (May 28); an account stopped weeks ago holds nothing back."""
     folder = tmp_path / "ingestion/Costs/2024/05/test"
     folder.mkdir(parents=True)
-    rows = [("AWS", "aws-1", "a", LAST - timedelta(days=i), 100) for i in range(40)]
-    rows += [("Microsoft", "az-1", "b", LAST - timedelta(days=i), 80) for i in range(2, 40)]
-    rows += [("Oracle", "oci-1", "c", LAST - timedelta(days=i), 5) for i in range(21, 40)]  # stopped on May 10
-    values = ", ".join(f"('{p}', '{acct}', '{sub}', TIMESTAMPTZ '{d} 06:00:00+00', {c})" for p, acct, sub, d, c in rows)
-    duckdb.sql(f"""COPY (SELECT ProviderName, BillingAccountId, SubAccountId, 'S1' AS ServiceName, 'eu-west-1' AS RegionId, 'sku-S1' AS SkuId, 'r1' AS ResourceId,
-        CAST(c AS DECIMAL(38,18)) AS EffectiveCost, 'USD' AS BillingCurrency, ChargePeriodStart, 'Usage-Based' AS ChargeFrequency,
-        CAST(NULL AS VARCHAR) AS ChargeClass FROM (VALUES {values}) v(ProviderName, BillingAccountId, SubAccountId,
-        ChargePeriodStart, c)) TO '{folder}/part.parquet' (FORMAT parquet)""")
+    rows = [("AWS", "aws-1", "a", LAST - timedelta(days=i), 100, "Usage-Based") for i in range(40)]
+    rows += [("Microsoft", "az-1", "b", LAST - timedelta(days=i), 80, "Usage-Based") for i in range(2, 40)]
+    rows += [("Oracle", "oci-1", "c", LAST - timedelta(days=i), 5, "Usage-Based") for i in range(21, 40)]  # stopped May 10
+    rows += [("AWS", "aws-2", "d", LAST - timedelta(days=4), 30, "Recurring")]  # a support fee: no usage, no lag
+    values = ", ".join(f"('{p}', '{acct}', '{sub}', TIMESTAMPTZ '{d} 06:00:00+00', {c}, '{f}')" for p, acct, sub, d, c, f in rows)
+    duckdb.sql(f"""COPY (SELECT ProviderName, BillingAccountId, SubAccountId, 'S1' AS ServiceName, 'eu-west-1' AS RegionId,
+        'sku-S1' AS SkuId, 'r1' AS ResourceId, CAST(c AS DECIMAL(38,18)) AS EffectiveCost, 'USD' AS BillingCurrency,
+        ChargePeriodStart, ChargeFrequency, CAST(NULL AS VARCHAR) AS ChargeClass FROM (VALUES {values})
+        v(ProviderName, BillingAccountId, SubAccountId, ChargePeriodStart, c, ChargeFrequency)) TO '{folder}/part.parquet' (FORMAT parquet)""")
     result = inspection.inspect(Store(str(tmp_path)), rules=rules(), save=False)
     assert result.day == date(2024, 5, 28)
     assert [a for a in result.anomalies if a.key == "b"] == []

@@ -60,9 +60,7 @@ def allocate(store: Store, only: list[str] | None = None, *, rules: Rules | None
     """Allocate ``only`` these months (default: every Costs month): one run each, replacing the month's allocation;
     a locked month that has one keeps it. Nothing when the hub has no rules."""
     rules = rules or load(store)
-    if rules is None:  # allocation turned off: a month whose Costs changed keeps no allocation of other Costs
-        for month in only or []:
-            retire(store, month)
+    if rules is None:
         return []
     convert.check_memory_limit()  # a usage error before any month's run is recorded, not an InternalError each
     available = months(store)
@@ -82,8 +80,8 @@ def allocate(store: Store, only: list[str] | None = None, *, rules: Rules | None
 
 def retire(store: Store, month: str) -> None:
     """Take a month's allocation out of the lake (its records say ``superseded``): it was made from Costs that changed
-    since and could not be made again (no rules, a failed run). Readers then refuse the month by cost center rather
-    than serve the allocation of a bill that no longer stands."""
+    since and could not be made again (a failed run). Readers then refuse the month by cost center rather than serve
+    the allocation of a bill that no longer stands."""
     year, mon = map(int, month.split("-"))
     store.delete_tree(f"{INGESTION}/{DATASET}/{year:04d}/{mon:02d}")
     for rec in runs.load_all(store):
@@ -221,8 +219,12 @@ def _allocate(con: duckdb.DuckDBPyConnection, store: Store, files: list[str], ru
     method = " ".join(f"WHEN {ident(dims[0] + 'Source')} = {literal(s)} THEN {literal(m)}" for s, m in (
         ("tag", "direct:tag"), ("resource_group_tag", "direct:inherited"), ("subscription_tag", "direct:inherited"),
         ("mapping", "direct:mapping"), ("default", "direct:default")))
+    # a row counts at its ChargePeriodStart, or on the first of the month it was allocated in when that is another
+    # (late_corrections: current_period): a cost query by cost center never moves it back into the locked month
+    start = ("CASE WHEN x_Period <> strftime(make_timestamp(epoch_us(ChargePeriodStart)), '%Y-%m') THEN "
+             "CAST(x_Period || '-01 00:00:00+00' AS TIMESTAMPTZ) ELSE ChargePeriodStart END")
     direct = f"""SELECT {common}, 'direct' AS x_AllocationKind, x_SourceRowId, CAST(NULL AS VARCHAR) AS x_PoolPeriodId,
-        ChargePeriodStart, x_Period, BillingCurrency, CAST(x_Amount AS DECIMAL(38,{rules.amount_scale})) AS x_Amount,
+        {start} AS ChargePeriodStart, x_Period, BillingCurrency, CAST(x_Amount AS DECIMAL(38,{rules.amount_scale})) AS x_Amount,
         {', '.join(ident(c) for c in resolved)}, CASE {method} ELSE 'direct:unallocated' END AS AllocatedMethodId,
         CAST(NULL AS VARCHAR) AS AllocatedMethodDetails, {', '.join(ident(c) for c in CONTEXT)}, _file, _row
         FROM rows WHERE _pool IS NULL"""

@@ -117,7 +117,7 @@ def records(store: Store, rules: Rules, field: str, start: date, end: date) -> l
         rows = con.execute(f"""SELECT CAST(ChargePeriodStart AS DATE) AS day,
                    coalesce(ServiceCategory, 'Shared: ' || split_part(x_PoolPeriodId, '/', 1), 'Other') AS capability,
                    {column} AS key, BillingCurrency AS currency, sum(x_Amount) AS costs, count(*) AS usage
-            FROM AllocatedCosts WHERE x_CostMetric = ? AND CAST(ChargePeriodStart AS DATE) BETWEEN ? AND ?
+            FROM Allocation WHERE x_CostMetric = ? AND CAST(ChargePeriodStart AS DATE) BETWEEN ? AND ?
             GROUP BY ALL ORDER BY ALL""", [rules.cost_metric, start, end]).fetchall()
     finally:
         con.close()

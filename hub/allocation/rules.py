@@ -15,9 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, m
 
 from hub.errors import UsageError
 from hub.settings import refuse_duplicate_keys, validated
-from hub.store import CONFIG, Store
+from hub.store import ALLOCATION_RULES, Store
 
-RULES = f"{CONFIG}/allocation.json"
+RULES = ALLOCATION_RULES
 METRICS = ("EffectiveCost", "BilledCost", "ListCost", "ContractedCost")
 #: Columns a mapping or a pool may match on (besides the dimensions' resolved values).
 MATCH_COLUMNS = ("ProviderName", "BillingAccountId", "SubAccountId", "SubAccountName", "x_ResourceGroupName", "ServiceName",

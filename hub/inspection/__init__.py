@@ -174,9 +174,9 @@ LAG_DAYS = 7
 def default_day(con: duckdb.DuckDBPyConnection, today: date | None = None) -> date:
     """The last complete day the lake can tell about: the day before the last day with costs of its most lagging
     billing account (per provider; exports arrive a day or more late, each cloud's on its own schedule, and their last
-    day is partial: inspecting it would open a "down" anomaly on every series of a cloud a day behind), ignoring an
-    account whose costs ended more than :data:`LAG_DAYS` before the latest; at the latest yesterday (UTC); yesterday
-    when the lake has no costs."""
+    day is partial: inspecting it would open a "down" anomaly on every series of a cloud a day behind), from its usage
+    (a fee on the 1st is no lag), ignoring an account whose usage ended more than :data:`LAG_DAYS` before the lake's
+    latest cost; at the latest yesterday (UTC); yesterday when the lake has no costs."""
     yesterday = (today or datetime.now(timezone.utc).date()) - timedelta(days=1)
     last = _last_cost_day(con)
     if last is None:
@@ -185,10 +185,11 @@ def default_day(con: duckdb.DuckDBPyConnection, today: date | None = None) -> da
     accounts = [c for c in ("ProviderName", "BillingAccountId") if c in have]
     if accounts:
         since = last - timedelta(days=LAG_DAYS)
+        # usage only: a fee charged on the 1st (a support plan) is no export a day behind
+        usage = " AND coalesce(ChargeFrequency, 'Usage-Based') = 'Usage-Based'" if "ChargeFrequency" in have else ""
         ends = con.execute(f"SELECT min(d) FROM (SELECT CAST(max(ChargePeriodStart) AS DATE) AS d FROM Costs WHERE x_Month >= "
                            f"{literal(first_folder_month(since))} AND ChargePeriodStart >= TIMESTAMPTZ "
-                           f"{literal(since.isoformat())} GROUP BY {', '.join(accounts)})"
-                           ).fetchone()
+                           f"{literal(since.isoformat())}{usage} GROUP BY {', '.join(accounts)})").fetchone()
         last = ends[0] if ends and ends[0] else last
     return min(yesterday, last - timedelta(days=1))
 
@@ -303,7 +304,9 @@ def _monitor(con: duckdb.DuckDBPyConnection, rules: Rules, monitor: Monitor, fir
         CAST(ChargePeriodStart AS DATE) AS d, CAST(sum(EffectiveCost) AS DOUBLE) AS c FROM Costs WHERE {where}
         GROUP BY ALL""").fetchnumpy()
     if not len(data["k"]):
-        if monitor.filter:  # a filter value in another case (``oracle``) would otherwise inspect nothing without a word
+        # a filter value in another case (``oracle``) would otherwise inspect nothing without a word (a window without
+        # any cost is said once, by the caller)
+        if monitor.filter and _has_costs(con, first, day):
             result.unmatched.append(f"monitor {monitor.id}: no usage cost from {first} to {day} with "
                                     f"{json.dumps(monitor.filter, sort_keys=True)} (filter values must match the lake's "
                                     "exactly, case included)")
