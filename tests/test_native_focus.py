@@ -655,6 +655,21 @@ def test_alibaba_item_values_are_compared_without_case_or_spaces(tmp_path: Path)
                     ("Refund ", "Purchase", "Correction", D(-270), D(0))]
 
 
+def test_a_billing_account_id_padded_with_spaces_is_the_same_account(tmp_path: Path) -> None:
+    """`` 1234567890 `` and a tab before it were two more billing accounts: three lake folders and per-account totals
+    split (review of stop 37). Ids are trimmed (the delivered value kept in x_SourceValues)."""
+    head, first, second = ALIBABA.splitlines()
+    padded = [first.replace("2024-05,1234567890,", "2024-05, 1234567890 ,").replace(",r1,", ",r3,"),
+              first.replace("2024-05,1234567890,", "2024-05,\t1234567890,").replace(",r1,", ",r4,")]
+    root = make_hub(tmp_path / "hub")
+    deliver(root, "alibaba", "bills/2024-05", {"1234567890-2024-05-BillingItemDetailForBillingPeriod.csv":
+                                                "\n".join([head, first, second, *padded]) + "\n"})
+    result = ingest(Store(str(root)))
+    assert result.ok, [r.error for r in result.all]
+    assert [r.destination for r in result.records] == ["ingestion/Costs/2024/05/alibaba/1234567890"]
+    assert duckdb.sql(f"SELECT DISTINCT BillingAccountId FROM {lake(root)}").fetchall() == [("1234567890",)]
+
+
 ALIBABA_TAGS = {  # the Tag cell -> the Tags object (hand-read), and the x_SourceChanges code
     "t1": ("key:q value:a=b", {"q": "a=b"}, "TagsFromArray"),
     "t2": ("key:url value:https://x.example/p?id=1", {"url": "https://x.example/p?id=1"}, "TagsFromArray"),

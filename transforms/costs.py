@@ -274,7 +274,9 @@ def _arn_type_sql(resource_id: str) -> str:
 def _names_and_resources(chain: Chain, has_lookups: bool) -> None:
     cd_purchase = "ChargeCategory = 'Purchase' AND CommitmentDiscountId IS NOT NULL"
     chain.replace({
-        "BillingAccountId": "lower(BillingAccountId)",
+        # an id padded with spaces or a tab (a hand-edited bill file) is the same account, never a folder of its own
+        "BillingAccountId": "nullif(lower(trim(BillingAccountId, ' \t')), '')",
+        "SubAccountId": "nullif(trim(SubAccountId, ' \t'), '')",
         "CommitmentDiscountId": "lower(CommitmentDiscountId)",
         "x_ResourceGroupName": "lower(x_ResourceGroupName)",
         "PublisherName": "coalesce(CASE WHEN PublisherName = 'Microsoft Corporation' THEN 'Microsoft' ELSE PublisherName END, "
