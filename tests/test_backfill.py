@@ -255,3 +255,23 @@ def test_a_custom_drop_arriving_with_the_price_sheet_is_left_to_its_source(hub_r
     rows = {r["ResourceName"]: r for r in lake_rows(hub_root)}
     assert rows["vm1"]["ContractedUnitPrice"] == D("2.5") and rows[None]["BilledCost"] == D("1.25")
     assert [r.key for r in runs.load_all(store) if r.state == "quarantined"] == []  # the earlier failure: made good
+
+
+def test_a_correction_takes_its_charges_saving_back_and_a_marketplace_zero_price_is_filled(hub_root: Path) -> None:
+    """Review of stop 37: a usage row (list 12, contracted 10, billed 10) and its full correction netted to no cost but
+    kept +2 of savings (the correction's -2 floored to 0); a FocusCost marketplace row without a meter id and with its
+    prices written as 0 kept ListCost and ContractedCost 0 under an EffectiveCost of 50 (the same row with empty prices
+    got 50): a 0 stands for a missing price whether or not the row has a meter."""
+    correction = {**BASE, "ChargeClass": "Correction", "BilledCost": "-10", "EffectiveCost": "-10", "ContractedCost": "-10",
+                  "ListCost": "-12", "PricingQuantity": "-4", "ConsumedQuantity": "-4", "ResourceId": BASE["ResourceId"] + "-c"}
+    market = {**BASE, "x_SkuMeterId": "", "SkuId": "", "SkuPriceId": "", "PublisherName": "Contoso SaaS", "BilledCost": "50",
+              "EffectiveCost": "50", "ContractedCost": "0", "ListCost": "0", "ContractedUnitPrice": "0", "ListUnitPrice": "0",
+              "x_EffectiveUnitPrice": "5", "x_BilledUnitPrice": "5", "PricingQuantity": "10", "ConsumedQuantity": "10",
+              "ResourceId": BASE["ResourceId"] + "-m"}
+    ingest_costs(hub_root, BASE, correction, market)
+    rows = {r["ResourceId"][-2:]: r for r in lake_rows(hub_root)}
+    assert sum(r["x_TotalSavings"] for r in rows.values()) == sum(r["ListCost"] - r["EffectiveCost"] for r in rows.values()) == 0
+    assert (rows["-c"]["x_NegotiatedDiscountSavings"], rows["-c"]["x_TotalSavings"]) == (Decimal(-2), Decimal(-2))
+    m = rows["-m"]
+    assert (m["ContractedUnitPrice"], m["ListUnitPrice"], m["ContractedCost"], m["ListCost"]) == (
+        Decimal(5), Decimal(5), Decimal(50), Decimal(50))

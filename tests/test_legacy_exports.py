@@ -266,3 +266,24 @@ def test_billed_cost_in_usd_is_zero_where_billed_cost_is(tmp_path: Path) -> None
     assert sum(r["EffectiveCost"] for r in rows) == D("11.7") and sum(r["x_EffectiveCostInUsd"] for r in rows) == D(13)
     zeroed = [r for r in rows if r["BilledCost"] == 0 and r["EffectiveCost"] == D("2.7")]
     assert len(zeroed) == 1 and '"x_BilledCostInUsd":"3' in zeroed[0]["x_SourceValues"]  # the delivered value kept
+
+
+def test_a_legacy_refund_lists_negative_and_actual_only_covered_usage_saves_no_commitment(hub_root: Path) -> None:
+    """Review of stop 37: a reservation refund (-45) of an actual-cost export was written with ContractedCost and ListCost
+    +45 (unit price x quantity, never given the refund's sign): the month's list cost 135 for a billed 45. And with the
+    actual-cost export alone, usage covered by the reservation (actual cost 0) claimed its whole contracted cost as a
+    commitment saving, the reservation's own price on no row: by hand ContractedCost 1.00 (2 h x 0.50), ListCost 1.20
+    (2 h x 0.60): no commitment saving, a total saving of 0.20 (the negotiated one)."""
+    purchase = {**EA_BASE, **COVERED, "ChargeType": "Purchase", "Frequency": "OneTime", "CostInBillingCurrency": "90",
+                "Quantity": "1", "EffectivePrice": "90", "UnitPrice": "90", "PayGPrice": "0", "ResourceId": "", "Date": "9/1/2023"}
+    refund = {**purchase, "ChargeType": "Refund", "CostInBillingCurrency": "-45", "EffectivePrice": "45", "UnitPrice": "45",
+              "Date": "9/20/2023"}
+    covered = {**EA_BASE, **COVERED, "CostInBillingCurrency": "0", "EffectivePrice": "0"}
+    _deliver(hub_root, "ActualCost", [purchase, refund, covered])
+    assert ingest(Store(str(hub_root))).ok
+    rows = {r["ChargeClass"] or r["ChargeCategory"]: r for r in lake_rows(hub_root)}
+    assert sum(r["BilledCost"] for r in rows.values()) == 45
+    assert sum(r["ContractedCost"] for r in rows.values()) == D(46) and sum(r["ListCost"] for r in rows.values()) == D("46.2")
+    used = rows["Usage"]
+    assert (used["ContractedCost"], used["ListCost"], used["x_CommitmentDiscountSavings"], used["x_TotalSavings"]) == (
+        D(1), D("1.2"), D(0), D("0.2"))

@@ -66,9 +66,13 @@ def dbl(chain: Chain, col: str) -> str:
 
 def price_layer(chain: Chain, prices: str | None) -> None:
     """Backfill, ContractedCost fix and savings on a chain holding normalized cost columns."""
-    selected = (f"ProviderName = 'Microsoft' AND ({zero('ListUnitPrice')} OR {zero('ContractedUnitPrice')}) "
+    # a Microsoft row whose 0 prices stand for missing ones (a FocusCost export writes 0 where it has no price: a
+    # marketplace row without a meter too); of those, the rows with a meter look their price up in the sheet
+    fillable = (f"ProviderName = 'Microsoft' AND ({zero('ListUnitPrice')} OR {zero('ContractedUnitPrice')}) "
                 f"AND {nz('x_EffectiveUnitPrice')} AND NOT coalesce(CommitmentDiscountCategory = 'Spend' AND "
-                f"CommitmentDiscountStatus = 'Unused', false) AND NOT {empty('x_SkuMeterId')}")
+                "CommitmentDiscountStatus = 'Unused', false)")
+    selected = f"_zp AND NOT {empty('x_SkuMeterId')}"
+    chain.replace({}, {"_zp": fillable})
     if prices:  # only rows the sheet may fill look a price up: the others probe with a NULL key (no key built)
         chain.replace({}, {"_sel": selected})
         chain.step("t.*, p.c AS _pc, p.l AS _pl, p.block AS _pb, p.unit AS _pu, "
@@ -83,7 +87,7 @@ def price_layer(chain: Chain, prices: str | None) -> None:
 
     def keep(col: str, unit_price: bool) -> str:
         # a present value is kept unless it is a 0 the price sheet should fill; a missing one is always filled
-        kept = f"({col} IS NOT NULL AND ({col} <> 0 OR NOT _sel OR {both_zero}))"
+        kept = f"({col} IS NOT NULL AND ({col} <> 0 OR NOT _zp OR {both_zero}))"
         return f"({kept} OR NOT {priced})" if unit_price else kept
 
     def from_sheet(p: str) -> str:  # price per cost block, in billing currency
@@ -160,7 +164,11 @@ def price_layer(chain: Chain, prices: str | None) -> None:
     })
 
     def saving(a: str, b: str) -> str:
-        return f"CASE WHEN {zero(a)} OR {a} - {b} < {EPSILON} THEN CAST(0 AS {DEC}) ELSE CAST({a} - {b} AS {DEC}) END"  # exact
+        # exact; a correction that pays money back takes its row's saving back (negative): a charge and its full
+        # refund net to no saving
+        back = f"ChargeClass = 'Correction' AND {a} < 0"
+        return (f"CASE WHEN {zero(a)} THEN CAST(0 AS {DEC}) WHEN {back} THEN CASE WHEN {b} - {a} < {EPSILON} THEN CAST(0 AS {DEC}) "
+                f"ELSE CAST({a} - {b} AS {DEC}) END WHEN {a} - {b} < {EPSILON} THEN CAST(0 AS {DEC}) ELSE CAST({a} - {b} AS {DEC}) END")
 
     def percent(a: str, b: str) -> str:
         # the exact decimal difference over the DOUBLE of a (a difference of doubles would round first)
@@ -177,17 +185,26 @@ def price_layer(chain: Chain, prices: str | None) -> None:
     # lake's columns are summed as they are), a commitment's unused part (AWS's recurring fee rows: the used part's
     # saving is on the covered usage), credits, taxes and adjustments (no price was discounted); a commitment saving
     # only where a row names its commitment (a price backfilled from the list price is no commitment)
-    none = ("((ChargeCategory = 'Purchase' AND CommitmentDiscountCategory IS NOT NULL) OR CommitmentDiscountStatus = 'Unused' "
+    # (a prepaid purchase whose EffectiveCost is 0, Alibaba's and Tencent's subscriptions, is a principal too: its list
+    # price was not saved)
+    none = ("((ChargeCategory = 'Purchase' AND (CommitmentDiscountCategory IS NOT NULL OR "
+            f"({zero('EffectiveCost')} AND {nz('BilledCost')}))) OR CommitmentDiscountStatus = 'Unused' "
             "OR ChargeCategory IN ('Credit', 'Tax', 'Adjustment'))")
 
     def unless(condition: str, expr: str) -> str:
         return f"CASE WHEN {condition} THEN CAST(0 AS {DEC}) ELSE {expr} END"
 
+    # an actual-cost row without amortized data (legacy exports): covered usage costs 0 and its commitment's price is
+    # on no row, so it shows no commitment saving (its whole on-demand cost is no saving)
+    unamortized = "coalesce(_actual_only, false) AND CommitmentDiscountId IS NOT NULL" if "_actual_only" in chain.cols else "false"
     chain.replace({}, {
-        "x_CommitmentDiscountSavings": unless(f"{none} OR CommitmentDiscountId IS NULL", saving("ContractedCost", "EffectiveCost")),
+        "x_CommitmentDiscountSavings": unless(f"{none} OR CommitmentDiscountId IS NULL OR {unamortized}",
+                                              saving("ContractedCost", "EffectiveCost")),
         "x_NegotiatedDiscountSavings": unless(none, saving("ListCost", "ContractedCost")),
-        "x_TotalSavings": unless(none, saving("ListCost", "EffectiveCost")),
-        "x_CommitmentDiscountPercent": unless("CommitmentDiscountId IS NULL", percent("ContractedUnitPrice", "x_EffectiveUnitPrice")),
+        "x_TotalSavings": unless(none, f"CASE WHEN {unamortized} THEN {saving('ListCost', 'ContractedCost')} "
+                                       f"ELSE {saving('ListCost', 'EffectiveCost')} END"),
+        "x_CommitmentDiscountPercent": unless(f"CommitmentDiscountId IS NULL OR {unamortized}",
+                                              percent("ContractedUnitPrice", "x_EffectiveUnitPrice")),
         "x_NegotiatedDiscountPercent": percent("ListUnitPrice", "ContractedUnitPrice"),
         "x_TotalDiscountPercent": percent("ListUnitPrice", "x_EffectiveUnitPrice"),
         "_price_codes": f"nullif(concat_ws(',', {codes}), '')",

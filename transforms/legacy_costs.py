@@ -87,6 +87,9 @@ def legacy_sql(source: str, present: set[str], export_type: str, *, filter_rows:
         return f"CASE WHEN {foreign} THEN {mul(c(col), rate)} ELSE {c(col, cast=DEC)} END"
 
     paygo, unit_price, effective = billed("PayGPrice"), billed("UnitPrice"), billed("EffectivePrice")
+
+    def refunded(product: str) -> str:
+        return f"CASE WHEN {charge_type} = 'Refund' AND {cost} < 0 THEN -abs({product}) ELSE {product} END"
     select = {
         "BilledCost": cost,  # zeroed for covered usage by the Costs chain (ZERO_BILLED), so the original is kept
         ZERO_BILLED: f"{export_type.lower() == AMORTIZED} AND {covered}",
@@ -127,9 +130,10 @@ def legacy_sql(source: str, present: set[str], export_type: str, *, filter_rows:
         "x_EffectiveUnitPrice": effective,
         "x_BilledUnitPrice": f"CASE WHEN {export_type.lower() == AMORTIZED} AND {covered} THEN CAST(0 AS {DEC}) ELSE {effective} END",
         "ContractedUnitPrice": unit_price,
-        "ContractedCost": mul(unit_price, c("Quantity")),
+        # a refund that pays money back has costs of its sign, whatever the sign of its quantity
+        "ContractedCost": refunded(mul(unit_price, c("Quantity"))),
         "ListUnitPrice": f"CASE WHEN {paygo} > 0 THEN {paygo} END",
-        "ListCost": f"CASE WHEN {paygo} > 0 THEN {mul(paygo, c('Quantity'))} END",
+        "ListCost": f"CASE WHEN {paygo} > 0 THEN {refunded(mul(paygo, c('Quantity')))} END",
         "x_BillingExchangeRate": c("ExchangeRatePricingToBilling", cast=DEC),
         "PricingCurrency": c("PricingCurrency", "BillingCurrency"),
         "InvoiceId": c("InvoiceId"),
