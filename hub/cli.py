@@ -214,7 +214,7 @@ def allocate_cmd(
     out_file: Annotated[str | None, typer.Option("--out", help="Write the chargeback CSV here instead of printing it.")] = None,
 ) -> None:
     """Allocate the lake's costs to cost centers and products by config/allocation.json (the Allocation dataset)."""
-    from hub import allocation, lease
+    from hub import lease
     from hub.allocation import reports
     from hub.allocation import rules as allocation_rules
 
@@ -250,7 +250,9 @@ def allocate_cmd(
         with lease.holding(store, "ingest", wait=600, waiting=_waiting) as held:  # never beside an ingestion
             if held is None:
                 raise UsageError("another process holds this hub's ingestion lease; nothing allocated (try again later)")
-            records = allocation.allocate(store, month or None, rules=rules)
+            from pipelines import allocate as allocating
+
+            records = allocating.run(store, month or None, rules)
     except UsageError as exc:
         _error(exc)
         raise typer.Exit(2) from None

@@ -51,7 +51,9 @@ def test_a_changed_cost_metric_leaves_one_metrics_allocation(tmp_path):
     assert states == {"effectivecost": "superseded", "billedcost": "committed"}
 
 
-@pytest.mark.parametrize("point", ["before-commit", "after-commit"])
+# allocation-swapping: killed after the run said "swapping" and before the other metric was retired, recovery finished
+# the swap and left both metrics for good (review of stop 37)
+@pytest.mark.parametrize("point", ["allocation-swapping", "before-commit", "after-commit"])
 def test_a_cost_metric_change_killed_around_its_swap_never_shows_two_metrics(tmp_path, point):
     """Review: killed after the new metric's swap and before the old metric's folder went, readers added both metrics
     (every row twice) until someone re-ran `hub allocate`; `hub ingest` did not repair it. The old folder now goes
@@ -70,9 +72,40 @@ def test_a_cost_metric_change_killed_around_its_swap_never_shows_two_metrics(tmp
     killed = subprocess.run([sys.executable, "-m", "hub.cli", "allocate", str(tmp_path)], capture_output=True, cwd=repo,
                             env={**os.environ, "HUB_CRASH_AT": point, "HUB_LEASE_TTL": "1", "PYTHONPATH": str(repo)})
     assert killed.returncode == 137, killed.stderr.decode()[-2000:]
-    assert _allocation(tmp_path) in ([], [("BilledCost", D("7.50"))])  # for a moment none, never both
+    # the old metric until the swap, for a moment none, then the new one: never both
+    assert _allocation(tmp_path) in ([("EffectiveCost", D("3.75"))], [], [("BilledCost", D("7.50"))])
     ingest(Store(str(tmp_path)), lease_ttl=1)  # the usual restart
     assert _allocation(tmp_path) == [("BilledCost", D("7.50"))]
+
+
+@pytest.mark.parametrize("point", ["mid-swap", "before-commit"])
+def test_hub_allocate_after_a_killed_one_finishes_it_and_settles_what_the_costs_owed(tmp_path, point, monkeypatch):
+    """Review of stop 37: `hub allocate` again after a killed one left its staging folder to the next ingestion, and the
+    allocation the Costs owed stayed owed (made once more by that ingestion)."""
+    import os
+    import subprocess
+    import sys
+
+    root = str(tmp_path)
+    write_export(root, rows=40, run_id="run1")
+    assert ingest(Store(root)).ok
+    _rules_file(tmp_path, {"dimensions": DIMS})
+    runs.save(Store(root), next(r.model_copy(update={"owed": ["allocate"]}) for r in runs.load_all(Store(root))
+                                if r.dataset == "Costs"))  # as a kill right after the Costs commit leaves it
+    repo = Path(__file__).resolve().parents[1]
+    killed = subprocess.run([sys.executable, "-m", "hub.cli", "allocate", root], capture_output=True, cwd=repo,
+                            env={**os.environ, "HUB_CRASH_AT": point, "HUB_LEASE_TTL": "1", "PYTHONPATH": str(repo)})
+    assert killed.returncode == 137, killed.stderr.decode()[-2000:]
+    monkeypatch.setenv("HUB_LEASE_TTL", "1")
+    import time
+
+    time.sleep(1.1)  # the killed process's lease expires
+    again = CliRunner().invoke(app, ["allocate", root])
+    assert again.exit_code == 0, again.output
+    lake_total = duckdb.sql(f"SELECT sum(EffectiveCost) FROM '{root}/ingestion/Costs/**/*.parquet'").fetchall()[0][0]
+    assert _allocation(tmp_path) == [("EffectiveCost", lake_total)]
+    assert not list((tmp_path / "config/staging").glob("*"))
+    assert all(r.owed == [] for r in runs.load_all(Store(root)))
 
 
 def test_rules_broken_during_an_ingestion_keep_the_month_owed_until_they_are_fixed(tmp_path):

@@ -27,7 +27,9 @@ from hub.allocation import resolve
 from hub.allocation.rules import MATCH_COLUMNS, NOT_ALLOWLISTED, UNALLOCATED, Pool, Rules, load
 from hub.allocation.split import split
 from hub.errors import HubError, UsageError
+from hub.faults import checkpoint
 from hub.runs import RunRecord
+from hub.sources import Hooks
 from hub.store import INGESTION, Store, dataset_folder
 from transforms.typing import ident, literal, scan
 
@@ -90,14 +92,17 @@ def retire(store: Store, month: str) -> None:
             runs.save(store, rec)
 
 
-def _retire_other_metrics(store: Store, month: str, rules: Rules) -> None:
+def _retire_other_metrics(store: Store, rec: RunRecord) -> None:
     """A month allocated on one cost metric holds no allocation on another (``cost_metric`` changed): readers would
-    add both, or serve the other one stale. Their folders go before the new metric's is swapped in (a reader may see
-    the month without allocation for a moment, never two metrics; a run killed between is rolled forward by recovery,
-    its record being ``swapping``); their records say ``superseded``."""
+    add both, or serve the other one stale. Their folders go before the new metric's is swapped in (the engine's
+    ``before_swap`` hook: a reader may see the month without allocation for a moment, never two metrics; a run killed
+    before or after it is rolled forward by recovery, which does it again from the run's own metric, its ``scope``);
+    their records say ``superseded``."""
+    if not rec.month or not rec.scope:
+        return
+    month, mine = rec.month, rec.scope
     year, mon = map(int, month.split("-"))
     base = f"{INGESTION}/{DATASET}/{year:04d}/{mon:02d}"
-    mine = rules.cost_metric.lower()
     folders = [f.rstrip("/").rsplit("/", 1)[-1] for f in store.fs.ls(store.full(base), detail=False)] \
         if store.fs.isdir(store.full(base)) else []
     for other in sorted(f for f in folders if f != mine):
@@ -106,6 +111,10 @@ def _retire_other_metrics(store: Store, month: str, rules: Rules) -> None:
         if rec.manifest == f"{MANIFEST}{month}" and rec.scope != mine and rec.state == "committed":
             rec.state = "superseded"
             runs.save(store, rec)
+
+
+#: What the engine does around an allocation run's swap: the month's other metrics retired before it.
+HOOKS = Hooks(_retire_other_metrics, lambda store, rec, settings, records: None)
 
 
 def _run(store: Store, month: str, rules: Rules) -> RunRecord:
@@ -130,8 +139,8 @@ def _run(store: Store, month: str, rules: Rules) -> RunRecord:
         rec.allocation = summary["allocation"]
         rec.state = "swapping"
         runs.save(store, rec)
-        _retire_other_metrics(store, month, rules)
-        engine.commit(store, rec)
+        checkpoint("allocation-swapping")
+        engine.commit(store, rec)  # retires the other metrics first (HOOKS)
     except HubError as exc:
         store.delete_tree(rec.staging or "")
         engine.quarantine(store, rec, exc)

@@ -44,6 +44,10 @@ def hooks(rec: RunRecord) -> Hooks:
         from hub.sources import native
 
         return native.HOOKS
+    if rec.manifest.startswith("allocation:"):  # the hub's own work on the lake: hub.allocation
+        from hub import allocation
+
+        return allocation.HOOKS
     return NONE
 
 
