@@ -57,7 +57,7 @@ def commit(store: Store, rec: RunRecord, settings: Settings | None = None, recor
                        code="InternalError")
     rec.state = "committed"
     rec.error = None
-    rec.owed = owed(store, rec) + ([AFTER_COMMIT] if hooks is not sources.NONE else [])
+    rec.owed = owed(store, rec) + ([AFTER_COMMIT] if hooks.after_commit is not None else [])
     runs.save(store, rec)
     after_commit(store, rec, settings, records)
     checkpoint("after-commit")
@@ -70,11 +70,11 @@ def after_commit(store: Store, rec: RunRecord, settings: Settings | None = None,
     tried again by the next ingestion."""
     from hub import sources
 
-    if AFTER_COMMIT not in rec.owed:
+    work = sources.hooks(rec).after_commit
+    if AFTER_COMMIT not in rec.owed or work is None:
         return
     try:
-        sources.hooks(rec).after_commit(store, rec, settings or load_settings(store),
-                                        runs.load_all(store) if records is None else records)
+        work(store, rec, settings or load_settings(store), runs.load_all(store) if records is None else records)
     except Exception as exc:  # noqa: BLE001 - recorded on the committed run; never stops the other deliveries
         error = exc if isinstance(exc, HubError) else unexpected(exc, rec.manifest)
         rec.error = RunError(code="AfterCommitFailed", message=error.message, file=error.file)

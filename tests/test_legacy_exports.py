@@ -287,3 +287,32 @@ def test_a_legacy_refund_lists_negative_and_actual_only_covered_usage_saves_no_c
     used = rows["Usage"]
     assert (used["ContractedCost"], used["ListCost"], used["x_CommitmentDiscountSavings"], used["x_TotalSavings"]) == (
         D(1), D("1.2"), D(0), D("0.2"))
+
+
+def test_actual_only_covered_usage_keeps_no_commitment_saving_when_the_months_prices_arrive(hub_root: Path) -> None:
+    """Review of stop 37: the marker of an actual-cost row without amortized data lived only while the file was read;
+    the month's price sheet arriving later re-normalized the folder and the covered row claimed its whole contracted
+    cost (1.00) as commitment saving again, and its total discount was 100 %: the result depended on arrival order."""
+    from conftest import rows_csv
+
+    covered = {**EA_BASE, **COVERED, "CostInBillingCurrency": "0", "EffectivePrice": "0"}
+    nolist = {**EA_BASE, "CostInBillingCurrency": "1", "PayGPrice": "0", "MeterId": "m2"}  # a list price the sheet gives
+    _deliver(hub_root, "ActualCost", [covered, nolist])
+    assert ingest(Store(str(hub_root))).ok
+
+    def used() -> tuple:
+        (r,) = [r for r in lake_rows(hub_root) if r["CommitmentDiscountId"]]
+        return r["x_CommitmentDiscountSavings"], r["x_TotalSavings"], r["x_TotalDiscountPercent"]
+
+    before = used()
+    price = {"EnrollmentNumber": "8611537", "MeterID": "m2", "MeterName": "D2", "MeterType": "1 Hour", "Product": "VM",
+             "SkuID": "0001", "ProductID": "P", "UnitOfMeasure": "1 Hour", "EffectiveStartDate": "2023-09-01T00:00:00Z",
+             "EffectiveEndDate": "2023-09-30T23:59:59Z", "UnitPrice": "0.5", "MarketPrice": "0.6", "BasePrice": "0.6",
+             "CurrencyCode": "USD", "OfferID": "MS-AZR-0017P", "PriceType": "Consumption"}
+    write_export(hub_root, {"part_0_0001.csv": rows_csv("pricesheet_2023-05-01_ea", [price])}, export_type="PriceSheet",
+                 data_version="2023-05-01", rows=1, run_id="prices1", folder="prices/20230901-20230930/prices1",
+                 resource_id="/providers/Microsoft.Billing/billingAccounts/8611537", start_date="2023-09-01T00:00:00")
+    result = ingest(Store(str(hub_root)))
+    assert result.ok and [r.state for r in result.renormalized] == ["committed"]
+    # 2 h at a contracted 0.50 and a list 0.60: no commitment saving, the negotiated 0.20 (1/6 of the list price)
+    assert used() == before == (D(0), D("0.2"), D("0.166666666666667"))

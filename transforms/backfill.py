@@ -68,9 +68,9 @@ def price_layer(chain: Chain, prices: str | None) -> None:
     """Backfill, ContractedCost fix and savings on a chain holding normalized cost columns."""
     # a Microsoft row whose 0 prices stand for missing ones (a FocusCost export writes 0 where it has no price: a
     # marketplace row without a meter too); of those, the rows with a meter look their price up in the sheet
-    fillable = (f"ProviderName = 'Microsoft' AND ({zero('ListUnitPrice')} OR {zero('ContractedUnitPrice')}) "
+    fillable = (f"coalesce(ProviderName = 'Microsoft' AND ({zero('ListUnitPrice')} OR {zero('ContractedUnitPrice')}) "
                 f"AND {nz('x_EffectiveUnitPrice')} AND NOT coalesce(CommitmentDiscountCategory = 'Spend' AND "
-                "CommitmentDiscountStatus = 'Unused', false)")
+                "CommitmentDiscountStatus = 'Unused', false), false)")
     selected = f"_zp AND NOT {empty('x_SkuMeterId')}"
     chain.replace({}, {"_zp": fillable})
     if prices:  # only rows the sheet may fill look a price up: the others probe with a NULL key (no key built)
@@ -206,7 +206,8 @@ def price_layer(chain: Chain, prices: str | None) -> None:
         "x_CommitmentDiscountPercent": unless(f"CommitmentDiscountId IS NULL OR {unamortized}",
                                               percent("ContractedUnitPrice", "x_EffectiveUnitPrice")),
         "x_NegotiatedDiscountPercent": percent("ListUnitPrice", "ContractedUnitPrice"),
-        "x_TotalDiscountPercent": percent("ListUnitPrice", "x_EffectiveUnitPrice"),
+        "x_TotalDiscountPercent": f"CASE WHEN {unamortized} THEN {percent('ListUnitPrice', 'ContractedUnitPrice')} "
+                                  f"ELSE {percent('ListUnitPrice', 'x_EffectiveUnitPrice')} END",
         "_price_codes": f"nullif(concat_ws(',', {codes}), '')",
     })
 
@@ -225,6 +226,8 @@ def restore_sql(chain: Chain, row_tracked: tuple[str, ...], types: dict[str, str
     chain.replace({c: _original(c, SQL_TYPES[types[c]]) for c in TRACKED}, {
         **{f"_o_{c}": _original(c, SQL_TYPES[types[c]]) for c in (*row_tracked, *TRACKED)},
         "_codes": f"nullif(array_to_string(list_filter(string_split(x_SourceChanges, ','), lambda c: c NOT IN ({codes})), ','), '')",
+        # an actual-cost row without amortized data stays one (its savings): its marker is its code
+        "_actual_only": "contains(coalesce(x_SourceChanges, ''), 'EffectiveCostFromActualCost')",
     })
 
 

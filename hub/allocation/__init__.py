@@ -114,7 +114,7 @@ def _retire_other_metrics(store: Store, rec: RunRecord) -> None:
 
 
 #: What the engine does around an allocation run's swap: the month's other metrics retired before it.
-HOOKS = Hooks(_retire_other_metrics, lambda store, rec, settings, records: None)
+HOOKS = Hooks(_retire_other_metrics)
 
 
 def _run(store: Store, month: str, rules: Rules) -> RunRecord:

@@ -28,10 +28,11 @@ class Hooks:
     ``swapping`` and is finished on restart), and after the commit."""
 
     before_swap: Callable[[Store, RunRecord], None]
-    after_commit: Callable[[Store, RunRecord, Settings, list[RunRecord]], None]
+    #: None: nothing after the commit (no work owed for it)
+    after_commit: Callable[[Store, RunRecord, Settings, list[RunRecord]], None] | None = None
 
 
-NONE = Hooks(lambda store, rec: None, lambda store, rec, settings, records: None)
+NONE = Hooks(lambda store, rec: None)
 
 
 def hooks(rec: RunRecord) -> Hooks:
