@@ -84,12 +84,7 @@ def retire(store: Store, month: str) -> None:
     """Take a month's allocation out of the lake (its records say ``superseded``): it was made from Costs that changed
     since and could not be made again (a failed run). Readers then refuse the month by cost center rather than serve
     the allocation of a bill that no longer stands."""
-    year, mon = map(int, month.split("-"))
-    store.delete_tree(f"{INGESTION}/{DATASET}/{year:04d}/{mon:02d}")
-    for rec in runs.load_all(store):
-        if rec.manifest == f"{MANIFEST}{month}" and rec.state == "committed":
-            rec.state = "superseded"
-            runs.save(store, rec)
+    _supersede(store, month, keep=None)
 
 
 def _retire_other_metrics(store: Store, rec: RunRecord) -> None:
@@ -98,17 +93,20 @@ def _retire_other_metrics(store: Store, rec: RunRecord) -> None:
     ``before_swap`` hook: a reader may see the month without allocation for a moment, never two metrics; a run killed
     before or after it is rolled forward by recovery, which does it again from the run's own metric, its ``scope``);
     their records say ``superseded``."""
-    if not rec.month or not rec.scope:
-        return
-    month, mine = rec.month, rec.scope
+    if rec.month and rec.scope:
+        _supersede(store, rec.month, keep=rec.scope)
+
+
+def _supersede(store: Store, month: str, *, keep: str | None) -> None:
+    """Every metric's allocation of ``month`` but ``keep``'s deleted, their committed records ``superseded``."""
     year, mon = map(int, month.split("-"))
     base = f"{INGESTION}/{DATASET}/{year:04d}/{mon:02d}"
     folders = [f.rstrip("/").rsplit("/", 1)[-1] for f in store.fs.ls(store.full(base), detail=False)] \
         if store.fs.isdir(store.full(base)) else []
-    for other in sorted(f for f in folders if f != mine):
+    for other in sorted(f for f in folders if f != keep):
         store.delete_tree(f"{base}/{other}")
     for rec in runs.load_all(store):
-        if rec.manifest == f"{MANIFEST}{month}" and rec.scope != mine and rec.state == "committed":
+        if rec.manifest == f"{MANIFEST}{month}" and rec.scope != keep and rec.state == "committed":
             rec.state = "superseded"
             runs.save(store, rec)
 

@@ -347,7 +347,7 @@ def _monitor(con: duckdb.DuckDBPyConnection, rules: Rules, monitor: Monitor, fir
             start, end = first + timedelta(days=iv.start), first + timedelta(days=iv.end)
             total_expected = float(expected.sum())
             pct = float(impact.sum()) / abs(total_expected) * 100 if total_expected != 0 else None  # credits too
-            series_sql = f"{key_sql} = ? AND coalesce(BillingCurrency, '') = ?"
+            series_sql = _series_sql(key_sql)
             exact = Decimal(con.execute(f"SELECT CAST(coalesce(sum(EffectiveCost), 0) AS VARCHAR) FROM Costs WHERE "
                                         f"{_where(monitor, start, end)} AND {series_sql}", [key, cur]).fetchone()[0])
             fresh = hashlib.sha256(f"{monitor.id}\x00{key}\x00{cur}\x00{start}".encode()).hexdigest()[:16]
@@ -374,6 +374,11 @@ def _monitor(con: duckdb.DuckDBPyConnection, rules: Rules, monitor: Monitor, fir
                          and str(a["start"]) <= day.isoformat()]
 
 
+def _series_sql(key_sql: str) -> str:
+    """The rows of one series, its key and currency bound as parameters."""
+    return f"{key_sql} = ? AND coalesce(BillingCurrency, '') = ?"
+
+
 def _resolved(saved: dict) -> Anomaly:
     """An open anomaly of the state, as it was last seen, resolved."""
     money = ("actual", "expected", "impact", "max_daily_impact")
@@ -389,7 +394,7 @@ def _restated(con: duckdb.DuckDBPyConnection, rules: Rules, monitor: Monitor, ke
     """A resolved anomaly with its actual cost read again from the lake: a month delivered again (restated) may have
     taken the abnormal costs away, and the anomaly then ends with what was charged (impact near 0), never with the
     amounts of a bill that no longer stands. Its days' actual values in ``series`` follow; the expected ones stay."""
-    series_sql = f"{key_sql} = ? AND coalesce(BillingCurrency, '') = ?"
+    series_sql = _series_sql(key_sql)
     days = dict(con.execute(f"SELECT CAST(ChargePeriodStart AS DATE), CAST(sum(EffectiveCost) AS VARCHAR) FROM Costs WHERE "
                             f"{_where(monitor, a.start, a.end)} AND {series_sql} GROUP BY 1", [a.key, a.currency]).fetchall())
     actual = sum((Decimal(v) for v in days.values()), Decimal(0))
