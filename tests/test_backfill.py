@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from pathlib import Path
 
@@ -275,3 +276,30 @@ def test_a_correction_takes_its_charges_saving_back_and_a_marketplace_zero_price
     m = rows["-m"]
     assert (m["ContractedUnitPrice"], m["ListUnitPrice"], m["ContractedCost"], m["ListCost"]) == (
         Decimal(5), Decimal(5), Decimal(50), Decimal(50))
+
+
+@pytest.mark.parametrize("prices_first", [True, False])
+def test_a_backfilled_cost_is_backfilled_in_usd_too(hub_root: Path, prices_first: bool) -> None:
+    # review: ListCost / ContractedCost filled from the price sheet kept their delivered 0 in x_ListCostInUsd /
+    # x_ContractedCostInUsd, so a USD report of the month showed no list cost for these rows
+    usd = {**MISSING, "ResourceName": "usd", "x_ListCostInUsd": "0", "x_ContractedCostInUsd": "0", "x_EffectiveCostInUsd": "8",
+           "x_BilledCostInUsd": "8"}
+    # billed in EUR at 0.9 EUR a USD: EffectiveCost 7.2 EUR is 8 USD (the row's own rate: 8 / 7.2 USD a EUR)
+    eur = {**MISSING, "ResourceName": "eur", "BillingCurrency": "EUR", "x_BillingExchangeRate": "0.9", "EffectiveCost": "7.2",
+           "BilledCost": "7.2", "x_EffectiveUnitPrice": "1.8", "x_BilledUnitPrice": "1.8", "x_ListCostInUsd": "0",
+           "x_ContractedCostInUsd": "0", "x_EffectiveCostInUsd": "8", "x_BilledCostInUsd": "8"}
+    # a row whose USD columns were never delivered keeps them NULL
+    bare = {**MISSING, "ResourceName": "bare"}
+    if prices_first:
+        ingest_prices(hub_root, EA_PRICE)
+    ingest_costs(hub_root, usd, eur, bare)
+    if not prices_first:
+        ingest_prices(hub_root, EA_PRICE)
+    rows = {r["ResourceName"]: r for r in lake_rows(hub_root)}
+    assert (rows["usd"]["ListCost"], rows["usd"]["ContractedCost"]) == (D(12), D(10))  # 3 x 4, 2.5 x 4
+    assert (rows["usd"]["x_ListCostInUsd"], rows["usd"]["x_ContractedCostInUsd"]) == (D(12), D(10))
+    assert (rows["eur"]["ListCost"], rows["eur"]["ContractedCost"]) == (D("10.8"), D(9))  # 3 x 0.9 x 4, 2.5 x 0.9 x 4
+    assert (rows["eur"]["x_ListCostInUsd"], rows["eur"]["x_ContractedCostInUsd"]) == (D(12), D(10))  # x 8 / 7.2
+    assert (rows["bare"]["x_ListCostInUsd"], rows["bare"]["x_ContractedCostInUsd"]) == (None, None)
+    assert D(json.loads(rows["eur"]["x_SourceValues"])["x_ListCostInUsd"]) == 0
+    assert validate(str(hub_root)).ok
