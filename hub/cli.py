@@ -221,7 +221,7 @@ def allocate_cmd(
     store = _store(root)
     try:
         for m in [*(month or []), *([chargeback] if chargeback else [])]:
-            if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", m):
+            if not re.fullmatch(r"[0-9]{4}-(0[1-9]|1[0-2])", m):
                 raise UsageError(f"a month must be YYYY-MM, not {m!r}")
         rules = allocation_rules.load(store)
         if rules is None:

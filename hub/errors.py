@@ -12,15 +12,18 @@ CODES: dict[str, tuple[str, str, str]] = {
     "PathEscapesStore": ("manifest", "a blobName or scope would read or write outside the hub root, or a part is a link "
                                      "leading out of it",
                          "fix blobName/resourceId, or copy the part instead of linking it; the export is never read"),
-    "IngestionFilesNotFound": ("manifest", "a blob listed in the manifest does not exist",
-                               "upload the missing part, then `hub ingest --retry`"),
+    "IngestionFilesNotFound": ("manifest", "a blob listed in the manifest does not exist, or a delivery's folder holds no "
+                                           "file of a type its source reads (see Providers, Custom data)",
+                               "upload the missing part (in a format its source reads), then `hub ingest --retry`"),
     "ByteCountMismatch": ("manifest", "a blob's size differs from the manifest's byteCount (upload incomplete?)",
                           "re-upload the part, then `hub ingest --retry`"),
     "SchemaNotFound": ("schema", "no schema for this exportConfig.type + dataVersion, or a delivery under exports/ "
                                  "outside a known provider's folder",
-                       "export a supported version (README) or add a mapping file under schemas/msexports/; put other "
+                       "export a supported version (README) or add a mapping file under schemas/msexports/ "
+                       "(Azure) or schemas/<provider>/; put other "
                        "clouds' deliveries under exports/<provider>/"),
-    "SchemaLoadFailed": ("schema", "a schema mapping file is broken", "fix the file under schemas/msexports/"),
+    "SchemaLoadFailed": ("schema", "a schema mapping file is broken", "fix the file under schemas/msexports/ (Azure) or "
+                                                                         "schemas/<provider>/"),
     "SchemaMismatch": ("schema", "the file's columns do not match its declared type/version: too few known columns, a "
                                  "column the conversion needs is missing, of a type that cannot feed it, or empty on every row",
                        "the message names the columns; check the export's type/version, or add a spelling (aliases) or "

@@ -161,6 +161,9 @@ def test_a_month_without_costs_is_a_usage_error_with_no_record(tmp_path):
     _rules_file(tmp_path, {"dimensions": DIMS})
     out = CliRunner().invoke(app, ["allocate", str(tmp_path), "--month", "2030-01"])
     assert out.exit_code == 2 and "no Costs in 2030-01" in out.output
+    # a month in other digits than ASCII ones is no month (review: it passed the check, then "no Costs in ２０２４-05")
+    out = CliRunner().invoke(app, ["allocate", str(tmp_path), "--month", "\uff12\uff10\uff12\uff14-05"])
+    assert out.exit_code == 2 and "a month must be YYYY-MM" in out.output
 
 
 @pytest.mark.parametrize(("column", "message"), [

@@ -140,6 +140,14 @@ def test_data_row_count_zero_changes_nothing(hub_root: Path) -> None:
     assert {p: (hub_root / p).read_bytes() for p in parquet_in(hub_root)} == before
 
 
+def test_data_row_count_zero_with_rows_is_row_count_mismatch(hub_root: Path) -> None:
+    """Defect C15: ``dataRowCount: 0`` with a non-empty part committed 0 rows without reading it."""
+    write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 3)}, rows=0)
+    (rec,) = ingest(Store(str(hub_root))).records
+    assert rec.state == "quarantined" and rec.error.code == "RowCountMismatch" and "read 3 rows" in rec.error.message
+    assert parquet_in(hub_root) == []
+
+
 def test_new_run_replaces_previous_run_of_the_folder(hub_root: Path) -> None:
     write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 3), "part_1_0001.csv": schema_csv("focuscost_1.0", 3)},
                  rows=6, manifest_extra={"runInfo": {"runId": "run1", "startDate": "2024-05-01", "submittedTime": "2024-05-02T00:00:00Z"}})
