@@ -112,6 +112,11 @@ OCI_PRE_1_0 = (
     '"{""team"": ""db""}",prod,\n'
     "T1,USD,2024-09-01T00:00Z,2024-10-01T00:00Z,2024-09-22T00:00Z,2024-09-23T00:00Z,-5,-5,,,,,"
     "Usage,One-Time,Oracle,Oracle,Oracle,us-sanjose-1,,,COMPUTE,Compute,ocid1.tenancy,,,,prod,Credit\n"
+    # a usage refund: stays Usage (a Correction) with its negative quantity (review: it became a Purchase, its quantity
+    # dropped, and hub validate flagged the lake the hub wrote)
+    "T1,USD,2024-09-01T00:00Z,2024-10-01T00:00Z,2024-09-23T00:00Z,2024-09-24T00:00Z,-0.012,-0.012,-0.024,0.0015,-16,GB Hours,"
+    "usage,usage-based,Oracle,Oracle,Oracle,us-sanjose-1,-8,GB Hours,COMPUTE,Compute,ocid1.tenancy,ocid1.instance.x,B92307,"
+    ",prod,Refund\n"
 )
 
 
@@ -130,7 +135,11 @@ def test_oci_pre_1_0_headers_are_renamed_and_fixed(tmp_path: Path) -> None:
     assert rows == [("Oracle", "Oracle", "Oracle", "us-sanjose-1", "us-sanjose-1", D(8), "GB Hours", "Usage", "Usage-Based",
                      "prod", D("0.012"), "1.0-preview"),
                     ("Oracle", "Oracle", "Oracle", "us-sanjose-1", "us-sanjose-1", None, None, "Credit", "One-Time",
-                     "prod", D(-5), "1.0-preview")]
+                     "prod", D(-5), "1.0-preview"),
+                    ("Oracle", "Oracle", "Oracle", "us-sanjose-1", "us-sanjose-1", D(-8), "GB Hours", "Usage", "Usage-Based",
+                     "prod", D("-0.012"), "1.0-preview")]
+    assert one(f"SELECT list(ChargeClass ORDER BY ChargePeriodStart) FROM {lake(root)}") == [None, None, "Correction"]
+    assert validate(str(root)).ok
 
 
 GCP_VIEW = (

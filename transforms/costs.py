@@ -214,7 +214,10 @@ def _provider_and_quantities(chain: Chain, lineage: Lineage) -> None:
 
 def _preview_to_1_0(chain: Chain) -> None:
     chain.replace({
-        "ChargeCategory": "CASE ChargeSubcategory WHEN 'Credit' THEN 'Credit' WHEN 'Refund' THEN 'Purchase' ELSE ChargeCategory END",
+        # a refund keeps the category of what it refunds (OCI's usage refunds); Microsoft's refunds of commitment
+        # purchases, written as Adjustment, are purchases
+        "ChargeCategory": "CASE ChargeSubcategory WHEN 'Credit' THEN 'Credit' WHEN 'Refund' THEN CASE WHEN ChargeCategory IN "
+                          "('Usage', 'Purchase', 'Tax') THEN ChargeCategory ELSE 'Purchase' END ELSE ChargeCategory END",
         "ChargeClass": "CASE WHEN ChargeSubcategory = 'Refund' THEN 'Correction' ELSE ChargeClass END",
         "CommitmentDiscountStatus": "coalesce(CommitmentDiscountStatus, CASE ChargeSubcategory WHEN 'Used Commitment' THEN 'Used' "
                                     "WHEN 'Unused Commitment' THEN 'Unused' END)",
