@@ -332,14 +332,14 @@ def test_labels_project_labels_system_labels_and_tags_make_one_object(tmp_path: 
     assert tags["E2 Instance Ram"] == ("{}",)
 
 
-#: One row of a CSV extract flattened by its query (records as parent_field columns, no repeated fields): an hour of
-#: 50 gibibyte months of storage at 0.025 EUR, 1.25 EUR
+#: One row of a CSV extract flattened by its query (records as parent_field columns, of the repeated fields only the
+#: credits, as JSON text, none here): an hour of 50 gibibyte months of storage at 0.025 EUR, 1.25 EUR
 FLAT_ROW = {
     "billing_account_id": ACCOUNT, "service_description": "Cloud Storage", "sku_id": "ST-1", "sku_description": "Standard Storage",
     "usage_start_time": "2024-05-02 00:00:00 UTC", "usage_end_time": "2024-05-02 01:00:00 UTC", "project_id": "proj-1",
     "cost": "1.25", "currency": "EUR", "invoice_month": "202405", "cost_type": "regular", "price_effective_price": "0.025",
     "price_pricing_unit_quantity": "1", "price_unit": "gibibyte month", "usage_amount": "180000", "usage_unit": "gibibyte second",
-    "usage_amount_in_pricing_units": "50", "cost_at_list": "1.25",
+    "usage_amount_in_pricing_units": "50", "cost_at_list": "1.25", "credits": "[]",
 }
 
 
@@ -350,7 +350,7 @@ def flat_csv(without: str | None = None) -> bytes:
 
 
 def test_a_flattened_csv_without_repeated_fields(tmp_path: Path) -> None:
-    """A CSV extract that left the repeated fields out (no credits, labels, tags columns): BilledCost = cost (1.25), Tags
+    """A CSV extract that left the labels and tags out (their credits kept, none here): BilledCost = cost (1.25), Tags
     {}, no commitment; 0 FOCUS violations."""
     root = make_hub(tmp_path / "hub")
     deliver(root, "export.csv", flat_csv())
@@ -361,6 +361,18 @@ def test_a_flattened_csv_without_repeated_fields(tmp_path: Path) -> None:
         "Standard Storage": (D("1.25"), D("1.25"), D("0.025"), "{}", None, "Storage")}
     report = validate(str(root))
     assert report.violations == 0, report.summary()
+
+
+def test_an_extract_without_its_credits_is_refused(tmp_path: Path) -> None:
+    """Review of stop 38: an extract whose query left ``credits`` out (BigQuery writes no repeated field to CSV) was
+    committed with every cost gross (cost 10 less a -4 sustained-use credit billed as 10) and reconciled, its total
+    taken by the same mapping. Refused naming the column, nothing written."""
+    root = make_hub(tmp_path / "hub")
+    deliver(root, "export.csv", flat_csv(without="credits"))
+    (rec,) = ingest(Store(str(root))).records
+    assert (rec.state, rec.error.code, rec.error.file) == ("quarantined", "SchemaMismatch", "exports/gcp/billing/2024-05/export.csv")
+    assert "without column(s) credits" in rec.error.message and "TO_JSON_STRING(credits)" in rec.error.message
+    assert not list((root / "ingestion").rglob("*.parquet"))
 
 
 def test_invoice_months_are_pacific_across_daylight_saving(tmp_path: Path) -> None:

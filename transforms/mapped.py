@@ -16,7 +16,8 @@ first that finds a row wins. ``fileMonth`` (``{"column": name, "pathPatterns": [
 may lack that billing-month column; the caller adds the month the file's name carries (or the first pattern, with
 ``year`` and ``month`` groups, finds in its path) as ``{__file_month}`` (NULL when it carries none).
 ``needs`` (``{"EffectiveCost": [name, ...]}``): the report columns without which a FOCUS column stays empty on some
-rows, named in the error when it does. ``{?name}`` is TRUE when the report has the column (under its name or an
+rows, named in the error when it does. ``required`` (``{name: why}``): report columns without which the mapping would
+give wrong money on rows it cannot tell (Google's ``credits``: without them every cost is gross), refused up front. ``{?name}`` is TRUE when the report has the column (under its name or an
 alias), else FALSE: a rule that cannot be computed without a column the report lacks gives NULL rather than a guess. ``hints`` (``{"currency": "CNY"}``) names what a delivery may tell about its files (a native delivery's
 ``manifest.json``: ``{"currency": "USD"}``), each with the provider's default: ``{$name}`` is the delivery's value, else
 that default, as a text literal (NULL without either), so a mapping stays data (``coalesce({currency}, {$currency})``:
@@ -161,6 +162,12 @@ def lacking(spec: dict, columns: dict[str, str], target: str) -> list[str]:
         expr = _expand(spec.get("columns", {}).get(target, ""), spec.get("let", {}))
         needed = list(dict.fromkeys(m.group(1) for m in _PLACEHOLDER.finditer(expr)))
     return [n for n in needed if key(n) not in named and key(n) not in defaults and n != FILE_MONTH]
+
+
+def missing_required(spec: dict, columns: dict[str, str]) -> dict[str, str]:
+    """The ``required`` report columns (with why) a report with ``columns`` lacks, under every spelling."""
+    named = by_key(spec, columns)
+    return {n: why for n, why in spec.get("required", {}).items() if key(n) not in named}
 
 
 def hint_values(spec: dict, hints: Mapping[str, str] | None) -> dict[str, str]:

@@ -725,6 +725,9 @@ def _typed(con: duckdb.DuckDBPyConnection, provider: str, src: str, kind: str, p
             known = ", ".join(r["format"] for r in reports(provider)) or "none"
             raise HubError(f"not a FOCUS file (no {', '.join(c for c in needed if not _has(provider, present, (c,)))} column) "
                            f"and not a report this provider's mappings know ({known})", file=path, code="SchemaMismatch")
+        if missing := mapped.missing_required(spec, present):
+            raise HubError(f"a {spec['format']} without column(s) {', '.join(missing)}: "
+                           + "; ".join(missing.values()), file=path, code="SchemaMismatch")
         if "fileMonth" in spec:  # the billing month of the file's name or folders, for rows that lack it
             month = (snapshots.file_month(mapping.snapshots.pattern if mapping.snapshots else None, path)
                      or _path_month(spec["fileMonth"].get("pathPatterns", []), path))
