@@ -47,7 +47,9 @@ def costs(root: Path) -> dict:
 
 
 @pytest.mark.parametrize(("unit", "unit_price", "market"), [("1 Hour", "2.5", "3"), ("100 Hours", "250", "300"),
-                                                            ("10000 Hours", "25000", "30000")])
+                                                            ("10000 Hours", "25000", "30000"),
+                                                            # review: a unit spelled otherwise had no block: 100x prices
+                                                            (" 100 hours", "250", "300")])
 def test_block_sizes(hub_root: Path, unit: str, unit_price: str, market: str) -> None:
     ingest_prices(hub_root, {**EA_PRICE, "UnitOfMeasure": unit, "UnitPrice": unit_price, "MarketPrice": market})
     ingest_costs(hub_root, MISSING)
@@ -109,6 +111,39 @@ def test_tiered_prices_take_the_first_tier(hub_root: Path) -> None:
     row = costs(hub_root)
     assert (row["ContractedUnitPrice"], row["ListUnitPrice"]) == (D("2.5"), D(3))  # tier 0, never a duplicated row
     assert len(lake_rows(hub_root)) == 1
+
+
+def test_a_free_first_tier_is_not_the_meters_price(hub_root: Path) -> None:
+    # review: a sheet's free first tier (price 0) filled ListCost = ContractedCost = 0 beside an EffectiveCost of 8
+    tiers = [{**MCA_PRICE, "TierMinimumUnits": "0", "UnitPrice": "0", "MarketPrice": "0"},
+             {**MCA_PRICE, "TierMinimumUnits": "5", "UnitPrice": "2.5", "MarketPrice": "3"}]
+    ingest_prices(hub_root, *tiers, key="pricesheet_2024-08-01_mca", account="/providers/Microsoft.Billing/billingAccounts/acct:1_2019")
+    ingest_costs(hub_root, MCA_COST)
+    row = costs(hub_root)
+    assert (row["ContractedUnitPrice"], row["ListUnitPrice"], row["ContractedCost"], row["ListCost"]) == (D("2.5"), D(3), D(10), D(12))
+
+
+def test_a_sheet_unit_the_hub_does_not_know_fills_nothing(hub_root: Path) -> None:
+    # its block size unknown, a price per 100 of them would be taken per one: the fallback chain instead
+    ingest_prices(hub_root, {**EA_PRICE, "UnitOfMeasure": "100 Fortnights", "UnitPrice": "250", "MarketPrice": "300"})
+    ingest_costs(hub_root, MISSING)
+    row = costs(hub_root)
+    assert (row["ContractedUnitPrice"], row["ListUnitPrice"]) == (D(2), D(2))  # x_EffectiveUnitPrice
+    assert "ContractedUnitPriceFromEffectiveUnitPrice" in row["x_SourceChanges"]
+
+
+def test_small_savings_on_cheap_meters_are_kept(hub_root: Path) -> None:
+    # review: a saving under 0.0001 (absolute) was 0, and a percent whose unit prices differ by less than 0.0001 too: a
+    # meter at 0.000016 list / 0.000012 contracted had 0 % discount and its many small savings did not add up
+    small = {**BASE, "ListUnitPrice": "0.000016", "ContractedUnitPrice": "0.000012", "x_EffectiveUnitPrice": "0.000012",
+             "x_BilledUnitPrice": "0.000012", "PricingQuantity": "5", "ConsumedQuantity": "5", "ListCost": "0.00008",
+             "ContractedCost": "0.00006", "EffectiveCost": "0.00006", "BilledCost": "0.00006"}
+    ingest_costs(hub_root, small)
+    row = costs(hub_root)
+    assert (row["x_NegotiatedDiscountSavings"], row["x_TotalSavings"], row["x_CommitmentDiscountSavings"]) == (
+        D("0.00002"), D("0.00002"), D(0))  # 0.00008 - 0.00006
+    assert (row["x_NegotiatedDiscountPercent"], row["x_TotalDiscountPercent"]) == (D("0.25"), D("0.25"))  # 0.000004 / 0.000016
+    assert validate(str(hub_root)).ok
 
 
 def test_join_never_changes_row_count(hub_root: Path) -> None:

@@ -23,7 +23,10 @@ CODES = (
 )
 #: Codes that mark a row whose prices the price sheet may still fill.
 MISSING = ("MissingContractedUnitPrice", "MissingListUnitPrice")
-EPSILON = "0.0001"
+#: A saving or discount smaller than this share of what it is saved on is rounding (a cost computed from its unit
+#: price to 15 significant digits beside a delivered one), not a saving: relative, so that a meter priced 0.000016 keeps
+#: its 25 % and its many small savings add up.
+EPSILON = "1e-9"
 #: ContractedCost is recomputed when it differs from ContractedUnitPrice x PricingQuantity by more than this (relative).
 CORRECTION_TOLERANCE = "0.00001"
 MONTH_OF_PATH = r"/(\d{4})/(\d{2})/"
@@ -43,12 +46,14 @@ def cost_key() -> str:
 
 def price_keys_sql(source: str) -> str:
     """One row per key from normalized Prices read with ``filename = true`` (the month comes from the
-    ``Prices/<yyyy>/<mm>/`` folder): on-demand prices, lowest tier first, then lowest price."""
+    ``Prices/<yyyy>/<mm>/`` folder): on-demand prices, lowest tier first (of the tiers with a price: a free first tier
+    is what the first units cost, not the meter's price), then lowest price."""
     month = f"regexp_extract(filename, '{MONTH_OF_PATH}', 1) || '-' || regexp_extract(filename, '{MONTH_OF_PATH}', 2)"
     key = (f"lower(coalesce(x_BillingProfileId, '')) || '|' || {month} || '|' || lower(coalesce(x_SkuMeterId, '')) || '|' || "
            "CASE WHEN x_BillingAccountAgreement = 'EA' THEN lower(coalesce(x_SkuOfferId, '')) ELSE '' END")
     return (f"SELECT key, c, l, block, unit FROM (SELECT {key} AS key, ContractedUnitPrice AS c, ListUnitPrice AS l, "
             "x_PricingBlockSize AS block, PricingUnit AS unit, row_number() OVER (PARTITION BY key ORDER BY "
+            "coalesce(ContractedUnitPrice, 0) = 0 AND coalesce(ListUnitPrice, 0) = 0, "
             "coalesce(x_SkuTier, 0), ContractedUnitPrice, ListUnitPrice) AS rn "
             f"FROM {source} WHERE x_SkuPriceType = 'Consumption') WHERE rn = 1")
 
@@ -76,7 +81,8 @@ def price_layer(chain: Chain, prices: str | None) -> None:
     if prices:  # only rows the sheet may fill look a price up: the others probe with a NULL key (no key built)
         chain.replace({}, {"_sel": selected})
         chain.step("t.*, p.c AS _pc, p.l AS _pl, p.block AS _pb, p.unit AS _pu, "
-                   "(p.key IS NOT NULL AND (p.unit IS NULL OR t.PricingUnit IS NULL OR p.unit = t.PricingUnit)) AS _found",
+                   "(p.key IS NOT NULL AND p.block IS NOT NULL AND (p.unit IS NULL OR t.PricingUnit IS NULL OR p.unit = t.PricingUnit)) "
+                   "AS _found",
                    f"LEFT JOIN {prices} AS p ON p.key = CASE WHEN t._sel THEN {cost_key()} END",
                    ["_pc", "_pl", "_pb", "_pu", "_found"])
     else:
@@ -183,12 +189,15 @@ def price_layer(chain: Chain, prices: str | None) -> None:
         # exact; a correction that pays money back takes its row's saving back (negative): a charge and its full
         # refund net to no saving
         back = f"ChargeClass = 'Correction' AND {a} < 0"
-        return (f"CASE WHEN {zero(a)} THEN CAST(0 AS {DEC}) WHEN {back} THEN CASE WHEN {b} - {a} < {EPSILON} THEN CAST(0 AS {DEC}) "
-                f"ELSE CAST({a} - {b} AS {DEC}) END WHEN {a} - {b} < {EPSILON} THEN CAST(0 AS {DEC}) ELSE CAST({a} - {b} AS {DEC}) END")
+        small = f"{EPSILON} * abs(CAST({a} AS DOUBLE))"  # in double precision: a DECIMAL product would overflow
+        return (f"CASE WHEN {zero(a)} THEN CAST(0 AS {DEC}) WHEN {back} THEN CASE WHEN CAST({b} - {a} AS DOUBLE) <= {small} "
+                f"THEN CAST(0 AS {DEC}) ELSE CAST({a} - {b} AS {DEC}) END WHEN CAST({a} - {b} AS DOUBLE) <= {small} "
+                f"THEN CAST(0 AS {DEC}) ELSE CAST({a} - {b} AS {DEC}) END")
 
     def percent(a: str, b: str) -> str:
         # the exact decimal difference over the DOUBLE of a (a difference of doubles would round first)
-        return f"CASE WHEN {zero(a)} OR {a} - {b} < {EPSILON} THEN CAST(0 AS {DEC}) ELSE {fraction(f'{a} - {b}', dbl(chain, a))} END"
+        return (f"CASE WHEN {zero(a)} OR CAST({a} - {b} AS DOUBLE) <= {EPSILON} * abs({dbl(chain, a)}) THEN CAST(0 AS {DEC}) "
+                f"ELSE {fraction(f'{a} - {b}', dbl(chain, a))} END")
 
     codes = ", ".join([
         "_cup_src", "_lup_src",

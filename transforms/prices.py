@@ -78,6 +78,9 @@ def prices_sql(source: str, present: set[str], *, ingestion_time: str | None, ve
               f"FROM base LEFT JOIN {on_demand} AS od ON od.k = {key.replace('x_', 'base.x_')}")
     units = ("(SELECT UnitOfMeasure, any_value(PricingBlockSize) AS PricingBlockSize, any_value(DistinctUnits) AS DistinctUnits "
              "FROM hub_pricing_units GROUP BY 1)")
+    # a unit spelled otherwise (``100 hours``): compared without case or surrounding spaces, as legacy cost exports' units
+    units_ci = ("(SELECT lower(trim(UnitOfMeasure)) AS u, any_value(PricingBlockSize) AS PricingBlockSize, "
+                "any_value(DistinctUnits) AS DistinctUnits FROM hub_pricing_units GROUP BY 1)")
     sp_meters = "(SELECT DISTINCT x_SkuMeterId FROM base WHERE x_SkuPriceType = 'SavingsPlan')"
     ri_meters = "(SELECT DISTINCT x_SkuMeterId FROM base WHERE x_SkuPriceType = 'ReservedInstance')"
     category = "CASE x_SkuPriceType WHEN 'Consumption' THEN 'Usage' WHEN 'ReservedInstance' THEN 'Purchase' WHEN 'SavingsPlan' THEN 'Usage' END"
@@ -100,13 +103,13 @@ def prices_sql(source: str, present: set[str], *, ingestion_time: str | None, ve
         "ChargeCategory": category,
         "CommitmentDiscountCategory": cd_category,
         "CommitmentDiscountType": "CASE x_SkuPriceType WHEN 'ReservedInstance' THEN 'Reservation' WHEN 'SavingsPlan' THEN 'Savings Plan' END",
-        "CommitmentDiscountUnit": "CASE x_SkuPriceType WHEN 'SavingsPlan' THEN PricingCurrency WHEN 'ReservedInstance' THEN pu.DistinctUnits END",
+        "CommitmentDiscountUnit": "CASE x_SkuPriceType WHEN 'SavingsPlan' THEN PricingCurrency WHEN 'ReservedInstance' THEN coalesce(pu.DistinctUnits, pu2.DistinctUnits) END",
         "ContractedUnitPrice": "ContractedUnitPrice",
         "ListUnitPrice": "ListUnitPrice",
         "PricingCategory": "CASE x_SkuPriceType WHEN 'Consumption' THEN 'Standard' WHEN 'ReservedInstance' THEN 'Standard' "
                            "WHEN 'SavingsPlan' THEN 'Committed' END",
         "PricingCurrency": "PricingCurrency",
-        "PricingUnit": "pu.DistinctUnits",
+        "PricingUnit": "coalesce(pu.DistinctUnits, pu2.DistinctUnits)",
         "SkuId": "SkuId",
         "SkuMeter": "SkuMeter",
         "SkuPriceId": "concat_ws('_', x_SkuProductId, x_SkuId, x_SkuMeterType)",
@@ -129,7 +132,7 @@ def prices_sql(source: str, present: set[str], *, ingestion_time: str | None, ve
         "x_EffectiveUnitPriceDiscount": discount("ContractedUnitPrice", "x_EffectiveUnitPrice"),
         "x_EffectiveUnitPriceDiscountPercent": percent("ContractedUnitPrice", "x_EffectiveUnitPrice"),
         "x_IngestionTime": time,
-        "x_PricingBlockSize": f"CAST(pu.PricingBlockSize AS {DEC})",
+        "x_PricingBlockSize": f"CAST(coalesce(pu.PricingBlockSize, pu2.PricingBlockSize) AS {DEC})",
         "x_PricingSubcategory": "CASE WHEN x_SkuPriceType = 'Consumption' AND (coalesce(x_SkuIncludedQuantity, 0) > 0 OR "
                                 "coalesce(x_SkuTier, 0) > 0) THEN 'Tiered' WHEN x_SkuPriceType IN ('Consumption', 'ReservedInstance') "
                                 "THEN 'Standard' WHEN x_SkuPriceType = 'SavingsPlan' THEN 'Committed Spend' END",
@@ -159,4 +162,5 @@ def prices_sql(source: str, present: set[str], *, ingestion_time: str | None, ve
     }
     cols = ", ".join([f"{expr} AS {ident(n)}" for n, expr in final.items()] + [f"filled.{ident(e)}" for e in extras if e not in final])
     return (f"WITH base AS (SELECT {base} FROM {source} AS t), filled AS ({filled}) "
-            f"SELECT {cols} FROM filled LEFT JOIN {units} AS pu ON pu.UnitOfMeasure = filled.x_PricingUnitDescription")
+            f"SELECT {cols} FROM filled LEFT JOIN {units} AS pu ON pu.UnitOfMeasure = filled.x_PricingUnitDescription "
+            f"LEFT JOIN {units_ci} AS pu2 ON pu2.u = lower(trim(filled.x_PricingUnitDescription))")
