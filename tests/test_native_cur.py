@@ -633,6 +633,30 @@ def test_an_older_assembly_arriving_late_does_not_replace_the_current_one(tmp_pa
     assert one(f"SELECT sum(BilledCost) FROM {lake(root)}") == D(12)
 
 
+def test_a_restatement_synced_before_its_manifest_never_empties_the_month(tmp_path: Path) -> None:
+    """Review of stop 38: ``aws s3 sync`` of a restatement brings assembly bbbb and the period manifest naming it before
+    the hub's ``manifest.json`` of bbbb is written; aaaa's delivery (10.00), its files now all left out, withdrew its
+    committed rows: the month was empty until bbbb landed, and stayed empty when bbbb was quarantined. The lake keeps
+    aaaa's rows until bbbb's own delivery commits."""
+    root = make_hub(tmp_path / "hub")
+    (root / "exports" / "aws" / PERIOD).mkdir(parents=True)
+    (root / "exports" / "aws" / PERIOD / "r-Manifest.json").write_text(listing(f"{PERIOD}/aaaa/r-00001.csv"))
+    deliver(root, f"{PERIOD}/aaaa", {"r-00001.csv": usage("10.00")})
+    ingested(root)
+    (root / "exports" / "aws" / PERIOD / "bbbb").mkdir()
+    (root / "exports" / "aws" / PERIOD / "bbbb" / "r-00001.csv").write_text("not,a\nCUR")  # a cut copy
+    (root / "exports" / "aws" / PERIOD / "r-Manifest.json").write_text(listing(f"{PERIOD}/bbbb/r-00001.csv"))
+    (again,) = ingested(root)  # aaaa's delivery again: its file left out, nothing withdrawn
+    assert (again.state, again.rowsOut, again.skippedFiles) == ("committed", 0, [f"exports/aws/{PERIOD}/aaaa/r-00001.csv"])
+    assert one(f"SELECT sum(BilledCost) FROM {lake(root)}") == D(10)
+    (root / "exports" / "aws" / PERIOD / "bbbb" / "manifest.json").write_text("")
+    (bad,) = ingest(Store(str(root))).records
+    assert bad.state == "quarantined" and one(f"SELECT sum(BilledCost) FROM {lake(root)}") == D(10)
+    (root / "exports" / "aws" / PERIOD / "bbbb" / "r-00001.csv").write_text(usage("12.00"))
+    assert [r.state for r in ingest(Store(str(root)), retry=True).records] == ["committed"]
+    assert one(f"SELECT sum(BilledCost) FROM {lake(root)}") == D(12)
+
+
 def test_assemblies_in_their_own_deliveries_without_the_period_manifest_are_a_conflict(tmp_path: Path) -> None:
     """Each assembly synced into its own delivery with its manifest copy, and no billing-period manifest naming the
     current one: the one copied last (an older assembly, 10.00) must not replace the month (12.00). Both deliveries are

@@ -362,7 +362,8 @@ def process(store: Store, d: Delivery, records: list[RunRecord], settings: Setti
             store.delete_tree(rec.staging or "")
             rec.seconds = round(time.perf_counter() - started, 3)
             runs.save(store, rec)
-        made += _withdrawals(store, d, made, records)
+        if made or not failure.skippedFiles:  # every file left out (AWS's manifest now names another assembly): the
+            made += _withdrawals(store, d, made, records)  # month is that delivery's to replace, never emptied before
         if not made:  # no rows: nothing changes in the lake, and the delivery is not read again
             if older:
                 if store.exists(runs.record_path(failure.key)):
