@@ -205,6 +205,55 @@ def test_a_retirement_of_exports_cut_short_never_changes_the_lake(tmp_path: Path
     assert apply(store, delete).deletions == [] and before[0] == 942
 
 
+def test_an_oci_delivery_whose_retirement_was_cut_short_is_not_ingested_again_file_by_file(tmp_path: Path) -> None:
+    """Review of stop 38: retention deletes an OCI delivery's manifest.json first; cut short there, its data file was no
+    manifest's any more, so an OCI report file of its own: its rows were added again (the month counted twice). The
+    rest of a retirement cut short is left alone, then deleted by the next retention pass."""
+    from hub.settings import parse_settings
+    from pipelines.retention import apply
+
+    root = make_hub(tmp_path / "hub")
+    header, body = rows(OCI)
+    put(root, f"{FOCUS}/0001.csv.gz", gz(header, body))
+    (root / FOCUS / "manifest.json").write_text("")
+    store = Store(str(root))
+    assert ingest(store).ok
+    before = (one(f"SELECT count(*) FROM {lake(root)}"), one(f"SELECT sum(BilledCost) FROM {lake(root)}"))
+    (root / FOCUS / "manifest.json").unlink()  # where a retirement cut short after its first delete leaves it
+    assert ingest(store).records == []
+    assert (one(f"SELECT count(*) FROM {lake(root)}"), one(f"SELECT sum(BilledCost) FROM {lake(root)}")) == before
+    rest = apply(store, parse_settings('{"retention": {"exports": {"days": 0}, "ingestion": {"months": 0}}}'))
+    assert [d.path for d in rest.deletions] == [f"{FOCUS}/0001.csv.gz"] and not (root / FOCUS / "0001.csv.gz").exists()
+    # a new file of the month still flows
+    put(root, f"{FOCUS}/0001.csv.gz", gz(header, body[:2]))
+    assert [r.state for r in ingest(store).records] == ["committed"]
+
+
+def test_a_stray_manifest_above_the_providers_folders_owns_no_oci_file(tmp_path: Path) -> None:
+    """Review of stop 38: ``exports/manifest.json`` (quarantined: outside a provider's folder) owned every loose OCI report
+    file, so none was ingested and nothing said so."""
+    root = make_hub(tmp_path / "hub")
+    header, body = rows(OCI)
+    put(root, f"{FOCUS}/01/0001.csv.gz", gz(header, body))
+    (root / "exports" / "manifest.json").write_text("")
+    out = {r.manifest: (r.state, r.error.code if r.error else None) for r in ingest(Store(str(root))).records}
+    assert out == {"exports/manifest.json": ("quarantined", "SchemaNotFound"), f"{FOCUS}/01/0001.csv.gz": ("committed", None)}
+    assert one(f"SELECT sum(BilledCost) FROM {lake(root)}") == billed(body, header)
+
+
+def test_a_named_pipe_named_like_a_report_file_is_not_read(tmp_path: Path) -> None:
+    """Review of stop 38: a FIFO named ``….csv`` under exports/ blocked the ingestion on opening it, holding the lease
+    (nothing after it flowed). Only regular files are deliveries' files."""
+    root = make_hub(tmp_path / "hub")
+    header, body = rows(OCI)
+    put(root, f"{FOCUS}/01/0001.csv.gz", gz(header, body))
+    os.mkfifo(root / FOCUS / "01" / "z.csv")
+    done = subprocess.run([sys.executable, "-c", "import sys; from hub.store import Store; from pipelines.ingest import ingest; "
+                           "print(sorted({r.state for r in ingest(Store(sys.argv[1])).records}))", str(root)],
+                          capture_output=True, text=True, timeout=120, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0 and done.stdout.strip() == "['committed']", done.stderr[-2000:]
+
+
 def test_zip_archives_are_read_member_by_member(tmp_path: Path) -> None:
     """Tencent's bill storage delivers zip archives: each data file inside is read (a FOCUS file named ``….CSV`` too),
     totals as unzipped; a cut archive quarantines its delivery with CorruptFile naming it, the others flow."""

@@ -200,7 +200,9 @@ def deliveries(store: Store, checkpoint: dict[str, str] | None = None, seen: set
     base = store.full(AREA)
     if not store.fs.exists(base):
         return []
-    found = {store.rel(path): info for path, info in store.fs.find(base, detail=True).items()}
+    # regular files only: a named pipe (or a socket) would block the reader holding the lease
+    found = {store.rel(path): info for path, info in store.fs.find(base, detail=True).items()
+             if info.get("type", "file") in ("file", "directory")}
     manifests = {rel for rel in found if posixpath.basename(rel) == "manifest.json"}
     folders = {posixpath.dirname(rel): rel for rel in manifests}
     aws = [rel for rel in found if aws_listings.is_listing(rel)]
@@ -211,7 +213,9 @@ def deliveries(store: Store, checkpoint: dict[str, str] | None = None, seen: set
         if rel in manifests or name.startswith("."):
             continue
         owner = posixpath.dirname(rel)
-        while owner not in folders and "/" in owner:  # the nearest folder with a manifest owns a file
+        # the nearest folder with a manifest owns a file, up to the provider's folder (a stray exports/manifest.json
+        # owns nothing)
+        while owner not in folders and owner.count("/") > 1:
             owner = posixpath.dirname(owner)
         (owned[owner] if owner in folders else loose).append(rel)
     out = []
@@ -253,6 +257,18 @@ def deliveries(store: Store, checkpoint: dict[str, str] | None = None, seen: set
                                 stamp=entry.signature, modified=entry.modified, signature=entry.signature))
     oldest = datetime.min.replace(tzinfo=timezone.utc)
     return sorted(out, key=lambda d: (d.modified or oldest, d.manifest))
+
+
+def _retiring(records: list[RunRecord], listed: set[str]) -> dict[str, int]:
+    """Files (with their sizes) of committed deliveries whose ``manifest.json`` is no longer ``listed`` and whose
+    retirement is not done: retention deletes the manifest first, so a retirement cut short leaves them, and an OCI
+    file no manifest owns would otherwise be a delivery of its own (its rows counted twice)."""
+    out: dict[str, int] = {}
+    for rec in records:
+        if (rec.state == "committed" and rec.sourceFiles and not rec.sourceDeleted
+                and posixpath.basename(rec.manifest) == "manifest.json" and rec.manifest not in listed):
+            out.update({p: size for p, size in rec.sourceFiles.items() if p != rec.manifest})
+    return out
 
 
 def _sibling_assemblies(folder: str, aws: list[str]) -> list[str]:
@@ -300,7 +316,13 @@ def pending(store: Store, records: list[RunRecord], *, retry: bool = False, forc
     out = []
     now = datetime.now(timezone.utc)
     retention = (settings or load_settings(store)).retention.ingestion
-    for d in deliveries(store, None if retry or force else checkpoint, seen):
+    listed: set[str] = set() if seen is None else seen
+    retiring: dict[str, int] | None = None
+    for d in deliveries(store, None if retry or force else checkpoint, listed):
+        if d.incremental:
+            retiring = _retiring(records, listed) if retiring is None else retiring
+            if retiring.get(d.manifest) == d.files[0][1]:
+                continue  # the rest of a manifest delivery whose retirement was cut short: its rows are in the lake
         mine = [r for r in records if r.manifest == d.manifest and r.manifestSha256 == d.sha]
         whole = {k for r in mine for k in r.siblings} <= {r.key for r in mine}  # no run lost to a crash before its save
         done = mine and whole and all(r.state in FINAL for r in mine)
