@@ -200,9 +200,10 @@ def deliveries(store: Store, checkpoint: dict[str, str] | None = None, seen: set
     base = store.full(AREA)
     if not store.fs.exists(base):
         return []
-    # regular files only: a named pipe (or a socket) would block the reader holding the lease
+    # no named pipe, socket or device (opening a pipe would block the reader holding the lease); links stay (one that
+    # dangles or leaves the hub root is refused by name)
     found = {store.rel(path): info for path, info in store.fs.find(base, detail=True).items()
-             if info.get("type", "file") in ("file", "directory")}
+             if info.get("type", "file") != "other" or info.get("islink")}
     manifests = {rel for rel in found if posixpath.basename(rel) == "manifest.json"}
     folders = {posixpath.dirname(rel): rel for rel in manifests}
     aws = [rel for rel in found if aws_listings.is_listing(rel)]
