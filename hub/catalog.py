@@ -13,7 +13,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from datetime import date
+from datetime import date, datetime, timedelta, timezone
 from functools import cache
 from importlib import resources
 from typing import TypeVar
@@ -28,6 +28,8 @@ from transforms.typing import ident, literal, scan
 DATASETS = ("Costs", "Prices", "CommitmentDiscountUsage", "Recommendations", "Transactions", "Allocation", "Anomalies",
             "Budgets")
 MONTH = "x_Month"
+#: Table of the months whose allocation was made from Costs that changed since (:func:`owed_months`).
+OWED = "hub_allocation_owed"
 T = TypeVar("T")
 
 
@@ -143,6 +145,8 @@ def create_views(con: duckdb.DuckDBPyConnection, store: Store) -> list[str]:
         con.execute(f"CREATE OR REPLACE VIEW AllocatedCosts AS SELECT *, {metrics}, CAST(NULL AS VARCHAR) AS Tags "
                     "FROM Allocation")
         made.append("AllocatedCosts")
+        # the months whose allocation no longer stands, as the records say when the views are made
+        con.execute(f"CREATE OR REPLACE TABLE {OWED} AS SELECT unnest(CAST(? AS VARCHAR[])) AS x_Month", [owed_months(store)])
     return made
 
 
@@ -155,15 +159,41 @@ def other_metric_months(con: duckdb.DuckDBPyConnection, metric: str, first: date
     return ", ".join(f"{m} ({kind})" for m, kind in other) or None
 
 
-def unallocated_months(con: duckdb.DuckDBPyConnection, first: date, last: date) -> str | None:
-    """The months from ``first`` to ``last`` with Costs and no allocation (allocated before the rules came, a month
-    whose Costs changed while its allocation failed or the rules were gone), as ``2024-04, ...``; None when there is
-    none. Read from the allocation, their costs would count as 0."""
+def unallocated_months(con: duckdb.DuckDBPyConnection, first: date, last: date, floor: str | None = None) -> str | None:
+    """The months a query of the days ``first`` to ``last`` reads (those of the span, and any from ``floor`` on holding
+    rows charged in it: a UTC+8 bill's first hours, late usage, a later credit) with Costs and no allocation (allocated
+    before the rules came, a month whose Costs changed while its allocation failed or the rules were gone) or one made
+    from Costs that changed since (:data:`OWED`), as ``2024-04, ...``; None when there is none. Read from the allocation,
+    their costs would count as 0, or as the bill that no longer stands."""
     span = [f"{first:%Y-%m}", f"{last:%Y-%m}"]
-    missing = con.execute("SELECT x_Month FROM (SELECT DISTINCT x_Month FROM Costs WHERE x_Month BETWEEN ? AND ? EXCEPT "
-                          "SELECT DISTINCT x_Month FROM Allocation WHERE x_Month BETWEEN ? AND ?) ORDER BY 1",
-                          span + span).fetchall()
+    start = datetime.combine(first, datetime.min.time(), timezone.utc)
+    end = datetime.combine(last + timedelta(days=1), datetime.min.time(), timezone.utc)
+    owed = f"OR x_Month IN (SELECT x_Month FROM {OWED})" if con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [OWED]).fetchone()[0] else ""
+    missing = con.execute(
+        "SELECT x_Month FROM (SELECT DISTINCT x_Month FROM Costs WHERE x_Month BETWEEN ? AND ? UNION SELECT DISTINCT x_Month "
+        "FROM Costs WHERE x_Month >= ? AND ChargePeriodStart >= ? AND ChargePeriodStart < ?) "
+        f"WHERE x_Month NOT IN (SELECT DISTINCT x_Month FROM Allocation) {owed} ORDER BY 1",
+        [*span, floor or span[0], start, end]).fetchall()
     return ", ".join(m for (m,) in missing) or None
+
+
+def owed_months(store: Store) -> list[str]:
+    """Months whose allocation was made from Costs that changed since (a committed Costs run still owes ``allocate``:
+    a crash before it, the rules removed meanwhile), but for months the rules lock (``lock_before``: they keep it)."""
+    from hub import runs
+    from hub.allocation import rules as allocation_rules
+
+    months = sorted({r.month for r in runs.load_all(store)
+                     if r.dataset == "Costs" and r.state == "committed" and r.month and "allocate" in r.owed})
+    if not months:
+        return []
+    try:
+        rules = allocation_rules.load(store)
+    except UsageError:
+        rules = None
+    lock = rules.lock_before.isoformat() if rules and rules.lock_before else ""
+    return [m for m in months if not f"{m}-01" < lock]
 
 
 def store_connection(store: Store, *, database: str = ":memory:", threads: int | None = None,
@@ -207,6 +237,7 @@ def write(root: str | Store, path: str) -> list[str]:
             os.remove(stale)
     con = connect(store, database=tmp)
     try:
+        con.execute(f"DROP TABLE IF EXISTS {OWED}")  # what the records say now, not when a later query runs
         views = [r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal ORDER BY 1").fetchall()]
     finally:
         con.close()

@@ -330,9 +330,10 @@ def _query_costs(con: duckdb.DuckDBPyConnection, req: CostQuery, *, view: str = 
     if view == "AllocatedCosts" and (months := other_metric_months(con, metric, begin, last)):
         raise CostQueryError(f"the allocation of {months} is in another cost type than {metric}: ask for that cost "
                              "type, or a period allocated in one")
-    if view == "AllocatedCosts" and (months := unallocated_months(con, begin, last)):
-        raise CostQueryError(f"{months} not allocated (their costs would read as 0 by cost center or product): run "
-                             "`hub allocate --month` for them, or ask without x_CostCenter, x_Product, COST_UNIT")
+    if view == "AllocatedCosts" and (months := unallocated_months(con, begin, last, first_folder_month(begin))):
+        raise CostQueryError(f"{months} not allocated, or allocated before their Costs changed (their costs would read "
+                             "as 0 or stale by cost center or product): run `hub allocate --month` for them, or ask without "
+                             "x_CostCenter, x_Product, COST_UNIT")
     if (n := periods(req.time_condition)) * req.limit > MAX_POINTS:
         raise CostQueryError(f"limit x periods is {n * req.limit:,}, over {MAX_POINTS:,} points: lower the limit or "
                              "shorten the period (page by period)")

@@ -120,6 +120,8 @@ class ReportData:
     coverage: list[AllocRow] = field(default_factory=list)
     untagged: list[AllocRow] = field(default_factory=list)
     not_allowlisted: list[AllocRow] = field(default_factory=list)
+    #: months whose allocation was made from Costs that changed since (stale until ``hub allocate``)
+    stale: list[str] = field(default_factory=list)
 
     @property
     def currencies(self) -> list[str]:
@@ -194,6 +196,8 @@ def _collect_allocation(con: duckdb.DuckDBPyConnection, data: ReportData) -> Non
     present = {r[0] for r in con.execute("DESCRIBE SELECT * FROM Allocation").fetchall()}
     if not con.execute("SELECT 1 FROM Allocation LIMIT 1").fetchall():
         return
+    if con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [catalog.OWED]).fetchone()[0]:
+        data.stale = [m for (m,) in con.execute(f"SELECT x_Month FROM {catalog.OWED} ORDER BY 1").fetchall()]
     dims = sorted(c[: -len("Status")] for c in present if c.endswith("Status") and c[: -len("Status")] in present)
     for dim in dims:
         d, status, raw = ident(dim), ident(f"{dim}Status"), ident(f"{dim}RawValue")
@@ -453,6 +457,9 @@ def _allocation_section(d: ReportData) -> str:
     note = (f"From the Allocation dataset (<code>hub allocate</code>): per dimension and month the top {TOP_GROUPS} "
             "values, direct and shared (pools); coverage: allocated, unallocated and not-allowlisted cost and its share; "
             f"the {TOP_RESOURCES} untagged resources and {TOP_TAGS} not-allowlisted values with the most cost.")
+    if d.stale:  # its figures are of a bill that no longer stands
+        body = (f'<p class="warning" id="allocation-stale">Allocated before their Costs changed: {_e(", ".join(d.stale))} '
+                "(their figures are of the earlier bill until <code>hub allocate</code> runs).</p>" + body)
     return _section("allocation", "Allocation", note, body, False)
 
 
