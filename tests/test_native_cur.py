@@ -633,6 +633,32 @@ def test_an_older_assembly_arriving_late_does_not_replace_the_current_one(tmp_pa
     assert one(f"SELECT sum(BilledCost) FROM {lake(root)}") == D(12)
 
 
+def test_two_data_exports_executions_of_one_month_are_a_conflict(tmp_path: Path) -> None:
+    """Review of stop 38: with the "create new report" option each refresh of a month lands in its own execution folder
+    under ``data/BILLING_PERIOD=…/`` with its manifest under ``metadata/BILLING_PERIOD=…/``: both were read, the month
+    counted twice (and reconciled: the input held both). Refused (``SourceConflict`` naming the partition) until a
+    manifest of the whole partition names the current one."""
+    root = make_hub(tmp_path / "hub")
+    base = root / "exports" / "aws" / "cur2" / "acme-cur2"
+    for ex in ("20250210T000000Z-exec1", "20250211T000000Z-exec2"):
+        (base / "data/BILLING_PERIOD=2025-02" / ex).mkdir(parents=True)
+        (base / "data/BILLING_PERIOD=2025-02" / ex / "acme-cur2-00001.csv").write_text(cur2_csv())
+        (base / "metadata/BILLING_PERIOD=2025-02" / ex).mkdir(parents=True)
+        (base / "metadata/BILLING_PERIOD=2025-02" / ex / "acme-cur2-Manifest.json").write_text(json.dumps(
+            {"executionId": ex, "dataFiles": [f"s3://b/cur2/acme-cur2/data/BILLING_PERIOD=2025-02/{ex}/acme-cur2-00001.csv"]}))
+    (base / "manifest.json").write_text("")
+    (rec,) = ingest(Store(str(root))).records
+    assert (rec.state, rec.error.code, rec.error.file) == ("quarantined", "SourceConflict",
+                                                          "exports/aws/cur2/acme-cur2/data/BILLING_PERIOD=2025-02")
+    assert not list((root / "ingestion").rglob("*.parquet"))
+    (base / "metadata/BILLING_PERIOD=2025-02/acme-cur2-Manifest.json").write_text(json.dumps(
+        {"dataFiles": ["s3://b/cur2/acme-cur2/data/BILLING_PERIOD=2025-02/20250211T000000Z-exec2/acme-cur2-00001.csv"]}))
+    (done,) = ingest(Store(str(root)), retry=True).records
+    assert (done.state, done.rowsOut) == ("committed", 4)
+    assert done.skippedFiles == ["exports/aws/cur2/acme-cur2/data/BILLING_PERIOD=2025-02/20250210T000000Z-exec1/acme-cur2-00001.csv"]
+    assert one(f"SELECT sum(BilledCost) FROM {lake(root)}") == D("2.0736") + D("0.46") + D("0.01") + D("0.15")
+
+
 def test_a_restatement_synced_before_its_manifest_never_empties_the_month(tmp_path: Path) -> None:
     """Review of stop 38: ``aws s3 sync`` of a restatement brings assembly bbbb and the period manifest naming it before
     the hub's ``manifest.json`` of bbbb is written; aaaa's delivery (10.00), its files now all left out, withdrew its

@@ -62,20 +62,26 @@ def _place(key: str, folder: str, files: list[str]) -> tuple[str | None, bool]:
     return (hits[0] if len(hits) == 1 else None), False
 
 
+#: A billing period's folder: a legacy CUR's ``<yyyymmdd-yyyymmdd>``, a Data Exports partition ``BILLING_PERIOD=…``.
+PERIOD = re.compile(r"\d{8}-\d{8}|BILLING_PERIOD=[^/]+")
+
+
 def _one_assembly(scopes: dict[str, str]) -> None:
-    """Two legacy CUR assemblies of one billing period (``<yyyymmdd-yyyymmdd>/<assembly>/``), each with its manifest copy,
-    and no billing-period manifest above them naming the current one: both would be read, the month counted twice
-    (``SourceConflict``)."""
+    """Two report versions of one billing period, each in its own folder with its own manifest (legacy CUR assemblies
+    ``<yyyymmdd-yyyymmdd>/<assembly>/``, Data Exports executions of the "create new report" option under
+    ``BILLING_PERIOD=…/``), and no manifest above them naming the current one: both would be read, the month counted
+    twice (``SourceConflict``)."""
     governing = [m for m, f in scopes.items() if not any(o != f and f.startswith(o + "/") for o in scopes.values())]
     by_period: dict[str, list[str]] = {}
     for path in governing:
         parent = posixpath.dirname(scopes[path])
-        if re.fullmatch(r"\d{8}-\d{8}", posixpath.basename(parent)):
+        if PERIOD.fullmatch(posixpath.basename(parent)):
             by_period.setdefault(parent, []).append(path)
     for parent, found in by_period.items():
         if len({scopes[p] for p in found}) > 1:
-            raise HubError(f"holds {len(found)} assemblies of one billing period ({', '.join(sorted(found)[:2])}) and no "
-                           "billing-period manifest naming the current one: sync that folder's <report>-Manifest.json too",
+            raise HubError(f"holds {len(found)} versions of one billing period ({', '.join(sorted(found)[:2])}) and no "
+                           "billing-period manifest naming the current one: sync that folder's <report>-Manifest.json too "
+                           "(Data Exports with new reports: sync only the current execution's folders)",
                            file=parent, code="SourceConflict")
 
 
