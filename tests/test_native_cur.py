@@ -442,6 +442,24 @@ def test_a_reservation_used_in_full_consumed_nothing_unused_and_its_upfront_fee_
     assert rows == [("ri fee", D(0), D("22.32"), D(0)), ("ri upfront", None, D("262.8"), D(0))]
 
 
+def test_commitments_used_in_full_leave_nothing_unused(tmp_path: Path) -> None:
+    """Review of stop 38: a reservation's fee row whose UnusedQuantity AWS left empty, and a savings plan's recurring fee
+    (no quantity column of its own), took their PricingQuantity as consumed: every committed hour reported unused at 100 %
+    use. The RIFee's empty unused quantity is 0; a savings plan's unused hours are its fee's hours x the unused share of
+    its commitment: 744 x (74.4 - 6) / 74.4 = 684, and 0 when used in full."""
+    root = make_hub(tmp_path / "hub")
+    line = {r["lineItem/LineItemDescription"]: r for r in LINES}
+    fee = {**line["ri fee"], "reservation/UnusedQuantity": "", "reservation/UnusedAmortizedUpfrontFeeForBillingPeriod": "0",
+           "reservation/UnusedRecurringFee": "0"}
+    full = {**line["sp fee"], "lineItem/LineItemDescription": "sp fee used in full", "savingsPlan/UsedCommitment": "74.4"}
+    deliver(root, "cur/r/20240301-20240401/x", {"r-00001.csv": csv_text(LINES_COMMON, [fee, line["sp fee"], full])})
+    ingested(root)
+    rows = duckdb.sql(f"SELECT ChargeDescription, CommitmentDiscountStatus, ConsumedQuantity, ConsumedUnit FROM {lake(root)} "
+                      "ORDER BY 1").fetchall()
+    assert rows == [("ri fee", "Unused", D(0), "Hrs"), ("sp fee", "Unused", D(684), "Hrs"), ("sp fee used in full", "Unused", D(0), "Hrs")]
+    assert validate(str(root)).ok
+
+
 # --- 4. resource tags ------------------------------------------------------------------------------------------------
 
 TAGGED = [
