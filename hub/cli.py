@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 at least one export quarantined (or failed), 2 usage er
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import sys
@@ -429,6 +430,9 @@ def validate(
 
     if "://" not in path and not os.path.exists(path):  # a typo is no InternalError
         _error(f"{path}: no such file or folder")
+        raise typer.Exit(2)
+    if not (math.isfinite(tolerance) and 0 <= tolerance < 1):
+        _error(f"--tolerance must be a number from 0 to 1 (a share), not {tolerance!r}")
         raise typer.Exit(2)
     try:
         report = run_validate(path, tolerance=tolerance)

@@ -66,6 +66,9 @@ def _source(path: str) -> tuple[str, bool]:
                          "down first (a committed run's own validation is in its record: hub status --json)")
     if os.path.isdir(path):
         costs = os.path.join(path, "ingestion", "Costs")
+        if not os.path.isdir(costs) and os.path.isdir(os.path.join(path, "Costs")) and os.path.basename(
+                os.path.normpath(path)) == "ingestion":  # the lake folder: its Costs (never Prices and the others as Costs)
+            costs = os.path.join(path, "Costs")
         if not os.path.isdir(costs) and os.path.isdir(os.path.join(path, "config")):  # a hub root: never its staging
             raise ValueError(f"{path}: no Costs in the lake yet (nothing committed; hub status shows the runs)")
         base = costs if os.path.isdir(costs) else path
@@ -132,7 +135,7 @@ def validate_relation(con: duckdb.DuckDBPyConnection, source: str, *, text_sourc
     by_check = dict(zip(row_checks, totals[1:], strict=True))
     results = []
     for check in todo:
-        n = rows if check.schema_level else int(by_check[check])
+        n = max(rows, 1) if check.schema_level else int(by_check[check])  # an empty file lacking a column lacks it
         if n:
             results.append(CheckResult(check.rule, check.column, check.text, n, _samples(con, view, check, columns, text_source,
                                                                                         named)))

@@ -240,3 +240,70 @@ def test_statistics_counts_equal_a_scan(tmp_path: Path) -> None:
     assert found == {(c.rule, c.column): n for c, n in zip(todo, scanned, strict=True)}
     assert found[("EmptyString", "SubAccountName")] == 1 and found[("NotNull", "BillingAccountId")] == 1
     assert found[("EmptyString", "BillingAccountName")] == 0
+
+
+def _csv(path: Path, rows: list[dict]) -> str:
+    import csv
+
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, list(rows[0]))
+        writer.writeheader()
+        writer.writerows({k: "" if v is None else v for k, v in r.items()} for r in rows)
+    return str(path)
+
+
+def test_impossible_dates_and_numbers_that_are_not_finite_are_type_violations(tmp_path: Path) -> None:
+    """Review of stop 38: on CSV input 2024-02-30, hour 25, month 13 matched the date pattern and NaN / inf / Infinity
+    parsed as doubles: their typed copies were null and nothing fired (exit 0). In Parquet, a DOUBLE NaN or inf passed
+    too, while ingestion refuses it."""
+    bad = [{**BASE, "ChargePeriodStart": "2024-02-30T00:00:00Z"}, {**BASE, "ChargePeriodEnd": "2024-05-01T25:00:00Z"},
+           {**BASE, "BillingPeriodStart": "2024-13-01T00:00:00Z"}, {**BASE, "BilledCost": "NaN"}, {**BASE, "EffectiveCost": "inf"},
+           {**BASE, "ListCost": "-Infinity"}]
+    assert validate(_csv(tmp_path / "bad.csv", bad)).summary() == {
+        "Type:ChargePeriodStart": 1, "Type:ChargePeriodEnd": 1, "Type:BillingPeriodStart": 1, "Type:BilledCost": 1,
+        "Type:EffectiveCost": 1, "Type:ListCost": 1}
+    path = tmp_path / "nan.parquet"
+    duckdb.sql(f"COPY (SELECT * REPLACE (CAST('NaN' AS DOUBLE) AS BilledCost, CAST('inf' AS DOUBLE) AS EffectiveCost) "
+               f"FROM read_parquet('{write_rows(tmp_path / 'ok.parquet', [BASE])}')) TO '{path}' (FORMAT parquet)")
+    assert validate(str(path)).summary() == {"Type:BilledCost": 1, "Type:EffectiveCost": 1}
+
+
+def test_other_parquet_number_and_time_types_validate(tmp_path: Path) -> None:
+    """Review of stop 38: a valid file with timestamps in nanoseconds with a time zone (pandas' utc=True) crashed with
+    InternalError (no epoch_us for them); integers of other widths (uint32, int8) were Type violations."""
+    path = tmp_path / "typed.parquet"
+    duckdb.sql(f"SET TimeZone = 'UTC'; COPY (SELECT * REPLACE (CAST(ChargePeriodStart AS TIMESTAMPTZ_NS) AS ChargePeriodStart, "
+               "CAST(ChargePeriodEnd AS TIMESTAMPTZ_NS) AS ChargePeriodEnd, CAST(BillingPeriodEnd AS TIMESTAMPTZ_NS) AS BillingPeriodEnd, "
+               "CAST(PricingQuantity AS UINTEGER) AS PricingQuantity, CAST(ConsumedQuantity AS TINYINT) AS ConsumedQuantity) "
+               f"FROM read_parquet('{write_rows(tmp_path / 'ok.parquet', [BASE])}')) TO '{path}' (FORMAT parquet)")
+    types = dict(duckdb.sql(f"SELECT name, type FROM parquet_schema('{path}')").fetchall())
+    assert types["PricingQuantity"] == "INT32" and types["ConsumedQuantity"] == "INT32"
+    report = validate(str(path))
+    assert report.ok and report.checked == validate(write_rows(tmp_path / "ok.parquet", [BASE])).checked
+
+
+def test_an_empty_file_lacking_columns_lacks_them_and_the_lake_folder_validates_its_costs(tmp_path: Path) -> None:
+    """Review of stop 38: a file of no rows whose only column is foo gave "no violations" (schema checks counted its
+    0 rows); ``hub validate ROOT/ingestion`` read Prices as Costs (17 NotNull violations a price-sheet row); a Tax row of a
+    commitment could pass neither PricingCategory rule."""
+    path = tmp_path / "empty.parquet"
+    duckdb.sql(f"COPY (SELECT 'x' AS foo WHERE false) TO '{path}' (FORMAT parquet)")
+    report = validate(str(path))
+    assert not report.ok and report.summary()["ColumnPresent:BilledCost"] == 1 and report.summary()["CustomColumnPrefix:foo"] == 1
+    lake = tmp_path / "hub" / "ingestion"
+    for folder in ("Costs/2024/05/test", "Prices/2024/05/test"):
+        (lake / folder).mkdir(parents=True)
+    write_rows(lake / "Costs/2024/05/test/part.parquet", [BASE])
+    duckdb.sql(f"COPY (SELECT 'x' AS x_SkuMeterId) TO '{lake / 'Prices/2024/05/test/part.parquet'}' (FORMAT parquet)")
+    assert validate(str(lake)).ok
+    tax = {**BASE, "ChargeCategory": "Tax", "CommitmentDiscountId": "cd", "PricingCategory": None, "ChargeFrequency": "One-Time",
+           "ConsumedQuantity": None, "ConsumedUnit": None, "ListUnitPrice": None, "ContractedUnitPrice": None,
+           "PricingQuantity": None, "PricingUnit": None, "SkuId": None, "SkuPriceId": None, "ListCost": "10", "ContractedCost": "10"}
+    assert "PricingCategoryCommitted:PricingCategory" not in validate(write_rows(tmp_path / "tax.parquet", [tax])).summary()
+
+
+def test_a_tolerance_that_is_no_share_is_a_usage_error(tmp_path: Path) -> None:
+    path = write_rows(tmp_path / "ok.parquet", [BASE])
+    for bad in ("nan", "inf", "-1"):
+        out = CliRunner().invoke(app, ["validate", path, f"--tolerance={bad}"])
+        assert out.exit_code == 2 and "--tolerance must be a number from 0 to 1" in out.output, out.output

@@ -86,7 +86,7 @@ def later_columns() -> set[str]:
 def _type_ok(focus_type: str, duck_type: str) -> bool:
     t = duck_type.upper()
     if focus_type == "Decimal":
-        return t.startswith(("DECIMAL", "DOUBLE", "FLOAT", "REAL", "BIGINT", "INTEGER", "HUGEINT", "SMALLINT"))
+        return t.startswith(("DECIMAL", "DOUBLE", "FLOAT", "REAL")) or re.fullmatch(r"U?(TINY|SMALL|BIG|HUGE)?INT(EGER)?", t) is not None
     if focus_type == "DateTime":
         return t.startswith("TIMESTAMP")
     if focus_type.startswith("JSON"):  # Parquet's JSON logical type (DuckDB's JSON columns) is JSON text too
@@ -123,14 +123,20 @@ def checks(columns: dict[str, str], *, text_source: bool, tolerance: float = DEF
         raw = ident(f"raw:{col.name}")
         if text_source:
             out.append(Check("NullAsString", col.name, "nulls are nulls, not the string 'NULL'", f"{raw} = 'NULL'"))
+            # a value that is there and not of its type: NaN and inf are no decimal numbers (a number beyond the lake's
+            # DECIMAL(38,18) is one), 2024-02-30 no date (its typed copy, the one the rules read, is null)
             if col.type == "Decimal":
+                number = f"TRY_CAST({raw} AS DOUBLE)"
                 out.append(Check("Type", col.name, "a decimal number",
-                                 f"{raw} IS NOT NULL AND {raw} <> 'NULL' AND TRY_CAST({raw} AS DOUBLE) IS NULL"))
+                                 f"{raw} IS NOT NULL AND {raw} <> 'NULL' AND ({number} IS NULL OR NOT isfinite({number}))"))
             elif col.type == "DateTime":
                 out.append(Check("Type", col.name, "an ISO 8601 UTC date-time (YYYY-MM-DDTHH:mm:ssZ)",
-                                 f"{raw} IS NOT NULL AND {raw} <> 'NULL' AND NOT regexp_full_match({raw}, {literal(ISO_UTC)})"))
+                                 f"{raw} IS NOT NULL AND {raw} <> 'NULL' AND ({c} IS NULL OR NOT regexp_full_match({raw}, "
+                                 f"{literal(ISO_UTC)}))"))
         elif not _type_ok(col.type, columns[col.name]):
             out.append(Check("Type", col.name, f"type {col.type} (found {columns[col.name]})", "true", True))
+        elif typed and col.type == "Decimal" and columns[col.name].upper().startswith(("DOUBLE", "FLOAT", "REAL")):
+            out.append(Check("Type", col.name, "a finite decimal number (not NaN or infinite)", f"NOT isfinite({c})"))
         if not text_source and col.type not in ("Decimal", "DateTime") and col.name not in mistyped:
             text = f"CAST({c} AS VARCHAR)" if columns[col.name].upper() == "JSON" else c  # '' is no JSON value
             out.append(Check("EmptyString", col.name, "nulls are nulls, never empty strings", f"{text} = ''", on_file=True))
