@@ -88,6 +88,18 @@ def test_aws_focus_export_lands_in_its_month_and_account(tmp_path: Path) -> None
     assert report.violations == 0, report.summary()
 
 
+def test_a_focus_1_2_export_is_told_by_its_header(tmp_path: Path) -> None:
+    """Review of stop 38: an AWS FOCUS 1.2 export whose rows leave the 1.2 columns empty (no invoice yet) was labelled
+    x_SourceVersion 1.0 (told per row from their values): a later version's columns in the header say its version."""
+    head, *lines = AWS.read_text().splitlines(keepends=True)
+    with_1_2 = head.rstrip("\r\n") + ",InvoiceId,SkuMeter\n" + "".join(line.rstrip("\r\n") + ",,\n" for line in lines[:5])
+    for name, text, version in (("v12", with_1_2, "1.2"), ("v10", head + "".join(lines[:5]), "1.0")):
+        root = make_hub(tmp_path / name)
+        deliver(root, "aws", "focus/BILLING_PERIOD=2024-09", {"a.csv": text})
+        assert ingest(Store(str(root))).ok
+        assert duckdb.sql(f"SELECT list(DISTINCT x_SourceVersion), count(*) FROM {lake(root)}").fetchall() == [([version], 5)]
+
+
 def test_oci_rows_of_two_months_go_to_two_folders(tmp_path: Path) -> None:
     """One delivery whose rows belong to two billing periods: one run (and folder) per month, committed together."""
     root = make_hub(tmp_path / "hub")

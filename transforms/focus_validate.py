@@ -78,6 +78,16 @@ def currencies() -> frozenset[str]:
     return frozenset(line.strip() for line in text.splitlines()[1:] if line.strip())
 
 
+def version_of(columns: dict[str, str] | list[str]) -> str | None:
+    """The FOCUS version a file's columns say (``versionColumns`` in rules.json: the newest version one of whose own
+    columns it has), None when they say none (1.0 or earlier: told per row)."""
+    names = set(columns)
+    for version, own in sorted(_rules_file()["versionColumns"].items(), reverse=True):
+        if names & set(own):
+            return version
+    return None
+
+
 def later_columns() -> set[str]:
     """Columns of later FOCUS versions: allowed without the x_ prefix."""
     return set(_rules_file()["laterVersionColumns"])

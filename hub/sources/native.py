@@ -52,7 +52,7 @@ from hub.store import EXPORTS, Store, bounded_name, dataset_folder, glob_escape,
 from hub.validate import CheckTap, tap_report, validate_files
 from transforms import backfill, costs, mapped
 from transforms.costs import Lineage
-from transforms.focus_validate import currencies
+from transforms.focus_validate import currencies, version_of
 from transforms.typing import (
     DOUBLE_PREFIX,
     SQL_TYPES,
@@ -743,7 +743,9 @@ def _typed(con: duckdb.DuckDBPyConnection, provider: str, src: str, kind: str, p
     source_type, source_name, hidden, version, one_month = mapping.sourceType, None, [], None, False
     lacking: dict[str, list[str]] = {}
     needed = ("BilledCost", "BillingCurrency", "BillingPeriodStart", "BillingAccountId")
-    if not _has(provider, present, needed):
+    if _has(provider, present, needed):  # a FOCUS file: a later version's columns in its header say its version (its
+        version = version_of(present)  # rows may leave them empty); else told per row
+    else:
         spec = next((r for r in reports(provider) if mapped.detects(r, present)), None)
         if spec is None:
             known = ", ".join(r["format"] for r in reports(provider)) or "none"
