@@ -176,11 +176,16 @@ def _row_days(store: Store, rec: RunRecord) -> tuple[date, date] | None:
     return max(low, first_day), max(min(high, last_day), max(low, first_day))
 
 
+#: Datasets whose rows are charges of the delivery's days, filed under its start month and replaced whole per month
+#: (a price sheet is of its month whatever its period; recommendations are a snapshot).
+DATED = ("Costs", "CommitmentDiscountUsage", "Transactions")
+
+
 def check_one_month(rec: RunRecord) -> None:
-    """A Costs delivery covers at most :data:`MONTH_DAYS` days (a calendar month, or a billing period across two): the
-    lake files a delivery under its start month, so a longer period would put the next month's days there and count
-    them twice once that month's own export lands (``PeriodMismatch``)."""
-    days = _days(rec, stated=True) if rec.dataset == "Costs" else None
+    """A delivery of charges (:data:`DATED`) covers at most :data:`MONTH_DAYS` days (a calendar month, or a billing
+    period across two): the lake files a delivery under its start month, so a longer period would put the next month's
+    days there and count them twice once that month's own export lands (``PeriodMismatch``)."""
+    days = _days(rec, stated=True) if rec.dataset in DATED else None
     if days and (days[1] - days[0]).days + 1 > MONTH_DAYS:
         raise HubError(f"the export covers {days[0]} to {days[1]}, more than one month: the lake keeps a month per "
                        "folder; export one month per run (Start-FinOpsCostExport -Backfill runs one per month)",
@@ -219,10 +224,10 @@ def released(rec: RunRecord, retention: MonthsRetention, now: datetime | None = 
 
 
 def check_covers(store: Store, winner: RunRecord, loser: RunRecord, *, incoming: RunRecord) -> None:
-    """A Costs folder is replaced whole: the delivery that wins (the newer) must cover every day of the one it
-    replaces or supersedes, else those days would silently leave the lake (``PartialPeriod`` on ``incoming``). Days
-    are compared, however the ends are written."""
-    if incoming.dataset != "Costs":
+    """A month's folder of charges (:data:`DATED`) is replaced whole: the delivery that wins (the newer) must cover
+    every day of the one it replaces or supersedes, else those days would silently leave the lake (``PartialPeriod`` on
+    ``incoming``). Days are compared, however the ends are written."""
+    if incoming.dataset not in DATED:
         return
     other, newer = (loser, "this one") if incoming is winner else (winner, "that one")
     mine, theirs = _days(incoming, store), _days(other, store)

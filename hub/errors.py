@@ -45,12 +45,14 @@ CODES: dict[str, tuple[str, str, str]] = {
     "RowCountMismatch": ("input", "rows read differ from the manifest's dataRowCount",
                          "a part is incomplete: re-upload it, then `hub ingest --retry`"),
     "PeriodMismatch": ("input", "the rows' ChargePeriodStart lie far outside the manifest's period (startDate to endDate), "
-                                "or a cost export's period covers more than 31 days; another cloud's file holds rows of a "
+                                "or a cost (reservation details, transactions) export's period covers more than 31 days; "
+                                "another cloud's file holds rows of a "
                                 "billing period other than its folder's (`BILLING_PERIOD=2024-09`, `2024-09/`), or rows of "
                                 "several months with no month to file them under",
                        "fix runInfo.startDate/endDate (or export the right period, one month per run), then "
                        "`hub ingest --retry`; other clouds: deliver one billing month per month folder"),
-    "PartialPeriod": ("input", "of two cost exports of one scope and month, the newer does not cover every day of the "
+    "PartialPeriod": ("input", "of two cost (reservation details, transactions) exports of one scope and month, "
+                               "the newer does not cover every day of the "
                                "other (a month's folder is replaced whole: those days would leave the lake)",
                       "export the whole month in one run (month-to-date); the newest delivery covering the month replaces both"),
     "OutsideRetention": ("input", "a delivery holds a month older than the lake keeps (retention.ingestion.months): held "

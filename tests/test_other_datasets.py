@@ -112,3 +112,59 @@ def test_mca_transactions_get_the_event_month_as_billing_period_and_an_upper_cas
     (row,) = run(hub_root, "reservationtransactions_2023-05-01_mca", "ReservationTransactions", "2023-05-01", "Transactions", mca)
     assert (row["BillingPeriodStart"], row["BillingPeriodEnd"]) == (datetime(2024, 5, 1, tzinfo=UTC), datetime(2024, 6, 1, tzinfo=UTC))
     assert (row["BillingCurrency"], row["BilledCost"], row["ChargeFrequency"]) == ("USD", D(300), "Recurring")
+
+
+MCA_TX = {"Amount": "20", "ArmSkuName": "Standard_D2s_v3", "BillingFrequency": "OneTime", "BillingProfileId": "BP1",
+          "BillingProfileName": "Profile", "Currency": "EUR", "Description": "RI", "EventDate": "2024-05-17T10:00:00Z",
+          "EventType": "Purchase", "InvoiceId": "G1", "InvoiceSectionId": "IS1", "InvoiceSectionName": "Sec",
+          "PurchasingSubscriptionGuid": "S1", "PurchasingSubscriptionName": "Sub", "Quantity": "1", "Region": "East US",
+          "ReservationOrderId": "O1", "ReservationOrderName": "ri", "Term": "P1Y"}
+
+
+def _transactions(root: Path, run_id: str, start: str, end: str, *rows: dict) -> list:
+    write_export(root, {"part_0_0001.csv": rows_csv("reservationtransactions_2023-05-01_mca", list(rows))},
+                 export_type="ReservationTransactions", data_version="2023-05-01", rows=len(rows), run_id=run_id,
+                 folder=f"tx/{start[:8]}/{run_id}", start_date=start,
+                 resource_id="/providers/Microsoft.Billing/billingAccounts/8611537",
+                 manifest_extra={"runInfo": {"runId": run_id, "startDate": start, "endDate": end,
+                                             "submittedTime": f"2024-06-0{run_id[-1]}T00:00:00Z"}})
+    return ingest(Store(str(root))).records
+
+
+def test_reservation_exports_of_more_than_a_month_or_half_a_month_are_refused(hub_root: Path) -> None:
+    """Review of stop 38: the one-month and covers-the-replaced-days checks ran for Costs only. Transactions exported for
+    April-May were filed under April, so May's own export counted May's purchase twice (40 for 20); a month delivered as
+    two halves kept only the second (30 of 130). Reservation details and transactions now get both checks."""
+    (wide,) = _transactions(hub_root, "tx1", "2024-04-01T00:00:00", "2024-05-31T00:00:00",
+                            {**MCA_TX, "EventDate": "2024-04-10T00:00:00Z"}, MCA_TX)
+    assert (wide.state, wide.error.code) == ("quarantined", "PeriodMismatch")
+    (first,) = _transactions(hub_root, "tx2", "2024-05-01T00:00:00", "2024-05-15T00:00:00",
+                             {**MCA_TX, "Amount": "100", "EventDate": "2024-05-03T00:00:00Z"})
+    assert first.state == "committed"
+    (second,) = _transactions(hub_root, "tx3", "2024-05-16T00:00:00", "2024-05-31T00:00:00", {**MCA_TX, "Amount": "30"})
+    assert (second.state, second.error.code) == ("quarantined", "PartialPeriod")
+    assert [r["BilledCost"] for r in lake_rows(hub_root, "Transactions")] == [D(100)]
+
+
+def test_every_versioned_view_reads_over_ea_and_mca_transactions(hub_root: Path) -> None:
+    """Review of stop 38: a column the export lacks was written as a bare NULL (Parquet's Null type) and
+    Transactions_v1_0 typed three columns "NULL": SELECT * failed on every MCA lake."""
+    import duckdb
+
+    from hub import catalog
+
+    ea = {"AccountName": "a", "AccountOwnerEmail": "o", "Amount": "100", "ArmSkuName": "Standard_D2s_v3", "BillingFrequency": "OneTime",
+          "BillingMonth": "20240501", "Currency": "USD", "CurrentEnrollmentId": "8611537", "Description": "RI",
+          "EventDate": "2024-05-03T00:00:00Z", "EventType": "Purchase", "Quantity": "1", "Region": "East US", "ReservationOrderId": "O1",
+          "ReservationOrderName": "ri", "Term": "P1Y"}
+    run(hub_root, "reservationtransactions_2023-05-01_ea", "ReservationTransactions", "2023-05-01", "Transactions", ea)
+    _transactions(hub_root, "tx4", "2024-06-01T00:00:00", "2024-06-30T00:00:00", {**MCA_TX, "EventDate": "2024-06-03T00:00:00Z"})
+    files = list((hub_root / "ingestion" / "Transactions").rglob("*.parquet"))
+    assert len(files) == 2
+    for f in files:
+        assert "NULL" not in {t for (_, t, *_) in duckdb.sql(f"DESCRIBE SELECT * FROM '{f}'").fetchall()}
+    con = catalog.connect(str(hub_root))
+    views = [v for (v,) in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()]
+    for view in views:
+        con.execute(f'SELECT * FROM "{view}"').fetchall()
+    assert con.execute("SELECT count(*) FROM Transactions_v1_0").fetchall() == [(2,)]

@@ -5,10 +5,21 @@ export's, JSON-in-cell numbers parse negatives and exponents, no row duplication
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from transforms.legacy_costs import _col
 from transforms.prices import iso_term_months
 from transforms.sqlchain import DEC, lit, mul
 from transforms.typing import ident
+
+
+def _columns(present: set[str]) -> Callable[..., str]:
+    """``c(*names, cast=None)``: the source's first column of ``names`` (:func:`transforms.legacy_costs._col`); a column
+    the export lacks is a text NULL, never a bare NULL (Parquet's Null type, which readers cannot cast)."""
+    def c(*names: str, cast: str | None = None) -> str:
+        expr = _col(present, *names, cast=cast)
+        return "CAST(NULL AS VARCHAR)" if expr == "NULL" else expr
+    return c
 
 
 def _lineage(source_type: str, version: str | None, ingestion_time: str | None) -> dict[str, str]:
@@ -29,7 +40,7 @@ def _resource_type(expr: str) -> str:
 def commitment_usage_sql(source: str, present: set[str], *, ingestion_time: str | None, version: str | None,
                          extras: list[str] = ()) -> str:
     """ReservationDetails -> CommitmentDiscountUsage."""
-    c = lambda *n, cast=None: _col(present, *n, cast=cast)  # noqa: E731
+    c = _columns(present)
     ratio = c("InstanceFlexibilityRatio", cast=DEC)
     rtype = _resource_type(c("InstanceId"))
     cols = {
@@ -76,7 +87,7 @@ def json_number(text: str) -> str:
 def recommendations_sql(source: str, present: set[str], *, ingestion_time: str | None, version: str | None,
                         extras: list[str] = ()) -> str:
     """ReservationRecommendations (EA, or MCA with space-named, JSON-valued columns) -> Recommendations."""
-    c = lambda *n, cast=None: _col(present, *n, cast=cast)  # noqa: E731
+    c = _columns(present)
 
     def money(plain: str, json_col: str) -> str:
         return f"coalesce(TRY_CAST({c(plain)} AS {DEC}), {json_number(c(json_col))})"
@@ -122,7 +133,7 @@ def recommendations_sql(source: str, present: set[str], *, ingestion_time: str |
 def transactions_sql(source: str, present: set[str], *, ingestion_time: str | None, version: str | None,
                      extras: list[str] = ()) -> str:
     """ReservationTransactions (EA or MCA) -> Transactions."""
-    c = lambda *n, cast=None: _col(present, *n, cast=cast)  # noqa: E731
+    c = _columns(present)
     event, month = c("EventType"), c("BillingMonth")
     # MCA transactions have no BillingMonth: the calendar month of the event (MCA bills calendar months)
     start = (f"coalesce(CASE WHEN {month} IS NOT NULL THEN CAST(try_strptime(left({month}, 8), '%Y%m%d') AS TIMESTAMPTZ) END, "
