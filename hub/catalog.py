@@ -167,7 +167,7 @@ def unallocated_months(con: duckdb.DuckDBPyConnection, first: date, last: date, 
     their costs would count as 0, or as the bill that no longer stands."""
     span = [f"{first:%Y-%m}", f"{last:%Y-%m}"]
     start = datetime.combine(first, datetime.min.time(), timezone.utc)
-    end = datetime.combine(last + timedelta(days=1), datetime.min.time(), timezone.utc)
+    end = datetime.combine(min(last, date.max - timedelta(days=1)) + timedelta(days=1), datetime.min.time(), timezone.utc)
     owed = f"OR x_Month IN (SELECT x_Month FROM {OWED})" if con.execute(
         "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [OWED]).fetchone()[0] else ""
     missing = con.execute(

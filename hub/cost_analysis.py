@@ -202,7 +202,7 @@ def first_folder_month(begin: date) -> str:
     charged more than ``PERIOD_SLACK`` before it. There is no last one: a native bill's corrections, adjustments and
     credits may concern usage of any earlier month (:func:`hub.checks.check_costs`), so every later folder may hold
     some of the period's rows."""
-    return f"{begin - PERIOD_SLACK:%Y-%m}"
+    return f"{max(begin, date.min + PERIOD_SLACK) - PERIOD_SLACK:%Y-%m}"
 
 
 def _utc(day: date) -> datetime:

@@ -62,6 +62,9 @@ QUERY_TIMEOUT = _env_number("HUB_API_TIMEOUT", "30", float, 0.1, 86400)  # inf w
 MEMORY_LIMIT = os.environ.get("HUB_API_MEMORY_LIMIT", "1GB")
 THREADS = _env_number("HUB_API_THREADS", "2", int, 1, 1024)  # a huge one failed as "Out of Memory"
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
+#: The names a request to a tokenless server may give its host (``Host`` header, port aside).
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+MISDIRECTED = "CBC.0421"
 QUERY_PATH = "/v4/costs/cost-analysed-bills/query"
 _MAX_MSG = 500
 _SPACE = re.compile(r"\s+")
@@ -155,6 +158,14 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
 
+def _host_name(header: str) -> str:
+    """A ``Host`` header's name, lower case, without its port (``[::1]:8080`` -> ``[::1]``)."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[: header.find("]") + 1] if "]" in header else header
+    return header.rsplit(":", 1)[0] if ":" in header else header
+
+
 def token_required(host: str) -> str | None:
     """The API token (``HUB_API_TOKEN``); a usage error when the server would listen beyond loopback without one, or
     when the token is one no client can send (white space, a line break, non-ASCII)."""
@@ -168,8 +179,9 @@ def token_required(host: str) -> str | None:
     return token
 
 
-def create_app(root: str | Store, *, token: str | None = None) -> FastAPI:
-    """The API over the lake at ``root``; with ``token``, every request but /healthz must carry it."""
+def create_app(root: str | Store, *, token: str | None = None, hosts: tuple[str, ...] | None = None) -> FastAPI:
+    """The API over the lake at ``root``; with ``token``, every request but /healthz must carry it; with ``hosts``, a
+    request naming another host (its ``Host`` header, without the port) is refused (421)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -190,6 +202,16 @@ def create_app(root: str | Store, *, token: str | None = None) -> FastAPI:
     )
     app.add_middleware(BodyLimit)
     cursor_lock = threading.Lock()
+
+    if hosts is not None:
+        @app.middleware("http")
+        async def same_host(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+            # a tokenless server on loopback answers loopback names only: a web page whose name the attacker's DNS
+            # turns to 127.0.0.1 (DNS rebinding) is same-origin with it, so the browser would let it read and write
+            if _host_name(request.headers.get("host") or "") not in hosts:
+                return _error(421, MISDIRECTED, "this server answers requests to 127.0.0.1, localhost or [::1] only "
+                                                "(set HUB_API_TOKEN to serve others)")
+            return await call_next(request)
 
     if token is not None:
         @app.middleware("http")
@@ -312,5 +334,7 @@ def serve(root: str | Store, host: str = "127.0.0.1", port: int = 8080) -> None:
     """Run the API with uvicorn until interrupted (a token is required beyond loopback: :func:`token_required`)."""
     import uvicorn
 
-    uvicorn.run(create_app(root, token=token_required(host)), host=host, port=port, log_level="info",
+    token = token_required(host)
+    hosts = None if token is not None else LOOPBACK_NAMES  # without a token: loopback names only (DNS rebinding)
+    uvicorn.run(create_app(root, token=token, hosts=hosts), host=host, port=port, log_level="info",
                 h11_max_incomplete_event_size=64 * 1024)

@@ -679,6 +679,10 @@ def test_the_allowlist_api_is_dated_audited_and_guarded(tmp_path):
             ("2024-05-01", "A", "2.01", 2), ("2024-05-02", "__not_allowlisted__", "1.005", 1),
             ("2024-05-02", "__not_allowlisted__", "2", 1)]
         assert c.get("/v1/cost-allocation?field=COSTCENTER&from=2024-05-31&to=2024-05-01", headers=auth).status_code == 400
+        # review of stop 38: days at the calendar's ends were an OverflowError (500 with a traceback in the log)
+        for first, last in (("0001-01-01", "0001-01-31"), ("9999-12-01", "9999-12-31")):
+            edge = c.get(f"/v1/cost-allocation?field=COSTCENTER&from={first}&to={last}", headers=auth)
+            assert edge.status_code == 200 and edge.json()["records"] == [], edge.text
         # review: a key holding '/' could be added, never deleted (404 without the API's error body)
         assert c.post(base, json={"values": [{"key": "FIN/001"}]}, headers=auth).status_code == 204
         assert c.delete(f"{base}/FIN%2F001", headers=auth).status_code == 204
@@ -704,6 +708,53 @@ def test_the_allowlist_api_is_dated_audited_and_guarded(tmp_path):
         broken = c.get("/v1/cost-allocation?field=COSTCENTER&from=2024-05-01&to=2024-05-31", headers=auth)
         assert (broken.status_code, broken.json()) == (503, {"error_code": "CBC.0503",
                                                               "error_msg": "config/allowlists/cc.json: not valid JSON"})
+
+
+def test_the_cost_allocation_api_runs_bounded_and_stops_at_the_time_limit(tmp_path, monkeypatch):
+    """Review of stop 38: /v1/cost-allocation opened its own DuckDB connection without the server's memory and thread
+    bounds and without its time limit (every concurrent request another unbounded query)."""
+    from fastapi.testclient import TestClient
+
+    from hub import catalog, server
+    from hub.server import create_app
+
+    store = hub_with_rules(tmp_path, {"dimensions": {"cost_center": {"tag_keys": ["CostCenter"]}}})
+    allocation.allocate(store)
+    seen = []
+    real = catalog.connect
+
+    def watched(root, **kwargs):
+        con = real(root, **kwargs)
+        seen.append(con.execute("SELECT current_setting('memory_limit'), current_setting('threads')").fetchall()[0])
+        return con
+
+    monkeypatch.setattr(catalog, "connect", watched)
+    monkeypatch.setattr(server, "MEMORY_LIMIT", "256MB")
+    monkeypatch.setattr(server, "THREADS", 1)
+    with TestClient(create_app(str(tmp_path))) as c:
+        seen.clear()
+        assert c.get("/v1/cost-allocation?field=COSTCENTER&from=2024-05-01&to=2024-05-31").status_code == 200
+        assert seen == [("244.1 MiB", 1)]
+        edge = c.post("/v4/costs/cost-analysed-bills/query", json={  # review: an OverflowError at the calendar's end
+            "time_condition": {"time_measure_id": 2, "begin_time": "9999-12", "end_time": "9999-12"},
+            "cost_type": "AMORTIZED_COST", "groupby": [{"type": "dimension", "key": "x_CostCenter"}]})
+        assert edge.status_code == 200 and edge.json()["cost_data"] == [], edge.text
+
+        def slow(con, *args):
+            con.execute("SELECT count(*) FROM range(100000000000) a, range(10) b").fetchall()
+
+        monkeypatch.setattr(server, "QUERY_TIMEOUT", 0.5)
+        monkeypatch.setattr(catalog, "other_metric_months", slow)
+        late = c.get("/v1/cost-allocation?field=COSTCENTER&from=2024-05-01&to=2024-05-31")
+        assert (late.status_code, late.json()["error_code"]) == (503, "CBC.0998")
+
+
+def test_an_allowlist_name_is_no_path(tmp_path):
+    """Review of stop 38: an allowlist named '../../escaped' in the rules made an allowlist POST write its file outside
+    the hub root. Such a name is refused when the rules are read."""
+    with pytest.raises(ValueError, match="allowlist name '../../escaped'"):
+        R.Rules.model_validate({"dimensions": {"cost_center": {"tag_keys": ["CostCenter"], "allowlist": "../../escaped"}},
+                                "allowlists": {"../../escaped": [{"value": "A"}]}})
 
 
 def test_the_report_has_the_allocation_section(tmp_path):

@@ -554,3 +554,14 @@ def test_token_required_beyond_loopback(lake: str, monkeypatch: pytest.MonkeyPat
                     (await ac.get("/healthz")).status_code, (await ac.get("/openapi.json")).status_code]
 
     assert asyncio.run(run()) == [401, 401, 200, 200, 200, 401]
+
+
+def test_a_tokenless_server_answers_loopback_host_names_only(client: httpx.Client, server: str) -> None:
+    """Review of stop 38 (DNS rebinding): a web page whose name the attacker's DNS turns to 127.0.0.1 is same-origin with
+    a tokenless server on loopback; it read costs and changed allowlists. Such a request names another host: 421."""
+    port = server.rsplit(":", 1)[1]
+    evil = client.post(QUERY, json={"time_condition": MAY}, headers={"Host": f"attacker.example:{port}"})
+    assert evil.status_code == 421 and evil.json()["error_code"] == "CBC.0421"
+    assert client.get("/healthz", headers={"Host": "attacker.example"}).status_code == 421
+    for name in (f"localhost:{port}", f"127.0.0.1:{port}", "LOCALHOST"):
+        assert client.post(QUERY, json={"time_condition": MAY}, headers={"Host": name}).status_code == 200, name

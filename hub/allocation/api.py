@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import date, datetime, timezone
 from typing import Annotated, Literal
 
+import duckdb
 from fastapi import FastAPI, Header, Path, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -187,7 +188,13 @@ def routes(app: FastAPI, store: Store, error: Callable[[int, str, str], JSONResp
         def work() -> BaseModel:
             if end < start or (end - start).days > 366:
                 raise UsageError("to must be on or after from, at most 366 days later")
-            records = reports.records(store, loaded(), field, start, end)
+            from hub.server import MEMORY_LIMIT, QUERY_TIMEOUT, THREADS, TOO_SLOW
+
+            try:  # bounded as the server's own queries
+                records = reports.records(store, loaded(), field, start, end, threads=THREADS, memory_limit=MEMORY_LIMIT,
+                                          timeout=QUERY_TIMEOUT)
+            except duckdb.InterruptException:
+                return error(503, TOO_SLOW, f"the query ran longer than {QUERY_TIMEOUT:g} s: narrow the period")
             chunk = records[(page - 1) * page_size: page * page_size]
             return AllocationPage(records=[AllocationRecord(**r) for r in chunk], hasNextPage=len(records) > page * page_size)
         return answer(work)

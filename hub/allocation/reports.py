@@ -7,6 +7,7 @@ import csv
 import io
 import os
 import tempfile
+import threading
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -98,22 +99,27 @@ def chargeback(store: Store, rules: Rules, month: str, dimension: str = "cost_ce
     return text.getvalue()
 
 
-def records(store: Store, rules: Rules, field: str, start: date, end: date) -> list[dict]:
+def records(store: Store, rules: Rules, field: str, start: date, end: date, *, threads: int | None = None,
+            memory_limit: str | None = None, timeout: float | None = None) -> list[dict]:
     """Dynatrace's cost-allocation records, ``{date, capability, key, costs, usage}``, plus ``currency``: per day (UTC),
     service category (shared rows: ``Shared: <pool>``), value of the field's dimension and billing currency (amounts of
     different currencies are never added; null where a row has none), the allocated cost and the number of cost lines.
-    ``field``: COSTCENTER or PRODUCT; days ``start`` to ``end`` inclusive."""
+    ``field``: COSTCENTER or PRODUCT; days ``start`` to ``end`` inclusive. ``threads``, ``memory_limit``: the DuckDB
+    connection's bounds; ``timeout``: seconds after which the query is interrupted (``duckdb.InterruptException``)."""
     dimension = FIELDS.get(field.upper())
     if dimension is None or dimension not in rules.dimensions:
         known = ", ".join(f for f, d in FIELDS.items() if d in rules.dimensions)
         raise UsageError(f"field must be one of {known}, not {field!r}")
-    con = catalog.connect(store)
+    con = catalog.connect(store, threads=threads, memory_limit=memory_limit)
+    timer = threading.Timer(timeout, con.interrupt) if timeout else None
+    if timer:
+        timer.start()
     try:
         column = ident(rules.column(dimension))
         if months := catalog.other_metric_months(con, rules.cost_metric, start, end):
             raise UsageError(f"the allocation of {months} is in another cost type than {rules.cost_metric}: ask for a "
                              "period allocated in it")
-        if months := catalog.unallocated_months(con, start, end, f"{start - PERIOD_SLACK:%Y-%m}"):
+        if months := catalog.unallocated_months(con, start, end, f"{max(start, date.min + PERIOD_SLACK) - PERIOD_SLACK:%Y-%m}"):
             raise UsageError(f"{months} not allocated, or allocated before their Costs changed (their costs would read as 0 "
                              "or stale): run `hub allocate --month` for them")
         rows = con.execute(f"""SELECT CAST(ChargePeriodStart AS DATE) AS day,
@@ -122,6 +128,8 @@ def records(store: Store, rules: Rules, field: str, start: date, end: date) -> l
             FROM Allocation WHERE x_CostMetric = ? AND CAST(ChargePeriodStart AS DATE) BETWEEN ? AND ?
             GROUP BY ALL ORDER BY ALL""", [rules.cost_metric, start, end]).fetchall()
     finally:
+        if timer:
+            timer.cancel()
         con.close()
     return [{"date": d.isoformat(), "capability": c, "key": k, "currency": cur, "costs": format(a.normalize(), "f"), "usage": n}
             for d, c, k, cur, a, n in rows]

@@ -188,6 +188,9 @@ class Rules(_Strict):
         """A spelling (value or alias, case-folded) names one value on any day: else rows tagged with it and targets
         written with it could go to two values (one team, two cost centers)."""
         for name, entries in lists.items():
+            if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}", name):  # it names the API-managed entries' file
+                raise ValueError(f"allowlist name {name!r}: letters, digits, '_', '-' and '.' only (at most 64, not "
+                                 "starting with '.')")
             if clash := ambiguous(entries):
                 spelling, first, second = clash
                 raise ValueError(f"allowlist {name}: {spelling!r} names both {first!r} and {second!r} on some day")

@@ -122,9 +122,12 @@ def backoff(retry: int) -> float:
 
 
 def public_url(url: str) -> str:
-    """``url`` without user info, query or fragment (where credentials hide): what messages may show."""
+    """What messages may show of ``url``: its scheme and host, never its user info, query or fragment, nor its path
+    (where Slack's, Teams' or Zapier's webhooks keep their secret), which a short digest of the whole URL stands for
+    (two sinks on one host told apart: ``https://hooks.slack.com/…#3f2a9c1b``)."""
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}{parts.path}"
+    shown = f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}"
+    return f"{shown}/…#{hashlib.sha256(url.encode()).hexdigest()[:8]}" if parts.path.strip("/") else shown
 
 
 def header_value(value: str) -> str:
