@@ -192,6 +192,16 @@ def check_one_month(rec: RunRecord) -> None:
                        file=rec.manifest, code="PeriodMismatch")
 
 
+def check_not_custom(store: Store, rec: RunRecord) -> None:
+    """A provider's run never swaps into a lake folder holding custom data (its ``manifest.json``): the swap replaces
+    the folder's files, so the producer's would be deleted, and the custom source would take the provider's files for
+    its own (``SourceConflict``)."""
+    if rec.destination and store.exists(f"{rec.destination}/manifest.json"):
+        raise HubError(f"its lake folder {rec.destination} holds custom data (a manifest.json): custom data and a "
+                       "provider's deliveries never share a folder; move the custom files and their manifest to another "
+                       "scope (custom/<name>/)", file=rec.manifest, code="SourceConflict")
+
+
 #: The code of a delivery held back because its month is outside ``retention.ingestion.months``.
 HELD = "OutsideRetention"
 

@@ -222,8 +222,14 @@ def month_files(store: Store, dataset: str, year: int, month: int) -> list[str]:
     return store.files(month_folder(dataset, year, month))
 
 
+#: The columns of a normalized price sheet the backfill's lookup reads (:func:`transforms.backfill.price_keys_sql`).
+PRICE_SHEET = ("x_BillingProfileId", "x_SkuMeterId", "x_BillingAccountAgreement", "x_SkuOfferId", "x_SkuPriceType",
+               "x_SkuTier", "ContractedUnitPrice", "ListUnitPrice", "x_PricingBlockSize", "PricingUnit")
+
+
 def load_prices(con: duckdb.DuckDBPyConnection, store: Store, year: int, month: int, tmp: str) -> str | None:
-    """Create ``hub_prices`` (one row per key) from the month's Prices in the lake; None when there are none."""
+    """Create ``hub_prices`` (one row per key) from the month's price sheets in the lake (:data:`PRICE_SHEET`); None when
+    there are none."""
     files = month_files(store, "Prices", year, month)
     if not files:
         return None
@@ -234,11 +240,17 @@ def load_prices(con: duckdb.DuckDBPyConnection, store: Store, year: int, month: 
             path = os.path.join(tmp, f"prices-{i}-" + rel.replace("/", "_"))
             store.get_file(rel, path)
         local.append(path)
+    # only price sheets (their key and price columns): other prices of the month (another cloud's, custom data) are
+    # no Microsoft meter's and cannot be looked up
+    sheets = [(p, rel) for p, rel in zip(local, files, strict=True)
+              if set(PRICE_SHEET) <= {n for (n,) in con.execute(f"SELECT name FROM parquet_schema({literal(p)})").fetchall()}]
+    if not sheets:
+        return None
     # the month comes from the folder: keep the lake path in `filename` for local copies too; sheets of one month may
     # carry different columns (an unknown one kept): by name, each file's own set
     listing = " UNION ALL BY NAME ".join(
         f"SELECT * REPLACE ({literal('/' + rel)} AS filename) FROM {scan('read_parquet', literal(p), 'filename = true')}"
-        for p, rel in zip(local, files, strict=True))
+        for p, rel in sheets)
     con.execute(f"CREATE OR REPLACE TEMP TABLE hub_prices AS {backfill.price_keys_sql(f'({listing})')}")
     dupes = con.execute("SELECT count(*) - count(DISTINCT key) FROM hub_prices").fetchall()[0][0]
     assert dupes == 0, "price keys must be unique, or the backfill join could multiply cost rows"

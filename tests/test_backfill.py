@@ -338,3 +338,21 @@ def test_a_backfilled_cost_is_backfilled_in_usd_too(hub_root: Path, prices_first
     assert (rows["bare"]["x_ListCostInUsd"], rows["bare"]["x_ContractedCostInUsd"]) == (None, None)
     assert D(json.loads(rows["eur"]["x_SourceValues"])["x_ListCostInUsd"]) == 0
     assert validate(str(hub_root)).ok
+
+
+def test_other_prices_of_the_month_are_not_looked_up(hub_root: Path) -> None:
+    """Review of stop 38: a custom Prices drop of the month without a price sheet's columns (another cloud's list prices)
+    made every Azure cost export of the month InternalError (the lookup bound x_SkuMeterId, ...), and its commit left an
+    InternalError re-normalization. Only price sheets are looked up."""
+    import duckdb
+
+    folder = hub_root / "ingestion/Prices/2024/05/aws/prices"
+    folder.mkdir(parents=True)
+    duckdb.sql("COPY (SELECT 'SKU1' AS SkuId, 'SKU1.P' AS SkuPriceId, 0.1::DECIMAL(18,6) AS ListUnitPrice, 'USD' AS BillingCurrency, "
+               f"'Hours' AS PricingUnit FROM range(3)) TO '{folder / 'p__a.parquet'}' (FORMAT parquet)")
+    (folder / "manifest.json").write_text("")
+    result = ingest(Store(str(hub_root)))
+    assert result.ok, [r.error for r in result.all]
+    ingest_prices(hub_root, EA_PRICE)  # the sheet beside it is used
+    ingest_costs(hub_root, MISSING)
+    assert (costs(hub_root)["ContractedUnitPrice"], costs(hub_root)["ListUnitPrice"]) == (D("2.5"), D(3))

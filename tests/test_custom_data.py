@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 import pytest
-from conftest import DATA, lake_rows
+from conftest import DATA, SCOPE, lake_rows, make_hub, schema_csv, write_export
 
 from hub import catalog, runs
 from hub.store import Store
@@ -162,6 +162,24 @@ def test_a_new_ingestion_id_replaces_the_folders_previous_delivery(hub_root: Pat
     (rec,) = ingest(store).records
     assert (rec.state, rec.rowsOut) == ("committed", 1) and _lake(hub_root) == [(1, D(5))]
     assert sorted(p.name for p in (hub_root / FOLDER).iterdir()) == ["ing2__part0.parquet", "manifest.json"]
+
+
+def test_files_without_an_ingestion_id_beside_committed_ones_are_refused(hub_root: Path) -> None:
+    """Review of stop 38: files without ``<id>__`` all had the empty id, so a month restated by a writer that names its
+    parts anew each run (Spark, pandas) joined the committed files: 20 + 30 = 50. Refused, the files left where they
+    are; with the committed files removed (or a new id), the new files are the delivery."""
+    _drop(hub_root / FOLDER, "part-0001-aaaa.parquet", ["20"])
+    store = Store(str(hub_root))
+    assert ingest(store).ok and _lake(hub_root) == [(1, D(20))]
+    _drop(hub_root / FOLDER, "part-0001-bbbb.parquet", ["30"])
+    (rec,) = ingest(store).records
+    assert (rec.state, rec.error.code) == ("quarantined", "ManifestInvalid") and "no ingestion id" in rec.error.message
+    assert _lake(hub_root) == [(1, D(20))]  # the new file set aside: readers never add it
+    (hub_root / FOLDER / "part-0001-aaaa.parquet").unlink()
+    (hub_root / FOLDER / "part-0001-bbbb.parquet.quarantined").rename(hub_root / FOLDER / "part-0001-bbbb.parquet")
+    (hub_root / FOLDER / "manifest.json").write_text("")
+    (again,) = ingest(store).records
+    assert again.state == "committed" and _lake(hub_root) == [(1, D(30))]
 
 
 def test_a_file_replaced_under_its_own_name_is_read_again(hub_root: Path) -> None:
@@ -415,3 +433,34 @@ def test_a_custom_delivery_records_and_reconciles_its_totals_per_currency(hub_ro
     assert numbers(rec.totalsIn)["USD"] == numbers(rec.totalsIngested)["USD"] == {"BilledCost": D("36.75"),
                                                                                   "EffectiveCost": D("36.75")}
     assert numbers(rec.totalsOut)["USD"]["EffectiveCost"] == D("4.75")
+
+
+def test_custom_data_and_a_providers_delivery_never_share_a_lake_folder(hub_root: Path) -> None:
+    """Review of stop 38: custom data dropped where a provider's delivery writes (the README's own scope convention,
+    aws/<account-id>): after the AWS export the custom run took the export's file for its own (normalized again, its
+    lineage lost) and the folder counted both; before it, the AWS swap deleted the custom file. Either way the later one
+    is SourceConflict: the custom files are set aside, the provider's are left alone, never deleted."""
+    from hub.sample_native import write_aws_focus
+
+    store = Store(str(hub_root))
+    write_aws_focus(str(hub_root), rows=200)
+    assert ingest(store).ok
+    folder = hub_root / "ingestion/Costs/2024/05/aws/111122223333"
+    before = duckdb.sql(f"SELECT count(*), sum(BilledCost), list(DISTINCT x_SourceType) FROM '{folder}/*.parquet'").fetchall()
+    _drop(folder, "tool1__a.parquet", ["20"], BillingPeriodStart="2024-05-01 00:00:00", BillingPeriodEnd="2024-06-01 00:00:00",
+          ChargePeriodStart="2024-05-02 00:00:00", ChargePeriodEnd="2024-05-03 00:00:00")
+    (rec,) = ingest(store).records
+    assert (rec.state, rec.error.code) == ("quarantined", "SourceConflict") and rec.setAside == [
+        "ingestion/Costs/2024/05/aws/111122223333/tool1__a.parquet.quarantined"]
+    assert duckdb.sql(f"SELECT count(*), sum(BilledCost), list(DISTINCT x_SourceType) FROM '{folder}/*.parquet'").fetchall() == before
+    assert ingest(store).records == []  # nothing more to do until either side changes
+
+    other = make_hub(hub_root.parent / "hub2")  # custom first, then the provider: Azure's swap deleted the custom file
+    folder2 = other / "ingestion/Costs/2024/05" / SCOPE
+    _drop(folder2, "tool1__a.parquet", ["20"], BillingPeriodStart="2024-05-01 00:00:00", BillingPeriodEnd="2024-06-01 00:00:00",
+          ChargePeriodStart="2024-05-02 00:00:00", ChargePeriodEnd="2024-05-03 00:00:00", ProviderName="Microsoft")
+    assert ingest(Store(str(other))).ok
+    write_export(other, {"part_0_0001.csv": schema_csv("focuscost_1.0", 3)}, rows=3)
+    (azure,) = ingest(Store(str(other))).records
+    assert (azure.state, azure.error.code) == ("quarantined", "SourceConflict") and "holds custom data" in azure.error.message
+    assert duckdb.sql(f"SELECT count(*), sum(BilledCost) FROM '{folder2}/*.parquet'").fetchall() == [(1, D(20))]

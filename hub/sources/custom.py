@@ -128,6 +128,18 @@ def _delivered(files: list[str], committed: list[runs.PartResult]) -> list[str]:
     return new if new and old else files
 
 
+def _unnamed(files: list[str], committed: list[runs.PartResult], manifest: str) -> None:
+    """Files without an ingestion id beside committed files without one are refused (``ManifestInvalid``): a new
+    delivery or more of the last one? A re-delivery by a writer that names its parts anew each run (Spark, pandas)
+    would be added to the files it restates."""
+    kept = {p.output for p in committed} & set(files)
+    if any(not _ingestion_id(f) for f in kept) and (added := [f for f in files if not _ingestion_id(f) and f not in kept]):
+        raise HubError(f"{posixpath.basename(added[0])} has no ingestion id (<id>__<name>.parquet) and the folder's committed "
+                       "files have none either: name a new delivery's files <id>__<name>.parquet with a new id (it replaces "
+                       "the committed files), or remove the files it replaces; then write the manifest again",
+                       file=manifest, code="ManifestInvalid")
+
+
 def _unchanged(committed: list[runs.PartResult], listing: dict[str, dict]) -> dict[str, runs.PartResult]:
     """The committed files still in ``listing`` as the commit left them: the same listing signature (size and
     modification stamp; records written before signatures were kept: the same size)."""
@@ -162,7 +174,7 @@ def _folder_error(folder: str) -> str | None:
     return None
 
 
-def process_folder(store: Store, rel: str, raw: bytes | None) -> RunRecord:
+def process_folder(store: Store, rel: str, raw: bytes | None, owners: dict[str, RunRecord] | None = None) -> RunRecord:
     """Normalize one custom-data folder in place."""
     started = time.perf_counter()
     folder = posixpath.dirname(rel)
@@ -187,6 +199,14 @@ def process_folder(store: Store, rel: str, raw: bytes | None) -> RunRecord:
         if skipped := [posixpath.basename(f) for f in sorted(listing) if hidden(posixpath.basename(f))]:
             raise HubError(f"the file {skipped[0]!r} starts with _ or . (Spark, Hive, Trino and Athena skip it): rename it",
                            file=rel, code="ManifestInvalid")
+        if (owner := (owners or {}).get(folder)) and (theirs := {p.output for p in owner.parts} & set(listing)):
+            # a provider's folder: its files are not this delivery's (never normalized again, never set aside); the
+            # producer's are set aside, else readers would add them to the provider's bill
+            _set_aside(store, rec, {f: info for f, info in listing.items() if f not in theirs}, committed)
+            rec.manifestSha256 = _sha(raw, _listing(store, folder))  # the folder as this run left it
+            raise HubError(f"the folder holds the committed files of {owner.manifest}: custom data and a provider's "
+                           "deliveries never share a folder; write the custom files and their manifest under another "
+                           "scope (custom/<name>/)", file=rel, code="SourceConflict")
         files = _delivered(sorted(listing), committed)
         if not files:
             raise HubError("no Parquet files next to the manifest", file=rel, code="IngestionFilesNotFound")
@@ -194,6 +214,7 @@ def process_folder(store: Store, rel: str, raw: bytes | None) -> RunRecord:
         runs.save(store, rec)
         store.delete_tree(rec.staging)
         read = True  # from here on a failure is the delivery's files': they are set aside
+        _unnamed(files, committed, rel)
         carried = _unchanged(committed, listing)
         _normalize_files(store, rec, files, {f: carried[f] for f in files if f in carried})
         rec.state = "swapping"
@@ -323,14 +344,22 @@ def ingest_custom(store: Store, records: list[RunRecord] | None = None, checkpoi
     folder just normalized in place has new files: it is read once more, then found final); ``settle``, ``waiting``:
     see :func:`pending`."""
     final: dict[str, str] = {}
-    made = [_isolated(store, rel, raw) for rel, raw in pending(store, records, checkpoint, final, settle=settle, waiting=waiting)]
+    todo = pending(store, records, checkpoint, final, settle=settle, waiting=waiting)
+    owners = _providers_folders(runs.load_all(store) if records is None else records) if todo else {}
+    made = [_isolated(store, rel, raw, owners) for rel, raw in todo]
     refresh_checkpoint(checkpoint, INGESTION, final, final)  # changed, pending or gone: read again next time
     return made
 
 
-def _isolated(store: Store, rel: str, raw: bytes | None) -> RunRecord:
+def _providers_folders(records: list[RunRecord]) -> dict[str, RunRecord]:
+    """The lake folders a provider's committed run wrote (Azure's exports, other clouds' deliveries), with that run."""
+    return {r.destination: r for r in records if r.state == "committed" and r.destination and r.parts
+            and not r.manifest.startswith(CUSTOM) and r.dataset in DATASETS}
+
+
+def _isolated(store: Store, rel: str, raw: bytes | None, owners: dict[str, RunRecord] | None = None) -> RunRecord:
     try:
-        return process_folder(store, rel, raw)
+        return process_folder(store, rel, raw, owners)
     except Exception as exc:  # noqa: BLE001 - even a failure to write its record must not stop the other folders
         try:
             before = runs.load(store, _key(rel))

@@ -156,6 +156,7 @@ def process(store: Store, rel: str, raw: bytes | None, settings: Settings, *, ex
             rec.key = runs.run_key(rel, manifest.runInfo.runId)
         deliveries.check_one_month(rec)
         deliveries.check_retained(rec, [rec.month], settings.retention.ingestion)
+        deliveries.check_not_custom(store, rec)
         if (newer := deliveries.newer_delivery(records, rec)) is not None:
             deliveries.check_covers(store, newer, rec, incoming=rec)
             return _superseded(store, rec, newer, manifest, settings, started)

@@ -395,6 +395,8 @@ def process(store: Store, d: Delivery, records: list[RunRecord], settings: Setti
             failure.sourceFiles = d.source_files
             return [engine.no_rows(store, failure, started)]
         for rec in made:
+            hub_deliveries.check_not_custom(store, rec)
+        for rec in made:
             rec.siblings = [r.key for r in made]
         for rec in made:
             rec.state = "swapping"
