@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -464,3 +465,20 @@ def test_custom_data_and_a_providers_delivery_never_share_a_lake_folder(hub_root
     (azure,) = ingest(Store(str(other))).records
     assert (azure.state, azure.error.code) == ("quarantined", "SourceConflict") and "holds custom data" in azure.error.message
     assert duckdb.sql(f"SELECT count(*), sum(BilledCost) FROM '{folder2}/*.parquet'").fetchall() == [(1, D(20))]
+
+
+@pytest.mark.parametrize(("tags", "code"), [("{'team': 'web', 'env': 'prod'}", None),
+                                            ("[{'key': 'team', 'value': 'web'}, {'key': 'env', 'value': 'prod'}]", "TagsFromArray"),
+                                            ("MAP {'team': 'web', 'env': 'prod'}", None)])
+def test_nested_tags_are_read_as_json(hub_root: Path, tags: str, code: str | None) -> None:
+    """Review of stop 38: Tags as a STRUCT or a list of {key, value} (BigQuery's labels) reached the tag rules as DuckDB's
+    display text ({'team': web}) and became keys with quotes ({"'team'": "web"}): Tags->>'team' was null, allocation by
+    tag missed the rows. Nested values are read as JSON."""
+    _drop(hub_root / FOLDER, "base.parquet", ["1"])
+    base = hub_root / FOLDER / "base.parquet"
+    duckdb.sql(f"COPY (SELECT *, {tags} AS Tags FROM '{base}') TO '{hub_root / FOLDER / 'ing1__a.parquet'}' (FORMAT parquet)")
+    base.unlink()
+    assert ingest(Store(str(hub_root))).ok
+    ((text, changes),) = _lake(hub_root, "SELECT Tags, x_SourceChanges FROM t")
+    assert json.loads(text) == {"team": "web", "env": "prod"}
+    assert (code in (changes or "")) if code else "TagsFromText" not in (changes or "")

@@ -201,7 +201,10 @@ def typed_value(col: Column, src: str, source_type: str, *, exponents: bool = Tr
     if source_type.strip('"').upper() == "NULL":  # null on every line of a JSON file: no value, whatever the column
         return f"CAST(NULL AS {SQL_TYPES[col.type]})"
     if col.type == "string":
-        return f"CAST({src} AS VARCHAR)"
+        # a nested value (Tags as a STRUCT, a list of {key, value}, a MAP) as JSON text, never DuckDB's display form
+        # ({'team': web}), which no JSON reader takes
+        nested = source_type.upper().startswith(("STRUCT", "MAP", "UNION")) or source_type.endswith("]")
+        return f"CAST(to_json({src}) AS VARCHAR)" if nested else f"CAST({src} AS VARCHAR)"
     if not source_type.upper().startswith(_FEEDS[col.type]):
         raise IncompatibleType(col.name, source_type, col.type)
     if col.type == "decimal" and source_type.upper().startswith(("DOUBLE", "FLOAT", "REAL")):
