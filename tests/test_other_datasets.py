@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 from conftest import lake_rows, rows_csv, write_export
 from test_backfill import EA_PRICE, MCA_PRICE
 
@@ -97,6 +98,27 @@ def test_transactions(hub_root: Path) -> None:
     assert (row["BillingPeriodStart"], row["BillingPeriodEnd"]) == (datetime(2024, 5, 1, tzinfo=UTC), datetime(2024, 6, 1, tzinfo=UTC))
     assert (row["x_SkuTerm"], row["SubAccountId"], row["RegionId"]) == (36, "/subscriptions/S1", "eastus")
     assert row["BillingAccountId"] == "/providers/microsoft.billing/billingaccounts/8611537"
+
+
+@pytest.mark.parametrize("written", ["2024-05-01", "202405", "5/1/2024 12:00:00 AM", " 20240501"])
+def test_an_ea_billing_month_written_otherwise_is_still_its_billing_month(hub_root: Path, written: str) -> None:
+    """Review of stop 38: a BillingMonth not in yyyyMMdd (a file saved again by a spreadsheet) was silently replaced by
+    the event's UTC month: a refund of 30 April billed in May landed in April."""
+    ea = {"AccountName": "acct", "Amount": "-50", "BillingFrequency": "OneTime", "BillingMonth": written, "Currency": "USD",
+          "CurrentEnrollmentId": "8611537", "EventDate": "2024-04-30T23:00:00Z", "EventType": "Refund", "Quantity": "1",
+          "ReservationOrderId": "O1", "Term": "P1Y"}
+    (row,) = run(hub_root, "reservationtransactions_2023-05-01_ea", "ReservationTransactions", "2023-05-01", "Transactions", ea)
+    assert row["BillingPeriodStart"] == datetime(2024, 5, 1, tzinfo=UTC)
+
+
+def test_an_ea_billing_month_that_is_no_month_is_refused(hub_root: Path) -> None:
+    ea = {"Amount": "-50", "BillingMonth": "May 2024", "Currency": "USD", "CurrentEnrollmentId": "8611537",
+          "EventDate": "2024-04-30T23:00:00Z", "EventType": "Refund", "ReservationOrderId": "O1", "Term": "P1Y"}
+    write_export(hub_root, {"part_0_0001.csv": rows_csv("reservationtransactions_2023-05-01_ea", [ea])},
+                 export_type="ReservationTransactions", data_version="2023-05-01", rows=1,
+                 resource_id="/providers/Microsoft.Billing/billingAccounts/8611537")
+    (rec,) = ingest(Store(str(hub_root))).records
+    assert (rec.state, rec.error.code) == ("quarantined", "InvalidValue") and "BillingMonth" in rec.error.message
 
 
 def test_mca_transactions_get_the_event_month_as_billing_period_and_an_upper_case_currency(hub_root: Path) -> None:

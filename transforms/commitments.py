@@ -10,7 +10,7 @@ from collections.abc import Callable
 from transforms.legacy_costs import _col
 from transforms.prices import iso_term_months
 from transforms.sqlchain import DEC, lit, mul
-from transforms.typing import ident
+from transforms.typing import ERROR_TAG, ident, literal
 
 
 def _columns(present: set[str]) -> Callable[..., str]:
@@ -136,8 +136,14 @@ def transactions_sql(source: str, present: set[str], *, ingestion_time: str | No
     c = _columns(present)
     event, month = c("EventType"), c("BillingMonth")
     # MCA transactions have no BillingMonth: the calendar month of the event (MCA bills calendar months)
-    start = (f"coalesce(CASE WHEN {month} IS NOT NULL THEN CAST(try_strptime(left({month}, 8), '%Y%m%d') AS TIMESTAMPTZ) END, "
-             f"CAST(date_trunc('month', CAST({c('EventDate')} AS TIMESTAMP)) AS TIMESTAMPTZ))")
+    # EA's BillingMonth as the API writes it (20240501), or as a spreadsheet saved it again (2024-05-01, 202405,
+    # 5/1/2024 12:00:00 AM); any other text is refused (InvalidValue), never replaced by the event's month
+    text = f"nullif(trim(CAST({month} AS VARCHAR)), '')"
+    parsed = (f"coalesce(try_strptime(left({text}, 8), '%Y%m%d'), try_strptime(left({text}, 10), '%Y-%m-%d'), "
+              f"try_strptime({text} || '01', '%Y%m%d'), try_strptime(split_part({text}, ' ', 1), '%m/%d/%Y'))")
+    bad = f"error({literal(ERROR_TAG + 'BillingMonth|is not a month (yyyyMMdd)')})"
+    start = (f"CASE WHEN {text} IS NULL THEN CAST(date_trunc('month', CAST({c('EventDate')} AS TIMESTAMP)) AS TIMESTAMPTZ) "
+             f"ELSE coalesce(CAST(date_trunc('month', {parsed}) AS TIMESTAMPTZ), {bad}) END")
     guid = c("PurchasingSubscriptionGuid")
     profile = c("BillingProfileId")
     cols = {
