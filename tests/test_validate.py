@@ -296,6 +296,11 @@ def test_an_empty_file_lacking_columns_lacks_them_and_the_lake_folder_validates_
     write_rows(lake / "Costs/2024/05/test/part.parquet", [BASE])
     duckdb.sql(f"COPY (SELECT 'x' AS x_SkuMeterId) TO '{lake / 'Prices/2024/05/test/part.parquet'}' (FORMAT parquet)")
     assert validate(str(lake)).ok
+    only_prices = tmp_path / "hub2" / "ingestion" / "Transactions" / "2024" / "05" / "t"
+    only_prices.mkdir(parents=True)
+    duckdb.sql(f"COPY (SELECT 'x' AS x_SkuOrderId) TO '{only_prices / 'part.parquet'}' (FORMAT parquet)")
+    with pytest.raises(ValueError, match="no Costs in the lake yet"):
+        validate(str(tmp_path / "hub2" / "ingestion"))
     tax = {**BASE, "ChargeCategory": "Tax", "CommitmentDiscountId": "cd", "PricingCategory": None, "ChargeFrequency": "One-Time",
            "ConsumedQuantity": None, "ConsumedUnit": None, "ListUnitPrice": None, "ContractedUnitPrice": None,
            "PricingQuantity": None, "PricingUnit": None, "SkuId": None, "SkuPriceId": None, "ListCost": "10", "ContractedCost": "10"}
