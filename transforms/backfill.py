@@ -27,6 +27,9 @@ MISSING = ("MissingContractedUnitPrice", "MissingListUnitPrice")
 #: price to 15 significant digits beside a delivered one), not a saving: relative, so that a meter priced 0.000016 keeps
 #: its 25 % and its many small savings add up.
 EPSILON = "1e-9"
+#: The relative test is made only on differences under this (a larger one is a saving whatever its share: a decimal
+#: comparison per row, the double-precision test on the few rows with tiny differences).
+TINY = "0.0001"
 #: ContractedCost is recomputed when it differs from ContractedUnitPrice x PricingQuantity by more than this (relative).
 CORRECTION_TOLERANCE = "0.00001"
 MONTH_OF_PATH = r"/(\d{4})/(\d{2})/"
@@ -185,18 +188,23 @@ def price_layer(chain: Chain, prices: str | None) -> None:
 
     chain.replace({f"x_{c}InUsd": in_usd(c) for c in ("ContractedCost", "ListCost")})
 
+    def rounding(diff: str, a: str, a_double: str) -> str:
+        # a positive difference of at most a billionth of a: the relative test (in double precision: a DECIMAL product
+        # would overflow) only where the exact difference is tiny, so most rows compare two decimals and no more
+        return f"({diff} <= 0 OR ({diff} < {TINY} AND CAST({diff} AS DOUBLE) <= {EPSILON} * abs({a_double})))"
+
     def saving(a: str, b: str) -> str:
         # exact; a correction that pays money back takes its row's saving back (negative): a charge and its full
         # refund net to no saving
         back = f"ChargeClass = 'Correction' AND {a} < 0"
-        small = f"{EPSILON} * abs(CAST({a} AS DOUBLE))"  # in double precision: a DECIMAL product would overflow
-        return (f"CASE WHEN {zero(a)} THEN CAST(0 AS {DEC}) WHEN {back} THEN CASE WHEN CAST({b} - {a} AS DOUBLE) <= {small} "
-                f"THEN CAST(0 AS {DEC}) ELSE CAST({a} - {b} AS {DEC}) END WHEN CAST({a} - {b} AS DOUBLE) <= {small} "
+        a_double = f"CAST({a} AS DOUBLE)"
+        return (f"CASE WHEN {zero(a)} THEN CAST(0 AS {DEC}) WHEN {back} THEN CASE WHEN {rounding(f'{b} - {a}', a, a_double)} "
+                f"THEN CAST(0 AS {DEC}) ELSE CAST({a} - {b} AS {DEC}) END WHEN {rounding(f'{a} - {b}', a, a_double)} "
                 f"THEN CAST(0 AS {DEC}) ELSE CAST({a} - {b} AS {DEC}) END")
 
     def percent(a: str, b: str) -> str:
         # the exact decimal difference over the DOUBLE of a (a difference of doubles would round first)
-        return (f"CASE WHEN {zero(a)} OR CAST({a} - {b} AS DOUBLE) <= {EPSILON} * abs({dbl(chain, a)}) THEN CAST(0 AS {DEC}) "
+        return (f"CASE WHEN {zero(a)} OR {rounding(f'{a} - {b}', a, dbl(chain, a))} THEN CAST(0 AS {DEC}) "
                 f"ELSE {fraction(f'{a} - {b}', dbl(chain, a))} END")
 
     codes = ", ".join([
