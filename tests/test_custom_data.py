@@ -452,7 +452,8 @@ def test_custom_data_and_a_providers_delivery_never_share_a_lake_folder(hub_root
           ChargePeriodStart="2024-05-02 00:00:00", ChargePeriodEnd="2024-05-03 00:00:00")
     (rec,) = ingest(store).records
     assert (rec.state, rec.error.code) == ("quarantined", "SourceConflict") and rec.setAside == [
-        "ingestion/Costs/2024/05/aws/111122223333/tool1__a.parquet.quarantined"]
+        "ingestion/Costs/2024/05/aws/111122223333/tool1__a.parquet.quarantined",
+        "ingestion/Costs/2024/05/aws/111122223333/manifest.json.quarantined"]
     assert duckdb.sql(f"SELECT count(*), sum(BilledCost), list(DISTINCT x_SourceType) FROM '{folder}/*.parquet'").fetchall() == before
     assert ingest(store).records == []  # nothing more to do until either side changes
 

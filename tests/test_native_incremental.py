@@ -254,6 +254,32 @@ def test_a_named_pipe_named_like_a_report_file_is_not_read(tmp_path: Path) -> No
     assert done.returncode == 0 and done.stdout.strip() == "['committed']", done.stderr[-2000:]
 
 
+def test_custom_data_in_a_folder_of_oci_report_files_touches_none_of_them(tmp_path: Path) -> None:
+    """Review of stop 38: a custom drop in a lake folder holding several OCI report files' rows (one committed run each)
+    took only the last run's files for the provider's and set the others aside (rows gone from the lake); its manifest,
+    left in place, then refused every later OCI file. Every provider file stays, the custom files and their manifest go
+    aside, the next report file flows."""
+    import duckdb
+
+    root = make_hub(tmp_path / "hub")
+    header, body = rows(OCI)
+    put(root, f"{FOCUS}/01/0001.csv.gz", gz(header, body[:3]))
+    put(root, f"{FOCUS}/02/0002.csv.gz", gz(header, body[3:]))
+    store = Store(str(root))
+    assert ingest(store).ok
+    folder = next(p.parent for p in (root / "ingestion/Costs/2024/09").rglob("*.parquet"))
+    before = (one(f"SELECT count(*) FROM {lake(root)}"), one(f"SELECT sum(BilledCost) FROM {lake(root)}"))
+    duckdb.sql(f"COPY (SELECT 1.5::DECIMAL(38,18) AS BilledCost) TO '{folder / 'tool__a.parquet'}' (FORMAT parquet)")
+    (folder / "manifest.json").write_text("")
+    (rec,) = ingest(store).records
+    assert (rec.state, rec.error.code) == ("quarantined", "SourceConflict")
+    assert sorted(p.name for p in folder.iterdir() if not p.name.endswith(".parquet")) == [
+        "manifest.json.quarantined", "tool__a.parquet.quarantined"]
+    assert (one(f"SELECT count(*) FROM {lake(root)}"), one(f"SELECT sum(BilledCost) FROM {lake(root)}")) == before
+    put(root, f"{FOCUS}/03/0003.csv.gz", gz(header, body[:1]))
+    assert [r.state for r in ingest(store).records] == ["committed"]
+
+
 def test_zip_archives_are_read_member_by_member(tmp_path: Path) -> None:
     """Tencent's bill storage delivers zip archives: each data file inside is read (a FOCUS file named ``….CSV`` too),
     totals as unzipped; a cut archive quarantines its delivery with CorruptFile naming it, the others flow."""

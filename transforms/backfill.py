@@ -175,16 +175,15 @@ def price_layer(chain: Chain, prices: str | None) -> None:
     # a cost this layer changed changes in USD too (Microsoft's x_*InUsd columns, delivered 0 beside a missing price):
     # at the row's own billing-to-USD rate, read off its delivered effective or billed cost; NULL where the row tells no
     # rate (no cost in USD delivered); a USD column the source never filled stays NULL
-    rate = ("CASE WHEN BillingCurrency = 'USD' THEN 1.0 "
-            "WHEN " + nz("EffectiveCost") + " AND " + nz("x_EffectiveCostInUsd") + " THEN "
+    rate = ("CASE WHEN " + nz("EffectiveCost") + " AND " + nz("x_EffectiveCostInUsd") + " THEN "
             "CAST(x_EffectiveCostInUsd AS DOUBLE) / CAST(EffectiveCost AS DOUBLE) "
             "WHEN " + nz("BilledCost") + " AND " + nz("x_BilledCostInUsd") + " THEN "
             "CAST(x_BilledCostInUsd AS DOUBLE) / CAST(BilledCost AS DOUBLE) END")
 
     def in_usd(cost: str) -> str:
         usd = f"x_{cost}InUsd"
-        return (f"CASE WHEN {usd} IS NULL OR {cost} IS NOT DISTINCT FROM _o_{cost} THEN {usd} "
-                f"ELSE {dec(f'CAST({cost} AS DOUBLE) * ({rate})')} END")
+        return (f"CASE WHEN {usd} IS NULL OR {cost} IS NOT DISTINCT FROM _o_{cost} THEN {usd} WHEN BillingCurrency = 'USD' "
+                f"THEN {cost} ELSE {dec(f'CAST({cost} AS DOUBLE) * ({rate})')} END")
 
     chain.replace({f"x_{c}InUsd": in_usd(c) for c in ("ContractedCost", "ListCost")})
 

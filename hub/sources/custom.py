@@ -174,7 +174,8 @@ def _folder_error(folder: str) -> str | None:
     return None
 
 
-def process_folder(store: Store, rel: str, raw: bytes | None, owners: dict[str, RunRecord] | None = None) -> RunRecord:
+def process_folder(store: Store, rel: str, raw: bytes | None,
+                   owners: dict[str, tuple[str, set[str]]] | None = None) -> RunRecord:
     """Normalize one custom-data folder in place."""
     started = time.perf_counter()
     folder = posixpath.dirname(rel)
@@ -199,12 +200,15 @@ def process_folder(store: Store, rel: str, raw: bytes | None, owners: dict[str, 
         if skipped := [posixpath.basename(f) for f in sorted(listing) if hidden(posixpath.basename(f))]:
             raise HubError(f"the file {skipped[0]!r} starts with _ or . (Spark, Hive, Trino and Athena skip it): rename it",
                            file=rel, code="ManifestInvalid")
-        if (owner := (owners or {}).get(folder)) and (theirs := {p.output for p in owner.parts} & set(listing)):
+        owner, provided = (owners or {}).get(folder, ("", set()))
+        if theirs := provided & set(listing):
             # a provider's folder: its files are not this delivery's (never normalized again, never set aside); the
-            # producer's are set aside, else readers would add them to the provider's bill
+            # producer's are set aside, else readers would add them to the provider's bill, and so is the manifest,
+            # else the provider's next delivery would find the folder taken by custom data
             _set_aside(store, rec, {f: info for f, info in listing.items() if f not in theirs}, committed)
+            _set_aside(store, rec, {rel: {}}, [])
             rec.manifestSha256 = _sha(raw, _listing(store, folder))  # the folder as this run left it
-            raise HubError(f"the folder holds the committed files of {owner.manifest}: custom data and a provider's "
+            raise HubError(f"the folder holds the committed files of {owner}: custom data and a provider's "
                            "deliveries never share a folder; write the custom files and their manifest under another "
                            "scope (custom/<name>/)", file=rel, code="SourceConflict")
         files = _delivered(sorted(listing), committed)
@@ -351,13 +355,18 @@ def ingest_custom(store: Store, records: list[RunRecord] | None = None, checkpoi
     return made
 
 
-def _providers_folders(records: list[RunRecord]) -> dict[str, RunRecord]:
-    """The lake folders a provider's committed run wrote (Azure's exports, other clouds' deliveries), with that run."""
-    return {r.destination: r for r in records if r.state == "committed" and r.destination and r.parts
-            and not r.manifest.startswith(CUSTOM) and r.dataset in DATASETS}
+def _providers_folders(records: list[RunRecord]) -> dict[str, tuple[str, set[str]]]:
+    """The lake folders providers' committed runs wrote (Azure's exports, other clouds' deliveries: a folder of OCI
+    report files or pulled days holds many), each with one of those runs' manifests and every file they wrote."""
+    out: dict[str, tuple[str, set[str]]] = {}
+    for r in records:
+        if r.state == "committed" and r.destination and r.parts and not r.manifest.startswith(CUSTOM) and r.dataset in DATASETS:
+            manifest, files = out.get(r.destination, (r.manifest, set()))
+            out[r.destination] = (manifest, files | {p.output for p in r.parts if p.output})
+    return out
 
 
-def _isolated(store: Store, rel: str, raw: bytes | None, owners: dict[str, RunRecord] | None = None) -> RunRecord:
+def _isolated(store: Store, rel: str, raw: bytes | None, owners: dict[str, tuple[str, set[str]]] | None = None) -> RunRecord:
     try:
         return process_folder(store, rel, raw, owners)
     except Exception as exc:  # noqa: BLE001 - even a failure to write its record must not stop the other folders
