@@ -22,13 +22,13 @@ import duckdb
 from fsspec.implementations.local import LocalFileSystem
 
 from hub.errors import UsageError
-from hub.store import ALLOCATION_RULES, INGESTION, Store, glob_escape
+from hub.store import ALLOCATION_OWED, ALLOCATION_RULES, INGESTION, Store, glob_escape
 from transforms.typing import ident, literal, scan
 
 DATASETS = ("Costs", "Prices", "CommitmentDiscountUsage", "Recommendations", "Transactions", "Allocation", "Anomalies",
             "Budgets")
 MONTH = "x_Month"
-#: Table of the months whose allocation was made from Costs that changed since (:func:`owed_months`).
+#: View of the months whose allocation was made from Costs that changed since (``config/allocation-owed/<yyyy-mm>``).
 OWED = "hub_allocation_owed"
 T = TypeVar("T")
 
@@ -145,8 +145,11 @@ def create_views(con: duckdb.DuckDBPyConnection, store: Store) -> list[str]:
         con.execute(f"CREATE OR REPLACE VIEW AllocatedCosts AS SELECT *, {metrics}, CAST(NULL AS VARCHAR) AS Tags "
                     "FROM Allocation")
         made.append("AllocatedCosts")
-        # the months whose allocation no longer stands, as the records say when the views are made
-        con.execute(f"CREATE OR REPLACE TABLE {OWED} AS SELECT unnest(CAST(? AS VARCHAR[])) AS x_Month", [owed_months(store)])
+        # the months whose allocation no longer stands: their markers, listed when a query runs (a view, not a snapshot)
+        marks = glob_escape(duck_path(store, ALLOCATION_OWED) if _globs_natively(store)
+                            else f"{LOCAL_GLOB}://{duck_path(store, ALLOCATION_OWED)}") + "/*"
+        con.execute(f"CREATE OR REPLACE VIEW {OWED} AS SELECT DISTINCT regexp_extract(file, '([0-9]{{4}}-[0-9]{{2}})$', 1) "
+                    f"AS x_Month FROM glob({literal(marks)}) WHERE regexp_matches(file, '/[0-9]{{4}}-[0-9]{{2}}$')")
     return made
 
 
@@ -169,31 +172,13 @@ def unallocated_months(con: duckdb.DuckDBPyConnection, first: date, last: date, 
     start = datetime.combine(first, datetime.min.time(), timezone.utc)
     end = datetime.combine(min(last, date.max - timedelta(days=1)) + timedelta(days=1), datetime.min.time(), timezone.utc)
     owed = f"OR x_Month IN (SELECT x_Month FROM {OWED})" if con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [OWED]).fetchone()[0] else ""
+        "SELECT count(*) FROM duckdb_views() WHERE view_name = ?", [OWED]).fetchone()[0] else ""
     missing = con.execute(
         "SELECT x_Month FROM (SELECT DISTINCT x_Month FROM Costs WHERE x_Month BETWEEN ? AND ? UNION SELECT DISTINCT x_Month "
         "FROM Costs WHERE x_Month >= ? AND ChargePeriodStart >= ? AND ChargePeriodStart < ?) "
         f"WHERE x_Month NOT IN (SELECT DISTINCT x_Month FROM Allocation) {owed} ORDER BY 1",
         [*span, floor or span[0], start, end]).fetchall()
     return ", ".join(m for (m,) in missing) or None
-
-
-def owed_months(store: Store) -> list[str]:
-    """Months whose allocation was made from Costs that changed since (a committed Costs run still owes ``allocate``:
-    a crash before it, the rules removed meanwhile), but for months the rules lock (``lock_before``: they keep it)."""
-    from hub import runs
-    from hub.allocation import rules as allocation_rules
-
-    months = sorted({r.month for r in runs.load_all(store)
-                     if r.dataset == "Costs" and r.state == "committed" and r.month and "allocate" in r.owed})
-    if not months:
-        return []
-    try:
-        rules = allocation_rules.load(store)
-    except UsageError:
-        rules = None
-    lock = rules.lock_before.isoformat() if rules and rules.lock_before else ""
-    return [m for m in months if not f"{m}-01" < lock]
 
 
 def store_connection(store: Store, *, database: str = ":memory:", threads: int | None = None,
@@ -237,7 +222,6 @@ def write(root: str | Store, path: str) -> list[str]:
             os.remove(stale)
     con = connect(store, database=tmp)
     try:
-        con.execute(f"DROP TABLE IF EXISTS {OWED}")  # what the records say now, not when a later query runs
         views = [r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal ORDER BY 1").fetchall()]
     finally:
         con.close()

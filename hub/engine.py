@@ -23,7 +23,7 @@ from hub.export_schemas import schema_by_key
 from hub.faults import checkpoint
 from hub.runs import AFTER_COMMIT, RunError, RunRecord
 from hub.settings import Settings, load_settings
-from hub.store import INGESTION, STAGING, Store, raw_folder, raw_staging
+from hub.store import INGESTION, STAGING, Store, allocation_owed, raw_folder, raw_staging
 
 
 def new_staging(key: str) -> str:
@@ -41,6 +41,8 @@ def commit(store: Store, rec: RunRecord, settings: Settings | None = None, recor
     hooks = sources.hooks(rec)
     store.check_fence()
     hooks.before_swap(store, rec)
+    if rec.dataset == "Costs" and rec.month and "allocate" in owed(store, rec):  # before the month changes: readers
+        store.write_bytes(allocation_owed(rec.month), b"")  # refuse its allocation until it is made again
     names = [posixpath.basename(p.output) for p in rec.parts] + rec.kept
     if _keeps_raw(rec) and rec.destination.startswith(f"{INGESTION}/"):  # idempotent, like the lake swap
         swap.commit_staged(store, f"{rec.key}-raw", raw_staging(rec.staging), raw_folder(rec.destination), names)
@@ -100,8 +102,11 @@ def owed(store: Store, rec: RunRecord) -> list[str]:
 
 
 def settle(store: Store, rec: RunRecord, work: str) -> None:
-    """``work`` done (or recorded as failed) for ``rec``: no longer owed."""
+    """``work`` done (or recorded as failed) for ``rec``: no longer owed. A month's allocation made again (or failed:
+    its earlier one retired, the month then has none) no longer stands for a bill that changed: its marker goes."""
     if work in rec.owed:
+        if work == "allocate" and rec.month and store.exists(allocation_owed(rec.month)):
+            store.delete(allocation_owed(rec.month))
         rec.owed = [w for w in rec.owed if w != work]
         runs.save(store, rec)
 

@@ -208,7 +208,8 @@ def create_app(root: str | Store, *, token: str | None = None, hosts: tuple[str,
         async def same_host(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
             # a tokenless server on loopback answers loopback names only: a web page whose name the attacker's DNS
             # turns to 127.0.0.1 (DNS rebinding) is same-origin with it, so the browser would let it read and write
-            if _host_name(request.headers.get("host") or "") not in hosts:
+            host = request.headers.get("host")  # none: an HTTP/1.0 health check (a browser always names the host)
+            if host is not None and _host_name(host) not in hosts:
                 return _error(421, MISDIRECTED, "this server answers requests to 127.0.0.1, localhost or [::1] only "
                                                 "(set HUB_API_TOKEN to serve others)")
             return await call_next(request)

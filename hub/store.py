@@ -47,6 +47,14 @@ SETTINGS = f"{CONFIG}/settings.json"
 #: The cost allocation rules (hub.allocation): their presence turns allocation on.
 ALLOCATION_RULES = f"{CONFIG}/allocation.json"
 RUNS = f"{CONFIG}/runs"
+#: One empty file per month whose allocation was made from Costs that changed since (``<yyyy-mm>``): written before
+#: a Costs swap that owes ``allocate``, removed when the month is allocated again (readers refuse the month meanwhile).
+ALLOCATION_OWED = f"{CONFIG}/allocation-owed"
+
+
+def allocation_owed(month: str) -> str:
+    """The marker of a month whose allocation no longer stands (:data:`ALLOCATION_OWED`)."""
+    return f"{ALLOCATION_OWED}/{month}"
 STAGING = f"{CONFIG}/staging"
 
 _EXPORT_SUFFIX = re.compile(r"/providers/microsoft\.costmanagement/exports/[^/]+/?$")

@@ -66,9 +66,11 @@ def _source(path: str) -> tuple[str, bool]:
                          "down first (a committed run's own validation is in its record: hub status --json)")
     if os.path.isdir(path):
         costs = os.path.join(path, "ingestion", "Costs")
-        if not os.path.isdir(costs) and os.path.basename(os.path.normpath(path)) == "ingestion":
-            costs = os.path.join(path, "Costs")  # the lake folder: its Costs (never Prices and the others as Costs)
-            if not os.path.isdir(costs):
+        lake = os.path.normpath(path)
+        if not os.path.isdir(costs) and os.path.basename(lake) == "ingestion":  # a hub's lake folder: its Costs (never
+            if os.path.isdir(os.path.join(path, "Costs")):  # Prices and the others as Costs)
+                costs = os.path.join(path, "Costs")
+            elif os.path.isdir(os.path.join(os.path.dirname(lake), "config")):
                 raise ValueError(f"{path}: no Costs in the lake yet (hub validate checks the Costs dataset)")
         if not os.path.isdir(costs) and os.path.isdir(os.path.join(path, "config")):  # a hub root: never its staging
             raise ValueError(f"{path}: no Costs in the lake yet (nothing committed; hub status shows the runs)")

@@ -331,6 +331,36 @@ def test_a_cost_center_query_over_a_month_without_allocation_is_refused_naming_i
     assert may.exit_code == 0 and may.output.splitlines()[1:] == ["A,2024-05,20,0,USD", "B,2024-05,1,0,USD"]
 
 
+def test_a_running_server_follows_the_months_owed_their_allocation(tmp_path):
+    """Review of stop 38: the months owed their allocation were read from the run records once, when a connection was
+    made: a server started while May was owed kept refusing it after `hub allocate` (and one started before served a
+    month owed later, stale); every connection read every run record. A month owed is a marker file (written before
+    the Costs swap, removed when the month is allocated again), listed by each query."""
+    from fastapi.testclient import TestClient
+
+    from hub.server import create_app
+    from hub.store import allocation_owed
+
+    root = str(tmp_path)
+    _rules_file(tmp_path, {"dimensions": DIMS})
+    write_export(root, rows=40, run_id="run1")
+    assert ingest(Store(root)).ok
+    ask = {"time_condition": {"time_measure_id": 2, "begin_time": "2024-05", "end_time": "2024-05"},
+           "cost_type": "AMORTIZED_COST", "groupby": [{"type": "dimension", "key": "x_CostCenter"}]}
+    with TestClient(create_app(root)) as client:
+        assert client.post("/v4/costs/cost-analysed-bills/query", json=ask).status_code == 200
+        Store(root).write_bytes(allocation_owed("2024-05"), b"")  # as a Costs swap owing the month leaves it
+        refused = client.post("/v4/costs/cost-analysed-bills/query", json=ask)
+        assert refused.status_code == 400 and "2024-05 not allocated, or allocated before" in refused.json()["error_msg"]
+        (costs,) = [r for r in runs.load_all(Store(root)) if r.dataset == "Costs"]
+        costs.owed = ["allocate"]
+        runs.save(Store(root), costs)
+        out = CliRunner().invoke(app, ["allocate", root, "--month", "2024-05"])
+        assert out.exit_code == 0, out.output
+        assert not Store(root).exists(allocation_owed("2024-05"))
+        assert client.post("/v4/costs/cost-analysed-bills/query", json=ask).status_code == 200  # the same server
+
+
 def test_a_neighbouring_month_holding_rows_of_the_period_must_be_allocated_too(tmp_path):
     """Review of stop 38: May's folder holds a row charged on 30 April (a UTC+8 bill's first hours); April allocated,
     May not: April by cost center read 20.00 where its costs are 29.49, without a word. Refused naming May."""

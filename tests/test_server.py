@@ -565,3 +565,8 @@ def test_a_tokenless_server_answers_loopback_host_names_only(client: httpx.Clien
     assert client.get("/healthz", headers={"Host": "attacker.example"}).status_code == 421
     for name in (f"localhost:{port}", f"127.0.0.1:{port}", "LOCALHOST"):
         assert client.post(QUERY, json={"time_condition": MAY}, headers={"Host": name}).status_code == 200, name
+    import socket  # an HTTP/1.0 health check names no host (a browser always does): answered
+
+    with socket.create_connection(("127.0.0.1", int(port)), timeout=10) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+        assert sock.recv(64).startswith(b"HTTP/1.1 200")

@@ -298,6 +298,7 @@ def test_an_empty_file_lacking_columns_lacks_them_and_the_lake_folder_validates_
     assert validate(str(lake)).ok
     only_prices = tmp_path / "hub2" / "ingestion" / "Transactions" / "2024" / "05" / "t"
     only_prices.mkdir(parents=True)
+    (tmp_path / "hub2" / "config").mkdir()  # a hub's lake folder (a folder of one's own named ingestion is a folder)
     duckdb.sql(f"COPY (SELECT 'x' AS x_SkuOrderId) TO '{only_prices / 'part.parquet'}' (FORMAT parquet)")
     with pytest.raises(ValueError, match="no Costs in the lake yet"):
         validate(str(tmp_path / "hub2" / "ingestion"))
