@@ -398,3 +398,25 @@ def test_a_source_that_cannot_be_deleted_after_the_commit_leaves_the_run_committ
     assert late.ok and [(r.state, r.error.code) for r in late.records] == [("superseded", "AfterCommitFailed")]
     assert store.fs.exists(part4) and lake(url)[:2] == (1, 50)
     lease.release()
+
+
+def test_allocation_and_the_months_owed_it_on_every_store(root: str) -> None:
+    """The months owed their allocation are marker files the catalog lists when a query runs (DuckDB's glob through the
+    store's filesystem): on Azure Blob and S3 as on a local folder."""
+    from hub.store import allocation_owed
+
+    store = Store(root)
+    store.write_bytes("config/allocation.json", b'{"dimensions": {"cost_center": {"tag_keys": ["CostCenter"]}}}')
+    write_export(root, rows=300, parts=1, export_name="costs")
+    result = ingest(store)
+    assert result.ok and [r.state for r in result.allocated] == ["committed"]
+    assert not store.exists(allocation_owed("2024-05"))
+    req = CostQuery.model_validate({"time_condition": {"time_measure_id": 2, "begin_time": "2024-05", "end_time": "2024-05"},
+                                    "cost_type": "AMORTIZED_COST", "groupby": [{"type": "dimension", "key": "x_CostCenter"}],
+                                    "limit": 1000})
+    con = catalog.connect(root)
+    total = sum(Decimal(d.amount_by_costs) for d in query_costs(con, req).cost_data)
+    assert total == con.execute("SELECT sum(EffectiveCost) FROM Costs").fetchall()[0][0]
+    store.write_bytes(allocation_owed("2024-05"), b"")
+    with pytest.raises(Exception, match="2024-05 not allocated, or allocated before their Costs changed"):
+        query_costs(con, req)
