@@ -55,6 +55,8 @@ CASES = {
     "empty string": ({"SubAccountName": ""}, "EmptyString:SubAccountName"),
     "bad enum casing": ({"ChargeFrequency": "Usage-based"}, "AllowedValues:ChargeFrequency"),
     "bad charge class": ({"ChargeClass": "Refund"}, "AllowedValues:ChargeClass"),
+    # review of stop 38: FOCUS 1.0 wants SubAccountName null where a charge has no sub-account
+    "sub-account name without id": ({"SubAccountId": None}, "SubAccountNameNullWhenIdNull:SubAccountName"),
     "purchase usage-based": ({"ChargeCategory": "Purchase", "ConsumedQuantity": None, "ConsumedUnit": None}, "PurchaseNotUsageBased:ChargeCategory"),
     "cd category without id": ({"CommitmentDiscountCategory": "Spend"}, "CommitmentDiscountCategoryNullIffIdNull:CommitmentDiscountId"),
     "cd usage without status": ({"CommitmentDiscountId": "/ri/1", "CommitmentDiscountCategory": "Usage", "CommitmentDiscountType": "Reservation",
