@@ -88,6 +88,15 @@ def test_mca_recommendations_json_in_cells(hub_root: Path) -> None:
     assert row["x_RecommendationDate"] == datetime(2024, 4, 8, tzinfo=UTC)  # first usage + 7 days
 
 
+def test_mca_recommendation_amounts_written_as_text_or_plain_numbers(hub_root: Path) -> None:
+    """Review of stop 38: a JSON-in-cell amount whose value is a JSON string ("1200.75") or a plain number was NULL."""
+    reco = {**MCA_RECO, "Cost With No ReservedInstances": '{"value":"120.5","currency":"USD"}', "Net Savings": "-15",
+            "Total Cost With ReservedInstances": '{"value": 1e2, "currency": "USD"}'}
+    (row,) = run(hub_root, "reservationrecommendations_2023-05-01_mca", "ReservationRecommendations", "2023-05-01", "Recommendations",
+                 reco)
+    assert (row["x_EffectiveCostBefore"], row["x_EffectiveCostAfter"], row["x_EffectiveCostSavings"]) == (D("120.5"), D(100), D(-15))
+
+
 def test_transactions(hub_root: Path) -> None:
     ea = {"AccountName": "acct", "AccountOwnerEmail": "a@b", "Amount": "1200", "ArmSkuName": "Standard_D2s_v3", "BillingFrequency": "OneTime",
           "BillingMonth": "20240501", "Currency": "USD", "CurrentEnrollmentId": "8611537", "Description": "RI", "EventDate": "2024-05-03T00:00:00Z",

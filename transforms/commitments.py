@@ -80,8 +80,10 @@ def commitment_usage_sql(source: str, present: set[str], *, ingestion_time: str 
 
 
 def json_number(text: str) -> str:
-    """The first ``"value": <number>`` in a JSON-in-cell string (negatives and exponents included)."""
-    return f"TRY_CAST(nullif(regexp_extract({text}, '\"value\"\\s*:\\s*(-?[0-9.]+(?:[eE][-+]?[0-9]+)?)', 1), '') AS {DEC})"
+    """The first ``"value": <number>`` in a JSON-in-cell string (negatives and exponents included; a number written as
+    a JSON string, ``"value": "1200.75"``, too); else the cell itself when it is a plain number."""
+    found = f"regexp_extract({text}, '\"value\"\\s*:\\s*\"?(-?[0-9.]+(?:[eE][-+]?[0-9]+)?)', 1)"
+    return f"coalesce(TRY_CAST(nullif({found}, '') AS {DEC}), TRY_CAST(trim({text}) AS {DEC}))"
 
 
 def recommendations_sql(source: str, present: set[str], *, ingestion_time: str | None, version: str | None,
