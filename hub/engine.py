@@ -40,9 +40,9 @@ def commit(store: Store, rec: RunRecord, settings: Settings | None = None, recor
     assert rec.staging and rec.destination
     hooks = sources.hooks(rec)
     store.check_fence()
+    if rec.dataset == "Costs" and rec.month and "allocate" in owed(store, rec):  # before the month changes (the swap,
+        store.write_bytes(allocation_owed(rec.month), b"")  # and a pairing's rewrite): its allocation refused until made again
     hooks.before_swap(store, rec)
-    if rec.dataset == "Costs" and rec.month and "allocate" in owed(store, rec):  # before the month changes: readers
-        store.write_bytes(allocation_owed(rec.month), b"")  # refuse its allocation until it is made again
     names = [posixpath.basename(p.output) for p in rec.parts] + rec.kept
     if _keeps_raw(rec) and rec.destination.startswith(f"{INGESTION}/"):  # idempotent, like the lake swap
         swap.commit_staged(store, f"{rec.key}-raw", raw_staging(rec.staging), raw_folder(rec.destination), names)

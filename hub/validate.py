@@ -66,7 +66,7 @@ def _source(path: str) -> tuple[str, bool]:
                          "down first (a committed run's own validation is in its record: hub status --json)")
     if os.path.isdir(path):
         costs = os.path.join(path, "ingestion", "Costs")
-        lake = os.path.normpath(path)
+        lake = os.path.abspath(path)
         if not os.path.isdir(costs) and os.path.basename(lake) == "ingestion":  # a hub's lake folder: its Costs (never
             if os.path.isdir(os.path.join(path, "Costs")):  # Prices and the others as Costs)
                 costs = os.path.join(path, "Costs")

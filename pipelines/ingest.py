@@ -16,7 +16,7 @@ from hub.errors import UsageError
 from hub.runs import RunError, RunRecord
 from hub.settings import load_settings
 from hub.sources import custom, msexports, native
-from hub.store import Store
+from hub.store import Store, allocation_owed
 from pipelines.prices_backfill import RENORMALIZE, renormalize_month
 
 __all__ = ["IngestResult", "ingest", "load_settings"]
@@ -139,8 +139,9 @@ def _allocate(store: Store, result: IngestResult, records: list[RunRecord]) -> l
         return []  # changed stays owed its allocation until the rules are back (never served a stale one meanwhile)
     owing = {r.key: r for r in [*records, *result.all] if "allocate" in r.owed}
     available = set(allocation.months(store))
-    changed = sorted({r.month for r in [*result.all, *owing.values()] if r.state == "committed" and r.dataset == "Costs"
-                      and r.month in available})
+    # (an owing record of another state too: a custom delivery whose overwritten committed files were set aside)
+    changed = sorted({r.month for r in result.all if r.state == "committed" and r.dataset == "Costs" and r.month in available}
+                     | {r.month for r in owing.values() if r.dataset == "Costs" and r.month in available})
     if not changed:
         for rec in owing.values():  # its month holds no Costs any more (retention): nothing to allocate
             engine.settle(store, rec, "allocate")
@@ -182,6 +183,8 @@ def recover(store: Store) -> list[RunRecord]:
             # allocated when it committed); a lasting failure stays on its record (hub status)
         if rec.state == "committed" and "renormalize" in rec.owed:  # prices committed, their month's
             done += _renormalize(store, rec)  # re-normalization cut short before it started
+        if rec.dataset == "Costs" and rec.month and "allocate" in rec.owed and not store.exists(allocation_owed(rec.month)):
+            store.write_bytes(allocation_owed(rec.month), b"")  # owed by a record a hub before the markers wrote
     return done
 
 

@@ -361,6 +361,32 @@ def test_a_running_server_follows_the_months_owed_their_allocation(tmp_path):
         assert client.post("/v4/costs/cost-analysed-bills/query", json=ask).status_code == 200  # the same server
 
 
+def test_a_month_owed_by_an_older_hubs_record_gets_its_marker_and_a_locked_month_none(tmp_path):
+    """Review of stop 38: a record owing `allocate` written before the markers (an upgrade) left the month served stale
+    once the rules were back; a locked month (lock_before) keeps its allocation whatever its Costs did, but its marker
+    refused it, and `hub allocate --month`, which skips locked months, never cleared it."""
+    from hub.store import allocation_owed
+
+    root, store = str(tmp_path), Store(str(tmp_path))
+    _rules_file(tmp_path, {"dimensions": DIMS})
+    write_export(root, rows=40, run_id="run1")
+    assert ingest(store).ok
+    (tmp_path / "config/allocation.json").unlink()
+    write_export(root, rows=60, run_id="run2", seed=7)
+    assert ingest(store).ok and store.exists(allocation_owed("2024-05"))
+    store.delete(allocation_owed("2024-05"))  # as an older hub left it: the record owes, no marker
+    assert ingest(store).records == [] and store.exists(allocation_owed("2024-05"))  # recovery writes it
+    _rules_file(tmp_path, {"dimensions": DIMS})
+    stale = CliRunner().invoke(app, ["costs", root, "--begin", "2024-05", "--group-by", "x_CostCenter"])
+    assert stale.exit_code == 2 and "allocated before their Costs changed" in stale.output
+    _rules_file(tmp_path, {"dimensions": DIMS, "lock_before": "2024-06-01"})  # May locked: it keeps its allocation
+    locked = CliRunner().invoke(app, ["costs", root, "--begin", "2024-05", "--group-by", "x_CostCenter"])
+    assert locked.exit_code == 0, locked.output
+    out = CliRunner().invoke(app, ["allocate", root, "--month", "2024-05"])
+    assert out.exit_code == 0, out.output
+    assert not store.exists(allocation_owed("2024-05"))
+
+
 def test_a_neighbouring_month_holding_rows_of_the_period_must_be_allocated_too(tmp_path):
     """Review of stop 38: May's folder holds a row charged on 30 April (a UTC+8 bill's first hours); April allocated,
     May not: April by cost center read 20.00 where its costs are 29.49, without a word. Refused naming May."""

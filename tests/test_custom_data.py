@@ -483,3 +483,26 @@ def test_nested_tags_are_read_as_json(hub_root: Path, tags: str, code: str | Non
     ((text, changes),) = _lake(hub_root, "SELECT Tags, x_SourceChanges FROM t")
     assert json.loads(text) == {"team": "web", "env": "prod"}
     assert (code in (changes or "")) if code else "TagsFromText" not in (changes or "")
+
+
+def test_a_committed_file_set_aside_leaves_its_month_owed_its_allocation(hub_root: Path) -> None:
+    """Review of stop 38: a producer overwrote a committed custom file with bad content: the delivery was quarantined and
+    the file set aside (its rows left the lake) without anything owing the month's allocation: by cost center 15 where
+    the Costs held 5, for good. The month is marked owed; the next ingestion allocates it again."""
+    from hub.store import allocation_owed
+
+    (hub_root / "config").mkdir(exist_ok=True)
+    (hub_root / "config/allocation.json").write_text('{"dimensions": {"cost_center": {"tag_keys": ["CostCenter"]}}}')
+    _drop(hub_root / FOLDER, "ing1__a.parquet", ["10"])
+    _drop(hub_root / FOLDER, "ing1__b.parquet", ["5"])
+    store = Store(str(hub_root))
+    assert ingest(store).ok
+    (hub_root / FOLDER / "ing1__a.parquet").write_bytes(b"PAR1 not parquet any more")
+    (hub_root / FOLDER / "manifest.json").write_text("")
+    result = ingest(store)
+    (rec,) = result.records
+    assert rec.state == "quarantined" and _lake(hub_root) == [(1, D(5))]
+    assert [(r.month, r.state) for r in result.allocated] == [("2024-09", "committed")]  # made again at once
+    assert not store.exists(allocation_owed("2024-09"))
+    allocated = duckdb.sql(f"SELECT sum(x_Amount) FROM '{hub_root}/ingestion/Allocation/**/*.parquet'").fetchall()
+    assert allocated == [(D(5),)]

@@ -30,7 +30,7 @@ from hub.errors import HubError, UsageError
 from hub.faults import checkpoint
 from hub.runs import RunRecord
 from hub.sources import Hooks
-from hub.store import INGESTION, Store, dataset_folder
+from hub.store import INGESTION, Store, allocation_owed, dataset_folder
 from transforms.typing import ident, literal, scan
 
 DATASET = "Allocation"
@@ -74,6 +74,8 @@ def allocate(store: Store, only: list[str] | None = None, *, rules: Rules | None
         year, mon = map(int, month.split("-"))
         if rules.lock_before and f"{month}-01" < rules.lock_before.isoformat() and store.files(
                 f"{INGESTION}/{DATASET}/{year:04d}/{mon:02d}"):
+            if store.exists(allocation_owed(month)):  # it keeps its allocation: no longer one that must be made again
+                store.delete(allocation_owed(month))
             continue  # locked: the allocation written before the lock stays as it is (whatever a later attempt did, in
             # whatever metric it was made)
         out.append(_run(store, month, rules))

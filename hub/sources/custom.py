@@ -31,7 +31,7 @@ from hub.export_schemas import Column, ExportSchema, totals_spec
 from hub.faults import checkpoint
 from hub.runs import RunRecord
 from hub.sources import refresh_checkpoint
-from hub.store import INGESTION, Store, hidden, listed, signature_of
+from hub.store import INGESTION, Store, allocation_owed, hidden, listed, signature_of
 from hub.validate import validate_files
 from transforms import costs
 from transforms.costs import Lineage
@@ -236,6 +236,12 @@ def process_folder(store: Store, rel: str, raw: bytes | None,
     except Exception as exc:  # noqa: BLE001 - a store error, a bug: recorded like the others (a swap stays to roll forward)
         runs.fail(store, rec, "InternalError", convert.error_text(exc), rel)
     if rec.state == "quarantined" and read:  # a bad manifest or folder: the files were not read, fix and resend it
+        lost = {p.output for p in committed} & (set(listing) - set(_unchanged(committed, listing)))
+        if lost and rec.dataset == "Costs" and rec.month and "allocate" in engine.owed(store, rec):
+            # committed files the producer overwrote leave the lake with the rest: the month's Costs change, its
+            # allocation no longer stands (refused until made again, as after a commit)
+            store.write_bytes(allocation_owed(rec.month), b"")
+            rec.owed = [*rec.owed, "allocate"]
         _set_aside(store, rec, listing, committed)
         rec.manifestSha256 = _sha(raw, _listing(store, folder))  # the folder as this run left it
     rec.seconds = round(time.perf_counter() - started, 3)
