@@ -16,6 +16,8 @@ from hub.store import SETTINGS, Store
 #: Fixture files copied into the repository (licences beside them): tests never read outside it.
 DATA = Path(__file__).resolve().parent / "data"
 SAMPLE_VALUES = {"string": "s{i}", "decimal": "{i}.25", "timestamp": "2024-05-0{d}T00:00:00Z", "boolean": "true"}
+#: Text columns whose values have a form of their own (EA's billing month is yyyyMMdd: other text is InvalidValue).
+SAMPLE_BY_NAME = {"BillingMonth": "20240501"}
 RESOURCE = "/subscriptions/00000000-0000-0000-0000-000000000001/providers/Microsoft.CostManagement/exports/e1"
 SCOPE = "subscriptions/00000000-0000-0000-0000-000000000001"
 
@@ -53,7 +55,7 @@ def schema_csv(key: str, rows: int, *, start: int = 0) -> str:
     assert schema is not None, key
     lines = [",".join(f'"{c.name}"' if " " in c.name else c.name for c in schema.columns)]
     for i in range(start, start + rows):
-        cells = [SAMPLE_VALUES[c.type].format(i=i, d=1 + i % 9) for c in schema.columns]
+        cells = [SAMPLE_BY_NAME.get(c.name, SAMPLE_VALUES[c.type]).format(i=i, d=1 + i % 9) for c in schema.columns]
         lines.append(",".join(cells))
     return "\n".join(lines) + "\n"
 
