@@ -148,26 +148,25 @@ def create_views(con: duckdb.DuckDBPyConnection, store: Store) -> list[str]:
         # the months whose allocation no longer stands: their markers, listed when a query runs (a view, not a snapshot)
         marks = glob_escape(duck_path(store, ALLOCATION_OWED) if _globs_natively(store)
                             else f"{LOCAL_GLOB}://{duck_path(store, ALLOCATION_OWED)}") + "/*"
-        locked = _lock_month(store)  # a locked month keeps its allocation, whatever its Costs did since
+        # a locked month keeps its allocation, whatever its Costs did since (locked as hub.allocation.allocate locks it:
+        # its first day before lock_before; read when the views are made)
+        lock = _lock_before(store)
         con.execute(f"CREATE OR REPLACE VIEW {OWED} AS SELECT * FROM (SELECT DISTINCT regexp_extract(file, "
                     f"'([0-9]{{4}}-[0-9]{{2}})$', 1) AS x_Month FROM glob({literal(marks)}) WHERE regexp_matches(file, "
-                    f"'/[0-9]{{4}}-[0-9]{{2}}$')) WHERE x_Month >= {literal(locked)}")
+                    f"'/[0-9]{{4}}-[0-9]{{2}}$')) WHERE x_Month || '-01' >= {literal(lock)}")
     return made
 
 
-def _lock_month(store: Store) -> str:
-    """The first month the allocation rules do not lock (``lock_before``), as ``yyyy-mm``; ``''`` without a lock (or
-    rules that cannot be read: their error is the allocation's to report)."""
+def _lock_before(store: Store) -> str:
+    """The allocation rules' ``lock_before`` as ``yyyy-mm-dd``; ``''`` without a lock (or rules that cannot be read:
+    their error is the allocation's to report)."""
     from hub.allocation import rules as allocation_rules
 
     try:
         rules = allocation_rules.load(store)
     except UsageError:
         return ""
-    lock = rules.lock_before if rules else None
-    if lock is None:
-        return ""
-    return f"{lock:%Y-%m}" if lock.day == 1 else f"{(lock.replace(day=28) + timedelta(days=4)).replace(day=1):%Y-%m}"
+    return rules.lock_before.isoformat() if rules and rules.lock_before else ""
 
 
 def other_metric_months(con: duckdb.DuckDBPyConnection, metric: str, first: date, last: date) -> str | None:

@@ -102,11 +102,9 @@ def owed(store: Store, rec: RunRecord) -> list[str]:
 
 
 def settle(store: Store, rec: RunRecord, work: str) -> None:
-    """``work`` done (or recorded as failed) for ``rec``: no longer owed. A month's allocation made again (or failed:
-    its earlier one retired, the month then has none) no longer stands for a bill that changed: its marker goes."""
+    """``work`` done (or recorded as failed) for ``rec``: no longer owed (a month's marker of an allocation that no
+    longer stands goes only when its allocation is made again: :func:`hub.allocation.allocate`)."""
     if work in rec.owed:
-        if work == "allocate" and rec.month and store.exists(allocation_owed(rec.month)):
-            store.delete(allocation_owed(rec.month))
         rec.owed = [w for w in rec.owed if w != work]
         runs.save(store, rec)
 

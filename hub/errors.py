@@ -8,13 +8,15 @@ CODES: dict[str, tuple[str, str, str]] = {
                            "re-deliver the export (re-run it in Cost Management) or fix the JSON"),
     "ManifestInvalid": ("manifest", "a required manifest field is missing or has a bad value, or a blob is listed twice "
                                     "or lies outside the manifest's own folder",
-                        "fix the manifest; see the minimal manifest in the README"),
+                        "fix the manifest (see the minimal manifest in the README); custom data without ingestion ids: "
+                        "name the new delivery's files <id>__<name>.parquet with a new id, then write the manifest again"),
     "PathEscapesStore": ("manifest", "a blobName or scope would read or write outside the hub root, or a part is a link "
                                      "leading out of it",
                          "fix blobName/resourceId, or copy the part instead of linking it; the export is never read"),
     "IngestionFilesNotFound": ("manifest", "a blob listed in the manifest does not exist, or a delivery's folder holds no "
                                            "file of a type its source reads (see Providers, Custom data)",
-                               "upload the missing part (in a format its source reads), then `hub ingest --retry`"),
+                               "upload the missing part (in a format its source reads), then `hub ingest --retry` "
+                               "(custom data: write its manifest again)"),
     "ByteCountMismatch": ("manifest", "a blob's size differs from the manifest's byteCount (upload incomplete?)",
                           "re-upload the part, then `hub ingest --retry`"),
     "SchemaNotFound": ("schema", "no schema for this exportConfig.type + dataVersion, or a delivery under exports/ "
@@ -61,8 +63,12 @@ CODES: dict[str, tuple[str, str, str]] = {
                          "pass loads it (no --retry needed)"),
     "SourceConflict": ("input", "another kind of report of the same provider already put this sub-account's month in the "
                                 "lake (a CUR and a FOCUS export, an OCI cost report and a FOCUS report, an Azure FocusCost "
-                                "and an ActualCost / AmortizedCost export of one scope): both would count the same costs",
-                       "deliver one kind of report per account; the lake keeps the first kind"),
+                                "and an ActualCost / AmortizedCost export of one scope): both would count the same costs; or "
+                                "two versions of one AWS billing period (CUR assemblies, Data Exports executions) and no "
+                                "manifest naming the current one; or custom data and a provider's deliveries in one lake folder",
+                       "deliver one kind of report per account (the lake keeps the first kind); AWS: sync the period's "
+                       "manifest, or only the current version; custom data: write it under custom/<name>/ (its files "
+                       "and manifest were set aside as .quarantined)"),
     "PullAuthFailed": ("pull", "the bill API refused the credentials (unknown key, bad signature, no permission)",
                        "check the key and its permissions (README: `hub pull`), then pull again"),
     "PullThrottled": ("pull", "the bill API kept throttling the requests after every retry",

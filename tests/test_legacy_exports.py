@@ -14,6 +14,7 @@ from conftest import DATA, lake_rows, make_hub, write_export
 
 from hub import runs
 from hub.store import Store
+from hub.validate import validate
 from pipelines.ingest import ingest
 
 
@@ -155,6 +156,16 @@ def test_actual_only_gets_every_row_flagged(hub_root: Path) -> None:
     assert _totals(hub_root) == (4, ACTUAL_TOTAL, D("1.0000564902"))  # the purchase's EffectiveCost is 0 (FOCUS)
     flagged = [r for r in lake_rows(hub_root) if "EffectiveCostFromActualCost" in (r["x_SourceChanges"] or "")]
     assert len(flagged) == 3 and all(r["ChargeCategory"] == "Usage" for r in flagged)
+
+
+def test_a_row_without_a_subscription_has_no_sub_account_name(hub_root: Path) -> None:
+    """Review of stop 38: SubAccountName came from SubscriptionName even where SubscriptionId was empty (EA's
+    "Unassigned" rows): FOCUS wants it null with its id (hub validate's SubAccountNameNullWhenIdNull)."""
+    _deliver(hub_root, "AmortizedCost", [*AMORTIZED[:2], {**AMORTIZED[0], "SubscriptionId": "", "SubscriptionName": "Unassigned"}])
+    assert ingest(Store(str(hub_root))).ok
+    names = sorted((r["SubAccountId"] or "", r["SubAccountName"] or "") for r in lake_rows(hub_root))
+    assert names[0] == ("", "") and names[1] == (f"/subscriptions/{SUB}", "Corp")
+    assert "SubAccountNameNullWhenIdNull:SubAccountName" not in validate(str(hub_root)).summary()
 
 
 def test_amortized_only(hub_root: Path) -> None:

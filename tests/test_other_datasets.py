@@ -120,8 +120,9 @@ def test_an_ea_billing_month_written_otherwise_is_still_its_billing_month(hub_ro
     assert row["BillingPeriodStart"] == datetime(2024, 5, 1, tzinfo=UTC)
 
 
-def test_an_ea_billing_month_that_is_no_month_is_refused(hub_root: Path) -> None:
-    ea = {"Amount": "-50", "BillingMonth": "May 2024", "Currency": "USD", "CurrentEnrollmentId": "8611537",
+@pytest.mark.parametrize("written", ["May 2024", "01/05/2024"])  # a day-first date: 5 January, no billing month
+def test_an_ea_billing_month_that_is_no_month_is_refused(hub_root: Path, written: str) -> None:
+    ea = {"Amount": "-50", "BillingMonth": written, "Currency": "USD", "CurrentEnrollmentId": "8611537",
           "EventDate": "2024-04-30T23:00:00Z", "EventType": "Refund", "ReservationOrderId": "O1", "Term": "P1Y"}
     write_export(hub_root, {"part_0_0001.csv": rows_csv("reservationtransactions_2023-05-01_ea", [ea])},
                  export_type="ReservationTransactions", data_version="2023-05-01", rows=1,

@@ -139,13 +139,14 @@ def transactions_sql(source: str, present: set[str], *, ingestion_time: str | No
     event, month = c("EventType"), c("BillingMonth")
     # MCA transactions have no BillingMonth: the calendar month of the event (MCA bills calendar months)
     # EA's BillingMonth as the API writes it (20240501), or as a spreadsheet saved it again (2024-05-01, 202405,
-    # 5/1/2024 12:00:00 AM); any other text is refused (InvalidValue), never replaced by the event's month
+    # 5/1/2024 12:00:00 AM, month first); any other text is refused (InvalidValue), never replaced by the event's month,
+    # and so is a date not on a 1st (a day-first 01/05/2024 read as 5 January: a billing month starts on the 1st)
     text = f"nullif(trim(CAST({month} AS VARCHAR)), '')"
     parsed = (f"coalesce(try_strptime(left({text}, 8), '%Y%m%d'), try_strptime(left({text}, 10), '%Y-%m-%d'), "
               f"try_strptime({text} || '01', '%Y%m%d'), try_strptime(split_part({text}, ' ', 1), '%m/%d/%Y'))")
     bad = f"error({literal(ERROR_TAG + 'BillingMonth|is not a month (yyyyMMdd)')})"
     start = (f"CASE WHEN {text} IS NULL THEN CAST(date_trunc('month', CAST({c('EventDate')} AS TIMESTAMP)) AS TIMESTAMPTZ) "
-             f"ELSE coalesce(CAST(date_trunc('month', {parsed}) AS TIMESTAMPTZ), {bad}) END")
+             f"ELSE coalesce(CASE WHEN day({parsed}) = 1 THEN CAST({parsed} AS TIMESTAMPTZ) END, {bad}) END")
     guid = c("PurchasingSubscriptionGuid")
     profile = c("BillingProfileId")
     cols = {

@@ -156,7 +156,7 @@ def legacy_sql(source: str, present: set[str], export_type: str, *, filter_rows:
         "SkuMeter": c("MeterName"),
         "SubAccountId": f"CASE WHEN {c('SubscriptionId')} IS NOT NULL THEN '/subscriptions/' || "
                         f"{c('SubscriptionId')} END",
-        "SubAccountName": c("SubscriptionName"),
+        "SubAccountName": f"CASE WHEN {c('SubscriptionId')} IS NOT NULL THEN {c('SubscriptionName')} END",  # FOCUS: with its id
         "SubAccountType": f"CASE WHEN {c('SubscriptionId')} IS NOT NULL THEN 'Subscription' END",
         "Tags": c("Tags"),
         "x_AccountName": c("AccountName"),

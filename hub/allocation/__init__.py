@@ -74,8 +74,6 @@ def allocate(store: Store, only: list[str] | None = None, *, rules: Rules | None
         year, mon = map(int, month.split("-"))
         if rules.lock_before and f"{month}-01" < rules.lock_before.isoformat() and store.files(
                 f"{INGESTION}/{DATASET}/{year:04d}/{mon:02d}"):
-            if store.exists(allocation_owed(month)):  # it keeps its allocation: no longer one that must be made again
-                store.delete(allocation_owed(month))
             continue  # locked: the allocation written before the lock stays as it is (whatever a later attempt did, in
             # whatever metric it was made)
         out.append(_run(store, month, rules))
@@ -141,6 +139,8 @@ def _run(store: Store, month: str, rules: Rules) -> RunRecord:
         runs.save(store, rec)
         checkpoint("allocation-swapping")
         engine.commit(store, rec)  # retires the other metrics first (HOOKS)
+        if store.exists(allocation_owed(month)):  # made from the Costs as they are now (under the ingestion lease)
+            store.delete(allocation_owed(month))
     except HubError as exc:
         store.delete_tree(rec.staging or "")
         engine.quarantine(store, rec, exc)
