@@ -21,6 +21,7 @@ from typing import TypeVar
 import duckdb
 from fsspec.implementations.local import LocalFileSystem
 
+from hub.checks import PERIOD_SLACK
 from hub.errors import UsageError
 from hub.store import ALLOCATION_OWED, ALLOCATION_RULES, INGESTION, Store, glob_escape
 from transforms.typing import ident, literal, scan
@@ -178,12 +179,21 @@ def other_metric_months(con: duckdb.DuckDBPyConnection, metric: str, first: date
     return ", ".join(f"{m} ({kind})" for m, kind in other) or None
 
 
-def unallocated_months(con: duckdb.DuckDBPyConnection, first: date, last: date, floor: str | None = None) -> str | None:
-    """The months a query of the days ``first`` to ``last`` reads (those of the span, and any from ``floor`` on holding
-    rows charged in it: a UTC+8 bill's first hours, late usage, a later credit) with Costs and no allocation (allocated
-    before the rules came, a month whose Costs changed while its allocation failed or the rules were gone) or one made
-    from Costs that changed since (:data:`OWED`), as ``2024-04, ...``; None when there is none. Read from the allocation,
-    their costs would count as 0, or as the bill that no longer stands."""
+def first_folder_month(begin: date) -> str:
+    """The first month folder that may hold rows charged from ``begin`` on: ingestion files a row under its billing
+    period's month (other clouds: late usage billed the next month, Google's Pacific invoice month) and refuses rows
+    charged more than ``PERIOD_SLACK`` before it. There is no last one: a native bill's corrections, adjustments and
+    credits may concern usage of any earlier month (:func:`hub.checks.check_costs`), so every later folder may hold
+    some of the period's rows."""
+    return f"{max(begin, date.min + PERIOD_SLACK) - PERIOD_SLACK:%Y-%m}"
+
+
+def unallocated_months(con: duckdb.DuckDBPyConnection, first: date, last: date) -> str | None:
+    """The months a query of the days ``first`` to ``last`` reads (those of the span, and any from
+    :func:`first_folder_month` on holding rows charged in it: a UTC+8 bill's first hours, late usage, a later credit)
+    with Costs and no allocation (allocated before the rules came, a month whose Costs changed while its allocation
+    failed or the rules were gone) or one made from Costs that changed since (:data:`OWED`), as ``2024-04, ...``; None
+    when there is none. Read from the allocation, their costs would count as 0, or as the bill that no longer stands."""
     span = [f"{first:%Y-%m}", f"{last:%Y-%m}"]
     start = datetime.combine(first, datetime.min.time(), timezone.utc)
     end = datetime.combine(min(last, date.max - timedelta(days=1)) + timedelta(days=1), datetime.min.time(), timezone.utc)
@@ -193,7 +203,7 @@ def unallocated_months(con: duckdb.DuckDBPyConnection, first: date, last: date, 
         "SELECT x_Month FROM (SELECT DISTINCT x_Month FROM Costs WHERE x_Month BETWEEN ? AND ? UNION SELECT DISTINCT x_Month "
         "FROM Costs WHERE x_Month >= ? AND ChargePeriodStart >= ? AND ChargePeriodStart < ?) "
         f"WHERE x_Month NOT IN (SELECT DISTINCT x_Month FROM Allocation) {owed} ORDER BY 1",
-        [*span, floor or span[0], start, end]).fetchall()
+        [*span, first_folder_month(first), start, end]).fetchall()
     return ", ".join(m for (m,) in missing) or None
 
 

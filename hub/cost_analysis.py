@@ -21,8 +21,7 @@ from typing import Literal
 import duckdb
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from hub.catalog import other_metric_months, read_again, unallocated_months
-from hub.checks import PERIOD_SLACK
+from hub.catalog import first_folder_month, other_metric_months, read_again, unallocated_months
 from transforms.typing import ident
 
 UNTAGGED = "(untagged)"
@@ -196,15 +195,6 @@ def _epoch_us(day: date) -> int:
     return (day.toordinal() - EPOCH.toordinal()) * 86_400_000_000
 
 
-def first_folder_month(begin: date) -> str:
-    """The first month folder that may hold rows charged from ``begin`` on: ingestion files a row under its billing
-    period's month (other clouds: late usage billed the next month, Google's Pacific invoice month) and refuses rows
-    charged more than ``PERIOD_SLACK`` before it. There is no last one: a native bill's corrections, adjustments and
-    credits may concern usage of any earlier month (:func:`hub.checks.check_costs`), so every later folder may hold
-    some of the period's rows."""
-    return f"{max(begin, date.min + PERIOD_SLACK) - PERIOD_SLACK:%Y-%m}"
-
-
 def _utc(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
 
@@ -330,7 +320,7 @@ def _query_costs(con: duckdb.DuckDBPyConnection, req: CostQuery, *, view: str = 
     if view == "AllocatedCosts" and (months := other_metric_months(con, metric, begin, last)):
         raise CostQueryError(f"the allocation of {months} is in another cost type than {metric}: ask for that cost "
                              "type, or a period allocated in one")
-    if view == "AllocatedCosts" and (months := unallocated_months(con, begin, last, first_folder_month(begin))):
+    if view == "AllocatedCosts" and (months := unallocated_months(con, begin, last)):
         raise CostQueryError(f"{months} not allocated, or allocated before their Costs changed (their costs would read "
                              "as 0 or stale by cost center or product): run `hub allocate --month` for them, or ask without "
                              "x_CostCenter, x_Product, COST_UNIT")

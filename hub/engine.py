@@ -40,8 +40,8 @@ def commit(store: Store, rec: RunRecord, settings: Settings | None = None, recor
     assert rec.staging and rec.destination
     hooks = sources.hooks(rec)
     store.check_fence()
-    if rec.dataset == "Costs" and rec.month and "allocate" in owed(store, rec):  # before the month changes (the swap,
-        store.write_bytes(allocation_owed(rec.month), b"")  # and a pairing's rewrite): its allocation refused until made again
+    debts = owed(store, rec)  # what the commit will owe (the swap changes no allocation nor rules)
+    mark_allocation_owed(store, rec, debts)  # before the month changes (the swap, and a pairing's rewrite)
     hooks.before_swap(store, rec)
     names = [posixpath.basename(p.output) for p in rec.parts] + rec.kept
     if _keeps_raw(rec) and rec.destination.startswith(f"{INGESTION}/"):  # idempotent, like the lake swap
@@ -59,7 +59,7 @@ def commit(store: Store, rec: RunRecord, settings: Settings | None = None, recor
                        code="InternalError")
     rec.state = "committed"
     rec.error = None
-    rec.owed = owed(store, rec) + ([AFTER_COMMIT] if hooks.after_commit is not None else [])
+    rec.owed = debts + ([AFTER_COMMIT] if hooks.after_commit is not None else [])
     runs.save(store, rec)
     after_commit(store, rec, settings, records)
     checkpoint("after-commit")
@@ -99,6 +99,15 @@ def owed(store: Store, rec: RunRecord) -> list[str]:
     if rec.dataset == "Costs" and (store.exists(ALLOCATION_RULES) or allocated):
         return ["allocate"]  # allocated again (without rules: owed until they are back, its allocation unread meanwhile)
     return []
+
+
+def mark_allocation_owed(store: Store, rec: RunRecord, debts: list[str]) -> bool:
+    """When ``rec`` changes a month's Costs and that owes the month's allocation (``debts``: :func:`owed`), the month's
+    marker (:func:`hub.store.allocation_owed`: readers refuse its allocation until one is made again); True then."""
+    if rec.dataset != "Costs" or not rec.month or "allocate" not in debts:
+        return False
+    store.write_bytes(allocation_owed(rec.month), b"")
+    return True
 
 
 def settle(store: Store, rec: RunRecord, work: str) -> None:

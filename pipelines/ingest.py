@@ -184,7 +184,7 @@ def recover(store: Store) -> list[RunRecord]:
         if rec.state == "committed" and "renormalize" in rec.owed:  # prices committed, their month's
             done += _renormalize(store, rec)  # re-normalization cut short before it started
         if rec.dataset == "Costs" and rec.month and "allocate" in rec.owed and not store.exists(allocation_owed(rec.month)):
-            store.write_bytes(allocation_owed(rec.month), b"")  # owed by a record a hub before the markers wrote
+            engine.mark_allocation_owed(store, rec, rec.owed)  # owed by a record a hub before the markers wrote
     return done
 
 

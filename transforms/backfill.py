@@ -187,7 +187,7 @@ def price_layer(chain: Chain, prices: str | None) -> None:
 
     chain.replace({f"x_{c}InUsd": in_usd(c) for c in ("ContractedCost", "ListCost")})
 
-    def rounding(diff: str, a: str, a_double: str) -> str:
+    def rounding(diff: str, a_double: str) -> str:
         # a positive difference of at most a billionth of a: the relative test (in double precision: a DECIMAL product
         # would overflow) only where the exact difference is tiny, so most rows compare two decimals and no more
         return f"({diff} <= 0 OR ({diff} < {TINY} AND CAST({diff} AS DOUBLE) <= {EPSILON} * abs({a_double})))"
@@ -197,13 +197,13 @@ def price_layer(chain: Chain, prices: str | None) -> None:
         # refund net to no saving
         back = f"ChargeClass = 'Correction' AND {a} < 0"
         a_double = f"CAST({a} AS DOUBLE)"
-        return (f"CASE WHEN {zero(a)} THEN CAST(0 AS {DEC}) WHEN {back} THEN CASE WHEN {rounding(f'{b} - {a}', a, a_double)} "
-                f"THEN CAST(0 AS {DEC}) ELSE CAST({a} - {b} AS {DEC}) END WHEN {rounding(f'{a} - {b}', a, a_double)} "
+        return (f"CASE WHEN {zero(a)} THEN CAST(0 AS {DEC}) WHEN {back} THEN CASE WHEN {rounding(f'{b} - {a}', a_double)} "
+                f"THEN CAST(0 AS {DEC}) ELSE CAST({a} - {b} AS {DEC}) END WHEN {rounding(f'{a} - {b}', a_double)} "
                 f"THEN CAST(0 AS {DEC}) ELSE CAST({a} - {b} AS {DEC}) END")
 
     def percent(a: str, b: str) -> str:
         # the exact decimal difference over the DOUBLE of a (a difference of doubles would round first)
-        return (f"CASE WHEN {zero(a)} OR {rounding(f'{a} - {b}', a, dbl(chain, a))} THEN CAST(0 AS {DEC}) "
+        return (f"CASE WHEN {zero(a)} OR {rounding(f'{a} - {b}', dbl(chain, a))} THEN CAST(0 AS {DEC}) "
                 f"ELSE {fraction(f'{a} - {b}', dbl(chain, a))} END")
 
     codes = ", ".join([

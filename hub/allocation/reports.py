@@ -18,7 +18,6 @@ from hub import catalog
 from hub.allocation import CURRENCY_KEY_SQL, compute, months
 from hub.allocation.rules import Rules
 from hub.allocation.split import round_lines
-from hub.checks import PERIOD_SLACK
 from hub.errors import UsageError
 from hub.store import Store
 from transforms.typing import ident, literal, scan
@@ -119,7 +118,7 @@ def records(store: Store, rules: Rules, field: str, start: date, end: date, *, t
         if months := catalog.other_metric_months(con, rules.cost_metric, start, end):
             raise UsageError(f"the allocation of {months} is in another cost type than {rules.cost_metric}: ask for a "
                              "period allocated in it")
-        if months := catalog.unallocated_months(con, start, end, f"{max(start, date.min + PERIOD_SLACK) - PERIOD_SLACK:%Y-%m}"):
+        if months := catalog.unallocated_months(con, start, end):
             raise UsageError(f"{months} not allocated, or allocated before their Costs changed (their costs would read as 0 "
                              "or stale): run `hub allocate --month` for them")
         rows = con.execute(f"""SELECT CAST(ChargePeriodStart AS DATE) AS day,

@@ -21,7 +21,8 @@ import numpy as np
 
 from hub import catalog
 from hub.allocation.rules import KeyNormalization, norm_key
-from hub.cost_analysis import amount, first_folder_month
+from hub.catalog import first_folder_month
+from hub.cost_analysis import amount
 from hub.inspection import detect as detection
 from hub.inspection import forecast as forecasting
 from hub.inspection import outcome

@@ -31,7 +31,7 @@ from hub.export_schemas import Column, ExportSchema, totals_spec
 from hub.faults import checkpoint
 from hub.runs import RunRecord
 from hub.sources import refresh_checkpoint
-from hub.store import INGESTION, Store, allocation_owed, hidden, listed, signature_of
+from hub.store import INGESTION, Store, hidden, listed, signature_of
 from hub.validate import validate_files
 from transforms import costs
 from transforms.costs import Lineage
@@ -237,10 +237,9 @@ def process_folder(store: Store, rel: str, raw: bytes | None,
         runs.fail(store, rec, "InternalError", convert.error_text(exc), rel)
     if rec.state == "quarantined" and read:  # a bad manifest or folder: the files were not read, fix and resend it
         lost = {p.output for p in committed} & (set(listing) - set(_unchanged(committed, listing)))
-        if lost and rec.dataset == "Costs" and rec.month and "allocate" in engine.owed(store, rec):
-            # committed files the producer overwrote leave the lake with the rest: the month's Costs change, its
-            # allocation no longer stands (refused until made again, as after a commit)
-            store.write_bytes(allocation_owed(rec.month), b"")
+        # committed files the producer overwrote leave the lake with the rest: the month's Costs change, its
+        # allocation no longer stands (refused until made again, as after a commit)
+        if lost and engine.mark_allocation_owed(store, rec, engine.owed(store, rec)):
             rec.owed = [*rec.owed, "allocate"]
         _set_aside(store, rec, listing, committed)
         rec.manifestSha256 = _sha(raw, _listing(store, folder))  # the folder as this run left it
@@ -354,8 +353,9 @@ def ingest_custom(store: Store, records: list[RunRecord] | None = None, checkpoi
     folder just normalized in place has new files: it is read once more, then found final); ``settle``, ``waiting``:
     see :func:`pending`."""
     final: dict[str, str] = {}
+    records = runs.load_all(store) if records is None else records  # read once: the pending folders and their owners
     todo = pending(store, records, checkpoint, final, settle=settle, waiting=waiting)
-    owners = _providers_folders(runs.load_all(store) if records is None else records) if todo else {}
+    owners = _providers_folders(records) if todo else {}
     made = [_isolated(store, rel, raw, owners) for rel, raw in todo]
     refresh_checkpoint(checkpoint, INGESTION, final, final)  # changed, pending or gone: read again next time
     return made
