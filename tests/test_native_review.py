@@ -177,3 +177,69 @@ def test_alibaba_files_without_commodity_code_get_a_sku_of_product_and_billing_i
     assert result.ok, [r.error for r in result.all]
     assert keyed(root, "ResourceId, SkuId, SkuPriceId") == {
         "i-bp1abc": ("ecs/instance_type", "ecs/instance_type"), "rm-uf6xyz": ("rds", "rds")}
+
+
+def test_huawei_bill_types_written_as_numbers_with_a_fraction_keep_their_meaning(tmp_path: Path) -> None:
+    """Review of stop 39: a bill saved as Parquet by pandas (an integer column with a gap becomes DOUBLE: 1.0, 4.0)
+    matched no bill type: the purchase and its refund became Usage with EffectiveCost = the amount (605 instead of 5)."""
+    import duckdb
+
+    root = make_hub(tmp_path / "hub")
+    folder = root / "exports" / "huawei" / "cc" / "2024-06"
+    folder.mkdir(parents=True)
+    duckdb.connect().execute(f"""COPY (SELECT * FROM (VALUES
+        ('2024-06', '2024-06-05', CAST(1 AS DOUBLE), CAST(1 AS DOUBLE), 'c1', 'hws.service.type.ec2', 'ECS', 'vm-2', 's1', '900.00', '1000.00', '100.00'),
+        ('2024-06', '2024-06-10', CAST(4 AS DOUBLE), CAST(1 AS DOUBLE), 'c1', 'hws.service.type.ec2', 'ECS', 'vm-3', 's1', '-300.00', '-333.33', '-33.33'),
+        ('2024-06', '2024-06-11', CAST(NULL AS DOUBLE), CAST(3 AS DOUBLE), 'c1', 'hws.service.type.ec2', 'ECS', 'vm-4', 's1', '5.00', '5.00', '0'))
+        t(cycle, bill_date, bill_type, charge_mode, customer_id, cloud_service_type, cloud_service_type_name, res_instance_id,
+          sku_code, consume_amount, official_amount, discount_amount)) TO '{folder / "records.parquet"}' (FORMAT parquet)""")
+    (folder / "manifest.json").write_bytes(b"")
+    result = ingest(Store(str(root)))
+    assert result.ok, [r.error for r in result.all]
+    got = keyed(root, "ResourceId, x_BillType, x_ChargeMode, ChargeCategory, ChargeClass, BilledCost, EffectiveCost")
+    assert got == {"vm-2": ("1", "1", "Purchase", None, D(900), D(0)),
+                   "vm-3": ("4", "1", "Purchase", "Correction", D(-300), D(0)),
+                   "vm-4": (None, "3", "Usage", None, D(5), D(5))}
+
+
+def test_huawei_tax_rows_without_a_service_are_named_tax(tmp_path: Path) -> None:
+    """Review of stop 39: tax rows without cloud_service_type had a null ServiceName (a FOCUS 1.0 NotNull violation in
+    the hub's own output); an adjustment without one is named after the provider."""
+    root = make_hub(tmp_path / "hub")
+    header = HUAWEI.splitlines()[0] + "\n"
+    rows = "".join(_huawei_row(t, a).replace(",hws.service.type.ec2,Elastic Cloud Server,", ",,,")
+                   for t, a in ((15, "0.60"), (9, "-1.00")))
+    deliver(root, "huawei", "obs/2024-05", {"res-records.csv": header + rows})
+    result = ingest(Store(str(root)))
+    assert result.ok, [r.error for r in result.all]
+    assert keyed(root, "x_BillType, ChargeCategory, ServiceName") == {"15": ("Tax", "Tax"),
+                                                                      "9": ("Adjustment", "Huawei Cloud")}
+    assert validate(str(root)).violations == 0
+
+
+def test_alibaba_tax_and_after_tax_amount_are_kept(tmp_path: Path) -> None:
+    """Review of stop 39: a bill file with the international site's Tax and AfterTaxAmount dropped both without a
+    trace (BilledCost stays the pre-tax amount, as documented): they are x_TaxAmount and x_AfterTaxAmount."""
+    from test_native_focus import ALIBABA
+
+    root = make_hub(tmp_path / "hub")
+    lines = ALIBABA.splitlines()
+    text = "\n".join([lines[0] + ",Tax,AfterTaxAmount", *(f"{line},0.51,{i}9.01" for i, line in enumerate(lines[1:]))]) + "\n"
+    deliver(root, "alibaba", "oss/2024-05", {"bill.csv": text})
+    result = ingest(Store(str(root)))
+    assert result.ok, [r.error for r in result.all]
+    got = keyed(root, "ResourceId, x_TaxAmount, x_AfterTaxAmount")
+    assert got == {"i-bp1abc": (D("0.51"), D("9.01")), "rm-uf6xyz": (D("0.51"), D("19.01"))}
+
+
+def test_tencent_rows_without_component_or_item_have_no_sku(tmp_path: Path) -> None:
+    """Review of stop 39: an adjustment row with only its product got the SkuId `CVM S5 /  / ` (empty parts)."""
+    root = make_hub(tmp_path / "hub")
+    header, usage = TENCENT.splitlines()[:2]
+    adjust = usage.replace("Hourly settlement", "Adjustment").replace("ins-abc", "ins-adj").replace(
+        ",CPU,CPU usage,sv_cvm_cpu,", ",,,,")
+    deliver(root, "tencent", "cos/2024-05", {"100001-202405-by_used_time-bill_details.csv": f"{header}\n{usage}\n{adjust}\n"})
+    result = ingest(Store(str(root)))
+    assert result.ok, [r.error for r in result.all]
+    got = keyed(root, "ResourceId, ChargeCategory, SkuId")
+    assert got["ins-adj"] == ("Adjustment", None) and got["ins-abc"][1] == "sv_cvm_cpu"
