@@ -564,3 +564,37 @@ def test_an_http_sink_url_with_user_info_is_refused_without_repeating_it():
     with pytest.raises(UsageError, match="user info") as caught:
         parse_settings(text)
     assert "Hunter2Secret" not in str(caught.value)
+
+
+def test_events_of_other_clouds_deliveries_failing_early_name_their_provider(tmp_path: Path) -> None:
+    """Review of stop 39: a Google or OCI delivery quarantined before its files were read (a bad manifest, a file that
+    is no report) said provider "azure" and exportType "FOCUS"; a custom drop's subject was `custom:<path>`, its
+    export null."""
+    import duckdb
+
+    from hub.sample_gcp import write_gcp_export
+    from pipelines.ingest import ingest
+
+    root = tmp_path / "hub"
+    (root / "config").mkdir(parents=True)
+    out = tmp_path / "events.jsonl"
+    (root / "config/settings.json").write_text(json.dumps({"retention": {"ingestion": {"months": 0}},
+                                                           "events": {"sinks": [{"type": "file", "path": str(out)}]}}))
+    manifest = write_gcp_export(str(root), rows=5, month="2024-05")
+    (root / manifest).write_text('{"currency": "dollars"}')
+    (root / "exports/oci/x").mkdir(parents=True)
+    (root / "exports/oci/x/0001.csv").write_text("a,b\n1,2\n")
+    custom = root / "ingestion/Costs/2024/05/custom/team-x"
+    custom.mkdir(parents=True)
+    duckdb.execute(f"""COPY (SELECT 'Custom' AS ProviderName, 'x' AS BillingAccountId, 'USD' AS BillingCurrency,
+        TIMESTAMP '2024-05-01' AS BillingPeriodStart, TIMESTAMP '2024-06-01' AS BillingPeriodEnd,
+        TIMESTAMP '2024-05-03' AS ChargePeriodStart, TIMESTAMP '2024-05-04' AS ChargePeriodEnd, 'Usage' AS ChargeCategory,
+        7.5 AS BilledCost, 7.5 AS EffectiveCost) TO '{custom / "d1.parquet"}' (FORMAT parquet)""")
+    (custom / "manifest.json").write_bytes(b"")
+    ingest(Store(str(root)))
+    sent = {e["subject"]: e for e in map(json.loads, out.read_text().splitlines())}
+    gcp, oci = sent[manifest], sent["exports/oci/x/0001.csv"]
+    assert (gcp["type"], gcp["data"]["provider"], gcp["data"]["exportType"]) == (DELIVERY_QUARANTINED, "gcp", None)
+    assert (oci["type"], oci["data"]["provider"]) == (DELIVERY_QUARANTINED, "oci")
+    mine = sent["ingestion/Costs/2024/05/custom/team-x/manifest.json"]
+    assert (mine["type"], mine["data"]["provider"], mine["data"]["export"]) == (DELIVERY_INGESTED, "custom", "custom/team-x")

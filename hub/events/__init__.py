@@ -20,6 +20,8 @@ from hub.convert import scrub
 from hub.events.sinks import PublishResult, publish_to
 from hub.runs import RunRecord
 from hub.settings import Events
+from hub.sources.custom import CUSTOM
+from hub.store import EXPORTS as NATIVE_AREA
 from hub.store import Store, describe
 
 __all__ = ["DELIVERY_INGESTED", "DELIVERY_QUARANTINED", "PublishResult", "delivery_events", "event_id", "flush",
@@ -88,12 +90,15 @@ def _provider(record: RunRecord) -> str:
     key = record.schemaKey or ""
     if key.startswith("native:"):
         return key.split(":", 1)[1]
-    return "custom" if record.manifest.startswith("custom:") else "azure"
+    if record.manifest.startswith(f"{NATIVE_AREA}/") and record.manifest.count("/") > 1:  # a record written before its
+        return record.manifest.split("/")[1]  # source knew more (a failure while setting the delivery up)
+    return "custom" if record.manifest.startswith(CUSTOM) else "azure"
 
 
 def _delivery_data(record: RunRecord) -> dict:
     data: dict = {
-        "runKey": record.key, "manifest": record.manifest, "provider": _provider(record), "export": record.exportName,
+        "runKey": record.key, "manifest": record.manifest, "provider": _provider(record),
+        "export": record.exportName or (record.scope if record.manifest.startswith(CUSTOM) else None),
         "exportType": record.exportType, "dataset": record.dataset, "month": record.month, "scope": record.scope,
         "destination": record.destination, "rowsIn": record.rowsIn, "rowsOut": record.rowsOut,
         "totals": record.totalsOut, "reconciled": record.reconciled,
@@ -108,7 +113,7 @@ def _delivery_data(record: RunRecord) -> dict:
 def delivery_events(records: list[RunRecord], source: str) -> list[CloudEvent]:
     """One event per record that ended ``committed`` (ingested) or ``quarantined``; others are left out."""
     return [
-        make_event(_DELIVERY_TYPES[r.state], source, r.manifest, _delivery_data(r),
+        make_event(_DELIVERY_TYPES[r.state], source, r.manifest.removeprefix(CUSTOM), _delivery_data(r),
                    identity=f"{r.key}|{r.manifestSha256}|{r.state}", time=r.updatedAt)
         for r in records if r.state in _DELIVERY_TYPES
     ]

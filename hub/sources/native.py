@@ -371,8 +371,8 @@ def process(store: Store, d: Delivery, records: list[RunRecord], settings: Setti
     than the lake keeps (``OutsideRetention``, :func:`hub.deliveries.check_retained`)."""
     settings = settings or load_settings(store)
     started = time.perf_counter()
-    failure = RunRecord(key=f"native-{d.digest}", manifest=d.manifest, manifestSha256=d.sha, exportType="FOCUS",
-                        dataset="Costs", exportName=d.provider)
+    failure = RunRecord(key=f"native-{d.digest}", manifest=d.manifest, manifestSha256=d.sha, dataset="Costs",
+                        exportName=d.provider, schemaKey=f"{NATIVE}{d.provider}")  # its kind: once a file is read
     made: list[RunRecord] = []
     try:
         hints = _check(store, d)
@@ -591,6 +591,7 @@ def _convert(store: Store, d: Delivery, failure: RunRecord, records: list[RunRec
                 if d.pulled:  # another kind than the provider's files of the same bill: never both for one account
                     typed = dataclasses.replace(typed, source_type=f"{typed.source_type} (API)")
                 kinds.add(typed.source_type)
+                failure.exportType = ", ".join(sorted(kinds))
                 name = typed.source_name or mapping.sourceName
                 lineage = Lineage(name, mapping.provider, typed.source_type, typed.version, now)
                 out = os.path.join(tmp, f"out-{i}.parquet")
