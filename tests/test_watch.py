@@ -343,3 +343,33 @@ def test_a_custom_folder_settling_is_paced_like_other_files() -> None:
     assert _pause(["ingestion/Costs/2024/09/aws/1/manifest.json"], 60.0, 30.0) == 7.5
     assert _pause(["exports/oci/FOCUS Reports/2024/05/01/a.csv.gz", "ingestion/Costs/2024/09/aws/1/manifest.json"], 60.0, 30.0) == 7.5
     assert _pause(["msexports/e1/manifest.json"], 60.0, 30.0) == 1.0
+
+
+def test_files_with_a_modification_time_in_the_future_settle_from_when_they_were_first_seen(tmp_path: Path) -> None:
+    """Review of stop 39: a delivery whose data file carried a time in the future (a clock ahead, times kept by a copy)
+    waited silently until the clock reached it (now - mtime stayed negative); `hub ingest` took it at once. Now it
+    settles once its listing has stayed the same for the settle time from when the watcher first saw it; so does a
+    custom folder."""
+    from hub.sample_gcp import write_gcp_export
+
+    root = tmp_path / "hub"
+    manifest = write_gcp_export(str(root), rows=5, month="2024-05")
+    ahead = time.time() + 2 * 86400
+    for path in (root / manifest).parent.iterdir():
+        if path.name != "manifest.json":
+            os.utime(path, (ahead, ahead))
+    custom = root / "ingestion/Costs/2024/05/custom/team-x"
+    custom.mkdir(parents=True)
+    (custom / "manifest.json").write_bytes(b"")
+    duckdb.execute(f"""COPY (SELECT 'Custom' AS ProviderName, 'x' AS BillingAccountId, 'USD' AS BillingCurrency,
+        TIMESTAMP '2024-05-01' AS BillingPeriodStart, TIMESTAMP '2024-06-01' AS BillingPeriodEnd,
+        TIMESTAMP '2024-05-03' AS ChargePeriodStart, TIMESTAMP '2024-05-04' AS ChargePeriodEnd, 'Usage' AS ChargeCategory,
+        7.5 AS BilledCost, 7.5 AS EffectiveCost) TO '{custom / "d1.parquet"}' (FORMAT parquet)""")
+    os.utime(custom / "d1.parquet", (ahead, ahead))
+    store = Store(str(root))
+    first = ingest(store, settle=1)
+    assert not first.all and sorted(first.waiting) == sorted([manifest, "ingestion/Costs/2024/05/custom/team-x/manifest.json"])
+    time.sleep(1.2)
+    second = ingest(store, settle=1)
+    assert second.ok and not second.waiting and {r.state for r in second.all} == {"committed"}
+    assert {r.manifest.removeprefix("custom:") for r in second.all} >= {manifest, "ingestion/Costs/2024/05/custom/team-x/manifest.json"}

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from hub.runs import RunRecord
 from hub.settings import Settings
@@ -61,3 +62,18 @@ def refresh_checkpoint(checkpoint: dict[str, str] | None, area: str, present: se
     for rel in [k for k in checkpoint if k.startswith(f"{area}/") and k not in present]:
         del checkpoint[rel]
     checkpoint.update(final)
+
+
+#: When this process first saw a listing (delivery, signature) whose files carry a modification time in the future.
+_FIRST_SEEN: dict[tuple[str, str], datetime] = {}
+
+
+def unsettled(delivery: str, signature: str, moved: datetime | None, now: datetime, settle: float) -> bool:
+    """True while a delivery's files may still be written: the last of them changed less than ``settle`` seconds ago
+    (``moved``). A modification time in the future (a clock ahead, times kept by a copy) tells nothing: such a
+    delivery must keep the same listing ``signature`` for ``settle`` seconds from when this process first saw it."""
+    if settle <= 0 or moved is None:
+        return False
+    if moved > now:
+        moved = _FIRST_SEEN.setdefault((delivery, signature), now)
+    return (now - moved).total_seconds() < settle

@@ -30,7 +30,7 @@ from hub.errors import HubError
 from hub.export_schemas import Column, ExportSchema, totals_spec
 from hub.faults import checkpoint
 from hub.runs import RunRecord
-from hub.sources import refresh_checkpoint
+from hub.sources import refresh_checkpoint, unsettled
 from hub.store import INGESTION, Store, hidden, listed, signature_of
 from hub.validate import validate_files
 from transforms import costs
@@ -76,7 +76,7 @@ def pending(store: Store, records: list[RunRecord] | None = None, checkpoint: di
         if rec is None or rec.manifestSha256 != identity or rec.state not in ("committed", "quarantined"):
             written = listed(found[rel]).modified
             later = [t for p in folder if (t := listed(found[p]).modified) and written and t > written]
-            if settle > 0 and later and (now - max(later)).total_seconds() < settle:
+            if unsettled(rel, signature, max(later, default=None), now, settle):
                 if waiting is not None:
                     waiting.append(rel)
                 continue

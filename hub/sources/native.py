@@ -45,7 +45,7 @@ from hub.errors import HubError, InputError
 from hub.export_schemas import Column, ExportSchema, totals_spec
 from hub.runs import FINAL, RunRecord
 from hub.settings import Settings, load_settings
-from hub.sources import Hooks, refresh_checkpoint, snapshots
+from hub.sources import Hooks, refresh_checkpoint, snapshots, unsettled
 from hub.sources import listings as aws_listings
 from hub.sources.snapshots import Snapshots
 from hub.store import EXPORTS, Store, bounded_name, dataset_folder, glob_escape, listed, signature_of, visible
@@ -334,7 +334,7 @@ def pending(store: Store, records: list[RunRecord], *, retry: bool = False, forc
             final[d.manifest] = d.signature
         if force or not done or retry and any(r.state == "quarantined" for r in mine):
             moved = d.modified if d.incremental else d.after
-            if settle > 0 and moved and (now - moved).total_seconds() < settle:
+            if unsettled(d.manifest, d.signature, moved, now, settle):
                 if waiting is not None:
                     waiting.append(d.manifest)
                 continue
