@@ -670,3 +670,20 @@ def test_a_pull_currency_must_be_an_iso_code(tmp_path, monkeypatch, server_for, 
     store = make_hub(tmp_path, "tencent", server_for("tencent"), monkeypatch, currency=currency)
     with pytest.raises(UsageError, match="pull.tencent.currency"):
         load_settings(store)
+
+
+def test_tencent_numbers_written_as_json_integers_are_read_as_the_api_wrote_them(tmp_path, monkeypatch, server_for):
+    """Review of stop 39: a Tencent amount sent as the JSON integer 0 beside text amounts (and a RegionId sent as 4
+    beside "1") made the column JSON: the pulled file held `"0.5"` with its quotes and the month was quarantined
+    (InvalidValue), or the lake held the RegionId `"1"` with its quotes. Alibaba's and Huawei's readers already took
+    integers as text."""
+    data = {"2024-05-01": [tc(1, "2024-05-01", [("CPU", "0.5")]), tc(2, "2024-05-01", [("CPU", "0")])]}
+    data["2024-05-01"][1]["ComponentSet"][0]["RealCost"] = 0
+    data["2024-05-01"][1]["ComponentSet"][0]["CashPayAmount"] = 0
+    data["2024-05-01"][1]["RegionId"] = 4
+    server = server_for("tencent", data)
+    store = make_hub(tmp_path, "tencent", server, monkeypatch)
+    done = pulling.run(store, "tencent", [MAY1])
+    assert done.ok, [r.error for p in done.pulls for r in p.records] + [r.error for r in done.ingested.all]
+    assert lake(tmp_path, "SELECT sum(BilledCost), count(*), string_agg(DISTINCT RegionId, ',' ORDER BY RegionId) "
+                          "FROM LAKE") == [(Decimal("0.5"), 2, "1,4")]

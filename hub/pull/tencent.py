@@ -79,7 +79,7 @@ def pages(api: Any, period: Period, size: int, call: Call) -> Iterator[tuple[lis
 def _parse(raw: Any) -> dict:
     """``Response`` of a body; an error body raises the SDK's own exception type through :func:`classify`."""
     try:
-        parsed = json.loads(raw, parse_float=str) if isinstance(raw, (bytes, str)) else None
+        parsed = json.loads(raw, parse_float=str, parse_int=str) if isinstance(raw, (bytes, str)) else None
     except ValueError:
         parsed = None
     response = parsed.get("Response") if isinstance(parsed, dict) else None
