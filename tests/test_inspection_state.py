@@ -13,7 +13,7 @@ import pytest
 from test_inspection import LAST, D, _Receiver, daily, lake, rules
 from typer.testing import CliRunner
 
-from hub import inspection
+from hub import catalog, inspection
 from hub.cli import app
 from hub.errors import UsageError
 from hub.inspection import alerts, outcome
@@ -361,3 +361,62 @@ def test_a_hand_edited_state_with_a_bad_field_is_named_not_a_crash(spiky, tmp_pa
     with TestClient(create_app(str(tmp_path))) as client:
         answer = client.get("/v1/anomalies")
         assert (answer.status_code, answer.json()["error_code"]) == (503, "CBC.0503")
+
+
+def test_a_month_restated_after_it_ended_fires_the_thresholds_it_then_crosses(tmp_path):
+    """Review of stop 39: budgets were evaluated for the inspected day's month only, so a bill restated in the first
+    days of the next month (a final invoice, month-end credits) never fired a threshold it crossed and its Budgets row
+    kept the old actual. The month before is evaluated too, as of its last day."""
+    may = [daily("A", LAST - timedelta(days=i), 10) for i in range(31)]
+    june = [daily("A", LAST + timedelta(days=i), 10) for i in range(1, 4)]
+    store = lake(tmp_path, [*may, *june])
+    r = rules(budgets=[{"id": "b", "amount": "400", "actual": [50, 80, 100], "forecasted": []}])
+    inspection.inspect(store, LAST, r)  # May: 31 x 10 = 310 (77.5 %): 50 % crossed
+    assert inspection.inspect(store, LAST + timedelta(days=2), r).events == []  # June 2: nothing new
+    lake(tmp_path, [*may, daily("A", date(2024, 5, 15), 100, resource="r-late")])  # May restated: 410 (102.5 %)
+    later = inspection.inspect(store, LAST + timedelta(days=3), r)
+    assert later.events == [("finops-hub.budget.threshold", "b"), ("finops-hub.budget.threshold", "b")]
+    fired = sorted(k for k in outcome.load_state(store)["budgets"] if "/2024-05/" in k)
+    assert fired == ["b/2024-05/actual/100", "b/2024-05/actual/50", "b/2024-05/actual/80"]
+    con = duckdb.connect()
+    rows = con.execute(f"SELECT month, CAST(actual AS VARCHAR), day FROM '{tmp_path}/ingestion/Budgets/**/*.parquet' "
+                       "ORDER BY month").fetchall()
+    # April had no cost: no row
+    assert [(m, D(a), str(d)) for m, a, d in rows] == [("2024-05", D(410), "2024-05-31"), ("2024-06", D(30), "2024-06-03")]
+
+
+def test_an_anomaly_resolved_before_its_month_was_restated_follows_the_bill_that_stands(spiky, tmp_path):
+    """Review of stop 39: only open anomalies were read again; one already resolved when its month was delivered again
+    without the abnormal cost kept actual 50, impact 40 (critical) in the state, the dataset and the API."""
+    inspection.inspect(spiky, LAST, rules())
+    base = [daily("A", LAST - timedelta(days=i), 10) for i in range(1, 40)]
+    june = [daily("A", LAST + timedelta(days=i), 10) for i in range(1, 5)]
+    lake(tmp_path, [*base, daily("A", LAST, 50), *june])
+    for i in (1, 2, 3):
+        inspection.inspect(spiky, LAST + timedelta(days=i), rules())
+    (saved,) = outcome.load_state(spiky)["anomalies"].values()
+    assert (saved["state"], saved["actual"], saved["impact"]) == ("resolved", "50", "40")
+    lake(tmp_path, [*base, daily("A", LAST, 10), *june])  # May restated without the spike
+    again = inspection.inspect(spiky, LAST + timedelta(days=4), rules())
+    assert again.events == []  # no new event: it was reported over already
+    (saved,) = outcome.load_state(spiky)["anomalies"].values()
+    assert (saved["state"], saved["actual"], saved["impact"]) == ("resolved", "10", "0")
+
+
+@pytest.mark.parametrize("key", ['team\\', 'a"b', "x/y", "t~1"])
+def test_tag_monitors_read_any_key(tmp_path, key):
+    """Review of stop 39: a key ending in a backslash stopped `hub inspect` (a JSON path error); `a"b` monitored `ab`."""
+    store = lake(tmp_path, [daily("A", LAST - timedelta(days=i), 10) for i in range(40)])
+    for part in (tmp_path / "ingestion/Costs").rglob("part.parquet"):
+        duckdb.execute(f"COPY (SELECT *, {R_json(key)} AS Tags FROM '{part}') TO '{part}.tmp' (FORMAT parquet)")
+        part.unlink()
+        (part.parent / "part.parquet.tmp").rename(part)
+    result = inspection.inspect(store, LAST, rules(monitors=[{"id": "t", "dimension": f"tag:{key}"}]))
+    assert result.series == 1 and not result.insufficient
+    con = catalog.connect(store)  # the series is the key's value, never "(untagged)"
+    assert con.execute(f"SELECT DISTINCT {inspection._key_sql(R.Monitor(id='t', dimension=f'tag:{key}'))} FROM Costs").fetchall() == [("web",)]
+    assert outcome.load_state(store)["lastDay"] == LAST.isoformat()
+
+
+def R_json(key: str) -> str:  # noqa: N802 - the Tags cell {key: "web"} as a SQL literal
+    return "'" + json.dumps({key: "web"}).replace("'", "''") + "'"

@@ -90,6 +90,8 @@ class InspectResult:
     event_errors: list[str] = field(default_factory=list)
     #: the state's last inspected day, when ``day`` is earlier: nothing was recorded, sent or published
     not_recorded: str | None = None
+    #: each budget's previous month as of its last day (restated after the month ended: its thresholds still fire)
+    closed: list[dict] = field(default_factory=list)
 
 
 def _key_sql(monitor: Monitor, keys: Iterable[str] = ()) -> str:
@@ -105,7 +107,8 @@ def _key_sql(monitor: Monitor, keys: Iterable[str] = ()) -> str:
 
 
 def _path(key: str) -> str:
-    return '$."' + key.replace('"', "") + '"'
+    """The JSON Pointer of a tag key: any key, quotes and backslashes included (``/`` and ``~`` escaped as it says)."""
+    return "/" + key.replace("~", "~0").replace("/", "~1")
 
 
 def tag_keys(con: duckdb.DuckDBPyConnection, monitor: Monitor, where: str) -> list[str]:
@@ -145,6 +148,7 @@ def inspect(store: Store, day: date | None = None, rules: Rules | None = None, *
         for monitor in rules.monitors:
             _monitor(con, rules, monitor, first, day, result, known)
         result.budgets = [_budget(con, rules, b, first, day, result.unmatched) for b in rules.budgets]
+        result.closed = _closed_month(con, rules, day)
         if not result.series and not result.insufficient:
             result.last_cost_day = _last_cost_day(con)
         # the lake's costs end before the window (a day past the data, a mistyped year): nothing to record; monitors
@@ -157,7 +161,7 @@ def inspect(store: Store, day: date | None = None, rules: Rules | None = None, *
     if save and last and day.isoformat() < str(last):
         result.not_recorded = str(last)  # an earlier day than the state's: reported, never rewinding the state
     elif save and not empty:  # a window without costs records nothing: the state's last day never passes the data
-        made = outcome.record(store, result.anomalies, result.budgets, day, rules, result.alert_errors)
+        made = outcome.record(store, result.anomalies, [*result.closed, *result.budgets], day, rules, result.alert_errors)
         result.events = [(kind, subject) for kind, subject, _, _ in made]
         sent = outcome.publish(store, made)
         errors = sent.errors if sent is not None else []
@@ -287,6 +291,21 @@ def _budget(con: duckdb.DuckDBPyConnection, rules: Rules, budget: Budget, first:
     return row
 
 
+def _closed_month(con: duckdb.DuckDBPyConnection, rules: Rules, day: date) -> list[dict]:
+    """Every budget's month before ``day``'s, as of its last day: a bill restated after its month ended (a final invoice,
+    month-end credits, arriving in the first days of the next month) changes it, and a threshold it then crosses fires
+    (once, as any). A budget without a cost that month has no row."""
+    end = day.replace(day=1) - timedelta(days=1)
+    first = end - timedelta(days=rules.window_days - 1)
+    out = []
+    for b in rules.budgets:
+        unmatched: list[str] = []
+        row = _budget(con, rules, b, first, end, unmatched)
+        if not unmatched:
+            out.append(row)
+    return out
+
+
 def _continued(known: dict, monitor: str, key: str, currency: str, direction: str, start: date, end: date) -> dict | None:
     """The anomaly of the state that an interval from ``start`` to ``end`` belongs to: same series and direction,
     overlapping it or ended at most 2 days before it (an open one first). A lasting change keeps its id and first day
@@ -373,6 +392,14 @@ def _monitor(con: duckdb.DuckDBPyConnection, rules: Rules, monitor: Monitor, fir
                          if a.get("monitor") == monitor.id and a.get("state") == "open"
                          and a["id"] not in seen and f"{a['key']}\x1f{a['currency']}" in inspected
                          and str(a["start"]) <= day.isoformat()]
+    # a resolved one whose days a restatement changed since: its amounts follow the bill that stands (no new event)
+    for a in known.values():
+        if (a.get("monitor") == monitor.id and a.get("state") == "resolved" and a["id"] not in seen
+                and f"{a['key']}\x1f{a['currency']}" in inspected and first.isoformat() <= str(a["end"])
+                and str(a["start"]) <= day.isoformat()):
+            again = _restated(con, rules, monitor, key_sql, _resolved(a))
+            if again.actual != Decimal(str(a["actual"])):
+                result.anomalies.append(again)
 
 
 def _series_sql(key_sql: str) -> str:
