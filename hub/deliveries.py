@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import posixpath
 from datetime import date, datetime, timedelta, timezone
 
@@ -23,7 +24,7 @@ from hub.errors import HubError, ManifestError
 from hub.manifest import Manifest, parse_manifest
 from hub.runs import AFTER_COMMIT, RunRecord
 from hub.settings import MonthsRetention
-from hub.store import MSEXPORTS, Store, part_file_name, safe_relpath
+from hub.store import EXPORTS, INGESTION, MSEXPORTS, Store, part_file_name, safe_relpath, shown
 from transforms.typing import literal, scan
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -293,3 +294,34 @@ def source_deletable(store: Store, rec: RunRecord, manifests: set[str] | None = 
         return all(not store.exists(p.blob) or not p.bytes or store.size(p.blob) == p.bytes for p in rec.parts)
     except OSError:
         return False
+
+
+#: Key prefix of the records of names that are not UTF-8 (:func:`undecodable_names`).
+BAD_NAME = "badname-"
+
+
+def undecodable_names(store: Store, records: list[RunRecord]) -> list[RunRecord]:
+    """The names under the delivery areas that are not valid UTF-8, which this process's listings left out (local
+    roots: :class:`hub.store.Utf8LocalFileSystem`): one quarantined record each (``InvalidFileName``, the name with its
+    bytes as ``\\xNN``), written once; the record of a name no longer listed (renamed, removed) is removed."""
+    found = getattr(store.fs, "undecodable", None)
+    if found is None:
+        return []
+    names = sorted({shown(store.rel(p)) for p in found})
+    found.clear()
+    names = [n for n in names if n.startswith((f"{MSEXPORTS}/", f"{EXPORTS}/", f"{INGESTION}/"))]
+    keys = {f"{BAD_NAME}{hashlib.sha1(n.encode()).hexdigest()[:16]}": n for n in names}
+    known = {r.key: r for r in records if r.key.startswith(BAD_NAME)}
+    for key in set(known) - set(keys):
+        if store.exists(runs.record_path(key)):
+            store.delete(runs.record_path(key))
+    made = []
+    for key, name in keys.items():
+        if key in known:
+            continue
+        rec = RunRecord(key=key, manifest=name, manifestSha256=runs.sha256(name.encode()), state="quarantined")
+        runs.fail(store, rec, "InvalidFileName", "the name is not valid UTF-8: the file (or folder) is not read; rename "
+                  "it in UTF-8", name)
+        runs.save(store, rec)
+        made.append(rec)
+    return made

@@ -276,6 +276,42 @@ def _modified(info: dict) -> datetime | None:
     return None
 
 
+def utf8(name: str) -> bool:
+    """Whether a name is valid UTF-8 (a local name that is not arrives with surrogates for its bytes)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def shown(name: str) -> str:
+    """A local name as text that prints and stores: bytes that are not UTF-8 as ``\\xNN`` (``r\\xe9sum\\xe9.csv``)."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+class Utf8LocalFileSystem(LocalFileSystem):
+    """The local file system listing only names that are valid UTF-8: records, events, logs and DuckDB take no other
+    (a name copied from a Latin-1 share stopped every ingestion). The others are kept in ``undecodable`` (full paths)
+    for the ingestion to quarantine by name (:func:`hub.deliveries.undecodable_names`)."""
+
+    cachable = False  # one per Store: its ``undecodable`` is that root's
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.undecodable: set[str] = set()
+
+    def ls(self, path: str, detail: bool = False, **kwargs: object) -> list:
+        kept = []
+        for entry in super().ls(path, detail=detail, **kwargs):
+            name = entry["name"] if detail else entry
+            if utf8(name):
+                kept.append(entry)
+            else:
+                self.undecodable.add(name)
+        return kept
+
+
 class Store:
     """A hub root. ``root`` is a local path or an fsspec URL; credentials come from fsspec's usual sources."""
 
@@ -290,6 +326,8 @@ class Store:
         self.options = dict(storage_options)
         self.fs, path = fsspec.core.url_to_fs(root, **{**_timeouts(root), **storage_options})
         self.is_local = isinstance(self.fs, LocalFileSystem)
+        if self.is_local:
+            self.fs = Utf8LocalFileSystem()
         self.root = os.path.abspath(path) if self.is_local else path.rstrip("/")
         #: set while this process holds the store's ingestion lease: raises when another process took it over
         self.fence: Callable[[], None] | None = None

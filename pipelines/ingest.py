@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from hub import allocation, convert, engine, events, lease, runs
+from hub import deliveries as hub_deliveries
 from hub.allocation import rules as allocation_rules
 from hub.conversion import Progress
 from hub.errors import UsageError
@@ -122,6 +123,7 @@ def _ingest(store: Store, *, retry: bool, force: bool, progress: Progress | None
     result.records += native.ingest_pending(store, records, retry=retry, force=force, settle=settle, waiting=result.waiting,
                                             checkpoint=checkpoint, settings=settings)
     result.records += custom.ingest_custom(store, records, checkpoint, settle=settle, waiting=result.waiting)
+    result.records += hub_deliveries.undecodable_names(store, records)  # names the listings above left out
     result.allocated = _allocate(store, result, records)
     result.known = records
     return result

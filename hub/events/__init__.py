@@ -22,7 +22,7 @@ from hub.runs import RunRecord
 from hub.settings import Events
 from hub.sources.custom import CUSTOM
 from hub.store import EXPORTS as NATIVE_AREA
-from hub.store import Store, describe
+from hub.store import INGESTION, Store, describe
 
 __all__ = ["DELIVERY_INGESTED", "DELIVERY_QUARANTINED", "PublishResult", "delivery_events", "event_id", "flush",
            "json_safe", "make_event", "publish"]
@@ -92,7 +92,7 @@ def _provider(record: RunRecord) -> str:
         return key.split(":", 1)[1]
     if record.manifest.startswith(f"{NATIVE_AREA}/") and record.manifest.count("/") > 1:  # a record written before its
         return record.manifest.split("/")[1]  # source knew more (a failure while setting the delivery up)
-    return "custom" if record.manifest.startswith(CUSTOM) else "azure"
+    return "custom" if record.manifest.startswith((CUSTOM, f"{INGESTION}/")) else "azure"
 
 
 def _delivery_data(record: RunRecord) -> dict:
