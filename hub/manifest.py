@@ -74,6 +74,16 @@ class RunInfo(_Part):
             raise ValueError(f"{v!r}: not a date of the form MM/DD/YYYY [hh:mm[:ss[.fff]] [AM|PM]] [Z|+hh:mm]")
         if isinstance(v, date) and not isinstance(v, datetime):
             return datetime(v.year, v.month, v.day)
+        if isinstance(v, (int, float)):  # read as seconds since 1970 otherwise
+            raise ValueError(f"{v!r}: a date is text (2024-05-01T00:00:00Z), not a number")
+        return v
+
+    @field_validator("startDate", "endDate", "submittedTime")
+    @classmethod
+    def _in_range(cls, v: datetime | None) -> datetime | None:
+        """A year from 1900 to 9998: beyond, moving a time to UTC or to the month's end overflows."""
+        if v is not None and not 1900 <= v.year <= 9998:
+            raise ValueError(f"{v.isoformat()}: a year from 1900 to 9998")
         return v
 
     @field_validator("runId")

@@ -327,3 +327,43 @@ def test_actual_only_covered_usage_keeps_no_commitment_saving_when_the_months_pr
     assert result.ok and [r.state for r in result.renormalized] == ["committed"]
     # 2 h at a contracted 0.50 and a list 0.60: no commitment saving, the negotiated 0.20 (1/6 of the list price)
     assert used() == before == (D(0), D("0.2"), D("0.166666666666667"))
+
+
+C360 = _names("BillingAccountId,BillingAccountName,BillingPeriodStartDate,BillingPeriodEndDate,BillingProfileId,SubscriptionId,"
+              "SubscriptionName,Date,ProductName,MeterId,MeterCategory,MeterName,Quantity,EffectivePrice,CostInBillingCurrency,"
+              "UnitPrice,BillingCurrencyCode,ResourceLocation,ConsumedService,ResourceId,UnitOfMeasure,ChargeType,Frequency,"
+              "PublisherType,PricingCurrencyCode,CostInUsd,PaygCostInBillingCurrency,PaygCostInUsd,ExchangeRatePricingToBilling,"
+              "PricingModel")
+
+
+@pytest.mark.parametrize("layout", ["c360-2025-04", "mca-empty-paygprice"])
+def test_a_delivered_list_cost_is_kept_where_there_is_no_list_price(hub_root: Path, layout: str) -> None:
+    """Review of stop 39: c360-2025-04 exports have no PayGPrice and MCA rows may leave it empty: ListCost was then filled
+    from ContractedCost (the delivered PaygCostInBillingCurrency ignored, PaygCostInUsd overwritten), so every negotiated
+    discount vanished. By hand: 2 h at 0.5 (cost 1), list cost 1.2: ListUnitPrice 0.6, negotiated savings 0.2."""
+    if layout == "c360-2025-04":
+        row = {"BillingAccountId": "8611537", "BillingProfileId": "8611537", "BillingPeriodStartDate": "9/1/2023",
+               "BillingPeriodEndDate": "9/30/2023", "SubscriptionId": SUB, "Date": "9/3/2023", "ProductName": "VM",
+               "MeterId": "m1", "MeterCategory": "Virtual Machines", "MeterName": "D2 v2", "Quantity": "2",
+               "EffectivePrice": "0.5", "CostInBillingCurrency": "1", "UnitPrice": "0.5", "BillingCurrencyCode": "USD",
+               "ResourceLocation": "EastUS", "ConsumedService": "Microsoft.Compute", "ResourceId": RES,
+               "UnitOfMeasure": "1 Hour", "ChargeType": "Usage", "Frequency": "UsageBased", "PublisherType": "Azure",
+               "PricingCurrencyCode": "USD", "CostInUsd": "1", "PaygCostInBillingCurrency": "1.2", "PaygCostInUsd": "1.2",
+               "ExchangeRatePricingToBilling": "1", "PricingModel": "OnDemand"}
+        write_export(hub_root, {"part_0_0001.csv": _csv(C360, [row])}, export_type="ActualCost", data_version=layout,
+                     run_id="c360", rows=1, folder="ActualCost/202309/c360", start_date="2023-09-01")
+    else:
+        row = {"billingAccountId": "acc", "billingProfileId": "acc", "date": "09/03/2023", "meterId": "m1",
+               "meterCategory": "Virtual Machines", "ProductName": "VM", "SubscriptionId": SUB, "ResourceId": RES,
+               "resourceLocation": "eastus", "effectivePrice": "0.5", "quantity": "2", "unitOfMeasure": "1 Hour",
+               "chargeType": "Usage", "billingCurrency": "USD", "pricingCurrency": "USD", "costInBillingCurrency": "1",
+               "costInUsd": "1", "paygCostInBillingCurrency": "1.2", "paygCostInUsd": "1.2", "unitPrice": "0.5",
+               "PayGPrice": "", "pricingModel": "On Demand", "frequency": "UsageBased", "billingPeriodStartDate": "09/01/2023",
+               "billingPeriodEndDate": "09/30/2023"}
+        _deliver(hub_root, "ActualCost", [row], MCA)
+    (rec,) = ingest(Store(str(hub_root))).records
+    assert rec.state == "committed", rec.error
+    (out,) = lake_rows(hub_root)
+    assert (out["ListCost"], out["ListUnitPrice"], out["x_ListCostInUsd"], out["ContractedCost"]) == (D("1.2"), D("0.6"),
+                                                                                                      D("1.2"), D(1))
+    assert out["x_NegotiatedDiscountSavings"] == D("0.2") and "ListCostBackfilled" not in (out["x_SourceChanges"] or "")

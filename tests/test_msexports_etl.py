@@ -248,3 +248,13 @@ def test_status_records_are_json_in_the_store(hub_root: Path) -> None:
     (rec,) = runs.load_all(Store(str(hub_root)))
     assert (hub_root / "config/runs" / f"{rec.key}.json").exists()
     assert rec.parts[0].rows == 2 and rec.parts[0].output == f"{DEST}/run1__part_0_0001.parquet"
+
+
+def test_a_number_too_large_for_the_lake_is_told_as_such_not_as_no_number(hub_root: Path) -> None:
+    """Review of stop 39: a cost of 1E+30 (a number, beyond DECIMAL(38,18)'s 20 integer digits) was reported as "a
+    value is not a number"."""
+    part = schema_csv("focuscost_1.0", 2, start=4).replace("5.25", "1E+30")
+    write_export(hub_root, {"part_0_0001.csv": part}, rows=2)
+    (rec,) = ingest(Store(str(hub_root))).records
+    assert (rec.state, rec.error.code) == ("quarantined", "InvalidValue")
+    assert rec.error.message.startswith("column BilledCost: a value is beyond 20 digits before the decimal point"), rec.error.message

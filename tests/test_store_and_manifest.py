@@ -86,6 +86,13 @@ def test_minimal_hand_made_manifest_any_case_and_bom() -> None:
     (json.dumps({**FULL, "exportConfig": {"type": "FocusCost"}}).encode(), "ManifestInvalid"),
     (json.dumps({**FULL, "blobCount": 3}).encode(), "ManifestInvalid"),
     (json.dumps({**FULL, "runInfo": {**FULL["runInfo"], "startDate": "someday"}}).encode(), "ManifestInvalid"),
+    # review of stop 39: times beyond what a UTC instant or a month's end can hold stopped every ingestion
+    # (OverflowError while deliveries were ordered); a number was read as seconds since 1970
+    (json.dumps({**FULL, "runInfo": {**FULL["runInfo"], "submittedTime": "0001-01-01T00:00:00+05:00"}}).encode(), "ManifestInvalid"),
+    (json.dumps({**FULL, "runInfo": {**FULL["runInfo"], "submittedTime": "9999-12-31T23:00:00-05:00"}}).encode(), "ManifestInvalid"),
+    (json.dumps({**FULL, "runInfo": {**FULL["runInfo"], "startDate": "9999-12-01", "endDate": None}}).encode(), "ManifestInvalid"),
+    (json.dumps({**FULL, "runInfo": {**FULL["runInfo"], "startDate": 20230901}}).encode(), "ManifestInvalid"),
+    (json.dumps({**FULL, "runInfo": {**FULL["runInfo"], "submittedTime": 5}}).encode(), "ManifestInvalid"),
 ])
 def test_broken_manifests(raw: bytes, code: str) -> None:
     with pytest.raises(HubError) as exc:
@@ -109,3 +116,20 @@ def test_a_storage_error_behind_a_wrapper_is_told_as_the_store_said_it(tmp_path:
     rec = runs.failed(Store(str(tmp_path)), "k", "msexports/m/manifest.json", wrapped)
     assert "not authorized" in rec.error.message
     assert error_text(ValueError("could not convert 'secret row text'")) == "ValueError: could not convert '…'"  # not storage
+
+
+def test_a_manifest_whose_time_cannot_be_an_instant_is_quarantined_and_the_others_flow(tmp_path: Path) -> None:
+    """Review of stop 39: `submittedTime: 0001-01-01T00:00:00+05:00` passed the manifest's checks, then overflowed
+    while the pending exports were ordered: `hub ingest` stopped (exit 1, no record) and the export beside it was never
+    ingested; `hub watch` failed the same way every cycle."""
+    from conftest import schema_csv, write_export
+
+    from pipelines.ingest import ingest
+
+    write_export(tmp_path, {"part_0_0001.csv": schema_csv("focuscost_1.0", 3)}, rows=3, run_id="good", folder="e/good")
+    write_export(tmp_path, {"part_0_0001.csv": schema_csv("focuscost_1.0", 3)}, rows=3, run_id="bad", folder="f/bad",
+                 manifest_extra={"runInfo": {"runId": "bad", "startDate": "2024-05-01T00:00:00",
+                                             "submittedTime": "0001-01-01T00:00:00+05:00"}})
+    result = ingest(Store(str(tmp_path)))
+    assert sorted((r.manifest.split("/")[1], r.state, r.error and r.error.code) for r in result.all) == [
+        ("e", "committed", None), ("f", "quarantined", "ManifestInvalid")]

@@ -16,7 +16,7 @@ PricingQuantity = Quantity and ConsumedQuantity = Quantity x block size.
 
 from __future__ import annotations
 
-from transforms.sqlchain import DEC, mul
+from transforms.sqlchain import DEC, div, mul, nz
 from transforms.typing import ROUNDED, ident
 
 ACTUAL, AMORTIZED = "actualcost", "amortizedcost"
@@ -87,6 +87,7 @@ def legacy_sql(source: str, present: set[str], export_type: str, *, filter_rows:
         return f"CASE WHEN {foreign} THEN {mul(c(col), rate)} ELSE {c(col, cast=DEC)} END"
 
     paygo, unit_price, effective = billed("PayGPrice"), billed("UnitPrice"), billed("EffectivePrice")
+    payg_cost = c("PaygCostInBillingCurrency", cast=DEC)
 
     def refunded(product: str) -> str:
         return f"CASE WHEN {charge_type} = 'Refund' AND {cost} < 0 THEN -abs({product}) ELSE {product} END"
@@ -132,8 +133,11 @@ def legacy_sql(source: str, present: set[str], export_type: str, *, filter_rows:
         "ContractedUnitPrice": unit_price,
         # a refund that pays money back has costs of its sign, whatever the sign of its quantity
         "ContractedCost": refunded(mul(unit_price, c("Quantity"))),
-        "ListUnitPrice": f"CASE WHEN {paygo} > 0 THEN {paygo} END",
-        "ListCost": f"CASE WHEN {paygo} > 0 THEN {refunded(mul(paygo, c('Quantity')))} END",
+        # the list price, else the delivered list cost (c360 layouts have no PayGPrice; MCA rows may leave it empty)
+        "ListUnitPrice": f"CASE WHEN {paygo} > 0 THEN {paygo} WHEN {nz(payg_cost)} AND {nz(c('Quantity'))} "
+                         f"THEN abs({div(payg_cost, c('Quantity'))}) END",
+        "ListCost": f"CASE WHEN {paygo} > 0 THEN {refunded(mul(paygo, c('Quantity')))} WHEN {nz(payg_cost)} "
+                    f"THEN {refunded(payg_cost)} END",
         "x_BillingExchangeRate": c("ExchangeRatePricingToBilling", cast=DEC),
         "PricingCurrency": c("PricingCurrency", "BillingCurrency"),
         "InvoiceId": c("InvoiceId"),

@@ -149,6 +149,9 @@ def cast_text(col: Column, src: str, *, exponents: bool = True) -> str:
     if col.type == "string":
         return src
     fail = f"error({literal(ERROR_TAG + col.name + '|is not a ' + _KIND[col.type])})"
+    if col.type == "decimal":  # a number all the same (1E+30), beyond DECIMAL(38,18)'s 20 digits before the point
+        big = f"error({literal(ERROR_TAG + col.name + '|is beyond 20 digits before the decimal point (the lake keeps 18 after)')})"
+        fail = f"CASE WHEN isfinite(TRY_CAST({src} AS DOUBLE)) THEN {big} ELSE {fail} END"
     return f"coalesce({try_text(col, src, exponents=exponents)}, CASE WHEN {src} IS NOT NULL THEN {fail} END)"
 
 
