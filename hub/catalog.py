@@ -174,8 +174,11 @@ def other_metric_months(con: duckdb.DuckDBPyConnection, metric: str, first: date
     """The months from ``first`` to ``last`` whose allocation is in another cost metric than ``metric`` (a month locked
     by ``lock_before`` before ``cost_metric`` changed), as ``2024-04 (EffectiveCost), ...``; None when there is none.
     Read as ``metric``, they would show no cost at all."""
-    other = con.execute("SELECT x_Month, min(x_CostMetric) FROM Allocation WHERE x_CostMetric <> ? AND x_Month "
-                        "BETWEEN ? AND ? GROUP BY 1 ORDER BY 1", [metric, f"{first:%Y-%m}", f"{last:%Y-%m}"]).fetchall()
+    start, end = _instants(first, last)
+    # the months of the span and any later folder holding rows charged in it (as unallocated_months reads them)
+    other = con.execute("SELECT x_Month, min(x_CostMetric) FROM Allocation WHERE x_CostMetric <> ? AND (x_Month BETWEEN ? "
+                        "AND ? OR x_Month >= ? AND ChargePeriodStart >= ? AND ChargePeriodStart < ?) GROUP BY 1 ORDER BY 1",
+                        [metric, f"{first:%Y-%m}", f"{last:%Y-%m}", first_folder_month(first), start, end]).fetchall()
     return ", ".join(f"{m} ({kind})" for m, kind in other) or None
 
 
@@ -188,6 +191,12 @@ def first_folder_month(begin: date) -> str:
     return f"{max(begin, date.min + PERIOD_SLACK) - PERIOD_SLACK:%Y-%m}"
 
 
+def _instants(first: date, last: date) -> tuple[datetime, datetime]:
+    """The UTC instants from the start of day ``first`` to the end of day ``last``."""
+    start = datetime.combine(first, datetime.min.time(), timezone.utc)
+    return start, datetime.combine(min(last, date.max - timedelta(days=1)) + timedelta(days=1), datetime.min.time(), timezone.utc)
+
+
 def unallocated_months(con: duckdb.DuckDBPyConnection, first: date, last: date) -> str | None:
     """The months a query of the days ``first`` to ``last`` reads (those of the span, and any from
     :func:`first_folder_month` on holding rows charged in it: a UTC+8 bill's first hours, late usage, a later credit)
@@ -195,8 +204,7 @@ def unallocated_months(con: duckdb.DuckDBPyConnection, first: date, last: date) 
     failed or the rules were gone) or one made from Costs that changed since (:data:`OWED`), as ``2024-04, ...``; None
     when there is none. Read from the allocation, their costs would count as 0, or as the bill that no longer stands."""
     span = [f"{first:%Y-%m}", f"{last:%Y-%m}"]
-    start = datetime.combine(first, datetime.min.time(), timezone.utc)
-    end = datetime.combine(min(last, date.max - timedelta(days=1)) + timedelta(days=1), datetime.min.time(), timezone.utc)
+    start, end = _instants(first, last)
     owed = f"OR x_Month IN (SELECT x_Month FROM {OWED})" if con.execute(
         "SELECT count(*) FROM duckdb_views() WHERE view_name = ?", [OWED]).fetchone()[0] else ""
     missing = con.execute(

@@ -834,3 +834,23 @@ def test_the_same_lake_gives_the_same_rows_in_the_same_order(tmp_path):
     assert runs_out[0] == runs_out[1] == runs_out[2]
     ids = [r[3] for r in runs_out[0] if r[2] == "direct"]
     assert ids == sorted(ids, key=lambda i: (i.rsplit(":", 1)[0], int(i.rsplit(":", 1)[1])))
+
+
+def test_a_correction_of_a_month_locked_by_a_mid_month_lock_before_is_posted_to_the_open_month(tmp_path):
+    """Review of stop 39: with lock_before 2024-05-15 May is locked whole (its first day is before the date), but a
+    correction charged on 20 May counted as of an open month: it went back into locked May instead of June."""
+    store = lake(tmp_path, [row({"CostCenter": "A"}, "2.00", day="2024-06-03"),
+                            row({"CostCenter": "A"}, "-3.00", day="2024-05-20", cls="Correction")], month="2024-06")
+    posted = allocated(store, rules(lock_before="2024-05-15", late_corrections="current_period"), month="2024-06")
+    assert sorted((r["x_Period"], r["x_Amount"]) for r in posted) == [("2024-06", D("-3.00")), ("2024-06", D("2.00"))]
+
+
+def test_a_tag_value_spelled_as_a_status_is_no_value(tmp_path):
+    """Review of stop 39: a tag value `__unallocated__` was taken as an allocated cost center: counted as allocated in
+    the run's status totals, weighed in a pool over every value, merged with the truly unallocated rows."""
+    store = lake(tmp_path, [row({"CostCenter": "__Unallocated__"}, "30.00"), row({"CostCenter": "A"}, "8.00")])
+    out = allocated(store, rules())
+    got = {(r["x_CostCenter"], r["x_CostCenterStatus"], r["x_CostCenterReason"]) for r in out}
+    assert got == {("__unallocated__", "unallocated", "empty_value"), ("A", "allocated", None)}
+    (rec,) = [r for r in runs.load_all(store) if r.dataset == "Allocation"]
+    assert rec.allocation["statusTotals"]["x_CostCenter"] == {"allocated": "8.00", "unallocated": "30.00"}

@@ -513,3 +513,23 @@ def test_a_locked_months_chargeback_is_in_the_metric_it_was_allocated_in(tmp_pat
     lines = text.splitlines()
     assert lines[0].split(",")[:4] == ["Month", "x_CostCenter", "BillingCurrency", "EffectiveCost"]
     assert [line.split(",")[1:4] for line in lines[1:]] == [["A", "USD", "1.25"], ["B", "USD", "2.50"], ["TOTAL", "USD", "3.75"]]
+
+
+def test_a_later_folder_allocated_in_another_metric_is_refused_for_the_rows_it_holds_of_the_period(tmp_path):
+    """Review of stop 39: April locked in EffectiveCost; May's folder holds a 3.00 row charged on 30 April (a UTC+8
+    bill's first hours) and was allocated in BilledCost after the metric changed: April by cost center read 10.00 of
+    its 13.00 without a word (only the span's folders were checked). Refused, naming May."""
+    for month, rows in (("2024-04", [row({"CostCenter": "A"}, "10.00", day="2024-04-10")]),
+                        ("2024-05", [row({"CostCenter": "A"}, "3.00", day="2024-04-30"), row({"CostCenter": "B"}, "5.00")])):
+        lake(tmp_path, rows, month=month)
+        part = tmp_path / f"ingestion/Costs/{month[:4]}/{month[5:]}/test/part.parquet"
+        duckdb.sql(f"COPY (SELECT *, EffectiveCost AS BilledCost FROM read_parquet('{part}')) TO '{part}.tmp' (FORMAT parquet)")
+        Path(f"{part}.tmp").replace(part)
+    store = Store(str(tmp_path))
+    allocated(store, rules(), "2024-04")
+    allocated(store, rules(cost_metric="BilledCost", lock_before="2024-05-01"), "2024-05")
+    _rules_file(tmp_path, rules(cost_metric="BilledCost", lock_before="2024-05-01").model_dump(mode="json"))
+    out = CliRunner().invoke(app, ["costs", str(tmp_path), "--begin", "2024-04", "--end", "2024-04", "--group-by",
+                                   "x_CostCenter", "--cost-type", "EffectiveCost", "--format", "csv"])
+    assert out.exit_code == 2, out.output
+    assert "the allocation of 2024-05 (BilledCost) is in another cost type than EffectiveCost" in " ".join(out.output.split())

@@ -325,6 +325,13 @@ def _pool(**over) -> dict:
     ({"pools": [_pool(targets={"dimension": "cost_center", "values": [" "]})]}, "pool p: ' ' cannot be a target"),
     ({"dimensions": {"cost_center": {"tag_keys": [""]}}}, "dimensions.cost_center.tag_keys.0"),
     ({"version": 2}, "version"),
+    # review of stop 39: a pool without targets sent every month's pool to __unallocated__; a default or mapping value
+    # spelled as a status counted as allocated
+    ({"pools": [_pool(targets={"dimension": "cost_center", "values": []})]}, "pool p: targets.values is an empty list"),
+    ({"dimensions": {"cost_center": {"tag_keys": ["CostCenter"], "default": "__UNALLOCATED__"}}},
+     "dimensions.cost_center.default: '__UNALLOCATED__' is a status the allocation writes"),
+    ({"mappings": [{"id": "m", "match": {"ServiceName": "A"}, "set": {"cost_center": "__not_allowlisted__"}}]},
+     "mapping m: sets '__not_allowlisted__', a status the allocation writes"),
     ({"mappings": [{"id": "m", "match": {"ServiceName": "A"}, "set": {"cost_center": "X"}},
                    {"id": "m", "match": {"ServiceName": "B"}, "set": {"cost_center": "Y"}}]}, "mapping ids must be unique"),
 ])

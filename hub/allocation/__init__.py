@@ -176,8 +176,9 @@ def _period(rules: Rules, month: str) -> str:
     own = "strftime(ChargePeriodStart, '%Y-%m')"
     if rules.late_corrections != "current_period" or not rules.lock_before:
         return own
-    return (f"CASE WHEN ChargeClass = 'Correction' AND ChargePeriodStart < TIMESTAMPTZ {literal(rules.lock_before.isoformat())}"
-            f" THEN {literal(month)} ELSE {own} END")
+    # locked as the month lock has it: its first day before lock_before (a lock_before of the 15th locks that month whole)
+    return (f"CASE WHEN ChargeClass = 'Correction' AND strftime(ChargePeriodStart, '%Y-%m-01') < "
+            f"{literal(rules.lock_before.isoformat())} THEN {literal(month)} ELSE {own} END")
 
 
 def _source(con: duckdb.DuckDBPyConnection, store: Store, files: list[str], rules: Rules, month: str) -> str:

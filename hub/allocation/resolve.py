@@ -11,7 +11,7 @@ from datetime import date
 import duckdb
 import pyarrow as pa
 
-from hub.allocation.rules import NOT_ALLOWLISTED, SUFFIXES, UNALLOCATED, Dimension, Rules, casefold, norm_key
+from hub.allocation.rules import NOT_ALLOWLISTED, SUFFIXES, UNALLOCATED, Dimension, Rules, casefold, norm_key, sentinel
 from hub.errors import HubError
 from transforms.typing import ident, literal
 
@@ -67,7 +67,7 @@ def resolve(con: duckdb.DuckDBPyConnection, rules: Rules, src: str) -> str:
 
 def _value_row(raw: str | None, kind: str, dim: Dimension) -> tuple[str | None, str | None, str | None]:
     """(value, its case-folded form, reason when unusable) of a raw tag value."""
-    if kind == "BOOLEAN" or raw is None or not raw.strip():
+    if kind == "BOOLEAN" or raw is None or not raw.strip() or sentinel(raw):  # a status's spelling is no value
         return None, None, "empty_value"
     value = raw.strip()
     folded = casefold(value)

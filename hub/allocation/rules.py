@@ -210,10 +210,14 @@ class Rules(_Strict):
         for name, dim in self.dimensions.items():
             if dim.allowlist and dim.allowlist not in self.allowlists:
                 raise ValueError(f"dimensions.{name}.allowlist: no allowlist named {dim.allowlist!r}")
+            if dim.default is not None and sentinel(dim.default):
+                raise ValueError(f"dimensions.{name}.default: {dim.default!r} is a status the allocation writes")
         for m in self.mappings:
             _check_match(m.match, dims, pools=False)
             if unknown := set(m.set) - dims:
                 raise ValueError(f"mapping {m.id}: sets unknown dimension {sorted(unknown)[0]!r}")
+            if bad := next((v for v in m.set.values() if sentinel(v)), None):
+                raise ValueError(f"mapping {m.id}: sets {bad!r}, a status the allocation writes")
         ids = [p.id for p in self.pools]
         if len(set(ids)) != len(ids):
             raise ValueError("pool ids must be unique")
@@ -241,6 +245,8 @@ class Rules(_Strict):
                                      "binary floats)")
             if (p.method == "fixed") != bool(p.targets.split) or (p.method == "fixed" and p.targets.values != "*"):
                 raise ValueError(f"pool {p.id}: targets.split goes with method fixed (and targets.values with the others)")
+            if isinstance(p.targets.values, list) and not p.targets.values:
+                raise ValueError(f"pool {p.id}: targets.values is an empty list (no target: use \"*\" or name them)")
             targets = list(p.targets.split) if p.method == "fixed" else (
                 p.targets.values if isinstance(p.targets.values, list) else [])
             if bad := next((t for t in targets if not t.strip() or t in SENTINELS), None):
@@ -267,6 +273,11 @@ class Rules(_Strict):
 def casefold(text: str) -> str:
     """A value as compared with others: NFC, stripped, case-folded (``ß`` is ``ss``)."""
     return unicodedata.normalize("NFC", text).strip().casefold()
+
+
+def sentinel(value: str) -> bool:
+    """Whether a value is spelled as a status the allocation writes (``__unallocated__``), compared as values are."""
+    return casefold(value) in {casefold(s) for s in SENTINELS}
 
 
 def _meet(a: _Dated, b: _Dated) -> bool:
