@@ -586,7 +586,7 @@ def test_events_of_other_clouds_deliveries_failing_early_name_their_provider(tmp
     (root / "exports/oci/x/0001.csv").write_text("a,b\n1,2\n")
     custom = root / "ingestion/Costs/2024/05/custom/team-x"
     custom.mkdir(parents=True)
-    duckdb.execute(f"""COPY (SELECT 'Custom' AS ProviderName, 'x' AS BillingAccountId, 'USD' AS BillingCurrency,
+    duckdb.connect().execute(f"""COPY (SELECT 'Custom' AS ProviderName, 'x' AS BillingAccountId, 'USD' AS BillingCurrency,
         TIMESTAMP '2024-05-01' AS BillingPeriodStart, TIMESTAMP '2024-06-01' AS BillingPeriodEnd,
         TIMESTAMP '2024-05-03' AS ChargePeriodStart, TIMESTAMP '2024-05-04' AS ChargePeriodEnd, 'Usage' AS ChargeCategory,
         7.5 AS BilledCost, 7.5 AS EffectiveCost) TO '{custom / "d1.parquet"}' (FORMAT parquet)""")

@@ -17,7 +17,7 @@ from pipelines.ingest import ingest
 
 
 def _lake_rows(root: Path) -> int:
-    return duckdb.execute(f"SELECT count(*) FROM read_parquet('{root}/ingestion/Costs/**/*.parquet')").fetchone()[0]
+    return duckdb.connect().execute(f"SELECT count(*) FROM read_parquet('{root}/ingestion/Costs/**/*.parquet')").fetchone()[0]
 
 
 def test_a_name_that_is_not_utf8_is_quarantined_by_name_and_the_others_flow(tmp_path: Path) -> None:
@@ -33,7 +33,7 @@ def test_a_name_that_is_not_utf8_is_quarantined_by_name_and_the_others_flow(tmp_
         fh.write("{}")
     custom = root / "ingestion/Costs/2024/05/custom/team-x"
     custom.mkdir(parents=True)
-    duckdb.execute(f"""COPY (SELECT 'Custom' AS ProviderName, 'x' AS BillingAccountId, 'USD' AS BillingCurrency,
+    duckdb.connect().execute(f"""COPY (SELECT 'Custom' AS ProviderName, 'x' AS BillingAccountId, 'USD' AS BillingCurrency,
         TIMESTAMP '2024-05-01' AS BillingPeriodStart, TIMESTAMP '2024-06-01' AS BillingPeriodEnd,
         TIMESTAMP '2024-05-03' AS ChargePeriodStart, TIMESTAMP '2024-05-04' AS ChargePeriodEnd, 'Usage' AS ChargeCategory,
         7.5 AS BilledCost, 7.5 AS EffectiveCost) TO '{custom / "d1.parquet"}' (FORMAT parquet)""")

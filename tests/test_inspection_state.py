@@ -408,7 +408,7 @@ def test_tag_monitors_read_any_key(tmp_path, key):
     """Review of stop 39: a key ending in a backslash stopped `hub inspect` (a JSON path error); `a"b` monitored `ab`."""
     store = lake(tmp_path, [daily("A", LAST - timedelta(days=i), 10) for i in range(40)])
     for part in (tmp_path / "ingestion/Costs").rglob("part.parquet"):
-        duckdb.execute(f"COPY (SELECT *, {R_json(key)} AS Tags FROM '{part}') TO '{part}.tmp' (FORMAT parquet)")
+        duckdb.connect().execute(f"COPY (SELECT *, {R_json(key)} AS Tags FROM '{part}') TO '{part}.tmp' (FORMAT parquet)")
         part.unlink()
         (part.parent / "part.parquet.tmp").rename(part)
     result = inspection.inspect(store, LAST, rules(monitors=[{"id": "t", "dimension": f"tag:{key}"}]))
