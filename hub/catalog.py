@@ -19,11 +19,10 @@ from importlib import resources
 from typing import TypeVar
 
 import duckdb
-from fsspec.implementations.local import LocalFileSystem
 
 from hub.checks import PERIOD_SLACK
 from hub.errors import UsageError
-from hub.store import ALLOCATION_OWED, ALLOCATION_RULES, INGESTION, Store, glob_escape
+from hub.store import ALLOCATION_OWED, ALLOCATION_RULES, INGESTION, Store, Utf8LocalFileSystem, glob_escape
 from transforms.typing import ident, literal, scan
 
 DATASETS = ("Costs", "Prices", "CommitmentDiscountUsage", "Recommendations", "Transactions", "Allocation", "Anomalies",
@@ -82,15 +81,33 @@ def duck_path(store: Store, rel: str) -> str:
 LOCAL_GLOB = "hub-local"
 
 
-class _LocalGlob(LocalFileSystem):
+class _LocalGlob(Utf8LocalFileSystem):
     """The local filesystem under its own protocol, for local roots DuckDB's own glob cannot read (a ``\\`` in the
-    path): registered on the connection, the glob is then fsspec's."""
+    path; a name under ``ingestion/`` that is not UTF-8, which DuckDB's glob fails on): registered on the connection,
+    the glob is then fsspec's, leaving such names out."""
 
     protocol = (LOCAL_GLOB,)
 
 
 def _globs_natively(store: Store) -> bool:
-    return not store.is_local or "\\" not in store.root
+    return not store.is_local or "\\" not in store.root and not _odd_lake_names(store)
+
+
+def _odd_lake_names(store: Store) -> bool:
+    """Whether a name under the local lake (``ingestion/``) is not valid UTF-8: told once per Store (its
+    connections must all read the lake the same way)."""
+    if not hasattr(store, "_odd_lake_names"):
+        base = os.fsencode(store.full(INGESTION))
+        store._odd_lake_names = any(not _decodes(n) for _, dirs, files in os.walk(base) for n in (*dirs, *files))
+    return store._odd_lake_names
+
+
+def _decodes(name: bytes) -> bool:
+    try:
+        name.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def dataset_prefix(store: Store, dataset: str) -> str:

@@ -300,6 +300,17 @@ def source_deletable(store: Store, rec: RunRecord, manifests: set[str] | None = 
 BAD_NAME = "badname-"
 
 
+def _in_delivery(store: Store, name: str) -> bool:
+    """Whether a folder above ``name`` (below its area) holds a ``manifest.json``: that delivery is refused for it
+    (another cloud's, a custom folder's), so the name needs no record of its own."""
+    folder = posixpath.dirname(name)
+    while folder.count("/") >= 1:
+        if store.exists(f"{folder}/manifest.json"):
+            return True
+        folder = posixpath.dirname(folder)
+    return False
+
+
 def undecodable_names(store: Store, records: list[RunRecord]) -> list[RunRecord]:
     """The names under the delivery areas that are not valid UTF-8, which this process's listings left out (local
     roots: :class:`hub.store.Utf8LocalFileSystem`): one quarantined record each (``InvalidFileName``, the name with its
@@ -309,7 +320,8 @@ def undecodable_names(store: Store, records: list[RunRecord]) -> list[RunRecord]
         return []
     names = sorted({shown(store.rel(p)) for p in found})
     found.clear()
-    names = [n for n in names if n.startswith((f"{MSEXPORTS}/", f"{EXPORTS}/", f"{INGESTION}/"))]
+    names = [n for n in names if n.startswith(f"{MSEXPORTS}/") or n.startswith((f"{EXPORTS}/", f"{INGESTION}/"))
+             and not _in_delivery(store, n)]
     keys = {f"{BAD_NAME}{hashlib.sha1(n.encode()).hexdigest()[:16]}": n for n in names}
     known = {r.key: r for r in records if r.key.startswith(BAD_NAME)}
     for key in set(known) - set(keys):

@@ -74,8 +74,8 @@ class RunInfo(_Part):
             raise ValueError(f"{v!r}: not a date of the form MM/DD/YYYY [hh:mm[:ss[.fff]] [AM|PM]] [Z|+hh:mm]")
         if isinstance(v, date) and not isinstance(v, datetime):
             return datetime(v.year, v.month, v.day)
-        if isinstance(v, (int, float)):  # read as seconds since 1970 otherwise
-            raise ValueError(f"{v!r}: a date is text (2024-05-01T00:00:00Z), not a number")
+        if isinstance(v, (int, float)) or isinstance(v, str) and re.fullmatch(r"\s*[+-]?[0-9]+(\.[0-9]*)?\s*", v):
+            raise ValueError(f"{v!r}: a date is text such as 2024-05-01T00:00:00Z, not a number (read as seconds since 1970)")
         return v
 
     @field_validator("startDate", "endDate", "submittedTime")

@@ -290,6 +290,13 @@ def shown(name: str) -> str:
     return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
+def percent_name(name: str) -> str:
+    """A local name as a file name in UTF-8: bytes that are not UTF-8 as ``%XX`` (``%E9quipe.parquet``; a ``\\`` would
+    be a path separator to DuckDB)."""
+    text = os.fsencode(name).decode("utf-8", "surrogateescape")
+    return "".join(f"%{ord(c) - 0xDC00:02X}" if 0xDC80 <= ord(c) <= 0xDCFF else c for c in text)
+
+
 class Utf8LocalFileSystem(LocalFileSystem):
     """The local file system listing only names that are valid UTF-8: records, events, logs and DuckDB take no other
     (a name copied from a Latin-1 share stopped every ingestion). The others are kept in ``undecodable`` (full paths)

@@ -19,6 +19,7 @@ import pyarrow as pa
 from duckdb.sqltypes import BIGINT, BOOLEAN
 
 from hub.convert import connect, file_types
+from hub.store import shown, utf8
 from transforms.focus_validate import DEFAULT_TOLERANCE, Check, cast_double, checks, focus_columns, typed_projection
 from transforms.typing import enum_type, glob_escape, ident, literal, scan
 
@@ -76,6 +77,8 @@ def _source(path: str) -> tuple[str, bool]:
             raise ValueError(f"{path}: no Costs in the lake yet (nothing committed; hub status shows the runs)")
         base = costs if os.path.isdir(costs) else path
         files = sorted(os.path.join(d, f) for d, _, names in os.walk(base) for f in names if f.endswith(".parquet"))
+        if bad := next((f for f in files if not utf8(f)), None):
+            raise ValueError(f"{shown(bad)}: the name is not valid UTF-8 (DuckDB reads no such name): rename it in UTF-8")
         if not files:  # listed, never globbed: the path may hold [ or \
             raise ValueError(f"{path}: no Parquet files to validate (an empty lake?)")
         return scan("read_parquet", f"[{', '.join(literal(f) for f in files)}]",

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import os
 import shutil
+from decimal import Decimal
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from hub import runs
 from hub.sample_native import write_oci_focus
@@ -56,3 +58,56 @@ def test_a_name_that_is_not_utf8_is_quarantined_by_name_and_the_others_flow(tmp_
     assert [(r.manifest, r.state) for r in again.all if r.state == "committed"] == [(f"{oci_dir}/resume.csv.gz", "committed")]
     keys = {r.key for r in runs.load_all(Store(str(root)))}
     assert names[bad_oci].key not in keys and names[bad_ms].key in keys
+
+
+def _custom(root: Path, name: str, cost: str) -> Path:
+    folder = root / "ingestion/Costs/2024/05/custom/team-y"
+    folder.mkdir(parents=True, exist_ok=True)
+    duckdb.connect().execute(f"""COPY (SELECT 'Custom' AS ProviderName, 'y' AS BillingAccountId, 'USD' AS BillingCurrency,
+        TIMESTAMP '2024-05-01' AS BillingPeriodStart, TIMESTAMP '2024-06-01' AS BillingPeriodEnd,
+        TIMESTAMP '2024-05-03' AS ChargePeriodStart, TIMESTAMP '2024-05-04' AS ChargePeriodEnd, 'Usage' AS ChargeCategory,
+        {cost} AS BilledCost, {cost} AS EffectiveCost) TO '{folder / name}' (FORMAT parquet)""")
+    return folder
+
+
+def test_a_custom_file_whose_name_is_not_utf8_is_set_aside_never_deleted_and_readers_keep_working(tmp_path: Path) -> None:
+    """Review of stop 39 (the fix's own review): a Latin-1 Parquet name in a committed custom folder was deleted by the
+    folder's next swap (only UTF-8 names were listed), and DuckDB's glob made every lake query fail on it."""
+    from hub import catalog
+    from hub.validate import validate
+
+    root = tmp_path / "hub"
+    folder = _custom(root, "d1.parquet", "7.5")
+    (folder / "manifest.json").write_bytes(b"")
+    assert {r.state for r in ingest(Store(str(root))).all} == {"committed"}
+    bad = os.fsencode(str(folder)) + b"/\xe9quipe.parquet"
+    shutil.copy(folder / "d1.parquet", bad)
+    with pytest.raises(ValueError, match=r"equipe|\\xe9quipe.parquet: the name is not valid UTF-8"):
+        validate(str(root))  # named, never an InternalError
+    con = catalog.connect(Store(str(root)))  # the lake stays readable: the name is left out
+    assert con.execute("SELECT sum(BilledCost) FROM Costs").fetchone()[0] == Decimal("7.5")
+    (folder / "manifest.json").write_bytes(b"")
+    (rec,) = ingest(Store(str(root))).all
+    aside = "ingestion/Costs/2024/05/custom/team-y/%E9quipe.parquet.quarantined"
+    assert (rec.state, rec.error.code, rec.error.file, rec.setAside) == ("quarantined", "InvalidFileName", aside, [aside])
+    assert (root / aside).read_bytes() == (folder / "d1.parquet").read_bytes()  # its bytes kept
+    assert catalog.connect(Store(str(root))).execute("SELECT sum(BilledCost) FROM Costs").fetchone()[0] == Decimal("7.5")
+    assert validate(str(root)).rows == 1  # readable again (the minimal rows are no complete FOCUS rows)
+
+
+def test_another_clouds_delivery_holding_a_name_that_is_not_utf8_is_refused_never_committed_in_part(tmp_path: Path) -> None:
+    """Review of stop 39 (the fix's own review): the file was left out of the delivery's list and the rest of the bill
+    committed, replacing the month with part of it."""
+    from hub.sample_gcp import write_gcp_export
+
+    root = tmp_path / "hub"
+    manifest = write_gcp_export(str(root), rows=5, month="2024-05")
+    folder = (root / manifest).parent
+    (shard,) = [p for p in folder.iterdir() if p.name != "manifest.json"]
+    shutil.copy(shard, os.fsencode(str(folder)) + b"/part-\xe9.json")
+    (rec,) = ingest(Store(str(root))).all
+    assert (rec.state, rec.error.code, rec.error.file) == ("quarantined", "InvalidFileName", f"{folder.relative_to(root)}/part-\\xe9.json")
+    assert not (root / "ingestion/Costs").exists()
+    os.remove(os.fsencode(str(folder)) + b"/part-\xe9.json")  # gone: the delivery is taken again, whole
+    (again,) = ingest(Store(str(root))).all
+    assert again.state == "committed"

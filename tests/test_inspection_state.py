@@ -370,7 +370,8 @@ def test_a_month_restated_after_it_ended_fires_the_thresholds_it_then_crosses(tm
     may = [daily("A", LAST - timedelta(days=i), 10) for i in range(31)]
     june = [daily("A", LAST + timedelta(days=i), 10) for i in range(1, 4)]
     store = lake(tmp_path, [*may, *june])
-    r = rules(budgets=[{"id": "b", "amount": "400", "actual": [50, 80, 100], "forecasted": []}])
+    r = rules(budgets=[{"id": "b", "amount": "400", "actual": [50, 80, 100], "forecasted": []},
+                       {"id": "z", "amount": "1", "filter": {"SubAccountId": "Z"}}])  # no cost: its row is kept all the same
     inspection.inspect(store, LAST, r)  # May: 31 x 10 = 310 (77.5 %): 50 % crossed
     assert inspection.inspect(store, LAST + timedelta(days=2), r).events == []  # June 2: nothing new
     lake(tmp_path, [*may, daily("A", date(2024, 5, 15), 100, resource="r-late")])  # May restated: 410 (102.5 %)
@@ -380,7 +381,9 @@ def test_a_month_restated_after_it_ended_fires_the_thresholds_it_then_crosses(tm
     assert fired == ["b/2024-05/actual/100", "b/2024-05/actual/50", "b/2024-05/actual/80"]
     con = duckdb.connect()
     rows = con.execute(f"SELECT month, CAST(actual AS VARCHAR), day FROM '{tmp_path}/ingestion/Budgets/**/*.parquet' "
-                       "ORDER BY month").fetchall()
+                       "WHERE id = 'b' ORDER BY month").fetchall()
+    assert con.execute(f"SELECT month, CAST(actual AS DOUBLE) FROM '{tmp_path}/ingestion/Budgets/**/*.parquet' WHERE id = 'z' "
+                       "ORDER BY month").fetchall() == [("2024-05", 0.0), ("2024-06", 0.0)]
     # April had no cost: no row
     assert [(m, D(a), str(d)) for m, a, d in rows] == [("2024-05", D(410), "2024-05-31"), ("2024-06", D(30), "2024-06-03")]
 

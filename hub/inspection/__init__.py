@@ -294,16 +294,14 @@ def _budget(con: duckdb.DuckDBPyConnection, rules: Rules, budget: Budget, first:
 def _closed_month(con: duckdb.DuckDBPyConnection, rules: Rules, day: date) -> list[dict]:
     """Every budget's month before ``day``'s, as of its last day: a bill restated after its month ended (a final invoice,
     month-end credits, arriving in the first days of the next month) changes it, and a threshold it then crosses fires
-    (once, as any). A budget without a cost that month has no row."""
+    (once, as any). A month no budget had a cost in (before the lake's first) has no rows."""
     end = day.replace(day=1) - timedelta(days=1)
     first = end - timedelta(days=rules.window_days - 1)
-    out = []
-    for b in rules.budgets:
-        unmatched: list[str] = []
-        row = _budget(con, rules, b, first, end, unmatched)
-        if not unmatched:
-            out.append(row)
-    return out
+    unmatched: list[str] = []
+    out = [_budget(con, rules, b, first, end, unmatched) for b in rules.budgets]
+    # every budget's row (the month's Budgets file is written whole), unless no budget had a cost that month (the
+    # lake's first month: no rows for the month before its data)
+    return out if len(unmatched) < len(out) else []
 
 
 def _continued(known: dict, monitor: str, key: str, currency: str, direction: str, start: date, end: date) -> dict | None:

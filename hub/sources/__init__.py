@@ -74,6 +74,13 @@ def unsettled(delivery: str, signature: str, moved: datetime | None, now: dateti
     delivery must keep the same listing ``signature`` for ``settle`` seconds from when this process first saw it."""
     if settle <= 0 or moved is None:
         return False
-    if moved > now:
-        moved = _FIRST_SEEN.setdefault((delivery, signature), now)
-    return (now - moved).total_seconds() < settle
+    if moved <= now:
+        return (now - moved).total_seconds() < settle
+    if len(_FIRST_SEEN) > 10_000:  # a bound for a watcher running for months (the oldest entries go)
+        for key in list(_FIRST_SEEN)[:5_000]:
+            del _FIRST_SEEN[key]
+    seen = _FIRST_SEEN.setdefault((delivery, signature), now)
+    if (now - seen).total_seconds() < settle:
+        return True
+    del _FIRST_SEEN[(delivery, signature)]  # settled: taken now
+    return False

@@ -31,7 +31,7 @@ from hub.export_schemas import Column, ExportSchema, totals_spec
 from hub.faults import checkpoint
 from hub.runs import RunRecord
 from hub.sources import refresh_checkpoint, unsettled
-from hub.store import INGESTION, Store, hidden, listed, signature_of
+from hub.store import INGESTION, Store, hidden, listed, percent_name, shown, signature_of
 from hub.validate import validate_files
 from transforms import costs
 from transforms.costs import Lineage
@@ -62,7 +62,9 @@ def pending(store: Store, records: list[RunRecord] | None = None, checkpoint: di
     now = datetime.now(timezone.utc)
     for rel in sorted(r for r in found if posixpath.basename(r) == "manifest.json"):
         folder = sorted(files.get(posixpath.dirname(rel), []))
-        signature = signature_of(found, [rel, *folder])
+        here = store.full(posixpath.dirname(rel))  # names that are not UTF-8 (left out of the listing): refused, set aside
+        odd = sorted(shown(p) for p in getattr(store.fs, "undecodable", ()) if posixpath.dirname(p) == here)
+        signature = signature_of(found, [rel, *folder]) + "".join(f"|{n}" for n in odd)
         if checkpoint is not None and checkpoint.get(rel) == signature:
             if final is not None:
                 final[rel] = signature
@@ -73,7 +75,7 @@ def pending(store: Store, records: list[RunRecord] | None = None, checkpoint: di
             raw = None
         rec = known.get(f"{CUSTOM}{rel}")
         identity = _sha(raw, _listing(store, posixpath.dirname(rel)))  # listed as process_folder lists it
-        if rec is None or rec.manifestSha256 != identity or rec.state not in ("committed", "quarantined"):
+        if odd or rec is None or rec.manifestSha256 != identity or rec.state not in ("committed", "quarantined"):
             written = listed(found[rel]).modified
             later = [t for p in folder if (t := listed(found[p]).modified) and written and t > written]
             if unsettled(rel, signature, max(later, default=None), now, settle):
@@ -162,6 +164,19 @@ def _set_aside(store: Store, rec: RunRecord, listing: dict[str, dict], committed
         rec.setAside.append(target)
 
 
+def _set_aside_odd(store: Store, rec: RunRecord, path: str, folder: str) -> str:
+    """Rename a file of ``folder`` whose name is not UTF-8 (a full local path) to its name with the bytes as ``%XX``
+    and ``.quarantined``: readers (DuckDB's glob) fail on such a name anywhere in the lake. Nothing is deleted."""
+    target, n = f"{folder}/{percent_name(posixpath.basename(path))}.quarantined", 1
+    while store.exists(target):
+        n += 1
+        target = f"{folder}/{percent_name(posixpath.basename(path))}.quarantined.{n}"
+    os.rename(path, store.full(target))
+    store.fs.undecodable.discard(path)
+    rec.setAside.append(target)
+    return target
+
+
 def _folder_error(folder: str) -> str | None:
     """Why ``folder`` is not a custom-data folder (``ingestion/<Dataset>/<yyyy>/<mm>[/<scope>]``), else None."""
     parts = folder.split("/")
@@ -197,6 +212,11 @@ def process_folder(store: Store, rel: str, raw: bytes | None,
             raise HubError("a custom-data manifest must be empty or {}", file=rel, code="ManifestInvalid")
         if problem := _folder_error(folder):
             raise HubError(problem, file=rel, code="ManifestInvalid")
+        if odd := sorted(p for p in getattr(store.fs, "undecodable", ()) if posixpath.dirname(p) == store.full(folder)):
+            read = True  # the folder's new files are set aside with the rest: the lake keeps its previous delivery
+            named = [_set_aside_odd(store, rec, p, folder) for p in odd]
+            raise HubError(f"a file's name is not valid UTF-8 (DuckDB reads no such name): set aside as {named[0]}; "
+                           "rename it in UTF-8, then write the manifest again", file=named[0], code="InvalidFileName")
         if skipped := [posixpath.basename(f) for f in sorted(listing) if hidden(posixpath.basename(f))]:
             raise HubError(f"the file {skipped[0]!r} starts with _ or . (Spark, Hive, Trino and Athena skip it): rename it",
                            file=rel, code="ManifestInvalid")

@@ -48,7 +48,7 @@ from hub.settings import Settings, load_settings
 from hub.sources import Hooks, refresh_checkpoint, snapshots, unsettled
 from hub.sources import listings as aws_listings
 from hub.sources.snapshots import Snapshots
-from hub.store import EXPORTS, Store, bounded_name, dataset_folder, glob_escape, listed, signature_of, visible
+from hub.store import EXPORTS, Store, bounded_name, dataset_folder, glob_escape, listed, shown, signature_of, visible
 from hub.validate import CheckTap, tap_report, validate_files
 from transforms import backfill, costs, mapped
 from transforms.costs import Lineage
@@ -168,13 +168,16 @@ class Delivery:
     written: str = ""
     #: the latest modification of a data file written after the manifest (the manifest came first: the copy may go on)
     after: datetime | None = None
+    #: names in the delivery's folder that are not valid UTF-8 (shown as ``\\xNN``): never read, the delivery refused
+    odd: tuple[str, ...] = ()
 
     @property
     def sha(self) -> str:
         """The delivery's identity: its manifest, its files' names, sizes and modification times, its AWS manifests'
         content (a re-delivery, also of a restated file of the same size, or a restatement AWS lists anew, is new)."""
         governing = [f"{p}\t{hashlib.sha256(raw or b'').hexdigest()}" for p, raw in self.governing]
-        listing = "\n".join([*(f"{p}\t{s}" for p, s in self.files), *self.listings, *governing, self.stamp, self.written])
+        listing = "\n".join([*(f"{p}\t{s}" for p, s in self.files), *self.listings, *governing, self.stamp, self.written,
+                             *self.odd])
         return hashlib.sha256((self.raw or b"") + b"\0" + listing.encode()).hexdigest()
 
     @property
@@ -205,6 +208,7 @@ def deliveries(store: Store, checkpoint: dict[str, str] | None = None, seen: set
     found = {store.rel(path): info for path, info in store.fs.find(base, detail=True).items()
              if info.get("type", "file") != "other" or info.get("islink")}
     manifests = {rel for rel in found if posixpath.basename(rel) == "manifest.json"}
+    odd_names = sorted(shown(store.rel(p)) for p in getattr(store.fs, "undecodable", ()) if p.startswith(base + "/"))
     folders = {posixpath.dirname(rel): rel for rel in manifests}
     aws = [rel for rel in found if aws_listings.is_listing(rel)]
     owned: dict[str, list[str]] = {folder: [] for folder in folders}
@@ -225,7 +229,8 @@ def deliveries(store: Store, checkpoint: dict[str, str] | None = None, seen: set
         above = [m for m in aws if folder.startswith(posixpath.dirname(m) + "/")] if provider in providers() else []
         siblings = _sibling_assemblies(folder, aws) if provider in providers() else []
         # the AWS manifests that govern it count too: a billing-period manifest synced later is a change the watcher sees
-        signature = signature_of(found, [rel, *owned[folder], *above, *siblings])
+        odd = tuple(n for n in odd_names if n.startswith(folder + "/"))
+        signature = signature_of(found, [rel, *owned[folder], *above, *siblings]) + "".join(f"|{n}" for n in odd)
         if seen is not None:
             seen.add(rel)
         if checkpoint is not None and checkpoint.get(rel) == signature:
@@ -245,7 +250,8 @@ def deliveries(store: Store, checkpoint: dict[str, str] | None = None, seen: set
         later = [t for p, _ in files if (t := listed(found[p]).modified) and modified and t > modified]
         out.append(Delivery(rel, provider, tuple(files), raw, tuple(listings), governing, modified=modified,
                             pulled=_pull_manifest(raw), signature=signature,
-                            written=signature_of(found, [p for p, _ in files]) if files else "", after=max(later, default=None)))
+                            written=signature_of(found, [p for p, _ in files]) if files else "", after=max(later, default=None),
+                            odd=odd))
     for rel in loose:
         provider = _provider(rel)
         if provider in providers() and providers()[provider].incrementalFiles and is_data_file(provider, rel):
@@ -501,6 +507,9 @@ def _check(store: Store, d: Delivery) -> dict[str, str]:
         known = ", ".join(f"{AREA}/{p}/" for p in providers())
         raise HubError(f"not under a provider's folder ({known})", file=d.manifest, code="SchemaNotFound")
     hints = manifest_hints(d.raw, file=d.manifest, pulled=d.pulled)
+    if d.odd:  # never a part of the bill left out without a word
+        raise HubError("a file's name is not valid UTF-8 (it would not be read): rename it in UTF-8", file=d.odd[0],
+                       code="InvalidFileName")
     if not d.files:
         raise HubError("no .csv, .csv.gz, .parquet, newline JSON or .zip files in the delivery's folder", file=d.manifest,
                        code="IngestionFilesNotFound")
