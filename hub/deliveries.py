@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import posixpath
 from datetime import date, datetime, timedelta, timezone
 
@@ -24,7 +25,7 @@ from hub.errors import HubError, ManifestError
 from hub.manifest import Manifest, parse_manifest
 from hub.runs import AFTER_COMMIT, RunRecord
 from hub.settings import MonthsRetention
-from hub.store import EXPORTS, INGESTION, MSEXPORTS, Store, part_file_name, safe_relpath, shown
+from hub.store import EXPORTS, INGESTION, MSEXPORTS, Store, part_file_name, percent_name, safe_relpath, shown
 from transforms.typing import literal, scan
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -300,10 +301,55 @@ def source_deletable(store: Store, rec: RunRecord, manifests: set[str] | None = 
 BAD_NAME = "badname-"
 
 
-def _in_delivery(store: Store, name: str) -> bool:
-    """Whether a folder above ``name`` (below its area) holds a ``manifest.json``: that delivery is refused for it
-    (another cloud's, a custom folder's), so the name needs no record of its own."""
+#: Where names of the lake that are not UTF-8 are moved (outside the lake: its readers fail on such a name).
+ODD_NAMES = "config/odd-names"
+
+
+def undecodable_names(store: Store, records: list[RunRecord]) -> list[RunRecord]:
+    """The names under the delivery areas that are not valid UTF-8, which this process's listings left out (local
+    roots: :class:`hub.store.Utf8LocalFileSystem`), each told once by a quarantined record (``InvalidFileName``, the
+    name with its bytes as ``\\xNN``) unless a delivery was refused for it. Under ``msexports/`` and ``exports/`` they
+    stay where they are (the record goes once the name does); under ``ingestion/`` (but a custom folder's own files)
+    they are moved to :data:`ODD_NAMES`, named with their bytes as ``%XX``, nothing deleted: DuckDB's glob, every lake
+    reader's, fails on such a name (the record stays)."""
+    found = getattr(store.fs, "undecodable", None)
+    if found is None:
+        return []
+    paths = {shown(store.rel(p)): p for p in found}
+    found.clear()
+    names = [n for n in sorted(paths) if n.startswith((f"{MSEXPORTS}/", f"{EXPORTS}/", f"{INGESTION}/"))]
+    owned = {n for n in names if not n.startswith(MSEXPORTS) and _owned(store, n, paths[n])}
+    keys = {f"{BAD_NAME}{hashlib.sha1(n.encode()).hexdigest()[:16]}": n for n in names if n not in owned}
+    known = {r.key: r for r in records if r.key.startswith(BAD_NAME)}
+    for key, rec in known.items():  # a name gone (renamed, removed); one moved out of the lake keeps its record
+        if key not in keys and not rec.setAside and store.exists(runs.record_path(key)):
+            store.delete(runs.record_path(key))
+    made = []
+    for key, name in keys.items():
+        if key in known:
+            continue
+        rec = RunRecord(key=key, manifest=name, manifestSha256=runs.sha256(name.encode()), state="quarantined")
+        message = "the name is not valid UTF-8: never read; rename it in UTF-8"
+        if name.startswith(f"{INGESTION}/"):
+            target = _unique(store, f"{ODD_NAMES}/{percent_name(store.rel(paths[name]))}")
+            store.fs.makedirs(posixpath.dirname(store.full(target)), exist_ok=True)
+            os.rename(paths[name], store.full(target))
+            rec.setAside = [target]
+            message = (f"the name is not valid UTF-8 (the lake's readers fail on it): moved out of the lake to {target}; "
+                       "rename it in UTF-8 and move it back (custom data: with its manifest)")
+        runs.fail(store, rec, "InvalidFileName", message, name)
+        runs.save(store, rec)
+        made.append(rec)
+    return made
+
+
+def _owned(store: Store, name: str, path: str) -> bool:
+    """Whether a delivery is refused for ``name`` (a full local ``path``), so it needs no record of its own: under
+    ``exports/`` a folder above it holds a ``manifest.json`` (that delivery owns every file below it); under
+    ``ingestion/`` it is a file of a custom folder (its manifest beside it: the custom source set it aside)."""
     folder = posixpath.dirname(name)
+    if name.startswith(f"{INGESTION}/"):
+        return os.path.isfile(path) and store.exists(f"{folder}/manifest.json")
     while folder.count("/") >= 1:
         if store.exists(f"{folder}/manifest.json"):
             return True
@@ -311,29 +357,12 @@ def _in_delivery(store: Store, name: str) -> bool:
     return False
 
 
-def undecodable_names(store: Store, records: list[RunRecord]) -> list[RunRecord]:
-    """The names under the delivery areas that are not valid UTF-8, which this process's listings left out (local
-    roots: :class:`hub.store.Utf8LocalFileSystem`): one quarantined record each (``InvalidFileName``, the name with its
-    bytes as ``\\xNN``), written once; the record of a name no longer listed (renamed, removed) is removed."""
-    found = getattr(store.fs, "undecodable", None)
-    if found is None:
-        return []
-    names = sorted({shown(store.rel(p)) for p in found})
-    found.clear()
-    names = [n for n in names if n.startswith(f"{MSEXPORTS}/") or n.startswith((f"{EXPORTS}/", f"{INGESTION}/"))
-             and not _in_delivery(store, n)]
-    keys = {f"{BAD_NAME}{hashlib.sha1(n.encode()).hexdigest()[:16]}": n for n in names}
-    known = {r.key: r for r in records if r.key.startswith(BAD_NAME)}
-    for key in set(known) - set(keys):
-        if store.exists(runs.record_path(key)):
-            store.delete(runs.record_path(key))
-    made = []
-    for key, name in keys.items():
-        if key in known:
-            continue
-        rec = RunRecord(key=key, manifest=name, manifestSha256=runs.sha256(name.encode()), state="quarantined")
-        runs.fail(store, rec, "InvalidFileName", "the name is not valid UTF-8: the file (or folder) is not read; rename "
-                  "it in UTF-8", name)
-        runs.save(store, rec)
-        made.append(rec)
-    return made
+def _unique(store: Store, rel: str) -> str:
+    """``rel``, or with a number when taken (a long name shortened, its bytes' hash kept)."""
+    if len(rel.encode()) > 240:
+        rel = f"{rel[:120]}-{hashlib.sha1(rel.encode()).hexdigest()[:16]}"
+    target, n = rel, 1
+    while store.exists(target):
+        n += 1
+        target = f"{rel}.{n}"
+    return target

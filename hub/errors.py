@@ -13,7 +13,8 @@ CODES: dict[str, tuple[str, str, str]] = {
     "InvalidFileName": ("manifest", "a file or folder name under msexports/, exports/ or ingestion/ is not valid UTF-8 "
                                     "(copied from a share in another encoding): never read; a delivery holding it is "
                                     "refused whole (a custom folder's file set aside as <name, bytes as %XX>.quarantined), "
-                                    "any other gets a record of its own; the other deliveries flow",
+                                    "any other gets a record of its own (under ingestion/ it is moved out of the lake to "
+                                    "config/odd-names/); the other deliveries flow",
                         "rename it in UTF-8 (`convmv -f latin1 -t utf8`, or copy it again; custom data: then write the "
                         "manifest again); a record of its own goes once the name does"),
     "PathEscapesStore": ("manifest", "a blobName or scope would read or write outside the hub root, or a part is a link "

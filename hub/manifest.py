@@ -122,6 +122,20 @@ class Manifest(_Part):
         return self.runInfo.startDate.year, self.runInfo.startDate.month
 
 
+def _lone_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(_lone_surrogate(k) or _lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_lone_surrogate(v) for v in value)
+    return False
+
+
 def parse_manifest(raw: bytes, *, file: str) -> Manifest:
     """Parse manifest bytes; broken JSON -> ``ManifestReadFailed``, missing/bad fields -> ``ManifestInvalid``."""
     try:
@@ -130,6 +144,9 @@ def parse_manifest(raw: bytes, *, file: str) -> Manifest:
         raise ManifestError(f"not valid JSON ({exc})", file=file, code="ManifestReadFailed") from None
     if not isinstance(data, dict):
         raise ManifestError("manifest must be a JSON object", file=file, code="ManifestReadFailed")
+    if _lone_surrogate(data):  # "\udce9": how Python writes a name that is not UTF-8; no file is named so in UTF-8
+        raise ManifestError("a text holds a lone surrogate escape (\\udcXX): not text a file name or field can hold",
+                            file=file)
     try:
         manifest = Manifest.model_validate(data)
     except ValidationError as exc:

@@ -111,3 +111,38 @@ def test_another_clouds_delivery_holding_a_name_that_is_not_utf8_is_refused_neve
     os.remove(os.fsencode(str(folder)) + b"/part-\xe9.json")  # gone: the delivery is taken again, whole
     (again,) = ingest(Store(str(root))).all
     assert again.state == "committed"
+
+
+def test_a_folder_of_the_lake_whose_name_is_not_utf8_is_moved_out_of_it_with_its_record(tmp_path: Path) -> None:
+    """Review of stop 39 (the fix's second review): a custom folder's sub-folder with such a name was renamed in place
+    (its Parquet files then read as Costs although refused), or under a month-level manifest never told at all; a
+    running reader failed on it. It is moved out of the lake (config/odd-names, bytes as %XX), once, its record kept."""
+    from hub import catalog
+
+    root = tmp_path / "hub"
+    folder = _custom(root, "d1.parquet", "7.5")
+    (folder / "manifest.json").write_bytes(b"")
+    odd = os.fsencode(str(folder)) + b"/sub\xe9"
+    os.makedirs(odd)
+    shutil.copy(folder / "d1.parquet", odd + b"/d2.parquet")
+    result = ingest(Store(str(root)))
+    by_state = {r.state: r for r in result.all}
+    moved = "config/odd-names/ingestion/Costs/2024/05/custom/team-y/sub%E9"
+    assert by_state["committed"].rowsOut == 1  # the folder's own file
+    assert (by_state["quarantined"].error.code, by_state["quarantined"].setAside) == ("InvalidFileName", [moved])
+    assert (root / moved / "d2.parquet").exists() and not os.path.exists(odd)  # moved, nothing deleted
+    assert catalog.connect(Store(str(root))).execute("SELECT sum(BilledCost) FROM Costs").fetchone()[0] == Decimal("7.5")
+    assert ingest(Store(str(root))).all == []  # told once; its record stays
+    assert by_state["quarantined"].key in {r.key for r in runs.load_all(Store(str(root)))}
+
+
+def test_a_custom_folder_refused_for_another_reason_sets_a_long_odd_name_aside_once(tmp_path: Path) -> None:
+    """Review of stop 39: a folder whose manifest was refused first (not empty) was taken again on every pass (one event
+    each), and a long cp1251 name grew past the file system's limit once written as %XX (InternalError every pass)."""
+    root = tmp_path / "hub"
+    folder = _custom(root, "d1.parquet", "7.5")
+    (folder / "manifest.json").write_text('{"not": "empty"}')
+    shutil.copy(folder / "d1.parquet", os.fsencode(str(folder)) + b"/" + "длинное имя файла ".encode("cp1251") * 5 + b".parquet")
+    (rec,) = ingest(Store(str(root))).all
+    assert (rec.state, rec.error.code) == ("quarantined", "InvalidFileName") and len(rec.setAside) == 2
+    assert ingest(Store(str(root))).all == []  # not taken again

@@ -94,6 +94,7 @@ def test_minimal_hand_made_manifest_any_case_and_bom() -> None:
     (json.dumps({**FULL, "runInfo": {**FULL["runInfo"], "startDate": 20230901}}).encode(), "ManifestInvalid"),
     (json.dumps({**FULL, "runInfo": {**FULL["runInfo"], "submittedTime": 5}}).encode(), "ManifestInvalid"),
     (json.dumps({**FULL, "runInfo": {**FULL["runInfo"], "startDate": "20240501"}}).encode(), "ManifestInvalid"),
+    (json.dumps({**FULL, "blobs": [{"blobName": "e1/r\udce9sum\udce9.csv"}], "blobCount": 1}).encode(), "ManifestInvalid"),
     (json.dumps({**FULL, "runInfo": {**FULL["runInfo"], "submittedTime": "1714521600"}}).encode(), "ManifestInvalid"),
 ])
 def test_broken_manifests(raw: bytes, code: str) -> None:

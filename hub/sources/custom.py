@@ -62,8 +62,7 @@ def pending(store: Store, records: list[RunRecord] | None = None, checkpoint: di
     now = datetime.now(timezone.utc)
     for rel in sorted(r for r in found if posixpath.basename(r) == "manifest.json"):
         folder = sorted(files.get(posixpath.dirname(rel), []))
-        here = store.full(posixpath.dirname(rel))  # names that are not UTF-8 (left out of the listing): refused, set aside
-        odd = sorted(shown(p) for p in getattr(store.fs, "undecodable", ()) if posixpath.dirname(p) == here)
+        odd = [shown(p) for p in _odd_files(store, posixpath.dirname(rel))]  # left out of the listing: set aside
         signature = signature_of(found, [rel, *folder]) + "".join(f"|{n}" for n in odd)
         if checkpoint is not None and checkpoint.get(rel) == signature:
             if final is not None:
@@ -164,13 +163,22 @@ def _set_aside(store: Store, rec: RunRecord, listing: dict[str, dict], committed
         rec.setAside.append(target)
 
 
+def _odd_files(store: Store, folder: str) -> list[str]:
+    """The files directly in ``folder`` whose names are not UTF-8 (full local paths; the listing left them out)."""
+    here = store.full(folder)
+    return sorted(p for p in getattr(store.fs, "undecodable", ()) if posixpath.dirname(p) == here and os.path.isfile(p))
+
+
 def _set_aside_odd(store: Store, rec: RunRecord, path: str, folder: str) -> str:
     """Rename a file of ``folder`` whose name is not UTF-8 (a full local path) to its name with the bytes as ``%XX``
     and ``.quarantined``: readers (DuckDB's glob) fail on such a name anywhere in the lake. Nothing is deleted."""
-    target, n = f"{folder}/{percent_name(posixpath.basename(path))}.quarantined", 1
+    name = percent_name(posixpath.basename(path))
+    if len(name.encode()) > 200:  # %XX triples a byte: a long name would pass the file system's limit
+        name = f"{name[:100]}-{hashlib.sha1(name.encode()).hexdigest()[:16]}"
+    target, n = f"{folder}/{name}.quarantined", 1
     while store.exists(target):
         n += 1
-        target = f"{folder}/{percent_name(posixpath.basename(path))}.quarantined.{n}"
+        target = f"{folder}/{name}.quarantined.{n}"
     os.rename(path, store.full(target))
     store.fs.undecodable.discard(path)
     rec.setAside.append(target)
@@ -205,6 +213,11 @@ def process_folder(store: Store, rel: str, raw: bytes | None,
                     lakeParts=[p.model_copy() for p in committed])
     read = False
     try:
+        if odd := _odd_files(store, folder):  # first: set aside, the folder is not taken again for it on the next pass
+            read = True  # the folder's new files are set aside with the rest: the lake keeps its previous delivery
+            named = [_set_aside_odd(store, rec, p, folder) for p in odd]
+            raise HubError(f"a file's name is not valid UTF-8 (DuckDB reads no such name): set aside as {named[0]}; "
+                           "rename it in UTF-8, then write the manifest again", file=named[0], code="InvalidFileName")
         if raw is None:
             raise HubError("cannot be read (a dangling link, or one leading out of the hub root?)", file=rel,
                            code="ManifestReadFailed")
@@ -212,11 +225,6 @@ def process_folder(store: Store, rel: str, raw: bytes | None,
             raise HubError("a custom-data manifest must be empty or {}", file=rel, code="ManifestInvalid")
         if problem := _folder_error(folder):
             raise HubError(problem, file=rel, code="ManifestInvalid")
-        if odd := sorted(p for p in getattr(store.fs, "undecodable", ()) if posixpath.dirname(p) == store.full(folder)):
-            read = True  # the folder's new files are set aside with the rest: the lake keeps its previous delivery
-            named = [_set_aside_odd(store, rec, p, folder) for p in odd]
-            raise HubError(f"a file's name is not valid UTF-8 (DuckDB reads no such name): set aside as {named[0]}; "
-                           "rename it in UTF-8, then write the manifest again", file=named[0], code="InvalidFileName")
         if skipped := [posixpath.basename(f) for f in sorted(listing) if hidden(posixpath.basename(f))]:
             raise HubError(f"the file {skipped[0]!r} starts with _ or . (Spark, Hive, Trino and Athena skip it): rename it",
                            file=rel, code="ManifestInvalid")
