@@ -179,4 +179,5 @@ def recover(store: Store, redo: Callable[[RunRecord], list[RunRecord]]) -> list[
             rel = f"{STAGING}/{posixpath.basename(path.rstrip('/'))}"
             if rel not in swapping:
                 store.delete_tree(rel)
+    store.empty_trash()  # lake folders a killed retention had moved out of the lake, not yet deleted
     return done

@@ -56,6 +56,8 @@ def allocation_owed(month: str) -> str:
     """The marker of a month whose allocation no longer stands (:data:`ALLOCATION_OWED`)."""
     return f"{ALLOCATION_OWED}/{month}"
 STAGING = f"{CONFIG}/staging"
+#: Where a lake folder goes, in one rename, before it is deleted (local roots): readers never see it half deleted.
+TRASH = f"{CONFIG}/trash"
 
 _EXPORT_SUFFIX = re.compile(r"/providers/microsoft\.costmanagement/exports/[^/]+/?$")
 
@@ -550,6 +552,25 @@ class Store:
         """Delete a file, by its exact name (never a glob: ``team[1]/x`` is not ``team1/x``)."""
         if self.fs.exists(self.full(rel)):
             self.fs.rm_file(self.full(rel))
+
+    def discard_tree(self, rel: str) -> None:
+        """Delete a lake folder so readers see it whole or gone: on a local root it is first moved out of the lake in
+        one rename (to :data:`TRASH`; what a killed run left there goes too); a blob store has no folder rename (its
+        files go one by one)."""
+        if not self.is_local or not os.path.isdir(self.full(rel)) or os.path.islink(self.full(rel)):
+            self.delete_tree(rel)
+            return
+        self.empty_trash()
+        target = f"{TRASH}/{uuid.uuid4().hex}"
+        os.makedirs(self.full(TRASH), exist_ok=True)
+        os.rename(self.full(rel), self.full(target))
+        self.delete_tree(target)
+
+    def empty_trash(self) -> None:
+        """Delete what a killed run left in :data:`TRASH` (local roots)."""
+        if self.is_local and os.path.isdir(self.full(TRASH)):
+            for name in os.listdir(self.full(TRASH)):
+                self.delete_tree(f"{TRASH}/{name}")
 
     def delete_tree(self, rel: str) -> None:
         """Delete a folder and everything under it, file by exact name (fsspec's rm reads a path as a glob)."""

@@ -49,8 +49,11 @@ def commit_staged(store: Store, key: str, staging: str, destination: str, names:
 
 def place_marker(store: Store, staging: str, token: str) -> None:
     """Mark a staging folder so a restarted swap can tell whether the exchange already happened."""
-    if store.is_local:
-        store.write_bytes(f"{staging}/{MARKER_PREFIX}{token}", b"")
+    if store.is_local:  # empty: created whole, without a temporary file a kill could leave to be swapped into the lake
+        path = store.full(f"{staging}/{MARKER_PREFIX}{token}")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "ab"):
+            pass
 
 
 def swap(store: Store, staging: str, destination: str, new_files: list[str], token: str) -> list[str]:

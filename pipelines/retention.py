@@ -180,7 +180,7 @@ def _delete(store: Store, result: RetentionResult) -> RetentionResult:
     for d in result.deletions:
         store.check_fence()
         if d.path.startswith((f"{INGESTION}/", f"{RAW}/")):
-            store.delete_tree(d.path)
+            store.discard_tree(d.path)  # whole or gone for readers, never a month half deleted
         else:
             if store.exists(d.path):
                 store.delete(d.path)

@@ -222,3 +222,30 @@ def test_the_same_export_delivered_again_after_its_source_went_goes_too(hub_root
     assert sorted(d.path for d in done.deletions) == sorted([manifest, manifest.replace("manifest.json", "part_0_0001.csv")])
     assert not (hub_root / manifest).exists()
     assert apply(store, load_settings(store)).deletions == []
+
+
+def test_a_retention_killed_while_deleting_a_month_leaves_it_whole_or_gone_for_readers(hub_root: Path, monkeypatch) -> None:
+    """Review of stop 39: a month folder was deleted file by file, so a retention killed midway left readers a month
+    with part of its rows (and `hub ingest` never finished it). It leaves the lake in one rename first; what a killed
+    run left in config/trash goes on the next ingestion."""
+    import pytest
+
+    for month in ("2024-05", "2025-07"):
+        y, m = month.split("-")
+        rows = schema_csv("focuscost_1.0", 3).replace("2024-05-", f"{month}-")
+        write_export(hub_root, {"part_0_0001.csv": rows}, rows=3, run_id=f"r{y}{m}", start_date=f"{month}-01", folder=f"e/{month}")
+    store = Store(str(hub_root))
+    assert ingest(store).ok
+    (hub_root / "config/settings.json").write_text('{"retention": {"msexports": {"days": 7}, "ingestion": {"months": 13}}}')
+
+    def killed(self: Store, rel: str) -> None:  # the process dies while deleting what it moved
+        raise SystemExit("killed")
+
+    with monkeypatch.context() as m:
+        m.setattr(Store, "delete_tree", killed)
+        with pytest.raises(SystemExit):
+            apply(store, load_settings(store), now=NOW)
+    assert [p.split("/")[2:4] for p in parquet_in(hub_root)] == [["2025", "07"]]  # May gone whole from the lake
+    assert len(list((hub_root / "config/trash").iterdir())) == 1
+    ingest(Store(str(hub_root)))
+    assert not list((hub_root / "config/trash").iterdir())
