@@ -22,7 +22,7 @@ import duckdb
 
 from hub.checks import PERIOD_SLACK
 from hub.errors import UsageError
-from hub.store import ALLOCATION_OWED, ALLOCATION_RULES, INGESTION, Store, Utf8LocalFileSystem, glob_escape
+from hub.store import ALLOCATION_OWED, ALLOCATION_RULES, INGESTION, Store, Utf8LocalFileSystem, glob_escape, utf8
 from transforms.typing import ident, literal, scan
 
 DATASETS = ("Costs", "Prices", "CommitmentDiscountUsage", "Recommendations", "Transactions", "Allocation", "Anomalies",
@@ -97,17 +97,9 @@ def _odd_lake_names(store: Store) -> bool:
     """Whether a name under the local lake (``ingestion/``) is not valid UTF-8: told once per Store (its
     connections must all read the lake the same way)."""
     if not hasattr(store, "_odd_lake_names"):
-        base = os.fsencode(store.full(INGESTION))
-        store._odd_lake_names = any(not _decodes(n) for _, dirs, files in os.walk(base) for n in (*dirs, *files))
+        walk = os.walk(store.full(INGESTION))
+        store._odd_lake_names = any(not utf8(n) for _, dirs, files in walk for n in (*dirs, *files))
     return store._odd_lake_names
-
-
-def _decodes(name: bytes) -> bool:
-    try:
-        name.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
 
 
 def dataset_prefix(store: Store, dataset: str) -> str:

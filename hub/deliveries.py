@@ -305,36 +305,47 @@ BAD_NAME = "badname-"
 ODD_NAMES = "config/odd-names"
 
 
-def undecodable_names(store: Store, records: list[RunRecord]) -> list[RunRecord]:
+def undecodable_names(store: Store, records: list[RunRecord], *, lake: bool = False) -> list[RunRecord]:
     """The names under the delivery areas that are not valid UTF-8, which this process's listings left out (local
-    roots: :class:`hub.store.Utf8LocalFileSystem`), each told once by a quarantined record (``InvalidFileName``, the
-    name with its bytes as ``\\xNN``) unless a delivery was refused for it. Under ``msexports/`` and ``exports/`` they
-    stay where they are (the record goes once the name does); under ``ingestion/`` (but a custom folder's own files)
-    they are moved to :data:`ODD_NAMES`, named with their bytes as ``%XX``, nothing deleted: DuckDB's glob, every lake
-    reader's, fails on such a name (the record stays)."""
+    roots: :class:`hub.store.Utf8LocalFileSystem`), each told by a quarantined record (``InvalidFileName``, the name
+    with its bytes as ``\\xNN``) unless a delivery was refused for it. Under ``msexports/`` and ``exports/`` they stay
+    where they are, told once (the record goes once the name does); under ``ingestion/`` (but a custom folder's own
+    files) they are moved to :data:`ODD_NAMES`, named with their bytes as ``%XX``, nothing deleted, every time one is
+    found (its record keeps every place it went): DuckDB's glob, every lake reader's, fails on such a name, and a swap
+    of its folder would take it away. ``lake``: before the sources run, the lake listed afresh and only its names seen
+    to (records of names gone are removed only by the call after the sources, which saw every area)."""
     found = getattr(store.fs, "undecodable", None)
     if found is None:
         return []
+    if lake:
+        found.clear()
+        store.files(INGESTION, "")  # the lake listed: its odd names found
     paths = {shown(store.rel(p)): p for p in found}
     found.clear()
-    names = [n for n in sorted(paths) if n.startswith((f"{MSEXPORTS}/", f"{EXPORTS}/", f"{INGESTION}/"))]
+    areas = (f"{INGESTION}/",) if lake else (f"{MSEXPORTS}/", f"{EXPORTS}/", f"{INGESTION}/")
+    names = [n for n in sorted(paths) if n.startswith(areas)]
     owned = {n for n in names if not n.startswith(MSEXPORTS) and _owned(store, n, paths[n])}
     keys = {f"{BAD_NAME}{hashlib.sha1(n.encode()).hexdigest()[:16]}": n for n in names if n not in owned}
     known = {r.key: r for r in records if r.key.startswith(BAD_NAME)}
-    for key, rec in known.items():  # a name gone (renamed, removed); one moved out of the lake keeps its record
+    for key, rec in known.items() if not lake else ():  # a name gone (renamed, removed); one moved out stays told
         if key not in keys and not rec.setAside and store.exists(runs.record_path(key)):
             store.delete(runs.record_path(key))
     made = []
     for key, name in keys.items():
-        if key in known:
-            continue
-        rec = RunRecord(key=key, manifest=name, manifestSha256=runs.sha256(name.encode()), state="quarantined")
+        moved = name.startswith(f"{INGESTION}/")
+        if key in known and not moved:
+            continue  # told already
+        rec = known.get(key) or RunRecord(key=key, manifest=name, manifestSha256=runs.sha256(name.encode()),
+                                          state="quarantined")
         message = "the name is not valid UTF-8: never read; rename it in UTF-8"
-        if name.startswith(f"{INGESTION}/"):
+        if moved:
             target = _unique(store, f"{ODD_NAMES}/{percent_name(store.rel(paths[name]))}")
-            store.fs.makedirs(posixpath.dirname(store.full(target)), exist_ok=True)
-            os.rename(paths[name], store.full(target))
-            rec.setAside = [target]
+            try:
+                store.fs.makedirs(posixpath.dirname(store.full(target)), exist_ok=True)
+                os.rename(paths[name], store.full(target))
+            except OSError:  # gone meanwhile (or not movable): told when found again
+                continue
+            rec.setAside = [*rec.setAside, target]
             message = (f"the name is not valid UTF-8 (the lake's readers fail on it): moved out of the lake to {target}; "
                        "rename it in UTF-8 and move it back (custom data: with its manifest)")
         runs.fail(store, rec, "InvalidFileName", message, name)

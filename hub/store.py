@@ -292,6 +292,12 @@ def shown(name: str) -> str:
     return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
+def _gone_is_fine(function: Callable, path: str, info: tuple) -> None:
+    """``shutil.rmtree``'s error handler: a file another process deleted first is no error."""
+    if not isinstance(info[1], FileNotFoundError):
+        raise info[1]
+
+
 def percent_name(name: str) -> str:
     """A local name as a file name in UTF-8: bytes that are not UTF-8 as ``%XX`` (``%E9quipe.parquet``; a ``\\`` would
     be a path separator to DuckDB)."""
@@ -564,6 +570,7 @@ class Store:
         target = f"{TRASH}/{uuid.uuid4().hex}"
         os.makedirs(self.full(TRASH), exist_ok=True)
         os.rename(self.full(rel), self.full(target))
+        self.check_fence()  # stalled past the lease: another process's recovery may be emptying the trash
         self.delete_tree(target)
 
     def empty_trash(self) -> None:
@@ -577,7 +584,7 @@ class Store:
         full = self.full(rel)
         if self.is_local:
             if os.path.isdir(full) and not os.path.islink(full):
-                shutil.rmtree(full)
+                shutil.rmtree(full, onerror=_gone_is_fine)
             elif os.path.lexists(full):
                 os.remove(full)
             return

@@ -20,7 +20,7 @@ import posixpath
 import shutil
 
 from hub.faults import checkpoint
-from hub.store import Store
+from hub.store import Store, utf8
 
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
@@ -88,8 +88,10 @@ def _swap_local(store: Store, staging: str, destination: str, marker: str) -> bo
         return False
     os.makedirs(os.path.dirname(dest), exist_ok=True)
     if os.path.isdir(dest):
-        for entry in os.scandir(dest):  # other files of the folder (a custom-data manifest) stay in place
-            if entry.is_file() and not entry.name.endswith(".parquet") and not os.path.exists(os.path.join(stage, entry.name)):
+        for entry in os.scandir(dest):  # other files of the folder (a custom-data manifest; a name that is not UTF-8,
+            # never read, which the next ingestion moves out of the lake) stay in place
+            if (entry.is_file() and (not entry.name.endswith(".parquet") or not utf8(entry.name))
+                    and not os.path.exists(os.path.join(stage, entry.name))):
                 shutil.copy2(entry.path, os.path.join(stage, entry.name))
         if not _exchange(stage, dest):
             os.remove(os.path.join(stage, marker))

@@ -115,6 +115,8 @@ def _ingest(store: Store, *, retry: bool, force: bool, progress: Progress | None
     settings = load_settings(store)
     result = IngestResult(recovered=recover(store))
     records = runs.load_all(store, result.unreadable)  # once per ingestion; kept current by each source
+    # names of the lake that are not UTF-8 out of it first: readers fail on them and a swap would take them away
+    result.records += hub_deliveries.undecodable_names(store, records, lake=True)
     made, result.renormalized = msexports.ingest_pending(
         store, records, settings, retry=retry, force=force, progress=progress, fail_after_parts=fail_after_parts,
         blob_grace=blob_grace, checkpoint=checkpoint, waiting=result.waiting,

@@ -129,3 +129,15 @@ def lake_rows(root: Path, dataset: str = "Costs") -> list[dict]:
     listing = ", ".join(f"'{root / f}'" for f in files)
     rel = con.sql(f"SELECT * FROM read_parquet([{listing}], union_by_name = true)")
     return [dict(zip(rel.columns, r, strict=True)) for r in rel.fetchall()]
+
+
+def custom_file(path: Path, *, account: str = "x", cost: str = "7.5") -> Path:
+    """A one-row custom-data Parquet file (a usage cost charged on 3 May 2024) at ``path``, its folder made."""
+    import duckdb
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    duckdb.connect().execute(f"""COPY (SELECT 'Custom' AS ProviderName, '{account}' AS BillingAccountId, 'USD' AS BillingCurrency,
+        TIMESTAMP '2024-05-01' AS BillingPeriodStart, TIMESTAMP '2024-06-01' AS BillingPeriodEnd,
+        TIMESTAMP '2024-05-03' AS ChargePeriodStart, TIMESTAMP '2024-05-04' AS ChargePeriodEnd, 'Usage' AS ChargeCategory,
+        {cost} AS BilledCost, {cost} AS EffectiveCost) TO '{path}' (FORMAT parquet)""")
+    return path

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from cloudevents.http import from_http, from_json
+from conftest import custom_file
 
 from hub import events, runs
 from hub.events import DELIVERY_INGESTED, DELIVERY_QUARANTINED, delivery_events, flush, make_event, publish, sinks
@@ -570,7 +571,6 @@ def test_events_of_other_clouds_deliveries_failing_early_name_their_provider(tmp
     """Review of stop 39: a Google or OCI delivery quarantined before its files were read (a bad manifest, a file that
     is no report) said provider "azure" and exportType "FOCUS"; a custom drop's subject was `custom:<path>`, its
     export null."""
-    import duckdb
 
     from hub.sample_gcp import write_gcp_export
     from pipelines.ingest import ingest
@@ -586,10 +586,7 @@ def test_events_of_other_clouds_deliveries_failing_early_name_their_provider(tmp
     (root / "exports/oci/x/0001.csv").write_text("a,b\n1,2\n")
     custom = root / "ingestion/Costs/2024/05/custom/team-x"
     custom.mkdir(parents=True)
-    duckdb.connect().execute(f"""COPY (SELECT 'Custom' AS ProviderName, 'x' AS BillingAccountId, 'USD' AS BillingCurrency,
-        TIMESTAMP '2024-05-01' AS BillingPeriodStart, TIMESTAMP '2024-06-01' AS BillingPeriodEnd,
-        TIMESTAMP '2024-05-03' AS ChargePeriodStart, TIMESTAMP '2024-05-04' AS ChargePeriodEnd, 'Usage' AS ChargeCategory,
-        7.5 AS BilledCost, 7.5 AS EffectiveCost) TO '{custom / "d1.parquet"}' (FORMAT parquet)""")
+    custom_file(custom / "d1.parquet")
     (custom / "manifest.json").write_bytes(b"")
     ingest(Store(str(root)))
     sent = {e["subject"]: e for e in map(json.loads, out.read_text().splitlines())}

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from conftest import custom_file
 
 from hub import runs
 from hub.sample_native import write_oci_focus
@@ -35,10 +36,7 @@ def test_a_name_that_is_not_utf8_is_quarantined_by_name_and_the_others_flow(tmp_
         fh.write("{}")
     custom = root / "ingestion/Costs/2024/05/custom/team-x"
     custom.mkdir(parents=True)
-    duckdb.connect().execute(f"""COPY (SELECT 'Custom' AS ProviderName, 'x' AS BillingAccountId, 'USD' AS BillingCurrency,
-        TIMESTAMP '2024-05-01' AS BillingPeriodStart, TIMESTAMP '2024-06-01' AS BillingPeriodEnd,
-        TIMESTAMP '2024-05-03' AS ChargePeriodStart, TIMESTAMP '2024-05-04' AS ChargePeriodEnd, 'Usage' AS ChargeCategory,
-        7.5 AS BilledCost, 7.5 AS EffectiveCost) TO '{custom / "d1.parquet"}' (FORMAT parquet)""")
+    custom_file(custom / "d1.parquet")
     (custom / "manifest.json").write_bytes(b"")
 
     result = ingest(Store(str(root)))
@@ -61,13 +59,7 @@ def test_a_name_that_is_not_utf8_is_quarantined_by_name_and_the_others_flow(tmp_
 
 
 def _custom(root: Path, name: str, cost: str) -> Path:
-    folder = root / "ingestion/Costs/2024/05/custom/team-y"
-    folder.mkdir(parents=True, exist_ok=True)
-    duckdb.connect().execute(f"""COPY (SELECT 'Custom' AS ProviderName, 'y' AS BillingAccountId, 'USD' AS BillingCurrency,
-        TIMESTAMP '2024-05-01' AS BillingPeriodStart, TIMESTAMP '2024-06-01' AS BillingPeriodEnd,
-        TIMESTAMP '2024-05-03' AS ChargePeriodStart, TIMESTAMP '2024-05-04' AS ChargePeriodEnd, 'Usage' AS ChargeCategory,
-        {cost} AS BilledCost, {cost} AS EffectiveCost) TO '{folder / name}' (FORMAT parquet)""")
-    return folder
+    return custom_file(root / "ingestion/Costs/2024/05/custom/team-y" / name, account="y", cost=cost).parent
 
 
 def test_a_custom_file_whose_name_is_not_utf8_is_set_aside_never_deleted_and_readers_keep_working(tmp_path: Path) -> None:
@@ -146,3 +138,45 @@ def test_a_custom_folder_refused_for_another_reason_sets_a_long_odd_name_aside_o
     (rec,) = ingest(Store(str(root))).all
     assert (rec.state, rec.error.code) == ("quarantined", "InvalidFileName") and len(rec.setAside) == 2
     assert ingest(Store(str(root))).all == []  # not taken again
+
+
+def test_a_name_in_an_azure_lake_folder_is_moved_out_before_a_redelivery_swaps_the_folder(tmp_path: Path) -> None:
+    """Review of stop 39 (the fix's third review): a name that is not UTF-8 in a committed Azure month folder was
+    deleted with the old folder by the same pass's swap, then the pass crashed (FileNotFoundError) moving it; the same
+    name copied in again later was never told nor moved."""
+    from conftest import schema_csv, write_export
+
+    root = tmp_path / "hub"
+    write_export(root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 3)}, rows=3, run_id="r1", folder="e/r1")
+    assert ingest(Store(str(root))).ok
+    (lake_file,) = (root / "ingestion/Costs").rglob("*.parquet")
+    odd = os.fsencode(str(lake_file.parent)) + b"/r\xe9sum\xe9.parquet"
+    shutil.copy(lake_file, odd)
+    write_export(root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 2)}, rows=2, run_id="r2", folder="e/r2")
+    result = ingest(Store(str(root)))
+    (told,) = [r for r in result.all if r.error and r.error.code == "InvalidFileName"]
+    assert [r.state for r in result.all if r.exportType == "FocusCost"] == ["committed"]
+    (moved,) = told.setAside
+    assert (root / moved).stat().st_size > 0  # its bytes kept
+    assert not os.path.exists(odd) and _lake_rows(root) == 2
+    shutil.copy(root / moved, odd)  # synced in again
+    (again,) = ingest(Store(str(root))).all
+    assert again.key == told.key and len(again.setAside) == 2 and not os.path.exists(odd)
+
+
+def test_an_aws_manifest_naming_a_key_with_a_lone_surrogate_escape_is_invalid(tmp_path: Path) -> None:
+    """Review of stop 39: `reportKeys: ["…r\\udce9sum\\udce9.csv.gz"]` (how Python writes such a name) reached the
+    record, whose save failed: InternalError on every pass."""
+    import json
+
+    from hub.sample_native import write_aws_cur
+
+    root = tmp_path / "hub"
+    manifest = write_aws_cur(str(root), rows=5)
+    folder = (root / manifest).parent
+    odd = "\udce9.csv"
+    keys = ["cur/demo-cur/20240501-20240601/assembly-1/" + p.name.replace(".csv", odd) for p in folder.glob("*.csv.gz")]
+    (folder / "demo-cur-Manifest.json").write_text(json.dumps({"reportKeys": keys}))
+    (root / manifest).write_bytes(b"")  # written last
+    (rec,) = ingest(Store(str(root))).all
+    assert (rec.state, rec.error.code) == ("quarantined", "ManifestInvalid")

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import duckdb
-from conftest import parquet_in, schema_csv, write_export
+from conftest import custom_file, parquet_in, schema_csv, write_export
 
 from hub import runs
 from hub.sources import msexports
@@ -361,10 +361,7 @@ def test_files_with_a_modification_time_in_the_future_settle_from_when_they_were
     custom = root / "ingestion/Costs/2024/05/custom/team-x"
     custom.mkdir(parents=True)
     (custom / "manifest.json").write_bytes(b"")
-    duckdb.connect().execute(f"""COPY (SELECT 'Custom' AS ProviderName, 'x' AS BillingAccountId, 'USD' AS BillingCurrency,
-        TIMESTAMP '2024-05-01' AS BillingPeriodStart, TIMESTAMP '2024-06-01' AS BillingPeriodEnd,
-        TIMESTAMP '2024-05-03' AS ChargePeriodStart, TIMESTAMP '2024-05-04' AS ChargePeriodEnd, 'Usage' AS ChargeCategory,
-        7.5 AS BilledCost, 7.5 AS EffectiveCost) TO '{custom / "d1.parquet"}' (FORMAT parquet)""")
+    custom_file(custom / "d1.parquet")
     os.utime(custom / "d1.parquet", (ahead, ahead))
     store = Store(str(root))
     first = ingest(store, settle=1)

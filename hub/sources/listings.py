@@ -16,6 +16,7 @@ import posixpath
 import re
 
 from hub.errors import HubError
+from hub.store import utf8
 
 SUFFIX = "-manifest.json"
 
@@ -43,6 +44,9 @@ def keys(listing: str, raw: bytes | None) -> list[str]:
     found = (data.get("reportKeys") or data.get("dataFiles") or []) if isinstance(data, dict) else []
     if not isinstance(found, list) or not all(isinstance(k, str) and k.strip("/") for k in found):
         raise HubError("reportKeys / dataFiles is not a list of file names", file=listing, code="ManifestInvalid")
+    if not all(utf8(k) for k in found):  # "\udce9": how Python writes a name that is not UTF-8; no key is named so
+        raise HubError("reportKeys / dataFiles holds a lone surrogate escape (\\udcXX): no file name", file=listing,
+                       code="ManifestInvalid")
     return [k.split("://", 1)[1].split("/", 1)[-1] if "://" in k else k.lstrip("/") for k in found]
 
 
