@@ -335,23 +335,40 @@ def undecodable_names(store: Store, records: list[RunRecord], *, lake: bool = Fa
         moved = name.startswith(f"{INGESTION}/")
         if key in known and not moved:
             continue  # told already
-        rec = known.get(key) or RunRecord(key=key, manifest=name, manifestSha256=runs.sha256(name.encode()),
-                                          state="quarantined")
+        rec = runs.load(store, key) or RunRecord(key=key, manifest=name, manifestSha256=runs.sha256(name.encode()),
+                                                 state="quarantined")  # as stored now: a record of this pass's too
         message = "the name is not valid UTF-8: never read; rename it in UTF-8"
         if moved:
             target = _unique(store, f"{ODD_NAMES}/{percent_name(store.rel(paths[name]))}")
             try:
                 store.fs.makedirs(posixpath.dirname(store.full(target)), exist_ok=True)
                 os.rename(paths[name], store.full(target))
-            except OSError:  # gone meanwhile (or not movable): told when found again
-                continue
-            rec.setAside = [*rec.setAside, target]
-            message = (f"the name is not valid UTF-8 (the lake's readers fail on it): moved out of the lake to {target}; "
-                       "rename it in UTF-8 and move it back (custom data: with its manifest)")
+            except OSError as exc:
+                if not os.path.lexists(paths[name]) or rec.error and rec.error.message.startswith("could not move"):
+                    continue  # gone meanwhile (told when found again), or told it could not be moved
+                message = f"could not move it out of the lake ({type(exc).__name__}): the name is not valid UTF-8; rename it"
+            else:
+                rec.setAside = [*rec.setAside, target]
+                rec.manifestSha256 = runs.sha256(f"{name}\n{target}".encode())  # each move told (its own event id)
+                message = (f"the name is not valid UTF-8 (the lake's readers fail on it): moved out of the lake to "
+                           f"{target}; rename it in UTF-8 and move it back (custom data: then write the manifest again)")
         runs.fail(store, rec, "InvalidFileName", message, name)
         runs.save(store, rec)
         made.append(rec)
+    records += [r for r in made if r.key not in known]
     return made
+
+
+def moved_out(records: list[RunRecord], store: Store) -> dict[str, str]:
+    """Lake folders one of whose own files was moved out for its name (:func:`undecodable_names`) and is still where
+    it went, with that place: a custom delivery of such a folder is refused until the file is back under a UTF-8 name
+    (else it would commit without it)."""
+    out: dict[str, str] = {}
+    for rec in records:
+        if (rec.key.startswith(BAD_NAME) and rec.manifest.startswith(f"{INGESTION}/")
+                and (there := next((t for t in rec.setAside if os.path.isfile(store.full(t))), None))):
+            out.setdefault(posixpath.dirname(rec.manifest), there)
+    return out
 
 
 def _owned(store: Store, name: str, path: str) -> bool:

@@ -569,8 +569,9 @@ class Store:
         self.empty_trash()
         target = f"{TRASH}/{uuid.uuid4().hex}"
         os.makedirs(self.full(TRASH), exist_ok=True)
+        self.check_fence()  # stalled past the lease: the lake is another process's now
         os.rename(self.full(rel), self.full(target))
-        self.check_fence()  # stalled past the lease: another process's recovery may be emptying the trash
+        self.check_fence()  # another process's recovery may be emptying the trash
         self.delete_tree(target)
 
     def empty_trash(self) -> None:

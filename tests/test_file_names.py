@@ -180,3 +180,47 @@ def test_an_aws_manifest_naming_a_key_with_a_lone_surrogate_escape_is_invalid(tm
     (root / manifest).write_bytes(b"")  # written last
     (rec,) = ingest(Store(str(root))).all
     assert (rec.state, rec.error.code) == ("quarantined", "ManifestInvalid")
+
+
+def test_a_custom_file_moved_out_before_its_manifest_came_holds_the_folder_back(tmp_path: Path) -> None:
+    """Review of stop 39 (the fix's fourth review): files first, manifest last: a pass in between moved the odd file out
+    of the lake as a stray one, and the folder then committed without it (7.5 of 107.5)."""
+    root = tmp_path / "hub"
+    folder = _custom(root, "d1.parquet", "7.5")
+    shutil.copy(_custom(root, "d2.parquet", "100") / "d2.parquet", os.fsencode(str(folder)) + b"/\xe9quipe.parquet")
+    (folder / "d2.parquet").unlink()
+    (told,) = ingest(Store(str(root))).all  # no manifest yet: a stray name, moved out
+    (moved,) = told.setAside
+    (folder / "manifest.json").write_bytes(b"")
+    (rec,) = ingest(Store(str(root))).all
+    assert (rec.state, rec.error.code, rec.error.file) == ("quarantined", "InvalidFileName", moved)
+    shutil.move(root / moved, folder / "equipe.parquet")  # back under a UTF-8 name (the folder's files were set aside)
+    for aside in folder.glob("*.quarantined"):
+        aside.rename(folder / aside.name.removesuffix(".quarantined"))
+    (folder / "manifest.json").write_bytes(b"")
+    (done,) = ingest(Store(str(root))).all
+    assert done.state == "committed" and _lake_rows(root) == 2
+
+
+def test_each_move_out_of_the_lake_is_its_own_event_and_a_name_that_cannot_move_is_told_once(tmp_path: Path) -> None:
+    """Review of stop 39: a name synced back in was moved again under the same event id (consumers drop it as a
+    duplicate); a name that could not be moved was skipped without a word on every pass."""
+    import json
+
+    root = tmp_path / "hub"
+    (root / "config").mkdir(parents=True)
+    out = tmp_path / "events.jsonl"
+    (root / "config/settings.json").write_text(json.dumps({"events": {"sinks": [{"type": "file", "path": str(out)}]}}))
+    odd = os.fsencode(str(root / "ingestion/Costs/2024/05")) + b"/x\xe9"
+    os.makedirs(odd)
+    ingest(Store(str(root)))
+    os.makedirs(odd)  # synced in again
+    ingest(Store(str(root)))
+    ids = [json.loads(line)["id"] for line in out.read_text().splitlines()]
+    assert len(ids) == 2 and len(set(ids)) == 2
+    shutil.rmtree(root / "config/odd-names")
+    (root / "config/odd-names").write_text("in the way")  # the move cannot be made
+    os.makedirs(odd)
+    (rec,) = ingest(Store(str(root))).all
+    assert rec.error.message.startswith("could not move it out of the lake") and os.path.exists(odd)
+    assert ingest(Store(str(root))).all == []  # told once

@@ -25,6 +25,7 @@ import duckdb
 import pyarrow.parquet as pq
 
 from hub import convert, engine, lookups, normalize, runs
+from hub import deliveries as hub_deliveries
 from hub.checks import check_costs, month_end
 from hub.errors import HubError
 from hub.export_schemas import Column, ExportSchema, totals_spec
@@ -198,8 +199,8 @@ def _folder_error(folder: str) -> str | None:
 
 
 def process_folder(store: Store, rel: str, raw: bytes | None,
-                   owners: dict[str, tuple[str, set[str]]] | None = None) -> RunRecord:
-    """Normalize one custom-data folder in place."""
+                   owners: dict[str, tuple[str, set[str]]] | None = None, moved: dict[str, str] | None = None) -> RunRecord:
+    """Normalize one custom-data folder in place (``moved``: :func:`hub.deliveries.moved_out`)."""
     started = time.perf_counter()
     folder = posixpath.dirname(rel)
     parts = folder.split("/")
@@ -218,6 +219,10 @@ def process_folder(store: Store, rel: str, raw: bytes | None,
             named = [_set_aside_odd(store, rec, p, folder) for p in odd]
             raise HubError(f"a file's name is not valid UTF-8 (DuckDB reads no such name): set aside as {named[0]}; "
                            "rename it in UTF-8, then write the manifest again", file=named[0], code="InvalidFileName")
+        if there := (moved or {}).get(folder):  # written before its manifest: moved out of the lake for its name
+            read = True
+            raise HubError(f"a file of the folder was moved out of the lake to {there}, its name not valid UTF-8: rename "
+                           "it in UTF-8, move it back, then write the manifest again", file=there, code="InvalidFileName")
         if raw is None:
             raise HubError("cannot be read (a dangling link, or one leading out of the hub root?)", file=rel,
                            code="ManifestReadFailed")
@@ -384,7 +389,8 @@ def ingest_custom(store: Store, records: list[RunRecord] | None = None, checkpoi
     records = runs.load_all(store) if records is None else records  # read once: the pending folders and their owners
     todo = pending(store, records, checkpoint, final, settle=settle, waiting=waiting)
     owners = _providers_folders(records) if todo else {}
-    made = [_isolated(store, rel, raw, owners) for rel, raw in todo]
+    moved = hub_deliveries.moved_out(records, store) if todo else {}
+    made = [_isolated(store, rel, raw, owners, moved) for rel, raw in todo]
     refresh_checkpoint(checkpoint, INGESTION, final, final)  # changed, pending or gone: read again next time
     return made
 
@@ -400,9 +406,10 @@ def _providers_folders(records: list[RunRecord]) -> dict[str, tuple[str, set[str
     return out
 
 
-def _isolated(store: Store, rel: str, raw: bytes | None, owners: dict[str, tuple[str, set[str]]] | None = None) -> RunRecord:
+def _isolated(store: Store, rel: str, raw: bytes | None, owners: dict[str, tuple[str, set[str]]] | None = None,
+              moved: dict[str, str] | None = None) -> RunRecord:
     try:
-        return process_folder(store, rel, raw, owners)
+        return process_folder(store, rel, raw, owners, moved)
     except Exception as exc:  # noqa: BLE001 - even a failure to write its record must not stop the other folders
         try:
             before = runs.load(store, _key(rel))
