@@ -22,7 +22,7 @@ import duckdb
 
 from hub.checks import PERIOD_SLACK
 from hub.errors import UsageError
-from hub.store import ALLOCATION_OWED, ALLOCATION_RULES, INGESTION, Store, Utf8LocalFileSystem, glob_escape, utf8
+from hub.store import ALLOCATION_OWED, ALLOCATION_RULES, INGESTION, Store, Utf8LocalFileSystem, glob_escape
 from transforms.typing import ident, literal, scan
 
 DATASETS = ("Costs", "Prices", "CommitmentDiscountUsage", "Recommendations", "Transactions", "Allocation", "Anomalies",
@@ -90,16 +90,7 @@ class _LocalGlob(Utf8LocalFileSystem):
 
 
 def _globs_natively(store: Store) -> bool:
-    return not store.is_local or "\\" not in store.root and not _odd_lake_names(store)
-
-
-def _odd_lake_names(store: Store) -> bool:
-    """Whether a name under the local lake (``ingestion/``) is not valid UTF-8: told once per Store (its
-    connections must all read the lake the same way)."""
-    if not hasattr(store, "_odd_lake_names"):
-        walk = os.walk(store.full(INGESTION))
-        store._odd_lake_names = any(not utf8(n) for _, dirs, files in walk for n in (*dirs, *files))
-    return store._odd_lake_names
+    return not store.is_local or "\\" not in store.root and not store.odd_lake_names
 
 
 def dataset_prefix(store: Store, dataset: str) -> str:

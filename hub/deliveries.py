@@ -314,9 +314,9 @@ def undecodable_names(store: Store, records: list[RunRecord], *, lake: bool = Fa
     found (its record keeps every place it went): DuckDB's glob, every lake reader's, fails on such a name, and a swap
     of its folder would take it away. ``lake``: before the sources run, the lake listed afresh and only its names seen
     to (records of names gone are removed only by the call after the sources, which saw every area)."""
-    found = getattr(store.fs, "undecodable", None)
-    if found is None:
+    if not store.is_local:  # blob stores hold UTF-8 names only
         return []
+    found = store.undecodable
     if lake:
         found.clear()
         store.files(INGESTION, "")  # the lake listed: its odd names found
@@ -339,7 +339,7 @@ def undecodable_names(store: Store, records: list[RunRecord], *, lake: bool = Fa
                                                  state="quarantined")  # as stored now: a record of this pass's too
         message = "the name is not valid UTF-8: never read; rename it in UTF-8"
         if moved:
-            target = _unique(store, f"{ODD_NAMES}/{percent_name(store.rel(paths[name]))}")
+            target = store.free_name(f"{ODD_NAMES}/{percent_name(store.rel(paths[name]))}")
             try:
                 store.fs.makedirs(posixpath.dirname(store.full(target)), exist_ok=True)
                 os.rename(paths[name], store.full(target))
@@ -383,14 +383,3 @@ def _owned(store: Store, name: str, path: str) -> bool:
             return True
         folder = posixpath.dirname(folder)
     return False
-
-
-def _unique(store: Store, rel: str) -> str:
-    """``rel``, or with a number when taken (a long name shortened, its bytes' hash kept)."""
-    if len(rel.encode()) > 240:
-        rel = f"{rel[:120]}-{hashlib.sha1(rel.encode()).hexdigest()[:16]}"
-    target, n = rel, 1
-    while store.exists(target):
-        n += 1
-        target = f"{rel}.{n}"
-    return target

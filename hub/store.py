@@ -28,6 +28,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import cached_property
 from urllib.parse import urlsplit
 
 import fsspec
@@ -558,6 +559,34 @@ class Store:
         """Delete a file, by its exact name (never a glob: ``team[1]/x`` is not ``team1/x``)."""
         if self.fs.exists(self.full(rel)):
             self.fs.rm_file(self.full(rel))
+
+    @property
+    def undecodable(self) -> set[str]:
+        """Full local paths of the names that are not UTF-8 which this Store's listings left out so far
+        (:class:`Utf8LocalFileSystem`; a blob store has none)."""
+        return getattr(self.fs, "undecodable", set())
+
+    @cached_property
+    def odd_lake_names(self) -> bool:
+        """Whether a name under the local lake (``ingestion/``) is not valid UTF-8: told once (the connections of a
+        Store must all read the lake the same way)."""
+        if not self.is_local:
+            return False
+        return any(not utf8(n) for _, dirs, files in os.walk(self.full(INGESTION)) for n in (*dirs, *files))
+
+    def free_name(self, rel: str) -> str:
+        """``rel``, or ``rel.<n>`` (2, 3, ...) when taken; a file name beyond 200 bytes is shortened, its hash and last
+        suffix kept (a name written with ``%XX`` triples its bytes; file systems take 255)."""
+        folder, name = posixpath.split(rel)
+        if len(name.encode()) > 200:  # its last suffix kept (``.quarantined``)
+            stem, dot, suffix = name.rpartition(".") if len(name.rpartition(".")[2]) < 20 else (name, "", "")
+            name = f"{stem[:100]}-{hashlib.sha1(name.encode()).hexdigest()[:16]}{dot}{suffix}"
+        rel = posixpath.join(folder, name)
+        target, n = rel, 1
+        while self.exists(target):
+            n += 1
+            target = f"{rel}.{n}"
+        return target
 
     def discard_tree(self, rel: str) -> None:
         """Delete a lake folder so readers see it whole or gone: on a local root it is first moved out of the lake in

@@ -156,10 +156,7 @@ def _set_aside(store: Store, rec: RunRecord, listing: dict[str, dict], committed
     rows. Nothing is deleted: a name already taken gets a number."""
     keep = _unchanged(committed, listing)
     for rel in sorted(set(listing) - set(keep)):
-        target, n = f"{rel}.quarantined", 1
-        while store.exists(target):
-            n += 1
-            target = f"{rel}.quarantined.{n}"
+        target = store.free_name(f"{rel}.quarantined")
         store.move(rel, target)
         rec.setAside.append(target)
 
@@ -167,21 +164,15 @@ def _set_aside(store: Store, rec: RunRecord, listing: dict[str, dict], committed
 def _odd_files(store: Store, folder: str) -> list[str]:
     """The files directly in ``folder`` whose names are not UTF-8 (full local paths; the listing left them out)."""
     here = store.full(folder)
-    return sorted(p for p in getattr(store.fs, "undecodable", ()) if posixpath.dirname(p) == here and os.path.isfile(p))
+    return sorted(p for p in store.undecodable if posixpath.dirname(p) == here and os.path.isfile(p))
 
 
 def _set_aside_odd(store: Store, rec: RunRecord, path: str, folder: str) -> str:
     """Rename a file of ``folder`` whose name is not UTF-8 (a full local path) to its name with the bytes as ``%XX``
     and ``.quarantined``: readers (DuckDB's glob) fail on such a name anywhere in the lake. Nothing is deleted."""
-    name = percent_name(posixpath.basename(path))
-    if len(name.encode()) > 200:  # %XX triples a byte: a long name would pass the file system's limit
-        name = f"{name[:100]}-{hashlib.sha1(name.encode()).hexdigest()[:16]}"
-    target, n = f"{folder}/{name}.quarantined", 1
-    while store.exists(target):
-        n += 1
-        target = f"{folder}/{name}.quarantined.{n}"
+    target = store.free_name(f"{folder}/{percent_name(posixpath.basename(path))}.quarantined")
     os.rename(path, store.full(target))
-    store.fs.undecodable.discard(path)
+    store.undecodable.discard(path)
     rec.setAside.append(target)
     return target
 

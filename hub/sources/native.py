@@ -208,7 +208,7 @@ def deliveries(store: Store, checkpoint: dict[str, str] | None = None, seen: set
     found = {store.rel(path): info for path, info in store.fs.find(base, detail=True).items()
              if info.get("type", "file") != "other" or info.get("islink")}
     manifests = {rel for rel in found if posixpath.basename(rel) == "manifest.json"}
-    odd_names = sorted(shown(store.rel(p)) for p in getattr(store.fs, "undecodable", ()) if p.startswith(base + "/"))
+    odd_names = sorted(shown(store.rel(p)) for p in store.undecodable if p.startswith(base + "/"))
     folders = {posixpath.dirname(rel): rel for rel in manifests}
     aws = [rel for rel in found if aws_listings.is_listing(rel)]
     owned: dict[str, list[str]] = {folder: [] for folder in folders}
