@@ -191,6 +191,11 @@ def first_folder_month(begin: date) -> str:
     return f"{max(begin, date.min + PERIOD_SLACK) - PERIOD_SLACK:%Y-%m}"
 
 
+def has_view(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    """Whether the connection has the view ``name`` (:func:`create_views` makes a dataset's only when it has files)."""
+    return bool(con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = ?", [name]).fetchone()[0])
+
+
 def _instants(first: date, last: date) -> tuple[datetime, datetime]:
     """The UTC instants from the start of day ``first`` to the end of day ``last``."""
     start = datetime.combine(first, datetime.min.time(), timezone.utc)
@@ -205,8 +210,7 @@ def unallocated_months(con: duckdb.DuckDBPyConnection, first: date, last: date) 
     when there is none. Read from the allocation, their costs would count as 0, or as the bill that no longer stands."""
     span = [f"{first:%Y-%m}", f"{last:%Y-%m}"]
     start, end = _instants(first, last)
-    owed = f"OR x_Month IN (SELECT x_Month FROM {OWED})" if con.execute(
-        "SELECT count(*) FROM duckdb_views() WHERE view_name = ?", [OWED]).fetchone()[0] else ""
+    owed = f"OR x_Month IN (SELECT x_Month FROM {OWED})" if has_view(con, OWED) else ""
     missing = con.execute(
         "SELECT x_Month FROM (SELECT DISTINCT x_Month FROM Costs WHERE x_Month BETWEEN ? AND ? UNION SELECT DISTINCT x_Month "
         "FROM Costs WHERE x_Month >= ? AND ChargePeriodStart >= ? AND ChargePeriodStart < ?) "

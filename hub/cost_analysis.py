@@ -21,7 +21,7 @@ from typing import Literal
 import duckdb
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from hub.catalog import first_folder_month, other_metric_months, read_again, unallocated_months
+from hub.catalog import first_folder_month, has_view, other_metric_months, read_again, unallocated_months
 from transforms.typing import ident
 
 UNTAGGED = "(untagged)"
@@ -298,9 +298,8 @@ def query_costs(con: duckdb.DuckDBPyConnection, req: CostQuery, *, view: str = "
 
 
 def _query_costs(con: duckdb.DuckDBPyConnection, req: CostQuery, *, view: str = "Costs") -> CostResult:
-    if view == "Costs" and _allocated(req) and con.execute(  # allocation on (its rules: the view) and made
-            "SELECT 1 FROM duckdb_views() WHERE view_name = 'AllocatedCosts'").fetchall() \
-            and con.execute("SELECT 1 FROM Allocation LIMIT 1").fetchall():
+    if (view == "Costs" and _allocated(req) and has_view(con, "AllocatedCosts")  # allocation on (its rules: the view)
+            and con.execute("SELECT 1 FROM Allocation LIMIT 1").fetchall()):  # and made
         view = "AllocatedCosts"
         req = req.model_copy(update={"groupby": [g.model_copy(update={"type": "dimension", "key": "x_CostCenter"})
                                                  if g.type == "cost_unit" else g for g in req.groupby]})

@@ -196,7 +196,7 @@ def _collect_allocation(con: duckdb.DuckDBPyConnection, data: ReportData) -> Non
     present = {r[0] for r in con.execute("DESCRIBE SELECT * FROM Allocation").fetchall()}
     if not con.execute("SELECT 1 FROM Allocation LIMIT 1").fetchall():
         return
-    if con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = ?", [catalog.OWED]).fetchone()[0]:
+    if catalog.has_view(con, catalog.OWED):
         data.stale = [m for (m,) in con.execute(f"SELECT x_Month FROM {catalog.OWED} WHERE x_Month IN (SELECT DISTINCT "
                                                  "x_Month FROM Costs) ORDER BY 1").fetchall()]  # retention keeps it
     dims = sorted(c[: -len("Status")] for c in present if c.endswith("Status") and c[: -len("Status")] in present)
