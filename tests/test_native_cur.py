@@ -743,6 +743,46 @@ def test_a_data_export_file_the_manifest_no_longer_lists_is_left_out(tmp_path: P
     assert one(f"SELECT sum(BilledCost) FROM {lake(root)}") == D("8.5")
 
 
+def test_a_data_exports_manifest_governs_a_delivery_below_the_export_root(tmp_path: Path) -> None:
+    """Review of stop 40: a delivery whose ``manifest.json`` sits in ``data/BILLING_PERIOD=…/`` (or in an execution
+    folder) never saw the ``metadata/BILLING_PERIOD=…/`` manifest speaking for it: a file a restatement dropped was read
+    (11.50 where AWS says 8.50), two executions were summed, and each execution in its own delivery let the one whose
+    ``manifest.json`` came last win (the older, 5.00). The metadata manifest governs wherever the delivery sits."""
+    data, meta = "cur2/e/data/BILLING_PERIOD=2024-03", "cur2/e/metadata/BILLING_PERIOD=2024-03"
+    uri = f"s3://bucket/{data}"
+    root = make_hub(tmp_path / "restated")
+    deliver(root, data, {"e-00001.csv": usage("5.00"), "e-00002.csv": usage("3.00")})
+    (root / "exports" / "aws" / meta).mkdir(parents=True)
+    (root / "exports" / "aws" / meta / "e-Manifest.json").write_text(
+        json.dumps({"executionId": "1", "dataFiles": [f"{uri}/e-00001.csv", f"{uri}/e-00002.csv"]}))
+    ingested(root)
+    deliver(root, data, {"e-00001.csv": usage("8.50")})
+    (root / "exports" / "aws" / meta / "e-Manifest.json").write_text(json.dumps({"executionId": "2", "dataFiles": [f"{uri}/e-00001.csv"]}))
+    (rec,) = ingested(root)
+    assert rec.skippedFiles == [f"exports/aws/{data}/e-00002.csv"]
+    assert one(f"SELECT sum(BilledCost) FROM {lake(root)}") == D("8.5")
+
+    def executions(root: Path, *, own: bool) -> None:
+        for ex, cost in (("20240310T000000Z-e1", "5.00"), ("20240311T000000Z-e2", "5.50")):
+            (root / "exports" / "aws" / data / ex).mkdir(parents=True)
+            (root / "exports" / "aws" / data / ex / "e-00001.csv").write_text(usage(cost))
+            (root / "exports" / "aws" / meta / ex).mkdir(parents=True)
+            (root / "exports" / "aws" / meta / ex / "e-Manifest.json").write_text(
+                json.dumps({"executionId": ex, "dataFiles": [f"{uri}/{ex}/e-00001.csv"]}))
+        for ex in ("20240311T000000Z-e2", "20240310T000000Z-e1") if own else ():  # the older one's written last
+            (root / "exports" / "aws" / data / ex / "manifest.json").write_text("")
+
+    for own in (False, True):
+        root = make_hub(tmp_path / f"executions-{own}")
+        executions(root, own=own)
+        if not own:
+            (root / "exports" / "aws" / data / "manifest.json").write_text("")
+        records = ingest(Store(str(root))).records
+        assert {(r.state, r.error.code, r.error.file) for r in records if r.error} == {
+            ("quarantined", "SourceConflict", f"exports/aws/{data}")}
+        assert len(records) == (2 if own else 1) and not list((root / "ingestion").rglob("*.parquet"))
+
+
 def test_a_restatement_of_the_same_size_is_read_again(tmp_path: Path) -> None:
     """AWS rewrites a month's file with the same size (12.00 -> 13.00) and a new manifest (a new executionId): the
     delivery is new (its AWS manifest's content is part of its identity) and the lake holds 13.00."""

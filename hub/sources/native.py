@@ -190,10 +190,6 @@ class Delivery:
         return hashlib.sha1(self.manifest.encode()).hexdigest()[:16]
 
 
-#: A legacy CUR billing period's folder (``20240501-20240601``).
-PERIOD_FOLDER = re.compile(r"\d{8}-\d{8}")
-
-
 def deliveries(store: Store, checkpoint: dict[str, str] | None = None, seen: set[str] | None = None) -> list[Delivery]:
     """Every delivery under ``exports/<provider>/``, oldest first (the newest of a lake folder wins): each folder with a
     ``manifest.json`` owns the data files below it (not those of a sub-folder with its own manifest); for a provider
@@ -226,7 +222,7 @@ def deliveries(store: Store, checkpoint: dict[str, str] | None = None, seen: set
     out = []
     for folder, rel in folders.items():
         provider = _provider(rel)
-        above = [m for m in aws if folder.startswith(posixpath.dirname(m) + "/")] if provider in providers() else []
+        above = _governing(folder, aws) if provider in providers() else []
         siblings = _sibling_assemblies(folder, aws) if provider in providers() else []
         # the AWS manifests that govern it count too: a billing-period manifest synced later is a change the watcher sees
         odd = tuple(n for n in odd_names if n.startswith(folder + "/"))
@@ -278,14 +274,30 @@ def _retiring(records: list[RunRecord], listed: set[str]) -> dict[str, int]:
     return out
 
 
+def _governing(folder: str, aws: list[str]) -> list[str]:
+    """The AWS manifests outside a delivery's ``folder`` that speak for its files: those whose scope
+    (:func:`hub.sources.listings.scope`) holds the folder, is the folder, or lies inside it (a Data Exports
+    ``metadata/BILLING_PERIOD=…/`` manifest speaks for ``data/BILLING_PERIOD=…/``, wherever the delivery's
+    ``manifest.json`` sits in that tree)."""
+    out = []
+    for m in aws:
+        if m.startswith(folder + "/"):
+            continue  # inside the delivery: one of its own listings
+        mine = aws_listings.scope(m)
+        if mine == folder or folder.startswith(mine + "/") or mine.startswith(folder + "/"):
+            out.append(m)
+    return out
+
+
 def _sibling_assemblies(folder: str, aws: list[str]) -> list[str]:
-    """The manifest copies of the other assemblies of a legacy CUR billing period when ``folder`` is one of them
-    (``<yyyymmdd-yyyymmdd>/<assembly>/``, each its own delivery): without the period's manifest naming the current one,
+    """The manifests of the other versions of a billing period when ``folder`` is one of them, each its own delivery
+    (a legacy CUR's assemblies ``<yyyymmdd-yyyymmdd>/<assembly>/``, Data Exports executions of the "create new report"
+    option ``data/BILLING_PERIOD=…/<execution>/``): without a manifest naming the current one,
     :func:`hub.sources.listings.select` refuses them (``SourceConflict``) rather than let the last copied win."""
     period = posixpath.dirname(folder)
-    if not PERIOD_FOLDER.fullmatch(posixpath.basename(period)):
+    if not aws_listings.PERIOD.fullmatch(posixpath.basename(period)):
         return []
-    return [m for m in aws if posixpath.dirname(posixpath.dirname(m)) == period and posixpath.dirname(m) != folder]
+    return [m for m in aws if posixpath.dirname(aws_listings.scope(m)) == period and aws_listings.scope(m) != folder]
 
 
 def _read(store: Store, rel: str) -> bytes | None:
