@@ -783,6 +783,30 @@ def test_a_data_exports_manifest_governs_a_delivery_below_the_export_root(tmp_pa
         assert len(records) == (2 if own else 1) and not list((root / "ingestion").rglob("*.parquet"))
 
 
+def test_two_reports_of_one_payer_in_one_delivery_are_a_conflict(tmp_path: Path) -> None:
+    """Review of stop 40: an hourly and a daily CUR of one payer (or a legacy CUR and a CUR 2.0 export), synced under one
+    ``manifest.json``, were both read: the month counted twice (2.00 of a 1.00 bill), each report's AWS manifest naming
+    only its own files. Refused (``SourceConflict`` naming a file of the second report); reports of other accounts, or
+    one report per delivery, land."""
+    def legacy(report: str, cost: str, *, payer: str = "111122223333") -> dict[str, str]:
+        period = f"{report}/20240301-20240401"
+        keys = [f"{period}/a-{report}/r-00001.csv"]
+        return {f"{period}/a-{report}/r-00001.csv": usage(cost).replace("111122223333", payer),
+                f"{period}/r-Manifest.json": listing(*keys), f"{period}/a-{report}/r-Manifest.json": listing(*keys)}
+
+    root = make_hub(tmp_path / "two")
+    deliver(root, "cur", {**legacy("hourly", "1.00"), **legacy("daily", "1.00")})
+    (rec,) = ingest(Store(str(root))).records
+    assert (rec.state, rec.error.code) == ("quarantined", "SourceConflict")
+    assert rec.error.file.startswith("exports/aws/cur/") and "report exports/aws/cur/" in rec.error.message
+    assert not list((root / "ingestion").rglob("*.parquet"))
+
+    root = make_hub(tmp_path / "payers")
+    deliver(root, "cur", {**legacy("hourly", "1.00"), **legacy("other", "2.00", payer="999988887777")})
+    assert [r.state for r in ingest(Store(str(root))).records] == ["committed", "committed"]
+    assert one(f"SELECT sum(BilledCost) FROM {lake(root)}") == D(3)
+
+
 def test_a_restatement_of_the_same_size_is_read_again(tmp_path: Path) -> None:
     """AWS rewrites a month's file with the same size (12.00 -> 13.00) and a new manifest (a new executionId): the
     delivery is new (its AWS manifest's content is part of its identity) and the lake holds 13.00."""

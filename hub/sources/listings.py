@@ -70,6 +70,18 @@ def _place(key: str, folder: str, files: list[str]) -> tuple[str | None, bool]:
 PERIOD = re.compile(r"\d{8}-\d{8}|BILLING_PERIOD=[^/]+")
 
 
+def report_of(path: str) -> str | None:
+    """The AWS report a delivered file belongs to, by its path: the folder holding its billing-period folder (a legacy
+    CUR's ``<report>/<yyyymmdd-yyyymmdd>/``; a Data Exports export's folder above ``data/BILLING_PERIOD=…/``), or None
+    outside a billing-period folder."""
+    parts = path.split("/")[:-1]
+    for i in range(len(parts) - 1, -1, -1):
+        if PERIOD.fullmatch(parts[i]):
+            data = parts[i].startswith("BILLING_PERIOD=") and i > 0 and parts[i - 1] == "data"
+            return "/".join(parts[: i - 1 if data else i])
+    return None
+
+
 def _one_assembly(scopes: dict[str, str]) -> None:
     """Two report versions of one billing period, each in its own folder with its own manifest (legacy CUR assemblies
     ``<yyyymmdd-yyyymmdd>/<assembly>/``, Data Exports executions of the "create new report" option under

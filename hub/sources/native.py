@@ -583,6 +583,8 @@ class Written:
     dropped: set[tuple[str, str]] = field(default_factory=set)
     #: see :attr:`Typed.lacking`
     lacking: dict[str, list[str]] = field(default_factory=dict)
+    #: the AWS report the file belongs to (:func:`hub.sources.listings.report_of`), "" when none
+    report: str = ""
 
 
 def _convert(store: Store, d: Delivery, failure: RunRecord, records: list[RunRecord],
@@ -634,12 +636,14 @@ def _convert(store: Store, d: Delivery, failure: RunRecord, records: list[RunRec
                 _in_month_folder(mapping, d, path, {m for m, _ in groups})
                 months = chosen.drop.get(path.split("!")[0], set())
                 written.append(Written(out, path, groups, check, typed.source_type, {g for g in groups if g[0] in months},
-                                       typed.lacking))
+                                       typed.lacking, aws_listings.report_of(path.split("!")[0]) or ""))
             failure.rowsIn, failure.totalsIn = summary.rows, summary.totals
             if mapping.snapshots and mapping.snapshots.days == "cumulative":  # a day's increments are never the same rows
                 snapshots.one_snapshot(mapping.snapshots.pattern, written)
             if len(kinds) > 1:
                 _one_kind(con, written)
+            if len({w.report for w in written if w.report}) > 1:
+                _one_report(con, written)
             made = _split(store, con, d, written, tmp, ", ".join(sorted(kinds)), records)
             for rec in made:
                 rec.skippedFiles = skipped
@@ -689,6 +693,23 @@ def _one_kind(con: duckdb.DuckDBPyConnection, written: list[Written]) -> None:
                 raise HubError(f"holds {w.kind} rows of {pair[0]} for sub-account {pair[1] or '(none)'}, which another file of "
                                f"the delivery has as {seen[pair]} rows: both would count the same costs; deliver one kind of "
                                "report per account", file=w.file, code="SourceConflict")
+
+
+def _one_report(con: duckdb.DuckDBPyConnection, written: list[Written]) -> None:
+    """A delivery holding two AWS reports (an hourly and a daily CUR, a legacy CUR and a CUR 2.0 export) with rows of
+    the same month, billing account and sub-account would count its costs twice: ``SourceConflict`` naming the file."""
+    seen: dict[tuple[str, str, str], str] = {}  # (month, billing account, sub-account) -> report
+    for w in written:
+        if not w.report:
+            continue
+        query = (f"SELECT DISTINCT {MONTH}, {ACCOUNT}, coalesce(SubAccountId, '') "
+                 f"FROM {scan('read_parquet', literal(w.path))}")
+        for key in con.execute(query).fetchall():
+            if seen.setdefault(key, w.report) != w.report:
+                raise HubError(f"holds rows of {key[0]} for account {key[1] or '(none)'} / sub-account {key[2] or '(none)'} "
+                               f"that report {seen[key]} of the delivery holds too: both would count the same costs; "
+                               "deliver one report per account (sync each report's prefix into a delivery of its own, or "
+                               "only one of them)", file=w.file, code="SourceConflict")
 
 
 def _write(con: duckdb.DuckDBPyConnection, typed: Typed, lineage: Lineage, out: str, tag: str, path: str, *,
