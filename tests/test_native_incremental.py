@@ -501,3 +501,36 @@ def test_the_same_line_items_in_a_second_file_are_refused(tmp_path: Path) -> Non
     assert one(f"SELECT count(*), count(DISTINCT x_ReferenceNumber) FROM {lake(root)}") == 200
     assert one(f"SELECT sum(BilledCost) FROM {lake(root)}") == expected
     assert len({r[ref] for r in first + rest}) == 200
+
+
+def test_an_oci_folder_with_a_manifest_adds_to_its_months(tmp_path: Path) -> None:
+    """Review of stop 40: an OCI backfill folder with a ``manifest.json`` (10 line items) and a report file synced without
+    one (10 others) share September; the backfill re-delivered with one more file (10 more) replaced the whole month
+    folder: the other file's rows were gone while its record said committed. A delivery with a manifest adds its files
+    to their months too (its own earlier files replaced, the others kept), and two files of it holding the same line
+    items (a renamed copy) are SourceConflict naming both."""
+    root = make_hub(tmp_path / "hub")
+    text = COST_REPORT.read_text(encoding="utf-8-sig").replace("2023-11-", "2024-09-")
+    header, body = next(csv.reader(io.StringIO(text))), list(csv.reader(io.StringIO(text)))[1:]
+    cost = header.index("cost/myCost")
+    a, b, c = body[:10], body[10:20], body[20:30]
+    total = lambda rows: sum((D(r[cost]) for r in rows), D(0))  # noqa: E731
+    put(root, "exports/oci/backfill/0001.csv.gz", gz(header, a))
+    put(root, "exports/oci/backfill/manifest.json", b"")
+    assert ingest(Store(str(root))).ok
+    put(root, "exports/oci/reports/cost-csv/0002.csv.gz", gz(header, b))
+    assert ingest(Store(str(root))).ok
+    put(root, "exports/oci/backfill/0003.csv.gz", gz(header, c))
+    put(root, "exports/oci/backfill/manifest.json", b"")
+    result = ingest(Store(str(root)))
+    assert result.ok and [r.manifest for r in result.records] == ["exports/oci/backfill/manifest.json"]
+    assert one(f"SELECT count(*) FROM {lake(root)}") == 30
+    assert one(f"SELECT sum(BilledCost) FROM {lake(root)}") == total(a + b + c)
+    assert ingest(Store(str(root))).records == []
+
+    put(root, "exports/oci/backfill/0001 (1).csv.gz", gz(header, a))  # a renamed copy in the same delivery
+    put(root, "exports/oci/backfill/manifest.json", b"")
+    (bad,) = ingest(Store(str(root))).all
+    assert (bad.state, bad.error.code) == ("quarantined", "SourceConflict")
+    assert "exports/oci/backfill/0001 (1).csv.gz and exports/oci/backfill/0001.csv.gz" in bad.error.message
+    assert one(f"SELECT sum(BilledCost) FROM {lake(root)}") == total(a + b + c)

@@ -1064,7 +1064,9 @@ def _split(store: Store, con: duckdb.DuckDBPyConnection, d: Delivery, written: l
         rec.totalsIn = rec.totalsIngested
         rec.sourceFiles = d.source_files
         _conflict(store, con, rec, convert.parquet_source(outs), records)
-        rec.carryOver = d.incremental or d.pulled  # the folder's other files stay (told at swap time: keep_others)
+        # the folder's other files stay (told at swap time: keep_others): a file taken on its own, a pulled day, and any
+        # delivery of a provider whose reports arrive file by file (OCI: a folder with a manifest adds its files too)
+        rec.carryOver = d.incremental or d.pulled or providers()[d.provider].incrementalFiles
         if dated is not None and dated.days == "increments" and snapshots.days_only(dated.pattern, rec):
             # day files hold that day's bills only (Alibaba), whatever folder they were synced into, and a later month's
             # day file may hold rows of this month (June 1st's, of May 31st): increments of the month, never its
@@ -1079,7 +1081,7 @@ def _split(store: Store, con: duckdb.DuckDBPyConnection, d: Delivery, written: l
             rec.state, rec.supersededBy = "superseded", newer.key
         if rec.state != "superseded" and not rec.carryOver:
             _displaced(store, con, rec, convert.parquet_source(outs), records)
-        elif rec.state != "superseded" and d.incremental and (ids := providers()[d.provider].lineIds):
+        elif rec.state != "superseded" and rec.carryOver and (ids := providers()[d.provider].lineIds):
             _same_lines(store, rec, outs, ids, d.digest, records)
         label = rec.destination or ""
         report = tap_report(con, taps, outs, label=label) if whole else validate_files(con, outs, label=label)
@@ -1189,6 +1191,8 @@ def _same_lines(store: Store, rec: RunRecord, outs: list[str], ids: list[str], d
     """A report file taken on its own (OCI) whose line items (``ids``: the first column of them the lake has) another
     delivery's file already brought to the month's folder: the same file synced twice, or into two download folders,
     would count them twice: ``SourceConflict`` naming the other delivery."""
+    if len(outs) > 1:
+        _unique_lines(rec, outs, ids)
     others = [p for p in store.parquet_files(rec.destination) if not posixpath.basename(p).startswith(f"{digest}__")]
     if not others:
         return
@@ -1216,6 +1220,29 @@ def _same_lines(store: Store, rec: RunRecord, outs: list[str], ids: list[str], d
     raise HubError(f"holds line items already in the lake's {rec.month} from another delivery ({other}; {column} {line}): "
                    "the same report file synced twice, or into two folders, would count them twice; keep one copy",
                    file=rec.manifest, code="SourceConflict")
+
+
+def _unique_lines(rec: RunRecord, outs: list[str], ids: list[str]) -> None:
+    """Two files of one delivery holding the same line items (``ids``): a report file and a renamed copy of it
+    (``0001 (1).csv.gz``) would count them twice: ``SourceConflict`` naming both."""
+    con = convert.connect()
+    try:
+        rows = scan("read_parquet", "[" + ", ".join(literal(o) for o in outs) + "]", "union_by_name = true, filename = true")
+        have = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {rows}").fetchall()}
+        column = next((c for c in ids if c in have), None)
+        if column is None:
+            return
+        col = ident(column)
+        found = con.execute(f"SELECT {col}, list(DISTINCT filename ORDER BY filename) FROM {rows} WHERE {col} IS NOT NULL "
+                            f"GROUP BY {col} HAVING count(DISTINCT filename) > 1 LIMIT 1").fetchall()
+    finally:
+        con.close()
+    if found:
+        line, files = found[0]
+        by_output = {posixpath.basename(p.output): p.blob for p in rec.parts}
+        names = [by_output.get(posixpath.basename(f), posixpath.basename(f)) for f in files[:2]]
+        raise HubError(f"holds the same line items in two files ({' and '.join(names)}; {column} {line}): a report file "
+                       "and a copy of it would count them twice; keep one copy", file=rec.manifest, code="SourceConflict")
 
 
 def _conflict(store: Store, con: duckdb.DuckDBPyConnection, rec: RunRecord, rows: str, records: list[RunRecord]) -> None:
