@@ -503,7 +503,11 @@ class Store:
         return self.fs.cat_file(self.full(rel))
 
     def read_text(self, rel: str) -> str:
-        return self.read_bytes(rel).decode("utf-8-sig")
+        """A configuration file's text (UTF-8, a byte order mark allowed); other text is a usage error naming it."""
+        try:
+            return self.read_bytes(rel).decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise UsageError(f"{shown(self.full(rel))}: not UTF-8 text (save it as UTF-8)") from None
 
     def open(self, rel: str, mode: str = "rb"):  # noqa: ANN201 - fsspec file object
         return self.fs.open(self.full(rel), mode)

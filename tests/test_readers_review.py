@@ -137,3 +137,27 @@ def test_a_filter_value_with_a_comma_is_written_with_a_backslash() -> None:
 
     (got,) = _filters([r"ServiceName=Licenses\, Windows,Other,a\\b"], 1)
     assert got == {"operator": 1, "filter_factor": {"key": "ServiceName", "value": ["Licenses, Windows", "Other", "a\\b"]}}
+
+
+def test_a_rules_file_that_is_not_utf8_is_named_and_never_stops_other_readers(demo: Path, tmp_path: Path) -> None:
+    """Review of stop 40: an allocation rules file saved as UTF-16 (Notepad's "Unicode") stopped every reader with a
+    UnicodeDecodeError (exit 1, no file named): `hub query` of Costs, `hub costs`, `hub report`. Readers that do not
+    read the allocation answer; the allocation itself is a usage error naming the file."""
+    import shutil
+
+    from hub import catalog
+    from hub.allocation import rules as allocation_rules
+    from hub.store import Store
+
+    root = tmp_path / "hub"
+    shutil.copytree(demo, root)
+    (root / "config" / "allocation.json").write_bytes("{}".encode("utf-16"))
+    con = catalog.connect(str(root))
+    try:
+        assert con.execute("SELECT count(*) FROM Costs").fetchone()[0] > 0
+    finally:
+        con.close()
+    with pytest.raises(UsageError, match=r"allocation\.json: not UTF-8 text"):
+        allocation_rules.load(Store(str(root)))
+    data = report.build_report(str(root))
+    assert data.rows > 0 and data.by_provider and "<html" in report.render_html(data).lower()
