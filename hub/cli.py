@@ -747,7 +747,7 @@ def costs(root: Root,
                          f"the rest with --offset {offset + shown}\n")
     if fmt == "csv":
         buf = io.StringIO()
-        writer = csv_mod.writer(buf)
+        writer = csv_mod.writer(buf, lineterminator="\n")  # no \r for shell tools (as hub query)
         writer.writerow(header)
         writer.writerows(rows)
         sys.stdout.write(buf.getvalue())

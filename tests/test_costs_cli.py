@@ -45,6 +45,10 @@ def test_costs_command_says_when_groups_are_left_out(lake: str) -> None:
     assert f"note: 2 of {total:,} groups shown (largest first, from --offset 0): the rest with --offset 2" in proc.stderr
     whole = hub("costs", lake, "--group-by", "ServiceName", "--begin", "2024-05", "--format", "csv")
     assert whole.returncode == 0 and "note:" not in whole.stderr
+    # review of stop 40: lines ended \r\n, the last field read "USD\r" by shell tools (bytes: text mode hides the \r)
+    raw = subprocess.run([sys.executable, "-m", "hub.cli", "costs", lake, "--begin", "2024-05", "--format", "csv"],
+                         capture_output=True, timeout=120)
+    assert raw.returncode == 0 and raw.stdout.count(b"\n") > 1 and b"\r" not in raw.stdout
 
 
 def test_costs_command_over_a_long_daily_period_fits_its_default_limit(lake: str) -> None:
