@@ -56,6 +56,11 @@ def test_every_sample_and_generator_lands_valid(tmp_path: Path) -> None:
         f"SELECT count(*) FROM read_parquet('{root}/ingestion/Costs/2023/11/aws/**/*.parquet', union_by_name = true) "
         "WHERE x_SourceChanges LIKE '%ListCostLessThanContractedCost%'").fetchone()[0]
     assert flagged == 0
+    # review of stop 40: the real OCI cost report's OBJECTSTORE and ORACLE_STREAMING_SERVICE rows were Other
+    other = duckdb.connect().execute(
+        f"SELECT ServiceName, ServiceCategory FROM read_parquet('{root}/ingestion/Costs/2023/11/oci/**/*.parquet', "
+        "union_by_name = true) WHERE ServiceName IN ('OBJECTSTORE', 'ORACLE_STREAMING_SERVICE') GROUP BY ALL ORDER BY 1").fetchall()
+    assert other == [("OBJECTSTORE", "Storage"), ("ORACLE_STREAMING_SERVICE", "Analytics")]
 
 
 def test_a_full_width_cur_with_aws_number_formatting_lands_exact(tmp_path: Path) -> None:
