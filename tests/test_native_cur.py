@@ -460,6 +460,18 @@ def test_commitments_used_in_full_leave_nothing_unused(tmp_path: Path) -> None:
     assert validate(str(root)).ok
 
 
+def test_a_savings_plan_fee_without_a_used_commitment_is_unused_in_full(tmp_path: Path) -> None:
+    """Review of stop 40: a SavingsPlanRecurringFee row whose savingsPlan/UsedCommitment cell is empty (an hour nothing
+    used the plan) was InvalidValue, telling the user to export reservation columns; the empty cell is 0 used, as the
+    unused hours' rule already read it: its EffectiveCost is the whole commitment, 74.4 - 0, its 744 hours unused."""
+    root = make_hub(tmp_path / "hub")
+    line = {r["lineItem/LineItemDescription"]: r for r in LINES}
+    idle = {**line["sp fee"], "savingsPlan/UsedCommitment": ""}
+    deliver(root, "cur/r/20240301-20240401/x", {"r-00001.csv": csv_text(LINES_COMMON, [idle])})
+    ingested(root)
+    assert duckdb.sql(f"SELECT EffectiveCost, ConsumedQuantity FROM {lake(root)}").fetchall() == [(D("74.4"), D(744))]
+
+
 # --- 4. resource tags ------------------------------------------------------------------------------------------------
 
 TAGGED = [
