@@ -210,6 +210,27 @@ CUR2_EXPECTED = {
 }
 
 
+def test_a_parquet_cur_with_its_athena_files_lands(tmp_path: Path) -> None:
+    """Review of stop 40: a Parquet CUR with the Athena integration, synced as AWS lays it out
+    (``<report>/<report>/year=…/month=…/`` with its -Manifest.json, ``cost_and_usage_data_status/`` holding a one-column
+    status file, ``crawler-cfn.yml``), was SchemaMismatch on the status file: the whole bill blocked. The status file is
+    no bill (``notData`` in schemas/aws/focus.json); the CUR's rows land."""
+    parquet = tmp_path / "cur.snappy.parquet"
+    to_parquet(CUR, parquet)
+    root = make_hub(tmp_path / "hub")
+    month = "athena-cur/year=2023/month=11"
+    deliver(root, "cur/athena-cur", {
+        f"{month}/athena-cur-00001.snappy.parquet": parquet.read_bytes(),
+        f"{month}/athena-cur-Manifest.json": json.dumps({"reportKeys": [f"pfx/athena-cur/{month}/athena-cur-00001.snappy.parquet"]}),
+        "crawler-cfn.yml": "AWSTemplateFormatVersion: 2010-09-09\n"})
+    status = root / "exports/aws/cur/athena-cur/cost_and_usage_data_status"
+    status.mkdir()
+    duckdb.connect().execute(f"COPY (SELECT 'READY' AS status) TO '{status}/cost_and_usage_data_status.parquet' (FORMAT parquet)")
+    (rec,) = ingested(root)
+    assert rec.rowsOut == 1281 and not any("status" in p for p in rec.sourceFiles)
+    assert one(f"SELECT sum(BilledCost) FROM {lake(root)}") == D("1.68230869740")
+
+
 def cur2_parquet(out: Path) -> None:
     """CUR 2.0 rows as Data Exports writes them in Parquet: timestamps, doubles and MAP columns."""
     names = list(dict.fromkeys(k for r in [CUR2_COMMON, *CUR2_ROWS] for k in r))

@@ -117,6 +117,9 @@ class ProviderMapping(BaseModel):
     #: lake columns naming a line item once in a billing account's month (OCI's ``lineItem/referenceNo``): a report
     #: file whose line items another delivery's file already brought to the folder is ``SourceConflict``
     lineIds: list[str] = []
+    #: a regex of paths under ``exports/<provider>/`` the provider writes beside its bills that are not bills (AWS's
+    #: Athena integration ``cost_and_usage_data_status/`` file): never read as data
+    notData: str | None = None
 
 
 @cache
@@ -446,7 +449,11 @@ def process(store: Store, d: Delivery, records: list[RunRecord], settings: Setti
 
 
 def is_data_file(provider: str, path: str) -> bool:
-    """A file of a delivery the hub reads: by its extension, or by a name the provider writes without one."""
+    """A file of a delivery the hub reads: by its extension, or by a name the provider writes without one; never one
+    of the provider's files that are not bills (``notData``)."""
+    spec = providers().get(provider)
+    if spec and spec.notData and re.search(spec.notData, path.split(f"exports/{provider}/", 1)[-1]):
+        return False
     return path.lower().endswith(SUFFIXES) or _extensionless(provider, path)
 
 
