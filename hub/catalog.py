@@ -41,7 +41,14 @@ def swapped_away(exc: BaseException) -> bool:
     """A DuckDB error meaning a lake file listed by the query was removed before it was opened (a swap)."""
     text = str(exc)
     return isinstance(exc, duckdb.IOException) and ("No such file" in text or "Cannot open file" in text
-                                                    or "not found" in text.lower())
+                                                    or "not found" in text.lower() or emptied(exc))
+
+
+def emptied(exc: BaseException) -> bool:
+    """A DuckDB error meaning a view's dataset had no Parquet file left when it was read: a remote swap between its
+    delete and its move, or retention removing the dataset's last month (a long-lived connection's views then need
+    :func:`create_views` again)."""
+    return isinstance(exc, duckdb.IOException) and "No files found that match the pattern" in str(exc)
 
 
 def read_again(work: Callable[[], T]) -> T:
@@ -104,7 +111,7 @@ def dataset_glob(store: Store, dataset: str) -> str:
     return glob_escape(dataset_prefix(store, dataset)) + "/**/*.parquet"
 
 
-def _has_files(store: Store, dataset: str) -> bool:
+def has_files(store: Store, dataset: str) -> bool:
     return bool(store.files(f"{INGESTION}/{dataset}"))
 
 
@@ -115,12 +122,13 @@ def _month_sql(prefix: str) -> str:
     return f"substr(filename, {start}, 4) || '-' || substr(filename, {start + 5}, 2)"
 
 
-def create_views(con: duckdb.DuckDBPyConnection, store: Store) -> list[str]:
-    """Create (or replace) every view on a :func:`store_connection`; returns the view names."""
+def create_views(con: duckdb.DuckDBPyConnection, store: Store) -> set[str]:
+    """Create (or replace) every view on a :func:`store_connection`; returns the datasets that had no file (their views
+    are empty: a long-lived connection makes the views again once :func:`has_files` says one has some)."""
     specs = view_specs()
-    made = []
+    empty = set()
     for dataset in DATASETS:
-        if _has_files(store, dataset):
+        if has_files(store, dataset):
             source = scan("read_parquet", literal(dataset_glob(store, dataset)), "union_by_name = true, filename = true",
                           glob=True)
             con.execute(f"CREATE OR REPLACE VIEW {ident(dataset)} AS SELECT * EXCLUDE (filename), "
@@ -129,7 +137,7 @@ def create_views(con: duckdb.DuckDBPyConnection, store: Store) -> list[str]:
             spec = max((s for s in specs.values() if s["dataset"] == dataset), key=lambda s: len(s["columns"]))
             cols = ", ".join(f"CAST(NULL AS {c['type']}) AS {ident(c.get('from', c['name']))}" for c in spec["columns"])
             con.execute(f"CREATE OR REPLACE VIEW {ident(dataset)} AS SELECT {cols}, CAST(NULL AS VARCHAR) AS {MONTH} WHERE false")
-        made.append(dataset)
+            empty.add(dataset)
     for name, spec in specs.items():
         present = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {ident(spec['dataset'])}").fetchall()}
         cols = []
@@ -138,24 +146,23 @@ def create_views(con: duckdb.DuckDBPyConnection, store: Store) -> list[str]:
             value = ident(src) if src in present else "NULL"
             cols.append(f"CAST({value} AS {c['type']}) AS {ident(c['name'])}")
         con.execute(f"CREATE OR REPLACE VIEW {ident(name)} AS SELECT {', '.join(cols)}, {MONTH} FROM {ident(spec['dataset'])}")
-        made.append(name)
     # the allocation as costs (hub.cost_analysis: x_CostCenter / x_Product dimensions): its amount in its metric's column
     metrics = ", ".join(f"CASE WHEN x_CostMetric = {literal(m)} THEN x_Amount END AS {ident(m)}"
                         for m in ("BilledCost", "EffectiveCost", "ListCost", "ContractedCost"))
     if store.exists(ALLOCATION_RULES):  # without rules (allocation turned off) cost queries read the Costs as before
         con.execute(f"CREATE OR REPLACE VIEW AllocatedCosts AS SELECT *, {metrics}, CAST(NULL AS VARCHAR) AS Tags "
                     "FROM Allocation")
-        made.append("AllocatedCosts")
-        # the months whose allocation no longer stands: their markers, listed when a query runs (a view, not a snapshot)
-        marks = glob_escape(duck_path(store, ALLOCATION_OWED) if _globs_natively(store)
-                            else f"{LOCAL_GLOB}://{duck_path(store, ALLOCATION_OWED)}") + "/*"
-        # a locked month keeps its allocation, whatever its Costs did since (locked as hub.allocation.allocate locks it:
-        # its first day before lock_before; read when the views are made)
-        lock = _lock_before(store)
-        con.execute(f"CREATE OR REPLACE VIEW {OWED} AS SELECT * FROM (SELECT DISTINCT regexp_extract(file, "
-                    f"'([0-9]{{4}}-[0-9]{{2}})$', 1) AS x_Month FROM glob({literal(marks)}) WHERE regexp_matches(file, "
-                    f"'/[0-9]{{4}}-[0-9]{{2}}$')) WHERE x_Month || '-01' >= {literal(lock)}")
-    return made
+    # the months whose allocation no longer stands: their markers, listed when a query runs (a view, not a snapshot);
+    # with the rules removed too (allocation turned off: the lake's Allocation still holds the months allocated before)
+    marks = glob_escape(duck_path(store, ALLOCATION_OWED) if _globs_natively(store)
+                        else f"{LOCAL_GLOB}://{duck_path(store, ALLOCATION_OWED)}") + "/*"
+    # a locked month keeps its allocation, whatever its Costs did since (locked as hub.allocation.allocate locks it:
+    # its first day before lock_before; read when the views are made)
+    lock = _lock_before(store)
+    con.execute(f"CREATE OR REPLACE VIEW {OWED} AS SELECT * FROM (SELECT DISTINCT regexp_extract(file, "
+                f"'([0-9]{{4}}-[0-9]{{2}})$', 1) AS x_Month FROM glob({literal(marks)}) WHERE regexp_matches(file, "
+                f"'/[0-9]{{4}}-[0-9]{{2}}$')) WHERE x_Month || '-01' >= {literal(lock)}")
+    return empty
 
 
 def _lock_before(store: Store) -> str:

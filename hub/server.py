@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -66,6 +67,8 @@ LOOPBACK = ("127.0.0.1", "::1", "localhost")
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 MISDIRECTED = "CBC.0421"
 QUERY_PATH = "/v4/costs/cost-analysed-bills/query"
+#: Seconds between looks at the datasets that had no file when the views were made (files arrived: views made again).
+VIEWS_CHECK_SECONDS = 10.0
 _MAX_MSG = 500
 _SPACE = re.compile(r"\s+")
 
@@ -185,7 +188,8 @@ def create_app(root: str | Store, *, token: str | None = None, hosts: tuple[str,
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.con = catalog.connect(root, threads=THREADS, memory_limit=MEMORY_LIMIT)
+        app.state.con = catalog.store_connection(hub_store, threads=THREADS, memory_limit=MEMORY_LIMIT)
+        app.state.empty, app.state.checked = catalog.create_views(app.state.con, hub_store), time.monotonic()
         try:
             yield
         finally:
@@ -202,6 +206,7 @@ def create_app(root: str | Store, *, token: str | None = None, hosts: tuple[str,
     )
     app.add_middleware(BodyLimit)
     cursor_lock = threading.Lock()
+    hub_store = root if isinstance(root, Store) else Store(root)
 
     if hosts is not None:
         @app.middleware("http")
@@ -227,8 +232,17 @@ def create_app(root: str | Store, *, token: str | None = None, hosts: tuple[str,
                 return _error(401, UNAUTHORIZED, "a valid token is required (Authorization: Bearer <token> or X-Auth-Token)")
             return await call_next(request)
 
+    def views_again() -> None:
+        """The views made again (called holding ``cursor_lock``): a dataset's files are gone, or some came."""
+        app.state.empty, app.state.checked = catalog.create_views(app.state.con, hub_store), time.monotonic()
+
     def cursor() -> duckdb.DuckDBPyConnection:
         with cursor_lock:
+            # a dataset that had no file when the views were made is an empty view: looked at again now and then
+            if app.state.empty and time.monotonic() - app.state.checked >= VIEWS_CHECK_SECONDS:
+                app.state.checked = time.monotonic()
+                if any(catalog.has_files(hub_store, d) for d in app.state.empty):
+                    views_again()
             cur = app.state.con.cursor()
         cur.execute("SET TimeZone = 'UTC'")  # settings are per connection: a cursor starts with the machine's zone
         return cur
@@ -275,26 +289,33 @@ def create_app(root: str | Store, *, token: str | None = None, hosts: tuple[str,
               ) -> CostResult | JSONResponse:
         if bad := _unpaired_surrogate(body.model_dump()):
             raise CostQueryError(f"{bad}: text is not valid Unicode (unpaired surrogate)")
-        cur = cursor()
-        timer = threading.Timer(QUERY_TIMEOUT, cur.interrupt)  # a query over the limit is stopped, not left running
-        timer.start()
-        try:
-            return query_costs(cur, body)
-        except CostQueryError:
-            raise
-        except duckdb.InterruptException:
-            return _error(503, TOO_SLOW, f"the query ran longer than {QUERY_TIMEOUT:g} s: narrow the period or the filters")
-        except Exception:
-            log.exception("cost query failed (%d groupby, %d filters)", len(body.groupby), len(body.filters or []))
-            return _error(500, INTERNAL, "internal error")
-        finally:
-            timer.cancel()
-            cur.close()
+        for attempt in range(2):
+            cur = cursor()
+            timer = threading.Timer(QUERY_TIMEOUT, cur.interrupt)  # a query over the limit is stopped, not left running
+            timer.start()
+            try:
+                return query_costs(cur, body)
+            except CostQueryError:
+                raise
+            except duckdb.InterruptException:
+                return _error(503, TOO_SLOW, f"the query ran longer than {QUERY_TIMEOUT:g} s: narrow the period or the filters")
+            except duckdb.IOException as exc:
+                if attempt or not catalog.emptied(exc):
+                    log.exception("cost query failed (%d groupby, %d filters)", len(body.groupby), len(body.filters or []))
+                    return _error(500, INTERNAL, "internal error")
+                with cursor_lock:  # a dataset without files now (retention removed its last month): views made again
+                    views_again()
+            except Exception:
+                log.exception("cost query failed (%d groupby, %d filters)", len(body.groupby), len(body.filters or []))
+                return _error(500, INTERNAL, "internal error")
+            finally:
+                timer.cancel()
+                cur.close()
+        raise AssertionError("unreachable")
 
     from hub.allocation import api as allocation_api
     from hub.inspection import api as inspection_api
 
-    hub_store = root if isinstance(root, Store) else Store(root)
     allocation_api.routes(app, hub_store, _error)
     inspection_api.routes(app, hub_store, _error)
 

@@ -449,6 +449,9 @@ def test_rules_removed_turn_allocation_off_and_a_month_restated_meanwhile_is_all
     assert _allocation(tmp_path) == first  # kept, unread
     assert _cost_center_total(root) == _costs_total(root)
     assert [r.owed for r in runs.load_all(Store(root)) if r.dataset == "Costs" and r.state == "committed"] == [["allocate"]]
+    # review of stop 40: the report's allocation section showed May's stale allocation without saying so while the rules
+    # were gone (the owed months' view was made only with rules)
+    assert build_report(root).stale == ["2024-05"]
     _rules_file(tmp_path, {"dimensions": DIMS})
     # the rules back, no ingestion yet: May's allocation is of the bill before its restatement (review of stop 38: it was
     # served, 1499.25 by cost center for 567.87 of Costs); refused naming May, and the report says so

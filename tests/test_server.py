@@ -28,7 +28,7 @@ from schemathesis.checks import (
 from hub import catalog
 from hub.cost_analysis import UNTAGGED, CostQuery, CostQueryError, CostResult, ErrorBody, query_costs
 from hub.demo import run_demo
-from hub.server import create_app
+from hub.server import VIEWS_CHECK_SECONDS, create_app
 
 REPO = Path(__file__).resolve().parents[1]
 QUERY = "/v4/costs/cost-analysed-bills/query"
@@ -344,6 +344,34 @@ def test_internal_error_is_500_without_details(lake: str, tmp_path: Path, caplog
     assert status == 500 and body == {"error_code": "CBC.0999", "error_msg": "internal error"}
     assert "cost query failed" in caplog.text and "Traceback" in caplog.text and "parquet" in caplog.text.lower()
     assert "2024-05" not in caplog.text  # defect C3: request bodies stay out of the log
+
+
+def test_a_dataset_emptied_while_serving_answers_empty(lake: str, tmp_path: Path) -> None:
+    """Review of stop 40: once Costs had no Parquet file left (retention removing its last month, a remote swap between
+    its delete and its move), every query was 500 (the view's glob matched nothing) until the server restarted. The
+    views are made again and the answer is empty; files arriving again are read."""
+    root = tmp_path / "hub"
+    shutil.copytree(lake, root)
+    app = create_app(str(root))
+    costs = root / "ingestion" / "Costs"
+
+    async def run() -> list[tuple[int, dict]]:
+        async with app.router.lifespan_context(app), httpx.AsyncClient(
+                transport=httpx.ASGITransport(app, raise_app_exceptions=False), base_url="http://hub") as ac:
+            out = [await ac.post(QUERY, json={"time_condition": MAY})]
+            shutil.move(costs, tmp_path / "kept")
+            costs.mkdir()
+            out.append(await ac.post(QUERY, json={"time_condition": MAY}))
+            shutil.rmtree(costs)
+            shutil.move(tmp_path / "kept", costs)
+            app.state.checked -= VIEWS_CHECK_SECONDS  # as if that long had passed
+            out.append(await ac.post(QUERY, json={"time_condition": MAY}))
+            return [(r.status_code, r.json()) for r in out]
+
+    (s1, full), (s2, empty), (s3, again) = asyncio.run(run())
+    assert (s1, s2, s3) == (200, 200, 200)
+    assert full["total_count"] == 1 and empty["total_count"] == 0 and empty["cost_data"] == []
+    assert again == full
 
 
 def test_empty_result_without_groupby_has_no_rows(client: httpx.Client) -> None:
