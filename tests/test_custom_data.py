@@ -506,3 +506,23 @@ def test_a_committed_file_set_aside_leaves_its_month_owed_its_allocation(hub_roo
     assert not store.exists(allocation_owed("2024-09"))
     allocated = duckdb.sql(f"SELECT sum(x_Amount) FROM '{hub_root}/ingestion/Allocation/**/*.parquet'").fetchall()
     assert allocated == [(D(5),)]
+
+
+def test_a_folder_restated_twice_before_the_hub_looked_keeps_the_newest_delivery(hub_root: Path) -> None:
+    """Review of stop 40: a committed delivery (ing1, 1.00) restated twice before the next `hub ingest` (ing2 2.00, then
+    ing3 4.00, each followed by its manifest) kept both restatements: 6.00 counted. The newest new delivery (the id whose
+    files were written last) replaces the committed one; the older one's files are set aside as ``.superseded``."""
+    from conftest import custom_file
+
+    folder = hub_root / "ingestion/Costs/2024/05/custom/team-x"
+    custom_file(folder / "ing1__a.parquet", cost="1.00")
+    (folder / "manifest.json").write_bytes(b"")
+    assert ingest(Store(str(hub_root))).ok
+    custom_file(folder / "ing2__a.parquet", cost="2.00")
+    os.utime(folder / "ing2__a.parquet", (time.time() - 60, time.time() - 60))
+    custom_file(folder / "ing3__a.parquet", cost="4.00")
+    (folder / "manifest.json").write_bytes(b"")
+    (rec,) = ingest(Store(str(hub_root))).records
+    assert rec.state == "committed" and rec.setAside == ["ingestion/Costs/2024/05/custom/team-x/ing2__a.parquet.superseded"]
+    assert sorted(p.name for p in folder.iterdir()) == ["ing2__a.parquet.superseded", "ing3__a.parquet", "manifest.json"]
+    assert duckdb.connect().execute(f"SELECT sum(BilledCost) FROM '{folder}/*.parquet'").fetchone()[0] == D(4)

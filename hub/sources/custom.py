@@ -122,12 +122,29 @@ def _committed(before: RunRecord | None) -> list[runs.PartResult]:
     return before.parts if before.state == "committed" else before.lakeParts
 
 
-def _delivered(files: list[str], committed: list[runs.PartResult]) -> list[str]:
-    """The folder's files of its current delivery: with files of an ingestion id that the ``committed`` files do not
-    have, only those (the previous delivery's files are replaced by the swap); else all of them."""
+def _delivered(files: list[str], committed: list[runs.PartResult], listing: dict[str, dict]) -> tuple[list[str], list[str]]:
+    """The folder's files of its current delivery, and those of older new deliveries: with files of ingestion ids that
+    the ``committed`` files do not have, only those of the newest such id (the one whose files were written last; the
+    previous delivery's files are replaced by the swap, an older new id's are superseded: a month restated twice
+    before the hub looked, never both counted); else all of them. Two new ids written at the same time are
+    ``ManifestInvalid``."""
     old = {_ingestion_id(p.output) for p in committed}
     new = [f for f in files if _ingestion_id(f) not in old]
-    return new if new and old else files
+    if not (new and old):
+        return files, []
+    written: dict[str, datetime] = {}
+    floor = datetime.min.replace(tzinfo=timezone.utc)
+    for f in new:
+        when = listed(listing[f]).modified or floor
+        written[_ingestion_id(f)] = max(written.get(_ingestion_id(f), floor), when)
+    if len(written) == 1:
+        return new, []
+    ranked = sorted(written, key=lambda i: written[i], reverse=True)
+    if written[ranked[0]] == written[ranked[1]]:
+        raise HubError(f"holds files of {len(written)} new deliveries written at the same time (ingestion ids "
+                       f"{', '.join(sorted(written)[:3])}): keep one id's files, then write the manifest again",
+                       file=posixpath.dirname(new[0]) + "/manifest.json", code="ManifestInvalid")
+    return [f for f in new if _ingestion_id(f) == ranked[0]], [f for f in new if _ingestion_id(f) != ranked[0]]
 
 
 def _unnamed(files: list[str], committed: list[runs.PartResult], manifest: str) -> None:
@@ -235,9 +252,13 @@ def process_folder(store: Store, rel: str, raw: bytes | None,
             raise HubError(f"the folder holds the committed files of {owner}: custom data and a provider's "
                            "deliveries never share a folder; write the custom files and their manifest under another "
                            "scope (custom/<name>/)", file=rel, code="SourceConflict")
-        files = _delivered(sorted(listing), committed)
+        files, older = _delivered(sorted(listing), committed, listing)
         if not files:
             raise HubError("no Parquet files next to the manifest", file=rel, code="IngestionFilesNotFound")
+        for f in older:  # an older new delivery's files: out of the readers' way, kept (never deleted)
+            target = store.free_name(f"{f}.superseded")
+            store.move(f, target)
+            rec.setAside.append(target)
         rec.state = "converting"
         runs.save(store, rec)
         store.delete_tree(rec.staging)
