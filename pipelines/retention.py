@@ -100,9 +100,16 @@ def _exports(store: Store, records: list[RunRecord], now: datetime, days: int) -
     out = []
     for (manifest, sha), recs in sorted(by_delivery.items()):
         last = max(r.updatedAt for r in recs)
-        if any(r.sourceDeleted or r.state != "committed" for r in recs) or now - last < timedelta(days=days):
+        if any(r.state != "committed" for r in recs) or now - last < timedelta(days=days):
             continue
         reason = f"exports: committed {last:%Y-%m-%d}, keep {days} days"
+        if any(r.sourceDeleted for r in recs):  # retired: files a sync brought back as they were (never read again)
+            if manifest in current or store.exists(manifest):
+                continue
+            back = [p for p, size in sorted(recs[0].sourceFiles.items())
+                    if p != manifest and store.exists(p) and size in (0, store.size(p))]
+            out += [Deletion(path, _size(store, path), reason + " (synced back after its retirement)", manifest) for path in back]
+            continue
         kept = _days_to_keep(manifest, recs[0].sourceFiles)
         if current.get(manifest) == sha:  # its manifest first: a retirement cut short leaves no delivery to ingest again
             paths = [manifest, *(p for p in sorted(recs[0].sourceFiles) if p != manifest and p not in kept)]

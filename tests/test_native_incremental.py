@@ -534,3 +534,27 @@ def test_an_oci_folder_with_a_manifest_adds_to_its_months(tmp_path: Path) -> Non
     assert (bad.state, bad.error.code) == ("quarantined", "SourceConflict")
     assert "exports/oci/backfill/0001 (1).csv.gz and exports/oci/backfill/0001.csv.gz" in bad.error.message
     assert one(f"SELECT sum(BilledCost) FROM {lake(root)}") == total(a + b + c)
+
+
+def test_a_retired_oci_delivery_synced_back_without_its_manifest_is_not_counted_again(tmp_path: Path) -> None:
+    """Review of stop 40: an OCI delivery with a manifest, committed then retired by retention (days 0), came back with
+    `oci os object sync` (its file, not the hub's manifest): taken as a report file of its own, its rows were added
+    again (the month counted twice). A file of a retired delivery as it was is left out, and deleted by the next
+    retention pass."""
+    from hub.settings import parse_settings
+    from pipelines.retention import apply
+
+    root = make_hub(tmp_path / "hub")
+    header, body = rows(OCI)
+    put(root, f"{FOCUS}/0001.csv.gz", gz(header, body))
+    (root / FOCUS / "manifest.json").write_text("")
+    store = Store(str(root))
+    assert ingest(store).ok
+    before = (one(f"SELECT count(*) FROM {lake(root)}"), one(f"SELECT sum(BilledCost) FROM {lake(root)}"))
+    settings = parse_settings('{"retention": {"exports": {"days": 0}, "ingestion": {"months": 0}}}')
+    assert apply(store, settings).deletions and not (root / FOCUS / "0001.csv.gz").exists()
+    put(root, f"{FOCUS}/0001.csv.gz", gz(header, body))  # synced back
+    assert ingest(store).records == []
+    assert (one(f"SELECT count(*) FROM {lake(root)}"), one(f"SELECT sum(BilledCost) FROM {lake(root)}")) == before
+    again = apply(store, settings)
+    assert [d.path for d in again.deletions] == [f"{FOCUS}/0001.csv.gz"] and not (root / FOCUS / "0001.csv.gz").exists()

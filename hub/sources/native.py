@@ -266,12 +266,13 @@ def deliveries(store: Store, checkpoint: dict[str, str] | None = None, seen: set
 
 
 def _retiring(records: list[RunRecord], listed: set[str]) -> dict[str, int]:
-    """Files (with their sizes) of committed deliveries whose ``manifest.json`` is no longer ``listed`` and whose
-    retirement is not done: retention deletes the manifest first, so a retirement cut short leaves them, and an OCI
-    file no manifest owns would otherwise be a delivery of its own (its rows counted twice)."""
+    """Files (with their sizes) of committed deliveries whose ``manifest.json`` is no longer ``listed``: retention
+    deletes the manifest first, so a retirement cut short leaves them, and a sync (``oci os object sync``) brings a
+    retired delivery's files back without it; an OCI file no manifest owns would otherwise be a delivery of its own
+    (its rows counted twice)."""
     out: dict[str, int] = {}
     for rec in records:
-        if (rec.state == "committed" and rec.sourceFiles and not rec.sourceDeleted
+        if (rec.state == "committed" and rec.sourceFiles
                 and posixpath.basename(rec.manifest) == "manifest.json" and rec.manifest not in listed):
             out.update({p: size for p, size in rec.sourceFiles.items() if p != rec.manifest})
     return out
