@@ -513,6 +513,8 @@ def retention(
     for d in result.deletions:
         table.add_row(_plain(d.path), f"{d.bytes:,}", _plain(d.reason))
     out.print(table if result.deletions else "nothing to delete")
+    for path, why in result.kept:
+        out.print(f"kept {_plain(path)}: {_plain(why)}")
     verb = "would free" if dry_run else "freed"
     out.print(f"{len(result.deletions)} item(s), {verb} {result.bytes:,} bytes")
 

@@ -23,6 +23,7 @@ from hub.deliveries import source_deletable, source_files
 from hub.runs import RunRecord
 from hub.settings import Settings
 from hub.sources import native
+from hub.sources.custom import CUSTOM
 from hub.sources.snapshots import snapshot_of
 from hub.store import EXPORTS, INGESTION, MSEXPORTS, RAW, Store
 
@@ -46,6 +47,8 @@ class RetentionResult:
     busy: bool = False
     #: another process took the lease over while this one was stalled: it stopped (why, else None)
     lost: str | None = None
+    #: lake month folders kept although outside ``retention.ingestion.months``, with why (custom data not ingested)
+    kept: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def bytes(self) -> int:
@@ -61,8 +64,10 @@ def _size(store: Store, rel: str) -> int:
     return store.size(rel)
 
 
-def plan(store: Store, settings: Settings, now: datetime | None = None) -> list[Deletion]:
-    """What retention would delete now."""
+def plan(store: Store, settings: Settings, now: datetime | None = None, kept: list[tuple[str, str]] | None = None
+         ) -> list[Deletion]:
+    """What retention would delete now (``kept`` collects the month folders it keeps although outside the months kept,
+    with why)."""
     now = now or datetime.now(timezone.utc)
     out: list[Deletion] = []
     days = settings.retention.msexports.days
@@ -85,8 +90,23 @@ def plan(store: Store, settings: Settings, now: datetime | None = None) -> list[
                     rel = store.rel(month)
                     m = _MONTH.match(rel)
                     if m and not months.keeps(f"{m.group(2)}-{m.group(3)}", now):
+                        if area == INGESTION and (waiting := _custom_not_ingested(store, rel, records)):
+                            if kept is not None:  # the only copy of a drop the hub has not ingested: never deleted
+                                kept.append((rel, f"custom data not ingested ({waiting})"))
+                            continue
                         out.append(Deletion(rel, _size(store, rel), f"{area}: older than {months.months} months"))
     return out
+
+
+def _custom_not_ingested(store: Store, month: str, records: list[RunRecord]) -> str | None:
+    """A custom-data folder of a lake month whose ``manifest.json`` its last run did not commit (pending, held back
+    ``OutsideRetention``, quarantined): its manifest, else None."""
+    done = {r.manifest for r in records if r.state == "committed" and r.manifest.startswith(CUSTOM)}
+    for path in sorted(store.fs.find(store.full(month))):
+        rel = store.rel(path)
+        if rel.rsplit("/", 1)[-1] == "manifest.json" and f"{CUSTOM}{rel}" not in done:
+            return rel
+    return None
 
 
 def _exports(store: Store, records: list[RunRecord], now: datetime, days: int) -> list[Deletion]:
@@ -144,7 +164,8 @@ def apply(store: Store, settings: Settings, *, dry_run: bool = False, now: datet
     races an ingestion (records are read and written under it, fenced); ``busy`` when another process kept it for
     ``wait`` seconds."""
     if dry_run:
-        return RetentionResult(plan(store, settings, now), dry_run)
+        kept: list[tuple[str, str]] = []
+        return RetentionResult(plan(store, settings, now, kept), dry_run, kept=kept)
     try:
         with lease.holding(store, "ingest", wait=wait) as held:
             if held is None:
@@ -157,8 +178,9 @@ def apply(store: Store, settings: Settings, *, dry_run: bool = False, now: datet
 def _apply(store: Store, settings: Settings, now: datetime | None) -> RetentionResult:
     pulls = _pull_leases(store)  # a pull never replaces a day while its older files are being deleted
     try:
-        planned = plan(store, settings, now)
-        result = RetentionResult([d for d in planned if _pulled_provider(d.path) in (None, *pulls)])
+        kept: list[tuple[str, str]] = []
+        planned = plan(store, settings, now, kept)
+        result = RetentionResult([d for d in planned if _pulled_provider(d.path) in (None, *pulls)], kept=kept)
         return _delete(store, result)
     finally:
         for held in pulls.values():

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from conftest import custom_file
+from conftest import custom_file, make_hub
 
 from hub import runs
 from hub.sample_native import write_oci_focus
@@ -24,7 +24,7 @@ def _lake_rows(root: Path) -> int:
 
 
 def test_a_name_that_is_not_utf8_is_quarantined_by_name_and_the_others_flow(tmp_path: Path) -> None:
-    root = tmp_path / "hub"
+    root = make_hub(tmp_path / "hub")  # every lake month kept (custom data of 2024 is not held back)
     manifest = write_oci_focus(str(root), rows=20)
     (root / manifest).unlink()  # OCI's files are taken one by one
     folder = (root / manifest).parent
@@ -68,7 +68,7 @@ def test_a_custom_file_whose_name_is_not_utf8_is_set_aside_never_deleted_and_rea
     from hub import catalog
     from hub.validate import validate
 
-    root = tmp_path / "hub"
+    root = make_hub(tmp_path / "hub")  # every lake month kept (custom data of 2024 is not held back)
     folder = _custom(root, "d1.parquet", "7.5")
     (folder / "manifest.json").write_bytes(b"")
     assert {r.state for r in ingest(Store(str(root))).all} == {"committed"}
@@ -92,7 +92,7 @@ def test_another_clouds_delivery_holding_a_name_that_is_not_utf8_is_refused_neve
     committed, replacing the month with part of it."""
     from hub.sample_gcp import write_gcp_export
 
-    root = tmp_path / "hub"
+    root = make_hub(tmp_path / "hub")  # every lake month kept (custom data of 2024 is not held back)
     manifest = write_gcp_export(str(root), rows=5, month="2024-05")
     folder = (root / manifest).parent
     (shard,) = [p for p in folder.iterdir() if p.name != "manifest.json"]
@@ -111,7 +111,7 @@ def test_a_folder_of_the_lake_whose_name_is_not_utf8_is_moved_out_of_it_with_its
     running reader failed on it. It is moved out of the lake (config/odd-names, bytes as %XX), once, its record kept."""
     from hub import catalog
 
-    root = tmp_path / "hub"
+    root = make_hub(tmp_path / "hub")  # every lake month kept (custom data of 2024 is not held back)
     folder = _custom(root, "d1.parquet", "7.5")
     (folder / "manifest.json").write_bytes(b"")
     odd = os.fsencode(str(folder)) + b"/sub\xe9"
@@ -131,7 +131,7 @@ def test_a_folder_of_the_lake_whose_name_is_not_utf8_is_moved_out_of_it_with_its
 def test_a_custom_folder_refused_for_another_reason_sets_a_long_odd_name_aside_once(tmp_path: Path) -> None:
     """Review of stop 39: a folder whose manifest was refused first (not empty) was taken again on every pass (one event
     each), and a long cp1251 name grew past the file system's limit once written as %XX (InternalError every pass)."""
-    root = tmp_path / "hub"
+    root = make_hub(tmp_path / "hub")  # every lake month kept (custom data of 2024 is not held back)
     folder = _custom(root, "d1.parquet", "7.5")
     (folder / "manifest.json").write_text('{"not": "empty"}')
     shutil.copy(folder / "d1.parquet", os.fsencode(str(folder)) + b"/" + "длинное имя файла ".encode("cp1251") * 5 + b".parquet")
@@ -146,7 +146,7 @@ def test_a_name_in_an_azure_lake_folder_is_moved_out_before_a_redelivery_swaps_t
     name copied in again later was never told nor moved."""
     from conftest import schema_csv, write_export
 
-    root = tmp_path / "hub"
+    root = make_hub(tmp_path / "hub")  # every lake month kept (custom data of 2024 is not held back)
     write_export(root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 3)}, rows=3, run_id="r1", folder="e/r1")
     assert ingest(Store(str(root))).ok
     (lake_file,) = (root / "ingestion/Costs").rglob("*.parquet")
@@ -171,7 +171,7 @@ def test_an_aws_manifest_naming_a_key_with_a_lone_surrogate_escape_is_invalid(tm
 
     from hub.sample_native import write_aws_cur
 
-    root = tmp_path / "hub"
+    root = make_hub(tmp_path / "hub")  # every lake month kept (custom data of 2024 is not held back)
     manifest = write_aws_cur(str(root), rows=5)
     folder = (root / manifest).parent
     odd = "\udce9.csv"
@@ -185,7 +185,7 @@ def test_an_aws_manifest_naming_a_key_with_a_lone_surrogate_escape_is_invalid(tm
 def test_a_custom_file_moved_out_before_its_manifest_came_holds_the_folder_back(tmp_path: Path) -> None:
     """Review of stop 39 (the fix's fourth review): files first, manifest last: a pass in between moved the odd file out
     of the lake as a stray one, and the folder then committed without it (7.5 of 107.5)."""
-    root = tmp_path / "hub"
+    root = make_hub(tmp_path / "hub")  # every lake month kept (custom data of 2024 is not held back)
     folder = _custom(root, "d1.parquet", "7.5")
     shutil.copy(_custom(root, "d2.parquet", "100") / "d2.parquet", os.fsencode(str(folder)) + b"/\xe9quipe.parquet")
     (folder / "d2.parquet").unlink()

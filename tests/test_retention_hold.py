@@ -133,3 +133,28 @@ def test_a_held_older_snapshot_is_not_taken_again_once_superseded(tmp_path: Path
     assert sorted(r.state for r in ingest(store, checkpoint={}).records) == ["committed", "superseded"]
     assert ingest(store, checkpoint={}).records == []
     assert sorted(r.state for r in runs.load_all(store)) == ["committed", "superseded"]
+
+
+def test_custom_data_of_an_old_month_is_held_back_and_never_deleted_unread(tmp_path: Path) -> None:
+    """Review of stop 40: with the default 13 months, a custom-data folder of May 2024 was committed (an `ingested`
+    event) and then deleted by the next retention pass with its month; one of April whose manifest was never ingested
+    was deleted unread, the only copy the hub had. Such a folder is held back (``OutsideRetention``, its files where
+    they are); retention keeps a month holding custom data not ingested (saying so); once the settings keep the month
+    the folder is loaded, and retention then deletes months as it is told."""
+    from conftest import custom_file
+
+    store = fresh_hub(tmp_path / "hub", months=13)
+    may = tmp_path / "hub/ingestion/Costs/2024/05/custom/team-x"
+    custom_file(may / "i1__a.parquet", cost="3.00")
+    (may / "manifest.json").write_bytes(b"")
+    (rec,) = ingest(store).records
+    assert (rec.state, rec.error.code) == ("quarantined", "OutsideRetention")
+    done = apply(store, load_settings(store))
+    assert done.deletions == [] and done.kept == [
+        ("ingestion/Costs/2024/05", "custom data not ingested (ingestion/Costs/2024/05/custom/team-x/manifest.json)")]
+    assert (may / "i1__a.parquet").exists()
+    settings(tmp_path / "hub", months=0)
+    (again,) = ingest(store).records
+    assert again.state == "committed" and again.rowsOut == 1
+    settings(tmp_path / "hub", months=13)
+    assert [d.path for d in apply(store, load_settings(store)).deletions] == ["ingestion/Costs/2024/05"]

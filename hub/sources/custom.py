@@ -31,6 +31,7 @@ from hub.errors import HubError
 from hub.export_schemas import Column, ExportSchema, totals_spec
 from hub.faults import checkpoint
 from hub.runs import RunRecord
+from hub.settings import MonthsRetention, load_settings
 from hub.sources import refresh_checkpoint, unsettled
 from hub.store import INGESTION, Store, hidden, listed, percent_name, shown, signature_of
 from hub.validate import validate_files
@@ -44,14 +45,15 @@ DATASETS = ("Costs", "Prices", "CommitmentDiscountUsage", "Recommendations", "Tr
 
 
 def pending(store: Store, records: list[RunRecord] | None = None, checkpoint: dict[str, str] | None = None,
-            final: dict[str, str] | None = None, *, settle: float = 0,
-            waiting: list[str] | None = None) -> list[tuple[str, bytes | None]]:
+            final: dict[str, str] | None = None, *, settle: float = 0, waiting: list[str] | None = None,
+            retention: MonthsRetention | None = None) -> list[tuple[str, bytes | None]]:
     """Folder manifests under ``ingestion/`` not processed yet in their current content (``records``: every run
     record, loaded when not given). ``checkpoint``: manifests whose folder listing (the manifest and the folder's
     Parquet files: names, sizes, modification stamps) it holds unchanged are not read; ``final`` collects the listing
     signatures of the folders found final. ``settle`` (the watcher's): a folder with a Parquet file written after its
     manifest less than ``settle`` seconds ago is a new delivery still being written: it waits (in ``waiting``) until
-    its manifest is written again or its files have stayed unchanged that long."""
+    its manifest is written again or its files have stayed unchanged that long. ``retention``: a folder held back
+    (``OutsideRetention``) is taken again once its month is kept."""
     known = {r.manifest: r for r in records} if records is not None else runs.by_manifest(store)
     base = store.full(INGESTION)
     found = {store.rel(p): info for p, info in store.fs.find(base, detail=True).items()} if store.fs.exists(base) else {}
@@ -75,7 +77,9 @@ def pending(store: Store, records: list[RunRecord] | None = None, checkpoint: di
             raw = None
         rec = known.get(f"{CUSTOM}{rel}")
         identity = _sha(raw, _listing(store, posixpath.dirname(rel)))  # listed as process_folder lists it
-        if odd or rec is None or rec.manifestSha256 != identity or rec.state not in ("committed", "quarantined"):
+        released = rec is not None and retention is not None and hub_deliveries.released(rec, retention)
+        if (odd or rec is None or rec.manifestSha256 != identity or rec.state not in ("committed", "quarantined")
+                or released):
             written = listed(found[rel]).modified
             later = [t for p in folder if (t := listed(found[p]).modified) and written and t > written]
             if unsettled(rel, signature, max(later, default=None), now, settle):
@@ -83,7 +87,7 @@ def pending(store: Store, records: list[RunRecord] | None = None, checkpoint: di
                     waiting.append(rel)
                 continue
             out.append((rel, raw))
-        elif final is not None:
+        elif final is not None and not hub_deliveries.held(rec):  # held: looked at again when the settings change
             final[rel] = signature
     return out
 
@@ -207,8 +211,10 @@ def _folder_error(folder: str) -> str | None:
 
 
 def process_folder(store: Store, rel: str, raw: bytes | None,
-                   owners: dict[str, tuple[str, set[str]]] | None = None, moved: dict[str, str] | None = None) -> RunRecord:
-    """Normalize one custom-data folder in place (``moved``: :func:`hub.deliveries.moved_out`)."""
+                   owners: dict[str, tuple[str, set[str]]] | None = None, moved: dict[str, str] | None = None,
+                   retention: MonthsRetention | None = None) -> RunRecord:
+    """Normalize one custom-data folder in place (``moved``: :func:`hub.deliveries.moved_out`; ``retention``: the
+    lake months kept, a folder of another month is held back)."""
     started = time.perf_counter()
     folder = posixpath.dirname(rel)
     parts = folder.split("/")
@@ -238,6 +244,8 @@ def process_folder(store: Store, rel: str, raw: bytes | None,
             raise HubError("a custom-data manifest must be empty or {}", file=rel, code="ManifestInvalid")
         if problem := _folder_error(folder):
             raise HubError(problem, file=rel, code="ManifestInvalid")
+        if retention is not None and rec.month:  # loaded, the next retention pass would delete it from the lake
+            hub_deliveries.check_retained(rec, [rec.month], retention)
         if skipped := [posixpath.basename(f) for f in sorted(listing) if hidden(posixpath.basename(f))]:
             raise HubError(f"the file {skipped[0]!r} starts with _ or . (Spark, Hive, Trino and Athena skip it): rename it",
                            file=rel, code="ManifestInvalid")
@@ -399,10 +407,11 @@ def ingest_custom(store: Store, records: list[RunRecord] | None = None, checkpoi
     see :func:`pending`."""
     final: dict[str, str] = {}
     records = runs.load_all(store) if records is None else records  # read once: the pending folders and their owners
-    todo = pending(store, records, checkpoint, final, settle=settle, waiting=waiting)
+    retention = load_settings(store).retention.ingestion
+    todo = pending(store, records, checkpoint, final, settle=settle, waiting=waiting, retention=retention)
     owners = _providers_folders(records) if todo else {}
     moved = hub_deliveries.moved_out(records, store) if todo else {}
-    made = [_isolated(store, rel, raw, owners, moved) for rel, raw in todo]
+    made = [_isolated(store, rel, raw, owners, moved, retention) for rel, raw in todo]
     refresh_checkpoint(checkpoint, INGESTION, final, final)  # changed, pending or gone: read again next time
     return made
 
@@ -419,9 +428,9 @@ def _providers_folders(records: list[RunRecord]) -> dict[str, tuple[str, set[str
 
 
 def _isolated(store: Store, rel: str, raw: bytes | None, owners: dict[str, tuple[str, set[str]]] | None = None,
-              moved: dict[str, str] | None = None) -> RunRecord:
+              moved: dict[str, str] | None = None, retention: MonthsRetention | None = None) -> RunRecord:
     try:
-        return process_folder(store, rel, raw, owners, moved)
+        return process_folder(store, rel, raw, owners, moved, retention)
     except Exception as exc:  # noqa: BLE001 - even a failure to write its record must not stop the other folders
         try:
             before = runs.load(store, _key(rel))
