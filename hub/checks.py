@@ -37,14 +37,17 @@ def check_costs(con: duckdb.DuckDBPyConnection, rec: RunRecord, outputs: list[st
     own billing period (native FOCUS files), whose charges may all lie just before it (late usage billed next month):
     only rows far from it are refused, corrections, adjustments and credits (of any earlier month's usage) never."""
     rules = (rec.validation or {}).get("rules", {})
+    from hub.sources.custom import CUSTOM
+
+    manifest = rec.manifest.removeprefix(CUSTOM)  # a custom folder's record names its manifest so: the path without it
     for column in MONEY:
         empty = rules.get(f"NotNull:{column}", 0)
         if rec.rowsOut and empty >= rec.rowsOut:
             err = HubError(f"{column} is empty on every row (a column header spelled differently?)",
-                           file=rec.parts[0].blob if rec.parts else rec.manifest, code="SchemaMismatch")
+                           file=rec.parts[0].blob if rec.parts else manifest, code="SchemaMismatch")
         elif empty:  # a cost the bill does not state: FOCUS has no null cost, and totals would not reconcile to it
             err = HubError(f"{column} is empty on {empty} of {rec.rowsOut} rows", file=rec.parts[0].blob if len(rec.parts) == 1
-                           else rec.manifest, code="InvalidValue")
+                           else manifest, code="InvalidValue")
         else:
             continue
         err.column = column
@@ -60,4 +63,4 @@ def check_costs(con: duckdb.DuckDBPyConnection, rec: RunRecord, outputs: list[st
         [start, end]).fetchall()[0]
     if first is not None and (not (found or not inside) or first < start - PERIOD_SLACK or last >= end + PERIOD_SLACK):
         raise HubError(f"rows are charged from {first:%Y-%m-%d} to {last:%Y-%m-%d}, {found} of them in the delivery's "
-                       f"period {start:%Y-%m-%d} to {end:%Y-%m-%d}", file=rec.manifest, code="PeriodMismatch")
+                       f"period {start:%Y-%m-%d} to {end:%Y-%m-%d}", file=manifest, code="PeriodMismatch")

@@ -526,3 +526,17 @@ def test_a_folder_restated_twice_before_the_hub_looked_keeps_the_newest_delivery
     assert rec.state == "committed" and rec.setAside == ["ingestion/Costs/2024/05/custom/team-x/ing2__a.parquet.superseded"]
     assert sorted(p.name for p in folder.iterdir()) == ["ing2__a.parquet.superseded", "ing3__a.parquet", "manifest.json"]
     assert duckdb.connect().execute(f"SELECT sum(BilledCost) FROM '{folder}/*.parquet'").fetchone()[0] == D(4)
+
+
+def test_a_custom_folder_refused_by_the_costs_checks_names_its_manifest(hub_root: Path) -> None:
+    """Review of stop 40: a custom folder whose rows are charged in another month (PeriodMismatch) was refused naming
+    ``custom:ingestion/.../manifest.json``, a path that does not exist (the record key's prefix), in the record, the
+    messages and events. It names the manifest's path."""
+    from conftest import custom_file
+
+    folder = hub_root / "ingestion/Costs/2024/09/custom/wrong-month"  # rows of May filed under September
+    custom_file(folder / "i1__a.parquet")
+    (folder / "manifest.json").write_bytes(b"")
+    (rec,) = ingest(Store(str(hub_root))).records
+    assert (rec.state, rec.error.code) == ("quarantined", "PeriodMismatch")
+    assert rec.error.file == "ingestion/Costs/2024/09/custom/wrong-month/manifest.json"
