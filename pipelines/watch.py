@@ -113,10 +113,11 @@ class _Wakeup:
         self.observer.daemon = True
         self.observer.start()
 
-    def wait(self, timeout: float, stop: threading.Event) -> None:
-        """Until an event, ``stop``, or ``timeout`` seconds."""
+    def wait(self, timeout: float, stop: threading.Event, *, events: bool = True) -> None:
+        """Until an event (unless ``events`` is False: a backoff after a failed cycle), ``stop``, or ``timeout``
+        seconds."""
         end = time.monotonic() + timeout
-        while not stop.is_set() and not self.event.is_set() and time.monotonic() < end:
+        while not stop.is_set() and not (events and self.event.is_set()) and time.monotonic() < end:
             self.event.wait(min(0.25, max(0.0, end - time.monotonic())))
         self.event.clear()
 
@@ -275,7 +276,7 @@ def watch(store: Store, *, stop: threading.Event, log: Log, interval: float = 60
                 log({"event": "error", "error": describe(exc), "retry_in": pause})
             if stop.is_set() or (cycles is not None and n >= cycles):
                 break
-            wake.wait(pause, stop)
+            wake.wait(pause, stop, events=failures == 0)  # a backoff is waited out: file events do not cut it short
     finally:
         wake.close()
         log({"event": "stop", "root": store.url})

@@ -370,3 +370,23 @@ def test_files_with_a_modification_time_in_the_future_settle_from_when_they_were
     second = ingest(store, settle=1)
     assert second.ok and not second.waiting and {r.state for r in second.all} == {"committed"}
     assert {r.manifest.removeprefix("custom:") for r in second.all} >= {manifest, "ingestion/Costs/2024/05/custom/team-x/manifest.json"}
+
+
+def test_a_backoff_is_waited_out_whatever_files_arrive(tmp_path: Path) -> None:
+    """Review of stop 40: after a failed cycle the watcher's backoff (5 s, 10 s, ... up to 5 minutes) was cut short by
+    every file event: a sync writing files while the settings were invalid logged an error line a second. A wait after a
+    failure ignores file events (the stop event still ends it); a normal wait ends on one."""
+    from pipelines.watch import _Wakeup
+
+    wake = _Wakeup(Store(str(tmp_path / "hub")))
+    stop = threading.Event()
+    try:
+        wake.event.set()  # a file event during the backoff
+        start = time.monotonic()
+        wake.wait(0.5, stop, events=False)
+        assert time.monotonic() - start >= 0.5
+        wake.event.set()
+        wake.wait(60, stop)  # a normal wait: the event ends it (else this test would take a minute)
+        assert not wake.event.is_set()
+    finally:
+        wake.close()
