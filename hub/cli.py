@@ -500,7 +500,7 @@ def retention(
 
     store = _store(root)
     try:
-        result = apply(store, load_settings(store), dry_run=dry_run)
+        result = apply(store, load_settings(store), dry_run=dry_run, waiting=_waiting)
     except UsageError as exc:
         _error(exc)
         raise typer.Exit(2) from None

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -159,15 +160,15 @@ def _days_to_keep(manifest: str, files: dict[str, int]) -> set[str]:
 
 
 def apply(store: Store, settings: Settings, *, dry_run: bool = False, now: datetime | None = None,
-          wait: float = 60.0) -> RetentionResult:
+          wait: float = 60.0, waiting: Callable[[str], None] | None = None) -> RetentionResult:
     """Delete (or, with ``dry_run``, list) what retention says to. Deleting holds the ingestion lease, so it never
     races an ingestion (records are read and written under it, fenced); ``busy`` when another process kept it for
-    ``wait`` seconds."""
+    ``wait`` seconds (``waiting`` is told once when it has to wait)."""
     if dry_run:
         kept: list[tuple[str, str]] = []
         return RetentionResult(plan(store, settings, now, kept), dry_run, kept=kept)
     try:
-        with lease.holding(store, "ingest", wait=wait) as held:
+        with lease.holding(store, "ingest", wait=wait, waiting=waiting) as held:
             if held is None:
                 return RetentionResult(busy=True)
             return _apply(store, settings, now)

@@ -22,6 +22,22 @@ def test_a_wait_for_a_held_lease_is_said_once_with_its_holder(tmp_path):
         assert mine is not None and len(told) == 1  # free: nothing said
 
 
+def test_retention_says_it_waits_for_a_held_lease(tmp_path):
+    """Review of stop 40: `hub retention` waited 60 s for another process's lease without a word (`hub ingest` says so)."""
+    from hub.settings import Settings
+    from pipelines.retention import apply
+
+    store = Store(str(tmp_path))
+    store.init_layout()
+    held = lease.try_acquire(store, "ingest", ttl=60, owner="vm:123:abc")
+    told: list[str] = []
+    try:
+        result = apply(store, Settings(), wait=0.6, waiting=told.append)
+    finally:
+        held.release()
+    assert result.busy and len(told) == 1 and "vm:123:abc holds it" in told[0]
+
+
 def test_a_lost_lease_is_one_line_not_a_traceback(tmp_path: Path):
     """`hub allocate` / `hub inspect` stalled past the TTL and taken over printed LeaseLost's traceback."""
     code = ("import sys; from hub import cli, lease\n"
