@@ -26,7 +26,16 @@ def _plain(value: object) -> object:
         return format(value, "f")
     if isinstance(value, (datetime, date)):
         return value.isoformat()
+    if isinstance(value, (bytes, bytearray, memoryview)):  # a BLOB: its bytes in hexadecimal
+        return bytes(value).hex()
     return value
+
+
+def _cell(value: object) -> object:
+    """A CSV cell: nested values (lists, structs, maps) as their JSON text, never Python's display of them."""
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(_json_value(value), default=str, allow_nan=False, ensure_ascii=False)
+    return "" if value is None else _plain(value)
 
 
 def _json_value(value: object) -> object:
@@ -34,8 +43,8 @@ def _json_value(value: object) -> object:
     lists and structs likewise."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
-    if isinstance(value, dict):
-        return {k: _json_value(v) for k, v in value.items()}
+    if isinstance(value, dict):  # a MAP's keys may be dates, numbers: JSON's are text
+        return {k if isinstance(k, str) else str(_plain(k)): _json_value(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_json_value(v) for v in value]
     return _plain(value)
@@ -108,7 +117,7 @@ def _write_rows(con: duckdb.DuckDBPyConnection, sql: str, fmt: str, output: str 
         while batch := result.fetchmany(10_000):
             for row in batch:
                 if writer:
-                    writer.writerow(["" if v is None else _plain(v) for v in row])
+                    writer.writerow([_cell(v) for v in row])
                 else:
                     record = dict(zip(columns, map(_json_value, row), strict=True))
                     sink.write(json.dumps(record, default=str, allow_nan=False) + "\n")

@@ -241,3 +241,18 @@ def test_query_trailing_semicolons_every_format(lake: str, tmp_path: Path, fmt: 
         assert duckdb.sql(f"SELECT n FROM '{out}'").fetchall() == [(3000,)]
     else:
         assert "3000" in proc.stdout
+
+
+def test_query_writes_nested_values_as_json(lake: str) -> None:
+    """Review of stop 40: a MAP keyed by dates (``histogram``) failed --format json (TypeError, exit 1), and --format csv
+    printed nested values as Python's display (``[Decimal('0E-18')]``, ``datetime.datetime(...)``) and a BLOB as
+    ``b'\\x01'``. Keys are text, nested values JSON, a BLOB its bytes in hexadecimal."""
+    sql = ("SELECT MAP {DATE '2024-05-01': 2} AS by_day, [1.50::DECIMAL(4,2)] AS costs, "
+           "[TIMESTAMPTZ '2024-05-01 00:00:00+00'] AS times, '\\x01'::BLOB AS raw")
+    as_json = hub("query", lake, sql, "--format", "json")
+    assert as_json.returncode == 0, as_json.stderr
+    assert json.loads(as_json.stdout) == {"by_day": {"2024-05-01": 2}, "costs": ["1.50"],
+                                          "times": ["2024-05-01T00:00:00+00:00"], "raw": "01"}
+    as_csv = hub("query", lake, sql, "--format", "csv")
+    assert as_csv.returncode == 0 and list(csv.reader(io.StringIO(as_csv.stdout)))[1] == [
+        '{"2024-05-01": 2}', '["1.50"]', '["2024-05-01T00:00:00+00:00"]', "01"]
