@@ -10,9 +10,10 @@ import math
 import os
 import re
 import sys
+from collections.abc import Callable
 from datetime import date, datetime, timezone
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
@@ -27,6 +28,8 @@ from hub.runs import RunRecord
 from hub.settings import Settings
 from hub.store import SETTINGS, Store, StoreUnreachable, describe, public_root, redact, storage_error
 from hub.terminal import printable
+
+T = TypeVar("T")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="FinOps hub: cost exports in, a FOCUS Parquet lake out.")
@@ -557,7 +560,7 @@ def query(root: Root, sql: Annotated[str, typer.Argument(help="SQL over the view
     from hub import query as query_mod
 
     try:
-        con = catalog.connect(_hub_store(root))
+        con = _lake(lambda: catalog.connect(_hub_store(root)))
     except UsageError as exc:
         _error(exc)
         raise typer.Exit(2) from None
@@ -569,6 +572,16 @@ def query(root: Root, sql: Annotated[str, typer.Argument(help="SQL over the view
     finally:
         con.close()
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+def _lake(open_it: Callable[[], T]) -> T:
+    """``open_it()`` (a read of the lake): a lake file DuckDB cannot read (cut, not Parquet) is a usage error naming it."""
+    import duckdb
+
+    try:
+        return open_it()
+    except duckdb.Error as exc:
+        raise UsageError(f"cannot open the lake: {str(exc).splitlines()[0][:300]}") from None
 
 
 def _require_root(store: Store) -> Store:
@@ -617,7 +630,7 @@ def catalog_cmd(root: Root,
     from hub import catalog
 
     try:
-        views = catalog.write(_store(root), write)
+        views = _lake(lambda: catalog.write(_hub_store(root), write))
     except UsageError as exc:
         _error(exc)
         raise typer.Exit(2) from None
@@ -693,7 +706,6 @@ def costs(root: Root,
     import csv as csv_mod
     import io
 
-    import duckdb
     from pydantic import ValidationError
 
     from hub import catalog
@@ -721,14 +733,15 @@ def costs(root: Root,
             "time_condition": when.model_dump(), "groupby": groups, "cost_type": types[cost_type.lower()],
             "filters": _filters(filter_ or [], 0) + _filters(exclude or [], 1), "limit": limit, "offset": offset})
         store = _hub_store(root)
-        try:
+
+        def answer() -> object:
             con = catalog.connect(store)
             try:
-                result = query_costs(con, req)
+                return query_costs(con, req)
             finally:
                 con.close()
-        except duckdb.Error as exc:  # a lake file DuckDB cannot read (cut, not Parquet): named, as hub serve says it
-            raise UsageError(f"cannot open the lake: {str(exc).splitlines()[0][:300]}") from None
+
+        result = _lake(answer)  # a lake file DuckDB cannot read (cut, not Parquet): named, as hub serve says it
     except (UsageError, CostQueryError) as exc:
         _error(exc)
         raise typer.Exit(2) from None
@@ -785,7 +798,7 @@ def report(root: Root, out_file: Annotated[str, typer.Option("--out", help="HTML
     from hub import report as report_mod
 
     try:
-        report_mod.write_report(_store(root), out_file)
+        _lake(lambda: report_mod.write_report(_hub_store(root), out_file))
     except UsageError as exc:
         _error(exc)
         raise typer.Exit(2) from None

@@ -161,3 +161,23 @@ def test_a_rules_file_that_is_not_utf8_is_named_and_never_stops_other_readers(de
         allocation_rules.load(Store(str(root)))
     data = report.build_report(str(root))
     assert data.rows > 0 and data.by_provider and "<html" in report.render_html(data).lower()
+
+
+def test_mistyped_roots_and_unreadable_lakes_are_usage_errors_of_every_reader(demo: Path, tmp_path: Path) -> None:
+    """Review of stop 40: `hub catalog` of a root that does not exist wrote a database of empty views and `hub report` of
+    a folder that is no hub an empty report (exit 0) where `hub query` / `hub costs` refuse them (exit 2); `hub query`
+    over a lake file DuckDB cannot read exited 1 with a traceback. One line, exit 2, for each."""
+    import shutil
+
+    (tmp_path / "notahub").mkdir()
+    broken = tmp_path / "broken"
+    shutil.copytree(demo, broken)
+    (next(broken.glob("ingestion/Costs/**/*.parquet"))).write_bytes(b"not parquet")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cases = [(["catalog", str(tmp_path / "no-such-hub"), "--write", str(tmp_path / "x.duckdb")], "does not exist"),
+             (["report", str(tmp_path / "notahub"), "--out", str(tmp_path / "r.html")], "is not a hub root"),
+             (["query", str(broken), "SELECT count(*) FROM Costs"], "cannot open the lake")]
+    for args, says in cases:
+        proc = subprocess.run([sys.executable, "-m", "hub.cli", *args], capture_output=True, text=True, env=env, cwd=REPO)
+        assert proc.returncode == 2 and says in proc.stderr and "Traceback" not in proc.stderr, (args, proc.stderr)
+    assert not (tmp_path / "x.duckdb").exists() and not (tmp_path / "r.html").exists()
