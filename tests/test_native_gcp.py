@@ -281,6 +281,14 @@ def test_detailed_export_by_hand(tmp_path: Path, fmt: str) -> None:
                                   "ConsumedUnit, SkuPriceId")
     assert prices == PRICES
     assert by_description(root, "x_SubscriptionInstanceId")["Compute Flexible CUD fee"] == (GUID,)
+    # review of stop 40: the Flexible CUD fee's utilization offset was a 0.54 saving (its usage's cost, whose saving is on
+    # the usage), and the N2 core's promotion credit a commitment saving (10 - 2.25 = 7.75; now 10 - (2.25 + 0.50))
+    savings = {d: tuple(map(D, v)) for d, v in {
+        "N2 Instance Core running in Americas": ("7.25", "9.75"), "Commitment v1: Cpu in Americas for 1 Year": (0, 0),
+        "Cloud SQL for PostgreSQL: Zonal - vCPU": (1, 1), "N2 Instance Ram running in Americas": ("0.26", "0.46"),
+        "Compute Flexible CUD fee": (0, 0), "Spot Preemptible N2 Instance Core": (0, "0.1"), "Tax": (0, 0),
+        "Usage correction": (0, 0), "Rounding error": (0, 0)}.items()}
+    assert by_description(root, "x_CommitmentDiscountSavings, x_TotalSavings") == savings
     tags = by_description(root, "Tags")
     assert json.loads(tags["N2 Instance Core running in Americas"][0]) == {
         "env": "prod", "team": "web", "cost-center": "cc1", "compute.googleapis.com/machine_spec": "n2-standard-4",

@@ -9,6 +9,8 @@ change the number of cost rows.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from transforms.sqlchain import DEC, Chain, dec, div, empty, fraction, mul, nz, zero
 from transforms.typing import DOUBLE_PREFIX, SQL_TYPES, ident, literal
 
@@ -72,8 +74,13 @@ def dbl(chain: Chain, col: str) -> str:
             f"ELSE CAST({ident(col)} AS DOUBLE) END")
 
 
-def price_layer(chain: Chain, prices: str | None) -> None:
-    """Backfill, ContractedCost fix and savings on a chain holding normalized cost columns."""
+def price_layer(chain: Chain, prices: str | None, savings: Mapping[str, str] | None = None) -> None:
+    """Backfill, ContractedCost fix and savings on a chain holding normalized cost columns. ``savings``: a provider's
+    rules (``savings`` in ``schemas/<provider>/focus.json``, SQL over the normalized row): ``none``, rows that save
+    nothing whatever their list price (Google's commitment fees, which their covered usage offsets); ``notCommitment``,
+    a column holding the part of a row's discount no commitment made (Google's promotion and free-tier credits, in its
+    EffectiveCost), left out of its commitment saving where the row has it."""
+    savings = savings or {}
     # a Microsoft row whose 0 prices stand for missing ones (a FocusCost export writes 0 where it has no price: a
     # marketplace row without a meter too); of those, the rows with a meter look their price up in the sheet
     fillable = (f"coalesce(ProviderName = 'Microsoft' AND ({zero('ListUnitPrice')} OR {zero('ContractedUnitPrice')}) "
@@ -222,6 +229,8 @@ def price_layer(chain: Chain, prices: str | None) -> None:
     none = ("((ChargeCategory = 'Purchase' AND (CommitmentDiscountCategory IS NOT NULL OR "
             f"({zero('EffectiveCost')} AND {nz('BilledCost')}))) OR CommitmentDiscountStatus = 'Unused' "
             "OR ChargeCategory IN ('Credit', 'Tax', 'Adjustment'))")
+    if savings.get("none"):
+        none = f"({none} OR coalesce({savings['none']}, false))"
 
     def unless(condition: str, expr: str) -> str:
         return f"CASE WHEN {condition} THEN CAST(0 AS {DEC}) ELSE {expr} END"
@@ -229,9 +238,12 @@ def price_layer(chain: Chain, prices: str | None) -> None:
     # an actual-cost row without amortized data (legacy exports): covered usage costs 0 and its commitment's price is
     # on no row, so it shows no commitment saving (its whole on-demand cost is no saving)
     unamortized = "coalesce(_actual_only, false) AND CommitmentDiscountId IS NOT NULL" if "_actual_only" in chain.cols else "false"
+    # what the row cost with its commitment's discount alone (a credit no commitment made taken back out)
+    other = savings.get("notCommitment")
+    committed = f"(EffectiveCost - coalesce({ident(other)}, 0))" if other and other in chain.cols else "EffectiveCost"
     chain.replace({}, {
         "x_CommitmentDiscountSavings": unless(f"{none} OR CommitmentDiscountId IS NULL OR {unamortized}",
-                                              saving("ContractedCost", "EffectiveCost")),
+                                              saving("ContractedCost", committed)),
         "x_NegotiatedDiscountSavings": unless(none, saving("ListCost", "ContractedCost")),
         "x_TotalSavings": unless(none, f"CASE WHEN {unamortized} THEN {saving('ListCost', 'ContractedCost')} "
                                        f"ELSE {saving('ListCost', 'EffectiveCost')} END"),

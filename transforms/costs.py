@@ -10,7 +10,7 @@ savings) -> ``x_SourceValues`` (original value of every changed column) and the 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -532,13 +532,14 @@ def finish(chain: Chain, extras: list[str] = (), check: Check | None = None,
 
 def costs_sql(source: str, present: dict[str, str], lineage: Lineage, *, prices: str | None = None,
               lookups: bool = True, extras: list[str] = (), check: Check | None = None, closed: bool = False,
-              tag_prefixes: tuple[str, ...] = ()) -> Query:
+              tag_prefixes: tuple[str, ...] = (), savings: Mapping[str, str] | None = None) -> Query:
     """The FOCUS 1.0 normalization of a typed FocusCost relation ``source`` with columns ``present``.
 
     ``prices``: a relation of price-sheet keys (:func:`transforms.backfill.price_keys_sql`) to backfill
     missing list/contracted prices from; ``lookups``: the open-data tables are registered (hub.lookups);
     ``check``: see :func:`finish`; ``closed``: emit :func:`closed_sets` columns as ENUMs (see :func:`finish`);
-    ``tag_prefixes``: the provider's prefixes of user-defined tag keys, taken off (:func:`_unprefixed`).
+    ``tag_prefixes``: the provider's prefixes of user-defined tag keys, taken off (:func:`_unprefixed`); ``savings``:
+    the provider's savings rules (:func:`transforms.backfill.price_layer`).
     """
     chain = Chain(source)
     known = set(input_columns()) | set(RENAMES)
@@ -554,6 +555,6 @@ def costs_sql(source: str, present: dict[str, str], lineage: Lineage, *, prices:
     _names_and_resources(chain, lookups, padded_ids=lineage.provider != "Microsoft")
     _tags_periods(chain)
     _tags(chain, tuple(tag_prefixes))
-    backfill.price_layer(chain, prices)
+    backfill.price_layer(chain, prices, savings)
     return finish(chain, extras, check, closed_sets(lineage) if closed else None, {e: present[e] for e in extras})
 

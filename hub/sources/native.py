@@ -117,6 +117,9 @@ class ProviderMapping(BaseModel):
     #: lake columns naming a line item once in a billing account's month (OCI's ``lineItem/referenceNo``): a report
     #: file whose line items another delivery's file already brought to the folder is ``SourceConflict``
     lineIds: list[str] = []
+    #: savings rules (:func:`transforms.backfill.price_layer`): ``none``, SQL over the normalized row, rows that save
+    #: nothing; ``notCommitment``, a column holding the part of a row's discount no commitment made (where a file has it)
+    savings: dict[str, str] = {}
     #: a regex of paths under ``exports/<provider>/`` the provider writes beside its bills that are not bills (AWS's
     #: Athena integration ``cost_and_usage_data_status/`` file): never read as data
     notData: str | None = None
@@ -731,7 +734,7 @@ def _write(con: duckdb.DuckDBPyConnection, typed: Typed, lineage: Lineage, out: 
         if hidden:
             source = f"(SELECT * EXCLUDE ({', '.join(hidden)}) FROM {source})"
         query = costs.costs_sql(source, typed.columns, lineage, extras=typed.extras, check=check.where, closed=closed,
-                                tag_prefixes=typed.tag_prefixes)
+                                tag_prefixes=typed.tag_prefixes, savings=typed.savings)
         described = query.columns
         check.describe(described)
         rows = convert.write_parquet(con, [f"* FROM ({query})"], "", out, file=path, select_only=True, columns=described)
@@ -765,6 +768,8 @@ class Typed:
     one_month: bool = False
     #: the provider's prefixes of user-defined tag keys, taken off (a FOCUS file's: ``tagKeyPrefixes``)
     tag_prefixes: tuple[str, ...] = ()
+    #: the provider's savings rules (``savings`` in its focus.json)
+    savings: dict[str, str] = field(default_factory=dict)
     #: a mapped report's columns its mapping reads each money column from and the report lacks (named when empty)
     lacking: dict[str, list[str]] = field(default_factory=dict)
 
@@ -852,7 +857,7 @@ def _typed(con: duckdb.DuckDBPyConnection, provider: str, src: str, kind: str, p
     columns = {k: v for k, v in described.items() if k not in (HIDDEN_CURRENCY, HIDDEN_BILLED)}
     prefixes = tuple(mapping.tagKeyPrefixes) if not hidden else ()  # a mapped report builds its Tags itself
     return Typed(typed, columns, extras, described, source_type, source_name, tap_schema, version, one_month, prefixes,
-                 lacking)
+                 lacking=lacking, savings=dict(mapping.savings))
 
 
 def _extra_aliases(mapping: ProviderMapping, extras: list[str]) -> dict[str, str]:
