@@ -109,9 +109,7 @@ def project(spec: dict, columns: dict[str, str], lookup_files: dict[str, str], h
                 default = defaults.get(key(m.group(1)))
                 return f"CAST(({resolve(default)}) AS DECIMAL(38,18))" if default else "CAST(NULL AS DECIMAL(38,18))"
             src = ident(found)
-            if columns[found] in ("DOUBLE", "FLOAT"):  # the shortest text of the double, not its binary expansion
-                return f"CAST(CAST({src} AS VARCHAR) AS DECIMAL(38,18))"
-            if columns[found] != "VARCHAR":
+            if columns[found] not in ("VARCHAR", "DOUBLE", "FLOAT"):
                 return f"CAST({src} AS DECIMAL(38,18))"
             if found not in numbers:
                 numbers[found] = f"{NUMBER_PREFIX}{len(numbers)}"
@@ -146,8 +144,9 @@ def project(spec: dict, columns: dict[str, str], lookup_files: dict[str, str], h
     currency = resolve(totals.get("currency", "NULL"))
     amounts = {k: resolve(v) for k, v in totals.items() if k != "currency"}
     converted = []
-    for c, n in numbers.items():
-        text = f"nullif(trim({ident(c)}), '')"
+    for c, n in numbers.items():  # a double as its shortest text, not its binary expansion (a value beyond the
+        # decimal's range is then refused naming its column, as text is)
+        text = f"nullif(trim({ident(c)}), '')" if columns[c] == "VARCHAR" else f"CAST({ident(c)} AS VARCHAR)"
         converted.append(f"{cast_text(Column(c, 'decimal', c), text)} AS {ident(n)}")
     return Mapped(select, (currency, amounts), converted)
 
