@@ -205,6 +205,21 @@ def test_a_retirement_of_exports_cut_short_never_changes_the_lake(tmp_path: Path
     assert apply(store, delete).deletions == [] and before[0] == 942
 
 
+def _committed_oci_delivery(tmp_path: Path) -> tuple[Path, Store, list[str], list[list[str]]]:
+    """A hub with one OCI FOCUS report file delivered with a manifest.json, committed: its root, store, header, rows."""
+    root = make_hub(tmp_path / "hub")
+    header, body = rows(OCI)
+    put(root, f"{FOCUS}/0001.csv.gz", gz(header, body))
+    (root / FOCUS / "manifest.json").write_text("")
+    store = Store(str(root))
+    assert ingest(store).ok
+    return root, store, header, body
+
+
+def _count_and_total(root: Path) -> tuple[object, object]:
+    return one(f"SELECT count(*) FROM {lake(root)}"), one(f"SELECT sum(BilledCost) FROM {lake(root)}")
+
+
 def test_an_oci_delivery_whose_retirement_was_cut_short_is_not_ingested_again_file_by_file(tmp_path: Path) -> None:
     """Review of stop 38: retention deletes an OCI delivery's manifest.json first; cut short there, its data file was no
     manifest's any more, so an OCI report file of its own: its rows were added again (the month counted twice). The
@@ -212,16 +227,11 @@ def test_an_oci_delivery_whose_retirement_was_cut_short_is_not_ingested_again_fi
     from hub.settings import parse_settings
     from pipelines.retention import apply
 
-    root = make_hub(tmp_path / "hub")
-    header, body = rows(OCI)
-    put(root, f"{FOCUS}/0001.csv.gz", gz(header, body))
-    (root / FOCUS / "manifest.json").write_text("")
-    store = Store(str(root))
-    assert ingest(store).ok
-    before = (one(f"SELECT count(*) FROM {lake(root)}"), one(f"SELECT sum(BilledCost) FROM {lake(root)}"))
+    root, store, header, body = _committed_oci_delivery(tmp_path)
+    before = _count_and_total(root)
     (root / FOCUS / "manifest.json").unlink()  # where a retirement cut short after its first delete leaves it
     assert ingest(store).records == []
-    assert (one(f"SELECT count(*) FROM {lake(root)}"), one(f"SELECT sum(BilledCost) FROM {lake(root)}")) == before
+    assert _count_and_total(root) == before
     rest = apply(store, parse_settings('{"retention": {"exports": {"days": 0}, "ingestion": {"months": 0}}}'))
     assert [d.path for d in rest.deletions] == [f"{FOCUS}/0001.csv.gz"] and not (root / FOCUS / "0001.csv.gz").exists()
     # a new file of the month still flows
@@ -544,17 +554,12 @@ def test_a_retired_oci_delivery_synced_back_without_its_manifest_is_not_counted_
     from hub.settings import parse_settings
     from pipelines.retention import apply
 
-    root = make_hub(tmp_path / "hub")
-    header, body = rows(OCI)
-    put(root, f"{FOCUS}/0001.csv.gz", gz(header, body))
-    (root / FOCUS / "manifest.json").write_text("")
-    store = Store(str(root))
-    assert ingest(store).ok
-    before = (one(f"SELECT count(*) FROM {lake(root)}"), one(f"SELECT sum(BilledCost) FROM {lake(root)}"))
+    root, store, header, body = _committed_oci_delivery(tmp_path)
+    before = _count_and_total(root)
     settings = parse_settings('{"retention": {"exports": {"days": 0}, "ingestion": {"months": 0}}}')
     assert apply(store, settings).deletions and not (root / FOCUS / "0001.csv.gz").exists()
     put(root, f"{FOCUS}/0001.csv.gz", gz(header, body))  # synced back
     assert ingest(store).records == []
-    assert (one(f"SELECT count(*) FROM {lake(root)}"), one(f"SELECT sum(BilledCost) FROM {lake(root)}")) == before
+    assert _count_and_total(root) == before
     again = apply(store, settings)
     assert [d.path for d in again.deletions] == [f"{FOCUS}/0001.csv.gz"] and not (root / FOCUS / "0001.csv.gz").exists()
