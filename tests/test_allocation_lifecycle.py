@@ -536,3 +536,26 @@ def test_a_later_folder_allocated_in_another_metric_is_refused_for_the_rows_it_h
                                    "x_CostCenter", "--cost-type", "EffectiveCost", "--format", "csv"])
     assert out.exit_code == 2, out.output
     assert "the allocation of 2024-05 (BilledCost) is in another cost type than EffectiveCost" in " ".join(out.output.split())
+
+
+def test_a_month_folder_without_parquet_files_has_no_costs_to_allocate(tmp_path):
+    """Review of stop 40: a refused custom drop of June leaves ingestion/Costs/2024/06/ holding only its set-aside
+    ``.quarantined`` file and manifest: `hub allocate` (every month) quarantined an ``AllocationMismatch`` run for June
+    (exit 1) and `--preview` refused, blaming the candidate file. June has no Costs: it is not allocated."""
+    root = str(tmp_path)
+    _rules_file(tmp_path, {"dimensions": DIMS})
+    write_export(root, rows=40, run_id="run1")
+    assert ingest(Store(root)).ok
+    june = tmp_path / "ingestion/Costs/2024/06/custom/team-x"
+    june.mkdir(parents=True)
+    (june / "i1__a.parquet.quarantined").write_bytes(b"refused rows")
+    (june / "manifest.json").write_bytes(b"")
+    assert allocation.months(Store(root)) == ["2024-05"]
+    every = CliRunner().invoke(app, ["allocate", root])
+    assert every.exit_code == 0, every.output
+    cand = tmp_path / "cand.json"
+    cand.write_text((tmp_path / "config/allocation.json").read_text())
+    preview = CliRunner().invoke(app, ["allocate", root, "--preview", str(cand)])
+    assert preview.exit_code == 0, preview.output
+    june_only = CliRunner().invoke(app, ["allocate", root, "--month", "2024-06"])
+    assert june_only.exit_code == 2 and "no Costs in 2024-06" in june_only.output

@@ -43,13 +43,14 @@ CONTEXT = ("ProviderName", "BillingAccountId", "SubAccountId", "SubAccountName",
 
 
 def months(store: Store) -> list[str]:
-    """Every ``yyyy-mm`` with Costs in the lake."""
+    """Every ``yyyy-mm`` with Costs in the lake (a month folder holding no Parquet file, only a refused custom drop's
+    set-aside files, has none)."""
     base = store.full(f"{INGESTION}/Costs")
     out = []
     for year in sorted(store.fs.ls(base, detail=False)) if store.fs.exists(base) else []:
         for month in sorted(store.fs.ls(year, detail=False)) if store.fs.isdir(year) else []:
             y, m = year.rstrip("/").rsplit("/", 1)[-1], month.rstrip("/").rsplit("/", 1)[-1]
-            if y.isdigit() and m.isdigit():
+            if y.isdigit() and m.isdigit() and store.files(f"{INGESTION}/Costs/{y}/{m}"):
                 out.append(f"{y}-{m}")
     return out
 
