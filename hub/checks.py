@@ -63,4 +63,5 @@ def check_costs(con: duckdb.DuckDBPyConnection, rec: RunRecord, outputs: list[st
         [start, end]).fetchall()[0]
     if first is not None and (not (found or not inside) or first < start - PERIOD_SLACK or last >= end + PERIOD_SLACK):
         raise HubError(f"rows are charged from {first:%Y-%m-%d} to {last:%Y-%m-%d}, {found} of them in the delivery's "
-                       f"period {start:%Y-%m-%d} to {end:%Y-%m-%d}", file=manifest, code="PeriodMismatch")
+                       f"period {start:%Y-%m-%d} to {end - timedelta(microseconds=1):%Y-%m-%d}", file=manifest,
+                       code="PeriodMismatch")

@@ -14,12 +14,12 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import duckdb
 
-from hub import convert, lookups, normalize, runs
-from hub.checks import check_costs, month_end
+from hub import convert, deliveries, lookups, normalize, runs
+from hub.checks import check_costs
 from hub.errors import HubError
 from hub.export_schemas import ExportSchema, find_schema
 from hub.faults import checkpoint
@@ -335,10 +335,10 @@ def _reconcile(store: Store, con: duckdb.DuckDBPyConnection, rec: RunRecord, m: 
         report = tap_report(con, checks, outputs, label=rec.destination or "")
         rec.validation = {"rows": report.rows, "checks": report.checked, "violations": report.violations,
                           "rules": report.summary()}
-        # the period's dates as stated (a billing period is calendar days; the folder's month is read the same way)
-        start = m.runInfo.startDate.replace(tzinfo=timezone.utc)
-        end = m.runInfo.endDate.replace(tzinfo=timezone.utc) if m.runInfo.endDate else month_end(start)
-        check_costs(con, rec, outputs, start, end)
+        # the period's days as stated (a billing period is calendar days; the folder's month is read the same way), to
+        # the end of its last day: an endDate at midnight is that day (a one-day export states the same day twice)
+        first, last = (datetime.fromisoformat(d).replace(tzinfo=timezone.utc) for d in deliveries.period(m))
+        check_costs(con, rec, outputs, first, last + timedelta(days=1))
 
 
 def _write_part(con: duckdb.DuckDBPyConnection, schema: ExportSchema, part: Part, lineage: Lineage, price_table: str | None,

@@ -132,3 +132,19 @@ def test_a_folder_an_older_hub_wrote_under_the_plain_name_is_never_counted_twice
     (old / "r0__part0.parquet").unlink()
     (rec,) = ingest(Store(str(hub_root)), retry=True).records
     assert (rec.state, rec.rowsOut) == ("committed", 50)
+
+
+@pytest.mark.parametrize("day", ["2024-05-01", "2024-05-15"])
+def test_a_one_day_export_is_its_day(tmp_path: Path, day: str) -> None:
+    """Review of stop 40: a custom range of one day (startDate = endDate = that day at midnight, as Cost Management writes
+    endDate) was PeriodMismatch: its rows, all of that day, were counted outside [start, endDate), an empty interval.
+    The period runs to the end of its last day."""
+    nxt = f"{day[:8]}{int(day[8:]) + 1:02d}"
+    row = {**BASE, "ChargePeriodStart": f"{day}T00:00:00Z", "ChargePeriodEnd": f"{nxt}T00:00:00Z"}
+    stamp = day.replace("-", "")
+    write_export(tmp_path, {"part_0_0001.csv": rows_csv("focuscost_1.0", [row])}, rows=1, run_id="oneday",
+                 folder=f"e1/{stamp}-{stamp}/oneday",
+                 manifest_extra={"runInfo": {"runId": "oneday", "startDate": f"{day}T00:00:00", "endDate": f"{day}T00:00:00",
+                                             "submittedTime": "2024-06-02T00:00:00Z"}})
+    (rec,) = ingest(Store(str(tmp_path))).records
+    assert (rec.state, rec.period, rec.rowsOut) == ("committed", [day, day], 1), rec.error
