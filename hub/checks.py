@@ -16,7 +16,7 @@ import duckdb
 
 from hub import convert
 from hub.errors import HubError
-from hub.runs import RunRecord
+from hub.runs import CUSTOM, RunRecord
 
 #: Mandatory FOCUS money columns that may never be empty on every row of a Costs delivery.
 MONEY = ("BilledCost", "EffectiveCost")
@@ -37,8 +37,6 @@ def check_costs(con: duckdb.DuckDBPyConnection, rec: RunRecord, outputs: list[st
     own billing period (native FOCUS files), whose charges may all lie just before it (late usage billed next month):
     only rows far from it are refused, corrections, adjustments and credits (of any earlier month's usage) never."""
     rules = (rec.validation or {}).get("rules", {})
-    from hub.sources.custom import CUSTOM
-
     manifest = rec.manifest.removeprefix(CUSTOM)  # a custom folder's record names its manifest so: the path without it
     for column in MONEY:
         empty = rules.get(f"NotNull:{column}", 0)

@@ -814,7 +814,7 @@ def powerbi(root: Root,
     from hub import powerbi as powerbi_mod
 
     try:
-        result = powerbi_mod.publish(_store(root), _store(out_url), statistics=statistics)
+        result = _lake(lambda: powerbi_mod.publish(_store(root), _store(out_url), statistics=statistics))
     except UsageError as exc:
         _error(exc)
         raise typer.Exit(2) from None

@@ -23,7 +23,7 @@ from hub import convert, runs
 from hub.checks import month_end
 from hub.errors import HubError, ManifestError
 from hub.manifest import Manifest, parse_manifest
-from hub.runs import AFTER_COMMIT, RunRecord
+from hub.runs import AFTER_COMMIT, CUSTOM, RunRecord
 from hub.settings import MonthsRetention
 from hub.store import EXPORTS, INGESTION, MSEXPORTS, Store, part_file_name, percent_name, safe_relpath, shown
 from transforms.typing import literal, scan
@@ -222,7 +222,7 @@ def check_retained(rec: RunRecord, months: list[str], retention: MonthsRetention
     raise HubError(f"holds {shown}, older than retention.ingestion.months keeps ({retention.months}: from "
                    f"{retention.oldest(now)}): not loaded (retention would delete it), the delivery is kept; set "
                    "retention.ingestion.months to 0 (keep all) or enough months and the next ingestion loads it",
-                   file=rec.manifest, code=HELD)
+                   file=rec.manifest.removeprefix(CUSTOM), code=HELD)
 
 
 def held(rec: RunRecord) -> bool:

@@ -20,6 +20,9 @@ from pydantic import BaseModel, Field, ValidationError
 from hub.convert import error_text
 from hub.store import RUNS, Store, bounded_name, raw_staging
 
+#: Prefix of a custom-data folder's record ``manifest`` (``custom:<path of its manifest.json>``).
+CUSTOM = "custom:"
+
 State = Literal["pending", "converting", "swapping", "committed", "quarantined", "superseded"]
 #: States after which a delivery is never processed again unless its manifest changes (or --retry / --force).
 FINAL = ("committed", "quarantined", "superseded")

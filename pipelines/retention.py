@@ -21,10 +21,9 @@ from datetime import datetime, timedelta, timezone
 
 from hub import lease, runs
 from hub.deliveries import source_deletable, source_files
-from hub.runs import RunRecord
+from hub.runs import CUSTOM, RunRecord
 from hub.settings import Settings
-from hub.sources import native
-from hub.sources.custom import CUSTOM
+from hub.sources import custom, native
 from hub.sources.snapshots import snapshot_of
 from hub.store import EXPORTS, INGESTION, MSEXPORTS, RAW, Store
 
@@ -81,6 +80,7 @@ def plan(store: Store, settings: Settings, now: datetime | None = None, kept: li
     if settings.retention.exports.days is not None:
         out += _exports(store, records, now, settings.retention.exports.days)
     months = settings.retention.ingestion
+    pending: set[str] | None = None
     for area in (INGESTION, RAW):  # raw/ keeps the same months as the lake
         base = store.full(area)
         if months.oldest(now) is None or not store.fs.exists(base):
@@ -91,7 +91,9 @@ def plan(store: Store, settings: Settings, now: datetime | None = None, kept: li
                     rel = store.rel(month)
                     m = _MONTH.match(rel)
                     if m and not months.keeps(f"{m.group(2)}-{m.group(3)}", now):
-                        if area == INGESTION and (waiting := _custom_not_ingested(store, rel, records)):
+                        if pending is None:  # the custom folders holding what no run took yet, listed once
+                            pending = {p for p, _ in custom.pending(store, records)}
+                        if area == INGESTION and (waiting := _custom_not_ingested(store, rel, records, pending)):
                             if kept is not None:  # the only copy of a drop the hub has not ingested: never deleted
                                 kept.append((rel, f"custom data not ingested ({waiting})"))
                             continue
@@ -99,13 +101,14 @@ def plan(store: Store, settings: Settings, now: datetime | None = None, kept: li
     return out
 
 
-def _custom_not_ingested(store: Store, month: str, records: list[RunRecord]) -> str | None:
-    """A custom-data folder of a lake month whose ``manifest.json`` its last run did not commit (pending, held back
-    ``OutsideRetention``, quarantined): its manifest, else None."""
+def _custom_not_ingested(store: Store, month: str, records: list[RunRecord], pending: set[str]) -> str | None:
+    """A custom-data folder of a lake month whose ``manifest.json`` its last run did not commit (held back
+    ``OutsideRetention``, quarantined) or that holds what no run took yet (``pending``: a new delivery, a restatement
+    of a committed one): its manifest, else None."""
     done = {r.manifest for r in records if r.state == "committed" and r.manifest.startswith(CUSTOM)}
     for path in sorted(store.fs.find(store.full(month))):
         rel = store.rel(path)
-        if rel.rsplit("/", 1)[-1] == "manifest.json" and f"{CUSTOM}{rel}" not in done:
+        if rel.rsplit("/", 1)[-1] == "manifest.json" and (f"{CUSTOM}{rel}" not in done or rel in pending):
             return rel
     return None
 

@@ -540,3 +540,34 @@ def test_a_custom_folder_refused_by_the_costs_checks_names_its_manifest(hub_root
     (rec,) = ingest(Store(str(hub_root))).records
     assert (rec.state, rec.error.code) == ("quarantined", "PeriodMismatch")
     assert rec.error.file == "ingestion/Costs/2024/09/custom/wrong-month/manifest.json"
+
+
+def test_two_new_ids_a_first_drop_or_a_refused_newest_never_count_both(hub_root: Path) -> None:
+    """Review of stop 40 (the fix's own review): a folder's first drop holding two ids (ing1 1.00, ing2 2.00, written
+    later) counted both (3.00); and when the newest of two restatements was refused (its rows charged in September), its
+    quarantine failed on the older one's file already set aside (InternalError), leaving the refused rows readable.
+    The newest id is the delivery; a refused one is set aside and the lake keeps the committed delivery."""
+    from conftest import custom_file
+
+    folder = hub_root / "ingestion/Costs/2024/05/custom/team-x"
+    custom_file(folder / "ing1__a.parquet", cost="1.00")
+    os.utime(folder / "ing1__a.parquet", (time.time() - 60, time.time() - 60))
+    custom_file(folder / "ing2__a.parquet", cost="2.00")
+    (folder / "manifest.json").write_bytes(b"")
+    (first,) = ingest(Store(str(hub_root))).records
+    assert first.state == "committed" and first.rowsOut == 1
+    assert duckdb.connect().execute(f"SELECT sum(BilledCost) FROM '{folder}/*.parquet'").fetchone()[0] == D(2)
+
+    custom_file(folder / "ing3__a.parquet", cost="4.00")
+    os.utime(folder / "ing3__a.parquet", (time.time() - 60, time.time() - 60))
+    duckdb.connect().execute(f"""COPY (SELECT * REPLACE (TIMESTAMP '2024-09-03' AS ChargePeriodStart,
+        TIMESTAMP '2024-09-04' AS ChargePeriodEnd) FROM '{folder}/ing3__a.parquet') TO '{folder}/ing4__a.parquet'
+        (FORMAT parquet)""")  # the newest restatement: rows of September
+    (folder / "manifest.json").write_bytes(b"")
+    (bad,) = ingest(Store(str(hub_root))).records
+    assert (bad.state, bad.error.code) == ("quarantined", "PeriodMismatch")
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "ing1__a.parquet.superseded", "ing2__a.parquet", "ing3__a.parquet.superseded", "ing4__a.parquet.quarantined",
+        "manifest.json"]
+    assert duckdb.connect().execute(f"SELECT sum(BilledCost) FROM '{folder}/*.parquet'").fetchone()[0] == D(2)
+

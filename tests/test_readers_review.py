@@ -176,7 +176,8 @@ def test_mistyped_roots_and_unreadable_lakes_are_usage_errors_of_every_reader(de
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     cases = [(["catalog", str(tmp_path / "no-such-hub"), "--write", str(tmp_path / "x.duckdb")], "does not exist"),
              (["report", str(tmp_path / "notahub"), "--out", str(tmp_path / "r.html")], "is not a hub root"),
-             (["query", str(broken), "SELECT count(*) FROM Costs"], "cannot open the lake")]
+             (["query", str(broken), "SELECT count(*) FROM Costs"], "cannot open the lake"),
+             (["powerbi", str(broken), "--out", str(tmp_path / "pbi")], "cannot open the lake")]
     for args, says in cases:
         proc = subprocess.run([sys.executable, "-m", "hub.cli", *args], capture_output=True, text=True, env=env, cwd=REPO)
         assert proc.returncode == 2 and says in proc.stderr and "Traceback" not in proc.stderr, (args, proc.stderr)

@@ -149,6 +149,7 @@ def test_custom_data_of_an_old_month_is_held_back_and_never_deleted_unread(tmp_p
     (may / "manifest.json").write_bytes(b"")
     (rec,) = ingest(store).records
     assert (rec.state, rec.error.code) == ("quarantined", "OutsideRetention")
+    assert rec.error.file == "ingestion/Costs/2024/05/custom/team-x/manifest.json"  # a path, not the record's key
     done = apply(store, load_settings(store))
     assert done.deletions == [] and done.kept == [
         ("ingestion/Costs/2024/05", "custom data not ingested (ingestion/Costs/2024/05/custom/team-x/manifest.json)")]
@@ -157,4 +158,9 @@ def test_custom_data_of_an_old_month_is_held_back_and_never_deleted_unread(tmp_p
     (again,) = ingest(store).records
     assert again.state == "committed" and again.rowsOut == 1
     settings(tmp_path / "hub", months=13)
+    custom_file(may / "i2__a.parquet", cost="5.00")  # a restatement the hub has not taken yet: kept too
+    (may / "manifest.json").write_bytes(b"")
+    kept = apply(store, load_settings(store))
+    assert kept.deletions == [] and (may / "i2__a.parquet").exists()
+    (may / "i2__a.parquet").unlink()  # back to the committed delivery: the month goes
     assert [d.path for d in apply(store, load_settings(store)).deletions] == ["ingestion/Costs/2024/05"]

@@ -374,6 +374,28 @@ def test_a_dataset_emptied_while_serving_answers_empty(lake: str, tmp_path: Path
     assert again == full
 
 
+def test_a_file_no_view_can_read_yet_keeps_the_views_as_they_were(lake: str, tmp_path: Path) -> None:
+    """Review of stop 40 (the fix's own review): a custom Recommendations file being written (not Parquet yet) when the
+    server looked for new datasets made every Costs query of that look 500: the views are kept as they were."""
+    root = tmp_path / "hub"
+    shutil.copytree(lake, root)
+    app = create_app(str(root))
+
+    async def run() -> list[int]:
+        async with app.router.lifespan_context(app), httpx.AsyncClient(
+                transport=httpx.ASGITransport(app, raise_app_exceptions=False), base_url="http://hub") as ac:
+            folder = root / "ingestion/Recommendations/2024/05/custom/x"
+            folder.mkdir(parents=True)
+            (folder / "r.parquet").write_bytes(b"half written")
+            out = []
+            for _ in range(2):
+                app.state.checked -= VIEWS_CHECK_SECONDS  # as if that long had passed
+                out.append((await ac.post(QUERY, json={"time_condition": MAY})).status_code)
+            return out
+
+    assert asyncio.run(run()) == [200, 200]
+
+
 def test_empty_result_without_groupby_has_no_rows(client: httpx.Client) -> None:
     got = post(client, {"time_condition": MAY, "filters": [{"filter_factor": {"key": "ServiceName", "value": ["nope"]}}]})
     assert got.total_count == 0 and got.cost_data == []

@@ -30,7 +30,7 @@ from hub.checks import check_costs, month_end
 from hub.errors import HubError
 from hub.export_schemas import Column, ExportSchema, totals_spec
 from hub.faults import checkpoint
-from hub.runs import RunRecord
+from hub.runs import CUSTOM, RunRecord
 from hub.settings import MonthsRetention, load_settings
 from hub.sources import refresh_checkpoint, unsettled
 from hub.store import INGESTION, Store, hidden, listed, percent_name, shown, signature_of
@@ -39,7 +39,6 @@ from transforms import costs
 from transforms.costs import Lineage
 from transforms.typing import IncompatibleType, header_key, ident, literal, project, scan, text_nulls
 
-CUSTOM = "custom:"
 #: Datasets a producer may add custom data to (the others are the hub's own: allocation, inspection).
 DATASETS = ("Costs", "Prices", "CommitmentDiscountUsage", "Recommendations", "Transactions")
 
@@ -129,12 +128,12 @@ def _committed(before: RunRecord | None) -> list[runs.PartResult]:
 def _delivered(files: list[str], committed: list[runs.PartResult], listing: dict[str, dict]) -> tuple[list[str], list[str]]:
     """The folder's files of its current delivery, and those of older new deliveries: with files of ingestion ids that
     the ``committed`` files do not have, only those of the newest such id (the one whose files were written last; the
-    previous delivery's files are replaced by the swap, an older new id's are superseded: a month restated twice
-    before the hub looked, never both counted); else all of them. Two new ids written at the same time are
+    previous delivery's files are replaced by the swap, an older new id's are superseded: a month delivered or restated
+    twice before the hub looked, never both counted); else all of them. Two new ids written at the same time are
     ``ManifestInvalid``."""
     old = {_ingestion_id(p.output) for p in committed}
     new = [f for f in files if _ingestion_id(f) not in old]
-    if not (new and old):
+    if not new or (not old and len({_ingestion_id(f) for f in new}) < 2):
         return files, []
     written: dict[str, datetime] = {}
     floor = datetime.min.replace(tzinfo=timezone.utc)
@@ -267,6 +266,7 @@ def process_folder(store: Store, rel: str, raw: bytes | None,
             target = store.free_name(f"{f}.superseded")
             store.move(f, target)
             rec.setAside.append(target)
+            del listing[f]
         rec.state = "converting"
         runs.save(store, rec)
         store.delete_tree(rec.staging)
