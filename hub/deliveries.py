@@ -91,9 +91,12 @@ def _nested_delivery(store: Store, folder: str, path: str) -> str | None:
 
 
 def committed_deliveries(records: list[RunRecord], destination: str) -> list[RunRecord]:
-    """Committed msexports deliveries of a lake folder (not re-normalizations or pairings), oldest first."""
+    """Committed msexports deliveries of a lake folder (not re-normalizations or pairings), oldest first; not those
+    without rows, which changed nothing there (:func:`hub.engine.no_rows`): an empty newer delivery never supersedes
+    the one whose rows the folder holds, whatever the arrival order."""
     out = [r for r in records
-           if r.destination == destination and r.state == "committed" and r.manifest.startswith(f"{MSEXPORTS}/")]
+           if r.destination == destination and r.state == "committed" and r.manifest.startswith(f"{MSEXPORTS}/")
+           and (r.rowsIn or r.rowsOut)]
     return sorted(out, key=instant)
 
 

@@ -148,3 +148,20 @@ def test_a_one_day_export_is_its_day(tmp_path: Path, day: str) -> None:
                                              "submittedTime": "2024-06-02T00:00:00Z"}})
     (rec,) = ingest(Store(str(tmp_path))).records
     assert (rec.state, rec.period, rec.rowsOut) == ("committed", [day, day], 1), rec.error
+
+
+@pytest.mark.parametrize("order", [("d1", "d2"), ("d2", "d1")])
+def test_an_empty_newer_delivery_never_supersedes_the_rows(tmp_path: Path, order: tuple[str, str]) -> None:
+    """Review of stop 40: a header-only delivery of the month submitted after one with rows (d2, 20 May; d1, 10 May)
+    changed nothing when it came last, but when it came first d1 was recorded superseded by it and never swapped in:
+    the month was empty. An empty delivery is no delivery of the folder's rows, whatever the arrival order."""
+    two = [BASE, {**BASE, "BilledCost": "5", "EffectiveCost": "5", "ContractedCost": "5", "PricingQuantity": "2", "ListCost": "6"}]
+    rows = {"d1": (two, "2024-05-10T00:00:00Z"), "d2": ([], "2024-05-20T00:00:00Z")}
+    for run in order:
+        body, submitted = rows[run]
+        write_export(tmp_path, {"part_0_0001.csv": rows_csv("focuscost_1.0", body)}, rows=len(body), run_id=run,
+                     folder=f"e1/20240501-20240531/{run}", manifest_extra={"runInfo": {
+                         "runId": run, "startDate": "2024-05-01T00:00:00", "endDate": "2024-05-31T00:00:00",
+                         "submittedTime": submitted}})
+        assert ingest(Store(str(tmp_path))).ok
+    assert sum(r["BilledCost"] for r in lake_rows(tmp_path)) == Decimal(15)
