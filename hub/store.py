@@ -102,12 +102,8 @@ def scope_path(resource_id: str, *, file: str | None = None) -> str:
     return "/".join(visible(s) for s in safe_relpath(scope, what="scope", file=file).split("/"))
 
 
-def dataset_folder(dataset: str, year: int, month: int, scope: str, subfolder: str | None = None,
-                   export_name: str | None = None) -> str:
-    """Destination folder of one export: ``ingestion/<Dataset>/<yyyy>/<mm>/<scope-path>[/<subfolder>]``; a subfolder
-    ``{exportName}`` is the export's name (each export of the scope its own folder: a snapshot per export)."""
-    if subfolder and "{exportName}" in subfolder:
-        subfolder = subfolder.replace("{exportName}", visible(bounded_name((export_name or "export").lower(), 100)))
+def dataset_folder(dataset: str, year: int, month: int, scope: str, subfolder: str | None = None) -> str:
+    """Destination folder of one export: ``ingestion/<Dataset>/<yyyy>/<mm>/<scope-path>[/<subfolder>]``."""
     return f"{INGESTION}/{dataset}/{year:04d}/{month:02d}/{scope}" + (f"/{subfolder}" if subfolder else "")
 
 

@@ -200,32 +200,3 @@ def test_every_versioned_view_reads_over_ea_and_mca_transactions(hub_root: Path)
     for view in views:
         con.execute(f'SELECT * FROM "{view}"').fetchall()
     assert con.execute("SELECT count(*) FROM Transactions_v1_0").fetchall() == [(2,)]
-
-
-def test_two_recommendation_exports_of_one_scope_each_keep_their_snapshot(tmp_path: Path) -> None:
-    """Review of stop 40: Cost Management makes one reservation recommendations export per resource type, lookback and
-    scope; two of one billing profile (virtual machines over 7 days, SQL databases over 30) shared one lake folder, the
-    newer recorded as superseding the older: the lake kept the SQL recommendation only. Each export has its own
-    sub-folder (a snapshot of its own), so both stay; a newer run of one export still replaces its own."""
-    import duckdb
-
-    from hub import runs
-
-    acct = "/providers/Microsoft.Billing/billingAccounts/acc/billingProfiles/BP1"
-    vm = {**MCA_RECO, "ResourceType": "virtualmachines", "LookBackPeriod": "Last7Days"}
-    sql = {**MCA_RECO, "ResourceType": "sqldatabases", "LookBackPeriod": "Last30Days", "MeterID": "meter-2", "SkuName": "SQL_Gen5_2"}
-    runs_ = [("reco-vm-7d", vm, "run1", "2024-05-02T01:00:00Z"), ("reco-sql-30d", sql, "run2", "2024-05-02T02:00:00Z"),
-             ("reco-vm-7d", {**vm, "SkuName": "Standard_D4s_v3"}, "run3", "2024-05-03T01:00:00Z")]
-    for name, row, run, submitted in runs_:
-        write_export(tmp_path, {"part_0_0001.csv": rows_csv("reservationrecommendations_2023-05-01_mca", [row])},
-                     export_type="ReservationRecommendations", data_version="2023-05-01", rows=1, run_id=run,
-                     folder=f"{name}/20240501-20240531/{run}", manifest_extra={
-                         "exportConfig": {"exportName": name, "type": "ReservationRecommendations", "dataVersion": "2023-05-01",
-                                          "resourceId": f"{acct}/providers/Microsoft.CostManagement/exports/{name}"},
-                         "runInfo": {"runId": run, "startDate": "2024-05-01T00:00:00", "submittedTime": submitted}})
-        assert ingest(Store(str(tmp_path))).ok
-    states = {r.runId: r.state for r in runs.load_all(Store(str(tmp_path)))}
-    assert states == {"run1": "superseded", "run2": "committed", "run3": "committed"}
-    got = duckdb.connect().execute(f"SELECT ResourceType FROM read_parquet('{tmp_path}/ingestion/Recommendations/"
-                                   "**/*.parquet', union_by_name = true) ORDER BY 1").fetchall()
-    assert got == [("sqldatabases",), ("virtualmachines",)]

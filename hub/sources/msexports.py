@@ -236,7 +236,7 @@ def _describe(rec: RunRecord, m: Manifest, rel: str) -> None:
     rec.period = deliveries.period(m)
     if (target := destination(cfg.type)) is not None:  # known from the manifest: which delivery it competes with
         rec.dataset = target[0]
-        rec.destination = dataset_folder(target[0], year, month, rec.scope, target[1], cfg.exportName)
+        rec.destination = dataset_folder(target[0], year, month, rec.scope, target[1])
 
 
 def _superseded(store: Store, rec: RunRecord, newer: RunRecord, manifest: Manifest, settings: Settings,
