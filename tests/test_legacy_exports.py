@@ -367,20 +367,3 @@ def test_a_delivered_list_cost_is_kept_where_there_is_no_list_price(hub_root: Pa
     assert (out["ListCost"], out["ListUnitPrice"], out["x_ListCostInUsd"], out["ContractedCost"]) == (D("1.2"), D("0.6"),
                                                                                                       D("1.2"), D(1))
     assert out["x_NegotiatedDiscountSavings"] == D("0.2") and "ListCostBackfilled" not in (out["x_SourceChanges"] or "")
-
-
-def test_a_billing_period_that_is_not_a_calendar_month_stays_as_stated(tmp_path: Path) -> None:
-    """Review of stop 40: a pay-as-you-go subscription's billing period, 15 April to 14 May, became 1 April to 1 June
-    (each end widened to its month): FOCUS's BillingPeriodStart is 2024-04-15 and its exclusive end 2024-05-15."""
-    root = make_hub(tmp_path / "hub")
-    row = {**EA_BASE, "CostInBillingCurrency": "1", "Date": "5/3/2024", "BillingPeriodStartDate": "4/15/2024",
-           "BillingPeriodEndDate": "5/14/2024"}
-    write_export(root, {"part_0_0001.csv": _csv(EA_OLD, [row])}, export_type="ActualCost", data_version="2019-10-01",
-                 run_id="payg", rows=1, folder="ActualCost/202405/payg", start_date="2024-04-15T00:00:00",
-                 manifest_extra={"runInfo": {"runId": "payg", "startDate": "2024-04-15T00:00:00",
-                                             "endDate": "2024-05-14T00:00:00"}})
-    (rec,) = ingest(Store(str(root))).records
-    assert rec.state == "committed", rec.error
-    (out,) = lake_rows(root)
-    assert (out["BillingPeriodStart"].isoformat(), out["BillingPeriodEnd"].isoformat()) == (
-        "2024-04-15T00:00:00+00:00", "2024-05-15T00:00:00+00:00")

@@ -101,10 +101,8 @@ def legacy_sql(source: str, present: set[str], export_type: str, *, filter_rows:
         "BillingAccountName": f"coalesce({c('BillingProfileName')}, {c('BillingAccountName')})",
         "BillingAccountType": f"CASE WHEN {ea} THEN 'Billing Account' ELSE 'Billing Profile' END",
         "BillingCurrency": c("BillingCurrency"),
-        # the period's first and last days as stated (a pay-as-you-go subscription bills the 15th to the 14th), the end
-        # exclusive
-        "BillingPeriodStart": f"date_trunc('day', {c('BillingPeriodStartDate')})",
-        "BillingPeriodEnd": f"date_trunc('day', {c('BillingPeriodEndDate')}) + INTERVAL 1 DAY",
+        "BillingPeriodStart": f"date_trunc('month', {c('BillingPeriodStartDate')})",
+        "BillingPeriodEnd": f"date_trunc('month', {c('BillingPeriodEndDate')}) + INTERVAL 1 MONTH",
         "ChargeCategory": f"CASE WHEN {charge_type} IN ('Usage', 'Purchase', 'Credit', 'Tax') THEN {charge_type} "
                           f"WHEN {charge_type} IN ('UnusedReservation', 'UnusedSavingsPlan') THEN 'Usage' "
                           f"WHEN {charge_type} = 'Refund' THEN 'Purchase' WHEN {charge_type} IS NULL THEN 'Usage' ELSE 'Adjustment' END",
