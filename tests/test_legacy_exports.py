@@ -367,3 +367,29 @@ def test_a_delivered_list_cost_is_kept_where_there_is_no_list_price(hub_root: Pa
     assert (out["ListCost"], out["ListUnitPrice"], out["x_ListCostInUsd"], out["ContractedCost"]) == (D("1.2"), D("0.6"),
                                                                                                       D("1.2"), D(1))
     assert out["x_NegotiatedDiscountSavings"] == D("0.2") and "ListCostBackfilled" not in (out["x_SourceChanges"] or "")
+
+
+@pytest.mark.parametrize(("first", "last", "end"), [
+    ("4/15/2024", "5/14/2024", "2024-05-15"),  # a pay-as-you-go subscription's period, 15th to 14th
+    ("5/30/2024", "6/29/2024", "2024-06-30"),  # ending the day before a month's last day: no inclusive end to fix
+    ("4/30/2024", "5/30/2024", "2024-05-31"),
+    ("1/29/2024", "2/28/2024", "2024-02-29"),
+    ("5/1/2024", "5/31/2024", "2024-06-01"),  # a calendar month
+])
+def test_a_billing_period_that_is_not_a_calendar_month_stays_as_stated(tmp_path: Path, first: str, last: str, end: str) -> None:
+    """Review of stop 40: a pay-as-you-go subscription's billing period, 15 April to 14 May, became 1 April to 1 June
+    (each end widened to its month): FOCUS's BillingPeriodStart is the stated first day and its exclusive end the day
+    after the stated last day, never a day more (an end the day after a month's last day is no inclusive end)."""
+    root = make_hub(tmp_path / "hub")
+    month, day, year = (int(x) for x in last.split("/"))
+    row = {**EA_BASE, "CostInBillingCurrency": "1", "Date": last, "BillingPeriodStartDate": first, "BillingPeriodEndDate": last}
+    start = "{2}-{0:02d}-{1:02d}".format(*(int(x) for x in first.split("/")))
+    write_export(root, {"part_0_0001.csv": _csv(EA_OLD, [row])}, export_type="ActualCost", data_version="2019-10-01",
+                 run_id="payg", rows=1, folder=f"ActualCost/{year}{month:02d}/payg", start_date=f"{year}-{month:02d}-01T00:00:00",
+                 manifest_extra={"runInfo": {"runId": "payg", "startDate": f"{year}-{month:02d}-01T00:00:00"}})
+    (rec,) = ingest(Store(str(root))).records
+    assert rec.state == "committed", rec.error
+    (out,) = lake_rows(root)
+    assert (out["BillingPeriodStart"].isoformat(), out["BillingPeriodEnd"].isoformat()) == (
+        f"{start}T00:00:00+00:00", f"{end}T00:00:00+00:00")
+    assert out["x_SourceChanges"] is None or "InclusivePeriodEnd" not in out["x_SourceChanges"]

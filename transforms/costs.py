@@ -17,7 +17,7 @@ from importlib import resources
 
 from transforms import backfill
 from transforms.focus_validate import focus_columns
-from transforms.legacy_costs import ACTUAL_ONLY, ZERO_BILLED
+from transforms.legacy_costs import ACTUAL_ONLY, EXCLUSIVE_END, ZERO_BILLED
 from transforms.sqlchain import DEC, Chain, Query, div, empty, lit, mul, nz, zero
 from transforms.typing import DOUBLE_PREFIX, ROUNDED, SQL_TYPES, enum_type, ident, literal
 
@@ -98,7 +98,7 @@ def _harmonize(chain: Chain, present: dict[str, str], extras: list[str]) -> None
         elif name == "RegionName" and "Region" in present:
             value = f"coalesce({value}, Region)"
         exprs.append(f"{value} AS {ident(name)}")
-    markers = [m for m in (ZERO_BILLED, FILLED, *(col for _, col in MARKER_CODES)) if m in present]
+    markers = [m for m in (ZERO_BILLED, FILLED, EXCLUSIVE_END, *(col for _, col in MARKER_CODES)) if m in present]
     exprs += [ident(m) for m in markers]
     exprs += [f"{ident(e)} AS {ident(extra_name(e))}" for e in extras]
     # double copies parsed from the export's text, with the decimal they stand for (backfill.dbl)
@@ -360,6 +360,8 @@ def _tags_periods(chain: Chain) -> None:
                 f"OR (epoch_us(BillingPeriodEnd) % {day} <> 0 AND epoch_us(BillingPeriodEnd) % {hour} = 0 "
                 f"AND abs(epoch_us(BillingPeriodEnd) + {day} "
                 f"- epoch_us(BillingPeriodStart + INTERVAL 1 MONTH)) <= {hour})")
+    if EXCLUSIVE_END in chain.cols:  # a source whose ends are exclusive already (legacy exports: the stated period)
+        last_day = f"NOT coalesce({EXCLUSIVE_END}, false) AND ({last_day})"
     exprs["BillingPeriodEnd"] = (f"CASE WHEN epoch_us(BillingPeriodEnd) % {hour} // 1000000 = 3599 "
                                  f"THEN date_trunc('second', BillingPeriodEnd) + INTERVAL 1 SECOND "
                                  f"WHEN BillingPeriodEnd > BillingPeriodStart AND ({last_day}) "
@@ -543,7 +545,7 @@ def costs_sql(source: str, present: dict[str, str], lineage: Lineage, *, prices:
     """
     chain = Chain(source)
     known = set(input_columns()) | set(RENAMES)
-    markers = {ZERO_BILLED, FILLED, *(col for _, col in MARKER_CODES)}
+    markers = {ZERO_BILLED, FILLED, EXCLUSIVE_END, *(col for _, col in MARKER_CODES)}
     extras = [e for e in extras if e in present and e not in known and extra_name(e) not in known and e not in markers
               and not e.startswith(FILL_ORIGINAL)]
     _harmonize(chain, present, extras)
