@@ -165,3 +165,21 @@ def test_an_empty_newer_delivery_never_supersedes_the_rows(tmp_path: Path, order
                          "submittedTime": submitted}})
         assert ingest(Store(str(tmp_path))).ok
     assert sum(r["BilledCost"] for r in lake_rows(tmp_path)) == Decimal(15)
+
+
+@pytest.mark.parametrize(("start", "end", "kept"), [
+    ("2024-05-30", "2024-06-30", "2024-06-30"),  # a pay-as-you-go period, 30 May to 29 June: its end is exclusive already
+    ("2024-05-01", "2024-05-31", "2024-06-01"),  # an inclusive last day at UTC midnight: made exclusive
+])
+def test_a_period_end_is_made_exclusive_only_where_it_is_a_last_day(tmp_path: Path, start: str, end: str, kept: str) -> None:
+    """Review of stop 40: a FocusCost row of a pay-as-you-go billing period, 30 May to 29 June (exclusive end 30 June, the
+    day before a first), was read as ending on its last day and got 1 July, flagged InclusivePeriodEnd. An end at UTC
+    midnight is a last day only where the day after it lies a month after the period's start."""
+    row = {**BASE, "BillingPeriodStart": f"{start}T00:00:00Z", "BillingPeriodEnd": f"{end}T00:00:00Z",
+           "ChargePeriodStart": "2024-05-31T00:00:00Z", "ChargePeriodEnd": "2024-06-01T00:00:00Z"}
+    write_export(tmp_path, {"part_0_0001.csv": rows_csv("focuscost_1.0", [row])}, rows=1, run_id="c1")
+    (rec,) = ingest(Store(str(tmp_path))).records
+    assert rec.state == "committed", rec.error
+    (out,) = lake_rows(tmp_path)
+    assert out["BillingPeriodEnd"].isoformat() == f"{kept}T00:00:00+00:00"
+    assert ("InclusivePeriodEnd" in (out["x_SourceChanges"] or "")) == (kept != end)

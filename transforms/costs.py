@@ -17,7 +17,7 @@ from importlib import resources
 
 from transforms import backfill
 from transforms.focus_validate import focus_columns
-from transforms.legacy_costs import ACTUAL_ONLY, EXCLUSIVE_END, ZERO_BILLED
+from transforms.legacy_costs import ACTUAL_ONLY, ZERO_BILLED
 from transforms.sqlchain import DEC, Chain, Query, div, empty, lit, mul, nz, zero
 from transforms.typing import DOUBLE_PREFIX, ROUNDED, SQL_TYPES, enum_type, ident, literal
 
@@ -98,7 +98,7 @@ def _harmonize(chain: Chain, present: dict[str, str], extras: list[str]) -> None
         elif name == "RegionName" and "Region" in present:
             value = f"coalesce({value}, Region)"
         exprs.append(f"{value} AS {ident(name)}")
-    markers = [m for m in (ZERO_BILLED, FILLED, EXCLUSIVE_END, *(col for _, col in MARKER_CODES)) if m in present]
+    markers = [m for m in (ZERO_BILLED, FILLED, *(col for _, col in MARKER_CODES)) if m in present]
     exprs += [ident(m) for m in markers]
     exprs += [f"{ident(e)} AS {ident(extra_name(e))}" for e in extras]
     # double copies parsed from the export's text, with the decimal they stand for (backfill.dbl)
@@ -351,17 +351,16 @@ def _tags_periods(chain: Chain) -> None:
         exprs[end] = (f"CASE WHEN epoch_us({end}) % {hour} // 1000000 = 3599 THEN date_trunc('second', {end}) + INTERVAL 1 SECOND "
                       f"ELSE {end} END")
     # a billing period ending on its last day at midnight (Google's FOCUS view: midnight Pacific time, 07:00Z or
-    # 08:00Z): the next day is the exclusive end. At UTC midnight: the day after is the 1st (an exclusive end is the
-    # 1st, the day after it never is); else an hour's start one day, give or take a daylight-saving hour, before the
-    # start's month later (an exclusive end is a month after the start). The rules cannot misfire. The month's
-    # arithmetic (about 0.4 CPU s per million rows) is left to ends off UTC midnight: tested last
+    # 08:00Z): the next day is the exclusive end, which lies a month after the start. Off UTC midnight: within a
+    # daylight-saving hour of it. At UTC midnight (a day written without its time beside a start in another zone): the
+    # day after is a 1st and less than a day from it; a pay-as-you-go period of 30 May to 29 June ends 30 June,
+    # exclusive, whose next day is a 1st too, but a whole day after a month from the start. The month's arithmetic
+    # (about 0.4 CPU s per million rows) runs only on the few rows the first tests leave
     day = "86400000000"
-    last_day = (f"(epoch_us(BillingPeriodEnd) % {day} = 0 AND day(make_timestamp(epoch_us(BillingPeriodEnd) + {day})) = 1) "
-                f"OR (epoch_us(BillingPeriodEnd) % {day} <> 0 AND epoch_us(BillingPeriodEnd) % {hour} = 0 "
-                f"AND abs(epoch_us(BillingPeriodEnd) + {day} "
-                f"- epoch_us(BillingPeriodStart + INTERVAL 1 MONTH)) <= {hour})")
-    if EXCLUSIVE_END in chain.cols:  # a source whose ends are exclusive already (legacy exports: the stated period)
-        last_day = f"NOT coalesce({EXCLUSIVE_END}, false) AND ({last_day})"
+    off = f"abs(epoch_us(BillingPeriodEnd) + {day} - epoch_us(BillingPeriodStart + INTERVAL 1 MONTH))"
+    last_day = (f"(epoch_us(BillingPeriodEnd) % {day} = 0 AND day(make_timestamp(epoch_us(BillingPeriodEnd) + {day})) = 1 "
+                f"AND {off} < {day}) "
+                f"OR (epoch_us(BillingPeriodEnd) % {day} <> 0 AND epoch_us(BillingPeriodEnd) % {hour} = 0 AND {off} <= {hour})")
     exprs["BillingPeriodEnd"] = (f"CASE WHEN epoch_us(BillingPeriodEnd) % {hour} // 1000000 = 3599 "
                                  f"THEN date_trunc('second', BillingPeriodEnd) + INTERVAL 1 SECOND "
                                  f"WHEN BillingPeriodEnd > BillingPeriodStart AND ({last_day}) "
@@ -545,7 +544,7 @@ def costs_sql(source: str, present: dict[str, str], lineage: Lineage, *, prices:
     """
     chain = Chain(source)
     known = set(input_columns()) | set(RENAMES)
-    markers = {ZERO_BILLED, FILLED, EXCLUSIVE_END, *(col for _, col in MARKER_CODES)}
+    markers = {ZERO_BILLED, FILLED, *(col for _, col in MARKER_CODES)}
     extras = [e for e in extras if e in present and e not in known and extra_name(e) not in known and e not in markers
               and not e.startswith(FILL_ORIGINAL)]
     _harmonize(chain, present, extras)

@@ -24,9 +24,6 @@ ACTUAL, AMORTIZED = "actualcost", "amortizedcost"
 ZERO_BILLED = "_zero_billed"
 #: Marker column: an actual-cost row that an amortized export of the month would replace (EffectiveCost = cost).
 ACTUAL_ONLY = "_actual_only"
-#: Marker column: the row's BillingPeriodEnd is already exclusive (the stated period's last day + 1: a period ending the
-#: day before a month's last day must not be read as an inclusive end by the Costs chain).
-EXCLUSIVE_END = "_exclusive_end"
 
 
 def _col(present: set[str], *names: str, cast: str | None = None) -> str:
@@ -108,7 +105,6 @@ def legacy_sql(source: str, present: set[str], export_type: str, *, filter_rows:
         # exclusive
         "BillingPeriodStart": f"date_trunc('day', {c('BillingPeriodStartDate')})",
         "BillingPeriodEnd": f"date_trunc('day', {c('BillingPeriodEndDate')}) + INTERVAL 1 DAY",
-        EXCLUSIVE_END: "true",
         "ChargeCategory": f"CASE WHEN {charge_type} IN ('Usage', 'Purchase', 'Credit', 'Tax') THEN {charge_type} "
                           f"WHEN {charge_type} IN ('UnusedReservation', 'UnusedSavingsPlan') THEN 'Usage' "
                           f"WHEN {charge_type} = 'Refund' THEN 'Purchase' WHEN {charge_type} IS NULL THEN 'Usage' ELSE 'Adjustment' END",
