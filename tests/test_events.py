@@ -595,3 +595,35 @@ def test_events_of_other_clouds_deliveries_failing_early_name_their_provider(tmp
     assert (oci["type"], oci["data"]["provider"]) == (DELIVERY_QUARANTINED, "oci")
     mine = sent["ingestion/Costs/2024/05/custom/team-x/manifest.json"]
     assert (mine["type"], mine["data"]["provider"], mine["data"]["export"]) == (DELIVERY_INGESTED, "custom", "custom/team-x")
+
+
+def test_a_sink_answering_a_byte_at_a_time_is_a_timeout_not_a_hold(tmp_path: Path) -> None:
+    """Review of stop 40: an HTTP sink sending its status line a byte every 0.3 s held the publish (and so `hub ingest`,
+    `hub watch`) for as long as it dripped, then counted the event delivered: urllib's timeout is per socket read.
+    ``timeout_seconds`` bounds the whole request: the event is a dead letter, sent again later."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(5)
+    stop = threading.Event()
+
+    def drip() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(65536)
+            for byte in b"HTTP/1.1 200 OK\r\nX-Pad: aaaaaaaaaaaaaaaaaaaa\r\n\r\n":
+                if stop.wait(0.3):
+                    return
+                conn.send(bytes([byte]))
+
+    worker = threading.Thread(target=drip, daemon=True)
+    worker.start()
+    try:
+        conf = Events.model_validate({"sinks": [{"type": "http", "url": f"http://127.0.0.1:{server.getsockname()[1]}/e",
+                                                 "timeout_seconds": 1, "retries": 0}]})
+        event = make_event("finops-hub.delivery.ingested", "finops-hub", "x/manifest.json", {"a": 1}, identity="x")
+        result = publish(Store(str(tmp_path)), conf, [event])
+        assert (result.sent, result.dead_lettered) == (0, 1)
+    finally:
+        stop.set()
+        worker.join(5)
+        server.close()

@@ -99,7 +99,18 @@ def opener() -> urllib.request.OpenerDirector:
 
 def post_once(http: urllib.request.OpenerDirector, request: urllib.request.Request, timeout: float,
               clean: Callable[[str], str]) -> tuple[Outcome, bool]:
-    """One POST: (None, _) on a 2xx, else (why not, whether to retry); ``clean`` makes a reason fit for a message."""
+    """One POST within ``timeout`` seconds in all (urllib's own timeout is per socket read: a server sending its answer
+    a byte at a time would hold the ingestion for ever): (None, _) on a 2xx, else (why not, whether to retry); ``clean``
+    makes a reason fit for a message. A POST over the time goes on in a daemon thread until its socket times out."""
+    done: list[tuple[Outcome, bool]] = []
+    worker = threading.Thread(target=lambda: done.append(_post(http, request, timeout, clean)), daemon=True)
+    worker.start()
+    worker.join(timeout)
+    return done[0] if done else (f"TimeoutError: no whole answer within {timeout:g} s", True)
+
+
+def _post(http: urllib.request.OpenerDirector, request: urllib.request.Request, timeout: float,
+          clean: Callable[[str], str]) -> tuple[Outcome, bool]:
     try:
         with http.open(request, timeout=timeout):
             return None, False
