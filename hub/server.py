@@ -304,13 +304,11 @@ def create_app(root: str | Store, *, token: str | None = None, hosts: tuple[str,
                 raise
             except duckdb.InterruptException:
                 return _error(503, TOO_SLOW, f"the query ran longer than {QUERY_TIMEOUT:g} s: narrow the period or the filters")
-            except duckdb.IOException as exc:
-                if attempt or not catalog.emptied(exc):
-                    log.exception("cost query failed (%d groupby, %d filters)", len(body.groupby), len(body.filters or []))
-                    return _error(500, INTERNAL, "internal error")
-                with cursor_lock:  # a dataset without files now (retention removed its last month): views made again
-                    views_again()
-            except Exception:
+            except Exception as exc:
+                if attempt == 0 and catalog.emptied(exc):  # a dataset without files now (retention removed its last
+                    with cursor_lock:  # month): views made again, the query once more
+                        views_again()
+                    continue
                 log.exception("cost query failed (%d groupby, %d filters)", len(body.groupby), len(body.filters or []))
                 return _error(500, INTERNAL, "internal error")
             finally:

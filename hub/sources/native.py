@@ -29,7 +29,7 @@ import tempfile
 import time
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cache
@@ -693,34 +693,39 @@ def _in_month_folder(mapping: ProviderMapping, d: Delivery, path: str, months: s
                    "month per folder)", file=path, code="PeriodMismatch")
 
 
+def _first_clash(con: duckdb.DuckDBPyConnection, written: list[Written], origin: Callable[[Written], str],
+                 keys: str) -> tuple[Written, tuple, str] | None:
+    """The first file whose rows share a key (``keys``: SQL over the file's rows) with a file of another ``origin``: the
+    file, the key and the other origin; None when no two origins share one (files of origin "" are not compared)."""
+    seen: dict[tuple, str] = {}
+    for w in written:
+        if not (mine := origin(w)):
+            continue
+        for key in con.execute(f"SELECT DISTINCT {keys} FROM {scan('read_parquet', literal(w.path))}").fetchall():
+            if seen.setdefault(key, mine) != mine:
+                return w, key, seen[key]
+    return None
+
+
 def _one_kind(con: duckdb.DuckDBPyConnection, written: list[Written]) -> None:
     """A delivery holding two kinds of report (an OCI FOCUS report and a cost report) of the same sub-account and
     month would count its costs twice: ``SourceConflict`` naming the later file."""
-    seen: dict[tuple[str, str], str] = {}  # (month, sub-account) -> kind
-    for w in written:
-        query = f"SELECT DISTINCT {MONTH}, coalesce(SubAccountId, '') FROM {scan('read_parquet', literal(w.path))}"
-        for pair in con.execute(query).fetchall():
-            if seen.setdefault(pair, w.kind) != w.kind:
-                raise HubError(f"holds {w.kind} rows of {pair[0]} for sub-account {pair[1] or '(none)'}, which another file of "
-                               f"the delivery has as {seen[pair]} rows: both would count the same costs; deliver one kind of "
-                               "report per account", file=w.file, code="SourceConflict")
+    if found := _first_clash(con, written, lambda w: w.kind, f"{MONTH}, coalesce(SubAccountId, '')"):
+        w, (month, sub), other = found
+        raise HubError(f"holds {w.kind} rows of {month} for sub-account {sub or '(none)'}, which another file of "
+                       f"the delivery has as {other} rows: both would count the same costs; deliver one kind of "
+                       "report per account", file=w.file, code="SourceConflict")
 
 
 def _one_report(con: duckdb.DuckDBPyConnection, written: list[Written]) -> None:
     """A delivery holding two AWS reports (an hourly and a daily CUR, a legacy CUR and a CUR 2.0 export) with rows of
     the same month, billing account and sub-account would count its costs twice: ``SourceConflict`` naming the file."""
-    seen: dict[tuple[str, str, str], str] = {}  # (month, billing account, sub-account) -> report
-    for w in written:
-        if not w.report:
-            continue
-        query = (f"SELECT DISTINCT {MONTH}, {ACCOUNT}, coalesce(SubAccountId, '') "
-                 f"FROM {scan('read_parquet', literal(w.path))}")
-        for key in con.execute(query).fetchall():
-            if seen.setdefault(key, w.report) != w.report:
-                raise HubError(f"holds rows of {key[0]} for account {key[1] or '(none)'} / sub-account {key[2] or '(none)'} "
-                               f"that report {seen[key]} of the delivery holds too: both would count the same costs; "
-                               "deliver one report per account (sync each report's prefix into a delivery of its own, or "
-                               "only one of them)", file=w.file, code="SourceConflict")
+    if found := _first_clash(con, written, lambda w: w.report, f"{MONTH}, {ACCOUNT}, coalesce(SubAccountId, '')"):
+        w, (month, account, sub), other = found
+        raise HubError(f"holds rows of {month} for account {account or '(none)'} / sub-account {sub or '(none)'} "
+                       f"that report {other} of the delivery holds too: both would count the same costs; "
+                       "deliver one report per account (sync each report's prefix into a delivery of its own, or "
+                       "only one of them)", file=w.file, code="SourceConflict")
 
 
 def _write(con: duckdb.DuckDBPyConnection, typed: Typed, lineage: Lineage, out: str, tag: str, path: str, *,
