@@ -111,7 +111,7 @@ def convert_delivery(store: Store, rec: RunRecord, m: Manifest, blobs: list[str]
             schema = find_schema(m.exportConfig.type, m.exportConfig.dataVersion, list(columns), file=blobs[0])
             year, month = m.year_month
             rec.schemaKey, rec.dataset = schema.key, schema.dataset
-            rec.destination = dataset_folder(schema.dataset, year, month, rec.scope or "", schema.subfolder)
+            rec.destination = dataset_folder(schema.dataset, year, month, rec.scope or "", schema.folder(rec.exportName))
             rec.parts = [runs.PartResult(blob=b, output="", rows=0, bytes=store.size(b)) for b in blobs]
             version = m.exportConfig.dataVersion or schema.data_version
             lineage = Lineage("Cost Management", "Microsoft", schema.export_type, version, datetime.now(timezone.utc).isoformat())

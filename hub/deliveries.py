@@ -22,6 +22,7 @@ import duckdb
 from hub import convert, runs
 from hub.checks import month_end
 from hub.errors import HubError, ManifestError
+from hub.export_schemas import EXPORT_FOLDER
 from hub.manifest import Manifest, parse_manifest
 from hub.runs import AFTER_COMMIT, CUSTOM, RunRecord
 from hub.settings import MonthsRetention
@@ -201,8 +202,13 @@ def check_not_custom(store: Store, rec: RunRecord) -> None:
     """A provider's run never swaps into a lake folder holding custom data (its ``manifest.json``): the swap replaces
     the folder's files, so the producer's would be deleted, and the custom source would take the provider's files for
     its own (``SourceConflict``)."""
-    if rec.destination and store.exists(f"{rec.destination}/manifest.json"):
-        raise HubError(f"its lake folder {rec.destination} holds custom data (a manifest.json): custom data and a "
+    if not rec.destination:
+        return
+    folders = [rec.destination]
+    if posixpath.basename(rec.destination).startswith(EXPORT_FOLDER):  # an export's own folder in the scope's
+        folders.append(posixpath.dirname(rec.destination))
+    for folder in (f for f in folders if store.exists(f"{f}/manifest.json")):
+        raise HubError(f"its lake folder {folder} holds custom data (a manifest.json): custom data and a "
                        "provider's deliveries never share a folder; move the custom files and their manifest to another "
                        "scope (custom/<name>/)", file=rec.manifest, code="SourceConflict")
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from typing import Literal
+from urllib.parse import quote
 
 from hub.errors import SchemaError
 
@@ -47,10 +48,24 @@ def totals_spec(export_type: str) -> dict:
     return datasets().get(export_type.strip().lower(), {}).get("totals") or {}
 
 
-def destination(export_type: str) -> tuple[str, str | None] | None:
-    """The lake dataset and sub-folder of an export type, known from the manifest alone (None when unknown)."""
+#: Prefix of the sub-folder of the scope folder that holds one export's rows, for export types whose exports of one
+#: scope hold different rows (``perExport`` in ``datasets.json``: reservation recommendations per resource type).
+EXPORT_FOLDER = "export~"
+
+
+def export_folder(export_name: str | None) -> str | None:
+    """The sub-folder of a ``perExport`` export (its name lower-cased, as Azure compares them, and percent-encoded but
+    for letters, digits, ``-``, ``_`` and ``.``); None for a manifest without a name: the scope folder itself."""
+    name = (export_name or "").strip().lower()
+    return EXPORT_FOLDER + quote(name, safe="-_.") if name else None
+
+
+def destination(export_type: str, export_name: str | None = None) -> tuple[str, str | None] | None:
+    """The lake dataset and sub-folder of an export, known from the manifest alone (None when the type is unknown)."""
     meta = datasets().get(export_type.strip().lower())
-    return (meta["dataset"], meta.get("subfolder")) if meta else None
+    if meta is None:
+        return None
+    return meta["dataset"], export_folder(export_name) if meta.get("perExport") else meta.get("subfolder")
 
 
 @dataclass(frozen=True)
@@ -65,6 +80,12 @@ class ExportSchema:
     subfolder: str | None = None
     #: also keep the typed, not normalized export in ``raw/`` (datasets.json ``keepRaw``)
     keep_raw: bool = False
+    #: each export of a scope has its own sub-folder (datasets.json ``perExport``)
+    per_export: bool = False
+
+    def folder(self, export_name: str | None) -> str | None:
+        """The sub-folder of the scope folder an export of this schema named ``export_name`` writes to."""
+        return export_folder(export_name) if self.per_export else self.subfolder
 
     @property
     def key(self) -> str:
@@ -100,7 +121,8 @@ def _load(key: str) -> ExportSchema | None:
         if any(c.type not in TYPES for c in cols):
             raise ValueError(f"unknown column type in {sorted({c.type for c in cols} - set(TYPES))}")
         return ExportSchema(data["type"], data["dataVersion"], data.get("agreement"), meta["dataset"], cols,
-                            meta.get("totals") or {}, meta.get("subfolder"), bool(meta.get("keepRaw")))
+                            meta.get("totals") or {}, meta.get("subfolder"), bool(meta.get("keepRaw")),
+                            bool(meta.get("perExport")))
     except (KeyError, ValueError, TypeError) as exc:
         raise SchemaError(f"broken mapping file: {exc}", file=f"schemas/msexports/{key}.json",
                           code="SchemaLoadFailed") from None

@@ -16,7 +16,7 @@ from hub.conversion import Progress
 from hub.errors import UsageError
 from hub.runs import RunError, RunRecord
 from hub.settings import load_settings
-from hub.sources import custom, msexports, native
+from hub.sources import custom, msexports, msexports_layout, native
 from hub.store import Store, allocation_owed
 from pipelines.prices_backfill import RENORMALIZE, renormalize_month
 
@@ -117,6 +117,7 @@ def _ingest(store: Store, *, retry: bool, force: bool, progress: Progress | None
     records = runs.load_all(store, result.unreadable)  # once per ingestion; kept current by each source
     # names of the lake that are not UTF-8 out of it first: readers fail on them and a swap would take them away
     result.records += hub_deliveries.undecodable_names(store, records, lake=True)
+    msexports_layout.to_export_folders(store, records)  # an older version's layout, before a delivery replaces it
     made, result.renormalized = msexports.ingest_pending(
         store, records, settings, retry=retry, force=force, progress=progress, fail_after_parts=fail_after_parts,
         blob_grace=blob_grace, checkpoint=checkpoint, waiting=result.waiting,

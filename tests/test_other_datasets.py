@@ -11,6 +11,7 @@ import pytest
 from conftest import lake_rows, rows_csv, write_export
 from test_backfill import EA_PRICE, MCA_PRICE
 
+from hub import runs
 from hub.store import Store
 from pipelines.ingest import ingest
 
@@ -200,3 +201,66 @@ def test_every_versioned_view_reads_over_ea_and_mca_transactions(hub_root: Path)
     for view in views:
         con.execute(f'SELECT * FROM "{view}"').fetchall()
     assert con.execute("SELECT count(*) FROM Transactions_v1_0").fetchall() == [(2,)]
+
+
+def _reco(root: Path, name: str, run_id: str, submitted: str, *rows: dict) -> str:
+    """A reservation recommendations export named ``name`` of the billing account (May 2024)."""
+    return write_export(root, {"part_0_0001.csv": rows_csv("reservationrecommendations_2023-05-01_mca", list(rows))},
+                        run_id=run_id, rows=len(rows), folder=f"{name}/20240501-20240531/{run_id}", manifest_extra={
+                            "exportConfig": {"exportName": name, "type": "ReservationRecommendations", "dataVersion": "2023-05-01",
+                                             "resourceId": "/providers/Microsoft.Billing/billingAccounts/8611537"},
+                            "runInfo": {"runId": run_id, "startDate": "2024-05-01T00:00:00", "submittedTime": submitted}})
+
+
+def _savings(root: Path) -> dict[str, Decimal]:
+    return {json.loads(r["x_RecommendationDetails"])["CommitmentDiscountResourceType"]: r["x_EffectiveCostSavings"] for r in lake_rows(root, "Recommendations")}
+
+
+SQL_RECO = {**MCA_RECO, "ResourceType": "sqldatabases", "Net Savings": '{"value":40,"currency":"USD"}'}
+
+
+def test_recommendation_exports_of_one_scope_keep_each_their_rows(hub_root: Path) -> None:
+    """Left open in stop 40: Azure exports reservation recommendations per resource type (and scope, look-back period),
+    so a billing account has several such exports; each delivery replaced the scope's folder, keeping only the last
+    export's recommendations (the virtual machines' gone once the SQL databases' arrived)."""
+    _reco(hub_root, "Reco-VM", "vm1", "2024-05-02T00:00:00Z", MCA_RECO)
+    _reco(hub_root, "reco-sql", "sql1", "2024-05-02T01:00:00Z", SQL_RECO)
+    assert ingest(Store(str(hub_root))).ok
+    assert _savings(hub_root) == {"virtualmachines": D(-15), "sqldatabases": D(40)}
+    scope = hub_root / "ingestion/Recommendations/2024/05/providers/microsoft.billing/billingaccounts/8611537"
+    assert sorted(p.parent.name for p in scope.rglob("*.parquet")) == ["export~reco-sql", "export~reco-vm"]
+    assert len(list((hub_root / "raw/Recommendations").rglob("*.parquet"))) == 2  # the Power BI copies alike
+    # the VM export's next delivery replaces its own rows only, in whichever order the exports arrive
+    _reco(hub_root, "reco-vm", "vm2", "2024-05-03T00:00:00Z", {**MCA_RECO, "Net Savings": '{"value":25,"currency":"USD"}'})
+    assert ingest(Store(str(hub_root))).ok
+    assert _savings(hub_root) == {"virtualmachines": D(25), "sqldatabases": D(40)}
+    assert len(list((hub_root / "raw/Recommendations").rglob("*.parquet"))) == 2
+
+
+def test_recommendations_an_older_version_wrote_move_to_their_export_folder(hub_root: Path) -> None:
+    """A lake an older hub version wrote (recommendations in the scope folder itself): before any delivery, the
+    committed delivery's files move to its export's folder, so the export's next delivery replaces them (never counted
+    twice) and another export's delivery keeps them."""
+    _reco(hub_root, "reco-vm", "vm1", "2024-05-02T00:00:00Z", MCA_RECO)
+    assert ingest(Store(str(hub_root))).ok
+    scope = "ingestion/Recommendations/2024/05/providers/microsoft.billing/billingaccounts/8611537"
+    # the older layout, as that version left it: files and record naming the scope folder
+    store = Store(str(hub_root))
+    (rec,) = [r for r in runs.load_all(store) if r.dataset == "Recommendations"]
+    for top in ("ingestion", "raw"):
+        (f,) = (hub_root / top / scope[len("ingestion/"):]).rglob("*.parquet")
+        f.rename(hub_root / top / scope[len("ingestion/"):] / f.name)
+        f.parent.rmdir()
+    rec.destination = scope
+    rec.parts = [p.model_copy(update={"output": f"{scope}/{Path(p.output).name}"}) for p in rec.parts]
+    runs.save(store, rec)
+    _reco(hub_root, "reco-sql", "sql1", "2024-05-03T00:00:00Z", SQL_RECO)
+    assert ingest(Store(str(hub_root))).ok
+    assert _savings(hub_root) == {"virtualmachines": D(-15), "sqldatabases": D(40)}
+    assert runs.load(store, rec.key).destination == f"{scope}/export~reco-vm"
+    _reco(hub_root, "reco-vm", "vm2", "2024-05-04T00:00:00Z", {**MCA_RECO, "Net Savings": '{"value":25,"currency":"USD"}'})
+    assert ingest(Store(str(hub_root))).ok
+    assert _savings(hub_root) == {"virtualmachines": D(25), "sqldatabases": D(40)}
+    for top in ("ingestion", "raw"):
+        assert sorted(p.parent.name for p in (hub_root / top / scope[len("ingestion/"):]).rglob("*.parquet")) == [
+            "export~reco-sql", "export~reco-vm"], top

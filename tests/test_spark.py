@@ -206,7 +206,7 @@ def test_ddl_for_trino_and_athena() -> None:
     assert "WITH (external_location = 's3://bucket/hub/ingestion/Costs', format = 'PARQUET')" in trino
     assert "\"ChargePeriodStart\" TIMESTAMP(6)" in trino
     assert ("regexp_extract(\"$path\", '^.*/ingestion/Costs/(\\d{4})/(\\d{2})/(.*?)(?:/(?:actualcost|amortizedcost))?"
-            "/[^/]+\\.parquet$', 1) || '-'") in trino
+            "(?:/export~[^/]+)?/[^/]+\\.parquet$', 1) || '-'") in trino
     athena = ddl.ddl("athena", "s3://bucket/hub")
     assert "CREATE EXTERNAL TABLE IF NOT EXISTS finops.costs (\n  `AvailabilityZone` string,\n  `BilledCost` decimal(38,18)," in athena
     assert "STORED AS PARQUET\nLOCATION 's3://bucket/hub/ingestion/Costs/'" in athena
@@ -271,9 +271,10 @@ def test_read_dataset_of_a_lake_without_files_is_empty(spark: object, tmp_path: 
 
 def test_read_dataset_gives_legacy_exports_their_scope(spark: object, local_lake: Path, tmp_path: Path) -> None:
     """Defect: rows of legacy ActualCost / AmortizedCost exports, kept in a sub-folder of their scope, had x_Scope
-    `subscriptions/<id>/actualcost` while their run record says `subscriptions/<id>`."""
+    `subscriptions/<id>/actualcost` while their run record says `subscriptions/<id>`; and an export's own folder
+    (reservation recommendations: ``perExport``) is not part of the scope either."""
     src = next((local_lake / "ingestion/Costs").rglob("*.parquet"))
-    for sub in ("actualcost", "amortizedcost"):
+    for sub in ("actualcost", "amortizedcost", "export~reco-vm", "export~reco%20sql"):
         dest = tmp_path / "hub/ingestion/Costs/2024/05/subscriptions/s1" / sub
         dest.mkdir(parents=True)
         shutil.copy(src, dest / src.name)

@@ -234,7 +234,7 @@ def _describe(rec: RunRecord, m: Manifest, rel: str) -> None:
     rec.scope = scope_path(cfg.resourceId, file=rel)
     rec.manifestRows = m.dataRowCount
     rec.period = deliveries.period(m)
-    if (target := destination(cfg.type)) is not None:  # known from the manifest: which delivery it competes with
+    if (target := destination(cfg.type, cfg.exportName)) is not None:  # known from the manifest: which delivery it competes with
         rec.dataset = target[0]
         rec.destination = dataset_folder(target[0], year, month, rec.scope, target[1])
 

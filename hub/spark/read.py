@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from hub.export_schemas import datasets
+from hub.export_schemas import EXPORT_FOLDER, datasets
 from hub.store import INGESTION
 
 if TYPE_CHECKING:
@@ -27,10 +27,10 @@ def empty_schema(dataset: str) -> str:
 def path_pattern(dataset: str) -> str:
     """A Java regex for a lake file's path: groups year, month, scope folder (the last ``ingestion/<dataset>/`` of the
     path, so a root whose own path looks like the lake's cannot change a row's month), without the sub-folder legacy
-    Azure exports keep their rows in (``.../actualcost``: ``subfolder`` in ``datasets.json``), as the run records name
-    the scope."""
+    Azure exports keep their rows in (``.../actualcost``: ``subfolder`` in ``datasets.json``) and without an export's
+    own sub-folder (``.../export~<name>``: ``perExport``), as the run records name the scope."""
     subs = "|".join(sorted({m["subfolder"] for m in datasets().values() if m.get("subfolder")}))
-    tail = f"(?:/(?:{subs}))?" if subs else ""
+    tail = (f"(?:/(?:{subs}))?" if subs else "") + f"(?:/{EXPORT_FOLDER}[^/]+)?"
     return rf"^.*/{INGESTION}/{dataset}/(\d{{4}})/(\d{{2}})/(.*?){tail}/[^/]+\.parquet$"
 
 
