@@ -487,6 +487,10 @@ def _deliver(store: Store, manifest: str, data: str, info: dict, currency: str |
     store.write_bytes(manifest, json.dumps({"pull": info, **({"currency": currency} if currency else {})}, indent=2).encode())
 
 
+#: The key under which a pulled day's record keeps its delivery event's identity (beside its daily subjects').
+DELIVERY_EVENT = "delivery"
+
+
 def _events(provider: str, rec: RunRecord, info: dict, daily: list[dict] | None, settings: Settings,
             currency: str | None = None, withdraw: list[str] | None = None, withdrawn: list[str] | None = None,
             ids: dict[str, list] | None = None) -> list[Any]:
@@ -507,9 +511,15 @@ def _events(provider: str, rec: RunRecord, info: dict, daily: list[dict] | None,
     from hub import events
 
     fields = ("day", "api", "final", "pages", "records", "rows", "file", "sha256", "emptied")
+    # the delivery's id: the same bill pulled again keeps it; another one chains it to the previous id, so a day
+    # restated back to an earlier bill (1, 2, 1) never repeats the id a consumer de-duplicated the first time
+    content = f"{info.get('sha256')}:{info.get('final')}"
+    previous = (ids or {}).get(DELIVERY_EVENT)
+    identity = (f"{rec.key}:{content}" if previous is None else previous[0] if previous[1] == content
+                else hashlib.sha256(f"{previous[0]}:{content}".encode()).hexdigest()[:32])
+    info["ids"] = {**(ids or {}), DELIVERY_EVENT: [identity, content]}
     out = [events.make_event("finops-hub.delivery.pulled", settings.events.source, rec.manifest,
-                             {"provider": provider, **{k: info.get(k) for k in fields if k in info}},
-                             identity=f"{rec.key}:{info.get('sha256')}:{info.get('final')}")]
+                             {"provider": provider, **{k: info.get(k) for k in fields if k in info}}, identity=identity)]
     if not settings.events.billing_records:
         return out
     if daily is None:
@@ -533,7 +543,7 @@ def _events(provider: str, rec: RunRecord, info: dict, daily: list[dict] | None,
         same["Lines"] = same["Lines"] + item["Lines"]
         same.update({k: v for k, v in item.items() if same.get(k) is None and v is not None})
     back = set(withdrawn or [])
-    known = dict(ids or {})
+    known = dict(info["ids"])
 
     def chained(subject: str, data: dict, first: str | None) -> str | None:
         digest = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:32]
