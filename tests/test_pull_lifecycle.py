@@ -209,16 +209,20 @@ def test_tencent_gateway_answers_are_coded_by_their_status(tmp_path, monkeypatch
         server.close()
 
 
-@pytest.mark.parametrize("change", ["amount as a list", "no amounts"])
+@pytest.mark.parametrize("change", ["amount as a list", "no amounts", "amount an object on one line"])
 def test_lines_not_in_the_documented_shape_are_refused_by_the_pull(tmp_path, monkeypatch, change):
-    """They were committed by the pull, then quarantined at ingestion (InvalidValue / SchemaMismatch)."""
+    """They were committed by the pull, then quarantined at ingestion (InvalidValue / SchemaMismatch). Left open in
+    stop 40: an amount that is text on one line and an object on another (DuckDB's JSON type) passed the check."""
     line = ali(1, "2024-05-01", "ecs", "1.00", "0")
+    lines = [line]
     if change == "amount as a list":
         line["PretaxAmount"] = ["1.00"]
-    else:
+    elif change == "no amounts":
         for field in ("PretaxGrossAmount", "PretaxAmount"):
             line.pop(field)
-    server = AlibabaBillServer(AK, SK, {"2024-05-01": [line]})
+    else:
+        lines.append({**ali(2, "2024-05-01", "ecs", "1.00", "0"), "PretaxAmount": {"value": "1.00"}})
+    server = AlibabaBillServer(AK, SK, {"2024-05-01": lines})
     try:
         store = make_hub(tmp_path, "alibaba", server, monkeypatch)
         (rec,) = pulling.run(store, "alibaba", [MAY1], then_ingest=False).pulls[0].records

@@ -384,6 +384,9 @@ def _flatten(con: duckdb.DuckDBPyConnection, provider: str, pages: list[str], co
     types = {r[0]: r[1] for r in con.execute("DESCRIBE pulled").fetchall()}
     lists = {name for name, kind in types.items() if kind.endswith("[]")}
     special = {*rule.get("json", []), *rule.get("first", {}), rule.get("unnest")}
+    # a field the lines write in more than one JSON type is DuckDB's JSON: an amount that is an object or a list on
+    # some line is not the documented shape (below)
+    mixed = {name for name, kind in types.items() if kind == "JSON" and name not in special}
     select = [ident(name) for name in types if name not in special]
     for name in rule.get("json", []):
         if name in types:
@@ -396,7 +399,10 @@ def _flatten(con: duckdb.DuckDBPyConnection, provider: str, pages: list[str], co
         select.append(f"unnest({ident(nested)}, recursive := true)")
     flat = f"SELECT {', '.join(select)} FROM pulled"
     described = con.execute(f"DESCRIBE {flat}").fetchall()
-    _documented_shape(provider, {r[0]: r[1] for r in described})
+    sums = {c.lower() for c in spec(provider)["daily"]["sums"]}
+    composite = [name for name in sorted(mixed) if name.lower() in sums and con.execute(
+        f"SELECT count(*) FROM pulled WHERE json_type({ident(name)}) IN ('OBJECT', 'ARRAY')").fetchone()[0]]
+    _documented_shape(provider, {r[0]: r[1] for r in described}, composite)
     have = {r[0].lower() for r in described}
     extra = [f"{literal(v)} AS {ident(k)}" for k, v in constants.items() if v is not None and k.lower() not in have]
     return f"SELECT {', '.join([*extra, 'f.*'])} FROM ({flat}) f"
@@ -416,16 +422,17 @@ def _of_the_day(con: duckdb.DuckDBPyConnection, provider: str, flat: str, period
                        code="PullMalformedResponse")
 
 
-def _documented_shape(provider: str, kinds: dict[str, str]) -> None:
-    """The flat lines hold the columns the bill mapping recognises a report by, and amounts that are single values:
-    an answer in another shape is ``PullMalformedResponse`` now (nothing written), not a quarantine at ingestion."""
+def _documented_shape(provider: str, kinds: dict[str, str], composite: list[str] = ()) -> None:
+    """The flat lines hold the columns the bill mapping recognises a report by, and amounts that are single values
+    (``composite``: amounts of several JSON types that are an object or a list on some line): an answer in another
+    shape is ``PullMalformedResponse`` now (nothing written), not a quarantine at ingestion."""
     def norm(name: str) -> str:
         return re.sub(r"[^a-z0-9]", "", name.lower())
 
     found = {norm(name): kind for name, kind in kinds.items()}
     missing = [c for c in _report_mapping(provider)["detect"] if norm(c) not in found]
     nested = [c for c in spec(provider)["daily"]["sums"] if found.get(norm(c), "").startswith(("STRUCT", "MAP"))
-              or found.get(norm(c), "").endswith("]")]
+              or found.get(norm(c), "").endswith("]")] + list(composite)
     if missing or nested:
         what = f"no {missing[0]} field" if missing else f"{nested[0]} is not a single value"
         raise HubError(f"{spec(provider)['api']}: the bill lines are not the API's documented shape ({what})",
