@@ -185,6 +185,11 @@ class EventSink(_Strict):
             raise ValueError("a file sink needs a path")
         return self
 
+    @property
+    def target(self) -> tuple[str, str, str]:
+        """What the sink sends to (its dead-letter queue is named after it): type, url or path, mode."""
+        return self.type, self.url or self.path or "", self.mode
+
 
 #: An API endpoint: a host name or address, an optional port, nothing else.
 _ENDPOINT = re.compile(r"(?:https?://)?[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252}[A-Za-z0-9])?(?::([0-9]{1,5}))?/?")
@@ -205,6 +210,16 @@ class Events(_Strict):
         if not _SOURCE.fullmatch(value):
             raise ValueError("a non-empty URI-reference (CloudEvents requires it): no spaces, at most 1,024 characters")
         return value
+
+    @model_validator(mode="after")
+    def _one_sink_per_target(self) -> Events:
+        # two sinks of one target would share its dead-letter queue: one's queued events re-sent with the other's token
+        first: dict[tuple[str, str, str], int] = {}
+        for i, sink in enumerate(self.sinks, 1):
+            if (j := first.setdefault(sink.target, i)) != i:
+                raise ValueError(f"sinks {j} and {i} send to the same {sink.type} target ({sink.mode} mode): one sink "
+                                 "per target (another query string makes another url)")
+        return self
     #: pulled bills: also one ``<provider>.account_billing.daily`` event per product per day
     billing_records: StrictBool = True
 

@@ -567,6 +567,21 @@ def test_an_http_sink_url_with_user_info_is_refused_without_repeating_it():
     assert "Hunter2Secret" not in str(caught.value)
 
 
+def test_two_sinks_of_one_target_are_refused():
+    """Left open in stop 40: two http sinks of one url (different ``token_env``) shared one dead-letter queue, so one
+    sink's queued events were re-sent with the other's token; two file sinks of one path wrote every event twice."""
+    from hub.errors import UsageError
+    from hub.settings import parse_settings
+
+    url = "https://hooks.example/ce"
+    for pair in ([{"type": "http", "url": url, "token_env": "A"}, {"type": "http", "url": url, "token_env": "B"}],
+                 [{"type": "file", "path": "e.jsonl"}, {"type": "file", "path": "e.jsonl"}]):
+        with pytest.raises(UsageError, match="sinks 1 and 2 send to the same"):
+            parse_settings(json.dumps({"events": {"sinks": pair}}))
+    ok = [{"type": "http", "url": url}, {"type": "http", "url": url + "?tenant=b"}, {"type": "http", "url": url, "mode": "structured"}]
+    assert len({sinks.sink_id(s) for s in parse_settings(json.dumps({"events": {"sinks": ok}})).events.sinks}) == 3
+
+
 def test_events_of_other_clouds_deliveries_failing_early_name_their_provider(tmp_path: Path) -> None:
     """Review of stop 39: a Google or OCI delivery quarantined before its files were read (a bad manifest, a file that
     is no report) said provider "azure" and exportType "FOCUS"; a custom drop's subject was `custom:<path>`, its

@@ -302,7 +302,7 @@ def open_sink(conf: EventSink) -> Sink:
 # dead letters ---------------------------------------------------------------------------------------------------------
 def sink_id(conf: EventSink) -> str:
     """A short, stable name for a sink's dead-letter queue: a hash of its type, target (url or path) and mode."""
-    key = json.dumps([conf.type, conf.url or conf.path or "", conf.mode])
+    key = json.dumps(list(conf.target))
     return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
