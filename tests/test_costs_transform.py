@@ -129,6 +129,21 @@ def test_focus_1_0_preview_to_1_0(hub_root: Path) -> None:
     assert "LegacyFocusVersion" in codes(usage) and usage["x_SourceVersion"] == "1.0-preview(v1)"
 
 
+def test_a_focus_1_0_preview_refund_of_a_commitment_purchase_is_flagged_like_a_purchase(hub_root: Path) -> None:
+    """Left open in stop 40: the codes were told before the 1.0-preview remap (Adjustment + Refund -> Purchase), so a
+    refunded reservation purchase had its EffectiveCost set to 0 without InvalidEffectiveCost saying why."""
+    row = {k: v for k, v in BASE.items() if k not in {"ChargeClass", "ConsumedQuantity", "ConsumedUnit", "ContractedCost",
+                                                       "ContractedUnitPrice", "RegionId", "RegionName", "CommitmentDiscountStatus"}}
+    row.update({"ChargeSubcategory": "Refund", "ChargeCategory": "Adjustment", "UsageQuantity": "1", "UsageUnit": "Units",
+                "Region": "East US 2", "PricingCategory": "Commitment-Based", "ChargeFrequency": "One-Time", "CommitmentDiscountId": CD,
+                "CommitmentDiscountCategory": "Usage", "CommitmentDiscountType": "Reservation", "BilledCost": "-100",
+                "EffectiveCost": "-100"})
+    (refund,) = run(hub_root, row, version="1.0-preview(v1)", key="focuscost_1.0-preview(v1)")
+    assert (refund["ChargeCategory"], refund["ChargeClass"], refund["BilledCost"], refund["EffectiveCost"]) == (
+        "Purchase", "Correction", D(-100), D(0))
+    assert "InvalidEffectiveCost" in codes(refund) and D(originals(refund)["EffectiveCost"]) == -100
+
+
 @pytest.mark.parametrize("version", ["1.0", "1.0r2", "1.2-preview", "1.2"])
 def test_no_legacy_flag_for_1_0_and_later(hub_root: Path, version: str) -> None:
     key = {"1.0": "focuscost_1.0", "1.0r2": "focuscost_1.0r2", "1.2-preview": "focuscost_1.2-preview", "1.2": "focuscost_1.2"}[version]

@@ -549,9 +549,9 @@ def costs_sql(source: str, present: dict[str, str], lineage: Lineage, *, prices:
               and not e.startswith(FILL_ORIGINAL)]
     _harmonize(chain, present, extras)
     _lineage(chain, lineage)
+    _preview_to_1_0(chain)  # before the codes: a 1.0-preview refund of a commitment purchase is a purchase for them
     _codes(chain)
     _provider_and_quantities(chain, lineage)
-    _preview_to_1_0(chain)
     _bug_fixes(chain)
     _names_and_resources(chain, lookups, padded_ids=lineage.provider != "Microsoft")
     _tags_periods(chain)
