@@ -131,8 +131,10 @@ def create_views(con: duckdb.DuckDBPyConnection, store: Store) -> set[str]:
         if has_files(store, dataset):
             source = scan("read_parquet", literal(dataset_glob(store, dataset)), "union_by_name = true, filename = true",
                           glob=True)
-            con.execute(f"CREATE OR REPLACE VIEW {ident(dataset)} AS SELECT * EXCLUDE (filename), "
-                        f"{_month_sql(dataset_prefix(store, dataset))} AS {MONTH} FROM {source}")
+            # the month of the folder, never a file's own column of that name (another hub's query output dropped
+            # as custom data), which would take the name and leave every other file's month NULL
+            con.execute(f"CREATE OR REPLACE VIEW {ident(dataset)} AS SELECT COLUMNS(lambda c: lower(c) NOT IN ('filename', "
+                        f"{literal(MONTH.lower())})), {_month_sql(dataset_prefix(store, dataset))} AS {MONTH} FROM {source}")
         else:  # no data yet: the latest versioned view's columns, no rows
             spec = max((s for s in specs.values() if s["dataset"] == dataset), key=lambda s: len(s["columns"]))
             cols = ", ".join(f"CAST(NULL AS {c['type']}) AS {ident(c.get('from', c['name']))}" for c in spec["columns"])

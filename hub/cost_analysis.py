@@ -243,6 +243,11 @@ def _in(sql: _Sql, expr: str, values: list[str]) -> str:
     return f"{expr} IN ({', '.join(sql.bind(v) for v in dict.fromkeys(values))})"
 
 
+#: Columns the lake stores in one case, and how a filter value is spelled to match them.
+SPELLED = {"BillingAccountId": str.lower, "x_ResourceGroupName": str.lower, "ResourceName": str.lower,
+           "CommitmentDiscountId": str.lower, "BillingCurrency": str.upper}
+
+
 def _filter_expr(sql: _Sql, f: Filter, columns: dict[str, str]) -> tuple[str, bool]:
     """One filter's condition, and whether it reads tags (then it refers to the parsed list as ``_t``)."""
     key, values = f.filter_factor.key, f.filter_factor.value
@@ -262,9 +267,10 @@ def _filter_expr(sql: _Sql, f: Filter, columns: dict[str, str]) -> tuple[str, bo
             # values are compared as text: 5 would never equal 5.000000000000000000 (an empty answer, not an error)
             raise CostQueryError(f"filter on {key!r}: a {kind.split('(')[0].lower()} column; filter on text columns "
                                  "(group by this one instead)")
-        # spelled as the lake stores them: billing accounts lower case, currency codes upper case (never an empty
-        # answer for `BA-EUR` or `eur`)
-        spelled = {"BillingAccountId": str.lower, "BillingCurrency": str.upper}.get(_column(key, columns))
+        # spelled as the lake stores them (README, normalization step 7): billing accounts, resource groups, resource
+        # names and commitment ids lower case, currency codes upper case (never an empty answer for `BA-EUR`, `eur` or
+        # the portal's `RG-Data-Prod`)
+        spelled = SPELLED.get(_column(key, columns))
         if spelled:
             values = [v.strip() if v.strip() == NONE else spelled(v.strip()) for v in values]
         cond, tags = _in(sql, _dim_expr(sql, "dimension", key, columns), values), False

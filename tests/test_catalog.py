@@ -256,3 +256,18 @@ def test_query_writes_nested_values_as_json(lake: str) -> None:
     as_csv = hub("query", lake, sql, "--format", "csv")
     assert as_csv.returncode == 0 and list(csv.reader(io.StringIO(as_csv.stdout)))[1] == [
         '{"2024-05-01": 2}', '["1.50"]', '["2024-05-01T00:00:00+00:00"]', "01"]
+
+
+def test_a_file_with_its_own_x_month_column_never_hides_the_folder_month(tmp_path: Path) -> None:
+    """Review of stop 41: a Costs file holding an x_Month column (another hub's `hub query ... --format parquet` output
+    dropped as custom data) took the view's x_Month; every other file's x_Month was NULL and `hub costs`, which filters
+    on it, dropped their rows (May: only the custom file's 1.50 of 11.50)."""
+    con = duckdb.connect()
+    for scope, cost, extra in (("azure", "10", ""), ("custom/other-hub", "1.5", ", 'May 2024' AS x_Month, 'x' AS X_MONTH_NOTE")):
+        folder = tmp_path / "ingestion/Costs/2024/05" / scope
+        folder.mkdir(parents=True)
+        con.execute(f"COPY (SELECT CAST({cost} AS DECIMAL(38,18)) AS BilledCost, TIMESTAMPTZ '2024-05-02 00:00:00+00' AS "
+                    f"ChargePeriodStart, 'USD' AS BillingCurrency{extra}) TO '{folder}/run1__part.parquet' (FORMAT parquet)")
+    lake = catalog.connect(str(tmp_path))
+    assert lake.execute("SELECT x_Month, sum(BilledCost) FROM Costs GROUP BY 1").fetchall() == [("2024-05", Decimal("11.5"))]
+    assert [r[0] for r in lake.execute("DESCRIBE Costs").fetchall()].count("x_Month") == 1

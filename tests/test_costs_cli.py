@@ -90,3 +90,16 @@ def test_a_billing_account_or_currency_filter_matches_as_the_lake_spells_it(lake
     typed = hub(*base, "--filter", f"BillingAccountId= {account.upper()},BillingCurrency= {currency.lower()}")
     assert exact.returncode == typed.returncode == 0, exact.stderr + typed.stderr
     assert len(exact.stdout.splitlines()) > 1 and typed.stdout == exact.stdout
+
+
+@pytest.mark.parametrize("column", ["x_ResourceGroupName", "ResourceName", "CommitmentDiscountId"])
+def test_a_filter_on_a_column_the_lake_keeps_lower_case_matches_the_providers_spelling(lake: str, column: str) -> None:
+    """Review of stop 41: the lake keeps resource groups, resource names and commitment ids lower case; a filter with
+    the portal's spelling (``RG-Data-Prod``) answered nothing, and ``--exclude`` removed nothing."""
+    con = catalog.connect(lake)
+    (value,) = con.execute(f"SELECT {column} FROM Costs WHERE {column} IS NOT NULL LIMIT 1").fetchone()
+    base = ["costs", lake, "--begin", "2024-05", "--format", "csv"]
+    exact, typed = hub(*base, "--filter", f"{column}={value}"), hub(*base, "--filter", f"{column}={value.upper()}")
+    assert exact.returncode == typed.returncode == 0, exact.stderr + typed.stderr
+    assert len(exact.stdout.splitlines()) > 1 and typed.stdout == exact.stdout
+    assert hub(*base, "--exclude", f"{column}={value.upper()}").stdout == hub(*base, "--exclude", f"{column}={value}").stdout

@@ -8,7 +8,8 @@ from hub.cli import app
 from hub.errors import CODES
 from hub.export_schemas import _load, supported
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
 
 
 def test_every_error_code_is_in_the_readme_table() -> None:
@@ -49,3 +50,20 @@ def test_fresh_clone_needs_nothing_outside_the_repository() -> None:
     for folder in (repo / "tests/data").iterdir():
         if folder.is_dir():
             assert any(p.name.upper().startswith("LICENSE") for p in folder.iterdir()), folder
+
+
+def test_no_module_uses_duckdbs_default_connection() -> None:
+    """Review of stop 41: `hub allocate --preview` summed through `duckdb.sql`, the process's shared default connection
+    (the machine's time zone, no memory or thread limits). Every module opens its own connection."""
+    import ast
+
+    found = []
+    for folder in ("hub", "transforms", "pipelines"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name)
+                        and node.func.value.id == "duckdb" and node.func.attr in {"sql", "execute", "query", "query_df",
+                                                                                   "read_csv", "read_parquet", "read_json",
+                                                                                   "from_arrow", "table", "values"}):
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not found

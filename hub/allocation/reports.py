@@ -41,11 +41,15 @@ class Delta:
 
 def _sums(path: str, rules: Rules) -> dict[tuple[str, str, str], Decimal]:
     out: dict[tuple[str, str, str], Decimal] = {}
-    for dim in rules.dimensions:
-        column = ident(rules.column(dim))
-        for value, currency, amount in duckdb.sql(f"SELECT {column}, {CURRENCY_KEY_SQL}, sum(x_Amount) FROM "
-                                                  f"{scan('read_parquet', literal(path))} GROUP BY ALL").fetchall():
-            out[(dim, value, currency)] = out.get((dim, value, currency), Decimal(0)) + amount
+    con = duckdb.connect()  # never the process's default connection (shared, the machine's time zone, no limits)
+    try:
+        for dim in rules.dimensions:
+            column = ident(rules.column(dim))
+            for value, currency, amount in con.execute(f"SELECT {column}, {CURRENCY_KEY_SQL}, sum(x_Amount) FROM "
+                                                       f"{scan('read_parquet', literal(path))} GROUP BY ALL").fetchall():
+                out[(dim, value, currency)] = out.get((dim, value, currency), Decimal(0)) + amount
+    finally:
+        con.close()
     return out
 
 
