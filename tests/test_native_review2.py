@@ -130,6 +130,13 @@ def test_alibaba_day_files_synced_into_folders_of_their_own_add_up(tmp_path: Pat
     assert (bad.state, bad.error.code) == ("quarantined", "SourceConflict")
     assert "the same day's bill is in the lake from another delivery" in bad.error.message
     assert keyed(root, "ResourceId, BilledCost") == {"i-30": (D("1.01"),), "i-31": (D("2.02"),)}
+    # the same day under another bill type (each OSS prefix synced into its own folder: review of stop 41, May was
+    # counted twice, 5.05 for 3.03): the same costs, refused the same way
+    deliver(root, "alibaba", "by-instance", {"111_InstanceDetail_20240531": _alibaba_day(31, "2.02")})
+    result = ingest(Store(str(root)))
+    [bad] = [r for r in result.records if r.manifest == "exports/alibaba/by-instance/manifest.json"]
+    assert (bad.state, bad.error.code) == ("quarantined", "SourceConflict")
+    assert keyed(root, "ResourceId, BilledCost") == {"i-30": (D("1.01"),), "i-31": (D("2.02"),)}
 
 
 TENCENT_FOCUS = ("BilledCost,BillingAccountId,BillingCurrency,BillingPeriodStart,BillingPeriodEnd,ChargePeriodStart,"

@@ -1092,7 +1092,7 @@ def _split(store: Store, con: duckdb.DuckDBPyConnection, d: Delivery, written: l
             rec.carryOver = True
             if (holder := snapshots.whole_month(dated.pattern, rec, records)) is not None:
                 rec.state, rec.supersededBy = "superseded", holder.key
-            elif (twin := snapshots.same_day(dated.pattern, rec, records, store.exists)) is not None:
+            elif (twin := snapshots.same_day(dated, rec, records, store.exists)) is not None:
                 raise HubError(f"the same day's bill is in the lake from another delivery ({twin[1]}): deliver each day's "
                                "file once (one folder per month)", file=twin[0], code="SourceConflict")
         elif dated is not None and (newer := snapshots.newer_snapshot(dated.pattern, rec, records)) is not None:

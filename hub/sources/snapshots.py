@@ -175,19 +175,26 @@ def days_only(pattern: str, rec: RunRecord) -> bool:
     return bool(found) and all(f is not None and f[1] for f in found)
 
 
-def same_day(pattern: str, rec: RunRecord, records: list[RunRecord], exists: Callable[[str], bool]) -> tuple[str, str] | None:
+def same_day(snapshots: Snapshots, rec: RunRecord, records: list[RunRecord], exists: Callable[[str], bool]
+             ) -> tuple[str, str] | None:
     """A day file of ``rec`` whose bill and day another delivery's committed run already put in ``rec``'s folder (the
-    same day synced into two folders), as (``rec``'s file, the other delivery's manifest), if any."""
+    same day synced into two folders, under the same bill type or another: ``bills``, the same costs), as (``rec``'s
+    file, the other delivery's manifest), if any."""
+    def key(path: str) -> tuple[str, str] | None:
+        if (found := snapshot_of(snapshots.pattern, path.split("!")[0])) is None:
+            return None
+        (_, series, month), _ = _bill_type(snapshots.bills, ("", found[0][1], found[0][2]))
+        return series, month + found[1]
+
     mine = {}
     for part in rec.parts:
-        if (found := snapshot_of(pattern, part.blob.split("!")[0])) is not None:
-            mine.setdefault((found[0][1], found[0][2] + found[1]), part.blob)
+        if (day := key(part.blob)) is not None:
+            mine.setdefault(day, part.blob)
     for old in records:
         if old.state == "committed" and old.destination == rec.destination and old.manifest != rec.manifest:
             for part in old.parts:
-                found = snapshot_of(pattern, part.blob.split("!")[0])
-                if found is not None and (key := (found[0][1], found[0][2] + found[1])) in mine and exists(part.output):
-                    return mine[key], old.manifest
+                if (day := key(part.blob)) in mine and exists(part.output):
+                    return mine[day], old.manifest
     return None
 
 
