@@ -769,9 +769,9 @@ def test_the_report_has_the_allocation_section(tmp_path):
     page = (tmp_path / "r.html").read_text()
     assert "<script>x</script>" not in page and "&lt;script&gt;x&lt;/script&gt;" in page
     # A 2.010, B 1.005 allocated (3.015 of 5.515); zz 2.000 and the script value 0.500 not allowlisted
-    coverage = {r.key: (r.total, round(r.share, 4)) for r in data.coverage}
-    assert coverage == {"allocated": ("3.015", 0.5467), "not_allowlisted": ("2.500", 0.4533)}
-    assert [(r.key, r.total) for r in data.not_allowlisted] == [("zz", "2.000"), ("<script>x</script>", "0.500")]
+    coverage = {r.key: (D(r.total), round(r.share, 4)) for r in data.coverage}
+    assert coverage == {"allocated": (D("3.015"), 0.5467), "not_allowlisted": (D("2.5"), 0.4533)}
+    assert [(r.key, D(r.total)) for r in data.not_allowlisted] == [("zz", D(2)), ("<script>x</script>", D("0.5"))]
     assert 'id="allocation-coverage"' in page
 
 

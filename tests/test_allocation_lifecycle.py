@@ -502,9 +502,9 @@ def test_a_mapping_value_is_compared_with_the_allowlist_as_a_tag_is(tmp_path):
               mappings=[{"id": "m1", "match": {"ServiceName": "Kantine"}, "set": {"cost_center": "Straße"}},
                         {"id": "m2", "match": {"ServiceName": "Gone"}, "set": {"cost_center": "Old-Team"}}])
     out = allocated(store, r)
-    got = sorted((str(x["x_Amount"]), x["x_CostCenter"], x["x_CostCenterStatus"], x["x_CostCenterRawValue"]) for x in out)
-    assert got == [("1.00", "__not_allowlisted__", "not_allowlisted", "Old-Team"), ("3.00", "STRASSE", "allocated", "Straße"),
-                   ("7.00", "STRASSE", "allocated", "Straße")]
+    got = sorted((x["x_Amount"], x["x_CostCenter"], x["x_CostCenterStatus"], x["x_CostCenterRawValue"]) for x in out)
+    assert got == [(D(1), "__not_allowlisted__", "not_allowlisted", "Old-Team"), (D(3), "STRASSE", "allocated", "Straße"),
+                   (D(7), "STRASSE", "allocated", "Straße")]
 
 
 def test_a_locked_months_chargeback_is_in_the_metric_it_was_allocated_in(tmp_path):
@@ -559,3 +559,27 @@ def test_a_month_folder_without_parquet_files_has_no_costs_to_allocate(tmp_path)
     assert preview.exit_code == 0, preview.output
     june_only = CliRunner().invoke(app, ["allocate", root, "--month", "2024-06"])
     assert june_only.exit_code == 2 and "no Costs in 2024-06" in june_only.output
+
+
+def test_months_allocated_at_different_amount_scales_read_exactly(tmp_path):
+    """Review of stop 41: x_Amount was written as DECIMAL(38, amount_scale), and a union of files of several scales
+    (the catalog's view) takes the smallest: April allocated at scale 2, then May at 10 (three rows of 0.004), read May
+    as 0.00 for 0.012. Every file is DECIMAL(38,18) now, and a file an older version wrote at its scale is rewritten at
+    the next allocation with the same values (a locked month's too)."""
+    from hub import catalog
+
+    lake(tmp_path, [row({"CostCenter": "A"}, "0.004", day="2024-04-10")] * 3, month="2024-04")
+    store = lake(tmp_path, [row({"CostCenter": "A"}, "0.004")] * 3)
+    allocated(store, rules(amount_scale=10), month="2024-04")
+    (april,) = (tmp_path / "ingestion/Allocation/2024/04").rglob("*.parquet")
+    con = duckdb.connect()
+    con.execute(f"COPY (SELECT * REPLACE (CAST(x_Amount AS DECIMAL(38,2)) AS x_Amount) FROM '{april}') TO '{april}.old' "
+                "(FORMAT parquet)")  # as an older version wrote it with amount_scale 2 (0.004 -> 0.00)
+    Path(f"{april}.old").replace(april)
+    locked = rules(amount_scale=10, lock_before="2024-05-01")
+    allocated(store, locked)
+    view = catalog.connect(str(tmp_path))
+    assert view.execute("SELECT x_Month, sum(x_Amount) FROM Allocation GROUP BY 1 ORDER BY 1").fetchall() == [
+        ("2024-04", D("0")), ("2024-05", D("0.012"))]  # April as written (0.00 x 3), May exact
+    assert con.execute(f"SELECT DISTINCT typeof(x_Amount) FROM '{april}'").fetchall() == [("DECIMAL(38,18)",)]
+    assert not list((tmp_path / "ingestion/Allocation").rglob("*.retype"))

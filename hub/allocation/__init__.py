@@ -70,6 +70,7 @@ def allocate(store: Store, only: list[str] | None = None, *, rules: Rules | None
     if absent := [m for m in only or [] if m not in available]:
         raise UsageError(f"no Costs in {absent[0]}: nothing to allocate (months with Costs: "
                          f"{', '.join(available[-3:]) or 'none'}{' …' if len(available) > 3 else ''})")
+    _retype_amounts(store)
     out = []
     for month in only if only is not None else available:
         year, mon = map(int, month.split("-"))
@@ -79,6 +80,44 @@ def allocate(store: Store, only: list[str] | None = None, *, rules: Rules | None
             # whatever metric it was made)
         out.append(_run(store, month, rules))
     return out
+
+
+#: The type of ``x_Amount`` in every month's file, whatever ``amount_scale`` rounded it to: readers of several months
+#: (the catalog's union of the files) take the smallest scale of their files, which would round the finer months.
+AMOUNT = "DECIMAL(38,18)"
+
+
+def _retype_amounts(store: Store) -> None:
+    """Allocation files an older version wrote with ``x_Amount`` at its ``amount_scale`` (``DECIMAL(38,2)``) rewritten
+    as :data:`AMOUNT`, the same values (locked months' too: no amount changes), each replacing its file by name (a
+    rename on a local folder, an overwrite on a blob store; a killed rewrite leaves a ``.retype`` file, not Parquet,
+    that the next one removes)."""
+    files = store.files(f"{INGESTION}/{DATASET}")
+    for leftover in (f for f in files if f.endswith(RETYPE)):
+        store.delete(leftover)
+    parquet = [f for f in files if f.endswith(".parquet")]
+    if not parquet:
+        return
+    con = catalog.store_connection(store, threads=2)  # the store's files, local or on a blob store
+    try:
+        listing = "[" + ", ".join(literal(catalog.duck_path(store, f)) for f in parquet) + "]"
+        coarse = {r[0] for r in con.execute(f"SELECT file_name FROM parquet_schema({listing}) WHERE name = 'x_Amount' AND "
+                                            "(scale IS DISTINCT FROM 18 OR precision IS DISTINCT FROM 38)").fetchall()}
+        with tempfile.TemporaryDirectory(prefix="hub-retype-") as tmp:
+            for rel in (f for f in parquet if catalog.duck_path(store, f) in coarse):
+                store.check_fence()
+                local = os.path.join(tmp, "retyped.parquet")
+                con.execute(f"COPY (SELECT * REPLACE (CAST(x_Amount AS {AMOUNT}) AS x_Amount) FROM "
+                            f"{scan('read_parquet', literal(catalog.duck_path(store, rel)))}) TO {literal(local)} "
+                            "(FORMAT parquet, COMPRESSION snappy)")
+                store.put_file(local, rel + RETYPE)
+                store.move(rel + RETYPE, rel)
+    finally:
+        con.close()
+
+
+#: Suffix of an allocation file being rewritten by :func:`_retype_amounts` (not ``.parquet``: never read).
+RETYPE = ".retype"
 
 
 def retire(store: Store, month: str) -> None:
@@ -235,7 +274,7 @@ def _allocate(con: duckdb.DuckDBPyConnection, store: Store, files: list[str], ru
     start = ("CASE WHEN x_Period <> strftime(make_timestamp(epoch_us(ChargePeriodStart)), '%Y-%m') THEN "
              "CAST(x_Period || '-01 00:00:00+00' AS TIMESTAMPTZ) ELSE ChargePeriodStart END")
     direct = f"""SELECT {common}, 'direct' AS x_AllocationKind, x_SourceRowId, CAST(NULL AS VARCHAR) AS x_PoolPeriodId,
-        {start} AS ChargePeriodStart, x_Period, BillingCurrency, CAST(x_Amount AS DECIMAL(38,{rules.amount_scale})) AS x_Amount,
+        {start} AS ChargePeriodStart, x_Period, BillingCurrency, CAST(x_Amount AS {AMOUNT}) AS x_Amount,
         {', '.join(ident(c) for c in resolved)}, CASE {method} ELSE 'direct:unallocated' END AS AllocatedMethodId,
         CAST(NULL AS VARCHAR) AS AllocatedMethodDetails, {', '.join(ident(c) for c in CONTEXT)}, _file, _row
         FROM rows WHERE _pool IS NULL"""
@@ -351,7 +390,6 @@ def pool_period_id(pool: str, period: str | None, currency: str | None) -> str:
 def _table_from(con: duckdb.DuckDBPyConnection, name: str, shared: list[dict], rules: Rules, dims: list[str],
                 common: str) -> None:
     """The shared rows as a table with the direct rows' columns."""
-    scale = rules.amount_scale
     cols: dict[str, list] = {k: [] for k in ("x_PoolPeriodId", "x_Period", "BillingCurrency", "x_Amount", "AllocatedMethodId",
                                              "AllocatedMethodDetails")}
     for c in dims:
@@ -374,7 +412,7 @@ def _table_from(con: duckdb.DuckDBPyConnection, name: str, shared: list[dict], r
             cols[f"{c}Source"].append("pool" if c == target else "pool_members")
             cols[f"{c}TagKey"].append(None)
             cols[f"{c}RawValue"].append(None)
-    types = {k: pa.string() for k in cols} | {"x_Amount": pa.decimal128(38, scale)}
+    types = {k: pa.string() for k in cols} | {"x_Amount": pa.decimal128(38, 18)}  # already rounded to amount_scale
     table = pa.table({k: pa.array(v, type=types[k]) for k, v in cols.items()})
     con.register("shared_arrow", table)
     con.execute(f"""CREATE OR REPLACE TEMP TABLE {name} AS SELECT {common}, 'shared' AS x_AllocationKind,
@@ -402,14 +440,15 @@ def _check(con: duckdb.DuckDBPyConnection, out: str, rules: Rules, dims: list[st
         bad = ", ".join(k for k, v in ok.items() if not v)
         raise HubError(f"allocation does not add up ({bad}); nothing was written", file="config/allocation.json",
                        code="AllocationMismatch")
-    totals_in = _totals(con, "rows")
-    totals_out = _totals(con, written)
+    totals_in = _totals(con, "rows", rules.amount_scale)
+    totals_out = _totals(con, written, rules.amount_scale)
     rows_in = con.execute("SELECT count(*) FROM rows").fetchone()[0]
     rows = con.execute(f"SELECT count(*) FROM {written}").fetchone()[0]
     delta = con.execute("SELECT CAST(coalesce(sum(abs(x_Amount - _exact)), 0) AS VARCHAR) FROM rows").fetchone()[0]
     status = {}
     for c in dims:
-        status[c] = {s: v for s, v in con.execute(f"SELECT {ident(c + 'Status')}, CAST(sum(x_Amount) AS VARCHAR) "
+        status[c] = {s: v for s, v in con.execute(f"SELECT {ident(c + 'Status')}, "
+                                                  f"CAST(CAST(sum(x_Amount) AS DECIMAL(38,{rules.amount_scale})) AS VARCHAR) "
                                                   f"FROM {written} GROUP BY ALL ORDER BY ALL").fetchall()}
     pools = dict(con.execute("SELECT _pool, count(*) FROM rows WHERE _pool IS NOT NULL GROUP BY ALL").fetchall())
     return {"rows": rows, "rowsIn": rows_in, "totalsIn": totals_in, "totalsOut": totals_out,
@@ -421,7 +460,8 @@ def _check(con: duckdb.DuckDBPyConnection, out: str, rules: Rules, dims: list[st
 CURRENCY_KEY_SQL = "coalesce(BillingCurrency, '')"
 
 
-def _totals(con: duckdb.DuckDBPyConnection, relation: str) -> dict[str, dict[str, str]]:
-    """Currency (``""``: none) -> the sum of ``x_Amount``."""
+def _totals(con: duckdb.DuckDBPyConnection, relation: str, scale: int) -> dict[str, dict[str, str]]:
+    """Currency (``""``: none) -> the sum of ``x_Amount``, written with the ``amount_scale`` decimals its rows have."""
     return {c: {"x_Amount": a} for c, a in con.execute(
-        f"SELECT {CURRENCY_KEY_SQL}, CAST(sum(x_Amount) AS VARCHAR) FROM {relation} GROUP BY ALL ORDER BY ALL").fetchall()}
+        f"SELECT {CURRENCY_KEY_SQL}, CAST(CAST(sum(x_Amount) AS DECIMAL(38,{scale})) AS VARCHAR) FROM {relation} "
+        "GROUP BY ALL ORDER BY ALL").fetchall()}
