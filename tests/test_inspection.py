@@ -242,6 +242,23 @@ def test_budgets_fire_each_threshold_once_and_events_never_repeat(store, tmp_pat
     assert len({e["id"] for e in lines}) == len(lines)
 
 
+def test_a_changed_budget_fires_under_its_new_definition_and_never_for_a_month_judged_under_the_old(tmp_path):
+    """Review of stop 41: a fired threshold was keyed by budget, month and percent only: a budget raised from 50 to 200
+    mid-month never fired its 100 % again (250 spent); and a budget lowered on June 2 fired May's closed-month check
+    under the new amount, though May was under budget all month."""
+    store = lake(tmp_path, [daily("B", date(2024, 4, 1) + timedelta(days=i), 10) for i in range(63)])  # Apr 1 - Jun 2
+
+    def fired(day: date, amount: str) -> int:
+        r = rules(budgets=[{"id": "b", "amount": amount, "actual": [100], "forecasted": []}])
+        return sum(kind == "finops-hub.budget.threshold" for kind, _ in inspection.inspect(store, day, r).events)
+
+    assert fired(date(2024, 5, 10), "50") == 2  # 100 of 50, and April's closed month (300)
+    assert fired(date(2024, 5, 11), "50") == 0  # fired once
+    assert fired(date(2024, 5, 25), "200") == 1  # 250 of the raised 200
+    assert fired(date(2024, 5, 31), "1000") == 0  # May ends at 310 of 1000
+    assert fired(date(2024, 6, 2), "300") == 0  # May was judged under 1000: lowering the budget now fires nothing for it
+
+
 def test_feedback_datasets_and_the_anomalies_command(store, tmp_path):
     result = inspection.inspect(store, LAST, rules())
     a = next(x for x in result.anomalies if x.key == "A")
@@ -616,6 +633,28 @@ def test_alerts_silence_per_anomaly_and_a_resolution_goes_where_the_anomaly_fire
         quiet = {**drop, "id": "c" * 16, "severity": "major"}
         assert alerts.notify(policy, state, [("finops-hub.anomaly.resolved", "sub-accounts/A", quiet, "c:resolved")],
                              now=t0 + timedelta(days=3)).notified == 0
+    finally:
+        receiver.close()
+
+
+def test_an_anomaly_back_after_its_resolution_was_sent_is_never_silenced():
+    """Review of stop 41: opened (firing sent), resolved by a restated bill (resolution sent), opened again by another
+    restatement within silence_hours: silenced, so the receiver's last word stayed "resolved" while the anomaly was
+    open again."""
+    from hub.inspection import alerts
+
+    receiver = _Receiver()
+    try:
+        policy = R.Rules.model_validate({"alerts": [{"id": "oncall", "min_severity": "minor", "silence_hours": 72,
+                                                     "targets": [{"url": receiver.url, "retries": 0}]}]})
+        a = {"id": "a" * 16, "monitor": "m", "key": "A", "currency": "USD", "direction": "up", "severity": "critical",
+             "impact": "50", "start": "2024-05-10", "end": "2024-05-10"}
+        t0 = datetime(2024, 5, 11, 6, 0, tzinfo=timezone.utc)
+        state: dict = {"alerts": {}}
+        for i, (kind, hours) in enumerate((("opened", 0), ("resolved", 12), ("opened", 24), ("updated", 48))):
+            alerts.notify(policy, state, [(f"finops-hub.anomaly.{kind}", "m/A", a, f"a:{kind}:{i}")], now=t0 + timedelta(hours=hours))
+        # the update a day after the reopening is silenced (72 h), as any update within the silence
+        assert [x["status"] for body in receiver.bodies for x in body["alerts"]] == ["firing", "resolved", "firing"]
     finally:
         receiver.close()
 

@@ -378,3 +378,56 @@ def test_a_row_without_a_charge_category_is_held_to_the_delivery_s_period(tmp_pa
     (rec,) = ingest(Store(str(root))).records
     assert (rec.state, rec.error.code) == ("quarantined", "PeriodMismatch")
     assert "rows are charged from 2024-09-03 to 2024-12-12" in rec.error.message
+
+
+def test_a_tencent_downgrade_refund_keeps_its_negative_contracted_cost(tmp_path: Path) -> None:
+    """Review of stop 41: a downgrade of a monthly subscription refunds the price difference as a negative row
+    (RealCost -48, quantity 2 and ContractPrice 24 positive); the ContractedCost fix (unit price x quantity) made it +48,
+    so the month's ContractedCost read 144 for 96 - 48 = 48, unflagged (BilledCost reconciled)."""
+    root = make_hub(tmp_path / "hub")
+    cols = ("BillMonth,PayerUin,OwnerUin,BusinessCodeName,BusinessCode,ProductCodeName,PayMode,ResourceId,ActionTypeName,"
+            "ActionType,FeeBeginTime,FeeEndTime,ComponentCodeName,ItemCodeName,ItemCode,SinglePrice,ContractPrice,PriceUnit,"
+            "UsedAmount,UsedAmountUnit,TimeSpan,Cost,Discount,RealCost,CashPayAmount,Currency\n")
+    common = "2024-05,100,101,Cloud Virtual Machine,p_cvm,CVM S5,prePay,ins-2"
+    text = (cols + f"{common},Monthly subscription,prepay_purchase,2024-05-10 12:00:00,2024-06-10 11:59:59,CPU,CPU,sv_cpu_m,"
+            "30,24,USD/core/month,4,core,1,120,0.8,96,96,USD\n"
+            f"{common},Upgrade/Downgrade,prepay_modify,2024-05-20 00:00:00,2024-06-10 11:59:59,CPU,CPU,sv_cpu_m,"
+            "30,24,USD/core/month,2,core,1,-60,0.8,-48,-48,USD\n")
+    deliver(root, "tencent", "bs", {"100-202405-by_used_time-bill_details.csv": text})
+    _ingested(root)
+    got = keyed(root, "BilledCost, ContractedCost, ListCost, coalesce(x_SourceChanges, '')")
+    assert {k: v[:2] for k, v in got.items()} == {D(96): (D(96), D(120)), D(-48): (D(-48), D(-60))}
+    assert not any("ContractedCostCorrected" in v[2] for v in got.values())
+
+
+def test_a_prepaid_purchase_without_a_contracted_cost_is_contracted_at_what_was_billed(tmp_path: Path) -> None:
+    """Review of stop 41: Alibaba's FOCUS bill leaves ContractedCost and the unit prices empty; a prepaid subscription
+    (BilledCost 90, EffectiveCost 0 as FOCUS asks, ListCost 100) got ContractedCost 0, its amortized EffectiveCost."""
+    root = make_hub(tmp_path / "hub")
+    text = ("BillingAccountId,SubAccountId,BillingCurrency,BillingPeriodStart,BillingPeriodEnd,ChargePeriodStart,ChargePeriodEnd,"
+            "ChargeCategory,ChargeClass,ChargeFrequency,BilledCost,EffectiveCost,ListCost,ContractedCost,ListUnitPrice,"
+            "ContractedUnitPrice,PricingQuantity,PricingUnit,PricingCategory,ServiceName,ResourceId,ProviderName,PublisherName,"
+            "InvoiceIssuerName\n"
+            "A1,S1,CNY,2024-04-30T16:00:00Z,2024-05-31T16:00:00Z,2024-05-14T16:00:00Z,2024-05-15T16:00:00Z,Purchase,,One-Time,"
+            "90,0,100,,,,1,Month,Standard,ECS,i-2,Alibaba Cloud,Alibaba Cloud,Alibaba Cloud\n")
+    deliver(root, "alibaba", "focus/2024-05", {"A1_FOCUS_202405.csv": text})
+    _ingested(root)
+    assert keyed(root, "ResourceId, BilledCost, EffectiveCost, ContractedCost") == {"i-2": (D(90), D(0), D(90))}
+
+
+def test_a_renewal_paid_months_before_its_service_period_is_a_purchase_of_the_month(tmp_path: Path) -> None:
+    """Review of stop 41: May's Alibaba bill with a subscription renewed in May for a year from December 15 was
+    PeriodMismatch as a whole (rows charged to 2024-12-15): none of May was ingested. Purchases, like corrections, may
+    be charged far from their bill's month."""
+    root = make_hub(tmp_path / "hub")
+    text = ("BillingCycle,AccountID,OwnerID,ProductCode,ProductName,UsageStartTime,UsageEndTime,Item,InstanceID,Region,Currency,"
+            "PretaxGrossAmount,InvoiceDiscount,PretaxAmount,ServicePeriod,ServicePeriodUnit,RecordID\n"
+            "2024-05,111,222,ecs,ECS,2024-05-01 00:00:00,2024-05-01 01:00:00,PayAsYouGoBill,i-1,China (Hangzhou),CNY,10.00,1.00,"
+            "9.00,,,r1\n"
+            "2024-05,111,222,ecs,ECS,2024-12-15 10:00:00,2025-12-15 10:00:00,SubscriptionOrder,i-2,China (Hangzhou),CNY,1200.00,"
+            "120.00,1080.00,1,Year,r2\n")
+    deliver(root, "alibaba", "a", {"111_BillingItemDetail_202405.csv": text})
+    _ingested(root)
+    got = keyed(root, "ResourceId, ChargeCategory, BilledCost, EffectiveCost")
+    assert got == {"i-1": ("Usage", D(9), D(9)), "i-2": ("Purchase", D(1080), D(0))}
+    assert list((root / "ingestion/Costs/2024/05").rglob("*.parquet"))  # filed under its bill's month

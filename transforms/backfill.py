@@ -163,12 +163,19 @@ def price_layer(chain: Chain, prices: str | None, savings: Mapping[str, str] | N
                           f"WHEN {nz('BilledCost')} AND ContractedUnitPrice = x_BilledUnitPrice THEN BilledCost "
                           f"WHEN {nz('EffectiveCost')} AND ContractedUnitPrice = x_EffectiveUnitPrice THEN EffectiveCost "
                           f"WHEN {nz('ContractedUnitPrice')} AND PricingQuantity IS NOT NULL THEN {refund_sign(mul('ContractedUnitPrice', 'PricingQuantity'))} "
+                          # a prepaid purchase's EffectiveCost is 0 (amortized elsewhere): what it was contracted at is
+                          # what was billed (Alibaba's FOCUS bill leaves its contracted cost and prices empty)
+                          f"WHEN ChargeCategory = 'Purchase' AND {nz('BilledCost')} THEN BilledCost "
                           "ELSE coalesce(EffectiveCost, BilledCost) END",
     })
-    product = mul("ContractedUnitPrice", "PricingQuantity")
+    # the product with the sign of the delivered cost (ContractedCost, else BilledCost): a negative row that is no
+    # correction (Tencent's downgrade of a subscription refunds the difference, its quantity and prices positive) keeps
+    # its sign, and only a magnitude that differs is corrected
+    sign = "coalesce(nullif(sign(ContractedCost), 0), sign(BilledCost))"
+    product = f"CASE WHEN {sign} < 0 THEN -abs({mul('ContractedUnitPrice', 'PricingQuantity')}) ELSE {mul('ContractedUnitPrice', 'PricingQuantity')} END"
     cc, cup, qty = dbl(chain, "ContractedCost"), dbl(chain, "ContractedUnitPrice"), dbl(chain, "PricingQuantity")
     fix = (f"ChargeClass IS NULL AND ContractedUnitPrice IS NOT NULL AND PricingQuantity IS NOT NULL "
-           f"AND (ContractedCost IS NULL OR abs({cc} - {cup} * {qty}) > {CORRECTION_TOLERANCE} * greatest(1, abs({cc})))")
+           f"AND (ContractedCost IS NULL OR abs(abs({cc}) - abs({cup} * {qty})) > {CORRECTION_TOLERANCE} * greatest(1, abs({cc})))")
     chain.replace({}, {"_fixed": fix})
     chain.replace({"ContractedCost": f"CASE WHEN _fixed THEN {product} ELSE ContractedCost END"})
     # ListCost after the fix: one taken from ContractedCost takes the corrected one

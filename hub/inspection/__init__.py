@@ -268,7 +268,8 @@ def _budget(con: duckdb.DuckDBPyConnection, rules: Rules, budget: Budget, first:
     np.add.at(values, (0, days), data["c"])
     history = n_days - (days.min() if len(days) else n_days)
     values[0, : n_days - history] = np.nan  # before the first cost: no data, not 0
-    row: dict = {"id": budget.id, "month": f"{start:%Y-%m}", "day": day.isoformat(), "currency": budget.currency,
+    row: dict = {"id": budget.id, "definition": budget.definition, "month": f"{start:%Y-%m}", "day": day.isoformat(),
+                 "currency": budget.currency,
                  "metric": budget.metric, "amount": decimal_text(budget.amount), "actual": decimal_text(actual),
                  "consumptionPct": float(actual / budget.amount * 100)}
     crossed = [("actual", p) for p in budget.actual if actual >= budget.amount * Decimal(repr(p)) / 100]

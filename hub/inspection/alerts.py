@@ -152,6 +152,9 @@ def notify(rules: Rules, state: dict, events: list[tuple[str, str, dict, str]], 
                 continue
             batch.append(_alert(short, subject, data, sev, now))
             last[key] = now.isoformat()
+            if short == "anomaly.resolved":  # the receiver's last word is "resolved": the anomaly coming back is news,
+                for k in firing:  # never silenced by the alert of its earlier firing
+                    last.pop(k, None)
         if batch:
             for index, target in enumerate(policy.targets):
                 tid = _target_id(policy, index)

@@ -133,11 +133,20 @@ def record(store: Store, anomalies: list, budgets: list[dict], day: date, rules:
         if kind:
             events.append((f"finops-hub.anomaly.{kind}", f"{a.monitor}/{a.key}", now,
                            f"{a.id}:{kind}:{now['end']}:{now['impact']}"))
+    judged = state.setdefault("budgetDefinitions", {})  # budget/month -> the definition its month was inspected under
     for b in budgets:
+        month, definition = f"{b['id']}/{b['month']}", b.get("definition")
+        before = judged.get(month)
+        closed = b["month"] < f"{day:%Y-%m}"
+        if closed and before not in (None, definition):
+            continue  # a closed month judged under another amount, currency, metric or filter than today's budget's
+        if not closed or before is None:  # a month is judged under its budget as it last was during the month
+            judged[month] = definition
         for kind, pct in b["crossed"]:
-            key = f"{b['id']}/{b['month']}/{kind}/{pct:g}"
-            if key in state["budgets"]:
-                continue  # each threshold fires once per month
+            legacy = f"{b['id']}/{b['month']}/{kind}/{pct:g}"  # a state written before definitions were kept
+            key = f"{legacy}/{definition}" if definition else legacy
+            if key in state["budgets"] or (before is None and legacy in state["budgets"]):
+                continue  # each threshold fires once per month and definition (a raised budget's 100 % fires anew)
             state["budgets"][key] = day.isoformat()
             events.append(("finops-hub.budget.threshold", b["id"], {**b, "threshold": {"type": kind, "percent": pct}}, key))
     if rules is not None and rules.alerts and (events or state.get("alertsPending")):

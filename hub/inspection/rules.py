@@ -3,6 +3,8 @@ file and the field). Without the file, one monitor per sub-account with the defa
 
 from __future__ import annotations
 
+import hashlib
+import json
 from decimal import Decimal
 from typing import Annotated, Literal
 
@@ -80,6 +82,13 @@ class Budget(_Strict):
     @classmethod
     def _upper(cls, value: str) -> str:
         return iso_currency(value)
+
+    @property
+    def definition(self) -> str:
+        """A digest of what the budget measures against what (amount, currency, metric, filter): a threshold fired under
+        one definition is another threshold under the next."""
+        what = json.dumps([str(self.amount.normalize()), self.currency, self.metric, self.filter], sort_keys=True)
+        return hashlib.sha256(what.encode()).hexdigest()[:12]
 
     @model_validator(mode="after")
     def _filter(self) -> Budget:
