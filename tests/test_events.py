@@ -642,3 +642,29 @@ def test_a_sink_answering_a_byte_at_a_time_is_a_timeout_not_a_hold(tmp_path: Pat
         stop.set()
         worker.join(5)
         server.close()
+
+
+def test_a_file_sink_write_cut_short_leaves_no_broken_line(tmp_path: Path) -> None:
+    """Review of stop 41: a file sink whose write failed half-way (a full disk: here a file size limit) left part of a
+    line; the events re-sent later were appended to it, so a JSON-lines reader lost the first of them."""
+    import resource
+    import signal
+
+    from hub.settings import Events, EventSink
+
+    path = tmp_path / "events.jsonl"
+    conf = Events(sinks=[EventSink(type="file", path=str(path))])
+    store = Store(str(tmp_path / "hub"))
+    evs = [make_event("test.sample", "finops-hub/tests", f"item/{i}", {"n": i, "pad": "x" * 300}) for i in range(6)]
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    try:
+        assert publish(store, conf, evs[:1]).sent == 1
+        resource.setrlimit(resource.RLIMIT_FSIZE, (path.stat().st_size + 200, hard))  # the disk fills 200 bytes later
+        assert publish(store, conf, evs[1:3]).dead_lettered == 2
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+    assert publish(store, conf, evs[3:]).resent == 2
+    subjects = [json.loads(line)["subject"] for line in path.read_text().splitlines()]  # every line whole
+    assert sorted(subjects) == [f"item/{i}" for i in range(6)]

@@ -232,6 +232,35 @@ def test_lines_not_in_the_documented_shape_are_refused_by_the_pull(tmp_path, mon
         server.close()
 
 
+class _AlibabaOddFields(AlibabaBillServer):
+    """Data.AccountName a list, or NextToken an object: fields of the response (not of a line) of the wrong type."""
+
+    field = "AccountName"
+
+    def describe_instance_bill(self, params):  # noqa: ANN001, ANN201 - the fake server's hook
+        body = json.loads(super().describe_instance_bill(params).body)
+        if self.field == "AccountName":
+            body["Data"]["AccountName"] = ["finops@example.com"]
+        elif body["Data"].get("NextToken"):
+            body["Data"]["NextToken"] = {"token": body["Data"]["NextToken"]}
+        return Reply(200, json.dumps(body))
+
+
+@pytest.mark.parametrize("field", ["AccountName", "NextToken"])
+def test_response_fields_of_the_wrong_type_are_malformed_responses(tmp_path, monkeypatch, field):
+    """Review of stop 41: a response field of the wrong JSON type (Data.AccountName a list) was InternalError with an
+    AttributeError for message; a NextToken object was PullServerError (TypeError: unhashable type), retried."""
+    server = _AlibabaOddFields(AK, SK, {"2024-05-01": [ali(i, "2024-05-01", "ecs", "1.00", "0") for i in range(3)]})
+    server.field = field
+    try:
+        store = make_hub(tmp_path, "alibaba", server, monkeypatch, retries=1)
+        (rec,) = pulling.run(store, "alibaba", [MAY1], then_ingest=False).pulls[0].records
+        assert (rec.state, rec.error.code) == ("quarantined", "PullMalformedResponse"), rec.error
+        assert field in rec.error.message and not list(tmp_path.glob("exports/alibaba/api/**/manifest.json"))
+    finally:
+        server.close()
+
+
 def test_a_pulled_days_events_are_sent_before_the_next_day_is_fetched(tmp_path, monkeypatch):
     """Review of stop 32: a month's events waited in memory until every day was pulled; `hub pull --month` killed while
     fetching May 3 had committed May 1 and 2 and sent (or queued) none of their events, and nothing sent them later."""
@@ -314,6 +343,29 @@ def _consumer(events_file) -> dict[str, dict]:
             seen.add((e["source"], e["id"]))
             latest[e["subject"]] = e["data"]
     return latest
+
+
+@pytest.mark.parametrize("off", [{}, "billing_records"])
+def test_a_group_removed_while_events_were_off_is_withdrawn_once_they_are_back(tmp_path, monkeypatch, off):
+    """Review of stop 41: a pull made without sinks (or with billing_records off) recorded no daily subjects, so once
+    events were back the group removed meanwhile (oss) was never withdrawn: a consumer kept ecs 1 + oss 5 while the
+    lake held 1."""
+    server = AlibabaBillServer(AK, SK, {})
+    now = datetime(2024, 5, 10, tzinfo=timezone.utc)
+    ecs, oss = ali(1, "2024-05-01", "ecs", "1.10", "0.10"), ali(2, "2024-05-01", "oss", "5.00", "0")
+    try:
+        store, events_file = _with_events(tmp_path, server, monkeypatch)
+        on = json.loads((tmp_path / "config/settings.json").read_text())
+        for lines, events in (([ecs, oss], on["events"]), ([ecs], {**on["events"], "billing_records": False} if off else {}),
+                              ([ecs], on["events"])):
+            (tmp_path / "config/settings.json").write_text(json.dumps({**on, "events": events}))
+            server.data["2024-05-01"] = json.loads(json.dumps(lines))
+            pulling.run(store, "alibaba", [MAY1], now=now)
+    finally:
+        server.close()
+    latest = _consumer(events_file)
+    assert [d.get("PretaxAmount") for d in latest.values() if not d.get("Withdrawn")] == ["1"]
+    assert [s.split("/")[1] for s, d in latest.items() if d.get("Withdrawn")] == ["oss"]
 
 
 @pytest.mark.parametrize("drop, cfg", [("ProductName", {}), ("Currency", {"currency": "CNY"})])

@@ -13,6 +13,7 @@ process tries at once.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -266,13 +267,20 @@ class FileSink:
     def send(self, events: list[CloudEvent]) -> list[Outcome]:
         if not events:
             return []
+        start = None
         try:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
-            with open(self.path, "ab") as fh:
-                fh.write(b"".join(to_json(e) + b"\n" for e in events))
+            with open(self.path, "ab+") as fh:
+                start = fh.seek(0, os.SEEK_END)
+                # a line a killed writer cut short is ended first: the next event never shares its line
+                torn = start > 0 and fh.seek(start - 1) >= 0 and fh.read(1) != b"\n"
+                fh.write((b"\n" if torn else b"") + b"".join(to_json(e) + b"\n" for e in events))
                 fh.flush()
                 os.fsync(fh.fileno())
         except OSError as exc:
+            if start is not None:  # what a failed write (a full disk) left is taken back: the events are re-sent whole
+                with contextlib.suppress(OSError):
+                    os.truncate(self.path, start)
             return [scrub(f"{type(exc).__name__}: {exc.strerror or exc}")] * len(events)
         return [None] * len(events)
 

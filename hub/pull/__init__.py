@@ -237,6 +237,9 @@ def _pull_one(store: Store, provider: str, api: Any, period: Period, cfg: PullPr
         known = (before.pull or {}) if before is not None else {}
         events = _events(provider, rec, info, daily, settings, cfg.currency, withdraw=known.get("subjects") or [],
                          withdrawn=known.get("withdrawn") or [], ids=known.get("ids") or {})
+        for kept in ("subjects", "withdrawn", "ids"):  # no events made (no sinks, no billing records): what consumers
+            if kept not in info and kept in known:  # were last told stays known, for the withdrawals and ids to come
+                info[kept] = known[kept]
     except HubError as exc:
         rec.state, rec.error = "quarantined", RunError(code=exc.code, message=redact(exc.message), file=exc.file)
     except lease.LeaseLost:
@@ -324,6 +327,11 @@ def _fetch_once(provider: str, api: Any, period: Period, cfg: PullProvider, dead
             if page_total is not None and not retry.is_count(page_total):
                 raise HubError(f"{spec(provider)['api']} {period.label}: the API's record count is not a number",
                                file=spec(provider)["api"], code="PullMalformedResponse")
+            if odd := next((k for k, v in page_constants.items() if v is not None and (
+                    isinstance(v, bool) or not isinstance(v, str | int | float))), None):
+                raise HubError(f"{spec(provider)['api']} {period.label}: the response's {odd} is not a single value",
+                               file=spec(provider)["api"], code="PullMalformedResponse")
+            page_constants = {k: None if v is None else str(v) for k, v in page_constants.items()}
             total = page_total if page_total is not None else total  # a page without a count keeps the announced one
             if total is not None and str(total) not in seen:
                 seen.append(str(total))

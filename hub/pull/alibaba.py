@@ -65,6 +65,8 @@ def pages(api: Any, period: Period, size: int, call: Call) -> Iterator[tuple[lis
         constants["_total"] = data.get("TotalCount")
         yield items, constants
         token = data.get("NextToken") or None
+        if token is not None and not isinstance(token, str):
+            raise Failure("malformed", "DescribeInstanceBill returned a NextToken that is not text")
         if not token or not items:
             return
         if token in sent:  # pages that would repeat for ever (until the time budget)
@@ -93,6 +95,8 @@ def classify(exc: BaseException) -> Failure:
         return exc
     status = getattr(exc, "status_code", None) or getattr(exc, "statusCode", None)
     code = str(getattr(exc, "code", "") or "")
+    if status is None and not code and isinstance(exc, (ValueError, KeyError, TypeError)):
+        return Failure("malformed", describe(exc, code))  # an answer the SDK's model could not read, not the network
     return _kind(code, status, describe(exc, code))
 
 
