@@ -60,6 +60,7 @@ import json
 import re
 import secrets
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -166,7 +167,16 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        self.wfile.write(data)
+        drip = getattr(self.server.api, "drip_seconds", 0.0)  # a slow server: the body in 20 slices, this far apart
+        step = max(1, len(data) // 20) if drip else len(data) or 1
+        for i in range(0, len(data), step):
+            try:
+                self.wfile.write(data[i:i + step])
+                self.wfile.flush()
+            except OSError:  # the client gave up
+                return
+            if drip:
+                time.sleep(drip)
 
     do_GET = do_POST = _serve
 

@@ -232,6 +232,22 @@ def test_lines_not_in_the_documented_shape_are_refused_by_the_pull(tmp_path, mon
         server.close()
 
 
+@pytest.mark.parametrize("provider", ["tencent", "alibaba"])
+def test_an_answer_sent_a_slice_at_a_time_is_cut_at_the_request_timeout(tmp_path, monkeypatch, provider):
+    """Review of stop 41: the SDKs' timeouts are per socket read, so a server sending its answer in slices held the
+    pull (and the watcher's ingestion after it) far past request_timeout_seconds and the time budget."""
+    data = TC5 if provider == "tencent" else {"2024-05-01": [ali(1, "2024-05-01", "ecs", "1.00", "0")]}
+    server = (TencentBillServer if provider == "tencent" else AlibabaBillServer)(AK, SK, data)
+    server.drip_seconds = 0.25  # the answer over 5 s
+    try:
+        store = make_hub(tmp_path, provider, server, monkeypatch, retries=0, request_timeout_seconds=1)
+        (rec,) = pulling.run(store, provider, [MAY1], then_ingest=False).pulls[0].records
+        assert (rec.state, rec.error.code) == ("quarantined", "PullServerError")
+        assert "no whole answer within 1 s" in rec.error.message
+    finally:
+        server.close()
+
+
 class _AlibabaOddFields(AlibabaBillServer):
     """Data.AccountName a list, or NextToken an object: fields of the response (not of a line) of the wrong type."""
 

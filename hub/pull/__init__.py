@@ -316,7 +316,7 @@ def _fetch_once(provider: str, api: Any, period: Period, cfg: PullProvider, dead
 
     def call(fn: Any, what: str) -> Any:
         return retry.call(fn, module.classify, what=f"{what} {period.label}", retries=cfg.retries,
-                          backoff=cfg.backoff_seconds, deadline=deadline)
+                          backoff=cfg.backoff_seconds, deadline=deadline, timeout=cfg.request_timeout_seconds)
 
     files: list[str] = []
     constants: dict = {}

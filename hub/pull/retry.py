@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import re
+import threading
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -43,17 +44,52 @@ def detail(exc: BaseException, code: object = None) -> str:
     return redact(f"{code or type(exc).__name__}: {first}")[:300]
 
 
+def within(fn: Callable[[], T], seconds: float) -> T:
+    """``fn()`` given ``seconds`` in all: an SDK's timeout is per socket read, so an answer sent a slice at a time
+    would hold the pull (and the watcher's ingestion after it) for as long as the server likes. Over the time it is a
+    network failure (retried); the call goes on in a daemon thread until its own socket times out, its answer unused."""
+    done: list[tuple[bool, object]] = []
+
+    def run() -> None:
+        try:
+            done.append((True, fn()))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread as it is
+            done.append((False, exc))
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(max(seconds, 0.0))
+    if not done:
+        raise Failure("network", f"TimeoutError: no whole answer within {seconds:g} s")
+    ok, value = done[0]
+    if not ok:
+        raise value  # type: ignore[misc]
+    return value  # type: ignore[return-value]
+
+
 def call(fn: Callable[[], T], classify: Callable[[BaseException], Failure], *, what: str, retries: int, backoff: float,
-         deadline: float, sleep: Callable[[float], None] = time.sleep) -> T:
+         deadline: float, sleep: Callable[[float], None] = time.sleep, timeout: float | None = None) -> T:
     """``fn()``, retried on throttling / 5xx / network failures up to ``retries`` times (waits ``backoff * 2**n``
-    with jitter, at most :data:`MAX_BACKOFF`), never past ``deadline`` (``time.monotonic()``). ``what`` names the
-    call in errors (an API and day, never a credential)."""
+    with jitter, at most :data:`MAX_BACKOFF`), never past ``deadline`` (``time.monotonic()``); ``timeout``: seconds one
+    attempt may take in all (:func:`within`, never past the deadline). ``what`` names the call in errors (an API and
+    day, never a credential)."""
     attempt = 0
     while True:
         if time.monotonic() >= deadline:
             raise HubError(f"{what}: the pull's time budget ran out", file=what, code="PullTimeBudget")
         try:
-            return fn()
+            if timeout is None:
+                return fn()
+            left = deadline - time.monotonic()
+            if left < timeout:  # the budget ends first: an attempt cut there is the budget's end, not a failure
+                try:
+                    return within(fn, left)
+                except Failure as failure:
+                    if failure.detail.startswith("TimeoutError: no whole answer"):
+                        raise HubError(f"{what}: the pull's time budget ran out during a request", file=what,
+                                       code="PullTimeBudget") from None
+                    raise
+            return within(fn, timeout)
         except Failure as failure:
             problem = failure
         except Exception as exc:  # noqa: BLE001 - every SDK error is classified; none escapes uncoded
