@@ -538,7 +538,7 @@ def test_a_month_to_date_pull_sends_events_for_complete_days_only(tmp_path, monk
     now = datetime(2024, 5, 2, 9, tzinfo=ZoneInfo("Asia/Shanghai")).astimezone(timezone.utc)  # May 2 is not over
     assert pulling.run(store, "tencent", [MAY1], now=now).ok
     daily = [json.loads(line) for line in events_file.read_text().splitlines() if "account_billing" in line]
-    assert [(e["subject"], e["data"]["RealCost"], e["data"]["Lines"]) for e in daily] == [("2024-05-01/p_cvm/postPay/USD/100002/100001", "0.60000001", 4)]
+    assert [(e["subject"], e["data"]["RealCost"], e["data"]["Lines"]) for e in daily] == [("2024-05/2024-05-01/p_cvm/postPay/USD/100002/100001", "0.60000001", 4)]
 
 
 def test_a_stalled_pull_taken_over_writes_nothing_more(tmp_path, monkeypatch, server_for):

@@ -384,6 +384,34 @@ def test_a_group_removed_while_events_were_off_is_withdrawn_once_they_are_back(t
     assert [s.split("/")[1] for s, d in latest.items() if d.get("Withdrawn")] == ["oss"]
 
 
+def test_a_months_pull_owns_its_subjects_and_its_final_pull_announces_every_line(tmp_path, monkeypatch):
+    """Review of stop 41: Tencent's month pulls named a line's subject by its day only, so May's bill holding an hour
+    of April 30 (2) took the subject of April's (5): a consumer keeping the latest event per subject had 2 for the lake's
+    7; and a line charged from a day after the pull (a renewal from July 1 in May's bill, pulled final in June) was
+    never announced. Expected by hand: the events add up to the lake, 5 + 2 + 1 = 8."""
+    april = tc(1, "2024-04-30", [("CPU", "5")])
+    late = {**tc(2, "2024-05-01", [("CPU", "2")]), "FeeBeginTime": "2024-04-30 23:00:00", "FeeEndTime": "2024-04-30 23:59:59"}
+    renewal = {**tc(3, "2024-05-01", [("CPU", "1")]), "FeeBeginTime": "2024-07-01 00:00:00", "FeeEndTime": "2024-07-31 23:59:59"}
+    server = TencentBillServer(AK, SK, {"2024-04-30": [april], "2024-05-01": [late, renewal]})
+    events_file = tmp_path / "events.jsonl"
+    try:
+        store = make_hub(tmp_path, "tencent", server, monkeypatch)
+        settings = json.loads((tmp_path / "config/settings.json").read_text())
+        (tmp_path / "config/settings.json").write_text(json.dumps({**settings, "events": {
+            "sinks": [{"type": "file", "path": str(events_file)}]}}))
+        for month in (date(2024, 4, 1), MAY1):
+            assert pulling.run(store, "tencent", [month], now=datetime(2024, 6, 10, tzinfo=timezone.utc)).ok
+    finally:
+        server.close()
+    latest = {}
+    for e in map(json.loads, events_file.read_text().splitlines()):
+        if e["type"] == "tencentcloud.account_billing.daily":
+            latest[e["subject"]] = e["data"]
+    assert sorted((s.split("/")[0], d["BillingDate"], d["RealCost"]) for s, d in latest.items()) == [
+        ("2024-04", "2024-04-30", "5"), ("2024-05", "2024-04-30", "2"), ("2024-05", "2024-07-01", "1")]
+    assert lake(tmp_path, "SELECT sum(BilledCost) FROM LAKE") == [(8,)]
+
+
 @pytest.mark.parametrize("drop, cfg", [("ProductName", {}), ("Currency", {"currency": "CNY"})])
 def test_groups_that_share_a_subject_are_one_event_with_their_sums(tmp_path, monkeypatch, drop, cfg):
     """Review of stop 32: two line groups told apart only by a name (a line without ProductName) or by a missing

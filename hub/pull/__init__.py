@@ -225,7 +225,10 @@ def _pull_one(store: Store, provider: str, api: Any, period: Period, cfg: PullPr
                     copy = f"COPY ({flat}) TO {literal(data)} (FORMAT csv, HEADER true, COMPRESSION gzip)"
                     info["rows"] = int(con.execute(copy).fetchone()[0])
                     if settings.events.sinks and settings.events.billing_records:
-                        daily = _daily(con, provider, flat, before=local_now(provider, now).date())
+                        # complete days only, but a final (closed month's) pull announces every line, a renewal
+                        # charged from a later day included: it is never pulled again
+                        before = date.max if info["final"] else local_now(provider, now).date()
+                        daily = _daily(con, provider, flat, before=before)
                 except duckdb.Error as exc:
                     raise HubError(f"{spec(provider)['api']}: the bill lines cannot be read ({convert.scrub(str(exc))})",
                                    file=rec.manifest, code="PullMalformedResponse") from None
@@ -545,10 +548,13 @@ def _events(provider: str, rec: RunRecord, info: dict, daily: list[dict] | None,
     sums = spec(provider)["daily"]["sums"]
     fallback = currency or _report_mapping(provider).get("currency")
     groups: dict[str, dict] = {}
+    # a month's pull (Tencent) may hold lines of a day another month's pull holds too (an hour of April 30 billed in
+    # May): its subjects start with its month, so that each pull owns its own
+    head = [rec.month or ""] if spec(provider)["unit"] == "month" else []
     for item in daily:
         if "Currency" in item and item["Currency"] is None:
             item = {**item, "Currency": fallback}
-        subject = "/".join([str(item.get("BillingDate")), *(str(item.get(k) or "-") for k in keys)])
+        subject = "/".join([*head, str(item.get("BillingDate")), *(str(item.get(k) or "-") for k in keys)])
         if (same := groups.get(subject)) is None:
             groups[subject] = dict(item)
             continue
@@ -578,7 +584,9 @@ def _events(provider: str, rec: RunRecord, info: dict, daily: list[dict] | None,
         out.append(events.make_event(kind["type"], kind["source"], subject, data, identity=chained(subject, data, first)))
     gone = sorted(set(withdraw or []) - set(groups))
     for subject in gone:
-        data = {"BillingDate": subject.split("/", 1)[0], "Withdrawn": True, "Lines": 0, "Final": info.get("final")}
+        parts = subject.split("/")
+        day = parts[1] if len(parts) > 1 and len(parts[0]) == len("yyyy-mm") else parts[0]  # (a month's subject)
+        data = {"BillingDate": day, "Withdrawn": True, "Lines": 0, "Final": info.get("final")}
         out.append(events.make_event(kind["type"], kind["source"], subject, data, identity=chained(subject, data, None)))
     info["subjects"] = sorted(groups)
     info["withdrawn"] = sorted((back - set(groups)) | set(gone))
