@@ -248,6 +248,29 @@ def test_an_answer_sent_a_slice_at_a_time_is_cut_at_the_request_timeout(tmp_path
         server.close()
 
 
+class _AlibabaLooping(AlibabaBillServer):
+    """Page 1 again and again, each time with a new NextToken and no TotalCount."""
+
+    def describe_instance_bill(self, params):  # noqa: ANN001, ANN201 - the fake server's hook
+        body = json.loads(super().describe_instance_bill({**params, "NextToken": None}).body)
+        body["Data"].pop("TotalCount", None)
+        body["Data"]["NextToken"] = f"tok-{len(self.requests)}"
+        return Reply(200, json.dumps(body))
+
+
+def test_pages_that_repeat_without_a_count_are_refused_at_once(tmp_path, monkeypatch):
+    """Review of stop 41: only the time budget (30 minutes by default) stopped a server answering its first page again
+    and again under new tokens without a count; the day then took the whole budget at every pull."""
+    server = _AlibabaLooping(AK, SK, {"2024-05-01": [ali(i, "2024-05-01", "ecs", "1.00", "0") for i in range(4)]})
+    try:
+        store = make_hub(tmp_path, "alibaba", server, monkeypatch, time_budget_seconds=5)  # (before: PullTimeBudget)
+        (rec,) = pulling.run(store, "alibaba", [MAY1], then_ingest=False).pulls[0].records
+        assert (rec.state, rec.error.code) == ("quarantined", "PullMalformedResponse") and "repeats" in rec.error.message
+        assert len(server.requests) == 2  # the first repeat
+    finally:
+        server.close()
+
+
 class _AlibabaOddFields(AlibabaBillServer):
     """Data.AccountName a list, or NextToken an object: fields of the response (not of a line) of the wrong type."""
 

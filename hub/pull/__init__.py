@@ -323,7 +323,7 @@ def _fetch_once(provider: str, api: Any, period: Period, cfg: PullProvider, dead
 
     files: list[str] = []
     constants: dict = {}
-    count, total, seen = 0, None, []
+    count, total, seen, pages_seen = 0, None, [], set()
     try:
         for records, page_constants in _guarded(module.pages(api, period, size, call), module):
             page_total = page_constants.pop("_total", None)
@@ -342,6 +342,11 @@ def _fetch_once(provider: str, api: Any, period: Period, cfg: PullProvider, dead
                     raise _Moved(seen)
             constants = constants or page_constants
             if records:
+                digest = hashlib.sha256(json.dumps(records, sort_keys=True, default=str).encode()).hexdigest()
+                if digest in pages_seen:  # a server answering one page again and again under new tokens, no count
+                    raise HubError(f"{spec(provider)['api']} {period.label}: page {len(files) + 1} repeats an earlier "
+                                   "page's lines", file=spec(provider)["api"], code="PullMalformedResponse")
+                pages_seen.add(digest)
                 path = os.path.join(tmp, f"page-{len(files):05d}.json")
                 with open(path, "w", encoding="utf-8") as fh:
                     json.dump(records, fh)
