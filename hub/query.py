@@ -15,7 +15,7 @@ import duckdb
 
 from hub.catalog import read_again
 from hub.errors import UsageError
-from transforms.typing import literal
+from transforms.typing import ident, literal
 
 FORMATS = ("table", "csv", "json", "parquet")
 _TRAILING = re.compile(r"[\s;]+$")
@@ -88,7 +88,7 @@ def _run(con: duckdb.DuckDBPyConnection, sql: str, fmt: str, output: str | None,
         return "ok"
     if fmt == "table" and output is None:
         return _table(con, rel, max_rows)
-    return _write_rows(con, sql, fmt, output)
+    return _write_rows(con, rel, fmt, output)
 
 
 def _table(con: duckdb.DuckDBPyConnection, rel: duckdb.DuckDBPyRelation, max_rows: int) -> str:
@@ -104,9 +104,15 @@ def _table(con: duckdb.DuckDBPyConnection, rel: duckdb.DuckDBPyRelation, max_row
     return buffer.getvalue().rstrip("\n") + "\n" + more
 
 
-def _write_rows(con: duckdb.DuckDBPyConnection, sql: str, fmt: str, output: str | None) -> str:
-    result = con.execute(sql)
-    columns = [d[0] for d in result.description]
+#: The temporary view of a query's result relation that its rows are fetched from in batches.
+RESULT_VIEW = "hub_query_result"
+
+
+def _write_rows(con: duckdb.DuckDBPyConnection, rel: duckdb.DuckDBPyRelation, fmt: str, output: str | None) -> str:
+    # the result relation's rows: the SQL's statements before the last (a CREATE TEMP TABLE) ran once, with it
+    columns = list(rel.columns)  # as the query names them (the view would rename a repeated name)
+    rel.create_view(RESULT_VIEW, replace=True)
+    result = con.execute(f"SELECT * FROM {ident(RESULT_VIEW)}")
     if fmt == "json":
         _unique_columns(columns)  # before the output file is opened: a refused query leaves no file
     sink = io.StringIO() if output is None else open(output, "w", newline="", encoding="utf-8")  # noqa: SIM115

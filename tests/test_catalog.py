@@ -243,6 +243,15 @@ def test_query_trailing_semicolons_every_format(lake: str, tmp_path: Path, fmt: 
         assert "3000" in proc.stdout
 
 
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_query_statements_before_the_last_run_once(lake: str, fmt: str) -> None:
+    """Review of stop 41: --format csv / json ran the SQL a second time to fetch its rows, so `CREATE TEMP TABLE t AS
+    ...; SELECT * FROM t` failed (exit 2: the table already exists) where the table format worked."""
+    proc = hub("query", lake, "CREATE TEMP TABLE t AS SELECT count(*) AS n FROM Costs; SELECT n FROM t", "--format", fmt)
+    assert proc.returncode == 0, proc.stderr
+    assert "3000" in proc.stdout
+
+
 def test_query_writes_nested_values_as_json(lake: str) -> None:
     """Review of stop 40: a MAP keyed by dates (``histogram``) failed --format json (TypeError, exit 1), and --format csv
     printed nested values as Python's display (``[Decimal('0E-18')]``, ``datetime.datetime(...)``) and a BLOB as
