@@ -606,6 +606,26 @@ def test_preview_changes_nothing_and_shows_the_delta(tmp_path):
     assert sorted(p.stat().st_mtime_ns for p in (tmp_path / "ingestion").rglob("*.parquet")) == before
 
 
+def test_preview_leaves_out_the_months_the_candidates_lock_keeps(tmp_path):
+    """Review of stop 41: April locked (lock_before 2024-05-01) and allocated 50/50 to A and B; a candidate splitting
+    60/40 previewed A +10.00, B -10.00 for April, a change installing it never makes (a locked month keeps its
+    allocation). May (not locked, no pool rows) shows no change either."""
+    from hub.allocation import reports
+
+    pools = [{"id": "net", "match": {"ServiceName": "Network"}, "method": "fixed",
+              "targets": {"dimension": "cost_center", "split": {"A": "50", "B": "50"}}}]
+    current = rules(lock_before="2024-05-01", dimensions={"cost_center": {"tag_keys": ["CostCenter"]}}, pools=pools)
+    store = lake(tmp_path, [row({"CostCenter": "A"}, "10.00", day="2024-04-10"),
+                            row(None, "100.00", service="Network", day="2024-04-10")], month="2024-04")
+    allocated(store, current, month="2024-04")
+    split = [{**pools[0], "targets": {"dimension": "cost_center", "split": {"A": "60", "B": "40"}}}]
+    candidate = rules(lock_before="2024-05-01", dimensions={"cost_center": {"tag_keys": ["CostCenter"]}}, pools=split)
+    assert reports.preview(store, current, candidate) == []
+    unlocked = rules(dimensions={"cost_center": {"tag_keys": ["CostCenter"]}}, pools=split)  # no lock: it would change
+    assert [(d.value, d.candidate - d.current) for d in reports.preview(store, current, unlocked)] == [
+        ("A", D("10.00")), ("B", D("-10.00"))]
+
+
 def test_chargeback_of_a_locked_month_adds_up_to_the_cent(tmp_path):
     data = {"amount_scale": 3, "lock_before": "2024-06-01", "dimensions": {"cost_center": {"tag_keys": ["CostCenter"]}}}
     store = hub_with_rules(tmp_path, data)

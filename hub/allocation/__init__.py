@@ -73,13 +73,18 @@ def allocate(store: Store, only: list[str] | None = None, *, rules: Rules | None
     _retype_amounts(store)
     out = []
     for month in only if only is not None else available:
-        year, mon = map(int, month.split("-"))
-        if rules.lock_before and f"{month}-01" < rules.lock_before.isoformat() and store.files(
-                f"{INGESTION}/{DATASET}/{year:04d}/{mon:02d}"):
-            continue  # locked: the allocation written before the lock stays as it is (whatever a later attempt did, in
-            # whatever metric it was made)
+        if locked(store, rules, month):
+            continue  # the allocation written before the lock stays as it is (whatever a later attempt did, in whatever
+            # metric it was made)
         out.append(_run(store, month, rules))
     return out
+
+
+def locked(store: Store, rules: Rules, month: str) -> bool:
+    """``month`` is before the rules' ``lock_before`` and has an allocation on file: never allocated again."""
+    year, mon = map(int, month.split("-"))
+    return bool(rules.lock_before and f"{month}-01" < rules.lock_before.isoformat()
+                and store.files(f"{INGESTION}/{DATASET}/{year:04d}/{mon:02d}"))
 
 
 #: The type of ``x_Amount`` in every month's file, whatever ``amount_scale`` rounded it to: readers of several months

@@ -15,7 +15,7 @@ from decimal import Decimal
 import duckdb
 
 from hub import catalog
-from hub.allocation import CURRENCY_KEY_SQL, compute, months
+from hub.allocation import CURRENCY_KEY_SQL, compute, locked, months
 from hub.allocation.rules import Rules
 from hub.allocation.split import round_lines
 from hub.errors import UsageError
@@ -55,11 +55,12 @@ def _sums(path: str, rules: Rules) -> dict[tuple[str, str, str], Decimal]:
 
 def preview(store: Store, current: Rules, candidate: Rules, only: list[str] | None = None) -> list[Delta]:
     """Per dimension, value and currency: the amount under the current rules and under the candidate, for ``only``
-    these months (default: every month), without writing anything. Values whose amount changes, largest change first."""
+    these months (default: every month but those the candidate's ``lock_before`` keeps as they are: they would not
+    change), without writing anything. Values whose amount changes, largest change first."""
     before: dict[tuple[str, str, str], Decimal] = {}
     after: dict[tuple[str, str, str], Decimal] = {}
     with tempfile.TemporaryDirectory(prefix="hub-preview-") as tmp:
-        for month in only if only is not None else months(store):
+        for month in [m for m in (only if only is not None else months(store)) if not locked(store, candidate, m)]:
             for rules, into, name in ((current, before, "current"), (candidate, after, "candidate")):
                 path = os.path.join(tmp, f"{name}-{month}.parquet")
                 compute(store, month, rules, path, run_id=f"preview-{name}")
