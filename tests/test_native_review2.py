@@ -431,3 +431,21 @@ def test_a_renewal_paid_months_before_its_service_period_is_a_purchase_of_the_mo
     got = keyed(root, "ResourceId, ChargeCategory, BilledCost, EffectiveCost")
     assert got == {"i-1": ("Usage", D(9), D(9)), "i-2": ("Purchase", D(1080), D(0))}
     assert list((root / "ingestion/Costs/2024/05").rglob("*.parquet"))  # filed under its bill's month
+
+
+def test_alibaba_times_that_carry_an_offset_keep_it(tmp_path: Path) -> None:
+    """Review of stop 41: times without an offset are China Standard Time, but one with its own (`Z`, `+09:00`) was
+    read as China time too: 2024-04-30T16:00:00Z stored as 08:00 UTC, 8 hours early."""
+    root = make_hub(tmp_path / "hub")
+    head = ("BillingCycle,AccountID,OwnerID,ProductCode,ProductName,UsageStartTime,UsageEndTime,Item,InstanceID,Region,Currency,"
+            "PretaxGrossAmount,InvoiceDiscount,PretaxAmount,Usage,UsageUnit,RecordID\n")
+    line = "2024-05,111,222,ecs,ECS,{},{},PayAsYouGoBill,i-1,China (Hangzhou),CNY,10.00,1.00,9.00,10,Hour,{}\n"
+    text = head + "".join(line.format(a, b, k) for a, b, k in (
+        ("2024-04-30T16:00:00Z", "2024-04-30T17:00:00Z", "utc"), ("2024-05-01T00:00:00+09:00", "2024-05-01T01:00:00+09:00", "plus9"),
+        ("2024-05-01 00:00:00", "2024-05-01 01:00:00", "cst")))
+    deliver(root, "alibaba", "a", {"111_BillingItemDetail_202405.csv": text})
+    _ingested(root)
+    got = keyed(root, "x_RecordID, CAST(ChargePeriodStart AS VARCHAR), CAST(ChargePeriodEnd AS VARCHAR)")
+    assert got == {"utc": ("2024-04-30 16:00:00+00", "2024-04-30 17:00:00+00"),
+                   "plus9": ("2024-04-30 15:00:00+00", "2024-04-30 16:00:00+00"),
+                   "cst": ("2024-04-30 16:00:00+00", "2024-04-30 17:00:00+00")}
