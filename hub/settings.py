@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Literal, TypeVar
@@ -190,6 +191,13 @@ class EventSink(_Strict):
         """What the sink sends to (its dead-letter queue is named after it): type, url or path, mode."""
         return self.type, self.url or self.path or "", self.mode
 
+    @property
+    def destination(self) -> tuple[str, ...]:
+        """Where the events end up, whatever the spelling: a URL and its mode, a file's absolute path, stdout."""
+        if self.type == "file":
+            return self.type, os.path.abspath(os.path.expanduser(self.path or ""))
+        return (self.type, self.url or "", self.mode) if self.type == "http" else (self.type,)
+
 
 #: An API endpoint: a host name or address, an optional port, nothing else.
 _ENDPOINT = re.compile(r"(?:https?://)?[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252}[A-Za-z0-9])?(?::([0-9]{1,5}))?/?")
@@ -214,11 +222,11 @@ class Events(_Strict):
     @model_validator(mode="after")
     def _one_sink_per_target(self) -> Events:
         # two sinks of one target would share its dead-letter queue: one's queued events re-sent with the other's token
-        first: dict[tuple[str, str, str], int] = {}
+        first: dict[tuple[str, ...], int] = {}
         for i, sink in enumerate(self.sinks, 1):
-            if (j := first.setdefault(sink.target, i)) != i:
-                raise ValueError(f"sinks {j} and {i} send to the same {sink.type} target ({sink.mode} mode): one sink "
-                                 "per target (another query string makes another url)")
+            if (j := first.setdefault(sink.destination, i)) != i:
+                raise ValueError(f"sinks {j} and {i} send to the same {sink.type} target: one sink per target (another "
+                                 "query string makes another url)")
         return self
     #: pulled bills: also one ``<provider>.account_billing.daily`` event per product per day
     billing_records: StrictBool = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -575,7 +576,10 @@ def test_two_sinks_of_one_target_are_refused():
 
     url = "https://hooks.example/ce"
     for pair in ([{"type": "http", "url": url, "token_env": "A"}, {"type": "http", "url": url, "token_env": "B"}],
-                 [{"type": "file", "path": "e.jsonl"}, {"type": "file", "path": "e.jsonl"}]):
+                 [{"type": "file", "path": "e.jsonl"}, {"type": "file", "path": "e.jsonl"}],
+                 # the same file spelled otherwise, or with a mode (an http setting), still one file (the change's review)
+                 [{"type": "file", "path": "e.jsonl"}, {"type": "file", "path": "./e.jsonl", "mode": "structured"}],
+                 [{"type": "file", "path": "e.jsonl"}, {"type": "file", "path": os.path.abspath("e.jsonl")}]):
         with pytest.raises(UsageError, match="sinks 1 and 2 send to the same"):
             parse_settings(json.dumps({"events": {"sinks": pair}}))
     ok = [{"type": "http", "url": url}, {"type": "http", "url": url + "?tenant=b"}, {"type": "http", "url": url, "mode": "structured"}]

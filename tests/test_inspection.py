@@ -259,6 +259,21 @@ def test_a_changed_budget_fires_under_its_new_definition_and_never_for_a_month_j
     assert fired(date(2024, 6, 2), "300") == 0  # May was judged under 1000: lowering the budget now fires nothing for it
 
 
+def test_thresholds_an_older_version_fired_never_fire_again(tmp_path):
+    """Review of stop 41 (the change's own review): a state written before budget definitions were kept (keys without
+    one) kept its thresholds quiet on the first inspection only: the next fired them all again."""
+    store = lake(tmp_path, [daily("B", date(2024, 4, 1) + timedelta(days=i), 10) for i in range(61)])  # Apr 1 - May 31
+    r = rules(budgets=[{"id": "b", "amount": "100", "actual": [50, 100], "forecasted": []}])
+    assert len(inspection.inspect(store, date(2024, 5, 20), r).events) >= 4  # April's and May's 50 % and 100 %
+    path = tmp_path / "config/inspection/state.json"
+    state = json.loads(path.read_text())
+    state["budgets"] = {k.rsplit("/", 1)[0]: v for k, v in state["budgets"].items()}  # as the older version wrote them
+    state.pop("budgetDefinitions")
+    path.write_text(json.dumps(state))
+    for day in (21, 22, 23):
+        assert [e for e in inspection.inspect(store, date(2024, 5, day), r).events if e[0] == "finops-hub.budget.threshold"] == []
+
+
 def test_feedback_datasets_and_the_anomalies_command(store, tmp_path):
     result = inspection.inspect(store, LAST, rules())
     a = next(x for x in result.anomalies if x.key == "A")

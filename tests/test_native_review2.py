@@ -380,10 +380,12 @@ def test_a_row_without_a_charge_category_is_held_to_the_delivery_s_period(tmp_pa
     assert "rows are charged from 2024-09-03 to 2024-12-12" in rec.error.message
 
 
-def test_a_tencent_downgrade_refund_keeps_its_negative_contracted_cost(tmp_path: Path) -> None:
+@pytest.mark.parametrize("cost", ["-60", ""])
+def test_a_tencent_downgrade_refund_keeps_its_negative_contracted_cost(tmp_path: Path, cost: str) -> None:
     """Review of stop 41: a downgrade of a monthly subscription refunds the price difference as a negative row
     (RealCost -48, quantity 2 and ContractPrice 24 positive); the ContractedCost fix (unit price x quantity) made it +48,
-    so the month's ContractedCost read 144 for 96 - 48 = 48, unflagged (BilledCost reconciled)."""
+    so the month's ContractedCost read 144 for 96 - 48 = 48, unflagged (BilledCost reconciled). Without its Cost, the
+    list cost backfilled from the list price (30 x 2) is -60 too (it was +60)."""
     root = make_hub(tmp_path / "hub")
     cols = ("BillMonth,PayerUin,OwnerUin,BusinessCodeName,BusinessCode,ProductCodeName,PayMode,ResourceId,ActionTypeName,"
             "ActionType,FeeBeginTime,FeeEndTime,ComponentCodeName,ItemCodeName,ItemCode,SinglePrice,ContractPrice,PriceUnit,"
@@ -392,7 +394,7 @@ def test_a_tencent_downgrade_refund_keeps_its_negative_contracted_cost(tmp_path:
     text = (cols + f"{common},Monthly subscription,prepay_purchase,2024-05-10 12:00:00,2024-06-10 11:59:59,CPU,CPU,sv_cpu_m,"
             "30,24,USD/core/month,4,core,1,120,0.8,96,96,USD\n"
             f"{common},Upgrade/Downgrade,prepay_modify,2024-05-20 00:00:00,2024-06-10 11:59:59,CPU,CPU,sv_cpu_m,"
-            "30,24,USD/core/month,2,core,1,-60,0.8,-48,-48,USD\n")
+            f"30,24,USD/core/month,2,core,1,{cost},0.8,-48,-48,USD\n")
     deliver(root, "tencent", "bs", {"100-202405-by_used_time-bill_details.csv": text})
     _ingested(root)
     got = keyed(root, "BilledCost, ContractedCost, ListCost, coalesce(x_SourceChanges, '')")

@@ -171,8 +171,10 @@ def price_layer(chain: Chain, prices: str | None, savings: Mapping[str, str] | N
     # the product with the sign of the delivered cost (ContractedCost, else BilledCost): a negative row that is no
     # correction (Tencent's downgrade of a subscription refunds the difference, its quantity and prices positive) keeps
     # its sign, and only a magnitude that differs is corrected
-    sign = "coalesce(nullif(sign(ContractedCost), 0), sign(BilledCost))"
-    product = f"CASE WHEN {sign} < 0 THEN -abs({mul('ContractedUnitPrice', 'PricingQuantity')}) ELSE {mul('ContractedUnitPrice', 'PricingQuantity')} END"
+    def signed(cost: str) -> str:  # with the sign of ContractedCost, else of BilledCost
+        return f"CASE WHEN coalesce(nullif(sign(ContractedCost), 0), sign(BilledCost)) < 0 THEN -abs({cost}) ELSE {cost} END"
+
+    product = signed(mul("ContractedUnitPrice", "PricingQuantity"))
     cc, cup, qty = dbl(chain, "ContractedCost"), dbl(chain, "ContractedUnitPrice"), dbl(chain, "PricingQuantity")
     fix = (f"ChargeClass IS NULL AND ContractedUnitPrice IS NOT NULL AND PricingQuantity IS NOT NULL "
            f"AND (ContractedCost IS NULL OR abs(abs({cc}) - abs({cup} * {qty})) > {CORRECTION_TOLERANCE} * greatest(1, abs({cc})))")
@@ -182,7 +184,7 @@ def price_layer(chain: Chain, prices: str | None, savings: Mapping[str, str] | N
     chain.replace({
         "ListCost": f"CASE WHEN {keep('ListCost', False)} THEN ListCost "
                     f"WHEN {nz('ContractedCost')} AND ListUnitPrice = ContractedUnitPrice THEN ContractedCost "
-                    f"WHEN {nz('ListUnitPrice')} AND PricingQuantity IS NOT NULL THEN {refund_sign(mul('ListUnitPrice', 'PricingQuantity'))} "
+                    f"WHEN {nz('ListUnitPrice')} AND PricingQuantity IS NOT NULL THEN {signed(refund_sign(mul('ListUnitPrice', 'PricingQuantity')))} "
                     "ELSE coalesce(ContractedCost, BilledCost) END",
     })
 

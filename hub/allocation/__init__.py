@@ -97,10 +97,9 @@ def _retype_amounts(store: Store) -> None:
     as :data:`AMOUNT`, the same values (locked months' too: no amount changes), each replacing its file by name (a
     rename on a local folder, an overwrite on a blob store; a killed rewrite leaves a ``.retype`` file, not Parquet,
     that the next one removes)."""
-    files = store.files(f"{INGESTION}/{DATASET}")
-    for leftover in (f for f in files if f.endswith(RETYPE)):
+    for leftover in store.files(f"{INGESTION}/{DATASET}", RETYPE):
         store.delete(leftover)
-    parquet = [f for f in files if f.endswith(".parquet")]
+    parquet = store.files(f"{INGESTION}/{DATASET}")
     if not parquet:
         return
     con = catalog.store_connection(store, threads=2)  # the store's files, local or on a blob store

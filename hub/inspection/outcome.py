@@ -145,7 +145,9 @@ def record(store: Store, anomalies: list, budgets: list[dict], day: date, rules:
         for kind, pct in b["crossed"]:
             legacy = f"{b['id']}/{b['month']}/{kind}/{pct:g}"  # a state written before definitions were kept
             key = f"{legacy}/{definition}" if definition else legacy
-            if key in state["budgets"] or (before is None and legacy in state["budgets"]):
+            if before is None and legacy in state["budgets"]:  # fired before definitions were kept: as this one's
+                state["budgets"][key] = state["budgets"][legacy]
+            if key in state["budgets"]:
                 continue  # each threshold fires once per month and definition (a raised budget's 100 % fires anew)
             state["budgets"][key] = day.isoformat()
             events.append(("finops-hub.budget.threshold", b["id"], {**b, "threshold": {"type": kind, "percent": pct}}, key))
