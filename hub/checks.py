@@ -35,8 +35,7 @@ def check_costs(con: duckdb.DuckDBPyConnection, rec: RunRecord, outputs: list[st
     """Raise when the written Costs files ``outputs`` cannot be committed (see the module docstring). ``rec`` holds
     the run's validation (null counts per column) and rows written. ``inside=False``: the period comes from the rows'
     own billing period (native FOCUS files), whose charges may all lie just before it (late usage billed next month):
-    only rows far from it are refused, corrections, adjustments and credits (of any earlier month's usage) and purchases
-    (a subscription renewed months before its service period starts) never."""
+    only rows far from it are refused, corrections, adjustments and credits (of any earlier month's usage) never."""
     rules = (rec.validation or {}).get("rules", {})
     manifest = rec.manifest.removeprefix(CUSTOM)  # a custom folder's record names its manifest so: the path without it
     for column in MONEY:
@@ -52,11 +51,11 @@ def check_costs(con: duckdb.DuckDBPyConnection, rec: RunRecord, outputs: list[st
         err.column = column
         raise err
     # a native bill's corrections, adjustments and credits may concern usage of any earlier month (Google's
-    # corrections keep their usage dates), and a purchase a service period far from it (Alibaba's and Tencent's early
-    # renewals are charged from the renewed period's start): only the other rows must lie near the billing period
-    # (a row without a ChargeCategory is checked too: NOT IN on a NULL was no condition at all)
+    # corrections keep their usage dates): only the other rows must lie near the billing period (a row without a
+    # ChargeCategory is checked too: NOT IN on a NULL was no condition at all). A purchase of a later service period
+    # (a renewal paid early) is charged over its billing period by its mapping (schemas/alibaba, schemas/tencent)
     usual = "true" if inside else ("coalesce(ChargeClass, '') <> 'Correction' AND coalesce(ChargeCategory, '') "
-                                   "NOT IN ('Adjustment', 'Credit', 'Purchase')")
+                                   "NOT IN ('Adjustment', 'Credit')")
     first, last, found = con.execute(
         f"SELECT min(ChargePeriodStart) FILTER (WHERE {usual}), max(ChargePeriodStart) FILTER (WHERE {usual}), "
         f"count(*) FILTER (WHERE ChargePeriodStart >= ? AND ChargePeriodStart < ?) FROM {convert.parquet_source(outputs)}",

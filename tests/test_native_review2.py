@@ -419,8 +419,9 @@ def test_a_prepaid_purchase_without_a_contracted_cost_is_contracted_at_what_was_
 
 def test_a_renewal_paid_months_before_its_service_period_is_a_purchase_of_the_month(tmp_path: Path) -> None:
     """Review of stop 41: May's Alibaba bill with a subscription renewed in May for a year from December 15 was
-    PeriodMismatch as a whole (rows charged to 2024-12-15): none of May was ingested. Purchases, like corrections, may
-    be charged far from their bill's month."""
+    PeriodMismatch as a whole (rows charged to 2024-12-15): none of May was ingested. The renewal is charged over its
+    billing cycle, when it was billed (within May's folder: a query's window never misses it), its service period in
+    x_ServicePeriodStart/End (2024-12-15 10:00 China time: 02:00 UTC)."""
     root = make_hub(tmp_path / "hub")
     text = ("BillingCycle,AccountID,OwnerID,ProductCode,ProductName,UsageStartTime,UsageEndTime,Item,InstanceID,Region,Currency,"
             "PretaxGrossAmount,InvoiceDiscount,PretaxAmount,ServicePeriod,ServicePeriodUnit,RecordID\n"
@@ -430,9 +431,11 @@ def test_a_renewal_paid_months_before_its_service_period_is_a_purchase_of_the_mo
             "120.00,1080.00,1,Year,r2\n")
     deliver(root, "alibaba", "a", {"111_BillingItemDetail_202405.csv": text})
     _ingested(root)
-    got = keyed(root, "ResourceId, ChargeCategory, BilledCost, EffectiveCost")
-    assert got == {"i-1": ("Usage", D(9), D(9)), "i-2": ("Purchase", D(1080), D(0))}
-    assert list((root / "ingestion/Costs/2024/05").rglob("*.parquet"))  # filed under its bill's month
+    got = keyed(root, "ResourceId, ChargeCategory, BilledCost, EffectiveCost, CAST(ChargePeriodStart AS VARCHAR), "
+                      "CAST(ChargePeriodEnd AS VARCHAR), CAST(x_ServicePeriodStart AS VARCHAR)")
+    assert got == {"i-1": ("Usage", D(9), D(9), "2024-04-30 16:00:00+00", "2024-04-30 17:00:00+00", None),
+                   "i-2": ("Purchase", D(1080), D(0), "2024-04-30 16:00:00+00", "2024-05-31 16:00:00+00",
+                           "2024-12-15 02:00:00+00")}
 
 
 def test_alibaba_times_that_carry_an_offset_keep_it(tmp_path: Path) -> None:
@@ -451,3 +454,24 @@ def test_alibaba_times_that_carry_an_offset_keep_it(tmp_path: Path) -> None:
     assert got == {"utc": ("2024-04-30 16:00:00+00", "2024-04-30 17:00:00+00"),
                    "plus9": ("2024-04-30 15:00:00+00", "2024-04-30 16:00:00+00"),
                    "cst": ("2024-04-30 16:00:00+00", "2024-04-30 17:00:00+00")}
+
+
+def test_a_tencent_renewal_paid_months_ahead_is_charged_in_its_bill(tmp_path: Path) -> None:
+    """Review of stop 41: May's Tencent bill with a renewal from November 10 was PeriodMismatch as a whole; now the
+    renewal is charged over May (Beijing time: 2024-04-30 16:00 to 2024-05-31 16:00 UTC), its service period kept in
+    x_ServicePeriodStart/End, and May's other rows as they were."""
+    root = make_hub(tmp_path / "hub")
+    text = ("BillMonth,PayerUin,OwnerUin,BusinessCodeName,ProductCodeName,PayMode,ResourceId,ActionTypeName,ActionType,"
+            "FeeBeginTime,FeeEndTime,ComponentCodeName,ItemCodeName,SinglePrice,ContractPrice,UsedAmount,TimeSpan,Cost,RealCost,"
+            "Currency\n"
+            "2024-05,100,101,CVM,S5,postPay,ins-1,Hourly settlement,postpay_deduct_h,2024-05-01 00:00:00,2024-05-01 00:59:59,"
+            "CPU,CPU,0.05,0.04,2,1,0.1,0.08,USD\n"
+            "2024-05,100,101,CVM,S5,prePay,ins-2,Renewal,prepay_renew,2024-11-10 12:00:00,2025-11-10 11:59:59,CPU,CPU,300,240,"
+            "2,1,600,480,USD\n")
+    deliver(root, "tencent", "bs", {"100-202405-by_used_time-bill_details.csv": text})
+    _ingested(root)
+    got = keyed(root, "ResourceId, BilledCost, CAST(ChargePeriodStart AS VARCHAR), CAST(ChargePeriodEnd AS VARCHAR), "
+                      "CAST(x_ServicePeriodStart AS VARCHAR), CAST(x_ServicePeriodEnd AS VARCHAR)")
+    assert got == {"ins-1": (D("0.08"), "2024-04-30 16:00:00+00", "2024-04-30 17:00:00+00", None, None),
+                   "ins-2": (D(480), "2024-04-30 16:00:00+00", "2024-05-31 16:00:00+00", "2024-11-10 04:00:00+00",
+                             "2025-11-10 04:00:00+00")}
