@@ -65,9 +65,6 @@ class Anomaly:
     impact_pct: float | None
     severity: str
     causes: list[Cause] = field(default_factory=list)
-    #: the cost came back to its normal level after it (days of it seen normal), as a spike's does; not an anomaly over
-    #: because the baseline learnt a lasting change. Its days are left out of the series' training days after it.
-    back_to_normal: bool = False
     #: the 30 days up to the inspection: day, actual, expected, lower and upper edge of the band (for the report)
     series: list[dict] = field(default_factory=list)
 
@@ -350,8 +347,7 @@ def _monitor(con: duckdb.DuckDBPyConnection, rules: Rules, monitor: Monitor, fir
         result.insufficient.append((monitor.id, key, cur, int(history[i])))
     if not keep.any():
         return
-    trained = _without_spikes(values[keep], series[keep], known, monitor.id, first, n_days - rules.test_days)
-    found = detection.detect(trained, weekdays, rules.test_days, min_impact=monitor.min_impact,
+    found = detection.detect(values[keep], weekdays, rules.test_days, min_impact=monitor.min_impact,
                              min_impact_pct=monitor.min_impact_pct / 100)
     result.series += int(keep.sum())
     names, kept = series[keep], values[keep]
@@ -379,7 +375,7 @@ def _monitor(con: duckdb.DuckDBPyConnection, rules: Rules, monitor: Monitor, fir
                 monitor=monitor.id, key=key, currency=cur, start=start, end=end, state="open" if iv.open else "resolved",
                 direction=direction, actual=exact, expected=_dec(expected.sum()),
                 impact=exact - _dec(expected.sum()), max_daily_impact=_dec(impact[np.argmax(np.abs(impact))]), impact_pct=pct,
-                severity=_severity(rules, pct), back_to_normal=not iv.open)
+                severity=_severity(rules, pct))
             anomaly.causes = _causes(con, monitor, key_sql, key, cur, start, end, iv.direction)
             last = range(max(0, n_days - 30), n_days)
             anomaly.series = [{"day": (first + timedelta(days=i)).isoformat(),
@@ -403,24 +399,6 @@ def _monitor(con: duckdb.DuckDBPyConnection, rules: Rules, monitor: Monitor, fir
             again = _restated(con, rules, monitor, key_sql, _resolved(a))
             if again.actual != Decimal(str(a["actual"])):
                 result.anomalies.append(again)
-
-
-def _without_spikes(values: np.ndarray, names: np.ndarray, known: dict, monitor: str, first: date, train: int) -> np.ndarray:
-    """``values`` (series x days from ``first``) with the training days (before index ``train``) of the anomalies
-    known to be back to normal (a spike) as NaN: a spike in the last training days would otherwise be fitted as a step
-    or tilt the line, raise the expected cost, and make the normal days after it a false "down" anomaly."""
-    rows = {str(n): i for i, n in enumerate(names.tolist())}
-    out = None
-    for a in known.values():
-        row = rows.get(f"{a.get('key')}\x1f{a.get('currency')}")
-        if a.get("monitor") != monitor or not a.get("back_to_normal") or a.get("state") != "resolved" or row is None:
-            continue
-        lo = max(0, (date.fromisoformat(str(a["start"])) - first).days)
-        hi = min(train, (date.fromisoformat(str(a["end"])) - first).days + 1)
-        if lo < hi:
-            out = values.copy() if out is None else out
-            out[row, lo:hi] = np.nan
-    return values if out is None else out
 
 
 def _series_sql(key_sql: str) -> str:

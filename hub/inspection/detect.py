@@ -23,8 +23,7 @@ the variance of the fitted level (least squares, in ``s^2`` units) and ``c = 1 +
 - shift: for each test day ``j``, the mean of the ``z`` (each clipped to +-3: a spike weighs like a 3-sigma day) of
   the ``m`` test days with a value from ``j`` to the last, over its standard error ``sqrt(c / m + v)`` (``v`` at the
   tail's mean day); the tail of at least 2 days of the largest magnitude, when it reaches ``z_shift`` (3.0), makes its
-  days off in its direction by at least ``TAIL_Z`` (1) abnormal (a day's own one-day flag first): a day back at its
-  normal cost after a spike closes the interval.
+  days with a value abnormal, in its direction (a day's own one-day flag first).
 
 When a step was fitted, each statistic is also computed without it and the smaller magnitude is used (0 when the
 signs differ): a change just before the test days is not taken for one inside them, nor a spike at the end of the
@@ -51,8 +50,6 @@ K = 1.5
 #: Thresholds of the one-day test and of the shift test (pooled standard scores).
 Z_DAY = 3.25
 Z_SHIFT = 3.0
-#: A day of a shift's tail is abnormal when its own standard score, in the shift's direction, is at least this.
-TAIL_Z = 1.0
 #: A step in the training days is fitted when it cuts the squared error by this many sigma^2.
 STEP = 16.0
 #: Days with cost an intermittent series needs in training for the log model.
@@ -259,10 +256,7 @@ def detect(values: np.ndarray, weekdays: np.ndarray, test_points: int, *, k: flo
     tail = np.where(logged[:, None] & pooled & np.isfinite(tail), tail, 0.0)
     start = np.argmax(np.abs(tail), axis=1)
     best = tail[np.arange(n_series), start]
-    # the tail's days that are off in its direction by at least TAIL_Z (a day back at its normal cost after a spike
-    # is not part of the change the tail found: it closes the interval)
-    along = (np.sign(np.nan_to_num(day)) == np.sign(best)[:, None]) & (np.abs(np.nan_to_num(day)) >= TAIL_Z)
-    run = (np.abs(best) >= z_shift)[:, None] & (np.arange(test_points)[None, :] >= start[:, None]) & tested & along
+    run = (np.abs(best) >= z_shift)[:, None] & (np.arange(test_points)[None, :] >= start[:, None]) & tested
     log_flag = np.where(one != 0, one, np.where(run, np.sign(best)[:, None], 0))
     flag = np.zeros((n_series, n_days), dtype=np.int8)
     flag[:, train:] = np.where((steady & logged)[:, None] | (tukey == 0), log_flag, tukey)
