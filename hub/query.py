@@ -15,7 +15,7 @@ import duckdb
 
 from hub.catalog import read_again
 from hub.errors import UsageError
-from transforms.typing import ident, literal
+from transforms.typing import literal
 
 FORMATS = ("table", "csv", "json", "parquet")
 _TRAILING = re.compile(r"[\s;]+$")
@@ -83,12 +83,13 @@ def _run(con: duckdb.DuckDBPyConnection, sql: str, fmt: str, output: str | None,
     if fmt == "parquet":
         con.execute(f"COPY ({sql}\n) TO {literal(output)} (FORMAT parquet)")  # a trailing -- comment ends at the line
         return f"written to {output}"
-    rel = con.sql(sql)
-    if rel is None:
-        return "ok"
     if fmt == "table" and output is None:
-        return _table(con, rel, max_rows)
-    return _write_rows(con, rel, fmt, output)
+        rel = con.sql(sql)
+        return "ok" if rel is None else _table(con, rel, max_rows)
+    result = con.execute(sql)  # once: the SQL's statements before the last (a CREATE TEMP TABLE) run once
+    if result.description is None:
+        return "ok"
+    return _write_rows(result, fmt, output)
 
 
 def _table(con: duckdb.DuckDBPyConnection, rel: duckdb.DuckDBPyRelation, max_rows: int) -> str:
@@ -104,15 +105,8 @@ def _table(con: duckdb.DuckDBPyConnection, rel: duckdb.DuckDBPyRelation, max_row
     return buffer.getvalue().rstrip("\n") + "\n" + more
 
 
-#: The temporary view of a query's result relation that its rows are fetched from in batches.
-RESULT_VIEW = "hub_query_result"
-
-
-def _write_rows(con: duckdb.DuckDBPyConnection, rel: duckdb.DuckDBPyRelation, fmt: str, output: str | None) -> str:
-    # the result relation's rows: the SQL's statements before the last (a CREATE TEMP TABLE) ran once, with it
-    columns = list(rel.columns)  # as the query names them (the view would rename a repeated name)
-    rel.create_view(RESULT_VIEW, replace=True)
-    result = con.execute(f"SELECT * FROM {ident(RESULT_VIEW)}")
+def _write_rows(result: duckdb.DuckDBPyConnection, fmt: str, output: str | None) -> str:
+    columns = [d[0] for d in result.description]
     if fmt == "json":
         _unique_columns(columns)  # before the output file is opened: a refused query leaves no file
     sink = io.StringIO() if output is None else open(output, "w", newline="", encoding="utf-8")  # noqa: SIM115

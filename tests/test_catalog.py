@@ -250,6 +250,9 @@ def test_query_statements_before_the_last_run_once(lake: str, fmt: str) -> None:
     proc = hub("query", lake, "CREATE TEMP TABLE t AS SELECT count(*) AS n FROM Costs; SELECT n FROM t", "--format", fmt)
     assert proc.returncode == 0, proc.stderr
     assert "3000" in proc.stdout
+    # (the change's review: statements without a relation of their own, EXPLAIN, PRAGMA, CALL, still answer)
+    for sql in ("EXPLAIN SELECT 1", "PRAGMA table_info('Costs')", "CALL duckdb_settings()"):
+        assert hub("query", lake, sql, "--format", fmt).returncode == 0, sql
 
 
 def test_query_writes_nested_values_as_json(lake: str) -> None:
