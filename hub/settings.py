@@ -195,7 +195,7 @@ class EventSink(_Strict):
     def destination(self) -> tuple[str, ...]:
         """Where the events end up, whatever the spelling: a URL and its mode, a file's absolute path, stdout."""
         if self.type == "file":
-            return self.type, os.path.abspath(os.path.expanduser(self.path or ""))
+            return self.type, os.path.realpath(os.path.expanduser(self.path or ""))  # links and "//" resolved
         return (self.type, self.url or "", self.mode) if self.type == "http" else (self.type,)
 
 

@@ -579,7 +579,8 @@ def test_two_sinks_of_one_target_are_refused():
                  [{"type": "file", "path": "e.jsonl"}, {"type": "file", "path": "e.jsonl"}],
                  # the same file spelled otherwise, or with a mode (an http setting), still one file (the change's review)
                  [{"type": "file", "path": "e.jsonl"}, {"type": "file", "path": "./e.jsonl", "mode": "structured"}],
-                 [{"type": "file", "path": "e.jsonl"}, {"type": "file", "path": os.path.abspath("e.jsonl")}]):
+                 [{"type": "file", "path": "e.jsonl"}, {"type": "file", "path": os.path.abspath("e.jsonl")}],
+                 [{"type": "file", "path": "/tmp/e.jsonl"}, {"type": "file", "path": "//tmp/e.jsonl"}]):
         with pytest.raises(UsageError, match="sinks 1 and 2 send to the same"):
             parse_settings(json.dumps({"events": {"sinks": pair}}))
     ok = [{"type": "http", "url": url}, {"type": "http", "url": url + "?tenant=b"}, {"type": "http", "url": url, "mode": "structured"}]

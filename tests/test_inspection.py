@@ -272,6 +272,14 @@ def test_thresholds_an_older_version_fired_never_fire_again(tmp_path):
     path.write_text(json.dumps(state))
     for day in (21, 22, 23):
         assert [e for e in inspection.inspect(store, date(2024, 5, day), r).events if e[0] == "finops-hub.budget.threshold"] == []
+    # a threshold fired before the upgrade and not crossed on its first inspection (a forecast back under it) neither
+    state = json.loads(path.read_text())
+    state["budgets"] = {"b/2024-05/forecasted/100": "2024-05-05"}
+    state.pop("budgetDefinitions")
+    path.write_text(json.dumps(state))
+    low = rules(budgets=[{"id": "b", "amount": "100000", "actual": [], "forecasted": [100]}])
+    inspection.inspect(store, date(2024, 5, 24), low)  # the upgrade's first inspection: nothing crossed (as before)
+    assert "b/2024-05/forecasted/100/" + low.budgets[0].definition in json.loads(path.read_text())["budgets"]
 
 
 def test_feedback_datasets_and_the_anomalies_command(store, tmp_path):

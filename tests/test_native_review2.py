@@ -447,13 +447,17 @@ def test_alibaba_times_that_carry_an_offset_keep_it(tmp_path: Path) -> None:
     line = "2024-05,111,222,ecs,ECS,{},{},PayAsYouGoBill,i-1,China (Hangzhou),CNY,10.00,1.00,9.00,10,Hour,{}\n"
     text = head + "".join(line.format(a, b, k) for a, b, k in (
         ("2024-04-30T16:00:00Z", "2024-04-30T17:00:00Z", "utc"), ("2024-05-01T00:00:00+09:00", "2024-05-01T01:00:00+09:00", "plus9"),
-        ("2024-05-01 00:00:00", "2024-05-01 01:00:00", "cst")))
+        ("2024-05-01 00:00:00", "2024-05-01 01:00:00", "cst"),
+        # forms the cast does not take (a space before the offset): China time, as any other text (the change's review:
+        # the whole bill was InvalidValue)
+        ("2024-05-01 00:00:00 +0900", "2024-05-01 01:00:00 +0900", "spaced")))
     deliver(root, "alibaba", "a", {"111_BillingItemDetail_202405.csv": text})
     _ingested(root)
     got = keyed(root, "x_RecordID, CAST(ChargePeriodStart AS VARCHAR), CAST(ChargePeriodEnd AS VARCHAR)")
     assert got == {"utc": ("2024-04-30 16:00:00+00", "2024-04-30 17:00:00+00"),
                    "plus9": ("2024-04-30 15:00:00+00", "2024-04-30 16:00:00+00"),
-                   "cst": ("2024-04-30 16:00:00+00", "2024-04-30 17:00:00+00")}
+                   "cst": ("2024-04-30 16:00:00+00", "2024-04-30 17:00:00+00"),
+                   "spaced": ("2024-04-30 16:00:00+00", "2024-04-30 17:00:00+00")}
 
 
 def test_a_tencent_renewal_paid_months_ahead_is_charged_in_its_bill(tmp_path: Path) -> None:

@@ -142,11 +142,12 @@ def record(store: Store, anomalies: list, budgets: list[dict], day: date, rules:
             continue  # a closed month judged under another amount, currency, metric or filter than today's budget's
         if not closed or before is None:  # a month is judged under its budget as it last was during the month
             judged[month] = definition
+        if before is None and definition:  # thresholds fired before definitions were kept: this definition's
+            for legacy in [k for k in state["budgets"] if k.startswith(f"{month}/") and k.count("/") == 3]:
+                state["budgets"].setdefault(f"{legacy}/{definition}", state["budgets"][legacy])
         for kind, pct in b["crossed"]:
-            legacy = f"{b['id']}/{b['month']}/{kind}/{pct:g}"  # a state written before definitions were kept
+            legacy = f"{b['id']}/{b['month']}/{kind}/{pct:g}"
             key = f"{legacy}/{definition}" if definition else legacy
-            if before is None and legacy in state["budgets"]:  # fired before definitions were kept: as this one's
-                state["budgets"][key] = state["budgets"][legacy]
             if key in state["budgets"]:
                 continue  # each threshold fires once per month and definition (a raised budget's 100 % fires anew)
             state["budgets"][key] = day.isoformat()
