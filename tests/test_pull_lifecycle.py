@@ -414,7 +414,8 @@ def test_a_months_pull_owns_its_subjects_and_its_final_pull_announces_every_line
     never announced. Expected by hand: the events add up to the lake, 5 + 2 + 1 = 8."""
     april = tc(1, "2024-04-30", [("CPU", "5")])
     late = {**tc(2, "2024-05-01", [("CPU", "2")]), "FeeBeginTime": "2024-04-30 23:00:00", "FeeEndTime": "2024-04-30 23:59:59"}
-    renewal = {**tc(3, "2024-05-01", [("CPU", "1")]), "FeeBeginTime": "2024-07-01 00:00:00", "FeeEndTime": "2024-07-31 23:59:59"}
+    renewal = {**tc(3, "2024-05-01", [("CPU", "1")]), "FeeBeginTime": "2024-07-01 00:00:00", "FeeEndTime": "2024-07-31 23:59:59",
+               "ActionType": "prepay_renew", "ActionTypeName": "Renewal", "PayMode": "prePay"}
     server = TencentBillServer(AK, SK, {"2024-04-30": [april], "2024-05-01": [late, renewal]})
     events_file = tmp_path / "events.jsonl"
     try:
@@ -430,9 +431,12 @@ def test_a_months_pull_owns_its_subjects_and_its_final_pull_announces_every_line
     for e in map(json.loads, events_file.read_text().splitlines()):
         if e["type"] == "tencentcloud.account_billing.daily":
             latest[e["subject"]] = e["data"]
+    # (the renewal from July 1 is charged over May by the mapping, and dated May 1 in the events: the change's review)
     assert sorted((s.split("/")[0], d["BillingDate"], d["RealCost"]) for s, d in latest.items()) == [
-        ("2024-04", "2024-04-30", "5"), ("2024-05", "2024-04-30", "2"), ("2024-05", "2024-07-01", "1")]
+        ("2024-04", "2024-04-30", "5"), ("2024-05", "2024-04-30", "2"), ("2024-05", "2024-05-01", "1")]
     assert lake(tmp_path, "SELECT sum(BilledCost) FROM LAKE") == [(8,)]
+    assert lake(tmp_path, "SELECT CAST(ChargePeriodStart AS VARCHAR) FROM LAKE WHERE ResourceId = 'ins-3'") == [
+        ("2024-04-30 16:00:00+00",)]  # May 1, Beijing time, as its event
 
 
 @pytest.mark.parametrize("drop, cfg", [("ProductName", {}), ("Currency", {"currency": "CNY"})])

@@ -228,7 +228,7 @@ def _pull_one(store: Store, provider: str, api: Any, period: Period, cfg: PullPr
                         # complete days only, but a final (closed month's) pull announces every line, a renewal
                         # charged from a later day included: it is never pulled again
                         before = date.max if info["final"] else local_now(provider, now).date()
-                        daily = _daily(con, provider, flat, before=before)
+                        daily = _daily(con, provider, flat, before=before, month=rec.month or "")
                 except duckdb.Error as exc:
                     raise HubError(f"{spec(provider)['api']}: the bill lines cannot be read ({convert.scrub(str(exc))})",
                                    file=rec.manifest, code="PullMalformedResponse") from None
@@ -455,13 +455,14 @@ def _documented_shape(provider: str, kinds: dict[str, str], composite: list[str]
                        file=spec(provider)["api"], code="PullMalformedResponse")
 
 
-def _daily(con: duckdb.DuckDBPyConnection, provider: str, flat: str, *, before: date) -> list[dict] | None:
-    """The lines per day and product (the provider's ``daily`` date and keys) with the sums of their amount fields
-    (exact decimals, as text), for days before ``before`` (complete days: not a month-to-date pull's today). Lines
-    that cannot be summed leave the events out (None: no group is announced, none withdrawn), never the pull."""
+def _daily(con: duckdb.DuckDBPyConnection, provider: str, flat: str, *, before: date, month: str) -> list[dict] | None:
+    """The lines per day and product (the provider's ``daily`` date, ``{month}`` in it the pulled month, and keys)
+    with the sums of their amount fields (exact decimals, as text), for days before ``before`` (complete days: not a
+    month-to-date pull's today). Lines that cannot be summed leave the events out (None: no group is announced, none
+    withdrawn), never the pull."""
     rule = spec(provider)["daily"]
     have = {r[0].lower(): r[0] for r in con.execute(f"DESCRIBE {flat}").fetchall()}
-    keys = {"BillingDate": rule["date"]}
+    keys = {"BillingDate": rule["date"].replace("{month}", literal(month))}
     keys |= {name: ident(have[col.lower()]) if col.lower() in have else "NULL" for name, col in rule["keys"].items()}
     sums = {col: f"sum(CAST(nullif(CAST({ident(have[col.lower()])} AS VARCHAR), '') AS DECIMAL(38,18)))"
             for col in rule["sums"] if col.lower() in have}
