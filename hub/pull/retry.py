@@ -26,7 +26,7 @@ MAX_BACKOFF = 60.0
 #: Kinds a provider's classifier gives an SDK exception.
 RETRIED = ("throttled", "server", "network")
 CODES = {"auth": "PullAuthFailed", "throttled": "PullThrottled", "server": "PullServerError", "network": "PullServerError",
-         "malformed": "PullMalformedResponse", "invalid": "PullRequestInvalid"}
+         "malformed": "PullMalformedResponse", "invalid": "PullRequestInvalid", "slow": "PullServerError"}
 
 
 class Failure(Exception):
@@ -47,7 +47,9 @@ def detail(exc: BaseException, code: object = None) -> str:
 def within(fn: Callable[[], T], seconds: float) -> T:
     """``fn()`` given ``seconds`` in all: an SDK's timeout is per socket read, so an answer sent a slice at a time
     would hold the pull (and the watcher's ingestion after it) for as long as the server likes. Over the time it is a
-    network failure (retried); the call goes on in a daemon thread until its own socket times out, its answer unused."""
+    ``slow`` failure, not retried in the same pull (each retry would leave one more call reading from a server that
+    sends slowly); the call goes on in a daemon thread until the server has sent its answer or its socket times out,
+    its answer unused."""
     done: list[tuple[bool, object]] = []
 
     def run() -> None:
@@ -60,7 +62,7 @@ def within(fn: Callable[[], T], seconds: float) -> T:
     worker.start()
     worker.join(max(seconds, 0.0))
     if not done:
-        raise Failure("network", f"TimeoutError: no whole answer within {seconds:g} s")
+        raise Failure("slow", f"TimeoutError: no whole answer within {seconds:g} s")
     ok, value = done[0]
     if not ok:
         raise value  # type: ignore[misc]
