@@ -94,6 +94,9 @@ def csv_header(path: str, kind: str, *, file: str, twins: tuple[str, ...] = ()) 
         row = next(csv.reader(io.StringIO(first.decode("utf-8-sig"))), None)
     except UnicodeDecodeError as exc:
         raise InputError(f"header is not UTF-8 ({exc.reason} at byte {exc.start})", file=file, code="InvalidEncoding") from None
+    except csv.Error as exc:  # a line ending Python's reader refuses (a lone carriage return: classic Mac text)
+        raise InputError(f"the header row cannot be read as CSV ({exc}; lines must end with LF or CRLF)", file=file,
+                         code="MalformedCsv") from None
     if not row or any(not h.strip() for h in row):
         raise InputError("missing or empty header row", file=file, code="SchemaMismatch")
     if len(set(row)) == len(row) and twins:

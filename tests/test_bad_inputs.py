@@ -34,6 +34,8 @@ CASES = {
     # name: (parts, manifest options, expected code, the file the message must name)
     "truncated gzip": ({"part_0_0001.csv.gz": _truncated_gzip()}, {}, "CorruptFile", "part_0_0001.csv.gz"),
     "wrong column count": ({"part_0_0001.csv": _wrong_field_count()}, {}, "MalformedCsv", "part_0_0001.csv"),
+    # review of stop 41 (Spark): a CR-only file was InternalError naming the manifest (Spark: PartFailed after retries)
+    "CR-only line endings": ({"part_0_0001.csv": GOOD.replace("\n", "\r")}, {}, "MalformedCsv", "part_0_0001.csv"),
     "non-UTF-8 bytes": ({"part_0_0001.csv": _non_utf8()}, {}, "InvalidEncoding", "part_0_0001.csv"),
     "bad number": ({"part_0_0001.csv": GOOD.replace("1.25", "1.2.5")}, {}, "InvalidValue", "part_0_0001.csv"),
     "bad date": ({"part_0_0001.csv": GOOD.replace("2024-05-02T00:00:00Z", "yesterday")}, {}, "InvalidValue", "part_0_0001.csv"),

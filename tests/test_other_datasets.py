@@ -264,3 +264,26 @@ def test_recommendations_an_older_version_wrote_move_to_their_export_folder(hub_
     for top in ("ingestion", "raw"):
         assert sorted(p.parent.name for p in (hub_root / top / scope[len("ingestion/"):]).rglob("*.parquet")) == [
             "export~reco-sql", "export~reco-vm"], top
+
+
+def test_price_columns_a_layout_lacks_are_typed_as_the_catalog_says(hub_root: Path) -> None:
+    """Review of stop 41 (Spark): an EA sheet has no ProductOrderName, an MCA one no OfferId or PartNumber; the columns
+    were written as an untyped NULL column (INT32 in Parquet), so Spark's merged schema failed (CANNOT_MERGE_SCHEMAS)
+    and a Databricks table declared VARCHAR could not read them. Every Prices column has its catalog type."""
+    import duckdb
+
+    from hub import catalog
+
+    run(hub_root, "pricesheet_2023-05-01_ea", "PriceSheet", "2023-05-01", "Prices", EA_PRICE)
+    write_export(hub_root, {"part_0_0001.csv": rows_csv("pricesheet_2023-05-01_mca", [MCA_PRICE])}, export_type="PriceSheet",
+                 data_version="2023-05-01", rows=1, run_id="run2", folder="p2/20240501-20240531/run2",
+                 resource_id="/providers/Microsoft.Billing/billingAccounts/1234:5678_2019-05-31/billingProfiles/ABCD")
+    assert ingest(Store(str(hub_root))).ok
+    (spec,) = [s for n, s in catalog.view_specs().items() if s["dataset"] == "Prices"]
+    want = {c.get("from", c["name"]): c["type"] for c in spec["columns"]}
+    con = duckdb.connect()
+    files = sorted((hub_root / "ingestion/Prices").rglob("*.parquet"))
+    assert len(files) == 2
+    for f in files:
+        wrong = [(n, t) for n, t, *_ in con.execute(f"DESCRIBE SELECT * FROM '{f}'").fetchall() if n in want and t != want[n]]
+        assert wrong == [], f
