@@ -269,6 +269,19 @@ def test_read_dataset_of_a_lake_without_files_is_empty(spark: object, tmp_path: 
         assert dict(frame.dtypes)["BilledCost"] == "decimal(38,18)"
 
 
+def test_read_dataset_of_a_root_whose_path_holds_glob_characters(spark: object, local_lake: Path, tmp_path: Path) -> None:
+    """Review of stop 41: Spark reads a path as a glob: a root under ``team[1]/`` read nothing, or the rows of a sibling
+    ``team1/`` hub."""
+    src = next((local_lake / "ingestion/Costs").rglob("*.parquet"))
+    for team, copies in (("team[1]", 2), ("team1", 1)):
+        dest = tmp_path / team / "hub/ingestion/Costs/2024/05/subscriptions/s1"
+        dest.mkdir(parents=True)
+        for i in range(copies):
+            shutil.copy(src, dest / f"r{i}__{src.name}")
+    rows = duckdb.connect().execute(f"SELECT count(*) FROM read_parquet('{src}')").fetchone()[0]
+    assert read_dataset(spark, str(tmp_path / "team[1]" / "hub")).count() == 2 * rows
+
+
 def test_read_dataset_gives_legacy_exports_their_scope(spark: object, local_lake: Path, tmp_path: Path) -> None:
     """Defect: rows of legacy ActualCost / AmortizedCost exports, kept in a sub-folder of their scope, had x_Scope
     `subscriptions/<id>/actualcost` while their run record says `subscriptions/<id>`; and an export's own folder

@@ -12,7 +12,7 @@ import re
 
 from hub.catalog import DATASETS, MONTH, view_specs
 from hub.errors import UsageError
-from hub.spark.read import path_pattern
+from hub.spark.read import glob_escape, path_pattern
 from hub.store import INGESTION
 
 DIALECTS = ("databricks", "trino", "athena")
@@ -77,8 +77,9 @@ def ddl(dialect: str, location: str, *, schema: str = "finops") -> str:
         folder = f"{base}/{INGESTION}/{dataset}"
         cols = ",\n  ".join(f"{_quote(dialect, n, ddl=True)} {_type(dialect, t)}" for n, t in lake_columns(dataset).items())
         if dialect == "databricks":
+            location = _string(dialect, glob_escape(folder))  # Spark globs a table's location too
             out.append(f"CREATE TABLE IF NOT EXISTS {table} (\n  {cols}\n) USING PARQUET\n"
-                       f"OPTIONS (recursiveFileLookup 'true', pathGlobFilter '*.parquet')\nLOCATION {_string(dialect, folder)}")
+                       f"OPTIONS (recursiveFileLookup 'true', pathGlobFilter '*.parquet')\nLOCATION {location}")
         elif dialect == "trino":
             out.append(f"CREATE TABLE IF NOT EXISTS {table} (\n  {cols}\n)\n"
                        f"WITH (external_location = {_string(dialect, folder)}, format = 'PARQUET')")

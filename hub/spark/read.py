@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from hub.export_schemas import EXPORT_FOLDER, datasets
@@ -34,6 +35,12 @@ def path_pattern(dataset: str) -> str:
     return rf"^.*/{INGESTION}/{dataset}/(\d{{4}})/(\d{{2}})/(.*?){tail}/[^/]+\.parquet$"
 
 
+def glob_escape(path: str) -> str:
+    """``path`` with the characters Hadoop's path globbing reads (``[]{}*?\\``) escaped: a root under ``team[1]/``
+    is read as it is, never as ``team1/`` (another hub) or as nothing."""
+    return re.sub(r"([\[\]{}*?\\])", r"\\\1", path)
+
+
 def read_dataset(spark: SparkSession, root: str, dataset: str = "Costs") -> DataFrame:
     """A dataset of the lake under ``root`` (a path or URL Spark reads: ``/Volumes/...``, ``abfss://...``,
     ``s3a://...``) as one DataFrame, schemas merged across files, with ``x_Month`` (``yyyy-mm``) and ``x_Scope``. A
@@ -41,7 +48,7 @@ def read_dataset(spark: SparkSession, root: str, dataset: str = "Costs") -> Data
     from pyspark.errors import AnalysisException
     from pyspark.sql import functions as F  # noqa: N812 - Spark's convention
 
-    base = f"{root.rstrip('/')}/{INGESTION}/{dataset}"
+    base = glob_escape(f"{root.rstrip('/')}/{INGESTION}/{dataset}")
     try:
         frame = (spark.read.option("recursiveFileLookup", "true").option("mergeSchema", "true")
                  .option("pathGlobFilter", "*.parquet").parquet(base))
