@@ -76,3 +76,17 @@ def test_hub_ddl_takes_a_location_that_ends_with_a_slash() -> None:
         out = CliRunner().invoke(app, ["ddl", "/tmp/hub", "--location", location])
         assert out.exit_code == 0, out.output
         assert f"LOCATION '{location}ingestion/Costs'" in out.output
+
+
+def test_a_crashed_workers_part_and_cause_are_read_off_sparks_job_error() -> None:
+    """Review of stop 41: a worker killed on every attempt (out of memory) raises nothing of its own, so the job's
+    error had no part marker: the delivery was quarantined naming part 0 with "An error occurred while calling
+    o49.collectToPython". Spark's own text (as a local job prints it) names the task, one part a task, and the crash."""
+    from hub.spark.runner import _cause, _failed
+
+    text = ("An error occurred while calling o49.collectToPython.\n: org.apache.spark.SparkException: Job aborted due to "
+            "stage failure: Task 2 in stage 3.0 failed 2 times, most recent failure: Lost task 2.1 in stage 3.0 (TID 9) "
+            "(localhost executor driver): org.apache.spark.SparkException: Python worker exited unexpectedly (crashed)\n"
+            "\tat org.apache.spark.api.python.BasePythonRunner$ReaderIterator$$anonfun$1.applyOrElse(PythonRunner.scala:612)")
+    assert _failed(RuntimeError(text), ["part 0", "part 1", "part 2", "part 3"]) == "part 2"
+    assert _cause(RuntimeError(text)) == "Python worker exited unexpectedly (crashed)"

@@ -83,8 +83,9 @@ class PartError(RuntimeError):
 
 
 def _failed(exc: BaseException, jobs: list[PartJob]) -> PartJob:
-    """The part whose task failed the job, as its :class:`PartError` says (else the first)."""
-    found = re.search(r"\[hub-part (\d+)\]", str(exc))
+    """The part whose task failed the job, as its :class:`PartError` says, else as Spark's ``Task N in stage`` does
+    (a worker that crashed raised nothing: one part a task, task N is part N), else the first."""
+    found = re.search(r"\[hub-part (\d+)\]", str(exc)) or re.search(r"\bTask (\d+) in stage\b", str(exc))
     index = int(found.group(1)) if found else 0
     return jobs[index] if index < len(jobs) else jobs[0]
 
@@ -94,6 +95,8 @@ def _cause(exc: BaseException) -> str:
     text = str(exc)
     if marked := re.findall(r"PartError: (.+?) \[hub-part \d+\]", text):  # a task's own failure, as it was raised
         return marked[-1].strip()[:300]
+    if crashed := re.findall(r"(Python worker exited unexpectedly[^\n]*)", text):  # killed (out of memory, a signal)
+        return crashed[-1].strip()[:300]
     found = re.findall(r"^\s*(\w+(?:Error|Exception): .+)$", text, flags=re.MULTILINE)
     python = [f for f in found if not f.startswith(("org.", "java", "py4j", "pyspark"))]
     line = (python or found or [text.strip().splitlines()[0] if text.strip() else type(exc).__name__])[-1]
