@@ -21,7 +21,7 @@ import duckdb
 from hub import convert, deliveries, lookups, normalize, runs
 from hub.checks import check_costs
 from hub.errors import HubError
-from hub.export_schemas import ExportSchema, find_schema
+from hub.export_schemas import ExportSchema, destination, find_schema
 from hub.faults import checkpoint
 from hub.manifest import Manifest
 from hub.runs import RunRecord
@@ -111,7 +111,9 @@ def convert_delivery(store: Store, rec: RunRecord, m: Manifest, blobs: list[str]
             schema = find_schema(m.exportConfig.type, m.exportConfig.dataVersion, list(columns), file=blobs[0])
             year, month = m.year_month
             rec.schemaKey, rec.dataset = schema.key, schema.dataset
-            rec.destination = dataset_folder(schema.dataset, year, month, rec.scope or "", schema.folder(rec.exportName))
+            target = destination(schema.export_type, rec.exportName)  # the type has a schema: it is known
+            assert target is not None
+            rec.destination = dataset_folder(schema.dataset, year, month, rec.scope or "", target[1])
             rec.parts = [runs.PartResult(blob=b, output="", rows=0, bytes=store.size(b)) for b in blobs]
             version = m.exportConfig.dataVersion or schema.data_version
             lineage = Lineage("Cost Management", "Microsoft", schema.export_type, version, datetime.now(timezone.utc).isoformat())

@@ -77,15 +77,8 @@ class ExportSchema:
     columns: tuple[Column, ...]
     #: input currency column, output currency column, {output amount: input amount column}
     totals: dict = field(default_factory=dict)
-    subfolder: str | None = None
     #: also keep the typed, not normalized export in ``raw/`` (datasets.json ``keepRaw``)
     keep_raw: bool = False
-    #: each export of a scope has its own sub-folder (datasets.json ``perExport``)
-    per_export: bool = False
-
-    def folder(self, export_name: str | None) -> str | None:
-        """The sub-folder of the scope folder an export of this schema named ``export_name`` writes to."""
-        return export_folder(export_name) if self.per_export else self.subfolder
 
     @property
     def key(self) -> str:
@@ -121,8 +114,7 @@ def _load(key: str) -> ExportSchema | None:
         if any(c.type not in TYPES for c in cols):
             raise ValueError(f"unknown column type in {sorted({c.type for c in cols} - set(TYPES))}")
         return ExportSchema(data["type"], data["dataVersion"], data.get("agreement"), meta["dataset"], cols,
-                            meta.get("totals") or {}, meta.get("subfolder"), bool(meta.get("keepRaw")),
-                            bool(meta.get("perExport")))
+                            meta.get("totals") or {}, bool(meta.get("keepRaw")))
     except (KeyError, ValueError, TypeError) as exc:
         raise SchemaError(f"broken mapping file: {exc}", file=f"schemas/msexports/{key}.json",
                           code="SchemaLoadFailed") from None

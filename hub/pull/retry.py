@@ -83,16 +83,11 @@ def call(fn: Callable[[], T], classify: Callable[[BaseException], Failure], *, w
             if timeout is None:
                 return fn()
             left = deadline - time.monotonic()
-            if left < timeout:  # the budget ends first: an attempt cut there is the budget's end, not a failure
-                try:
-                    return within(fn, left)
-                except Failure as failure:
-                    if failure.detail.startswith("TimeoutError: no whole answer"):
-                        raise HubError(f"{what}: the pull's time budget ran out during a request", file=what,
-                                       code="PullTimeBudget") from None
-                    raise
-            return within(fn, timeout)
+            return within(fn, min(timeout, left))
         except Failure as failure:
+            if failure.kind == "slow" and left < timeout:  # cut at the budget's end, not at the request's timeout
+                raise HubError(f"{what}: the pull's time budget ran out during a request", file=what,
+                               code="PullTimeBudget") from None
             problem = failure
         except Exception as exc:  # noqa: BLE001 - every SDK error is classified; none escapes uncoded
             problem = classify(exc)
