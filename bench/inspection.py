@@ -13,7 +13,8 @@ Usage: ``python bench/inspection.py [--series 10000] [--rca 200] [--forecast 100
   recurring month-start fees left in (unsplit) or out (split, as the hub reads usage-based charges); the same
   numbers for a single run on the last day (every label inside its 7 test days), for variants of the parameters,
   for INSPECTION.md §7.1's label mix, and for an oracle told each series' true level and noise; then a real labelled
-  series, NAB's ``nyc_taxi`` daily totals (``bench/data/``, MIT): windows hit and false-alarm days.
+  series, NAB's ``nyc_taxi`` daily totals (``bench/data/``, MIT): windows hit and false-alarm days; and spikes of 1-6
+  days followed by normal days (``spike_section``): flags and expected costs on the normal days after them.
 - **Root causes**: a lake (Parquet under ``ingestion/Costs/YYYY/MM/``) of ``--rca`` labelled series and a quarter as
   many clean ones, each split into 3-15 products x 1-50 instances, then ``hub.inspection.inspect`` (one monitor per
   sub-account); per labelled series found, the share of the injected excess on the top-k instance causes (k =
@@ -293,6 +294,41 @@ def nab_section(min_history: int = 15) -> tuple[list[str], dict]:
               f"({false_runs} intervals: {spans or 'none'}) of "
               f"{len(days) - min_history - TEST + 1 - sum(inside[min_history + TEST - 1:])} days tested outside them.", ""]
     return lines, {"hit": sum(hit), "windows": len(windows), "false_days": len(false_days), "false_runs": false_runs}
+
+
+def spike_section(n: int = 600, seed: int = 7) -> tuple[list[str], dict]:
+    """Spikes, then normal days: ``n`` series of 100 a day (noise sigma 3-15 %), multiplied by 1.8-4 on 1-6 days from
+    day 100, inspected daily (90-day windows, 7 test days) from the spike's first day to 24 days later, as ``hub
+    inspect`` runs. Counted: the spikes flagged, the series with a flag on a normal day after the spike (a `down` one,
+    or the spike's interval stretched over them), and the expected cost of those days off the level by over 25 %."""
+    rng = np.random.default_rng(seed)
+    days, first = 130, 100
+    sigma = rng.uniform(0.03, 0.15, n)
+    values = 100 * np.exp(rng.normal(0, 1, (n, days)) * sigma[:, None])
+    length, size = rng.integers(1, 7, n), rng.uniform(1.8, 4, n)
+    inside = (np.arange(days)[None, :] >= first) & (np.arange(days)[None, :] < first + length[:, None])
+    values = np.where(inside, values * size[:, None], values)
+    weekdays = np.arange(days) % 7
+    hit, after_flag, down = (np.zeros(n, bool) for _ in range(3))
+    off = tested = 0
+    for t in range(first, first + 25):
+        found = detection.detect(values[:, t - WINDOW + 1:t + 1], weekdays[t - WINDOW + 1:t + 1], TEST)
+        day = np.arange(t - TEST + 1, t + 1)[None, :]
+        flags = found.flag[:, -TEST:]
+        after = day >= (first + length)[:, None]
+        hit |= ((flags > 0) & ~after & (day >= first)).any(axis=1)
+        after_flag |= ((flags != 0) & after).any(axis=1)
+        down |= ((flags < 0) & after).any(axis=1)
+        off += int(((np.abs(np.log(found.expected[:, -TEST:] / 100)) > np.log(1.25)) & after).sum())
+        tested += int(after.sum())
+    out = {"hit": float(hit.mean()), "after": float(after_flag.mean()), "down": float(down.mean()), "off": off / tested}
+    lines = ["### Spikes, then normal days", "",
+             f"{n} series of 100 a day (noise sigma 3-15 %) times 1.8-4 on 1-6 days, inspected daily from the spike's first "
+             "day to 24 days later (`spike_section`): spikes flagged "
+             f"**{_pct(out['hit'])}**; series with a flag on a normal day after the spike **{_pct(out['after'])}** "
+             f"(`down` ones {_pct(out['down'])}); expected cost of those days more than 25 % off the level "
+             f"**{_pct(out['off'])}** of them.", ""]
+    return lines, out
 
 
 def detection_speed(s: gen.Series, repeat: int = 3) -> tuple[float, float]:
@@ -877,6 +913,8 @@ def main(argv: list[str] | None = None) -> int:
         detect_times = detection_speed(s)
         print(f"  detect: {detect_times[0]:.2f} s one run, {detect_times[1]:.2f} s the 7 daily runs", flush=True)
         nab_lines, nab = nab_section()
+        spike_lines, spike = spike_section()
+        print(f"  spikes: {spike['after']:.1%} of series flagged on a normal day after the spike", flush=True)
         print(f"  NAB nyc_taxi: {nab['hit']} of {nab['windows']} windows hit, {nab['false_days']} false-alarm days", flush=True)
         print(f"root causes on {args.rca} labelled series ...", flush=True)
         rca_lines, rca = root_cause_section(s, args.rca, work, args.seed)
@@ -900,6 +938,7 @@ def main(argv: list[str] | None = None) -> int:
             "",
             *det_lines,
             *nab_lines,
+            *spike_lines,
             *rca_lines,
             *fc_lines,
             *speed_lines,

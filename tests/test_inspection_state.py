@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from hub import catalog, inspection
 from hub.cli import app
 from hub.errors import UsageError
-from hub.inspection import alerts, outcome
+from hub.inspection import alerts, detect, outcome
 from hub.inspection import forecast as forecasting
 from hub.inspection import rules as R
 from hub.store import Store
@@ -423,3 +423,64 @@ def test_tag_monitors_read_any_key(tmp_path, key):
 
 def R_json(key: str) -> str:  # noqa: N802 - the Tags cell {key: "web"} as a SQL literal
     return "'" + json.dumps({key: "web"}).replace("'", "''") + "'"
+
+
+def _spiked(days: int = 120, first_spike: int = 100) -> np.ndarray:
+    """100 a day times e^N(0, 0.05) (seeded), tripled to 300 on 4 days from ``first_spike``."""
+    values = 100 * np.exp(np.random.default_rng(1).normal(0, 0.05, days))
+    values[first_spike:first_spike + 4] = 300
+    return values
+
+
+def test_a_spike_on_the_last_training_days_is_no_new_level_nor_a_drop_after_it():
+    """A 4-day spike (300 on a level of 100, noise 5 %) inspected each day over 90-day windows, 7 test days. Before the
+    fix, the 3 normal days after it were flagged up with it (the tail from its first day pooled them), then once its
+    days were training days the line leant towards them: a false `down` on 7 normal days (expected 218), and the
+    expected cost of the days after it was 173-300 (a step fitted to the spike). By hand: the days after the spike are
+    the level, 100 (+-5 %): never abnormal, expected within 100 +-10 %; the spike's days up while its first day is
+    tested (once its first days are training days, a step cannot be told from a spike by the days before the test
+    days: its last days are then not flagged, and the anomaly resolves)."""
+    values = _spiked()
+    weekdays = np.arange(len(values)) % 7
+    for end in range(100, 115):  # runs on the last days of the spike's 4 days and the 11 days after
+        lo = end - 89
+        found = detect.detect(values[None, lo:end + 1], weekdays[lo:end + 1], 7)
+        days = np.arange(end - 6, end + 1)
+        flags = found.flag[0, -7:]
+        assert not flags[days >= 104].any(), (end, flags.tolist())
+        if end <= 106:  # its first day tested: its days in the test days up
+            assert flags[(days >= 100) & (days <= 103)].tolist() == [1] * int(((days >= 100) & (days <= 103)).sum())
+        after = found.expected[0, -7:][days >= 104]
+        assert ((after > 90) & (after < 110)).all(), (end, after.round().tolist())
+
+
+def test_a_spike_inspected_day_after_day_is_one_anomaly_resolved_on_its_last_day(tmp_path):
+    """The same series in a lake, inspected each day: one `up` anomaly from the spike's first to its last day, opened,
+    updated while it grows, resolved once two normal days follow; no `down` one after it (before the fix its interval
+    stayed open across the normal days, and a `down` anomaly followed)."""
+    start = date(2024, 1, 1)
+    values = _spiked()
+    store = lake(tmp_path, [daily("S", start + timedelta(days=i), round(float(v), 2)) for i, v in enumerate(values)])
+    r = rules(window_days=90, test_days=7)
+    seen: dict[str, tuple] = {}
+    kinds = []
+    for i in range(100, 115):
+        result = inspection.inspect(store, start + timedelta(days=i), r)
+        seen |= {a.id: (a.direction, a.start, a.end, a.state) for a in result.anomalies}
+        kinds += [k.rsplit(".", 1)[1] for k, _ in result.events]
+    spike, last = start + timedelta(days=100), start + timedelta(days=103)
+    assert list(seen.values()) == [("up", spike, last, "resolved")]
+    assert kinds == ["opened", "updated", "updated", "updated", "resolved"]
+
+
+def test_two_intervals_of_one_run_that_continue_one_anomaly_are_merged_not_reported_twice():
+    """A lasting change seen from May 20 to 26 the day before; today two quieter days inside it (May 23, 24) split it
+    into two intervals, both of which continue that open anomaly: before, each was reported under its id (the
+    second one's amounts won in the state, its start moved back to May 20)."""
+    first = date(2024, 5, 18)
+    known = {"x": {"id": "x", "monitor": "m", "key": "k", "currency": "USD", "direction": "up", "state": "open",
+                   "start": "2024-05-20", "end": "2024-05-26"}}
+    found = [detect.Interval(2, 4, 1, False), detect.Interval(7, 8, 1, True), detect.Interval(9, 9, -1, True)]
+    matched = inspection._matched(known, "m", "k", "USD", first, found)
+    assert [(iv, a["id"] if a else None) for iv, a in matched] == [
+        (detect.Interval(2, 8, 1, True), "x"), (detect.Interval(9, 9, -1, True), None)]

@@ -315,6 +315,21 @@ def _continued(known: dict, monitor: str, key: str, currency: str, direction: st
     return min(found, key=lambda a: (a.get("state") != "open", str(a["start"])), default=None)
 
 
+def _matched(known: dict, monitor: str, key: str, currency: str, first: date, found: list[detection.Interval]
+             ) -> list[tuple[detection.Interval, dict | None]]:
+    """A series' intervals (``first``: the day of index 0), each with the anomaly of the state it continues; the
+    intervals one anomaly continues are one change (a lasting one with a few quieter days): merged, never reported
+    twice under its id."""
+    out: list[tuple[detection.Interval, dict | None]] = []
+    for iv in found:
+        earlier = _continued(known, monitor, key, currency, "up" if iv.direction > 0 else "down",
+                             first + timedelta(days=iv.start), first + timedelta(days=iv.end))
+        if earlier is not None and out and out[-1][1] is not None and out[-1][1]["id"] == earlier["id"]:
+            iv = detection.Interval(out.pop()[0].start, iv.end, iv.direction, iv.open)
+        out.append((iv, earlier))
+    return out
+
+
 def _monitor(con: duckdb.DuckDBPyConnection, rules: Rules, monitor: Monitor, first: date, day: date,
              result: InspectResult, known: dict) -> None:
     where = _where(monitor, first, day)
@@ -353,10 +368,8 @@ def _monitor(con: duckdb.DuckDBPyConnection, rules: Rules, monitor: Monitor, fir
     names, kept = series[keep], values[keep]
     for row in np.flatnonzero(found.flag.any(axis=1)):  # the series with an abnormal day: a handful
         key, cur = str(names[row]).split("\x1f")
-        for iv in detection.intervals(found.flag[row]):
+        for iv, earlier in _matched(known, monitor.id, key, cur, first, detection.intervals(found.flag[row])):
             direction = "up" if iv.direction > 0 else "down"
-            earlier = _continued(known, monitor.id, key, cur, direction, first + timedelta(days=iv.start),
-                                 first + timedelta(days=iv.end))
             if earlier is not None:  # the same change, begun before the test days
                 iv = detection.Interval(max(0, min(iv.start, (date.fromisoformat(str(earlier["start"])) - first).days)),
                                         iv.end, iv.direction, iv.open)

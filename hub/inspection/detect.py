@@ -10,8 +10,9 @@ Per series, on the training days (every day but the test days; days without cost
   the effects centred on 0);
 - level: least squares of ``y`` on a line plus, where it pays, a step: at the day where a step (with at least 7 days
   with cost before it and 2 from it on) cuts the squared error most, kept when the cut is at least ``STEP`` (16)
-  sigma^2, sigma from the day-to-day differences of ``y``; fitted again once with the residuals clipped to 2.5 robust
-  standard deviations (past spikes do not bend the line);
+  sigma^2, sigma from the day-to-day differences of ``y``; fitted again (``ROUNDS`` in all) with the residuals
+  clipped to 2.5 robust standard deviations and the days beyond ``FAR`` (5) left out (past spikes, even on the last
+  training days, do not bend the line);
 - scale ``s``: the residuals' 10th-90th percentile range / 2.563 (a standard deviation), times ``1 + 15 / n``.
 
 expected = exp(weekday effect + level), the typical cost of the day. A test day's ``z`` = (log actual - log expected)
@@ -20,16 +21,18 @@ the variance of the fitted level (least squares, in ``s^2`` units) and ``c = 1 +
 
 - one day: a test day is abnormal when ``|z| / sqrt(c + v)`` >= ``z_day`` (3.25); the band is expected x
   exp(-+ ``z_day`` ``s`` sqrt(c + v));
-- shift: for each test day ``j``, the mean of the ``z`` (each clipped to +-3: a spike weighs like a 3-sigma day) of
-  the ``m`` test days with a value from ``j`` to the last, over its standard error ``sqrt(c / m + v)`` (``v`` at the
-  tail's mean day); the tail of at least 2 days of the largest magnitude, when it reaches ``z_shift`` (3.0), makes its
-  days with a value abnormal, in its direction (a day's own one-day flag first).
+- shift: for each test day ``j``, the mean of the ``z`` (each clipped to +-3) of the ``m`` test days with a value
+  from ``j`` to the last that the one-day test did not flag, over its standard error ``sqrt(c / m + v)`` (``v`` at
+  the tail's mean day); the tail of at least 2 such days of the largest magnitude, when it reaches ``z_shift`` (3.0),
+  makes its days with a value abnormal, in its direction (a day's own one-day flag first). The days of a spike are
+  its own: the normal days after it are not taken for a lasting change.
 
 When a step was fitted, each statistic is also computed without it and the smaller magnitude is used (0 when the
 signs differ): a change just before the test days is not taken for one inside them, nor a spike at the end of the
-training days for a step. Small deviations are not anomalies: the impact of the day (one day) or the mean impact of the
-tail's days (shift, same sign as the statistic) must reach ``min_impact`` (currency units) and ``min_impact_pct`` of the
-expected cost.
+training days for a step; the expected cost and band are those without the step when the last training day and the
+test days lie closer to them (the spike is over). Small deviations are not anomalies: the impact of the day (one day)
+or the mean impact of the tail's days (shift, same sign as the statistic) must reach ``min_impact`` (currency units)
+and ``min_impact_pct`` of the expected cost.
 
 A series with a day without cost in training (intermittent) is modelled so on its days with cost when it has at least
 ``MIN_DAYS`` (21) of them. Its test days (and those of any series the log model cannot fit) are also tested, first, on
@@ -41,6 +44,7 @@ series too sparse for the log model."""
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,6 +58,9 @@ Z_SHIFT = 3.0
 STEP = 16.0
 #: Days with cost an intermittent series needs in training for the log model.
 MIN_DAYS = 21
+#: Rounds of the robust level fit, and the residual (robust standard deviations) beyond which a training day is left out
+#: of it (a spike): closer ones are clipped to 2.5.
+ROUNDS, FAR = 6, 5.0
 _CLIP, _ZERO, _NZ90 = 3.0, -10.0, 1.2815515655446004  # z clip when pooled; z of a day without cost; N(0,1)'s q90
 _SMALL, _WEEK = 15.0, 11.0  # the scale's small-sample factor 1 + _SMALL / n; c = 1 + _WEEK / n
 
@@ -171,32 +178,36 @@ def _design(t: np.ndarray, step: np.ndarray, use: np.ndarray) -> np.ndarray:
 
 
 def _scores(y: np.ndarray, t: np.ndarray, train: int, step: np.ndarray, use: np.ndarray, lost: np.ndarray
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Callable[[np.ndarray], np.ndarray]]:
     """The log-space level (a line, plus the step where ``use``) fitted on the training days: the level and the band's
-    half-width in log units (every day), the one-day and the tail statistics (test days; ``lost``: a steady series'
-    test days without cost). NaN where a test day has no value."""
+    half-width in log units (every day), the one-day statistics (test days; ``lost``: a steady series' test days
+    without cost; NaN where a test day has no value) and the tail statistics as a function of the test days they leave
+    out."""
     x = _design(t, step, use)
     fit_y = y[:, :train]
-    for _ in range(2):  # least squares, then again with the residuals clipped to 2.5 robust standard deviations
+    for _ in range(ROUNDS):  # least squares, then again with the residuals clipped, a spike's days left out
         xt = np.where(np.isnan(fit_y)[..., None], 0.0, x[:, :train])
         inv = np.linalg.pinv(xt.transpose(0, 2, 1) @ xt)
         beta = (inv @ np.einsum("ntk,nt->nk", xt, np.nan_to_num(fit_y))[..., None])[..., 0]
         level = (x @ beta[..., None])[..., 0]
         r = y[:, :train] - level[:, :train]
-        s = 2.5 * _spread(r)[:, None]
-        fit_y = np.clip(r, -s, s) + level[:, :train]
+        sd = np.maximum(_spread(r), 1e-3)[:, None]  # a noiseless series: its days all kept
+        fit_y = np.where(np.abs(r) > FAR * sd, np.nan, np.clip(r, -2.5 * sd, 2.5 * sd) + level[:, :train])
     n = (~np.isnan(y[:, :train])).sum(axis=1)
     scale = np.maximum(_spread(y[:, :train] - level[:, :train]), 1e-3) * (1 + _SMALL / n)
     c = (1 + _WEEK / n)[:, None]  # the weekday effects' error
     v = ((x @ inv) * x).sum(axis=-1)  # the fitted level's variance, in scale^2 units
     z = np.where(lost, _ZERO, (y - level)[:, train:] / scale[:, None])
-    valid = ~np.isnan(z)
-    m = np.maximum(_tails(valid.astype(float)), 1)
-    xm = _tails(np.where(valid[..., None], x[:, train:], 0.0)) / m[..., None]  # mean regressors of each tail
-    vm = ((xm @ inv) * xm).sum(axis=-1)
-    tail = _tails(np.clip(np.nan_to_num(z), -_CLIP, _CLIP)) / m / np.sqrt(c / m + vm)
-    tail = np.where(_tails(valid.astype(float)) >= 2, tail, 0.0)
-    return level, scale[:, None] * np.sqrt(c + v), z / np.sqrt(c + v[:, train:]), tail
+
+    def tails(skip: np.ndarray) -> np.ndarray:
+        """Per test day, the pooled statistic of the days from it to the last, ``skip`` days left out."""
+        valid = ~np.isnan(z) & ~skip
+        m = np.maximum(_tails(valid.astype(float)), 1)
+        xm = _tails(np.where(valid[..., None], x[:, train:], 0.0)) / m[..., None]  # mean regressors of each tail
+        vm = ((xm @ inv) * xm).sum(axis=-1)
+        tail = _tails(np.clip(np.where(valid, z, 0.0), -_CLIP, _CLIP)) / m / np.sqrt(c / m + vm)
+        return np.where(_tails(valid.astype(float)) >= 2, tail, 0.0)
+    return level, scale[:, None] * np.sqrt(c + v), z / np.sqrt(c + v[:, train:]), tails
 
 
 def _weaker(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -234,10 +245,17 @@ def detect(values: np.ndarray, weekdays: np.ndarray, test_points: int, *, k: flo
         tau, use = _step(y[:, :train], t[:train])
         step = t[None, :] >= tau[:, None]
         lost = (values[:, train:] <= 0) & steady[:, None]
-        level, half, day, tail = _scores(y, t, train, step, use, lost)
+        level, half, day, tails = _scores(y, t, train, step, use, lost)
+        back = np.zeros(int(use.sum()), bool)
         if use.any():  # the statistics must hold without the step too
-            _, _, day0, tail0 = _scores(y[use], t, train, step[use], np.zeros(use.sum(), bool), lost[use])
-            day[use], tail[use] = _weaker(day[use], day0), _weaker(tail[use], tail0)
+            level0, half0, day0, tails0 = _scores(y[use], t, train, step[use], np.zeros(use.sum(), bool), lost[use])
+            day[use] = _weaker(day[use], day0)
+            # a spike on the last training days is no step when the days since are closer to the level without it
+            recent = y[use, train - 1:]
+            back = (np.nanmean(np.abs(recent - level0[:, train - 1:]), axis=1)
+                    < np.nanmean(np.abs(recent - level[use, train - 1:]), axis=1))
+            rows = np.flatnonzero(use)[back]
+            level[rows], half[rows] = level0[back], half0[back]
         typical = np.exp(effect[:, weekdays] + level)
         logged &= np.isfinite(typical).all(axis=1) & np.isfinite(half).all(axis=1)
         expected = np.where(logged[:, None], typical, expected)
@@ -248,11 +266,17 @@ def detect(values: np.ndarray, weekdays: np.ndarray, test_points: int, *, k: flo
         impact = np.where(tested, values[:, train:] - expected[:, train:], 0.0)
         base = np.where(tested, expected[:, train:], 0.0)
         material = (np.abs(impact) >= min_impact) & (np.abs(impact) >= min_impact_pct * base)
-        m = np.maximum(_tails(tested.astype(float)), 1)
-        mean_impact, mean_base = _tails(impact) / m, _tails(base) / m
+        one = np.where(logged[:, None] & material & (np.abs(np.nan_to_num(day)) >= z_day), np.sign(np.nan_to_num(day)), 0)
+        # tails pool the days the one-day test leaves: normal days after a spike are not its lasting change
+        pooled_days = tested & (one == 0)
+        tail = tails(~pooled_days)
+        if use.any():
+            tail[use] = _weaker(tail[use], tails0(~pooled_days[use]))
+        m = np.maximum(_tails(pooled_days.astype(float)), 1)
+        mean_impact = _tails(np.where(pooled_days, impact, 0.0)) / m
+        mean_base = _tails(np.where(pooled_days, base, 0.0)) / m
         pooled = ((np.abs(mean_impact) >= min_impact) & (np.abs(mean_impact) >= min_impact_pct * mean_base)
                   & (np.sign(mean_impact) == np.sign(tail)))
-    one = np.where(logged[:, None] & material & (np.abs(np.nan_to_num(day)) >= z_day), np.sign(np.nan_to_num(day)), 0)
     tail = np.where(logged[:, None] & pooled & np.isfinite(tail), tail, 0.0)
     start = np.argmax(np.abs(tail), axis=1)
     best = tail[np.arange(n_series), start]
