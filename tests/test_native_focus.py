@@ -350,8 +350,34 @@ def test_google_view_repairs_leave_corrections_and_odd_credits_alone(tmp_path: P
     assert got["spend covered"][:6] == ("cud-9", "Spend", "Used", D(10), D("0.1"), D(1))
     assert got["correction"][:6] == (None, None, None, D(10), D("0.5"), D(-2))
     assert got["odd credits"][:6] == (None, None, None, D(6), D("0.5"), D(3))
-    # the same commitment's fee (its id from the file, no credit): Spend too, never Usage beside its Spend usage
-    assert got["Commitment - dollar based v1: GCE for 1 year"][:2] == ("cud-9", "Spend")
+    # the same commitment's fee (its id from the file, no credit): a fee, no commitment's id or category on it (the
+    # delivered id kept in x_SourceValues), as from the detailed export: its cost stays its EffectiveCost
+    assert got["Commitment - dollar based v1: GCE for 1 year"][:2] == (None, None)
+    assert json.loads(got["Commitment - dollar based v1: GCE for 1 year"][6])["CommitmentDiscountId"] == "cud-9"
+    report = validate(str(root))
+    assert report.violations == 0, report.summary()
+
+
+def test_a_google_view_fee_that_names_its_commitment_keeps_its_cost_as_effective_cost(tmp_path: Path) -> None:
+    """Review of stop 41: a fee row of Google's view carrying its commitment's id (the view's subscription.instance_id)
+    got EffectiveCost 0 (the rule for a purchase covering future charges) with ``InvalidEffectiveCost``: `hub costs`
+    showed 1.2 for a month of 6.2. Google charges the fee hour by hour for that hour: by hand, fee 5 (10 h at 0.5,
+    EffectiveCost 5, no saving; no commitment's id or name, as from the detailed export, the delivered ones in
+    x_SourceValues) + covered usage 2 less its 0.8 credit (1.2, saving 0.8) = 6.2 billed and effective."""
+    rows = [view_row("Commitment v1: Cpu in Americas for 1 Year", **cost(5, 0.5), PricingQuantity=10,
+                     CommitmentDiscountId="cud-1", CommitmentDiscountName="c1"),
+            view_row("covered", **cost(2, 0.2, [CUD]), PricingQuantity=10, PricingCategory="committed",
+                     CommitmentDiscountId="cud-1")]
+    root = view_month(tmp_path, "focus-000000000000.json", "\n".join(json.dumps(r) for r in rows) + "\n")
+    got = keyed(root, "ChargeDescription, ChargeCategory, CommitmentDiscountId, EffectiveCost, x_CommitmentDiscountSavings, "
+                      "x_SourceChanges, CommitmentDiscountName, CommitmentDiscountType, x_SourceValues")
+    fee = got["Commitment v1: Cpu in Americas for 1 Year"]
+    assert fee[:4] == ("Purchase", None, D(5), D(0)) and fee[5:7] == (None, None)
+    assert "InvalidEffectiveCost" not in fee[4].split(",")
+    assert {k: json.loads(fee[7])[k] for k in ("CommitmentDiscountId", "CommitmentDiscountName")} == {
+        "CommitmentDiscountId": "cud-1", "CommitmentDiscountName": "c1"}
+    assert got["covered"][:4] == ("Usage", "cud-1", D("1.2"), D("0.8"))
+    assert one(f"SELECT sum(EffectiveCost) FROM {lake(root)}") == D("6.2")
     report = validate(str(root))
     assert report.violations == 0, report.summary()
 

@@ -30,7 +30,8 @@ RENAMES = {
 #: Columns whose original value is kept in x_SourceValues when a rule changes them (row rules).
 TRACKED = (
     "BilledCost", "BillingAccountId", "BillingPeriodEnd", "ChargeCategory", "ChargeClass", "ChargeFrequency", "ChargePeriodEnd",
-    "CommitmentDiscountCategory", "CommitmentDiscountId", "CommitmentDiscountStatus", "ConsumedQuantity", "ConsumedUnit",
+    "CommitmentDiscountCategory", "CommitmentDiscountId", "CommitmentDiscountName", "CommitmentDiscountStatus",
+    "CommitmentDiscountType", "ConsumedQuantity", "ConsumedUnit",
     "EffectiveCost", "InvoiceIssuerName", "PricingCategory", "PricingQuantity", "ProviderName", "PublisherName", "ResourceName",
     "ServiceCategory", "BillingCurrency", "SubAccountId", "SubAccountName", "x_BilledCostInUsd",
     "Tags", "x_EffectiveCostInUsd", "x_ResourceGroupName", "x_ResourceType", "ResourceType",

@@ -87,6 +87,10 @@ class Fill(BaseModel):
     when: str | None = None
     #: columns of the file the value or condition reads beyond FOCUS's: a file without one of them is not filled
     needs: list[str] = []
+    #: the column filled, when not the fill's own name (several fills of one column: the first whose condition holds)
+    column: str | None = None
+    #: the value replaces the column's where ``when`` holds even when it is null (a value taken off a row)
+    clear: bool = False
 
 
 class ProviderMapping(BaseModel):
@@ -881,31 +885,40 @@ def _extra_aliases(mapping: ProviderMapping, extras: list[str]) -> dict[str, str
 
 def _filled(con: duckdb.DuckDBPyConnection, typed: str, fills: dict[str, Fill], path: str, folder: str) -> str:
     """``typed`` with the provider's :class:`Fill` values where its columns are null (a FOCUS column the file lacks is
-    added), or where a fill's ``when`` holds, and the codes of what was filled in :data:`transforms.costs.FILLED` (read
-    into x_SourceChanges by the normalization). Every value and condition reads the file's own values; ``{lookup:X}``
-    in one is the table of ``schemas/<folder>/X`` (a CSV, text columns)."""
+    added), or where a fill's ``when`` holds (of several fills of one column, the first that holds), and the codes of
+    what was filled in :data:`transforms.costs.FILLED` (read into x_SourceChanges by the normalization). Every value
+    and condition reads the file's own values; ``{lookup:X}`` in one is the table of ``schemas/<folder>/X`` (a CSV,
+    text columns)."""
     try:
         fills = {c: f.model_copy(update={"value": _lookups(con, f.value, folder),
                                          "when": _lookups(con, f.when, folder) if f.when else None}) for c, f in fills.items()}
         types = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {typed}").fetchall()}
         focus = costs.input_columns()
-        todo = {c: f for c, f in fills.items() if (c in types or c in focus) and all(n in types for n in f.needs)}
+        target = {n: f.column or n for n, f in fills.items()}
+        todo = {n: f for n, f in fills.items() if (target[n] in types or target[n] in focus) and all(x in types for x in f.needs)}
         if not todo:
             return typed
-        when = {c: f"({f.when or (f'{ident(c)} IS NULL' if c in types else 'true')}) AND ({f.value}) IS NOT NULL"
-                for c, f in todo.items()}
-        replaced = [f"CASE WHEN {when[c]} THEN CAST(({f.value}) AS {types[c]}) ELSE {ident(c)} END AS {ident(c)}"
-                    for c, f in todo.items() if c in types]
+        when = {n: f"({f.when})" if f.clear and f.when else
+                f"({f.when or (f'{ident(target[n])} IS NULL' if target[n] in types else 'true')}) AND ({f.value}) IS NOT NULL"
+                for n, f in todo.items()}
+        columns: dict[str, list[str]] = {}  # column -> its fills, in order
+        for n in todo:
+            columns.setdefault(target[n], []).append(n)
+
+        def cases(c: str, typ: str) -> str:
+            return " ".join(f"WHEN {when[n]} THEN CAST(({todo[n].value}) AS {typ})" for n in columns[c])
+
+        replaced = [f"CASE {cases(c, types[c])} ELSE {ident(c)} END AS {ident(c)}" for c in columns if c in types]
         # a repaired number's double copy parsed from the file's text (transforms.typing) no longer stands for it
-        replaced += [f"CASE WHEN {when[c]} THEN NULL ELSE {ident(DOUBLE_PREFIX + c)} END AS {ident(DOUBLE_PREFIX + c)}"
-                     for c, f in todo.items() if f.when and DOUBLE_PREFIX + c in types]
-        added = [f"CASE WHEN {when[c]} THEN CAST(({f.value}) AS {SQL_TYPES[focus[c]]}) END AS {ident(c)}"
-                 for c, f in todo.items() if c not in types]
+        repaired = {c: [when[n] for n in ns if todo[n].when] for c, ns in columns.items()}
+        replaced += [f"CASE WHEN {' OR '.join(w)} THEN NULL ELSE {ident(DOUBLE_PREFIX + c)} END AS {ident(DOUBLE_PREFIX + c)}"
+                     for c, w in repaired.items() if w and DOUBLE_PREFIX + c in types]
+        added = [f"CASE {cases(c, SQL_TYPES[focus[c]])} END AS {ident(c)}" for c in columns if c not in types]
         by_code: dict[str, list[str]] = {}  # a code told once per row, whichever of its columns it concerns
-        for c, f in todo.items():
-            by_code.setdefault(f.code, []).append(f"({when[c]})")
+        for n, f in todo.items():
+            by_code.setdefault(f.code, []).append(f"({when[n]})")
         codes = ", ".join(f"CASE WHEN {' OR '.join(w)} THEN {literal(code)} END" for code, w in by_code.items())
-        originals = [f"{ident(c)} AS {ident(costs.FILL_ORIGINAL + c)}" for c, f in todo.items() if f.when and c in types]
+        originals = [f"{ident(c)} AS {ident(costs.FILL_ORIGINAL + c)}" for c, w in repaired.items() if w and c in types]
         select = ", ".join([f"* REPLACE ({', '.join(replaced)})" if replaced else "*", *added,
                             f"nullif(concat_ws(',', {codes}), '') AS {ident(costs.FILLED)}", *originals])
         out = f"(SELECT {select} FROM {typed})"
