@@ -27,6 +27,7 @@ from hub.manifest import Manifest
 from hub.runs import RunRecord
 from hub.store import Store, dataset_folder, part_file_name, raw_staging
 from hub.validate import CheckTap, tap_report
+from transforms import legacy_costs
 from transforms.costs import Lineage
 from transforms.typing import ROUNDED, Projection, decimal_sources, ident, literal, scan
 
@@ -48,7 +49,7 @@ class PartJob:
     #: the part's file name, in staging and in the lake
     name: str
     lineage: Lineage
-    paired: bool | None
+    paired: legacy_costs.Paired
     year: int
     month: int
     #: test hook of the Spark runner: the part fails on attempts below this number (0: never)
@@ -95,7 +96,7 @@ def parts_runner(runner: PartsRunner | None) -> Iterator[None]:
 
 
 def convert_delivery(store: Store, rec: RunRecord, m: Manifest, blobs: list[str], progress: Progress | None,
-                     fail_after_parts: int | None, paired: bool | None) -> None:
+                     fail_after_parts: int | None, paired: legacy_costs.Paired) -> None:
     """Type and normalize every part of a delivery into staging (the first part's columns pick the schema; every
     part is checked against it), then reconcile rows and totals of input and output and check the Costs rows.
 
@@ -344,7 +345,7 @@ def _reconcile(store: Store, con: duckdb.DuckDBPyConnection, rec: RunRecord, m: 
 
 
 def _write_part(con: duckdb.DuckDBPyConnection, schema: ExportSchema, part: Part, lineage: Lineage, price_table: str | None,
-                out: str, progress: Callable[[float], None] | None, tag: str, paired: bool | None, *,
+                out: str, progress: Callable[[float], None] | None, tag: str, paired: legacy_costs.Paired, *,
                 closed: bool = False) -> tuple[normalize.InputTap, CheckTap | None, int]:
     """Normalize one typed part into ``out``: its input tap, its FOCUS check tap (Costs) and the rows written."""
     try:

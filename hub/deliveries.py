@@ -146,6 +146,11 @@ def _days(rec: RunRecord, store: Store | None = None, *, stated: bool = False) -
     return first, last
 
 
+def delivery_days(rec: RunRecord, store: Store | None = None) -> tuple[date, date] | None:
+    """The days a delivery holds (:func:`_days`: at most to the day before it was delivered)."""
+    return _days(rec, store)
+
+
 def _manifest_days(store: Store, rec: RunRecord) -> tuple[date, date] | None:
     """The days of a record's manifest, when it is still in the store with the content the record was made from."""
     try:

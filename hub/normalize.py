@@ -29,11 +29,11 @@ SCALE = Decimal(1).scaleb(-18)
 WIDE = pa.decimal256(76, 18)
 
 
-def row_filter(schema: ExportSchema, present: set[str], paired: bool | None = None) -> str:
+def row_filter(schema: ExportSchema, present: set[str], paired: legacy_costs.Paired = None) -> str:
     """Rows of the typed input that the dataset keeps (all, except in a legacy actual-cost export whose month has
-    amortized-cost data: ``paired``, see :mod:`hub.sources.msexports_pairing`)."""
+    amortized-cost data: ``paired``, its days, see :mod:`hub.sources.msexports_pairing`)."""
     if schema.export_type.lower() in LEGACY:
-        return legacy_costs.row_filter(schema.export_type, present, paired=bool(paired))
+        return legacy_costs.row_filter(schema.export_type, present, paired=paired)
     return "true"
 
 
@@ -45,12 +45,13 @@ def doubles(schema: ExportSchema) -> tuple[str, ...]:
 
 def transform_sql(con: duckdb.DuckDBPyConnection, schema: ExportSchema, source: str, lineage: Lineage,
                   price_table: str | None, *, filtered: bool = False, check: costs.Check | None = None,
-                  closed: bool = False, present: dict[str, str] | None = None, paired: bool | None = None) -> str:
+                  closed: bool = False, present: dict[str, str] | None = None, paired: legacy_costs.Paired = None) -> str:
     """The normalization query of one typed part for its dataset (for Costs a :class:`transforms.sqlchain.Query`
     that knows its columns). Columns the mapping does not know are kept (in Costs with an ``x_`` prefix).
     ``filtered``: the source already applies :func:`row_filter`; ``check``: a condition on the finished Costs
     rows (:func:`transforms.costs.finish`); ``closed``: see :func:`transforms.costs.finish`; ``present``: the
-    source's columns when already known; ``paired``: a legacy actual-cost export's month has amortized-cost data."""
+    source's columns when already known; ``paired``: the days a legacy actual-cost export's month has amortized-cost
+    data of."""
     present = present or columns(con, source)
     mapped = {c.target.lower() for c in schema.columns}
     extras = [c for c in present if c.lower() not in mapped and not c.startswith(DOUBLE_PREFIX) and c != ROUNDED]
@@ -59,7 +60,7 @@ def transform_sql(con: duckdb.DuckDBPyConnection, schema: ExportSchema, source: 
     if kind == "focuscost":
         return costs.costs_sql(source, present, lineage, prices=price_table, extras=extras, check=check, closed=closed)
     if kind in LEGACY:
-        legacy = legacy_costs.legacy_sql(source, set(present), schema.export_type, filter_rows=not filtered, paired=bool(paired),
+        legacy = legacy_costs.legacy_sql(source, set(present), schema.export_type, filter_rows=not filtered, paired=paired,
                                          extras=extras)
         return costs.costs_sql(f"({legacy})", columns(con, f"({legacy})"), lineage, prices=price_table, check=check,
                                closed=closed, extras=extras)
@@ -121,7 +122,7 @@ class InputTap:
     """
 
     def __init__(self, con: duckdb.DuckDBPyConnection, schema: ExportSchema, present: set[str], name: str, *,
-                 paired: bool | None = None) -> None:
+                 paired: legacy_costs.Paired = None) -> None:
         spec = schema.totals
         self.name = name
         self.amounts = {out: col for out, col in spec["amounts"].items() if col in present} if spec else {}

@@ -193,6 +193,39 @@ def test_actual_and_amortized_in_either_order_count_nothing_twice(hub_root: Path
     assert ingest(Store(str(hub_root))).ok and _totals(hub_root) == (5, ACTUAL_TOTAL, AMORTIZED_TOTAL)
 
 
+@pytest.mark.parametrize("order", [("AmortizedCost", "ActualCost"), ("ActualCost", "AmortizedCost")])
+def test_an_amortized_run_of_the_first_days_takes_only_those_days_usage_out_of_the_actual_export(
+        hub_root: Path, order: tuple[str, str]) -> None:
+    """Review of stop 41: pairing went by files, not days. An amortized month-to-date run of September 10 (its days
+    the 1st to the 9th) with the actual export of the whole month (run October 2, usage of 40 on the 20th and
+    0.0000564902 on the 13th that no amortized row carries) lost those rows in either order: BilledCost 101, not the
+    actual export's 141.0000564902. By hand: BilledCost = 141.0000564902 (100 purchase + 1 + 0.0000564902 + 40);
+    EffectiveCost = the amortized rows of Sept 1-9 (1 + 3.25 + 0.75 = 5) + the actual rows of the other days, flagged
+    (0.0000564902 + 40) = 45.0000564902; 6 rows."""
+    late = {**EA_BASE, "CostInBillingCurrency": "40", "Date": "9/20/2023"}
+    data = {"AmortizedCost": ([r for r in AMORTIZED if r["Date"] != "9/13/2023"], "2023-09-10T00:00:00Z", "2023-09-30"),
+            "ActualCost": (ACTUAL + [late], "2023-10-02T00:00:00Z", "2023-09-30")}
+    for kind in order:
+        rows, submitted, end = data[kind]
+        write_export(hub_root, {"part_0_0001.csv": _csv(EA_OLD, rows)}, export_type=kind, data_version="2021-10-01",
+                     run_id=kind.lower(), rows=len(rows), folder=f"{kind}/202309/{kind.lower()}", start_date="2023-09-01",
+                     manifest_extra={"runInfo": {"runId": kind.lower(), "startDate": "2023-09-01", "endDate": end,
+                                                 "submittedTime": submitted}})
+        assert ingest(Store(str(hub_root))).ok
+    assert _totals(hub_root) == (6, D("141.0000564902"), D("45.0000564902"))
+    flagged = sorted(r["ChargePeriodStart"].day for r in lake_rows(hub_root)
+                     if "EffectiveCostFromActualCost" in (r["x_SourceChanges"] or ""))
+    assert flagged == [13, 20]  # the days the amortized run did not hold
+    # the amortized export of the whole month (run October 2) takes the rest out: the regular pair
+    write_export(hub_root, {"part_0_0001.csv": _csv(EA_OLD, AMORTIZED + [late])}, export_type="AmortizedCost",
+                 data_version="2021-10-01", run_id="amortized2", rows=5, folder="AmortizedCost/202309/amortized2",
+                 start_date="2023-09-01", manifest_extra={"runInfo": {"runId": "amortized2", "startDate": "2023-09-01",
+                                                                       "endDate": "2023-09-30", "submittedTime": "2023-10-02T01:00:00Z"}})
+    assert ingest(Store(str(hub_root))).ok
+    assert _totals(hub_root) == (6, D("141.0000564902"), D("45.0000564902"))
+    assert not [r for r in lake_rows(hub_root) if "EffectiveCostFromActualCost" in (r["x_SourceChanges"] or "")]
+
+
 def test_real_ea_samples_actual_alone_and_with_amortized(hub_root: Path) -> None:
     for kind, name in (("ActualCost", "EA_ActualCost_Small.csv"), ("AmortizedCost", "EA_AmortizedCost_Small.csv")):
         write_export(hub_root, {"part_0_0001.csv": (DATA / "azure" / name).read_bytes()}, export_type=kind,

@@ -602,3 +602,20 @@ def test_a_quantity_beyond_the_lakes_decimals_is_refused_naming_its_column(tmp_p
         assert (rec.state, rec.error.code) == ("quarantined", "InvalidValue")
         assert rec.error.message.startswith("column usage.amount: a value is beyond 20 digits"), rec.error.message
 
+
+
+@pytest.mark.parametrize(("name", "empty"), [("export-000000000000.json", b""),
+                                             ("export-000000000000.csv", b"billing_account_id,usage_start_time,cost,invoice_month,credits\n")])
+def test_a_month_extracted_again_without_any_row_is_not_emptied(tmp_path: Path, name: str, empty: bytes) -> None:
+    """Review of stop 41: May (10 + 4) extracted again with no row (a query's filter typo: one empty shard, or a
+    header-only CSV; the old shard gone with `gsutil rsync -d`) emptied May's folder: the earlier version withdrawn
+    from every month it no longer covered. A version without any row changes nothing: May stays 14."""
+    root = make_hub(tmp_path / "hub")
+    deliver(root, "export-000000000000.json", as_json([row("A", 10.0), row("B", 4.0)]))
+    assert ingest(Store(str(root))).ok
+    folder = root / "exports/gcp/billing/2024-05"
+    (folder / "export-000000000000.json").unlink()
+    deliver(root, name, empty)
+    (rec,) = ingest(Store(str(root))).records
+    assert (rec.state, rec.rowsIn) == ("committed", 0), rec.error
+    assert duckdb.connect().execute(f"SELECT count(*), sum(BilledCost) FROM {lake(root)}").fetchone() == (2, D(14))

@@ -3,10 +3,10 @@
 Follows Microsoft's documented conversion: the amortized export gives every row (``EffectiveCost`` = cost,
 ``BilledCost`` = 0 for usage covered by a commitment), the actual export gives the commitment purchases and
 refunds (``BilledCost`` = cost, ``EffectiveCost`` = 0), so together they reconcile to the invoice (BilledCost)
-and to amortized cost (EffectiveCost) without double counting. An actual export whose month has no amortized
-data (``paired`` false) gives every row: usage rows take EffectiveCost from the actual cost, flagged by the
-:data:`ACTUAL_ONLY` marker (``EffectiveCostFromActualCost``); they are taken out again when the month's
-amortized export arrives (:mod:`hub.sources.msexports_pairing`). The result then goes through the regular Costs
+and to amortized cost (EffectiveCost) without double counting. An actual export gives every row of the days its
+month's amortized export does not hold (``paired``: the days it holds; none without amortized data): usage rows
+take EffectiveCost from the actual cost, flagged by the :data:`ACTUAL_ONLY` marker (``EffectiveCostFromActualCost``);
+they are taken out when an amortized export holding their days arrives (:mod:`hub.sources.msexports_pairing`). The result then goes through the regular Costs
 normalization (:mod:`transforms.costs`). Pure SQL building over the typed export, whose columns carry the
 mapping files' names whatever spelling the file used (``CostInBillingCurrency`` arrives as ``Cost``).
 
@@ -17,7 +17,7 @@ PricingQuantity = Quantity and ConsumedQuantity = Quantity x block size.
 from __future__ import annotations
 
 from transforms.sqlchain import DEC, div, mul, nz
-from transforms.typing import ROUNDED, ident
+from transforms.typing import ROUNDED, ident, literal
 
 ACTUAL, AMORTIZED = "actualcost", "amortizedcost"
 #: Marker column: BilledCost of this row is 0 (usage paid for by a commitment purchase billed elsewhere).
@@ -40,12 +40,25 @@ def paired_rows(present: set[str]) -> str:
     return f"{_col(present, 'ChargeType')} IN ('Purchase', 'Refund') AND ({_commitment(present)})"
 
 
-def row_filter(export_type: str, present: set[str], *, paired: bool = True) -> str:
+#: The days (first, last, ISO dates) a month's amortized-cost export holds: the actual export's usage rows of those
+#: days are the amortized export's to carry; None: no amortized data.
+Paired = tuple[str, str] | None
+
+
+def _unpaired_day(present: set[str], paired: Paired) -> str:
+    """The row's day is not one the amortized export holds (always, without amortized data)."""
+    if not paired:
+        return "true"
+    return (f"coalesce(NOT (CAST({_col(present, 'Date')} AS DATE) BETWEEN DATE {literal(paired[0])} "
+            f"AND DATE {literal(paired[1])}), false)")
+
+
+def row_filter(export_type: str, present: set[str], *, paired: Paired = None) -> str:
     """Rows of the export that belong in Costs: all, but the actual export of a month with amortized data only
-    contributes commitment purchases and refunds."""
+    contributes commitment purchases and refunds, and its rows of the days the amortized export does not hold."""
     if export_type.lower() != ACTUAL or not paired:
         return "true"
-    return paired_rows(present)
+    return f"({paired_rows(present)}) OR {_unpaired_day(present, paired)}"
 
 
 def _commitment(present: set[str]) -> str:
@@ -53,11 +66,11 @@ def _commitment(present: set[str]) -> str:
             f"OR {_col(present, 'PricingModel')} IN ('Reservation', 'SavingsPlan')")
 
 
-def legacy_sql(source: str, present: set[str], export_type: str, *, filter_rows: bool = True, paired: bool = True,
+def legacy_sql(source: str, present: set[str], export_type: str, *, filter_rows: bool = True, paired: Paired = None,
                extras: list[str] = ()) -> str:
     """FocusCost 1.0 input columns from a typed legacy export relation (lookup tables registered).
-    ``filter_rows=False``: the source already holds only the rows :func:`row_filter` keeps; ``paired``: the
-    month has amortized data (an actual export then keeps only commitment purchases and refunds); ``extras``:
+    ``filter_rows=False``: the source already holds only the rows :func:`row_filter` keeps; ``paired``: the days
+    the month's amortized data holds (an actual export keeps only its commitment purchases and refunds of them); ``extras``:
     columns the mapping does not know, passed through (the Costs normalization keeps them with an ``x_`` prefix)."""
     c = lambda *n, cast=None: _col(present, *n, cast=cast)  # noqa: E731
     charge_type, model = c("ChargeType"), c("PricingModel")
@@ -94,7 +107,8 @@ def legacy_sql(source: str, present: set[str], export_type: str, *, filter_rows:
     select = {
         "BilledCost": cost,  # zeroed for covered usage by the Costs chain (ZERO_BILLED), so the original is kept
         ZERO_BILLED: f"{export_type.lower() == AMORTIZED} AND {covered}",
-        ACTUAL_ONLY: f"{export_type.lower() == ACTUAL and not paired} AND NOT coalesce({paired_rows(present)}, false)",
+        ACTUAL_ONLY: f"{export_type.lower() == ACTUAL} AND NOT coalesce({paired_rows(present)}, false) "
+                     f"AND {_unpaired_day(present, paired)}",
         "EffectiveCost": cost,  # 0 on commitment purchases: set by the Costs chain, which keeps the original
         "BillingAccountId": f"'/providers/microsoft.billing/billingaccounts/' || {c('BillingAccountId')} || CASE WHEN {ea} THEN '' "
                             f"ELSE '/billingprofiles/' || {c('BillingProfileId')} END",

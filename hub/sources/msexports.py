@@ -168,7 +168,7 @@ def process(store: Store, rel: str, raw: bytes | None, settings: Settings, *, ex
         rec.staging = engine.new_staging(rec.key)  # one per attempt: a stale holder never shares it
         rec.state = "converting"
         runs.save(store, rec)
-        paired = pairing.amortized_present(store, rec) if (rec.exportType or "").lower() == legacy_costs.ACTUAL else None
+        paired = pairing.amortized_days(store, rec, records) if (rec.exportType or "").lower() == legacy_costs.ACTUAL else None
         conversion.convert_delivery(store, rec, manifest, blobs, progress, fail_after_parts, paired)
         if rec.rowsIn == 0:
             store.delete_tree(rec.staging)

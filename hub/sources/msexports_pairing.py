@@ -7,23 +7,29 @@ is in the lake it carries those usage rows (with amortized EffectiveCost), so th
 commitment purchases and refunds: BilledCost then totals the actual export's cost and EffectiveCost the amortized
 export's, and nothing is counted twice, whichever export arrives first.
 
-- Actual after amortized: the actual export's conversion leaves the usage rows out (``paired``).
+Pairing goes by days: the amortized export carries only the days its delivery holds (a month-to-date run of the 10th
+holds the 1st to the 9th), so the actual export's usage rows of the other days stay (flagged) until an amortized
+delivery holding them arrives.
+
+- Actual after amortized: the actual export's conversion leaves the usage rows of the amortized days out (``paired``).
 - Amortized after actual: before the amortized export is swapped in, :func:`pair_actual` rewrites the actual folder
-  without its flagged rows (through staging and the swap, with its own run record), so readers may briefly see fewer
-  rows, never the same cost twice. A crash in between is finished by the next run (the amortized run is still
-  ``swapping`` and pairs again; pairing an already paired folder does nothing).
+  without its flagged rows of the days the amortized delivery holds (through staging and the swap, with its own run
+  record), so readers may briefly see fewer rows, never the same cost twice. A crash in between is finished by the
+  next run (the amortized run is still ``swapping`` and pairs again; pairing an already paired folder does nothing).
 """
 
 from __future__ import annotations
 
+import calendar
 import hashlib
 import os
 import posixpath
 import tempfile
 import time
 import uuid
+from datetime import date
 
-from hub import catalog, convert, normalize, rewrite, runs, swap
+from hub import catalog, convert, deliveries, normalize, rewrite, runs, swap
 from hub.errors import HubError
 from hub.export_schemas import totals_spec
 from hub.runs import RunRecord
@@ -43,10 +49,20 @@ def _folder(rec: RunRecord, subfolder: str) -> str | None:
     return dataset_folder("Costs", year, month, rec.scope, subfolder)
 
 
-def amortized_present(store: Store, rec: RunRecord) -> bool:
-    """True when the amortized-cost export of ``rec``'s scope and month is in the lake."""
+def amortized_days(store: Store, rec: RunRecord, records: list[RunRecord]) -> legacy_costs.Paired:
+    """The days the amortized-cost export of ``rec``'s scope and month in the lake holds (its committed delivery's,
+    :func:`hub.deliveries.delivery_days`; the whole month for files without one); None when there is none."""
     folder = _folder(rec, legacy_costs.AMORTIZED)
-    return bool(folder and store.parquet_files(folder))
+    if not (folder and store.parquet_files(folder)):
+        return None
+    committed = deliveries.committed_deliveries(records, folder)
+    days = deliveries.delivery_days(committed[-1], store) if committed else None
+    return (days[0].isoformat(), days[1].isoformat()) if days else _month_days(rec)
+
+
+def _month_days(rec: RunRecord) -> tuple[str, str]:
+    first = date.fromisoformat(f"{rec.month}-01")
+    return first.isoformat(), first.replace(day=calendar.monthrange(first.year, first.month)[1]).isoformat()
 
 
 def flagged(column_sql: str = "x_SourceChanges") -> str:
@@ -55,10 +71,15 @@ def flagged(column_sql: str = "x_SourceChanges") -> str:
 
 def pair_actual(store: Store, amortized: RunRecord) -> RunRecord | None:
     """Rewrite the actual-cost folder of ``amortized``'s scope and month without the rows the amortized export
-    replaces; None when there is nothing to take out. Raises :class:`HubError` when the rewrite fails."""
+    replaces (the flagged rows of the days it holds); None when there is nothing to take out. Raises
+    :class:`HubError` when the rewrite fails."""
     folder = _folder(amortized, legacy_costs.ACTUAL)
     if folder is None:
         return None
+    days = deliveries.delivery_days(amortized, store)
+    first, last = (days[0].isoformat(), days[1].isoformat()) if days else _month_days(amortized)
+    replaced = (f"{flagged()} AND CAST(timezone('UTC', ChargePeriodStart) AS DATE) BETWEEN DATE {literal(first)} "
+                f"AND DATE {literal(last)}")
     key = "pair-" + hashlib.sha1(folder.encode()).hexdigest()[:16]
     previous = runs.load(store, key)
     if previous is not None and previous.state == "swapping":  # a crash mid-swap: finish it first
@@ -72,7 +93,7 @@ def pair_actual(store: Store, amortized: RunRecord) -> RunRecord | None:
         try:
             local = [rewrite.local_copy(store, rel, tmp) for rel in files]
             source = convert.parquet_source(local)
-            if not con.execute(f"SELECT count(*) FROM {source} WHERE {flagged()}").fetchall()[0][0]:
+            if not con.execute(f"SELECT count(*) FROM {source} WHERE {replaced}").fetchall()[0][0]:
                 return None
             rec = RunRecord(key=key, manifest=f"{PAIR}{folder}", manifestSha256=hashlib.sha256(folder.encode()).hexdigest(),
                             runId=amortized.runId, exportType="Pairing", dataset="Costs", destination=folder,
@@ -83,7 +104,8 @@ def pair_actual(store: Store, amortized: RunRecord) -> RunRecord | None:
             rec.totalsIn, _ = normalize.output_totals(con, spec, source)
             rec.rowsIn = convert.count_rows(con, local)
             outputs = rewrite.rewrite_files(store, con, rec, files, local,
-                                            lambda src, _cols: f"SELECT * FROM {src} WHERE NOT {flagged()}", tmp, drop_empty=True)
+                                            lambda src, _cols: f"SELECT * FROM {src} WHERE NOT coalesce({replaced}, false)", tmp,
+                                            drop_empty=True)
             rec.rowsOut = sum(p.rows for p in rec.parts)
             rec.rowsFiltered = rec.rowsIn - rec.rowsOut
             rec.totalsOut = normalize.output_totals(con, spec, convert.parquet_source(outputs))[0] if outputs else {}

@@ -414,8 +414,11 @@ def process(store: Store, d: Delivery, records: list[RunRecord], settings: Setti
             store.delete_tree(rec.staging or "")
             rec.seconds = round(time.perf_counter() - started, 3)
             runs.save(store, rec)
-        if made or not failure.skippedFiles:  # every file left out (AWS's manifest now names another assembly): the
-            made += _withdrawals(store, d, made, records)  # month is that delivery's to replace, never emptied before
+        # a version without any row changes nothing (an empty extract: a query's filter typo, synced with deletions),
+        # and neither does one whose every file is left out (AWS's manifest now names another assembly: the month is
+        # that delivery's to replace); a pulled day the bill API now answers empty is the provider's word
+        if made or (d.pulled and not failure.skippedFiles):
+            made += _withdrawals(store, d, made, records)
         if not made:  # no rows: nothing changes in the lake, and the delivery is not read again
             if older:
                 if store.exists(runs.record_path(failure.key)):
