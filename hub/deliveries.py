@@ -22,7 +22,7 @@ import duckdb
 from hub import convert, runs
 from hub.checks import month_end
 from hub.errors import HubError, ManifestError
-from hub.export_schemas import EXPORT_FOLDER
+from hub.export_schemas import EXPORT_FOLDER, datasets
 from hub.manifest import Manifest, parse_manifest
 from hub.runs import AFTER_COMMIT, CUSTOM, RunRecord
 from hub.settings import MonthsRetention
@@ -166,12 +166,16 @@ def _manifest_days(store: Store, rec: RunRecord) -> tuple[date, date] | None:
 def _row_days(store: Store, rec: RunRecord) -> tuple[date, date] | None:
     """The first and last charge day of the rows a committed record left in its lake folder, within its month (late
     rows of the month before do not widen it): its period when its manifest is gone (retention)."""
+    return row_days(store, store.parquet_files(rec.destination) if rec.destination and rec.month else [], rec.month or "")
+
+
+def row_days(store: Store, files: list[str], month: str) -> tuple[date, date] | None:
+    """The first and last charge day of the rows of lake ``files`` (store paths), within ``month`` (``yyyy-mm``)."""
     from hub import catalog  # the catalog's connection reads remote stores too
 
-    files = store.parquet_files(rec.destination) if rec.destination and rec.month else []
-    if not files:
+    if not files or not month:
         return None
-    first_day = date.fromisoformat(f"{rec.month}-01")
+    first_day = date.fromisoformat(f"{month}-01")
     last_day = month_end(datetime(first_day.year, first_day.month, 1)).date() - timedelta(days=1)
     listing = "[" + ", ".join(literal(catalog.duck_path(store, f)) for f in files) + "]"
     con = catalog.store_connection(store, threads=1)
@@ -203,6 +207,10 @@ def check_one_month(rec: RunRecord) -> None:
                        file=rec.manifest, code="PeriodMismatch")
 
 
+#: The sub-folders of a scope legacy Azure cost exports keep their rows in (``subfolder`` in ``datasets.json``).
+LEGACY_SUBFOLDERS = frozenset(m["subfolder"] for m in datasets().values() if m.get("subfolder"))
+
+
 def check_not_custom(store: Store, rec: RunRecord) -> None:
     """A provider's run never swaps into a lake folder holding custom data (its ``manifest.json``): the swap replaces
     the folder's files, so the producer's would be deleted, and the custom source would take the provider's files for
@@ -210,7 +218,8 @@ def check_not_custom(store: Store, rec: RunRecord) -> None:
     if not rec.destination:
         return
     folders = [rec.destination]
-    if posixpath.basename(rec.destination).startswith(EXPORT_FOLDER):  # an export's own folder in the scope's
+    name = posixpath.basename(rec.destination)
+    if name.startswith(EXPORT_FOLDER) or name in LEGACY_SUBFOLDERS:  # an export's own folder in the scope's
         folders.append(posixpath.dirname(rec.destination))
     for folder in (f for f in folders if store.exists(f"{f}/manifest.json")):
         raise HubError(f"its lake folder {folder} holds custom data (a manifest.json): custom data and a "

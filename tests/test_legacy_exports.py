@@ -226,6 +226,59 @@ def test_an_amortized_run_of_the_first_days_takes_only_those_days_usage_out_of_t
     assert not [r for r in lake_rows(hub_root) if "EffectiveCostFromActualCost" in (r["x_SourceChanges"] or "")]
 
 
+def _deliver_at(root: Path, kind: str, rows: list[dict], run: str, submitted: str, export_type: str | None = None) -> None:
+    """A legacy export of September 2023 run (submitted) at ``submitted``, its manifest's type ``export_type``."""
+    write_export(root, {"part_0_0001.csv": _csv(EA_OLD, rows)}, export_type=export_type or kind, data_version="2021-10-01",
+                 run_id=run, rows=len(rows), folder=f"{kind}/202309/{run}", start_date="2023-09-01",
+                 manifest_extra={"runInfo": {"runId": run, "startDate": "2023-09-01", "endDate": "2023-09-30",
+                                             "submittedTime": submitted}})
+
+
+def test_an_amortized_type_with_a_stray_space_still_pairs(hub_root: Path) -> None:
+    """Review of stop 41: ``"type": "AmortizedCost "`` was read as AmortizedCost (its schema, its folder) but not by
+    the pairing, which compared the raw text: the covered usage counted in both folders (8 rows, 102.0001129804
+    billed). By hand: the regular pair, 5 rows, 101.0000564902 billed, 5.0000564902 effective."""
+    _deliver_at(hub_root, "ActualCost", ACTUAL, "a1", "2023-10-02T00:00:00Z")
+    assert ingest(Store(str(hub_root))).ok
+    _deliver_at(hub_root, "AmortizedCost", AMORTIZED, "m1", "2023-10-02T01:00:00Z", export_type="AmortizedCost ")
+    assert ingest(Store(str(hub_root))).ok
+    assert _totals(hub_root) == (5, ACTUAL_TOTAL, AMORTIZED_TOTAL)
+
+
+def test_an_amortized_run_holding_rows_of_its_own_day_pairs_them(hub_root: Path) -> None:
+    """A run of September 11 states the month and holds rows up to the 13th (a partial day, or a clock ahead): the
+    days it holds reach its rows' last day, not only the day before it ran, so the actual export's flagged row of
+    the 13th goes (else 0.0000564902 counted twice). By hand: the regular pair."""
+    _deliver_at(hub_root, "ActualCost", ACTUAL, "a1", "2023-09-10T00:00:00Z")
+    assert ingest(Store(str(hub_root))).ok
+    _deliver_at(hub_root, "AmortizedCost", AMORTIZED, "m1", "2023-09-11T00:00:00Z")
+    assert ingest(Store(str(hub_root))).ok
+    assert _totals(hub_root) == (5, ACTUAL_TOTAL, AMORTIZED_TOTAL)
+
+
+def test_custom_data_in_a_legacy_exports_scope_folder_is_a_source_conflict(hub_root: Path) -> None:
+    """Review of stop 41: a custom drop in the scope folder of a legacy export (whose rows are in its actualcost/
+    sub-folder, read with it) committed, its rows added to the bill; the amortized export was then refused as
+    "costs from a FocusCost export". The custom drop is ``SourceConflict`` (its files and manifest set aside), and the
+    amortized export pairs as usual."""
+    import duckdb
+
+    _deliver_at(hub_root, "ActualCost", ACTUAL, "a1", "2023-10-02T00:00:00Z")
+    assert ingest(Store(str(hub_root))).ok
+    scope = next(hub_root.glob("ingestion/Costs/2023/09/**/actualcost")).parent
+    duckdb.connect().execute(f"""COPY (SELECT 'Custom' AS ProviderName, 'x' AS BillingAccountId, 'USD' AS BillingCurrency,
+        TIMESTAMP '2023-09-01' AS BillingPeriodStart, TIMESTAMP '2023-10-01' AS BillingPeriodEnd,
+        TIMESTAMP '2023-09-03' AS ChargePeriodStart, TIMESTAMP '2023-09-04' AS ChargePeriodEnd, 'Usage' AS ChargeCategory,
+        7.5 AS BilledCost, 7.5 AS EffectiveCost) TO '{scope}/c1__x.parquet' (FORMAT parquet)""")
+    (scope / "manifest.json").write_text("")
+    (custom,) = ingest(Store(str(hub_root))).records
+    assert (custom.state, custom.error.code) == ("quarantined", "SourceConflict") and "actualcost" in custom.error.message
+    assert not list(scope.glob("*.parquet")) and (scope / "c1__x.parquet.quarantined").exists()
+    _deliver_at(hub_root, "AmortizedCost", AMORTIZED, "m1", "2023-10-02T01:00:00Z")
+    assert ingest(Store(str(hub_root))).ok
+    assert _totals(hub_root) == (5, ACTUAL_TOTAL, AMORTIZED_TOTAL)
+
+
 def test_real_ea_samples_actual_alone_and_with_amortized(hub_root: Path) -> None:
     for kind, name in (("ActualCost", "EA_ActualCost_Small.csv"), ("AmortizedCost", "EA_AmortizedCost_Small.csv")):
         write_export(hub_root, {"part_0_0001.csv": (DATA / "azure" / name).read_bytes()}, export_type=kind,

@@ -259,6 +259,15 @@ def process_folder(store: Store, rel: str, raw: bytes | None,
             raise HubError(f"the folder holds the committed files of {owner}: custom data and a provider's "
                            "deliveries never share a folder; write the custom files and their manifest under another "
                            "scope (custom/<name>/)", file=rel, code="SourceConflict")
+        if nested := sorted(f for f in (owners or {}) if f.startswith(folder + "/")):
+            # a provider's folder inside this one (a legacy Azure export's actualcost/ under its scope folder):
+            # readers read the scope recursively, so the custom files would be added to that provider's bill
+            _set_aside(store, rec, listing, committed)
+            _set_aside(store, rec, {rel: {}}, [])
+            rec.manifestSha256 = _sha(raw, _listing(store, folder))
+            raise HubError(f"the folder holds {nested[0]}, committed by {owners[nested[0]][0]}: custom data and a "
+                           "provider's deliveries never share a folder; write the custom files and their manifest under "
+                           "another scope (custom/<name>/)", file=rel, code="SourceConflict")
         files, older = _delivered(sorted(listing), committed, listing)
         if not files:
             raise HubError("no Parquet files next to the manifest", file=rel, code="IngestionFilesNotFound")

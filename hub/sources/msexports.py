@@ -221,6 +221,10 @@ def _other_kind(store: Store, rec: RunRecord) -> None:
     for folder in others:
         if store.parquet_files(folder):
             kind = "a FocusCost export" if mine else "a legacy cost export (ActualCost / AmortizedCost)"
+            if mine and store.exists(f"{folder}/manifest.json"):
+                raise HubError(f"the lake holds custom data in this scope's {rec.month} folder ({folder}): custom data "
+                               "and a provider's deliveries never share a folder; move the custom files and their manifest "
+                               "to another scope (custom/<name>/)", file=rec.manifest, code="SourceConflict")
             raise HubError(f"the lake holds this scope's {rec.month} costs from {kind} ({folder}): both kinds hold the "
                            "same costs; keep one export (remove the other's folder to switch)", file=rec.manifest,
                            code="SourceConflict")
@@ -229,7 +233,9 @@ def _other_kind(store: Store, rec: RunRecord) -> None:
 def _describe(rec: RunRecord, m: Manifest, rel: str) -> None:
     cfg = m.exportConfig
     year, month = m.year_month
-    rec.runId, rec.exportName, rec.exportType, rec.dataVersion = m.runInfo.runId, cfg.exportName, cfg.type, cfg.dataVersion
+    # the type as every lookup reads it (``"AmortizedCost "`` is AmortizedCost: its pairing must know it)
+    rec.runId, rec.exportName, rec.dataVersion = m.runInfo.runId, cfg.exportName, cfg.dataVersion
+    rec.exportType = cfg.type.strip()
     rec.month = f"{year:04d}-{month:02d}"
     rec.scope = scope_path(cfg.resourceId, file=rel)
     rec.manifestRows = m.dataRowCount

@@ -56,8 +56,17 @@ def amortized_days(store: Store, rec: RunRecord, records: list[RunRecord]) -> le
     if not (folder and store.parquet_files(folder)):
         return None
     committed = deliveries.committed_deliveries(records, folder)
-    days = deliveries.delivery_days(committed[-1], store) if committed else None
-    return (days[0].isoformat(), days[1].isoformat()) if days else _month_days(rec)
+    return _span(store, committed[-1], store.parquet_files(folder)) if committed else _month_days(rec)
+
+
+def _span(store: Store, amortized: RunRecord, files: list[str]) -> tuple[str, str]:
+    """The days an amortized delivery holds: its period up to the day before it was delivered, widened to the days
+    of its rows (``files``: a run of the 11th holding rows of the 11th, a partial day, holds that day too)."""
+    days = [d for d in (deliveries.delivery_days(amortized, store), deliveries.row_days(store, files, amortized.month or ""))
+            if d is not None]
+    if not days:
+        return _month_days(amortized)
+    return min(d[0] for d in days).isoformat(), max(d[1] for d in days).isoformat()
 
 
 def _month_days(rec: RunRecord) -> tuple[str, str]:
@@ -76,8 +85,7 @@ def pair_actual(store: Store, amortized: RunRecord) -> RunRecord | None:
     folder = _folder(amortized, legacy_costs.ACTUAL)
     if folder is None:
         return None
-    days = deliveries.delivery_days(amortized, store)
-    first, last = (days[0].isoformat(), days[1].isoformat()) if days else _month_days(amortized)
+    first, last = _span(store, amortized, store.parquet_files(amortized.staging) if amortized.staging else [])
     replaced = (f"{flagged()} AND CAST(timezone('UTC', ChargePeriodStart) AS DATE) BETWEEN DATE {literal(first)} "
                 f"AND DATE {literal(last)}")
     key = "pair-" + hashlib.sha1(folder.encode()).hexdigest()[:16]
