@@ -210,6 +210,42 @@ CUR2_EXPECTED = {
 }
 
 
+def test_a_cur_a_tool_converted_to_parquet_with_its_own_types_lands_like_its_csv(tmp_path: Path) -> None:
+    """Review of stop 41: the real legacy CUR converted to Parquet by DuckDB's own type detection (``COPY (FROM
+    read_csv(...)) TO 'cur.parquet'``: pricing/RateId and bill/PayerAccountId BIGINT, a numeric tag value BIGINT) was
+    InternalError (``Cannot mix values of type VARCHAR and BIGINT in COALESCE``; ``trim(BIGINT)``); a cost column of
+    flags (BOOLEAN) was read as 1 and 0. Ids and tags are read as their text: every row, BilledCost the CSV's own
+    total (1.6823086974), the numeric tag ``{"CostCenter": "1234"}``; a flag where a cost belongs is InvalidValue."""
+    tagged = tmp_path / "tagged.csv"
+    with open(CUR, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    with open(tagged, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, [*rows[0], "resourceTags/user:CostCenter"], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({**r, "resourceTags/user:CostCenter": "1234"} for r in rows)
+    root = make_hub(tmp_path / "hub")
+    base = root / "exports/aws/cur/r/20231101-20231201/x"
+    base.mkdir(parents=True)
+    con = duckdb.connect()
+    con.execute(f"COPY (FROM read_csv({literal(str(tagged))})) TO {literal(str(base / 'r-00001.parquet'))} (FORMAT parquet)")
+    typed = dict(con.execute(f"SELECT column_name, column_type FROM (DESCRIBE FROM {literal(str(base / 'r-00001.parquet'))})")
+                 .fetchall())
+    assert typed["pricing/RateId"] == typed["resourceTags/user:CostCenter"] == "BIGINT"
+    (root / "exports/aws/cur/manifest.json").write_bytes(b"")
+    (rec,) = ingested(root)
+    assert rec.rowsIn == rec.rowsOut == 1281 and D(rec.totalsIn["USD"]["BilledCost"]) == D("1.6823086974")
+    assert one(f"SELECT sum(BilledCost) FROM {lake(root)}") == D("1.6823086974")
+    assert one(f"SELECT count(*) FROM {lake(root)} WHERE json_extract_string(Tags, '$.CostCenter') = '1234'") == 1281
+    flags = make_hub(tmp_path / "flags")
+    base = flags / "exports/aws/cur/r/20231101-20231201/x"
+    base.mkdir(parents=True)
+    con.execute(f"COPY (SELECT * REPLACE (\"lineItem/UnblendedCost\" <> 0 AS \"lineItem/UnblendedCost\") FROM "
+                f"read_csv({literal(str(CUR))})) TO {literal(str(base / 'r-00001.parquet'))} (FORMAT parquet)")
+    (flags / "exports/aws/cur/manifest.json").write_bytes(b"")
+    (bad,) = ingest(Store(str(flags))).records
+    assert (bad.state, bad.error.code) == ("quarantined", "InvalidValue") and "UnblendedCost" in bad.error.message
+
+
 def test_a_parquet_cur_with_its_athena_files_lands(tmp_path: Path) -> None:
     """Review of stop 40: a Parquet CUR with the Athena integration, synced as AWS lays it out
     (``<report>/<report>/year=…/month=…/`` with its -Manifest.json, ``cost_and_usage_data_status/`` holding a one-column

@@ -109,7 +109,7 @@ def project(spec: dict, columns: dict[str, str], lookup_files: dict[str, str], h
                 default = defaults.get(key(m.group(1)))
                 return f"CAST(({resolve(default)}) AS DECIMAL(38,18))" if default else "CAST(NULL AS DECIMAL(38,18))"
             src = ident(found)
-            if columns[found] not in ("VARCHAR", "DOUBLE", "FLOAT"):
+            if columns[found] not in ("VARCHAR", "DOUBLE", "FLOAT", "BOOLEAN"):  # a flag is no amount: read as text
                 return f"CAST({src} AS DECIMAL(38,18))"
             if found not in numbers:
                 numbers[found] = f"{NUMBER_PREFIX}{len(numbers)}"
@@ -118,7 +118,7 @@ def project(spec: dict, columns: dict[str, str], lookup_files: dict[str, str], h
         def column(m: re.Match) -> str:
             found = named.get(key(m.group(1)))
             if found is not None:
-                return ident(found)
+                return _text(found, columns[found])
             default = defaults.get(key(m.group(1)))
             return f"({resolve(default)})" if default else "CAST(NULL AS VARCHAR)"
 
@@ -180,6 +180,16 @@ def hint_values(spec: dict, hints: Mapping[str, str] | None) -> dict[str, str]:
     return out
 
 
+#: Scalar types a report converted to Parquet by a tool gives a column the mappings read as text (an id DuckDB or
+#: pandas typed BIGINT or DOUBLE, a numeric tag value, a flag).
+_SCALAR = re.compile(r"(U?(TINY|SMALL|BIG|HUGE)?INT(EGER)?|FLOAT|DOUBLE|DECIMAL(\(.*\))?|BOOLEAN|UUID)")
+
+
+def _text(column: str, typ: str) -> str:
+    """A report column as the mappings read it: its text (a timestamp, a date or a JSON map stays as it is)."""
+    return f"CAST({ident(column)} AS VARCHAR)" if _SCALAR.fullmatch(typ) else ident(column)
+
+
 def _expand(expr: str, lets: dict[str, str]) -> str:
     """``{@name}`` replaced by the mapping's ``let`` expression of that name, in parentheses."""
     return _LET.sub(lambda m: f"({_expand(lets[m.group(1)], lets)})", expr)
@@ -206,8 +216,9 @@ def _tags(spec: dict | None, columns: dict[str, str]) -> str | None:
             if name.startswith(strip):
                 name = name[len(strip):]
                 break
-        entries.append(f"CASE WHEN nullif(trim({ident(c)}), '') IS NOT NULL THEN {literal(json.dumps(name))} || ':' || "
-                       f"CAST(to_json({ident(c)}) AS VARCHAR) END")
+        value = _text(c, columns[c])
+        entries.append(f"CASE WHEN nullif(trim({value}), '') IS NOT NULL THEN {literal(json.dumps(name))} || ':' || "
+                       f"CAST(to_json({value}) AS VARCHAR) END")
     return f"'{{' || concat_ws(',', {', '.join(entries)}) || '}}'"
 
 
