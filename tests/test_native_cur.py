@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import re
+import shutil
 from collections.abc import Mapping, Sequence
 from decimal import Decimal as D
 from pathlib import Path
@@ -977,3 +978,21 @@ def test_a_cur_region_without_its_location_is_named_from_the_region_table(tmp_pa
     ingested(root)
     got = dict(duckdb.connect().execute(f"SELECT ChargeDescription, RegionName FROM {lake(root)}").fetchall())
     assert got == {"ec2": "US East (N. Virginia)", "s3": "EU (Ireland)", "lambda": "Canada West (Calgary)", "tax": "EU (Ireland)"}
+
+
+@pytest.mark.parametrize("layout", ["legacy", "cur2"])
+def test_two_versions_of_a_month_synced_without_any_aws_manifest_are_a_conflict(tmp_path: Path, layout: str) -> None:
+    """Review of stop 41: a legacy CUR's two assemblies of March (10.00, then AWS's restated 12.00) or two Data Exports
+    executions, synced without AWS's -Manifest.json files (``aws s3 sync --exclude '*.json'``), were both read: March
+    22.00, committed and reconciled. Nothing tells the current version: ``SourceConflict`` naming the period folder,
+    as with their manifests and no period manifest; one version synced alone lands."""
+    root = make_hub(tmp_path / "hub")
+    period = PERIOD if layout == "legacy" else "cur2/acme/data/BILLING_PERIOD=2024-03"
+    deliver(root, period, {"aaaa-1111/r-00001.csv": usage("10.00"), "bbbb-2222/r-00001.csv": usage("12.00")})
+    (rec,) = ingest(Store(str(root))).records
+    assert (rec.state, rec.error.code, rec.error.file) == ("quarantined", "SourceConflict", f"exports/aws/{period}")
+    assert not list((root / "ingestion").rglob("*.parquet"))
+    shutil.rmtree(root / "exports/aws" / period / "aaaa-1111")
+    (root / "exports/aws" / period / "manifest.json").write_text("")
+    (done,) = ingest(Store(str(root)), retry=True).records
+    assert done.state == "committed" and one(f"SELECT sum(BilledCost) FROM {lake(root)}") == D("12.00")

@@ -101,6 +101,26 @@ def _one_assembly(scopes: dict[str, str]) -> None:
                            file=parent, code="SourceConflict")
 
 
+def one_version(files: tuple[tuple[str, int], ...]) -> None:
+    """Without any AWS manifest (synced with ``--exclude '*.json'``, or the data files copied alone), a billing-period
+    folder (``<yyyymmdd-yyyymmdd>/``, ``BILLING_PERIOD=…/``) whose files lie in two or more of its sub-folders (legacy
+    CUR assemblies, Data Exports executions), or in it and a sub-folder, holds two versions of one month, nothing
+    telling the current one: both would be read, the month counted twice (``SourceConflict``)."""
+    versions: dict[str, set[str]] = {}
+    for path, _ in files:
+        parts = path.split("/")
+        for i in range(len(parts) - 2, -1, -1):  # the nearest billing-period folder above the file
+            if PERIOD.fullmatch(parts[i]):
+                versions.setdefault("/".join(parts[:i + 1]), set()).add(parts[i + 1] if i + 2 < len(parts) else "")
+                break
+    for parent, found in sorted(versions.items()):
+        if len(found) > 1:
+            shown = ", ".join(sorted(f or "(the folder itself)" for f in found)[:2])
+            raise HubError(f"holds {len(found)} versions of one billing period ({shown}) and no AWS manifest naming the "
+                           "current one: sync the report's -Manifest.json files too (or only the current version's folder)",
+                           file=parent, code="SourceConflict")
+
+
 def select(folder: str, files: tuple[tuple[str, int], ...], listings: tuple[tuple[str, bytes | None], ...],
            own: tuple[str, ...]) -> tuple[tuple[tuple[str, int], ...], list[str]]:
     """The files of a delivery (its manifest's ``folder``) to read, and those its governing manifests leave out.

@@ -618,6 +618,8 @@ def _convert(store: Store, d: Delivery, failure: RunRecord, records: list[RunRec
         try:
             lookups.register(con)
             summary, kinds, written = normalize.InputSummary(), set(), []
+            if d.provider == "aws" and not d.governing:
+                aws_listings.one_version(d.files)
             files, left = aws_listings.select(posixpath.dirname(d.manifest), d.files, d.governing, d.listings)
             chosen = snapshots.latest_snapshots(mapping.snapshots, files)
             files, skipped = chosen.files, sorted([*left, *chosen.skipped])
