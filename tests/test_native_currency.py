@@ -1,6 +1,6 @@
-"""The billing currency of Chinese clouds' bill files without a currency column: the delivery's ``manifest.json`` may
-name it (``{"currency": "USD"}``); a row's own currency wins, else the manifest's, else the provider's default
-(Alibaba and Huawei CNY, Tencent USD). Reconciliation totals are keyed by the same currency as the rows."""
+"""The billing currency of Chinese clouds' bill files and AWS reports without a currency column: the delivery's
+``manifest.json`` may name it (``{"currency": "USD"}``); a row's own currency wins, else the manifest's, else the
+provider's default (Alibaba and Huawei CNY, Tencent and AWS USD). Reconciliation totals are keyed by the same currency as the rows."""
 
 from __future__ import annotations
 
@@ -41,8 +41,20 @@ TENCENT = (
     "100001,100002,Cloud Virtual Machine,Hourly settlement,2024-05-10 08:00:00,2024-05-10 08:59:59,CPU,2,1,0.10,0.08\n"
     "100001,100002,Cloud Block Storage,Hourly settlement,2024-05-11 08:00:00,2024-05-11 08:59:59,Disk,1,1,10,9\n"
 )
-#: provider -> (file name, rows, BilledCost total, default currency, another currency)
+#: AWS CUR 2.0 rows trimmed of line_item_currency_code (an INR- or CNY-billed payer's export): 0.0104 + 0.0104 = 0.0208.
+AWS = (
+    "line_item_usage_start_date,line_item_usage_end_date,bill_payer_account_id,line_item_usage_account_id,"
+    "line_item_product_code,line_item_usage_type,line_item_operation,line_item_resource_id,line_item_usage_amount,"
+    "line_item_unblended_cost,product_product_name\n"
+    "2025-01-01T00:00:00Z,2025-01-01T01:00:00Z,123456789012,123456789012,AmazonEC2,BoxUsage:t3.micro,RunInstances,i-1,1.0,"
+    "0.0104,Amazon Elastic Compute Cloud\n"
+    "2025-01-01T01:00:00Z,2025-01-01T02:00:00Z,123456789012,123456789012,AmazonEC2,BoxUsage:t3.micro,RunInstances,i-1,1.0,"
+    "0.0104,Amazon Elastic Compute Cloud\n"
+)
+#: provider -> (file name, rows, BilledCost total, default currency, another currency); AWS since the review of stop 41
+#: (its manifest's currency was accepted, then unused: INR rows summed as dollars)
 CASES = {
+    "aws": ("cur2-00001.csv", AWS, D("0.0208"), "USD", "INR"),
     "alibaba": ("1234567890_BillingItemDetail_202405.csv", ALIBABA, D("9.75"), "CNY", "USD"),
     "huawei": ("resource-records-2024-05.csv", HUAWEI, D("4.00"), "CNY", "USD"),
     "tencent": ("100001-202405-by_used_time-bill_details.csv", TENCENT, D("9.08"), "USD", "CNY"),
