@@ -1288,3 +1288,23 @@ def test_currency_codes_and_alibaba_and_tencent_tag_forms_in_focus_files(tmp_pat
     assert "EnumerationCasing" not in (got["r2"][2] or "") and got["r2"][3] is None
     report = validate(str(root))
     assert report.violations == 0, report.summary()
+
+
+def test_tags_as_a_parquet_struct_are_the_tags_object(tmp_path: Path) -> None:
+    """Review of stop 41: an AWS FOCUS export in Parquet whose Tags is a STRUCT (as Spark or pyarrow from dicts write
+    it) was split like a BigQuery record: Tags {} on every row, the values in ``x_Tags.user:env`` columns (allocation
+    and ``hub costs --group-by tag:env`` saw nothing tagged). By hand: {"env": "prod", "team": "web"} on each of the 5
+    rows (AWS's ``user:`` prefix taken off, as from its CSV)."""
+    root = make_hub(tmp_path / "hub")
+    out = root / "exports/aws/focus/data/BILLING_PERIOD=2024-09"
+    out.mkdir(parents=True)
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(f"COPY (SELECT * REPLACE ({{'user:env': 'prod', 'user:team': 'web'}} AS Tags) FROM read_csv('{AWS}', "
+                f"all_varchar = true) LIMIT 5) TO '{out}/f.parquet' (FORMAT parquet)")
+    (root / "exports/aws/focus/manifest.json").write_bytes(b"")
+    assert ingest(Store(str(root))).ok
+    got = duckdb.connect().execute(f"SELECT Tags, count(*) FROM {lake(root)} GROUP BY ALL").fetchall()
+    assert [(json.loads(t), n) for t, n in got] == [({"env": "prod", "team": "web"}, 5)]
+    columns = [r[0] for r in duckdb.connect().execute(f"DESCRIBE SELECT * FROM {lake(root)}").fetchall()]
+    assert not [c for c in columns if c.startswith("x_Tags")]

@@ -982,19 +982,25 @@ def _text_nulls(sql: str, columns: dict[str, str]) -> str:
     return f"(SELECT * REPLACE ({', '.join(f'{text_nulls(ident(c))} AS {ident(c)}' for c in texts)}) FROM {sql})"
 
 
+#: FOCUS's key-value columns: kept whole as JSON text whatever their Parquet type (a struct of tags, as Spark or
+#: pyarrow write a dict, is the object, never ``Tags.<key>`` columns).
+OBJECTS = frozenset({"tags", "skupricedetails"})
+
+
 def _flat(sql: str, columns: dict[str, str]) -> tuple[str, dict[str, str]]:
     """Nested columns made flat: a struct's fields become ``parent.field`` columns (BigQuery records: ``service.id``),
-    lists and maps become JSON text (Parquet Tags maps, ``credits``, ``labels``)."""
+    lists, maps and FOCUS's key-value columns (:data:`OBJECTS`) become JSON text (Parquet Tags maps and structs,
+    ``credits``, ``labels``)."""
     select, out = [], {}
     for name, typ in columns.items():
-        if typ.startswith("STRUCT(") and typ.endswith(")"):
+        if typ.startswith("STRUCT(") and typ.endswith(")") and name.strip().lower() not in OBJECTS:
             for field, ftyp in _fields(typ[len("STRUCT("):-1]):
                 flat = f"{name}.{field}"
                 nested = ftyp.startswith(("MAP(", "STRUCT(")) or ftyp.endswith("]")
                 value = f"struct_extract({ident(name)}, {literal(field)})"
                 select.append(f"{f'CAST(to_json({value}) AS VARCHAR)' if nested else value} AS {ident(flat)}")
                 out[flat] = "VARCHAR" if nested else ftyp
-        elif typ.startswith("MAP(") or typ.endswith("]"):
+        elif typ.startswith(("MAP(", "STRUCT(")) or typ.endswith("]"):
             select.append(f"CAST(to_json({ident(name)}) AS VARCHAR) AS {ident(name)}")
             out[name] = "VARCHAR"
         else:
