@@ -619,3 +619,15 @@ def test_a_month_extracted_again_without_any_row_is_not_emptied(tmp_path: Path, 
     (rec,) = ingest(Store(str(root))).records
     assert (rec.state, rec.rowsIn) == ("committed", 0), rec.error
     assert duckdb.connect().execute(f"SELECT count(*), sum(BilledCost) FROM {lake(root)}").fetchone() == (2, D(14))
+
+
+@pytest.mark.parametrize("shape", [{"name": "CUD", "amount": -1.5, "type": "COMMITTED_USAGE_DISCOUNT"}, '[{"amount": -1.5}]', 7])
+def test_credits_that_are_not_a_list_are_an_invalid_value(tmp_path: Path, shape: object) -> None:
+    """Review of stop 41: one line's ``credits`` an object (or a JSON text, or a number) while others are lists read
+    as no credit at all: committed, BilledCost booked gross (2.00, not 0.50) and reconciled, the file's own total
+    read the same way. Refused, naming the file and the column."""
+    root = make_hub(tmp_path / "hub")
+    deliver(root, "export-000000000000.json", as_json([row("A", 1.0), row("B", 2.0, credits=shape)]))
+    (rec,) = ingest(Store(str(root))).records
+    assert (rec.state, rec.error.code, rec.error.file) == ("quarantined", "InvalidValue", "exports/gcp/billing/2024-05/export-000000000000.json")
+    assert "credits" in rec.error.message
