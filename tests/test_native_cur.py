@@ -996,3 +996,14 @@ def test_two_versions_of_a_month_synced_without_any_aws_manifest_are_a_conflict(
     (root / "exports/aws" / period / "manifest.json").write_text("")
     (done,) = ingest(Store(str(root)), retry=True).records
     assert done.state == "committed" and one(f"SELECT sum(BilledCost) FROM {lake(root)}") == D("12.00")
+
+
+def test_a_redshift_manifest_beside_an_assembly_synced_without_aws_manifests_is_no_bill(tmp_path: Path) -> None:
+    """Review of stop 41: a CUR synced without its -Manifest.json files but with the Redshift integration's
+    ``r-RedshiftManifest.json`` read that JSON as a bill: MalformedJson or SchemaMismatch naming it, the month refused.
+    It is no bill: the assembly's CSV alone lands (10.00)."""
+    root = make_hub(tmp_path / "hub")
+    redshift = json.dumps({"entries": [{"url": f"s3://b/pfx/{PERIOD}/aaaa/r-00001.csv", "mandatory": True}]}, indent=2)
+    deliver(root, PERIOD, {"aaaa/r-00001.csv": usage("10.00"), "aaaa/r-RedshiftManifest.json": redshift})
+    (rec,) = ingested(root)
+    assert rec.rowsOut == 1 and one(f"SELECT sum(BilledCost) FROM {lake(root)}") == D("10.00")
