@@ -448,6 +448,8 @@ def test_alibaba_times_that_carry_an_offset_keep_it(tmp_path: Path) -> None:
     text = head + "".join(line.format(a, b, k) for a, b, k in (
         ("2024-04-30T16:00:00Z", "2024-04-30T17:00:00Z", "utc"), ("2024-05-01T00:00:00+09:00", "2024-05-01T01:00:00+09:00", "plus9"),
         ("2024-05-01 00:00:00", "2024-05-01 01:00:00", "cst"),
+        # the API's " UTC" suffix (review of stop 42: read as China time, 8 hours early)
+        ("2024-04-30 16:00:00 UTC", "2024-04-30 17:00:00 UTC", "suffix"),
         # forms the cast does not take (a space before the offset): China time, as any other text (the change's review:
         # the whole bill was InvalidValue)
         ("2024-05-01 00:00:00 +0900", "2024-05-01 01:00:00 +0900", "spaced")))
@@ -457,6 +459,7 @@ def test_alibaba_times_that_carry_an_offset_keep_it(tmp_path: Path) -> None:
     assert got == {"utc": ("2024-04-30 16:00:00+00", "2024-04-30 17:00:00+00"),
                    "plus9": ("2024-04-30 15:00:00+00", "2024-04-30 16:00:00+00"),
                    "cst": ("2024-04-30 16:00:00+00", "2024-04-30 17:00:00+00"),
+                   "suffix": ("2024-04-30 16:00:00+00", "2024-04-30 17:00:00+00"),
                    "spaced": ("2024-04-30 16:00:00+00", "2024-04-30 17:00:00+00")}
 
 
