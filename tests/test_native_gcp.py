@@ -631,3 +631,17 @@ def test_credits_that_are_not_a_list_are_an_invalid_value(tmp_path: Path, shape:
     (rec,) = ingest(Store(str(root))).records
     assert (rec.state, rec.error.code, rec.error.file) == ("quarantined", "InvalidValue", "exports/gcp/billing/2024-05/export-000000000000.json")
     assert "credits" in rec.error.message
+
+
+def test_a_contracts_discount_credit_is_no_commitment_saving(tmp_path: Path) -> None:
+    """Review of stop 41: Google's DISCOUNT credit (a contract's negotiated discount; likewise SUBSCRIPTION_BENEFIT,
+    RESELLER_MARGIN) was counted as the commitment's saving. By hand, cost 10, list 12: C with a CUD credit of -2 and
+    a DISCOUNT of -0.75: EffectiveCost 7.25, commitment saving 10 - (7.25 + 0.75) = 2, total 12 - 7.25 = 4.75,
+    x_NegotiatedCredits -0.75; U with the DISCOUNT alone: no commitment saving, total 2.75."""
+    cud = credit("COMMITTED_USAGE_DISCOUNT", -2.0, "Committed use discount: CPU", "cud-1", "commitments/c1")
+    deal = credit("DISCOUNT", -0.75, "Contract discount")
+    rows = [row("C", 10.0, cost_at_list=12.0, credits=[cud, deal], **priced("0.5", "20")),
+            row("U", 10.0, cost_at_list=12.0, credits=[deal], **priced("0.5", "20"))]
+    root, _ = converted(tmp_path, "json", rows)
+    got = by_description(root, "EffectiveCost, x_CommitmentDiscountSavings, x_TotalSavings, x_NegotiatedCredits")
+    assert got == {"C": (D("7.25"), D(2), D("4.75"), D("-0.75")), "U": (D("9.25"), D(0), D("2.75"), D("-0.75"))}

@@ -78,8 +78,8 @@ def price_layer(chain: Chain, prices: str | None, savings: Mapping[str, str] | N
     """Backfill, ContractedCost fix and savings on a chain holding normalized cost columns. ``savings``: a provider's
     rules (``savings`` in ``schemas/<provider>/focus.json``, SQL over the normalized row): ``none``, rows that save
     nothing whatever their list price (Google's commitment fees, which their covered usage offsets); ``notCommitment``,
-    a column holding the part of a row's discount no commitment made (Google's promotion and free-tier credits, in its
-    EffectiveCost), left out of its commitment saving where the row has it."""
+    columns (comma-separated) holding the parts of a row's discount no commitment made (Google's promotion, free-tier
+    and negotiated credits, in its EffectiveCost), left out of its commitment saving where the row has them."""
     savings = savings or {}
     # a Microsoft row whose 0 prices stand for missing ones (a FocusCost export writes 0 where it has no price: a
     # marketplace row without a meter too); of those, the rows with a meter look their price up in the sheet
@@ -248,8 +248,8 @@ def price_layer(chain: Chain, prices: str | None, savings: Mapping[str, str] | N
     # on no row, so it shows no commitment saving (its whole on-demand cost is no saving)
     unamortized = "coalesce(_actual_only, false) AND CommitmentDiscountId IS NOT NULL" if "_actual_only" in chain.cols else "false"
     # what the row cost with its commitment's discount alone (a credit no commitment made taken back out)
-    other = savings.get("notCommitment")
-    committed = f"(EffectiveCost - coalesce({ident(other)}, 0))" if other and other in chain.cols else "EffectiveCost"
+    others = [c.strip() for c in (savings.get("notCommitment") or "").split(",") if c.strip() in chain.cols]
+    committed = "(EffectiveCost" + "".join(f" - coalesce({ident(c)}, 0)" for c in others) + ")"
     chain.replace({}, {
         "x_CommitmentDiscountSavings": unless(f"{none} OR CommitmentDiscountId IS NULL OR {unamortized}",
                                               saving("ContractedCost", committed)),

@@ -122,7 +122,8 @@ class ProviderMapping(BaseModel):
     #: file whose line items another delivery's file already brought to the folder is ``SourceConflict``
     lineIds: list[str] = []
     #: savings rules (:func:`transforms.backfill.price_layer`): ``none``, SQL over the normalized row, rows that save
-    #: nothing; ``notCommitment``, a column holding the part of a row's discount no commitment made (where a file has it)
+    #: nothing; ``notCommitment``, columns (comma-separated) holding the parts of a row's discount no commitment made
+    #: (where a file has them)
     savings: dict[str, str] = {}
     #: a regex of paths under ``exports/<provider>/`` the provider writes beside its bills that are not bills (AWS's
     #: Athena integration ``cost_and_usage_data_status/`` file): never read as data
