@@ -229,9 +229,11 @@ PRICE_SHEET = ("x_BillingProfileId", "x_SkuMeterId", "x_BillingAccountAgreement"
 
 
 def load_prices(con: duckdb.DuckDBPyConnection, store: Store, year: int, month: int, tmp: str) -> str | None:
-    """Create ``hub_prices`` (one row per key) from the month's price sheets in the lake (:data:`PRICE_SHEET`); None when
-    there are none."""
-    files = month_files(store, "Prices", year, month)
+    """Create ``hub_prices`` (one row per key: the key holds the sheet's month) from the price sheets of the month and
+    the month before in the lake (:data:`PRICE_SHEET`: a folder's late rows of the month before take that month's
+    prices); None when there are none."""
+    before = (year, month - 1) if month > 1 else (year - 1, 12)
+    files = month_files(store, "Prices", *before) + month_files(store, "Prices", year, month)
     if not files:
         return None
     local = []

@@ -194,13 +194,16 @@ def recover(store: Store) -> list[RunRecord]:
 
 
 def _renormalize(store: Store, prices: RunRecord) -> list[RunRecord]:
-    """Costs folders of a month re-normalized after its prices committed (or redone after a crash); a failure there
-    is recorded, never stops the other deliveries (the folders keep their previous, valid files)."""
+    """Costs folders of a month (and the next month's holding late rows of it) re-normalized after its prices committed
+    (or redone after a crash); a failure there is recorded, never stops the other deliveries (the folders keep their
+    previous, valid files)."""
     assert prices.month
     year, month = map(int, prices.month.split("-"))
     failure = f"renorm-failed-{prices.key}"[:120]
     try:
         made = renormalize_month(store, year, month, prices.runId or prices.key)
+        after = (year, month + 1) if month < 12 else (year + 1, 1)  # the next month's late rows of this one
+        made += renormalize_month(store, *after, prices.runId or prices.key, late=True)
     except Exception as exc:  # noqa: BLE001 - recorded like any failure; still owed once: tried again next time
         again = store.exists(runs.record_path(failure))
         rec = runs.failed(store, failure, f"{RENORMALIZE}{year:04d}-{month:02d}", exc, runId=prices.runId,

@@ -38,10 +38,11 @@ def renormalize_sql(source: str, columns: list[str], price_table: str) -> str:
     return costs.finish(chain, extras)
 
 
-def renormalize_month(store: Store, year: int, month: int, trigger: str) -> list[RunRecord]:
-    """Re-normalize every Costs folder of a month that the month's prices can improve. Custom-data folders (a
-    ``manifest.json`` of their own) are left to their source: their files may not be normalized yet (a drop arriving
-    with the price sheet), and the source owns what it wrote there."""
+def renormalize_month(store: Store, year: int, month: int, trigger: str, *, late: bool = False) -> list[RunRecord]:
+    """Re-normalize every Costs folder of a month that the month's prices (and the month before's, for its late rows)
+    can improve; ``late``: only folders whose rows of the month before can (the prices of that month committed).
+    Custom-data folders (a ``manifest.json`` of their own) are left to their source: their files may not be normalized
+    yet (a drop arriving with the price sheet), and the source owns what it wrote there."""
     files = normalize.month_files(store, "Costs", year, month)
     custom = {posixpath.dirname(rel) for rel in store.files(month_folder("Costs", year, month), "/manifest.json")}
     folders: dict[str, list[str]] = {}
@@ -58,8 +59,9 @@ def renormalize_month(store: Store, year: int, month: int, trigger: str) -> list
                 return []
             for folder, rels in sorted(folders.items()):
                 local = [rewrite.local_copy(store, rel, tmp) for rel in rels]
+                early = f" AND ChargePeriodStart < TIMESTAMPTZ '{year:04d}-{month:02d}-01 00:00:00+00'" if late else ""
                 need = con.execute(f"SELECT count(*) FROM {convert.parquet_source(local)} "
-                                   f"WHERE {backfill.needs_prices_sql()}").fetchall()[0][0]
+                                   f"WHERE {backfill.needs_prices_sql()}{early}").fetchall()[0][0]
                 if need:
                     done.append(_rewrite(store, con, folder, rels, local, price_table, trigger, tmp))
         finally:

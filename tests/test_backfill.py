@@ -356,3 +356,34 @@ def test_other_prices_of_the_month_are_not_looked_up(hub_root: Path) -> None:
     ingest_prices(hub_root, EA_PRICE)  # the sheet beside it is used
     ingest_costs(hub_root, MISSING)
     assert (costs(hub_root)["ContractedUnitPrice"], costs(hub_root)["ListUnitPrice"]) == (D("2.5"), D(3))
+
+
+def _april_sheet(root: Path, price: str, run_id: str = "p04") -> list:
+    april = {**EA_PRICE, "EffectiveStartDate": "2024-04-01T00:00:00Z", "EffectiveEndDate": "2024-04-30T23:59:59Z",
+             "UnitPrice": price}
+    write_export(root, {"part_0_0001.csv": rows_csv("pricesheet_2023-05-01_ea", [april])}, export_type="PriceSheet",
+                 data_version="2023-05-01", rows=1, run_id=run_id, folder=f"prices/20240401-20240430/{run_id}",
+                 resource_id=EA_ACCOUNT, start_date="2024-04-01T00:00:00")
+    result = ingest(Store(str(root)))
+    assert result.ok, [r.error for r in result.all]
+    return result.renormalized
+
+
+@pytest.mark.parametrize("april_first", [True, False])
+def test_a_late_row_of_the_month_before_takes_that_months_prices_in_either_order(hub_root: Path, april_first: bool) -> None:
+    """Review of stop 41: May's export holding a row charged on April 30 without prices looked it up in April's prices
+    (its key holds its own month) among May's sheets only: it fell back to its effective price (2 / 2, ListCost 8), and
+    an April sheet arriving later re-normalized April's folders alone. By hand: April's contracted 2.25 and list 3 x 4
+    hours: ContractedCost 9, ListCost 12; May's row May's 2.5 (10). Then April's sheet restated at 2.4: 9.6."""
+    late = {**MISSING, "ChargePeriodStart": "2024-04-30T00:00:00Z", "ChargePeriodEnd": "2024-05-01T00:00:00Z"}
+    if april_first:
+        _april_sheet(hub_root, "2.25")
+    ingest_prices(hub_root, EA_PRICE)
+    ingest_costs(hub_root, MISSING, late)
+    if not april_first:
+        assert _april_sheet(hub_root, "2.25")  # May's folder re-normalized for its April row
+    got = {r["ChargePeriodStart"].day: (r["ContractedCost"], r["ListCost"]) for r in lake_rows(hub_root)}
+    assert got == {1: (D(10), D(12)), 30: (D(9), D(12))}
+    _april_sheet(hub_root, "2.4", run_id="p04b")
+    got = {r["ChargePeriodStart"].day: r["ContractedCost"] for r in lake_rows(hub_root)}
+    assert got == {1: D(10), 30: D("9.6")}
