@@ -169,14 +169,13 @@ def _row_days(store: Store, rec: RunRecord) -> tuple[date, date] | None:
     return row_days(store, store.parquet_files(rec.destination) if rec.destination and rec.month else [], rec.month or "")
 
 
-def row_days(store: Store, files: list[str], month: str) -> tuple[date, date] | None:
-    """The first and last charge day of the rows of lake ``files`` (store paths), within ``month`` (``yyyy-mm``)."""
+def row_days(store: Store, files: list[str], month: str | None) -> tuple[date, date] | None:
+    """The first and last charge day of the rows of lake ``files`` (store paths), within ``month`` (``yyyy-mm``; None:
+    wherever they lie)."""
     from hub import catalog  # the catalog's connection reads remote stores too
 
-    if not files or not month:
+    if not files or month == "":
         return None
-    first_day = date.fromisoformat(f"{month}-01")
-    last_day = month_end(datetime(first_day.year, first_day.month, 1)).date() - timedelta(days=1)
     listing = "[" + ", ".join(literal(catalog.duck_path(store, f)) for f in files) + "]"
     con = catalog.store_connection(store, threads=1)
     try:
@@ -188,6 +187,10 @@ def row_days(store: Store, files: list[str], month: str) -> tuple[date, date] | 
         con.close()
     if low is None:
         return None
+    if month is None:
+        return low, high
+    first_day = date.fromisoformat(f"{month}-01")
+    last_day = month_end(datetime(first_day.year, first_day.month, 1)).date() - timedelta(days=1)
     return max(low, first_day), max(min(high, last_day), max(low, first_day))
 
 

@@ -256,6 +256,19 @@ def test_an_amortized_run_holding_rows_of_its_own_day_pairs_them(hub_root: Path)
     assert _totals(hub_root) == (5, ACTUAL_TOTAL, AMORTIZED_TOTAL)
 
 
+@pytest.mark.parametrize("order", [("ActualCost", "AmortizedCost"), ("AmortizedCost", "ActualCost")])
+def test_a_late_row_of_the_month_before_in_both_exports_is_paired_once(hub_root: Path, order: tuple[str, str]) -> None:
+    """Review of this stop's change: both September exports hold a usage row of August 31 (7): the amortized days were
+    cut to September, so the actual export kept its flagged copy: 7 counted twice (115.0000564902 billed). By hand:
+    101.0000564902 + 7 = 108.0000564902 billed, 5.0000564902 + 7 = 12.0000564902 effective, 6 rows."""
+    late = {**EA_BASE, "CostInBillingCurrency": "7", "Date": "8/31/2023"}
+    data = {"ActualCost": ACTUAL + [late], "AmortizedCost": AMORTIZED + [late]}
+    for i, kind in enumerate(order):
+        _deliver_at(hub_root, kind, data[kind], kind.lower(), f"2023-10-02T0{i}:00:00Z")
+        assert ingest(Store(str(hub_root))).ok
+    assert _totals(hub_root) == (6, D("108.0000564902"), D("12.0000564902"))
+
+
 def test_custom_data_in_a_legacy_exports_scope_folder_is_a_source_conflict(hub_root: Path) -> None:
     """Review of stop 41: a custom drop in the scope folder of a legacy export (whose rows are in its actualcost/
     sub-folder, read with it) committed, its rows added to the bill; the amortized export was then refused as

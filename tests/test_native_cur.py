@@ -1007,3 +1007,32 @@ def test_a_redshift_manifest_beside_an_assembly_synced_without_aws_manifests_is_
     deliver(root, PERIOD, {"aaaa/r-00001.csv": usage("10.00"), "aaaa/r-RedshiftManifest.json": redshift})
     (rec,) = ingested(root)
     assert rec.rowsOut == 1 and one(f"SELECT sum(BilledCost) FROM {lake(root)}") == D("10.00")
+
+
+def test_a_period_without_a_manifest_beside_one_with_is_checked_for_versions(tmp_path: Path) -> None:
+    """Review of this stop's change: a whole CUR prefix in one delivery, February with its period manifest, March's two
+    assemblies (10.00, 12.00) without any: the check for versions was off for the whole delivery (February's manifest
+    governs February only): March 22.00. The delivery is SourceConflict naming March's folder."""
+    root = make_hub(tmp_path / "hub")
+    feb = "cur/r/20240201-20240301"
+    deliver(root, "cur", {"r/20240201-20240301/cccc/r-00001.csv": usage("5.00").replace("2024-03", "2024-02"),
+                          "r/20240201-20240301/r-Manifest.json": listing(f"{feb}/cccc/r-00001.csv"),
+                          "r/20240301-20240401/aaaa/r-00001.csv": usage("10.00"),
+                          "r/20240301-20240401/bbbb/r-00001.csv": usage("12.00")})
+    (rec,) = ingest(Store(str(root))).records
+    assert (rec.state, rec.error.code, rec.error.file) == ("quarantined", "SourceConflict", f"exports/aws/{PERIOD}")
+
+
+def test_versions_of_a_period_each_with_its_own_manifest_json_and_no_aws_manifest_are_all_refused(tmp_path: Path) -> None:
+    """Review of this stop's change: two assemblies of March synced without AWS's manifests, each with its own
+    ``manifest.json``: both committed, the one synced last (the stale 10.00) kept. Nothing tells the current one:
+    each is SourceConflict and the lake keeps what it had; the stale one removed, the other lands by itself (the
+    watcher sees its period change) with 12.00."""
+    root = make_hub(tmp_path / "hub")
+    for assembly, cost in (("1111", "12.00"), ("ffff", "10.00")):
+        deliver(root, f"{PERIOD}/{assembly}", {"r-00001.csv": usage(cost)})
+    assert {(r.state, r.error.code) for r in ingest(Store(str(root))).records} == {("quarantined", "SourceConflict")}
+    assert not list((root / "ingestion").rglob("*.parquet"))
+    shutil.rmtree(root / "exports/aws" / PERIOD / "ffff")
+    (done,) = ingest(Store(str(root))).records
+    assert done.state == "committed" and one(f"SELECT sum(BilledCost) FROM {lake(root)}") == D("12.00")

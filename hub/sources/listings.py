@@ -101,22 +101,28 @@ def _one_assembly(scopes: dict[str, str]) -> None:
                            file=parent, code="SourceConflict")
 
 
-def one_version(files: tuple[tuple[str, int], ...]) -> None:
-    """Without any AWS manifest (synced with ``--exclude '*.json'``, or the data files copied alone), a billing-period
-    folder (``<yyyymmdd-yyyymmdd>/``, ``BILLING_PERIOD=…/``) whose files lie in two or more of its sub-folders (legacy
-    CUR assemblies, Data Exports executions), or in it and a sub-folder, holds two versions of one month, nothing
-    telling the current one: both would be read, the month counted twice (``SourceConflict``)."""
-    versions: dict[str, set[str]] = {}
+def one_version(files: tuple[tuple[str, int], ...], scopes: tuple[str, ...] = (), versions: tuple[str, ...] = ()) -> None:
+    """A billing-period folder (``<yyyymmdd-yyyymmdd>/``, ``BILLING_PERIOD=…/``) no AWS manifest speaks for (``scopes``:
+    the folders the delivery's governing manifests speak for; synced with ``--exclude '*.json'``, or the data files
+    copied alone) whose files lie in two or more of its sub-folders (legacy CUR assemblies, Data Exports executions),
+    or in it and a sub-folder, or beside another delivery of it (``versions``: their folders, each with its own
+    ``manifest.json``), holds two versions of one month, nothing telling the current one: both would be read, the
+    month counted twice (``SourceConflict``)."""
+    found: dict[str, set[str]] = {}
     for path, _ in files:
         parts = path.split("/")
         for i in range(len(parts) - 2, -1, -1):  # the nearest billing-period folder above the file
             if PERIOD.fullmatch(parts[i]):
-                versions.setdefault("/".join(parts[:i + 1]), set()).add(parts[i + 1] if i + 2 < len(parts) else "")
+                found.setdefault("/".join(parts[:i + 1]), set()).add(parts[i + 1] if i + 2 < len(parts) else "")
                 break
-    for parent, found in sorted(versions.items()):
-        if len(found) > 1:
-            shown = ", ".join(sorted(f or "(the folder itself)" for f in found)[:2])
-            raise HubError(f"holds {len(found)} versions of one billing period ({shown}) and no AWS manifest naming the "
+    for folder in versions:
+        if (parent := posixpath.dirname(folder)) in found:
+            found[parent].add(posixpath.basename(folder))
+    for parent, seen in sorted(found.items()):
+        governed = any(s == parent or _under(s, parent) or _under(parent, s) for s in scopes)
+        if len(seen) > 1 and not governed:
+            shown = ", ".join(sorted(f or "(the folder itself)" for f in seen)[:2])
+            raise HubError(f"holds {len(seen)} versions of one billing period ({shown}) and no AWS manifest naming the "
                            "current one: sync the report's -Manifest.json files too (or only the current version's folder)",
                            file=parent, code="SourceConflict")
 

@@ -61,9 +61,9 @@ def amortized_days(store: Store, rec: RunRecord, records: list[RunRecord]) -> le
 
 def _span(store: Store, amortized: RunRecord, files: list[str]) -> tuple[str, str]:
     """The days an amortized delivery holds: its period up to the day before it was delivered, widened to the days
-    of its rows (``files``: a run of the 11th holding rows of the 11th, a partial day, holds that day too)."""
-    days = [d for d in (deliveries.delivery_days(amortized, store), deliveries.row_days(store, files, amortized.month or ""))
-            if d is not None]
+    of its rows (``files``), wherever they lie (a run of the 11th holding rows of the 11th, a partial day; a late row
+    of the month before; a billing period's days in the next month)."""
+    days = [d for d in (deliveries.delivery_days(amortized, store), deliveries.row_days(store, files, None)) if d is not None]
     if not days:
         return _month_days(amortized)
     return min(d[0] for d in days).isoformat(), max(d[1] for d in days).isoformat()

@@ -181,14 +181,18 @@ class Delivery:
     after: datetime | None = None
     #: names in the delivery's folder that are not valid UTF-8 (shown as ``\\xNN``): never read, the delivery refused
     odd: tuple[str, ...] = ()
+    #: the other deliveries of its billing period folder (AWS assemblies or executions, each with its own
+    #: ``manifest.json``): without an AWS manifest naming the current one, the month's versions (listings.one_version)
+    versions: tuple[str, ...] = ()
 
     @property
     def sha(self) -> str:
         """The delivery's identity: its manifest, its files' names, sizes and modification times, its AWS manifests'
-        content (a re-delivery, also of a restated file of the same size, or a restatement AWS lists anew, is new)."""
+        content, the other versions of its billing period (a re-delivery, also of a restated file of the same size, a
+        restatement AWS lists anew, or a version removed beside it, is new)."""
         governing = [f"{p}\t{hashlib.sha256(raw or b'').hexdigest()}" for p, raw in self.governing]
         listing = "\n".join([*(f"{p}\t{s}" for p, s in self.files), *self.listings, *governing, self.stamp, self.written,
-                             *self.odd])
+                             *self.odd, *self.versions])
         return hashlib.sha256((self.raw or b"") + b"\0" + listing.encode()).hexdigest()
 
     @property
@@ -235,9 +239,11 @@ def deliveries(store: Store, checkpoint: dict[str, str] | None = None, seen: set
         provider = _provider(rel)
         above = _governing(folder, aws) if provider in providers() else []
         siblings = _sibling_assemblies(folder, aws) if provider in providers() else []
+        versions = _sibling_deliveries(folder, folders) if provider in providers() else []
         # the AWS manifests that govern it count too: a billing-period manifest synced later is a change the watcher sees
         odd = tuple(n for n in odd_names if n.startswith(folder + "/"))
-        signature = signature_of(found, [rel, *owned[folder], *above, *siblings]) + "".join(f"|{n}" for n in odd)
+        signature = (signature_of(found, [rel, *owned[folder], *above, *siblings, *versions])
+                     + "".join(f"|{n}" for n in odd))
         if seen is not None:
             seen.add(rel)
         if checkpoint is not None and checkpoint.get(rel) == signature:
@@ -258,7 +264,7 @@ def deliveries(store: Store, checkpoint: dict[str, str] | None = None, seen: set
         out.append(Delivery(rel, provider, tuple(files), raw, tuple(listings), governing, modified=modified,
                             pulled=_pull_manifest(raw), signature=signature,
                             written=signature_of(found, [p for p, _ in files]) if files else "", after=max(later, default=None),
-                            odd=odd))
+                            odd=odd, versions=tuple(posixpath.dirname(v) for v in versions)))
     for rel in loose:
         provider = _provider(rel)
         if provider in providers() and providers()[provider].incrementalFiles and is_data_file(provider, rel):
@@ -310,6 +316,15 @@ def _sibling_assemblies(folder: str, aws: list[str]) -> list[str]:
     if not aws_listings.PERIOD.fullmatch(posixpath.basename(period)):
         return []
     return [m for m in aws if posixpath.dirname(aws_listings.scope(m)) == period and aws_listings.scope(m) != folder]
+
+
+def _sibling_deliveries(folder: str, folders: dict[str, str]) -> list[str]:
+    """The manifests of the other deliveries in ``folder``'s billing-period folder when ``folder`` is one version of an
+    AWS billing period (``<yyyymmdd-yyyymmdd>/<assembly>/``, ``BILLING_PERIOD=…/<execution>/``)."""
+    period = posixpath.dirname(folder)
+    if not aws_listings.PERIOD.fullmatch(posixpath.basename(period)):
+        return []
+    return sorted(m for f, m in folders.items() if f != folder and posixpath.dirname(f) == period)
 
 
 def _read(store: Store, rel: str) -> bytes | None:
@@ -619,8 +634,8 @@ def _convert(store: Store, d: Delivery, failure: RunRecord, records: list[RunRec
         try:
             lookups.register(con)
             summary, kinds, written = normalize.InputSummary(), set(), []
-            if d.provider == "aws" and not d.governing:
-                aws_listings.one_version(d.files)
+            if d.provider == "aws":
+                aws_listings.one_version(d.files, tuple(aws_listings.scope(m) for m, _ in d.governing), d.versions)
             files, left = aws_listings.select(posixpath.dirname(d.manifest), d.files, d.governing, d.listings)
             chosen = snapshots.latest_snapshots(mapping.snapshots, files)
             files, skipped = chosen.files, sorted([*left, *chosen.skipped])
