@@ -69,6 +69,9 @@ def test_intervals_tolerate_a_one_day_gap_and_close_after_two_normal_days():
     assert detect.intervals(np.array([0, 1, 0, 1, 1, 0, 0])) == [detect.Interval(1, 4, 1, False)]
     assert detect.intervals(np.array([0, 1, 0, 0, 1, 0])) == [detect.Interval(1, 1, 1, False), detect.Interval(4, 4, 1, True)]
     assert detect.intervals(np.array([1, -1, 0])) == [detect.Interval(0, 0, 1, False), detect.Interval(1, 1, -1, True)]
+    # a day of the other direction inside a change (a day without cost in a doubling: review of stop 42) is a one-day
+    # gap of it, not its end: one up interval, still open, and the down day its own, over
+    assert detect.intervals(np.array([0, 1, 1, -1, 1, 1])) == [detect.Interval(1, 5, 1, True), detect.Interval(3, 3, -1, False)]
 
 
 def lake(root: Path, rows: list[tuple]) -> Store:

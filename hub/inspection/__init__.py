@@ -321,11 +321,15 @@ def _matched(known: dict, monitor: str, key: str, currency: str, first: date, fo
     intervals one anomaly continues are one change (a lasting one with a few quieter days): merged, never reported
     twice under its id."""
     out: list[tuple[detection.Interval, dict | None]] = []
+    at: dict[str, int] = {}  # an anomaly's id -> its entry in out (an opposite day between its intervals stays apart)
     for iv in found:
         earlier = _continued(known, monitor, key, currency, "up" if iv.direction > 0 else "down",
                              first + timedelta(days=iv.start), first + timedelta(days=iv.end))
-        if earlier is not None and out and out[-1][1] is not None and out[-1][1]["id"] == earlier["id"]:
-            iv = detection.Interval(out.pop()[0].start, iv.end, iv.direction, iv.open)
+        if earlier is not None and (i := at.get(earlier["id"])) is not None:
+            out[i] = (detection.Interval(out[i][0].start, iv.end, iv.direction, iv.open), earlier)
+            continue
+        if earlier is not None:
+            at[earlier["id"]] = len(out)
         out.append((iv, earlier))
     return out
 

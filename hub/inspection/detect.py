@@ -249,11 +249,12 @@ def detect(values: np.ndarray, weekdays: np.ndarray, test_points: int, *, k: flo
         back = np.zeros(int(use.sum()), bool)
         if use.any():  # the statistics must hold without the step too
             level0, half0, day0, tails0 = _scores(y[use], t, train, step[use], np.zeros(use.sum(), bool), lost[use])
-            day[use] = _weaker(day[use], day0)
-            # a spike on the last training days is no step when the days since are closer to the level without it
+            # a spike on the last training days is no step when the days since are closer to the level without it:
+            # that model alone then (a change after the spike is one against the level without it)
             recent = y[use, train - 1:]
             back = (np.nanmean(np.abs(recent - level0[:, train - 1:]), axis=1)
                     < np.nanmean(np.abs(recent - level[use, train - 1:]), axis=1))
+            day[use] = np.where(back[:, None], day0, _weaker(day[use], day0))
             rows = np.flatnonzero(use)[back]
             level[rows], half[rows] = level0[back], half0[back]
         typical = np.exp(effect[:, weekdays] + level)
@@ -271,7 +272,8 @@ def detect(values: np.ndarray, weekdays: np.ndarray, test_points: int, *, k: flo
         pooled_days = tested & (one == 0)
         tail = tails(~pooled_days)
         if use.any():
-            tail[use] = _weaker(tail[use], tails0(~pooled_days[use]))
+            alone = tails0(~pooled_days[use])
+            tail[use] = np.where(back[:, None], alone, _weaker(tail[use], alone))
         m = np.maximum(_tails(pooled_days.astype(float)), 1)
         mean_impact = _tails(np.where(pooled_days, impact, 0.0)) / m
         mean_base = _tails(np.where(pooled_days, base, 0.0)) / m
@@ -289,8 +291,9 @@ def detect(values: np.ndarray, weekdays: np.ndarray, test_points: int, *, k: flo
 
 @dataclass(frozen=True)
 class Interval:
-    """Consecutive abnormal days of one series (a one-day gap tolerated): first and last abnormal day (indexes),
-    direction, and whether it is still open (fewer than ``close_after`` normal days after it)."""
+    """Abnormal days of one series in one direction, consecutive but for one-day gaps (a day of the other direction
+    inside counts as one): first and last abnormal day (indexes), direction, and whether it is still open (fewer than
+    ``close_after`` days after it that are not of its direction)."""
 
     start: int
     end: int
@@ -299,17 +302,18 @@ class Interval:
 
 
 def intervals(flags: np.ndarray, *, gap: int = 1, close_after: int = 2) -> list[Interval]:
-    """The abnormal intervals of one series' flags (0 / +1 / -1 per day), oldest first."""
+    """The abnormal intervals of one series' flags (0 / +1 / -1 per day), oldest first (by first day)."""
+    values = flags.tolist()  # one series of at most a few months: its days, not rows
     out: list[Interval] = []
-    start = end = None
-    direction = 0
-    for i, f in enumerate(flags.tolist()):  # one series of at most a few months: its days, not rows
-        if f != 0 and start is not None and f == direction and i - end <= gap + 1:
-            end = i
-        elif f != 0:
-            if start is not None:
-                out.append(Interval(start, end, direction, False))
-            start, end, direction = i, i, f
-    if start is not None:
-        out.append(Interval(start, end, direction, len(flags) - 1 - end < close_after))
-    return out
+    for direction in (1, -1):
+        days = [i for i, f in enumerate(values) if f == direction]
+        runs: list[list[int]] = []
+        for i in days:
+            if runs and i - runs[-1][1] <= gap + 1:
+                runs[-1][1] = i
+            else:
+                runs.append([i, i])
+        for start, end in runs:
+            after = sum(1 for f in values[end + 1:] if f != direction)
+            out.append(Interval(start, end, direction, after < close_after))
+    return sorted(out, key=lambda iv: (iv.start, -iv.direction))
