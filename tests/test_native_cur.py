@@ -1036,3 +1036,24 @@ def test_versions_of_a_period_each_with_its_own_manifest_json_and_no_aws_manifes
     shutil.rmtree(root / "exports/aws" / PERIOD / "ffff")
     (done,) = ingest(Store(str(root))).records
     assert done.state == "committed" and one(f"SELECT sum(BilledCost) FROM {lake(root)}") == D("12.00")
+
+
+def test_a_whole_double_id_or_tag_from_pandas_reads_as_its_integer(tmp_path: Path) -> None:
+    """Review of this stop's change: pandas types an id or a tag column with a blank cell float64; read as text it was
+    ``1234.0`` (Tags ``{"CostCenter": "1234.0"}``, SubAccountId ``123456789012.0``). A whole double is the integer it
+    stands for: ``1234``, ``123456789012``; a blank cell no tag."""
+    rows = csv_text(LINES_COMMON, LINES[:2])
+    root = make_hub(tmp_path / "hub")
+    base = root / "exports/aws/cur/r/20240301-20240401/x"
+    base.mkdir(parents=True)
+    (tmp_path / "in.csv").write_text(rows)
+    con = duckdb.connect()
+    con.execute(f"""COPY (SELECT * REPLACE (CAST("lineItem/UsageAccountId" AS DOUBLE) AS "lineItem/UsageAccountId"),
+        CASE WHEN row_number() OVER () = 1 THEN 1234.0 END::DOUBLE AS "resourceTags/user:CostCenter"
+        FROM read_csv({literal(str(tmp_path / 'in.csv'))})) TO {literal(str(base / 'r-00001.parquet'))} (FORMAT parquet)""")
+    (root / "exports/aws/cur/manifest.json").write_bytes(b"")
+    ingested(root)
+    account = str(LINES_COMMON["lineItem/UsageAccountId"])
+    got = duckdb.connect().execute(f"SELECT SubAccountId, json_extract_string(Tags, '$.CostCenter') FROM {lake(root)} "
+                                   "ORDER BY 2 NULLS LAST").fetchall()
+    assert got == [(account, "1234"), (account, None)]

@@ -186,8 +186,14 @@ _SCALAR = re.compile(r"(U?(TINY|SMALL|BIG|HUGE)?INT(EGER)?|FLOAT|DOUBLE|DECIMAL(
 
 
 def _text(column: str, typ: str) -> str:
-    """A report column as the mappings read it: its text (a timestamp, a date or a JSON map stays as it is)."""
-    return f"CAST({ident(column)} AS VARCHAR)" if _SCALAR.fullmatch(typ) else ident(column)
+    """A report column as the mappings read it: its text (a timestamp, a date or a JSON map stays as it is); a whole
+    double as the integer it stands for (pandas types an id or a tag column with a blank cell float64: ``1234``, not
+    ``1234.0``)."""
+    src = ident(column)
+    if typ in ("DOUBLE", "FLOAT"):
+        return (f"CASE WHEN {src} = trunc({src}) AND abs({src}) < 9007199254740992 THEN CAST(CAST({src} AS HUGEINT) AS "
+                f"VARCHAR) ELSE CAST({src} AS VARCHAR) END")
+    return f"CAST({src} AS VARCHAR)" if _SCALAR.fullmatch(typ) else src
 
 
 def _expand(expr: str, lets: dict[str, str]) -> str:
