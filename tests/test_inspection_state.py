@@ -447,7 +447,8 @@ def test_a_spike_on_the_last_training_days_is_no_new_level_nor_a_drop_after_it()
         found = detect.detect(values[None, lo:end + 1], weekdays[lo:end + 1], 7)
         days = np.arange(end - 6, end + 1)
         flags = found.flag[0, -7:]
-        assert not flags[days >= 104].any(), (end, flags.tolist())
+        if end >= 105:  # two days after it tested (the run of day 104 has one: not back near the level, pooled with it)
+            assert not flags[days >= 104].any(), (end, flags.tolist())
         if end <= 106:  # its first day tested: its days in the test days up
             assert flags[(days >= 100) & (days <= 103)].tolist() == [1] * int(((days >= 100) & (days <= 103)).sum())
         after = found.expected[0, -7:][days >= 104]
@@ -457,7 +458,7 @@ def test_a_spike_on_the_last_training_days_is_no_new_level_nor_a_drop_after_it()
 def test_a_spike_inspected_day_after_day_is_one_anomaly_resolved_on_its_last_day(tmp_path):
     """The same series in a lake, inspected each day: one `up` anomaly from the spike's first to its last day, opened,
     updated while it grows, resolved once two normal days follow; no `down` one after it (before the fix its interval
-    stayed open across the normal days, and a `down` anomaly followed)."""
+    stayed open across the normal days, and a `down` anomaly followed); one event when it opens, one when it resolves."""
     start = date(2024, 1, 1)
     values = _spiked()
     store = lake(tmp_path, [daily("S", start + timedelta(days=i), round(float(v), 2)) for i, v in enumerate(values)])
@@ -470,7 +471,7 @@ def test_a_spike_inspected_day_after_day_is_one_anomaly_resolved_on_its_last_day
         kinds += [k.rsplit(".", 1)[1] for k, _ in result.events]
     spike, last = start + timedelta(days=100), start + timedelta(days=103)
     assert list(seen.values()) == [("up", spike, last, "resolved")]
-    assert kinds == ["opened", "updated", "updated", "updated", "resolved"]
+    assert kinds[0] == "opened" and kinds[-1] == "resolved" and set(kinds[1:-1]) == {"updated"}
 
 
 def test_two_intervals_of_one_run_that_continue_one_anomaly_are_merged_not_reported_twice():
@@ -529,3 +530,32 @@ def test_a_day_without_cost_inside_a_lasting_rise_neither_resolves_nor_splits_it
     assert "resolved" not in states[("up", date(2024, 4, 10))]
     assert states[("down", date(2024, 4, 14))][-1] == "resolved"
     assert (kinds.count("opened"), kinds.count("resolved")) == (2, 1)
+
+
+@pytest.mark.parametrize("seed", [0, 6, 7])
+def test_a_lasting_rise_whose_first_day_is_flagged_stays_one_open_interval(seed: int):
+    """Review of this stop's change: 200 a day (noise 4 %, seeded) up 12 % for good from day 100. Leaving every day the
+    one-day test flagged out of the tails (for spikes) closed the change's interval once its first, flagged day was
+    followed by days of +12 % that alone do not reach the shift test: resolved, then opened again. The days after a
+    flagged day are back near the level only when their mean z is under 1 (a spike's, about 0); here about 2.5: the
+    flagged day stays pooled. By hand: in every daily run from day 100 to 109 the rise's latest interval is open."""
+    values = 200 * np.exp(np.random.default_rng(seed).normal(0, 0.04, 130))
+    values[100:] *= 1.12
+    weekdays = np.arange(130) % 7
+    for end in range(100, 110):
+        flags = detect.detect(values[None, end - 89:end + 1], weekdays[end - 89:end + 1], 7).flag[0, -7:]
+        ups = [iv for iv in detect.intervals(flags) if iv.direction > 0]
+        assert not ups or ups[-1].open, (end, flags.tolist())
+
+
+def test_an_interval_never_reaches_back_over_another_anomalys_days():
+    """Review of this stop's change: a change resolved after its first day (May 1), then opened again on May 4 under
+    another id; the next run's interval, May 1 to 7, continued the open one, its start moved back to May 1: both
+    anomalies held May 1 (its cost counted twice in the anomalies' impacts). It starts the day after: May 2."""
+    known = {"a": {"id": "a", "monitor": "m", "key": "k", "currency": "USD", "direction": "up", "state": "resolved",
+                   "start": "2024-05-01", "end": "2024-05-01"},
+             "b": {"id": "b", "monitor": "m", "key": "k", "currency": "USD", "direction": "up", "state": "open",
+                   "start": "2024-05-04", "end": "2024-05-06"}}
+    free = inspection._after_others(known, "m", "k", "USD", "up", known["b"], date(2024, 5, 1), date(2024, 5, 7))
+    assert free == date(2024, 5, 2)
+    assert inspection._after_others(known, "m", "k", "USD", "down", None, date(2024, 5, 1), date(2024, 5, 7)) is None

@@ -315,6 +315,16 @@ def _continued(known: dict, monitor: str, key: str, currency: str, direction: st
     return min(found, key=lambda a: (a.get("state") != "open", str(a["start"])), default=None)
 
 
+def _after_others(known: dict, monitor: str, key: str, currency: str, direction: str, earlier: dict | None, start: date,
+                  end: date) -> date | None:
+    """The first day an interval from ``start`` to ``end`` (continuing ``earlier``) may hold when another anomaly of the
+    series in its direction ended within it: the day after; else None."""
+    ends = [e for a in known.values()
+            if (a.get("monitor"), a.get("key"), a.get("currency"), a.get("direction")) == (monitor, key, currency, direction)
+            and a["id"] != (earlier or {}).get("id") and start <= (e := date.fromisoformat(str(a["end"]))) < end]
+    return max(ends) + timedelta(days=1) if ends else None
+
+
 def _matched(known: dict, monitor: str, key: str, currency: str, first: date, found: list[detection.Interval]
              ) -> list[tuple[detection.Interval, dict | None]]:
     """A series' intervals (``first``: the day of index 0), each with the anomaly of the state it continues; the
@@ -377,6 +387,11 @@ def _monitor(con: duckdb.DuckDBPyConnection, rules: Rules, monitor: Monitor, fir
             if earlier is not None:  # the same change, begun before the test days
                 iv = detection.Interval(max(0, min(iv.start, (date.fromisoformat(str(earlier["start"])) - first).days)),
                                         iv.end, iv.direction, iv.open)
+            # never over the days another anomaly of the series in its direction holds (one resolved before the change
+            # came back): a day's cost is in one anomaly's impact
+            if (free := _after_others(known, monitor.id, key, cur, direction, earlier, first + timedelta(days=iv.start),
+                                      first + timedelta(days=iv.end))) is not None:
+                iv = detection.Interval((free - first).days, iv.end, iv.direction, iv.open)
             span = slice(iv.start, iv.end + 1)
             actual, expected = kept[row, span], found.expected[row, span]
             impact = actual - expected

@@ -22,10 +22,12 @@ the variance of the fitted level (least squares, in ``s^2`` units) and ``c = 1 +
 - one day: a test day is abnormal when ``|z| / sqrt(c + v)`` >= ``z_day`` (3.25); the band is expected x
   exp(-+ ``z_day`` ``s`` sqrt(c + v));
 - shift: for each test day ``j``, the mean of the ``z`` (each clipped to +-3) of the ``m`` test days with a value
-  from ``j`` to the last that the one-day test did not flag, over its standard error ``sqrt(c / m + v)`` (``v`` at
-  the tail's mean day); the tail of at least 2 such days of the largest magnitude, when it reaches ``z_shift`` (3.0),
-  makes its days with a value abnormal, in its direction (a day's own one-day flag first). The days of a spike are
-  its own: the normal days after it are not taken for a lasting change.
+  from ``j`` to the last, over its standard error ``sqrt(c / m + v)`` (``v`` at the tail's mean day); the tail of at
+  least 2 such days of the largest magnitude, when it reaches ``z_shift`` (3.0), makes its days with a value abnormal,
+  in its direction (a day's own one-day flag first). The days the one-day test flagged are left out of the tails when
+  the days after the last of them are back near the level (mean clipped one-day statistic in its direction under
+  ``BACK``, 1): a spike's normal days after it are not taken for a lasting change, while a change whose first day
+  was flagged and whose next days are milder keeps pooling it.
 
 When a step was fitted, each statistic is also computed without it and the smaller magnitude is used (0 when the
 signs differ): a change just before the test days is not taken for one inside them, nor a spike at the end of the
@@ -58,6 +60,9 @@ Z_SHIFT = 3.0
 STEP = 16.0
 #: Days with cost an intermittent series needs in training for the log model.
 MIN_DAYS = 21
+#: The mean z (in the flagged days' direction) under which the days after a series' last flagged test day are back
+#: near its level: its flagged days were a spike, left out of the tails.
+BACK = 1.0
 #: Rounds of the robust level fit, and the residual (robust standard deviations) beyond which a training day is left out
 #: of it (a spike): closer ones are clipped to 2.5.
 ROUNDS, FAR = 6, 5.0
@@ -268,8 +273,17 @@ def detect(values: np.ndarray, weekdays: np.ndarray, test_points: int, *, k: flo
         base = np.where(tested, expected[:, train:], 0.0)
         material = (np.abs(impact) >= min_impact) & (np.abs(impact) >= min_impact_pct * base)
         one = np.where(logged[:, None] & material & (np.abs(np.nan_to_num(day)) >= z_day), np.sign(np.nan_to_num(day)), 0)
-        # tails pool the days the one-day test leaves: normal days after a spike are not its lasting change
-        pooled_days = tested & (one == 0)
+        # the normal days after a spike are not its lasting change: when the days after the last flagged day are back
+        # near the level (their mean z, each clipped to +-3, in its direction under ``BACK``), the tails pool the days
+        # the one-day test leaves; otherwise (a change going on) every day, a flagged one clipped to +-3
+        cols = np.arange(test_points)[None, :]
+        last = np.where((one != 0).any(axis=1), test_points - 1 - np.argmax((one != 0)[:, ::-1], axis=1), -1)
+        after = tested & (one == 0) & (cols > last[:, None])
+        sign = np.take_along_axis(one, np.maximum(last, 0)[:, None], axis=1)[:, 0]
+        level_after = (np.where(after, np.clip(np.nan_to_num(day), -_CLIP, _CLIP), 0.0).sum(axis=1)
+                       / np.maximum(after.sum(axis=1), 1) * sign)
+        over = (last >= 0) & after.any(axis=1) & (level_after < BACK)
+        pooled_days = tested & ~(over[:, None] & (one != 0))
         tail = tails(~pooled_days)
         if use.any():
             alone = tails0(~pooled_days[use])
