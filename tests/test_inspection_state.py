@@ -559,3 +559,13 @@ def test_an_interval_never_reaches_back_over_another_anomalys_days():
     free = inspection._after_others(known, "m", "k", "USD", "up", known["b"], date(2024, 5, 1), date(2024, 5, 7))
     assert free == date(2024, 5, 2)
     assert inspection._after_others(known, "m", "k", "USD", "down", None, date(2024, 5, 1), date(2024, 5, 7)) is None
+
+
+def test_a_series_without_seven_days_before_its_test_days_is_insufficient_history(tmp_path):
+    """Review of stop 42: a clean series from May 1 (100 +- 10 %) under accepted settings (`min_history_days` 15,
+    `test_days` 20) was tested on May 15 against 0 training days: a critical anomaly of its whole cost. By hand: 15
+    days of history, 20 tested: no 7 days before them: insufficient history, nothing reported."""
+    values = 100 * np.exp(np.random.default_rng(7).normal(0, 0.1, 31))
+    store = lake(tmp_path, [daily("Y", date(2024, 5, 1) + timedelta(days=i), round(float(v), 2)) for i, v in enumerate(values)])
+    result = inspection.inspect(store, date(2024, 5, 15), rules(window_days=60, test_days=20, min_history_days=15), save=False)
+    assert result.anomalies == [] and result.series == 0 and [i[1] for i in result.insufficient] == ["Y"]

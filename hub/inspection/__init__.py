@@ -370,7 +370,8 @@ def _monitor(con: duckdb.DuckDBPyConnection, rules: Rules, monitor: Monitor, fir
     history = n_days - seen
     values[np.arange(n_days)[None, :] < seen[:, None]] = np.nan  # before a series' first cost: no data, not 0
     weekdays = (np.arange(n_days) + first.weekday()) % 7
-    keep = history >= rules.min_history_days
+    # and 7 training days before its test days (fewer: an expected cost of about nothing, the whole cost "abnormal")
+    keep = history >= max(rules.min_history_days, rules.test_days + 7)
     for i in np.flatnonzero(~keep):
         key, cur = str(series[i]).split("\x1f")
         result.insufficient.append((monitor.id, key, cur, int(history[i])))
