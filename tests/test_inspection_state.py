@@ -569,3 +569,16 @@ def test_a_series_without_seven_days_before_its_test_days_is_insufficient_histor
     store = lake(tmp_path, [daily("Y", date(2024, 5, 1) + timedelta(days=i), round(float(v), 2)) for i, v in enumerate(values)])
     result = inspection.inspect(store, date(2024, 5, 15), rules(window_days=60, test_days=20, min_history_days=15), save=False)
     assert result.anomalies == [] and result.series == 0 and [i[1] for i in result.insufficient] == ["Y"]
+
+
+def test_a_credit_series_forecasts_its_credits_for_the_rest_of_the_month():
+    """Review of stop 42: a budget of a sub-account charged -10 a day (credits) forecast its month at its actual: each
+    day left clipped to 0 (a cost series does not go below 0). A series with a negative day in its recent days keeps
+    its sign: 21 days left at -10 is -210; a series of costs is still never forecast below 0 a day."""
+    weekdays = np.arange(40) % 7
+    future = np.arange(40, 61) % 7
+    credits = forecasting.forecast(np.full((1, 40), -10.0), weekdays, future)
+    assert credits.remaining[0] == pytest.approx(-210)
+    # a cost whose weekly pattern, against its drop to 0.5 a day, projects below 0 on some days: each of them is 0
+    dropped = np.where(weekdays[None, :] >= 5, 40.0, 5.0) * np.r_[np.ones(33), np.full(7, 0.1)][None, :]
+    assert forecasting.forecast(dropped, weekdays, future).remaining[0] >= 0

@@ -278,8 +278,10 @@ def _budget(con: duckdb.DuckDBPyConnection, rules: Rules, budget: Budget, first:
         weekdays = (np.arange(n_days) + first.weekday()) % 7
         fc = forecasting.forecast(values, weekdays, future)
         total, h80, h95 = actual + _dec(fc.remaining[0]), _dec(fc.half80[0]), _dec(fc.half95[0])
-        row.update(forecast=decimal_text(total), lower80=decimal_text(max(actual, total - h80)),
-                   upper80=decimal_text(total + h80), lower95=decimal_text(max(actual, total - h95)),
+        # the month ends above its actual, unless credits take the rest of it below
+        floor = actual if fc.remaining[0] >= 0 else total - max(h80, h95)
+        row.update(forecast=decimal_text(total), lower80=decimal_text(max(floor, total - h80)),
+                   upper80=decimal_text(total + h80), lower95=decimal_text(max(floor, total - h95)),
                    upper95=decimal_text(total + h95))
         crossed += [("forecasted", p) for p in budget.forecasted if total >= budget.amount * Decimal(repr(p)) / 100]
     elif rows and not len(days):  # only purchases and fees in the window, no usage to project: the month ends at its actual

@@ -63,6 +63,8 @@ def forecast(values: np.ndarray, weekdays: np.ndarray, future_weekdays: np.ndarr
         zero = np.zeros(n_series)
         return Forecast(zero, zero, zero)
     path = seasonal[:, future_weekdays] + level[:, None]
-    remaining = np.clip(path, 0, None).sum(axis=1)  # a cost series does not go below 0
+    # a cost series does not go below 0; one with a negative day in its recent days (credits) may
+    credits = np.nan_to_num(np.nanmin(recent, axis=1), nan=0.0) < 0 if recent.size else np.zeros(n_series, bool)
+    remaining = np.where(credits, path.sum(axis=1), np.clip(path, 0, None).sum(axis=1))
     spread = sigma * h ** WIDEN
     return Forecast(remaining, Z80 * spread, Z95 * spread)
