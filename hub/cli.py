@@ -315,6 +315,10 @@ def inspect_cmd(
     if result.not_recorded:
         err.print(_plain(f"note: {result.day} is before the last inspected day ({result.not_recorded}): reported only, "
                          "nothing recorded, published or alerted"))
+    if result.untested:
+        first, last = result.untested
+        err.print(_plain(f"warning: {first} to {last} were never tested (each inspection tests its last test_days days; "
+                         "inspect daily): `hub inspect --date D` for a day D of them shows their anomalies (reported only)"))
     for line in result.unmatched:
         err.print(_plain(f"warning: {line}"))
     for line in result.alert_errors:

@@ -582,3 +582,15 @@ def test_a_credit_series_forecasts_its_credits_for_the_rest_of_the_month():
     # a cost whose weekly pattern, against its drop to 0.5 a day, projects below 0 on some days: each of them is 0
     dropped = np.where(weekdays[None, :] >= 5, 40.0, 5.0) * np.r_[np.ones(33), np.full(7, 0.1)][None, :]
     assert forecasting.forecast(dropped, weekdays, future).remaining[0] >= 0
+
+
+def test_days_no_inspection_tested_are_told(spiky, tmp_path):
+    """Review of stop 42: inspections of May 10 and then May 31 (a watcher down for days) never tested May 11 to 28
+    (each tests its last 3 days here): a spike there was lost without a word. The gap is told: `untested`, `hub
+    inspect`'s warning and `untestedDays` in its JSON."""
+    r = rules()
+    inspection.inspect(spiky, date(2024, 5, 10), r)
+    later = inspection.inspect(spiky, LAST, r)
+    assert later.untested == (date(2024, 5, 11), date(2024, 5, 28))
+    assert inspection.to_json(later)["untestedDays"] == ["2024-05-11", "2024-05-28"]
+    assert inspection.inspect(spiky, LAST, r).untested is None  # the same day again: nothing skipped

@@ -92,6 +92,9 @@ class InspectResult:
     not_recorded: str | None = None
     #: each budget's previous month as of its last day (restated after the month ended: its thresholds still fire)
     closed: list[dict] = field(default_factory=list)
+    #: the days between the state's last inspected day and this inspection's test days (none tested them: a watcher
+    #: down for days, a ``--date`` run skipping ahead)
+    untested: tuple[date, date] | None = None
 
 
 def _key_sql(monitor: Monitor, keys: Iterable[str] = ()) -> str:
@@ -158,6 +161,9 @@ def inspect(store: Store, day: date | None = None, rules: Rules | None = None, *
         con.close()
     result.anomalies.sort(key=lambda a: (-abs(a.impact), a.monitor, a.key, a.start))
     last = state.get("lastDay")
+    if save and last and (gap := (date.fromisoformat(str(last)) + timedelta(days=1),
+                                  day - timedelta(days=rules.test_days)))[0] <= gap[1]:
+        result.untested = gap
     if save and last and day.isoformat() < str(last):
         result.not_recorded = str(last)  # an earlier day than the state's: reported, never rewinding the state
     elif save and not empty:  # a window without costs records nothing: the state's last day never passes the data
@@ -228,7 +234,8 @@ def to_json(result: InspectResult) -> dict:
         anomalies.append(data)
     insufficient = [dict(zip(("monitor", "key", "currency", "days"), i, strict=True)) for i in result.insufficient]
     return {"day": result.day.isoformat(), "series": result.series, "anomalies": anomalies, "insufficientHistory": insufficient,
-            "lastCostDay": result.last_cost_day.isoformat() if result.last_cost_day else None}
+            "lastCostDay": result.last_cost_day.isoformat() if result.last_cost_day else None,
+            "untestedDays": [d.isoformat() for d in result.untested] if result.untested else None}
 
 
 def _jsonable(value: object) -> object:
