@@ -72,6 +72,11 @@ def test_intervals_tolerate_a_one_day_gap_and_close_after_two_normal_days():
     # a day of the other direction inside a change (a day without cost in a doubling: review of stop 42) is a one-day
     # gap of it, not its end: one up interval, still open, and the down day its own, over
     assert detect.intervals(np.array([0, 1, 1, -1, 1, 1])) == [detect.Interval(1, 5, 1, True), detect.Interval(3, 3, -1, False)]
+    # a stopped resource's weekend: its days without cost (not flagged where zero is the weekend's usual cost) neither
+    # end nor split its down interval (review of stop 42: a second anomaly each Monday)
+    flags, idle = np.array([0, -1, -1, 0, 0, -1, 0, 0]), np.array([False, True, True, True, True, True, True, True])
+    assert detect.intervals(flags, idle=idle) == [detect.Interval(1, 5, -1, True)]
+    assert detect.intervals(flags) == [detect.Interval(1, 2, -1, False), detect.Interval(5, 5, -1, False)]
 
 
 def lake(root: Path, rows: list[tuple]) -> Store:

@@ -594,3 +594,22 @@ def test_days_no_inspection_tested_are_told(spiky, tmp_path):
     assert later.untested == (date(2024, 5, 11), date(2024, 5, 28))
     assert inspection.to_json(later)["untestedDays"] == ["2024-05-11", "2024-05-28"]
     assert inspection.inspect(spiky, LAST, r).untested is None  # the same day again: nothing skipped
+
+
+def test_a_weekday_series_that_stops_is_one_down_anomaly(tmp_path):
+    """Review of stop 42: 100 on weekdays, 60 at weekends (noise 5 %), nothing from May 1 on, inspected daily to May 15:
+    the weekends without cost, not flagged (zero is inside the additive fence there), closed the down anomaly and each
+    Monday opened another. By hand: one down anomaly from May 1, opened once."""
+    start = date(2024, 1, 1)
+    noise = np.exp(np.random.default_rng(0).normal(0, 0.05, 121))
+    rows = [daily("W", start + timedelta(days=i), round(float((60 if (start + timedelta(days=i)).weekday() >= 5 else 100) * n), 2))
+            for i, n in enumerate(noise) if start + timedelta(days=i) < date(2024, 5, 1)]
+    store = lake(tmp_path, rows)
+    r = rules(window_days=90, test_days=7)
+    ids, kinds = set(), []
+    for i in range(15):
+        result = inspection.inspect(store, date(2024, 5, 1) + timedelta(days=i), r)
+        ids |= {(a.id, a.direction, a.start) for a in result.anomalies}
+        kinds += [k.rsplit(".", 1)[1] for k, _ in result.events]
+    assert {(d, s) for _, d, s in ids} == {("down", date(2024, 5, 1))} and len(ids) == 1
+    assert kinds.count("opened") == 1

@@ -392,7 +392,8 @@ def _monitor(con: duckdb.DuckDBPyConnection, rules: Rules, monitor: Monitor, fir
     names, kept = series[keep], values[keep]
     for row in np.flatnonzero(found.flag.any(axis=1)):  # the series with an abnormal day: a handful
         key, cur = str(names[row]).split("\x1f")
-        for iv, earlier in _matched(known, monitor.id, key, cur, first, detection.intervals(found.flag[row])):
+        found_ivs = detection.intervals(found.flag[row], idle=kept[row] <= 0)
+        for iv, earlier in _matched(known, monitor.id, key, cur, first, found_ivs):
             direction = "up" if iv.direction > 0 else "down"
             if earlier is not None:  # the same change, begun before the test days
                 iv = detection.Interval(max(0, min(iv.start, (date.fromisoformat(str(earlier["start"])) - first).days)),

@@ -315,19 +315,23 @@ class Interval:
     open: bool
 
 
-def intervals(flags: np.ndarray, *, gap: int = 1, close_after: int = 2) -> list[Interval]:
-    """The abnormal intervals of one series' flags (0 / +1 / -1 per day), oldest first (by first day)."""
+def intervals(flags: np.ndarray, *, gap: int = 1, close_after: int = 2, idle: np.ndarray | None = None) -> list[Interval]:
+    """The abnormal intervals of one series' flags (0 / +1 / -1 per day), oldest first (by first day). ``idle``: the
+    days without cost: inside or after a ``down`` interval they neither end nor split it (a stopped resource's
+    weekends, where a zero is the usual cost, are no return to normal)."""
     values = flags.tolist()  # one series of at most a few months: its days, not rows
+    quiet = [False] * len(values) if idle is None else [bool(x) for x in idle.tolist()]
     out: list[Interval] = []
     for direction in (1, -1):
         days = [i for i, f in enumerate(values) if f == direction]
         runs: list[list[int]] = []
         for i in days:
-            if runs and i - runs[-1][1] <= gap + 1:
+            bridged = direction < 0 and runs and all(quiet[runs[-1][1] + 1:i])
+            if runs and (i - runs[-1][1] <= gap + 1 or bridged):
                 runs[-1][1] = i
             else:
                 runs.append([i, i])
         for start, end in runs:
-            after = sum(1 for f in values[end + 1:] if f != direction)
+            after = sum(1 for j in range(end + 1, len(values)) if values[j] != direction and not (direction < 0 and quiet[j]))
             out.append(Interval(start, end, direction, after < close_after))
     return sorted(out, key=lambda iv: (iv.start, -iv.direction))
