@@ -571,3 +571,27 @@ def test_two_new_ids_a_first_drop_or_a_refused_newest_never_count_both(hub_root:
         "manifest.json"]
     assert duckdb.connect().execute(f"SELECT sum(BilledCost) FROM '{folder}/*.parquet'").fetchone()[0] == D(2)
 
+
+
+def test_custom_data_dropped_while_an_azure_export_converts_is_never_deleted(hub_root: Path, monkeypatch) -> None:
+    """Review of stop 42: custom data (its file and manifest) dropped into an Azure export's scope folder while the
+    export converted: the folder was checked before the conversion only, so the export's swap deleted the custom file
+    (its manifest left as .quarantined). Checked again just before the swap: the export is SourceConflict, the custom
+    file stays (1 row, 20)."""
+    from hub import conversion
+
+    folder = hub_root / "ingestion/Costs/2024/05" / SCOPE
+    real = conversion.checkpoint
+
+    def drop(point: str) -> None:
+        if point == "after-part-1" and not (folder / "manifest.json").exists():
+            _drop(folder, "tool1__a.parquet", ["20"], BillingPeriodStart="2024-05-01 00:00:00",
+                  BillingPeriodEnd="2024-06-01 00:00:00", ChargePeriodStart="2024-05-02 00:00:00",
+                  ChargePeriodEnd="2024-05-03 00:00:00", ProviderName="Microsoft")
+        real(point)
+
+    monkeypatch.setattr(conversion, "checkpoint", drop)
+    write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 3)}, rows=3)
+    records = {r.exportType: r for r in ingest(Store(str(hub_root))).records}
+    assert (records["FocusCost"].state, records["FocusCost"].error.code) == ("quarantined", "SourceConflict")
+    assert duckdb.sql(f"SELECT count(*), sum(BilledCost) FROM '{folder}/*.parquet'").fetchall() == [(1, D(20))]

@@ -177,6 +177,7 @@ def process(store: Store, rel: str, raw: bytes | None, settings: Settings, *, ex
         try:
             _other_kind(store, rec)  # a delivery with rows only: an empty one changes nothing
             _hidden_twin(store, rec)
+            deliveries.check_not_custom(store, rec)  # again, just before the swap: custom data dropped meanwhile
         except HubError:
             store.delete_tree(rec.staging)
             store.delete_tree(raw_staging(rec.staging))
