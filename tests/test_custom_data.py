@@ -595,3 +595,27 @@ def test_custom_data_dropped_while_an_azure_export_converts_is_never_deleted(hub
     records = {r.exportType: r for r in ingest(Store(str(hub_root))).records}
     assert (records["FocusCost"].state, records["FocusCost"].error.code) == ("quarantined", "SourceConflict")
     assert duckdb.sql(f"SELECT count(*), sum(BilledCost) FROM '{folder}/*.parquet'").fetchall() == [(1, D(20))]
+
+
+def test_a_file_written_into_a_custom_folder_during_its_run_is_taken_at_the_next_pass(hub_root: Path, monkeypatch) -> None:
+    """Review of stop 42: a producer's new delivery (d2, 500) written into a custom folder while its run normalized d1
+    was deleted by the swap (the run's files made the folder's only ones), and nothing recorded it. The run swaps
+    nothing when the folder changed during it: d2 stays, and the next pass takes it (d2 replaces d1: 500)."""
+    from hub.sources import custom
+
+    folder = hub_root / "ingestion/Costs/2024/09/custom/onprem"
+    _drop(folder, "d1__a.parquet", ["10"])
+    real = custom.checkpoint
+
+    def arrive(point: str) -> None:
+        if point == "after-part-1" and not (folder / "d2__a.parquet").exists():
+            _drop(folder, "d2__a.parquet", ["500"])
+        real(point)
+
+    monkeypatch.setattr(custom, "checkpoint", arrive)
+    assert ingest(Store(str(hub_root))).records == []
+    assert (folder / "d2__a.parquet").exists() and (folder / "d1__a.parquet").exists()
+    monkeypatch.setattr(custom, "checkpoint", real)
+    (rec,) = ingest(Store(str(hub_root))).records
+    assert rec.state == "committed"
+    assert duckdb.sql(f"SELECT count(*), sum(BilledCost) FROM '{folder}/*.parquet'").fetchall() == [(1, D(500))]

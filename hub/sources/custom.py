@@ -211,15 +211,17 @@ def _folder_error(folder: str) -> str | None:
 
 def process_folder(store: Store, rel: str, raw: bytes | None,
                    owners: dict[str, tuple[str, set[str]]] | None = None, moved: dict[str, str] | None = None,
-                   retention: MonthsRetention | None = None) -> RunRecord:
+                   retention: MonthsRetention | None = None) -> RunRecord | None:
     """Normalize one custom-data folder in place (``moved``: :func:`hub.deliveries.moved_out`; ``retention``: the
-    lake months kept, a folder of another month is held back)."""
+    lake months kept, a folder of another month is held back); None when a file arrived in the folder during the run
+    (nothing swapped, its previous record kept: the folder is taken again at the next pass)."""
     started = time.perf_counter()
     folder = posixpath.dirname(rel)
     parts = folder.split("/")
     key = _key(rel)
     listing = _listing(store, folder)
-    committed = _committed(runs.load(store, key))
+    previous = runs.load(store, key)
+    committed = _committed(previous)
     rec = RunRecord(key=key, manifest=f"{CUSTOM}{rel}", manifestSha256=_sha(raw, listing),
                     exportType="Custom", dataset=parts[1] if len(parts) > 1 else None, destination=folder,
                     month=f"{parts[2]}-{parts[3]}" if len(parts) > 3 else None, scope="/".join(parts[4:]) or None,
@@ -283,6 +285,13 @@ def process_folder(store: Store, rel: str, raw: bytes | None,
         _unnamed(files, committed, rel)
         carried = _unchanged(committed, listing)
         _normalize_files(store, rec, files, {f: carried[f] for f in files if f in carried})
+        if set(_listing(store, folder)) - set(listing):  # a file written during the run (a producer still copying):
+            store.delete_tree(rec.staging)  # never swapped away; the folder, changed, is taken again at the next pass
+            if previous is not None:
+                runs.save(store, previous)
+            elif store.exists(runs.record_path(key)):
+                store.delete(runs.record_path(key))
+            return None
         rec.state = "swapping"
         runs.save(store, rec)
         engine.commit(store, rec)
@@ -420,7 +429,7 @@ def ingest_custom(store: Store, records: list[RunRecord] | None = None, checkpoi
     todo = pending(store, records, checkpoint, final, settle=settle, waiting=waiting, retention=retention)
     owners = _providers_folders(records) if todo else {}
     moved = hub_deliveries.moved_out(records, store) if todo else {}
-    made = [_isolated(store, rel, raw, owners, moved, retention) for rel, raw in todo]
+    made = [r for rel, raw in todo if (r := _isolated(store, rel, raw, owners, moved, retention)) is not None]
     refresh_checkpoint(checkpoint, INGESTION, final, final)  # changed, pending or gone: read again next time
     return made
 
@@ -437,7 +446,7 @@ def _providers_folders(records: list[RunRecord]) -> dict[str, tuple[str, set[str
 
 
 def _isolated(store: Store, rel: str, raw: bytes | None, owners: dict[str, tuple[str, set[str]]] | None = None,
-              moved: dict[str, str] | None = None, retention: MonthsRetention | None = None) -> RunRecord:
+              moved: dict[str, str] | None = None, retention: MonthsRetention | None = None) -> RunRecord | None:
     try:
         return process_folder(store, rel, raw, owners, moved, retention)
     except Exception as exc:  # noqa: BLE001 - even a failure to write its record must not stop the other folders
