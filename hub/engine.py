@@ -178,6 +178,7 @@ def recover(store: Store, redo: Callable[[RunRecord], list[RunRecord]]) -> list[
         for path in store.fs.ls(base, detail=False):
             rel = f"{STAGING}/{posixpath.basename(path.rstrip('/'))}"
             if rel not in swapping:
+                store.check_fence()  # a holder stalled past its lease never sweeps the staging of the one that took over
                 store.delete_tree(rel)
     store.empty_trash()  # lake folders a killed retention had moved out of the lake, not yet deleted
     return done

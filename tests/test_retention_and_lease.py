@@ -249,3 +249,42 @@ def test_a_retention_killed_while_deleting_a_month_leaves_it_whole_or_gone_for_r
     assert len(list((hub_root / "config/trash").iterdir())) == 1
     ingest(Store(str(hub_root)))
     assert not list((hub_root / "config/trash").iterdir())
+
+
+def test_a_stale_holder_never_sets_aside_the_custom_files_another_process_committed(hub_root: Path) -> None:
+    """Review of stop 42: `hub ingest` stalled past its lease while normalizing a custom folder; another took over and
+    committed it (100 rows, 250); the stalled one resumed, failed on its swept staging and renamed the committed file
+    `.quarantined` before its first fenced write: the month's custom costs left the lake. It stops first now."""
+    import os
+    import signal
+
+    import duckdb
+
+    folder = hub_root / "ingestion/Costs/2024/05/custom/onprem"
+    folder.mkdir(parents=True)
+    duckdb.connect().execute(f"""COPY (SELECT 'Custom' AS ProviderName, 'x' AS BillingAccountId, 'USD' AS BillingCurrency,
+        TIMESTAMP '2024-05-01' AS BillingPeriodStart, TIMESTAMP '2024-06-01' AS BillingPeriodEnd,
+        TIMESTAMP '2024-05-03' AS ChargePeriodStart, TIMESTAMP '2024-05-04' AS ChargePeriodEnd, 'Usage' AS ChargeCategory,
+        CAST(2.5 AS DECIMAL(18,2)) AS BilledCost, CAST(2.5 AS DECIMAL(18,2)) AS EffectiveCost FROM range(100))
+        TO '{folder}/d1__a.parquet' (FORMAT parquet)""")
+    (folder / "manifest.json").write_text("{}")
+    (hub_root / "config/settings.json").write_text('{"retention": {"ingestion": {"months": 0}}}')
+    env = {**os.environ, "HUB_STOP_AT": "after-part-1", "HUB_LEASE_TTL": "2"}
+    stalled = subprocess.Popen([sys.executable, "-m", "hub.cli", "ingest", str(hub_root)], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while Path(f"/proc/{stalled.pid}/stat").read_text().split(")")[1].split()[0] != "T":
+            assert stalled.poll() is None and time.monotonic() < deadline, stalled.stderr.read().decode()
+            time.sleep(0.1)
+        time.sleep(2.5)  # its lease expires
+        assert ingest(Store(str(hub_root)), lease_ttl=60).ok  # takes over and commits the folder
+        os.kill(stalled.pid, signal.SIGCONT)
+        _, err = stalled.communicate(timeout=120)
+    finally:
+        if stalled.poll() is None:
+            stalled.kill()
+    assert stalled.returncode == 1 and b"taken over by another process" in err, err.decode()
+    assert sorted(p.name for p in folder.iterdir()) == ["d1__a.parquet", "manifest.json"]
+    got = duckdb.connect().execute(f"SELECT count(*), sum(BilledCost) FROM '{folder}/*.parquet'").fetchall()
+    assert got == [(100, 250)]

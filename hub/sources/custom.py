@@ -307,6 +307,7 @@ def process_folder(store: Store, rel: str, raw: bytes | None,
     except Exception as exc:  # noqa: BLE001 - a store error, a bug: recorded like the others (a swap stays to roll forward)
         runs.fail(store, rec, "InternalError", convert.error_text(exc), rel)
     if rec.state == "quarantined" and read:  # a bad manifest or folder: the files were not read, fix and resend it
+        store.check_fence()  # a holder stalled past its lease: the folder is another process's now, never set aside
         lost = {p.output for p in committed} & (set(listing) - set(_unchanged(committed, listing)))
         # committed files the producer overwrote leave the lake with the rest: the month's Costs change, its
         # allocation no longer stands (refused until made again, as after a commit)
