@@ -177,21 +177,32 @@ def test_foreign_file_in_runs_is_skipped_and_reported(hub_root: Path) -> None:
     assert [line["event"] for line in lines] == ["start", "skipped", "skipped", "stop"]
 
 
+def _stalled(hub_root: Path, point: str) -> subprocess.Popen:
+    """A `hub ingest` of ``hub_root`` stopped (SIGSTOP) at fault ``point`` with a 2 s lease, once that lease expired
+    (nothing renews it while every thread is stopped)."""
+    import os
+
+    env = {**os.environ, "HUB_STOP_AT": point, "HUB_LEASE_TTL": "2"}
+    stalled = subprocess.Popen([sys.executable, "-m", "hub.cli", "ingest", str(hub_root)], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while Path(f"/proc/{stalled.pid}/stat").read_text().split(")")[1].split()[0] != "T":
+        if stalled.poll() is not None or time.monotonic() > deadline:
+            stalled.kill()
+            raise AssertionError(stalled.stderr.read().decode())
+        time.sleep(0.1)
+    time.sleep(2.5)
+    return stalled
+
+
 def test_stale_lease_holder_stops_instead_of_overwriting(hub_root: Path) -> None:
     """Defect C8: a process stalled past HUB_LEASE_TTL resumed and overwrote another process's committed records."""
     import os
     import signal
 
     write_export(hub_root, {"part_0_0001.csv": schema_csv("focuscost_1.0", 40)}, rows=40)
-    env = {**os.environ, "HUB_STOP_AT": "before-swap", "HUB_LEASE_TTL": "2"}
-    stalled = subprocess.Popen([sys.executable, "-m", "hub.cli", "ingest", str(hub_root)], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    stalled = _stalled(hub_root, "before-swap")
     try:
-        deadline = time.monotonic() + 120
-        while Path(f"/proc/{stalled.pid}/stat").read_text().split(")")[1].split()[0] != "T":  # stopped at before-swap
-            assert stalled.poll() is None and time.monotonic() < deadline, stalled.stderr.read().decode()
-            time.sleep(0.1)
-        time.sleep(2.5)  # its lease expires: nothing renews it while every thread is stopped
         store = Store(str(hub_root))
         taken = ingest(store, lease_ttl=60)  # takes over: rolls the complete staged run forward
         assert taken.ok and [r.state for r in taken.recovered] == ["committed"]
@@ -269,15 +280,8 @@ def test_a_stale_holder_never_sets_aside_the_custom_files_another_process_commit
         TO '{folder}/d1__a.parquet' (FORMAT parquet)""")
     (folder / "manifest.json").write_text("{}")
     (hub_root / "config/settings.json").write_text('{"retention": {"ingestion": {"months": 0}}}')
-    env = {**os.environ, "HUB_STOP_AT": "after-part-1", "HUB_LEASE_TTL": "2"}
-    stalled = subprocess.Popen([sys.executable, "-m", "hub.cli", "ingest", str(hub_root)], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    stalled = _stalled(hub_root, "after-part-1")
     try:
-        deadline = time.monotonic() + 120
-        while Path(f"/proc/{stalled.pid}/stat").read_text().split(")")[1].split()[0] != "T":
-            assert stalled.poll() is None and time.monotonic() < deadline, stalled.stderr.read().decode()
-            time.sleep(0.1)
-        time.sleep(2.5)  # its lease expires
         assert ingest(Store(str(hub_root)), lease_ttl=60).ok  # takes over and commits the folder
         os.kill(stalled.pid, signal.SIGCONT)
         _, err = stalled.communicate(timeout=120)
