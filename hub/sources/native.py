@@ -239,7 +239,10 @@ def deliveries(store: Store, checkpoint: dict[str, str] | None = None, seen: set
         provider = _provider(rel)
         above = _governing(folder, aws) if provider in providers() else []
         siblings = _sibling_assemblies(folder, aws) if provider in providers() else []
-        versions = _sibling_deliveries(folder, folders) if provider in providers() else []
+        # other deliveries of its billing period, when no AWS manifest governs it (one that does names the current one)
+        mine = [sub for sub in owned[folder] if aws_listings.is_listing(sub)] if provider in providers() else []
+        versions = (_sibling_deliveries(folder, folders) if provider in providers() and not (above or siblings or mine)
+                    else [])
         # the AWS manifests that govern it count too: a billing-period manifest synced later is a change the watcher sees
         odd = tuple(n for n in odd_names if n.startswith(folder + "/"))
         signature = (signature_of(found, [rel, *owned[folder], *above, *siblings, *versions])
