@@ -314,12 +314,18 @@ def _closed_month(con: duckdb.DuckDBPyConnection, rules: Rules, day: date) -> li
     return out if len(unmatched) < len(out) else []
 
 
+def _of(saved: dict, monitor: str, key: str, currency: str, direction: str) -> bool:
+    """An anomaly of the state belongs to this series and direction."""
+    return (saved.get("monitor"), saved.get("key"), saved.get("currency"), saved.get("direction")) == (
+        monitor, key, currency, direction)
+
+
 def _continued(known: dict, monitor: str, key: str, currency: str, direction: str, start: date, end: date) -> dict | None:
     """The anomaly of the state that an interval from ``start`` to ``end`` belongs to: same series and direction,
     overlapping it or ended at most 2 days before it (an open one first). A lasting change keeps its id and first day
     after it left the test days, and an interval seen before is not reported again."""
     found = [a for a in known.values()
-             if (a.get("monitor"), a.get("key"), a.get("currency"), a.get("direction")) == (monitor, key, currency, direction)
+             if _of(a, monitor, key, currency, direction)
              and date.fromisoformat(str(a["start"])) <= end and date.fromisoformat(str(a["end"])) >= start - timedelta(days=2)]
     return min(found, key=lambda a: (a.get("state") != "open", str(a["start"])), default=None)
 
@@ -329,7 +335,7 @@ def _after_others(known: dict, monitor: str, key: str, currency: str, direction:
     """The first day an interval from ``start`` to ``end`` (continuing ``earlier``) may hold when another anomaly of the
     series in its direction ended within it: the day after; else None."""
     ends = [e for a in known.values()
-            if (a.get("monitor"), a.get("key"), a.get("currency"), a.get("direction")) == (monitor, key, currency, direction)
+            if _of(a, monitor, key, currency, direction)
             and a["id"] != (earlier or {}).get("id") and start <= (e := date.fromisoformat(str(a["end"]))) < end]
     return max(ends) + timedelta(days=1) if ends else None
 

@@ -315,17 +315,21 @@ def _sibling_assemblies(folder: str, aws: list[str]) -> list[str]:
     (a legacy CUR's assemblies ``<yyyymmdd-yyyymmdd>/<assembly>/``, Data Exports executions of the "create new report"
     option ``data/BILLING_PERIOD=…/<execution>/``): without a manifest naming the current one,
     :func:`hub.sources.listings.select` refuses them (``SourceConflict``) rather than let the last copied win."""
-    period = posixpath.dirname(folder)
-    if not aws_listings.PERIOD.fullmatch(posixpath.basename(period)):
+    if (period := _period(folder)) is None:
         return []
     return [m for m in aws if posixpath.dirname(aws_listings.scope(m)) == period and aws_listings.scope(m) != folder]
+
+
+def _period(folder: str) -> str | None:
+    """The AWS billing-period folder ``folder`` is one version of (its parent), else None."""
+    period = posixpath.dirname(folder)
+    return period if aws_listings.PERIOD.fullmatch(posixpath.basename(period)) else None
 
 
 def _sibling_deliveries(folder: str, folders: dict[str, str]) -> list[str]:
     """The manifests of the other deliveries in ``folder``'s billing-period folder when ``folder`` is one version of an
     AWS billing period (``<yyyymmdd-yyyymmdd>/<assembly>/``, ``BILLING_PERIOD=…/<execution>/``)."""
-    period = posixpath.dirname(folder)
-    if not aws_listings.PERIOD.fullmatch(posixpath.basename(period)):
+    if (period := _period(folder)) is None:
         return []
     return sorted(m for f, m in folders.items() if f != folder and posixpath.dirname(f) == period)
 
